@@ -1,0 +1,52 @@
+import type { Llama, LlamaGrammar } from "node-llama-cpp";
+import { errors } from "../../errors.js";
+import type { OutputConstraint } from "../types.js";
+
+const gbnfString = (s: string): string => JSON.stringify(s);
+
+/** GBNF that admits exactly one of the labels. */
+export function labelGrammar(labels: readonly string[]): string {
+  return `root ::= ${labels.map(gbnfString).join(" | ")}`;
+}
+
+/**
+ * Compiles output constraints to llama.cpp grammars, once per distinct constraint:
+ * a specialist's grammar is built on its first request and reused after.
+ */
+export class GrammarCache {
+  private readonly cache = new Map<string, Promise<LlamaGrammar>>();
+
+  constructor(private readonly llama: Llama) {}
+
+  get(constraint: OutputConstraint): Promise<LlamaGrammar | undefined> {
+    if (constraint.type === "text") return Promise.resolve(undefined);
+    const key = JSON.stringify(constraint);
+    let grammar = this.cache.get(key);
+    if (grammar === undefined) {
+      grammar = this.build(constraint);
+      this.cache.set(key, grammar);
+      // A schema that fails to compile must not poison the cache for later fixes.
+      grammar.catch(() => this.cache.delete(key));
+    }
+    return grammar;
+  }
+
+  private async build(constraint: Exclude<OutputConstraint, { type: "text" }>): Promise<LlamaGrammar> {
+    switch (constraint.type) {
+      case "labels":
+        return this.llama.createGrammar({ grammar: labelGrammar(constraint.labels) });
+      case "json_object":
+        return this.llama.getGrammarFor("json");
+      case "json_schema":
+        try {
+          // node-llama-cpp validates the schema subset it supports and throws on the rest.
+          return await this.llama.createGrammarForJsonSchema(constraint.schema as never);
+        } catch (error) {
+          throw errors.invalidParameter(
+            "response_format.json_schema.schema",
+            `this JSON schema cannot be enforced: ${(error as Error).message}`,
+          );
+        }
+    }
+  }
+}

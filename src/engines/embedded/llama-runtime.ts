@@ -1,0 +1,113 @@
+import { availableParallelism } from "node:os";
+import { getLlama, LlamaLogLevel, type Llama, type LlamaModel } from "node-llama-cpp";
+import type { Logger } from "pino";
+import { EmbeddedEngine } from "./embedded-engine.js";
+import { GrammarCache } from "./grammars.js";
+import { fastest, measureThreads } from "./thread-calibration.js";
+
+export interface EngineRequest {
+  modelPath: string;
+  lora?: { path: string; scale: number } | undefined;
+  contextSize: number;
+}
+
+export interface RuntimeOptions {
+  parallel: number;
+  queue: number;
+  threads: number | "auto";
+  logger: Logger;
+}
+
+/**
+ * Owns llama.cpp in this process: each model file is loaded once and shared by
+ * every specialist that names it; each (model, adapter) pair gets one context
+ * with `parallel` sequences, wrapped in an EmbeddedEngine.
+ */
+export class LlamaRuntime {
+  private readonly models = new Map<string, Promise<LlamaModel>>();
+  private readonly engines = new Map<string, Promise<EmbeddedEngine>>();
+  private readonly threadChoice = new Map<string, Promise<number>>();
+  private grammars: GrammarCache | undefined;
+
+  private constructor(private readonly llama: Llama, private readonly options: RuntimeOptions) {}
+
+  static async create(options: RuntimeOptions): Promise<LlamaRuntime> {
+    const log = options.logger.child({ component: "llama.cpp" });
+    const llama = await getLlama({
+      gpu: false,
+      build: "never",
+      progressLogs: false,
+      logLevel: LlamaLogLevel.warn,
+      logger: (level, message) => {
+        const text = message.trim();
+        if (text.length === 0) return;
+        if (level === LlamaLogLevel.error || level === LlamaLogLevel.fatal) log.error(text);
+        else log.debug(text);
+      },
+    });
+    return new LlamaRuntime(llama, options);
+  }
+
+  get loadedModels(): number { return this.models.size; }
+
+  loadModel(path: string): Promise<LlamaModel> {
+    let model = this.models.get(path);
+    if (model === undefined) {
+      model = this.llama.loadModel({ modelPath: path, gpuLayers: 0 });
+      this.models.set(path, model);
+    }
+    return model;
+  }
+
+  engine(request: EngineRequest): Promise<EmbeddedEngine> {
+    const key = `${request.modelPath}\u0000${request.lora?.path ?? ""}\u0000${request.lora?.scale ?? 1}`;
+    let engine = this.engines.get(key);
+    if (engine === undefined) {
+      engine = this.createEngine(request);
+      this.engines.set(key, engine);
+    }
+    return engine;
+  }
+
+  private async createEngine(request: EngineRequest): Promise<EmbeddedEngine> {
+    const model = await this.loadModel(request.modelPath);
+    const threads = await this.threadsFor(request.modelPath, model);
+    const context = await model.createContext({
+      contextSize: request.contextSize,
+      sequences: this.options.parallel,
+      threads,
+      ...(request.lora ? { lora: { adapters: [{ filePath: request.lora.path, scale: request.lora.scale }] } } : {}),
+    });
+    const name = `embedded:${request.modelPath}${request.lora ? `+${request.lora.path}` : ""}`;
+    this.options.logger.info({ engine: name, threads, parallel: this.options.parallel, contextSize: context.contextSize }, "engine ready");
+    return new EmbeddedEngine({ name, model, context, grammars: (this.grammars ??= new GrammarCache(this.llama)), maxQueue: this.options.queue });
+  }
+
+  /** The configured thread count, or the fastest measured for this model at the configured parallelism. */
+  private threadsFor(modelPath: string, model: LlamaModel): Promise<number> {
+    if (this.options.threads !== "auto") return Promise.resolve(this.options.threads);
+    let choice = this.threadChoice.get(modelPath);
+    if (choice === undefined) {
+      choice = (async () => {
+        const cores = Math.min(availableParallelism(), 8);
+        const candidates = [...new Set([1, Math.max(1, Math.floor(cores / 2)), cores])];
+        const measured = await measureThreads(model, candidates, this.options.parallel);
+        const best = fastest(measured);
+        this.options.logger.info({ model: modelPath, measured, threads: best }, "chose llama.cpp thread count by measurement");
+        return best;
+      })();
+      this.threadChoice.set(modelPath, choice);
+    }
+    return choice;
+  }
+
+  async close(): Promise<void> {
+    const engines = await Promise.allSettled([...this.engines.values()]);
+    for (const e of engines) if (e.status === "fulfilled") await e.value.close();
+    const models = await Promise.allSettled([...this.models.values()]);
+    for (const m of models) if (m.status === "fulfilled") await m.value.dispose();
+    this.engines.clear();
+    this.models.clear();
+    await this.llama.dispose();
+  }
+}

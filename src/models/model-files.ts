@@ -1,0 +1,114 @@
+import { createWriteStream } from "node:fs";
+import { mkdir, open, rename, rm, stat } from "node:fs/promises";
+import { basename, join, resolve } from "node:path";
+import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
+
+/** The model could not be had; the message is one line an operator can act on. */
+export class ModelUnavailableError extends Error {
+  override name = "ModelUnavailableError";
+}
+
+export interface DownloadProgress {
+  downloaded: number;
+  total: number | undefined;
+}
+
+/** `hf:owner/repo/file.gguf` (optionally `hf:owner/repo:branch/file`) to its download URL. */
+export function modelUrl(uri: string): string {
+  if (uri.startsWith("http://") || uri.startsWith("https://")) return uri;
+  const m = /^hf:([^/]+)\/([^/:]+)(?::([^/]+))?\/(.+\.gguf)$/.exec(uri);
+  if (m === null) throw new ModelUnavailableError(`'${uri}' is not a model URI; expected hf:owner/repo/file.gguf or an http(s) URL`);
+  const [, owner, repo, branch, file] = m;
+  const endpoint = (process.env.HF_ENDPOINT ?? "https://huggingface.co").replace(/\/+$/, "");
+  return `${endpoint}/${owner}/${repo}/resolve/${branch ?? "main"}/${file}`;
+}
+
+export const isRemoteModel = (location: string): boolean =>
+  location.startsWith("hf:") || location.startsWith("http://") || location.startsWith("https://");
+
+/** A downloaded file must at least be a GGUF; a captive portal's HTML page is not a model. */
+async function verifyGguf(path: string): Promise<void> {
+  const file = await open(path, "r");
+  try {
+    const { buffer } = await file.read(Buffer.alloc(4), 0, 4, 0);
+    if (buffer.toString("latin1") !== "GGUF") throw new ModelUnavailableError(`${path} is not a GGUF file`);
+  } finally {
+    await file.close();
+  }
+}
+
+const offlineHint = (uri: string, why: string): string =>
+  `cannot download the model ${uri} (${why}); set ALVEARE_MODEL=/path/to/model.gguf (or pass --model) to use a local GGUF file`;
+
+/**
+ * Returns a local path for a model location. A local path must exist; a URI is
+ * downloaded once into `<dataDir>/models` (to a temporary name, renamed when
+ * complete and verified) and found there on later starts.
+ */
+export async function resolveModel(
+  location: string,
+  dataDir: string,
+  onProgress?: (p: DownloadProgress) => void,
+): Promise<string> {
+  if (!isRemoteModel(location)) {
+    const path = resolve(location);
+    const info = await stat(path).catch(() => undefined);
+    if (!info?.isFile()) throw new ModelUnavailableError(`model file not found: ${path}; set ALVEARE_MODEL to an existing .gguf file`);
+    return path;
+  }
+  const url = modelUrl(location);
+  const dir = join(dataDir, "models");
+  const target = join(dir, basename(new URL(url).pathname));
+  if (await stat(target).then((s) => s.isFile(), () => false)) return target;
+  await mkdir(dir, { recursive: true });
+  let response: Response;
+  try {
+    response = await fetch(url, { redirect: "follow" });
+  } catch (error) {
+    const cause = (error as { cause?: { code?: string; message?: string } }).cause;
+    throw new ModelUnavailableError(offlineHint(location, cause?.code ?? cause?.message ?? (error as Error).message));
+  }
+  if (!response.ok || response.body === null) {
+    throw new ModelUnavailableError(offlineHint(location, `HTTP ${response.status}`));
+  }
+  const total = Number(response.headers.get("content-length")) || undefined;
+  const partial = `${target}.partial`;
+  let downloaded = 0;
+  const body = Readable.fromWeb(response.body as import("node:stream/web").ReadableStream<Uint8Array>);
+  body.on("data", (chunk: Buffer) => {
+    downloaded += chunk.length;
+    onProgress?.({ downloaded, total });
+  });
+  try {
+    await pipeline(body, createWriteStream(partial));
+    if (total !== undefined && downloaded !== total) throw new ModelUnavailableError(offlineHint(location, "the download was cut short"));
+    await verifyGguf(partial);
+    await rename(partial, target);
+  } catch (error) {
+    await rm(partial, { force: true });
+    if (error instanceof ModelUnavailableError) throw error;
+    throw new ModelUnavailableError(offlineHint(location, (error as Error).message));
+  }
+  return target;
+}
+
+/** A one-line progress bar for a terminal (or a plain percentage line per step elsewhere). */
+export function progressBar(stream: NodeJS.WriteStream = process.stderr): (p: DownloadProgress) => void {
+  let lastPercent = -1;
+  return ({ downloaded, total }) => {
+    const mb = (n: number): string => (n / 1024 / 1024).toFixed(1);
+    if (total === undefined) {
+      if (stream.isTTY) stream.write(`\rdownloading ${mb(downloaded)} MB`);
+      return;
+    }
+    const percent = Math.floor((downloaded / total) * 100);
+    if (percent === lastPercent) return;
+    lastPercent = percent;
+    const width = 30;
+    const filled = Math.round((percent / 100) * width);
+    const line = `[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${percent}% ${mb(downloaded)}/${mb(total)} MB`;
+    if (stream.isTTY) stream.write(`\r${line}${percent === 100 ? "\n" : ""}`);
+    else if (percent % 10 === 0) stream.write(`${line}\n`);
+  };
+}

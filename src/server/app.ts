@@ -1,0 +1,116 @@
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from "fastify";
+import type { Logger } from "pino";
+import { ApiError, errors } from "../errors.js";
+import type { Gate } from "../gate/gate.js";
+import type { Specialist } from "../specialists/specialist.js";
+import { requestId } from "./ids.js";
+import "./request-context.js";
+import { chatCompletionsRoute } from "./routes/chat-completions.js";
+import { healthRoute } from "./routes/health.js";
+import { inferRoute } from "./routes/infer.js";
+import { modelsRoute } from "./routes/models.js";
+
+export interface SpecialistSource {
+  get(id: string): Specialist | undefined;
+  list(): Specialist[];
+}
+
+export interface AppOptions {
+  specialists: SpecialistSource;
+  gate: Gate;
+  logger: Logger;
+  version: string;
+  bodyLimit: number;
+  /** Aborted when the server shuts down, so in-flight generations stop. */
+  shutdown: AbortSignal;
+  /** Extra routes mounted on the same server (usage, dashboard, admin). */
+  plugins?: ReadonlyArray<(app: FastifyInstance) => Promise<void> | void>;
+}
+
+const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** Maps framework-level failures (body limit, parse errors) onto the error catalogue. */
+function toApiError(error: FastifyError | Error, bodyLimit: number): ApiError {
+  if (error instanceof ApiError) return error;
+  const e = error as FastifyError;
+  if (e.code === "FST_ERR_CTP_BODY_TOO_LARGE") return errors.requestTooLarge(bodyLimit);
+  if (e.code === "FST_ERR_CTP_EMPTY_JSON_BODY") return errors.invalidJson("the body is empty");
+  if (typeof e.statusCode === "number" && e.statusCode >= 400 && e.statusCode < 500) {
+    return new ApiError(e.statusCode, "invalid_request_error", "invalid_request", e.message);
+  }
+  return errors.internal();
+}
+
+export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: options.logger as FastifyBaseLogger,
+    // Fastify's own request lines are off: we write one richer line per request.
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: "request_id" }),
+    bodyLimit: options.bodyLimit,
+    genReqId: (req) => {
+      const given = req.headers["x-request-id"];
+      return typeof given === "string" && CLIENT_REQUEST_ID.test(given) ? given : requestId();
+    },
+  });
+  app.decorateRequest("caller", undefined);
+  app.decorateRequest("logFields", undefined as never);
+
+  // Every body is read as JSON whatever its content type: `curl -d` without a
+  // header should work, and a wrong body should say why in our error shape.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser("*", { parseAs: "string" }, (_req, body, done) => {
+    const text = body as string;
+    if (text.trim().length === 0) return done(null, undefined);
+    try {
+      done(null, JSON.parse(text));
+    } catch (error) {
+      done(errors.invalidJson((error as Error).message), undefined);
+    }
+  });
+
+  app.addHook("onRequest", async (request, reply) => {
+    request.logFields = {};
+    reply.header("x-request-id", request.id);
+  });
+
+  app.addHook("onResponse", async (request, reply) => {
+    logRequest(request.log, request.method, request.routeOptions.url ?? request.url, reply.statusCode, reply.elapsedTime, request.logFields);
+  });
+
+  app.setErrorHandler((error: FastifyError | Error, request, reply) => {
+    const apiError = toApiError(error, options.bodyLimit);
+    if (apiError.status >= 500 && !(error instanceof ApiError)) {
+      request.log.error({ err: error }, "unhandled error");
+    }
+    return reply.code(apiError.status).headers(apiError.headers).send(apiError.toBody());
+  });
+
+  app.setNotFoundHandler((request, reply) => {
+    const e = errors.notFound(request.method, request.url.split("?")[0] ?? "/");
+    return reply.code(e.status).send(e.toBody());
+  });
+
+  await app.register(healthRoute, { version: options.version });
+  await app.register(async (v1) => {
+    v1.addHook("onRequest", async (request) => {
+      request.caller = await options.gate.authenticate(request);
+    });
+    await v1.register(modelsRoute, options);
+    await v1.register(inferRoute, options);
+    await v1.register(chatCompletionsRoute, options);
+    for (const plugin of options.plugins ?? []) await v1.register(async (scope) => plugin(scope));
+  }, { prefix: "/v1" });
+  return app;
+}
+
+/** The one line per request: id (from the child logger), route, status, latency, specialist, tokens. */
+export function logRequest(
+  log: FastifyInstance["log"],
+  method: string,
+  route: string,
+  status: number,
+  latencyMs: number,
+  fields: Record<string, unknown>,
+): void {
+  log.info({ method, route, status, latency_ms: Math.round(latencyMs * 10) / 10, ...fields }, "request");
+}

@@ -1,0 +1,25 @@
+import type { FastifyReply } from "fastify";
+import type { Caller } from "../gate/gate.js";
+
+declare module "fastify" {
+  interface FastifyRequest {
+    /** Set by the gate's authentication hook on /v1 routes. */
+    caller: Caller | undefined;
+    /** Fields the one log line of this request carries besides id, route, status and latency. */
+    logFields: { specialist?: string; prompt_tokens?: number; completion_tokens?: number; aborted?: boolean };
+  }
+}
+
+/**
+ * An AbortSignal that fires when the client goes away before the response is
+ * complete, or when the server shuts down: either way generation must stop.
+ */
+export function requestSignal(reply: FastifyReply, shutdown: AbortSignal): AbortSignal {
+  const controller = new AbortController();
+  const onClose = (): void => {
+    if (!reply.raw.writableFinished) controller.abort(new Error("client disconnected"));
+  };
+  // The response closes early exactly when the connection went away under it.
+  reply.raw.once("close", onClose);
+  return AbortSignal.any([controller.signal, shutdown]);
+}

@@ -1,0 +1,13 @@
+import type { FastifyInstance } from "fastify";
+import { MODEL_PREFIX, type ModelList } from "../../api/types.js";
+import type { AppOptions } from "../app.js";
+
+export async function modelsRoute(app: FastifyInstance, options: AppOptions): Promise<void> {
+  app.get("/models", async (request): Promise<ModelList> => ({
+    object: "list",
+    data: options.specialists
+      .list()
+      .filter((s) => options.gate.allows(request.caller, s.id))
+      .map((s) => ({ id: `${MODEL_PREFIX}${s.id}`, object: "model", owned_by: "alveare" })),
+  }));
+}

@@ -1,0 +1,60 @@
+import type { FastifyReply, FastifyRequest } from "fastify";
+import { ApiError, errors } from "../../errors.js";
+import type { GenerationResult } from "../../engines/types.js";
+import type { Endpoint } from "../../gate/gate.js";
+import { toGenerationRequest, type SpecialistCall } from "../../specialists/generation.js";
+import type { Specialist } from "../../specialists/specialist.js";
+import type { AppOptions } from "../app.js";
+import { requestSignal } from "../request-context.js";
+
+/** Status recorded for a client that went away before its answer (nginx's convention). */
+export const CLIENT_CLOSED = 499;
+
+/**
+ * The path every inference request takes after validation: admission by the
+ * gate, generation by the specialist's engine, and exactly one metering record
+ * whatever happens, with the tokens actually produced.
+ */
+export async function runInference(
+  options: AppOptions,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  specialist: Specialist,
+  endpoint: Endpoint,
+  call: Omit<SpecialistCall, "signal">,
+): Promise<GenerationResult> {
+  request.logFields.specialist = specialist.id;
+  const admission = options.gate.admit(request, request.caller, specialist.id, endpoint);
+  const signal = requestSignal(reply, options.shutdown);
+  const started = performance.now();
+  let result: GenerationResult | undefined;
+  let status = 200;
+  try {
+    result = await specialist.engine.generate(toGenerationRequest(specialist, { ...call, signal }));
+    if (result.aborted) status = CLIENT_CLOSED;
+    return result;
+  } catch (error) {
+    status = error instanceof ApiError ? error.status : 500;
+    if (!(error instanceof ApiError)) {
+      request.log.error({ err: error }, "generation failed");
+      throw errors.internal();
+    }
+    throw error;
+  } finally {
+    request.logFields.prompt_tokens = result?.promptTokens ?? 0;
+    request.logFields.completion_tokens = result?.completionTokens ?? 0;
+    if (result?.aborted) request.logFields.aborted = true;
+    admission.finish({
+      status,
+      promptTokens: result?.promptTokens ?? 0,
+      completionTokens: result?.completionTokens ?? 0,
+      latencyMs: performance.now() - started,
+    });
+  }
+}
+
+export function findSpecialist(options: AppOptions, id: string, param: string): Specialist {
+  const specialist = options.specialists.get(id);
+  if (specialist === undefined) throw errors.modelNotFound(id, param);
+  return specialist;
+}

@@ -1,0 +1,63 @@
+import type { FastifyInstance } from "fastify";
+import type { Logger } from "pino";
+import type { ServerConfig } from "../config/config.js";
+import { openGate, type Gate } from "../gate/gate.js";
+import { SpecialistRegistry } from "../specialists/registry.js";
+import { VERSION } from "../version.js";
+import { buildApp, type AppOptions } from "./app.js";
+
+export interface RunningServer {
+  app: FastifyInstance;
+  url: string;
+  registry: SpecialistRegistry;
+  /** Stops accepting, lets in-flight requests finish for `graceMs`, aborts the rest, frees the models. */
+  close(graceMs?: number): Promise<void>;
+}
+
+export interface StartOptions {
+  logger: Logger;
+  gate?: Gate | undefined;
+  plugins?: AppOptions["plugins"];
+}
+
+export async function startServer(config: ServerConfig, options: StartOptions): Promise<RunningServer> {
+  const registry = await SpecialistRegistry.create(config, options.logger);
+  const shutdown = new AbortController();
+  const gate = options.gate ?? openGate;
+  const app = await buildApp({
+    specialists: registry,
+    gate,
+    logger: options.logger,
+    version: VERSION,
+    bodyLimit: config.bodyLimit,
+    shutdown: shutdown.signal,
+    plugins: options.plugins,
+  });
+  try {
+    await app.listen({ port: config.port, host: config.host });
+  } catch (error) {
+    await registry.close();
+    throw error;
+  }
+  const address = app.server.address();
+  const port = typeof address === "object" && address !== null ? address.port : config.port;
+  const host = config.host.includes(":") ? `[${config.host}]` : config.host;
+  let closing: Promise<void> | undefined;
+  return {
+    app,
+    url: `http://${host}:${port}`,
+    registry,
+    close: (graceMs = 10_000) =>
+      (closing ??= (async () => {
+        const timer = setTimeout(() => shutdown.abort(new Error("server shutting down")), graceMs);
+        try {
+          await app.close();
+        } finally {
+          clearTimeout(timer);
+          shutdown.abort(new Error("server shutting down"));
+          await registry.close();
+          await gate.close();
+        }
+      })()),
+  };
+}

@@ -1,0 +1,42 @@
+import type { ChatMessage, GenerationRequest, OutputConstraint } from "../engines/types.js";
+import type { Specialist } from "./specialist.js";
+
+/** What a route asks of a specialist, before the specialist's defaults are applied. */
+export interface SpecialistCall {
+  messages: readonly ChatMessage[];
+  maxTokens?: number | undefined;
+  temperature?: number | undefined;
+  topP?: number | undefined;
+  seed?: number | undefined;
+  stop?: readonly string[] | undefined;
+  /** Overrides the specialist's own output constraint (chat completions' response_format). */
+  constraint?: OutputConstraint | undefined;
+  signal: AbortSignal;
+  onText?: ((delta: string) => void) | undefined;
+}
+
+/**
+ * The specialist's system prompt leads the conversation. A caller's own system
+ * message is kept, appended to it, so both the task and the caller's wishes hold.
+ */
+function withSystemPrompt(systemPrompt: string, messages: readonly ChatMessage[]): ChatMessage[] {
+  const callerSystem = messages.filter((m) => m.role === "system").map((m) => m.content);
+  const rest = messages.filter((m) => m.role !== "system");
+  const system = [systemPrompt, ...callerSystem].filter((s) => s.length > 0).join("\n\n");
+  return system.length > 0 ? [{ role: "system", content: system }, ...rest] : rest;
+}
+
+export function toGenerationRequest(specialist: Specialist, call: SpecialistCall): GenerationRequest {
+  return {
+    messages: withSystemPrompt(specialist.systemPrompt, call.messages),
+    maxTokens: call.maxTokens ?? specialist.defaults.maxTokens,
+    temperature: call.temperature ?? specialist.defaults.temperature,
+    topP: call.topP ?? specialist.defaults.topP,
+    seed: call.seed,
+    stop: call.stop ?? [],
+    constraint: call.constraint ?? specialist.output,
+    contextLimit: specialist.contextSize,
+    signal: call.signal,
+    onText: call.onText,
+  };
+}

@@ -1,0 +1,37 @@
+import type { Engine, OutputConstraint } from "../engines/types.js";
+
+export interface SamplingDefaults {
+  maxTokens: number;
+  temperature: number;
+  topP: number;
+}
+
+/** Where a specialist's tokens come from when it is served by another server. */
+export interface RemoteTarget {
+  baseUrl: string;
+  /** The upstream's own model name. */
+  model: string;
+  /** Name of the environment variable that holds the upstream's API key. */
+  apiKeyEnv?: string | undefined;
+  connectTimeoutMs: number;
+  readTimeoutMs: number;
+}
+
+/** A specialist as configuration: everything that makes a task model out of a base model. */
+export interface SpecialistDefinition {
+  id: string;
+  description: string;
+  /** A name from the config's `models` table, or a path / hf: URI. */
+  model: string;
+  lora?: { path: string; scale: number } | undefined;
+  systemPrompt: string;
+  output: OutputConstraint;
+  defaults: SamplingDefaults;
+  contextSize: number;
+  remote?: RemoteTarget | undefined;
+}
+
+/** A specialist bound to the engine that serves it. */
+export interface Specialist extends SpecialistDefinition {
+  engine: Engine;
+}

@@ -1,0 +1,70 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Writable } from "node:stream";
+import { loadConfig, type ServerConfig } from "../../src/config/config.js";
+import { createLogger } from "../../src/logger.js";
+import { startServer, type RunningServer, type StartOptions } from "../../src/server/server.js";
+import { TINY_LLAMA, writeRandomLlama, type RandomLlamaOptions } from "../../src/gguf/random-llama.js";
+
+export const tempDir = (prefix = "alveare-test-"): string => mkdtempSync(join(tmpdir(), prefix));
+
+const models = new Map<string, Promise<string>>();
+
+/** A tiny random-weight llama GGUF, generated once per test process and options. */
+export function tinyModel(options: Partial<RandomLlamaOptions> = {}): Promise<string> {
+  const key = JSON.stringify(options);
+  let path = models.get(key);
+  if (path === undefined) {
+    const file = join(tempDir("alveare-model-"), "tiny.gguf");
+    path = writeRandomLlama(file, { ...TINY_LLAMA, ...options }).then(() => file);
+    models.set(key, path);
+  }
+  return path;
+}
+
+/** Collects a server's JSON log lines so tests can read what it logged. */
+export class LogCapture extends Writable {
+  readonly lines: string[] = [];
+  override _write(chunk: Buffer, _enc: string, done: () => void): void {
+    for (const line of chunk.toString("utf8").split("\n")) if (line.length > 0) this.lines.push(line);
+    done();
+  }
+  records(): Array<Record<string, unknown>> {
+    return this.lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+  }
+  requests(): Array<Record<string, unknown>> {
+    return this.records().filter((r) => r.msg === "request");
+  }
+}
+
+export interface TestServer extends RunningServer {
+  logs: LogCapture;
+  config: ServerConfig;
+}
+
+/** Writes a config file and loads it the way `alveare serve --config` does. */
+export function configFor(file: Record<string, unknown>, env: Record<string, string> = {}): ServerConfig {
+  const dir = tempDir();
+  const path = join(dir, "config.json");
+  writeFileSync(path, JSON.stringify({ port: 0, data_dir: join(dir, "data"), ...file }));
+  return loadConfig({ config: path }, { ALVEARE_THREADS: "1", ...env });
+}
+
+/** A real server on a real loopback socket, serving the tiny model unless told otherwise. */
+export async function startTestServer(
+  file: Record<string, unknown> = {},
+  options: Partial<StartOptions> & { env?: Record<string, string> } = {},
+): Promise<TestServer> {
+  const model = await tinyModel();
+  const config = configFor({ models: { base: model }, engine: { parallel: 2, queue: 16 }, ...file }, options.env);
+  const logs = new LogCapture();
+  const logger = createLogger("info", logs);
+  const server = await startServer(config, { logger, ...options });
+  return Object.assign(server, { logs, config });
+}
+
+export async function postJson(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; headers: Headers; json: Record<string, unknown> }> {
+  const response = await fetch(url, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: typeof body === "string" ? body : JSON.stringify(body) });
+  return { status: response.status, headers: response.headers, json: (await response.json()) as Record<string, unknown> };
+}

@@ -1,0 +1,83 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { readSseData } from "../src/api/sse.js";
+import { SequencePool } from "../src/engines/embedded/sequence-pool.js";
+import { labelGrammar } from "../src/engines/embedded/grammars.js";
+import { StopScanner } from "../src/engines/stop-scanner.js";
+import { ApiError } from "../src/errors.js";
+
+describe("StopScanner", () => {
+  it("never releases a stop string, even split across pieces", () => {
+    const s = new StopScanner(["\nUser:"]);
+    const out = ["Hello", " there\nUs", "er: more"].map((p) => s.push(p)).join("") + s.flush();
+    assert.equal(out, "Hello there");
+    assert.equal(s.stopped, true);
+  });
+  it("releases held text that turned out not to be a stop", () => {
+    const s = new StopScanner(["END"]);
+    assert.equal(s.push("the EN"), "the ");
+    assert.equal(s.push("D? no, ENDING"), "");
+    assert.equal(s.stopped, true);
+    const t = new StopScanner(["END"]);
+    assert.equal(t.push("xE") + t.push("nd") + t.flush(), "xEnd");
+    assert.equal(t.stopped, false);
+  });
+  it("cuts at the earliest of several stops", () => {
+    const s = new StopScanner(["bb", "a"]);
+    assert.equal(s.push("xxbbya"), "xx");
+  });
+  it("passes everything through without stops", () => {
+    const s = new StopScanner([]);
+    assert.equal(s.push("abc"), "abc");
+  });
+});
+
+describe("SequencePool", () => {
+  const signal = new AbortController().signal;
+  it("serves waiters first come, first served", async () => {
+    const pool = new SequencePool(["a"], 10);
+    const first = await pool.acquire(signal);
+    const order: number[] = [];
+    const waits = [1, 2, 3].map((n) => pool.acquire(signal).then((item) => { order.push(n); return item; }));
+    pool.release(first);
+    pool.release(await waits[0]!);
+    pool.release(await waits[1]!);
+    await waits[2];
+    assert.deepEqual(order, [1, 2, 3]);
+  });
+  it("answers 503 overloaded with Retry-After when the queue is full", async () => {
+    const pool = new SequencePool(["a"], 1);
+    await pool.acquire(signal);
+    void pool.acquire(signal);
+    await assert.rejects(pool.acquire(signal), (e: unknown) => e instanceof ApiError && e.status === 503 && e.code === "overloaded" && e.headers["retry-after"] === "1");
+  });
+  it("drops a waiter whose client went away", async () => {
+    const pool = new SequencePool(["a"], 5);
+    const held = await pool.acquire(signal);
+    const gone = new AbortController();
+    const waiting = pool.acquire(gone.signal);
+    gone.abort(new Error("gone"));
+    await assert.rejects(waiting, /gone/);
+    assert.equal(pool.queued, 0);
+    pool.release(held);
+    assert.equal(pool.available, 1);
+  });
+});
+
+describe("label grammar", () => {
+  it("quotes labels as GBNF literals", () => {
+    assert.equal(labelGrammar(["a", 'say "hi"']), 'root ::= "a" | "say \\"hi\\""');
+  });
+});
+
+describe("readSseData", () => {
+  it("joins events split across chunks and ignores comments", async () => {
+    async function* chunks(): AsyncGenerator<Uint8Array> {
+      const enc = new TextEncoder();
+      for (const part of [": keep-alive\n\nda", "ta: {\"a\":1}\r\n\r\ndata: x\n", "data: y\n\n", "data: [DONE]"]) yield enc.encode(part);
+    }
+    const out: string[] = [];
+    for await (const d of readSseData(chunks())) out.push(d);
+    assert.deepEqual(out, ['{"a":1}', "x\ny", "[DONE]"]);
+  });
+});
