@@ -4,6 +4,7 @@ import { ApiError, errors } from "../errors.js";
 import type { Gate } from "../gate/gate.js";
 import type { Specialist } from "../specialists/specialist.js";
 import { requestId } from "./ids.js";
+import { CLIENT_CLOSED } from "./routes/run-inference.js";
 import "./request-context.js";
 import { chatCompletionsRoute } from "./routes/chat-completions.js";
 import { healthRoute } from "./routes/health.js";
@@ -54,6 +55,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
   app.decorateRequest("caller", undefined);
   app.decorateRequest("logFields", undefined as never);
+  app.decorateRequest("generationDone", undefined);
 
   // Every body is read as JSON whatever its content type: `curl -d` without a
   // header should work, and a wrong body should say why in our error shape.
@@ -71,10 +73,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.addHook("onRequest", async (request, reply) => {
     request.logFields = {};
     reply.header("x-request-id", request.id);
-  });
-
-  app.addHook("onResponse", async (request, reply) => {
-    logRequest(request.log, request.method, request.routeOptions.url ?? request.url, reply.statusCode, reply.elapsedTime, request.logFields);
+    // Fastify skips onResponse for a hijacked stream whose client left, so the
+    // line is written when the socket response closes, whichever way it ends.
+    const started = performance.now();
+    reply.raw.once("close", () => {
+      void (request.generationDone ?? Promise.resolve()).catch(() => undefined).then(() => {
+        const status = request.logFields.aborted ? CLIENT_CLOSED : reply.raw.statusCode;
+        logRequest(request.log, request.method, request.routeOptions.url ?? request.url, status, performance.now() - started, request.logFields);
+      });
+    });
   });
 
   app.setErrorHandler((error: FastifyError | Error, request, reply) => {

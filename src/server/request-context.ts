@@ -7,6 +7,11 @@ declare module "fastify" {
     caller: Caller | undefined;
     /** Fields the one log line of this request carries besides id, route, status and latency. */
     logFields: { specialist?: string; prompt_tokens?: number; completion_tokens?: number; aborted?: boolean };
+    /**
+     * Settles when the request's generation has ended. A client that leaves
+     * closes the response first; the log line waits for the tokens it cost.
+     */
+    generationDone: Promise<unknown> | undefined;
   }
 }
 
@@ -21,5 +26,12 @@ export function requestSignal(reply: FastifyReply, shutdown: AbortSignal): Abort
   };
   // The response closes early exactly when the connection went away under it.
   reply.raw.once("close", onClose);
-  return AbortSignal.any([controller.signal, shutdown]);
+  // Not AbortSignal.any: on Node 20 its combined signal can miss a source's abort.
+  const onShutdown = (): void => controller.abort(shutdown.reason);
+  if (shutdown.aborted) onShutdown();
+  else {
+    shutdown.addEventListener("abort", onShutdown, { once: true });
+    reply.raw.once("close", () => shutdown.removeEventListener("abort", onShutdown));
+  }
+  return controller.signal;
 }

@@ -4,6 +4,31 @@ import type { OutputConstraint } from "../types.js";
 
 const gbnfString = (s: string): string => JSON.stringify(s);
 
+const JSON_TYPES = new Set(["string", "number", "integer", "boolean", "object", "array", "null"]);
+
+/**
+ * node-llama-cpp silently treats unknown `type` names as "anything"; a schema
+ * the caller got wrong must be refused, not loosely enforced.
+ */
+function checkSchemaTypes(schema: unknown, path: string): void {
+  if (Array.isArray(schema)) {
+    schema.forEach((s, i) => checkSchemaTypes(s, `${path}[${i}]`));
+    return;
+  }
+  if (typeof schema !== "object" || schema === null) return;
+  for (const [key, value] of Object.entries(schema)) {
+    if (key === "type") {
+      const types: unknown[] = Array.isArray(value) ? value : [value];
+      for (const t of types) if (typeof t !== "string" || !JSON_TYPES.has(t)) throw new Error(`unknown type ${JSON.stringify(t)} at ${path}.type`);
+    } else if (["properties", "$defs", "definitions", "patternProperties"].includes(key) && typeof value === "object" && value !== null) {
+      // Keys here are property names (a property may be called "type").
+      for (const [name, sub] of Object.entries(value)) checkSchemaTypes(sub, `${path}.${key}.${name}`);
+    } else if (key !== "enum" && key !== "const") {
+      checkSchemaTypes(value, `${path}.${key}`);
+    }
+  }
+}
+
 /** GBNF that admits exactly one of the labels. */
 export function labelGrammar(labels: readonly string[]): string {
   return `root ::= ${labels.map(gbnfString).join(" | ")}`;
@@ -39,6 +64,7 @@ export class GrammarCache {
         return this.llama.getGrammarFor("json");
       case "json_schema":
         try {
+          checkSchemaTypes(constraint.schema, "schema");
           // node-llama-cpp validates the schema subset it supports and throws on the rest.
           return await this.llama.createGrammarForJsonSchema(constraint.schema as never);
         } catch (error) {

@@ -29,8 +29,10 @@ export async function runInference(
   const started = performance.now();
   let result: GenerationResult | undefined;
   let status = 200;
+  const generation = specialist.engine.generate(toGenerationRequest(specialist, { ...call, signal }));
+  request.generationDone = generation;
   try {
-    result = await specialist.engine.generate(toGenerationRequest(specialist, { ...call, signal }));
+    result = await generation;
     if (result.aborted) status = CLIENT_CLOSED;
     return result;
   } catch (error) {

@@ -1,0 +1,66 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { postJson, startTestServer } from "./helpers/fixtures.js";
+
+/** Opens a stream and resolves with the time its first event arrived, plus the whole body. */
+async function timedStream(url: string, body: unknown): Promise<{ firstByteAt: number; text: string; status: number }> {
+  const response = await fetch(`${url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  const reader = response.body!.getReader();
+  let firstByteAt = 0;
+  let text = "";
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    if (firstByteAt === 0) firstByteAt = performance.now();
+    text += new TextDecoder().decode(value);
+  }
+  return { firstByteAt, text, status: response.status };
+}
+
+describe("concurrency", () => {
+  it("serves requests beyond the parallel slots, queued in order of arrival", async () => {
+    const server = await startTestServer({ engine: { parallel: 2, queue: 8 } });
+    try {
+      const n = 7;
+      const runs = [];
+      for (let i = 0; i < n; i++) {
+        runs.push(timedStream(server.url, { model: "alveare-chat", messages: [{ role: "user", content: `request ${i}` }], max_tokens: 40, stream: true, seed: i }));
+        // Space the arrivals so their order is known.
+        await new Promise((resolve) => setTimeout(resolve, 15));
+      }
+      const results = await Promise.all(runs);
+      for (const r of results) {
+        assert.equal(r.status, 200);
+        assert.ok(r.text.trimEnd().endsWith("data: [DONE]"), "each stream completes");
+      }
+      // Requests 2.. waited in the queue; they start in the order they arrived.
+      const queuedStarts = results.slice(2).map((r) => r.firstByteAt);
+      for (let i = 1; i < queuedStarts.length; i++) assert.ok(queuedStarts[i]! >= queuedStarts[i - 1]!, `queued request ${i + 2} started before ${i + 1}`);
+      const statuses = server.logs.requests().filter((l) => l.route === "/v1/chat/completions").map((l) => l.status);
+      assert.deepEqual(statuses, Array(n).fill(200));
+    } finally {
+      await server.close();
+    }
+  });
+
+  it("answers 503 overloaded with Retry-After past the queue bound, and recovers", async () => {
+    const server = await startTestServer({ engine: { parallel: 1, queue: 2 } });
+    try {
+      const body = { model: "alveare-chat", messages: [{ role: "user", content: "long" }], max_tokens: 200, seed: 1 };
+      const all = await Promise.all(Array.from({ length: 6 }, () => postJson(`${server.url}/v1/chat/completions`, body)));
+      const ok = all.filter((r) => r.status === 200);
+      const overloaded = all.filter((r) => r.status === 503);
+      assert.equal(ok.length, 3, "one running and two queued are served");
+      assert.equal(overloaded.length, 3);
+      for (const r of overloaded) {
+        assert.equal((r.json.error as { code: string }).code, "overloaded");
+        assert.equal((r.json.error as { type: string }).type, "server_error");
+        assert.equal(r.headers.get("retry-after"), "1");
+      }
+      const after = await postJson(`${server.url}/v1/chat/completions`, { ...body, max_tokens: 4 });
+      assert.equal(after.status, 200);
+    } finally {
+      await server.close();
+    }
+  });
+});

@@ -1,0 +1,87 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
+
+/** At temperature 2.0 a random-weight model samples nearly uniformly: only the grammar keeps the output in shape. */
+describe("output constraints hold at temperature 2.0", () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startTestServer({
+      specialists: {
+        triage: { description: "ticket triage", output: { type: "labels", labels: ["bug", "feature request", "question"] } },
+      },
+    });
+  });
+  after(async () => {
+    await server.close();
+  });
+
+  it("classify answers one of its labels, every time", async () => {
+    for (let seed = 1; seed <= 25; seed++) {
+      const r = await postJson(`${server.url}/v1/infer`, { specialist: "classify", prompt: `sample ${seed}`, temperature: 2, seed });
+      assert.ok(["positive", "negative", "neutral"].includes(r.json.result as string), `seed ${seed}: ${String(r.json.result)}`);
+    }
+  });
+
+  it("a configured label set (with spaces in a label) holds too", async () => {
+    const seen = new Set<string>();
+    for (let seed = 1; seed <= 15; seed++) {
+      const r = await postJson(`${server.url}/v1/infer`, { specialist: "triage", prompt: "it crashes", temperature: 2, seed });
+      assert.ok(["bug", "feature request", "question"].includes(r.json.result as string), String(r.json.result));
+      seen.add(r.json.result as string);
+    }
+    assert.ok(seen.size > 1, "sampling at temperature 2 explores more than one label");
+  });
+
+  it("a JSON schema is met by every sample", async () => {
+    const schema = {
+      type: "object",
+      properties: {
+        sentiment: { enum: ["positive", "negative"] },
+        urgent: { type: "boolean" },
+        tags: { type: "array", items: { enum: ["billing", "login", "other"] }, maxItems: 3 },
+      },
+      required: ["sentiment", "urgent", "tags"],
+      additionalProperties: false,
+    };
+    for (let seed = 1; seed <= 15; seed++) {
+      const r = await postJson(`${server.url}/v1/chat/completions`, {
+        model: "alveare-extract", messages: [{ role: "user", content: "Login broken, furious!" }], temperature: 2, seed, max_tokens: 200,
+        response_format: { type: "json_schema", json_schema: { name: "ticket", schema } },
+      });
+      const choice = (r.json.choices as Array<{ finish_reason: string; message: { content: string } }>)[0]!;
+      assert.equal(choice.finish_reason, "stop", choice.message.content);
+      const value = JSON.parse(choice.message.content) as { sentiment: string; urgent: boolean; tags: string[] };
+      assert.deepEqual(Object.keys(value).sort(), ["sentiment", "tags", "urgent"]);
+      assert.ok(["positive", "negative"].includes(value.sentiment));
+      assert.equal(typeof value.urgent, "boolean");
+      assert.ok(value.tags.length <= 3 && value.tags.every((t) => ["billing", "login", "other"].includes(t)));
+    }
+  });
+
+  it("extract's JSON object constraint yields a JSON object whenever the output ends", async () => {
+    let ended = 0;
+    for (let seed = 1; seed <= 15; seed++) {
+      const r = await postJson(`${server.url}/v1/chat/completions`, {
+        model: "alveare-extract", messages: [{ role: "user", content: "Bob is 42" }], temperature: 2, seed, max_tokens: 400,
+      });
+      const choice = (r.json.choices as Array<{ finish_reason: string; message: { content: string } }>)[0]!;
+      assert.ok(choice.message.content.trimStart().startsWith("{"), choice.message.content);
+      if (choice.finish_reason === "stop") {
+        ended++;
+        const value: unknown = JSON.parse(choice.message.content);
+        assert.ok(typeof value === "object" && value !== null && !Array.isArray(value));
+      }
+    }
+    assert.ok(ended > 0, "some samples end within max_tokens");
+  });
+
+  it("refuses a schema it cannot enforce with a 400 naming the parameter", async () => {
+    const r = await postJson(`${server.url}/v1/chat/completions`, {
+      model: "alveare-extract", messages: [{ role: "user", content: "x" }],
+      response_format: { type: "json_schema", json_schema: { name: "bad", schema: { type: "object", properties: { a: { type: "no-such-type" } } } } },
+    });
+    assert.equal(r.status, 400);
+    assert.equal((r.json.error as { param: string }).param, "response_format.json_schema.schema");
+  });
+});

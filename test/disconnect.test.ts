@@ -1,0 +1,96 @@
+import assert from "node:assert/strict";
+import { request } from "node:http";
+import { describe, it } from "node:test";
+import type { EmbeddedEngine } from "../src/engines/embedded/embedded-engine.js";
+import { postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
+
+/** Starts a long stream, reads `events` events, then drops the connection. */
+function dropMidStream(server: TestServer, events: number, seed: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const body = JSON.stringify({ model: "alveare-long", messages: [{ role: "user", content: "go on forever" }], max_tokens: 4096, stream: true, seed });
+    const url = new URL(`${server.url}/v1/chat/completions`);
+    const req = request({ host: url.hostname, port: url.port, path: url.pathname, method: "POST", headers: { "content-type": "application/json" } }, (res) => {
+      let seen = 0;
+      res.on("data", (chunk: Buffer) => {
+        seen += chunk.toString().split("data: ").length - 1;
+        if (seen >= events) {
+          req.destroy();
+          resolve();
+        }
+      });
+      res.on("error", () => undefined);
+    });
+    req.on("error", (e) => (e.message.includes("socket hang up") || (e as NodeJS.ErrnoException).code === "ECONNRESET" ? resolve() : reject(e)));
+    req.end(body);
+  });
+}
+
+/** A specialist whose grammar admits one 400-word answer: the model cannot end early. */
+const LONG = { long: { description: "never stops early", output: { type: "labels", labels: ["go ".repeat(400)] } } };
+
+const settle = (ms = 100): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+describe("client disconnects", () => {
+  it("stop generation within a token and free the slot for the next request", async () => {
+    const server = await startTestServer({ engine: { parallel: 1, queue: 4 }, specialists: LONG });
+    try {
+      await dropMidStream(server, 3, 1);
+      // With one slot, this request can only be served if the dropped stream gave it back.
+      const next = await postJson(`${server.url}/v1/chat/completions`, { model: "alveare-chat", messages: [{ role: "user", content: "hi" }], max_tokens: 3 });
+      assert.equal(next.status, 200);
+      await settle();
+      const dropped = server.logs.requests().find((l) => l.aborted === true);
+      assert.ok(dropped, "the dropped stream is logged as aborted");
+      assert.equal(dropped.status, 499);
+      // Tokens produced after the client left: at most a couple in flight, never the 4096 asked for.
+      assert.ok((dropped.completion_tokens as number) <= 6, `completion tokens ${String(dropped.completion_tokens)}`);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it("stops a non-streaming generation when its client leaves", async () => {
+    const server = await startTestServer({ engine: { parallel: 1, queue: 4 }, specialists: LONG });
+    try {
+      const controller = new AbortController();
+      const pending = fetch(`${server.url}/v1/infer`, {
+        method: "POST", signal: controller.signal, headers: { "content-type": "application/json" },
+        body: JSON.stringify({ specialist: "long", prompt: "talk", max_tokens: 4096 }),
+      }).catch(() => undefined);
+      await settle(150);
+      controller.abort();
+      await pending;
+      await settle(200);
+      const line = server.logs.requests().find((l) => l.aborted === true);
+      assert.ok(line);
+      assert.ok((line.completion_tokens as number) < 4096);
+      const engine = server.registry.get("long")!.engine as EmbeddedEngine;
+      assert.equal(engine.queued, 0);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it("leaves no growing memory over 200 dropped streams", async () => {
+    const server = await startTestServer({ engine: { parallel: 2, queue: 8 }, specialists: LONG });
+    try {
+      for (let i = 0; i < 20; i++) await dropMidStream(server, 2, i); // warm-up: buffers, JIT
+      await settle();
+      global.gc?.();
+      const before = process.memoryUsage();
+      for (let i = 0; i < 200; i++) await dropMidStream(server, 2, i);
+      await settle(300);
+      global.gc?.();
+      const afterMem = process.memoryUsage();
+      const rssGrowth = (afterMem.rss - before.rss) / 1024 / 1024;
+      assert.ok(rssGrowth < 40, `RSS grew ${rssGrowth.toFixed(1)} MiB over 200 dropped streams`);
+      const engine = server.registry.get("chat")!.engine as EmbeddedEngine;
+      assert.equal(engine.queued, 0);
+      const served = await Promise.all([1, 2].map(() => postJson(`${server.url}/v1/infer`, { specialist: "chat", prompt: "hi", max_tokens: 2 })));
+      assert.deepEqual(served.map((r) => r.status), [200, 200], "both slots are free again");
+      assert.equal(server.logs.requests().filter((l) => l.aborted === true).length, 220);
+    } finally {
+      await server.close();
+    }
+  });
+});

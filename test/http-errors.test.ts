@@ -1,0 +1,92 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
+
+describe("HTTP contract: errors and request ids", () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startTestServer({ body_limit: 4096, specialists: { tiny: { description: "tiny context", system_prompt: "Be brief.", context_size: 64 } } });
+  });
+  after(async () => {
+    await server.close();
+  });
+
+  const expectError = async (
+    path: string, body: unknown, status: number, code: string, param: string | null, message?: RegExp,
+  ): Promise<void> => {
+    const r = await postJson(`${server.url}${path}`, body);
+    assert.equal(r.status, status, JSON.stringify(r.json));
+    const error = r.json.error as Record<string, unknown>;
+    assert.deepEqual(Object.keys(error).sort(), ["code", "message", "param", "type"]);
+    assert.equal(error.code, code);
+    assert.equal(error.param, param);
+    assert.equal(error.type, status === 404 || status < 500 ? "invalid_request_error" : "server_error");
+    if (message) assert.match(error.message as string, message);
+    assert.match(r.headers.get("x-request-id") ?? "", /^req_/);
+  };
+
+  it("rejects invalid JSON", () => expectError("/v1/infer", "{\"specialist\":", 400, "invalid_json", null));
+  it("rejects an empty body", () => expectError("/v1/infer", "", 400, "invalid_json", null));
+  it("rejects a body that is not an object", () => expectError("/v1/infer", "[1,2]", 400, "invalid_parameter", "body"));
+  it("names a missing parameter", () => expectError("/v1/infer", { specialist: "classify" }, 400, "missing_parameter", "prompt", /prompt/));
+  it("names a parameter of the wrong type", () => expectError("/v1/infer", { specialist: "classify", prompt: 5 }, 400, "invalid_parameter", "prompt", /string/));
+  it("rejects max_tokens out of range", () => expectError("/v1/infer", { specialist: "classify", prompt: "x", max_tokens: 4097 }, 400, "invalid_parameter", "max_tokens", /4096/));
+  it("rejects a fractional max_tokens", () => expectError("/v1/infer", { specialist: "classify", prompt: "x", max_tokens: 1.5 }, 400, "invalid_parameter", "max_tokens"));
+  it("rejects temperature out of range", () => expectError("/v1/infer", { specialist: "classify", prompt: "x", temperature: 2.5 }, 400, "invalid_parameter", "temperature"));
+  it("rejects top_p of zero", () => expectError("/v1/chat/completions", { model: "alveare-chat", messages: [{ role: "user", content: "x" }], top_p: 0 }, 400, "invalid_parameter", "top_p"));
+  it("rejects an unknown specialist", () => expectError("/v1/infer", { specialist: "poetry", prompt: "x" }, 400, "model_not_found", "specialist", /poetry/));
+  it("rejects an unknown model", () => expectError("/v1/chat/completions", { model: "gpt-4", messages: [{ role: "user", content: "x" }] }, 400, "model_not_found", "model", /gpt-4/));
+  it("rejects a bad message role", () => expectError("/v1/chat/completions", { model: "alveare-chat", messages: [{ role: "tool", content: "x" }] }, 400, "invalid_parameter", "messages[0].role"));
+  it("rejects empty messages", () => expectError("/v1/chat/completions", { model: "alveare-chat", messages: [] }, 400, "invalid_parameter", "messages"));
+  it("rejects a non-text content part", () => expectError("/v1/chat/completions", { model: "alveare-chat", messages: [{ role: "user", content: [{ type: "image_url", image_url: { url: "x" } }] }] }, 400, "invalid_parameter", "messages[0].content[0]"));
+  it("rejects more than 4 stop strings", () => expectError("/v1/chat/completions", { model: "alveare-chat", messages: [{ role: "user", content: "x" }], stop: ["a", "b", "c", "d", "e"] }, 400, "invalid_parameter", "stop"));
+  it("rejects n other than 1", () => expectError("/v1/chat/completions", { model: "alveare-chat", messages: [{ role: "user", content: "x" }], n: 2 }, 400, "invalid_parameter", "n"));
+  it("rejects an unknown response_format", () => expectError("/v1/chat/completions", { model: "alveare-chat", messages: [{ role: "user", content: "x" }], response_format: { type: "xml" } }, 400, "invalid_parameter", "response_format.type"));
+  it("rejects a json_schema format without a schema", () => expectError("/v1/chat/completions", { model: "alveare-chat", messages: [{ role: "user", content: "x" }], response_format: { type: "json_schema", json_schema: { name: "x" } } }, 400, "missing_parameter", "response_format.json_schema.schema"));
+  it("rejects a stream flag that is not a boolean", () => expectError("/v1/chat/completions", { model: "alveare-chat", messages: [{ role: "user", content: "x" }], stream: "yes" }, 400, "invalid_parameter", "stream"));
+  it("rejects a prompt longer than the specialist's context", () =>
+    expectError("/v1/infer", { specialist: "tiny", prompt: "word ".repeat(200) }, 400, "context_length_exceeded", "messages", /64 tokens/));
+  it("answers 413 for an oversized body", () =>
+    expectError("/v1/infer", { specialist: "classify", prompt: "x".repeat(5000) }, 413, "request_too_large", null));
+  it("answers 404 in the error shape for an unknown route", async () => {
+    const r = await fetch(`${server.url}/v2/everything`);
+    assert.equal(r.status, 404);
+    const body = (await r.json()) as { error: { code: string } };
+    assert.equal(body.error.code, "not_found");
+  });
+  it("accepts JSON sent without a content type (curl -d)", async () => {
+    const r = await fetch(`${server.url}/v1/infer`, { method: "POST", body: JSON.stringify({ specialist: "classify", prompt: "ok", max_tokens: 4 }) });
+    assert.equal(r.status, 200);
+  });
+  it("keeps a client's own x-request-id and makes one otherwise", async () => {
+    const mine = await fetch(`${server.url}/health`, { headers: { "x-request-id": "trace-123" } });
+    assert.equal(mine.headers.get("x-request-id"), "trace-123");
+    const bad = await fetch(`${server.url}/health`, { headers: { "x-request-id": "bad id with spaces" } });
+    assert.match(bad.headers.get("x-request-id") ?? "", /^req_[A-Za-z0-9]{20}$/);
+  });
+  it("ignores unknown fields, as OpenAI does", async () => {
+    const r = await postJson(`${server.url}/v1/chat/completions`, { model: "alveare-chat", messages: [{ role: "user", content: "x" }], max_tokens: 2, user: "u1", frequency_penalty: 0 });
+    assert.equal(r.status, 200);
+  });
+  it("reports health with the package version", async () => {
+    const r = await fetch(`${server.url}/health`);
+    const body = (await r.json()) as Record<string, unknown>;
+    const { VERSION: version } = await import("../src/version.js");
+    assert.deepEqual(Object.keys(body).sort(), ["status", "uptime_seconds", "version"]);
+    assert.equal(body.status, "ok");
+    assert.equal(body.version, version);
+    assert.equal(typeof body.uptime_seconds, "number");
+  });
+  it("logs one line per request with id, route, status, latency, specialist and tokens", async () => {
+    const r = await postJson(`${server.url}/v1/infer`, { specialist: "classify", prompt: "I love it", max_tokens: 8 }, { "x-request-id": "log-check-1" });
+    assert.equal(r.status, 200);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const line = server.logs.requests().find((l) => l.request_id === "log-check-1");
+    assert.ok(line, "request line logged");
+    assert.equal(line.route, "/v1/infer");
+    assert.equal(line.status, 200);
+    assert.equal(line.specialist, "classify");
+    assert.equal(typeof line.latency_ms, "number");
+    assert.equal((line.prompt_tokens as number) + (line.completion_tokens as number), r.json.tokens_used);
+  });
+});
