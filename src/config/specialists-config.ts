@@ -71,8 +71,12 @@ export function parseSpecialists(raw: unknown): SpecialistDefinition[] {
     const base = byId.get(id);
     const output = parseOutput(value, path, base?.output) ?? { type: "text" as const };
     const labelsChanged = base !== undefined && value.output !== undefined && value.system_prompt === undefined && output.type === "labels";
+    // An empty system prompt is allowed: a remote specialist may rely on its upstream's own.
+    if (value.system_prompt !== undefined && typeof value.system_prompt !== "string") {
+      throw new ConfigError(`${path}system_prompt`, "must be a string");
+    }
     const systemPrompt =
-      stringAt(value, "system_prompt", path) ??
+      (value.system_prompt as string | undefined) ??
       (labelsChanged || (base === undefined && output.type === "labels") ? classifierPrompt(output.labels) : base?.systemPrompt) ??
       fail(`${path}system_prompt`, "is required for a new specialist");
     const d = objectAt(value, "defaults", path) ?? {};

@@ -1,0 +1,167 @@
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { loadConfig } from "../src/config/config.js";
+import { tempDir, tinyModel } from "./helpers/fixtures.js";
+
+const CLI = new URL("../src/cli/main.js", import.meta.url).pathname;
+const cleanEnv = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => {
+  const env: NodeJS.ProcessEnv = { ...process.env, ALVEARE_THREADS: "1", ...extra };
+  delete env.ALVEARE_MODEL;
+  delete env.ALVEARE_CONFIG;
+  return env;
+};
+
+describe("alveare serve", () => {
+  it("without a model and without network, stops with one line on how to set ALVEARE_MODEL", () => {
+    const dataDir = tempDir();
+    // An unreachable download host stands for "offline" on any machine.
+    const r = spawnSync(process.execPath, [CLI, "serve", "--port", "0", "--data-dir", dataDir], {
+      env: cleanEnv({ HF_ENDPOINT: "http://127.0.0.1:9" }), encoding: "utf8", timeout: 60_000,
+    });
+    assert.equal(r.status, 2);
+    const lines = r.stderr.trim().split("\n");
+    assert.equal(lines.length, 1, r.stderr);
+    assert.match(lines[0]!, /ALVEARE_MODEL=\/path\/to\/model\.gguf/);
+    assert.match(lines[0]!, /Qwen2\.5-0\.5B/);
+    assert.equal(existsSync(join(dataDir, "models", "qwen2.5-0.5b-instruct-q4_k_m.gguf")), false);
+  });
+
+  it("stops with a message naming the field when the config file is wrong", () => {
+    const dir = tempDir();
+    const config = join(dir, "bad.json");
+    writeFileSync(config, JSON.stringify({ specialists: { classify: { output: { type: "labels", labels: [] } } } }));
+    const r = spawnSync(process.execPath, [CLI, "serve", "--config", config], { env: cleanEnv(), encoding: "utf8" });
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /specialists\.classify\.output\.labels/);
+  });
+
+  it("finishes in-flight requests on SIGTERM and exits cleanly", async () => {
+    const model = await tinyModel();
+    const child = spawn(process.execPath, [CLI, "serve", "--port", "0", "--model", model, "--data-dir", tempDir()], { env: cleanEnv() });
+    let out = "";
+    child.stdout.on("data", (c: Buffer) => (out += c.toString()));
+    let url = "";
+    for (let i = 0; i < 300 && url === ""; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      url = /"url":"(http:[^"]+)"/.exec(out)?.[1] ?? "";
+    }
+    assert.ok(url, out);
+    const inflight = fetch(`${url}/v1/infer`, { method: "POST", body: JSON.stringify({ specialist: "chat", prompt: "hi", max_tokens: 200 }) });
+    await new Promise((r) => setTimeout(r, 30));
+    child.kill("SIGTERM");
+    const response = await inflight;
+    assert.equal(response.status, 200);
+    const code = await new Promise((resolve) => child.on("exit", resolve));
+    assert.equal(code, 0);
+    assert.match(out, /shutting down/);
+  });
+});
+
+describe("alveare models pull", () => {
+  it("downloads with progress, verifies the file is a GGUF and prints its path", async () => {
+    const model = readFileSync(await tinyModel());
+    const server = createServer((req, res) => {
+      if (req.url === "/models/tiny.gguf") res.writeHead(200, { "content-length": model.length }).end(model);
+      else res.writeHead(200, { "content-type": "text/html" }).end("<html>not a model</html>");
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      const dataDir = tempDir();
+      const run = (uri: string) => new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+        const child = spawn(process.execPath, [CLI, "models", "pull", uri, "--data-dir", dataDir], { env: cleanEnv() });
+        let stdout = "";
+        let stderr = "";
+        child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
+        child.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
+        child.on("exit", (code) => resolve({ code, stdout, stderr }));
+      });
+      const ok = await run(`${base}/models/tiny.gguf`);
+      assert.equal(ok.code, 0, ok.stderr);
+      const path = ok.stdout.trim();
+      assert.equal(path, join(dataDir, "models", "tiny.gguf"));
+      assert.deepEqual(readFileSync(path), model);
+      assert.match(ok.stderr, /100%/);
+      const bad = await run(`${base}/models/page.gguf`);
+      assert.equal(bad.code, 2);
+      assert.match(bad.stderr, /not a GGUF/);
+      assert.equal(existsSync(join(dataDir, "models", "page.gguf")), false);
+    } finally {
+      server.close();
+    }
+  });
+});
+
+describe("configuration", () => {
+  it("takes flags over env over the config file over defaults", () => {
+    const dir = tempDir();
+    const file = join(dir, "c.json");
+    writeFileSync(file, JSON.stringify({ port: 7000, host: "0.0.0.0", log_level: "debug", engine: { threads: 3 } }));
+    const fromFile = loadConfig({ config: file }, {});
+    assert.equal(fromFile.port, 7000);
+    assert.equal(fromFile.engine.threads, 3);
+    const fromEnv = loadConfig({ config: file }, { ALVEARE_PORT: "7100", ALVEARE_THREADS: "1", ALVEARE_HOST: "::1" });
+    assert.equal(fromEnv.port, 7100);
+    assert.equal(fromEnv.host, "::1");
+    assert.equal(fromEnv.engine.threads, 1);
+    const fromFlags = loadConfig({ config: file, port: "7200" }, { ALVEARE_PORT: "7100" });
+    assert.equal(fromFlags.port, 7200);
+    const defaults = loadConfig({}, {});
+    assert.equal(defaults.port, 8080);
+    assert.equal(defaults.host, "127.0.0.1");
+    assert.equal(defaults.engine.threads, "auto");
+    assert.match(defaults.models.base!, /^hf:Qwen\/Qwen2\.5-0\.5B-Instruct-GGUF/);
+    assert.deepEqual(defaults.specialists.map((s) => s.id), ["classify", "summarise", "extract", "qa", "chat", "code"]);
+  });
+
+  it("changes a default specialist field by field, adds new ones and removes disabled ones", () => {
+    const dir = tempDir();
+    const file = join(dir, "c.json");
+    writeFileSync(file, JSON.stringify({
+      specialists: {
+        classify: { output: { type: "labels", labels: ["spam", "ham"] }, defaults: { temperature: 0 } },
+        code: { enabled: false },
+        translate: { description: "English to French", system_prompt: "Translate to French.", context_size: 1024 },
+      },
+    }));
+    const config = loadConfig({ config: file }, {});
+    const classify = config.specialists.find((s) => s.id === "classify")!;
+    assert.deepEqual(classify.output, { type: "labels", labels: ["spam", "ham"] });
+    assert.match(classify.systemPrompt, /spam, ham/);
+    assert.equal(classify.defaults.temperature, 0);
+    assert.equal(classify.defaults.maxTokens, 512);
+    assert.equal(config.specialists.some((s) => s.id === "code"), false);
+    const translate = config.specialists.find((s) => s.id === "translate")!;
+    assert.equal(translate.contextSize, 1024);
+    assert.equal(translate.model, "base");
+  });
+
+  for (const [name, file, field] of [
+    ["an unknown top-level field", { prot: 1 }, /prot/],
+    ["a bad threads value", { engine: { threads: "many" } }, /engine\.threads/],
+    ["a new specialist without a description", { specialists: { x: { system_prompt: "y" } } }, /specialists\.x\.description/],
+    ["a remote without base_url", { specialists: { x: { description: "d", system_prompt: "", remote: { model: "m" } } } }, /specialists\.x\.remote\.base_url/],
+    ["an unknown output type", { specialists: { chat: { output: { type: "xml" } } } }, /specialists\.chat\.output\.type/],
+    ["a model name that is not defined", { specialists: { chat: { model: "big" } } }, /specialists\.chat\.model/],
+  ] as const) {
+    it(`names the field for ${name}`, () => {
+      const path = join(tempDir(), "c.json");
+      writeFileSync(path, JSON.stringify(file));
+      assert.throws(() => loadConfig({ config: path }, {}), field);
+    });
+  }
+});
+
+describe("the example config in examples/", () => {
+  it("is valid", () => {
+    const path = new URL("../../examples/alveare.config.json", import.meta.url).pathname;
+    const config = loadConfig({ config: path }, {});
+    assert.equal(config.specialists.find((s) => s.id === "big")!.remote!.model, "Qwen/Qwen2.5-7B-Instruct");
+    assert.deepEqual(config.specialists.find((s) => s.id === "classify")!.output, { type: "labels", labels: ["bug", "feature request", "question"] });
+  });
+});

@@ -1,0 +1,57 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+
+/**
+ * A small OpenAI-compatible upstream whose only job is to misbehave on cue:
+ * the remote engine's fault handling is tested against it. It never stands in
+ * for inference — real answers come from a second Alveare process.
+ */
+export type Fault = "slow" | "500" | "503" | "cut-stream" | "ok";
+
+export class FakeUpstream {
+  fault: Fault = "ok";
+  requests: Array<Record<string, unknown>> = [];
+  private server: Server | undefined;
+
+  async start(): Promise<string> {
+    this.server = createServer((req, res) => void this.handle(req, res));
+    await new Promise<void>((resolve) => this.server!.listen(0, "127.0.0.1", resolve));
+    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/v1`;
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    let body = "";
+    for await (const chunk of req) body += String(chunk);
+    const parsed = JSON.parse(body) as Record<string, unknown>;
+    this.requests.push(parsed);
+    const chunk = (content: string): string =>
+      `data: ${JSON.stringify({ id: "x", object: "chat.completion.chunk", created: 1, model: "m", choices: [{ index: 0, delta: { content }, finish_reason: null }] })}\n\n`;
+    switch (this.fault) {
+      case "slow":
+        setTimeout(() => res.writableEnded || res.end("{}"), 5_000).unref();
+        return;
+      case "500":
+        res.writeHead(500, { "content-type": "application/json" }).end(JSON.stringify({ error: { message: "boom" } }));
+        return;
+      case "503":
+        res.writeHead(503, { "content-type": "application/json" }).end(JSON.stringify({ error: { message: "busy" } }));
+        return;
+      case "cut-stream":
+        res.writeHead(200, { "content-type": "text/event-stream" });
+        res.write(chunk("partial "));
+        res.write(chunk("answer"));
+        setTimeout(() => res.destroy(), 20);
+        return;
+      case "ok":
+        res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({
+          choices: [{ index: 0, message: { role: "assistant", content: "fine" }, finish_reason: "stop" }],
+          usage: { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 },
+        }));
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.server?.closeAllConnections();
+    await new Promise((resolve) => this.server?.close(resolve));
+  }
+}

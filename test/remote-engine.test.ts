@@ -1,0 +1,163 @@
+import assert from "node:assert/strict";
+import { spawn, type ChildProcess } from "node:child_process";
+import { createServer } from "node:net";
+import { after, before, describe, it } from "node:test";
+import OpenAI from "openai";
+import { FakeUpstream } from "./helpers/fake-upstream.js";
+import { postJson, startTestServer, tinyModel, type TestServer } from "./helpers/fixtures.js";
+
+const CLI = new URL("../src/cli/main.js", import.meta.url).pathname;
+
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as { port: number }).port;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+async function waitForHealth(url: string, child: ChildProcess): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    if (child.exitCode !== null) throw new Error(`upstream exited with ${child.exitCode}`);
+    try {
+      if ((await fetch(`${url}/health`)).ok) return;
+    } catch {
+      // not listening yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error("upstream did not become healthy");
+}
+
+describe("remote engine against a second Alveare process", () => {
+  let upstream: ChildProcess;
+  let server: TestServer;
+  before(async () => {
+    const port = await freePort();
+    upstream = spawn(process.execPath, [CLI, "serve", "--port", String(port), "--model", await tinyModel()], {
+      env: { ...process.env, ALVEARE_THREADS: "1", ALVEARE_LOG_LEVEL: "warn", ALVEARE_CONFIG: "" },
+      stdio: ["ignore", "ignore", "inherit"],
+    });
+    await waitForHealth(`http://127.0.0.1:${port}`, upstream);
+    server = await startTestServer({
+      specialists: {
+        faraway: { description: "served by another node", system_prompt: "", remote: { base_url: `http://127.0.0.1:${port}/v1`, model: "alveare-chat" } },
+        "faraway-classify": { description: "labels upstream", remote: { base_url: `http://127.0.0.1:${port}/v1`, model: "alveare-classify" }, system_prompt: "" },
+      },
+    });
+  });
+  after(async () => {
+    await server.close();
+    upstream.kill("SIGTERM");
+  });
+
+  it("answers non-streaming requests with the upstream's output and usage", async () => {
+    const r = await postJson(`${server.url}/v1/chat/completions`, { model: "alveare-faraway", messages: [{ role: "user", content: "hi" }], max_tokens: 6 });
+    assert.equal(r.status, 200);
+    const usage = r.json.usage as { prompt_tokens: number; completion_tokens: number };
+    assert.ok(usage.prompt_tokens > 0);
+    assert.ok(usage.completion_tokens >= 1 && usage.completion_tokens <= 6);
+    const classified = await postJson(`${server.url}/v1/infer`, { specialist: "faraway-classify", prompt: "I love it" });
+    assert.ok(["positive", "negative", "neutral"].includes(classified.json.result as string));
+  });
+
+  it("streams through, with usage from the upstream", async () => {
+    const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "x", maxRetries: 0 });
+    const stream = await client.chat.completions.create({
+      model: "alveare-faraway", messages: [{ role: "user", content: "hi" }], max_tokens: 8, stream: true, stream_options: { include_usage: true },
+    });
+    let text = "";
+    let usage;
+    let finish;
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.delta.content ?? "";
+      finish = chunk.choices[0]?.finish_reason ?? finish;
+      usage = chunk.usage ?? usage;
+    }
+    assert.ok(text.length > 0);
+    assert.ok(finish === "length" || finish === "stop");
+    assert.ok(usage && usage.completion_tokens >= 1 && usage.completion_tokens <= 8);
+  });
+});
+
+describe("remote engine faults", () => {
+  const fake = new FakeUpstream();
+  let server: TestServer;
+  let refusedPort: number;
+  before(async () => {
+    const base = await fake.start();
+    refusedPort = await freePort();
+    server = await startTestServer({
+      specialists: {
+        flaky: { description: "fault injection", system_prompt: "", remote: { base_url: base, model: "m", read_timeout_ms: 300, api_key_env: "FLAKY_KEY" } },
+        nowhere: { description: "nothing listens", system_prompt: "", remote: { base_url: `http://127.0.0.1:${refusedPort}/v1`, model: "m", connect_timeout_ms: 500 } },
+      },
+    });
+  });
+  after(async () => {
+    await server.close();
+    await fake.stop();
+  });
+
+  const call = (model: string, stream = false) =>
+    postJson(`${server.url}/v1/chat/completions`, { model: `alveare-${model}`, messages: [{ role: "user", content: "x" }], max_tokens: 5, stream });
+  const errorOf = (r: { json: Record<string, unknown> }) => r.json.error as { type: string; code: string; message: string };
+
+  it("passes our parameters upstream and reads a good answer", async () => {
+    fake.fault = "ok";
+    process.env.FLAKY_KEY = "sk-upstream";
+    const r = await call("flaky");
+    assert.equal(r.status, 200);
+    assert.equal((r.json.choices as Array<{ message: { content: string } }>)[0]!.message.content, "fine");
+    const sent = fake.requests.at(-1)!;
+    assert.equal(sent.model, "m");
+    assert.equal(sent.max_tokens, 5);
+  });
+
+  it("turns an upstream 500 into 502 server_error", async () => {
+    fake.fault = "500";
+    const r = await call("flaky");
+    assert.equal(r.status, 502);
+    assert.equal(errorOf(r).type, "server_error");
+    assert.match(errorOf(r).message, /500/);
+  });
+
+  it("turns an upstream 503 into 503", async () => {
+    fake.fault = "503";
+    const r = await call("flaky");
+    assert.equal(r.status, 503);
+    assert.equal(errorOf(r).type, "server_error");
+  });
+
+  it("turns a slow upstream into 504 after the read timeout", async () => {
+    fake.fault = "slow";
+    const started = performance.now();
+    const r = await call("flaky");
+    assert.equal(r.status, 504);
+    assert.equal(errorOf(r).type, "server_error");
+    assert.ok(performance.now() - started < 3000);
+  });
+
+  it("sends an error event when the upstream cuts a stream mid-way", async () => {
+    fake.fault = "cut-stream";
+    const response = await fetch(`${server.url}/v1/chat/completions`, {
+      method: "POST", headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "alveare-flaky", messages: [{ role: "user", content: "x" }], stream: true }),
+    });
+    assert.equal(response.status, 200);
+    const text = await response.text();
+    assert.match(text, /partial /);
+    const events = text.split("\n\n").filter((e) => e.startsWith("data: ")).map((e) => e.slice(6));
+    const last = JSON.parse(events.at(-1)!) as { error: { type: string; message: string } };
+    assert.equal(last.error.type, "server_error");
+    assert.match(last.error.message, /before it finished|closed|terminated|socket/i);
+    assert.ok(!text.includes("[DONE]"));
+  });
+
+  it("retries a refused connection once, then answers 502", async () => {
+    const r = await call("nowhere");
+    assert.equal(r.status, 502);
+    assert.equal(errorOf(r).type, "server_error");
+    assert.match(errorOf(r).message, /ECONNREFUSED|connect/i);
+  });
+});
