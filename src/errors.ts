@@ -46,6 +46,28 @@ export const errors = {
     new ApiError(404, "invalid_request_error", "not_found", `Unknown route: ${method} ${url}`),
   requestTooLarge: (limit: number) =>
     new ApiError(413, "invalid_request_error", "request_too_large", `Request body is larger than the limit of ${limit} bytes.`),
+  missingApiKey: () =>
+    new ApiError(401, "authentication_error", "missing_api_key", "No API key provided. Send it as 'Authorization: Bearer alv_live_…'."),
+  malformedApiKey: () =>
+    new ApiError(401, "authentication_error", "invalid_api_key", "Malformed API key: expected 'Authorization: Bearer alv_live_…' or 'alv_test_…'."),
+  invalidApiKey: () => new ApiError(401, "authentication_error", "invalid_api_key", "Invalid API key provided."),
+  revokedApiKey: () => new ApiError(401, "authentication_error", "revoked_api_key", "This API key has been revoked."),
+  accountSuspended: () =>
+    new ApiError(403, "permission_error", "account_suspended", "The account of this API key is suspended. Contact the operator."),
+  notInPlan: (specialist: string, plan: string) =>
+    new ApiError(403, "permission_error", "specialist_not_in_plan", `Your plan (${plan}) does not include the specialist '${specialist}'.`),
+  rateLimited: (limit: number, windowMs: number, retryAfterMs: number) =>
+    new ApiError(429, "rate_limit_error", "rate_limit_exceeded",
+      `Rate limit reached: ${limit} requests per ${windowMs / 1000} seconds for this API key. Retry after ${Math.ceil(retryAfterMs)} ms.`, null, {
+        "retry-after": String(Math.max(1, Math.ceil(retryAfterMs / 1000))),
+        "retry-after-ms": String(Math.ceil(retryAfterMs)),
+      }),
+  quotaExceeded: (limit: number, secondsToPeriodEnd: number) =>
+    new ApiError(429, "rate_limit_error", "monthly_quota_exceeded",
+      `Monthly quota reached: ${limit} requests this month for this account. It resets at the start of next month (UTC).`, null, {
+        "retry-after": String(Math.max(1, secondsToPeriodEnd)),
+        "x-should-retry": "false",
+      }),
   internal: () =>
     new ApiError(500, "server_error", "internal_error", "The server had an error while processing your request. Retry with backoff."),
   overloaded: (retryAfterSeconds: number) =>

@@ -6,7 +6,7 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { loadConfig } from "../src/config/config.js";
-import { tempDir, tinyModel } from "./helpers/fixtures.js";
+import { cliKey, tempDir, tinyModel } from "./helpers/fixtures.js";
 
 const CLI = new URL("../src/cli/main.js", import.meta.url).pathname;
 const cleanEnv = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => {
@@ -42,7 +42,9 @@ describe("alveare serve", () => {
 
   it("finishes in-flight requests on SIGTERM and exits cleanly", async () => {
     const model = await tinyModel();
-    const child = spawn(process.execPath, [CLI, "serve", "--port", "0", "--model", model, "--data-dir", tempDir()], { env: cleanEnv() });
+    const dataDir = tempDir();
+    const { key } = cliKey(dataDir, "professional", cleanEnv());
+    const child = spawn(process.execPath, [CLI, "serve", "--port", "0", "--model", model, "--data-dir", dataDir], { env: cleanEnv() });
     let out = "";
     child.stdout.on("data", (c: Buffer) => (out += c.toString()));
     let url = "";
@@ -51,7 +53,7 @@ describe("alveare serve", () => {
       url = /"url":"(http:[^"]+)"/.exec(out)?.[1] ?? "";
     }
     assert.ok(url, out);
-    const inflight = fetch(`${url}/v1/infer`, { method: "POST", body: JSON.stringify({ specialist: "chat", prompt: "hi", max_tokens: 200 }) });
+    const inflight = fetch(`${url}/v1/infer`, { method: "POST", headers: { authorization: `Bearer ${key}` }, body: JSON.stringify({ specialist: "chat", prompt: "hi", max_tokens: 200 }) });
     await new Promise((r) => setTimeout(r, 30));
     child.kill("SIGTERM");
     const response = await inflight;

@@ -4,7 +4,7 @@ import { createServer } from "node:net";
 import { after, before, describe, it } from "node:test";
 import OpenAI from "openai";
 import { FakeUpstream } from "./helpers/fake-upstream.js";
-import { postJson, startTestServer, tinyModel, type TestServer } from "./helpers/fixtures.js";
+import { cliKey, postJson, startTestServer, tempDir, tinyModel, type TestServer } from "./helpers/fixtures.js";
 
 const CLI = new URL("../src/cli/main.js", import.meta.url).pathname;
 
@@ -34,15 +34,19 @@ describe("remote engine against a second Alveare process", () => {
   let server: TestServer;
   before(async () => {
     const port = await freePort();
+    const dataDir = tempDir();
+    const env = { ...process.env, ALVEARE_THREADS: "1", ALVEARE_LOG_LEVEL: "warn", ALVEARE_CONFIG: "", ALVEARE_DATA_DIR: dataDir };
+    // The upstream is a full Alveare with its own gate: we call it with a key of ours, from the environment.
+    process.env.UPSTREAM_ALVEARE_KEY = cliKey(dataDir, "professional", env).key;
     upstream = spawn(process.execPath, [CLI, "serve", "--port", String(port), "--model", await tinyModel()], {
-      env: { ...process.env, ALVEARE_THREADS: "1", ALVEARE_LOG_LEVEL: "warn", ALVEARE_CONFIG: "" },
+      env,
       stdio: ["ignore", "ignore", "inherit"],
     });
     await waitForHealth(`http://127.0.0.1:${port}`, upstream);
     server = await startTestServer({
       specialists: {
-        faraway: { description: "served by another node", system_prompt: "", remote: { base_url: `http://127.0.0.1:${port}/v1`, model: "alveare-chat" } },
-        "faraway-classify": { description: "labels upstream", remote: { base_url: `http://127.0.0.1:${port}/v1`, model: "alveare-classify" }, system_prompt: "" },
+        faraway: { description: "served by another node", system_prompt: "", remote: { base_url: `http://127.0.0.1:${port}/v1`, model: "alveare-chat", api_key_env: "UPSTREAM_ALVEARE_KEY" } },
+        "faraway-classify": { description: "labels upstream", remote: { base_url: `http://127.0.0.1:${port}/v1`, model: "alveare-classify", api_key_env: "UPSTREAM_ALVEARE_KEY" }, system_prompt: "" },
       },
     });
   });

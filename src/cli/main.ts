@@ -5,14 +5,25 @@ import { loadConfig } from "../config/config.js";
 import { ModelUnavailableError, progressBar, resolveModel } from "../models/model-files.js";
 import { ApiError } from "../errors.js";
 import { serve } from "./serve.js";
+import { AccountError } from "../gate/accounts.js";
+import { CommandError, runAccountsCommand } from "./accounts.js";
 
 const USAGE = `usage:
   alveare serve [--port N] [--host H] [--data-dir D] [--model PATH_OR_HF_URI] [--config FILE]
-  alveare models pull URI [--data-dir D]`;
+  alveare models pull URI [--data-dir D]
+  alveare accounts create --name N --plan solo|starter|professional|scale [--json]
+  alveare keys create --account ID [--mode live|test] [--name N] [--json]
+  alveare keys list --account ID [--json]
+  alveare keys revoke KEY_ID
+  alveare usage --account ID [--mode live|test] [--json]
+  (accounts, keys and usage also take --data-dir D and --config FILE)`;
 
 /** Errors an operator can fix print one line; anything else is a bug and keeps its stack. */
 export function reportAndExit(error: unknown): never {
-  if (error instanceof ConfigError || error instanceof ModelUnavailableError || error instanceof UsageError) {
+  if (
+    error instanceof ConfigError || error instanceof ModelUnavailableError || error instanceof UsageError ||
+    error instanceof AccountError || error instanceof CommandError
+  ) {
     process.stderr.write(`alveare: ${error.message}\n`);
     process.exit(2);
   }
@@ -46,7 +57,6 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     default: {
-      const { runAccountsCommand } = await import("./accounts.js");
       if (await runAccountsCommand(command, rest)) return;
       throw new UsageError(command === undefined ? USAGE : `unknown command '${command}'\n${USAGE}`);
     }

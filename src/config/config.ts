@@ -4,6 +4,7 @@ import type { SpecialistDefinition } from "../specialists/specialist.js";
 import { ConfigError } from "./config-error.js";
 import { isFields, numberAt, objectAt, onlyKeys, stringAt, type Fields } from "./fields.js";
 import { parseSpecialists } from "./specialists-config.js";
+import { parsePlans, type Plan } from "../gate/plans.js";
 
 export const DEFAULT_MODEL_URI = "hf:Qwen/Qwen2.5-0.5B-Instruct-GGUF/qwen2.5-0.5b-instruct-q4_k_m.gguf";
 export const DEFAULT_BODY_LIMIT = 1024 * 1024;
@@ -29,8 +30,7 @@ export interface ServerConfig {
   /** Model names to paths or hf: URIs; `base` is the default model every default specialist uses. */
   models: Record<string, string>;
   specialists: SpecialistDefinition[];
-  /** The config file's raw sections owned by other layers (plans), validated there. */
-  file: Fields;
+  plans: Record<string, Plan>;
 }
 
 /** Command-line flags of `alveare serve`; absent ones fall through to env, file, defaults. */
@@ -92,6 +92,14 @@ export function loadConfig(flags: ServeFlags = {}, env: Env = process.env): Serv
   models.base ??= DEFAULT_MODEL_URI;
 
   const specialists = parseSpecialists(file.specialists);
+  const plans = parsePlans(file.plans);
+  const known = new Set(specialists.map((s) => s.id));
+  for (const name of Object.keys(isFields(file.plans) ? file.plans : {})) {
+    const listed = plans[name]?.specialists;
+    for (const id of listed === "*" || listed === undefined ? [] : listed) {
+      if (!known.has(id)) throw new ConfigError(`plans.${name}.specialists`, `'${id}' is not a specialist of this server`);
+    }
+  }
   for (const s of specialists) {
     if (s.remote === undefined && !(s.model in models) && !looksLikeModelLocation(s.model)) {
       throw new ConfigError(`specialists.${s.id}.model`, `'${s.model}' is neither a name in 'models' nor a .gguf path or hf: URI`);
@@ -112,7 +120,7 @@ export function loadConfig(flags: ServeFlags = {}, env: Env = process.env): Serv
     },
     models,
     specialists,
-    file,
+    plans,
   };
 }
 

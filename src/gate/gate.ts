@@ -1,4 +1,4 @@
-import type { FastifyRequest } from "fastify";
+import type { FastifyReply, FastifyRequest } from "fastify";
 
 /** Who is calling, once the gate has authenticated the request. */
 export interface Caller {
@@ -18,7 +18,7 @@ export interface Outcome {
 
 /** A request let through to an engine; `finish` must be called exactly once when it ends. */
 export interface Admission {
-  finish(outcome: Outcome): void;
+  finish(outcome: Outcome): Promise<void>;
 }
 
 export type Endpoint = "infer" | "chat.completions";
@@ -30,20 +30,20 @@ export type Endpoint = "infer" | "chat.completions";
  */
 export interface Gate {
   /** Runs before every /v1 handler; throws 401 or sets headers. */
-  authenticate(request: FastifyRequest): Promise<Caller | undefined>;
+  authenticate(request: FastifyRequest, reply: FastifyReply): Promise<Caller | undefined>;
   /** Whether the caller may use the specialist (models list, 403 check). */
   allows(caller: Caller | undefined, specialistId: string): boolean;
   /** Checks plan, minute limit and monthly quota, and counts the request; throws 403/429. */
-  admit(request: FastifyRequest, caller: Caller | undefined, specialistId: string, endpoint: Endpoint): Admission;
+  admit(request: FastifyRequest, reply: FastifyReply, caller: Caller | undefined, specialistId: string, endpoint: Endpoint): Promise<Admission>;
   close(): Promise<void>;
 }
 
-const NO_ADMISSION: Admission = { finish: () => undefined };
+const NO_ADMISSION: Admission = { finish: () => Promise.resolve() };
 
 /** Lets every request through: the server before accounts exist, and the gate-off benchmark baseline. */
 export const openGate: Gate = {
   authenticate: () => Promise.resolve(undefined),
   allows: () => true,
-  admit: () => NO_ADMISSION,
+  admit: () => Promise.resolve(NO_ADMISSION),
   close: () => Promise.resolve(),
 };

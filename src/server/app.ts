@@ -99,8 +99,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   await app.register(healthRoute, { version: options.version });
   await app.register(async (v1) => {
-    v1.addHook("onRequest", async (request) => {
-      request.caller = await options.gate.authenticate(request);
+    v1.addHook("onRequest", async (request, reply) => {
+      request.caller = await options.gate.authenticate(request, reply);
     });
     await v1.register(modelsRoute, options);
     await v1.register(inferRoute, options);

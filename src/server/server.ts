@@ -1,7 +1,11 @@
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import type { ServerConfig } from "../config/config.js";
-import { openGate, type Gate } from "../gate/gate.js";
+import { join } from "node:path";
+import { AccountGate } from "../gate/account-gate.js";
+import type { Gate } from "../gate/gate.js";
+import { SqliteStore } from "../store/sqlite/sqlite-store.js";
+import { usageRoute } from "./routes/usage.js";
 import { SpecialistRegistry } from "../specialists/registry.js";
 import { VERSION } from "../version.js";
 import { buildApp, type AppOptions } from "./app.js";
@@ -16,14 +20,23 @@ export interface RunningServer {
 
 export interface StartOptions {
   logger: Logger;
+  /** Replaces the account gate (the open gate: benchmarks' baseline, inference-only tests). */
   gate?: Gate | undefined;
   plugins?: AppOptions["plugins"];
 }
 
 export async function startServer(config: ServerConfig, options: StartOptions): Promise<RunningServer> {
-  const registry = await SpecialistRegistry.create(config, options.logger);
+  const store = options.gate === undefined ? new SqliteStore(databasePath(config)) : undefined;
+  const accountGate = store && new AccountGate(store, config.plans);
+  const gate = options.gate ?? accountGate!;
+  let registry: SpecialistRegistry;
+  try {
+    registry = await SpecialistRegistry.create(config, options.logger);
+  } catch (error) {
+    await gate.close();
+    throw error;
+  }
   const shutdown = new AbortController();
-  const gate = options.gate ?? openGate;
   const app = await buildApp({
     specialists: registry,
     gate,
@@ -31,12 +44,13 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
     version: VERSION,
     bodyLimit: config.bodyLimit,
     shutdown: shutdown.signal,
-    plugins: options.plugins,
+    plugins: [...(store && accountGate ? [usageRoute(store, accountGate)] : []), ...(options.plugins ?? [])],
   });
   try {
     await app.listen({ port: config.port, host: config.host });
   } catch (error) {
     await registry.close();
+    await gate.close();
     throw error;
   }
   const address = app.server.address();
@@ -61,3 +75,6 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
       })()),
   };
 }
+
+/** The SQLite file of accounts, keys and usage in the data dir. */
+export const databasePath = (config: ServerConfig): string => join(config.dataDir, "alveare.db");

@@ -1,10 +1,15 @@
+import { spawnSync } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
 import { loadConfig, type ServerConfig } from "../../src/config/config.js";
 import { createLogger } from "../../src/logger.js";
-import { startServer, type RunningServer, type StartOptions } from "../../src/server/server.js";
+import { startServer, databasePath, type RunningServer, type StartOptions } from "../../src/server/server.js";
+import { openGate } from "../../src/gate/gate.js";
+import { AccountService } from "../../src/gate/accounts.js";
+import { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
+import type { Mode } from "../../src/store/store.js";
 import { TINY_LLAMA, writeRandomLlama, type RandomLlamaOptions } from "../../src/gguf/random-llama.js";
 
 export const tempDir = (prefix = "alveare-test-"): string => mkdtempSync(join(tmpdir(), prefix));
@@ -51,20 +56,56 @@ export function configFor(file: Record<string, unknown>, env: Record<string, str
   return loadConfig({ config: path }, { ALVEARE_THREADS: "1", ...env });
 }
 
-/** A real server on a real loopback socket, serving the tiny model unless told otherwise. */
+/**
+ * A real server on a real loopback socket, serving the tiny model unless told
+ * otherwise. Inference tests run it with the open gate (no keys needed); gate
+ * tests pass `gated: true` for the account gate on a fresh SQLite file.
+ */
 export async function startTestServer(
   file: Record<string, unknown> = {},
-  options: Partial<StartOptions> & { env?: Record<string, string> } = {},
+  options: Partial<StartOptions> & { env?: Record<string, string>; gated?: boolean } = {},
 ): Promise<TestServer> {
   const model = await tinyModel();
   const config = configFor({ models: { base: model }, engine: { parallel: 2, queue: 16 }, ...file }, options.env);
   const logs = new LogCapture();
   const logger = createLogger("info", logs);
-  const server = await startServer(config, { logger, ...options });
+  const { gated, ...rest } = options;
+  const server = await startServer(config, { logger, ...rest, gate: gated ? undefined : (rest.gate ?? openGate) });
   return Object.assign(server, { logs, config });
+}
+
+/** Creates an account and a key in a gated server's database, as `alveare accounts/keys create` would. */
+export async function createKey(
+  server: TestServer, plan: string, mode: Mode = "live", accountId?: string,
+): Promise<{ accountId: string; keyId: string; key: string; auth: Record<string, string> }> {
+  const store = new SqliteStore(databasePath(server.config));
+  try {
+    const accounts = new AccountService(store, server.config.plans);
+    const account = accountId === undefined ? await accounts.createAccount(`acct-${plan}`, plan) : { id: accountId };
+    const { record, key } = await accounts.createKey(account.id, mode);
+    return { accountId: account.id, keyId: record.id, key, auth: { authorization: `Bearer ${key}` } };
+  } finally {
+    await store.close();
+  }
 }
 
 export async function postJson(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; headers: Headers; json: Record<string, unknown> }> {
   const response = await fetch(url, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: typeof body === "string" ? body : JSON.stringify(body) });
   return { status: response.status, headers: response.headers, json: (await response.json()) as Record<string, unknown> };
+}
+
+const CLI_PATH = new URL("../../src/cli/main.js", import.meta.url).pathname;
+
+/** Runs `alveare …` as a user would and parses its --json output. */
+export function cliJson(args: readonly string[], env: NodeJS.ProcessEnv = process.env): Record<string, unknown> {
+  const r = spawnSync(process.execPath, [CLI_PATH, ...args, "--json"], { env, encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`alveare ${args.join(" ")} failed: ${r.stderr}`);
+  return JSON.parse(r.stdout) as Record<string, unknown>;
+}
+
+/** An account on `plan` and one live key in the data dir, made through the CLI. */
+export function cliKey(dataDir: string, plan = "professional", env: NodeJS.ProcessEnv = process.env): { accountId: string; key: string } {
+  const account = cliJson(["accounts", "create", "--name", "test", "--plan", plan, "--data-dir", dataDir], env);
+  const key = cliJson(["keys", "create", "--account", String(account.id), "--data-dir", dataDir], env);
+  return { accountId: String(account.id), key: String(key.key) };
 }

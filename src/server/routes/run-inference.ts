@@ -24,7 +24,7 @@ export async function runInference(
   call: Omit<SpecialistCall, "signal">,
 ): Promise<GenerationResult> {
   request.logFields.specialist = specialist.id;
-  const admission = options.gate.admit(request, request.caller, specialist.id, endpoint);
+  const admission = await options.gate.admit(request, reply, request.caller, specialist.id, endpoint);
   const signal = requestSignal(reply, options.shutdown);
   const started = performance.now();
   let result: GenerationResult | undefined;
@@ -46,7 +46,8 @@ export async function runInference(
     request.logFields.prompt_tokens = result?.promptTokens ?? 0;
     request.logFields.completion_tokens = result?.completionTokens ?? 0;
     if (result?.aborted) request.logFields.aborted = true;
-    admission.finish({
+    // Written before the response completes: a request a client saw succeed is in the ledger.
+    await admission.finish({
       status,
       promptTokens: result?.promptTokens ?? 0,
       completionTokens: result?.completionTokens ?? 0,

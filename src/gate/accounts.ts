@@ -1,0 +1,47 @@
+import { randomBase62 } from "../server/ids.js";
+import type { Account, ApiKeyRecord, Mode, Store } from "../store/store.js";
+import { generateKey } from "./api-keys.js";
+import type { Plan } from "./plans.js";
+
+/**
+ * Account and key operations, shared by the CLI (and later the admin API and
+ * dashboard) so there is one implementation of each.
+ */
+export class AccountService {
+  constructor(private readonly store: Store, private readonly plans: Readonly<Record<string, Plan>>) {}
+
+  async createAccount(name: string, plan: string): Promise<Account> {
+    if (name.trim().length === 0) throw new AccountError("the account name must not be empty");
+    if (this.plans[plan] === undefined) throw new AccountError(`unknown plan '${plan}' (plans: ${Object.keys(this.plans).join(", ")})`);
+    const account: Account = { id: `acct_${randomBase62(16)}`, name, plan, status: "active", createdAt: new Date().toISOString() };
+    await this.store.createAccount(account);
+    return account;
+  }
+
+  /** Creates a key and returns its secret: the only time it exists outside its owner's hands. */
+  async createKey(accountId: string, mode: Mode, name?: string): Promise<{ record: ApiKeyRecord; key: string }> {
+    if (mode !== "live" && mode !== "test") throw new AccountError(`mode must be live or test, got '${String(mode)}'`);
+    if ((await this.store.getAccount(accountId)) === undefined) throw new AccountError(`no account '${accountId}'`);
+    const secret = generateKey(mode);
+    const record: ApiKeyRecord = {
+      id: `key_${randomBase62(16)}`, accountId, name: name ?? null, mode, prefix: secret.prefix,
+      createdAt: new Date().toISOString(), lastUsedAt: null, revokedAt: null,
+    };
+    await this.store.createKey(record, secret.hash);
+    return { record, key: secret.key };
+  }
+
+  async listKeys(accountId: string): Promise<ApiKeyRecord[]> {
+    if ((await this.store.getAccount(accountId)) === undefined) throw new AccountError(`no account '${accountId}'`);
+    return this.store.listKeys(accountId);
+  }
+
+  async revokeKey(keyId: string): Promise<void> {
+    if (!(await this.store.revokeKey(keyId, new Date().toISOString()))) throw new AccountError(`no key '${keyId}'`);
+  }
+}
+
+/** A request an operator can correct (unknown account, bad plan name). */
+export class AccountError extends Error {
+  override name = "AccountError";
+}

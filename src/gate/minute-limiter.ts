@@ -1,0 +1,95 @@
+/** What the limiter says about one key at one moment. */
+export interface WindowState {
+  allowed: boolean;
+  limit: number;
+  /** Requests still allowed in the current window (after this one, if admitted). */
+  remaining: number;
+  /** Milliseconds until a refused request would be let in (0 when allowed). */
+  retryAfterMs: number;
+  /** Milliseconds until the window is entirely clear again. */
+  resetMs: number;
+}
+
+/**
+ * A ring of the last `limit` admission times: exact where fixed windows and
+ * token buckets are approximate. A request is let in when the oldest of the
+ * last `limit` admissions is at least a window old, so no window of that length
+ * ever holds more than `limit` requests, and a client that waits exactly the
+ * reported time is let in.
+ */
+class AdmissionLog {
+  private readonly times: Float64Array;
+  private start = 0;
+  private count = 0;
+
+  constructor(readonly limit: number) {
+    this.times = new Float64Array(limit);
+  }
+
+  private expire(now: number, windowMs: number): void {
+    while (this.count > 0 && this.times[this.start]! <= now - windowMs) {
+      this.start = (this.start + 1) % this.limit;
+      this.count--;
+    }
+  }
+
+  check(now: number, windowMs: number): WindowState {
+    this.expire(now, windowMs);
+    const newest = this.count === 0 ? now - windowMs : this.times[(this.start + this.count - 1) % this.limit]!;
+    if (this.count < this.limit) {
+      return { allowed: true, limit: this.limit, remaining: this.limit - this.count - 1, retryAfterMs: 0, resetMs: Math.max(0, newest + windowMs - now) };
+    }
+    const oldest = this.times[this.start]!;
+    return { allowed: false, limit: this.limit, remaining: 0, retryAfterMs: oldest + windowMs - now, resetMs: newest + windowMs - now };
+  }
+
+  record(now: number): void {
+    this.times[(this.start + this.count) % this.limit] = now;
+    this.count++;
+  }
+
+  /**
+   * Takes back the admission recorded at `at` if it is still the newest. When
+   * later ones came in between it stays counted: the limiter errs on the side
+   * of admitting fewer, never more.
+   */
+  unrecord(at: number): void {
+    if (this.count > 0 && this.times[(this.start + this.count - 1) % this.limit] === at) this.count--;
+  }
+}
+
+/** Per-key sliding-window limits, in this process's memory. */
+export class MinuteLimiter {
+  private readonly logs = new Map<string, AdmissionLog>();
+
+  constructor(private readonly clock: () => number = () => performance.timeOrigin + performance.now()) {}
+
+  private log(keyId: string, limit: number): AdmissionLog {
+    let log = this.logs.get(keyId);
+    if (log === undefined || log.limit !== limit) {
+      log = new AdmissionLog(limit);
+      this.logs.set(keyId, log);
+    }
+    return log;
+  }
+
+  /** Looks without counting (for headers on routes that do not consume the limit). */
+  peek(keyId: string, limit: number, windowMs: number): WindowState {
+    const state = this.log(keyId, limit).check(this.clock(), windowMs);
+    return state.allowed ? { ...state, remaining: state.remaining + 1 } : state;
+  }
+
+  /**
+   * Checks and, when allowed, counts the request at once (so no concurrent
+   * request can slip into the same slot); `release` takes it back when a later
+   * check (the monthly quota) refuses the request after all.
+   */
+  take(keyId: string, limit: number, windowMs: number): { state: WindowState; release: () => void } {
+    const log = this.log(keyId, limit);
+    const now = this.clock();
+    const state = log.check(now, windowMs);
+    if (!state.allowed) return { state, release: () => undefined };
+    log.record(now);
+    return { state: { ...state, resetMs: windowMs }, release: () => log.unrecord(now) };
+  }
+}

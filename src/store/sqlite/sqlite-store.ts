@@ -1,0 +1,160 @@
+import Database from "better-sqlite3";
+import { mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import type {
+  Account, AdmissionRecord, ApiKeyRecord, CompletionRecord, KeyLookup, Mode, PeriodUsage, Store,
+} from "../store.js";
+import { MIGRATIONS } from "./migrations.js";
+
+interface KeyRow {
+  id: string; account_id: string; name: string | null; mode: Mode; prefix: string;
+  created_at: string; last_used_at: string | null; revoked_at: string | null;
+}
+interface AccountRow { id: string; name: string; plan: string; status: Account["status"]; created_at: string }
+
+const toKey = (r: KeyRow): ApiKeyRecord => ({
+  id: r.id, accountId: r.account_id, name: r.name, mode: r.mode, prefix: r.prefix,
+  createdAt: r.created_at, lastUsedAt: r.last_used_at, revokedAt: r.revoked_at,
+});
+const toAccount = (r: AccountRow): Account => ({ id: r.id, name: r.name, plan: r.plan, status: r.status, createdAt: r.created_at });
+
+/** Runs the migrations a database has not seen yet. */
+export function migrate(db: Database.Database): void {
+  const current = db.pragma("user_version", { simple: true }) as number;
+  for (let version = current; version < MIGRATIONS.length; version++) {
+    db.transaction(() => {
+      db.exec(MIGRATIONS[version]!);
+      db.pragma(`user_version = ${version + 1}`);
+    })();
+  }
+}
+
+/**
+ * The store in one SQLite file. WAL mode: readers never block the writer, and a
+ * committed transaction survives the process being killed at any moment
+ * (synchronous=NORMAL only risks the last transactions on power loss, not on a
+ * process crash). better-sqlite3 is synchronous, so each method is atomic within
+ * this process by construction and inside a transaction on disk.
+ */
+export class SqliteStore implements Store {
+  private readonly db: Database.Database;
+  private readonly statements;
+
+  constructor(path: string) {
+    if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
+    this.db = new Database(path);
+    this.db.pragma("journal_mode = WAL");
+    this.db.pragma("synchronous = NORMAL");
+    this.db.pragma("foreign_keys = ON");
+    this.db.pragma("busy_timeout = 5000");
+    migrate(this.db);
+    const db = this.db;
+    this.statements = {
+      insertAccount: db.prepare("INSERT INTO accounts (id, name, plan, status, created_at) VALUES (@id, @name, @plan, @status, @createdAt)"),
+      getAccount: db.prepare<[string], AccountRow>("SELECT * FROM accounts WHERE id = ?"),
+      insertKey: db.prepare(
+        "INSERT INTO api_keys (id, account_id, name, mode, hash, prefix, created_at) VALUES (@id, @accountId, @name, @mode, @hash, @prefix, @createdAt)",
+      ),
+      listKeys: db.prepare<[string], KeyRow>("SELECT * FROM api_keys WHERE account_id = ? ORDER BY created_at, id"),
+      revokeKey: db.prepare("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?"),
+      findKey: db.prepare<[string], KeyRow & { a_name: string; a_plan: string; a_status: Account["status"]; a_created_at: string }>(
+        `SELECT k.*, a.name AS a_name, a.plan AS a_plan, a.status AS a_status, a.created_at AS a_created_at
+         FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.hash = ?`,
+      ),
+      touchKey: db.prepare("UPDATE api_keys SET last_used_at = ? WHERE id = ?"),
+      ensureCounter: db.prepare("INSERT OR IGNORE INTO usage_counters (account_id, mode, period) VALUES (?, ?, ?)"),
+      countRequest: db.prepare(
+        "UPDATE usage_counters SET requests = requests + 1 WHERE account_id = ? AND mode = ? AND period = ? AND requests < ?",
+      ),
+      insertEvent: db.prepare(
+        `INSERT INTO usage_events (request_id, account_id, key_id, mode, period, endpoint, specialist, created_at)
+         VALUES (@requestId, @accountId, @keyId, @mode, @period, @endpoint, @specialist, @at)`,
+      ),
+      finishEvent: db.prepare(
+        `UPDATE usage_events SET status = @status, prompt_tokens = @promptTokens, completion_tokens = @completionTokens,
+         latency_ms = @latencyMs, finished_at = @at WHERE id = @eventId`,
+      ),
+      addTokens: db.prepare("UPDATE usage_counters SET tokens = tokens + ? WHERE account_id = ? AND mode = ? AND period = ?"),
+      refund: db.prepare("UPDATE usage_counters SET requests = requests - 1 WHERE account_id = ? AND mode = ? AND period = ?"),
+      counter: db.prepare<[string, string, string], { requests: number; tokens: number }>(
+        "SELECT requests, tokens FROM usage_counters WHERE account_id = ? AND mode = ? AND period = ?",
+      ),
+      bySpecialist: db.prepare<[string, string, string], { specialist: string; n: number }>(
+        `SELECT specialist, COUNT(*) AS n FROM usage_events
+         WHERE account_id = ? AND mode = ? AND period = ? AND (status IS NULL OR status < 500)
+         GROUP BY specialist ORDER BY n DESC, specialist`,
+      ),
+    };
+    this.admitTx = db.transaction((r: AdmissionRecord): number | undefined => {
+      this.statements.ensureCounter.run(r.accountId, r.mode, r.period);
+      if (this.statements.countRequest.run(r.accountId, r.mode, r.period, r.limit).changes === 0) return undefined;
+      return Number(this.statements.insertEvent.run(r).lastInsertRowid);
+    });
+    this.completeTx = db.transaction((r: CompletionRecord): void => {
+      this.statements.finishEvent.run(r);
+      if (r.refund) this.statements.refund.run(r.accountId, r.mode, r.period);
+      else this.statements.addTokens.run(r.promptTokens + r.completionTokens, r.accountId, r.mode, r.period);
+    });
+  }
+
+  private readonly admitTx: (r: AdmissionRecord) => number | undefined;
+  private readonly completeTx: (r: CompletionRecord) => void;
+
+  async createAccount(account: Account): Promise<void> {
+    this.statements.insertAccount.run(account);
+  }
+
+  async getAccount(id: string): Promise<Account | undefined> {
+    const row = this.statements.getAccount.get(id);
+    return row && toAccount(row);
+  }
+
+  async createKey(key: ApiKeyRecord, hash: string): Promise<void> {
+    this.statements.insertKey.run({ ...key, hash });
+  }
+
+  async listKeys(accountId: string): Promise<ApiKeyRecord[]> {
+    return this.statements.listKeys.all(accountId).map(toKey);
+  }
+
+  async revokeKey(keyId: string, at: string): Promise<boolean> {
+    return this.statements.revokeKey.run(at, keyId).changes > 0;
+  }
+
+  async findKeyByHash(hash: string): Promise<KeyLookup | undefined> {
+    const row = this.statements.findKey.get(hash);
+    if (row === undefined) return undefined;
+    return {
+      key: toKey(row),
+      account: { id: row.account_id, name: row.a_name, plan: row.a_plan, status: row.a_status, createdAt: row.a_created_at },
+    };
+  }
+
+  async touchKey(keyId: string, at: string): Promise<void> {
+    this.statements.touchKey.run(at, keyId);
+  }
+
+  async admit(record: AdmissionRecord): Promise<number | undefined> {
+    return this.admitTx(record);
+  }
+
+  async complete(record: CompletionRecord): Promise<void> {
+    this.completeTx(record);
+  }
+
+  async periodUsage(accountId: string, mode: Mode, period: string): Promise<PeriodUsage> {
+    const counter = this.statements.counter.get(accountId, mode, period);
+    const bySpecialist: Record<string, number> = {};
+    for (const row of this.statements.bySpecialist.all(accountId, mode, period)) bySpecialist[row.specialist] = row.n;
+    return { requests: counter?.requests ?? 0, tokens: counter?.tokens ?? 0, bySpecialist };
+  }
+
+  /** For tests and operators: SQLite's own consistency check. */
+  integrityCheck(): string {
+    return this.db.pragma("integrity_check", { simple: true }) as string;
+  }
+
+  async close(): Promise<void> {
+    if (this.db.open) this.db.close();
+  }
+}

@@ -1,0 +1,87 @@
+/**
+ * The persistence boundary: accounts, API keys and the usage ledger. Callers see
+ * only this interface (async, so a PostgreSQL implementation can sit behind it);
+ * each method is one atomic unit of work in whatever database implements it.
+ */
+
+export type Mode = "live" | "test";
+
+export interface Account {
+  id: string;
+  name: string;
+  plan: string;
+  status: "active" | "suspended";
+  createdAt: string;
+}
+
+export interface ApiKeyRecord {
+  id: string;
+  accountId: string;
+  name: string | null;
+  mode: Mode;
+  /** The first characters of the key, for people to recognise it; never enough to use it. */
+  prefix: string;
+  createdAt: string;
+  lastUsedAt: string | null;
+  revokedAt: string | null;
+}
+
+/** A key found by its hash, with what authentication needs of its account. */
+export interface KeyLookup {
+  key: ApiKeyRecord;
+  account: Account;
+}
+
+export interface AdmissionRecord {
+  requestId: string;
+  accountId: string;
+  keyId: string;
+  mode: Mode;
+  /** Billing period, "YYYY-MM" in UTC. */
+  period: string;
+  endpoint: string;
+  specialist: string;
+  /** The period's request limit; admission fails at it. */
+  limit: number;
+  at: string;
+}
+
+export interface CompletionRecord {
+  eventId: number;
+  accountId: string;
+  mode: Mode;
+  period: string;
+  status: number;
+  promptTokens: number;
+  completionTokens: number;
+  latencyMs: number;
+  at: string;
+  /** Server errors give the request back to the quota. */
+  refund: boolean;
+}
+
+export interface PeriodUsage {
+  requests: number;
+  tokens: number;
+  bySpecialist: Record<string, number>;
+}
+
+export interface Store {
+  createAccount(account: Account): Promise<void>;
+  getAccount(id: string): Promise<Account | undefined>;
+  createKey(key: ApiKeyRecord, hash: string): Promise<void>;
+  listKeys(accountId: string): Promise<ApiKeyRecord[]>;
+  /** Marks a key revoked; false when there is no such key. */
+  revokeKey(keyId: string, at: string): Promise<boolean>;
+  findKeyByHash(hash: string): Promise<KeyLookup | undefined>;
+  touchKey(keyId: string, at: string): Promise<void>;
+  /**
+   * Counts one request against the period's limit and records it in the ledger,
+   * atomically; returns the ledger event id, or undefined when the limit is reached.
+   */
+  admit(record: AdmissionRecord): Promise<number | undefined>;
+  /** Completes a ledger event with its outcome (and gives server errors back). */
+  complete(record: CompletionRecord): Promise<void>;
+  periodUsage(accountId: string, mode: Mode, period: string): Promise<PeriodUsage>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,142 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { databasePath } from "../src/server/server.js";
+import { SqliteStore } from "../src/store/sqlite/sqlite-store.js";
+import { createKey, startTestServer, type TestServer } from "./helpers/fixtures.js";
+
+type Route = { method: "GET" | "POST"; path: string; body?: unknown };
+const ROUTES: Route[] = [
+  { method: "GET", path: "/v1/models" },
+  { method: "GET", path: "/v1/usage" },
+  { method: "POST", path: "/v1/infer", body: { specialist: "classify", prompt: "I love it", max_tokens: 4 } },
+  { method: "POST", path: "/v1/chat/completions", body: { model: "alveare-classify", messages: [{ role: "user", content: "hi" }], max_tokens: 4 } },
+];
+
+async function call(server: TestServer, route: Route, headers: Record<string, string> = {}): Promise<{ status: number; headers: Headers; json: Record<string, unknown> }> {
+  const response = await fetch(`${server.url}${route.path}`, {
+    method: route.method,
+    headers: { "content-type": "application/json", ...headers },
+    body: route.body === undefined ? undefined : JSON.stringify(route.body),
+  });
+  return { status: response.status, headers: response.headers, json: (await response.json()) as Record<string, unknown> };
+}
+
+const codeOf = (r: { json: Record<string, unknown> }): string => (r.json.error as { code: string }).code;
+
+describe("the gate: who may call what", () => {
+  let server: TestServer;
+  let live: Awaited<ReturnType<typeof createKey>>;
+  let revoked: Awaited<ReturnType<typeof createKey>>;
+  let solo: Awaited<ReturnType<typeof createKey>>;
+  before(async () => {
+    server = await startTestServer({}, { gated: true });
+    live = await createKey(server, "professional");
+    revoked = await createKey(server, "professional");
+    solo = await createKey(server, "solo");
+    const store = new SqliteStore(databasePath(server.config));
+    await store.revokeKey(revoked.keyId, new Date().toISOString());
+    await store.close();
+  });
+  after(async () => {
+    await server.close();
+  });
+
+  for (const route of ROUTES) {
+    describe(`${route.method} ${route.path}`, () => {
+      it("answers a valid key", async () => {
+        const r = await call(server, route, live.auth);
+        assert.equal(r.status, 200, JSON.stringify(r.json));
+        assert.ok(r.headers.get("x-ratelimit-limit-requests"), "rate-limit headers on authenticated responses");
+        assert.ok(r.headers.get("x-ratelimit-remaining-requests"));
+        assert.ok(r.headers.get("x-ratelimit-reset-requests"));
+      });
+      it("refuses a request without a key", async () => {
+        const r = await call(server, route);
+        assert.equal(r.status, 401);
+        assert.equal(codeOf(r), "missing_api_key");
+        assert.equal((r.json.error as { type: string }).type, "authentication_error");
+      });
+      const malformed: Array<[string, () => string]> = [
+        ["a non-Bearer scheme", () => `Basic ${live.key}`],
+        ["a key without the prefix", () => "Bearer sk-abcdef"],
+        ["a truncated key", () => `Bearer ${live.key.slice(0, 20)}`],
+      ];
+      for (const [what, header] of malformed) {
+        it(`refuses ${what} as malformed`, async () => {
+          const r = await call(server, route, { authorization: header() });
+          assert.equal(r.status, 401);
+          assert.equal(codeOf(r), "invalid_api_key");
+        });
+      }
+      it("refuses an unknown key", async () => {
+        const r = await call(server, route, { authorization: `Bearer alv_live_${"A".repeat(40)}` });
+        assert.equal(r.status, 401);
+        assert.equal(codeOf(r), "invalid_api_key");
+      });
+      it("refuses a revoked key", async () => {
+        const r = await call(server, route, revoked.auth);
+        assert.equal(r.status, 401);
+        assert.equal(codeOf(r), "revoked_api_key");
+      });
+    });
+  }
+
+  it("does not ask /health for a key", async () => {
+    assert.equal((await fetch(`${server.url}/health`)).status, 200);
+  });
+
+  it("refuses a revoked key on the very next request after revocation", async () => {
+    const k = await createKey(server, "professional");
+    const route = ROUTES[2]!;
+    assert.equal((await call(server, route, k.auth)).status, 200);
+    const store = new SqliteStore(databasePath(server.config));
+    await store.revokeKey(k.keyId, new Date().toISOString());
+    await store.close();
+    assert.equal(codeOf(await call(server, route, k.auth)), "revoked_api_key");
+  });
+
+  it("lists exactly the plan's specialists", async () => {
+    const r = await call(server, ROUTES[0]!, solo.auth);
+    assert.deepEqual((r.json.data as Array<{ id: string }>).map((m) => m.id).sort(), ["alveare-classify", "alveare-extract", "alveare-summarise"]);
+    const all = await call(server, ROUTES[0]!, live.auth);
+    assert.equal((all.json.data as unknown[]).length, 6);
+  });
+
+  it("answers 403 specialist_not_in_plan on both inference routes, and counts nothing", async () => {
+    const infer = await call(server, { method: "POST", path: "/v1/infer", body: { specialist: "code", prompt: "x" } }, solo.auth);
+    assert.equal(infer.status, 403);
+    assert.equal(codeOf(infer), "specialist_not_in_plan");
+    assert.equal((infer.json.error as { type: string }).type, "permission_error");
+    const chat = await call(server, { method: "POST", path: "/v1/chat/completions", body: { model: "alveare-chat", messages: [{ role: "user", content: "x" }] } }, solo.auth);
+    assert.equal(chat.status, 403);
+    assert.equal(codeOf(chat), "specialist_not_in_plan");
+    const usage = await call(server, ROUTES[1]!, solo.auth);
+    assert.equal(usage.json.requests_used, 0);
+  });
+
+  it("keeps each account's usage to itself, and test keys apart from live keys", async () => {
+    const a = await createKey(server, "starter");
+    const aTest = await createKey(server, "starter", "test", a.accountId);
+    const b = await createKey(server, "starter");
+    for (let i = 0; i < 2; i++) assert.equal((await call(server, ROUTES[2]!, a.auth)).status, 200);
+    assert.equal((await call(server, ROUTES[2]!, aTest.auth)).status, 200);
+    const usageA = (await call(server, ROUTES[1]!, a.auth)).json;
+    const usageATest = (await call(server, ROUTES[1]!, aTest.auth)).json;
+    const usageB = (await call(server, ROUTES[1]!, b.auth)).json;
+    assert.equal(usageA.requests_used, 2);
+    assert.deepEqual(usageA.by_specialist, { classify: 2 });
+    assert.equal(usageATest.requests_used, 1);
+    assert.equal(usageB.requests_used, 0);
+  });
+
+  it("never writes a key, whole or hashed, to the log", async () => {
+    const { hashKey } = await import("../src/gate/api-keys.js");
+    const all = server.logs.lines.join("\n");
+    assert.ok(server.logs.lines.length > 20);
+    for (const k of [live, revoked, solo]) {
+      assert.ok(!all.includes(k.key), "secret in logs");
+      assert.ok(!all.includes(k.key.slice(9)), "secret body in logs");
+      assert.ok(!all.includes(hashKey(k.key)), "hash in logs");
+    }
+  });
+});
