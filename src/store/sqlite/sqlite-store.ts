@@ -29,12 +29,26 @@ export function migrate(db: Database.Database): void {
   }
 }
 
+interface PendingWrite {
+  run: () => number | void;
+  resolve: (value: number | undefined) => void;
+  reject: (error: unknown) => void;
+}
+
 /**
  * The store in one SQLite file. WAL mode: readers never block the writer, and a
  * committed transaction survives the process being killed at any moment
  * (synchronous=NORMAL only risks the last transactions on power loss, not on a
  * process crash). better-sqlite3 is synchronous, so each method is atomic within
  * this process by construction and inside a transaction on disk.
+ *
+ * The hot path is kept cheap two ways. Ledger writes are group-committed: every
+ * write of one event-loop turn goes into one transaction, and each caller's
+ * promise settles only once its write is on disk, so nothing is acknowledged
+ * before it is durable. The quota counters live in memory (read from disk on
+ * first use), which keeps admission exact and synchronous in this process.
+ * Verified keys are cached until any other connection (the CLI) commits a change
+ * to the file, which SQLite's data_version reports.
  */
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
@@ -85,20 +99,53 @@ export class SqliteStore implements Store {
          GROUP BY specialist ORDER BY n DESC, specialist`,
       ),
     };
-    this.admitTx = db.transaction((r: AdmissionRecord): number | undefined => {
-      this.statements.ensureCounter.run(r.accountId, r.mode, r.period);
-      if (this.statements.countRequest.run(r.accountId, r.mode, r.period, r.limit).changes === 0) return undefined;
-      return Number(this.statements.insertEvent.run(r).lastInsertRowid);
-    });
-    this.completeTx = db.transaction((r: CompletionRecord): void => {
-      this.statements.finishEvent.run(r);
-      if (r.refund) this.statements.refund.run(r.accountId, r.mode, r.period);
-      else this.statements.addTokens.run(r.promptTokens + r.completionTokens, r.accountId, r.mode, r.period);
+    this.writeBatch = db.transaction((writes: PendingWrite[]) => {
+      for (const w of writes) (w as PendingWrite & { result?: number | void }).result = w.run();
     });
   }
 
-  private readonly admitTx: (r: AdmissionRecord) => number | undefined;
-  private readonly completeTx: (r: CompletionRecord) => void;
+  /** Queues a write for this turn's transaction; resolves once it is committed. */
+  private write(run: () => number | void): Promise<number | undefined> {
+    return new Promise((resolve, reject) => {
+      this.pending.push({ run, resolve, reject });
+      if (!this.flushScheduled) {
+        this.flushScheduled = true;
+        setImmediate(() => this.flush());
+      }
+    });
+  }
+
+  private flush(): void {
+    this.flushScheduled = false;
+    const writes = this.pending;
+    this.pending = [];
+    if (writes.length === 0) return;
+    try {
+      this.writeBatch(writes);
+    } catch (error) {
+      for (const w of writes) w.reject(error);
+      return;
+    }
+    for (const w of writes) w.resolve((w as PendingWrite & { result?: number | void }).result ?? undefined);
+  }
+
+  private counter(accountId: string, mode: Mode, period: string): { requests: number } {
+    const key = `${accountId}\u0000${mode}\u0000${period}`;
+    let counter = this.counters.get(key);
+    if (counter === undefined) {
+      counter = { requests: this.statements.counter.get(accountId, mode, period)?.requests ?? 0 };
+      this.counters.set(key, counter);
+    }
+    return counter;
+  }
+
+  private readonly writeBatch: (writes: PendingWrite[]) => void;
+  private pending: PendingWrite[] = [];
+  private flushScheduled = false;
+  /** Requests counted per account, mode and period: the source of truth for admission in this process. */
+  private readonly counters = new Map<string, { requests: number }>();
+  private readonly keyCache = new Map<string, KeyLookup>();
+  private keyCacheVersion = -1;
 
   async createAccount(account: Account): Promise<void> {
     this.statements.insertAccount.run(account);
@@ -118,31 +165,55 @@ export class SqliteStore implements Store {
   }
 
   async revokeKey(keyId: string, at: string): Promise<boolean> {
+    this.keyCache.clear();
     return this.statements.revokeKey.run(at, keyId).changes > 0;
   }
 
   async findKeyByHash(hash: string): Promise<KeyLookup | undefined> {
+    const version = this.db.pragma("data_version", { simple: true }) as number;
+    if (version !== this.keyCacheVersion) {
+      this.keyCache.clear();
+      this.keyCacheVersion = version;
+    }
+    const cached = this.keyCache.get(hash);
+    if (cached !== undefined) return cached;
     const row = this.statements.findKey.get(hash);
     if (row === undefined) return undefined;
-    return {
+    const found: KeyLookup = {
       key: toKey(row),
       account: { id: row.account_id, name: row.a_name, plan: row.a_plan, status: row.a_status, createdAt: row.a_created_at },
     };
+    // Only keys that work are cached; a revoked or unknown key costs a lookup each time.
+    if (found.key.revokedAt === null && found.account.status === "active") this.keyCache.set(hash, found);
+    return found;
   }
 
   async touchKey(keyId: string, at: string): Promise<void> {
     this.statements.touchKey.run(at, keyId);
   }
 
-  async admit(record: AdmissionRecord): Promise<number | undefined> {
-    return this.admitTx(record);
+  async admit(r: AdmissionRecord): Promise<number | undefined> {
+    const counter = this.counter(r.accountId, r.mode, r.period);
+    if (counter.requests >= r.limit) return undefined;
+    counter.requests++;
+    return this.write(() => {
+      this.statements.ensureCounter.run(r.accountId, r.mode, r.period);
+      this.statements.countRequest.run(r.accountId, r.mode, r.period, Number.MAX_SAFE_INTEGER);
+      return Number(this.statements.insertEvent.run(r).lastInsertRowid);
+    });
   }
 
-  async complete(record: CompletionRecord): Promise<void> {
-    this.completeTx(record);
+  async complete(r: CompletionRecord): Promise<void> {
+    if (r.refund) this.counter(r.accountId, r.mode, r.period).requests--;
+    await this.write(() => {
+      this.statements.finishEvent.run(r);
+      if (r.refund) this.statements.refund.run(r.accountId, r.mode, r.period);
+      else this.statements.addTokens.run(r.promptTokens + r.completionTokens, r.accountId, r.mode, r.period);
+    });
   }
 
   async periodUsage(accountId: string, mode: Mode, period: string): Promise<PeriodUsage> {
+    await this.write(() => undefined); // read after every write queued so far has landed
     const counter = this.statements.counter.get(accountId, mode, period);
     const bySpecialist: Record<string, number> = {};
     for (const row of this.statements.bySpecialist.all(accountId, mode, period)) bySpecialist[row.specialist] = row.n;
@@ -155,6 +226,7 @@ export class SqliteStore implements Store {
   }
 
   async close(): Promise<void> {
+    this.flush();
     if (this.db.open) this.db.close();
   }
 }

@@ -1,0 +1,167 @@
+import assert from "node:assert/strict";
+import { request } from "node:http";
+import { after, before, describe, it } from "node:test";
+import { FakeUpstream } from "./helpers/fake-upstream.js";
+import { cliJson, createKey, postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
+
+const infer = (server: TestServer, auth: Record<string, string>, specialist = "classify") =>
+  postJson(`${server.url}/v1/infer`, { specialist, prompt: "I love it", max_tokens: 2 }, auth);
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+describe("per-key window limit", () => {
+  let server: TestServer;
+  before(async () => {
+    // The solo plan as shipped (20 per window) with a 3-second window, so waiting it out is quick.
+    server = await startTestServer({ plans: { solo: { window_seconds: 3 } }, engine: { parallel: 2, queue: 256 } }, { gated: true });
+  });
+  after(async () => {
+    await server.close();
+  });
+
+  it("admits exactly the plan's 20 of a 200-request burst; every 429 says when to come back", async () => {
+    const { auth } = await createKey(server, "solo");
+    const results = await Promise.all(Array.from({ length: 200 }, () => infer(server, auth)));
+    const ok = results.filter((r) => r.status === 200);
+    const limited = results.filter((r) => r.status === 429);
+    assert.equal(ok.length, 20);
+    assert.equal(limited.length, 180);
+    for (const r of limited) {
+      const error = r.json.error as { code: string; type: string };
+      assert.equal(error.code, "rate_limit_exceeded");
+      assert.equal(error.type, "rate_limit_error");
+      const seconds = Number(r.headers.get("retry-after"));
+      const ms = Number(r.headers.get("retry-after-ms"));
+      assert.ok(Number.isInteger(seconds) && seconds >= 1 && seconds <= 3, `Retry-After ${seconds}`);
+      assert.ok(ms > 0 && ms <= 3000 && seconds * 1000 >= ms, "Retry-After is never shorter than the real wait");
+      assert.equal(r.headers.get("x-ratelimit-limit-requests"), "20");
+      assert.equal(r.headers.get("x-ratelimit-remaining-requests"), "0");
+    }
+    // Honour the last 429's Retry-After: the request then succeeds.
+    const last = limited.at(-1)!;
+    await sleep(Number(last.headers.get("retry-after")) * 1000);
+    const retried = await infer(server, auth);
+    assert.equal(retried.status, 200);
+  });
+
+  it("lets a waiting client in as soon as the window allows, not before", async () => {
+    const { auth } = await createKey(server, "solo");
+    for (let i = 0; i < 20; i++) assert.equal((await infer(server, auth)).status, 200);
+    const refused = await infer(server, auth);
+    assert.equal(refused.status, 429);
+    const waitMs = Number(refused.headers.get("retry-after-ms"));
+    await sleep(Math.max(0, waitMs - 400));
+    assert.equal((await infer(server, auth)).status, 429, "still inside the window");
+    await sleep(500);
+    assert.equal((await infer(server, auth)).status, 200, "admitted once the oldest request left the window");
+  });
+
+  it("limits each key on its own, and counts down x-ratelimit-remaining-requests", async () => {
+    const a = await createKey(server, "solo");
+    const b = await createKey(server, "solo", "live", a.accountId);
+    const first = await infer(server, a.auth);
+    assert.equal(first.headers.get("x-ratelimit-remaining-requests"), "19");
+    const second = await infer(server, a.auth);
+    assert.equal(second.headers.get("x-ratelimit-remaining-requests"), "18");
+    assert.equal((await infer(server, b.auth)).headers.get("x-ratelimit-remaining-requests"), "19");
+    const models = await fetch(`${server.url}/v1/models`, { headers: a.auth });
+    assert.equal(models.headers.get("x-ratelimit-remaining-requests"), "18", "GET /v1/models consumes nothing");
+  });
+});
+
+describe("monthly quota", () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startTestServer({ plans: { tiny: { requests_per_minute: 1000, requests_per_month: 7, specialists: "*" } }, engine: { parallel: 2, queue: 256 } }, { gated: true });
+  });
+  after(async () => {
+    await server.close();
+  });
+
+  it("never lets concurrent requests overshoot it; the rest get a 429 that says not to retry", async () => {
+    const { auth, accountId } = await createKey(server, "tiny");
+    const results = await Promise.all(Array.from({ length: 40 }, () => infer(server, auth)));
+    assert.equal(results.filter((r) => r.status === 200).length, 7);
+    const refused = results.filter((r) => r.status === 429);
+    assert.equal(refused.length, 33);
+    const now = new Date();
+    const periodEnd = Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1);
+    for (const r of refused) {
+      assert.equal((r.json.error as { code: string }).code, "monthly_quota_exceeded");
+      assert.equal(r.headers.get("x-should-retry"), "false");
+      const seconds = Number(r.headers.get("retry-after"));
+      assert.ok(Math.abs(seconds - (periodEnd - Date.now()) / 1000) < 5, `Retry-After ${seconds} is the time to the period's end`);
+    }
+    const usage = await fetch(`${server.url}/v1/usage`, { headers: auth }).then((r) => r.json() as Promise<Record<string, unknown>>);
+    assert.equal(usage.requests_used, 7);
+    assert.equal(usage.requests_limit, 7);
+    // Sandbox usage is its own ledger: a test key of the same account still works.
+    const sandbox = await createKey(server, "tiny", "test", accountId);
+    assert.equal((await infer(server, sandbox.auth)).status, 200);
+  });
+});
+
+describe("metering", () => {
+  const fake = new FakeUpstream();
+  let server: TestServer;
+  before(async () => {
+    const base = await fake.start();
+    fake.fault = "500";
+    server = await startTestServer({
+      specialists: { broken: { description: "always fails upstream", system_prompt: "", remote: { base_url: base, model: "m" } } },
+      plans: { starter: { specialists: ["classify", "summarise", "extract", "qa", "chat", "broken"] } },
+    }, { gated: true });
+  });
+  after(async () => {
+    await server.close();
+    await fake.stop();
+  });
+
+  it("adds up a known mix of requests exactly, in /v1/usage and in the CLI", async () => {
+    const live = await createKey(server, "starter");
+    const sandbox = await createKey(server, "starter", "test", live.accountId);
+    let tokens = 0;
+    for (const specialist of ["classify", "classify", "summarise"]) {
+      const r = await postJson(`${server.url}/v1/infer`, { specialist, prompt: "Revenue grew 23%", max_tokens: 5 }, live.auth);
+      assert.equal(r.status, 200);
+      tokens += r.json.tokens_used as number;
+    }
+    const chat = await postJson(`${server.url}/v1/chat/completions`, { model: "alveare-chat", messages: [{ role: "user", content: "hi" }], max_tokens: 4 }, live.auth);
+    const chatUsage = chat.json.usage as { total_tokens: number };
+    tokens += chatUsage.total_tokens;
+    // Rejected before admission (4xx): not counted.
+    assert.equal((await postJson(`${server.url}/v1/infer`, { specialist: "classify" }, live.auth)).status, 400);
+    assert.equal((await postJson(`${server.url}/v1/infer`, { specialist: "code", prompt: "x" }, live.auth)).status, 403);
+    // A server error is given back.
+    assert.equal((await postJson(`${server.url}/v1/infer`, { specialist: "broken", prompt: "x" }, live.auth)).status, 502);
+    // A stream the client abandons is counted, with the tokens actually produced.
+    await new Promise<void>((resolve) => {
+      const url = new URL(`${server.url}/v1/chat/completions`);
+      const req = request({ host: url.hostname, port: url.port, path: url.pathname, method: "POST", headers: { "content-type": "application/json", ...live.auth } }, (res) => {
+        res.once("data", () => { req.destroy(); resolve(); });
+      });
+      req.on("error", () => resolve());
+      req.end(JSON.stringify({ model: "alveare-chat", messages: [{ role: "user", content: "talk" }], max_tokens: 4000, stream: true }));
+    });
+    // Sandbox traffic never touches the live numbers.
+    assert.equal((await postJson(`${server.url}/v1/infer`, { specialist: "qa", prompt: "x", max_tokens: 2 }, sandbox.auth)).status, 200);
+    await sleep(300);
+    const abandoned = server.logs.requests().find((l) => l.aborted === true)!;
+    assert.ok(abandoned, "the abandoned stream was logged");
+    tokens += (abandoned.prompt_tokens as number) + (abandoned.completion_tokens as number);
+
+    const usage = await fetch(`${server.url}/v1/usage`, { headers: live.auth }).then((r) => r.json() as Promise<Record<string, unknown>>);
+    assert.deepEqual(Object.keys(usage), ["period_start", "period_end", "requests_used", "requests_limit", "tokens_used", "by_specialist"]);
+    assert.match(usage.period_start as string, /^\d{4}-\d{2}-01T00:00:00Z$/);
+    assert.match(usage.period_end as string, /^\d{4}-\d{2}-(28|29|30|31)T23:59:59Z$/);
+    assert.equal(usage.requests_used, 5);
+    assert.equal(usage.requests_limit, 100_000);
+    assert.equal(usage.tokens_used, tokens);
+    assert.deepEqual(usage.by_specialist, { chat: 2, classify: 2, summarise: 1 });
+    const sandboxUsage = await fetch(`${server.url}/v1/usage`, { headers: sandbox.auth }).then((r) => r.json() as Promise<Record<string, unknown>>);
+    assert.equal(sandboxUsage.requests_used, 1);
+    assert.deepEqual(sandboxUsage.by_specialist, { qa: 1 });
+
+    const fromCli = cliJson(["usage", "--account", live.accountId, "--data-dir", server.config.dataDir]);
+    assert.deepEqual(fromCli, usage);
+  });
+});
