@@ -67,12 +67,26 @@ async function direct(modelPath: string): Promise<number[]> {
   return results;
 }
 
+/** A scale-plan key in the server's data dir, made through the CLI: the measured path includes the gate. */
+async function benchKey(dataDir: string): Promise<string> {
+  const { spawnSync } = await import("node:child_process");
+  const cli = new URL("../src/cli/main.js", import.meta.url).pathname;
+  const run = (args: string[]) => JSON.parse(spawnSync(process.execPath, [cli, ...args, "--data-dir", dataDir, "--json"], { encoding: "utf8" }).stdout) as Record<string, string>;
+  const account = run(["accounts", "create", "--name", "bench", "--plan", "scale"]);
+  return run(["keys", "create", "--account", account.id!]).key!;
+}
+
 async function overHttp(modelPath: string): Promise<number[]> {
   const port = 18000 + Math.floor(Math.random() * 1000);
   const configPath = join(tmpdir(), `alveare-bench-${port}.json`);
   const { writeFileSync } = await import("node:fs");
-  writeFileSync(configPath, JSON.stringify({ engine: { parallel: PARALLEL, queue: 64, threads }, specialists: { chat: { context_size: 1024 } } }));
+  writeFileSync(configPath, JSON.stringify({ engine: { parallel: PARALLEL, queue: 64, threads }, specialists: {
+    // Only the measured specialist, with the direct run's context size: same KV cache, same work.
+    chat: { context_size: 1024 },
+    classify: { enabled: false }, summarise: { enabled: false }, extract: { enabled: false }, qa: { enabled: false }, code: { enabled: false },
+  } }));
   const cli = new URL("../src/cli/main.js", import.meta.url).pathname;
+  const key = await benchKey(join(tmpdir(), "alveare-bench-data"));
   const child = spawn(process.execPath, [cli, "serve", "--port", String(port), "--model", modelPath, "--config", configPath, "--data-dir", join(tmpdir(), "alveare-bench-data")], {
     env: { ...process.env, ALVEARE_LOG_LEVEL: "warn", ALVEARE_THREADS: String(threads) }, stdio: ["ignore", "ignore", "inherit"],
   });
@@ -87,7 +101,7 @@ async function overHttp(modelPath: string): Promise<number[]> {
     for (const c of CONCURRENCY) {
       results.push(await measure(c, async (i) => {
         const response = await fetch(`${url}/v1/chat/completions`, {
-          method: "POST", headers: { "content-type": "application/json" },
+          method: "POST", headers: { "content-type": "application/json", authorization: `Bearer ${key}` },
           body: JSON.stringify({ model: "alveare-chat", messages: [{ role: "user", content: USER_PROMPT }], max_tokens: maxTokens, seed: i, stream: true, stream_options: { include_usage: true } }),
         });
         const text = await response.text();

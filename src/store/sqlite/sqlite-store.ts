@@ -18,14 +18,21 @@ const toKey = (r: KeyRow): ApiKeyRecord => ({
 });
 const toAccount = (r: AccountRow): Account => ({ id: r.id, name: r.name, plan: r.plan, status: r.status, createdAt: r.created_at });
 
-/** Runs the migrations a database has not seen yet. */
+/**
+ * Runs the migrations a database has not seen yet, one per write transaction.
+ * The version is read inside the transaction, so two processes opening a new
+ * file at once (a server and a CLI command) cannot both apply the same step.
+ */
 export function migrate(db: Database.Database): void {
-  const current = db.pragma("user_version", { simple: true }) as number;
-  for (let version = current; version < MIGRATIONS.length; version++) {
-    db.transaction(() => {
-      db.exec(MIGRATIONS[version]!);
-      db.pragma(`user_version = ${version + 1}`);
-    })();
+  const step = db.transaction((): boolean => {
+    const version = db.pragma("user_version", { simple: true }) as number;
+    if (version >= MIGRATIONS.length) return false;
+    db.exec(MIGRATIONS[version]!);
+    db.pragma(`user_version = ${version + 1}`);
+    return true;
+  });
+  while (step.immediate()) {
+    // next version
   }
 }
 
