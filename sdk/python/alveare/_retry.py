@@ -1,0 +1,52 @@
+"""The retry policy, pure so it can be tested with an injected clock."""
+from __future__ import annotations
+
+import random as _random
+from email.utils import parsedate_to_datetime
+from typing import Callable, Mapping, Optional
+
+INITIAL_DELAY = 0.5
+MAX_BACKOFF = 8.0
+MAX_SERVER_DELAY = 60.0
+
+
+def should_retry(status: int, headers: Mapping[str, str], code: Optional[str]) -> bool:
+    hint = headers.get("x-should-retry")
+    if hint == "false":
+        return False
+    if hint == "true":
+        return True
+    if status == 429:
+        return code != "monthly_quota_exceeded"
+    return status in (408, 409) or status >= 500
+
+
+def server_delay(headers: Optional[Mapping[str, str]], now: float) -> Optional[float]:
+    """The server's requested wait in seconds: retry-after-ms, then Retry-After (seconds or HTTP date)."""
+    if not headers:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms is not None:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
+    except (TypeError, ValueError):
+        return None
+
+
+def retry_delay(attempt: int, headers: Optional[Mapping[str, str]], now: float, random: Callable[[], float] = _random.random) -> float:
+    """Seconds to wait before retry number `attempt + 1`: the server's wait when sane, else 0.5 s doubling to 8 s, minus up to 25% jitter."""
+    delay = server_delay(headers, now)
+    if delay is not None and delay <= MAX_SERVER_DELAY:
+        return delay
+    return min(INITIAL_DELAY * 2 ** attempt, MAX_BACKOFF) * (1 - 0.25 * random())

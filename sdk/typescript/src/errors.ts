@@ -1,0 +1,72 @@
+/** One error class per status, carrying the server's error fields and the request id. */
+
+export interface ErrorFields {
+  type?: string | undefined;
+  code?: string | undefined;
+  param?: string | null | undefined;
+  message?: string | undefined;
+}
+
+export class AlveareError extends Error {
+  override name = "AlveareError";
+}
+
+export class APIError extends AlveareError {
+  override name = "APIError";
+  readonly type: string | undefined;
+  readonly code: string | undefined;
+  readonly param: string | null;
+
+  constructor(
+    readonly status: number | undefined,
+    fields: ErrorFields,
+    readonly requestId: string | null,
+    readonly headers: Headers | undefined,
+    message?: string,
+  ) {
+    super(message ?? fields.message ?? `HTTP ${status ?? "error"}`);
+    this.type = fields.type;
+    this.code = fields.code;
+    this.param = fields.param ?? null;
+  }
+
+  /** The error class for a response's status. */
+  static fromResponse(status: number, body: unknown, headers: Headers): APIError {
+    const fields = (typeof body === "object" && body !== null && "error" in body ? (body as { error: ErrorFields }).error : {}) ?? {};
+    const requestId = headers.get("x-request-id");
+    const Class =
+      status === 400 ? BadRequestError
+      : status === 401 ? AuthenticationError
+      : status === 403 ? PermissionDeniedError
+      : status === 404 ? NotFoundError
+      : status === 409 ? ConflictError
+      : status === 413 ? RequestTooLargeError
+      : status === 422 ? UnprocessableEntityError
+      : status === 429 ? RateLimitError
+      : status >= 500 ? InternalServerError
+      : APIError;
+    return new Class(status, fields, requestId, headers);
+  }
+}
+
+export class BadRequestError extends APIError { override name = "BadRequestError"; }
+export class AuthenticationError extends APIError { override name = "AuthenticationError"; }
+export class PermissionDeniedError extends APIError { override name = "PermissionDeniedError"; }
+export class NotFoundError extends APIError { override name = "NotFoundError"; }
+export class ConflictError extends APIError { override name = "ConflictError"; }
+export class RequestTooLargeError extends APIError { override name = "RequestTooLargeError"; }
+export class UnprocessableEntityError extends APIError { override name = "UnprocessableEntityError"; }
+export class RateLimitError extends APIError { override name = "RateLimitError"; }
+export class InternalServerError extends APIError { override name = "InternalServerError"; }
+
+/** The request never got an HTTP answer (refused, reset, DNS). */
+export class APIConnectionError extends APIError {
+  override name = "APIConnectionError";
+  constructor(message: string, override readonly cause?: unknown) {
+    super(undefined, { message }, null, undefined);
+  }
+}
+
+export class APIConnectionTimeoutError extends APIConnectionError {
+  override name = "APIConnectionTimeoutError";
+}

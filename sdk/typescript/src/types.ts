@@ -1,0 +1,120 @@
+/**
+ * Request and response bodies of the public API, defined once here: the SDK
+ * exports them and the server (src/api/types.ts) validates into them.
+ */
+
+export interface InferRequest {
+  specialist: string;
+  prompt: string;
+  max_tokens?: number;
+  temperature?: number;
+  top_p?: number;
+  seed?: number;
+}
+
+export interface InferResponse {
+  id: string;
+  specialist: string;
+  result: string;
+  tokens_used: number;
+  latency_ms: number;
+}
+
+export type ChatRole = "system" | "user" | "assistant";
+
+export interface ChatContentPart {
+  type: "text";
+  text: string;
+}
+
+export interface ChatCompletionMessageParam {
+  role: ChatRole;
+  content: string | ChatContentPart[];
+  name?: string;
+}
+
+export type ResponseFormat =
+  | { type: "text" }
+  | { type: "json_object" }
+  | { type: "json_schema"; json_schema: { name?: string; schema: Record<string, unknown>; strict?: boolean } };
+
+export interface ChatCompletionCreateParams {
+  model: string;
+  messages: ChatCompletionMessageParam[];
+  max_tokens?: number;
+  max_completion_tokens?: number;
+  temperature?: number;
+  top_p?: number;
+  stream?: boolean;
+  stream_options?: { include_usage?: boolean } | null;
+  stop?: string | string[] | null;
+  seed?: number | null;
+  response_format?: ResponseFormat;
+}
+
+export type FinishReason = "stop" | "length";
+
+export interface CompletionUsage {
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
+}
+
+export interface ChatCompletion {
+  id: string;
+  object: "chat.completion";
+  created: number;
+  model: string;
+  choices: Array<{
+    index: number;
+    message: { role: "assistant"; content: string };
+    finish_reason: FinishReason;
+  }>;
+  usage: CompletionUsage;
+}
+
+export interface ChatCompletionChunk {
+  id: string;
+  object: "chat.completion.chunk";
+  created: number;
+  model: string;
+  choices: Array<{
+    index: number;
+    delta: { role?: "assistant"; content?: string };
+    finish_reason: FinishReason | null;
+  }>;
+  usage?: CompletionUsage | null;
+}
+
+export interface Model {
+  id: string;
+  object: "model";
+  owned_by: "alveare";
+}
+
+export interface ModelList {
+  object: "list";
+  data: Model[];
+}
+
+export interface Usage {
+  period_start: string;
+  period_end: string;
+  requests_used: number;
+  requests_limit: number;
+  tokens_used: number;
+  by_specialist: Record<string, number>;
+}
+
+export interface Health {
+  status: "ok";
+  version: string;
+  uptime_seconds: number;
+}
+
+export interface ApiErrorBody {
+  error: { message: string; type: string; code: string; param: string | null };
+}
+
+/** Chat completion model names are specialist ids with this prefix. */
+export const MODEL_PREFIX = "alveare-";

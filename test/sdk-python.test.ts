@@ -1,0 +1,47 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { after, before, describe, it } from "node:test";
+import { FakeUpstream } from "./helpers/fake-upstream.js";
+import { createKey, startTestServer, type TestServer } from "./helpers/fixtures.js";
+
+const SDK_DIR = new URL("../../sdk/python/", import.meta.url).pathname;
+
+/** Runs the Python SDK's unittest suite (standard library only) against a real server started here. */
+describe("Python SDK", () => {
+  const fake = new FakeUpstream();
+  let server: TestServer;
+  before(async () => {
+    const base = await fake.start();
+    fake.fault = "500";
+    server = await startTestServer({
+      specialists: { flaky: { description: "fault injection", system_prompt: "", remote: { base_url: base, model: "m" } } },
+      plans: {
+        burst: { requests_per_minute: 3, window_seconds: 2, requests_per_month: 1000, specialists: "*" },
+        tiny: { requests_per_minute: 100, requests_per_month: 2, specialists: "*" },
+      },
+    }, { gated: true });
+  });
+  after(async () => {
+    await server.close();
+    await fake.stop();
+  });
+
+  it("passes its unittest suite against a real alveare serve", async () => {
+    const env: NodeJS.ProcessEnv = { ...process.env, ALVEARE_TEST_BASE_URL: server.url, PYTHONDONTWRITEBYTECODE: "1" };
+    for (const [name, plan] of [["pro", "professional"], ["solo", "solo"], ["burst", "burst"], ["tiny", "tiny"]] as const) {
+      env[`ALVEARE_TEST_KEY_${name.toUpperCase()}`] = (await createKey(server, plan)).key;
+    }
+    delete env.ALVEARE_API_KEY;
+    delete env.ALVEARE_BASE_URL;
+    const { code, output } = await new Promise<{ code: number | null; output: string }>((resolve) => {
+      const child = spawn("python3", ["-m", "unittest", "discover", "-s", "tests", "-t", ".", "-v"], { cwd: SDK_DIR, env });
+      let output = "";
+      child.stdout.on("data", (c: Buffer) => (output += c.toString()));
+      child.stderr.on("data", (c: Buffer) => (output += c.toString()));
+      child.on("exit", (exitCode) => resolve({ code: exitCode, output }));
+    });
+    assert.equal(code, 0, output);
+    assert.match(output, /Ran \d+ tests/);
+    assert.doesNotMatch(output, /skipped/);
+  });
+});

@@ -1,0 +1,182 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import {
+  Alveare, APIConnectionError, AuthenticationError, BadRequestError, InternalServerError, NotFoundError,
+  PermissionDeniedError, RateLimitError, RequestTooLargeError, retryDelayMs, shouldRetry, type ChatCompletionChunk,
+} from "../sdk/typescript/src/index.js";
+import { FakeUpstream } from "./helpers/fake-upstream.js";
+import { createKey, startTestServer, type TestServer } from "./helpers/fixtures.js";
+
+describe("TypeScript SDK: backoff schedule", () => {
+  const none = new Headers();
+  it("doubles from 0.5 s up to 8 s, with up to 25% jitter off", () => {
+    assert.deepEqual([0, 1, 2, 3, 4, 5].map((a) => retryDelayMs(a, none, 0, () => 0)), [500, 1000, 2000, 4000, 8000, 8000]);
+    assert.deepEqual([0, 1, 2].map((a) => retryDelayMs(a, none, 0, () => 1)), [375, 750, 1500]);
+  });
+  it("honours retry-after-ms, then Retry-After in seconds or as an HTTP date", () => {
+    assert.equal(retryDelayMs(0, new Headers({ "retry-after-ms": "1234", "retry-after": "9" }), 0), 1234);
+    assert.equal(retryDelayMs(3, new Headers({ "retry-after": "2" }), 0), 2000);
+    const now = Date.parse("2026-11-25T10:00:00Z");
+    assert.equal(retryDelayMs(0, new Headers({ "retry-after": "Wed, 25 Nov 2026 10:00:07 GMT" }), now), 7000);
+  });
+  it("ignores a server wait longer than a minute in favour of backoff", () => {
+    assert.equal(retryDelayMs(0, new Headers({ "retry-after": "3600" }), 0, () => 0), 500);
+  });
+  it("retries 408, 409, 429 rate limits and 5xx, never a monthly quota or x-should-retry: false", () => {
+    const h = new Headers();
+    assert.deepEqual([408, 409, 429, 500, 502, 503, 504].map((s) => shouldRetry(s, h, undefined)), Array(7).fill(true));
+    assert.deepEqual([400, 401, 403, 404, 413].map((s) => shouldRetry(s, h, undefined)), Array(5).fill(false));
+    assert.equal(shouldRetry(429, h, "monthly_quota_exceeded"), false);
+    assert.equal(shouldRetry(429, new Headers({ "x-should-retry": "false" }), "rate_limit_exceeded"), false);
+    assert.equal(shouldRetry(400, new Headers({ "x-should-retry": "true" }), undefined), true);
+  });
+});
+
+describe("TypeScript SDK against a real alveare serve", () => {
+  const fake = new FakeUpstream();
+  let server: TestServer;
+  let key: string;
+  before(async () => {
+    const base = await fake.start();
+    server = await startTestServer({
+      specialists: { flaky: { description: "fault injection", system_prompt: "", remote: { base_url: base, model: "m" } } },
+      plans: {
+        burst: { requests_per_minute: 3, window_seconds: 2, requests_per_month: 1000, specialists: "*" },
+        tiny: { requests_per_minute: 100, requests_per_month: 2, specialists: "*" },
+      },
+    }, { gated: true });
+    key = (await createKey(server, "professional")).key;
+  });
+  after(async () => {
+    await server.close();
+    await fake.stop();
+  });
+  const client = (options: ConstructorParameters<typeof Alveare>[0] = {}) => new Alveare({ apiKey: key, baseURL: server.url, ...options });
+
+  it("calls every endpoint", async () => {
+    const c = client();
+    const health = await c.health();
+    assert.equal(health.status, "ok");
+    const inferred = await c.infer({ specialist: "classify", prompt: "I love it", max_tokens: 8 });
+    assert.ok(["positive", "negative", "neutral"].includes(inferred.result));
+    assert.match(inferred.id, /^inf-/);
+    const completion = await c.chat.completions.create({ model: "alveare-chat", messages: [{ role: "user", content: "hi" }], max_tokens: 4 });
+    assert.equal(completion.object, "chat.completion");
+    assert.ok(completion.usage.completion_tokens <= 4);
+    const models = await c.models.list();
+    assert.equal(models.data.length, 7);
+    const usage = await c.usage.get();
+    assert.equal(usage.requests_used, 2);
+    assert.equal(usage.by_specialist.classify, 1);
+  });
+
+  it("streams to the end, with usage when asked", async () => {
+    const stream = await client().chat.completions.create({
+      model: "alveare-chat", messages: [{ role: "user", content: "hi" }], max_tokens: 6, stream: true, stream_options: { include_usage: true },
+    });
+    const chunks: ChatCompletionChunk[] = [];
+    for await (const chunk of stream) chunks.push(chunk);
+    assert.equal(chunks[0]!.choices[0]!.delta.role, "assistant");
+    assert.ok(chunks.at(-1)!.usage!.completion_tokens >= 1);
+    assert.equal(chunks.at(-1)!.choices.length, 0);
+  });
+
+  it("reads its key and base URL from the environment", async () => {
+    process.env.ALVEARE_API_KEY = key;
+    process.env.ALVEARE_BASE_URL = server.url;
+    try {
+      const c = new Alveare();
+      assert.equal(c.baseURL, server.url);
+      assert.equal((await c.health()).status, "ok");
+    } finally {
+      delete process.env.ALVEARE_API_KEY;
+      delete process.env.ALVEARE_BASE_URL;
+    }
+    assert.throws(() => new Alveare(), /ALVEARE_API_KEY/);
+  });
+
+  it("raises one error class per status, with the server's fields and request id", async () => {
+    const c = client({ maxRetries: 0 });
+    const bad = await c.infer({ specialist: "classify", prompt: "x", temperature: 3 }).catch((e: unknown) => e);
+    assert.ok(bad instanceof BadRequestError);
+    assert.equal(bad.status, 400);
+    assert.equal(bad.type, "invalid_request_error");
+    assert.equal(bad.code, "invalid_parameter");
+    assert.equal(bad.param, "temperature");
+    assert.match(bad.requestId ?? "", /^req_/);
+    const unauthenticated = await new Alveare({ apiKey: `alv_live_${"x".repeat(40)}`, baseURL: server.url }).models.list().catch((e: unknown) => e);
+    assert.ok(unauthenticated instanceof AuthenticationError);
+    assert.equal(unauthenticated.code, "invalid_api_key");
+    const solo = await createKey(server, "solo");
+    const denied = await new Alveare({ apiKey: solo.key, baseURL: server.url }).infer({ specialist: "code", prompt: "x" }).catch((e: unknown) => e);
+    assert.ok(denied instanceof PermissionDeniedError);
+    assert.equal(denied.code, "specialist_not_in_plan");
+    const missing = await c.json("GET", "/v1/nothing-here").catch((e: unknown) => e);
+    assert.ok(missing instanceof NotFoundError);
+    const big = await c.infer({ specialist: "classify", prompt: "x".repeat(2 * 1024 * 1024) }).catch((e: unknown) => e);
+    assert.ok(big instanceof RequestTooLargeError);
+  });
+
+  it("retries a server error with backoff, then raises InternalServerError", async () => {
+    fake.fault = "500";
+    const before = fake.requests.length;
+    const waits: number[] = [];
+    const c = client({ maxRetries: 2, sleep: async (ms) => { waits.push(ms); } });
+    const error = await c.infer({ specialist: "flaky", prompt: "x" }).catch((e: unknown) => e);
+    assert.ok(error instanceof InternalServerError);
+    assert.equal(error.status, 502);
+    assert.equal(fake.requests.length - before, 3, "one attempt and two retries reached the upstream");
+    assert.equal(waits.length, 2);
+    assert.ok(waits[0]! >= 375 && waits[0]! <= 500 && waits[1]! >= 750 && waits[1]! <= 1000, `waits ${waits.join(", ")}`);
+  });
+
+  it("never retries once a stream has started delivering", async () => {
+    fake.fault = "cut-stream";
+    const before = fake.requests.length;
+    const stream = await client({ maxRetries: 3 }).chat.completions.create({ model: "alveare-flaky", messages: [{ role: "user", content: "x" }], stream: true });
+    let text = "";
+    const error = await (async () => {
+      for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
+    })().catch((e: unknown) => e);
+    assert.ok(error instanceof InternalServerError);
+    assert.equal(text, "partial answer");
+    assert.equal(fake.requests.length - before, 1);
+  });
+
+  it("raises APIConnectionError after retrying a refused connection", async () => {
+    const waits: number[] = [];
+    const c = new Alveare({ apiKey: key, baseURL: "http://127.0.0.1:9", maxRetries: 1, sleep: async (ms) => { waits.push(ms); } });
+    await assert.rejects(c.health(), APIConnectionError);
+    assert.equal(waits.length, 1);
+  });
+
+  it("waits out the real rate limiter's Retry-After and succeeds", async () => {
+    const burst = await createKey(server, "burst");
+    const waits: number[] = [];
+    const c = new Alveare({
+      apiKey: burst.key, baseURL: server.url, maxRetries: 3,
+      sleep: (ms) => { waits.push(ms); return new Promise((r) => setTimeout(r, ms)); },
+    });
+    const started = performance.now();
+    for (let i = 0; i < 5; i++) {
+      const r = await c.infer({ specialist: "classify", prompt: `n${i}`, max_tokens: 2 });
+      assert.ok(r.result.length > 0);
+    }
+    assert.ok(waits.length >= 1, "the fourth request was limited and waited");
+    assert.ok(waits.every((ms) => ms > 0 && ms <= 2000), `waits ${waits.join(", ")}`);
+    assert.ok(performance.now() - started >= 1000);
+  });
+
+  it("does not retry a monthly-quota 429", async () => {
+    const tiny = await createKey(server, "tiny");
+    const waits: number[] = [];
+    const c = new Alveare({ apiKey: tiny.key, baseURL: server.url, maxRetries: 3, sleep: async (ms) => { waits.push(ms); } });
+    await c.infer({ specialist: "classify", prompt: "a", max_tokens: 2 });
+    await c.infer({ specialist: "classify", prompt: "b", max_tokens: 2 });
+    const error = await c.infer({ specialist: "classify", prompt: "c", max_tokens: 2 }).catch((e: unknown) => e);
+    assert.ok(error instanceof RateLimitError);
+    assert.equal(error.code, "monthly_quota_exceeded");
+    assert.equal(error.headers?.get("x-should-retry"), "false");
+    assert.deepEqual(waits, []);
+  });
+});
