@@ -6,7 +6,7 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { loadConfig } from "../src/config/config.js";
-import { cliKey, tempDir, tinyModel } from "./helpers/fixtures.js";
+import { cliKey, spawnServe, tempDir, tinyModel } from "./helpers/fixtures.js";
 
 const CLI = new URL("../src/cli/main.js", import.meta.url).pathname;
 const cleanEnv = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => {
@@ -44,15 +44,7 @@ describe("alveare serve", () => {
     const model = await tinyModel();
     const dataDir = tempDir();
     const { key } = cliKey(dataDir, "professional", cleanEnv());
-    const child = spawn(process.execPath, [CLI, "serve", "--port", "0", "--model", model, "--data-dir", dataDir], { env: cleanEnv() });
-    let out = "";
-    child.stdout.on("data", (c: Buffer) => (out += c.toString()));
-    let url = "";
-    for (let i = 0; i < 300 && url === ""; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      url = /"url":"(http:[^"]+)"/.exec(out)?.[1] ?? "";
-    }
-    assert.ok(url, out);
+    const { child, url, output } = await spawnServe(["--model", model, "--data-dir", dataDir], cleanEnv());
     const inflight = fetch(`${url}/v1/infer`, { method: "POST", headers: { authorization: `Bearer ${key}` }, body: JSON.stringify({ specialist: "chat", prompt: "hi", max_tokens: 200 }) });
     await new Promise((r) => setTimeout(r, 30));
     child.kill("SIGTERM");
@@ -60,7 +52,7 @@ describe("alveare serve", () => {
     assert.equal(response.status, 200);
     const code = await new Promise((resolve) => child.on("exit", resolve));
     assert.equal(code, 0);
-    assert.match(out, /shutting down/);
+    assert.match(output(), /shutting down/);
   });
 });
 

@@ -1,27 +1,16 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import Database from "better-sqlite3";
 import { SqliteStore } from "../src/store/sqlite/sqlite-store.js";
-import { cliKey, tempDir, tinyModel } from "./helpers/fixtures.js";
-
-const CLI = new URL("../src/cli/main.js", import.meta.url).pathname;
+import { cliKey, spawnServe, tempDir, tinyModel } from "./helpers/fixtures.js";
 
 describe("crash safety", () => {
   it("loses no request a client saw succeed when the server is killed with SIGKILL mid-load", async () => {
     const dataDir = tempDir();
     const env = { ...process.env, ALVEARE_THREADS: "1", ALVEARE_LOG_LEVEL: "warn", ALVEARE_DATA_DIR: dataDir, ALVEARE_CONFIG: "" };
     const { key } = cliKey(dataDir, "scale", env);
-    const child = spawn(process.execPath, [CLI, "serve", "--port", "0", "--model", await tinyModel()], { env: { ...env, ALVEARE_LOG_LEVEL: "info" } });
-    let out = "";
-    child.stdout.on("data", (c: Buffer) => (out += c.toString()));
-    let url = "";
-    for (let i = 0; i < 300 && url === ""; i++) {
-      await new Promise((r) => setTimeout(r, 50));
-      url = /"url":"(http:[^"]+)"/.exec(out)?.[1] ?? "";
-    }
-    assert.ok(url);
+    const { child, url } = await spawnServe(["--model", await tinyModel()], { ...env, ALVEARE_LOG_LEVEL: "info" });
 
     const succeeded: string[] = [];
     let stop = false;

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { after, before, describe, it } from "node:test";
 import { FakeUpstream } from "./helpers/fake-upstream.js";
-import { createKey, startTestServer, type TestServer } from "./helpers/fixtures.js";
+import { createKey, flakySpecialist, SDK_TEST_PLANS, startTestServer, type TestServer } from "./helpers/fixtures.js";
 
 const SDK_DIR = new URL("../../sdk/python/", import.meta.url).pathname;
 
@@ -14,11 +14,8 @@ describe("Python SDK", () => {
     const base = await fake.start();
     fake.fault = "500";
     server = await startTestServer({
-      specialists: { flaky: { description: "fault injection", system_prompt: "", remote: { base_url: base, model: "m" } } },
-      plans: {
-        burst: { requests_per_minute: 3, window_seconds: 2, requests_per_month: 1000, specialists: "*" },
-        tiny: { requests_per_minute: 100, requests_per_month: 2, specialists: "*" },
-      },
+      specialists: { flaky: flakySpecialist(base) },
+      plans: SDK_TEST_PLANS,
     }, { gated: true });
   });
   after(async () => {

@@ -5,7 +5,7 @@ import {
   PermissionDeniedError, RateLimitError, RequestTooLargeError, retryDelayMs, shouldRetry, type ChatCompletionChunk,
 } from "../sdk/typescript/src/index.js";
 import { FakeUpstream } from "./helpers/fake-upstream.js";
-import { createKey, startTestServer, type TestServer } from "./helpers/fixtures.js";
+import { createKey, flakySpecialist, SDK_TEST_PLANS, startTestServer, type TestServer } from "./helpers/fixtures.js";
 
 describe("TypeScript SDK: backoff schedule", () => {
   const none = new Headers();
@@ -39,11 +39,8 @@ describe("TypeScript SDK against a real alveare serve", () => {
   before(async () => {
     const base = await fake.start();
     server = await startTestServer({
-      specialists: { flaky: { description: "fault injection", system_prompt: "", remote: { base_url: base, model: "m" } } },
-      plans: {
-        burst: { requests_per_minute: 3, window_seconds: 2, requests_per_month: 1000, specialists: "*" },
-        tiny: { requests_per_minute: 100, requests_per_month: 2, specialists: "*" },
-      },
+      specialists: { flaky: flakySpecialist(base) },
+      plans: SDK_TEST_PLANS,
     }, { gated: true });
     key = (await createKey(server, "professional")).key;
   });

@@ -25,6 +25,8 @@ export interface ServerConfig {
   logLevel: string;
   bodyLimit: number;
   databaseUrl?: string | undefined;
+  /** ALVEARE_ADMIN_TOKEN: enables the operator's API; from the environment only, never a file. */
+  adminToken?: string | undefined;
   redisUrl?: string | undefined;
   engine: EngineSettings;
   /** Model names to paths or hf: URIs; `base` is the default model every default specialist uses. */
@@ -112,6 +114,7 @@ export function loadConfig(flags: ServeFlags = {}, env: Env = process.env): Serv
     logLevel: env.ALVEARE_LOG_LEVEL ?? stringAt(file, "log_level", "") ?? "info",
     bodyLimit: numberAt(file, "body_limit", "", { min: 1024, max: 1024 ** 3, integer: true }) ?? DEFAULT_BODY_LIMIT,
     databaseUrl: env.ALVEARE_DATABASE_URL ?? stringAt(file, "database_url", ""),
+    adminToken: env.ALVEARE_ADMIN_TOKEN || undefined,
     redisUrl: env.ALVEARE_REDIS_URL ?? stringAt(file, "redis_url", ""),
     engine: {
       parallel: numberAt(engine, "parallel", "engine.", { min: 1, max: 256, integer: true }) ?? 4,

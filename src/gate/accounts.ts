@@ -21,7 +21,7 @@ export class AccountService {
   /** Creates a key and returns its secret: the only time it exists outside its owner's hands. */
   async createKey(accountId: string, mode: Mode, name?: string): Promise<{ record: ApiKeyRecord; key: string }> {
     if (mode !== "live" && mode !== "test") throw new AccountError(`mode must be live or test, got '${String(mode)}'`);
-    if ((await this.store.getAccount(accountId)) === undefined) throw new AccountError(`no account '${accountId}'`);
+    if ((await this.store.getAccount(accountId)) === undefined) throw new AccountError(`no account '${accountId}'`, true);
     const secret = generateKey(mode);
     const record: ApiKeyRecord = {
       id: `key_${randomBase62(16)}`, accountId, name: name ?? null, mode, prefix: secret.prefix,
@@ -32,16 +32,42 @@ export class AccountService {
   }
 
   async listKeys(accountId: string): Promise<ApiKeyRecord[]> {
-    if ((await this.store.getAccount(accountId)) === undefined) throw new AccountError(`no account '${accountId}'`);
+    if ((await this.store.getAccount(accountId)) === undefined) throw new AccountError(`no account '${accountId}'`, true);
     return this.store.listKeys(accountId);
   }
 
+  listAccounts(): Promise<Account[]> {
+    return this.store.listAccounts();
+  }
+
+  async getAccount(id: string): Promise<Account> {
+    const account = await this.store.getAccount(id);
+    if (account === undefined) throw new AccountError(`no account '${id}'`, true);
+    return account;
+  }
+
+  async changePlan(id: string, plan: string): Promise<Account> {
+    if (this.plans[plan] === undefined) throw new AccountError(`unknown plan '${plan}' (plans: ${Object.keys(this.plans).join(", ")})`);
+    if (!(await this.store.updateAccount(id, { plan }))) throw new AccountError(`no account '${id}'`, true);
+    return this.getAccount(id);
+  }
+
+  /** A suspended account's keys stop working on the next request; reactivating restores them. */
+  async setStatus(id: string, status: Account["status"]): Promise<Account> {
+    if (status !== "active" && status !== "suspended") throw new AccountError(`status must be active or suspended, got '${String(status)}'`);
+    if (!(await this.store.updateAccount(id, { status }))) throw new AccountError(`no account '${id}'`, true);
+    return this.getAccount(id);
+  }
+
   async revokeKey(keyId: string): Promise<void> {
-    if (!(await this.store.revokeKey(keyId, new Date().toISOString()))) throw new AccountError(`no key '${keyId}'`);
+    if (!(await this.store.revokeKey(keyId, new Date().toISOString()))) throw new AccountError(`no key '${keyId}'`, true);
   }
 }
 
 /** A request an operator can correct (unknown account, bad plan name). */
 export class AccountError extends Error {
   override name = "AccountError";
+  constructor(message: string, readonly notFound = false) {
+    super(message);
+  }
 }

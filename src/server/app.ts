@@ -24,8 +24,10 @@ export interface AppOptions {
   bodyLimit: number;
   /** Aborted when the server shuts down, so in-flight generations stop. */
   shutdown: AbortSignal;
-  /** Extra routes mounted on the same server (usage, dashboard, admin). */
-  plugins?: ReadonlyArray<(app: FastifyInstance) => Promise<void> | void>;
+  /** Extra /v1 routes, behind the gate's authentication (usage). */
+  v1Routes?: ReadonlyArray<(app: FastifyInstance) => Promise<void> | void>;
+  /** The operator's API, mounted at /admin/api with its own authentication. */
+  adminRoutes?: ((app: FastifyInstance) => Promise<void> | void) | undefined;
 }
 
 const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -105,8 +107,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     await v1.register(modelsRoute, options);
     await v1.register(inferRoute, options);
     await v1.register(chatCompletionsRoute, options);
-    for (const plugin of options.plugins ?? []) await v1.register(async (scope) => plugin(scope));
+    for (const plugin of options.v1Routes ?? []) await v1.register(async (scope) => plugin(scope));
   }, { prefix: "/v1" });
+  const adminRoutes = options.adminRoutes;
+  if (adminRoutes !== undefined) await app.register(async (admin) => adminRoutes(admin), { prefix: "/admin/api" });
   return app;
 }
 

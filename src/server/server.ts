@@ -8,7 +8,9 @@ import { SqliteStore } from "../store/sqlite/sqlite-store.js";
 import { usageRoute } from "./routes/usage.js";
 import { SpecialistRegistry } from "../specialists/registry.js";
 import { VERSION } from "../version.js";
-import { buildApp, type AppOptions } from "./app.js";
+import { buildApp } from "./app.js";
+import { adminApi } from "../admin/admin-api.js";
+import { AccountService } from "../gate/accounts.js";
 
 export interface RunningServer {
   app: FastifyInstance;
@@ -22,7 +24,6 @@ export interface StartOptions {
   logger: Logger;
   /** Replaces the account gate (the open gate: benchmarks' baseline, inference-only tests). */
   gate?: Gate | undefined;
-  plugins?: AppOptions["plugins"];
 }
 
 export async function startServer(config: ServerConfig, options: StartOptions): Promise<RunningServer> {
@@ -44,7 +45,8 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
     version: VERSION,
     bodyLimit: config.bodyLimit,
     shutdown: shutdown.signal,
-    plugins: [...(store && accountGate ? [usageRoute(store, accountGate)] : []), ...(options.plugins ?? [])],
+    v1Routes: store && accountGate ? [usageRoute(store, accountGate)] : [],
+    adminRoutes: store && adminApi({ token: config.adminToken, accounts: new AccountService(store, config.plans), store, plans: config.plans }),
   });
   try {
     await app.listen({ port: config.port, host: config.host });

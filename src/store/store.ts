@@ -69,6 +69,9 @@ export interface PeriodUsage {
 export interface Store {
   createAccount(account: Account): Promise<void>;
   getAccount(id: string): Promise<Account | undefined>;
+  listAccounts(): Promise<Account[]>;
+  /** Changes an account's plan or status; false when there is no such account. */
+  updateAccount(id: string, change: { plan?: string | undefined; status?: Account["status"] | undefined }): Promise<boolean>;
   createKey(key: ApiKeyRecord, hash: string): Promise<void>;
   listKeys(accountId: string): Promise<ApiKeyRecord[]>;
   /** Marks a key revoked; false when there is no such key. */

@@ -1,4 +1,4 @@
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -109,3 +109,32 @@ export function cliKey(dataDir: string, plan = "professional", env: NodeJS.Proce
   const key = cliJson(["keys", "create", "--account", String(account.id), "--data-dir", dataDir], env);
   return { accountId: String(account.id), key: String(key.key) };
 }
+
+/**
+ * Starts `alveare serve` as its own process (port 0) and resolves once it logs
+ * its URL. `output()` returns everything it printed on stdout so far.
+ */
+export async function spawnServe(args: readonly string[], env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; url: string; output: () => string }> {
+  const child = spawn(process.execPath, [CLI_PATH, "serve", "--port", "0", ...args], { env });
+  let out = "";
+  child.stdout!.on("data", (c: Buffer) => (out += c.toString()));
+  for (let i = 0; i < 600; i++) {
+    const url = /"url":"(http:[^"]+)"/.exec(out)?.[1];
+    if (url !== undefined) return { child, url, output: () => out };
+    if (child.exitCode !== null) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  child.kill("SIGKILL");
+  throw new Error(`alveare serve did not start: ${out}`);
+}
+
+/** A remote specialist on a fake upstream, for fault injection; plans must list it to be callable. */
+export const flakySpecialist = (baseUrl: string): Record<string, unknown> => ({
+  description: "fault injection", system_prompt: "", remote: { base_url: baseUrl, model: "m" },
+});
+
+/** Plans the SDK tests drive: a short window to wait out, and a two-request monthly quota. */
+export const SDK_TEST_PLANS = {
+  burst: { requests_per_minute: 3, window_seconds: 2, requests_per_month: 1000, specialists: "*" },
+  tiny: { requests_per_minute: 100, requests_per_month: 2, specialists: "*" },
+};

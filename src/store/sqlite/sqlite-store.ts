@@ -73,6 +73,10 @@ export class SqliteStore implements Store {
     this.statements = {
       insertAccount: db.prepare("INSERT INTO accounts (id, name, plan, status, created_at) VALUES (@id, @name, @plan, @status, @createdAt)"),
       getAccount: db.prepare<[string], AccountRow>("SELECT * FROM accounts WHERE id = ?"),
+      listAccounts: db.prepare<[], AccountRow>("SELECT * FROM accounts ORDER BY created_at, id"),
+      updateAccount: db.prepare(
+        "UPDATE accounts SET plan = COALESCE(@plan, plan), status = COALESCE(@status, status) WHERE id = @id",
+      ),
       insertKey: db.prepare(
         "INSERT INTO api_keys (id, account_id, name, mode, hash, prefix, created_at) VALUES (@id, @accountId, @name, @mode, @hash, @prefix, @createdAt)",
       ),
@@ -161,6 +165,16 @@ export class SqliteStore implements Store {
   async getAccount(id: string): Promise<Account | undefined> {
     const row = this.statements.getAccount.get(id);
     return row && toAccount(row);
+  }
+
+  async listAccounts(): Promise<Account[]> {
+    return this.statements.listAccounts.all().map(toAccount);
+  }
+
+  async updateAccount(id: string, change: { plan?: string | undefined; status?: Account["status"] | undefined }): Promise<boolean> {
+    // Cached keys carry their account's plan and status: a change must reach the very next request.
+    this.keyCache.clear();
+    return this.statements.updateAccount.run({ id, plan: change.plan ?? null, status: change.status ?? null }).changes > 0;
   }
 
   async createKey(key: ApiKeyRecord, hash: string): Promise<void> {
