@@ -10,7 +10,10 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import autocannon from "autocannon";
 
-const { values } = parseArgs({ options: { seconds: { type: "string", default: "10" }, connections: { type: "string", default: "64" } } });
+const { values } = parseArgs({
+  options: { seconds: { type: "string", default: "10" }, connections: { type: "string", default: "64" }, rounds: { type: "string", default: "2" } },
+});
+const rounds = Number(values.rounds);
 const seconds = Number(values.seconds);
 const connections = Number(values.connections);
 const here = new URL(".", import.meta.url).pathname;
@@ -40,7 +43,8 @@ const upstreamPort = 19000 + Math.floor(Math.random() * 500);
 const upstream = await start([join(here, "instant-upstream.js"), String(upstreamPort)], "stdout");
 const results: Record<string, Result> = {};
 try {
-  for (const mode of ["open", "gate"] as const) {
+  // Alternate the two servers and keep each one's best round, so drift on the machine hits both alike.
+  for (const mode of Array.from({ length: rounds }, () => ["open", "gate"] as const).flat()) {
     const dataDir = mkdtempSync(join(tmpdir(), "alveare-gate-bench-"));
     const port = 19500 + Math.floor(Math.random() * 400);
     let key: string | undefined;
@@ -51,7 +55,8 @@ try {
     }
     const server = await start([join(here, "serve-for-bench.js"), String(port), String(upstreamPort), dataDir, mode], "stderr");
     try {
-      results[mode] = await load(`http://127.0.0.1:${port}`, key);
+      const result = await load(`http://127.0.0.1:${port}`, key);
+      if (results[mode] === undefined || result.rps > results[mode].rps) results[mode] = result;
     } finally {
       server.kill("SIGTERM");
       await new Promise((r) => server.on("exit", r));
@@ -63,7 +68,7 @@ try {
 
 const open = results.open!;
 const gate = results.gate!;
-process.stdout.write(`POST /v1/infer on an instant upstream, ${connections} connections, ${seconds} s per run\n\n`);
+process.stdout.write(`POST /v1/infer on an instant upstream, ${connections} connections, ${seconds} s per run, best of ${rounds} alternating rounds\n\n`);
 process.stdout.write("| server | req/s | p50 ms | p99 ms | errors | non-2xx |\n|---|---|---|---|---|---|\n");
 for (const [name, r] of [["gate off", open], ["full gate", gate]] as const) {
   process.stdout.write(`| ${name} | ${r.rps.toFixed(0)} | ${r.p50} | ${r.p99} | ${r.errors} | ${r.non2xx} |\n`);
