@@ -6,6 +6,8 @@ import type { Plan } from "../gate/plans.js";
 import { usageReport } from "../metering/usage-report.js";
 import type { Account, ApiKeyRecord, Mode, Store } from "../store/store.js";
 import { bodyObject, requiredString } from "../server/validate.js";
+import type { People } from "../dashboard/people.js";
+import { checkCsrf, readCookie, SESSION_COOKIE, setSecurityHeaders } from "../dashboard/web-security.js";
 
 export interface AdminApiOptions {
   /** ALVEARE_ADMIN_TOKEN; without one the admin API does not exist (404). */
@@ -13,6 +15,7 @@ export interface AdminApiOptions {
   accounts: AccountService;
   store: Store;
   plans: Readonly<Record<string, Plan>>;
+  people: People;
 }
 
 const digest = (s: string): Buffer => createHash("sha256").update(s).digest();
@@ -44,17 +47,32 @@ const modeOf = (request: FastifyRequest): Mode => {
 
 /**
  * The operator's JSON API under /admin/api: the same operations as the CLI,
- * through the same AccountService. Authenticated by the admin token as a Bearer
- * header; there are no cookies here, so cross-site requests cannot ride on it.
+ * through the same AccountService. Scripts authenticate with the admin token as
+ * a Bearer header; the dashboard's operator pages with the operator's session
+ * cookie, where every state change also needs the session's CSRF token.
  */
 export function adminApi(options: AdminApiOptions) {
   return async (app: FastifyInstance): Promise<void> => {
     const { accounts, store, plans } = options;
-    app.addHook("onRequest", async (request) => {
+    app.addHook("onRequest", async (request, reply) => {
       if (options.token === undefined || options.token === "") throw errors.notFound(request.method, request.url.split("?")[0] ?? "/");
+      setSecurityHeaders(reply);
+      if (request.headers.authorization === undefined) {
+        const session = await options.people.session(readCookie(request, SESSION_COOKIE));
+        if (session?.admin === true) {
+          checkCsrf(request, session);
+          return;
+        }
+      }
       const given = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? "")?.[1];
       if (given === undefined) throw errors.missingApiKey();
       if (!tokenMatches(given, options.token)) throw new ApiError(401, "authentication_error", "invalid_admin_token", "Invalid admin token.");
+    });
+
+    /** An invitation link for a member of the account; the token travels in the URL fragment, which browsers never send to a server. */
+    app.post<{ Params: { id: string } }>("/accounts/:id/invitations", async (request, reply) => {
+      const { member, token } = await options.people.invite(request.params.id, requiredString(bodyObject(request.body), "email"));
+      return reply.code(201).send({ member_id: member.id, email: member.email, invite_path: `/dashboard/#invite=${token}` });
     });
 
     app.get("/accounts", async () => ({ object: "list", data: (await accounts.listAccounts()).map(accountJson) }));

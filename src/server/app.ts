@@ -26,8 +26,8 @@ export interface AppOptions {
   shutdown: AbortSignal;
   /** Extra /v1 routes, behind the gate's authentication (usage). */
   v1Routes?: ReadonlyArray<(app: FastifyInstance) => Promise<void> | void>;
-  /** The operator's API, mounted at /admin/api with its own authentication. */
-  adminRoutes?: ((app: FastifyInstance) => Promise<void> | void) | undefined;
+  /** Parts with their own authentication, each under its prefix (/admin/api, /dashboard). */
+  mounts?: ReadonlyArray<{ prefix: string; plugin: (app: FastifyInstance) => Promise<void> | void }>;
 }
 
 const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -109,8 +109,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     await v1.register(chatCompletionsRoute, options);
     for (const plugin of options.v1Routes ?? []) await v1.register(async (scope) => plugin(scope));
   }, { prefix: "/v1" });
-  const adminRoutes = options.adminRoutes;
-  if (adminRoutes !== undefined) await app.register(async (admin) => adminRoutes(admin), { prefix: "/admin/api" });
+  for (const { prefix, plugin } of options.mounts ?? []) await app.register(async (scope) => plugin(scope), { prefix });
   return app;
 }
 

@@ -8,7 +8,10 @@ import { SqliteStore } from "../store/sqlite/sqlite-store.js";
 import { usageRoute } from "./routes/usage.js";
 import { SpecialistRegistry } from "../specialists/registry.js";
 import { VERSION } from "../version.js";
-import { buildApp } from "./app.js";
+import { buildApp, type AppOptions } from "./app.js";
+import { dashboardRoutes } from "../dashboard/dashboard-routes.js";
+import { People } from "../dashboard/people.js";
+import type { Store } from "../store/store.js";
 import { adminApi } from "../admin/admin-api.js";
 import { AccountService } from "../gate/accounts.js";
 
@@ -46,7 +49,7 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
     bodyLimit: config.bodyLimit,
     shutdown: shutdown.signal,
     v1Routes: store && accountGate ? [usageRoute(store, accountGate)] : [],
-    adminRoutes: store && adminApi({ token: config.adminToken, accounts: new AccountService(store, config.plans), store, plans: config.plans }),
+    mounts: store ? operatorAndDashboard(store, config) : [],
   });
   try {
     await app.listen({ port: config.port, host: config.host });
@@ -76,6 +79,16 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
         }
       })()),
   };
+}
+
+/** The admin API and the dashboard: both need the account store. */
+function operatorAndDashboard(store: Store, config: ServerConfig): NonNullable<AppOptions["mounts"]> {
+  const accounts = new AccountService(store, config.plans);
+  const people = new People(store, config.adminToken);
+  return [
+    { prefix: "/admin/api", plugin: adminApi({ token: config.adminToken, accounts, store, plans: config.plans, people }) },
+    { prefix: "/dashboard", plugin: dashboardRoutes({ people, accounts, store, plans: config.plans, specialists: config.specialists }) },
+  ];
 }
 
 /** The SQLite file of accounts, keys and usage in the data dir. */

@@ -66,6 +66,23 @@ export interface PeriodUsage {
   bySpecialist: Record<string, number>;
 }
 
+export interface Member {
+  id: string;
+  accountId: string;
+  email: string;
+  /** scrypt hash; null until the invitation is accepted. */
+  passwordHash: string | null;
+  createdAt: string;
+}
+
+export interface Session {
+  tokenHash: string;
+  memberId: string | null;
+  admin: boolean;
+  csrfToken: string;
+  expiresAt: string;
+}
+
 export interface Store {
   createAccount(account: Account): Promise<void>;
   getAccount(id: string): Promise<Account | undefined>;
@@ -86,5 +103,17 @@ export interface Store {
   /** Completes a ledger event with its outcome (and gives server errors back). */
   complete(record: CompletionRecord): Promise<void>;
   periodUsage(accountId: string, mode: Mode, period: string): Promise<PeriodUsage>;
+  /** Requests per UTC day ("YYYY-MM-DD") in the period, as the usage chart draws them. */
+  dailyRequests(accountId: string, mode: Mode, period: string): Promise<Record<string, number>>;
+  createMember(member: Member): Promise<void>;
+  getMember(id: string): Promise<Member | undefined>;
+  findMemberByEmail(email: string): Promise<Member | undefined>;
+  setMemberPassword(id: string, passwordHash: string): Promise<void>;
+  createInvitation(tokenHash: string, memberId: string, expiresAt: string): Promise<void>;
+  /** Marks an unexpired, unused invitation used and returns its member; undefined otherwise. */
+  useInvitation(tokenHash: string, now: string): Promise<string | undefined>;
+  createSession(session: Session): Promise<void>;
+  findSession(tokenHash: string, now: string): Promise<Session | undefined>;
+  deleteSession(tokenHash: string): Promise<void>;
   close(): Promise<void>;
 }

@@ -50,4 +50,27 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX usage_events_by_period ON usage_events(account_id, mode, period, specialist);
   `,
+  // 2: the dashboard's people: members of accounts, their invitations and sessions.
+  `
+  CREATE TABLE members (
+    id TEXT PRIMARY KEY,
+    account_id TEXT NOT NULL REFERENCES accounts(id),
+    email TEXT NOT NULL UNIQUE,
+    password_hash TEXT,
+    created_at TEXT NOT NULL
+  );
+  CREATE TABLE invitations (
+    token_hash TEXT PRIMARY KEY,
+    member_id TEXT NOT NULL REFERENCES members(id),
+    expires_at TEXT NOT NULL,
+    used_at TEXT
+  );
+  CREATE TABLE sessions (
+    token_hash TEXT PRIMARY KEY,
+    member_id TEXT REFERENCES members(id),
+    admin INTEGER NOT NULL DEFAULT 0,
+    csrf_token TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+  );
+  `,
 ];

@@ -2,7 +2,7 @@ import Database from "better-sqlite3";
 import { mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import type {
-  Account, AdmissionRecord, ApiKeyRecord, CompletionRecord, KeyLookup, Mode, PeriodUsage, Store,
+  Account, AdmissionRecord, ApiKeyRecord, CompletionRecord, KeyLookup, Member, Mode, PeriodUsage, Session, Store,
 } from "../store.js";
 import { MIGRATIONS } from "./migrations.js";
 
@@ -16,6 +16,10 @@ const toKey = (r: KeyRow): ApiKeyRecord => ({
   id: r.id, accountId: r.account_id, name: r.name, mode: r.mode, prefix: r.prefix,
   createdAt: r.created_at, lastUsedAt: r.last_used_at, revokedAt: r.revoked_at,
 });
+interface MemberRow { id: string; account_id: string; email: string; password_hash: string | null; created_at: string }
+const toMember = (r: MemberRow): Member => ({ id: r.id, accountId: r.account_id, email: r.email, passwordHash: r.password_hash, createdAt: r.created_at });
+interface SessionRow { token_hash: string; member_id: string | null; admin: number; csrf_token: string; expires_at: string }
+
 const toAccount = (r: AccountRow): Account => ({ id: r.id, name: r.name, plan: r.plan, status: r.status, createdAt: r.created_at });
 
 /**
@@ -106,6 +110,22 @@ export class SqliteStore implements Store {
       counter: db.prepare<[string, string, string], { requests: number; tokens: number }>(
         "SELECT requests, tokens FROM usage_counters WHERE account_id = ? AND mode = ? AND period = ?",
       ),
+      daily: db.prepare<[string, string, string], { day: string; n: number }>(
+        `SELECT substr(created_at, 1, 10) AS day, COUNT(*) AS n FROM usage_events
+         WHERE account_id = ? AND mode = ? AND period = ? AND (status IS NULL OR status < 400 OR status = 499)
+         GROUP BY day ORDER BY day`,
+      ),
+      insertMember: db.prepare("INSERT INTO members (id, account_id, email, password_hash, created_at) VALUES (@id, @accountId, @email, @passwordHash, @createdAt)"),
+      getMember: db.prepare<[string], MemberRow>("SELECT * FROM members WHERE id = ?"),
+      memberByEmail: db.prepare<[string], MemberRow>("SELECT * FROM members WHERE email = ?"),
+      setPassword: db.prepare("UPDATE members SET password_hash = ? WHERE id = ?"),
+      insertInvitation: db.prepare("INSERT INTO invitations (token_hash, member_id, expires_at) VALUES (?, ?, ?)"),
+      useInvitation: db.prepare<[string, string, string], string>(
+        "UPDATE invitations SET used_at = ? WHERE token_hash = ? AND used_at IS NULL AND expires_at > ? RETURNING member_id",
+      ).pluck(),
+      insertSession: db.prepare("INSERT INTO sessions (token_hash, member_id, admin, csrf_token, expires_at) VALUES (@tokenHash, @memberId, @admin, @csrfToken, @expiresAt)"),
+      findSession: db.prepare<[string, string], SessionRow>("SELECT * FROM sessions WHERE token_hash = ? AND expires_at > ?"),
+      deleteSession: db.prepare("DELETE FROM sessions WHERE token_hash = ?"),
       bySpecialist: db.prepare<[string, string, string], { specialist: string; n: number }>(
         `SELECT specialist, COUNT(*) AS n FROM usage_events
          WHERE account_id = ? AND mode = ? AND period = ? AND (status IS NULL OR status < 500)
@@ -241,6 +261,52 @@ export class SqliteStore implements Store {
     const bySpecialist: Record<string, number> = {};
     for (const row of this.statements.bySpecialist.all(accountId, mode, period)) bySpecialist[row.specialist] = row.n;
     return { requests: counter?.requests ?? 0, tokens: counter?.tokens ?? 0, bySpecialist };
+  }
+
+  async dailyRequests(accountId: string, mode: Mode, period: string): Promise<Record<string, number>> {
+    await this.write(() => undefined);
+    const days: Record<string, number> = {};
+    for (const row of this.statements.daily.all(accountId, mode, period)) days[row.day] = row.n;
+    return days;
+  }
+
+  async createMember(member: Member): Promise<void> {
+    this.statements.insertMember.run(member);
+  }
+
+  async getMember(id: string): Promise<Member | undefined> {
+    const row = this.statements.getMember.get(id);
+    return row && toMember(row);
+  }
+
+  async findMemberByEmail(email: string): Promise<Member | undefined> {
+    const row = this.statements.memberByEmail.get(email);
+    return row && toMember(row);
+  }
+
+  async setMemberPassword(id: string, passwordHash: string): Promise<void> {
+    this.statements.setPassword.run(passwordHash, id);
+  }
+
+  async createInvitation(tokenHash: string, memberId: string, expiresAt: string): Promise<void> {
+    this.statements.insertInvitation.run(tokenHash, memberId, expiresAt);
+  }
+
+  async useInvitation(tokenHash: string, now: string): Promise<string | undefined> {
+    return this.statements.useInvitation.get(now, tokenHash, now);
+  }
+
+  async createSession(session: Session): Promise<void> {
+    this.statements.insertSession.run({ ...session, admin: session.admin ? 1 : 0 });
+  }
+
+  async findSession(tokenHash: string, now: string): Promise<Session | undefined> {
+    const row = this.statements.findSession.get(tokenHash, now);
+    return row && { tokenHash: row.token_hash, memberId: row.member_id, admin: row.admin === 1, csrfToken: row.csrf_token, expiresAt: row.expires_at };
+  }
+
+  async deleteSession(tokenHash: string): Promise<void> {
+    this.statements.deleteSession.run(tokenHash);
   }
 
   /** For tests and operators: SQLite's own consistency check. */

@@ -1,0 +1,162 @@
+import { readFile } from "node:fs/promises";
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { ApiError, errors } from "../errors.js";
+import type { AccountService } from "../gate/accounts.js";
+import { planAllows, type Plan } from "../gate/plans.js";
+import { billingPeriod } from "../metering/billing-period.js";
+import { usageReport } from "../metering/usage-report.js";
+import type { SpecialistDefinition } from "../specialists/specialist.js";
+import type { Mode, Session, Store } from "../store/store.js";
+import { bodyObject, requiredString } from "../server/validate.js";
+import type { People } from "./people.js";
+import { checkCsrf, checkSameOrigin, readCookie, SESSION_COOKIE, setSecurityHeaders, setSessionCookie } from "./web-security.js";
+
+export interface DashboardOptions {
+  people: People;
+  accounts: AccountService;
+  store: Store;
+  plans: Readonly<Record<string, Plan>>;
+  specialists: readonly SpecialistDefinition[];
+}
+
+const ROOT = new URL("../../../", import.meta.url);
+const ASSETS: Record<string, { file: URL; type: string }> = {
+  "app.js": { file: new URL("dist/dashboard/app.js", ROOT), type: "text/javascript; charset=utf-8" },
+  "styles.css": { file: new URL("dashboard/public/styles.css", ROOT), type: "text/css; charset=utf-8" },
+};
+const INDEX = new URL("dashboard/public/index.html", ROOT);
+
+const notSignedIn = (): ApiError => new ApiError(401, "authentication_error", "not_signed_in", "Sign in first.");
+const PERIOD = /^\d{4}-(0[1-9]|1[0-2])$/;
+
+/** The member's session, its CSRF token checked for state changes; 401 without one. */
+async function memberSession(people: People, request: FastifyRequest): Promise<Session & { memberId: string }> {
+  const session = await people.session(readCookie(request, SESSION_COOKIE));
+  if (session === undefined || session.memberId === null) throw notSignedIn();
+  checkCsrf(request, session);
+  return session as Session & { memberId: string };
+}
+
+/**
+ * The dashboard: a static page and the JSON API it calls under /dashboard/api.
+ * Members see and change only their own account; the operator's pages call
+ * the admin API with the admin session cookie.
+ */
+export function dashboardRoutes(options: DashboardOptions) {
+  const { people, accounts, store, plans } = options;
+  const accountOf = async (session: Session & { memberId: string }) => {
+    const member = await people.member(session.memberId);
+    if (member === undefined) throw notSignedIn();
+    return { member, account: await accounts.getAccount(member.accountId) };
+  };
+  const signedIn = (request: FastifyRequest, reply: FastifyReply, token: string, session: Session) => {
+    setSessionCookie(request, reply, token, Math.floor((Date.parse(session.expiresAt) - Date.now()) / 1000));
+    return { csrf_token: session.csrfToken, kind: session.admin ? "operator" : "member" };
+  };
+
+  return async (app: FastifyInstance): Promise<void> => {
+    app.addHook("onRequest", async (_request, reply) => {
+      setSecurityHeaders(reply);
+      reply.header("cache-control", "no-store");
+    });
+
+    app.get("/", async (_request, reply) => reply.type("text/html; charset=utf-8").send(await readFile(INDEX)));
+    app.get<{ Params: { name: string } }>("/assets/:name", async (request, reply) => {
+      const asset = ASSETS[request.params.name];
+      if (asset === undefined) throw errors.notFound("GET", request.url);
+      return reply.type(asset.type).send(await readFile(asset.file));
+    });
+
+    app.post("/api/login", async (request, reply) => {
+      checkSameOrigin(request);
+      const body = bodyObject(request.body);
+      const { token, session } = await people.signIn(requiredString(body, "email"), requiredString(body, "password"), request.ip);
+      return signedIn(request, reply, token, session);
+    });
+
+    app.post("/api/admin-login", async (request, reply) => {
+      checkSameOrigin(request);
+      const { token, session } = await people.signInOperator(requiredString(bodyObject(request.body), "token"), request.ip);
+      return signedIn(request, reply, token, session);
+    });
+
+    app.post("/api/invitations/accept", async (request, reply) => {
+      checkSameOrigin(request);
+      const body = bodyObject(request.body);
+      const { token, session } = await people.acceptInvitation(requiredString(body, "token"), requiredString(body, "password"));
+      return signedIn(request, reply, token, session);
+    });
+
+    app.post("/api/logout", async (request, reply) => {
+      const token = readCookie(request, SESSION_COOKIE);
+      const session = await people.session(token);
+      if (session !== undefined && token !== undefined) {
+        checkCsrf(request, session);
+        await people.signOut(token);
+      }
+      setSessionCookie(request, reply, "", 0);
+      return { signed_out: true };
+    });
+
+    app.get("/api/session", async (request) => {
+      const session = await people.session(readCookie(request, SESSION_COOKIE));
+      if (session === undefined) throw notSignedIn();
+      if (session.admin) return { kind: "operator", csrf_token: session.csrfToken };
+      const { member, account } = await accountOf(session as Session & { memberId: string });
+      return { kind: "member", email: member.email, account: { id: account.id, name: account.name, plan: account.plan, status: account.status }, csrf_token: session.csrfToken };
+    });
+
+    app.get("/api/keys", async (request) => {
+      const { account } = await accountOf(await memberSession(people, request));
+      const keys = await accounts.listKeys(account.id);
+      return { object: "list", data: keys.map((k) => ({ id: k.id, name: k.name, mode: k.mode, prefix: k.prefix, created_at: k.createdAt, last_used_at: k.lastUsedAt, revoked_at: k.revokedAt })) };
+    });
+
+    app.post("/api/keys", async (request, reply) => {
+      const { account } = await accountOf(await memberSession(people, request));
+      const body = bodyObject(request.body);
+      const mode = requiredString(body, "mode");
+      if (mode !== "live" && mode !== "test") throw errors.invalidParameter("mode", 'must be "live" or "test".');
+      const name = typeof body.name === "string" && body.name.trim() !== "" ? body.name.trim().slice(0, 100) : undefined;
+      const { record, key } = await accounts.createKey(account.id, mode, name);
+      return reply.code(201).send({ id: record.id, name: record.name, mode: record.mode, prefix: record.prefix, created_at: record.createdAt, key });
+    });
+
+    app.post<{ Params: { id: string } }>("/api/keys/:id/revoke", async (request) => {
+      const { account } = await accountOf(await memberSession(people, request));
+      // Another account's key is answered exactly like a missing one.
+      const own = (await accounts.listKeys(account.id)).some((k) => k.id === request.params.id);
+      if (!own) throw new ApiError(404, "invalid_request_error", "not_found", `no key '${request.params.id}'`);
+      await accounts.revokeKey(request.params.id);
+      return { id: request.params.id, revoked: true };
+    });
+
+    app.get("/api/usage", async (request) => {
+      const { account } = await accountOf(await memberSession(people, request));
+      const query = request.query as Record<string, string | undefined>;
+      const period = query.period ?? billingPeriod().key;
+      if (!PERIOD.test(period)) throw errors.invalidParameter("period", "must be a month, YYYY-MM.");
+      const plan = plans[account.plan];
+      if (plan === undefined) throw errors.internal();
+      const at = new Date(`${period}-15T00:00:00Z`);
+      const report = async (mode: Mode) => ({
+        ...(await usageReport(store, plan, account.id, mode, at)),
+        daily: await store.dailyRequests(account.id, mode, period),
+      });
+      return { period, live: await report("live"), test: await report("test") };
+    });
+
+    app.get("/api/plan", async (request) => {
+      const { account } = await accountOf(await memberSession(people, request));
+      const plan = plans[account.plan];
+      if (plan === undefined) throw errors.internal();
+      return {
+        name: plan.name,
+        requests_per_window: plan.requestsPerWindow,
+        window_seconds: plan.windowMs / 1000,
+        requests_per_month: plan.requestsPerMonth,
+        specialists: options.specialists.filter((s) => planAllows(plan, s.id)).map((s) => ({ id: s.id, description: s.description })),
+      };
+    });
+  };
+}

@@ -1,0 +1,56 @@
+import type { FastifyReply, FastifyRequest } from "fastify";
+import { ApiError } from "../errors.js";
+import type { Session } from "../store/store.js";
+
+export const SESSION_COOKIE = "alveare_session";
+
+/** Headers every dashboard and admin response carries: no inline script, no framing, no sniffing. */
+export function setSecurityHeaders(reply: FastifyReply): void {
+  reply.header(
+    "content-security-policy",
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; " +
+      "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+  );
+  reply.header("x-frame-options", "DENY");
+  reply.header("x-content-type-options", "nosniff");
+  reply.header("referrer-policy", "no-referrer");
+  reply.header("cross-origin-opener-policy", "same-origin");
+}
+
+export function readCookie(request: FastifyRequest, name: string): string | undefined {
+  for (const part of (request.headers.cookie ?? "").split(";")) {
+    const eq = part.indexOf("=");
+    if (eq !== -1 && part.slice(0, eq).trim() === name) return decodeURIComponent(part.slice(eq + 1).trim());
+  }
+  return undefined;
+}
+
+/** HttpOnly and SameSite=Strict always; Secure whenever the dashboard is served over TLS. */
+export function setSessionCookie(request: FastifyRequest, reply: FastifyReply, token: string, maxAgeSeconds: number): void {
+  const secure = request.protocol === "https" ? "; Secure" : "";
+  reply.header("set-cookie", `${SESSION_COOKIE}=${token}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAgeSeconds}${secure}`);
+}
+
+const forbidden = (message: string): ApiError => new ApiError(403, "permission_error", "csrf_failed", message);
+
+/**
+ * Refuses requests another site made the browser send: a foreign Origin or
+ * Sec-Fetch-Site, or a body that is not JSON (which a cross-site form could post
+ * without a CORS preflight).
+ */
+export function checkSameOrigin(request: FastifyRequest): void {
+  const origin = request.headers.origin;
+  if (origin !== undefined && origin !== `${request.protocol}://${request.headers.host ?? ""}`) throw forbidden("Cross-site request refused.");
+  const site = request.headers["sec-fetch-site"];
+  if (site !== undefined && site !== "same-origin" && site !== "none") throw forbidden("Cross-site request refused.");
+  if (request.method !== "GET" && request.method !== "HEAD" && !(request.headers["content-type"] ?? "").startsWith("application/json")) {
+    throw forbidden("State-changing requests must send JSON.");
+  }
+}
+
+/** State changes with a session cookie also need the session's CSRF token in a header only our page can read. */
+export function checkCsrf(request: FastifyRequest, session: Session): void {
+  checkSameOrigin(request);
+  if (request.method === "GET" || request.method === "HEAD") return;
+  if (request.headers["x-csrf-token"] !== session.csrfToken) throw forbidden("Missing or wrong CSRF token; reload the page.");
+}

@@ -1,0 +1,154 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
+
+const TOKEN = "operator-token-for-dashboard-tests-42";
+
+/** A browser-like client: keeps the session cookie and the CSRF token, sends same-origin headers. */
+class Browser {
+  cookie = "";
+  csrf = "";
+  constructor(readonly server: TestServer) {}
+
+  async call(method: string, path: string, body?: unknown, extra: Record<string, string> = {}) {
+    const headers: Record<string, string> = { origin: this.server.url, ...extra };
+    if (this.cookie) headers.cookie = this.cookie;
+    if (method !== "GET") {
+      headers["content-type"] ??= "application/json";
+      if (this.csrf && !("x-csrf-token" in extra)) headers["x-csrf-token"] = this.csrf;
+    }
+    const response = await fetch(`${this.server.url}${path}`, { method, headers, body: method === "GET" ? undefined : JSON.stringify(body ?? {}) });
+    const setCookie = response.headers.get("set-cookie");
+    if (setCookie) this.cookie = setCookie.split(";")[0]!;
+    const json = (await response.json().catch(() => ({}))) as Record<string, unknown>;
+    if (typeof json.csrf_token === "string") this.csrf = json.csrf_token;
+    return { status: response.status, headers: response.headers, json };
+  }
+}
+
+describe("dashboard API", () => {
+  let server: TestServer;
+  let operator: Browser;
+  let alice: Browser;
+  let mallory: Browser;
+  let aliceAccount: string;
+  before(async () => {
+    server = await startTestServer({}, { gated: true, env: { ALVEARE_ADMIN_TOKEN: TOKEN } });
+    operator = new Browser(server);
+    assert.equal((await operator.call("POST", "/dashboard/api/admin-login", { token: TOKEN })).status, 200);
+    const join = async (name: string, email: string): Promise<[Browser, string]> => {
+      const account = await operator.call("POST", "/admin/api/accounts", { name, plan: "starter" });
+      const invite = await operator.call("POST", `/admin/api/accounts/${account.json.id as string}/invitations`, { email });
+      assert.equal(invite.status, 201);
+      const token = /#invite=(\w+)$/.exec(invite.json.invite_path as string)![1]!;
+      const browser = new Browser(server);
+      assert.equal((await browser.call("POST", "/dashboard/api/invitations/accept", { token, password: "correct horse battery" })).status, 200);
+      return [browser, account.json.id as string];
+    };
+    [alice, aliceAccount] = await join("alice-co", "alice@example.com");
+    [mallory] = await join("mallory-co", "mallory@example.com");
+  });
+  after(async () => {
+    await server.close();
+  });
+
+  it("lets a member create a key, see it listed without its secret, use it, and see it counted", async () => {
+    const created = await alice.call("POST", "/dashboard/api/keys", { mode: "live", name: "prod" });
+    assert.equal(created.status, 201);
+    const key = created.json.key as string;
+    assert.match(key, /^alv_live_/);
+    const listed = await alice.call("GET", "/dashboard/api/keys");
+    assert.ok(!JSON.stringify(listed.json).includes(key));
+    assert.equal((await postJson(`${server.url}/v1/infer`, { specialist: "classify", prompt: "x", max_tokens: 2 }, { authorization: `Bearer ${key}` })).status, 200);
+    const usage = await alice.call("GET", "/dashboard/api/usage");
+    const live = usage.json.live as Record<string, unknown>;
+    assert.equal(live.requests_used, 1);
+    assert.deepEqual(live.by_specialist, { classify: 1 });
+    assert.equal(Object.values(live.daily as Record<string, number>).reduce((a, b) => a + b, 0), 1);
+    assert.equal((usage.json.test as Record<string, unknown>).requests_used, 0);
+    const plan = await alice.call("GET", "/dashboard/api/plan");
+    assert.deepEqual((plan.json.specialists as Array<{ id: string }>).map((s) => s.id), ["classify", "summarise", "extract", "qa", "chat"]);
+  });
+
+  it("refuses anonymous visitors on every member route", async () => {
+    const anonymous = new Browser(server);
+    for (const [method, path] of [["GET", "/dashboard/api/session"], ["GET", "/dashboard/api/keys"], ["POST", "/dashboard/api/keys"], ["POST", "/dashboard/api/keys/key_x/revoke"], ["GET", "/dashboard/api/usage"], ["GET", "/dashboard/api/plan"]] as const) {
+      const r = await anonymous.call(method, path, { mode: "live" });
+      assert.equal(r.status, 401, `${method} ${path}`);
+    }
+    for (const [method, path] of [["GET", "/admin/api/accounts"], ["POST", "/admin/api/accounts"], ["POST", `/admin/api/accounts/${aliceAccount}/invitations`]] as const) {
+      assert.equal((await anonymous.call(method, path, { name: "x", plan: "solo", email: "a@b.co" })).status, 401, `${method} ${path}`);
+    }
+  });
+
+  it("keeps another account's member out: no revoking its keys, no admin API", async () => {
+    const aliceKey = await alice.call("POST", "/dashboard/api/keys", { mode: "test" });
+    const r = await mallory.call("POST", `/dashboard/api/keys/${aliceKey.json.id as string}/revoke`);
+    assert.equal(r.status, 404);
+    const keys = await alice.call("GET", "/dashboard/api/keys");
+    assert.ok((keys.json.data as Array<{ id: string; revoked_at: string | null }>).find((k) => k.id === aliceKey.json.id)!.revoked_at === null);
+    assert.ok(!JSON.stringify((await mallory.call("GET", "/dashboard/api/keys")).json).includes(aliceKey.json.id as string));
+    assert.equal((await mallory.call("GET", "/admin/api/accounts")).status, 401);
+  });
+
+  it("refuses forged cross-site requests", async () => {
+    const forged: Array<Record<string, string>> = [
+      { "x-csrf-token": "wrong" },
+      { "x-csrf-token": "" },
+      { origin: "https://evil.example" },
+      { "sec-fetch-site": "cross-site" },
+      { "content-type": "application/x-www-form-urlencoded" },
+    ];
+    for (const headers of forged) {
+      const r = await alice.call("POST", "/dashboard/api/keys", { mode: "live" }, headers);
+      assert.equal(r.status, 403, JSON.stringify(headers));
+      assert.equal((r.json.error as { code: string }).code, "csrf_failed");
+      const admin = await operator.call("POST", "/admin/api/accounts", { name: "x", plan: "solo" }, headers);
+      assert.equal(admin.status, 403, `admin ${JSON.stringify(headers)}`);
+    }
+    const login = await new Browser(server).call("POST", "/dashboard/api/login", { email: "alice@example.com", password: "correct horse battery" }, { origin: "https://evil.example" });
+    assert.equal(login.status, 403);
+  });
+
+  it("signs in with email and password, limits failures, and signs out", async () => {
+    const b = new Browser(server);
+    const ok = await b.call("POST", "/dashboard/api/login", { email: "Alice@Example.com", password: "correct horse battery" });
+    assert.equal(ok.status, 200);
+    const cookie = ok.headers.get("set-cookie")!;
+    assert.match(cookie, /HttpOnly/);
+    assert.match(cookie, /SameSite=Strict/);
+    assert.doesNotMatch(cookie, /Secure/, "plain HTTP on loopback");
+    assert.equal((await b.call("GET", "/dashboard/api/session")).json.email, "alice@example.com");
+    assert.equal((await b.call("POST", "/dashboard/api/logout")).status, 200);
+    assert.equal((await b.call("GET", "/dashboard/api/session")).status, 401);
+
+    const guesser = new Browser(server);
+    for (let i = 0; i < 5; i++) assert.equal((await guesser.call("POST", "/dashboard/api/login", { email: "mallory@example.com", password: `guess-${i}` })).status, 401);
+    const limited = await guesser.call("POST", "/dashboard/api/login", { email: "mallory@example.com", password: "correct horse battery" });
+    assert.equal(limited.status, 429);
+    assert.ok(Number(limited.headers.get("retry-after")) >= 1);
+  });
+
+  it("uses an invitation once, and refuses short passwords", async () => {
+    const account = await operator.call("POST", "/admin/api/accounts", { name: "bob-co", plan: "solo" });
+    const invite = await operator.call("POST", `/admin/api/accounts/${account.json.id as string}/invitations`, { email: "bob@example.com" });
+    const token = /#invite=(\w+)$/.exec(invite.json.invite_path as string)![1]!;
+    assert.equal((await new Browser(server).call("POST", "/dashboard/api/invitations/accept", { token, password: "short" })).status, 400);
+    assert.equal((await new Browser(server).call("POST", "/dashboard/api/invitations/accept", { token, password: "long enough password" })).status, 200);
+    assert.equal((await new Browser(server).call("POST", "/dashboard/api/invitations/accept", { token, password: "long enough password" })).status, 400);
+  });
+
+  it("serves the page with a strict content security policy", async () => {
+    const r = await fetch(`${server.url}/dashboard/`);
+    assert.equal(r.status, 200);
+    const csp = r.headers.get("content-security-policy") ?? "";
+    assert.match(csp, /script-src 'self'/);
+    assert.doesNotMatch(csp, /unsafe-inline/);
+    assert.match(csp, /frame-ancestors 'none'/);
+    assert.equal(r.headers.get("x-content-type-options"), "nosniff");
+    const html = await r.text();
+    assert.doesNotMatch(html, /<script>[^<]/, "no inline script");
+    assert.doesNotMatch(html, /https?:\/\//, "no external assets");
+    assert.equal((await fetch(`${server.url}/dashboard/assets/app.js`)).headers.get("content-type"), "text/javascript; charset=utf-8");
+  });
+});
