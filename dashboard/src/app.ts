@@ -129,7 +129,7 @@ async function keysView(): Promise<void> {
     h("p", { class: "muted" }, `Account ${session?.account?.name ?? ""} · plan ${session?.account?.plan ?? ""}`),
     form([
       field("Name", "name", "text", { required: false, placeholder: "e.g. production" }),
-      h("label", {}, "Mode", h("select", { name: "mode" }, h("option", { value: "live" }, "live"), h("option", { value: "test" }, "test (sandbox)"))),
+      h("label", {}, "Mode", h("select", { name: "mode", "aria-label": "Mode" }, h("option", { value: "live" }, "live"), h("option", { value: "test" }, "test (sandbox)"))),
     ], "Create key", async (d) => {
       const created = await api("POST", "/dashboard/api/keys", { name: d.get("name"), mode: d.get("mode") });
       await keysView();
@@ -207,7 +207,7 @@ async function adminView(): Promise<void> {
   const invite = h("div", { id: "invite-link" });
   show(
     h("h1", {}, "Accounts"),
-    form([field("Name", "name"), h("label", {}, "Plan", h("select", { name: "plan" }, ...["solo", "starter", "professional", "scale"].map((p) => h("option", { value: p }, p))))], "Create account", async (d) => {
+    form([field("Name", "name"), h("label", {}, "Plan", h("select", { name: "plan", "aria-label": "Plan" }, ...["solo", "starter", "professional", "scale"].map((p) => h("option", { value: p }, p))))], "Create account", async (d) => {
       await api("POST", "/admin/api/accounts", { name: d.get("name"), plan: d.get("plan") });
       say("Account created");
       await adminView();
