@@ -69,6 +69,20 @@ describe("token accounting and finish_reason", () => {
     assert.equal(choice.message.content, text.slice(0, text.indexOf(stop)));
   });
 
+  it("varies the output between requests without a seed, and maps any integer seed", async () => {
+    const body = { model: "alveare-code", messages: [{ role: "user", content: "write code" }], max_tokens: 12, temperature: 1 };
+    const text = (r: { json: Record<string, unknown> }): string => (r.json.choices as Array<{ message: { content: string } }>)[0]!.message.content;
+    const unseeded = await Promise.all([1, 2, 3, 4].map(() => postJson(`${server.url}/v1/chat/completions`, body)));
+    assert.ok(new Set(unseeded.map(text)).size > 1, "requests in the same second still sample differently");
+    const outputs = [];
+    for (const seed of [-5, 0, 2 ** 40]) {
+      const r = await postJson(`${server.url}/v1/chat/completions`, { ...body, seed });
+      assert.equal(r.status, 200);
+      outputs.push(text(r));
+    }
+    assert.ok(new Set(outputs).size > 1, "different seeds give different samples");
+  });
+
   it("gives the same output for the same seed", async () => {
     const body = { model: "alveare-code", messages: [{ role: "user", content: "write code" }], max_tokens: 12, temperature: 1, seed: 42 };
     const a = await postJson(`${server.url}/v1/chat/completions`, body);

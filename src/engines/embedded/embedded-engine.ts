@@ -32,6 +32,19 @@ interface FormattedPrompt {
   stopTokens: Set<Token>;
 }
 
+const UINT32 = 2 ** 32;
+
+/**
+ * llama.cpp's sampler takes a 32-bit seed. Any integer a client sends maps onto
+ * one (so -5 and 0 stay different); without one, each request draws its own —
+ * node-llama-cpp's default (the current second) would give every request in the
+ * same second the same "random" output.
+ */
+export function samplerSeed(seed: number | undefined): number {
+  if (seed === undefined) return Math.floor(Math.random() * UINT32);
+  return ((seed % UINT32) + UINT32) % UINT32;
+}
+
 /**
  * Runs specialists on a model loaded in this process. One context holds several
  * sequences; concurrent requests each take a sequence and node-llama-cpp decodes
@@ -115,7 +128,7 @@ export class EmbeddedEngine implements Engine {
       const tokens = sequence.evaluate(input, {
         temperature: request.temperature,
         topP: request.topP,
-        seed: request.seed,
+        seed: samplerSeed(request.seed),
         grammarEvaluationState,
       });
       for await (const token of tokens) {

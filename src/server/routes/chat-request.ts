@@ -1,4 +1,4 @@
-import { MODEL_PREFIX, type ChatCompletionCreateParams } from "../../api/types.js";
+import { MODEL_PREFIX } from "../../api/types.js";
 import type { ChatMessage, OutputConstraint, Role } from "../../engines/types.js";
 import { errors } from "../../errors.js";
 import {
@@ -84,8 +84,8 @@ export function parseChatRequest(body: unknown): ChatRequest {
   const o = bodyObject(body);
   const model = requiredString(o, "model");
   const messages = parseMessages(o);
-  const n = optionalNumber(o, "n", { min: 1, max: 1, integer: true });
-  void n; // Only n = 1 is served; anything else was rejected above.
+  // Only one choice per request is served: n other than 1 is refused, not silently ignored.
+  optionalNumber(o, "n", { min: 1, max: 1, integer: true });
   const maxTokens = optionalNumber(o, "max_tokens", SAMPLING.maxTokens) ?? optionalNumber(o, "max_completion_tokens", SAMPLING.maxTokens);
   const streamOptions = optionalObject(o, "stream_options");
   return {
@@ -103,4 +103,3 @@ export function parseChatRequest(body: unknown): ChatRequest {
   };
 }
 
-export type { ChatCompletionCreateParams };
