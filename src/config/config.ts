@@ -107,15 +107,20 @@ export function loadConfig(flags: ServeFlags = {}, env: Env = process.env): Serv
       throw new ConfigError(`specialists.${s.id}.model`, `'${s.model}' is neither a name in 'models' nor a .gguf path or hf: URI`);
     }
   }
+  // Refuse rather than silently run single-node: limits would not be shared across nodes.
+  const databaseUrl = env.ALVEARE_DATABASE_URL || stringAt(file, "database_url", "");
+  if (databaseUrl) throw new ConfigError("ALVEARE_DATABASE_URL", "PostgreSQL is not supported yet; unset it to use SQLite in the data dir");
+  const redisUrl = env.ALVEARE_REDIS_URL || stringAt(file, "redis_url", "");
+  if (redisUrl) throw new ConfigError("ALVEARE_REDIS_URL", "Redis is not supported yet; unset it to keep rate limits in this process");
   return {
     port: intFrom(flags.port, "--port", 0, 65535) ?? intFrom(env.ALVEARE_PORT, "ALVEARE_PORT", 0, 65535) ?? numberAt(file, "port", "", { min: 0, max: 65535, integer: true }) ?? 8080,
     host: flags.host ?? env.ALVEARE_HOST ?? stringAt(file, "host", "") ?? "127.0.0.1",
     dataDir: resolve(flags.dataDir ?? env.ALVEARE_DATA_DIR ?? stringAt(file, "data_dir", "") ?? "./data"),
     logLevel: env.ALVEARE_LOG_LEVEL ?? stringAt(file, "log_level", "") ?? "info",
     bodyLimit: numberAt(file, "body_limit", "", { min: 1024, max: 1024 ** 3, integer: true }) ?? DEFAULT_BODY_LIMIT,
-    databaseUrl: env.ALVEARE_DATABASE_URL ?? stringAt(file, "database_url", ""),
+    databaseUrl,
     adminToken: env.ALVEARE_ADMIN_TOKEN || undefined,
-    redisUrl: env.ALVEARE_REDIS_URL ?? stringAt(file, "redis_url", ""),
+    redisUrl,
     engine: {
       parallel: numberAt(engine, "parallel", "engine.", { min: 1, max: 256, integer: true }) ?? 4,
       queue: numberAt(engine, "queue", "engine.", { min: 0, max: 100_000, integer: true }) ?? 64,
