@@ -91,10 +91,16 @@ describe("dashboard in a real browser", { skip: !existsSync(CHROMIUM) && "Debian
     assert.equal(refused.status, 401);
     assert.equal((refused.json.error as { code: string }).code, "revoked_api_key");
 
+    await operator.reload();
+    const seen = operator.getByTestId("usage-acme");
+    await seen.waitFor();
+    assert.match((await seen.textContent()) ?? "", /^1 \/ 100,000 · \d+ tokens$/, "the operator sees every account's usage");
+    await shot(operator, "07-operator-sees-usage");
+
     await member.setViewportSize({ width: 375, height: 812 });
     await member.goto(`${server.url}/dashboard/#usage`);
     await member.getByTestId("live-requests").waitFor();
-    await shot(member, "07-phone-width-usage");
+    await shot(member, "08-phone-width-usage");
     const overflow = await member.evaluate("document.documentElement.scrollWidth > window.innerWidth + 1");
     assert.equal(overflow, false, "no horizontal scrolling at phone width");
     await context.close();

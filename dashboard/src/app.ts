@@ -204,6 +204,7 @@ async function planView(): Promise<void> {
 
 async function adminView(): Promise<void> {
   const accounts = (await api<{ data: Json[] }>("GET", "/admin/api/accounts")).data;
+  const usage = await Promise.all(accounts.map((a) => api("GET", `/admin/api/accounts/${String(a.id)}/usage`)));
   const invite = h("div", { id: "invite-link" });
   show(
     h("h1", {}, "Accounts"),
@@ -214,11 +215,12 @@ async function adminView(): Promise<void> {
     }),
     invite,
     h("div", { class: "wrap" }, h("table", {},
-      h("thead", {}, h("tr", {}, ...["Account", "Plan", "Status", "Invite a member", ""].map((t) => h("th", { scope: "col" }, t)))),
-      h("tbody", {}, ...accounts.map((a) => h("tr", {},
+      h("thead", {}, h("tr", {}, ...["Account", "Plan", "Live requests this month", "Status", "Invite a member", ""].map((t) => h("th", { scope: "col" }, t)))),
+      h("tbody", {}, ...accounts.map((a, i) => h("tr", {},
         h("td", {}, String(a.name), h("br"), h("small", { class: "muted" }, String(a.id))),
         h("td", {}, h("select", { "aria-label": `Plan of ${String(a.name)}`, onchange: (e) => void api("PATCH", `/admin/api/accounts/${String(a.id)}`, { plan: (e.target as HTMLSelectElement).value }).then(() => say("Plan changed")) },
           ...["solo", "starter", "professional", "scale"].map((p) => h("option", { value: p, ...(p === a.plan ? { selected: true } : {}) }, p)))),
+        h("td", { "data-testid": `usage-${String(a.name)}` }, `${String(usage[i]?.requests_used ?? 0)} / ${Number(usage[i]?.requests_limit ?? 0).toLocaleString()} · ${Number(usage[i]?.tokens_used ?? 0).toLocaleString()} tokens`),
         h("td", {}, String(a.status)),
         h("td", {}, form([field("Email", "email", "email")], "Invite", async (d) => {
           const created = await api("POST", `/admin/api/accounts/${String(a.id)}/invitations`, { email: d.get("email") });
