@@ -24,10 +24,8 @@ export interface ServerConfig {
   dataDir: string;
   logLevel: string;
   bodyLimit: number;
-  databaseUrl?: string | undefined;
   /** ALVEARE_ADMIN_TOKEN: enables the operator's API; from the environment only, never a file. */
   adminToken?: string | undefined;
-  redisUrl?: string | undefined;
   engine: EngineSettings;
   /** Model names to paths or hf: URIs; `base` is the default model every default specialist uses. */
   models: Record<string, string>;
@@ -118,9 +116,7 @@ export function loadConfig(flags: ServeFlags = {}, env: Env = process.env): Serv
     dataDir: resolve(flags.dataDir ?? env.ALVEARE_DATA_DIR ?? stringAt(file, "data_dir", "") ?? "./data"),
     logLevel: env.ALVEARE_LOG_LEVEL ?? stringAt(file, "log_level", "") ?? "info",
     bodyLimit: numberAt(file, "body_limit", "", { min: 1024, max: 1024 ** 3, integer: true }) ?? DEFAULT_BODY_LIMIT,
-    databaseUrl,
     adminToken: env.ALVEARE_ADMIN_TOKEN || undefined,
-    redisUrl,
     engine: {
       parallel: numberAt(engine, "parallel", "engine.", { min: 1, max: 256, integer: true }) ?? 4,
       queue: numberAt(engine, "queue", "engine.", { min: 0, max: 100_000, integer: true }) ?? 64,

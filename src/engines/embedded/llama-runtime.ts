@@ -48,8 +48,6 @@ export class LlamaRuntime {
     return new LlamaRuntime(llama, options);
   }
 
-  get loadedModels(): number { return this.models.size; }
-
   loadModel(path: string): Promise<LlamaModel> {
     let model = this.models.get(path);
     if (model === undefined) {

@@ -42,6 +42,7 @@ export function migrate(db: Database.Database): void {
 
 interface PendingWrite {
   run: () => number | void;
+  result?: number | void;
   resolve: (value: number | undefined) => void;
   reject: (error: unknown) => void;
 }
@@ -94,9 +95,8 @@ export class SqliteStore implements Store {
       // Prepared once: db.pragma() prepares a statement per call, a measurable cost per request.
       dataVersion: db.prepare<[], number>("PRAGMA data_version").pluck(),
       ensureCounter: db.prepare("INSERT OR IGNORE INTO usage_counters (account_id, mode, period) VALUES (?, ?, ?)"),
-      countRequest: db.prepare(
-        "UPDATE usage_counters SET requests = requests + 1 WHERE account_id = ? AND mode = ? AND period = ? AND requests < ?",
-      ),
+      // The limit is enforced on the in-memory counter at admission; the file records the count.
+      countRequest: db.prepare("UPDATE usage_counters SET requests = requests + 1 WHERE account_id = ? AND mode = ? AND period = ?"),
       insertEvent: db.prepare(
         `INSERT INTO usage_events (request_id, account_id, key_id, mode, period, endpoint, specialist, created_at)
          VALUES (@requestId, @accountId, @keyId, @mode, @period, @endpoint, @specialist, @at)`,
@@ -133,7 +133,7 @@ export class SqliteStore implements Store {
       ),
     };
     this.writeBatch = db.transaction((writes: PendingWrite[]) => {
-      for (const w of writes) (w as PendingWrite & { result?: number | void }).result = w.run();
+      for (const w of writes) w.result = w.run();
     });
   }
 
@@ -159,7 +159,7 @@ export class SqliteStore implements Store {
       for (const w of writes) w.reject(error);
       return;
     }
-    for (const w of writes) w.resolve((w as PendingWrite & { result?: number | void }).result ?? undefined);
+    for (const w of writes) w.resolve(w.result ?? undefined);
   }
 
   private counter(accountId: string, mode: Mode, period: string): { requests: number } {
@@ -241,7 +241,7 @@ export class SqliteStore implements Store {
     counter.requests++;
     return this.write(() => {
       this.statements.ensureCounter.run(r.accountId, r.mode, r.period);
-      this.statements.countRequest.run(r.accountId, r.mode, r.period, Number.MAX_SAFE_INTEGER);
+      this.statements.countRequest.run(r.accountId, r.mode, r.period);
       return Number(this.statements.insertEvent.run(r).lastInsertRowid);
     });
   }
