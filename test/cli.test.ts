@@ -157,7 +157,8 @@ describe("the example config in examples/", () => {
   it("is valid", () => {
     const path = new URL("../../examples/alveare.config.json", import.meta.url).pathname;
     const config = loadConfig({ config: path }, {});
-    assert.equal(config.specialists.find((s) => s.id === "big")!.remote!.model, "Qwen/Qwen2.5-7B-Instruct");
+    assert.equal(config.specialists.find((s) => s.id === "big")!.remote!.upstreams[0]!.model, "Qwen/Qwen2.5-7B-Instruct");
+    assert.equal(config.specialists.find((s) => s.id === "pooled")!.remote!.upstreams.length, 2);
     assert.deepEqual(config.specialists.find((s) => s.id === "classify")!.output, { type: "labels", labels: ["bug", "feature request", "question"] });
   });
 });

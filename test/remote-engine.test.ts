@@ -165,3 +165,51 @@ describe("remote engine faults", () => {
     assert.match(errorOf(r).message, /ECONNREFUSED|connect/i);
   });
 });
+
+describe("remote engine with several upstreams", () => {
+  const a = new FakeUpstream();
+  const b = new FakeUpstream();
+  let server: TestServer;
+  let bPort: number;
+  before(async () => {
+    const baseA = await a.start();
+    const baseB = await b.start();
+    bPort = Number(new URL(baseB).port);
+    a.delayMs = b.delayMs = 150;
+    server = await startTestServer({
+      specialists: {
+        pooled: {
+          description: "two interchangeable upstreams", system_prompt: "",
+          remote: { upstreams: [{ base_url: baseA, model: "m" }, { base_url: baseB, model: "m" }], health_check_interval_ms: 200, connect_timeout_ms: 500 },
+        },
+      },
+    });
+  });
+  after(async () => {
+    await server.close();
+    await a.stop();
+    await b.stop();
+  });
+
+  const call = () => postJson(`${server.url}/v1/chat/completions`, { model: "alveare-pooled", messages: [{ role: "user", content: "x" }], max_tokens: 5 });
+
+  it("spreads concurrent requests over the least busy upstreams", async () => {
+    const results = await Promise.all(Array.from({ length: 6 }, call));
+    assert.deepEqual(results.map((r) => r.status), Array(6).fill(200));
+    assert.equal(a.requests.length, 3);
+    assert.equal(b.requests.length, 3);
+  });
+
+  it("fails over when an upstream goes down, and takes it back once its health check passes", async () => {
+    await b.stop();
+    const before = a.requests.length;
+    const during = await Promise.all(Array.from({ length: 4 }, call));
+    assert.deepEqual(during.map((r) => r.status), Array(4).fill(200), "every request is served by the upstream still up");
+    assert.equal(a.requests.length - before, 4);
+    await b.start(bPort);
+    await new Promise((resolve) => setTimeout(resolve, 600)); // a few health-check rounds
+    const bBefore = b.requests.length;
+    await Promise.all(Array.from({ length: 4 }, call));
+    assert.ok(b.requests.length - bBefore >= 1, "the recovered upstream gets traffic again");
+  });
+});

@@ -1,6 +1,6 @@
 import type { OutputConstraint } from "../engines/types.js";
 import { classifierPrompt, defaultSpecialists } from "../specialists/defaults.js";
-import type { RemoteTarget, SpecialistDefinition } from "../specialists/specialist.js";
+import type { RemoteTarget, SpecialistDefinition, Upstream } from "../specialists/specialist.js";
 import { ConfigError } from "./config-error.js";
 import { isFields, numberAt, objectAt, onlyKeys, stringAt, stringListAt, booleanAt, type Fields } from "./fields.js";
 
@@ -29,12 +29,9 @@ function fail(field: string, problem: string): never {
   throw new ConfigError(field, problem);
 }
 
-function parseRemote(o: Fields, path: string): RemoteTarget | undefined {
-  const r = objectAt(o, "remote", path);
-  if (r === undefined) return undefined;
-  const p = `${path}remote.`;
-  onlyKeys(r, ["base_url", "model", "api_key_env", "connect_timeout_ms", "read_timeout_ms"], p);
-  const baseUrl = stringAt(r, "base_url", p) ?? fail(`${p}base_url`, "is required");
+function parseUpstream(u: Fields, p: string): Upstream {
+  onlyKeys(u, ["base_url", "model", "api_key_env"], p);
+  const baseUrl = stringAt(u, "base_url", p) ?? fail(`${p}base_url`, "is required");
   try {
     const url = new URL(baseUrl);
     if (url.protocol !== "http:" && url.protocol !== "https:") throw new Error("scheme");
@@ -43,10 +40,34 @@ function parseRemote(o: Fields, path: string): RemoteTarget | undefined {
   }
   return {
     baseUrl: baseUrl.replace(/\/+$/, ""),
-    model: stringAt(r, "model", p) ?? fail(`${p}model`, "is required"),
-    apiKeyEnv: stringAt(r, "api_key_env", p),
+    model: stringAt(u, "model", p) ?? fail(`${p}model`, "is required"),
+    apiKeyEnv: stringAt(u, "api_key_env", p),
+  };
+}
+
+/** `remote` names one upstream inline, or several under `upstreams`. */
+function parseRemote(o: Fields, path: string): RemoteTarget | undefined {
+  const r = objectAt(o, "remote", path);
+  if (r === undefined) return undefined;
+  const p = `${path}remote.`;
+  const shared = ["connect_timeout_ms", "read_timeout_ms", "health_check_interval_ms"];
+  let upstreams: Upstream[];
+  if (r.upstreams !== undefined) {
+    onlyKeys(r, ["upstreams", ...shared], p);
+    if (!Array.isArray(r.upstreams) || r.upstreams.length === 0) fail(`${p}upstreams`, "must be a non-empty array");
+    upstreams = (r.upstreams as unknown[]).map((u, i) => {
+      if (!isFields(u)) fail(`${p}upstreams[${i}]`, "must be an object");
+      return parseUpstream(u, `${p}upstreams[${i}].`);
+    });
+  } else {
+    onlyKeys(r, ["base_url", "model", "api_key_env", ...shared], p);
+    upstreams = [parseUpstream({ base_url: r.base_url, model: r.model, api_key_env: r.api_key_env }, p)];
+  }
+  return {
+    upstreams,
     connectTimeoutMs: numberAt(r, "connect_timeout_ms", p, { min: 1, max: 600_000, integer: true }) ?? 5_000,
     readTimeoutMs: numberAt(r, "read_timeout_ms", p, { min: 1, max: 3_600_000, integer: true }) ?? 120_000,
+    healthCheckIntervalMs: numberAt(r, "health_check_interval_ms", p, { min: 100, max: 3_600_000, integer: true }) ?? 10_000,
   };
 }
 

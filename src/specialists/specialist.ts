@@ -6,15 +6,22 @@ export interface SamplingDefaults {
   topP: number;
 }
 
-/** Where a specialist's tokens come from when it is served by another server. */
-export interface RemoteTarget {
+/** One OpenAI-compatible server that can serve a specialist. */
+export interface Upstream {
   baseUrl: string;
   /** The upstream's own model name. */
   model: string;
   /** Name of the environment variable that holds the upstream's API key. */
   apiKeyEnv?: string | undefined;
+}
+
+/** Where a specialist's tokens come from when other servers serve it. */
+export interface RemoteTarget {
+  /** One or more interchangeable upstreams; requests go to the least busy healthy one. */
+  upstreams: Upstream[];
   connectTimeoutMs: number;
   readTimeoutMs: number;
+  healthCheckIntervalMs: number;
 }
 
 /** A specialist as configuration: everything that makes a task model out of a base model. */

@@ -10,18 +10,25 @@ export type Fault = "slow" | "500" | "503" | "cut-stream" | "ok";
 
 export class FakeUpstream {
   fault: Fault = "ok";
+  /** How long an "ok" answer takes, so concurrent requests overlap. */
+  delayMs = 0;
   requests: Array<Record<string, unknown>> = [];
   private server: Server | undefined;
 
-  async start(): Promise<string> {
+  /** Listens (again, after stop, when given the same port) and returns its /v1 base URL. */
+  async start(port = 0): Promise<string> {
     this.server = createServer((req, res) => void this.handle(req, res));
-    await new Promise<void>((resolve) => this.server!.listen(0, "127.0.0.1", resolve));
+    await new Promise<void>((resolve) => this.server!.listen(port, "127.0.0.1", resolve));
     return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/v1`;
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     let body = "";
     for await (const chunk of req) body += String(chunk);
+    if (req.method === "GET") {
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ object: "list", data: [{ id: "m", object: "model" }] }));
+      return;
+    }
     const parsed = JSON.parse(body) as Record<string, unknown>;
     this.requests.push(parsed);
     const chunk = (content: string): string =>
@@ -43,6 +50,7 @@ export class FakeUpstream {
         setTimeout(() => res.destroy(), 20);
         return;
       case "ok":
+        await new Promise((resolve) => setTimeout(resolve, this.delayMs));
         res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({
           choices: [{ index: 0, message: { role: "assistant", content: "fine" }, finish_reason: "stop" }],
           usage: { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 },

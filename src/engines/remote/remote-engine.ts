@@ -1,7 +1,7 @@
 import { Agent, errors as undiciErrors, request, type Dispatcher } from "undici";
 import { readSseData } from "../../api/sse.js";
 import { ApiError, errors } from "../../errors.js";
-import type { RemoteTarget } from "../../specialists/specialist.js";
+import type { RemoteTarget, Upstream } from "../../specialists/specialist.js";
 import { labelGrammar } from "../embedded/grammars.js";
 import type { Engine, FinishReason, GenerationRequest, GenerationResult } from "../types.js";
 
@@ -33,19 +33,33 @@ function isTimeout(error: unknown): boolean {
 
 const finishReason = (reason: string | null | undefined): FinishReason => (reason === "length" ? "length" : "stop");
 
+/** An upstream with what choosing between upstreams needs to know. */
+interface UpstreamState extends Upstream {
+  inFlight: number;
+  healthy: boolean;
+}
+
 /**
- * Serves a specialist from any OpenAI-compatible server (vLLM, llama-server,
- * Ollama, another Alveare). Upstream failures become our error shape: 504 for
- * timeouts, 503 when the upstream is overloaded, 502 for anything else it got wrong.
+ * Serves a specialist from OpenAI-compatible servers (vLLM, llama-server,
+ * Ollama, another Alveare). Each request goes to the healthy upstream with the
+ * fewest requests in flight; a connection failure marks an upstream unhealthy
+ * and the request is retried once, on another upstream when there is one;
+ * periodic health checks bring upstreams back. Upstream failures become our
+ * error shape: 504 for timeouts, 503 when overloaded, 502 for anything else.
  */
 export class RemoteEngine implements Engine {
   readonly name: string;
   private readonly agent: Agent;
-  private readonly url: string;
+  private readonly upstreams: UpstreamState[];
+  private readonly healthTimer: NodeJS.Timeout;
+  private next = 0;
 
   constructor(private readonly target: RemoteTarget) {
-    this.name = `remote:${target.baseUrl}#${target.model}`;
-    this.url = `${target.baseUrl}/chat/completions`;
+    this.upstreams = target.upstreams.map((u) => ({ ...u, inFlight: 0, healthy: true }));
+    const first = target.upstreams[0];
+    this.name = `remote:${first?.baseUrl ?? "?"}#${first?.model ?? "?"}${target.upstreams.length > 1 ? ` (+${target.upstreams.length - 1})` : ""}`;
+    this.healthTimer = setInterval(() => void this.checkHealth(), target.healthCheckIntervalMs);
+    this.healthTimer.unref();
     this.agent = new Agent({
       connect: { timeout: target.connectTimeoutMs },
       headersTimeout: target.readTimeoutMs,
@@ -55,28 +69,77 @@ export class RemoteEngine implements Engine {
     });
   }
 
+  /** Requests in flight per upstream base URL (for tests and /health-style introspection). */
+  get load(): Record<string, { inFlight: number; healthy: boolean }> {
+    return Object.fromEntries(this.upstreams.map((u) => [u.baseUrl, { inFlight: u.inFlight, healthy: u.healthy }]));
+  }
+
   async generate(req: GenerationRequest): Promise<GenerationResult> {
     const stream = req.onText !== undefined;
-    const body = JSON.stringify(this.body(req, stream));
-    let response: Dispatcher.ResponseData;
+    let upstream = this.pick(undefined);
+    upstream.inFlight++;
     try {
-      response = await this.send(body, req.signal);
-    } catch (error) {
-      if (req.signal.aborted) return { text: "", promptTokens: 0, completionTokens: 0, finishReason: "stop", aborted: true };
-      throw this.failure(error);
-    }
-    if (response.statusCode >= 400) throw await this.upstreamStatus(response);
-    try {
+      let response: Dispatcher.ResponseData;
+      try {
+        response = await this.send(upstream, this.body(upstream, req, stream), req.signal);
+      } catch (error) {
+        if (!isConnectError(error) || req.signal.aborted) throw error;
+        // Nothing reached the upstream, so one retry is safe: on another upstream when there is one.
+        upstream.healthy = false;
+        upstream.inFlight--;
+        upstream = this.pick(upstream);
+        upstream.inFlight++;
+        response = await this.send(upstream, this.body(upstream, req, stream), req.signal);
+      }
+      if (response.statusCode >= 400) throw await this.upstreamStatus(response);
       return stream ? await this.readStream(response, req) : await this.readWhole(response);
     } catch (error) {
       if (req.signal.aborted) return { text: "", promptTokens: 0, completionTokens: 0, finishReason: "stop", aborted: true };
+      if (isConnectError(error)) upstream.healthy = false;
       throw this.failure(error);
+    } finally {
+      upstream.inFlight--;
     }
   }
 
-  private body(req: GenerationRequest, stream: boolean): Record<string, unknown> {
+  /** The least busy healthy upstream (round-robin among equals); any upstream when none is healthy. */
+  private pick(avoid: UpstreamState | undefined): UpstreamState {
+    const candidates = this.upstreams.filter((u) => u !== avoid);
+    const pool = candidates.length === 0 ? this.upstreams : candidates;
+    const healthy = pool.filter((u) => u.healthy);
+    const from = healthy.length > 0 ? healthy : pool;
+    let best: UpstreamState | undefined;
+    for (let i = 0; i < from.length; i++) {
+      const u = from[(this.next + i) % from.length]!;
+      if (best === undefined || u.inFlight < best.inFlight) best = u;
+    }
+    this.next++;
+    return best!;
+  }
+
+  /** Any HTTP answer from GET /models (even 401) means the server is up. */
+  private async checkHealth(): Promise<void> {
+    await Promise.all(this.upstreams.map(async (u) => {
+      try {
+        const r = await request(`${u.baseUrl}/models`, { method: "GET", dispatcher: this.agent, headers: this.headers(u), signal: AbortSignal.timeout(this.target.connectTimeoutMs) });
+        await r.body.dump();
+        u.healthy = r.statusCode < 500;
+      } catch {
+        u.healthy = false;
+      }
+    }));
+  }
+
+  private headers(upstream: UpstreamState): Record<string, string> {
+    const headers: Record<string, string> = { "content-type": "application/json", accept: "application/json, text/event-stream" };
+    const key = upstream.apiKeyEnv ? process.env[upstream.apiKeyEnv] : undefined;
+    if (key) headers.authorization = `Bearer ${key}`;
+    return headers;
+  }
+
+  private body(upstream: UpstreamState, req: GenerationRequest, stream: boolean): string {
     const body: Record<string, unknown> = {
-      model: this.target.model,
+      model: upstream.model,
       messages: req.messages,
       max_tokens: req.maxTokens,
       temperature: req.temperature,
@@ -94,22 +157,11 @@ export class RemoteEngine implements Engine {
       body.guided_choice = c.labels;
       body.grammar = labelGrammar(c.labels);
     }
-    return body;
+    return JSON.stringify(body);
   }
 
-  /** One retry when the connection itself failed: nothing reached the upstream, so repeating is safe. */
-  private async send(body: string, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
-    const headers: Record<string, string> = { "content-type": "application/json", accept: "application/json, text/event-stream" };
-    const key = this.target.apiKeyEnv ? process.env[this.target.apiKeyEnv] : undefined;
-    if (key) headers.authorization = `Bearer ${key}`;
-    const attempt = (): Promise<Dispatcher.ResponseData> =>
-      request(this.url, { method: "POST", body, headers, dispatcher: this.agent, signal });
-    try {
-      return await attempt();
-    } catch (error) {
-      if (!isConnectError(error) || signal.aborted) throw error;
-      return attempt();
-    }
+  private send(upstream: UpstreamState, body: string, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
+    return request(`${upstream.baseUrl}/chat/completions`, { method: "POST", body, headers: this.headers(upstream), dispatcher: this.agent, signal });
   }
 
   private failure(error: unknown): ApiError {
@@ -186,6 +238,7 @@ export class RemoteEngine implements Engine {
   }
 
   async close(): Promise<void> {
+    clearInterval(this.healthTimer);
     await this.agent.close();
   }
 }
