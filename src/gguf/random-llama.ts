@@ -214,3 +214,39 @@ export async function writeRandomLlama(path: string, options: RandomLlamaOptions
   tensors.push(norm("output_norm.weight"), matrix("output.weight", e, vocabulary));
   await writeGguf(path, md, tensors);
 }
+
+export interface RandomLoraOptions {
+  /** The base model's shape: the adapter's matrices must fit its tensors. */
+  base: LlamaShape;
+  rank?: number;
+  alpha?: number;
+  seed?: number;
+}
+
+/**
+ * Writes a LoRA adapter GGUF for a llama of the given shape, adapting every
+ * layer's attention query and output projections with random low-rank
+ * matrices — enough to change what the model generates, as a real adapter does.
+ */
+export async function writeRandomLora(path: string, options: RandomLoraOptions): Promise<void> {
+  const { base } = options;
+  const rank = options.rank ?? 8;
+  const rand = prng(options.seed ?? 2);
+  const md = new Map<string, MetadataValue>([
+    ["general.architecture", { type: "string", value: "llama" }],
+    ["general.type", { type: "string", value: "adapter" }],
+    ["general.name", { type: "string", value: "alveare-random-lora" }],
+    ["general.alignment", { type: "u32", value: 32 }],
+    ["adapter.type", { type: "string", value: "lora" }],
+    ["adapter.lora.alpha", { type: "f32", value: options.alpha ?? 16 }],
+  ]);
+  const e = base.embedding;
+  // lora_a maps the input (row length e) down to `rank`; lora_b maps `rank` up to the output.
+  const pair = (name: string): TensorSpec[] => [
+    { name: `${name}.lora_a`, dims: [e, rank], type: TensorType.F32, data: () => randomTensor(rand, TensorType.F32, e * rank) },
+    { name: `${name}.lora_b`, dims: [rank, e], type: TensorType.F32, data: () => randomTensor(rand, TensorType.F32, rank * e) },
+  ];
+  const tensors: TensorSpec[] = [];
+  for (let l = 0; l < base.layers; l++) tensors.push(...pair(`blk.${l}.attn_q.weight`), ...pair(`blk.${l}.attn_output.weight`));
+  await writeGguf(path, md, tensors);
+}

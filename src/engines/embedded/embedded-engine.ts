@@ -53,7 +53,8 @@ export function samplerSeed(seed: number | undefined): number {
 export class EmbeddedEngine implements Engine {
   readonly name: string;
   readonly contextSize: number;
-  private readonly model: LlamaModel;
+  /** The loaded weights; shared with every other engine on the same model file. */
+  readonly model: LlamaModel;
   private readonly context: LlamaContext;
   private readonly grammars: GrammarCache;
   private readonly chatWrapper: ChatWrapper;
