@@ -162,3 +162,25 @@ describe("the example config in examples/", () => {
     assert.deepEqual(config.specialists.find((s) => s.id === "classify")!.output, { type: "labels", labels: ["bug", "feature request", "question"] });
   });
 });
+
+describe("account administration from the CLI", () => {
+  it("lists accounts, changes plan and status, and invites members, on the server's database", () => {
+    const dataDir = tempDir();
+    const env = cleanEnv();
+    const run = (args: string[]) => {
+      const r = spawnSync(process.execPath, [CLI, ...args, "--data-dir", dataDir, "--json"], { env, encoding: "utf8" });
+      assert.equal(r.status, 0, r.stderr);
+      return JSON.parse(r.stdout) as Record<string, unknown> & Array<Record<string, unknown>>;
+    };
+    const { accountId } = cliKey(dataDir, "solo", env);
+    assert.deepEqual(run(["accounts", "list"]).map((a) => [a.id, a.plan, a.status]), [[accountId, "solo", "active"]]);
+    assert.equal(run(["accounts", "update", accountId, "--plan", "scale"]).plan, "scale");
+    assert.equal(run(["accounts", "update", accountId, "--status", "suspended"]).status, "suspended");
+    const invite = run(["members", "invite", "--account", accountId, "--email", "Dev@Example.com"]);
+    assert.equal(invite.email, "dev@example.com");
+    assert.match(invite.invite_path as unknown as string, /^\/dashboard\/#invite=\w{40}$/);
+    const bad = spawnSync(process.execPath, [CLI, "accounts", "update", accountId, "--status", "frozen", "--data-dir", dataDir], { env, encoding: "utf8" });
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /active or suspended/);
+  });
+});

@@ -4,6 +4,7 @@ import { AccountService } from "../gate/accounts.js";
 import { usageReport } from "../metering/usage-report.js";
 import { databasePath } from "../server/server.js";
 import { SqliteStore } from "../store/sqlite/sqlite-store.js";
+import { People } from "../dashboard/people.js";
 import type { Mode } from "../store/store.js";
 
 const OPTIONS = {
@@ -12,6 +13,8 @@ const OPTIONS = {
   plan: { type: "string" },
   account: { type: "string" },
   mode: { type: "string" },
+  status: { type: "string" },
+  email: { type: "string" },
   "data-dir": { type: "string" },
   config: { type: "string" },
 } as const;
@@ -33,7 +36,7 @@ function required(value: string | undefined, flag: string): string {
  * that are not theirs.
  */
 export async function runAccountsCommand(command: string | undefined, args: string[]): Promise<boolean> {
-  if (command !== "accounts" && command !== "keys" && command !== "usage") return false;
+  if (command !== "accounts" && command !== "keys" && command !== "usage" && command !== "members") return false;
   const { values, positionals } = parseArgs({ args, options: OPTIONS, allowPositionals: true });
   const config = loadConfig({ dataDir: values["data-dir"], config: values.config });
   const store = new SqliteStore(databasePath(config));
@@ -44,6 +47,28 @@ export async function runAccountsCommand(command: string | undefined, args: stri
       case "accounts create": {
         const account = await accounts.createAccount(required(values.name, "name"), required(values.plan, "plan"));
         print(values.json ? JSON.stringify({ id: account.id, name: account.name, plan: account.plan }) : `created account ${account.id} (${account.name}, plan ${account.plan})`);
+        return true;
+      }
+      case "accounts list": {
+        const list = await accounts.listAccounts();
+        if (values.json) print(JSON.stringify(list.map((a) => ({ id: a.id, name: a.name, plan: a.plan, status: a.status, created_at: a.createdAt }))));
+        else for (const a of list) print(`${a.id}\t${a.name}\t${a.plan}\t${a.status}`);
+        return true;
+      }
+      case "accounts update": {
+        const id = positionals[1];
+        if (id === undefined || (values.plan === undefined && values.status === undefined)) {
+          throw new CommandError("usage: alveare accounts update ACCOUNT_ID [--plan P] [--status active|suspended]");
+        }
+        let account = values.plan === undefined ? await accounts.getAccount(id) : await accounts.changePlan(id, values.plan);
+        if (values.status !== undefined) account = await accounts.setStatus(id, values.status as "active" | "suspended");
+        print(values.json ? JSON.stringify({ id: account.id, name: account.name, plan: account.plan, status: account.status }) : `${account.id}: plan ${account.plan}, ${account.status}`);
+        return true;
+      }
+      case "members invite": {
+        const { member, token } = await new People(store, undefined).invite(required(values.account, "account"), required(values.email, "email"));
+        const path = `/dashboard/#invite=${token}`;
+        print(values.json ? JSON.stringify({ member_id: member.id, email: member.email, invite_path: path }) : `invitation for ${member.email} (valid 7 days): <server>${path}`);
         return true;
       }
       case "keys create": {

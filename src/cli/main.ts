@@ -12,11 +12,14 @@ const USAGE = `usage:
   alveare serve [--port N] [--host H] [--data-dir D] [--model PATH_OR_HF_URI] [--config FILE]
   alveare models pull URI [--data-dir D]
   alveare accounts create --name N --plan solo|starter|professional|scale [--json]
+  alveare accounts list [--json]
+  alveare accounts update ACCOUNT_ID [--plan P] [--status active|suspended] [--json]
+  alveare members invite --account ID --email E [--json]
   alveare keys create --account ID [--mode live|test] [--name N] [--json]
   alveare keys list --account ID [--json]
   alveare keys revoke KEY_ID
   alveare usage --account ID [--mode live|test] [--json]
-  (accounts, keys and usage also take --data-dir D and --config FILE)`;
+  (accounts, members, keys and usage also take --data-dir D and --config FILE)`;
 
 /** Errors an operator can fix print one line; anything else is a bug and keeps its stack. */
 export function reportAndExit(error: unknown): never {
