@@ -1,23 +1,20 @@
 import assert from "node:assert/strict";
-import { existsSync, mkdirSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
-import { chromium, type Browser, type Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
+import { launchChromium, noChromium } from "./helpers/browser.js";
 import { postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
 
-const CHROMIUM = "/usr/bin/chromium";
 const TOKEN = "operator-token-for-the-browser-test-7";
 const ARTIFACTS = new URL("../../test-artifacts/dashboard/", import.meta.url).pathname;
 
-describe("dashboard in a real browser", { skip: !existsSync(CHROMIUM) && "Debian's chromium is not installed (.ci/run installs it)" }, () => {
+describe("dashboard in a real browser", { skip: noChromium }, () => {
   let server: TestServer;
   let browser: Browser;
   before(async () => {
     mkdirSync(ARTIFACTS, { recursive: true });
     server = await startTestServer({}, { gated: true, env: { ALVEARE_ADMIN_TOKEN: TOKEN } });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
-    });
+    browser = await launchChromium();
   });
   after(async () => {
     await browser?.close();

@@ -1,22 +1,19 @@
 import assert from "node:assert/strict";
-import { existsSync, readFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
-import { chromium, type Browser } from "playwright-core";
+import type { Browser } from "playwright-core";
+import { launchChromium, noChromium } from "./helpers/browser.js";
 import { createKey, startTestServer, type TestServer } from "./helpers/fixtures.js";
 
-const CHROMIUM = "/usr/bin/chromium";
 const SDK_DIST = new URL("../../sdk/typescript/dist/", import.meta.url);
 
 /** The TypeScript SDK's built ESM, unchanged, running in a real browser against a real server. */
-describe("TypeScript SDK in a browser", { skip: !existsSync(CHROMIUM) && "Debian's chromium is not installed (.ci/run installs it)" }, () => {
+describe("TypeScript SDK in a browser", { skip: noChromium }, () => {
   let server: TestServer;
   let browser: Browser;
   before(async () => {
     server = await startTestServer({}, { gated: true });
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
-    });
+    browser = await launchChromium();
   });
   after(async () => {
     await browser?.close();
