@@ -4,13 +4,14 @@
  * threads, same run. Usage: node dist/bench/engine-throughput.js [--threads N] [--tokens N]
  */
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { getLlama, resolveChatWrapper, type LlamaModel } from "node-llama-cpp";
 import { BENCH_LLAMA, parameterCount, writeRandomLlama } from "../src/gguf/random-llama.js";
 import { defaultSpecialists } from "../src/specialists/defaults.js";
+import { benchKey } from "./bench-key.js";
 
 const { values } = parseArgs({ options: { threads: { type: "string", default: "1" }, tokens: { type: "string", default: "128" }, rounds: { type: "string", default: "3" } } });
 const threads = Number(values.threads);
@@ -67,26 +68,16 @@ async function direct(modelPath: string): Promise<number[]> {
   return results;
 }
 
-/** A scale-plan key in the server's data dir, made through the CLI: the measured path includes the gate. */
-async function benchKey(dataDir: string): Promise<string> {
-  const { spawnSync } = await import("node:child_process");
-  const cli = new URL("../src/cli/main.js", import.meta.url).pathname;
-  const run = (args: string[]) => JSON.parse(spawnSync(process.execPath, [cli, ...args, "--data-dir", dataDir, "--json"], { encoding: "utf8" }).stdout) as Record<string, string>;
-  const account = run(["accounts", "create", "--name", "bench", "--plan", "scale"]);
-  return run(["keys", "create", "--account", account.id!]).key!;
-}
-
 async function overHttp(modelPath: string): Promise<number[]> {
   const port = 18000 + Math.floor(Math.random() * 1000);
   const configPath = join(tmpdir(), `alveare-bench-${port}.json`);
-  const { writeFileSync } = await import("node:fs");
   writeFileSync(configPath, JSON.stringify({ engine: { parallel: PARALLEL, queue: 64, threads }, specialists: {
     // Only the measured specialist, with the direct run's context size: same KV cache, same work.
     chat: { context_size: 1024 },
     classify: { enabled: false }, summarise: { enabled: false }, extract: { enabled: false }, qa: { enabled: false }, code: { enabled: false },
   } }));
   const cli = new URL("../src/cli/main.js", import.meta.url).pathname;
-  const key = await benchKey(join(tmpdir(), "alveare-bench-data"));
+  const key = benchKey(join(tmpdir(), "alveare-bench-data"));
   const child = spawn(process.execPath, [cli, "serve", "--port", String(port), "--model", modelPath, "--config", configPath, "--data-dir", join(tmpdir(), "alveare-bench-data")], {
     env: { ...process.env, ALVEARE_LOG_LEVEL: "warn", ALVEARE_THREADS: String(threads) }, stdio: ["ignore", "ignore", "inherit"],
   });

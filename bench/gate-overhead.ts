@@ -3,12 +3,13 @@
  * same server with the gate off, both on an instant remote upstream, same run.
  * Usage: node dist/bench/gate-overhead.js [--seconds N] [--connections N]
  */
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import autocannon from "autocannon";
+import { benchKey } from "./bench-key.js";
 
 const { values } = parseArgs({
   options: { seconds: { type: "string", default: "10" }, connections: { type: "string", default: "64" }, rounds: { type: "string", default: "2" } },
@@ -17,7 +18,6 @@ const rounds = Number(values.rounds);
 const seconds = Number(values.seconds);
 const connections = Number(values.connections);
 const here = new URL(".", import.meta.url).pathname;
-const cli = new URL("../src/cli/main.js", import.meta.url).pathname;
 
 function start(args: string[], readyOn: "stdout" | "stderr"): Promise<ChildProcess> {
   const child = spawn(process.execPath, args, { stdio: ["ignore", readyOn === "stdout" ? "pipe" : "ignore", readyOn === "stderr" ? "pipe" : "inherit"] });
@@ -47,12 +47,7 @@ try {
   for (const mode of Array.from({ length: rounds }, () => ["open", "gate"] as const).flat()) {
     const dataDir = mkdtempSync(join(tmpdir(), "alveare-gate-bench-"));
     const port = 19500 + Math.floor(Math.random() * 400);
-    let key: string | undefined;
-    if (mode === "gate") {
-      const run = (args: string[]) => JSON.parse(spawnSync(process.execPath, [cli, ...args, "--data-dir", dataDir, "--json"], { encoding: "utf8" }).stdout) as Record<string, string>;
-      const account = run(["accounts", "create", "--name", "bench", "--plan", "scale"]);
-      key = run(["keys", "create", "--account", account.id!]).key;
-    }
+    const key = mode === "gate" ? benchKey(dataDir) : undefined;
     const server = await start([join(here, "serve-for-bench.js"), String(port), String(upstreamPort), dataDir, mode], "stderr");
     try {
       const result = await load(`http://127.0.0.1:${port}`, key);

@@ -52,6 +52,11 @@ export const errors = {
     new ApiError(401, "authentication_error", "invalid_api_key", "Malformed API key: expected 'Authorization: Bearer alv_live_…' or 'alv_test_…'."),
   invalidApiKey: () => new ApiError(401, "authentication_error", "invalid_api_key", "Invalid API key provided."),
   revokedApiKey: () => new ApiError(401, "authentication_error", "revoked_api_key", "This API key has been revoked."),
+  invalidAdminToken: () => new ApiError(401, "authentication_error", "invalid_admin_token", "Invalid admin token."),
+  tooManySignIns: (retryAfterMs: number) =>
+    new ApiError(429, "rate_limit_error", "too_many_sign_in_attempts", "Too many failed sign-ins. Wait and try again.", null, {
+      "retry-after": String(Math.max(1, Math.ceil(retryAfterMs / 1000))),
+    }),
   accountSuspended: () =>
     new ApiError(403, "permission_error", "account_suspended", "The account of this API key is suspended. Contact the operator."),
   notInPlan: (specialist: string, plan: string) =>

@@ -6,7 +6,7 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { loadConfig } from "../src/config/config.js";
-import { cliKey, spawnServe, tempDir, tinyModel } from "./helpers/fixtures.js";
+import { cliJson, cliKey, spawnServe, tempDir, tinyModel } from "./helpers/fixtures.js";
 
 const CLI = new URL("../src/cli/main.js", import.meta.url).pathname;
 const cleanEnv = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => {
@@ -167,11 +167,7 @@ describe("account administration from the CLI", () => {
   it("lists accounts, changes plan and status, and invites members, on the server's database", () => {
     const dataDir = tempDir();
     const env = cleanEnv();
-    const run = (args: string[]) => {
-      const r = spawnSync(process.execPath, [CLI, ...args, "--data-dir", dataDir, "--json"], { env, encoding: "utf8" });
-      assert.equal(r.status, 0, r.stderr);
-      return JSON.parse(r.stdout) as Record<string, unknown> & Array<Record<string, unknown>>;
-    };
+    const run = (args: string[]) => cliJson([...args, "--data-dir", dataDir], env) as Record<string, unknown> & Array<Record<string, unknown>>;
     const { accountId } = cliKey(dataDir, "solo", env);
     assert.deepEqual(run(["accounts", "list"]).map((a) => [a.id, a.plan, a.status]), [[accountId, "solo", "active"]]);
     assert.equal(run(["accounts", "update", accountId, "--plan", "scale"]).plan, "scale");

@@ -1,4 +1,3 @@
-import { timingSafeEqual, createHash } from "node:crypto";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { ApiError, errors } from "../errors.js";
 import { AccountError, type AccountService } from "../gate/accounts.js";
@@ -7,7 +6,7 @@ import { usageReport } from "../metering/usage-report.js";
 import type { Account, ApiKeyRecord, Mode, Store } from "../store/store.js";
 import { bodyObject, requiredString } from "../server/validate.js";
 import type { People } from "../dashboard/people.js";
-import { checkCsrf, readCookie, SESSION_COOKIE, setSecurityHeaders } from "../dashboard/web-security.js";
+import { checkCsrf, readCookie, sameSecret, SESSION_COOKIE, setSecurityHeaders } from "../dashboard/web-security.js";
 
 export interface AdminApiOptions {
   /** ALVEARE_ADMIN_TOKEN; without one the admin API does not exist (404). */
@@ -16,13 +15,6 @@ export interface AdminApiOptions {
   store: Store;
   plans: Readonly<Record<string, Plan>>;
   people: People;
-}
-
-const digest = (s: string): Buffer => createHash("sha256").update(s).digest();
-
-/** Compares digests so neither the token's length nor its prefix leaks through timing. */
-function tokenMatches(given: string, expected: string): boolean {
-  return timingSafeEqual(digest(given), digest(expected));
 }
 
 const accountJson = (a: Account) => ({ id: a.id, name: a.name, plan: a.plan, status: a.status, created_at: a.createdAt });
@@ -66,7 +58,7 @@ export function adminApi(options: AdminApiOptions) {
       }
       const given = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? "")?.[1];
       if (given === undefined) throw errors.missingApiKey();
-      if (!tokenMatches(given, options.token)) throw new ApiError(401, "authentication_error", "invalid_admin_token", "Invalid admin token.");
+      if (!sameSecret(given, options.token)) throw errors.invalidAdminToken();
     });
 
     /** An invitation link for a member of the account; the token travels in the URL fragment, which browsers never send to a server. */

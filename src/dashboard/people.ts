@@ -3,6 +3,7 @@ import { ApiError, errors } from "../errors.js";
 import { randomBase62 } from "../server/ids.js";
 import type { Member, Session, Store } from "../store/store.js";
 import { hashPassword, verifyPassword } from "./passwords.js";
+import { sameSecret } from "./web-security.js";
 
 const SESSION_MS = 12 * 60 * 60 * 1000;
 const INVITATION_MS = 7 * 24 * 60 * 60 * 1000;
@@ -78,15 +79,7 @@ export class People {
   async signIn(email: string, password: string, address: string): Promise<StartedSession> {
     const normalised = email.trim().toLowerCase();
     const now = Date.now();
-    for (const key of [`email:${normalised}`, `addr:${address}`]) {
-      const recent = this.failures.recent(key, now);
-      if (recent.length >= FAILURES_ALLOWED) {
-        const retryAfterMs = (recent[0] ?? now) + FAILURE_WINDOW_MS - now;
-        throw new ApiError(429, "rate_limit_error", "too_many_sign_in_attempts", "Too many failed sign-ins. Wait and try again.", null, {
-          "retry-after": String(Math.max(1, Math.ceil(retryAfterMs / 1000))),
-        });
-      }
-    }
+    this.refuseIfLimited([`email:${normalised}`, `addr:${address}`], now);
     const member = await this.store.findMemberByEmail(normalised);
     // Verify even for unknown emails so timing does not reveal who has an account.
     const ok = await verifyPassword(password, member?.passwordHash ?? "scrypt$1024$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAA");
@@ -103,12 +96,10 @@ export class People {
     if (this.adminToken === undefined) throw errors.notFound("POST", "/dashboard/api/admin-login");
     const key = `addr:${address}`;
     const now = Date.now();
-    if (this.failures.recent(key, now).length >= FAILURES_ALLOWED) {
-      throw new ApiError(429, "rate_limit_error", "too_many_sign_in_attempts", "Too many failed sign-ins. Wait and try again.", null, { "retry-after": "60" });
-    }
-    if (sha256(token) !== sha256(this.adminToken)) {
+    this.refuseIfLimited([key], now);
+    if (!sameSecret(token, this.adminToken)) {
       this.failures.add(key, now);
-      throw new ApiError(401, "authentication_error", "invalid_admin_token", "Invalid admin token.");
+      throw errors.invalidAdminToken();
     }
     return this.startSession(null, true);
   }
@@ -124,6 +115,14 @@ export class People {
 
   member(id: string): Promise<Member | undefined> {
     return this.store.getMember(id);
+  }
+
+  /** 429 while any of the keys has used up its failed sign-ins, until the oldest leaves the window. */
+  private refuseIfLimited(keys: readonly string[], now: number): void {
+    for (const key of keys) {
+      const recent = this.failures.recent(key, now);
+      if (recent.length >= FAILURES_ALLOWED) throw errors.tooManySignIns((recent[0] ?? now) + FAILURE_WINDOW_MS - now);
+    }
   }
 
   private async startSession(memberId: string | null, admin: boolean): Promise<StartedSession> {

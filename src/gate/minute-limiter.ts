@@ -2,7 +2,7 @@
 export interface WindowState {
   allowed: boolean;
   limit: number;
-  /** Requests still allowed in the current window (after this one, if admitted). */
+  /** Requests still allowed in the current window. */
   remaining: number;
   /** Milliseconds until a refused request would be let in (0 when allowed). */
   retryAfterMs: number;
@@ -37,7 +37,7 @@ class AdmissionLog {
     this.expire(now, windowMs);
     const newest = this.count === 0 ? now - windowMs : this.times[(this.start + this.count - 1) % this.limit]!;
     if (this.count < this.limit) {
-      return { allowed: true, limit: this.limit, remaining: this.limit - this.count - 1, retryAfterMs: 0, resetMs: Math.max(0, newest + windowMs - now) };
+      return { allowed: true, limit: this.limit, remaining: this.limit - this.count, retryAfterMs: 0, resetMs: Math.max(0, newest + windowMs - now) };
     }
     const oldest = this.times[this.start]!;
     return { allowed: false, limit: this.limit, remaining: 0, retryAfterMs: oldest + windowMs - now, resetMs: newest + windowMs - now };
@@ -75,8 +75,7 @@ export class MinuteLimiter {
 
   /** Looks without counting (for headers on routes that do not consume the limit). */
   peek(keyId: string, limit: number, windowMs: number): WindowState {
-    const state = this.log(keyId, limit).check(this.clock(), windowMs);
-    return state.allowed ? { ...state, remaining: state.remaining + 1 } : state;
+    return this.log(keyId, limit).check(this.clock(), windowMs);
   }
 
   /**
@@ -90,6 +89,6 @@ export class MinuteLimiter {
     const state = log.check(now, windowMs);
     if (!state.allowed) return { state, release: () => undefined };
     log.record(now);
-    return { state: { ...state, resetMs: windowMs }, release: () => log.unrecord(now) };
+    return { state: { ...state, remaining: state.remaining - 1, resetMs: windowMs }, release: () => log.unrecord(now) };
   }
 }
