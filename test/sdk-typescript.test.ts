@@ -1,9 +1,20 @@
 import assert from "node:assert/strict";
+import { createServer } from "node:net";
 import { after, before, describe, it } from "node:test";
 import {
-  Alveare, APIConnectionError, AuthenticationError, BadRequestError, InternalServerError, NotFoundError,
-  PermissionDeniedError, RateLimitError, RequestTooLargeError, retryDelayMs, shouldRetry, type ChatCompletionChunk,
+  Alveare, APIConnectionError, APIError, AuthenticationError, BadRequestError, InternalServerError, MissingApiKeyError,
+  normalizeBaseURL, NotFoundError, PermissionDeniedError, RateLimitError, RequestTooLargeError, retryDelayMs, shouldRetry,
+  type ChatCompletionChunk, type RetryEvent,
 } from "../sdk/typescript/src/index.js";
+
+/** A loopback port with nothing listening on it (fetch refuses some well-known ports such as 9 outright). */
+async function closedPort(): Promise<number> {
+  const probe = createServer();
+  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
+  const { port } = probe.address() as { port: number };
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  return port;
+}
 import { FakeUpstream } from "./helpers/fake-upstream.js";
 import { createKey, flakySpecialist, SDK_TEST_PLANS, startTestServer, type TestServer } from "./helpers/fixtures.js";
 
@@ -29,6 +40,44 @@ describe("TypeScript SDK: backoff schedule", () => {
     assert.equal(shouldRetry(429, h, "monthly_quota_exceeded"), false);
     assert.equal(shouldRetry(429, new Headers({ "x-should-retry": "false" }), "rate_limit_exceeded"), false);
     assert.equal(shouldRetry(400, new Headers({ "x-should-retry": "true" }), undefined), true);
+  });
+});
+
+describe("TypeScript SDK: base URL and errors without a server", () => {
+  it("drops trailing slashes and one trailing /v1, so OpenAI-style URLs work", () => {
+    for (const url of ["http://h:8080", "http://h:8080/", "http://h:8080/v1", "http://h:8080/v1/", "http://h:8080//v1//"]) {
+      assert.equal(normalizeBaseURL(url), "http://h:8080", url);
+    }
+    assert.equal(normalizeBaseURL("https://gw.example/alveare/v1"), "https://gw.example/alveare");
+    assert.equal(new Alveare({ apiKey: "k", baseURL: "http://h:8080/v1" }).baseURL, "http://h:8080");
+  });
+  it("keeps the order option, then ALVEARE_BASE_URL, then the hosted URL", () => {
+    process.env.ALVEARE_BASE_URL = "http://from-env:1/v1";
+    try {
+      assert.equal(new Alveare({ apiKey: "k", baseURL: "http://from-option:2" }).baseURL, "http://from-option:2");
+      assert.equal(new Alveare({ apiKey: "k" }).baseURL, "http://from-env:1");
+    } finally {
+      delete process.env.ALVEARE_BASE_URL;
+    }
+    assert.equal(new Alveare({ apiKey: "k" }).baseURL, "https://api.alveare.ai");
+  });
+  it("raises MissingApiKeyError, an AuthenticationError, when no key is given", () => {
+    delete process.env.ALVEARE_API_KEY;
+    for (const options of [{}, { apiKey: "" }]) {
+      const error = (() => { try { new Alveare(options); return undefined; } catch (e) { return e; } })();
+      assert.ok(error instanceof MissingApiKeyError);
+      assert.ok(error instanceof AuthenticationError);
+      assert.equal(error.code, "missing_api_key");
+      assert.match(String(error), /^MissingApiKeyError: .*ALVEARE_API_KEY/);
+    }
+  });
+  it("gives RateLimitError.retryAfterMs from retry-after-ms, then Retry-After", () => {
+    const limited = (headers: Record<string, string>): APIError => APIError.fromResponse(429, { error: { code: "rate_limit_exceeded" } }, new Headers(headers));
+    const both = limited({ "retry-after-ms": "1500", "retry-after": "2" });
+    assert.ok(both instanceof RateLimitError);
+    assert.equal(both.retryAfterMs, 1500);
+    assert.equal((limited({ "retry-after": "3" }) as RateLimitError).retryAfterMs, 3000);
+    assert.equal((limited({}) as RateLimitError).retryAfterMs, undefined);
   });
 });
 
@@ -89,7 +138,14 @@ describe("TypeScript SDK against a real alveare serve", () => {
       delete process.env.ALVEARE_API_KEY;
       delete process.env.ALVEARE_BASE_URL;
     }
-    assert.throws(() => new Alveare(), /ALVEARE_API_KEY/);
+    assert.throws(() => new Alveare(), MissingApiKeyError);
+  });
+
+  it("accepts a base URL ending in /v1 (no /v1/v1/…)", async () => {
+    const c = client({ baseURL: `${server.url}/v1/` });
+    assert.equal(c.baseURL, server.url);
+    assert.equal((await c.health()).status, "ok");
+    assert.equal((await c.models.list()).object, "list");
   });
 
   it("raises one error class per status, with the server's fields and request id", async () => {
@@ -118,13 +174,27 @@ describe("TypeScript SDK against a real alveare serve", () => {
     fake.fault = "500";
     const before = fake.requests.length;
     const waits: number[] = [];
-    const c = client({ maxRetries: 2, sleep: async (ms) => { waits.push(ms); } });
+    const events: RetryEvent[] = [];
+    const c = client({ maxRetries: 2, sleep: async (ms) => { waits.push(ms); }, onRetry: (event) => events.push(event) });
     const error = await c.infer({ specialist: "flaky", prompt: "x" }).catch((e: unknown) => e);
     assert.ok(error instanceof InternalServerError);
     assert.equal(error.status, 502);
     assert.equal(fake.requests.length - before, 3, "one attempt and two retries reached the upstream");
     assert.equal(waits.length, 2);
     assert.ok(waits[0]! >= 375 && waits[0]! <= 500 && waits[1]! >= 750 && waits[1]! <= 1000, `waits ${waits.join(", ")}`);
+    assert.deepEqual(events.map((e) => e.attempt), [1, 2]);
+    assert.deepEqual(events.map((e) => e.delayMs), waits);
+    assert.ok(events.every((e) => e.error instanceof InternalServerError && e.error.status === 502));
+    assert.deepEqual([events[0]!.method, events[0]!.url], ["POST", `${server.url}/v1/infer`]);
+  });
+
+  it("stops retrying when the onRetry hook throws", async () => {
+    fake.fault = "500";
+    const before = fake.requests.length;
+    const stop = new Error("stop here");
+    const c = client({ maxRetries: 3, sleep: async () => {}, onRetry: () => { throw stop; } });
+    await assert.rejects(c.infer({ specialist: "flaky", prompt: "x" }), (e) => e === stop);
+    assert.equal(fake.requests.length - before, 1);
   });
 
   it("never retries once a stream has started delivering", async () => {
@@ -140,11 +210,28 @@ describe("TypeScript SDK against a real alveare serve", () => {
     assert.equal(fake.requests.length - before, 1);
   });
 
-  it("raises APIConnectionError after retrying a refused connection", async () => {
+  it("raises APIConnectionError naming the host and the cause after retrying a refused connection", async () => {
     const waits: number[] = [];
-    const c = new Alveare({ apiKey: key, baseURL: "http://127.0.0.1:9", maxRetries: 1, sleep: async (ms) => { waits.push(ms); } });
-    await assert.rejects(c.health(), APIConnectionError);
+    const port = await closedPort();
+    const c = new Alveare({ apiKey: key, baseURL: `http://127.0.0.1:${port}`, maxRetries: 1, sleep: async (ms) => { waits.push(ms); } });
+    const error = await c.health().catch((e: unknown) => e);
+    assert.ok(error instanceof APIConnectionError);
+    assert.equal(String(error), `APIConnectionError: could not connect to 127.0.0.1:${port} (ECONNREFUSED)`);
     assert.equal(waits.length, 1);
+  });
+
+  it("reports the server's wait on a rate-limit 429 as retryAfterMs", async () => {
+    const burst = await createKey(server, "burst");
+    const c = new Alveare({ apiKey: burst.key, baseURL: server.url, maxRetries: 0 });
+    // Four at once against a plan of three per window: exactly one is turned away.
+    const outcomes = await Promise.allSettled([0, 1, 2, 3].map((i) => c.infer({ specialist: "classify", prompt: `r${i}`, max_tokens: 1 })));
+    const rejected = outcomes.filter((o): o is PromiseRejectedResult => o.status === "rejected").map((o) => o.reason as unknown);
+    assert.equal(rejected.length, 1);
+    const limited = rejected[0];
+    assert.ok(limited instanceof RateLimitError);
+    assert.equal(limited.code, "rate_limit_exceeded");
+    assert.ok(limited.retryAfterMs !== undefined && limited.retryAfterMs > 0 && limited.retryAfterMs <= 2000, `retryAfterMs ${limited.retryAfterMs}`);
+    assert.equal(limited.retryAfterMs, Number(limited.headers?.get("retry-after-ms")));
   });
 
   it("waits out the real rate limiter's Retry-After and succeeds", async () => {

@@ -1,14 +1,26 @@
-import { APIConnectionError, APIConnectionTimeoutError, APIError } from "./errors.js";
+import { APIConnectionError, APIConnectionTimeoutError, APIError, connectionCause, MissingApiKeyError } from "./errors.js";
 import { retryDelayMs, shouldRetry } from "./retry.js";
 import { readSseData } from "./sse.js";
 import type {
   ChatCompletion, ChatCompletionChunk, ChatCompletionCreateParams, Health, InferRequest, InferResponse, ModelList, Usage,
 } from "./types.js";
 
+/** What the onRetry hook is told before each wait. */
+export interface RetryEvent {
+  /** 1 for the first retry, 2 for the second … */
+  attempt: number;
+  /** How long the client will wait before that retry. */
+  delayMs: number;
+  /** Why the previous attempt failed. */
+  error: APIError;
+  method: string;
+  url: string;
+}
+
 export interface ClientOptions {
   /** Defaults to the ALVEARE_API_KEY environment variable. */
   apiKey?: string | undefined;
-  /** Defaults to ALVEARE_BASE_URL, then https://api.alveare.ai. */
+  /** Defaults to ALVEARE_BASE_URL, then https://api.alveare.ai. With or without a trailing /v1. */
   baseURL?: string | undefined;
   /** Per attempt, in milliseconds (default 60 s). */
   timeout?: number | undefined;
@@ -16,6 +28,8 @@ export interface ClientOptions {
   maxRetries?: number | undefined;
   /** The most time spent waiting between attempts, in all (default 2 minutes). */
   maxRetryWaitMs?: number | undefined;
+  /** Called before each wait between attempts; throwing from it stops the retries with that error. */
+  onRetry?: ((event: RetryEvent) => void) | undefined;
   fetch?: typeof fetch | undefined;
   /** For tests: how to wait, and what time it is. */
   sleep?: ((ms: number) => Promise<void>) | undefined;
@@ -30,6 +44,25 @@ export interface RequestOptions {
 
 const env = (name: string): string | undefined =>
   (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.[name];
+
+export const DEFAULT_BASE_URL = "https://api.alveare.ai";
+
+/**
+ * The server root: trailing slashes and one trailing /v1 dropped, so a URL
+ * copied from an OpenAI-style configuration (…/v1) works as well as the bare host.
+ */
+export function normalizeBaseURL(url: string): string {
+  return url.replace(/\/+$/, "").replace(/\/v1$/, "").replace(/\/+$/, "");
+}
+
+/** host:port of a URL, for messages; the URL itself when it does not parse. */
+const hostOf = (url: string): string => {
+  try {
+    return new URL(url).host;
+  } catch {
+    return url;
+  }
+};
 
 /** A streamed chat completion: iterate it for chunks; the last may carry usage. */
 export class ChatCompletionStream implements AsyncIterable<ChatCompletionChunk> {
@@ -66,6 +99,8 @@ export class Alveare {
   readonly timeout: number;
   readonly maxRetries: number;
   private readonly maxRetryWaitMs: number;
+  private readonly onRetry: ((event: RetryEvent) => void) | undefined;
+  private readonly debug: boolean;
   private readonly fetchImpl: typeof fetch;
   private readonly sleep: (ms: number) => Promise<void>;
   private readonly now: () => number;
@@ -73,13 +108,15 @@ export class Alveare {
   constructor(options: ClientOptions = {}) {
     const apiKey = options.apiKey ?? env("ALVEARE_API_KEY");
     if (apiKey === undefined || apiKey === "") {
-      throw new Error("Missing API key: pass { apiKey } or set ALVEARE_API_KEY.");
+      throw new MissingApiKeyError();
     }
     this.apiKey = apiKey;
-    this.baseURL = (options.baseURL ?? env("ALVEARE_BASE_URL") ?? "https://api.alveare.ai").replace(/\/+$/, "");
+    this.baseURL = normalizeBaseURL(options.baseURL ?? env("ALVEARE_BASE_URL") ?? DEFAULT_BASE_URL);
     this.timeout = options.timeout ?? 60_000;
     this.maxRetries = options.maxRetries ?? 2;
     this.maxRetryWaitMs = options.maxRetryWaitMs ?? 120_000;
+    this.onRetry = options.onRetry;
+    this.debug = env("ALVEARE_LOG")?.toLowerCase() === "debug";
     this.fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis);
     this.sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
     this.now = options.now ?? Date.now;
@@ -133,12 +170,15 @@ export class Alveare {
         if (options.signal?.aborted) throw error;
         failure = controller.signal.reason instanceof APIConnectionTimeoutError
           ? controller.signal.reason
-          : new APIConnectionError(`Connection error: ${(error as Error).message}`, error);
+          : new APIConnectionError(`could not connect to ${hostOf(this.baseURL)} (${connectionCause(error)})`, error);
       }
       if (attempt >= maxRetries) throw failure;
       const delay = retryDelayMs(attempt, failure.headers, this.now());
       if (waited + delay > this.maxRetryWaitMs) throw failure;
       waited += delay;
+      const event: RetryEvent = { attempt: attempt + 1, delayMs: delay, error: failure, method, url: `${this.baseURL}${path}` };
+      this.log(`retry ${event.attempt} of ${maxRetries} for ${method} ${event.url} in ${Math.round(delay)} ms after ${failure.name}${failure.status === undefined ? "" : ` ${failure.status}`}: ${failure.message}`);
+      this.onRetry?.(event);
       await this.sleep(delay);
     }
   }
@@ -150,9 +190,15 @@ export class Alveare {
     const controller = new AbortController();
     const onAbort = (): void => controller.abort(options.signal?.reason);
     options.signal?.addEventListener("abort", onAbort, { once: true });
-    const timer = setTimeout(() => controller.abort(new APIConnectionTimeoutError("Request timed out.")), options.timeout ?? this.timeout);
+    const timeout = options.timeout ?? this.timeout;
+    const timer = setTimeout(
+      () => controller.abort(new APIConnectionTimeoutError(`no response from ${hostOf(this.baseURL)} within ${timeout} ms`)),
+      timeout,
+    );
+    const url = `${this.baseURL}${path}`;
+    const started = this.now();
     try {
-      const response = await this.fetchImpl(`${this.baseURL}${path}`, {
+      const response = await this.fetchImpl(url, {
         method,
         headers: {
           authorization: `Bearer ${this.apiKey}`,
@@ -162,12 +208,25 @@ export class Alveare {
         body: body === undefined ? undefined : JSON.stringify(body),
         signal: controller.signal,
       });
+      this.log(`${method} ${url} -> ${response.status} in ${Math.round(this.now() - started)} ms${requestIdNote(response.headers)}`);
       return { response, controller };
     } catch (error) {
+      this.log(`${method} ${url} failed in ${Math.round(this.now() - started)} ms: ${connectionCause(controller.signal.reason ?? error)}`);
       return { controller, error };
     } finally {
       clearTimeout(timer);
       options.signal?.removeEventListener("abort", onAbort);
     }
   }
+
+  /** ALVEARE_LOG=debug: one stderr line per exchange and per retry. Never the key, headers or bodies. */
+  private log(line: string): void {
+    // eslint-disable-next-line no-console -- the opt-in debug log: stderr in Node, the console in a browser.
+    if (this.debug) console.error(`[alveare] ${line}`);
+  }
 }
+
+const requestIdNote = (headers: Headers): string => {
+  const id = headers.get("x-request-id");
+  return id === null ? "" : ` (${id})`;
+};

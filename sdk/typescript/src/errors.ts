@@ -1,4 +1,5 @@
 /** One error class per status, carrying the server's error fields and the request id. */
+import { serverDelayMs } from "./retry.js";
 
 export interface ErrorFields {
   type?: string | undefined;
@@ -56,8 +57,29 @@ export class NotFoundError extends APIError { override name = "NotFoundError"; }
 export class ConflictError extends APIError { override name = "ConflictError"; }
 export class RequestTooLargeError extends APIError { override name = "RequestTooLargeError"; }
 export class UnprocessableEntityError extends APIError { override name = "UnprocessableEntityError"; }
-export class RateLimitError extends APIError { override name = "RateLimitError"; }
+export class RateLimitError extends APIError {
+  override name = "RateLimitError";
+  /** How long the server asked to wait (retry-after-ms, else Retry-After); undefined when it did not say. */
+  readonly retryAfterMs: number | undefined;
+
+  constructor(status: number | undefined, fields: ErrorFields, requestId: string | null, headers: Headers | undefined, message?: string) {
+    super(status, fields, requestId, headers, message);
+    this.retryAfterMs = serverDelayMs(headers, Date.now());
+  }
+}
 export class InternalServerError extends APIError { override name = "InternalServerError"; }
+
+/** No key was given and ALVEARE_API_KEY is unset: raised by the constructor, before any request. */
+export class MissingApiKeyError extends AuthenticationError {
+  override name = "MissingApiKeyError";
+  constructor() {
+    super(undefined, {
+      type: "authentication_error",
+      code: "missing_api_key",
+      message: "Missing API key: pass { apiKey } or set ALVEARE_API_KEY.",
+    }, null, undefined);
+  }
+}
 
 /** The request never got an HTTP answer (refused, reset, DNS). */
 export class APIConnectionError extends APIError {
@@ -69,4 +91,21 @@ export class APIConnectionError extends APIError {
 
 export class APIConnectionTimeoutError extends APIConnectionError {
   override name = "APIConnectionTimeoutError";
+}
+
+/**
+ * The most specific reason a request got no answer: the system error code
+ * (ECONNREFUSED, ENOTFOUND, ECONNRESET …) when the runtime gives one, else the
+ * innermost message. fetch itself only says "fetch failed".
+ */
+export function connectionCause(error: unknown): string {
+  let message = error instanceof Error ? error.message : String(error);
+  let current: unknown = error;
+  for (let depth = 0; depth < 6 && typeof current === "object" && current !== null; depth++) {
+    const { code, errors, cause, message: own } = current as { code?: unknown; errors?: unknown; cause?: unknown; message?: unknown };
+    if (typeof code === "string" && /^E[A-Z]+$/.test(code)) return code;
+    if (typeof own === "string" && own !== "") message = own;
+    current = Array.isArray(errors) && errors.length > 0 ? errors[0] : cause;
+  }
+  return message;
 }
