@@ -1,5 +1,5 @@
 """Official Python client for the Alveare API (standard library only)."""
-from ._client import Alveare, ChatCompletionStream
+from ._client import DEFAULT_BASE_URL, Alveare, ChatCompletionStream, RetryEvent, normalize_base_url
 from ._errors import (
     AlveareError,
     APIConnectionError,
@@ -9,18 +9,37 @@ from ._errors import (
     BadRequestError,
     ConflictError,
     InternalServerError,
+    MissingApiKeyError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
     RequestTooLargeError,
     UnprocessableEntityError,
 )
-from ._retry import retry_delay, server_delay, should_retry
+from ._retry import retry_delay, server_delay, server_delay_ms, should_retry
+from ._types import (
+    ApiObject,
+    AssistantMessage,
+    ChatCompletion,
+    ChatCompletionChunk,
+    Choice,
+    ChunkChoice,
+    ChunkDelta,
+    CompletionUsage,
+    Health,
+    InferResponse,
+    Model,
+    ModelList,
+    Usage,
+)
 
 __all__ = [
-    "Alveare", "ChatCompletionStream", "AlveareError", "APIError", "APIConnectionError", "APITimeoutError",
-    "AuthenticationError", "BadRequestError", "ConflictError", "InternalServerError", "NotFoundError",
-    "PermissionDeniedError", "RateLimitError", "RequestTooLargeError", "UnprocessableEntityError",
-    "retry_delay", "server_delay", "should_retry",
+    "Alveare", "ChatCompletionStream", "RetryEvent", "DEFAULT_BASE_URL", "normalize_base_url",
+    "AlveareError", "APIError", "APIConnectionError", "APITimeoutError", "AuthenticationError", "MissingApiKeyError",
+    "BadRequestError", "ConflictError", "InternalServerError", "NotFoundError", "PermissionDeniedError",
+    "RateLimitError", "RequestTooLargeError", "UnprocessableEntityError",
+    "ApiObject", "AssistantMessage", "ChatCompletion", "ChatCompletionChunk", "Choice", "ChunkChoice", "ChunkDelta",
+    "CompletionUsage", "Health", "InferResponse", "Model", "ModelList", "Usage",
+    "retry_delay", "server_delay", "server_delay_ms", "should_retry",
 ]
 __version__ = "0.1.0"

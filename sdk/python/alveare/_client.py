@@ -1,19 +1,78 @@
 """The Alveare API client: transport (auth, timeouts, retries) below, thin resources on top."""
 from __future__ import annotations
 
+import dataclasses
+import http.client
 import json
+import logging
 import os
+import re
 import socket
+import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
-from typing import Any, Callable, Dict, Iterator, List, Optional, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Union
 
-from ._errors import APIConnectionError, APIError, APITimeoutError, error_from_response
+from ._errors import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    MissingApiKeyError,
+    connection_cause,
+    error_from_response,
+)
 from ._retry import retry_delay, should_retry
-from ._types import ChatCompletion, ChatCompletionChunk, ChatMessage, Health, InferResponse, ModelList, Usage
+from ._types import (
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatMessage,
+    Health,
+    InferResponse,
+    ModelList,
+    ResponseFormat,
+    StreamOptions,
+    Usage,
+)
 
 DEFAULT_BASE_URL = "https://api.alveare.ai"
+
+logger = logging.getLogger("alveare")
+
+
+def normalize_base_url(url: str) -> str:
+    """The server root: trailing slashes and one trailing /v1 dropped, so OpenAI-style URLs (…/v1) work too."""
+    return re.sub(r"/+$", "", re.sub(r"/v1$", "", url.rstrip("/")))
+
+
+def _log_debug_to_stderr_if_asked() -> None:
+    """ALVEARE_LOG=debug: the 'alveare' logger prints each request and retry to stderr (never the key)."""
+    if os.environ.get("ALVEARE_LOG", "").lower() != "debug" or getattr(logger, "_alveare_stderr", False):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[alveare] %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    setattr(logger, "_alveare_stderr", True)
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryEvent:
+    """What the on_retry hook is told before each wait."""
+
+    attempt: int
+    """1 for the first retry, 2 for the second …"""
+    delay: float
+    """Seconds the client will wait before that retry."""
+    error: APIError
+    """Why the previous attempt failed."""
+    method: str
+    url: str
+
+
+def _without_none(values: Mapping[str, Any]) -> Dict[str, Any]:
+    return {k: v for k, v in values.items() if v is not None}
 
 
 class ChatCompletionStream:
@@ -37,7 +96,7 @@ class ChatCompletionStream:
                     event = json.loads(payload)
                     if "error" in event:
                         raise error_from_response(500, event, dict(self._response.headers.items()))
-                    yield event
+                    yield ChatCompletionChunk.from_dict(event)
                 elif line.startswith("data:"):
                     data.append(line[5:].lstrip(" ") if line[5:6] == " " else line[5:])
         finally:
@@ -58,12 +117,36 @@ class _Completions:
     def __init__(self, client: "Alveare") -> None:
         self._client = client
 
-    def create(self, *, model: str, messages: List[ChatMessage], stream: bool = False, **params: Any) -> Union[ChatCompletion, ChatCompletionStream]:
-        body: Dict[str, Any] = {"model": model, "messages": messages, **params}
+    def create(
+        self,
+        *,
+        model: str,
+        messages: List[ChatMessage],
+        stream: bool = False,
+        max_tokens: Optional[int] = None,
+        max_completion_tokens: Optional[int] = None,
+        temperature: Optional[float] = None,
+        top_p: Optional[float] = None,
+        stop: Union[str, List[str], None] = None,
+        seed: Optional[int] = None,
+        stream_options: Optional[StreamOptions] = None,
+        response_format: Optional[ResponseFormat] = None,
+        extra_body: Optional[Dict[str, Any]] = None,
+    ) -> Union[ChatCompletion, ChatCompletionStream]:
+        """An OpenAI-style chat completion; `stream=True` returns a ChatCompletionStream.
+
+        Parameters left as None are not sent. `extra_body` adds fields newer than this SDK.
+        """
+        body: Dict[str, Any] = _without_none({
+            "model": model, "messages": messages, "max_tokens": max_tokens,
+            "max_completion_tokens": max_completion_tokens, "temperature": temperature, "top_p": top_p,
+            "stop": stop, "seed": seed, "stream_options": stream_options, "response_format": response_format,
+        })
+        body.update(extra_body or {})
         if stream:
             body["stream"] = True
             return ChatCompletionStream(self._client._send("POST", "/v1/chat/completions", body))
-        return self._client.request("POST", "/v1/chat/completions", body)
+        return ChatCompletion.from_dict(self._client.request("POST", "/v1/chat/completions", body))
 
 
 class _Chat:
@@ -76,7 +159,7 @@ class _Models:
         self._client = client
 
     def list(self) -> ModelList:
-        return self._client.request("GET", "/v1/models")
+        return ModelList.from_dict(self._client.request("GET", "/v1/models"))
 
 
 class _Usage:
@@ -84,11 +167,15 @@ class _Usage:
         self._client = client
 
     def get(self) -> Usage:
-        return self._client.request("GET", "/v1/usage")
+        return Usage.from_dict(self._client.request("GET", "/v1/usage"))
 
 
 class Alveare:
-    """Client for the Alveare API. The key comes from `api_key` or ALVEARE_API_KEY."""
+    """Client for the Alveare API.
+
+    The key comes from `api_key`, then ALVEARE_API_KEY; the server from `base_url`, then
+    ALVEARE_BASE_URL, then https://api.alveare.ai (with or without a trailing /v1).
+    """
 
     def __init__(
         self,
@@ -97,31 +184,54 @@ class Alveare:
         timeout: float = 60.0,
         max_retries: int = 2,
         max_retry_wait: float = 120.0,
+        on_retry: Optional[Callable[[RetryEvent], None]] = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
     ) -> None:
         key = api_key or os.environ.get("ALVEARE_API_KEY")
         if not key:
-            raise ValueError("Missing API key: pass api_key= or set ALVEARE_API_KEY.")
+            raise MissingApiKeyError()
         self.api_key = key
-        self.base_url = (base_url or os.environ.get("ALVEARE_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")
+        self.base_url = normalize_base_url(base_url or os.environ.get("ALVEARE_BASE_URL") or DEFAULT_BASE_URL)
         self.timeout = timeout
         self.max_retries = max_retries
         self.max_retry_wait = max_retry_wait
+        self._on_retry = on_retry
         self._sleep = sleep
         self._clock = clock
+        self._host = urllib.parse.urlsplit(self.base_url).netloc or self.base_url
+        _log_debug_to_stderr_if_asked()
         self.chat = _Chat(self)
         self.models = _Models(self)
         self.usage = _Usage(self)
 
-    def infer(self, *, specialist: str, prompt: str, **params: Any) -> InferResponse:
-        return self.request("POST", "/v1/infer", {"specialist": specialist, "prompt": prompt, **params})
+    def __repr__(self) -> str:
+        return f"Alveare(base_url={self.base_url!r})"
+
+    def infer(
+        self,
+        *,
+        specialist: str,
+        prompt: str,
+        max_tokens: Optional[int] = None,
+        temperature: Optional[float] = None,
+        top_p: Optional[float] = None,
+        seed: Optional[int] = None,
+        extra_body: Optional[Dict[str, Any]] = None,
+    ) -> InferResponse:
+        """One answer from a specialist. Parameters left as None are not sent; `extra_body` adds newer fields."""
+        body = _without_none({
+            "specialist": specialist, "prompt": prompt, "max_tokens": max_tokens,
+            "temperature": temperature, "top_p": top_p, "seed": seed,
+        })
+        body.update(extra_body or {})
+        return InferResponse.from_dict(self.request("POST", "/v1/infer", body))
 
     def health(self) -> Health:
-        return self.request("GET", "/health")
+        return Health.from_dict(self.request("GET", "/health"))
 
     def request(self, method: str, path: str, body: Optional[Dict[str, Any]] = None) -> Any:
-        """Any route, with the same auth, retries and errors."""
+        """Any route, with the same auth, retries and errors; returns the parsed JSON as plain dicts."""
         with self._send(method, path, body) as response:
             return json.loads(response.read().decode("utf-8"))
 
@@ -130,13 +240,18 @@ class Alveare:
         headers = {"Authorization": f"Bearer {self.api_key}", "Accept": "application/json"}
         if data is not None:
             headers["Content-Type"] = "application/json"
+        url = self.base_url + path
         waited = 0.0
         attempt = 0
         while True:
-            request = urllib.request.Request(self.base_url + path, data=data, headers=headers, method=method)
+            request = urllib.request.Request(url, data=data, headers=headers, method=method)
+            started = time.monotonic()
             try:
-                return urllib.request.urlopen(request, timeout=self.timeout)
+                response = urllib.request.urlopen(request, timeout=self.timeout)
+                self._log_exchange(method, url, response.status, started, response.headers.get("x-request-id"))
+                return response
             except urllib.error.HTTPError as http_error:
+                self._log_exchange(method, url, http_error.code, started, http_error.headers.get("x-request-id"))
                 response_headers = {k.lower(): v for k, v in http_error.headers.items()}
                 try:
                     payload = json.loads(http_error.read().decode("utf-8"))
@@ -145,15 +260,31 @@ class Alveare:
                 failure: APIError = error_from_response(http_error.code, payload, response_headers)
                 if not should_retry(http_error.code, response_headers, failure.code):
                     raise failure from None
-            except (socket.timeout, TimeoutError) as timeout_error:
-                failure = APITimeoutError(f"Request timed out: {timeout_error}")
-            except (urllib.error.URLError, ConnectionError, OSError) as connection_error:
-                failure = APIConnectionError(f"Connection error: {connection_error}")
+            except (urllib.error.URLError, http.client.HTTPException, OSError) as connection_error:
+                if isinstance(connection_error, (socket.timeout, TimeoutError)) or isinstance(
+                    getattr(connection_error, "reason", None), (socket.timeout, TimeoutError)
+                ):
+                    failure = APITimeoutError(f"no response from {self._host} within {self.timeout:g} s")
+                else:
+                    failure = APIConnectionError(f"could not connect to {self._host} ({connection_cause(connection_error)})")
+                logger.debug("%s %s failed in %d ms: %s", method, url, (time.monotonic() - started) * 1000, failure)
             if attempt >= self.max_retries:
                 raise failure
             delay = retry_delay(attempt, failure.headers, self._clock())
             if waited + delay > self.max_retry_wait:
                 raise failure
             waited += delay
+            event = RetryEvent(attempt=attempt + 1, delay=delay, error=failure, method=method, url=url)
+            logger.debug(
+                "retry %d of %d for %s %s in %d ms after %s%s: %s", event.attempt, self.max_retries, method, url,
+                delay * 1000, type(failure).__name__, "" if failure.status is None else f" {failure.status}", failure,
+            )
+            if self._on_retry is not None:
+                self._on_retry(event)
             self._sleep(delay)
             attempt += 1
+
+    @staticmethod
+    def _log_exchange(method: str, url: str, status: int, started: float, request_id: Optional[str]) -> None:
+        suffix = f" ({request_id})" if request_id else ""
+        logger.debug("%s %s -> %d in %d ms%s", method, url, status, (time.monotonic() - started) * 1000, suffix)

@@ -1,7 +1,12 @@
 """One exception class per status, carrying the server's error fields and the request id."""
 from __future__ import annotations
 
+import errno
+import socket
+import time
 from typing import Any, Mapping, Optional
+
+from ._retry import server_delay_ms
 
 
 class AlveareError(Exception):
@@ -39,7 +44,13 @@ class NotFoundError(APIError): ...
 class ConflictError(APIError): ...
 class RequestTooLargeError(APIError): ...
 class UnprocessableEntityError(APIError): ...
-class RateLimitError(APIError): ...
+class RateLimitError(APIError):
+    def __init__(self, message: str, **fields: Any) -> None:
+        super().__init__(message, **fields)
+        #: How long the server asked to wait, in ms (retry-after-ms, else Retry-After); None when it did not say.
+        self.retry_after_ms: Optional[float] = server_delay_ms(self.headers, time.time())
+
+
 class InternalServerError(APIError): ...
 
 
@@ -49,6 +60,38 @@ class APIConnectionError(APIError):
 
 class APITimeoutError(APIConnectionError):
     """The server did not answer within the timeout."""
+
+
+class MissingApiKeyError(AuthenticationError, ValueError):
+    """No api_key= and no ALVEARE_API_KEY: raised by the constructor, before any request.
+
+    Also a ValueError, which is what earlier versions raised.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(
+            "Missing API key: pass api_key= or set ALVEARE_API_KEY.",
+            type="authentication_error",
+            code="missing_api_key",
+        )
+
+
+def connection_cause(error: BaseException) -> str:
+    """The most specific reason a request got no answer: the errno name (ECONNREFUSED …) when there is one."""
+    reason: BaseException = error
+    while True:
+        inner = getattr(reason, "reason", None)
+        if isinstance(inner, BaseException):
+            reason = inner
+        elif isinstance(inner, str) and inner:
+            return inner
+        else:
+            break
+    if isinstance(reason, socket.gaierror):
+        return reason.strerror or str(reason)
+    if isinstance(reason, OSError) and reason.errno in errno.errorcode:
+        return errno.errorcode[reason.errno]
+    return str(reason) or type(reason).__name__
 
 
 _BY_STATUS = {
@@ -77,3 +120,12 @@ def error_from_response(status: int, body: Any, headers: Mapping[str, str]) -> A
         request_id=headers.get("x-request-id"),
         headers=headers,
     )
+
+
+# Tracebacks name the public path (alveare.RateLimitError), not the private module.
+for _cls in (
+    AlveareError, APIError, BadRequestError, AuthenticationError, PermissionDeniedError, NotFoundError,
+    ConflictError, RequestTooLargeError, UnprocessableEntityError, RateLimitError, InternalServerError,
+    APIConnectionError, APITimeoutError, MissingApiKeyError,
+):
+    _cls.__module__ = "alveare"

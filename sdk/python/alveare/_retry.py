@@ -21,27 +21,33 @@ def should_retry(status: int, headers: Mapping[str, str], code: Optional[str]) -
     return status in (408, 409) or status >= 500
 
 
-def server_delay(headers: Optional[Mapping[str, str]], now: float) -> Optional[float]:
-    """The server's requested wait in seconds: retry-after-ms, then Retry-After (seconds or HTTP date)."""
+def server_delay_ms(headers: Optional[Mapping[str, str]], now: float) -> Optional[float]:
+    """The server's requested wait in ms: retry-after-ms, then Retry-After (seconds or HTTP date)."""
     if not headers:
         return None
     ms = headers.get("retry-after-ms")
     if ms is not None:
         try:
-            return max(0.0, float(ms) / 1000)
+            return max(0.0, float(ms))
         except ValueError:
             pass
     value = headers.get("retry-after")
     if value is None:
         return None
     try:
-        return max(0.0, float(value))
+        return max(0.0, float(value) * 1000)
     except ValueError:
         pass
     try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - now)
+        return max(0.0, (parsedate_to_datetime(value).timestamp() - now) * 1000)
     except (TypeError, ValueError):
         return None
+
+
+def server_delay(headers: Optional[Mapping[str, str]], now: float) -> Optional[float]:
+    """The server's requested wait in seconds (see server_delay_ms)."""
+    ms = server_delay_ms(headers, now)
+    return None if ms is None else ms / 1000
 
 
 def retry_delay(attempt: int, headers: Optional[Mapping[str, str]], now: float, random: Callable[[], float] = _random.random) -> float:

@@ -1,18 +1,14 @@
-"""Request and response shapes of the Alveare API (mirroring sdk/typescript/src/types.ts)."""
+"""Request and response shapes of the Alveare API (mirroring sdk/typescript/src/types.ts).
+
+Requests are plain dicts typed by TypedDicts. Responses are frozen dataclasses with attribute
+access (`result.tokens_used`); they also answer `result["tokens_used"]`, `.get()`, `in` and
+`to_dict()`, so code written against the earlier plain-dict responses keeps working.
+"""
 from __future__ import annotations
 
-import sys
-from typing import Dict, List, Optional, Union
-
-if sys.version_info >= (3, 11):
-    from typing import Literal, NotRequired, TypedDict
-else:  # pragma: no cover - Python 3.9 and 3.10
-    from typing import Literal, TypedDict
-
-    try:
-        from typing_extensions import NotRequired
-    except ImportError:  # the standard library only: fall back to plain annotations
-        NotRequired = Optional  # type: ignore[assignment,misc]
+import dataclasses
+import typing
+from typing import Any, Dict, Iterator, List, Literal, Mapping, Optional, Type, TypedDict, TypeVar, Union
 
 ChatRole = Literal["system", "user", "assistant"]
 FinishReason = Literal["stop", "length"]
@@ -28,7 +24,79 @@ class ChatMessage(TypedDict):
     content: Union[str, List[ChatContentPart]]
 
 
-class InferResponse(TypedDict):
+class StreamOptions(TypedDict, total=False):
+    include_usage: bool
+
+
+#: {"type": "text"}, {"type": "json_object"} or {"type": "json_schema", "json_schema": {...}}.
+ResponseFormat = Dict[str, Any]
+
+
+_T = TypeVar("_T", bound="ApiObject")
+
+
+class ApiObject:
+    """Base of every response object: attribute access first, dict-style reads for compatibility.
+
+    A field the server left out (or sent as null) reads as None, and counts as absent for
+    `in`, `get()` and `keys()`, as it would in the JSON.
+    """
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self:
+            return getattr(self, key)
+        raise KeyError(key)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key in self.keys()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key] if key in self else default
+
+    def keys(self) -> List[str]:
+        return [f.name for f in dataclasses.fields(self) if getattr(self, f.name) is not None]  # type: ignore[arg-type]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.keys())
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The object as the JSON the server sent (absent fields left out)."""
+        return {k: _to_plain(getattr(self, k)) for k in self.keys()}
+
+    @classmethod
+    def from_dict(cls: Type[_T], data: Mapping[str, Any]) -> _T:
+        """Builds the object from a response body; fields newer than this SDK are ignored."""
+        hints = typing.get_type_hints(cls)
+        values = {f.name: _convert(hints[f.name], data.get(f.name)) for f in dataclasses.fields(cls) if f.init}  # type: ignore[arg-type]
+        return cls(**values)
+
+
+def _to_plain(value: Any) -> Any:
+    if isinstance(value, ApiObject):
+        return value.to_dict()
+    if isinstance(value, list):
+        return [_to_plain(v) for v in value]
+    return value
+
+
+def _convert(hint: Any, value: Any) -> Any:
+    """Turns a JSON value into the annotated type: nested objects, lists of them, Optional of either."""
+    if value is None:
+        return None
+    origin = typing.get_origin(hint)
+    if origin is Union:
+        inner = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _convert(inner[0], value) if len(inner) == 1 else value
+    if origin in (list, List) and isinstance(value, list):
+        (item,) = typing.get_args(hint)
+        return [_convert(item, v) for v in value]
+    if isinstance(hint, type) and issubclass(hint, ApiObject) and isinstance(value, Mapping):
+        return hint.from_dict(value)
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class InferResponse(ApiObject):
     id: str
     specialist: str
     result: str
@@ -36,64 +104,74 @@ class InferResponse(TypedDict):
     latency_ms: int
 
 
-class CompletionUsage(TypedDict):
+@dataclasses.dataclass(frozen=True)
+class CompletionUsage(ApiObject):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
 
 
-class AssistantMessage(TypedDict):
-    role: Literal["assistant"]
+@dataclasses.dataclass(frozen=True)
+class AssistantMessage(ApiObject):
+    role: str
     content: str
 
 
-class Choice(TypedDict):
+@dataclasses.dataclass(frozen=True)
+class Choice(ApiObject):
     index: int
     message: AssistantMessage
-    finish_reason: FinishReason
+    finish_reason: str
 
 
-class ChatCompletion(TypedDict):
+@dataclasses.dataclass(frozen=True)
+class ChatCompletion(ApiObject):
     id: str
-    object: Literal["chat.completion"]
+    object: str
     created: int
     model: str
     choices: List[Choice]
     usage: CompletionUsage
 
 
-class ChunkDelta(TypedDict, total=False):
-    role: Literal["assistant"]
-    content: str
+@dataclasses.dataclass(frozen=True)
+class ChunkDelta(ApiObject):
+    role: Optional[str] = None
+    content: Optional[str] = None
 
 
-class ChunkChoice(TypedDict):
+@dataclasses.dataclass(frozen=True)
+class ChunkChoice(ApiObject):
     index: int
     delta: ChunkDelta
-    finish_reason: Optional[FinishReason]
+    finish_reason: Optional[str] = None
 
 
-class ChatCompletionChunk(TypedDict):
+@dataclasses.dataclass(frozen=True)
+class ChatCompletionChunk(ApiObject):
     id: str
-    object: Literal["chat.completion.chunk"]
+    object: str
     created: int
     model: str
     choices: List[ChunkChoice]
-    usage: NotRequired[Optional[CompletionUsage]]
+    usage: Optional[CompletionUsage] = None
 
 
-class Model(TypedDict):
+@dataclasses.dataclass(frozen=True)
+class Model(ApiObject):
     id: str
-    object: Literal["model"]
-    owned_by: Literal["alveare"]
+    object: str
+    owned_by: str
 
 
-class ModelList(TypedDict):
-    object: Literal["list"]
+@dataclasses.dataclass(frozen=True)
+class ModelList(ApiObject):
+    object: str
     data: List[Model]
 
 
-class Usage(TypedDict):
+@dataclasses.dataclass(frozen=True)
+class Usage(ApiObject):
     period_start: str
     period_end: str
     requests_used: int
@@ -102,7 +180,8 @@ class Usage(TypedDict):
     by_specialist: Dict[str, int]
 
 
-class Health(TypedDict):
-    status: Literal["ok"]
+@dataclasses.dataclass(frozen=True)
+class Health(ApiObject):
+    status: str
     version: str
     uptime_seconds: int

@@ -1,8 +1,13 @@
 """The client against a real `alveare serve`. The Node test suite (test/sdk-python.test.ts)
 starts the server, makes the keys and passes them in the environment."""
 import os
+import socket
+import subprocess
+import sys
 import time
 import unittest
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import alveare
 from alveare import (
@@ -10,12 +15,16 @@ from alveare import (
     APIConnectionError,
     AuthenticationError,
     BadRequestError,
+    ChatCompletion,
+    InferResponse,
     InternalServerError,
+    MissingApiKeyError,
     NotFoundError,
     PermissionDeniedError,
     RateLimitError,
     RequestTooLargeError,
 )
+from alveare._errors import error_from_response
 
 BASE_URL = os.environ.get("ALVEARE_TEST_BASE_URL")
 KEYS = {name: os.environ.get(f"ALVEARE_TEST_KEY_{name.upper()}") for name in ("pro", "solo", "burst", "tiny")}
@@ -28,17 +37,47 @@ class AgainstARealServer(unittest.TestCase):
 
     def test_every_endpoint(self):
         c = self.client()
-        self.assertEqual(c.health()["status"], "ok")
+        self.assertEqual(c.health().status, "ok")
         inferred = c.infer(specialist="classify", prompt="I love it", max_tokens=8)
-        self.assertIn(inferred["result"], ("positive", "negative", "neutral"))
-        self.assertTrue(inferred["id"].startswith("inf-"))
+        self.assertIsInstance(inferred, InferResponse)
+        self.assertIn(inferred.result, ("positive", "negative", "neutral"))
+        self.assertTrue(inferred.id.startswith("inf-"))
+        self.assertGreaterEqual(inferred.tokens_used, 1)
         completion = c.chat.completions.create(model="alveare-chat", messages=[{"role": "user", "content": "hi"}], max_tokens=4)
-        self.assertEqual(completion["object"], "chat.completion")
-        self.assertLessEqual(completion["usage"]["completion_tokens"], 4)
-        self.assertEqual(len(c.models.list()["data"]), 7)
+        self.assertIsInstance(completion, ChatCompletion)
+        self.assertEqual(completion.object, "chat.completion")
+        self.assertEqual(completion.choices[0].message.role, "assistant")
+        self.assertLessEqual(completion.usage.completion_tokens, 4)
+        models = c.models.list()
+        self.assertEqual(len(models.data), 7)
+        self.assertIn("alveare-chat", [m.id for m in models.data])
         usage = c.usage.get()
-        self.assertGreaterEqual(usage["requests_used"], 2)
-        self.assertEqual(usage["requests_limit"], 500000)
+        self.assertGreaterEqual(usage.requests_used, 2)
+        self.assertEqual(usage.requests_limit, 500000)
+
+    def test_responses_still_read_like_dicts(self):
+        c = self.client()
+        inferred = c.infer(specialist="classify", prompt="I love it", max_tokens=8)
+        self.assertEqual(inferred["result"], inferred.result)
+        self.assertEqual(inferred.get("nope", "default"), "default")
+        self.assertEqual(dict(inferred), inferred.to_dict())
+        self.assertEqual(set(inferred.to_dict()), {"id", "specialist", "result", "tokens_used", "latency_ms"})
+        completion = c.chat.completions.create(model="alveare-chat", messages=[{"role": "user", "content": "hi"}], max_tokens=4)
+        self.assertEqual(completion["choices"][0]["message"]["content"], completion.choices[0].message.content)
+        self.assertEqual(completion.to_dict()["usage"]["total_tokens"], completion.usage.total_tokens)
+        with self.assertRaises(KeyError):
+            inferred["nope"]
+
+    def test_accepts_a_base_url_ending_in_v1(self):
+        c = Alveare(api_key=KEYS["pro"], base_url=BASE_URL + "/v1/")
+        self.assertEqual(c.base_url, BASE_URL)
+        self.assertEqual(c.health().status, "ok")
+        self.assertEqual(c.models.list().object, "list")
+
+    def test_extra_body_sends_fields_newer_than_the_sdk(self):
+        with self.assertRaises(BadRequestError) as bad:
+            self.client(max_retries=0).infer(specialist="classify", prompt="x", extra_body={"temperature": 3})
+        self.assertEqual(bad.exception.param, "temperature")
 
     def test_streams_to_the_end_with_usage(self):
         stream = self.client().chat.completions.create(
@@ -46,9 +85,11 @@ class AgainstARealServer(unittest.TestCase):
             stream_options={"include_usage": True},
         )
         chunks = list(stream)
+        self.assertEqual(chunks[0].choices[0].delta.role, "assistant")
         self.assertEqual(chunks[0]["choices"][0]["delta"]["role"], "assistant")
-        self.assertEqual(chunks[-1]["choices"], [])
-        self.assertGreaterEqual(chunks[-1]["usage"]["completion_tokens"], 1)
+        self.assertEqual(chunks[-1].choices, [])
+        self.assertGreaterEqual(chunks[-1].usage.completion_tokens, 1)
+        self.assertTrue(all(c.usage is None for c in chunks[:-1]))
 
     def test_reads_key_and_base_url_from_the_environment(self):
         os.environ["ALVEARE_API_KEY"] = KEYS["pro"]
@@ -58,8 +99,11 @@ class AgainstARealServer(unittest.TestCase):
         finally:
             del os.environ["ALVEARE_API_KEY"]
             del os.environ["ALVEARE_BASE_URL"]
-        with self.assertRaises(ValueError):
+        with self.assertRaises(MissingApiKeyError) as missing:
             Alveare()
+        self.assertIsInstance(missing.exception, AuthenticationError)
+        self.assertIsInstance(missing.exception, ValueError)
+        self.assertEqual(missing.exception.code, "missing_api_key")
 
     def test_one_error_class_per_status(self):
         c = self.client(max_retries=0)
@@ -80,17 +124,70 @@ class AgainstARealServer(unittest.TestCase):
 
     def test_retries_server_errors_with_backoff(self):
         waits = []
+        events = []
         with self.assertRaises(InternalServerError) as failed:
-            self.client(max_retries=2, sleep=waits.append).infer(specialist="flaky", prompt="x")
+            self.client(max_retries=2, sleep=waits.append, on_retry=events.append).infer(specialist="flaky", prompt="x")
         self.assertEqual(failed.exception.status, 502)
         self.assertEqual(len(waits), 2)
         self.assertTrue(0.375 <= waits[0] <= 0.5 and 0.75 <= waits[1] <= 1.0, waits)
+        self.assertEqual([e.attempt for e in events], [1, 2])
+        self.assertEqual([e.delay for e in events], waits)
+        self.assertTrue(all(isinstance(e.error, InternalServerError) and e.error.status == 502 for e in events))
+        self.assertEqual((events[0].method, events[0].url), ("POST", BASE_URL + "/v1/infer"))
 
-    def test_connection_errors_are_retried_then_raised(self):
+    def test_an_on_retry_hook_that_raises_stops_the_retries(self):
         waits = []
-        with self.assertRaises(APIConnectionError):
-            Alveare(api_key=KEYS["pro"], base_url="http://127.0.0.1:9", max_retries=1, sleep=waits.append).health()
+
+        def stop(event):
+            raise RuntimeError(f"giving up after {event.error.status}")
+
+        with self.assertRaisesRegex(RuntimeError, "giving up after 502"):
+            self.client(max_retries=3, sleep=waits.append, on_retry=stop).infer(specialist="flaky", prompt="x")
+        self.assertEqual(waits, [])
+
+    def test_connection_errors_are_retried_then_raised_naming_host_and_cause(self):
+        waits = []
+        port = closed_port()
+        with self.assertRaises(APIConnectionError) as failed:
+            Alveare(api_key=KEYS["pro"], base_url=f"http://127.0.0.1:{port}", max_retries=1, sleep=waits.append).health()
+        self.assertEqual(str(failed.exception), f"could not connect to 127.0.0.1:{port} (ECONNREFUSED)")
         self.assertEqual(len(waits), 1)
+
+    def test_reports_the_servers_wait_on_a_rate_limit_as_retry_after_ms(self):
+        c = self.client("burst", max_retries=0)
+
+        def call(i):
+            try:
+                return c.infer(specialist="classify", prompt=f"r{i}", max_tokens=1)
+            except RateLimitError as limited:
+                return limited
+
+        # Four at once against a plan of three per window: exactly one is turned away.
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            outcomes = list(pool.map(call, range(4)))
+        limited = [o for o in outcomes if isinstance(o, RateLimitError)]
+        self.assertEqual(len(limited), 1, outcomes)
+        self.assertEqual(limited[0].code, "rate_limit_exceeded")
+        self.assertTrue(0 < limited[0].retry_after_ms <= 2000, limited[0].retry_after_ms)
+        self.assertEqual(limited[0].retry_after_ms, float(limited[0].headers["retry-after-ms"]))
+
+    def test_alveare_log_debug_logs_each_request_and_retry_to_stderr_without_the_key(self):
+        script = (
+            "import alveare\n"
+            "c = alveare.Alveare(max_retries=1)\n"
+            "c.health()\n"
+            "try:\n    c.infer(specialist='flaky', prompt='x')\nexcept alveare.InternalServerError:\n    print('raised')\n"
+        )
+        env = {**os.environ, "ALVEARE_LOG": "debug", "ALVEARE_API_KEY": KEYS["pro"], "ALVEARE_BASE_URL": BASE_URL,
+               "PYTHONPATH": str(Path(alveare.__file__).parent.parent)}
+        run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+        self.assertEqual(run.stdout.strip(), "raised", run.stderr)
+        lines = run.stderr.splitlines()
+        self.assertRegex(lines[0], rf"^\[alveare\] GET {BASE_URL}/health -> 200 in \d+ ms \(req_\w+\)$")
+        self.assertRegex(run.stderr, rf"\[alveare\] POST {BASE_URL}/v1/infer -> 502 in \d+ ms")
+        self.assertRegex(run.stderr, r"\[alveare\] retry 1 of 1 for POST \S+/v1/infer in \d+ ms after InternalServerError 502")
+        self.assertNotIn(KEYS["pro"], run.stderr)
+        self.assertNotIn("Bearer", run.stderr)
 
     def test_waits_out_the_real_rate_limiter(self):
         waits = []
@@ -119,9 +216,67 @@ class AgainstARealServer(unittest.TestCase):
         self.assertEqual(waits, [])
 
 
+def closed_port():
+    """A loopback port with nothing listening on it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 class Package(unittest.TestCase):
     def test_version(self):
         self.assertEqual(alveare.__version__, "0.1.0")
+
+
+class WithoutAServer(unittest.TestCase):
+    def setUp(self):
+        self.saved = {k: os.environ.pop(k) for k in ("ALVEARE_API_KEY", "ALVEARE_BASE_URL") if k in os.environ}
+
+    def tearDown(self):
+        os.environ.update(self.saved)
+
+    def test_rejects_unknown_keyword_arguments_naming_them(self):
+        c = Alveare(api_key="k", base_url="http://127.0.0.1:1")
+        with self.assertRaisesRegex(TypeError, "maxtokens"):
+            c.infer(specialist="classify", prompt="x", maxtokens=1)
+        with self.assertRaisesRegex(TypeError, "temprature"):
+            c.chat.completions.create(model="alveare-chat", messages=[], temprature=0.1)
+        with self.assertRaisesRegex(TypeError, "baseurl"):
+            Alveare(api_key="k", baseurl="http://h")
+
+    def test_base_url_order_and_trailing_v1(self):
+        for url in ("http://h:8080", "http://h:8080/", "http://h:8080/v1", "http://h:8080/v1/", "http://h:8080//v1//"):
+            self.assertEqual(alveare.normalize_base_url(url), "http://h:8080", url)
+        self.assertEqual(alveare.normalize_base_url("https://gw.example/alveare/v1"), "https://gw.example/alveare")
+        os.environ["ALVEARE_BASE_URL"] = "http://from-env:1/v1"
+        try:
+            self.assertEqual(Alveare(api_key="k", base_url="http://from-option:2").base_url, "http://from-option:2")
+            self.assertEqual(Alveare(api_key="k").base_url, "http://from-env:1")
+        finally:
+            del os.environ["ALVEARE_BASE_URL"]
+        self.assertEqual(Alveare(api_key="k").base_url, "https://api.alveare.ai")
+
+    def test_missing_key_is_a_typed_error(self):
+        for key in (None, ""):
+            with self.assertRaises(MissingApiKeyError):
+                Alveare(api_key=key)
+
+    def test_retry_after_ms_from_retry_after_ms_then_retry_after(self):
+        body = {"error": {"code": "rate_limit_exceeded"}}
+        self.assertEqual(error_from_response(429, body, {"retry-after-ms": "1500", "retry-after": "2"}).retry_after_ms, 1500)
+        self.assertEqual(error_from_response(429, body, {"retry-after": "3"}).retry_after_ms, 3000)
+        self.assertIsNone(error_from_response(429, body, {}).retry_after_ms)
+
+    def test_response_objects_from_json(self):
+        chunk = alveare.ChatCompletionChunk.from_dict({
+            "id": "c", "object": "chat.completion.chunk", "created": 1, "model": "alveare-chat", "future_field": 1,
+            "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": None}],
+        })
+        self.assertEqual(chunk.choices[0].delta.content, "hi")
+        self.assertIsNone(chunk.choices[0].delta.role)
+        self.assertEqual(chunk["choices"][0]["delta"].get("role", "none"), "none")
+        self.assertNotIn("usage", chunk)
+        self.assertEqual(chunk.to_dict()["choices"][0], {"index": 0, "delta": {"content": "hi"}})
 
 
 if __name__ == "__main__":
