@@ -23,53 +23,56 @@ async function inviteMember(server: TestServer, email: string): Promise<string> 
   return /#invite=(\w+)$/.exec(invite.json.invite_path as string)![1]!;
 }
 
-describe("behind a TLS-terminating reverse proxy with ALVEARE_TRUST_PROXY", () => {
-  let server: TestServer;
-  let proxy: ForwardingProxy;
-  before(async () => {
-    server = await startTestServer({}, { gated: true, env: { ALVEARE_ADMIN_TOKEN: TOKEN, ALVEARE_TRUST_PROXY: "127.0.0.1" } });
-    proxy = await startForwardingProxy(server.url, "alveare.example");
-  });
-  after(async () => {
-    await proxy.close();
-    await server.close();
-  });
+// The proxy's own address, and a hop count (which trusts whatever connects directly).
+for (const trust of ["127.0.0.1", "1"]) {
+  describe(`behind a TLS-terminating reverse proxy with ALVEARE_TRUST_PROXY=${trust}`, () => {
+    let server: TestServer;
+    let proxy: ForwardingProxy;
+    before(async () => {
+      server = await startTestServer({}, { gated: true, env: { ALVEARE_ADMIN_TOKEN: TOKEN, ALVEARE_TRUST_PROXY: trust } });
+      proxy = await startForwardingProxy(server.url, "alveare.example");
+    });
+    after(async () => {
+      await proxy.close();
+      await server.close();
+    });
 
-  it("accepts the https origin and sets Secure cookies", async () => {
-    const operator = await post(CLIENT_A, `${proxy.url}/dashboard/api/admin-login`, { token: TOKEN });
-    assert.equal(operator.status, 200);
-    assert.match(cookieOf(operator), /; Secure/);
-    const token = await inviteMember(server, "frank@example.com");
-    const accepted = await post(CLIENT_A, `${proxy.url}/dashboard/api/invitations/accept`, { token, password: PASSWORD });
-    assert.equal(accepted.status, 200);
-    assert.match(cookieOf(accepted), /HttpOnly; SameSite=Strict; Max-Age=\d+; Secure/);
-    const session = await requestFrom(CLIENT_A, `${proxy.url}/dashboard/api/session`, { headers: { cookie: cookieOf(accepted).split(";")[0]! } });
-    assert.equal(session.json.email, "frank@example.com");
-    const foreign = await post(CLIENT_A, `${proxy.url}/dashboard/api/login`, { email: "frank@example.com", password: PASSWORD }, { origin: "https://evil.example" });
-    assert.equal(errorCode(foreign.json), "csrf_failed");
+    it("accepts the https origin and sets Secure cookies", async () => {
+      const operator = await post(CLIENT_A, `${proxy.url}/dashboard/api/admin-login`, { token: TOKEN });
+      assert.equal(operator.status, 200);
+      assert.match(cookieOf(operator), /; Secure/);
+      const token = await inviteMember(server, "frank@example.com");
+      const accepted = await post(CLIENT_A, `${proxy.url}/dashboard/api/invitations/accept`, { token, password: PASSWORD });
+      assert.equal(accepted.status, 200);
+      assert.match(cookieOf(accepted), /HttpOnly; SameSite=Strict; Max-Age=\d+; Secure/);
+      const session = await requestFrom(CLIENT_A, `${proxy.url}/dashboard/api/session`, { headers: { cookie: cookieOf(accepted).split(";")[0]! } });
+      assert.equal(session.json.email, "frank@example.com");
+      const foreign = await post(CLIENT_A, `${proxy.url}/dashboard/api/login`, { email: "frank@example.com", password: PASSWORD }, { origin: "https://evil.example" });
+      assert.equal(errorCode(foreign.json), "csrf_failed");
+    });
+
+    it("limits sign-in failures per real client address, and member and operator apart", async () => {
+      for (let i = 0; i < 5; i++) {
+        const r = await post(CLIENT_A, `${proxy.url}/dashboard/api/login`, { email: `stranger-${i}@example.com`, password: "a wrong password" });
+        assert.equal(errorCode(r.json), "invalid_credentials");
+      }
+      const locked = await post(CLIENT_A, `${proxy.url}/dashboard/api/login`, { email: "frank@example.com", password: PASSWORD });
+      assert.equal(locked.status, 429);
+      assert.ok(Number(locked.headers["retry-after"]) >= 1);
+      const spoofed = await post(CLIENT_A, `${proxy.url}/dashboard/api/login`, { email: "frank@example.com", password: PASSWORD }, { "x-forwarded-for": "198.51.100.7" });
+      assert.equal(spoofed.status, 429, "an address the client adds in front of the proxy's is not believed");
+
+      const other = await post(CLIENT_B, `${proxy.url}/dashboard/api/login`, { email: "frank@example.com", password: PASSWORD });
+      assert.equal(other.status, 200, "another client behind the same proxy is not locked out");
+      assert.match(cookieOf(other), /; Secure/);
+      assert.equal((await post(CLIENT_A, `${proxy.url}/dashboard/api/admin-login`, { token: TOKEN })).status, 200, "member failures do not lock the operator");
+
+      for (let i = 0; i < 5; i++) assert.equal((await post(CLIENT_B, `${proxy.url}/dashboard/api/admin-login`, { token: `wrong-${i}` })).status, 401);
+      assert.equal((await post(CLIENT_B, `${proxy.url}/dashboard/api/admin-login`, { token: TOKEN })).status, 429);
+      assert.equal((await post(CLIENT_B, `${proxy.url}/dashboard/api/login`, { email: "frank@example.com", password: PASSWORD })).status, 200, "operator failures do not lock members");
+    });
   });
-
-  it("limits sign-in failures per real client address, and member and operator apart", async () => {
-    for (let i = 0; i < 5; i++) {
-      const r = await post(CLIENT_A, `${proxy.url}/dashboard/api/login`, { email: `stranger-${i}@example.com`, password: "a wrong password" });
-      assert.equal(errorCode(r.json), "invalid_credentials");
-    }
-    const locked = await post(CLIENT_A, `${proxy.url}/dashboard/api/login`, { email: "frank@example.com", password: PASSWORD });
-    assert.equal(locked.status, 429);
-    assert.ok(Number(locked.headers["retry-after"]) >= 1);
-    const spoofed = await post(CLIENT_A, `${proxy.url}/dashboard/api/login`, { email: "frank@example.com", password: PASSWORD }, { "x-forwarded-for": "198.51.100.7" });
-    assert.equal(spoofed.status, 429, "an address the client adds in front of the proxy's is not believed");
-
-    const other = await post(CLIENT_B, `${proxy.url}/dashboard/api/login`, { email: "frank@example.com", password: PASSWORD });
-    assert.equal(other.status, 200, "another client behind the same proxy is not locked out");
-    assert.match(cookieOf(other), /; Secure/);
-    assert.equal((await post(CLIENT_A, `${proxy.url}/dashboard/api/admin-login`, { token: TOKEN })).status, 200, "member failures do not lock the operator");
-
-    for (let i = 0; i < 5; i++) assert.equal((await post(CLIENT_B, `${proxy.url}/dashboard/api/admin-login`, { token: `wrong-${i}` })).status, 401);
-    assert.equal((await post(CLIENT_B, `${proxy.url}/dashboard/api/admin-login`, { token: TOKEN })).status, 429);
-    assert.equal((await post(CLIENT_B, `${proxy.url}/dashboard/api/login`, { email: "frank@example.com", password: PASSWORD })).status, 200, "operator failures do not lock members");
-  });
-});
+}
 
 describe("without ALVEARE_TRUST_PROXY", () => {
   let server: TestServer;
