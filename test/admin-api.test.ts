@@ -1,16 +1,15 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { loadConfig } from "../src/config/config.js";
 import { createKey, postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
+import { errorCode, requestFrom } from "./helpers/loopback-client.js";
 
 const TOKEN = "operator-token-for-tests-0123456789";
 const admin = { authorization: `Bearer ${TOKEN}` };
 
-async function call(server: TestServer, method: string, path: string, body?: unknown, headers: Record<string, string> = admin) {
-  const response = await fetch(`${server.url}/admin/api${path}`, {
-    method, headers: { ...(body === undefined ? {} : { "content-type": "application/json" }), ...headers },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  return { status: response.status, json: (await response.json()) as Record<string, unknown> };
+/** An admin API call from a loopback address of its own (wrong tokens are limited per address). */
+async function call(server: TestServer, method: string, path: string, body?: unknown, headers: Record<string, string> = admin, from = "127.0.0.1") {
+  return requestFrom(from, `${server.url}/admin/api${path}`, { method, headers, body });
 }
 
 const ROUTES: Array<[string, string, unknown?]> = [
@@ -33,17 +32,68 @@ describe("admin API", () => {
     await server.close();
   });
 
-  for (const [method, path, body] of ROUTES) {
+  for (const [index, [method, path, body]] of ROUTES.entries()) {
     it(`${method} ${path} refuses anonymous callers, wrong tokens and customers' API keys`, async () => {
-      const anonymous = await call(server, method, path, body, {});
+      const from = `127.0.0.${10 + index}`;
+      const anonymous = await call(server, method, path, body, {}, from);
       assert.equal(anonymous.status, 401);
-      const wrong = await call(server, method, path, body, { authorization: `Bearer ${TOKEN}x` });
+      const wrong = await call(server, method, path, body, { authorization: `Bearer ${TOKEN}x` }, from);
       assert.equal(wrong.status, 401);
       assert.equal((wrong.json.error as { code: string }).code, "invalid_admin_token");
       const customer = await createKey(server, "scale");
-      assert.equal((await call(server, method, path, body, customer.auth)).status, 401);
+      assert.equal((await call(server, method, path, body, customer.auth, from)).status, 401);
+      const broken = await call(server, method, path, body, { cookie: "alveare_session=%" }, from);
+      assert.equal(broken.status, 401, "an undecodable session cookie is no session");
     });
   }
+
+  it("limits wrong bearer tokens per address like the operator's sign-in: 429 with Retry-After, even for the right token", async () => {
+    const guesser = "127.0.0.50";
+    for (let i = 0; i < 5; i++) {
+      assert.equal((await call(server, "GET", "/accounts", undefined, { authorization: `Bearer guess-${i}-${"x".repeat(32)}` }, guesser)).status, 401);
+    }
+    const limited = await call(server, "GET", "/accounts", undefined, admin, guesser);
+    assert.equal(limited.status, 429);
+    assert.equal(errorCode(limited.json), "too_many_sign_in_attempts");
+    assert.ok(Number(limited.headers["retry-after"]) >= 1);
+    const operatorSignIn = await requestFrom(guesser, `${server.url}/dashboard/api/admin-login`, { body: { token: TOKEN } });
+    assert.equal(operatorSignIn.status, 429, "the dashboard's operator sign-in shares the admin-token counter");
+    const memberSignIn = await requestFrom(guesser, `${server.url}/dashboard/api/login`, { body: { email: "nobody@example.com", password: "not a member password" } });
+    assert.equal(errorCode(memberSignIn.json), "invalid_credentials", "member sign-in has a counter of its own");
+    assert.equal((await call(server, "GET", "/accounts")).status, 200, "another address is not locked out");
+  });
+
+  it("bounds every string field and refuses prototype names as plans", async () => {
+    const account = await call(server, "POST", "/accounts", { name: "bounds", plan: "solo" });
+    const id = account.json.id as string;
+    const cases: Array<[string, string, Record<string, unknown>, string]> = [
+      ["POST", "/accounts", { name: "n".repeat(201), plan: "solo" }, "name"],
+      ["POST", "/accounts", { name: "x", plan: "p".repeat(65) }, "plan"],
+      ["PATCH", `/accounts/${id}`, { status: "s".repeat(10_000) }, "status"],
+      ["POST", `/accounts/${id}/keys`, { mode: "live", name: "k".repeat(101) }, "name"],
+      ["POST", `/accounts/${id}/keys`, { mode: "m".repeat(10_000) }, "mode"],
+      ["POST", `/accounts/${id}/invitations`, { email: `${"a".repeat(250)}@example.com` }, "email"],
+    ];
+    for (const [method, path, body, param] of cases) {
+      const r = await call(server, method, path, body);
+      assert.equal(r.status, 400, `${method} ${path} ${param}`);
+      assert.equal((r.json.error as { param: string }).param, param);
+    }
+    for (const plan of ["constructor", "__proto__", "toString", "hasOwnProperty"]) {
+      const created = await call(server, "POST", "/accounts", { name: "x", plan });
+      assert.equal(created.status, 400, plan);
+      assert.equal((created.json.error as { param: string }).param, "plan");
+      assert.equal((await call(server, "PATCH", `/accounts/${id}`, { plan })).status, 400, plan);
+    }
+  });
+
+  it("answers a pathological e-mail of 40,000 dots with a 400 naming the length limit", async () => {
+    const account = await call(server, "POST", "/accounts", { name: "dots", plan: "solo" });
+    const r = await call(server, "POST", `/accounts/${account.json.id as string}/invitations`, { email: `a@${".".repeat(40_000)}` });
+    assert.equal(r.status, 400);
+    assert.equal((r.json.error as { param: string }).param, "email");
+    assert.match((r.json.error as { message: string }).message, /at most 254 characters/);
+  });
 
   it("runs an account's life: create, key, plan change, suspension, usage, revocation", async () => {
     const created = await call(server, "POST", "/accounts", { name: "acme", plan: "professional" });
@@ -93,6 +143,17 @@ describe("admin API", () => {
     assert.equal((await call(server, "GET", "/accounts/acct_nope")).status, 404);
     assert.equal((await call(server, "POST", "/keys/key_nope/revoke")).status, 404);
     assert.equal((await call(server, "PATCH", "/accounts/acct_nope", { status: "frozen" })).status, 400);
+  });
+});
+
+describe("ALVEARE_ADMIN_TOKEN", () => {
+  it("is refused at start when shorter than 32 characters, in one line naming the variable", () => {
+    assert.throws(() => loadConfig({}, { ALVEARE_ADMIN_TOKEN: "x".repeat(31) }), (error: Error) => {
+      assert.match(error.message, /^configuration error at ALVEARE_ADMIN_TOKEN: must be at least 32 characters/);
+      assert.doesNotMatch(error.message, /\n/);
+      return true;
+    });
+    assert.equal(loadConfig({}, { ALVEARE_ADMIN_TOKEN: "x".repeat(32) }).adminToken, "x".repeat(32));
   });
 });
 

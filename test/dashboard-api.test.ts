@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
+import { errorCode, requestFrom } from "./helpers/loopback-client.js";
 
 const TOKEN = "operator-token-for-dashboard-tests-42";
 
@@ -8,7 +9,8 @@ const TOKEN = "operator-token-for-dashboard-tests-42";
 class Browser {
   cookie = "";
   csrf = "";
-  constructor(readonly server: TestServer) {}
+  /** The browser's own loopback address: sign-in failures are limited per address. */
+  constructor(readonly server: TestServer, readonly address = "127.0.0.1") {}
 
   async call(method: string, path: string, body?: unknown, extra: Record<string, string> = {}) {
     const headers: Record<string, string> = { origin: this.server.url, ...extra };
@@ -17,12 +19,11 @@ class Browser {
       headers["content-type"] ??= "application/json";
       if (this.csrf && !("x-csrf-token" in extra)) headers["x-csrf-token"] = this.csrf;
     }
-    const response = await fetch(`${this.server.url}${path}`, { method, headers, body: method === "GET" ? undefined : JSON.stringify(body ?? {}) });
-    const setCookie = response.headers.get("set-cookie");
+    const response = await requestFrom(this.address, `${this.server.url}${path}`, { method, headers, body: method === "GET" ? undefined : JSON.stringify(body ?? {}) });
+    const setCookie = response.headers["set-cookie"]?.[0];
     if (setCookie) this.cookie = setCookie.split(";")[0]!;
-    const json = (await response.json().catch(() => ({}))) as Record<string, unknown>;
-    if (typeof json.csrf_token === "string") this.csrf = json.csrf_token;
-    return { status: response.status, headers: response.headers, json };
+    if (typeof response.json.csrf_token === "string") this.csrf = response.json.csrf_token;
+    return { status: response.status, headers: new Headers(Object.entries(response.headers).flatMap(([k, v]) => (v === undefined ? [] : [[k, String(v)]]))), json: response.json };
   }
 }
 
@@ -127,6 +128,70 @@ describe("dashboard API", () => {
     const limited = await guesser.call("POST", "/dashboard/api/login", { email: "mallory@example.com", password: "correct horse battery" });
     assert.equal(limited.status, 429);
     assert.ok(Number(limited.headers.get("retry-after")) >= 1);
+  });
+
+  it("refuses over-long fields with a 400 before signing in, and keeps member and operator counters apart", async () => {
+    const b = new Browser(server, "127.0.0.60");
+    const huge = await b.call("POST", "/dashboard/api/login", { email: `${"a".repeat(512 * 1024)}@example.com`, password: "whatever password" });
+    assert.equal(huge.status, 400);
+    assert.equal((huge.json.error as { param: string }).param, "email");
+    const longPassword = await b.call("POST", "/dashboard/api/login", { email: "alice@example.com", password: "p".repeat(1025) });
+    assert.equal((longPassword.json.error as { param: string }).param, "password");
+    const longToken = await b.call("POST", "/dashboard/api/admin-login", { token: "t".repeat(1025) });
+    assert.equal((longToken.json.error as { param: string }).param, "token");
+    const longInvite = await b.call("POST", "/dashboard/api/invitations/accept", { token: "t".repeat(1025), password: "correct horse battery" });
+    assert.equal((longInvite.json.error as { param: string }).param, "token");
+    for (let i = 0; i < 5; i++) await b.call("POST", "/dashboard/api/login", { email: `nobody-${i}@example.com`, password: "wrong password here" });
+    assert.equal((await b.call("POST", "/dashboard/api/login", { email: "alice@example.com", password: "correct horse battery" })).status, 429);
+    assert.equal((await b.call("POST", "/dashboard/api/admin-login", { token: TOKEN })).status, 200, "member failures do not lock the operator out");
+  });
+
+  it("treats an undecodable session cookie as no session and unknown asset names as 404", async () => {
+    for (const [method, path] of [["GET", "/dashboard/api/session"], ["GET", "/dashboard/api/keys"], ["POST", "/dashboard/api/keys"], ["GET", "/dashboard/api/usage"], ["POST", "/dashboard/api/logout"]] as const) {
+      const r = await requestFrom("127.0.0.1", `${server.url}${path}`, { method, headers: { cookie: "alveare_session=%", origin: server.url, "content-type": "application/json" }, body: method === "GET" ? undefined : "{}" });
+      assert.ok(r.status === 401 || (path === "/dashboard/api/logout" && r.status === 200), `${method} ${path}: ${r.status}`);
+    }
+    for (const name of ["constructor", "__proto__", "toString", "hasOwnProperty", "nope.js"]) {
+      const r = await requestFrom("127.0.0.1", `${server.url}/dashboard/assets/${name}`);
+      assert.equal(r.status, 404, name);
+      assert.equal(errorCode(r.json), "not_found");
+    }
+  });
+
+  it("ends the member's sessions when a re-invitation resets the password, and keeps one live invitation", async () => {
+    const account = await operator.call("POST", "/admin/api/accounts", { name: "carol-co", plan: "solo" });
+    const inviteCarol = async () => {
+      const invite = await operator.call("POST", `/admin/api/accounts/${account.json.id as string}/invitations`, { email: "carol@example.com" });
+      return /#invite=(\w+)$/.exec(invite.json.invite_path as string)![1]!;
+    };
+    const first = await inviteCarol();
+    const second = await inviteCarol();
+    const stale = await new Browser(server).call("POST", "/dashboard/api/invitations/accept", { token: first, password: "carol first password" });
+    assert.equal(stale.status, 400, "issuing a new invitation invalidates older ones");
+    const laptop = new Browser(server);
+    assert.equal((await laptop.call("POST", "/dashboard/api/invitations/accept", { token: second, password: "carol first password" })).status, 200);
+    const phone = new Browser(server, "127.0.0.61");
+    assert.equal((await phone.call("POST", "/dashboard/api/login", { email: "carol@example.com", password: "carol first password" })).status, 200);
+    assert.equal((await phone.call("GET", "/dashboard/api/session")).status, 200);
+
+    const reset = await inviteCarol();
+    const fresh = new Browser(server);
+    assert.equal((await fresh.call("POST", "/dashboard/api/invitations/accept", { token: reset, password: "carol second password" })).status, 200);
+    assert.equal((await laptop.call("GET", "/dashboard/api/session")).status, 401, "old sessions end with the password change");
+    assert.equal((await phone.call("GET", "/dashboard/api/keys")).status, 401);
+    assert.equal((await fresh.call("GET", "/dashboard/api/session")).json.email, "carol@example.com");
+  });
+
+  it("refuses the weakest passwords with a 400 naming password", async () => {
+    const account = await operator.call("POST", "/admin/api/accounts", { name: "dave-co", plan: "solo" });
+    const invite = await operator.call("POST", `/admin/api/accounts/${account.json.id as string}/invitations`, { email: "dave@example.com" });
+    const token = /#invite=(\w+)$/.exec(invite.json.invite_path as string)![1]!;
+    for (const weak of ["short pass1", " ".repeat(12), " ".repeat(40), "aaaaaaaaaaaaaaaa", "password1234", "Password1234", "123456789012"]) {
+      const r = await new Browser(server).call("POST", "/dashboard/api/invitations/accept", { token, password: weak });
+      assert.equal(r.status, 400, JSON.stringify(weak));
+      assert.equal((r.json.error as { param: string }).param, "password", JSON.stringify(weak));
+    }
+    assert.equal((await new Browser(server).call("POST", "/dashboard/api/invitations/accept", { token, password: "a reasonable passphrase" })).status, 200, "refusals do not use the invitation up");
   });
 
   it("uses an invitation once, and refuses short passwords", async () => {

@@ -98,8 +98,8 @@ function loginView(): void {
 function inviteView(token: string): void {
   show(
     h("h1", {}, "Set your password"),
-    h("p", {}, "Choose a password of at least 10 characters to finish joining your team's account."),
-    form([field("New password", "password", "password", { minlength: "10", autocomplete: "new-password" })], "Set password and sign in", async (d) => {
+    h("p", {}, "Choose a password of at least 12 characters to finish joining your team's account."),
+    form([field("New password", "password", "password", { minlength: "12", autocomplete: "new-password" })], "Set password and sign in", async (d) => {
       await api("POST", "/dashboard/api/invitations/accept", { token, password: d.get("password") });
       history.replaceState(null, "", "#keys"); // the token leaves the address bar
       await loadSession();

@@ -1,12 +1,14 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
-import { ApiError, errors } from "../errors.js";
-import { AccountError, type AccountService } from "../gate/accounts.js";
+import { errors } from "../errors.js";
+import type { AccountService } from "../gate/accounts.js";
 import type { Plan } from "../gate/plans.js";
 import { usageReport } from "../metering/usage-report.js";
 import type { Account, ApiKeyRecord, Mode, Store } from "../store/store.js";
-import { bodyObject, requiredString } from "../server/validate.js";
+import { bodyObject } from "../server/validate.js";
+import { boundedString, FIELD_LIMITS, optionalBoundedString } from "../dashboard/bounded-fields.js";
 import type { People } from "../dashboard/people.js";
-import { checkCsrf, readCookie, sameSecret, SESSION_COOKIE, setSecurityHeaders } from "../dashboard/web-security.js";
+import { checkCsrf, readCookie, SESSION_COOKIE, setSecurityHeaders } from "../dashboard/web-security.js";
+import { accountError } from "./account-errors.js";
 
 export interface AdminApiOptions {
   /** ALVEARE_ADMIN_TOKEN; without one the admin API does not exist (404). */
@@ -23,12 +25,11 @@ const keyJson = (k: ApiKeyRecord) => ({
   created_at: k.createdAt, last_used_at: k.lastUsedAt, revoked_at: k.revokedAt,
 });
 
-function accountError(error: unknown): never {
-  if (error instanceof AccountError) {
-    if (error.notFound) throw new ApiError(404, "invalid_request_error", "not_found", error.message);
-    throw errors.invalidParameter("body", error.message);
-  }
-  throw error;
+/** A plan name from the request, checked with Object.hasOwn so "constructor" or "__proto__" is just unknown. */
+function planName(plans: Readonly<Record<string, Plan>>, body: Record<string, unknown>): string {
+  const plan = boundedString(body, "plan", FIELD_LIMITS.plan);
+  if (!Object.hasOwn(plans, plan)) throw errors.invalidParameter("plan", `unknown plan '${plan}' (plans: ${Object.keys(plans).join(", ")}).`);
+  return plan;
 }
 
 const modeOf = (request: FastifyRequest): Mode => {
@@ -58,12 +59,13 @@ export function adminApi(options: AdminApiOptions) {
       }
       const given = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? "")?.[1];
       if (given === undefined) throw errors.missingApiKey();
-      if (!sameSecret(given, options.token)) throw errors.invalidAdminToken();
+      // The same per-address limit as the operator's sign-in: the bearer token is the same secret.
+      options.people.checkAdminToken(given, request.ip);
     });
 
     /** An invitation link for a member of the account; the token travels in the URL fragment, which browsers never send to a server. */
     app.post<{ Params: { id: string } }>("/accounts/:id/invitations", async (request, reply) => {
-      const { member, token } = await options.people.invite(request.params.id, requiredString(bodyObject(request.body), "email"));
+      const { member, token } = await options.people.invite(request.params.id, boundedString(bodyObject(request.body), "email", FIELD_LIMITS.email));
       return reply.code(201).send({ member_id: member.id, email: member.email, invite_path: `/dashboard/#invite=${token}` });
     });
 
@@ -71,7 +73,8 @@ export function adminApi(options: AdminApiOptions) {
 
     app.post("/accounts", async (request, reply) => {
       const body = bodyObject(request.body);
-      const account = await accounts.createAccount(requiredString(body, "name"), requiredString(body, "plan")).catch(accountError);
+      const name = boundedString(body, "name", FIELD_LIMITS.name);
+      const account = await accounts.createAccount(name, planName(plans, body)).catch(accountError);
       return reply.code(201).send(accountJson(account));
     });
 
@@ -81,9 +84,9 @@ export function adminApi(options: AdminApiOptions) {
     app.patch<{ Params: { id: string } }>("/accounts/:id", async (request) => {
       const body = bodyObject(request.body);
       let account: Account | undefined;
-      if (body.plan !== undefined) account = await accounts.changePlan(request.params.id, requiredString(body, "plan")).catch(accountError);
+      if (body.plan !== undefined) account = await accounts.changePlan(request.params.id, planName(plans, body)).catch(accountError);
       if (body.status !== undefined) {
-        const status = requiredString(body, "status");
+        const status = boundedString(body, "status", FIELD_LIMITS.status);
         if (status !== "active" && status !== "suspended") throw errors.invalidParameter("status", 'must be "active" or "suspended".');
         account = await accounts.setStatus(request.params.id, status).catch(accountError);
       }
@@ -97,9 +100,9 @@ export function adminApi(options: AdminApiOptions) {
 
     app.post<{ Params: { id: string } }>("/accounts/:id/keys", async (request, reply) => {
       const body = request.body === undefined ? {} : bodyObject(request.body);
-      const mode = body.mode === undefined ? "live" : requiredString(body, "mode");
+      const mode = optionalBoundedString(body, "mode", FIELD_LIMITS.mode) ?? "live";
       if (mode !== "live" && mode !== "test") throw errors.invalidParameter("mode", 'must be "live" or "test".');
-      const name = body.name === undefined ? undefined : requiredString(body, "name");
+      const name = optionalBoundedString(body, "name", FIELD_LIMITS.keyName);
       const { record, key } = await accounts.createKey(request.params.id, mode, name).catch(accountError);
       return reply.code(201).send({ ...keyJson(record), key });
     });
@@ -111,7 +114,7 @@ export function adminApi(options: AdminApiOptions) {
 
     app.get<{ Params: { id: string } }>("/accounts/:id/usage", async (request) => {
       const account = await accounts.getAccount(request.params.id).catch(accountError);
-      const plan = plans[account.plan];
+      const plan = Object.hasOwn(plans, account.plan) ? plans[account.plan] : undefined;
       if (plan === undefined) throw errors.internal();
       return usageReport(store, plan, account.id, modeOf(request));
     });

@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { isIP } from "node:net";
 import { resolve } from "node:path";
 import type { SpecialistDefinition } from "../specialists/specialist.js";
 import { ConfigError } from "./config-error.js";
@@ -31,7 +32,15 @@ export interface ServerConfig {
   models: Record<string, string>;
   specialists: SpecialistDefinition[];
   plans: Record<string, Plan>;
+  /** ALVEARE_TRUST_PROXY, as Fastify's trustProxy: whose X-Forwarded-* headers to believe. */
+  trustProxy: TrustProxy;
 }
+
+/** false (the default: ignore X-Forwarded-*), true (trust every hop), a hop count, or proxy addresses/CIDRs. */
+export type TrustProxy = boolean | number | string[];
+
+export const MIN_ADMIN_TOKEN_LENGTH = 32;
+const MAX_ADMIN_TOKEN_LENGTH = 1024;
 
 /** Command-line flags of `alveare serve`; absent ones fall through to env, file, defaults. */
 export interface ServeFlags {
@@ -77,6 +86,39 @@ function threadsFrom(env: string | undefined, file: unknown): number | "auto" {
   throw new ConfigError("engine.threads", "must be \"auto\" or an integer between 1 and 1024");
 }
 
+function adminTokenFrom(value: string | undefined): string | undefined {
+  if (value === undefined || value === "") return undefined;
+  if (value.length < MIN_ADMIN_TOKEN_LENGTH) {
+    throw new ConfigError("ALVEARE_ADMIN_TOKEN", `must be at least ${MIN_ADMIN_TOKEN_LENGTH} characters, got ${value.length} (generate one with: openssl rand -hex 32)`);
+  }
+  if (value.length > MAX_ADMIN_TOKEN_LENGTH) throw new ConfigError("ALVEARE_ADMIN_TOKEN", `must be at most ${MAX_ADMIN_TOKEN_LENGTH} characters`);
+  return value;
+}
+
+/** Names proxy-addr (Fastify's trustProxy) knows besides addresses and CIDRs. */
+const PROXY_RANGE_NAMES = new Set(["loopback", "linklocal", "uniquelocal"]);
+
+function isProxyAddress(entry: string): boolean {
+  if (PROXY_RANGE_NAMES.has(entry) || isIP(entry) !== 0) return true;
+  const slash = entry.indexOf("/");
+  const version = slash === -1 ? 0 : isIP(entry.slice(0, slash));
+  const bits = entry.slice(slash + 1);
+  return version !== 0 && /^\d{1,3}$/.test(bits) && Number(bits) <= (version === 4 ? 32 : 128);
+}
+
+function trustProxyFrom(value: string | undefined): TrustProxy {
+  const v = (value ?? "").trim();
+  if (v === "" || v === "false") return false;
+  if (v === "true") return true;
+  if (/^\d+$/.test(v)) return intFrom(v, "ALVEARE_TRUST_PROXY", 0, 100) ?? false;
+  const entries = v.split(",").map((s) => s.trim());
+  const bad = entries.find((s) => !isProxyAddress(s));
+  if (bad !== undefined) {
+    throw new ConfigError("ALVEARE_TRUST_PROXY", `'${bad}' is not an address or CIDR; use true, false, a hop count, or comma-separated addresses/CIDRs`);
+  }
+  return entries;
+}
+
 /** Builds the server's configuration: flags win over env, env over the config file, the file over defaults. */
 export function loadConfig(flags: ServeFlags = {}, env: Env = process.env): ServerConfig {
   const configPath = flags.config ?? env.ALVEARE_CONFIG;
@@ -116,7 +158,7 @@ export function loadConfig(flags: ServeFlags = {}, env: Env = process.env): Serv
     dataDir: resolve(flags.dataDir ?? env.ALVEARE_DATA_DIR ?? stringAt(file, "data_dir", "") ?? "./data"),
     logLevel: env.ALVEARE_LOG_LEVEL ?? stringAt(file, "log_level", "") ?? "info",
     bodyLimit: numberAt(file, "body_limit", "", { min: 1024, max: 1024 ** 3, integer: true }) ?? DEFAULT_BODY_LIMIT,
-    adminToken: env.ALVEARE_ADMIN_TOKEN || undefined,
+    adminToken: adminTokenFrom(env.ALVEARE_ADMIN_TOKEN),
     engine: {
       parallel: numberAt(engine, "parallel", "engine.", { min: 1, max: 256, integer: true }) ?? 4,
       queue: numberAt(engine, "queue", "engine.", { min: 0, max: 100_000, integer: true }) ?? 64,
@@ -125,6 +167,7 @@ export function loadConfig(flags: ServeFlags = {}, env: Env = process.env): Serv
     models,
     specialists,
     plans,
+    trustProxy: trustProxyFrom(env.ALVEARE_TRUST_PROXY),
   };
 }
 

@@ -1,13 +1,15 @@
 import { readFile } from "node:fs/promises";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { ApiError, errors } from "../errors.js";
+import { accountError } from "../admin/account-errors.js";
 import type { AccountService } from "../gate/accounts.js";
 import { planAllows, type Plan } from "../gate/plans.js";
 import { billingPeriod } from "../metering/billing-period.js";
 import { usageReport } from "../metering/usage-report.js";
 import type { SpecialistDefinition } from "../specialists/specialist.js";
 import type { Mode, Session, Store } from "../store/store.js";
-import { bodyObject, requiredString } from "../server/validate.js";
+import { bodyObject } from "../server/validate.js";
+import { boundedString, FIELD_LIMITS, optionalBoundedString } from "./bounded-fields.js";
 import type { People } from "./people.js";
 import { checkCsrf, checkSameOrigin, readCookie, SESSION_COOKIE, setSecurityHeaders, setSessionCookie } from "./web-security.js";
 
@@ -20,10 +22,11 @@ export interface DashboardOptions {
 }
 
 const ROOT = new URL("../../../", import.meta.url);
-const ASSETS: Record<string, { file: URL; type: string }> = {
-  "app.js": { file: new URL("dist/dashboard/app.js", ROOT), type: "text/javascript; charset=utf-8" },
-  "styles.css": { file: new URL("dashboard/public/styles.css", ROOT), type: "text/css; charset=utf-8" },
-};
+/** A Map, so names like "constructor" or "__proto__" are simply not found. */
+const ASSETS: ReadonlyMap<string, { file: URL; type: string }> = new Map([
+  ["app.js", { file: new URL("dist/dashboard/app.js", ROOT), type: "text/javascript; charset=utf-8" }],
+  ["styles.css", { file: new URL("dashboard/public/styles.css", ROOT), type: "text/css; charset=utf-8" }],
+]);
 const INDEX = new URL("dashboard/public/index.html", ROOT);
 
 const notSignedIn = (): ApiError => new ApiError(401, "authentication_error", "not_signed_in", "Sign in first.");
@@ -47,7 +50,7 @@ export function dashboardRoutes(options: DashboardOptions) {
   const accountOf = async (session: Session & { memberId: string }) => {
     const member = await people.member(session.memberId);
     if (member === undefined) throw notSignedIn();
-    return { member, account: await accounts.getAccount(member.accountId) };
+    return { member, account: await accounts.getAccount(member.accountId).catch(accountError) };
   };
   const signedIn = (request: FastifyRequest, reply: FastifyReply, token: string, session: Session) => {
     setSessionCookie(request, reply, token, Math.floor((Date.parse(session.expiresAt) - Date.now()) / 1000));
@@ -62,28 +65,31 @@ export function dashboardRoutes(options: DashboardOptions) {
 
     app.get("/", async (_request, reply) => reply.type("text/html; charset=utf-8").send(await readFile(INDEX)));
     app.get<{ Params: { name: string } }>("/assets/:name", async (request, reply) => {
-      const asset = ASSETS[request.params.name];
-      if (asset === undefined) throw errors.notFound("GET", request.url);
+      const asset = ASSETS.get(request.params.name);
+      if (asset === undefined) throw errors.notFound("GET", request.url.split("?")[0] ?? "/");
       return reply.type(asset.type).send(await readFile(asset.file));
     });
 
     app.post("/api/login", async (request, reply) => {
       checkSameOrigin(request);
       const body = bodyObject(request.body);
-      const { token, session } = await people.signIn(requiredString(body, "email"), requiredString(body, "password"), request.ip);
+      const email = boundedString(body, "email", FIELD_LIMITS.email);
+      const password = boundedString(body, "password", FIELD_LIMITS.password);
+      const { token, session } = await people.signIn(email, password, request.ip);
       return signedIn(request, reply, token, session);
     });
 
     app.post("/api/admin-login", async (request, reply) => {
       checkSameOrigin(request);
-      const { token, session } = await people.signInOperator(requiredString(bodyObject(request.body), "token"), request.ip);
+      const { token, session } = await people.signInOperator(boundedString(bodyObject(request.body), "token", FIELD_LIMITS.token), request.ip);
       return signedIn(request, reply, token, session);
     });
 
     app.post("/api/invitations/accept", async (request, reply) => {
       checkSameOrigin(request);
       const body = bodyObject(request.body);
-      const { token, session } = await people.acceptInvitation(requiredString(body, "token"), requiredString(body, "password"));
+      const invitation = boundedString(body, "token", FIELD_LIMITS.token);
+      const { token, session } = await people.acceptInvitation(invitation, boundedString(body, "password", FIELD_LIMITS.password));
       return signedIn(request, reply, token, session);
     });
 
@@ -108,26 +114,26 @@ export function dashboardRoutes(options: DashboardOptions) {
 
     app.get("/api/keys", async (request) => {
       const { account } = await accountOf(await memberSession(people, request));
-      const keys = await accounts.listKeys(account.id);
+      const keys = await accounts.listKeys(account.id).catch(accountError);
       return { object: "list", data: keys.map((k) => ({ id: k.id, name: k.name, mode: k.mode, prefix: k.prefix, created_at: k.createdAt, last_used_at: k.lastUsedAt, revoked_at: k.revokedAt })) };
     });
 
     app.post("/api/keys", async (request, reply) => {
       const { account } = await accountOf(await memberSession(people, request));
       const body = bodyObject(request.body);
-      const mode = requiredString(body, "mode");
+      const mode = boundedString(body, "mode", FIELD_LIMITS.mode);
       if (mode !== "live" && mode !== "test") throw errors.invalidParameter("mode", 'must be "live" or "test".');
-      const name = typeof body.name === "string" && body.name.trim() !== "" ? body.name.trim().slice(0, 100) : undefined;
-      const { record, key } = await accounts.createKey(account.id, mode, name);
+      const name = optionalBoundedString(body, "name", FIELD_LIMITS.keyName)?.trim() || undefined;
+      const { record, key } = await accounts.createKey(account.id, mode, name).catch(accountError);
       return reply.code(201).send({ id: record.id, name: record.name, mode: record.mode, prefix: record.prefix, created_at: record.createdAt, key });
     });
 
     app.post<{ Params: { id: string } }>("/api/keys/:id/revoke", async (request) => {
       const { account } = await accountOf(await memberSession(people, request));
       // Another account's key is answered exactly like a missing one.
-      const own = (await accounts.listKeys(account.id)).some((k) => k.id === request.params.id);
+      const own = (await accounts.listKeys(account.id).catch(accountError)).some((k) => k.id === request.params.id);
       if (!own) throw new ApiError(404, "invalid_request_error", "not_found", `no key '${request.params.id}'`);
-      await accounts.revokeKey(request.params.id);
+      await accounts.revokeKey(request.params.id).catch(accountError);
       return { id: request.params.id, revoked: true };
     });
 
@@ -136,7 +142,7 @@ export function dashboardRoutes(options: DashboardOptions) {
       const query = request.query as Record<string, string | undefined>;
       const period = query.period ?? billingPeriod().key;
       if (!PERIOD.test(period)) throw errors.invalidParameter("period", "must be a month, YYYY-MM.");
-      const plan = plans[account.plan];
+      const plan = Object.hasOwn(plans, account.plan) ? plans[account.plan] : undefined;
       if (plan === undefined) throw errors.internal();
       const at = new Date(`${period}-15T00:00:00Z`);
       const report = async (mode: Mode) => ({
@@ -148,7 +154,7 @@ export function dashboardRoutes(options: DashboardOptions) {
 
     app.get("/api/plan", async (request) => {
       const { account } = await accountOf(await memberSession(people, request));
-      const plan = plans[account.plan];
+      const plan = Object.hasOwn(plans, account.plan) ? plans[account.plan] : undefined;
       if (plan === undefined) throw errors.internal();
       return {
         name: plan.name,

@@ -2,36 +2,19 @@ import { createHash } from "node:crypto";
 import { ApiError, errors } from "../errors.js";
 import { randomBase62 } from "../server/ids.js";
 import type { Member, Session, Store } from "../store/store.js";
-import { hashPassword, verifyPassword } from "./passwords.js";
+import { FIELD_LIMITS, isEmailAddress } from "./bounded-fields.js";
+import { FailureLog, type FailureLogLimits } from "./failure-log.js";
+import { checkPasswordPolicy } from "./password-policy.js";
+import { Passwords, type KeyDerivation } from "./passwords.js";
 import { sameSecret } from "./web-security.js";
 
 const SESSION_MS = 12 * 60 * 60 * 1000;
 const INVITATION_MS = 7 * 24 * 60 * 60 * 1000;
-const FAILURES_ALLOWED = 5;
-const FAILURE_WINDOW_MS = 15 * 60 * 1000;
-export const MIN_PASSWORD_LENGTH = 10;
+/** Session cookies are 43 characters; anything much longer is not worth a database lookup. */
+const MAX_SESSION_TOKEN_LENGTH = 128;
+export const SIGN_IN_LIMITS: Readonly<FailureLogLimits> = { allowed: 5, windowMs: 15 * 60 * 1000, maxKeys: 10_000 };
 
 const sha256 = (s: string): string => createHash("sha256").update(s).digest("hex");
-const EMAIL = /^[^\s@]+@[^\s@]+\.[^\s@]+$/;
-
-/** Failed sign-ins per key (an email, an address) within a sliding window. */
-class FailureLog {
-  private readonly failures = new Map<string, number[]>();
-
-  recent(key: string, now: number): number[] {
-    const list = (this.failures.get(key) ?? []).filter((t) => t > now - FAILURE_WINDOW_MS);
-    this.failures.set(key, list);
-    return list;
-  }
-
-  add(key: string, now: number): void {
-    this.recent(key, now).push(now);
-  }
-
-  clear(key: string): void {
-    this.failures.delete(key);
-  }
-}
 
 export interface StartedSession {
   /** The cookie value; only its hash is stored. */
@@ -39,20 +22,36 @@ export interface StartedSession {
   session: Session;
 }
 
+export interface PeopleOptions {
+  /** Replaces scrypt itself, so tests can observe each key derivation. */
+  derive?: KeyDerivation | undefined;
+  /** Overrides of the sign-in failure limits (tests use a small key cap). */
+  signInLimits?: Partial<FailureLogLimits> | undefined;
+}
+
 /**
  * The dashboard's people: members invited into accounts, their passwords and
- * sessions, and the operator's sessions. Sign-in failures are limited per
- * email and per client address.
+ * sessions, and the operator's sessions. Failed member sign-ins are limited per
+ * e-mail and per client address; failed admin-token checks (operator sign-in and
+ * the admin API's bearer token) per client address, on a counter of their own so
+ * neither kind of guessing locks out the other.
  */
 export class People {
-  private readonly failures = new FailureLog();
+  private readonly memberFailures: FailureLog;
+  private readonly operatorFailures: FailureLog;
+  private readonly passwords: Passwords;
 
-  constructor(private readonly store: Store, private readonly adminToken: string | undefined) {}
+  constructor(private readonly store: Store, private readonly adminToken: string | undefined, options: PeopleOptions = {}) {
+    const limits = { ...SIGN_IN_LIMITS, ...options.signInLimits };
+    this.memberFailures = new FailureLog(limits);
+    this.operatorFailures = new FailureLog(limits);
+    this.passwords = new Passwords(options.derive);
+  }
 
-  /** Creates (or re-invites) a member and returns the one-time invitation token. */
+  /** Creates (or re-invites) a member and returns the one-time invitation token; older invitations stop working. */
   async invite(accountId: string, email: string): Promise<{ member: Member; token: string }> {
-    const normalised = email.trim().toLowerCase();
-    if (!EMAIL.test(normalised)) throw errors.invalidParameter("email", "must be an email address.");
+    const normalised = normaliseEmail(email);
+    if (!isEmailAddress(normalised)) throw errors.invalidParameter("email", "must be an email address.");
     if ((await this.store.getAccount(accountId)) === undefined) throw new ApiError(404, "invalid_request_error", "not_found", `no account '${accountId}'`);
     let member = await this.store.findMemberByEmail(normalised);
     if (member !== undefined && member.accountId !== accountId) {
@@ -67,45 +66,57 @@ export class People {
     return { member, token };
   }
 
-  /** Sets the password of an invited member and signs them in. */
+  /** Sets the password of an invited member (ending the member's other sessions) and signs them in. */
   async acceptInvitation(token: string, password: string): Promise<StartedSession> {
-    if (password.length < MIN_PASSWORD_LENGTH) throw errors.invalidParameter("password", `must be at least ${MIN_PASSWORD_LENGTH} characters.`);
-    const memberId = await this.store.useInvitation(sha256(token), new Date().toISOString());
+    checkPasswordPolicy(password);
+    const memberId = token.length > FIELD_LIMITS.token ? undefined : await this.store.useInvitation(sha256(token), new Date().toISOString());
     if (memberId === undefined) throw errors.invalidParameter("token", "this invitation is invalid, used or expired; ask for a new one.");
-    await this.store.setMemberPassword(memberId, await hashPassword(password));
+    await this.store.setMemberPassword(memberId, await this.passwords.hash(password));
     return this.startSession(memberId, false);
   }
 
   async signIn(email: string, password: string, address: string): Promise<StartedSession> {
-    const normalised = email.trim().toLowerCase();
+    const normalised = normaliseEmail(email);
+    if (password.length > FIELD_LIMITS.password) throw errors.invalidParameter("password", `must be at most ${FIELD_LIMITS.password} characters.`);
+    const keys = [`email:${normalised}`, `addr:${address}`];
     const now = Date.now();
-    this.refuseIfLimited([`email:${normalised}`, `addr:${address}`], now);
+    refuseIfLimited(this.memberFailures, keys, now);
     const member = await this.store.findMemberByEmail(normalised);
-    // Verify even for unknown emails so timing does not reveal who has an account.
-    const ok = await verifyPassword(password, member?.passwordHash ?? "scrypt$1024$8$1$AAAAAAAAAAAAAAAAAAAAAA==$AAAA");
-    if (member === undefined || member.passwordHash === null || !ok) {
-      this.failures.add(`email:${normalised}`, now);
-      this.failures.add(`addr:${address}`, now);
+    // An unknown e-mail (or a member without a password yet) is checked against a
+    // decoy hash with the same parameters, so timing does not reveal who has an account.
+    const ok = await this.passwords.verify(password, member?.passwordHash);
+    if (member === undefined || !ok) {
+      for (const key of keys) this.memberFailures.add(key, now);
       throw new ApiError(401, "authentication_error", "invalid_credentials", "Wrong email or password.");
     }
-    this.failures.clear(`email:${normalised}`);
+    this.memberFailures.clear(keys[0]!);
     return this.startSession(member.id, false);
   }
 
   async signInOperator(token: string, address: string): Promise<StartedSession> {
     if (this.adminToken === undefined) throw errors.notFound("POST", "/dashboard/api/admin-login");
-    const key = `addr:${address}`;
-    const now = Date.now();
-    this.refuseIfLimited([key], now);
-    if (!sameSecret(token, this.adminToken)) {
-      this.failures.add(key, now);
-      throw errors.invalidAdminToken();
-    }
+    this.checkAdminToken(token, address);
     return this.startSession(null, true);
   }
 
+  /** 401 for a wrong admin token, 429 once the address has guessed wrong too often (even for the right token then). */
+  checkAdminToken(given: string, address: string): void {
+    const key = `addr:${address}`;
+    const now = Date.now();
+    refuseIfLimited(this.operatorFailures, [key], now);
+    if (this.adminToken === undefined || given.length > FIELD_LIMITS.token || !sameSecret(given, this.adminToken)) {
+      this.operatorFailures.add(key, now);
+      throw errors.invalidAdminToken();
+    }
+  }
+
+  /** How many keys each failure log holds now (its size is capped). */
+  failureLogSizes(): { member: number; operator: number } {
+    return { member: this.memberFailures.size, operator: this.operatorFailures.size };
+  }
+
   async session(token: string | undefined): Promise<Session | undefined> {
-    if (token === undefined || token.length === 0) return undefined;
+    if (token === undefined || token.length === 0 || token.length > MAX_SESSION_TOKEN_LENGTH) return undefined;
     return this.store.findSession(sha256(token), new Date().toISOString());
   }
 
@@ -117,14 +128,6 @@ export class People {
     return this.store.getMember(id);
   }
 
-  /** 429 while any of the keys has used up its failed sign-ins, until the oldest leaves the window. */
-  private refuseIfLimited(keys: readonly string[], now: number): void {
-    for (const key of keys) {
-      const recent = this.failures.recent(key, now);
-      if (recent.length >= FAILURES_ALLOWED) throw errors.tooManySignIns((recent[0] ?? now) + FAILURE_WINDOW_MS - now);
-    }
-  }
-
   private async startSession(memberId: string | null, admin: boolean): Promise<StartedSession> {
     const token = randomBase62(43);
     const session: Session = {
@@ -133,4 +136,17 @@ export class People {
     await this.store.createSession(session);
     return { token, session };
   }
+}
+
+/** Lower-cased and trimmed; 400 beyond the longest address SMTP allows, before it is used as a key anywhere. */
+function normaliseEmail(email: string): string {
+  const normalised = email.trim().toLowerCase();
+  if (normalised.length > FIELD_LIMITS.email) throw errors.invalidParameter("email", `must be at most ${FIELD_LIMITS.email} characters.`);
+  return normalised;
+}
+
+/** 429 while any of the keys has used up its failed attempts, until the oldest leaves the window. */
+function refuseIfLimited(log: FailureLog, keys: readonly string[], now: number): void {
+  const wait = Math.max(...keys.map((key) => log.retryAfterMs(key, now)));
+  if (wait > 0) throw errors.tooManySignIns(wait);
 }

@@ -25,15 +25,22 @@ export function setSecurityHeaders(reply: FastifyReply): void {
   reply.header("cross-origin-opener-policy", "same-origin");
 }
 
+/** A cookie's value; undefined when absent or not valid percent-encoding (a broken cookie is no session). */
 export function readCookie(request: FastifyRequest, name: string): string | undefined {
   for (const part of (request.headers.cookie ?? "").split(";")) {
     const eq = part.indexOf("=");
-    if (eq !== -1 && part.slice(0, eq).trim() === name) return decodeURIComponent(part.slice(eq + 1).trim());
+    if (eq !== -1 && part.slice(0, eq).trim() === name) {
+      try {
+        return decodeURIComponent(part.slice(eq + 1).trim());
+      } catch {
+        return undefined;
+      }
+    }
   }
   return undefined;
 }
 
-/** HttpOnly and SameSite=Strict always; Secure whenever the dashboard is served over TLS. */
+/** HttpOnly and SameSite=Strict always; Secure whenever the dashboard is served over TLS (or a trusted proxy says it is). */
 export function setSessionCookie(request: FastifyRequest, reply: FastifyReply, token: string, maxAgeSeconds: number): void {
   const secure = request.protocol === "https" ? "; Secure" : "";
   reply.header("set-cookie", `${SESSION_COOKIE}=${token}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAgeSeconds}${secure}`);
@@ -41,14 +48,20 @@ export function setSessionCookie(request: FastifyRequest, reply: FastifyReply, t
 
 const forbidden = (message: string): ApiError => new ApiError(403, "permission_error", "csrf_failed", message);
 
+/** "https://host:443" and "https://host" are the same origin (a proxy may name the port in X-Forwarded-Host). */
+const withoutDefaultPort = (origin: string): string => origin.toLowerCase().replace(/^(https:\/\/[^/]*):443$|^(http:\/\/[^/]*):80$/, "$1$2");
+
 /**
- * Refuses requests another site made the browser send: a foreign Origin or
+ * Refuses requests another site made the browser send: a foreign Origin (compared
+ * with the scheme and host a trusted proxy forwarded, when there is one) or
  * Sec-Fetch-Site, or a body that is not JSON (which a cross-site form could post
  * without a CORS preflight).
  */
 export function checkSameOrigin(request: FastifyRequest): void {
   const origin = request.headers.origin;
-  if (origin !== undefined && origin !== `${request.protocol}://${request.headers.host ?? ""}`) throw forbidden("Cross-site request refused.");
+  if (origin !== undefined && withoutDefaultPort(origin) !== withoutDefaultPort(`${request.protocol}://${request.host}`)) {
+    throw forbidden("Cross-site request refused.");
+  }
   const site = request.headers["sec-fetch-site"];
   if (site !== undefined && site !== "same-origin" && site !== "none") throw forbidden("Cross-site request refused.");
   if (request.method !== "GET" && request.method !== "HEAD" && !(request.headers["content-type"] ?? "").startsWith("application/json")) {

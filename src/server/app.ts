@@ -22,6 +22,8 @@ export interface AppOptions {
   logger: Logger;
   version: string;
   bodyLimit: number;
+  /** Whose X-Forwarded-* headers set request.ip, protocol and host (Fastify's trustProxy); false when absent. */
+  trustProxy?: boolean | number | string[] | undefined;
   /** Aborted when the server shuts down, so in-flight generations stop. */
   shutdown: AbortSignal;
   /** Extra /v1 routes, behind the gate's authentication (usage). */
@@ -44,12 +46,19 @@ function toApiError(error: FastifyError | Error, bodyLimit: number): ApiError {
   return errors.internal();
 }
 
+/**
+ * A hop count trusts that many proxies nearest the server, the connecting peer
+ * included (Fastify 5 alone would trust none for a number), as Express does.
+ */
+const trustHops = (hops: number) => (_address: string, hop: number): boolean => hop < hops;
+
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: options.logger as FastifyBaseLogger,
     // Fastify's own request lines are off: we write one richer line per request.
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: "request_id" }),
     bodyLimit: options.bodyLimit,
+    trustProxy: typeof options.trustProxy === "number" ? trustHops(options.trustProxy) : (options.trustProxy ?? false),
     genReqId: (req) => {
       const given = req.headers["x-request-id"];
       return typeof given === "string" && CLIENT_REQUEST_ID.test(given) ? given : requestId();

@@ -108,7 +108,9 @@ export interface Store {
   createMember(member: Member): Promise<void>;
   getMember(id: string): Promise<Member | undefined>;
   findMemberByEmail(email: string): Promise<Member | undefined>;
+  /** Sets a member's password and ends all of the member's sessions, atomically. */
   setMemberPassword(id: string, passwordHash: string): Promise<void>;
+  /** Stores the member's one live invitation: any earlier unused one stops working. */
   createInvitation(tokenHash: string, memberId: string, expiresAt: string): Promise<void>;
   /** Marks an unexpired, unused invitation used and returns its member; undefined otherwise. */
   useInvitation(tokenHash: string, now: string): Promise<string | undefined>;

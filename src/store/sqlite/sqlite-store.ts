@@ -285,11 +285,17 @@ export class SqliteStore implements Store {
   }
 
   async setMemberPassword(id: string, passwordHash: string): Promise<void> {
-    this.statements.setPassword.run(passwordHash, id);
+    this.db.transaction(() => {
+      this.statements.setPassword.run(passwordHash, id);
+      this.db.prepare("DELETE FROM sessions WHERE member_id = ?").run(id);
+    })();
   }
 
   async createInvitation(tokenHash: string, memberId: string, expiresAt: string): Promise<void> {
-    this.statements.insertInvitation.run(tokenHash, memberId, expiresAt);
+    this.db.transaction(() => {
+      this.db.prepare("DELETE FROM invitations WHERE member_id = ? AND used_at IS NULL").run(memberId);
+      this.statements.insertInvitation.run(tokenHash, memberId, expiresAt);
+    })();
   }
 
   async useInvitation(tokenHash: string, now: string): Promise<string | undefined> {

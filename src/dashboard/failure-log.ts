@@ -1,0 +1,59 @@
+export interface FailureLogLimits {
+  /** Failures a key may have within the window before it is refused. */
+  allowed: number;
+  windowMs: number;
+  /** Keys kept at most; beyond it the least recently failed are forgotten first. */
+  maxKeys: number;
+}
+
+/**
+ * Failed sign-ins per key (an e-mail, a client address) within a sliding window.
+ * Reads store nothing, each key keeps at most `allowed` timestamps, and the number
+ * of keys is capped, so a flood of distinct e-mails cannot grow it without bound.
+ */
+export class FailureLog {
+  /** Ordered by last failure, oldest first: a key is re-inserted whenever it fails. */
+  private readonly failures = new Map<string, number[]>();
+
+  constructor(private readonly limits: FailureLogLimits) {}
+
+  /** Milliseconds until the key may try again, or 0 when it may try now. */
+  retryAfterMs(key: string, now: number): number {
+    const recent = this.recent(key, now);
+    if (recent.length < this.limits.allowed) return 0;
+    return Math.max(1, (recent[recent.length - this.limits.allowed] ?? now) + this.limits.windowMs - now);
+  }
+
+  add(key: string, now: number): void {
+    const recent = this.recent(key, now);
+    recent.push(now);
+    this.failures.delete(key);
+    this.failures.set(key, recent.slice(-this.limits.allowed));
+    this.forgetExpired(now);
+    for (const oldest of this.failures.keys()) {
+      if (this.failures.size <= this.limits.maxKeys) break;
+      this.failures.delete(oldest);
+    }
+  }
+
+  clear(key: string): void {
+    this.failures.delete(key);
+  }
+
+  /** Keys held now, for tests and diagnostics. */
+  get size(): number {
+    return this.failures.size;
+  }
+
+  private recent(key: string, now: number): number[] {
+    return (this.failures.get(key) ?? []).filter((t) => t > now - this.limits.windowMs);
+  }
+
+  /** Keys whose last failure left the window; the oldest come first, so stop at the first live one. */
+  private forgetExpired(now: number): void {
+    for (const [key, times] of this.failures) {
+      if ((times[times.length - 1] ?? 0) > now - this.limits.windowMs) break;
+      this.failures.delete(key);
+    }
+  }
+}

@@ -1,0 +1,32 @@
+import { errors } from "../errors.js";
+
+export const MIN_PASSWORD_LENGTH = 12;
+export const MAX_PASSWORD_LENGTH = 1024;
+
+/**
+ * Passwords of the allowed length that appear near the top of every leaked-password
+ * list; a guesser tries these first, so they are refused whatever their case.
+ */
+const COMMON_PASSWORDS: ReadonlySet<string> = new Set([
+  "123456789012", "1234567890123", "12345678901234", "123456789123", "1234567890qwerty", "qwertyuiop12",
+  "qwerty123456", "qwertyuiopasdf", "qwertyqwerty", "1q2w3e4r5t6y", "1qaz2wsx3edc", "zaq12wsxcde3",
+  "password1234", "password12345", "password123456", "passwordpassword", "password1234567", "p@ssw0rd1234",
+  "iloveyou1234", "letmein12345", "welcome12345", "welcome123456", "changeme1234", "administrator",
+  "admin1234567", "adminadmin12", "abcdefghijkl", "abcdefghijklm", "abcd12345678", "abc123456789",
+  "football1234", "baseball1234", "monkey123456", "dragon123456", "sunshine1234", "princess1234",
+  "trustno11234", "superman1234", "starwars1234", "whatever1234", "masterkey123", "correcthorsebatterystaple",
+  "correct horse battery staple", "alveare12345", "alveare123456", "alvearealveare",
+]);
+
+/**
+ * Refuses the weakest passwords with a 400 naming `password`: too short or too
+ * long, only whitespace, one repeated character, or a well-known password.
+ */
+export function checkPasswordPolicy(password: string): void {
+  const refuse = (why: string) => errors.invalidParameter("password", why);
+  if (password.length < MIN_PASSWORD_LENGTH) throw refuse(`must be at least ${MIN_PASSWORD_LENGTH} characters.`);
+  if (password.length > MAX_PASSWORD_LENGTH) throw refuse(`must be at most ${MAX_PASSWORD_LENGTH} characters.`);
+  if (password.trim().length === 0) throw refuse("must not be only whitespace.");
+  if (new Set(password).size === 1) throw refuse("must not repeat a single character.");
+  if (COMMON_PASSWORDS.has(password.toLowerCase())) throw refuse("is one of the most common passwords; choose another.");
+}

@@ -1,0 +1,143 @@
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { loadConfig } from "../src/config/config.js";
+import { ApiError } from "../src/errors.js";
+import { isEmailAddress } from "../src/dashboard/bounded-fields.js";
+import { FailureLog } from "../src/dashboard/failure-log.js";
+import { checkPasswordPolicy } from "../src/dashboard/password-policy.js";
+import { scryptDerivation, type KeyDerivation, type ScryptParameters } from "../src/dashboard/passwords.js";
+import { People } from "../src/dashboard/people.js";
+import { SqliteStore } from "../src/store/sqlite/sqlite-store.js";
+import { tempDir } from "./helpers/fixtures.js";
+
+const ADMIN_TOKEN = "an-operator-token-of-at-least-32-characters";
+const status = (error: unknown): number | undefined => (error instanceof ApiError ? error.status : undefined);
+
+describe("the sign-in failure log", () => {
+  it("stays at or under its cap however many distinct keys fail", () => {
+    const log = new FailureLog({ allowed: 5, windowMs: 60_000, maxKeys: 100 });
+    for (let i = 0; i < 5000; i++) log.add(`email:user-${i}@example.com`, 1_000 + i);
+    assert.equal(log.size, 100);
+    assert.equal(log.retryAfterMs("email:user-4999@example.com", 7_000), 0, "one failure is not a lockout");
+  });
+
+  it("stores nothing on a read and forgets keys whose failures left the window", () => {
+    const log = new FailureLog({ allowed: 2, windowMs: 1_000, maxKeys: 100 });
+    for (let i = 0; i < 1000; i++) log.retryAfterMs(`email:${i}`, 0);
+    assert.equal(log.size, 0);
+    log.add("addr:a", 0);
+    log.add("addr:a", 10);
+    assert.equal(log.retryAfterMs("addr:a", 20), 980, "locked until the older failure leaves the window");
+    for (let i = 0; i < 50; i++) log.add("addr:a", 20 + i);
+    assert.equal(log.retryAfterMs("addr:a", 100), 968, "only the last `allowed` failures (68 and 69) are kept");
+    log.add("addr:b", 5_000);
+    assert.equal(log.size, 1, "addr:a expired and was forgotten");
+  });
+});
+
+describe("People's sign-in", () => {
+  let store: SqliteStore;
+  let derivations: ScryptParameters[] = [];
+  let salts: number[] = [];
+  const recording: KeyDerivation = (password, salt, parameters) => {
+    derivations.push({ ...parameters });
+    salts.push(salt.length);
+    return scryptDerivation(password, salt, parameters);
+  };
+  let people: People;
+
+  before(async () => {
+    store = new SqliteStore(join(tempDir(), "people.db"));
+    await store.createAccount({ id: "acct_people", name: "people", plan: "solo", status: "active", createdAt: new Date().toISOString() });
+    people = new People(store, ADMIN_TOKEN, { derive: recording, signInLimits: { maxKeys: 8 } });
+    const { token } = await people.invite("acct_people", "erin@example.com");
+    await people.acceptInvitation(token, "erin's real password");
+    await people.invite("acct_people", "pending@example.com");
+  });
+  after(async () => {
+    await store.close();
+  });
+
+  it("does one key derivation with identical parameters for a wrong password, an unknown e-mail and a member without a password", async () => {
+    const observe = async (email: string) => {
+      derivations = [];
+      salts = [];
+      await assert.rejects(people.signIn(email, "a wrong password", "10.0.0.1"), (e) => status(e) === 401);
+      return { derivations, salts };
+    };
+    const wrongPassword = await observe("erin@example.com");
+    const unknown = await observe("nobody@example.com");
+    const pending = await observe("pending@example.com");
+    assert.equal(wrongPassword.derivations.length, 1);
+    assert.deepEqual(unknown, wrongPassword);
+    assert.deepEqual(pending, wrongPassword);
+    assert.deepEqual(wrongPassword.derivations[0], { N: 32768, r: 8, p: 1, keyLength: 32 });
+    assert.deepEqual(wrongPassword.salts, [16]);
+  });
+
+  it("answers an over-long e-mail with a 400 before anything is stored or derived", async () => {
+    const fresh = new People(store, ADMIN_TOKEN, { derive: recording });
+    derivations = [];
+    await assert.rejects(fresh.signIn(`${"a".repeat(1024 * 1024)}@example.com`, "some password", "10.0.0.2"), (e) => status(e) === 400);
+    assert.deepEqual(fresh.failureLogSizes(), { member: 0, operator: 0 });
+    assert.equal(derivations.length, 0);
+  });
+
+  it("keeps no entry for the e-mails of a locked-out address", async () => {
+    const fresh = new People(store, ADMIN_TOKEN);
+    for (let i = 0; i < 5; i++) await assert.rejects(fresh.signIn(`guess-${i}@example.com`, "wrong password", "10.0.0.3"), (e) => status(e) === 401);
+    const before = fresh.failureLogSizes().member;
+    for (let i = 0; i < 2000; i++) {
+      await assert.rejects(fresh.signIn(`flood-${i}-${"x".repeat(200)}@example.com`, "wrong password", "10.0.0.3"), (e) => status(e) === 429);
+    }
+    assert.equal(fresh.failureLogSizes().member, before);
+    assert.ok(before <= 6);
+  });
+
+  it("caps the failure log when many addresses fail with distinct e-mails", async () => {
+    for (let i = 0; i < 10; i++) {
+      await assert.rejects(people.signIn(`spray-${i}@example.com`, "wrong password", `10.1.0.${i}`), (e) => status(e) === 401);
+    }
+    assert.ok(people.failureLogSizes().member <= 8, JSON.stringify(people.failureLogSizes()));
+  });
+});
+
+describe("e-mail addresses", () => {
+  it("are checked in linear time, even on a million dots", () => {
+    assert.equal(isEmailAddress(`a@${".".repeat(1_000_000)}b`), false);
+    assert.equal(isEmailAddress(`${"a.".repeat(500_000)}@b`), false);
+  });
+
+  it("accept ordinary addresses and refuse malformed ones", () => {
+    for (const ok of ["a@b.co", "first.last+tag@mail.example.org", "x@sub.domain.example"]) assert.equal(isEmailAddress(ok), true, ok);
+    for (const bad of ["", "a", "@b.co", "a@", "a@b", "a@b.", "a@.b", "a@b..co", "a b@c.co", "a@b@c.co", "a@b.co\u00a0", `${"l".repeat(65)}@b.co`, `a@${"d".repeat(64)}.co`]) {
+      assert.equal(isEmailAddress(bad), false, JSON.stringify(bad));
+    }
+  });
+});
+
+describe("the password policy", () => {
+  it("refuses short, whitespace, repeated and common passwords, naming password", () => {
+    for (const weak of ["elevenchars", " ".repeat(20), "\t\n \t\n \t\n \t\n", "zzzzzzzzzzzzzz", "password1234", "QWERTY123456", "x".repeat(1025)]) {
+      assert.throws(() => checkPasswordPolicy(weak), (e: unknown) => e instanceof ApiError && e.status === 400 && e.param === "password", JSON.stringify(weak));
+    }
+    for (const fine of ["twelve chars", "correct horse battery", "ünïcödé pässwörd"]) assert.doesNotThrow(() => checkPasswordPolicy(fine), fine);
+  });
+});
+
+describe("ALVEARE_TRUST_PROXY", () => {
+  const trust = (value: string) => loadConfig({}, { ALVEARE_TRUST_PROXY: value }).trustProxy;
+  it("takes Fastify's forms: booleans, a hop count, addresses and CIDRs", () => {
+    assert.equal(loadConfig({}, {}).trustProxy, false);
+    assert.equal(trust("false"), false);
+    assert.equal(trust("true"), true);
+    assert.equal(trust("2"), 2);
+    assert.deepEqual(trust("127.0.0.1, 10.0.0.0/8,::1,fd00::/8,loopback"), ["127.0.0.1", "10.0.0.0/8", "::1", "fd00::/8", "loopback"]);
+  });
+  it("refuses anything else in one line naming the variable", () => {
+    for (const bad of ["yes", "10.0.0.0/33", "proxy.example", "127.0.0.1,,10.0.0.1"]) {
+      assert.throws(() => trust(bad), (e: Error) => /^configuration error at ALVEARE_TRUST_PROXY: [^\n]+$/.test(e.message), bad);
+    }
+  });
+});
