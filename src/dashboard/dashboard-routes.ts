@@ -7,7 +7,8 @@ import { billingPeriod } from "../metering/billing-period.js";
 import { usageReport } from "../metering/usage-report.js";
 import type { SpecialistDefinition } from "../specialists/specialist.js";
 import type { Mode, Session, Store } from "../store/store.js";
-import { bodyObject, requiredString } from "../server/validate.js";
+import { dashboardRequests } from "../api/schemas/dashboard.js";
+import { parseBody } from "../schema/request-errors.js";
 import type { People } from "./people.js";
 import { checkCsrf, checkSameOrigin, readCookie, SESSION_COOKIE, setSecurityHeaders, setSessionCookie } from "./web-security.js";
 
@@ -69,21 +70,21 @@ export function dashboardRoutes(options: DashboardOptions) {
 
     app.post("/api/login", async (request, reply) => {
       checkSameOrigin(request);
-      const body = bodyObject(request.body);
-      const { token, session } = await people.signIn(requiredString(body, "email"), requiredString(body, "password"), request.ip);
+      const body = parseBody(dashboardRequests.signIn, request.body);
+      const { token, session } = await people.signIn(body.email, body.password, request.ip);
       return signedIn(request, reply, token, session);
     });
 
     app.post("/api/admin-login", async (request, reply) => {
       checkSameOrigin(request);
-      const { token, session } = await people.signInOperator(requiredString(bodyObject(request.body), "token"), request.ip);
+      const { token, session } = await people.signInOperator(parseBody(dashboardRequests.operatorSignIn, request.body).token, request.ip);
       return signedIn(request, reply, token, session);
     });
 
     app.post("/api/invitations/accept", async (request, reply) => {
       checkSameOrigin(request);
-      const body = bodyObject(request.body);
-      const { token, session } = await people.acceptInvitation(requiredString(body, "token"), requiredString(body, "password"));
+      const body = parseBody(dashboardRequests.acceptInvitation, request.body);
+      const { token, session } = await people.acceptInvitation(body.token, body.password);
       return signedIn(request, reply, token, session);
     });
 
@@ -114,11 +115,9 @@ export function dashboardRoutes(options: DashboardOptions) {
 
     app.post("/api/keys", async (request, reply) => {
       const { account } = await accountOf(await memberSession(people, request));
-      const body = bodyObject(request.body);
-      const mode = requiredString(body, "mode");
-      if (mode !== "live" && mode !== "test") throw errors.invalidParameter("mode", 'must be "live" or "test".');
+      const body = parseBody(dashboardRequests.createKey, request.body);
       const name = typeof body.name === "string" && body.name.trim() !== "" ? body.name.trim().slice(0, 100) : undefined;
-      const { record, key } = await accounts.createKey(account.id, mode, name);
+      const { record, key } = await accounts.createKey(account.id, body.mode, name);
       return reply.code(201).send({ id: record.id, name: record.name, mode: record.mode, prefix: record.prefix, created_at: record.createdAt, key });
     });
 
