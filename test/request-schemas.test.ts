@@ -132,6 +132,17 @@ describe("request schemas: Ajv errors mapped to the error catalogue", () => {
     assert.equal(refusal(schema, { v: 1, s: "c" })[2], "Invalid 's': must be \"a\" or \"b\", got \"c\".");
   });
 
+  it("any other keyword: still a 400 naming the parameter, never a thrown mapper", () => {
+    const schema = compileSchema(Type.Object({
+      a: Type.Optional(Type.Not(Type.String())),
+      b: Type.Optional(Type.String({ pattern: "^x" })),
+      c: Type.Optional(Type.Object({ d: Type.Integer() }, { if: { type: "object", required: ["d"], properties: { d: { type: "integer" } } }, then: { type: "object", properties: { d: { type: "integer", minimum: 5 } } } })),
+    }));
+    assert.deepEqual(refusal(schema, { a: "s" }), ["invalid_parameter", "a", "Invalid 'a': is not valid."]);
+    assert.deepEqual(refusal(schema, { b: "y" }), ["invalid_parameter", "b", "Invalid 'b': is not valid."]);
+    assert.deepEqual(refusal(schema, { c: { d: 1 } }), ["invalid_parameter", "c.d", "Invalid 'c.d': must be at least 5, got 1."]);
+  });
+
   it("discriminator: the tag is named, or the whole part where the schema says so", () => {
     const format = ["invalid_parameter", "response_format.type", "Invalid 'response_format.type': must be \"text\", \"json_object\" or \"json_schema\"."];
     assert.deepEqual(refusal(chatCompletionRequest, chat({ response_format: { type: "xml" } })), format);

@@ -20,10 +20,17 @@ export type SchemaNode = Readonly<Record<string, unknown>>;
 
 const isNode = (v: unknown): v is SchemaNode => typeof v === "object" && v !== null && !Array.isArray(v);
 
-const childNode = (node: SchemaNode, key: string): SchemaNode => {
+/** Keywords holding schemas by property name: a step into one reaches a named parameter. */
+const NAMED_CHILDREN = new Set(["properties", "patternProperties"]);
+/** Keywords whose schema applies one level down in the input (a property's value, a key, an item). */
+const ONE_KEY_DEEPER = new Set(["additionalProperties", "propertyNames", "items", "prefixItems", "contains", "unevaluatedProperties", "unevaluatedItems"]);
+/** Steps into a property of an object (not an item of an array): that property words its own errors. */
+const FORGETS_WORDING = new Set(["additionalProperties", "propertyNames", "unevaluatedProperties"]);
+
+/** A subschema, or a list or table of them (indexable alike). */
+const childOf = (node: SchemaNode, key: string): SchemaNode | undefined => {
   const child = Object.hasOwn(node, key) ? node[key] : undefined;
-  if (!isNode(child) && !Array.isArray(child)) throw new Error(`schema path leads nowhere at '${key}'`);
-  return child as SchemaNode;
+  return typeof child === "object" && child !== null ? (child as SchemaNode) : undefined;
 };
 
 const decodePointer = (pointer: string): string[] =>
@@ -57,22 +64,14 @@ export function locateError(root: SchemaNode, data: unknown, error: ErrorObject)
   consider(steps.length === 1);
   for (let i = 0; i < steps.length - 1; i++) {
     const step = steps[i] as string;
-    if (step === "properties" || step === "patternProperties") {
-      node = childNode(childNode(node, step), steps[++i] as string);
-      depth++;
-      worded = undefined;
-    } else if (step === "additionalProperties" || step === "propertyNames") {
-      node = childNode(node, step);
-      depth++;
-      worded = undefined;
-    } else if (step === "items") {
-      node = childNode(node, step);
-      depth++;
-    } else if (step === "oneOf" || step === "anyOf" || step === "allOf") {
-      node = childNode(childNode(node, step), steps[++i] as string);
-    } else {
-      throw new Error(`schema step '${step}' is not supported by the error mapper`);
-    }
+    const named = NAMED_CHILDREN.has(step);
+    let next = childOf(node, step);
+    // A list of schemas (oneOf, prefixItems) or a table of them (properties): the next step picks one.
+    if (next !== undefined && (Array.isArray(next) || named)) next = childOf(next, steps[++i] as string);
+    if (next === undefined) break;
+    node = next;
+    if (named || ONE_KEY_DEEPER.has(step)) depth++;
+    if (named || FORGETS_WORDING.has(step)) worded = undefined;
     consider(i === steps.length - 2);
   }
   const path = instance.slice(0, worded ? worded.depth : instance.length);
