@@ -143,6 +143,13 @@ describe("admin API", () => {
     assert.equal((await call(server, "GET", "/accounts/acct_nope")).status, 404);
     assert.equal((await call(server, "POST", "/keys/key_nope/revoke")).status, 404);
     assert.equal((await call(server, "PATCH", "/accounts/acct_nope", { status: "frozen" })).status, 400);
+    // A plan name is looked up as the table's own key, never one its prototype has.
+    for (const plan of ["constructor", "toString", "__proto__"]) {
+      assert.equal((await call(server, "POST", "/accounts", { name: "x", plan })).status, 400, plan);
+    }
+    const account = await call(server, "POST", "/accounts", { name: "x", plan: "solo" });
+    const patched = await call(server, "PATCH", `/accounts/${String(account.json.id)}`, { plan: "hasOwnProperty" });
+    assert.deepEqual([patched.status, (patched.json.error as { code: string }).code], [400, "invalid_parameter"]);
   });
 });
 

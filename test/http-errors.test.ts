@@ -43,6 +43,12 @@ describe("HTTP contract: errors and request ids", () => {
   it("rejects n other than 1", () => expectError("/v1/chat/completions", { model: "alveare-chat", messages: [{ role: "user", content: "x" }], n: 2 }, 400, "invalid_parameter", "n"));
   it("rejects an unknown response_format", () => expectError("/v1/chat/completions", { model: "alveare-chat", messages: [{ role: "user", content: "x" }], response_format: { type: "xml" } }, 400, "invalid_parameter", "response_format.type"));
   it("rejects a json_schema format without a schema", () => expectError("/v1/chat/completions", { model: "alveare-chat", messages: [{ role: "user", content: "x" }], response_format: { type: "json_schema", json_schema: { name: "x" } } }, 400, "missing_parameter", "response_format.json_schema.schema"));
+  it("coerces nothing: a number sent as a string is refused", () =>
+    expectError("/v1/infer", { specialist: "classify", prompt: "x", max_tokens: "5" }, 400, "invalid_parameter", "max_tokens", /expected an integer, got string "5"/));
+  for (const role of ["constructor", "__proto__", "toString"]) {
+    it(`rejects the message role ${role}, which only an object's prototype knows`, () =>
+      expectError("/v1/chat/completions", { model: "alveare-chat", messages: [{ role, content: "x" }] }, 400, "invalid_parameter", "messages[0].role"));
+  }
   it("rejects a stream flag that is not a boolean", () => expectError("/v1/chat/completions", { model: "alveare-chat", messages: [{ role: "user", content: "x" }], stream: "yes" }, 400, "invalid_parameter", "stream"));
   it("rejects a prompt longer than the specialist's context", () =>
     expectError("/v1/infer", { specialist: "tiny", prompt: "word ".repeat(200) }, 400, "context_length_exceeded", "messages", /64 tokens/));
@@ -88,5 +94,24 @@ describe("HTTP contract: errors and request ids", () => {
     assert.equal(line.specialist, "classify");
     assert.equal(typeof line.latency_ms, "number");
     assert.equal((line.prompt_tokens as number) + (line.completion_tokens as number), r.json.tokens_used);
+  });
+});
+
+describe("HTTP contract: hostile bodies within the size limit", () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startTestServer({});
+  });
+  after(async () => {
+    await server.close();
+  });
+
+  it("answers 400, not 500, for a 100,000-deep array where a number belongs", async () => {
+    const deep = `${"[".repeat(100_000)}${"]".repeat(100_000)}`;
+    const r = await postJson(`${server.url}/v1/infer`, `{"specialist":"classify","prompt":"x","max_tokens":${deep}}`);
+    assert.equal(r.status, 400, JSON.stringify(r.json));
+    assert.deepEqual(r.json.error, {
+      message: "Invalid 'max_tokens': expected an integer, got array.", type: "invalid_request_error", code: "invalid_parameter", param: "max_tokens",
+    });
   });
 });

@@ -4,8 +4,8 @@ import type { AccountService } from "../gate/accounts.js";
 import type { Plan } from "../gate/plans.js";
 import { usageReport } from "../metering/usage-report.js";
 import type { Account, ApiKeyRecord, Mode, Store } from "../store/store.js";
-import { bodyObject } from "../server/validate.js";
-import { boundedString, FIELD_LIMITS, optionalBoundedString } from "../dashboard/bounded-fields.js";
+import { adminRequests } from "../api/schemas/admin.js";
+import { parseBody } from "../schema/request-errors.js";
 import type { People } from "../dashboard/people.js";
 import { checkCsrf, readCookie, SESSION_COOKIE, setSecurityHeaders } from "../dashboard/web-security.js";
 import { accountError } from "./account-errors.js";
@@ -26,8 +26,7 @@ const keyJson = (k: ApiKeyRecord) => ({
 });
 
 /** A plan name from the request, checked with Object.hasOwn so "constructor" or "__proto__" is just unknown. */
-function planName(plans: Readonly<Record<string, Plan>>, body: Record<string, unknown>): string {
-  const plan = boundedString(body, "plan", FIELD_LIMITS.plan);
+function planName(plans: Readonly<Record<string, Plan>>, plan: string): string {
   if (!Object.hasOwn(plans, plan)) throw errors.invalidParameter("plan", `unknown plan '${plan}' (plans: ${Object.keys(plans).join(", ")}).`);
   return plan;
 }
@@ -65,16 +64,15 @@ export function adminApi(options: AdminApiOptions) {
 
     /** An invitation link for a member of the account; the token travels in the URL fragment, which browsers never send to a server. */
     app.post<{ Params: { id: string } }>("/accounts/:id/invitations", async (request, reply) => {
-      const { member, token } = await options.people.invite(request.params.id, boundedString(bodyObject(request.body), "email", FIELD_LIMITS.email));
+      const { member, token } = await options.people.invite(request.params.id, parseBody(adminRequests.inviteMember, request.body).email);
       return reply.code(201).send({ member_id: member.id, email: member.email, invite_path: `/dashboard/#invite=${token}` });
     });
 
     app.get("/accounts", async () => ({ object: "list", data: (await accounts.listAccounts()).map(accountJson) }));
 
     app.post("/accounts", async (request, reply) => {
-      const body = bodyObject(request.body);
-      const name = boundedString(body, "name", FIELD_LIMITS.name);
-      const account = await accounts.createAccount(name, planName(plans, body)).catch(accountError);
+      const body = parseBody(adminRequests.createAccount, request.body);
+      const account = await accounts.createAccount(body.name, planName(plans, body.plan)).catch(accountError);
       return reply.code(201).send(accountJson(account));
     });
 
@@ -82,14 +80,10 @@ export function adminApi(options: AdminApiOptions) {
       accountJson(await accounts.getAccount(request.params.id).catch(accountError)));
 
     app.patch<{ Params: { id: string } }>("/accounts/:id", async (request) => {
-      const body = bodyObject(request.body);
+      const body = parseBody(adminRequests.updateAccount, request.body);
       let account: Account | undefined;
-      if (body.plan !== undefined) account = await accounts.changePlan(request.params.id, planName(plans, body)).catch(accountError);
-      if (body.status !== undefined) {
-        const status = boundedString(body, "status", FIELD_LIMITS.status);
-        if (status !== "active" && status !== "suspended") throw errors.invalidParameter("status", 'must be "active" or "suspended".');
-        account = await accounts.setStatus(request.params.id, status).catch(accountError);
-      }
+      if (body.plan !== undefined) account = await accounts.changePlan(request.params.id, planName(plans, body.plan)).catch(accountError);
+      if (body.status !== undefined) account = await accounts.setStatus(request.params.id, body.status).catch(accountError);
       if (account === undefined) throw errors.missingParameter("plan");
       return accountJson(account);
     });
@@ -99,11 +93,8 @@ export function adminApi(options: AdminApiOptions) {
     }));
 
     app.post<{ Params: { id: string } }>("/accounts/:id/keys", async (request, reply) => {
-      const body = request.body === undefined ? {} : bodyObject(request.body);
-      const mode = optionalBoundedString(body, "mode", FIELD_LIMITS.mode) ?? "live";
-      if (mode !== "live" && mode !== "test") throw errors.invalidParameter("mode", 'must be "live" or "test".');
-      const name = optionalBoundedString(body, "name", FIELD_LIMITS.keyName);
-      const { record, key } = await accounts.createKey(request.params.id, mode, name).catch(accountError);
+      const body = request.body === undefined ? {} : parseBody(adminRequests.createKey, request.body);
+      const { record, key } = await accounts.createKey(request.params.id, body.mode ?? "live", body.name).catch(accountError);
       return reply.code(201).send({ ...keyJson(record), key });
     });
 

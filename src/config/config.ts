@@ -3,9 +3,10 @@ import { isIP } from "node:net";
 import { resolve } from "node:path";
 import type { SpecialistDefinition } from "../specialists/specialist.js";
 import { ConfigError } from "./config-error.js";
-import { isFields, numberAt, objectAt, onlyKeys, stringAt, type Fields } from "./fields.js";
 import { parseSpecialists } from "./specialists-config.js";
 import { parsePlans, type Plan } from "../gate/plans.js";
+import { parseConfigPart } from "../schema/config-errors.js";
+import { configFile, type ConfigFile } from "./schemas.js";
 
 export const DEFAULT_MODEL_URI = "hf:Qwen/Qwen2.5-0.5B-Instruct-GGUF/qwen2.5-0.5b-instruct-q4_k_m.gguf";
 export const DEFAULT_BODY_LIMIT = 1024 * 1024;
@@ -53,7 +54,7 @@ export interface ServeFlags {
 
 type Env = Readonly<Record<string, string | undefined>>;
 
-function readConfigFile(path: string): Fields {
+function readConfigFile(path: string): ConfigFile {
   let text: string;
   try {
     text = readFileSync(path, "utf8");
@@ -66,8 +67,8 @@ function readConfigFile(path: string): Fields {
   } catch (error) {
     throw new ConfigError(path, `not valid JSON: ${(error as Error).message}`);
   }
-  if (!isFields(parsed)) throw new ConfigError(path, "the file must hold a JSON object");
-  return parsed;
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new ConfigError(path, "the file must hold a JSON object");
+  return parseConfigPart(configFile, parsed, "");
 }
 
 function intFrom(value: string | undefined, field: string, min: number, max: number): number | undefined {
@@ -77,13 +78,11 @@ function intFrom(value: string | undefined, field: string, min: number, max: num
   return n;
 }
 
-function threadsFrom(env: string | undefined, file: unknown): number | "auto" {
+function threadsFrom(env: string | undefined, file: number | "auto" | undefined): number | "auto" {
   if (env !== undefined && env !== "") {
     return env === "auto" ? "auto" : (intFrom(env, "ALVEARE_THREADS", 1, 1024) ?? "auto");
   }
-  if (file === undefined || file === "auto") return "auto";
-  if (typeof file === "number" && Number.isInteger(file) && file >= 1 && file <= 1024) return file;
-  throw new ConfigError("engine.threads", "must be \"auto\" or an integer between 1 and 1024");
+  return file ?? "auto";
 }
 
 function adminTokenFrom(value: string | undefined): string | undefined {
@@ -122,49 +121,46 @@ function trustProxyFrom(value: string | undefined): TrustProxy {
 /** Builds the server's configuration: flags win over env, env over the config file, the file over defaults. */
 export function loadConfig(flags: ServeFlags = {}, env: Env = process.env): ServerConfig {
   const configPath = flags.config ?? env.ALVEARE_CONFIG;
-  const file = configPath ? readConfigFile(configPath) : {};
-  onlyKeys(file, ["port", "host", "data_dir", "log_level", "body_limit", "database_url", "redis_url", "engine", "models", "specialists", "plans"], "");
-  const engine = objectAt(file, "engine", "") ?? {};
-  onlyKeys(engine, ["parallel", "queue", "threads"], "engine.");
-  const models: Record<string, string> = {};
-  const fileModels = objectAt(file, "models", "") ?? {};
-  for (const name of Object.keys(fileModels)) models[name] = stringAt(fileModels, name, "models.") ?? "";
+  const file: ConfigFile = configPath ? readConfigFile(configPath) : {};
+  const engine = file.engine ?? {};
+  // A Map: model names come from the file, and `constructor` must not look defined.
+  const models = new Map(Object.entries(file.models ?? {}));
   const model = flags.model ?? env.ALVEARE_MODEL;
-  if (model) models.base = model;
-  models.base ??= DEFAULT_MODEL_URI;
+  if (model) models.set("base", model);
+  if (!models.has("base")) models.set("base", DEFAULT_MODEL_URI);
 
   const specialists = parseSpecialists(file.specialists);
   const plans = parsePlans(file.plans);
   const known = new Set(specialists.map((s) => s.id));
-  for (const name of Object.keys(isFields(file.plans) ? file.plans : {})) {
+  for (const name of Object.keys(file.plans ?? {})) {
     const listed = plans[name]?.specialists;
     for (const id of listed === "*" || listed === undefined ? [] : listed) {
       if (!known.has(id)) throw new ConfigError(`plans.${name}.specialists`, `'${id}' is not a specialist of this server`);
     }
   }
   for (const s of specialists) {
-    if (s.remote === undefined && !(s.model in models) && !looksLikeModelLocation(s.model)) {
+    if (s.remote === undefined && !models.has(s.model) && !looksLikeModelLocation(s.model)) {
       throw new ConfigError(`specialists.${s.id}.model`, `'${s.model}' is neither a name in 'models' nor a .gguf path or hf: URI`);
     }
   }
   // Refuse rather than silently run single-node: limits would not be shared across nodes.
-  const databaseUrl = env.ALVEARE_DATABASE_URL || stringAt(file, "database_url", "");
+  const databaseUrl = env.ALVEARE_DATABASE_URL || file.database_url;
   if (databaseUrl) throw new ConfigError("ALVEARE_DATABASE_URL", "PostgreSQL is not supported yet; unset it to use SQLite in the data dir");
-  const redisUrl = env.ALVEARE_REDIS_URL || stringAt(file, "redis_url", "");
+  const redisUrl = env.ALVEARE_REDIS_URL || file.redis_url;
   if (redisUrl) throw new ConfigError("ALVEARE_REDIS_URL", "Redis is not supported yet; unset it to keep rate limits in this process");
   return {
-    port: intFrom(flags.port, "--port", 0, 65535) ?? intFrom(env.ALVEARE_PORT, "ALVEARE_PORT", 0, 65535) ?? numberAt(file, "port", "", { min: 0, max: 65535, integer: true }) ?? 8080,
-    host: flags.host ?? env.ALVEARE_HOST ?? stringAt(file, "host", "") ?? "127.0.0.1",
-    dataDir: resolve(flags.dataDir ?? env.ALVEARE_DATA_DIR ?? stringAt(file, "data_dir", "") ?? "./data"),
-    logLevel: env.ALVEARE_LOG_LEVEL ?? stringAt(file, "log_level", "") ?? "info",
-    bodyLimit: numberAt(file, "body_limit", "", { min: 1024, max: 1024 ** 3, integer: true }) ?? DEFAULT_BODY_LIMIT,
+    port: intFrom(flags.port, "--port", 0, 65535) ?? intFrom(env.ALVEARE_PORT, "ALVEARE_PORT", 0, 65535) ?? file.port ?? 8080,
+    host: flags.host ?? env.ALVEARE_HOST ?? file.host ?? "127.0.0.1",
+    dataDir: resolve(flags.dataDir ?? env.ALVEARE_DATA_DIR ?? file.data_dir ?? "./data"),
+    logLevel: env.ALVEARE_LOG_LEVEL ?? file.log_level ?? "info",
+    bodyLimit: file.body_limit ?? DEFAULT_BODY_LIMIT,
     adminToken: adminTokenFrom(env.ALVEARE_ADMIN_TOKEN),
     engine: {
-      parallel: numberAt(engine, "parallel", "engine.", { min: 1, max: 256, integer: true }) ?? 4,
-      queue: numberAt(engine, "queue", "engine.", { min: 0, max: 100_000, integer: true }) ?? 64,
+      parallel: engine.parallel ?? 4,
+      queue: engine.queue ?? 64,
       threads: threadsFrom(env.ALVEARE_THREADS, engine.threads),
     },
-    models,
+    models: Object.fromEntries(models),
     specialists,
     plans,
     trustProxy: trustProxyFrom(env.ALVEARE_TRUST_PROXY),

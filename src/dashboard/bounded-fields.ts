@@ -1,33 +1,6 @@
-import { errors } from "../errors.js";
-import { requiredString, type JsonObject } from "../server/validate.js";
+import { FIELD_LIMITS } from "../api/schemas/admin.js";
 
-/**
- * The longest value each string field of a dashboard or admin request may have.
- * Checked before anything else happens, so no oversized value is ever hashed,
- * looked up or remembered.
- */
-export const FIELD_LIMITS = {
-  email: 254,
-  password: 1024,
-  token: 1024,
-  name: 200,
-  keyName: 100,
-  plan: 64,
-  mode: 16,
-  status: 16,
-} as const;
-
-/** A required string no longer than `max` characters; 400 naming the field otherwise. */
-export function boundedString(body: JsonObject, name: string, max: number): string {
-  const value = requiredString(body, name);
-  if (value.length > max) throw errors.invalidParameter(name, `must be at most ${max} characters.`);
-  return value;
-}
-
-/** Like boundedString, but absent (or null) is undefined. */
-export function optionalBoundedString(body: JsonObject, name: string, max: number): string | undefined {
-  return body[name] === undefined || body[name] === null ? undefined : boundedString(body, name, max);
-}
+export { FIELD_LIMITS };
 
 /**
  * A linear check that a string looks like an e-mail address: one "@", a local part

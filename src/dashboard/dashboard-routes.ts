@@ -8,8 +8,8 @@ import { billingPeriod } from "../metering/billing-period.js";
 import { usageReport } from "../metering/usage-report.js";
 import type { SpecialistDefinition } from "../specialists/specialist.js";
 import type { Mode, Session, Store } from "../store/store.js";
-import { bodyObject } from "../server/validate.js";
-import { boundedString, FIELD_LIMITS, optionalBoundedString } from "./bounded-fields.js";
+import { dashboardRequests } from "../api/schemas/dashboard.js";
+import { parseBody } from "../schema/request-errors.js";
 import type { People } from "./people.js";
 import { checkCsrf, checkSameOrigin, readCookie, SESSION_COOKIE, setSecurityHeaders, setSessionCookie } from "./web-security.js";
 
@@ -72,24 +72,21 @@ export function dashboardRoutes(options: DashboardOptions) {
 
     app.post("/api/login", async (request, reply) => {
       checkSameOrigin(request);
-      const body = bodyObject(request.body);
-      const email = boundedString(body, "email", FIELD_LIMITS.email);
-      const password = boundedString(body, "password", FIELD_LIMITS.password);
-      const { token, session } = await people.signIn(email, password, request.ip);
+      const body = parseBody(dashboardRequests.signIn, request.body);
+      const { token, session } = await people.signIn(body.email, body.password, request.ip);
       return signedIn(request, reply, token, session);
     });
 
     app.post("/api/admin-login", async (request, reply) => {
       checkSameOrigin(request);
-      const { token, session } = await people.signInOperator(boundedString(bodyObject(request.body), "token", FIELD_LIMITS.token), request.ip);
+      const { token, session } = await people.signInOperator(parseBody(dashboardRequests.operatorSignIn, request.body).token, request.ip);
       return signedIn(request, reply, token, session);
     });
 
     app.post("/api/invitations/accept", async (request, reply) => {
       checkSameOrigin(request);
-      const body = bodyObject(request.body);
-      const invitation = boundedString(body, "token", FIELD_LIMITS.token);
-      const { token, session } = await people.acceptInvitation(invitation, boundedString(body, "password", FIELD_LIMITS.password));
+      const body = parseBody(dashboardRequests.acceptInvitation, request.body);
+      const { token, session } = await people.acceptInvitation(body.token, body.password);
       return signedIn(request, reply, token, session);
     });
 
@@ -120,11 +117,9 @@ export function dashboardRoutes(options: DashboardOptions) {
 
     app.post("/api/keys", async (request, reply) => {
       const { account } = await accountOf(await memberSession(people, request));
-      const body = bodyObject(request.body);
-      const mode = boundedString(body, "mode", FIELD_LIMITS.mode);
-      if (mode !== "live" && mode !== "test") throw errors.invalidParameter("mode", 'must be "live" or "test".');
-      const name = optionalBoundedString(body, "name", FIELD_LIMITS.keyName)?.trim() || undefined;
-      const { record, key } = await accounts.createKey(account.id, mode, name).catch(accountError);
+      const body = parseBody(dashboardRequests.createKey, request.body);
+      const name = body.name?.trim() || undefined;
+      const { record, key } = await accounts.createKey(account.id, body.mode, name).catch(accountError);
       return reply.code(201).send({ id: record.id, name: record.name, mode: record.mode, prefix: record.prefix, created_at: record.createdAt, key });
     });
 

@@ -12,7 +12,7 @@ export class AccountService {
 
   async createAccount(name: string, plan: string): Promise<Account> {
     if (name.trim().length === 0) throw new AccountError("the account name must not be empty");
-    if (this.plans[plan] === undefined) throw new AccountError(`unknown plan '${plan}' (plans: ${Object.keys(this.plans).join(", ")})`);
+    if (!Object.hasOwn(this.plans, plan)) throw new AccountError(`unknown plan '${plan}' (plans: ${Object.keys(this.plans).join(", ")})`);
     const account: Account = { id: `acct_${randomBase62(16)}`, name, plan, status: "active", createdAt: new Date().toISOString() };
     await this.store.createAccount(account);
     return account;
@@ -47,7 +47,7 @@ export class AccountService {
   }
 
   async changePlan(id: string, plan: string): Promise<Account> {
-    if (this.plans[plan] === undefined) throw new AccountError(`unknown plan '${plan}' (plans: ${Object.keys(this.plans).join(", ")})`);
+    if (!Object.hasOwn(this.plans, plan)) throw new AccountError(`unknown plan '${plan}' (plans: ${Object.keys(this.plans).join(", ")})`);
     if (!(await this.store.updateAccount(id, { plan }))) throw new AccountError(`no account '${id}'`, true);
     return this.getAccount(id);
   }

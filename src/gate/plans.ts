@@ -1,5 +1,6 @@
 import { ConfigError } from "../config/config-error.js";
-import { isFields, numberAt, onlyKeys, stringListAt } from "../config/fields.js";
+import { plansTable } from "../config/schemas.js";
+import { parseConfigPart } from "../schema/config-errors.js";
 
 export interface Plan {
   name: string;
@@ -11,6 +12,8 @@ export interface Plan {
   requestsPerMonth: number;
   /** Specialist ids, or "*" for all of them. */
   specialists: readonly string[] | "*";
+  /** Most API keys one account may hold; no limit when absent. */
+  maxKeys?: number | undefined;
 }
 
 export const DEFAULT_PLANS: Readonly<Record<string, Plan>> = {
@@ -28,27 +31,21 @@ export const planAllows = (plan: Plan, specialistId: string): boolean =>
  * by field, a new name adds a plan (all fields required).
  */
 export function parsePlans(raw: unknown): Record<string, Plan> {
-  const plans: Record<string, Plan> = { ...DEFAULT_PLANS };
-  if (raw === undefined) return plans;
-  if (!isFields(raw)) throw new ConfigError("plans", "must be an object keyed by plan name");
-  for (const [name, value] of Object.entries(raw)) {
-    const path = `plans.${name}.`;
-    if (!/^[a-z0-9][a-z0-9_-]{0,40}$/.test(name)) throw new ConfigError(`plans.${name}`, "name must be lowercase letters, digits, '-' or '_'");
-    if (!isFields(value)) throw new ConfigError(`plans.${name}`, "must be an object");
-    onlyKeys(value, ["requests_per_minute", "requests_per_month", "window_seconds", "specialists"], path);
-    const base = plans[name];
+  const plans = new Map(Object.entries(DEFAULT_PLANS));
+  if (raw === undefined) return Object.fromEntries(plans);
+  for (const [name, value] of Object.entries(parseConfigPart(plansTable, raw, "plans"))) {
+    const base = plans.get(name);
     const missing = (field: string): never => {
-      throw new ConfigError(`${path}${field}`, "is required for a new plan");
+      throw new ConfigError(`plans.${name}.${field}`, "is required for a new plan");
     };
-    const specialists = value.specialists === "*" ? "*" : stringListAt(value, "specialists", path);
-    const windowSeconds = numberAt(value, "window_seconds", path, { min: 0.1, max: 86_400 });
-    plans[name] = {
+    plans.set(name, {
       name,
-      requestsPerWindow: numberAt(value, "requests_per_minute", path, { min: 1, max: 10_000_000, integer: true }) ?? base?.requestsPerWindow ?? missing("requests_per_minute"),
-      windowMs: windowSeconds !== undefined ? Math.round(windowSeconds * 1000) : (base?.windowMs ?? 60_000),
-      requestsPerMonth: numberAt(value, "requests_per_month", path, { min: 0, max: 1e12, integer: true }) ?? base?.requestsPerMonth ?? missing("requests_per_month"),
-      specialists: specialists ?? base?.specialists ?? missing("specialists"),
-    };
+      requestsPerWindow: value.requests_per_minute ?? base?.requestsPerWindow ?? missing("requests_per_minute"),
+      windowMs: value.window_seconds !== undefined ? Math.round(value.window_seconds * 1000) : (base?.windowMs ?? 60_000),
+      requestsPerMonth: value.requests_per_month ?? base?.requestsPerMonth ?? missing("requests_per_month"),
+      specialists: value.specialists ?? base?.specialists ?? missing("specialists"),
+      maxKeys: value.max_keys ?? base?.maxKeys,
+    });
   }
-  return plans;
+  return Object.fromEntries(plans);
 }

@@ -1,9 +1,7 @@
+import { chatCompletionRequest, CHAT_ROLES, type ChatCompletionRequestBody } from "../../api/schemas/chat-completions.js";
 import { MODEL_PREFIX } from "../../api/types.js";
 import type { ChatMessage, OutputConstraint, Role } from "../../engines/types.js";
-import { errors } from "../../errors.js";
-import {
-  bodyObject, isObject, optionalBoolean, optionalNumber, optionalObject, requiredString, SAMPLING, type JsonObject,
-} from "../validate.js";
+import { parseBody } from "../../schema/request-errors.js";
 
 /** A validated chat completion request in the terms the specialist layer uses. */
 export interface ChatRequest {
@@ -20,86 +18,40 @@ export interface ChatRequest {
   constraint?: OutputConstraint | undefined;
 }
 
-const ROLES: Record<string, Role> = { system: "system", developer: "system", user: "user", assistant: "assistant" };
+/** Keyed by client input, so a Map: `constructor` or `__proto__` must not find anything. */
+const ROLES: ReadonlyMap<(typeof CHAT_ROLES)[number], Role> = new Map([
+  ["system", "system"], ["developer", "system"], ["user", "user"], ["assistant", "assistant"],
+]);
 
-function parseContent(value: unknown, param: string): string {
-  if (typeof value === "string") return value;
-  if (!Array.isArray(value)) throw errors.invalidParameter(param, "expected a string or an array of text parts.");
-  return value
-    .map((part: unknown, i) => {
-      const p = `${param}[${i}]`;
-      if (!isObject(part) || part.type !== "text") throw errors.invalidParameter(p, "only parts of type 'text' are supported.");
-      return requiredString(part, "text", `${p}.text`);
-    })
-    .join("\n");
-}
+const toMessage = (m: ChatCompletionRequestBody["messages"][number]): ChatMessage => ({
+  role: ROLES.get(m.role) ?? "user",
+  content: typeof m.content === "string" ? m.content : m.content.map((part) => part.text).join("\n"),
+});
 
-function parseMessages(o: JsonObject): ChatMessage[] {
-  const raw = o.messages;
-  if (raw === undefined || raw === null) throw errors.missingParameter("messages");
-  if (!Array.isArray(raw)) throw errors.invalidParameter("messages", "expected an array of message objects.");
-  if (raw.length === 0) throw errors.invalidParameter("messages", "must contain at least one message.");
-  return raw.map((m: unknown, i): ChatMessage => {
-    const p = `messages[${i}]`;
-    if (!isObject(m)) throw errors.invalidParameter(p, "expected a message object.");
-    const roleName = requiredString(m, "role", `${p}.role`);
-    const role = ROLES[roleName];
-    if (role === undefined) throw errors.invalidParameter(`${p}.role`, `must be "system", "user" or "assistant", got "${roleName}".`);
-    if (m.content === undefined || m.content === null) throw errors.missingParameter(`${p}.content`);
-    return { role, content: parseContent(m.content, `${p}.content`) };
-  });
-}
-
-function parseStop(o: JsonObject): string[] {
-  const v = o.stop;
-  if (v === undefined || v === null) return [];
-  const list = typeof v === "string" ? [v] : v;
-  if (!Array.isArray(list) || list.length > 4 || !list.every((s) => typeof s === "string" && s.length > 0)) {
-    throw errors.invalidParameter("stop", "expected a non-empty string or an array of up to 4 non-empty strings.");
-  }
-  return list as string[];
-}
-
-function parseResponseFormat(o: JsonObject): OutputConstraint | undefined {
-  const rf = optionalObject(o, "response_format");
-  if (rf === undefined) return undefined;
-  switch (rf.type) {
-    case "text":
-      return undefined;
+function toConstraint(format: ChatCompletionRequestBody["response_format"]): OutputConstraint | undefined {
+  switch (format?.type) {
     case "json_object":
       return { type: "json_object" };
-    case "json_schema": {
-      const js = optionalObject(rf, "json_schema", "response_format.json_schema");
-      if (js === undefined) throw errors.missingParameter("response_format.json_schema");
-      const schema = optionalObject(js, "schema", "response_format.json_schema.schema");
-      if (schema === undefined) throw errors.missingParameter("response_format.json_schema.schema");
-      return { type: "json_schema", schema };
-    }
+    case "json_schema":
+      return { type: "json_schema", schema: format.json_schema.schema };
     default:
-      throw errors.invalidParameter("response_format.type", 'must be "text", "json_object" or "json_schema".');
+      return undefined;
   }
 }
 
 export function parseChatRequest(body: unknown): ChatRequest {
-  const o = bodyObject(body);
-  const model = requiredString(o, "model");
-  const messages = parseMessages(o);
-  // Only one choice per request is served: n other than 1 is refused, not silently ignored.
-  optionalNumber(o, "n", { min: 1, max: 1, integer: true });
-  const maxTokens = optionalNumber(o, "max_tokens", SAMPLING.maxTokens) ?? optionalNumber(o, "max_completion_tokens", SAMPLING.maxTokens);
-  const streamOptions = optionalObject(o, "stream_options");
+  const o = parseBody(chatCompletionRequest, body);
   return {
-    model,
-    specialistId: model.startsWith(MODEL_PREFIX) ? model.slice(MODEL_PREFIX.length) : "",
-    messages,
-    maxTokens,
-    temperature: optionalNumber(o, "temperature", SAMPLING.temperature),
-    topP: optionalNumber(o, "top_p", SAMPLING.topP),
-    seed: optionalNumber(o, "seed", SAMPLING.seed),
-    stop: parseStop(o),
-    stream: optionalBoolean(o, "stream") ?? false,
-    includeUsage: (streamOptions && optionalBoolean(streamOptions, "include_usage", "stream_options.include_usage")) ?? false,
-    constraint: parseResponseFormat(o),
+    model: o.model,
+    specialistId: o.model.startsWith(MODEL_PREFIX) ? o.model.slice(MODEL_PREFIX.length) : "",
+    messages: o.messages.map(toMessage),
+    maxTokens: o.max_tokens ?? o.max_completion_tokens ?? undefined,
+    temperature: o.temperature ?? undefined,
+    topP: o.top_p ?? undefined,
+    seed: o.seed ?? undefined,
+    stop: o.stop === undefined || o.stop === null ? [] : typeof o.stop === "string" ? [o.stop] : o.stop,
+    stream: o.stream ?? false,
+    includeUsage: o.stream_options?.include_usage ?? false,
+    constraint: toConstraint(o.response_format),
   };
 }
-

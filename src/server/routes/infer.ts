@@ -1,26 +1,19 @@
 import type { FastifyInstance } from "fastify";
 import type { InferRequest, InferResponse } from "../../api/types.js";
-import { errors } from "../../errors.js";
 import type { AppOptions } from "../app.js";
 import { inferenceId } from "../ids.js";
-import { bodyObject, optionalNumber, requiredString, SAMPLING } from "../validate.js";
+import { inferRequest } from "../../api/schemas/infer.js";
+import { parseBody } from "../../schema/request-errors.js";
 import { findSpecialist, runInference } from "./run-inference.js";
 
 function parseInferRequest(body: unknown): InferRequest {
-  const o = bodyObject(body);
-  const request: InferRequest = {
-    specialist: requiredString(o, "specialist"),
-    prompt: requiredString(o, "prompt"),
-  };
-  if (request.prompt.length === 0) throw errors.invalidParameter("prompt", "must not be empty.");
-  const maxTokens = optionalNumber(o, "max_tokens", SAMPLING.maxTokens);
-  const temperature = optionalNumber(o, "temperature", SAMPLING.temperature);
-  const topP = optionalNumber(o, "top_p", SAMPLING.topP);
-  const seed = optionalNumber(o, "seed", SAMPLING.seed);
-  if (maxTokens !== undefined) request.max_tokens = maxTokens;
-  if (temperature !== undefined) request.temperature = temperature;
-  if (topP !== undefined) request.top_p = topP;
-  if (seed !== undefined) request.seed = seed;
+  const o = parseBody(inferRequest, body);
+  const request: InferRequest = { specialist: o.specialist, prompt: o.prompt };
+  // null means absent: the SDK's type has no nulls.
+  if (o.max_tokens != null) request.max_tokens = o.max_tokens;
+  if (o.temperature != null) request.temperature = o.temperature;
+  if (o.top_p != null) request.top_p = o.top_p;
+  if (o.seed != null) request.seed = o.seed;
   return request;
 }
 

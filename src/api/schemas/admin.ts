@@ -1,0 +1,45 @@
+import { Type, type Static } from "@sinclair/typebox";
+import { problem, StringEnum } from "../../schema/builders.js";
+import { compileSchema } from "../../schema/compile.js";
+
+/** Request bodies of the operator's API under /admin/api. */
+
+/**
+ * The longest value each string field of a dashboard or admin request may have.
+ * Checked before anything else happens, so no oversized value is ever hashed,
+ * looked up or remembered.
+ */
+export const FIELD_LIMITS = {
+  email: 254,
+  password: 1024,
+  token: 1024,
+  name: 200,
+  keyName: 100,
+  plan: 64,
+} as const;
+
+export const KEY_MODES = ["live", "test"] as const;
+export const KeyMode = StringEnum(KEY_MODES, problem({ enum: 'must be "live" or "test".' }));
+
+/** POST /admin/api/accounts */
+export const CreateAccountSchema = Type.Object({ name: Type.String({ maxLength: FIELD_LIMITS.name }), plan: Type.String({ maxLength: FIELD_LIMITS.plan }) });
+
+/** PATCH /admin/api/accounts/:id: at least one of the two. */
+export const UpdateAccountSchema = Type.Object({
+  plan: Type.Optional(Type.String({ maxLength: FIELD_LIMITS.plan })),
+  status: Type.Optional(StringEnum(["active", "suspended"], problem({ enum: 'must be "active" or "suspended".' }))),
+});
+export type UpdateAccountBody = Static<typeof UpdateAccountSchema>;
+
+/** POST /admin/api/accounts/:id/keys (the body may be left out: a live key without a name). */
+export const CreateKeySchema = Type.Object({ mode: Type.Optional(KeyMode), name: Type.Optional(Type.String({ maxLength: FIELD_LIMITS.keyName })) });
+
+/** POST /admin/api/accounts/:id/invitations */
+export const InviteMemberSchema = Type.Object({ email: Type.String({ maxLength: FIELD_LIMITS.email }) });
+
+export const adminRequests = {
+  createAccount: compileSchema(CreateAccountSchema),
+  updateAccount: compileSchema(UpdateAccountSchema),
+  createKey: compileSchema(CreateKeySchema),
+  inviteMember: compileSchema(InviteMemberSchema),
+};

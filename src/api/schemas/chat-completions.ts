@@ -1,0 +1,52 @@
+import { Type, type Static } from "@sinclair/typebox";
+import { Nullable, problem, StringEnum, TaggedUnion } from "../../schema/builders.js";
+import { compileSchema } from "../../schema/compile.js";
+import { MaxTokens, Seed, Temperature, TopP } from "./sampling.js";
+
+/** `developer` is OpenAI's newer name for `system`. */
+export const CHAT_ROLES = ["system", "developer", "user", "assistant"] as const;
+
+const TextPart = TaggedUnion("type", [Type.Object({ type: Type.Literal("text"), text: Type.String() })], problem("only parts of type 'text' are supported."));
+
+const MessageContent = Type.Unsafe<string | Array<Static<typeof TextPart>>>({
+  type: ["string", "array"],
+  items: TextPart,
+  ...problem({ type: "expected a string or an array of text parts." }),
+});
+
+const Message = Type.Object({ role: StringEnum(CHAT_ROLES), content: MessageContent }, problem({ type: "expected a message object." }));
+
+const Stop = Type.Unsafe<string | string[] | null>({
+  type: ["string", "array", "null"],
+  minLength: 1,
+  maxItems: 4,
+  items: { type: "string", minLength: 1 },
+  ...problem("expected a non-empty string or an array of up to 4 non-empty strings."),
+});
+
+/** The json_schema's `schema` is the client's own JSON Schema: opaque here, its size and depth are checked where it is compiled. */
+const ResponseFormat = Nullable(TaggedUnion("type", [
+  Type.Object({ type: Type.Literal("text") }),
+  Type.Object({ type: Type.Literal("json_object") }),
+  Type.Object({ type: Type.Literal("json_schema"), json_schema: Type.Object({ schema: Type.Object({}) }) }),
+]));
+
+/** POST /v1/chat/completions. Fields it does not name are ignored, as OpenAI does. */
+export const ChatCompletionRequestSchema = Type.Object({
+  model: Type.String({ description: "alveare-<specialist id>" }),
+  messages: Type.Array(Message, { minItems: 1, ...problem({ type: "expected an array of message objects.", minItems: "must contain at least one message." }) }),
+  // Only one choice per request is served: n other than 1 is refused, not silently ignored.
+  n: Type.Optional(Nullable(Type.Integer({ minimum: 1, maximum: 1 }))),
+  max_tokens: MaxTokens,
+  max_completion_tokens: MaxTokens,
+  temperature: Temperature,
+  top_p: TopP,
+  seed: Seed,
+  stop: Type.Optional(Stop),
+  stream: Type.Optional(Nullable(Type.Boolean())),
+  stream_options: Type.Optional(Nullable(Type.Object({ include_usage: Type.Optional(Nullable(Type.Boolean())) }))),
+  response_format: Type.Optional(ResponseFormat),
+});
+export type ChatCompletionRequestBody = Static<typeof ChatCompletionRequestSchema>;
+
+export const chatCompletionRequest = compileSchema(ChatCompletionRequestSchema);
