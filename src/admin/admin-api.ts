@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
-import { ApiError, errors } from "../errors.js";
-import { AccountError, type AccountService } from "../gate/accounts.js";
-import type { Plan } from "../gate/plans.js";
+import { errors } from "../errors.js";
+import type { AccountService } from "../gate/accounts.js";
+import { findPlan, type Plan } from "../gate/plans.js";
 import { usageReport } from "../metering/usage-report.js";
 import type { Account, ApiKeyRecord, Mode, Store } from "../store/store.js";
 import { bodyObject, requiredString } from "../server/validate.js";
@@ -23,11 +23,8 @@ const keyJson = (k: ApiKeyRecord) => ({
   created_at: k.createdAt, last_used_at: k.lastUsedAt, revoked_at: k.revokedAt,
 });
 
+/** An AccountError is already a catalogue error (400 naming its parameter, 403, 404): it goes out as it is. */
 function accountError(error: unknown): never {
-  if (error instanceof AccountError) {
-    if (error.notFound) throw new ApiError(404, "invalid_request_error", "not_found", error.message);
-    throw errors.invalidParameter("body", error.message);
-  }
   throw error;
 }
 
@@ -111,7 +108,7 @@ export function adminApi(options: AdminApiOptions) {
 
     app.get<{ Params: { id: string } }>("/accounts/:id/usage", async (request) => {
       const account = await accounts.getAccount(request.params.id).catch(accountError);
-      const plan = plans[account.plan];
+      const plan = findPlan(plans, account.plan);
       if (plan === undefined) throw errors.internal();
       return usageReport(store, plan, account.id, modeOf(request));
     });

@@ -2,8 +2,8 @@ import { readFile } from "node:fs/promises";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { ApiError, errors } from "../errors.js";
 import type { AccountService } from "../gate/accounts.js";
-import { planAllows, type Plan } from "../gate/plans.js";
-import { billingPeriod } from "../metering/billing-period.js";
+import { findPlan, planAllows, type Plan } from "../gate/plans.js";
+import { billingPeriod, FIRST_PERIOD_YEAR, parsePeriod } from "../metering/billing-period.js";
 import { usageReport } from "../metering/usage-report.js";
 import type { SpecialistDefinition } from "../specialists/specialist.js";
 import type { Mode, Session, Store } from "../store/store.js";
@@ -27,7 +27,6 @@ const ASSETS: Record<string, { file: URL; type: string }> = {
 const INDEX = new URL("dashboard/public/index.html", ROOT);
 
 const notSignedIn = (): ApiError => new ApiError(401, "authentication_error", "not_signed_in", "Sign in first.");
-const PERIOD = /^\d{4}-(0[1-9]|1[0-2])$/;
 
 /** The member's session, its CSRF token checked for state changes; 401 without one. */
 async function memberSession(people: People, request: FastifyRequest): Promise<Session & { memberId: string }> {
@@ -134,21 +133,20 @@ export function dashboardRoutes(options: DashboardOptions) {
     app.get("/api/usage", async (request) => {
       const { account } = await accountOf(await memberSession(people, request));
       const query = request.query as Record<string, string | undefined>;
-      const period = query.period ?? billingPeriod().key;
-      if (!PERIOD.test(period)) throw errors.invalidParameter("period", "must be a month, YYYY-MM.");
-      const plan = plans[account.plan];
+      const period = query.period === undefined ? billingPeriod() : parsePeriod(query.period);
+      if (period === undefined) throw errors.invalidParameter("period", `must be a month, YYYY-MM, from ${FIRST_PERIOD_YEAR}-01 to 9999-12.`);
+      const plan = findPlan(plans, account.plan);
       if (plan === undefined) throw errors.internal();
-      const at = new Date(`${period}-15T00:00:00Z`);
       const report = async (mode: Mode) => ({
-        ...(await usageReport(store, plan, account.id, mode, at)),
-        daily: await store.dailyRequests(account.id, mode, period),
+        ...(await usageReport(store, plan, account.id, mode, period)),
+        daily: await store.dailyRequests(account.id, mode, period.key),
       });
-      return { period, live: await report("live"), test: await report("test") };
+      return { period: period.key, live: await report("live"), test: await report("test") };
     });
 
     app.get("/api/plan", async (request) => {
       const { account } = await accountOf(await memberSession(people, request));
-      const plan = plans[account.plan];
+      const plan = findPlan(plans, account.plan);
       if (plan === undefined) throw errors.internal();
       return {
         name: plan.name,
