@@ -97,7 +97,10 @@ const rows = [
 ];
 db.close();
 
-console.log(`ledger: ${ROWS.toLocaleString("en")} requests in one account and month (written in ${(writeMs / 1000).toFixed(1)} s); migration 3 backfilled the aggregates in ${(migrateMs / 1000).toFixed(1)} s\n`);
-console.log("| query | ledger scan (before) ms | aggregates ms | speed-up |");
-console.log("|---|---|---|---|");
-for (const r of rows) console.log(`| ${r.query} | ${r.old.toFixed(1)} | ${r.now.toFixed(3)} | ${Math.round(r.old / r.now).toLocaleString("en")}× |`);
+const print = (line: string): void => {
+  process.stdout.write(`${line}\n`);
+};
+print(`ledger: ${ROWS.toLocaleString("en")} requests in one account and month (written in ${(writeMs / 1000).toFixed(1)} s); migration 3 backfilled the aggregates in ${(migrateMs / 1000).toFixed(1)} s\n`);
+print("| query | ledger scan (before) ms | aggregates ms | speed-up |");
+print("|---|---|---|---|");
+for (const r of rows) print(`| ${r.query} | ${r.old.toFixed(1)} | ${r.now.toFixed(3)} | ${Math.round(r.old / r.now).toLocaleString("en")}× |`);
