@@ -247,6 +247,12 @@ describe("account service rules", () => {
     await store.close();
   });
 
+  it("reads max_keys from the config's plans and refuses a nonsensical one", () => {
+    assert.equal(parsePlans({ solo: { max_keys: 3 } }).solo!.maxKeys, 3);
+    assert.equal(parsePlans({ solo: { requests_per_minute: 5 } }).solo!.maxKeys, 25);
+    for (const bad of [0, -1, 2.5, "3"]) assert.throws(() => parsePlans({ solo: { max_keys: bad } }), /plans\.solo\.max_keys/);
+  });
+
   it("defaults the cap to 25 keys", async () => {
     const { store, accounts } = service();
     assert.equal(DEFAULT_PLANS.solo!.maxKeys, 25);
