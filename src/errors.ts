@@ -80,4 +80,12 @@ export const errors = {
       "retry-after": String(retryAfterSeconds),
     }),
   upstream: (status: 502 | 503 | 504, message: string) => new ApiError(status, "server_error", "upstream_error", message),
+  keyLimitReached: (limit: number, mode: string) =>
+    new ApiError(403, "permission_error", "key_limit_reached",
+      `This account already has ${limit} unrevoked ${mode} API keys, its plan's limit. Revoke one before creating another.`),
+  keyCreationSuspended: () =>
+    new ApiError(403, "permission_error", "account_suspended", "This account is suspended: it cannot create API keys until it is reactivated."),
+  unknownPlan: (plan: string, known: readonly string[]) =>
+    invalid("invalid_parameter", `Invalid 'plan': there is no plan '${plan}'. Plans: ${known.join(", ")}.`, "plan"),
+  notFoundResource: (message: string) => new ApiError(404, "invalid_request_error", "not_found", message),
 } as const;

@@ -1,9 +1,12 @@
 import assert from "node:assert/strict";
+import { writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import Database from "better-sqlite3";
 import { SqliteStore } from "../src/store/sqlite/sqlite-store.js";
-import { cliKey, spawnServe, tempDir, tinyModel } from "./helpers/fixtures.js";
+import { cliKey, flakySpecialist, spawnServe, tempDir, tinyModel } from "./helpers/fixtures.js";
 
 describe("crash safety", () => {
   it("loses no request a client saw succeed when the server is killed with SIGKILL mid-load", async () => {
@@ -50,5 +53,61 @@ describe("crash safety", () => {
     assert.ok(finished >= succeeded.length);
     // The quota counter and the ledger never disagree, even across a crash.
     assert.equal(counted, events);
+  });
+
+  it("bills only what clients received: requests a killed server never answered are given back at restart", async () => {
+    // An upstream that accepts requests and never answers holds them admitted and unfinished.
+    const hanging = createServer((req, res) => {
+      if (req.method === "GET") res.writeHead(200, { "content-type": "application/json" }).end('{"object":"list","data":[]}');
+    });
+    await new Promise<void>((r) => hanging.listen(0, "127.0.0.1", r));
+    const dataDir = tempDir();
+    const config = join(tempDir(), "config.json");
+    writeFileSync(config, JSON.stringify({ specialists: { hang: flakySpecialist(`http://127.0.0.1:${(hanging.address() as AddressInfo).port}/v1`) } }));
+    const env = { ...process.env, ALVEARE_THREADS: "1", ALVEARE_LOG_LEVEL: "warn", ALVEARE_DATA_DIR: dataDir, ALVEARE_CONFIG: config };
+    const { key } = cliKey(dataDir, "scale", env);
+    const model = await tinyModel();
+    const first = await spawnServe(["--model", model], { ...env, ALVEARE_LOG_LEVEL: "info" });
+    const auth = { authorization: `Bearer ${key}` };
+    const infer = (specialist: string) =>
+      fetch(`${first.url}/v1/infer`, { method: "POST", headers: auth, body: JSON.stringify({ specialist, prompt: "ok", max_tokens: 3 }) });
+
+    let seen = 0;
+    let tokensSeen = 0;
+    await Promise.all(Array.from({ length: 4 }, async () => {
+      for (let i = 0; i < 5; i++) {
+        const r = await infer("classify");
+        assert.equal(r.status, 200);
+        tokensSeen += ((await r.json()) as { tokens_used: number }).tokens_used;
+        seen++;
+      }
+    }));
+    const unanswered = Array.from({ length: 3 }, () => infer("hang").then(() => "answered", () => "connection lost"));
+    const path = join(dataDir, "alveare.db");
+    const unfinished = (): number => {
+      const db = new Database(path, { readonly: true });
+      const n = db.prepare("SELECT COUNT(*) FROM usage_events WHERE status IS NULL").pluck().get() as number;
+      db.close();
+      return n;
+    };
+    for (let i = 0; i < 400 && unfinished() < 3; i++) await new Promise((r) => setTimeout(r, 25));
+    assert.equal(unfinished(), 3, "the three hanging requests were admitted");
+    first.child.kill("SIGKILL");
+    await new Promise((r) => first.child.on("exit", r));
+    assert.deepEqual(await Promise.all(unanswered), ["connection lost", "connection lost", "connection lost"]);
+
+    const second = await spawnServe(["--model", model], { ...env, ALVEARE_LOG_LEVEL: "info" });
+    try {
+      const usage = (await (await fetch(`${second.url}/v1/usage`, { headers: auth })).json()) as Record<string, unknown>;
+      assert.equal(usage.requests_used, seen);
+      assert.deepEqual(usage.by_specialist, { classify: seen });
+      assert.equal(usage.tokens_used, tokensSeen);
+      assert.equal(unfinished(), 0);
+    } finally {
+      second.child.kill("SIGTERM");
+      await new Promise((r) => second.child.on("exit", r));
+      hanging.closeAllConnections();
+      hanging.close();
+    }
   });
 });

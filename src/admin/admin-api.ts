@@ -1,14 +1,13 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { errors } from "../errors.js";
 import type { AccountService } from "../gate/accounts.js";
-import type { Plan } from "../gate/plans.js";
+import { findPlan, type Plan } from "../gate/plans.js";
 import { usageReport } from "../metering/usage-report.js";
 import type { Account, ApiKeyRecord, Mode, Store } from "../store/store.js";
 import { adminRequests } from "../api/schemas/admin.js";
 import { parseBody } from "../schema/request-errors.js";
 import type { People } from "../dashboard/people.js";
 import { checkCsrf, readCookie, SESSION_COOKIE, setSecurityHeaders } from "../dashboard/web-security.js";
-import { accountError } from "./account-errors.js";
 
 export interface AdminApiOptions {
   /** ALVEARE_ADMIN_TOKEN; without one the admin API does not exist (404). */
@@ -24,12 +23,6 @@ const keyJson = (k: ApiKeyRecord) => ({
   id: k.id, account_id: k.accountId, name: k.name, mode: k.mode, prefix: k.prefix,
   created_at: k.createdAt, last_used_at: k.lastUsedAt, revoked_at: k.revokedAt,
 });
-
-/** A plan name from the request, checked with Object.hasOwn so "constructor" or "__proto__" is just unknown. */
-function planName(plans: Readonly<Record<string, Plan>>, plan: string): string {
-  if (!Object.hasOwn(plans, plan)) throw errors.invalidParameter("plan", `unknown plan '${plan}' (plans: ${Object.keys(plans).join(", ")}).`);
-  return plan;
-}
 
 const modeOf = (request: FastifyRequest): Mode => {
   const mode = (request.query as Record<string, string | undefined>).mode ?? "live";
@@ -72,40 +65,40 @@ export function adminApi(options: AdminApiOptions) {
 
     app.post("/accounts", async (request, reply) => {
       const body = parseBody(adminRequests.createAccount, request.body);
-      const account = await accounts.createAccount(body.name, planName(plans, body.plan)).catch(accountError);
+      const account = await accounts.createAccount(body.name, body.plan);
       return reply.code(201).send(accountJson(account));
     });
 
     app.get<{ Params: { id: string } }>("/accounts/:id", async (request) =>
-      accountJson(await accounts.getAccount(request.params.id).catch(accountError)));
+      accountJson(await accounts.getAccount(request.params.id)));
 
     app.patch<{ Params: { id: string } }>("/accounts/:id", async (request) => {
       const body = parseBody(adminRequests.updateAccount, request.body);
       let account: Account | undefined;
-      if (body.plan !== undefined) account = await accounts.changePlan(request.params.id, planName(plans, body.plan)).catch(accountError);
-      if (body.status !== undefined) account = await accounts.setStatus(request.params.id, body.status).catch(accountError);
+      if (body.plan !== undefined) account = await accounts.changePlan(request.params.id, body.plan);
+      if (body.status !== undefined) account = await accounts.setStatus(request.params.id, body.status);
       if (account === undefined) throw errors.missingParameter("plan");
       return accountJson(account);
     });
 
     app.get<{ Params: { id: string } }>("/accounts/:id/keys", async (request) => ({
-      object: "list", data: (await accounts.listKeys(request.params.id).catch(accountError)).map(keyJson),
+      object: "list", data: (await accounts.listKeys(request.params.id)).map(keyJson),
     }));
 
     app.post<{ Params: { id: string } }>("/accounts/:id/keys", async (request, reply) => {
       const body = request.body === undefined ? {} : parseBody(adminRequests.createKey, request.body);
-      const { record, key } = await accounts.createKey(request.params.id, body.mode ?? "live", body.name).catch(accountError);
+      const { record, key } = await accounts.createKey(request.params.id, body.mode ?? "live", body.name);
       return reply.code(201).send({ ...keyJson(record), key });
     });
 
     app.post<{ Params: { id: string } }>("/keys/:id/revoke", async (request) => {
-      await accounts.revokeKey(request.params.id).catch(accountError);
+      await accounts.revokeKey(request.params.id);
       return { id: request.params.id, revoked: true };
     });
 
     app.get<{ Params: { id: string } }>("/accounts/:id/usage", async (request) => {
-      const account = await accounts.getAccount(request.params.id).catch(accountError);
-      const plan = Object.hasOwn(plans, account.plan) ? plans[account.plan] : undefined;
+      const account = await accounts.getAccount(request.params.id);
+      const plan = findPlan(plans, account.plan);
       if (plan === undefined) throw errors.internal();
       return usageReport(store, plan, account.id, modeOf(request));
     });

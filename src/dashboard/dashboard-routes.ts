@@ -1,10 +1,9 @@
 import { readFile } from "node:fs/promises";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { ApiError, errors } from "../errors.js";
-import { accountError } from "../admin/account-errors.js";
 import type { AccountService } from "../gate/accounts.js";
-import { planAllows, type Plan } from "../gate/plans.js";
-import { billingPeriod } from "../metering/billing-period.js";
+import { findPlan, planAllows, type Plan } from "../gate/plans.js";
+import { billingPeriod, FIRST_PERIOD_YEAR, parsePeriod } from "../metering/billing-period.js";
 import { usageReport } from "../metering/usage-report.js";
 import type { SpecialistDefinition } from "../specialists/specialist.js";
 import type { Mode, Session, Store } from "../store/store.js";
@@ -30,7 +29,6 @@ const ASSETS: ReadonlyMap<string, { file: URL; type: string }> = new Map([
 const INDEX = new URL("dashboard/public/index.html", ROOT);
 
 const notSignedIn = (): ApiError => new ApiError(401, "authentication_error", "not_signed_in", "Sign in first.");
-const PERIOD = /^\d{4}-(0[1-9]|1[0-2])$/;
 
 /** The member's session, its CSRF token checked for state changes; 401 without one. */
 async function memberSession(people: People, request: FastifyRequest): Promise<Session & { memberId: string }> {
@@ -50,7 +48,7 @@ export function dashboardRoutes(options: DashboardOptions) {
   const accountOf = async (session: Session & { memberId: string }) => {
     const member = await people.member(session.memberId);
     if (member === undefined) throw notSignedIn();
-    return { member, account: await accounts.getAccount(member.accountId).catch(accountError) };
+    return { member, account: await accounts.getAccount(member.accountId) };
   };
   const signedIn = (request: FastifyRequest, reply: FastifyReply, token: string, session: Session) => {
     setSessionCookie(request, reply, token, Math.floor((Date.parse(session.expiresAt) - Date.now()) / 1000));
@@ -111,7 +109,7 @@ export function dashboardRoutes(options: DashboardOptions) {
 
     app.get("/api/keys", async (request) => {
       const { account } = await accountOf(await memberSession(people, request));
-      const keys = await accounts.listKeys(account.id).catch(accountError);
+      const keys = await accounts.listKeys(account.id);
       return { object: "list", data: keys.map((k) => ({ id: k.id, name: k.name, mode: k.mode, prefix: k.prefix, created_at: k.createdAt, last_used_at: k.lastUsedAt, revoked_at: k.revokedAt })) };
     });
 
@@ -119,37 +117,36 @@ export function dashboardRoutes(options: DashboardOptions) {
       const { account } = await accountOf(await memberSession(people, request));
       const body = parseBody(dashboardRequests.createKey, request.body);
       const name = body.name?.trim() || undefined;
-      const { record, key } = await accounts.createKey(account.id, body.mode, name).catch(accountError);
+      const { record, key } = await accounts.createKey(account.id, body.mode, name);
       return reply.code(201).send({ id: record.id, name: record.name, mode: record.mode, prefix: record.prefix, created_at: record.createdAt, key });
     });
 
     app.post<{ Params: { id: string } }>("/api/keys/:id/revoke", async (request) => {
       const { account } = await accountOf(await memberSession(people, request));
       // Another account's key is answered exactly like a missing one.
-      const own = (await accounts.listKeys(account.id).catch(accountError)).some((k) => k.id === request.params.id);
+      const own = (await accounts.listKeys(account.id)).some((k) => k.id === request.params.id);
       if (!own) throw new ApiError(404, "invalid_request_error", "not_found", `no key '${request.params.id}'`);
-      await accounts.revokeKey(request.params.id).catch(accountError);
+      await accounts.revokeKey(request.params.id);
       return { id: request.params.id, revoked: true };
     });
 
     app.get("/api/usage", async (request) => {
       const { account } = await accountOf(await memberSession(people, request));
       const query = request.query as Record<string, string | undefined>;
-      const period = query.period ?? billingPeriod().key;
-      if (!PERIOD.test(period)) throw errors.invalidParameter("period", "must be a month, YYYY-MM.");
-      const plan = Object.hasOwn(plans, account.plan) ? plans[account.plan] : undefined;
+      const period = query.period === undefined ? billingPeriod() : parsePeriod(query.period);
+      if (period === undefined) throw errors.invalidParameter("period", `must be a month, YYYY-MM, from ${FIRST_PERIOD_YEAR}-01 to 9999-12.`);
+      const plan = findPlan(plans, account.plan);
       if (plan === undefined) throw errors.internal();
-      const at = new Date(`${period}-15T00:00:00Z`);
       const report = async (mode: Mode) => ({
-        ...(await usageReport(store, plan, account.id, mode, at)),
-        daily: await store.dailyRequests(account.id, mode, period),
+        ...(await usageReport(store, plan, account.id, mode, period)),
+        daily: await store.dailyRequests(account.id, mode, period.key),
       });
-      return { period, live: await report("live"), test: await report("test") };
+      return { period: period.key, live: await report("live"), test: await report("test") };
     });
 
     app.get("/api/plan", async (request) => {
       const { account } = await accountOf(await memberSession(people, request));
-      const plan = Object.hasOwn(plans, account.plan) ? plans[account.plan] : undefined;
+      const plan = findPlan(plans, account.plan);
       if (plan === undefined) throw errors.internal();
       return {
         name: plan.name,

@@ -5,7 +5,7 @@ import type { Store } from "../store/store.js";
 import { hashKey, keyMode } from "./api-keys.js";
 import type { Admission, Caller, Endpoint, Gate, Outcome } from "./gate.js";
 import { MinuteLimiter, type WindowState } from "./minute-limiter.js";
-import { planAllows, type Plan } from "./plans.js";
+import { findPlan, planAllows, type Plan } from "./plans.js";
 
 /** How often a key's last-used time is written: a write per request would double the ledger's load. */
 const TOUCH_INTERVAL_MS = 60_000;
@@ -33,7 +33,7 @@ export class AccountGate implements Gate {
   ) {}
 
   planOf(caller: Caller): Plan {
-    const plan = this.plans[caller.plan];
+    const plan = findPlan(this.plans, caller.plan);
     if (plan === undefined) throw errors.notInPlan("any", caller.plan);
     return plan;
   }
@@ -43,7 +43,6 @@ export class AccountGate implements Gate {
     if (header === undefined || header.trim() === "") throw errors.missingApiKey();
     const token = BEARER.exec(header)?.[1];
     if (token === undefined || keyMode(token) === undefined) throw errors.malformedApiKey();
-    // No cache: a hash lookup is microseconds, and a revoked key must fail on the very next request.
     const found = await this.store.findKeyByHash(hashKey(token));
     if (found === undefined) throw errors.invalidApiKey();
     if (found.key.revokedAt !== null) throw errors.revokedApiKey();
@@ -82,8 +81,6 @@ export class AccountGate implements Gate {
           eventId, accountId: caller.accountId, mode: caller.mode, period: period.key,
           status: outcome.status, promptTokens: outcome.promptTokens, completionTokens: outcome.completionTokens,
           latencyMs: outcome.latencyMs, at: this.now().toISOString(),
-          // Failed requests are given back; a client that left (499) still used the engine.
-          refund: outcome.status >= 400 && outcome.status !== 499,
         }),
     };
   }

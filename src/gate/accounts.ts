@@ -1,38 +1,59 @@
+import { ApiError, errors } from "../errors.js";
 import { randomBase62 } from "../server/ids.js";
 import type { Account, ApiKeyRecord, Mode, Store } from "../store/store.js";
 import { generateKey } from "./api-keys.js";
-import type { Plan } from "./plans.js";
+import { DEFAULT_MAX_KEYS, findPlan, type Plan } from "./plans.js";
 
 /**
- * Account and key operations, shared by the CLI (and later the admin API and
- * dashboard) so there is one implementation of each.
+ * Account and key operations, shared by the CLI, the admin API and the
+ * dashboard, so each rule (plan names, key cap, suspension) is enforced once.
  */
 export class AccountService {
   constructor(private readonly store: Store, private readonly plans: Readonly<Record<string, Plan>>) {}
 
+  private plan(name: string): Plan {
+    const plan = findPlan(this.plans, name);
+    if (plan === undefined) throw new AccountError(errors.unknownPlan(name, Object.keys(this.plans)));
+    return plan;
+  }
+
   async createAccount(name: string, plan: string): Promise<Account> {
-    if (name.trim().length === 0) throw new AccountError("the account name must not be empty");
-    if (!Object.hasOwn(this.plans, plan)) throw new AccountError(`unknown plan '${plan}' (plans: ${Object.keys(this.plans).join(", ")})`);
+    if (name.trim().length === 0) throw new AccountError(errors.invalidParameter("name", "the account name must not be empty."));
+    this.plan(plan);
     const account: Account = { id: `acct_${randomBase62(16)}`, name, plan, status: "active", createdAt: new Date().toISOString() };
     await this.store.createAccount(account);
     return account;
   }
 
-  /** Creates a key and returns its secret: the only time it exists outside its owner's hands. */
+  /**
+   * Creates a key and returns its secret: the only time it exists outside its
+   * owner's hands. Refused for a suspended account and beyond the plan's cap of
+   * unrevoked keys per mode (each key brings its own minute limit).
+   */
   async createKey(accountId: string, mode: Mode, name?: string): Promise<{ record: ApiKeyRecord; key: string }> {
-    if (mode !== "live" && mode !== "test") throw new AccountError(`mode must be live or test, got '${String(mode)}'`);
-    if ((await this.store.getAccount(accountId)) === undefined) throw new AccountError(`no account '${accountId}'`, true);
+    if (mode !== "live" && mode !== "test") throw new AccountError(errors.invalidParameter("mode", `must be live or test, got '${String(mode)}'.`));
+    const account = await this.getAccount(accountId);
+    // An account left on a plan the config no longer defines keeps the default cap.
+    const maxKeys = findPlan(this.plans, account.plan)?.maxKeys ?? DEFAULT_MAX_KEYS;
     const secret = generateKey(mode);
     const record: ApiKeyRecord = {
       id: `key_${randomBase62(16)}`, accountId, name: name ?? null, mode, prefix: secret.prefix,
       createdAt: new Date().toISOString(), lastUsedAt: null, revokedAt: null,
     };
-    await this.store.createKey(record, secret.hash);
-    return { record, key: secret.key };
+    switch (await this.store.createKey(record, secret.hash, maxKeys)) {
+      case "created":
+        return { record, key: secret.key };
+      case "no_account":
+        throw noAccount(accountId);
+      case "suspended":
+        throw new AccountError(errors.keyCreationSuspended());
+      case "limit_reached":
+        throw new AccountError(errors.keyLimitReached(maxKeys, mode));
+    }
   }
 
   async listKeys(accountId: string): Promise<ApiKeyRecord[]> {
-    if ((await this.store.getAccount(accountId)) === undefined) throw new AccountError(`no account '${accountId}'`, true);
+    await this.getAccount(accountId);
     return this.store.listKeys(accountId);
   }
 
@@ -42,32 +63,44 @@ export class AccountService {
 
   async getAccount(id: string): Promise<Account> {
     const account = await this.store.getAccount(id);
-    if (account === undefined) throw new AccountError(`no account '${id}'`, true);
+    if (account === undefined) throw noAccount(id);
     return account;
   }
 
   async changePlan(id: string, plan: string): Promise<Account> {
-    if (!Object.hasOwn(this.plans, plan)) throw new AccountError(`unknown plan '${plan}' (plans: ${Object.keys(this.plans).join(", ")})`);
-    if (!(await this.store.updateAccount(id, { plan }))) throw new AccountError(`no account '${id}'`, true);
+    this.plan(plan);
+    if (!(await this.store.updateAccount(id, { plan }))) throw noAccount(id);
     return this.getAccount(id);
   }
 
   /** A suspended account's keys stop working on the next request; reactivating restores them. */
   async setStatus(id: string, status: Account["status"]): Promise<Account> {
-    if (status !== "active" && status !== "suspended") throw new AccountError(`status must be active or suspended, got '${String(status)}'`);
-    if (!(await this.store.updateAccount(id, { status }))) throw new AccountError(`no account '${id}'`, true);
+    if (status !== "active" && status !== "suspended") {
+      throw new AccountError(errors.invalidParameter("status", `must be active or suspended, got '${String(status)}'.`));
+    }
+    if (!(await this.store.updateAccount(id, { status }))) throw noAccount(id);
     return this.getAccount(id);
   }
 
   async revokeKey(keyId: string): Promise<void> {
-    if (!(await this.store.revokeKey(keyId, new Date().toISOString()))) throw new AccountError(`no key '${keyId}'`, true);
+    if (!(await this.store.revokeKey(keyId, new Date().toISOString()))) throw new AccountError(errors.notFoundResource(`no key '${keyId}'`));
   }
 }
 
-/** A request an operator can correct (unknown account, bad plan name). */
-export class AccountError extends Error {
+/**
+ * A request an operator or member can correct (unknown account, bad plan name,
+ * key cap, suspension): a catalogue error, so every API answers it the same way
+ * and the CLI prints its message.
+ */
+export class AccountError extends ApiError {
   override name = "AccountError";
-  constructor(message: string, readonly notFound = false) {
-    super(message);
+  constructor(error: ApiError) {
+    super(error.status, error.type, error.code, error.message, error.param, error.headers);
+  }
+
+  get notFound(): boolean {
+    return this.status === 404;
   }
 }
+
+const noAccount = (id: string): AccountError => new AccountError(errors.notFoundResource(`no account '${id}'`));

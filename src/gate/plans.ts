@@ -12,16 +12,25 @@ export interface Plan {
   requestsPerMonth: number;
   /** Specialist ids, or "*" for all of them. */
   specialists: readonly string[] | "*";
-  /** Most API keys one account may hold; no limit when absent. */
-  maxKeys?: number | undefined;
+  /** Unrevoked API keys per account and mode: each key has its own minute limit. */
+  maxKeys: number;
 }
 
+export const DEFAULT_MAX_KEYS = 25;
+
 export const DEFAULT_PLANS: Readonly<Record<string, Plan>> = {
-  solo: { name: "solo", requestsPerWindow: 20, windowMs: 60_000, requestsPerMonth: 10_000, specialists: ["classify", "summarise", "extract"] },
-  starter: { name: "starter", requestsPerWindow: 100, windowMs: 60_000, requestsPerMonth: 100_000, specialists: ["classify", "summarise", "extract", "qa", "chat"] },
-  professional: { name: "professional", requestsPerWindow: 500, windowMs: 60_000, requestsPerMonth: 500_000, specialists: "*" },
-  scale: { name: "scale", requestsPerWindow: 2_000, windowMs: 60_000, requestsPerMonth: 2_000_000, specialists: "*" },
+  solo: { name: "solo", requestsPerWindow: 20, windowMs: 60_000, requestsPerMonth: 10_000, specialists: ["classify", "summarise", "extract"], maxKeys: DEFAULT_MAX_KEYS },
+  starter: { name: "starter", requestsPerWindow: 100, windowMs: 60_000, requestsPerMonth: 100_000, specialists: ["classify", "summarise", "extract", "qa", "chat"], maxKeys: DEFAULT_MAX_KEYS },
+  professional: { name: "professional", requestsPerWindow: 500, windowMs: 60_000, requestsPerMonth: 500_000, specialists: "*", maxKeys: DEFAULT_MAX_KEYS },
+  scale: { name: "scale", requestsPerWindow: 2_000, windowMs: 60_000, requestsPerMonth: 2_000_000, specialists: "*", maxKeys: DEFAULT_MAX_KEYS },
 };
+
+/**
+ * The plan of that name. Plan names arrive from operators and requests, so an
+ * inherited property (`constructor`, `__proto__`) must never pass for a plan.
+ */
+export const findPlan = (plans: Readonly<Record<string, Plan>>, name: string): Plan | undefined =>
+  Object.hasOwn(plans, name) ? plans[name] : undefined;
 
 export const planAllows = (plan: Plan, specialistId: string): boolean =>
   plan.specialists === "*" || plan.specialists.includes(specialistId);
@@ -31,21 +40,22 @@ export const planAllows = (plan: Plan, specialistId: string): boolean =>
  * by field, a new name adds a plan (all fields required).
  */
 export function parsePlans(raw: unknown): Record<string, Plan> {
-  const plans = new Map(Object.entries(DEFAULT_PLANS));
-  if (raw === undefined) return Object.fromEntries(plans);
+  // No prototype: a lookup by any name finds only the plans defined here.
+  const plans: Record<string, Plan> = Object.assign(Object.create(null) as Record<string, Plan>, DEFAULT_PLANS);
+  if (raw === undefined) return plans;
   for (const [name, value] of Object.entries(parseConfigPart(plansTable, raw, "plans"))) {
-    const base = plans.get(name);
+    const base = findPlan(plans, name);
     const missing = (field: string): never => {
       throw new ConfigError(`plans.${name}.${field}`, "is required for a new plan");
     };
-    plans.set(name, {
+    plans[name] = {
       name,
       requestsPerWindow: value.requests_per_minute ?? base?.requestsPerWindow ?? missing("requests_per_minute"),
       windowMs: value.window_seconds !== undefined ? Math.round(value.window_seconds * 1000) : (base?.windowMs ?? 60_000),
       requestsPerMonth: value.requests_per_month ?? base?.requestsPerMonth ?? missing("requests_per_month"),
       specialists: value.specialists ?? base?.specialists ?? missing("specialists"),
-      maxKeys: value.max_keys ?? base?.maxKeys,
-    });
+      maxKeys: value.max_keys ?? base?.maxKeys ?? DEFAULT_MAX_KEYS,
+    };
   }
-  return Object.fromEntries(plans);
+  return plans;
 }

@@ -7,10 +7,32 @@ export interface BillingPeriod {
   next: Date;
 }
 
+/** The first instant of a UTC month; setUTCFullYear, because Date.UTC maps years 0–99 to 1900–1999. */
+function monthStart(year: number, monthIndex: number): Date {
+  const d = new Date(0);
+  d.setUTCFullYear(year, monthIndex, 1);
+  return d;
+}
+
+function periodOf(year: number, monthIndex: number): BillingPeriod {
+  const start = monthStart(year, monthIndex);
+  return { key: start.toISOString().slice(0, 7), start, next: monthStart(year, monthIndex + 1) };
+}
+
 export function billingPeriod(at: Date = new Date()): BillingPeriod {
-  const start = new Date(Date.UTC(at.getUTCFullYear(), at.getUTCMonth(), 1));
-  const next = new Date(Date.UTC(at.getUTCFullYear(), at.getUTCMonth() + 1, 1));
-  return { key: start.toISOString().slice(0, 7), start, next };
+  return periodOf(at.getUTCFullYear(), at.getUTCMonth());
+}
+
+const PERIOD = /^(\d{4})-(0[1-9]|1[0-2])$/;
+export const FIRST_PERIOD_YEAR = 1970;
+
+/** A "YYYY-MM" period from a request, 1970-01 to 9999-12; undefined for anything else. */
+export function parsePeriod(text: string): BillingPeriod | undefined {
+  const match = PERIOD.exec(text);
+  if (match === null) return undefined;
+  const year = Number(match[1]);
+  if (year < FIRST_PERIOD_YEAR) return undefined;
+  return periodOf(year, Number(match[2]) - 1);
 }
 
 /** ISO 8601 to the second, as the reference writes times: "2026-03-01T00:00:00Z". */

@@ -30,7 +30,7 @@ export interface StartOptions {
 }
 
 export async function startServer(config: ServerConfig, options: StartOptions): Promise<RunningServer> {
-  const store = options.gate === undefined ? new SqliteStore(databasePath(config)) : undefined;
+  const store = options.gate === undefined ? new SqliteStore(databasePath(config), { serving: true }) : undefined;
   const accountGate = store && new AccountGate(store, config.plans);
   const gate = options.gate ?? accountGate!;
   let registry: SpecialistRegistry;

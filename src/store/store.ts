@@ -56,9 +56,10 @@ export interface CompletionRecord {
   completionTokens: number;
   latencyMs: number;
   at: string;
-  /** Server errors give the request back to the quota. */
-  refund: boolean;
 }
+
+/** What became of a key creation: the store checks the account and the cap in the same write. */
+export type KeyCreation = "created" | "no_account" | "suspended" | "limit_reached";
 
 export interface PeriodUsage {
   requests: number;
@@ -89,7 +90,8 @@ export interface Store {
   listAccounts(): Promise<Account[]>;
   /** Changes an account's plan or status; false when there is no such account. */
   updateAccount(id: string, change: { plan?: string | undefined; status?: Account["status"] | undefined }): Promise<boolean>;
-  createKey(key: ApiKeyRecord, hash: string): Promise<void>;
+  /** Creates a key unless the account is missing or suspended or already has `maxUnrevoked` unrevoked keys of its mode. */
+  createKey(key: ApiKeyRecord, hash: string, maxUnrevoked: number): Promise<KeyCreation>;
   listKeys(accountId: string): Promise<ApiKeyRecord[]>;
   /** Marks a key revoked; false when there is no such key. */
   revokeKey(keyId: string, at: string): Promise<boolean>;
@@ -100,7 +102,7 @@ export interface Store {
    * atomically; returns the ledger event id, or undefined when the limit is reached.
    */
   admit(record: AdmissionRecord): Promise<number | undefined>;
-  /** Completes a ledger event with its outcome (and gives server errors back). */
+  /** Completes a ledger event with its outcome; what it counts follows `countsAgainstQuota`. */
   complete(record: CompletionRecord): Promise<void>;
   periodUsage(accountId: string, mode: Mode, period: string): Promise<PeriodUsage>;
   /** Requests per UTC day ("YYYY-MM-DD") in the period, as the usage chart draws them. */

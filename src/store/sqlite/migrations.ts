@@ -1,9 +1,15 @@
+import type Database from "better-sqlite3";
+import { countsAgainstQuota } from "../../metering/counting-rule.js";
+
+/** SQL, or code for a step that needs a rule only code knows (the counting rule). */
+export type Migration = string | ((db: Database.Database) => void);
+
 /**
  * Schema versions, applied in order on start; each runs once, in a transaction,
  * and PRAGMA user_version records how far a database has come. Never edit a
  * released migration: add the next one.
  */
-export const MIGRATIONS: readonly string[] = [
+export const MIGRATIONS: readonly Migration[] = [
   `
   CREATE TABLE accounts (
     id TEXT PRIMARY KEY,
@@ -73,4 +79,41 @@ export const MIGRATIONS: readonly string[] = [
     expires_at TEXT NOT NULL
   );
   `,
+  // 3: usage pre-aggregated per day and specialist (reports never scan the ledger), and the node
+  // that wrote each ledger row (unfinished rows of a dead node are settled).
+  (db) => {
+    db.exec(`
+      CREATE TABLE usage_daily (
+        account_id TEXT NOT NULL,
+        mode TEXT NOT NULL,
+        period TEXT NOT NULL,
+        day TEXT NOT NULL,
+        specialist TEXT NOT NULL,
+        requests INTEGER NOT NULL DEFAULT 0,
+        tokens INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (account_id, mode, period, day, specialist)
+      ) WITHOUT ROWID;
+      CREATE TABLE nodes (
+        id TEXT PRIMARY KEY,
+        host TEXT NOT NULL,
+        pid INTEGER NOT NULL,
+        process_start TEXT,
+        started_at TEXT NOT NULL
+      );
+      ALTER TABLE usage_events ADD COLUMN node_id TEXT;
+      CREATE INDEX usage_events_unfinished ON usage_events(node_id) WHERE status IS NULL;
+    `);
+    const groups = db.prepare<[], { account_id: string; mode: string; period: string; day: string; specialist: string; status: number | null; n: number; tokens: number }>(
+      `SELECT account_id, mode, period, substr(created_at, 1, 10) AS day, specialist, status,
+              COUNT(*) AS n, SUM(prompt_tokens + completion_tokens) AS tokens
+       FROM usage_events GROUP BY account_id, mode, period, day, specialist, status`,
+    );
+    const add = db.prepare(
+      `INSERT INTO usage_daily (account_id, mode, period, day, specialist, requests, tokens)
+       VALUES (@account_id, @mode, @period, @day, @specialist, @n, @tokens)
+       ON CONFLICT DO UPDATE SET requests = requests + excluded.requests, tokens = tokens + excluded.tokens`,
+    );
+    // Unfinished rows count, as they do in the quota counter, until they complete or are settled.
+    for (const group of groups.all()) if (group.status === null || countsAgainstQuota(group.status)) add.run(group);
+  },
 ];

@@ -1,10 +1,12 @@
 import Database from "better-sqlite3";
-import { mkdirSync } from "node:fs";
-import { dirname } from "node:path";
+import { countsAgainstQuota, NOT_DELIVERED } from "../../metering/counting-rule.js";
 import type {
-  Account, AdmissionRecord, ApiKeyRecord, CompletionRecord, KeyLookup, Member, Mode, PeriodUsage, Session, Store,
+  Account, AdmissionRecord, ApiKeyRecord, CompletionRecord, KeyCreation, KeyLookup, Member, Mode, PeriodUsage, Session, Store,
 } from "../store.js";
+import { prepareDatabaseFile, restrictSidecars } from "./file-modes.js";
 import { MIGRATIONS } from "./migrations.js";
+import { nodeAlive, nodeClosed, thisNode, type NodeIdentity, type NodeRow } from "./nodes.js";
+import { USAGE_QUERIES } from "./usage-queries.js";
 
 interface KeyRow {
   id: string; account_id: string; name: string | null; mode: Mode; prefix: string;
@@ -30,8 +32,10 @@ const toAccount = (r: AccountRow): Account => ({ id: r.id, name: r.name, plan: r
 export function migrate(db: Database.Database): void {
   const step = db.transaction((): boolean => {
     const version = db.pragma("user_version", { simple: true }) as number;
-    if (version >= MIGRATIONS.length) return false;
-    db.exec(MIGRATIONS[version]!);
+    const migration = MIGRATIONS[version];
+    if (migration === undefined) return false;
+    if (typeof migration === "string") db.exec(migration);
+    else migration(db);
     db.pragma(`user_version = ${version + 1}`);
     return true;
   });
@@ -47,6 +51,19 @@ interface PendingWrite {
   reject: (error: unknown) => void;
 }
 
+export interface SqliteStoreOptions {
+  /**
+   * The store of a server, which admits requests: at open it settles the
+   * unfinished ledger rows of nodes that died (one server per data dir), and it
+   * registers itself as a node. CLI commands leave this off: they must never
+   * settle the rows of a server running beside them.
+   */
+  serving?: boolean;
+}
+
+/** A ledger row a completion or settlement closes: what its aggregates are keyed by. */
+interface FinishedEvent { account_id: string; mode: Mode; period: string; day: string; specialist: string }
+
 /**
  * The store in one SQLite file. WAL mode: readers never block the writer, and a
  * committed transaction survives the process being killed at any moment
@@ -61,18 +78,25 @@ interface PendingWrite {
  * first use), which keeps admission exact and synchronous in this process.
  * Verified keys are cached until any other connection (the CLI) commits a change
  * to the file, which SQLite's data_version reports.
+ *
+ * Usage is pre-aggregated in the same transactions as the ledger: per account,
+ * mode and period (usage_counters, the quota) and per day and specialist
+ * (usage_daily, the reports), so no report reads the ledger.
  */
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
   private readonly statements;
+  private readonly node: NodeIdentity = thisNode();
+  private nodeRegistered = false;
 
-  constructor(path: string) {
-    if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
+  constructor(path: string, options: SqliteStoreOptions = {}) {
+    if (path !== ":memory:") prepareDatabaseFile(path);
     this.db = new Database(path);
     this.db.pragma("journal_mode = WAL");
     this.db.pragma("synchronous = NORMAL");
     this.db.pragma("foreign_keys = ON");
     this.db.pragma("busy_timeout = 5000");
+    if (path !== ":memory:") restrictSidecars(path);
     migrate(this.db);
     const db = this.db;
     this.statements = {
@@ -82,8 +106,12 @@ export class SqliteStore implements Store {
       updateAccount: db.prepare(
         "UPDATE accounts SET plan = COALESCE(@plan, plan), status = COALESCE(@status, status) WHERE id = @id",
       ),
+      // One statement, so two concurrent creations cannot both pass the cap or a suspension.
       insertKey: db.prepare(
-        "INSERT INTO api_keys (id, account_id, name, mode, hash, prefix, created_at) VALUES (@id, @accountId, @name, @mode, @hash, @prefix, @createdAt)",
+        `INSERT INTO api_keys (id, account_id, name, mode, hash, prefix, created_at)
+         SELECT @id, @accountId, @name, @mode, @hash, @prefix, @createdAt
+         WHERE EXISTS (SELECT 1 FROM accounts WHERE id = @accountId AND status = 'active')
+           AND (SELECT COUNT(*) FROM api_keys WHERE account_id = @accountId AND mode = @mode AND revoked_at IS NULL) < @limit`,
       ),
       listKeys: db.prepare<[string], KeyRow>("SELECT * FROM api_keys WHERE account_id = ? ORDER BY created_at, id"),
       revokeKey: db.prepare("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?"),
@@ -94,27 +122,40 @@ export class SqliteStore implements Store {
       touchKey: db.prepare("UPDATE api_keys SET last_used_at = ? WHERE id = ?"),
       // Prepared once: db.pragma() prepares a statement per call, a measurable cost per request.
       dataVersion: db.prepare<[], number>("PRAGMA data_version").pluck(),
-      ensureCounter: db.prepare("INSERT OR IGNORE INTO usage_counters (account_id, mode, period) VALUES (?, ?, ?)"),
       // The limit is enforced on the in-memory counter at admission; the file records the count.
-      countRequest: db.prepare("UPDATE usage_counters SET requests = requests + 1 WHERE account_id = ? AND mode = ? AND period = ?"),
-      insertEvent: db.prepare(
-        `INSERT INTO usage_events (request_id, account_id, key_id, mode, period, endpoint, specialist, created_at)
-         VALUES (@requestId, @accountId, @keyId, @mode, @period, @endpoint, @specialist, @at)`,
+      countRequest: db.prepare(
+        `INSERT INTO usage_counters (account_id, mode, period, requests) VALUES (?, ?, ?, 1)
+         ON CONFLICT DO UPDATE SET requests = requests + 1`,
       ),
-      finishEvent: db.prepare(
+      countDaily: db.prepare(
+        `INSERT INTO usage_daily (account_id, mode, period, day, specialist, requests) VALUES (?, ?, ?, substr(?, 1, 10), ?, 1)
+         ON CONFLICT DO UPDATE SET requests = requests + 1`,
+      ),
+      insertEvent: db.prepare(
+        `INSERT INTO usage_events (request_id, account_id, key_id, mode, period, endpoint, specialist, created_at, node_id)
+         VALUES (@requestId, @accountId, @keyId, @mode, @period, @endpoint, @specialist, @at, @nodeId)`,
+      ),
+      // Only an unfinished row finishes: a row settled as not delivered is never counted twice.
+      finishEvent: db.prepare<{ eventId: number; status: number; promptTokens: number; completionTokens: number; latencyMs: number | null; at: string }, FinishedEvent>(
         `UPDATE usage_events SET status = @status, prompt_tokens = @promptTokens, completion_tokens = @completionTokens,
-         latency_ms = @latencyMs, finished_at = @at WHERE id = @eventId`,
+         latency_ms = @latencyMs, finished_at = @at WHERE id = @eventId AND status IS NULL
+         RETURNING account_id, mode, period, substr(created_at, 1, 10) AS day, specialist`,
       ),
       addTokens: db.prepare("UPDATE usage_counters SET tokens = tokens + ? WHERE account_id = ? AND mode = ? AND period = ?"),
-      refund: db.prepare("UPDATE usage_counters SET requests = requests - 1 WHERE account_id = ? AND mode = ? AND period = ?"),
-      counter: db.prepare<[string, string, string], { requests: number; tokens: number }>(
-        "SELECT requests, tokens FROM usage_counters WHERE account_id = ? AND mode = ? AND period = ?",
+      addDailyTokens: db.prepare(
+        "UPDATE usage_daily SET tokens = tokens + ? WHERE account_id = ? AND mode = ? AND period = ? AND day = ? AND specialist = ?",
       ),
-      daily: db.prepare<[string, string, string], { day: string; n: number }>(
-        `SELECT substr(created_at, 1, 10) AS day, COUNT(*) AS n FROM usage_events
-         WHERE account_id = ? AND mode = ? AND period = ? AND (status IS NULL OR status < 400 OR status = 499)
-         GROUP BY day ORDER BY day`,
+      giveBack: db.prepare("UPDATE usage_counters SET requests = requests - 1 WHERE account_id = ? AND mode = ? AND period = ?"),
+      giveBackDaily: db.prepare(
+        "UPDATE usage_daily SET requests = requests - 1 WHERE account_id = ? AND mode = ? AND period = ? AND day = ? AND specialist = ?",
       ),
+      counter: db.prepare<[string, string, string], { requests: number; tokens: number }>(USAGE_QUERIES.counter),
+      bySpecialist: db.prepare<[string, string, string], { specialist: string; n: number }>(USAGE_QUERIES.bySpecialist),
+      daily: db.prepare<[string, string, string], { day: string; n: number }>(USAGE_QUERIES.daily),
+      registerNode: db.prepare("INSERT OR IGNORE INTO nodes (id, host, pid, process_start, started_at) VALUES (?, ?, ?, ?, ?)"),
+      unfinishedNodes: db.prepare<[], { node_id: string | null }>("SELECT DISTINCT node_id FROM usage_events WHERE status IS NULL"),
+      getNode: db.prepare<[string], NodeRow>("SELECT id, host, pid, process_start FROM nodes WHERE id = ?"),
+      unfinishedOf: db.prepare<[string | null], { id: number }>("SELECT id FROM usage_events WHERE status IS NULL AND node_id IS ?"),
       insertMember: db.prepare("INSERT INTO members (id, account_id, email, password_hash, created_at) VALUES (@id, @accountId, @email, @passwordHash, @createdAt)"),
       getMember: db.prepare<[string], MemberRow>("SELECT * FROM members WHERE id = ?"),
       memberByEmail: db.prepare<[string], MemberRow>("SELECT * FROM members WHERE email = ?"),
@@ -126,15 +167,54 @@ export class SqliteStore implements Store {
       insertSession: db.prepare("INSERT INTO sessions (token_hash, member_id, admin, csrf_token, expires_at) VALUES (@tokenHash, @memberId, @admin, @csrfToken, @expiresAt)"),
       findSession: db.prepare<[string, string], SessionRow>("SELECT * FROM sessions WHERE token_hash = ? AND expires_at > ?"),
       deleteSession: db.prepare("DELETE FROM sessions WHERE token_hash = ?"),
-      bySpecialist: db.prepare<[string, string, string], { specialist: string; n: number }>(
-        `SELECT specialist, COUNT(*) AS n FROM usage_events
-         WHERE account_id = ? AND mode = ? AND period = ? AND (status IS NULL OR status < 500)
-         GROUP BY specialist ORDER BY n DESC, specialist`,
-      ),
     };
     this.writeBatch = db.transaction((writes: PendingWrite[]) => {
       for (const w of writes) w.result = w.run();
     });
+    if (options.serving === true) {
+      this.db.transaction(() => {
+        this.settleDeadNodes();
+        this.registerNode();
+      }).immediate();
+    }
+  }
+
+  /**
+   * Rows a dead process admitted and never completed: their clients received
+   * nothing, so they are settled as not delivered and given back.
+   */
+  private settleDeadNodes(): void {
+    const at = new Date().toISOString();
+    for (const { node_id: nodeId } of this.statements.unfinishedNodes.all()) {
+      // Rows from before node ids were recorded have no writer to ask: the server that wrote them is gone.
+      if (nodeId !== null && nodeAlive(this.statements.getNode.get(nodeId))) continue;
+      for (const { id } of this.statements.unfinishedOf.all(nodeId)) {
+        this.finish({ eventId: id, status: NOT_DELIVERED, promptTokens: 0, completionTokens: 0, latencyMs: null, at });
+      }
+    }
+  }
+
+  private registerNode(): void {
+    if (this.nodeRegistered) return;
+    const n = this.node;
+    this.statements.registerNode.run(n.id, n.host, n.pid, n.processStart, new Date().toISOString());
+    this.nodeRegistered = true;
+  }
+
+  /** Closes a ledger row and moves its aggregates by the counting rule; false when it was already closed. */
+  private finish(r: { eventId: number; status: number; promptTokens: number; completionTokens: number; latencyMs: number | null; at: string }): boolean {
+    const event = this.statements.finishEvent.get(r);
+    if (event === undefined) return false;
+    const { account_id: account, mode, period, day, specialist } = event;
+    if (countsAgainstQuota(r.status)) {
+      const tokens = r.promptTokens + r.completionTokens;
+      this.statements.addTokens.run(tokens, account, mode, period);
+      this.statements.addDailyTokens.run(tokens, account, mode, period, day, specialist);
+    } else {
+      this.statements.giveBack.run(account, mode, period);
+      this.statements.giveBackDaily.run(account, mode, period, day, specialist);
+    }
+    return true;
   }
 
   /** Queues a write for this turn's transaction; resolves once it is committed. */
@@ -199,8 +279,11 @@ export class SqliteStore implements Store {
     return this.statements.updateAccount.run({ id, plan: change.plan ?? null, status: change.status ?? null }).changes > 0;
   }
 
-  async createKey(key: ApiKeyRecord, hash: string): Promise<void> {
-    this.statements.insertKey.run({ ...key, hash });
+  async createKey(key: ApiKeyRecord, hash: string, maxUnrevoked: number): Promise<KeyCreation> {
+    if (this.statements.insertKey.run({ ...key, hash, limit: maxUnrevoked }).changes > 0) return "created";
+    const account = this.statements.getAccount.get(key.accountId);
+    if (account === undefined) return "no_account";
+    return account.status === "active" ? "limit_reached" : "suspended";
   }
 
   async listKeys(accountId: string): Promise<ApiKeyRecord[]> {
@@ -240,34 +323,32 @@ export class SqliteStore implements Store {
     if (counter.requests >= r.limit) return undefined;
     counter.requests++;
     return this.write(() => {
-      this.statements.ensureCounter.run(r.accountId, r.mode, r.period);
+      this.registerNode();
       this.statements.countRequest.run(r.accountId, r.mode, r.period);
-      return Number(this.statements.insertEvent.run(r).lastInsertRowid);
+      this.statements.countDaily.run(r.accountId, r.mode, r.period, r.at, r.specialist);
+      return Number(this.statements.insertEvent.run({ ...r, nodeId: this.node.id }).lastInsertRowid);
     });
   }
 
   async complete(r: CompletionRecord): Promise<void> {
-    if (r.refund) this.counter(r.accountId, r.mode, r.period).requests--;
+    // The in-memory counter moves now, so the very next admission sees the request given back.
+    if (!countsAgainstQuota(r.status)) this.counter(r.accountId, r.mode, r.period).requests--;
     await this.write(() => {
-      this.statements.finishEvent.run(r);
-      if (r.refund) this.statements.refund.run(r.accountId, r.mode, r.period);
-      else this.statements.addTokens.run(r.promptTokens + r.completionTokens, r.accountId, r.mode, r.period);
+      this.finish(r);
     });
   }
 
   async periodUsage(accountId: string, mode: Mode, period: string): Promise<PeriodUsage> {
     await this.write(() => undefined); // read after every write queued so far has landed
     const counter = this.statements.counter.get(accountId, mode, period);
-    const bySpecialist: Record<string, number> = {};
-    for (const row of this.statements.bySpecialist.all(accountId, mode, period)) bySpecialist[row.specialist] = row.n;
+    // fromEntries defines own properties, so a specialist id such as "__proto__" stays a plain key.
+    const bySpecialist = Object.fromEntries(this.statements.bySpecialist.all(accountId, mode, period).map((row) => [row.specialist, row.n]));
     return { requests: counter?.requests ?? 0, tokens: counter?.tokens ?? 0, bySpecialist };
   }
 
   async dailyRequests(accountId: string, mode: Mode, period: string): Promise<Record<string, number>> {
     await this.write(() => undefined);
-    const days: Record<string, number> = {};
-    for (const row of this.statements.daily.all(accountId, mode, period)) days[row.day] = row.n;
-    return days;
+    return Object.fromEntries(this.statements.daily.all(accountId, mode, period).map((row) => [row.day, row.n]));
   }
 
   async createMember(member: Member): Promise<void> {
@@ -322,6 +403,7 @@ export class SqliteStore implements Store {
 
   async close(): Promise<void> {
     this.flush();
+    nodeClosed(this.node.id);
     if (this.db.open) this.db.close();
   }
 }
