@@ -18,7 +18,8 @@ export class RuntimeError extends Error {}
 
 export function exitCodeOf(error: unknown): number {
   if (error instanceof CommanderError) {
-    return error.code === "commander.helpDisplayed" || error.code === "commander.version" ? EXIT_OK : EXIT_USAGE;
+    // Help or version that was asked for exits 0; every parse error (and help shown for one) is a usage error.
+    return error.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
   }
   if (error instanceof UsageError || error instanceof ConfigError || error instanceof ModelUnavailableError) return EXIT_USAGE;
   if (error instanceof AccountError) return error.notFound ? EXIT_RUNTIME : EXIT_USAGE;
