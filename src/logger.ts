@@ -1,16 +1,54 @@
 import pino, { type DestinationStream, type Logger } from "pino";
+import { prettyFactory } from "pino-pretty";
+import type { LogFormat } from "./config/config.js";
+
+export type LogOutput = "json" | "pretty";
+
+/** "auto" means human-readable for a person at a terminal and JSON for log collectors. */
+export function logOutputFor(format: LogFormat, isTerminal: boolean): LogOutput {
+  if (format === "auto") return isTerminal ? "pretty" : "json";
+  return format;
+}
 
 /**
- * Structured JSON logs. Anything that looks like a credential is redacted by
- * path as a second line of defence; the first is never logging headers at all.
+ * Structured logs, JSON or pretty. Anything that looks like a credential is
+ * redacted by path as a second line of defence; the first is never logging
+ * headers at all.
  */
-export function createLogger(level: string, destination?: DestinationStream): Logger {
+export function createLogger(level: string, destination?: DestinationStream, output: LogOutput = "json"): Logger {
+  const target = output === "pretty"
+    ? prettyDestination(destination ?? pino.destination({ fd: 1, sync: true }), destination === undefined && process.stdout.isTTY === true)
+    : (destination ?? pino.destination({ fd: 1, sync: false }));
   return pino(
     {
       level,
       base: { service: "alveare" },
       redact: { paths: ["authorization", "*.authorization", "headers.authorization", "key", "*.key", "api_key", "*.api_key"], censor: "[redacted]" },
     },
-    destination ?? pino.destination({ fd: 1, sync: false }),
+    target,
   );
+}
+
+/** Request lines read as `POST /v1/infer 429 rate_limit_exceeded 2.1ms`, the rest as key/values after it. */
+function compactRequestLine(record: Record<string, unknown>): Record<string, unknown> {
+  if (record.msg !== "request") return record;
+  const { method, route, status, code, latency_ms: latency, ...rest } = record;
+  const words = [method, route, status, code, latency === undefined ? undefined : `${String(latency)}ms`];
+  return { ...rest, msg: words.filter((w) => w !== undefined).map(String).join(" ") };
+}
+
+function prettyDestination(out: DestinationStream, colorize: boolean): DestinationStream {
+  const render = prettyFactory({ colorize, translateTime: "SYS:HH:MM:ss", ignore: "pid,hostname,service", singleLine: true });
+  return {
+    write(line: string): void {
+      let record: Record<string, unknown>;
+      try {
+        record = JSON.parse(line) as Record<string, unknown>;
+      } catch {
+        out.write(line);
+        return;
+      }
+      out.write(render(compactRequestLine(record)));
+    },
+  };
 }

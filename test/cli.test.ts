@@ -45,11 +45,17 @@ describe("alveare serve", () => {
     const dataDir = tempDir();
     const { key } = cliKey(dataDir, "professional", cleanEnv());
     const { child, url, output } = await spawnServe(["--model", model, "--data-dir", dataDir], cleanEnv());
-    const inflight = fetch(`${url}/v1/infer`, { method: "POST", headers: { authorization: `Bearer ${key}` }, body: JSON.stringify({ specialist: "chat", prompt: "hi", max_tokens: 200 }) });
-    await new Promise((r) => setTimeout(r, 30));
-    child.kill("SIGTERM");
-    const response = await inflight;
+    // A stream's headers go out with its first token: once they are here, the generation is in flight.
+    const response = await fetch(`${url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${key}` },
+      body: JSON.stringify({ model: "alveare-chat", messages: [{ role: "user", content: "hi" }], max_tokens: 200, stream: true }),
+    });
     assert.equal(response.status, 200);
+    child.kill("SIGTERM");
+    const body = await response.text();
+    assert.match(body, /data: \[DONE\]\n\n$/, "the stream finished normally");
+    assert.doesNotMatch(body, /"error"/);
     const code = await new Promise((resolve) => child.on("exit", resolve));
     assert.equal(code, 0);
     assert.match(output(), /shutting down/);

@@ -1,12 +1,92 @@
-import { loadConfig, type ServeFlags } from "../config/config.js";
-import { createLogger } from "../logger.js";
+import { stat } from "node:fs/promises";
+import { createServer } from "node:net";
+import { databasePath, type ServeFlags, type ServerConfig } from "../config/config.js";
+import { createLogger, logOutputFor } from "../logger.js";
+import { isRemoteModel } from "../models/model-files.js";
 import { startServer } from "../server/server.js";
+import { loadCliConfig, settingSource } from "./cli-config.js";
+import { RuntimeError, UsageError } from "./exit.js";
+
+/**
+ * Every local model file a specialist will load must exist; checked before the
+ * llama.cpp runtime starts, and the message names the flag, variable or field
+ * that gave the path.
+ */
+async function checkLocalModels(config: ServerConfig, flags: ServeFlags): Promise<void> {
+  const configFile = flags.config ?? process.env.ALVEARE_CONFIG;
+  for (const s of config.specialists) {
+    if (s.remote !== undefined) continue;
+    const named = s.model in config.models;
+    const location = config.models[s.model] ?? s.model;
+    if (isRemoteModel(location)) continue;
+    if (await stat(location).then((info) => info.isFile(), () => false)) continue;
+    const source = !named
+      ? `'specialists.${s.id}.model' in ${configFile ?? "the config file"}`
+      : s.model === "base"
+        ? settingSource({ name: "--model", value: flags.model }, "ALVEARE_MODEL", "models.base", configFile)
+        : `'models.${s.model}' in ${configFile ?? "the config file"}`;
+    throw new UsageError(`model file not found: ${location} (given by ${source}); pass an existing .gguf file or an hf: URI`);
+  }
+}
+
+/**
+ * Binds the address once before any model loads, so a taken port fails in a
+ * second rather than after a minute of loading. Port 0 (any free port) cannot clash.
+ */
+async function checkPortFree(config: ServerConfig, flags: ServeFlags): Promise<void> {
+  if (config.port === 0) return;
+  const configFile = flags.config ?? process.env.ALVEARE_CONFIG;
+  await new Promise<void>((resolve, reject) => {
+    const probe = createServer();
+    probe.once("error", (error: NodeJS.ErrnoException) => reject(listenProblem(error, config, flags, configFile)));
+    probe.listen({ port: config.port, host: config.host, exclusive: true }, () => probe.close(() => resolve()));
+  });
+}
+
+function listenProblem(error: NodeJS.ErrnoException, config: ServerConfig, flags: ServeFlags, configFile: string | undefined): Error {
+  const port = settingSource({ name: "--port", value: flags.port }, "ALVEARE_PORT", "port", configFile);
+  const host = settingSource({ name: "--host", value: flags.host }, "ALVEARE_HOST", "host", configFile);
+  switch (error.code) {
+    case "EADDRINUSE":
+      return new RuntimeError(`port ${config.port} on ${config.host} is already in use (port from ${port}); stop the other process or choose another port with --port`);
+    case "EACCES":
+      return new RuntimeError(`not allowed to listen on port ${config.port} (port from ${port}); ports below 1024 need privileges, choose another with --port`);
+    case "EADDRNOTAVAIL":
+    case "ENOTFOUND":
+      return new RuntimeError(`cannot listen on host ${config.host} (host from ${host}): no such address on this machine`);
+    default:
+      return new RuntimeError(`cannot listen on ${config.host}:${config.port}: ${error.message}`);
+  }
+}
 
 export async function serve(flags: ServeFlags): Promise<void> {
-  const config = loadConfig(flags);
-  const logger = createLogger(config.logLevel);
-  const server = await startServer(config, { logger });
-  logger.info({ url: server.url, specialists: server.registry.list().map((s) => `${s.id}@${s.engine.name}`) }, "alveare is serving");
+  const config = loadCliConfig(flags);
+  await checkLocalModels(config, flags);
+  await checkPortFree(config, flags);
+  const logger = createLogger(config.logLevel, undefined, logOutputFor(config.logFormat, process.stdout.isTTY === true));
+  logger.info({ data_dir: config.dataDir, database: databasePath(config) }, `loading models; data in ${config.dataDir}`);
+  const server = await startServer(config, { logger }).catch((error: unknown) => {
+    logger.flush();
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "EADDRINUSE" || code === "EACCES" || code === "EADDRNOTAVAIL") {
+      throw listenProblem(error as NodeJS.ErrnoException, config, flags, flags.config ?? process.env.ALVEARE_CONFIG);
+    }
+    throw error;
+  });
+  const base = process.env.ALVEARE_PUBLIC_URL ? config.publicUrl : server.url;
+  const dashboard = `${base}/dashboard/`;
+  logger.info(
+    { url: server.url, public_url: base, specialists: server.registry.list().map((s) => `${s.id}@${s.engine.name}`) },
+    `alveare is serving at ${server.url}`,
+  );
+  logger.info({ dashboard_url: dashboard }, `dashboard at ${dashboard}`);
+  logger.info({ data_dir: config.dataDir, database: databasePath(config) }, `database ${databasePath(config)}`);
+  logger.info(
+    { operator_dashboard: config.adminToken !== undefined },
+    config.adminToken !== undefined
+      ? `operator dashboard on: sign in at ${dashboard} with ALVEARE_ADMIN_TOKEN`
+      : "operator dashboard off: set ALVEARE_ADMIN_TOKEN to turn it on",
+  );
   let signals = 0;
   const stop = (signal: string): void => {
     signals++;

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
-import { resolve } from "node:path";
+import { join, resolve } from "node:path";
 import type { SpecialistDefinition } from "../specialists/specialist.js";
 import { ConfigError } from "./config-error.js";
 import { parseSpecialists } from "./specialists-config.js";
@@ -28,6 +28,10 @@ export interface ServerConfig {
   bodyLimit: number;
   /** ALVEARE_ADMIN_TOKEN: enables the operator's API; from the environment only, never a file. */
   adminToken?: string | undefined;
+  /** ALVEARE_PUBLIC_URL: where people reach this server; invitation links start with it. */
+  publicUrl: string;
+  /** ALVEARE_LOG_FORMAT: "auto" is human-readable in a terminal and JSON otherwise. */
+  logFormat: LogFormat;
   engine: EngineSettings;
   /** Model names to paths or hf: URIs; `base` is the default model every default specialist uses. */
   models: Record<string, string>;
@@ -53,6 +57,32 @@ export interface ServeFlags {
 }
 
 type Env = Readonly<Record<string, string | undefined>>;
+
+export type LogFormat = "auto" | "json" | "pretty";
+
+function logFormatFrom(value: string | undefined): LogFormat {
+  if (value === undefined || value === "") return "auto";
+  if (value === "auto" || value === "json" || value === "pretty") return value;
+  throw new ConfigError("ALVEARE_LOG_FORMAT", `must be json, pretty or auto, got '${value}'`);
+}
+
+/** ALVEARE_PUBLIC_URL without a trailing slash, or the listening address (a wildcard host reads as localhost). */
+function publicUrlFrom(value: string | undefined, host: string, port: number): string {
+  if (value === undefined || value === "") {
+    const reachable = host === "0.0.0.0" || host === "::" ? "localhost" : host.includes(":") ? `[${host}]` : host;
+    return `http://${reachable}:${port}`;
+  }
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError("ALVEARE_PUBLIC_URL", `must be an http(s) URL such as https://ai.example.com, got '${value}'`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new ConfigError("ALVEARE_PUBLIC_URL", `must be an http(s) URL such as https://ai.example.com, got '${value}'`);
+  }
+  return value.replace(/\/+$/, "");
+}
 
 function readConfigFile(path: string): ConfigFile {
   let text: string;
@@ -148,13 +178,17 @@ export function loadConfig(flags: ServeFlags = {}, env: Env = process.env): Serv
   if (databaseUrl) throw new ConfigError("ALVEARE_DATABASE_URL", "PostgreSQL is not supported yet; unset it to use SQLite in the data dir");
   const redisUrl = env.ALVEARE_REDIS_URL || file.redis_url;
   if (redisUrl) throw new ConfigError("ALVEARE_REDIS_URL", "Redis is not supported yet; unset it to keep rate limits in this process");
+  const port = intFrom(flags.port, "--port", 0, 65535) ?? intFrom(env.ALVEARE_PORT, "ALVEARE_PORT", 0, 65535) ?? file.port ?? 8080;
+  const host = flags.host ?? env.ALVEARE_HOST ?? file.host ?? "127.0.0.1";
   return {
-    port: intFrom(flags.port, "--port", 0, 65535) ?? intFrom(env.ALVEARE_PORT, "ALVEARE_PORT", 0, 65535) ?? file.port ?? 8080,
-    host: flags.host ?? env.ALVEARE_HOST ?? file.host ?? "127.0.0.1",
+    port,
+    host,
     dataDir: resolve(flags.dataDir ?? env.ALVEARE_DATA_DIR ?? file.data_dir ?? "./data"),
     logLevel: env.ALVEARE_LOG_LEVEL ?? file.log_level ?? "info",
     bodyLimit: file.body_limit ?? DEFAULT_BODY_LIMIT,
     adminToken: adminTokenFrom(env.ALVEARE_ADMIN_TOKEN),
+    publicUrl: publicUrlFrom(env.ALVEARE_PUBLIC_URL, host, port),
+    logFormat: logFormatFrom(env.ALVEARE_LOG_FORMAT),
     engine: {
       parallel: engine.parallel ?? 4,
       queue: engine.queue ?? 64,
@@ -170,3 +204,6 @@ export function loadConfig(flags: ServeFlags = {}, env: Env = process.env): Serv
 export function looksLikeModelLocation(s: string): boolean {
   return s.endsWith(".gguf") || s.startsWith("hf:") || s.startsWith("https://") || s.startsWith("http://");
 }
+
+/** The SQLite file of accounts, keys and usage in the data dir (the server and the CLI share it). */
+export const databasePath = (config: Pick<ServerConfig, "dataDir">): string => join(config.dataDir, "alveare.db");

@@ -90,13 +90,16 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     reply.raw.once("close", () => {
       void (request.generationDone ?? Promise.resolve()).catch(() => undefined).then(() => {
         const status = request.logFields.aborted ? CLIENT_CLOSED : reply.raw.statusCode;
-        logRequest(request.log, request.method, request.routeOptions.url ?? request.url, status, performance.now() - started, request.logFields);
+        // Who asked, by id only (never the key), and from where (request.ip honours the trusted-proxy setting).
+        const who = { account_id: request.caller?.accountId, key_id: request.caller?.keyId, client_ip: request.ip };
+        logRequest(request.log, request.method, request.routeOptions.url ?? request.url, status, performance.now() - started, { ...request.logFields, ...who });
       });
     });
   });
 
   app.setErrorHandler((error: FastifyError | Error, request, reply) => {
     const apiError = toApiError(error, options.bodyLimit);
+    request.logFields.code = apiError.code;
     if (apiError.status >= 500 && !(error instanceof ApiError)) {
       request.log.error({ err: error }, "unhandled error");
     }
@@ -105,6 +108,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   app.setNotFoundHandler((request, reply) => {
     const e = errors.notFound(request.method, request.url.split("?")[0] ?? "/");
+    request.logFields.code = e.code;
     return reply.code(e.status).send(e.toBody());
   });
 
@@ -122,7 +126,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   return app;
 }
 
-/** The one line per request: id (from the child logger), route, status, latency, specialist, tokens. */
+/** The one line per request: id (from the child logger), route, status, error code, latency, specialist, tokens, caller. */
 export function logRequest(
   log: FastifyInstance["log"],
   method: string,

@@ -1,7 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
-import type { ServerConfig } from "../config/config.js";
-import { join } from "node:path";
+import { databasePath, type ServerConfig } from "../config/config.js";
 import { AccountGate } from "../gate/account-gate.js";
 import type { Gate } from "../gate/gate.js";
 import { SqliteStore } from "../store/sqlite/sqlite-store.js";
@@ -92,5 +91,4 @@ function operatorAndDashboard(store: Store, config: ServerConfig): NonNullable<A
   ];
 }
 
-/** The SQLite file of accounts, keys and usage in the data dir. */
-export const databasePath = (config: ServerConfig): string => join(config.dataDir, "alveare.db");
+export { databasePath } from "../config/config.js";

@@ -1,0 +1,182 @@
+import { existsSync } from "node:fs";
+import { Command, InvalidArgumentError, Option } from "commander";
+import { databasePath, type ServerConfig } from "../config/config.js";
+import { People } from "../dashboard/people.js";
+import { AccountService } from "../gate/accounts.js";
+import { usageReport } from "../metering/usage-report.js";
+import { SqliteStore } from "../store/sqlite/sqlite-store.js";
+import type { ApiKeyRecord, Mode } from "../store/store.js";
+import { loadCliConfig } from "./cli-config.js";
+import { RuntimeError } from "./exit.js";
+import { note, print, printJson, shortTime, table } from "./output.js";
+
+interface StoreOptions {
+  json?: boolean;
+  dataDir?: string;
+  config?: string;
+}
+
+interface Session {
+  config: ServerConfig;
+  store: SqliteStore;
+  accounts: AccountService;
+  json: boolean;
+}
+
+/** Options every account command takes: where the database is, and --json. */
+function storeCommand(parent: Command, name: string, description: string): Command {
+  return parent
+    .command(name)
+    .description(description)
+    .option("--json", "print one JSON document instead of a table or sentence")
+    .option("--data-dir <dir>", "the server's data directory (default ./data, or ALVEARE_DATA_DIR)")
+    .option("--config <file>", "the server's config file, for its plans (or ALVEARE_CONFIG)");
+}
+
+/** Opens the server's database for one command and says which file it is (stderr, table mode only). */
+async function withStore(options: StoreOptions, run: (session: Session) => Promise<void>): Promise<void> {
+  const config = loadCliConfig({ dataDir: options.dataDir, config: options.config });
+  const path = databasePath(config);
+  const isNew = !existsSync(path);
+  const json = options.json === true;
+  if (!json) note(`using ${path}${isNew ? " (new, empty database)" : ""}`);
+  const store = new SqliteStore(path);
+  try {
+    await run({ config, store, accounts: new AccountService(store, config.plans), json });
+  } finally {
+    await store.close();
+  }
+}
+
+const oneOf = (...allowed: string[]) => (value: string): string => {
+  if (!allowed.includes(value)) throw new InvalidArgumentError(`It must be ${allowed.slice(0, -1).join(", ")} or ${allowed.at(-1)!}.`);
+  return value;
+};
+
+const modeOption = (): Option =>
+  new Option("--mode <mode>", "live or test (sandbox)").argParser(oneOf("live", "test")).default("live");
+
+async function findKey(session: Session, keyId: string): Promise<ApiKeyRecord | undefined> {
+  for (const account of await session.accounts.listAccounts()) {
+    const key = (await session.store.listKeys(account.id)).find((k) => k.id === keyId);
+    if (key !== undefined) return key;
+  }
+  return undefined;
+}
+
+export function registerAccountCommands(program: Command): void {
+  const accounts = program.command("accounts").description("create, list and change customer accounts")
+    .addHelpText("after", "\nExamples:\n  $ alveare accounts create --name \"Acme\" --plan starter\n  $ alveare accounts list\n  $ alveare accounts update acc_123 --plan scale");
+  storeCommand(accounts, "create", "create an account on a plan")
+    .requiredOption("--name <name>", "the account's display name")
+    .requiredOption("--plan <plan>", "its plan: solo, starter, professional, scale, or one from the config file")
+    .addHelpText("after", "\nExample:\n  $ alveare accounts create --name \"Acme\" --plan starter")
+    .action((o: StoreOptions & { name: string; plan: string }) => withStore(o, async ({ accounts: service, json }) => {
+      const account = await service.createAccount(o.name, o.plan);
+      if (json) printJson({ id: account.id, name: account.name, plan: account.plan });
+      else print(`created account ${account.id} (${account.name}, plan ${account.plan})`);
+    }));
+  storeCommand(accounts, "list", "list all accounts")
+    .addHelpText("after", "\nExample:\n  $ alveare accounts list --json")
+    .action((o: StoreOptions) => withStore(o, async ({ accounts: service, json }) => {
+      const list = await service.listAccounts();
+      if (json) {
+        printJson(list.map((a) => ({ id: a.id, name: a.name, plan: a.plan, status: a.status, created_at: a.createdAt })));
+        return;
+      }
+      print(table(["id", "name", "plan", "status", "created"], list.map((a) => [a.id, a.name, a.plan, a.status, shortTime(a.createdAt)]),
+        "no accounts yet; create one with: alveare accounts create --name NAME --plan PLAN"));
+    }));
+  storeCommand(accounts, "update", "change an account's plan or status")
+    .argument("<account-id>", "the account, as printed by accounts list")
+    .option("--plan <plan>", "move it to this plan")
+    .option("--status <status>", "active or suspended (a suspended account's keys are refused)", oneOf("active", "suspended"))
+    .addHelpText("after", "\nExamples:\n  $ alveare accounts update acc_123 --plan scale\n  $ alveare accounts update acc_123 --status suspended")
+    .action((id: string, o: StoreOptions & { plan?: string; status?: "active" | "suspended" }, command: Command) => {
+      if (o.plan === undefined && o.status === undefined) command.error("error: give --plan, --status or both", { exitCode: 2 });
+      return withStore(o, async ({ accounts: service, json }) => {
+        let account = o.plan === undefined ? await service.getAccount(id) : await service.changePlan(id, o.plan);
+        if (o.status !== undefined) account = await service.setStatus(id, o.status);
+        if (json) printJson({ id: account.id, name: account.name, plan: account.plan, status: account.status });
+        else print(`updated account ${account.id}: plan ${account.plan}, ${account.status}`);
+      });
+    });
+
+  const members = program.command("members").description("invite people into an account's dashboard")
+    .addHelpText("after", "\nExample:\n  $ alveare members invite --account acc_123 --email dev@example.com");
+  storeCommand(members, "invite", "invite a person by e-mail; prints the one-time invitation link")
+    .requiredOption("--account <id>", "the account they join")
+    .requiredOption("--email <email>", "their e-mail address (their sign-in name)")
+    .addHelpText("after", "\nThe link starts with ALVEARE_PUBLIC_URL (default http://ALVEARE_HOST:ALVEARE_PORT).\n\nExample:\n  $ alveare members invite --account acc_123 --email dev@example.com")
+    .action((o: StoreOptions & { account: string; email: string }) => withStore(o, async ({ store, config, json }) => {
+      const { member, token } = await new People(store, undefined).invite(o.account, o.email);
+      const path = `/dashboard/#invite=${token}`;
+      if (json) printJson({ member_id: member.id, email: member.email, invite_path: path });
+      else print(`invited ${member.email} to account ${member.accountId}; send them this link (single use, valid 7 days):\n${config.publicUrl}${path}`);
+    }));
+
+  const keys = program.command("keys").description("create, list and revoke API keys")
+    .addHelpText("after", "\nExamples:\n  $ alveare keys create --account acc_123 --name laptop\n  $ alveare keys list --account acc_123\n  $ alveare keys revoke key_123");
+  storeCommand(keys, "create", "create an API key (shown once)")
+    .requiredOption("--account <id>", "the account the key belongs to")
+    .addOption(modeOption())
+    .option("--name <name>", "a label to recognise the key by")
+    .addHelpText("after", "\nExample:\n  $ alveare keys create --account acc_123 --name laptop")
+    .action((o: StoreOptions & { account: string; mode: Mode; name?: string }) => withStore(o, async ({ accounts: service, json }) => {
+      const { record, key } = await service.createKey(o.account, o.mode, o.name);
+      if (json) printJson({ id: record.id, key, mode: record.mode, account_id: record.accountId });
+      else print(`created ${record.mode} key ${record.id}\n${key}\nThis is the only time the key is shown: store it now.`);
+    }));
+  storeCommand(keys, "list", "list an account's keys (never the keys themselves)")
+    .requiredOption("--account <id>", "the account")
+    .addHelpText("after", "\nExample:\n  $ alveare keys list --account acc_123")
+    .action((o: StoreOptions & { account: string }) => withStore(o, async ({ accounts: service, json }) => {
+      const list = await service.listKeys(o.account);
+      if (json) {
+        printJson(list.map((k) => ({
+          id: k.id, name: k.name, mode: k.mode, prefix: k.prefix, created_at: k.createdAt, last_used_at: k.lastUsedAt, revoked_at: k.revokedAt,
+        })));
+        return;
+      }
+      print(table(
+        ["id", "name", "mode", "prefix", "created", "last used", "status"],
+        list.map((k) => [k.id, k.name ?? "-", k.mode, k.prefix, shortTime(k.createdAt), shortTime(k.lastUsedAt), k.revokedAt ? `revoked ${shortTime(k.revokedAt)}` : "active"]),
+        `account ${o.account} has no keys; create one with: alveare keys create --account ${o.account}`,
+      ));
+    }));
+  storeCommand(keys, "revoke", "revoke a key for good (revoking it again changes nothing)")
+    .argument("<key-id>", "the key's id, as printed by keys list")
+    .addHelpText("after", "\nExample:\n  $ alveare keys revoke key_123")
+    .action((keyId: string, o: StoreOptions) => withStore(o, async (session) => {
+      const before = await findKey(session, keyId);
+      if (before === undefined) throw new RuntimeError(`no key '${keyId}'`);
+      await session.accounts.revokeKey(keyId);
+      if (session.json) printJson({ id: keyId, revoked: true });
+      else if (before.revokedAt) print(`key ${keyId} was already revoked (since ${shortTime(before.revokedAt)}); nothing changed`);
+      else print(`revoked key ${keyId}; requests with it are refused from now on`);
+    }));
+
+  storeCommand(program, "usage", "show an account's usage this month")
+    .requiredOption("--account <id>", "the account")
+    .addOption(modeOption())
+    .addHelpText("after", "\nExamples:\n  $ alveare usage --account acc_123\n  $ alveare usage --account acc_123 --mode test --json")
+    .action((o: StoreOptions & { account: string; mode: Mode }) => withStore(o, async ({ store, config, json }) => {
+      const account = await store.getAccount(o.account);
+      if (account === undefined) throw new RuntimeError(`no account '${o.account}'`);
+      const plan = config.plans[account.plan];
+      if (plan === undefined) throw new RuntimeError(`account ${account.id} is on plan '${account.plan}', which the config does not define`);
+      const usage = await usageReport(store, plan, account.id, o.mode);
+      if (json) {
+        printJson(usage);
+        return;
+      }
+      print(`${o.mode} usage of account ${account.id} (plan ${account.plan}), ${usage.period_start} to ${usage.period_end}`);
+      print(table(["", "used", "limit"], [
+        ["requests", String(usage.requests_used), String(usage.requests_limit)],
+        ["tokens", String(usage.tokens_used), "-"],
+      ], ""));
+      const bySpecialist = Object.entries(usage.by_specialist);
+      print("");
+      print(table(["specialist", "requests"], bySpecialist.map(([id, n]) => [id, String(n)]), "no requests this month"));
+    }));
+}

@@ -1,0 +1,34 @@
+import { CommanderError } from "commander";
+import { ConfigError } from "../config/config-error.js";
+import { ApiError } from "../errors.js";
+import { AccountError } from "../gate/accounts.js";
+import { ModelUnavailableError } from "../models/model-files.js";
+
+export const EXIT_OK = 0;
+/** The command was right but could not be done: no such account, port in use, a failed download… */
+export const EXIT_RUNTIME = 1;
+/** The command itself was wrong: unknown command or option, a missing or invalid value, a bad config. */
+export const EXIT_USAGE = 2;
+
+/** A wrongly given command; the message names the flag or value. */
+export class UsageError extends Error {}
+
+/** A well-formed command that could not be carried out. */
+export class RuntimeError extends Error {}
+
+export function exitCodeOf(error: unknown): number {
+  if (error instanceof CommanderError) {
+    // Help or version that was asked for exits 0; every parse error (and help shown for one) is a usage error.
+    return error.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
+  }
+  if (error instanceof UsageError || error instanceof ConfigError || error instanceof ModelUnavailableError) return EXIT_USAGE;
+  if (error instanceof AccountError) return error.notFound ? EXIT_RUNTIME : EXIT_USAGE;
+  if (error instanceof ApiError) return error.status === 400 ? EXIT_USAGE : EXIT_RUNTIME;
+  return EXIT_RUNTIME;
+}
+
+/** One line for the operator, never a stack trace: the message says what to change. */
+export function messageOf(error: unknown): string {
+  if (error instanceof Error) return error.message.split("\n")[0] ?? error.message;
+  return String(error);
+}

@@ -1,0 +1,42 @@
+import type { Command } from "commander";
+import { progressBar, resolveModel } from "../models/model-files.js";
+import { loadCliConfig } from "./cli-config.js";
+import { print } from "./output.js";
+
+export function registerServeCommand(program: Command): void {
+  program
+    .command("serve")
+    .description("run the API server, its dashboard and (with ALVEARE_ADMIN_TOKEN) the operator pages")
+    .option("--port <n>", "port to listen on (default 8080, or ALVEARE_PORT)")
+    .option("--host <h>", "address to listen on (default 127.0.0.1, or ALVEARE_HOST)")
+    .option("--data-dir <dir>", "where the database and downloaded models live (default ./data, or ALVEARE_DATA_DIR)")
+    .option("--model <path-or-uri>", "the base model: a .gguf file or hf:owner/repo/file.gguf (or ALVEARE_MODEL)")
+    .option("--config <file>", "a JSON config file (or ALVEARE_CONFIG)")
+    .addHelpText("after", `
+Examples:
+  $ alveare serve
+  $ alveare serve --model ./models/qwen2.5-0.5b-instruct-q4_k_m.gguf --port 9000
+  $ ALVEARE_ADMIN_TOKEN=... alveare serve --host 0.0.0.0
+
+Logs are readable in a terminal and JSON otherwise; ALVEARE_LOG_FORMAT=json|pretty chooses.`)
+    .action(async (o: { port?: string; host?: string; dataDir?: string; model?: string; config?: string }) => {
+      // Loaded on use: the server pulls in llama.cpp, which --help and the account commands do not need.
+      const { serve } = await import("./serve.js");
+      await serve({ port: o.port, host: o.host, dataDir: o.dataDir, model: o.model, config: o.config });
+    });
+}
+
+export function registerModelCommands(program: Command): void {
+  const models = program.command("models").description("download models ahead of time")
+    .addHelpText("after", "\nExample:\n  $ alveare models pull hf:Qwen/Qwen2.5-0.5B-Instruct-GGUF/qwen2.5-0.5b-instruct-q4_k_m.gguf");
+  models
+    .command("pull")
+    .description("download a model into the data directory and print its path")
+    .argument("<uri>", "hf:owner/repo/file.gguf or an http(s) URL of a .gguf file")
+    .option("--data-dir <dir>", "where models are kept (default ./data, or ALVEARE_DATA_DIR)")
+    .addHelpText("after", "\nExample:\n  $ alveare models pull hf:Qwen/Qwen2.5-0.5B-Instruct-GGUF/qwen2.5-0.5b-instruct-q4_k_m.gguf")
+    .action(async (uri: string, o: { dataDir?: string }) => {
+      const config = loadCliConfig({ dataDir: o.dataDir });
+      print(await resolveModel(uri, config.dataDir, progressBar()));
+    });
+}

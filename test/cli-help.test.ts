@@ -1,0 +1,203 @@
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { createServer, type Server } from "node:net";
+import type { AddressInfo } from "node:net";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { VERSION } from "../src/version.js";
+import { cliJson, cliKey, tempDir, tinyModel } from "./helpers/fixtures.js";
+
+const CLI = new URL("../src/cli/main.js", import.meta.url).pathname;
+const cleanEnv = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => {
+  const env: NodeJS.ProcessEnv = { ...process.env, ALVEARE_THREADS: "1", ...extra };
+  for (const name of ["ALVEARE_MODEL", "ALVEARE_CONFIG", "ALVEARE_PUBLIC_URL", "ALVEARE_HOST", "ALVEARE_PORT", "ALVEARE_DATA_DIR", "ALVEARE_LOG_FORMAT"]) {
+    if (!(name in extra)) delete env[name];
+  }
+  return env;
+};
+
+interface Run { status: number | null; stdout: string; stderr: string }
+
+function alveare(args: readonly string[], env: NodeJS.ProcessEnv = cleanEnv()): Run {
+  const r = spawnSync(process.execPath, [CLI, ...args], { env, encoding: "utf8", timeout: 120_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+const lines = (text: string): string[] => text.trim().split("\n").filter((l) => l.length > 0);
+
+describe("alveare help and version", () => {
+  for (const args of [["--help"], ["-h"], ["help"], ["serve", "--help"], ["keys", "--help"], ["keys", "list", "--help"], ["help", "accounts"], ["usage", "-h"]]) {
+    it(`'alveare ${args.join(" ")}' prints help with examples and exits 0`, () => {
+      const r = alveare(args);
+      assert.equal(r.status, 0, r.stderr);
+      assert.match(r.stdout, /^Usage: alveare/);
+      assert.match(r.stdout, /Examples?:\n {2}\$ alveare /);
+      assert.equal(r.stderr, "");
+    });
+  }
+
+  for (const args of [["--version"], ["-V"], ["serve", "--version"], ["keys", "revoke", "--version"]]) {
+    it(`'alveare ${args.join(" ")}' prints the version and exits 0`, () => {
+      const r = alveare(args);
+      assert.equal(r.status, 0, r.stderr);
+      assert.equal(r.stdout, `${VERSION}\n`);
+    });
+  }
+
+  it("a group without its subcommand shows the group's help on stderr and exits 2", () => {
+    const r = alveare(["keys"]);
+    assert.equal(r.status, 2);
+    assert.equal(r.stdout, "");
+    assert.match(r.stderr, /Usage: alveare keys/);
+    assert.match(r.stderr, /revoke/);
+  });
+
+  it("suggests the command or option meant by a typo, and exits 2", () => {
+    const command = alveare(["serv"]);
+    assert.equal(command.status, 2);
+    assert.match(command.stderr, /unknown command 'serv'/);
+    assert.match(command.stderr, /Did you mean serve\?/);
+    const option = alveare(["accounts", "list", "--jsn"]);
+    assert.equal(option.status, 2);
+    assert.match(option.stderr, /Did you mean --json\?/);
+    assert.doesNotMatch(option.stderr, /\n\s+at /, "no stack trace");
+  });
+});
+
+describe("alveare exit codes and output", () => {
+  it("exits 2 for usage errors (a bad e-mail included) and 1 when a well-formed command cannot be done", () => {
+    const dataDir = tempDir();
+    const { accountId } = cliKey(dataDir, "solo", cleanEnv());
+    const usage: Array<[string[], RegExp]> = [
+      [["accounts", "create", "--plan", "solo"], /--name/],
+      [["accounts", "create", "--name", "x", "--plan", "gold"], /no plan 'gold'/],
+      [["members", "invite", "--account", accountId, "--email", "not-an-email"], /email/],
+      [["keys", "create", "--account", accountId, "--mode", "prod"], /live or test/],
+      [["accounts", "update", accountId], /--plan, --status/],
+    ];
+    for (const [args, message] of usage) {
+      const r = alveare([...args, "--data-dir", dataDir]);
+      assert.equal(r.status, 2, `${args.join(" ")}: ${r.stderr}`);
+      assert.match(r.stderr, message);
+    }
+    for (const args of [["keys", "revoke", "key_nope"], ["usage", "--account", "acct_nope"], ["keys", "list", "--account", "acct_nope"]]) {
+      const r = alveare([...args, "--data-dir", dataDir]);
+      assert.equal(r.status, 1, `${args.join(" ")}: ${r.stderr}`);
+      assert.match(r.stderr, /^alveare: no (key|account) '\w+'$/m);
+      assert.doesNotMatch(r.stderr, /\n\s+at /, "no stack trace");
+    }
+  });
+
+  it("prints tables with headers, names the database on stderr, and keeps --json to one document", () => {
+    const dataDir = tempDir();
+    const env = cleanEnv();
+    const { accountId } = cliKey(dataDir, "starter", env);
+    const database = join(dataDir, "alveare.db");
+
+    const accounts = alveare(["accounts", "list", "--data-dir", dataDir], env);
+    assert.equal(accounts.status, 0, accounts.stderr);
+    assert.match(lines(accounts.stdout)[0]!, /^ID\s+NAME\s+PLAN\s+STATUS\s+CREATED$/);
+    assert.match(lines(accounts.stdout)[1]!, new RegExp(`^${accountId}\\s+test\\s+starter\\s+active\\s+\\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\dZ$`));
+    assert.equal(accounts.stderr, `using ${database}\n`);
+
+    const keys = alveare(["keys", "list", "--account", accountId, "--data-dir", dataDir], env);
+    assert.match(lines(keys.stdout)[0]!, /^ID\s+NAME\s+MODE\s+PREFIX\s+CREATED\s+LAST USED\s+STATUS$/);
+    assert.match(lines(keys.stdout)[1]!, /^key_\w+\s+-\s+live\s+alv_live_\S+\s+.*\s+active$/);
+
+    const usage = alveare(["usage", "--account", accountId, "--data-dir", dataDir], env);
+    assert.equal(usage.status, 0, usage.stderr);
+    assert.throws(() => JSON.parse(usage.stdout) as unknown, "without --json, usage is a table, not JSON");
+    assert.match(usage.stdout, /^\s+USED\s+LIMIT$/m);
+    assert.match(usage.stdout, /^requests\s+0\s+\d+$/m);
+    assert.match(usage.stdout, /^tokens\s+0\s+-$/m);
+
+    for (const args of [["accounts", "list"], ["keys", "list", "--account", accountId], ["usage", "--account", accountId]]) {
+      const json = alveare([...args, "--json", "--data-dir", dataDir], env);
+      assert.equal(json.status, 0, json.stderr);
+      assert.equal(lines(json.stdout).length, 1, "one JSON document on one line");
+      JSON.parse(json.stdout);
+      assert.equal(json.stderr, "", "nothing extra with --json");
+    }
+  });
+
+  it("says a key was already revoked instead of revoking it again", () => {
+    const dataDir = tempDir();
+    const env = cleanEnv();
+    const { accountId } = cliKey(dataDir, "solo", env);
+    const keyId = String((cliJson(["keys", "list", "--account", accountId, "--data-dir", dataDir], env) as unknown as Array<{ id: string }>)[0]!.id);
+    const first = alveare(["keys", "revoke", keyId, "--data-dir", dataDir], env);
+    assert.equal(first.status, 0, first.stderr);
+    assert.match(first.stdout, new RegExp(`^revoked key ${keyId}`));
+    const second = alveare(["keys", "revoke", keyId, "--data-dir", dataDir], env);
+    assert.equal(second.status, 0, second.stderr);
+    assert.match(second.stdout, new RegExp(`^key ${keyId} was already revoked`));
+    // --json keeps its shape whichever way it went.
+    assert.deepEqual(cliJson(["keys", "revoke", keyId, "--data-dir", dataDir], env), { id: keyId, revoked: true });
+  });
+
+  it("prints a complete invitation URL: ALVEARE_PUBLIC_URL, or the host and port", () => {
+    const dataDir = tempDir();
+    const { accountId } = cliKey(dataDir, "solo", cleanEnv());
+    const invite = (env: Record<string, string>, email: string): string => {
+      const r = alveare(["members", "invite", "--account", accountId, "--email", email, "--data-dir", dataDir], cleanEnv(env));
+      assert.equal(r.status, 0, r.stderr);
+      return r.stdout;
+    };
+    assert.match(invite({}, "a@example.com"), /^http:\/\/127\.0\.0\.1:8080\/dashboard\/#invite=\w{40}$/m);
+    assert.match(invite({ ALVEARE_HOST: "10.0.0.5", ALVEARE_PORT: "9000" }, "b@example.com"), /^http:\/\/10\.0\.0\.5:9000\/dashboard\/#invite=\w{40}$/m);
+    assert.match(invite({ ALVEARE_PUBLIC_URL: "https://ai.example.com/" }, "c@example.com"), /^https:\/\/ai\.example\.com\/dashboard\/#invite=\w{40}$/m);
+    const bad = alveare(["members", "invite", "--account", accountId, "--email", "d@example.com", "--data-dir", dataDir], cleanEnv({ ALVEARE_PUBLIC_URL: "ai.example.com" }));
+    assert.equal(bad.status, 2);
+    assert.match(bad.stderr, /ALVEARE_PUBLIC_URL/);
+  });
+});
+
+describe("alveare serve start-up failures", () => {
+  it("a port in use is one line naming the flag, before any model is loaded", async () => {
+    const model = await tinyModel();
+    const taken: Server = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
+    const port = String((taken.address() as AddressInfo).port);
+    try {
+      const r = spawnSync(process.execPath, [CLI, "serve", "--model", model, "--port", port, "--data-dir", tempDir()], { env: cleanEnv(), encoding: "utf8", timeout: 120_000 });
+      assert.equal(r.status, 1);
+      assert.equal(lines(r.stderr).length, 1, r.stderr);
+      assert.match(r.stderr, new RegExp(`port ${port} on 127\\.0\\.0\\.1 is already in use \\(port from --port\\)`));
+      assert.equal(r.stdout, "", "nothing was logged: no model was loaded");
+      const fromEnv = spawnSync(process.execPath, [CLI, "serve", "--model", model, "--data-dir", tempDir()], { env: cleanEnv({ ALVEARE_PORT: port }), encoding: "utf8", timeout: 120_000 });
+      assert.equal(fromEnv.status, 1);
+      assert.match(fromEnv.stderr, /\(port from ALVEARE_PORT\)/);
+    } finally {
+      taken.close();
+    }
+  });
+
+  it("a missing model file names --model (or ALVEARE_MODEL, or the config field) that gave it", () => {
+    const r = alveare(["serve", "--model", "/nope.gguf", "--port", "0", "--data-dir", tempDir()]);
+    assert.equal(r.status, 2);
+    assert.deepEqual(lines(r.stderr), ["alveare: model file not found: /nope.gguf (given by --model); pass an existing .gguf file or an hf: URI"]);
+    assert.equal(r.stdout, "");
+    const fromEnv = alveare(["serve", "--port", "0", "--data-dir", tempDir()], cleanEnv({ ALVEARE_MODEL: "/nope.gguf" }));
+    assert.match(fromEnv.stderr, /\(given by ALVEARE_MODEL\)/);
+    const config = join(tempDir(), "c.json");
+    writeFileSync(config, JSON.stringify({ models: { small: "/nope-small.gguf" }, specialists: { chat: { model: "small" } } }));
+    const fromFile = alveare(["serve", "--config", config, "--port", "0", "--model", "/also-nope.gguf", "--data-dir", tempDir()]);
+    assert.equal(fromFile.status, 2);
+    // The first missing file is reported; classify comes before chat and uses the base model.
+    assert.match(fromFile.stderr, /\/also-nope\.gguf \(given by --model\)/);
+  });
+
+  it("a bad config file is one line naming the file and the field", () => {
+    const config = join(tempDir(), "alveare.json");
+    writeFileSync(config, JSON.stringify({ engine: { parallel: 0 } }));
+    const r = alveare(["serve", "--config", config]);
+    assert.equal(r.status, 2);
+    assert.equal(lines(r.stderr).length, 1, r.stderr);
+    assert.match(r.stderr, /engine\.parallel/);
+    assert.ok(r.stderr.includes(config), r.stderr);
+    const format = alveare(["serve", "--port", "0"], cleanEnv({ ALVEARE_LOG_FORMAT: "xml" }));
+    assert.equal(format.status, 2);
+    assert.match(format.stderr, /ALVEARE_LOG_FORMAT/);
+  });
+});

@@ -1,0 +1,128 @@
+import assert from "node:assert/strict";
+import type { ChildProcess } from "node:child_process";
+import { after, before, describe, it } from "node:test";
+import { createLogger, logOutputFor } from "../src/logger.js";
+import { createKey, LogCapture, postJson, spawnServe, startTestServer, tempDir, tinyModel, type TestServer } from "./helpers/fixtures.js";
+
+const cleanEnv = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => {
+  const env: NodeJS.ProcessEnv = { ...process.env, ALVEARE_THREADS: "1", ...extra };
+  for (const name of ["ALVEARE_MODEL", "ALVEARE_CONFIG", "ALVEARE_PUBLIC_URL", "ALVEARE_ADMIN_TOKEN", "ALVEARE_LOG_FORMAT"]) {
+    if (!(name in extra)) delete env[name];
+  }
+  return env;
+};
+
+const stop = async (child: ChildProcess): Promise<void> => {
+  const exited = new Promise((resolve) => child.once("exit", resolve));
+  child.kill("SIGTERM");
+  await exited;
+};
+
+async function until<T>(what: string, probe: () => T | undefined): Promise<T> {
+  for (let i = 0; i < 400; i++) {
+    const value = probe();
+    if (value !== undefined) return value;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+describe("request log lines", () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startTestServer({
+      plans: {
+        minute: { requests_per_minute: 1, requests_per_month: 1000, specialists: "*" },
+        month: { requests_per_minute: 100, requests_per_month: 1, specialists: "*" },
+      },
+    }, { gated: true });
+  });
+  after(() => server.close());
+
+  it("carry the error code, account id, key id and client address, and never the key", async () => {
+    const minute = await createKey(server, "minute");
+    const month = await createKey(server, "month");
+    const infer = (auth: Record<string, string>) => postJson(`${server.url}/v1/infer`, { specialist: "chat", prompt: "hi", max_tokens: 1 }, auth);
+    assert.equal((await infer(minute.auth)).status, 200);
+    assert.equal((await infer(minute.auth)).status, 429);
+    assert.equal((await infer(month.auth)).status, 200);
+    assert.equal((await infer(month.auth)).status, 429);
+    const bogus = "alv_live_0000000000000000000000000000000000000000";
+    assert.equal((await infer({ authorization: `Bearer ${bogus}` })).status, 401);
+
+    const lines = await until("five request lines", () => {
+      const found = server.logs.requests().filter((r) => r.route === "/v1/infer");
+      return found.length >= 5 ? found : undefined;
+    });
+    const refused = lines.filter((l) => l.status === 429);
+    assert.deepEqual(
+      refused.map((l) => [l.code, l.account_id, l.key_id]).sort(),
+      [["monthly_quota_exceeded", month.accountId, month.keyId], ["rate_limit_exceeded", minute.accountId, minute.keyId]].sort(),
+      "a minute-limit 429 and a quota 429 differ by code",
+    );
+    const served = lines.filter((l) => l.status === 200);
+    assert.equal(served.length, 2);
+    for (const l of served) {
+      assert.equal(l.code, undefined, "a success has no error code");
+      assert.match(String(l.key_id), /^key_/);
+    }
+    const unauthenticated = lines.find((l) => l.status === 401)!;
+    assert.equal(unauthenticated.code, "invalid_api_key");
+    assert.equal(unauthenticated.key_id, undefined);
+    for (const l of lines) assert.equal(l.client_ip, "127.0.0.1");
+    for (const text of server.logs.lines) {
+      for (const secret of [minute.key, month.key, bogus]) assert.equal(text.includes(secret), false, `a key leaked into the log: ${text}`);
+    }
+  });
+});
+
+describe("log format", () => {
+  it("is pretty in a terminal and JSON otherwise, unless ALVEARE_LOG_FORMAT chooses", () => {
+    assert.equal(logOutputFor("auto", true), "pretty");
+    assert.equal(logOutputFor("auto", false), "json");
+    assert.equal(logOutputFor("json", true), "json");
+    assert.equal(logOutputFor("pretty", false), "pretty");
+  });
+
+  it("pretty lines read as a sentence and still redact credentials", () => {
+    const capture = new LogCapture();
+    const logger = createLogger("info", capture, "pretty");
+    logger.info({ method: "POST", route: "/v1/infer", status: 429, latency_ms: 1.5, code: "rate_limit_exceeded", account_id: "acct_1", key_id: "key_1", client_ip: "10.1.2.3" }, "request");
+    logger.info({ key: "alv_live_secret" }, "made a key");
+    const [request, key] = capture.lines;
+    assert.throws(() => JSON.parse(request!) as unknown);
+    assert.match(request!, /INFO: POST \/v1\/infer 429 rate_limit_exceeded 1\.5ms \{"account_id":"acct_1","key_id":"key_1","client_ip":"10\.1\.2\.3"\}$/);
+    assert.match(key!, /made a key/);
+    assert.equal(key!.includes("alv_live_secret"), false);
+  });
+
+  it("a served process logs JSON start-up lines when its output is not a terminal, pretty ones with ALVEARE_LOG_FORMAT=pretty", async () => {
+    const model = await tinyModel();
+    const token = "t".repeat(40);
+    const json = await spawnServe(["--model", model, "--data-dir", tempDir()], cleanEnv({ ALVEARE_ADMIN_TOKEN: token, ALVEARE_PUBLIC_URL: "https://ai.example.com" }));
+    try {
+      const records = await until("the start-up lines", () => {
+        const parsed = json.output().trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+        return parsed.some((r) => r.operator_dashboard !== undefined) ? parsed : undefined;
+      });
+      const serving = records.find((r) => r.url !== undefined)!;
+      assert.equal(serving.url, json.url);
+      assert.equal(records.find((r) => r.dashboard_url !== undefined)?.dashboard_url, "https://ai.example.com/dashboard/");
+      assert.match(String(records.find((r) => r.database !== undefined)?.database), /alveare\.db$/);
+      assert.equal(records.find((r) => r.operator_dashboard !== undefined)?.operator_dashboard, true);
+      assert.equal(json.output().includes(token), false);
+    } finally {
+      await stop(json.child);
+    }
+    const pretty = await spawnServe(["--model", model, "--data-dir", tempDir()], cleanEnv({ ALVEARE_LOG_FORMAT: "pretty" }));
+    try {
+      const text = await until("the start-up lines", () => (/operator dashboard off/.test(pretty.output()) ? pretty.output() : undefined));
+      assert.match(text, /^\[\d\d:\d\d:\d\d\] INFO: alveare is serving at http:\/\/127\.0\.0\.1:\d+ /m);
+      assert.match(text, /INFO: dashboard at http:\/\/127\.0\.0\.1:\d+\/dashboard\//);
+      assert.match(text, /INFO: operator dashboard off: set ALVEARE_ADMIN_TOKEN to turn it on/);
+      assert.throws(() => JSON.parse(text.split("\n")[0]!) as unknown);
+    } finally {
+      await stop(pretty.child);
+    }
+  });
+});
