@@ -6,6 +6,7 @@ import { usageReport } from "../metering/usage-report.js";
 import type { Account, ApiKeyRecord, Mode, Store } from "../store/store.js";
 import { bodyObject, requiredString } from "../server/validate.js";
 import type { People } from "../dashboard/people.js";
+import { accountDetailRoutes } from "./account-detail-routes.js";
 import { checkCsrf, readCookie, sameSecret, SESSION_COOKIE, setSecurityHeaders } from "../dashboard/web-security.js";
 
 export interface AdminApiOptions {
@@ -115,5 +116,7 @@ export function adminApi(options: AdminApiOptions) {
       if (plan === undefined) throw errors.internal();
       return usageReport(store, plan, account.id, modeOf(request));
     });
+
+    accountDetailRoutes({ accounts, store })(app);
   };
 }

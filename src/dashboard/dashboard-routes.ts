@@ -23,6 +23,11 @@ const ROOT = new URL("../../../", import.meta.url);
 const ASSETS: Record<string, { file: URL; type: string }> = {
   "app.js": { file: new URL("dist/dashboard/app.js", ROOT), type: "text/javascript; charset=utf-8" },
   "styles.css": { file: new URL("dashboard/public/styles.css", ROOT), type: "text/css; charset=utf-8" },
+  "dom.js": { file: new URL("dist/dashboard/dom.js", ROOT), type: "text/javascript; charset=utf-8" },
+  "charts.js": { file: new URL("dist/dashboard/charts.js", ROOT), type: "text/javascript; charset=utf-8" },
+  "member.js": { file: new URL("dist/dashboard/member.js", ROOT), type: "text/javascript; charset=utf-8" },
+  "operator.js": { file: new URL("dist/dashboard/operator.js", ROOT), type: "text/javascript; charset=utf-8" },
+  "chart.umd.min.js": { file: new URL("dist/dashboard/vendor/chart.umd.min.js", ROOT), type: "text/javascript; charset=utf-8" },
 };
 const INDEX = new URL("dashboard/public/index.html", ROOT);
 

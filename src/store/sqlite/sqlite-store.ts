@@ -4,6 +4,7 @@ import { dirname } from "node:path";
 import type {
   Account, AdmissionRecord, ApiKeyRecord, CompletionRecord, KeyLookup, Member, Mode, PeriodUsage, Session, Store,
 } from "../store.js";
+import { DashboardQueries } from "./dashboard-queries.js";
 import { MIGRATIONS } from "./migrations.js";
 
 interface KeyRow {
@@ -65,6 +66,7 @@ interface PendingWrite {
 export class SqliteStore implements Store {
   private readonly db: Database.Database;
   private readonly statements;
+  private readonly dashboardQueries: DashboardQueries;
 
   constructor(path: string) {
     if (path !== ":memory:") mkdirSync(dirname(path), { recursive: true });
@@ -75,6 +77,7 @@ export class SqliteStore implements Store {
     this.db.pragma("busy_timeout = 5000");
     migrate(this.db);
     const db = this.db;
+    this.dashboardQueries = new DashboardQueries(db, () => this.write(() => undefined));
     this.statements = {
       insertAccount: db.prepare("INSERT INTO accounts (id, name, plan, status, created_at) VALUES (@id, @name, @plan, @status, @createdAt)"),
       getAccount: db.prepare<[string], AccountRow>("SELECT * FROM accounts WHERE id = ?"),
@@ -312,6 +315,18 @@ export class SqliteStore implements Store {
   /** For tests and operators: SQLite's own consistency check. */
   integrityCheck(): string {
     return this.db.pragma("integrity_check", { simple: true }) as string;
+  }
+
+  findInvitation(tokenHash: string) {
+    return this.dashboardQueries.findInvitation(tokenHash);
+  }
+
+  listMembers(accountId: string) {
+    return this.dashboardQueries.listMembers(accountId);
+  }
+
+  usageBreakdown(accountId: string, mode: Mode, period: string) {
+    return this.dashboardQueries.usageBreakdown(accountId, mode, period);
   }
 
   async close(): Promise<void> {
