@@ -6,7 +6,7 @@ import type { Browser, BrowserContext, Page } from "playwright-core";
 import { databasePath } from "../src/server/server.js";
 import { launchChromium, noChromium } from "./helpers/browser.js";
 import { postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
-import { auditPage, watchCsp } from "./helpers/page-audit.js";
+import { auditPage, nonTextContrast, watchCsp } from "./helpers/page-audit.js";
 
 const TOKEN = "operator-token-for-the-browser-test-7";
 const ARTIFACTS = new URL("../../test-artifacts/dashboard/", import.meta.url).pathname;
@@ -55,6 +55,7 @@ describe("dashboard in a real browser", { skip: noChromium }, () => {
     await operator.goto(`${server.url}/dashboard/`);
     await operator.getByLabel("Admin token").waitFor();
     await audit(operator, "01-sign-in");
+    for (const [part, ratio] of Object.entries(await nonTextContrast(operator))) assert.ok(ratio >= 3, `${part} contrast ${ratio}:1 is at least 3:1`);
     await operator.getByLabel("Admin token").fill(TOKEN);
     await operator.getByRole("button", { name: "Sign in as operator" }).click();
     await operator.getByRole("heading", { name: "Accounts" }).waitFor();

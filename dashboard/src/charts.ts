@@ -86,7 +86,8 @@ export function breakdownTables(b: Breakdown, testIdPrefix: string): HTMLElement
         ["4xx refused (bad request)", s.client_error.toLocaleString()],
         ["429 over a limit", s.rate_limited.toLocaleString()],
         ["5xx server error (not counted)", s.server_error.toLocaleString()],
-      ], false)));
+      ], false),
+      h("p", { class: "muted" }, "Counted from this month's ledger. Requests refused at the per-minute limit or the monthly quota never reach the ledger, so they are not in these numbers.")));
 }
 
 export const usageNumbers = (u: Json) => ({ used: Number(u.requests_used), limit: Number(u.requests_limit), tokens: Number(u.tokens_used) });

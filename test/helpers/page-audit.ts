@@ -65,3 +65,29 @@ export function watchCsp(page: Page): string[] {
   });
   return violations;
 }
+
+/**
+ * Contrast of what is not text (axe checks text only): a button's fill, an
+ * input's border and the keyboard focus ring against the background behind
+ * them, each at least 3:1 (WCAG 1.4.11). The page must show an input and a button.
+ */
+export async function nonTextContrast(page: Page): Promise<Record<string, number>> {
+  return (await page.evaluate(`(() => {
+    const rgb = (s) => s.match(/[\\d.]+/g).slice(0, 3).map(Number);
+    const lum = (c) => { const [r, g, b] = c.map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; }); return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+    const ratio = (a, b) => { const [x, y] = [lum(rgb(a)), lum(rgb(b))].sort((p, q) => q - p); return Math.round(((x + 0.05) / (y + 0.05)) * 100) / 100; };
+    const page = getComputedStyle(document.body).backgroundColor;
+    const input = document.querySelector("main input:not([hidden])");
+    const button = document.querySelector("main button");
+    input.focus();
+    const focused = getComputedStyle(input);
+    const result = {
+      "button fill": ratio(getComputedStyle(button).backgroundColor, page),
+      "focus ring": ratio(focused.outlineColor, page),
+    };
+    input.blur();
+    result["input border"] = ratio(getComputedStyle(input).borderTopColor, getComputedStyle(input).backgroundColor);
+    result["input border on page"] = ratio(getComputedStyle(input).borderTopColor, page);
+    return result;
+  })()`)) as Record<string, number>;
+}
