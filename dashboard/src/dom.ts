@@ -93,7 +93,8 @@ export function when(iso: unknown, empty = "never"): Node {
 
 /**
  * Asks in the page (a modal <dialog>, not window.confirm) before a destructive
- * or billing-relevant action; the action's own errors stay in the dialog.
+ * or billing-relevant action; Cancel has the focus, so Enter does no harm, and
+ * the action's own errors stay in the dialog.
  */
 export function confirmAction(title: string, detail: string, confirmLabel: string, action: () => Promise<void>): void {
   const error = h("p", { class: "error", role: "alert" });
@@ -107,7 +108,7 @@ export function confirmAction(title: string, detail: string, confirmLabel: strin
   });
   dialog.append(
     h("h2", { id: "confirm-title" }, title), h("p", {}, detail), error,
-    h("div", { class: "actions" }, go, h("button", { type: "button", class: "secondary", onclick: close }, "Cancel")),
+    h("div", { class: "actions" }, go, h("button", { type: "button", class: "secondary", autofocus: true, onclick: close }, "Cancel")),
   );
   dialog.addEventListener("cancel", () => dialog.remove());
   document.body.append(dialog);

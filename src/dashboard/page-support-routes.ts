@@ -49,6 +49,7 @@ export function pageSupportRoutes(options: PageSupportOptions) {
     });
 
     app.get("/api/usage/breakdown", async (request: FastifyRequest) => {
+      checkSameOrigin(request);
       const session = await people.session(readCookie(request, SESSION_COOKIE));
       const member = session?.memberId ? await people.member(session.memberId) : undefined;
       if (member === undefined) throw new ApiError(401, "authentication_error", "not_signed_in", "Sign in first.");
