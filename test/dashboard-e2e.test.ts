@@ -243,6 +243,7 @@ describe("dashboard in a real browser", { skip: noChromium }, () => {
     // An expired invitation is reported on open as well.
     await operator.getByRole("button", { name: "Reactivate account" }).click();
     await operator.getByRole("dialog").getByRole("button", { name: "Reactivate acme" }).click();
+    await operator.getByRole("button", { name: "Suspend account" }).waitFor();
     await operator.getByLabel("Email").fill("late@acme.example");
     await operator.getByRole("button", { name: "Invite" }).click();
     const lateUrl = (await operator.locator("#invite-url").textContent()) ?? "";

@@ -48,8 +48,12 @@ export async function auditPage(page: Page, name: string, artifacts: string): Pr
   const original = page.viewportSize();
   for (const width of WIDTHS) {
     await page.setViewportSize({ width, height: 900 });
-    // Let charts and layout settle at the new size before measuring.
-    await page.evaluate("new Promise((resolve) => requestAnimationFrame(() => requestAnimationFrame(resolve)))");
+    // Charts redraw at the new size on a later frame (Chart.js's ResizeObserver): wait for
+    // every canvas to fit its box; if one never does, the layout check below says which.
+    await page.waitForFunction(
+      "[...document.querySelectorAll('canvas')].every((c) => c.getBoundingClientRect().width <= c.parentElement.getBoundingClientRect().width + 0.5)",
+      undefined, { timeout: 5000 },
+    ).catch(() => undefined);
     await page.screenshot({ path: `${artifacts}${name}-${width}.png`, fullPage: true });
     assert.deepEqual(await layoutProblems(page), [], `${name} at ${width} px`);
     assert.deepEqual(await accessibilityProblems(page), [], `${name} at ${width} px`);
