@@ -1,12 +1,16 @@
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
+import Database from "better-sqlite3";
 import { after, before, describe, it } from "node:test";
-import type { Browser, Page } from "playwright-core";
+import type { Browser, BrowserContext, Page } from "playwright-core";
+import { databasePath } from "../src/server/server.js";
 import { launchChromium, noChromium } from "./helpers/browser.js";
 import { postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
+import { auditPage, nonTextContrast, watchCsp } from "./helpers/page-audit.js";
 
 const TOKEN = "operator-token-for-the-browser-test-7";
 const ARTIFACTS = new URL("../../test-artifacts/dashboard/", import.meta.url).pathname;
+const PASSWORD = "a long enough password";
 
 describe("dashboard in a real browser", { skip: noChromium }, () => {
   let server: TestServer;
@@ -21,51 +25,117 @@ describe("dashboard in a real browser", { skip: noChromium }, () => {
     await server?.close();
   });
 
-  const shot = (page: Page, name: string) => page.screenshot({ path: `${ARTIFACTS}${name}.png`, fullPage: true });
+  const audit = (page: Page, name: string) => auditPage(page, name, ARTIFACTS);
+  const clipboardContext = async (): Promise<BrowserContext> => {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
+    await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: server.url });
+    return context;
+  };
 
-  it("operator invites a member, who makes a key, uses it, sees it counted, and revokes it", async () => {
-    const operator = await browser.newPage();
+  it("without ALVEARE_ADMIN_TOKEN the sign-in page hides the operator form and says how to turn it on", async () => {
+    const plain = await startTestServer({}, { gated: true });
+    try {
+      const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+      await page.goto(`${plain.url}/dashboard/`);
+      const notice = page.getByTestId("operator-off");
+      await notice.waitFor();
+      assert.match((await notice.textContent()) ?? "", /turned off.*ALVEARE_ADMIN_TOKEN.*at least 32 characters/s);
+      assert.equal(await page.getByLabel("Admin token").count(), 0, "no operator form that could only fail");
+      await audit(page, "00-sign-in-operator-off");
+      await page.close();
+    } finally {
+      await plain.close();
+    }
+  });
+
+  it("operator invites a member, who makes a key, uses it, sees it counted, and revokes it; the operator manages the account", async () => {
+    const operatorContext = await clipboardContext();
+    const operator = await operatorContext.newPage();
+    const operatorCsp = watchCsp(operator);
     await operator.goto(`${server.url}/dashboard/`);
+    await operator.getByLabel("Admin token").waitFor();
+    await audit(operator, "01-sign-in");
+    for (const [part, ratio] of Object.entries(await nonTextContrast(operator))) assert.ok(ratio >= 3, `${part} contrast ${ratio}:1 is at least 3:1`);
     await operator.getByLabel("Admin token").fill(TOKEN);
     await operator.getByRole("button", { name: "Sign in as operator" }).click();
     await operator.getByRole("heading", { name: "Accounts" }).waitFor();
-    await shot(operator, "01-operator-signed-in");
+    await operator.getByText(/No accounts yet/).waitFor();
+    await audit(operator, "02-operator-no-accounts");
 
     await operator.getByLabel("Name").fill("acme");
     await operator.getByLabel("Plan", { exact: true }).selectOption("starter");
     await operator.getByRole("button", { name: "Create account" }).click();
-    await operator.getByText("acme").waitFor();
+    await operator.getByRole("link", { name: "acme" }).waitFor();
+    await audit(operator, "03-operator-accounts");
+
+    await operator.getByRole("link", { name: "acme" }).click();
+    await operator.getByRole("heading", { name: "Account acme" }).waitFor();
+    await operator.getByText("No keys yet.").waitFor();
+    await operator.getByText("No members yet.").waitFor();
+    await audit(operator, "04-operator-account-empty");
+
     await operator.getByLabel("Email").fill("dev@acme.example");
     await operator.getByRole("button", { name: "Invite" }).click();
-    const inviteUrl = await operator.locator("#invite-url").textContent();
-    assert.match(inviteUrl ?? "", /\/dashboard\/#invite=\w+$/);
-    await shot(operator, "02-operator-invited-member");
+    const inviteUrl = (await operator.locator("#invite-url").textContent()) ?? "";
+    assert.match(inviteUrl, /\/dashboard\/#invite=\w+$/);
+    const invitation = (await operator.locator("#invitation").textContent()) ?? "";
+    assert.match(invitation, /Invitation for dev@acme\.example to join acme/);
+    assert.match(invitation, /expires in 7 days/);
+    await operator.getByRole("button", { name: "Copy the invitation link" }).click();
+    assert.equal(await operator.evaluate("navigator.clipboard.readText()"), inviteUrl);
+    await operator.getByRole("cell", { name: "invited" }).waitFor();
+    await audit(operator, "05-operator-invited-member");
 
-    const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-    await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: server.url });
+    // Inviting the same person again asks first; cancelling sends nothing.
+    await operator.getByLabel("Email").fill("dev@acme.example");
+    await operator.getByRole("button", { name: "Invite" }).click();
+    const reinvite = operator.getByRole("dialog");
+    await reinvite.getByText("dev@acme.example is already a member of acme").waitFor();
+    await reinvite.getByText(/not accepted their last invitation/).waitFor();
+    await reinvite.getByRole("button", { name: "Cancel" }).click();
+    await reinvite.waitFor({ state: "detached" });
+
+    const context = await clipboardContext();
     const member = await context.newPage();
-    await member.goto(inviteUrl!);
-    await member.getByLabel("New password").fill("a long enough password");
+    const memberCsp = watchCsp(member);
+    await member.goto(inviteUrl);
+    await member.getByText("You are invited to join the account acme as dev@acme.example.").waitFor();
+    assert.match((await member.getByTestId("invitation-expiry").textContent()) ?? "", /expires in 7 days/);
+    await audit(member, "06-invitation");
+    await member.getByLabel("New password").fill(PASSWORD);
     await member.getByRole("button", { name: "Set password and sign in" }).click();
     await member.getByRole("heading", { name: "API keys" }).waitFor();
     assert.ok(!member.url().includes("invite="), "the invitation token leaves the address bar");
+    await member.getByText(/^No keys yet/).waitFor();
+    await audit(member, "07-member-no-keys");
     await member.getByRole("button", { name: "Sign out" }).click();
     await member.getByRole("heading", { name: "Sign in" }).first().waitFor();
     await member.getByLabel("Email").fill("dev@acme.example");
-    await member.getByLabel("Password").fill("a long enough password");
+    await member.getByLabel("Password").fill(PASSWORD);
     await member.getByRole("button", { name: "Sign in", exact: true }).click();
     await member.getByRole("heading", { name: "API keys" }).waitFor();
-    await shot(member, "03-member-signed-in");
+
+    // A used invitation says so as soon as it is opened, before any password is typed.
+    const reopened = await context.newPage();
+    await reopened.goto(inviteUrl);
+    await reopened.getByTestId("invitation-state").waitFor();
+    assert.match((await reopened.getByTestId("invitation-state").textContent()) ?? "", /already been used/);
+    assert.equal(await reopened.getByLabel("New password").count(), 0);
+    await audit(reopened, "08-invitation-used");
+    await reopened.close();
 
     await member.getByLabel("Name").fill("production");
     await member.getByLabel("Mode").selectOption("live");
     await member.getByRole("button", { name: "Create key" }).click();
     const secret = (await member.locator("#secret-value").textContent()) ?? "";
     assert.match(secret, /^alv_live_[0-9A-Za-z]{40}$/);
-    await member.getByRole("button", { name: "Copy" }).click();
+    await member.getByRole("button", { name: "Copy the new key" }).click();
     await member.getByText("Copied").waitFor();
     assert.equal(await member.evaluate("navigator.clipboard.readText()"), secret);
-    await shot(member, "04-member-created-key");
+    await member.getByLabel("Name").fill("staging");
+    await member.getByRole("button", { name: "Create key" }).click();
+    await member.getByRole("cell", { name: "staging", exact: true }).waitFor();
+    await audit(member, "09-member-keys");
 
     const ok = await postJson(`${server.url}/v1/infer`, { specialist: "classify", prompt: "I love it", max_tokens: 4 }, { authorization: `Bearer ${secret}` });
     assert.equal(ok.status, 200);
@@ -76,30 +146,117 @@ describe("dashboard in a real browser", { skip: noChromium }, () => {
     await requests.waitFor();
     assert.equal(await requests.textContent(), "1 / 100,000");
     await member.getByRole("cell", { name: "classify" }).waitFor();
-    await shot(member, "05-member-usage");
+    assert.equal(await member.locator("#live-quota").getAttribute("value"), "1");
+    assert.equal(await member.locator("#live-quota").getAttribute("max"), "100000");
+    const byKey = member.getByRole("row", { name: /production/ });
+    assert.match((await byKey.textContent()) ?? "", /production \(alv_live_\w+…\)1\d+/, "the key's requests and tokens");
+    const byStatus = (await member.getByTestId("live-by-status").textContent()) ?? "";
+    assert.match(byStatus, /2xx answered1/);
+    assert.match(byStatus, /429 over a limit0/);
+    // The charts are Chart.js's, with dated axes and tooltips.
+    const today = new Date().toLocaleDateString("en", { month: "short", day: "numeric", timeZone: "UTC" });
+    const labels = (await member.evaluate("Chart.getChart('live-requests-chart').data.labels")) as string[];
+    assert.ok(labels.includes(today), `the x axis has dates, today (${today}) among them`);
+    assert.deepEqual(await member.evaluate("Chart.getChart('live-tokens-chart').options.scales.y.title.text"), "Tokens");
+    const bar = (await member.evaluate(`(() => {
+      const chart = Chart.getChart('live-requests-chart');
+      const index = chart.data.labels.indexOf(${JSON.stringify(today)});
+      const el = chart.getDatasetMeta(0).data[index];
+      const box = chart.canvas.getBoundingClientRect();
+      return { x: box.left + el.x, y: box.top + (el.y + el.base) / 2 - 1 };
+    })()`)) as { x: number; y: number };
+    await member.mouse.move(bar.x, bar.y);
+    await member.waitForFunction("Chart.getChart('live-requests-chart').tooltip.getActiveElements().length === 1");
+    assert.match(await member.evaluate("Chart.getChart('live-requests-chart').tooltip.body[0].lines[0]") as string, /^1 request$/);
+    await audit(member, "10-member-usage");
 
+    await member.goto(`${server.url}/dashboard/#plan`);
+    await member.getByRole("heading", { name: "Plan: starter" }).waitFor();
+    await audit(member, "11-member-plan");
+
+    // Revoking asks in the page, naming the key; a failure is shown, not swallowed.
     await member.goto(`${server.url}/dashboard/#keys`);
-    member.once("dialog", (dialog) => void dialog.accept());
-    await member.getByRole("button", { name: /^Revoke key alv_live_/ }).click();
+    await member.getByRole("button", { name: /^Revoke key “production”/ }).click();
+    const dialog = member.getByRole("dialog");
+    await dialog.getByRole("heading", { name: /^Revoke key “production” \(alv_live_\w+…\)\?$/ }).waitFor();
+    await audit(member, "12-member-revoke-confirmation");
+    await member.route("**/dashboard/api/keys/*/revoke", (route) =>
+      route.fulfill({ status: 503, contentType: "application/json", body: JSON.stringify({ error: { message: "The server is shutting down; try again.", type: "server_error", code: "unavailable", param: null } }) }));
+    await dialog.getByRole("button", { name: "Revoke key" }).click();
+    await dialog.getByRole("alert").getByText("The server is shutting down; try again.").waitFor();
+    await member.unroute("**/dashboard/api/keys/*/revoke");
+    await dialog.getByRole("button", { name: "Revoke key" }).click();
+    await dialog.waitFor({ state: "detached" });
     await member.getByText(/^revoked /).waitFor();
-    await shot(member, "06-member-revoked-key");
 
     const refused = await postJson(`${server.url}/v1/infer`, { specialist: "classify", prompt: "I love it" }, { authorization: `Bearer ${secret}` });
     assert.equal(refused.status, 401);
     assert.equal((refused.json.error as { code: string }).code, "revoked_api_key");
 
+    await operator.goto(`${server.url}/dashboard/#admin`);
     await operator.reload();
     const seen = operator.getByTestId("usage-acme");
     await seen.waitFor();
     assert.match((await seen.textContent()) ?? "", /^1 \/ 100,000 · \d+ tokens$/, "the operator sees every account's usage");
-    await shot(operator, "07-operator-sees-usage");
 
-    await member.setViewportSize({ width: 375, height: 812 });
-    await member.goto(`${server.url}/dashboard/#usage`);
-    await member.getByTestId("live-requests").waitFor();
-    await shot(member, "08-phone-width-usage");
-    const overflow = await member.evaluate("document.documentElement.scrollWidth > window.innerWidth + 1");
-    assert.equal(overflow, false, "no horizontal scrolling at phone width");
+    // The operator's account page: keys (revocable), members, usage and status.
+    await operator.getByRole("link", { name: "acme" }).click();
+    await operator.getByRole("heading", { name: "Account acme" }).waitFor();
+    assert.match((await operator.getByTestId("account-usage").textContent()) ?? "", /^1 \/ 100,000 requests · \d+ tokens$/);
+    assert.match((await operator.getByTestId("account-by-status").textContent()) ?? "", /2xx answered1/);
+    await operator.getByRole("row", { name: /dev@acme\.example/ }).getByText("active").waitFor();
+    await operator.getByRole("row", { name: /production/ }).getByText(/^revoked /).waitFor();
+    await audit(operator, "13-operator-account");
+    await operator.getByRole("button", { name: /^Revoke key “staging”/ }).click();
+    await operator.getByRole("dialog").getByRole("heading", { name: /^Revoke key “staging”/ }).waitFor();
+    await operator.getByRole("dialog").getByRole("button", { name: "Revoke key" }).click();
+    await operator.getByRole("row", { name: /staging/ }).getByText(/^revoked /).waitFor();
+
+    // Re-inviting someone who has set a password warns that the link can replace it.
+    await operator.getByLabel("Email").fill("Dev@acme.example");
+    await operator.getByRole("button", { name: "Invite" }).click();
+    await operator.getByRole("dialog").getByText(/already set a password/).waitFor();
+    await operator.getByRole("dialog").getByRole("button", { name: "Cancel" }).click();
+
+    // A plan change is confirmed in the page, naming the plan; nothing changes before that.
+    await operator.getByLabel("Plan", { exact: true }).selectOption("professional");
+    await operator.getByRole("button", { name: "Change plan" }).click();
+    const planDialog = operator.getByRole("dialog");
+    await planDialog.getByRole("heading", { name: "Change acme to the professional plan?" }).waitFor();
+    await planDialog.getByText(/from starter to professional/).waitFor();
+    await audit(operator, "14-operator-plan-confirmation");
+    await planDialog.getByRole("button", { name: "Change to professional" }).click();
+    await operator.getByText(/· plan professional ·/).waitFor();
+
+    await operator.getByRole("button", { name: "Suspend account" }).click();
+    await operator.getByRole("dialog").getByRole("heading", { name: "Suspend acme?" }).waitFor();
+    await operator.getByRole("dialog").getByRole("button", { name: "Suspend acme" }).click();
+    await operator.getByRole("button", { name: "Reactivate account" }).waitFor();
+    assert.equal(await operator.getByTestId("account-status").textContent(), "suspended");
+
+    // A session that ends (here: its cookie is gone) sends the page to sign-in, saying why.
+    await context.clearCookies();
+    await member.getByRole("link", { name: "Usage" }).click();
+    await member.getByText("Your session has expired or was signed out. Sign in again to go on.").waitFor();
+    await audit(member, "15-session-expired");
+
+    // An expired invitation is reported on open as well.
+    await operator.getByRole("button", { name: "Reactivate account" }).click();
+    await operator.getByRole("dialog").getByRole("button", { name: "Reactivate acme" }).click();
+    await operator.getByRole("button", { name: "Suspend account" }).waitFor();
+    await operator.getByLabel("Email").fill("late@acme.example");
+    await operator.getByRole("button", { name: "Invite" }).click();
+    const lateUrl = (await operator.locator("#invite-url").textContent()) ?? "";
+    const db = new Database(databasePath(server.config));
+    db.prepare("UPDATE invitations SET expires_at = ? WHERE member_id = (SELECT id FROM members WHERE email = ?)").run("2020-01-01T00:00:00.000Z", "late@acme.example");
+    db.close();
+    const late = await context.newPage();
+    await late.goto(lateUrl);
+    assert.match((await late.getByTestId("invitation-state").textContent()) ?? "", /has expired/);
+    await late.close();
+
+    assert.deepEqual([...operatorCsp, ...memberCsp], [], "nothing the pages do is blocked by their CSP");
     await context.close();
+    await operatorContext.close();
   });
 });

@@ -7,6 +7,7 @@ import type { Account, ApiKeyRecord, Mode, Store } from "../store/store.js";
 import { adminRequests } from "../api/schemas/admin.js";
 import { parseBody } from "../schema/request-errors.js";
 import type { People } from "../dashboard/people.js";
+import { accountDetailRoutes } from "./account-detail-routes.js";
 import { checkCsrf, readCookie, SESSION_COOKIE, setSecurityHeaders } from "../dashboard/web-security.js";
 
 export interface AdminApiOptions {
@@ -102,5 +103,7 @@ export function adminApi(options: AdminApiOptions) {
       if (plan === undefined) throw errors.internal();
       return usageReport(store, plan, account.id, modeOf(request));
     });
+
+    accountDetailRoutes({ accounts, store })(app);
   };
 }

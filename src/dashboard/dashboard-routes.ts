@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { ApiError, errors } from "../errors.js";
 import type { AccountService } from "../gate/accounts.js";
 import { findPlan, planAllows, type Plan } from "../gate/plans.js";
-import { billingPeriod, FIRST_PERIOD_YEAR, parsePeriod } from "../metering/billing-period.js";
+import { requestedPeriod } from "../metering/billing-period.js";
 import { usageReport } from "../metering/usage-report.js";
 import type { SpecialistDefinition } from "../specialists/specialist.js";
 import type { Mode, Session, Store } from "../store/store.js";
@@ -25,6 +25,11 @@ const ROOT = new URL("../../../", import.meta.url);
 const ASSETS: ReadonlyMap<string, { file: URL; type: string }> = new Map([
   ["app.js", { file: new URL("dist/dashboard/app.js", ROOT), type: "text/javascript; charset=utf-8" }],
   ["styles.css", { file: new URL("dashboard/public/styles.css", ROOT), type: "text/css; charset=utf-8" }],
+  ["dom.js", { file: new URL("dist/dashboard/dom.js", ROOT), type: "text/javascript; charset=utf-8" }],
+  ["charts.js", { file: new URL("dist/dashboard/charts.js", ROOT), type: "text/javascript; charset=utf-8" }],
+  ["member.js", { file: new URL("dist/dashboard/member.js", ROOT), type: "text/javascript; charset=utf-8" }],
+  ["operator.js", { file: new URL("dist/dashboard/operator.js", ROOT), type: "text/javascript; charset=utf-8" }],
+  ["chart.umd.min.js", { file: new URL("dist/dashboard/vendor/chart.umd.min.js", ROOT), type: "text/javascript; charset=utf-8" }],
 ]);
 const INDEX = new URL("dashboard/public/index.html", ROOT);
 
@@ -133,8 +138,7 @@ export function dashboardRoutes(options: DashboardOptions) {
     app.get("/api/usage", async (request) => {
       const { account } = await accountOf(await memberSession(people, request));
       const query = request.query as Record<string, string | undefined>;
-      const period = query.period === undefined ? billingPeriod() : parsePeriod(query.period);
-      if (period === undefined) throw errors.invalidParameter("period", `must be a month, YYYY-MM, from ${FIRST_PERIOD_YEAR}-01 to 9999-12.`);
+      const period = requestedPeriod(query.period);
       const plan = findPlan(plans, account.plan);
       if (plan === undefined) throw errors.internal();
       const report = async (mode: Mode) => ({

@@ -1,3 +1,4 @@
+import { errors } from "../errors.js";
 /** The billing period: the calendar month in UTC. */
 export interface BillingPeriod {
   /** "YYYY-MM", the ledger's key for the month. */
@@ -37,3 +38,10 @@ export function parsePeriod(text: string): BillingPeriod | undefined {
 
 /** ISO 8601 to the second, as the reference writes times: "2026-03-01T00:00:00Z". */
 export const isoSeconds = (d: Date): string => `${d.toISOString().slice(0, 19)}Z`;
+
+/** The `period` query parameter of the usage pages: this month when absent, 400 when not a month we can report. */
+export function requestedPeriod(given: string | undefined): BillingPeriod {
+  const period = given === undefined ? billingPeriod() : parsePeriod(given);
+  if (period === undefined) throw errors.invalidParameter("period", `must be a month, YYYY-MM, from ${FIRST_PERIOD_YEAR}-01 to 9999-12.`);
+  return period;
+}

@@ -9,6 +9,7 @@ import { SpecialistRegistry } from "../specialists/registry.js";
 import { VERSION } from "../version.js";
 import { buildApp, type AppOptions } from "./app.js";
 import { dashboardRoutes } from "../dashboard/dashboard-routes.js";
+import { pageSupportRoutes } from "../dashboard/page-support-routes.js";
 import { People } from "../dashboard/people.js";
 import type { Store } from "../store/store.js";
 import { adminApi } from "../admin/admin-api.js";
@@ -88,6 +89,7 @@ function operatorAndDashboard(store: Store, config: ServerConfig): NonNullable<A
   return [
     { prefix: "/admin/api", plugin: adminApi({ token: config.adminToken, accounts, store, plans: config.plans, people }) },
     { prefix: "/dashboard", plugin: dashboardRoutes({ people, accounts, store, plans: config.plans, specialists: config.specialists }) },
+    { prefix: "/dashboard", plugin: pageSupportRoutes({ people, accounts, store, operatorSignIn: Boolean(config.adminToken) }) },
   ];
 }
 

@@ -84,6 +84,20 @@ export interface Session {
   expiresAt: string;
 }
 
+/** An invitation as its link's page shows it before anyone types a password. */
+export interface InvitationRecord {
+  memberId: string;
+  expiresAt: string;
+  usedAt: string | null;
+}
+
+/** Where a period's requests went: per key, per outcome, and tokens per UTC day. */
+export interface UsageBreakdown {
+  byKey: Array<{ keyId: string; requests: number; tokens: number }>;
+  byStatus: { success: number; clientError: number; rateLimited: number; serverError: number };
+  dailyTokens: Record<string, number>;
+}
+
 export interface Store {
   createAccount(account: Account): Promise<void>;
   getAccount(id: string): Promise<Account | undefined>;
@@ -120,4 +134,7 @@ export interface Store {
   findSession(tokenHash: string, now: string): Promise<Session | undefined>;
   deleteSession(tokenHash: string): Promise<void>;
   close(): Promise<void>;
+  findInvitation(tokenHash: string): Promise<InvitationRecord | undefined>;
+  listMembers(accountId: string): Promise<Member[]>;
+  usageBreakdown(accountId: string, mode: Mode, period: string): Promise<UsageBreakdown>;
 }

@@ -17,7 +17,11 @@ export const AcceptInvitationSchema = Type.Object({ token: Type.String({ maxLeng
 /** POST /dashboard/api/keys. A blank name is dropped. */
 export const CreateOwnKeySchema = Type.Object({ mode: KeyMode, name: Type.Optional(Nullable(Type.String({ maxLength: FIELD_LIMITS.keyName }))) });
 
+/** POST /dashboard/api/invitations/check */
+export const CheckInvitationSchema = Type.Object({ token: Type.String({ maxLength: FIELD_LIMITS.token }) });
+
 export const dashboardRequests = {
+  checkInvitation: compileSchema(CheckInvitationSchema),
   signIn: compileSchema(SignInSchema),
   operatorSignIn: compileSchema(OperatorSignInSchema),
   acceptInvitation: compileSchema(AcceptInvitationSchema),

@@ -4,6 +4,7 @@ import type {
   Account, AdmissionRecord, ApiKeyRecord, CompletionRecord, KeyCreation, KeyLookup, Member, Mode, PeriodUsage, Session, Store,
 } from "../store.js";
 import { prepareDatabaseFile, restrictSidecars } from "./file-modes.js";
+import { DashboardQueries } from "./dashboard-queries.js";
 import { MIGRATIONS } from "./migrations.js";
 import { nodeAlive, nodeClosed, thisNode, type NodeIdentity, type NodeRow } from "./nodes.js";
 import { USAGE_QUERIES } from "./usage-queries.js";
@@ -88,6 +89,7 @@ export class SqliteStore implements Store {
   private readonly statements;
   private readonly node: NodeIdentity = thisNode();
   private nodeRegistered = false;
+  private readonly dashboardQueries: DashboardQueries;
 
   constructor(path: string, options: SqliteStoreOptions = {}) {
     if (path !== ":memory:") prepareDatabaseFile(path);
@@ -99,6 +101,7 @@ export class SqliteStore implements Store {
     if (path !== ":memory:") restrictSidecars(path);
     migrate(this.db);
     const db = this.db;
+    this.dashboardQueries = new DashboardQueries(db, () => this.write(() => undefined));
     this.statements = {
       insertAccount: db.prepare("INSERT INTO accounts (id, name, plan, status, created_at) VALUES (@id, @name, @plan, @status, @createdAt)"),
       getAccount: db.prepare<[string], AccountRow>("SELECT * FROM accounts WHERE id = ?"),
@@ -399,6 +402,18 @@ export class SqliteStore implements Store {
   /** For tests and operators: SQLite's own consistency check. */
   integrityCheck(): string {
     return this.db.pragma("integrity_check", { simple: true }) as string;
+  }
+
+  findInvitation(tokenHash: string) {
+    return this.dashboardQueries.findInvitation(tokenHash);
+  }
+
+  listMembers(accountId: string) {
+    return this.dashboardQueries.listMembers(accountId);
+  }
+
+  usageBreakdown(accountId: string, mode: Mode, period: string) {
+    return this.dashboardQueries.usageBreakdown(accountId, mode, period);
   }
 
   async close(): Promise<void> {

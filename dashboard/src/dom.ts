@@ -1,0 +1,136 @@
+/**
+ * The dashboard's small toolkit: building elements, calling the JSON API,
+ * forms whose errors appear beside them, in-page confirmations and times
+ * people read ("3 minutes ago").
+ */
+
+export type Json = Record<string, unknown>;
+export interface SessionInfo { kind: "member" | "operator"; email?: string; account?: { id: string; name: string; plan: string; status: string }; csrf_token: string }
+
+/** The signed-in session, if any; `expired` is set when the server stopped honouring it. */
+export const state: { session: SessionInfo | undefined; expired: boolean } = { session: undefined, expired: false };
+
+type Child = Node | string | null | undefined | false;
+type Attr = string | boolean | ((e: Event) => void);
+
+export function h(tag: string, attrs: Record<string, Attr> = {}, ...children: Child[]): HTMLElement {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (typeof v === "function") el.addEventListener(k.replace(/^on/, ""), v);
+    else if (v === true) el.setAttribute(k, "");
+    else if (v !== false) el.setAttribute(k, v);
+  }
+  for (const c of children) if (c !== null && c !== undefined && c !== false) el.append(c);
+  return el;
+}
+
+export class ApiFailure extends Error {
+  constructor(readonly status: number, message: string) { super(message); }
+}
+
+export async function api<T = Json>(method: string, path: string, body?: unknown): Promise<T> {
+  const headers: Record<string, string> = {};
+  if (body !== undefined || method !== "GET") headers["content-type"] = "application/json";
+  if (state.session && method !== "GET") headers["x-csrf-token"] = state.session.csrf_token;
+  const response = await fetch(path, { method, headers, body: body === undefined ? (method === "GET" ? undefined : "{}") : JSON.stringify(body), credentials: "same-origin" });
+  const json = (await response.json().catch(() => ({}))) as Json;
+  if (!response.ok) {
+    if (response.status === 401 && state.session !== undefined) {
+      // The session ran out (or was signed out elsewhere): back to sign-in, saying why.
+      state.session = undefined;
+      state.expired = true;
+      for (const dialog of document.querySelectorAll("dialog")) dialog.remove();
+      if (location.hash === "#login") window.dispatchEvent(new HashChangeEvent("hashchange"));
+      else location.hash = "#login";
+    }
+    throw new ApiFailure(response.status, ((json.error as Json | undefined)?.message as string | undefined) ?? `The server answered HTTP ${response.status}.`);
+  }
+  return json as T;
+}
+
+export const main = (): HTMLElement => document.getElementById("main")!;
+
+export function show(...children: Child[]): void {
+  main().replaceChildren(...children.filter((c): c is Node | string => c !== null && c !== undefined && c !== false));
+  main().focus();
+}
+
+export function say(message: string): void {
+  const box = document.getElementById("status")!;
+  box.textContent = message;
+  setTimeout(() => { if (box.textContent === message) box.textContent = ""; }, 4000);
+}
+
+export const errorText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+
+/** A form whose errors appear next to it, in words. */
+export function form(fields: HTMLElement[], submitLabel: string, onSubmit: (data: FormData, error: HTMLElement) => Promise<void>, className = ""): HTMLElement {
+  const error = h("p", { class: "error", role: "alert" });
+  const el = h("form", { class: className }, ...fields, h("button", { type: "submit" }, submitLabel), error) as HTMLFormElement;
+  el.addEventListener("submit", (e) => {
+    e.preventDefault();
+    error.textContent = "";
+    onSubmit(new FormData(el), error).catch((err: unknown) => { error.textContent = errorText(err); });
+  });
+  return el;
+}
+
+export const field = (label: string, name: string, type = "text", extra: Record<string, string | boolean> = {}): HTMLElement =>
+  h("label", {}, label, h("input", { name, type, required: true, ...extra }));
+
+const relative = new Intl.RelativeTimeFormat("en", { numeric: "auto" });
+const UNITS: Array<[Intl.RelativeTimeFormatUnit, number]> = [["year", 31536e6], ["month", 2592e6], ["week", 6048e5], ["day", 864e5], ["hour", 36e5], ["minute", 6e4]];
+
+/** "3 minutes ago" / "in 7 days", with the exact time on hover and for assistive technology. */
+export function when(iso: unknown, empty = "never"): Node {
+  if (typeof iso !== "string") return document.createTextNode(empty);
+  const at = new Date(iso);
+  const diff = at.getTime() - Date.now();
+  const [unit, ms] = UNITS.find(([, size]) => Math.abs(diff) >= size) ?? ["second", 1000];
+  const text = unit === "second" ? (diff < 0 ? "just now" : "in a moment") : relative.format(Math.round(diff / ms), unit);
+  return h("time", { datetime: iso, title: at.toLocaleString() }, text);
+}
+
+/**
+ * Asks in the page (a modal <dialog>, not window.confirm) before a destructive
+ * or billing-relevant action; Cancel has the focus, so Enter does no harm, and
+ * the action's own errors stay in the dialog.
+ */
+export function confirmAction(title: string, detail: string, confirmLabel: string, action: () => Promise<void>): void {
+  const error = h("p", { class: "error", role: "alert" });
+  const dialog = h("dialog", { class: "confirm", "aria-labelledby": "confirm-title" }) as HTMLDialogElement;
+  const close = () => { dialog.close(); dialog.remove(); };
+  const go = h("button", { type: "button", class: "danger" }, confirmLabel) as HTMLButtonElement;
+  go.addEventListener("click", () => {
+    go.disabled = true;
+    error.textContent = "";
+    action().then(close, (err: unknown) => { go.disabled = false; error.textContent = errorText(err); });
+  });
+  dialog.append(
+    h("h2", { id: "confirm-title" }, title), h("p", {}, detail), error,
+    h("div", { class: "actions" }, go, h("button", { type: "button", class: "secondary", autofocus: true, onclick: close }, "Cancel")),
+  );
+  dialog.addEventListener("cancel", () => dialog.remove());
+  document.body.append(dialog);
+  dialog.showModal();
+}
+
+/** A value with a button that copies it. */
+export function copyable(id: string, value: string, label: string): HTMLElement {
+  return h("div", { class: "copy-row" },
+    h("code", { id }, value),
+    h("button", { type: "button", "aria-label": label, onclick: () => void navigator.clipboard.writeText(value).then(() => say("Copied"), () => say("Copying failed; select the text and copy it")) }, "Copy"));
+}
+
+/**
+ * A table; a wide one (`stack`) becomes a stack of labelled cards on narrow
+ * screens, so no column is hidden or clipped.
+ */
+export function table(headers: readonly string[], rows: ReadonlyArray<ReadonlyArray<Child>>, stack = true): HTMLElement {
+  return h("table", { class: stack ? "stack" : "" },
+    h("thead", {}, h("tr", {}, ...headers.map((t) => h("th", { scope: "col" }, t)))),
+    h("tbody", {}, ...rows.map((cells) => h("tr", {}, ...cells.map((c, i) => h("td", { "data-label": headers[i] ?? "" }, c))))));
+}
+
+export const keyLabel = (k: { name?: unknown; prefix?: unknown }): string =>
+  typeof k.name === "string" && k.name !== "" ? `“${k.name}” (${String(k.prefix)})` : `${String(k.prefix)} (unnamed)`;
