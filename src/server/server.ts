@@ -47,6 +47,7 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
     logger: options.logger,
     version: VERSION,
     bodyLimit: config.bodyLimit,
+    http: config.http,
     shutdown: shutdown.signal,
     v1Routes: store && accountGate ? [usageRoute(store, accountGate)] : [],
     mounts: store ? operatorAndDashboard(store, config) : [],

@@ -17,6 +17,18 @@ export function bodyObject(body: unknown): JsonObject {
 
 const typeName = (v: unknown): string => (v === null ? "null" : Array.isArray(v) ? "array" : typeof v);
 
+const PREVIEW_CHARS = 40;
+
+/**
+ * A short, safe rendering of a caller's value for an error message: never the
+ * whole of an unbounded input (a megabyte string, an array nested 100,000 deep).
+ */
+export function preview(v: unknown): string {
+  if (typeof v === "string") return JSON.stringify(v.length > PREVIEW_CHARS ? `${v.slice(0, PREVIEW_CHARS)}…` : v);
+  if (typeof v === "number" || typeof v === "boolean" || v === null) return String(v);
+  return typeName(v);
+}
+
 export function requiredString(o: JsonObject, name: string, param = name): string {
   const v = o[name];
   if (v === undefined || v === null) throw errors.missingParameter(param);
@@ -37,7 +49,7 @@ export function optionalNumber(o: JsonObject, name: string, range: NumberRange, 
   if (v === undefined || v === null) return undefined;
   const kind = range.integer ? "an integer" : "a number";
   if (typeof v !== "number" || !Number.isFinite(v) || (range.integer && !Number.isInteger(v))) {
-    throw errors.invalidParameter(param, `expected ${kind}, got ${typeName(v)} ${JSON.stringify(v)}.`);
+    throw errors.invalidParameter(param, `expected ${kind}, got ${typeof v === "object" ? typeName(v) : `${typeName(v)} ${preview(v)}`}.`);
   }
   const low = range.exclusiveMin ? v <= range.min : v < range.min;
   if (low || v > range.max) {

@@ -1,13 +1,12 @@
-import { MODEL_PREFIX } from "../../api/types.js";
 import type { ChatMessage, OutputConstraint, Role } from "../../engines/types.js";
 import { errors } from "../../errors.js";
 import {
-  bodyObject, isObject, optionalBoolean, optionalNumber, optionalObject, requiredString, SAMPLING, type JsonObject,
+  bodyObject, isObject, optionalBoolean, optionalNumber, optionalObject, preview, requiredString, SAMPLING, type JsonObject,
 } from "../validate.js";
+import { checkJsonSchemaLimits } from "../json-schema-limits.js";
 
 /** A validated chat completion request in the terms the specialist layer uses. */
 export interface ChatRequest {
-  specialistId: string;
   model: string;
   messages: ChatMessage[];
   maxTokens?: number | undefined;
@@ -20,7 +19,8 @@ export interface ChatRequest {
   constraint?: OutputConstraint | undefined;
 }
 
-const ROLES: Record<string, Role> = { system: "system", developer: "system", user: "user", assistant: "assistant" };
+// A Map, not an object literal: a role named "constructor" or "__proto__" must not find anything.
+const ROLES: ReadonlyMap<string, Role> = new Map([["system", "system"], ["developer", "system"], ["user", "user"], ["assistant", "assistant"]]);
 
 function parseContent(value: unknown, param: string): string {
   if (typeof value === "string") return value;
@@ -43,8 +43,8 @@ function parseMessages(o: JsonObject): ChatMessage[] {
     const p = `messages[${i}]`;
     if (!isObject(m)) throw errors.invalidParameter(p, "expected a message object.");
     const roleName = requiredString(m, "role", `${p}.role`);
-    const role = ROLES[roleName];
-    if (role === undefined) throw errors.invalidParameter(`${p}.role`, `must be "system", "user" or "assistant", got "${roleName}".`);
+    const role = ROLES.get(roleName);
+    if (role === undefined) throw errors.invalidParameter(`${p}.role`, `must be "system", "user" or "assistant", got ${preview(roleName)}.`);
     if (m.content === undefined || m.content === null) throw errors.missingParameter(`${p}.content`);
     return { role, content: parseContent(m.content, `${p}.content`) };
   });
@@ -73,6 +73,7 @@ function parseResponseFormat(o: JsonObject): OutputConstraint | undefined {
       if (js === undefined) throw errors.missingParameter("response_format.json_schema");
       const schema = optionalObject(js, "schema", "response_format.json_schema.schema");
       if (schema === undefined) throw errors.missingParameter("response_format.json_schema.schema");
+      checkJsonSchemaLimits(schema, "response_format.json_schema.schema");
       return { type: "json_schema", schema };
     }
     default:
@@ -90,7 +91,6 @@ export function parseChatRequest(body: unknown): ChatRequest {
   const streamOptions = optionalObject(o, "stream_options");
   return {
     model,
-    specialistId: model.startsWith(MODEL_PREFIX) ? model.slice(MODEL_PREFIX.length) : "",
     messages,
     maxTokens,
     temperature: optionalNumber(o, "temperature", SAMPLING.temperature),
