@@ -54,6 +54,12 @@ describe("Input hardening: hostile values get a 400, never a 500", () => {
     const properties = Object.fromEntries(Array.from({ length: JSON_SCHEMA_LIMITS.maxProperties + 1 }, (_, i) => [`p${i}`, { type: "string" }]));
     return expect400("/v1/chat/completions", withSchema(JSON.stringify({ type: "object", properties })), "invalid_parameter", schemaParam, new RegExp(`limit is ${JSON_SCHEMA_LIMITS.maxProperties}`));
   });
+  it("refuses many small objects over the total property limit, naming it", () => {
+    const small = Object.fromEntries(Array.from({ length: 8 }, (_, i) => [`q${i}`, { type: "integer" }]));
+    const count = Math.ceil(JSON_SCHEMA_LIMITS.maxTotalProperties / 8);
+    const properties = Object.fromEntries(Array.from({ length: count }, (_, i) => [`p${i}`, { type: "object", properties: small }]));
+    return expect400("/v1/chat/completions", withSchema(JSON.stringify({ type: "object", properties })), "invalid_parameter", schemaParam, new RegExp(`more than ${JSON_SCHEMA_LIMITS.maxTotalProperties} properties`));
+  });
   it("refuses a schema over the size limit, naming it", () => {
     const schema = { type: "object", properties: { a: { type: "string", description: "d".repeat(JSON_SCHEMA_LIMITS.maxBytes) } } };
     return expect400("/v1/chat/completions", withSchema(JSON.stringify(schema)), "invalid_parameter", schemaParam, new RegExp(`limit is ${JSON_SCHEMA_LIMITS.maxBytes}`));

@@ -14,6 +14,8 @@ export const JSON_SCHEMA_LIMITS = {
   maxEnumValues: 512,
   /** Entries of one `properties` (or `$defs`, `patternProperties`) object. */
   maxProperties: 256,
+  /** Entries of all of them together: many small objects cost as much to compile as one big one. */
+  maxTotalProperties: 512,
 } as const;
 
 const NAMED_SUBSCHEMAS = new Set(["properties", "$defs", "definitions", "patternProperties"]);
@@ -28,6 +30,7 @@ export function checkJsonSchemaLimits(schema: unknown, param: string, limits = J
     throw errors.invalidParameter(param, `the schema is too large: ${what}. Simplify the schema.`);
   };
   const stack: Array<{ value: unknown; depth: number }> = [{ value: schema, depth: 1 }];
+  let totalProperties = 0;
   for (let item = stack.pop(); item !== undefined; item = stack.pop()) {
     const { value, depth } = item;
     if (typeof value !== "object" || value === null) continue;
@@ -41,6 +44,8 @@ export function checkJsonSchemaLimits(schema: unknown, param: string, limits = J
         if (NAMED_SUBSCHEMAS.has(key) && typeof child === "object" && child !== null) {
           const count = Object.keys(child).length;
           if (count > limits.maxProperties) refuse(`'${key}' has ${count} entries, the limit is ${limits.maxProperties}`);
+          totalProperties += count;
+          if (totalProperties > limits.maxTotalProperties) refuse(`it has more than ${limits.maxTotalProperties} properties in all (the limit)`);
         }
       }
     }
