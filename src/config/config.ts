@@ -124,7 +124,7 @@ export function loadConfig(flags: ServeFlags = {}, env: Env = process.env): Serv
     }
   }
   for (const s of specialists) {
-    if (s.remote === undefined && !(s.model in models) && !looksLikeModelLocation(s.model)) {
+    if (s.remote === undefined && !Object.hasOwn(models, s.model) && !looksLikeModelLocation(s.model)) {
       throw new ConfigError(`specialists.${s.id}.model`, `'${s.model}' is neither a name in 'models' nor a .gguf path or hf: URI`);
     }
   }

@@ -9,6 +9,9 @@ export type JsonObject = Record<string, unknown>;
 
 export const isObject = (v: unknown): v is JsonObject => typeof v === "object" && v !== null && !Array.isArray(v);
 
+/** A body's own field only: a name must never reach Object.prototype. */
+export const field = (o: JsonObject, name: string): unknown => (Object.hasOwn(o, name) ? o[name] : undefined);
+
 export function bodyObject(body: unknown): JsonObject {
   if (body === undefined || body === null) throw errors.invalidJson("the body is empty; send a JSON object");
   if (!isObject(body)) throw errors.invalidParameter("body", "the body must be a JSON object.");
@@ -30,7 +33,7 @@ export function preview(v: unknown): string {
 }
 
 export function requiredString(o: JsonObject, name: string, param = name): string {
-  const v = o[name];
+  const v = field(o, name);
   if (v === undefined || v === null) throw errors.missingParameter(param);
   if (typeof v !== "string") throw errors.invalidParameter(param, `expected a string, got ${typeName(v)}.`);
   return v;
@@ -45,7 +48,7 @@ interface NumberRange {
 }
 
 export function optionalNumber(o: JsonObject, name: string, range: NumberRange, param = name): number | undefined {
-  const v = o[name];
+  const v = field(o, name);
   if (v === undefined || v === null) return undefined;
   const kind = range.integer ? "an integer" : "a number";
   if (typeof v !== "number" || !Number.isFinite(v) || (range.integer && !Number.isInteger(v))) {
@@ -60,14 +63,14 @@ export function optionalNumber(o: JsonObject, name: string, range: NumberRange, 
 }
 
 export function optionalBoolean(o: JsonObject, name: string, param = name): boolean | undefined {
-  const v = o[name];
+  const v = field(o, name);
   if (v === undefined || v === null) return undefined;
   if (typeof v !== "boolean") throw errors.invalidParameter(param, `expected a boolean, got ${typeName(v)}.`);
   return v;
 }
 
 export function optionalObject(o: JsonObject, name: string, param = name): JsonObject | undefined {
-  const v = o[name];
+  const v = field(o, name);
   if (v === undefined || v === null) return undefined;
   if (!isObject(v)) throw errors.invalidParameter(param, `expected an object, got ${typeName(v)}.`);
   return v;

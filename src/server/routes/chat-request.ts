@@ -1,7 +1,7 @@
 import type { ChatMessage, OutputConstraint, Role } from "../../engines/types.js";
 import { errors } from "../../errors.js";
 import {
-  bodyObject, isObject, optionalBoolean, optionalNumber, optionalObject, preview, requiredString, SAMPLING, type JsonObject,
+  bodyObject, field, isObject, optionalBoolean, optionalNumber, optionalObject, preview, requiredString, SAMPLING, type JsonObject,
 } from "../validate.js";
 import { checkJsonSchemaLimits } from "../json-schema-limits.js";
 
@@ -35,7 +35,7 @@ function parseContent(value: unknown, param: string): string {
 }
 
 function parseMessages(o: JsonObject): ChatMessage[] {
-  const raw = o.messages;
+  const raw = field(o, "messages");
   if (raw === undefined || raw === null) throw errors.missingParameter("messages");
   if (!Array.isArray(raw)) throw errors.invalidParameter("messages", "expected an array of message objects.");
   if (raw.length === 0) throw errors.invalidParameter("messages", "must contain at least one message.");
@@ -45,13 +45,14 @@ function parseMessages(o: JsonObject): ChatMessage[] {
     const roleName = requiredString(m, "role", `${p}.role`);
     const role = ROLES.get(roleName);
     if (role === undefined) throw errors.invalidParameter(`${p}.role`, `must be "system", "user" or "assistant", got ${preview(roleName)}.`);
-    if (m.content === undefined || m.content === null) throw errors.missingParameter(`${p}.content`);
-    return { role, content: parseContent(m.content, `${p}.content`) };
+    const content = field(m, "content");
+    if (content === undefined || content === null) throw errors.missingParameter(`${p}.content`);
+    return { role, content: parseContent(content, `${p}.content`) };
   });
 }
 
 function parseStop(o: JsonObject): string[] {
-  const v = o.stop;
+  const v = field(o, "stop");
   if (v === undefined || v === null) return [];
   const list = typeof v === "string" ? [v] : v;
   if (!Array.isArray(list) || list.length > 4 || !list.every((s) => typeof s === "string" && s.length > 0)) {
