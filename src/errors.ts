@@ -27,6 +27,9 @@ export class ApiError extends Error {
   }
 }
 
+/** A caller's name as far as a message needs it: a megabyte of it helps nobody. */
+const shortened = (name: string): string => (name.length > 64 ? `${name.slice(0, 64)}…` : name);
+
 const invalid = (code: string, message: string, param: string | null = null): ApiError =>
   new ApiError(400, "invalid_request_error", code, message, param);
 
@@ -34,8 +37,8 @@ export const errors = {
   invalidJson: (detail: string) => invalid("invalid_json", `We could not parse the JSON body of your request: ${detail}`),
   missingParameter: (param: string) => invalid("missing_parameter", `Missing required parameter: '${param}'.`, param),
   invalidParameter: (param: string, message: string) => invalid("invalid_parameter", `Invalid '${param}': ${message}`, param),
-  modelNotFound: (name: string, param: string) =>
-    invalid("model_not_found", `The specialist '${name}' does not exist. GET /v1/models lists the specialists you can use.`, param),
+  modelNotFound: (name: string, param: string, suggestion?: string) =>
+    invalid("model_not_found", `The specialist '${shortened(name)}' does not exist${suggestion === undefined ? "" : `; did you mean '${suggestion}'?`}. GET /v1/models lists the specialists you can use.`, param),
   contextLengthExceeded: (promptTokens: number, contextSize: number, param: string) =>
     invalid(
       "context_length_exceeded",
@@ -88,4 +91,10 @@ export const errors = {
   unknownPlan: (plan: string, known: readonly string[]) =>
     invalid("invalid_parameter", `Invalid 'plan': there is no plan '${plan}'. Plans: ${known.join(", ")}.`, "plan"),
   notFoundResource: (message: string) => new ApiError(404, "invalid_request_error", "not_found", message),
+  requestTimeout: (timeoutMs: number) =>
+    new ApiError(408, "invalid_request_error", "request_timeout",
+      `The request was not received in full within ${timeoutMs} ms. Send the headers and the body without pausing.`),
+  headersTooLarge: () =>
+    new ApiError(431, "invalid_request_error", "request_header_fields_too_large", "The request's headers are larger than the server accepts."),
+  invalidRequest: (message: string) => new ApiError(400, "invalid_request_error", "invalid_request", message),
 } as const;

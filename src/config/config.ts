@@ -20,12 +20,35 @@ export interface EngineSettings {
   threads: number | "auto";
 }
 
+/** How long a client may take to send a request, and how many connections may be open at once. */
+export interface HttpLimits {
+  /** ALVEARE_REQUEST_TIMEOUT_MS: headers and body, from the first byte; the response is not limited. */
+  requestTimeoutMs: number;
+  /** ALVEARE_HEADERS_TIMEOUT_MS: the headers alone; never more than the request timeout. */
+  headersTimeoutMs: number;
+  /** ALVEARE_MAX_CONNECTIONS: further connections are closed as they arrive. */
+  maxConnections: number;
+}
+
+export const DEFAULT_HTTP_LIMITS: HttpLimits = { requestTimeoutMs: 30_000, headersTimeoutMs: 10_000, maxConnections: 512 };
+
+export function httpLimitsFrom(env: Env): HttpLimits {
+  const requestTimeoutMs = intFrom(env.ALVEARE_REQUEST_TIMEOUT_MS, "ALVEARE_REQUEST_TIMEOUT_MS", 100, 3_600_000) ?? DEFAULT_HTTP_LIMITS.requestTimeoutMs;
+  const headersTimeoutMs = intFrom(env.ALVEARE_HEADERS_TIMEOUT_MS, "ALVEARE_HEADERS_TIMEOUT_MS", 100, 3_600_000) ?? DEFAULT_HTTP_LIMITS.headersTimeoutMs;
+  return {
+    requestTimeoutMs,
+    headersTimeoutMs: Math.min(headersTimeoutMs, requestTimeoutMs),
+    maxConnections: intFrom(env.ALVEARE_MAX_CONNECTIONS, "ALVEARE_MAX_CONNECTIONS", 1, 1_000_000) ?? DEFAULT_HTTP_LIMITS.maxConnections,
+  };
+}
+
 export interface ServerConfig {
   port: number;
   host: string;
   dataDir: string;
   logLevel: string;
   bodyLimit: number;
+  http: HttpLimits;
   /** ALVEARE_ADMIN_TOKEN: enables the operator's API; from the environment only, never a file. */
   adminToken?: string | undefined;
   /** ALVEARE_PUBLIC_URL: where people reach this server; invitation links start with it. */
@@ -189,6 +212,7 @@ export function loadConfig(flags: ServeFlags = {}, env: Env = process.env): Serv
     adminToken: adminTokenFrom(env.ALVEARE_ADMIN_TOKEN),
     publicUrl: publicUrlFrom(env.ALVEARE_PUBLIC_URL, host, port),
     logFormat: logFormatFrom(env.ALVEARE_LOG_FORMAT),
+    http: httpLimitsFrom(env),
     engine: {
       parallel: engine.parallel ?? 4,
       queue: engine.queue ?? 64,

@@ -4,6 +4,9 @@ import { ApiError, errors } from "../errors.js";
 import type { Gate } from "../gate/gate.js";
 import type { Specialist } from "../specialists/specialist.js";
 import { requestId } from "./ids.js";
+import { DEFAULT_HTTP_LIMITS, type HttpLimits } from "../config/config.js";
+import { withoutQuery } from "../logger.js";
+import { clientErrorHandler, clientErrorStatus, corsPreflight, frameworkErrorHandler, securityHeaders, serverTimeouts } from "./http-guards.js";
 import { CLIENT_CLOSED } from "./routes/run-inference.js";
 import "./request-context.js";
 import { chatCompletionsRoute } from "./routes/chat-completions.js";
@@ -26,6 +29,8 @@ export interface AppOptions {
   trustProxy?: boolean | number | string[] | undefined;
   /** Aborted when the server shuts down, so in-flight generations stop. */
   shutdown: AbortSignal;
+  /** Request timeouts and the connection cap; the defaults when absent. */
+  http?: HttpLimits | undefined;
   /** Extra /v1 routes, behind the gate's authentication (usage). */
   v1Routes?: ReadonlyArray<(app: FastifyInstance) => Promise<void> | void>;
   /** Parts with their own authentication, each under its prefix (/admin/api, /dashboard). */
@@ -53,17 +58,22 @@ function toApiError(error: FastifyError | Error, bodyLimit: number): ApiError {
 const trustHops = (hops: number) => (_address: string, hop: number): boolean => hop < hops;
 
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
+  const httpLimits = options.http ?? DEFAULT_HTTP_LIMITS;
   const app = Fastify({
     loggerInstance: options.logger as FastifyBaseLogger,
     // Fastify's own request lines are off: we write one richer line per request.
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: "request_id" }),
     bodyLimit: options.bodyLimit,
     trustProxy: typeof options.trustProxy === "number" ? trustHops(options.trustProxy) : (options.trustProxy ?? false),
+    ...serverTimeouts(httpLimits),
+    clientErrorHandler: clientErrorHandler(httpLimits),
+    frameworkErrors: frameworkErrorHandler,
     genReqId: (req) => {
       const given = req.headers["x-request-id"];
       return typeof given === "string" && CLIENT_REQUEST_ID.test(given) ? given : requestId();
     },
   });
+  app.server.maxConnections = httpLimits.maxConnections;
   app.decorateRequest("caller", undefined);
   app.decorateRequest("logFields", undefined as never);
   app.decorateRequest("generationDone", undefined);
@@ -82,6 +92,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   app.addHook("onRequest", async (request, reply) => {
+    reply.headers(securityHeaders(request.url));
+  });
+  app.addHook("onRequest", async (request, reply) => {
     request.logFields = {};
     reply.header("x-request-id", request.id);
     // Fastify skips onResponse for a hijacked stream whose client left, so the
@@ -89,10 +102,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     const started = performance.now();
     reply.raw.once("close", () => {
       void (request.generationDone ?? Promise.resolve()).catch(() => undefined).then(() => {
-        const status = request.logFields.aborted ? CLIENT_CLOSED : reply.raw.statusCode;
+        const status = request.logFields.aborted ? CLIENT_CLOSED : (clientErrorStatus(reply.raw) ?? reply.raw.statusCode);
         // Who asked, by id only (never the key), and from where (request.ip honours the trusted-proxy setting).
         const who = { account_id: request.caller?.accountId, key_id: request.caller?.keyId, client_ip: request.ip };
-        logRequest(request.log, request.method, request.routeOptions.url ?? request.url, status, performance.now() - started, { ...request.logFields, ...who });
+        logRequest(request.log, request.method, request.routeOptions.url ?? withoutQuery(request.url), status, performance.now() - started, { ...request.logFields, ...who });
       });
     });
   });
@@ -113,6 +126,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   await app.register(healthRoute, { version: options.version });
+  await app.register(corsPreflight);
   await app.register(async (v1) => {
     v1.addHook("onRequest", async (request, reply) => {
       request.caller = await options.gate.authenticate(request, reply);

@@ -48,6 +48,7 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
     version: VERSION,
     bodyLimit: config.bodyLimit,
     trustProxy: config.trustProxy,
+    http: config.http,
     shutdown: shutdown.signal,
     v1Routes: store && accountGate ? [usageRoute(store, accountGate)] : [],
     mounts: store ? operatorAndDashboard(store, config) : [],

@@ -24,11 +24,12 @@ export class SpecialistRegistry {
       : undefined;
     try {
       const paths = new Map<string, string>();
+      const locationOf = (s: SpecialistDefinition): string => (Object.hasOwn(config.models, s.model) ? config.models[s.model]! : s.model);
       for (const s of embedded) {
-        const location = config.models[s.model] ?? s.model;
+        const location = locationOf(s);
         if (!paths.has(location)) paths.set(location, await resolveModel(location, config.dataDir, progressBar()));
       }
-      const pathOf = (s: SpecialistDefinition): string => paths.get(config.models[s.model] ?? s.model) ?? s.model;
+      const pathOf = (s: SpecialistDefinition): string => paths.get(locationOf(s)) ?? s.model;
       const engineKey = (s: SpecialistDefinition): string => `${pathOf(s)}\u0000${s.lora?.path ?? ""}\u0000${s.lora?.scale ?? 1}`;
       // A shared context must hold the longest context any of its specialists asks for.
       const contextSizes = new Map<string, number>();

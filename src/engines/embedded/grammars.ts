@@ -34,26 +34,74 @@ export function labelGrammar(labels: readonly string[]): string {
   return `root ::= ${labels.map(gbnfString).join(" | ")}`;
 }
 
+/** Approximate bytes of grammar text the cache keeps before it drops the least recently used. */
+export const GRAMMAR_CACHE_BUDGET = 8 * 1024 * 1024;
+
+interface CacheEntry {
+  grammar: Promise<LlamaGrammar>;
+  /** The key's length, plus the grammar text's once it is built. */
+  size: number;
+}
+
 /**
  * Compiles output constraints to llama.cpp grammars, once per distinct constraint:
- * a specialist's grammar is built on its first request and reused after.
+ * a specialist's grammar is built on its first request and reused after. Callers
+ * choose their own schemas, so the cache is bounded: least recently used first out.
  */
 export class GrammarCache {
-  private readonly cache = new Map<string, Promise<LlamaGrammar>>();
+  private readonly cache = new Map<string, CacheEntry>();
+  private bytes = 0;
 
-  constructor(private readonly llama: Llama) {}
+  constructor(private readonly llama: Llama, private readonly budgetBytes = GRAMMAR_CACHE_BUDGET) {}
+
+  /** Approximate bytes held (keys and grammar texts), at most the budget once builds settle. */
+  get sizeBytes(): number {
+    return this.bytes;
+  }
+
+  get entries(): number {
+    return this.cache.size;
+  }
 
   get(constraint: OutputConstraint): Promise<LlamaGrammar | undefined> {
     if (constraint.type === "text") return Promise.resolve(undefined);
     const key = JSON.stringify(constraint);
-    let grammar = this.cache.get(key);
-    if (grammar === undefined) {
-      grammar = this.build(constraint);
-      this.cache.set(key, grammar);
-      // A schema that fails to compile must not poison the cache for later fixes.
-      grammar.catch(() => this.cache.delete(key));
+    const cached = this.cache.get(key);
+    if (cached !== undefined) {
+      // Re-insert: a Map iterates in insertion order, so the first entry is the least recently used.
+      this.cache.delete(key);
+      this.cache.set(key, cached);
+      return cached.grammar;
     }
-    return grammar;
+    const entry: CacheEntry = { grammar: this.build(constraint), size: key.length };
+    this.cache.set(key, entry);
+    this.bytes += entry.size;
+    entry.grammar.then(
+      (grammar) => {
+        if (this.cache.get(key) !== entry) return;
+        entry.size += grammar.grammar.length;
+        this.bytes += grammar.grammar.length;
+        this.evictOverBudget();
+      },
+      // A schema that fails to compile must not poison the cache for later fixes.
+      () => this.remove(key, entry),
+    );
+    this.evictOverBudget();
+    return entry.grammar;
+  }
+
+  private remove(key: string, entry: CacheEntry): void {
+    if (this.cache.get(key) !== entry) return;
+    this.cache.delete(key);
+    this.bytes -= entry.size;
+  }
+
+  private evictOverBudget(): void {
+    // A grammar in use stays alive through its evaluation state; dropping it here only forgets it.
+    for (const [key, entry] of this.cache) {
+      if (this.bytes <= this.budgetBytes) break;
+      this.remove(key, entry);
+    }
   }
 
   private async build(constraint: Exclude<OutputConstraint, { type: "text" }>): Promise<LlamaGrammar> {

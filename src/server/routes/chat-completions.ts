@@ -1,5 +1,5 @@
 import type { FastifyInstance } from "fastify";
-import type { ChatCompletion, ChatCompletionChunk, CompletionUsage } from "../../api/types.js";
+import { MODEL_PREFIX, type ChatCompletion, ChatCompletionChunk, CompletionUsage } from "../../api/types.js";
 import { ApiError, errors } from "../../errors.js";
 import type { GenerationResult } from "../../engines/types.js";
 import type { AppOptions } from "../app.js";
@@ -17,8 +17,7 @@ const usageOf = (r: GenerationResult): CompletionUsage => ({
 export async function chatCompletionsRoute(app: FastifyInstance, options: AppOptions): Promise<void> {
   app.post("/chat/completions", async (request, reply) => {
     const body = parseChatRequest(request.body);
-    if (body.specialistId.length === 0) throw errors.modelNotFound(body.model, "model");
-    const specialist = findSpecialist(options, body.specialistId, "model");
+    const specialist = findSpecialist(options, body.model, "model", MODEL_PREFIX);
     const id = completionId();
     const created = Math.floor(Date.now() / 1000);
     const call = {

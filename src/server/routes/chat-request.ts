@@ -1,11 +1,10 @@
 import { chatCompletionRequest, CHAT_ROLES, type ChatCompletionRequestBody } from "../../api/schemas/chat-completions.js";
-import { MODEL_PREFIX } from "../../api/types.js";
 import type { ChatMessage, OutputConstraint, Role } from "../../engines/types.js";
 import { parseBody } from "../../schema/request-errors.js";
+import { checkJsonSchemaLimits } from "../json-schema-limits.js";
 
 /** A validated chat completion request in the terms the specialist layer uses. */
 export interface ChatRequest {
-  specialistId: string;
   model: string;
   messages: ChatMessage[];
   maxTokens?: number | undefined;
@@ -33,6 +32,7 @@ function toConstraint(format: ChatCompletionRequestBody["response_format"]): Out
     case "json_object":
       return { type: "json_object" };
     case "json_schema":
+      checkJsonSchemaLimits(format.json_schema.schema, "response_format.json_schema.schema");
       return { type: "json_schema", schema: format.json_schema.schema };
     default:
       return undefined;
@@ -43,7 +43,6 @@ export function parseChatRequest(body: unknown): ChatRequest {
   const o = parseBody(chatCompletionRequest, body);
   return {
     model: o.model,
-    specialistId: o.model.startsWith(MODEL_PREFIX) ? o.model.slice(MODEL_PREFIX.length) : "",
     messages: o.messages.map(toMessage),
     maxTokens: o.max_tokens ?? o.max_completion_tokens ?? undefined,
     temperature: o.temperature ?? undefined,

@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
+import { MODEL_PREFIX } from "../../api/types.js";
 import { ApiError, errors } from "../../errors.js";
 import type { GenerationResult } from "../../engines/types.js";
 import type { Endpoint } from "../../gate/gate.js";
@@ -56,8 +57,21 @@ export async function runInference(
   }
 }
 
-export function findSpecialist(options: AppOptions, id: string, param: string): Specialist {
-  const specialist = options.specialists.get(id);
-  if (specialist === undefined) throw errors.modelNotFound(id, param);
-  return specialist;
+/**
+ * The specialist a request names. `name` is what the caller wrote: on /v1/infer
+ * the bare id, on chat completions the model name with its `alveare-` prefix;
+ * a name in the other route's form gets a hint towards the right one.
+ */
+export function findSpecialist(options: AppOptions, name: string, param: string, prefix = ""): Specialist {
+  const id = name.startsWith(prefix) ? name.slice(prefix.length) : undefined;
+  const specialist = id === undefined ? undefined : options.specialists.get(id);
+  if (specialist !== undefined) return specialist;
+  throw errors.modelNotFound(name, param, suggestionFor(options, name, prefix));
+}
+
+function suggestionFor(options: AppOptions, name: string, prefix: string): string | undefined {
+  if (prefix.length > 0) return options.specialists.get(name) === undefined ? undefined : `${prefix}${name}`;
+  return name.startsWith(MODEL_PREFIX) && options.specialists.get(name.slice(MODEL_PREFIX.length)) !== undefined
+    ? name.slice(MODEL_PREFIX.length)
+    : undefined;
 }

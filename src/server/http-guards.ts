@@ -1,0 +1,121 @@
+import { STATUS_CODES, type ServerResponse } from "node:http";
+import type { Socket } from "node:net";
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { HttpLimits } from "../config/config.js";
+import { errors, type ApiError } from "../errors.js";
+
+/**
+ * The HTTP layer's own defences: catalogue-shaped answers for what Node and
+ * Fastify refuse before a route runs, time and connection limits, security
+ * headers and CORS for the public API.
+ */
+
+/** Fastify's options for the limits; `maxConnections` is set on the server once it exists. */
+export function serverTimeouts(limits: HttpLimits): { requestTimeout: number; http: { headersTimeout: number; connectionsCheckingInterval: number } } {
+  return {
+    requestTimeout: limits.requestTimeoutMs,
+    http: {
+      headersTimeout: limits.headersTimeoutMs,
+      // Node checks the timeouts on this interval (30 s by default, which would double a short timeout).
+      connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(limits.headersTimeoutMs / 4))),
+    },
+  };
+}
+
+interface ClientError extends Error {
+  code: string;
+}
+
+/** Responses answered at the socket; the route waiting for the body would log its own failure instead. */
+const answeredByClientError = new WeakMap<ServerResponse, number>();
+
+/** The status a client error already answered this response with, for its log line. */
+export const clientErrorStatus = (response: ServerResponse): number | undefined => answeredByClientError.get(response);
+
+/** Node's own answers to a broken request are bare; ours carry the error catalogue's body. */
+export function clientErrorHandler(limits: HttpLimits) {
+  return function answerClientError(this: FastifyInstance, error: ClientError, socket: Socket): void {
+    if (error.code === "ECONNRESET" || socket.destroyed) return;
+    const apiError = error.code === "ERR_HTTP_REQUEST_TIMEOUT"
+      ? errors.requestTimeout(limits.requestTimeoutMs)
+      : error.code === "HPE_HEADER_OVERFLOW"
+        ? errors.headersTooLarge()
+        : errors.invalidRequest("The server could not read this HTTP request.");
+    this.log.info({ code: error.code, status: apiError.status }, "client error");
+    // A response that has started cannot take a second one on the same socket.
+    const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (socket.writable && inFlight?.headersSent !== true) {
+      if (inFlight) answeredByClientError.set(inFlight, apiError.status);
+      socket.write(rawResponse(apiError));
+    }
+    socket.destroy();
+  };
+}
+
+function rawResponse(error: ApiError): string {
+  const body = JSON.stringify(error.toBody());
+  return [
+    `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status] ?? ""}`,
+    "content-type: application/json; charset=utf-8",
+    `content-length: ${Buffer.byteLength(body)}`,
+    "x-content-type-options: nosniff",
+    "connection: close",
+    "",
+    body,
+  ].join("\r\n");
+}
+
+/** Errors Fastify raises before routing (a malformed URL) would otherwise get Fastify's own body. */
+export function frameworkErrorHandler(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
+  const apiError = error.code === "FST_ERR_BAD_URL" || error.code === "FST_ERR_MAX_PARAM_LENGTH"
+    ? errors.invalidRequest("The request URL is malformed (check its percent-encoding).")
+    : errors.internal();
+  void reply.code(apiError.status).headers(securityHeaders(request.url)).header("x-request-id", request.id).send(apiError.toBody());
+}
+
+const API_PREFIX = "/v1";
+const isApiPath = (url: string): boolean => url === API_PREFIX || url.startsWith(`${API_PREFIX}/`) || url.startsWith(`${API_PREFIX}?`);
+
+/** Headers the SDKs read from an answer; a browser hides any not named here. */
+const EXPOSED_HEADERS = [
+  "x-request-id", "retry-after", "retry-after-ms", "x-should-retry",
+  "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests",
+].join(", ");
+
+/**
+ * Every response is nosniff. The public API is open to browsers of any origin:
+ * keys are bearer tokens, never cookies, so no credentials are allowed and a
+ * page can only spend a key it already holds. The dashboard and admin API,
+ * which do use cookies, never answer cross-origin.
+ */
+export function securityHeaders(url: string): Record<string, string> {
+  const headers: Record<string, string> = { "x-content-type-options": "nosniff" };
+  if (isApiPath(url)) {
+    headers["access-control-allow-origin"] = "*";
+    headers["access-control-expose-headers"] = EXPOSED_HEADERS;
+  }
+  return headers;
+}
+
+const ALLOWED_REQUEST_HEADERS = new Set(["authorization", "content-type", "x-request-id"]);
+/** The OpenAI SDKs send their own telemetry headers; a preflight refusing them would break those clients. */
+const isAllowedRequestHeader = (name: string): boolean => ALLOWED_REQUEST_HEADERS.has(name) || name.startsWith("x-stainless-");
+
+/** Answers CORS preflights for /v1 before authentication, which a preflight never carries. */
+export async function corsPreflight(app: FastifyInstance): Promise<void> {
+  const answer = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
+    const requested = String(request.headers["access-control-request-headers"] ?? "")
+      .split(",")
+      .map((h) => h.trim().toLowerCase())
+      .filter((h) => h.length > 0 && isAllowedRequestHeader(h));
+    const allowed = [...new Set([...ALLOWED_REQUEST_HEADERS, ...requested])];
+    return reply
+      .code(204)
+      .header("access-control-allow-methods", "GET, POST, OPTIONS")
+      .header("access-control-allow-headers", allowed.join(", "))
+      .header("access-control-max-age", "600")
+      .send();
+  };
+  app.options(API_PREFIX, answer);
+  app.options(`${API_PREFIX}/*`, answer);
+}

@@ -1,0 +1,57 @@
+import { errors } from "../errors.js";
+
+/**
+ * How big a caller's JSON schema may be. Grammar building runs on the event
+ * loop and its cost grows with the schema; within these bounds the worst
+ * schema builds in tens of milliseconds (bench/grammar-build.ts).
+ */
+export const JSON_SCHEMA_LIMITS = {
+  /** Characters of the schema serialized as JSON. */
+  maxBytes: 32 * 1024,
+  /** Nested objects and arrays, the schema object itself being level 1. */
+  maxDepth: 32,
+  /** Values of one `enum`. */
+  maxEnumValues: 512,
+  /** Entries of one `properties` (or `$defs`, `patternProperties`) object. */
+  maxProperties: 256,
+  /** Entries of all of them together: many small objects cost as much to compile as one big one. */
+  maxTotalProperties: 512,
+} as const;
+
+const NAMED_SUBSCHEMAS = new Set(["properties", "$defs", "definitions", "patternProperties"]);
+
+/**
+ * Refuses a schema over any limit with a 400 naming it. The walk is iterative
+ * and stops at the first breach, so a schema nested thousands deep costs
+ * nothing more than its first few dozen levels.
+ */
+export function checkJsonSchemaLimits(schema: unknown, param: string, limits = JSON_SCHEMA_LIMITS): void {
+  const refuse = (what: string): never => {
+    throw errors.invalidParameter(param, `the schema is too large: ${what}. Simplify the schema.`);
+  };
+  const stack: Array<{ value: unknown; depth: number }> = [{ value: schema, depth: 1 }];
+  let totalProperties = 0;
+  for (let item = stack.pop(); item !== undefined; item = stack.pop()) {
+    const { value, depth } = item;
+    if (typeof value !== "object" || value === null) continue;
+    if (depth > limits.maxDepth) refuse(`it nests more than ${limits.maxDepth} levels of objects and arrays (the limit)`);
+    const children: unknown[] = Array.isArray(value) ? value : Object.values(value);
+    if (!Array.isArray(value)) {
+      for (const [key, child] of Object.entries(value)) {
+        if (key === "enum" && Array.isArray(child) && child.length > limits.maxEnumValues) {
+          refuse(`an enum has ${child.length} values, the limit is ${limits.maxEnumValues}`);
+        }
+        if (NAMED_SUBSCHEMAS.has(key) && typeof child === "object" && child !== null) {
+          const count = Object.keys(child).length;
+          if (count > limits.maxProperties) refuse(`'${key}' has ${count} entries, the limit is ${limits.maxProperties}`);
+          totalProperties += count;
+          if (totalProperties > limits.maxTotalProperties) refuse(`it has more than ${limits.maxTotalProperties} properties in all (the limit)`);
+        }
+      }
+    }
+    for (const child of children) stack.push({ value: child, depth: depth + 1 });
+  }
+  // Safe to serialize now that the depth is bounded.
+  const size = JSON.stringify(schema).length;
+  if (size > limits.maxBytes) refuse(`it is ${size} characters as JSON, the limit is ${limits.maxBytes}`);
+}

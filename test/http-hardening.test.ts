@@ -1,0 +1,227 @@
+import assert from "node:assert/strict";
+import { connect, type Socket } from "node:net";
+import { after, before, describe, it } from "node:test";
+import { FakeUpstream } from "./helpers/fake-upstream.js";
+import { postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
+
+/** Every raw connection a test opened, ended after the suite so that a failing test cannot hang the server's close. */
+const opened = new Set<Socket>();
+const endAllConnections = (): void => {
+  for (const socket of opened) socket.destroy();
+  opened.clear();
+};
+
+/** A raw connection to the server: what it sent back, once it closed the connection. */
+function rawConnection(serverUrl: string): { socket: Socket; closed: Promise<string> } {
+  const { hostname, port } = new URL(serverUrl);
+  const socket = connect(Number(port), hostname);
+  opened.add(socket);
+  let received = "";
+  socket.on("data", (chunk: Buffer) => (received += chunk.toString("utf8")));
+  socket.on("error", () => undefined);
+  const closed = new Promise<string>((resolve) => socket.once("close", () => resolve(received)));
+  return { socket, closed };
+}
+
+/** Splits a raw HTTP/1.1 response into status, headers (lower-cased) and body. */
+function parseRaw(text: string): { status: number; headers: Map<string, string>; body: string } {
+  const [head = "", body = ""] = text.split("\r\n\r\n", 2);
+  const [statusLine = "", ...lines] = head.split("\r\n");
+  const headers = new Map(lines.map((l) => [l.slice(0, l.indexOf(":")).toLowerCase(), l.slice(l.indexOf(":") + 1).trim()]));
+  return { status: Number(statusLine.split(" ")[1]), headers, body };
+}
+
+function assertCatalogue(body: string, code: string): void {
+  const parsed = JSON.parse(body) as { error: Record<string, unknown> };
+  assert.deepEqual(Object.keys(parsed.error).sort(), ["code", "message", "param", "type"]);
+  assert.equal(parsed.error.code, code);
+  assert.equal(parsed.error.type, "invalid_request_error");
+}
+
+const REQUEST_TIMEOUT_MS = 400;
+
+describe("HTTP hardening: slow clients, framework errors, headers, logs", () => {
+  const upstream = new FakeUpstream();
+  let server: TestServer;
+  before(async () => {
+    const base = await upstream.start();
+    server = await startTestServer(
+      { specialists: { slow: { description: "slow upstream", system_prompt: "", remote: { base_url: base, model: "m" } } } },
+      { env: { ALVEARE_REQUEST_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS), ALVEARE_HEADERS_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS) } },
+    );
+  });
+  after(async () => {
+    endAllConnections();
+    await server.close();
+    await upstream.stop();
+  });
+
+  it("answers a body that never comes with the catalogue's 408 and closes the connection", async () => {
+    const { socket, closed } = rawConnection(server.url);
+    socket.write("POST /v1/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 10\r\nX-Request-Id: stalled-body\r\n\r\n");
+    const r = parseRaw(await closed);
+    assert.equal(r.status, 408);
+    assert.equal(r.headers.get("x-content-type-options"), "nosniff");
+    assertCatalogue(r.body, "request_timeout");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const line = server.logs.requests().find((l) => l.request_id === "stalled-body");
+    assert.equal(line?.status, 408, "the request's log line says it timed out");
+  });
+
+  it("answers a body trickled a byte at a time with 408", async () => {
+    const { socket, closed } = rawConnection(server.url);
+    socket.write("POST /v1/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n");
+    const trickle = setInterval(() => socket.writable && socket.write(" "), REQUEST_TIMEOUT_MS / 8);
+    socket.once("close", () => clearInterval(trickle));
+    const r = parseRaw(await closed);
+    assert.equal(r.status, 408);
+    assertCatalogue(r.body, "request_timeout");
+  });
+
+  it("answers headers that never end with 408", async () => {
+    const { socket, closed } = rawConnection(server.url);
+    socket.write("GET /health HTTP/1.1\r\nHost: x\r\n");
+    const r = parseRaw(await closed);
+    assert.equal(r.status, 408);
+    assertCatalogue(r.body, "request_timeout");
+  });
+
+  it("does not cut a generation that takes longer than the request timeout", async () => {
+    upstream.fault = "ok";
+    upstream.delayMs = REQUEST_TIMEOUT_MS * 4;
+    const r = await postJson(`${server.url}/v1/chat/completions`, { model: "alveare-slow", messages: [{ role: "user", content: "x" }], max_tokens: 4 });
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    assert.equal((r.json.choices as Array<{ message: { content: string } }>)[0]!.message.content, "fine");
+    upstream.delayMs = 0;
+  });
+
+  it("answers over-large headers with the catalogue's 431", async () => {
+    const { socket, closed } = rawConnection(server.url);
+    socket.write(`GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ${"a".repeat(32 * 1024)}\r\n\r\n`);
+    const r = parseRaw(await closed);
+    assert.equal(r.status, 431);
+    assertCatalogue(r.body, "request_header_fields_too_large");
+  });
+
+  it("answers an unparseable request with the catalogue's 400", async () => {
+    const { socket, closed } = rawConnection(server.url);
+    socket.write("GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: nope\r\n\r\n");
+    const r = parseRaw(await closed);
+    assert.equal(r.status, 400);
+    assertCatalogue(r.body, "invalid_request");
+  });
+
+  it("answers a malformed URL with the catalogue's 400", async () => {
+    const r = await fetch(`${server.url}/v1/models/%zz`);
+    assert.equal(r.status, 400);
+    assert.equal(r.headers.get("x-content-type-options"), "nosniff");
+    assertCatalogue(await r.text(), "invalid_request");
+  });
+
+  it("sends nosniff on every answer", async () => {
+    for (const path of ["/health", "/v1/models", "/v1/nothing-here", "/dashboard/nothing-here"]) {
+      const r = await fetch(`${server.url}${path}`);
+      assert.equal(r.headers.get("x-content-type-options"), "nosniff", path);
+    }
+    const invalid = await postJson(`${server.url}/v1/infer`, { specialist: "chat" });
+    assert.equal(invalid.status, 400);
+    assert.equal(invalid.headers.get("x-content-type-options"), "nosniff");
+  });
+
+  it("never logs a query string", async () => {
+    const secret = "alv_live_QuerySecretShouldNotBeLogged0000";
+    await fetch(`${server.url}/v1/modelz?api_key=${secret}`);
+    await fetch(`${server.url}/v1/models?api_key=${secret}`);
+    await fetch(`${server.url}/v1/models/%zz?api_key=${secret}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const log = server.logs.lines.join("\n");
+    assert.ok(log.includes("/v1/modelz?[redacted]"), "the unknown route is logged, without its query");
+    assert.ok(!log.includes(secret), "no query string reaches the log");
+  });
+});
+
+describe("HTTP hardening: CORS", () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startTestServer({}, { gated: true });
+  });
+  after(async () => {
+    endAllConnections();
+    await server.close();
+  });
+
+  it("answers a /v1 preflight without a key, for any origin and no credentials", async () => {
+    const r = await fetch(`${server.url}/v1/chat/completions`, {
+      method: "OPTIONS",
+      headers: {
+        origin: "https://app.example",
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "authorization, content-type, x-stainless-os, x-evil",
+      },
+    });
+    assert.equal(r.status, 204);
+    assert.equal(r.headers.get("access-control-allow-origin"), "*");
+    assert.equal(r.headers.get("access-control-allow-credentials"), null);
+    assert.match(r.headers.get("access-control-allow-methods") ?? "", /POST/);
+    const allowed = (r.headers.get("access-control-allow-headers") ?? "").split(", ");
+    for (const h of ["authorization", "content-type", "x-request-id", "x-stainless-os"]) assert.ok(allowed.includes(h), h);
+    assert.ok(!allowed.includes("x-evil"));
+  });
+
+  it("lets a browser read /v1 answers, errors included", async () => {
+    const r = await fetch(`${server.url}/v1/models`, { headers: { origin: "https://app.example" } });
+    assert.equal(r.status, 401);
+    assert.equal(r.headers.get("access-control-allow-origin"), "*");
+    assert.match(r.headers.get("access-control-expose-headers") ?? "", /x-request-id/);
+  });
+
+  it("never answers cross-origin for the dashboard or the admin API", async () => {
+    for (const path of ["/dashboard/api/me", "/admin/api/accounts"]) {
+      const preflight = await fetch(`${server.url}${path}`, {
+        method: "OPTIONS",
+        headers: { origin: "https://app.example", "access-control-request-method": "POST" },
+      });
+      assert.notEqual(preflight.status, 204, path);
+      assert.equal(preflight.headers.get("access-control-allow-origin"), null, path);
+      const get = await fetch(`${server.url}${path}`, { headers: { origin: "https://app.example" } });
+      assert.equal(get.headers.get("access-control-allow-origin"), null, path);
+    }
+  });
+});
+
+describe("HTTP hardening: connection cap", () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startTestServer({}, { env: { ALVEARE_MAX_CONNECTIONS: "2" } });
+  });
+  after(async () => {
+    endAllConnections();
+    await server.close();
+  });
+
+  /** A kept-alive connection that has had one answer: the server has surely accepted it. */
+  async function heldConnection(): Promise<Socket> {
+    const { socket } = rawConnection(server.url);
+    await new Promise<void>((resolve) => {
+      socket.once("data", () => resolve());
+      socket.write("GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    });
+    return socket;
+  }
+
+  it("closes connections beyond ALVEARE_MAX_CONNECTIONS as they arrive", async () => {
+    const held = [await heldConnection(), await heldConnection()];
+    const { socket, closed } = rawConnection(server.url);
+    socket.write("GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert.equal(await closed, "", "the third connection is closed without an answer");
+    for (const s of held) s.destroy();
+    // Once the held ones are gone, new connections are served again.
+    for (;;) {
+      const count = await new Promise<number>((resolve) => server.app.server.getConnections((_e, n) => resolve(n)));
+      if (count === 0) break;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const r = await fetch(`${server.url}/health`);
+    assert.equal(r.status, 200);
+  });
+});

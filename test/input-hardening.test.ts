@@ -1,0 +1,112 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { getLlama, LlamaLogLevel } from "node-llama-cpp";
+import { GrammarCache } from "../src/engines/embedded/grammars.js";
+import { JSON_SCHEMA_LIMITS } from "../src/server/json-schema-limits.js";
+import { postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
+
+/** `[[[…1…]]]` nested `depth` deep, as raw JSON text (JSON.stringify itself would overflow on it). */
+const deepArray = (depth: number): string => `${"[".repeat(depth)}1${"]".repeat(depth)}`;
+
+/** `{"type":"array","items":{…}}` nested `depth` deep, as raw JSON text. */
+const deepSchema = (depth: number): string => `${'{"type":"array","items":'.repeat(depth)}{"type":"string"}${"}".repeat(depth)}`;
+
+describe("Input hardening: hostile values get a 400, never a 500", () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startTestServer();
+  });
+  after(async () => {
+    await server.close();
+  });
+
+  const chat = (extra: string): string =>
+    `{"model":"alveare-chat","messages":[{"role":"user","content":"x"}],"max_tokens":2,${extra}}`;
+
+  const expect400 = async (path: string, body: string, code: string, param: string, message?: RegExp): Promise<void> => {
+    const r = await postJson(`${server.url}${path}`, body);
+    assert.equal(r.status, 400, JSON.stringify(r.json).slice(0, 500));
+    const error = r.json.error as Record<string, unknown>;
+    assert.equal(error.code, code);
+    assert.equal(error.param, param);
+    assert.ok((error.message as string).length < 500, "the message does not echo the input");
+    if (message) assert.match(error.message as string, message);
+  };
+
+  it("refuses max_tokens nested 100,000 arrays deep", () =>
+    expect400("/v1/infer", `{"specialist":"classify","prompt":"x","max_tokens":${deepArray(100_000)}}`, "invalid_parameter", "max_tokens", /array/));
+  it("refuses temperature nested 100,000 arrays deep", () =>
+    expect400("/v1/chat/completions", chat(`"temperature":${deepArray(100_000)}`), "invalid_parameter", "temperature", /array/));
+  it("does not echo a megabyte string back", () =>
+    expect400("/v1/infer", JSON.stringify({ specialist: "classify", prompt: "x", seed: "9".repeat(500_000) }), "invalid_parameter", "seed"));
+
+  const schemaParam = "response_format.json_schema.schema";
+  const withSchema = (schema: string): string =>
+    chat(`"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":${schema}}}`);
+
+  it("refuses a json_schema nested 5,000 deep, naming the depth limit", () =>
+    expect400("/v1/chat/completions", withSchema(deepSchema(5_000)), "invalid_parameter", schemaParam, new RegExp(`${JSON_SCHEMA_LIMITS.maxDepth} levels`)));
+  it("refuses an enum over the limit, naming it", () => {
+    const values = Array.from({ length: JSON_SCHEMA_LIMITS.maxEnumValues + 1 }, (_, i) => `v${i}`);
+    return expect400("/v1/chat/completions", withSchema(JSON.stringify({ enum: values })), "invalid_parameter", schemaParam, new RegExp(`limit is ${JSON_SCHEMA_LIMITS.maxEnumValues}`));
+  });
+  it("refuses an object with too many properties, naming the limit", () => {
+    const properties = Object.fromEntries(Array.from({ length: JSON_SCHEMA_LIMITS.maxProperties + 1 }, (_, i) => [`p${i}`, { type: "string" }]));
+    return expect400("/v1/chat/completions", withSchema(JSON.stringify({ type: "object", properties })), "invalid_parameter", schemaParam, new RegExp(`limit is ${JSON_SCHEMA_LIMITS.maxProperties}`));
+  });
+  it("refuses many small objects over the total property limit, naming it", () => {
+    const small = Object.fromEntries(Array.from({ length: 8 }, (_, i) => [`q${i}`, { type: "integer" }]));
+    const count = Math.ceil(JSON_SCHEMA_LIMITS.maxTotalProperties / 8);
+    const properties = Object.fromEntries(Array.from({ length: count }, (_, i) => [`p${i}`, { type: "object", properties: small }]));
+    return expect400("/v1/chat/completions", withSchema(JSON.stringify({ type: "object", properties })), "invalid_parameter", schemaParam, new RegExp(`more than ${JSON_SCHEMA_LIMITS.maxTotalProperties} properties`));
+  });
+  it("refuses a schema over the size limit, naming it", () => {
+    const schema = { type: "object", properties: { a: { type: "string", description: "d".repeat(JSON_SCHEMA_LIMITS.maxBytes) } } };
+    return expect400("/v1/chat/completions", withSchema(JSON.stringify(schema)), "invalid_parameter", schemaParam, new RegExp(`limit is ${JSON_SCHEMA_LIMITS.maxBytes}`));
+  });
+  it("serves a schema at the limits", async () => {
+    const values = Array.from({ length: JSON_SCHEMA_LIMITS.maxEnumValues }, (_, i) => `v${i}`);
+    const r = await postJson(`${server.url}/v1/chat/completions`, withSchema(JSON.stringify({ enum: values })));
+    assert.equal(r.status, 200, JSON.stringify(r.json).slice(0, 500));
+    const content = (r.json.choices as Array<{ message: { content: string } }>)[0]!.message.content;
+    assert.ok(values.some((v) => JSON.stringify(v).startsWith(content.trim()) && content.trim().length > 0), content);
+  });
+
+  for (const role of ["constructor", "__proto__", "toString", "hasOwnProperty", "valueOf"]) {
+    it(`refuses the message role '${role}'`, () =>
+      expect400("/v1/chat/completions", JSON.stringify({ model: "alveare-chat", messages: [{ role: "user", content: "x" }, { role, content: "y" }] }), "invalid_parameter", "messages[1].role"));
+  }
+
+  it("suggests the model name of a bare specialist id", () =>
+    expect400("/v1/chat/completions", JSON.stringify({ model: "chat", messages: [{ role: "user", content: "x" }] }), "model_not_found", "model", /did you mean 'alveare-chat'\?/));
+  it("suggests the specialist id of a model name on /v1/infer", () =>
+    expect400("/v1/infer", JSON.stringify({ specialist: "alveare-classify", prompt: "x" }), "model_not_found", "specialist", /did you mean 'classify'\?/));
+  it("suggests nothing for a name that matches no specialist", async () => {
+    const r = await postJson(`${server.url}/v1/chat/completions`, { model: "gpt-4", messages: [{ role: "user", content: "x" }] });
+    assert.equal(r.status, 400);
+    assert.doesNotMatch((r.json.error as { message: string }).message, /did you mean/);
+  });
+  it("does not take a prototype name for a specialist", () =>
+    expect400("/v1/infer", JSON.stringify({ specialist: "constructor", prompt: "x" }), "model_not_found", "specialist"));
+});
+
+describe("Grammar cache: bounded by size", () => {
+  it("keeps at most its budget whatever the number of distinct schemas", async () => {
+    const llama = await getLlama({ gpu: false, build: "never", progressLogs: false, logLevel: LlamaLogLevel.error });
+    const budget = 40_000;
+    const cache = new GrammarCache(llama, budget);
+    const schemaNumber = (n: number) => ({ type: "json_schema" as const, schema: { enum: Array.from({ length: 40 }, (_, i) => `schema-${n}-value-${i}`) } });
+    for (let n = 0; n < 60; n++) {
+      await cache.get(schemaNumber(n));
+      assert.ok(cache.sizeBytes <= budget, `after ${n + 1} schemas the cache holds ${cache.sizeBytes} bytes`);
+    }
+    assert.ok(cache.entries > 1 && cache.entries < 60, `${cache.entries} entries`);
+    // The most recently used grammar is still cached: asking again returns the same grammar.
+    const last = await cache.get(schemaNumber(59));
+    assert.equal(await cache.get(schemaNumber(59)), last);
+    // A schema that fails to compile leaves nothing behind.
+    const before = cache.sizeBytes;
+    await assert.rejects(cache.get({ type: "json_schema", schema: { type: "nonsense" } }));
+    assert.equal(cache.sizeBytes, before);
+  });
+});
