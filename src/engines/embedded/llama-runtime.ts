@@ -5,7 +5,8 @@ import type { Logger } from "pino";
 import { EmbeddedEngine } from "./embedded-engine.js";
 import { GrammarCache } from "./grammars.js";
 import { PrefixSnapshotStore } from "./prefix-snapshots.js";
-import { fastest, measureThreads } from "./thread-calibration.js";
+import { usePhaseThreads } from "./phase-threads.js";
+import { fastestPerPhase, measureThreads, type ThreadChoice } from "./thread-calibration.js";
 
 export interface EngineRequest {
   modelPath: string;
@@ -46,7 +47,7 @@ export function engineIdentity(modelPath: string, lora?: { path: string; scale: 
 export class LlamaRuntime {
   private readonly models = new Map<string, Promise<LlamaModel>>();
   private readonly engines = new Map<string, Promise<EmbeddedEngine>>();
-  private readonly threadChoice = new Map<string, Promise<number>>();
+  private readonly threadChoice = new Map<string, Promise<ThreadChoice>>();
   private grammars: GrammarCache | undefined;
   private readonly snapshots: PrefixSnapshotStore | undefined;
 
@@ -98,28 +99,41 @@ export class LlamaRuntime {
     const context = await model.createContext({
       contextSize: request.contextSize,
       sequences: this.options.parallel,
-      threads,
+      // The most either phase uses: node-llama-cpp never grants a batch more than this.
+      threads: Math.max(threads.decode, threads.prompt),
       ...(request.lora ? { lora: { adapters: [{ filePath: request.lora.path, scale: request.lora.scale }] } } : {}),
     });
     const name = `embedded:${request.modelPath}${request.lora ? `+${request.lora.path}` : ""}`;
-    this.options.logger.info({ engine: name, threads, parallel: this.options.parallel, contextSize: context.contextSize }, "engine ready");
+    const perPhase = threads.prompt !== threads.decode && usePhaseThreads(context, threads);
+    // Without per-phase switching the context runs everything on the larger count.
+    const decodeThreads = threads.prompt === threads.decode || perPhase ? threads.decode : Math.max(threads.decode, threads.prompt);
+    this.options.logger.info({
+      engine: name, threads: decodeThreads, promptThreads: threads.prompt, parallel: this.options.parallel, contextSize: context.contextSize,
+    }, "engine ready");
     return new EmbeddedEngine({
       name, model, context, grammars: (this.grammars ??= new GrammarCache(this.llama)), maxQueue: this.options.queue,
       snapshots: this.snapshots, identity,
     });
   }
 
-  /** The configured thread count, or the fastest measured for this model at the configured parallelism. */
-  private threadsFor(modelPath: string, model: LlamaModel): Promise<number> {
-    if (this.options.threads !== "auto") return Promise.resolve(this.options.threads);
+  /**
+   * The configured thread count for both phases, or the fastest measured for this
+   * model: for decoding at the configured parallelism, and for prompt processing.
+   */
+  private threadsFor(modelPath: string, model: LlamaModel): Promise<ThreadChoice> {
+    const configured = this.options.threads;
+    if (configured !== "auto") return Promise.resolve({ decode: configured, prompt: configured });
     let choice = this.threadChoice.get(modelPath);
     if (choice === undefined) {
       choice = (async () => {
         const cores = Math.min(availableParallelism(), 8);
         const candidates = [...new Set([1, Math.max(1, Math.floor(cores / 2)), cores])];
         const measured = await measureThreads(model, candidates, this.options.parallel);
-        const best = fastest(measured);
-        this.options.logger.info({ model: modelPath, measured, threads: best }, "chose llama.cpp thread count by measurement");
+        const best = fastestPerPhase(measured);
+        this.options.logger.info(
+          { model: modelPath, measured, threads: best.decode, promptThreads: best.prompt },
+          "chose llama.cpp thread count by measurement",
+        );
         return best;
       })();
       this.threadChoice.set(modelPath, choice);
