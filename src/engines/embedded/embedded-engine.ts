@@ -3,6 +3,7 @@ import {
   resolveChatWrapper,
   type ChatHistoryItem,
   type ChatWrapper,
+  type ControlledEvaluateInputItem,
   type LlamaContext,
   type LlamaContextSequence,
   type LlamaModel,
@@ -12,6 +13,7 @@ import { errors } from "../../errors.js";
 import { StopScanner } from "../stop-scanner.js";
 import type { ChatMessage, Engine, FinishReason, GenerationRequest, GenerationResult } from "../types.js";
 import type { GrammarCache } from "./grammars.js";
+import { snapshotKey, type PrefixSnapshotStore } from "./prefix-snapshots.js";
 import { SequencePool } from "./sequence-pool.js";
 import { TokenDecoder } from "./token-decoder.js";
 
@@ -22,10 +24,43 @@ export interface EmbeddedEngineOptions {
   grammars: GrammarCache;
   /** Requests that may wait for a free sequence before new ones get 503. */
   maxQueue: number;
+  /** Where system-prefix KV snapshots live; without it every sequence evaluates its own prefixes. */
+  snapshots?: PrefixSnapshotStore | undefined;
+  /** What the model's KV state depends on (model file, adapter): part of every snapshot key. */
+  identity?: string | undefined;
 }
+
+/** The formatted system prefix of a prompt: the tokens before the first user turn's content. */
+interface SystemPrefix {
+  tokens: Token[];
+  key: string;
+}
+
+/** Counters for tests and metrics. */
+export interface PromptCacheStats {
+  /** Prompt tokens llama.cpp actually evaluated (snapshot builds included). */
+  promptTokensEvaluated: number;
+  /** Prefixes loaded from a snapshot into a sequence. */
+  snapshotRestores: number;
+  /** Prefixes evaluated and saved as a snapshot. */
+  snapshotBuilds: number;
+  /** Requests whose sequence already held their whole system prefix. */
+  sequenceHits: number;
+}
+
+/**
+ * Prefixes shorter than this are evaluated rather than snapshotted: loading is
+ * cheaper even then (a 100-token state loads in a few ms, 20 tokens evaluate in
+ * tens), but a handful of tokens is not worth a file.
+ */
+const MIN_SNAPSHOT_TOKENS = 16;
+/** Distinct system prompts whose prefix tokens are remembered. */
+const MAX_REMEMBERED_PREFIXES = 1024;
 
 interface FormattedPrompt {
   tokens: Token[];
+  /** The system prefix worth a snapshot, if any. */
+  prefix: SystemPrefix | undefined;
   /** Text stop triggers of the chat format (e.g. "### Human" for the fallback format). */
   stopStrings: string[];
   /** Single special tokens that end a turn in the chat format. */
@@ -60,6 +95,10 @@ export class EmbeddedEngine implements Engine {
   private readonly chatWrapper: ChatWrapper;
   private readonly pool: SequencePool<LlamaContextSequence>;
   private readonly running = new Set<Promise<unknown>>();
+  private readonly snapshots: PrefixSnapshotStore | undefined;
+  private readonly identity: string;
+  private readonly prefixes = new Map<string, SystemPrefix | undefined>();
+  private readonly counters: PromptCacheStats = { promptTokensEvaluated: 0, snapshotRestores: 0, snapshotBuilds: 0, sequenceHits: 0 };
 
   constructor(options: EmbeddedEngineOptions) {
     this.name = options.name;
@@ -67,6 +106,8 @@ export class EmbeddedEngine implements Engine {
     this.context = options.context;
     this.grammars = options.grammars;
     this.contextSize = options.context.contextSize;
+    this.snapshots = options.snapshots;
+    this.identity = `${options.identity ?? options.name}\u0000context=${options.context.contextSize}`;
     // The GGUF's own chat template when it has one; otherwise a generic format.
     this.chatWrapper = resolveChatWrapper(options.model);
     const sequences = Array.from({ length: options.context.totalSequences }, () => options.context.getSequence());
@@ -75,10 +116,21 @@ export class EmbeddedEngine implements Engine {
 
   get parallel(): number { return this.context.totalSequences; }
   get queued(): number { return this.pool.queued; }
+  get promptCache(): Readonly<PromptCacheStats> { return { ...this.counters }; }
+
+  /** Length in tokens of the system prefix a snapshot would cover for these messages (0 when none would). */
+  snapshotPrefixLength(messages: readonly ChatMessage[]): number {
+    return this.systemPrefix(messages)?.tokens.length ?? 0;
+  }
 
   /** Token count of messages as this engine formats them (used by tests and metering checks). */
   countPromptTokens(messages: readonly ChatMessage[]): number {
     return this.format(messages).tokens.length;
+  }
+
+  /** The tokens of messages as this engine formats them. */
+  promptTokens(messages: readonly ChatMessage[]): Token[] {
+    return this.tokenize(messages);
   }
 
   async generate(request: GenerationRequest): Promise<GenerationResult> {
@@ -90,7 +142,7 @@ export class EmbeddedEngine implements Engine {
     const grammar = await this.grammars.get(request.constraint);
     let sequence: LlamaContextSequence;
     try {
-      sequence = await this.pool.acquire(request.signal);
+      sequence = await this.pool.acquire(request.signal, (free) => this.pickSequence(free, prompt));
     } catch (error) {
       if (request.signal.aborted) return { text: "", promptTokens: 0, completionTokens: 0, finishReason: "stop", aborted: true };
       throw error;
@@ -112,7 +164,7 @@ export class EmbeddedEngine implements Engine {
     request: GenerationRequest,
     grammarEvaluationState: LlamaGrammarEvaluationState | undefined,
   ): Promise<GenerationResult> {
-    const input = await this.reusePrefix(sequence, prompt.tokens);
+    const input = await this.prepare(sequence, prompt);
     const maxTokens = Math.min(request.maxTokens, contextSize - prompt.tokens.length);
     const decoder = new TokenDecoder(this.model);
     const scanner = new StopScanner([...prompt.stopStrings, ...request.stop]);
@@ -152,19 +204,127 @@ export class EmbeddedEngine implements Engine {
   }
 
   /**
-   * Keeps the sequence's cached tokens that the new prompt starts with (a
-   * specialist's system prompt, earlier chat turns) and returns the tokens that
-   * still need evaluating. At least one token is always evaluated, for its logits.
+   * The next-token probabilities (temperature 1, no truncation) after the prompt,
+   * reached the way generate() reaches it: same sequence choice, same snapshot
+   * and cache reuse. Lets tests compare a restored prefix with a fresh evaluation.
    */
-  private async reusePrefix(sequence: LlamaContextSequence, tokens: Token[]): Promise<Token[]> {
-    const keep = Math.min(sequence.compareContextTokens(tokens).firstDifferentIndex, tokens.length - 1);
+  async nextTokenProbabilities(messages: readonly ChatMessage[], signal: AbortSignal = new AbortController().signal): Promise<Map<Token, number>> {
+    const prompt = this.format(messages);
+    const sequence = await this.pool.acquire(signal, (free) => this.pickSequence(free, prompt));
+    try {
+      const input = await this.prepare(sequence, prompt);
+      const last = input.length - 1;
+      const items: ControlledEvaluateInputItem[] = input.map((token, i) =>
+        i === last ? [token, { generateNext: { probabilities: true, options: { temperature: 1, topK: 0, topP: 1, minP: 0 } } }] : token);
+      const output = await sequence.controlledEvaluate(items);
+      const probabilities = output[last]?.next.probabilities;
+      if (probabilities === undefined) throw new Error("llama.cpp returned no probabilities");
+      return probabilities;
+    } finally {
+      this.pool.release(sequence);
+    }
+  }
+
+  /**
+   * Which free sequence to take, as llama.cpp's server picks a slot: the one
+   * whose cache shares the longest prefix with the prompt, unless none holds the
+   * whole system prefix and a snapshot can supply it, in which case the least
+   * recently used one (its cache is the least likely to be wanted again).
+   */
+  private pickSequence(free: readonly LlamaContextSequence[], prompt: FormattedPrompt): number {
+    let best = 0;
+    let bestShared = -1;
+    free.forEach((sequence, i) => {
+      const shared = sequence.compareContextTokens(prompt.tokens).firstDifferentIndex;
+      if (shared > bestShared) {
+        best = i;
+        bestShared = shared;
+      }
+    });
+    const snapshotHelps = this.snapshots !== undefined && prompt.prefix !== undefined && bestShared < prompt.prefix.tokens.length;
+    return snapshotHelps ? 0 : best;
+  }
+
+  /**
+   * Brings the sequence to the longest usable prefix of the prompt (its own cache,
+   * else the system prefix's snapshot) and returns the tokens still to evaluate.
+   */
+  private async prepare(sequence: LlamaContextSequence, prompt: FormattedPrompt): Promise<Token[]> {
+    const prefix = prompt.prefix;
+    const snapshots = this.snapshots;
+    if (prefix !== undefined && snapshots !== undefined) {
+      if (sequence.compareContextTokens(prefix.tokens).firstDifferentIndex >= prefix.tokens.length) {
+        this.counters.sequenceHits++;
+      } else {
+        const placed = await snapshots.place(prefix.key, prefix.tokens.length, {
+          load: async (path) => {
+            // Emptied first so that a failed load leaves a consistent (empty) sequence.
+            await sequence.eraseContextTokenRanges([{ start: 0, end: sequence.nextTokenIndex }]);
+            await sequence.loadStateFromFile(path, { acceptRisk: true });
+          },
+          evaluate: async () => {
+            const rest = await this.reusePrefix(sequence, prefix.tokens, prefix.tokens.length);
+            if (rest.length > 0) await sequence.evaluateWithoutGeneratingNewTokens(rest);
+            this.counters.promptTokensEvaluated += rest.length;
+          },
+          save: async (path) => (await sequence.saveStateToFile(path)).fileSize,
+        });
+        if (placed === "restored") this.counters.snapshotRestores++;
+        else this.counters.snapshotBuilds++;
+      }
+    }
+    // At least one token is always evaluated, for its logits.
+    const input = await this.reusePrefix(sequence, prompt.tokens, prompt.tokens.length - 1);
+    this.counters.promptTokensEvaluated += input.length;
+    return input;
+  }
+
+  /**
+   * Keeps the sequence's cached tokens that `tokens` starts with (a specialist's
+   * system prompt, earlier chat turns), at most `maxKeep`, erases the rest and
+   * returns the tokens that still need evaluating.
+   */
+  private async reusePrefix(sequence: LlamaContextSequence, tokens: Token[], maxKeep: number): Promise<Token[]> {
+    const keep = Math.min(sequence.compareContextTokens(tokens).firstDifferentIndex, maxKeep);
     if (keep < sequence.nextTokenIndex) {
       await sequence.eraseContextTokenRanges([{ start: keep, end: sequence.nextTokenIndex }]);
     }
     return tokens.slice(keep);
   }
 
+  /**
+   * The tokens of the leading system messages as formatted, up to where the
+   * user's content starts: the common token prefix of the conversation formatted
+   * with two different user messages (robust to any chat template).
+   */
+  private systemPrefix(messages: readonly ChatMessage[]): SystemPrefix | undefined {
+    let count = 0;
+    while (messages[count]?.role === "system") count++;
+    if (count === 0) return undefined;
+    const system = messages.slice(0, count);
+    const rememberedAs = JSON.stringify(system);
+    if (this.prefixes.has(rememberedAs)) return this.prefixes.get(rememberedAs);
+    const a = this.tokenize([...system, { role: "user", content: "a" }]);
+    const b = this.tokenize([...system, { role: "user", content: "Z" }]);
+    let shared = 0;
+    while (shared < a.length && shared < b.length && a[shared] === b[shared]) shared++;
+    const tokens = a.slice(0, shared);
+    const prefix = tokens.length >= MIN_SNAPSHOT_TOKENS ? { tokens, key: snapshotKey(this.identity, tokens) } : undefined;
+    if (this.prefixes.size >= MAX_REMEMBERED_PREFIXES) this.prefixes.clear();
+    this.prefixes.set(rememberedAs, prefix);
+    return prefix;
+  }
+
   private format(messages: readonly ChatMessage[]): FormattedPrompt {
+    const { tokens, stopStrings, stopTokens } = this.formatChat(messages);
+    return { tokens, prefix: this.systemPrefix(messages), stopStrings, stopTokens };
+  }
+
+  private tokenize(messages: readonly ChatMessage[]): Token[] {
+    return this.formatChat(messages).tokens;
+  }
+
+  private formatChat(messages: readonly ChatMessage[]): Omit<FormattedPrompt, "prefix"> {
     const history: ChatHistoryItem[] = messages.map((m) =>
       m.role === "system" ? { type: "system", text: m.content }
       : m.role === "user" ? { type: "user", text: m.content }

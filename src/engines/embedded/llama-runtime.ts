@@ -1,9 +1,12 @@
+import { statSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { getLlama, LlamaLogLevel, type Llama, type LlamaModel } from "node-llama-cpp";
 import type { Logger } from "pino";
 import { EmbeddedEngine } from "./embedded-engine.js";
 import { GrammarCache } from "./grammars.js";
-import { fastest, measureThreads } from "./thread-calibration.js";
+import { PrefixSnapshotStore } from "./prefix-snapshots.js";
+import { usePhaseThreads } from "./phase-threads.js";
+import { fastestPerPhase, measureThreads, type ThreadChoice } from "./thread-calibration.js";
 
 export interface EngineRequest {
   modelPath: string;
@@ -16,6 +19,24 @@ export interface RuntimeOptions {
   queue: number;
   threads: number | "auto";
   logger: Logger;
+  /** Disk (and page cache) the system-prefix snapshots may use together; 0 turns them off. */
+  prefixSnapshotBytes?: number | undefined;
+}
+
+/** Enough for dozens of 1,500-token prefixes of a 0.5B model (about 18 MB each). */
+export const DEFAULT_PREFIX_SNAPSHOT_BYTES = 512 * 1024 * 1024;
+
+/**
+ * What a context's KV state depends on: the model's and adapter's files (path,
+ * size, modification time) and the adapter's scale. A snapshot made under one
+ * identity is never loaded under another.
+ */
+export function engineIdentity(modelPath: string, lora?: { path: string; scale: number }): string {
+  const file = (path: string): string => {
+    const s = statSync(path);
+    return `${path}\u0000${s.size}\u0000${s.mtimeMs}`;
+  };
+  return [file(modelPath), lora === undefined ? "" : `${file(lora.path)}\u0000${lora.scale}`].join("\u0001");
 }
 
 /**
@@ -26,10 +47,14 @@ export interface RuntimeOptions {
 export class LlamaRuntime {
   private readonly models = new Map<string, Promise<LlamaModel>>();
   private readonly engines = new Map<string, Promise<EmbeddedEngine>>();
-  private readonly threadChoice = new Map<string, Promise<number>>();
+  private readonly threadChoice = new Map<string, Promise<ThreadChoice>>();
   private grammars: GrammarCache | undefined;
+  private readonly snapshots: PrefixSnapshotStore | undefined;
 
-  private constructor(private readonly llama: Llama, private readonly options: RuntimeOptions) {}
+  private constructor(private readonly llama: Llama, private readonly options: RuntimeOptions) {
+    const budget = options.prefixSnapshotBytes ?? DEFAULT_PREFIX_SNAPSHOT_BYTES;
+    if (budget > 0) this.snapshots = new PrefixSnapshotStore(budget, options.logger.child({ component: "prefix-snapshots" }));
+  }
 
   static async create(options: RuntimeOptions): Promise<LlamaRuntime> {
     const log = options.logger.child({ component: "llama.cpp" });
@@ -68,30 +93,47 @@ export class LlamaRuntime {
   }
 
   private async createEngine(request: EngineRequest): Promise<EmbeddedEngine> {
+    const identity = engineIdentity(request.modelPath, request.lora);
     const model = await this.loadModel(request.modelPath);
     const threads = await this.threadsFor(request.modelPath, model);
     const context = await model.createContext({
       contextSize: request.contextSize,
       sequences: this.options.parallel,
-      threads,
+      // The most either phase uses: node-llama-cpp never grants a batch more than this.
+      threads: Math.max(threads.decode, threads.prompt),
       ...(request.lora ? { lora: { adapters: [{ filePath: request.lora.path, scale: request.lora.scale }] } } : {}),
     });
     const name = `embedded:${request.modelPath}${request.lora ? `+${request.lora.path}` : ""}`;
-    this.options.logger.info({ engine: name, threads, parallel: this.options.parallel, contextSize: context.contextSize }, "engine ready");
-    return new EmbeddedEngine({ name, model, context, grammars: (this.grammars ??= new GrammarCache(this.llama)), maxQueue: this.options.queue });
+    const perPhase = threads.prompt !== threads.decode && usePhaseThreads(context, threads);
+    // Without per-phase switching the context runs everything on the larger count.
+    const decodeThreads = threads.prompt === threads.decode || perPhase ? threads.decode : Math.max(threads.decode, threads.prompt);
+    this.options.logger.info({
+      engine: name, threads: decodeThreads, promptThreads: threads.prompt, parallel: this.options.parallel, contextSize: context.contextSize,
+    }, "engine ready");
+    return new EmbeddedEngine({
+      name, model, context, grammars: (this.grammars ??= new GrammarCache(this.llama)), maxQueue: this.options.queue,
+      snapshots: this.snapshots, identity,
+    });
   }
 
-  /** The configured thread count, or the fastest measured for this model at the configured parallelism. */
-  private threadsFor(modelPath: string, model: LlamaModel): Promise<number> {
-    if (this.options.threads !== "auto") return Promise.resolve(this.options.threads);
+  /**
+   * The configured thread count for both phases, or the fastest measured for this
+   * model: for decoding at the configured parallelism, and for prompt processing.
+   */
+  private threadsFor(modelPath: string, model: LlamaModel): Promise<ThreadChoice> {
+    const configured = this.options.threads;
+    if (configured !== "auto") return Promise.resolve({ decode: configured, prompt: configured });
     let choice = this.threadChoice.get(modelPath);
     if (choice === undefined) {
       choice = (async () => {
         const cores = Math.min(availableParallelism(), 8);
         const candidates = [...new Set([1, Math.max(1, Math.floor(cores / 2)), cores])];
         const measured = await measureThreads(model, candidates, this.options.parallel);
-        const best = fastest(measured);
-        this.options.logger.info({ model: modelPath, measured, threads: best }, "chose llama.cpp thread count by measurement");
+        const best = fastestPerPhase(measured);
+        this.options.logger.info(
+          { model: modelPath, measured, threads: best.decode, promptThreads: best.prompt },
+          "chose llama.cpp thread count by measurement",
+        );
         return best;
       })();
       this.threadChoice.set(modelPath, choice);
@@ -106,6 +148,7 @@ export class LlamaRuntime {
     for (const m of models) if (m.status === "fulfilled") await m.value.dispose();
     this.engines.clear();
     this.models.clear();
+    this.snapshots?.close();
     await this.llama.dispose();
   }
 }

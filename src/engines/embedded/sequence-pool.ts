@@ -7,10 +7,16 @@ interface Waiter<T> {
   onAbort: () => void;
 }
 
+/** Picks which of the free items (oldest release first) a caller takes; returns its index. */
+export type PickFree<T> = (free: readonly T[]) => number;
+
 /**
  * A fixed set of reusable items (a context's sequences) handed out first come,
  * first served. Callers wait in a bounded FIFO queue; when it is full the pool
  * answers 503 overloaded at once instead of letting latency grow without bound.
+ * A caller that finds several items free may pick one (the sequence whose cache
+ * best fits its prompt); a waiter takes the item the next release frees, so
+ * picking never lets anyone overtake the queue.
  */
 export class SequencePool<T> {
   private readonly free: T[];
@@ -23,9 +29,9 @@ export class SequencePool<T> {
   get queued(): number { return this.waiters.length; }
   get available(): number { return this.free.length; }
 
-  acquire(signal: AbortSignal): Promise<T> {
+  acquire(signal: AbortSignal, pick?: PickFree<T>): Promise<T> {
     if (signal.aborted) return Promise.reject(signal.reason);
-    const item = this.waiters.length === 0 ? this.free.pop() : undefined;
+    const item = this.waiters.length === 0 ? this.takeFree(pick) : undefined;
     if (item !== undefined) return Promise.resolve(item);
     if (this.waiters.length >= this.maxQueue) return Promise.reject(errors.overloaded(1));
     return new Promise<T>((resolve, reject) => {
@@ -40,6 +46,14 @@ export class SequencePool<T> {
       signal.addEventListener("abort", waiter.onAbort, { once: true });
       this.waiters.push(waiter);
     });
+  }
+
+  private takeFree(pick: PickFree<T> | undefined): T | undefined {
+    if (this.free.length === 0) return undefined;
+    // Without a preference, the most recently released item (its memory is warm).
+    const chosen = pick === undefined ? this.free.length - 1 : pick(this.free);
+    const index = Number.isInteger(chosen) && chosen >= 0 && chosen < this.free.length ? chosen : this.free.length - 1;
+    return this.free.splice(index, 1)[0];
   }
 
   release(item: T): void {

@@ -1,0 +1,157 @@
+import { createHash } from "node:crypto";
+import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import { rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { Token } from "node-llama-cpp";
+import type { Logger } from "pino";
+
+/** What the store needs from the sequence a snapshot is loaded into or made from. */
+export interface SnapshotTarget {
+  /** Replaces the sequence's state with the snapshot file's. */
+  load(path: string): Promise<void>;
+  /** Evaluates the prefix on the sequence (the first time it is needed). */
+  evaluate(): Promise<void>;
+  /** Saves the sequence's state (exactly the prefix) to `path`; resolves to the file's size. */
+  save(path: string): Promise<number>;
+}
+
+export type Placement = "restored" | "built";
+
+interface Snapshot {
+  path: string;
+  tokens: number;
+  bytes: number;
+  /** Loads in progress; an entry in use is never evicted. */
+  users: number;
+}
+
+/**
+ * A snapshot's key: the engine's identity (model file, adapter, context) and the
+ * prefix's tokens. A changed system prompt, chat template, model or adapter gives
+ * a different key, so a stale snapshot can never be loaded.
+ */
+export function snapshotKey(engineIdentity: string, prefix: readonly Token[]): string {
+  const hash = createHash("sha256").update(engineIdentity).update("\u0000");
+  hash.update(new Uint8Array(Uint32Array.from(prefix).buffer));
+  return hash.digest("hex");
+}
+
+/**
+ * KV-cache snapshots of specialists' system prefixes, as llama.cpp sequence state
+ * files in a private directory, so that a prefix is evaluated once and then
+ * loaded into whichever sequence a request gets. Bounded by a byte budget,
+ * least recently used first out.
+ */
+export class PrefixSnapshotStore {
+  readonly directory: string;
+  private readonly entries = new Map<string, Snapshot>();
+  private readonly building = new Map<string, Promise<void>>();
+  private bytes = 0;
+  private files = 0;
+  private closed = false;
+
+  constructor(private readonly budgetBytes: number, private readonly logger: Logger) {
+    this.directory = mkdtempSync(join(tmpdir(), "alveare-prefix-"));
+    // mkdtemp already creates it 0700; say so explicitly since the files hold prompt-derived state.
+    chmodSync(this.directory, 0o700);
+  }
+
+  get totalBytes(): number { return this.bytes; }
+  get size(): number { return this.entries.size; }
+  has(key: string): boolean { return this.entries.has(key); }
+
+  /**
+   * Puts the prefix with `key` into a sequence: loads its snapshot when there is
+   * one (waiting for a build of the same prefix already under way), otherwise
+   * evaluates it there and keeps a snapshot for next time.
+   */
+  async place(key: string, tokens: number, target: SnapshotTarget): Promise<Placement> {
+    for (;;) {
+      const entry = this.entries.get(key);
+      if (entry !== undefined) {
+        if (await this.load(key, entry, target)) return "restored";
+        continue;
+      }
+      const pending = this.building.get(key);
+      if (pending === undefined) break;
+      await pending;
+    }
+    // No await between the check above and this registration: one build per key.
+    let finished!: () => void;
+    this.building.set(key, new Promise<void>((resolve) => (finished = resolve)));
+    try {
+      await target.evaluate();
+      await this.save(key, tokens, target);
+      return "built";
+    } finally {
+      this.building.delete(key);
+      finished();
+    }
+  }
+
+  private async load(key: string, entry: Snapshot, target: SnapshotTarget): Promise<boolean> {
+    // Most recently used last in the map's order.
+    this.entries.delete(key);
+    this.entries.set(key, entry);
+    entry.users++;
+    try {
+      await target.load(entry.path);
+      return true;
+    } catch (error) {
+      this.logger.warn({ err: error, tokens: entry.tokens }, "prefix snapshot could not be loaded; evaluating the prefix instead");
+      this.remove(key, entry);
+      return false;
+    } finally {
+      entry.users--;
+      this.evict();
+    }
+  }
+
+  private async save(key: string, tokens: number, target: SnapshotTarget): Promise<void> {
+    if (this.closed) return;
+    const path = join(this.directory, `${++this.files}.state`);
+    let bytes: number;
+    try {
+      bytes = await target.save(path);
+    } catch (error) {
+      // The prefix is evaluated in this sequence already; only the snapshot is lost.
+      this.logger.warn({ err: error, tokens }, "prefix snapshot could not be saved");
+      await rm(path, { force: true });
+      return;
+    }
+    if (this.closed || bytes > this.budgetBytes) {
+      if (!this.closed) this.logger.warn({ tokens, bytes, budgetBytes: this.budgetBytes }, "prefix snapshot is larger than the whole budget; not kept");
+      await rm(path, { force: true });
+      return;
+    }
+    this.entries.set(key, { path, tokens, bytes, users: 0 });
+    this.bytes += bytes;
+    this.evict();
+    this.logger.info({ tokens, bytes, totalBytes: this.bytes, snapshots: this.entries.size }, "prefix snapshot saved");
+  }
+
+  private evict(): void {
+    for (const [key, entry] of this.entries) {
+      if (this.bytes <= this.budgetBytes) return;
+      if (entry.users > 0) continue;
+      this.remove(key, entry);
+      this.logger.info({ tokens: entry.tokens, bytes: entry.bytes, totalBytes: this.bytes, snapshots: this.entries.size }, "prefix snapshot evicted");
+    }
+  }
+
+  private remove(key: string, entry: Snapshot): void {
+    if (this.entries.get(key) !== entry) return;
+    this.entries.delete(key);
+    this.bytes -= entry.bytes;
+    rmSync(entry.path, { force: true });
+  }
+
+  /** Deletes every snapshot and the directory (call after the engines using it are closed). */
+  close(): void {
+    this.closed = true;
+    this.entries.clear();
+    this.bytes = 0;
+    rmSync(this.directory, { recursive: true, force: true });
+  }
+}

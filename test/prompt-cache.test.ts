@@ -1,0 +1,287 @@
+import assert from "node:assert/strict";
+import { copyFileSync, existsSync, statSync, utimesSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, before, describe, it } from "node:test";
+import { getLlama, LlamaLogLevel, type ControlledEvaluateInputItem, type Llama, type LlamaModel, type Token } from "node-llama-cpp";
+import { EmbeddedEngine } from "../src/engines/embedded/embedded-engine.js";
+import { GrammarCache } from "../src/engines/embedded/grammars.js";
+import { engineIdentity } from "../src/engines/embedded/llama-runtime.js";
+import { PrefixSnapshotStore, type SnapshotTarget } from "../src/engines/embedded/prefix-snapshots.js";
+import { SequencePool } from "../src/engines/embedded/sequence-pool.js";
+import type { ChatMessage } from "../src/engines/types.js";
+import { TINY_LLAMA, writeRandomLlama, writeRandomLora } from "../src/gguf/random-llama.js";
+import { createLogger } from "../src/logger.js";
+import { defaultSpecialists } from "../src/specialists/defaults.js";
+import { LogCapture, tempDir, tinyModel } from "./helpers/fixtures.js";
+
+/**
+ * Real specialists carry instructions and few-shot examples after their task
+ * line; the defaults' one-liners are padded with such a block so that every
+ * specialist's prefix is long enough to be snapshotted.
+ */
+const EXAMPLES = Array.from({ length: 6 }, (_, i) =>
+  `Example ${i + 1}: the user asks about the quarter and the revenue; you answer with the summary, the data and the value, and nothing else.`).join("\n");
+
+const SPECIALISTS = defaultSpecialists().map((s) => ({ id: s.id, system: `${s.systemPrompt}\n\n${EXAMPLES}` }));
+
+const conversation = (system: string, user: string): ChatMessage[] => [{ role: "system", content: system }, { role: "user", content: user }];
+
+/**
+ * Largest difference between two next-token distributions in log-probability
+ * (logits up to a constant), over the whole vocabulary: a random model's
+ * distribution is nearly flat, so probabilities themselves would hide differences.
+ */
+function maxDifference(a: Map<Token, number>, b: Map<Token, number>): number {
+  assert.equal(a.size, b.size, "both distributions cover the same tokens");
+  let worst = 0;
+  for (const [token, p] of a) worst = Math.max(worst, Math.abs(Math.log(p) - Math.log(b.get(token) ?? 0)));
+  return worst;
+}
+
+/** Batch size changes the CPU kernels' summation order, so a one-batch evaluation agrees to a tolerance, not bitwise. */
+const TOLERANCE = 5e-3;
+/**
+ * Evaluated in the same two steps the numbers nearly agree bitwise; a snapshot
+ * built on a sequence that already held the template's first tokens adds a third
+ * step, hence not exactly.
+ */
+const SAME_STEPS = 5e-4;
+
+let llama: Llama;
+const logs = new LogCapture();
+const logger = createLogger("info", logs);
+const engines: EmbeddedEngine[] = [];
+const stores: PrefixSnapshotStore[] = [];
+
+async function engineOn(model: LlamaModel, options: { parallel?: number; store?: PrefixSnapshotStore; identity?: string; lora?: { path: string; scale: number } } = {}): Promise<EmbeddedEngine> {
+  const context = await model.createContext({
+    contextSize: 1024, sequences: options.parallel ?? 1, threads: 1,
+    ...(options.lora ? { lora: { adapters: [{ filePath: options.lora.path, scale: options.lora.scale }] } } : {}),
+  });
+  const engine = new EmbeddedEngine({
+    name: "test", model, context, grammars: new GrammarCache(llama), maxQueue: 8, snapshots: options.store, identity: options.identity,
+  });
+  engines.push(engine);
+  return engine;
+}
+
+function newStore(budget = 64 * 1024 * 1024): PrefixSnapshotStore {
+  const store = new PrefixSnapshotStore(budget, logger);
+  stores.push(store);
+  return store;
+}
+
+/**
+ * The distribution node-llama-cpp computes for `tokens` on a brand-new context:
+ * in one evaluation (`split` 0), or evaluating the first `split` tokens and then
+ * the rest, as the engine does after a snapshot.
+ */
+async function reference(model: LlamaModel, tokens: Token[], split = 0, lora?: { path: string; scale: number }): Promise<Map<Token, number>> {
+  const context = await model.createContext({
+    contextSize: 1024, sequences: 1, threads: 1,
+    ...(lora ? { lora: { adapters: [{ filePath: lora.path, scale: lora.scale }] } } : {}),
+  });
+  try {
+    const sequence = context.getSequence();
+    if (split > 0) await sequence.evaluateWithoutGeneratingNewTokens(tokens.slice(0, split));
+    const rest = tokens.slice(split);
+    const last = rest.length - 1;
+    const output = await sequence.controlledEvaluate(rest.map((token, i): ControlledEvaluateInputItem =>
+      i === last ? [token, { generateNext: { probabilities: true, options: { temperature: 1, topK: 0, topP: 1, minP: 0 } } }] : token));
+    const probabilities = output[last]?.next.probabilities;
+    assert.ok(probabilities !== undefined);
+    return probabilities;
+  } finally {
+    await context.dispose();
+  }
+}
+
+/**
+ * Checks a distribution the engine computed after restoring `prefixLength`
+ * tokens against node-llama-cpp on a fresh context: equal (to float noise) when
+ * evaluated in the same two steps, so the restored KV cache is exactly the
+ * evaluated one; close when evaluated in one batch.
+ */
+async function assertMatchesFresh(label: string, model: LlamaModel, tokens: Token[], prefixLength: number, restored: Map<Token, number>, lora?: { path: string; scale: number }): Promise<void> {
+  const sameSteps = maxDifference(restored, await reference(model, tokens, prefixLength, lora));
+  assert.ok(sameSteps <= SAME_STEPS, `${label}: differs from the same evaluation done fresh by ${sameSteps}`);
+  const oneBatch = maxDifference(restored, await reference(model, tokens, 0, lora));
+  assert.ok(oneBatch <= TOLERANCE, `${label}: differs from a fresh one-batch evaluation by ${oneBatch}`);
+}
+
+before(async () => {
+  llama = await getLlama({ gpu: false, build: "never", progressLogs: false, logLevel: LlamaLogLevel.error });
+});
+
+after(async () => {
+  for (const engine of engines) await engine.close();
+  for (const store of stores) store.close();
+  await llama.dispose();
+});
+
+describe("system-prefix snapshots", () => {
+  it("for every specialist, logits after a restored prefix match a fresh evaluation, and only the suffix is evaluated", async () => {
+    const model = await llama.loadModel({ modelPath: await tinyModel(), gpuLayers: 0 });
+    const store = newStore();
+    // One sequence: every change of specialist must bring that specialist's prefix back.
+    const engine = await engineOn(model, { store, identity: "tiny" });
+    for (const s of SPECIALISTS) await engine.nextTokenProbabilities(conversation(s.system, "hello world"));
+    assert.equal(engine.promptCache.snapshotBuilds, SPECIALISTS.length, "each prefix is evaluated once and saved");
+    assert.equal(store.size, SPECIALISTS.length);
+
+    const distributions: Array<Map<Token, number>> = [];
+    for (const s of SPECIALISTS) {
+      const messages = conversation(s.system, "please summarise the revenue data of this quarter");
+      const prefixLength = engine.snapshotPrefixLength(messages);
+      assert.ok(prefixLength > model.tokenize(s.system).length, `${s.id}: the snapshot covers the whole system prompt`);
+      const counters = engine.promptCache;
+      const restored = await engine.nextTokenProbabilities(messages);
+      const now = engine.promptCache;
+      assert.equal(now.snapshotRestores, counters.snapshotRestores + 1, `${s.id}: restored from its snapshot`);
+      assert.equal(now.snapshotBuilds, counters.snapshotBuilds, `${s.id}: not rebuilt`);
+      assert.equal(now.promptTokensEvaluated - counters.promptTokensEvaluated, engine.countPromptTokens(messages) - prefixLength, `${s.id}: only the suffix is evaluated`);
+      await assertMatchesFresh(s.id, model, engine.promptTokens(messages), prefixLength, restored);
+      distributions.push(restored);
+    }
+    // The comparison can tell prompts apart: two specialists' distributions differ by far more than the tolerance.
+    const apart = maxDifference(distributions[0]!, distributions[1]!);
+    assert.ok(apart > 5 * TOLERANCE, `different prompts give measurably different distributions (${apart})`);
+    const saved = logs.records().filter((r) => r.msg === "prefix snapshot saved");
+    assert.ok(saved.length >= SPECIALISTS.length && saved.every((r) => typeof r.bytes === "number" && (r.bytes as number) > 0 && typeof r.totalBytes === "number"));
+  });
+
+  it("takes the free sequence that already holds the prompt's prefix, without loading or evaluating it", async () => {
+    const model = await llama.loadModel({ modelPath: await tinyModel(), gpuLayers: 0 });
+    const engine = await engineOn(model, { parallel: 2, store: newStore(), identity: "tiny" });
+    const [a, b] = SPECIALISTS;
+    await engine.nextTokenProbabilities(conversation(a!.system, "hello world"));
+    await engine.nextTokenProbabilities(conversation(b!.system, "hello world"));
+    // The sequence `b` just released is the most recently freed; `a`'s cache is in the other one.
+    const messages = conversation(a!.system, "thank you");
+    const counters = engine.promptCache;
+    await engine.nextTokenProbabilities(messages);
+    const now = engine.promptCache;
+    assert.equal(now.sequenceHits, counters.sequenceHits + 1);
+    assert.equal(now.snapshotRestores, counters.snapshotRestores);
+    assert.ok(now.promptTokensEvaluated - counters.promptTokensEvaluated <= engine.countPromptTokens(messages) - engine.snapshotPrefixLength(messages));
+  });
+
+  it("never reuses a snapshot after the system prompt changes", async () => {
+    const model = await llama.loadModel({ modelPath: await tinyModel(), gpuLayers: 0 });
+    const engine = await engineOn(model, { store: newStore(), identity: "tiny" });
+    const original = SPECIALISTS[2]!.system;
+    const changed = original.replace(/nothing else\.$/, "nothing more.");
+    assert.notEqual(changed, original);
+    await engine.nextTokenProbabilities(conversation(original, "hello world"));
+    await engine.nextTokenProbabilities(conversation(SPECIALISTS[3]!.system, "hello world"));
+    const messages = conversation(changed, "hello world");
+    const counters = engine.promptCache;
+    const probabilities = await engine.nextTokenProbabilities(messages);
+    assert.equal(engine.promptCache.snapshotRestores, counters.snapshotRestores, "the old prompt's snapshot is not loaded");
+    assert.equal(engine.promptCache.snapshotBuilds, counters.snapshotBuilds + 1);
+    await assertMatchesFresh("changed prompt", model, engine.promptTokens(messages), engine.snapshotPrefixLength(messages), probabilities);
+  });
+
+  it("never reuses a snapshot made with another model file at the same path", async () => {
+    const dir = tempDir();
+    const path = join(dir, "model.gguf");
+    copyFileSync(await tinyModel(), path);
+    const store = newStore();
+    const messages = conversation(SPECIALISTS[1]!.system, "hello world");
+    const first = await engineOn(await llama.loadModel({ modelPath: path, gpuLayers: 0 }), { store, identity: engineIdentity(path) });
+    await first.nextTokenProbabilities(messages);
+    assert.equal(store.size, 1);
+
+    // Same path and shape, different weights: the file is replaced (later mtime), as an upgrade would.
+    await writeRandomLlama(path, { ...TINY_LLAMA, seed: 99 });
+    const later = new Date(statSync(path).mtimeMs + 10_000);
+    utimesSync(path, later, later);
+    const replaced = await llama.loadModel({ modelPath: path, gpuLayers: 0 });
+    const second = await engineOn(replaced, { store, identity: engineIdentity(path) });
+    const probabilities = await second.nextTokenProbabilities(messages);
+    assert.equal(second.promptCache.snapshotRestores, 0, "the old model's snapshot is not loaded");
+    assert.equal(second.promptCache.snapshotBuilds, 1);
+    await assertMatchesFresh("replaced model", replaced, second.promptTokens(messages), second.snapshotPrefixLength(messages), probabilities);
+
+    // Control: an engine with the same identity does load the snapshot, so the key is what kept the old one out.
+    const third = await engineOn(replaced, { store, identity: engineIdentity(path) });
+    await third.nextTokenProbabilities(messages);
+    assert.equal(third.promptCache.snapshotRestores, 1);
+  });
+
+  it("never reuses a snapshot made under another adapter or adapter scale", async () => {
+    const adapter = join(tempDir(), "lora.gguf");
+    await writeRandomLora(adapter, { base: TINY_LLAMA, alpha: 64 });
+    const modelPath = await tinyModel();
+    const model = await llama.loadModel({ modelPath, gpuLayers: 0 });
+    const store = newStore();
+    const messages = conversation(SPECIALISTS[4]!.system, "hello world");
+    const plain = await engineOn(model, { store, identity: engineIdentity(modelPath) });
+    await plain.nextTokenProbabilities(messages);
+    for (const scale of [1, 0.5]) {
+      const lora = { path: adapter, scale };
+      const tuned = await engineOn(model, { store, identity: engineIdentity(modelPath, lora), lora });
+      const probabilities = await tuned.nextTokenProbabilities(messages);
+      assert.equal(tuned.promptCache.snapshotRestores, 0, `scale ${scale}: no other adapter's snapshot is loaded`);
+      assert.equal(tuned.promptCache.snapshotBuilds, 1);
+      await assertMatchesFresh(`scale ${scale}`, model, tuned.promptTokens(messages), tuned.snapshotPrefixLength(messages), probabilities, lora);
+    }
+    assert.equal(store.size, 3);
+  });
+});
+
+describe("prefix snapshot store", () => {
+  /** A target whose "state" is a file of `bytes` bytes: enough to exercise the store's bookkeeping. */
+  const target = (bytes: number, loaded: string[] = []): SnapshotTarget => ({
+    load: (path) => {
+      if (!existsSync(path)) throw new Error("missing");
+      loaded.push(path);
+      return Promise.resolve();
+    },
+    evaluate: () => Promise.resolve(),
+    save: (path) => {
+      writeFileSync(path, Buffer.alloc(bytes));
+      return Promise.resolve(bytes);
+    },
+  });
+
+  it("keeps snapshots in a private directory, within its byte budget, least recently used out first, and removes them at close", async () => {
+    const store = new PrefixSnapshotStore(250, logger);
+    assert.equal(statSync(store.directory).mode & 0o777, 0o700);
+    assert.equal(await store.place("a", 10, target(100)), "built");
+    assert.equal(await store.place("b", 10, target(100)), "built");
+    assert.equal(await store.place("a", 10, target(100)), "restored");
+    assert.equal(await store.place("c", 10, target(100)), "built");
+    assert.equal(store.totalBytes, 200);
+    assert.ok(store.has("a") && store.has("c") && !store.has("b"), "b was the least recently used");
+    assert.equal(await store.place("huge", 10, target(1000)), "built");
+    assert.ok(!store.has("huge"), "a snapshot larger than the budget is not kept");
+    assert.ok(store.has("a") && store.has("c"));
+    store.close();
+    assert.equal(existsSync(store.directory), false);
+  });
+
+  it("builds a prefix once when several requests want it at the same time", async () => {
+    const store = newStore();
+    const loaded: string[] = [];
+    const results = await Promise.all([store.place("k", 10, target(10, loaded)), store.place("k", 10, target(10, loaded)), store.place("k", 10, target(10, loaded))]);
+    assert.deepEqual(results.sort(), ["built", "restored", "restored"]);
+    assert.equal(loaded.length, 2);
+  });
+});
+
+describe("sequence pool", () => {
+  it("lets a caller pick among free items, and a waiter gets the next released item in arrival order", async () => {
+    const pool = new SequencePool(["x", "y", "z"], 4);
+    const signal = new AbortController().signal;
+    assert.equal(await pool.acquire(signal, (free) => free.indexOf("y")), "y");
+    assert.equal(await pool.acquire(signal), "z", "without a preference, the most recently released");
+    assert.equal(await pool.acquire(signal, () => 0), "x");
+    const first = pool.acquire(signal, () => 0);
+    const second = pool.acquire(signal);
+    pool.release("z");
+    pool.release("x");
+    assert.equal(await first, "z");
+    assert.equal(await second, "x");
+  });
+});
