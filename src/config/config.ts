@@ -192,8 +192,8 @@ export function loadConfig(flags: ServeFlags = {}, env: Env = process.env): Serv
     }
   }
   for (const s of specialists) {
-    if (s.remote === undefined && !models.has(s.model) && !looksLikeModelLocation(s.model)) {
-      throw new ConfigError(`specialists.${s.id}.model`, `'${s.model}' is neither a name in 'models' nor a .gguf path or hf: URI`);
+    if (s.engine.kind === "embedded" && !models.has(s.engine.model) && !looksLikeModelLocation(s.engine.model)) {
+      throw new ConfigError(`specialists.${s.id}.model`, `'${s.engine.model}' is neither a name in 'models' nor a .gguf path or hf: URI`);
     }
   }
   // Refuse rather than silently run single-node: limits would not be shared across nodes.

@@ -15,9 +15,9 @@ export function classifierPrompt(labels: readonly string[]): string {
   );
 }
 
-/** The six specialists of DESIGN.md, all on the one default base model. */
+/** The six built-in specialists, all on the one default base model. */
 export function defaultSpecialists(): SpecialistDefinition[] {
-  const common = { model: BASE_MODEL, defaults: REFERENCE_SAMPLING } as const;
+  const common = { engine: { kind: "embedded", model: BASE_MODEL }, defaults: REFERENCE_SAMPLING } as const;
   return [
     {
       ...common,

@@ -82,8 +82,13 @@ export class LlamaRuntime {
     return model;
   }
 
+  /** Requests with the same key get the same engine (the first one's context size decides). */
+  static engineKey(request: Pick<EngineRequest, "modelPath" | "lora">): string {
+    return `${request.modelPath}\u0000${request.lora?.path ?? ""}\u0000${request.lora?.scale ?? 1}`;
+  }
+
   engine(request: EngineRequest): Promise<EmbeddedEngine> {
-    const key = `${request.modelPath}\u0000${request.lora?.path ?? ""}\u0000${request.lora?.scale ?? 1}`;
+    const key = LlamaRuntime.engineKey(request);
     let engine = this.engines.get(key);
     if (engine === undefined) {
       engine = this.createEngine(request);
