@@ -52,7 +52,7 @@ export interface Engine {
 }
 
 /** What every engine kind may use when it starts its engines. */
-export interface EngineEnvironment {
+interface EngineEnvironment {
   settings: { parallel: number; queue: number; threads: number | "auto" };
   /** The config's `models` table: names to paths or hf: URIs. */
   models: Readonly<Record<string, string>>;
