@@ -1,5 +1,5 @@
 /**
- * The error catalogue of DESIGN.md: every failure any layer reports is an ApiError
+ * The error catalogue: every failure any layer reports is an ApiError
  * built from one of these constructors, so status, type and code stay consistent.
  */
 export type ErrorType = "invalid_request_error" | "authentication_error" | "permission_error" | "rate_limit_error" | "server_error";

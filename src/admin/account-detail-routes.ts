@@ -4,7 +4,7 @@ import { AccountError, type AccountService } from "../gate/accounts.js";
 import { requestedPeriod } from "../metering/billing-period.js";
 import { breakdownJson } from "../dashboard/usage-breakdown.js";
 import type { Store } from "../store/store.js";
-
+import { memberJson } from "../api/resources.js";
 
 /**
  * The operator's view of one account beyond its keys: its members (and whether
@@ -20,12 +20,7 @@ export function accountDetailRoutes(options: { accounts: AccountService; store: 
   return (app: FastifyInstance): void => {
     app.get<{ Params: { id: string } }>("/accounts/:id/members", async (request) => {
       const { id } = await account(request.params.id);
-      return {
-        object: "list",
-        data: (await store.listMembers(id)).map((m) => ({
-          id: m.id, email: m.email, status: m.passwordHash === null ? "invited" : "active", created_at: m.createdAt,
-        })),
-      };
+      return { object: "list", data: (await store.listMembers(id)).map(memberJson) };
     });
 
     app.get<{ Params: { id: string }; Querystring: { mode?: string; period?: string } }>("/accounts/:id/usage/breakdown", async (request) => {

@@ -14,17 +14,17 @@ import { RuntimeError, UsageError } from "./exit.js";
  */
 async function checkLocalModels(config: ServerConfig, flags: ServeFlags): Promise<void> {
   const configFile = flags.config ?? process.env.ALVEARE_CONFIG;
-  for (const s of config.specialists) {
-    if (s.remote !== undefined) continue;
-    const named = s.model in config.models;
-    const location = config.models[s.model] ?? s.model;
+  for (const { id, engine } of config.specialists) {
+    if (engine.kind !== "embedded") continue;
+    const named = engine.model in config.models;
+    const location = config.models[engine.model] ?? engine.model;
     if (isRemoteModel(location)) continue;
     if (await stat(location).then((info) => info.isFile(), () => false)) continue;
     const source = !named
-      ? `'specialists.${s.id}.model' in ${configFile ?? "the config file"}`
-      : s.model === "base"
+      ? `'specialists.${id}.model' in ${configFile ?? "the config file"}`
+      : engine.model === "base"
         ? settingSource({ name: "--model", value: flags.model }, "ALVEARE_MODEL", "models.base", configFile)
-        : `'models.${s.model}' in ${configFile ?? "the config file"}`;
+        : `'models.${engine.model}' in ${configFile ?? "the config file"}`;
     throw new UsageError(`model file not found: ${location} (given by ${source}); pass an existing .gguf file or an hf: URI`);
   }
 }

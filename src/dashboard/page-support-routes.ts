@@ -8,9 +8,9 @@ import { dashboardRequests } from "../api/schemas/dashboard.js";
 import { parseBody } from "../schema/request-errors.js";
 import { breakdownJson } from "./usage-breakdown.js";
 import type { People } from "./people.js";
-import { checkSameOrigin, readCookie, SESSION_COOKIE, setSecurityHeaders } from "./web-security.js";
+import { checkSameOrigin, dashboardResponseHeaders, notSignedIn, readCookie, SESSION_COOKIE } from "./web-security.js";
 
-export interface PageSupportOptions {
+interface PageSupportOptions {
   people: People;
   accounts: AccountService;
   store: Store;
@@ -30,10 +30,7 @@ const invalidInvitation = (): ApiError =>
 export function pageSupportRoutes(options: PageSupportOptions) {
   const { people, accounts, store } = options;
   return async (app: FastifyInstance): Promise<void> => {
-    app.addHook("onRequest", async (_request, reply) => {
-      setSecurityHeaders(reply);
-      reply.header("cache-control", "no-store");
-    });
+    app.addHook("onRequest", dashboardResponseHeaders);
 
     app.get("/api/sign-in-options", async () => ({ operator_sign_in: options.operatorSignIn }));
 
@@ -52,7 +49,7 @@ export function pageSupportRoutes(options: PageSupportOptions) {
       checkSameOrigin(request);
       const session = await people.session(readCookie(request, SESSION_COOKIE));
       const member = session?.memberId ? await people.member(session.memberId) : undefined;
-      if (member === undefined) throw new ApiError(401, "authentication_error", "not_signed_in", "Sign in first.");
+      if (member === undefined) throw notSignedIn();
       const period = requestedPeriod((request.query as Record<string, string | undefined>).period).key;
       const keys = await accounts.listKeys(member.accountId);
       const of = async (mode: Mode) => breakdownJson(await store.usageBreakdown(member.accountId, mode, period), keys);

@@ -12,17 +12,17 @@ const SESSION_MS = 12 * 60 * 60 * 1000;
 const INVITATION_MS = 7 * 24 * 60 * 60 * 1000;
 /** Session cookies are 43 characters; anything much longer is not worth a database lookup. */
 const MAX_SESSION_TOKEN_LENGTH = 128;
-export const SIGN_IN_LIMITS: Readonly<FailureLogLimits> = { allowed: 5, windowMs: 15 * 60 * 1000, maxKeys: 10_000 };
+const SIGN_IN_LIMITS: Readonly<FailureLogLimits> = { allowed: 5, windowMs: 15 * 60 * 1000, maxKeys: 10_000 };
 
 const sha256 = (s: string): string => createHash("sha256").update(s).digest("hex");
 
-export interface StartedSession {
+interface StartedSession {
   /** The cookie value; only its hash is stored. */
   token: string;
   session: Session;
 }
 
-export interface PeopleOptions {
+interface PeopleOptions {
   /** Replaces scrypt itself, so tests can observe each key derivation. */
   derive?: KeyDerivation | undefined;
   /** Overrides of the sign-in failure limits (tests use a small key cap). */

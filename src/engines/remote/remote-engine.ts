@@ -1,9 +1,9 @@
 import { Agent, errors as undiciErrors, request, type Dispatcher } from "undici";
 import { readSseData } from "../../api/sse.js";
 import { ApiError, errors } from "../../errors.js";
-import type { RemoteTarget, Upstream } from "../../specialists/specialist.js";
 import { labelGrammar } from "../embedded/grammars.js";
 import type { Engine, FinishReason, GenerationRequest, GenerationResult } from "../types.js";
+import type { RemoteEngineConfig, Upstream } from "./remote-kind.js";
 
 interface UpstreamChoice {
   message?: { content?: string | null };
@@ -54,7 +54,7 @@ export class RemoteEngine implements Engine {
   private readonly healthTimer: NodeJS.Timeout;
   private next = 0;
 
-  constructor(private readonly target: RemoteTarget) {
+  constructor(private readonly target: Omit<RemoteEngineConfig, "kind">) {
     this.upstreams = target.upstreams.map((u) => ({ ...u, inFlight: 0, healthy: true }));
     const first = target.upstreams[0];
     this.name = `remote:${first?.baseUrl ?? "?"}#${first?.model ?? "?"}${target.upstreams.length > 1 ? ` (+${target.upstreams.length - 1})` : ""}`;
@@ -67,11 +67,6 @@ export class RemoteEngine implements Engine {
       keepAliveTimeout: 10_000,
       connections: 256,
     });
-  }
-
-  /** Requests in flight per upstream base URL (for tests and /health-style introspection). */
-  get load(): Record<string, { inFlight: number; healthy: boolean }> {
-    return Object.fromEntries(this.upstreams.map((u) => [u.baseUrl, { inFlight: u.inFlight, healthy: u.healthy }]));
   }
 
   async generate(req: GenerationRequest): Promise<GenerationResult> {
