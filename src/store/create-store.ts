@@ -1,5 +1,5 @@
-import { databasePath } from "../config/config.js";
 import type { Stores } from "./store.js";
+import { sqliteFile } from "./sqlite/database-file.js";
 import { openSqliteStores } from "./sqlite/sqlite-store.js";
 
 /** Where the stores live: today the SQLite file in the data dir. */
@@ -17,5 +17,5 @@ export interface StoreOptions {
 
 /** The one way the server, the CLI and the tests open the account, ledger and people stores. */
 export async function createStore(config: StoreConfig, options: StoreOptions = {}): Promise<Stores> {
-  return openSqliteStores(databasePath(config), options);
+  return openSqliteStores(sqliteFile(config.dataDir), options);
 }
