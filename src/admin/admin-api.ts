@@ -3,7 +3,7 @@ import { errors } from "../errors.js";
 import type { AccountService } from "../gate/accounts.js";
 import { findPlan, type Plan } from "../gate/plans.js";
 import { usageReport } from "../metering/usage-report.js";
-import type { Account, Mode, Store } from "../store/store.js";
+import type { Account, LedgerStore, Mode, PeopleStore } from "../store/store.js";
 import { accountJson, createdKeyJson, invitationJson, keyJson } from "../api/resources.js";
 import { adminRequests } from "../api/schemas/admin.js";
 import { parseBody } from "../schema/request-errors.js";
@@ -15,7 +15,8 @@ interface AdminApiOptions {
   /** ALVEARE_ADMIN_TOKEN; without one the admin API does not exist (404). */
   token: string | undefined;
   accounts: AccountService;
-  store: Store;
+  ledger: LedgerStore;
+  peopleStore: PeopleStore;
   plans: Readonly<Record<string, Plan>>;
   people: People;
 }
@@ -34,7 +35,7 @@ const modeOf = (request: FastifyRequest): Mode => {
  */
 export function adminApi(options: AdminApiOptions) {
   return async (app: FastifyInstance): Promise<void> => {
-    const { accounts, store, plans } = options;
+    const { accounts, ledger, plans } = options;
     app.addHook("onRequest", async (request, reply) => {
       if (options.token === undefined || options.token === "") throw errors.notFound(request.method, request.url.split("?")[0] ?? "/");
       setSecurityHeaders(reply);
@@ -94,9 +95,9 @@ export function adminApi(options: AdminApiOptions) {
       const account = await accounts.getAccount(request.params.id);
       const plan = findPlan(plans, account.plan);
       if (plan === undefined) throw errors.internal();
-      return usageReport(store, plan, account.id, modeOf(request));
+      return usageReport(ledger, plan, account.id, modeOf(request));
     });
 
-    accountDetailRoutes({ accounts, store })(app);
+    accountDetailRoutes({ accounts, ledger, peopleStore: options.peopleStore })(app);
   };
 }

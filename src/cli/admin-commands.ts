@@ -5,8 +5,8 @@ import { accountJson, createdKeyJson, invitationJson, keyJson } from "../api/res
 import { People } from "../dashboard/people.js";
 import { AccountService } from "../gate/accounts.js";
 import { usageReport } from "../metering/usage-report.js";
-import { SqliteStore } from "../store/sqlite/sqlite-store.js";
-import type { ApiKeyRecord, Mode } from "../store/store.js";
+import { createStore } from "../store/create-store.js";
+import type { ApiKeyRecord, Mode, Stores } from "../store/store.js";
 import { loadCliConfig } from "./cli-config.js";
 import { RuntimeError } from "./exit.js";
 import { note, print, printJson, shortTime, table } from "./output.js";
@@ -19,7 +19,7 @@ interface StoreOptions {
 
 interface Session {
   config: ServerConfig;
-  store: SqliteStore;
+  stores: Stores;
   accounts: AccountService;
   json: boolean;
 }
@@ -41,11 +41,11 @@ async function withStore(options: StoreOptions, run: (session: Session) => Promi
   const isNew = !existsSync(path);
   const json = options.json === true;
   if (!json) note(`using ${path}${isNew ? " (new, empty database)" : ""}`);
-  const store = new SqliteStore(path);
+  const stores = await createStore(config);
   try {
-    await run({ config, store, accounts: new AccountService(store, config.plans), json });
+    await run({ config, stores, accounts: new AccountService(stores.accounts, config.plans), json });
   } finally {
-    await store.close();
+    await stores.close();
   }
 }
 
@@ -59,7 +59,7 @@ const modeOption = (): Option =>
 
 async function findKey(session: Session, keyId: string): Promise<ApiKeyRecord | undefined> {
   for (const account of await session.accounts.listAccounts()) {
-    const key = (await session.store.listKeys(account.id)).find((k) => k.id === keyId);
+    const key = (await session.accounts.listKeys(account.id)).find((k) => k.id === keyId);
     if (key !== undefined) return key;
   }
   return undefined;
@@ -109,8 +109,8 @@ export function registerAccountCommands(program: Command): void {
     .requiredOption("--account <id>", "the account they join")
     .requiredOption("--email <email>", "their e-mail address (their sign-in name)")
     .addHelpText("after", "\nThe link starts with ALVEARE_PUBLIC_URL (default http://ALVEARE_HOST:ALVEARE_PORT).\n\nExample:\n  $ alveare members invite --account acc_123 --email dev@example.com")
-    .action((o: StoreOptions & { account: string; email: string }) => withStore(o, async ({ store, config, json }) => {
-      const invitation = invitationJson(await new People(store, undefined).invite(o.account, o.email));
+    .action((o: StoreOptions & { account: string; email: string }) => withStore(o, async ({ stores, config, json }) => {
+      const invitation = invitationJson(await new People(stores, undefined).invite(o.account, o.email));
       if (json) printJson(invitation);
       else print(`invited ${invitation.email} to account ${o.account}; send them this link (single use, valid 7 days):\n${config.publicUrl}${invitation.invite_path}`);
     }));
@@ -158,12 +158,12 @@ export function registerAccountCommands(program: Command): void {
     .requiredOption("--account <id>", "the account")
     .addOption(modeOption())
     .addHelpText("after", "\nExamples:\n  $ alveare usage --account acc_123\n  $ alveare usage --account acc_123 --mode test --json")
-    .action((o: StoreOptions & { account: string; mode: Mode }) => withStore(o, async ({ store, config, json }) => {
-      const account = await store.getAccount(o.account);
+    .action((o: StoreOptions & { account: string; mode: Mode }) => withStore(o, async ({ stores, config, json }) => {
+      const account = await stores.accounts.getAccount(o.account);
       if (account === undefined) throw new RuntimeError(`no account '${o.account}'`);
       const plan = config.plans[account.plan];
       if (plan === undefined) throw new RuntimeError(`account ${account.id} is on plan '${account.plan}', which the config does not define`);
-      const usage = await usageReport(store, plan, account.id, o.mode);
+      const usage = await usageReport(stores.ledger, plan, account.id, o.mode);
       if (json) {
         printJson(usage);
         return;

@@ -1,11 +1,12 @@
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
 import type { SpecialistDefinition } from "../specialists/specialist.js";
 import { ConfigError } from "./config-error.js";
 import { parseSpecialists } from "./specialists-config.js";
 import { parsePlans, type Plan } from "../gate/plans.js";
 import { parseConfigPart } from "../schema/config-errors.js";
+import { sqliteFile } from "../store/sqlite/database-file.js";
 import { configFile, type ConfigFile } from "./schemas.js";
 
 const DEFAULT_MODEL_URI = "hf:Qwen/Qwen2.5-0.5B-Instruct-GGUF/qwen2.5-0.5b-instruct-q4_k_m.gguf";
@@ -230,4 +231,4 @@ function looksLikeModelLocation(s: string): boolean {
 }
 
 /** The SQLite file of accounts, keys and usage in the data dir (the server and the CLI share it). */
-export const databasePath = (config: Pick<ServerConfig, "dataDir">): string => join(config.dataDir, "alveare.db");
+export const databasePath = (config: Pick<ServerConfig, "dataDir">): string => sqliteFile(config.dataDir);

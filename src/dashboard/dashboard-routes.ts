@@ -6,7 +6,7 @@ import { findPlan, planAllows, type Plan } from "../gate/plans.js";
 import { requestedPeriod } from "../metering/billing-period.js";
 import { usageReport } from "../metering/usage-report.js";
 import type { SpecialistDefinition } from "../specialists/specialist.js";
-import type { Mode, Session, Store } from "../store/store.js";
+import type { LedgerStore, Mode, Session } from "../store/store.js";
 import { accountJson, createdKeyJson, keyJson } from "../api/resources.js";
 import { dashboardRequests } from "../api/schemas/dashboard.js";
 import { parseBody } from "../schema/request-errors.js";
@@ -16,7 +16,7 @@ import { checkCsrf, checkSameOrigin, dashboardResponseHeaders, notSignedIn, read
 interface DashboardOptions {
   people: People;
   accounts: AccountService;
-  store: Store;
+  ledger: LedgerStore;
   plans: Readonly<Record<string, Plan>>;
   specialists: readonly SpecialistDefinition[];
 }
@@ -48,7 +48,7 @@ async function memberSession(people: People, request: FastifyRequest): Promise<S
  * the admin API with the admin session cookie.
  */
 export function dashboardRoutes(options: DashboardOptions) {
-  const { people, accounts, store, plans } = options;
+  const { people, accounts, ledger, plans } = options;
   const accountOf = async (session: Session & { memberId: string }) => {
     const member = await people.member(session.memberId);
     if (member === undefined) throw notSignedIn();
@@ -137,8 +137,8 @@ export function dashboardRoutes(options: DashboardOptions) {
       const plan = findPlan(plans, account.plan);
       if (plan === undefined) throw errors.internal();
       const report = async (mode: Mode) => ({
-        ...(await usageReport(store, plan, account.id, mode, period)),
-        daily: await store.dailyRequests(account.id, mode, period.key),
+        ...(await usageReport(ledger, plan, account.id, mode, period)),
+        daily: await ledger.dailyRequests(account.id, mode, period.key),
       });
       return { period: period.key, live: await report("live"), test: await report("test") };
     });

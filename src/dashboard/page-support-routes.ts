@@ -3,7 +3,7 @@ import type { FastifyInstance, FastifyRequest } from "fastify";
 import { ApiError } from "../errors.js";
 import type { AccountService } from "../gate/accounts.js";
 import { requestedPeriod } from "../metering/billing-period.js";
-import type { Mode, Store } from "../store/store.js";
+import type { AccountStore, LedgerStore, Mode, PeopleStore } from "../store/store.js";
 import { dashboardRequests } from "../api/schemas/dashboard.js";
 import { parseBody } from "../schema/request-errors.js";
 import { breakdownJson } from "./usage-breakdown.js";
@@ -13,7 +13,7 @@ import { checkSameOrigin, dashboardResponseHeaders, notSignedIn, readCookie, SES
 interface PageSupportOptions {
   people: People;
   accounts: AccountService;
-  store: Store;
+  stores: { accounts: AccountStore; ledger: LedgerStore; people: PeopleStore };
   /** Whether ALVEARE_ADMIN_TOKEN is set, so the sign-in page can say how to turn the operator sign-in on. */
   operatorSignIn: boolean;
 }
@@ -28,7 +28,7 @@ const invalidInvitation = (): ApiError =>
  * member's requests went this month.
  */
 export function pageSupportRoutes(options: PageSupportOptions) {
-  const { people, accounts, store } = options;
+  const { people, accounts, stores } = options;
   return async (app: FastifyInstance): Promise<void> => {
     app.addHook("onRequest", dashboardResponseHeaders);
 
@@ -37,9 +37,9 @@ export function pageSupportRoutes(options: PageSupportOptions) {
     // POST so the token travels in a body, never in a URL that logs could keep.
     app.post("/api/invitations/check", async (request) => {
       checkSameOrigin(request);
-      const invitation = await store.findInvitation(sha256(parseBody(dashboardRequests.checkInvitation, request.body).token));
-      const member = invitation && (await store.getMember(invitation.memberId));
-      const account = member && (await store.getAccount(member.accountId));
+      const invitation = await stores.people.findInvitation(sha256(parseBody(dashboardRequests.checkInvitation, request.body).token));
+      const member = invitation && (await stores.people.getMember(invitation.memberId));
+      const account = member && (await stores.accounts.getAccount(member.accountId));
       if (invitation === undefined || member === undefined || account === undefined) throw invalidInvitation();
       const state = invitation.usedAt !== null ? "used" : Date.parse(invitation.expiresAt) <= Date.now() ? "expired" : "valid";
       return { state, email: member.email, account_name: account.name, expires_at: invitation.expiresAt, used_at: invitation.usedAt };
@@ -52,7 +52,7 @@ export function pageSupportRoutes(options: PageSupportOptions) {
       if (member === undefined) throw notSignedIn();
       const period = requestedPeriod((request.query as Record<string, string | undefined>).period).key;
       const keys = await accounts.listKeys(member.accountId);
-      const of = async (mode: Mode) => breakdownJson(await store.usageBreakdown(member.accountId, mode, period), keys);
+      const of = async (mode: Mode) => breakdownJson(await stores.ledger.usageBreakdown(member.accountId, mode, period), keys);
       return { period, live: await of("live"), test: await of("test") };
     });
   };

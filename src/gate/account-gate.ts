@@ -1,7 +1,8 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { errors } from "../errors.js";
 import { billingPeriod } from "../metering/billing-period.js";
-import type { Store } from "../store/store.js";
+import { refusalOf } from "../metering/refusals.js";
+import type { AccountStore, LedgerStore } from "../store/store.js";
 import { hashKey, keyMode } from "./api-keys.js";
 import type { Admission, Caller, Endpoint, Gate, Outcome } from "./gate.js";
 import { MinuteLimiter, type WindowState } from "./minute-limiter.js";
@@ -26,7 +27,8 @@ export class AccountGate implements Gate {
   private readonly touched = new Map<string, number>();
 
   constructor(
-    private readonly store: Store,
+    private readonly keys: AccountStore,
+    private readonly ledger: LedgerStore,
     private readonly plans: Readonly<Record<string, Plan>>,
     private readonly limiter = new MinuteLimiter(),
     private readonly now: () => Date = () => new Date(),
@@ -43,7 +45,7 @@ export class AccountGate implements Gate {
     if (header === undefined || header.trim() === "") throw errors.missingApiKey();
     const token = BEARER.exec(header)?.[1];
     if (token === undefined || keyMode(token) === undefined) throw errors.malformedApiKey();
-    const found = await this.store.findKeyByHash(hashKey(token));
+    const found = await this.keys.findKeyByHash(hashKey(token));
     if (found === undefined) throw errors.invalidApiKey();
     if (found.key.revokedAt !== null) throw errors.revokedApiKey();
     if (found.account.status !== "active") throw errors.accountSuspended();
@@ -60,6 +62,17 @@ export class AccountGate implements Gate {
 
   async admit(request: FastifyRequest, reply: FastifyReply, caller: Caller | undefined, specialistId: string, endpoint: Endpoint): Promise<Admission> {
     if (caller === undefined) throw errors.missingApiKey();
+    try {
+      return await this.admitCaller(request, reply, caller, specialistId, endpoint);
+    } catch (error) {
+      // Not awaited: a lost counter under-reports the dashboard, while the client must still get its refusal.
+      const refusal = refusalOf(caller, error, this.now());
+      if (refusal !== undefined) this.ledger.countRefusal(refusal).catch(() => undefined);
+      throw error;
+    }
+  }
+
+  private async admitCaller(request: FastifyRequest, reply: FastifyReply, caller: Caller, specialistId: string, endpoint: Endpoint): Promise<Admission> {
     const plan = this.planOf(caller);
     if (!planAllows(plan, specialistId)) throw errors.notInPlan(specialistId, plan.name);
     const { state, release } = this.limiter.take(caller.keyId, plan.requestsPerWindow, plan.windowMs);
@@ -67,7 +80,7 @@ export class AccountGate implements Gate {
     if (!state.allowed) throw errors.rateLimited(plan.requestsPerWindow, plan.windowMs, state.retryAfterMs);
     const now = this.now();
     const period = billingPeriod(now);
-    const eventId = await this.store.admit({
+    const eventId = await this.ledger.admit({
       requestId: request.id, accountId: caller.accountId, keyId: caller.keyId, mode: caller.mode, period: period.key,
       endpoint, specialist: specialistId, limit: plan.requestsPerMonth, at: now.toISOString(),
     });
@@ -77,7 +90,7 @@ export class AccountGate implements Gate {
     }
     return {
       finish: (outcome: Outcome) =>
-        this.store.complete({
+        this.ledger.complete({
           eventId, accountId: caller.accountId, mode: caller.mode, period: period.key,
           status: outcome.status, promptTokens: outcome.promptTokens, completionTokens: outcome.completionTokens,
           latencyMs: outcome.latencyMs, at: this.now().toISOString(),
@@ -89,10 +102,9 @@ export class AccountGate implements Gate {
     const now = Date.now();
     if ((this.touched.get(keyId) ?? 0) + TOUCH_INTERVAL_MS > now) return;
     this.touched.set(keyId, now);
-    void this.store.touchKey(keyId, new Date(now).toISOString());
+    void this.keys.touchKey(keyId, new Date(now).toISOString());
   }
 
-  async close(): Promise<void> {
-    await this.store.close();
-  }
+  /** The stores belong to whoever opened them (the server), which closes them after the gate. */
+  async close(): Promise<void> {}
 }

@@ -1,6 +1,6 @@
 import { ApiError, errors } from "../errors.js";
 import { randomBase62 } from "../server/ids.js";
-import type { Account, ApiKeyRecord, Mode, Store } from "../store/store.js";
+import type { Account, AccountStore, ApiKeyRecord, Mode } from "../store/store.js";
 import { generateKey } from "./api-keys.js";
 import { DEFAULT_MAX_KEYS, findPlan, type Plan } from "./plans.js";
 
@@ -9,7 +9,7 @@ import { DEFAULT_MAX_KEYS, findPlan, type Plan } from "./plans.js";
  * dashboard, so each rule (plan names, key cap, suspension) is enforced once.
  */
 export class AccountService {
-  constructor(private readonly store: Store, private readonly plans: Readonly<Record<string, Plan>>) {}
+  constructor(private readonly store: AccountStore, private readonly plans: Readonly<Record<string, Plan>>) {}
 
   private plan(name: string): Plan {
     const plan = findPlan(this.plans, name);

@@ -1,9 +1,9 @@
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
-import { databasePath, type ServerConfig } from "../config/config.js";
+import type { ServerConfig } from "../config/config.js";
 import { AccountGate } from "../gate/account-gate.js";
 import type { Gate } from "../gate/gate.js";
-import { SqliteStore } from "../store/sqlite/sqlite-store.js";
+import { createStore } from "../store/create-store.js";
 import { usageRoute } from "./routes/usage.js";
 import { SpecialistRegistry } from "../specialists/registry.js";
 import { VERSION } from "../version.js";
@@ -11,7 +11,7 @@ import { buildApp, type AppOptions } from "./app.js";
 import { dashboardRoutes } from "../dashboard/dashboard-routes.js";
 import { pageSupportRoutes } from "../dashboard/page-support-routes.js";
 import { People } from "../dashboard/people.js";
-import type { Store } from "../store/store.js";
+import type { Stores } from "../store/store.js";
 import { adminApi } from "../admin/admin-api.js";
 import { AccountService } from "../gate/accounts.js";
 
@@ -30,14 +30,18 @@ export interface StartOptions {
 }
 
 export async function startServer(config: ServerConfig, options: StartOptions): Promise<RunningServer> {
-  const store = options.gate === undefined ? new SqliteStore(databasePath(config), { serving: true }) : undefined;
-  const accountGate = store && new AccountGate(store, config.plans);
+  const stores = options.gate === undefined ? await createStore(config, { serving: true }) : undefined;
+  const accountGate = stores && new AccountGate(stores.accounts, stores.ledger, config.plans);
   const gate = options.gate ?? accountGate!;
+  const closeGate = async (): Promise<void> => {
+    await gate.close();
+    await stores?.close();
+  };
   let registry: SpecialistRegistry;
   try {
     registry = await SpecialistRegistry.create(config, options.logger);
   } catch (error) {
-    await gate.close();
+    await closeGate();
     throw error;
   }
   const shutdown = new AbortController();
@@ -50,14 +54,14 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
     trustProxy: config.trustProxy,
     http: config.http,
     shutdown: shutdown.signal,
-    v1Routes: store && accountGate ? [usageRoute(store, accountGate)] : [],
-    mounts: store ? operatorAndDashboard(store, config) : [],
+    v1Routes: stores && accountGate ? [usageRoute(stores.ledger, accountGate)] : [],
+    mounts: stores ? operatorAndDashboard(stores, config) : [],
   });
   try {
     await app.listen({ port: config.port, host: config.host });
   } catch (error) {
     await registry.close();
-    await gate.close();
+    await closeGate();
     throw error;
   }
   const address = app.server.address();
@@ -77,20 +81,21 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
           clearTimeout(timer);
           shutdown.abort(new Error("server shutting down"));
           await registry.close();
-          await gate.close();
+          await closeGate();
         }
       })()),
   };
 }
 
-/** The admin API and the dashboard: both need the account store. */
-function operatorAndDashboard(store: Store, config: ServerConfig): NonNullable<AppOptions["mounts"]> {
-  const accounts = new AccountService(store, config.plans);
-  const people = new People(store, config.adminToken);
+/** The admin API and the dashboard: they need the accounts, the ledger and the people. */
+function operatorAndDashboard(stores: Stores, config: ServerConfig): NonNullable<AppOptions["mounts"]> {
+  const accounts = new AccountService(stores.accounts, config.plans);
+  const people = new People(stores, config.adminToken);
+  const { ledger } = stores;
   return [
-    { prefix: "/admin/api", plugin: adminApi({ token: config.adminToken, accounts, store, plans: config.plans, people }) },
-    { prefix: "/dashboard", plugin: dashboardRoutes({ people, accounts, store, plans: config.plans, specialists: config.specialists }) },
-    { prefix: "/dashboard", plugin: pageSupportRoutes({ people, accounts, store, operatorSignIn: Boolean(config.adminToken) }) },
+    { prefix: "/admin/api", plugin: adminApi({ token: config.adminToken, accounts, ledger, peopleStore: stores.people, plans: config.plans, people }) },
+    { prefix: "/dashboard", plugin: dashboardRoutes({ people, accounts, ledger, plans: config.plans, specialists: config.specialists }) },
+    { prefix: "/dashboard", plugin: pageSupportRoutes({ people, accounts, stores, operatorSignIn: Boolean(config.adminToken) }) },
   ];
 }
 

@@ -5,10 +5,10 @@ import { join } from "node:path";
 import { Writable } from "node:stream";
 import { loadConfig, type ServerConfig } from "../../src/config/config.js";
 import { createLogger } from "../../src/logger.js";
-import { startServer, databasePath, type RunningServer, type StartOptions } from "../../src/server/server.js";
+import { startServer, type RunningServer, type StartOptions } from "../../src/server/server.js";
 import { openGate } from "../../src/gate/gate.js";
 import { AccountService } from "../../src/gate/accounts.js";
-import { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
+import { createStore } from "../../src/store/create-store.js";
 import type { Mode } from "../../src/store/store.js";
 import { TINY_LLAMA, writeRandomLlama, type RandomLlamaOptions } from "../../src/gguf/random-llama.js";
 
@@ -78,14 +78,14 @@ export async function startTestServer(
 export async function createKey(
   server: TestServer, plan: string, mode: Mode = "live", accountId?: string,
 ): Promise<{ accountId: string; keyId: string; key: string; auth: Record<string, string> }> {
-  const store = new SqliteStore(databasePath(server.config));
+  const stores = await createStore(server.config);
   try {
-    const accounts = new AccountService(store, server.config.plans);
+    const accounts = new AccountService(stores.accounts, server.config.plans);
     const account = accountId === undefined ? await accounts.createAccount(`acct-${plan}`, plan) : { id: accountId };
     const { record, key } = await accounts.createKey(account.id, mode);
     return { accountId: account.id, keyId: record.id, key, auth: { authorization: `Bearer ${key}` } };
   } finally {
-    await store.close();
+    await stores.close();
   }
 }
 
