@@ -3,6 +3,7 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { databasePath, type ServerConfig } from "../config/config.js";
 import { People } from "../dashboard/people.js";
 import { AccountService } from "../gate/accounts.js";
+import { KEY_MODES } from "../gate/credentials.js";
 import { usageReport } from "../metering/usage-report.js";
 import { SqliteStore } from "../store/sqlite/sqlite-store.js";
 import type { ApiKeyRecord, Mode } from "../store/store.js";
@@ -54,7 +55,7 @@ const oneOf = (...allowed: string[]) => (value: string): string => {
 };
 
 const modeOption = (): Option =>
-  new Option("--mode <mode>", "live or test (sandbox)").argParser(oneOf("live", "test")).default("live");
+  new Option("--mode <mode>", "live or test (sandbox)").argParser(oneOf(...KEY_MODES)).default("live");
 
 async function findKey(session: Session, keyId: string): Promise<ApiKeyRecord | undefined> {
   for (const account of await session.accounts.listAccounts()) {

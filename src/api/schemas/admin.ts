@@ -18,7 +18,8 @@ export const FIELD_LIMITS = {
   plan: 64,
 } as const;
 
-export const KEY_MODES = ["live", "test"] as const;
+export { KEY_MODES } from "../../gate/credentials.js";
+import { KEY_MODES } from "../../gate/credentials.js";
 export const KeyMode = StringEnum(KEY_MODES, problem({ enum: 'must be "live" or "test".' }));
 
 /** POST /admin/api/accounts */
