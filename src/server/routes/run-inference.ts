@@ -32,14 +32,14 @@ export async function runInference(
   inference: InferenceOptions = {},
 ): Promise<GenerationResult> {
   request.logFields.specialist = specialist.id;
-  const generationRequest = toGenerationRequest(specialist, { ...call, signal: requestSignal(reply, options.shutdown) });
-  const admission = await admitRequest(options.gate, request, reply, specialist.id, endpoint, {
-    reserveTokens: tokenReservation(generationRequest, inference.choices ?? 1),
-  });
+  // The reservation bounds the prompt as the engine will see it: the specialist's system prompt included.
+  const reserveTokens = tokenReservation(toGenerationRequest(specialist, { ...call, signal: options.shutdown }), inference.choices ?? 1);
+  const admission = await admitRequest(options.gate, request, reply, specialist.id, endpoint, { reserveTokens });
+  const signal = requestSignal(reply, options.shutdown);
   const started = performance.now();
   let result: GenerationResult | undefined;
   let status = 200;
-  const generation = specialist.engine.generate(generationRequest);
+  const generation = specialist.engine.generate(toGenerationRequest(specialist, { ...call, signal }));
   request.generationDone = generation;
   try {
     result = await generation;
