@@ -1,6 +1,7 @@
 import type { FastifyInstance } from "fastify";
-import { ApiError, errors } from "../errors.js";
+import { ApiError } from "../errors.js";
 import { AccountError, type AccountService } from "../gate/accounts.js";
+import { requestedMode } from "../gate/credentials.js";
 import { requestedPeriod } from "../metering/billing-period.js";
 import { breakdownJson } from "../dashboard/usage-breakdown.js";
 import type { LedgerStore, PeopleStore } from "../store/store.js";
@@ -25,8 +26,7 @@ export function accountDetailRoutes(options: { accounts: AccountService; ledger:
 
     app.get<{ Params: { id: string }; Querystring: { mode?: string; period?: string } }>("/accounts/:id/usage/breakdown", async (request) => {
       const { id } = await account(request.params.id);
-      const mode = request.query.mode ?? "live";
-      if (mode !== "live" && mode !== "test") throw errors.invalidParameter("mode", "must be live or test.");
+      const mode = requestedMode(request.query.mode);
       const period = requestedPeriod(request.query.period).key;
       const breakdown = await ledger.usageBreakdown(id, mode, period);
       const daily = await ledger.dailyRequests(id, mode, period);

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { errors } from "../errors.js";
 import type { AccountService } from "../gate/accounts.js";
+import { bearerToken, requestedMode } from "../gate/credentials.js";
 import { findPlan, type Plan } from "../gate/plans.js";
 import { usageReport } from "../metering/usage-report.js";
 import type { Account, LedgerStore, Mode, PeopleStore } from "../store/store.js";
@@ -21,11 +22,7 @@ interface AdminApiOptions {
   people: People;
 }
 
-const modeOf = (request: FastifyRequest): Mode => {
-  const mode = (request.query as Record<string, string | undefined>).mode ?? "live";
-  if (mode !== "live" && mode !== "test") throw errors.invalidParameter("mode", "must be live or test.");
-  return mode;
-};
+const modeOf = (request: FastifyRequest): Mode => requestedMode((request.query as Record<string, string | undefined>).mode);
 
 /**
  * The operator's JSON API under /admin/api: the same operations as the CLI,
@@ -46,7 +43,7 @@ export function adminApi(options: AdminApiOptions) {
           return;
         }
       }
-      const given = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? "")?.[1];
+      const given = bearerToken(request.headers.authorization);
       if (given === undefined) throw errors.missingApiKey();
       // The same per-address limit as the operator's sign-in: the bearer token is the same secret.
       options.people.checkAdminToken(given, request.ip);

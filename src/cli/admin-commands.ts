@@ -4,6 +4,7 @@ import { databasePath, type ServerConfig } from "../config/config.js";
 import { accountJson, createdKeyJson, invitationJson, keyJson } from "../api/resources.js";
 import { People } from "../dashboard/people.js";
 import { AccountService } from "../gate/accounts.js";
+import { KEY_MODES } from "../gate/credentials.js";
 import { usageReport } from "../metering/usage-report.js";
 import { createStore } from "../store/create-store.js";
 import type { ApiKeyRecord, Mode, Stores } from "../store/store.js";
@@ -55,7 +56,7 @@ const oneOf = (...allowed: string[]) => (value: string): string => {
 };
 
 const modeOption = (): Option =>
-  new Option("--mode <mode>", "live or test (sandbox)").argParser(oneOf("live", "test")).default("live");
+  new Option("--mode <mode>", "live or test (sandbox)").argParser(oneOf(...KEY_MODES)).default("live");
 
 async function findKey(session: Session, keyId: string): Promise<ApiKeyRecord | undefined> {
   for (const account of await session.accounts.listAccounts()) {

@@ -78,6 +78,10 @@ const PlanSchema = Type.Object({
   specialists: Type.Optional(Type.Union([Type.Literal("*"), StringList], problem("must be a non-empty array of non-empty strings"))),
   /** Most API keys (live and test, not revoked) one account of the plan may hold. */
   max_keys: Type.Optional(Int(1, 100_000)),
+  /** Prompt + completion tokens per API key over the plan's window; no cap when absent. */
+  tokens_per_minute: Type.Optional(Int(1, 1e12)),
+  /** Requests of one API key in flight at once; no cap when absent. */
+  max_concurrent_requests: Type.Optional(Int(1, 1_000_000)),
 }, Strict);
 
 const PlansSchema = NamedTable(PLAN_NAME_PATTERN, "name must be lowercase letters, digits, '-' or '_'", PlanSchema, "must be an object keyed by plan name");

@@ -2,6 +2,7 @@ import { ApiError, errors } from "../errors.js";
 import { randomBase62 } from "../server/ids.js";
 import type { Account, AccountStore, ApiKeyRecord, Mode } from "../store/store.js";
 import { generateKey } from "./api-keys.js";
+import { isKeyMode } from "./credentials.js";
 import { DEFAULT_MAX_KEYS, findPlan, type Plan } from "./plans.js";
 
 /**
@@ -31,7 +32,7 @@ export class AccountService {
    * unrevoked keys per mode (each key brings its own minute limit).
    */
   async createKey(accountId: string, mode: Mode, name?: string): Promise<{ record: ApiKeyRecord; key: string }> {
-    if (mode !== "live" && mode !== "test") throw new AccountError(errors.invalidParameter("mode", `must be live or test, got '${String(mode)}'.`));
+    if (!isKeyMode(mode)) throw new AccountError(errors.invalidParameter("mode", `must be live or test, got '${String(mode)}'.`));
     const account = await this.getAccount(accountId);
     // An account left on a plan the config no longer defines keeps the default cap.
     const maxKeys = findPlan(this.plans, account.plan)?.maxKeys ?? DEFAULT_MAX_KEYS;

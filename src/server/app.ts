@@ -7,7 +7,8 @@ import { requestId } from "./ids.js";
 import { DEFAULT_HTTP_LIMITS, type HttpLimits } from "../config/config.js";
 import { withoutQuery } from "../logger.js";
 import { clientErrorHandler, clientErrorStatus, corsPreflight, frameworkErrorHandler, securityHeaders, serverTimeouts } from "./http-guards.js";
-import { CLIENT_CLOSED } from "./routes/run-inference.js";
+import { CLIENT_CLOSED } from "../metering/counting-rule.js";
+import { authenticationHook } from "./gate-adapter.js";
 import "./request-context.js";
 import { chatCompletionsRoute } from "./routes/chat-completions.js";
 import { healthRoute } from "./routes/health.js";
@@ -128,9 +129,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(healthRoute, { version: options.version });
   await app.register(corsPreflight);
   await app.register(async (v1) => {
-    v1.addHook("onRequest", async (request, reply) => {
-      request.caller = await options.gate.authenticate(request, reply);
-    });
+    v1.addHook("onRequest", authenticationHook(options.gate));
     await v1.register(modelsRoute, options);
     await v1.register(inferRoute, options);
     await v1.register(chatCompletionsRoute, options);

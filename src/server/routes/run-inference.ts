@@ -3,13 +3,19 @@ import { MODEL_PREFIX } from "../../api/types.js";
 import { ApiError, errors } from "../../errors.js";
 import type { GenerationResult } from "../../engines/types.js";
 import type { Endpoint } from "../../gate/gate.js";
+import { tokenReservation } from "../../gate/token-reservation.js";
+import { CLIENT_CLOSED } from "../../metering/counting-rule.js";
 import { toGenerationRequest, type SpecialistCall } from "../../specialists/generation.js";
 import type { Specialist } from "../../specialists/specialist.js";
 import type { AppOptions } from "../app.js";
+import { admitRequest } from "../gate-adapter.js";
 import { requestSignal } from "../request-context.js";
 
-/** Status recorded for a client that went away before its answer (nginx's convention). */
-export const CLIENT_CLOSED = 499;
+/** What a route knows of a request beyond the call itself. */
+export interface InferenceOptions {
+  /** Choices asked for (`n`): each may produce max_tokens, so the token reservation counts each. */
+  choices?: number | undefined;
+}
 
 /**
  * The path every inference request takes after validation: admission by the
@@ -23,9 +29,12 @@ export async function runInference(
   specialist: Specialist,
   endpoint: Endpoint,
   call: Omit<SpecialistCall, "signal">,
+  inference: InferenceOptions = {},
 ): Promise<GenerationResult> {
   request.logFields.specialist = specialist.id;
-  const admission = await options.gate.admit(request, reply, request.caller, specialist.id, endpoint);
+  // The reservation bounds the prompt as the engine will see it: the specialist's system prompt included.
+  const reserveTokens = tokenReservation(toGenerationRequest(specialist, { ...call, signal: options.shutdown }), inference.choices ?? 1);
+  const admission = await admitRequest(options.gate, request, reply, specialist.id, endpoint, { reserveTokens });
   const signal = requestSignal(reply, options.shutdown);
   const started = performance.now();
   let result: GenerationResult | undefined;
