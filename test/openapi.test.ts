@@ -5,6 +5,12 @@ import { Validator } from "@seriousme/openapi-schema-validator";
 import { Ajv2020, type ValidateFunction } from "ajv/dist/2020.js";
 import type { FastifyInstance, RouteOptions } from "fastify";
 import type { Browser } from "playwright-core";
+import type { Static } from "@sinclair/typebox";
+import type { ChatCompletion, ChatCompletionChunk, Health, InferResponse, ModelList, Usage } from "../src/api/types.js";
+import type { ErrorBody } from "../src/errors.js";
+import {
+  ChatCompletionChunkSchema, ChatCompletionSchema, ErrorBodySchema, HealthSchema, InferResponseSchema, ModelListSchema, UsageSchema,
+} from "../src/api/schemas/responses.js";
 import { openApiPath } from "../src/api/openapi.js";
 import { FakeUpstream } from "./helpers/fake-upstream.js";
 import { launchChromium, noChromium } from "./helpers/browser.js";
@@ -16,6 +22,20 @@ const PLANS = {
   tight: { requests_per_minute: 1, requests_per_month: 1000, specialists: "*" },
   open: { requests_per_minute: 1000, requests_per_month: 100_000, specialists: "*" },
 };
+
+/** True only when A and B are the same type. */
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+// The response schemas and the SDK's hand-written types must not drift apart: this fails to compile when they do.
+const SCHEMAS_MATCH_SDK_TYPES: readonly true[] = [
+  true satisfies Same<Static<typeof HealthSchema>, Health>,
+  true satisfies Same<Static<typeof ModelListSchema>, ModelList>,
+  true satisfies Same<Static<typeof InferResponseSchema>, InferResponse>,
+  true satisfies Same<Static<typeof ChatCompletionSchema>, ChatCompletion>,
+  true satisfies Same<Static<typeof ChatCompletionChunkSchema>, ChatCompletionChunk>,
+  true satisfies Same<Static<typeof UsageSchema>, Usage>,
+  true satisfies Same<Static<typeof ErrorBodySchema>, ErrorBody>,
+];
+void SCHEMAS_MATCH_SDK_TYPES;
 
 type Json = Record<string, unknown>;
 interface Answer { status: number; contentType: string; text: string; json: unknown }
@@ -78,22 +98,31 @@ async function call(method: string, url: string, options: { headers?: Record<str
   return { status: response.status, contentType, text, json: contentType.startsWith("application/json") ? JSON.parse(text) : text };
 }
 
-/** Every route the server registers, seen through Fastify's onRoute hook on the instance as it is created. */
-function collectRoutes(): { routes: Array<{ method: string; url: string }>; stop: () => void } {
-  const routes: Array<{ method: string; url: string }> = [];
+type Route = { method: string; url: string };
+
+/**
+ * Every route of every Fastify instance created while collecting, seen through
+ * its onRoute hook, added as the instance is created (before any route).
+ * Per instance, so a side listener (metrics) does not count as the public API.
+ */
+function collectRoutes(): { routesOf: (app: FastifyInstance) => Route[]; stop: () => void } {
+  const routes = new Map<FastifyInstance, Route[]>();
   const onInstance = (message: unknown) => {
-    (message as { fastify: FastifyInstance }).fastify.addHook("onRoute", (route: RouteOptions) => {
-      for (const method of [route.method].flat()) routes.push({ method, url: route.url });
+    const { fastify } = message as { fastify: FastifyInstance };
+    const seen: Route[] = [];
+    routes.set(fastify, seen);
+    fastify.addHook("onRoute", (route: RouteOptions) => {
+      for (const method of [route.method].flat()) seen.push({ method, url: route.url });
     });
   };
   subscribe("fastify.initialization", onInstance);
-  return { routes, stop: () => unsubscribe("fastify.initialization", onInstance) };
+  return { routesOf: (app) => routes.get(app) ?? [], stop: () => unsubscribe("fastify.initialization", onInstance) };
 }
 
 describe("the OpenAPI document", () => {
   const upstream = new FakeUpstream();
   let server: TestServer;
-  let registered: Array<{ method: string; url: string }>;
+  let registered: Route[];
   let api: OpenApiDocument;
   before(async () => {
     const base = await upstream.start();
@@ -103,7 +132,7 @@ describe("the OpenAPI document", () => {
     } finally {
       collector.stop();
     }
-    registered = collector.routes;
+    registered = collector.routesOf(server.app);
     const answer = await call("GET", `${server.url}/openapi.json`);
     assert.equal(answer.status, 200);
     api = new OpenApiDocument(answer.json as Json);
