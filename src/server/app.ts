@@ -12,6 +12,7 @@ import { authenticationHook } from "./gate-adapter.js";
 import "./request-context.js";
 import { chatCompletionsRoute } from "./routes/chat-completions.js";
 import { healthRoute } from "./routes/health.js";
+import { apiDocsRoutes } from "./routes/api-docs.js";
 import { inferRoute } from "./routes/infer.js";
 import { modelsRoute } from "./routes/models.js";
 
@@ -127,6 +128,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   await app.register(healthRoute, { version: options.version });
+  await app.register(apiDocsRoutes, { version: options.version });
   await app.register(corsPreflight);
   await app.register(async (v1) => {
     v1.addHook("onRequest", authenticationHook(options.gate));
