@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { ApiError, errors } from "../errors.js";
-import { randomBase62 } from "../server/ids.js";
+import { randomBase62 } from "../ids.js";
 import type { AccountStore, Member, PeopleStore, Session } from "../store/store.js";
 import { FIELD_LIMITS, isEmailAddress } from "./bounded-fields.js";
 import { FailureLog, type FailureLogLimits } from "./failure-log.js";

@@ -1,5 +1,5 @@
 import { ApiError, errors } from "../errors.js";
-import { randomBase62 } from "../server/ids.js";
+import { randomBase62 } from "../ids.js";
 import type { Account, AccountStore, ApiKeyRecord, Mode } from "../store/store.js";
 import { generateKey } from "./api-keys.js";
 import { isKeyMode } from "./credentials.js";

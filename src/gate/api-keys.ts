@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { randomBase62 } from "../server/ids.js";
+import { randomBase62 } from "../ids.js";
 import type { Mode } from "../store/store.js";
 import { KEY_MODES } from "./credentials.js";
 

@@ -3,7 +3,7 @@ import type { Logger } from "pino";
 import { ApiError, errors } from "../errors.js";
 import type { Gate } from "../gate/gate.js";
 import type { Specialist } from "../specialists/specialist.js";
-import { requestId } from "./ids.js";
+import { requestId } from "../ids.js";
 import { DEFAULT_HTTP_LIMITS, type HttpLimits } from "../config/config.js";
 import { withoutQuery } from "../logger.js";
 import { clientErrorHandler, clientErrorStatus, corsPreflight, frameworkErrorHandler, securityHeaders, serverTimeouts } from "./http-guards.js";
