@@ -97,4 +97,9 @@ export const errors = {
   headersTooLarge: () =>
     new ApiError(431, "invalid_request_error", "request_header_fields_too_large", "The request's headers are larger than the server accepts."),
   invalidRequest: (message: string) => new ApiError(400, "invalid_request_error", "invalid_request", message),
+  /** Same code as a full queue: clients retry either the same way, on this node later or on another. */
+  notServing: (reason: "starting" | "shutting_down", retryAfterSeconds: number) =>
+    new ApiError(503, "server_error", "overloaded",
+      reason === "starting" ? "The server is still loading its models. Retry shortly." : "This server is shutting down and takes no new requests. Retry on another node.",
+      null, { "retry-after": String(retryAfterSeconds) }),
 } as const;

@@ -7,6 +7,7 @@ import { toGenerationRequest, type SpecialistCall } from "../../specialists/gene
 import type { Specialist } from "../../specialists/specialist.js";
 import type { AppOptions } from "../app.js";
 import { requestSignal } from "../request-context.js";
+import { observeGeneration } from "../../observability/inference-observer.js";
 
 /** Status recorded for a client that went away before its answer (nginx's convention). */
 export const CLIENT_CLOSED = 499;
@@ -25,18 +26,21 @@ export async function runInference(
   call: Omit<SpecialistCall, "signal">,
 ): Promise<GenerationResult> {
   request.logFields.specialist = specialist.id;
-  const admission = await options.gate.admit(request, reply, request.caller, specialist.id, endpoint);
+  const observer = observeGeneration(options.telemetry, request.trace, specialist, endpoint);
+  const admission = await observer.admission(options.gate.admit(request, reply, request.caller, specialist.id, endpoint));
   const signal = requestSignal(reply, options.shutdown);
   const started = performance.now();
   let result: GenerationResult | undefined;
   let status = 200;
-  const generation = specialist.engine.generate(toGenerationRequest(specialist, { ...call, signal }));
+  let failure: unknown;
+  const generation = specialist.engine.generate({ ...toGenerationRequest(specialist, { ...call, signal, onText: observer.onText(call.onText) }), ...observer.engineHooks() });
   request.generationDone = generation;
   try {
     result = await generation;
     if (result.aborted) status = CLIENT_CLOSED;
     return result;
   } catch (error) {
+    failure = error;
     status = error instanceof ApiError ? error.status : 500;
     if (!(error instanceof ApiError)) {
       request.log.error({ err: error }, "generation failed");
@@ -47,13 +51,14 @@ export async function runInference(
     request.logFields.prompt_tokens = result?.promptTokens ?? 0;
     request.logFields.completion_tokens = result?.completionTokens ?? 0;
     if (result?.aborted) request.logFields.aborted = true;
+    observer.generated(result, failure);
     // Written before the response completes: a request a client saw succeed is in the ledger.
-    await admission.finish({
+    await observer.metering(admission.finish({
       status,
       promptTokens: result?.promptTokens ?? 0,
       completionTokens: result?.completionTokens ?? 0,
       latencyMs: performance.now() - started,
-    });
+    }));
   }
 }
 
