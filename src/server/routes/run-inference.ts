@@ -37,7 +37,11 @@ export async function runInference(
   request.generationDone = generation;
   try {
     result = await generation;
-    if (result.aborted) status = CLIENT_CLOSED;
+    if (result.aborted) {
+      status = CLIENT_CLOSED;
+      // Cut at the drain deadline like a disconnect, so no truncated answer can pass for a whole one.
+      if (options.shutdown.aborted) reply.raw.destroy();
+    }
     return result;
   } catch (error) {
     failure = error;
