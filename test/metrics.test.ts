@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import { createKey, postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
 import { freePort, HeldUpstream } from "./helpers/held-upstream.js";
@@ -127,6 +128,14 @@ describe("Prometheus metrics", () => {
     for (const secret of [live.key, live.accountId, live.keyId, burst.key, burst.accountId, "long"]) {
       assert.ok(!text.includes(secret), `the scrape must not contain ${secret}`);
     }
+  });
+
+  it("the Grafana dashboard in examples/ only queries metrics the server exports", async () => {
+    const dashboard = readFileSync(new URL("../../examples/grafana-dashboard.json", import.meta.url), "utf8");
+    const queried = new Set([...dashboard.matchAll(/\b((?:alveare|process|nodejs)_\w+?)(?:_bucket)?\{/g)].map((m) => m[1]!));
+    assert.ok(queried.size >= 10);
+    const { text } = await scrape();
+    for (const name of queried) assert.match(text, new RegExp(`^# TYPE ${name} `, "m"), `${name} is exported`);
   });
 
   it("labels unknown routes and specialists with one bounded value", async () => {
