@@ -33,7 +33,10 @@ export async function runInference(
   let result: GenerationResult | undefined;
   let status = 200;
   let failure: unknown;
-  const generation = specialist.engine.generate({ ...toGenerationRequest(specialist, { ...call, signal, onText: observer.onText(call.onText) }), ...observer.engineHooks() });
+  // Admitted while the node began draining: refused like a queued request, and metered as such.
+  const generation = options.lifecycle?.current === "draining"
+    ? Promise.reject(errors.notServing("shutting_down", 1))
+    : specialist.engine.generate({ ...toGenerationRequest(specialist, { ...call, signal, onText: observer.onText(call.onText) }), ...observer.engineHooks() });
   request.generationDone = generation;
   try {
     result = await generation;
