@@ -114,4 +114,9 @@ export const errors = {
     invalid("invalid_parameter",
       `Invalid 'max_tokens': this request may use up to ${reserved} tokens (max_tokens × n plus up to ${promptBound} for the prompt), ` +
       `more than this API key's limit of ${limit} tokens per ${windowMs / 1000} seconds. Lower max_tokens or n, or shorten the prompt.`, "max_tokens"),
+  /** Same code as a full queue: clients retry either the same way, on this node later or on another. */
+  notServing: (reason: "starting" | "shutting_down", retryAfterSeconds: number) =>
+    new ApiError(503, "server_error", "overloaded",
+      reason === "starting" ? "The server is still loading its models. Retry shortly." : "This server is shutting down and takes no new requests. Retry on another node.",
+      null, { "retry-after": String(retryAfterSeconds) }),
 } as const;

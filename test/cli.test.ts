@@ -10,7 +10,7 @@ import { cliJson, cliKey, spawnServe, tempDir, tinyModel } from "./helpers/fixtu
 
 const CLI = new URL("../src/cli/main.js", import.meta.url).pathname;
 const cleanEnv = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => {
-  const env: NodeJS.ProcessEnv = { ...process.env, ALVEARE_THREADS: "1", ...extra };
+  const env: NodeJS.ProcessEnv = { ...process.env, ALVEARE_THREADS: "1", ALVEARE_METRICS_PORT: "0", ...extra };
   delete env.ALVEARE_MODEL;
   delete env.ALVEARE_CONFIG;
   return env;

@@ -8,6 +8,7 @@ import { parsePlans, type Plan } from "../gate/plans.js";
 import { parseConfigPart } from "../schema/config-errors.js";
 import { sqliteFile } from "../store/sqlite/database-file.js";
 import { configFile, type ConfigFile } from "./schemas.js";
+import { observabilityFrom, type ObservabilitySettings } from "../observability/settings.js";
 
 const DEFAULT_MODEL_URI = "hf:Qwen/Qwen2.5-0.5B-Instruct-GGUF/qwen2.5-0.5b-instruct-q4_k_m.gguf";
 const DEFAULT_BODY_LIMIT = 1024 * 1024;
@@ -63,6 +64,8 @@ export interface ServerConfig {
   plans: Record<string, Plan>;
   /** ALVEARE_TRUST_PROXY, as Fastify's trustProxy: whose X-Forwarded-* headers to believe. */
   trustProxy: TrustProxy;
+  /** Metrics listener and drain deadline; no metrics listener when absent. */
+  observability?: ObservabilitySettings | undefined;
 }
 
 /** false (the default: ignore X-Forwarded-*), true (trust every hop), a hop count, or proxy addresses/CIDRs. */
@@ -223,6 +226,7 @@ export function loadConfig(flags: ServeFlags = {}, env: Env = process.env): Serv
     specialists,
     plans,
     trustProxy: trustProxyFrom(env.ALVEARE_TRUST_PROXY),
+    observability: observabilityFrom(env),
   };
 }
 

@@ -33,6 +33,10 @@ export interface GenerationRequest {
   signal: AbortSignal;
   /** Receives text as it is produced (streaming); omitted for whole responses. */
   onText?: ((delta: string) => void) | undefined;
+  /** Called once the request has left the engine's queue and generation begins (queue-wait tracing). */
+  onStarted?: (() => void) | undefined;
+  /** W3C trace context for the upstream call of a remote engine. */
+  traceparent?: string | undefined;
 }
 
 export interface GenerationResult {

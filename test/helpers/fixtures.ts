@@ -53,7 +53,8 @@ export function configFor(file: Record<string, unknown>, env: Record<string, str
   const dir = tempDir();
   const path = join(dir, "config.json");
   writeFileSync(path, JSON.stringify({ port: 0, data_dir: join(dir, "data"), ...file }));
-  return loadConfig({ config: path }, { ALVEARE_THREADS: "1", ...env });
+  // Metrics off unless a test asks: parallel servers must not contend for one metrics port.
+  return loadConfig({ config: path }, { ALVEARE_THREADS: "1", ALVEARE_METRICS_PORT: "0", ...env });
 }
 
 /**
@@ -115,7 +116,7 @@ export function cliKey(dataDir: string, plan = "professional", env: NodeJS.Proce
  * its URL. `output()` returns everything it printed on stdout so far.
  */
 export async function spawnServe(args: readonly string[], env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; url: string; output: () => string }> {
-  const child = spawn(process.execPath, [CLI_PATH, "serve", "--port", "0", ...args], { env });
+  const child = spawn(process.execPath, [CLI_PATH, "serve", "--port", "0", ...args], { env: { ALVEARE_METRICS_PORT: "0", ...env } });
   let out = "";
   child.stdout!.on("data", (c: Buffer) => (out += c.toString()));
   for (let i = 0; i < 600; i++) {

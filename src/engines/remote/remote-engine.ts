@@ -69,14 +69,20 @@ export class RemoteEngine implements Engine {
     });
   }
 
+  /** Requests in flight and health per upstream base URL (readiness, metrics, tests). */
+  get load(): Record<string, { inFlight: number; healthy: boolean }> {
+    return Object.fromEntries(this.upstreams.map((u) => [u.baseUrl, { inFlight: u.inFlight, healthy: u.healthy }]));
+  }
+
   async generate(req: GenerationRequest): Promise<GenerationResult> {
     const stream = req.onText !== undefined;
+    req.onStarted?.();
     let upstream = this.pick(undefined);
     upstream.inFlight++;
     try {
       let response: Dispatcher.ResponseData;
       try {
-        response = await this.send(upstream, this.body(upstream, req, stream), req.signal);
+        response = await this.send(upstream, this.body(upstream, req, stream), req);
       } catch (error) {
         if (!isConnectError(error) || req.signal.aborted) throw error;
         // Nothing reached the upstream, so one retry is safe: on another upstream when there is one.
@@ -84,7 +90,7 @@ export class RemoteEngine implements Engine {
         upstream.inFlight--;
         upstream = this.pick(upstream);
         upstream.inFlight++;
-        response = await this.send(upstream, this.body(upstream, req, stream), req.signal);
+        response = await this.send(upstream, this.body(upstream, req, stream), req);
       }
       if (response.statusCode >= 400) throw await this.upstreamStatus(response);
       return stream ? await this.readStream(response, req) : await this.readWhole(response);
@@ -125,8 +131,9 @@ export class RemoteEngine implements Engine {
     }));
   }
 
-  private headers(upstream: UpstreamState): Record<string, string> {
+  private headers(upstream: UpstreamState, traceparent?: string): Record<string, string> {
     const headers: Record<string, string> = { "content-type": "application/json", accept: "application/json, text/event-stream" };
+    if (traceparent !== undefined) headers.traceparent = traceparent;
     const key = upstream.apiKeyEnv ? process.env[upstream.apiKeyEnv] : undefined;
     if (key) headers.authorization = `Bearer ${key}`;
     return headers;
@@ -155,8 +162,8 @@ export class RemoteEngine implements Engine {
     return JSON.stringify(body);
   }
 
-  private send(upstream: UpstreamState, body: string, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
-    return request(`${upstream.baseUrl}/chat/completions`, { method: "POST", body, headers: this.headers(upstream), dispatcher: this.agent, signal });
+  private send(upstream: UpstreamState, body: string, req: GenerationRequest): Promise<Dispatcher.ResponseData> {
+    return request(`${upstream.baseUrl}/chat/completions`, { method: "POST", body, headers: this.headers(upstream, req.traceparent), dispatcher: this.agent, signal: req.signal });
   }
 
   private failure(error: unknown): ApiError {
