@@ -4,12 +4,13 @@
  * threads, same run. Usage: node dist/bench/engine-throughput.js [--threads N] [--tokens N]
  */
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { getLlama, resolveChatWrapper, type LlamaModel } from "node-llama-cpp";
-import { BENCH_LLAMA, parameterCount, writeRandomLlama } from "../src/gguf/random-llama.js";
+import { BENCH_LLAMA, parameterCount } from "../src/gguf/random-llama.js";
+import { benchModel } from "./bench-model.js";
 import { defaultSpecialists } from "../src/specialists/defaults.js";
 import { benchKey } from "./bench-key.js";
 
@@ -22,13 +23,6 @@ const PARALLEL = 8;
 const USER_PROMPT = "Tell me about the quarterly revenue figures and what drove them.";
 const SYSTEM_PROMPT = defaultSpecialists().find((s) => s.id === "chat")!.systemPrompt;
 
-async function benchModel(): Promise<string> {
-  const dir = join(tmpdir(), "alveare-bench");
-  mkdirSync(dir, { recursive: true });
-  const path = join(dir, `llama-${BENCH_LLAMA.layers}x${BENCH_LLAMA.embedding}-q8_0.gguf`);
-  if (!existsSync(path)) await writeRandomLlama(path, { ...BENCH_LLAMA, weights: "q8_0", seed: 7 });
-  return path;
-}
 
 /** Aggregate completion tokens per second of `c` concurrent generations, best of `rounds`. */
 async function measure(c: number, run: (i: number) => Promise<number>): Promise<number> {

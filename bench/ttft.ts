@@ -6,14 +6,11 @@
  * Usage: node dist/bench/ttft.js [--threads N|auto] [--parallel N] [--specialists N]
  *        [--requests N] [--rounds N] [--lengths 100,500,1500] [--no-snapshots]
  */
-import { existsSync, mkdirSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { parseArgs } from "node:util";
 import type { EmbeddedEngine } from "../src/engines/embedded/embedded-engine.js";
 import { LlamaRuntime } from "../src/engines/embedded/llama-runtime.js";
 import type { ChatMessage } from "../src/engines/types.js";
-import { BENCH_LLAMA, writeRandomLlama } from "../src/gguf/random-llama.js";
+import { benchModel } from "./bench-model.js";
 import { createLogger } from "../src/logger.js";
 
 const { values } = parseArgs({
@@ -34,13 +31,6 @@ const requestsPerCase = Number(values.requests);
 const rounds = Number(values.rounds);
 const lengths = values.lengths.split(",").map(Number);
 
-async function benchModel(): Promise<string> {
-  const dir = join(tmpdir(), "alveare-bench");
-  mkdirSync(dir, { recursive: true });
-  const path = join(dir, `llama-${BENCH_LLAMA.layers}x${BENCH_LLAMA.embedding}-q8_0.gguf`);
-  if (!existsSync(path)) await writeRandomLlama(path, { ...BENCH_LLAMA, weights: "q8_0", seed: 7 });
-  return path;
-}
 
 const SENTENCES = [
   "Answer with the label only and nothing else.",

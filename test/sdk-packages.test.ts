@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
+import { closedPort } from "./helpers/ports.js";
 import { spawn } from "node:child_process";
 import { cpSync, readdirSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { FakeUpstream } from "./helpers/fake-upstream.js";
@@ -30,13 +30,6 @@ const succeeded = (what: string, r: Ran): Ran => {
   return r;
 };
 
-async function closedPort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
-  const { port } = probe.address() as { port: number };
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
-}
 
 /** The first Python that can build a wheel offline: it needs pip, setuptools and wheel installed. */
 async function pythonThatBuildsWheels(): Promise<string | undefined> {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { createServer } from "node:net";
+import { closedPort } from "./helpers/ports.js";
 import { after, before, describe, it } from "node:test";
 import {
   Alveare, APIConnectionError, APIError, AuthenticationError, BadRequestError, InternalServerError, MissingApiKeyError,
@@ -7,14 +7,6 @@ import {
   type ChatCompletionChunk, type RetryEvent,
 } from "../sdk/typescript/src/index.js";
 
-/** A loopback port with nothing listening on it (fetch refuses some well-known ports such as 9 outright). */
-async function closedPort(): Promise<number> {
-  const probe = createServer();
-  await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
-  const { port } = probe.address() as { port: number };
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
-}
 import { FakeUpstream } from "./helpers/fake-upstream.js";
 import { createKey, flakySpecialist, SDK_TEST_PLANS, startTestServer, type TestServer } from "./helpers/fixtures.js";
 
