@@ -97,4 +97,10 @@ export const errors = {
   headersTooLarge: () =>
     new ApiError(431, "invalid_request_error", "request_header_fields_too_large", "The request's headers are larger than the server accepts."),
   invalidRequest: (message: string) => new ApiError(400, "invalid_request_error", "invalid_request", message),
+  embeddingInputTooLong: (index: number, count: number, tokens: number, contextSize: number) =>
+    invalid(
+      "context_length_exceeded",
+      `This embeddings specialist's context holds ${contextSize} tokens, but ${count === 1 ? "your input" : `input[${index}]`} is ${tokens} tokens. Shorten it or split it.`,
+      "input",
+    ),
 } as const;

@@ -21,7 +21,7 @@ export interface Admission {
   finish(outcome: Outcome): Promise<void>;
 }
 
-export type Endpoint = "infer" | "chat.completions";
+export type Endpoint = "infer" | "chat.completions" | "embeddings";
 
 /**
  * What stands in front of the /v1 routes: authentication, plan, limits and

@@ -10,6 +10,7 @@ import { clientErrorHandler, clientErrorStatus, corsPreflight, frameworkErrorHan
 import { CLIENT_CLOSED } from "./routes/run-inference.js";
 import "./request-context.js";
 import { chatCompletionsRoute } from "./routes/chat-completions.js";
+import { embeddingsRoute } from "./routes/embeddings.js";
 import { healthRoute } from "./routes/health.js";
 import { inferRoute } from "./routes/infer.js";
 import { modelsRoute } from "./routes/models.js";
@@ -134,6 +135,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     await v1.register(modelsRoute, options);
     await v1.register(inferRoute, options);
     await v1.register(chatCompletionsRoute, options);
+    await v1.register(embeddingsRoute, options);
     for (const plugin of options.v1Routes ?? []) await v1.register(async (scope) => plugin(scope));
   }, { prefix: "/v1" });
   for (const { prefix, plugin } of options.mounts ?? []) await app.register(async (scope) => plugin(scope), { prefix });

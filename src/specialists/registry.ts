@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import type { ServerConfig } from "../config/config.js";
 import { LlamaRuntime } from "../engines/embedded/llama-runtime.js";
 import { RemoteEngine } from "../engines/remote/remote-engine.js";
+import { embeddingsOnly } from "../engines/embedded/embeddings.js";
 import type { Engine } from "../engines/types.js";
 import { progressBar, resolveModel } from "../models/model-files.js";
 import type { Specialist, SpecialistDefinition } from "./specialist.js";
@@ -33,13 +34,16 @@ export class SpecialistRegistry {
       const engineKey = (s: SpecialistDefinition): string => `${pathOf(s)}\u0000${s.lora?.path ?? ""}\u0000${s.lora?.scale ?? 1}`;
       // A shared context must hold the longest context any of its specialists asks for.
       const contextSizes = new Map<string, number>();
-      for (const s of embedded) contextSizes.set(engineKey(s), Math.max(contextSizes.get(engineKey(s)) ?? 0, s.contextSize));
+      for (const s of embedded) if (s.kind !== "embeddings") contextSizes.set(engineKey(s), Math.max(contextSizes.get(engineKey(s)) ?? 0, s.contextSize));
 
       const remotes = new Map<string, RemoteEngine>();
       const specialists: Specialist[] = [];
       for (const s of config.specialists) {
         let engine: Engine;
-        if (s.remote !== undefined) {
+        if (s.kind === "embeddings") {
+          specialists.push({ ...s, engine: embeddingsOnly(s.id), embedder: await runtime!.embedder(pathOf(s), s.contextSize) });
+          continue;
+        } else if (s.remote !== undefined) {
           const key = JSON.stringify(s.remote);
           engine = remotes.get(key) ?? new RemoteEngine(s.remote);
           remotes.set(key, engine as RemoteEngine);

@@ -1,3 +1,4 @@
+import type { Embedder } from "../engines/embedded/embeddings.js";
 import type { Engine, OutputConstraint } from "../engines/types.js";
 
 export interface SamplingDefaults {
@@ -36,9 +37,13 @@ export interface SpecialistDefinition {
   defaults: SamplingDefaults;
   contextSize: number;
   remote?: RemoteTarget | undefined;
+  /** "embeddings": served on POST /v1/embeddings only; absent for generating specialists. */
+  kind?: "embeddings" | undefined;
 }
 
 /** A specialist bound to the engine that serves it. */
 export interface Specialist extends SpecialistDefinition {
   engine: Engine;
+  /** Present exactly when kind is "embeddings". */
+  embedder?: Embedder | undefined;
 }

@@ -118,3 +118,28 @@ export interface ApiErrorBody {
 
 /** Chat completion model names are specialist ids with this prefix. */
 export const MODEL_PREFIX = "alveare-";
+
+export interface EmbeddingCreateParams {
+  /** An embeddings model, e.g. "alveare-embed". */
+  model: string;
+  /** One text or up to 2,048 texts. */
+  input: string | string[];
+  /** "float" (default) or "base64" (little-endian float32, as OpenAI encodes it). */
+  encoding_format?: "float" | "base64";
+  /** Truncates every vector to this many dimensions and rescales it to unit length. */
+  dimensions?: number;
+}
+
+export interface Embedding {
+  object: "embedding";
+  index: number;
+  /** Numbers for encoding_format "float", a base64 string for "base64". */
+  embedding: number[] | string;
+}
+
+export interface CreateEmbeddingResponse {
+  object: "list";
+  data: Embedding[];
+  model: string;
+  usage: { prompt_tokens: number; total_tokens: number };
+}
