@@ -110,7 +110,7 @@ describe("TypeScript SDK against a real alveare serve", () => {
     assert.equal(completion.object, "chat.completion");
     assert.ok(completion.usage.completion_tokens <= 4);
     const models = await c.models.list();
-    assert.equal(models.data.length, 7);
+    assert.equal(models.data.length, 8);
     const usage = await c.usage.get();
     assert.equal(usage.requests_used, 2);
     assert.equal(usage.by_specialist.classify, 1);

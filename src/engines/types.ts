@@ -1,10 +1,15 @@
 /** The engine layer's vocabulary: what a specialist asks an engine to do. */
+import type { ToolCall, ToolCallDelta, ToolRequest } from "./tools.js";
 
 export type Role = "system" | "user" | "assistant";
 
 export interface ChatMessage {
-  role: Role;
+  role: Role | "tool";
   content: string;
+  /** An assistant turn's tool calls (its content may then be empty). */
+  toolCalls?: readonly ToolCall[] | undefined;
+  /** A tool turn: the call it answers. */
+  toolCallId?: string | undefined;
 }
 
 /** A restriction of the output, enforced by grammar in the embedded engine. */
@@ -14,7 +19,7 @@ export type OutputConstraint =
   | { type: "json_object" }
   | { type: "json_schema"; schema: Readonly<Record<string, unknown>> };
 
-export type FinishReason = "stop" | "length";
+export type FinishReason = "stop" | "length" | "tool_calls";
 
 export interface GenerationRequest {
   messages: readonly ChatMessage[];
@@ -31,6 +36,10 @@ export interface GenerationRequest {
   signal: AbortSignal;
   /** Receives text as it is produced (streaming); omitted for whole responses. */
   onText?: ((delta: string) => void) | undefined;
+  /** Tools the model may call; absent (or tool_choice "none") for plain answers. */
+  tools?: ToolRequest | undefined;
+  /** Receives tool calls as they are produced (streaming). */
+  onToolCall?: ((delta: ToolCallDelta) => void) | undefined;
 }
 
 export interface GenerationResult {
@@ -40,6 +49,8 @@ export interface GenerationResult {
   finishReason: FinishReason;
   /** True when the request's signal ended generation early. */
   aborted: boolean;
+  /** The calls the model made (finish reason "tool_calls", or "length" when the last was cut). */
+  toolCalls?: ToolCall[] | undefined;
 }
 
 export interface Engine {

@@ -49,7 +49,7 @@ class AgainstARealServer(unittest.TestCase):
         self.assertEqual(completion.choices[0].message.role, "assistant")
         self.assertLessEqual(completion.usage.completion_tokens, 4)
         models = c.models.list()
-        self.assertEqual(len(models.data), 7)
+        self.assertEqual(len(models.data), 8)
         self.assertIn("alveare-chat", [m.id for m in models.data])
         usage = c.usage.get()
         self.assertGreaterEqual(usage.requests_used, 2)
