@@ -124,16 +124,20 @@ describe("tool calling through the official openai package", () => {
     }
   });
 
-  it("reports finish_reason length on a call cut by max_tokens", async () => {
-    const completion = await client.chat.completions.create({
-      model: "alveare-chat", messages: ASK, tools: [WEATHER], tool_choice: "required", temperature: 1, seed: 3, max_tokens: 12,
-    });
-    const choice = completion.choices[0]!;
+  it("reports finish_reason length on a call cut by max_tokens, keeping the cut arguments", async () => {
+    const ask = { model: "alveare-chat", messages: ASK, tools: [WEATHER], tool_choice: "required" as const, temperature: 1.5, seed: 5 };
+    const whole = await client.chat.completions.create({ ...ask, max_tokens: 400 });
+    assert.equal(whole.choices[0]!.finish_reason, "tool_calls");
+    const full = argumentsOf(whole.choices[0]!.message.tool_calls![0]!);
+    // The same seed samples the same tokens: cut three tokens before the end, inside the arguments.
+    const cutAt = whole.usage!.completion_tokens - 3;
+    const cut = await client.chat.completions.create({ ...ask, max_tokens: cutAt });
+    const choice = cut.choices[0]!;
     assert.equal(choice.finish_reason, "length");
-    assert.equal(completion.usage!.completion_tokens, 12);
-    for (const call of choice.message.tool_calls ?? []) {
-      if (call.type === "function") assert.throws(() => assertValidWeather(call.function.arguments));
-    }
+    assert.equal(cut.usage!.completion_tokens, cutAt);
+    const partial = argumentsOf(choice.message.tool_calls![0]!);
+    assert.ok(full.startsWith(partial) && partial.length < full.length, `${partial} / ${full}`);
+    assert.throws(() => JSON.parse(partial));
   });
 
   it("completes a round trip: call, tool result, answer", async () => {
