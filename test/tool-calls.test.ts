@@ -192,3 +192,45 @@ describe("tool calling through the official openai package", () => {
       [400, "invalid_parameter", "messages[0].tool_calls"]);
   });
 });
+
+describe("tool calling through a remote specialist", () => {
+  let upstream: TestServer;
+  let server: TestServer;
+  let client: OpenAI;
+  before(async () => {
+    // The upstream is a second real server on its own socket: tools pass through to it and back.
+    upstream = await startTestServer();
+    server = await startTestServer({
+      specialists: { faraway: { description: "served by another node", system_prompt: "", remote: { base_url: `${upstream.url}/v1`, model: "alveare-chat" } } },
+    });
+    client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "unused", maxRetries: 0 });
+  });
+  after(async () => {
+    await server.close();
+    await upstream.close();
+  });
+
+  it("passes tools, tool_choice and the tool history through, whole and streamed", async () => {
+    const ask = { model: "alveare-faraway", messages: ASK, tools: [WEATHER], tool_choice: "required" as const, temperature: 2, seed: 4, max_tokens: 400 };
+    const whole = await client.chat.completions.create(ask);
+    const choice = whole.choices[0]!;
+    assert.equal(choice.finish_reason, "tool_calls");
+    assert.equal(choice.message.content, null);
+    const call = choice.message.tool_calls![0]!;
+    assertValidWeather(argumentsOf(call));
+
+    const chunks: ChatCompletionChunk[] = [];
+    for await (const chunk of await client.chat.completions.create({ ...ask, stream: true })) chunks.push(chunk);
+    const deltas = chunks.flatMap((c) => c.choices.flatMap((ch) => ch.delta.tool_calls ?? []));
+    assert.match(deltas[0]!.id!, /^call_/);
+    assert.equal(deltas[0]!.function!.name, "get_weather");
+    assertValidWeather(deltas.map((d) => d.function!.arguments ?? "").join(""));
+    assert.equal(chunks.at(-1)!.choices[0]!.finish_reason, "tool_calls");
+
+    const answer = await client.chat.completions.create({
+      model: "alveare-faraway", max_tokens: 8,
+      messages: [...ASK, choice.message, { role: "tool", tool_call_id: call.id, content: "sunny" }],
+    });
+    assert.equal(typeof answer.choices[0]!.message.content, "string");
+  });
+});
