@@ -1,35 +1,28 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { errors } from "../errors.js";
 import type { AccountService } from "../gate/accounts.js";
+import { bearerToken, requestedMode } from "../gate/credentials.js";
 import { findPlan, type Plan } from "../gate/plans.js";
 import { usageReport } from "../metering/usage-report.js";
-import type { Account, ApiKeyRecord, Mode, Store } from "../store/store.js";
+import type { Account, LedgerStore, Mode, PeopleStore } from "../store/store.js";
+import { accountJson, createdKeyJson, invitationJson, keyJson } from "../api/resources.js";
 import { adminRequests } from "../api/schemas/admin.js";
 import { parseBody } from "../schema/request-errors.js";
 import type { People } from "../dashboard/people.js";
 import { accountDetailRoutes } from "./account-detail-routes.js";
 import { checkCsrf, readCookie, SESSION_COOKIE, setSecurityHeaders } from "../dashboard/web-security.js";
 
-export interface AdminApiOptions {
+interface AdminApiOptions {
   /** ALVEARE_ADMIN_TOKEN; without one the admin API does not exist (404). */
   token: string | undefined;
   accounts: AccountService;
-  store: Store;
+  ledger: LedgerStore;
+  peopleStore: PeopleStore;
   plans: Readonly<Record<string, Plan>>;
   people: People;
 }
 
-const accountJson = (a: Account) => ({ id: a.id, name: a.name, plan: a.plan, status: a.status, created_at: a.createdAt });
-const keyJson = (k: ApiKeyRecord) => ({
-  id: k.id, account_id: k.accountId, name: k.name, mode: k.mode, prefix: k.prefix,
-  created_at: k.createdAt, last_used_at: k.lastUsedAt, revoked_at: k.revokedAt,
-});
-
-const modeOf = (request: FastifyRequest): Mode => {
-  const mode = (request.query as Record<string, string | undefined>).mode ?? "live";
-  if (mode !== "live" && mode !== "test") throw errors.invalidParameter("mode", "must be live or test.");
-  return mode;
-};
+const modeOf = (request: FastifyRequest): Mode => requestedMode((request.query as Record<string, string | undefined>).mode);
 
 /**
  * The operator's JSON API under /admin/api: the same operations as the CLI,
@@ -39,7 +32,7 @@ const modeOf = (request: FastifyRequest): Mode => {
  */
 export function adminApi(options: AdminApiOptions) {
   return async (app: FastifyInstance): Promise<void> => {
-    const { accounts, store, plans } = options;
+    const { accounts, ledger, plans } = options;
     app.addHook("onRequest", async (request, reply) => {
       if (options.token === undefined || options.token === "") throw errors.notFound(request.method, request.url.split("?")[0] ?? "/");
       setSecurityHeaders(reply);
@@ -50,16 +43,15 @@ export function adminApi(options: AdminApiOptions) {
           return;
         }
       }
-      const given = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? "")?.[1];
+      const given = bearerToken(request.headers.authorization);
       if (given === undefined) throw errors.missingApiKey();
       // The same per-address limit as the operator's sign-in: the bearer token is the same secret.
       options.people.checkAdminToken(given, request.ip);
     });
 
-    /** An invitation link for a member of the account; the token travels in the URL fragment, which browsers never send to a server. */
     app.post<{ Params: { id: string } }>("/accounts/:id/invitations", async (request, reply) => {
-      const { member, token } = await options.people.invite(request.params.id, parseBody(adminRequests.inviteMember, request.body).email);
-      return reply.code(201).send({ member_id: member.id, email: member.email, invite_path: `/dashboard/#invite=${token}` });
+      const invited = await options.people.invite(request.params.id, parseBody(adminRequests.inviteMember, request.body).email);
+      return reply.code(201).send(invitationJson(invited));
     });
 
     app.get("/accounts", async () => ({ object: "list", data: (await accounts.listAccounts()).map(accountJson) }));
@@ -88,8 +80,7 @@ export function adminApi(options: AdminApiOptions) {
 
     app.post<{ Params: { id: string } }>("/accounts/:id/keys", async (request, reply) => {
       const body = request.body === undefined ? {} : parseBody(adminRequests.createKey, request.body);
-      const { record, key } = await accounts.createKey(request.params.id, body.mode ?? "live", body.name);
-      return reply.code(201).send({ ...keyJson(record), key });
+      return reply.code(201).send(createdKeyJson(await accounts.createKey(request.params.id, body.mode ?? "live", body.name)));
     });
 
     app.post<{ Params: { id: string } }>("/keys/:id/revoke", async (request) => {
@@ -101,9 +92,9 @@ export function adminApi(options: AdminApiOptions) {
       const account = await accounts.getAccount(request.params.id);
       const plan = findPlan(plans, account.plan);
       if (plan === undefined) throw errors.internal();
-      return usageReport(store, plan, account.id, modeOf(request));
+      return usageReport(ledger, plan, account.id, modeOf(request));
     });
 
-    accountDetailRoutes({ accounts, store })(app);
+    accountDetailRoutes({ accounts, ledger, peopleStore: options.peopleStore })(app);
   };
 }

@@ -1,7 +1,8 @@
 import { ApiError, errors } from "../errors.js";
-import { randomBase62 } from "../server/ids.js";
-import type { Account, ApiKeyRecord, Mode, Store } from "../store/store.js";
+import { randomBase62 } from "../ids.js";
+import type { Account, AccountStore, ApiKeyRecord, Mode } from "../store/store.js";
 import { generateKey } from "./api-keys.js";
+import { isKeyMode } from "./credentials.js";
 import { DEFAULT_MAX_KEYS, findPlan, type Plan } from "./plans.js";
 
 /**
@@ -9,7 +10,7 @@ import { DEFAULT_MAX_KEYS, findPlan, type Plan } from "./plans.js";
  * dashboard, so each rule (plan names, key cap, suspension) is enforced once.
  */
 export class AccountService {
-  constructor(private readonly store: Store, private readonly plans: Readonly<Record<string, Plan>>) {}
+  constructor(private readonly store: AccountStore, private readonly plans: Readonly<Record<string, Plan>>) {}
 
   private plan(name: string): Plan {
     const plan = findPlan(this.plans, name);
@@ -31,7 +32,7 @@ export class AccountService {
    * unrevoked keys per mode (each key brings its own minute limit).
    */
   async createKey(accountId: string, mode: Mode, name?: string): Promise<{ record: ApiKeyRecord; key: string }> {
-    if (mode !== "live" && mode !== "test") throw new AccountError(errors.invalidParameter("mode", `must be live or test, got '${String(mode)}'.`));
+    if (!isKeyMode(mode)) throw new AccountError(errors.invalidParameter("mode", `must be live or test, got '${String(mode)}'.`));
     const account = await this.getAccount(accountId);
     // An account left on a plan the config no longer defines keeps the default cap.
     const maxKeys = findPlan(this.plans, account.plan)?.maxKeys ?? DEFAULT_MAX_KEYS;

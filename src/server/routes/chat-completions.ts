@@ -4,7 +4,7 @@ import { ApiError, errors } from "../../errors.js";
 import type { GenerationResult } from "../../engines/types.js";
 import type { ToolCallDelta } from "../../engines/tools.js";
 import type { AppOptions } from "../app.js";
-import { completionId } from "../ids.js";
+import { completionId } from "../../ids.js";
 import { EventStream } from "../sse.js";
 import { assistantMessage, toolCallChunkDelta } from "./tool-response.js";
 import { parseChatRequest } from "./chat-request.js";

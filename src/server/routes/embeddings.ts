@@ -8,7 +8,10 @@ import { parseBody } from "../../schema/request-errors.js";
 import type { Specialist } from "../../specialists/specialist.js";
 import type { AppOptions } from "../app.js";
 import { requestSignal } from "../request-context.js";
-import { CLIENT_CLOSED } from "./run-inference.js";
+import { admitRequest } from "../gate-adapter.js";
+import { promptTokenBound } from "../../gate/token-reservation.js";
+import { CLIENT_CLOSED } from "../../metering/counting-rule.js";
+import { observeGeneration } from "../../observability/inference-observer.js";
 
 /** OpenAI's base64 encoding: the float32 values' little-endian bytes. */
 export function toBase64(vector: readonly number[]): string {
@@ -36,22 +39,32 @@ function findEmbedder(options: AppOptions, name: string): { specialist: Speciali
   return { specialist, embedder: specialist.embedder };
 }
 
-/** Admission, embedding and exactly one metering record, as inference requests have. */
+/**
+ * Admission, embedding and exactly one metering record, as inference requests
+ * have, with the same metrics and spans. Each input is reserved at its token
+ * bound (at most the context) and settled to the real count.
+ */
 async function runEmbedding(
   options: AppOptions, request: FastifyRequest, reply: FastifyReply, specialist: Specialist, embedder: Embedder, inputs: readonly string[],
 ): Promise<EmbeddingResult> {
   request.logFields.specialist = specialist.id;
-  const admission = await options.gate.admit(request, reply, request.caller, specialist.id, "embeddings");
+  const observer = observeGeneration(options.telemetry, request.trace, specialist, "embeddings");
+  const reserveTokens = { promptTokens: inputs.reduce((sum, text) => sum + promptTokenBound([text], specialist.contextSize), 0), completionTokens: 0 };
+  const admission = await observer.admission(admitRequest(options.gate, request, reply, specialist.id, "embeddings", { reserveTokens }));
   const signal = requestSignal(reply, options.shutdown);
   const started = performance.now();
   let result: EmbeddingResult | undefined;
   let status = 200;
-  const work = embedder.embed(inputs, signal);
+  let failure: unknown;
+  const work = options.lifecycle?.current === "draining"
+    ? Promise.reject(errors.notServing("shutting_down", 1))
+    : embedder.embed(inputs, signal);
   request.generationDone = work;
   try {
     result = await work;
     return result;
   } catch (error) {
+    failure = error;
     status = error instanceof ApiError ? error.status : signal.aborted ? CLIENT_CLOSED : 500;
     if (error instanceof ApiError) throw error;
     if (signal.aborted) {
@@ -61,9 +74,11 @@ async function runEmbedding(
     request.log.error({ err: error }, "embedding failed");
     throw errors.internal();
   } finally {
-    request.logFields.prompt_tokens = result?.promptTokens ?? 0;
+    const promptTokens = result?.promptTokens ?? 0;
+    request.logFields.prompt_tokens = promptTokens;
     request.logFields.completion_tokens = 0;
-    await admission.finish({ status, promptTokens: result?.promptTokens ?? 0, completionTokens: 0, latencyMs: performance.now() - started });
+    observer.generated(result === undefined ? undefined : { text: "", promptTokens, completionTokens: 0, finishReason: "stop", aborted: false }, failure);
+    await observer.metering(admission.finish({ status, promptTokens, completionTokens: 0, latencyMs: performance.now() - started }));
   }
 }
 
