@@ -101,6 +101,12 @@ export const errors = {
   headersTooLarge: () =>
     new ApiError(431, "invalid_request_error", "request_header_fields_too_large", "The request's headers are larger than the server accepts."),
   invalidRequest: (message: string) => new ApiError(400, "invalid_request_error", "invalid_request", message),
+  embeddingInputTooLong: (index: number, count: number, tokens: number, contextSize: number) =>
+    invalid(
+      "context_length_exceeded",
+      `This embeddings specialist's context holds ${contextSize} tokens, but ${count === 1 ? "your input" : `input[${index}]`} is ${tokens} tokens. Shorten it or split it.`,
+      "input",
+    ),
   tokenRateLimited: (limit: number, windowMs: number, retryAfterMs: number) =>
     new ApiError(429, "rate_limit_error", "token_rate_limit_exceeded",
       `Token rate limit reached: ${limit} tokens per ${windowMs / 1000} seconds for this API key. Retry after ${Math.ceil(retryAfterMs)} ms.`, null,

@@ -116,7 +116,7 @@ describe("configuration", () => {
     assert.equal(defaults.host, "127.0.0.1");
     assert.equal(defaults.engine.threads, "auto");
     assert.match(defaults.models.base!, /^hf:Qwen\/Qwen2\.5-0\.5B-Instruct-GGUF/);
-    assert.deepEqual(defaults.specialists.map((s) => s.id), ["classify", "summarise", "extract", "qa", "chat", "code"]);
+    assert.deepEqual(defaults.specialists.map((s) => s.id), ["classify", "summarise", "extract", "qa", "chat", "code", "embed"]);
   });
 
   it("changes a default specialist field by field, adds new ones and removes disabled ones", () => {

@@ -98,7 +98,7 @@ describe("the gate: who may call what", () => {
     const r = await call(server, ROUTES[0]!, solo.auth);
     assert.deepEqual((r.json.data as Array<{ id: string }>).map((m) => m.id).sort(), ["alveare-classify", "alveare-extract", "alveare-summarise"]);
     const all = await call(server, ROUTES[0]!, live.auth);
-    assert.equal((all.json.data as unknown[]).length, 6);
+    assert.equal((all.json.data as unknown[]).length, 7);
   });
 
   it("answers 403 specialist_not_in_plan on both inference routes, and counts nothing", async () => {

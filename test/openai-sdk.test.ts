@@ -74,7 +74,7 @@ describe("the official openai package against a real socket", () => {
       assert.equal(model.owned_by, "alveare");
       ids.push(model.id);
     }
-    assert.deepEqual(ids.sort(), ["alveare-chat", "alveare-classify", "alveare-code", "alveare-extract", "alveare-qa", "alveare-summarise"]);
+    assert.deepEqual(ids.sort(), ["alveare-chat", "alveare-classify", "alveare-code", "alveare-embed", "alveare-extract", "alveare-qa", "alveare-summarise"]);
   });
 
   it("turns our 400 into the SDK's BadRequestError with our message", async () => {

@@ -6,10 +6,10 @@ import { Ajv2020, type ValidateFunction } from "ajv/dist/2020.js";
 import type { FastifyInstance, RouteOptions } from "fastify";
 import type { Browser } from "playwright-core";
 import type { Static } from "@sinclair/typebox";
-import type { ChatCompletion, ChatCompletionChunk, Health, InferResponse, ModelList, Usage } from "../src/api/types.js";
+import type { ChatCompletion, ChatCompletionChunk, CreateEmbeddingResponse, Health, InferResponse, ModelList, Usage } from "../src/api/types.js";
 import type { ErrorBody } from "../src/errors.js";
 import {
-  ChatCompletionChunkSchema, ChatCompletionSchema, ErrorBodySchema, HealthSchema, InferResponseSchema, ModelListSchema, UsageSchema,
+  ChatCompletionChunkSchema, ChatCompletionSchema, CreateEmbeddingResponseSchema, ErrorBodySchema, HealthSchema, InferResponseSchema, ModelListSchema, UsageSchema,
 } from "../src/api/schemas/responses.js";
 import { openApiPath } from "../src/api/openapi.js";
 import { FakeUpstream } from "./helpers/fake-upstream.js";
@@ -32,6 +32,7 @@ const SCHEMAS_MATCH_SDK_TYPES: readonly true[] = [
   true satisfies Same<Static<typeof InferResponseSchema>, InferResponse>,
   true satisfies Same<Static<typeof ChatCompletionSchema>, ChatCompletion>,
   true satisfies Same<Static<typeof ChatCompletionChunkSchema>, ChatCompletionChunk>,
+  true satisfies Same<Static<typeof CreateEmbeddingResponseSchema>, CreateEmbeddingResponse>,
   true satisfies Same<Static<typeof UsageSchema>, Usage>,
   true satisfies Same<Static<typeof ErrorBodySchema>, ErrorBody>,
 ];

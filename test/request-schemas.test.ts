@@ -12,6 +12,7 @@ import { problem, StringEnum } from "../src/schema/builders.js";
 import { compileSchema, type CompiledSchema } from "../src/schema/compile.js";
 import { parseConfigPart } from "../src/schema/config-errors.js";
 import { parseBody } from "../src/schema/request-errors.js";
+import { toChatMessages } from "../src/server/routes/tool-request.js";
 
 /** What the client sees: [code, param, message]. */
 function refusal<T>(compiled: CompiledSchema<T>, body: unknown): [string, string | null, string] {
@@ -42,8 +43,9 @@ const nested = (depth: number): unknown => JSON.parse("[".repeat(depth) + "]".re
 describe("request schemas: Ajv errors mapped to the error catalogue", () => {
   it("required: missing_parameter naming the parameter, nested paths included", () => {
     assert.deepEqual(refusal(inferRequest, { specialist: "classify" }), ["missing_parameter", "prompt", "Missing required parameter: 'prompt'."]);
-    assert.deepEqual(refusal(chatCompletionRequest, { model: "m", messages: [{ role: "user" }] }),
-      ["missing_parameter", "messages[0].content", "Missing required parameter: 'messages[0].content'."]);
+    // Content may be absent on an assistant turn with tool calls, so its absence elsewhere is refused where messages are read.
+    assert.throws(() => toChatMessages(parseBody(chatCompletionRequest, { model: "m", messages: [{ role: "user" }] }).messages),
+      (e: unknown) => e instanceof ApiError && e.code === "missing_parameter" && e.param === "messages[0].content" && e.message === "Missing required parameter: 'messages[0].content'.");
     assert.deepEqual(refusal(chatCompletionRequest, chat({ response_format: { type: "json_schema", json_schema: { name: "x" } } })),
       ["missing_parameter", "response_format.json_schema.schema", "Missing required parameter: 'response_format.json_schema.schema'."]);
     assert.deepEqual(refusal(chatCompletionRequest, chat({ messages: [{ role: "user", content: [{ type: "text" }] }] })),
@@ -112,10 +114,10 @@ describe("request schemas: Ajv errors mapped to the error catalogue", () => {
     assert.equal(refusal(plain, { tags: ["a", "b"], code: "abcde" })[2], "Invalid 'code': must be at most 4 characters long.");
   });
 
-  it("enum: message roles are four names, never an inherited property", () => {
-    for (const role of ["tool", "constructor", "__proto__", "toString", "hasOwnProperty"]) {
+  it("enum: message roles are five names, never an inherited property", () => {
+    for (const role of ["function", "constructor", "__proto__", "toString", "hasOwnProperty"]) {
       assert.deepEqual(refusal(chatCompletionRequest, chat({ messages: [{ role: "user", content: "x" }, { role, content: "x" }] })),
-        ["invalid_parameter", "messages[1].role", `Invalid 'messages[1].role': must be "system", "developer", "user" or "assistant", got "${role}".`]);
+        ["invalid_parameter", "messages[1].role", `Invalid 'messages[1].role': must be "system", "developer", "user", "assistant" or "tool", got "${role}".`]);
     }
     assert.deepEqual(refusal(chatCompletionRequest, chat({ messages: [{ role: ["user"], content: "x" }] })),
       ["invalid_parameter", "messages[0].role", "Invalid 'messages[0].role': expected a string, got array."]);

@@ -91,6 +91,28 @@ describe("TypeScript SDK against a real alveare serve", () => {
   });
   const client = (options: ConstructorParameters<typeof Alveare>[0] = {}) => new Alveare({ apiKey: key, baseURL: server.url, ...options });
 
+  it("creates embeddings and reads tool calls", async () => {
+    // Its own key: "calls every endpoint" counts its key's requests exactly.
+    const c = client({ apiKey: (await createKey(server, "professional")).key });
+    const floats = await c.embeddings.create({ model: "alveare-embed", input: ["bees", "honey"], dimensions: 4 });
+    assert.deepEqual(floats.data.map((d) => d.index), [0, 1]);
+    const vector = floats.data[0]!.embedding as number[];
+    assert.equal(vector.length, 4);
+    const packed = await c.embeddings.create({ model: "alveare-embed", input: "bees", dimensions: 4, encoding_format: "base64" });
+    const bytes = Buffer.from(packed.data[0]!.embedding as string, "base64");
+    assert.deepEqual(Array.from(new Float32Array(bytes.buffer, bytes.byteOffset, 4)), vector);
+    const completion = await c.chat.completions.create({
+      model: "alveare-chat", messages: [{ role: "user", content: "pick" }], tool_choice: "required", max_tokens: 300,
+      tools: [{ type: "function", function: { name: "pick", parameters: { type: "object", properties: { colour: { type: "string", enum: ["red", "blue"] } }, required: ["colour"] } } }],
+    });
+    const choice = completion.choices[0]!;
+    assert.equal(choice.finish_reason, "tool_calls");
+    assert.equal(choice.message.content, null);
+    const call = choice.message.tool_calls![0]!;
+    assert.deepEqual([call.type, call.function.name], ["function", "pick"]);
+    assert.ok(["red", "blue"].includes((JSON.parse(call.function.arguments) as { colour: string }).colour));
+  });
+
   it("calls every endpoint", async () => {
     const c = client();
     const health = await c.health();
@@ -102,7 +124,7 @@ describe("TypeScript SDK against a real alveare serve", () => {
     assert.equal(completion.object, "chat.completion");
     assert.ok(completion.usage.completion_tokens <= 4);
     const models = await c.models.list();
-    assert.equal(models.data.length, 7);
+    assert.equal(models.data.length, 8);
     const usage = await c.usage.get();
     assert.equal(usage.requests_used, 2);
     assert.equal(usage.by_specialist.classify, 1);

@@ -1,9 +1,10 @@
 import type { TSchema } from "@sinclair/typebox";
 import { ChatCompletionRequestSchema } from "./schemas/chat-completions.js";
+import { EmbeddingsRequestSchema } from "./schemas/embeddings.js";
 import { InferRequestSchema } from "./schemas/infer.js";
 import { CreateAccountSchema, CreateKeySchema, InviteMemberSchema, UpdateAccountSchema } from "./schemas/admin.js";
 import {
-  ChatCompletionChunkSchema, ChatCompletionSchema, ErrorBodySchema, HealthSchema, InferResponseSchema, ModelListSchema, ReadinessSchema, UsageSchema,
+  ChatCompletionChunkSchema, ChatCompletionSchema, CreateEmbeddingResponseSchema, ErrorBodySchema, HealthSchema, InferResponseSchema, ModelListSchema, ReadinessSchema, UsageSchema,
 } from "./schemas/responses.js";
 import {
   AccountListSchema, AccountSchema, ApiKeyListSchema, CreatedApiKeySchema, InvitationSchema, MemberListSchema, RevokedKeySchema, UsageBreakdownSchema,
@@ -25,6 +26,8 @@ const SCHEMAS = {
   ChatCompletionRequest: ChatCompletionRequestSchema,
   ChatCompletion: ChatCompletionSchema,
   ChatCompletionChunk: ChatCompletionChunkSchema,
+  EmbeddingsRequest: EmbeddingsRequestSchema,
+  CreateEmbeddingResponse: CreateEmbeddingResponseSchema,
   Usage: UsageSchema,
   Account: AccountSchema,
   AccountList: AccountListSchema,
@@ -53,7 +56,7 @@ const ERROR_STATUSES = {
   404: "not_found: no such route or resource (the whole admin API answers 404 while no admin token is configured).",
   408: "request_timeout: the request was not received in full in time.",
   413: "request_too_large: the body is larger than the configured limit.",
-  429: "Too many requests: rate_limit_exceeded, monthly_quota_exceeded (too_many_sign_in_attempts on the admin API). Retry-After says when to retry.",
+  429: "Too many requests: rate_limit_exceeded, token_rate_limit_exceeded, concurrency_limit_exceeded, monthly_quota_exceeded (too_many_sign_in_attempts on the admin API). Retry-After says when to retry.",
   431: "request_header_fields_too_large: the headers are larger than the server accepts.",
   500: "internal_error: the server failed; retry with backoff.",
   502: "upstream_error: a remote specialist's upstream answered badly.",
@@ -137,6 +140,10 @@ export const OPERATIONS: readonly Operation[] = [
       },
     },
     errors: INFERENCE,
+  },
+  {
+    method: "post", path: "/v1/embeddings", summary: "OpenAI-compatible embedding vectors from an embeddings specialist (alveare-embed).", tag: "Inference", security: "apiKey",
+    body: "EmbeddingsRequest", ok: { 200: ok("One unit-length vector per input, in input order.", "CreateEmbeddingResponse") }, errors: [...WITH_BODY, ...V1_AUTH, 429, 503],
   },
   {
     method: "get", path: "/v1/usage", summary: "The key's account and mode this UTC month: requests, tokens, limit.", tag: "Account", security: "apiKey",

@@ -115,7 +115,9 @@ export function parseSpecialists(raw: unknown): SpecialistDefinition[] {
       },
       contextSize: value.context_size ?? base?.contextSize ?? 2048,
       engine: parseEngine(value, path, base?.engine),
+      ...(base?.kind === undefined ? {} : { kind: base.kind }),
     });
+    if (base?.kind === "embeddings" && value.remote !== undefined) fail(`${path}remote`, "an embeddings specialist runs on a model file; remote embeddings are not supported");
   }
   if (byId.size === 0) throw new ConfigError("specialists", "at least one specialist must stay enabled");
   return [...byId.values()];

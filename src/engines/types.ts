@@ -1,12 +1,18 @@
 import type { Logger } from "pino";
+import type { Embedder } from "./embedded/embeddings.js";
+import type { ToolCall, ToolCallDelta, ToolRequest } from "./tools.js";
 
 /** The engine layer's vocabulary: what a specialist asks an engine to do, and how engines are started. */
 
 export type Role = "system" | "user" | "assistant";
 
 export interface ChatMessage {
-  role: Role;
+  role: Role | "tool";
   content: string;
+  /** An assistant turn's tool calls (its content may then be empty). */
+  toolCalls?: readonly ToolCall[] | undefined;
+  /** A tool turn: the call it answers. */
+  toolCallId?: string | undefined;
 }
 
 /** A restriction of the output, enforced by grammar in the embedded engine. */
@@ -16,7 +22,7 @@ export type OutputConstraint =
   | { type: "json_object" }
   | { type: "json_schema"; schema: Readonly<Record<string, unknown>> };
 
-export type FinishReason = "stop" | "length";
+export type FinishReason = "stop" | "length" | "tool_calls";
 
 export interface GenerationRequest {
   messages: readonly ChatMessage[];
@@ -33,6 +39,10 @@ export interface GenerationRequest {
   signal: AbortSignal;
   /** Receives text as it is produced (streaming); omitted for whole responses. */
   onText?: ((delta: string) => void) | undefined;
+  /** Tools the model may call; absent (or tool_choice "none") for plain answers. */
+  tools?: ToolRequest | undefined;
+  /** Receives tool calls as they are produced (streaming). */
+  onToolCall?: ((delta: ToolCallDelta) => void) | undefined;
   /** Called once the request has left the engine's queue and generation begins (queue-wait tracing). */
   onStarted?: (() => void) | undefined;
   /** W3C trace context for the upstream call of a remote engine. */
@@ -46,6 +56,8 @@ export interface GenerationResult {
   finishReason: FinishReason;
   /** True when the request's signal ended generation early. */
   aborted: boolean;
+  /** The calls the model made (finish reason "tool_calls", or "length" when the last was cut). */
+  toolCalls?: ToolCall[] | undefined;
 }
 
 export interface Engine {
@@ -69,11 +81,15 @@ export interface EngineUser<Config> {
   id: string;
   contextSize: number;
   engine: Config;
+  /** "embeddings": the specialist needs an embedder rather than a generating engine. */
+  kind?: "embeddings" | undefined;
 }
 
 /** The engines one kind started: one per specialist id (specialists with the same settings share one). */
 export interface StartedEngines {
   engines: ReadonlyMap<string, Engine>;
+  /** Embedders of the embeddings specialists among the users, by id (kinds that cannot embed leave it out). */
+  embedders?: ReadonlyMap<string, Embedder>;
   close(): Promise<void>;
 }
 

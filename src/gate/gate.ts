@@ -22,7 +22,7 @@ export interface Admission {
   finish(outcome: Outcome): Promise<void>;
 }
 
-export type Endpoint = "infer" | "chat.completions";
+export type Endpoint = "infer" | "chat.completions" | "embeddings";
 
 /**
  * The most tokens a request may use, reserved against the key's token cap at

@@ -11,6 +11,7 @@ import { CLIENT_CLOSED } from "../metering/counting-rule.js";
 import { authenticationHook } from "./gate-adapter.js";
 import "./request-context.js";
 import { chatCompletionsRoute } from "./routes/chat-completions.js";
+import { embeddingsRoute } from "./routes/embeddings.js";
 import { healthRoute } from "./routes/health.js";
 import { apiDocsRoutes } from "./routes/api-docs.js";
 import { inferRoute } from "./routes/infer.js";
@@ -166,6 +167,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     await v1.register(modelsRoute, options);
     await v1.register(inferRoute, options);
     await v1.register(chatCompletionsRoute, options);
+    await v1.register(embeddingsRoute, options);
     for (const plugin of options.v1Routes ?? []) await v1.register(async (scope) => plugin(scope));
   }, { prefix: "/v1" });
   for (const { prefix, plugin } of options.mounts ?? []) await app.register(async (scope) => plugin(scope), { prefix });

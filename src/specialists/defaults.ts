@@ -15,7 +15,7 @@ export function classifierPrompt(labels: readonly string[]): string {
   );
 }
 
-/** The six built-in specialists, all on the one default base model. */
+/** The six specialists of DESIGN.md and the embeddings specialist, all on the one default base model. */
 export function defaultSpecialists(): SpecialistDefinition[] {
   const common = { engine: { kind: "embedded", model: BASE_MODEL }, defaults: REFERENCE_SAMPLING } as const;
   return [
@@ -76,6 +76,15 @@ export function defaultSpecialists(): SpecialistDefinition[] {
         "they use or ask for. Put code in fenced code blocks, keep explanations short, and point out any assumption you make.",
       output: { type: "text" },
       contextSize: 4096,
+    },
+    {
+      ...common,
+      id: "embed",
+      description: "Turns text into embedding vectors for search and retrieval (POST /v1/embeddings).",
+      systemPrompt: "",
+      output: { type: "text" },
+      contextSize: 2048,
+      kind: "embeddings",
     },
   ];
 }

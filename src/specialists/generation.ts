@@ -1,3 +1,4 @@
+import type { ToolCallDelta, ToolRequest } from "../engines/tools.js";
 import type { ChatMessage, GenerationRequest, OutputConstraint } from "../engines/types.js";
 import type { Specialist } from "./specialist.js";
 
@@ -13,6 +14,9 @@ export interface SpecialistCall {
   constraint?: OutputConstraint | undefined;
   signal: AbortSignal;
   onText?: ((delta: string) => void) | undefined;
+  /** Tools the model may call (chat completions' tools and tool_choice). */
+  tools?: ToolRequest | undefined;
+  onToolCall?: ((delta: ToolCallDelta) => void) | undefined;
 }
 
 /**
@@ -38,5 +42,6 @@ export function toGenerationRequest(specialist: Specialist, call: SpecialistCall
     contextLimit: specialist.contextSize,
     signal: call.signal,
     onText: call.onText,
+    ...(call.tools === undefined ? {} : { tools: call.tools, onToolCall: call.onToolCall }),
   };
 }

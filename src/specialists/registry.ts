@@ -24,7 +24,10 @@ export class SpecialistRegistry {
       const specialists = config.specialists.map((s): Specialist => {
         const engine = started.map((kind) => kind.engines.get(s.id)).find((e) => e !== undefined);
         if (engine === undefined) throw new Error(`no engine was started for specialist '${s.id}'`);
-        return { ...s, engine };
+        if (s.kind !== "embeddings") return { ...s, engine };
+        const embedder = started.map((kind) => kind.embedders?.get(s.id)).find((e) => e !== undefined);
+        if (embedder === undefined) throw new Error(`no embedder was started for embeddings specialist '${s.id}'`);
+        return { ...s, engine, embedder };
       });
       return new SpecialistRegistry(specialists, started);
     } catch (error) {

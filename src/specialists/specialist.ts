@@ -1,3 +1,4 @@
+import type { Embedder } from "../engines/embedded/embeddings.js";
 import type { EngineConfig } from "../engines/engine-kinds.js";
 import type { Engine, OutputConstraint } from "../engines/types.js";
 
@@ -15,11 +16,15 @@ export interface SpecialistDefinition {
   output: OutputConstraint;
   defaults: SamplingDefaults;
   contextSize: number;
-  /** What serves it, tagged by kind. */
+  /** What serves it, tagged by kind (an embeddings specialist runs on an embedded model). */
   engine: EngineConfig;
+  /** "embeddings": served on POST /v1/embeddings only; absent for generating specialists. */
+  kind?: "embeddings" | undefined;
 }
 
 /** A specialist bound to the engine that serves it. */
 export interface Specialist extends Omit<SpecialistDefinition, "engine"> {
   engine: Engine;
+  /** Present exactly when kind is "embeddings". */
+  embedder?: Embedder | undefined;
 }

@@ -25,11 +25,18 @@ from ._types import (
     Choice,
     ChunkChoice,
     ChunkDelta,
+    ChunkFunctionCall,
+    ChunkToolCall,
     CompletionUsage,
+    CreateEmbeddingResponse,
+    Embedding,
+    EmbeddingUsage,
+    FunctionCall,
     Health,
     InferResponse,
     Model,
     ModelList,
+    ToolCall,
     Usage,
 )
 
@@ -40,6 +47,7 @@ __all__ = [
     "RateLimitError", "RequestTooLargeError", "UnprocessableEntityError",
     "ApiObject", "AssistantMessage", "ChatCompletion", "ChatCompletionChunk", "Choice", "ChunkChoice", "ChunkDelta",
     "CompletionUsage", "Health", "InferResponse", "Model", "ModelList", "Usage",
+    "ChunkFunctionCall", "ChunkToolCall", "CreateEmbeddingResponse", "Embedding", "EmbeddingUsage", "FunctionCall", "ToolCall",
     "retry_delay", "server_delay", "server_delay_ms", "should_retry",
 ]
 __version__ = "0.1.0"

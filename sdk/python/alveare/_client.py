@@ -27,12 +27,15 @@ from ._retry import retry_delay, should_retry
 from ._types import (
     ChatCompletion,
     ChatCompletionChunk,
+    ChatCompletionTool,
     ChatMessage,
+    CreateEmbeddingResponse,
     Health,
     InferResponse,
     ModelList,
     ResponseFormat,
     StreamOptions,
+    ToolChoice,
     Usage,
 )
 
@@ -131,6 +134,9 @@ class _Completions:
         seed: Optional[int] = None,
         stream_options: Optional[StreamOptions] = None,
         response_format: Optional[ResponseFormat] = None,
+        tools: Optional[List[ChatCompletionTool]] = None,
+        tool_choice: Optional[ToolChoice] = None,
+        parallel_tool_calls: Optional[bool] = None,
         extra_body: Optional[Dict[str, Any]] = None,
     ) -> Union[ChatCompletion, ChatCompletionStream]:
         """An OpenAI-style chat completion; `stream=True` returns a ChatCompletionStream.
@@ -141,6 +147,7 @@ class _Completions:
             "model": model, "messages": messages, "max_tokens": max_tokens,
             "max_completion_tokens": max_completion_tokens, "temperature": temperature, "top_p": top_p,
             "stop": stop, "seed": seed, "stream_options": stream_options, "response_format": response_format,
+            "tools": tools, "tool_choice": tool_choice, "parallel_tool_calls": parallel_tool_calls,
         })
         body.update(extra_body or {})
         if stream:
@@ -152,6 +159,23 @@ class _Completions:
 class _Chat:
     def __init__(self, client: "Alveare") -> None:
         self.completions = _Completions(client)
+
+
+class _Embeddings:
+    def __init__(self, client: "Alveare") -> None:
+        self._client = client
+
+    def create(
+        self,
+        *,
+        model: str,
+        input: Union[str, List[str]],  # noqa: A002 - OpenAI's parameter name
+        encoding_format: Optional[str] = None,
+        dimensions: Optional[int] = None,
+    ) -> CreateEmbeddingResponse:
+        """Embedding vectors (POST /v1/embeddings) in OpenAI's shape; `dimensions` truncates and renormalises."""
+        body = _without_none({"model": model, "input": input, "encoding_format": encoding_format, "dimensions": dimensions})
+        return CreateEmbeddingResponse.from_dict(self._client.request("POST", "/v1/embeddings", body))
 
 
 class _Models:
@@ -203,6 +227,7 @@ class Alveare:
         _log_debug_to_stderr_if_asked()
         self.chat = _Chat(self)
         self.models = _Models(self)
+        self.embeddings = _Embeddings(self)
         self.usage = _Usage(self)
 
     def __repr__(self) -> str:

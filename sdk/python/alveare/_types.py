@@ -10,8 +10,8 @@ import dataclasses
 import typing
 from typing import Any, Dict, Iterator, List, Literal, Mapping, Optional, Type, TypedDict, TypeVar, Union
 
-ChatRole = Literal["system", "user", "assistant"]
-FinishReason = Literal["stop", "length"]
+ChatRole = Literal["system", "user", "assistant", "tool"]
+FinishReason = Literal["stop", "length", "tool_calls"]
 
 
 class ChatContentPart(TypedDict):
@@ -19,9 +19,23 @@ class ChatContentPart(TypedDict):
     text: str
 
 
-class ChatMessage(TypedDict):
+class _ChatMessageRequired(TypedDict):
     role: ChatRole
-    content: Union[str, List[ChatContentPart]]
+    #: May be None on an assistant message that carries tool_calls.
+    content: Union[str, List[ChatContentPart], None]
+
+
+class ChatMessage(_ChatMessageRequired, total=False):
+    #: An assistant message's tool calls, replayed from an earlier answer ({"id", "type": "function", "function": {"name", "arguments"}}).
+    tool_calls: List[Dict[str, Any]]
+    #: A tool message: the id of the call it answers.
+    tool_call_id: str
+
+
+#: {"type": "function", "function": {"name": ..., "description": ..., "parameters": {JSON Schema of type "object"}}}.
+ChatCompletionTool = Dict[str, Any]
+#: "none", "auto", "required" or {"type": "function", "function": {"name": ...}}.
+ToolChoice = Union[str, Dict[str, Any]]
 
 
 class StreamOptions(TypedDict, total=False):
@@ -112,9 +126,25 @@ class CompletionUsage(ApiObject):
 
 
 @dataclasses.dataclass(frozen=True)
+class FunctionCall(ApiObject):
+    name: str
+    #: JSON text; on a "length" finish the last call's may be cut short.
+    arguments: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ToolCall(ApiObject):
+    id: str
+    type: str
+    function: FunctionCall
+
+
+@dataclasses.dataclass(frozen=True)
 class AssistantMessage(ApiObject):
     role: str
-    content: str
+    #: None when the answer is tool calls.
+    content: Optional[str] = None
+    tool_calls: Optional[List[ToolCall]] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,9 +165,25 @@ class ChatCompletion(ApiObject):
 
 
 @dataclasses.dataclass(frozen=True)
+class ChunkFunctionCall(ApiObject):
+    name: Optional[str] = None
+    arguments: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ChunkToolCall(ApiObject):
+    """A piece of a streamed tool call: the first carries id, type and name, later ones more arguments."""
+    index: int
+    function: ChunkFunctionCall
+    id: Optional[str] = None
+    type: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
 class ChunkDelta(ApiObject):
     role: Optional[str] = None
     content: Optional[str] = None
+    tool_calls: Optional[List[ChunkToolCall]] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,3 +231,25 @@ class Health(ApiObject):
     status: str
     version: str
     uptime_seconds: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Embedding(ApiObject):
+    object: str
+    index: int
+    #: A list of floats, or a base64 string (little-endian float32) for encoding_format="base64".
+    embedding: Union[List[float], str]
+
+
+@dataclasses.dataclass(frozen=True)
+class EmbeddingUsage(ApiObject):
+    prompt_tokens: int
+    total_tokens: int
+
+
+@dataclasses.dataclass(frozen=True)
+class CreateEmbeddingResponse(ApiObject):
+    object: str
+    data: List[Embedding]
+    model: str
+    usage: EmbeddingUsage

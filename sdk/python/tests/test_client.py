@@ -1,6 +1,9 @@
 """The client against a real `alveare serve`. The Node test suite (test/sdk-python.test.ts)
 starts the server, makes the keys and passes them in the environment."""
+import base64
+import json
 import os
+import struct
 import socket
 import subprocess
 import sys
@@ -49,11 +52,30 @@ class AgainstARealServer(unittest.TestCase):
         self.assertEqual(completion.choices[0].message.role, "assistant")
         self.assertLessEqual(completion.usage.completion_tokens, 4)
         models = c.models.list()
-        self.assertEqual(len(models.data), 7)
+        self.assertEqual(len(models.data), 8)
         self.assertIn("alveare-chat", [m.id for m in models.data])
         usage = c.usage.get()
         self.assertGreaterEqual(usage.requests_used, 2)
         self.assertEqual(usage.requests_limit, 500000)
+
+    def test_embeddings_and_tool_calls(self):
+        c = self.client()
+        floats = c.embeddings.create(model="alveare-embed", input=["bees", "honey"], dimensions=4)
+        self.assertEqual([d.index for d in floats.data], [0, 1])
+        self.assertEqual(len(floats.data[0].embedding), 4)
+        self.assertGreater(floats.usage.prompt_tokens, 0)
+        packed = c.embeddings.create(model="alveare-embed", input="bees", dimensions=4, encoding_format="base64")
+        self.assertEqual(list(struct.unpack("<4f", base64.b64decode(packed.data[0].embedding))), floats.data[0].embedding)
+        tool = {"type": "function", "function": {"name": "pick", "parameters": {
+            "type": "object", "properties": {"colour": {"type": "string", "enum": ["red", "blue"]}}, "required": ["colour"]}}}
+        completion = c.chat.completions.create(
+            model="alveare-chat", messages=[{"role": "user", "content": "pick"}], tools=[tool], tool_choice="required", max_tokens=300)
+        choice = completion.choices[0]
+        self.assertEqual(choice.finish_reason, "tool_calls")
+        self.assertIsNone(choice.message.content)
+        call = choice.message.tool_calls[0]
+        self.assertEqual((call.type, call.function.name), ("function", "pick"))
+        self.assertIn(json.loads(call.function.arguments)["colour"], ("red", "blue"))
 
     def test_responses_still_read_like_dicts(self):
         c = self.client()

@@ -2,7 +2,7 @@ import { APIConnectionError, APIConnectionTimeoutError, APIError, connectionCaus
 import { retryDelayMs, shouldRetry } from "./retry.js";
 import { readSseData } from "./sse.js";
 import type {
-  ChatCompletion, ChatCompletionChunk, ChatCompletionCreateParams, Health, InferRequest, InferResponse, ModelList, Usage,
+  ChatCompletion, ChatCompletionChunk, ChatCompletionCreateParams, CreateEmbeddingResponse, EmbeddingCreateParams, Health, InferRequest, InferResponse, ModelList, Usage,
 } from "./types.js";
 
 /** What the onRetry hook is told before each wait. */
@@ -134,6 +134,12 @@ export class Alveare {
         (params: ChatCompletionCreateParams & { stream?: false | undefined }, options?: RequestOptions): Promise<ChatCompletion>;
       },
     },
+  };
+
+  /** Embedding vectors (POST /v1/embeddings), in OpenAI's shape. */
+  readonly embeddings = {
+    create: (params: EmbeddingCreateParams, options?: RequestOptions): Promise<CreateEmbeddingResponse> =>
+      this.json("POST", "/v1/embeddings", params, options),
   };
 
   readonly models = { list: (options?: RequestOptions): Promise<ModelList> => this.json("GET", "/v1/models", undefined, options) };

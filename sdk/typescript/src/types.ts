@@ -20,7 +20,7 @@ export interface InferResponse {
   latency_ms: number;
 }
 
-export type ChatRole = "system" | "user" | "assistant";
+export type ChatRole = "system" | "user" | "assistant" | "tool";
 
 export interface ChatContentPart {
   type: "text";
@@ -29,8 +29,36 @@ export interface ChatContentPart {
 
 export interface ChatCompletionMessageParam {
   role: ChatRole;
-  content: string | ChatContentPart[];
+  /** May be null on an assistant message that carries tool_calls. */
+  content: string | ChatContentPart[] | null;
   name?: string;
+  /** An assistant message's tool calls, replayed from an earlier answer. */
+  tool_calls?: ChatCompletionMessageToolCall[];
+  /** A tool message: the id of the call it answers. */
+  tool_call_id?: string;
+}
+
+/** A function the model may call; `parameters` is a JSON Schema of type "object". */
+export interface ChatCompletionTool {
+  type: "function";
+  function: { name: string; description?: string; parameters?: Record<string, unknown>; strict?: boolean };
+}
+
+export type ChatCompletionToolChoice = "none" | "auto" | "required" | { type: "function"; function: { name: string } };
+
+export interface ChatCompletionMessageToolCall {
+  id: string;
+  type: "function";
+  /** `arguments` is JSON text; on a "length" finish the last call's may be cut short. */
+  function: { name: string; arguments: string };
+}
+
+/** A piece of a streamed tool call: the first carries id, type and name, later ones more arguments text. */
+export interface ChatCompletionChunkToolCall {
+  index: number;
+  id?: string;
+  type?: "function";
+  function: { name?: string; arguments: string };
 }
 
 export type ResponseFormat =
@@ -50,9 +78,12 @@ export interface ChatCompletionCreateParams {
   stop?: string | string[] | null;
   seed?: number | null;
   response_format?: ResponseFormat;
+  tools?: ChatCompletionTool[];
+  tool_choice?: ChatCompletionToolChoice;
+  parallel_tool_calls?: boolean;
 }
 
-export type FinishReason = "stop" | "length";
+export type FinishReason = "stop" | "length" | "tool_calls";
 
 export interface CompletionUsage {
   prompt_tokens: number;
@@ -67,7 +98,8 @@ export interface ChatCompletion {
   model: string;
   choices: Array<{
     index: number;
-    message: { role: "assistant"; content: string };
+    /** content is null when the answer is tool calls. */
+    message: { role: "assistant"; content: string | null; tool_calls?: ChatCompletionMessageToolCall[] };
     finish_reason: FinishReason;
   }>;
   usage: CompletionUsage;
@@ -80,7 +112,7 @@ export interface ChatCompletionChunk {
   model: string;
   choices: Array<{
     index: number;
-    delta: { role?: "assistant"; content?: string };
+    delta: { role?: "assistant"; content?: string | null; tool_calls?: ChatCompletionChunkToolCall[] };
     finish_reason: FinishReason | null;
   }>;
   usage?: CompletionUsage | null;
@@ -118,3 +150,28 @@ export interface ApiErrorBody {
 
 /** Chat completion model names are specialist ids with this prefix. */
 export const MODEL_PREFIX = "alveare-";
+
+export interface EmbeddingCreateParams {
+  /** An embeddings model, e.g. "alveare-embed". */
+  model: string;
+  /** One text or up to 2,048 texts. */
+  input: string | string[];
+  /** "float" (default) or "base64" (little-endian float32, as OpenAI encodes it). */
+  encoding_format?: "float" | "base64";
+  /** Truncates every vector to this many dimensions and rescales it to unit length. */
+  dimensions?: number;
+}
+
+export interface Embedding {
+  object: "embedding";
+  index: number;
+  /** Numbers for encoding_format "float", a base64 string for "base64". */
+  embedding: number[] | string;
+}
+
+export interface CreateEmbeddingResponse {
+  object: "list";
+  data: Embedding[];
+  model: string;
+  usage: { prompt_tokens: number; total_tokens: number };
+}

@@ -2,9 +2,10 @@ import { Type, type Static } from "@sinclair/typebox";
 import { Nullable, problem, StringEnum, TaggedUnion } from "../../schema/builders.js";
 import { compileSchema } from "../../schema/compile.js";
 import { MaxTokens, Seed, Temperature, TopP } from "./sampling.js";
+import { MessageToolCall, ParallelToolCalls, ToolChoice, Tools } from "./tools.js";
 
 /** `developer` is OpenAI's newer name for `system`. */
-export const CHAT_ROLES = ["system", "developer", "user", "assistant"] as const;
+export const CHAT_ROLES = ["system", "developer", "user", "assistant", "tool"] as const;
 
 const TextPart = TaggedUnion("type", [Type.Object({ type: Type.Literal("text"), text: Type.String() })], problem("only parts of type 'text' are supported."));
 
@@ -14,7 +15,13 @@ const MessageContent = Type.Unsafe<string | Array<Static<typeof TextPart>>>({
   ...problem({ type: "expected a string or an array of text parts." }),
 });
 
-const Message = Type.Object({ role: StringEnum(CHAT_ROLES), content: MessageContent }, problem({ type: "expected a message object." }));
+/** Content may be null or absent only on an assistant turn that calls tools; that is checked where messages are parsed. */
+const Message = Type.Object({
+  role: StringEnum(CHAT_ROLES),
+  content: Type.Optional(Type.Unsafe<Static<typeof MessageContent> | null>({ ...MessageContent, type: ["string", "array", "null"] })),
+  tool_calls: Type.Optional(Nullable(Type.Array(MessageToolCall))),
+  tool_call_id: Type.Optional(Nullable(Type.String())),
+}, problem({ type: "expected a message object." }));
 
 const Stop = Type.Unsafe<string | string[] | null>({
   type: ["string", "array", "null"],
@@ -46,6 +53,9 @@ export const ChatCompletionRequestSchema = Type.Object({
   stream: Type.Optional(Nullable(Type.Boolean())),
   stream_options: Type.Optional(Nullable(Type.Object({ include_usage: Type.Optional(Nullable(Type.Boolean())) }))),
   response_format: Type.Optional(ResponseFormat),
+  tools: Tools,
+  tool_choice: ToolChoice,
+  parallel_tool_calls: ParallelToolCalls,
 });
 export type ChatCompletionRequestBody = Static<typeof ChatCompletionRequestSchema>;
 

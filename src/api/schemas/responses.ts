@@ -61,7 +61,24 @@ export const CompletionUsageSchema = Type.Object({
   total_tokens: Count(),
 }, { title: "CompletionUsage" });
 
-const FinishReason = StringEnum(["stop", "length"] as const);
+const FinishReason = StringEnum(["stop", "length", "tool_calls"] as const, {
+  description: "\"tool_calls\" when the answer is tool calls; \"length\" when max_tokens cut it (a cut call's arguments may be incomplete JSON).",
+});
+
+/** A tool call in an answer: `arguments` is JSON text matching the function's parameters schema. */
+export const ToolCallSchema = Type.Object({
+  id: Type.String(),
+  type: Type.Literal("function"),
+  function: Type.Object({ name: Type.String(), arguments: Type.String({ description: "JSON text of the call's arguments." }) }),
+}, { title: "ToolCall" });
+
+/** A piece of a streamed tool call: the first of each call carries id, type and name; later ones more arguments text. */
+const ChunkToolCallSchema = Type.Object({
+  index: Count("Which call of the answer this piece belongs to."),
+  id: Type.Optional(Type.String()),
+  type: Type.Optional(Type.Literal("function")),
+  function: Type.Object({ name: Type.Optional(Type.String()), arguments: Type.String() }),
+});
 
 /** POST /v1/chat/completions without `stream` */
 export const ChatCompletionSchema = Type.Object({
@@ -71,7 +88,11 @@ export const ChatCompletionSchema = Type.Object({
   model: Type.String(),
   choices: Type.Array(Type.Object({
     index: Count(),
-    message: Type.Object({ role: Type.Literal("assistant"), content: Type.String() }),
+    message: Type.Object({
+      role: Type.Literal("assistant"),
+      content: Type.Union([Type.String(), Type.Null()], { description: "Null when the answer is tool calls." }),
+      tool_calls: Type.Optional(Type.Array(ToolCallSchema)),
+    }),
     finish_reason: FinishReason,
   })),
   usage: CompletionUsageSchema,
@@ -89,7 +110,11 @@ export const ChatCompletionChunkSchema = Type.Object({
   model: Type.String(),
   choices: Type.Array(Type.Object({
     index: Count(),
-    delta: Type.Object({ role: Type.Optional(Type.Literal("assistant")), content: Type.Optional(Type.String()) }),
+    delta: Type.Object({
+      role: Type.Optional(Type.Literal("assistant")),
+      content: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+      tool_calls: Type.Optional(Type.Array(ChunkToolCallSchema)),
+    }),
     finish_reason: Type.Union([FinishReason, Type.Null()]),
   })),
   usage: Type.Optional(Type.Union([CompletionUsageSchema, Type.Null()], { description: "Only on the last chunk, with stream_options.include_usage." })),
@@ -104,3 +129,17 @@ export const UsageSchema = Type.Object({
   tokens_used: Count(),
   by_specialist: Type.Record(Type.String(), Count(), { description: "Requests per specialist id this period." }),
 }, { title: "Usage" });
+
+/** POST /v1/embeddings */
+export const CreateEmbeddingResponseSchema = Type.Object({
+  object: Type.Literal("list"),
+  data: Type.Array(Type.Object({
+    object: Type.Literal("embedding"),
+    index: Count("The input's position."),
+    embedding: Type.Union([Type.Array(Type.Number()), Type.String()], {
+      description: "Numbers for encoding_format \"float\"; for \"base64\", the little-endian float32 values' bytes in base64.",
+    }),
+  })),
+  model: Type.String(),
+  usage: Type.Object({ prompt_tokens: Count(), total_tokens: Count() }),
+}, { title: "CreateEmbeddingResponse" });

@@ -2,6 +2,7 @@ import {
   LlamaGrammarEvaluationState,
   resolveChatWrapper,
   type ChatHistoryItem,
+  type ChatModelFunctions,
   type ChatWrapper,
   type ControlledEvaluateInputItem,
   type LlamaContext,
@@ -16,6 +17,8 @@ import type { GrammarCache } from "./grammars.js";
 import { snapshotKey, type PrefixSnapshotStore } from "./prefix-snapshots.js";
 import { SequencePool } from "./sequence-pool.js";
 import { TokenDecoder } from "./token-decoder.js";
+import { toHistory, toolFunctions, toolGrammarFor } from "./tool-history.js";
+import { callSyntaxOf, ToolAnswerTracker } from "./tool-calls.js";
 
 export interface EmbeddedEngineOptions {
   name: string;
@@ -136,12 +139,15 @@ export class EmbeddedEngine implements Engine {
   }
 
   async generate(request: GenerationRequest): Promise<GenerationResult> {
-    const prompt = this.format(request.messages);
+    const tools = request.tools;
+    const prompt = tools === undefined ? this.format(request.messages) : this.formatWithTools(request.messages, toolFunctions(tools));
     const contextSize = Math.min(this.contextSize, request.contextLimit ?? Infinity);
     if (prompt.tokens.length >= contextSize) {
       throw errors.contextLengthExceeded(prompt.tokens.length, contextSize, "messages");
     }
-    const grammar = await this.grammars.get(request.constraint);
+    const grammar = tools === undefined
+      ? await this.grammars.get(request.constraint)
+      : await toolGrammarFor(this.grammars, callSyntaxOf(this.chatWrapper), tools);
     let sequence: LlamaContextSequence;
     try {
       sequence = await this.pool.acquire(request.signal, (free) => this.pickSequence(free, prompt));
@@ -171,11 +177,16 @@ export class EmbeddedEngine implements Engine {
     const maxTokens = Math.min(request.maxTokens, contextSize - prompt.tokens.length);
     const decoder = new TokenDecoder(this.model);
     const scanner = new StopScanner([...prompt.stopStrings, ...request.stop]);
+    // Under a tool request the text is the call syntax: the tracker turns it into content or tool calls.
+    const tracker = request.tools === undefined
+      ? undefined
+      : new ToolAnswerTracker(callSyntaxOf(this.chatWrapper), request.tools.parallel, request.onText, request.onToolCall);
     let text = "";
     const emit = (piece: string): void => {
       if (piece.length === 0) return;
       text += piece;
-      request.onText?.(piece);
+      if (tracker === undefined) request.onText?.(piece);
+      else tracker.push(piece);
     };
     let completionTokens = 0;
     let finishReason: FinishReason = "stop";
@@ -203,6 +214,15 @@ export class EmbeddedEngine implements Engine {
       }
     }
     if (!scanner.stopped) emit(scanner.push(decoder.flush()) + scanner.flush());
+    if (tracker !== undefined) {
+      const answer = tracker.finish();
+      const calls = answer.toolCalls.length > 0;
+      return {
+        text: answer.content, promptTokens: prompt.tokens.length, completionTokens, aborted,
+        finishReason: calls && finishReason === "stop" ? "tool_calls" : finishReason,
+        ...(calls ? { toolCalls: answer.toolCalls } : {}),
+      };
+    }
     return { text, promptTokens: prompt.tokens.length, completionTokens, finishReason, aborted };
   }
 
@@ -318,6 +338,11 @@ export class EmbeddedEngine implements Engine {
     return prefix;
   }
 
+  /** A prompt that documents the tools; not snapshotted (its system prefix holds the tool documentation). */
+  private formatWithTools(messages: readonly ChatMessage[], functions: ChatModelFunctions): FormattedPrompt {
+    return { ...this.formatChat(messages, functions), prefix: undefined };
+  }
+
   private format(messages: readonly ChatMessage[]): FormattedPrompt {
     const { tokens, stopStrings, stopTokens } = this.formatChat(messages);
     return { tokens, prefix: this.systemPrefix(messages), stopStrings, stopTokens };
@@ -327,15 +352,17 @@ export class EmbeddedEngine implements Engine {
     return this.formatChat(messages).tokens;
   }
 
-  private formatChat(messages: readonly ChatMessage[]): Omit<FormattedPrompt, "prefix"> {
-    const history: ChatHistoryItem[] = messages.map((m) =>
-      m.role === "system" ? { type: "system", text: m.content }
-      : m.role === "user" ? { type: "user", text: m.content }
-      : { type: "model", response: [m.content] },
-    );
-    // An open model turn at the end asks the wrapper for the generation prompt.
-    history.push({ type: "model", response: [] });
-    const state = this.chatWrapper.generateContextState({ chatHistory: history });
+  private formatChat(messages: readonly ChatMessage[], functions?: ChatModelFunctions): Omit<FormattedPrompt, "prefix"> {
+    const history: ChatHistoryItem[] = toHistory(messages);
+    // An open model turn at the end asks the wrapper for the generation prompt; after tool
+    // results the model's own turn (its calls and their results) stays open and continues.
+    const last = history.at(-1);
+    const continuesAfterResults = last?.type === "model" && messages.at(-1)?.role === "tool";
+    if (!continuesAfterResults) history.push({ type: "model", response: [] });
+    const state = this.chatWrapper.generateContextState({
+      chatHistory: history,
+      ...(functions === undefined ? {} : { availableFunctions: functions, documentFunctionParams: true }),
+    });
     const stopStrings: string[] = [];
     const stopTokens = new Set<Token>();
     for (const trigger of state.stopGenerationTriggers) {

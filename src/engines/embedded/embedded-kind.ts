@@ -1,5 +1,6 @@
 import { progressBar, resolveModel } from "../../models/model-files.js";
 import type { Engine, EngineFactory, EngineUser } from "../types.js";
+import { embeddingsOnly, type Embedder } from "./embeddings.js";
 import { LlamaRuntime } from "./llama-runtime.js";
 
 /** A specialist served by llama.cpp in this process. */
@@ -13,7 +14,9 @@ export interface EmbeddedEngineConfig {
 /**
  * Starts one llama.cpp runtime for all embedded specialists. Specialists that
  * name the same model file (and adapter) share one loaded model and one engine,
- * whose context holds the longest context any of them asks for.
+ * whose context holds the longest context any of them asks for. An embeddings
+ * specialist gets an embedder on its model (sharing the loaded model) and an
+ * engine that refuses to generate.
  */
 export const embeddedEngines: EngineFactory<EmbeddedEngineConfig> = {
   kind: "embedded",
@@ -29,17 +32,24 @@ export const embeddedEngines: EngineFactory<EmbeddedEngineConfig> = {
       }
       const requestOf = (user: EngineUser<EmbeddedEngineConfig>) => ({ modelPath: paths.get(locationOf(user))!, lora: user.engine.lora });
       const contextSizes = new Map<string, number>();
-      for (const user of users) {
+      const generating = users.filter((user) => user.kind !== "embeddings");
+      for (const user of generating) {
         const key = LlamaRuntime.engineKey(requestOf(user));
         contextSizes.set(key, Math.max(contextSizes.get(key) ?? 0, user.contextSize));
       }
       const engines = new Map<string, Engine>();
+      const embedders = new Map<string, Embedder>();
       for (const user of users) {
         const request = requestOf(user);
+        if (user.kind === "embeddings") {
+          engines.set(user.id, embeddingsOnly(user.id));
+          embedders.set(user.id, await runtime.embedder(request.modelPath, user.contextSize));
+          continue;
+        }
         engines.set(user.id, await runtime.engine({ ...request, contextSize: contextSizes.get(LlamaRuntime.engineKey(request))! }));
       }
-      // The runtime closes its engines with their models.
-      return { engines, close: () => runtime.close() };
+      // The runtime closes its engines and embedders with their models.
+      return { engines, embedders, close: () => runtime.close() };
     } catch (error) {
       await runtime.close();
       throw error;

@@ -65,7 +65,25 @@ export class GrammarCache {
 
   get(constraint: OutputConstraint): Promise<LlamaGrammar | undefined> {
     if (constraint.type === "text") return Promise.resolve(undefined);
-    const key = JSON.stringify(constraint);
+    return this.cached(JSON.stringify(constraint), () => this.build(constraint));
+  }
+
+  /** A grammar from GBNF text (tool calls), cached beside the constraints' grammars. */
+  fromText(gbnf: string): Promise<LlamaGrammar> {
+    return this.cached(`gbnf:${gbnf}`, () => this.llama.createGrammar({ grammar: gbnf }));
+  }
+
+  /** The GBNF node-llama-cpp enforces a JSON schema with; refused with a 400 naming `param` when it cannot. */
+  async jsonSchemaGbnf(schema: Readonly<Record<string, unknown>>, param: string): Promise<string> {
+    try {
+      checkSchemaTypes(schema, "schema");
+      return (await this.llama.createGrammarForJsonSchema(schema as never)).grammar;
+    } catch (error) {
+      throw errors.invalidParameter(param, `this JSON schema cannot be enforced: ${(error as Error).message}`);
+    }
+  }
+
+  private cached(key: string, build: () => Promise<LlamaGrammar>): Promise<LlamaGrammar> {
     const cached = this.cache.get(key);
     if (cached !== undefined) {
       // Re-insert: a Map iterates in insertion order, so the first entry is the least recently used.
@@ -73,7 +91,7 @@ export class GrammarCache {
       this.cache.set(key, cached);
       return cached.grammar;
     }
-    const entry: CacheEntry = { grammar: this.build(constraint), size: key.length };
+    const entry: CacheEntry = { grammar: build(), size: key.length };
     this.cache.set(key, entry);
     this.bytes += entry.size;
     entry.grammar.then(

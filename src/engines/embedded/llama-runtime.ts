@@ -3,6 +3,7 @@ import { availableParallelism } from "node:os";
 import { getLlama, LlamaLogLevel, type Llama, type LlamaModel } from "node-llama-cpp";
 import type { Logger } from "pino";
 import { EmbeddedEngine } from "./embedded-engine.js";
+import { EmbeddedEmbedder } from "./embeddings.js";
 import { GrammarCache } from "./grammars.js";
 import { PrefixSnapshotStore } from "./prefix-snapshots.js";
 import { usePhaseThreads } from "./phase-threads.js";
@@ -48,6 +49,7 @@ export class LlamaRuntime {
   private readonly models = new Map<string, Promise<LlamaModel>>();
   private readonly engines = new Map<string, Promise<EmbeddedEngine>>();
   private readonly threadChoice = new Map<string, Promise<ThreadChoice>>();
+  private readonly embedders = new Map<string, Promise<EmbeddedEmbedder>>();
   private grammars: GrammarCache | undefined;
   private readonly snapshots: PrefixSnapshotStore | undefined;
 
@@ -95,6 +97,22 @@ export class LlamaRuntime {
       this.engines.set(key, engine);
     }
     return engine;
+  }
+
+  /** The embeddings of a model file, one embedder per file and context size; the model is shared with its engines. */
+  embedder(modelPath: string, contextSize: number): Promise<EmbeddedEmbedder> {
+    const key = `${modelPath}\u0000${contextSize}`;
+    let embedder = this.embedders.get(key);
+    if (embedder === undefined) {
+      embedder = (async () => {
+        const model = await this.loadModel(modelPath);
+        // Embedding is all prompt processing: it runs on the prompt phase's thread count.
+        const threads = (await this.threadsFor(modelPath, model)).prompt;
+        return new EmbeddedEmbedder(model, contextSize, threads, modelPath);
+      })();
+      this.embedders.set(key, embedder);
+    }
+    return embedder;
   }
 
   private async createEngine(request: EngineRequest): Promise<EmbeddedEngine> {
@@ -149,6 +167,9 @@ export class LlamaRuntime {
   async close(): Promise<void> {
     const engines = await Promise.allSettled([...this.engines.values()]);
     for (const e of engines) if (e.status === "fulfilled") await e.value.close();
+    const embedders = await Promise.allSettled([...this.embedders.values()]);
+    for (const e of embedders) if (e.status === "fulfilled") await e.value.close();
+    this.embedders.clear();
     const models = await Promise.allSettled([...this.models.values()]);
     for (const m of models) if (m.status === "fulfilled") await m.value.dispose();
     this.engines.clear();

@@ -3,11 +3,12 @@ import { readSseData } from "../../api/sse.js";
 import { ApiError, errors } from "../../errors.js";
 import { labelGrammar } from "../embedded/grammars.js";
 import type { Engine, FinishReason, GenerationRequest, GenerationResult } from "../types.js";
+import { ToolCallStream, upstreamMessages, upstreamToolFields, wholeToolCalls, type UpstreamToolCall } from "./remote-tools.js";
 import type { RemoteEngineConfig, Upstream } from "./remote-kind.js";
 
 interface UpstreamChoice {
-  message?: { content?: string | null };
-  delta?: { content?: string | null };
+  message?: { content?: string | null; tool_calls?: UpstreamToolCall[] | null };
+  delta?: { content?: string | null; tool_calls?: UpstreamToolCall[] | null };
   finish_reason?: string | null;
 }
 interface UpstreamBody {
@@ -31,7 +32,8 @@ function isTimeout(error: unknown): boolean {
   );
 }
 
-const finishReason = (reason: string | null | undefined): FinishReason => (reason === "length" ? "length" : "stop");
+const finishReason = (reason: string | null | undefined): FinishReason =>
+  reason === "length" || reason === "tool_calls" ? reason : "stop";
 
 /** An upstream with what choosing between upstreams needs to know. */
 interface UpstreamState extends Upstream {
@@ -142,7 +144,7 @@ export class RemoteEngine implements Engine {
   private body(upstream: UpstreamState, req: GenerationRequest, stream: boolean): string {
     const body: Record<string, unknown> = {
       model: upstream.model,
-      messages: req.messages,
+      messages: upstreamMessages(req.messages),
       max_tokens: req.maxTokens,
       temperature: req.temperature,
       top_p: req.topP,
@@ -151,6 +153,7 @@ export class RemoteEngine implements Engine {
     if (stream) body.stream_options = { include_usage: true };
     if (req.seed !== undefined) body.seed = req.seed;
     if (req.stop.length > 0) body.stop = req.stop;
+    Object.assign(body, upstreamToolFields(req.tools));
     const c = req.constraint;
     if (c.type === "json_object") body.response_format = { type: "json_object" };
     if (c.type === "json_schema") body.response_format = { type: "json_schema", json_schema: { name: "output", schema: c.schema } };
@@ -192,7 +195,9 @@ export class RemoteEngine implements Engine {
     const parsed = (await response.body.json()) as UpstreamBody;
     const choice = parsed.choices?.[0];
     if (choice === undefined) throw errors.upstream(502, "The upstream engine answered without choices.");
+    const toolCalls = wholeToolCalls(choice.message?.tool_calls);
     return {
+      ...(toolCalls.length > 0 ? { toolCalls } : {}),
       text: choice.message?.content ?? "",
       promptTokens: parsed.usage?.prompt_tokens ?? 0,
       completionTokens: parsed.usage?.completion_tokens ?? 0,
@@ -207,6 +212,7 @@ export class RemoteEngine implements Engine {
     let finish: string | null | undefined;
     let usage: UpstreamBody["usage"];
     let done = false;
+    const toolCalls = new ToolCallStream(req);
     for await (const data of readSseData(response.body)) {
       if (data === "[DONE]") {
         done = true;
@@ -222,6 +228,7 @@ export class RemoteEngine implements Engine {
         chunks++;
         req.onText?.(delta);
       }
+      toolCalls.push(choice?.delta?.tool_calls);
       if (choice?.finish_reason) finish = choice.finish_reason;
       if (req.signal.aborted) {
         response.body.destroy();
@@ -229,7 +236,9 @@ export class RemoteEngine implements Engine {
       }
     }
     if (!done && finish === undefined) throw errors.upstream(502, "The upstream engine closed the stream before it finished.");
+    const calls = toolCalls.toolCalls;
     return {
+      ...(calls.length > 0 ? { toolCalls: calls } : {}),
       text,
       promptTokens: usage?.prompt_tokens ?? 0,
       // Without a usage chunk, each content delta is one token in practice.

@@ -2,9 +2,11 @@ import type { FastifyInstance } from "fastify";
 import { MODEL_PREFIX, type ChatCompletion, ChatCompletionChunk, CompletionUsage } from "../../api/types.js";
 import { ApiError, errors } from "../../errors.js";
 import type { GenerationResult } from "../../engines/types.js";
+import type { ToolCallDelta } from "../../engines/tools.js";
 import type { AppOptions } from "../app.js";
 import { completionId } from "../../ids.js";
 import { EventStream } from "../sse.js";
+import { assistantMessage, toolCallChunkDelta } from "./tool-response.js";
 import { parseChatRequest } from "./chat-request.js";
 import { findSpecialist, runInference } from "./run-inference.js";
 
@@ -28,6 +30,7 @@ export async function chatCompletionsRoute(app: FastifyInstance, options: AppOpt
       seed: body.seed,
       stop: body.stop,
       constraint: body.constraint,
+      tools: body.tools,
     };
 
     if (!body.stream) {
@@ -37,7 +40,7 @@ export async function chatCompletionsRoute(app: FastifyInstance, options: AppOpt
         object: "chat.completion",
         created,
         model: body.model,
-        choices: [{ index: 0, message: { role: "assistant", content: result.text }, finish_reason: result.finishReason }],
+        choices: [{ index: 0, message: assistantMessage(result), finish_reason: result.finishReason }],
         usage: usageOf(result),
       };
       return completion;
@@ -54,8 +57,12 @@ export async function chatCompletionsRoute(app: FastifyInstance, options: AppOpt
       stream.send(chunk(first ? { role: "assistant", content: text } : { content: text }, null));
       first = false;
     };
+    const sendToolCall = (delta: ToolCallDelta): void => {
+      stream.send(chunk(toolCallChunkDelta(delta, first), null));
+      first = false;
+    };
     try {
-      const result = await runInference(options, request, reply, specialist, "chat.completions", { ...call, onText: sendText });
+      const result = await runInference(options, request, reply, specialist, "chat.completions", { ...call, onText: sendText, onToolCall: sendToolCall });
       if (result.aborted) return reply;
       if (first) sendText("");
       stream.send(chunk({}, result.finishReason));

@@ -1,7 +1,9 @@
-import { chatCompletionRequest, CHAT_ROLES, type ChatCompletionRequestBody } from "../../api/schemas/chat-completions.js";
-import type { ChatMessage, OutputConstraint, Role } from "../../engines/types.js";
+import { chatCompletionRequest, type ChatCompletionRequestBody } from "../../api/schemas/chat-completions.js";
+import type { ChatMessage, OutputConstraint } from "../../engines/types.js";
 import { parseBody } from "../../schema/request-errors.js";
 import { checkJsonSchemaLimits } from "../json-schema-limits.js";
+import type { ToolRequest } from "../../engines/tools.js";
+import { parseToolRequest, toChatMessages } from "./tool-request.js";
 
 /** A validated chat completion request in the terms the specialist layer uses. */
 export interface ChatRequest {
@@ -15,17 +17,8 @@ export interface ChatRequest {
   stream: boolean;
   includeUsage: boolean;
   constraint?: OutputConstraint | undefined;
+  tools?: ToolRequest | undefined;
 }
-
-/** Keyed by client input, so a Map: `constructor` or `__proto__` must not find anything. */
-const ROLES: ReadonlyMap<(typeof CHAT_ROLES)[number], Role> = new Map([
-  ["system", "system"], ["developer", "system"], ["user", "user"], ["assistant", "assistant"],
-]);
-
-const toMessage = (m: ChatCompletionRequestBody["messages"][number]): ChatMessage => ({
-  role: ROLES.get(m.role) ?? "user",
-  content: typeof m.content === "string" ? m.content : m.content.map((part) => part.text).join("\n"),
-});
 
 function toConstraint(format: ChatCompletionRequestBody["response_format"]): OutputConstraint | undefined {
   switch (format?.type) {
@@ -43,7 +36,7 @@ export function parseChatRequest(body: unknown): ChatRequest {
   const o = parseBody(chatCompletionRequest, body);
   return {
     model: o.model,
-    messages: o.messages.map(toMessage),
+    messages: toChatMessages(o.messages),
     maxTokens: o.max_tokens ?? o.max_completion_tokens ?? undefined,
     temperature: o.temperature ?? undefined,
     topP: o.top_p ?? undefined,
@@ -52,5 +45,6 @@ export function parseChatRequest(body: unknown): ChatRequest {
     stream: o.stream ?? false,
     includeUsage: o.stream_options?.include_usage ?? false,
     constraint: toConstraint(o.response_format),
+    tools: parseToolRequest(o),
   };
 }

@@ -86,6 +86,9 @@ export async function runInference(
 export function findSpecialist(options: AppOptions, name: string, param: string, prefix = ""): Specialist {
   const id = name.startsWith(prefix) ? name.slice(prefix.length) : undefined;
   const specialist = id === undefined ? undefined : options.specialists.get(id);
+  if (specialist?.kind === "embeddings") {
+    throw errors.invalidParameter(param, `'${name}' is an embeddings model: call POST /v1/embeddings with it.`);
+  }
   if (specialist !== undefined) return specialist;
   throw errors.modelNotFound(name, param, suggestionFor(options, name, prefix));
 }

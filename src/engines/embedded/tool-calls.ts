@@ -1,0 +1,216 @@
+import { randomBytes } from "node:crypto";
+import type { ChatWrapper, LlamaText } from "node-llama-cpp";
+import type { ToolCall, ToolCallDelta, ToolRequest } from "../tools.js";
+
+/**
+ * How a chat format writes function calls, as plain text: node-llama-cpp's
+ * chat wrappers know it for the templates they recognise (Llama 3.1, Qwen,
+ * Mistral, Functionary, …) and fall back to the generic
+ * `||call: name({"arg": …})` otherwise.
+ */
+export interface CallSyntax {
+  prefix: string;
+  paramsPrefix: string;
+  /** May contain `{{functionName}}`, replaced by the called function's name. */
+  suffix: string;
+  /** Present when the format groups several calls in one section. */
+  parallel?: { sectionPrefix: string; betweenCalls: string; sectionSuffix: string } | undefined;
+}
+
+const text = (value: string | LlamaText | undefined): string => (value === undefined ? "" : typeof value === "string" ? value : value.toString());
+
+export function callSyntaxOf(wrapper: ChatWrapper): CallSyntax {
+  const { call, parallelism } = wrapper.settings.functions;
+  const p = parallelism?.call;
+  return {
+    prefix: text(call.prefix),
+    paramsPrefix: text(call.paramsPrefix),
+    suffix: text(call.suffix),
+    parallel: p === undefined ? undefined : { sectionPrefix: text(p.sectionPrefix), betweenCalls: text(p.betweenCalls ?? ""), sectionSuffix: text(p.sectionSuffix ?? "") },
+  };
+}
+
+const FUNCTION_NAME = "{{functionName}}";
+const suffixFor = (syntax: CallSyntax, name: string): string => syntax.suffix.split(FUNCTION_NAME).join(name);
+/** What every answer that calls a tool starts with. */
+const callsStart = (syntax: CallSyntax, parallel: boolean): string => (parallel && syntax.parallel ? syntax.parallel.sectionPrefix : "") + syntax.prefix;
+const parallelOf = (syntax: CallSyntax, request: ToolRequest): CallSyntax["parallel"] => (request.parallel ? syntax.parallel : undefined);
+
+/** A GBNF literal. JSON's escapes are GBNF's for everything JSON.stringify emits. */
+const literal = (s: string): string => JSON.stringify(s);
+
+/** The GBNF of one JSON Schema (node-llama-cpp's), its rules renamed under `prefix` and its root's end-of-answer padding dropped. */
+export function embedSchemaRules(gbnf: string, prefix: string): string {
+  const lines = gbnf.split("\n").filter((l) => l.trim().length > 0);
+  const names = new Set(lines.map((l) => /^([A-Za-z0-9_-]+)\s*::=/.exec(l)?.[1]).filter((n): n is string => n !== undefined));
+  const renamed = lines.map((line) => renameRules(line, names, prefix));
+  // node-llama-cpp ends a JSON answer with newlines it stops on; inside a call the syntax's suffix follows instead.
+  return renamed.map((l) => (l.startsWith(`${prefix}root ::=`) ? l.replace(/\s*"\\n\\n\\n\\n"\s*\[\\n\]\*\s*$/, "") : l)).join("\n");
+}
+
+function renameRules(line: string, names: ReadonlySet<string>, prefix: string): string {
+  let out = "";
+  let i = 0;
+  while (i < line.length) {
+    const c = line[i]!;
+    if (c === '"' || c === "[") {
+      // Literals and character classes are copied untouched, escapes included.
+      const close = c === '"' ? '"' : "]";
+      let j = i + 1;
+      while (j < line.length && line[j] !== close) j += line[j] === "\\" ? 2 : 1;
+      out += line.slice(i, j + 1);
+      i = j + 1;
+    } else if (/[A-Za-z0-9_-]/.test(c)) {
+      let j = i;
+      while (j < line.length && /[A-Za-z0-9_-]/.test(line[j]!)) j++;
+      const word = line.slice(i, j);
+      out += names.has(word) ? `${prefix}${word}` : word;
+      i = j;
+    } else {
+      out += c;
+      i++;
+    }
+  }
+  return out;
+}
+
+const hexClass = (s: string): string => `\\u${s.codePointAt(0)!.toString(16).padStart(4, "0")}`;
+
+/**
+ * The grammar of an answer under a tool request: one call (or, when parallel
+ * calls are allowed and the format groups them, one or more), each naming a
+ * function the choice allows with arguments valid for its schema; under "auto"
+ * also any text that does not begin like a call.
+ */
+export function toolGrammar(syntax: CallSyntax, request: ToolRequest, schemaRules: ReadonlyMap<string, string>): string {
+  const allowed = typeof request.choice === "object" ? request.tools.filter((t) => t.name === (request.choice as { name: string }).name) : request.tools;
+  const rules: string[] = [];
+  const alternatives = allowed.map((tool, i) => {
+    rules.push(embedSchemaRules(schemaRules.get(tool.name)!, `f${i}-`));
+    return `${literal(syntax.prefix)} ${literal(tool.name)} ${literal(syntax.paramsPrefix)} f${i}-root ${literal(suffixFor(syntax, tool.name))}`;
+  });
+  rules.push(`call ::= ${alternatives.join(" | ")}`);
+  const parallel = parallelOf(syntax, request);
+  rules.push(parallel === undefined
+    ? "calls ::= call"
+    : `calls ::= ${literal(parallel.sectionPrefix)} call (${literal(parallel.betweenCalls)} call)* ${literal(parallel.sectionSuffix)}`);
+  if (request.choice === "auto") {
+    const first = callsStart(syntax, request.parallel)[0];
+    rules.push(first === undefined ? "free ::= .+" : `free ::= [^${hexClass(first)}] .*`);
+    rules.push("root ::= (calls | free)?");
+  } else {
+    rules.push("root ::= calls");
+  }
+  return rules.join("\n");
+}
+
+/** The end of the JSON object starting at `from` (after blanks), or -1 while it is incomplete. */
+function jsonObjectEnd(s: string, from: number): number {
+  let depth = 0;
+  let inString = false;
+  for (let i = from; i < s.length; i++) {
+    const c = s[i]!;
+    if (inString) {
+      if (c === "\\") i++;
+      else if (c === '"') inString = false;
+    } else if (c === '"') inString = true;
+    else if (c === "{" || c === "[") depth++;
+    else if (c === "}" || c === "]") {
+      depth--;
+      if (depth === 0) return i + 1;
+    }
+  }
+  return -1;
+}
+
+interface ParsedCall {
+  name: string;
+  /** The arguments text so far (all of it once `complete`). */
+  arguments: string;
+  complete: boolean;
+}
+
+/** What an answer so far says: text, calls, or not yet known (it might still become a call). */
+export type ParsedAnswer = { kind: "undecided" } | { kind: "text"; content: string } | { kind: "calls"; calls: ParsedCall[] };
+
+export function parseAnswer(output: string, syntax: CallSyntax, parallelAllowed: boolean, final: boolean): ParsedAnswer {
+  const start = callsStart(syntax, parallelAllowed);
+  if (!output.startsWith(start)) {
+    // Only a call can begin like one (the grammar keeps text from it): a cut beginning is a call without a name yet.
+    if (start.startsWith(output) && output.length > 0) return final ? { kind: "calls", calls: [] } : { kind: "undecided" };
+    return !final && output.length === 0 ? { kind: "undecided" } : { kind: "text", content: output };
+  }
+  const parallel = parallelAllowed ? syntax.parallel : undefined;
+  const calls: ParsedCall[] = [];
+  let at = start.length;
+  for (;;) {
+    const paramsAt = output.indexOf(syntax.paramsPrefix, at);
+    if (paramsAt === -1) break; // the name is still being written
+    const name = output.slice(at, paramsAt);
+    const argsAt = paramsAt + syntax.paramsPrefix.length;
+    const end = jsonObjectEnd(output, argsAt);
+    if (end === -1) {
+      calls.push({ name, arguments: output.slice(argsAt).trimStart(), complete: false });
+      break;
+    }
+    calls.push({ name, arguments: output.slice(argsAt, end).trim(), complete: true });
+    const next = end + suffixFor(syntax, name).length;
+    if (parallel === undefined || !output.startsWith(parallel.betweenCalls + syntax.prefix, next)) break;
+    at = next + parallel.betweenCalls.length + syntax.prefix.length;
+  }
+  return { kind: "calls", calls };
+}
+
+export const toolCallId = (): string => `call_${randomBytes(12).toString("base64url")}`;
+
+/**
+ * Follows an answer as its text arrives and reports what is new: content
+ * text, or tool-call pieces (id and name first, then arguments text), the way
+ * OpenAI streams them. Arguments are only reported once the name is whole.
+ */
+export class ToolAnswerTracker {
+  private output = "";
+  private contentSent = 0;
+  private readonly calls: Array<{ id: string; argumentsSent: number }> = [];
+
+  constructor(
+    private readonly syntax: CallSyntax,
+    private readonly parallel: boolean,
+    private readonly onText: ((delta: string) => void) | undefined,
+    private readonly onToolCall: ((delta: ToolCallDelta) => void) | undefined,
+  ) {}
+
+  push(piece: string): void {
+    this.output += piece;
+    this.report(parseAnswer(this.output, this.syntax, this.parallel, false));
+  }
+
+  /** The answer once generation has ended: its text, or its calls (a cut last call keeps its partial arguments). */
+  finish(): { content: string; toolCalls: ToolCall[] } {
+    const answer = parseAnswer(this.output, this.syntax, this.parallel, true);
+    this.report(answer);
+    if (answer.kind !== "calls") return { content: answer.kind === "text" ? answer.content : "", toolCalls: [] };
+    return { content: "", toolCalls: answer.calls.map((c, i) => ({ id: this.calls[i]!.id, name: c.name, arguments: c.arguments })) };
+  }
+
+  private report(answer: ParsedAnswer): void {
+    if (answer.kind === "text") {
+      if (answer.content.length > this.contentSent) this.onText?.(answer.content.slice(this.contentSent));
+      this.contentSent = answer.content.length;
+      return;
+    }
+    if (answer.kind !== "calls") return;
+    answer.calls.forEach((call, index) => {
+      let state = this.calls[index];
+      if (state === undefined) {
+        state = { id: toolCallId(), argumentsSent: 0 };
+        this.calls.push(state);
+        this.onToolCall?.({ index, id: state.id, name: call.name, arguments: "" });
+      }
+      if (call.arguments.length > state.argumentsSent) {
+        this.onToolCall?.({ index, arguments: call.arguments.slice(state.argumentsSent) });
+        state.argumentsSent = call.arguments.length;
+      }
+    });
+  }
+}

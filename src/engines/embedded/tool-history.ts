@@ -1,0 +1,67 @@
+import type { ChatHistoryItem, ChatModelFunctionCall, ChatModelFunctions, ChatModelResponse, GbnfJsonSchema, LlamaGrammar } from "node-llama-cpp";
+import type { ChatMessage } from "../types.js";
+import type { ToolRequest } from "../tools.js";
+import type { GrammarCache } from "./grammars.js";
+import { toolGrammar, type CallSyntax } from "./tool-calls.js";
+
+/** The tools as node-llama-cpp documents them in the prompt (its chat wrapper decides how). */
+export function toolFunctions(request: ToolRequest): ChatModelFunctions {
+  const functions: Record<string, ChatModelFunctions[string]> = Object.create(null) as Record<string, ChatModelFunctions[string]>;
+  for (const tool of request.tools) {
+    functions[tool.name] = { ...(tool.description === undefined ? {} : { description: tool.description }), params: tool.parameters as GbnfJsonSchema };
+  }
+  return functions;
+}
+
+const parseArguments = (text: string): unknown => {
+  try {
+    return JSON.parse(text);
+  } catch {
+    // A client may replay arguments it edited by hand: shown as given.
+    return text;
+  }
+};
+
+/**
+ * Chat messages as node-llama-cpp's history: an assistant turn's tool calls
+ * become function-call segments carrying the results the following `tool`
+ * messages give, so the chat wrapper renders calls and results in the model's
+ * own format; an assistant answer after tool results continues that turn.
+ */
+export function toHistory(messages: readonly ChatMessage[]): ChatHistoryItem[] {
+  const history: ChatHistoryItem[] = [];
+  const pending = new Map<string, ChatModelFunctionCall>();
+  let afterResults = false;
+  for (const m of messages) {
+    const last = history.at(-1);
+    if (m.role === "tool") {
+      const call = m.toolCallId === undefined ? undefined : pending.get(m.toolCallId);
+      if (call !== undefined) call.result = m.content;
+      afterResults = true;
+      continue;
+    }
+    if (m.role === "system") history.push({ type: "system", text: m.content });
+    else if (m.role === "user") history.push({ type: "user", text: m.content });
+    else {
+      const response: ChatModelResponse["response"] = m.content.length > 0 ? [m.content] : [];
+      for (const call of m.toolCalls ?? []) {
+        const segment: ChatModelFunctionCall = { type: "functionCall", name: call.name, params: parseArguments(call.arguments), result: null };
+        pending.set(call.id, segment);
+        response.push(segment);
+      }
+      if (afterResults && last?.type === "model") last.response.push(...response);
+      else history.push({ type: "model", response });
+    }
+    afterResults = false;
+  }
+  return history;
+}
+
+/** The grammar of an answer to a tool request, every function's arguments held to its schema. */
+export async function toolGrammarFor(grammars: GrammarCache, syntax: CallSyntax, request: ToolRequest): Promise<LlamaGrammar> {
+  const rules = new Map<string, string>();
+  for (const [i, tool] of request.tools.entries()) {
+    rules.set(tool.name, await grammars.jsonSchemaGbnf(tool.parameters, `tools[${i}].function.parameters`));
+  }
+  return grammars.fromText(toolGrammar(syntax, request, rules));
+}

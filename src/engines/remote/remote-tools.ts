@@ -1,0 +1,69 @@
+import type { ToolCall, ToolCallDelta, ToolRequest } from "../tools.js";
+import type { ChatMessage, GenerationRequest } from "../types.js";
+
+/** An upstream's tool call, whole (`message.tool_calls`) or in pieces (`delta.tool_calls`). */
+export interface UpstreamToolCall {
+  index?: number;
+  id?: string;
+  function?: { name?: string; arguments?: string };
+}
+
+/** The history in OpenAI's shape, tool calls and tool results included. */
+export function upstreamMessages(messages: readonly ChatMessage[]): Array<Record<string, unknown>> {
+  return messages.map((m) => {
+    const calls = m.toolCalls ?? [];
+    if (calls.length > 0) {
+      return {
+        role: m.role,
+        content: m.content.length > 0 ? m.content : null,
+        tool_calls: calls.map((c) => ({ id: c.id, type: "function", function: { name: c.name, arguments: c.arguments } })),
+      };
+    }
+    return m.toolCallId === undefined ? { role: m.role, content: m.content } : { role: m.role, content: m.content, tool_call_id: m.toolCallId };
+  });
+}
+
+/** tools, tool_choice and parallel_tool_calls as OpenAI takes them: passed through to the upstream. */
+export function upstreamToolFields(tools: ToolRequest | undefined): Record<string, unknown> {
+  if (tools === undefined) return {};
+  return {
+    tools: tools.tools.map((t) => ({
+      type: "function",
+      function: { name: t.name, ...(t.description === undefined ? {} : { description: t.description }), parameters: t.parameters },
+    })),
+    tool_choice: typeof tools.choice === "object" ? { type: "function", function: { name: tools.choice.name } } : tools.choice,
+    parallel_tool_calls: tools.parallel,
+  };
+}
+
+export const wholeToolCalls = (calls: readonly UpstreamToolCall[] | null | undefined): ToolCall[] =>
+  (calls ?? []).map((c) => ({ id: c.id ?? "", name: c.function?.name ?? "", arguments: c.function?.arguments ?? "" }));
+
+/** Gathers streamed tool-call pieces and forwards them in our delta shape. */
+export class ToolCallStream {
+  private readonly calls: ToolCall[] = [];
+
+  constructor(private readonly request: GenerationRequest) {}
+
+  push(pieces: readonly UpstreamToolCall[] | null | undefined): void {
+    for (const piece of pieces ?? []) {
+      const index = piece.index ?? 0;
+      const args = piece.function?.arguments ?? "";
+      let call = this.calls[index];
+      if (call === undefined) {
+        call = { id: piece.id ?? "", name: piece.function?.name ?? "", arguments: "" };
+        this.calls[index] = call;
+        const first: ToolCallDelta = { index, id: call.id, name: call.name, arguments: "" };
+        this.request.onToolCall?.(first);
+      }
+      if (args.length > 0) {
+        call.arguments += args;
+        this.request.onToolCall?.({ index, arguments: args });
+      }
+    }
+  }
+
+  get toolCalls(): ToolCall[] {
+    return this.calls.filter((c) => c !== undefined);
+  }
+}

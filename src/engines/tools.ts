@@ -1,0 +1,36 @@
+/** Tool calling in the engine layer's vocabulary (OpenAI's function tools). */
+
+export interface ToolFunction {
+  name: string;
+  description?: string | undefined;
+  /** A JSON Schema for the arguments object; its size and depth are checked before it gets here. */
+  parameters: Readonly<Record<string, unknown>>;
+}
+
+/** "auto": the model answers or calls; "required": it must call; `{ name }`: it must call that one. */
+export type ToolChoice = "auto" | "required" | { name: string };
+
+export interface ToolRequest {
+  tools: readonly ToolFunction[];
+  choice: ToolChoice;
+  /** Whether one answer may hold several calls. */
+  parallel: boolean;
+}
+
+export interface ToolCall {
+  id: string;
+  name: string;
+  /** The arguments as JSON text, exactly as produced (OpenAI's `function.arguments`). */
+  arguments: string;
+}
+
+/**
+ * A piece of a tool call as it streams: the first piece of each call carries its
+ * id and name, later ones carry more of its arguments text.
+ */
+export interface ToolCallDelta {
+  index: number;
+  id?: string | undefined;
+  name?: string | undefined;
+  arguments: string;
+}

@@ -1,0 +1,106 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { MODEL_PREFIX, type CreateEmbeddingResponse } from "../../api/types.js";
+import { embeddingsRequest } from "../../api/schemas/embeddings.js";
+import type { Embedder, EmbeddingResult } from "../../engines/embedded/embeddings.js";
+import { normalise } from "../../engines/embedded/embeddings.js";
+import { ApiError, errors } from "../../errors.js";
+import { parseBody } from "../../schema/request-errors.js";
+import type { Specialist } from "../../specialists/specialist.js";
+import type { AppOptions } from "../app.js";
+import { requestSignal } from "../request-context.js";
+import { admitRequest } from "../gate-adapter.js";
+import { promptTokenBound } from "../../gate/token-reservation.js";
+import { CLIENT_CLOSED } from "../../metering/counting-rule.js";
+import { observeGeneration } from "../../observability/inference-observer.js";
+
+/** OpenAI's base64 encoding: the float32 values' little-endian bytes. */
+export function toBase64(vector: readonly number[]): string {
+  const bytes = Buffer.alloc(vector.length * 4);
+  vector.forEach((x, i) => bytes.writeFloatLE(x, i * 4));
+  return bytes.toString("base64");
+}
+
+/**
+ * The first `dimensions` values rescaled to unit length (OpenAI's `dimensions`),
+ * rounded to float32 so that "float" and "base64" carry the very same numbers.
+ */
+export function shapeVector(vector: readonly number[], dimensions: number | undefined): number[] {
+  const kept = dimensions === undefined ? vector : normalise(vector.slice(0, dimensions));
+  return kept.map((x) => Math.fround(x));
+}
+
+function findEmbedder(options: AppOptions, name: string): { specialist: Specialist; embedder: Embedder } {
+  const id = name.startsWith(MODEL_PREFIX) ? name.slice(MODEL_PREFIX.length) : undefined;
+  const specialist = id === undefined ? undefined : options.specialists.get(id);
+  if (specialist === undefined) throw errors.modelNotFound(name, "model");
+  if (specialist.embedder === undefined) {
+    throw errors.invalidParameter("model", `'${name}' is not an embeddings model; GET /v1/models lists the models you can use (e.g. '${MODEL_PREFIX}embed').`);
+  }
+  return { specialist, embedder: specialist.embedder };
+}
+
+/**
+ * Admission, embedding and exactly one metering record, as inference requests
+ * have, with the same metrics and spans. Each input is reserved at its token
+ * bound (at most the context) and settled to the real count.
+ */
+async function runEmbedding(
+  options: AppOptions, request: FastifyRequest, reply: FastifyReply, specialist: Specialist, embedder: Embedder, inputs: readonly string[],
+): Promise<EmbeddingResult> {
+  request.logFields.specialist = specialist.id;
+  const observer = observeGeneration(options.telemetry, request.trace, specialist, "embeddings");
+  const reserveTokens = { promptTokens: inputs.reduce((sum, text) => sum + promptTokenBound([text], specialist.contextSize), 0), completionTokens: 0 };
+  const admission = await observer.admission(admitRequest(options.gate, request, reply, specialist.id, "embeddings", { reserveTokens }));
+  const signal = requestSignal(reply, options.shutdown);
+  const started = performance.now();
+  let result: EmbeddingResult | undefined;
+  let status = 200;
+  let failure: unknown;
+  const work = options.lifecycle?.current === "draining"
+    ? Promise.reject(errors.notServing("shutting_down", 1))
+    : embedder.embed(inputs, signal);
+  request.generationDone = work;
+  try {
+    result = await work;
+    return result;
+  } catch (error) {
+    failure = error;
+    status = error instanceof ApiError ? error.status : signal.aborted ? CLIENT_CLOSED : 500;
+    if (error instanceof ApiError) throw error;
+    if (signal.aborted) {
+      request.logFields.aborted = true;
+      throw errors.internal();
+    }
+    request.log.error({ err: error }, "embedding failed");
+    throw errors.internal();
+  } finally {
+    const promptTokens = result?.promptTokens ?? 0;
+    request.logFields.prompt_tokens = promptTokens;
+    request.logFields.completion_tokens = 0;
+    observer.generated(result === undefined ? undefined : { text: "", promptTokens, completionTokens: 0, finishReason: "stop", aborted: false }, failure);
+    await observer.metering(admission.finish({ status, promptTokens, completionTokens: 0, latencyMs: performance.now() - started }));
+  }
+}
+
+export async function embeddingsRoute(app: FastifyInstance, options: AppOptions): Promise<void> {
+  app.post("/embeddings", async (request, reply): Promise<CreateEmbeddingResponse> => {
+    const body = parseBody(embeddingsRequest, request.body);
+    const { specialist, embedder } = findEmbedder(options, body.model);
+    const dimensions = body.dimensions ?? undefined;
+    if (dimensions !== undefined && dimensions > embedder.dimensions) {
+      throw errors.invalidParameter("dimensions", `must be at most ${embedder.dimensions}, the length of this model's vectors.`);
+    }
+    const inputs = typeof body.input === "string" ? [body.input] : body.input;
+    const result = await runEmbedding(options, request, reply, specialist, embedder, inputs);
+    const base64 = body.encoding_format === "base64";
+    return {
+      object: "list",
+      data: result.vectors.map((vector, index) => {
+        const shaped = shapeVector(vector, dimensions);
+        return { object: "embedding", index, embedding: base64 ? toBase64(shaped) : shaped };
+      }),
+      model: body.model,
+      usage: { prompt_tokens: result.promptTokens, total_tokens: result.promptTokens },
+    };
+  });
+}

@@ -1,0 +1,88 @@
+import type { ChatCompletionRequestBody } from "../../api/schemas/chat-completions.js";
+import type { ChatMessage, Role } from "../../engines/types.js";
+import type { ToolFunction, ToolRequest } from "../../engines/tools.js";
+import { errors } from "../../errors.js";
+import { checkJsonSchemaLimits } from "../json-schema-limits.js";
+
+type Body = ChatCompletionRequestBody;
+type BodyMessage = Body["messages"][number];
+
+/** Keyed by client input, so a Map: `constructor` or `__proto__` must not find anything. */
+const ROLES: ReadonlyMap<BodyMessage["role"], Role | "tool"> = new Map([
+  ["system", "system"], ["developer", "system"], ["user", "user"], ["assistant", "assistant"], ["tool", "tool"],
+]);
+
+const textOf = (content: NonNullable<BodyMessage["content"]>): string =>
+  typeof content === "string" ? content : content.map((part) => part.text).join("\n");
+
+/**
+ * The history in the engine's terms. Tool turns follow OpenAI's rules: only an
+ * assistant turn carries tool calls (and may then have no content), and a
+ * `tool` message answers a call of the assistant turn before it.
+ */
+export function toChatMessages(messages: Body["messages"]): ChatMessage[] {
+  let openCalls = new Set<string>();
+  return messages.map((m, i) => {
+    const role = ROLES.get(m.role) ?? "user";
+    const calls = m.tool_calls ?? [];
+    if (calls.length > 0 && role !== "assistant") throw errors.invalidParameter(`messages[${i}].tool_calls`, "only assistant messages carry tool calls.");
+    if ((m.content === undefined || m.content === null) && !(role === "assistant" && calls.length > 0)) throw errors.missingParameter(`messages[${i}].content`);
+    const message: ChatMessage = { role, content: m.content === undefined || m.content === null ? "" : textOf(m.content) };
+    if (role === "assistant") {
+      openCalls = new Set(calls.map((c) => c.id));
+      if (calls.length > 0) message.toolCalls = calls.map((c) => ({ id: c.id, name: c.function.name, arguments: c.function.arguments }));
+    } else if (role === "tool") {
+      const id = m.tool_call_id;
+      if (id === undefined || id === null) throw errors.missingParameter(`messages[${i}].tool_call_id`);
+      if (!openCalls.has(id)) {
+        throw errors.invalidParameter(`messages[${i}].tool_call_id`, "a 'tool' message must answer a tool call of the assistant message before it.");
+      }
+      message.toolCallId = id;
+    } else {
+      openCalls = new Set();
+    }
+    return message;
+  });
+}
+
+const EMPTY_PARAMETERS = { type: "object", properties: {} } as const;
+
+function toToolFunction(tool: NonNullable<Body["tools"]>[number], i: number): ToolFunction {
+  const param = `tools[${i}].function.parameters`;
+  const parameters: Readonly<Record<string, unknown>> = tool.function.parameters ?? EMPTY_PARAMETERS;
+  if (parameters.type !== "object") throw errors.invalidParameter(param, "must be a JSON Schema of type 'object'.");
+  checkJsonSchemaLimits(parameters, param);
+  return { name: tool.function.name, description: tool.function.description ?? undefined, parameters };
+}
+
+/** The tool request, or undefined when the model is to answer in text (no tools, or tool_choice "none"). */
+export function parseToolRequest(o: Body): ToolRequest | undefined {
+  const tools = o.tools ?? undefined;
+  const choice = o.tool_choice ?? undefined;
+  if (tools === undefined) {
+    if (choice !== undefined) throw errors.invalidParameter("tool_choice", "is only allowed when 'tools' are given.");
+    if (o.parallel_tool_calls !== undefined && o.parallel_tool_calls !== null) {
+      throw errors.invalidParameter("parallel_tool_calls", "is only allowed when 'tools' are given.");
+    }
+    return undefined;
+  }
+  if (tools.length === 0) throw errors.invalidParameter("tools", "must hold at least one tool.");
+  const seen = new Set<string>();
+  const functions = tools.map((tool, i) => {
+    if (seen.has(tool.function.name)) throw errors.invalidParameter(`tools[${i}].function.name`, `another tool is already named '${tool.function.name}'.`);
+    seen.add(tool.function.name);
+    return toToolFunction(tool, i);
+  });
+  if (typeof choice === "object" && !seen.has(choice.function.name)) {
+    throw errors.invalidParameter("tool_choice", `there is no tool named '${choice.function.name}' in 'tools'.`);
+  }
+  if (choice === "none") return undefined;
+  if (o.response_format !== undefined && o.response_format !== null && o.response_format.type !== "text") {
+    throw errors.invalidParameter("response_format", "cannot be combined with 'tools' (unless tool_choice is \"none\").");
+  }
+  return {
+    tools: functions,
+    choice: typeof choice === "object" ? { name: choice.function.name } : (choice ?? "auto"),
+    parallel: o.parallel_tool_calls ?? true,
+  };
+}

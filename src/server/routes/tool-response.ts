@@ -1,0 +1,25 @@
+import type { ChatCompletion, ChatCompletionChunk } from "../../api/types.js";
+import type { ToolCallDelta } from "../../engines/tools.js";
+import type { GenerationResult } from "../../engines/types.js";
+
+type Message = ChatCompletion["choices"][number]["message"];
+type Delta = ChatCompletionChunk["choices"][number]["delta"];
+
+/** The answer's message: its text, or (content null, as OpenAI sends it) its tool calls. */
+export function assistantMessage(result: GenerationResult): Message {
+  const calls = result.toolCalls ?? [];
+  if (calls.length === 0) return { role: "assistant", content: result.text };
+  return {
+    role: "assistant",
+    content: null,
+    tool_calls: calls.map((c) => ({ id: c.id, type: "function", function: { name: c.name, arguments: c.arguments } })),
+  };
+}
+
+/** A stream chunk's delta for a piece of a tool call, in OpenAI's shape; the stream's first delta also names the role. */
+export function toolCallChunkDelta(delta: ToolCallDelta, first: boolean): Delta {
+  const call = delta.id === undefined
+    ? { index: delta.index, function: { arguments: delta.arguments } }
+    : { index: delta.index, id: delta.id, type: "function" as const, function: { name: delta.name ?? "", arguments: delta.arguments } };
+  return { ...(first ? { role: "assistant" as const, content: null } : {}), tool_calls: [call] };
+}

@@ -1,0 +1,102 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import OpenAI from "openai";
+import { createKey, postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
+
+const norm = (v: readonly number[]): number => Math.sqrt(v.reduce((s, x) => s + x * x, 0));
+
+describe("POST /v1/embeddings through the official openai package", () => {
+  let server: TestServer;
+  let client: OpenAI;
+  let key: Awaited<ReturnType<typeof createKey>>;
+  before(async () => {
+    // A small context for the embed specialist, so "too long" is cheap to reach.
+    server = await startTestServer({ specialists: { embed: { context_size: 96 } } }, { gated: true });
+    key = await createKey(server, "professional");
+    client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: key.key, maxRetries: 0 });
+  });
+  after(async () => {
+    await server.close();
+  });
+
+  it("returns unit vectors, the same numbers in float and base64, deterministic for the same input", async () => {
+    const input = ["The quarterly revenue grew.", "Bees make honey."];
+    const float = await client.embeddings.create({ model: "alveare-embed", input, encoding_format: "float" });
+    assert.equal(float.object, "list");
+    assert.equal(float.model, "alveare-embed");
+    assert.deepEqual(float.data.map((d) => [d.object, d.index]), [["embedding", 0], ["embedding", 1]]);
+    const [a, b] = float.data.map((d) => d.embedding);
+    assert.ok(a!.length > 1 && a!.length === b!.length);
+    for (const v of [a!, b!]) assert.ok(Math.abs(norm(v) - 1) < 1e-5);
+    assert.notDeepEqual(a, b);
+    assert.ok(float.usage.prompt_tokens > 0 && float.usage.total_tokens === float.usage.prompt_tokens);
+
+    // The SDK asks for base64 itself when no format is given, and decodes it.
+    const decoded = await client.embeddings.create({ model: "alveare-embed", input });
+    assert.deepEqual(decoded.data.map((d) => d.embedding), [a, b]);
+    const raw = await client.embeddings.create({ model: "alveare-embed", input: input[0]!, encoding_format: "base64" });
+    const text = raw.data[0]!.embedding as unknown as string;
+    assert.equal(typeof text, "string");
+    const bytes = Buffer.from(text, "base64");
+    assert.deepEqual(Array.from(new Float32Array(bytes.buffer, bytes.byteOffset, bytes.length / 4)), a);
+  });
+
+  it("truncates to `dimensions` and renormalises", async () => {
+    const full = (await client.embeddings.create({ model: "alveare-embed", input: "honey", encoding_format: "float" })).data[0]!.embedding;
+    const short = (await client.embeddings.create({ model: "alveare-embed", input: "honey", dimensions: 8, encoding_format: "float" })).data[0]!.embedding;
+    assert.equal(short.length, 8);
+    assert.ok(Math.abs(norm(short) - 1) < 1e-5);
+    const head = full.slice(0, 8);
+    const scale = norm(head);
+    short.forEach((x, i) => assert.ok(Math.abs(x - head[i]! / scale) < 1e-5));
+  });
+
+  it("answers 400s that name the parameter", async () => {
+    const refusal = async (body: Record<string, unknown>): Promise<[number, unknown, unknown]> => {
+      const r = await postJson(`${server.url}/v1/embeddings`, body, key.auth);
+      const error = r.json.error as { code: string; param: string };
+      return [r.status, error.code, error.param];
+    };
+    assert.deepEqual(await refusal({ model: "alveare-embed", input: "x ".repeat(400) }), [400, "context_length_exceeded", "input"]);
+    assert.deepEqual(await refusal({ model: "alveare-embed", input: ["ok", "x ".repeat(400)] }), [400, "context_length_exceeded", "input"]);
+    assert.deepEqual(await refusal({ model: "alveare-embed", input: [] }), [400, "invalid_parameter", "input"]);
+    assert.deepEqual(await refusal({ model: "alveare-embed", input: "" }), [400, "invalid_parameter", "input"]);
+    assert.deepEqual(await refusal({ model: "alveare-embed", input: [[1, 2, 3]] }), [400, "invalid_parameter", "input"]);
+    assert.deepEqual(await refusal({ model: "alveare-embed", input: Array.from({ length: 2049 }, () => "a") }), [400, "invalid_parameter", "input"]);
+    assert.deepEqual(await refusal({ model: "alveare-embed", input: "x", encoding_format: "hex" }), [400, "invalid_parameter", "encoding_format"]);
+    assert.deepEqual(await refusal({ model: "alveare-embed", input: "x", dimensions: 0 }), [400, "invalid_parameter", "dimensions"]);
+    assert.deepEqual(await refusal({ model: "alveare-embed", input: "x", dimensions: 1_000_000 }), [400, "invalid_parameter", "dimensions"]);
+    assert.deepEqual(await refusal({ model: "alveare-chat", input: "x" }), [400, "invalid_parameter", "model"]);
+    assert.deepEqual(await refusal({ model: "alveare-nope", input: "x" }), [400, "model_not_found", "model"]);
+    assert.deepEqual(await refusal({ input: "x" }), [400, "missing_parameter", "model"]);
+    // …and the embeddings model is not a chat model.
+    const chat = await postJson(`${server.url}/v1/chat/completions`, { model: "alveare-embed", messages: [{ role: "user", content: "x" }] }, key.auth);
+    assert.deepEqual([chat.status, (chat.json.error as { param: string }).param], [400, "model"]);
+    const infer = await postJson(`${server.url}/v1/infer`, { specialist: "embed", prompt: "x" }, key.auth);
+    assert.deepEqual([infer.status, (infer.json.error as { param: string }).param], [400, "specialist"]);
+  });
+
+  it("counts one request per call and meters its tokens in /v1/usage", async () => {
+    const fresh = await createKey(server, "scale");
+    const sdk = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: fresh.key, maxRetries: 0 });
+    const one = await sdk.embeddings.create({ model: "alveare-embed", input: ["a b c", "d e", "f"] });
+    const two = await sdk.embeddings.create({ model: "alveare-embed", input: "g h" });
+    const usage = (await (await fetch(`${server.url}/v1/usage`, { headers: fresh.auth })).json()) as Record<string, unknown>;
+    assert.equal(usage.requests_used, 2);
+    assert.equal(usage.tokens_used, one.usage.total_tokens + two.usage.total_tokens);
+    assert.deepEqual(usage.by_specialist, { embed: 2 });
+  });
+
+  it("is listed for plans that include it, refused (403) for those that do not", async () => {
+    const ids = async (k: Awaited<ReturnType<typeof createKey>>): Promise<string[]> =>
+      ((await (await fetch(`${server.url}/v1/models`, { headers: k.auth })).json()) as { data: Array<{ id: string }> }).data.map((m) => m.id);
+    assert.ok((await ids(key)).includes("alveare-embed"));
+    assert.ok((await ids(await createKey(server, "scale"))).includes("alveare-embed"));
+    for (const plan of ["solo", "starter"]) {
+      const k = await createKey(server, plan);
+      assert.equal((await ids(k)).includes("alveare-embed"), false);
+      const r = await postJson(`${server.url}/v1/embeddings`, { model: "alveare-embed", input: "x" }, k.auth);
+      assert.deepEqual([r.status, (r.json.error as { code: string }).code], [403, "specialist_not_in_plan"]);
+    }
+  });
+});

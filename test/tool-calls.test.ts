@@ -1,0 +1,236 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import OpenAI from "openai";
+import type { ChatCompletion, ChatCompletionChunk, ChatCompletionMessageParam, ChatCompletionMessageToolCall, ChatCompletionTool } from "openai/resources/chat/completions";
+import { postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
+
+/** A bounded schema: every valid call is short, so a random model at temperature 2 always finishes it. */
+const WEATHER: ChatCompletionTool = {
+  type: "function",
+  function: {
+    name: "get_weather",
+    description: "The weather in a city.",
+    parameters: {
+      type: "object",
+      properties: {
+        city: { type: "string", enum: ["Paris", "Rome", "Oslo"] },
+        unit: { type: "string", enum: ["c", "f"] },
+        note: { type: "string", maxLength: 6 },
+      },
+      required: ["city", "unit", "note"],
+      additionalProperties: false,
+    },
+  },
+};
+const TIME: ChatCompletionTool = {
+  type: "function",
+  function: { name: "get_time", parameters: { type: "object", properties: { zone: { type: "string", enum: ["utc", "cet"] } }, required: ["zone"] } },
+};
+
+function assertValidWeather(args: string): void {
+  const value = JSON.parse(args) as Record<string, unknown>;
+  assert.deepEqual(Object.keys(value).sort(), ["city", "note", "unit"]);
+  assert.ok(["Paris", "Rome", "Oslo"].includes(value.city as string), args);
+  assert.ok(["c", "f"].includes(value.unit as string), args);
+  assert.ok(typeof value.note === "string" && value.note.length <= 6, args);
+}
+
+function assertValidCall(name: string, args: string): void {
+  if (name === "get_weather") return assertValidWeather(args);
+  assert.equal(name, "get_time");
+  const value = JSON.parse(args) as Record<string, unknown>;
+  assert.deepEqual(Object.keys(value), ["zone"]);
+  assert.ok(["utc", "cet"].includes(value.zone as string), args);
+}
+
+function argumentsOf(call: ChatCompletionMessageToolCall): string {
+  assert.equal(call.type, "function");
+  return call.type === "function" ? call.function.arguments : "";
+}
+
+const ASK: ChatCompletionMessageParam[] = [{ role: "user", content: "What is the weather in Paris?" }];
+const SAMPLES = 6;
+
+describe("tool calling through the official openai package", () => {
+  let server: TestServer;
+  let client: OpenAI;
+  before(async () => {
+    server = await startTestServer();
+    client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "unused", maxRetries: 0 });
+  });
+  after(async () => {
+    await server.close();
+  });
+
+  it("answers a required call whose arguments validate for every sample at temperature 2.0", async () => {
+    for (let seed = 0; seed < SAMPLES; seed++) {
+      const completion: ChatCompletion = await client.chat.completions.create({
+        model: "alveare-chat", messages: ASK, tools: [WEATHER, TIME], tool_choice: "required", parallel_tool_calls: false,
+        temperature: 2, seed, max_tokens: 400,
+      });
+      const choice: ChatCompletion.Choice = completion.choices[0]!;
+      assert.equal(choice.finish_reason, "tool_calls");
+      assert.equal(choice.message.content, null);
+      const calls = choice.message.tool_calls!;
+      assert.equal(calls.length, 1);
+      const call = calls[0]!;
+      assert.equal(call.type, "function");
+      assert.match(call.id, /^call_/);
+      if (call.type !== "function") continue;
+      assertValidCall(call.function.name, call.function.arguments);
+    }
+  });
+
+  it("calls the named function when tool_choice names one, streamed in OpenAI's delta shape", async () => {
+    for (let seed = 0; seed < SAMPLES; seed++) {
+      const stream: AsyncIterable<ChatCompletionChunk> = await client.chat.completions.create({
+        model: "alveare-chat", messages: ASK, tools: [TIME, WEATHER], tool_choice: { type: "function", function: { name: "get_weather" } },
+        temperature: 2, seed, max_tokens: 400, stream: true,
+      });
+      const chunks: ChatCompletionChunk[] = [];
+      for await (const chunk of stream) chunks.push(chunk);
+      const deltas = chunks.flatMap((c) => c.choices.flatMap((ch) => ch.delta.tool_calls ?? []));
+      assert.equal(chunks[0]!.choices[0]!.delta.role, "assistant");
+      assert.equal(chunks.at(-1)!.choices[0]!.finish_reason, "tool_calls");
+      assert.ok(chunks.slice(0, -1).every((c) => c.choices[0]!.finish_reason === null));
+      // First piece of each call: index, id, type, name and empty arguments; then arguments only.
+      const firstPiece = deltas[0]!;
+      assert.equal(firstPiece.index, 0);
+      assert.match(firstPiece.id!, /^call_/);
+      assert.equal(firstPiece.type, "function");
+      assert.equal(firstPiece.function!.name, "get_weather");
+      assert.ok(deltas.slice(1).every((d) => d.id === undefined && d.function!.name === undefined));
+      const indexes = new Set(deltas.map((d) => d.index));
+      for (const index of indexes) {
+        const args = deltas.filter((d) => d.index === index).map((d) => d.function!.arguments ?? "").join("");
+        assertValidWeather(args);
+      }
+      assert.ok(chunks.every((c) => c.choices.every((ch) => ch.delta.content === undefined || ch.delta.content === null || ch.delta.content === "")));
+    }
+  });
+
+  it("lets the model answer or call under auto, and any call it makes validates", async () => {
+    for (let seed = 0; seed < SAMPLES; seed++) {
+      const completion: ChatCompletion = await client.chat.completions.create({
+        model: "alveare-chat", messages: ASK, tools: [WEATHER], temperature: 2, seed, max_tokens: 200,
+      });
+      const choice: ChatCompletion.Choice = completion.choices[0]!;
+      if (choice.message.tool_calls !== undefined && choice.finish_reason === "tool_calls") {
+        for (const call of choice.message.tool_calls) if (call.type === "function") assertValidWeather(call.function.arguments);
+      } else {
+        assert.equal(typeof choice.message.content, "string");
+        assert.ok(!choice.message.content!.startsWith("||call:"));
+      }
+    }
+  });
+
+  it("reports finish_reason length on a call cut by max_tokens, keeping the cut arguments", async () => {
+    const ask = { model: "alveare-chat", messages: ASK, tools: [WEATHER], tool_choice: "required" as const, temperature: 1.5, seed: 5 };
+    const whole = await client.chat.completions.create({ ...ask, max_tokens: 400 });
+    assert.equal(whole.choices[0]!.finish_reason, "tool_calls");
+    const full = argumentsOf(whole.choices[0]!.message.tool_calls![0]!);
+    // The same seed samples the same tokens: cut three tokens before the end, inside the arguments.
+    const cutAt = whole.usage!.completion_tokens - 3;
+    const cut = await client.chat.completions.create({ ...ask, max_tokens: cutAt });
+    const choice = cut.choices[0]!;
+    assert.equal(choice.finish_reason, "length");
+    assert.equal(cut.usage!.completion_tokens, cutAt);
+    const partial = argumentsOf(choice.message.tool_calls![0]!);
+    assert.ok(full.startsWith(partial) && partial.length < full.length, `${partial} / ${full}`);
+    assert.throws(() => JSON.parse(partial));
+  });
+
+  it("completes a round trip: call, tool result, answer", async () => {
+    const first = await client.chat.completions.create({
+      model: "alveare-chat", messages: ASK, tools: [WEATHER], tool_choice: "required", temperature: 0.8, seed: 11, max_tokens: 400,
+    });
+    const call = first.choices[0]!.message.tool_calls![0]!;
+    const history: ChatCompletionMessageParam[] = [
+      ...ASK,
+      first.choices[0]!.message,
+      { role: "tool", tool_call_id: call.id, content: JSON.stringify({ temperature: 21, sky: "clear" }) },
+    ];
+    const answer = await client.chat.completions.create({ model: "alveare-chat", messages: history, tools: [WEATHER], tool_choice: "none", max_tokens: 16, seed: 1 });
+    const choice = answer.choices[0]!;
+    assert.ok(choice.finish_reason === "stop" || choice.finish_reason === "length");
+    assert.equal(typeof choice.message.content, "string");
+    assert.equal(choice.message.tool_calls, undefined);
+    // The call and its result are in the prompt: more tokens than the question alone.
+    const alone = await client.chat.completions.create({ model: "alveare-chat", messages: ASK, max_tokens: 1 });
+    assert.ok(answer.usage!.prompt_tokens > alone.usage!.prompt_tokens + 10);
+    // And the model may call again after a result, under auto.
+    const again = await client.chat.completions.create({ model: "alveare-chat", messages: history, tools: [WEATHER], tool_choice: "required", max_tokens: 400, seed: 2, temperature: 2 });
+    assertValidWeather(argumentsOf(again.choices[0]!.message.tool_calls![0]!));
+  });
+
+  it("answers 400s that name the parameter", async () => {
+    const refusal = async (extra: Record<string, unknown>, messages: unknown = ASK): Promise<[number, unknown, unknown]> => {
+      const r = await postJson(`${server.url}/v1/chat/completions`, { model: "alveare-chat", messages, ...extra });
+      const error = r.json.error as { code: string; param: string };
+      return [r.status, error?.code, error?.param];
+    };
+    const bad = (parameters: unknown) => ({ tools: [{ type: "function", function: { name: "f", parameters } }] });
+    assert.deepEqual(await refusal({ tool_choice: "auto" }), [400, "invalid_parameter", "tool_choice"]);
+    assert.deepEqual(await refusal({ parallel_tool_calls: true }), [400, "invalid_parameter", "parallel_tool_calls"]);
+    assert.deepEqual(await refusal({ tools: [WEATHER], tool_choice: { type: "function", function: { name: "nope" } } }), [400, "invalid_parameter", "tool_choice"]);
+    assert.deepEqual(await refusal({ tools: [WEATHER], tool_choice: "sometimes" }), [400, "invalid_parameter", "tool_choice"]);
+    assert.deepEqual(await refusal({ tools: [] }), [400, "invalid_parameter", "tools"]);
+    assert.deepEqual(await refusal({ tools: [WEATHER, WEATHER] }), [400, "invalid_parameter", "tools[1].function.name"]);
+    assert.deepEqual(await refusal({ tools: [{ type: "function", function: { name: "has space" } }] }), [400, "invalid_parameter", "tools[0].function.name"]);
+    assert.deepEqual(await refusal({ tools: [{ type: "retrieval" }] }), [400, "invalid_parameter", "tools[0]"]);
+    assert.deepEqual(await refusal(bad({ type: "string" })), [400, "invalid_parameter", "tools[0].function.parameters"]);
+    assert.deepEqual(await refusal(bad({ type: "object", properties: { a: { type: "strnig" } } })), [400, "invalid_parameter", "tools[0].function.parameters"]);
+    let deep: Record<string, unknown> = { type: "string" };
+    for (let i = 0; i < 100; i++) deep = { type: "object", properties: { a: deep } };
+    assert.deepEqual(await refusal(bad(deep)), [400, "invalid_parameter", "tools[0].function.parameters"]);
+    assert.deepEqual(await refusal({ tools: [WEATHER], response_format: { type: "json_object" } }), [400, "invalid_parameter", "response_format"]);
+    // History rules.
+    assert.deepEqual(await refusal({}, [{ role: "tool", tool_call_id: "call_x", content: "1" }]), [400, "invalid_parameter", "messages[0].tool_call_id"]);
+    assert.deepEqual(await refusal({}, [{ role: "tool", content: "1" }]), [400, "missing_parameter", "messages[0].tool_call_id"]);
+    assert.deepEqual(await refusal({}, [{ role: "user", content: null }]), [400, "missing_parameter", "messages[0].content"]);
+    assert.deepEqual(await refusal({}, [{ role: "user", content: "x", tool_calls: [{ id: "c", type: "function", function: { name: "f", arguments: "{}" } }] }]),
+      [400, "invalid_parameter", "messages[0].tool_calls"]);
+  });
+});
+
+describe("tool calling through a remote specialist", () => {
+  let upstream: TestServer;
+  let server: TestServer;
+  let client: OpenAI;
+  before(async () => {
+    // The upstream is a second real server on its own socket: tools pass through to it and back.
+    upstream = await startTestServer();
+    server = await startTestServer({
+      specialists: { faraway: { description: "served by another node", system_prompt: "", remote: { base_url: `${upstream.url}/v1`, model: "alveare-chat" } } },
+    });
+    client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "unused", maxRetries: 0 });
+  });
+  after(async () => {
+    await server.close();
+    await upstream.close();
+  });
+
+  it("passes tools, tool_choice and the tool history through, whole and streamed", async () => {
+    const ask = { model: "alveare-faraway", messages: ASK, tools: [WEATHER], tool_choice: "required" as const, temperature: 2, seed: 4, max_tokens: 400 };
+    const whole = await client.chat.completions.create(ask);
+    const choice = whole.choices[0]!;
+    assert.equal(choice.finish_reason, "tool_calls");
+    assert.equal(choice.message.content, null);
+    const call = choice.message.tool_calls![0]!;
+    assertValidWeather(argumentsOf(call));
+
+    const chunks: ChatCompletionChunk[] = [];
+    for await (const chunk of await client.chat.completions.create({ ...ask, stream: true })) chunks.push(chunk);
+    const deltas = chunks.flatMap((c) => c.choices.flatMap((ch) => ch.delta.tool_calls ?? []));
+    assert.match(deltas[0]!.id!, /^call_/);
+    assert.equal(deltas[0]!.function!.name, "get_weather");
+    assertValidWeather(deltas.map((d) => d.function!.arguments ?? "").join(""));
+    assert.equal(chunks.at(-1)!.choices[0]!.finish_reason, "tool_calls");
+
+    const answer = await client.chat.completions.create({
+      model: "alveare-faraway", max_tokens: 8,
+      messages: [...ASK, choice.message, { role: "tool", tool_call_id: call.id, content: "sunny" }],
+    });
+    assert.equal(typeof answer.choices[0]!.message.content, "string");
+  });
+});

@@ -1,0 +1,74 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { ChatMLChatWrapper, FunctionaryChatWrapper, getLlama, Llama3_1ChatWrapper, QwenChatWrapper, type Llama } from "node-llama-cpp";
+import { GrammarCache } from "../src/engines/embedded/grammars.js";
+import { callSyntaxOf, parseAnswer, ToolAnswerTracker, type CallSyntax } from "../src/engines/embedded/tool-calls.js";
+import { toolGrammarFor } from "../src/engines/embedded/tool-history.js";
+import type { ToolCallDelta, ToolRequest } from "../src/engines/tools.js";
+
+const REQUEST: ToolRequest = {
+  tools: [
+    { name: "a", parameters: { type: "object", properties: { x: { type: "string", enum: ["1", "2"] } } } },
+    { name: "b_2", description: "second", parameters: { type: "object", properties: { "y": { type: "integer" } } } },
+  ],
+  choice: "auto",
+  parallel: true,
+};
+
+/** A syntax with a section around parallel calls, as Qwen-style formats have. */
+const SECTIONED: CallSyntax = {
+  prefix: "<call>", paramsPrefix: "|", suffix: "</call {{functionName}}>",
+  parallel: { sectionPrefix: "[", betweenCalls: ",", sectionSuffix: "]" },
+};
+
+describe("tool call syntax", () => {
+  let llama: Llama;
+  before(async () => {
+    llama = await getLlama({ gpu: false, build: "never" });
+  });
+  after(async () => {
+    await llama.dispose();
+  });
+
+  it("compiles a grammar for every choice under the formats node-llama-cpp knows", async () => {
+    const grammars = new GrammarCache(llama);
+    const wrappers = [new ChatMLChatWrapper(), new Llama3_1ChatWrapper(), new QwenChatWrapper(), new FunctionaryChatWrapper()];
+    for (const wrapper of wrappers) {
+      for (const choice of ["auto", "required", { name: "b_2" }] as const) {
+        for (const parallel of [true, false]) {
+          const grammar = await toolGrammarFor(grammars, callSyntaxOf(wrapper), { ...REQUEST, choice, parallel });
+          assert.match(grammar.grammar, /root ::=/, wrapper.wrapperName);
+        }
+      }
+    }
+  });
+
+  it("parses several calls in a section, and reports them piece by piece", () => {
+    const output = '[<call>a|{"x": "1"}</call a>,<call>b_2|{"y": 12}</call b_2>]';
+    const answer = parseAnswer(output, SECTIONED, true, true);
+    assert.deepEqual(answer, {
+      kind: "calls",
+      calls: [{ name: "a", arguments: '{"x": "1"}', complete: true }, { name: "b_2", arguments: '{"y": 12}', complete: true }],
+    });
+    const deltas: ToolCallDelta[] = [];
+    const texts: string[] = [];
+    const tracker = new ToolAnswerTracker(SECTIONED, true, (t) => texts.push(t), (d) => deltas.push(d));
+    for (const c of output) tracker.push(c);
+    const result = tracker.finish();
+    assert.deepEqual(texts, []);
+    assert.deepEqual(result.toolCalls.map((c) => [c.name, c.arguments]), [["a", '{"x": "1"}'], ["b_2", '{"y": 12}']]);
+    assert.deepEqual(deltas.filter((d) => d.id !== undefined).map((d) => [d.index, d.name, d.arguments]), [[0, "a", ""], [1, "b_2", ""]]);
+    for (const [i, call] of result.toolCalls.entries()) {
+      assert.equal(deltas.filter((d) => d.index === i).map((d) => d.arguments).join(""), call.arguments);
+      assert.equal(deltas.find((d) => d.index === i && d.id !== undefined)!.id, call.id);
+    }
+  });
+
+  it("tells text from a call as soon as the first characters differ, and keeps a cut call's arguments", () => {
+    assert.deepEqual(parseAnswer("[<ca", SECTIONED, true, false), { kind: "undecided" });
+    assert.deepEqual(parseAnswer("Hello", SECTIONED, true, false), { kind: "text", content: "Hello" });
+    assert.deepEqual(parseAnswer("<call>a|{}</call a>", SECTIONED, false, true), { kind: "calls", calls: [{ name: "a", arguments: "{}", complete: true }] });
+    assert.deepEqual(parseAnswer('[<call>a|{"x": "', SECTIONED, true, true), { kind: "calls", calls: [{ name: "a", arguments: '{"x": "', complete: false }] });
+    assert.deepEqual(parseAnswer('[<call>a|{"x": "}"}', SECTIONED, true, true), { kind: "calls", calls: [{ name: "a", arguments: '{"x": "}"}', complete: true }] });
+  });
+});
