@@ -8,6 +8,7 @@ import { adminRequests } from "../api/schemas/admin.js";
 import { parseBody } from "../schema/request-errors.js";
 import type { People } from "../dashboard/people.js";
 import { accountDetailRoutes } from "./account-detail-routes.js";
+import { auditPageJson, auditRecordJson, parseAuditQuery, requestContext } from "./audit-query.js";
 import { checkCsrf, readCookie, SESSION_COOKIE, setSecurityHeaders } from "../dashboard/web-security.js";
 
 export interface AdminApiOptions {
@@ -24,6 +25,8 @@ const keyJson = (k: ApiKeyRecord) => ({
   id: k.id, account_id: k.accountId, name: k.name, mode: k.mode, prefix: k.prefix,
   created_at: k.createdAt, last_used_at: k.lastUsedAt, revoked_at: k.revokedAt,
 });
+
+const operator = (request: FastifyRequest) => requestContext(request, "operator");
 
 const modeOf = (request: FastifyRequest): Mode => {
   const mode = (request.query as Record<string, string | undefined>).mode ?? "live";
@@ -53,12 +56,20 @@ export function adminApi(options: AdminApiOptions) {
       const given = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? "")?.[1];
       if (given === undefined) throw errors.missingApiKey();
       // The same per-address limit as the operator's sign-in: the bearer token is the same secret.
-      options.people.checkAdminToken(given, request.ip);
+      await options.people.checkAdminToken(given, request.ip, request.id);
+      await store.audit.record(operator(request), { action: "admin_token.used", accountId: null, target: `${request.method} ${request.routeOptions.url ?? "unknown route"}` });
+    });
+
+    app.get("/audit", async (request) => auditPageJson(await store.audit.query(parseAuditQuery(request.query))));
+    app.get<{ Params: { id: string } }>("/audit/:id", async (request) => {
+      const record = /^\d{1,15}$/.test(request.params.id) ? await store.audit.get(Number(request.params.id)) : undefined;
+      if (record === undefined) throw errors.notFoundResource(`no audit record '${request.params.id}'`);
+      return auditRecordJson(record);
     });
 
     /** An invitation link for a member of the account; the token travels in the URL fragment, which browsers never send to a server. */
     app.post<{ Params: { id: string } }>("/accounts/:id/invitations", async (request, reply) => {
-      const { member, token } = await options.people.invite(request.params.id, parseBody(adminRequests.inviteMember, request.body).email);
+      const { member, token } = await options.people.invite(operator(request), request.params.id, parseBody(adminRequests.inviteMember, request.body).email);
       return reply.code(201).send({ member_id: member.id, email: member.email, invite_path: `/dashboard/#invite=${token}` });
     });
 
@@ -66,7 +77,7 @@ export function adminApi(options: AdminApiOptions) {
 
     app.post("/accounts", async (request, reply) => {
       const body = parseBody(adminRequests.createAccount, request.body);
-      const account = await accounts.createAccount(body.name, body.plan);
+      const account = await accounts.createAccount(operator(request), body.name, body.plan);
       return reply.code(201).send(accountJson(account));
     });
 
@@ -76,8 +87,8 @@ export function adminApi(options: AdminApiOptions) {
     app.patch<{ Params: { id: string } }>("/accounts/:id", async (request) => {
       const body = parseBody(adminRequests.updateAccount, request.body);
       let account: Account | undefined;
-      if (body.plan !== undefined) account = await accounts.changePlan(request.params.id, body.plan);
-      if (body.status !== undefined) account = await accounts.setStatus(request.params.id, body.status);
+      if (body.plan !== undefined) account = await accounts.changePlan(operator(request), request.params.id, body.plan);
+      if (body.status !== undefined) account = await accounts.setStatus(operator(request), request.params.id, body.status);
       if (account === undefined) throw errors.missingParameter("plan");
       return accountJson(account);
     });
@@ -88,12 +99,12 @@ export function adminApi(options: AdminApiOptions) {
 
     app.post<{ Params: { id: string } }>("/accounts/:id/keys", async (request, reply) => {
       const body = request.body === undefined ? {} : parseBody(adminRequests.createKey, request.body);
-      const { record, key } = await accounts.createKey(request.params.id, body.mode ?? "live", body.name);
+      const { record, key } = await accounts.createKey(operator(request), request.params.id, body.mode ?? "live", body.name);
       return reply.code(201).send({ ...keyJson(record), key });
     });
 
     app.post<{ Params: { id: string } }>("/keys/:id/revoke", async (request) => {
-      await accounts.revokeKey(request.params.id);
+      await accounts.revokeKey(operator(request), request.params.id);
       return { id: request.params.id, revoked: true };
     });
 

@@ -6,6 +6,7 @@ import { ConfigError } from "./config-error.js";
 import { parseSpecialists } from "./specialists-config.js";
 import { parsePlans, type Plan } from "../gate/plans.js";
 import { parseConfigPart } from "../schema/config-errors.js";
+import { DEFAULT_AUDIT_RETENTION_DAYS } from "../store/audit-log.js";
 import { configFile, type ConfigFile } from "./schemas.js";
 
 export const DEFAULT_MODEL_URI = "hf:Qwen/Qwen2.5-0.5B-Instruct-GGUF/qwen2.5-0.5b-instruct-q4_k_m.gguf";
@@ -62,6 +63,8 @@ export interface ServerConfig {
   plans: Record<string, Plan>;
   /** ALVEARE_TRUST_PROXY, as Fastify's trustProxy: whose X-Forwarded-* headers to believe. */
   trustProxy: TrustProxy;
+  /** ALVEARE_AUDIT_RETENTION_DAYS: audit records older than this are pruned. */
+  auditRetentionDays: number;
 }
 
 /** false (the default: ignore X-Forwarded-*), true (trust every hop), a hop count, or proxy addresses/CIDRs. */
@@ -222,6 +225,7 @@ export function loadConfig(flags: ServeFlags = {}, env: Env = process.env): Serv
     specialists,
     plans,
     trustProxy: trustProxyFrom(env.ALVEARE_TRUST_PROXY),
+    auditRetentionDays: intFrom(env.ALVEARE_AUDIT_RETENTION_DAYS, "ALVEARE_AUDIT_RETENTION_DAYS", 1, 36_500) ?? DEFAULT_AUDIT_RETENTION_DAYS,
   };
 }
 

@@ -1,12 +1,14 @@
 import { ApiError, errors } from "../errors.js";
 import { randomBase62 } from "../server/ids.js";
+import type { AuditContext } from "../store/audit-log.js";
 import type { Account, ApiKeyRecord, Mode, Store } from "../store/store.js";
 import { generateKey } from "./api-keys.js";
 import { DEFAULT_MAX_KEYS, findPlan, type Plan } from "./plans.js";
 
 /**
  * Account and key operations, shared by the CLI, the admin API and the
- * dashboard, so each rule (plan names, key cap, suspension) is enforced once.
+ * dashboard, so each rule (plan names, key cap, suspension) is enforced once,
+ * and each change is written to the audit log with who made it.
  */
 export class AccountService {
   constructor(private readonly store: Store, private readonly plans: Readonly<Record<string, Plan>>) {}
@@ -17,11 +19,12 @@ export class AccountService {
     return plan;
   }
 
-  async createAccount(name: string, plan: string): Promise<Account> {
+  async createAccount(context: AuditContext, name: string, plan: string): Promise<Account> {
     if (name.trim().length === 0) throw new AccountError(errors.invalidParameter("name", "the account name must not be empty."));
     this.plan(plan);
     const account: Account = { id: `acct_${randomBase62(16)}`, name, plan, status: "active", createdAt: new Date().toISOString() };
     await this.store.createAccount(account);
+    await this.store.audit.record(context, { action: "account.created", accountId: account.id, target: `account:${account.id}`, detail: { name, plan } });
     return account;
   }
 
@@ -30,7 +33,7 @@ export class AccountService {
    * owner's hands. Refused for a suspended account and beyond the plan's cap of
    * unrevoked keys per mode (each key brings its own minute limit).
    */
-  async createKey(accountId: string, mode: Mode, name?: string): Promise<{ record: ApiKeyRecord; key: string }> {
+  async createKey(context: AuditContext, accountId: string, mode: Mode, name?: string): Promise<{ record: ApiKeyRecord; key: string }> {
     if (mode !== "live" && mode !== "test") throw new AccountError(errors.invalidParameter("mode", `must be live or test, got '${String(mode)}'.`));
     const account = await this.getAccount(accountId);
     // An account left on a plan the config no longer defines keeps the default cap.
@@ -42,6 +45,9 @@ export class AccountService {
     };
     switch (await this.store.createKey(record, secret.hash, maxKeys)) {
       case "created":
+        await this.store.audit.record(context, {
+          action: "key.created", accountId, target: `key:${record.id}`, detail: { mode, ...(name === undefined ? {} : { name }) },
+        });
         return { record, key: secret.key };
       case "no_account":
         throw noAccount(accountId);
@@ -67,23 +73,36 @@ export class AccountService {
     return account;
   }
 
-  async changePlan(id: string, plan: string): Promise<Account> {
+  async changePlan(context: AuditContext, id: string, plan: string): Promise<Account> {
     this.plan(plan);
+    const before = await this.getAccount(id);
     if (!(await this.store.updateAccount(id, { plan }))) throw noAccount(id);
+    if (before.plan !== plan) {
+      await this.store.audit.record(context, { action: "account.plan_changed", accountId: id, target: `account:${id}`, detail: { from: before.plan, to: plan } });
+    }
     return this.getAccount(id);
   }
 
   /** A suspended account's keys stop working on the next request; reactivating restores them. */
-  async setStatus(id: string, status: Account["status"]): Promise<Account> {
+  async setStatus(context: AuditContext, id: string, status: Account["status"]): Promise<Account> {
     if (status !== "active" && status !== "suspended") {
       throw new AccountError(errors.invalidParameter("status", `must be active or suspended, got '${String(status)}'.`));
     }
+    const before = await this.getAccount(id);
     if (!(await this.store.updateAccount(id, { status }))) throw noAccount(id);
+    if (before.status !== status) {
+      await this.store.audit.record(context, { action: status === "suspended" ? "account.suspended" : "account.reactivated", accountId: id, target: `account:${id}` });
+    }
     return this.getAccount(id);
   }
 
-  async revokeKey(keyId: string): Promise<void> {
-    if (!(await this.store.revokeKey(keyId, new Date().toISOString()))) throw new AccountError(errors.notFoundResource(`no key '${keyId}'`));
+  /** Revoking a revoked key changes nothing and records nothing. */
+  async revokeKey(context: AuditContext, keyId: string): Promise<void> {
+    const key = await this.store.getKey(keyId);
+    if (key === undefined || !(await this.store.revokeKey(keyId, new Date().toISOString()))) {
+      throw new AccountError(errors.notFoundResource(`no key '${keyId}'`));
+    }
+    if (key.revokedAt === null) await this.store.audit.record(context, { action: "key.revoked", accountId: key.accountId, target: `key:${keyId}`, detail: { mode: key.mode } });
   }
 }
 

@@ -31,6 +31,7 @@ export interface StartOptions {
 
 export async function startServer(config: ServerConfig, options: StartOptions): Promise<RunningServer> {
   const store = options.gate === undefined ? new SqliteStore(databasePath(config), { serving: true }) : undefined;
+  const stopPruning = store && pruneAuditLog(store, config.auditRetentionDays, options.logger);
   const accountGate = store && new AccountGate(store, config.plans);
   const gate = options.gate ?? accountGate!;
   let registry: SpecialistRegistry;
@@ -76,11 +77,27 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
         } finally {
           clearTimeout(timer);
           shutdown.abort(new Error("server shutting down"));
+          stopPruning?.();
           await registry.close();
           await gate.close();
         }
       })()),
   };
+}
+
+const PRUNE_EVERY_MS = 60 * 60 * 1000;
+
+/** Prunes audit records past their retention now and every hour; returns the stop switch. */
+function pruneAuditLog(store: Store, retentionDays: number, logger: Logger): () => void {
+  const prune = (): void => {
+    store.audit.prune(new Date(Date.now() - retentionDays * 24 * 60 * 60 * 1000))
+      .then((pruned) => { if (pruned > 0) logger.info({ pruned, retention_days: retentionDays }, "pruned old audit records"); })
+      .catch((error: unknown) => logger.error({ err: error }, "pruning the audit log failed"));
+  };
+  prune();
+  const timer = setInterval(prune, PRUNE_EVERY_MS);
+  timer.unref();
+  return () => clearInterval(timer);
 }
 
 /** The admin API and the dashboard: both need the account store. */

@@ -4,6 +4,8 @@
  * each method is one atomic unit of work in whatever database implements it.
  */
 
+import type { AuditLog } from "./audit-log.js";
+
 export type Mode = "live" | "test";
 
 export interface Account {
@@ -99,6 +101,8 @@ export interface UsageBreakdown {
 }
 
 export interface Store {
+  /** Who changed what: append-only, in the same database. */
+  readonly audit: AuditLog;
   createAccount(account: Account): Promise<void>;
   getAccount(id: string): Promise<Account | undefined>;
   listAccounts(): Promise<Account[]>;
@@ -107,6 +111,7 @@ export interface Store {
   /** Creates a key unless the account is missing or suspended or already has `maxUnrevoked` unrevoked keys of its mode. */
   createKey(key: ApiKeyRecord, hash: string, maxUnrevoked: number): Promise<KeyCreation>;
   listKeys(accountId: string): Promise<ApiKeyRecord[]>;
+  getKey(keyId: string): Promise<ApiKeyRecord | undefined>;
   /** Marks a key revoked; false when there is no such key. */
   revokeKey(keyId: string, at: string): Promise<boolean>;
   findKeyByHash(hash: string): Promise<KeyLookup | undefined>;

@@ -1,5 +1,6 @@
 import type Database from "better-sqlite3";
 import { countsAgainstQuota } from "../../metering/counting-rule.js";
+import { AUDIT_LOG_MIGRATION } from "./audit-log.js";
 
 /** SQL, or code for a step that needs a rule only code knows (the counting rule). */
 export type Migration = string | ((db: Database.Database) => void);
@@ -116,4 +117,6 @@ export const MIGRATIONS: readonly Migration[] = [
     // Unfinished rows count, as they do in the quota counter, until they complete or are settled.
     for (const group of groups.all()) if (group.status === null || countsAgainstQuota(group.status)) add.run(group);
   },
+  // 5: the audit log (4 is the store's; IF NOT EXISTS throughout, so the order of the two cannot matter).
+  AUDIT_LOG_MIGRATION,
 ];

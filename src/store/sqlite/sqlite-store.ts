@@ -4,6 +4,7 @@ import type {
   Account, AdmissionRecord, ApiKeyRecord, CompletionRecord, KeyCreation, KeyLookup, Member, Mode, PeriodUsage, Session, Store,
 } from "../store.js";
 import { prepareDatabaseFile, restrictSidecars } from "./file-modes.js";
+import { SqliteAuditLog } from "./audit-log.js";
 import { DashboardQueries } from "./dashboard-queries.js";
 import { MIGRATIONS } from "./migrations.js";
 import { nodeAlive, nodeClosed, thisNode, type NodeIdentity, type NodeRow } from "./nodes.js";
@@ -90,6 +91,7 @@ export class SqliteStore implements Store {
   private readonly node: NodeIdentity = thisNode();
   private nodeRegistered = false;
   private readonly dashboardQueries: DashboardQueries;
+  readonly audit: SqliteAuditLog;
 
   constructor(path: string, options: SqliteStoreOptions = {}) {
     if (path !== ":memory:") prepareDatabaseFile(path);
@@ -102,6 +104,7 @@ export class SqliteStore implements Store {
     migrate(this.db);
     const db = this.db;
     this.dashboardQueries = new DashboardQueries(db, () => this.write(() => undefined));
+    this.audit = new SqliteAuditLog(db);
     this.statements = {
       insertAccount: db.prepare("INSERT INTO accounts (id, name, plan, status, created_at) VALUES (@id, @name, @plan, @status, @createdAt)"),
       getAccount: db.prepare<[string], AccountRow>("SELECT * FROM accounts WHERE id = ?"),
@@ -118,6 +121,7 @@ export class SqliteStore implements Store {
       ),
       listKeys: db.prepare<[string], KeyRow>("SELECT * FROM api_keys WHERE account_id = ? ORDER BY created_at, id"),
       revokeKey: db.prepare("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?"),
+      getKey: db.prepare<[string], KeyRow>("SELECT * FROM api_keys WHERE id = ?"),
       findKey: db.prepare<[string], KeyRow & { a_name: string; a_plan: string; a_status: Account["status"]; a_created_at: string }>(
         `SELECT k.*, a.name AS a_name, a.plan AS a_plan, a.status AS a_status, a.created_at AS a_created_at
          FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.hash = ?`,
@@ -291,6 +295,11 @@ export class SqliteStore implements Store {
 
   async listKeys(accountId: string): Promise<ApiKeyRecord[]> {
     return this.statements.listKeys.all(accountId).map(toKey);
+  }
+
+  async getKey(keyId: string): Promise<ApiKeyRecord | undefined> {
+    const row = this.statements.getKey.get(keyId);
+    return row === undefined ? undefined : toKey(row);
   }
 
   async revokeKey(keyId: string, at: string): Promise<boolean> {
