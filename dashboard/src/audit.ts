@@ -12,11 +12,20 @@ interface AuditList { data: Json[]; next_cursor: number | null }
 const detailText = (detail: unknown): string =>
   detail !== null && typeof detail === "object" ? Object.entries(detail as Record<string, unknown>).map(([k, v]) => `${k}: ${String(v)}`).join(", ") : "";
 
-function rows(records: Json[], withAccount: boolean) {
+/** The target, and for the operator a link to the account it belongs to (unless the target is that account). */
+function target(r: Json, linkAccount: boolean): HTMLElement {
+  const cell = h("span", {}, String(r.target ?? "-"));
+  if (linkAccount && typeof r.account_id === "string") {
+    const link = h("a", { href: `#account=${r.account_id}`, "aria-label": `Account ${r.account_id}` }, r.target === `account:${r.account_id}` ? String(r.target) : `account ${r.account_id}`);
+    if (r.target === `account:${r.account_id}`) cell.replaceChildren(link);
+    else cell.append(h("br"), h("small", {}, link));
+  }
+  return cell;
+}
+
+function rows(records: Json[], linkAccount: boolean) {
   return records.map((r) => [
-    when(r.at), String(r.actor), h("code", {}, String(r.action)),
-    ...(withAccount ? [r.account_id === null ? "-" : h("a", { href: `#account=${String(r.account_id)}` }, String(r.account_id))] : []),
-    String(r.target ?? "-"), detailText(r.detail), String(r.source ?? "-"), String(r.count),
+    when(r.at), String(r.actor), h("code", {}, String(r.action)), target(r, linkAccount), detailText(r.detail), String(r.source ?? "-"), String(r.count),
   ]);
 }
 
@@ -25,7 +34,7 @@ function rows(records: Json[], withAccount: boolean) {
  * accounts (with filters), or a member's for their own account.
  */
 async function recordsSection(base: string, query: URLSearchParams, withAccount: boolean): Promise<HTMLElement> {
-  const headers = ["When", "Who", "What", ...(withAccount ? ["Account"] : []), "Target", "Details", "From", "Count"];
+  const headers = ["When", "Who", "What", "Target", "Details", "From", "Count"];
   const section = h("section", { "aria-labelledby": "audit-records-title" }, h("h2", { id: "audit-records-title" }, "Records"));
   const body = h("div", { id: "audit-records" });
   section.append(body);
@@ -35,7 +44,7 @@ async function recordsSection(base: string, query: URLSearchParams, withAccount:
     const page = await api<AuditList>("GET", `${base}?${params.toString()}`);
     const all = [...shown, ...page.data];
     body.replaceChildren(
-      all.length === 0 ? h("p", { class: "empty" }, "No records match.") : table(headers, rows(all, withAccount)),
+      all.length === 0 ? h("p", { class: "empty" }, "No records match.") : h("div", { class: "audit-table" }, table(headers, rows(all, withAccount))),
       page.next_cursor === null ? "" : h("button", { type: "button", class: "secondary", onclick: () => void load(page.next_cursor, all) }, "Show older records"),
     );
   };
