@@ -117,6 +117,6 @@ export const MIGRATIONS: readonly Migration[] = [
     // Unfinished rows count, as they do in the quota counter, until they complete or are settled.
     for (const group of groups.all()) if (group.status === null || countsAgainstQuota(group.status)) add.run(group);
   },
-  // 5: the audit log (4 is the store's; IF NOT EXISTS throughout, so the order of the two cannot matter).
+  // 5: the audit log (its schema lives beside its queries in audit-log.ts).
   AUDIT_LOG_MIGRATION,
 ];
