@@ -22,7 +22,8 @@ writeFileSync(configPath, JSON.stringify({
   },
   plans: { scale: { requests_per_minute: 10_000_000, requests_per_month: 1_000_000_000 } },
 }));
-const config = loadConfig({ config: configPath }, {});
+// Metrics off unless the benchmark asks (metrics-overhead passes a port); OTEL_* are read from the environment.
+const config = loadConfig({ config: configPath }, { ALVEARE_METRICS_PORT: process.env.ALVEARE_METRICS_PORT ?? "0" });
 const server = await startServer(config, { logger: createLogger("info"), gate: mode === "open" ? openGate : undefined });
 process.on("SIGTERM", () => void server.close(1000).then(() => process.exit(0)));
 process.stderr.write("ready\n");

@@ -6,11 +6,11 @@
  */
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import Database from "better-sqlite3";
 import { MIGRATIONS } from "../src/store/sqlite/migrations.js";
-import { SqliteStore } from "../src/store/sqlite/sqlite-store.js";
+import { createStore } from "../src/store/create-store.js";
 import { USAGE_QUERIES } from "../src/store/sqlite/usage-queries.js";
 
 const { values } = parseArgs({ options: { rows: { type: "string", default: "1000000" }, runs: { type: "string", default: "5" } } });
@@ -72,7 +72,7 @@ let started = performance.now();
 oldDatabase(path);
 const writeMs = performance.now() - started;
 started = performance.now();
-await new SqliteStore(path).close(); // runs migration 3: backfills the aggregates from the ledger
+await (await createStore({ dataDir: dirname(path) })).close(); // runs migration 3: backfills the aggregates from the ledger
 const migrateMs = performance.now() - started;
 
 const db = new Database(path, { readonly: true });

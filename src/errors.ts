@@ -1,5 +1,5 @@
 /**
- * The error catalogue of DESIGN.md: every failure any layer reports is an ApiError
+ * The error catalogue: every failure any layer reports is an ApiError
  * built from one of these constructors, so status, type and code stay consistent.
  */
 export type ErrorType = "invalid_request_error" | "authentication_error" | "permission_error" | "rate_limit_error" | "server_error";
@@ -29,6 +29,12 @@ export class ApiError extends Error {
 
 /** A caller's name as far as a message needs it: a megabyte of it helps nobody. */
 const shortened = (name: string): string => (name.length > 64 ? `${name.slice(0, 64)}…` : name);
+
+/** Retry-After in whole seconds, never shorter than the wait, and the exact wait in ms. */
+const retryAfterHeaders = (retryAfterMs: number): Record<string, string> => ({
+  "retry-after": String(Math.max(1, Math.ceil(retryAfterMs / 1000))),
+  "retry-after-ms": String(Math.ceil(retryAfterMs)),
+});
 
 const invalid = (code: string, message: string, param: string | null = null): ApiError =>
   new ApiError(400, "invalid_request_error", code, message, param);
@@ -66,10 +72,8 @@ export const errors = {
     new ApiError(403, "permission_error", "specialist_not_in_plan", `Your plan (${plan}) does not include the specialist '${specialist}'.`),
   rateLimited: (limit: number, windowMs: number, retryAfterMs: number) =>
     new ApiError(429, "rate_limit_error", "rate_limit_exceeded",
-      `Rate limit reached: ${limit} requests per ${windowMs / 1000} seconds for this API key. Retry after ${Math.ceil(retryAfterMs)} ms.`, null, {
-        "retry-after": String(Math.max(1, Math.ceil(retryAfterMs / 1000))),
-        "retry-after-ms": String(Math.ceil(retryAfterMs)),
-      }),
+      `Rate limit reached: ${limit} requests per ${windowMs / 1000} seconds for this API key. Retry after ${Math.ceil(retryAfterMs)} ms.`, null,
+      retryAfterHeaders(retryAfterMs)),
   quotaExceeded: (limit: number, secondsToPeriodEnd: number) =>
     new ApiError(429, "rate_limit_error", "monthly_quota_exceeded",
       `Monthly quota reached: ${limit} requests this month for this account. It resets at the start of next month (UTC).`, null, {
@@ -97,4 +101,22 @@ export const errors = {
   headersTooLarge: () =>
     new ApiError(431, "invalid_request_error", "request_header_fields_too_large", "The request's headers are larger than the server accepts."),
   invalidRequest: (message: string) => new ApiError(400, "invalid_request_error", "invalid_request", message),
+  tokenRateLimited: (limit: number, windowMs: number, retryAfterMs: number) =>
+    new ApiError(429, "rate_limit_error", "token_rate_limit_exceeded",
+      `Token rate limit reached: ${limit} tokens per ${windowMs / 1000} seconds for this API key. Retry after ${Math.ceil(retryAfterMs)} ms.`, null,
+      retryAfterHeaders(retryAfterMs)),
+  concurrencyLimited: (limit: number, retryAfterMs: number) =>
+    new ApiError(429, "rate_limit_error", "concurrency_limit_exceeded",
+      `Concurrency limit reached: ${limit} requests at once for this API key. Retry when one of them has finished.`, null,
+      retryAfterHeaders(retryAfterMs)),
+  /** A reservation no window could ever hold: retrying would never help, so not a 429. */
+  reservationTooLarge: (reserved: number, promptBound: number, limit: number, windowMs: number) =>
+    invalid("invalid_parameter",
+      `Invalid 'max_tokens': this request may use up to ${reserved} tokens (max_tokens × n plus up to ${promptBound} for the prompt), ` +
+      `more than this API key's limit of ${limit} tokens per ${windowMs / 1000} seconds. Lower max_tokens or n, or shorten the prompt.`, "max_tokens"),
+  /** Same code as a full queue: clients retry either the same way, on this node later or on another. */
+  notServing: (reason: "starting" | "shutting_down", retryAfterSeconds: number) =>
+    new ApiError(503, "server_error", "overloaded",
+      reason === "starting" ? "The server is still loading its models. Retry shortly." : "This server is shutting down and takes no new requests. Retry on another node.",
+      null, { "retry-after": String(retryAfterSeconds) }),
 } as const;

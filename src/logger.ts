@@ -2,7 +2,7 @@ import pino, { type DestinationStream, type Logger } from "pino";
 import { prettyFactory } from "pino-pretty";
 import type { LogFormat } from "./config/config.js";
 
-export type LogOutput = "json" | "pretty";
+type LogOutput = "json" | "pretty";
 
 /** "auto" means human-readable for a person at a terminal and JSON for log collectors. */
 export function logOutputFor(format: LogFormat, isTerminal: boolean): LogOutput {

@@ -7,7 +7,7 @@ import Database from "better-sqlite3";
 import { ConfigError } from "../src/config/config-error.js";
 import { People } from "../src/dashboard/people.js";
 import { databasePath } from "../src/server/server.js";
-import { SqliteStore } from "../src/store/sqlite/sqlite-store.js";
+import { openSqliteStores } from "../src/store/sqlite/sqlite-store.js";
 import { CLI_CONTEXT } from "../src/store/audit-log.js";
 import { cliJson, configFor, startTestServer, tempDir, type TestServer } from "./helpers/fixtures.js";
 import { errorCode, requestFrom } from "./helpers/loopback-client.js";
@@ -267,7 +267,7 @@ describe("audit log over HTTP", () => {
 
 describe("audit log in the store", () => {
   it("aggregates 2,000 failed sign-ins of unknown e-mails that all reach the password check", async () => {
-    const store = new SqliteStore(join(tempDir(), "flood.db"));
+    const store = openSqliteStores(join(tempDir(), "flood.db"));
     try {
       // A cheap derivation and a high limit: every attempt takes the unknown-e-mail path, none is refused early.
       const people = new People(store, undefined, { derive: () => Promise.resolve(Buffer.alloc(32)), signInLimits: { allowed: 10_000 } });
@@ -285,7 +285,7 @@ describe("audit log in the store", () => {
 
   it("is append-only: the database refuses to rewrite a record", async () => {
     const path = join(tempDir(), "append.db");
-    const store = new SqliteStore(path);
+    const store = openSqliteStores(path);
     await store.audit.record(CLI_CONTEXT, { action: "account.created", accountId: "acct_x", target: "account:acct_x" });
     await store.close();
     const db = new Database(path);
@@ -298,7 +298,7 @@ describe("audit log in the store", () => {
 
   it("prunes records past ALVEARE_AUDIT_RETENTION_DAYS when the server starts", async () => {
     const dataDir = tempDir();
-    const store = new SqliteStore(join(dataDir, "alveare.db"));
+    const store = openSqliteStores(join(dataDir, "alveare.db"));
     await store.audit.record(CLI_CONTEXT, { action: "account.created", accountId: "acct_old", target: "account:acct_old" });
     await store.audit.record(CLI_CONTEXT, { action: "account.created", accountId: "acct_recent", target: "account:acct_recent" });
     await store.audit.record(CLI_CONTEXT, { action: "account.created", accountId: "acct_new", target: "account:acct_new" });

@@ -10,7 +10,7 @@ import { cliJson, cliKey, tempDir, tinyModel } from "./helpers/fixtures.js";
 
 const CLI = new URL("../src/cli/main.js", import.meta.url).pathname;
 const cleanEnv = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => {
-  const env: NodeJS.ProcessEnv = { ...process.env, ALVEARE_THREADS: "1", ...extra };
+  const env: NodeJS.ProcessEnv = { ...process.env, ALVEARE_THREADS: "1", ALVEARE_METRICS_PORT: "0", ...extra };
   for (const name of ["ALVEARE_MODEL", "ALVEARE_CONFIG", "ALVEARE_PUBLIC_URL", "ALVEARE_HOST", "ALVEARE_PORT", "ALVEARE_DATA_DIR", "ALVEARE_LOG_FORMAT"]) {
     if (!(name in extra)) delete env[name];
   }

@@ -10,7 +10,7 @@ import { cliJson, cliKey, spawnServe, tempDir, tinyModel } from "./helpers/fixtu
 
 const CLI = new URL("../src/cli/main.js", import.meta.url).pathname;
 const cleanEnv = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => {
-  const env: NodeJS.ProcessEnv = { ...process.env, ALVEARE_THREADS: "1", ...extra };
+  const env: NodeJS.ProcessEnv = { ...process.env, ALVEARE_THREADS: "1", ALVEARE_METRICS_PORT: "0", ...extra };
   delete env.ALVEARE_MODEL;
   delete env.ALVEARE_CONFIG;
   return env;
@@ -138,7 +138,7 @@ describe("configuration", () => {
     assert.equal(config.specialists.some((s) => s.id === "code"), false);
     const translate = config.specialists.find((s) => s.id === "translate")!;
     assert.equal(translate.contextSize, 1024);
-    assert.equal(translate.model, "base");
+    assert.equal(translate.engine.kind === "embedded" && translate.engine.model, "base");
   });
 
   for (const [name, file, field] of [
@@ -163,8 +163,13 @@ describe("the example config in examples/", () => {
   it("is valid", () => {
     const path = new URL("../../examples/alveare.config.json", import.meta.url).pathname;
     const config = loadConfig({ config: path }, {});
-    assert.equal(config.specialists.find((s) => s.id === "big")!.remote!.upstreams[0]!.model, "Qwen/Qwen2.5-7B-Instruct");
-    assert.equal(config.specialists.find((s) => s.id === "pooled")!.remote!.upstreams.length, 2);
+    const upstreamsOf = (id: string) => {
+      const engine = config.specialists.find((s) => s.id === id)!.engine;
+      assert.equal(engine.kind, "remote", id);
+      return engine.kind === "remote" ? engine.upstreams : [];
+    };
+    assert.equal(upstreamsOf("big")[0]!.model, "Qwen/Qwen2.5-7B-Instruct");
+    assert.equal(upstreamsOf("pooled").length, 2);
     assert.deepEqual(config.specialists.find((s) => s.id === "classify")!.output, { type: "labels", labels: ["bug", "feature request", "question"] });
   });
 });

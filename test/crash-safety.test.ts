@@ -5,7 +5,7 @@ import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import Database from "better-sqlite3";
-import { SqliteStore } from "../src/store/sqlite/sqlite-store.js";
+import { createStore } from "../src/store/create-store.js";
 import { cliKey, flakySpecialist, spawnServe, tempDir, tinyModel } from "./helpers/fixtures.js";
 
 describe("crash safety", () => {
@@ -40,10 +40,9 @@ describe("crash safety", () => {
 
     // On restart the database opens (migrations run, WAL recovered) and is consistent.
     const path = join(dataDir, "alveare.db");
-    const store = new SqliteStore(path);
-    assert.equal(store.integrityCheck(), "ok");
-    await store.close();
+    await (await createStore({ dataDir })).close();
     const db = new Database(path, { readonly: true });
+    assert.equal(db.pragma("integrity_check", { simple: true }), "ok");
     const recorded = new Set(db.prepare("SELECT request_id FROM usage_events").pluck().all() as string[]);
     const finished = db.prepare("SELECT COUNT(*) FROM usage_events WHERE status = 200").pluck().get() as number;
     const counted = db.prepare("SELECT SUM(requests) FROM usage_counters").pluck().get() as number;

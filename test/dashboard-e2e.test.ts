@@ -139,6 +139,8 @@ describe("dashboard in a real browser", { skip: noChromium }, () => {
 
     const ok = await postJson(`${server.url}/v1/infer`, { specialist: "classify", prompt: "I love it", max_tokens: 4 }, { authorization: `Bearer ${secret}` });
     assert.equal(ok.status, 200);
+    const outsidePlan = await postJson(`${server.url}/v1/infer`, { specialist: "code", prompt: "x", max_tokens: 4 }, { authorization: `Bearer ${secret}` });
+    assert.equal(outsidePlan.status, 403);
 
     await member.goto(`${server.url}/dashboard/#usage`);
     await member.reload();
@@ -149,9 +151,10 @@ describe("dashboard in a real browser", { skip: noChromium }, () => {
     assert.equal(await member.locator("#live-quota").getAttribute("value"), "1");
     assert.equal(await member.locator("#live-quota").getAttribute("max"), "100000");
     const byKey = member.getByRole("row", { name: /production/ });
-    assert.match((await byKey.textContent()) ?? "", /production \(alv_live_\w+…\)1\d+/, "the key's requests and tokens");
+    assert.match((await byKey.textContent()) ?? "", /production \(alv_live_\w+…\)2\d+/, "the key's requests (the refused one too) and tokens");
     const byStatus = (await member.getByTestId("live-by-status").textContent()) ?? "";
     assert.match(byStatus, /2xx answered1/);
+    assert.match(byStatus, /4xx refused \(bad request, not in plan\)1/);
     assert.match(byStatus, /429 over a limit0/);
     // The charts are Chart.js's, with dated axes and tooltips.
     const today = new Date().toLocaleDateString("en", { month: "short", day: "numeric", timeZone: "UTC" });

@@ -134,3 +134,48 @@ describe("what the dashboard pages read from the server", () => {
     assert.match(page, /<script defer src="\/dashboard\/assets\/chart\.umd\.min\.js"><\/script>/);
   });
 });
+
+describe("requests refused after authentication, in the dashboard's breakdown", () => {
+  let server: TestServer;
+  before(async () => {
+    // Three requests per (hour-long) window, so a burst is refused deterministically.
+    server = await startTestServer({ plans: { solo: { requests_per_minute: 3, window_seconds: 3600 } } }, { gated: true, env: { ALVEARE_ADMIN_TOKEN: TOKEN } });
+  });
+  after(async () => {
+    await server.close();
+  });
+
+  it("counts a burst over the minute limit and a specialist outside the plan per status and per key, never as usage", async () => {
+    const operator = client(server);
+    assert.equal((await operator("POST", "/dashboard/api/admin-login", { token: TOKEN })).status, 200);
+    const accountId = (await operator("POST", "/admin/api/accounts", { name: "initech", plan: "solo" })).json.id as string;
+    const invited = await operator("POST", `/admin/api/accounts/${accountId}/invitations`, { email: "peter@initech.example" });
+    const token = /#invite=(\w+)$/.exec(invited.json.invite_path as string)![1]!;
+    const peter = client(server);
+    assert.equal((await peter("POST", "/dashboard/api/invitations/accept", { token, password: PASSWORD })).status, 200);
+    assert.equal((await peter("POST", "/dashboard/api/login", { email: "peter@initech.example", password: PASSWORD })).status, 200);
+    const burst = (await peter("POST", "/dashboard/api/keys", { mode: "live", name: "burst" })).json;
+    const quiet = (await peter("POST", "/dashboard/api/keys", { mode: "live", name: "quiet" })).json;
+    const infer = (key: unknown, specialist = "classify") =>
+      postJson(`${server.url}/v1/infer`, { specialist, prompt: "great", max_tokens: 2 }, { authorization: `Bearer ${String(key)}` });
+
+    const results = await Promise.all(Array.from({ length: 8 }, () => infer(burst.key)));
+    assert.deepEqual(results.map((r) => r.status).sort(), [200, 200, 200, 429, 429, 429, 429, 429]);
+    assert.ok(results.filter((r) => r.status === 429).every((r) => (r.json.error as { code: string }).code === "rate_limit_exceeded"));
+    const outside = await infer(quiet.key, "code");
+    assert.equal(outside.status, 403);
+    assert.equal((outside.json.error as { code: string }).code, "specialist_not_in_plan");
+    assert.equal((await infer(quiet.key)).status, 200, "the other key has its own window");
+    assert.equal((await fetch(`${server.url}/v1/infer`, { method: "POST" })).status, 401, "an unauthenticated request belongs to no account");
+
+    const mine = await peter("GET", "/dashboard/api/usage/breakdown");
+    assert.equal(mine.status, 200);
+    const live = mine.json.live as { by_key: Array<{ name: string; requests: number }>; by_status: Record<string, number> };
+    assert.deepEqual(live.by_status, { success: 4, client_error: 1, rate_limited: 5, server_error: 0 });
+    assert.deepEqual(live.by_key.map((k) => [k.name, k.requests]), [["burst", 8], ["quiet", 2]]);
+    const seen = await operator("GET", `/admin/api/accounts/${accountId}/usage/breakdown`);
+    assert.deepEqual(seen.json.by_status, live.by_status);
+    const usage = await fetch(`${server.url}/v1/usage`, { headers: { authorization: `Bearer ${String(quiet.key)}` } });
+    assert.equal(((await usage.json()) as { requests_used: number }).requests_used, 4, "refusals never count against the quota");
+  });
+});

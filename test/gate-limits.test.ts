@@ -8,11 +8,13 @@ const infer = (server: TestServer, auth: Record<string, string>, specialist = "c
   postJson(`${server.url}/v1/infer`, { specialist, prompt: "I love it", max_tokens: 2 }, auth);
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+// When a waiting client is let in is tested to the millisecond on the limiter
+// with an injected clock (rate-limiter.test.ts); over HTTP only what no timing can change.
 describe("per-key window limit", () => {
   let server: TestServer;
   before(async () => {
-    // The solo plan as shipped (20 per window) with a 3-second window, so waiting it out is quick.
-    server = await startTestServer({ plans: { solo: { window_seconds: 3 } }, engine: { parallel: 2, queue: 256 } }, { gated: true });
+    // The solo plan as shipped: 20 per 60-second window, longer than any burst here takes.
+    server = await startTestServer({ engine: { parallel: 2, queue: 256 } }, { gated: true });
   });
   after(async () => {
     await server.close();
@@ -31,28 +33,12 @@ describe("per-key window limit", () => {
       assert.equal(error.type, "rate_limit_error");
       const seconds = Number(r.headers.get("retry-after"));
       const ms = Number(r.headers.get("retry-after-ms"));
-      assert.ok(Number.isInteger(seconds) && seconds >= 1 && seconds <= 3, `Retry-After ${seconds}`);
-      assert.ok(ms > 0 && ms <= 3000 && seconds * 1000 >= ms, "Retry-After is never shorter than the real wait");
+      assert.ok(Number.isInteger(seconds) && seconds >= 1 && seconds <= 60, `Retry-After ${seconds}`);
+      assert.ok(ms > 0 && ms <= 60_000 && seconds * 1000 >= ms, "Retry-After is never shorter than the real wait");
       assert.equal(r.headers.get("x-ratelimit-limit-requests"), "20");
       assert.equal(r.headers.get("x-ratelimit-remaining-requests"), "0");
+      assert.equal(r.headers.get("x-ratelimit-limit-tokens"), null, "the shipped plans cap no tokens");
     }
-    // Honour the last 429's Retry-After: the request then succeeds.
-    const last = limited.at(-1)!;
-    await sleep(Number(last.headers.get("retry-after")) * 1000);
-    const retried = await infer(server, auth);
-    assert.equal(retried.status, 200);
-  });
-
-  it("lets a waiting client in as soon as the window allows, not before", async () => {
-    const { auth } = await createKey(server, "solo");
-    for (let i = 0; i < 20; i++) assert.equal((await infer(server, auth)).status, 200);
-    const refused = await infer(server, auth);
-    assert.equal(refused.status, 429);
-    const waitMs = Number(refused.headers.get("retry-after-ms"));
-    await sleep(Math.max(0, waitMs - 400));
-    assert.equal((await infer(server, auth)).status, 429, "still inside the window");
-    await sleep(500);
-    assert.equal((await infer(server, auth)).status, 200, "admitted once the oldest request left the window");
   });
 
   it("limits each key on its own, and counts down x-ratelimit-remaining-requests", async () => {

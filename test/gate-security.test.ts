@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { databasePath } from "../src/server/server.js";
-import { SqliteStore } from "../src/store/sqlite/sqlite-store.js";
+import { createStore } from "../src/store/create-store.js";
 import { createKey, startTestServer, type TestServer } from "./helpers/fixtures.js";
 
 type Route = { method: "GET" | "POST"; path: string; body?: unknown };
@@ -33,9 +32,9 @@ describe("the gate: who may call what", () => {
     live = await createKey(server, "professional");
     revoked = await createKey(server, "professional");
     solo = await createKey(server, "solo");
-    const store = new SqliteStore(databasePath(server.config));
-    await store.revokeKey(revoked.keyId, new Date().toISOString());
-    await store.close();
+    const stores = await createStore(server.config);
+    await stores.accounts.revokeKey(revoked.keyId, new Date().toISOString());
+    await stores.close();
   });
   after(async () => {
     await server.close();
@@ -89,9 +88,9 @@ describe("the gate: who may call what", () => {
     const k = await createKey(server, "professional");
     const route = ROUTES[2]!;
     assert.equal((await call(server, route, k.auth)).status, 200);
-    const store = new SqliteStore(databasePath(server.config));
-    await store.revokeKey(k.keyId, new Date().toISOString());
-    await store.close();
+    const stores = await createStore(server.config);
+    await stores.accounts.revokeKey(k.keyId, new Date().toISOString());
+    await stores.close();
     assert.equal(codeOf(await call(server, route, k.auth)), "revoked_api_key");
   });
 

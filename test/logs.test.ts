@@ -5,7 +5,7 @@ import { createLogger, logOutputFor } from "../src/logger.js";
 import { createKey, LogCapture, postJson, spawnServe, startTestServer, tempDir, tinyModel, type TestServer } from "./helpers/fixtures.js";
 
 const cleanEnv = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => {
-  const env: NodeJS.ProcessEnv = { ...process.env, ALVEARE_THREADS: "1", ...extra };
+  const env: NodeJS.ProcessEnv = { ...process.env, ALVEARE_THREADS: "1", ALVEARE_METRICS_PORT: "0", ...extra };
   for (const name of ["ALVEARE_MODEL", "ALVEARE_CONFIG", "ALVEARE_PUBLIC_URL", "ALVEARE_ADMIN_TOKEN", "ALVEARE_LOG_FORMAT"]) {
     if (!(name in extra)) delete env[name];
   }

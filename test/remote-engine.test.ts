@@ -35,7 +35,7 @@ describe("remote engine against a second Alveare process", () => {
   before(async () => {
     const port = await freePort();
     const dataDir = tempDir();
-    const env = { ...process.env, ALVEARE_THREADS: "1", ALVEARE_LOG_LEVEL: "warn", ALVEARE_CONFIG: "", ALVEARE_DATA_DIR: dataDir };
+    const env = { ...process.env, ALVEARE_THREADS: "1", ALVEARE_METRICS_PORT: "0", ALVEARE_LOG_LEVEL: "warn", ALVEARE_CONFIG: "", ALVEARE_DATA_DIR: dataDir };
     // The upstream is a full Alveare with its own gate: we call it with a key of ours, from the environment.
     process.env.UPSTREAM_ALVEARE_KEY = cliKey(dataDir, "professional", env).key;
     upstream = spawn(process.execPath, [CLI, "serve", "--port", String(port), "--model", await tinyModel()], {

@@ -1,6 +1,5 @@
 import { CLI_CONTEXT } from "../src/store/audit-log.js";
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { loadConfig } from "../src/config/config.js";
 import { ApiError } from "../src/errors.js";
@@ -9,7 +8,8 @@ import { FailureLog } from "../src/dashboard/failure-log.js";
 import { checkPasswordPolicy } from "../src/dashboard/password-policy.js";
 import { scryptDerivation, type KeyDerivation, type ScryptParameters } from "../src/dashboard/passwords.js";
 import { People } from "../src/dashboard/people.js";
-import { SqliteStore } from "../src/store/sqlite/sqlite-store.js";
+import { createStore } from "../src/store/create-store.js";
+import type { Stores } from "../src/store/store.js";
 import { tempDir } from "./helpers/fixtures.js";
 
 const ADMIN_TOKEN = "an-operator-token-of-at-least-32-characters";
@@ -38,7 +38,7 @@ describe("the sign-in failure log", () => {
 });
 
 describe("People's sign-in", () => {
-  let store: SqliteStore;
+  let stores: Stores;
   let derivations: ScryptParameters[] = [];
   let salts: number[] = [];
   const recording: KeyDerivation = (password, salt, parameters) => {
@@ -49,15 +49,15 @@ describe("People's sign-in", () => {
   let people: People;
 
   before(async () => {
-    store = new SqliteStore(join(tempDir(), "people.db"));
-    await store.createAccount({ id: "acct_people", name: "people", plan: "solo", status: "active", createdAt: new Date().toISOString() });
-    people = new People(store, ADMIN_TOKEN, { derive: recording, signInLimits: { maxKeys: 8 } });
+    stores = await createStore({ dataDir: tempDir() });
+    await stores.accounts.createAccount({ id: "acct_people", name: "people", plan: "solo", status: "active", createdAt: new Date().toISOString() });
+    people = new People(stores, ADMIN_TOKEN, { derive: recording, signInLimits: { maxKeys: 8 } });
     const { token } = await people.invite(CLI_CONTEXT, "acct_people", "erin@example.com");
     await people.acceptInvitation(token, "erin's real password", "10.0.0.9");
     await people.invite(CLI_CONTEXT, "acct_people", "pending@example.com");
   });
   after(async () => {
-    await store.close();
+    await stores.close();
   });
 
   it("does one key derivation with identical parameters for a wrong password, an unknown e-mail and a member without a password", async () => {
@@ -78,7 +78,7 @@ describe("People's sign-in", () => {
   });
 
   it("answers an over-long e-mail with a 400 before anything is stored or derived", async () => {
-    const fresh = new People(store, ADMIN_TOKEN, { derive: recording });
+    const fresh = new People(stores, ADMIN_TOKEN, { derive: recording });
     derivations = [];
     await assert.rejects(fresh.signIn(`${"a".repeat(1024 * 1024)}@example.com`, "some password", "10.0.0.2"), (e) => status(e) === 400);
     assert.deepEqual(fresh.failureLogSizes(), { member: 0, operator: 0 });
@@ -86,7 +86,7 @@ describe("People's sign-in", () => {
   });
 
   it("keeps no entry for the e-mails of a locked-out address", async () => {
-    const fresh = new People(store, ADMIN_TOKEN);
+    const fresh = new People(stores, ADMIN_TOKEN);
     for (let i = 0; i < 5; i++) await assert.rejects(fresh.signIn(`guess-${i}@example.com`, "wrong password", "10.0.0.3"), (e) => status(e) === 401);
     const before = fresh.failureLogSizes().member;
     for (let i = 0; i < 2000; i++) {

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { chmodSync, mkdirSync, statSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { describe, it } from "node:test";
 import Database from "better-sqlite3";
 import { ApiError } from "../src/errors.js";
@@ -12,12 +12,15 @@ import { DEFAULT_PLANS, parsePlans } from "../src/gate/plans.js";
 import { billingPeriod, parsePeriod } from "../src/metering/billing-period.js";
 import { CLIENT_CLOSED, countsAgainstQuota, NOT_DELIVERED } from "../src/metering/counting-rule.js";
 import { MIGRATIONS } from "../src/store/sqlite/migrations.js";
-import { SqliteStore } from "../src/store/sqlite/sqlite-store.js";
+import { createStore, type StoreOptions } from "../src/store/create-store.js";
 import { USAGE_QUERIES } from "../src/store/sqlite/usage-queries.js";
-import type { Mode } from "../src/store/store.js";
+import type { Mode, Stores } from "../src/store/store.js";
 import { tempDir } from "./helpers/fixtures.js";
 
 const PERIOD = "2026-03";
+
+/** The stores on the SQLite file at `path` (always `alveare.db` in its data dir). */
+const open = (path: string, options?: StoreOptions): Promise<Stores> => createStore({ dataDir: dirname(path) }, options);
 
 /** What every report must say, recomputed from the ledger by the counting rule (unfinished rows count until settled). */
 function fromLedger(path: string, accountId: string, mode: Mode, period: string) {
@@ -39,11 +42,11 @@ function fromLedger(path: string, accountId: string, mode: Mode, period: string)
   };
 }
 
-async function assertAgreesWithLedger(store: SqliteStore, path: string, accountId: string, mode: Mode, period = PERIOD): Promise<void> {
+async function assertAgreesWithLedger(store: Stores, path: string, accountId: string, mode: Mode, period = PERIOD): Promise<void> {
   const expected = fromLedger(path, accountId, mode, period);
-  const usage = await store.periodUsage(accountId, mode, period);
+  const usage = await store.ledger.periodUsage(accountId, mode, period);
   assert.deepEqual({ ...usage, bySpecialist: { ...usage.bySpecialist } }, { requests: expected.requests, tokens: expected.tokens, bySpecialist: expected.bySpecialist });
-  assert.deepEqual({ ...(await store.dailyRequests(accountId, mode, period)) }, expected.daily);
+  assert.deepEqual({ ...(await store.ledger.dailyRequests(accountId, mode, period)) }, expected.daily);
 }
 
 /** Requests over three days and three specialists with every kind of outcome; one left unfinished. */
@@ -59,22 +62,22 @@ const MIXED: Array<{ day: string; specialist: string; status: number | null; tok
   { day: "03", specialist: "classify", status: null, tokens: 0 },
 ];
 
-async function seed(store: SqliteStore, accountId: string, mode: Mode = "live"): Promise<void> {
-  await store.createAccount({ id: accountId, name: accountId, plan: "scale", status: "active", createdAt: "2026-01-01T00:00:00Z" });
+async function seed(store: Stores, accountId: string, mode: Mode = "live"): Promise<void> {
+  await store.accounts.createAccount({ id: accountId, name: accountId, plan: "scale", status: "active", createdAt: "2026-01-01T00:00:00Z" });
   for (const [i, r] of MIXED.entries()) {
     const at = `${PERIOD}-${r.day}T12:00:00.000Z`;
-    const eventId = await store.admit({ requestId: `req_${i}`, accountId, keyId: "key_x", mode, period: PERIOD, endpoint: "infer", specialist: r.specialist, limit: 1000, at });
+    const eventId = await store.ledger.admit({ requestId: `req_${i}`, accountId, keyId: "key_x", mode, period: PERIOD, endpoint: "infer", specialist: r.specialist, limit: 1000, at });
     assert.ok(eventId !== undefined);
     if (r.status !== null) {
-      await store.complete({ eventId, accountId, mode, period: PERIOD, status: r.status, promptTokens: r.tokens, completionTokens: 0, latencyMs: 1, at });
+      await store.ledger.complete({ eventId, accountId, mode, period: PERIOD, status: r.status, promptTokens: r.tokens, completionTokens: 0, latencyMs: 1, at });
     }
   }
 }
 
 describe("usage aggregates", () => {
-  it("answers every usage report from aggregate rows, never by scanning the ledger", () => {
+  it("answers every usage report from aggregate rows, never by scanning the ledger", async () => {
     const path = join(tempDir(), "alveare.db");
-    new SqliteStore(path).close();
+    await (await open(path)).close();
     const db = new Database(path, { readonly: true });
     for (const [name, sql] of Object.entries(USAGE_QUERIES)) {
       const plan = db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all("acct", "live", PERIOD) as Array<{ detail: string }>;
@@ -91,18 +94,18 @@ describe("usage aggregates", () => {
 
   it("agrees with the ledger for a mix of outcomes, per specialist and per day", async () => {
     const path = join(tempDir(), "alveare.db");
-    const store = new SqliteStore(path);
+    const store = await open(path);
     await seed(store, "acct_a");
     await seed(store, "acct_b", "test");
     await assertAgreesWithLedger(store, path, "acct_a", "live");
     await assertAgreesWithLedger(store, path, "acct_b", "test");
-    const usage = await store.periodUsage("acct_a", "live", PERIOD);
+    const usage = await store.ledger.periodUsage("acct_a", "live", PERIOD);
     // Served and client-gone count; 4xx/5xx after admission are given back; the unfinished one counts until settled.
     assert.deepEqual({ ...usage.bySpecialist }, { classify: 3, qa: 1 });
     assert.equal(usage.requests, 4);
     assert.equal(usage.tokens, 15);
-    assert.deepEqual({ ...(await store.dailyRequests("acct_a", "live", PERIOD)) }, { "2026-03-01": 2, "2026-03-02": 1, "2026-03-03": 1 });
-    assert.deepEqual(await store.periodUsage("acct_a", "test", PERIOD), { requests: 0, tokens: 0, bySpecialist: {} });
+    assert.deepEqual({ ...(await store.ledger.dailyRequests("acct_a", "live", PERIOD)) }, { "2026-03-01": 2, "2026-03-02": 1, "2026-03-03": 1 });
+    assert.deepEqual(await store.ledger.periodUsage("acct_a", "test", PERIOD), { requests: 0, tokens: 0, bySpecialist: {} });
     await store.close();
   });
 
@@ -121,10 +124,10 @@ describe("usage aggregates", () => {
     old.prepare("INSERT INTO usage_counters (account_id, mode, period, requests, tokens) VALUES ('acct_old', 'live', '2026-02', 1, 9)").run();
     old.close();
 
-    const store = new SqliteStore(path);
+    const store = await open(path);
     await assertAgreesWithLedger(store, path, "acct_old", "live");
     await assertAgreesWithLedger(store, path, "acct_old", "live", "2026-02");
-    assert.deepEqual({ ...(await store.dailyRequests("acct_old", "live", "2026-02")) }, { "2026-02-28": 1 });
+    assert.deepEqual({ ...(await store.ledger.dailyRequests("acct_old", "live", "2026-02")) }, { "2026-02-28": 1 });
     await store.close();
   });
 });
@@ -139,19 +142,19 @@ describe("unfinished requests of a dead process", () => {
 
   it("are settled as not delivered by the next server on the data dir, and given back", async () => {
     const path = join(tempDir(), "alveare.db");
-    const crashed = new SqliteStore(path);
+    const crashed = await open(path);
     await seed(crashed, "acct_a");
     await crashed.close(); // as good as dead: the unfinished row's node is gone from this process
     assert.equal(unfinished(path), 1);
 
-    const cli = new SqliteStore(path);
+    const cli = await open(path);
     assert.equal(unfinished(path), 1, "a CLI command never settles");
     await cli.close();
 
-    const server = new SqliteStore(path, { serving: true });
+    const server = await open(path, { serving: true });
     assert.equal(unfinished(path), 0);
     await assertAgreesWithLedger(server, path, "acct_a", "live");
-    const usage = await server.periodUsage("acct_a", "live", PERIOD);
+    const usage = await server.ledger.periodUsage("acct_a", "live", PERIOD);
     assert.equal(usage.requests, 3);
     assert.deepEqual({ ...usage.bySpecialist }, { classify: 2, qa: 1 });
     const db = new Database(path, { readonly: true });
@@ -162,9 +165,9 @@ describe("unfinished requests of a dead process", () => {
 
   it("are left alone while the process that admitted them is alive", async () => {
     const path = join(tempDir(), "alveare.db");
-    const running = new SqliteStore(path, { serving: true });
+    const running = await open(path, { serving: true });
     await seed(running, "acct_a");
-    const second = new SqliteStore(path, { serving: true });
+    const second = await open(path, { serving: true });
     assert.equal(unfinished(path), 1);
     await second.close();
     await running.close();
@@ -172,7 +175,7 @@ describe("unfinished requests of a dead process", () => {
 
   it("are settled when their process on this host has exited", async () => {
     const path = join(tempDir(), "alveare.db");
-    const store = new SqliteStore(path);
+    const store = await open(path);
     await seed(store, "acct_a");
     await store.close();
     const exited = spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"], { encoding: "utf8" });
@@ -180,9 +183,9 @@ describe("unfinished requests of a dead process", () => {
     db.prepare("INSERT INTO nodes (id, host, pid, process_start, started_at) VALUES ('node_gone', ?, ?, NULL, '2026-03-01')").run(hostname(), Number(exited.stdout));
     db.prepare("UPDATE usage_events SET node_id = 'node_gone' WHERE status IS NULL").run();
     db.close();
-    const server = new SqliteStore(path, { serving: true });
+    const server = await open(path, { serving: true });
     assert.equal(unfinished(path), 0);
-    assert.equal((await server.periodUsage("acct_a", "live", PERIOD)).requests, 3);
+    assert.equal((await server.ledger.periodUsage("acct_a", "live", PERIOD)).requests, 3);
     await server.close();
   });
 });
@@ -195,7 +198,7 @@ describe("database file modes", () => {
     try {
       const dir = join(tempDir(), "data");
       const path = join(dir, "alveare.db");
-      const store = new SqliteStore(path, { serving: true });
+      const store = await open(path, { serving: true });
       await seed(store, "acct_a");
       assert.equal(mode(dir), 0o700);
       for (const file of [path, `${path}-wal`, `${path}-shm`]) assert.equal(mode(file), 0o600, file);
@@ -210,11 +213,11 @@ describe("database file modes", () => {
     mkdirSync(dir);
     chmodSync(dir, 0o755);
     const path = join(dir, "alveare.db");
-    await new SqliteStore(path).close();
+    await (await open(path)).close();
     chmodSync(path, 0o644);
     writeFileSync(`${path}-wal`, "");
     chmodSync(`${path}-wal`, 0o666);
-    const store = new SqliteStore(path);
+    const store = await open(path);
     assert.equal(mode(dir), 0o700);
     assert.equal(mode(path), 0o600);
     assert.equal(mode(`${path}-wal`), 0o600);
@@ -223,8 +226,8 @@ describe("database file modes", () => {
 });
 
 describe("account service rules", () => {
-  const service = (plans = parsePlans({ capped: { requests_per_minute: 10, requests_per_month: 100, specialists: "*", max_keys: 2 } })) => {
-    const store = new SqliteStore(join(tempDir(), "alveare.db"));
+  const service = async (plans = parsePlans({ capped: { requests_per_minute: 10, requests_per_month: 100, specialists: "*", max_keys: 2 } })) => {
+    const store = await open(join(tempDir(), "alveare.db"));
     return { store, accounts: new AccountService(store, plans) };
   };
   const refusal = (code: string, status: number, param: string | null = null) => (error: unknown): boolean => {
@@ -236,7 +239,7 @@ describe("account service rules", () => {
   };
 
   it("caps unrevoked keys per account and mode at the plan's max_keys", async () => {
-    const { store, accounts } = service();
+    const { store, accounts } = await service();
     const account = await accounts.createAccount(CLI_CONTEXT, "a", "capped");
     const first = await accounts.createKey(CLI_CONTEXT, account.id, "live");
     await accounts.createKey(CLI_CONTEXT, account.id, "live");
@@ -255,7 +258,7 @@ describe("account service rules", () => {
   });
 
   it("defaults the cap to 25 keys", async () => {
-    const { store, accounts } = service();
+    const { store, accounts } = await service();
     assert.equal(DEFAULT_PLANS.solo!.maxKeys, 25);
     const account = await accounts.createAccount(CLI_CONTEXT, "a", "solo");
     for (let i = 0; i < 25; i++) await accounts.createKey(CLI_CONTEXT, account.id, "test");
@@ -264,7 +267,7 @@ describe("account service rules", () => {
   });
 
   it("refuses new keys while the account is suspended", async () => {
-    const { store, accounts } = service();
+    const { store, accounts } = await service();
     const account = await accounts.createAccount(CLI_CONTEXT, "a", "capped");
     await accounts.setStatus(CLI_CONTEXT, account.id, "suspended");
     await assert.rejects(accounts.createKey(CLI_CONTEXT, account.id, "live"), refusal("account_suspended", 403));
@@ -275,7 +278,7 @@ describe("account service rules", () => {
   });
 
   it("accepts only plans that are defined, never a name the prototype knows", async () => {
-    const { store, accounts } = service();
+    const { store, accounts } = await service();
     const account = await accounts.createAccount(CLI_CONTEXT, "a", "solo");
     for (const name of ["constructor", "__proto__", "hasOwnProperty", "toString", "valueOf", "nope"]) {
       await assert.rejects(accounts.createAccount(CLI_CONTEXT, "b", name), refusal("invalid_parameter", 400, "plan"), name);

@@ -83,11 +83,11 @@ export function breakdownTables(b: Breakdown, testIdPrefix: string): HTMLElement
     h("section", { "data-testid": `${testIdPrefix}-by-status` }, h("h3", {}, "By outcome"),
       table(["Outcome", "Requests"], [
         ["2xx answered", s.success.toLocaleString()],
-        ["4xx refused (bad request)", s.client_error.toLocaleString()],
+        ["4xx refused (bad request, not in plan)", s.client_error.toLocaleString()],
         ["429 over a limit", s.rate_limited.toLocaleString()],
         ["5xx server error (not counted)", s.server_error.toLocaleString()],
       ], false),
-      h("p", { class: "muted" }, "Counted from this month's ledger. Requests refused at the per-minute limit or the monthly quota never reach the ledger, so they are not in these numbers.")));
+      h("p", { class: "muted" }, "Refused requests (over a limit, not in the plan) are counted here but never against the monthly quota.")));
 }
 
 export const usageNumbers = (u: Json) => ({ used: Number(u.requests_used), limit: Number(u.requests_limit), tokens: Number(u.tokens_used) });

@@ -1,18 +1,19 @@
 import type { FastifyInstance } from "fastify";
-import { ApiError, errors } from "../errors.js";
+import { ApiError } from "../errors.js";
 import { AccountError, type AccountService } from "../gate/accounts.js";
+import { requestedMode } from "../gate/credentials.js";
 import { requestedPeriod } from "../metering/billing-period.js";
 import { breakdownJson } from "../dashboard/usage-breakdown.js";
-import type { Store } from "../store/store.js";
-
+import type { LedgerStore, PeopleStore } from "../store/store.js";
+import { memberJson } from "../api/resources.js";
 
 /**
  * The operator's view of one account beyond its keys: its members (and whether
  * each has accepted the invitation) and where this month's requests went.
  * Registered inside the admin API, behind its authentication.
  */
-export function accountDetailRoutes(options: { accounts: AccountService; store: Store }) {
-  const { accounts, store } = options;
+export function accountDetailRoutes(options: { accounts: AccountService; ledger: LedgerStore; peopleStore: PeopleStore }) {
+  const { accounts, ledger, peopleStore } = options;
   const account = (id: string) => accounts.getAccount(id).catch((error: unknown) => {
     if (error instanceof AccountError && error.notFound) throw new ApiError(404, "invalid_request_error", "not_found", error.message);
     throw error;
@@ -20,21 +21,15 @@ export function accountDetailRoutes(options: { accounts: AccountService; store: 
   return (app: FastifyInstance): void => {
     app.get<{ Params: { id: string } }>("/accounts/:id/members", async (request) => {
       const { id } = await account(request.params.id);
-      return {
-        object: "list",
-        data: (await store.listMembers(id)).map((m) => ({
-          id: m.id, email: m.email, status: m.passwordHash === null ? "invited" : "active", created_at: m.createdAt,
-        })),
-      };
+      return { object: "list", data: (await peopleStore.listMembers(id)).map(memberJson) };
     });
 
     app.get<{ Params: { id: string }; Querystring: { mode?: string; period?: string } }>("/accounts/:id/usage/breakdown", async (request) => {
       const { id } = await account(request.params.id);
-      const mode = request.query.mode ?? "live";
-      if (mode !== "live" && mode !== "test") throw errors.invalidParameter("mode", "must be live or test.");
+      const mode = requestedMode(request.query.mode);
       const period = requestedPeriod(request.query.period).key;
-      const breakdown = await store.usageBreakdown(id, mode, period);
-      const daily = await store.dailyRequests(id, mode, period);
+      const breakdown = await ledger.usageBreakdown(id, mode, period);
+      const daily = await ledger.dailyRequests(id, mode, period);
       return { period, mode, daily_requests: daily, ...breakdownJson(breakdown, await accounts.listKeys(id)) };
     });
   };

@@ -1,38 +1,33 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { errors } from "../errors.js";
 import type { AccountService } from "../gate/accounts.js";
+import { bearerToken, requestedMode } from "../gate/credentials.js";
 import { findPlan, type Plan } from "../gate/plans.js";
 import { usageReport } from "../metering/usage-report.js";
-import type { Account, ApiKeyRecord, Mode, Store } from "../store/store.js";
+import type { Account, LedgerStore, Mode, PeopleStore } from "../store/store.js";
+import { accountJson, createdKeyJson, invitationJson, keyJson } from "../api/resources.js";
 import { adminRequests } from "../api/schemas/admin.js";
 import { parseBody } from "../schema/request-errors.js";
 import type { People } from "../dashboard/people.js";
 import { accountDetailRoutes } from "./account-detail-routes.js";
+import type { AuditLog } from "../store/audit-log.js";
 import { auditPageJson, auditRecordJson, parseAuditQuery, requestContext } from "./audit-query.js";
 import { checkCsrf, readCookie, SESSION_COOKIE, setSecurityHeaders } from "../dashboard/web-security.js";
 
-export interface AdminApiOptions {
+interface AdminApiOptions {
   /** ALVEARE_ADMIN_TOKEN; without one the admin API does not exist (404). */
   token: string | undefined;
   accounts: AccountService;
-  store: Store;
+  ledger: LedgerStore;
+  peopleStore: PeopleStore;
   plans: Readonly<Record<string, Plan>>;
   people: People;
+  audit: AuditLog;
 }
-
-const accountJson = (a: Account) => ({ id: a.id, name: a.name, plan: a.plan, status: a.status, created_at: a.createdAt });
-const keyJson = (k: ApiKeyRecord) => ({
-  id: k.id, account_id: k.accountId, name: k.name, mode: k.mode, prefix: k.prefix,
-  created_at: k.createdAt, last_used_at: k.lastUsedAt, revoked_at: k.revokedAt,
-});
 
 const operator = (request: FastifyRequest) => requestContext(request, "operator");
 
-const modeOf = (request: FastifyRequest): Mode => {
-  const mode = (request.query as Record<string, string | undefined>).mode ?? "live";
-  if (mode !== "live" && mode !== "test") throw errors.invalidParameter("mode", "must be live or test.");
-  return mode;
-};
+const modeOf = (request: FastifyRequest): Mode => requestedMode((request.query as Record<string, string | undefined>).mode);
 
 /**
  * The operator's JSON API under /admin/api: the same operations as the CLI,
@@ -42,7 +37,7 @@ const modeOf = (request: FastifyRequest): Mode => {
  */
 export function adminApi(options: AdminApiOptions) {
   return async (app: FastifyInstance): Promise<void> => {
-    const { accounts, store, plans } = options;
+    const { accounts, ledger, plans } = options;
     app.addHook("onRequest", async (request, reply) => {
       if (options.token === undefined || options.token === "") throw errors.notFound(request.method, request.url.split("?")[0] ?? "/");
       setSecurityHeaders(reply);
@@ -53,24 +48,23 @@ export function adminApi(options: AdminApiOptions) {
           return;
         }
       }
-      const given = /^Bearer\s+(\S+)\s*$/i.exec(request.headers.authorization ?? "")?.[1];
+      const given = bearerToken(request.headers.authorization);
       if (given === undefined) throw errors.missingApiKey();
       // The same per-address limit as the operator's sign-in: the bearer token is the same secret.
       await options.people.checkAdminToken(given, request.ip, request.id);
-      await store.audit.record(operator(request), { action: "admin_token.used", accountId: null, target: `${request.method} ${request.routeOptions.url ?? "unknown route"}` });
+      await options.audit.record(operator(request), { action: "admin_token.used", accountId: null, target: `${request.method} ${request.routeOptions.url ?? "unknown route"}` });
     });
 
-    app.get("/audit", async (request) => auditPageJson(await store.audit.query(parseAuditQuery(request.query))));
+    app.get("/audit", async (request) => auditPageJson(await options.audit.query(parseAuditQuery(request.query))));
     app.get<{ Params: { id: string } }>("/audit/:id", async (request) => {
-      const record = /^\d{1,15}$/.test(request.params.id) ? await store.audit.get(Number(request.params.id)) : undefined;
+      const record = /^\d{1,15}$/.test(request.params.id) ? await options.audit.get(Number(request.params.id)) : undefined;
       if (record === undefined) throw errors.notFoundResource(`no audit record '${request.params.id}'`);
       return auditRecordJson(record);
     });
 
-    /** An invitation link for a member of the account; the token travels in the URL fragment, which browsers never send to a server. */
     app.post<{ Params: { id: string } }>("/accounts/:id/invitations", async (request, reply) => {
-      const { member, token } = await options.people.invite(operator(request), request.params.id, parseBody(adminRequests.inviteMember, request.body).email);
-      return reply.code(201).send({ member_id: member.id, email: member.email, invite_path: `/dashboard/#invite=${token}` });
+      const invited = await options.people.invite(operator(request), request.params.id, parseBody(adminRequests.inviteMember, request.body).email);
+      return reply.code(201).send(invitationJson(invited));
     });
 
     app.get("/accounts", async () => ({ object: "list", data: (await accounts.listAccounts()).map(accountJson) }));
@@ -99,8 +93,7 @@ export function adminApi(options: AdminApiOptions) {
 
     app.post<{ Params: { id: string } }>("/accounts/:id/keys", async (request, reply) => {
       const body = request.body === undefined ? {} : parseBody(adminRequests.createKey, request.body);
-      const { record, key } = await accounts.createKey(operator(request), request.params.id, body.mode ?? "live", body.name);
-      return reply.code(201).send({ ...keyJson(record), key });
+      return reply.code(201).send(createdKeyJson(await accounts.createKey(operator(request), request.params.id, body.mode ?? "live", body.name)));
     });
 
     app.post<{ Params: { id: string } }>("/keys/:id/revoke", async (request) => {
@@ -112,9 +105,9 @@ export function adminApi(options: AdminApiOptions) {
       const account = await accounts.getAccount(request.params.id);
       const plan = findPlan(plans, account.plan);
       if (plan === undefined) throw errors.internal();
-      return usageReport(store, plan, account.id, modeOf(request));
+      return usageReport(ledger, plan, account.id, modeOf(request));
     });
 
-    accountDetailRoutes({ accounts, store })(app);
+    accountDetailRoutes({ accounts, ledger, peopleStore: options.peopleStore })(app);
   };
 }

@@ -1,12 +1,14 @@
 import { existsSync } from "node:fs";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { databasePath, type ServerConfig } from "../config/config.js";
+import { accountJson, createdKeyJson, invitationJson, keyJson } from "../api/resources.js";
 import { People } from "../dashboard/people.js";
 import { AccountService } from "../gate/accounts.js";
+import { KEY_MODES } from "../gate/credentials.js";
 import { usageReport } from "../metering/usage-report.js";
-import { SqliteStore } from "../store/sqlite/sqlite-store.js";
+import { createStore } from "../store/create-store.js";
+import type { ApiKeyRecord, Mode, Stores } from "../store/store.js";
 import { CLI_CONTEXT } from "../store/audit-log.js";
-import type { ApiKeyRecord, Mode } from "../store/store.js";
 import { auditPageJson, parseAuditQuery } from "../admin/audit-query.js";
 import { loadCliConfig } from "./cli-config.js";
 import { RuntimeError } from "./exit.js";
@@ -20,7 +22,7 @@ interface StoreOptions {
 
 interface Session {
   config: ServerConfig;
-  store: SqliteStore;
+  stores: Stores;
   accounts: AccountService;
   json: boolean;
 }
@@ -42,11 +44,11 @@ async function withStore(options: StoreOptions, run: (session: Session) => Promi
   const isNew = !existsSync(path);
   const json = options.json === true;
   if (!json) note(`using ${path}${isNew ? " (new, empty database)" : ""}`);
-  const store = new SqliteStore(path);
+  const stores = await createStore(config);
   try {
-    await run({ config, store, accounts: new AccountService(store, config.plans), json });
+    await run({ config, stores, accounts: new AccountService(stores, config.plans), json });
   } finally {
-    await store.close();
+    await stores.close();
   }
 }
 
@@ -56,11 +58,11 @@ const oneOf = (...allowed: string[]) => (value: string): string => {
 };
 
 const modeOption = (): Option =>
-  new Option("--mode <mode>", "live or test (sandbox)").argParser(oneOf("live", "test")).default("live");
+  new Option("--mode <mode>", "live or test (sandbox)").argParser(oneOf(...KEY_MODES)).default("live");
 
 async function findKey(session: Session, keyId: string): Promise<ApiKeyRecord | undefined> {
   for (const account of await session.accounts.listAccounts()) {
-    const key = (await session.store.listKeys(account.id)).find((k) => k.id === keyId);
+    const key = (await session.accounts.listKeys(account.id)).find((k) => k.id === keyId);
     if (key !== undefined) return key;
   }
   return undefined;
@@ -75,7 +77,7 @@ export function registerAccountCommands(program: Command): void {
     .addHelpText("after", "\nExample:\n  $ alveare accounts create --name \"Acme\" --plan starter")
     .action((o: StoreOptions & { name: string; plan: string }) => withStore(o, async ({ accounts: service, json }) => {
       const account = await service.createAccount(CLI_CONTEXT, o.name, o.plan);
-      if (json) printJson({ id: account.id, name: account.name, plan: account.plan });
+      if (json) printJson(accountJson(account));
       else print(`created account ${account.id} (${account.name}, plan ${account.plan})`);
     }));
   storeCommand(accounts, "list", "list all accounts")
@@ -83,7 +85,7 @@ export function registerAccountCommands(program: Command): void {
     .action((o: StoreOptions) => withStore(o, async ({ accounts: service, json }) => {
       const list = await service.listAccounts();
       if (json) {
-        printJson(list.map((a) => ({ id: a.id, name: a.name, plan: a.plan, status: a.status, created_at: a.createdAt })));
+        printJson(list.map(accountJson));
         return;
       }
       print(table(["id", "name", "plan", "status", "created"], list.map((a) => [a.id, a.name, a.plan, a.status, shortTime(a.createdAt)]),
@@ -99,7 +101,7 @@ export function registerAccountCommands(program: Command): void {
       return withStore(o, async ({ accounts: service, json }) => {
         let account = o.plan === undefined ? await service.getAccount(id) : await service.changePlan(CLI_CONTEXT, id, o.plan);
         if (o.status !== undefined) account = await service.setStatus(CLI_CONTEXT, id, o.status);
-        if (json) printJson({ id: account.id, name: account.name, plan: account.plan, status: account.status });
+        if (json) printJson(accountJson(account));
         else print(`updated account ${account.id}: plan ${account.plan}, ${account.status}`);
       });
     });
@@ -110,11 +112,10 @@ export function registerAccountCommands(program: Command): void {
     .requiredOption("--account <id>", "the account they join")
     .requiredOption("--email <email>", "their e-mail address (their sign-in name)")
     .addHelpText("after", "\nThe link starts with ALVEARE_PUBLIC_URL (default http://ALVEARE_HOST:ALVEARE_PORT).\n\nExample:\n  $ alveare members invite --account acc_123 --email dev@example.com")
-    .action((o: StoreOptions & { account: string; email: string }) => withStore(o, async ({ store, config, json }) => {
-      const { member, token } = await new People(store, undefined).invite(CLI_CONTEXT, o.account, o.email);
-      const path = `/dashboard/#invite=${token}`;
-      if (json) printJson({ member_id: member.id, email: member.email, invite_path: path });
-      else print(`invited ${member.email} to account ${member.accountId}; send them this link (single use, valid 7 days):\n${config.publicUrl}${path}`);
+    .action((o: StoreOptions & { account: string; email: string }) => withStore(o, async ({ stores, config, json }) => {
+      const invitation = invitationJson(await new People(stores, undefined).invite(CLI_CONTEXT, o.account, o.email));
+      if (json) printJson(invitation);
+      else print(`invited ${invitation.email} to account ${o.account}; send them this link (single use, valid 7 days):\n${config.publicUrl}${invitation.invite_path}`);
     }));
 
   const keys = program.command("keys").description("create, list and revoke API keys")
@@ -125,9 +126,9 @@ export function registerAccountCommands(program: Command): void {
     .option("--name <name>", "a label to recognise the key by")
     .addHelpText("after", "\nExample:\n  $ alveare keys create --account acc_123 --name laptop")
     .action((o: StoreOptions & { account: string; mode: Mode; name?: string }) => withStore(o, async ({ accounts: service, json }) => {
-      const { record, key } = await service.createKey(CLI_CONTEXT, o.account, o.mode, o.name);
-      if (json) printJson({ id: record.id, key, mode: record.mode, account_id: record.accountId });
-      else print(`created ${record.mode} key ${record.id}\n${key}\nThis is the only time the key is shown: store it now.`);
+      const created = await service.createKey(CLI_CONTEXT, o.account, o.mode, o.name);
+      if (json) printJson(createdKeyJson(created));
+      else print(`created ${created.record.mode} key ${created.record.id}\n${created.key}\nThis is the only time the key is shown: store it now.`);
     }));
   storeCommand(keys, "list", "list an account's keys (never the keys themselves)")
     .requiredOption("--account <id>", "the account")
@@ -135,9 +136,7 @@ export function registerAccountCommands(program: Command): void {
     .action((o: StoreOptions & { account: string }) => withStore(o, async ({ accounts: service, json }) => {
       const list = await service.listKeys(o.account);
       if (json) {
-        printJson(list.map((k) => ({
-          id: k.id, name: k.name, mode: k.mode, prefix: k.prefix, created_at: k.createdAt, last_used_at: k.lastUsedAt, revoked_at: k.revokedAt,
-        })));
+        printJson(list.map(keyJson));
         return;
       }
       print(table(
@@ -162,12 +161,12 @@ export function registerAccountCommands(program: Command): void {
     .requiredOption("--account <id>", "the account")
     .addOption(modeOption())
     .addHelpText("after", "\nExamples:\n  $ alveare usage --account acc_123\n  $ alveare usage --account acc_123 --mode test --json")
-    .action((o: StoreOptions & { account: string; mode: Mode }) => withStore(o, async ({ store, config, json }) => {
-      const account = await store.getAccount(o.account);
+    .action((o: StoreOptions & { account: string; mode: Mode }) => withStore(o, async ({ stores, config, json }) => {
+      const account = await stores.accounts.getAccount(o.account);
       if (account === undefined) throw new RuntimeError(`no account '${o.account}'`);
       const plan = config.plans[account.plan];
       if (plan === undefined) throw new RuntimeError(`account ${account.id} is on plan '${account.plan}', which the config does not define`);
-      const usage = await usageReport(store, plan, account.id, o.mode);
+      const usage = await usageReport(stores.ledger, plan, account.id, o.mode);
       if (json) {
         printJson(usage);
         return;
@@ -191,8 +190,8 @@ export function registerAccountCommands(program: Command): void {
     .option("--limit <n>", "at most this many records (1 to 1000)", "100")
     .addHelpText("after", "\nExamples:\n  $ alveare audit\n  $ alveare audit --account acc_123 --json\n  $ alveare audit --action sign_in.failed --since 2026-11-01")
     .action((o: StoreOptions & { account?: string; action?: string; actor?: string; since?: string; until?: string; limit: string }) =>
-      withStore(o, async ({ store, json }) => {
-        const page = await store.audit.query(parseAuditQuery({ account: o.account, action: o.action, actor: o.actor, since: o.since, until: o.until, limit: o.limit }));
+      withStore(o, async ({ stores, json }) => {
+        const page = await stores.audit.query(parseAuditQuery({ account: o.account, action: o.action, actor: o.actor, since: o.since, until: o.until, limit: o.limit }));
         if (json) {
           printJson(auditPageJson(page));
           return;

@@ -4,11 +4,11 @@ import { ApiError } from "../errors.js";
 import { AccountError } from "../gate/accounts.js";
 import { ModelUnavailableError } from "../models/model-files.js";
 
-export const EXIT_OK = 0;
+const EXIT_OK = 0;
 /** The command was right but could not be done: no such account, port in use, a failed download… */
-export const EXIT_RUNTIME = 1;
+const EXIT_RUNTIME = 1;
 /** The command itself was wrong: unknown command or option, a missing or invalid value, a bad config. */
-export const EXIT_USAGE = 2;
+const EXIT_USAGE = 2;
 
 /** A wrongly given command; the message names the flag or value. */
 export class UsageError extends Error {}

@@ -16,7 +16,7 @@ Exit codes: 0 done, 1 could not be done (e.g. no such account, port in use), 2 w
 Run 'alveare COMMAND --help' for a command's options.`;
 
 /** The whole command tree; settings made before `.command()` are inherited by every subcommand. */
-export function buildProgram(): Command {
+function buildProgram(): Command {
   const program = new Command("alveare")
     .description("Self-hostable API server for small specialist models: run it, and manage its accounts, keys and usage.")
     .helpOption("-h, --help", "show help")

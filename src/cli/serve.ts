@@ -6,6 +6,7 @@ import { isRemoteModel } from "../models/model-files.js";
 import { startServer } from "../server/server.js";
 import { loadCliConfig, settingSource } from "./cli-config.js";
 import { RuntimeError, UsageError } from "./exit.js";
+import { DEFAULT_DRAIN_SECONDS } from "../observability/settings.js";
 
 /**
  * Every local model file a specialist will load must exist; checked before the
@@ -14,17 +15,17 @@ import { RuntimeError, UsageError } from "./exit.js";
  */
 async function checkLocalModels(config: ServerConfig, flags: ServeFlags): Promise<void> {
   const configFile = flags.config ?? process.env.ALVEARE_CONFIG;
-  for (const s of config.specialists) {
-    if (s.remote !== undefined) continue;
-    const named = s.model in config.models;
-    const location = config.models[s.model] ?? s.model;
+  for (const { id, engine } of config.specialists) {
+    if (engine.kind !== "embedded") continue;
+    const named = engine.model in config.models;
+    const location = config.models[engine.model] ?? engine.model;
     if (isRemoteModel(location)) continue;
     if (await stat(location).then((info) => info.isFile(), () => false)) continue;
     const source = !named
-      ? `'specialists.${s.id}.model' in ${configFile ?? "the config file"}`
-      : s.model === "base"
+      ? `'specialists.${id}.model' in ${configFile ?? "the config file"}`
+      : engine.model === "base"
         ? settingSource({ name: "--model", value: flags.model }, "ALVEARE_MODEL", "models.base", configFile)
-        : `'models.${s.model}' in ${configFile ?? "the config file"}`;
+        : `'models.${engine.model}' in ${configFile ?? "the config file"}`;
     throw new UsageError(`model file not found: ${location} (given by ${source}); pass an existing .gguf file or an hf: URI`);
   }
 }
@@ -82,6 +83,10 @@ export async function serve(flags: ServeFlags): Promise<void> {
   logger.info({ dashboard_url: dashboard }, `dashboard at ${dashboard}`);
   logger.info({ data_dir: config.dataDir, database: databasePath(config) }, `database ${databasePath(config)}`);
   logger.info(
+    { metrics_url: server.metricsUrl ?? null },
+    server.metricsUrl !== undefined ? `metrics at ${server.metricsUrl}` : "metrics off: set ALVEARE_METRICS_PORT to turn them on",
+  );
+  logger.info(
     { operator_dashboard: config.adminToken !== undefined },
     config.adminToken !== undefined
       ? `operator dashboard on: sign in at ${dashboard} with ALVEARE_ADMIN_TOKEN`
@@ -91,8 +96,9 @@ export async function serve(flags: ServeFlags): Promise<void> {
   const stop = (signal: string): void => {
     signals++;
     if (signals > 1) process.exit(130); // A second Ctrl-C means now.
-    logger.info({ signal }, "shutting down: finishing in-flight requests");
-    server.close().then(
+    const drainSeconds = config.observability?.drainSeconds ?? DEFAULT_DRAIN_SECONDS;
+    logger.info({ signal, drain_seconds: drainSeconds }, `shutting down: refusing new requests, finishing running ones for up to ${drainSeconds} s`);
+    server.close(drainSeconds * 1000).then(
       () => { logger.flush(); process.exit(0); },
       (error: unknown) => { logger.error({ err: error }, "shutdown failed"); logger.flush(); process.exit(1); },
     );

@@ -1,18 +1,20 @@
 import { readFileSync } from "node:fs";
 import { isIP } from "node:net";
-import { join, resolve } from "node:path";
+import { resolve } from "node:path";
 import type { SpecialistDefinition } from "../specialists/specialist.js";
 import { ConfigError } from "./config-error.js";
 import { parseSpecialists } from "./specialists-config.js";
 import { parsePlans, type Plan } from "../gate/plans.js";
 import { parseConfigPart } from "../schema/config-errors.js";
 import { DEFAULT_AUDIT_RETENTION_DAYS } from "../store/audit-log.js";
+import { sqliteFile } from "../store/sqlite/database-file.js";
 import { configFile, type ConfigFile } from "./schemas.js";
+import { observabilityFrom, type ObservabilitySettings } from "../observability/settings.js";
 
-export const DEFAULT_MODEL_URI = "hf:Qwen/Qwen2.5-0.5B-Instruct-GGUF/qwen2.5-0.5b-instruct-q4_k_m.gguf";
-export const DEFAULT_BODY_LIMIT = 1024 * 1024;
+const DEFAULT_MODEL_URI = "hf:Qwen/Qwen2.5-0.5B-Instruct-GGUF/qwen2.5-0.5b-instruct-q4_k_m.gguf";
+const DEFAULT_BODY_LIMIT = 1024 * 1024;
 
-export interface EngineSettings {
+interface EngineSettings {
   /** Sequences decoded together per loaded model (parallel slots). */
   parallel: number;
   /** Requests that may wait for a slot before new ones get 503. */
@@ -33,7 +35,7 @@ export interface HttpLimits {
 
 export const DEFAULT_HTTP_LIMITS: HttpLimits = { requestTimeoutMs: 30_000, headersTimeoutMs: 10_000, maxConnections: 512 };
 
-export function httpLimitsFrom(env: Env): HttpLimits {
+function httpLimitsFrom(env: Env): HttpLimits {
   const requestTimeoutMs = intFrom(env.ALVEARE_REQUEST_TIMEOUT_MS, "ALVEARE_REQUEST_TIMEOUT_MS", 100, 3_600_000) ?? DEFAULT_HTTP_LIMITS.requestTimeoutMs;
   const headersTimeoutMs = intFrom(env.ALVEARE_HEADERS_TIMEOUT_MS, "ALVEARE_HEADERS_TIMEOUT_MS", 100, 3_600_000) ?? DEFAULT_HTTP_LIMITS.headersTimeoutMs;
   return {
@@ -65,12 +67,14 @@ export interface ServerConfig {
   trustProxy: TrustProxy;
   /** ALVEARE_AUDIT_RETENTION_DAYS: audit records older than this are pruned. */
   auditRetentionDays: number;
+  /** Metrics listener and drain deadline; no metrics listener when absent. */
+  observability?: ObservabilitySettings | undefined;
 }
 
 /** false (the default: ignore X-Forwarded-*), true (trust every hop), a hop count, or proxy addresses/CIDRs. */
-export type TrustProxy = boolean | number | string[];
+type TrustProxy = boolean | number | string[];
 
-export const MIN_ADMIN_TOKEN_LENGTH = 32;
+const MIN_ADMIN_TOKEN_LENGTH = 32;
 const MAX_ADMIN_TOKEN_LENGTH = 1024;
 
 /** Command-line flags of `alveare serve`; absent ones fall through to env, file, defaults. */
@@ -195,8 +199,8 @@ export function loadConfig(flags: ServeFlags = {}, env: Env = process.env): Serv
     }
   }
   for (const s of specialists) {
-    if (s.remote === undefined && !models.has(s.model) && !looksLikeModelLocation(s.model)) {
-      throw new ConfigError(`specialists.${s.id}.model`, `'${s.model}' is neither a name in 'models' nor a .gguf path or hf: URI`);
+    if (s.engine.kind === "embedded" && !models.has(s.engine.model) && !looksLikeModelLocation(s.engine.model)) {
+      throw new ConfigError(`specialists.${s.id}.model`, `'${s.engine.model}' is neither a name in 'models' nor a .gguf path or hf: URI`);
     }
   }
   // Refuse rather than silently run single-node: limits would not be shared across nodes.
@@ -226,12 +230,13 @@ export function loadConfig(flags: ServeFlags = {}, env: Env = process.env): Serv
     plans,
     trustProxy: trustProxyFrom(env.ALVEARE_TRUST_PROXY),
     auditRetentionDays: intFrom(env.ALVEARE_AUDIT_RETENTION_DAYS, "ALVEARE_AUDIT_RETENTION_DAYS", 1, 36_500) ?? DEFAULT_AUDIT_RETENTION_DAYS,
+    observability: observabilityFrom(env),
   };
 }
 
-export function looksLikeModelLocation(s: string): boolean {
+function looksLikeModelLocation(s: string): boolean {
   return s.endsWith(".gguf") || s.startsWith("hf:") || s.startsWith("https://") || s.startsWith("http://");
 }
 
 /** The SQLite file of accounts, keys and usage in the data dir (the server and the CLI share it). */
-export const databasePath = (config: Pick<ServerConfig, "dataDir">): string => join(config.dataDir, "alveare.db");
+export const databasePath = (config: Pick<ServerConfig, "dataDir">): string => sqliteFile(config.dataDir);

@@ -24,8 +24,8 @@ function NamedTable<T extends TSchema>(pattern: string, badName: string, value: 
   });
 }
 
-export const SPECIALIST_ID_PATTERN = "^[a-z0-9][a-z0-9_-]{0,62}$";
-export const PLAN_NAME_PATTERN = "^[a-z0-9][a-z0-9_-]{0,40}$";
+const SPECIALIST_ID_PATTERN = "^[a-z0-9][a-z0-9_-]{0,62}$";
+const PLAN_NAME_PATTERN = "^[a-z0-9][a-z0-9_-]{0,40}$";
 
 const OutputSchema = Type.Object({
   type: Type.Optional(StringEnum(["text", "labels", "json_object", "json_schema"])),
@@ -69,7 +69,7 @@ export type RemoteFields = Static<typeof RemoteSchema>;
 export type UpstreamFields = Static<typeof UpstreamSchema>;
 export type OutputFields = Static<typeof OutputSchema>;
 
-export const SpecialistsSchema = NamedTable(SPECIALIST_ID_PATTERN, "id must be lowercase letters, digits, '-' or '_'", SpecialistSchema, "must be an object keyed by specialist id");
+const SpecialistsSchema = NamedTable(SPECIALIST_ID_PATTERN, "id must be lowercase letters, digits, '-' or '_'", SpecialistSchema, "must be an object keyed by specialist id");
 
 const PlanSchema = Type.Object({
   requests_per_minute: Type.Optional(Int(1, 10_000_000)),
@@ -78,19 +78,22 @@ const PlanSchema = Type.Object({
   specialists: Type.Optional(Type.Union([Type.Literal("*"), StringList], problem("must be a non-empty array of non-empty strings"))),
   /** Most API keys (live and test, not revoked) one account of the plan may hold. */
   max_keys: Type.Optional(Int(1, 100_000)),
+  /** Prompt + completion tokens per API key over the plan's window; no cap when absent. */
+  tokens_per_minute: Type.Optional(Int(1, 1e12)),
+  /** Requests of one API key in flight at once; no cap when absent. */
+  max_concurrent_requests: Type.Optional(Int(1, 1_000_000)),
 }, Strict);
-export type PlanFields = Static<typeof PlanSchema>;
 
-export const PlansSchema = NamedTable(PLAN_NAME_PATTERN, "name must be lowercase letters, digits, '-' or '_'", PlanSchema, "must be an object keyed by plan name");
+const PlansSchema = NamedTable(PLAN_NAME_PATTERN, "name must be lowercase letters, digits, '-' or '_'", PlanSchema, "must be an object keyed by plan name");
 
-export const EngineSchema = Type.Object({
+const EngineSchema = Type.Object({
   parallel: Type.Optional(Int(1, 256)),
   queue: Type.Optional(Int(0, 100_000)),
   threads: Type.Optional(Type.Union([Type.Literal("auto"), Int(1, 1024)], problem('must be "auto" or an integer between 1 and 1024'))),
 }, Strict);
 
 /** The whole file (`--config` / ALVEARE_CONFIG). */
-export const ConfigFileSchema = Type.Object({
+const ConfigFileSchema = Type.Object({
   port: Type.Optional(Int(0, 65535)),
   host: Type.Optional(NonEmptyString()),
   data_dir: Type.Optional(NonEmptyString()),

@@ -1,9 +1,11 @@
+import type { EngineConfig } from "../engines/engine-kinds.js";
+import type { RemoteEngineConfig, Upstream } from "../engines/remote/remote-kind.js";
 import type { OutputConstraint } from "../engines/types.js";
 import { parseConfigPart } from "../schema/config-errors.js";
 import { classifierPrompt, defaultSpecialists } from "../specialists/defaults.js";
-import type { RemoteTarget, SpecialistDefinition, Upstream } from "../specialists/specialist.js";
+import type { SpecialistDefinition } from "../specialists/specialist.js";
 import { ConfigError } from "./config-error.js";
-import { specialistsTable, type OutputFields, type RemoteFields, type UpstreamFields } from "./schemas.js";
+import { specialistsTable, type OutputFields, type RemoteFields, type SpecialistFields, type UpstreamFields } from "./schemas.js";
 
 function fail(field: string, problem: string): never {
   throw new ConfigError(field, problem);
@@ -44,7 +46,7 @@ const INLINE_UPSTREAM = ["base_url", "model", "api_key_env"] as const;
 const SHARED_REMOTE = ["connect_timeout_ms", "read_timeout_ms", "health_check_interval_ms"] as const;
 
 /** `remote` names one upstream inline, or several under `upstreams`, not both. */
-function parseRemote(r: RemoteFields, path: string): RemoteTarget {
+function parseRemote(r: RemoteFields, path: string): RemoteEngineConfig {
   const p = `${path}remote.`;
   let upstreams: Upstream[];
   if (r.upstreams !== undefined) {
@@ -55,10 +57,27 @@ function parseRemote(r: RemoteFields, path: string): RemoteTarget {
     upstreams = [parseUpstream(r, p)];
   }
   return {
+    kind: "remote",
     upstreams,
     connectTimeoutMs: r.connect_timeout_ms ?? 5_000,
     readTimeoutMs: r.read_timeout_ms ?? 120_000,
     healthCheckIntervalMs: r.health_check_interval_ms ?? 10_000,
+  };
+}
+
+/**
+ * A `remote` table makes a specialist remote (or changes its upstreams);
+ * otherwise `model` and `lora` change the embedded engine. A remote specialist
+ * stays remote when only `model` or `lora` is given.
+ */
+function parseEngine(value: SpecialistFields, path: string, current: EngineConfig | undefined): EngineConfig {
+  if (value.remote !== undefined) return parseRemote(value.remote, path);
+  if (current?.kind === "remote") return current;
+  const lora = value.lora;
+  return {
+    kind: "embedded",
+    model: value.model ?? current?.model ?? "base",
+    lora: lora === undefined ? current?.lora : { path: lora.path ?? fail(`${path}lora.path`, "is required"), scale: lora.scale ?? 1 },
   };
 }
 
@@ -84,12 +103,9 @@ export function parseSpecialists(raw: unknown): SpecialistDefinition[] {
       (labelsChanged || (base === undefined && output.type === "labels") ? classifierPrompt(output.labels) : base?.systemPrompt) ??
       fail(`${path}system_prompt`, "is required for a new specialist");
     const d = value.defaults ?? {};
-    const lora = value.lora;
     byId.set(id, {
       id,
       description: value.description ?? base?.description ?? fail(`${path}description`, "is required for a new specialist"),
-      model: value.model ?? base?.model ?? "base",
-      lora: lora === undefined ? base?.lora : { path: lora.path ?? fail(`${path}lora.path`, "is required"), scale: lora.scale ?? 1 },
       systemPrompt,
       output,
       defaults: {
@@ -98,7 +114,7 @@ export function parseSpecialists(raw: unknown): SpecialistDefinition[] {
         topP: d.top_p ?? base?.defaults.topP ?? 1,
       },
       contextSize: value.context_size ?? base?.contextSize ?? 2048,
-      remote: value.remote === undefined ? base?.remote : parseRemote(value.remote, path),
+      engine: parseEngine(value, path, base?.engine),
     });
   }
   if (byId.size === 0) throw new ConfigError("specialists", "at least one specialist must stay enabled");

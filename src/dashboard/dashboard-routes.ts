@@ -6,17 +6,20 @@ import { findPlan, planAllows, type Plan } from "../gate/plans.js";
 import { requestedPeriod } from "../metering/billing-period.js";
 import { usageReport } from "../metering/usage-report.js";
 import type { SpecialistDefinition } from "../specialists/specialist.js";
-import type { Mode, Session, Store } from "../store/store.js";
+import type { LedgerStore, Mode, Session } from "../store/store.js";
+import { accountJson, createdKeyJson, keyJson } from "../api/resources.js";
 import { dashboardRequests } from "../api/schemas/dashboard.js";
 import { parseBody } from "../schema/request-errors.js";
+import type { AuditLog } from "../store/audit-log.js";
 import type { People } from "./people.js";
 import { auditPageJson, auditRecordJson, parseAuditQuery, requestContext } from "../admin/audit-query.js";
-import { checkCsrf, checkSameOrigin, readCookie, SESSION_COOKIE, setSecurityHeaders, setSessionCookie } from "./web-security.js";
+import { checkCsrf, checkSameOrigin, dashboardResponseHeaders, notSignedIn, readCookie, SESSION_COOKIE, setSessionCookie } from "./web-security.js";
 
-export interface DashboardOptions {
+interface DashboardOptions {
   people: People;
   accounts: AccountService;
-  store: Store;
+  ledger: LedgerStore;
+  audit: AuditLog;
   plans: Readonly<Record<string, Plan>>;
   specialists: readonly SpecialistDefinition[];
 }
@@ -35,8 +38,6 @@ const ASSETS: ReadonlyMap<string, { file: URL; type: string }> = new Map([
 ]);
 const INDEX = new URL("dashboard/public/index.html", ROOT);
 
-const notSignedIn = (): ApiError => new ApiError(401, "authentication_error", "not_signed_in", "Sign in first.");
-
 /** The member's session, its CSRF token checked for state changes; 401 without one. */
 async function memberSession(people: People, request: FastifyRequest): Promise<Session & { memberId: string }> {
   const session = await people.session(readCookie(request, SESSION_COOKIE));
@@ -51,7 +52,7 @@ async function memberSession(people: People, request: FastifyRequest): Promise<S
  * the admin API with the admin session cookie.
  */
 export function dashboardRoutes(options: DashboardOptions) {
-  const { people, accounts, store, plans } = options;
+  const { people, accounts, ledger, plans, audit } = options;
   const accountOf = async (session: Session & { memberId: string }) => {
     const member = await people.member(session.memberId);
     if (member === undefined) throw notSignedIn();
@@ -63,10 +64,7 @@ export function dashboardRoutes(options: DashboardOptions) {
   };
 
   return async (app: FastifyInstance): Promise<void> => {
-    app.addHook("onRequest", async (_request, reply) => {
-      setSecurityHeaders(reply);
-      reply.header("cache-control", "no-store");
-    });
+    app.addHook("onRequest", dashboardResponseHeaders);
 
     app.get("/", async (_request, reply) => reply.type("text/html; charset=utf-8").send(await readFile(INDEX)));
     app.get<{ Params: { name: string } }>("/assets/:name", async (request, reply) => {
@@ -111,21 +109,20 @@ export function dashboardRoutes(options: DashboardOptions) {
       if (session === undefined) throw notSignedIn();
       if (session.admin) return { kind: "operator", csrf_token: session.csrfToken };
       const { member, account } = await accountOf(session as Session & { memberId: string });
-      return { kind: "member", email: member.email, account: { id: account.id, name: account.name, plan: account.plan, status: account.status }, csrf_token: session.csrfToken };
+      return { kind: "member", email: member.email, account: accountJson(account), csrf_token: session.csrfToken };
     });
 
     app.get("/api/keys", async (request) => {
       const { account } = await accountOf(await memberSession(people, request));
       const keys = await accounts.listKeys(account.id);
-      return { object: "list", data: keys.map((k) => ({ id: k.id, name: k.name, mode: k.mode, prefix: k.prefix, created_at: k.createdAt, last_used_at: k.lastUsedAt, revoked_at: k.revokedAt })) };
+      return { object: "list", data: keys.map(keyJson) };
     });
 
     app.post("/api/keys", async (request, reply) => {
       const { member, account } = await accountOf(await memberSession(people, request));
       const body = parseBody(dashboardRequests.createKey, request.body);
       const name = body.name?.trim() || undefined;
-      const { record, key } = await accounts.createKey(requestContext(request, `member:${member.email}`), account.id, body.mode, name);
-      return reply.code(201).send({ id: record.id, name: record.name, mode: record.mode, prefix: record.prefix, created_at: record.createdAt, key });
+      return reply.code(201).send(createdKeyJson(await accounts.createKey(requestContext(request, `member:${member.email}`), account.id, body.mode, name)));
     });
 
     app.post<{ Params: { id: string } }>("/api/keys/:id/revoke", async (request) => {
@@ -142,12 +139,12 @@ export function dashboardRoutes(options: DashboardOptions) {
       const { account } = await accountOf(await memberSession(people, request));
       const query = parseAuditQuery(request.query);
       if (query.accountId !== undefined && query.accountId !== account.id) throw errors.notFoundResource(`no account '${query.accountId}'`);
-      return auditPageJson(await store.audit.query({ ...query, accountId: account.id }));
+      return auditPageJson(await audit.query({ ...query, accountId: account.id }));
     });
 
     app.get<{ Params: { id: string } }>("/api/audit/:id", async (request) => {
       const { account } = await accountOf(await memberSession(people, request));
-      const record = /^\d{1,15}$/.test(request.params.id) ? await store.audit.get(Number(request.params.id)) : undefined;
+      const record = /^\d{1,15}$/.test(request.params.id) ? await audit.get(Number(request.params.id)) : undefined;
       if (record === undefined || record.accountId !== account.id) throw errors.notFoundResource(`no audit record '${request.params.id}'`);
       return auditRecordJson(record);
     });
@@ -159,8 +156,8 @@ export function dashboardRoutes(options: DashboardOptions) {
       const plan = findPlan(plans, account.plan);
       if (plan === undefined) throw errors.internal();
       const report = async (mode: Mode) => ({
-        ...(await usageReport(store, plan, account.id, mode, period)),
-        daily: await store.dailyRequests(account.id, mode, period.key),
+        ...(await usageReport(ledger, plan, account.id, mode, period)),
+        daily: await ledger.dailyRequests(account.id, mode, period.key),
       });
       return { period: period.key, live: await report("live"), test: await report("test") };
     });

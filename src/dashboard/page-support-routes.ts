@@ -3,17 +3,17 @@ import type { FastifyInstance, FastifyRequest } from "fastify";
 import { ApiError } from "../errors.js";
 import type { AccountService } from "../gate/accounts.js";
 import { requestedPeriod } from "../metering/billing-period.js";
-import type { Mode, Store } from "../store/store.js";
+import type { AccountStore, LedgerStore, Mode, PeopleStore } from "../store/store.js";
 import { dashboardRequests } from "../api/schemas/dashboard.js";
 import { parseBody } from "../schema/request-errors.js";
 import { breakdownJson } from "./usage-breakdown.js";
 import type { People } from "./people.js";
-import { checkSameOrigin, readCookie, SESSION_COOKIE, setSecurityHeaders } from "./web-security.js";
+import { checkSameOrigin, dashboardResponseHeaders, notSignedIn, readCookie, SESSION_COOKIE } from "./web-security.js";
 
-export interface PageSupportOptions {
+interface PageSupportOptions {
   people: People;
   accounts: AccountService;
-  store: Store;
+  stores: { accounts: AccountStore; ledger: LedgerStore; people: PeopleStore };
   /** Whether ALVEARE_ADMIN_TOKEN is set, so the sign-in page can say how to turn the operator sign-in on. */
   operatorSignIn: boolean;
 }
@@ -28,21 +28,18 @@ const invalidInvitation = (): ApiError =>
  * member's requests went this month.
  */
 export function pageSupportRoutes(options: PageSupportOptions) {
-  const { people, accounts, store } = options;
+  const { people, accounts, stores } = options;
   return async (app: FastifyInstance): Promise<void> => {
-    app.addHook("onRequest", async (_request, reply) => {
-      setSecurityHeaders(reply);
-      reply.header("cache-control", "no-store");
-    });
+    app.addHook("onRequest", dashboardResponseHeaders);
 
     app.get("/api/sign-in-options", async () => ({ operator_sign_in: options.operatorSignIn }));
 
     // POST so the token travels in a body, never in a URL that logs could keep.
     app.post("/api/invitations/check", async (request) => {
       checkSameOrigin(request);
-      const invitation = await store.findInvitation(sha256(parseBody(dashboardRequests.checkInvitation, request.body).token));
-      const member = invitation && (await store.getMember(invitation.memberId));
-      const account = member && (await store.getAccount(member.accountId));
+      const invitation = await stores.people.findInvitation(sha256(parseBody(dashboardRequests.checkInvitation, request.body).token));
+      const member = invitation && (await stores.people.getMember(invitation.memberId));
+      const account = member && (await stores.accounts.getAccount(member.accountId));
       if (invitation === undefined || member === undefined || account === undefined) throw invalidInvitation();
       const state = invitation.usedAt !== null ? "used" : Date.parse(invitation.expiresAt) <= Date.now() ? "expired" : "valid";
       return { state, email: member.email, account_name: account.name, expires_at: invitation.expiresAt, used_at: invitation.usedAt };
@@ -52,10 +49,10 @@ export function pageSupportRoutes(options: PageSupportOptions) {
       checkSameOrigin(request);
       const session = await people.session(readCookie(request, SESSION_COOKIE));
       const member = session?.memberId ? await people.member(session.memberId) : undefined;
-      if (member === undefined) throw new ApiError(401, "authentication_error", "not_signed_in", "Sign in first.");
+      if (member === undefined) throw notSignedIn();
       const period = requestedPeriod((request.query as Record<string, string | undefined>).period).key;
       const keys = await accounts.listKeys(member.accountId);
-      const of = async (mode: Mode) => breakdownJson(await store.usageBreakdown(member.accountId, mode, period), keys);
+      const of = async (mode: Mode) => breakdownJson(await stores.ledger.usageBreakdown(member.accountId, mode, period), keys);
       return { period, live: await of("live"), test: await of("test") };
     });
   };

@@ -1,7 +1,7 @@
 import { errors } from "../errors.js";
 
-export const MIN_PASSWORD_LENGTH = 12;
-export const MAX_PASSWORD_LENGTH = 1024;
+const MIN_PASSWORD_LENGTH = 12;
+const MAX_PASSWORD_LENGTH = 1024;
 
 /**
  * Passwords of the allowed length that appear near the top of every leaked-password

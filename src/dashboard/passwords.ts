@@ -12,8 +12,8 @@ export interface ScryptParameters {
 export type KeyDerivation = (password: string, salt: Buffer, parameters: ScryptParameters) => Promise<Buffer>;
 
 /** N=2^15, r=8 uses 32 MiB and ~50 ms per hash: costly for a guesser, fine for a sign-in. */
-export const CURRENT_SCRYPT: Readonly<ScryptParameters> = { N: 32768, r: 8, p: 1, keyLength: 32 };
-export const SALT_LENGTH = 16;
+const CURRENT_SCRYPT: Readonly<ScryptParameters> = { N: 32768, r: 8, p: 1, keyLength: 32 };
+const SALT_LENGTH = 16;
 const MAX_MEMORY = 64 * 1024 * 1024;
 
 export const scryptDerivation: KeyDerivation = (password, salt, { N, r, p, keyLength }) =>

@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto";
 import { ApiError, errors } from "../errors.js";
-import { randomBase62 } from "../server/ids.js";
+import { randomBase62 } from "../ids.js";
 import type { AuditAction, AuditContext } from "../store/audit-log.js";
-import type { Member, Session, Store } from "../store/store.js";
+import type { Member, Session, Stores } from "../store/store.js";
 import { FIELD_LIMITS, isEmailAddress } from "./bounded-fields.js";
 import { FailureLog, type FailureLogLimits } from "./failure-log.js";
 import { checkPasswordPolicy } from "./password-policy.js";
@@ -13,17 +13,17 @@ const SESSION_MS = 12 * 60 * 60 * 1000;
 const INVITATION_MS = 7 * 24 * 60 * 60 * 1000;
 /** Session cookies are 43 characters; anything much longer is not worth a database lookup. */
 const MAX_SESSION_TOKEN_LENGTH = 128;
-export const SIGN_IN_LIMITS: Readonly<FailureLogLimits> = { allowed: 5, windowMs: 15 * 60 * 1000, maxKeys: 10_000 };
+const SIGN_IN_LIMITS: Readonly<FailureLogLimits> = { allowed: 5, windowMs: 15 * 60 * 1000, maxKeys: 10_000 };
 
 const sha256 = (s: string): string => createHash("sha256").update(s).digest("hex");
 
-export interface StartedSession {
+interface StartedSession {
   /** The cookie value; only its hash is stored. */
   token: string;
   session: Session;
 }
 
-export interface PeopleOptions {
+interface PeopleOptions {
   /** Replaces scrypt itself, so tests can observe each key derivation. */
   derive?: KeyDerivation | undefined;
   /** Overrides of the sign-in failure limits (tests use a small key cap). */
@@ -47,7 +47,7 @@ export class People {
   private readonly operatorFailures: FailureLog;
   private readonly passwords: Passwords;
 
-  constructor(private readonly store: Store, private readonly adminToken: string | undefined, options: PeopleOptions = {}) {
+  constructor(private readonly stores: Pick<Stores, "accounts" | "people" | "audit">, private readonly adminToken: string | undefined, options: PeopleOptions = {}) {
     const limits = { ...SIGN_IN_LIMITS, ...options.signInLimits };
     this.memberFailures = new FailureLog(limits);
     this.operatorFailures = new FailureLog(limits);
@@ -58,30 +58,30 @@ export class People {
   async invite(context: AuditContext, accountId: string, email: string): Promise<{ member: Member; token: string }> {
     const normalised = normaliseEmail(email);
     if (!isEmailAddress(normalised)) throw errors.invalidParameter("email", "must be an email address.");
-    if ((await this.store.getAccount(accountId)) === undefined) throw new ApiError(404, "invalid_request_error", "not_found", `no account '${accountId}'`);
-    let member = await this.store.findMemberByEmail(normalised);
+    if ((await this.stores.accounts.getAccount(accountId)) === undefined) throw new ApiError(404, "invalid_request_error", "not_found", `no account '${accountId}'`);
+    let member = await this.stores.people.findMemberByEmail(normalised);
     if (member !== undefined && member.accountId !== accountId) {
       throw errors.invalidParameter("email", "this email already belongs to another account.");
     }
     if (member === undefined) {
       member = { id: `mem_${randomBase62(16)}`, accountId, email: normalised, passwordHash: null, createdAt: new Date().toISOString() };
-      await this.store.createMember(member);
+      await this.stores.people.createMember(member);
     }
     const token = randomBase62(40);
-    await this.store.createInvitation(sha256(token), member.id, new Date(Date.now() + INVITATION_MS).toISOString());
-    await this.store.audit.record(context, { action: "member.invited", accountId, target: `member:${member.id}`, detail: { email: normalised } });
+    await this.stores.people.createInvitation(sha256(token), member.id, new Date(Date.now() + INVITATION_MS).toISOString());
+    await this.stores.audit.record(context, { action: "member.invited", accountId, target: `member:${member.id}`, detail: { email: normalised } });
     return { member, token };
   }
 
   /** Sets the password of an invited member (ending the member's other sessions) and signs them in. */
   async acceptInvitation(token: string, password: string, address: string, requestId: string | null = null): Promise<StartedSession> {
     checkPasswordPolicy(password);
-    const memberId = token.length > FIELD_LIMITS.token ? undefined : await this.store.useInvitation(sha256(token), new Date().toISOString());
+    const memberId = token.length > FIELD_LIMITS.token ? undefined : await this.stores.people.useInvitation(sha256(token), new Date().toISOString());
     if (memberId === undefined) throw errors.invalidParameter("token", "this invitation is invalid, used or expired; ask for a new one.");
-    await this.store.setMemberPassword(memberId, await this.passwords.hash(password));
-    const member = await this.store.getMember(memberId);
+    await this.stores.people.setMemberPassword(memberId, await this.passwords.hash(password));
+    const member = await this.stores.people.getMember(memberId);
     if (member !== undefined) {
-      await this.store.audit.record({ actor: `member:${member.email}`, source: address, requestId }, {
+      await this.stores.audit.record({ actor: `member:${member.email}`, source: address, requestId }, {
         action: "member.joined", accountId: member.accountId, target: `member:${member.id}`,
       });
     }
@@ -95,18 +95,18 @@ export class People {
     const now = Date.now();
     const anonymous: AuditContext = { actor: "anonymous", source: address, requestId };
     await this.refuseIfLimited(this.memberFailures, keys, now, anonymous, "sign_in.failed");
-    const member = await this.store.findMemberByEmail(normalised);
+    const member = await this.stores.people.findMemberByEmail(normalised);
     // An unknown e-mail (or a member without a password yet) is checked against a
     // decoy hash with the same parameters, so timing does not reveal who has an account.
     const ok = await this.passwords.verify(password, member?.passwordHash);
     if (member === undefined || !ok) {
       for (const key of keys) this.memberFailures.add(key, now);
-      if (member === undefined) await this.store.audit.count(anonymous, "sign_in.failed");
-      else await this.store.audit.record(anonymous, { action: "sign_in.failed", accountId: member.accountId, target: `member:${member.id}`, detail: { email: member.email } });
+      if (member === undefined) await this.stores.audit.count(anonymous, "sign_in.failed");
+      else await this.stores.audit.record(anonymous, { action: "sign_in.failed", accountId: member.accountId, target: `member:${member.id}`, detail: { email: member.email } });
       throw new ApiError(401, "authentication_error", "invalid_credentials", "Wrong email or password.");
     }
     this.memberFailures.clear(keys[0]!);
-    await this.store.audit.record({ actor: `member:${member.email}`, source: address, requestId }, {
+    await this.stores.audit.record({ actor: `member:${member.email}`, source: address, requestId }, {
       action: "sign_in.succeeded", accountId: member.accountId, target: `member:${member.id}`,
     });
     return this.startSession(member.id, false);
@@ -115,7 +115,7 @@ export class People {
   async signInOperator(token: string, address: string, requestId: string | null = null): Promise<StartedSession> {
     if (this.adminToken === undefined) throw errors.notFound("POST", "/dashboard/api/admin-login");
     await this.checkAdminToken(token, address, requestId);
-    await this.store.audit.record({ actor: "operator", source: address, requestId }, { action: "operator.signed_in", accountId: null, target: null });
+    await this.stores.audit.record({ actor: "operator", source: address, requestId }, { action: "operator.signed_in", accountId: null, target: null });
     return this.startSession(null, true);
   }
 
@@ -127,7 +127,7 @@ export class People {
     await this.refuseIfLimited(this.operatorFailures, [key], now, anonymous, "admin_token.failed");
     if (this.adminToken === undefined || given.length > FIELD_LIMITS.token || !sameSecret(given, this.adminToken)) {
       this.operatorFailures.add(key, now);
-      await this.store.audit.count(anonymous, "admin_token.failed");
+      await this.stores.audit.count(anonymous, "admin_token.failed");
       throw errors.invalidAdminToken();
     }
   }
@@ -136,7 +136,7 @@ export class People {
   private async refuseIfLimited(log: FailureLog, keys: readonly string[], now: number, context: AuditContext, action: AuditAction): Promise<void> {
     const wait = Math.max(...keys.map((key) => log.retryAfterMs(key, now)));
     if (wait <= 0) return;
-    await this.store.audit.count(context, action);
+    await this.stores.audit.count(context, action);
     throw errors.tooManySignIns(wait);
   }
 
@@ -147,15 +147,15 @@ export class People {
 
   async session(token: string | undefined): Promise<Session | undefined> {
     if (token === undefined || token.length === 0 || token.length > MAX_SESSION_TOKEN_LENGTH) return undefined;
-    return this.store.findSession(sha256(token), new Date().toISOString());
+    return this.stores.people.findSession(sha256(token), new Date().toISOString());
   }
 
   async signOut(token: string): Promise<void> {
-    await this.store.deleteSession(sha256(token));
+    await this.stores.people.deleteSession(sha256(token));
   }
 
   member(id: string): Promise<Member | undefined> {
-    return this.store.getMember(id);
+    return this.stores.people.getMember(id);
   }
 
   private async startSession(memberId: string | null, admin: boolean): Promise<StartedSession> {
@@ -163,7 +163,7 @@ export class People {
     const session: Session = {
       tokenHash: sha256(token), memberId, admin, csrfToken: randomBase62(32), expiresAt: new Date(Date.now() + SESSION_MS).toISOString(),
     };
-    await this.store.createSession(session);
+    await this.stores.people.createSession(session);
     return { token, session };
   }
 }

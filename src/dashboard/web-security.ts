@@ -25,6 +25,14 @@ export function setSecurityHeaders(reply: FastifyReply): void {
   reply.header("cross-origin-opener-policy", "same-origin");
 }
 
+/** The dashboard's API answers are per person: security headers, and never cached. */
+export async function dashboardResponseHeaders(_request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  setSecurityHeaders(reply);
+  reply.header("cache-control", "no-store");
+}
+
+export const notSignedIn = (): ApiError => new ApiError(401, "authentication_error", "not_signed_in", "Sign in first.");
+
 /** A cookie's value; undefined when absent or not valid percent-encoding (a broken cookie is no session). */
 export function readCookie(request: FastifyRequest, name: string): string | undefined {
   for (const part of (request.headers.cookie ?? "").split(";")) {

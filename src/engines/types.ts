@@ -1,4 +1,6 @@
-/** The engine layer's vocabulary: what a specialist asks an engine to do. */
+import type { Logger } from "pino";
+
+/** The engine layer's vocabulary: what a specialist asks an engine to do, and how engines are started. */
 
 export type Role = "system" | "user" | "assistant";
 
@@ -31,6 +33,10 @@ export interface GenerationRequest {
   signal: AbortSignal;
   /** Receives text as it is produced (streaming); omitted for whole responses. */
   onText?: ((delta: string) => void) | undefined;
+  /** Called once the request has left the engine's queue and generation begins (queue-wait tracing). */
+  onStarted?: (() => void) | undefined;
+  /** W3C trace context for the upstream call of a remote engine. */
+  traceparent?: string | undefined;
 }
 
 export interface GenerationResult {
@@ -47,4 +53,37 @@ export interface Engine {
   readonly name: string;
   generate(request: GenerationRequest): Promise<GenerationResult>;
   close(): Promise<void>;
+}
+
+/** What every engine kind may use when it starts its engines. */
+interface EngineEnvironment {
+  settings: { parallel: number; queue: number; threads: number | "auto" };
+  /** The config's `models` table: names to paths or hf: URIs. */
+  models: Readonly<Record<string, string>>;
+  dataDir: string;
+  logger: Logger;
+}
+
+/** A specialist as its engine kind sees it: an id, how much context it needs, and the kind's settings. */
+export interface EngineUser<Config> {
+  id: string;
+  contextSize: number;
+  engine: Config;
+}
+
+/** The engines one kind started: one per specialist id (specialists with the same settings share one). */
+export interface StartedEngines {
+  engines: ReadonlyMap<string, Engine>;
+  close(): Promise<void>;
+}
+
+/**
+ * One kind of engine: how specialists whose config carries `{ kind }` get
+ * their engines. `start` is written as a method so that a factory of one
+ * config type fits the map of all kinds; the registry only ever hands a
+ * factory the specialists of its own kind.
+ */
+export interface EngineFactory<Config extends { kind: string }> {
+  readonly kind: Config["kind"];
+  start(users: readonly EngineUser<Config>[], environment: EngineEnvironment): Promise<StartedEngines>;
 }

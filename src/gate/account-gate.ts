@@ -1,36 +1,62 @@
-import type { FastifyReply, FastifyRequest } from "fastify";
-import { errors } from "../errors.js";
+import { ApiError, errors } from "../errors.js";
 import { billingPeriod } from "../metering/billing-period.js";
-import type { Store } from "../store/store.js";
+import { countsAgainstQuota } from "../metering/counting-rule.js";
+import { refusalOf } from "../metering/refusals.js";
+import type { AccountStore, LedgerStore } from "../store/store.js";
 import { hashKey, keyMode } from "./api-keys.js";
-import type { Admission, Caller, Endpoint, Gate, Outcome } from "./gate.js";
-import { MinuteLimiter, type WindowState } from "./minute-limiter.js";
+import type { KeyCache, KeyLimits, QuotaCounter, RateLimiter } from "./backends.js";
+import { bearerToken } from "./credentials.js";
+import type { AdmitDecision, AdmitOptions, Authentication, Caller, Endpoint, Gate, Outcome } from "./gate.js";
+import { InProcessRateLimiter } from "./in-process-limiter.js";
 import { findPlan, planAllows, type Plan } from "./plans.js";
+import { StoreKeyCache, StoreQuotaCounter } from "./store-backends.js";
 
 /** How often a key's last-used time is written: a write per request would double the ledger's load. */
 const TOUCH_INTERVAL_MS = 60_000;
-const BEARER = /^Bearer\s+(\S+)\s*$/i;
 
-function setWindowHeaders(reply: FastifyReply, state: WindowState): void {
-  reply.header("x-ratelimit-limit-requests", String(state.limit));
-  reply.header("x-ratelimit-remaining-requests", String(state.remaining));
-  reply.header("x-ratelimit-reset-requests", String(Math.ceil(state.resetMs / 1000)));
+/** What the gate needs of the stores; the default parts are built on them. */
+export type GateKeyStore = Pick<AccountStore, "findKeyByHash" | "touchKey">;
+export type GateLedger = Pick<LedgerStore, "admit" | "complete" | "countRefusal">;
+
+/** The replaceable parts behind the gate; the in-process ones by default. */
+export interface GateParts {
+  limiter: RateLimiter;
+  quota: QuotaCounter;
+  keys: KeyCache;
+  now: () => Date;
 }
 
+export const limitsOf = (plan: Plan): KeyLimits => ({
+  requests: { limit: plan.requestsPerWindow, windowMs: plan.windowMs },
+  tokens: plan.tokensPerWindow === undefined ? undefined : { limit: plan.tokensPerWindow, windowMs: plan.windowMs },
+  maxConcurrent: plan.maxConcurrentRequests,
+});
+
 /**
- * The full gate: Bearer keys looked up by hash in the store, the account's plan,
- * the per-key window limit, the monthly quota per account and mode, and one
- * ledger record per admitted request.
+ * The full gate: Bearer keys looked up by hash, the account's plan, the
+ * per-key limits (requests and tokens per window, requests at once), the
+ * monthly quota per account and mode, and one ledger record per admitted
+ * request. Each check runs before anything is counted, so a refusal costs
+ * the caller nothing.
  */
 export class AccountGate implements Gate {
   private readonly touched = new Map<string, number>();
+  private readonly parts: GateParts;
 
   constructor(
-    private readonly store: Store,
+    private readonly keys: GateKeyStore,
+    private readonly ledger: GateLedger,
     private readonly plans: Readonly<Record<string, Plan>>,
-    private readonly limiter = new MinuteLimiter(),
-    private readonly now: () => Date = () => new Date(),
-  ) {}
+    parts: Partial<GateParts> = {},
+  ) {
+    const now = parts.now ?? (() => new Date());
+    this.parts = {
+      limiter: parts.limiter ?? new InProcessRateLimiter(),
+      quota: parts.quota ?? new StoreQuotaCounter(ledger, now),
+      keys: parts.keys ?? new StoreKeyCache(keys),
+      now,
+    };
+  }
 
   planOf(caller: Caller): Plan {
     const plan = findPlan(this.plans, caller.plan);
@@ -38,50 +64,90 @@ export class AccountGate implements Gate {
     return plan;
   }
 
-  async authenticate(request: FastifyRequest, reply: FastifyReply): Promise<Caller> {
-    const header = request.headers.authorization;
-    if (header === undefined || header.trim() === "") throw errors.missingApiKey();
-    const token = BEARER.exec(header)?.[1];
+  async authenticate(authorization: string | undefined): Promise<Authentication> {
+    if (authorization === undefined || authorization.trim() === "") throw errors.missingApiKey();
+    const token = bearerToken(authorization);
     if (token === undefined || keyMode(token) === undefined) throw errors.malformedApiKey();
-    const found = await this.store.findKeyByHash(hashKey(token));
+    const found = await this.parts.keys.find(hashKey(token));
     if (found === undefined) throw errors.invalidApiKey();
     if (found.key.revokedAt !== null) throw errors.revokedApiKey();
     if (found.account.status !== "active") throw errors.accountSuspended();
     const caller: Caller = { accountId: found.account.id, keyId: found.key.id, mode: found.key.mode, plan: found.account.plan };
-    const plan = this.planOf(caller);
-    setWindowHeaders(reply, this.limiter.peek(caller.keyId, plan.requestsPerWindow, plan.windowMs));
+    const limits = await this.parts.limiter.peek(caller.keyId, limitsOf(this.planOf(caller)));
     this.touch(caller.keyId);
-    return caller;
+    return { caller, limits };
   }
 
   allows(caller: Caller | undefined, specialistId: string): boolean {
     return caller !== undefined && planAllows(this.planOf(caller), specialistId);
   }
 
-  async admit(request: FastifyRequest, reply: FastifyReply, caller: Caller | undefined, specialistId: string, endpoint: Endpoint): Promise<Admission> {
-    if (caller === undefined) throw errors.missingApiKey();
-    const plan = this.planOf(caller);
-    if (!planAllows(plan, specialistId)) throw errors.notInPlan(specialistId, plan.name);
-    const { state, release } = this.limiter.take(caller.keyId, plan.requestsPerWindow, plan.windowMs);
-    setWindowHeaders(reply, state);
-    if (!state.allowed) throw errors.rateLimited(plan.requestsPerWindow, plan.windowMs, state.retryAfterMs);
-    const now = this.now();
-    const period = billingPeriod(now);
-    const eventId = await this.store.admit({
-      requestId: request.id, accountId: caller.accountId, keyId: caller.keyId, mode: caller.mode, period: period.key,
-      endpoint, specialist: specialistId, limit: plan.requestsPerMonth, at: now.toISOString(),
-    });
-    if (eventId === undefined) {
-      release();
-      throw errors.quotaExceeded(plan.requestsPerMonth, Math.ceil((period.next.getTime() - now.getTime()) / 1000));
+  async admit(caller: Caller | undefined, specialistId: string, endpoint: Endpoint, requestId: string, options: AdmitOptions = {}): Promise<AdmitDecision> {
+    if (caller === undefined) return { admitted: false, error: errors.missingApiKey() };
+    const decision = await this.decide(caller, specialistId, endpoint, requestId, options);
+    if (!decision.admitted) {
+      // Not awaited: a lost counter under-reports the dashboard, while the client must still get its refusal.
+      const refusal = refusalOf(caller, decision.error, this.parts.now());
+      if (refusal !== undefined) this.ledger.countRefusal(refusal).catch(() => undefined);
     }
+    return decision;
+  }
+
+  private async decide(caller: Caller, specialistId: string, endpoint: Endpoint, requestId: string, options: AdmitOptions): Promise<AdmitDecision> {
+    let plan: Plan;
+    try {
+      plan = this.planOf(caller);
+    } catch (error) {
+      if (error instanceof ApiError) return { admitted: false, error };
+      throw error;
+    }
+    if (!planAllows(plan, specialistId)) return { admitted: false, error: errors.notInPlan(specialistId, plan.name) };
+    const limits = limitsOf(plan);
+    const reservation = options.reserveTokens;
+    const reserve = limits.tokens === undefined || reservation === undefined ? 0 : reservation.promptTokens + reservation.completionTokens;
+    if (limits.tokens !== undefined && reservation !== undefined && reserve > limits.tokens.limit) {
+      return { admitted: false, error: errors.reservationTooLarge(reserve, reservation.promptTokens, limits.tokens.limit, limits.tokens.windowMs) };
+    }
+
+    const acquired = await this.parts.limiter.acquire(caller.keyId, limits, reserve);
+    if (!acquired.granted) {
+      const error =
+        acquired.refusedBy === "requests" ? errors.rateLimited(plan.requestsPerWindow, plan.windowMs, acquired.retryAfterMs)
+        : acquired.refusedBy === "tokens" ? errors.tokenRateLimited(limits.tokens?.limit ?? 0, plan.windowMs, acquired.retryAfterMs)
+        : errors.concurrencyLimited(limits.maxConcurrent ?? 0, acquired.retryAfterMs);
+      return { admitted: false, error, limits: acquired.report };
+    }
+    const { lease } = acquired;
+
+    const now = this.parts.now();
+    let ticket;
+    try {
+      ticket = await this.parts.quota.take({ requestId, caller, specialistId, endpoint, limit: plan.requestsPerMonth, at: now });
+    } catch (error) {
+      await lease.cancel();
+      throw error;
+    }
+    if (ticket === undefined) {
+      await lease.cancel();
+      const period = billingPeriod(now);
+      const secondsLeft = Math.ceil((period.next.getTime() - now.getTime()) / 1000);
+      return { admitted: false, error: errors.quotaExceeded(plan.requestsPerMonth, secondsLeft), limits: acquired.report };
+    }
+    const quotaTicket = ticket;
     return {
-      finish: (outcome: Outcome) =>
-        this.store.complete({
-          eventId, accountId: caller.accountId, mode: caller.mode, period: period.key,
-          status: outcome.status, promptTokens: outcome.promptTokens, completionTokens: outcome.completionTokens,
-          latencyMs: outcome.latencyMs, at: this.now().toISOString(),
-        }),
+      admitted: true,
+      limits: acquired.report,
+      admission: {
+        finish: async (outcome: Outcome) => {
+          // The same rule as the ledger's: tokens of a request that does not count are not counted in the window either.
+          const used = countsAgainstQuota(outcome.status) ? outcome.promptTokens + outcome.completionTokens : 0;
+          try {
+            await quotaTicket.finish(outcome);
+          } finally {
+            await lease.settle(used);
+          }
+        },
+      },
     };
   }
 
@@ -89,10 +155,9 @@ export class AccountGate implements Gate {
     const now = Date.now();
     if ((this.touched.get(keyId) ?? 0) + TOUCH_INTERVAL_MS > now) return;
     this.touched.set(keyId, now);
-    void this.store.touchKey(keyId, new Date(now).toISOString());
+    void this.keys.touchKey(keyId, new Date(now).toISOString());
   }
 
-  async close(): Promise<void> {
-    await this.store.close();
-  }
+  /** The stores belong to whoever opened them (the server), which closes them after the gate. */
+  async close(): Promise<void> {}
 }

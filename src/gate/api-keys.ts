@@ -1,8 +1,9 @@
 import { createHash } from "node:crypto";
-import { randomBase62 } from "../server/ids.js";
+import { randomBase62 } from "../ids.js";
 import type { Mode } from "../store/store.js";
+import { KEY_MODES } from "./credentials.js";
 
-const KEY_PATTERN = /^alv_(live|test)_[0-9A-Za-z]{32,128}$/;
+const KEY_PATTERN = new RegExp(`^alv_(${KEY_MODES.join("|")})_[0-9A-Za-z]{32,128}$`);
 const SECRET_LENGTH = 40;
 const DISPLAY_LENGTH = 13;
 

@@ -1,4 +1,5 @@
-import type { FastifyReply, FastifyRequest } from "fastify";
+import type { ApiError } from "../errors.js";
+import type { LimitReport } from "./backends.js";
 
 /** Who is calling, once the gate has authenticated the request. */
 export interface Caller {
@@ -24,17 +25,44 @@ export interface Admission {
 export type Endpoint = "infer" | "chat.completions";
 
 /**
+ * The most tokens a request may use, reserved against the key's token cap at
+ * admission and settled to the real count when it ends.
+ */
+export interface TokenReservation {
+  /** An upper bound of the prompt's tokens (they are only counted once the prompt is formatted). */
+  promptTokens: number;
+  /** max_tokens × n. */
+  completionTokens: number;
+}
+
+export interface AdmitOptions {
+  reserveTokens?: TokenReservation | undefined;
+}
+
+/** An authenticated caller and its key's windows (for the x-ratelimit-* headers). */
+export interface Authentication {
+  caller: Caller;
+  limits: LimitReport;
+}
+
+/** The gate's answer to one request: let through, or the catalogue error to answer with. */
+export type AdmitDecision =
+  | { admitted: true; admission: Admission; limits?: LimitReport | undefined }
+  | { admitted: false; error: ApiError; limits?: LimitReport | undefined };
+
+/**
  * What stands in front of the /v1 routes: authentication, plan, limits and
- * metering. The routes only call these three methods, so an open gate (no
- * accounts) and the full gate are interchangeable.
+ * metering. It knows nothing of HTTP frameworks: an adapter turns its answers
+ * into headers and error responses, so an open gate (no accounts) and the full
+ * gate are interchangeable.
  */
 export interface Gate {
-  /** Runs before every /v1 handler; throws 401 or sets headers. */
-  authenticate(request: FastifyRequest, reply: FastifyReply): Promise<Caller | undefined>;
+  /** Checks the Authorization header's value; throws the 401 of the catalogue. Undefined: no accounts, anyone may call. */
+  authenticate(authorization: string | undefined): Promise<Authentication | undefined>;
   /** Whether the caller may use the specialist (models list, 403 check). */
   allows(caller: Caller | undefined, specialistId: string): boolean;
-  /** Checks plan, minute limit and monthly quota, and counts the request; throws 403/429. */
-  admit(request: FastifyRequest, reply: FastifyReply, caller: Caller | undefined, specialistId: string, endpoint: Endpoint): Promise<Admission>;
+  /** Checks plan, per-key limits and monthly quota, and counts the request when all allow. */
+  admit(caller: Caller | undefined, specialistId: string, endpoint: Endpoint, requestId: string, options?: AdmitOptions): Promise<AdmitDecision>;
   close(): Promise<void>;
 }
 
@@ -44,6 +72,6 @@ const NO_ADMISSION: Admission = { finish: () => Promise.resolve() };
 export const openGate: Gate = {
   authenticate: () => Promise.resolve(undefined),
   allows: () => true,
-  admit: () => Promise.resolve(NO_ADMISSION),
+  admit: () => Promise.resolve({ admitted: true, admission: NO_ADMISSION }),
   close: () => Promise.resolve(),
 };

@@ -17,7 +17,7 @@ export interface WindowState {
  * ever holds more than `limit` requests, and a client that waits exactly the
  * reported time is let in.
  */
-class AdmissionLog {
+export class AdmissionLog {
   private readonly times: Float64Array;
   private start = 0;
   private count = 0;
@@ -55,40 +55,5 @@ class AdmissionLog {
    */
   unrecord(at: number): void {
     if (this.count > 0 && this.times[(this.start + this.count - 1) % this.limit] === at) this.count--;
-  }
-}
-
-/** Per-key sliding-window limits, in this process's memory. */
-export class MinuteLimiter {
-  private readonly logs = new Map<string, AdmissionLog>();
-
-  constructor(private readonly clock: () => number = () => performance.timeOrigin + performance.now()) {}
-
-  private log(keyId: string, limit: number): AdmissionLog {
-    let log = this.logs.get(keyId);
-    if (log === undefined || log.limit !== limit) {
-      log = new AdmissionLog(limit);
-      this.logs.set(keyId, log);
-    }
-    return log;
-  }
-
-  /** Looks without counting (for headers on routes that do not consume the limit). */
-  peek(keyId: string, limit: number, windowMs: number): WindowState {
-    return this.log(keyId, limit).check(this.clock(), windowMs);
-  }
-
-  /**
-   * Checks and, when allowed, counts the request at once (so no concurrent
-   * request can slip into the same slot); `release` takes it back when a later
-   * check (the monthly quota) refuses the request after all.
-   */
-  take(keyId: string, limit: number, windowMs: number): { state: WindowState; release: () => void } {
-    const log = this.log(keyId, limit);
-    const now = this.clock();
-    const state = log.check(now, windowMs);
-    if (!state.allowed) return { state, release: () => undefined };
-    log.record(now);
-    return { state: { ...state, remaining: state.remaining - 1, resetMs: windowMs }, release: () => log.unrecord(now) };
   }
 }

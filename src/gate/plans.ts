@@ -14,6 +14,10 @@ export interface Plan {
   specialists: readonly string[] | "*";
   /** Unrevoked API keys per account and mode: each key has its own minute limit. */
   maxKeys: number;
+  /** Prompt + completion tokens per window, per API key; undefined: no cap. */
+  tokensPerWindow?: number | undefined;
+  /** Requests in flight at once, per API key; undefined: no cap. */
+  maxConcurrentRequests?: number | undefined;
 }
 
 export const DEFAULT_MAX_KEYS = 25;
@@ -55,6 +59,8 @@ export function parsePlans(raw: unknown): Record<string, Plan> {
       requestsPerMonth: value.requests_per_month ?? base?.requestsPerMonth ?? missing("requests_per_month"),
       specialists: value.specialists ?? base?.specialists ?? missing("specialists"),
       maxKeys: value.max_keys ?? base?.maxKeys ?? DEFAULT_MAX_KEYS,
+      tokensPerWindow: value.tokens_per_minute ?? base?.tokensPerWindow,
+      maxConcurrentRequests: value.max_concurrent_requests ?? base?.maxConcurrentRequests,
     };
   }
   return plans;

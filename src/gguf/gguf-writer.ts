@@ -64,6 +64,11 @@ class ByteSink {
   bytes(): Buffer { return this.buf.subarray(0, this.length); }
 }
 
+function writeArray<T>(sink: ByteSink, elementType: ValueType, values: readonly T[], write: (value: T) => void): void {
+  sink.u32(ValueType.Array); sink.u32(elementType); sink.u64(values.length);
+  for (const value of values) write(value);
+}
+
 function writeValue(sink: ByteSink, v: MetadataValue): void {
   switch (v.type) {
     case "u32": sink.u32(ValueType.Uint32); sink.u32(v.value); break;
@@ -71,18 +76,9 @@ function writeValue(sink: ByteSink, v: MetadataValue): void {
     case "f32": sink.u32(ValueType.Float32); sink.f32(v.value); break;
     case "bool": sink.u32(ValueType.Bool); sink.u8(v.value ? 1 : 0); break;
     case "string": sink.u32(ValueType.String); sink.str(v.value); break;
-    case "string[]":
-      sink.u32(ValueType.Array); sink.u32(ValueType.String); sink.u64(v.value.length);
-      for (const s of v.value) sink.str(s);
-      break;
-    case "f32[]":
-      sink.u32(ValueType.Array); sink.u32(ValueType.Float32); sink.u64(v.value.length);
-      for (const x of v.value) sink.f32(x);
-      break;
-    case "i32[]":
-      sink.u32(ValueType.Array); sink.u32(ValueType.Int32); sink.u64(v.value.length);
-      for (const x of v.value) sink.i32(x);
-      break;
+    case "string[]": writeArray(sink, ValueType.String, v.value, (s) => sink.str(s)); break;
+    case "f32[]": writeArray(sink, ValueType.Float32, v.value, (x) => sink.f32(x)); break;
+    case "i32[]": writeArray(sink, ValueType.Int32, v.value, (x) => sink.i32(x)); break;
   }
 }
 

@@ -1,7 +1,7 @@
 import { TensorType, tensorByteSize, writeGguf, type MetadataValue, type TensorSpec } from "./gguf-writer.js";
 
 /** Shape of a llama-architecture model. */
-export interface LlamaShape {
+interface LlamaShape {
   layers: number;
   embedding: number;
   heads: number;
@@ -22,10 +22,10 @@ export interface RandomLlamaOptions extends LlamaShape {
 }
 
 export const TINY_LLAMA: LlamaShape = { layers: 2, embedding: 64, heads: 4, feedForward: 128, vocabulary: 512 };
-/** About 134M parameters: the "small realistic" shape measured in DESIGN.md. */
+/** About 134M parameters: a small but realistic shape for benchmarks. */
 export const BENCH_LLAMA: LlamaShape = { layers: 12, embedding: 768, heads: 12, feedForward: 2048, vocabulary: 32000 };
 
-export const SPECIAL_TOKENS = { unknown: "<unk>", bos: "<s>", eos: "</s>", imStart: "<|im_start|>", imEnd: "<|im_end|>" } as const;
+const SPECIAL_TOKENS = { unknown: "<unk>", bos: "<s>", eos: "</s>", imStart: "<|im_start|>", imEnd: "<|im_end|>" } as const;
 
 const CHATML_TEMPLATE =
   "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}" +
@@ -215,7 +215,7 @@ export async function writeRandomLlama(path: string, options: RandomLlamaOptions
   await writeGguf(path, md, tensors);
 }
 
-export interface RandomLoraOptions {
+interface RandomLoraOptions {
   /** The base model's shape: the adapter's matrices must fit its tensors. */
   base: LlamaShape;
   rank?: number;

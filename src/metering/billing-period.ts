@@ -25,7 +25,7 @@ export function billingPeriod(at: Date = new Date()): BillingPeriod {
 }
 
 const PERIOD = /^(\d{4})-(0[1-9]|1[0-2])$/;
-export const FIRST_PERIOD_YEAR = 1970;
+const FIRST_PERIOD_YEAR = 1970;
 
 /** A "YYYY-MM" period from a request, 1970-01 to 9999-12; undefined for anything else. */
 export function parsePeriod(text: string): BillingPeriod | undefined {

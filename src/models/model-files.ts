@@ -9,13 +9,13 @@ export class ModelUnavailableError extends Error {
   override name = "ModelUnavailableError";
 }
 
-export interface DownloadProgress {
+interface DownloadProgress {
   downloaded: number;
   total: number | undefined;
 }
 
 /** `hf:owner/repo/file.gguf` (optionally `hf:owner/repo:branch/file`) to its download URL. */
-export function modelUrl(uri: string): string {
+function modelUrl(uri: string): string {
   if (uri.startsWith("http://") || uri.startsWith("https://")) return uri;
   const m = /^hf:([^/]+)\/([^/:]+)(?::([^/]+))?\/(.+\.gguf)$/.exec(uri);
   if (m === null) throw new ModelUnavailableError(`'${uri}' is not a model URI; expected hf:owner/repo/file.gguf or an http(s) URL`);
@@ -94,7 +94,8 @@ export async function resolveModel(
 }
 
 /** A one-line progress bar for a terminal (or a plain percentage line per step elsewhere). */
-export function progressBar(stream: NodeJS.WriteStream = process.stderr): (p: DownloadProgress) => void {
+export function progressBar(): (p: DownloadProgress) => void {
+  const stream = process.stderr;
   let lastPercent = -1;
   return ({ downloaded, total }) => {
     const mb = (n: number): string => (n / 1024 / 1024).toFixed(1);

@@ -33,7 +33,7 @@ function configProblem(e: LocatedError): string {
 }
 
 /** A config-file failure as a ConfigError naming the field's dotted path (`plans.solo.specialists`). */
-export function configError(e: LocatedError, prefix: string): ConfigError {
+function configError(e: LocatedError, prefix: string): ConfigError {
   const field =
     e.keyword === "additionalProperties" ? [...e.path, String(e.params.additionalProperty)]
     : e.keyword === "required" ? [...e.path, String(e.params.missingProperty)]

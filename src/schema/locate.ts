@@ -15,7 +15,7 @@ export interface LocatedError {
   problem?: string | undefined;
 }
 
-export type PathSegment = string | number;
+type PathSegment = string | number;
 export type SchemaNode = Readonly<Record<string, unknown>>;
 
 const isNode = (v: unknown): v is SchemaNode => typeof v === "object" && v !== null && !Array.isArray(v);

@@ -79,7 +79,7 @@ function problemText(e: LocatedError): string {
  * `invalid_parameter`, both naming the parameter as the client wrote it
  * (`messages[0].role`). A value is quoted only when it is a short scalar.
  */
-export function requestError(e: LocatedError): ApiError {
+function requestError(e: LocatedError): ApiError {
   if (e.keyword === "required") return errors.missingParameter(formatPath([...e.path, String(e.params.missingProperty)]));
   // A discriminator names its tag property, unless the schema words the failure for the whole object.
   const path = e.keyword === "discriminator" && e.problem === undefined ? [...e.path, String(e.params.tag)] : e.path;

@@ -3,16 +3,22 @@ import type { Logger } from "pino";
 import { ApiError, errors } from "../errors.js";
 import type { Gate } from "../gate/gate.js";
 import type { Specialist } from "../specialists/specialist.js";
-import { requestId } from "./ids.js";
+import { requestId } from "../ids.js";
 import { DEFAULT_HTTP_LIMITS, type HttpLimits } from "../config/config.js";
 import { withoutQuery } from "../logger.js";
 import { clientErrorHandler, clientErrorStatus, corsPreflight, frameworkErrorHandler, securityHeaders, serverTimeouts } from "./http-guards.js";
-import { CLIENT_CLOSED } from "./routes/run-inference.js";
+import { CLIENT_CLOSED } from "../metering/counting-rule.js";
+import { authenticationHook } from "./gate-adapter.js";
 import "./request-context.js";
 import { chatCompletionsRoute } from "./routes/chat-completions.js";
 import { healthRoute } from "./routes/health.js";
+import { apiDocsRoutes } from "./routes/api-docs.js";
 import { inferRoute } from "./routes/infer.js";
 import { modelsRoute } from "./routes/models.js";
+import { GATE_ERROR_TYPES, NO_TELEMETRY, type Telemetry } from "../observability/telemetry.js";
+import { UNMATCHED_ROUTE } from "../observability/prometheus.js";
+import { readyRoute, type Lifecycle, type ReadinessSources } from "../observability/readiness.js";
+import "../observability/request-trace.js";
 
 export interface SpecialistSource {
   get(id: string): Specialist | undefined;
@@ -35,6 +41,12 @@ export interface AppOptions {
   v1Routes?: ReadonlyArray<(app: FastifyInstance) => Promise<void> | void>;
   /** Parts with their own authentication, each under its prefix (/admin/api, /dashboard). */
   mounts?: ReadonlyArray<{ prefix: string; plugin: (app: FastifyInstance) => Promise<void> | void }>;
+  /** Metrics and traces; records nothing when absent. */
+  telemetry?: Telemetry | undefined;
+  /** Loading, serving or draining: /v1 takes new work only while serving. Always serving when absent. */
+  lifecycle?: Lifecycle | undefined;
+  /** What GET /ready checks; no /ready route when absent. */
+  readiness?: ReadinessSources | undefined;
 }
 
 const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -77,6 +89,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.decorateRequest("caller", undefined);
   app.decorateRequest("logFields", undefined as never);
   app.decorateRequest("generationDone", undefined);
+  app.decorateRequest("trace", undefined as never);
+  const telemetry = options.telemetry ?? NO_TELEMETRY;
 
   // Every body is read as JSON whatever its content type: `curl -d` without a
   // header should work, and a wrong body should say why in our error shape.
@@ -97,6 +111,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.addHook("onRequest", async (request, reply) => {
     request.logFields = {};
     reply.header("x-request-id", request.id);
+    // Route templates only, never raw URLs: metric labels and span names stay bounded.
+    const route = request.routeOptions.url ?? UNMATCHED_ROUTE;
+    request.trace = telemetry.startTrace(request.method, route, request.headers);
     // Fastify skips onResponse for a hijacked stream whose client left, so the
     // line is written when the socket response closes, whichever way it ends.
     const started = performance.now();
@@ -105,7 +122,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         const status = request.logFields.aborted ? CLIENT_CLOSED : (clientErrorStatus(reply.raw) ?? reply.raw.statusCode);
         // Who asked, by id only (never the key), and from where (request.ip honours the trusted-proxy setting).
         const who = { account_id: request.caller?.accountId, key_id: request.caller?.keyId, client_ip: request.ip };
-        logRequest(request.log, request.method, request.routeOptions.url ?? withoutQuery(request.url), status, performance.now() - started, { ...request.logFields, ...who });
+        const latencyMs = performance.now() - started;
+        logRequest(request.log, request.method, request.routeOptions.url ?? withoutQuery(request.url), status, latencyMs, { ...request.logFields, ...who });
+        telemetry.httpRequest(route, status, latencyMs / 1000);
+        request.trace.end({ "http.response.status_code": status, "http.request.id": request.id });
       });
     });
   });
@@ -113,6 +133,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.setErrorHandler((error: FastifyError | Error, request, reply) => {
     const apiError = toApiError(error, options.bodyLimit);
     request.logFields.code = apiError.code;
+    if (GATE_ERROR_TYPES.has(apiError.type)) telemetry.gateRejection(apiError.code);
     if (apiError.status >= 500 && !(error instanceof ApiError)) {
       request.log.error({ err: error }, "unhandled error");
     }
@@ -126,10 +147,21 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   await app.register(healthRoute, { version: options.version });
+  await app.register(apiDocsRoutes, { version: options.version });
+  if (options.readiness !== undefined) await app.register(readyRoute(options.readiness));
   await app.register(corsPreflight);
   await app.register(async (v1) => {
+    const authenticate = authenticationHook(options.gate);
     v1.addHook("onRequest", async (request, reply) => {
-      request.caller = await options.gate.authenticate(request, reply);
+      options.lifecycle?.admitNewWork();
+      const span = request.trace.span("authentication");
+      try {
+        await authenticate(request, reply);
+        span.end();
+      } catch (error) {
+        span.end(error);
+        throw error;
+      }
     });
     await v1.register(modelsRoute, options);
     await v1.register(inferRoute, options);

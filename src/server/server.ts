@@ -1,9 +1,9 @@
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
-import { databasePath, type ServerConfig } from "../config/config.js";
+import type { ServerConfig } from "../config/config.js";
 import { AccountGate } from "../gate/account-gate.js";
 import type { Gate } from "../gate/gate.js";
-import { SqliteStore } from "../store/sqlite/sqlite-store.js";
+import { createStore } from "../store/create-store.js";
 import { usageRoute } from "./routes/usage.js";
 import { SpecialistRegistry } from "../specialists/registry.js";
 import { VERSION } from "../version.js";
@@ -11,39 +11,72 @@ import { buildApp, type AppOptions } from "./app.js";
 import { dashboardRoutes } from "../dashboard/dashboard-routes.js";
 import { pageSupportRoutes } from "../dashboard/page-support-routes.js";
 import { People } from "../dashboard/people.js";
-import type { Store } from "../store/store.js";
+import type { AuditLog } from "../store/audit-log.js";
+import type { Stores } from "../store/store.js";
 import { adminApi } from "../admin/admin-api.js";
 import { AccountService } from "../gate/accounts.js";
+import { Observability } from "../observability/observability.js";
+import { loadSources } from "../observability/engine-load.js";
+import { Lifecycle } from "../observability/readiness.js";
+import { OBSERVABILITY_OFF } from "../observability/settings.js";
+import type { SpecialistSource } from "./app.js";
 
 export interface RunningServer {
   app: FastifyInstance;
   url: string;
   registry: SpecialistRegistry;
-  /** Stops accepting, lets in-flight requests finish for `graceMs`, aborts the rest, frees the models. */
-  close(graceMs?: number): Promise<void>;
+  lifecycle: Lifecycle;
+  /** Where Prometheus scrapes; undefined when metrics are off. */
+  metricsUrl: string | undefined;
+  /**
+   * Drains: /ready and new requests get 503 at once, queued requests get 503
+   * overloaded, running ones may finish for `drainMs` and are then cut like a
+   * disconnect; then the listeners close and the models are freed.
+   */
+  close(drainMs?: number): Promise<void>;
 }
 
 export interface StartOptions {
   logger: Logger;
   /** Replaces the account gate (the open gate: benchmarks' baseline, inference-only tests). */
   gate?: Gate | undefined;
+  /** Called once the port listens, before the models load; start-up waits for it (tests look at /ready here). */
+  onListening?: ((url: string) => Promise<void> | void) | undefined;
+  /** Where the standard OTEL_* variables are read; process.env when absent. */
+  env?: Readonly<Record<string, string | undefined>> | undefined;
 }
 
 export async function startServer(config: ServerConfig, options: StartOptions): Promise<RunningServer> {
-  const store = options.gate === undefined ? new SqliteStore(databasePath(config), { serving: true }) : undefined;
-  const stopPruning = store && pruneAuditLog(store, config.auditRetentionDays, options.logger);
-  const accountGate = store && new AccountGate(store, config.plans);
+  const stores = options.gate === undefined ? await createStore(config, { serving: true }) : undefined;
+  const accountGate = stores && new AccountGate(stores.accounts, stores.ledger, config.plans);
+  const stopPruning = stores && pruneAuditLog(stores.audit, config.auditRetentionDays, options.logger);
   const gate = options.gate ?? accountGate!;
-  let registry: SpecialistRegistry;
-  try {
-    registry = await SpecialistRegistry.create(config, options.logger);
-  } catch (error) {
+  const closeGate = async (): Promise<void> => {
+    stopPruning?.();
     await gate.close();
+    await stores?.close();
+  };
+  // The port listens while the models load, so /ready can say "loading"; /v1 refuses work until then.
+  const lifecycle = new Lifecycle();
+  let registry: SpecialistRegistry | undefined;
+  const specialists: SpecialistSource = { get: (id) => registry?.get(id), list: () => registry?.list() ?? [] };
+  const sources = loadSources(() => specialists.list());
+  const observability = await Observability.start({
+    settings: config.observability ?? OBSERVABILITY_OFF,
+    env: options.env ?? process.env,
+    specialists: config.specialists.map((s) => s.id),
+    sources,
+    version: VERSION,
+  }).catch(async (error: unknown) => {
+    await closeGate();
     throw error;
-  }
+  });
   const shutdown = new AbortController();
   const app = await buildApp({
-    specialists: registry,
+    specialists,
+    telemetry: observability,
+    lifecycle,
+    readiness: { lifecycle, upstreams: () => sources.upstreams(), database: stores && (async () => void await stores.accounts.getAccount("")) },
     gate,
     logger: options.logger,
     version: VERSION,
@@ -51,35 +84,51 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
     trustProxy: config.trustProxy,
     http: config.http,
     shutdown: shutdown.signal,
-    v1Routes: store && accountGate ? [usageRoute(store, accountGate)] : [],
-    mounts: store ? operatorAndDashboard(store, config) : [],
+    v1Routes: stores && accountGate ? [usageRoute(stores.ledger, accountGate)] : [],
+    mounts: stores ? operatorAndDashboard(stores, config) : [],
   });
   try {
     await app.listen({ port: config.port, host: config.host });
   } catch (error) {
-    await registry.close();
-    await gate.close();
+    await observability.close();
+    await closeGate();
     throw error;
   }
   const address = app.server.address();
   const port = typeof address === "object" && address !== null ? address.port : config.port;
   const host = config.host.includes(":") ? `[${config.host}]` : config.host;
+  const url = `http://${host}:${port}`;
+  let loaded: SpecialistRegistry;
+  try {
+    await options.onListening?.(url);
+    loaded = registry = await SpecialistRegistry.create(config, options.logger);
+  } catch (error) {
+    await app.close();
+    await observability.close();
+    await gate.close();
+    throw error;
+  }
+  lifecycle.serving();
   let closing: Promise<void> | undefined;
   return {
     app,
-    url: `http://${host}:${port}`,
-    registry,
-    close: (graceMs = 10_000) =>
+    url,
+    registry: loaded,
+    lifecycle,
+    metricsUrl: observability.metricsUrl,
+    close: (drainMs = 10_000) =>
       (closing ??= (async () => {
-        const timer = setTimeout(() => shutdown.abort(new Error("server shutting down")), graceMs);
+        lifecycle.drain();
+        const timer = setTimeout(() => shutdown.abort(new Error("server shutting down")), drainMs);
         try {
+          // Engines refuse their queues at once (503 overloaded) and wait for running requests.
+          await loaded.close();
           await app.close();
         } finally {
           clearTimeout(timer);
           shutdown.abort(new Error("server shutting down"));
-          stopPruning?.();
-          await registry.close();
-          await gate.close();
+          await closeGate();
+          await observability.close();
         }
       })()),
   };
@@ -88,9 +137,9 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
 const PRUNE_EVERY_MS = 60 * 60 * 1000;
 
 /** Prunes audit records past their retention now and every hour; returns the stop switch. */
-function pruneAuditLog(store: Store, retentionDays: number, logger: Logger): () => void {
+function pruneAuditLog(audit: AuditLog, retentionDays: number, logger: Logger): () => void {
   const prune = (): void => {
-    store.audit.prune(new Date(Date.now() - retentionDays * 24 * 60 * 60 * 1000))
+    audit.prune(new Date(Date.now() - retentionDays * 24 * 60 * 60 * 1000))
       .then((pruned) => { if (pruned > 0) logger.info({ pruned, retention_days: retentionDays }, "pruned old audit records"); })
       .catch((error: unknown) => logger.error({ err: error }, "pruning the audit log failed"));
   };
@@ -100,14 +149,15 @@ function pruneAuditLog(store: Store, retentionDays: number, logger: Logger): () 
   return () => clearInterval(timer);
 }
 
-/** The admin API and the dashboard: both need the account store. */
-function operatorAndDashboard(store: Store, config: ServerConfig): NonNullable<AppOptions["mounts"]> {
-  const accounts = new AccountService(store, config.plans);
-  const people = new People(store, config.adminToken);
+/** The admin API and the dashboard: they need the accounts, the ledger and the people. */
+function operatorAndDashboard(stores: Stores, config: ServerConfig): NonNullable<AppOptions["mounts"]> {
+  const accounts = new AccountService(stores, config.plans);
+  const people = new People(stores, config.adminToken);
+  const { ledger } = stores;
   return [
-    { prefix: "/admin/api", plugin: adminApi({ token: config.adminToken, accounts, store, plans: config.plans, people }) },
-    { prefix: "/dashboard", plugin: dashboardRoutes({ people, accounts, store, plans: config.plans, specialists: config.specialists }) },
-    { prefix: "/dashboard", plugin: pageSupportRoutes({ people, accounts, store, operatorSignIn: Boolean(config.adminToken) }) },
+    { prefix: "/admin/api", plugin: adminApi({ token: config.adminToken, accounts, ledger, peopleStore: stores.people, plans: config.plans, people, audit: stores.audit }) },
+    { prefix: "/dashboard", plugin: dashboardRoutes({ people, accounts, ledger, audit: stores.audit, plans: config.plans, specialists: config.specialists }) },
+    { prefix: "/dashboard", plugin: pageSupportRoutes({ people, accounts, stores, operatorSignIn: Boolean(config.adminToken) }) },
   ];
 }
 

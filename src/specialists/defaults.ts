@@ -1,10 +1,10 @@
 import type { SamplingDefaults, SpecialistDefinition } from "./specialist.js";
 
 /** The API reference's documented defaults; a specialist may set its own in the config file. */
-export const REFERENCE_SAMPLING: SamplingDefaults = { maxTokens: 512, temperature: 0.7, topP: 1 };
+const REFERENCE_SAMPLING: SamplingDefaults = { maxTokens: 512, temperature: 0.7, topP: 1 };
 
-export const BASE_MODEL = "base";
-export const DEFAULT_LABELS = ["positive", "negative", "neutral"] as const;
+const BASE_MODEL = "base";
+const DEFAULT_LABELS = ["positive", "negative", "neutral"] as const;
 
 /** The system prompt of a label classifier, naming its labels so the model knows the task as well as the grammar does. */
 export function classifierPrompt(labels: readonly string[]): string {
@@ -15,9 +15,9 @@ export function classifierPrompt(labels: readonly string[]): string {
   );
 }
 
-/** The six specialists of DESIGN.md, all on the one default base model. */
+/** The six built-in specialists, all on the one default base model. */
 export function defaultSpecialists(): SpecialistDefinition[] {
-  const common = { model: BASE_MODEL, defaults: REFERENCE_SAMPLING } as const;
+  const common = { engine: { kind: "embedded", model: BASE_MODEL }, defaults: REFERENCE_SAMPLING } as const;
   return [
     {
       ...common,

@@ -1,3 +1,4 @@
+import type { EngineConfig } from "../engines/engine-kinds.js";
 import type { Engine, OutputConstraint } from "../engines/types.js";
 
 export interface SamplingDefaults {
@@ -6,39 +7,19 @@ export interface SamplingDefaults {
   topP: number;
 }
 
-/** One OpenAI-compatible server that can serve a specialist. */
-export interface Upstream {
-  baseUrl: string;
-  /** The upstream's own model name. */
-  model: string;
-  /** Name of the environment variable that holds the upstream's API key. */
-  apiKeyEnv?: string | undefined;
-}
-
-/** Where a specialist's tokens come from when other servers serve it. */
-export interface RemoteTarget {
-  /** One or more interchangeable upstreams; requests go to the least busy healthy one. */
-  upstreams: Upstream[];
-  connectTimeoutMs: number;
-  readTimeoutMs: number;
-  healthCheckIntervalMs: number;
-}
-
 /** A specialist as configuration: everything that makes a task model out of a base model. */
 export interface SpecialistDefinition {
   id: string;
   description: string;
-  /** A name from the config's `models` table, or a path / hf: URI. */
-  model: string;
-  lora?: { path: string; scale: number } | undefined;
   systemPrompt: string;
   output: OutputConstraint;
   defaults: SamplingDefaults;
   contextSize: number;
-  remote?: RemoteTarget | undefined;
+  /** What serves it, tagged by kind. */
+  engine: EngineConfig;
 }
 
 /** A specialist bound to the engine that serves it. */
-export interface Specialist extends SpecialistDefinition {
+export interface Specialist extends Omit<SpecialistDefinition, "engine"> {
   engine: Engine;
 }

@@ -1,7 +1,9 @@
 /**
- * The persistence boundary: accounts, API keys and the usage ledger. Callers see
- * only this interface (async, so a PostgreSQL implementation can sit behind it);
- * each method is one atomic unit of work in whatever database implements it.
+ * The persistence boundary, in three stores by concern: accounts and their keys,
+ * the usage ledger, and the dashboard's people. Callers see only these
+ * interfaces (async, so a PostgreSQL implementation can sit behind them) and take
+ * only the store they need; each method is one atomic unit of work in whatever
+ * database implements it. `createStore` opens all three on one backend.
  */
 
 import type { AuditLog } from "./audit-log.js";
@@ -93,16 +95,31 @@ export interface InvitationRecord {
   usedAt: string | null;
 }
 
-/** Where a period's requests went: per key, per outcome, and tokens per UTC day. */
+/**
+ * A request refused after its key was authenticated (over a limit, a specialist
+ * outside the plan): never admitted, so not in the ledger, but counted per account,
+ * mode, key, code and UTC day so the dashboard's breakdowns show it.
+ */
+export interface RefusalRecord {
+  accountId: string;
+  keyId: string;
+  mode: Mode;
+  /** The HTTP status the client received (429, 403). */
+  status: number;
+  /** The catalogue code, e.g. rate_limit_exceeded. */
+  code: string;
+  at: string;
+}
+
+/** Where a period's requests went, refusals included: per key, per outcome, and tokens per UTC day. */
 export interface UsageBreakdown {
   byKey: Array<{ keyId: string; requests: number; tokens: number }>;
   byStatus: { success: number; clientError: number; rateLimited: number; serverError: number };
   dailyTokens: Record<string, number>;
 }
 
-export interface Store {
-  /** Who changed what: append-only, in the same database. */
-  readonly audit: AuditLog;
+/** Accounts and their API keys: what the gate authenticates against and the operator manages. */
+export interface AccountStore {
   createAccount(account: Account): Promise<void>;
   getAccount(id: string): Promise<Account | undefined>;
   listAccounts(): Promise<Account[]>;
@@ -112,10 +129,14 @@ export interface Store {
   createKey(key: ApiKeyRecord, hash: string, maxUnrevoked: number): Promise<KeyCreation>;
   listKeys(accountId: string): Promise<ApiKeyRecord[]>;
   getKey(keyId: string): Promise<ApiKeyRecord | undefined>;
-  /** Marks a key revoked; false when there is no such key. */
+  /** Marks a key revoked; false when there is no such key. A revoked key fails its very next lookup. */
   revokeKey(keyId: string, at: string): Promise<boolean>;
   findKeyByHash(hash: string): Promise<KeyLookup | undefined>;
   touchKey(keyId: string, at: string): Promise<void>;
+}
+
+/** The usage ledger: admissions, their outcomes, refusals, and every report read from them. */
+export interface LedgerStore {
   /**
    * Counts one request against the period's limit and records it in the ledger,
    * atomically; returns the ledger event id, or undefined when the limit is reached.
@@ -123,23 +144,40 @@ export interface Store {
   admit(record: AdmissionRecord): Promise<number | undefined>;
   /** Completes a ledger event with its outcome; what it counts follows `countsAgainstQuota`. */
   complete(record: CompletionRecord): Promise<void>;
+  /** Counts one refused request; it never counts against the quota. */
+  countRefusal(record: RefusalRecord): Promise<void>;
   periodUsage(accountId: string, mode: Mode, period: string): Promise<PeriodUsage>;
   /** Requests per UTC day ("YYYY-MM-DD") in the period, as the usage chart draws them. */
   dailyRequests(accountId: string, mode: Mode, period: string): Promise<Record<string, number>>;
+  usageBreakdown(accountId: string, mode: Mode, period: string): Promise<UsageBreakdown>;
+}
+
+/** The dashboard's people: members of accounts, their invitations and sessions (the operator's too). */
+export interface PeopleStore {
+  /** Fails when the e-mail is taken or the account does not exist. */
   createMember(member: Member): Promise<void>;
   getMember(id: string): Promise<Member | undefined>;
   findMemberByEmail(email: string): Promise<Member | undefined>;
+  listMembers(accountId: string): Promise<Member[]>;
   /** Sets a member's password and ends all of the member's sessions, atomically. */
   setMemberPassword(id: string, passwordHash: string): Promise<void>;
   /** Stores the member's one live invitation: any earlier unused one stops working. */
   createInvitation(tokenHash: string, memberId: string, expiresAt: string): Promise<void>;
+  findInvitation(tokenHash: string): Promise<InvitationRecord | undefined>;
   /** Marks an unexpired, unused invitation used and returns its member; undefined otherwise. */
   useInvitation(tokenHash: string, now: string): Promise<string | undefined>;
   createSession(session: Session): Promise<void>;
   findSession(tokenHash: string, now: string): Promise<Session | undefined>;
   deleteSession(tokenHash: string): Promise<void>;
+}
+
+/** The three stores of one backend, and the one way to release it. */
+export interface Stores {
+  accounts: AccountStore;
+  ledger: LedgerStore;
+  people: PeopleStore;
+  /** Who changed what: append-only, in the same database. */
+  audit: AuditLog;
+  /** Commits what is queued, then releases the backend; the stores are unusable after. */
   close(): Promise<void>;
-  findInvitation(tokenHash: string): Promise<InvitationRecord | undefined>;
-  listMembers(accountId: string): Promise<Member[]>;
-  usageBreakdown(accountId: string, mode: Mode, period: string): Promise<UsageBreakdown>;
 }

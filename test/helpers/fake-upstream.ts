@@ -6,7 +6,8 @@ import type { AddressInfo } from "node:net";
  * the remote engine's fault handling is tested against it. It never stands in
  * for inference — real answers come from a second Alveare process.
  */
-export type Fault = "slow" | "500" | "503" | "cut-stream" | "ok";
+/** "hold": answers like "ok", but only once the test calls `release()`. */
+export type Fault = "slow" | "500" | "503" | "cut-stream" | "ok" | "hold";
 
 export class FakeUpstream {
   fault: Fault = "ok";
@@ -14,6 +15,12 @@ export class FakeUpstream {
   delayMs = 0;
   requests: Array<Record<string, unknown>> = [];
   private server: Server | undefined;
+  private held: Array<() => void> = [];
+
+  /** Answers every request held so far. */
+  release(): void {
+    for (const answer of this.held.splice(0)) answer();
+  }
 
   /** Listens (again, after stop, when given the same port) and returns its /v1 base URL. */
   async start(port = 0): Promise<string> {
@@ -49,13 +56,21 @@ export class FakeUpstream {
         res.write(chunk("answer"));
         setTimeout(() => res.destroy(), 20);
         return;
+      case "hold":
+        await new Promise<void>((resolve) => this.held.push(resolve));
+        this.answer(res);
+        return;
       case "ok":
         await new Promise((resolve) => setTimeout(resolve, this.delayMs));
-        res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({
-          choices: [{ index: 0, message: { role: "assistant", content: "fine" }, finish_reason: "stop" }],
-          usage: { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 },
-        }));
+        this.answer(res);
     }
+  }
+
+  private answer(res: ServerResponse): void {
+    res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({
+      choices: [{ index: 0, message: { role: "assistant", content: "fine" }, finish_reason: "stop" }],
+      usage: { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 },
+    }));
   }
 
   async stop(): Promise<void> {

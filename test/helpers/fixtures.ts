@@ -6,10 +6,10 @@ import { join } from "node:path";
 import { Writable } from "node:stream";
 import { loadConfig, type ServerConfig } from "../../src/config/config.js";
 import { createLogger } from "../../src/logger.js";
-import { startServer, databasePath, type RunningServer, type StartOptions } from "../../src/server/server.js";
+import { startServer, type RunningServer, type StartOptions } from "../../src/server/server.js";
 import { openGate } from "../../src/gate/gate.js";
 import { AccountService } from "../../src/gate/accounts.js";
-import { SqliteStore } from "../../src/store/sqlite/sqlite-store.js";
+import { createStore } from "../../src/store/create-store.js";
 import type { Mode } from "../../src/store/store.js";
 import { TINY_LLAMA, writeRandomLlama, type RandomLlamaOptions } from "../../src/gguf/random-llama.js";
 
@@ -54,7 +54,8 @@ export function configFor(file: Record<string, unknown>, env: Record<string, str
   const dir = tempDir();
   const path = join(dir, "config.json");
   writeFileSync(path, JSON.stringify({ port: 0, data_dir: join(dir, "data"), ...file }));
-  return loadConfig({ config: path }, { ALVEARE_THREADS: "1", ...env });
+  // Metrics off unless a test asks: parallel servers must not contend for one metrics port.
+  return loadConfig({ config: path }, { ALVEARE_THREADS: "1", ALVEARE_METRICS_PORT: "0", ...env });
 }
 
 /**
@@ -79,14 +80,14 @@ export async function startTestServer(
 export async function createKey(
   server: TestServer, plan: string, mode: Mode = "live", accountId?: string,
 ): Promise<{ accountId: string; keyId: string; key: string; auth: Record<string, string> }> {
-  const store = new SqliteStore(databasePath(server.config));
+  const stores = await createStore(server.config);
   try {
-    const accounts = new AccountService(store, server.config.plans);
+    const accounts = new AccountService(stores, server.config.plans);
     const account = accountId === undefined ? await accounts.createAccount(CLI_CONTEXT, `acct-${plan}`, plan) : { id: accountId };
     const { record, key } = await accounts.createKey(CLI_CONTEXT, account.id, mode);
     return { accountId: account.id, keyId: record.id, key, auth: { authorization: `Bearer ${key}` } };
   } finally {
-    await store.close();
+    await stores.close();
   }
 }
 
@@ -116,7 +117,7 @@ export function cliKey(dataDir: string, plan = "professional", env: NodeJS.Proce
  * its URL. `output()` returns everything it printed on stdout so far.
  */
 export async function spawnServe(args: readonly string[], env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; url: string; output: () => string }> {
-  const child = spawn(process.execPath, [CLI_PATH, "serve", "--port", "0", ...args], { env });
+  const child = spawn(process.execPath, [CLI_PATH, "serve", "--port", "0", ...args], { env: { ALVEARE_METRICS_PORT: "0", ...env } });
   let out = "";
   child.stdout!.on("data", (c: Buffer) => (out += c.toString()));
   for (let i = 0; i < 600; i++) {

@@ -1,6 +1,7 @@
 import { Type, type Static } from "@sinclair/typebox";
 import { problem, StringEnum } from "../../schema/builders.js";
 import { compileSchema } from "../../schema/compile.js";
+import { KEY_MODES } from "../../gate/credentials.js";
 
 /** Request bodies of the operator's API under /admin/api. */
 
@@ -18,7 +19,8 @@ export const FIELD_LIMITS = {
   plan: 64,
 } as const;
 
-export const KEY_MODES = ["live", "test"] as const;
+// One list of modes for the schemas, the gate and the CLI.
+export { KEY_MODES };
 export const KeyMode = StringEnum(KEY_MODES, problem({ enum: 'must be "live" or "test".' }));
 
 /** POST /admin/api/accounts */

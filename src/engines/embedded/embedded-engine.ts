@@ -116,6 +116,8 @@ export class EmbeddedEngine implements Engine {
 
   get parallel(): number { return this.context.totalSequences; }
   get queued(): number { return this.pool.queued; }
+  /** Sequences generating right now. */
+  get busy(): number { return this.context.totalSequences - this.pool.available; }
   get promptCache(): Readonly<PromptCacheStats> { return { ...this.counters }; }
 
   /** Length in tokens of the system prefix a snapshot would cover for these messages (0 when none would). */
@@ -147,6 +149,7 @@ export class EmbeddedEngine implements Engine {
       if (request.signal.aborted) return { text: "", promptTokens: 0, completionTokens: 0, finishReason: "stop", aborted: true };
       throw error;
     }
+    request.onStarted?.();
     const run = this.run(sequence, prompt, contextSize, request, grammar === undefined ? undefined : new LlamaGrammarEvaluationState({ model: this.model, grammar }));
     this.running.add(run);
     try {

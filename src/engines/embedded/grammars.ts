@@ -35,7 +35,7 @@ export function labelGrammar(labels: readonly string[]): string {
 }
 
 /** Approximate bytes of grammar text the cache keeps before it drops the least recently used. */
-export const GRAMMAR_CACHE_BUDGET = 8 * 1024 * 1024;
+const GRAMMAR_CACHE_BUDGET = 8 * 1024 * 1024;
 
 interface CacheEntry {
   grammar: Promise<LlamaGrammar>;

@@ -8,13 +8,13 @@ import { PrefixSnapshotStore } from "./prefix-snapshots.js";
 import { usePhaseThreads } from "./phase-threads.js";
 import { fastestPerPhase, measureThreads, type ThreadChoice } from "./thread-calibration.js";
 
-export interface EngineRequest {
+interface EngineRequest {
   modelPath: string;
   lora?: { path: string; scale: number } | undefined;
   contextSize: number;
 }
 
-export interface RuntimeOptions {
+interface RuntimeOptions {
   parallel: number;
   queue: number;
   threads: number | "auto";
@@ -24,7 +24,7 @@ export interface RuntimeOptions {
 }
 
 /** Enough for dozens of 1,500-token prefixes of a 0.5B model (about 18 MB each). */
-export const DEFAULT_PREFIX_SNAPSHOT_BYTES = 512 * 1024 * 1024;
+const DEFAULT_PREFIX_SNAPSHOT_BYTES = 512 * 1024 * 1024;
 
 /**
  * What a context's KV state depends on: the model's and adapter's files (path,
@@ -82,8 +82,13 @@ export class LlamaRuntime {
     return model;
   }
 
+  /** Requests with the same key get the same engine (the first one's context size decides). */
+  static engineKey(request: Pick<EngineRequest, "modelPath" | "lora">): string {
+    return `${request.modelPath}\u0000${request.lora?.path ?? ""}\u0000${request.lora?.scale ?? 1}`;
+  }
+
   engine(request: EngineRequest): Promise<EmbeddedEngine> {
-    const key = `${request.modelPath}\u0000${request.lora?.path ?? ""}\u0000${request.lora?.scale ?? 1}`;
+    const key = LlamaRuntime.engineKey(request);
     let engine = this.engines.get(key);
     if (engine === undefined) {
       engine = this.createEngine(request);

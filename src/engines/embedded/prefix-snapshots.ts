@@ -16,7 +16,7 @@ export interface SnapshotTarget {
   save(path: string): Promise<number>;
 }
 
-export type Placement = "restored" | "built";
+type Placement = "restored" | "built";
 
 interface Snapshot {
   path: string;

@@ -8,7 +8,7 @@ interface Waiter<T> {
 }
 
 /** Picks which of the free items (oldest release first) a caller takes; returns its index. */
-export type PickFree<T> = (free: readonly T[]) => number;
+type PickFree<T> = (free: readonly T[]) => number;
 
 /**
  * A fixed set of reusable items (a context's sequences) handed out first come,

@@ -1,6 +1,6 @@
 import type { LlamaModel, Token } from "node-llama-cpp";
 
-export interface ThreadMeasurement {
+interface ThreadMeasurement {
   threads: number;
   /** Decoding: tokens per second over `sequences` sequences generating together. */
   tokensPerSecond: number;

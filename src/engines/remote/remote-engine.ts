@@ -1,9 +1,9 @@
 import { Agent, errors as undiciErrors, request, type Dispatcher } from "undici";
 import { readSseData } from "../../api/sse.js";
 import { ApiError, errors } from "../../errors.js";
-import type { RemoteTarget, Upstream } from "../../specialists/specialist.js";
 import { labelGrammar } from "../embedded/grammars.js";
 import type { Engine, FinishReason, GenerationRequest, GenerationResult } from "../types.js";
+import type { RemoteEngineConfig, Upstream } from "./remote-kind.js";
 
 interface UpstreamChoice {
   message?: { content?: string | null };
@@ -54,7 +54,7 @@ export class RemoteEngine implements Engine {
   private readonly healthTimer: NodeJS.Timeout;
   private next = 0;
 
-  constructor(private readonly target: RemoteTarget) {
+  constructor(private readonly target: Omit<RemoteEngineConfig, "kind">) {
     this.upstreams = target.upstreams.map((u) => ({ ...u, inFlight: 0, healthy: true }));
     const first = target.upstreams[0];
     this.name = `remote:${first?.baseUrl ?? "?"}#${first?.model ?? "?"}${target.upstreams.length > 1 ? ` (+${target.upstreams.length - 1})` : ""}`;
@@ -69,19 +69,20 @@ export class RemoteEngine implements Engine {
     });
   }
 
-  /** Requests in flight per upstream base URL (for tests and /health-style introspection). */
+  /** Requests in flight and health per upstream base URL (readiness, metrics, tests). */
   get load(): Record<string, { inFlight: number; healthy: boolean }> {
     return Object.fromEntries(this.upstreams.map((u) => [u.baseUrl, { inFlight: u.inFlight, healthy: u.healthy }]));
   }
 
   async generate(req: GenerationRequest): Promise<GenerationResult> {
     const stream = req.onText !== undefined;
+    req.onStarted?.();
     let upstream = this.pick(undefined);
     upstream.inFlight++;
     try {
       let response: Dispatcher.ResponseData;
       try {
-        response = await this.send(upstream, this.body(upstream, req, stream), req.signal);
+        response = await this.send(upstream, this.body(upstream, req, stream), req);
       } catch (error) {
         if (!isConnectError(error) || req.signal.aborted) throw error;
         // Nothing reached the upstream, so one retry is safe: on another upstream when there is one.
@@ -89,7 +90,7 @@ export class RemoteEngine implements Engine {
         upstream.inFlight--;
         upstream = this.pick(upstream);
         upstream.inFlight++;
-        response = await this.send(upstream, this.body(upstream, req, stream), req.signal);
+        response = await this.send(upstream, this.body(upstream, req, stream), req);
       }
       if (response.statusCode >= 400) throw await this.upstreamStatus(response);
       return stream ? await this.readStream(response, req) : await this.readWhole(response);
@@ -130,8 +131,9 @@ export class RemoteEngine implements Engine {
     }));
   }
 
-  private headers(upstream: UpstreamState): Record<string, string> {
+  private headers(upstream: UpstreamState, traceparent?: string): Record<string, string> {
     const headers: Record<string, string> = { "content-type": "application/json", accept: "application/json, text/event-stream" };
+    if (traceparent !== undefined) headers.traceparent = traceparent;
     const key = upstream.apiKeyEnv ? process.env[upstream.apiKeyEnv] : undefined;
     if (key) headers.authorization = `Bearer ${key}`;
     return headers;
@@ -160,8 +162,8 @@ export class RemoteEngine implements Engine {
     return JSON.stringify(body);
   }
 
-  private send(upstream: UpstreamState, body: string, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
-    return request(`${upstream.baseUrl}/chat/completions`, { method: "POST", body, headers: this.headers(upstream), dispatcher: this.agent, signal });
+  private send(upstream: UpstreamState, body: string, req: GenerationRequest): Promise<Dispatcher.ResponseData> {
+    return request(`${upstream.baseUrl}/chat/completions`, { method: "POST", body, headers: this.headers(upstream, req.traceparent), dispatcher: this.agent, signal: req.signal });
   }
 
   private failure(error: unknown): ApiError {

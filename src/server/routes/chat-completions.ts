@@ -3,7 +3,7 @@ import { MODEL_PREFIX, type ChatCompletion, ChatCompletionChunk, CompletionUsage
 import { ApiError, errors } from "../../errors.js";
 import type { GenerationResult } from "../../engines/types.js";
 import type { AppOptions } from "../app.js";
-import { completionId } from "../ids.js";
+import { completionId } from "../../ids.js";
 import { EventStream } from "../sse.js";
 import { parseChatRequest } from "./chat-request.js";
 import { findSpecialist, runInference } from "./run-inference.js";

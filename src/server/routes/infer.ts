@@ -1,7 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import type { InferRequest, InferResponse } from "../../api/types.js";
 import type { AppOptions } from "../app.js";
-import { inferenceId } from "../ids.js";
+import { inferenceId } from "../../ids.js";
 import { inferRequest } from "../../api/schemas/infer.js";
 import { parseBody } from "../../schema/request-errors.js";
 import { findSpecialist, runInference } from "./run-inference.js";

@@ -3,13 +3,20 @@ import { MODEL_PREFIX } from "../../api/types.js";
 import { ApiError, errors } from "../../errors.js";
 import type { GenerationResult } from "../../engines/types.js";
 import type { Endpoint } from "../../gate/gate.js";
+import { tokenReservation } from "../../gate/token-reservation.js";
+import { CLIENT_CLOSED } from "../../metering/counting-rule.js";
 import { toGenerationRequest, type SpecialistCall } from "../../specialists/generation.js";
 import type { Specialist } from "../../specialists/specialist.js";
 import type { AppOptions } from "../app.js";
+import { admitRequest } from "../gate-adapter.js";
 import { requestSignal } from "../request-context.js";
+import { observeGeneration } from "../../observability/inference-observer.js";
 
-/** Status recorded for a client that went away before its answer (nginx's convention). */
-export const CLIENT_CLOSED = 499;
+/** What a route knows of a request beyond the call itself. */
+export interface InferenceOptions {
+  /** Choices asked for (`n`): each may produce max_tokens, so the token reservation counts each. */
+  choices?: number | undefined;
+}
 
 /**
  * The path every inference request takes after validation: admission by the
@@ -23,20 +30,33 @@ export async function runInference(
   specialist: Specialist,
   endpoint: Endpoint,
   call: Omit<SpecialistCall, "signal">,
+  inference: InferenceOptions = {},
 ): Promise<GenerationResult> {
   request.logFields.specialist = specialist.id;
-  const admission = await options.gate.admit(request, reply, request.caller, specialist.id, endpoint);
+  const observer = observeGeneration(options.telemetry, request.trace, specialist, endpoint);
+  // The reservation bounds the prompt as the engine will see it: the specialist's system prompt included.
+  const reserveTokens = tokenReservation(toGenerationRequest(specialist, { ...call, signal: options.shutdown }), inference.choices ?? 1);
+  const admission = await observer.admission(admitRequest(options.gate, request, reply, specialist.id, endpoint, { reserveTokens }));
   const signal = requestSignal(reply, options.shutdown);
   const started = performance.now();
   let result: GenerationResult | undefined;
   let status = 200;
-  const generation = specialist.engine.generate(toGenerationRequest(specialist, { ...call, signal }));
+  let failure: unknown;
+  // Admitted while the node began draining: refused like a queued request, and metered as such.
+  const generation = options.lifecycle?.current === "draining"
+    ? Promise.reject(errors.notServing("shutting_down", 1))
+    : specialist.engine.generate({ ...toGenerationRequest(specialist, { ...call, signal, onText: observer.onText(call.onText) }), ...observer.engineHooks() });
   request.generationDone = generation;
   try {
     result = await generation;
-    if (result.aborted) status = CLIENT_CLOSED;
+    if (result.aborted) {
+      status = CLIENT_CLOSED;
+      // Cut at the drain deadline like a disconnect, so no truncated answer can pass for a whole one.
+      if (options.shutdown.aborted) reply.raw.destroy();
+    }
     return result;
   } catch (error) {
+    failure = error;
     status = error instanceof ApiError ? error.status : 500;
     if (!(error instanceof ApiError)) {
       request.log.error({ err: error }, "generation failed");
@@ -47,13 +67,14 @@ export async function runInference(
     request.logFields.prompt_tokens = result?.promptTokens ?? 0;
     request.logFields.completion_tokens = result?.completionTokens ?? 0;
     if (result?.aborted) request.logFields.aborted = true;
+    observer.generated(result, failure);
     // Written before the response completes: a request a client saw succeed is in the ledger.
-    await admission.finish({
+    await observer.metering(admission.finish({
       status,
       promptTokens: result?.promptTokens ?? 0,
       completionTokens: result?.completionTokens ?? 0,
       latencyMs: performance.now() - started,
-    });
+    }));
   }
 }
 

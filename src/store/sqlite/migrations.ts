@@ -117,6 +117,20 @@ export const MIGRATIONS: readonly Migration[] = [
     // Unfinished rows count, as they do in the quota counter, until they complete or are settled.
     for (const group of groups.all()) if (group.status === null || countsAgainstQuota(group.status)) add.run(group);
   },
+  // 4: requests refused after authentication (over a limit, outside the plan) never reach the ledger;
+  // the dashboard's breakdowns count them from these aggregates, one row per account, mode, UTC day, key and code.
+  `
+  CREATE TABLE usage_refusals (
+    account_id TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    day TEXT NOT NULL,
+    key_id TEXT NOT NULL,
+    code TEXT NOT NULL,
+    status INTEGER NOT NULL,
+    requests INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (account_id, mode, day, key_id, code)
+  ) WITHOUT ROWID;
+  `,
   // 5: the audit log (its schema lives beside its queries in audit-log.ts).
   AUDIT_LOG_MIGRATION,
 ];

@@ -1,0 +1,106 @@
+import { Type } from "@sinclair/typebox";
+import { StringEnum } from "../../schema/builders.js";
+
+/**
+ * Response bodies of the public routes. They describe what the server sends
+ * (the OpenAPI document and the tests read them); they validate nothing at
+ * run time. Objects stay open to extra properties, as OpenAI's are, so a
+ * client written against them keeps working when a field is added.
+ */
+
+export const ERROR_TYPES = ["invalid_request_error", "authentication_error", "permission_error", "rate_limit_error", "server_error"] as const;
+
+/** The one error shape of every route, the error catalogue's. */
+export const ErrorBodySchema = Type.Object({
+  error: Type.Object({
+    message: Type.String({ description: "What went wrong and what to do about it, for people." }),
+    type: StringEnum(ERROR_TYPES),
+    code: Type.String({ description: "The catalogue code, for programs: e.g. invalid_parameter, rate_limit_exceeded." }),
+    param: Type.Union([Type.String(), Type.Null()], { description: "The request parameter at fault, or null." }),
+  }, { additionalProperties: false }),
+}, { additionalProperties: false, title: "Error" });
+
+/** GET /health: liveness. */
+export const HealthSchema = Type.Object({
+  status: Type.Literal("ok"),
+  version: Type.String(),
+  uptime_seconds: Type.Integer({ minimum: 0 }),
+}, { title: "Health" });
+
+/** GET /ready: 200 when ready, 503 naming what is missing otherwise. */
+export const ReadinessSchema = Type.Object({
+  status: StringEnum(["ready", "not_ready"] as const),
+  checks: Type.Record(Type.String(), Type.Unknown(), {
+    description: "One entry per dependency (engines, remote upstream pools, database, Redis in the shared mode) saying whether it is ready.",
+  }),
+}, { title: "Readiness" });
+
+export const ModelSchema = Type.Object({
+  id: Type.String({ description: "alveare-<specialist id>" }),
+  object: Type.Literal("model"),
+  owned_by: Type.Literal("alveare"),
+}, { title: "Model" });
+
+/** GET /v1/models */
+export const ModelListSchema = Type.Object({ object: Type.Literal("list"), data: Type.Array(ModelSchema) }, { title: "ModelList" });
+
+const Count = (description?: string) => Type.Integer({ minimum: 0, ...(description === undefined ? {} : { description }) });
+
+/** POST /v1/infer */
+export const InferResponseSchema = Type.Object({
+  id: Type.String(),
+  specialist: Type.String(),
+  result: Type.String({ description: "The specialist's answer." }),
+  tokens_used: Count("Prompt and completion tokens together."),
+  latency_ms: Type.Number({ minimum: 0 }),
+}, { title: "InferResponse" });
+
+export const CompletionUsageSchema = Type.Object({
+  prompt_tokens: Count(),
+  completion_tokens: Count(),
+  total_tokens: Count(),
+}, { title: "CompletionUsage" });
+
+const FinishReason = StringEnum(["stop", "length"] as const);
+
+/** POST /v1/chat/completions without `stream` */
+export const ChatCompletionSchema = Type.Object({
+  id: Type.String(),
+  object: Type.Literal("chat.completion"),
+  created: Type.Integer({ description: "Unix seconds." }),
+  model: Type.String(),
+  choices: Type.Array(Type.Object({
+    index: Count(),
+    message: Type.Object({ role: Type.Literal("assistant"), content: Type.String() }),
+    finish_reason: FinishReason,
+  })),
+  usage: CompletionUsageSchema,
+}, { title: "ChatCompletion" });
+
+/**
+ * One `data:` event of POST /v1/chat/completions with `"stream": true`. The
+ * stream ends with `data: [DONE]`; an error after it started arrives as one
+ * event with the error body instead.
+ */
+export const ChatCompletionChunkSchema = Type.Object({
+  id: Type.String(),
+  object: Type.Literal("chat.completion.chunk"),
+  created: Type.Integer(),
+  model: Type.String(),
+  choices: Type.Array(Type.Object({
+    index: Count(),
+    delta: Type.Object({ role: Type.Optional(Type.Literal("assistant")), content: Type.Optional(Type.String()) }),
+    finish_reason: Type.Union([FinishReason, Type.Null()]),
+  })),
+  usage: Type.Optional(Type.Union([CompletionUsageSchema, Type.Null()], { description: "Only on the last chunk, with stream_options.include_usage." })),
+}, { title: "ChatCompletionChunk" });
+
+/** GET /v1/usage, and an account's usage in the admin API. */
+export const UsageSchema = Type.Object({
+  period_start: Type.String({ format: "date-time" }),
+  period_end: Type.String({ format: "date-time" }),
+  requests_used: Count(),
+  requests_limit: Count(),
+  tokens_used: Count(),
+  by_specialist: Type.Record(Type.String(), Count(), { description: "Requests per specialist id this period." }),
+}, { title: "Usage" });

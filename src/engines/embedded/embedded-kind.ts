@@ -1,0 +1,48 @@
+import { progressBar, resolveModel } from "../../models/model-files.js";
+import type { Engine, EngineFactory, EngineUser } from "../types.js";
+import { LlamaRuntime } from "./llama-runtime.js";
+
+/** A specialist served by llama.cpp in this process. */
+export interface EmbeddedEngineConfig {
+  kind: "embedded";
+  /** A name from the config's `models` table, or a path / hf: URI. */
+  model: string;
+  lora?: { path: string; scale: number } | undefined;
+}
+
+/**
+ * Starts one llama.cpp runtime for all embedded specialists. Specialists that
+ * name the same model file (and adapter) share one loaded model and one engine,
+ * whose context holds the longest context any of them asks for.
+ */
+export const embeddedEngines: EngineFactory<EmbeddedEngineConfig> = {
+  kind: "embedded",
+  async start(users, { settings, models, dataDir, logger }) {
+    const runtime = await LlamaRuntime.create({ ...settings, logger });
+    try {
+      const locationOf = ({ engine }: EngineUser<EmbeddedEngineConfig>): string =>
+        (Object.hasOwn(models, engine.model) ? models[engine.model]! : engine.model);
+      const paths = new Map<string, string>();
+      for (const user of users) {
+        const location = locationOf(user);
+        if (!paths.has(location)) paths.set(location, await resolveModel(location, dataDir, progressBar()));
+      }
+      const requestOf = (user: EngineUser<EmbeddedEngineConfig>) => ({ modelPath: paths.get(locationOf(user))!, lora: user.engine.lora });
+      const contextSizes = new Map<string, number>();
+      for (const user of users) {
+        const key = LlamaRuntime.engineKey(requestOf(user));
+        contextSizes.set(key, Math.max(contextSizes.get(key) ?? 0, user.contextSize));
+      }
+      const engines = new Map<string, Engine>();
+      for (const user of users) {
+        const request = requestOf(user);
+        engines.set(user.id, await runtime.engine({ ...request, contextSize: contextSizes.get(LlamaRuntime.engineKey(request))! }));
+      }
+      // The runtime closes its engines with their models.
+      return { engines, close: () => runtime.close() };
+    } catch (error) {
+      await runtime.close();
+      throw error;
+    }
+  },
+};

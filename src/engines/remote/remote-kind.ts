@@ -1,0 +1,45 @@
+import type { Engine, EngineFactory } from "../types.js";
+import { RemoteEngine } from "./remote-engine.js";
+
+/** One OpenAI-compatible server that can serve a specialist. */
+export interface Upstream {
+  baseUrl: string;
+  /** The upstream's own model name. */
+  model: string;
+  /** Name of the environment variable that holds the upstream's API key. */
+  apiKeyEnv?: string | undefined;
+}
+
+/** A specialist served by other servers. */
+export interface RemoteEngineConfig {
+  kind: "remote";
+  /** One or more interchangeable upstreams; requests go to the least busy healthy one. */
+  upstreams: Upstream[];
+  connectTimeoutMs: number;
+  readTimeoutMs: number;
+  healthCheckIntervalMs: number;
+}
+
+/** One RemoteEngine per distinct upstream setting, shared by the specialists that name it. */
+export const remoteEngines: EngineFactory<RemoteEngineConfig> = {
+  kind: "remote",
+  start(users) {
+    const bySetting = new Map<string, RemoteEngine>();
+    const engines = new Map<string, Engine>();
+    for (const user of users) {
+      const setting = JSON.stringify(user.engine);
+      let engine = bySetting.get(setting);
+      if (engine === undefined) {
+        engine = new RemoteEngine(user.engine);
+        bySetting.set(setting, engine);
+      }
+      engines.set(user.id, engine);
+    }
+    return Promise.resolve({
+      engines,
+      close: async () => {
+        for (const engine of bySetting.values()) await engine.close();
+      },
+    });
+  },
+};

@@ -1,0 +1,85 @@
+/**
+ * The parts behind the gate that hold shared state. Each is async and takes
+ * one atomic step per call, so a shared implementation (Redis, PostgreSQL) can
+ * replace today's in-process ones without changing the gate.
+ */
+import type { KeyLookup } from "../store/store.js";
+import type { Caller, Endpoint, Outcome } from "./gate.js";
+
+/** A key's per-key limits under its plan. */
+export interface KeyLimits {
+  requests: { limit: number; windowMs: number };
+  /** Prompt + completion tokens per window; absent: no token cap. */
+  tokens?: { limit: number; windowMs: number } | undefined;
+  /** Requests in flight at once; absent: no concurrency cap. */
+  maxConcurrent?: number | undefined;
+}
+
+/** One window as the x-ratelimit-* headers show it. */
+export interface LimitState {
+  limit: number;
+  remaining: number;
+  /** Milliseconds until the window is entirely clear again. */
+  resetMs: number;
+}
+
+/** The windows of one key: requests always, tokens when the plan caps them. */
+export interface LimitReport {
+  requests: LimitState;
+  tokens?: LimitState | undefined;
+}
+
+export type LimitName = "requests" | "tokens" | "concurrency";
+
+/** A counted request's hold on its key's limits, released exactly once. */
+export interface KeyLease {
+  /** The request ended: frees its concurrency slot and settles its token reservation to the tokens it really used. */
+  settle(tokens: number): Promise<void>;
+  /** The request was refused after all (monthly quota): takes back all it counted. */
+  cancel(): Promise<void>;
+}
+
+export type Acquisition =
+  | { granted: true; report: LimitReport; lease: KeyLease }
+  | { granted: false; report: LimitReport; refusedBy: LimitName; retryAfterMs: number };
+
+/**
+ * Per-key limits: the request window, the token window and the concurrency
+ * cap, checked and counted together in one step, so no concurrent request
+ * slips between a check and its count and a refusal counts nothing.
+ */
+export interface RateLimiter {
+  /** Looks without counting (headers on routes that consume nothing). */
+  peek(keyId: string, limits: KeyLimits): Promise<LimitReport>;
+  /** Checks every limit and, only when all allow, counts the request in all of them. */
+  acquire(keyId: string, limits: KeyLimits, reserveTokens: number): Promise<Acquisition>;
+}
+
+export interface QuotaRequest {
+  requestId: string;
+  caller: Caller;
+  specialistId: string;
+  endpoint: Endpoint;
+  /** The plan's requests per month for the caller's account and mode. */
+  limit: number;
+  at: Date;
+}
+
+/** A request counted against its account's quota; `finish` records its outcome (and gives it back when it does not count). */
+export interface QuotaTicket {
+  finish(outcome: Outcome): Promise<void>;
+}
+
+/** The monthly quota per account and mode, and the ledger record of each admitted request. */
+export interface QuotaCounter {
+  /** Counts the request and records its admission, atomically; undefined when the quota is reached. */
+  take(request: QuotaRequest): Promise<QuotaTicket | undefined>;
+}
+
+/** Verified keys, looked up by hash, and their invalidation. */
+export interface KeyCache {
+  /** The key with this hash and what authentication needs of its account; undefined for an unknown key. */
+  find(hash: string): Promise<KeyLookup | undefined>;
+  /** A key was revoked or an account's plan or status changed: no cached copy may be used again. */
+  invalidate(): Promise<void>;
+}

@@ -1,0 +1,20 @@
+import { errors } from "../errors.js";
+import type { Mode } from "../store/store.js";
+
+/** The two kinds of key and usage ledger: live traffic and the sandbox. */
+export const KEY_MODES = ["live", "test"] as const satisfies readonly Mode[];
+
+export const isKeyMode = (value: unknown): value is Mode => KEY_MODES.some((mode) => mode === value);
+
+const BEARER = /^Bearer\s+(\S+)\s*$/i;
+
+/** The token of an `Authorization: Bearer …` header; undefined when absent or in any other shape. */
+export const bearerToken = (header: string | undefined): string | undefined =>
+  header === undefined ? undefined : BEARER.exec(header)?.[1];
+
+/** The mode a caller named ("live" when absent); a 400 naming `mode` for anything else. */
+export function requestedMode(value: unknown): Mode {
+  const mode = value ?? "live";
+  if (!isKeyMode(mode)) throw errors.invalidParameter("mode", "must be live or test.");
+  return mode;
+}

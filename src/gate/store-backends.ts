@@ -1,0 +1,53 @@
+import { billingPeriod } from "../metering/billing-period.js";
+import type { AccountStore, KeyLookup, LedgerStore } from "../store/store.js";
+import type { KeyCache, QuotaCounter, QuotaRequest, QuotaTicket } from "./backends.js";
+import type { Outcome } from "./gate.js";
+
+/**
+ * The quota kept by the store itself: its `admit` counts the request and
+ * writes the ledger row in one step (exact in one process: the SQLite store
+ * holds the counters in memory), `complete` records the outcome and gives
+ * back what does not count.
+ */
+export class StoreQuotaCounter implements QuotaCounter {
+  constructor(
+    private readonly store: Pick<LedgerStore, "admit" | "complete">,
+    private readonly now: () => Date = () => new Date(),
+  ) {}
+
+  async take(r: QuotaRequest): Promise<QuotaTicket | undefined> {
+    const period = billingPeriod(r.at).key;
+    const { accountId, keyId, mode } = r.caller;
+    const eventId = await this.store.admit({
+      requestId: r.requestId, accountId, keyId, mode, period,
+      endpoint: r.endpoint, specialist: r.specialistId, limit: r.limit, at: r.at.toISOString(),
+    });
+    if (eventId === undefined) return undefined;
+    return {
+      finish: (outcome: Outcome) =>
+        this.store.complete({
+          eventId, accountId, mode, period,
+          status: outcome.status, promptTokens: outcome.promptTokens, completionTokens: outcome.completionTokens,
+          latencyMs: outcome.latencyMs, at: this.now().toISOString(),
+        }),
+    };
+  }
+}
+
+/**
+ * Key lookups through the store. The SQLite store caches verified keys itself
+ * and drops them whenever its file changes (this process or the CLI), so
+ * there is nothing more to invalidate here; a shared cache would drop its
+ * copies on the broadcast that calls `invalidate`.
+ */
+export class StoreKeyCache implements KeyCache {
+  constructor(private readonly store: Pick<AccountStore, "findKeyByHash">) {}
+
+  find(hash: string): Promise<KeyLookup | undefined> {
+    return this.store.findKeyByHash(hash);
+  }
+
+  async invalidate(): Promise<void> {
+    // The store's own cache is invalidated by the write itself.
+  }
+}

@@ -1,0 +1,27 @@
+import { EmbeddedEngine } from "../engines/embedded/embedded-engine.js";
+import { RemoteEngine } from "../engines/remote/remote-engine.js";
+import type { Specialist } from "../specialists/specialist.js";
+import type { EngineLoad, LoadSources, UpstreamHealth } from "./prometheus.js";
+
+/** Reads queue depth, busy sequences and upstream health off the engines of the specialists. */
+export function loadSources(specialists: () => readonly Specialist[]): LoadSources {
+  return {
+    engines(): EngineLoad[] {
+      const seen = new Map<string, EngineLoad>();
+      for (const { engine } of specialists()) {
+        if (seen.has(engine.name)) continue;
+        if (engine instanceof EmbeddedEngine) seen.set(engine.name, { engine: engine.name, queued: engine.queued, busy: engine.busy });
+        else if (engine instanceof RemoteEngine) {
+          const busy = Object.values(engine.load).reduce((n, u) => n + u.inFlight, 0);
+          seen.set(engine.name, { engine: engine.name, queued: 0, busy });
+        }
+      }
+      return [...seen.values()];
+    },
+    upstreams(): UpstreamHealth[] {
+      return specialists().flatMap(({ id, engine }) => engine instanceof RemoteEngine
+        ? Object.entries(engine.load).map(([upstream, state]) => ({ specialist: id, upstream, healthy: state.healthy }))
+        : []);
+    },
+  };
+}

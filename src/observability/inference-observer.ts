@@ -1,0 +1,98 @@
+import { ApiError } from "../errors.js";
+import type { GenerationResult } from "../engines/types.js";
+import { RemoteEngine } from "../engines/remote/remote-engine.js";
+import type { Specialist } from "../specialists/specialist.js";
+import { NO_TELEMETRY, NO_TRACE, type RequestTrace, type Telemetry, type TraceSpan } from "./telemetry.js";
+
+const outcomeOf = (error: unknown): string => (error instanceof ApiError ? error.code : "internal_error");
+
+/**
+ * The metrics and spans of one inference request: admission, queue wait,
+ * generation or the upstream call, and metering. The inference path calls it
+ * at each step and stays unaware of what, if anything, records.
+ */
+export function observeGeneration(
+  telemetry: Telemetry = NO_TELEMETRY,
+  trace: RequestTrace = NO_TRACE,
+  specialist: Specialist,
+  endpoint: string,
+) {
+  const remote = specialist.engine instanceof RemoteEngine;
+  let requested = 0;
+  let generation: TraceSpan | undefined;
+  let queue: TraceSpan | undefined;
+  const record = (outcome: string, result?: GenerationResult): void =>
+    telemetry.inference({ specialist: specialist.id, endpoint, outcome, promptTokens: result?.promptTokens ?? 0, completionTokens: result?.completionTokens ?? 0 });
+
+  return {
+    async admission<T>(admitted: Promise<T>): Promise<T> {
+      const span = trace.span("admission", { "alveare.specialist": specialist.id });
+      try {
+        const value = await admitted;
+        span.end();
+        return value;
+      } catch (error) {
+        span.end(error);
+        record(outcomeOf(error));
+        throw error;
+      }
+    },
+
+    /** What the engine calls back: leaving the queue, and the trace context for an upstream. */
+    engineHooks(): { onStarted: () => void; traceparent: string | undefined } {
+      requested = performance.now();
+      if (remote) {
+        generation = trace.span("upstream", { "alveare.specialist": specialist.id, "alveare.upstream_model": specialist.engine.name });
+        return { onStarted: () => undefined, traceparent: generation.traceparent() };
+      }
+      queue = trace.span("queue", { "alveare.specialist": specialist.id });
+      return {
+        onStarted: () => {
+          queue?.end();
+          queue = undefined;
+          generation = trace.span("generation", { "alveare.specialist": specialist.id });
+        },
+        traceparent: undefined,
+      };
+    },
+
+    /** Wraps a stream's text callback to time the first piece and the gaps between pieces. */
+    onText(inner: ((delta: string) => void) | undefined): ((delta: string) => void) | undefined {
+      if (inner === undefined) return undefined;
+      let last: number | undefined;
+      return (delta: string) => {
+        const now = performance.now();
+        if (last === undefined) telemetry.firstToken(specialist.id, (now - requested) / 1000);
+        else telemetry.interToken(specialist.id, (now - last) / 1000);
+        last = now;
+        inner(delta);
+      };
+    },
+
+    generated(result: GenerationResult | undefined, failure: unknown): void {
+      // A request refused or aborted while queued never started generating.
+      queue?.end(failure);
+      generation?.setAttributes({
+        "gen_ai.usage.input_tokens": result?.promptTokens ?? 0,
+        "gen_ai.usage.output_tokens": result?.completionTokens ?? 0,
+        "alveare.aborted": result?.aborted ?? false,
+      });
+      generation?.end(failure);
+      record(failure !== undefined ? outcomeOf(failure) : result?.aborted ? "client_closed" : "success", result);
+    },
+
+    async metering(written: Promise<void>): Promise<void> {
+      const span = trace.span("metering");
+      telemetry.ledgerWrites(1);
+      try {
+        await written;
+        span.end();
+      } catch (error) {
+        span.end(error);
+        throw error;
+      } finally {
+        telemetry.ledgerWrites(-1);
+      }
+    },
+  };
+}

@@ -1,0 +1,31 @@
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import type { PrometheusMetrics } from "./prometheus.js";
+
+/** A separate listener for Prometheus, so metrics never share the public port. */
+export async function listenForMetrics(metrics: PrometheusMetrics, port: number, host: string): Promise<{ url: string; close(): Promise<void> }> {
+  const server: Server = createServer((req, res) => {
+    if (req.method !== "GET" || (req.url ?? "").split("?")[0] !== "/metrics") {
+      res.writeHead(404, { "content-type": "text/plain" }).end("not found; metrics are at /metrics\n");
+      return;
+    }
+    metrics.text().then(
+      (text) => res.writeHead(200, { "content-type": metrics.registry.contentType }).end(text),
+      (error: unknown) => res.writeHead(500, { "content-type": "text/plain" }).end(`metrics failed: ${(error as Error).message}\n`),
+    );
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", (error: Error) =>
+      reject(new Error(`cannot serve metrics on ${host}:${port} (ALVEARE_METRICS_HOST, ALVEARE_METRICS_PORT): ${error.message}; choose another port, or 0 to turn metrics off`)));
+    server.listen(port, host, () => resolve());
+  });
+  const bound = (server.address() as AddressInfo).port;
+  const shownHost = host.includes(":") ? `[${host}]` : host;
+  return {
+    url: `http://${shownHost}:${bound}/metrics`,
+    close: () => new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    }),
+  };
+}

@@ -1,0 +1,66 @@
+/**
+ * OpenTelemetry tracing. Only ever loaded by dynamic import when an OTLP
+ * endpoint is configured, so a server without tracing loads none of the SDK.
+ */
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, defaultTextMapGetter, defaultTextMapSetter, trace, type Context, type Span } from "@opentelemetry/api";
+import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
+import { detectResources, envDetector, resourceFromAttributes } from "@opentelemetry/resources";
+import { BatchSpanProcessor, TracerProvider } from "@opentelemetry/sdk-trace";
+import type { IncomingHttpHeaders } from "node:http";
+import type { RequestTrace, SpanAttributes, TraceSpan } from "./telemetry.js";
+import type { Tracing } from "./tracing.js";
+
+const propagator = new W3CTraceContextPropagator();
+
+class OtelSpan implements TraceSpan {
+  constructor(readonly span: Span) {}
+  setAttributes(attributes: SpanAttributes): void {
+    this.span.setAttributes(attributes);
+  }
+  end(error?: unknown): void {
+    if (error !== undefined) {
+      this.span.setStatus({ code: SpanStatusCode.ERROR, message: error instanceof Error ? error.message : String(error) });
+    }
+    this.span.end();
+  }
+  traceparent(): string | undefined {
+    const carrier: Record<string, string> = {};
+    propagator.inject(trace.setSpan(ROOT_CONTEXT, this.span), carrier, defaultTextMapSetter);
+    return carrier.traceparent;
+  }
+}
+
+/** OTLP/HTTP's traces URL from the standard variables: the signal-specific one as is, the base one plus /v1/traces. */
+function tracesUrl(env: Readonly<Record<string, string | undefined>>): string {
+  if (env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) return env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT;
+  return `${(env.OTEL_EXPORTER_OTLP_ENDPOINT ?? "").replace(/\/+$/, "")}/v1/traces`;
+}
+
+export async function startOtelTracing(env: Readonly<Record<string, string | undefined>>, serviceVersion: string): Promise<Tracing> {
+  // The endpoint comes from the given environment; headers, timeouts and compression from the process's OTEL_* variables.
+  const detected = detectResources({ detectors: [envDetector] });
+  const resource = resourceFromAttributes({ "service.name": "alveare", "service.version": serviceVersion }).merge(detected);
+  const provider = new TracerProvider({ resource, spanProcessors: [new BatchSpanProcessor({ exporter: new OTLPTraceExporter({ url: tracesUrl(env) }) })] });
+  const tracer = provider.getTracer("alveare", serviceVersion);
+  return {
+    startTrace(method: string, route: string, headers: IncomingHttpHeaders): RequestTrace {
+      const incoming = propagator.extract(ROOT_CONTEXT, headers, defaultTextMapGetter);
+      const root = tracer.startSpan(`${method} ${route}`, { kind: SpanKind.SERVER, attributes: { "http.request.method": method, "http.route": route } }, incoming);
+      const rootContext: Context = trace.setSpan(incoming, root);
+      return {
+        span(name, attributes, parent) {
+          const parentContext = parent instanceof OtelSpan ? trace.setSpan(incoming, parent.span) : rootContext;
+          return new OtelSpan(tracer.startSpan(name, { attributes }, parentContext));
+        },
+        end(attributes) {
+          root.setAttributes(attributes);
+          const status = attributes["http.response.status_code"];
+          if (typeof status === "number" && status >= 500) root.setStatus({ code: SpanStatusCode.ERROR });
+          root.end();
+        },
+      };
+    },
+    shutdown: () => provider.shutdown(),
+  };
+}

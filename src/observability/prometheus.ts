@@ -1,0 +1,110 @@
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import type { InferenceOutcome } from "./telemetry.js";
+
+/** What an engine has waiting and running, read at scrape time. */
+export interface EngineLoad {
+  engine: string;
+  queued: number;
+  busy: number;
+}
+
+/** One remote upstream's health as the remote engine's checks last saw it. */
+export interface UpstreamHealth {
+  specialist: string;
+  upstream: string;
+  healthy: boolean;
+}
+
+export interface LoadSources {
+  engines(): EngineLoad[];
+  upstreams(): UpstreamHealth[];
+}
+
+/** A request that never reached a route (404s, probes) is counted under one label, never its URL. */
+export const UNMATCHED_ROUTE = "unmatched";
+export const UNKNOWN_SPECIALIST = "unknown";
+
+const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+const FIRST_TOKEN_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
+const INTER_TOKEN_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
+
+/**
+ * The alveare_* metrics in their own registry. Every label value is bounded:
+ * route templates, configured specialist ids, status and catalogue codes.
+ */
+export class PrometheusMetrics {
+  readonly registry = new Registry();
+  private readonly requests: Counter<"route" | "status">;
+  private readonly duration: Histogram<"route">;
+  private readonly inferences: Counter<"specialist" | "endpoint" | "outcome">;
+  private readonly tokens: Counter<"specialist" | "kind">;
+  private readonly firstTokens: Histogram<"specialist">;
+  private readonly interTokens: Histogram<"specialist">;
+  private readonly rejections: Counter<"code">;
+  private pendingLedgerWrites = 0;
+
+  constructor(private readonly specialists: ReadonlySet<string>, sources: LoadSources) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry });
+    this.requests = new Counter({ name: "alveare_http_requests_total", help: "HTTP requests by route template and status.", labelNames: ["route", "status"], registers });
+    this.duration = new Histogram({ name: "alveare_http_request_duration_seconds", help: "HTTP request duration by route template.", labelNames: ["route"], buckets: DURATION_BUCKETS, registers });
+    this.inferences = new Counter({ name: "alveare_inference_requests_total", help: "Inference requests by specialist, endpoint and outcome.", labelNames: ["specialist", "endpoint", "outcome"], registers });
+    this.tokens = new Counter({ name: "alveare_tokens_total", help: "Tokens by specialist and kind (prompt, completion).", labelNames: ["specialist", "kind"], registers });
+    this.firstTokens = new Histogram({ name: "alveare_time_to_first_token_seconds", help: "Time from the start of generation to the first streamed text.", labelNames: ["specialist"], buckets: FIRST_TOKEN_BUCKETS, registers });
+    this.interTokens = new Histogram({ name: "alveare_inter_token_latency_seconds", help: "Time between streamed pieces of text.", labelNames: ["specialist"], buckets: INTER_TOKEN_BUCKETS, registers });
+    this.rejections = new Counter({ name: "alveare_gate_rejections_total", help: "Requests refused by authentication, plan, rate limit or quota, by catalogue code.", labelNames: ["code"], registers });
+    new Gauge({
+      name: "alveare_engine_queue_depth", help: "Requests waiting for a sequence, per engine.", labelNames: ["engine"], registers,
+      collect() { this.reset(); for (const e of sources.engines()) this.set({ engine: e.engine }, e.queued); },
+    });
+    new Gauge({
+      name: "alveare_engine_sequences_busy", help: "Sequences (or upstream requests) in use, per engine.", labelNames: ["engine"], registers,
+      collect() { this.reset(); for (const e of sources.engines()) this.set({ engine: e.engine }, e.busy); },
+    });
+    new Gauge({
+      name: "alveare_upstream_healthy", help: "1 when the remote upstream passed its last health check.", labelNames: ["specialist", "upstream"], registers,
+      collect() { this.reset(); for (const u of sources.upstreams()) this.set({ specialist: u.specialist, upstream: u.upstream }, u.healthy ? 1 : 0); },
+    });
+    const pending = (): number => this.pendingLedgerWrites;
+    new Gauge({
+      name: "alveare_ledger_pending_writes", help: "Usage records written but not yet committed.", registers,
+      collect() { this.set(pending()); },
+    });
+  }
+
+  specialist(id: string): string {
+    return this.specialists.has(id) ? id : UNKNOWN_SPECIALIST;
+  }
+
+  httpRequest(route: string, status: number, seconds: number): void {
+    this.requests.inc({ route, status: String(status) });
+    this.duration.observe({ route }, seconds);
+  }
+
+  gateRejection(code: string): void {
+    this.rejections.inc({ code });
+  }
+
+  inference(o: InferenceOutcome): void {
+    const specialist = this.specialist(o.specialist);
+    this.inferences.inc({ specialist, endpoint: o.endpoint, outcome: o.outcome });
+    if (o.promptTokens > 0) this.tokens.inc({ specialist, kind: "prompt" }, o.promptTokens);
+    if (o.completionTokens > 0) this.tokens.inc({ specialist, kind: "completion" }, o.completionTokens);
+  }
+
+  firstToken(specialist: string, seconds: number): void {
+    this.firstTokens.observe({ specialist: this.specialist(specialist) }, seconds);
+  }
+
+  interToken(specialist: string, seconds: number): void {
+    this.interTokens.observe({ specialist: this.specialist(specialist) }, seconds);
+  }
+
+  ledgerWrites(delta: number): void {
+    this.pendingLedgerWrites += delta;
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+}

@@ -1,0 +1,71 @@
+import type { FastifyInstance } from "fastify";
+import { errors } from "../errors.js";
+import type { UpstreamHealth } from "./prometheus.js";
+
+type Phase = "starting" | "serving" | "draining";
+
+/** Where the node is in its life: loading models, serving, or draining before exit. */
+export class Lifecycle {
+  private phase: Phase = "starting";
+
+  get current(): Phase { return this.phase; }
+  serving(): void { if (this.phase === "starting") this.phase = "serving"; }
+  drain(): void { this.phase = "draining"; }
+
+  /** Refuses new work (503 overloaded with Retry-After) unless the node is serving. */
+  admitNewWork(): void {
+    if (this.phase === "starting") throw errors.notServing("starting", 1);
+    if (this.phase === "draining") throw errors.notServing("shutting_down", 1);
+  }
+}
+
+export interface ReadinessSources {
+  lifecycle: Lifecycle;
+  /** Health of every remote upstream, per specialist; empty before the models load. */
+  upstreams(): UpstreamHealth[];
+  /** Resolves when the database answers a query; undefined when the server has none (the open gate). */
+  database?: (() => Promise<void>) | undefined;
+}
+
+interface Check { ok: boolean; [detail: string]: unknown }
+
+async function databaseCheck(probe: (() => Promise<void>) | undefined): Promise<Check | undefined> {
+  if (probe === undefined) return undefined;
+  try {
+    await probe();
+    return { ok: true };
+  } catch (error) {
+    return { ok: false, error: (error as Error).message };
+  }
+}
+
+/** Every check by name; the node is ready when all pass. */
+export async function readinessChecks(sources: ReadinessSources): Promise<Record<string, Check>> {
+  const phase = sources.lifecycle.current;
+  const pools = new Map<string, { healthy: number; total: number }>();
+  for (const u of sources.upstreams()) {
+    const pool = pools.get(u.specialist) ?? { healthy: 0, total: 0 };
+    pool.total++;
+    if (u.healthy) pool.healthy++;
+    pools.set(u.specialist, pool);
+  }
+  const down = [...pools].filter(([, p]) => p.healthy === 0).map(([id]) => id);
+  const checks: Record<string, Check> = {
+    engines: { ok: phase !== "starting", state: phase === "starting" ? "loading" : "loaded" },
+    upstreams: { ok: down.length === 0, pools: Object.fromEntries(pools), ...(down.length > 0 ? { down } : {}) },
+    shutdown: { ok: phase !== "draining", state: phase === "draining" ? "draining" : "running" },
+  };
+  const database = await databaseCheck(sources.database);
+  if (database !== undefined) checks.database = database;
+  return checks;
+}
+
+export function readyRoute(sources: ReadinessSources) {
+  return async (app: FastifyInstance): Promise<void> => {
+    app.get("/ready", async (_request, reply) => {
+      const checks = await readinessChecks(sources);
+      const ready = Object.values(checks).every((c) => c.ok);
+      return reply.code(ready ? 200 : 503).header("cache-control", "no-store").send({ status: ready ? "ready" : "not_ready", checks });
+    });
+  };
+}

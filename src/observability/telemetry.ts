@@ -1,0 +1,61 @@
+import type { IncomingHttpHeaders } from "node:http";
+
+export type SpanAttributes = Record<string, string | number | boolean>;
+
+/** One timed step of a request's trace. */
+export interface TraceSpan {
+  setAttributes(attributes: SpanAttributes): void;
+  /** Ends the span; an error marks it failed. */
+  end(error?: unknown): void;
+  /** The W3C traceparent that makes a downstream call this span's child (undefined when tracing is off). */
+  traceparent(): string | undefined;
+}
+
+/** The trace of one HTTP request: a root span and its children. */
+export interface RequestTrace {
+  /** Starts a child of the root span (or of `parent`). */
+  span(name: string, attributes?: SpanAttributes, parent?: TraceSpan): TraceSpan;
+  end(attributes: SpanAttributes): void;
+}
+
+/** What an inference request produced, for the counters. */
+export interface InferenceOutcome {
+  specialist: string;
+  endpoint: string;
+  /** "success", "client_closed", or the catalogue code of the error. */
+  outcome: string;
+  promptTokens: number;
+  completionTokens: number;
+}
+
+/**
+ * The one thing the HTTP layer and the inference path call to be observed.
+ * The default does nothing, so code that records stays free of conditions.
+ */
+export interface Telemetry {
+  httpRequest(route: string, status: number, seconds: number): void;
+  /** A refusal by authentication, plan, limit or quota, by its catalogue code. */
+  gateRejection(code: string): void;
+  inference(outcome: InferenceOutcome): void;
+  firstToken(specialist: string, seconds: number): void;
+  interToken(specialist: string, seconds: number): void;
+  /** A ledger write started (+1) or settled (-1). */
+  ledgerWrites(delta: number): void;
+  startTrace(method: string, route: string, headers: IncomingHttpHeaders): RequestTrace;
+}
+
+const NO_SPAN: TraceSpan = { setAttributes: () => undefined, end: () => undefined, traceparent: () => undefined };
+export const NO_TRACE: RequestTrace = { span: () => NO_SPAN, end: () => undefined };
+
+export const NO_TELEMETRY: Telemetry = {
+  httpRequest: () => undefined,
+  gateRejection: () => undefined,
+  inference: () => undefined,
+  firstToken: () => undefined,
+  interToken: () => undefined,
+  ledgerWrites: () => undefined,
+  startTrace: () => NO_TRACE,
+};
+
+/** Error types the gate answers with: they count as gate rejections. */
+export const GATE_ERROR_TYPES: ReadonlySet<string> = new Set(["authentication_error", "permission_error", "rate_limit_error"]);

@@ -1,0 +1,29 @@
+import type { IncomingHttpHeaders } from "node:http";
+import { NO_TRACE, type RequestTrace } from "./telemetry.js";
+
+export interface Tracing {
+  startTrace(method: string, route: string, headers: IncomingHttpHeaders): RequestTrace;
+  /** Sends what is buffered and stops. */
+  shutdown(): Promise<void>;
+}
+
+export const NO_TRACING: Tracing = { startTrace: () => NO_TRACE, shutdown: async () => undefined };
+
+let sdkLoaded = false;
+
+/** Whether this process has loaded the OpenTelemetry SDK (it must not when tracing is off). */
+export const tracingSdkLoaded = (): boolean => sdkLoaded;
+
+/** Tracing is on when the standard variables name an OTLP endpoint and do not disable the SDK. */
+export function tracingWanted(env: Readonly<Record<string, string | undefined>>): boolean {
+  if (env.OTEL_SDK_DISABLED === "true" || env.OTEL_TRACES_EXPORTER === "none") return false;
+  return Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT);
+}
+
+export async function startTracing(env: Readonly<Record<string, string | undefined>>, serviceVersion: string): Promise<Tracing> {
+  if (!tracingWanted(env)) return NO_TRACING;
+  // Dynamic import: without an endpoint, none of the SDK or exporter is loaded.
+  const { startOtelTracing } = await import("./otel-tracing.js");
+  sdkLoaded = true;
+  return startOtelTracing(env, serviceVersion);
+}

@@ -1,0 +1,116 @@
+import type Database from "better-sqlite3";
+import type { Account, AccountStore, ApiKeyRecord, KeyCreation, KeyLookup, Mode } from "../store.js";
+
+interface KeyRow {
+  id: string; account_id: string; name: string | null; mode: Mode; prefix: string;
+  created_at: string; last_used_at: string | null; revoked_at: string | null;
+}
+interface AccountRow { id: string; name: string; plan: string; status: Account["status"]; created_at: string }
+
+const toKey = (r: KeyRow): ApiKeyRecord => ({
+  id: r.id, accountId: r.account_id, name: r.name, mode: r.mode, prefix: r.prefix,
+  createdAt: r.created_at, lastUsedAt: r.last_used_at, revokedAt: r.revoked_at,
+});
+const toAccount = (r: AccountRow): Account => ({ id: r.id, name: r.name, plan: r.plan, status: r.status, createdAt: r.created_at });
+
+/**
+ * Accounts and keys in SQLite. Verified keys are cached until this store changes
+ * an account or key, or any other connection (the CLI) commits a change to the
+ * file, which SQLite's data_version reports.
+ */
+export class SqliteAccountStore implements AccountStore {
+  private readonly statements;
+  private readonly keyCache = new Map<string, KeyLookup>();
+  private keyCacheVersion = -1;
+
+  constructor(db: Database.Database) {
+    this.statements = {
+      insertAccount: db.prepare("INSERT INTO accounts (id, name, plan, status, created_at) VALUES (@id, @name, @plan, @status, @createdAt)"),
+      getAccount: db.prepare<[string], AccountRow>("SELECT * FROM accounts WHERE id = ?"),
+      listAccounts: db.prepare<[], AccountRow>("SELECT * FROM accounts ORDER BY created_at, id"),
+      updateAccount: db.prepare(
+        "UPDATE accounts SET plan = COALESCE(@plan, plan), status = COALESCE(@status, status) WHERE id = @id",
+      ),
+      // One statement, so two concurrent creations cannot both pass the cap or a suspension.
+      insertKey: db.prepare(
+        `INSERT INTO api_keys (id, account_id, name, mode, hash, prefix, created_at)
+         SELECT @id, @accountId, @name, @mode, @hash, @prefix, @createdAt
+         WHERE EXISTS (SELECT 1 FROM accounts WHERE id = @accountId AND status = 'active')
+           AND (SELECT COUNT(*) FROM api_keys WHERE account_id = @accountId AND mode = @mode AND revoked_at IS NULL) < @limit`,
+      ),
+      listKeys: db.prepare<[string], KeyRow>("SELECT * FROM api_keys WHERE account_id = ? ORDER BY created_at, id"),
+      revokeKey: db.prepare("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?"),
+      getKey: db.prepare<[string], KeyRow>("SELECT * FROM api_keys WHERE id = ?"),
+      findKey: db.prepare<[string], KeyRow & { a_name: string; a_plan: string; a_status: Account["status"]; a_created_at: string }>(
+        `SELECT k.*, a.name AS a_name, a.plan AS a_plan, a.status AS a_status, a.created_at AS a_created_at
+         FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.hash = ?`,
+      ),
+      touchKey: db.prepare("UPDATE api_keys SET last_used_at = ? WHERE id = ?"),
+      // Prepared once: db.pragma() prepares a statement per call, a measurable cost per request.
+      dataVersion: db.prepare<[], number>("PRAGMA data_version").pluck(),
+    };
+  }
+
+  async createAccount(account: Account): Promise<void> {
+    this.statements.insertAccount.run(account);
+  }
+
+  async getAccount(id: string): Promise<Account | undefined> {
+    const row = this.statements.getAccount.get(id);
+    return row && toAccount(row);
+  }
+
+  async listAccounts(): Promise<Account[]> {
+    return this.statements.listAccounts.all().map(toAccount);
+  }
+
+  async updateAccount(id: string, change: { plan?: string | undefined; status?: Account["status"] | undefined }): Promise<boolean> {
+    // Cached keys carry their account's plan and status: a change must reach the very next request.
+    this.keyCache.clear();
+    return this.statements.updateAccount.run({ id, plan: change.plan ?? null, status: change.status ?? null }).changes > 0;
+  }
+
+  async createKey(key: ApiKeyRecord, hash: string, maxUnrevoked: number): Promise<KeyCreation> {
+    if (this.statements.insertKey.run({ ...key, hash, limit: maxUnrevoked }).changes > 0) return "created";
+    const account = this.statements.getAccount.get(key.accountId);
+    if (account === undefined) return "no_account";
+    return account.status === "active" ? "limit_reached" : "suspended";
+  }
+
+  async listKeys(accountId: string): Promise<ApiKeyRecord[]> {
+    return this.statements.listKeys.all(accountId).map(toKey);
+  }
+
+  async getKey(keyId: string): Promise<ApiKeyRecord | undefined> {
+    const row = this.statements.getKey.get(keyId);
+    return row === undefined ? undefined : toKey(row);
+  }
+
+  async revokeKey(keyId: string, at: string): Promise<boolean> {
+    this.keyCache.clear();
+    return this.statements.revokeKey.run(at, keyId).changes > 0;
+  }
+
+  async findKeyByHash(hash: string): Promise<KeyLookup | undefined> {
+    const version = this.statements.dataVersion.get()!;
+    if (version !== this.keyCacheVersion) {
+      this.keyCache.clear();
+      this.keyCacheVersion = version;
+    }
+    const cached = this.keyCache.get(hash);
+    if (cached !== undefined) return cached;
+    const row = this.statements.findKey.get(hash);
+    if (row === undefined) return undefined;
+    const found: KeyLookup = {
+      key: toKey(row),
+      account: { id: row.account_id, name: row.a_name, plan: row.a_plan, status: row.a_status, createdAt: row.a_created_at },
+    };
+    // Only keys that work are cached; a revoked or unknown key costs a lookup each time.
+    if (found.key.revokedAt === null && found.account.status === "active") this.keyCache.set(hash, found);
+    return found;
+  }
+
+  async touchKey(keyId: string, at: string): Promise<void> {
+    this.statements.touchKey.run(at, keyId);
+  }
+}

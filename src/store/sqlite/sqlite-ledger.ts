@@ -1,0 +1,252 @@
+import type Database from "better-sqlite3";
+import { countsAgainstQuota, NOT_DELIVERED } from "../../metering/counting-rule.js";
+import type { AdmissionRecord, CompletionRecord, LedgerStore, Mode, PeriodUsage, RefusalRecord, UsageBreakdown } from "../store.js";
+import type { GroupCommit } from "./sqlite-database.js";
+import { nodeAlive, nodeClosed, thisNode, type NodeIdentity, type NodeRow } from "./nodes.js";
+import { USAGE_QUERIES } from "./usage-queries.js";
+
+export interface SqliteLedgerOptions {
+  /**
+   * The ledger of a server, which admits requests: at open it settles the
+   * unfinished rows of nodes that died (one server per data dir), and it
+   * registers itself as a node. CLI commands leave this off: they must never
+   * settle the rows of a server running beside them.
+   */
+  serving?: boolean;
+}
+
+/** A ledger row a completion or settlement closes: what its aggregates are keyed by. */
+interface FinishedEvent { account_id: string; mode: Mode; period: string; day: string; specialist: string }
+interface Finish { eventId: number; status: number; promptTokens: number; completionTokens: number; latencyMs: number | null; at: string }
+/** Refusals of one account, mode, UTC day, key and code, summed until the next commit. */
+interface RefusalRow { accountId: string; mode: Mode; day: string; keyId: string; code: string; status: number; requests: number }
+/** The named parameters of every per-period read. */
+interface PeriodKey { account: string; mode: string; period: string }
+
+// A period "YYYY-MM" spans the days "YYYY-MM-01" to "YYYY-MM-31" as text; refusals are kept per day.
+const REFUSALS_IN_PERIOD = "account_id = @account AND mode = @mode AND day BETWEEN @period || '-01' AND @period || '-31'";
+
+/**
+ * The usage ledger in SQLite. Ledger writes are group-committed (see
+ * GroupCommit). The quota counters live in memory (read from disk on first use),
+ * which keeps admission exact and synchronous in this process.
+ *
+ * Usage is pre-aggregated in the same transactions as the ledger: per account,
+ * mode and period (usage_counters, the quota), per day and specialist
+ * (usage_daily, the reports) and, for refused requests, per day, key and code
+ * (usage_refusals), so no usage report reads the ledger.
+ */
+export class SqliteLedger implements LedgerStore {
+  private readonly statements;
+  private readonly node: NodeIdentity = thisNode();
+  private nodeRegistered = false;
+  /** Requests counted per account, mode and period: the source of truth for admission in this process. */
+  private readonly counters = new Map<string, { requests: number }>();
+  /** Refusals counted since the last commit, by account, mode, day, key and code. */
+  private readonly pendingRefusals = new Map<string, { row: RefusalRow; committed: Promise<void> }>();
+
+  constructor(db: Database.Database, private readonly commits: GroupCommit, options: SqliteLedgerOptions = {}) {
+    this.statements = {
+      // The limit is enforced on the in-memory counter at admission; the file records the count.
+      countRequest: db.prepare(
+        `INSERT INTO usage_counters (account_id, mode, period, requests) VALUES (?, ?, ?, 1)
+         ON CONFLICT DO UPDATE SET requests = requests + 1`,
+      ),
+      countDaily: db.prepare(
+        `INSERT INTO usage_daily (account_id, mode, period, day, specialist, requests) VALUES (?, ?, ?, substr(?, 1, 10), ?, 1)
+         ON CONFLICT DO UPDATE SET requests = requests + 1`,
+      ),
+      countRefusals: db.prepare<RefusalRow>(
+        `INSERT INTO usage_refusals (account_id, mode, day, key_id, code, status, requests)
+         VALUES (@accountId, @mode, @day, @keyId, @code, @status, @requests)
+         ON CONFLICT DO UPDATE SET requests = requests + excluded.requests`,
+      ),
+      insertEvent: db.prepare(
+        `INSERT INTO usage_events (request_id, account_id, key_id, mode, period, endpoint, specialist, created_at, node_id)
+         VALUES (@requestId, @accountId, @keyId, @mode, @period, @endpoint, @specialist, @at, @nodeId)`,
+      ),
+      // Only an unfinished row finishes: a row settled as not delivered is never counted twice.
+      finishEvent: db.prepare<Finish, FinishedEvent>(
+        `UPDATE usage_events SET status = @status, prompt_tokens = @promptTokens, completion_tokens = @completionTokens,
+         latency_ms = @latencyMs, finished_at = @at WHERE id = @eventId AND status IS NULL
+         RETURNING account_id, mode, period, substr(created_at, 1, 10) AS day, specialist`,
+      ),
+      addTokens: db.prepare("UPDATE usage_counters SET tokens = tokens + ? WHERE account_id = ? AND mode = ? AND period = ?"),
+      addDailyTokens: db.prepare(
+        "UPDATE usage_daily SET tokens = tokens + ? WHERE account_id = ? AND mode = ? AND period = ? AND day = ? AND specialist = ?",
+      ),
+      giveBack: db.prepare("UPDATE usage_counters SET requests = requests - 1 WHERE account_id = ? AND mode = ? AND period = ?"),
+      giveBackDaily: db.prepare(
+        "UPDATE usage_daily SET requests = requests - 1 WHERE account_id = ? AND mode = ? AND period = ? AND day = ? AND specialist = ?",
+      ),
+      counter: db.prepare<[string, string, string], { requests: number; tokens: number }>(USAGE_QUERIES.counter),
+      bySpecialist: db.prepare<[string, string, string], { specialist: string; n: number }>(USAGE_QUERIES.bySpecialist),
+      daily: db.prepare<[string, string, string], { day: string; n: number }>(USAGE_QUERIES.daily),
+      // Admitted requests from the ledger (indexed by account, mode and period) and refused ones from their aggregates.
+      byKey: db.prepare<PeriodKey, { key_id: string; requests: number; tokens: number }>(
+        `SELECT key_id, SUM(requests) AS requests, SUM(tokens) AS tokens FROM (
+           SELECT key_id, COUNT(*) AS requests, SUM(prompt_tokens + completion_tokens) AS tokens FROM usage_events
+           WHERE account_id = @account AND mode = @mode AND period = @period GROUP BY key_id
+           UNION ALL
+           SELECT key_id, SUM(requests), 0 FROM usage_refusals WHERE ${REFUSALS_IN_PERIOD} GROUP BY key_id
+         ) GROUP BY key_id ORDER BY requests DESC, key_id`,
+      ),
+      byStatus: db.prepare<PeriodKey, { success: number; client_error: number; rate_limited: number; server_error: number }>(
+        `SELECT COALESCE(SUM(status < 400 OR status IS NULL), 0) AS success,
+                COALESCE(SUM(status >= 400 AND status < 500 AND status <> 429), 0) AS client_error,
+                COALESCE(SUM(status = 429), 0) AS rate_limited,
+                COALESCE(SUM(status >= 500), 0) AS server_error
+         FROM usage_events WHERE account_id = @account AND mode = @mode AND period = @period`,
+      ),
+      refusalsByStatus: db.prepare<PeriodKey, { client_error: number; rate_limited: number; server_error: number }>(
+        `SELECT COALESCE(SUM(CASE WHEN status >= 400 AND status < 500 AND status <> 429 THEN requests END), 0) AS client_error,
+                COALESCE(SUM(CASE WHEN status = 429 THEN requests END), 0) AS rate_limited,
+                COALESCE(SUM(CASE WHEN status >= 500 THEN requests END), 0) AS server_error
+         FROM usage_refusals WHERE ${REFUSALS_IN_PERIOD}`,
+      ),
+      dailyTokens: db.prepare<PeriodKey, { day: string; tokens: number }>(
+        `SELECT substr(created_at, 1, 10) AS day, SUM(prompt_tokens + completion_tokens) AS tokens FROM usage_events
+         WHERE account_id = @account AND mode = @mode AND period = @period GROUP BY day ORDER BY day`,
+      ),
+      registerNode: db.prepare("INSERT OR IGNORE INTO nodes (id, host, pid, process_start, started_at) VALUES (?, ?, ?, ?, ?)"),
+      unfinishedNodes: db.prepare<[], { node_id: string | null }>("SELECT DISTINCT node_id FROM usage_events WHERE status IS NULL"),
+      getNode: db.prepare<[string], NodeRow>("SELECT id, host, pid, process_start FROM nodes WHERE id = ?"),
+      unfinishedOf: db.prepare<[string | null], { id: number }>("SELECT id FROM usage_events WHERE status IS NULL AND node_id IS ?"),
+    };
+    if (options.serving === true) {
+      db.transaction(() => {
+        this.settleDeadNodes();
+        this.registerNode();
+      }).immediate();
+    }
+  }
+
+  /**
+   * Rows a dead process admitted and never completed: their clients received
+   * nothing, so they are settled as not delivered and given back.
+   */
+  private settleDeadNodes(): void {
+    const at = new Date().toISOString();
+    for (const { node_id: nodeId } of this.statements.unfinishedNodes.all()) {
+      // Rows from before node ids were recorded have no writer to ask: the server that wrote them is gone.
+      if (nodeId !== null && nodeAlive(this.statements.getNode.get(nodeId))) continue;
+      for (const { id } of this.statements.unfinishedOf.all(nodeId)) {
+        this.finish({ eventId: id, status: NOT_DELIVERED, promptTokens: 0, completionTokens: 0, latencyMs: null, at });
+      }
+    }
+  }
+
+  private registerNode(): void {
+    if (this.nodeRegistered) return;
+    const n = this.node;
+    this.statements.registerNode.run(n.id, n.host, n.pid, n.processStart, new Date().toISOString());
+    this.nodeRegistered = true;
+  }
+
+  /** Closes a ledger row and moves its aggregates by the counting rule; false when it was already closed. */
+  private finish(r: Finish): boolean {
+    const event = this.statements.finishEvent.get(r);
+    if (event === undefined) return false;
+    const { account_id: account, mode, period, day, specialist } = event;
+    if (countsAgainstQuota(r.status)) {
+      const tokens = r.promptTokens + r.completionTokens;
+      this.statements.addTokens.run(tokens, account, mode, period);
+      this.statements.addDailyTokens.run(tokens, account, mode, period, day, specialist);
+    } else {
+      this.statements.giveBack.run(account, mode, period);
+      this.statements.giveBackDaily.run(account, mode, period, day, specialist);
+    }
+    return true;
+  }
+
+  private counter(accountId: string, mode: Mode, period: string): { requests: number } {
+    const key = `${accountId}\u0000${mode}\u0000${period}`;
+    let counter = this.counters.get(key);
+    if (counter === undefined) {
+      counter = { requests: this.statements.counter.get(accountId, mode, period)?.requests ?? 0 };
+      this.counters.set(key, counter);
+    }
+    return counter;
+  }
+
+  async admit(r: AdmissionRecord): Promise<number | undefined> {
+    const counter = this.counter(r.accountId, r.mode, r.period);
+    if (counter.requests >= r.limit) return undefined;
+    counter.requests++;
+    return this.commits.write(() => {
+      this.registerNode();
+      this.statements.countRequest.run(r.accountId, r.mode, r.period);
+      this.statements.countDaily.run(r.accountId, r.mode, r.period, r.at, r.specialist);
+      return Number(this.statements.insertEvent.run({ ...r, nodeId: this.node.id }).lastInsertRowid);
+    });
+  }
+
+  async complete(r: CompletionRecord): Promise<void> {
+    // The in-memory counter moves now, so the very next admission sees the request given back.
+    if (!countsAgainstQuota(r.status)) this.counter(r.accountId, r.mode, r.period).requests--;
+    await this.commits.write(() => {
+      this.finish(r);
+    });
+  }
+
+  async countRefusal(r: RefusalRecord): Promise<void> {
+    // A burst over a limit is many refusals of one key and code: they are summed in memory and the
+    // turn's commit writes one row update per distinct account, mode, day, key and code, not one per request.
+    const day = r.at.slice(0, 10);
+    const key = JSON.stringify([r.accountId, r.mode, day, r.keyId, r.code]);
+    const pending = this.pendingRefusals.get(key);
+    if (pending !== undefined) {
+      pending.row.requests++;
+      return pending.committed;
+    }
+    const row: RefusalRow = { accountId: r.accountId, mode: r.mode, day, keyId: r.keyId, code: r.code, status: r.status, requests: 1 };
+    const forget = (): void => {
+      if (this.pendingRefusals.get(key)?.row === row) this.pendingRefusals.delete(key);
+    };
+    const committed = this.commits.write(() => {
+      forget();
+      this.statements.countRefusals.run(row);
+    }).then(() => undefined, (error: unknown) => {
+      forget(); // a failed commit must not leave later refusals adding to a row that is never written
+      throw error;
+    });
+    this.pendingRefusals.set(key, { row, committed });
+    return committed;
+  }
+
+  async periodUsage(accountId: string, mode: Mode, period: string): Promise<PeriodUsage> {
+    await this.commits.settled();
+    const counter = this.statements.counter.get(accountId, mode, period);
+    // fromEntries defines own properties, so a specialist id such as "__proto__" stays a plain key.
+    const bySpecialist = Object.fromEntries(this.statements.bySpecialist.all(accountId, mode, period).map((row) => [row.specialist, row.n]));
+    return { requests: counter?.requests ?? 0, tokens: counter?.tokens ?? 0, bySpecialist };
+  }
+
+  async dailyRequests(accountId: string, mode: Mode, period: string): Promise<Record<string, number>> {
+    await this.commits.settled();
+    return Object.fromEntries(this.statements.daily.all(accountId, mode, period).map((row) => [row.day, row.n]));
+  }
+
+  async usageBreakdown(accountId: string, mode: Mode, period: string): Promise<UsageBreakdown> {
+    await this.commits.settled();
+    const key: PeriodKey = { account: accountId, mode, period };
+    const admitted = this.statements.byStatus.get(key);
+    const refused = this.statements.refusalsByStatus.get(key);
+    return {
+      byKey: this.statements.byKey.all(key).map((r) => ({ keyId: r.key_id, requests: r.requests, tokens: r.tokens })),
+      byStatus: {
+        success: admitted?.success ?? 0,
+        clientError: (admitted?.client_error ?? 0) + (refused?.client_error ?? 0),
+        rateLimited: (admitted?.rate_limited ?? 0) + (refused?.rate_limited ?? 0),
+        serverError: (admitted?.server_error ?? 0) + (refused?.server_error ?? 0),
+      },
+      dailyTokens: Object.fromEntries(this.statements.dailyTokens.all(key).map((row) => [row.day, row.tokens])),
+    };
+  }
+
+  /** Commits what is queued and marks this process's node gone. */
+  close(): void {
+    this.commits.flush();
+    nodeClosed(this.node.id);
+  }
+}

@@ -1,0 +1,88 @@
+import type Database from "better-sqlite3";
+import type { InvitationRecord, Member, PeopleStore, Session } from "../store.js";
+
+interface MemberRow { id: string; account_id: string; email: string; password_hash: string | null; created_at: string }
+interface SessionRow { token_hash: string; member_id: string | null; admin: number; csrf_token: string; expires_at: string }
+
+const toMember = (r: MemberRow): Member => ({ id: r.id, accountId: r.account_id, email: r.email, passwordHash: r.password_hash, createdAt: r.created_at });
+
+/** The dashboard's members, invitations and sessions in SQLite. */
+export class SqlitePeopleStore implements PeopleStore {
+  private readonly statements;
+
+  constructor(private readonly db: Database.Database) {
+    this.statements = {
+      insertMember: db.prepare("INSERT INTO members (id, account_id, email, password_hash, created_at) VALUES (@id, @accountId, @email, @passwordHash, @createdAt)"),
+      getMember: db.prepare<[string], MemberRow>("SELECT * FROM members WHERE id = ?"),
+      memberByEmail: db.prepare<[string], MemberRow>("SELECT * FROM members WHERE email = ?"),
+      members: db.prepare<[string], MemberRow>("SELECT * FROM members WHERE account_id = ? ORDER BY created_at, id"),
+      setPassword: db.prepare("UPDATE members SET password_hash = ? WHERE id = ?"),
+      endSessionsOf: db.prepare("DELETE FROM sessions WHERE member_id = ?"),
+      dropUnusedInvitations: db.prepare("DELETE FROM invitations WHERE member_id = ? AND used_at IS NULL"),
+      insertInvitation: db.prepare("INSERT INTO invitations (token_hash, member_id, expires_at) VALUES (?, ?, ?)"),
+      invitation: db.prepare<[string], { member_id: string; expires_at: string; used_at: string | null }>(
+        "SELECT member_id, expires_at, used_at FROM invitations WHERE token_hash = ?",
+      ),
+      useInvitation: db.prepare<[string, string, string], string>(
+        "UPDATE invitations SET used_at = ? WHERE token_hash = ? AND used_at IS NULL AND expires_at > ? RETURNING member_id",
+      ).pluck(),
+      insertSession: db.prepare("INSERT INTO sessions (token_hash, member_id, admin, csrf_token, expires_at) VALUES (@tokenHash, @memberId, @admin, @csrfToken, @expiresAt)"),
+      findSession: db.prepare<[string, string], SessionRow>("SELECT * FROM sessions WHERE token_hash = ? AND expires_at > ?"),
+      deleteSession: db.prepare("DELETE FROM sessions WHERE token_hash = ?"),
+    };
+  }
+
+  async createMember(member: Member): Promise<void> {
+    this.statements.insertMember.run(member);
+  }
+
+  async getMember(id: string): Promise<Member | undefined> {
+    const row = this.statements.getMember.get(id);
+    return row && toMember(row);
+  }
+
+  async findMemberByEmail(email: string): Promise<Member | undefined> {
+    const row = this.statements.memberByEmail.get(email);
+    return row && toMember(row);
+  }
+
+  async listMembers(accountId: string): Promise<Member[]> {
+    return this.statements.members.all(accountId).map(toMember);
+  }
+
+  async setMemberPassword(id: string, passwordHash: string): Promise<void> {
+    this.db.transaction(() => {
+      this.statements.setPassword.run(passwordHash, id);
+      this.statements.endSessionsOf.run(id);
+    })();
+  }
+
+  async createInvitation(tokenHash: string, memberId: string, expiresAt: string): Promise<void> {
+    this.db.transaction(() => {
+      this.statements.dropUnusedInvitations.run(memberId);
+      this.statements.insertInvitation.run(tokenHash, memberId, expiresAt);
+    })();
+  }
+
+  async findInvitation(tokenHash: string): Promise<InvitationRecord | undefined> {
+    const row = this.statements.invitation.get(tokenHash);
+    return row && { memberId: row.member_id, expiresAt: row.expires_at, usedAt: row.used_at };
+  }
+
+  async useInvitation(tokenHash: string, now: string): Promise<string | undefined> {
+    return this.statements.useInvitation.get(now, tokenHash, now);
+  }
+
+  async createSession(session: Session): Promise<void> {
+    this.statements.insertSession.run({ ...session, admin: session.admin ? 1 : 0 });
+  }
+
+  async findSession(tokenHash: string, now: string): Promise<Session | undefined> {
+    const row = this.statements.findSession.get(tokenHash, now);
+    return row && { tokenHash: row.token_hash, memberId: row.member_id, admin: row.admin === 1, csrfToken: row.csrf_token, expiresAt: row.expires_at };
+  }
+
+  async deleteSession(tokenHash: string): Promise<void> {
+    this.statements.deleteSession.run(tokenHash);
+  }
+}

@@ -1,0 +1,150 @@
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import { after, before, describe, it } from "node:test";
+import { createKey, postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
+import { freePort, HeldUpstream } from "./helpers/held-upstream.js";
+
+type Labels = Record<string, string>;
+interface Sample { name: string; labels: Labels; value: number }
+
+/** The samples of a Prometheus text exposition. */
+function parse(text: string): Sample[] {
+  const samples: Sample[] = [];
+  for (const line of text.split("\n")) {
+    if (line.startsWith("#") || line.trim() === "") continue;
+    const m = /^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    assert.ok(m, `unparsable metrics line: ${line}`);
+    const labels: Labels = {};
+    for (const l of (m[2] ?? "").matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)) labels[l[1]!] = l[2]!;
+    samples.push({ name: m[1]!, labels, value: Number(m[3]) });
+  }
+  return samples;
+}
+
+/** The value of the sample with exactly these labels (0 when absent: a counter not yet touched). */
+function value(samples: Sample[], name: string, labels: Labels = {}): number {
+  const want = Object.entries(labels).sort();
+  const found = samples.filter((s) => s.name === name && JSON.stringify(Object.entries(s.labels).sort()) === JSON.stringify(want));
+  assert.ok(found.length <= 1, `${name} ${JSON.stringify(labels)} is ambiguous`);
+  return found[0]?.value ?? 0;
+}
+
+describe("Prometheus metrics", () => {
+  let server: TestServer;
+  let upstream: HeldUpstream;
+  let upstreamUrl: string;
+  let metricsPort: number;
+  let live: Awaited<ReturnType<typeof createKey>>;
+  let burst: Awaited<ReturnType<typeof createKey>>;
+
+  before(async () => {
+    upstream = new HeldUpstream(false);
+    upstreamUrl = await upstream.start();
+    metricsPort = await freePort();
+    server = await startTestServer({
+      engine: { parallel: 1, queue: 1 },
+      specialists: { faraway: { description: "remote", system_prompt: "", remote: { base_url: upstreamUrl, model: "m" } } },
+      plans: {
+        big: { requests_per_minute: 10_000, requests_per_month: 100_000, specialists: "*" },
+        burst: { requests_per_minute: 1, requests_per_month: 100, specialists: "*" },
+      },
+    }, { gated: true, env: { ALVEARE_METRICS_PORT: String(metricsPort) } });
+    live = await createKey(server, "big");
+    burst = await createKey(server, "burst");
+  });
+  after(async () => {
+    await server?.close();
+    await upstream?.stop();
+  });
+
+  const scrape = async (): Promise<{ text: string; samples: Sample[] }> => {
+    const r = await fetch(`http://127.0.0.1:${metricsPort}/metrics`);
+    assert.equal(r.status, 200);
+    assert.match(r.headers.get("content-type") ?? "", /^text\/plain/);
+    const text = await r.text();
+    return { text, samples: parse(text) };
+  };
+
+  it("serves on its own listener only, named in the server's metrics URL", async () => {
+    assert.equal(server.metricsUrl, `http://127.0.0.1:${metricsPort}/metrics`);
+    const onPublic = await fetch(`${server.url}/metrics`);
+    assert.equal(onPublic.status, 404);
+    assert.equal((await fetch(`http://127.0.0.1:${metricsPort}/other`)).status, 404);
+  });
+
+  it("counts known traffic exactly: successes, a 401, a 429, a stream, 503s from a full queue", async () => {
+    const before = (await scrape()).samples;
+    const chat = `${server.url}/v1/chat/completions`;
+    const remote = { model: "alveare-faraway", messages: [{ role: "user", content: "hi" }] };
+
+    for (let i = 0; i < 2; i++) assert.equal((await postJson(chat, remote, live.auth)).status, 200);
+    const unauthenticated = await postJson(chat, remote);
+    assert.equal(unauthenticated.status, 401);
+    assert.equal((await postJson(chat, remote, burst.auth)).status, 200);
+    const limited = await postJson(chat, remote, burst.auth);
+    assert.equal(limited.status, 429);
+    const stream = await fetch(chat, { method: "POST", headers: { "content-type": "application/json", ...live.auth }, body: JSON.stringify({ ...remote, stream: true }) });
+    assert.equal(stream.status, 200);
+    assert.match(await stream.text(), /data: \[DONE\]/);
+    // One running, one queued, the rest refused: the embedded engine has 1 sequence and a queue of 1.
+    const local = { model: "alveare-chat", messages: [{ role: "user", content: "long" }], max_tokens: 200, seed: 1 };
+    const crowd = await Promise.all(Array.from({ length: 5 }, () => postJson(chat, local, live.auth)));
+    const served = crowd.filter((r) => r.status === 200);
+    const refused = crowd.filter((r) => r.status === 503);
+    assert.equal(served.length + refused.length, 5);
+    assert.ok(refused.length >= 1, "a full queue refuses some");
+    const localTokens = served.reduce((n, r) => n + (r.json.usage as { prompt_tokens: number }).prompt_tokens, 0);
+    const localCompletion = served.reduce((n, r) => n + (r.json.usage as { completion_tokens: number }).completion_tokens, 0);
+
+    const { text, samples: after } = await scrape();
+    const delta = (name: string, labels: Labels = {}): number => value(after, name, labels) - value(before, name, labels);
+    const route = "/v1/chat/completions";
+    assert.equal(delta("alveare_http_requests_total", { route, status: "200" }), 4 + served.length);
+    assert.equal(delta("alveare_http_requests_total", { route, status: "401" }), 1);
+    assert.equal(delta("alveare_http_requests_total", { route, status: "429" }), 1);
+    assert.equal(delta("alveare_http_requests_total", { route, status: "503" }), refused.length);
+    assert.equal(delta("alveare_http_request_duration_seconds_count", { route }), 11);
+    assert.equal(delta("alveare_http_request_duration_seconds_bucket", { route, le: "+Inf" }), 11);
+    assert.equal(delta("alveare_gate_rejections_total", { code: "missing_api_key" }), 1);
+    assert.equal(delta("alveare_gate_rejections_total", { code: "rate_limit_exceeded" }), 1);
+    const endpoint = "chat.completions";
+    assert.equal(delta("alveare_inference_requests_total", { specialist: "faraway", endpoint, outcome: "success" }), 4);
+    assert.equal(delta("alveare_inference_requests_total", { specialist: "faraway", endpoint, outcome: "rate_limit_exceeded" }), 1);
+    assert.equal(delta("alveare_inference_requests_total", { specialist: "chat", endpoint, outcome: "success" }), served.length);
+    assert.equal(delta("alveare_inference_requests_total", { specialist: "chat", endpoint, outcome: "overloaded" }), refused.length);
+    // The upstream reports 3 prompt and 2 completion tokens per answer.
+    assert.equal(delta("alveare_tokens_total", { specialist: "faraway", kind: "prompt" }), 12);
+    assert.equal(delta("alveare_tokens_total", { specialist: "faraway", kind: "completion" }), 8);
+    assert.equal(delta("alveare_tokens_total", { specialist: "chat", kind: "prompt" }), localTokens);
+    assert.equal(delta("alveare_tokens_total", { specialist: "chat", kind: "completion" }), localCompletion);
+    // The stream had two pieces: one first token, one gap.
+    assert.equal(delta("alveare_time_to_first_token_seconds_count", { specialist: "faraway" }), 1);
+    assert.equal(delta("alveare_inter_token_latency_seconds_count", { specialist: "faraway" }), 1);
+    assert.equal(value(after, "alveare_upstream_healthy", { specialist: "faraway", upstream: upstreamUrl }), 1);
+    assert.equal(value(after, "alveare_ledger_pending_writes"), 0);
+    assert.ok(after.some((s) => s.name === "alveare_engine_queue_depth" && s.labels.engine?.startsWith("embedded:")));
+    assert.ok(after.some((s) => s.name === "alveare_engine_sequences_busy" && s.labels.engine?.startsWith("remote:")));
+    assert.ok(after.some((s) => s.name === "process_cpu_user_seconds_total"), "Node's default metrics");
+    for (const secret of [live.key, live.accountId, live.keyId, burst.key, burst.accountId, "long"]) {
+      assert.ok(!text.includes(secret), `the scrape must not contain ${secret}`);
+    }
+  });
+
+  it("the Grafana dashboard in examples/ only queries metrics the server exports", async () => {
+    const dashboard = readFileSync(new URL("../../examples/grafana-dashboard.json", import.meta.url), "utf8");
+    const queried = new Set([...dashboard.matchAll(/\b((?:alveare|process|nodejs)_\w+?)(?:_bucket)?\{/g)].map((m) => m[1]!));
+    assert.ok(queried.size >= 10);
+    const { text } = await scrape();
+    for (const name of queried) assert.match(text, new RegExp(`^# TYPE ${name} `, "m"), `${name} is exported`);
+  });
+
+  it("labels unknown routes and specialists with one bounded value", async () => {
+    const before = (await scrape()).samples;
+    assert.equal((await fetch(`${server.url}/no/such/path/${Date.now()}`)).status, 404);
+    assert.equal((await postJson(`${server.url}/v1/chat/completions`, { model: "alveare-nope", messages: [{ role: "user", content: "x" }] }, live.auth)).status, 400);
+    const { text, samples: after } = await scrape();
+    assert.equal(value(after, "alveare_http_requests_total", { route: "unmatched", status: "404" }) - value(before, "alveare_http_requests_total", { route: "unmatched", status: "404" }), 1);
+    assert.ok(!text.includes("/no/such/path"));
+    assert.ok(!text.includes("alveare-nope"));
+  });
+});

@@ -1,0 +1,171 @@
+import assert from "node:assert/strict";
+import { once } from "node:events";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { cliKey, postJson, spawnServe, startTestServer, tempDir, tinyModel } from "./helpers/fixtures.js";
+import { FakeUpstream } from "./helpers/fake-upstream.js";
+import { HeldUpstream } from "./helpers/held-upstream.js";
+
+interface Readiness { status: number; body: { status: string; checks: Record<string, { ok: boolean } & Record<string, unknown>> } }
+
+async function ready(url: string): Promise<Readiness> {
+  const r = await fetch(`${url}/ready`);
+  return { status: r.status, body: (await r.json()) as Readiness["body"] };
+}
+
+/** Asks /ready until it gives `status` (the health checks run on their own clock); fails after a bound. */
+async function readyBecomes(url: string, status: number): Promise<Readiness> {
+  for (let i = 0; i < 400; i++) {
+    const r = await ready(url);
+    if (r.status === status) return r;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  throw new Error(`/ready never answered ${status}`);
+}
+
+const held = (baseUrl: string): Record<string, unknown> => ({ description: "held open by the test", system_prompt: "", remote: { base_url: baseUrl, model: "m" } });
+
+/** Reads an SSE response to its end, resolving with everything it said. */
+async function readAll(response: Response): Promise<string> {
+  return response.text();
+}
+
+describe("/ready", () => {
+  it("is 503 while the models load and 200 once they have, with the database checked", async () => {
+    let during: Readiness | undefined;
+    let refused: { status: number; retryAfter: string | null; code: unknown } | undefined;
+    const server = await startTestServer({}, {
+      gated: true,
+      onListening: async (url) => {
+        during = await ready(url);
+        const r = await postJson(`${url}/v1/chat/completions`, { model: "alveare-chat", messages: [{ role: "user", content: "hi" }] });
+        refused = { status: r.status, retryAfter: r.headers.get("retry-after"), code: (r.json.error as { code: string }).code };
+      },
+    });
+    try {
+      assert.equal(during?.status, 503);
+      assert.equal(during?.body.status, "not_ready");
+      assert.equal(during?.body.checks.engines?.ok, false);
+      assert.equal(during?.body.checks.engines?.state, "loading");
+      assert.deepEqual(refused, { status: 503, retryAfter: "1", code: "overloaded" });
+      const after = await ready(server.url);
+      assert.equal(after.status, 200);
+      assert.deepEqual(after.body.status, "ready");
+      assert.deepEqual(Object.keys(after.body.checks).sort(), ["database", "engines", "shutdown", "upstreams"]);
+      assert.ok(Object.values(after.body.checks).every((c) => c.ok));
+      assert.equal((await fetch(`${server.url}/health`)).status, 200);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it("is 503 naming the specialist whose upstreams are all down, and 200 when one is back", async () => {
+    const upstream = new FakeUpstream();
+    const base = await upstream.start();
+    const port = Number(new URL(base).port);
+    const server = await startTestServer({
+      specialists: { faraway: { description: "remote", system_prompt: "", remote: { base_url: base, model: "m", health_check_interval_ms: 100, connect_timeout_ms: 500 } } },
+    });
+    try {
+      assert.equal((await ready(server.url)).status, 200);
+      await upstream.stop();
+      const down = await readyBecomes(server.url, 503);
+      assert.equal(down.body.status, "not_ready");
+      assert.deepEqual(down.body.checks.upstreams?.down, ["faraway"]);
+      assert.deepEqual(down.body.checks.upstreams?.pools, { faraway: { healthy: 0, total: 1 } });
+      assert.equal(down.body.checks.engines?.ok, true);
+      await upstream.start(port);
+      const back = await readyBecomes(server.url, 200);
+      assert.equal(back.body.checks.upstreams?.ok, true);
+    } finally {
+      await server.close();
+      await upstream.stop();
+    }
+  });
+
+  it("turns 503 at once on drain: the running stream completes, new requests get 503 overloaded", async () => {
+    const upstream = new HeldUpstream();
+    const server = await startTestServer({ specialists: { faraway: held(await upstream.start()) } });
+    try {
+      const response = await fetch(`${server.url}/v1/chat/completions`, {
+        method: "POST", headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "alveare-faraway", messages: [{ role: "user", content: "hi" }], stream: true }),
+      });
+      assert.equal(response.status, 200);
+      await upstream.arrived();
+      const closed = server.close(30_000);
+      const draining = await ready(server.url);
+      assert.equal(draining.status, 503);
+      assert.equal(draining.body.checks.shutdown?.ok, false);
+      assert.equal(draining.body.checks.shutdown?.state, "draining");
+      const refused = await postJson(`${server.url}/v1/chat/completions`, { model: "alveare-faraway", messages: [{ role: "user", content: "hi" }] });
+      assert.equal(refused.status, 503);
+      assert.equal((refused.json.error as { code: string }).code, "overloaded");
+      assert.equal(refused.headers.get("retry-after"), "1");
+      upstream.release();
+      const text = await readAll(response);
+      assert.match(text, /held /);
+      assert.match(text, /answer/);
+      assert.match(text, /data: \[DONE\]/);
+      await closed;
+    } finally {
+      await server.close();
+      await upstream.stop();
+    }
+  });
+
+  it("cuts a request still running at the drain deadline like a disconnect", async () => {
+    const upstream = new HeldUpstream();
+    const server = await startTestServer({ specialists: { faraway: held(await upstream.start()) } });
+    try {
+      const answer = postJson(`${server.url}/v1/chat/completions`, { model: "alveare-faraway", messages: [{ role: "user", content: "hi" }] }).catch((error: unknown) => error);
+      await upstream.arrived();
+      await server.close(50);
+      // Never released: the deadline aborted it, so the client saw no answer of the upstream's.
+      const result = await answer;
+      assert.ok(result instanceof Error || (result as { status: number }).status !== 200, "the held request was cut");
+      const lines = server.logs.requests();
+      assert.equal(lines.at(-1)?.status, 499);
+    } finally {
+      await upstream.stop();
+    }
+  });
+});
+
+describe("SIGTERM", () => {
+  it("drains: /ready turns 503, new requests are refused, the stream in flight completes, exit 0", async () => {
+    const upstream = new HeldUpstream();
+    const dir = tempDir();
+    const dataDir = join(dir, "data");
+    const config = join(dir, "config.json");
+    writeFileSync(config, JSON.stringify({ specialists: { faraway: held(await upstream.start()) } }));
+    const env = { ...process.env, ALVEARE_THREADS: "1", ALVEARE_CONFIG: "", ALVEARE_ADMIN_TOKEN: "", ALVEARE_DRAIN_SECONDS: "60" };
+    const { key } = cliKey(dataDir, "professional", env);
+    const { child, url, output } = await spawnServe(["--config", config, "--data-dir", dataDir, "--model", await tinyModel()], env);
+    try {
+      const auth = { authorization: `Bearer ${key}`, "content-type": "application/json" };
+      const response = await fetch(`${url}/v1/chat/completions`, {
+        method: "POST", headers: auth,
+        body: JSON.stringify({ model: "alveare-faraway", messages: [{ role: "user", content: "hi" }], stream: true }),
+      });
+      assert.equal(response.status, 200);
+      await upstream.arrived();
+      const exited = once(child, "exit");
+      child.kill("SIGTERM");
+      await readyBecomes(url, 503);
+      const refused = await postJson(`${url}/v1/chat/completions`, { model: "alveare-faraway", messages: [{ role: "user", content: "hi" }] }, auth);
+      assert.equal(refused.status, 503);
+      assert.equal((refused.json.error as { code: string }).code, "overloaded");
+      assert.equal(refused.headers.get("retry-after"), "1");
+      upstream.release();
+      assert.match(await readAll(response), /answer[\s\S]*data: \[DONE\]/);
+      const [code] = await exited;
+      assert.equal(code, 0, output());
+      assert.match(output(), /shutting down: refusing new requests/);
+    } finally {
+      if (child.exitCode === null) child.kill("SIGKILL");
+      await upstream.stop();
+    }
+  });
+});

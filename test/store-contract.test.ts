@@ -1,0 +1,248 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { createStore, type StoreOptions } from "../src/store/create-store.js";
+import type { Account, ApiKeyRecord, LedgerStore, Member, Mode, Stores } from "../src/store/store.js";
+import { tempDir } from "./helpers/fixtures.js";
+
+/**
+ * What every backend of the three stores must do, whatever database is behind
+ * them. A backend hands out fresh, empty locations; each can be opened more than
+ * once, so what one opening wrote can be read back by the next.
+ */
+interface Backend {
+  name: string;
+  fresh(): Promise<{ open(options?: StoreOptions): Promise<Stores> }>;
+}
+
+const BACKENDS: Backend[] = [
+  {
+    name: "SQLite",
+    fresh: async () => {
+      const dataDir = tempDir("alveare-contract-");
+      return { open: (options) => createStore({ dataDir }, options) };
+    },
+  },
+];
+
+const PERIOD = "2026-03";
+const NOW = "2026-03-10T12:00:00.000Z";
+
+const account = (id: string, plan = "starter"): Account => ({ id, name: `name of ${id}`, plan, status: "active", createdAt: "2026-01-01T00:00:00.000Z" });
+const key = (id: string, accountId: string, mode: Mode = "live"): ApiKeyRecord => ({
+  id, accountId, name: `key ${id}`, mode, prefix: `alv_${mode}_${id}`, createdAt: "2026-01-02T00:00:00.000Z", lastUsedAt: null, revokedAt: null,
+});
+const member = (id: string, accountId: string, email: string): Member => ({ id, accountId, email, passwordHash: null, createdAt: "2026-01-03T00:00:00.000Z" });
+
+/** Opens a fresh location, runs `body` on it, and closes it whatever happens. */
+async function withStores(backend: Backend, body: (stores: Stores) => Promise<void>): Promise<void> {
+  const stores = await (await backend.fresh()).open();
+  try {
+    await body(stores);
+  } finally {
+    await stores.close();
+  }
+}
+
+/** Admits one request and completes it with `status`; returns the ledger event id. */
+async function served(ledger: LedgerStore, r: { accountId: string; keyId: string; specialist: string; status: number; tokens: number; at?: string; mode?: Mode }): Promise<number> {
+  const at = r.at ?? NOW;
+  const mode = r.mode ?? "live";
+  const eventId = await ledger.admit({
+    requestId: `req_${Math.random()}`, accountId: r.accountId, keyId: r.keyId, mode, period: at.slice(0, 7),
+    endpoint: "infer", specialist: r.specialist, limit: 1000, at,
+  });
+  assert.ok(eventId !== undefined);
+  await ledger.complete({
+    eventId, accountId: r.accountId, mode, period: at.slice(0, 7), status: r.status, promptTokens: r.tokens, completionTokens: 0, latencyMs: 1, at,
+  });
+  return eventId;
+}
+
+for (const backend of BACKENDS) {
+  describe(`store contract (${backend.name}): accounts and keys`, () => {
+    it("creates, reads, lists and changes accounts; a change of a missing account says so", async () => {
+      await withStores(backend, async ({ accounts }) => {
+        await accounts.createAccount(account("acct_b"));
+        await accounts.createAccount(account("acct_a"));
+        assert.deepEqual(await accounts.getAccount("acct_a"), account("acct_a"));
+        assert.equal(await accounts.getAccount("acct_missing"), undefined);
+        assert.deepEqual((await accounts.listAccounts()).map((a) => a.id), ["acct_a", "acct_b"], "same creation time: ordered by id");
+        assert.equal(await accounts.updateAccount("acct_a", { plan: "scale" }), true);
+        assert.equal(await accounts.updateAccount("acct_a", { status: "suspended" }), true);
+        assert.deepEqual(await accounts.getAccount("acct_a"), { ...account("acct_a", "scale"), status: "suspended" });
+        assert.equal(await accounts.updateAccount("acct_missing", { plan: "scale" }), false);
+        await assert.rejects(accounts.createAccount(account("acct_a")), "an account id is unique");
+      });
+    });
+
+    it("creates keys up to the cap per mode, never for a missing or suspended account", async () => {
+      await withStores(backend, async ({ accounts }) => {
+        await accounts.createAccount(account("acct_a"));
+        assert.equal(await accounts.createKey(key("k1", "acct_a"), "hash1", 2), "created");
+        assert.equal(await accounts.createKey(key("k2", "acct_a"), "hash2", 2), "created");
+        assert.equal(await accounts.createKey(key("k3", "acct_a"), "hash3", 2), "limit_reached");
+        assert.equal(await accounts.createKey(key("t1", "acct_a", "test"), "hasht1", 2), "created", "the cap is per mode");
+        assert.equal(await accounts.revokeKey("k1", NOW), true);
+        assert.equal(await accounts.createKey(key("k3", "acct_a"), "hash3", 2), "created", "revoked keys do not count");
+        assert.equal(await accounts.createKey(key("x1", "acct_missing"), "hashx", 2), "no_account");
+        await accounts.updateAccount("acct_a", { status: "suspended" });
+        assert.equal(await accounts.createKey(key("k4", "acct_a"), "hash4", 10), "suspended");
+        assert.deepEqual((await accounts.listKeys("acct_a")).map((k) => k.id), ["k1", "k2", "k3", "t1"].sort());
+        assert.deepEqual(await accounts.listKeys("acct_missing"), []);
+      });
+    });
+
+    it("finds a key by its hash with its account, and sees a revocation or an account change on the very next lookup", async () => {
+      await withStores(backend, async ({ accounts }) => {
+        await accounts.createAccount(account("acct_a"));
+        await accounts.createKey(key("k1", "acct_a"), "hash1", 5);
+        assert.deepEqual(await accounts.findKeyByHash("hash1"), { key: key("k1", "acct_a"), account: account("acct_a") });
+        assert.equal(await accounts.findKeyByHash("hash-unknown"), undefined);
+        await accounts.updateAccount("acct_a", { plan: "scale" });
+        assert.equal((await accounts.findKeyByHash("hash1"))?.account.plan, "scale");
+        await accounts.updateAccount("acct_a", { status: "suspended" });
+        assert.equal((await accounts.findKeyByHash("hash1"))?.account.status, "suspended");
+        assert.equal(await accounts.revokeKey("k1", NOW), true);
+        assert.equal((await accounts.findKeyByHash("hash1"))?.key.revokedAt, NOW);
+        assert.equal(await accounts.revokeKey("k1", "2026-04-01T00:00:00.000Z"), true);
+        assert.equal((await accounts.findKeyByHash("hash1"))?.key.revokedAt, NOW, "revoking again keeps the first time");
+        assert.equal(await accounts.revokeKey("k_missing", NOW), false);
+        await accounts.touchKey("k1", NOW);
+        assert.equal((await accounts.listKeys("acct_a"))[0]?.lastUsedAt, NOW);
+      });
+    });
+  });
+
+  describe(`store contract (${backend.name}): the ledger`, () => {
+    it("admits up to the period's limit, per account and mode, and gives back what the counting rule says", async () => {
+      await withStores(backend, async ({ accounts, ledger }) => {
+        await accounts.createAccount(account("acct_a"));
+        const admit = (mode: Mode = "live", period = PERIOD) => ledger.admit({
+          requestId: "req", accountId: "acct_a", keyId: "k1", mode, period, endpoint: "infer", specialist: "classify", limit: 2, at: `${period}-10T12:00:00.000Z`,
+        });
+        const first = await admit();
+        const second = await admit();
+        assert.ok(first !== undefined && second !== undefined && first !== second);
+        assert.equal(await admit(), undefined, "the third of a limit of 2 is refused");
+        assert.notEqual(await admit("test"), undefined, "test mode counts on its own");
+        assert.notEqual(await admit("live", "2026-04"), undefined, "a new period starts at zero");
+        await ledger.complete({ eventId: second, accountId: "acct_a", mode: "live", period: PERIOD, status: 500, promptTokens: 0, completionTokens: 0, latencyMs: 1, at: NOW });
+        assert.notEqual(await admit(), undefined, "a failed request is given back at once");
+        await ledger.complete({ eventId: first, accountId: "acct_a", mode: "live", period: PERIOD, status: 200, promptTokens: 4, completionTokens: 3, latencyMs: 1, at: NOW });
+        const usage = await ledger.periodUsage("acct_a", "live", PERIOD);
+        // The served one and the unfinished one count; the failed one does not.
+        assert.deepEqual({ ...usage, bySpecialist: { ...usage.bySpecialist } }, { requests: 2, tokens: 7, bySpecialist: { classify: 2 } });
+        assert.deepEqual({ ...(await ledger.dailyRequests("acct_a", "live", PERIOD)) }, { "2026-03-10": 2 });
+        assert.deepEqual(await ledger.periodUsage("acct_missing", "live", PERIOD), { requests: 0, tokens: 0, bySpecialist: {} });
+      });
+    });
+
+    it("breaks a period down per key, per outcome and per day, refusals included and never counted as usage", async () => {
+      await withStores(backend, async ({ accounts, ledger }) => {
+        await accounts.createAccount(account("acct_a"));
+        await served(ledger, { accountId: "acct_a", keyId: "k1", specialist: "classify", status: 200, tokens: 5 });
+        await served(ledger, { accountId: "acct_a", keyId: "k1", specialist: "classify", status: 200, tokens: 6, at: "2026-03-11T00:00:00.000Z" });
+        await served(ledger, { accountId: "acct_a", keyId: "k2", specialist: "qa", status: 400, tokens: 0 });
+        await served(ledger, { accountId: "acct_a", keyId: "k2", specialist: "qa", status: 502, tokens: 0 });
+        const refuse = (keyId: string, status: number, code: string, at = NOW, mode: Mode = "live") =>
+          ledger.countRefusal({ accountId: "acct_a", keyId, mode, status, code, at });
+        // Refusals of one turn are summed and committed together, as a burst's are.
+        await Promise.all([
+          refuse("k2", 429, "rate_limit_exceeded"), refuse("k2", 429, "rate_limit_exceeded"), refuse("k2", 429, "rate_limit_exceeded"),
+          refuse("k3", 429, "monthly_quota_exceeded"), refuse("k3", 403, "specialist_not_in_plan"),
+        ]);
+        await refuse("k2", 429, "rate_limit_exceeded", "2026-03-31T23:59:59.999Z");
+        await refuse("k2", 429, "rate_limit_exceeded", "2026-04-01T00:00:00.000Z");
+        await refuse("k2", 429, "rate_limit_exceeded", "2026-02-28T23:59:59.999Z");
+        await refuse("k2", 429, "rate_limit_exceeded", NOW, "test");
+
+        const breakdown = await ledger.usageBreakdown("acct_a", "live", PERIOD);
+        assert.deepEqual(breakdown.byKey, [
+          { keyId: "k2", requests: 6, tokens: 0 },
+          { keyId: "k1", requests: 2, tokens: 11 },
+          { keyId: "k3", requests: 2, tokens: 0 },
+        ]);
+        assert.deepEqual(breakdown.byStatus, { success: 2, clientError: 2, rateLimited: 5, serverError: 1 });
+        assert.deepEqual({ ...breakdown.dailyTokens }, { "2026-03-10": 5, "2026-03-11": 6 });
+        const usage = await ledger.periodUsage("acct_a", "live", PERIOD);
+        assert.equal(usage.requests, 2, "refusals never count against the quota");
+        const test = await ledger.usageBreakdown("acct_a", "test", PERIOD);
+        assert.deepEqual(test.byStatus, { success: 0, clientError: 0, rateLimited: 1, serverError: 0 });
+        assert.deepEqual(test.byKey, [{ keyId: "k2", requests: 1, tokens: 0 }]);
+        assert.equal((await ledger.usageBreakdown("acct_a", "live", "2026-04")).byStatus.rateLimited, 1);
+      });
+    });
+
+    it("keeps every acknowledged write, admissions and refusals, across a close and a reopen", async () => {
+      const location = await backend.fresh();
+      const first = await location.open({ serving: true });
+      await first.accounts.createAccount(account("acct_a"));
+      await served(first.ledger, { accountId: "acct_a", keyId: "k1", specialist: "classify", status: 200, tokens: 3 });
+      await first.ledger.countRefusal({ accountId: "acct_a", keyId: "k1", mode: "live", status: 429, code: "rate_limit_exceeded", at: NOW });
+      await first.close();
+      const second = await location.open({ serving: true });
+      try {
+        const usage = await second.ledger.periodUsage("acct_a", "live", PERIOD);
+        assert.equal(usage.requests, 1);
+        assert.equal(usage.tokens, 3);
+        assert.deepEqual((await second.ledger.usageBreakdown("acct_a", "live", PERIOD)).byStatus, { success: 1, clientError: 0, rateLimited: 1, serverError: 0 });
+      } finally {
+        await second.close();
+      }
+    });
+  });
+
+  describe(`store contract (${backend.name}): people`, () => {
+    it("keeps members with unique e-mails, each in an existing account", async () => {
+      await withStores(backend, async ({ accounts, people }) => {
+        await accounts.createAccount(account("acct_a"));
+        await people.createMember(member("m2", "acct_a", "b@example.com"));
+        await people.createMember(member("m1", "acct_a", "a@example.com"));
+        assert.deepEqual(await people.getMember("m1"), member("m1", "acct_a", "a@example.com"));
+        assert.deepEqual(await people.findMemberByEmail("b@example.com"), member("m2", "acct_a", "b@example.com"));
+        assert.equal(await people.findMemberByEmail("nobody@example.com"), undefined);
+        assert.deepEqual((await people.listMembers("acct_a")).map((m) => m.id), ["m1", "m2"]);
+        assert.deepEqual(await people.listMembers("acct_missing"), []);
+        await assert.rejects(people.createMember(member("m3", "acct_a", "a@example.com")), "an e-mail belongs to one member");
+        await assert.rejects(people.createMember(member("m4", "acct_missing", "c@example.com")), "a member belongs to an account");
+      });
+    });
+
+    it("keeps one live invitation per member, usable once and only before it expires", async () => {
+      await withStores(backend, async ({ accounts, people }) => {
+        await accounts.createAccount(account("acct_a"));
+        await people.createMember(member("m1", "acct_a", "a@example.com"));
+        await people.createInvitation("inv_old", "m1", "2026-03-17T00:00:00.000Z");
+        await people.createInvitation("inv_new", "m1", "2026-03-17T00:00:00.000Z");
+        assert.equal(await people.findInvitation("inv_old"), undefined, "a new invitation replaces the unused one");
+        assert.deepEqual(await people.findInvitation("inv_new"), { memberId: "m1", expiresAt: "2026-03-17T00:00:00.000Z", usedAt: null });
+        assert.equal(await people.useInvitation("inv_new", "2026-03-17T00:00:00.000Z"), undefined, "expired at its expiry time");
+        assert.equal(await people.useInvitation("inv_new", NOW), "m1");
+        assert.equal(await people.useInvitation("inv_new", NOW), undefined, "used once");
+        assert.equal((await people.findInvitation("inv_new"))?.usedAt, NOW);
+        await people.createInvitation("inv_again", "m1", "2026-03-17T00:00:00.000Z");
+        assert.equal((await people.findInvitation("inv_new"))?.usedAt, NOW, "a used invitation stays as a record");
+      });
+    });
+
+    it("finds sessions until they expire or end; a new password ends the member's sessions", async () => {
+      await withStores(backend, async ({ accounts, people }) => {
+        await accounts.createAccount(account("acct_a"));
+        await people.createMember(member("m1", "acct_a", "a@example.com"));
+        const session = { tokenHash: "s1", memberId: "m1", admin: false, csrfToken: "csrf1", expiresAt: "2026-03-11T00:00:00.000Z" };
+        const operator = { tokenHash: "s_op", memberId: null, admin: true, csrfToken: "csrf_op", expiresAt: "2026-03-11T00:00:00.000Z" };
+        await people.createSession(session);
+        await people.createSession(operator);
+        assert.deepEqual(await people.findSession("s1", NOW), session);
+        assert.deepEqual(await people.findSession("s_op", NOW), operator);
+        assert.equal(await people.findSession("s1", "2026-03-11T00:00:00.000Z"), undefined, "expired");
+        await people.setMemberPassword("m1", "scrypt$hash");
+        assert.equal((await people.getMember("m1"))?.passwordHash, "scrypt$hash");
+        assert.equal(await people.findSession("s1", NOW), undefined, "a password change ends the member's sessions");
+        assert.deepEqual(await people.findSession("s_op", NOW), operator, "and no one else's");
+        await people.deleteSession("s_op");
+        assert.equal(await people.findSession("s_op", NOW), undefined);
+      });
+    });
+  });
+}

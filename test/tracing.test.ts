@@ -1,0 +1,104 @@
+import assert from "node:assert/strict";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
+import { after, before, describe, it } from "node:test";
+import { tracingSdkLoaded } from "../src/observability/tracing.js";
+import { createKey, postJson, startTestServer } from "./helpers/fixtures.js";
+import { HeldUpstream } from "./helpers/held-upstream.js";
+
+interface OtlpSpan { traceId: string; spanId: string; parentSpanId?: string; name: string; attributes?: Array<{ key: string; value: Record<string, unknown> }> }
+interface OtlpExport { resourceSpans: Array<{ scopeSpans: Array<{ spans: OtlpSpan[] }> }> }
+
+/** An OTLP/HTTP (JSON) receiver: collects every span posted to /v1/traces. */
+class OtlpReceiver {
+  readonly spans: OtlpSpan[] = [];
+  private server: Server | undefined;
+  async start(): Promise<string> {
+    this.server = createServer((req, res) => {
+      let body = "";
+      req.on("data", (c: Buffer) => (body += c.toString()));
+      req.on("end", () => {
+        if (req.url === "/v1/traces" && (req.headers["content-type"] ?? "").includes("json")) {
+          const parsed = JSON.parse(body) as OtlpExport;
+          for (const r of parsed.resourceSpans) for (const s of r.scopeSpans) this.spans.push(...s.spans);
+        }
+        res.writeHead(200, { "content-type": "application/json" }).end("{}");
+      });
+    });
+    await new Promise<void>((resolve) => this.server!.listen(0, "127.0.0.1", resolve));
+    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+  async stop(): Promise<void> {
+    this.server?.closeAllConnections();
+    await new Promise((resolve) => this.server?.close(resolve));
+  }
+}
+
+const attribute = (span: OtlpSpan | undefined, key: string): unknown => {
+  const value = span?.attributes?.find((a) => a.key === key)?.value;
+  return value === undefined ? undefined : Object.values(value)[0];
+};
+
+describe("OpenTelemetry traces", () => {
+  it("are off without OTEL_EXPORTER_OTLP_ENDPOINT: no SDK or exporter module is loaded", async () => {
+    // Runs first in this file, before any traced server has loaded the SDK into the process.
+    const server = await startTestServer({}, { env: {} });
+    try {
+      assert.equal((await postJson(`${server.url}/v1/chat/completions`, { model: "alveare-chat", messages: [{ role: "user", content: "hi" }], max_tokens: 2 })).status, 200);
+      assert.equal(tracingSdkLoaded(), false);
+    } finally {
+      await server.close();
+    }
+  });
+
+  describe("with an OTLP endpoint", () => {
+    const receiver = new OtlpReceiver();
+    const upstream = new HeldUpstream(false);
+    let endpoint: string;
+    let upstreamUrl: string;
+    before(async () => {
+      endpoint = await receiver.start();
+      upstreamUrl = await upstream.start();
+    });
+    after(async () => {
+      await receiver.stop();
+      await upstream.stop();
+    });
+
+    it("sends one trace per request continuing the incoming traceparent, with the steps as child spans", async () => {
+      const server = await startTestServer({
+        specialists: { faraway: { description: "remote", system_prompt: "", remote: { base_url: upstreamUrl, model: "m" } } },
+        plans: { big: { requests_per_minute: 1000, requests_per_month: 1000, specialists: "*" } },
+      }, { gated: true, env: { OTEL_EXPORTER_OTLP_ENDPOINT: endpoint } });
+      const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
+      const callerSpan = "00f067aa0ba902b7";
+      try {
+        const { auth } = await createKey(server, "big");
+        const headers = { ...auth, traceparent: `00-${traceId}-${callerSpan}-01` };
+        const remote = await postJson(`${server.url}/v1/chat/completions`, { model: "alveare-faraway", messages: [{ role: "user", content: "hi" }] }, headers);
+        assert.equal(remote.status, 200);
+        const local = await postJson(`${server.url}/v1/chat/completions`, { model: "alveare-chat", messages: [{ role: "user", content: "hi" }], max_tokens: 3 }, headers);
+        assert.equal(local.status, 200);
+        assert.equal(tracingSdkLoaded(), true);
+      } finally {
+        await server.close(); // flushes the batch to the receiver
+      }
+      const spans = receiver.spans.filter((s) => s.traceId === traceId);
+      const roots = spans.filter((s) => s.parentSpanId === callerSpan);
+      assert.equal(roots.length, 2, "one server span per request, child of the caller's span");
+      for (const root of roots) assert.equal(root.name, "POST /v1/chat/completions");
+      const childrenOf = (root: OtlpSpan): string[] => spans.filter((s) => s.parentSpanId === root.spanId).map((s) => s.name).sort();
+      const [first, second] = roots.sort((a, b) => (childrenOf(a).includes("upstream") ? -1 : childrenOf(b).includes("upstream") ? 1 : 0));
+      assert.deepEqual(childrenOf(first!), ["admission", "authentication", "metering", "upstream"]);
+      assert.deepEqual(childrenOf(second!), ["admission", "authentication", "generation", "metering", "queue"]);
+      const upstreamSpan = spans.find((s) => s.name === "upstream");
+      assert.equal(attribute(upstreamSpan, "gen_ai.usage.input_tokens"), 3);
+      assert.equal(attribute(upstreamSpan, "gen_ai.usage.output_tokens"), 2);
+      const generated = attribute(spans.find((s) => s.name === "generation"), "gen_ai.usage.output_tokens");
+      assert.ok(typeof generated === "number" && generated > 0);
+      // The upstream got the trace, as a child of the upstream span.
+      assert.equal(upstream.headers.at(-1)?.traceparent, `00-${traceId}-${upstreamSpan!.spanId}-01`);
+      assert.equal(attribute(first, "http.response.status_code"), 200);
+    });
+  });
+});
