@@ -1,3 +1,4 @@
+import { CLI_CONTEXT } from "../src/store/audit-log.js";
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { ApiError } from "../src/errors.js";
@@ -22,8 +23,8 @@ async function refusal(decision: Promise<AdmitDecision>): Promise<ApiError> {
 describe("AccountGate decisions", () => {
   const stores = openSqliteStores(":memory:", { serving: true });
   const gate = new AccountGate(stores.accounts, stores.ledger, plans, { limiter: new InProcessRateLimiter(() => 5_000_000) });
-  const accounts = new AccountService(stores.accounts, plans);
-  const keyOf = async (plan: string): Promise<string> => (await accounts.createKey((await accounts.createAccount("a", plan)).id, "live")).key;
+  const accounts = new AccountService(stores, plans);
+  const keyOf = async (plan: string): Promise<string> => (await accounts.createKey(CLI_CONTEXT, (await accounts.createAccount(CLI_CONTEXT, "a", plan)).id, "live")).key;
   let cappedKey: string;
   let capped: Caller;
   let solo: Caller;

@@ -177,6 +177,14 @@ describe("dashboard in a real browser", { skip: noChromium }, () => {
     await member.getByRole("heading", { name: "Plan: starter" }).waitFor();
     await audit(member, "11-member-plan");
 
+    // The member's activity: this account's audit records, the member's own key among them.
+    await member.getByRole("link", { name: "Activity" }).click();
+    await member.getByRole("heading", { name: "Activity" }).waitFor();
+    await member.getByRole("row", { name: /key\.created/ }).first().waitFor();
+    await member.getByRole("row", { name: /member\.joined/ }).waitFor();
+    assert.equal(await member.getByRole("row", { name: /operator\.signed_in/ }).count(), 0, "server-wide records are the operator's only");
+    await audit(member, "11b-member-activity");
+
     // Revoking asks in the page, naming the key; a failure is shown, not swallowed.
     await member.goto(`${server.url}/dashboard/#keys`);
     await member.getByRole("button", { name: /^Revoke key “production”/ }).click();
@@ -236,6 +244,19 @@ describe("dashboard in a real browser", { skip: noChromium }, () => {
     await operator.getByRole("dialog").getByRole("button", { name: "Suspend acme" }).click();
     await operator.getByRole("button", { name: "Reactivate account" }).waitFor();
     assert.equal(await operator.getByTestId("account-status").textContent(), "suspended");
+
+    // The operator's audit log, filtered to one action.
+    await operator.getByRole("link", { name: "Audit" }).click();
+    await operator.getByRole("heading", { name: "Audit log" }).waitFor();
+    await operator.getByRole("row", { name: /operator\.signed_in/ }).first().waitFor();
+    await operator.getByLabel("Action").selectOption("account.suspended");
+    await operator.getByRole("button", { name: "Filter" }).click();
+    await operator.getByRole("row", { name: /account\.suspended/ }).waitFor();
+    assert.equal(await operator.getByRole("row", { name: /operator\.signed_in/ }).count(), 0);
+    await audit(operator, "14b-operator-audit");
+    await operator.getByRole("link", { name: "Accounts" }).click();
+    await operator.getByRole("link", { name: "acme" }).click();
+    await operator.getByRole("button", { name: "Reactivate account" }).waitFor();
 
     // A session that ends (here: its cookie is gone) sends the page to sign-in, saying why.
     await context.clearCookies();

@@ -1,3 +1,4 @@
+import { CLI_CONTEXT } from "../src/store/audit-log.js";
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { loadConfig } from "../src/config/config.js";
@@ -51,9 +52,9 @@ describe("People's sign-in", () => {
     stores = await createStore({ dataDir: tempDir() });
     await stores.accounts.createAccount({ id: "acct_people", name: "people", plan: "solo", status: "active", createdAt: new Date().toISOString() });
     people = new People(stores, ADMIN_TOKEN, { derive: recording, signInLimits: { maxKeys: 8 } });
-    const { token } = await people.invite("acct_people", "erin@example.com");
-    await people.acceptInvitation(token, "erin's real password");
-    await people.invite("acct_people", "pending@example.com");
+    const { token } = await people.invite(CLI_CONTEXT, "acct_people", "erin@example.com");
+    await people.acceptInvitation(token, "erin's real password", "10.0.0.9");
+    await people.invite(CLI_CONTEXT, "acct_people", "pending@example.com");
   });
   after(async () => {
     await stores.close();

@@ -1,3 +1,4 @@
+import { CLI_CONTEXT } from "../src/store/audit-log.js";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { chmodSync, mkdirSync, statSync, writeFileSync } from "node:fs";
@@ -227,7 +228,7 @@ describe("database file modes", () => {
 describe("account service rules", () => {
   const service = async (plans = parsePlans({ capped: { requests_per_minute: 10, requests_per_month: 100, specialists: "*", max_keys: 2 } })) => {
     const store = await open(join(tempDir(), "alveare.db"));
-    return { store, accounts: new AccountService(store.accounts, plans) };
+    return { store, accounts: new AccountService(store, plans) };
   };
   const refusal = (code: string, status: number, param: string | null = null) => (error: unknown): boolean => {
     assert.ok(error instanceof AccountError && error instanceof ApiError);
@@ -239,14 +240,14 @@ describe("account service rules", () => {
 
   it("caps unrevoked keys per account and mode at the plan's max_keys", async () => {
     const { store, accounts } = await service();
-    const account = await accounts.createAccount("a", "capped");
-    const first = await accounts.createKey(account.id, "live");
-    await accounts.createKey(account.id, "live");
-    await assert.rejects(accounts.createKey(account.id, "live"), refusal("key_limit_reached", 403));
-    await accounts.createKey(account.id, "test"); // the other mode has its own cap
-    await accounts.revokeKey(first.record.id);
-    await accounts.createKey(account.id, "live");
-    await assert.rejects(accounts.createKey(account.id, "live"), refusal("key_limit_reached", 403));
+    const account = await accounts.createAccount(CLI_CONTEXT, "a", "capped");
+    const first = await accounts.createKey(CLI_CONTEXT, account.id, "live");
+    await accounts.createKey(CLI_CONTEXT, account.id, "live");
+    await assert.rejects(accounts.createKey(CLI_CONTEXT, account.id, "live"), refusal("key_limit_reached", 403));
+    await accounts.createKey(CLI_CONTEXT, account.id, "test"); // the other mode has its own cap
+    await accounts.revokeKey(CLI_CONTEXT, first.record.id);
+    await accounts.createKey(CLI_CONTEXT, account.id, "live");
+    await assert.rejects(accounts.createKey(CLI_CONTEXT, account.id, "live"), refusal("key_limit_reached", 403));
     await store.close();
   });
 
@@ -259,29 +260,29 @@ describe("account service rules", () => {
   it("defaults the cap to 25 keys", async () => {
     const { store, accounts } = await service();
     assert.equal(DEFAULT_PLANS.solo!.maxKeys, 25);
-    const account = await accounts.createAccount("a", "solo");
-    for (let i = 0; i < 25; i++) await accounts.createKey(account.id, "test");
-    await assert.rejects(accounts.createKey(account.id, "test"), refusal("key_limit_reached", 403));
+    const account = await accounts.createAccount(CLI_CONTEXT, "a", "solo");
+    for (let i = 0; i < 25; i++) await accounts.createKey(CLI_CONTEXT, account.id, "test");
+    await assert.rejects(accounts.createKey(CLI_CONTEXT, account.id, "test"), refusal("key_limit_reached", 403));
     await store.close();
   });
 
   it("refuses new keys while the account is suspended", async () => {
     const { store, accounts } = await service();
-    const account = await accounts.createAccount("a", "capped");
-    await accounts.setStatus(account.id, "suspended");
-    await assert.rejects(accounts.createKey(account.id, "live"), refusal("account_suspended", 403));
-    await accounts.setStatus(account.id, "active");
-    await accounts.createKey(account.id, "live");
-    await assert.rejects(accounts.createKey("acct_nope", "live"), refusal("not_found", 404));
+    const account = await accounts.createAccount(CLI_CONTEXT, "a", "capped");
+    await accounts.setStatus(CLI_CONTEXT, account.id, "suspended");
+    await assert.rejects(accounts.createKey(CLI_CONTEXT, account.id, "live"), refusal("account_suspended", 403));
+    await accounts.setStatus(CLI_CONTEXT, account.id, "active");
+    await accounts.createKey(CLI_CONTEXT, account.id, "live");
+    await assert.rejects(accounts.createKey(CLI_CONTEXT, "acct_nope", "live"), refusal("not_found", 404));
     await store.close();
   });
 
   it("accepts only plans that are defined, never a name the prototype knows", async () => {
     const { store, accounts } = await service();
-    const account = await accounts.createAccount("a", "solo");
+    const account = await accounts.createAccount(CLI_CONTEXT, "a", "solo");
     for (const name of ["constructor", "__proto__", "hasOwnProperty", "toString", "valueOf", "nope"]) {
-      await assert.rejects(accounts.createAccount("b", name), refusal("invalid_parameter", 400, "plan"), name);
-      await assert.rejects(accounts.changePlan(account.id, name), refusal("invalid_parameter", 400, "plan"), name);
+      await assert.rejects(accounts.createAccount(CLI_CONTEXT, "b", name), refusal("invalid_parameter", 400, "plan"), name);
+      await assert.rejects(accounts.changePlan(CLI_CONTEXT, account.id, name), refusal("invalid_parameter", 400, "plan"), name);
     }
     assert.equal((await accounts.getAccount(account.id)).plan, "solo");
     await store.close();

@@ -6,6 +6,7 @@
 import { api, ApiFailure, errorText, field, form, h, show, state, when, type Json, type SessionInfo } from "./dom.js";
 import { keysView, planView, usageView } from "./member.js";
 import { accountsView, accountView } from "./operator.js";
+import { activityView, auditView } from "./audit.js";
 
 const MIN_PASSWORD = 12;
 
@@ -15,7 +16,9 @@ function renderNav(): void {
   const link = (hash: string, text: string) => h("a", { href: hash, ...(current === hash ? { "aria-current": "page" } : {}) }, text);
   const session = state.session;
   if (session === undefined) { nav.replaceChildren(); return; }
-  const links = session.kind === "operator" ? [link("#admin", "Accounts")] : [link("#keys", "Keys"), link("#usage", "Usage"), link("#plan", "Plan")];
+  const links = session.kind === "operator"
+    ? [link("#admin", "Accounts"), link("#audit", "Audit")]
+    : [link("#keys", "Keys"), link("#usage", "Usage"), link("#plan", "Plan"), link("#activity", "Activity")];
   const who = h("span", { class: "who" }, session.kind === "operator" ? "Operator" : session.email ?? "");
   nav.replaceChildren(...links, who, h("button", { type: "button", class: "link", onclick: () => void signOut() }, "Sign out"));
 }
@@ -106,10 +109,12 @@ async function route(): Promise<void> {
     if (session === undefined) return await loginView();
     if (session.kind === "operator") {
       if (hash.startsWith("#account=")) return await accountView(decodeURIComponent(hash.slice("#account=".length)));
+      if (hash === "#audit") return await auditView();
       return await accountsView();
     }
     if (hash === "#usage") return await usageView();
     if (hash === "#plan") return await planView();
+    if (hash === "#activity") return await activityView();
     return await keysView();
   } catch (error) {
     // An expired session has already sent the page to sign-in (see api()).

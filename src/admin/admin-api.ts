@@ -10,6 +10,8 @@ import { adminRequests } from "../api/schemas/admin.js";
 import { parseBody } from "../schema/request-errors.js";
 import type { People } from "../dashboard/people.js";
 import { accountDetailRoutes } from "./account-detail-routes.js";
+import type { AuditLog } from "../store/audit-log.js";
+import { auditPageJson, auditRecordJson, parseAuditQuery, requestContext } from "./audit-query.js";
 import { checkCsrf, readCookie, SESSION_COOKIE, setSecurityHeaders } from "../dashboard/web-security.js";
 
 interface AdminApiOptions {
@@ -20,7 +22,10 @@ interface AdminApiOptions {
   peopleStore: PeopleStore;
   plans: Readonly<Record<string, Plan>>;
   people: People;
+  audit: AuditLog;
 }
+
+const operator = (request: FastifyRequest) => requestContext(request, "operator");
 
 const modeOf = (request: FastifyRequest): Mode => requestedMode((request.query as Record<string, string | undefined>).mode);
 
@@ -46,11 +51,19 @@ export function adminApi(options: AdminApiOptions) {
       const given = bearerToken(request.headers.authorization);
       if (given === undefined) throw errors.missingApiKey();
       // The same per-address limit as the operator's sign-in: the bearer token is the same secret.
-      options.people.checkAdminToken(given, request.ip);
+      await options.people.checkAdminToken(given, request.ip, request.id);
+      await options.audit.record(operator(request), { action: "admin_token.used", accountId: null, target: `${request.method} ${request.routeOptions.url ?? "unknown route"}` });
+    });
+
+    app.get("/audit", async (request) => auditPageJson(await options.audit.query(parseAuditQuery(request.query))));
+    app.get<{ Params: { id: string } }>("/audit/:id", async (request) => {
+      const record = /^\d{1,15}$/.test(request.params.id) ? await options.audit.get(Number(request.params.id)) : undefined;
+      if (record === undefined) throw errors.notFoundResource(`no audit record '${request.params.id}'`);
+      return auditRecordJson(record);
     });
 
     app.post<{ Params: { id: string } }>("/accounts/:id/invitations", async (request, reply) => {
-      const invited = await options.people.invite(request.params.id, parseBody(adminRequests.inviteMember, request.body).email);
+      const invited = await options.people.invite(operator(request), request.params.id, parseBody(adminRequests.inviteMember, request.body).email);
       return reply.code(201).send(invitationJson(invited));
     });
 
@@ -58,7 +71,7 @@ export function adminApi(options: AdminApiOptions) {
 
     app.post("/accounts", async (request, reply) => {
       const body = parseBody(adminRequests.createAccount, request.body);
-      const account = await accounts.createAccount(body.name, body.plan);
+      const account = await accounts.createAccount(operator(request), body.name, body.plan);
       return reply.code(201).send(accountJson(account));
     });
 
@@ -68,8 +81,8 @@ export function adminApi(options: AdminApiOptions) {
     app.patch<{ Params: { id: string } }>("/accounts/:id", async (request) => {
       const body = parseBody(adminRequests.updateAccount, request.body);
       let account: Account | undefined;
-      if (body.plan !== undefined) account = await accounts.changePlan(request.params.id, body.plan);
-      if (body.status !== undefined) account = await accounts.setStatus(request.params.id, body.status);
+      if (body.plan !== undefined) account = await accounts.changePlan(operator(request), request.params.id, body.plan);
+      if (body.status !== undefined) account = await accounts.setStatus(operator(request), request.params.id, body.status);
       if (account === undefined) throw errors.missingParameter("plan");
       return accountJson(account);
     });
@@ -80,11 +93,11 @@ export function adminApi(options: AdminApiOptions) {
 
     app.post<{ Params: { id: string } }>("/accounts/:id/keys", async (request, reply) => {
       const body = request.body === undefined ? {} : parseBody(adminRequests.createKey, request.body);
-      return reply.code(201).send(createdKeyJson(await accounts.createKey(request.params.id, body.mode ?? "live", body.name)));
+      return reply.code(201).send(createdKeyJson(await accounts.createKey(operator(request), request.params.id, body.mode ?? "live", body.name)));
     });
 
     app.post<{ Params: { id: string } }>("/keys/:id/revoke", async (request) => {
-      await accounts.revokeKey(request.params.id);
+      await accounts.revokeKey(operator(request), request.params.id);
       return { id: request.params.id, revoked: true };
     });
 

@@ -7,7 +7,7 @@ import {
   ChatCompletionChunkSchema, ChatCompletionSchema, CreateEmbeddingResponseSchema, ErrorBodySchema, HealthSchema, InferResponseSchema, ModelListSchema, ReadinessSchema, UsageSchema,
 } from "./schemas/responses.js";
 import {
-  AccountListSchema, AccountSchema, ApiKeyListSchema, CreatedApiKeySchema, InvitationSchema, MemberListSchema, RevokedKeySchema, UsageBreakdownSchema,
+  AccountListSchema, AccountSchema, ApiKeyListSchema, AuditPageSchema, AuditRecordSchema, CreatedApiKeySchema, InvitationSchema, MemberListSchema, RevokedKeySchema, UsageBreakdownSchema,
 } from "./schemas/admin-responses.js";
 
 /**
@@ -41,6 +41,8 @@ const SCHEMAS = {
   Invitation: InvitationSchema,
   MemberList: MemberListSchema,
   UsageBreakdown: UsageBreakdownSchema,
+  AuditRecord: AuditRecordSchema,
+  AuditPage: AuditPageSchema,
 } as const satisfies Record<string, TSchema>;
 
 export type SchemaName = keyof typeof SCHEMAS;
@@ -187,6 +189,23 @@ export const OPERATIONS: readonly Operation[] = [
     method: "get", path: "/admin/api/accounts/:id/usage/breakdown", summary: "Where an account's requests went: per key, per status, per day.", tag: "Admin", security: "admin",
     query: [MODE_QUERY, { name: "period", description: "The UTC month, YYYY-MM; this month when absent.", schema: { type: "string", pattern: "^\\d{4}-\\d{2}$" } }],
     ok: { 200: ok("The breakdown.", "UsageBreakdown") }, errors: [...ADMIN, 400],
+  },
+  {
+    method: "get", path: "/admin/api/audit", summary: "The audit log, newest first: who changed what, when and from where.", tag: "Admin", security: "admin",
+    query: [
+      { name: "account", description: "Only this account's records.", schema: { type: "string" } },
+      { name: "action", description: "Only this action, such as key.revoked or sign_in.failed.", schema: { type: "string" } },
+      { name: "actor", description: "Only this actor: operator, cli, anonymous or member:<email>.", schema: { type: "string" } },
+      { name: "since", description: "Records at or after this time (ISO 8601).", schema: { type: "string" } },
+      { name: "until", description: "Records before this time (ISO 8601).", schema: { type: "string" } },
+      { name: "limit", description: "Records per page, 1 to 1000 (default 100).", schema: { type: "integer", minimum: 1, maximum: 1000 } },
+      { name: "cursor", description: "The next_cursor of the previous page.", schema: { type: "integer", minimum: 1 } },
+    ],
+    ok: { 200: ok("A page of records.", "AuditPage") }, errors: [...ADMIN, 400],
+  },
+  {
+    method: "get", path: "/admin/api/audit/:id", summary: "One audit record.", tag: "Admin", security: "admin",
+    ok: { 200: ok("The record.", "AuditRecord") }, errors: ADMIN,
   },
 ];
 

@@ -8,6 +8,8 @@ import { KEY_MODES } from "../gate/credentials.js";
 import { usageReport } from "../metering/usage-report.js";
 import { createStore } from "../store/create-store.js";
 import type { ApiKeyRecord, Mode, Stores } from "../store/store.js";
+import { CLI_CONTEXT } from "../store/audit-log.js";
+import { auditPageJson, parseAuditQuery } from "../admin/audit-query.js";
 import { loadCliConfig } from "./cli-config.js";
 import { RuntimeError } from "./exit.js";
 import { note, print, printJson, shortTime, table } from "./output.js";
@@ -44,7 +46,7 @@ async function withStore(options: StoreOptions, run: (session: Session) => Promi
   if (!json) note(`using ${path}${isNew ? " (new, empty database)" : ""}`);
   const stores = await createStore(config);
   try {
-    await run({ config, stores, accounts: new AccountService(stores.accounts, config.plans), json });
+    await run({ config, stores, accounts: new AccountService(stores, config.plans), json });
   } finally {
     await stores.close();
   }
@@ -74,7 +76,7 @@ export function registerAccountCommands(program: Command): void {
     .requiredOption("--plan <plan>", "its plan: solo, starter, professional, scale, or one from the config file")
     .addHelpText("after", "\nExample:\n  $ alveare accounts create --name \"Acme\" --plan starter")
     .action((o: StoreOptions & { name: string; plan: string }) => withStore(o, async ({ accounts: service, json }) => {
-      const account = await service.createAccount(o.name, o.plan);
+      const account = await service.createAccount(CLI_CONTEXT, o.name, o.plan);
       if (json) printJson(accountJson(account));
       else print(`created account ${account.id} (${account.name}, plan ${account.plan})`);
     }));
@@ -97,8 +99,8 @@ export function registerAccountCommands(program: Command): void {
     .action((id: string, o: StoreOptions & { plan?: string; status?: "active" | "suspended" }, command: Command) => {
       if (o.plan === undefined && o.status === undefined) command.error("error: give --plan, --status or both", { exitCode: 2 });
       return withStore(o, async ({ accounts: service, json }) => {
-        let account = o.plan === undefined ? await service.getAccount(id) : await service.changePlan(id, o.plan);
-        if (o.status !== undefined) account = await service.setStatus(id, o.status);
+        let account = o.plan === undefined ? await service.getAccount(id) : await service.changePlan(CLI_CONTEXT, id, o.plan);
+        if (o.status !== undefined) account = await service.setStatus(CLI_CONTEXT, id, o.status);
         if (json) printJson(accountJson(account));
         else print(`updated account ${account.id}: plan ${account.plan}, ${account.status}`);
       });
@@ -111,7 +113,7 @@ export function registerAccountCommands(program: Command): void {
     .requiredOption("--email <email>", "their e-mail address (their sign-in name)")
     .addHelpText("after", "\nThe link starts with ALVEARE_PUBLIC_URL (default http://ALVEARE_HOST:ALVEARE_PORT).\n\nExample:\n  $ alveare members invite --account acc_123 --email dev@example.com")
     .action((o: StoreOptions & { account: string; email: string }) => withStore(o, async ({ stores, config, json }) => {
-      const invitation = invitationJson(await new People(stores, undefined).invite(o.account, o.email));
+      const invitation = invitationJson(await new People(stores, undefined).invite(CLI_CONTEXT, o.account, o.email));
       if (json) printJson(invitation);
       else print(`invited ${invitation.email} to account ${o.account}; send them this link (single use, valid 7 days):\n${config.publicUrl}${invitation.invite_path}`);
     }));
@@ -124,7 +126,7 @@ export function registerAccountCommands(program: Command): void {
     .option("--name <name>", "a label to recognise the key by")
     .addHelpText("after", "\nExample:\n  $ alveare keys create --account acc_123 --name laptop")
     .action((o: StoreOptions & { account: string; mode: Mode; name?: string }) => withStore(o, async ({ accounts: service, json }) => {
-      const created = await service.createKey(o.account, o.mode, o.name);
+      const created = await service.createKey(CLI_CONTEXT, o.account, o.mode, o.name);
       if (json) printJson(createdKeyJson(created));
       else print(`created ${created.record.mode} key ${created.record.id}\n${created.key}\nThis is the only time the key is shown: store it now.`);
     }));
@@ -149,7 +151,7 @@ export function registerAccountCommands(program: Command): void {
     .action((keyId: string, o: StoreOptions) => withStore(o, async (session) => {
       const before = await findKey(session, keyId);
       if (before === undefined) throw new RuntimeError(`no key '${keyId}'`);
-      await session.accounts.revokeKey(keyId);
+      await session.accounts.revokeKey(CLI_CONTEXT, keyId);
       if (session.json) printJson({ id: keyId, revoked: true });
       else if (before.revokedAt) print(`key ${keyId} was already revoked (since ${shortTime(before.revokedAt)}); nothing changed`);
       else print(`revoked key ${keyId}; requests with it are refused from now on`);
@@ -178,4 +180,27 @@ export function registerAccountCommands(program: Command): void {
       print("");
       print(table(["specialist", "requests"], bySpecialist.map(([id, n]) => [id, String(n)]), "no requests this month"));
     }));
+
+  storeCommand(program, "audit", "show the audit log: who changed what, when and from where (newest first)")
+    .option("--account <id>", "only this account's records")
+    .option("--action <action>", "only this action, e.g. key.revoked or sign_in.failed")
+    .option("--actor <actor>", "only this actor: operator, cli, anonymous, member (any member) or member:EMAIL")
+    .option("--since <time>", "from this date or time (UTC), e.g. 2026-11-01")
+    .option("--until <time>", "before this date or time (UTC)")
+    .option("--limit <n>", "at most this many records (1 to 1000)", "100")
+    .addHelpText("after", "\nExamples:\n  $ alveare audit\n  $ alveare audit --account acc_123 --json\n  $ alveare audit --action sign_in.failed --since 2026-11-01")
+    .action((o: StoreOptions & { account?: string; action?: string; actor?: string; since?: string; until?: string; limit: string }) =>
+      withStore(o, async ({ stores, json }) => {
+        const page = await stores.audit.query(parseAuditQuery({ account: o.account, action: o.action, actor: o.actor, since: o.since, until: o.until, limit: o.limit }));
+        if (json) {
+          printJson(auditPageJson(page));
+          return;
+        }
+        print(table(
+          ["time", "actor", "action", "account", "target", "source", "count"],
+          page.records.map((r) => [shortTime(r.at), r.actor, r.action, r.accountId ?? "-", r.target ?? "-", r.source ?? "-", String(r.count)]),
+          "no audit records match",
+        ));
+        if (page.nextCursor !== null) note(`more records are older; narrow with --since/--until or raise --limit`);
+      }));
 }

@@ -6,6 +6,7 @@ import { ConfigError } from "./config-error.js";
 import { parseSpecialists } from "./specialists-config.js";
 import { parsePlans, type Plan } from "../gate/plans.js";
 import { parseConfigPart } from "../schema/config-errors.js";
+import { DEFAULT_AUDIT_RETENTION_DAYS } from "../store/audit-log.js";
 import { sqliteFile } from "../store/sqlite/database-file.js";
 import { configFile, type ConfigFile } from "./schemas.js";
 import { observabilityFrom, type ObservabilitySettings } from "../observability/settings.js";
@@ -64,6 +65,8 @@ export interface ServerConfig {
   plans: Record<string, Plan>;
   /** ALVEARE_TRUST_PROXY, as Fastify's trustProxy: whose X-Forwarded-* headers to believe. */
   trustProxy: TrustProxy;
+  /** ALVEARE_AUDIT_RETENTION_DAYS: audit records older than this are pruned. */
+  auditRetentionDays: number;
   /** Metrics listener and drain deadline; no metrics listener when absent. */
   observability?: ObservabilitySettings | undefined;
 }
@@ -226,6 +229,7 @@ export function loadConfig(flags: ServeFlags = {}, env: Env = process.env): Serv
     specialists,
     plans,
     trustProxy: trustProxyFrom(env.ALVEARE_TRUST_PROXY),
+    auditRetentionDays: intFrom(env.ALVEARE_AUDIT_RETENTION_DAYS, "ALVEARE_AUDIT_RETENTION_DAYS", 1, 36_500) ?? DEFAULT_AUDIT_RETENTION_DAYS,
     observability: observabilityFrom(env),
   };
 }

@@ -10,13 +10,16 @@ import type { LedgerStore, Mode, Session } from "../store/store.js";
 import { accountJson, createdKeyJson, keyJson } from "../api/resources.js";
 import { dashboardRequests } from "../api/schemas/dashboard.js";
 import { parseBody } from "../schema/request-errors.js";
+import type { AuditLog } from "../store/audit-log.js";
 import type { People } from "./people.js";
+import { auditPageJson, auditRecordJson, parseAuditQuery, requestContext } from "../admin/audit-query.js";
 import { checkCsrf, checkSameOrigin, dashboardResponseHeaders, notSignedIn, readCookie, SESSION_COOKIE, setSessionCookie } from "./web-security.js";
 
 interface DashboardOptions {
   people: People;
   accounts: AccountService;
   ledger: LedgerStore;
+  audit: AuditLog;
   plans: Readonly<Record<string, Plan>>;
   specialists: readonly SpecialistDefinition[];
 }
@@ -30,6 +33,7 @@ const ASSETS: ReadonlyMap<string, { file: URL; type: string }> = new Map([
   ["charts.js", { file: new URL("dist/dashboard/charts.js", ROOT), type: "text/javascript; charset=utf-8" }],
   ["member.js", { file: new URL("dist/dashboard/member.js", ROOT), type: "text/javascript; charset=utf-8" }],
   ["operator.js", { file: new URL("dist/dashboard/operator.js", ROOT), type: "text/javascript; charset=utf-8" }],
+  ["audit.js", { file: new URL("dist/dashboard/audit.js", ROOT), type: "text/javascript; charset=utf-8" }],
   ["chart.umd.min.js", { file: new URL("dist/dashboard/vendor/chart.umd.min.js", ROOT), type: "text/javascript; charset=utf-8" }],
 ]);
 const INDEX = new URL("dashboard/public/index.html", ROOT);
@@ -48,7 +52,7 @@ async function memberSession(people: People, request: FastifyRequest): Promise<S
  * the admin API with the admin session cookie.
  */
 export function dashboardRoutes(options: DashboardOptions) {
-  const { people, accounts, ledger, plans } = options;
+  const { people, accounts, ledger, plans, audit } = options;
   const accountOf = async (session: Session & { memberId: string }) => {
     const member = await people.member(session.memberId);
     if (member === undefined) throw notSignedIn();
@@ -72,20 +76,20 @@ export function dashboardRoutes(options: DashboardOptions) {
     app.post("/api/login", async (request, reply) => {
       checkSameOrigin(request);
       const body = parseBody(dashboardRequests.signIn, request.body);
-      const { token, session } = await people.signIn(body.email, body.password, request.ip);
+      const { token, session } = await people.signIn(body.email, body.password, request.ip, request.id);
       return signedIn(request, reply, token, session);
     });
 
     app.post("/api/admin-login", async (request, reply) => {
       checkSameOrigin(request);
-      const { token, session } = await people.signInOperator(parseBody(dashboardRequests.operatorSignIn, request.body).token, request.ip);
+      const { token, session } = await people.signInOperator(parseBody(dashboardRequests.operatorSignIn, request.body).token, request.ip, request.id);
       return signedIn(request, reply, token, session);
     });
 
     app.post("/api/invitations/accept", async (request, reply) => {
       checkSameOrigin(request);
       const body = parseBody(dashboardRequests.acceptInvitation, request.body);
-      const { token, session } = await people.acceptInvitation(body.token, body.password);
+      const { token, session } = await people.acceptInvitation(body.token, body.password, request.ip, request.id);
       return signedIn(request, reply, token, session);
     });
 
@@ -115,19 +119,34 @@ export function dashboardRoutes(options: DashboardOptions) {
     });
 
     app.post("/api/keys", async (request, reply) => {
-      const { account } = await accountOf(await memberSession(people, request));
+      const { member, account } = await accountOf(await memberSession(people, request));
       const body = parseBody(dashboardRequests.createKey, request.body);
       const name = body.name?.trim() || undefined;
-      return reply.code(201).send(createdKeyJson(await accounts.createKey(account.id, body.mode, name)));
+      return reply.code(201).send(createdKeyJson(await accounts.createKey(requestContext(request, `member:${member.email}`), account.id, body.mode, name)));
     });
 
     app.post<{ Params: { id: string } }>("/api/keys/:id/revoke", async (request) => {
-      const { account } = await accountOf(await memberSession(people, request));
+      const { member, account } = await accountOf(await memberSession(people, request));
       // Another account's key is answered exactly like a missing one.
       const own = (await accounts.listKeys(account.id)).some((k) => k.id === request.params.id);
       if (!own) throw new ApiError(404, "invalid_request_error", "not_found", `no key '${request.params.id}'`);
-      await accounts.revokeKey(request.params.id);
+      await accounts.revokeKey(requestContext(request, `member:${member.email}`), request.params.id);
       return { id: request.params.id, revoked: true };
+    });
+
+    // A member reads only the records of their own account; any other account's are answered as missing.
+    app.get("/api/audit", async (request) => {
+      const { account } = await accountOf(await memberSession(people, request));
+      const query = parseAuditQuery(request.query);
+      if (query.accountId !== undefined && query.accountId !== account.id) throw errors.notFoundResource(`no account '${query.accountId}'`);
+      return auditPageJson(await audit.query({ ...query, accountId: account.id }));
+    });
+
+    app.get<{ Params: { id: string } }>("/api/audit/:id", async (request) => {
+      const { account } = await accountOf(await memberSession(people, request));
+      const record = /^\d{1,15}$/.test(request.params.id) ? await audit.get(Number(request.params.id)) : undefined;
+      if (record === undefined || record.accountId !== account.id) throw errors.notFoundResource(`no audit record '${request.params.id}'`);
+      return auditRecordJson(record);
     });
 
     app.get("/api/usage", async (request) => {

@@ -1,7 +1,8 @@
 import { createHash } from "node:crypto";
 import { ApiError, errors } from "../errors.js";
 import { randomBase62 } from "../ids.js";
-import type { AccountStore, Member, PeopleStore, Session } from "../store/store.js";
+import type { AuditAction, AuditContext } from "../store/audit-log.js";
+import type { Member, Session, Stores } from "../store/store.js";
 import { FIELD_LIMITS, isEmailAddress } from "./bounded-fields.js";
 import { FailureLog, type FailureLogLimits } from "./failure-log.js";
 import { checkPasswordPolicy } from "./password-policy.js";
@@ -35,13 +36,18 @@ interface PeopleOptions {
  * e-mail and per client address; failed admin-token checks (operator sign-in and
  * the admin API's bearer token) per client address, on a counter of their own so
  * neither kind of guessing locks out the other.
+ *
+ * Sign-ins, invitations and joins go to the audit log. Failures that name no
+ * known member (unknown e-mails, refusals by the limiter, wrong admin tokens)
+ * are counted per client address and minute rather than recorded one by one,
+ * so a flood cannot grow the log without bound.
  */
 export class People {
   private readonly memberFailures: FailureLog;
   private readonly operatorFailures: FailureLog;
   private readonly passwords: Passwords;
 
-  constructor(private readonly stores: { accounts: AccountStore; people: PeopleStore }, private readonly adminToken: string | undefined, options: PeopleOptions = {}) {
+  constructor(private readonly stores: Pick<Stores, "accounts" | "people" | "audit">, private readonly adminToken: string | undefined, options: PeopleOptions = {}) {
     const limits = { ...SIGN_IN_LIMITS, ...options.signInLimits };
     this.memberFailures = new FailureLog(limits);
     this.operatorFailures = new FailureLog(limits);
@@ -49,7 +55,7 @@ export class People {
   }
 
   /** Creates (or re-invites) a member and returns the one-time invitation token; older invitations stop working. */
-  async invite(accountId: string, email: string): Promise<{ member: Member; token: string }> {
+  async invite(context: AuditContext, accountId: string, email: string): Promise<{ member: Member; token: string }> {
     const normalised = normaliseEmail(email);
     if (!isEmailAddress(normalised)) throw errors.invalidParameter("email", "must be an email address.");
     if ((await this.stores.accounts.getAccount(accountId)) === undefined) throw new ApiError(404, "invalid_request_error", "not_found", `no account '${accountId}'`);
@@ -63,51 +69,75 @@ export class People {
     }
     const token = randomBase62(40);
     await this.stores.people.createInvitation(sha256(token), member.id, new Date(Date.now() + INVITATION_MS).toISOString());
+    await this.stores.audit.record(context, { action: "member.invited", accountId, target: `member:${member.id}`, detail: { email: normalised } });
     return { member, token };
   }
 
   /** Sets the password of an invited member (ending the member's other sessions) and signs them in. */
-  async acceptInvitation(token: string, password: string): Promise<StartedSession> {
+  async acceptInvitation(token: string, password: string, address: string, requestId: string | null = null): Promise<StartedSession> {
     checkPasswordPolicy(password);
     const memberId = token.length > FIELD_LIMITS.token ? undefined : await this.stores.people.useInvitation(sha256(token), new Date().toISOString());
     if (memberId === undefined) throw errors.invalidParameter("token", "this invitation is invalid, used or expired; ask for a new one.");
     await this.stores.people.setMemberPassword(memberId, await this.passwords.hash(password));
+    const member = await this.stores.people.getMember(memberId);
+    if (member !== undefined) {
+      await this.stores.audit.record({ actor: `member:${member.email}`, source: address, requestId }, {
+        action: "member.joined", accountId: member.accountId, target: `member:${member.id}`,
+      });
+    }
     return this.startSession(memberId, false);
   }
 
-  async signIn(email: string, password: string, address: string): Promise<StartedSession> {
+  async signIn(email: string, password: string, address: string, requestId: string | null = null): Promise<StartedSession> {
     const normalised = normaliseEmail(email);
     if (password.length > FIELD_LIMITS.password) throw errors.invalidParameter("password", `must be at most ${FIELD_LIMITS.password} characters.`);
     const keys = [`email:${normalised}`, `addr:${address}`];
     const now = Date.now();
-    refuseIfLimited(this.memberFailures, keys, now);
+    const anonymous: AuditContext = { actor: "anonymous", source: address, requestId };
+    await this.refuseIfLimited(this.memberFailures, keys, now, anonymous, "sign_in.failed");
     const member = await this.stores.people.findMemberByEmail(normalised);
     // An unknown e-mail (or a member without a password yet) is checked against a
     // decoy hash with the same parameters, so timing does not reveal who has an account.
     const ok = await this.passwords.verify(password, member?.passwordHash);
     if (member === undefined || !ok) {
       for (const key of keys) this.memberFailures.add(key, now);
+      if (member === undefined) await this.stores.audit.count(anonymous, "sign_in.failed");
+      else await this.stores.audit.record(anonymous, { action: "sign_in.failed", accountId: member.accountId, target: `member:${member.id}`, detail: { email: member.email } });
       throw new ApiError(401, "authentication_error", "invalid_credentials", "Wrong email or password.");
     }
     this.memberFailures.clear(keys[0]!);
+    await this.stores.audit.record({ actor: `member:${member.email}`, source: address, requestId }, {
+      action: "sign_in.succeeded", accountId: member.accountId, target: `member:${member.id}`,
+    });
     return this.startSession(member.id, false);
   }
 
-  async signInOperator(token: string, address: string): Promise<StartedSession> {
+  async signInOperator(token: string, address: string, requestId: string | null = null): Promise<StartedSession> {
     if (this.adminToken === undefined) throw errors.notFound("POST", "/dashboard/api/admin-login");
-    this.checkAdminToken(token, address);
+    await this.checkAdminToken(token, address, requestId);
+    await this.stores.audit.record({ actor: "operator", source: address, requestId }, { action: "operator.signed_in", accountId: null, target: null });
     return this.startSession(null, true);
   }
 
   /** 401 for a wrong admin token, 429 once the address has guessed wrong too often (even for the right token then). */
-  checkAdminToken(given: string, address: string): void {
+  async checkAdminToken(given: string, address: string, requestId: string | null = null): Promise<void> {
     const key = `addr:${address}`;
     const now = Date.now();
-    refuseIfLimited(this.operatorFailures, [key], now);
+    const anonymous: AuditContext = { actor: "anonymous", source: address, requestId };
+    await this.refuseIfLimited(this.operatorFailures, [key], now, anonymous, "admin_token.failed");
     if (this.adminToken === undefined || given.length > FIELD_LIMITS.token || !sameSecret(given, this.adminToken)) {
       this.operatorFailures.add(key, now);
+      await this.stores.audit.count(anonymous, "admin_token.failed");
       throw errors.invalidAdminToken();
     }
+  }
+
+  /** 429 while any of the keys has used up its failed attempts, until the oldest leaves the window; each refusal is counted as a failure. */
+  private async refuseIfLimited(log: FailureLog, keys: readonly string[], now: number, context: AuditContext, action: AuditAction): Promise<void> {
+    const wait = Math.max(...keys.map((key) => log.retryAfterMs(key, now)));
+    if (wait <= 0) return;
+    await this.stores.audit.count(context, action);
+    throw errors.tooManySignIns(wait);
   }
 
   /** How many keys each failure log holds now (its size is capped). */
@@ -143,10 +173,4 @@ function normaliseEmail(email: string): string {
   const normalised = email.trim().toLowerCase();
   if (normalised.length > FIELD_LIMITS.email) throw errors.invalidParameter("email", `must be at most ${FIELD_LIMITS.email} characters.`);
   return normalised;
-}
-
-/** 429 while any of the keys has used up its failed attempts, until the oldest leaves the window. */
-function refuseIfLimited(log: FailureLog, keys: readonly string[], now: number): void {
-  const wait = Math.max(...keys.map((key) => log.retryAfterMs(key, now)));
-  if (wait > 0) throw errors.tooManySignIns(wait);
 }

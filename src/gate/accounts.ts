@@ -1,16 +1,18 @@
 import { ApiError, errors } from "../errors.js";
 import { randomBase62 } from "../ids.js";
-import type { Account, AccountStore, ApiKeyRecord, Mode } from "../store/store.js";
+import type { AuditContext } from "../store/audit-log.js";
+import type { Account, ApiKeyRecord, Mode, Stores } from "../store/store.js";
 import { generateKey } from "./api-keys.js";
 import { isKeyMode } from "./credentials.js";
 import { DEFAULT_MAX_KEYS, findPlan, type Plan } from "./plans.js";
 
 /**
  * Account and key operations, shared by the CLI, the admin API and the
- * dashboard, so each rule (plan names, key cap, suspension) is enforced once.
+ * dashboard, so each rule (plan names, key cap, suspension) is enforced once,
+ * and each change is written to the audit log with who made it.
  */
 export class AccountService {
-  constructor(private readonly store: AccountStore, private readonly plans: Readonly<Record<string, Plan>>) {}
+  constructor(private readonly stores: Pick<Stores, "accounts" | "audit">, private readonly plans: Readonly<Record<string, Plan>>) {}
 
   private plan(name: string): Plan {
     const plan = findPlan(this.plans, name);
@@ -18,11 +20,12 @@ export class AccountService {
     return plan;
   }
 
-  async createAccount(name: string, plan: string): Promise<Account> {
+  async createAccount(context: AuditContext, name: string, plan: string): Promise<Account> {
     if (name.trim().length === 0) throw new AccountError(errors.invalidParameter("name", "the account name must not be empty."));
     this.plan(plan);
     const account: Account = { id: `acct_${randomBase62(16)}`, name, plan, status: "active", createdAt: new Date().toISOString() };
-    await this.store.createAccount(account);
+    await this.stores.accounts.createAccount(account);
+    await this.stores.audit.record(context, { action: "account.created", accountId: account.id, target: `account:${account.id}`, detail: { name, plan } });
     return account;
   }
 
@@ -31,7 +34,7 @@ export class AccountService {
    * owner's hands. Refused for a suspended account and beyond the plan's cap of
    * unrevoked keys per mode (each key brings its own minute limit).
    */
-  async createKey(accountId: string, mode: Mode, name?: string): Promise<{ record: ApiKeyRecord; key: string }> {
+  async createKey(context: AuditContext, accountId: string, mode: Mode, name?: string): Promise<{ record: ApiKeyRecord; key: string }> {
     if (!isKeyMode(mode)) throw new AccountError(errors.invalidParameter("mode", `must be live or test, got '${String(mode)}'.`));
     const account = await this.getAccount(accountId);
     // An account left on a plan the config no longer defines keeps the default cap.
@@ -41,8 +44,11 @@ export class AccountService {
       id: `key_${randomBase62(16)}`, accountId, name: name ?? null, mode, prefix: secret.prefix,
       createdAt: new Date().toISOString(), lastUsedAt: null, revokedAt: null,
     };
-    switch (await this.store.createKey(record, secret.hash, maxKeys)) {
+    switch (await this.stores.accounts.createKey(record, secret.hash, maxKeys)) {
       case "created":
+        await this.stores.audit.record(context, {
+          action: "key.created", accountId, target: `key:${record.id}`, detail: { mode, ...(name === undefined ? {} : { name }) },
+        });
         return { record, key: secret.key };
       case "no_account":
         throw noAccount(accountId);
@@ -55,36 +61,49 @@ export class AccountService {
 
   async listKeys(accountId: string): Promise<ApiKeyRecord[]> {
     await this.getAccount(accountId);
-    return this.store.listKeys(accountId);
+    return this.stores.accounts.listKeys(accountId);
   }
 
   listAccounts(): Promise<Account[]> {
-    return this.store.listAccounts();
+    return this.stores.accounts.listAccounts();
   }
 
   async getAccount(id: string): Promise<Account> {
-    const account = await this.store.getAccount(id);
+    const account = await this.stores.accounts.getAccount(id);
     if (account === undefined) throw noAccount(id);
     return account;
   }
 
-  async changePlan(id: string, plan: string): Promise<Account> {
+  async changePlan(context: AuditContext, id: string, plan: string): Promise<Account> {
     this.plan(plan);
-    if (!(await this.store.updateAccount(id, { plan }))) throw noAccount(id);
+    const before = await this.getAccount(id);
+    if (!(await this.stores.accounts.updateAccount(id, { plan }))) throw noAccount(id);
+    if (before.plan !== plan) {
+      await this.stores.audit.record(context, { action: "account.plan_changed", accountId: id, target: `account:${id}`, detail: { from: before.plan, to: plan } });
+    }
     return this.getAccount(id);
   }
 
   /** A suspended account's keys stop working on the next request; reactivating restores them. */
-  async setStatus(id: string, status: Account["status"]): Promise<Account> {
+  async setStatus(context: AuditContext, id: string, status: Account["status"]): Promise<Account> {
     if (status !== "active" && status !== "suspended") {
       throw new AccountError(errors.invalidParameter("status", `must be active or suspended, got '${String(status)}'.`));
     }
-    if (!(await this.store.updateAccount(id, { status }))) throw noAccount(id);
+    const before = await this.getAccount(id);
+    if (!(await this.stores.accounts.updateAccount(id, { status }))) throw noAccount(id);
+    if (before.status !== status) {
+      await this.stores.audit.record(context, { action: status === "suspended" ? "account.suspended" : "account.reactivated", accountId: id, target: `account:${id}` });
+    }
     return this.getAccount(id);
   }
 
-  async revokeKey(keyId: string): Promise<void> {
-    if (!(await this.store.revokeKey(keyId, new Date().toISOString()))) throw new AccountError(errors.notFoundResource(`no key '${keyId}'`));
+  /** Revoking a revoked key changes nothing and records nothing. */
+  async revokeKey(context: AuditContext, keyId: string): Promise<void> {
+    const key = await this.stores.accounts.getKey(keyId);
+    if (key === undefined || !(await this.stores.accounts.revokeKey(keyId, new Date().toISOString()))) {
+      throw new AccountError(errors.notFoundResource(`no key '${keyId}'`));
+    }
+    if (key.revokedAt === null) await this.stores.audit.record(context, { action: "key.revoked", accountId: key.accountId, target: `key:${keyId}`, detail: { mode: key.mode } });
   }
 }
 

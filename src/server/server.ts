@@ -11,6 +11,7 @@ import { buildApp, type AppOptions } from "./app.js";
 import { dashboardRoutes } from "../dashboard/dashboard-routes.js";
 import { pageSupportRoutes } from "../dashboard/page-support-routes.js";
 import { People } from "../dashboard/people.js";
+import type { AuditLog } from "../store/audit-log.js";
 import type { Stores } from "../store/store.js";
 import { adminApi } from "../admin/admin-api.js";
 import { AccountService } from "../gate/accounts.js";
@@ -48,8 +49,10 @@ export interface StartOptions {
 export async function startServer(config: ServerConfig, options: StartOptions): Promise<RunningServer> {
   const stores = options.gate === undefined ? await createStore(config, { serving: true }) : undefined;
   const accountGate = stores && new AccountGate(stores.accounts, stores.ledger, config.plans);
+  const stopPruning = stores && pruneAuditLog(stores.audit, config.auditRetentionDays, options.logger);
   const gate = options.gate ?? accountGate!;
   const closeGate = async (): Promise<void> => {
+    stopPruning?.();
     await gate.close();
     await stores?.close();
   };
@@ -131,14 +134,29 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
   };
 }
 
+const PRUNE_EVERY_MS = 60 * 60 * 1000;
+
+/** Prunes audit records past their retention now and every hour; returns the stop switch. */
+function pruneAuditLog(audit: AuditLog, retentionDays: number, logger: Logger): () => void {
+  const prune = (): void => {
+    audit.prune(new Date(Date.now() - retentionDays * 24 * 60 * 60 * 1000))
+      .then((pruned) => { if (pruned > 0) logger.info({ pruned, retention_days: retentionDays }, "pruned old audit records"); })
+      .catch((error: unknown) => logger.error({ err: error }, "pruning the audit log failed"));
+  };
+  prune();
+  const timer = setInterval(prune, PRUNE_EVERY_MS);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
 /** The admin API and the dashboard: they need the accounts, the ledger and the people. */
 function operatorAndDashboard(stores: Stores, config: ServerConfig): NonNullable<AppOptions["mounts"]> {
-  const accounts = new AccountService(stores.accounts, config.plans);
+  const accounts = new AccountService(stores, config.plans);
   const people = new People(stores, config.adminToken);
   const { ledger } = stores;
   return [
-    { prefix: "/admin/api", plugin: adminApi({ token: config.adminToken, accounts, ledger, peopleStore: stores.people, plans: config.plans, people }) },
-    { prefix: "/dashboard", plugin: dashboardRoutes({ people, accounts, ledger, plans: config.plans, specialists: config.specialists }) },
+    { prefix: "/admin/api", plugin: adminApi({ token: config.adminToken, accounts, ledger, peopleStore: stores.people, plans: config.plans, people, audit: stores.audit }) },
+    { prefix: "/dashboard", plugin: dashboardRoutes({ people, accounts, ledger, audit: stores.audit, plans: config.plans, specialists: config.specialists }) },
     { prefix: "/dashboard", plugin: pageSupportRoutes({ people, accounts, stores, operatorSignIn: Boolean(config.adminToken) }) },
   ];
 }

@@ -6,6 +6,8 @@
  * database implements it. `createStore` opens all three on one backend.
  */
 
+import type { AuditLog } from "./audit-log.js";
+
 export type Mode = "live" | "test";
 
 export interface Account {
@@ -126,6 +128,7 @@ export interface AccountStore {
   /** Creates a key unless the account is missing or suspended or already has `maxUnrevoked` unrevoked keys of its mode. */
   createKey(key: ApiKeyRecord, hash: string, maxUnrevoked: number): Promise<KeyCreation>;
   listKeys(accountId: string): Promise<ApiKeyRecord[]>;
+  getKey(keyId: string): Promise<ApiKeyRecord | undefined>;
   /** Marks a key revoked; false when there is no such key. A revoked key fails its very next lookup. */
   revokeKey(keyId: string, at: string): Promise<boolean>;
   findKeyByHash(hash: string): Promise<KeyLookup | undefined>;
@@ -173,6 +176,8 @@ export interface Stores {
   accounts: AccountStore;
   ledger: LedgerStore;
   people: PeopleStore;
+  /** Who changed what: append-only, in the same database. */
+  audit: AuditLog;
   /** Commits what is queued, then releases the backend; the stores are unusable after. */
   close(): Promise<void>;
 }

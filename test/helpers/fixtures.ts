@@ -1,3 +1,4 @@
+import { CLI_CONTEXT } from "../../src/store/audit-log.js";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -81,9 +82,9 @@ export async function createKey(
 ): Promise<{ accountId: string; keyId: string; key: string; auth: Record<string, string> }> {
   const stores = await createStore(server.config);
   try {
-    const accounts = new AccountService(stores.accounts, server.config.plans);
-    const account = accountId === undefined ? await accounts.createAccount(`acct-${plan}`, plan) : { id: accountId };
-    const { record, key } = await accounts.createKey(account.id, mode);
+    const accounts = new AccountService(stores, server.config.plans);
+    const account = accountId === undefined ? await accounts.createAccount(CLI_CONTEXT, `acct-${plan}`, plan) : { id: accountId };
+    const { record, key } = await accounts.createKey(CLI_CONTEXT, account.id, mode);
     return { accountId: account.id, keyId: record.id, key, auth: { authorization: `Bearer ${key}` } };
   } finally {
     await stores.close();

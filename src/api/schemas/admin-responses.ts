@@ -70,3 +70,23 @@ export const UsageBreakdownSchema = Type.Object({
   })),
   by_status: Type.Object({ success: Count(), client_error: Count(), rate_limited: Count(), server_error: Count() }),
 }, { title: "UsageBreakdown" });
+
+/** One audit record; an aggregate (failed sign-ins of unknown e-mails, failed admin tokens) stands for `count` events of one source and minute. */
+export const AuditRecordSchema = Type.Object({
+  id: Type.Integer({ minimum: 1 }),
+  at: Timestamp,
+  actor: Type.String({ description: "operator, cli, anonymous, or member:<email>." }),
+  action: Type.String(),
+  account_id: Type.Union([Type.String(), Type.Null()]),
+  target: Type.Union([Type.String(), Type.Null()]),
+  detail: Type.Union([Type.Record(Type.String(), Type.Unknown()), Type.Null()]),
+  source: Type.Union([Type.String(), Type.Null()], { description: "The client address." }),
+  request_id: Type.Union([Type.String(), Type.Null()]),
+  count: Type.Integer({ minimum: 1 }),
+}, { title: "AuditRecord" });
+
+export const AuditPageSchema = Type.Object({
+  object: Type.Literal("list"),
+  data: Type.Array(AuditRecordSchema),
+  next_cursor: Type.Union([Type.Integer({ minimum: 1 }), Type.Null()], { description: "Pass as cursor for the next (older) page; null on the last." }),
+}, { title: "AuditPage" });

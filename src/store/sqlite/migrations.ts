@@ -1,5 +1,6 @@
 import type Database from "better-sqlite3";
 import { countsAgainstQuota } from "../../metering/counting-rule.js";
+import { AUDIT_LOG_MIGRATION } from "./audit-log.js";
 
 /** SQL, or code for a step that needs a rule only code knows (the counting rule). */
 export type Migration = string | ((db: Database.Database) => void);
@@ -130,4 +131,6 @@ export const MIGRATIONS: readonly Migration[] = [
     PRIMARY KEY (account_id, mode, day, key_id, code)
   ) WITHOUT ROWID;
   `,
+  // 5: the audit log (its schema lives beside its queries in audit-log.ts).
+  AUDIT_LOG_MIGRATION,
 ];

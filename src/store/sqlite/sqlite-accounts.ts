@@ -40,6 +40,7 @@ export class SqliteAccountStore implements AccountStore {
       ),
       listKeys: db.prepare<[string], KeyRow>("SELECT * FROM api_keys WHERE account_id = ? ORDER BY created_at, id"),
       revokeKey: db.prepare("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?"),
+      getKey: db.prepare<[string], KeyRow>("SELECT * FROM api_keys WHERE id = ?"),
       findKey: db.prepare<[string], KeyRow & { a_name: string; a_plan: string; a_status: Account["status"]; a_created_at: string }>(
         `SELECT k.*, a.name AS a_name, a.plan AS a_plan, a.status AS a_status, a.created_at AS a_created_at
          FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.hash = ?`,
@@ -78,6 +79,11 @@ export class SqliteAccountStore implements AccountStore {
 
   async listKeys(accountId: string): Promise<ApiKeyRecord[]> {
     return this.statements.listKeys.all(accountId).map(toKey);
+  }
+
+  async getKey(keyId: string): Promise<ApiKeyRecord | undefined> {
+    const row = this.statements.getKey.get(keyId);
+    return row === undefined ? undefined : toKey(row);
   }
 
   async revokeKey(keyId: string, at: string): Promise<boolean> {

@@ -1,11 +1,12 @@
 import type { Stores } from "../store.js";
+import { SqliteAuditLog } from "./audit-log.js";
 import { SqliteAccountStore } from "./sqlite-accounts.js";
 import { GroupCommit, openDatabase } from "./sqlite-database.js";
 import { SqliteLedger, type SqliteLedgerOptions } from "./sqlite-ledger.js";
 import { SqlitePeopleStore } from "./sqlite-people.js";
 
 /**
- * The three stores in one SQLite file, sharing one connection: better-sqlite3 is
+ * The three stores and the audit log in one SQLite file, sharing one connection: better-sqlite3 is
  * synchronous, so each method is atomic within this process by construction and
  * inside a transaction on disk, and the ledger's group commit is the only writer
  * that defers.
@@ -17,6 +18,7 @@ export function openSqliteStores(path: string, options: SqliteLedgerOptions = {}
     accounts: new SqliteAccountStore(db),
     ledger,
     people: new SqlitePeopleStore(db),
+    audit: new SqliteAuditLog(db),
     close: async () => {
       ledger.close();
       if (db.open) db.close();

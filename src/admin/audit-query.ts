@@ -1,0 +1,60 @@
+import type { FastifyRequest } from "fastify";
+import { errors } from "../errors.js";
+import { AUDIT_ACTIONS, type AuditContext, type AuditPage, type AuditQuery, type AuditRecord } from "../store/audit-log.js";
+
+export const DEFAULT_AUDIT_PAGE = 100;
+export const MAX_AUDIT_PAGE = 1000;
+/** Longer than any account id, action or actor ("member:" and the longest e-mail). */
+const MAX_FILTER_LENGTH = 330;
+
+/** Who acts through an HTTP request: its client address and request id come along. */
+export const requestContext = (request: FastifyRequest, actor: string): AuditContext => ({ actor, source: request.ip, requestId: request.id });
+
+function text(query: Record<string, unknown>, name: string): string | undefined {
+  const value = query[name];
+  if (value === undefined || value === "") return undefined;
+  if (typeof value !== "string") throw errors.invalidParameter(name, "give it once, as text.");
+  if (value.length > MAX_FILTER_LENGTH) throw errors.invalidParameter(name, `must be at most ${MAX_FILTER_LENGTH} characters.`);
+  return value;
+}
+
+function time(query: Record<string, unknown>, name: string): string | undefined {
+  const value = text(query, name);
+  if (value === undefined) return undefined;
+  const ms = Date.parse(value);
+  if (Number.isNaN(ms)) throw errors.invalidParameter(name, "must be a date or time such as 2026-11-26 or 2026-11-26T01:30:00Z.");
+  return new Date(ms).toISOString();
+}
+
+function positive(query: Record<string, unknown>, name: string, max: number): number | undefined {
+  const value = text(query, name);
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < 1 || n > max) throw errors.invalidParameter(name, `must be a whole number from 1 to ${max}.`);
+  return n;
+}
+
+/** The filters of GET …/audit: account, action, actor, since, until, limit and cursor; 400 for any malformed one. */
+export function parseAuditQuery(raw: unknown): AuditQuery {
+  const query = (typeof raw === "object" && raw !== null ? raw : {}) as Record<string, unknown>;
+  const action = text(query, "action");
+  if (action !== undefined && !(AUDIT_ACTIONS as readonly string[]).includes(action)) {
+    throw errors.invalidParameter("action", `must be one of ${AUDIT_ACTIONS.join(", ")}.`);
+  }
+  return {
+    accountId: text(query, "account"),
+    action,
+    actor: text(query, "actor"),
+    since: time(query, "since"),
+    until: time(query, "until"),
+    cursor: positive(query, "cursor", Number.MAX_SAFE_INTEGER),
+    limit: positive(query, "limit", MAX_AUDIT_PAGE) ?? DEFAULT_AUDIT_PAGE,
+  };
+}
+
+export const auditRecordJson = (r: AuditRecord) => ({
+  id: r.id, at: r.at, actor: r.actor, action: r.action, account_id: r.accountId, target: r.target,
+  detail: r.detail ?? null, source: r.source, request_id: r.requestId, count: r.count,
+});
+
+export const auditPageJson = (page: AuditPage) => ({ object: "list", data: page.records.map(auditRecordJson), next_cursor: page.nextCursor });

@@ -1,0 +1,108 @@
+import type Database from "better-sqlite3";
+import type { AuditAction, AuditContext, AuditEntry, AuditLog, AuditPage, AuditQuery, AuditRecord } from "../audit-log.js";
+
+/**
+ * Schema of the audit log (migration 5). Aggregates (failed sign-ins of unknown
+ * e-mails, failed admin tokens) carry their UTC minute in `bucket`, unique per
+ * action and source address, so a flood raises a count instead of adding rows.
+ * The trigger keeps records append-only: the only change a row may see is an
+ * aggregate's count going up; deletion is left to pruning by age.
+ */
+export const AUDIT_LOG_MIGRATION = `
+  CREATE TABLE IF NOT EXISTS audit_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    account_id TEXT,
+    target TEXT,
+    detail TEXT,
+    source TEXT,
+    request_id TEXT,
+    count INTEGER NOT NULL DEFAULT 1,
+    bucket TEXT
+  );
+  CREATE INDEX IF NOT EXISTS audit_log_by_time ON audit_log(at);
+  CREATE INDEX IF NOT EXISTS audit_log_by_account ON audit_log(account_id, id);
+  CREATE UNIQUE INDEX IF NOT EXISTS audit_log_buckets ON audit_log(action, source, bucket) WHERE bucket IS NOT NULL;
+  CREATE TRIGGER IF NOT EXISTS audit_log_append_only BEFORE UPDATE ON audit_log
+  WHEN OLD.bucket IS NULL OR NEW.id IS NOT OLD.id OR NEW.at IS NOT OLD.at OR NEW.actor IS NOT OLD.actor
+    OR NEW.action IS NOT OLD.action OR NEW.account_id IS NOT OLD.account_id OR NEW.target IS NOT OLD.target
+    OR NEW.detail IS NOT OLD.detail OR NEW.source IS NOT OLD.source OR NEW.request_id IS NOT OLD.request_id
+    OR NEW.bucket IS NOT OLD.bucket OR NEW.count < OLD.count
+  BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
+`;
+
+interface AuditRow {
+  id: number; at: string; actor: string; action: string; account_id: string | null; target: string | null;
+  detail: string | null; source: string | null; request_id: string | null; count: number;
+}
+
+const toRecord = (r: AuditRow): AuditRecord => ({
+  id: r.id, at: r.at, actor: r.actor, action: r.action as AuditAction, accountId: r.account_id, target: r.target,
+  detail: r.detail === null ? undefined : (JSON.parse(r.detail) as Record<string, string>),
+  source: r.source, requestId: r.request_id, count: r.count,
+});
+
+/** The audit log in the store's SQLite database, on the store's connection. */
+export class SqliteAuditLog implements AuditLog {
+  private readonly insert;
+  private readonly bump;
+  private readonly byId;
+  private readonly deleteBefore;
+
+  constructor(private readonly db: Database.Database) {
+    this.insert = db.prepare(
+      `INSERT INTO audit_log (at, actor, action, account_id, target, detail, source, request_id)
+       VALUES (@at, @actor, @action, @accountId, @target, @detail, @source, @requestId)`,
+    );
+    this.bump = db.prepare(
+      `INSERT INTO audit_log (at, actor, action, source, request_id, bucket)
+       VALUES (@at, @actor, @action, @source, @requestId, @bucket)
+       ON CONFLICT (action, source, bucket) WHERE bucket IS NOT NULL DO UPDATE SET count = count + 1`,
+    );
+    this.byId = db.prepare<[number], AuditRow>("SELECT * FROM audit_log WHERE id = ?");
+    this.deleteBefore = db.prepare<[string]>("DELETE FROM audit_log WHERE at < ?");
+  }
+
+  record(context: AuditContext, entry: AuditEntry): Promise<void> {
+    this.insert.run({
+      at: new Date().toISOString(), actor: context.actor, action: entry.action, accountId: entry.accountId, target: entry.target,
+      detail: entry.detail === undefined ? null : JSON.stringify(entry.detail), source: context.source, requestId: context.requestId,
+    });
+    return Promise.resolve();
+  }
+
+  count(context: AuditContext, action: AuditAction, at = new Date()): Promise<void> {
+    const iso = at.toISOString();
+    // Bucketed per source: an aggregate without an address would have nothing to be unique on.
+    this.bump.run({ at: iso, actor: context.actor, action, source: context.source ?? "unknown", requestId: context.requestId, bucket: iso.slice(0, 16) });
+    return Promise.resolve();
+  }
+
+  query(query: AuditQuery): Promise<AuditPage> {
+    const where: string[] = [];
+    const params: Record<string, string | number> = { limit: query.limit + 1 };
+    if (query.accountId !== undefined) { where.push("account_id = @accountId"); params.accountId = query.accountId; }
+    if (query.action !== undefined) { where.push("action = @action"); params.action = query.action; }
+    if (query.actor === "member") where.push("actor LIKE 'member:%'");
+    else if (query.actor !== undefined) { where.push("actor = @actor"); params.actor = query.actor; }
+    if (query.since !== undefined) { where.push("at >= @since"); params.since = query.since; }
+    if (query.until !== undefined) { where.push("at < @until"); params.until = query.until; }
+    if (query.cursor !== undefined) { where.push("id < @cursor"); params.cursor = query.cursor; }
+    const sql = `SELECT * FROM audit_log ${where.length === 0 ? "" : `WHERE ${where.join(" AND ")}`} ORDER BY id DESC LIMIT @limit`;
+    const rows = this.db.prepare<Record<string, string | number>, AuditRow>(sql).all(params);
+    const more = rows.length > query.limit;
+    const records = rows.slice(0, query.limit).map(toRecord);
+    return Promise.resolve({ records, nextCursor: more ? (records.at(-1)?.id ?? null) : null });
+  }
+
+  get(id: number): Promise<AuditRecord | undefined> {
+    const row = this.byId.get(id);
+    return Promise.resolve(row === undefined ? undefined : toRecord(row));
+  }
+
+  prune(before: Date): Promise<number> {
+    return Promise.resolve(this.deleteBefore.run(before.toISOString()).changes);
+  }
+}
