@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { BENCH_LLAMA, writeRandomLlama } from "../src/gguf/random-llama.js";
+import { BENCH_LLAMA, writeRandomLlama } from "../test/fixtures/gguf/random-llama.js";
 
 /** The 134M-parameter random-weight bench model, generated once into the temp dir and reused by every bench. */
 export async function benchModel(): Promise<string> {

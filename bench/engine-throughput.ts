@@ -9,7 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { getLlama, resolveChatWrapper, type LlamaModel } from "node-llama-cpp";
-import { BENCH_LLAMA, parameterCount } from "../src/gguf/random-llama.js";
+import { BENCH_LLAMA, parameterCount } from "../test/fixtures/gguf/random-llama.js";
 import { benchModel } from "./bench-model.js";
 import { defaultSpecialists } from "../src/specialists/defaults.js";
 import { benchKey } from "./bench-key.js";

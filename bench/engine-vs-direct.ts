@@ -11,7 +11,7 @@ import { parseArgs } from "node:util";
 import { getLlama, resolveChatWrapper } from "node-llama-cpp";
 import { EmbeddedEngine } from "../src/engines/embedded/embedded-engine.js";
 import { GrammarCache } from "../src/engines/embedded/grammars.js";
-import { BENCH_LLAMA } from "../src/gguf/random-llama.js";
+import { BENCH_LLAMA } from "../test/fixtures/gguf/random-llama.js";
 
 const { values } = parseArgs({ options: { threads: { type: "string", default: "1" }, tokens: { type: "string", default: "256" }, rounds: { type: "string", default: "3" } } });
 const threads = Number(values.threads);

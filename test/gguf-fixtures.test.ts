@@ -3,7 +3,7 @@ import { existsSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { getLlama, readGgufFileInfo, type Llama } from "node-llama-cpp";
-import { BENCH_LLAMA, buildVocabulary, parameterCount, TINY_LLAMA, writeRandomLlama } from "../src/gguf/random-llama.js";
+import { BENCH_LLAMA, buildVocabulary, parameterCount, TINY_LLAMA, writeRandomLlama } from "./fixtures/gguf/random-llama.js";
 import { postJson, startTestServer, tempDir } from "./helpers/fixtures.js";
 
 describe("GGUF fixture generator", () => {

@@ -9,7 +9,7 @@ import { engineIdentity } from "../src/engines/embedded/llama-runtime.js";
 import { PrefixSnapshotStore, type SnapshotTarget } from "../src/engines/embedded/prefix-snapshots.js";
 import { SequencePool } from "../src/engines/embedded/sequence-pool.js";
 import type { ChatMessage } from "../src/engines/types.js";
-import { TINY_LLAMA, writeRandomLlama, writeRandomLora } from "../src/gguf/random-llama.js";
+import { TINY_LLAMA, writeRandomLlama, writeRandomLora } from "./fixtures/gguf/random-llama.js";
 import { createLogger } from "../src/logger.js";
 import { defaultSpecialists } from "../src/specialists/defaults.js";
 import { LogCapture, tempDir, tinyModel } from "./helpers/fixtures.js";

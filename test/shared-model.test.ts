@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import type { EmbeddedEngine } from "../src/engines/embedded/embedded-engine.js";
-import { TINY_LLAMA, writeRandomLora } from "../src/gguf/random-llama.js";
+import { TINY_LLAMA, writeRandomLora } from "./fixtures/gguf/random-llama.js";
 import { postJson, startTestServer, tempDir } from "./helpers/fixtures.js";
 
 describe("specialists share a base model", () => {

@@ -11,7 +11,7 @@ import { openGate } from "../../src/gate/gate.js";
 import { AccountService } from "../../src/gate/accounts.js";
 import { createStore } from "../../src/store/create-store.js";
 import type { Mode } from "../../src/store/store.js";
-import { TINY_LLAMA, writeRandomLlama, type RandomLlamaOptions } from "../../src/gguf/random-llama.js";
+import { TINY_LLAMA, writeRandomLlama, type RandomLlamaOptions } from "../fixtures/gguf/random-llama.js";
 
 export const tempDir = (prefix = "alveare-test-"): string => mkdtempSync(join(tmpdir(), prefix));
 
