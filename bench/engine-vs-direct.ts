@@ -13,7 +13,9 @@ import { EmbeddedEngine } from "../src/engines/embedded/embedded-engine.js";
 import { GrammarCache } from "../src/engines/embedded/grammars.js";
 import { BENCH_LLAMA } from "../test/fixtures/gguf/random-llama.js";
 
-const { values } = parseArgs({ options: { threads: { type: "string", default: "1" }, tokens: { type: "string", default: "256" }, rounds: { type: "string", default: "3" } } });
+const { values } = parseArgs({
+  options: { threads: { type: "string", default: "1" }, tokens: { type: "string", default: "256" }, rounds: { type: "string", default: "3" } },
+});
 const threads = Number(values.threads);
 const tokens = Number(values.tokens);
 const modelPath = join(tmpdir(), "alveare-bench", `llama-${BENCH_LLAMA.layers}x${BENCH_LLAMA.embedding}-q8_0.gguf`);
@@ -22,12 +24,25 @@ const llama = await getLlama({ gpu: false, build: "never", logLevel: "error" as 
 const model = await llama.loadModel({ modelPath });
 const direct = await model.createContext({ contextSize: 1024, sequences: 8, threads });
 const engine = new EmbeddedEngine({
-  name: "bench", model, context: await model.createContext({ contextSize: 1024, sequences: 8, threads }), grammars: new GrammarCache(llama), maxQueue: 4,
+  name: "bench",
+  model,
+  context: await model.createContext({ contextSize: 1024, sequences: 8, threads }),
+  grammars: new GrammarCache(llama),
+  maxQueue: 4,
 });
-const messages = [{ role: "system" as const, content: "You are helpful." }, { role: "user" as const, content: "Tell me about revenue." }];
-const prompt = resolveChatWrapper(model).generateContextState({
-  chatHistory: [{ type: "system", text: "You are helpful." }, { type: "user", text: "Tell me about revenue." }, { type: "model", response: [] }],
-}).contextText.tokenize(model.tokenizer);
+const messages = [
+  { role: "system" as const, content: "You are helpful." },
+  { role: "user" as const, content: "Tell me about revenue." },
+];
+const prompt = resolveChatWrapper(model)
+  .generateContextState({
+    chatHistory: [
+      { type: "system", text: "You are helpful." },
+      { type: "user", text: "Tell me about revenue." },
+      { type: "model", response: [] },
+    ],
+  })
+  .contextText.tokenize(model.tokenizer);
 const sequence = direct.getSequence();
 
 process.stdout.write(`| round | direct tok/s | engine tok/s | engine / direct |\n|---|---|---|---|\n`);
@@ -40,8 +55,15 @@ for (let round = 0; round < Number(values.rounds); round++) {
   const directRate = n / ((performance.now() - started) / 1000);
   started = performance.now();
   const r = await engine.generate({
-    messages, maxTokens: tokens, temperature: 0.7, topP: 1, seed: round, stop: [], constraint: { type: "text" },
-    signal: new AbortController().signal, onText: () => undefined,
+    messages,
+    maxTokens: tokens,
+    temperature: 0.7,
+    topP: 1,
+    seed: round,
+    stop: [],
+    constraint: { type: "text" },
+    signal: new AbortController().signal,
+    onText: () => undefined,
   });
   const engineRate = r.completionTokens / ((performance.now() - started) / 1000);
   process.stdout.write(`| ${round} | ${directRate.toFixed(1)} | ${engineRate.toFixed(1)} | ${(engineRate / directRate).toFixed(2)}x |\n`);

@@ -20,20 +20,36 @@ const connections = Number(values.connections);
 const here = new URL(".", import.meta.url).pathname;
 
 function start(args: string[], readyOn: "stdout" | "stderr"): Promise<ChildProcess> {
-  const child = spawn(process.execPath, args, { stdio: ["ignore", readyOn === "stdout" ? "pipe" : "ignore", readyOn === "stderr" ? "pipe" : "inherit"] });
+  const child = spawn(process.execPath, args, {
+    stdio: ["ignore", readyOn === "stdout" ? "pipe" : "ignore", readyOn === "stderr" ? "pipe" : "inherit"],
+  });
   return new Promise((resolve, reject) => {
     const stream = readyOn === "stdout" ? child.stdout! : child.stderr!;
-    stream.on("data", (c: Buffer) => { if (c.toString().includes("ready")) resolve(child); });
+    stream.on("data", (c: Buffer) => {
+      if (c.toString().includes("ready")) resolve(child);
+    });
     child.on("exit", (code) => reject(new Error(`${args.join(" ")} exited ${code}`)));
   });
 }
 
-interface Result { rps: number; p50: number; p99: number; errors: number; non2xx: number }
+interface Result {
+  rps: number;
+  p50: number;
+  p99: number;
+  errors: number;
+  non2xx: number;
+}
 
 async function load(url: string, key: string | undefined): Promise<Result> {
   const headers: Record<string, string> = { "content-type": "application/json" };
   if (key) headers.authorization = `Bearer ${key}`;
-  const options = { url: `${url}/v1/infer`, method: "POST" as const, headers, body: JSON.stringify({ specialist: "classify", prompt: "I love it" }), connections };
+  const options = {
+    url: `${url}/v1/infer`,
+    method: "POST" as const,
+    headers,
+    body: JSON.stringify({ specialist: "classify", prompt: "I love it" }),
+    connections,
+  };
   await autocannon({ ...options, duration: 2 }); // warm-up: JIT, connection pools, SQLite pages
   const r = await autocannon({ ...options, duration: seconds });
   return { rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors, non2xx: r.non2xx };
@@ -63,9 +79,16 @@ try {
 
 const open = results.open!;
 const gate = results.gate!;
-process.stdout.write(`POST /v1/infer on an instant upstream, ${connections} connections, ${seconds} s per run, best of ${rounds} alternating rounds\n\n`);
+process.stdout.write(
+  `POST /v1/infer on an instant upstream, ${connections} connections, ${seconds} s per run, best of ${rounds} alternating rounds\n\n`,
+);
 process.stdout.write("| server | req/s | p50 ms | p99 ms | errors | non-2xx |\n|---|---|---|---|---|---|\n");
-for (const [name, r] of [["gate off", open], ["full gate", gate]] as const) {
+for (const [name, r] of [
+  ["gate off", open],
+  ["full gate", gate],
+] as const) {
   process.stdout.write(`| ${name} | ${r.rps.toFixed(0)} | ${r.p50} | ${r.p99} | ${r.errors} | ${r.non2xx} |\n`);
 }
-process.stdout.write(`\nfull gate / gate off throughput: ${(gate.rps / open.rps).toFixed(3)}x (gate cost ${((1 - gate.rps / open.rps) * 100).toFixed(1)}%)\n`);
+process.stdout.write(
+  `\nfull gate / gate off throughput: ${(gate.rps / open.rps).toFixed(3)}x (gate cost ${((1 - gate.rps / open.rps) * 100).toFixed(1)}%)\n`,
+);

@@ -7,8 +7,10 @@ import { checkJsonSchemaLimits, JSON_SCHEMA_LIMITS as L } from "../src/server/js
  * grammar (on the event loop). Each schema is checked against the limits first,
  * so every row is a schema a caller may send.
  */
-const props = (n: number, sub: (i: number) => unknown): Record<string, unknown> =>
-  ({ type: "object", properties: Object.fromEntries(Array.from({ length: n }, (_, i) => [`p${i}`, sub(i)])) });
+const props = (n: number, sub: (i: number) => unknown): Record<string, unknown> => ({
+  type: "object",
+  properties: Object.fromEntries(Array.from({ length: n }, (_, i) => [`p${i}`, sub(i)])),
+});
 const nested = (depth: number, wrap: (inner: unknown) => unknown): unknown => {
   let schema: unknown = { type: "string" };
   for (let i = 1; i < depth; i++) schema = wrap(schema);
@@ -32,13 +34,19 @@ const largest = (make: (n: number) => unknown): unknown => {
 const schemas: Array<[string, unknown]> = [
   [`enum of ${L.maxEnumValues} values`, { enum: Array.from({ length: L.maxEnumValues }, (_, i) => `value-${i}`) }],
   [`${L.maxProperties} string properties`, props(L.maxProperties, () => ({ type: "string" }))],
-  ["objects nested to the depth limit", nested(Math.floor(L.maxDepth / 2), (inner) => ({ type: "object", properties: { a: inner }, required: ["a"] }))],
+  [
+    "objects nested to the depth limit",
+    nested(Math.floor(L.maxDepth / 2), (inner) => ({ type: "object", properties: { a: inner }, required: ["a"] })),
+  ],
   ["arrays nested to the depth limit", nested(Math.floor(L.maxDepth / 2), (inner) => ({ type: "array", items: inner, minItems: 1, maxItems: 3 }))],
   ["properties of enums, up to the limits", largest((n) => props(n, (i) => ({ enum: Array.from({ length: 32 }, (_, j) => `v${i}-${j}`) })))],
   ["two-level objects, up to the limits", largest((n) => props(n, () => props(16, () => ({ type: "integer" }))))],
   ["three-level objects, up to the limits", largest((n) => props(n, () => props(8, () => props(8, () => ({ type: "integer" })))))],
   ["long descriptions, up to the limits", largest((n) => props(n, () => ({ type: "string", description: "d".repeat(400) })))],
-  ["anyOf unions, up to the limits", largest((n) => props(n, () => ({ anyOf: [{ type: "string" }, { type: "number" }, { type: "array", items: { type: "boolean" } }] })))],
+  [
+    "anyOf unions, up to the limits",
+    largest((n) => props(n, () => ({ anyOf: [{ type: "string" }, { type: "number" }, { type: "array", items: { type: "boolean" } }] }))),
+  ],
 ];
 
 const llama = await getLlama({ gpu: false, build: "never", progressLogs: false, logLevel: LlamaLogLevel.error });

@@ -2,7 +2,10 @@
 import { createServer } from "node:http";
 
 const body = JSON.stringify({
-  id: "chatcmpl-instant", object: "chat.completion", created: 0, model: "instant",
+  id: "chatcmpl-instant",
+  object: "chat.completion",
+  created: 0,
+  model: "instant",
   choices: [{ index: 0, message: { role: "assistant", content: "positive" }, finish_reason: "stop" }],
   usage: { prompt_tokens: 12, completion_tokens: 1, total_tokens: 13 },
 });

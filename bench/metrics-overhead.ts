@@ -25,13 +25,23 @@ const here = new URL(".", import.meta.url).pathname;
 const TICKS_PER_SECOND = 100; // USER_HZ on Linux
 
 type Mode = "metrics off" | "metrics on" | "metrics + tracing";
-interface Result { rps: number; cpuMsPerRequest: number; p99: number; non2xx: number }
+interface Result {
+  rps: number;
+  cpuMsPerRequest: number;
+  p99: number;
+  non2xx: number;
+}
 
 function start(args: string[], env: NodeJS.ProcessEnv, readyOn: "stdout" | "stderr"): Promise<ChildProcess> {
-  const child = spawn(process.execPath, args, { env, stdio: ["ignore", readyOn === "stdout" ? "pipe" : "ignore", readyOn === "stderr" ? "pipe" : "inherit"] });
+  const child = spawn(process.execPath, args, {
+    env,
+    stdio: ["ignore", readyOn === "stdout" ? "pipe" : "ignore", readyOn === "stderr" ? "pipe" : "inherit"],
+  });
   return new Promise((resolve, reject) => {
     const stream = readyOn === "stdout" ? child.stdout! : child.stderr!;
-    stream.on("data", (c: Buffer) => { if (c.toString().includes("ready")) resolve(child); });
+    stream.on("data", (c: Buffer) => {
+      if (c.toString().includes("ready")) resolve(child);
+    });
     child.on("exit", (code) => reject(new Error(`${args.join(" ")} exited ${code}`)));
   });
 }
@@ -44,7 +54,13 @@ function cpuSeconds(pid: number): number {
 
 async function load(url: string, key: string, pid: number): Promise<Result> {
   const headers = { "content-type": "application/json", authorization: `Bearer ${key}` };
-  const options = { url: `${url}/v1/infer`, method: "POST" as const, headers, body: JSON.stringify({ specialist: "classify", prompt: "I love it" }), connections };
+  const options = {
+    url: `${url}/v1/infer`,
+    method: "POST" as const,
+    headers,
+    body: JSON.stringify({ specialist: "classify", prompt: "I love it" }),
+    connections,
+  };
   await autocannon({ ...options, duration: 2 }); // warm-up: JIT, connection pools, SQLite pages
   const cpuBefore = cpuSeconds(pid);
   const r = await autocannon({ ...options, duration: seconds });
@@ -57,7 +73,10 @@ async function otlpSink(): Promise<{ url: string; server: Server; received: () =
   let posts = 0;
   const server = createServer((req, res) => {
     req.resume();
-    req.on("end", () => { posts++; res.writeHead(200, { "content-type": "application/json" }).end("{}"); });
+    req.on("end", () => {
+      posts++;
+      res.writeHead(200, { "content-type": "application/json" }).end("{}");
+    });
   });
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, server, received: () => posts };
@@ -91,12 +110,16 @@ try {
 }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-process.stdout.write(`POST /v1/infer, full gate, instant upstream, ${connections} connections, ${seconds} s per run, median of ${rounds} alternating rounds\n\n`);
+process.stdout.write(
+  `POST /v1/infer, full gate, instant upstream, ${connections} connections, ${seconds} s per run, median of ${rounds} alternating rounds\n\n`,
+);
 process.stdout.write("| server | req/s | CPU ms / request | p99 ms | non-2xx |\n|---|---|---|---|---|\n");
 const base = median(results.get("metrics off")!.map((r) => r.rps));
 for (const [mode, rs] of results) {
   const rps = median(rs.map((r) => r.rps));
-  const change = mode === "metrics off" ? "" : ` (${(((rps / base) - 1) * 100).toFixed(1)}%)`;
-  process.stdout.write(`| ${mode} | ${rps.toFixed(0)}${change} | ${median(rs.map((r) => r.cpuMsPerRequest)).toFixed(3)} | ${median(rs.map((r) => r.p99))} | ${rs.reduce((n, r) => n + r.non2xx, 0)} |\n`);
+  const change = mode === "metrics off" ? "" : ` (${((rps / base - 1) * 100).toFixed(1)}%)`;
+  process.stdout.write(
+    `| ${mode} | ${rps.toFixed(0)}${change} | ${median(rs.map((r) => r.cpuMsPerRequest)).toFixed(3)} | ${median(rs.map((r) => r.p99))} | ${rs.reduce((n, r) => n + r.non2xx, 0)} |\n`,
+  );
 }
 process.stdout.write(`\nOTLP exports received by the sink: ${sink.received()}\n`);

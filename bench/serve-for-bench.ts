@@ -13,15 +13,22 @@ import { join } from "node:path";
 const [port, upstreamPort, dataDir, mode] = process.argv.slice(2);
 const configPath = join(dataDir!, "bench-config.json");
 const off = { enabled: false };
-writeFileSync(configPath, JSON.stringify({
-  port: Number(port),
-  data_dir: dataDir,
-  specialists: {
-    classify: { remote: { base_url: `http://127.0.0.1:${upstreamPort}/v1`, model: "instant" } },
-    summarise: off, extract: off, qa: off, chat: off, code: off,
-  },
-  plans: { scale: { requests_per_minute: 10_000_000, requests_per_month: 1_000_000_000 } },
-}));
+writeFileSync(
+  configPath,
+  JSON.stringify({
+    port: Number(port),
+    data_dir: dataDir,
+    specialists: {
+      classify: { remote: { base_url: `http://127.0.0.1:${upstreamPort}/v1`, model: "instant" } },
+      summarise: off,
+      extract: off,
+      qa: off,
+      chat: off,
+      code: off,
+    },
+    plans: { scale: { requests_per_minute: 10_000_000, requests_per_month: 1_000_000_000 } },
+  }),
+);
 // Metrics off unless the benchmark asks (metrics-overhead passes a port); OTEL_* are read from the environment.
 const config = loadConfig({ config: configPath }, { ALVEARE_METRICS_PORT: process.env.ALVEARE_METRICS_PORT ?? "0" });
 const server = await startServer(config, { logger: createLogger("info"), gate: mode === "open" ? openGate : undefined });

@@ -51,7 +51,12 @@ function oldDatabase(path: string): void {
       insert.run(`req_${i}`, ACCOUNT, PERIOD, SPECIALISTS[i % SPECIALISTS.length], status, at, at);
     }
   })();
-  db.prepare("INSERT INTO usage_counters (account_id, mode, period, requests, tokens) VALUES (?, 'live', ?, ?, ?)").run(ACCOUNT, PERIOD, counted, counted * 32);
+  db.prepare("INSERT INTO usage_counters (account_id, mode, period, requests, tokens) VALUES (?, 'live', ?, ?, ?)").run(
+    ACCOUNT,
+    PERIOD,
+    counted,
+    counted * 32,
+  );
   db.close();
 }
 
@@ -100,7 +105,9 @@ db.close();
 const print = (line: string): void => {
   process.stdout.write(`${line}\n`);
 };
-print(`ledger: ${ROWS.toLocaleString("en")} requests in one account and month (written in ${(writeMs / 1000).toFixed(1)} s); migration 3 backfilled the aggregates in ${(migrateMs / 1000).toFixed(1)} s\n`);
+print(
+  `ledger: ${ROWS.toLocaleString("en")} requests in one account and month (written in ${(writeMs / 1000).toFixed(1)} s); migration 3 backfilled the aggregates in ${(migrateMs / 1000).toFixed(1)} s\n`,
+);
 print("| query | ledger scan (before) ms | aggregates ms | speed-up |");
 print("|---|---|---|---|");
 for (const r of rows) print(`| ${r.query} | ${r.old.toFixed(1)} | ${r.now.toFixed(3)} | ${Math.round(r.old / r.now).toLocaleString("en")}× |`);

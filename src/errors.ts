@@ -44,15 +44,18 @@ export const errors = {
   missingParameter: (param: string) => invalid("missing_parameter", `Missing required parameter: '${param}'.`, param),
   invalidParameter: (param: string, message: string) => invalid("invalid_parameter", `Invalid '${param}': ${message}`, param),
   modelNotFound: (name: string, param: string, suggestion?: string) =>
-    invalid("model_not_found", `The specialist '${shortened(name)}' does not exist${suggestion === undefined ? "" : `; did you mean '${suggestion}'?`}. GET /v1/models lists the specialists you can use.`, param),
+    invalid(
+      "model_not_found",
+      `The specialist '${shortened(name)}' does not exist${suggestion === undefined ? "" : `; did you mean '${suggestion}'?`}. GET /v1/models lists the specialists you can use.`,
+      param,
+    ),
   contextLengthExceeded: (promptTokens: number, contextSize: number, param: string) =>
     invalid(
       "context_length_exceeded",
       `This specialist's context holds ${contextSize} tokens, but your prompt is ${promptTokens} tokens. Shorten the prompt.`,
       param,
     ),
-  notFound: (method: string, url: string) =>
-    new ApiError(404, "invalid_request_error", "not_found", `Unknown route: ${method} ${url}`),
+  notFound: (method: string, url: string) => new ApiError(404, "invalid_request_error", "not_found", `Unknown route: ${method} ${url}`),
   requestTooLarge: (limit: number) =>
     new ApiError(413, "invalid_request_error", "request_too_large", `Request body is larger than the limit of ${limit} bytes.`),
   missingApiKey: () =>
@@ -71,33 +74,51 @@ export const errors = {
   notInPlan: (specialist: string, plan: string) =>
     new ApiError(403, "permission_error", "specialist_not_in_plan", `Your plan (${plan}) does not include the specialist '${specialist}'.`),
   rateLimited: (limit: number, windowMs: number, retryAfterMs: number) =>
-    new ApiError(429, "rate_limit_error", "rate_limit_exceeded",
-      `Rate limit reached: ${limit} requests per ${windowMs / 1000} seconds for this API key. Retry after ${Math.ceil(retryAfterMs)} ms.`, null,
-      retryAfterHeaders(retryAfterMs)),
+    new ApiError(
+      429,
+      "rate_limit_error",
+      "rate_limit_exceeded",
+      `Rate limit reached: ${limit} requests per ${windowMs / 1000} seconds for this API key. Retry after ${Math.ceil(retryAfterMs)} ms.`,
+      null,
+      retryAfterHeaders(retryAfterMs),
+    ),
   quotaExceeded: (limit: number, secondsToPeriodEnd: number) =>
-    new ApiError(429, "rate_limit_error", "monthly_quota_exceeded",
-      `Monthly quota reached: ${limit} requests this month for this account. It resets at the start of next month (UTC).`, null, {
+    new ApiError(
+      429,
+      "rate_limit_error",
+      "monthly_quota_exceeded",
+      `Monthly quota reached: ${limit} requests this month for this account. It resets at the start of next month (UTC).`,
+      null,
+      {
         "retry-after": String(Math.max(1, secondsToPeriodEnd)),
         "x-should-retry": "false",
-      }),
-  internal: () =>
-    new ApiError(500, "server_error", "internal_error", "The server had an error while processing your request. Retry with backoff."),
+      },
+    ),
+  internal: () => new ApiError(500, "server_error", "internal_error", "The server had an error while processing your request. Retry with backoff."),
   overloaded: (retryAfterSeconds: number) =>
     new ApiError(503, "server_error", "overloaded", "The engine is at capacity and its queue is full. Retry shortly.", null, {
       "retry-after": String(retryAfterSeconds),
     }),
   upstream: (status: 502 | 503 | 504, message: string) => new ApiError(status, "server_error", "upstream_error", message),
   keyLimitReached: (limit: number, mode: string) =>
-    new ApiError(403, "permission_error", "key_limit_reached",
-      `This account already has ${limit} unrevoked ${mode} API keys, its plan's limit. Revoke one before creating another.`),
+    new ApiError(
+      403,
+      "permission_error",
+      "key_limit_reached",
+      `This account already has ${limit} unrevoked ${mode} API keys, its plan's limit. Revoke one before creating another.`,
+    ),
   keyCreationSuspended: () =>
     new ApiError(403, "permission_error", "account_suspended", "This account is suspended: it cannot create API keys until it is reactivated."),
   unknownPlan: (plan: string, known: readonly string[]) =>
     invalid("invalid_parameter", `Invalid 'plan': there is no plan '${plan}'. Plans: ${known.join(", ")}.`, "plan"),
   notFoundResource: (message: string) => new ApiError(404, "invalid_request_error", "not_found", message),
   requestTimeout: (timeoutMs: number) =>
-    new ApiError(408, "invalid_request_error", "request_timeout",
-      `The request was not received in full within ${timeoutMs} ms. Send the headers and the body without pausing.`),
+    new ApiError(
+      408,
+      "invalid_request_error",
+      "request_timeout",
+      `The request was not received in full within ${timeoutMs} ms. Send the headers and the body without pausing.`,
+    ),
   headersTooLarge: () =>
     new ApiError(431, "invalid_request_error", "request_header_fields_too_large", "The request's headers are larger than the server accepts."),
   invalidRequest: (message: string) => new ApiError(400, "invalid_request_error", "invalid_request", message),
@@ -108,21 +129,41 @@ export const errors = {
       "input",
     ),
   tokenRateLimited: (limit: number, windowMs: number, retryAfterMs: number) =>
-    new ApiError(429, "rate_limit_error", "token_rate_limit_exceeded",
-      `Token rate limit reached: ${limit} tokens per ${windowMs / 1000} seconds for this API key. Retry after ${Math.ceil(retryAfterMs)} ms.`, null,
-      retryAfterHeaders(retryAfterMs)),
+    new ApiError(
+      429,
+      "rate_limit_error",
+      "token_rate_limit_exceeded",
+      `Token rate limit reached: ${limit} tokens per ${windowMs / 1000} seconds for this API key. Retry after ${Math.ceil(retryAfterMs)} ms.`,
+      null,
+      retryAfterHeaders(retryAfterMs),
+    ),
   concurrencyLimited: (limit: number, retryAfterMs: number) =>
-    new ApiError(429, "rate_limit_error", "concurrency_limit_exceeded",
-      `Concurrency limit reached: ${limit} requests at once for this API key. Retry when one of them has finished.`, null,
-      retryAfterHeaders(retryAfterMs)),
+    new ApiError(
+      429,
+      "rate_limit_error",
+      "concurrency_limit_exceeded",
+      `Concurrency limit reached: ${limit} requests at once for this API key. Retry when one of them has finished.`,
+      null,
+      retryAfterHeaders(retryAfterMs),
+    ),
   /** A reservation no window could ever hold: retrying would never help, so not a 429. */
   reservationTooLarge: (reserved: number, promptBound: number, limit: number, windowMs: number) =>
-    invalid("invalid_parameter",
+    invalid(
+      "invalid_parameter",
       `Invalid 'max_tokens': this request may use up to ${reserved} tokens (max_tokens × n plus up to ${promptBound} for the prompt), ` +
-      `more than this API key's limit of ${limit} tokens per ${windowMs / 1000} seconds. Lower max_tokens or n, or shorten the prompt.`, "max_tokens"),
+        `more than this API key's limit of ${limit} tokens per ${windowMs / 1000} seconds. Lower max_tokens or n, or shorten the prompt.`,
+      "max_tokens",
+    ),
   /** Same code as a full queue: clients retry either the same way, on this node later or on another. */
   notServing: (reason: "starting" | "shutting_down", retryAfterSeconds: number) =>
-    new ApiError(503, "server_error", "overloaded",
-      reason === "starting" ? "The server is still loading its models. Retry shortly." : "This server is shutting down and takes no new requests. Retry on another node.",
-      null, { "retry-after": String(retryAfterSeconds) }),
+    new ApiError(
+      503,
+      "server_error",
+      "overloaded",
+      reason === "starting"
+        ? "The server is still loading its models. Retry shortly."
+        : "This server is shutting down and takes no new requests. Retry on another node.",
+      null,
+      { "retry-after": String(retryAfterSeconds) },
+    ),
 } as const;

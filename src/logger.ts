@@ -22,15 +22,18 @@ export function withoutQuery(url: string): string {
  * headers at all.
  */
 export function createLogger(level: string, destination?: DestinationStream, output: LogOutput = "json"): Logger {
-  const target = output === "pretty"
-    ? prettyDestination(destination ?? pino.destination({ fd: 1, sync: true }), destination === undefined && process.stdout.isTTY === true)
-    : (destination ?? pino.destination({ fd: 1, sync: false }));
+  const target =
+    output === "pretty"
+      ? prettyDestination(destination ?? pino.destination({ fd: 1, sync: true }), destination === undefined && process.stdout.isTTY === true)
+      : (destination ?? pino.destination({ fd: 1, sync: false }));
   return pino(
     {
       level,
       base: { service: "alveare" },
       // Replaces Fastify's request serializer, which writes the URL verbatim.
-      serializers: { req: (req: { method?: string; url?: string; id?: string }) => ({ method: req.method, url: withoutQuery(req.url ?? ""), id: req.id }) },
+      serializers: {
+        req: (req: { method?: string; url?: string; id?: string }) => ({ method: req.method, url: withoutQuery(req.url ?? ""), id: req.id }),
+      },
       redact: { paths: ["authorization", "*.authorization", "headers.authorization", "key", "*.key", "api_key", "*.api_key"], censor: "[redacted]" },
     },
     target,
@@ -42,7 +45,13 @@ function compactRequestLine(record: Record<string, unknown>): Record<string, unk
   if (record.msg !== "request") return record;
   const { method, route, status, code, latency_ms: latency, ...rest } = record;
   const words = [method, route, status, code, latency === undefined ? undefined : `${String(latency)}ms`];
-  return { ...rest, msg: words.filter((w) => w !== undefined).map(String).join(" ") };
+  return {
+    ...rest,
+    msg: words
+      .filter((w) => w !== undefined)
+      .map(String)
+      .join(" "),
+  };
 }
 
 function prettyDestination(out: DestinationStream, colorize: boolean): DestinationStream {

@@ -24,7 +24,8 @@ describe("AccountGate decisions", () => {
   const stores = openSqliteStores(":memory:", { serving: true });
   const gate = new AccountGate(stores.accounts, stores.ledger, plans, { limiter: new InProcessRateLimiter(() => 5_000_000) });
   const accounts = new AccountService(stores, plans);
-  const keyOf = async (plan: string): Promise<string> => (await accounts.createKey(CLI_CONTEXT, (await accounts.createAccount(CLI_CONTEXT, "a", plan)).id, "live")).key;
+  const keyOf = async (plan: string): Promise<string> =>
+    (await accounts.createKey(CLI_CONTEXT, (await accounts.createAccount(CLI_CONTEXT, "a", plan)).id, "live")).key;
   let cappedKey: string;
   let capped: Caller;
   let solo: Caller;

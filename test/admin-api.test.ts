@@ -50,7 +50,10 @@ describe("admin API", () => {
   it("limits wrong bearer tokens per address like the operator's sign-in: 429 with Retry-After, even for the right token", async () => {
     const guesser = "127.0.0.50";
     for (let i = 0; i < 5; i++) {
-      assert.equal((await call(server, "GET", "/accounts", undefined, { authorization: `Bearer guess-${i}-${"x".repeat(32)}` }, guesser)).status, 401);
+      assert.equal(
+        (await call(server, "GET", "/accounts", undefined, { authorization: `Bearer guess-${i}-${"x".repeat(32)}` }, guesser)).status,
+        401,
+      );
     }
     const limited = await call(server, "GET", "/accounts", undefined, admin, guesser);
     assert.equal(limited.status, 429);
@@ -58,7 +61,9 @@ describe("admin API", () => {
     assert.ok(Number(limited.headers["retry-after"]) >= 1);
     const operatorSignIn = await requestFrom(guesser, `${server.url}/dashboard/api/admin-login`, { body: { token: TOKEN } });
     assert.equal(operatorSignIn.status, 429, "the dashboard's operator sign-in shares the admin-token counter");
-    const memberSignIn = await requestFrom(guesser, `${server.url}/dashboard/api/login`, { body: { email: "nobody@example.com", password: "not a member password" } });
+    const memberSignIn = await requestFrom(guesser, `${server.url}/dashboard/api/login`, {
+      body: { email: "nobody@example.com", password: "not a member password" },
+    });
     assert.equal(errorCode(memberSignIn.json), "invalid_credentials", "member sign-in has a counter of its own");
     assert.equal((await call(server, "GET", "/accounts")).status, 200, "another address is not locked out");
   });
@@ -155,11 +160,14 @@ describe("admin API", () => {
 
 describe("ALVEARE_ADMIN_TOKEN", () => {
   it("is refused at start when shorter than 32 characters, in one line naming the variable", () => {
-    assert.throws(() => loadConfig({}, { ALVEARE_ADMIN_TOKEN: "x".repeat(31) }), (error: Error) => {
-      assert.match(error.message, /^configuration error at ALVEARE_ADMIN_TOKEN: must be at least 32 characters/);
-      assert.doesNotMatch(error.message, /\n/);
-      return true;
-    });
+    assert.throws(
+      () => loadConfig({}, { ALVEARE_ADMIN_TOKEN: "x".repeat(31) }),
+      (error: Error) => {
+        assert.match(error.message, /^configuration error at ALVEARE_ADMIN_TOKEN: must be at least 32 characters/);
+        assert.doesNotMatch(error.message, /\n/);
+        return true;
+      },
+    );
     assert.equal(loadConfig({}, { ALVEARE_ADMIN_TOKEN: "x".repeat(32) }).adminToken, "x".repeat(32));
   });
 });

@@ -17,16 +17,31 @@ const PASSWORD = "audit trail of the hive 42";
 const admin = { authorization: `Bearer ${TOKEN}` };
 
 interface AuditJson {
-  id: number; at: string; actor: string; action: string; account_id: string | null; target: string | null;
-  detail: Record<string, string> | null; source: string | null; request_id: string | null; count: number;
+  id: number;
+  at: string;
+  actor: string;
+  action: string;
+  account_id: string | null;
+  target: string | null;
+  detail: Record<string, string> | null;
+  source: string | null;
+  request_id: string | null;
+  count: number;
 }
-interface AuditListJson { object: string; data: AuditJson[]; next_cursor: number | null }
+interface AuditListJson {
+  object: string;
+  data: AuditJson[];
+  next_cursor: number | null;
+}
 
 /** A browser-like client from its own loopback address: session cookie, CSRF token, same-origin headers. */
 class Browser {
   cookie = "";
   csrf = "";
-  constructor(readonly server: TestServer, readonly address = "127.0.0.1") {}
+  constructor(
+    readonly server: TestServer,
+    readonly address = "127.0.0.1",
+  ) {}
 
   async call(method: string, path: string, body?: unknown, extra: Record<string, string> = {}) {
     const headers: Record<string, string> = { origin: this.server.url, ...extra };
@@ -35,7 +50,11 @@ class Browser {
       headers["content-type"] = "application/json";
       if (this.csrf) headers["x-csrf-token"] = this.csrf;
     }
-    const response = await requestFrom(this.address, `${this.server.url}${path}`, { method, headers, body: method === "GET" ? undefined : JSON.stringify(body ?? {}) });
+    const response = await requestFrom(this.address, `${this.server.url}${path}`, {
+      method,
+      headers,
+      body: method === "GET" ? undefined : JSON.stringify(body ?? {}),
+    });
     const setCookie = response.headers["set-cookie"]?.[0];
     if (setCookie) this.cookie = setCookie.split(";")[0]!;
     if (typeof response.json.csrf_token === "string") this.csrf = response.json.csrf_token;
@@ -92,7 +111,7 @@ describe("audit log over HTTP", () => {
   });
 
   it("records the operator's sign-in, account creation, invitation and the member joining, with actor, source and request id", async () => {
-    const signedIn = (await all("&action=operator.signed_in"));
+    const signedIn = await all("&action=operator.signed_in");
     assert.equal(signedIn.length, 1);
     assert.equal(signedIn[0]!.actor, "operator");
     assert.equal(signedIn[0]!.source, "127.0.0.3");
@@ -102,7 +121,7 @@ describe("audit log over HTTP", () => {
     assert.equal(created.source, "127.0.0.3");
     assert.match(created.request_id ?? "", /\S/);
     assert.deepEqual(created.detail, { name: "alice-co", plan: "starter" });
-    const invited = (await all(`&action=member.invited&account=${aliceAccount}`));
+    const invited = await all(`&action=member.invited&account=${aliceAccount}`);
     assert.equal(invited.length, 1);
     assert.equal(invited[0]!.actor, "operator");
     assert.deepEqual(invited[0]!.detail, { email: "alice@example.com" });
@@ -123,7 +142,11 @@ describe("audit log over HTTP", () => {
     assert.equal(planChanged.request_id, patched.headers["x-request-id"]);
     assert.deepEqual(planChanged.detail, { from: "solo", to: "scale" });
     await adminCall("PATCH", `/accounts/${id}`, { plan: "scale" });
-    assert.equal((await recordsOf("account.plan_changed", `account:${id}`)).length, 1, "a change to the same plan changes nothing and records nothing");
+    assert.equal(
+      (await recordsOf("account.plan_changed", `account:${id}`)).length,
+      1,
+      "a change to the same plan changes nothing and records nothing",
+    );
     await adminCall("PATCH", `/accounts/${id}`, { status: "suspended" });
     await adminCall("PATCH", `/accounts/${id}`, { status: "active" });
     assert.equal((await only("account.suspended", `account:${id}`)).account_id, id);
@@ -161,7 +184,10 @@ describe("audit log over HTTP", () => {
     assert.ok((await all("&action=admin_token.used")).length > usesBefore);
 
     const visitor = new Browser(server, "127.0.0.7");
-    assert.equal((await visitor.call("POST", "/dashboard/api/login", { email: "alice@example.com", password: "not her password at all" })).status, 401);
+    assert.equal(
+      (await visitor.call("POST", "/dashboard/api/login", { email: "alice@example.com", password: "not her password at all" })).status,
+      401,
+    );
     const failed = (await all(`&action=sign_in.failed&account=${aliceAccount}`)).filter((f) => f.source === "127.0.0.7");
     assert.equal(failed.length, 1);
     assert.equal(failed[0]!.actor, "anonymous");
@@ -175,12 +201,17 @@ describe("audit log over HTTP", () => {
 
   it("counts wrong admin tokens per address and minute instead of recording each", async () => {
     for (let i = 0; i < 4; i++) {
-      const wrong = await requestFrom("127.0.0.8", `${server.url}/admin/api/accounts`, { headers: { authorization: `Bearer wrong-${i}-${"x".repeat(40)}` } });
+      const wrong = await requestFrom("127.0.0.8", `${server.url}/admin/api/accounts`, {
+        headers: { authorization: `Bearer wrong-${i}-${"x".repeat(40)}` },
+      });
       assert.equal(wrong.status, 401);
     }
     const failed = (await all("&action=admin_token.failed")).filter((f) => f.source === "127.0.0.8");
     assert.ok(failed.length >= 1 && failed.length <= 2, "one row per minute");
-    assert.equal(failed.reduce((n, f) => n + f.count, 0), 4);
+    assert.equal(
+      failed.reduce((n, f) => n + f.count, 0),
+      4,
+    );
     assert.ok(failed.every((f) => f.actor === "anonymous" && f.account_id === null));
   });
 
@@ -191,9 +222,24 @@ describe("audit log over HTTP", () => {
     assert.ok(records.length >= 4);
     assert.ok(records.every((r) => r.account_id === aliceAccount));
     const operatorView = (await all(`&account=${aliceAccount}`)).map((r) => r.id);
-    assert.deepEqual(records.map((r) => r.id), operatorView, "the member sees exactly what the operator sees of that account");
-    for (const action of ["account.created", "member.invited", "member.joined", "key.created", "key.revoked", "sign_in.failed", "sign_in.succeeded"]) {
-      assert.ok(records.some((r) => r.action === action), action);
+    assert.deepEqual(
+      records.map((r) => r.id),
+      operatorView,
+      "the member sees exactly what the operator sees of that account",
+    );
+    for (const action of [
+      "account.created",
+      "member.invited",
+      "member.joined",
+      "key.created",
+      "key.revoked",
+      "sign_in.failed",
+      "sign_in.succeeded",
+    ]) {
+      assert.ok(
+        records.some((r) => r.action === action),
+        action,
+      );
     }
 
     const theirs = await mallory.call("GET", "/dashboard/api/audit");
@@ -226,13 +272,26 @@ describe("audit log over HTTP", () => {
     assert.equal(first.data.length, 3);
     assert.equal(first.next_cursor, first.data[2]!.id);
     const second = (await adminCall("GET", `/audit?limit=3&cursor=${first.next_cursor!}`)).json as unknown as AuditListJson;
-    assert.ok(second.data.every((r) => r.id < first.data[2]!.id), "the next page is older");
+    assert.ok(
+      second.data.every((r) => r.id < first.data[2]!.id),
+      "the next page is older",
+    );
     // Reading the admin API adds admin_token.used records, always newer than a page already read.
     const ids = (await all()).map((r) => r.id);
     const start = ids.indexOf(first.data[0]!.id);
-    assert.deepEqual(first.data.concat(second.data).map((r) => r.id), ids.slice(start, start + 6));
+    assert.deepEqual(
+      first.data.concat(second.data).map((r) => r.id),
+      ids.slice(start, start + 6),
+    );
 
-    for (const [query, param] of [["since=yesterday-ish", "since"], ["limit=0", "limit"], ["limit=5000", "limit"], ["cursor=-1", "cursor"], ["action=key.deleted", "action"], [`account=${"a".repeat(400)}`, "account"]] as const) {
+    for (const [query, param] of [
+      ["since=yesterday-ish", "since"],
+      ["limit=0", "limit"],
+      ["limit=5000", "limit"],
+      ["cursor=-1", "cursor"],
+      ["action=key.deleted", "action"],
+      [`account=${"a".repeat(400)}`, "account"],
+    ] as const) {
       const r = await adminCall("GET", `/audit?${query}`);
       assert.equal(r.status, 400, query);
       assert.equal((r.json.error as { param: string }).param, param);
@@ -241,7 +300,8 @@ describe("audit log over HTTP", () => {
 
   it("keeps no secret in any record: no key, password, admin token, invitation token or session", async () => {
     const everything = JSON.stringify(await all());
-    for (const secret of secrets) assert.ok(secret.length >= 10 && !everything.includes(secret), `a secret of length ${secret.length} is in the audit log`);
+    for (const secret of secrets)
+      assert.ok(secret.length >= 10 && !everything.includes(secret), `a secret of length ${secret.length} is in the audit log`);
     const db = new Database(databasePath(server.config), { readonly: true });
     const raw = JSON.stringify(db.prepare("SELECT * FROM audit_log").all());
     db.close();
@@ -253,15 +313,27 @@ describe("audit log over HTTP", () => {
     const flooder = "127.0.0.66";
     const statuses = new Map<number, number>();
     for (let batch = 0; batch < 100; batch++) {
-      const answers = await Promise.all(Array.from({ length: 20 }, (_, i) =>
-        requestFrom(flooder, `${server.url}/dashboard/api/login`, { headers: { origin: server.url }, body: { email: `flood-${batch}-${i}@example.com`, password: "wrong password" } })));
+      const answers = await Promise.all(
+        Array.from({ length: 20 }, (_, i) =>
+          requestFrom(flooder, `${server.url}/dashboard/api/login`, {
+            headers: { origin: server.url },
+            body: { email: `flood-${batch}-${i}@example.com`, password: "wrong password" },
+          }),
+        ),
+      );
       for (const a of answers) statuses.set(a.status, (statuses.get(a.status) ?? 0) + 1);
     }
     assert.equal((statuses.get(401) ?? 0) + (statuses.get(429) ?? 0), 2000);
     const rows = (await all("&action=sign_in.failed")).filter((r) => r.source === flooder);
     assert.ok(rows.length >= 1 && rows.length <= 3, `${rows.length} rows`);
-    assert.equal(rows.reduce((n, r) => n + r.count, 0), 2000);
-    assert.ok(rows.every((r) => r.account_id === null && r.target === null && r.detail === null), "an unknown e-mail is not stored");
+    assert.equal(
+      rows.reduce((n, r) => n + r.count, 0),
+      2000,
+    );
+    assert.ok(
+      rows.every((r) => r.account_id === null && r.target === null && r.detail === null),
+      "an unknown e-mail is not stored",
+    );
   });
 });
 
@@ -272,11 +344,17 @@ describe("audit log in the store", () => {
       // A cheap derivation and a high limit: every attempt takes the unknown-e-mail path, none is refused early.
       const people = new People(store, undefined, { derive: () => Promise.resolve(Buffer.alloc(32)), signInLimits: { allowed: 10_000 } });
       for (let i = 0; i < 2000; i++) {
-        await assert.rejects(people.signIn(`nobody-${i}@example.com`, "a wrong password", "10.9.9.9"), (e: unknown) => (e as { status: number }).status === 401);
+        await assert.rejects(
+          people.signIn(`nobody-${i}@example.com`, "a wrong password", "10.9.9.9"),
+          (e: unknown) => (e as { status: number }).status === 401,
+        );
       }
       const page = await store.audit.query({ limit: 1000 });
       assert.ok(page.records.length >= 1 && page.records.length <= 3, `${page.records.length} rows`);
-      assert.equal(page.records.reduce((n, r) => n + r.count, 0), 2000);
+      assert.equal(
+        page.records.reduce((n, r) => n + r.count, 0),
+        2000,
+      );
       assert.ok(page.records.every((r) => r.action === "sign_in.failed" && r.source === "10.9.9.9"));
     } finally {
       await store.close();
@@ -315,7 +393,10 @@ describe("audit log in the store", () => {
       const reader = new Database(join(dataDir, "alveare.db"), { readonly: true });
       const left = reader.prepare<[], { account_id: string }>("SELECT account_id FROM audit_log ORDER BY id").all();
       reader.close();
-      assert.deepEqual(left.map((r) => r.account_id), ["acct_recent", "acct_new"]);
+      assert.deepEqual(
+        left.map((r) => r.account_id),
+        ["acct_recent", "acct_new"],
+      );
     } finally {
       await server.close();
     }
@@ -340,7 +421,10 @@ describe("alveare audit", () => {
 
     const listed = cliJson(["audit", "--account", String(account.id), "--data-dir", dataDir]) as unknown as AuditListJson;
     assert.equal(listed.object, "list");
-    assert.deepEqual(listed.data.map((r) => r.action), ["member.invited", "account.suspended", "key.revoked", "key.created", "account.created"]);
+    assert.deepEqual(
+      listed.data.map((r) => r.action),
+      ["member.invited", "account.suspended", "key.revoked", "key.created", "account.created"],
+    );
     assert.ok(listed.data.every((r) => r.actor === "cli" && r.account_id === account.id && r.source === null));
     assert.equal(listed.data.find((r) => r.action === "key.created")!.target, `key:${String(key.id)}`);
     assert.ok(!JSON.stringify(listed).includes(String(key.key)));

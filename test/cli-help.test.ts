@@ -11,23 +11,48 @@ import { cliJson, cliKey, tempDir, tinyModel } from "./helpers/fixtures.js";
 const CLI = new URL("../src/cli/main.js", import.meta.url).pathname;
 const cleanEnv = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => {
   const env: NodeJS.ProcessEnv = { ...process.env, ALVEARE_THREADS: "1", ALVEARE_METRICS_PORT: "0", ...extra };
-  for (const name of ["ALVEARE_MODEL", "ALVEARE_CONFIG", "ALVEARE_PUBLIC_URL", "ALVEARE_HOST", "ALVEARE_PORT", "ALVEARE_DATA_DIR", "ALVEARE_LOG_FORMAT"]) {
+  for (const name of [
+    "ALVEARE_MODEL",
+    "ALVEARE_CONFIG",
+    "ALVEARE_PUBLIC_URL",
+    "ALVEARE_HOST",
+    "ALVEARE_PORT",
+    "ALVEARE_DATA_DIR",
+    "ALVEARE_LOG_FORMAT",
+  ]) {
     if (!(name in extra)) delete env[name];
   }
   return env;
 };
 
-interface Run { status: number | null; stdout: string; stderr: string }
+interface Run {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
 
 function alveare(args: readonly string[], env: NodeJS.ProcessEnv = cleanEnv()): Run {
   const r = spawnSync(process.execPath, [CLI, ...args], { env, encoding: "utf8", timeout: 120_000 });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
-const lines = (text: string): string[] => text.trim().split("\n").filter((l) => l.length > 0);
+const lines = (text: string): string[] =>
+  text
+    .trim()
+    .split("\n")
+    .filter((l) => l.length > 0);
 
 describe("alveare help and version", () => {
-  for (const args of [["--help"], ["-h"], ["help"], ["serve", "--help"], ["keys", "--help"], ["keys", "list", "--help"], ["help", "accounts"], ["usage", "-h"]]) {
+  for (const args of [
+    ["--help"],
+    ["-h"],
+    ["help"],
+    ["serve", "--help"],
+    ["keys", "--help"],
+    ["keys", "list", "--help"],
+    ["help", "accounts"],
+    ["usage", "-h"],
+  ]) {
     it(`'alveare ${args.join(" ")}' prints help with examples and exits 0`, () => {
       const r = alveare(args);
       assert.equal(r.status, 0, r.stderr);
@@ -81,7 +106,11 @@ describe("alveare exit codes and output", () => {
       assert.equal(r.status, 2, `${args.join(" ")}: ${r.stderr}`);
       assert.match(r.stderr, message);
     }
-    for (const args of [["keys", "revoke", "key_nope"], ["usage", "--account", "acct_nope"], ["keys", "list", "--account", "acct_nope"]]) {
+    for (const args of [
+      ["keys", "revoke", "key_nope"],
+      ["usage", "--account", "acct_nope"],
+      ["keys", "list", "--account", "acct_nope"],
+    ]) {
       const r = alveare([...args, "--data-dir", dataDir]);
       assert.equal(r.status, 1, `${args.join(" ")}: ${r.stderr}`);
       assert.match(r.stderr, /^alveare: no (key|account) '\w+'$/m);
@@ -112,7 +141,11 @@ describe("alveare exit codes and output", () => {
     assert.match(usage.stdout, /^requests\s+0\s+\d+$/m);
     assert.match(usage.stdout, /^tokens\s+0\s+-$/m);
 
-    for (const args of [["accounts", "list"], ["keys", "list", "--account", accountId], ["usage", "--account", accountId]]) {
+    for (const args of [
+      ["accounts", "list"],
+      ["keys", "list", "--account", accountId],
+      ["usage", "--account", accountId],
+    ]) {
       const json = alveare([...args, "--json", "--data-dir", dataDir], env);
       assert.equal(json.status, 0, json.stderr);
       assert.equal(lines(json.stdout).length, 1, "one JSON document on one line");
@@ -145,9 +178,18 @@ describe("alveare exit codes and output", () => {
       return r.stdout;
     };
     assert.match(invite({}, "a@example.com"), /^http:\/\/127\.0\.0\.1:8080\/dashboard\/#invite=\w{40}$/m);
-    assert.match(invite({ ALVEARE_HOST: "10.0.0.5", ALVEARE_PORT: "9000" }, "b@example.com"), /^http:\/\/10\.0\.0\.5:9000\/dashboard\/#invite=\w{40}$/m);
-    assert.match(invite({ ALVEARE_PUBLIC_URL: "https://ai.example.com/" }, "c@example.com"), /^https:\/\/ai\.example\.com\/dashboard\/#invite=\w{40}$/m);
-    const bad = alveare(["members", "invite", "--account", accountId, "--email", "d@example.com", "--data-dir", dataDir], cleanEnv({ ALVEARE_PUBLIC_URL: "ai.example.com" }));
+    assert.match(
+      invite({ ALVEARE_HOST: "10.0.0.5", ALVEARE_PORT: "9000" }, "b@example.com"),
+      /^http:\/\/10\.0\.0\.5:9000\/dashboard\/#invite=\w{40}$/m,
+    );
+    assert.match(
+      invite({ ALVEARE_PUBLIC_URL: "https://ai.example.com/" }, "c@example.com"),
+      /^https:\/\/ai\.example\.com\/dashboard\/#invite=\w{40}$/m,
+    );
+    const bad = alveare(
+      ["members", "invite", "--account", accountId, "--email", "d@example.com", "--data-dir", dataDir],
+      cleanEnv({ ALVEARE_PUBLIC_URL: "ai.example.com" }),
+    );
     assert.equal(bad.status, 2);
     assert.match(bad.stderr, /ALVEARE_PUBLIC_URL/);
   });
@@ -160,12 +202,20 @@ describe("alveare serve start-up failures", () => {
     await new Promise<void>((resolve) => taken.listen(0, "127.0.0.1", resolve));
     const port = String((taken.address() as AddressInfo).port);
     try {
-      const r = spawnSync(process.execPath, [CLI, "serve", "--model", model, "--port", port, "--data-dir", tempDir()], { env: cleanEnv(), encoding: "utf8", timeout: 120_000 });
+      const r = spawnSync(process.execPath, [CLI, "serve", "--model", model, "--port", port, "--data-dir", tempDir()], {
+        env: cleanEnv(),
+        encoding: "utf8",
+        timeout: 120_000,
+      });
       assert.equal(r.status, 1);
       assert.equal(lines(r.stderr).length, 1, r.stderr);
       assert.match(r.stderr, new RegExp(`port ${port} on 127\\.0\\.0\\.1 is already in use \\(port from --port\\)`));
       assert.equal(r.stdout, "", "nothing was logged: no model was loaded");
-      const fromEnv = spawnSync(process.execPath, [CLI, "serve", "--model", model, "--data-dir", tempDir()], { env: cleanEnv({ ALVEARE_PORT: port }), encoding: "utf8", timeout: 120_000 });
+      const fromEnv = spawnSync(process.execPath, [CLI, "serve", "--model", model, "--data-dir", tempDir()], {
+        env: cleanEnv({ ALVEARE_PORT: port }),
+        encoding: "utf8",
+        timeout: 120_000,
+      });
       assert.equal(fromEnv.status, 1);
       assert.match(fromEnv.stderr, /\(port from ALVEARE_PORT\)/);
     } finally {

@@ -21,7 +21,9 @@ describe("alveare serve", () => {
     const dataDir = tempDir();
     // An unreachable download host stands for "offline" on any machine.
     const r = spawnSync(process.execPath, [CLI, "serve", "--port", "0", "--data-dir", dataDir], {
-      env: cleanEnv({ HF_ENDPOINT: "http://127.0.0.1:9" }), encoding: "utf8", timeout: 60_000,
+      env: cleanEnv({ HF_ENDPOINT: "http://127.0.0.1:9" }),
+      encoding: "utf8",
+      timeout: 60_000,
     });
     assert.equal(r.status, 2);
     const lines = r.stderr.trim().split("\n");
@@ -73,14 +75,15 @@ describe("alveare models pull", () => {
     const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
     try {
       const dataDir = tempDir();
-      const run = (uri: string) => new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-        const child = spawn(process.execPath, [CLI, "models", "pull", uri, "--data-dir", dataDir], { env: cleanEnv() });
-        let stdout = "";
-        let stderr = "";
-        child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
-        child.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
-        child.on("exit", (code) => resolve({ code, stdout, stderr }));
-      });
+      const run = (uri: string) =>
+        new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+          const child = spawn(process.execPath, [CLI, "models", "pull", uri, "--data-dir", dataDir], { env: cleanEnv() });
+          let stdout = "";
+          let stderr = "";
+          child.stdout.on("data", (c: Buffer) => (stdout += c.toString()));
+          child.stderr.on("data", (c: Buffer) => (stderr += c.toString()));
+          child.on("exit", (code) => resolve({ code, stdout, stderr }));
+        });
       const ok = await run(`${base}/models/tiny.gguf`);
       assert.equal(ok.code, 0, ok.stderr);
       const path = ok.stdout.trim();
@@ -116,26 +119,35 @@ describe("configuration", () => {
     assert.equal(defaults.host, "127.0.0.1");
     assert.equal(defaults.engine.threads, "auto");
     assert.match(defaults.models.base!, /^hf:Qwen\/Qwen2\.5-0\.5B-Instruct-GGUF/);
-    assert.deepEqual(defaults.specialists.map((s) => s.id), ["classify", "summarise", "extract", "qa", "chat", "code", "embed"]);
+    assert.deepEqual(
+      defaults.specialists.map((s) => s.id),
+      ["classify", "summarise", "extract", "qa", "chat", "code", "embed"],
+    );
   });
 
   it("changes a default specialist field by field, adds new ones and removes disabled ones", () => {
     const dir = tempDir();
     const file = join(dir, "c.json");
-    writeFileSync(file, JSON.stringify({
-      specialists: {
-        classify: { output: { type: "labels", labels: ["spam", "ham"] }, defaults: { temperature: 0 } },
-        code: { enabled: false },
-        translate: { description: "English to French", system_prompt: "Translate to French.", context_size: 1024 },
-      },
-    }));
+    writeFileSync(
+      file,
+      JSON.stringify({
+        specialists: {
+          classify: { output: { type: "labels", labels: ["spam", "ham"] }, defaults: { temperature: 0 } },
+          code: { enabled: false },
+          translate: { description: "English to French", system_prompt: "Translate to French.", context_size: 1024 },
+        },
+      }),
+    );
     const config = loadConfig({ config: file }, {});
     const classify = config.specialists.find((s) => s.id === "classify")!;
     assert.deepEqual(classify.output, { type: "labels", labels: ["spam", "ham"] });
     assert.match(classify.systemPrompt, /spam, ham/);
     assert.equal(classify.defaults.temperature, 0);
     assert.equal(classify.defaults.maxTokens, 512);
-    assert.equal(config.specialists.some((s) => s.id === "code"), false);
+    assert.equal(
+      config.specialists.some((s) => s.id === "code"),
+      false,
+    );
     const translate = config.specialists.find((s) => s.id === "translate")!;
     assert.equal(translate.contextSize, 1024);
     assert.equal(translate.engine.kind === "embedded" && translate.engine.model, "base");
@@ -145,7 +157,11 @@ describe("configuration", () => {
     ["an unknown top-level field", { prot: 1 }, /prot/],
     ["a bad threads value", { engine: { threads: "many" } }, /engine\.threads/],
     ["a new specialist without a description", { specialists: { x: { system_prompt: "y" } } }, /specialists\.x\.description/],
-    ["a remote without base_url", { specialists: { x: { description: "d", system_prompt: "", remote: { model: "m" } } } }, /specialists\.x\.remote\.base_url/],
+    [
+      "a remote without base_url",
+      { specialists: { x: { description: "d", system_prompt: "", remote: { model: "m" } } } },
+      /specialists\.x\.remote\.base_url/,
+    ],
     ["an unknown output type", { specialists: { chat: { output: { type: "xml" } } } }, /specialists\.chat\.output\.type/],
     ["a model name that is not defined", { specialists: { chat: { model: "big" } } }, /specialists\.chat\.model/],
     ["a PostgreSQL URL, not supported yet", { database_url: "postgres://db/alveare" }, /ALVEARE_DATABASE_URL.*not supported yet/],
@@ -180,13 +196,19 @@ describe("account administration from the CLI", () => {
     const env = cleanEnv();
     const run = (args: string[]) => cliJson([...args, "--data-dir", dataDir], env) as Record<string, unknown> & Array<Record<string, unknown>>;
     const { accountId } = cliKey(dataDir, "solo", env);
-    assert.deepEqual(run(["accounts", "list"]).map((a) => [a.id, a.plan, a.status]), [[accountId, "solo", "active"]]);
+    assert.deepEqual(
+      run(["accounts", "list"]).map((a) => [a.id, a.plan, a.status]),
+      [[accountId, "solo", "active"]],
+    );
     assert.equal(run(["accounts", "update", accountId, "--plan", "scale"]).plan, "scale");
     assert.equal(run(["accounts", "update", accountId, "--status", "suspended"]).status, "suspended");
     const invite = run(["members", "invite", "--account", accountId, "--email", "Dev@Example.com"]);
     assert.equal(invite.email, "dev@example.com");
     assert.match(invite.invite_path as unknown as string, /^\/dashboard\/#invite=\w{40}$/);
-    const bad = spawnSync(process.execPath, [CLI, "accounts", "update", accountId, "--status", "frozen", "--data-dir", dataDir], { env, encoding: "utf8" });
+    const bad = spawnSync(process.execPath, [CLI, "accounts", "update", accountId, "--status", "frozen", "--data-dir", dataDir], {
+      env,
+      encoding: "utf8",
+    });
     assert.equal(bad.status, 2);
     assert.match(bad.stderr, /active or suspended/);
   });

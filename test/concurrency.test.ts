@@ -4,7 +4,11 @@ import { postJson, startTestServer } from "./helpers/fixtures.js";
 
 /** Opens a stream and resolves with the time its first event arrived, plus the whole body. */
 async function timedStream(url: string, body: unknown): Promise<{ firstByteAt: number; text: string; status: number }> {
-  const response = await fetch(`${url}/v1/chat/completions`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  const response = await fetch(`${url}/v1/chat/completions`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
   const reader = response.body!.getReader();
   let firstByteAt = 0;
   let text = "";
@@ -24,7 +28,15 @@ describe("concurrency", () => {
       const n = 7;
       const runs = [];
       for (let i = 0; i < n; i++) {
-        runs.push(timedStream(server.url, { model: "alveare-chat", messages: [{ role: "user", content: `request ${i}` }], max_tokens: 40, stream: true, seed: i }));
+        runs.push(
+          timedStream(server.url, {
+            model: "alveare-chat",
+            messages: [{ role: "user", content: `request ${i}` }],
+            max_tokens: 40,
+            stream: true,
+            seed: i,
+          }),
+        );
         // Space the arrivals so their order is known.
         await new Promise((resolve) => setTimeout(resolve, 15));
       }
@@ -33,7 +45,10 @@ describe("concurrency", () => {
         assert.equal(r.status, 200);
         assert.ok(r.text.trimEnd().endsWith("data: [DONE]"), "each stream completes");
       }
-      const statuses = server.logs.requests().filter((l) => l.route === "/v1/chat/completions").map((l) => l.status);
+      const statuses = server.logs
+        .requests()
+        .filter((l) => l.route === "/v1/chat/completions")
+        .map((l) => l.status);
       assert.deepEqual(statuses, Array(n).fill(200));
     } finally {
       await server.close();
@@ -47,10 +62,12 @@ describe("concurrency", () => {
       const finished: number[] = [];
       const runs = [];
       for (let i = 0; i < 5; i++) {
-        runs.push(postJson(`${server.url}/v1/infer`, { specialist: "chat", prompt: `request ${i}`, max_tokens: 30, seed: i }).then((r) => {
-          assert.equal(r.status, 200);
-          finished.push(i);
-        }));
+        runs.push(
+          postJson(`${server.url}/v1/infer`, { specialist: "chat", prompt: `request ${i}`, max_tokens: 30, seed: i }).then((r) => {
+            assert.equal(r.status, 200);
+            finished.push(i);
+          }),
+        );
         await new Promise((resolve) => setTimeout(resolve, 15));
       }
       await Promise.all(runs);

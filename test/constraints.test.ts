@@ -46,7 +46,11 @@ describe("output constraints hold at temperature 2.0", () => {
     };
     for (let seed = 1; seed <= 15; seed++) {
       const r = await postJson(`${server.url}/v1/chat/completions`, {
-        model: "alveare-extract", messages: [{ role: "user", content: "Login broken, furious!" }], temperature: 2, seed, max_tokens: 200,
+        model: "alveare-extract",
+        messages: [{ role: "user", content: "Login broken, furious!" }],
+        temperature: 2,
+        seed,
+        max_tokens: 200,
         response_format: { type: "json_schema", json_schema: { name: "ticket", schema } },
       });
       const choice = (r.json.choices as Array<{ finish_reason: string; message: { content: string } }>)[0]!;
@@ -63,7 +67,11 @@ describe("output constraints hold at temperature 2.0", () => {
     let ended = 0;
     for (let seed = 1; seed <= 15; seed++) {
       const r = await postJson(`${server.url}/v1/chat/completions`, {
-        model: "alveare-extract", messages: [{ role: "user", content: "Bob is 42" }], temperature: 2, seed, max_tokens: 400,
+        model: "alveare-extract",
+        messages: [{ role: "user", content: "Bob is 42" }],
+        temperature: 2,
+        seed,
+        max_tokens: 400,
       });
       const choice = (r.json.choices as Array<{ finish_reason: string; message: { content: string } }>)[0]!;
       assert.ok(choice.message.content.trimStart().startsWith("{"), choice.message.content);
@@ -78,7 +86,8 @@ describe("output constraints hold at temperature 2.0", () => {
 
   it("refuses a schema it cannot enforce with a 400 naming the parameter", async () => {
     const r = await postJson(`${server.url}/v1/chat/completions`, {
-      model: "alveare-extract", messages: [{ role: "user", content: "x" }],
+      model: "alveare-extract",
+      messages: [{ role: "user", content: "x" }],
       response_format: { type: "json_schema", json_schema: { name: "bad", schema: { type: "object", properties: { a: { type: "no-such-type" } } } } },
     });
     assert.equal(r.status, 400);

@@ -20,7 +20,11 @@ describe("crash safety", () => {
     const worker = async (): Promise<void> => {
       while (!stop) {
         try {
-          const r = await fetch(`${url}/v1/infer`, { method: "POST", headers: { authorization: `Bearer ${key}` }, body: JSON.stringify({ specialist: "classify", prompt: "ok", max_tokens: 3 }) });
+          const r = await fetch(`${url}/v1/infer`, {
+            method: "POST",
+            headers: { authorization: `Bearer ${key}` },
+            body: JSON.stringify({ specialist: "classify", prompt: "ok", max_tokens: 3 }),
+          });
           if (r.status === 200) {
             await r.json();
             succeeded.push(r.headers.get("x-request-id")!);
@@ -62,7 +66,10 @@ describe("crash safety", () => {
     await new Promise<void>((r) => hanging.listen(0, "127.0.0.1", r));
     const dataDir = tempDir();
     const config = join(tempDir(), "config.json");
-    writeFileSync(config, JSON.stringify({ specialists: { hang: flakySpecialist(`http://127.0.0.1:${(hanging.address() as AddressInfo).port}/v1`) } }));
+    writeFileSync(
+      config,
+      JSON.stringify({ specialists: { hang: flakySpecialist(`http://127.0.0.1:${(hanging.address() as AddressInfo).port}/v1`) } }),
+    );
     const env = { ...process.env, ALVEARE_THREADS: "1", ALVEARE_LOG_LEVEL: "warn", ALVEARE_DATA_DIR: dataDir, ALVEARE_CONFIG: config };
     const { key } = cliKey(dataDir, "scale", env);
     const model = await tinyModel();
@@ -73,15 +80,22 @@ describe("crash safety", () => {
 
     let seen = 0;
     let tokensSeen = 0;
-    await Promise.all(Array.from({ length: 4 }, async () => {
-      for (let i = 0; i < 5; i++) {
-        const r = await infer("classify");
-        assert.equal(r.status, 200);
-        tokensSeen += ((await r.json()) as { tokens_used: number }).tokens_used;
-        seen++;
-      }
-    }));
-    const unanswered = Array.from({ length: 3 }, () => infer("hang").then(() => "answered", () => "connection lost"));
+    await Promise.all(
+      Array.from({ length: 4 }, async () => {
+        for (let i = 0; i < 5; i++) {
+          const r = await infer("classify");
+          assert.equal(r.status, 200);
+          tokensSeen += ((await r.json()) as { tokens_used: number }).tokens_used;
+          seen++;
+        }
+      }),
+    );
+    const unanswered = Array.from({ length: 3 }, () =>
+      infer("hang").then(
+        () => "answered",
+        () => "connection lost",
+      ),
+    );
     const path = join(dataDir, "alveare.db");
     const unfinished = (): number => {
       const db = new Database(path, { readonly: true });

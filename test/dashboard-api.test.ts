@@ -10,7 +10,10 @@ class Browser {
   cookie = "";
   csrf = "";
   /** The browser's own loopback address: sign-in failures are limited per address. */
-  constructor(readonly server: TestServer, readonly address = "127.0.0.1") {}
+  constructor(
+    readonly server: TestServer,
+    readonly address = "127.0.0.1",
+  ) {}
 
   async call(method: string, path: string, body?: unknown, extra: Record<string, string> = {}) {
     const headers: Record<string, string> = { origin: this.server.url, ...extra };
@@ -19,11 +22,19 @@ class Browser {
       headers["content-type"] ??= "application/json";
       if (this.csrf && !("x-csrf-token" in extra)) headers["x-csrf-token"] = this.csrf;
     }
-    const response = await requestFrom(this.address, `${this.server.url}${path}`, { method, headers, body: method === "GET" ? undefined : JSON.stringify(body ?? {}) });
+    const response = await requestFrom(this.address, `${this.server.url}${path}`, {
+      method,
+      headers,
+      body: method === "GET" ? undefined : JSON.stringify(body ?? {}),
+    });
     const setCookie = response.headers["set-cookie"]?.[0];
     if (setCookie) this.cookie = setCookie.split(";")[0]!;
     if (typeof response.json.csrf_token === "string") this.csrf = response.json.csrf_token;
-    return { status: response.status, headers: new Headers(Object.entries(response.headers).flatMap(([k, v]) => (v === undefined ? [] : [[k, String(v)]]))), json: response.json };
+    return {
+      status: response.status,
+      headers: new Headers(Object.entries(response.headers).flatMap(([k, v]) => (v === undefined ? [] : [[k, String(v)]]))),
+      json: response.json,
+    };
   }
 }
 
@@ -60,24 +71,44 @@ describe("dashboard API", () => {
     assert.match(key, /^alv_live_/);
     const listed = await alice.call("GET", "/dashboard/api/keys");
     assert.ok(!JSON.stringify(listed.json).includes(key));
-    assert.equal((await postJson(`${server.url}/v1/infer`, { specialist: "classify", prompt: "x", max_tokens: 2 }, { authorization: `Bearer ${key}` })).status, 200);
+    assert.equal(
+      (await postJson(`${server.url}/v1/infer`, { specialist: "classify", prompt: "x", max_tokens: 2 }, { authorization: `Bearer ${key}` })).status,
+      200,
+    );
     const usage = await alice.call("GET", "/dashboard/api/usage");
     const live = usage.json.live as Record<string, unknown>;
     assert.equal(live.requests_used, 1);
     assert.deepEqual(live.by_specialist, { classify: 1 });
-    assert.equal(Object.values(live.daily as Record<string, number>).reduce((a, b) => a + b, 0), 1);
+    assert.equal(
+      Object.values(live.daily as Record<string, number>).reduce((a, b) => a + b, 0),
+      1,
+    );
     assert.equal((usage.json.test as Record<string, unknown>).requests_used, 0);
     const plan = await alice.call("GET", "/dashboard/api/plan");
-    assert.deepEqual((plan.json.specialists as Array<{ id: string }>).map((s) => s.id), ["classify", "summarise", "extract", "qa", "chat"]);
+    assert.deepEqual(
+      (plan.json.specialists as Array<{ id: string }>).map((s) => s.id),
+      ["classify", "summarise", "extract", "qa", "chat"],
+    );
   });
 
   it("refuses anonymous visitors on every member route", async () => {
     const anonymous = new Browser(server);
-    for (const [method, path] of [["GET", "/dashboard/api/session"], ["GET", "/dashboard/api/keys"], ["POST", "/dashboard/api/keys"], ["POST", "/dashboard/api/keys/key_x/revoke"], ["GET", "/dashboard/api/usage"], ["GET", "/dashboard/api/plan"]] as const) {
+    for (const [method, path] of [
+      ["GET", "/dashboard/api/session"],
+      ["GET", "/dashboard/api/keys"],
+      ["POST", "/dashboard/api/keys"],
+      ["POST", "/dashboard/api/keys/key_x/revoke"],
+      ["GET", "/dashboard/api/usage"],
+      ["GET", "/dashboard/api/plan"],
+    ] as const) {
       const r = await anonymous.call(method, path, { mode: "live" });
       assert.equal(r.status, 401, `${method} ${path}`);
     }
-    for (const [method, path] of [["GET", "/admin/api/accounts"], ["POST", "/admin/api/accounts"], ["POST", `/admin/api/accounts/${aliceAccount}/invitations`]] as const) {
+    for (const [method, path] of [
+      ["GET", "/admin/api/accounts"],
+      ["POST", "/admin/api/accounts"],
+      ["POST", `/admin/api/accounts/${aliceAccount}/invitations`],
+    ] as const) {
       assert.equal((await anonymous.call(method, path, { name: "x", plan: "solo", email: "a@b.co" })).status, 401, `${method} ${path}`);
     }
   });
@@ -107,7 +138,12 @@ describe("dashboard API", () => {
       const admin = await operator.call("POST", "/admin/api/accounts", { name: "x", plan: "solo" }, headers);
       assert.equal(admin.status, 403, `admin ${JSON.stringify(headers)}`);
     }
-    const login = await new Browser(server).call("POST", "/dashboard/api/login", { email: "alice@example.com", password: "correct horse battery" }, { origin: "https://evil.example" });
+    const login = await new Browser(server).call(
+      "POST",
+      "/dashboard/api/login",
+      { email: "alice@example.com", password: "correct horse battery" },
+      { origin: "https://evil.example" },
+    );
     assert.equal(login.status, 403);
   });
 
@@ -124,7 +160,8 @@ describe("dashboard API", () => {
     assert.equal((await b.call("GET", "/dashboard/api/session")).status, 401);
 
     const guesser = new Browser(server);
-    for (let i = 0; i < 5; i++) assert.equal((await guesser.call("POST", "/dashboard/api/login", { email: "mallory@example.com", password: `guess-${i}` })).status, 401);
+    for (let i = 0; i < 5; i++)
+      assert.equal((await guesser.call("POST", "/dashboard/api/login", { email: "mallory@example.com", password: `guess-${i}` })).status, 401);
     const limited = await guesser.call("POST", "/dashboard/api/login", { email: "mallory@example.com", password: "correct horse battery" });
     assert.equal(limited.status, 429);
     assert.ok(Number(limited.headers.get("retry-after")) >= 1);
@@ -147,8 +184,18 @@ describe("dashboard API", () => {
   });
 
   it("treats an undecodable session cookie as no session and unknown asset names as 404", async () => {
-    for (const [method, path] of [["GET", "/dashboard/api/session"], ["GET", "/dashboard/api/keys"], ["POST", "/dashboard/api/keys"], ["GET", "/dashboard/api/usage"], ["POST", "/dashboard/api/logout"]] as const) {
-      const r = await requestFrom("127.0.0.1", `${server.url}${path}`, { method, headers: { cookie: "alveare_session=%", origin: server.url, "content-type": "application/json" }, body: method === "GET" ? undefined : "{}" });
+    for (const [method, path] of [
+      ["GET", "/dashboard/api/session"],
+      ["GET", "/dashboard/api/keys"],
+      ["POST", "/dashboard/api/keys"],
+      ["GET", "/dashboard/api/usage"],
+      ["POST", "/dashboard/api/logout"],
+    ] as const) {
+      const r = await requestFrom("127.0.0.1", `${server.url}${path}`, {
+        method,
+        headers: { cookie: "alveare_session=%", origin: server.url, "content-type": "application/json" },
+        body: method === "GET" ? undefined : "{}",
+      });
       assert.ok(r.status === 401 || (path === "/dashboard/api/logout" && r.status === 200), `${method} ${path}: ${r.status}`);
     }
     for (const name of ["constructor", "__proto__", "toString", "hasOwnProperty", "nope.js"]) {
@@ -191,7 +238,11 @@ describe("dashboard API", () => {
       assert.equal(r.status, 400, JSON.stringify(weak));
       assert.equal((r.json.error as { param: string }).param, "password", JSON.stringify(weak));
     }
-    assert.equal((await new Browser(server).call("POST", "/dashboard/api/invitations/accept", { token, password: "a reasonable passphrase" })).status, 200, "refusals do not use the invitation up");
+    assert.equal(
+      (await new Browser(server).call("POST", "/dashboard/api/invitations/accept", { token, password: "a reasonable passphrase" })).status,
+      200,
+      "refusals do not use the invitation up",
+    );
   });
 
   it("uses an invitation once, and refuses short passwords", async () => {
@@ -199,8 +250,14 @@ describe("dashboard API", () => {
     const invite = await operator.call("POST", `/admin/api/accounts/${account.json.id as string}/invitations`, { email: "bob@example.com" });
     const token = /#invite=(\w+)$/.exec(invite.json.invite_path as string)![1]!;
     assert.equal((await new Browser(server).call("POST", "/dashboard/api/invitations/accept", { token, password: "short" })).status, 400);
-    assert.equal((await new Browser(server).call("POST", "/dashboard/api/invitations/accept", { token, password: "long enough password" })).status, 200);
-    assert.equal((await new Browser(server).call("POST", "/dashboard/api/invitations/accept", { token, password: "long enough password" })).status, 400);
+    assert.equal(
+      (await new Browser(server).call("POST", "/dashboard/api/invitations/accept", { token, password: "long enough password" })).status,
+      200,
+    );
+    assert.equal(
+      (await new Browser(server).call("POST", "/dashboard/api/invitations/accept", { token, password: "long enough password" })).status,
+      400,
+    );
   });
 
   it("serves the page with a strict content security policy", async () => {

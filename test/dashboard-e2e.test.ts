@@ -137,9 +137,17 @@ describe("dashboard in a real browser", { skip: noChromium }, () => {
     await member.getByRole("cell", { name: "staging", exact: true }).waitFor();
     await audit(member, "09-member-keys");
 
-    const ok = await postJson(`${server.url}/v1/infer`, { specialist: "classify", prompt: "I love it", max_tokens: 4 }, { authorization: `Bearer ${secret}` });
+    const ok = await postJson(
+      `${server.url}/v1/infer`,
+      { specialist: "classify", prompt: "I love it", max_tokens: 4 },
+      { authorization: `Bearer ${secret}` },
+    );
     assert.equal(ok.status, 200);
-    const outsidePlan = await postJson(`${server.url}/v1/infer`, { specialist: "code", prompt: "x", max_tokens: 4 }, { authorization: `Bearer ${secret}` });
+    const outsidePlan = await postJson(
+      `${server.url}/v1/infer`,
+      { specialist: "code", prompt: "x", max_tokens: 4 },
+      { authorization: `Bearer ${secret}` },
+    );
     assert.equal(outsidePlan.status, 403);
 
     await member.goto(`${server.url}/dashboard/#usage`);
@@ -170,7 +178,7 @@ describe("dashboard in a real browser", { skip: noChromium }, () => {
     })()`)) as { x: number; y: number };
     await member.mouse.move(bar.x, bar.y);
     await member.waitForFunction("Chart.getChart('live-requests-chart').tooltip.getActiveElements().length === 1");
-    assert.match(await member.evaluate("Chart.getChart('live-requests-chart').tooltip.body[0].lines[0]") as string, /^1 request$/);
+    assert.match((await member.evaluate("Chart.getChart('live-requests-chart').tooltip.body[0].lines[0]")) as string, /^1 request$/);
     await audit(member, "10-member-usage");
 
     await member.goto(`${server.url}/dashboard/#plan`);
@@ -180,7 +188,10 @@ describe("dashboard in a real browser", { skip: noChromium }, () => {
     // The member's activity: this account's audit records, the member's own key among them.
     await member.getByRole("link", { name: "Activity" }).click();
     await member.getByRole("heading", { name: "Activity" }).waitFor();
-    await member.getByRole("row", { name: /key\.created/ }).first().waitFor();
+    await member
+      .getByRole("row", { name: /key\.created/ })
+      .first()
+      .waitFor();
     await member.getByRole("row", { name: /member\.joined/ }).waitFor();
     assert.equal(await member.getByRole("row", { name: /operator\.signed_in/ }).count(), 0, "server-wide records are the operator's only");
     await audit(member, "11b-member-activity");
@@ -192,7 +203,14 @@ describe("dashboard in a real browser", { skip: noChromium }, () => {
     await dialog.getByRole("heading", { name: /^Revoke key “production” \(alv_live_\w+…\)\?$/ }).waitFor();
     await audit(member, "12-member-revoke-confirmation");
     await member.route("**/dashboard/api/keys/*/revoke", (route) =>
-      route.fulfill({ status: 503, contentType: "application/json", body: JSON.stringify({ error: { message: "The server is shutting down; try again.", type: "server_error", code: "unavailable", param: null } }) }));
+      route.fulfill({
+        status: 503,
+        contentType: "application/json",
+        body: JSON.stringify({
+          error: { message: "The server is shutting down; try again.", type: "server_error", code: "unavailable", param: null },
+        }),
+      }),
+    );
     await dialog.getByRole("button", { name: "Revoke key" }).click();
     await dialog.getByRole("alert").getByText("The server is shutting down; try again.").waitFor();
     await member.unroute("**/dashboard/api/keys/*/revoke");
@@ -215,18 +233,33 @@ describe("dashboard in a real browser", { skip: noChromium }, () => {
     await operator.getByRole("heading", { name: "Account acme" }).waitFor();
     assert.match((await operator.getByTestId("account-usage").textContent()) ?? "", /^1 \/ 100,000 requests · \d+ tokens$/);
     assert.match((await operator.getByTestId("account-by-status").textContent()) ?? "", /2xx answered1/);
-    await operator.getByRole("row", { name: /dev@acme\.example/ }).getByText("active").waitFor();
-    await operator.getByRole("row", { name: /production/ }).getByText(/^revoked /).waitFor();
+    await operator
+      .getByRole("row", { name: /dev@acme\.example/ })
+      .getByText("active")
+      .waitFor();
+    await operator
+      .getByRole("row", { name: /production/ })
+      .getByText(/^revoked /)
+      .waitFor();
     await audit(operator, "13-operator-account");
     await operator.getByRole("button", { name: /^Revoke key “staging”/ }).click();
-    await operator.getByRole("dialog").getByRole("heading", { name: /^Revoke key “staging”/ }).waitFor();
+    await operator
+      .getByRole("dialog")
+      .getByRole("heading", { name: /^Revoke key “staging”/ })
+      .waitFor();
     await operator.getByRole("dialog").getByRole("button", { name: "Revoke key" }).click();
-    await operator.getByRole("row", { name: /staging/ }).getByText(/^revoked /).waitFor();
+    await operator
+      .getByRole("row", { name: /staging/ })
+      .getByText(/^revoked /)
+      .waitFor();
 
     // Re-inviting someone who has set a password warns that the link can replace it.
     await operator.getByLabel("Email").fill("Dev@acme.example");
     await operator.getByRole("button", { name: "Invite" }).click();
-    await operator.getByRole("dialog").getByText(/already set a password/).waitFor();
+    await operator
+      .getByRole("dialog")
+      .getByText(/already set a password/)
+      .waitFor();
     await operator.getByRole("dialog").getByRole("button", { name: "Cancel" }).click();
 
     // A plan change is confirmed in the page, naming the plan; nothing changes before that.
@@ -248,7 +281,10 @@ describe("dashboard in a real browser", { skip: noChromium }, () => {
     // The operator's audit log, filtered to one action.
     await operator.getByRole("link", { name: "Audit" }).click();
     await operator.getByRole("heading", { name: "Audit log" }).waitFor();
-    await operator.getByRole("row", { name: /operator\.signed_in/ }).first().waitFor();
+    await operator
+      .getByRole("row", { name: /operator\.signed_in/ })
+      .first()
+      .waitFor();
     await operator.getByLabel("Action").selectOption("account.suspended");
     await operator.getByRole("button", { name: "Filter" }).click();
     await operator.getByRole("row", { name: /account\.suspended/ }).waitFor();
@@ -272,7 +308,10 @@ describe("dashboard in a real browser", { skip: noChromium }, () => {
     await operator.getByRole("button", { name: "Invite" }).click();
     const lateUrl = (await operator.locator("#invite-url").textContent()) ?? "";
     const db = new Database(databasePath(server.config));
-    db.prepare("UPDATE invitations SET expires_at = ? WHERE member_id = (SELECT id FROM members WHERE email = ?)").run("2020-01-01T00:00:00.000Z", "late@acme.example");
+    db.prepare("UPDATE invitations SET expires_at = ? WHERE member_id = (SELECT id FROM members WHERE email = ?)").run(
+      "2020-01-01T00:00:00.000Z",
+      "late@acme.example",
+    );
     db.close();
     const late = await context.newPage();
     await late.goto(lateUrl);

@@ -75,14 +75,20 @@ describe("what the dashboard pages read from the server", () => {
 
     const lateToken = await invite("late@globex.example");
     const db = new Database(databasePath(server.config));
-    db.prepare("UPDATE invitations SET expires_at = ? WHERE member_id = (SELECT id FROM members WHERE email = ?)").run("2020-01-01T00:00:00.000Z", "late@globex.example");
+    db.prepare("UPDATE invitations SET expires_at = ? WHERE member_id = (SELECT id FROM members WHERE email = ?)").run(
+      "2020-01-01T00:00:00.000Z",
+      "late@globex.example",
+    );
     db.close();
     assert.equal((await anyone("POST", "/dashboard/api/invitations/check", { token: lateToken })).json.state, "expired");
 
     const unknown = await anyone("POST", "/dashboard/api/invitations/check", { token: "x".repeat(40) });
     assert.equal(unknown.status, 404);
     assert.deepEqual(unknown.json.error, {
-      message: "This invitation link is not valid; ask for a new one.", type: "invalid_request_error", code: "invitation_not_found", param: null,
+      message: "This invitation link is not valid; ask for a new one.",
+      type: "invalid_request_error",
+      code: "invitation_not_found",
+      param: null,
     });
     assert.equal((await anyone("POST", "/dashboard/api/invitations/check", {})).status, 400, "a missing token is a 400, not a 500");
   });
@@ -102,19 +108,33 @@ describe("what the dashboard pages read from the server", () => {
     const made = async (name: string) => (await hank("POST", "/dashboard/api/keys", { mode: "live", name })).json;
     const prod = await made("prod");
     const ci = await made("ci");
-    const infer = (key: unknown) => postJson(`${server.url}/v1/infer`, { specialist: "classify", prompt: "great", max_tokens: 2 }, { authorization: `Bearer ${String(key)}` });
+    const infer = (key: unknown) =>
+      postJson(`${server.url}/v1/infer`, { specialist: "classify", prompt: "great", max_tokens: 2 }, { authorization: `Bearer ${String(key)}` });
     assert.equal((await infer(prod.key)).status, 200);
     assert.equal((await infer(prod.key)).status, 200);
     assert.equal((await infer(ci.key)).status, 200);
 
     const mine = await hank("GET", "/dashboard/api/usage/breakdown");
     assert.equal(mine.status, 200);
-    const live = mine.json.live as { by_key: Array<{ name: string; requests: number; tokens: number }>; by_status: Record<string, number>; daily_tokens: Record<string, number> };
-    assert.deepEqual(live.by_key.map((k) => [k.name, k.requests]), [["prod", 2], ["ci", 1]]);
+    const live = mine.json.live as {
+      by_key: Array<{ name: string; requests: number; tokens: number }>;
+      by_status: Record<string, number>;
+      daily_tokens: Record<string, number>;
+    };
+    assert.deepEqual(
+      live.by_key.map((k) => [k.name, k.requests]),
+      [
+        ["prod", 2],
+        ["ci", 1],
+      ],
+    );
     assert.ok(live.by_key.every((k) => k.tokens > 0));
     assert.deepEqual(live.by_status, { success: 3, client_error: 0, rate_limited: 0, server_error: 0 });
     const today = new Date().toISOString().slice(0, 10);
-    assert.equal(live.daily_tokens[today], live.by_key.reduce((sum, k) => sum + k.tokens, 0));
+    assert.equal(
+      live.daily_tokens[today],
+      live.by_key.reduce((sum, k) => sum + k.tokens, 0),
+    );
     assert.deepEqual((mine.json.test as { by_key: unknown[] }).by_key, []);
 
     const seen = await operator("GET", `/admin/api/accounts/${accountId}/usage/breakdown`);
@@ -139,7 +159,10 @@ describe("requests refused after authentication, in the dashboard's breakdown", 
   let server: TestServer;
   before(async () => {
     // Three requests per (hour-long) window, so a burst is refused deterministically.
-    server = await startTestServer({ plans: { solo: { requests_per_minute: 3, window_seconds: 3600 } } }, { gated: true, env: { ALVEARE_ADMIN_TOKEN: TOKEN } });
+    server = await startTestServer(
+      { plans: { solo: { requests_per_minute: 3, window_seconds: 3600 } } },
+      { gated: true, env: { ALVEARE_ADMIN_TOKEN: TOKEN } },
+    );
   });
   after(async () => {
     await server.close();
@@ -172,7 +195,13 @@ describe("requests refused after authentication, in the dashboard's breakdown", 
     assert.equal(mine.status, 200);
     const live = mine.json.live as { by_key: Array<{ name: string; requests: number }>; by_status: Record<string, number> };
     assert.deepEqual(live.by_status, { success: 4, client_error: 1, rate_limited: 5, server_error: 0 });
-    assert.deepEqual(live.by_key.map((k) => [k.name, k.requests]), [["burst", 8], ["quiet", 2]]);
+    assert.deepEqual(
+      live.by_key.map((k) => [k.name, k.requests]),
+      [
+        ["burst", 8],
+        ["quiet", 2],
+      ],
+    );
     const seen = await operator("GET", `/admin/api/accounts/${accountId}/usage/breakdown`);
     assert.deepEqual(seen.json.by_status, live.by_status);
     const usage = await fetch(`${server.url}/v1/usage`, { headers: { authorization: `Bearer ${String(quiet.key)}` } });

@@ -7,19 +7,28 @@ import { postJson, startTestServer, type TestServer } from "./helpers/fixtures.j
 /** Starts a long stream, reads `events` events, then drops the connection. */
 function dropMidStream(server: TestServer, events: number, seed: number): Promise<void> {
   return new Promise((resolve, reject) => {
-    const body = JSON.stringify({ model: "alveare-long", messages: [{ role: "user", content: "go on forever" }], max_tokens: 4096, stream: true, seed });
-    const url = new URL(`${server.url}/v1/chat/completions`);
-    const req = request({ host: url.hostname, port: url.port, path: url.pathname, method: "POST", headers: { "content-type": "application/json" } }, (res) => {
-      let seen = 0;
-      res.on("data", (chunk: Buffer) => {
-        seen += chunk.toString().split("data: ").length - 1;
-        if (seen >= events) {
-          req.destroy();
-          resolve();
-        }
-      });
-      res.on("error", () => undefined);
+    const body = JSON.stringify({
+      model: "alveare-long",
+      messages: [{ role: "user", content: "go on forever" }],
+      max_tokens: 4096,
+      stream: true,
+      seed,
     });
+    const url = new URL(`${server.url}/v1/chat/completions`);
+    const req = request(
+      { host: url.hostname, port: url.port, path: url.pathname, method: "POST", headers: { "content-type": "application/json" } },
+      (res) => {
+        let seen = 0;
+        res.on("data", (chunk: Buffer) => {
+          seen += chunk.toString().split("data: ").length - 1;
+          if (seen >= events) {
+            req.destroy();
+            resolve();
+          }
+        });
+        res.on("error", () => undefined);
+      },
+    );
     req.on("error", (e) => (e.message.includes("socket hang up") || (e as NodeJS.ErrnoException).code === "ECONNRESET" ? resolve() : reject(e)));
     req.end(body);
   });
@@ -36,7 +45,11 @@ describe("client disconnects", () => {
     try {
       await dropMidStream(server, 3, 1);
       // With one slot, this request can only be served if the dropped stream gave it back.
-      const next = await postJson(`${server.url}/v1/chat/completions`, { model: "alveare-chat", messages: [{ role: "user", content: "hi" }], max_tokens: 3 });
+      const next = await postJson(`${server.url}/v1/chat/completions`, {
+        model: "alveare-chat",
+        messages: [{ role: "user", content: "hi" }],
+        max_tokens: 3,
+      });
       assert.equal(next.status, 200);
       await settle();
       const dropped = server.logs.requests().find((l) => l.aborted === true);
@@ -54,7 +67,9 @@ describe("client disconnects", () => {
     try {
       const controller = new AbortController();
       const pending = fetch(`${server.url}/v1/infer`, {
-        method: "POST", signal: controller.signal, headers: { "content-type": "application/json" },
+        method: "POST",
+        signal: controller.signal,
+        headers: { "content-type": "application/json" },
         body: JSON.stringify({ specialist: "long", prompt: "talk", max_tokens: 4096 }),
       }).catch(() => undefined);
       await settle(150);
@@ -87,7 +102,11 @@ describe("client disconnects", () => {
       const engine = server.registry.get("chat")!.engine as EmbeddedEngine;
       assert.equal(engine.queued, 0);
       const served = await Promise.all([1, 2].map(() => postJson(`${server.url}/v1/infer`, { specialist: "chat", prompt: "hi", max_tokens: 2 })));
-      assert.deepEqual(served.map((r) => r.status), [200, 200], "both slots are free again");
+      assert.deepEqual(
+        served.map((r) => r.status),
+        [200, 200],
+        "both slots are free again",
+      );
       assert.equal(server.logs.requests().filter((l) => l.aborted === true).length, 220);
     } finally {
       await server.close();

@@ -24,7 +24,13 @@ describe("POST /v1/embeddings through the official openai package", () => {
     const float = await client.embeddings.create({ model: "alveare-embed", input, encoding_format: "float" });
     assert.equal(float.object, "list");
     assert.equal(float.model, "alveare-embed");
-    assert.deepEqual(float.data.map((d) => [d.object, d.index]), [["embedding", 0], ["embedding", 1]]);
+    assert.deepEqual(
+      float.data.map((d) => [d.object, d.index]),
+      [
+        ["embedding", 0],
+        ["embedding", 1],
+      ],
+    );
     const [a, b] = float.data.map((d) => d.embedding);
     assert.ok(a!.length > 1 && a!.length === b!.length);
     for (const v of [a!, b!]) assert.ok(Math.abs(norm(v) - 1) < 1e-5);
@@ -33,7 +39,10 @@ describe("POST /v1/embeddings through the official openai package", () => {
 
     // The SDK asks for base64 itself when no format is given, and decodes it.
     const decoded = await client.embeddings.create({ model: "alveare-embed", input });
-    assert.deepEqual(decoded.data.map((d) => d.embedding), [a, b]);
+    assert.deepEqual(
+      decoded.data.map((d) => d.embedding),
+      [a, b],
+    );
     const raw = await client.embeddings.create({ model: "alveare-embed", input: input[0]!, encoding_format: "base64" });
     const text = raw.data[0]!.embedding as unknown as string;
     assert.equal(typeof text, "string");
@@ -43,7 +52,8 @@ describe("POST /v1/embeddings through the official openai package", () => {
 
   it("truncates to `dimensions` and renormalises", async () => {
     const full = (await client.embeddings.create({ model: "alveare-embed", input: "honey", encoding_format: "float" })).data[0]!.embedding;
-    const short = (await client.embeddings.create({ model: "alveare-embed", input: "honey", dimensions: 8, encoding_format: "float" })).data[0]!.embedding;
+    const short = (await client.embeddings.create({ model: "alveare-embed", input: "honey", dimensions: 8, encoding_format: "float" })).data[0]!
+      .embedding;
     assert.equal(short.length, 8);
     assert.ok(Math.abs(norm(short) - 1) < 1e-5);
     const head = full.slice(0, 8);
@@ -70,7 +80,11 @@ describe("POST /v1/embeddings through the official openai package", () => {
     assert.deepEqual(await refusal({ model: "alveare-nope", input: "x" }), [400, "model_not_found", "model"]);
     assert.deepEqual(await refusal({ input: "x" }), [400, "missing_parameter", "model"]);
     // …and the embeddings model is not a chat model.
-    const chat = await postJson(`${server.url}/v1/chat/completions`, { model: "alveare-embed", messages: [{ role: "user", content: "x" }] }, key.auth);
+    const chat = await postJson(
+      `${server.url}/v1/chat/completions`,
+      { model: "alveare-embed", messages: [{ role: "user", content: "x" }] },
+      key.auth,
+    );
     assert.deepEqual([chat.status, (chat.json.error as { param: string }).param], [400, "model"]);
     const infer = await postJson(`${server.url}/v1/infer`, { specialist: "embed", prompt: "x" }, key.auth);
     assert.deepEqual([infer.status, (infer.json.error as { param: string }).param], [400, "specialist"]);

@@ -5,7 +5,11 @@ import { engineKinds } from "../src/engines/engine-kinds.js";
 import type { RemoteEngineConfig } from "../src/engines/remote/remote-kind.js";
 
 const remote = (baseUrl: string): RemoteEngineConfig => ({
-  kind: "remote", upstreams: [{ baseUrl, model: "m" }], connectTimeoutMs: 1000, readTimeoutMs: 1000, healthCheckIntervalMs: 60_000,
+  kind: "remote",
+  upstreams: [{ baseUrl, model: "m" }],
+  connectTimeoutMs: 1000,
+  readTimeoutMs: 1000,
+  healthCheckIntervalMs: 60_000,
 });
 const environment = { settings: { parallel: 1, queue: 0, threads: 1 }, models: {}, dataDir: ".", logger: pino({ level: "silent" }) };
 
@@ -15,11 +19,14 @@ describe("engine kinds", () => {
   });
 
   it("share one engine between specialists with the same settings, and only those", async () => {
-    const started = await engineKinds.remote.start([
-      { id: "a", contextSize: 64, engine: remote("http://127.0.0.1:9/v1") },
-      { id: "b", contextSize: 128, engine: remote("http://127.0.0.1:9/v1") },
-      { id: "c", contextSize: 64, engine: remote("http://127.0.0.1:10/v1") },
-    ], environment);
+    const started = await engineKinds.remote.start(
+      [
+        { id: "a", contextSize: 64, engine: remote("http://127.0.0.1:9/v1") },
+        { id: "b", contextSize: 128, engine: remote("http://127.0.0.1:9/v1") },
+        { id: "c", contextSize: 64, engine: remote("http://127.0.0.1:10/v1") },
+      ],
+      environment,
+    );
     try {
       assert.deepEqual([...started.engines.keys()], ["a", "b", "c"]);
       assert.equal(started.engines.get("a"), started.engines.get("b"));

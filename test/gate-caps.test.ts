@@ -31,13 +31,16 @@ describe("token and concurrency caps per key", () => {
 
   before(async () => {
     const base = await fake.start();
-    server = await startTestServer({
-      specialists: { held: { description: "answers when the test says", system_prompt: "", remote: { base_url: base, model: "m" } } },
-      plans: {
-        metered: { requests_per_minute: 1000, requests_per_month: 100_000, specialists: "*", tokens_per_minute: TOKEN_CAP },
-        narrow: { requests_per_minute: 1000, requests_per_month: 100_000, specialists: "*", max_concurrent_requests: CONCURRENCY_CAP },
+    server = await startTestServer(
+      {
+        specialists: { held: { description: "answers when the test says", system_prompt: "", remote: { base_url: base, model: "m" } } },
+        plans: {
+          metered: { requests_per_minute: 1000, requests_per_month: 100_000, specialists: "*", tokens_per_minute: TOKEN_CAP },
+          narrow: { requests_per_minute: 1000, requests_per_month: 100_000, specialists: "*", max_concurrent_requests: CONCURRENCY_CAP },
+        },
       },
-    }, { gated: true });
+      { gated: true },
+    );
   });
   beforeEach(() => {
     fake.requests = [];
@@ -96,7 +99,11 @@ describe("token and concurrency caps per key", () => {
     const { auth } = await createKey(server, "metered");
     for (const r of [
       await infer(auth, 4000),
-      await postJson(`${server.url}/v1/chat/completions`, { model: "alveare-held", messages: [{ role: "user", content: "hi" }], max_tokens: 4000 }, auth),
+      await postJson(
+        `${server.url}/v1/chat/completions`,
+        { model: "alveare-held", messages: [{ role: "user", content: "hi" }], max_tokens: 4000 },
+        auth,
+      ),
     ]) {
       assert.equal(r.status, 400);
       const error = r.json.error as { code: string; param: string; message: string };

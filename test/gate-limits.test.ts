@@ -57,7 +57,10 @@ describe("per-key window limit", () => {
 describe("monthly quota", () => {
   let server: TestServer;
   before(async () => {
-    server = await startTestServer({ plans: { tiny: { requests_per_minute: 1000, requests_per_month: 7, specialists: "*" } }, engine: { parallel: 2, queue: 256 } }, { gated: true });
+    server = await startTestServer(
+      { plans: { tiny: { requests_per_minute: 1000, requests_per_month: 7, specialists: "*" } }, engine: { parallel: 2, queue: 256 } },
+      { gated: true },
+    );
   });
   after(async () => {
     await server.close();
@@ -92,10 +95,13 @@ describe("metering", () => {
   before(async () => {
     const base = await fake.start();
     fake.fault = "500";
-    server = await startTestServer({
-      specialists: { broken: { description: "always fails upstream", system_prompt: "", remote: { base_url: base, model: "m" } } },
-      plans: { starter: { specialists: ["classify", "summarise", "extract", "qa", "chat", "broken"] } },
-    }, { gated: true });
+    server = await startTestServer(
+      {
+        specialists: { broken: { description: "always fails upstream", system_prompt: "", remote: { base_url: base, model: "m" } } },
+        plans: { starter: { specialists: ["classify", "summarise", "extract", "qa", "chat", "broken"] } },
+      },
+      { gated: true },
+    );
   });
   after(async () => {
     await server.close();
@@ -111,7 +117,11 @@ describe("metering", () => {
       assert.equal(r.status, 200);
       tokens += r.json.tokens_used as number;
     }
-    const chat = await postJson(`${server.url}/v1/chat/completions`, { model: "alveare-chat", messages: [{ role: "user", content: "hi" }], max_tokens: 4 }, live.auth);
+    const chat = await postJson(
+      `${server.url}/v1/chat/completions`,
+      { model: "alveare-chat", messages: [{ role: "user", content: "hi" }], max_tokens: 4 },
+      live.auth,
+    );
     const chatUsage = chat.json.usage as { total_tokens: number };
     tokens += chatUsage.total_tokens;
     // Rejected before admission (4xx): not counted.
@@ -122,9 +132,15 @@ describe("metering", () => {
     // A stream the client abandons is counted, with the tokens actually produced.
     await new Promise<void>((resolve) => {
       const url = new URL(`${server.url}/v1/chat/completions`);
-      const req = request({ host: url.hostname, port: url.port, path: url.pathname, method: "POST", headers: { "content-type": "application/json", ...live.auth } }, (res) => {
-        res.once("data", () => { req.destroy(); resolve(); });
-      });
+      const req = request(
+        { host: url.hostname, port: url.port, path: url.pathname, method: "POST", headers: { "content-type": "application/json", ...live.auth } },
+        (res) => {
+          res.once("data", () => {
+            req.destroy();
+            resolve();
+          });
+        },
+      );
       req.on("error", () => resolve());
       req.end(JSON.stringify({ model: "alveare-chat", messages: [{ role: "user", content: "talk" }], max_tokens: 4000, stream: true }));
     });

@@ -11,7 +11,11 @@ const ROUTES: Route[] = [
   { method: "POST", path: "/v1/chat/completions", body: { model: "alveare-classify", messages: [{ role: "user", content: "hi" }], max_tokens: 4 } },
 ];
 
-async function call(server: TestServer, route: Route, headers: Record<string, string> = {}): Promise<{ status: number; headers: Headers; json: Record<string, unknown> }> {
+async function call(
+  server: TestServer,
+  route: Route,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; headers: Headers; json: Record<string, unknown> }> {
   const response = await fetch(`${server.url}${route.path}`, {
     method: route.method,
     headers: { "content-type": "application/json", ...headers },
@@ -106,7 +110,11 @@ describe("the gate: who may call what", () => {
     assert.equal(infer.status, 403);
     assert.equal(codeOf(infer), "specialist_not_in_plan");
     assert.equal((infer.json.error as { type: string }).type, "permission_error");
-    const chat = await call(server, { method: "POST", path: "/v1/chat/completions", body: { model: "alveare-chat", messages: [{ role: "user", content: "x" }] } }, solo.auth);
+    const chat = await call(
+      server,
+      { method: "POST", path: "/v1/chat/completions", body: { model: "alveare-chat", messages: [{ role: "user", content: "x" }] } },
+      solo.auth,
+    );
     assert.equal(chat.status, 403);
     assert.equal(codeOf(chat), "specialist_not_in_plan");
     const usage = await call(server, ROUTES[1]!, solo.auth);

@@ -84,7 +84,10 @@ describe("a GGUF made by other tools", () => {
     const server = await startTestServer({ models: { base: shared } });
     try {
       const r = await postJson(`${server.url}/v1/chat/completions`, {
-        model: "alveare-chat", messages: [{ role: "user", content: "Hello" }], max_tokens: 8, temperature: 0,
+        model: "alveare-chat",
+        messages: [{ role: "user", content: "Hello" }],
+        max_tokens: 8,
+        temperature: 0,
       });
       assert.equal(r.status, 200);
       const usage = r.json.usage as { completion_tokens: number; prompt_tokens: number };

@@ -5,15 +5,16 @@ import { postJson, startTestServer, type TestServer } from "./helpers/fixtures.j
 describe("HTTP contract: errors and request ids", () => {
   let server: TestServer;
   before(async () => {
-    server = await startTestServer({ body_limit: 4096, specialists: { tiny: { description: "tiny context", system_prompt: "Be brief.", context_size: 64 } } });
+    server = await startTestServer({
+      body_limit: 4096,
+      specialists: { tiny: { description: "tiny context", system_prompt: "Be brief.", context_size: 64 } },
+    });
   });
   after(async () => {
     await server.close();
   });
 
-  const expectError = async (
-    path: string, body: unknown, status: number, code: string, param: string | null, message?: RegExp,
-  ): Promise<void> => {
+  const expectError = async (path: string, body: unknown, status: number, code: string, param: string | null, message?: RegExp): Promise<void> => {
     const r = await postJson(`${server.url}${path}`, body);
     assert.equal(r.status, status, JSON.stringify(r.json));
     const error = r.json.error as Record<string, unknown>;
@@ -25,31 +26,101 @@ describe("HTTP contract: errors and request ids", () => {
     assert.match(r.headers.get("x-request-id") ?? "", /^req_/);
   };
 
-  it("rejects invalid JSON", () => expectError("/v1/infer", "{\"specialist\":", 400, "invalid_json", null));
+  it("rejects invalid JSON", () => expectError("/v1/infer", '{"specialist":', 400, "invalid_json", null));
   it("rejects an empty body", () => expectError("/v1/infer", "", 400, "invalid_json", null));
   it("rejects a body that is not an object", () => expectError("/v1/infer", "[1,2]", 400, "invalid_parameter", "body"));
   it("names a missing parameter", () => expectError("/v1/infer", { specialist: "classify" }, 400, "missing_parameter", "prompt", /prompt/));
-  it("names a parameter of the wrong type", () => expectError("/v1/infer", { specialist: "classify", prompt: 5 }, 400, "invalid_parameter", "prompt", /string/));
-  it("rejects max_tokens out of range", () => expectError("/v1/infer", { specialist: "classify", prompt: "x", max_tokens: 4097 }, 400, "invalid_parameter", "max_tokens", /4096/));
-  it("rejects a fractional max_tokens", () => expectError("/v1/infer", { specialist: "classify", prompt: "x", max_tokens: 1.5 }, 400, "invalid_parameter", "max_tokens"));
-  it("rejects temperature out of range", () => expectError("/v1/infer", { specialist: "classify", prompt: "x", temperature: 2.5 }, 400, "invalid_parameter", "temperature"));
-  it("rejects top_p of zero", () => expectError("/v1/chat/completions", { model: "alveare-chat", messages: [{ role: "user", content: "x" }], top_p: 0 }, 400, "invalid_parameter", "top_p"));
-  it("rejects an unknown specialist", () => expectError("/v1/infer", { specialist: "poetry", prompt: "x" }, 400, "model_not_found", "specialist", /poetry/));
-  it("rejects an unknown model", () => expectError("/v1/chat/completions", { model: "gpt-4", messages: [{ role: "user", content: "x" }] }, 400, "model_not_found", "model", /gpt-4/));
-  it("rejects a bad message role", () => expectError("/v1/chat/completions", { model: "alveare-chat", messages: [{ role: "robot", content: "x" }] }, 400, "invalid_parameter", "messages[0].role"));
-  it("rejects empty messages", () => expectError("/v1/chat/completions", { model: "alveare-chat", messages: [] }, 400, "invalid_parameter", "messages"));
-  it("rejects a non-text content part", () => expectError("/v1/chat/completions", { model: "alveare-chat", messages: [{ role: "user", content: [{ type: "image_url", image_url: { url: "x" } }] }] }, 400, "invalid_parameter", "messages[0].content[0]"));
-  it("rejects more than 4 stop strings", () => expectError("/v1/chat/completions", { model: "alveare-chat", messages: [{ role: "user", content: "x" }], stop: ["a", "b", "c", "d", "e"] }, 400, "invalid_parameter", "stop"));
-  it("rejects n other than 1", () => expectError("/v1/chat/completions", { model: "alveare-chat", messages: [{ role: "user", content: "x" }], n: 2 }, 400, "invalid_parameter", "n"));
-  it("rejects an unknown response_format", () => expectError("/v1/chat/completions", { model: "alveare-chat", messages: [{ role: "user", content: "x" }], response_format: { type: "xml" } }, 400, "invalid_parameter", "response_format.type"));
-  it("rejects a json_schema format without a schema", () => expectError("/v1/chat/completions", { model: "alveare-chat", messages: [{ role: "user", content: "x" }], response_format: { type: "json_schema", json_schema: { name: "x" } } }, 400, "missing_parameter", "response_format.json_schema.schema"));
+  it("names a parameter of the wrong type", () =>
+    expectError("/v1/infer", { specialist: "classify", prompt: 5 }, 400, "invalid_parameter", "prompt", /string/));
+  it("rejects max_tokens out of range", () =>
+    expectError("/v1/infer", { specialist: "classify", prompt: "x", max_tokens: 4097 }, 400, "invalid_parameter", "max_tokens", /4096/));
+  it("rejects a fractional max_tokens", () =>
+    expectError("/v1/infer", { specialist: "classify", prompt: "x", max_tokens: 1.5 }, 400, "invalid_parameter", "max_tokens"));
+  it("rejects temperature out of range", () =>
+    expectError("/v1/infer", { specialist: "classify", prompt: "x", temperature: 2.5 }, 400, "invalid_parameter", "temperature"));
+  it("rejects top_p of zero", () =>
+    expectError(
+      "/v1/chat/completions",
+      { model: "alveare-chat", messages: [{ role: "user", content: "x" }], top_p: 0 },
+      400,
+      "invalid_parameter",
+      "top_p",
+    ));
+  it("rejects an unknown specialist", () =>
+    expectError("/v1/infer", { specialist: "poetry", prompt: "x" }, 400, "model_not_found", "specialist", /poetry/));
+  it("rejects an unknown model", () =>
+    expectError("/v1/chat/completions", { model: "gpt-4", messages: [{ role: "user", content: "x" }] }, 400, "model_not_found", "model", /gpt-4/));
+  it("rejects a bad message role", () =>
+    expectError(
+      "/v1/chat/completions",
+      { model: "alveare-chat", messages: [{ role: "robot", content: "x" }] },
+      400,
+      "invalid_parameter",
+      "messages[0].role",
+    ));
+  it("rejects empty messages", () =>
+    expectError("/v1/chat/completions", { model: "alveare-chat", messages: [] }, 400, "invalid_parameter", "messages"));
+  it("rejects a non-text content part", () =>
+    expectError(
+      "/v1/chat/completions",
+      { model: "alveare-chat", messages: [{ role: "user", content: [{ type: "image_url", image_url: { url: "x" } }] }] },
+      400,
+      "invalid_parameter",
+      "messages[0].content[0]",
+    ));
+  it("rejects more than 4 stop strings", () =>
+    expectError(
+      "/v1/chat/completions",
+      { model: "alveare-chat", messages: [{ role: "user", content: "x" }], stop: ["a", "b", "c", "d", "e"] },
+      400,
+      "invalid_parameter",
+      "stop",
+    ));
+  it("rejects n other than 1", () =>
+    expectError("/v1/chat/completions", { model: "alveare-chat", messages: [{ role: "user", content: "x" }], n: 2 }, 400, "invalid_parameter", "n"));
+  it("rejects an unknown response_format", () =>
+    expectError(
+      "/v1/chat/completions",
+      { model: "alveare-chat", messages: [{ role: "user", content: "x" }], response_format: { type: "xml" } },
+      400,
+      "invalid_parameter",
+      "response_format.type",
+    ));
+  it("rejects a json_schema format without a schema", () =>
+    expectError(
+      "/v1/chat/completions",
+      { model: "alveare-chat", messages: [{ role: "user", content: "x" }], response_format: { type: "json_schema", json_schema: { name: "x" } } },
+      400,
+      "missing_parameter",
+      "response_format.json_schema.schema",
+    ));
   it("coerces nothing: a number sent as a string is refused", () =>
-    expectError("/v1/infer", { specialist: "classify", prompt: "x", max_tokens: "5" }, 400, "invalid_parameter", "max_tokens", /expected an integer, got string "5"/));
+    expectError(
+      "/v1/infer",
+      { specialist: "classify", prompt: "x", max_tokens: "5" },
+      400,
+      "invalid_parameter",
+      "max_tokens",
+      /expected an integer, got string "5"/,
+    ));
   for (const role of ["constructor", "__proto__", "toString"]) {
     it(`rejects the message role ${role}, which only an object's prototype knows`, () =>
-      expectError("/v1/chat/completions", { model: "alveare-chat", messages: [{ role, content: "x" }] }, 400, "invalid_parameter", "messages[0].role"));
+      expectError(
+        "/v1/chat/completions",
+        { model: "alveare-chat", messages: [{ role, content: "x" }] },
+        400,
+        "invalid_parameter",
+        "messages[0].role",
+      ));
   }
-  it("rejects a stream flag that is not a boolean", () => expectError("/v1/chat/completions", { model: "alveare-chat", messages: [{ role: "user", content: "x" }], stream: "yes" }, 400, "invalid_parameter", "stream"));
+  it("rejects a stream flag that is not a boolean", () =>
+    expectError(
+      "/v1/chat/completions",
+      { model: "alveare-chat", messages: [{ role: "user", content: "x" }], stream: "yes" },
+      400,
+      "invalid_parameter",
+      "stream",
+    ));
   it("rejects a prompt longer than the specialist's context", () =>
     expectError("/v1/infer", { specialist: "tiny", prompt: "word ".repeat(200) }, 400, "context_length_exceeded", "messages", /64 tokens/));
   it("answers 413 for an oversized body", () =>
@@ -61,7 +132,10 @@ describe("HTTP contract: errors and request ids", () => {
     assert.equal(body.error.code, "not_found");
   });
   it("accepts JSON sent without a content type (curl -d)", async () => {
-    const r = await fetch(`${server.url}/v1/infer`, { method: "POST", body: JSON.stringify({ specialist: "classify", prompt: "ok", max_tokens: 4 }) });
+    const r = await fetch(`${server.url}/v1/infer`, {
+      method: "POST",
+      body: JSON.stringify({ specialist: "classify", prompt: "ok", max_tokens: 4 }),
+    });
     assert.equal(r.status, 200);
   });
   it("keeps a client's own x-request-id and makes one otherwise", async () => {
@@ -71,7 +145,13 @@ describe("HTTP contract: errors and request ids", () => {
     assert.match(bad.headers.get("x-request-id") ?? "", /^req_[A-Za-z0-9]{20}$/);
   });
   it("ignores unknown fields, as OpenAI does", async () => {
-    const r = await postJson(`${server.url}/v1/chat/completions`, { model: "alveare-chat", messages: [{ role: "user", content: "x" }], max_tokens: 2, user: "u1", frequency_penalty: 0 });
+    const r = await postJson(`${server.url}/v1/chat/completions`, {
+      model: "alveare-chat",
+      messages: [{ role: "user", content: "x" }],
+      max_tokens: 2,
+      user: "u1",
+      frequency_penalty: 0,
+    });
     assert.equal(r.status, 200);
   });
   it("reports health with the package version", async () => {
@@ -84,7 +164,11 @@ describe("HTTP contract: errors and request ids", () => {
     assert.equal(typeof body.uptime_seconds, "number");
   });
   it("logs one line per request with id, route, status, latency, specialist and tokens", async () => {
-    const r = await postJson(`${server.url}/v1/infer`, { specialist: "classify", prompt: "I love it", max_tokens: 8 }, { "x-request-id": "log-check-1" });
+    const r = await postJson(
+      `${server.url}/v1/infer`,
+      { specialist: "classify", prompt: "I love it", max_tokens: 8 },
+      { "x-request-id": "log-check-1" },
+    );
     assert.equal(r.status, 200);
     await new Promise((resolve) => setTimeout(resolve, 50));
     const line = server.logs.requests().find((l) => l.request_id === "log-check-1");
@@ -111,7 +195,10 @@ describe("HTTP contract: hostile bodies within the size limit", () => {
     const r = await postJson(`${server.url}/v1/infer`, `{"specialist":"classify","prompt":"x","max_tokens":${deep}}`);
     assert.equal(r.status, 400, JSON.stringify(r.json));
     assert.deepEqual(r.json.error, {
-      message: "Invalid 'max_tokens': expected an integer, got array.", type: "invalid_request_error", code: "invalid_parameter", param: "max_tokens",
+      message: "Invalid 'max_tokens': expected an integer, got array.",
+      type: "invalid_request_error",
+      code: "invalid_parameter",
+      param: "max_tokens",
     });
   });
 });

@@ -89,7 +89,11 @@ describe("HTTP hardening: slow clients, framework errors, headers, logs", () => 
   it("does not cut a generation that takes longer than the request timeout", async () => {
     upstream.fault = "ok";
     upstream.delayMs = REQUEST_TIMEOUT_MS * 4;
-    const r = await postJson(`${server.url}/v1/chat/completions`, { model: "alveare-slow", messages: [{ role: "user", content: "x" }], max_tokens: 4 });
+    const r = await postJson(`${server.url}/v1/chat/completions`, {
+      model: "alveare-slow",
+      messages: [{ role: "user", content: "x" }],
+      max_tokens: 4,
+    });
     assert.equal(r.status, 200, JSON.stringify(r.json));
     assert.equal((r.json.choices as Array<{ message: { content: string } }>)[0]!.message.content, "fine");
     upstream.delayMs = 0;

@@ -20,8 +20,7 @@ describe("Input hardening: hostile values get a 400, never a 500", () => {
     await server.close();
   });
 
-  const chat = (extra: string): string =>
-    `{"model":"alveare-chat","messages":[{"role":"user","content":"x"}],"max_tokens":2,${extra}}`;
+  const chat = (extra: string): string => `{"model":"alveare-chat","messages":[{"role":"user","content":"x"}],"max_tokens":2,${extra}}`;
 
   const expect400 = async (path: string, body: string, code: string, param: string, message?: RegExp): Promise<void> => {
     const r = await postJson(`${server.url}${path}`, body);
@@ -41,46 +40,101 @@ describe("Input hardening: hostile values get a 400, never a 500", () => {
     expect400("/v1/infer", JSON.stringify({ specialist: "classify", prompt: "x", seed: "9".repeat(500_000) }), "invalid_parameter", "seed"));
 
   const schemaParam = "response_format.json_schema.schema";
-  const withSchema = (schema: string): string =>
-    chat(`"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":${schema}}}`);
+  const withSchema = (schema: string): string => chat(`"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":${schema}}}`);
 
   it("refuses a json_schema nested 5,000 deep, naming the depth limit", () =>
-    expect400("/v1/chat/completions", withSchema(deepSchema(5_000)), "invalid_parameter", schemaParam, new RegExp(`${JSON_SCHEMA_LIMITS.maxDepth} levels`)));
+    expect400(
+      "/v1/chat/completions",
+      withSchema(deepSchema(5_000)),
+      "invalid_parameter",
+      schemaParam,
+      new RegExp(`${JSON_SCHEMA_LIMITS.maxDepth} levels`),
+    ));
   it("refuses an enum over the limit, naming it", () => {
     const values = Array.from({ length: JSON_SCHEMA_LIMITS.maxEnumValues + 1 }, (_, i) => `v${i}`);
-    return expect400("/v1/chat/completions", withSchema(JSON.stringify({ enum: values })), "invalid_parameter", schemaParam, new RegExp(`limit is ${JSON_SCHEMA_LIMITS.maxEnumValues}`));
+    return expect400(
+      "/v1/chat/completions",
+      withSchema(JSON.stringify({ enum: values })),
+      "invalid_parameter",
+      schemaParam,
+      new RegExp(`limit is ${JSON_SCHEMA_LIMITS.maxEnumValues}`),
+    );
   });
   it("refuses an object with too many properties, naming the limit", () => {
     const properties = Object.fromEntries(Array.from({ length: JSON_SCHEMA_LIMITS.maxProperties + 1 }, (_, i) => [`p${i}`, { type: "string" }]));
-    return expect400("/v1/chat/completions", withSchema(JSON.stringify({ type: "object", properties })), "invalid_parameter", schemaParam, new RegExp(`limit is ${JSON_SCHEMA_LIMITS.maxProperties}`));
+    return expect400(
+      "/v1/chat/completions",
+      withSchema(JSON.stringify({ type: "object", properties })),
+      "invalid_parameter",
+      schemaParam,
+      new RegExp(`limit is ${JSON_SCHEMA_LIMITS.maxProperties}`),
+    );
   });
   it("refuses many small objects over the total property limit, naming it", () => {
     const small = Object.fromEntries(Array.from({ length: 8 }, (_, i) => [`q${i}`, { type: "integer" }]));
     const count = Math.ceil(JSON_SCHEMA_LIMITS.maxTotalProperties / 8);
     const properties = Object.fromEntries(Array.from({ length: count }, (_, i) => [`p${i}`, { type: "object", properties: small }]));
-    return expect400("/v1/chat/completions", withSchema(JSON.stringify({ type: "object", properties })), "invalid_parameter", schemaParam, new RegExp(`more than ${JSON_SCHEMA_LIMITS.maxTotalProperties} properties`));
+    return expect400(
+      "/v1/chat/completions",
+      withSchema(JSON.stringify({ type: "object", properties })),
+      "invalid_parameter",
+      schemaParam,
+      new RegExp(`more than ${JSON_SCHEMA_LIMITS.maxTotalProperties} properties`),
+    );
   });
   it("refuses a schema over the size limit, naming it", () => {
     const schema = { type: "object", properties: { a: { type: "string", description: "d".repeat(JSON_SCHEMA_LIMITS.maxBytes) } } };
-    return expect400("/v1/chat/completions", withSchema(JSON.stringify(schema)), "invalid_parameter", schemaParam, new RegExp(`limit is ${JSON_SCHEMA_LIMITS.maxBytes}`));
+    return expect400(
+      "/v1/chat/completions",
+      withSchema(JSON.stringify(schema)),
+      "invalid_parameter",
+      schemaParam,
+      new RegExp(`limit is ${JSON_SCHEMA_LIMITS.maxBytes}`),
+    );
   });
   it("serves a schema at the limits", async () => {
     const values = Array.from({ length: JSON_SCHEMA_LIMITS.maxEnumValues }, (_, i) => `v${i}`);
     const r = await postJson(`${server.url}/v1/chat/completions`, withSchema(JSON.stringify({ enum: values })));
     assert.equal(r.status, 200, JSON.stringify(r.json).slice(0, 500));
     const content = (r.json.choices as Array<{ message: { content: string } }>)[0]!.message.content;
-    assert.ok(values.some((v) => JSON.stringify(v).startsWith(content.trim()) && content.trim().length > 0), content);
+    assert.ok(
+      values.some((v) => JSON.stringify(v).startsWith(content.trim()) && content.trim().length > 0),
+      content,
+    );
   });
 
   for (const role of ["constructor", "__proto__", "toString", "hasOwnProperty", "valueOf"]) {
     it(`refuses the message role '${role}'`, () =>
-      expect400("/v1/chat/completions", JSON.stringify({ model: "alveare-chat", messages: [{ role: "user", content: "x" }, { role, content: "y" }] }), "invalid_parameter", "messages[1].role"));
+      expect400(
+        "/v1/chat/completions",
+        JSON.stringify({
+          model: "alveare-chat",
+          messages: [
+            { role: "user", content: "x" },
+            { role, content: "y" },
+          ],
+        }),
+        "invalid_parameter",
+        "messages[1].role",
+      ));
   }
 
   it("suggests the model name of a bare specialist id", () =>
-    expect400("/v1/chat/completions", JSON.stringify({ model: "chat", messages: [{ role: "user", content: "x" }] }), "model_not_found", "model", /did you mean 'alveare-chat'\?/));
+    expect400(
+      "/v1/chat/completions",
+      JSON.stringify({ model: "chat", messages: [{ role: "user", content: "x" }] }),
+      "model_not_found",
+      "model",
+      /did you mean 'alveare-chat'\?/,
+    ));
   it("suggests the specialist id of a model name on /v1/infer", () =>
-    expect400("/v1/infer", JSON.stringify({ specialist: "alveare-classify", prompt: "x" }), "model_not_found", "specialist", /did you mean 'classify'\?/));
+    expect400(
+      "/v1/infer",
+      JSON.stringify({ specialist: "alveare-classify", prompt: "x" }),
+      "model_not_found",
+      "specialist",
+      /did you mean 'classify'\?/,
+    ));
   it("suggests nothing for a name that matches no specialist", async () => {
     const r = await postJson(`${server.url}/v1/chat/completions`, { model: "gpt-4", messages: [{ role: "user", content: "x" }] });
     assert.equal(r.status, 400);
@@ -95,7 +149,10 @@ describe("Grammar cache: bounded by size", () => {
     const llama = await getLlama({ gpu: false, build: "never", progressLogs: false, logLevel: LlamaLogLevel.error });
     const budget = 40_000;
     const cache = new GrammarCache(llama, budget);
-    const schemaNumber = (n: number) => ({ type: "json_schema" as const, schema: { enum: Array.from({ length: 40 }, (_, i) => `schema-${n}-value-${i}`) } });
+    const schemaNumber = (n: number) => ({
+      type: "json_schema" as const,
+      schema: { enum: Array.from({ length: 40 }, (_, i) => `schema-${n}-value-${i}`) },
+    });
     for (let n = 0; n < 60; n++) {
       await cache.get(schemaNumber(n));
       assert.ok(cache.sizeBytes <= budget, `after ${n + 1} schemas the cache holds ${cache.sizeBytes} bytes`);

@@ -30,12 +30,15 @@ async function until<T>(what: string, probe: () => T | undefined): Promise<T> {
 describe("request log lines", () => {
   let server: TestServer;
   before(async () => {
-    server = await startTestServer({
-      plans: {
-        minute: { requests_per_minute: 1, requests_per_month: 1000, specialists: "*" },
-        month: { requests_per_minute: 100, requests_per_month: 1, specialists: "*" },
+    server = await startTestServer(
+      {
+        plans: {
+          minute: { requests_per_minute: 1, requests_per_month: 1000, specialists: "*" },
+          month: { requests_per_minute: 100, requests_per_month: 1, specialists: "*" },
+        },
       },
-    }, { gated: true });
+      { gated: true },
+    );
   });
   after(() => server.close());
 
@@ -57,7 +60,10 @@ describe("request log lines", () => {
     const refused = lines.filter((l) => l.status === 429);
     assert.deepEqual(
       refused.map((l) => [l.code, l.account_id, l.key_id]).sort(),
-      [["monthly_quota_exceeded", month.accountId, month.keyId], ["rate_limit_exceeded", minute.accountId, minute.keyId]].sort(),
+      [
+        ["monthly_quota_exceeded", month.accountId, month.keyId],
+        ["rate_limit_exceeded", minute.accountId, minute.keyId],
+      ].sort(),
       "a minute-limit 429 and a quota 429 differ by code",
     );
     const served = lines.filter((l) => l.status === 200);
@@ -87,11 +93,26 @@ describe("log format", () => {
   it("pretty lines read as a sentence and still redact credentials", () => {
     const capture = new LogCapture();
     const logger = createLogger("info", capture, "pretty");
-    logger.info({ method: "POST", route: "/v1/infer", status: 429, latency_ms: 1.5, code: "rate_limit_exceeded", account_id: "acct_1", key_id: "key_1", client_ip: "10.1.2.3" }, "request");
+    logger.info(
+      {
+        method: "POST",
+        route: "/v1/infer",
+        status: 429,
+        latency_ms: 1.5,
+        code: "rate_limit_exceeded",
+        account_id: "acct_1",
+        key_id: "key_1",
+        client_ip: "10.1.2.3",
+      },
+      "request",
+    );
     logger.info({ key: "alv_live_secret" }, "made a key");
     const [request, key] = capture.lines;
     assert.throws(() => JSON.parse(request!) as unknown);
-    assert.match(request!, /INFO: POST \/v1\/infer 429 rate_limit_exceeded 1\.5ms \{"account_id":"acct_1","key_id":"key_1","client_ip":"10\.1\.2\.3"\}$/);
+    assert.match(
+      request!,
+      /INFO: POST \/v1\/infer 429 rate_limit_exceeded 1\.5ms \{"account_id":"acct_1","key_id":"key_1","client_ip":"10\.1\.2\.3"\}$/,
+    );
     assert.match(key!, /made a key/);
     assert.equal(key!.includes("alv_live_secret"), false);
   });
@@ -99,10 +120,17 @@ describe("log format", () => {
   it("a served process logs JSON start-up lines when its output is not a terminal, pretty ones with ALVEARE_LOG_FORMAT=pretty", async () => {
     const model = await tinyModel();
     const token = "t".repeat(40);
-    const json = await spawnServe(["--model", model, "--data-dir", tempDir()], cleanEnv({ ALVEARE_ADMIN_TOKEN: token, ALVEARE_PUBLIC_URL: "https://ai.example.com" }));
+    const json = await spawnServe(
+      ["--model", model, "--data-dir", tempDir()],
+      cleanEnv({ ALVEARE_ADMIN_TOKEN: token, ALVEARE_PUBLIC_URL: "https://ai.example.com" }),
+    );
     try {
       const records = await until("the start-up lines", () => {
-        const parsed = json.output().trim().split("\n").map((l) => JSON.parse(l) as Record<string, unknown>);
+        const parsed = json
+          .output()
+          .trim()
+          .split("\n")
+          .map((l) => JSON.parse(l) as Record<string, unknown>);
         return parsed.some((r) => r.operator_dashboard !== undefined) ? parsed : undefined;
       });
       const serving = records.find((r) => r.url !== undefined)!;

@@ -5,7 +5,11 @@ import { createKey, postJson, startTestServer, type TestServer } from "./helpers
 import { freePort, HeldUpstream } from "./helpers/held-upstream.js";
 
 type Labels = Record<string, string>;
-interface Sample { name: string; labels: Labels; value: number }
+interface Sample {
+  name: string;
+  labels: Labels;
+  value: number;
+}
 
 /** The samples of a Prometheus text exposition. */
 function parse(text: string): Sample[] {
@@ -41,14 +45,17 @@ describe("Prometheus metrics", () => {
     upstream = new HeldUpstream(false);
     upstreamUrl = await upstream.start();
     metricsPort = await freePort();
-    server = await startTestServer({
-      engine: { parallel: 1, queue: 1 },
-      specialists: { faraway: { description: "remote", system_prompt: "", remote: { base_url: upstreamUrl, model: "m" } } },
-      plans: {
-        big: { requests_per_minute: 10_000, requests_per_month: 100_000, specialists: "*" },
-        burst: { requests_per_minute: 1, requests_per_month: 100, specialists: "*" },
+    server = await startTestServer(
+      {
+        engine: { parallel: 1, queue: 1 },
+        specialists: { faraway: { description: "remote", system_prompt: "", remote: { base_url: upstreamUrl, model: "m" } } },
+        plans: {
+          big: { requests_per_minute: 10_000, requests_per_month: 100_000, specialists: "*" },
+          burst: { requests_per_minute: 1, requests_per_month: 100, specialists: "*" },
+        },
       },
-    }, { gated: true, env: { ALVEARE_METRICS_PORT: String(metricsPort) } });
+      { gated: true, env: { ALVEARE_METRICS_PORT: String(metricsPort) } },
+    );
     live = await createKey(server, "big");
     burst = await createKey(server, "burst");
   });
@@ -83,7 +90,11 @@ describe("Prometheus metrics", () => {
     assert.equal((await postJson(chat, remote, burst.auth)).status, 200);
     const limited = await postJson(chat, remote, burst.auth);
     assert.equal(limited.status, 429);
-    const stream = await fetch(chat, { method: "POST", headers: { "content-type": "application/json", ...live.auth }, body: JSON.stringify({ ...remote, stream: true }) });
+    const stream = await fetch(chat, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...live.auth },
+      body: JSON.stringify({ ...remote, stream: true }),
+    });
     assert.equal(stream.status, 200);
     assert.match(await stream.text(), /data: \[DONE\]/);
     // One running, one queued, the rest refused: the embedded engine has 1 sequence and a queue of 1.
@@ -124,7 +135,10 @@ describe("Prometheus metrics", () => {
     assert.equal(value(after, "alveare_ledger_pending_writes"), 0);
     assert.ok(after.some((s) => s.name === "alveare_engine_queue_depth" && s.labels.engine?.startsWith("embedded:")));
     assert.ok(after.some((s) => s.name === "alveare_engine_sequences_busy" && s.labels.engine?.startsWith("remote:")));
-    assert.ok(after.some((s) => s.name === "process_cpu_user_seconds_total"), "Node's default metrics");
+    assert.ok(
+      after.some((s) => s.name === "process_cpu_user_seconds_total"),
+      "Node's default metrics",
+    );
     for (const secret of [live.key, live.accountId, live.keyId, burst.key, burst.accountId, "long"]) {
       assert.ok(!text.includes(secret), `the scrape must not contain ${secret}`);
     }
@@ -141,9 +155,16 @@ describe("Prometheus metrics", () => {
   it("labels unknown routes and specialists with one bounded value", async () => {
     const before = (await scrape()).samples;
     assert.equal((await fetch(`${server.url}/no/such/path/${Date.now()}`)).status, 404);
-    assert.equal((await postJson(`${server.url}/v1/chat/completions`, { model: "alveare-nope", messages: [{ role: "user", content: "x" }] }, live.auth)).status, 400);
+    assert.equal(
+      (await postJson(`${server.url}/v1/chat/completions`, { model: "alveare-nope", messages: [{ role: "user", content: "x" }] }, live.auth)).status,
+      400,
+    );
     const { text, samples: after } = await scrape();
-    assert.equal(value(after, "alveare_http_requests_total", { route: "unmatched", status: "404" }) - value(before, "alveare_http_requests_total", { route: "unmatched", status: "404" }), 1);
+    assert.equal(
+      value(after, "alveare_http_requests_total", { route: "unmatched", status: "404" }) -
+        value(before, "alveare_http_requests_total", { route: "unmatched", status: "404" }),
+      1,
+    );
     assert.ok(!text.includes("/no/such/path"));
     assert.ok(!text.includes("alveare-nope"));
   });

@@ -39,7 +39,10 @@ describe("the official openai package against a real socket", () => {
     it(`streams to the end (include_usage ${includeUsage})`, async () => {
       const stream = await client.chat.completions.create({
         model: "alveare-chat",
-        messages: [{ role: "system", content: "Be kind." }, { role: "user", content: [{ type: "text", text: "Hello" }] }],
+        messages: [
+          { role: "system", content: "Be kind." },
+          { role: "user", content: [{ type: "text", text: "Hello" }] },
+        ],
         max_tokens: 10,
         stream: true,
         stream_options: { include_usage: includeUsage },
@@ -74,7 +77,15 @@ describe("the official openai package against a real socket", () => {
       assert.equal(model.owned_by, "alveare");
       ids.push(model.id);
     }
-    assert.deepEqual(ids.sort(), ["alveare-chat", "alveare-classify", "alveare-code", "alveare-embed", "alveare-extract", "alveare-qa", "alveare-summarise"]);
+    assert.deepEqual(ids.sort(), [
+      "alveare-chat",
+      "alveare-classify",
+      "alveare-code",
+      "alveare-embed",
+      "alveare-extract",
+      "alveare-qa",
+      "alveare-summarise",
+    ]);
   });
 
   it("turns our 400 into the SDK's BadRequestError with our message", async () => {
@@ -93,7 +104,11 @@ describe("the official openai package against a real socket", () => {
 
   it("honours response_format json_object through the SDK", async () => {
     const completion = await client.chat.completions.create({
-      model: "alveare-chat", messages: [{ role: "user", content: "JSON please" }], max_tokens: 300, seed: 7, temperature: 0.3,
+      model: "alveare-chat",
+      messages: [{ role: "user", content: "JSON please" }],
+      max_tokens: 300,
+      seed: 7,
+      temperature: 0.3,
       response_format: { type: "json_object" },
     });
     const choice = completion.choices[0]!;

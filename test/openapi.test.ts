@@ -9,7 +9,14 @@ import type { Static } from "@sinclair/typebox";
 import type { ChatCompletion, ChatCompletionChunk, CreateEmbeddingResponse, Health, InferResponse, ModelList, Usage } from "../src/api/types.js";
 import type { ErrorBody } from "../src/errors.js";
 import {
-  ChatCompletionChunkSchema, ChatCompletionSchema, CreateEmbeddingResponseSchema, ErrorBodySchema, HealthSchema, InferResponseSchema, ModelListSchema, UsageSchema,
+  ChatCompletionChunkSchema,
+  ChatCompletionSchema,
+  CreateEmbeddingResponseSchema,
+  ErrorBodySchema,
+  HealthSchema,
+  InferResponseSchema,
+  ModelListSchema,
+  UsageSchema,
 } from "../src/api/schemas/responses.js";
 import { openApiPath } from "../src/api/openapi.js";
 import { FakeUpstream } from "./helpers/fake-upstream.js";
@@ -39,7 +46,12 @@ const SCHEMAS_MATCH_SDK_TYPES: readonly true[] = [
 void SCHEMAS_MATCH_SDK_TYPES;
 
 type Json = Record<string, unknown>;
-interface Answer { status: number; contentType: string; text: string; json: unknown }
+interface Answer {
+  status: number;
+  contentType: string;
+  text: string;
+  json: unknown;
+}
 
 /** A parsed OpenAPI document, navigated by JSON pointer for `$ref`s. */
 class OpenApiDocument {
@@ -52,7 +64,10 @@ class OpenApiDocument {
   private resolve(node: unknown): Json {
     let value = node as Json;
     while (typeof value.$ref === "string") {
-      value = value.$ref.slice(2).split("/").reduce<Json>((at, part) => at[part] as Json, this.doc);
+      value = value.$ref
+        .slice(2)
+        .split("/")
+        .reduce<Json>((at, part) => at[part] as Json, this.doc);
       assert.ok(value !== undefined, "every $ref resolves");
     }
     return value;
@@ -60,7 +75,7 @@ class OpenApiDocument {
 
   /** The documented schema of `route`'s answer with this status and content type; fails when the document lacks it. */
   schemaOf(method: string, route: string, status: number, contentType: string): ValidateFunction {
-    const operation = ((this.doc.paths as Record<string, Json>)[openApiPath(route)]?.[method.toLowerCase()]) as Json | undefined;
+    const operation = (this.doc.paths as Record<string, Json>)[openApiPath(route)]?.[method.toLowerCase()] as Json | undefined;
     assert.ok(operation !== undefined, `${method} ${route} is documented`);
     const response = (operation.responses as Json)[String(status)];
     assert.ok(response !== undefined, `${method} ${route} documents status ${status}`);
@@ -78,7 +93,10 @@ class OpenApiDocument {
     const contentType = answer.contentType.split(";")[0]!.trim();
     if (contentType === "text/event-stream") {
       const validate = this.schemaOf(method, route, answer.status, contentType);
-      const events = answer.text.split("\n\n").filter((e) => e.startsWith("data: ")).map((e) => e.slice(6));
+      const events = answer.text
+        .split("\n\n")
+        .filter((e) => e.startsWith("data: "))
+        .map((e) => e.slice(6));
       assert.equal(events.at(-1), "[DONE]");
       assert.ok(events.length >= 2, "at least one chunk before [DONE]");
       for (const event of events.slice(0, -1)) assert.ok(validate(JSON.parse(event)), `chunk ${event}: ${this.ajv.errorsText(validate.errors)}`);
@@ -92,7 +110,9 @@ class OpenApiDocument {
 async function call(method: string, url: string, options: { headers?: Record<string, string>; body?: unknown } = {}): Promise<Answer> {
   const body = options.body === undefined ? undefined : typeof options.body === "string" ? options.body : JSON.stringify(options.body);
   const response = await fetch(url, {
-    method, body, headers: { ...(body === undefined ? {} : { "content-type": "application/json" }), ...options.headers },
+    method,
+    body,
+    headers: { ...(body === undefined ? {} : { "content-type": "application/json" }), ...options.headers },
   });
   const text = await response.text();
   const contentType = response.headers.get("content-type") ?? "";
@@ -129,7 +149,10 @@ describe("the OpenAPI document", () => {
     const base = await upstream.start();
     const collector = collectRoutes();
     try {
-      server = await startTestServer({ plans: PLANS, specialists: { flaky: flakySpecialist(base) } }, { gated: true, env: { ALVEARE_ADMIN_TOKEN: ADMIN_TOKEN } });
+      server = await startTestServer(
+        { plans: PLANS, specialists: { flaky: flakySpecialist(base) } },
+        { gated: true, env: { ALVEARE_ADMIN_TOKEN: ADMIN_TOKEN } },
+      );
     } finally {
       collector.stop();
     }
@@ -166,7 +189,15 @@ describe("the OpenAPI document", () => {
     // /ready is documented for the readiness probe even where this build does not register it yet.
     const extra = documented.filter((route) => !served.includes(route) && route !== "GET /ready");
     assert.deepEqual(extra, [], "every documented route exists");
-    for (const route of ["GET /v1/models", "POST /v1/infer", "POST /v1/chat/completions", "GET /v1/usage", "GET /health", "GET /ready", "POST /admin/api/accounts"]) {
+    for (const route of [
+      "GET /v1/models",
+      "POST /v1/infer",
+      "POST /v1/chat/completions",
+      "GET /v1/usage",
+      "GET /health",
+      "GET /ready",
+      "POST /admin/api/accounts",
+    ]) {
       assert.ok(documented.includes(route), route);
     }
   });
@@ -196,20 +227,43 @@ describe("the OpenAPI document", () => {
     }
     api.check("GET", "/v1/models", await call("GET", `${url}/v1/models`, { headers: auth }), 200);
     api.check("GET", "/v1/usage", await call("GET", `${url}/v1/usage`, { headers: auth }), 200);
-    api.check("POST", "/v1/infer", await call("POST", `${url}/v1/infer`, { headers: auth, body: { specialist: "classify", prompt: "I love it", max_tokens: 3 } }), 200);
+    api.check(
+      "POST",
+      "/v1/infer",
+      await call("POST", `${url}/v1/infer`, { headers: auth, body: { specialist: "classify", prompt: "I love it", max_tokens: 3 } }),
+      200,
+    );
     const chat = { model: "alveare-chat", messages: [{ role: "user", content: "Hello" }], max_tokens: 3 };
     api.check("POST", "/v1/chat/completions", await call("POST", `${url}/v1/chat/completions`, { headers: auth, body: chat }), 200);
-    const stream = await call("POST", `${url}/v1/chat/completions`, { headers: auth, body: { ...chat, stream: true, stream_options: { include_usage: true } } });
+    const stream = await call("POST", `${url}/v1/chat/completions`, {
+      headers: auth,
+      body: { ...chat, stream: true, stream_options: { include_usage: true } },
+    });
     assert.match(stream.contentType, /^text\/event-stream/);
     api.check("POST", "/v1/chat/completions", stream, 200);
 
     api.check("POST", "/v1/infer", await call("POST", `${url}/v1/infer`, { headers: auth, body: "{not json" }), 400);
-    api.check("POST", "/v1/chat/completions", await call("POST", `${url}/v1/chat/completions`, { headers: auth, body: { model: "alveare-chat" } }), 400);
-    api.check("POST", "/v1/chat/completions", await call("POST", `${url}/v1/chat/completions`, { headers: auth, body: { ...chat, model: "alveare-nope" } }), 400);
+    api.check(
+      "POST",
+      "/v1/chat/completions",
+      await call("POST", `${url}/v1/chat/completions`, { headers: auth, body: { model: "alveare-chat" } }),
+      400,
+    );
+    api.check(
+      "POST",
+      "/v1/chat/completions",
+      await call("POST", `${url}/v1/chat/completions`, { headers: auth, body: { ...chat, model: "alveare-nope" } }),
+      400,
+    );
     api.check("GET", "/v1/models", await call("GET", `${url}/v1/models`), 401);
     api.check("GET", "/v1/usage", await call("GET", `${url}/v1/usage`, { headers: { authorization: "Bearer alv_live_wrong" } }), 401);
     api.check("POST", "/v1/chat/completions", await call("POST", `${url}/v1/chat/completions`, { headers: solo.auth, body: chat }), 403);
-    api.check("POST", "/v1/infer", await call("POST", `${url}/v1/infer`, { headers: auth, body: { specialist: "classify", prompt: "x".repeat(server.config.bodyLimit + 1) } }), 413);
+    api.check(
+      "POST",
+      "/v1/infer",
+      await call("POST", `${url}/v1/infer`, { headers: auth, body: { specialist: "classify", prompt: "x".repeat(server.config.bodyLimit + 1) } }),
+      413,
+    );
     const infer = { specialist: "classify", prompt: "hi", max_tokens: 1 };
     api.check("POST", "/v1/infer", await call("POST", `${url}/v1/infer`, { headers: tight.auth, body: infer }), 200);
     api.check("POST", "/v1/infer", await call("POST", `${url}/v1/infer`, { headers: tight.auth, body: infer }), 429);
@@ -240,22 +294,52 @@ describe("the OpenAPI document", () => {
     api.check("GET", "/admin/api/accounts/:id/keys", await call("GET", `${url}/accounts/${id}/keys`, { headers: admin }), 200);
     const keyId = (key.json as { id: string }).id;
     api.check("POST", "/admin/api/keys/:id/revoke", await call("POST", `${url}/keys/${keyId}/revoke`, { headers: admin }), 200);
-    api.check("POST", "/admin/api/accounts/:id/invitations", await call("POST", `${url}/accounts/${id}/invitations`, { headers: admin, body: { email: "ada@example.com" } }), 201);
+    api.check(
+      "POST",
+      "/admin/api/accounts/:id/invitations",
+      await call("POST", `${url}/accounts/${id}/invitations`, { headers: admin, body: { email: "ada@example.com" } }),
+      201,
+    );
     api.check("GET", "/admin/api/accounts/:id/members", await call("GET", `${url}/accounts/${id}/members`, { headers: admin }), 200);
     api.check("GET", "/admin/api/accounts/:id/usage", await call("GET", `${url}/accounts/${id}/usage?mode=test`, { headers: admin }), 200);
-    api.check("GET", "/admin/api/accounts/:id/usage/breakdown", await call("GET", `${url}/accounts/${id}/usage/breakdown?period=2026-01`, { headers: admin }), 200);
+    api.check(
+      "GET",
+      "/admin/api/accounts/:id/usage/breakdown",
+      await call("GET", `${url}/accounts/${id}/usage/breakdown?period=2026-01`, { headers: admin }),
+      200,
+    );
 
-    api.check("POST", "/admin/api/accounts", await call("POST", `${url}/accounts`, { headers: admin, body: { name: "x", plan: "no-such-plan" } }), 400);
+    api.check(
+      "POST",
+      "/admin/api/accounts",
+      await call("POST", `${url}/accounts`, { headers: admin, body: { name: "x", plan: "no-such-plan" } }),
+      400,
+    );
     api.check("GET", "/admin/api/accounts/:id/usage", await call("GET", `${url}/accounts/${id}/usage?mode=both`, { headers: admin }), 400);
     api.check("GET", "/admin/api/accounts/:id", await call("GET", `${url}/accounts/acct_missing`, { headers: admin }), 404);
-    api.check("PATCH", "/admin/api/accounts/:id", await call("PATCH", `${url}/accounts/acct_missing`, { headers: admin, body: { status: "suspended" } }), 404);
+    api.check(
+      "PATCH",
+      "/admin/api/accounts/:id",
+      await call("PATCH", `${url}/accounts/acct_missing`, { headers: admin, body: { status: "suspended" } }),
+      404,
+    );
     api.check("GET", "/admin/api/accounts", await call("GET", `${url}/accounts`), 401);
     api.check("GET", "/admin/api/accounts", await call("GET", `${url}/accounts`, { headers: { authorization: "Bearer wrong" } }), 401);
-    api.check("POST", "/admin/api/accounts", await call("POST", `${url}/accounts`, { headers: admin, body: { name: "x".repeat(server.config.bodyLimit), plan: "open" } }), 413);
+    api.check(
+      "POST",
+      "/admin/api/accounts",
+      await call("POST", `${url}/accounts`, { headers: admin, body: { name: "x".repeat(server.config.bodyLimit), plan: "open" } }),
+      413,
+    );
 
     // A suspended account's key is refused with 403 on every /v1 route.
     const member = await createKey(server, "open");
-    api.check("PATCH", "/admin/api/accounts/:id", await call("PATCH", `${server.url}/admin/api/accounts/${member.accountId}`, { headers: admin, body: { status: "suspended" } }), 200);
+    api.check(
+      "PATCH",
+      "/admin/api/accounts/:id",
+      await call("PATCH", `${server.url}/admin/api/accounts/${member.accountId}`, { headers: admin, body: { status: "suspended" } }),
+      200,
+    );
     api.check("GET", "/v1/models", await call("GET", `${server.url}/v1/models`, { headers: member.auth }), 403);
     api.check("POST", "/admin/api/accounts/:id/keys", await call("POST", `${url}/accounts/${member.accountId}/keys`, { headers: admin }), 403);
   });

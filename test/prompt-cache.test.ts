@@ -19,12 +19,18 @@ import { LogCapture, tempDir, tinyModel } from "./helpers/fixtures.js";
  * line; the defaults' one-liners are padded with such a block so that every
  * specialist's prefix is long enough to be snapshotted.
  */
-const EXAMPLES = Array.from({ length: 6 }, (_, i) =>
-  `Example ${i + 1}: the user asks about the quarter and the revenue; you answer with the summary, the data and the value, and nothing else.`).join("\n");
+const EXAMPLES = Array.from(
+  { length: 6 },
+  (_, i) =>
+    `Example ${i + 1}: the user asks about the quarter and the revenue; you answer with the summary, the data and the value, and nothing else.`,
+).join("\n");
 
 const SPECIALISTS = defaultSpecialists().map((s) => ({ id: s.id, system: `${s.systemPrompt}\n\n${EXAMPLES}` }));
 
-const conversation = (system: string, user: string): ChatMessage[] => [{ role: "system", content: system }, { role: "user", content: user }];
+const conversation = (system: string, user: string): ChatMessage[] => [
+  { role: "system", content: system },
+  { role: "user", content: user },
+];
 
 /**
  * Largest difference between two next-token distributions in log-probability
@@ -53,13 +59,24 @@ const logger = createLogger("info", logs);
 const engines: EmbeddedEngine[] = [];
 const stores: PrefixSnapshotStore[] = [];
 
-async function engineOn(model: LlamaModel, options: { parallel?: number; store?: PrefixSnapshotStore; identity?: string; lora?: { path: string; scale: number } } = {}): Promise<EmbeddedEngine> {
+async function engineOn(
+  model: LlamaModel,
+  options: { parallel?: number; store?: PrefixSnapshotStore; identity?: string; lora?: { path: string; scale: number } } = {},
+): Promise<EmbeddedEngine> {
   const context = await model.createContext({
-    contextSize: 1024, sequences: options.parallel ?? 1, threads: 1,
+    contextSize: 1024,
+    sequences: options.parallel ?? 1,
+    threads: 1,
     ...(options.lora ? { lora: { adapters: [{ filePath: options.lora.path, scale: options.lora.scale }] } } : {}),
   });
   const engine = new EmbeddedEngine({
-    name: "test", model, context, grammars: new GrammarCache(llama), maxQueue: 8, snapshots: options.store, identity: options.identity,
+    name: "test",
+    model,
+    context,
+    grammars: new GrammarCache(llama),
+    maxQueue: 8,
+    snapshots: options.store,
+    identity: options.identity,
   });
   engines.push(engine);
   return engine;
@@ -78,7 +95,9 @@ function newStore(budget = 64 * 1024 * 1024): PrefixSnapshotStore {
  */
 async function reference(model: LlamaModel, tokens: Token[], split = 0, lora?: { path: string; scale: number }): Promise<Map<Token, number>> {
   const context = await model.createContext({
-    contextSize: 1024, sequences: 1, threads: 1,
+    contextSize: 1024,
+    sequences: 1,
+    threads: 1,
     ...(lora ? { lora: { adapters: [{ filePath: lora.path, scale: lora.scale }] } } : {}),
   });
   try {
@@ -86,8 +105,11 @@ async function reference(model: LlamaModel, tokens: Token[], split = 0, lora?: {
     if (split > 0) await sequence.evaluateWithoutGeneratingNewTokens(tokens.slice(0, split));
     const rest = tokens.slice(split);
     const last = rest.length - 1;
-    const output = await sequence.controlledEvaluate(rest.map((token, i): ControlledEvaluateInputItem =>
-      i === last ? [token, { generateNext: { probabilities: true, options: { temperature: 1, topK: 0, topP: 1, minP: 0 } } }] : token));
+    const output = await sequence.controlledEvaluate(
+      rest.map((token, i): ControlledEvaluateInputItem =>
+        i === last ? [token, { generateNext: { probabilities: true, options: { temperature: 1, topK: 0, topP: 1, minP: 0 } } }] : token,
+      ),
+    );
     const probabilities = output[last]?.next.probabilities;
     assert.ok(probabilities !== undefined);
     return probabilities;
@@ -102,7 +124,14 @@ async function reference(model: LlamaModel, tokens: Token[], split = 0, lora?: {
  * evaluated in the same two steps, so the restored KV cache is exactly the
  * evaluated one; close when evaluated in one batch.
  */
-async function assertMatchesFresh(label: string, model: LlamaModel, tokens: Token[], prefixLength: number, restored: Map<Token, number>, lora?: { path: string; scale: number }): Promise<void> {
+async function assertMatchesFresh(
+  label: string,
+  model: LlamaModel,
+  tokens: Token[],
+  prefixLength: number,
+  restored: Map<Token, number>,
+  lora?: { path: string; scale: number },
+): Promise<void> {
   const sameSteps = maxDifference(restored, await reference(model, tokens, prefixLength, lora));
   assert.ok(sameSteps <= SAME_STEPS, `${label}: differs from the same evaluation done fresh by ${sameSteps}`);
   const oneBatch = maxDifference(restored, await reference(model, tokens, 0, lora));
@@ -139,7 +168,11 @@ describe("system-prefix snapshots", () => {
       const now = engine.promptCache;
       assert.equal(now.snapshotRestores, counters.snapshotRestores + 1, `${s.id}: restored from its snapshot`);
       assert.equal(now.snapshotBuilds, counters.snapshotBuilds, `${s.id}: not rebuilt`);
-      assert.equal(now.promptTokensEvaluated - counters.promptTokensEvaluated, engine.countPromptTokens(messages) - prefixLength, `${s.id}: only the suffix is evaluated`);
+      assert.equal(
+        now.promptTokensEvaluated - counters.promptTokensEvaluated,
+        engine.countPromptTokens(messages) - prefixLength,
+        `${s.id}: only the suffix is evaluated`,
+      );
       await assertMatchesFresh(s.id, model, engine.promptTokens(messages), prefixLength, restored);
       distributions.push(restored);
     }
@@ -147,7 +180,10 @@ describe("system-prefix snapshots", () => {
     const apart = maxDifference(distributions[0]!, distributions[1]!);
     assert.ok(apart > 5 * TOLERANCE, `different prompts give measurably different distributions (${apart})`);
     const saved = logs.records().filter((r) => r.msg === "prefix snapshot saved");
-    assert.ok(saved.length >= SPECIALISTS.length && saved.every((r) => typeof r.bytes === "number" && (r.bytes as number) > 0 && typeof r.totalBytes === "number"));
+    assert.ok(
+      saved.length >= SPECIALISTS.length &&
+        saved.every((r) => typeof r.bytes === "number" && (r.bytes as number) > 0 && typeof r.totalBytes === "number"),
+    );
   });
 
   it("takes the free sequence that already holds the prompt's prefix, without loading or evaluating it", async () => {
@@ -163,7 +199,9 @@ describe("system-prefix snapshots", () => {
     const now = engine.promptCache;
     assert.equal(now.sequenceHits, counters.sequenceHits + 1);
     assert.equal(now.snapshotRestores, counters.snapshotRestores);
-    assert.ok(now.promptTokensEvaluated - counters.promptTokensEvaluated <= engine.countPromptTokens(messages) - engine.snapshotPrefixLength(messages));
+    assert.ok(
+      now.promptTokensEvaluated - counters.promptTokensEvaluated <= engine.countPromptTokens(messages) - engine.snapshotPrefixLength(messages),
+    );
   });
 
   it("never reuses a snapshot after the system prompt changes", async () => {
@@ -264,7 +302,11 @@ describe("prefix snapshot store", () => {
   it("builds a prefix once when several requests want it at the same time", async () => {
     const store = newStore();
     const loaded: string[] = [];
-    const results = await Promise.all([store.place("k", 10, target(10, loaded)), store.place("k", 10, target(10, loaded)), store.place("k", 10, target(10, loaded))]);
+    const results = await Promise.all([
+      store.place("k", 10, target(10, loaded)),
+      store.place("k", 10, target(10, loaded)),
+      store.place("k", 10, target(10, loaded)),
+    ]);
     assert.deepEqual(results.sort(), ["built", "restored", "restored"]);
     assert.equal(loaded.length, 2);
   });

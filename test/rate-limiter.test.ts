@@ -26,7 +26,10 @@ describe("request window", () => {
     const limiter = new InProcessRateLimiter(new ManualClock().now);
     const results = await Promise.all(Array.from({ length: 200 }, () => limiter.acquire("k", requestsOnly(20), 0)));
     assert.equal(results.filter((r) => r.granted).length, 20);
-    assert.deepEqual(results.slice(0, 3).map((r) => r.report.requests.remaining), [19, 18, 17]);
+    assert.deepEqual(
+      results.slice(0, 3).map((r) => r.report.requests.remaining),
+      [19, 18, 17],
+    );
     for (const r of results.slice(20)) {
       const no = refused(r);
       assert.equal(no.refusedBy, "requests");

@@ -7,7 +7,10 @@ import { cliKey, postJson, spawnServe, startTestServer, tempDir, tinyModel } fro
 import { FakeUpstream } from "./helpers/fake-upstream.js";
 import { HeldUpstream } from "./helpers/held-upstream.js";
 
-interface Readiness { status: number; body: { status: string; checks: Record<string, { ok: boolean } & Record<string, unknown>> } }
+interface Readiness {
+  status: number;
+  body: { status: string; checks: Record<string, { ok: boolean } & Record<string, unknown>> };
+}
 
 async function ready(url: string): Promise<Readiness> {
   const r = await fetch(`${url}/ready`);
@@ -24,7 +27,11 @@ async function readyBecomes(url: string, status: number): Promise<Readiness> {
   throw new Error(`/ready never answered ${status}`);
 }
 
-const held = (baseUrl: string): Record<string, unknown> => ({ description: "held open by the test", system_prompt: "", remote: { base_url: baseUrl, model: "m" } });
+const held = (baseUrl: string): Record<string, unknown> => ({
+  description: "held open by the test",
+  system_prompt: "",
+  remote: { base_url: baseUrl, model: "m" },
+});
 
 /** Reads an SSE response to its end, resolving with everything it said. */
 async function readAll(response: Response): Promise<string> {
@@ -35,14 +42,17 @@ describe("/ready", () => {
   it("is 503 while the models load and 200 once they have, with the database checked", async () => {
     let during: Readiness | undefined;
     let refused: { status: number; retryAfter: string | null; code: unknown } | undefined;
-    const server = await startTestServer({}, {
-      gated: true,
-      onListening: async (url) => {
-        during = await ready(url);
-        const r = await postJson(`${url}/v1/chat/completions`, { model: "alveare-chat", messages: [{ role: "user", content: "hi" }] });
-        refused = { status: r.status, retryAfter: r.headers.get("retry-after"), code: (r.json.error as { code: string }).code };
+    const server = await startTestServer(
+      {},
+      {
+        gated: true,
+        onListening: async (url) => {
+          during = await ready(url);
+          const r = await postJson(`${url}/v1/chat/completions`, { model: "alveare-chat", messages: [{ role: "user", content: "hi" }] });
+          refused = { status: r.status, retryAfter: r.headers.get("retry-after"), code: (r.json.error as { code: string }).code };
+        },
       },
-    });
+    );
     try {
       assert.equal(during?.status, 503);
       assert.equal(during?.body.status, "not_ready");
@@ -65,7 +75,13 @@ describe("/ready", () => {
     const base = await upstream.start();
     const port = Number(new URL(base).port);
     const server = await startTestServer({
-      specialists: { faraway: { description: "remote", system_prompt: "", remote: { base_url: base, model: "m", health_check_interval_ms: 100, connect_timeout_ms: 500 } } },
+      specialists: {
+        faraway: {
+          description: "remote",
+          system_prompt: "",
+          remote: { base_url: base, model: "m", health_check_interval_ms: 100, connect_timeout_ms: 500 },
+        },
+      },
     });
     try {
       assert.equal((await ready(server.url)).status, 200);
@@ -89,7 +105,8 @@ describe("/ready", () => {
     const server = await startTestServer({ specialists: { faraway: held(await upstream.start()) } });
     try {
       const response = await fetch(`${server.url}/v1/chat/completions`, {
-        method: "POST", headers: { "content-type": "application/json" },
+        method: "POST",
+        headers: { "content-type": "application/json" },
         body: JSON.stringify({ model: "alveare-faraway", messages: [{ role: "user", content: "hi" }], stream: true }),
       });
       assert.equal(response.status, 200);
@@ -119,7 +136,9 @@ describe("/ready", () => {
     const upstream = new HeldUpstream();
     const server = await startTestServer({ specialists: { faraway: held(await upstream.start()) } });
     try {
-      const answer = postJson(`${server.url}/v1/chat/completions`, { model: "alveare-faraway", messages: [{ role: "user", content: "hi" }] }).catch((error: unknown) => error);
+      const answer = postJson(`${server.url}/v1/chat/completions`, { model: "alveare-faraway", messages: [{ role: "user", content: "hi" }] }).catch(
+        (error: unknown) => error,
+      );
       await upstream.arrived();
       await server.close(50);
       // Never released: the deadline aborted it, so the client saw no answer of the upstream's.
@@ -146,7 +165,8 @@ describe("SIGTERM", () => {
     try {
       const auth = { authorization: `Bearer ${key}`, "content-type": "application/json" };
       const response = await fetch(`${url}/v1/chat/completions`, {
-        method: "POST", headers: auth,
+        method: "POST",
+        headers: auth,
         body: JSON.stringify({ model: "alveare-faraway", messages: [{ role: "user", content: "hi" }], stream: true }),
       });
       assert.equal(response.status, 200);

@@ -35,7 +35,14 @@ describe("remote engine against a second Alveare process", () => {
   before(async () => {
     const port = await freePort();
     const dataDir = tempDir();
-    const env = { ...process.env, ALVEARE_THREADS: "1", ALVEARE_METRICS_PORT: "0", ALVEARE_LOG_LEVEL: "warn", ALVEARE_CONFIG: "", ALVEARE_DATA_DIR: dataDir };
+    const env = {
+      ...process.env,
+      ALVEARE_THREADS: "1",
+      ALVEARE_METRICS_PORT: "0",
+      ALVEARE_LOG_LEVEL: "warn",
+      ALVEARE_CONFIG: "",
+      ALVEARE_DATA_DIR: dataDir,
+    };
     // The upstream is a full Alveare with its own gate: we call it with a key of ours, from the environment.
     process.env.UPSTREAM_ALVEARE_KEY = cliKey(dataDir, "professional", env).key;
     upstream = spawn(process.execPath, [CLI, "serve", "--port", String(port), "--model", await tinyModel()], {
@@ -45,8 +52,16 @@ describe("remote engine against a second Alveare process", () => {
     await waitForHealth(`http://127.0.0.1:${port}`, upstream);
     server = await startTestServer({
       specialists: {
-        faraway: { description: "served by another node", system_prompt: "", remote: { base_url: `http://127.0.0.1:${port}/v1`, model: "alveare-chat", api_key_env: "UPSTREAM_ALVEARE_KEY" } },
-        "faraway-classify": { description: "labels upstream", remote: { base_url: `http://127.0.0.1:${port}/v1`, model: "alveare-classify", api_key_env: "UPSTREAM_ALVEARE_KEY" }, system_prompt: "" },
+        faraway: {
+          description: "served by another node",
+          system_prompt: "",
+          remote: { base_url: `http://127.0.0.1:${port}/v1`, model: "alveare-chat", api_key_env: "UPSTREAM_ALVEARE_KEY" },
+        },
+        "faraway-classify": {
+          description: "labels upstream",
+          remote: { base_url: `http://127.0.0.1:${port}/v1`, model: "alveare-classify", api_key_env: "UPSTREAM_ALVEARE_KEY" },
+          system_prompt: "",
+        },
       },
     });
   });
@@ -56,7 +71,11 @@ describe("remote engine against a second Alveare process", () => {
   });
 
   it("answers non-streaming requests with the upstream's output and usage", async () => {
-    const r = await postJson(`${server.url}/v1/chat/completions`, { model: "alveare-faraway", messages: [{ role: "user", content: "hi" }], max_tokens: 6 });
+    const r = await postJson(`${server.url}/v1/chat/completions`, {
+      model: "alveare-faraway",
+      messages: [{ role: "user", content: "hi" }],
+      max_tokens: 6,
+    });
     assert.equal(r.status, 200);
     const usage = r.json.usage as { prompt_tokens: number; completion_tokens: number };
     assert.ok(usage.prompt_tokens > 0);
@@ -68,7 +87,11 @@ describe("remote engine against a second Alveare process", () => {
   it("streams through, with usage from the upstream", async () => {
     const client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "x", maxRetries: 0 });
     const stream = await client.chat.completions.create({
-      model: "alveare-faraway", messages: [{ role: "user", content: "hi" }], max_tokens: 8, stream: true, stream_options: { include_usage: true },
+      model: "alveare-faraway",
+      messages: [{ role: "user", content: "hi" }],
+      max_tokens: 8,
+      stream: true,
+      stream_options: { include_usage: true },
     });
     let text = "";
     let usage;
@@ -93,8 +116,16 @@ describe("remote engine faults", () => {
     refusedPort = await freePort();
     server = await startTestServer({
       specialists: {
-        flaky: { description: "fault injection", system_prompt: "", remote: { base_url: base, model: "m", read_timeout_ms: 300, api_key_env: "FLAKY_KEY" } },
-        nowhere: { description: "nothing listens", system_prompt: "", remote: { base_url: `http://127.0.0.1:${refusedPort}/v1`, model: "m", connect_timeout_ms: 500 } },
+        flaky: {
+          description: "fault injection",
+          system_prompt: "",
+          remote: { base_url: base, model: "m", read_timeout_ms: 300, api_key_env: "FLAKY_KEY" },
+        },
+        nowhere: {
+          description: "nothing listens",
+          system_prompt: "",
+          remote: { base_url: `http://127.0.0.1:${refusedPort}/v1`, model: "m", connect_timeout_ms: 500 },
+        },
       },
     });
   });
@@ -145,13 +176,17 @@ describe("remote engine faults", () => {
   it("sends an error event when the upstream cuts a stream mid-way", async () => {
     fake.fault = "cut-stream";
     const response = await fetch(`${server.url}/v1/chat/completions`, {
-      method: "POST", headers: { "content-type": "application/json" },
+      method: "POST",
+      headers: { "content-type": "application/json" },
       body: JSON.stringify({ model: "alveare-flaky", messages: [{ role: "user", content: "x" }], stream: true }),
     });
     assert.equal(response.status, 200);
     const text = await response.text();
     assert.match(text, /partial /);
-    const events = text.split("\n\n").filter((e) => e.startsWith("data: ")).map((e) => e.slice(6));
+    const events = text
+      .split("\n\n")
+      .filter((e) => e.startsWith("data: "))
+      .map((e) => e.slice(6));
     const last = JSON.parse(events.at(-1)!) as { error: { type: string; message: string } };
     assert.equal(last.error.type, "server_error");
     assert.match(last.error.message, /before it finished|closed|terminated|socket/i);
@@ -179,8 +214,16 @@ describe("remote engine with several upstreams", () => {
     server = await startTestServer({
       specialists: {
         pooled: {
-          description: "two interchangeable upstreams", system_prompt: "",
-          remote: { upstreams: [{ base_url: baseA, model: "m" }, { base_url: baseB, model: "m" }], health_check_interval_ms: 200, connect_timeout_ms: 500 },
+          description: "two interchangeable upstreams",
+          system_prompt: "",
+          remote: {
+            upstreams: [
+              { base_url: baseA, model: "m" },
+              { base_url: baseB, model: "m" },
+            ],
+            health_check_interval_ms: 200,
+            connect_timeout_ms: 500,
+          },
         },
       },
     });
@@ -191,11 +234,15 @@ describe("remote engine with several upstreams", () => {
     await b.stop();
   });
 
-  const call = () => postJson(`${server.url}/v1/chat/completions`, { model: "alveare-pooled", messages: [{ role: "user", content: "x" }], max_tokens: 5 });
+  const call = () =>
+    postJson(`${server.url}/v1/chat/completions`, { model: "alveare-pooled", messages: [{ role: "user", content: "x" }], max_tokens: 5 });
 
   it("spreads concurrent requests over the least busy upstreams", async () => {
     const results = await Promise.all(Array.from({ length: 6 }, call));
-    assert.deepEqual(results.map((r) => r.status), Array(6).fill(200));
+    assert.deepEqual(
+      results.map((r) => r.status),
+      Array(6).fill(200),
+    );
     assert.equal(a.requests.length, 3);
     assert.equal(b.requests.length, 3);
   });
@@ -204,7 +251,11 @@ describe("remote engine with several upstreams", () => {
     await b.stop();
     const before = a.requests.length;
     const during = await Promise.all(Array.from({ length: 4 }, call));
-    assert.deepEqual(during.map((r) => r.status), Array(4).fill(200), "every request is served by the upstream still up");
+    assert.deepEqual(
+      during.map((r) => r.status),
+      Array(4).fill(200),
+      "every request is served by the upstream still up",
+    );
     assert.equal(a.requests.length - before, 4);
     await b.start(bPort);
     await new Promise((resolve) => setTimeout(resolve, 600)); // a few health-check rounds

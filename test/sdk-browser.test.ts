@@ -30,7 +30,7 @@ describe("TypeScript SDK in a browser", { skip: noChromium }, () => {
       return route.fulfill({ contentType: "text/javascript", body: readFileSync(new URL(name, SDK_DIST)) });
     });
     await page.goto(`${server.url}/sdk-check/page.html`);
-    const result = await page.evaluate(`(async () => {
+    const result = (await page.evaluate(`(async () => {
       const { Alveare, BadRequestError } = await import("/sdk-check/index.js");
       const client = new Alveare({ apiKey: ${JSON.stringify(key)}, baseURL: location.origin });
       const inferred = await client.infer({ specialist: "classify", prompt: "I love it", max_tokens: 8 });
@@ -41,7 +41,7 @@ describe("TypeScript SDK in a browser", { skip: noChromium }, () => {
       try { await client.infer({ specialist: "classify", prompt: "x", temperature: 9 }); } catch (e) { error = { bad: e instanceof BadRequestError, param: e.param, requestId: e.requestId }; }
       const models = await client.models.list();
       return { label: inferred.result, chunks, completion: usage && usage.completion_tokens, error, models: models.data.length };
-    })()`) as { label: string; chunks: number; completion: number; error: { bad: boolean; param: string; requestId: string }; models: number };
+    })()`)) as { label: string; chunks: number; completion: number; error: { bad: boolean; param: string; requestId: string }; models: number };
     assert.ok(["positive", "negative", "neutral"].includes(result.label));
     assert.ok(result.chunks >= 3);
     assert.ok(result.completion >= 1 && result.completion <= 4);

@@ -10,7 +10,11 @@ import { createKey, flakySpecialist, startTestServer, tempDir, type TestServer }
 const TS_SDK = new URL("../../sdk/typescript/", import.meta.url).pathname;
 const PY_SDK = new URL("../../sdk/python/", import.meta.url).pathname;
 
-interface Ran { code: number | null; stdout: string; stderr: string }
+interface Ran {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
 
 /** Runs a command to completion without blocking the event loop (the server under test lives in this process). */
 function run(command: string, args: readonly string[], options: { cwd: string; env?: NodeJS.ProcessEnv }): Promise<Ran> {
@@ -29,7 +33,6 @@ const succeeded = (what: string, r: Ran): Ran => {
   assert.equal(r.code, 0, `${what} failed:\n${r.stdout}\n${r.stderr}`);
   return r;
 };
-
 
 /** The first Python that can build a wheel offline: it needs pip, setuptools and wheel installed. */
 async function pythonThatBuildsWheels(): Promise<string | undefined> {
@@ -140,12 +143,16 @@ describe("SDK packages installed in a clean directory", () => {
     const packed = succeeded("npm pack", await run("npm", ["pack", "--ignore-scripts", "--json", "--pack-destination", packDir], { cwd: TS_SDK }));
     const [manifest] = JSON.parse(packed.stdout) as Array<{ filename: string; files: Array<{ path: string }> }>;
     const files = manifest!.files.map((f) => f.path);
-    for (const file of ["package.json", "README.md", "dist/index.js", "dist/index.d.ts", "dist/client.js"]) assert.ok(files.includes(file), `${file} is packed`);
+    for (const file of ["package.json", "README.md", "dist/index.js", "dist/index.d.ts", "dist/client.js"])
+      assert.ok(files.includes(file), `${file} is packed`);
     assert.ok(!files.some((f) => f.startsWith("src/")), "sources stay out of the tarball");
 
     const project = scratchDir("alveare-npm-consumer-");
     writeFileSync(join(project, "package.json"), JSON.stringify({ name: "consumer", private: true, type: "module" }));
-    succeeded("npm install", await run("npm", ["install", "--offline", "--no-audit", "--no-fund", join(packDir, manifest!.filename)], { cwd: project }));
+    succeeded(
+      "npm install",
+      await run("npm", ["install", "--offline", "--no-audit", "--no-fund", join(packDir, manifest!.filename)], { cwd: project }),
+    );
     writeFileSync(join(project, "check.js"), JS_CHECK);
     const port = await closedPort();
     const checked = succeeded("node check.js", await run(process.execPath, ["check.js", String(port)], { cwd: project, env }));
@@ -164,18 +171,31 @@ describe("SDK packages installed in a clean directory", () => {
     cpSync(PY_SDK, source, { recursive: true, filter: (path) => !/__pycache__|\.egg-info|[/\\]build$/.test(path) });
     const pipEnv = { ...process.env, PIP_DISABLE_PIP_VERSION_CHECK: "1", PIP_NO_INPUT: "1", PIP_ROOT_USER_ACTION: "ignore" };
     const wheels = join(work, "wheels");
-    succeeded("pip wheel", await run(python, ["-m", "pip", "wheel", "--no-build-isolation", "--no-deps", "--no-index", "--wheel-dir", wheels, source], { cwd: work, env: pipEnv }));
+    succeeded(
+      "pip wheel",
+      await run(python, ["-m", "pip", "wheel", "--no-build-isolation", "--no-deps", "--no-index", "--wheel-dir", wheels, source], {
+        cwd: work,
+        env: pipEnv,
+      }),
+    );
     const wheel = readdirSync(wheels).find((f) => /^alveare-0\.1\.0-py3-none-any\.whl$/.test(f));
     assert.ok(wheel !== undefined, `built ${readdirSync(wheels).join(", ")}`);
     const site = join(work, "site");
-    succeeded("pip install", await run(python, ["-m", "pip", "install", "--no-index", "--no-deps", "--target", site, join(wheels, wheel)], { cwd: work, env: pipEnv }));
+    succeeded(
+      "pip install",
+      await run(python, ["-m", "pip", "install", "--no-index", "--no-deps", "--target", site, join(wheels, wheel)], { cwd: work, env: pipEnv }),
+    );
 
     const project = scratchDir("alveare-py-consumer-");
     writeFileSync(join(project, "check.py"), PY_CHECK);
     const port = await closedPort();
-    const checked = succeeded("python check.py", await run(python, ["check.py", String(port)], {
-      cwd: project, env: { ...env, PYTHONPATH: site, PYTHONDONTWRITEBYTECODE: "1" },
-    }));
+    const checked = succeeded(
+      "python check.py",
+      await run(python, ["check.py", String(port)], {
+        cwd: project,
+        env: { ...env, PYTHONPATH: site, PYTHONDONTWRITEBYTECODE: "1" },
+      }),
+    );
     const out = JSON.parse(checked.stdout) as Record<string, unknown>;
     assert.ok(String(out.file).startsWith(site), `imported from the installed wheel, not the repository: ${String(out.file)}`);
     assert.match(String(out.typo), /unexpected keyword argument 'maxtokens'/);

@@ -13,10 +13,13 @@ describe("Python SDK", () => {
   before(async () => {
     const base = await fake.start();
     fake.fault = "500";
-    server = await startTestServer({
-      specialists: { flaky: flakySpecialist(base) },
-      plans: SDK_TEST_PLANS,
-    }, { gated: true });
+    server = await startTestServer(
+      {
+        specialists: { flaky: flakySpecialist(base) },
+        plans: SDK_TEST_PLANS,
+      },
+      { gated: true },
+    );
   });
   after(async () => {
     await server.close();
@@ -25,7 +28,12 @@ describe("Python SDK", () => {
 
   it("passes its unittest suite against a real alveare serve", async () => {
     const env: NodeJS.ProcessEnv = { ...process.env, ALVEARE_TEST_BASE_URL: server.url, PYTHONDONTWRITEBYTECODE: "1" };
-    for (const [name, plan] of [["pro", "professional"], ["solo", "solo"], ["burst", "burst"], ["tiny", "tiny"]] as const) {
+    for (const [name, plan] of [
+      ["pro", "professional"],
+      ["solo", "solo"],
+      ["burst", "burst"],
+      ["tiny", "tiny"],
+    ] as const) {
       env[`ALVEARE_TEST_KEY_${name.toUpperCase()}`] = (await createKey(server, plan)).key;
     }
     delete env.ALVEARE_API_KEY;

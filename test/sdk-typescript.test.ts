@@ -2,9 +2,22 @@ import assert from "node:assert/strict";
 import { closedPort } from "./helpers/ports.js";
 import { after, before, describe, it } from "node:test";
 import {
-  Alveare, APIConnectionError, APIError, AuthenticationError, BadRequestError, InternalServerError, MissingApiKeyError,
-  normalizeBaseURL, NotFoundError, PermissionDeniedError, RateLimitError, RequestTooLargeError, retryDelayMs, shouldRetry,
-  type ChatCompletionChunk, type RetryEvent,
+  Alveare,
+  APIConnectionError,
+  APIError,
+  AuthenticationError,
+  BadRequestError,
+  InternalServerError,
+  MissingApiKeyError,
+  normalizeBaseURL,
+  NotFoundError,
+  PermissionDeniedError,
+  RateLimitError,
+  RequestTooLargeError,
+  retryDelayMs,
+  shouldRetry,
+  type ChatCompletionChunk,
+  type RetryEvent,
 } from "../sdk/typescript/src/index.js";
 
 import { FakeUpstream } from "./helpers/fake-upstream.js";
@@ -13,8 +26,14 @@ import { createKey, flakySpecialist, SDK_TEST_PLANS, startTestServer, type TestS
 describe("TypeScript SDK: backoff schedule", () => {
   const none = new Headers();
   it("doubles from 0.5 s up to 8 s, with up to 25% jitter off", () => {
-    assert.deepEqual([0, 1, 2, 3, 4, 5].map((a) => retryDelayMs(a, none, 0, () => 0)), [500, 1000, 2000, 4000, 8000, 8000]);
-    assert.deepEqual([0, 1, 2].map((a) => retryDelayMs(a, none, 0, () => 1)), [375, 750, 1500]);
+    assert.deepEqual(
+      [0, 1, 2, 3, 4, 5].map((a) => retryDelayMs(a, none, 0, () => 0)),
+      [500, 1000, 2000, 4000, 8000, 8000],
+    );
+    assert.deepEqual(
+      [0, 1, 2].map((a) => retryDelayMs(a, none, 0, () => 1)),
+      [375, 750, 1500],
+    );
   });
   it("honours retry-after-ms, then Retry-After in seconds or as an HTTP date", () => {
     assert.equal(retryDelayMs(0, new Headers({ "retry-after-ms": "1234", "retry-after": "9" }), 0), 1234);
@@ -23,12 +42,21 @@ describe("TypeScript SDK: backoff schedule", () => {
     assert.equal(retryDelayMs(0, new Headers({ "retry-after": "Wed, 25 Nov 2026 10:00:07 GMT" }), now), 7000);
   });
   it("ignores a server wait longer than a minute in favour of backoff", () => {
-    assert.equal(retryDelayMs(0, new Headers({ "retry-after": "3600" }), 0, () => 0), 500);
+    assert.equal(
+      retryDelayMs(0, new Headers({ "retry-after": "3600" }), 0, () => 0),
+      500,
+    );
   });
   it("retries 408, 409, 429 rate limits and 5xx, never a monthly quota or x-should-retry: false", () => {
     const h = new Headers();
-    assert.deepEqual([408, 409, 429, 500, 502, 503, 504].map((s) => shouldRetry(s, h, undefined)), Array(7).fill(true));
-    assert.deepEqual([400, 401, 403, 404, 413].map((s) => shouldRetry(s, h, undefined)), Array(5).fill(false));
+    assert.deepEqual(
+      [408, 409, 429, 500, 502, 503, 504].map((s) => shouldRetry(s, h, undefined)),
+      Array(7).fill(true),
+    );
+    assert.deepEqual(
+      [400, 401, 403, 404, 413].map((s) => shouldRetry(s, h, undefined)),
+      Array(5).fill(false),
+    );
     assert.equal(shouldRetry(429, h, "monthly_quota_exceeded"), false);
     assert.equal(shouldRetry(429, new Headers({ "x-should-retry": "false" }), "rate_limit_exceeded"), false);
     assert.equal(shouldRetry(400, new Headers({ "x-should-retry": "true" }), undefined), true);
@@ -56,7 +84,14 @@ describe("TypeScript SDK: base URL and errors without a server", () => {
   it("raises MissingApiKeyError, an AuthenticationError, when no key is given", () => {
     delete process.env.ALVEARE_API_KEY;
     for (const options of [{}, { apiKey: "" }]) {
-      const error = (() => { try { new Alveare(options); return undefined; } catch (e) { return e; } })();
+      const error = (() => {
+        try {
+          new Alveare(options);
+          return undefined;
+        } catch (e) {
+          return e;
+        }
+      })();
       assert.ok(error instanceof MissingApiKeyError);
       assert.ok(error instanceof AuthenticationError);
       assert.equal(error.code, "missing_api_key");
@@ -64,7 +99,8 @@ describe("TypeScript SDK: base URL and errors without a server", () => {
     }
   });
   it("gives RateLimitError.retryAfterMs from retry-after-ms, then Retry-After", () => {
-    const limited = (headers: Record<string, string>): APIError => APIError.fromResponse(429, { error: { code: "rate_limit_exceeded" } }, new Headers(headers));
+    const limited = (headers: Record<string, string>): APIError =>
+      APIError.fromResponse(429, { error: { code: "rate_limit_exceeded" } }, new Headers(headers));
     const both = limited({ "retry-after-ms": "1500", "retry-after": "2" });
     assert.ok(both instanceof RateLimitError);
     assert.equal(both.retryAfterMs, 1500);
@@ -79,10 +115,13 @@ describe("TypeScript SDK against a real alveare serve", () => {
   let key: string;
   before(async () => {
     const base = await fake.start();
-    server = await startTestServer({
-      specialists: { flaky: flakySpecialist(base) },
-      plans: SDK_TEST_PLANS,
-    }, { gated: true });
+    server = await startTestServer(
+      {
+        specialists: { flaky: flakySpecialist(base) },
+        plans: SDK_TEST_PLANS,
+      },
+      { gated: true },
+    );
     key = (await createKey(server, "professional")).key;
   });
   after(async () => {
@@ -95,15 +134,29 @@ describe("TypeScript SDK against a real alveare serve", () => {
     // Its own key: "calls every endpoint" counts its key's requests exactly.
     const c = client({ apiKey: (await createKey(server, "professional")).key });
     const floats = await c.embeddings.create({ model: "alveare-embed", input: ["bees", "honey"], dimensions: 4 });
-    assert.deepEqual(floats.data.map((d) => d.index), [0, 1]);
+    assert.deepEqual(
+      floats.data.map((d) => d.index),
+      [0, 1],
+    );
     const vector = floats.data[0]!.embedding as number[];
     assert.equal(vector.length, 4);
     const packed = await c.embeddings.create({ model: "alveare-embed", input: "bees", dimensions: 4, encoding_format: "base64" });
     const bytes = Buffer.from(packed.data[0]!.embedding as string, "base64");
     assert.deepEqual(Array.from(new Float32Array(bytes.buffer, bytes.byteOffset, 4)), vector);
     const completion = await c.chat.completions.create({
-      model: "alveare-chat", messages: [{ role: "user", content: "pick" }], tool_choice: "required", max_tokens: 300,
-      tools: [{ type: "function", function: { name: "pick", parameters: { type: "object", properties: { colour: { type: "string", enum: ["red", "blue"] } }, required: ["colour"] } } }],
+      model: "alveare-chat",
+      messages: [{ role: "user", content: "pick" }],
+      tool_choice: "required",
+      max_tokens: 300,
+      tools: [
+        {
+          type: "function",
+          function: {
+            name: "pick",
+            parameters: { type: "object", properties: { colour: { type: "string", enum: ["red", "blue"] } }, required: ["colour"] },
+          },
+        },
+      ],
     });
     const choice = completion.choices[0]!;
     assert.equal(choice.finish_reason, "tool_calls");
@@ -132,7 +185,11 @@ describe("TypeScript SDK against a real alveare serve", () => {
 
   it("streams to the end, with usage when asked", async () => {
     const stream = await client().chat.completions.create({
-      model: "alveare-chat", messages: [{ role: "user", content: "hi" }], max_tokens: 6, stream: true, stream_options: { include_usage: true },
+      model: "alveare-chat",
+      messages: [{ role: "user", content: "hi" }],
+      max_tokens: 6,
+      stream: true,
+      stream_options: { include_usage: true },
     });
     const chunks: ChatCompletionChunk[] = [];
     for await (const chunk of stream) chunks.push(chunk);
@@ -189,15 +246,27 @@ describe("TypeScript SDK against a real alveare serve", () => {
     const before = fake.requests.length;
     const waits: number[] = [];
     const events: RetryEvent[] = [];
-    const c = client({ maxRetries: 2, sleep: async (ms) => { waits.push(ms); }, onRetry: (event) => events.push(event) });
+    const c = client({
+      maxRetries: 2,
+      sleep: async (ms) => {
+        waits.push(ms);
+      },
+      onRetry: (event) => events.push(event),
+    });
     const error = await c.infer({ specialist: "flaky", prompt: "x" }).catch((e: unknown) => e);
     assert.ok(error instanceof InternalServerError);
     assert.equal(error.status, 502);
     assert.equal(fake.requests.length - before, 3, "one attempt and two retries reached the upstream");
     assert.equal(waits.length, 2);
     assert.ok(waits[0]! >= 375 && waits[0]! <= 500 && waits[1]! >= 750 && waits[1]! <= 1000, `waits ${waits.join(", ")}`);
-    assert.deepEqual(events.map((e) => e.attempt), [1, 2]);
-    assert.deepEqual(events.map((e) => e.delayMs), waits);
+    assert.deepEqual(
+      events.map((e) => e.attempt),
+      [1, 2],
+    );
+    assert.deepEqual(
+      events.map((e) => e.delayMs),
+      waits,
+    );
     assert.ok(events.every((e) => e.error instanceof InternalServerError && e.error.status === 502));
     assert.deepEqual([events[0]!.method, events[0]!.url], ["POST", `${server.url}/v1/infer`]);
   });
@@ -206,7 +275,13 @@ describe("TypeScript SDK against a real alveare serve", () => {
     fake.fault = "500";
     const before = fake.requests.length;
     const stop = new Error("stop here");
-    const c = client({ maxRetries: 3, sleep: async () => {}, onRetry: () => { throw stop; } });
+    const c = client({
+      maxRetries: 3,
+      sleep: async () => {},
+      onRetry: () => {
+        throw stop;
+      },
+    });
     await assert.rejects(c.infer({ specialist: "flaky", prompt: "x" }), (e) => e === stop);
     assert.equal(fake.requests.length - before, 1);
   });
@@ -214,7 +289,11 @@ describe("TypeScript SDK against a real alveare serve", () => {
   it("never retries once a stream has started delivering", async () => {
     fake.fault = "cut-stream";
     const before = fake.requests.length;
-    const stream = await client({ maxRetries: 3 }).chat.completions.create({ model: "alveare-flaky", messages: [{ role: "user", content: "x" }], stream: true });
+    const stream = await client({ maxRetries: 3 }).chat.completions.create({
+      model: "alveare-flaky",
+      messages: [{ role: "user", content: "x" }],
+      stream: true,
+    });
     let text = "";
     const error = await (async () => {
       for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
@@ -227,7 +306,14 @@ describe("TypeScript SDK against a real alveare serve", () => {
   it("raises APIConnectionError naming the host and the cause after retrying a refused connection", async () => {
     const waits: number[] = [];
     const port = await closedPort();
-    const c = new Alveare({ apiKey: key, baseURL: `http://127.0.0.1:${port}`, maxRetries: 1, sleep: async (ms) => { waits.push(ms); } });
+    const c = new Alveare({
+      apiKey: key,
+      baseURL: `http://127.0.0.1:${port}`,
+      maxRetries: 1,
+      sleep: async (ms) => {
+        waits.push(ms);
+      },
+    });
     const error = await c.health().catch((e: unknown) => e);
     assert.ok(error instanceof APIConnectionError);
     assert.equal(String(error), `APIConnectionError: could not connect to 127.0.0.1:${port} (ECONNREFUSED)`);
@@ -252,8 +338,13 @@ describe("TypeScript SDK against a real alveare serve", () => {
     const burst = await createKey(server, "burst");
     const waits: number[] = [];
     const c = new Alveare({
-      apiKey: burst.key, baseURL: server.url, maxRetries: 3,
-      sleep: (ms) => { waits.push(ms); return new Promise((r) => setTimeout(r, ms)); },
+      apiKey: burst.key,
+      baseURL: server.url,
+      maxRetries: 3,
+      sleep: (ms) => {
+        waits.push(ms);
+        return new Promise((r) => setTimeout(r, ms));
+      },
     });
     const started = performance.now();
     for (let i = 0; i < 5; i++) {
@@ -261,14 +352,24 @@ describe("TypeScript SDK against a real alveare serve", () => {
       assert.ok(r.result.length > 0);
     }
     assert.ok(waits.length >= 1, "the fourth request was limited and waited");
-    assert.ok(waits.every((ms) => ms > 0 && ms <= 2000), `waits ${waits.join(", ")}`);
+    assert.ok(
+      waits.every((ms) => ms > 0 && ms <= 2000),
+      `waits ${waits.join(", ")}`,
+    );
     assert.ok(performance.now() - started >= 1000);
   });
 
   it("does not retry a monthly-quota 429", async () => {
     const tiny = await createKey(server, "tiny");
     const waits: number[] = [];
-    const c = new Alveare({ apiKey: tiny.key, baseURL: server.url, maxRetries: 3, sleep: async (ms) => { waits.push(ms); } });
+    const c = new Alveare({
+      apiKey: tiny.key,
+      baseURL: server.url,
+      maxRetries: 3,
+      sleep: async (ms) => {
+        waits.push(ms);
+      },
+    });
     await c.infer({ specialist: "classify", prompt: "a", max_tokens: 2 });
     await c.infer({ specialist: "classify", prompt: "b", max_tokens: 2 });
     const error = await c.infer({ specialist: "classify", prompt: "c", max_tokens: 2 }).catch((e: unknown) => e);

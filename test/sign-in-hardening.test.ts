@@ -112,7 +112,21 @@ describe("e-mail addresses", () => {
 
   it("accept ordinary addresses and refuse malformed ones", () => {
     for (const ok of ["a@b.co", "first.last+tag@mail.example.org", "x@sub.domain.example"]) assert.equal(isEmailAddress(ok), true, ok);
-    for (const bad of ["", "a", "@b.co", "a@", "a@b", "a@b.", "a@.b", "a@b..co", "a b@c.co", "a@b@c.co", "a@b.co\u00a0", `${"l".repeat(65)}@b.co`, `a@${"d".repeat(64)}.co`]) {
+    for (const bad of [
+      "",
+      "a",
+      "@b.co",
+      "a@",
+      "a@b",
+      "a@b.",
+      "a@.b",
+      "a@b..co",
+      "a b@c.co",
+      "a@b@c.co",
+      "a@b.co\u00a0",
+      `${"l".repeat(65)}@b.co`,
+      `a@${"d".repeat(64)}.co`,
+    ]) {
       assert.equal(isEmailAddress(bad), false, JSON.stringify(bad));
     }
   });
@@ -121,7 +135,11 @@ describe("e-mail addresses", () => {
 describe("the password policy", () => {
   it("refuses short, whitespace, repeated and common passwords, naming password", () => {
     for (const weak of ["elevenchars", " ".repeat(20), "\t\n \t\n \t\n \t\n", "zzzzzzzzzzzzzz", "password1234", "QWERTY123456", "x".repeat(1025)]) {
-      assert.throws(() => checkPasswordPolicy(weak), (e: unknown) => e instanceof ApiError && e.status === 400 && e.param === "password", JSON.stringify(weak));
+      assert.throws(
+        () => checkPasswordPolicy(weak),
+        (e: unknown) => e instanceof ApiError && e.status === 400 && e.param === "password",
+        JSON.stringify(weak),
+      );
     }
     for (const fine of ["twelve chars", "correct horse battery", "ünïcödé pässwörd"]) assert.doesNotThrow(() => checkPasswordPolicy(fine), fine);
   });
@@ -138,7 +156,11 @@ describe("ALVEARE_TRUST_PROXY", () => {
   });
   it("refuses anything else in one line naming the variable", () => {
     for (const bad of ["yes", "10.0.0.0/33", "proxy.example", "127.0.0.1,,10.0.0.1"]) {
-      assert.throws(() => trust(bad), (e: Error) => /^configuration error at ALVEARE_TRUST_PROXY: [^\n]+$/.test(e.message), bad);
+      assert.throws(
+        () => trust(bad),
+        (e: Error) => /^configuration error at ALVEARE_TRUST_PROXY: [^\n]+$/.test(e.message),
+        bad,
+      );
     }
   });
 });

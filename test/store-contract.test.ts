@@ -27,11 +27,30 @@ const BACKENDS: Backend[] = [
 const PERIOD = "2026-03";
 const NOW = "2026-03-10T12:00:00.000Z";
 
-const account = (id: string, plan = "starter"): Account => ({ id, name: `name of ${id}`, plan, status: "active", createdAt: "2026-01-01T00:00:00.000Z" });
-const key = (id: string, accountId: string, mode: Mode = "live"): ApiKeyRecord => ({
-  id, accountId, name: `key ${id}`, mode, prefix: `alv_${mode}_${id}`, createdAt: "2026-01-02T00:00:00.000Z", lastUsedAt: null, revokedAt: null,
+const account = (id: string, plan = "starter"): Account => ({
+  id,
+  name: `name of ${id}`,
+  plan,
+  status: "active",
+  createdAt: "2026-01-01T00:00:00.000Z",
 });
-const member = (id: string, accountId: string, email: string): Member => ({ id, accountId, email, passwordHash: null, createdAt: "2026-01-03T00:00:00.000Z" });
+const key = (id: string, accountId: string, mode: Mode = "live"): ApiKeyRecord => ({
+  id,
+  accountId,
+  name: `key ${id}`,
+  mode,
+  prefix: `alv_${mode}_${id}`,
+  createdAt: "2026-01-02T00:00:00.000Z",
+  lastUsedAt: null,
+  revokedAt: null,
+});
+const member = (id: string, accountId: string, email: string): Member => ({
+  id,
+  accountId,
+  email,
+  passwordHash: null,
+  createdAt: "2026-01-03T00:00:00.000Z",
+});
 
 /** Opens a fresh location, runs `body` on it, and closes it whatever happens. */
 async function withStores(backend: Backend, body: (stores: Stores) => Promise<void>): Promise<void> {
@@ -44,16 +63,34 @@ async function withStores(backend: Backend, body: (stores: Stores) => Promise<vo
 }
 
 /** Admits one request and completes it with `status`; returns the ledger event id. */
-async function served(ledger: LedgerStore, r: { accountId: string; keyId: string; specialist: string; status: number; tokens: number; at?: string; mode?: Mode }): Promise<number> {
+async function served(
+  ledger: LedgerStore,
+  r: { accountId: string; keyId: string; specialist: string; status: number; tokens: number; at?: string; mode?: Mode },
+): Promise<number> {
   const at = r.at ?? NOW;
   const mode = r.mode ?? "live";
   const eventId = await ledger.admit({
-    requestId: `req_${Math.random()}`, accountId: r.accountId, keyId: r.keyId, mode, period: at.slice(0, 7),
-    endpoint: "infer", specialist: r.specialist, limit: 1000, at,
+    requestId: `req_${Math.random()}`,
+    accountId: r.accountId,
+    keyId: r.keyId,
+    mode,
+    period: at.slice(0, 7),
+    endpoint: "infer",
+    specialist: r.specialist,
+    limit: 1000,
+    at,
   });
   assert.ok(eventId !== undefined);
   await ledger.complete({
-    eventId, accountId: r.accountId, mode, period: at.slice(0, 7), status: r.status, promptTokens: r.tokens, completionTokens: 0, latencyMs: 1, at,
+    eventId,
+    accountId: r.accountId,
+    mode,
+    period: at.slice(0, 7),
+    status: r.status,
+    promptTokens: r.tokens,
+    completionTokens: 0,
+    latencyMs: 1,
+    at,
   });
   return eventId;
 }
@@ -66,7 +103,11 @@ for (const backend of BACKENDS) {
         await accounts.createAccount(account("acct_a"));
         assert.deepEqual(await accounts.getAccount("acct_a"), account("acct_a"));
         assert.equal(await accounts.getAccount("acct_missing"), undefined);
-        assert.deepEqual((await accounts.listAccounts()).map((a) => a.id), ["acct_a", "acct_b"], "same creation time: ordered by id");
+        assert.deepEqual(
+          (await accounts.listAccounts()).map((a) => a.id),
+          ["acct_a", "acct_b"],
+          "same creation time: ordered by id",
+        );
         assert.equal(await accounts.updateAccount("acct_a", { plan: "scale" }), true);
         assert.equal(await accounts.updateAccount("acct_a", { status: "suspended" }), true);
         assert.deepEqual(await accounts.getAccount("acct_a"), { ...account("acct_a", "scale"), status: "suspended" });
@@ -87,7 +128,10 @@ for (const backend of BACKENDS) {
         assert.equal(await accounts.createKey(key("x1", "acct_missing"), "hashx", 2), "no_account");
         await accounts.updateAccount("acct_a", { status: "suspended" });
         assert.equal(await accounts.createKey(key("k4", "acct_a"), "hash4", 10), "suspended");
-        assert.deepEqual((await accounts.listKeys("acct_a")).map((k) => k.id), ["k1", "k2", "k3", "t1"].sort());
+        assert.deepEqual(
+          (await accounts.listKeys("acct_a")).map((k) => k.id),
+          ["k1", "k2", "k3", "t1"].sort(),
+        );
         assert.deepEqual(await accounts.listKeys("acct_missing"), []);
       });
     });
@@ -117,18 +161,47 @@ for (const backend of BACKENDS) {
     it("admits up to the period's limit, per account and mode, and gives back what the counting rule says", async () => {
       await withStores(backend, async ({ accounts, ledger }) => {
         await accounts.createAccount(account("acct_a"));
-        const admit = (mode: Mode = "live", period = PERIOD) => ledger.admit({
-          requestId: "req", accountId: "acct_a", keyId: "k1", mode, period, endpoint: "infer", specialist: "classify", limit: 2, at: `${period}-10T12:00:00.000Z`,
-        });
+        const admit = (mode: Mode = "live", period = PERIOD) =>
+          ledger.admit({
+            requestId: "req",
+            accountId: "acct_a",
+            keyId: "k1",
+            mode,
+            period,
+            endpoint: "infer",
+            specialist: "classify",
+            limit: 2,
+            at: `${period}-10T12:00:00.000Z`,
+          });
         const first = await admit();
         const second = await admit();
         assert.ok(first !== undefined && second !== undefined && first !== second);
         assert.equal(await admit(), undefined, "the third of a limit of 2 is refused");
         assert.notEqual(await admit("test"), undefined, "test mode counts on its own");
         assert.notEqual(await admit("live", "2026-04"), undefined, "a new period starts at zero");
-        await ledger.complete({ eventId: second, accountId: "acct_a", mode: "live", period: PERIOD, status: 500, promptTokens: 0, completionTokens: 0, latencyMs: 1, at: NOW });
+        await ledger.complete({
+          eventId: second,
+          accountId: "acct_a",
+          mode: "live",
+          period: PERIOD,
+          status: 500,
+          promptTokens: 0,
+          completionTokens: 0,
+          latencyMs: 1,
+          at: NOW,
+        });
         assert.notEqual(await admit(), undefined, "a failed request is given back at once");
-        await ledger.complete({ eventId: first, accountId: "acct_a", mode: "live", period: PERIOD, status: 200, promptTokens: 4, completionTokens: 3, latencyMs: 1, at: NOW });
+        await ledger.complete({
+          eventId: first,
+          accountId: "acct_a",
+          mode: "live",
+          period: PERIOD,
+          status: 200,
+          promptTokens: 4,
+          completionTokens: 3,
+          latencyMs: 1,
+          at: NOW,
+        });
         const usage = await ledger.periodUsage("acct_a", "live", PERIOD);
         // The served one and the unfinished one count; the failed one does not.
         assert.deepEqual({ ...usage, bySpecialist: { ...usage.bySpecialist } }, { requests: 2, tokens: 7, bySpecialist: { classify: 2 } });
@@ -148,8 +221,11 @@ for (const backend of BACKENDS) {
           ledger.countRefusal({ accountId: "acct_a", keyId, mode, status, code, at });
         // Refusals of one turn are summed and committed together, as a burst's are.
         await Promise.all([
-          refuse("k2", 429, "rate_limit_exceeded"), refuse("k2", 429, "rate_limit_exceeded"), refuse("k2", 429, "rate_limit_exceeded"),
-          refuse("k3", 429, "monthly_quota_exceeded"), refuse("k3", 403, "specialist_not_in_plan"),
+          refuse("k2", 429, "rate_limit_exceeded"),
+          refuse("k2", 429, "rate_limit_exceeded"),
+          refuse("k2", 429, "rate_limit_exceeded"),
+          refuse("k3", 429, "monthly_quota_exceeded"),
+          refuse("k3", 403, "specialist_not_in_plan"),
         ]);
         await refuse("k2", 429, "rate_limit_exceeded", "2026-03-31T23:59:59.999Z");
         await refuse("k2", 429, "rate_limit_exceeded", "2026-04-01T00:00:00.000Z");
@@ -185,7 +261,12 @@ for (const backend of BACKENDS) {
         const usage = await second.ledger.periodUsage("acct_a", "live", PERIOD);
         assert.equal(usage.requests, 1);
         assert.equal(usage.tokens, 3);
-        assert.deepEqual((await second.ledger.usageBreakdown("acct_a", "live", PERIOD)).byStatus, { success: 1, clientError: 0, rateLimited: 1, serverError: 0 });
+        assert.deepEqual((await second.ledger.usageBreakdown("acct_a", "live", PERIOD)).byStatus, {
+          success: 1,
+          clientError: 0,
+          rateLimited: 1,
+          serverError: 0,
+        });
       } finally {
         await second.close();
       }
@@ -201,7 +282,10 @@ for (const backend of BACKENDS) {
         assert.deepEqual(await people.getMember("m1"), member("m1", "acct_a", "a@example.com"));
         assert.deepEqual(await people.findMemberByEmail("b@example.com"), member("m2", "acct_a", "b@example.com"));
         assert.equal(await people.findMemberByEmail("nobody@example.com"), undefined);
-        assert.deepEqual((await people.listMembers("acct_a")).map((m) => m.id), ["m1", "m2"]);
+        assert.deepEqual(
+          (await people.listMembers("acct_a")).map((m) => m.id),
+          ["m1", "m2"],
+        );
         assert.deepEqual(await people.listMembers("acct_missing"), []);
         await assert.rejects(people.createMember(member("m3", "acct_a", "a@example.com")), "an e-mail belongs to one member");
         await assert.rejects(people.createMember(member("m4", "acct_missing", "c@example.com")), "a member belongs to an account");

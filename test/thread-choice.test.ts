@@ -26,7 +26,10 @@ describe("llama.cpp thread count", () => {
   it("is taken as given from ALVEARE_THREADS, without measuring", async () => {
     const server = await startTestServer({}, { env: { ALVEARE_THREADS: "1" } });
     try {
-      assert.equal(server.logs.records().some((r) => r.msg === "chose llama.cpp thread count by measurement"), false);
+      assert.equal(
+        server.logs.records().some((r) => r.msg === "chose llama.cpp thread count by measurement"),
+        false,
+      );
       const ready = server.logs.records().find((r) => r.msg === "engine ready");
       assert.equal(ready?.threads, 1);
       assert.equal(ready?.promptThreads, 1);

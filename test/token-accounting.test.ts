@@ -22,7 +22,12 @@ describe("token accounting and finish_reason", () => {
   it("counts the fully formatted prompt and the output as the engine does", async () => {
     for (const maxTokens of [1, 5, 17]) {
       const content = `Tell me a story number ${maxTokens}`;
-      const r = await postJson(`${server.url}/v1/chat/completions`, { model: "alveare-chat", messages: [{ role: "user", content }], max_tokens: maxTokens, seed: maxTokens });
+      const r = await postJson(`${server.url}/v1/chat/completions`, {
+        model: "alveare-chat",
+        messages: [{ role: "user", content }],
+        max_tokens: maxTokens,
+        seed: maxTokens,
+      });
       const usage = r.json.usage as { prompt_tokens: number; completion_tokens: number; total_tokens: number };
       assert.equal(usage.prompt_tokens, promptTokensOf("chat", content));
       assert.ok(usage.completion_tokens <= maxTokens);
@@ -47,11 +52,19 @@ describe("token accounting and finish_reason", () => {
 
   it("says stop when the output ended by itself, length when max_tokens cut it", async () => {
     // A label grammar ends after the label: the model stops well before 50 tokens.
-    const free = await postJson(`${server.url}/v1/chat/completions`, { model: "alveare-classify", messages: [{ role: "user", content: "I love it" }], max_tokens: 50 });
+    const free = await postJson(`${server.url}/v1/chat/completions`, {
+      model: "alveare-classify",
+      messages: [{ role: "user", content: "I love it" }],
+      max_tokens: 50,
+    });
     const freeChoice = (free.json.choices as Array<{ finish_reason: string; message: { content: string } }>)[0]!;
     assert.equal(freeChoice.finish_reason, "stop");
     assert.ok((free.json.usage as { completion_tokens: number }).completion_tokens < 50);
-    const cut = await postJson(`${server.url}/v1/chat/completions`, { model: "alveare-classify", messages: [{ role: "user", content: "I love it" }], max_tokens: 1 });
+    const cut = await postJson(`${server.url}/v1/chat/completions`, {
+      model: "alveare-classify",
+      messages: [{ role: "user", content: "I love it" }],
+      max_tokens: 1,
+    });
     assert.equal((cut.json.choices as Array<{ finish_reason: string }>)[0]!.finish_reason, "length");
     assert.equal((cut.json.usage as { completion_tokens: number }).completion_tokens, 1);
   });

@@ -1,7 +1,13 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import OpenAI from "openai";
-import type { ChatCompletion, ChatCompletionChunk, ChatCompletionMessageParam, ChatCompletionMessageToolCall, ChatCompletionTool } from "openai/resources/chat/completions";
+import type {
+  ChatCompletion,
+  ChatCompletionChunk,
+  ChatCompletionMessageParam,
+  ChatCompletionMessageToolCall,
+  ChatCompletionTool,
+} from "openai/resources/chat/completions";
 import { postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
 
 /** A bounded schema: every valid call is short, so a random model at temperature 2 always finishes it. */
@@ -65,8 +71,14 @@ describe("tool calling through the official openai package", () => {
   it("answers a required call whose arguments validate for every sample at temperature 2.0", async () => {
     for (let seed = 0; seed < SAMPLES; seed++) {
       const completion: ChatCompletion = await client.chat.completions.create({
-        model: "alveare-chat", messages: ASK, tools: [WEATHER, TIME], tool_choice: "required", parallel_tool_calls: false,
-        temperature: 2, seed, max_tokens: 400,
+        model: "alveare-chat",
+        messages: ASK,
+        tools: [WEATHER, TIME],
+        tool_choice: "required",
+        parallel_tool_calls: false,
+        temperature: 2,
+        seed,
+        max_tokens: 400,
       });
       const choice: ChatCompletion.Choice = completion.choices[0]!;
       assert.equal(choice.finish_reason, "tool_calls");
@@ -84,8 +96,14 @@ describe("tool calling through the official openai package", () => {
   it("calls the named function when tool_choice names one, streamed in OpenAI's delta shape", async () => {
     for (let seed = 0; seed < SAMPLES; seed++) {
       const stream: AsyncIterable<ChatCompletionChunk> = await client.chat.completions.create({
-        model: "alveare-chat", messages: ASK, tools: [TIME, WEATHER], tool_choice: { type: "function", function: { name: "get_weather" } },
-        temperature: 2, seed, max_tokens: 400, stream: true,
+        model: "alveare-chat",
+        messages: ASK,
+        tools: [TIME, WEATHER],
+        tool_choice: { type: "function", function: { name: "get_weather" } },
+        temperature: 2,
+        seed,
+        max_tokens: 400,
+        stream: true,
       });
       const chunks: ChatCompletionChunk[] = [];
       for await (const chunk of stream) chunks.push(chunk);
@@ -102,7 +120,10 @@ describe("tool calling through the official openai package", () => {
       assert.ok(deltas.slice(1).every((d) => d.id === undefined && d.function!.name === undefined));
       const indexes = new Set(deltas.map((d) => d.index));
       for (const index of indexes) {
-        const args = deltas.filter((d) => d.index === index).map((d) => d.function!.arguments ?? "").join("");
+        const args = deltas
+          .filter((d) => d.index === index)
+          .map((d) => d.function!.arguments ?? "")
+          .join("");
         assertValidWeather(args);
       }
       assert.ok(chunks.every((c) => c.choices.every((ch) => ch.delta.content === undefined || ch.delta.content === null || ch.delta.content === "")));
@@ -112,7 +133,12 @@ describe("tool calling through the official openai package", () => {
   it("lets the model answer or call under auto, and any call it makes validates", async () => {
     for (let seed = 0; seed < SAMPLES; seed++) {
       const completion: ChatCompletion = await client.chat.completions.create({
-        model: "alveare-chat", messages: ASK, tools: [WEATHER], temperature: 2, seed, max_tokens: 200,
+        model: "alveare-chat",
+        messages: ASK,
+        tools: [WEATHER],
+        temperature: 2,
+        seed,
+        max_tokens: 200,
       });
       const choice: ChatCompletion.Choice = completion.choices[0]!;
       if (choice.message.tool_calls !== undefined && choice.finish_reason === "tool_calls") {
@@ -142,7 +168,13 @@ describe("tool calling through the official openai package", () => {
 
   it("completes a round trip: call, tool result, answer", async () => {
     const first = await client.chat.completions.create({
-      model: "alveare-chat", messages: ASK, tools: [WEATHER], tool_choice: "required", temperature: 0.8, seed: 11, max_tokens: 400,
+      model: "alveare-chat",
+      messages: ASK,
+      tools: [WEATHER],
+      tool_choice: "required",
+      temperature: 0.8,
+      seed: 11,
+      max_tokens: 400,
     });
     const call = first.choices[0]!.message.tool_calls![0]!;
     const history: ChatCompletionMessageParam[] = [
@@ -150,7 +182,14 @@ describe("tool calling through the official openai package", () => {
       first.choices[0]!.message,
       { role: "tool", tool_call_id: call.id, content: JSON.stringify({ temperature: 21, sky: "clear" }) },
     ];
-    const answer = await client.chat.completions.create({ model: "alveare-chat", messages: history, tools: [WEATHER], tool_choice: "none", max_tokens: 16, seed: 1 });
+    const answer = await client.chat.completions.create({
+      model: "alveare-chat",
+      messages: history,
+      tools: [WEATHER],
+      tool_choice: "none",
+      max_tokens: 16,
+      seed: 1,
+    });
     const choice = answer.choices[0]!;
     assert.ok(choice.finish_reason === "stop" || choice.finish_reason === "length");
     assert.equal(typeof choice.message.content, "string");
@@ -159,7 +198,15 @@ describe("tool calling through the official openai package", () => {
     const alone = await client.chat.completions.create({ model: "alveare-chat", messages: ASK, max_tokens: 1 });
     assert.ok(answer.usage!.prompt_tokens > alone.usage!.prompt_tokens + 10);
     // And the model may call again after a result, under auto.
-    const again = await client.chat.completions.create({ model: "alveare-chat", messages: history, tools: [WEATHER], tool_choice: "required", max_tokens: 400, seed: 2, temperature: 2 });
+    const again = await client.chat.completions.create({
+      model: "alveare-chat",
+      messages: history,
+      tools: [WEATHER],
+      tool_choice: "required",
+      max_tokens: 400,
+      seed: 2,
+      temperature: 2,
+    });
     assertValidWeather(argumentsOf(again.choices[0]!.message.tool_calls![0]!));
   });
 
@@ -172,24 +219,42 @@ describe("tool calling through the official openai package", () => {
     const bad = (parameters: unknown) => ({ tools: [{ type: "function", function: { name: "f", parameters } }] });
     assert.deepEqual(await refusal({ tool_choice: "auto" }), [400, "invalid_parameter", "tool_choice"]);
     assert.deepEqual(await refusal({ parallel_tool_calls: true }), [400, "invalid_parameter", "parallel_tool_calls"]);
-    assert.deepEqual(await refusal({ tools: [WEATHER], tool_choice: { type: "function", function: { name: "nope" } } }), [400, "invalid_parameter", "tool_choice"]);
+    assert.deepEqual(await refusal({ tools: [WEATHER], tool_choice: { type: "function", function: { name: "nope" } } }), [
+      400,
+      "invalid_parameter",
+      "tool_choice",
+    ]);
     assert.deepEqual(await refusal({ tools: [WEATHER], tool_choice: "sometimes" }), [400, "invalid_parameter", "tool_choice"]);
     assert.deepEqual(await refusal({ tools: [] }), [400, "invalid_parameter", "tools"]);
     assert.deepEqual(await refusal({ tools: [WEATHER, WEATHER] }), [400, "invalid_parameter", "tools[1].function.name"]);
-    assert.deepEqual(await refusal({ tools: [{ type: "function", function: { name: "has space" } }] }), [400, "invalid_parameter", "tools[0].function.name"]);
+    assert.deepEqual(await refusal({ tools: [{ type: "function", function: { name: "has space" } }] }), [
+      400,
+      "invalid_parameter",
+      "tools[0].function.name",
+    ]);
     assert.deepEqual(await refusal({ tools: [{ type: "retrieval" }] }), [400, "invalid_parameter", "tools[0]"]);
     assert.deepEqual(await refusal(bad({ type: "string" })), [400, "invalid_parameter", "tools[0].function.parameters"]);
-    assert.deepEqual(await refusal(bad({ type: "object", properties: { a: { type: "strnig" } } })), [400, "invalid_parameter", "tools[0].function.parameters"]);
+    assert.deepEqual(await refusal(bad({ type: "object", properties: { a: { type: "strnig" } } })), [
+      400,
+      "invalid_parameter",
+      "tools[0].function.parameters",
+    ]);
     let deep: Record<string, unknown> = { type: "string" };
     for (let i = 0; i < 100; i++) deep = { type: "object", properties: { a: deep } };
     assert.deepEqual(await refusal(bad(deep)), [400, "invalid_parameter", "tools[0].function.parameters"]);
     assert.deepEqual(await refusal({ tools: [WEATHER], response_format: { type: "json_object" } }), [400, "invalid_parameter", "response_format"]);
     // History rules.
-    assert.deepEqual(await refusal({}, [{ role: "tool", tool_call_id: "call_x", content: "1" }]), [400, "invalid_parameter", "messages[0].tool_call_id"]);
+    assert.deepEqual(await refusal({}, [{ role: "tool", tool_call_id: "call_x", content: "1" }]), [
+      400,
+      "invalid_parameter",
+      "messages[0].tool_call_id",
+    ]);
     assert.deepEqual(await refusal({}, [{ role: "tool", content: "1" }]), [400, "missing_parameter", "messages[0].tool_call_id"]);
     assert.deepEqual(await refusal({}, [{ role: "user", content: null }]), [400, "missing_parameter", "messages[0].content"]);
-    assert.deepEqual(await refusal({}, [{ role: "user", content: "x", tool_calls: [{ id: "c", type: "function", function: { name: "f", arguments: "{}" } }] }]),
-      [400, "invalid_parameter", "messages[0].tool_calls"]);
+    assert.deepEqual(
+      await refusal({}, [{ role: "user", content: "x", tool_calls: [{ id: "c", type: "function", function: { name: "f", arguments: "{}" } }] }]),
+      [400, "invalid_parameter", "messages[0].tool_calls"],
+    );
   });
 });
 
@@ -201,7 +266,9 @@ describe("tool calling through a remote specialist", () => {
     // The upstream is a second real server on its own socket: tools pass through to it and back.
     upstream = await startTestServer();
     server = await startTestServer({
-      specialists: { faraway: { description: "served by another node", system_prompt: "", remote: { base_url: `${upstream.url}/v1`, model: "alveare-chat" } } },
+      specialists: {
+        faraway: { description: "served by another node", system_prompt: "", remote: { base_url: `${upstream.url}/v1`, model: "alveare-chat" } },
+      },
     });
     client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "unused", maxRetries: 0 });
   });
@@ -211,7 +278,15 @@ describe("tool calling through a remote specialist", () => {
   });
 
   it("passes tools, tool_choice and the tool history through, whole and streamed", async () => {
-    const ask = { model: "alveare-faraway", messages: ASK, tools: [WEATHER], tool_choice: "required" as const, temperature: 2, seed: 4, max_tokens: 400 };
+    const ask = {
+      model: "alveare-faraway",
+      messages: ASK,
+      tools: [WEATHER],
+      tool_choice: "required" as const,
+      temperature: 2,
+      seed: 4,
+      max_tokens: 400,
+    };
     const whole = await client.chat.completions.create(ask);
     const choice = whole.choices[0]!;
     assert.equal(choice.finish_reason, "tool_calls");
@@ -228,7 +303,8 @@ describe("tool calling through a remote specialist", () => {
     assert.equal(chunks.at(-1)!.choices[0]!.finish_reason, "tool_calls");
 
     const answer = await client.chat.completions.create({
-      model: "alveare-faraway", max_tokens: 8,
+      model: "alveare-faraway",
+      max_tokens: 8,
       messages: [...ASK, choice.message, { role: "tool", tool_call_id: call.id, content: "sunny" }],
     });
     assert.equal(typeof answer.choices[0]!.message.content, "string");

@@ -9,7 +9,7 @@ import type { ToolCallDelta, ToolRequest } from "../src/engines/tools.js";
 const REQUEST: ToolRequest = {
   tools: [
     { name: "a", parameters: { type: "object", properties: { x: { type: "string", enum: ["1", "2"] } } } },
-    { name: "b_2", description: "second", parameters: { type: "object", properties: { "y": { type: "integer" } } } },
+    { name: "b_2", description: "second", parameters: { type: "object", properties: { y: { type: "integer" } } } },
   ],
   choice: "auto",
   parallel: true,
@@ -17,7 +17,9 @@ const REQUEST: ToolRequest = {
 
 /** A syntax with a section around parallel calls, as Qwen-style formats have. */
 const SECTIONED: CallSyntax = {
-  prefix: "<call>", paramsPrefix: "|", suffix: "</call {{functionName}}>",
+  prefix: "<call>",
+  paramsPrefix: "|",
+  suffix: "</call {{functionName}}>",
   parallel: { sectionPrefix: "[", betweenCalls: ",", sectionSuffix: "]" },
 };
 
@@ -48,18 +50,44 @@ describe("tool call syntax", () => {
     const answer = parseAnswer(output, SECTIONED, true, true);
     assert.deepEqual(answer, {
       kind: "calls",
-      calls: [{ name: "a", arguments: '{"x": "1"}', complete: true }, { name: "b_2", arguments: '{"y": 12}', complete: true }],
+      calls: [
+        { name: "a", arguments: '{"x": "1"}', complete: true },
+        { name: "b_2", arguments: '{"y": 12}', complete: true },
+      ],
     });
     const deltas: ToolCallDelta[] = [];
     const texts: string[] = [];
-    const tracker = new ToolAnswerTracker(SECTIONED, true, (t) => texts.push(t), (d) => deltas.push(d));
+    const tracker = new ToolAnswerTracker(
+      SECTIONED,
+      true,
+      (t) => texts.push(t),
+      (d) => deltas.push(d),
+    );
     for (const c of output) tracker.push(c);
     const result = tracker.finish();
     assert.deepEqual(texts, []);
-    assert.deepEqual(result.toolCalls.map((c) => [c.name, c.arguments]), [["a", '{"x": "1"}'], ["b_2", '{"y": 12}']]);
-    assert.deepEqual(deltas.filter((d) => d.id !== undefined).map((d) => [d.index, d.name, d.arguments]), [[0, "a", ""], [1, "b_2", ""]]);
+    assert.deepEqual(
+      result.toolCalls.map((c) => [c.name, c.arguments]),
+      [
+        ["a", '{"x": "1"}'],
+        ["b_2", '{"y": 12}'],
+      ],
+    );
+    assert.deepEqual(
+      deltas.filter((d) => d.id !== undefined).map((d) => [d.index, d.name, d.arguments]),
+      [
+        [0, "a", ""],
+        [1, "b_2", ""],
+      ],
+    );
     for (const [i, call] of result.toolCalls.entries()) {
-      assert.equal(deltas.filter((d) => d.index === i).map((d) => d.arguments).join(""), call.arguments);
+      assert.equal(
+        deltas
+          .filter((d) => d.index === i)
+          .map((d) => d.arguments)
+          .join(""),
+        call.arguments,
+      );
       assert.equal(deltas.find((d) => d.index === i && d.id !== undefined)!.id, call.id);
     }
   });
@@ -67,8 +95,17 @@ describe("tool call syntax", () => {
   it("tells text from a call as soon as the first characters differ, and keeps a cut call's arguments", () => {
     assert.deepEqual(parseAnswer("[<ca", SECTIONED, true, false), { kind: "undecided" });
     assert.deepEqual(parseAnswer("Hello", SECTIONED, true, false), { kind: "text", content: "Hello" });
-    assert.deepEqual(parseAnswer("<call>a|{}</call a>", SECTIONED, false, true), { kind: "calls", calls: [{ name: "a", arguments: "{}", complete: true }] });
-    assert.deepEqual(parseAnswer('[<call>a|{"x": "', SECTIONED, true, true), { kind: "calls", calls: [{ name: "a", arguments: '{"x": "', complete: false }] });
-    assert.deepEqual(parseAnswer('[<call>a|{"x": "}"}', SECTIONED, true, true), { kind: "calls", calls: [{ name: "a", arguments: '{"x": "}"}', complete: true }] });
+    assert.deepEqual(parseAnswer("<call>a|{}</call a>", SECTIONED, false, true), {
+      kind: "calls",
+      calls: [{ name: "a", arguments: "{}", complete: true }],
+    });
+    assert.deepEqual(parseAnswer('[<call>a|{"x": "', SECTIONED, true, true), {
+      kind: "calls",
+      calls: [{ name: "a", arguments: '{"x": "', complete: false }],
+    });
+    assert.deepEqual(parseAnswer('[<call>a|{"x": "}"}', SECTIONED, true, true), {
+      kind: "calls",
+      calls: [{ name: "a", arguments: '{"x": "}"}', complete: true }],
+    });
   });
 });

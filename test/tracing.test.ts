@@ -6,8 +6,16 @@ import { tracingSdkLoaded } from "../src/observability/tracing.js";
 import { createKey, postJson, startTestServer } from "./helpers/fixtures.js";
 import { HeldUpstream } from "./helpers/held-upstream.js";
 
-interface OtlpSpan { traceId: string; spanId: string; parentSpanId?: string; name: string; attributes?: Array<{ key: string; value: Record<string, unknown> }> }
-interface OtlpExport { resourceSpans: Array<{ scopeSpans: Array<{ spans: OtlpSpan[] }> }> }
+interface OtlpSpan {
+  traceId: string;
+  spanId: string;
+  parentSpanId?: string;
+  name: string;
+  attributes?: Array<{ key: string; value: Record<string, unknown> }>;
+}
+interface OtlpExport {
+  resourceSpans: Array<{ scopeSpans: Array<{ spans: OtlpSpan[] }> }>;
+}
 
 /** An OTLP/HTTP (JSON) receiver: collects every span posted to /v1/traces. */
 class OtlpReceiver {
@@ -44,7 +52,11 @@ describe("OpenTelemetry traces", () => {
     // Runs first in this file, before any traced server has loaded the SDK into the process.
     const server = await startTestServer({}, { env: {} });
     try {
-      assert.equal((await postJson(`${server.url}/v1/chat/completions`, { model: "alveare-chat", messages: [{ role: "user", content: "hi" }], max_tokens: 2 })).status, 200);
+      assert.equal(
+        (await postJson(`${server.url}/v1/chat/completions`, { model: "alveare-chat", messages: [{ role: "user", content: "hi" }], max_tokens: 2 }))
+          .status,
+        200,
+      );
       assert.equal(tracingSdkLoaded(), false);
     } finally {
       await server.close();
@@ -66,18 +78,29 @@ describe("OpenTelemetry traces", () => {
     });
 
     it("sends one trace per request continuing the incoming traceparent, with the steps as child spans", async () => {
-      const server = await startTestServer({
-        specialists: { faraway: { description: "remote", system_prompt: "", remote: { base_url: upstreamUrl, model: "m" } } },
-        plans: { big: { requests_per_minute: 1000, requests_per_month: 1000, specialists: "*" } },
-      }, { gated: true, env: { OTEL_EXPORTER_OTLP_ENDPOINT: endpoint } });
+      const server = await startTestServer(
+        {
+          specialists: { faraway: { description: "remote", system_prompt: "", remote: { base_url: upstreamUrl, model: "m" } } },
+          plans: { big: { requests_per_minute: 1000, requests_per_month: 1000, specialists: "*" } },
+        },
+        { gated: true, env: { OTEL_EXPORTER_OTLP_ENDPOINT: endpoint } },
+      );
       const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
       const callerSpan = "00f067aa0ba902b7";
       try {
         const { auth } = await createKey(server, "big");
         const headers = { ...auth, traceparent: `00-${traceId}-${callerSpan}-01` };
-        const remote = await postJson(`${server.url}/v1/chat/completions`, { model: "alveare-faraway", messages: [{ role: "user", content: "hi" }] }, headers);
+        const remote = await postJson(
+          `${server.url}/v1/chat/completions`,
+          { model: "alveare-faraway", messages: [{ role: "user", content: "hi" }] },
+          headers,
+        );
         assert.equal(remote.status, 200);
-        const local = await postJson(`${server.url}/v1/chat/completions`, { model: "alveare-chat", messages: [{ role: "user", content: "hi" }], max_tokens: 3 }, headers);
+        const local = await postJson(
+          `${server.url}/v1/chat/completions`,
+          { model: "alveare-chat", messages: [{ role: "user", content: "hi" }], max_tokens: 3 },
+          headers,
+        );
         assert.equal(local.status, 200);
         assert.equal(tracingSdkLoaded(), true);
       } finally {
@@ -87,14 +110,21 @@ describe("OpenTelemetry traces", () => {
       const roots = spans.filter((s) => s.parentSpanId === callerSpan);
       assert.equal(roots.length, 2, "one server span per request, child of the caller's span");
       for (const root of roots) assert.equal(root.name, "POST /v1/chat/completions");
-      const childrenOf = (root: OtlpSpan): string[] => spans.filter((s) => s.parentSpanId === root.spanId).map((s) => s.name).sort();
+      const childrenOf = (root: OtlpSpan): string[] =>
+        spans
+          .filter((s) => s.parentSpanId === root.spanId)
+          .map((s) => s.name)
+          .sort();
       const [first, second] = roots.sort((a, b) => (childrenOf(a).includes("upstream") ? -1 : childrenOf(b).includes("upstream") ? 1 : 0));
       assert.deepEqual(childrenOf(first!), ["admission", "authentication", "metering", "upstream"]);
       assert.deepEqual(childrenOf(second!), ["admission", "authentication", "generation", "metering", "queue"]);
       const upstreamSpan = spans.find((s) => s.name === "upstream");
       assert.equal(attribute(upstreamSpan, "gen_ai.usage.input_tokens"), 3);
       assert.equal(attribute(upstreamSpan, "gen_ai.usage.output_tokens"), 2);
-      const generated = attribute(spans.find((s) => s.name === "generation"), "gen_ai.usage.output_tokens");
+      const generated = attribute(
+        spans.find((s) => s.name === "generation"),
+        "gen_ai.usage.output_tokens",
+      );
       assert.ok(typeof generated === "number" && generated > 0);
       // The upstream got the trace, as a child of the upstream span.
       assert.equal(upstream.headers.at(-1)?.traceparent, `00-${traceId}-${upstreamSpan!.spanId}-01`);

@@ -19,7 +19,10 @@ const post = (from: string, url: string, body: unknown, headers: Record<string, 
 async function inviteMember(server: TestServer, email: string): Promise<string> {
   const auth = { authorization: `Bearer ${TOKEN}` };
   const account = await requestFrom("127.0.0.1", `${server.url}/admin/api/accounts`, { body: { name: "proxied", plan: "solo" }, headers: auth });
-  const invite = await requestFrom("127.0.0.1", `${server.url}/admin/api/accounts/${account.json.id as string}/invitations`, { body: { email }, headers: auth });
+  const invite = await requestFrom("127.0.0.1", `${server.url}/admin/api/accounts/${account.json.id as string}/invitations`, {
+    body: { email },
+    headers: auth,
+  });
   return /#invite=(\w+)$/.exec(invite.json.invite_path as string)![1]!;
 }
 
@@ -47,7 +50,12 @@ for (const trust of ["127.0.0.1", "1"]) {
       assert.match(cookieOf(accepted), /HttpOnly; SameSite=Strict; Max-Age=\d+; Secure/);
       const session = await requestFrom(CLIENT_A, `${proxy.url}/dashboard/api/session`, { headers: { cookie: cookieOf(accepted).split(";")[0]! } });
       assert.equal(session.json.email, "frank@example.com");
-      const foreign = await post(CLIENT_A, `${proxy.url}/dashboard/api/login`, { email: "frank@example.com", password: PASSWORD }, { origin: "https://evil.example" });
+      const foreign = await post(
+        CLIENT_A,
+        `${proxy.url}/dashboard/api/login`,
+        { email: "frank@example.com", password: PASSWORD },
+        { origin: "https://evil.example" },
+      );
       assert.equal(errorCode(foreign.json), "csrf_failed");
     });
 
@@ -59,17 +67,30 @@ for (const trust of ["127.0.0.1", "1"]) {
       const locked = await post(CLIENT_A, `${proxy.url}/dashboard/api/login`, { email: "frank@example.com", password: PASSWORD });
       assert.equal(locked.status, 429);
       assert.ok(Number(locked.headers["retry-after"]) >= 1);
-      const spoofed = await post(CLIENT_A, `${proxy.url}/dashboard/api/login`, { email: "frank@example.com", password: PASSWORD }, { "x-forwarded-for": "198.51.100.7" });
+      const spoofed = await post(
+        CLIENT_A,
+        `${proxy.url}/dashboard/api/login`,
+        { email: "frank@example.com", password: PASSWORD },
+        { "x-forwarded-for": "198.51.100.7" },
+      );
       assert.equal(spoofed.status, 429, "an address the client adds in front of the proxy's is not believed");
 
       const other = await post(CLIENT_B, `${proxy.url}/dashboard/api/login`, { email: "frank@example.com", password: PASSWORD });
       assert.equal(other.status, 200, "another client behind the same proxy is not locked out");
       assert.match(cookieOf(other), /; Secure/);
-      assert.equal((await post(CLIENT_A, `${proxy.url}/dashboard/api/admin-login`, { token: TOKEN })).status, 200, "member failures do not lock the operator");
+      assert.equal(
+        (await post(CLIENT_A, `${proxy.url}/dashboard/api/admin-login`, { token: TOKEN })).status,
+        200,
+        "member failures do not lock the operator",
+      );
 
       for (let i = 0; i < 5; i++) assert.equal((await post(CLIENT_B, `${proxy.url}/dashboard/api/admin-login`, { token: `wrong-${i}` })).status, 401);
       assert.equal((await post(CLIENT_B, `${proxy.url}/dashboard/api/admin-login`, { token: TOKEN })).status, 429);
-      assert.equal((await post(CLIENT_B, `${proxy.url}/dashboard/api/login`, { email: "frank@example.com", password: PASSWORD })).status, 200, "operator failures do not lock members");
+      assert.equal(
+        (await post(CLIENT_B, `${proxy.url}/dashboard/api/login`, { email: "frank@example.com", password: PASSWORD })).status,
+        200,
+        "operator failures do not lock members",
+      );
     });
   });
 }
@@ -99,10 +120,20 @@ describe("without ALVEARE_TRUST_PROXY", () => {
     const token = await inviteMember(server, "frank@example.com");
     assert.equal((await post("127.0.0.1", `${server.url}/dashboard/api/invitations/accept`, { token, password: PASSWORD }, forged)).status, 200);
     for (let i = 0; i < 5; i++) {
-      const r = await post("127.0.0.1", `${server.url}/dashboard/api/login`, { email: `stranger-${i}@example.com`, password: "a wrong password" }, { ...forged, "x-forwarded-for": `198.51.100.${i}` });
+      const r = await post(
+        "127.0.0.1",
+        `${server.url}/dashboard/api/login`,
+        { email: `stranger-${i}@example.com`, password: "a wrong password" },
+        { ...forged, "x-forwarded-for": `198.51.100.${i}` },
+      );
       assert.equal(r.status, 401);
     }
-    const locked = await post("127.0.0.1", `${server.url}/dashboard/api/login`, { email: "frank@example.com", password: PASSWORD }, { ...forged, "x-forwarded-for": "198.51.100.99" });
+    const locked = await post(
+      "127.0.0.1",
+      `${server.url}/dashboard/api/login`,
+      { email: "frank@example.com", password: PASSWORD },
+      { ...forged, "x-forwarded-for": "198.51.100.99" },
+    );
     assert.equal(locked.status, 429, "a forwarded address does not escape the limit");
   });
 });

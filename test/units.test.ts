@@ -38,7 +38,12 @@ describe("SequencePool", () => {
     const pool = new SequencePool(["a"], 10);
     const first = await pool.acquire(signal);
     const order: number[] = [];
-    const waits = [1, 2, 3].map((n) => pool.acquire(signal).then((item) => { order.push(n); return item; }));
+    const waits = [1, 2, 3].map((n) =>
+      pool.acquire(signal).then((item) => {
+        order.push(n);
+        return item;
+      }),
+    );
     pool.release(first);
     pool.release(await waits[0]!);
     pool.release(await waits[1]!);
@@ -49,7 +54,10 @@ describe("SequencePool", () => {
     const pool = new SequencePool(["a"], 1);
     await pool.acquire(signal);
     void pool.acquire(signal);
-    await assert.rejects(pool.acquire(signal), (e: unknown) => e instanceof ApiError && e.status === 503 && e.code === "overloaded" && e.headers["retry-after"] === "1");
+    await assert.rejects(
+      pool.acquire(signal),
+      (e: unknown) => e instanceof ApiError && e.status === 503 && e.code === "overloaded" && e.headers["retry-after"] === "1",
+    );
   });
   it("drops a waiter whose client went away", async () => {
     const pool = new SequencePool(["a"], 5);
@@ -74,7 +82,7 @@ describe("readSseData", () => {
   it("joins events split across chunks and ignores comments", async () => {
     async function* chunks(): AsyncGenerator<Uint8Array> {
       const enc = new TextEncoder();
-      for (const part of [": keep-alive\n\nda", "ta: {\"a\":1}\r\n\r\ndata: x\n", "data: y\n\n", "data: [DONE]"]) yield enc.encode(part);
+      for (const part of [": keep-alive\n\nda", 'ta: {"a":1}\r\n\r\ndata: x\n', "data: y\n\n", "data: [DONE]"]) yield enc.encode(part);
     }
     const out: string[] = [];
     for await (const d of readSseData(chunks())) out.push(d);

@@ -31,7 +31,8 @@ describe("what counts, key limits and plan names over HTTP", () => {
   let server: TestServer;
   const call = async (method: string, path: string, body?: unknown) => {
     const response = await fetch(`${server.url}/admin/api${path}`, {
-      method, headers: { ...admin, ...(body === undefined ? {} : { "content-type": "application/json" }) },
+      method,
+      headers: { ...admin, ...(body === undefined ? {} : { "content-type": "application/json" }) },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     return { status: response.status, json: (await response.json()) as Record<string, unknown> };
@@ -52,10 +53,13 @@ describe("what counts, key limits and plan names over HTTP", () => {
   };
 
   before(async () => {
-    server = await startTestServer({
-      plans: { capped: { requests_per_minute: 100, requests_per_month: 1000, specialists: "*", max_keys: 2 } },
-      specialists: { tiny: { description: "tiny context", system_prompt: "Be brief.", context_size: 64 } },
-    }, { gated: true, env: { ALVEARE_ADMIN_TOKEN: TOKEN } });
+    server = await startTestServer(
+      {
+        plans: { capped: { requests_per_minute: 100, requests_per_month: 1000, specialists: "*", max_keys: 2 } },
+        specialists: { tiny: { description: "tiny context", system_prompt: "Be brief.", context_size: 64 } },
+      },
+      { gated: true, env: { ALVEARE_ADMIN_TOKEN: TOKEN } },
+    );
   });
   after(async () => {
     await server.close();
@@ -105,7 +109,10 @@ describe("what counts, key limits and plan names over HTTP", () => {
     assert.equal(errorOf(third.json).code, "key_limit_reached");
 
     assert.equal((await call("PATCH", `/accounts/${accountId}`, { status: "suspended" })).status, 200);
-    for (const refused of [await member.call("POST", "/dashboard/api/keys", { mode: "test" }), await call("POST", `/accounts/${accountId}/keys`, { mode: "test" })]) {
+    for (const refused of [
+      await member.call("POST", "/dashboard/api/keys", { mode: "test" }),
+      await call("POST", `/accounts/${accountId}/keys`, { mode: "test" }),
+    ]) {
       assert.equal(refused.status, 403);
       assert.equal(errorOf(refused.json).type, "permission_error");
       assert.equal(errorOf(refused.json).code, "account_suspended");
@@ -124,7 +131,11 @@ describe("what counts, key limits and plan names over HTTP", () => {
       }
     }
     const key = await call("POST", `/accounts/${accountId}/keys`, { mode: "live" });
-    const served = await postJson(`${server.url}/v1/infer`, { specialist: "classify", prompt: "ok", max_tokens: 2 }, { authorization: `Bearer ${key.json.key as string}` });
+    const served = await postJson(
+      `${server.url}/v1/infer`,
+      { specialist: "classify", prompt: "ok", max_tokens: 2 },
+      { authorization: `Bearer ${key.json.key as string}` },
+    );
     assert.equal(served.status, 200);
     assert.equal(served.headers.get("x-ratelimit-limit-requests"), "20");
   });

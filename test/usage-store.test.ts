@@ -25,7 +25,10 @@ const open = (path: string, options?: StoreOptions): Promise<Stores> => createSt
 /** What every report must say, recomputed from the ledger by the counting rule (unfinished rows count until settled). */
 function fromLedger(path: string, accountId: string, mode: Mode, period: string) {
   const db = new Database(path, { readonly: true });
-  const rows = db.prepare("SELECT specialist, status, prompt_tokens + completion_tokens AS tokens, substr(created_at, 1, 10) AS day FROM usage_events WHERE account_id = ? AND mode = ? AND period = ?")
+  const rows = db
+    .prepare(
+      "SELECT specialist, status, prompt_tokens + completion_tokens AS tokens, substr(created_at, 1, 10) AS day FROM usage_events WHERE account_id = ? AND mode = ? AND period = ?",
+    )
     .all(accountId, mode, period) as Array<{ specialist: string; status: number | null; tokens: number; day: string }>;
   db.close();
   const counted = rows.filter((r) => r.status === null || countsAgainstQuota(r.status));
@@ -45,7 +48,10 @@ function fromLedger(path: string, accountId: string, mode: Mode, period: string)
 async function assertAgreesWithLedger(store: Stores, path: string, accountId: string, mode: Mode, period = PERIOD): Promise<void> {
   const expected = fromLedger(path, accountId, mode, period);
   const usage = await store.ledger.periodUsage(accountId, mode, period);
-  assert.deepEqual({ ...usage, bySpecialist: { ...usage.bySpecialist } }, { requests: expected.requests, tokens: expected.tokens, bySpecialist: expected.bySpecialist });
+  assert.deepEqual(
+    { ...usage, bySpecialist: { ...usage.bySpecialist } },
+    { requests: expected.requests, tokens: expected.tokens, bySpecialist: expected.bySpecialist },
+  );
   assert.deepEqual({ ...(await store.ledger.dailyRequests(accountId, mode, period)) }, expected.daily);
 }
 
@@ -66,10 +72,30 @@ async function seed(store: Stores, accountId: string, mode: Mode = "live"): Prom
   await store.accounts.createAccount({ id: accountId, name: accountId, plan: "scale", status: "active", createdAt: "2026-01-01T00:00:00Z" });
   for (const [i, r] of MIXED.entries()) {
     const at = `${PERIOD}-${r.day}T12:00:00.000Z`;
-    const eventId = await store.ledger.admit({ requestId: `req_${i}`, accountId, keyId: "key_x", mode, period: PERIOD, endpoint: "infer", specialist: r.specialist, limit: 1000, at });
+    const eventId = await store.ledger.admit({
+      requestId: `req_${i}`,
+      accountId,
+      keyId: "key_x",
+      mode,
+      period: PERIOD,
+      endpoint: "infer",
+      specialist: r.specialist,
+      limit: 1000,
+      at,
+    });
     assert.ok(eventId !== undefined);
     if (r.status !== null) {
-      await store.ledger.complete({ eventId, accountId, mode, period: PERIOD, status: r.status, promptTokens: r.tokens, completionTokens: 0, latencyMs: 1, at });
+      await store.ledger.complete({
+        eventId,
+        accountId,
+        mode,
+        period: PERIOD,
+        status: r.status,
+        promptTokens: r.tokens,
+        completionTokens: 0,
+        latencyMs: 1,
+        at,
+      });
     }
   }
 }
@@ -87,7 +113,14 @@ describe("usage aggregates", () => {
         assert.doesNotMatch(detail, /usage_events/, `${name}: ${details.join(" | ")}`);
         assert.doesNotMatch(detail, /^SCAN/, `${name}: ${details.join(" | ")}`);
       }
-      assert.ok(details.some((d) => /^SEARCH usage_(daily|counters) USING (PRIMARY KEY|INDEX sqlite_autoindex_usage_counters_1) \(account_id=\? AND mode=\? AND period=\?\)/.test(d)), `${name}: ${details.join(" | ")}`);
+      assert.ok(
+        details.some((d) =>
+          /^SEARCH usage_(daily|counters) USING (PRIMARY KEY|INDEX sqlite_autoindex_usage_counters_1) \(account_id=\? AND mode=\? AND period=\?\)/.test(
+            d,
+          ),
+        ),
+        `${name}: ${details.join(" | ")}`,
+      );
     }
     db.close();
   });
@@ -115,12 +148,17 @@ describe("usage aggregates", () => {
     for (const migration of MIGRATIONS.slice(0, 2)) old.exec(migration as string);
     old.pragma("user_version = 2");
     old.prepare("INSERT INTO accounts (id, name, plan, created_at) VALUES ('acct_old', 'old', 'scale', '2026-01-01')").run();
-    const insert = old.prepare("INSERT INTO usage_events (request_id, account_id, key_id, mode, period, endpoint, specialist, prompt_tokens, status, created_at) VALUES (?, 'acct_old', 'key_x', 'live', ?, 'infer', ?, ?, ?, ?)");
+    const insert = old.prepare(
+      "INSERT INTO usage_events (request_id, account_id, key_id, mode, period, endpoint, specialist, prompt_tokens, status, created_at) VALUES (?, 'acct_old', 'key_x', 'live', ?, 'infer', ?, ?, ?, ?)",
+    );
     for (const [i, r] of MIXED.entries()) insert.run(`req_${i}`, PERIOD, r.specialist, r.tokens, r.status, `${PERIOD}-${r.day}T12:00:00.000Z`);
     insert.run("req_other_month", "2026-02", "classify", 9, 200, "2026-02-28T23:59:59.000Z");
     const counted = MIXED.filter((r) => r.status === null || countsAgainstQuota(r.status));
-    old.prepare("INSERT INTO usage_counters (account_id, mode, period, requests, tokens) VALUES ('acct_old', 'live', ?, ?, ?)")
-      .run(PERIOD, counted.length, counted.reduce((s, r) => s + r.tokens, 0));
+    old.prepare("INSERT INTO usage_counters (account_id, mode, period, requests, tokens) VALUES ('acct_old', 'live', ?, ?, ?)").run(
+      PERIOD,
+      counted.length,
+      counted.reduce((s, r) => s + r.tokens, 0),
+    );
     old.prepare("INSERT INTO usage_counters (account_id, mode, period, requests, tokens) VALUES ('acct_old', 'live', '2026-02', 1, 9)").run();
     old.close();
 
@@ -180,7 +218,10 @@ describe("unfinished requests of a dead process", () => {
     await store.close();
     const exited = spawnSync(process.execPath, ["-e", "process.stdout.write(String(process.pid))"], { encoding: "utf8" });
     const db = new Database(path);
-    db.prepare("INSERT INTO nodes (id, host, pid, process_start, started_at) VALUES ('node_gone', ?, ?, NULL, '2026-03-01')").run(hostname(), Number(exited.stdout));
+    db.prepare("INSERT INTO nodes (id, host, pid, process_start, started_at) VALUES ('node_gone', ?, ?, NULL, '2026-03-01')").run(
+      hostname(),
+      Number(exited.stdout),
+    );
     db.prepare("UPDATE usage_events SET node_id = 'node_gone' WHERE status IS NULL").run();
     db.close();
     const server = await open(path, { serving: true });
@@ -230,13 +271,15 @@ describe("account service rules", () => {
     const store = await open(join(tempDir(), "alveare.db"));
     return { store, accounts: new AccountService(store, plans) };
   };
-  const refusal = (code: string, status: number, param: string | null = null) => (error: unknown): boolean => {
-    assert.ok(error instanceof AccountError && error instanceof ApiError);
-    assert.equal(error.code, code);
-    assert.equal(error.status, status);
-    assert.equal(error.param, param);
-    return true;
-  };
+  const refusal =
+    (code: string, status: number, param: string | null = null) =>
+    (error: unknown): boolean => {
+      assert.ok(error instanceof AccountError && error instanceof ApiError);
+      assert.equal(error.code, code);
+      assert.equal(error.status, status);
+      assert.equal(error.param, param);
+      return true;
+    };
 
   it("caps unrevoked keys per account and mode at the plan's max_keys", async () => {
     const { store, accounts } = await service();
@@ -294,7 +337,8 @@ describe("billing periods from requests", () => {
     assert.equal(parsePeriod("2026-02")?.start.toISOString(), "2026-02-01T00:00:00.000Z");
     assert.equal(parsePeriod("2026-12")?.next.toISOString(), "2027-01-01T00:00:00.000Z");
     assert.equal(parsePeriod("1970-01")?.key, "1970-01");
-    for (const bad of ["0000-01", "0099-05", "1969-12", "2026-00", "2026-13", "2026-1", "26-01", "2026-01-01", ""]) assert.equal(parsePeriod(bad), undefined, bad);
+    for (const bad of ["0000-01", "0099-05", "1969-12", "2026-00", "2026-13", "2026-1", "26-01", "2026-01-01", ""])
+      assert.equal(parsePeriod(bad), undefined, bad);
     assert.equal(billingPeriod(new Date("2026-03-31T23:59:59Z")).key, "2026-03");
   });
 });

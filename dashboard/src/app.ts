@@ -15,11 +15,15 @@ function renderNav(): void {
   const current = location.hash.split("=")[0] || "#keys";
   const link = (hash: string, text: string) => h("a", { href: hash, ...(current === hash ? { "aria-current": "page" } : {}) }, text);
   const session = state.session;
-  if (session === undefined) { nav.replaceChildren(); return; }
-  const links = session.kind === "operator"
-    ? [link("#admin", "Accounts"), link("#audit", "Audit")]
-    : [link("#keys", "Keys"), link("#usage", "Usage"), link("#plan", "Plan"), link("#activity", "Activity")];
-  const who = h("span", { class: "who" }, session.kind === "operator" ? "Operator" : session.email ?? "");
+  if (session === undefined) {
+    nav.replaceChildren();
+    return;
+  }
+  const links =
+    session.kind === "operator"
+      ? [link("#admin", "Accounts"), link("#audit", "Audit")]
+      : [link("#keys", "Keys"), link("#usage", "Usage"), link("#plan", "Plan"), link("#activity", "Activity")];
+  const who = h("span", { class: "who" }, session.kind === "operator" ? "Operator" : (session.email ?? ""));
   nav.replaceChildren(...links, who, h("button", { type: "button", class: "link", onclick: () => void signOut() }, "Sign out"));
 }
 
@@ -36,24 +40,34 @@ async function loginView(): Promise<void> {
   show(
     h("h1", {}, "Sign in"),
     expired ? h("p", { class: "notice", role: "alert" }, "Your session has expired or was signed out. Sign in again to go on.") : null,
-    form([field("Email", "email", "email", { autocomplete: "username" }), field("Password", "password", "password", { autocomplete: "current-password" })], "Sign in", async (d) => {
-      await api("POST", "/dashboard/api/login", { email: d.get("email"), password: d.get("password") });
-      await loadSession();
-      location.hash = "#keys";
-    }),
+    form(
+      [
+        field("Email", "email", "email", { autocomplete: "username" }),
+        field("Password", "password", "password", { autocomplete: "current-password" }),
+      ],
+      "Sign in",
+      async (d) => {
+        await api("POST", "/dashboard/api/login", { email: d.get("email"), password: d.get("password") });
+        await loadSession();
+        location.hash = "#keys";
+      },
+    ),
     h("p", { class: "muted" }, "New here? Your operator sends you an invitation link; open it to set your password."),
     h("h2", {}, "Operator"),
     options.operator_sign_in
       ? form([field("Admin token", "token", "password", { autocomplete: "off" })], "Sign in as operator", async (d) => {
-        await api("POST", "/dashboard/api/admin-login", { token: d.get("token") });
-        await loadSession();
-        location.hash = "#admin";
-      })
-      : h("div", { class: "notice", "data-testid": "operator-off" },
-        h("p", {}, "Operator sign-in is turned off on this server."),
-        h("p", {}, "To turn it on, restart the server with ALVEARE_ADMIN_TOKEN set to a secret of at least 32 characters, for example:"),
-        h("pre", { tabindex: "0" }, "ALVEARE_ADMIN_TOKEN=$(openssl rand -hex 32) alveare serve"),
-        h("p", {}, "Then sign in here with that token.")),
+          await api("POST", "/dashboard/api/admin-login", { token: d.get("token") });
+          await loadSession();
+          location.hash = "#admin";
+        })
+      : h(
+          "div",
+          { class: "notice", "data-testid": "operator-off" },
+          h("p", {}, "Operator sign-in is turned off on this server."),
+          h("p", {}, "To turn it on, restart the server with ALVEARE_ADMIN_TOKEN set to a secret of at least 32 characters, for example:"),
+          h("pre", { tabindex: "0" }, "ALVEARE_ADMIN_TOKEN=$(openssl rand -hex 32) alveare serve"),
+          h("p", {}, "Then sign in here with that token."),
+        ),
   );
 }
 
@@ -62,7 +76,11 @@ async function inviteView(token: string): Promise<void> {
   try {
     info = await api("POST", "/dashboard/api/invitations/check", { token });
   } catch (error) {
-    show(h("h1", {}, "Invitation not valid"), h("p", { class: "error", role: "alert" }, errorText(error)), h("p", {}, h("a", { href: "#login" }, "Go to sign-in")));
+    show(
+      h("h1", {}, "Invitation not valid"),
+      h("p", { class: "error", role: "alert" }, errorText(error)),
+      h("p", {}, h("a", { href: "#login" }, "Go to sign-in")),
+    );
     return;
   }
   const intro = h("p", {}, `You are invited to join the account ${String(info.account_name)} as ${String(info.email)}.`);
@@ -70,8 +88,15 @@ async function inviteView(token: string): Promise<void> {
     const why = info.state === "used" ? "This invitation has already been used" : "This invitation has expired";
     show(
       h("h1", {}, "Invitation no longer valid"),
-      h("p", { class: "error", role: "alert", "data-testid": "invitation-state" }, `${why} (`, when(info.state === "used" ? info.used_at : info.expires_at), "). Ask your operator for a new link, or sign in if you already set a password."),
-      intro, h("p", {}, h("a", { href: "#login" }, "Go to sign-in")),
+      h(
+        "p",
+        { class: "error", role: "alert", "data-testid": "invitation-state" },
+        `${why} (`,
+        when(info.state === "used" ? info.used_at : info.expires_at),
+        "). Ask your operator for a new link, or sign in if you already set a password.",
+      ),
+      intro,
+      h("p", {}, h("a", { href: "#login" }, "Go to sign-in")),
     );
     return;
   }
@@ -79,16 +104,24 @@ async function inviteView(token: string): Promise<void> {
     h("h1", {}, "Set your password"),
     intro,
     h("p", { class: "muted", "data-testid": "invitation-expiry" }, "This link works once and expires ", when(info.expires_at), "."),
-    form([
-      h("input", { type: "email", name: "email", value: String(info.email), autocomplete: "username", readonly: true, hidden: true }),
-      field("New password", "password", "password", { minlength: String(MIN_PASSWORD), autocomplete: "new-password", "aria-describedby": "password-hint" }),
-      h("p", { id: "password-hint", class: "muted" }, `At least ${MIN_PASSWORD} characters; a common password is refused.`),
-    ], "Set password and sign in", async (d) => {
-      await api("POST", "/dashboard/api/invitations/accept", { token, password: d.get("password") });
-      history.replaceState(null, "", "#keys"); // the token leaves the address bar
-      await loadSession();
-      await route();
-    }),
+    form(
+      [
+        h("input", { type: "email", name: "email", value: String(info.email), autocomplete: "username", readonly: true, hidden: true }),
+        field("New password", "password", "password", {
+          minlength: String(MIN_PASSWORD),
+          autocomplete: "new-password",
+          "aria-describedby": "password-hint",
+        }),
+        h("p", { id: "password-hint", class: "muted" }, `At least ${MIN_PASSWORD} characters; a common password is refused.`),
+      ],
+      "Set password and sign in",
+      async (d) => {
+        await api("POST", "/dashboard/api/invitations/accept", { token, password: d.get("password") });
+        history.replaceState(null, "", "#keys"); // the token leaves the address bar
+        await loadSession();
+        await route();
+      },
+    ),
   );
 }
 
@@ -118,7 +151,10 @@ async function route(): Promise<void> {
     return await keysView();
   } catch (error) {
     // An expired session has already sent the page to sign-in (see api()).
-    if (error instanceof ApiFailure && error.status === 401) { if (!state.expired) await loginView(); return; }
+    if (error instanceof ApiFailure && error.status === 401) {
+      if (!state.expired) await loginView();
+      return;
+    }
     show(h("h1", {}, "Something went wrong"), h("p", { class: "error", role: "alert" }, errorText(error)));
   }
 }

@@ -33,13 +33,29 @@ export function dailyChart(id: string, title: string, unit: string, period: stri
   const days = daysOf(period);
   const values = days.map((d) => perDay[d] ?? 0);
   const busy = days.filter((_, i) => values[i]! > 0);
-  const summary = busy.length === 0 ? `${title}: none in ${period}.` : `${title}: ${busy.map((d) => `${dayLabel(d)}: ${(perDay[d] ?? 0).toLocaleString()}`).join(", ")}.`;
+  const summary =
+    busy.length === 0
+      ? `${title}: none in ${period}.`
+      : `${title}: ${busy.map((d) => `${dayLabel(d)}: ${(perDay[d] ?? 0).toLocaleString()}`).join(", ")}.`;
   const canvas = h("canvas", { id, role: "img", "aria-label": summary }) as HTMLCanvasElement;
-  const figure = h("figure", { class: "chart" },
+  const figure = h(
+    "figure",
+    { class: "chart" },
     h("figcaption", {}, title),
     h("div", { class: "chart-box" }, canvas),
-    h("details", {}, h("summary", {}, `${title} as a table`),
-      busy.length === 0 ? h("p", {}, "No data this month.") : table(["Day", unit], busy.map((d) => [dayLabel(d), (perDay[d] ?? 0).toLocaleString()]), false)));
+    h(
+      "details",
+      {},
+      h("summary", {}, `${title} as a table`),
+      busy.length === 0
+        ? h("p", {}, "No data this month.")
+        : table(
+            ["Day", unit],
+            busy.map((d) => [dayLabel(d), (perDay[d] ?? 0).toLocaleString()]),
+            false,
+          ),
+    ),
+  );
   // Drawn once the canvas is in the page, so Chart.js can measure it.
   queueMicrotask(() => {
     new Chart(canvas, {
@@ -66,28 +82,53 @@ export function dailyChart(id: string, title: string, unit: string, period: stri
 /** Requests used against the monthly quota, as a labelled progress bar. */
 export function quotaBar(id: string, used: number, limit: number): HTMLElement {
   const share = limit > 0 ? Math.min(100, (used / limit) * 100) : 0;
-  return h("div", { class: "quota" },
-    h("label", { for: id }, `Monthly quota: ${used.toLocaleString()} of ${limit.toLocaleString()} requests (${share < 1 && used > 0 ? "<1" : Math.round(share)}%)`),
-    h("progress", { id, max: String(limit), value: String(Math.min(used, limit)) }));
+  return h(
+    "div",
+    { class: "quota" },
+    h(
+      "label",
+      { for: id },
+      `Monthly quota: ${used.toLocaleString()} of ${limit.toLocaleString()} requests (${share < 1 && used > 0 ? "<1" : Math.round(share)}%)`,
+    ),
+    h("progress", { id, max: String(limit), value: String(Math.min(used, limit)) }),
+  );
 }
 
 /** Where the requests went: per key and per outcome. */
 export function breakdownTables(b: Breakdown, testIdPrefix: string): HTMLElement {
   const s = b.by_status;
-  return h("div", { class: "breakdowns" },
-    h("section", {}, h("h3", {}, "By key"),
-      b.by_key.length === 0 ? h("p", { class: "empty" }, "No key has made a request this month.") :
-        table(["Key", "Requests", "Tokens"], b.by_key.map((k) => [
-          `${k.name ?? "unnamed"} (${k.prefix ?? k.key_id})`, k.requests.toLocaleString(), k.tokens.toLocaleString(),
-        ]), false)),
-    h("section", { "data-testid": `${testIdPrefix}-by-status` }, h("h3", {}, "By outcome"),
-      table(["Outcome", "Requests"], [
-        ["2xx answered", s.success.toLocaleString()],
-        ["4xx refused (bad request, not in plan)", s.client_error.toLocaleString()],
-        ["429 over a limit", s.rate_limited.toLocaleString()],
-        ["5xx server error (not counted)", s.server_error.toLocaleString()],
-      ], false),
-      h("p", { class: "muted" }, "Refused requests (over a limit, not in the plan) are counted here but never against the monthly quota.")));
+  return h(
+    "div",
+    { class: "breakdowns" },
+    h(
+      "section",
+      {},
+      h("h3", {}, "By key"),
+      b.by_key.length === 0
+        ? h("p", { class: "empty" }, "No key has made a request this month.")
+        : table(
+            ["Key", "Requests", "Tokens"],
+            b.by_key.map((k) => [`${k.name ?? "unnamed"} (${k.prefix ?? k.key_id})`, k.requests.toLocaleString(), k.tokens.toLocaleString()]),
+            false,
+          ),
+    ),
+    h(
+      "section",
+      { "data-testid": `${testIdPrefix}-by-status` },
+      h("h3", {}, "By outcome"),
+      table(
+        ["Outcome", "Requests"],
+        [
+          ["2xx answered", s.success.toLocaleString()],
+          ["4xx refused (bad request, not in plan)", s.client_error.toLocaleString()],
+          ["429 over a limit", s.rate_limited.toLocaleString()],
+          ["5xx server error (not counted)", s.server_error.toLocaleString()],
+        ],
+        false,
+      ),
+      h("p", { class: "muted" }, "Refused requests (over a limit, not in the plan) are counted here but never against the monthly quota."),
+    ),
+  );
 }
 
 export const usageNumbers = (u: Json) => ({ used: Number(u.requests_used), limit: Number(u.requests_limit), tokens: Number(u.tokens_used) });

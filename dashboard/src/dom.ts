@@ -5,7 +5,12 @@
  */
 
 export type Json = Record<string, unknown>;
-export interface SessionInfo { kind: "member" | "operator"; email?: string; account?: { id: string; name: string; plan: string; status: string }; csrf_token: string }
+export interface SessionInfo {
+  kind: "member" | "operator";
+  email?: string;
+  account?: { id: string; name: string; plan: string; status: string };
+  csrf_token: string;
+}
 
 /** The signed-in session, if any; `expired` is set when the server stopped honouring it. */
 export const state: { session: SessionInfo | undefined; expired: boolean } = { session: undefined, expired: false };
@@ -25,14 +30,24 @@ export function h(tag: string, attrs: Record<string, Attr> = {}, ...children: Ch
 }
 
 export class ApiFailure extends Error {
-  constructor(readonly status: number, message: string) { super(message); }
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
 export async function api<T = Json>(method: string, path: string, body?: unknown): Promise<T> {
   const headers: Record<string, string> = {};
   if (body !== undefined || method !== "GET") headers["content-type"] = "application/json";
   if (state.session && method !== "GET") headers["x-csrf-token"] = state.session.csrf_token;
-  const response = await fetch(path, { method, headers, body: body === undefined ? (method === "GET" ? undefined : "{}") : JSON.stringify(body), credentials: "same-origin" });
+  const response = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? (method === "GET" ? undefined : "{}") : JSON.stringify(body),
+    credentials: "same-origin",
+  });
   const json = (await response.json().catch(() => ({}))) as Json;
   if (!response.ok) {
     if (response.status === 401 && state.session !== undefined) {
@@ -43,7 +58,10 @@ export async function api<T = Json>(method: string, path: string, body?: unknown
       if (location.hash === "#login") window.dispatchEvent(new HashChangeEvent("hashchange"));
       else location.hash = "#login";
     }
-    throw new ApiFailure(response.status, ((json.error as Json | undefined)?.message as string | undefined) ?? `The server answered HTTP ${response.status}.`);
+    throw new ApiFailure(
+      response.status,
+      ((json.error as Json | undefined)?.message as string | undefined) ?? `The server answered HTTP ${response.status}.`,
+    );
   }
   return json as T;
 }
@@ -58,19 +76,28 @@ export function show(...children: Child[]): void {
 export function say(message: string): void {
   const box = document.getElementById("status")!;
   box.textContent = message;
-  setTimeout(() => { if (box.textContent === message) box.textContent = ""; }, 4000);
+  setTimeout(() => {
+    if (box.textContent === message) box.textContent = "";
+  }, 4000);
 }
 
 export const errorText = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
 /** A form whose errors appear next to it, in words. */
-export function form(fields: HTMLElement[], submitLabel: string, onSubmit: (data: FormData, error: HTMLElement) => Promise<void>, className = ""): HTMLElement {
+export function form(
+  fields: HTMLElement[],
+  submitLabel: string,
+  onSubmit: (data: FormData, error: HTMLElement) => Promise<void>,
+  className = "",
+): HTMLElement {
   const error = h("p", { class: "error", role: "alert" });
   const el = h("form", { class: className }, ...fields, h("button", { type: "submit" }, submitLabel), error) as HTMLFormElement;
   el.addEventListener("submit", (e) => {
     e.preventDefault();
     error.textContent = "";
-    onSubmit(new FormData(el), error).catch((err: unknown) => { error.textContent = errorText(err); });
+    onSubmit(new FormData(el), error).catch((err: unknown) => {
+      error.textContent = errorText(err);
+    });
   });
   return el;
 }
@@ -79,7 +106,14 @@ export const field = (label: string, name: string, type = "text", extra: Record<
   h("label", {}, label, h("input", { name, type, required: true, ...extra }));
 
 const relative = new Intl.RelativeTimeFormat("en", { numeric: "auto" });
-const UNITS: Array<[Intl.RelativeTimeFormatUnit, number]> = [["year", 31536e6], ["month", 2592e6], ["week", 6048e5], ["day", 864e5], ["hour", 36e5], ["minute", 6e4]];
+const UNITS: Array<[Intl.RelativeTimeFormatUnit, number]> = [
+  ["year", 31536e6],
+  ["month", 2592e6],
+  ["week", 6048e5],
+  ["day", 864e5],
+  ["hour", 36e5],
+  ["minute", 6e4],
+];
 
 /** "3 minutes ago" / "in 7 days", with the exact time on hover and for assistive technology. */
 export function when(iso: unknown, empty = "never"): Node {
@@ -99,15 +133,23 @@ export function when(iso: unknown, empty = "never"): Node {
 export function confirmAction(title: string, detail: string, confirmLabel: string, action: () => Promise<void>): void {
   const error = h("p", { class: "error", role: "alert" });
   const dialog = h("dialog", { class: "confirm", "aria-labelledby": "confirm-title" }) as HTMLDialogElement;
-  const close = () => { dialog.close(); dialog.remove(); };
+  const close = () => {
+    dialog.close();
+    dialog.remove();
+  };
   const go = h("button", { type: "button", class: "danger" }, confirmLabel) as HTMLButtonElement;
   go.addEventListener("click", () => {
     go.disabled = true;
     error.textContent = "";
-    action().then(close, (err: unknown) => { go.disabled = false; error.textContent = errorText(err); });
+    action().then(close, (err: unknown) => {
+      go.disabled = false;
+      error.textContent = errorText(err);
+    });
   });
   dialog.append(
-    h("h2", { id: "confirm-title" }, title), h("p", {}, detail), error,
+    h("h2", { id: "confirm-title" }, title),
+    h("p", {}, detail),
+    error,
     h("div", { class: "actions" }, go, h("button", { type: "button", class: "secondary", autofocus: true, onclick: close }, "Cancel")),
   );
   dialog.addEventListener("cancel", () => dialog.remove());
@@ -117,9 +159,24 @@ export function confirmAction(title: string, detail: string, confirmLabel: strin
 
 /** A value with a button that copies it. */
 export function copyable(id: string, value: string, label: string): HTMLElement {
-  return h("div", { class: "copy-row" },
+  return h(
+    "div",
+    { class: "copy-row" },
     h("code", { id }, value),
-    h("button", { type: "button", "aria-label": label, onclick: () => void navigator.clipboard.writeText(value).then(() => say("Copied"), () => say("Copying failed; select the text and copy it")) }, "Copy"));
+    h(
+      "button",
+      {
+        type: "button",
+        "aria-label": label,
+        onclick: () =>
+          void navigator.clipboard.writeText(value).then(
+            () => say("Copied"),
+            () => say("Copying failed; select the text and copy it"),
+          ),
+      },
+      "Copy",
+    ),
+  );
 }
 
 /**
@@ -127,9 +184,12 @@ export function copyable(id: string, value: string, label: string): HTMLElement 
  * screens, so no column is hidden or clipped.
  */
 export function table(headers: readonly string[], rows: ReadonlyArray<ReadonlyArray<Child>>, stack = true): HTMLElement {
-  return h("table", { class: stack ? "stack" : "" },
+  return h(
+    "table",
+    { class: stack ? "stack" : "" },
     h("thead", {}, h("tr", {}, ...headers.map((t) => h("th", { scope: "col" }, t)))),
-    h("tbody", {}, ...rows.map((cells) => h("tr", {}, ...cells.map((c, i) => h("td", { "data-label": headers[i] ?? "" }, c))))));
+    h("tbody", {}, ...rows.map((cells) => h("tr", {}, ...cells.map((c, i) => h("td", { "data-label": headers[i] ?? "" }, c))))),
+  );
 }
 
 export const keyLabel = (k: { name?: unknown; prefix?: unknown }): string =>

@@ -4,20 +4,30 @@ import { api, confirmAction, copyable, field, form, h, keyLabel, say, show, stat
 /** Revokes one key after an in-page confirmation naming it; a failure stays visible in the dialog. */
 export function revokeButton(key: Json, path: string, after: () => Promise<void>): HTMLElement {
   const label = keyLabel(key);
-  return h("button", {
-    type: "button", class: "secondary", "aria-label": `Revoke key ${label}`,
-    onclick: () => confirmAction(`Revoke key ${label}?`, "Requests made with this key fail at once. This cannot be undone.", "Revoke key", async () => {
-      await api("POST", path);
-      say(`Key ${label} revoked`);
-      await after();
-    }),
-  }, "Revoke");
+  return h(
+    "button",
+    {
+      type: "button",
+      class: "secondary",
+      "aria-label": `Revoke key ${label}`,
+      onclick: () =>
+        confirmAction(`Revoke key ${label}?`, "Requests made with this key fail at once. This cannot be undone.", "Revoke key", async () => {
+          await api("POST", path);
+          say(`Key ${label} revoked`);
+          await after();
+        }),
+    },
+    "Revoke",
+  );
 }
 
 export function keyRows(keys: Json[], revokePath: (id: string) => string, after: () => Promise<void>) {
   return keys.map((k) => [
-    typeof k.name === "string" ? k.name : h("span", { class: "muted" }, "unnamed"), String(k.mode), h("code", {}, String(k.prefix)),
-    when(k.created_at), when(k.last_used_at),
+    typeof k.name === "string" ? k.name : h("span", { class: "muted" }, "unnamed"),
+    String(k.mode),
+    h("code", {}, String(k.prefix)),
+    when(k.created_at),
+    when(k.last_used_at),
     k.revoked_at ? h("span", {}, "revoked ", when(k.revoked_at)) : revokeButton(k, revokePath(String(k.id)), after),
   ]);
 }
@@ -28,19 +38,44 @@ export async function keysView(): Promise<void> {
   show(
     h("h1", {}, "API keys"),
     h("p", { class: "muted" }, `Account ${account?.name ?? ""} · plan ${account?.plan ?? ""}`),
-    form([
-      field("Name", "name", "text", { required: false, placeholder: "e.g. production" }),
-      h("label", {}, "Mode", h("select", { name: "mode", "aria-label": "Mode" }, h("option", { value: "live" }, "live"), h("option", { value: "test" }, "test (sandbox)"))),
-    ], "Create key", async (d) => {
-      const created = await api("POST", "/dashboard/api/keys", { name: d.get("name"), mode: d.get("mode") });
-      await keysView();
-      document.getElementById("new-key")!.replaceChildren(h("div", { class: "secret" },
-        h("strong", {}, "Your new key — shown once, copy it now:"), copyable("secret-value", String(created.key), "Copy the new key")));
-    }),
+    form(
+      [
+        field("Name", "name", "text", { required: false, placeholder: "e.g. production" }),
+        h(
+          "label",
+          {},
+          "Mode",
+          h(
+            "select",
+            { name: "mode", "aria-label": "Mode" },
+            h("option", { value: "live" }, "live"),
+            h("option", { value: "test" }, "test (sandbox)"),
+          ),
+        ),
+      ],
+      "Create key",
+      async (d) => {
+        const created = await api("POST", "/dashboard/api/keys", { name: d.get("name"), mode: d.get("mode") });
+        await keysView();
+        document
+          .getElementById("new-key")!
+          .replaceChildren(
+            h(
+              "div",
+              { class: "secret" },
+              h("strong", {}, "Your new key — shown once, copy it now:"),
+              copyable("secret-value", String(created.key), "Copy the new key"),
+            ),
+          );
+      },
+    ),
     h("div", { id: "new-key" }),
     keys.length === 0
       ? h("p", { class: "empty" }, "No keys yet. Create one above, then send it as “Authorization: Bearer …”.")
-      : table(["Name", "Mode", "Key", "Created", "Last used", "Action"], keyRows(keys, (id) => `/dashboard/api/keys/${id}/revoke`, keysView)),
+      : table(
+          ["Name", "Mode", "Key", "Created", "Last used", "Action"],
+          keyRows(keys, (id) => `/dashboard/api/keys/${id}/revoke`, keysView),
+        ),
   );
 }
 
@@ -54,21 +89,59 @@ function monthsBack(count: number): string[] {
 }
 
 /** Quota bar, daily requests and tokens, and the per-key and per-outcome breakdowns of one mode. */
-export function usageSection(title: string, testId: string, period: string, usage: Json, daily: Record<string, number>, breakdown: Breakdown): HTMLElement {
+export function usageSection(
+  title: string,
+  testId: string,
+  period: string,
+  usage: Json,
+  daily: Record<string, number>,
+  breakdown: Breakdown,
+): HTMLElement {
   const { used, limit, tokens } = usageNumbers(usage);
   const bySpecialist = Object.entries((usage.by_specialist as Record<string, number> | undefined) ?? {});
-  return h("section", { "aria-labelledby": `${testId}-title`, class: "usage" },
+  return h(
+    "section",
+    { "aria-labelledby": `${testId}-title`, class: "usage" },
     h("h2", { id: `${testId}-title` }, title),
-    h("div", { class: "cards" },
-      h("div", { class: "card" }, h("div", { class: "muted" }, "Requests"), h("div", { class: "big", "data-testid": `${testId}-requests` }, `${used.toLocaleString()} / ${limit.toLocaleString()}`)),
-      h("div", { class: "card" }, h("div", { class: "muted" }, "Tokens"), h("div", { class: "big", "data-testid": `${testId}-tokens` }, tokens.toLocaleString()))),
+    h(
+      "div",
+      { class: "cards" },
+      h(
+        "div",
+        { class: "card" },
+        h("div", { class: "muted" }, "Requests"),
+        h("div", { class: "big", "data-testid": `${testId}-requests` }, `${used.toLocaleString()} / ${limit.toLocaleString()}`),
+      ),
+      h(
+        "div",
+        { class: "card" },
+        h("div", { class: "muted" }, "Tokens"),
+        h("div", { class: "big", "data-testid": `${testId}-tokens` }, tokens.toLocaleString()),
+      ),
+    ),
     quotaBar(`${testId}-quota`, used, limit),
-    used === 0 && breakdown.by_key.length === 0 ? h("p", { class: "empty" }, `No requests in ${period}. Make one with the example on the Plan page and it shows up here.`) : null,
-    h("div", { class: "charts" },
+    used === 0 && breakdown.by_key.length === 0
+      ? h("p", { class: "empty" }, `No requests in ${period}. Make one with the example on the Plan page and it shows up here.`)
+      : null,
+    h(
+      "div",
+      { class: "charts" },
       dailyChart(`${testId}-requests-chart`, "Requests per day", "Requests", period, daily),
-      dailyChart(`${testId}-tokens-chart`, "Tokens per day", "Tokens", period, breakdown.daily_tokens)),
+      dailyChart(`${testId}-tokens-chart`, "Tokens per day", "Tokens", period, breakdown.daily_tokens),
+    ),
     breakdownTables(breakdown, testId),
-    bySpecialist.length === 0 ? null : h("section", {}, h("h3", {}, "By specialist"), table(["Specialist", "Requests"], bySpecialist.map(([s, n]) => [s, n.toLocaleString()]), false)),
+    bySpecialist.length === 0
+      ? null
+      : h(
+          "section",
+          {},
+          h("h3", {}, "By specialist"),
+          table(
+            ["Specialist", "Requests"],
+            bySpecialist.map(([s, n]) => [s, n.toLocaleString()]),
+            false,
+          ),
+        ),
   );
 }
 
@@ -78,8 +151,11 @@ export async function usageView(period?: string): Promise<void> {
     api<{ period: string; live: Json; test: Json }>("GET", `/dashboard/api/usage${query}`),
     api<{ live: Breakdown; test: Breakdown }>("GET", `/dashboard/api/usage/breakdown${query}`),
   ]);
-  const picker = h("select", { id: "month", onchange: (e) => void usageView((e.target as HTMLSelectElement).value) },
-    ...monthsBack(6).map((mo) => h("option", { value: mo, ...(mo === data.period ? { selected: true } : {}) }, mo)));
+  const picker = h(
+    "select",
+    { id: "month", onchange: (e) => void usageView((e.target as HTMLSelectElement).value) },
+    ...monthsBack(6).map((mo) => h("option", { value: mo, ...(mo === data.period ? { selected: true } : {}) }, mo)),
+  );
   show(
     h("h1", {}, "Usage"),
     h("div", { class: "inline" }, h("label", { for: "month" }, "Month"), picker),
@@ -94,12 +170,25 @@ export async function planView(): Promise<void> {
   const specialists = plan.specialists as Array<{ id: string; description: string }>;
   show(
     h("h1", {}, `Plan: ${String(plan.name)}`),
-    h("p", {}, `${String(plan.requests_per_window)} requests per ${String(plan.window_seconds)} s per key · ${Number(plan.requests_per_month).toLocaleString()} requests per month`),
+    h(
+      "p",
+      {},
+      `${String(plan.requests_per_window)} requests per ${String(plan.window_seconds)} s per key · ${Number(plan.requests_per_month).toLocaleString()} requests per month`,
+    ),
     specialists.length === 0 ? h("p", { class: "empty" }, "This plan includes no specialists.") : null,
     ...specialists.flatMap((s) => [
-      h("h2", {}, s.id), h("p", {}, s.description),
-      h("pre", { tabindex: "0", "aria-label": `curl example for ${s.id}` }, `curl ${origin}/v1/infer \\\n  -H "Authorization: Bearer $ALVEARE_API_KEY" \\\n  -H "Content-Type: application/json" \\\n  -d '{"specialist":"${s.id}","prompt":"…"}'`),
-      h("pre", { tabindex: "0", "aria-label": `TypeScript example for ${s.id}` }, `import { Alveare } from "@alveare/sdk";\nconst client = new Alveare({\n  baseURL: "${origin}",\n});\nconst { result } = await client.infer({\n  specialist: "${s.id}",\n  prompt: "…",\n});`),
+      h("h2", {}, s.id),
+      h("p", {}, s.description),
+      h(
+        "pre",
+        { tabindex: "0", "aria-label": `curl example for ${s.id}` },
+        `curl ${origin}/v1/infer \\\n  -H "Authorization: Bearer $ALVEARE_API_KEY" \\\n  -H "Content-Type: application/json" \\\n  -d '{"specialist":"${s.id}","prompt":"…"}'`,
+      ),
+      h(
+        "pre",
+        { tabindex: "0", "aria-label": `TypeScript example for ${s.id}` },
+        `import { Alveare } from "@alveare/sdk";\nconst client = new Alveare({\n  baseURL: "${origin}",\n});\nconst { result } = await client.infer({\n  specialist: "${s.id}",\n  prompt: "…",\n});`,
+      ),
     ]),
   );
 }

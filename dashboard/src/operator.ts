@@ -10,30 +10,54 @@ export async function accountsView(): Promise<void> {
   const usage = await Promise.all(accounts.map((a) => api("GET", `/admin/api/accounts/${String(a.id)}/usage`)));
   show(
     h("h1", {}, "Accounts"),
-    form([field("Name", "name"), h("label", {}, "Plan", h("select", { name: "plan", "aria-label": "Plan" }, ...PLANS.map((p) => h("option", { value: p }, p))))], "Create account", async (d) => {
-      const created = await api("POST", "/admin/api/accounts", { name: d.get("name"), plan: d.get("plan") });
-      say(`Account ${String(created.name)} created`);
-      await accountsView();
-    }),
+    form(
+      [
+        field("Name", "name"),
+        h("label", {}, "Plan", h("select", { name: "plan", "aria-label": "Plan" }, ...PLANS.map((p) => h("option", { value: p }, p)))),
+      ],
+      "Create account",
+      async (d) => {
+        const created = await api("POST", "/admin/api/accounts", { name: d.get("name"), plan: d.get("plan") });
+        say(`Account ${String(created.name)} created`);
+        await accountsView();
+      },
+    ),
     accounts.length === 0
       ? h("p", { class: "empty" }, "No accounts yet. Create one above, then open it to invite its first member.")
-      : table(["Account", "Plan", "Status", "Live requests this month", "Created"], accounts.map((a, i) => {
-        const u = usageNumbers(usage[i] ?? {});
-        return [
-          h("span", {}, accountLink(a), h("br"), h("small", { class: "muted" }, String(a.id))),
-          String(a.plan), h("span", { class: `badge ${String(a.status)}` }, String(a.status)),
-          h("span", { "data-testid": `usage-${String(a.name)}` }, `${u.used.toLocaleString()} / ${u.limit.toLocaleString()} · ${u.tokens.toLocaleString()} tokens`),
-          when(a.created_at),
-        ];
-      })),
+      : table(
+          ["Account", "Plan", "Status", "Live requests this month", "Created"],
+          accounts.map((a, i) => {
+            const u = usageNumbers(usage[i] ?? {});
+            return [
+              h("span", {}, accountLink(a), h("br"), h("small", { class: "muted" }, String(a.id))),
+              String(a.plan),
+              h("span", { class: `badge ${String(a.status)}` }, String(a.status)),
+              h(
+                "span",
+                { "data-testid": `usage-${String(a.name)}` },
+                `${u.used.toLocaleString()} / ${u.limit.toLocaleString()} · ${u.tokens.toLocaleString()} tokens`,
+              ),
+              when(a.created_at),
+            ];
+          }),
+        ),
   );
 }
 
 function invitationBox(info: Json, url: string): HTMLElement {
-  return h("div", { class: "secret", id: "invitation" },
+  return h(
+    "div",
+    { class: "secret", id: "invitation" },
     h("strong", {}, `Invitation for ${String(info.email)} to join ${String(info.account_name)}`),
     copyable("invite-url", url, "Copy the invitation link"),
-    h("p", { class: "muted" }, "Send this link to them; it works once and expires ", when(info.expires_at), ` (${new Date(String(info.expires_at)).toLocaleString()}).`));
+    h(
+      "p",
+      { class: "muted" },
+      "Send this link to them; it works once and expires ",
+      when(info.expires_at),
+      ` (${new Date(String(info.expires_at)).toLocaleString()}).`,
+    ),
+  );
 }
 
 function inviteForm(account: Json, members: Json[]): HTMLElement {
@@ -50,58 +74,144 @@ function inviteForm(account: Json, members: Json[]): HTMLElement {
     const email = String(d.get("email")).trim().toLowerCase();
     const existing = members.find((m) => m.email === email);
     if (existing === undefined) return send(email);
-    confirmAction(`${email} is already a member of ${String(account.name)}`,
+    confirmAction(
+      `${email} is already a member of ${String(account.name)}`,
       existing.status === "active"
         ? "They have already set a password. A new invitation lets whoever opens the link set a new one."
         : "They have not accepted their last invitation yet. A new link replaces it.",
-      "Send a new invitation", () => send(email));
+      "Send a new invitation",
+      () => send(email),
+    );
   });
 }
 
 export async function accountView(id: string): Promise<void> {
   const base = `/admin/api/accounts/${id}`;
   const [account, keys, members, usage, breakdown] = await Promise.all([
-    api(`GET`, base), api<{ data: Json[] }>("GET", `${base}/keys`), api<{ data: Json[] }>("GET", `${base}/members`),
-    api("GET", `${base}/usage`), api<Breakdown & { period: string; daily_requests: Record<string, number> }>("GET", `${base}/usage/breakdown`),
+    api(`GET`, base),
+    api<{ data: Json[] }>("GET", `${base}/keys`),
+    api<{ data: Json[] }>("GET", `${base}/members`),
+    api("GET", `${base}/usage`),
+    api<Breakdown & { period: string; daily_requests: Record<string, number> }>("GET", `${base}/usage/breakdown`),
   ]);
   const name = String(account.name);
   const active = account.status === "active";
-  const plan = h("select", { id: "plan-select" }, ...PLANS.map((p) => h("option", { value: p, ...(p === account.plan ? { selected: true } : {}) }, p))) as HTMLSelectElement;
+  const plan = h(
+    "select",
+    { id: "plan-select" },
+    ...PLANS.map((p) => h("option", { value: p, ...(p === account.plan ? { selected: true } : {}) }, p)),
+  ) as HTMLSelectElement;
   const { used, limit, tokens } = usageNumbers(usage);
   show(
     h("p", {}, h("a", { href: "#admin" }, "← All accounts")),
     h("h1", {}, `Account ${name}`),
-    h("p", {}, h("span", { class: `badge ${String(account.status)}`, "data-testid": "account-status" }, String(account.status)),
-      ` · plan ${String(account.plan)} · created `, when(account.created_at), " · ", h("code", {}, id)),
-    h("section", { "aria-labelledby": "settings-title" }, h("h2", { id: "settings-title" }, "Plan and status"),
-      h("div", { class: "inline" }, h("label", { for: "plan-select" }, "Plan"), plan,
-        h("button", { type: "button", onclick: () => {
-          if (plan.value === account.plan) { say(`${name} is already on ${plan.value}`); return; }
-          confirmAction(`Change ${name} to the ${plan.value} plan?`,
-            `It moves from ${String(account.plan)} to ${plan.value} at once: its limits and monthly quota change with it.`,
-            `Change to ${plan.value}`, async () => { await api("PATCH", base, { plan: plan.value }); say(`Plan changed to ${plan.value}`); await accountView(id); });
-        } }, "Change plan")),
-      h("p", {}, h("button", { type: "button", class: active ? "secondary" : "", onclick: () => confirmAction(
-        active ? `Suspend ${name}?` : `Reactivate ${name}?`,
-        active ? "All of its keys stop working at once, until it is reactivated." : "Its keys that are not revoked work again at once.",
-        active ? `Suspend ${name}` : `Reactivate ${name}`,
-        async () => { await api("PATCH", base, { status: active ? "suspended" : "active" }); await accountView(id); }),
-      }, active ? "Suspend account" : "Reactivate account"))),
-    h("section", { "aria-labelledby": "usage-title", class: "usage" }, h("h2", { id: "usage-title" }, `Usage in ${breakdown.period} (live)`),
+    h(
+      "p",
+      {},
+      h("span", { class: `badge ${String(account.status)}`, "data-testid": "account-status" }, String(account.status)),
+      ` · plan ${String(account.plan)} · created `,
+      when(account.created_at),
+      " · ",
+      h("code", {}, id),
+    ),
+    h(
+      "section",
+      { "aria-labelledby": "settings-title" },
+      h("h2", { id: "settings-title" }, "Plan and status"),
+      h(
+        "div",
+        { class: "inline" },
+        h("label", { for: "plan-select" }, "Plan"),
+        plan,
+        h(
+          "button",
+          {
+            type: "button",
+            onclick: () => {
+              if (plan.value === account.plan) {
+                say(`${name} is already on ${plan.value}`);
+                return;
+              }
+              confirmAction(
+                `Change ${name} to the ${plan.value} plan?`,
+                `It moves from ${String(account.plan)} to ${plan.value} at once: its limits and monthly quota change with it.`,
+                `Change to ${plan.value}`,
+                async () => {
+                  await api("PATCH", base, { plan: plan.value });
+                  say(`Plan changed to ${plan.value}`);
+                  await accountView(id);
+                },
+              );
+            },
+          },
+          "Change plan",
+        ),
+      ),
+      h(
+        "p",
+        {},
+        h(
+          "button",
+          {
+            type: "button",
+            class: active ? "secondary" : "",
+            onclick: () =>
+              confirmAction(
+                active ? `Suspend ${name}?` : `Reactivate ${name}?`,
+                active ? "All of its keys stop working at once, until it is reactivated." : "Its keys that are not revoked work again at once.",
+                active ? `Suspend ${name}` : `Reactivate ${name}`,
+                async () => {
+                  await api("PATCH", base, { status: active ? "suspended" : "active" });
+                  await accountView(id);
+                },
+              ),
+          },
+          active ? "Suspend account" : "Reactivate account",
+        ),
+      ),
+    ),
+    h(
+      "section",
+      { "aria-labelledby": "usage-title", class: "usage" },
+      h("h2", { id: "usage-title" }, `Usage in ${breakdown.period} (live)`),
       h("p", { "data-testid": "account-usage" }, `${used.toLocaleString()} / ${limit.toLocaleString()} requests · ${tokens.toLocaleString()} tokens`),
       quotaBar("account-quota", used, limit),
-      h("div", { class: "charts" },
+      h(
+        "div",
+        { class: "charts" },
         dailyChart("account-requests-chart", "Requests per day", "Requests", breakdown.period, breakdown.daily_requests),
-        dailyChart("account-tokens-chart", "Tokens per day", "Tokens", breakdown.period, breakdown.daily_tokens)),
-      breakdownTables(breakdown, "account")),
-    h("section", { "aria-labelledby": "keys-title" }, h("h2", { id: "keys-title" }, "Keys"),
-      keys.data.length === 0 ? h("p", { class: "empty" }, "No keys yet. Its members create them on their Keys page.")
-        : table(["Name", "Mode", "Key", "Created", "Last used", "Action"], keyRows(keys.data, (keyId) => `/admin/api/keys/${keyId}/revoke`, () => accountView(id)))),
-    h("section", { "aria-labelledby": "members-title" }, h("h2", { id: "members-title" }, "Members"),
-      members.data.length === 0 ? h("p", { class: "empty" }, "No members yet. Invite the first one below.")
-        : table(["Email", "Status", "Invited"], members.data.map((m) => [String(m.email), h("span", { class: `badge ${String(m.status)}` }, String(m.status)), when(m.created_at)])),
+        dailyChart("account-tokens-chart", "Tokens per day", "Tokens", breakdown.period, breakdown.daily_tokens),
+      ),
+      breakdownTables(breakdown, "account"),
+    ),
+    h(
+      "section",
+      { "aria-labelledby": "keys-title" },
+      h("h2", { id: "keys-title" }, "Keys"),
+      keys.data.length === 0
+        ? h("p", { class: "empty" }, "No keys yet. Its members create them on their Keys page.")
+        : table(
+            ["Name", "Mode", "Key", "Created", "Last used", "Action"],
+            keyRows(
+              keys.data,
+              (keyId) => `/admin/api/keys/${keyId}/revoke`,
+              () => accountView(id),
+            ),
+          ),
+    ),
+    h(
+      "section",
+      { "aria-labelledby": "members-title" },
+      h("h2", { id: "members-title" }, "Members"),
+      members.data.length === 0
+        ? h("p", { class: "empty" }, "No members yet. Invite the first one below.")
+        : table(
+            ["Email", "Status", "Invited"],
+            members.data.map((m) => [String(m.email), h("span", { class: `badge ${String(m.status)}` }, String(m.status)), when(m.created_at)]),
+          ),
       h("h3", {}, "Invite a member"),
       inviteForm(account, members.data),
-      h("div", { id: "invite-result" })),
+      h("div", { id: "invite-result" }),
+    ),
   );
 }

@@ -14,10 +14,11 @@ import { memberJson } from "../api/resources.js";
  */
 export function accountDetailRoutes(options: { accounts: AccountService; ledger: LedgerStore; peopleStore: PeopleStore }) {
   const { accounts, ledger, peopleStore } = options;
-  const account = (id: string) => accounts.getAccount(id).catch((error: unknown) => {
-    if (error instanceof AccountError && error.notFound) throw new ApiError(404, "invalid_request_error", "not_found", error.message);
-    throw error;
-  });
+  const account = (id: string) =>
+    accounts.getAccount(id).catch((error: unknown) => {
+      if (error instanceof AccountError && error.notFound) throw new ApiError(404, "invalid_request_error", "not_found", error.message);
+      throw error;
+    });
   return (app: FastifyInstance): void => {
     app.get<{ Params: { id: string } }>("/accounts/:id/members", async (request) => {
       const { id } = await account(request.params.id);

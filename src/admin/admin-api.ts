@@ -52,7 +52,11 @@ export function adminApi(options: AdminApiOptions) {
       if (given === undefined) throw errors.missingApiKey();
       // The same per-address limit as the operator's sign-in: the bearer token is the same secret.
       await options.people.checkAdminToken(given, request.ip, request.id);
-      await options.audit.record(operator(request), { action: "admin_token.used", accountId: null, target: `${request.method} ${request.routeOptions.url ?? "unknown route"}` });
+      await options.audit.record(operator(request), {
+        action: "admin_token.used",
+        accountId: null,
+        target: `${request.method} ${request.routeOptions.url ?? "unknown route"}`,
+      });
     });
 
     app.get("/audit", async (request) => auditPageJson(await options.audit.query(parseAuditQuery(request.query))));
@@ -75,8 +79,7 @@ export function adminApi(options: AdminApiOptions) {
       return reply.code(201).send(accountJson(account));
     });
 
-    app.get<{ Params: { id: string } }>("/accounts/:id", async (request) =>
-      accountJson(await accounts.getAccount(request.params.id)));
+    app.get<{ Params: { id: string } }>("/accounts/:id", async (request) => accountJson(await accounts.getAccount(request.params.id)));
 
     app.patch<{ Params: { id: string } }>("/accounts/:id", async (request) => {
       const body = parseBody(adminRequests.updateAccount, request.body);
@@ -88,7 +91,8 @@ export function adminApi(options: AdminApiOptions) {
     });
 
     app.get<{ Params: { id: string } }>("/accounts/:id/keys", async (request) => ({
-      object: "list", data: (await accounts.listKeys(request.params.id)).map(keyJson),
+      object: "list",
+      data: (await accounts.listKeys(request.params.id)).map(keyJson),
     }));
 
     app.post<{ Params: { id: string } }>("/accounts/:id/keys", async (request, reply) => {

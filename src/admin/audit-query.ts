@@ -30,7 +30,8 @@ function positive(query: Record<string, unknown>, name: string, max: number): nu
   const value = text(query, name);
   if (value === undefined) return undefined;
   const n = Number(value);
-  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < 1 || n > max) throw errors.invalidParameter(name, `must be a whole number from 1 to ${max}.`);
+  if (!/^\d+$/.test(value) || !Number.isSafeInteger(n) || n < 1 || n > max)
+    throw errors.invalidParameter(name, `must be a whole number from 1 to ${max}.`);
   return n;
 }
 
@@ -53,8 +54,16 @@ export function parseAuditQuery(raw: unknown): AuditQuery {
 }
 
 export const auditRecordJson = (r: AuditRecord) => ({
-  id: r.id, at: r.at, actor: r.actor, action: r.action, account_id: r.accountId, target: r.target,
-  detail: r.detail ?? null, source: r.source, request_id: r.requestId, count: r.count,
+  id: r.id,
+  at: r.at,
+  actor: r.actor,
+  action: r.action,
+  account_id: r.accountId,
+  target: r.target,
+  detail: r.detail ?? null,
+  source: r.source,
+  request_id: r.requestId,
+  count: r.count,
 });
 
 export const auditPageJson = (page: AuditPage) => ({ object: "list", data: page.records.map(auditRecordJson), next_cursor: page.nextCursor });

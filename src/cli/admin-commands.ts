@@ -52,13 +52,14 @@ async function withStore(options: StoreOptions, run: (session: Session) => Promi
   }
 }
 
-const oneOf = (...allowed: string[]) => (value: string): string => {
-  if (!allowed.includes(value)) throw new InvalidArgumentError(`It must be ${allowed.slice(0, -1).join(", ")} or ${allowed.at(-1)!}.`);
-  return value;
-};
+const oneOf =
+  (...allowed: string[]) =>
+  (value: string): string => {
+    if (!allowed.includes(value)) throw new InvalidArgumentError(`It must be ${allowed.slice(0, -1).join(", ")} or ${allowed.at(-1)!}.`);
+    return value;
+  };
 
-const modeOption = (): Option =>
-  new Option("--mode <mode>", "live or test (sandbox)").argParser(oneOf(...KEY_MODES)).default("live");
+const modeOption = (): Option => new Option("--mode <mode>", "live or test (sandbox)").argParser(oneOf(...KEY_MODES)).default("live");
 
 async function findKey(session: Session, keyId: string): Promise<ApiKeyRecord | undefined> {
   for (const account of await session.accounts.listAccounts()) {
@@ -69,28 +70,42 @@ async function findKey(session: Session, keyId: string): Promise<ApiKeyRecord | 
 }
 
 export function registerAccountCommands(program: Command): void {
-  const accounts = program.command("accounts").description("create, list and change customer accounts")
-    .addHelpText("after", "\nExamples:\n  $ alveare accounts create --name \"Acme\" --plan starter\n  $ alveare accounts list\n  $ alveare accounts update acc_123 --plan scale");
+  const accounts = program
+    .command("accounts")
+    .description("create, list and change customer accounts")
+    .addHelpText(
+      "after",
+      '\nExamples:\n  $ alveare accounts create --name "Acme" --plan starter\n  $ alveare accounts list\n  $ alveare accounts update acc_123 --plan scale',
+    );
   storeCommand(accounts, "create", "create an account on a plan")
     .requiredOption("--name <name>", "the account's display name")
     .requiredOption("--plan <plan>", "its plan: solo, starter, professional, scale, or one from the config file")
-    .addHelpText("after", "\nExample:\n  $ alveare accounts create --name \"Acme\" --plan starter")
-    .action((o: StoreOptions & { name: string; plan: string }) => withStore(o, async ({ accounts: service, json }) => {
-      const account = await service.createAccount(CLI_CONTEXT, o.name, o.plan);
-      if (json) printJson(accountJson(account));
-      else print(`created account ${account.id} (${account.name}, plan ${account.plan})`);
-    }));
+    .addHelpText("after", '\nExample:\n  $ alveare accounts create --name "Acme" --plan starter')
+    .action((o: StoreOptions & { name: string; plan: string }) =>
+      withStore(o, async ({ accounts: service, json }) => {
+        const account = await service.createAccount(CLI_CONTEXT, o.name, o.plan);
+        if (json) printJson(accountJson(account));
+        else print(`created account ${account.id} (${account.name}, plan ${account.plan})`);
+      }),
+    );
   storeCommand(accounts, "list", "list all accounts")
     .addHelpText("after", "\nExample:\n  $ alveare accounts list --json")
-    .action((o: StoreOptions) => withStore(o, async ({ accounts: service, json }) => {
-      const list = await service.listAccounts();
-      if (json) {
-        printJson(list.map(accountJson));
-        return;
-      }
-      print(table(["id", "name", "plan", "status", "created"], list.map((a) => [a.id, a.name, a.plan, a.status, shortTime(a.createdAt)]),
-        "no accounts yet; create one with: alveare accounts create --name NAME --plan PLAN"));
-    }));
+    .action((o: StoreOptions) =>
+      withStore(o, async ({ accounts: service, json }) => {
+        const list = await service.listAccounts();
+        if (json) {
+          printJson(list.map(accountJson));
+          return;
+        }
+        print(
+          table(
+            ["id", "name", "plan", "status", "created"],
+            list.map((a) => [a.id, a.name, a.plan, a.status, shortTime(a.createdAt)]),
+            "no accounts yet; create one with: alveare accounts create --name NAME --plan PLAN",
+          ),
+        );
+      }),
+    );
   storeCommand(accounts, "update", "change an account's plan or status")
     .argument("<account-id>", "the account, as printed by accounts list")
     .option("--plan <plan>", "move it to this plan")
@@ -106,80 +121,125 @@ export function registerAccountCommands(program: Command): void {
       });
     });
 
-  const members = program.command("members").description("invite people into an account's dashboard")
+  const members = program
+    .command("members")
+    .description("invite people into an account's dashboard")
     .addHelpText("after", "\nExample:\n  $ alveare members invite --account acc_123 --email dev@example.com");
   storeCommand(members, "invite", "invite a person by e-mail; prints the one-time invitation link")
     .requiredOption("--account <id>", "the account they join")
     .requiredOption("--email <email>", "their e-mail address (their sign-in name)")
-    .addHelpText("after", "\nThe link starts with ALVEARE_PUBLIC_URL (default http://ALVEARE_HOST:ALVEARE_PORT).\n\nExample:\n  $ alveare members invite --account acc_123 --email dev@example.com")
-    .action((o: StoreOptions & { account: string; email: string }) => withStore(o, async ({ stores, config, json }) => {
-      const invitation = invitationJson(await new People(stores, undefined).invite(CLI_CONTEXT, o.account, o.email));
-      if (json) printJson(invitation);
-      else print(`invited ${invitation.email} to account ${o.account}; send them this link (single use, valid 7 days):\n${config.publicUrl}${invitation.invite_path}`);
-    }));
+    .addHelpText(
+      "after",
+      "\nThe link starts with ALVEARE_PUBLIC_URL (default http://ALVEARE_HOST:ALVEARE_PORT).\n\nExample:\n  $ alveare members invite --account acc_123 --email dev@example.com",
+    )
+    .action((o: StoreOptions & { account: string; email: string }) =>
+      withStore(o, async ({ stores, config, json }) => {
+        const invitation = invitationJson(await new People(stores, undefined).invite(CLI_CONTEXT, o.account, o.email));
+        if (json) printJson(invitation);
+        else
+          print(
+            `invited ${invitation.email} to account ${o.account}; send them this link (single use, valid 7 days):\n${config.publicUrl}${invitation.invite_path}`,
+          );
+      }),
+    );
 
-  const keys = program.command("keys").description("create, list and revoke API keys")
-    .addHelpText("after", "\nExamples:\n  $ alveare keys create --account acc_123 --name laptop\n  $ alveare keys list --account acc_123\n  $ alveare keys revoke key_123");
+  const keys = program
+    .command("keys")
+    .description("create, list and revoke API keys")
+    .addHelpText(
+      "after",
+      "\nExamples:\n  $ alveare keys create --account acc_123 --name laptop\n  $ alveare keys list --account acc_123\n  $ alveare keys revoke key_123",
+    );
   storeCommand(keys, "create", "create an API key (shown once)")
     .requiredOption("--account <id>", "the account the key belongs to")
     .addOption(modeOption())
     .option("--name <name>", "a label to recognise the key by")
     .addHelpText("after", "\nExample:\n  $ alveare keys create --account acc_123 --name laptop")
-    .action((o: StoreOptions & { account: string; mode: Mode; name?: string }) => withStore(o, async ({ accounts: service, json }) => {
-      const created = await service.createKey(CLI_CONTEXT, o.account, o.mode, o.name);
-      if (json) printJson(createdKeyJson(created));
-      else print(`created ${created.record.mode} key ${created.record.id}\n${created.key}\nThis is the only time the key is shown: store it now.`);
-    }));
+    .action((o: StoreOptions & { account: string; mode: Mode; name?: string }) =>
+      withStore(o, async ({ accounts: service, json }) => {
+        const created = await service.createKey(CLI_CONTEXT, o.account, o.mode, o.name);
+        if (json) printJson(createdKeyJson(created));
+        else print(`created ${created.record.mode} key ${created.record.id}\n${created.key}\nThis is the only time the key is shown: store it now.`);
+      }),
+    );
   storeCommand(keys, "list", "list an account's keys (never the keys themselves)")
     .requiredOption("--account <id>", "the account")
     .addHelpText("after", "\nExample:\n  $ alveare keys list --account acc_123")
-    .action((o: StoreOptions & { account: string }) => withStore(o, async ({ accounts: service, json }) => {
-      const list = await service.listKeys(o.account);
-      if (json) {
-        printJson(list.map(keyJson));
-        return;
-      }
-      print(table(
-        ["id", "name", "mode", "prefix", "created", "last used", "status"],
-        list.map((k) => [k.id, k.name ?? "-", k.mode, k.prefix, shortTime(k.createdAt), shortTime(k.lastUsedAt), k.revokedAt ? `revoked ${shortTime(k.revokedAt)}` : "active"]),
-        `account ${o.account} has no keys; create one with: alveare keys create --account ${o.account}`,
-      ));
-    }));
+    .action((o: StoreOptions & { account: string }) =>
+      withStore(o, async ({ accounts: service, json }) => {
+        const list = await service.listKeys(o.account);
+        if (json) {
+          printJson(list.map(keyJson));
+          return;
+        }
+        print(
+          table(
+            ["id", "name", "mode", "prefix", "created", "last used", "status"],
+            list.map((k) => [
+              k.id,
+              k.name ?? "-",
+              k.mode,
+              k.prefix,
+              shortTime(k.createdAt),
+              shortTime(k.lastUsedAt),
+              k.revokedAt ? `revoked ${shortTime(k.revokedAt)}` : "active",
+            ]),
+            `account ${o.account} has no keys; create one with: alveare keys create --account ${o.account}`,
+          ),
+        );
+      }),
+    );
   storeCommand(keys, "revoke", "revoke a key for good (revoking it again changes nothing)")
     .argument("<key-id>", "the key's id, as printed by keys list")
     .addHelpText("after", "\nExample:\n  $ alveare keys revoke key_123")
-    .action((keyId: string, o: StoreOptions) => withStore(o, async (session) => {
-      const before = await findKey(session, keyId);
-      if (before === undefined) throw new RuntimeError(`no key '${keyId}'`);
-      await session.accounts.revokeKey(CLI_CONTEXT, keyId);
-      if (session.json) printJson({ id: keyId, revoked: true });
-      else if (before.revokedAt) print(`key ${keyId} was already revoked (since ${shortTime(before.revokedAt)}); nothing changed`);
-      else print(`revoked key ${keyId}; requests with it are refused from now on`);
-    }));
+    .action((keyId: string, o: StoreOptions) =>
+      withStore(o, async (session) => {
+        const before = await findKey(session, keyId);
+        if (before === undefined) throw new RuntimeError(`no key '${keyId}'`);
+        await session.accounts.revokeKey(CLI_CONTEXT, keyId);
+        if (session.json) printJson({ id: keyId, revoked: true });
+        else if (before.revokedAt) print(`key ${keyId} was already revoked (since ${shortTime(before.revokedAt)}); nothing changed`);
+        else print(`revoked key ${keyId}; requests with it are refused from now on`);
+      }),
+    );
 
   storeCommand(program, "usage", "show an account's usage this month")
     .requiredOption("--account <id>", "the account")
     .addOption(modeOption())
     .addHelpText("after", "\nExamples:\n  $ alveare usage --account acc_123\n  $ alveare usage --account acc_123 --mode test --json")
-    .action((o: StoreOptions & { account: string; mode: Mode }) => withStore(o, async ({ stores, config, json }) => {
-      const account = await stores.accounts.getAccount(o.account);
-      if (account === undefined) throw new RuntimeError(`no account '${o.account}'`);
-      const plan = config.plans[account.plan];
-      if (plan === undefined) throw new RuntimeError(`account ${account.id} is on plan '${account.plan}', which the config does not define`);
-      const usage = await usageReport(stores.ledger, plan, account.id, o.mode);
-      if (json) {
-        printJson(usage);
-        return;
-      }
-      print(`${o.mode} usage of account ${account.id} (plan ${account.plan}), ${usage.period_start} to ${usage.period_end}`);
-      print(table(["", "used", "limit"], [
-        ["requests", String(usage.requests_used), String(usage.requests_limit)],
-        ["tokens", String(usage.tokens_used), "-"],
-      ], ""));
-      const bySpecialist = Object.entries(usage.by_specialist);
-      print("");
-      print(table(["specialist", "requests"], bySpecialist.map(([id, n]) => [id, String(n)]), "no requests this month"));
-    }));
+    .action((o: StoreOptions & { account: string; mode: Mode }) =>
+      withStore(o, async ({ stores, config, json }) => {
+        const account = await stores.accounts.getAccount(o.account);
+        if (account === undefined) throw new RuntimeError(`no account '${o.account}'`);
+        const plan = config.plans[account.plan];
+        if (plan === undefined) throw new RuntimeError(`account ${account.id} is on plan '${account.plan}', which the config does not define`);
+        const usage = await usageReport(stores.ledger, plan, account.id, o.mode);
+        if (json) {
+          printJson(usage);
+          return;
+        }
+        print(`${o.mode} usage of account ${account.id} (plan ${account.plan}), ${usage.period_start} to ${usage.period_end}`);
+        print(
+          table(
+            ["", "used", "limit"],
+            [
+              ["requests", String(usage.requests_used), String(usage.requests_limit)],
+              ["tokens", String(usage.tokens_used), "-"],
+            ],
+            "",
+          ),
+        );
+        const bySpecialist = Object.entries(usage.by_specialist);
+        print("");
+        print(
+          table(
+            ["specialist", "requests"],
+            bySpecialist.map(([id, n]) => [id, String(n)]),
+            "no requests this month",
+          ),
+        );
+      }),
+    );
 
   storeCommand(program, "audit", "show the audit log: who changed what, when and from where (newest first)")
     .option("--account <id>", "only this account's records")
@@ -188,19 +248,27 @@ export function registerAccountCommands(program: Command): void {
     .option("--since <time>", "from this date or time (UTC), e.g. 2026-11-01")
     .option("--until <time>", "before this date or time (UTC)")
     .option("--limit <n>", "at most this many records (1 to 1000)", "100")
-    .addHelpText("after", "\nExamples:\n  $ alveare audit\n  $ alveare audit --account acc_123 --json\n  $ alveare audit --action sign_in.failed --since 2026-11-01")
+    .addHelpText(
+      "after",
+      "\nExamples:\n  $ alveare audit\n  $ alveare audit --account acc_123 --json\n  $ alveare audit --action sign_in.failed --since 2026-11-01",
+    )
     .action((o: StoreOptions & { account?: string; action?: string; actor?: string; since?: string; until?: string; limit: string }) =>
       withStore(o, async ({ stores, json }) => {
-        const page = await stores.audit.query(parseAuditQuery({ account: o.account, action: o.action, actor: o.actor, since: o.since, until: o.until, limit: o.limit }));
+        const page = await stores.audit.query(
+          parseAuditQuery({ account: o.account, action: o.action, actor: o.actor, since: o.since, until: o.until, limit: o.limit }),
+        );
         if (json) {
           printJson(auditPageJson(page));
           return;
         }
-        print(table(
-          ["time", "actor", "action", "account", "target", "source", "count"],
-          page.records.map((r) => [shortTime(r.at), r.actor, r.action, r.accountId ?? "-", r.target ?? "-", r.source ?? "-", String(r.count)]),
-          "no audit records match",
-        ));
+        print(
+          table(
+            ["time", "actor", "action", "account", "target", "source", "count"],
+            page.records.map((r) => [shortTime(r.at), r.actor, r.action, r.accountId ?? "-", r.target ?? "-", r.source ?? "-", String(r.count)]),
+            "no audit records match",
+          ),
+        );
         if (page.nextCursor !== null) note(`more records are older; narrow with --since/--until or raise --limit`);
-      }));
+      }),
+    );
 }

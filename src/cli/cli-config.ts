@@ -19,8 +19,7 @@ export function loadCliConfig(flags: ServeFlags): ServerConfig {
   }
 }
 
-const isFileField = (field: string, file: string): boolean =>
-  !field.startsWith("--") && !field.startsWith("ALVEARE_") && field !== file;
+const isFileField = (field: string, file: string): boolean => !field.startsWith("--") && !field.startsWith("ALVEARE_") && field !== file;
 
 /** Which flag, variable or file field set a setting, for error messages that say what to change. */
 export function settingSource(

@@ -16,10 +16,12 @@ export function table(headers: readonly string[], rows: ReadonlyArray<ReadonlyAr
   if (rows.length === 0) return empty;
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
   const line = (cells: ReadonlyArray<string>): string =>
-    cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join("  ").trimEnd();
+    cells
+      .map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0)))
+      .join("  ")
+      .trimEnd();
   return [line(headers.map((h) => h.toUpperCase())), ...rows.map(line)].join("\n");
 }
 
 /** ISO timestamps shortened to minutes in UTC for tables: 2026-11-26 00:16Z. */
-export const shortTime = (iso: string | null | undefined): string =>
-  iso ? `${iso.slice(0, 10)} ${iso.slice(11, 16)}Z` : "-";
+export const shortTime = (iso: string | null | undefined): string => (iso ? `${iso.slice(0, 10)} ${iso.slice(11, 16)}Z` : "-");

@@ -20,7 +20,13 @@ async function checkLocalModels(config: ServerConfig, flags: ServeFlags): Promis
     const named = engine.model in config.models;
     const location = config.models[engine.model] ?? engine.model;
     if (isRemoteModel(location)) continue;
-    if (await stat(location).then((info) => info.isFile(), () => false)) continue;
+    if (
+      await stat(location).then(
+        (info) => info.isFile(),
+        () => false,
+      )
+    )
+      continue;
     const source = !named
       ? `'specialists.${id}.model' in ${configFile ?? "the config file"}`
       : engine.model === "base"
@@ -49,9 +55,13 @@ function listenProblem(error: NodeJS.ErrnoException, config: ServerConfig, flags
   const host = settingSource({ name: "--host", value: flags.host }, "ALVEARE_HOST", "host", configFile);
   switch (error.code) {
     case "EADDRINUSE":
-      return new RuntimeError(`port ${config.port} on ${config.host} is already in use (port from ${port}); stop the other process or choose another port with --port`);
+      return new RuntimeError(
+        `port ${config.port} on ${config.host} is already in use (port from ${port}); stop the other process or choose another port with --port`,
+      );
     case "EACCES":
-      return new RuntimeError(`not allowed to listen on port ${config.port} (port from ${port}); ports below 1024 need privileges, choose another with --port`);
+      return new RuntimeError(
+        `not allowed to listen on port ${config.port} (port from ${port}); ports below 1024 need privileges, choose another with --port`,
+      );
     case "EADDRNOTAVAIL":
     case "ENOTFOUND":
       return new RuntimeError(`cannot listen on host ${config.host} (host from ${host}): no such address on this machine`);
@@ -99,8 +109,15 @@ export async function serve(flags: ServeFlags): Promise<void> {
     const drainSeconds = config.observability?.drainSeconds ?? DEFAULT_DRAIN_SECONDS;
     logger.info({ signal, drain_seconds: drainSeconds }, `shutting down: refusing new requests, finishing running ones for up to ${drainSeconds} s`);
     server.close(drainSeconds * 1000).then(
-      () => { logger.flush(); process.exit(0); },
-      (error: unknown) => { logger.error({ err: error }, "shutdown failed"); logger.flush(); process.exit(1); },
+      () => {
+        logger.flush();
+        process.exit(0);
+      },
+      (error: unknown) => {
+        logger.error({ err: error }, "shutdown failed");
+        logger.flush();
+        process.exit(1);
+      },
     );
   };
   process.on("SIGINT", () => stop("SIGINT"));

@@ -12,13 +12,16 @@ export function registerServeCommand(program: Command): void {
     .option("--data-dir <dir>", "where the database and downloaded models live (default ./data, or ALVEARE_DATA_DIR)")
     .option("--model <path-or-uri>", "the base model: a .gguf file or hf:owner/repo/file.gguf (or ALVEARE_MODEL)")
     .option("--config <file>", "a JSON config file (or ALVEARE_CONFIG)")
-    .addHelpText("after", `
+    .addHelpText(
+      "after",
+      `
 Examples:
   $ alveare serve
   $ alveare serve --model ./models/qwen2.5-0.5b-instruct-q4_k_m.gguf --port 9000
   $ ALVEARE_ADMIN_TOKEN=... alveare serve --host 0.0.0.0
 
-Logs are readable in a terminal and JSON otherwise; ALVEARE_LOG_FORMAT=json|pretty chooses.`)
+Logs are readable in a terminal and JSON otherwise; ALVEARE_LOG_FORMAT=json|pretty chooses.`,
+    )
     .action(async (o: { port?: string; host?: string; dataDir?: string; model?: string; config?: string }) => {
       // Loaded on use: the server pulls in llama.cpp, which --help and the account commands do not need.
       const { serve } = await import("./serve.js");
@@ -27,7 +30,9 @@ Logs are readable in a terminal and JSON otherwise; ALVEARE_LOG_FORMAT=json|pret
 }
 
 export function registerModelCommands(program: Command): void {
-  const models = program.command("models").description("download models ahead of time")
+  const models = program
+    .command("models")
+    .description("download models ahead of time")
     .addHelpText("after", "\nExample:\n  $ alveare models pull hf:Qwen/Qwen2.5-0.5B-Instruct-GGUF/qwen2.5-0.5b-instruct-q4_k_m.gguf");
   models
     .command("pull")

@@ -36,8 +36,10 @@ export interface HttpLimits {
 export const DEFAULT_HTTP_LIMITS: HttpLimits = { requestTimeoutMs: 30_000, headersTimeoutMs: 10_000, maxConnections: 512 };
 
 function httpLimitsFrom(env: Env): HttpLimits {
-  const requestTimeoutMs = intFrom(env.ALVEARE_REQUEST_TIMEOUT_MS, "ALVEARE_REQUEST_TIMEOUT_MS", 100, 3_600_000) ?? DEFAULT_HTTP_LIMITS.requestTimeoutMs;
-  const headersTimeoutMs = intFrom(env.ALVEARE_HEADERS_TIMEOUT_MS, "ALVEARE_HEADERS_TIMEOUT_MS", 100, 3_600_000) ?? DEFAULT_HTTP_LIMITS.headersTimeoutMs;
+  const requestTimeoutMs =
+    intFrom(env.ALVEARE_REQUEST_TIMEOUT_MS, "ALVEARE_REQUEST_TIMEOUT_MS", 100, 3_600_000) ?? DEFAULT_HTTP_LIMITS.requestTimeoutMs;
+  const headersTimeoutMs =
+    intFrom(env.ALVEARE_HEADERS_TIMEOUT_MS, "ALVEARE_HEADERS_TIMEOUT_MS", 100, 3_600_000) ?? DEFAULT_HTTP_LIMITS.headersTimeoutMs;
   return {
     requestTimeoutMs,
     headersTimeoutMs: Math.min(headersTimeoutMs, requestTimeoutMs),
@@ -148,7 +150,10 @@ function threadsFrom(env: string | undefined, file: number | "auto" | undefined)
 function adminTokenFrom(value: string | undefined): string | undefined {
   if (value === undefined || value === "") return undefined;
   if (value.length < MIN_ADMIN_TOKEN_LENGTH) {
-    throw new ConfigError("ALVEARE_ADMIN_TOKEN", `must be at least ${MIN_ADMIN_TOKEN_LENGTH} characters, got ${value.length} (generate one with: openssl rand -hex 32)`);
+    throw new ConfigError(
+      "ALVEARE_ADMIN_TOKEN",
+      `must be at least ${MIN_ADMIN_TOKEN_LENGTH} characters, got ${value.length} (generate one with: openssl rand -hex 32)`,
+    );
   }
   if (value.length > MAX_ADMIN_TOKEN_LENGTH) throw new ConfigError("ALVEARE_ADMIN_TOKEN", `must be at most ${MAX_ADMIN_TOKEN_LENGTH} characters`);
   return value;
@@ -173,7 +178,10 @@ function trustProxyFrom(value: string | undefined): TrustProxy {
   const entries = v.split(",").map((s) => s.trim());
   const bad = entries.find((s) => !isProxyAddress(s));
   if (bad !== undefined) {
-    throw new ConfigError("ALVEARE_TRUST_PROXY", `'${bad}' is not an address or CIDR; use true, false, a hop count, or comma-separated addresses/CIDRs`);
+    throw new ConfigError(
+      "ALVEARE_TRUST_PROXY",
+      `'${bad}' is not an address or CIDR; use true, false, a hop count, or comma-separated addresses/CIDRs`,
+    );
   }
   return entries;
 }

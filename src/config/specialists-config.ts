@@ -117,7 +117,8 @@ export function parseSpecialists(raw: unknown): SpecialistDefinition[] {
       engine: parseEngine(value, path, base?.engine),
       ...(base?.kind === undefined ? {} : { kind: base.kind }),
     });
-    if (base?.kind === "embeddings" && value.remote !== undefined) fail(`${path}remote`, "an embeddings specialist runs on a model file; remote embeddings are not supported");
+    if (base?.kind === "embeddings" && value.remote !== undefined)
+      fail(`${path}remote`, "an embeddings specialist runs on a model file; remote embeddings are not supported");
   }
   if (byId.size === 0) throw new ConfigError("specialists", "at least one specialist must stay enabled");
   return [...byId.values()];

@@ -122,7 +122,9 @@ export function dashboardRoutes(options: DashboardOptions) {
       const { member, account } = await accountOf(await memberSession(people, request));
       const body = parseBody(dashboardRequests.createKey, request.body);
       const name = body.name?.trim() || undefined;
-      return reply.code(201).send(createdKeyJson(await accounts.createKey(requestContext(request, `member:${member.email}`), account.id, body.mode, name)));
+      return reply
+        .code(201)
+        .send(createdKeyJson(await accounts.createKey(requestContext(request, `member:${member.email}`), account.id, body.mode, name)));
     });
 
     app.post<{ Params: { id: string } }>("/api/keys/:id/revoke", async (request) => {

@@ -47,7 +47,11 @@ export class People {
   private readonly operatorFailures: FailureLog;
   private readonly passwords: Passwords;
 
-  constructor(private readonly stores: Pick<Stores, "accounts" | "people" | "audit">, private readonly adminToken: string | undefined, options: PeopleOptions = {}) {
+  constructor(
+    private readonly stores: Pick<Stores, "accounts" | "people" | "audit">,
+    private readonly adminToken: string | undefined,
+    options: PeopleOptions = {},
+  ) {
     const limits = { ...SIGN_IN_LIMITS, ...options.signInLimits };
     this.memberFailures = new FailureLog(limits);
     this.operatorFailures = new FailureLog(limits);
@@ -58,7 +62,8 @@ export class People {
   async invite(context: AuditContext, accountId: string, email: string): Promise<{ member: Member; token: string }> {
     const normalised = normaliseEmail(email);
     if (!isEmailAddress(normalised)) throw errors.invalidParameter("email", "must be an email address.");
-    if ((await this.stores.accounts.getAccount(accountId)) === undefined) throw new ApiError(404, "invalid_request_error", "not_found", `no account '${accountId}'`);
+    if ((await this.stores.accounts.getAccount(accountId)) === undefined)
+      throw new ApiError(404, "invalid_request_error", "not_found", `no account '${accountId}'`);
     let member = await this.stores.people.findMemberByEmail(normalised);
     if (member !== undefined && member.accountId !== accountId) {
       throw errors.invalidParameter("email", "this email already belongs to another account.");
@@ -81,9 +86,14 @@ export class People {
     await this.stores.people.setMemberPassword(memberId, await this.passwords.hash(password));
     const member = await this.stores.people.getMember(memberId);
     if (member !== undefined) {
-      await this.stores.audit.record({ actor: `member:${member.email}`, source: address, requestId }, {
-        action: "member.joined", accountId: member.accountId, target: `member:${member.id}`,
-      });
+      await this.stores.audit.record(
+        { actor: `member:${member.email}`, source: address, requestId },
+        {
+          action: "member.joined",
+          accountId: member.accountId,
+          target: `member:${member.id}`,
+        },
+      );
     }
     return this.startSession(memberId, false);
   }
@@ -102,20 +112,34 @@ export class People {
     if (member === undefined || !ok) {
       for (const key of keys) this.memberFailures.add(key, now);
       if (member === undefined) await this.stores.audit.count(anonymous, "sign_in.failed");
-      else await this.stores.audit.record(anonymous, { action: "sign_in.failed", accountId: member.accountId, target: `member:${member.id}`, detail: { email: member.email } });
+      else
+        await this.stores.audit.record(anonymous, {
+          action: "sign_in.failed",
+          accountId: member.accountId,
+          target: `member:${member.id}`,
+          detail: { email: member.email },
+        });
       throw new ApiError(401, "authentication_error", "invalid_credentials", "Wrong email or password.");
     }
     this.memberFailures.clear(keys[0]!);
-    await this.stores.audit.record({ actor: `member:${member.email}`, source: address, requestId }, {
-      action: "sign_in.succeeded", accountId: member.accountId, target: `member:${member.id}`,
-    });
+    await this.stores.audit.record(
+      { actor: `member:${member.email}`, source: address, requestId },
+      {
+        action: "sign_in.succeeded",
+        accountId: member.accountId,
+        target: `member:${member.id}`,
+      },
+    );
     return this.startSession(member.id, false);
   }
 
   async signInOperator(token: string, address: string, requestId: string | null = null): Promise<StartedSession> {
     if (this.adminToken === undefined) throw errors.notFound("POST", "/dashboard/api/admin-login");
     await this.checkAdminToken(token, address, requestId);
-    await this.stores.audit.record({ actor: "operator", source: address, requestId }, { action: "operator.signed_in", accountId: null, target: null });
+    await this.stores.audit.record(
+      { actor: "operator", source: address, requestId },
+      { action: "operator.signed_in", accountId: null, target: null },
+    );
     return this.startSession(null, true);
   }
 
@@ -161,7 +185,11 @@ export class People {
   private async startSession(memberId: string | null, admin: boolean): Promise<StartedSession> {
     const token = randomBase62(43);
     const session: Session = {
-      tokenHash: sha256(token), memberId, admin, csrfToken: randomBase62(32), expiresAt: new Date(Date.now() + SESSION_MS).toISOString(),
+      tokenHash: sha256(token),
+      memberId,
+      admin,
+      csrfToken: randomBase62(32),
+      expiresAt: new Date(Date.now() + SESSION_MS).toISOString(),
     };
     await this.stores.people.createSession(session);
     return { token, session };

@@ -82,7 +82,13 @@ export class AccountGate implements Gate {
     return caller !== undefined && planAllows(this.planOf(caller), specialistId);
   }
 
-  async admit(caller: Caller | undefined, specialistId: string, endpoint: Endpoint, requestId: string, options: AdmitOptions = {}): Promise<AdmitDecision> {
+  async admit(
+    caller: Caller | undefined,
+    specialistId: string,
+    endpoint: Endpoint,
+    requestId: string,
+    options: AdmitOptions = {},
+  ): Promise<AdmitDecision> {
     if (caller === undefined) return { admitted: false, error: errors.missingApiKey() };
     const decision = await this.decide(caller, specialistId, endpoint, requestId, options);
     if (!decision.admitted) {
@@ -112,9 +118,11 @@ export class AccountGate implements Gate {
     const acquired = await this.parts.limiter.acquire(caller.keyId, limits, reserve);
     if (!acquired.granted) {
       const error =
-        acquired.refusedBy === "requests" ? errors.rateLimited(plan.requestsPerWindow, plan.windowMs, acquired.retryAfterMs)
-        : acquired.refusedBy === "tokens" ? errors.tokenRateLimited(limits.tokens?.limit ?? 0, plan.windowMs, acquired.retryAfterMs)
-        : errors.concurrencyLimited(limits.maxConcurrent ?? 0, acquired.retryAfterMs);
+        acquired.refusedBy === "requests"
+          ? errors.rateLimited(plan.requestsPerWindow, plan.windowMs, acquired.retryAfterMs)
+          : acquired.refusedBy === "tokens"
+            ? errors.tokenRateLimited(limits.tokens?.limit ?? 0, plan.windowMs, acquired.retryAfterMs)
+            : errors.concurrencyLimited(limits.maxConcurrent ?? 0, acquired.retryAfterMs);
       return { admitted: false, error, limits: acquired.report };
     }
     const { lease } = acquired;

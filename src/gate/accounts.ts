@@ -12,7 +12,10 @@ import { DEFAULT_MAX_KEYS, findPlan, type Plan } from "./plans.js";
  * and each change is written to the audit log with who made it.
  */
 export class AccountService {
-  constructor(private readonly stores: Pick<Stores, "accounts" | "audit">, private readonly plans: Readonly<Record<string, Plan>>) {}
+  constructor(
+    private readonly stores: Pick<Stores, "accounts" | "audit">,
+    private readonly plans: Readonly<Record<string, Plan>>,
+  ) {}
 
   private plan(name: string): Plan {
     const plan = findPlan(this.plans, name);
@@ -25,7 +28,12 @@ export class AccountService {
     this.plan(plan);
     const account: Account = { id: `acct_${randomBase62(16)}`, name, plan, status: "active", createdAt: new Date().toISOString() };
     await this.stores.accounts.createAccount(account);
-    await this.stores.audit.record(context, { action: "account.created", accountId: account.id, target: `account:${account.id}`, detail: { name, plan } });
+    await this.stores.audit.record(context, {
+      action: "account.created",
+      accountId: account.id,
+      target: `account:${account.id}`,
+      detail: { name, plan },
+    });
     return account;
   }
 
@@ -41,13 +49,22 @@ export class AccountService {
     const maxKeys = findPlan(this.plans, account.plan)?.maxKeys ?? DEFAULT_MAX_KEYS;
     const secret = generateKey(mode);
     const record: ApiKeyRecord = {
-      id: `key_${randomBase62(16)}`, accountId, name: name ?? null, mode, prefix: secret.prefix,
-      createdAt: new Date().toISOString(), lastUsedAt: null, revokedAt: null,
+      id: `key_${randomBase62(16)}`,
+      accountId,
+      name: name ?? null,
+      mode,
+      prefix: secret.prefix,
+      createdAt: new Date().toISOString(),
+      lastUsedAt: null,
+      revokedAt: null,
     };
     switch (await this.stores.accounts.createKey(record, secret.hash, maxKeys)) {
       case "created":
         await this.stores.audit.record(context, {
-          action: "key.created", accountId, target: `key:${record.id}`, detail: { mode, ...(name === undefined ? {} : { name }) },
+          action: "key.created",
+          accountId,
+          target: `key:${record.id}`,
+          detail: { mode, ...(name === undefined ? {} : { name }) },
         });
         return { record, key: secret.key };
       case "no_account":
@@ -79,7 +96,12 @@ export class AccountService {
     const before = await this.getAccount(id);
     if (!(await this.stores.accounts.updateAccount(id, { plan }))) throw noAccount(id);
     if (before.plan !== plan) {
-      await this.stores.audit.record(context, { action: "account.plan_changed", accountId: id, target: `account:${id}`, detail: { from: before.plan, to: plan } });
+      await this.stores.audit.record(context, {
+        action: "account.plan_changed",
+        accountId: id,
+        target: `account:${id}`,
+        detail: { from: before.plan, to: plan },
+      });
     }
     return this.getAccount(id);
   }
@@ -92,7 +114,11 @@ export class AccountService {
     const before = await this.getAccount(id);
     if (!(await this.stores.accounts.updateAccount(id, { status }))) throw noAccount(id);
     if (before.status !== status) {
-      await this.stores.audit.record(context, { action: status === "suspended" ? "account.suspended" : "account.reactivated", accountId: id, target: `account:${id}` });
+      await this.stores.audit.record(context, {
+        action: status === "suspended" ? "account.suspended" : "account.reactivated",
+        accountId: id,
+        target: `account:${id}`,
+      });
     }
     return this.getAccount(id);
   }
@@ -103,7 +129,13 @@ export class AccountService {
     if (key === undefined || !(await this.stores.accounts.revokeKey(keyId, new Date().toISOString()))) {
       throw new AccountError(errors.notFoundResource(`no key '${keyId}'`));
     }
-    if (key.revokedAt === null) await this.stores.audit.record(context, { action: "key.revoked", accountId: key.accountId, target: `key:${keyId}`, detail: { mode: key.mode } });
+    if (key.revokedAt === null)
+      await this.stores.audit.record(context, {
+        action: "key.revoked",
+        accountId: key.accountId,
+        target: `key:${keyId}`,
+        detail: { mode: key.mode },
+      });
   }
 }
 

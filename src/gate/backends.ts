@@ -40,8 +40,7 @@ export interface KeyLease {
 }
 
 export type Acquisition =
-  | { granted: true; report: LimitReport; lease: KeyLease }
-  | { granted: false; report: LimitReport; refusedBy: LimitName; retryAfterMs: number };
+  { granted: true; report: LimitReport; lease: KeyLease } | { granted: false; report: LimitReport; refusedBy: LimitName; retryAfterMs: number };
 
 /**
  * Per-key limits: the request window, the token window and the concurrency

@@ -9,8 +9,7 @@ export const isKeyMode = (value: unknown): value is Mode => KEY_MODES.some((mode
 const BEARER = /^Bearer\s+(\S+)\s*$/i;
 
 /** The token of an `Authorization: Bearer …` header; undefined when absent or in any other shape. */
-export const bearerToken = (header: string | undefined): string | undefined =>
-  header === undefined ? undefined : BEARER.exec(header)?.[1];
+export const bearerToken = (header: string | undefined): string | undefined => (header === undefined ? undefined : BEARER.exec(header)?.[1]);
 
 /** The mode a caller named ("live" when absent); a 400 naming `mode` for anything else. */
 export function requestedMode(value: unknown): Mode {

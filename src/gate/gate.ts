@@ -47,8 +47,7 @@ export interface Authentication {
 
 /** The gate's answer to one request: let through, or the catalogue error to answer with. */
 export type AdmitDecision =
-  | { admitted: true; admission: Admission; limits?: LimitReport | undefined }
-  | { admitted: false; error: ApiError; limits?: LimitReport | undefined };
+  { admitted: true; admission: Admission; limits?: LimitReport | undefined } | { admitted: false; error: ApiError; limits?: LimitReport | undefined };
 
 /**
  * What stands in front of the /v1 routes: authentication, plan, limits and

@@ -23,9 +23,30 @@ export interface Plan {
 export const DEFAULT_MAX_KEYS = 25;
 
 export const DEFAULT_PLANS: Readonly<Record<string, Plan>> = {
-  solo: { name: "solo", requestsPerWindow: 20, windowMs: 60_000, requestsPerMonth: 10_000, specialists: ["classify", "summarise", "extract"], maxKeys: DEFAULT_MAX_KEYS },
-  starter: { name: "starter", requestsPerWindow: 100, windowMs: 60_000, requestsPerMonth: 100_000, specialists: ["classify", "summarise", "extract", "qa", "chat"], maxKeys: DEFAULT_MAX_KEYS },
-  professional: { name: "professional", requestsPerWindow: 500, windowMs: 60_000, requestsPerMonth: 500_000, specialists: "*", maxKeys: DEFAULT_MAX_KEYS },
+  solo: {
+    name: "solo",
+    requestsPerWindow: 20,
+    windowMs: 60_000,
+    requestsPerMonth: 10_000,
+    specialists: ["classify", "summarise", "extract"],
+    maxKeys: DEFAULT_MAX_KEYS,
+  },
+  starter: {
+    name: "starter",
+    requestsPerWindow: 100,
+    windowMs: 60_000,
+    requestsPerMonth: 100_000,
+    specialists: ["classify", "summarise", "extract", "qa", "chat"],
+    maxKeys: DEFAULT_MAX_KEYS,
+  },
+  professional: {
+    name: "professional",
+    requestsPerWindow: 500,
+    windowMs: 60_000,
+    requestsPerMonth: 500_000,
+    specialists: "*",
+    maxKeys: DEFAULT_MAX_KEYS,
+  },
   scale: { name: "scale", requestsPerWindow: 2_000, windowMs: 60_000, requestsPerMonth: 2_000_000, specialists: "*", maxKeys: DEFAULT_MAX_KEYS },
 };
 
@@ -36,8 +57,7 @@ export const DEFAULT_PLANS: Readonly<Record<string, Plan>> = {
 export const findPlan = (plans: Readonly<Record<string, Plan>>, name: string): Plan | undefined =>
   Object.hasOwn(plans, name) ? plans[name] : undefined;
 
-export const planAllows = (plan: Plan, specialistId: string): boolean =>
-  plan.specialists === "*" || plan.specialists.includes(specialistId);
+export const planAllows = (plan: Plan, specialistId: string): boolean => plan.specialists === "*" || plan.specialists.includes(specialistId);
 
 /**
  * The config file's `plans` table over the defaults: a known plan changes field

@@ -19,16 +19,29 @@ export class StoreQuotaCounter implements QuotaCounter {
     const period = billingPeriod(r.at).key;
     const { accountId, keyId, mode } = r.caller;
     const eventId = await this.store.admit({
-      requestId: r.requestId, accountId, keyId, mode, period,
-      endpoint: r.endpoint, specialist: r.specialistId, limit: r.limit, at: r.at.toISOString(),
+      requestId: r.requestId,
+      accountId,
+      keyId,
+      mode,
+      period,
+      endpoint: r.endpoint,
+      specialist: r.specialistId,
+      limit: r.limit,
+      at: r.at.toISOString(),
     });
     if (eventId === undefined) return undefined;
     return {
       finish: (outcome: Outcome) =>
         this.store.complete({
-          eventId, accountId, mode, period,
-          status: outcome.status, promptTokens: outcome.promptTokens, completionTokens: outcome.completionTokens,
-          latencyMs: outcome.latencyMs, at: this.now().toISOString(),
+          eventId,
+          accountId,
+          mode,
+          period,
+          status: outcome.status,
+          promptTokens: outcome.promptTokens,
+          completionTokens: outcome.completionTokens,
+          latencyMs: outcome.latencyMs,
+          at: this.now().toISOString(),
         }),
     };
   }

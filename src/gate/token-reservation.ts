@@ -29,7 +29,10 @@ export function promptTokenBound(parts: readonly unknown[], contextLimit?: numbe
 }
 
 /** What a generation may cost at most: the prompt's bound, and max_tokens for each of its `choices`. */
-export function tokenReservation(request: { messages: readonly unknown[]; maxTokens: number; contextLimit?: number | undefined }, choices = 1): TokenReservation {
+export function tokenReservation(
+  request: { messages: readonly unknown[]; maxTokens: number; contextLimit?: number | undefined },
+  choices = 1,
+): TokenReservation {
   return {
     promptTokens: promptTokenBound(request.messages, request.contextLimit),
     completionTokens: request.maxTokens * choices,

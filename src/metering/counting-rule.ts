@@ -19,5 +19,4 @@ export const CLIENT_CLOSED = 499;
 /** Ledger status of a request whose process died before it completed, settled at the next start. */
 export const NOT_DELIVERED = 0;
 
-export const countsAgainstQuota = (status: number): boolean =>
-  (status >= 200 && status < 300) || status === CLIENT_CLOSED;
+export const countsAgainstQuota = (status: number): boolean => (status >= 200 && status < 300) || status === CLIENT_CLOSED;

@@ -5,7 +5,11 @@ import { billingPeriod, isoSeconds, type BillingPeriod } from "./billing-period.
 
 /** The reference's `GET /v1/usage` object for one account and mode, this UTC month unless told which. */
 export async function usageReport(
-  ledger: LedgerStore, plan: Plan, accountId: string, mode: Mode, period: BillingPeriod = billingPeriod(),
+  ledger: LedgerStore,
+  plan: Plan,
+  accountId: string,
+  mode: Mode,
+  period: BillingPeriod = billingPeriod(),
 ): Promise<Usage> {
   const usage = await ledger.periodUsage(accountId, mode, period.key);
   return {

@@ -46,11 +46,7 @@ const offlineHint = (uri: string, why: string): string =>
  * downloaded once into `<dataDir>/models` (to a temporary name, renamed when
  * complete and verified) and found there on later starts.
  */
-export async function resolveModel(
-  location: string,
-  dataDir: string,
-  onProgress?: (p: DownloadProgress) => void,
-): Promise<string> {
+export async function resolveModel(location: string, dataDir: string, onProgress?: (p: DownloadProgress) => void): Promise<string> {
   if (!isRemoteModel(location)) {
     const path = resolve(location);
     const info = await stat(path).catch(() => undefined);
@@ -60,7 +56,13 @@ export async function resolveModel(
   const url = modelUrl(location);
   const dir = join(dataDir, "models");
   const target = join(dir, basename(new URL(url).pathname));
-  if (await stat(target).then((s) => s.isFile(), () => false)) return target;
+  if (
+    await stat(target).then(
+      (s) => s.isFile(),
+      () => false,
+    )
+  )
+    return target;
   await mkdir(dir, { recursive: true });
   let response: Response;
   try {

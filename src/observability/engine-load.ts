@@ -19,9 +19,11 @@ export function loadSources(specialists: () => readonly Specialist[]): LoadSourc
       return [...seen.values()];
     },
     upstreams(): UpstreamHealth[] {
-      return specialists().flatMap(({ id, engine }) => engine instanceof RemoteEngine
-        ? Object.entries(engine.load).map(([upstream, state]) => ({ specialist: id, upstream, healthy: state.healthy }))
-        : []);
+      return specialists().flatMap(({ id, engine }) =>
+        engine instanceof RemoteEngine
+          ? Object.entries(engine.load).map(([upstream, state]) => ({ specialist: id, upstream, healthy: state.healthy }))
+          : [],
+      );
     },
   };
 }

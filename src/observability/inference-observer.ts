@@ -11,18 +11,19 @@ const outcomeOf = (error: unknown): string => (error instanceof ApiError ? error
  * generation or the upstream call, and metering. The inference path calls it
  * at each step and stays unaware of what, if anything, records.
  */
-export function observeGeneration(
-  telemetry: Telemetry = NO_TELEMETRY,
-  trace: RequestTrace = NO_TRACE,
-  specialist: Specialist,
-  endpoint: string,
-) {
+export function observeGeneration(telemetry: Telemetry = NO_TELEMETRY, trace: RequestTrace = NO_TRACE, specialist: Specialist, endpoint: string) {
   const remote = specialist.engine instanceof RemoteEngine;
   let requested = 0;
   let generation: TraceSpan | undefined;
   let queue: TraceSpan | undefined;
   const record = (outcome: string, result?: GenerationResult): void =>
-    telemetry.inference({ specialist: specialist.id, endpoint, outcome, promptTokens: result?.promptTokens ?? 0, completionTokens: result?.completionTokens ?? 0 });
+    telemetry.inference({
+      specialist: specialist.id,
+      endpoint,
+      outcome,
+      promptTokens: result?.promptTokens ?? 0,
+      completionTokens: result?.completionTokens ?? 0,
+    });
 
   return {
     async admission<T>(admitted: Promise<T>): Promise<T> {

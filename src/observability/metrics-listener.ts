@@ -16,16 +16,22 @@ export async function listenForMetrics(metrics: PrometheusMetrics, port: number,
   });
   await new Promise<void>((resolve, reject) => {
     server.once("error", (error: Error) =>
-      reject(new Error(`cannot serve metrics on ${host}:${port} (ALVEARE_METRICS_HOST, ALVEARE_METRICS_PORT): ${error.message}; choose another port, or 0 to turn metrics off`)));
+      reject(
+        new Error(
+          `cannot serve metrics on ${host}:${port} (ALVEARE_METRICS_HOST, ALVEARE_METRICS_PORT): ${error.message}; choose another port, or 0 to turn metrics off`,
+        ),
+      ),
+    );
     server.listen(port, host, () => resolve());
   });
   const bound = (server.address() as AddressInfo).port;
   const shownHost = host.includes(":") ? `[${host}]` : host;
   return {
     url: `http://${shownHost}:${bound}/metrics`,
-    close: () => new Promise<void>((resolve) => {
-      server.closeAllConnections();
-      server.close(() => resolve());
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
   };
 }

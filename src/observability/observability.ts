@@ -22,7 +22,7 @@ export class Observability implements Telemetry {
   }): Promise<Observability> {
     const { settings } = options;
     const metrics = settings.metricsPort === 0 ? undefined : new PrometheusMetrics(new Set(options.specialists), options.sources);
-    const listener = metrics && await listenForMetrics(metrics, settings.metricsPort, settings.metricsHost);
+    const listener = metrics && (await listenForMetrics(metrics, settings.metricsPort, settings.metricsHost));
     try {
       return new Observability(metrics, await startTracing(options.env, options.version), listener);
     } catch (error) {

@@ -2,7 +2,16 @@
  * OpenTelemetry tracing. Only ever loaded by dynamic import when an OTLP
  * endpoint is configured, so a server without tracing loads none of the SDK.
  */
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, defaultTextMapGetter, defaultTextMapSetter, trace, type Context, type Span } from "@opentelemetry/api";
+import {
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  defaultTextMapGetter,
+  defaultTextMapSetter,
+  trace,
+  type Context,
+  type Span,
+} from "@opentelemetry/api";
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
 import { detectResources, envDetector, resourceFromAttributes } from "@opentelemetry/resources";
@@ -41,12 +50,19 @@ export async function startOtelTracing(env: Readonly<Record<string, string | und
   // The endpoint comes from the given environment; headers, timeouts and compression from the process's OTEL_* variables.
   const detected = detectResources({ detectors: [envDetector] });
   const resource = resourceFromAttributes({ "service.name": "alveare", "service.version": serviceVersion }).merge(detected);
-  const provider = new TracerProvider({ resource, spanProcessors: [new BatchSpanProcessor({ exporter: new OTLPTraceExporter({ url: tracesUrl(env) }) })] });
+  const provider = new TracerProvider({
+    resource,
+    spanProcessors: [new BatchSpanProcessor({ exporter: new OTLPTraceExporter({ url: tracesUrl(env) }) })],
+  });
   const tracer = provider.getTracer("alveare", serviceVersion);
   return {
     startTrace(method: string, route: string, headers: IncomingHttpHeaders): RequestTrace {
       const incoming = propagator.extract(ROOT_CONTEXT, headers, defaultTextMapGetter);
-      const root = tracer.startSpan(`${method} ${route}`, { kind: SpanKind.SERVER, attributes: { "http.request.method": method, "http.route": route } }, incoming);
+      const root = tracer.startSpan(
+        `${method} ${route}`,
+        { kind: SpanKind.SERVER, attributes: { "http.request.method": method, "http.route": route } },
+        incoming,
+      );
       const rootContext: Context = trace.setSpan(incoming, root);
       return {
         span(name, attributes, parent) {

@@ -43,32 +43,95 @@ export class PrometheusMetrics {
   private readonly rejections: Counter<"code">;
   private pendingLedgerWrites = 0;
 
-  constructor(private readonly specialists: ReadonlySet<string>, sources: LoadSources) {
+  constructor(
+    private readonly specialists: ReadonlySet<string>,
+    sources: LoadSources,
+  ) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
-    this.requests = new Counter({ name: "alveare_http_requests_total", help: "HTTP requests by route template and status.", labelNames: ["route", "status"], registers });
-    this.duration = new Histogram({ name: "alveare_http_request_duration_seconds", help: "HTTP request duration by route template.", labelNames: ["route"], buckets: DURATION_BUCKETS, registers });
-    this.inferences = new Counter({ name: "alveare_inference_requests_total", help: "Inference requests by specialist, endpoint and outcome.", labelNames: ["specialist", "endpoint", "outcome"], registers });
-    this.tokens = new Counter({ name: "alveare_tokens_total", help: "Tokens by specialist and kind (prompt, completion).", labelNames: ["specialist", "kind"], registers });
-    this.firstTokens = new Histogram({ name: "alveare_time_to_first_token_seconds", help: "Time from the start of generation to the first streamed text.", labelNames: ["specialist"], buckets: FIRST_TOKEN_BUCKETS, registers });
-    this.interTokens = new Histogram({ name: "alveare_inter_token_latency_seconds", help: "Time between streamed pieces of text.", labelNames: ["specialist"], buckets: INTER_TOKEN_BUCKETS, registers });
-    this.rejections = new Counter({ name: "alveare_gate_rejections_total", help: "Requests refused by authentication, plan, rate limit or quota, by catalogue code.", labelNames: ["code"], registers });
-    new Gauge({
-      name: "alveare_engine_queue_depth", help: "Requests waiting for a sequence, per engine.", labelNames: ["engine"], registers,
-      collect() { this.reset(); for (const e of sources.engines()) this.set({ engine: e.engine }, e.queued); },
+    this.requests = new Counter({
+      name: "alveare_http_requests_total",
+      help: "HTTP requests by route template and status.",
+      labelNames: ["route", "status"],
+      registers,
+    });
+    this.duration = new Histogram({
+      name: "alveare_http_request_duration_seconds",
+      help: "HTTP request duration by route template.",
+      labelNames: ["route"],
+      buckets: DURATION_BUCKETS,
+      registers,
+    });
+    this.inferences = new Counter({
+      name: "alveare_inference_requests_total",
+      help: "Inference requests by specialist, endpoint and outcome.",
+      labelNames: ["specialist", "endpoint", "outcome"],
+      registers,
+    });
+    this.tokens = new Counter({
+      name: "alveare_tokens_total",
+      help: "Tokens by specialist and kind (prompt, completion).",
+      labelNames: ["specialist", "kind"],
+      registers,
+    });
+    this.firstTokens = new Histogram({
+      name: "alveare_time_to_first_token_seconds",
+      help: "Time from the start of generation to the first streamed text.",
+      labelNames: ["specialist"],
+      buckets: FIRST_TOKEN_BUCKETS,
+      registers,
+    });
+    this.interTokens = new Histogram({
+      name: "alveare_inter_token_latency_seconds",
+      help: "Time between streamed pieces of text.",
+      labelNames: ["specialist"],
+      buckets: INTER_TOKEN_BUCKETS,
+      registers,
+    });
+    this.rejections = new Counter({
+      name: "alveare_gate_rejections_total",
+      help: "Requests refused by authentication, plan, rate limit or quota, by catalogue code.",
+      labelNames: ["code"],
+      registers,
     });
     new Gauge({
-      name: "alveare_engine_sequences_busy", help: "Sequences (or upstream requests) in use, per engine.", labelNames: ["engine"], registers,
-      collect() { this.reset(); for (const e of sources.engines()) this.set({ engine: e.engine }, e.busy); },
+      name: "alveare_engine_queue_depth",
+      help: "Requests waiting for a sequence, per engine.",
+      labelNames: ["engine"],
+      registers,
+      collect() {
+        this.reset();
+        for (const e of sources.engines()) this.set({ engine: e.engine }, e.queued);
+      },
     });
     new Gauge({
-      name: "alveare_upstream_healthy", help: "1 when the remote upstream passed its last health check.", labelNames: ["specialist", "upstream"], registers,
-      collect() { this.reset(); for (const u of sources.upstreams()) this.set({ specialist: u.specialist, upstream: u.upstream }, u.healthy ? 1 : 0); },
+      name: "alveare_engine_sequences_busy",
+      help: "Sequences (or upstream requests) in use, per engine.",
+      labelNames: ["engine"],
+      registers,
+      collect() {
+        this.reset();
+        for (const e of sources.engines()) this.set({ engine: e.engine }, e.busy);
+      },
+    });
+    new Gauge({
+      name: "alveare_upstream_healthy",
+      help: "1 when the remote upstream passed its last health check.",
+      labelNames: ["specialist", "upstream"],
+      registers,
+      collect() {
+        this.reset();
+        for (const u of sources.upstreams()) this.set({ specialist: u.specialist, upstream: u.upstream }, u.healthy ? 1 : 0);
+      },
     });
     const pending = (): number => this.pendingLedgerWrites;
     new Gauge({
-      name: "alveare_ledger_pending_writes", help: "Usage records written but not yet committed.", registers,
-      collect() { this.set(pending()); },
+      name: "alveare_ledger_pending_writes",
+      help: "Usage records written but not yet committed.",
+      registers,
+      collect() {
+        this.set(pending());
+      },
     });
   }
 

@@ -8,9 +8,15 @@ type Phase = "starting" | "serving" | "draining";
 export class Lifecycle {
   private phase: Phase = "starting";
 
-  get current(): Phase { return this.phase; }
-  serving(): void { if (this.phase === "starting") this.phase = "serving"; }
-  drain(): void { this.phase = "draining"; }
+  get current(): Phase {
+    return this.phase;
+  }
+  serving(): void {
+    if (this.phase === "starting") this.phase = "serving";
+  }
+  drain(): void {
+    this.phase = "draining";
+  }
 
   /** Refuses new work (503 overloaded with Retry-After) unless the node is serving. */
   admitNewWork(): void {
@@ -27,7 +33,10 @@ export interface ReadinessSources {
   database?: (() => Promise<void>) | undefined;
 }
 
-interface Check { ok: boolean; [detail: string]: unknown }
+interface Check {
+  ok: boolean;
+  [detail: string]: unknown;
+}
 
 async function databaseCheck(probe: (() => Promise<void>) | undefined): Promise<Check | undefined> {
   if (probe === undefined) return undefined;
@@ -65,7 +74,10 @@ export function readyRoute(sources: ReadinessSources) {
     app.get("/ready", async (_request, reply) => {
       const checks = await readinessChecks(sources);
       const ready = Object.values(checks).every((c) => c.ok);
-      return reply.code(ready ? 200 : 503).header("cache-control", "no-store").send({ status: ready ? "ready" : "not_ready", checks });
+      return reply
+        .code(ready ? 200 : 503)
+        .header("cache-control", "no-store")
+        .send({ status: ready ? "ready" : "not_ready", checks });
     });
   };
 }

@@ -28,9 +28,7 @@ export function StringEnum<const V extends readonly string[]>(values: V, options
  * Objects told apart by the string property `tag` (`{"type": "text", ...}`): the
  * error for an unknown tag lists the known ones instead of every variant's complaint.
  */
-export function TaggedUnion<const T extends readonly TSchema[]>(
-  tag: string, variants: T, options: object = {},
-): TUnsafe<Static<T[number]>> {
+export function TaggedUnion<const T extends readonly TSchema[]>(tag: string, variants: T, options: object = {}): TUnsafe<Static<T[number]>> {
   return Type.Unsafe<Static<T[number]>>({ ...options, type: "object", discriminator: { propertyName: tag }, oneOf: variants });
 }
 

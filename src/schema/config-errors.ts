@@ -3,8 +3,11 @@ import type { CompiledSchema } from "./compile.js";
 import { formatPath, locateError, type LocatedError, type SchemaNode } from "./locate.js";
 
 const CONFIG_KINDS: ReadonlyMap<string, string> = new Map([
-  ["integer", "must be an integer"], ["number", "must be a number"], ["boolean", "must be true or false"],
-  ["object", "must be an object"], ["array", "must be an array"],
+  ["integer", "must be an integer"],
+  ["number", "must be a number"],
+  ["boolean", "must be true or false"],
+  ["object", "must be an object"],
+  ["array", "must be an array"],
 ]);
 
 function configProblem(e: LocatedError): string {
@@ -35,9 +38,11 @@ function configProblem(e: LocatedError): string {
 /** A config-file failure as a ConfigError naming the field's dotted path (`plans.solo.specialists`). */
 function configError(e: LocatedError, prefix: string): ConfigError {
   const field =
-    e.keyword === "additionalProperties" ? [...e.path, String(e.params.additionalProperty)]
-    : e.keyword === "required" ? [...e.path, String(e.params.missingProperty)]
-    : e.path;
+    e.keyword === "additionalProperties"
+      ? [...e.path, String(e.params.additionalProperty)]
+      : e.keyword === "required"
+        ? [...e.path, String(e.params.missingProperty)]
+        : e.path;
   return new ConfigError(formatPath(field, prefix), configProblem(e));
 }
 

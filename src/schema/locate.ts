@@ -23,7 +23,15 @@ const isNode = (v: unknown): v is SchemaNode => typeof v === "object" && v !== n
 /** Keywords holding schemas by property name: a step into one reaches a named parameter. */
 const NAMED_CHILDREN = new Set(["properties", "patternProperties"]);
 /** Keywords whose schema applies one level down in the input (a property's value, a key, an item). */
-const ONE_KEY_DEEPER = new Set(["additionalProperties", "propertyNames", "items", "prefixItems", "contains", "unevaluatedProperties", "unevaluatedItems"]);
+const ONE_KEY_DEEPER = new Set([
+  "additionalProperties",
+  "propertyNames",
+  "items",
+  "prefixItems",
+  "contains",
+  "unevaluatedProperties",
+  "unevaluatedItems",
+]);
 /** Steps into a property of an object (not an item of an array): that property words its own errors. */
 const FORGETS_WORDING = new Set(["additionalProperties", "propertyNames", "unevaluatedProperties"]);
 
@@ -34,7 +42,12 @@ const childOf = (node: SchemaNode, key: string): SchemaNode | undefined => {
 };
 
 const decodePointer = (pointer: string): string[] =>
-  pointer === "" ? [] : pointer.slice(1).split("/").map((s) => s.replace(/~1/g, "/").replace(/~0/g, "~"));
+  pointer === ""
+    ? []
+    : pointer
+        .slice(1)
+        .split("/")
+        .map((s) => s.replace(/~1/g, "/").replace(/~0/g, "~"));
 
 /** A sentence-form PROBLEM covers the node's items too; a per-keyword one only the node's own keywords. */
 function problemOf(node: SchemaNode, keyword: string, ownKeyword: boolean): string | undefined {
@@ -91,9 +104,7 @@ function valuesAlong(data: unknown, path: readonly PathSegment[]): unknown[] {
   const values = [data];
   let current = data;
   for (const segment of path) {
-    current = isNode(current) && Object.hasOwn(current, segment) ? current[segment]
-      : Array.isArray(current) ? current[Number(segment)]
-      : undefined;
+    current = isNode(current) && Object.hasOwn(current, segment) ? current[segment] : Array.isArray(current) ? current[Number(segment)] : undefined;
     values.push(current);
   }
   return values;

@@ -3,15 +3,17 @@ import type { CompiledSchema } from "./compile.js";
 import { formatPath, locateError, quoteValue, typeName, type LocatedError, type SchemaNode } from "./locate.js";
 
 const KINDS: ReadonlyMap<string, string> = new Map([
-  ["string", "a string"], ["integer", "an integer"], ["number", "a number"],
-  ["boolean", "a boolean"], ["object", "an object"], ["array", "an array"],
+  ["string", "a string"],
+  ["integer", "an integer"],
+  ["number", "a number"],
+  ["boolean", "a boolean"],
+  ["object", "an object"],
+  ["array", "an array"],
 ]);
 
-const expectedTypes = (schema: SchemaNode): string[] =>
-  [schema.type].flat().filter((t): t is string => typeof t === "string" && t !== "null");
+const expectedTypes = (schema: SchemaNode): string[] => [schema.type].flat().filter((t): t is string => typeof t === "string" && t !== "null");
 
-const numberAt = (schema: SchemaNode, keyword: string): number | undefined =>
-  typeof schema[keyword] === "number" ? schema[keyword] : undefined;
+const numberAt = (schema: SchemaNode, keyword: string): number | undefined => (typeof schema[keyword] === "number" ? schema[keyword] : undefined);
 
 /** `"a", "b" or "c"` */
 const listChoices = (values: readonly unknown[]): string => {
@@ -22,7 +24,8 @@ const listChoices = (values: readonly unknown[]): string => {
 function wrongType(e: LocatedError): string {
   const kind = expectedTypes(e.schema)[0] ?? "";
   // Numbers quote the value ("got string \"5\""), as clients often send a number as a string.
-  const got = (kind === "integer" || kind === "number") && typeof e.value !== "object" ? `${typeName(e.value)} ${quoteValue(e.value)}` : typeName(e.value);
+  const got =
+    (kind === "integer" || kind === "number") && typeof e.value !== "object" ? `${typeName(e.value)} ${quoteValue(e.value)}` : typeName(e.value);
   return `expected ${KINDS.get(kind) ?? kind}, got ${got}.`;
 }
 

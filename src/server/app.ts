@@ -68,7 +68,10 @@ function toApiError(error: FastifyError | Error, bodyLimit: number): ApiError {
  * A hop count trusts that many proxies nearest the server, the connecting peer
  * included (Fastify 5 alone would trust none for a number), as Express does.
  */
-const trustHops = (hops: number) => (_address: string, hop: number): boolean => hop < hops;
+const trustHops =
+  (hops: number) =>
+  (_address: string, hop: number): boolean =>
+    hop < hops;
 
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const httpLimits = options.http ?? DEFAULT_HTTP_LIMITS;
@@ -119,15 +122,20 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // line is written when the socket response closes, whichever way it ends.
     const started = performance.now();
     reply.raw.once("close", () => {
-      void (request.generationDone ?? Promise.resolve()).catch(() => undefined).then(() => {
-        const status = request.logFields.aborted ? CLIENT_CLOSED : (clientErrorStatus(reply.raw) ?? reply.raw.statusCode);
-        // Who asked, by id only (never the key), and from where (request.ip honours the trusted-proxy setting).
-        const who = { account_id: request.caller?.accountId, key_id: request.caller?.keyId, client_ip: request.ip };
-        const latencyMs = performance.now() - started;
-        logRequest(request.log, request.method, request.routeOptions.url ?? withoutQuery(request.url), status, latencyMs, { ...request.logFields, ...who });
-        telemetry.httpRequest(route, status, latencyMs / 1000);
-        request.trace.end({ "http.response.status_code": status, "http.request.id": request.id });
-      });
+      void (request.generationDone ?? Promise.resolve())
+        .catch(() => undefined)
+        .then(() => {
+          const status = request.logFields.aborted ? CLIENT_CLOSED : (clientErrorStatus(reply.raw) ?? reply.raw.statusCode);
+          // Who asked, by id only (never the key), and from where (request.ip honours the trusted-proxy setting).
+          const who = { account_id: request.caller?.accountId, key_id: request.caller?.keyId, client_ip: request.ip };
+          const latencyMs = performance.now() - started;
+          logRequest(request.log, request.method, request.routeOptions.url ?? withoutQuery(request.url), status, latencyMs, {
+            ...request.logFields,
+            ...who,
+          });
+          telemetry.httpRequest(route, status, latencyMs / 1000);
+          request.trace.end({ "http.response.status_code": status, "http.request.id": request.id });
+        });
     });
   });
 
@@ -151,25 +159,28 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(apiDocsRoutes, { version: options.version });
   if (options.readiness !== undefined) await app.register(readyRoute(options.readiness));
   await app.register(corsPreflight);
-  await app.register(async (v1) => {
-    const authenticate = authenticationHook(options.gate);
-    v1.addHook("onRequest", async (request, reply) => {
-      options.lifecycle?.admitNewWork();
-      const span = request.trace.span("authentication");
-      try {
-        await authenticate(request, reply);
-        span.end();
-      } catch (error) {
-        span.end(error);
-        throw error;
-      }
-    });
-    await v1.register(modelsRoute, options);
-    await v1.register(inferRoute, options);
-    await v1.register(chatCompletionsRoute, options);
-    await v1.register(embeddingsRoute, options);
-    for (const plugin of options.v1Routes ?? []) await v1.register(async (scope) => plugin(scope));
-  }, { prefix: "/v1" });
+  await app.register(
+    async (v1) => {
+      const authenticate = authenticationHook(options.gate);
+      v1.addHook("onRequest", async (request, reply) => {
+        options.lifecycle?.admitNewWork();
+        const span = request.trace.span("authentication");
+        try {
+          await authenticate(request, reply);
+          span.end();
+        } catch (error) {
+          span.end(error);
+          throw error;
+        }
+      });
+      await v1.register(modelsRoute, options);
+      await v1.register(inferRoute, options);
+      await v1.register(chatCompletionsRoute, options);
+      await v1.register(embeddingsRoute, options);
+      for (const plugin of options.v1Routes ?? []) await v1.register(async (scope) => plugin(scope));
+    },
+    { prefix: "/v1" },
+  );
   for (const { prefix, plugin } of options.mounts ?? []) await app.register(async (scope) => plugin(scope), { prefix });
   return app;
 }

@@ -18,14 +18,23 @@ export function setLimitHeaders(reply: FastifyReply, limits: LimitReport | undef
 }
 
 /** The /v1 onRequest hook: authenticates the caller and shows its windows, consuming nothing. */
-export const authenticationHook = (gate: Gate) => async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
-  const authenticated = await gate.authenticate(request.headers.authorization);
-  request.caller = authenticated?.caller;
-  setLimitHeaders(reply, authenticated?.limits);
-};
+export const authenticationHook =
+  (gate: Gate) =>
+  async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    const authenticated = await gate.authenticate(request.headers.authorization);
+    request.caller = authenticated?.caller;
+    setLimitHeaders(reply, authenticated?.limits);
+  };
 
 /** Asks the gate to admit the request: sets the window headers either way and throws the gate's error on a refusal. */
-export async function admitRequest(gate: Gate, request: FastifyRequest, reply: FastifyReply, specialistId: string, endpoint: Endpoint, options?: AdmitOptions): Promise<Admission> {
+export async function admitRequest(
+  gate: Gate,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  specialistId: string,
+  endpoint: Endpoint,
+  options?: AdmitOptions,
+): Promise<Admission> {
   const decision = await gate.admit(request.caller, specialistId, endpoint, request.id, options);
   setLimitHeaders(reply, decision.limits);
   if (!decision.admitted) throw decision.error;

@@ -11,7 +11,10 @@ import { errors, type ApiError } from "../errors.js";
  */
 
 /** Fastify's options for the limits; `maxConnections` is set on the server once it exists. */
-export function serverTimeouts(limits: HttpLimits): { requestTimeout: number; http: { headersTimeout: number; connectionsCheckingInterval: number } } {
+export function serverTimeouts(limits: HttpLimits): {
+  requestTimeout: number;
+  http: { headersTimeout: number; connectionsCheckingInterval: number };
+} {
   return {
     requestTimeout: limits.requestTimeoutMs,
     http: {
@@ -36,11 +39,12 @@ export const clientErrorStatus = (response: ServerResponse): number | undefined 
 export function clientErrorHandler(limits: HttpLimits) {
   return function answerClientError(this: FastifyInstance, error: ClientError, socket: Socket): void {
     if (error.code === "ECONNRESET" || socket.destroyed) return;
-    const apiError = error.code === "ERR_HTTP_REQUEST_TIMEOUT"
-      ? errors.requestTimeout(limits.requestTimeoutMs)
-      : error.code === "HPE_HEADER_OVERFLOW"
-        ? errors.headersTooLarge()
-        : errors.invalidRequest("The server could not read this HTTP request.");
+    const apiError =
+      error.code === "ERR_HTTP_REQUEST_TIMEOUT"
+        ? errors.requestTimeout(limits.requestTimeoutMs)
+        : error.code === "HPE_HEADER_OVERFLOW"
+          ? errors.headersTooLarge()
+          : errors.invalidRequest("The server could not read this HTTP request.");
     this.log.info({ code: error.code, status: apiError.status }, "client error");
     // A response that has started cannot take a second one on the same socket.
     const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
@@ -67,9 +71,10 @@ function rawResponse(error: ApiError): string {
 
 /** Errors Fastify raises before routing (a malformed URL) would otherwise get Fastify's own body. */
 export function frameworkErrorHandler(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
-  const apiError = error.code === "FST_ERR_BAD_URL" || error.code === "FST_ERR_MAX_PARAM_LENGTH"
-    ? errors.invalidRequest("The request URL is malformed (check its percent-encoding).")
-    : errors.internal();
+  const apiError =
+    error.code === "FST_ERR_BAD_URL" || error.code === "FST_ERR_MAX_PARAM_LENGTH"
+      ? errors.invalidRequest("The request URL is malformed (check its percent-encoding).")
+      : errors.internal();
   void reply.code(apiError.status).headers(securityHeaders(request.url)).header("x-request-id", request.id).send(apiError.toBody());
 }
 
@@ -78,8 +83,13 @@ const isApiPath = (url: string): boolean => url === API_PREFIX || url.startsWith
 
 /** Headers the SDKs read from an answer; a browser hides any not named here. */
 const EXPOSED_HEADERS = [
-  "x-request-id", "retry-after", "retry-after-ms", "x-should-retry",
-  "x-ratelimit-limit-requests", "x-ratelimit-remaining-requests", "x-ratelimit-reset-requests",
+  "x-request-id",
+  "retry-after",
+  "retry-after-ms",
+  "x-should-retry",
+  "x-ratelimit-limit-requests",
+  "x-ratelimit-remaining-requests",
+  "x-ratelimit-reset-requests",
 ].join(", ");
 
 /**

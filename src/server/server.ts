@@ -76,7 +76,7 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
     specialists,
     telemetry: observability,
     lifecycle,
-    readiness: { lifecycle, upstreams: () => sources.upstreams(), database: stores && (async () => void await stores.accounts.getAccount("")) },
+    readiness: { lifecycle, upstreams: () => sources.upstreams(), database: stores && (async () => void (await stores.accounts.getAccount(""))) },
     gate,
     logger: options.logger,
     version: VERSION,
@@ -139,8 +139,11 @@ const PRUNE_EVERY_MS = 60 * 60 * 1000;
 /** Prunes audit records past their retention now and every hour; returns the stop switch. */
 function pruneAuditLog(audit: AuditLog, retentionDays: number, logger: Logger): () => void {
   const prune = (): void => {
-    audit.prune(new Date(Date.now() - retentionDays * 24 * 60 * 60 * 1000))
-      .then((pruned) => { if (pruned > 0) logger.info({ pruned, retention_days: retentionDays }, "pruned old audit records"); })
+    audit
+      .prune(new Date(Date.now() - retentionDays * 24 * 60 * 60 * 1000))
+      .then((pruned) => {
+        if (pruned > 0) logger.info({ pruned, retention_days: retentionDays }, "pruned old audit records");
+      })
       .catch((error: unknown) => logger.error({ err: error }, "pruning the audit log failed"));
   };
   prune();
@@ -155,8 +158,14 @@ function operatorAndDashboard(stores: Stores, config: ServerConfig): NonNullable
   const people = new People(stores, config.adminToken);
   const { ledger } = stores;
   return [
-    { prefix: "/admin/api", plugin: adminApi({ token: config.adminToken, accounts, ledger, peopleStore: stores.people, plans: config.plans, people, audit: stores.audit }) },
-    { prefix: "/dashboard", plugin: dashboardRoutes({ people, accounts, ledger, audit: stores.audit, plans: config.plans, specialists: config.specialists }) },
+    {
+      prefix: "/admin/api",
+      plugin: adminApi({ token: config.adminToken, accounts, ledger, peopleStore: stores.people, plans: config.plans, people, audit: stores.audit }),
+    },
+    {
+      prefix: "/dashboard",
+      plugin: dashboardRoutes({ people, accounts, ledger, audit: stores.audit, plans: config.plans, specialists: config.specialists }),
+    },
     { prefix: "/dashboard", plugin: pageSupportRoutes({ people, accounts, stores, operatorSignIn: Boolean(config.adminToken) }) },
   ];
 }

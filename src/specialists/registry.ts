@@ -8,7 +8,10 @@ import type { Specialist } from "./specialist.js";
 export class SpecialistRegistry {
   private readonly byId: Map<string, Specialist>;
 
-  private constructor(specialists: Specialist[], private readonly started: readonly StartedEngines[]) {
+  private constructor(
+    specialists: Specialist[],
+    private readonly started: readonly StartedEngines[],
+  ) {
     this.byId = new Map(specialists.map((s) => [s.id, s]));
   }
 

@@ -21,8 +21,19 @@ export type AuditAction =
   | "admin_token.failed";
 
 export const AUDIT_ACTIONS: readonly AuditAction[] = [
-  "account.created", "account.plan_changed", "account.suspended", "account.reactivated", "key.created", "key.revoked",
-  "member.invited", "member.joined", "sign_in.succeeded", "sign_in.failed", "operator.signed_in", "admin_token.used", "admin_token.failed",
+  "account.created",
+  "account.plan_changed",
+  "account.suspended",
+  "account.reactivated",
+  "key.created",
+  "key.revoked",
+  "member.invited",
+  "member.joined",
+  "sign_in.succeeded",
+  "sign_in.failed",
+  "operator.signed_in",
+  "admin_token.used",
+  "admin_token.failed",
 ];
 
 /**

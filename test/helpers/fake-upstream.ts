@@ -67,10 +67,12 @@ export class FakeUpstream {
   }
 
   private answer(res: ServerResponse): void {
-    res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({
-      choices: [{ index: 0, message: { role: "assistant", content: "fine" }, finish_reason: "stop" }],
-      usage: { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 },
-    }));
+    res.writeHead(200, { "content-type": "application/json" }).end(
+      JSON.stringify({
+        choices: [{ index: 0, message: { role: "assistant", content: "fine" }, finish_reason: "stop" }],
+        usage: { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 },
+      }),
+    );
   }
 
   async stop(): Promise<void> {

@@ -78,7 +78,10 @@ export async function startTestServer(
 
 /** Creates an account and a key in a gated server's database, as `alveare accounts/keys create` would. */
 export async function createKey(
-  server: TestServer, plan: string, mode: Mode = "live", accountId?: string,
+  server: TestServer,
+  plan: string,
+  mode: Mode = "live",
+  accountId?: string,
 ): Promise<{ accountId: string; keyId: string; key: string; auth: Record<string, string> }> {
   const stores = await createStore(server.config);
   try {
@@ -91,8 +94,16 @@ export async function createKey(
   }
 }
 
-export async function postJson(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; headers: Headers; json: Record<string, unknown> }> {
-  const response = await fetch(url, { method: "POST", headers: { "content-type": "application/json", ...headers }, body: typeof body === "string" ? body : JSON.stringify(body) });
+export async function postJson(
+  url: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Promise<{ status: number; headers: Headers; json: Record<string, unknown> }> {
+  const response = await fetch(url, {
+    method: "POST",
+    headers: { "content-type": "application/json", ...headers },
+    body: typeof body === "string" ? body : JSON.stringify(body),
+  });
   return { status: response.status, headers: response.headers, json: (await response.json()) as Record<string, unknown> };
 }
 
@@ -116,7 +127,10 @@ export function cliKey(dataDir: string, plan = "professional", env: NodeJS.Proce
  * Starts `alveare serve` as its own process (port 0) and resolves once it logs
  * its URL. `output()` returns everything it printed on stdout so far.
  */
-export async function spawnServe(args: readonly string[], env: NodeJS.ProcessEnv): Promise<{ child: ChildProcess; url: string; output: () => string }> {
+export async function spawnServe(
+  args: readonly string[],
+  env: NodeJS.ProcessEnv,
+): Promise<{ child: ChildProcess; url: string; output: () => string }> {
   const child = spawn(process.execPath, [CLI_PATH, "serve", "--port", "0", ...args], { env: { ALVEARE_METRICS_PORT: "0", ...env } });
   let out = "";
   child.stdout!.on("data", (c: Buffer) => (out += c.toString()));
@@ -132,7 +146,9 @@ export async function spawnServe(args: readonly string[], env: NodeJS.ProcessEnv
 
 /** A remote specialist on a fake upstream, for fault injection; plans must list it to be callable. */
 export const flakySpecialist = (baseUrl: string): Record<string, unknown> => ({
-  description: "fault injection", system_prompt: "", remote: { base_url: baseUrl, model: "m" },
+  description: "fault injection",
+  system_prompt: "",
+  remote: { base_url: baseUrl, model: "m" },
 });
 
 /** Plans the SDK tests drive: a short window to wait out, and a two-request monthly quota. */

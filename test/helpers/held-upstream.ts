@@ -32,10 +32,12 @@ export class HeldUpstream {
         for (const arrived of this.arrivals.splice(0)) arrived();
         if (!stream) {
           if (this.held) await new Promise<void>((resolve) => this.waiting.push(resolve));
-          res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({
-            choices: [{ index: 0, message: { role: "assistant", content: "held answer" }, finish_reason: "stop" }],
-            usage: { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 },
-          }));
+          res.writeHead(200, { "content-type": "application/json" }).end(
+            JSON.stringify({
+              choices: [{ index: 0, message: { role: "assistant", content: "held answer" }, finish_reason: "stop" }],
+              usage: { prompt_tokens: 3, completion_tokens: 2, total_tokens: 5 },
+            }),
+          );
           return;
         }
         const piece = (content: string, finish: string | null): string =>

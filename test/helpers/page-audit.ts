@@ -8,7 +8,12 @@ const AXE_SOURCE = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
 
 export const WIDTHS = [1280, 390] as const;
 
-interface AxeViolation { id: string; impact: string | null; help: string; nodes: Array<{ target: unknown[]; failureSummary?: string }> }
+interface AxeViolation {
+  id: string;
+  impact: string | null;
+  help: string;
+  nodes: Array<{ target: unknown[]; failureSummary?: string }>;
+}
 
 /**
  * axe-core's serious and critical findings on the page as it is now. The script
@@ -50,10 +55,13 @@ export async function auditPage(page: Page, name: string, artifacts: string): Pr
     await page.setViewportSize({ width, height: 900 });
     // Charts redraw at the new size on a later frame (Chart.js's ResizeObserver): wait for
     // every canvas to fit its box; if one never does, the layout check below says which.
-    await page.waitForFunction(
-      "[...document.querySelectorAll('canvas')].every((c) => c.getBoundingClientRect().width <= c.parentElement.getBoundingClientRect().width + 0.5)",
-      undefined, { timeout: 5000 },
-    ).catch(() => undefined);
+    await page
+      .waitForFunction(
+        "[...document.querySelectorAll('canvas')].every((c) => c.getBoundingClientRect().width <= c.parentElement.getBoundingClientRect().width + 0.5)",
+        undefined,
+        { timeout: 5000 },
+      )
+      .catch(() => undefined);
     await page.screenshot({ path: `${artifacts}${name}-${width}.png`, fullPage: true });
     assert.deepEqual(await layoutProblems(page), [], `${name} at ${width} px`);
     assert.deepEqual(await accessibilityProblems(page), [], `${name} at ${width} px`);

@@ -2,7 +2,16 @@ import { APIConnectionError, APIConnectionTimeoutError, APIError, connectionCaus
 import { retryDelayMs, shouldRetry } from "./retry.js";
 import { readSseData } from "./sse.js";
 import type {
-  ChatCompletion, ChatCompletionChunk, ChatCompletionCreateParams, CreateEmbeddingResponse, EmbeddingCreateParams, Health, InferRequest, InferResponse, ModelList, Usage,
+  ChatCompletion,
+  ChatCompletionChunk,
+  ChatCompletionCreateParams,
+  CreateEmbeddingResponse,
+  EmbeddingCreateParams,
+  Health,
+  InferRequest,
+  InferResponse,
+  ModelList,
+  Usage,
 } from "./types.js";
 
 /** What the onRetry hook is told before each wait. */
@@ -42,8 +51,7 @@ export interface RequestOptions {
   maxRetries?: number | undefined;
 }
 
-const env = (name: string): string | undefined =>
-  (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.[name];
+const env = (name: string): string | undefined => (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.[name];
 
 export const DEFAULT_BASE_URL = "https://api.alveare.ai";
 
@@ -66,7 +74,10 @@ const hostOf = (url: string): string => {
 
 /** A streamed chat completion: iterate it for chunks; the last may carry usage. */
 export class ChatCompletionStream implements AsyncIterable<ChatCompletionChunk> {
-  constructor(private readonly response: Response, private readonly controller: AbortController) {}
+  constructor(
+    private readonly response: Response,
+    private readonly controller: AbortController,
+  ) {}
 
   async *[Symbol.asyncIterator](): AsyncIterator<ChatCompletionChunk> {
     const body = this.response.body;
@@ -161,7 +172,12 @@ export class Alveare {
     return new ChatCompletionStream(response, controller);
   }
 
-  private async send(method: string, path: string, body: unknown, options: RequestOptions = {}): Promise<{ response: Response; controller: AbortController }> {
+  private async send(
+    method: string,
+    path: string,
+    body: unknown,
+    options: RequestOptions = {},
+  ): Promise<{ response: Response; controller: AbortController }> {
     const maxRetries = options.maxRetries ?? this.maxRetries;
     let waited = 0;
     for (let attempt = 0; ; attempt++) {
@@ -174,16 +190,19 @@ export class Alveare {
         if (!shouldRetry(response.status, response.headers, failure.code)) throw failure;
       } else {
         if (options.signal?.aborted) throw error;
-        failure = controller.signal.reason instanceof APIConnectionTimeoutError
-          ? controller.signal.reason
-          : new APIConnectionError(`could not connect to ${hostOf(this.baseURL)} (${connectionCause(error)})`, error);
+        failure =
+          controller.signal.reason instanceof APIConnectionTimeoutError
+            ? controller.signal.reason
+            : new APIConnectionError(`could not connect to ${hostOf(this.baseURL)} (${connectionCause(error)})`, error);
       }
       if (attempt >= maxRetries) throw failure;
       const delay = retryDelayMs(attempt, failure.headers, this.now());
       if (waited + delay > this.maxRetryWaitMs) throw failure;
       waited += delay;
       const event: RetryEvent = { attempt: attempt + 1, delayMs: delay, error: failure, method, url: `${this.baseURL}${path}` };
-      this.log(`retry ${event.attempt} of ${maxRetries} for ${method} ${event.url} in ${Math.round(delay)} ms after ${failure.name}${failure.status === undefined ? "" : ` ${failure.status}`}: ${failure.message}`);
+      this.log(
+        `retry ${event.attempt} of ${maxRetries} for ${method} ${event.url} in ${Math.round(delay)} ms after ${failure.name}${failure.status === undefined ? "" : ` ${failure.status}`}: ${failure.message}`,
+      );
       this.onRetry?.(event);
       await this.sleep(delay);
     }
@@ -191,7 +210,10 @@ export class Alveare {
 
   /** One HTTP exchange; the timeout covers the wait for the response headers. */
   private async attempt(
-    method: string, path: string, body: unknown, options: RequestOptions,
+    method: string,
+    path: string,
+    body: unknown,
+    options: RequestOptions,
   ): Promise<{ response?: Response; controller: AbortController; error?: unknown }> {
     const controller = new AbortController();
     const onAbort = (): void => controller.abort(options.signal?.reason);

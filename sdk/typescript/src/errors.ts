@@ -36,27 +36,50 @@ export class APIError extends AlveareError {
     const fields = (typeof body === "object" && body !== null && "error" in body ? (body as { error: ErrorFields }).error : {}) ?? {};
     const requestId = headers.get("x-request-id");
     const Class =
-      status === 400 ? BadRequestError
-      : status === 401 ? AuthenticationError
-      : status === 403 ? PermissionDeniedError
-      : status === 404 ? NotFoundError
-      : status === 409 ? ConflictError
-      : status === 413 ? RequestTooLargeError
-      : status === 422 ? UnprocessableEntityError
-      : status === 429 ? RateLimitError
-      : status >= 500 ? InternalServerError
-      : APIError;
+      status === 400
+        ? BadRequestError
+        : status === 401
+          ? AuthenticationError
+          : status === 403
+            ? PermissionDeniedError
+            : status === 404
+              ? NotFoundError
+              : status === 409
+                ? ConflictError
+                : status === 413
+                  ? RequestTooLargeError
+                  : status === 422
+                    ? UnprocessableEntityError
+                    : status === 429
+                      ? RateLimitError
+                      : status >= 500
+                        ? InternalServerError
+                        : APIError;
     return new Class(status, fields, requestId, headers);
   }
 }
 
-export class BadRequestError extends APIError { override name = "BadRequestError"; }
-export class AuthenticationError extends APIError { override name = "AuthenticationError"; }
-export class PermissionDeniedError extends APIError { override name = "PermissionDeniedError"; }
-export class NotFoundError extends APIError { override name = "NotFoundError"; }
-export class ConflictError extends APIError { override name = "ConflictError"; }
-export class RequestTooLargeError extends APIError { override name = "RequestTooLargeError"; }
-export class UnprocessableEntityError extends APIError { override name = "UnprocessableEntityError"; }
+export class BadRequestError extends APIError {
+  override name = "BadRequestError";
+}
+export class AuthenticationError extends APIError {
+  override name = "AuthenticationError";
+}
+export class PermissionDeniedError extends APIError {
+  override name = "PermissionDeniedError";
+}
+export class NotFoundError extends APIError {
+  override name = "NotFoundError";
+}
+export class ConflictError extends APIError {
+  override name = "ConflictError";
+}
+export class RequestTooLargeError extends APIError {
+  override name = "RequestTooLargeError";
+}
+export class UnprocessableEntityError extends APIError {
+  override name = "UnprocessableEntityError";
+}
 export class RateLimitError extends APIError {
   override name = "RateLimitError";
   /** How long the server asked to wait (retry-after-ms, else Retry-After); undefined when it did not say. */
@@ -67,24 +90,34 @@ export class RateLimitError extends APIError {
     this.retryAfterMs = serverDelayMs(headers, Date.now());
   }
 }
-export class InternalServerError extends APIError { override name = "InternalServerError"; }
+export class InternalServerError extends APIError {
+  override name = "InternalServerError";
+}
 
 /** No key was given and ALVEARE_API_KEY is unset: raised by the constructor, before any request. */
 export class MissingApiKeyError extends AuthenticationError {
   override name = "MissingApiKeyError";
   constructor() {
-    super(undefined, {
-      type: "authentication_error",
-      code: "missing_api_key",
-      message: "Missing API key: pass { apiKey } or set ALVEARE_API_KEY.",
-    }, null, undefined);
+    super(
+      undefined,
+      {
+        type: "authentication_error",
+        code: "missing_api_key",
+        message: "Missing API key: pass { apiKey } or set ALVEARE_API_KEY.",
+      },
+      null,
+      undefined,
+    );
   }
 }
 
 /** The request never got an HTTP answer (refused, reset, DNS). */
 export class APIConnectionError extends APIError {
   override name = "APIConnectionError";
-  constructor(message: string, override readonly cause?: unknown) {
+  constructor(
+    message: string,
+    override readonly cause?: unknown,
+  ) {
     super(undefined, { message }, null, undefined);
   }
 }

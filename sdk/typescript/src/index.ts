@@ -1,4 +1,12 @@
-export { Alveare, ChatCompletionStream, DEFAULT_BASE_URL, normalizeBaseURL, type ClientOptions, type RequestOptions, type RetryEvent } from "./client.js";
+export {
+  Alveare,
+  ChatCompletionStream,
+  DEFAULT_BASE_URL,
+  normalizeBaseURL,
+  type ClientOptions,
+  type RequestOptions,
+  type RetryEvent,
+} from "./client.js";
 export * from "./errors.js";
 export { retryDelayMs, serverDelayMs, shouldRetry } from "./retry.js";
 export type * from "./types.js";

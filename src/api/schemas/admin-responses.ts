@@ -7,86 +7,119 @@ import { KEY_MODES } from "./admin.js";
 const Timestamp = Type.String({ format: "date-time" });
 const Count = () => Type.Integer({ minimum: 0 });
 
-export const AccountSchema = Type.Object({
-  id: Type.String(),
-  name: Type.String(),
-  plan: Type.String(),
-  status: StringEnum(["active", "suspended"] as const),
-  created_at: Timestamp,
-}, { title: "Account" });
+export const AccountSchema = Type.Object(
+  {
+    id: Type.String(),
+    name: Type.String(),
+    plan: Type.String(),
+    status: StringEnum(["active", "suspended"] as const),
+    created_at: Timestamp,
+  },
+  { title: "Account" },
+);
 
 export const AccountListSchema = Type.Object({ object: Type.Literal("list"), data: Type.Array(AccountSchema) }, { title: "AccountList" });
 
 /** A key as listed: never the secret itself, only its first characters. */
-export const ApiKeySchema = Type.Object({
-  id: Type.String(),
-  account_id: Type.String(),
-  name: Type.Union([Type.String(), Type.Null()]),
-  mode: StringEnum(KEY_MODES),
-  prefix: Type.String({ description: "The key's first characters, to recognise it by." }),
-  created_at: Timestamp,
-  last_used_at: Type.Union([Timestamp, Type.Null()]),
-  revoked_at: Type.Union([Timestamp, Type.Null()]),
-}, { title: "ApiKey" });
+export const ApiKeySchema = Type.Object(
+  {
+    id: Type.String(),
+    account_id: Type.String(),
+    name: Type.Union([Type.String(), Type.Null()]),
+    mode: StringEnum(KEY_MODES),
+    prefix: Type.String({ description: "The key's first characters, to recognise it by." }),
+    created_at: Timestamp,
+    last_used_at: Type.Union([Timestamp, Type.Null()]),
+    revoked_at: Type.Union([Timestamp, Type.Null()]),
+  },
+  { title: "ApiKey" },
+);
 
 export const ApiKeyListSchema = Type.Object({ object: Type.Literal("list"), data: Type.Array(ApiKeySchema) }, { title: "ApiKeyList" });
 
 /** POST /admin/api/accounts/{id}/keys: the only answer that ever carries the secret. */
-export const CreatedApiKeySchema = Type.Composite([ApiKeySchema, Type.Object({
-  key: Type.String({ description: "The secret key, shown this once." }),
-})], { title: "CreatedApiKey" });
+export const CreatedApiKeySchema = Type.Composite(
+  [
+    ApiKeySchema,
+    Type.Object({
+      key: Type.String({ description: "The secret key, shown this once." }),
+    }),
+  ],
+  { title: "CreatedApiKey" },
+);
 
 export const RevokedKeySchema = Type.Object({ id: Type.String(), revoked: Type.Literal(true) }, { title: "RevokedKey" });
 
-export const InvitationSchema = Type.Object({
-  member_id: Type.String(),
-  email: Type.String(),
-  invite_path: Type.String({ description: "The dashboard path to send the member; the token travels in the URL fragment." }),
-}, { title: "Invitation" });
-
-export const MemberListSchema = Type.Object({
-  object: Type.Literal("list"),
-  data: Type.Array(Type.Object({
-    id: Type.String(),
+export const InvitationSchema = Type.Object(
+  {
+    member_id: Type.String(),
     email: Type.String(),
-    status: StringEnum(["invited", "active"] as const),
-    created_at: Timestamp,
-  })),
-}, { title: "MemberList" });
+    invite_path: Type.String({ description: "The dashboard path to send the member; the token travels in the URL fragment." }),
+  },
+  { title: "Invitation" },
+);
+
+export const MemberListSchema = Type.Object(
+  {
+    object: Type.Literal("list"),
+    data: Type.Array(
+      Type.Object({
+        id: Type.String(),
+        email: Type.String(),
+        status: StringEnum(["invited", "active"] as const),
+        created_at: Timestamp,
+      }),
+    ),
+  },
+  { title: "MemberList" },
+);
 
 const PerDay = Type.Record(Type.String(), Count(), { description: "Keyed by UTC day, YYYY-MM-DD." });
 
-export const UsageBreakdownSchema = Type.Object({
-  period: Type.String({ pattern: "^\\d{4}-\\d{2}$" }),
-  mode: StringEnum(KEY_MODES),
-  daily_requests: PerDay,
-  daily_tokens: PerDay,
-  by_key: Type.Array(Type.Object({
-    key_id: Type.String(),
-    name: Type.Union([Type.String(), Type.Null()]),
-    prefix: Type.Union([Type.String(), Type.Null()]),
-    requests: Count(),
-    tokens: Count(),
-  })),
-  by_status: Type.Object({ success: Count(), client_error: Count(), rate_limited: Count(), server_error: Count() }),
-}, { title: "UsageBreakdown" });
+export const UsageBreakdownSchema = Type.Object(
+  {
+    period: Type.String({ pattern: "^\\d{4}-\\d{2}$" }),
+    mode: StringEnum(KEY_MODES),
+    daily_requests: PerDay,
+    daily_tokens: PerDay,
+    by_key: Type.Array(
+      Type.Object({
+        key_id: Type.String(),
+        name: Type.Union([Type.String(), Type.Null()]),
+        prefix: Type.Union([Type.String(), Type.Null()]),
+        requests: Count(),
+        tokens: Count(),
+      }),
+    ),
+    by_status: Type.Object({ success: Count(), client_error: Count(), rate_limited: Count(), server_error: Count() }),
+  },
+  { title: "UsageBreakdown" },
+);
 
 /** One audit record; an aggregate (failed sign-ins of unknown e-mails, failed admin tokens) stands for `count` events of one source and minute. */
-export const AuditRecordSchema = Type.Object({
-  id: Type.Integer({ minimum: 1 }),
-  at: Timestamp,
-  actor: Type.String({ description: "operator, cli, anonymous, or member:<email>." }),
-  action: Type.String(),
-  account_id: Type.Union([Type.String(), Type.Null()]),
-  target: Type.Union([Type.String(), Type.Null()]),
-  detail: Type.Union([Type.Record(Type.String(), Type.Unknown()), Type.Null()]),
-  source: Type.Union([Type.String(), Type.Null()], { description: "The client address." }),
-  request_id: Type.Union([Type.String(), Type.Null()]),
-  count: Type.Integer({ minimum: 1 }),
-}, { title: "AuditRecord" });
+export const AuditRecordSchema = Type.Object(
+  {
+    id: Type.Integer({ minimum: 1 }),
+    at: Timestamp,
+    actor: Type.String({ description: "operator, cli, anonymous, or member:<email>." }),
+    action: Type.String(),
+    account_id: Type.Union([Type.String(), Type.Null()]),
+    target: Type.Union([Type.String(), Type.Null()]),
+    detail: Type.Union([Type.Record(Type.String(), Type.Unknown()), Type.Null()]),
+    source: Type.Union([Type.String(), Type.Null()], { description: "The client address." }),
+    request_id: Type.Union([Type.String(), Type.Null()]),
+    count: Type.Integer({ minimum: 1 }),
+  },
+  { title: "AuditRecord" },
+);
 
-export const AuditPageSchema = Type.Object({
-  object: Type.Literal("list"),
-  data: Type.Array(AuditRecordSchema),
-  next_cursor: Type.Union([Type.Integer({ minimum: 1 }), Type.Null()], { description: "Pass as cursor for the next (older) page; null on the last." }),
-}, { title: "AuditPage" });
+export const AuditPageSchema = Type.Object(
+  {
+    object: Type.Literal("list"),
+    data: Type.Array(AuditRecordSchema),
+    next_cursor: Type.Union([Type.Integer({ minimum: 1 }), Type.Null()], {
+      description: "Pass as cursor for the next (older) page; null on the last.",
+    }),
+  },
+  { title: "AuditPage" },
+);

@@ -24,7 +24,10 @@ export { KEY_MODES };
 export const KeyMode = StringEnum(KEY_MODES, problem({ enum: 'must be "live" or "test".' }));
 
 /** POST /admin/api/accounts */
-export const CreateAccountSchema = Type.Object({ name: Type.String({ maxLength: FIELD_LIMITS.name }), plan: Type.String({ maxLength: FIELD_LIMITS.plan }) });
+export const CreateAccountSchema = Type.Object({
+  name: Type.String({ maxLength: FIELD_LIMITS.name }),
+  plan: Type.String({ maxLength: FIELD_LIMITS.plan }),
+});
 
 /** PATCH /admin/api/accounts/:id: at least one of the two. */
 export const UpdateAccountSchema = Type.Object({

@@ -7,7 +7,11 @@ import { MessageToolCall, ParallelToolCalls, ToolChoice, Tools } from "./tools.j
 /** `developer` is OpenAI's newer name for `system`. */
 export const CHAT_ROLES = ["system", "developer", "user", "assistant", "tool"] as const;
 
-const TextPart = TaggedUnion("type", [Type.Object({ type: Type.Literal("text"), text: Type.String() })], problem("only parts of type 'text' are supported."));
+const TextPart = TaggedUnion(
+  "type",
+  [Type.Object({ type: Type.Literal("text"), text: Type.String() })],
+  problem("only parts of type 'text' are supported."),
+);
 
 const MessageContent = Type.Unsafe<string | Array<Static<typeof TextPart>>>({
   type: ["string", "array"],
@@ -16,12 +20,15 @@ const MessageContent = Type.Unsafe<string | Array<Static<typeof TextPart>>>({
 });
 
 /** Content may be null or absent only on an assistant turn that calls tools; that is checked where messages are parsed. */
-const Message = Type.Object({
-  role: StringEnum(CHAT_ROLES),
-  content: Type.Optional(Type.Unsafe<Static<typeof MessageContent> | null>({ ...MessageContent, type: ["string", "array", "null"] })),
-  tool_calls: Type.Optional(Nullable(Type.Array(MessageToolCall))),
-  tool_call_id: Type.Optional(Nullable(Type.String())),
-}, problem({ type: "expected a message object." }));
+const Message = Type.Object(
+  {
+    role: StringEnum(CHAT_ROLES),
+    content: Type.Optional(Type.Unsafe<Static<typeof MessageContent> | null>({ ...MessageContent, type: ["string", "array", "null"] })),
+    tool_calls: Type.Optional(Nullable(Type.Array(MessageToolCall))),
+    tool_call_id: Type.Optional(Nullable(Type.String())),
+  },
+  problem({ type: "expected a message object." }),
+);
 
 const Stop = Type.Unsafe<string | string[] | null>({
   type: ["string", "array", "null"],
@@ -32,16 +39,21 @@ const Stop = Type.Unsafe<string | string[] | null>({
 });
 
 /** The json_schema's `schema` is the client's own JSON Schema: opaque here, its size and depth are checked where it is compiled. */
-const ResponseFormat = Nullable(TaggedUnion("type", [
-  Type.Object({ type: Type.Literal("text") }),
-  Type.Object({ type: Type.Literal("json_object") }),
-  Type.Object({ type: Type.Literal("json_schema"), json_schema: Type.Object({ schema: Type.Object({}) }) }),
-]));
+const ResponseFormat = Nullable(
+  TaggedUnion("type", [
+    Type.Object({ type: Type.Literal("text") }),
+    Type.Object({ type: Type.Literal("json_object") }),
+    Type.Object({ type: Type.Literal("json_schema"), json_schema: Type.Object({ schema: Type.Object({}) }) }),
+  ]),
+);
 
 /** POST /v1/chat/completions. Fields it does not name are ignored, as OpenAI does. */
 export const ChatCompletionRequestSchema = Type.Object({
   model: Type.String({ description: "alveare-<specialist id>" }),
-  messages: Type.Array(Message, { minItems: 1, ...problem({ type: "expected an array of message objects.", minItems: "must contain at least one message." }) }),
+  messages: Type.Array(Message, {
+    minItems: 1,
+    ...problem({ type: "expected an array of message objects.", minItems: "must contain at least one message." }),
+  }),
   // Only one choice per request is served: n other than 1 is refused, not silently ignored.
   n: Type.Optional(Nullable(Type.Integer({ minimum: 1, maximum: 1 }))),
   max_tokens: MaxTokens,

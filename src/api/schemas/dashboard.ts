@@ -6,13 +6,19 @@ import { FIELD_LIMITS, KeyMode } from "./admin.js";
 /** Request bodies of the dashboard's own API under /dashboard/api. */
 
 /** POST /dashboard/api/login */
-export const SignInSchema = Type.Object({ email: Type.String({ maxLength: FIELD_LIMITS.email }), password: Type.String({ maxLength: FIELD_LIMITS.password }) });
+export const SignInSchema = Type.Object({
+  email: Type.String({ maxLength: FIELD_LIMITS.email }),
+  password: Type.String({ maxLength: FIELD_LIMITS.password }),
+});
 
 /** POST /dashboard/api/admin-login */
 export const OperatorSignInSchema = Type.Object({ token: Type.String({ maxLength: FIELD_LIMITS.token }) });
 
 /** POST /dashboard/api/invitations/accept */
-export const AcceptInvitationSchema = Type.Object({ token: Type.String({ maxLength: FIELD_LIMITS.token }), password: Type.String({ maxLength: FIELD_LIMITS.password }) });
+export const AcceptInvitationSchema = Type.Object({
+  token: Type.String({ maxLength: FIELD_LIMITS.token }),
+  password: Type.String({ maxLength: FIELD_LIMITS.password }),
+});
 
 /** POST /dashboard/api/keys. A blank name is dropped. */
 export const CreateOwnKeySchema = Type.Object({ mode: KeyMode, name: Type.Optional(Nullable(Type.String({ maxLength: FIELD_LIMITS.keyName }))) });

@@ -10,25 +10,37 @@ const FunctionName = Type.String({ pattern: TOOL_NAME_PATTERN, ...problem("must 
 /** `parameters` is the client's JSON Schema: opaque here, checked where tools are parsed and compiled. */
 const FunctionTool = Type.Object({
   type: Type.Literal("function"),
-  function: Type.Object({
-    name: FunctionName,
-    description: Type.Optional(Nullable(Type.String())),
-    parameters: Type.Optional(Nullable(Type.Object({}))),
-    strict: Type.Optional(Nullable(Type.Boolean())),
-  }, problem({ type: "expected a function object." })),
+  function: Type.Object(
+    {
+      name: FunctionName,
+      description: Type.Optional(Nullable(Type.String())),
+      parameters: Type.Optional(Nullable(Type.Object({}))),
+      strict: Type.Optional(Nullable(Type.Boolean())),
+    },
+    problem({ type: "expected a function object." }),
+  ),
 });
 
-export const Tools = Type.Optional(Nullable(Type.Array(
-  TaggedUnion("type", [FunctionTool], problem("only tools of type 'function' are supported.")),
-  { maxItems: MAX_TOOLS, ...problem({ type: "expected an array of tools.", maxItems: `must hold at most ${MAX_TOOLS} tools.` }) },
-)));
+export const Tools = Type.Optional(
+  Nullable(
+    Type.Array(TaggedUnion("type", [FunctionTool], problem("only tools of type 'function' are supported.")), {
+      maxItems: MAX_TOOLS,
+      ...problem({ type: "expected an array of tools.", maxItems: `must hold at most ${MAX_TOOLS} tools.` }),
+    }),
+  ),
+);
 
-const NamedChoice = Type.Object({ type: Type.Literal("function"), function: Type.Object({ name: FunctionName }) }, problem({ type: "expected \"none\", \"auto\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": …}}." }));
+const NamedChoice = Type.Object(
+  { type: Type.Literal("function"), function: Type.Object({ name: FunctionName }) },
+  problem({ type: 'expected "none", "auto", "required" or {"type": "function", "function": {"name": …}}.' }),
+);
 
-export const ToolChoice = Type.Optional(Type.Unsafe<"none" | "auto" | "required" | { type: "function"; function: { name: string } } | null>({
-  anyOf: [StringEnum(["none", "auto", "required"]), NamedChoice, Type.Null()],
-  ...problem("expected \"none\", \"auto\", \"required\" or {\"type\": \"function\", \"function\": {\"name\": …}}."),
-}));
+export const ToolChoice = Type.Optional(
+  Type.Unsafe<"none" | "auto" | "required" | { type: "function"; function: { name: string } } | null>({
+    anyOf: [StringEnum(["none", "auto", "required"]), NamedChoice, Type.Null()],
+    ...problem('expected "none", "auto", "required" or {"type": "function", "function": {"name": …}}.'),
+  }),
+);
 
 export const ParallelToolCalls = Type.Optional(Nullable(Type.Boolean()));
 

@@ -117,11 +117,19 @@ export class EmbeddedEngine implements Engine {
     this.pool = new SequencePool(sequences, options.maxQueue);
   }
 
-  get parallel(): number { return this.context.totalSequences; }
-  get queued(): number { return this.pool.queued; }
+  get parallel(): number {
+    return this.context.totalSequences;
+  }
+  get queued(): number {
+    return this.pool.queued;
+  }
   /** Sequences generating right now. */
-  get busy(): number { return this.context.totalSequences - this.pool.available; }
-  get promptCache(): Readonly<PromptCacheStats> { return { ...this.counters }; }
+  get busy(): number {
+    return this.context.totalSequences - this.pool.available;
+  }
+  get promptCache(): Readonly<PromptCacheStats> {
+    return { ...this.counters };
+  }
 
   /** Length in tokens of the system prefix a snapshot would cover for these messages (0 when none would). */
   snapshotPrefixLength(messages: readonly ChatMessage[]): number {
@@ -145,9 +153,8 @@ export class EmbeddedEngine implements Engine {
     if (prompt.tokens.length >= contextSize) {
       throw errors.contextLengthExceeded(prompt.tokens.length, contextSize, "messages");
     }
-    const grammar = tools === undefined
-      ? await this.grammars.get(request.constraint)
-      : await toolGrammarFor(this.grammars, callSyntaxOf(this.chatWrapper), tools);
+    const grammar =
+      tools === undefined ? await this.grammars.get(request.constraint) : await toolGrammarFor(this.grammars, callSyntaxOf(this.chatWrapper), tools);
     let sequence: LlamaContextSequence;
     try {
       sequence = await this.pool.acquire(request.signal, (free) => this.pickSequence(free, prompt));
@@ -156,7 +163,13 @@ export class EmbeddedEngine implements Engine {
       throw error;
     }
     request.onStarted?.();
-    const run = this.run(sequence, prompt, contextSize, request, grammar === undefined ? undefined : new LlamaGrammarEvaluationState({ model: this.model, grammar }));
+    const run = this.run(
+      sequence,
+      prompt,
+      contextSize,
+      request,
+      grammar === undefined ? undefined : new LlamaGrammarEvaluationState({ model: this.model, grammar }),
+    );
     this.running.add(run);
     try {
       return await run;
@@ -178,9 +191,10 @@ export class EmbeddedEngine implements Engine {
     const decoder = new TokenDecoder(this.model);
     const scanner = new StopScanner([...prompt.stopStrings, ...request.stop]);
     // Under a tool request the text is the call syntax: the tracker turns it into content or tool calls.
-    const tracker = request.tools === undefined
-      ? undefined
-      : new ToolAnswerTracker(callSyntaxOf(this.chatWrapper), request.tools.parallel, request.onText, request.onToolCall);
+    const tracker =
+      request.tools === undefined
+        ? undefined
+        : new ToolAnswerTracker(callSyntaxOf(this.chatWrapper), request.tools.parallel, request.onText, request.onToolCall);
     let text = "";
     const emit = (piece: string): void => {
       if (piece.length === 0) return;
@@ -218,7 +232,10 @@ export class EmbeddedEngine implements Engine {
       const answer = tracker.finish();
       const calls = answer.toolCalls.length > 0;
       return {
-        text: answer.content, promptTokens: prompt.tokens.length, completionTokens, aborted,
+        text: answer.content,
+        promptTokens: prompt.tokens.length,
+        completionTokens,
+        aborted,
         finishReason: calls && finishReason === "stop" ? "tool_calls" : finishReason,
         ...(calls ? { toolCalls: answer.toolCalls } : {}),
       };
@@ -238,7 +255,8 @@ export class EmbeddedEngine implements Engine {
       const input = await this.prepare(sequence, prompt);
       const last = input.length - 1;
       const items: ControlledEvaluateInputItem[] = input.map((token, i) =>
-        i === last ? [token, { generateNext: { probabilities: true, options: { temperature: 1, topK: 0, topP: 1, minP: 0 } } }] : token);
+        i === last ? [token, { generateNext: { probabilities: true, options: { temperature: 1, topK: 0, topP: 1, minP: 0 } } }] : token,
+      );
       const output = await sequence.controlledEvaluate(items);
       const probabilities = output[last]?.next.probabilities;
       if (probabilities === undefined) throw new Error("llama.cpp returned no probabilities");

@@ -24,7 +24,7 @@ export const embeddedEngines: EngineFactory<EmbeddedEngineConfig> = {
     const runtime = await LlamaRuntime.create({ ...settings, logger });
     try {
       const locationOf = ({ engine }: EngineUser<EmbeddedEngineConfig>): string =>
-        (Object.hasOwn(models, engine.model) ? models[engine.model]! : engine.model);
+        Object.hasOwn(models, engine.model) ? models[engine.model]! : engine.model;
       const paths = new Map<string, string>();
       for (const user of users) {
         const location = locationOf(user);

@@ -38,7 +38,12 @@ export class EmbeddedEmbedder implements Embedder {
   readonly dimensions: number;
   private context: Promise<LlamaEmbeddingContext> | undefined;
 
-  constructor(private readonly model: LlamaModel, private readonly contextSize: number, private readonly threads: number, modelPath: string) {
+  constructor(
+    private readonly model: LlamaModel,
+    private readonly contextSize: number,
+    private readonly threads: number,
+    modelPath: string,
+  ) {
     this.name = `embedded-embeddings:${modelPath}`;
     this.dimensions = model.embeddingVectorSize;
   }

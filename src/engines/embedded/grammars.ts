@@ -52,7 +52,10 @@ export class GrammarCache {
   private readonly cache = new Map<string, CacheEntry>();
   private bytes = 0;
 
-  constructor(private readonly llama: Llama, private readonly budgetBytes = GRAMMAR_CACHE_BUDGET) {}
+  constructor(
+    private readonly llama: Llama,
+    private readonly budgetBytes = GRAMMAR_CACHE_BUDGET,
+  ) {}
 
   /** Approximate bytes held (keys and grammar texts), at most the budget once builds settle. */
   get sizeBytes(): number {
@@ -134,10 +137,7 @@ export class GrammarCache {
           // node-llama-cpp validates the schema subset it supports and throws on the rest.
           return await this.llama.createGrammarForJsonSchema(constraint.schema as never);
         } catch (error) {
-          throw errors.invalidParameter(
-            "response_format.json_schema.schema",
-            `this JSON schema cannot be enforced: ${(error as Error).message}`,
-          );
+          throw errors.invalidParameter("response_format.json_schema.schema", `this JSON schema cannot be enforced: ${(error as Error).message}`);
         }
     }
   }

@@ -53,7 +53,10 @@ export class LlamaRuntime {
   private grammars: GrammarCache | undefined;
   private readonly snapshots: PrefixSnapshotStore | undefined;
 
-  private constructor(private readonly llama: Llama, private readonly options: RuntimeOptions) {
+  private constructor(
+    private readonly llama: Llama,
+    private readonly options: RuntimeOptions,
+  ) {
     const budget = options.prefixSnapshotBytes ?? DEFAULT_PREFIX_SNAPSHOT_BYTES;
     if (budget > 0) this.snapshots = new PrefixSnapshotStore(budget, options.logger.child({ component: "prefix-snapshots" }));
   }
@@ -130,12 +133,24 @@ export class LlamaRuntime {
     const perPhase = threads.prompt !== threads.decode && usePhaseThreads(context, threads);
     // Without per-phase switching the context runs everything on the larger count.
     const decodeThreads = threads.prompt === threads.decode || perPhase ? threads.decode : Math.max(threads.decode, threads.prompt);
-    this.options.logger.info({
-      engine: name, threads: decodeThreads, promptThreads: threads.prompt, parallel: this.options.parallel, contextSize: context.contextSize,
-    }, "engine ready");
+    this.options.logger.info(
+      {
+        engine: name,
+        threads: decodeThreads,
+        promptThreads: threads.prompt,
+        parallel: this.options.parallel,
+        contextSize: context.contextSize,
+      },
+      "engine ready",
+    );
     return new EmbeddedEngine({
-      name, model, context, grammars: (this.grammars ??= new GrammarCache(this.llama)), maxQueue: this.options.queue,
-      snapshots: this.snapshots, identity,
+      name,
+      model,
+      context,
+      grammars: (this.grammars ??= new GrammarCache(this.llama)),
+      maxQueue: this.options.queue,
+      snapshots: this.snapshots,
+      identity,
     });
   }
 

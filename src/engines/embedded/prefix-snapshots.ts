@@ -51,15 +51,24 @@ export class PrefixSnapshotStore {
   private files = 0;
   private closed = false;
 
-  constructor(private readonly budgetBytes: number, private readonly logger: Logger) {
+  constructor(
+    private readonly budgetBytes: number,
+    private readonly logger: Logger,
+  ) {
     this.directory = mkdtempSync(join(tmpdir(), "alveare-prefix-"));
     // mkdtemp already creates it 0700; say so explicitly since the files hold prompt-derived state.
     chmodSync(this.directory, 0o700);
   }
 
-  get totalBytes(): number { return this.bytes; }
-  get size(): number { return this.entries.size; }
-  has(key: string): boolean { return this.entries.has(key); }
+  get totalBytes(): number {
+    return this.bytes;
+  }
+  get size(): number {
+    return this.entries.size;
+  }
+  has(key: string): boolean {
+    return this.entries.has(key);
+  }
 
   /**
    * Puts the prefix with `key` into a sequence: loads its snapshot when there is
@@ -121,7 +130,8 @@ export class PrefixSnapshotStore {
       return;
     }
     if (this.closed || bytes > this.budgetBytes) {
-      if (!this.closed) this.logger.warn({ tokens, bytes, budgetBytes: this.budgetBytes }, "prefix snapshot is larger than the whole budget; not kept");
+      if (!this.closed)
+        this.logger.warn({ tokens, bytes, budgetBytes: this.budgetBytes }, "prefix snapshot is larger than the whole budget; not kept");
       await rm(path, { force: true });
       return;
     }

@@ -22,12 +22,19 @@ export class SequencePool<T> {
   private readonly free: T[];
   private readonly waiters: Waiter<T>[] = [];
 
-  constructor(items: readonly T[], private readonly maxQueue: number) {
+  constructor(
+    items: readonly T[],
+    private readonly maxQueue: number,
+  ) {
     this.free = [...items];
   }
 
-  get queued(): number { return this.waiters.length; }
-  get available(): number { return this.free.length; }
+  get queued(): number {
+    return this.waiters.length;
+  }
+  get available(): number {
+    return this.free.length;
+  }
 
   acquire(signal: AbortSignal, pick?: PickFree<T>): Promise<T> {
     if (signal.aborted) return Promise.reject(signal.reason);
@@ -36,7 +43,9 @@ export class SequencePool<T> {
     if (this.waiters.length >= this.maxQueue) return Promise.reject(errors.overloaded(1));
     return new Promise<T>((resolve, reject) => {
       const waiter: Waiter<T> = {
-        resolve, reject, signal,
+        resolve,
+        reject,
+        signal,
         onAbort: () => {
           const i = this.waiters.indexOf(waiter);
           if (i !== -1) this.waiters.splice(i, 1);

@@ -26,14 +26,18 @@ export function callSyntaxOf(wrapper: ChatWrapper): CallSyntax {
     prefix: text(call.prefix),
     paramsPrefix: text(call.paramsPrefix),
     suffix: text(call.suffix),
-    parallel: p === undefined ? undefined : { sectionPrefix: text(p.sectionPrefix), betweenCalls: text(p.betweenCalls ?? ""), sectionSuffix: text(p.sectionSuffix ?? "") },
+    parallel:
+      p === undefined
+        ? undefined
+        : { sectionPrefix: text(p.sectionPrefix), betweenCalls: text(p.betweenCalls ?? ""), sectionSuffix: text(p.sectionSuffix ?? "") },
   };
 }
 
 const FUNCTION_NAME = "{{functionName}}";
 const suffixFor = (syntax: CallSyntax, name: string): string => syntax.suffix.split(FUNCTION_NAME).join(name);
 /** What every answer that calls a tool starts with. */
-const callsStart = (syntax: CallSyntax, parallel: boolean): string => (parallel && syntax.parallel ? syntax.parallel.sectionPrefix : "") + syntax.prefix;
+const callsStart = (syntax: CallSyntax, parallel: boolean): string =>
+  (parallel && syntax.parallel ? syntax.parallel.sectionPrefix : "") + syntax.prefix;
 const parallelOf = (syntax: CallSyntax, request: ToolRequest): CallSyntax["parallel"] => (request.parallel ? syntax.parallel : undefined);
 
 /** A GBNF literal. JSON's escapes are GBNF's for everything JSON.stringify emits. */
@@ -83,7 +87,8 @@ const hexClass = (s: string): string => `\\u${s.codePointAt(0)!.toString(16).pad
  * also any text that does not begin like a call.
  */
 export function toolGrammar(syntax: CallSyntax, request: ToolRequest, schemaRules: ReadonlyMap<string, string>): string {
-  const allowed = typeof request.choice === "object" ? request.tools.filter((t) => t.name === (request.choice as { name: string }).name) : request.tools;
+  const allowed =
+    typeof request.choice === "object" ? request.tools.filter((t) => t.name === (request.choice as { name: string }).name) : request.tools;
   const rules: string[] = [];
   const alternatives = allowed.map((tool, i) => {
     rules.push(embedSchemaRules(schemaRules.get(tool.name)!, `f${i}-`));
@@ -91,9 +96,11 @@ export function toolGrammar(syntax: CallSyntax, request: ToolRequest, schemaRule
   });
   rules.push(`call ::= ${alternatives.join(" | ")}`);
   const parallel = parallelOf(syntax, request);
-  rules.push(parallel === undefined
-    ? "calls ::= call"
-    : `calls ::= ${literal(parallel.sectionPrefix)} call (${literal(parallel.betweenCalls)} call)* ${literal(parallel.sectionSuffix)}`);
+  rules.push(
+    parallel === undefined
+      ? "calls ::= call"
+      : `calls ::= ${literal(parallel.sectionPrefix)} call (${literal(parallel.betweenCalls)} call)* ${literal(parallel.sectionSuffix)}`,
+  );
   if (request.choice === "auto") {
     const first = callsStart(syntax, request.parallel)[0];
     rules.push(first === undefined ? "free ::= .+" : `free ::= [^${hexClass(first)}] .*`);

@@ -8,7 +8,10 @@ import { toolGrammar, type CallSyntax } from "./tool-calls.js";
 export function toolFunctions(request: ToolRequest): ChatModelFunctions {
   const functions: Record<string, ChatModelFunctions[string]> = Object.create(null) as Record<string, ChatModelFunctions[string]>;
   for (const tool of request.tools) {
-    functions[tool.name] = { ...(tool.description === undefined ? {} : { description: tool.description }), params: tool.parameters as GbnfJsonSchema };
+    functions[tool.name] = {
+      ...(tool.description === undefined ? {} : { description: tool.description }),
+      params: tool.parameters as GbnfJsonSchema,
+    };
   }
   return functions;
 }

@@ -32,8 +32,7 @@ function isTimeout(error: unknown): boolean {
   );
 }
 
-const finishReason = (reason: string | null | undefined): FinishReason =>
-  reason === "length" || reason === "tool_calls" ? reason : "stop";
+const finishReason = (reason: string | null | undefined): FinishReason => (reason === "length" || reason === "tool_calls" ? reason : "stop");
 
 /** An upstream with what choosing between upstreams needs to know. */
 interface UpstreamState extends Upstream {
@@ -122,15 +121,22 @@ export class RemoteEngine implements Engine {
 
   /** Any HTTP answer from GET /models (even 401) means the server is up. */
   private async checkHealth(): Promise<void> {
-    await Promise.all(this.upstreams.map(async (u) => {
-      try {
-        const r = await request(`${u.baseUrl}/models`, { method: "GET", dispatcher: this.agent, headers: this.headers(u), signal: AbortSignal.timeout(this.target.connectTimeoutMs) });
-        await r.body.dump();
-        u.healthy = r.statusCode < 500;
-      } catch {
-        u.healthy = false;
-      }
-    }));
+    await Promise.all(
+      this.upstreams.map(async (u) => {
+        try {
+          const r = await request(`${u.baseUrl}/models`, {
+            method: "GET",
+            dispatcher: this.agent,
+            headers: this.headers(u),
+            signal: AbortSignal.timeout(this.target.connectTimeoutMs),
+          });
+          await r.body.dump();
+          u.healthy = r.statusCode < 500;
+        } catch {
+          u.healthy = false;
+        }
+      }),
+    );
   }
 
   private headers(upstream: UpstreamState, traceparent?: string): Record<string, string> {
@@ -166,7 +172,13 @@ export class RemoteEngine implements Engine {
   }
 
   private send(upstream: UpstreamState, body: string, req: GenerationRequest): Promise<Dispatcher.ResponseData> {
-    return request(`${upstream.baseUrl}/chat/completions`, { method: "POST", body, headers: this.headers(upstream, req.traceparent), dispatcher: this.agent, signal: req.signal });
+    return request(`${upstream.baseUrl}/chat/completions`, {
+      method: "POST",
+      body,
+      headers: this.headers(upstream, req.traceparent),
+      dispatcher: this.agent,
+      signal: req.signal,
+    });
   }
 
   private failure(error: unknown): ApiError {

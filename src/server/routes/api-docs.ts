@@ -43,7 +43,10 @@ export async function apiDocsRoutes(app: FastifyInstance, options: { version: st
     docs.get<{ Params: { name: string } }>("/docs/assets/:name", async (request, reply) => {
       const asset = ASSETS.get(request.params.name);
       if (asset === undefined) throw errors.notFound("GET", request.url.split("?")[0] ?? "/");
-      return reply.type(asset.type).header("cache-control", "public, max-age=3600").send(await asset.body());
+      return reply
+        .type(asset.type)
+        .header("cache-control", "public, max-age=3600")
+        .send(await asset.body());
     });
   });
 }

@@ -47,8 +47,14 @@ export async function chatCompletionsRoute(app: FastifyInstance, options: AppOpt
     }
 
     const stream = new EventStream(reply);
-    const chunk = (delta: ChatCompletionChunk["choices"][number]["delta"], finish: ChatCompletionChunk["choices"][number]["finish_reason"]): ChatCompletionChunk => ({
-      id, object: "chat.completion.chunk", created, model: body.model,
+    const chunk = (
+      delta: ChatCompletionChunk["choices"][number]["delta"],
+      finish: ChatCompletionChunk["choices"][number]["finish_reason"],
+    ): ChatCompletionChunk => ({
+      id,
+      object: "chat.completion.chunk",
+      created,
+      model: body.model,
       choices: [{ index: 0, delta, finish_reason: finish }],
       ...(body.includeUsage ? { usage: null } : {}),
     });
@@ -62,7 +68,11 @@ export async function chatCompletionsRoute(app: FastifyInstance, options: AppOpt
       first = false;
     };
     try {
-      const result = await runInference(options, request, reply, specialist, "chat.completions", { ...call, onText: sendText, onToolCall: sendToolCall });
+      const result = await runInference(options, request, reply, specialist, "chat.completions", {
+        ...call,
+        onText: sendText,
+        onToolCall: sendToolCall,
+      });
       if (result.aborted) return reply;
       if (first) sendText("");
       stream.send(chunk({}, result.finishReason));

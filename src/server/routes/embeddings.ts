@@ -34,7 +34,10 @@ function findEmbedder(options: AppOptions, name: string): { specialist: Speciali
   const specialist = id === undefined ? undefined : options.specialists.get(id);
   if (specialist === undefined) throw errors.modelNotFound(name, "model");
   if (specialist.embedder === undefined) {
-    throw errors.invalidParameter("model", `'${name}' is not an embeddings model; GET /v1/models lists the models you can use (e.g. '${MODEL_PREFIX}embed').`);
+    throw errors.invalidParameter(
+      "model",
+      `'${name}' is not an embeddings model; GET /v1/models lists the models you can use (e.g. '${MODEL_PREFIX}embed').`,
+    );
   }
   return { specialist, embedder: specialist.embedder };
 }
@@ -45,20 +48,26 @@ function findEmbedder(options: AppOptions, name: string): { specialist: Speciali
  * bound (at most the context) and settled to the real count.
  */
 async function runEmbedding(
-  options: AppOptions, request: FastifyRequest, reply: FastifyReply, specialist: Specialist, embedder: Embedder, inputs: readonly string[],
+  options: AppOptions,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  specialist: Specialist,
+  embedder: Embedder,
+  inputs: readonly string[],
 ): Promise<EmbeddingResult> {
   request.logFields.specialist = specialist.id;
   const observer = observeGeneration(options.telemetry, request.trace, specialist, "embeddings");
-  const reserveTokens = { promptTokens: inputs.reduce((sum, text) => sum + promptTokenBound([text], specialist.contextSize), 0), completionTokens: 0 };
+  const reserveTokens = {
+    promptTokens: inputs.reduce((sum, text) => sum + promptTokenBound([text], specialist.contextSize), 0),
+    completionTokens: 0,
+  };
   const admission = await observer.admission(admitRequest(options.gate, request, reply, specialist.id, "embeddings", { reserveTokens }));
   const signal = requestSignal(reply, options.shutdown);
   const started = performance.now();
   let result: EmbeddingResult | undefined;
   let status = 200;
   let failure: unknown;
-  const work = options.lifecycle?.current === "draining"
-    ? Promise.reject(errors.notServing("shutting_down", 1))
-    : embedder.embed(inputs, signal);
+  const work = options.lifecycle?.current === "draining" ? Promise.reject(errors.notServing("shutting_down", 1)) : embedder.embed(inputs, signal);
   request.generationDone = work;
   try {
     result = await work;
@@ -77,7 +86,10 @@ async function runEmbedding(
     const promptTokens = result?.promptTokens ?? 0;
     request.logFields.prompt_tokens = promptTokens;
     request.logFields.completion_tokens = 0;
-    observer.generated(result === undefined ? undefined : { text: "", promptTokens, completionTokens: 0, finishReason: "stop", aborted: false }, failure);
+    observer.generated(
+      result === undefined ? undefined : { text: "", promptTokens, completionTokens: 0, finishReason: "stop", aborted: false },
+      failure,
+    );
     await observer.metering(admission.finish({ status, promptTokens, completionTokens: 0, latencyMs: performance.now() - started }));
   }
 }

@@ -43,9 +43,13 @@ export async function runInference(
   let status = 200;
   let failure: unknown;
   // Admitted while the node began draining: refused like a queued request, and metered as such.
-  const generation = options.lifecycle?.current === "draining"
-    ? Promise.reject(errors.notServing("shutting_down", 1))
-    : specialist.engine.generate({ ...toGenerationRequest(specialist, { ...call, signal, onText: observer.onText(call.onText) }), ...observer.engineHooks() });
+  const generation =
+    options.lifecycle?.current === "draining"
+      ? Promise.reject(errors.notServing("shutting_down", 1))
+      : specialist.engine.generate({
+          ...toGenerationRequest(specialist, { ...call, signal, onText: observer.onText(call.onText) }),
+          ...observer.engineHooks(),
+        });
   request.generationDone = generation;
   try {
     result = await generation;
@@ -69,12 +73,14 @@ export async function runInference(
     if (result?.aborted) request.logFields.aborted = true;
     observer.generated(result, failure);
     // Written before the response completes: a request a client saw succeed is in the ledger.
-    await observer.metering(admission.finish({
-      status,
-      promptTokens: result?.promptTokens ?? 0,
-      completionTokens: result?.completionTokens ?? 0,
-      latencyMs: performance.now() - started,
-    }));
+    await observer.metering(
+      admission.finish({
+        status,
+        promptTokens: result?.promptTokens ?? 0,
+        completionTokens: result?.completionTokens ?? 0,
+        latencyMs: performance.now() - started,
+      }),
+    );
   }
 }
 

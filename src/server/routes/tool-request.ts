@@ -9,7 +9,11 @@ type BodyMessage = Body["messages"][number];
 
 /** Keyed by client input, so a Map: `constructor` or `__proto__` must not find anything. */
 const ROLES: ReadonlyMap<BodyMessage["role"], Role | "tool"> = new Map([
-  ["system", "system"], ["developer", "system"], ["user", "user"], ["assistant", "assistant"], ["tool", "tool"],
+  ["system", "system"],
+  ["developer", "system"],
+  ["user", "user"],
+  ["assistant", "assistant"],
+  ["tool", "tool"],
 ]);
 
 const textOf = (content: NonNullable<BodyMessage["content"]>): string =>
@@ -25,8 +29,10 @@ export function toChatMessages(messages: Body["messages"]): ChatMessage[] {
   return messages.map((m, i) => {
     const role = ROLES.get(m.role) ?? "user";
     const calls = m.tool_calls ?? [];
-    if (calls.length > 0 && role !== "assistant") throw errors.invalidParameter(`messages[${i}].tool_calls`, "only assistant messages carry tool calls.");
-    if ((m.content === undefined || m.content === null) && !(role === "assistant" && calls.length > 0)) throw errors.missingParameter(`messages[${i}].content`);
+    if (calls.length > 0 && role !== "assistant")
+      throw errors.invalidParameter(`messages[${i}].tool_calls`, "only assistant messages carry tool calls.");
+    if ((m.content === undefined || m.content === null) && !(role === "assistant" && calls.length > 0))
+      throw errors.missingParameter(`messages[${i}].content`);
     const message: ChatMessage = { role, content: m.content === undefined || m.content === null ? "" : textOf(m.content) };
     if (role === "assistant") {
       openCalls = new Set(calls.map((c) => c.id));
@@ -69,7 +75,8 @@ export function parseToolRequest(o: Body): ToolRequest | undefined {
   if (tools.length === 0) throw errors.invalidParameter("tools", "must hold at least one tool.");
   const seen = new Set<string>();
   const functions = tools.map((tool, i) => {
-    if (seen.has(tool.function.name)) throw errors.invalidParameter(`tools[${i}].function.name`, `another tool is already named '${tool.function.name}'.`);
+    if (seen.has(tool.function.name))
+      throw errors.invalidParameter(`tools[${i}].function.name`, `another tool is already named '${tool.function.name}'.`);
     seen.add(tool.function.name);
     return toToolFunction(tool, i);
   });

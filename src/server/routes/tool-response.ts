@@ -18,8 +18,9 @@ export function assistantMessage(result: GenerationResult): Message {
 
 /** A stream chunk's delta for a piece of a tool call, in OpenAI's shape; the stream's first delta also names the role. */
 export function toolCallChunkDelta(delta: ToolCallDelta, first: boolean): Delta {
-  const call = delta.id === undefined
-    ? { index: delta.index, function: { arguments: delta.arguments } }
-    : { index: delta.index, id: delta.id, type: "function" as const, function: { name: delta.name ?? "", arguments: delta.arguments } };
+  const call =
+    delta.id === undefined
+      ? { index: delta.index, function: { arguments: delta.arguments } }
+      : { index: delta.index, id: delta.id, type: "function" as const, function: { name: delta.name ?? "", arguments: delta.arguments } };
   return { ...(first ? { role: "assistant" as const, content: null } : {}), tool_calls: [call] };
 }

@@ -34,14 +34,29 @@ export const AUDIT_LOG_MIGRATION = `
 `;
 
 interface AuditRow {
-  id: number; at: string; actor: string; action: string; account_id: string | null; target: string | null;
-  detail: string | null; source: string | null; request_id: string | null; count: number;
+  id: number;
+  at: string;
+  actor: string;
+  action: string;
+  account_id: string | null;
+  target: string | null;
+  detail: string | null;
+  source: string | null;
+  request_id: string | null;
+  count: number;
 }
 
 const toRecord = (r: AuditRow): AuditRecord => ({
-  id: r.id, at: r.at, actor: r.actor, action: r.action as AuditAction, accountId: r.account_id, target: r.target,
+  id: r.id,
+  at: r.at,
+  actor: r.actor,
+  action: r.action as AuditAction,
+  accountId: r.account_id,
+  target: r.target,
   detail: r.detail === null ? undefined : (JSON.parse(r.detail) as Record<string, string>),
-  source: r.source, requestId: r.request_id, count: r.count,
+  source: r.source,
+  requestId: r.request_id,
+  count: r.count,
 });
 
 /** The audit log in the store's SQLite database, on the store's connection. */
@@ -67,8 +82,14 @@ export class SqliteAuditLog implements AuditLog {
 
   record(context: AuditContext, entry: AuditEntry): Promise<void> {
     this.insert.run({
-      at: new Date().toISOString(), actor: context.actor, action: entry.action, accountId: entry.accountId, target: entry.target,
-      detail: entry.detail === undefined ? null : JSON.stringify(entry.detail), source: context.source, requestId: context.requestId,
+      at: new Date().toISOString(),
+      actor: context.actor,
+      action: entry.action,
+      accountId: entry.accountId,
+      target: entry.target,
+      detail: entry.detail === undefined ? null : JSON.stringify(entry.detail),
+      source: context.source,
+      requestId: context.requestId,
     });
     return Promise.resolve();
   }
@@ -76,20 +97,45 @@ export class SqliteAuditLog implements AuditLog {
   count(context: AuditContext, action: AuditAction, at = new Date()): Promise<void> {
     const iso = at.toISOString();
     // Bucketed per source: an aggregate without an address would have nothing to be unique on.
-    this.bump.run({ at: iso, actor: context.actor, action, source: context.source ?? "unknown", requestId: context.requestId, bucket: iso.slice(0, 16) });
+    this.bump.run({
+      at: iso,
+      actor: context.actor,
+      action,
+      source: context.source ?? "unknown",
+      requestId: context.requestId,
+      bucket: iso.slice(0, 16),
+    });
     return Promise.resolve();
   }
 
   query(query: AuditQuery): Promise<AuditPage> {
     const where: string[] = [];
     const params: Record<string, string | number> = { limit: query.limit + 1 };
-    if (query.accountId !== undefined) { where.push("account_id = @accountId"); params.accountId = query.accountId; }
-    if (query.action !== undefined) { where.push("action = @action"); params.action = query.action; }
+    if (query.accountId !== undefined) {
+      where.push("account_id = @accountId");
+      params.accountId = query.accountId;
+    }
+    if (query.action !== undefined) {
+      where.push("action = @action");
+      params.action = query.action;
+    }
     if (query.actor === "member") where.push("actor LIKE 'member:%'");
-    else if (query.actor !== undefined) { where.push("actor = @actor"); params.actor = query.actor; }
-    if (query.since !== undefined) { where.push("at >= @since"); params.since = query.since; }
-    if (query.until !== undefined) { where.push("at < @until"); params.until = query.until; }
-    if (query.cursor !== undefined) { where.push("id < @cursor"); params.cursor = query.cursor; }
+    else if (query.actor !== undefined) {
+      where.push("actor = @actor");
+      params.actor = query.actor;
+    }
+    if (query.since !== undefined) {
+      where.push("at >= @since");
+      params.since = query.since;
+    }
+    if (query.until !== undefined) {
+      where.push("at < @until");
+      params.until = query.until;
+    }
+    if (query.cursor !== undefined) {
+      where.push("id < @cursor");
+      params.cursor = query.cursor;
+    }
     const sql = `SELECT * FROM audit_log ${where.length === 0 ? "" : `WHERE ${where.join(" AND ")}`} ORDER BY id DESC LIMIT @limit`;
     const rows = this.db.prepare<Record<string, string | number>, AuditRow>(sql).all(params);
     const more = rows.length > query.limit;

@@ -104,7 +104,10 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE usage_events ADD COLUMN node_id TEXT;
       CREATE INDEX usage_events_unfinished ON usage_events(node_id) WHERE status IS NULL;
     `);
-    const groups = db.prepare<[], { account_id: string; mode: string; period: string; day: string; specialist: string; status: number | null; n: number; tokens: number }>(
+    const groups = db.prepare<
+      [],
+      { account_id: string; mode: string; period: string; day: string; specialist: string; status: number | null; n: number; tokens: number }
+    >(
       `SELECT account_id, mode, period, substr(created_at, 1, 10) AS day, specialist, status,
               COUNT(*) AS n, SUM(prompt_tokens + completion_tokens) AS tokens
        FROM usage_events GROUP BY account_id, mode, period, day, specialist, status`,

@@ -2,14 +2,32 @@ import type Database from "better-sqlite3";
 import type { Account, AccountStore, ApiKeyRecord, KeyCreation, KeyLookup, Mode } from "../store.js";
 
 interface KeyRow {
-  id: string; account_id: string; name: string | null; mode: Mode; prefix: string;
-  created_at: string; last_used_at: string | null; revoked_at: string | null;
+  id: string;
+  account_id: string;
+  name: string | null;
+  mode: Mode;
+  prefix: string;
+  created_at: string;
+  last_used_at: string | null;
+  revoked_at: string | null;
 }
-interface AccountRow { id: string; name: string; plan: string; status: Account["status"]; created_at: string }
+interface AccountRow {
+  id: string;
+  name: string;
+  plan: string;
+  status: Account["status"];
+  created_at: string;
+}
 
 const toKey = (r: KeyRow): ApiKeyRecord => ({
-  id: r.id, accountId: r.account_id, name: r.name, mode: r.mode, prefix: r.prefix,
-  createdAt: r.created_at, lastUsedAt: r.last_used_at, revokedAt: r.revoked_at,
+  id: r.id,
+  accountId: r.account_id,
+  name: r.name,
+  mode: r.mode,
+  prefix: r.prefix,
+  createdAt: r.created_at,
+  lastUsedAt: r.last_used_at,
+  revokedAt: r.revoked_at,
 });
 const toAccount = (r: AccountRow): Account => ({ id: r.id, name: r.name, plan: r.plan, status: r.status, createdAt: r.created_at });
 
@@ -28,9 +46,7 @@ export class SqliteAccountStore implements AccountStore {
       insertAccount: db.prepare("INSERT INTO accounts (id, name, plan, status, created_at) VALUES (@id, @name, @plan, @status, @createdAt)"),
       getAccount: db.prepare<[string], AccountRow>("SELECT * FROM accounts WHERE id = ?"),
       listAccounts: db.prepare<[], AccountRow>("SELECT * FROM accounts ORDER BY created_at, id"),
-      updateAccount: db.prepare(
-        "UPDATE accounts SET plan = COALESCE(@plan, plan), status = COALESCE(@status, status) WHERE id = @id",
-      ),
+      updateAccount: db.prepare("UPDATE accounts SET plan = COALESCE(@plan, plan), status = COALESCE(@status, status) WHERE id = @id"),
       // One statement, so two concurrent creations cannot both pass the cap or a suspension.
       insertKey: db.prepare(
         `INSERT INTO api_keys (id, account_id, name, mode, hash, prefix, created_at)

@@ -16,12 +16,37 @@ export interface SqliteLedgerOptions {
 }
 
 /** A ledger row a completion or settlement closes: what its aggregates are keyed by. */
-interface FinishedEvent { account_id: string; mode: Mode; period: string; day: string; specialist: string }
-interface Finish { eventId: number; status: number; promptTokens: number; completionTokens: number; latencyMs: number | null; at: string }
+interface FinishedEvent {
+  account_id: string;
+  mode: Mode;
+  period: string;
+  day: string;
+  specialist: string;
+}
+interface Finish {
+  eventId: number;
+  status: number;
+  promptTokens: number;
+  completionTokens: number;
+  latencyMs: number | null;
+  at: string;
+}
 /** Refusals of one account, mode, UTC day, key and code, summed until the next commit. */
-interface RefusalRow { accountId: string; mode: Mode; day: string; keyId: string; code: string; status: number; requests: number }
+interface RefusalRow {
+  accountId: string;
+  mode: Mode;
+  day: string;
+  keyId: string;
+  code: string;
+  status: number;
+  requests: number;
+}
 /** The named parameters of every per-period read. */
-interface PeriodKey { account: string; mode: string; period: string }
+interface PeriodKey {
+  account: string;
+  mode: string;
+  period: string;
+}
 
 // A period "YYYY-MM" spans the days "YYYY-MM-01" to "YYYY-MM-31" as text; refusals are kept per day.
 const REFUSALS_IN_PERIOD = "account_id = @account AND mode = @mode AND day BETWEEN @period || '-01' AND @period || '-31'";
@@ -45,7 +70,11 @@ export class SqliteLedger implements LedgerStore {
   /** Refusals counted since the last commit, by account, mode, day, key and code. */
   private readonly pendingRefusals = new Map<string, { row: RefusalRow; committed: Promise<void> }>();
 
-  constructor(db: Database.Database, private readonly commits: GroupCommit, options: SqliteLedgerOptions = {}) {
+  constructor(
+    db: Database.Database,
+    private readonly commits: GroupCommit,
+    options: SqliteLedgerOptions = {},
+  ) {
     this.statements = {
       // The limit is enforced on the in-memory counter at admission; the file records the count.
       countRequest: db.prepare(
@@ -203,13 +232,18 @@ export class SqliteLedger implements LedgerStore {
     const forget = (): void => {
       if (this.pendingRefusals.get(key)?.row === row) this.pendingRefusals.delete(key);
     };
-    const committed = this.commits.write(() => {
-      forget();
-      this.statements.countRefusals.run(row);
-    }).then(() => undefined, (error: unknown) => {
-      forget(); // a failed commit must not leave later refusals adding to a row that is never written
-      throw error;
-    });
+    const committed = this.commits
+      .write(() => {
+        forget();
+        this.statements.countRefusals.run(row);
+      })
+      .then(
+        () => undefined,
+        (error: unknown) => {
+          forget(); // a failed commit must not leave later refusals adding to a row that is never written
+          throw error;
+        },
+      );
     this.pendingRefusals.set(key, { row, committed });
     return committed;
   }

@@ -1,10 +1,28 @@
 import type Database from "better-sqlite3";
 import type { InvitationRecord, Member, PeopleStore, Session } from "../store.js";
 
-interface MemberRow { id: string; account_id: string; email: string; password_hash: string | null; created_at: string }
-interface SessionRow { token_hash: string; member_id: string | null; admin: number; csrf_token: string; expires_at: string }
+interface MemberRow {
+  id: string;
+  account_id: string;
+  email: string;
+  password_hash: string | null;
+  created_at: string;
+}
+interface SessionRow {
+  token_hash: string;
+  member_id: string | null;
+  admin: number;
+  csrf_token: string;
+  expires_at: string;
+}
 
-const toMember = (r: MemberRow): Member => ({ id: r.id, accountId: r.account_id, email: r.email, passwordHash: r.password_hash, createdAt: r.created_at });
+const toMember = (r: MemberRow): Member => ({
+  id: r.id,
+  accountId: r.account_id,
+  email: r.email,
+  passwordHash: r.password_hash,
+  createdAt: r.created_at,
+});
 
 /** The dashboard's members, invitations and sessions in SQLite. */
 export class SqlitePeopleStore implements PeopleStore {
@@ -12,7 +30,9 @@ export class SqlitePeopleStore implements PeopleStore {
 
   constructor(private readonly db: Database.Database) {
     this.statements = {
-      insertMember: db.prepare("INSERT INTO members (id, account_id, email, password_hash, created_at) VALUES (@id, @accountId, @email, @passwordHash, @createdAt)"),
+      insertMember: db.prepare(
+        "INSERT INTO members (id, account_id, email, password_hash, created_at) VALUES (@id, @accountId, @email, @passwordHash, @createdAt)",
+      ),
       getMember: db.prepare<[string], MemberRow>("SELECT * FROM members WHERE id = ?"),
       memberByEmail: db.prepare<[string], MemberRow>("SELECT * FROM members WHERE email = ?"),
       members: db.prepare<[string], MemberRow>("SELECT * FROM members WHERE account_id = ? ORDER BY created_at, id"),
@@ -23,10 +43,14 @@ export class SqlitePeopleStore implements PeopleStore {
       invitation: db.prepare<[string], { member_id: string; expires_at: string; used_at: string | null }>(
         "SELECT member_id, expires_at, used_at FROM invitations WHERE token_hash = ?",
       ),
-      useInvitation: db.prepare<[string, string, string], string>(
-        "UPDATE invitations SET used_at = ? WHERE token_hash = ? AND used_at IS NULL AND expires_at > ? RETURNING member_id",
-      ).pluck(),
-      insertSession: db.prepare("INSERT INTO sessions (token_hash, member_id, admin, csrf_token, expires_at) VALUES (@tokenHash, @memberId, @admin, @csrfToken, @expiresAt)"),
+      useInvitation: db
+        .prepare<[string, string, string], string>(
+          "UPDATE invitations SET used_at = ? WHERE token_hash = ? AND used_at IS NULL AND expires_at > ? RETURNING member_id",
+        )
+        .pluck(),
+      insertSession: db.prepare(
+        "INSERT INTO sessions (token_hash, member_id, admin, csrf_token, expires_at) VALUES (@tokenHash, @memberId, @admin, @csrfToken, @expiresAt)",
+      ),
       findSession: db.prepare<[string, string], SessionRow>("SELECT * FROM sessions WHERE token_hash = ? AND expires_at > ?"),
       deleteSession: db.prepare("DELETE FROM sessions WHERE token_hash = ?"),
     };
@@ -79,7 +103,9 @@ export class SqlitePeopleStore implements PeopleStore {
 
   async findSession(tokenHash: string, now: string): Promise<Session | undefined> {
     const row = this.statements.findSession.get(tokenHash, now);
-    return row && { tokenHash: row.token_hash, memberId: row.member_id, admin: row.admin === 1, csrfToken: row.csrf_token, expiresAt: row.expires_at };
+    return (
+      row && { tokenHash: row.token_hash, memberId: row.member_id, admin: row.admin === 1, csrfToken: row.csrf_token, expiresAt: row.expires_at }
+    );
   }
 
   async deleteSession(tokenHash: string): Promise<void> {
