@@ -25,6 +25,7 @@ writeFileSync(
       qa: off,
       chat: off,
       code: off,
+      embed: off,
     },
     plans: { scale: { requests_per_minute: 10_000_000, requests_per_month: 1_000_000_000 } },
   }),
