@@ -15,7 +15,7 @@ export function classifierPrompt(labels: readonly string[]): string {
   );
 }
 
-/** The six specialists of DESIGN.md and the embeddings specialist, all on the one default base model. */
+/** The six specialists of the API reference and the embeddings specialist, all on the one default base model. */
 export function defaultSpecialists(): SpecialistDefinition[] {
   const common = { engine: { kind: "embedded", model: BASE_MODEL }, defaults: REFERENCE_SAMPLING } as const;
   return [
