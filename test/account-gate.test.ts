@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { ApiError } from "../src/errors.js";
 import { AccountGate } from "../src/gate/account-gate.js";
-import { AccountService } from "../src/gate/accounts.js";
+import { AccountService } from "../src/accounts/accounts.js";
 import type { AdmitDecision, Caller } from "../src/gate/gate.js";
 import { InProcessRateLimiter } from "../src/gate/in-process-limiter.js";
 import { parsePlans } from "../src/gate/plans.js";

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import Database from "better-sqlite3";
 import { ConfigError } from "../src/config/config-error.js";
-import { People } from "../src/dashboard/people.js";
+import { People } from "../src/accounts/people.js";
 import { databasePath } from "../src/server/server.js";
 import { openSqliteStores } from "../src/store/sqlite/sqlite-store.js";
 import { CLI_CONTEXT } from "../src/store/audit-log.js";

@@ -5,12 +5,13 @@ import { describe, it } from "node:test";
 import { fileURLToPath } from "node:url";
 
 /**
- * The layers below HTTP (admission, engines, storage, specialists, metering)
+ * The layers below HTTP (the inference use case, accounts, admission, engines,
+ * storage, specialists, metering)
  * must not depend on Fastify or on the HTTP layer, not even through another
  * module: each can then be used by the CLI, a worker or a test without a server.
  */
 const ROOT = resolve(fileURLToPath(new URL("../../", import.meta.url)));
-const LOWER_LAYERS = ["src/gate", "src/engines", "src/store", "src/specialists", "src/metering"];
+const LOWER_LAYERS = ["src/inference", "src/accounts", "src/gate", "src/engines", "src/store", "src/specialists", "src/metering"];
 
 const isFramework = (specifier: string): boolean => /^(fastify|@fastify\/)/.test(specifier);
 

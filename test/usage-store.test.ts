@@ -7,7 +7,7 @@ import { dirname, join } from "node:path";
 import { describe, it } from "node:test";
 import Database from "better-sqlite3";
 import { ApiError } from "../src/errors.js";
-import { AccountError, AccountService } from "../src/gate/accounts.js";
+import { AccountError, AccountService } from "../src/accounts/accounts.js";
 import { DEFAULT_PLANS, parsePlans } from "../src/gate/plans.js";
 import { billingPeriod, parsePeriod } from "../src/metering/billing-period.js";
 import { CLIENT_CLOSED, countsAgainstQuota, NOT_DELIVERED } from "../src/metering/counting-rule.js";

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import { ApiError } from "../errors.js";
-import { AccountError, type AccountService } from "../gate/accounts.js";
+import { AccountError, type AccountService } from "../accounts/accounts.js";
 import { requestedMode } from "../gate/credentials.js";
 import { requestedPeriod } from "../metering/billing-period.js";
 import { breakdownJson } from "../dashboard/usage-breakdown.js";

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { errors } from "../errors.js";
-import type { AccountService } from "../gate/accounts.js";
+import type { AccountService } from "../accounts/accounts.js";
 import { bearerToken, requestedMode } from "../gate/credentials.js";
 import { findPlan, type Plan } from "../gate/plans.js";
 import { usageReport } from "../metering/usage-report.js";
@@ -8,7 +8,7 @@ import type { Account, LedgerStore, Mode, PeopleStore } from "../store/store.js"
 import { accountJson, createdKeyJson, invitationJson, keyJson } from "../api/resources.js";
 import { adminRequests } from "../api/schemas/admin.js";
 import { parseBody } from "../schema/request-errors.js";
-import type { People } from "../dashboard/people.js";
+import type { People } from "../accounts/people.js";
 import { accountDetailRoutes } from "./account-detail-routes.js";
 import type { AuditLog } from "../store/audit-log.js";
 import { auditPageJson, auditRecordJson, parseAuditQuery, requestContext } from "./audit-query.js";

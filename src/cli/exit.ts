@@ -1,7 +1,7 @@
 import { CommanderError } from "commander";
 import { ConfigError } from "../config/config-error.js";
 import { ApiError } from "../errors.js";
-import { AccountError } from "../gate/accounts.js";
+import { AccountError } from "../accounts/accounts.js";
 import { ModelUnavailableError } from "../models/model-files.js";
 
 const EXIT_OK = 0;

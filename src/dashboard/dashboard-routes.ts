@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { ApiError, errors } from "../errors.js";
-import type { AccountService } from "../gate/accounts.js";
+import type { AccountService } from "../accounts/accounts.js";
 import { findPlan, planAllows, type Plan } from "../gate/plans.js";
 import { requestedPeriod } from "../metering/billing-period.js";
 import { usageReport } from "../metering/usage-report.js";
@@ -11,7 +11,7 @@ import { accountJson, createdKeyJson, keyJson } from "../api/resources.js";
 import { dashboardRequests } from "../api/schemas/dashboard.js";
 import { parseBody } from "../schema/request-errors.js";
 import type { AuditLog } from "../store/audit-log.js";
-import type { People } from "./people.js";
+import type { People } from "../accounts/people.js";
 import { auditPageJson, auditRecordJson, parseAuditQuery, requestContext } from "../admin/audit-query.js";
 import { checkCsrf, checkSameOrigin, dashboardResponseHeaders, notSignedIn, readCookie, SESSION_COOKIE, setSessionCookie } from "./web-security.js";
 

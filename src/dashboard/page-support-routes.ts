@@ -1,13 +1,13 @@
 import { createHash } from "node:crypto";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { ApiError } from "../errors.js";
-import type { AccountService } from "../gate/accounts.js";
+import type { AccountService } from "../accounts/accounts.js";
 import { requestedPeriod } from "../metering/billing-period.js";
 import type { AccountStore, LedgerStore, Mode, PeopleStore } from "../store/store.js";
 import { dashboardRequests } from "../api/schemas/dashboard.js";
 import { parseBody } from "../schema/request-errors.js";
 import { breakdownJson } from "./usage-breakdown.js";
-import type { People } from "./people.js";
+import type { People } from "../accounts/people.js";
 import { checkSameOrigin, dashboardResponseHeaders, notSignedIn, readCookie, SESSION_COOKIE } from "./web-security.js";
 
 interface PageSupportOptions {

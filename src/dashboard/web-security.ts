@@ -1,16 +1,8 @@
-import { createHash, timingSafeEqual } from "node:crypto";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { ApiError } from "../errors.js";
 import type { Session } from "../store/store.js";
 
 export const SESSION_COOKIE = "alveare_session";
-
-const digest = (s: string): Buffer => createHash("sha256").update(s).digest();
-
-/** Compares secrets by digest so neither their length nor a shared prefix leaks through timing. */
-export function sameSecret(given: string, expected: string): boolean {
-  return timingSafeEqual(digest(given), digest(expected));
-}
 
 /** Headers every dashboard and admin response carries: no inline script, no framing, no sniffing. */
 export function setSecurityHeaders(reply: FastifyReply): void {

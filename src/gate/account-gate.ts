@@ -3,7 +3,7 @@ import { billingPeriod } from "../metering/billing-period.js";
 import { countsAgainstQuota } from "../metering/counting-rule.js";
 import { refusalOf } from "../metering/refusals.js";
 import type { AccountStore, LedgerStore } from "../store/store.js";
-import { hashKey, keyMode } from "./api-keys.js";
+import { hashKey, keyMode } from "../accounts/api-keys.js";
 import type { KeyCache, KeyLimits, QuotaCounter, RateLimiter } from "./backends.js";
 import { bearerToken } from "./credentials.js";
 import type { AdmitDecision, AdmitOptions, Authentication, Caller, Endpoint, Gate, Outcome } from "./gate.js";

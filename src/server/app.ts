@@ -2,7 +2,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type
 import type { Logger } from "pino";
 import { ApiError, errors } from "../errors.js";
 import type { Gate } from "../gate/gate.js";
-import type { Specialist } from "../specialists/specialist.js";
+import type { SpecialistSource } from "../inference/run-inference.js";
 import { requestId } from "../ids.js";
 import { DEFAULT_HTTP_LIMITS, type HttpLimits } from "../config/config.js";
 import { withoutQuery } from "../logger.js";
@@ -21,10 +21,7 @@ import { UNMATCHED_ROUTE } from "../observability/prometheus.js";
 import { readyRoute, type Lifecycle, type ReadinessSources } from "../observability/readiness.js";
 import "../observability/request-trace.js";
 
-export interface SpecialistSource {
-  get(id: string): Specialist | undefined;
-  list(): Specialist[];
-}
+export type { SpecialistSource } from "../inference/run-inference.js";
 
 export interface AppOptions {
   specialists: SpecialistSource;

@@ -1,12 +1,13 @@
 import type { FastifyReply } from "fastify";
 import type { Caller } from "../gate/gate.js";
+import type { LogFields } from "../inference/run-inference.js";
 
 declare module "fastify" {
   interface FastifyRequest {
     /** Set by the gate's authentication hook on /v1 routes. */
     caller: Caller | undefined;
     /** Fields the one log line of this request carries besides id, route, status and latency. */
-    logFields: { specialist?: string; prompt_tokens?: number; completion_tokens?: number; aborted?: boolean; code?: string };
+    logFields: LogFields;
     /**
      * Settles when the request's generation has ended. A client that leaves
      * closes the response first; the log line waits for the tokens it cost.

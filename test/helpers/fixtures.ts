@@ -8,7 +8,7 @@ import { loadConfig, type ServerConfig } from "../../src/config/config.js";
 import { createLogger } from "../../src/logger.js";
 import { startServer, type RunningServer, type StartOptions } from "../../src/server/server.js";
 import { openGate } from "../../src/gate/gate.js";
-import { AccountService } from "../../src/gate/accounts.js";
+import { AccountService } from "../../src/accounts/accounts.js";
 import { createStore } from "../../src/store/create-store.js";
 import type { Mode } from "../../src/store/store.js";
 import { TINY_LLAMA, writeRandomLlama, type RandomLlamaOptions } from "../fixtures/gguf/random-llama.js";

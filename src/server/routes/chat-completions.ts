@@ -8,7 +8,8 @@ import { completionId } from "../../ids.js";
 import { EventStream } from "../sse.js";
 import { assistantMessage, toolCallChunkDelta } from "./tool-response.js";
 import { parseChatRequest } from "./chat-request.js";
-import { findSpecialist, runInference } from "./run-inference.js";
+import { findSpecialist, runInference } from "../../inference/run-inference.js";
+import { inferenceRequest } from "../inference-request.js";
 
 const usageOf = (r: GenerationResult): CompletionUsage => ({
   prompt_tokens: r.promptTokens,
@@ -34,7 +35,7 @@ export async function chatCompletionsRoute(app: FastifyInstance, options: AppOpt
     };
 
     if (!body.stream) {
-      const result = await runInference(options, request, reply, specialist, "chat.completions", call);
+      const result = await runInference(options, inferenceRequest(options, request, reply), specialist, "chat.completions", call);
       const completion: ChatCompletion = {
         id,
         object: "chat.completion",
@@ -68,7 +69,7 @@ export async function chatCompletionsRoute(app: FastifyInstance, options: AppOpt
       first = false;
     };
     try {
-      const result = await runInference(options, request, reply, specialist, "chat.completions", {
+      const result = await runInference(options, inferenceRequest(options, request, reply), specialist, "chat.completions", {
         ...call,
         onText: sendText,
         onToolCall: sendToolCall,

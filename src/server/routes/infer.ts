@@ -4,7 +4,8 @@ import type { AppOptions } from "../app.js";
 import { inferenceId } from "../../ids.js";
 import { inferRequest } from "../../api/schemas/infer.js";
 import { parseBody } from "../../schema/request-errors.js";
-import { findSpecialist, runInference } from "./run-inference.js";
+import { findSpecialist, runInference } from "../../inference/run-inference.js";
+import { inferenceRequest } from "../inference-request.js";
 
 function parseInferRequest(body: unknown): InferRequest {
   const o = parseBody(inferRequest, body);
@@ -22,7 +23,7 @@ export async function inferRoute(app: FastifyInstance, options: AppOptions): Pro
     const started = performance.now();
     const body = parseInferRequest(request.body);
     const specialist = findSpecialist(options, body.specialist, "specialist");
-    const result = await runInference(options, request, reply, specialist, "infer", {
+    const result = await runInference(options, inferenceRequest(options, request, reply), specialist, "infer", {
       messages: [{ role: "user", content: body.prompt }],
       maxTokens: body.max_tokens,
       temperature: body.temperature,

@@ -7,7 +7,7 @@ import { FIELD_LIMITS, isEmailAddress } from "./bounded-fields.js";
 import { FailureLog, type FailureLogLimits } from "./failure-log.js";
 import { checkPasswordPolicy } from "./password-policy.js";
 import { Passwords, type KeyDerivation } from "./passwords.js";
-import { sameSecret } from "./web-security.js";
+import { sameSecret } from "./secrets.js";
 
 const SESSION_MS = 12 * 60 * 60 * 1000;
 const INVITATION_MS = 7 * 24 * 60 * 60 * 1000;

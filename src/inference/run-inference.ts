@@ -1,16 +1,55 @@
-import type { FastifyReply, FastifyRequest } from "fastify";
-import { MODEL_PREFIX } from "../../api/types.js";
-import { ApiError, errors } from "../../errors.js";
-import type { GenerationResult } from "../../engines/types.js";
-import type { Endpoint } from "../../gate/gate.js";
-import { tokenReservation } from "../../gate/token-reservation.js";
-import { CLIENT_CLOSED } from "../../metering/counting-rule.js";
-import { toGenerationRequest, type SpecialistCall } from "../../specialists/generation.js";
-import type { Specialist } from "../../specialists/specialist.js";
-import type { AppOptions } from "../app.js";
-import { admitRequest } from "../gate-adapter.js";
-import { requestSignal } from "../request-context.js";
-import { observeGeneration } from "../../observability/inference-observer.js";
+import { MODEL_PREFIX } from "../api/types.js";
+import { ApiError, errors } from "../errors.js";
+import type { GenerationResult } from "../engines/types.js";
+import type { Admission, AdmitOptions, Endpoint } from "../gate/gate.js";
+import { tokenReservation } from "../gate/token-reservation.js";
+import { CLIENT_CLOSED } from "../metering/counting-rule.js";
+import { observeGeneration } from "../observability/inference-observer.js";
+import type { RequestTrace, Telemetry } from "../observability/telemetry.js";
+import { toGenerationRequest, type SpecialistCall } from "../specialists/generation.js";
+import type { Specialist } from "../specialists/specialist.js";
+
+export interface SpecialistSource {
+  get(id: string): Specialist | undefined;
+  list(): Specialist[];
+}
+
+/** What the use case needs of the node: its specialists, shutdown, telemetry and lifecycle. */
+export interface InferenceDeps {
+  specialists: SpecialistSource;
+  /** Aborted when the server shuts down, so in-flight generations stop. */
+  shutdown: AbortSignal;
+  telemetry?: Telemetry | undefined;
+  /** The node's phase ("draining" refuses new work); always serving when absent. */
+  lifecycle?: { readonly current: string } | undefined;
+}
+
+/** Fields the one log line of a request carries besides id, route, status and latency. */
+export interface LogFields {
+  specialist?: string;
+  prompt_tokens?: number;
+  completion_tokens?: number;
+  aborted?: boolean;
+  code?: string;
+}
+
+/**
+ * One request as the transport that carries it (HTTP today) hands it over:
+ * the use case sees neither Fastify's request nor its reply.
+ */
+export interface InferenceRequest {
+  trace: RequestTrace;
+  logFields: LogFields;
+  logError(error: unknown, message: string): void;
+  /** Asks the gate to admit the request; throws the gate's error on a refusal. */
+  admit(specialistId: string, endpoint: Endpoint, options: AdmitOptions): Promise<Admission>;
+  /** Fires when the client goes away or the server shuts down; asked for once the request is admitted. */
+  signal(): AbortSignal;
+  /** The generation under way, for whatever must wait for its end (the log line). */
+  generationStarted(generation: Promise<unknown>): void;
+  /** Drops the connection, so no truncated answer can pass for a whole one. */
+  cut(): void;
+}
 
 /** What a route knows of a request beyond the call itself. */
 export interface InferenceOptions {
@@ -24,9 +63,8 @@ export interface InferenceOptions {
  * whatever happens, with the tokens actually produced.
  */
 export async function runInference(
-  options: AppOptions,
-  request: FastifyRequest,
-  reply: FastifyReply,
+  options: InferenceDeps,
+  request: InferenceRequest,
   specialist: Specialist,
   endpoint: Endpoint,
   call: Omit<SpecialistCall, "signal">,
@@ -36,8 +74,8 @@ export async function runInference(
   const observer = observeGeneration(options.telemetry, request.trace, specialist, endpoint);
   // The reservation bounds the prompt as the engine will see it: the specialist's system prompt included.
   const reserveTokens = tokenReservation(toGenerationRequest(specialist, { ...call, signal: options.shutdown }), inference.choices ?? 1);
-  const admission = await observer.admission(admitRequest(options.gate, request, reply, specialist.id, endpoint, { reserveTokens }));
-  const signal = requestSignal(reply, options.shutdown);
+  const admission = await observer.admission(request.admit(specialist.id, endpoint, { reserveTokens }));
+  const signal = request.signal();
   const started = performance.now();
   let result: GenerationResult | undefined;
   let status = 200;
@@ -50,20 +88,20 @@ export async function runInference(
           ...toGenerationRequest(specialist, { ...call, signal, onText: observer.onText(call.onText) }),
           ...observer.engineHooks(),
         });
-  request.generationDone = generation;
+  request.generationStarted(generation);
   try {
     result = await generation;
     if (result.aborted) {
       status = CLIENT_CLOSED;
       // Cut at the drain deadline like a disconnect, so no truncated answer can pass for a whole one.
-      if (options.shutdown.aborted) reply.raw.destroy();
+      if (options.shutdown.aborted) request.cut();
     }
     return result;
   } catch (error) {
     failure = error;
     status = error instanceof ApiError ? error.status : 500;
     if (!(error instanceof ApiError)) {
-      request.log.error({ err: error }, "generation failed");
+      request.logError(error, "generation failed");
       throw errors.internal();
     }
     throw error;
@@ -89,7 +127,7 @@ export async function runInference(
  * the bare id, on chat completions the model name with its `alveare-` prefix;
  * a name in the other route's form gets a hint towards the right one.
  */
-export function findSpecialist(options: AppOptions, name: string, param: string, prefix = ""): Specialist {
+export function findSpecialist(options: Pick<InferenceDeps, "specialists">, name: string, param: string, prefix = ""): Specialist {
   const id = name.startsWith(prefix) ? name.slice(prefix.length) : undefined;
   const specialist = id === undefined ? undefined : options.specialists.get(id);
   if (specialist?.kind === "embeddings") {
@@ -99,7 +137,7 @@ export function findSpecialist(options: AppOptions, name: string, param: string,
   throw errors.modelNotFound(name, param, suggestionFor(options, name, prefix));
 }
 
-function suggestionFor(options: AppOptions, name: string, prefix: string): string | undefined {
+function suggestionFor(options: Pick<InferenceDeps, "specialists">, name: string, prefix: string): string | undefined {
   if (prefix.length > 0) return options.specialists.get(name) === undefined ? undefined : `${prefix}${name}`;
   return name.startsWith(MODEL_PREFIX) && options.specialists.get(name.slice(MODEL_PREFIX.length)) !== undefined
     ? name.slice(MODEL_PREFIX.length)

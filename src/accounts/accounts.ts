@@ -3,8 +3,8 @@ import { randomBase62 } from "../ids.js";
 import type { AuditContext } from "../store/audit-log.js";
 import type { Account, ApiKeyRecord, Mode, Stores } from "../store/store.js";
 import { generateKey } from "./api-keys.js";
-import { isKeyMode } from "./credentials.js";
-import { DEFAULT_MAX_KEYS, findPlan, type Plan } from "./plans.js";
+import { isKeyMode } from "../gate/credentials.js";
+import { DEFAULT_MAX_KEYS, findPlan, type Plan } from "../gate/plans.js";
 
 /**
  * Account and key operations, shared by the CLI, the admin API and the

@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { randomBase62 } from "../ids.js";
 import type { Mode } from "../store/store.js";
-import { KEY_MODES } from "./credentials.js";
+import { KEY_MODES } from "../gate/credentials.js";
 
 const KEY_PATTERN = new RegExp(`^alv_(${KEY_MODES.join("|")})_[0-9A-Za-z]{32,128}$`);
 const SECRET_LENGTH = 40;

@@ -1,0 +1,20 @@
+import type { FastifyReply, FastifyRequest } from "fastify";
+import type { InferenceRequest } from "../inference/run-inference.js";
+import type { AppOptions } from "./app.js";
+import { admitRequest } from "./gate-adapter.js";
+import { requestSignal } from "./request-context.js";
+
+/** An HTTP request as the inference use case sees it: the gate's headers, the log line and the connection stay here. */
+export function inferenceRequest(options: AppOptions, request: FastifyRequest, reply: FastifyReply): InferenceRequest {
+  return {
+    trace: request.trace,
+    logFields: request.logFields,
+    logError: (error, message) => request.log.error({ err: error }, message),
+    admit: (specialistId, endpoint, admitOptions) => admitRequest(options.gate, request, reply, specialistId, endpoint, admitOptions),
+    signal: () => requestSignal(reply, options.shutdown),
+    generationStarted: (generation) => {
+      request.generationDone = generation;
+    },
+    cut: () => reply.raw.destroy(),
+  };
+}
