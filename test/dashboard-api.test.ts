@@ -1,42 +1,10 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
+import { Browser } from "./helpers/dashboard-client.js";
 import { errorCode, requestFrom } from "./helpers/loopback-client.js";
 
 const TOKEN = "operator-token-for-dashboard-tests-42";
-
-/** A browser-like client: keeps the session cookie and the CSRF token, sends same-origin headers. */
-class Browser {
-  cookie = "";
-  csrf = "";
-  /** The browser's own loopback address: sign-in failures are limited per address. */
-  constructor(
-    readonly server: TestServer,
-    readonly address = "127.0.0.1",
-  ) {}
-
-  async call(method: string, path: string, body?: unknown, extra: Record<string, string> = {}) {
-    const headers: Record<string, string> = { origin: this.server.url, ...extra };
-    if (this.cookie) headers.cookie = this.cookie;
-    if (method !== "GET") {
-      headers["content-type"] ??= "application/json";
-      if (this.csrf && !("x-csrf-token" in extra)) headers["x-csrf-token"] = this.csrf;
-    }
-    const response = await requestFrom(this.address, `${this.server.url}${path}`, {
-      method,
-      headers,
-      body: method === "GET" ? undefined : JSON.stringify(body ?? {}),
-    });
-    const setCookie = response.headers["set-cookie"]?.[0];
-    if (setCookie) this.cookie = setCookie.split(";")[0]!;
-    if (typeof response.json.csrf_token === "string") this.csrf = response.json.csrf_token;
-    return {
-      status: response.status,
-      headers: new Headers(Object.entries(response.headers).flatMap(([k, v]) => (v === undefined ? [] : [[k, String(v)]]))),
-      json: response.json,
-    };
-  }
-}
 
 describe("dashboard API", () => {
   let server: TestServer;
@@ -89,6 +57,28 @@ describe("dashboard API", () => {
       (plan.json.specialists as Array<{ id: string }>).map((s) => s.id),
       ["classify", "summarise", "extract", "qa", "chat"],
     );
+  });
+
+  it("answers an AccountError from a dashboard route with its catalogue 4xx, never a 500", async () => {
+    const account = await operator.call("POST", "/admin/api/accounts", { name: "paused-co", plan: "starter" });
+    const invite = await operator.call("POST", `/admin/api/accounts/${account.json.id as string}/invitations`, { email: "paused@example.com" });
+    const member = new Browser(server);
+    const token = /#invite=(\w+)$/.exec(invite.json.invite_path as string)![1]!;
+    assert.equal((await member.call("POST", "/dashboard/api/invitations/accept", { token, password: "correct horse battery" })).status, 200);
+    assert.equal((await operator.call("PATCH", `/admin/api/accounts/${account.json.id as string}`, { status: "suspended" })).status, 200);
+    // AccountService refuses a suspended account's new key with an AccountError.
+    const refused = await member.call("POST", "/dashboard/api/keys", { mode: "live", name: "late" });
+    assert.equal(refused.status, 403, JSON.stringify(refused.json));
+    assert.deepEqual(refused.json.error, {
+      type: "permission_error",
+      code: "account_suspended",
+      param: null,
+      message: "This account is suspended: it cannot create API keys until it is reactivated.",
+    });
+    // The same for the admin API's own AccountErrors: an unknown account is the catalogue's 404.
+    const missing = await operator.call("GET", "/admin/api/accounts/acct_nosuchaccount/members");
+    assert.equal(missing.status, 404);
+    assert.equal(errorCode(missing.json), "not_found");
   });
 
   it("refuses anonymous visitors on every member route", async () => {

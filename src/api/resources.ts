@@ -35,3 +35,9 @@ export const invitationJson = (invited: { member: Member; token: string }) => ({
   email: invited.member.email,
   invite_path: `/dashboard/#invite=${invited.token}`,
 });
+
+/** A list answer, as OpenAI writes one. */
+export const listJson = <T>(data: T[]) => ({ object: "list" as const, data });
+
+/** The answer to revoking a key. */
+export const revokedKeyJson = (id: string) => ({ id, revoked: true as const });

@@ -1,3 +1,4 @@
+import { errors } from "../errors.js";
 import { ConfigError } from "../config/config-error.js";
 import { plansTable } from "../config/schemas.js";
 import { parseConfigPart } from "../schema/config-errors.js";
@@ -56,6 +57,13 @@ export const DEFAULT_PLANS: Readonly<Record<string, Plan>> = {
  */
 export const findPlan = (plans: Readonly<Record<string, Plan>>, name: string): Plan | undefined =>
   Object.hasOwn(plans, name) ? plans[name] : undefined;
+
+/** An account's plan, which the config must define (an account on an unknown plan is a server fault, a 500). */
+export function accountPlan(plans: Readonly<Record<string, Plan>>, account: { plan: string }): Plan {
+  const plan = findPlan(plans, account.plan);
+  if (plan === undefined) throw errors.internal();
+  return plan;
+}
 
 export const planAllows = (plan: Plan, specialistId: string): boolean => plan.specialists === "*" || plan.specialists.includes(specialistId);
 

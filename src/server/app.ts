@@ -49,7 +49,11 @@ export interface AppOptions {
 
 const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
-/** Maps framework-level failures (body limit, parse errors) onto the error catalogue. */
+/**
+ * The one place a thrown error becomes the catalogue's answer, for every route
+ * and mount: an ApiError (AccountError included) as it is; framework-level
+ * failures (body limit, parse errors) mapped; anything else a 500.
+ */
 function toApiError(error: FastifyError | Error, bodyLimit: number): ApiError {
   if (error instanceof ApiError) return error;
   const e = error as FastifyError;

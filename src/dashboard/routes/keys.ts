@@ -1,0 +1,35 @@
+import type { FastifyInstance } from "fastify";
+import { requestContext } from "../../admin/audit-query.js";
+import { createdKeyJson, keyJson, listJson, revokedKeyJson } from "../../api/resources.js";
+import { dashboardRequests } from "../../api/schemas/dashboard.js";
+import { errors } from "../../errors.js";
+import { parseBody } from "../../schema/request-errors.js";
+import { signedInMember, type DashboardOptions } from "./member-context.js";
+
+/** The member's own account's keys: list, create, revoke. */
+export function keyRoutes(app: FastifyInstance, options: DashboardOptions): void {
+  const { accounts } = options;
+
+  app.get("/api/keys", async (request) => {
+    const { account } = await signedInMember(options, request);
+    return listJson((await accounts.listKeys(account.id)).map(keyJson));
+  });
+
+  app.post("/api/keys", async (request, reply) => {
+    const { member, account } = await signedInMember(options, request);
+    const body = parseBody(dashboardRequests.createKey, request.body);
+    const name = body.name?.trim() || undefined;
+    return reply
+      .code(201)
+      .send(createdKeyJson(await accounts.createKey(requestContext(request, `member:${member.email}`), account.id, body.mode, name)));
+  });
+
+  app.post<{ Params: { id: string } }>("/api/keys/:id/revoke", async (request) => {
+    const { member, account } = await signedInMember(options, request);
+    // Another account's key is answered exactly like a missing one.
+    const own = (await accounts.listKeys(account.id)).some((k) => k.id === request.params.id);
+    if (!own) throw errors.notFoundResource(`no key '${request.params.id}'`);
+    await accounts.revokeKey(requestContext(request, `member:${member.email}`), request.params.id);
+    return revokedKeyJson(request.params.id);
+  });
+}

@@ -1,0 +1,52 @@
+import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import { accountJson } from "../../api/resources.js";
+import { dashboardRequests } from "../../api/schemas/dashboard.js";
+import type { CompiledSchema } from "../../schema/compile.js";
+import { parseBody } from "../../schema/request-errors.js";
+import type { Session } from "../../store/store.js";
+import { checkCsrf, checkSameOrigin, notSignedIn, readCookie, SESSION_COOKIE, setSessionCookie } from "../web-security.js";
+import { memberAccount, type DashboardOptions, type MemberSession } from "./member-context.js";
+
+type SignedIn = { token: string; session: Session };
+
+/** Signing in (member, operator, or by accepting an invitation), signing out, and the current session. */
+export function sessionRoutes(app: FastifyInstance, options: DashboardOptions): void {
+  const { people } = options;
+  const signedIn = (request: FastifyRequest, reply: FastifyReply, token: string, session: Session) => {
+    setSessionCookie(request, reply, token, Math.floor((Date.parse(session.expiresAt) - Date.now()) / 1000));
+    return { csrf_token: session.csrfToken, kind: session.admin ? "operator" : "member" };
+  };
+
+  /** A same-origin POST whose body starts a session: the cookie is set and the CSRF token given. */
+  const startsSession = <T>(path: string, schema: CompiledSchema<T>, start: (body: T, request: FastifyRequest) => Promise<SignedIn>) =>
+    app.post(path, async (request, reply) => {
+      checkSameOrigin(request);
+      const { token, session } = await start(parseBody(schema, request.body), request);
+      return signedIn(request, reply, token, session);
+    });
+
+  startsSession("/api/login", dashboardRequests.signIn, (body, request) => people.signIn(body.email, body.password, request.ip, request.id));
+  startsSession("/api/admin-login", dashboardRequests.operatorSignIn, (body, request) => people.signInOperator(body.token, request.ip, request.id));
+  startsSession("/api/invitations/accept", dashboardRequests.acceptInvitation, (body, request) =>
+    people.acceptInvitation(body.token, body.password, request.ip, request.id),
+  );
+
+  app.post("/api/logout", async (request, reply) => {
+    const token = readCookie(request, SESSION_COOKIE);
+    const session = await people.session(token);
+    if (session !== undefined && token !== undefined) {
+      checkCsrf(request, session);
+      await people.signOut(token);
+    }
+    setSessionCookie(request, reply, "", 0);
+    return { signed_out: true };
+  });
+
+  app.get("/api/session", async (request) => {
+    const session = await people.session(readCookie(request, SESSION_COOKIE));
+    if (session === undefined) throw notSignedIn();
+    if (session.admin) return { kind: "operator", csrf_token: session.csrfToken };
+    const { member, account } = await memberAccount(options, session as MemberSession);
+    return { kind: "member", email: member.email, account: accountJson(account), csrf_token: session.csrfToken };
+  });
+}
