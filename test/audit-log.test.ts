@@ -9,6 +9,7 @@ import { People } from "../src/accounts/people.js";
 import { databasePath } from "../src/server/server.js";
 import { openSqliteStores } from "../src/store/sqlite/sqlite-store.js";
 import { CLI_CONTEXT } from "../src/store/audit-log.js";
+import { Browser } from "./helpers/dashboard-client.js";
 import { cliJson, configFor, startTestServer, tempDir, type TestServer } from "./helpers/fixtures.js";
 import { errorCode, requestFrom } from "./helpers/loopback-client.js";
 
@@ -32,34 +33,6 @@ interface AuditListJson {
   object: string;
   data: AuditJson[];
   next_cursor: number | null;
-}
-
-/** A browser-like client from its own loopback address: session cookie, CSRF token, same-origin headers. */
-class Browser {
-  cookie = "";
-  csrf = "";
-  constructor(
-    readonly server: TestServer,
-    readonly address = "127.0.0.1",
-  ) {}
-
-  async call(method: string, path: string, body?: unknown, extra: Record<string, string> = {}) {
-    const headers: Record<string, string> = { origin: this.server.url, ...extra };
-    if (this.cookie) headers.cookie = this.cookie;
-    if (method !== "GET") {
-      headers["content-type"] = "application/json";
-      if (this.csrf) headers["x-csrf-token"] = this.csrf;
-    }
-    const response = await requestFrom(this.address, `${this.server.url}${path}`, {
-      method,
-      headers,
-      body: method === "GET" ? undefined : JSON.stringify(body ?? {}),
-    });
-    const setCookie = response.headers["set-cookie"]?.[0];
-    if (setCookie) this.cookie = setCookie.split(";")[0]!;
-    if (typeof response.json.csrf_token === "string") this.csrf = response.json.csrf_token;
-    return response;
-  }
 }
 
 describe("audit log over HTTP", () => {

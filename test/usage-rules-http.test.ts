@@ -1,31 +1,10 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { Browser } from "./helpers/dashboard-client.js";
 import { postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
 
 const TOKEN = "operator-token-for-usage-rule-tests-0123";
 const admin = { authorization: `Bearer ${TOKEN}` };
-
-/** Keeps a member's session cookie and CSRF token, as the dashboard's page does. */
-class Member {
-  private cookie = "";
-  private csrf = "";
-  constructor(private readonly server: TestServer) {}
-
-  async call(method: string, path: string, body?: unknown) {
-    const headers: Record<string, string> = { origin: this.server.url };
-    if (this.cookie) headers.cookie = this.cookie;
-    if (method !== "GET") {
-      headers["content-type"] = "application/json";
-      if (this.csrf) headers["x-csrf-token"] = this.csrf;
-    }
-    const response = await fetch(`${this.server.url}${path}`, { method, headers, body: method === "GET" ? undefined : JSON.stringify(body ?? {}) });
-    const setCookie = response.headers.get("set-cookie");
-    if (setCookie) this.cookie = setCookie.split(";")[0]!;
-    const json = (await response.json()) as Record<string, unknown>;
-    if (typeof json.csrf_token === "string") this.csrf = json.csrf_token;
-    return { status: response.status, json };
-  }
-}
 
 describe("what counts, key limits and plan names over HTTP", () => {
   let server: TestServer;
@@ -43,10 +22,10 @@ describe("what counts, key limits and plan names over HTTP", () => {
     assert.equal(created.status, 201, JSON.stringify(created.json));
     return created.json.id as string;
   };
-  const memberOf = async (accountId: string, email: string): Promise<Member> => {
+  const memberOf = async (accountId: string, email: string): Promise<Browser> => {
     const invite = await call("POST", `/accounts/${accountId}/invitations`, { email });
     assert.equal(invite.status, 201);
-    const member = new Member(server);
+    const member = new Browser(server);
     const token = /#invite=(\w+)$/.exec(invite.json.invite_path as string)![1]!;
     assert.equal((await member.call("POST", "/dashboard/api/invitations/accept", { token, password: "a long and unusual passphrase" })).status, 200);
     return member;
