@@ -15,12 +15,12 @@ const Int = (minimum: number, maximum: number) => Type.Integer({ minimum, maximu
 const Num = (minimum: number, maximum: number) => Type.Number({ minimum, maximum });
 
 /** An object keyed by names the pattern allows, each value of one schema. */
-function NamedTable<T extends TSchema>(pattern: string, badName: string, value: T, notObject: string) {
+function NamedTable<T extends TSchema>(pattern: string, key: { field: string; keyedBy: string }, value: T) {
   return Type.Unsafe<Record<string, Static<T>>>({
     type: "object",
-    propertyNames: { pattern, ...problem(badName) },
+    propertyNames: { pattern, ...problem(`${key.field} must be lowercase letters, digits, '-' or '_'`) },
     additionalProperties: value,
-    ...problem({ type: notObject }),
+    ...problem({ type: `must be an object keyed by ${key.keyedBy}` }),
   });
 }
 
@@ -88,12 +88,7 @@ export type RemoteFields = Static<typeof RemoteSchema>;
 export type UpstreamFields = Static<typeof UpstreamSchema>;
 export type OutputFields = Static<typeof OutputSchema>;
 
-const SpecialistsSchema = NamedTable(
-  SPECIALIST_ID_PATTERN,
-  "id must be lowercase letters, digits, '-' or '_'",
-  SpecialistSchema,
-  "must be an object keyed by specialist id",
-);
+const SpecialistsSchema = NamedTable(SPECIALIST_ID_PATTERN, { field: "id", keyedBy: "specialist id" }, SpecialistSchema);
 
 const PlanSchema = Type.Object(
   {
@@ -111,12 +106,7 @@ const PlanSchema = Type.Object(
   Strict,
 );
 
-const PlansSchema = NamedTable(
-  PLAN_NAME_PATTERN,
-  "name must be lowercase letters, digits, '-' or '_'",
-  PlanSchema,
-  "must be an object keyed by plan name",
-);
+const PlansSchema = NamedTable(PLAN_NAME_PATTERN, { field: "name", keyedBy: "plan name" }, PlanSchema);
 
 const EngineSchema = Type.Object(
   {

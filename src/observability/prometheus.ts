@@ -49,51 +49,27 @@ export class PrometheusMetrics {
   ) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry });
-    this.requests = new Counter({
-      name: "alveare_http_requests_total",
-      help: "HTTP requests by route template and status.",
-      labelNames: ["route", "status"],
-      registers,
-    });
-    this.duration = new Histogram({
-      name: "alveare_http_request_duration_seconds",
-      help: "HTTP request duration by route template.",
-      labelNames: ["route"],
-      buckets: DURATION_BUCKETS,
-      registers,
-    });
-    this.inferences = new Counter({
-      name: "alveare_inference_requests_total",
-      help: "Inference requests by specialist, endpoint and outcome.",
-      labelNames: ["specialist", "endpoint", "outcome"],
-      registers,
-    });
-    this.tokens = new Counter({
-      name: "alveare_tokens_total",
-      help: "Tokens by specialist and kind (prompt, completion).",
-      labelNames: ["specialist", "kind"],
-      registers,
-    });
-    this.firstTokens = new Histogram({
-      name: "alveare_time_to_first_token_seconds",
-      help: "Time from the start of generation to the first streamed text.",
-      labelNames: ["specialist"],
-      buckets: FIRST_TOKEN_BUCKETS,
-      registers,
-    });
-    this.interTokens = new Histogram({
-      name: "alveare_inter_token_latency_seconds",
-      help: "Time between streamed pieces of text.",
-      labelNames: ["specialist"],
-      buckets: INTER_TOKEN_BUCKETS,
-      registers,
-    });
-    this.rejections = new Counter({
-      name: "alveare_gate_rejections_total",
-      help: "Requests refused by authentication, plan, rate limit or quota, by catalogue code.",
-      labelNames: ["code"],
-      registers,
-    });
+    const counter = <L extends string>(name: string, help: string, labelNames: L[]) => new Counter<L>({ name, help, labelNames, registers });
+    const histogram = <L extends string>(name: string, help: string, labelNames: L[], buckets: number[]) =>
+      new Histogram<L>({ name, help, labelNames, buckets, registers });
+    this.requests = counter("alveare_http_requests_total", "HTTP requests by route template and status.", ["route", "status"]);
+    this.duration = histogram("alveare_http_request_duration_seconds", "HTTP request duration by route template.", ["route"], DURATION_BUCKETS);
+    this.inferences = counter("alveare_inference_requests_total", "Inference requests by specialist, endpoint and outcome.", [
+      "specialist",
+      "endpoint",
+      "outcome",
+    ]);
+    this.tokens = counter("alveare_tokens_total", "Tokens by specialist and kind (prompt, completion).", ["specialist", "kind"]);
+    this.firstTokens = histogram(
+      "alveare_time_to_first_token_seconds",
+      "Time from the start of generation to the first streamed text.",
+      ["specialist"],
+      FIRST_TOKEN_BUCKETS,
+    );
+    this.interTokens = histogram("alveare_inter_token_latency_seconds", "Time between streamed pieces of text.", ["specialist"], INTER_TOKEN_BUCKETS);
+    this.rejections = counter("alveare_gate_rejections_total", "Requests refused by authentication, plan, rate limit or quota, by catalogue code.", [
+      "code",
+    ]);
     new Gauge({
       name: "alveare_engine_queue_depth",
       help: "Requests waiting for a sequence, per engine.",

@@ -111,31 +111,19 @@ export class SqliteAuditLog implements AuditLog {
   query(query: AuditQuery): Promise<AuditPage> {
     const where: string[] = [];
     const params: Record<string, string | number> = { limit: query.limit + 1 };
-    if (query.accountId !== undefined) {
-      where.push("account_id = @accountId");
-      params.accountId = query.accountId;
-    }
-    if (query.action !== undefined) {
-      where.push("action = @action");
-      params.action = query.action;
-    }
+    // Each filter given adds its condition on the named parameter @name.
+    const filter = (condition: string, name: string, value: string | number | undefined): void => {
+      if (value === undefined) return;
+      where.push(condition);
+      params[name] = value;
+    };
+    filter("account_id = @accountId", "accountId", query.accountId);
+    filter("action = @action", "action", query.action);
     if (query.actor === "member") where.push("actor LIKE 'member:%'");
-    else if (query.actor !== undefined) {
-      where.push("actor = @actor");
-      params.actor = query.actor;
-    }
-    if (query.since !== undefined) {
-      where.push("at >= @since");
-      params.since = query.since;
-    }
-    if (query.until !== undefined) {
-      where.push("at < @until");
-      params.until = query.until;
-    }
-    if (query.cursor !== undefined) {
-      where.push("id < @cursor");
-      params.cursor = query.cursor;
-    }
+    else filter("actor = @actor", "actor", query.actor);
+    filter("at >= @since", "since", query.since);
+    filter("at < @until", "until", query.until);
+    filter("id < @cursor", "cursor", query.cursor);
     const sql = `SELECT * FROM audit_log ${where.length === 0 ? "" : `WHERE ${where.join(" AND ")}`} ORDER BY id DESC LIMIT @limit`;
     const rows = this.db.prepare<Record<string, string | number>, AuditRow>(sql).all(params);
     const more = rows.length > query.limit;
