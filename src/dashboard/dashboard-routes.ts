@@ -2,6 +2,7 @@ import { readFile } from "node:fs/promises";
 import type { FastifyInstance } from "fastify";
 import { errors } from "../errors.js";
 import { auditRoutes } from "./routes/audit.js";
+import { invitationRoutes } from "./routes/invitations.js";
 import { keyRoutes } from "./routes/keys.js";
 import type { DashboardOptions } from "./routes/member-context.js";
 import { sessionRoutes } from "./routes/sessions.js";
@@ -9,7 +10,7 @@ import { usageRoutes } from "./routes/usage.js";
 import { dashboardResponseHeaders } from "./web-security.js";
 
 /** The dashboard API's resources, one file each under routes/. */
-const RESOURCES = [sessionRoutes, keyRoutes, auditRoutes, usageRoutes];
+const RESOURCES = [sessionRoutes, invitationRoutes, keyRoutes, auditRoutes, usageRoutes];
 
 const ROOT = new URL("../../../", import.meta.url);
 /** A Map, so names like "constructor" or "__proto__" are simply not found. */

@@ -9,7 +9,6 @@ import { SpecialistRegistry } from "../specialists/registry.js";
 import { VERSION } from "../version.js";
 import { buildApp, type AppOptions } from "./app.js";
 import { dashboardRoutes } from "../dashboard/dashboard-routes.js";
-import { pageSupportRoutes } from "../dashboard/page-support-routes.js";
 import { People } from "../accounts/people.js";
 import type { AuditLog } from "../store/audit-log.js";
 import type { Stores } from "../store/store.js";
@@ -164,9 +163,17 @@ function operatorAndDashboard(stores: Stores, config: ServerConfig): NonNullable
     },
     {
       prefix: "/dashboard",
-      plugin: dashboardRoutes({ people, accounts, ledger, audit: stores.audit, plans: config.plans, specialists: config.specialists }),
+      plugin: dashboardRoutes({
+        people,
+        accounts,
+        ledger,
+        audit: stores.audit,
+        plans: config.plans,
+        specialists: config.specialists,
+        stores,
+        operatorSignIn: Boolean(config.adminToken),
+      }),
     },
-    { prefix: "/dashboard", plugin: pageSupportRoutes({ people, accounts, stores, operatorSignIn: Boolean(config.adminToken) }) },
   ];
 }
 

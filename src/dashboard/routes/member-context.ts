@@ -4,7 +4,7 @@ import type { People } from "../../accounts/people.js";
 import type { Plan } from "../../gate/plans.js";
 import type { SpecialistDefinition } from "../../specialists/specialist.js";
 import type { AuditLog } from "../../store/audit-log.js";
-import type { Account, LedgerStore, Member, Session } from "../../store/store.js";
+import type { Account, AccountStore, LedgerStore, Member, PeopleStore, Session } from "../../store/store.js";
 import { checkCsrf, notSignedIn, readCookie, SESSION_COOKIE } from "../web-security.js";
 
 /** What the dashboard API's routes work with. */
@@ -15,6 +15,10 @@ export interface DashboardOptions {
   audit: AuditLog;
   plans: Readonly<Record<string, Plan>>;
   specialists: readonly SpecialistDefinition[];
+  /** Read directly where an invitation is checked before anyone is signed in. */
+  stores: { accounts: AccountStore; people: PeopleStore };
+  /** Whether ALVEARE_ADMIN_TOKEN is set, so the sign-in page can say how to turn the operator sign-in on. */
+  operatorSignIn: boolean;
 }
 
 export type MemberSession = Session & { memberId: string };

@@ -9,9 +9,11 @@ import { memberAccount, type DashboardOptions, type MemberSession } from "./memb
 
 type SignedIn = { token: string; session: Session };
 
-/** Signing in (member, operator, or by accepting an invitation), signing out, and the current session. */
+/** Which sign-ins exist; signing in (member, operator, or by accepting an invitation), signing out, and the current session. */
 export function sessionRoutes(app: FastifyInstance, options: DashboardOptions): void {
   const { people } = options;
+
+  app.get("/api/sign-in-options", async () => ({ operator_sign_in: options.operatorSignIn }));
   const signedIn = (request: FastifyRequest, reply: FastifyReply, token: string, session: Session) => {
     setSessionCookie(request, reply, token, Math.floor((Date.parse(session.expiresAt) - Date.now()) / 1000));
     return { csrf_token: session.csrfToken, kind: session.admin ? "operator" : "member" };

@@ -3,11 +3,13 @@ import { accountPlan, planAllows } from "../../gate/plans.js";
 import { requestedPeriod } from "../../metering/billing-period.js";
 import { usageReport } from "../../metering/usage-report.js";
 import type { Mode } from "../../store/store.js";
+import { breakdownJson } from "../usage-breakdown.js";
+import { checkSameOrigin, notSignedIn, readCookie, SESSION_COOKIE } from "../web-security.js";
 import { signedInMember, type DashboardOptions } from "./member-context.js";
 
-/** The member's usage this month (both modes, with the daily chart) and what their plan allows. */
+/** The member's usage this month (both modes, with the daily chart), where it went, and what their plan allows. */
 export function usageRoutes(app: FastifyInstance, options: DashboardOptions): void {
-  const { ledger, plans } = options;
+  const { ledger, plans, people, accounts } = options;
 
   app.get<{ Querystring: { period?: string } }>("/api/usage", async (request) => {
     const { account } = await signedInMember(options, request);
@@ -18,6 +20,18 @@ export function usageRoutes(app: FastifyInstance, options: DashboardOptions): vo
       daily: await ledger.dailyRequests(account.id, mode, period.key),
     });
     return { period: period.key, live: await report("live"), test: await report("test") };
+  });
+
+  // Where the member's requests went, by key and specialist, in both modes.
+  app.get<{ Querystring: { period?: string } }>("/api/usage/breakdown", async (request) => {
+    checkSameOrigin(request);
+    const session = await people.session(readCookie(request, SESSION_COOKIE));
+    const member = session?.memberId ? await people.member(session.memberId) : undefined;
+    if (member === undefined) throw notSignedIn();
+    const period = requestedPeriod(request.query.period).key;
+    const keys = await accounts.listKeys(member.accountId);
+    const of = async (mode: Mode) => breakdownJson(await ledger.usageBreakdown(member.accountId, mode, period), keys);
+    return { period, live: await of("live"), test: await of("test") };
   });
 
   app.get("/api/plan", async (request) => {
