@@ -137,7 +137,7 @@ describe("the gate: who may call what", () => {
   });
 
   it("never writes a key, whole or hashed, to the log", async () => {
-    const { hashKey } = await import("../src/accounts/api-keys.js");
+    const { hashKey } = await import("../src/gate/credentials.js");
     const all = server.logs.lines.join("\n");
     assert.ok(server.logs.lines.length > 20);
     for (const k of [live, revoked, solo]) {

@@ -104,4 +104,15 @@ describe("layering", () => {
       assert.deepEqual(violations, []);
     });
   }
+
+  it("src/gate (admission) never imports account management (src/accounts)", () => {
+    const gateFiles = sourceFiles(join(ROOT, "src/gate"));
+    const intoAccounts = gateFiles.flatMap((file) =>
+      importsOf(file)
+        .map((specifier) => resolveLocal(file, specifier))
+        .filter((target) => target !== undefined && inDir(target, "src/accounts"))
+        .map((target) => `${relative(ROOT, file)} -> ${relative(ROOT, target!)}`),
+    );
+    assert.deepEqual(intoAccounts, []);
+  });
 });

@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import { errors } from "../errors.js";
 import type { Mode } from "../store/store.js";
 
@@ -5,6 +6,17 @@ import type { Mode } from "../store/store.js";
 export const KEY_MODES = ["live", "test"] as const satisfies readonly Mode[];
 
 export const isKeyMode = (value: unknown): value is Mode => KEY_MODES.some((mode) => mode === value);
+
+const KEY_PATTERN = new RegExp(`^alv_(${KEY_MODES.join("|")})_[0-9A-Za-z]{32,128}$`);
+
+/** Keys are stored and looked up by this hash only. */
+export const hashKey = (key: string): string => createHash("sha256").update(key).digest("hex");
+
+/** The mode a well-formed key claims, or undefined for anything malformed. */
+export function keyMode(key: string): Mode | undefined {
+  const m = KEY_PATTERN.exec(key);
+  return m === null ? undefined : (m[1] as Mode);
+}
 
 const BEARER = /^Bearer\s+(\S+)\s*$/i;
 
