@@ -119,6 +119,30 @@ describe("alveare migrate", () => {
     assert.match(plain.stdout, /is up to date \(schema version \d+\)/);
   });
 
+  it("runs the account commands against PostgreSQL, whatever data dir it is given", async () => {
+    const shared = envFor(await freshDatabase());
+    const dir = () => ["--data-dir", tempDir()];
+    const account = cliJson(["accounts", "create", "--name", "Acme", "--plan", "solo", ...dir()], shared);
+    const accountId = String(account.id);
+    const key = cliJson(["keys", "create", "--account", accountId, ...dir()], shared);
+    cliJson(["keys", "revoke", String(key.id), ...dir()], shared);
+    const keys = cliJson(["keys", "list", "--account", accountId, ...dir()], shared) as unknown as Array<Record<string, unknown>>;
+    assert.equal(keys.length, 1);
+    assert.notEqual(keys[0]!.revoked_at, null);
+    cliJson(["accounts", "update", accountId, "--plan", "professional", ...dir()], shared);
+    assert.equal((cliJson(["accounts", "list", ...dir()], shared) as unknown as Array<Record<string, unknown>>)[0]!.plan, "professional");
+    const invitation = cliJson(["members", "invite", "--account", accountId, "--email", "dev@example.com", ...dir()], shared);
+    assert.equal(invitation.email, "dev@example.com");
+    assert.equal(cliJson(["usage", "--account", accountId, ...dir()], shared).requests_used, 0);
+    const audit = cliJson(["audit", "--account", accountId, ...dir()], shared);
+    assert.deepEqual(
+      (audit.data as Array<{ action: string }>).map((r) => r.action),
+      ["member.invited", "account.plan_changed", "key.revoked", "key.created", "account.created"],
+    );
+    const table = run(["accounts", "list", ...dir()], shared);
+    assert.match(table.stderr, /^using PostgreSQL at 127\.0\.0\.1:5432\/alveare_t_/);
+  });
+
   it("refuses --from without a PostgreSQL database to copy into, or with another source", () => {
     const noTarget = run(["migrate", "--from", `sqlite:${tempDir()}`], envFor());
     assert.equal(noTarget.status, 2);

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
 import { after, describe, it } from "node:test";
 import pg from "pg";
 import { createStore } from "../src/store/create-store.js";
@@ -9,6 +10,8 @@ import { createKey, postJson, startTestServer, tempDir } from "./helpers/fixture
 import { dropAllDatabases, freshDatabase, TEST_REDIS_URL } from "./helpers/postgres.js";
 
 after(dropAllDatabases);
+
+const CREATE_STORE = new URL("../src/store/create-store.js", import.meta.url).href;
 
 const PERIOD = "2026-03";
 const AT = "2026-03-10T12:00:00.000Z";
@@ -171,30 +174,37 @@ describe("PostgreSQL: nodes", () => {
     await restarted.close(); // once every node is gone, a start records the new table
   });
 
-  it("settles the unfinished rows of a node whose lease ran out, once, and leaves live nodes' rows alone", async () => {
+  it("settles the unfinished rows of a node killed with -9 once its lease runs out, and leaves live nodes' rows alone", async () => {
     const databaseUrl = await freshDatabase();
     const leaseMs = 1500;
-    const dying = await createStore({ dataDir: tempDir(), databaseUrl, nodeLeaseMs: leaseMs }, { serving: true });
     const survivor = await createStore({ dataDir: tempDir(), databaseUrl, nodeLeaseMs: leaseMs }, { serving: true });
     const pool = openPool(databaseUrl);
     try {
       await survivor.accounts.createAccount(account("acct_a"));
-      await dying.ledger.admit(admission(10, 1));
-      await dying.ledger.admit(admission(10, 2));
       const mine = await survivor.ledger.admit(admission(10, 3));
       assert.ok(mine !== undefined);
-      assert.equal((await survivor.ledger.periodUsage("acct_a", "live", PERIOD)).requests, 3);
-      // A node killed: its pool is gone without giving its lease up.
-      const { rows } = await pool.query<{ id: string }>("SELECT node_id AS id FROM usage_events WHERE request_id = 'req_1'");
-      await pool.query("UPDATE nodes SET lease_until = now() + interval '1 hour' WHERE id = $1", [rows[0]!.id]);
-      await dying.close(); // its lease row is gone now; put it back as a dead node's lease that will run out
-      await pool.query("INSERT INTO nodes (id, host, pid, started_at, lease_until) VALUES ($1, 'elsewhere', 1, $2, now() + interval '1 second')", [
-        rows[0]!.id,
-        AT,
-      ]);
-      assert.equal((await survivor.ledger.periodUsage("acct_a", "live", PERIOD)).requests, 3, "a live lease keeps its rows");
+      // Another node, in its own process: it admits two requests and is killed before completing them.
+      const dying = spawn(
+        process.execPath,
+        [
+          "--input-type=module",
+          "-e",
+          `import { createStore } from ${JSON.stringify(CREATE_STORE)};
+           const stores = await createStore({ dataDir: "/nonexistent", databaseUrl: ${JSON.stringify(databaseUrl)}, nodeLeaseMs: ${leaseMs} }, { serving: true });
+           for (const i of [1, 2]) await stores.ledger.admit(${JSON.stringify(admission(10, 0))});
+           process.stdout.write("admitted\\n");
+           setInterval(() => undefined, 1000);`,
+        ],
+        { stdio: ["ignore", "pipe", "inherit"] },
+      );
+      await new Promise<void>((resolve, reject) => {
+        dying.stdout!.on("data", (chunk: Buffer) => chunk.toString().includes("admitted") && resolve());
+        dying.once("exit", () => reject(new Error("the node exited before admitting")));
+      });
+      dying.kill("SIGKILL");
+      assert.equal((await survivor.ledger.periodUsage("acct_a", "live", PERIOD)).requests, 3, "until the lease runs out, its rows count");
       let usage = 3;
-      for (let i = 0; i < 60 && usage !== 1; i++) {
+      for (let i = 0; i < 80 && usage !== 1; i++) {
         await new Promise((r) => setTimeout(r, 250));
         usage = (await survivor.ledger.periodUsage("acct_a", "live", PERIOD)).requests;
       }
@@ -202,10 +212,14 @@ describe("PostgreSQL: nodes", () => {
       const statuses = await pool.query<{ status: number | null; n: number }>(
         "SELECT status, COUNT(*)::int AS n FROM usage_events GROUP BY status ORDER BY status NULLS LAST",
       );
-      assert.deepEqual(statuses.rows, [
-        { status: 0, n: 2 },
-        { status: null, n: 1 },
-      ]);
+      assert.deepEqual(
+        statuses.rows,
+        [
+          { status: 0, n: 2 },
+          { status: null, n: 1 },
+        ],
+        "settled as not delivered; the survivor's own unfinished row untouched",
+      );
       await survivor.ledger.complete({
         eventId: mine,
         accountId: "acct_a",
