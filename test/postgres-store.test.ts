@@ -1,16 +1,19 @@
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import pg from "pg";
 import { createStore } from "../src/store/create-store.js";
 import { migratePostgres, PG_MIGRATIONS } from "../src/store/postgres/migrations.js";
 import { openPool } from "../src/store/postgres/pg-pool.js";
 import type { Stores } from "../src/store/store.js";
-import { createKey, postJson, startTestServer, tempDir } from "./helpers/fixtures.js";
+import { createKey, postJson, startTestServer, tempDir, tinyModel } from "./helpers/fixtures.js";
 import { dropAllDatabases, freshDatabase, TEST_REDIS_URL } from "./helpers/postgres.js";
 
 after(dropAllDatabases);
 
+const CLI = new URL("../src/cli/main.js", import.meta.url).pathname;
 const CREATE_STORE = new URL("../src/store/create-store.js", import.meta.url).href;
 
 const PERIOD = "2026-03";
@@ -259,6 +262,25 @@ describe("PostgreSQL: a server on it", () => {
       assert.equal(row[0].account_id, accountId);
       assert.equal(row[0].status, 200);
       assert.match(String(row[0].node_id), /^node_/);
+      // A second node whose config file gives solo another minute limit: refused at start, one line, exit 1.
+      const dir = tempDir();
+      const config = join(dir, "config.json");
+      writeFileSync(config, JSON.stringify({ models: { base: await tinyModel() }, plans: { solo: { requests_per_minute: 21 } } }));
+      const env: NodeJS.ProcessEnv = {
+        ...process.env,
+        ALVEARE_DATABASE_URL: databaseUrl,
+        ALVEARE_REDIS_URL: TEST_REDIS_URL,
+        ALVEARE_METRICS_PORT: "0",
+      };
+      delete env.ALVEARE_MODEL;
+      const other = spawnSync(process.execPath, [CLI, "serve", "--port", "0", "--config", config, "--data-dir", dir], {
+        env,
+        encoding: "utf8",
+        timeout: 60_000,
+      });
+      assert.equal(other.status, 1, other.stderr);
+      assert.deepEqual(other.stderr.trim().split("\n").length, 1, other.stderr);
+      assert.match(other.stderr, /plan table .* differs .* same config file/);
       const bad = await postJson(`${server.url}/v1/infer`, { specialist: "classify", prompt: "x" }, { authorization: "Bearer alv_live_nope" });
       assert.equal(bad.status, 401);
     } finally {

@@ -66,15 +66,23 @@ export function openPool(url: string, options: { max?: number } = {}): pg.Pool {
 /** Runs `body` in one transaction on one connection; rolls back on any error. */
 export async function inTransaction<T>(pool: pg.Pool, body: (client: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
+  // A checked-out connection has no listener of its own: one dropped between two statements must not crash the process.
+  const ignore = (): void => undefined;
+  client.on("error", ignore);
+  let broken: Error | undefined;
   try {
     await client.query("BEGIN");
     const result = await body(client);
     await client.query("COMMIT");
     return result;
   } catch (error) {
-    await client.query("ROLLBACK").catch(() => undefined);
+    await client.query("ROLLBACK").catch((rollbackFailed: unknown) => {
+      broken = rollbackFailed instanceof Error ? rollbackFailed : new Error(String(rollbackFailed));
+    });
     throw error;
   } finally {
-    client.release();
+    client.removeListener("error", ignore);
+    // A connection whose rollback failed is in no known state: the pool closes it instead of reusing it.
+    client.release(broken);
   }
 }
