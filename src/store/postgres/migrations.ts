@@ -166,7 +166,11 @@ const MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(hashtext('alveare.schema_mi
 export async function migratePostgres(pool: pg.Pool): Promise<number[]> {
   return inTransaction(pool, async (client) => {
     await client.query(MIGRATION_LOCK);
-    await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)`);
+    // Created only when missing: a node whose role may not create tables still opens a database migrated by `alveare migrate`.
+    const known = await client.query<{ table: string | null }>("SELECT to_regclass('schema_migrations')::text AS table");
+    if (known.rows[0]?.table == null) {
+      await client.query("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)");
+    }
     const done = new Set((await client.query<{ version: number }>("SELECT version FROM schema_migrations")).rows.map((r) => r.version));
     const applied: number[] = [];
     for (const [index, sql] of PG_MIGRATIONS.entries()) {
