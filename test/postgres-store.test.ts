@@ -6,6 +6,7 @@ import { after, describe, it } from "node:test";
 import pg from "pg";
 import { createStore } from "../src/store/create-store.js";
 import { migratePostgres, PG_MIGRATIONS } from "../src/store/postgres/migrations.js";
+import { PG_USAGE_QUERIES } from "../src/store/postgres/pg-ledger.js";
 import { openPool } from "../src/store/postgres/pg-pool.js";
 import type { Stores } from "../src/store/store.js";
 import { createKey, postJson, startTestServer, tempDir, tinyModel } from "./helpers/fixtures.js";
@@ -82,6 +83,82 @@ describe("PostgreSQL: admission across nodes", () => {
       assert.notEqual(await b!.ledger.admit(admission(1, 3)), undefined);
     } finally {
       await closeAll([a!, b!]);
+    }
+  });
+});
+
+describe("PostgreSQL: usage aggregates", () => {
+  it("answer every usage report without reading the ledger", async () => {
+    const databaseUrl = await freshDatabase();
+    const pool = openPool(databaseUrl);
+    try {
+      await migratePostgres(pool);
+      for (const [name, sql] of Object.entries(PG_USAGE_QUERIES)) {
+        const { rows } = await pool.query<{ "QUERY PLAN": string }>(`EXPLAIN ${sql}`, ["acct", "live", PERIOD]);
+        const plan = rows.map((r) => r["QUERY PLAN"]).join(" | ");
+        assert.match(plan, /usage_(daily|counters)/, `${name}: ${plan}`);
+        assert.doesNotMatch(plan, /usage_events/, `${name}: ${plan}`);
+      }
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it("agree with the ledger after a mix of outcomes on several nodes, a dead node's settlement included", async () => {
+    const databaseUrl = await freshDatabase();
+    const nodes = await openMany(databaseUrl, 3);
+    const pool = openPool(databaseUrl);
+    try {
+      await nodes[0]!.accounts.createAccount(account("acct_a"));
+      const outcomes = [200, 200, 499, 400, 500, 502, 200, 429, 0, 200];
+      const specialists = ["classify", "qa", "summarise"];
+      const days = ["2026-03-01T10:00:00.000Z", "2026-03-02T10:00:00.000Z", "2026-03-31T23:59:59.999Z"];
+      await Promise.all(
+        Array.from({ length: 90 }, async (_, i) => {
+          const at = days[i % days.length]!;
+          const node = nodes[i % nodes.length]!;
+          const id = await node.ledger.admit({ ...admission(1000, i), specialist: specialists[i % specialists.length]!, at });
+          assert.ok(id !== undefined);
+          const status = outcomes[i % outcomes.length]!;
+          if (status === 0) return; // left unfinished: a dead node's
+          await node.ledger.complete({
+            eventId: id,
+            accountId: "acct_a",
+            mode: "live",
+            period: PERIOD,
+            status,
+            promptTokens: i,
+            completionTokens: 1,
+            latencyMs: 1,
+            at,
+          });
+        }),
+      );
+      // The unfinished rows' writer is gone (no lease): a serving node settles them at start.
+      await pool.query("UPDATE usage_events SET node_id = 'node_gone' WHERE status IS NULL");
+      const survivor = await createStore({ dataDir: tempDir(), databaseUrl }, { serving: true });
+      nodes.push(survivor);
+      const fromLedger = await pool.query<{ specialist: string; day: string; requests: number; tokens: number }>(
+        `SELECT specialist, substr(created_at, 1, 10) AS day, COUNT(*)::int AS requests, SUM(prompt_tokens + completion_tokens)::int AS tokens
+         FROM usage_events WHERE status BETWEEN 200 AND 299 OR status = 499 GROUP BY 1, 2 ORDER BY 1, 2`,
+      );
+      const fromAggregates = await pool.query<{ specialist: string; day: string; requests: number; tokens: number }>(
+        "SELECT specialist, day, requests, tokens::int AS tokens FROM usage_daily WHERE requests > 0 ORDER BY 1, 2",
+      );
+      assert.deepEqual(fromAggregates.rows, fromLedger.rows);
+      assert.equal((await pool.query("SELECT COUNT(*)::int AS n FROM usage_events WHERE status IS NULL")).rows[0].n, 0, "nothing left unfinished");
+      const usage = await survivor.ledger.periodUsage("acct_a", "live", PERIOD);
+      assert.equal(
+        usage.requests,
+        fromLedger.rows.reduce((n, r) => n + r.requests, 0),
+      );
+      assert.equal(
+        usage.tokens,
+        fromLedger.rows.reduce((n, r) => n + r.tokens, 0),
+      );
+    } finally {
+      await pool.end();
+      await closeAll(nodes);
     }
   });
 });

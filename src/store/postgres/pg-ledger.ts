@@ -31,8 +31,14 @@ const ADMIT = `
 /**
  * Closes ledger rows and moves their aggregates by the counting rule, in one
  * statement: only rows still unfinished are closed, so a row settled by a
- * survivor is never counted twice. `$requests` is 0 (counted) or -1 (given
- * back) per row; `$tokens` the tokens a counted row adds.
+ * survivor is never counted twice. `$6` is 0 (counted) or -1 (given back) per
+ * row; `$7` the tokens a counted row adds.
+ *
+ * Locks are taken in one order everywhere, ledger row, then counter, then day,
+ * as admission takes counter then day: the day update waits for the counter
+ * update (a one-time filter on its result), so two statements never hold each
+ * other's rows. Returns one row per day and specialist, with how many ledger
+ * rows it closed.
  */
 const finishRows = (which: string): string => `
   WITH finished AS (
@@ -46,13 +52,24 @@ const finishRows = (which: string): string => `
     FROM (SELECT account_id, mode, period, SUM(n)::integer AS n FROM per_day GROUP BY 1, 2, 3) p
     WHERE c.account_id = p.account_id AND c.mode = p.mode AND c.period = p.period
     RETURNING 1
-  ), days AS (
-    UPDATE usage_daily d SET requests = d.requests + $6::integer * p.n, tokens = d.tokens + $7::bigint * p.n
-    FROM per_day p
-    WHERE d.account_id = p.account_id AND d.mode = p.mode AND d.period = p.period AND d.day = p.day AND d.specialist = p.specialist
-    RETURNING 1
   )
-  SELECT COUNT(*)::integer AS n FROM finished`;
+  UPDATE usage_daily d SET requests = d.requests + $6::integer * p.n, tokens = d.tokens + $7::bigint * p.n
+  FROM per_day p
+  WHERE d.account_id = p.account_id AND d.mode = p.mode AND d.period = p.period AND d.day = p.day AND d.specialist = p.specialist
+    AND (SELECT COUNT(*) FROM counters) >= 0
+  RETURNING p.n`;
+
+/**
+ * The reads behind every usage report: aggregate rows only, bounded by days ×
+ * specialists per account, mode and period, never the ledger.
+ */
+export const PG_USAGE_QUERIES = {
+  counter: "SELECT requests, tokens FROM usage_counters WHERE account_id = $1 AND mode = $2 AND period = $3",
+  bySpecialist: `SELECT specialist, SUM(requests) AS n FROM usage_daily WHERE account_id = $1 AND mode = $2 AND period = $3
+                 GROUP BY specialist HAVING SUM(requests) > 0 ORDER BY n DESC, specialist`,
+  daily: `SELECT day, SUM(requests) AS n FROM usage_daily WHERE account_id = $1 AND mode = $2 AND period = $3
+          GROUP BY day HAVING SUM(requests) > 0 ORDER BY day`,
+} as const;
 
 /** What one completion or settlement writes on every row it closes. */
 export interface RowOutcome {
@@ -76,6 +93,23 @@ export const FINISH_ORPHANS = finishRows(
 );
 export { outcomeParams };
 
+/** PostgreSQL's deadlock_detected: the statement was rolled back whole, so running it again is safe. */
+const DEADLOCK = "40P01";
+
+/**
+ * Every ledger statement locks rows in one order, so a deadlock should not
+ * happen; should one still (a lock order PostgreSQL chose differently), the
+ * victim's statement is rolled back and is run once more rather than failing a request.
+ */
+async function oneRetryOnDeadlock<T>(run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (error) {
+    if ((error as { code?: string }).code !== DEADLOCK) throw error;
+    return run();
+  }
+}
+
 /**
  * The usage ledger in PostgreSQL, with the same aggregates as the SQLite file
  * (usage_counters for the quota, usage_daily for the reports, usage_refusals for
@@ -90,23 +124,13 @@ export class PgLedger implements LedgerStore {
   ) {}
 
   async admit(r: AdmissionRecord): Promise<number | undefined> {
-    const { rows } = await this.pool.query<{ id: number }>(ADMIT, [
-      r.accountId,
-      r.mode,
-      r.period,
-      r.limit,
-      r.at,
-      r.specialist,
-      r.requestId,
-      r.keyId,
-      r.endpoint,
-      this.nodeId(),
-    ]);
+    const params = [r.accountId, r.mode, r.period, r.limit, r.at, r.specialist, r.requestId, r.keyId, r.endpoint, this.nodeId()];
+    const { rows } = await oneRetryOnDeadlock(() => this.pool.query<{ id: number }>(ADMIT, params));
     return rows[0]?.id;
   }
 
   async complete(r: CompletionRecord): Promise<void> {
-    await this.pool.query(FINISH_ONE, [...outcomeParams(r), r.eventId]);
+    await oneRetryOnDeadlock(() => this.pool.query(FINISH_ONE, [...outcomeParams(r), r.eventId]));
   }
 
   async countRefusal(r: RefusalRecord): Promise<void> {
@@ -120,15 +144,8 @@ export class PgLedger implements LedgerStore {
   async periodUsage(accountId: string, mode: Mode, period: string): Promise<PeriodUsage> {
     const params = [accountId, mode, period];
     const [counter, specialists] = await Promise.all([
-      this.pool.query<{ requests: number; tokens: number }>(
-        "SELECT requests, tokens FROM usage_counters WHERE account_id = $1 AND mode = $2 AND period = $3",
-        params,
-      ),
-      this.pool.query<{ specialist: string; n: number }>(
-        `SELECT specialist, SUM(requests) AS n FROM usage_daily WHERE account_id = $1 AND mode = $2 AND period = $3
-         GROUP BY specialist HAVING SUM(requests) > 0 ORDER BY n DESC, specialist`,
-        params,
-      ),
+      this.pool.query<{ requests: number; tokens: number }>(PG_USAGE_QUERIES.counter, params),
+      this.pool.query<{ specialist: string; n: number }>(PG_USAGE_QUERIES.bySpecialist, params),
     ]);
     // fromEntries defines own properties, so a specialist id such as "__proto__" stays a plain key.
     const bySpecialist = Object.fromEntries(specialists.rows.map((row) => [row.specialist, row.n]));
@@ -137,11 +154,7 @@ export class PgLedger implements LedgerStore {
   }
 
   async dailyRequests(accountId: string, mode: Mode, period: string): Promise<Record<string, number>> {
-    const { rows } = await this.pool.query<{ day: string; n: number }>(
-      `SELECT day, SUM(requests) AS n FROM usage_daily WHERE account_id = $1 AND mode = $2 AND period = $3
-       GROUP BY day HAVING SUM(requests) > 0 ORDER BY day`,
-      [accountId, mode, period],
-    );
+    const { rows } = await this.pool.query<{ day: string; n: number }>(PG_USAGE_QUERIES.daily, [accountId, mode, period]);
     return Object.fromEntries(rows.map((row) => [row.day, row.n]));
   }
 

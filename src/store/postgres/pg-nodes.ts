@@ -104,7 +104,7 @@ export class NodeLease {
       const settled = await client.query<{ n: number }>(FINISH_ORPHANS, outcomeParams(outcome));
       // Dead nodes with nothing left to settle are forgotten after a day; their rows keep the id.
       await client.query("DELETE FROM nodes WHERE lease_until < now() - interval '1 day'");
-      return settled.rows[0]?.n ?? 0;
+      return settled.rows.reduce((sum, row) => sum + row.n, 0);
     });
   }
 
