@@ -61,6 +61,30 @@ describe("PostgreSQL: admission across nodes", () => {
     }
   });
 
+  it("creates no more keys than the cap when several nodes create keys for one account at once", async () => {
+    const databaseUrl = await freshDatabase();
+    const nodes = await openMany(databaseUrl, 3);
+    try {
+      await nodes[0]!.accounts.createAccount(account("acct_a"));
+      const key = (i: number) => ({
+        id: `key_${i}`,
+        accountId: "acct_a",
+        name: null,
+        mode: "live" as const,
+        prefix: `alv_live_${i}`,
+        createdAt: AT,
+        lastUsedAt: null,
+        revokedAt: null,
+      });
+      const results = await Promise.all(Array.from({ length: 24 }, (_, i) => nodes[i % 3]!.accounts.createKey(key(i), `hash_${i}`, 5)));
+      assert.equal(results.filter((r) => r === "created").length, 5);
+      assert.equal(results.filter((r) => r === "limit_reached").length, 19);
+      assert.equal((await nodes[2]!.accounts.listKeys("acct_a")).length, 5);
+    } finally {
+      await closeAll(nodes);
+    }
+  });
+
   it("gives a failed request back on every node at once", async () => {
     const databaseUrl = await freshDatabase();
     const [a, b] = await openMany(databaseUrl, 2);

@@ -1,5 +1,6 @@
 import type pg from "pg";
 import type { Account, AccountStore, ApiKeyRecord, KeyCreation, KeyLookup, Mode } from "../store.js";
+import { inTransaction } from "./pg-pool.js";
 
 interface KeyRow {
   id: string;
@@ -71,18 +72,29 @@ export class PgAccountStore implements AccountStore {
   }
 
   async createKey(key: ApiKeyRecord, hash: string, maxUnrevoked: number): Promise<KeyCreation> {
-    // The account row is locked (FOR UPDATE) so two creations on two nodes cannot both pass the cap.
-    const r = await this.pool.query(
-      `WITH account AS (SELECT id FROM accounts WHERE id = $2 AND status = 'active' FOR UPDATE)
-       INSERT INTO api_keys (id, account_id, name, mode, hash, prefix, created_at)
-       SELECT $1, $2, $3, $4, $5, $6, $7 FROM account
-       WHERE (SELECT COUNT(*) FROM api_keys WHERE account_id = $2 AND mode = $4 AND revoked_at IS NULL) < $8`,
-      [key.id, key.accountId, key.name, key.mode, hash, key.prefix, key.createdAt, maxUnrevoked],
-    );
-    if ((r.rowCount ?? 0) > 0) return "created";
-    const account = await this.getAccount(key.accountId);
-    if (account === undefined) return "no_account";
-    return account.status === "active" ? "limit_reached" : "suspended";
+    // The account row is locked first; the count is a later statement, so it sees every key a
+    // creation on another node committed while this one waited for the lock.
+    return inTransaction(this.pool, async (client) => {
+      const account = await client.query<{ status: Account["status"] }>("SELECT status FROM accounts WHERE id = $1 FOR UPDATE", [key.accountId]);
+      const status = account.rows[0]?.status;
+      if (status === undefined) return "no_account";
+      if (status !== "active") return "suspended";
+      const { rows } = await client.query<{ n: number }>(
+        "SELECT COUNT(*)::integer AS n FROM api_keys WHERE account_id = $1 AND mode = $2 AND revoked_at IS NULL",
+        [key.accountId, key.mode],
+      );
+      if ((rows[0]?.n ?? 0) >= maxUnrevoked) return "limit_reached";
+      await client.query("INSERT INTO api_keys (id, account_id, name, mode, hash, prefix, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)", [
+        key.id,
+        key.accountId,
+        key.name,
+        key.mode,
+        hash,
+        key.prefix,
+        key.createdAt,
+      ]);
+      return "created";
+    });
   }
 
   async listKeys(accountId: string): Promise<ApiKeyRecord[]> {
