@@ -63,6 +63,8 @@ export class PgPeopleStore implements PeopleStore {
 
   async createInvitation(tokenHash: string, memberId: string, expiresAt: string): Promise<void> {
     await inTransaction(this.pool, async (client) => {
+      // Two invitations of one member on two nodes at once: the second waits here and removes the first.
+      await client.query("SELECT 1 FROM members WHERE id = $1 FOR UPDATE", [memberId]);
       await client.query("DELETE FROM invitations WHERE member_id = $1 AND used_at IS NULL", [memberId]);
       await client.query("INSERT INTO invitations (token_hash, member_id, expires_at) VALUES ($1, $2, $3)", [tokenHash, memberId, expiresAt]);
     });
