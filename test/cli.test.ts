@@ -190,6 +190,9 @@ describe("the shared-mode URLs", () => {
     assert.equal(config.databaseUrl, env.ALVEARE_DATABASE_URL);
     assert.equal(config.redisUrl, env.ALVEARE_REDIS_URL);
     assert.equal(loadConfig({}, {}).databaseUrl, undefined, "neither: the embedded mode");
+    assert.equal(loadConfig({}, {}).nodeLeaseMs, 15_000);
+    assert.equal(loadConfig({}, { ...env, ALVEARE_NODE_LEASE_SECONDS: "2" }).nodeLeaseMs, 2_000);
+    assert.throws(() => loadConfig({}, { ...env, ALVEARE_NODE_LEASE_SECONDS: "0" }), /ALVEARE_NODE_LEASE_SECONDS/);
     assert.throws(() => loadConfig({}, { ALVEARE_DATABASE_URL: "postgres:///nohost", ALVEARE_REDIS_URL: "redis://c" }), /ALVEARE_DATABASE_URL/);
   });
 
