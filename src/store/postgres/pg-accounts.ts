@@ -128,6 +128,7 @@ export class PgAccountStore implements AccountStore {
   }
 
   async touchKey(keyId: string, at: string): Promise<void> {
-    await this.pool.query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2", [at, keyId]);
+    // Nodes touch a key out of order: the time only moves forward.
+    await this.pool.query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2 AND (last_used_at IS NULL OR last_used_at < $1)", [at, keyId]);
   }
 }
