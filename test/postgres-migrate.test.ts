@@ -33,6 +33,8 @@ describe("alveare migrate", () => {
     const gone = cliJson(["keys", "create", "--account", accountId, "--data-dir", dataDir], sqlite);
     cliJson(["keys", "revoke", String(gone.id), "--data-dir", dataDir], sqlite);
     cliJson(["members", "invite", "--account", accountId, "--email", "dev@example.com", "--data-dir", dataDir], sqlite);
+    const solo = cliJson(["accounts", "create", "--name", "Solo", "--plan", "solo", "--data-dir", dataDir], sqlite);
+    const soloKey = String(cliJson(["keys", "create", "--account", String(solo.id), "--data-dir", dataDir], sqlite).key);
 
     const before = await startTestServer({ data_dir: dataDir }, { gated: true });
     let usageBefore: Record<string, unknown>;
@@ -43,6 +45,12 @@ describe("alveare migrate", () => {
         { authorization: `Bearer ${key}` },
       );
       assert.equal(served.status, 200, JSON.stringify(served.json));
+      const refused = await postJson(
+        `${before.url}/v1/infer`,
+        { specialist: "chat", prompt: "hi", max_tokens: 4 },
+        { authorization: `Bearer ${soloKey}` },
+      );
+      assert.equal(refused.status, 403, "chat is outside the solo plan: a refusal, counted apart from the ledger");
       usageBefore = await usageOf(before.url, key);
       assert.equal(usageBefore.requests_used, 1);
     } finally {
@@ -55,12 +63,9 @@ describe("alveare migrate", () => {
     const databaseUrl = await freshDatabase();
     const shared = envFor(databaseUrl);
     const copy = cliJson(["migrate", "--from", `sqlite:${dataDir}`], shared);
-    assert.deepEqual(
-      { accounts: 1, api_keys: 2, members: 1, invitations: 1, usage_events: 1 },
-      Object.fromEntries(
-        ["accounts", "api_keys", "members", "invitations", "usage_events"].map((t) => [t, (copy.copied as Record<string, number>)[t]]),
-      ),
-    );
+    const expected = { accounts: 2, api_keys: 3, members: 1, invitations: 1, usage_events: 1, usage_refusals: 1 };
+    const copied = copy.copied as Record<string, number>;
+    assert.deepEqual(Object.fromEntries(Object.keys(expected).map((t) => [t, copied[t]])), expected);
 
     const otherDir = tempDir(); // nothing of the SQLite data dir is read from here on
     assert.deepEqual(cliJson(["usage", "--account", accountId, "--data-dir", otherDir], shared), cliUsageBefore);
