@@ -194,6 +194,8 @@ describe("the shared-mode URLs", () => {
     assert.equal(loadConfig({}, { ...env, ALVEARE_NODE_LEASE_SECONDS: "2" }).nodeLeaseMs, 2_000);
     assert.throws(() => loadConfig({}, { ...env, ALVEARE_NODE_LEASE_SECONDS: "0" }), /ALVEARE_NODE_LEASE_SECONDS/);
     assert.throws(() => loadConfig({}, { ALVEARE_DATABASE_URL: "postgres:///nohost", ALVEARE_REDIS_URL: "redis://c" }), /ALVEARE_DATABASE_URL/);
+    const socket = "postgres:///alveare?host=/var/run/postgresql";
+    assert.equal(loadConfig({}, { ALVEARE_DATABASE_URL: socket, ALVEARE_REDIS_URL: "redis://c" }).databaseUrl, socket, "a Unix socket");
   });
 
   it("never show a password when the scheme is wrong", () => {

@@ -103,7 +103,9 @@ function checkScheme(value: string, field: string, schemes: string[], example: s
   } catch {
     url = undefined;
   }
-  if (url === undefined || !schemes.includes(url.protocol) || url.hostname === "") {
+  // A PostgreSQL URL may name a Unix socket directory as ?host=/path instead of a host.
+  const hasHost = url !== undefined && (url.hostname !== "" || url.searchParams.has("host"));
+  if (url === undefined || !schemes.includes(url.protocol) || !hasHost) {
     // The value itself may hold a password: the message shows only its scheme.
     const scheme = /^[a-z][a-z0-9+.-]*:/i.exec(value)?.[0] ?? "no scheme";
     throw new ConfigError(field, `must be a ${schemes.map((s) => `${s}//`).join(" or ")} URL such as ${example}, got ${scheme}`);
