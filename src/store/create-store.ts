@@ -2,6 +2,7 @@ import type { Stores } from "./store.js";
 import { sqliteFile } from "./sqlite/database-file.js";
 import { openSqliteStores } from "./sqlite/sqlite-store.js";
 import { openPostgresStores } from "./postgres/pg-store.js";
+import { describeDatabaseUrl } from "./postgres/pg-pool.js";
 
 /** Where the stores live: the SQLite file in the data dir, or PostgreSQL when a database URL is set. */
 export interface StoreConfig {
@@ -33,10 +34,5 @@ export async function createStore(config: StoreConfig, options: StoreOptions = {
 /** Where the stores of a config live, in words for the operator: never the database password. */
 export function storeLocation(config: StoreConfig): string {
   if (config.databaseUrl === undefined) return sqliteFile(config.dataDir);
-  try {
-    const u = new URL(config.databaseUrl);
-    return `PostgreSQL at ${u.hostname}:${u.port || "5432"}${u.pathname}`;
-  } catch {
-    return "PostgreSQL";
-  }
+  return `PostgreSQL at ${describeDatabaseUrl(config.databaseUrl)}`;
 }

@@ -12,15 +12,16 @@ const POOL_SIZE = 10;
  */
 export class DatabaseUnavailableError extends Error {
   constructor(url: string, cause: unknown) {
-    super(`cannot use the PostgreSQL database at ALVEARE_DATABASE_URL (${where(url)}): ${reason(cause)}`);
+    super(`cannot use the PostgreSQL database at ALVEARE_DATABASE_URL (${describeDatabaseUrl(url)}): ${reason(cause)}`);
     this.name = "DatabaseUnavailableError";
   }
 }
 
-function where(url: string): string {
+/** Where a database URL points, for messages: host (or socket directory), port and database, never the password. */
+export function describeDatabaseUrl(url: string): string {
   try {
     const u = new URL(url);
-    return `${u.hostname}:${u.port || "5432"}${u.pathname}`;
+    return `${u.hostname || u.searchParams.get("host") || "localhost"}:${u.port || "5432"}${u.pathname}`;
   } catch {
     return "an unparsable URL";
   }
