@@ -36,6 +36,7 @@ export class TargetNotEmptyError extends Error {}
  */
 export async function copyFromSqlite(source: Database.Database, pool: pg.Pool): Promise<Record<CopiedTable, number>> {
   return inTransaction(pool, async (client) => {
+    await client.query("SET LOCAL statement_timeout = 0"); // a large ledger copies in batches that may take a while
     // Locks out a second copy (or a node creating accounts) until this one commits.
     await client.query("LOCK TABLE accounts, usage_events, audit_log IN EXCLUSIVE MODE");
     const existing = await client.query<{ n: number }>(

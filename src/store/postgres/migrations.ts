@@ -165,6 +165,8 @@ const MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(hashtext('alveare.schema_mi
  */
 export async function migratePostgres(pool: pg.Pool): Promise<number[]> {
   return inTransaction(pool, async (client) => {
+    // A migration (or waiting for another node's) may take longer than a request's statement may.
+    await client.query("SET LOCAL statement_timeout = 0");
     await client.query(MIGRATION_LOCK);
     // Created only when missing: a node whose role may not create tables still opens a database migrated by `alveare migrate`.
     const known = await client.query<{ table: string | null }>("SELECT to_regclass('schema_migrations')::text AS table");
