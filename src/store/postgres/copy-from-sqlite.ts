@@ -58,9 +58,12 @@ export async function copyFromSqlite(source: Database.Database, pool: pg.Pool): 
 
 async function copyTable(source: Database.Database, client: pg.PoolClient, table: CopiedTable): Promise<number> {
   const targetColumns = new Set(
-    (await client.query<{ column_name: string }>("SELECT column_name FROM information_schema.columns WHERE table_name = $1", [table])).rows.map(
-      (r) => r.column_name,
-    ),
+    (
+      await client.query<{ column_name: string }>(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = $1",
+        [table],
+      )
+    ).rows.map((r) => r.column_name),
   );
   // Columns both sides know; a column only PostgreSQL has keeps its default.
   const columns = (source.pragma(`table_info(${table})`) as Array<{ name: string }>).map((c) => c.name).filter((c) => targetColumns.has(c));
