@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
-import { describe, it } from "node:test";
+import { after, describe, it } from "node:test";
 import { createStore, type StoreOptions } from "../src/store/create-store.js";
 import type { Account, ApiKeyRecord, LedgerStore, Member, Mode, Stores } from "../src/store/store.js";
 import { tempDir } from "./helpers/fixtures.js";
+import { dropAllDatabases, freshDatabase } from "./helpers/postgres.js";
 
 /**
  * What every backend of the three stores must do, whatever database is behind
@@ -22,7 +23,16 @@ const BACKENDS: Backend[] = [
       return { open: (options) => createStore({ dataDir }, options) };
     },
   },
+  {
+    name: "PostgreSQL",
+    fresh: async () => {
+      const databaseUrl = await freshDatabase();
+      return { open: (options) => createStore({ dataDir: tempDir("alveare-contract-"), databaseUrl }, options) };
+    },
+  },
 ];
+
+after(dropAllDatabases);
 
 const PERIOD = "2026-03";
 const NOW = "2026-03-10T12:00:00.000Z";
@@ -270,6 +280,66 @@ for (const backend of BACKENDS) {
       } finally {
         await second.close();
       }
+    });
+  });
+
+  describe(`store contract (${backend.name}): the audit log`, () => {
+    it("appends records, pages them newest first with filters, aggregates a flood per source and minute, and prunes by age", async () => {
+      await withStores(backend, async ({ audit }) => {
+        const cli = { actor: "cli", source: null, requestId: null };
+        await audit.record(cli, { action: "account.created", accountId: "acct_a", target: "account:acct_a", detail: { plan: "solo" } });
+        await audit.record(
+          { actor: "member:a@example.com", source: "10.0.0.2", requestId: "req_1" },
+          {
+            action: "key.created",
+            accountId: "acct_a",
+            target: "key:k1",
+          },
+        );
+        await audit.record(cli, { action: "account.created", accountId: "acct_b", target: "account:acct_b" });
+        const minute = new Date("2026-03-10T12:00:05.000Z");
+        for (let i = 0; i < 3; i++) await audit.count({ actor: "anonymous", source: "10.0.0.9", requestId: null }, "sign_in.failed", minute);
+        await audit.count({ actor: "anonymous", source: "10.0.0.9", requestId: null }, "sign_in.failed", new Date("2026-03-10T12:01:00.000Z"));
+
+        const all = await audit.query({ limit: 10 });
+        assert.deepEqual(
+          all.records.map((r) => [r.action, r.count]),
+          [
+            ["sign_in.failed", 1],
+            ["sign_in.failed", 3],
+            ["account.created", 1],
+            ["key.created", 1],
+            ["account.created", 1],
+          ],
+        );
+        assert.equal(all.nextCursor, null);
+        const first = all.records.at(-1)!;
+        assert.deepEqual(await audit.get(first.id), first);
+        assert.deepEqual(first.detail, { plan: "solo" });
+        assert.equal(first.source, null);
+        assert.equal(await audit.get(first.id + 1000), undefined);
+
+        const page1 = await audit.query({ limit: 2 });
+        assert.equal(page1.records.length, 2);
+        assert.ok(page1.nextCursor !== null);
+        const page2 = await audit.query({ limit: 10, cursor: page1.nextCursor });
+        assert.deepEqual(
+          [...page1.records, ...page2.records].map((r) => r.id),
+          all.records.map((r) => r.id),
+        );
+        assert.deepEqual(
+          (await audit.query({ limit: 10, accountId: "acct_a" })).records.map((r) => r.action),
+          ["key.created", "account.created"],
+        );
+        assert.deepEqual(
+          (await audit.query({ limit: 10, actor: "member" })).records.map((r) => r.target),
+          ["key:k1"],
+        );
+        assert.equal((await audit.query({ limit: 10, action: "account.created", actor: "cli" })).records.length, 2);
+        assert.equal((await audit.query({ limit: 10, since: "2026-03-10T12:01:00.000Z", until: "2026-03-10T12:02:00.000Z" })).records.length, 1);
+        assert.equal(await audit.prune(new Date("2026-03-10T12:00:30.000Z")), 1, "the first minute's aggregate is older");
+        assert.equal((await audit.query({ limit: 10 })).records.length, 4);
+      });
     });
   });
 

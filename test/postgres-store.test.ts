@@ -1,0 +1,391 @@
+import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { after, describe, it } from "node:test";
+import pg from "pg";
+import { createStore } from "../src/store/create-store.js";
+import { migratePostgres, PG_MIGRATIONS } from "../src/store/postgres/migrations.js";
+import { PG_USAGE_QUERIES } from "../src/store/postgres/pg-ledger.js";
+import { openPool } from "../src/store/postgres/pg-pool.js";
+import type { Stores } from "../src/store/store.js";
+import { createKey, postJson, startTestServer, tempDir, tinyModel } from "./helpers/fixtures.js";
+import { dropAllDatabases, freshDatabase, TEST_REDIS_URL } from "./helpers/postgres.js";
+
+after(dropAllDatabases);
+
+const CLI = new URL("../src/cli/main.js", import.meta.url).pathname;
+const CREATE_STORE = new URL("../src/store/create-store.js", import.meta.url).href;
+
+const PERIOD = "2026-03";
+const AT = "2026-03-10T12:00:00.000Z";
+const account = (id: string) => ({ id, name: id, plan: "solo", status: "active" as const, createdAt: AT });
+const admission = (limit: number, i: number) => ({
+  requestId: `req_${i}`,
+  accountId: "acct_a",
+  keyId: "k1",
+  mode: "live" as const,
+  period: PERIOD,
+  endpoint: "infer",
+  specialist: "classify",
+  limit,
+  at: AT,
+});
+
+async function openMany(databaseUrl: string, n: number, serving = false, plans?: unknown, nodeLeaseMs?: number): Promise<Stores[]> {
+  const stores: Stores[] = [];
+  for (let i = 0; i < n; i++) stores.push(await createStore({ dataDir: tempDir(), databaseUrl, plans, nodeLeaseMs }, { serving }));
+  return stores;
+}
+
+const closeAll = (stores: Stores[]): Promise<unknown> => Promise.all(stores.map((s) => s.close()));
+
+describe("PostgreSQL: admission across nodes", () => {
+  it("admits exactly the limit from concurrent admissions on several pools, and the ledger agrees", async () => {
+    const databaseUrl = await freshDatabase();
+    const nodes = await openMany(databaseUrl, 4);
+    try {
+      await nodes[0]!.accounts.createAccount(account("acct_a"));
+      const limit = 25;
+      const results = await Promise.all(Array.from({ length: 120 }, (_, i) => nodes[i % nodes.length]!.ledger.admit(admission(limit, i))));
+      const admitted = results.filter((id) => id !== undefined);
+      assert.equal(admitted.length, limit);
+      assert.equal(new Set(admitted).size, limit, "every admission has its own ledger row");
+      assert.equal((await nodes[1]!.ledger.periodUsage("acct_a", "live", PERIOD)).requests, limit);
+      const pool = new pg.Pool({ connectionString: databaseUrl });
+      const rows = (await pool.query("SELECT COUNT(*)::int AS n FROM usage_events")).rows[0] as { n: number };
+      await pool.end();
+      assert.equal(rows.n, limit, "the ledger holds exactly the admitted requests");
+    } finally {
+      await closeAll(nodes);
+    }
+  });
+
+  it("creates no more keys than the cap when several nodes create keys for one account at once", async () => {
+    const databaseUrl = await freshDatabase();
+    const nodes = await openMany(databaseUrl, 3);
+    try {
+      await nodes[0]!.accounts.createAccount(account("acct_a"));
+      const key = (i: number) => ({
+        id: `key_${i}`,
+        accountId: "acct_a",
+        name: null,
+        mode: "live" as const,
+        prefix: `alv_live_${i}`,
+        createdAt: AT,
+        lastUsedAt: null,
+        revokedAt: null,
+      });
+      const results = await Promise.all(Array.from({ length: 24 }, (_, i) => nodes[i % 3]!.accounts.createKey(key(i), `hash_${i}`, 5)));
+      assert.equal(results.filter((r) => r === "created").length, 5);
+      assert.equal(results.filter((r) => r === "limit_reached").length, 19);
+      assert.equal((await nodes[2]!.accounts.listKeys("acct_a")).length, 5);
+    } finally {
+      await closeAll(nodes);
+    }
+  });
+
+  it("gives a failed request back on every node at once", async () => {
+    const databaseUrl = await freshDatabase();
+    const [a, b] = await openMany(databaseUrl, 2);
+    try {
+      await a!.accounts.createAccount(account("acct_a"));
+      const first = await a!.ledger.admit(admission(1, 1));
+      assert.ok(first !== undefined);
+      assert.equal(await b!.ledger.admit(admission(1, 2)), undefined);
+      await a!.ledger.complete({
+        eventId: first,
+        accountId: "acct_a",
+        mode: "live",
+        period: PERIOD,
+        status: 503,
+        promptTokens: 0,
+        completionTokens: 0,
+        latencyMs: 1,
+        at: AT,
+      });
+      assert.notEqual(await b!.ledger.admit(admission(1, 3)), undefined);
+    } finally {
+      await closeAll([a!, b!]);
+    }
+  });
+});
+
+describe("PostgreSQL: usage aggregates", () => {
+  it("answer every usage report without reading the ledger", async () => {
+    const databaseUrl = await freshDatabase();
+    const pool = openPool(databaseUrl);
+    try {
+      await migratePostgres(pool);
+      for (const [name, sql] of Object.entries(PG_USAGE_QUERIES)) {
+        const { rows } = await pool.query<{ "QUERY PLAN": string }>(`EXPLAIN ${sql}`, ["acct", "live", PERIOD]);
+        const plan = rows.map((r) => r["QUERY PLAN"]).join(" | ");
+        assert.match(plan, /usage_(daily|counters)/, `${name}: ${plan}`);
+        assert.doesNotMatch(plan, /usage_events/, `${name}: ${plan}`);
+      }
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it("agree with the ledger after a mix of outcomes on several nodes, a dead node's settlement included", async () => {
+    const databaseUrl = await freshDatabase();
+    const nodes = await openMany(databaseUrl, 3);
+    const pool = openPool(databaseUrl);
+    try {
+      await nodes[0]!.accounts.createAccount(account("acct_a"));
+      const outcomes = [200, 200, 499, 400, 500, 502, 200, 429, 0, 200];
+      const specialists = ["classify", "qa", "summarise"];
+      const days = ["2026-03-01T10:00:00.000Z", "2026-03-02T10:00:00.000Z", "2026-03-31T23:59:59.999Z"];
+      await Promise.all(
+        Array.from({ length: 90 }, async (_, i) => {
+          const at = days[i % days.length]!;
+          const node = nodes[i % nodes.length]!;
+          const id = await node.ledger.admit({ ...admission(1000, i), specialist: specialists[i % specialists.length]!, at });
+          assert.ok(id !== undefined);
+          const status = outcomes[i % outcomes.length]!;
+          if (status === 0) return; // left unfinished: a dead node's
+          await node.ledger.complete({
+            eventId: id,
+            accountId: "acct_a",
+            mode: "live",
+            period: PERIOD,
+            status,
+            promptTokens: i,
+            completionTokens: 1,
+            latencyMs: 1,
+            at,
+          });
+        }),
+      );
+      // The unfinished rows' writer is gone (no lease): a serving node settles them at start.
+      await pool.query("UPDATE usage_events SET node_id = 'node_gone' WHERE status IS NULL");
+      const survivor = await createStore({ dataDir: tempDir(), databaseUrl }, { serving: true });
+      nodes.push(survivor);
+      const fromLedger = await pool.query<{ specialist: string; day: string; requests: number; tokens: number }>(
+        `SELECT specialist, substr(created_at, 1, 10) AS day, COUNT(*)::int AS requests, SUM(prompt_tokens + completion_tokens)::int AS tokens
+         FROM usage_events WHERE status BETWEEN 200 AND 299 OR status = 499 GROUP BY 1, 2 ORDER BY 1, 2`,
+      );
+      const fromAggregates = await pool.query<{ specialist: string; day: string; requests: number; tokens: number }>(
+        "SELECT specialist, day, requests, tokens::int AS tokens FROM usage_daily WHERE requests > 0 ORDER BY 1, 2",
+      );
+      assert.deepEqual(fromAggregates.rows, fromLedger.rows);
+      assert.equal((await pool.query("SELECT COUNT(*)::int AS n FROM usage_events WHERE status IS NULL")).rows[0].n, 0, "nothing left unfinished");
+      const usage = await survivor.ledger.periodUsage("acct_a", "live", PERIOD);
+      assert.equal(
+        usage.requests,
+        fromLedger.rows.reduce((n, r) => n + r.requests, 0),
+      );
+      assert.equal(
+        usage.tokens,
+        fromLedger.rows.reduce((n, r) => n + r.tokens, 0),
+      );
+    } finally {
+      await pool.end();
+      await closeAll(nodes);
+    }
+  });
+});
+
+describe("PostgreSQL: migrations", () => {
+  it("apply once when several pools migrate at the same time, and record every version", async () => {
+    const databaseUrl = await freshDatabase();
+    const pools = Array.from({ length: 4 }, () => openPool(databaseUrl));
+    try {
+      const applied = await Promise.all(pools.map((p) => migratePostgres(p)));
+      const all = applied.flat().sort((x, y) => x - y);
+      assert.deepEqual(
+        all,
+        PG_MIGRATIONS.map((_, i) => i + 1),
+        "each version applied by exactly one pool",
+      );
+      const { rows } = await pools[0]!.query<{ version: number }>("SELECT version FROM schema_migrations ORDER BY version");
+      assert.deepEqual(
+        rows.map((r) => r.version),
+        PG_MIGRATIONS.map((_, i) => i + 1),
+      );
+      assert.deepEqual(await migratePostgres(pools[1]!), [], "nothing left to apply");
+    } finally {
+      await Promise.all(pools.map((p) => p.end()));
+    }
+  });
+
+  it("leave a newer release's versions alone: an older node opens a database migrated further", async () => {
+    const databaseUrl = await freshDatabase();
+    const pool = openPool(databaseUrl);
+    try {
+      await migratePostgres(pool);
+      // What a newer release adds: an additive table and its version.
+      await pool.query("CREATE TABLE future_thing (id TEXT PRIMARY KEY)");
+      await pool.query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)", [PG_MIGRATIONS.length + 1, AT]);
+      const stores = await createStore({ dataDir: tempDir(), databaseUrl }, { serving: true });
+      await stores.accounts.createAccount(account("acct_a"));
+      assert.equal((await stores.accounts.getAccount("acct_a"))?.id, "acct_a");
+      await stores.close();
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it("keep the audit log append-only: no edit, no removal of a record's facts", async () => {
+    const databaseUrl = await freshDatabase();
+    const [stores] = await openMany(databaseUrl, 1);
+    const pool = openPool(databaseUrl);
+    try {
+      await stores!.audit.record(
+        { actor: "cli", source: null, requestId: null },
+        { action: "account.created", accountId: "acct_a", target: "account:acct_a" },
+      );
+      await assert.rejects(pool.query("UPDATE audit_log SET actor = 'someone else'"), /append-only/);
+      await stores!.audit.count({ actor: "anonymous", source: "10.0.0.1", requestId: null }, "sign_in.failed", new Date(AT));
+      await stores!.audit.count({ actor: "anonymous", source: "10.0.0.1", requestId: null }, "sign_in.failed", new Date(AT));
+      const page = await stores!.audit.query({ action: "sign_in.failed", limit: 10 });
+      assert.equal(page.records[0]?.count, 2, "an aggregate's count may go up");
+      await assert.rejects(pool.query("UPDATE audit_log SET count = 1 WHERE bucket IS NOT NULL"), /append-only/);
+      assert.equal(await stores!.audit.prune(new Date("2027-01-01T00:00:00.000Z")), 2, "pruning by age deletes");
+    } finally {
+      await pool.end();
+      await stores!.close();
+    }
+  });
+});
+
+describe("PostgreSQL: nodes", () => {
+  const PLANS = { solo: { requests_per_minute: 20, monthly_requests: 1000 } };
+
+  it("refuses a serving node whose plan table differs from the running nodes', with one line saying what to do", async () => {
+    const databaseUrl = await freshDatabase();
+    const first = await createStore({ dataDir: tempDir(), databaseUrl, plans: PLANS }, { serving: true });
+    try {
+      const same = await createStore(
+        { dataDir: tempDir(), databaseUrl, plans: { solo: { monthly_requests: 1000, requests_per_minute: 20 } } },
+        { serving: true },
+      );
+      await same.close();
+      const other = { solo: { requests_per_minute: 20, monthly_requests: 2000 } };
+      await assert.rejects(createStore({ dataDir: tempDir(), databaseUrl, plans: other }, { serving: true }), (error: Error) => {
+        assert.match(error.message, /plan table/);
+        assert.match(error.message, /same config file/);
+        assert.equal(error.message.split("\n").length, 1);
+        return true;
+      });
+      const cli = await createStore({ dataDir: tempDir(), databaseUrl, plans: other });
+      await cli.close(); // the CLI holds no lease and checks nothing: it admits nothing
+    } finally {
+      await first.close();
+    }
+    const restarted = await createStore({ dataDir: tempDir(), databaseUrl, plans: { solo: { requests_per_minute: 5 } } }, { serving: true });
+    await restarted.close(); // once every node is gone, a start records the new table
+  });
+
+  it("settles the unfinished rows of a node killed with -9 once its lease runs out, and leaves live nodes' rows alone", async () => {
+    const databaseUrl = await freshDatabase();
+    const leaseMs = 1500;
+    const survivor = await createStore({ dataDir: tempDir(), databaseUrl, nodeLeaseMs: leaseMs }, { serving: true });
+    const pool = openPool(databaseUrl);
+    try {
+      await survivor.accounts.createAccount(account("acct_a"));
+      const mine = await survivor.ledger.admit(admission(10, 3));
+      assert.ok(mine !== undefined);
+      // Another node, in its own process: it admits two requests and is killed before completing them.
+      const dying = spawn(
+        process.execPath,
+        [
+          "--input-type=module",
+          "-e",
+          `import { createStore } from ${JSON.stringify(CREATE_STORE)};
+           const stores = await createStore({ dataDir: "/nonexistent", databaseUrl: ${JSON.stringify(databaseUrl)}, nodeLeaseMs: ${leaseMs} }, { serving: true });
+           for (const i of [1, 2]) await stores.ledger.admit(${JSON.stringify(admission(10, 0))});
+           process.stdout.write("admitted\\n");
+           setInterval(() => undefined, 1000);`,
+        ],
+        { stdio: ["ignore", "pipe", "inherit"] },
+      );
+      await new Promise<void>((resolve, reject) => {
+        dying.stdout!.on("data", (chunk: Buffer) => chunk.toString().includes("admitted") && resolve());
+        dying.once("exit", () => reject(new Error("the node exited before admitting")));
+      });
+      dying.kill("SIGKILL");
+      assert.equal((await survivor.ledger.periodUsage("acct_a", "live", PERIOD)).requests, 3, "until the lease runs out, its rows count");
+      let usage = 3;
+      for (let i = 0; i < 80 && usage !== 1; i++) {
+        await new Promise((r) => setTimeout(r, 250));
+        usage = (await survivor.ledger.periodUsage("acct_a", "live", PERIOD)).requests;
+      }
+      assert.equal(usage, 1, "the dead node's two unfinished rows were given back");
+      const statuses = await pool.query<{ status: number | null; n: number }>(
+        "SELECT status, COUNT(*)::int AS n FROM usage_events GROUP BY status ORDER BY status NULLS LAST",
+      );
+      assert.deepEqual(
+        statuses.rows,
+        [
+          { status: 0, n: 2 },
+          { status: null, n: 1 },
+        ],
+        "settled as not delivered; the survivor's own unfinished row untouched",
+      );
+      await survivor.ledger.complete({
+        eventId: mine,
+        accountId: "acct_a",
+        mode: "live",
+        period: PERIOD,
+        status: 200,
+        promptTokens: 2,
+        completionTokens: 1,
+        latencyMs: 1,
+        at: AT,
+      });
+      assert.deepEqual(await survivor.ledger.periodUsage("acct_a", "live", PERIOD), { requests: 1, tokens: 3, bySpecialist: { classify: 1 } });
+    } finally {
+      await pool.end();
+      await survivor.close();
+    }
+  });
+});
+
+describe("PostgreSQL: a server on it", () => {
+  it("serves a real inference through the gate and reads it back from /v1/usage", async () => {
+    const databaseUrl = await freshDatabase();
+    const server = await startTestServer({}, { gated: true, env: { ALVEARE_DATABASE_URL: databaseUrl, ALVEARE_REDIS_URL: TEST_REDIS_URL } });
+    try {
+      assert.equal(server.config.databaseUrl, databaseUrl);
+      const { auth, accountId } = await createKey(server, "professional");
+      const r = await postJson(`${server.url}/v1/infer`, { specialist: "classify", prompt: "I love it", max_tokens: 4 }, auth);
+      assert.equal(r.status, 200, JSON.stringify(r.json));
+      const usage = (await (await fetch(`${server.url}/v1/usage`, { headers: auth })).json()) as Record<string, unknown>;
+      assert.equal(usage.requests_used, 1, JSON.stringify(usage));
+      assert.deepEqual(usage.by_specialist, { classify: 1 });
+      assert.ok(Number(usage.tokens_used) > 0);
+      const pool = new pg.Pool({ connectionString: databaseUrl });
+      const row = (await pool.query("SELECT account_id, status, node_id FROM usage_events")).rows;
+      await pool.end();
+      assert.equal(row.length, 1);
+      assert.equal(row[0].account_id, accountId);
+      assert.equal(row[0].status, 200);
+      assert.match(String(row[0].node_id), /^node_/);
+      // A second node whose config file gives solo another minute limit: refused at start, one line, exit 1.
+      const dir = tempDir();
+      const config = join(dir, "config.json");
+      writeFileSync(config, JSON.stringify({ models: { base: await tinyModel() }, plans: { solo: { requests_per_minute: 21 } } }));
+      const env: NodeJS.ProcessEnv = {
+        ...process.env,
+        ALVEARE_DATABASE_URL: databaseUrl,
+        ALVEARE_REDIS_URL: TEST_REDIS_URL,
+        ALVEARE_METRICS_PORT: "0",
+      };
+      delete env.ALVEARE_MODEL;
+      const other = spawnSync(process.execPath, [CLI, "serve", "--port", "0", "--config", config, "--data-dir", dir], {
+        env,
+        encoding: "utf8",
+        timeout: 60_000,
+      });
+      assert.equal(other.status, 1, other.stderr);
+      assert.deepEqual(other.stderr.trim().split("\n").length, 1, other.stderr);
+      assert.match(other.stderr, /plan table .* differs .* same config file/);
+      const bad = await postJson(`${server.url}/v1/infer`, { specialist: "classify", prompt: "x" }, { authorization: "Bearer alv_live_nope" });
+      assert.equal(bad.status, 401);
+    } finally {
+      await server.close();
+    }
+  });
+});
