@@ -23,6 +23,7 @@ const { values } = parseArgs({
     pipelining: { type: "string", default: "1" },
     rounds: { type: "string", default: "3" },
     profile: { type: "string" },
+    only: { type: "string" },
   },
 });
 const rounds = Number(values.rounds);
@@ -49,7 +50,10 @@ function start(args: string[], env: NodeJS.ProcessEnv, ready: RegExp): Promise<C
     let seen = "";
     const onData = (c: Buffer): void => {
       seen += c.toString();
-      if (ready.test(seen)) resolve(child);
+      if (!ready.test(seen)) return;
+      // Ready: keep draining its output (as a log collector would) without keeping it.
+      for (const s of [child.stdout!, child.stderr!]) s.removeListener("data", onData).resume();
+      resolve(child);
     };
     child.stdout!.on("data", onData);
     child.stderr!.on("data", onData);
@@ -123,7 +127,7 @@ async function load(side: Side, duration: number): Promise<Result> {
   };
 }
 
-const sides: Side[] = ["alveare", "portkey", "upstream"];
+const sides: Side[] = values.only ? (values.only.split(",") as Side[]) : ["alveare", "portkey", "upstream"];
 const results = new Map<Side, Result[]>();
 try {
   // Check each side answers 200 with a completion before measuring it.
@@ -161,6 +165,7 @@ for (const side of sides) {
   );
 }
 const ratio = (a: Side, b: Side, f: (r: Result) => number): string => (m(a, f) / m(b, f)).toFixed(2);
+if (sides.length < 3) process.exit(0);
 process.stdout.write(`\nAlveare / Portkey: ${ratio("alveare", "portkey", (r) => r.rps)}x throughput, `);
 process.stdout.write(`${ratio("portkey", "alveare", (r) => r.cpuUsPerRequest)}x less server CPU per request\n`);
 process.stdout.write(`Alveare / upstream direct: ${ratio("alveare", "upstream", (r) => r.rps)}x throughput\n`);
