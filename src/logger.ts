@@ -25,8 +25,7 @@ export function createLogger(level: string, destination?: DestinationStream, out
   const target =
     output === "pretty"
       ? prettyDestination(destination ?? pino.destination({ fd: 1, sync: true }), destination === undefined && process.stdout.isTTY === true)
-      : // Buffered: one write per 4 KB of lines (or per 100 ms) instead of a syscall per request line; flushed at exit.
-        (destination ?? pino.destination({ fd: 1, sync: false, minLength: 4096, periodicFlush: 100 }));
+      : (destination ?? pino.destination({ fd: 1, sync: false }));
   return pino(
     {
       level,
