@@ -6,6 +6,7 @@
  * CPU per request is each server process's user+system time from /proc over
  * the measured run, so the load generator's CPU is not counted.
  * Usage: node dist/bench/gateway-vs-portkey.js [--seconds N] [--connections N] [--pipelining N] [--rounds N]
+ *   [--only alveare,portkey,...] [--profile DIR] [--baseline PATH-OF-ANOTHER-BUILT-CHECKOUT]
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync, readFileSync } from "node:fs";
@@ -24,6 +25,8 @@ const { values } = parseArgs({
     rounds: { type: "string", default: "3" },
     profile: { type: "string" },
     only: { type: "string" },
+    /** Another checkout's build (its dist/bench/serve-for-bench.js), measured as a fourth side: before/after in one run. */
+    baseline: { type: "string" },
   },
 });
 const rounds = Number(values.rounds);
@@ -33,7 +36,7 @@ const pipelining = Number(values.pipelining);
 const here = new URL(".", import.meta.url).pathname;
 const TICKS_PER_SECOND = 100; // USER_HZ on Linux
 
-type Side = "alveare" | "portkey" | "upstream";
+type Side = "alveare" | "baseline" | "portkey" | "upstream";
 interface Result {
   rps: number;
   p50: number;
@@ -74,7 +77,15 @@ const dataDir = mkdtempSync(join(tmpdir(), "alveare-gateway-bench-"));
 const key = benchKey(dataDir);
 const messages = [{ role: "user", content: "I love it" }];
 
+const baselinePort = 22500 + Math.floor(Math.random() * 500);
+const baselineDir = mkdtempSync(join(tmpdir(), "alveare-gateway-bench-"));
+const baselineKey = values.baseline === undefined ? "" : benchKey(baselineDir);
 const targets: Record<Side, { url: string; headers: Record<string, string>; body: string }> = {
+  baseline: {
+    url: `http://127.0.0.1:${baselinePort}/v1/chat/completions`,
+    headers: { "content-type": "application/json", authorization: `Bearer ${baselineKey}` },
+    body: JSON.stringify({ model: "alveare-classify", messages }),
+  },
   alveare: {
     url: `http://127.0.0.1:${ourPort}/v1/chat/completions`,
     headers: { "content-type": "application/json", authorization: `Bearer ${key}` },
@@ -106,7 +117,15 @@ const ours = await start(
 );
 const portkeyMain = join(dirname(createRequire(import.meta.url).resolve("@portkey-ai/gateway/package.json")), "build", "start-server.js");
 const portkey = await start([portkeyMain, "--headless", `--port=${portkeyPort}`], process.env, new RegExp(String(portkeyPort)));
-const pids: Record<Side, number> = { alveare: ours.pid!, portkey: portkey.pid!, upstream: upstream.pid! };
+const baseline =
+  values.baseline === undefined
+    ? undefined
+    : await start(
+        [join(values.baseline, "dist", "bench", "serve-for-bench.js"), String(baselinePort), String(upstreamPort), baselineDir, "gate"],
+        { ...process.env, ALVEARE_METRICS_PORT: "0" },
+        /ready/,
+      );
+const pids: Record<Side, number> = { alveare: ours.pid!, baseline: baseline?.pid ?? 0, portkey: portkey.pid!, upstream: upstream.pid! };
 
 async function load(side: Side, duration: number): Promise<Result> {
   const t = targets[side];
@@ -127,7 +146,11 @@ async function load(side: Side, duration: number): Promise<Result> {
   };
 }
 
-const sides: Side[] = values.only ? (values.only.split(",") as Side[]) : ["alveare", "portkey", "upstream"];
+const sides: Side[] = values.only
+  ? (values.only.split(",") as Side[])
+  : values.baseline === undefined
+    ? ["alveare", "portkey", "upstream"]
+    : ["alveare", "baseline", "portkey", "upstream"];
 const results = new Map<Side, Result[]>();
 try {
   // Check each side answers 200 with a completion before measuring it.
@@ -146,7 +169,7 @@ try {
     }
   }
 } finally {
-  for (const child of [ours, portkey, upstream]) child.kill("SIGTERM");
+  for (const child of [ours, baseline, portkey, upstream]) child?.kill("SIGTERM");
   await new Promise((r) => setTimeout(r, 1500));
 }
 
@@ -157,7 +180,12 @@ process.stdout.write(
 );
 process.stdout.write("| server | req/s | p50 ms | p99 ms | server CPU µs / request | upstream CPU µs / request | non-2xx + errors |\n");
 process.stdout.write("|---|---|---|---|---|---|---|\n");
-const names: Record<Side, string> = { alveare: "Alveare (full gate)", portkey: "Portkey gateway", upstream: "upstream direct" };
+const names: Record<Side, string> = {
+  alveare: "Alveare (full gate)",
+  baseline: `Alveare baseline (${values.baseline ?? ""})`,
+  portkey: "Portkey gateway",
+  upstream: "upstream direct",
+};
 for (const side of sides) {
   const rs = results.get(side)!;
   process.stdout.write(
@@ -165,10 +193,14 @@ for (const side of sides) {
   );
 }
 const ratio = (a: Side, b: Side, f: (r: Result) => number): string => (m(a, f) / m(b, f)).toFixed(2);
-if (sides.length < 3) process.exit(0);
+if (!sides.includes("portkey") || !sides.includes("upstream")) process.exit(0);
 process.stdout.write(`\nAlveare / Portkey: ${ratio("alveare", "portkey", (r) => r.rps)}x throughput, `);
 process.stdout.write(`${ratio("portkey", "alveare", (r) => r.cpuUsPerRequest)}x less server CPU per request\n`);
 process.stdout.write(`Alveare / upstream direct: ${ratio("alveare", "upstream", (r) => r.rps)}x throughput\n`);
+if (sides.includes("baseline")) {
+  process.stdout.write(`Alveare / baseline: ${ratio("alveare", "baseline", (r) => r.rps)}x throughput, `);
+  process.stdout.write(`${ratio("alveare", "baseline", (r) => r.cpuUsPerRequest)}x the server CPU per request\n`);
+}
 process.stdout.write(
   `per-round req/s: ${sides
     .map(

@@ -48,23 +48,14 @@ interface PendingWrite {
 }
 
 /**
- * A busy server commits at most once per this many milliseconds: writes that
- * arrive meanwhile join the next commit. A commit (BEGIN/COMMIT and the WAL
- * frame write) costs more than the rows in it, so under load this cuts the
- * ledger's CPU per request; an idle server still commits in the same turn.
- */
-const MIN_COMMIT_INTERVAL_MS = 1;
-
-/**
  * Group commit: every write queued in one event-loop turn goes into one
  * transaction, and each caller's promise settles only once its write is on disk,
  * so nothing is acknowledged before it is durable and a busy server pays one
- * commit per turn (at most one per millisecond), not one per request.
+ * commit per turn, not one per request.
  */
 export class GroupCommit {
   private pending: PendingWrite[] = [];
   private flushScheduled = false;
-  private lastFlush = -Infinity;
   private readonly batch: (writes: PendingWrite[]) => void;
 
   /**
@@ -88,8 +79,7 @@ export class GroupCommit {
       this.pending.push({ run, resolve, reject });
       if (!this.flushScheduled) {
         this.flushScheduled = true;
-        if (performance.now() - this.lastFlush >= MIN_COMMIT_INTERVAL_MS) setImmediate(() => this.flush());
-        else setTimeout(() => this.flush(), MIN_COMMIT_INTERVAL_MS);
+        setImmediate(() => this.flush());
       }
     });
   }
@@ -101,7 +91,6 @@ export class GroupCommit {
 
   flush(): void {
     this.flushScheduled = false;
-    this.lastFlush = performance.now();
     const writes = this.pending;
     this.pending = [];
     if (writes.length === 0) return;
