@@ -2,7 +2,7 @@
  * Decoding throughput through the HTTP API against the same work driven directly
  * through node-llama-cpp, on a random-weight model of realistic shape, same
  * threads, same run, alternating rounds, medians; CPU per token of the process doing the work.
- * Usage: node dist/bench/engine-throughput.js [--threads N] [--tokens N] [--rounds N]
+ * Usage: node dist/bench/engine-throughput.js [--threads N] [--tokens N] [--rounds N] [--streams 1,2,4,8] [--no-stream] [--profile DIR]
  */
 import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
@@ -21,12 +21,16 @@ const { values } = parseArgs({
     tokens: { type: "string", default: "128" },
     rounds: { type: "string", default: "3" },
     profile: { type: "string" },
+    streams: { type: "string", default: "1,2,4,8" },
+    "no-stream": { type: "boolean", default: false },
   },
 });
 const threads = Number(values.threads);
 const maxTokens = Number(values.tokens);
 const rounds = Number(values.rounds);
-const CONCURRENCY = [1, 2, 4, 8];
+const CONCURRENCY = values.streams.split(",").map(Number);
+/** Whole responses instead of SSE: separates the per-token cost of the stream's writes from the rest of the path. */
+const streamed = !values["no-stream"];
 const PARALLEL = 8;
 const USER_PROMPT = "Tell me about the quarterly revenue figures and what drove them.";
 const SYSTEM_PROMPT = defaultSpecialists().find((s) => s.id === "chat")!.systemPrompt;
@@ -146,13 +150,13 @@ async function overHttp(modelPath: string): Promise<Side> {
           messages: [{ role: "user", content: USER_PROMPT }],
           max_tokens: maxTokens,
           seed: i,
-          stream: true,
-          stream_options: { include_usage: true },
+          ...(streamed ? { stream: true, stream_options: { include_usage: true } } : {}),
         }),
       });
       const text = await response.text();
       if (!response.ok) throw new Error(`HTTP ${response.status}: ${text.slice(0, 300)}`);
       const usage = /"usage":\{"prompt_tokens":\d+,"completion_tokens":(\d+)/.exec(text);
+      if (usage === null) throw new Error(`no usage in the response: ${text.slice(-300)}`);
       return Number(usage?.[1] ?? 0);
     },
     async close() {
@@ -164,7 +168,7 @@ async function overHttp(modelPath: string): Promise<Side> {
 
 const modelPath = await benchModel();
 process.stdout.write(
-  `model: ${(parameterCount(BENCH_LLAMA) / 1e6).toFixed(0)}M params Q8_0 (random weights), threads ${threads}, ${maxTokens} tokens per stream, median of ${rounds} alternating rounds\n\n`,
+  `model: ${(parameterCount(BENCH_LLAMA) / 1e6).toFixed(0)}M params Q8_0 (random weights), threads ${threads}, ${maxTokens} tokens per stream, median of ${rounds} alternating rounds, HTTP ${streamed ? "streamed (SSE)" : "whole responses"}\n\n`,
 );
 const sides = { direct: await direct(modelPath), http: await overHttp(modelPath) };
 const results = { direct: CONCURRENCY.map((): Measured[] => []), http: CONCURRENCY.map((): Measured[] => []) };
