@@ -1,10 +1,11 @@
 /**
  * Decoding throughput through the HTTP API against the same work driven directly
  * through node-llama-cpp, on a random-weight model of realistic shape, same
- * threads, same run. Usage: node dist/bench/engine-throughput.js [--threads N] [--tokens N]
+ * threads, same run, alternating rounds, medians; CPU per token of the process doing the work.
+ * Usage: node dist/bench/engine-throughput.js [--threads N] [--tokens N] [--rounds N] [--streams 1,2,4,8] [--no-stream] [--profile DIR]
  */
 import { spawn } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -15,28 +16,54 @@ import { defaultSpecialists } from "../src/specialists/defaults.js";
 import { benchKey } from "./bench-key.js";
 
 const { values } = parseArgs({
-  options: { threads: { type: "string", default: "1" }, tokens: { type: "string", default: "128" }, rounds: { type: "string", default: "3" } },
+  options: {
+    threads: { type: "string", default: "1" },
+    tokens: { type: "string", default: "128" },
+    rounds: { type: "string", default: "3" },
+    profile: { type: "string" },
+    streams: { type: "string", default: "1,2,4,8" },
+    "no-stream": { type: "boolean", default: false },
+  },
 });
 const threads = Number(values.threads);
 const maxTokens = Number(values.tokens);
 const rounds = Number(values.rounds);
-const CONCURRENCY = [1, 2, 4, 8];
+const CONCURRENCY = values.streams.split(",").map(Number);
+/** Whole responses instead of SSE: separates the per-token cost of the stream's writes from the rest of the path. */
+const streamed = !values["no-stream"];
 const PARALLEL = 8;
 const USER_PROMPT = "Tell me about the quarterly revenue figures and what drove them.";
 const SYSTEM_PROMPT = defaultSpecialists().find((s) => s.id === "chat")!.systemPrompt;
 
-/** Aggregate completion tokens per second of `c` concurrent generations, best of `rounds`. */
-async function measure(c: number, run: (i: number) => Promise<number>): Promise<number> {
-  let best = 0;
-  for (let r = 0; r < rounds; r++) {
-    const started = performance.now();
-    const tokens = (await Promise.all(Array.from({ length: c }, (_, i) => run(r * 100 + i)))).reduce((a, b) => a + b, 0);
-    best = Math.max(best, tokens / ((performance.now() - started) / 1000));
-  }
-  return best;
+interface Measured {
+  tokensPerSecond: number;
+  /** CPU time of the process doing the work (the bench process direct, the server over HTTP) per completion token. */
+  cpuMsPerToken: number;
 }
 
-async function direct(modelPath: string): Promise<number[]> {
+const TICKS_PER_SECOND = 100; // USER_HZ on Linux
+function cpuSecondsOf(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+}
+
+/** Aggregate completion tokens per second of `c` concurrent generations, and the CPU they cost. */
+async function measure(c: number, round: number, pid: number, run: (i: number) => Promise<number>): Promise<Measured> {
+  const cpuBefore = cpuSecondsOf(pid);
+  const started = performance.now();
+  const tokens = (await Promise.all(Array.from({ length: c }, (_, i) => run(round * 100 + i)))).reduce((a, b) => a + b, 0);
+  const seconds = (performance.now() - started) / 1000;
+  return { tokensPerSecond: tokens / seconds, cpuMsPerToken: ((cpuSecondsOf(pid) - cpuBefore) * 1000) / Math.max(1, tokens) };
+}
+
+/** One way of running `c` streams: in this process, or over HTTP. */
+interface Side {
+  pid: number;
+  run(c: number, i: number): Promise<number>;
+  close(): Promise<void>;
+}
+
+async function direct(modelPath: string): Promise<Side> {
   const llama = await getLlama({ gpu: false, build: "never", logLevel: "error" as never });
   const model: LlamaModel = await llama.loadModel({ modelPath });
   const context = await model.createContext({ contextSize: 1024, sequences: PARALLEL, threads });
@@ -51,27 +78,26 @@ async function direct(modelPath: string): Promise<number[]> {
       ],
     })
     .contextText.tokenize(model.tokenizer);
-  const results: number[] = [];
-  for (const c of CONCURRENCY) {
-    results.push(
-      await measure(c, async (i) => {
-        const seq = sequences[i % c]!;
-        // Keep the cached prompt prefix, as node-llama-cpp's own LlamaChat does and as the server does.
-        const keep = Math.min(seq.compareContextTokens(prompt).firstDifferentIndex, prompt.length - 1);
-        await seq.eraseContextTokenRanges([{ start: keep, end: seq.nextTokenIndex }]);
-        let n = 0;
-        for await (const _ of seq.evaluate(prompt.slice(keep), { temperature: 0.7, topP: 1, seed: i })) if (++n >= maxTokens) break;
-        return n;
-      }),
-    );
-  }
-  await context.dispose();
-  await model.dispose();
-  await llama.dispose();
-  return results;
+  return {
+    pid: process.pid,
+    async run(c, i) {
+      const seq = sequences[i % c]!;
+      // Keep the cached prompt prefix, as node-llama-cpp's own LlamaChat does and as the server does.
+      const keep = Math.min(seq.compareContextTokens(prompt).firstDifferentIndex, prompt.length - 1);
+      await seq.eraseContextTokenRanges([{ start: keep, end: seq.nextTokenIndex }]);
+      let n = 0;
+      for await (const _ of seq.evaluate(prompt.slice(keep), { temperature: 0.7, topP: 1, seed: i })) if (++n >= maxTokens) break;
+      return n;
+    },
+    async close() {
+      await context.dispose();
+      await model.dispose();
+      await llama.dispose();
+    },
+  };
 }
 
-async function overHttp(modelPath: string): Promise<number[]> {
+async function overHttp(modelPath: string): Promise<Side> {
   const port = 18000 + Math.floor(Math.random() * 1000);
   const configPath = join(tmpdir(), `alveare-bench-${port}.json`);
   writeFileSync(
@@ -86,65 +112,96 @@ async function overHttp(modelPath: string): Promise<number[]> {
         extract: { enabled: false },
         qa: { enabled: false },
         code: { enabled: false },
+        embed: { enabled: false },
       },
     }),
   );
   const cli = new URL("../src/cli/main.js", import.meta.url).pathname;
-  const key = benchKey(join(tmpdir(), "alveare-bench-data"));
+  const dataDir = mkdtempSync(join(tmpdir(), "alveare-bench-data-"));
+  const key = benchKey(dataDir);
+  const profile = values.profile === undefined ? [] : ["--cpu-prof", `--cpu-prof-dir=${values.profile}`];
   const child = spawn(
     process.execPath,
-    [cli, "serve", "--port", String(port), "--model", modelPath, "--config", configPath, "--data-dir", join(tmpdir(), "alveare-bench-data")],
+    [...profile, cli, "serve", "--port", String(port), "--model", modelPath, "--config", configPath, "--data-dir", dataDir],
     {
-      env: { ...process.env, ALVEARE_LOG_LEVEL: "warn", ALVEARE_THREADS: String(threads) },
+      env: { ...process.env, ALVEARE_LOG_LEVEL: "warn", ALVEARE_THREADS: String(threads), ALVEARE_METRICS_PORT: "0" },
       stdio: ["ignore", "ignore", "inherit"],
     },
   );
   const url = `http://127.0.0.1:${port}`;
   for (let i = 0; ; i++) {
     try {
-      if ((await fetch(`${url}/health`)).ok) break;
+      // Ready, not just up: the model loaded and the system prompts' snapshots built.
+      if ((await fetch(`${url}/ready`)).ok) break;
     } catch {
       /* starting */
     }
     if (i > 600) throw new Error("server did not start");
     await new Promise((r) => setTimeout(r, 100));
   }
-  const results: number[] = [];
-  try {
-    for (const c of CONCURRENCY) {
-      results.push(
-        await measure(c, async (i) => {
-          const response = await fetch(`${url}/v1/chat/completions`, {
-            method: "POST",
-            headers: { "content-type": "application/json", authorization: `Bearer ${key}` },
-            body: JSON.stringify({
-              model: "alveare-chat",
-              messages: [{ role: "user", content: USER_PROMPT }],
-              max_tokens: maxTokens,
-              seed: i,
-              stream: true,
-              stream_options: { include_usage: true },
-            }),
-          });
-          const text = await response.text();
-          const usage = /"usage":\{"prompt_tokens":\d+,"completion_tokens":(\d+)/.exec(text);
-          return Number(usage?.[1] ?? 0);
+  return {
+    pid: child.pid!,
+    async run(_c, i) {
+      const response = await fetch(`${url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${key}` },
+        body: JSON.stringify({
+          model: "alveare-chat",
+          messages: [{ role: "user", content: USER_PROMPT }],
+          max_tokens: maxTokens,
+          seed: i,
+          ...(streamed ? { stream: true, stream_options: { include_usage: true } } : {}),
         }),
-      );
-    }
-  } finally {
-    child.kill("SIGTERM");
-  }
-  return results;
+      });
+      const text = await response.text();
+      if (!response.ok) throw new Error(`HTTP ${response.status}: ${text.slice(0, 300)}`);
+      const usage = /"usage":\{"prompt_tokens":\d+,"completion_tokens":(\d+)/.exec(text);
+      if (usage === null) throw new Error(`no usage in the response: ${text.slice(-300)}`);
+      return Number(usage?.[1] ?? 0);
+    },
+    async close() {
+      child.kill("SIGTERM");
+      await new Promise((r) => child.on("exit", r));
+    },
+  };
 }
 
 const modelPath = await benchModel();
 process.stdout.write(
-  `model: ${(parameterCount(BENCH_LLAMA) / 1e6).toFixed(0)}M params Q8_0 (random weights), threads ${threads}, ${maxTokens} tokens per stream, best of ${rounds}\n\n`,
+  `model: ${(parameterCount(BENCH_LLAMA) / 1e6).toFixed(0)}M params Q8_0 (random weights), threads ${threads}, ${maxTokens} tokens per stream, median of ${rounds} alternating rounds, HTTP ${streamed ? "streamed (SSE)" : "whole responses"}\n\n`,
 );
-const d = await direct(modelPath);
-const h = await overHttp(modelPath);
-process.stdout.write("| streams | direct tok/s | HTTP tok/s | HTTP / direct | HTTP vs 1 stream |\n|---|---|---|---|---|\n");
+const sides = { direct: await direct(modelPath), http: await overHttp(modelPath) };
+const results = { direct: CONCURRENCY.map((): Measured[] => []), http: CONCURRENCY.map((): Measured[] => []) };
+try {
+  // Warm-up: one stream each way (JIT, the server's pools, the prompt's cached prefix).
+  await sides.direct.run(1, 0);
+  await sides.http.run(1, 0);
+  for (let round = 0; round < rounds; round++) {
+    for (const [ci, c] of CONCURRENCY.entries()) {
+      // Direct first in even rounds, HTTP first in odd ones: drift on the machine hits both alike.
+      const order = (round + ci) % 2 === 0 ? (["direct", "http"] as const) : (["http", "direct"] as const);
+      for (const name of order) results[name][ci]!.push(await measure(c, round, sides[name].pid, (i) => sides[name].run(c, i)));
+    }
+  }
+} finally {
+  await sides.http.close();
+  await sides.direct.close();
+}
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+process.stdout.write(
+  "| streams | direct tok/s | HTTP tok/s | HTTP / direct (median of per-round ratios) | HTTP vs 1 stream | direct CPU ms / token | server CPU ms / token |\n|---|---|---|---|---|---|---|\n",
+);
+const h0 = median(results.http[0]!.map((r) => r.tokensPerSecond));
 CONCURRENCY.forEach((c, i) => {
-  process.stdout.write(`| ${c} | ${d[i]!.toFixed(1)} | ${h[i]!.toFixed(1)} | ${(h[i]! / d[i]!).toFixed(2)}x | ${(h[i]! / h[0]!).toFixed(2)}x |\n`);
+  const d = results.direct[i]!;
+  const h = results.http[i]!;
+  const dt = median(d.map((r) => r.tokensPerSecond));
+  const ht = median(h.map((r) => r.tokensPerSecond));
+  const ratio = median(h.map((r, k) => r.tokensPerSecond / d[k]!.tokensPerSecond));
+  process.stdout.write(
+    `| ${c} | ${dt.toFixed(1)} | ${ht.toFixed(1)} | ${ratio.toFixed(2)}x | ${(ht / h0).toFixed(2)}x | ${median(d.map((r) => r.cpuMsPerToken)).toFixed(2)} | ${median(h.map((r) => r.cpuMsPerToken)).toFixed(2)} |\n`,
+  );
 });
+process.stdout.write(
+  `\nper-round HTTP / direct: ${CONCURRENCY.map((c, i) => `${c}: ${results.http[i]!.map((r, k) => (r.tokensPerSecond / results.direct[i]![k]!.tokensPerSecond).toFixed(2)).join("/")}`).join(", ")}\n`,
+);

@@ -142,6 +142,73 @@ describe("usage aggregates", () => {
     await store.close();
   });
 
+  it("sums the aggregate moves of requests admitted and completed in one commit", async () => {
+    const path = join(tempDir(), "alveare.db");
+    const store = await open(path);
+    await store.accounts.createAccount({ id: "acct_c", name: "acct_c", plan: "scale", status: "active", createdAt: "2026-01-01T00:00:00Z" });
+    const record = (r: (typeof MIXED)[number], i: number) => ({
+      requestId: `req_${i}`,
+      accountId: "acct_c",
+      keyId: "key_x",
+      mode: "live" as const,
+      period: PERIOD,
+      endpoint: "infer",
+      specialist: r.specialist,
+      limit: 1000,
+      at: `${PERIOD}-${r.day}T12:00:00.000Z`,
+    });
+    // Not awaited one by one: every admission joins the same group commit, then every completion the next.
+    const ids = await Promise.all(MIXED.map((r, i) => store.ledger.admit(record(r, i))));
+    await Promise.all(
+      MIXED.map((r, i) =>
+        r.status === null
+          ? undefined
+          : store.ledger.complete({
+              eventId: ids[i]!,
+              accountId: "acct_c",
+              mode: "live",
+              period: PERIOD,
+              status: r.status,
+              promptTokens: r.tokens,
+              completionTokens: 0,
+              latencyMs: 1,
+              at: record(r, i).at,
+            }),
+      ),
+    );
+    await assertAgreesWithLedger(store, path, "acct_c", "live");
+    assert.deepEqual(await store.ledger.periodUsage("acct_c", "live", PERIOD), { requests: 4, tokens: 15, bySpecialist: { classify: 3, qa: 1 } });
+    await store.close();
+  });
+
+  it("keeps nothing of a commit that failed: the next one counts only its own requests", async () => {
+    const path = join(tempDir(), "alveare.db");
+    const store = await open(path);
+    await store.accounts.createAccount({ id: "acct_d", name: "acct_d", plan: "scale", status: "active", createdAt: "2026-01-01T00:00:00Z" });
+    const admit = (accountId: string, requestId: string) =>
+      store.ledger.admit({
+        requestId,
+        accountId,
+        keyId: "key_x",
+        mode: "live",
+        period: PERIOD,
+        endpoint: "infer",
+        specialist: "qa",
+        limit: 1000,
+        at: `${PERIOD}-05T12:00:00.000Z`,
+      });
+    // An account that does not exist fails the commit (foreign key): every write in it is rolled back.
+    const failed = await Promise.allSettled([admit("acct_missing", "req_1"), admit("acct_d", "req_2")]);
+    assert.deepEqual(
+      failed.map((f) => f.status),
+      ["rejected", "rejected"],
+    );
+    assert.ok((await admit("acct_d", "req_3")) !== undefined, "the next commit succeeds");
+    await assertAgreesWithLedger(store, path, "acct_d", "live");
+    assert.equal((await store.ledger.dailyRequests("acct_d", "live", PERIOD))["2026-03-05"], 1);
+    await store.close();
+  });
+
   it("backfills the aggregates of a database written before them", async () => {
     const path = join(tempDir(), "alveare.db");
     const old = new Database(path);

@@ -83,6 +83,8 @@ export interface EngineUser<Config> {
   engine: Config;
   /** "embeddings": the specialist needs an embedder rather than a generating engine. */
   kind?: "embeddings" | undefined;
+  /** The specialist's own system prompt, which leads its every conversation (engines may prepare it at start-up). */
+  systemPrompt?: string | undefined;
 }
 
 /** The engines one kind started: one per specialist id (specialists with the same settings share one). */

@@ -73,7 +73,8 @@ export async function runInference(
   request.logFields.specialist = specialist.id;
   const observer = observeGeneration(options.telemetry, request.trace, specialist, endpoint);
   // The reservation bounds the prompt as the engine will see it: the specialist's system prompt included.
-  const reserveTokens = tokenReservation(toGenerationRequest(specialist, { ...call, signal: options.shutdown }), inference.choices ?? 1);
+  const generationRequest = toGenerationRequest(specialist, { ...call, signal: options.shutdown });
+  const reserveTokens = tokenReservation(generationRequest, inference.choices ?? 1);
   const admission = await observer.admission(request.admit(specialist.id, endpoint, { reserveTokens }));
   const signal = request.signal();
   const started = performance.now();
@@ -84,10 +85,7 @@ export async function runInference(
   const generation =
     options.lifecycle?.current === "draining"
       ? Promise.reject(errors.notServing("shutting_down", 1))
-      : specialist.engine.generate({
-          ...toGenerationRequest(specialist, { ...call, signal, onText: observer.onText(call.onText) }),
-          ...observer.engineHooks(),
-        });
+      : specialist.engine.generate({ ...generationRequest, signal, onText: observer.onText(call.onText), ...observer.engineHooks() });
   request.generationStarted(generation);
   try {
     result = await generation;

@@ -22,17 +22,14 @@ declare module "fastify" {
  */
 export function requestSignal(reply: FastifyReply, shutdown: AbortSignal): AbortSignal {
   const controller = new AbortController();
-  const onClose = (): void => {
-    if (!reply.raw.writableFinished) controller.abort(new Error("client disconnected"));
-  };
-  // The response closes early exactly when the connection went away under it.
-  reply.raw.once("close", onClose);
   // Not AbortSignal.any: on Node 20 its combined signal can miss a source's abort.
   const onShutdown = (): void => controller.abort(shutdown.reason);
   if (shutdown.aborted) onShutdown();
-  else {
-    shutdown.addEventListener("abort", onShutdown, { once: true });
-    reply.raw.once("close", () => shutdown.removeEventListener("abort", onShutdown));
-  }
+  else shutdown.addEventListener("abort", onShutdown, { once: true });
+  // One listener for both: the response closes early exactly when the connection went away under it.
+  reply.raw.once("close", () => {
+    shutdown.removeEventListener("abort", onShutdown);
+    if (!reply.raw.writableFinished) controller.abort(new Error("client disconnected"));
+  });
   return controller.signal;
 }

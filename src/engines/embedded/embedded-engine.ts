@@ -136,6 +136,28 @@ export class EmbeddedEngine implements Engine {
     return this.systemPrefix(messages)?.tokens.length ?? 0;
   }
 
+  /**
+   * Makes sure the system prefix of `messages` has a snapshot, evaluating it now
+   * if none has one yet (at start-up, so a specialist's first request evaluates
+   * only its own turn). "none" when these messages have no prefix worth a
+   * snapshot or snapshots are off.
+   */
+  async prefill(messages: readonly ChatMessage[], signal: AbortSignal = new AbortController().signal): Promise<"built" | "present" | "none"> {
+    const prefix = this.systemPrefix(messages);
+    const snapshots = this.snapshots;
+    if (prefix === undefined || snapshots === undefined) return "none";
+    if (snapshots.has(prefix.key)) return "present";
+    const prompt: FormattedPrompt = { tokens: prefix.tokens, prefix, stopStrings: [], stopTokens: new Set() };
+    const sequence = await this.pool.acquire(signal, (free) => this.pickSequence(free, prompt));
+    try {
+      const before = this.counters.snapshotBuilds;
+      await this.placePrefix(sequence, prefix, snapshots);
+      return this.counters.snapshotBuilds > before ? "built" : "present";
+    } finally {
+      this.pool.release(sequence);
+    }
+  }
+
   /** Token count of messages as this engine formats them (used by tests and metering checks). */
   countPromptTokens(messages: readonly ChatMessage[]): number {
     return this.format(messages).tokens.length;
@@ -293,31 +315,34 @@ export class EmbeddedEngine implements Engine {
   private async prepare(sequence: LlamaContextSequence, prompt: FormattedPrompt): Promise<Token[]> {
     const prefix = prompt.prefix;
     const snapshots = this.snapshots;
-    if (prefix !== undefined && snapshots !== undefined) {
-      if (sequence.compareContextTokens(prefix.tokens).firstDifferentIndex >= prefix.tokens.length) {
-        this.counters.sequenceHits++;
-      } else {
-        const placed = await snapshots.place(prefix.key, prefix.tokens.length, {
-          load: async (path) => {
-            // Emptied first so that a failed load leaves a consistent (empty) sequence.
-            await sequence.eraseContextTokenRanges([{ start: 0, end: sequence.nextTokenIndex }]);
-            await sequence.loadStateFromFile(path, { acceptRisk: true });
-          },
-          evaluate: async () => {
-            const rest = await this.reusePrefix(sequence, prefix.tokens, prefix.tokens.length);
-            if (rest.length > 0) await sequence.evaluateWithoutGeneratingNewTokens(rest);
-            this.counters.promptTokensEvaluated += rest.length;
-          },
-          save: async (path) => (await sequence.saveStateToFile(path)).fileSize,
-        });
-        if (placed === "restored") this.counters.snapshotRestores++;
-        else this.counters.snapshotBuilds++;
-      }
-    }
+    if (prefix !== undefined && snapshots !== undefined) await this.placePrefix(sequence, prefix, snapshots);
     // At least one token is always evaluated, for its logits.
     const input = await this.reusePrefix(sequence, prompt.tokens, prompt.tokens.length - 1);
     this.counters.promptTokensEvaluated += input.length;
     return input;
+  }
+
+  /** Puts the system prefix into the sequence: already there, loaded from its snapshot, or evaluated (and snapshotted). */
+  private async placePrefix(sequence: LlamaContextSequence, prefix: SystemPrefix, snapshots: PrefixSnapshotStore): Promise<void> {
+    if (sequence.compareContextTokens(prefix.tokens).firstDifferentIndex >= prefix.tokens.length) {
+      this.counters.sequenceHits++;
+    } else {
+      const placed = await snapshots.place(prefix.key, prefix.tokens.length, {
+        load: async (path) => {
+          // Emptied first so that a failed load leaves a consistent (empty) sequence.
+          await sequence.eraseContextTokenRanges([{ start: 0, end: sequence.nextTokenIndex }]);
+          await sequence.loadStateFromFile(path, { acceptRisk: true });
+        },
+        evaluate: async () => {
+          const rest = await this.reusePrefix(sequence, prefix.tokens, prefix.tokens.length);
+          if (rest.length > 0) await sequence.evaluateWithoutGeneratingNewTokens(rest);
+          this.counters.promptTokensEvaluated += rest.length;
+        },
+        save: async (path) => (await sequence.saveStateToFile(path)).fileSize,
+      });
+      if (placed === "restored") this.counters.snapshotRestores++;
+      else this.counters.snapshotBuilds++;
+    }
   }
 
   /**

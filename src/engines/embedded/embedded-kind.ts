@@ -48,6 +48,7 @@ export const embeddedEngines: EngineFactory<EmbeddedEngineConfig> = {
         }
         engines.set(user.id, await runtime.engine({ ...request, contextSize: contextSizes.get(LlamaRuntime.engineKey(request))! }));
       }
+      await runtime.prepareSystemPrompts(generating.map((user) => ({ engine: engines.get(user.id)!, systemPrompt: user.systemPrompt ?? "" })));
       // The runtime closes its engines and embedders with their models.
       return { engines, embedders, close: () => runtime.close() };
     } catch (error) {

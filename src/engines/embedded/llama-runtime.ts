@@ -2,6 +2,7 @@ import { statSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { getLlama, LlamaLogLevel, type Llama, type LlamaModel } from "node-llama-cpp";
 import type { Logger } from "pino";
+import type { Engine } from "../types.js";
 import { EmbeddedEngine } from "./embedded-engine.js";
 import { EmbeddedEmbedder } from "./embeddings.js";
 import { GrammarCache } from "./grammars.js";
@@ -152,6 +153,33 @@ export class LlamaRuntime {
       snapshots: this.snapshots,
       identity,
     });
+  }
+
+  /**
+   * Builds the KV snapshot of every specialist's system prefix now, while the
+   * server is still loading, so that no request pays for evaluating it: a
+   * specialist's first request evaluates only its own turn. Logs what the
+   * snapshots take against their budget.
+   */
+  async prepareSystemPrompts(specialists: readonly { engine: Engine; systemPrompt: string }[]): Promise<void> {
+    const snapshots = this.snapshots;
+    if (snapshots === undefined) return;
+    const started = performance.now();
+    let built = 0;
+    for (const { engine, systemPrompt } of specialists) {
+      if (!(engine instanceof EmbeddedEngine) || systemPrompt.length === 0) continue;
+      if ((await engine.prefill([{ role: "system", content: systemPrompt }])) === "built") built++;
+    }
+    this.options.logger.info(
+      {
+        built,
+        snapshots: snapshots.size,
+        totalBytes: snapshots.totalBytes,
+        budgetBytes: snapshots.budget,
+        ms: Math.round(performance.now() - started),
+      },
+      "system prompt snapshots ready",
+    );
   }
 
   /**

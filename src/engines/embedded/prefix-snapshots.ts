@@ -60,6 +60,9 @@ export class PrefixSnapshotStore {
     chmodSync(this.directory, 0o700);
   }
 
+  get budget(): number {
+    return this.budgetBytes;
+  }
   get totalBytes(): number {
     return this.bytes;
   }

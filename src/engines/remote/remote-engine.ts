@@ -38,6 +38,13 @@ const finishReason = (reason: string | null | undefined): FinishReason => (reaso
 interface UpstreamState extends Upstream {
   inFlight: number;
   healthy: boolean;
+  /** Where POST /chat/completions goes, parsed once rather than per request. */
+  completions: { origin: string; path: string };
+}
+
+function completionsTarget(baseUrl: string): { origin: string; path: string } {
+  const url = new URL(`${baseUrl}/chat/completions`);
+  return { origin: url.origin, path: `${url.pathname}${url.search}` };
 }
 
 /**
@@ -56,7 +63,7 @@ export class RemoteEngine implements Engine {
   private next = 0;
 
   constructor(private readonly target: Omit<RemoteEngineConfig, "kind">) {
-    this.upstreams = target.upstreams.map((u) => ({ ...u, inFlight: 0, healthy: true }));
+    this.upstreams = target.upstreams.map((u) => ({ ...u, inFlight: 0, healthy: true, completions: completionsTarget(u.baseUrl) }));
     const first = target.upstreams[0];
     this.name = `remote:${first?.baseUrl ?? "?"}#${first?.model ?? "?"}${target.upstreams.length > 1 ? ` (+${target.upstreams.length - 1})` : ""}`;
     this.healthTimer = setInterval(() => void this.checkHealth(), target.healthCheckIntervalMs);
@@ -172,11 +179,12 @@ export class RemoteEngine implements Engine {
   }
 
   private send(upstream: UpstreamState, body: string, req: GenerationRequest): Promise<Dispatcher.ResponseData> {
-    return request(`${upstream.baseUrl}/chat/completions`, {
+    return this.agent.request({
+      origin: upstream.completions.origin,
+      path: upstream.completions.path,
       method: "POST",
       body,
       headers: this.headers(upstream, req.traceparent),
-      dispatcher: this.agent,
       signal: req.signal,
     });
   }

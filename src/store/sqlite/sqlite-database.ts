@@ -58,9 +58,18 @@ export class GroupCommit {
   private flushScheduled = false;
   private readonly batch: (writes: PendingWrite[]) => void;
 
-  constructor(db: Database.Database) {
+  /**
+   * `hooks.beforeCommit` runs inside each transaction after its writes (the
+   * writer's summed counter moves); `hooks.afterRollback` when one failed, so
+   * that nothing of the rolled-back writes is kept for the next.
+   */
+  constructor(
+    db: Database.Database,
+    private readonly hooks: { beforeCommit(): void; afterRollback(): void } = { beforeCommit: () => undefined, afterRollback: () => undefined },
+  ) {
     this.batch = db.transaction((writes: PendingWrite[]) => {
       for (const w of writes) w.result = w.run();
+      hooks.beforeCommit();
     });
   }
 
@@ -88,6 +97,7 @@ export class GroupCommit {
     try {
       this.batch(writes);
     } catch (error) {
+      this.hooks.afterRollback();
       for (const w of writes) w.reject(error);
       return;
     }

@@ -61,6 +61,17 @@ const REFUSALS_IN_PERIOD = "account_id = @account AND mode = @mode AND day BETWE
  * (usage_daily, the reports) and, for refused requests, per day, key and code
  * (usage_refusals), so no usage report reads the ledger.
  */
+/** A change to one row of usage_counters (no day) or usage_daily. */
+interface CounterMove {
+  accountId: string;
+  mode: string;
+  period: string;
+  day?: string;
+  specialist?: string;
+  requests: number;
+  tokens: number;
+}
+
 export class SqliteLedger implements LedgerStore {
   private readonly statements;
   private readonly node: NodeIdentity = thisNode();
@@ -70,20 +81,26 @@ export class SqliteLedger implements LedgerStore {
   /** Refusals counted since the last commit, by account, mode, day, key and code. */
   private readonly pendingRefusals = new Map<string, { row: RefusalRow; committed: Promise<void> }>();
 
+  /** Counter moves of the transaction under way, summed per row and written once per row at its end. */
+  private readonly moves = new Map<string, CounterMove>();
+  private readonly commits: GroupCommit;
+
   constructor(
     db: Database.Database,
-    private readonly commits: GroupCommit,
+    groupCommit: (hooks: { beforeCommit(): void; afterRollback(): void }) => GroupCommit,
     options: SqliteLedgerOptions = {},
   ) {
+    this.commits = groupCommit({ beforeCommit: () => this.writeMoves(), afterRollback: () => this.moves.clear() });
     this.statements = {
       // The limit is enforced on the in-memory counter at admission; the file records the count.
-      countRequest: db.prepare(
-        `INSERT INTO usage_counters (account_id, mode, period, requests) VALUES (?, ?, ?, 1)
-         ON CONFLICT DO UPDATE SET requests = requests + 1`,
+      moveCounter: db.prepare<CounterMove>(
+        `INSERT INTO usage_counters (account_id, mode, period, requests, tokens) VALUES (@accountId, @mode, @period, @requests, @tokens)
+         ON CONFLICT DO UPDATE SET requests = requests + excluded.requests, tokens = tokens + excluded.tokens`,
       ),
-      countDaily: db.prepare(
-        `INSERT INTO usage_daily (account_id, mode, period, day, specialist, requests) VALUES (?, ?, ?, substr(?, 1, 10), ?, 1)
-         ON CONFLICT DO UPDATE SET requests = requests + 1`,
+      moveDaily: db.prepare<CounterMove>(
+        `INSERT INTO usage_daily (account_id, mode, period, day, specialist, requests, tokens)
+         VALUES (@accountId, @mode, @period, @day, @specialist, @requests, @tokens)
+         ON CONFLICT DO UPDATE SET requests = requests + excluded.requests, tokens = tokens + excluded.tokens`,
       ),
       countRefusals: db.prepare<RefusalRow>(
         `INSERT INTO usage_refusals (account_id, mode, day, key_id, code, status, requests)
@@ -99,14 +116,6 @@ export class SqliteLedger implements LedgerStore {
         `UPDATE usage_events SET status = @status, prompt_tokens = @promptTokens, completion_tokens = @completionTokens,
          latency_ms = @latencyMs, finished_at = @at WHERE id = @eventId AND status IS NULL
          RETURNING account_id, mode, period, substr(created_at, 1, 10) AS day, specialist`,
-      ),
-      addTokens: db.prepare("UPDATE usage_counters SET tokens = tokens + ? WHERE account_id = ? AND mode = ? AND period = ?"),
-      addDailyTokens: db.prepare(
-        "UPDATE usage_daily SET tokens = tokens + ? WHERE account_id = ? AND mode = ? AND period = ? AND day = ? AND specialist = ?",
-      ),
-      giveBack: db.prepare("UPDATE usage_counters SET requests = requests - 1 WHERE account_id = ? AND mode = ? AND period = ?"),
-      giveBackDaily: db.prepare(
-        "UPDATE usage_daily SET requests = requests - 1 WHERE account_id = ? AND mode = ? AND period = ? AND day = ? AND specialist = ?",
       ),
       counter: db.prepare<[string, string, string], { requests: number; tokens: number }>(USAGE_QUERIES.counter),
       bySpecialist: db.prepare<[string, string, string], { specialist: string; n: number }>(USAGE_QUERIES.bySpecialist),
@@ -163,6 +172,34 @@ export class SqliteLedger implements LedgerStore {
         this.finish({ eventId: id, status: NOT_DELIVERED, promptTokens: 0, completionTokens: 0, latencyMs: null, at });
       }
     }
+    this.writeMoves();
+  }
+
+  /**
+   * Adds to a row of usage_counters and of usage_daily. Summed in memory and
+   * written by writeMoves() before the transaction commits: a busy commit writes
+   * each touched row once, not twice per request.
+   */
+  private move(accountId: string, mode: string, period: string, day: string, specialist: string, requests: number, tokens: number): void {
+    for (const daily of [false, true]) {
+      const key = daily ? `${accountId}\u0000${mode}\u0000${period}\u0000${day}\u0000${specialist}` : `${accountId}\u0000${mode}\u0000${period}`;
+      let m = this.moves.get(key);
+      if (m === undefined) {
+        m = { accountId, mode, period, requests: 0, tokens: 0, ...(daily ? { day, specialist } : {}) };
+        this.moves.set(key, m);
+      }
+      m.requests += requests;
+      m.tokens += tokens;
+    }
+  }
+
+  /** Writes the summed moves; runs inside the transaction that made them. */
+  private writeMoves(): void {
+    for (const m of this.moves.values()) {
+      if (m.day === undefined) this.statements.moveCounter.run(m);
+      else this.statements.moveDaily.run(m);
+    }
+    this.moves.clear();
   }
 
   private registerNode(): void {
@@ -177,14 +214,8 @@ export class SqliteLedger implements LedgerStore {
     const event = this.statements.finishEvent.get(r);
     if (event === undefined) return false;
     const { account_id: account, mode, period, day, specialist } = event;
-    if (countsAgainstQuota(r.status)) {
-      const tokens = r.promptTokens + r.completionTokens;
-      this.statements.addTokens.run(tokens, account, mode, period);
-      this.statements.addDailyTokens.run(tokens, account, mode, period, day, specialist);
-    } else {
-      this.statements.giveBack.run(account, mode, period);
-      this.statements.giveBackDaily.run(account, mode, period, day, specialist);
-    }
+    if (countsAgainstQuota(r.status)) this.move(account, mode, period, day, specialist, 0, r.promptTokens + r.completionTokens);
+    else this.move(account, mode, period, day, specialist, -1, 0);
     return true;
   }
 
@@ -204,8 +235,7 @@ export class SqliteLedger implements LedgerStore {
     counter.requests++;
     return this.commits.write(() => {
       this.registerNode();
-      this.statements.countRequest.run(r.accountId, r.mode, r.period);
-      this.statements.countDaily.run(r.accountId, r.mode, r.period, r.at, r.specialist);
+      this.move(r.accountId, r.mode, r.period, r.at.slice(0, 10), r.specialist, 1, 0);
       return Number(this.statements.insertEvent.run({ ...r, nodeId: this.node.id }).lastInsertRowid);
     });
   }

@@ -13,7 +13,7 @@ import { SqlitePeopleStore } from "./sqlite-people.js";
  */
 export function openSqliteStores(path: string, options: SqliteLedgerOptions = {}): Stores {
   const db = openDatabase(path);
-  const ledger = new SqliteLedger(db, new GroupCommit(db), options);
+  const ledger = new SqliteLedger(db, (hooks) => new GroupCommit(db, hooks), options);
   return {
     accounts: new SqliteAccountStore(db),
     ledger,

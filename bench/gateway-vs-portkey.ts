@@ -1,0 +1,214 @@
+/**
+ * The gateway path: POST /v1/chat/completions through our full gate (key,
+ * plan, window limit, quota, ledger on SQLite) to an instant upstream, against
+ * the Portkey gateway forwarding the same request to the same upstream, and
+ * against the upstream itself. Alternating rounds in one run, medians.
+ * CPU per request is each server process's user+system time from /proc over
+ * the measured run, so the load generator's CPU is not counted.
+ * Usage: node dist/bench/gateway-vs-portkey.js [--seconds N] [--connections N] [--pipelining N] [--rounds N]
+ *   [--only alveare,portkey,...] [--profile DIR] [--baseline PATH-OF-ANOTHER-BUILT-CHECKOUT]
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { parseArgs } from "node:util";
+import autocannon from "autocannon";
+import { benchKey } from "./bench-key.js";
+
+const { values } = parseArgs({
+  options: {
+    seconds: { type: "string", default: "5" },
+    connections: { type: "string", default: "16" },
+    pipelining: { type: "string", default: "1" },
+    rounds: { type: "string", default: "3" },
+    profile: { type: "string" },
+    only: { type: "string" },
+    /** Another checkout's build (its dist/bench/serve-for-bench.js), measured as a fourth side: before/after in one run. */
+    baseline: { type: "string" },
+  },
+});
+const rounds = Number(values.rounds);
+const seconds = Number(values.seconds);
+const connections = Number(values.connections);
+const pipelining = Number(values.pipelining);
+const here = new URL(".", import.meta.url).pathname;
+const TICKS_PER_SECOND = 100; // USER_HZ on Linux
+
+type Side = "alveare" | "baseline" | "portkey" | "upstream";
+interface Result {
+  rps: number;
+  p50: number;
+  p99: number;
+  cpuUsPerRequest: number;
+  upstreamCpuUsPerRequest: number;
+  non2xx: number;
+  errors: number;
+}
+
+function start(args: string[], env: NodeJS.ProcessEnv, ready: RegExp): Promise<ChildProcess> {
+  const child = spawn(process.execPath, args, { env, stdio: ["ignore", "pipe", "pipe"] });
+  return new Promise((resolve, reject) => {
+    let seen = "";
+    const onData = (c: Buffer): void => {
+      seen += c.toString();
+      if (!ready.test(seen)) return;
+      // Ready: keep draining its output (as a log collector would) without keeping it.
+      for (const s of [child.stdout!, child.stderr!]) s.removeListener("data", onData).resume();
+      resolve(child);
+    };
+    child.stdout!.on("data", onData);
+    child.stderr!.on("data", onData);
+    child.on("exit", (code) => reject(new Error(`${args.join(" ")} exited ${code}: ${seen.slice(-2000)}`)));
+  });
+}
+
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
+}
+
+const upstreamPort = 21000 + Math.floor(Math.random() * 500);
+const ourPort = 21500 + Math.floor(Math.random() * 500);
+const portkeyPort = 22000 + Math.floor(Math.random() * 500);
+const upstreamBase = `http://127.0.0.1:${upstreamPort}/v1`;
+const dataDir = mkdtempSync(join(tmpdir(), "alveare-gateway-bench-"));
+const key = benchKey(dataDir);
+const messages = [{ role: "user", content: "I love it" }];
+
+const baselinePort = 22500 + Math.floor(Math.random() * 500);
+const baselineDir = mkdtempSync(join(tmpdir(), "alveare-gateway-bench-"));
+const baselineKey = values.baseline === undefined ? "" : benchKey(baselineDir);
+const targets: Record<Side, { url: string; headers: Record<string, string>; body: string }> = {
+  baseline: {
+    url: `http://127.0.0.1:${baselinePort}/v1/chat/completions`,
+    headers: { "content-type": "application/json", authorization: `Bearer ${baselineKey}` },
+    body: JSON.stringify({ model: "alveare-classify", messages }),
+  },
+  alveare: {
+    url: `http://127.0.0.1:${ourPort}/v1/chat/completions`,
+    headers: { "content-type": "application/json", authorization: `Bearer ${key}` },
+    body: JSON.stringify({ model: "alveare-classify", messages }),
+  },
+  portkey: {
+    url: `http://127.0.0.1:${portkeyPort}/v1/chat/completions`,
+    headers: {
+      "content-type": "application/json",
+      authorization: "Bearer unused",
+      "x-portkey-provider": "openai",
+      "x-portkey-custom-host": upstreamBase,
+    },
+    body: JSON.stringify({ model: "instant", messages }),
+  },
+  upstream: {
+    url: `${upstreamBase}/chat/completions`,
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ model: "instant", messages }),
+  },
+};
+
+const upstream = await start([join(here, "instant-upstream.js"), String(upstreamPort)], process.env, /ready/);
+const profileArgs = values.profile ? ["--cpu-prof", `--cpu-prof-dir=${values.profile}`] : [];
+const ours = await start(
+  [...profileArgs, join(here, "serve-for-bench.js"), String(ourPort), String(upstreamPort), dataDir, "gate"],
+  { ...process.env, ALVEARE_METRICS_PORT: "0" },
+  /ready/,
+);
+const portkeyMain = join(dirname(createRequire(import.meta.url).resolve("@portkey-ai/gateway/package.json")), "build", "start-server.js");
+const portkey = await start([portkeyMain, "--headless", `--port=${portkeyPort}`], process.env, new RegExp(String(portkeyPort)));
+const baseline =
+  values.baseline === undefined
+    ? undefined
+    : await start(
+        [join(values.baseline, "dist", "bench", "serve-for-bench.js"), String(baselinePort), String(upstreamPort), baselineDir, "gate"],
+        { ...process.env, ALVEARE_METRICS_PORT: "0" },
+        /ready/,
+      );
+const pids: Record<Side, number> = { alveare: ours.pid!, baseline: baseline?.pid ?? 0, portkey: portkey.pid!, upstream: upstream.pid! };
+
+async function load(side: Side, duration: number): Promise<Result> {
+  const t = targets[side];
+  const cpuBefore = cpuSeconds(pids[side]);
+  const upBefore = cpuSeconds(upstream.pid!);
+  const r = await autocannon({ url: t.url, method: "POST", headers: t.headers, body: t.body, connections, pipelining, duration });
+  const cpu = cpuSeconds(pids[side]) - cpuBefore;
+  const up = cpuSeconds(upstream.pid!) - upBefore;
+  const n = Math.max(1, r.requests.total);
+  return {
+    rps: r.requests.average,
+    p50: r.latency.p50,
+    p99: r.latency.p99,
+    cpuUsPerRequest: (cpu * 1e6) / n,
+    upstreamCpuUsPerRequest: side === "upstream" ? 0 : (up * 1e6) / n,
+    non2xx: r.non2xx,
+    errors: r.errors,
+  };
+}
+
+const sides: Side[] = values.only
+  ? (values.only.split(",") as Side[])
+  : values.baseline === undefined
+    ? ["alveare", "portkey", "upstream"]
+    : ["alveare", "baseline", "portkey", "upstream"];
+const results = new Map<Side, Result[]>();
+try {
+  // Check each side answers 200 with a completion before measuring it.
+  for (const side of sides) {
+    const t = targets[side];
+    const res = await fetch(t.url, { method: "POST", headers: t.headers, body: t.body });
+    const text = await res.text();
+    if (res.status !== 200 || !text.includes("positive")) throw new Error(`${side} answered ${res.status}: ${text.slice(0, 500)}`);
+  }
+  for (const side of sides) await load(side, 2); // warm-up: JIT, pools, SQLite pages
+  for (let round = 0; round < rounds; round++) {
+    // Rotate the order each round, so drift on the machine hits every side alike.
+    for (let i = 0; i < sides.length; i++) {
+      const side = sides[(i + round) % sides.length]!;
+      results.set(side, [...(results.get(side) ?? []), await load(side, seconds)]);
+    }
+  }
+} finally {
+  for (const child of [ours, baseline, portkey, upstream]) child?.kill("SIGTERM");
+  await new Promise((r) => setTimeout(r, 1500));
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const m = (side: Side, f: (r: Result) => number): number => median(results.get(side)!.map(f));
+process.stdout.write(
+  `POST /v1/chat/completions to an instant upstream, ${connections} connections, pipelining ${pipelining}, ${seconds} s per run, median of ${rounds} alternating rounds\n\n`,
+);
+process.stdout.write("| server | req/s | p50 ms | p99 ms | server CPU µs / request | upstream CPU µs / request | non-2xx + errors |\n");
+process.stdout.write("|---|---|---|---|---|---|---|\n");
+const names: Record<Side, string> = {
+  alveare: "Alveare (full gate)",
+  baseline: `Alveare baseline (${values.baseline ?? ""})`,
+  portkey: "Portkey gateway",
+  upstream: "upstream direct",
+};
+for (const side of sides) {
+  const rs = results.get(side)!;
+  process.stdout.write(
+    `| ${names[side]} | ${m(side, (r) => r.rps).toFixed(0)} | ${m(side, (r) => r.p50)} | ${m(side, (r) => r.p99)} | ${m(side, (r) => r.cpuUsPerRequest).toFixed(0)} | ${side === "upstream" ? "—" : m(side, (r) => r.upstreamCpuUsPerRequest).toFixed(0)} | ${rs.reduce((n, r) => n + r.non2xx + r.errors, 0)} |\n`,
+  );
+}
+const ratio = (a: Side, b: Side, f: (r: Result) => number): string => (m(a, f) / m(b, f)).toFixed(2);
+if (!sides.includes("portkey") || !sides.includes("upstream")) process.exit(0);
+process.stdout.write(`\nAlveare / Portkey: ${ratio("alveare", "portkey", (r) => r.rps)}x throughput, `);
+process.stdout.write(`${ratio("portkey", "alveare", (r) => r.cpuUsPerRequest)}x less server CPU per request\n`);
+process.stdout.write(`Alveare / upstream direct: ${ratio("alveare", "upstream", (r) => r.rps)}x throughput\n`);
+if (sides.includes("baseline")) {
+  process.stdout.write(`Alveare / baseline: ${ratio("alveare", "baseline", (r) => r.rps)}x throughput, `);
+  process.stdout.write(`${ratio("alveare", "baseline", (r) => r.cpuUsPerRequest)}x the server CPU per request\n`);
+}
+process.stdout.write(
+  `per-round req/s: ${sides
+    .map(
+      (s) =>
+        `${s} ${results
+          .get(s)!
+          .map((r) => r.rps.toFixed(0))
+          .join("/")}`,
+    )
+    .join(", ")}\n`,
+);
