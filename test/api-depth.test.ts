@@ -35,7 +35,9 @@ async function independentLabelLogprobs(promptTokens: readonly Token[], labels: 
       const first = promptTokens.length - 1;
       const result = await sequence.controlledEvaluate(
         all.map((t, i) =>
-          i >= first && i < all.length - 1 ? [t, { generateNext: { probabilities: true, options: { temperature: 1, topK: 0, topP: 1, minP: 0 } } }] : t,
+          i >= first && i < all.length - 1
+            ? [t, { generateNext: { probabilities: true, options: { temperature: 1, topK: 0, topP: 1, minP: 0 } } }]
+            : t,
         ),
       );
       let sum = 0;
@@ -79,7 +81,11 @@ describe("API depth: log-probabilities, label scores, several choices", () => {
         assert.deepEqual(entry.bytes, [...Buffer.from(entry.token, "utf8")]);
         assert.equal(entry.top_logprobs.length, 5);
         const values = entry.top_logprobs.map((t) => t.logprob);
-        assert.deepEqual(values, [...values].sort((a, b) => b - a), "most likely first");
+        assert.deepEqual(
+          values,
+          [...values].sort((a, b) => b - a),
+          "most likely first",
+        );
         assert.ok(values.reduce((s, l) => s + Math.exp(l), 0) <= 1 + 1e-4, "probabilities of distinct tokens sum to at most 1");
         // Greedy: the chosen token is the most likely one.
         assert.equal(entry.top_logprobs[0]!.token, entry.token);
@@ -167,7 +173,9 @@ describe("API depth: log-probabilities, label scores, several choices", () => {
       const max = Math.max(...logprobs);
       const weights = logprobs.map((l) => Math.exp(l - max));
       const total = weights.reduce((s, w) => s + w, 0);
-      LABELS.forEach((label, i) => assert.ok(Math.abs(scores[label]! - weights[i]! / total) < 1e-3, `${label}: ${scores[label]} vs ${weights[i]! / total}`));
+      LABELS.forEach((label, i) =>
+        assert.ok(Math.abs(scores[label]! - weights[i]! / total) < 1e-3, `${label}: ${scores[label]} vs ${weights[i]! / total}`),
+      );
     });
 
     it("at temperature 1.5 every answer is a label, reported with its own score", async () => {
@@ -229,7 +237,16 @@ describe("API depth: log-probabilities, label scores, several choices", () => {
       const usage = completion.usage!;
       assert.ok(usage.prompt_tokens > 10);
       assert.equal(usage.prompt_tokens, single.usage!.prompt_tokens, "the prompt is counted once");
-      assert.ok(evaluated < usage.prompt_tokens + 3, `prompt evaluated once (${evaluated} tokens for a ${usage.prompt_tokens}-token prompt)`);
+      // The system prefix is warm (earlier tests used this specialist): the rest is evaluated once, plus the last token per other choice.
+      const prefix = engine.snapshotPrefixLength([
+        { role: "system", content: server.registry.get("chat")!.systemPrompt },
+        ...messages("Three ways of saying a fresh thing"),
+      ]);
+      assert.ok(prefix > 0);
+      assert.ok(
+        evaluated <= usage.prompt_tokens - prefix + 2,
+        `prompt evaluated once (${evaluated} tokens for a ${usage.prompt_tokens}-token prompt)`,
+      );
       const completionTokens = completion.choices.reduce((s, c) => s + c.logprobs!.content!.length, 0);
       assert.ok(usage.completion_tokens >= completionTokens && usage.completion_tokens <= 18);
       assert.equal(usage.total_tokens, usage.prompt_tokens + usage.completion_tokens);

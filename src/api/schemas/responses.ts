@@ -125,7 +125,9 @@ export const ChoiceLogprobsSchema = Type.Object(
       Type.Array(
         Type.Object({
           ...TokenAlternativeFields,
-          top_logprobs: Type.Array(Type.Object(TokenAlternativeFields), { description: "The `top_logprobs` most likely tokens at this position, most likely first." }),
+          top_logprobs: Type.Array(Type.Object(TokenAlternativeFields), {
+            description: "The `top_logprobs` most likely tokens at this position, most likely first.",
+          }),
         }),
       ),
       Type.Null(),

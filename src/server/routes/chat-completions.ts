@@ -71,7 +71,12 @@ export async function chatCompletionsRoute(app: FastifyInstance, options: AppOpt
 
     const stream = new EventStream(reply);
     type Choice = ChatCompletionChunk["choices"][number];
-    const chunk = (index: number, delta: Choice["delta"], finish: Choice["finish_reason"], logprobs?: readonly TokenLogprob[]): ChatCompletionChunk => ({
+    const chunk = (
+      index: number,
+      delta: Choice["delta"],
+      finish: Choice["finish_reason"],
+      logprobs?: readonly TokenLogprob[],
+    ): ChatCompletionChunk => ({
       id,
       object: "chat.completion.chunk",
       created,
