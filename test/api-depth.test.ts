@@ -322,4 +322,60 @@ describe("API depth: log-probabilities, label scores, several choices", () => {
       }
     });
   });
+
+  describe("remote engines pass n and logprobs through", () => {
+    let front: TestServer;
+    let remote: OpenAI;
+    before(async () => {
+      // The upstream is the embedded server above, spoken to over OpenAI's protocol.
+      front = await startTestServer({
+        specialists: {
+          faraway: { description: "served by another node", system_prompt: "", remote: { base_url: `${server.url}/v1`, model: "alveare-chat" } },
+        },
+      });
+      remote = new OpenAI({ baseURL: `${front.url}/v1`, apiKey: "unused", maxRetries: 0 });
+    });
+    after(async () => {
+      await front.close();
+    });
+
+    it("whole answers", async () => {
+      const completion = await remote.chat.completions.create({
+        model: "alveare-faraway",
+        messages: messages("Pass it on"),
+        max_tokens: 4,
+        n: 3,
+        logprobs: true,
+        top_logprobs: 2,
+      });
+      assert.equal(completion.choices.length, 3);
+      for (const choice of completion.choices) {
+        const content = choice.logprobs!.content!;
+        assert.ok(content.length >= 1);
+        for (const entry of content) assert.equal(entry.top_logprobs.length, 2);
+      }
+      assert.ok(completion.usage!.completion_tokens >= 3);
+    });
+
+    it("streams", async () => {
+      const stream = await remote.chat.completions.create({
+        model: "alveare-faraway",
+        messages: messages("Pass it on"),
+        max_tokens: 4,
+        n: 2,
+        logprobs: true,
+        stream: true,
+      });
+      const indices = new Set<number>();
+      let entries = 0;
+      for await (const chunk of stream) {
+        for (const c of chunk.choices) {
+          indices.add(c.index);
+          entries += c.logprobs?.content?.length ?? 0;
+        }
+      }
+      assert.deepEqual([...indices].sort(), [0, 1]);
+      assert.ok(entries >= 2);
+    });
+  });
 });
