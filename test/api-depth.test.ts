@@ -205,6 +205,25 @@ describe("API depth: log-probabilities, label scores, several choices", () => {
       assert.ok(sequenceP <= (json.confidence as number) + 1e-9);
     });
 
+    it("sampled with logprobs, the labels' grammar still holds and the entries spell the answer", async () => {
+      const seen = new Set<string>();
+      for (let seed = 1; seed <= 8; seed++) {
+        const completion = await client.chat.completions.create({
+          model: "alveare-classify",
+          messages: messages(`Sample ${seed}`),
+          temperature: 2,
+          seed,
+          logprobs: true,
+          top_logprobs: 1,
+        });
+        const choice = completion.choices[0]!;
+        assert.ok(LABELS.includes(choice.message.content!), String(choice.message.content));
+        assert.equal(choice.logprobs!.content!.map((c) => c.token).join(""), choice.message.content);
+        seen.add(choice.message.content!);
+      }
+      assert.ok(seen.size > 1, "temperature 2 explores more than one label");
+    });
+
     it("other specialists' /v1/infer answers keep the reference's fields only", async () => {
       const { json } = await postJson(`${server.url}/v1/infer`, { specialist: "summarise", prompt: TEXT, max_tokens: 4 });
       assert.deepEqual(Object.keys(json).sort(), ["id", "latency_ms", "result", "specialist", "tokens_used"]);
@@ -297,7 +316,7 @@ describe("API depth: log-probabilities, label scores, several choices", () => {
       assert.ok(usage !== undefined && usage !== null && usage.completion_tokens <= 15);
     });
 
-    it("label specialists draw each choice from the scores", async () => {
+    it("label specialists sample every choice among the labels", async () => {
       const completion = await client.chat.completions.create({ model: "alveare-classify", messages: messages(TEXT), temperature: 2, n: 6, seed: 3 });
       assert.equal(completion.choices.length, 6);
       for (const choice of completion.choices) assert.ok(LABELS.includes(choice.message.content!));

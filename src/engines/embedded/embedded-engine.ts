@@ -24,7 +24,7 @@ import type { GrammarCache } from "./grammars.js";
 import { snapshotKey, type PrefixSnapshotStore } from "./prefix-snapshots.js";
 import { SequencePool } from "./sequence-pool.js";
 import { normalise, scoreLabels, type ScoredLabel } from "./label-scores.js";
-import { draw, LogprobWriter, RAW_DISTRIBUTION, sampleWithProbabilities, seededRandom } from "./logprob-sampler.js";
+import { LogprobWriter, RAW_DISTRIBUTION, sampleWithProbabilities } from "./logprob-sampler.js";
 import { TokenDecoder } from "./token-decoder.js";
 import { toHistory, toolFunctions, toolGrammarFor } from "./tool-history.js";
 import { callSyntaxOf, ToolAnswerTracker } from "./tool-calls.js";
@@ -83,6 +83,14 @@ interface FormattedPrompt {
 interface ChoiceRun extends ChoiceResult {
   aborted: boolean;
   toolCalls?: ToolCall[] | undefined;
+}
+
+interface LabelScoring {
+  scored: ScoredLabel[];
+  best: ScoredLabel;
+  /** Each label's probability, normalised over the labels. */
+  scores: Record<string, number>;
+  withLogprobs: boolean;
 }
 
 async function* tokensOnly(tokens: AsyncIterable<Token>): AsyncGenerator<{ token: Token }, void, void> {
@@ -209,9 +217,33 @@ export class EmbeddedEngine implements Engine {
     grammar: LlamaGrammar | undefined,
   ): Promise<GenerationResult> {
     const input = await this.prepare(sequence, prompt);
-    const n = request.choices ?? 1;
     const constraint = request.constraint;
-    if (request.tools === undefined && constraint.type === "labels") return this.classify(sequence, input, prompt, request, constraint.labels, n);
+    if (request.tools === undefined && constraint.type === "labels") {
+      const rest = input.slice(0, -1);
+      if (rest.length > 0) await sequence.evaluateWithoutGeneratingNewTokens(rest);
+      const last = input.slice(-1);
+      const scoring = await this.scoreLabels(sequence, last[0]!, constraint.labels, request);
+      // At temperature 0 the answer is the most probable label; sampled answers are generated under the labels' grammar.
+      const result =
+        request.temperature <= 0
+          ? this.mostProbableLabel(scoring, prompt, request)
+          : await this.generateChoices(sequence, release, last, prompt, contextSize, request, grammar);
+      return { ...result, labelScores: scoring.scores };
+    }
+    return this.generateChoices(sequence, release, input, prompt, contextSize, request, grammar);
+  }
+
+  /** Generates the request's choices from the prompt's remaining input: on this sequence, and for several choices on more. */
+  private async generateChoices(
+    sequence: LlamaContextSequence,
+    release: () => void,
+    input: Token[],
+    prompt: FormattedPrompt,
+    contextSize: number,
+    request: GenerationRequest,
+    grammar: LlamaGrammar | undefined,
+  ): Promise<GenerationResult> {
+    const n = request.choices ?? 1;
     const grammarState = (): LlamaGrammarEvaluationState | undefined =>
       grammar === undefined ? undefined : new LlamaGrammarEvaluationState({ model: this.model, grammar });
     if (n === 1) {
@@ -376,32 +408,35 @@ export class EmbeddedEngine implements Engine {
   }
 
   /**
-   * A labels output: every label is scored by the model's probability of its
-   * full token sequence (normalised over the labels), and each choice draws a
-   * label from those scores with the request's temperature and top-p: at
-   * temperature 0 the most probable label, which then is also the answer the
-   * scores report as most confident.
+   * A labels output: every label scored by the model's probability of its full
+   * token sequence after the prompt (teacher-forced), normalised over the labels.
    */
-  private async classify(
+  private async scoreLabels(
     sequence: LlamaContextSequence,
-    input: Token[],
-    prompt: FormattedPrompt,
-    request: GenerationRequest,
+    lastPromptToken: Token,
     labels: readonly string[],
-    n: number,
-  ): Promise<GenerationResult> {
-    const rest = input.slice(0, -1);
-    if (rest.length > 0) await sequence.evaluateWithoutGeneratingNewTokens(rest);
+    request: GenerationRequest,
+  ): Promise<LabelScoring> {
     const writer = request.topLogprobs === undefined ? undefined : new LogprobWriter(this.model, request.topLogprobs);
-    const scored = await scoreLabels(this.model, sequence, input.at(-1)!, labels, writer);
+    const scored = await scoreLabels(this.model, sequence, lastPromptToken, labels, writer);
     this.counters.promptTokensEvaluated += scored.reduce((sum, s) => sum + Math.max(0, s.tokens.length - 1), 0);
     const probabilities = normalise(scored.map((s) => s.logprob));
-    const ranked = scored.map((s, i) => [s, probabilities[i]!] as const).sort((a, b) => b[1] - a[1]);
-    const choices = Array.from({ length: n }, (_, index): ChoiceResult => {
-      const random = seededRandom(samplerSeed(request.seed === undefined ? undefined : request.seed + index));
-      const label = draw(ranked, request.temperature, request.topP, random) ?? ranked[0]![0];
-      return this.labelChoice(label, request, index, writer !== undefined);
+    let best = 0;
+    probabilities.forEach((p, i) => {
+      if (p > probabilities[best]!) best = i;
     });
+    return {
+      scored,
+      best: scored[best]!,
+      scores: Object.fromEntries(scored.map((s, i) => [s.label, probabilities[i]!])),
+      withLogprobs: writer !== undefined,
+    };
+  }
+
+  /** Temperature 0 on a labels output: every choice is the most probable label, as greedy decoding of the label set. */
+  private mostProbableLabel(scoring: LabelScoring, prompt: FormattedPrompt, request: GenerationRequest): GenerationResult {
+    const n = request.choices ?? 1;
+    const choices = Array.from({ length: n }, (_, index) => this.labelChoice(scoring.best, request, index, scoring.withLogprobs));
     const first = choices[0]!;
     return {
       text: first.text,
@@ -410,12 +445,11 @@ export class EmbeddedEngine implements Engine {
       promptTokens: prompt.tokens.length,
       completionTokens: choices.reduce((sum, c) => sum + c.completionTokens, 0),
       aborted: request.signal.aborted,
-      labelScores: Object.fromEntries(scored.map((s, i) => [s.label, probabilities[i]!])),
       ...(n > 1 ? { choices } : {}),
     };
   }
 
-  /** A drawn label as a choice: cut at max_tokens or a stop string like generated text would be. */
+  /** The chosen label as a choice: cut at max_tokens or a stop string like generated text would be. */
   private labelChoice(label: ScoredLabel, request: GenerationRequest, choice: number, withLogprobs: boolean): ChoiceResult {
     const length = label.tokens.length > request.maxTokens;
     const tokens = length ? label.tokens.slice(0, request.maxTokens) : label.tokens;
