@@ -129,6 +129,9 @@ describe("API depth: log-probabilities, label scores, several choices", () => {
       }
       assert.equal(text, whole.choices[0]!.message.content);
       assert.deepEqual(streamed, whole.choices[0]!.logprobs!.content);
+      // Greedy decoding gives the same answer whether log-probabilities are read or not.
+      const plain = await client.chat.completions.create({ model: request.model, messages: request.messages, max_tokens: 8, temperature: 0 });
+      assert.equal(plain.choices[0]!.message.content, text);
     });
 
     it("are null when not asked for; top_logprobs alone is refused naming it", async () => {
