@@ -135,6 +135,9 @@ describe("token and concurrency caps per key", () => {
     assert.ok(reserved > 1500 && reserved < 1700, `reserves 3 × max_tokens and a bound of the prompt: ${reserved}`);
     fake.release();
     assert.equal((await pending).status, 200);
+    // Metered as one request, with the tokens the upstream reported for all its choices.
+    const usage = (await (await fetch(`${server.url}/v1/usage`, { headers: auth })).json()) as { requests_used: number; tokens_used: number };
+    assert.deepEqual({ requests: usage.requests_used, tokens: usage.tokens_used }, { requests: 1, tokens: 4 });
 
     const refused = await chat(auth, 4, 1000);
     assert.equal(refused.status, 400);

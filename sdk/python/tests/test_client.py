@@ -103,7 +103,7 @@ class AgainstARealServer(unittest.TestCase):
             self.client(max_retries=0).infer(specialist="classify", prompt="x", extra_body={"temperature": 3})
         self.assertEqual(bad.exception.param, "temperature")
 
-    def test_logprobs_and_several_choices(self):
+    def test_several_choices_with_logprobs(self):
         completion = self.client().chat.completions.create(
             model="alveare-chat", messages=[{"role": "user", "content": "hi"}], max_tokens=4, n=2, logprobs=True, top_logprobs=2
         )

@@ -257,7 +257,8 @@ export class EmbeddedEngine implements Engine {
     const statePath = this.choiceStatePath();
     await sequence.saveStateToFile(statePath);
     try {
-      const choices = await Promise.all(
+      // Settled, not raced: a failing choice must not leave the others running unseen while the state file is removed.
+      const settled = await Promise.allSettled(
         Array.from({ length: n }, async (_, index) => {
           if (index === 0) {
             try {
@@ -270,6 +271,9 @@ export class EmbeddedEngine implements Engine {
           return this.otherChoice(statePath, last, prompt, contextSize, request, grammarState(), index);
         }),
       );
+      const failed = settled.find((r) => r.status === "rejected");
+      if (failed !== undefined) throw failed.reason;
+      const choices = settled.map((r) => (r as PromiseFulfilledResult<ChoiceRun>).value);
       this.counters.promptTokensEvaluated += n - 1;
       const first = choices[0]!;
       return {
