@@ -23,8 +23,8 @@ import type { ChatMessage, ChoiceResult, Engine, FinishReason, GenerationRequest
 import type { GrammarCache } from "./grammars.js";
 import { snapshotKey, type PrefixSnapshotStore } from "./prefix-snapshots.js";
 import { SequencePool } from "./sequence-pool.js";
-import { normalise, scoreLabels, type ScoredLabel } from "./label-scores.js";
-import { LogprobWriter, RAW_DISTRIBUTION, sampleWithProbabilities } from "./logprob-sampler.js";
+import { labelTokens, normalise, scoreLabels, type ScoredLabel } from "./label-scores.js";
+import { LogprobWriter, RAW_DISTRIBUTION, sampleWithProbabilities, type SampledToken } from "./logprob-sampler.js";
 import { TokenDecoder } from "./token-decoder.js";
 import { toHistory, toolFunctions, toolGrammarFor } from "./tool-history.js";
 import { callSyntaxOf, ToolAnswerTracker } from "./tool-calls.js";
@@ -91,10 +91,6 @@ interface LabelScoring {
   /** Each label's probability, normalised over the labels. */
   scores: Record<string, number>;
   withLogprobs: boolean;
-}
-
-async function* tokensOnly(tokens: AsyncIterable<Token>): AsyncGenerator<{ token: Token }, void, void> {
-  for await (const token of tokens) yield { token };
 }
 
 const UINT32 = 2 ** 32;
@@ -223,6 +219,7 @@ export class EmbeddedEngine implements Engine {
       if (rest.length > 0) await sequence.evaluateWithoutGeneratingNewTokens(rest);
       const last = input.slice(-1);
       const scoring = await this.scoreLabels(sequence, last[0]!, constraint.labels, request);
+      if (scoring === undefined) return { text: "", promptTokens: prompt.tokens.length, completionTokens: 0, finishReason: "stop", aborted: true };
       // At temperature 0 the answer is the most probable label; sampled answers are generated under the labels' grammar.
       const result =
         request.temperature <= 0
@@ -368,11 +365,14 @@ export class EmbeddedEngine implements Engine {
     if (!aborted) {
       const seed = samplerSeed(request.seed === undefined ? undefined : request.seed + choice);
       const options = { temperature: request.temperature, topP: request.topP, seed };
-      const tokens: AsyncIterable<{ token: Token; probabilities?: Map<Token, number> }> =
+      // The native sampler yields bare tokens; with log-probabilities each token comes with its distribution.
+      const tokens: AsyncIterable<Token | SampledToken> =
         writer === undefined
-          ? tokensOnly(sequence.evaluate(input, { ...options, grammarEvaluationState }))
+          ? sequence.evaluate(input, { ...options, grammarEvaluationState })
           : sampleWithProbabilities(this.model, sequence, input, { ...options, grammar: grammarEvaluationState });
-      for await (const { token, probabilities } of tokens) {
+      for await (const item of tokens) {
+        const token = typeof item === "number" ? item : item.token;
+        const probabilities = typeof item === "number" ? undefined : item.probabilities;
         completionTokens++;
         if (prompt.stopTokens.has(token)) break;
         if (writer !== undefined && probabilities !== undefined) {
@@ -420,9 +420,15 @@ export class EmbeddedEngine implements Engine {
     lastPromptToken: Token,
     labels: readonly string[],
     request: GenerationRequest,
-  ): Promise<LabelScoring> {
+  ): Promise<LabelScoring | undefined> {
     const writer = request.topLogprobs === undefined ? undefined : new LogprobWriter(this.model, request.topLogprobs);
-    const scored = await scoreLabels(this.model, sequence, lastPromptToken, labels, writer);
+    // A single label is certain: nothing to weigh it against, so nothing is evaluated unless its log-probabilities are asked for.
+    if (labels.length === 1 && writer === undefined) {
+      const only: ScoredLabel = { label: labels[0]!, tokens: labelTokens(this.model, labels[0]!), logprob: 0, entries: [] };
+      return { scored: [only], best: only, scores: { [only.label]: 1 }, withLogprobs: false };
+    }
+    const scored = await scoreLabels(this.model, sequence, lastPromptToken, labels, writer, request.signal);
+    if (scored === undefined) return undefined;
     this.counters.promptTokensEvaluated += scored.reduce((sum, s) => sum + Math.max(0, s.tokens.length - 1), 0);
     const probabilities = normalise(scored.map((s) => s.logprob));
     let best = 0;

@@ -16,10 +16,17 @@ export interface ScoredLabel {
 export const labelTokens = (model: LlamaModel, label: string): Token[] => model.tokenize(label, false, "trimLeadingSpace");
 
 /**
+ * Positions scored per evaluation: each carries the whole vocabulary's
+ * distribution, so a long label is scored in slices rather than holding all of
+ * its distributions at once.
+ */
+const POSITIONS_PER_SLICE = 32;
+
+/**
  * Scores every label by the model's own probability of its full token sequence.
  * The sequence holds the prompt but its last token; each label evaluates that
  * token and its own tokens (all but its last), then is erased again, so every
- * label sees exactly the prompt.
+ * label sees exactly the prompt. Undefined when the signal ended it first.
  */
 export async function scoreLabels(
   model: LlamaModel,
@@ -27,28 +34,34 @@ export async function scoreLabels(
   lastPromptToken: Token,
   labels: readonly string[],
   writer: LogprobWriter | undefined,
-): Promise<ScoredLabel[]> {
+  signal: AbortSignal,
+): Promise<ScoredLabel[] | undefined> {
   const start = sequence.nextTokenIndex;
   const scored: ScoredLabel[] = [];
   for (const label of labels) {
     const tokens = labelTokens(model, label);
-    const items: ControlledEvaluateInputItem[] = [lastPromptToken, ...tokens.slice(0, -1)].map((token) => [
-      token,
-      { generateNext: { probabilities: true, options: RAW_DISTRIBUTION } },
-    ]);
+    // Position i predicts tokens[i] from the prompt and tokens[0..i-1].
+    const inputs = [lastPromptToken, ...tokens.slice(0, -1)];
+    let logprob = 0;
+    const entries: TokenLogprob[] = [];
     try {
-      const output = await sequence.controlledEvaluate(items);
-      let logprob = 0;
-      const entries: TokenLogprob[] = [];
-      tokens.forEach((token, i) => {
-        const probabilities = output[i]?.next.probabilities ?? new Map<Token, number>();
-        logprob += Math.log(probabilities.get(token) ?? 0);
-        if (writer !== undefined) entries.push(writer.entry(token, probabilities));
-      });
-      scored.push({ label, tokens, logprob, entries });
+      for (let from = 0; from < inputs.length; from += POSITIONS_PER_SLICE) {
+        if (signal.aborted) return undefined;
+        const items: ControlledEvaluateInputItem[] = inputs
+          .slice(from, from + POSITIONS_PER_SLICE)
+          .map((token) => [token, { generateNext: { probabilities: true, options: RAW_DISTRIBUTION } }]);
+        const output = await sequence.controlledEvaluate(items);
+        items.forEach((_, i) => {
+          const token = tokens[from + i]!;
+          const probabilities = output[i]?.next.probabilities ?? new Map<Token, number>();
+          logprob += Math.log(probabilities.get(token) ?? 0);
+          if (writer !== undefined) entries.push(writer.entry(token, probabilities));
+        });
+      }
     } finally {
       await sequence.eraseContextTokenRanges([{ start, end: sequence.nextTokenIndex }]);
     }
+    scored.push({ label, tokens, logprob, entries });
   }
   return scored;
 }
