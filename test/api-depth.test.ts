@@ -55,7 +55,10 @@ describe("API depth: log-probabilities, label scores, several choices", () => {
   let server: TestServer;
   let client: OpenAI;
   before(async () => {
-    server = await startTestServer({ engine: { parallel: 4, queue: 16 } });
+    server = await startTestServer({
+      engine: { parallel: 4, queue: 16 },
+      specialists: { certain: { description: "one label only", output: { type: "labels", labels: ["yes"] } } },
+    });
     client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "unused", maxRetries: 0 });
   });
   after(async () => {
@@ -226,6 +229,16 @@ describe("API depth: log-probabilities, label scores, several choices", () => {
         seen.add(choice.message.content!);
       }
       assert.ok(seen.size > 1, "temperature 2 explores more than one label");
+    });
+
+    it("a single label is certain", async () => {
+      for (const temperature of [0, 1]) {
+        const { json } = await postJson(`${server.url}/v1/infer`, { specialist: "certain", prompt: TEXT, temperature });
+        assert.deepEqual(
+          { result: json.result, scores: json.scores, confidence: json.confidence },
+          { result: "yes", scores: { yes: 1 }, confidence: 1 },
+        );
+      }
     });
 
     it("other specialists' /v1/infer answers keep the reference's fields only", async () => {
