@@ -118,6 +118,36 @@ describe("token and concurrency caps per key", () => {
     assert.equal(models.headers.get("x-ratelimit-remaining-tokens"), String(TOKEN_CAP));
   });
 
+  it("reserves max_tokens for each of n choices, and refuses n that cannot fit with a 400 naming max_tokens", async () => {
+    const chat = (auth: Record<string, string>, n: number, maxTokens: number) =>
+      postJson(
+        `${server.url}/v1/chat/completions`,
+        { model: "alveare-held", messages: [{ role: "user", content: "hi" }], max_tokens: maxTokens, n },
+        auth,
+      );
+    const { auth } = await createKey(server, "metered");
+    const pending = chat(auth, 3, 500);
+    await until(() => fake.requests.length === 1);
+    assert.equal(fake.requests[0]!.n, 3, "n is passed to the upstream");
+    // While the request is held, the window holds its whole reservation: three choices' max_tokens and the prompt's bound.
+    const during = await fetch(`${server.url}/v1/models`, { headers: auth });
+    const reserved = TOKEN_CAP - Number(during.headers.get("x-ratelimit-remaining-tokens"));
+    assert.ok(reserved > 1500 && reserved < 1700, `reserves 3 × max_tokens and a bound of the prompt: ${reserved}`);
+    fake.release();
+    assert.equal((await pending).status, 200);
+    // Metered as one request, with the tokens the upstream reported for all its choices.
+    const usage = (await (await fetch(`${server.url}/v1/usage`, { headers: auth })).json()) as { requests_used: number; tokens_used: number };
+    assert.deepEqual({ requests: usage.requests_used, tokens: usage.tokens_used }, { requests: 1, tokens: 4 });
+
+    const refused = await chat(auth, 4, 1000);
+    assert.equal(refused.status, 400);
+    const error = refused.json.error as { code: string; param: string; message: string };
+    assert.equal(error.code, "invalid_parameter");
+    assert.equal(error.param, "max_tokens");
+    assert.match(error.message, /max_tokens × n/);
+    assert.equal(fake.requests.length, 1);
+  });
+
   it("holds a key to its concurrency cap exactly; a slot frees when a request ends", async () => {
     const { auth } = await createKey(server, "narrow");
     const { answered, all } = await burst(10, CONCURRENCY_CAP, () => infer(auth));

@@ -151,10 +151,20 @@ describe("request schemas: Ajv errors mapped to the error catalogue", () => {
       "top_p",
       "Invalid 'top_p': must be greater than 0 and at most 1, got 0.",
     ]);
-    assert.deepEqual(refusal(chatCompletionRequest, chat({ n: 2 })), [
+    assert.deepEqual(refusal(chatCompletionRequest, chat({ n: 9 })), [
       "invalid_parameter",
       "n",
-      "Invalid 'n': must be at least 1 and at most 1, got 2.",
+      "Invalid 'n': must be at least 1 and at most 8, got 9.",
+    ]);
+    assert.deepEqual(refusal(chatCompletionRequest, chat({ n: 0 })), [
+      "invalid_parameter",
+      "n",
+      "Invalid 'n': must be at least 1 and at most 8, got 0.",
+    ]);
+    assert.deepEqual(refusal(chatCompletionRequest, chat({ logprobs: true, top_logprobs: 21 })), [
+      "invalid_parameter",
+      "top_logprobs",
+      "Invalid 'top_logprobs': must be at least 0 and at most 20, got 21.",
     ]);
     assert.deepEqual(refusal(chatCompletionRequest, chat({ max_completion_tokens: 5000 })), [
       "invalid_parameter",

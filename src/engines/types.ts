@@ -24,6 +24,32 @@ export type OutputConstraint =
 
 export type FinishReason = "stop" | "length" | "tool_calls";
 
+/** One alternative at a position: a token's text, its UTF-8 bytes and its log-probability. */
+export interface TokenAlternative {
+  token: string;
+  logprob: number;
+  bytes: number[];
+}
+
+/** A generated token with the model's own log-probability (log-softmax of the raw logits) and the most likely alternatives. */
+export interface TokenLogprob extends TokenAlternative {
+  top: TokenAlternative[];
+}
+
+/** What a piece of streamed text belongs to: its choice, and the log-probabilities of the tokens it holds (when asked). */
+export interface TextDetail {
+  choice: number;
+  logprobs?: TokenLogprob[] | undefined;
+}
+
+/** One choice of several (`n`). */
+export interface ChoiceResult {
+  text: string;
+  completionTokens: number;
+  finishReason: FinishReason;
+  logprobs?: TokenLogprob[] | undefined;
+}
+
 export interface GenerationRequest {
   messages: readonly ChatMessage[];
   maxTokens: number;
@@ -38,7 +64,11 @@ export interface GenerationRequest {
   /** Aborted when the client goes away or the server shuts down. */
   signal: AbortSignal;
   /** Receives text as it is produced (streaming); omitted for whole responses. */
-  onText?: ((delta: string) => void) | undefined;
+  onText?: ((delta: string, detail?: TextDetail) => void) | undefined;
+  /** Choices to generate from the one prompt (`n`); 1 when absent. */
+  choices?: number | undefined;
+  /** Asks for log-probabilities: how many alternatives per token (0..20); absent for none. */
+  topLogprobs?: number | undefined;
   /** Tools the model may call; absent (or tool_choice "none") for plain answers. */
   tools?: ToolRequest | undefined;
   /** Receives tool calls as they are produced (streaming). */
@@ -58,6 +88,12 @@ export interface GenerationResult {
   aborted: boolean;
   /** The calls the model made (finish reason "tool_calls", or "length" when the last was cut). */
   toolCalls?: ToolCall[] | undefined;
+  /** The first choice's token log-probabilities, when asked. */
+  logprobs?: TokenLogprob[] | undefined;
+  /** Every choice when several were asked; text, finishReason and logprobs above are the first's, completionTokens their sum. */
+  choices?: ChoiceResult[] | undefined;
+  /** For a labels output: each label's probability, normalised over the labels. */
+  labelScores?: Record<string, number> | undefined;
 }
 
 export interface Engine {

@@ -1,5 +1,5 @@
 import { ApiError } from "../errors.js";
-import type { GenerationResult } from "../engines/types.js";
+import type { GenerationResult, TextDetail } from "../engines/types.js";
 import { RemoteEngine } from "../engines/remote/remote-engine.js";
 import type { Specialist } from "../specialists/specialist.js";
 import { NO_TELEMETRY, NO_TRACE, type RequestTrace, type Telemetry, type TraceSpan } from "./telemetry.js";
@@ -58,15 +58,15 @@ export function observeGeneration(telemetry: Telemetry = NO_TELEMETRY, trace: Re
     },
 
     /** Wraps a stream's text callback to time the first piece and the gaps between pieces. */
-    onText(inner: ((delta: string) => void) | undefined): ((delta: string) => void) | undefined {
+    onText(inner: ((delta: string, detail?: TextDetail) => void) | undefined): ((delta: string, detail?: TextDetail) => void) | undefined {
       if (inner === undefined) return undefined;
       let last: number | undefined;
-      return (delta: string) => {
+      return (delta: string, detail?: TextDetail) => {
         const now = performance.now();
         if (last === undefined) telemetry.firstToken(specialist.id, (now - requested) / 1000);
         else telemetry.interToken(specialist.id, (now - last) / 1000);
         last = now;
-        inner(delta);
+        inner(delta, detail);
       };
     },
 

@@ -1,5 +1,5 @@
 import type { ToolCallDelta, ToolRequest } from "../engines/tools.js";
-import type { ChatMessage, GenerationRequest, OutputConstraint } from "../engines/types.js";
+import type { ChatMessage, GenerationRequest, OutputConstraint, TextDetail } from "../engines/types.js";
 import type { Specialist } from "./specialist.js";
 
 /** What a route asks of a specialist, before the specialist's defaults are applied. */
@@ -13,7 +13,11 @@ export interface SpecialistCall {
   /** Overrides the specialist's own output constraint (chat completions' response_format). */
   constraint?: OutputConstraint | undefined;
   signal: AbortSignal;
-  onText?: ((delta: string) => void) | undefined;
+  onText?: ((delta: string, detail?: TextDetail) => void) | undefined;
+  /** Choices to generate (`n`). */
+  choices?: number | undefined;
+  /** Alternatives per token when log-probabilities are asked for. */
+  topLogprobs?: number | undefined;
   /** Tools the model may call (chat completions' tools and tool_choice). */
   tools?: ToolRequest | undefined;
   onToolCall?: ((delta: ToolCallDelta) => void) | undefined;
@@ -42,6 +46,8 @@ export function toGenerationRequest(specialist: Specialist, call: SpecialistCall
     contextLimit: specialist.contextSize,
     signal: call.signal,
     onText: call.onText,
+    ...(call.choices === undefined || call.choices === 1 ? {} : { choices: call.choices }),
+    ...(call.topLogprobs === undefined ? {} : { topLogprobs: call.topLogprobs }),
     ...(call.tools === undefined ? {} : { tools: call.tools, onToolCall: call.onToolCall }),
   };
 }

@@ -23,6 +23,7 @@ from ._types import (
     ChatCompletion,
     ChatCompletionChunk,
     Choice,
+    ChoiceLogprobs,
     ChunkChoice,
     ChunkDelta,
     ChunkFunctionCall,
@@ -36,7 +37,9 @@ from ._types import (
     InferResponse,
     Model,
     ModelList,
+    TokenLogprob,
     ToolCall,
+    TopLogprob,
     Usage,
 )
 
@@ -48,6 +51,7 @@ __all__ = [
     "ApiObject", "AssistantMessage", "ChatCompletion", "ChatCompletionChunk", "Choice", "ChunkChoice", "ChunkDelta",
     "CompletionUsage", "Health", "InferResponse", "Model", "ModelList", "Usage",
     "ChunkFunctionCall", "ChunkToolCall", "CreateEmbeddingResponse", "Embedding", "EmbeddingUsage", "FunctionCall", "ToolCall",
+    "ChoiceLogprobs", "TokenLogprob", "TopLogprob",
     "retry_delay", "server_delay", "server_delay_ms", "should_retry",
 ]
 __version__ = "0.1.0"

@@ -137,6 +137,9 @@ class _Completions:
         tools: Optional[List[ChatCompletionTool]] = None,
         tool_choice: Optional[ToolChoice] = None,
         parallel_tool_calls: Optional[bool] = None,
+        n: Optional[int] = None,
+        logprobs: Optional[bool] = None,
+        top_logprobs: Optional[int] = None,
         extra_body: Optional[Dict[str, Any]] = None,
     ) -> Union[ChatCompletion, ChatCompletionStream]:
         """An OpenAI-style chat completion; `stream=True` returns a ChatCompletionStream.
@@ -148,6 +151,7 @@ class _Completions:
             "max_completion_tokens": max_completion_tokens, "temperature": temperature, "top_p": top_p,
             "stop": stop, "seed": seed, "stream_options": stream_options, "response_format": response_format,
             "tools": tools, "tool_choice": tool_choice, "parallel_tool_calls": parallel_tool_calls,
+            "n": n, "logprobs": logprobs, "top_logprobs": top_logprobs,
         })
         body.update(extra_body or {})
         if stream:

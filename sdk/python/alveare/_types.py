@@ -116,6 +116,32 @@ class InferResponse(ApiObject):
     result: str
     tokens_used: int
     latency_ms: int
+    #: Label specialists (classify): every label's probability; they sum to 1.
+    scores: Optional[Dict[str, float]] = None
+    #: With scores: the answered label's score.
+    confidence: Optional[float] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TopLogprob(ApiObject):
+    token: str
+    #: The model's own log-probability (log-softmax of its logits, before temperature, top-p and grammar).
+    logprob: float
+    bytes: Optional[List[int]] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenLogprob(ApiObject):
+    token: str
+    logprob: float
+    bytes: Optional[List[int]] = None
+    top_logprobs: Optional[List[TopLogprob]] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ChoiceLogprobs(ApiObject):
+    content: Optional[List[TokenLogprob]] = None
+    refusal: Optional[List[TokenLogprob]] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -145,6 +171,8 @@ class AssistantMessage(ApiObject):
     #: None when the answer is tool calls.
     content: Optional[str] = None
     tool_calls: Optional[List[ToolCall]] = None
+    #: Always None.
+    refusal: Optional[str] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,6 +180,8 @@ class Choice(ApiObject):
     index: int
     message: AssistantMessage
     finish_reason: str
+    #: None unless logprobs=True was asked.
+    logprobs: Optional[ChoiceLogprobs] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,6 +221,8 @@ class ChunkChoice(ApiObject):
     index: int
     delta: ChunkDelta
     finish_reason: Optional[str] = None
+    #: This chunk's tokens' log-probabilities, when asked.
+    logprobs: Optional[ChoiceLogprobs] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -208,6 +240,8 @@ class Model(ApiObject):
     id: str
     object: str
     owned_by: str
+    #: Unix seconds.
+    created: Optional[int] = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -83,7 +83,9 @@ class AgainstARealServer(unittest.TestCase):
         self.assertEqual(inferred["result"], inferred.result)
         self.assertEqual(inferred.get("nope", "default"), "default")
         self.assertEqual(dict(inferred), inferred.to_dict())
-        self.assertEqual(set(inferred.to_dict()), {"id", "specialist", "result", "tokens_used", "latency_ms"})
+        self.assertEqual(set(inferred.to_dict()), {"id", "specialist", "result", "tokens_used", "latency_ms", "scores", "confidence"})
+        self.assertAlmostEqual(sum(inferred.scores.values()), 1.0, places=6)
+        self.assertEqual(inferred.confidence, inferred.scores.get(inferred.result, 0))
         completion = c.chat.completions.create(model="alveare-chat", messages=[{"role": "user", "content": "hi"}], max_tokens=4)
         self.assertEqual(completion["choices"][0]["message"]["content"], completion.choices[0].message.content)
         self.assertEqual(completion.to_dict()["usage"]["total_tokens"], completion.usage.total_tokens)
@@ -100,6 +102,17 @@ class AgainstARealServer(unittest.TestCase):
         with self.assertRaises(BadRequestError) as bad:
             self.client(max_retries=0).infer(specialist="classify", prompt="x", extra_body={"temperature": 3})
         self.assertEqual(bad.exception.param, "temperature")
+
+    def test_several_choices_with_logprobs(self):
+        completion = self.client().chat.completions.create(
+            model="alveare-chat", messages=[{"role": "user", "content": "hi"}], max_tokens=4, n=2, logprobs=True, top_logprobs=2
+        )
+        self.assertEqual([c.index for c in completion.choices], [0, 1])
+        for choice in completion.choices:
+            self.assertIsNone(choice.message.refusal)
+            entry = choice.logprobs.content[0]
+            self.assertLessEqual(entry.logprob, 0)
+            self.assertEqual(len(entry.top_logprobs), 2)
 
     def test_streams_to_the_end_with_usage(self):
         stream = self.client().chat.completions.create(

@@ -18,6 +18,10 @@ export interface InferResponse {
   result: string;
   tokens_used: number;
   latency_ms: number;
+  /** Label specialists (classify): every label's probability; they sum to 1. */
+  scores?: Record<string, number>;
+  /** With scores: the chosen label's score. */
+  confidence?: number;
 }
 
 export type ChatRole = "system" | "user" | "assistant" | "tool";
@@ -81,6 +85,29 @@ export interface ChatCompletionCreateParams {
   tools?: ChatCompletionTool[];
   tool_choice?: ChatCompletionToolChoice;
   parallel_tool_calls?: boolean;
+  /** Choices to generate, 1 to 8 (the prompt is counted once). */
+  n?: number | null;
+  /** Returns each token's log-probability in choices[].logprobs. */
+  logprobs?: boolean | null;
+  /** 0 to 20 most likely alternatives per token; needs logprobs: true. */
+  top_logprobs?: number | null;
+}
+
+export interface ChatCompletionTokenAlternative {
+  token: string;
+  /** The model's own log-probability (log-softmax of its logits, before temperature, top-p and grammar). */
+  logprob: number;
+  /** The token's UTF-8 bytes. */
+  bytes: number[] | null;
+}
+
+export interface ChatCompletionTokenLogprob extends ChatCompletionTokenAlternative {
+  top_logprobs: ChatCompletionTokenAlternative[];
+}
+
+export interface ChatCompletionLogprobs {
+  content: ChatCompletionTokenLogprob[] | null;
+  refusal: null;
 }
 
 export type FinishReason = "stop" | "length" | "tool_calls";
@@ -99,7 +126,9 @@ export interface ChatCompletion {
   choices: Array<{
     index: number;
     /** content is null when the answer is tool calls. */
-    message: { role: "assistant"; content: string | null; tool_calls?: ChatCompletionMessageToolCall[] };
+    message: { role: "assistant"; content: string | null; refusal: null; tool_calls?: ChatCompletionMessageToolCall[] };
+    /** Null unless logprobs was asked for. */
+    logprobs: ChatCompletionLogprobs | null;
     finish_reason: FinishReason;
   }>;
   usage: CompletionUsage;
@@ -113,6 +142,8 @@ export interface ChatCompletionChunk {
   choices: Array<{
     index: number;
     delta: { role?: "assistant"; content?: string | null; tool_calls?: ChatCompletionChunkToolCall[] };
+    /** The log-probabilities of this chunk's tokens, when asked for. */
+    logprobs?: ChatCompletionLogprobs | null;
     finish_reason: FinishReason | null;
   }>;
   usage?: CompletionUsage | null;
@@ -121,6 +152,8 @@ export interface ChatCompletionChunk {
 export interface Model {
   id: string;
   object: "model";
+  /** Unix seconds. */
+  created: number;
   owned_by: "alveare";
 }
 

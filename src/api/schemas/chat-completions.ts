@@ -4,6 +4,11 @@ import { compileSchema } from "../../schema/compile.js";
 import { MaxTokens, Seed, Temperature, TopP } from "./sampling.js";
 import { MessageToolCall, ParallelToolCalls, ToolChoice, Tools } from "./tools.js";
 
+/** The most choices (`n`) one request may ask for. */
+export const MAX_CHOICES = 8;
+/** The most alternatives per token `top_logprobs` may ask for, as OpenAI allows. */
+export const MAX_TOP_LOGPROBS = 20;
+
 /** `developer` is OpenAI's newer name for `system`. */
 export const CHAT_ROLES = ["system", "developer", "user", "assistant", "tool"] as const;
 
@@ -54,8 +59,11 @@ export const ChatCompletionRequestSchema = Type.Object({
     minItems: 1,
     ...problem({ type: "expected an array of message objects.", minItems: "must contain at least one message." }),
   }),
-  // Only one choice per request is served: n other than 1 is refused, not silently ignored.
-  n: Type.Optional(Nullable(Type.Integer({ minimum: 1, maximum: 1 }))),
+  n: Type.Optional(Nullable(Type.Integer({ minimum: 1, maximum: MAX_CHOICES, description: "Choices to generate from the one prompt." }))),
+  logprobs: Type.Optional(Nullable(Type.Boolean({ description: "Return each output token's log-probability in choices[].logprobs." }))),
+  top_logprobs: Type.Optional(
+    Nullable(Type.Integer({ minimum: 0, maximum: MAX_TOP_LOGPROBS, description: "Alternatives per token (needs logprobs: true)." })),
+  ),
   max_tokens: MaxTokens,
   max_completion_tokens: MaxTokens,
   temperature: Temperature,

@@ -51,6 +51,7 @@ export const ModelSchema = Type.Object(
   {
     id: Type.String({ description: "alveare-<specialist id>" }),
     object: Type.Literal("model"),
+    created: Type.Integer({ description: "Unix seconds: when this server started serving the model." }),
     owned_by: Type.Literal("alveare"),
   },
   { title: "Model" },
@@ -69,6 +70,13 @@ export const InferResponseSchema = Type.Object(
     result: Type.String({ description: "The specialist's answer." }),
     tokens_used: Count("Prompt and completion tokens together."),
     latency_ms: Type.Number({ minimum: 0 }),
+    scores: Type.Optional(
+      Type.Record(Type.String(), Type.Number({ minimum: 0, maximum: 1 }), {
+        description:
+          "Specialists whose output is a label (classify): every label's probability, from the model's own probabilities of the label's tokens, normalised over the labels (they sum to 1).",
+      }),
+    ),
+    confidence: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: "With scores: the chosen label's score." })),
   },
   { title: "InferResponse" },
 );
@@ -104,6 +112,33 @@ const ChunkToolCallSchema = Type.Object({
   function: Type.Object({ name: Type.Optional(Type.String()), arguments: Type.String() }),
 });
 
+const TokenAlternativeFields = {
+  token: Type.String(),
+  logprob: Type.Number({ description: "The model's own log-probability: log-softmax of its logits, before temperature, top-p and grammar." }),
+  bytes: Type.Union([Type.Array(Type.Integer({ minimum: 0, maximum: 255 })), Type.Null()], { description: "The token's UTF-8 bytes." }),
+};
+
+/** `choices[].logprobs` when `logprobs` is true: one entry per generated token. */
+export const ChoiceLogprobsSchema = Type.Object(
+  {
+    content: Type.Union([
+      Type.Array(
+        Type.Object({
+          ...TokenAlternativeFields,
+          top_logprobs: Type.Array(Type.Object(TokenAlternativeFields), {
+            description: "The `top_logprobs` most likely tokens at this position, most likely first.",
+          }),
+        }),
+      ),
+      Type.Null(),
+    ]),
+    refusal: Type.Null({ description: "Always null." }),
+  },
+  { title: "ChoiceLogprobs" },
+);
+
+const Logprobs = Type.Union([ChoiceLogprobsSchema, Type.Null()], { description: "Null unless `logprobs` was true." });
+
 /** POST /v1/chat/completions without `stream` */
 export const ChatCompletionSchema = Type.Object(
   {
@@ -117,8 +152,10 @@ export const ChatCompletionSchema = Type.Object(
         message: Type.Object({
           role: Type.Literal("assistant"),
           content: Type.Union([Type.String(), Type.Null()], { description: "Null when the answer is tool calls." }),
+          refusal: Type.Null({ description: "Always null: specialists do not refuse in a separate channel." }),
           tool_calls: Type.Optional(Type.Array(ToolCallSchema)),
         }),
+        logprobs: Logprobs,
         finish_reason: FinishReason,
       }),
     ),
@@ -146,6 +183,7 @@ export const ChatCompletionChunkSchema = Type.Object(
           content: Type.Optional(Type.Union([Type.String(), Type.Null()])),
           tool_calls: Type.Optional(Type.Array(ChunkToolCallSchema)),
         }),
+        logprobs: Type.Optional(Logprobs),
         finish_reason: Type.Union([FinishReason, Type.Null()]),
       }),
     ),

@@ -1,5 +1,11 @@
+import { randomUUID } from "node:crypto";
+import { mkdtempSync } from "node:fs";
+import { rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import {
   LlamaGrammarEvaluationState,
+  type LlamaGrammar,
   resolveChatWrapper,
   type ChatHistoryItem,
   type ChatModelFunctions,
@@ -12,10 +18,13 @@ import {
 } from "node-llama-cpp";
 import { errors } from "../../errors.js";
 import { StopScanner } from "../stop-scanner.js";
-import type { ChatMessage, Engine, FinishReason, GenerationRequest, GenerationResult } from "../types.js";
+import type { ToolCall } from "../tools.js";
+import type { ChatMessage, ChoiceResult, Engine, FinishReason, GenerationRequest, GenerationResult, TokenLogprob } from "../types.js";
 import type { GrammarCache } from "./grammars.js";
 import { snapshotKey, type PrefixSnapshotStore } from "./prefix-snapshots.js";
 import { SequencePool } from "./sequence-pool.js";
+import { labelTokens, normalise, scoreLabels, type ScoredLabel } from "./label-scores.js";
+import { LogprobWriter, RAW_DISTRIBUTION, sampleWithProbabilities, type SampledToken } from "./logprob-sampler.js";
 import { TokenDecoder } from "./token-decoder.js";
 import { toHistory, toolFunctions, toolGrammarFor } from "./tool-history.js";
 import { callSyntaxOf, ToolAnswerTracker } from "./tool-calls.js";
@@ -70,6 +79,20 @@ interface FormattedPrompt {
   stopTokens: Set<Token>;
 }
 
+/** One choice as generated, before the request's totals are added. */
+interface ChoiceRun extends ChoiceResult {
+  aborted: boolean;
+  toolCalls?: ToolCall[] | undefined;
+}
+
+interface LabelScoring {
+  scored: ScoredLabel[];
+  best: ScoredLabel;
+  /** Each label's probability, normalised over the labels. */
+  scores: Record<string, number>;
+  withLogprobs: boolean;
+}
+
 const UINT32 = 2 ** 32;
 
 /**
@@ -101,6 +124,7 @@ export class EmbeddedEngine implements Engine {
   private readonly snapshots: PrefixSnapshotStore | undefined;
   private readonly identity: string;
   private readonly prefixes = new Map<string, SystemPrefix | undefined>();
+  private choiceStateDirectory: string | undefined;
   private readonly counters: PromptCacheStats = { promptTokensEvaluated: 0, snapshotRestores: 0, snapshotBuilds: 0, sequenceHits: 0 };
 
   constructor(options: EmbeddedEngineOptions) {
@@ -185,58 +209,199 @@ export class EmbeddedEngine implements Engine {
       throw error;
     }
     request.onStarted?.();
-    const run = this.run(
-      sequence,
-      prompt,
-      contextSize,
-      request,
-      grammar === undefined ? undefined : new LlamaGrammarEvaluationState({ model: this.model, grammar }),
-    );
+    let held = true;
+    const release = (): void => {
+      if (!held) return;
+      held = false;
+      this.pool.release(sequence);
+    };
+    const run = this.serve(sequence, release, prompt, contextSize, request, grammar);
     this.running.add(run);
     try {
       return await run;
     } finally {
       this.running.delete(run);
+      release();
+    }
+  }
+
+  /** Generates every choice of a request on its first sequence (and, for several choices, on more). */
+  private async serve(
+    sequence: LlamaContextSequence,
+    release: () => void,
+    prompt: FormattedPrompt,
+    contextSize: number,
+    request: GenerationRequest,
+    grammar: LlamaGrammar | undefined,
+  ): Promise<GenerationResult> {
+    const input = await this.prepare(sequence, prompt);
+    const constraint = request.constraint;
+    if (request.tools === undefined && constraint.type === "labels") {
+      const rest = input.slice(0, -1);
+      if (rest.length > 0) await sequence.evaluateWithoutGeneratingNewTokens(rest);
+      const last = input.slice(-1);
+      const scoring = await this.scoreLabels(sequence, last[0]!, constraint.labels, request);
+      if (scoring === undefined) return { text: "", promptTokens: prompt.tokens.length, completionTokens: 0, finishReason: "stop", aborted: true };
+      // At temperature 0 the answer is the most probable label; sampled answers are generated under the labels' grammar.
+      const result =
+        request.temperature <= 0
+          ? this.mostProbableLabel(scoring, prompt, request)
+          : await this.generateChoices(sequence, release, last, prompt, contextSize, request, grammar);
+      return { ...result, labelScores: scoring.scores };
+    }
+    return this.generateChoices(sequence, release, input, prompt, contextSize, request, grammar);
+  }
+
+  /** Generates the request's choices from the prompt's remaining input: on this sequence, and for several choices on more. */
+  private async generateChoices(
+    sequence: LlamaContextSequence,
+    release: () => void,
+    input: Token[],
+    prompt: FormattedPrompt,
+    contextSize: number,
+    request: GenerationRequest,
+    grammar: LlamaGrammar | undefined,
+  ): Promise<GenerationResult> {
+    const n = request.choices ?? 1;
+    const grammarState = (): LlamaGrammarEvaluationState | undefined =>
+      grammar === undefined ? undefined : new LlamaGrammarEvaluationState({ model: this.model, grammar });
+    if (n === 1) {
+      const only = await this.runChoice(sequence, input, prompt, contextSize, request, grammarState(), 0);
+      return { ...only, promptTokens: prompt.tokens.length, aborted: only.aborted };
+    }
+    // The prompt is evaluated once, here; the other choices' sequences load its state instead of evaluating it.
+    const last = input.slice(-1);
+    const rest = input.slice(0, -1);
+    if (rest.length > 0) await sequence.evaluateWithoutGeneratingNewTokens(rest);
+    const statePath = this.choiceStatePath();
+    await sequence.saveStateToFile(statePath);
+    try {
+      // Settled, not raced: a failing choice must not leave the others running unseen while the state file is removed.
+      const settled = await Promise.allSettled(
+        Array.from({ length: n }, async (_, index) => {
+          if (index === 0) {
+            try {
+              return await this.runChoice(sequence, last, prompt, contextSize, request, grammarState(), 0);
+            } finally {
+              // Free for the choices (or requests) waiting as soon as this choice ends.
+              release();
+            }
+          }
+          return this.otherChoice(statePath, last, prompt, contextSize, request, grammarState(), index);
+        }),
+      );
+      const failed = settled.find((r) => r.status === "rejected");
+      if (failed !== undefined) throw failed.reason;
+      const choices = settled.map((r) => (r as PromiseFulfilledResult<ChoiceRun>).value);
+      this.counters.promptTokensEvaluated += n - 1;
+      const first = choices[0]!;
+      return {
+        text: first.text,
+        finishReason: first.finishReason,
+        logprobs: first.logprobs,
+        promptTokens: prompt.tokens.length,
+        completionTokens: choices.reduce((sum, c) => sum + c.completionTokens, 0),
+        aborted: choices.some((c) => c.aborted),
+        choices: choices.map(({ text, completionTokens, finishReason, logprobs }) => ({ text, completionTokens, finishReason, logprobs })),
+      };
+    } finally {
+      await rm(statePath, { force: true });
+    }
+  }
+
+  /**
+   * A choice after the first: takes a sequence as a request would (waiting when
+   * none is free, never while holding another), loads the prompt's state unless
+   * the sequence holds the prompt already, generates and gives the sequence back.
+   */
+  private async otherChoice(
+    statePath: string,
+    last: Token[],
+    prompt: FormattedPrompt,
+    contextSize: number,
+    request: GenerationRequest,
+    grammarState: LlamaGrammarEvaluationState | undefined,
+    index: number,
+  ): Promise<ChoiceRun> {
+    let sequence: LlamaContextSequence;
+    try {
+      // Part of a request already admitted: it waits its turn but does not count against the queue's bound.
+      sequence = await this.pool.acquire(request.signal, (free) => this.pickSequence(free, prompt), false);
+    } catch (error) {
+      if (request.signal.aborted) return { text: "", completionTokens: 0, finishReason: "stop", aborted: true };
+      throw error;
+    }
+    try {
+      const shared = prompt.tokens.length - 1;
+      if (sequence.compareContextTokens(prompt.tokens).firstDifferentIndex >= shared) {
+        await this.reusePrefix(sequence, prompt.tokens, shared);
+      } else {
+        await sequence.eraseContextTokenRanges([{ start: 0, end: sequence.nextTokenIndex }]);
+        await sequence.loadStateFromFile(statePath, { acceptRisk: true });
+      }
+      return await this.runChoice(sequence, last, prompt, contextSize, request, grammarState, index);
+    } finally {
       this.pool.release(sequence);
     }
   }
 
-  private async run(
+  private choiceStatePath(): string {
+    this.choiceStateDirectory ??= this.snapshots?.directory ?? mkdtempSync(join(tmpdir(), "alveare-choices-"));
+    return join(this.choiceStateDirectory, `choices-${randomUUID()}.state`);
+  }
+
+  private async runChoice(
     sequence: LlamaContextSequence,
+    input: Token[],
     prompt: FormattedPrompt,
     contextSize: number,
     request: GenerationRequest,
     grammarEvaluationState: LlamaGrammarEvaluationState | undefined,
-  ): Promise<GenerationResult> {
-    const input = await this.prepare(sequence, prompt);
+    choice: number,
+  ): Promise<ChoiceRun> {
     const maxTokens = Math.min(request.maxTokens, contextSize - prompt.tokens.length);
     const decoder = new TokenDecoder(this.model);
     const scanner = new StopScanner([...prompt.stopStrings, ...request.stop]);
+    const onText = request.onText;
+    const writer = request.topLogprobs === undefined ? undefined : new LogprobWriter(this.model, request.topLogprobs);
+    const logprobs: TokenLogprob[] = [];
+    // Entries of tokens whose text has not been sent yet (held by the decoder or the stop scanner).
+    let unsent: TokenLogprob[] = [];
+    const send = (piece: string): void => onText?.(piece, { choice, ...(writer === undefined ? {} : { logprobs: unsent }) });
     // Under a tool request the text is the call syntax: the tracker turns it into content or tool calls.
     const tracker =
       request.tools === undefined
         ? undefined
-        : new ToolAnswerTracker(callSyntaxOf(this.chatWrapper), request.tools.parallel, request.onText, request.onToolCall);
+        : new ToolAnswerTracker(callSyntaxOf(this.chatWrapper), request.tools.parallel, onText === undefined ? undefined : send, request.onToolCall);
     let text = "";
     const emit = (piece: string): void => {
       if (piece.length === 0) return;
       text += piece;
-      if (tracker === undefined) request.onText?.(piece);
+      if (tracker === undefined) send(piece);
       else tracker.push(piece);
+      unsent = [];
     };
     let completionTokens = 0;
     let finishReason: FinishReason = "stop";
     let aborted = request.signal.aborted;
     if (!aborted) {
-      const tokens = sequence.evaluate(input, {
-        temperature: request.temperature,
-        topP: request.topP,
-        seed: samplerSeed(request.seed),
-        grammarEvaluationState,
-      });
-      for await (const token of tokens) {
+      const seed = samplerSeed(request.seed === undefined ? undefined : request.seed + choice);
+      const options = { temperature: request.temperature, topP: request.topP, seed };
+      // The native sampler yields bare tokens; with log-probabilities each token comes with its distribution.
+      const tokens: AsyncIterable<Token | SampledToken> =
+        writer === undefined
+          ? sequence.evaluate(input, { ...options, grammarEvaluationState })
+          : sampleWithProbabilities(this.model, sequence, input, { ...options, grammar: grammarEvaluationState });
+      for await (const item of tokens) {
+        const token = typeof item === "number" ? item : item.token;
+        const probabilities = typeof item === "number" ? undefined : item.probabilities;
         completionTokens++;
         if (prompt.stopTokens.has(token)) break;
+        if (writer !== undefined && probabilities !== undefined) {
+          const entry = writer.entry(token, probabilities);
+          logprobs.push(entry);
+          unsent.push(entry);
+        }
         emit(scanner.push(decoder.push(token)));
         if (scanner.stopped) break;
         if (request.signal.aborted) {
@@ -250,19 +415,87 @@ export class EmbeddedEngine implements Engine {
       }
     }
     if (!scanner.stopped) emit(scanner.push(decoder.flush()) + scanner.flush());
+    // Log-probabilities of tokens whose text never came out (a stop string) still reach a streaming client.
+    if (unsent.length > 0 && tracker === undefined) send("");
+    const withLogprobs = writer === undefined ? {} : { logprobs };
     if (tracker !== undefined) {
       const answer = tracker.finish();
       const calls = answer.toolCalls.length > 0;
       return {
+        ...withLogprobs,
         text: answer.content,
-        promptTokens: prompt.tokens.length,
         completionTokens,
         aborted,
         finishReason: calls && finishReason === "stop" ? "tool_calls" : finishReason,
         ...(calls ? { toolCalls: answer.toolCalls } : {}),
       };
     }
-    return { text, promptTokens: prompt.tokens.length, completionTokens, finishReason, aborted };
+    return { ...withLogprobs, text, completionTokens, finishReason, aborted };
+  }
+
+  /**
+   * A labels output: every label scored by the model's probability of its full
+   * token sequence after the prompt (teacher-forced), normalised over the labels.
+   */
+  private async scoreLabels(
+    sequence: LlamaContextSequence,
+    lastPromptToken: Token,
+    labels: readonly string[],
+    request: GenerationRequest,
+  ): Promise<LabelScoring | undefined> {
+    const writer = request.topLogprobs === undefined ? undefined : new LogprobWriter(this.model, request.topLogprobs);
+    // A single label is certain: nothing to weigh it against, so nothing is evaluated unless its log-probabilities are asked for.
+    if (labels.length === 1 && writer === undefined) {
+      const only: ScoredLabel = { label: labels[0]!, tokens: labelTokens(this.model, labels[0]!), logprob: 0, entries: [] };
+      return { scored: [only], best: only, scores: { [only.label]: 1 }, withLogprobs: false };
+    }
+    const scored = await scoreLabels(this.model, sequence, lastPromptToken, labels, writer, request.signal);
+    if (scored === undefined) return undefined;
+    this.counters.promptTokensEvaluated += scored.reduce((sum, s) => sum + Math.max(0, s.tokens.length - 1), 0);
+    const probabilities = normalise(scored.map((s) => s.logprob));
+    let best = 0;
+    probabilities.forEach((p, i) => {
+      if (p > probabilities[best]!) best = i;
+    });
+    return {
+      scored,
+      best: scored[best]!,
+      scores: Object.fromEntries(scored.map((s, i) => [s.label, probabilities[i]!])),
+      withLogprobs: writer !== undefined,
+    };
+  }
+
+  /** Temperature 0 on a labels output: every choice is the most probable label, as greedy decoding of the label set. */
+  private mostProbableLabel(scoring: LabelScoring, prompt: FormattedPrompt, request: GenerationRequest): GenerationResult {
+    const n = request.choices ?? 1;
+    const choices = Array.from({ length: n }, (_, index) => this.labelChoice(scoring.best, request, index, scoring.withLogprobs));
+    const first = choices[0]!;
+    return {
+      text: first.text,
+      finishReason: first.finishReason,
+      logprobs: first.logprobs,
+      promptTokens: prompt.tokens.length,
+      completionTokens: choices.reduce((sum, c) => sum + c.completionTokens, 0),
+      aborted: request.signal.aborted,
+      ...(n > 1 ? { choices } : {}),
+    };
+  }
+
+  /** The chosen label as a choice: cut at max_tokens or a stop string like generated text would be. */
+  private labelChoice(label: ScoredLabel, request: GenerationRequest, choice: number, withLogprobs: boolean): ChoiceResult {
+    const length = label.tokens.length > request.maxTokens;
+    const tokens = length ? label.tokens.slice(0, request.maxTokens) : label.tokens;
+    const scanner = new StopScanner(request.stop);
+    let text = scanner.push(length ? this.model.detokenize(tokens) : label.label);
+    if (!scanner.stopped) text += scanner.flush();
+    const logprobs = withLogprobs ? label.entries.slice(0, tokens.length) : undefined;
+    request.onText?.(text, { choice, ...(logprobs === undefined ? {} : { logprobs }) });
+    return {
+      text,
+      completionTokens: tokens.length,
+      finishReason: length && !scanner.stopped ? "length" : "stop",
+      ...(logprobs === undefined ? {} : { logprobs }),
+    };
   }
 
   /**
@@ -277,7 +510,7 @@ export class EmbeddedEngine implements Engine {
       const input = await this.prepare(sequence, prompt);
       const last = input.length - 1;
       const items: ControlledEvaluateInputItem[] = input.map((token, i) =>
-        i === last ? [token, { generateNext: { probabilities: true, options: { temperature: 1, topK: 0, topP: 1, minP: 0 } } }] : token,
+        i === last ? [token, { generateNext: { probabilities: true, options: RAW_DISTRIBUTION } }] : token,
       );
       const output = await sequence.controlledEvaluate(items);
       const probabilities = output[last]?.next.probabilities;

@@ -36,11 +36,12 @@ export class SequencePool<T> {
     return this.free.length;
   }
 
-  acquire(signal: AbortSignal, pick?: PickFree<T>): Promise<T> {
+  /** `bounded` false: a caller already admitted (another choice of a running request) waits without counting against the bound. */
+  acquire(signal: AbortSignal, pick?: PickFree<T>, bounded = true): Promise<T> {
     if (signal.aborted) return Promise.reject(signal.reason);
     const item = this.waiters.length === 0 ? this.takeFree(pick) : undefined;
     if (item !== undefined) return Promise.resolve(item);
-    if (this.waiters.length >= this.maxQueue) return Promise.reject(errors.overloaded(1));
+    if (bounded && this.waiters.length >= this.maxQueue) return Promise.reject(errors.overloaded(1));
     return new Promise<T>((resolve, reject) => {
       const waiter: Waiter<T> = {
         resolve,

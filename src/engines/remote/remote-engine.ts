@@ -2,11 +2,14 @@ import { Agent, errors as undiciErrors, request, type Dispatcher } from "undici"
 import { readSseData } from "../../api/sse.js";
 import { ApiError, errors } from "../../errors.js";
 import { labelGrammar } from "../embedded/grammars.js";
-import type { Engine, FinishReason, GenerationRequest, GenerationResult } from "../types.js";
+import type { ChoiceResult, Engine, FinishReason, GenerationRequest, GenerationResult, TokenLogprob } from "../types.js";
+import { upstreamLogprobs, type UpstreamLogprobs } from "./remote-logprobs.js";
 import { ToolCallStream, upstreamMessages, upstreamToolFields, wholeToolCalls, type UpstreamToolCall } from "./remote-tools.js";
 import type { RemoteEngineConfig, Upstream } from "./remote-kind.js";
 
 interface UpstreamChoice {
+  index?: number;
+  logprobs?: UpstreamLogprobs | null;
   message?: { content?: string | null; tool_calls?: UpstreamToolCall[] | null };
   delta?: { content?: string | null; tool_calls?: UpstreamToolCall[] | null };
   finish_reason?: string | null;
@@ -101,7 +104,7 @@ export class RemoteEngine implements Engine {
         response = await this.send(upstream, this.body(upstream, req, stream), req);
       }
       if (response.statusCode >= 400) throw await this.upstreamStatus(response);
-      return stream ? await this.readStream(response, req) : await this.readWhole(response);
+      return stream ? await this.readStream(response, req) : await this.readWhole(response, req);
     } catch (error) {
       if (req.signal.aborted) return { text: "", promptTokens: 0, completionTokens: 0, finishReason: "stop", aborted: true };
       if (isConnectError(error)) upstream.healthy = false;
@@ -165,6 +168,11 @@ export class RemoteEngine implements Engine {
     };
     if (stream) body.stream_options = { include_usage: true };
     if (req.seed !== undefined) body.seed = req.seed;
+    if ((req.choices ?? 1) > 1) body.n = req.choices;
+    if (req.topLogprobs !== undefined) {
+      body.logprobs = true;
+      body.top_logprobs = req.topLogprobs;
+    }
     if (req.stop.length > 0) body.stop = req.stop;
     Object.assign(body, upstreamToolFields(req.tools));
     const c = req.constraint;
@@ -211,11 +219,19 @@ export class RemoteEngine implements Engine {
     return errors.upstream(502, `The upstream engine answered HTTP ${status}: ${message}`);
   }
 
-  private async readWhole(response: Dispatcher.ResponseData): Promise<GenerationResult> {
+  private async readWhole(response: Dispatcher.ResponseData, req: GenerationRequest): Promise<GenerationResult> {
     const parsed = (await response.body.json()) as UpstreamBody;
     const choice = parsed.choices?.[0];
     if (choice === undefined) throw errors.upstream(502, "The upstream engine answered without choices.");
     const toolCalls = wholeToolCalls(choice.message?.tool_calls);
+    const wantsLogprobs = req.topLogprobs !== undefined;
+    const choices = (parsed.choices ?? []).map((c): ChoiceResult => ({
+      text: c.message?.content ?? "",
+      // Per-choice token counts are not in OpenAI's answer; usage below holds their sum.
+      completionTokens: 0,
+      finishReason: finishReason(c.finish_reason),
+      ...(wantsLogprobs ? { logprobs: upstreamLogprobs(c.logprobs) } : {}),
+    }));
     return {
       ...(toolCalls.length > 0 ? { toolCalls } : {}),
       text: choice.message?.content ?? "",
@@ -223,13 +239,17 @@ export class RemoteEngine implements Engine {
       completionTokens: parsed.usage?.completion_tokens ?? 0,
       finishReason: finishReason(choice.finish_reason),
       aborted: false,
+      ...(wantsLogprobs ? { logprobs: choices[0]?.logprobs } : {}),
+      ...((req.choices ?? 1) > 1 ? { choices } : {}),
     };
   }
 
   private async readStream(response: Dispatcher.ResponseData, req: GenerationRequest): Promise<GenerationResult> {
-    let text = "";
+    const wantsLogprobs = req.topLogprobs !== undefined;
+    const choices: Array<{ text: string; finish?: string | null; logprobs: TokenLogprob[] }> = [];
+    const choiceAt = (index: number) => (choices[index] ??= { text: "", logprobs: [] });
+    choiceAt(0);
     let chunks = 0;
-    let finish: string | null | undefined;
     let usage: UpstreamBody["usage"];
     let done = false;
     const toolCalls = new ToolCallStream(req);
@@ -241,30 +261,48 @@ export class RemoteEngine implements Engine {
       const chunk = JSON.parse(data) as UpstreamBody;
       if (chunk.error !== undefined) throw errors.upstream(502, `The upstream engine failed mid-stream: ${JSON.stringify(chunk.error)}`);
       if (chunk.usage) usage = chunk.usage;
-      const choice = chunk.choices?.[0];
-      const delta = choice?.delta?.content;
-      if (delta) {
-        text += delta;
-        chunks++;
-        req.onText?.(delta);
+      for (const choice of chunk.choices ?? []) {
+        const index = Number.isInteger(choice.index) && choice.index! >= 0 && choice.index! < 64 ? choice.index! : 0;
+        const state = choiceAt(index);
+        const delta = choice.delta?.content ?? "";
+        const logprobs = wantsLogprobs ? upstreamLogprobs(choice.logprobs) : [];
+        state.logprobs.push(...logprobs);
+        if (delta.length > 0 || logprobs.length > 0) {
+          state.text += delta;
+          if (delta.length > 0) chunks++;
+          req.onText?.(delta, { choice: index, ...(wantsLogprobs ? { logprobs } : {}) });
+        }
+        if (index === 0) toolCalls.push(choice.delta?.tool_calls);
+        if (choice.finish_reason) state.finish = choice.finish_reason;
       }
-      toolCalls.push(choice?.delta?.tool_calls);
-      if (choice?.finish_reason) finish = choice.finish_reason;
       if (req.signal.aborted) {
         response.body.destroy();
-        return { text, promptTokens: usage?.prompt_tokens ?? 0, completionTokens: chunks, finishReason: "stop", aborted: true };
+        return { text: choices[0]!.text, promptTokens: usage?.prompt_tokens ?? 0, completionTokens: chunks, finishReason: "stop", aborted: true };
       }
     }
-    if (!done && finish === undefined) throw errors.upstream(502, "The upstream engine closed the stream before it finished.");
+    const first = choices[0]!;
+    if (!done && first.finish === undefined) throw errors.upstream(502, "The upstream engine closed the stream before it finished.");
     const calls = toolCalls.toolCalls;
+    const several = (req.choices ?? 1) > 1;
     return {
       ...(calls.length > 0 ? { toolCalls: calls } : {}),
-      text,
+      text: first.text,
       promptTokens: usage?.prompt_tokens ?? 0,
       // Without a usage chunk, each content delta is one token in practice.
       completionTokens: usage?.completion_tokens ?? chunks,
-      finishReason: finishReason(finish),
+      finishReason: finishReason(first.finish),
       aborted: false,
+      ...(wantsLogprobs ? { logprobs: first.logprobs } : {}),
+      ...(several
+        ? {
+            choices: Array.from({ length: Math.max(req.choices ?? 1, choices.length) }, (_, i) => choiceAt(i)).map((c): ChoiceResult => ({
+              text: c.text,
+              completionTokens: 0,
+              finishReason: finishReason(c.finish),
+              ...(wantsLogprobs ? { logprobs: c.logprobs } : {}),
+            })),
+          }
+        : {}),
     };
   }
 

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from "fastify";
-import { MODEL_PREFIX, type ChatCompletion, ChatCompletionChunk, CompletionUsage } from "../../api/types.js";
+import { MODEL_PREFIX, type ChatCompletion, ChatCompletionChunk, type ChatCompletionLogprobs, CompletionUsage } from "../../api/types.js";
 import { ApiError, errors } from "../../errors.js";
-import type { GenerationResult } from "../../engines/types.js";
+import type { GenerationResult, TextDetail, TokenLogprob } from "../../engines/types.js";
 import type { ToolCallDelta } from "../../engines/tools.js";
 import type { AppOptions } from "../app.js";
 import { completionId } from "../../ids.js";
@@ -17,12 +17,26 @@ const usageOf = (r: GenerationResult): CompletionUsage => ({
   total_tokens: r.promptTokens + r.completionTokens,
 });
 
+/** Token log-probabilities in OpenAI's shape. */
+function logprobsOf(entries: readonly TokenLogprob[] | undefined): ChatCompletionLogprobs {
+  return {
+    content: (entries ?? []).map((e) => ({
+      token: e.token,
+      logprob: e.logprob,
+      bytes: e.bytes,
+      top_logprobs: e.top.map((t) => ({ token: t.token, logprob: t.logprob, bytes: t.bytes })),
+    })),
+    refusal: null,
+  };
+}
+
 export async function chatCompletionsRoute(app: FastifyInstance, options: AppOptions): Promise<void> {
   app.post("/chat/completions", async (request, reply) => {
     const body = parseChatRequest(request.body);
     const specialist = findSpecialist(options, body.model, "model", MODEL_PREFIX);
     const id = completionId();
     const created = Math.floor(Date.now() / 1000);
+    const wantsLogprobs = body.topLogprobs !== undefined;
     const call = {
       messages: body.messages,
       maxTokens: body.maxTokens,
@@ -32,51 +46,74 @@ export async function chatCompletionsRoute(app: FastifyInstance, options: AppOpt
       stop: body.stop,
       constraint: body.constraint,
       tools: body.tools,
+      choices: body.choices,
+      topLogprobs: body.topLogprobs,
     };
+    const inference = { choices: body.choices };
 
     if (!body.stream) {
-      const result = await runInference(options, inferenceRequest(options, request, reply), specialist, "chat.completions", call);
+      const result = await runInference(options, inferenceRequest(options, request, reply), specialist, "chat.completions", call, inference);
+      const choices = result.choices ?? [result];
       const completion: ChatCompletion = {
         id,
         object: "chat.completion",
         created,
         model: body.model,
-        choices: [{ index: 0, message: assistantMessage(result), finish_reason: result.finishReason }],
+        choices: choices.map((choice, index) => ({
+          index,
+          message: assistantMessage(index === 0 ? result : choice),
+          logprobs: wantsLogprobs ? logprobsOf(choice.logprobs) : null,
+          finish_reason: choice.finishReason,
+        })),
         usage: usageOf(result),
       };
       return completion;
     }
 
     const stream = new EventStream(reply);
+    type Choice = ChatCompletionChunk["choices"][number];
     const chunk = (
-      delta: ChatCompletionChunk["choices"][number]["delta"],
-      finish: ChatCompletionChunk["choices"][number]["finish_reason"],
+      index: number,
+      delta: Choice["delta"],
+      finish: Choice["finish_reason"],
+      logprobs?: readonly TokenLogprob[],
     ): ChatCompletionChunk => ({
       id,
       object: "chat.completion.chunk",
       created,
       model: body.model,
-      choices: [{ index: 0, delta, finish_reason: finish }],
+      choices: [{ index, delta, ...(wantsLogprobs ? { logprobs: finish === null ? logprobsOf(logprobs) : null } : {}), finish_reason: finish }],
       ...(body.includeUsage ? { usage: null } : {}),
     });
-    let first = true;
-    const sendText = (text: string): void => {
-      stream.send(chunk(first ? { role: "assistant", content: text } : { content: text }, null));
-      first = false;
+    // Each choice's first delta names the role.
+    const started = new Set<number>();
+    const opens = (index: number): boolean => {
+      const first = !started.has(index);
+      started.add(index);
+      return first;
+    };
+    const sendText = (text: string, detail?: TextDetail): void => {
+      const index = detail?.choice ?? 0;
+      stream.send(chunk(index, opens(index) ? { role: "assistant", content: text } : { content: text }, null, detail?.logprobs));
     };
     const sendToolCall = (delta: ToolCallDelta): void => {
-      stream.send(chunk(toolCallChunkDelta(delta, first), null));
-      first = false;
+      stream.send(chunk(0, toolCallChunkDelta(delta, opens(0)), null));
     };
     try {
-      const result = await runInference(options, inferenceRequest(options, request, reply), specialist, "chat.completions", {
-        ...call,
-        onText: sendText,
-        onToolCall: sendToolCall,
-      });
+      const result = await runInference(
+        options,
+        inferenceRequest(options, request, reply),
+        specialist,
+        "chat.completions",
+        { ...call, onText: sendText, onToolCall: sendToolCall },
+        inference,
+      );
       if (result.aborted) return reply;
-      if (first) sendText("");
-      stream.send(chunk({}, result.finishReason));
+      const choices = result.choices ?? [result];
+      choices.forEach((choice, index) => {
+        if (!started.has(index)) sendText("", { choice: index });
+        stream.send(chunk(index, {}, choice.finishReason));
+      });
       if (body.includeUsage) {
         stream.send({ id, object: "chat.completion.chunk", created, model: body.model, choices: [], usage: usageOf(result) });
       }

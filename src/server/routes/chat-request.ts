@@ -1,5 +1,6 @@
 import { chatCompletionRequest, type ChatCompletionRequestBody } from "../../api/schemas/chat-completions.js";
 import type { ChatMessage, OutputConstraint } from "../../engines/types.js";
+import { errors } from "../../errors.js";
 import { parseBody } from "../../schema/request-errors.js";
 import { checkJsonSchemaLimits } from "../json-schema-limits.js";
 import type { ToolRequest } from "../../engines/tools.js";
@@ -18,6 +19,20 @@ export interface ChatRequest {
   includeUsage: boolean;
   constraint?: OutputConstraint | undefined;
   tools?: ToolRequest | undefined;
+  /** Choices to generate (`n`). */
+  choices: number;
+  /** Alternatives per token when `logprobs` is true; undefined when log-probabilities are not asked for. */
+  topLogprobs?: number | undefined;
+}
+
+/** top_logprobs only with logprobs: true, as OpenAI requires; with logprobs, 0 alternatives unless named. */
+function parseLogprobs(o: ChatCompletionRequestBody): number | undefined {
+  const top = o.top_logprobs ?? undefined;
+  if (o.logprobs !== true) {
+    if (top !== undefined) throw errors.invalidParameter("top_logprobs", "is only allowed when 'logprobs' is true.");
+    return undefined;
+  }
+  return top ?? 0;
 }
 
 function toConstraint(format: ChatCompletionRequestBody["response_format"]): OutputConstraint | undefined {
@@ -34,6 +49,10 @@ function toConstraint(format: ChatCompletionRequestBody["response_format"]): Out
 
 export function parseChatRequest(body: unknown): ChatRequest {
   const o = parseBody(chatCompletionRequest, body);
+  const tools = parseToolRequest(o);
+  const choices = o.n ?? 1;
+  // Several answers that each may be tool calls would need calls told apart per choice; not served (yet).
+  if (choices > 1 && tools !== undefined) throw errors.invalidParameter("n", "must be 1 when 'tools' are given.");
   return {
     model: o.model,
     messages: toChatMessages(o.messages),
@@ -45,6 +64,8 @@ export function parseChatRequest(body: unknown): ChatRequest {
     stream: o.stream ?? false,
     includeUsage: o.stream_options?.include_usage ?? false,
     constraint: toConstraint(o.response_format),
-    tools: parseToolRequest(o),
+    tools,
+    choices,
+    topLogprobs: parseLogprobs(o),
   };
 }

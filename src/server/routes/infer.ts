@@ -30,12 +30,19 @@ export async function inferRoute(app: FastifyInstance, options: AppOptions): Pro
       topP: body.top_p,
       seed: body.seed,
     });
-    return {
+    const response: InferResponse = {
       id: inferenceId(),
       specialist: specialist.id,
       result: result.text.trim(),
       tokens_used: result.promptTokens + result.completionTokens,
       latency_ms: Math.round(performance.now() - started),
     };
+    const scores = result.labelScores;
+    if (scores !== undefined) {
+      response.scores = scores;
+      // A label cut short by max_tokens is no label: its confidence is 0.
+      response.confidence = Object.hasOwn(scores, result.text) ? scores[result.text]! : 0;
+    }
+    return response;
   });
 }

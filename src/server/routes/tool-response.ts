@@ -1,17 +1,17 @@
 import type { ChatCompletion, ChatCompletionChunk } from "../../api/types.js";
-import type { ToolCallDelta } from "../../engines/tools.js";
-import type { GenerationResult } from "../../engines/types.js";
+import type { ToolCall, ToolCallDelta } from "../../engines/tools.js";
 
 type Message = ChatCompletion["choices"][number]["message"];
 type Delta = ChatCompletionChunk["choices"][number]["delta"];
 
 /** The answer's message: its text, or (content null, as OpenAI sends it) its tool calls. */
-export function assistantMessage(result: GenerationResult): Message {
+export function assistantMessage(result: { text: string; toolCalls?: readonly ToolCall[] | undefined }): Message {
   const calls = result.toolCalls ?? [];
-  if (calls.length === 0) return { role: "assistant", content: result.text };
+  if (calls.length === 0) return { role: "assistant", content: result.text, refusal: null };
   return {
     role: "assistant",
     content: null,
+    refusal: null,
     tool_calls: calls.map((c) => ({ id: c.id, type: "function", function: { name: c.name, arguments: c.arguments } })),
   };
 }

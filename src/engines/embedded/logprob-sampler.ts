@@ -1,0 +1,165 @@
+import type { ControlledEvaluateInputItem, LlamaContextSequence, LlamaGrammarEvaluationState, LlamaModel, Token } from "node-llama-cpp";
+import type { TokenAlternative, TokenLogprob } from "../types.js";
+
+/**
+ * Sampler options that leave the distribution as the model gives it
+ * (temperature 1, no truncation): the probabilities llama.cpp reports are then
+ * the softmax of the raw logits, before any temperature, top-p or grammar.
+ */
+export const RAW_DISTRIBUTION = { temperature: 1, topK: 0, topP: 1, minP: 0 } as const;
+/** node-llama-cpp's default top-k, which the native sampling path applies as well. */
+const TOP_K = 40;
+/** The floor OpenAI reports for tokens too unlikely to express (log(0) would not survive JSON). */
+const LOGPROB_FLOOR = -9999;
+
+export interface SamplingOptions {
+  temperature: number;
+  topP: number;
+  /** A 32-bit seed. */
+  seed: number;
+  grammar?: LlamaGrammarEvaluationState | undefined;
+}
+
+export interface SampledToken {
+  token: Token;
+  /** The raw next-token distribution the token was drawn from, most likely first. */
+  probabilities: Map<Token, number>;
+}
+
+/** Grammar checks on one evaluation state; node-llama-cpp (pinned) keeps them internal, so they are reached through its bindings. */
+interface GrammarChecks {
+  allows(token: Token): boolean;
+  accept(token: Token): void;
+}
+
+interface SamplerBindings {
+  canBeNextTokenForGrammarEvaluationState(state: unknown, token: Token): boolean;
+  acceptGrammarEvaluationStateToken(state: unknown, token: Token): void;
+}
+
+function grammarChecks(model: LlamaModel, grammar: LlamaGrammarEvaluationState): GrammarChecks {
+  const bindings = (model.llama as unknown as { _bindings: { AddonSampler: SamplerBindings } })._bindings.AddonSampler;
+  const state = (grammar as unknown as { _state: unknown })._state;
+  return {
+    allows: (token) => bindings.canBeNextTokenForGrammarEvaluationState(state, token),
+    accept: (token) => bindings.acceptGrammarEvaluationStateToken(state, token),
+  };
+}
+
+/** mulberry32: a small seeded generator, so that a seed gives the same samples on every run. */
+export function seededRandom(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * Draws one of the candidates (most likely first) as llama.cpp's default chain
+ * does: top-k, then top-p, then temperature. Undefined when none has weight.
+ */
+export function draw<T>(candidates: readonly (readonly [T, number])[], temperature: number, topP: number, random: () => number): T | undefined {
+  if (candidates.length === 0) return undefined;
+  if (temperature <= 0) return candidates[0]?.[0];
+  const top = candidates.slice(0, TOP_K);
+  const mass = top.reduce((sum, [, p]) => sum + p, 0);
+  const kept: (readonly [T, number])[] = [];
+  let cumulative = 0;
+  for (const candidate of top) {
+    kept.push(candidate);
+    cumulative += candidate[1];
+    if (cumulative >= topP * mass) break;
+  }
+  const weights = kept.map(([, p]) => Math.pow(p, 1 / temperature));
+  const total = weights.reduce((sum, w) => sum + w, 0);
+  if (!(total > 0)) return kept[0]?.[0];
+  let r = random() * total;
+  for (let i = 0; i < kept.length; i++) {
+    r -= weights[i]!;
+    if (r <= 0) return kept[i]![0];
+  }
+  return kept.at(-1)?.[0];
+}
+
+/**
+ * Generates tokens on a sequence while reading the model's raw distribution at
+ * every step, and samples from it here: the reported log-probabilities are the
+ * model's own, and the sampling follows the request (temperature, top-p, seed,
+ * grammar). Used only when log-probabilities are asked for; the native path is
+ * faster. Ends at an end-of-generation token (not yielded) or when nothing can
+ * be sampled.
+ */
+export async function* sampleWithProbabilities(
+  model: LlamaModel,
+  sequence: LlamaContextSequence,
+  input: readonly Token[],
+  options: SamplingOptions,
+): AsyncGenerator<SampledToken, void, void> {
+  const random = seededRandom(options.seed);
+  const grammar = options.grammar === undefined ? undefined : grammarChecks(model, options.grammar);
+  let pending: readonly Token[] = input;
+  for (;;) {
+    const last = pending.length - 1;
+    const items: ControlledEvaluateInputItem[] = pending.map((token, i) =>
+      i === last ? [token, { generateNext: { probabilities: true, options: RAW_DISTRIBUTION } }] : token,
+    );
+    const probabilities = (await sequence.controlledEvaluate(items))[last]?.next.probabilities;
+    if (probabilities === undefined) return;
+    const candidates = [...probabilities];
+    let token = draw(candidates, options.temperature, options.topP, random);
+    // As llama.cpp does: the unconstrained draw when the grammar accepts it, else a draw among what the grammar allows.
+    if (grammar !== undefined && token !== undefined && !grammar.allows(token)) {
+      token = draw(
+        candidates.filter(([t]) => grammar.allows(t)),
+        options.temperature,
+        options.topP,
+        random,
+      );
+    }
+    if (token === undefined || model.isEogToken(token)) return;
+    grammar?.accept(token);
+    yield { token, probabilities };
+    pending = [token];
+  }
+}
+
+/** A probability as a log-probability that JSON can carry. */
+export const logprobOf = (p: number): number => (p > 0 ? Math.max(Math.log(p), LOGPROB_FLOOR) : LOGPROB_FLOOR);
+
+/** Builds OpenAI-shaped log-probability entries for tokens of one model. */
+export class LogprobWriter {
+  private readonly texts = new Map<Token, string>();
+
+  constructor(
+    private readonly model: LlamaModel,
+    private readonly top: number,
+  ) {}
+
+  entry(token: Token, probabilities: ReadonlyMap<Token, number>): TokenLogprob {
+    const top: TokenAlternative[] = [];
+    for (const [t, p] of probabilities) {
+      if (top.length >= this.top) break;
+      top.push(this.alternative(t, p));
+    }
+    return { ...this.alternative(token, probabilities.get(token) ?? 0), top };
+  }
+
+  private alternative(token: Token, p: number): TokenAlternative {
+    const text = this.text(token);
+    return { token: text, logprob: logprobOf(p), bytes: [...Buffer.from(text, "utf8")] };
+  }
+
+  /** A token's own text (special tokens by name), so each entry stands alone. */
+  private text(token: Token): string {
+    let text = this.texts.get(token);
+    if (text === undefined) {
+      text = this.model.detokenize([token], true);
+      this.texts.set(token, text);
+    }
+    return text;
+  }
+}

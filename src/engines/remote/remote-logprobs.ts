@@ -1,0 +1,28 @@
+import type { TokenAlternative, TokenLogprob } from "../types.js";
+
+/** An upstream's `choices[].logprobs` in OpenAI's shape; anything else in it is ignored. */
+export interface UpstreamLogprobs {
+  content?: UpstreamTokenLogprob[] | null;
+}
+interface UpstreamAlternative {
+  token?: string;
+  logprob?: number;
+  bytes?: number[] | null;
+}
+interface UpstreamTokenLogprob extends UpstreamAlternative {
+  top_logprobs?: UpstreamAlternative[] | null;
+}
+
+const alternative = (a: UpstreamAlternative): TokenAlternative => {
+  const token = typeof a.token === "string" ? a.token : "";
+  return {
+    token,
+    logprob: typeof a.logprob === "number" ? a.logprob : -9999,
+    bytes: Array.isArray(a.bytes) ? a.bytes : [...Buffer.from(token, "utf8")],
+  };
+};
+
+/** The upstream's token log-probabilities, passed through as the engine layer holds them. */
+export function upstreamLogprobs(logprobs: UpstreamLogprobs | null | undefined): TokenLogprob[] {
+  return (logprobs?.content ?? []).map((entry) => ({ ...alternative(entry), top: (entry.top_logprobs ?? []).map(alternative) }));
+}

@@ -1,0 +1,169 @@
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { existsSync, readFileSync } from "node:fs";
+import { after, before, describe, it } from "node:test";
+import { Ajv2020, type ValidateFunction } from "ajv/dist/2020.js";
+import { postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
+
+/**
+ * Every OpenAI-protocol response validates against OpenAI's own published
+ * schemas: the ones test/fixtures/openai/extract-schemas.mjs took from OpenAI's
+ * OpenAPI document (committed, so this runs without the document).
+ */
+const SCHEMAS = JSON.parse(readFileSync(new URL("../../test/fixtures/openai/openai-schemas.json", import.meta.url), "utf8")) as Record<
+  string,
+  unknown
+>;
+
+const ajv = new Ajv2020({ strict: false, allErrors: true, allowUnionTypes: true });
+ajv.addFormat("unixtime", { type: "number", validate: (n: number) => Number.isInteger(n) && n >= 0 });
+for (const format of ["uri", "binary", "date", "double", "float", "int64"]) ajv.addFormat(format, true);
+/**
+ * The document still marks some schemas with OpenAPI 3.0's `nullable: true`
+ * (the stream chunk's finish_reason and usage, for instance), meaning "or null".
+ * JSON Schema has no such keyword, so it is spelt out as such here.
+ */
+const withNullsSpeltOut = JSON.parse(JSON.stringify(SCHEMAS), (_key: string, value: unknown) => {
+  if (typeof value !== "object" || value === null || !("nullable" in value)) return value;
+  const { nullable, ...rest } = value as Record<string, unknown>;
+  return nullable === true ? { anyOf: [rest, { type: "null" }] } : rest;
+}) as Record<string, unknown>;
+ajv.addSchema({ ...withNullsSpeltOut, $id: "openai.json" });
+const validators = new Map<string, ValidateFunction>();
+
+function assertConforms(name: string, body: unknown): void {
+  let validate = validators.get(name);
+  if (validate === undefined) {
+    validate = ajv.compile({ $ref: `openai.json#/components/schemas/${name}` });
+    validators.set(name, validate);
+  }
+  assert.ok(validate(body), `${name}: ${ajv.errorsText(validate.errors)}\n${JSON.stringify(body).slice(0, 2000)}`);
+}
+
+/** The JSON events of an SSE response, [DONE] left out. */
+async function streamEvents(url: string, body: unknown): Promise<unknown[]> {
+  const response = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body) });
+  assert.equal(response.status, 200);
+  assert.match(response.headers.get("content-type") ?? "", /text\/event-stream/);
+  const text = await response.text();
+  const data = text
+    .split("\n")
+    .filter((line) => line.startsWith("data: "))
+    .map((line) => line.slice("data: ".length));
+  assert.equal(data.at(-1), "[DONE]");
+  return data.slice(0, -1).map((d) => JSON.parse(d) as unknown);
+}
+
+const WEATHER_TOOL = {
+  type: "function",
+  function: {
+    name: "get_weather",
+    description: "The weather in a city.",
+    parameters: { type: "object", properties: { city: { type: "string", enum: ["Paris", "Rome"] } }, required: ["city"] },
+  },
+};
+
+describe("OpenAI conformance: responses validate against OpenAI's published schemas", () => {
+  let server: TestServer;
+  let chatUrl: string;
+  before(async () => {
+    server = await startTestServer({ engine: { parallel: 4, queue: 16 } });
+    chatUrl = `${server.url}/v1/chat/completions`;
+  });
+  after(async () => {
+    await server.close();
+  });
+
+  const script = new URL("../../test/fixtures/openai/extract-schemas.mjs", import.meta.url).pathname;
+  const source = new URL("../../../shared/openai/openapi.json", import.meta.url).pathname;
+  it("the fixture is what the script extracts from OpenAI's document (when the document is here)", { skip: !existsSync(source) }, () => {
+    const run = spawnSync(process.execPath, [script, "--check", source], { encoding: "utf8" });
+    assert.equal(run.status, 0, run.stdout + run.stderr);
+  });
+
+  it("the fixture holds the roots and everything they reference", () => {
+    const schemas = (SCHEMAS.components as { schemas: Record<string, unknown> }).schemas;
+    for (const root of SCHEMAS.roots as string[]) assert.ok(root in schemas, root);
+    const refs = JSON.stringify(schemas).match(/#\/components\/schemas\/[A-Za-z0-9_.-]+/g) ?? [];
+    for (const ref of refs) assert.ok(ref.slice("#/components/schemas/".length) in schemas, ref);
+  });
+
+  const bodies: Record<string, Record<string, unknown>> = {
+    plain: { model: "alveare-chat", messages: [{ role: "user", content: "Hello" }], max_tokens: 6 },
+    logprobs: { model: "alveare-chat", messages: [{ role: "user", content: "Hello" }], max_tokens: 6, logprobs: true, top_logprobs: 3 },
+    "several choices": { model: "alveare-chat", messages: [{ role: "user", content: "Hello" }], max_tokens: 4, n: 3, logprobs: true },
+    "a label specialist": { model: "alveare-classify", messages: [{ role: "user", content: "Great stuff" }], logprobs: true, top_logprobs: 2 },
+    tools: {
+      model: "alveare-chat",
+      messages: [{ role: "user", content: "Weather in Rome?" }],
+      max_tokens: 40,
+      tools: [WEATHER_TOOL],
+      tool_choice: "required",
+    },
+    "a response format": { model: "alveare-extract", messages: [{ role: "user", content: "Ann is 30." }], max_tokens: 12 },
+  };
+
+  for (const [name, body] of Object.entries(bodies)) {
+    it(`chat completion: ${name}`, async () => {
+      const { status, json } = await postJson(chatUrl, body);
+      assert.equal(status, 200, JSON.stringify(json));
+      assertConforms("CreateChatCompletionResponse", json);
+      const choices = json.choices as Array<Record<string, unknown>>;
+      assert.equal(choices.length, (body.n as number | undefined) ?? 1);
+      for (const choice of choices) assert.equal(choice.logprobs === null, body.logprobs !== true);
+    });
+
+    it(`stream chunks: ${name}`, async () => {
+      const events = await streamEvents(chatUrl, { ...body, stream: true, stream_options: { include_usage: true } });
+      assert.ok(events.length >= 2);
+      for (const event of events) assertConforms("CreateChatCompletionStreamResponse", event);
+    });
+  }
+
+  it("the tool call answer carries tool_calls and validates", async () => {
+    const { json } = await postJson(chatUrl, bodies.tools);
+    const choice = (json.choices as Array<Record<string, unknown>>)[0]!;
+    assert.ok(choice.finish_reason === "tool_calls" || choice.finish_reason === "length");
+    assert.ok(Array.isArray((choice.message as Record<string, unknown>).tool_calls));
+  });
+
+  it("model list and its models", async () => {
+    const response = await fetch(`${server.url}/v1/models`);
+    assert.equal(response.status, 200);
+    const list = (await response.json()) as { data: unknown[] };
+    assertConforms("ListModelsResponse", list);
+    assert.ok(list.data.length >= 6);
+    for (const model of list.data) assertConforms("Model", model);
+  });
+
+  it("embeddings, float and base64", async () => {
+    for (const encoding_format of ["float", "base64"]) {
+      const { status, json } = await postJson(`${server.url}/v1/embeddings`, { model: "alveare-embed", input: ["one", "two"], encoding_format });
+      assert.equal(status, 200, JSON.stringify(json));
+      // OpenAI's schema describes only float vectors, though OpenAI itself answers base64 as a string too: checked decoded.
+      if (encoding_format === "base64") {
+        for (const item of json.data as Array<{ embedding: unknown }>) {
+          assert.equal(typeof item.embedding, "string");
+          const bytes = Buffer.from(item.embedding as string, "base64");
+          item.embedding = Array.from(new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4));
+        }
+      }
+      assertConforms("CreateEmbeddingResponse", json);
+    }
+  });
+
+  it("errors", async () => {
+    const cases: Array<[string, unknown, number]> = [
+      [chatUrl, { model: "alveare-nope", messages: [{ role: "user", content: "x" }] }, 400],
+      [chatUrl, { model: "alveare-chat", messages: [] }, 400],
+      [chatUrl, { model: "alveare-chat", messages: [{ role: "user", content: "x" }], top_logprobs: 2 }, 400],
+      [chatUrl, "{not json", 400],
+      [`${server.url}/v1/embeddings`, { model: "alveare-embed", input: [] }, 400],
+    ];
+    for (const [url, body, status] of cases) {
+      const answer = await postJson(url, body);
+      assert.equal(answer.status, status, JSON.stringify(answer.json));
+      assertConforms("ErrorResponse", answer.json);
+    }
+  });
+});
