@@ -6,7 +6,16 @@ import type { SpecialistSource } from "../inference/run-inference.js";
 import { requestId } from "../ids.js";
 import { DEFAULT_HTTP_LIMITS, type HttpLimits } from "../config/config.js";
 import { withoutQuery } from "../logger.js";
-import { clientErrorHandler, clientErrorStatus, corsPreflight, frameworkErrorHandler, securityHeaders, serverTimeouts } from "./http-guards.js";
+import {
+  clientErrorHandler,
+  clientErrorStatus,
+  corsPreflight,
+  drainLimit,
+  drainRefusedBody,
+  frameworkErrorHandler,
+  securityHeaders,
+  serverTimeouts,
+} from "./http-guards.js";
 import { CLIENT_CLOSED } from "../metering/counting-rule.js";
 import { authenticationHook } from "./gate-adapter.js";
 import "./request-context.js";
@@ -142,6 +151,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   app.setErrorHandler((error: FastifyError | Error, request, reply) => {
     const apiError = toApiError(error, options.bodyLimit);
+    if (apiError.code === "request_too_large") drainRefusedBody(request, reply, drainLimit(options.bodyLimit));
     request.logFields.code = apiError.code;
     if (GATE_ERROR_TYPES.has(apiError.type)) telemetry.gateRejection(apiError.code);
     if (apiError.status >= 500 && !(error instanceof ApiError)) {

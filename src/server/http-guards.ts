@@ -39,6 +39,11 @@ export const clientErrorStatus = (response: ServerResponse): number | undefined 
 export function clientErrorHandler(limits: HttpLimits) {
   return function answerClientError(this: FastifyInstance, error: ClientError, socket: Socket): void {
     if (error.code === "ECONNRESET" || socket.destroyed) return;
+    // A refused body being drained has had its answer; a timeout there only ends the connection.
+    if (draining.has(socket)) {
+      socket.destroy();
+      return;
+    }
     const apiError =
       error.code === "ERR_HTTP_REQUEST_TIMEOUT"
         ? errors.requestTimeout(limits.requestTimeoutMs)
@@ -54,6 +59,43 @@ export function clientErrorHandler(limits: HttpLimits) {
     }
     socket.destroy();
   };
+}
+
+/** Connections reading and discarding the rest of a refused body. */
+const draining = new WeakSet<Socket>();
+
+/** How much of a refused body is read and thrown away before the connection is cut instead. */
+export const drainLimit = (bodyLimit: number): number => 1024 * 1024 + 4 * bodyLimit;
+
+const DRAIN_CHECK_MS = 50;
+
+/**
+ * A body over the limit is answered 413 before it is read. Closing then would
+ * leave the unread rest in the socket, which makes the kernel reset the
+ * connection, and a client still uploading (Python's urllib, most SDKs) gets
+ * a broken pipe instead of the 413. So the connection stays open and Node
+ * discards the rest of the body as it arrives, up to `limit` bytes more and
+ * within the request timeout; past either, it is cut.
+ */
+export function drainRefusedBody(request: FastifyRequest, reply: FastifyReply, limit: number): void {
+  const { raw } = request;
+  const socket = raw.socket;
+  if (raw.complete || socket.destroyed) return;
+  // Fastify asks for a close here; Node would also close for a request that said `connection: close`.
+  reply.removeHeader("connection");
+  reply.raw.shouldKeepAlive = true;
+  draining.add(socket);
+  const readBefore = socket.bytesRead;
+  // Node's parser consumes the socket and a dumped body emits no data, so the count is polled.
+  const check = setInterval(() => {
+    if (socket.bytesRead - readBefore > limit) socket.destroy();
+  }, DRAIN_CHECK_MS);
+  const done = (): void => {
+    clearInterval(check);
+    draining.delete(socket);
+  };
+  raw.once("end", done);
+  socket.once("close", done);
 }
 
 function rawResponse(error: ApiError): string {

@@ -157,6 +157,14 @@ class AgainstARealServer(unittest.TestCase):
         with self.assertRaises(RequestTooLargeError):
             c.infer(specialist="classify", prompt="x" * (2 * 1024 * 1024))
 
+    def test_an_oversized_body_after_another_request_is_a_413_not_a_broken_pipe(self):
+        # The server answers 413 before reading the body; the client must get that answer, every time.
+        c = self.client(max_retries=0)
+        for _ in range(5):
+            c.health()
+            with self.assertRaises(RequestTooLargeError):
+                c.infer(specialist="classify", prompt="x" * (2 * 1024 * 1024))
+
     def test_retries_server_errors_with_backoff(self):
         waits = []
         events = []
