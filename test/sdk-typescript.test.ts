@@ -241,6 +241,15 @@ describe("TypeScript SDK against a real alveare serve", () => {
     assert.ok(big instanceof RequestTooLargeError);
   });
 
+  it("gets the 413 for an oversized body sent on a connection another request just used, every time", async () => {
+    const c = client({ maxRetries: 0 });
+    for (let round = 0; round < 8; round++) {
+      await c.models.list();
+      const big = await c.infer({ specialist: "classify", prompt: "x".repeat(2 * 1024 * 1024) }).catch((e: unknown) => e);
+      assert.ok(big instanceof RequestTooLargeError, `round ${round}: ${String(big)}`);
+    }
+  });
+
   it("retries a server error with backoff, then raises InternalServerError", async () => {
     fake.fault = "500";
     const before = fake.requests.length;

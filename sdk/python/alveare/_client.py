@@ -74,6 +74,51 @@ class RetryEvent:
     url: str
 
 
+class _AnswerFirstMixin:
+    """A server (or a proxy in front of it) may answer a body it refuses (413) before reading it, then
+    close: sending the rest fails with a broken pipe, but the answer is already there. So sending stops
+    quietly and the response is read; only when there is none is the sending error raised."""
+
+    _send_error: Optional[OSError] = None
+
+    def send(self, data: Any) -> None:
+        if self._send_error is not None:
+            return
+        try:
+            super().send(data)  # type: ignore[misc]
+        except (BrokenPipeError, ConnectionResetError) as error:
+            self._send_error = error
+
+    def getresponse(self) -> http.client.HTTPResponse:
+        try:
+            return super().getresponse()  # type: ignore[misc, no-any-return]
+        except (OSError, http.client.HTTPException):
+            if self._send_error is not None:
+                raise self._send_error from None
+            raise
+
+
+class _AnswerFirstHTTPConnection(_AnswerFirstMixin, http.client.HTTPConnection):
+    pass
+
+
+class _AnswerFirstHTTPSConnection(_AnswerFirstMixin, http.client.HTTPSConnection):
+    pass
+
+
+class _AnswerFirstHTTPHandler(urllib.request.HTTPHandler):
+    def http_open(self, req: urllib.request.Request) -> Any:
+        return self.do_open(_AnswerFirstHTTPConnection, req)
+
+
+class _AnswerFirstHTTPSHandler(urllib.request.HTTPSHandler):
+    def https_open(self, req: urllib.request.Request) -> Any:
+        return self.do_open(_AnswerFirstHTTPSConnection, req, context=self._context)  # type: ignore[attr-defined]
+
+
+_opener = urllib.request.build_opener(_AnswerFirstHTTPHandler, _AnswerFirstHTTPSHandler)
+
+
 def _without_none(values: Mapping[str, Any]) -> Dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
@@ -276,7 +321,7 @@ class Alveare:
             request = urllib.request.Request(url, data=data, headers=headers, method=method)
             started = time.monotonic()
             try:
-                response = urllib.request.urlopen(request, timeout=self.timeout)
+                response = _opener.open(request, timeout=self.timeout)
                 self._log_exchange(method, url, response.status, started, response.headers.get("x-request-id"))
                 return response
             except urllib.error.HTTPError as http_error:
