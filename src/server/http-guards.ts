@@ -72,7 +72,7 @@ const DRAIN_CHECK_MS = 50;
 /**
  * A body over the limit is answered 413 before it is read. Closing then would
  * leave the unread rest in the socket, which makes the kernel reset the
- * connection, and a client still uploading (Python's urllib, most SDKs) gets
+ * connection, and a client still uploading (Python's urllib among them) gets
  * a broken pipe instead of the 413. So the connection stays open and Node
  * discards the rest of the body as it arrives, up to `limit` bytes more and
  * within the request timeout; past either, it is cut.
@@ -90,6 +90,7 @@ export function drainRefusedBody(request: FastifyRequest, reply: FastifyReply, l
   const check = setInterval(() => {
     if (socket.bytesRead - readBefore > limit) socket.destroy();
   }, DRAIN_CHECK_MS);
+  check.unref();
   const done = (): void => {
     clearInterval(check);
     draining.delete(socket);
