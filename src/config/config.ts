@@ -71,7 +71,14 @@ export interface ServerConfig {
   auditRetentionDays: number;
   /** Metrics listener and drain deadline; no metrics listener when absent. */
   observability?: ObservabilitySettings | undefined;
+  /** ALVEARE_REDIS_URL: per-key windows, monthly counters and key invalidations shared by every node. */
+  redisUrl?: string | undefined;
+  /** ALVEARE_REDIS_PREFIX: every Redis key this node writes starts with it. */
+  redisPrefix?: string | undefined;
 }
+
+/** The default Redis key prefix. */
+export const DEFAULT_REDIS_PREFIX = "alveare:";
 
 /** false (the default: ignore X-Forwarded-*), true (trust every hop), a hop count, or proxy addresses/CIDRs. */
 type TrustProxy = boolean | number | string[];
@@ -214,8 +221,7 @@ export function loadConfig(flags: ServeFlags = {}, env: Env = process.env): Serv
   // Refuse rather than silently run single-node: limits would not be shared across nodes.
   const databaseUrl = env.ALVEARE_DATABASE_URL || file.database_url;
   if (databaseUrl) throw new ConfigError("ALVEARE_DATABASE_URL", "PostgreSQL is not supported yet; unset it to use SQLite in the data dir");
-  const redisUrl = env.ALVEARE_REDIS_URL || file.redis_url;
-  if (redisUrl) throw new ConfigError("ALVEARE_REDIS_URL", "Redis is not supported yet; unset it to keep rate limits in this process");
+  const redisUrl = redisUrlFrom(env.ALVEARE_REDIS_URL || file.redis_url);
   const port = intFrom(flags.port, "--port", 0, 65535) ?? intFrom(env.ALVEARE_PORT, "ALVEARE_PORT", 0, 65535) ?? file.port ?? 8080;
   const host = flags.host ?? env.ALVEARE_HOST ?? file.host ?? "127.0.0.1";
   return {
@@ -239,7 +245,24 @@ export function loadConfig(flags: ServeFlags = {}, env: Env = process.env): Serv
     trustProxy: trustProxyFrom(env.ALVEARE_TRUST_PROXY),
     auditRetentionDays: intFrom(env.ALVEARE_AUDIT_RETENTION_DAYS, "ALVEARE_AUDIT_RETENTION_DAYS", 1, 36_500) ?? DEFAULT_AUDIT_RETENTION_DAYS,
     observability: observabilityFrom(env),
+    redisUrl,
+    redisPrefix: env.ALVEARE_REDIS_PREFIX || DEFAULT_REDIS_PREFIX,
   };
+}
+
+/** redis:// or rediss:// (TLS); anything else is refused at start, naming the variable. */
+function redisUrlFrom(value: string | undefined): string | undefined {
+  if (!value) return undefined;
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new ConfigError("ALVEARE_REDIS_URL", "not a URL; expected redis://host:port");
+  }
+  if (url.protocol !== "redis:" && url.protocol !== "rediss:") {
+    throw new ConfigError("ALVEARE_REDIS_URL", `expected a redis:// or rediss:// URL, got '${url.protocol}'`);
+  }
+  return value;
 }
 
 function looksLikeModelLocation(s: string): boolean {

@@ -7,11 +7,24 @@ export interface FailureLogLimits {
 }
 
 /**
+ * Failed attempts per key within a sliding window: this process's FailureLog,
+ * or a shared one in Redis when several nodes serve the same dashboard.
+ */
+export interface FailureCounter {
+  /** Milliseconds until the key may try again, or 0 when it may try now. */
+  retryAfterMs(key: string, now: number): number | Promise<number>;
+  add(key: string, now: number): void | Promise<void>;
+  clear(key: string): void | Promise<void>;
+  /** Keys held in this process (none for a shared counter). */
+  readonly size: number;
+}
+
+/**
  * Failed sign-ins per key (an e-mail, a client address) within a sliding window.
  * Reads store nothing, each key keeps at most `allowed` timestamps, and the number
  * of keys is capped, so a flood of distinct e-mails cannot grow it without bound.
  */
-export class FailureLog {
+export class FailureLog implements FailureCounter {
   /** Ordered by last failure, oldest first: a key is re-inserted whenever it fails. */
   private readonly failures = new Map<string, number[]>();
 

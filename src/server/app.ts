@@ -146,6 +146,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     if (apiError.status >= 500 && !(error instanceof ApiError)) {
       request.log.error({ err: error }, "unhandled error");
     }
+    if (apiError.code === "dependency_unavailable") request.log.warn({ err: apiError.cause }, "a shared dependency is unavailable");
     return reply.code(apiError.status).headers(apiError.headers).send(apiError.toBody());
   });
 
