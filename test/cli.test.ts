@@ -165,7 +165,7 @@ describe("configuration", () => {
     ["an unknown output type", { specialists: { chat: { output: { type: "xml" } } } }, /specialists\.chat\.output\.type/],
     ["a model name that is not defined", { specialists: { chat: { model: "big" } } }, /specialists\.chat\.model/],
     ["a PostgreSQL URL, not supported yet", { database_url: "postgres://db/alveare" }, /ALVEARE_DATABASE_URL.*not supported yet/],
-    ["a Redis URL, not supported yet", { redis_url: "redis://cache" }, /ALVEARE_REDIS_URL.*not supported yet/],
+    ["a Redis URL of another scheme", { redis_url: "http://cache" }, /ALVEARE_REDIS_URL.*redis:\/\//],
   ] as const) {
     it(`names the field for ${name}`, () => {
       const path = join(tempDir(), "c.json");

@@ -163,7 +163,8 @@ export class AccountGate implements Gate {
     const now = Date.now();
     if ((this.touched.get(keyId) ?? 0) + TOUCH_INTERVAL_MS > now) return;
     this.touched.set(keyId, now);
-    void this.keys.touchKey(keyId, new Date(now).toISOString());
+    // Best effort: a missed last-used time must never fail (or crash) the request.
+    this.keys.touchKey(keyId, new Date(now).toISOString()).catch(() => undefined);
   }
 
   /** The stores belong to whoever opened them (the server), which closes them after the gate. */
