@@ -8,7 +8,7 @@ import { DEFAULT_HTTP_LIMITS, type HttpLimits } from "../config/config.js";
 import { withoutQuery } from "../logger.js";
 import { clientErrorHandler, clientErrorStatus, corsPreflight, frameworkErrorHandler, securityHeaders, serverTimeouts } from "./http-guards.js";
 import { CLIENT_CLOSED } from "../metering/counting-rule.js";
-import { authenticationHook } from "./gate-adapter.js";
+import { authenticationHook, limitHeadersHook } from "./gate-adapter.js";
 import "./request-context.js";
 import { chatCompletionsRoute } from "./routes/chat-completions.js";
 import { embeddingsRoute } from "./routes/embeddings.js";
@@ -163,11 +163,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(
     async (v1) => {
       const authenticate = authenticationHook(options.gate);
+      v1.addHook("onSend", limitHeadersHook(options.gate));
       v1.addHook("onRequest", async (request, reply) => {
         options.lifecycle?.admitNewWork();
         const span = request.trace.span("authentication");
         try {
-          await authenticate(request, reply);
+          await authenticate(request);
           span.end();
         } catch (error) {
           span.end(error);
