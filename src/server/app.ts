@@ -164,7 +164,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     async (v1) => {
       const authenticate = authenticationHook(options.gate);
       v1.addHook("onSend", limitHeadersHook(options.gate));
-      v1.addHook("onRequest", async (request, reply) => {
+      v1.addHook("onRequest", async (request) => {
         options.lifecycle?.admitNewWork();
         const span = request.trace.span("authentication");
         try {
