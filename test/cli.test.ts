@@ -10,10 +10,12 @@ import { cliJson, cliKey, spawnServe, tempDir, tinyModel } from "./helpers/fixtu
 
 const CLI = new URL("../src/cli/main.js", import.meta.url).pathname;
 const cleanEnv = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => {
-  const env: NodeJS.ProcessEnv = { ...process.env, ALVEARE_THREADS: "1", ALVEARE_METRICS_PORT: "0", ...extra };
+  const env: NodeJS.ProcessEnv = { ...process.env, ALVEARE_THREADS: "1", ALVEARE_METRICS_PORT: "0" };
   delete env.ALVEARE_MODEL;
   delete env.ALVEARE_CONFIG;
-  return env;
+  delete env.ALVEARE_DATABASE_URL;
+  delete env.ALVEARE_REDIS_URL;
+  return { ...env, ...extra };
 };
 
 describe("alveare serve", () => {
@@ -164,13 +166,62 @@ describe("configuration", () => {
     ],
     ["an unknown output type", { specialists: { chat: { output: { type: "xml" } } } }, /specialists\.chat\.output\.type/],
     ["a model name that is not defined", { specialists: { chat: { model: "big" } } }, /specialists\.chat\.model/],
-    ["a PostgreSQL URL, not supported yet", { database_url: "postgres://db/alveare" }, /ALVEARE_DATABASE_URL.*not supported yet/],
-    ["a Redis URL of another scheme", { redis_url: "http://cache" }, /ALVEARE_REDIS_URL.*redis:\/\//],
+    ["a PostgreSQL URL without a Redis URL", { database_url: "postgres://db/alveare" }, /at ALVEARE_REDIS_URL: is missing/],
+    ["a Redis URL without a PostgreSQL URL", { redis_url: "redis://cache" }, /at ALVEARE_DATABASE_URL: is missing/],
+    [
+      "a database URL of another scheme",
+      { database_url: "mysql://db/alveare", redis_url: "redis://cache" },
+      /ALVEARE_DATABASE_URL: must be a postgres/,
+    ],
+    ["a Redis URL of another scheme", { database_url: "postgres://db/alveare", redis_url: "http://cache" }, /ALVEARE_REDIS_URL: must be a redis/],
   ] as const) {
     it(`names the field for ${name}`, () => {
       const path = join(tempDir(), "c.json");
       writeFileSync(path, JSON.stringify(file));
       assert.throws(() => loadConfig({ config: path }, {}), field);
+    });
+  }
+});
+
+describe("the shared-mode URLs", () => {
+  it("are taken together, from the environment or the file, and reach the config", () => {
+    const env = { ALVEARE_DATABASE_URL: "postgresql://u:p@db:5433/alveare", ALVEARE_REDIS_URL: "rediss://cache:6380" };
+    const config = loadConfig({}, env);
+    assert.equal(config.databaseUrl, env.ALVEARE_DATABASE_URL);
+    assert.equal(config.redisUrl, env.ALVEARE_REDIS_URL);
+    assert.equal(loadConfig({}, {}).databaseUrl, undefined, "neither: the embedded mode");
+    assert.throws(() => loadConfig({}, { ALVEARE_DATABASE_URL: "postgres:///nohost", ALVEARE_REDIS_URL: "redis://c" }), /ALVEARE_DATABASE_URL/);
+  });
+
+  it("never show a password when the scheme is wrong", () => {
+    assert.throws(
+      () => loadConfig({}, { ALVEARE_DATABASE_URL: "mysql://admin:s3cret@db/x", ALVEARE_REDIS_URL: "redis://c" }),
+      (error: Error) => /ALVEARE_DATABASE_URL/.test(error.message) && !error.message.includes("s3cret"),
+    );
+  });
+
+  for (const [name, url, reason] of [
+    ["an unreachable host", "postgres://postgres@127.0.0.1:9/alveare", /connection refused/],
+    ["credentials the server refuses", "postgres://no_such_role_alveare:wrong@127.0.0.1:5432/test", /authentication failed|does not exist/],
+  ] as const) {
+    it(`stop serve and the CLI with one line naming ALVEARE_DATABASE_URL for ${name}`, async () => {
+      const model = await tinyModel();
+      const env = cleanEnv({ ALVEARE_DATABASE_URL: url, ALVEARE_REDIS_URL: "redis://127.0.0.1:6379" });
+      for (const args of [
+        ["serve", "--port", "0", "--model", model, "--data-dir", tempDir()],
+        ["accounts", "list", "--data-dir", tempDir()],
+      ]) {
+        const r = spawnSync(process.execPath, [CLI, ...args], { env, encoding: "utf8", timeout: 30_000 });
+        assert.equal(r.status, 1, `${args[0]}: ${r.stderr}`);
+        const lines = r.stderr
+          .trim()
+          .split("\n")
+          .filter((l) => !l.startsWith("using "));
+        assert.equal(lines.length, 1, r.stderr);
+        assert.match(lines[0]!, /ALVEARE_DATABASE_URL/);
+        assert.match(lines[0]!, reason);
+        assert.doesNotMatch(r.stderr, /wrong|\n\s+at /, "no password, no stack trace");
+      }
     });
   }
 });

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, beforeEach, describe, it } from "node:test";
 import { FakeUpstream } from "./helpers/fake-upstream.js";
 import { createKey, postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
+import { dropDatabase, freshDatabase } from "./helpers/postgres.js";
 import { deletePrefix, SHARED_REDIS_URL, testPrefix } from "./helpers/redis.js";
 
 type Response = Awaited<ReturnType<typeof postJson>>;
@@ -14,11 +15,23 @@ async function until(condition: () => boolean): Promise<void> {
   while (!condition()) await new Promise((resolve) => setTimeout(resolve, 10));
 }
 
-/** The same caps through the in-process limiter (one node) and through Redis (several nodes). */
+/** The same caps through the in-process limiter (one node on SQLite) and through Redis (the shared mode, on PostgreSQL). */
 const redisPrefix = testPrefix("caps");
-const backends: Array<{ name: string; file: Record<string, unknown>; env: Record<string, string>; done: () => Promise<void> }> = [
-  { name: "in-process", file: {}, env: {}, done: async () => {} },
-  { name: "redis", file: { redis_url: SHARED_REDIS_URL }, env: { ALVEARE_REDIS_PREFIX: redisPrefix }, done: () => deletePrefix(redisPrefix) },
+let database: string | undefined;
+const backends: Array<{ name: string; env: () => Promise<Record<string, string>>; done: () => Promise<void> }> = [
+  { name: "in-process", env: async () => ({}), done: async () => {} },
+  {
+    name: "redis",
+    env: async () => ({
+      ALVEARE_DATABASE_URL: (database = await freshDatabase()),
+      ALVEARE_REDIS_URL: SHARED_REDIS_URL,
+      ALVEARE_REDIS_PREFIX: redisPrefix,
+    }),
+    done: async () => {
+      await deletePrefix(redisPrefix);
+      if (database !== undefined) await dropDatabase(database);
+    },
+  },
 ];
 
 for (const backend of backends) {
@@ -43,13 +56,12 @@ for (const backend of backends) {
       server = await startTestServer(
         {
           specialists: { held: { description: "answers when the test says", system_prompt: "", remote: { base_url: base, model: "m" } } },
-          ...backend.file,
           plans: {
             metered: { requests_per_minute: 1000, requests_per_month: 100_000, specialists: "*", tokens_per_minute: TOKEN_CAP },
             narrow: { requests_per_minute: 1000, requests_per_month: 100_000, specialists: "*", max_concurrent_requests: CONCURRENCY_CAP },
           },
         },
-        { gated: true, env: backend.env },
+        { gated: true, env: await backend.env() },
       );
     });
     beforeEach(() => {

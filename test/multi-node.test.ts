@@ -1,45 +1,23 @@
 import assert from "node:assert/strict";
-import { spawnSync, type ChildProcess } from "node:child_process";
-import { randomBytes } from "node:crypto";
+import type { ChildProcess } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { loadConfig } from "../src/config/config.js";
 import { FakeUpstream } from "./helpers/fake-upstream.js";
 import { cliJson, postJson, spawnServe, tempDir, tinyModel } from "./helpers/fixtures.js";
+import { dropDatabase, freshDatabase } from "./helpers/postgres.js";
 import { deletePrefix, SHARED_REDIS_URL, testPrefix } from "./helpers/redis.js";
 
-const POSTGRES_ADMIN_URL = process.env.ALVEARE_TEST_POSTGRES_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 const ADMIN_TOKEN = "m".repeat(40);
 const NODES = 3;
-
-/** Whether this build runs the shared mode at all (PostgreSQL and Redis together). */
-function sharedModeBuilt(): boolean {
-  try {
-    loadConfig({}, { ALVEARE_DATABASE_URL: "postgres://127.0.0.1/x", ALVEARE_REDIS_URL: "redis://127.0.0.1:6379" });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-function psql(sql: string): void {
-  const r = spawnSync("psql", [POSTGRES_ADMIN_URL, "-v", "ON_ERROR_STOP=1", "-c", sql], { encoding: "utf8" });
-  if (r.status !== 0) throw new Error(`psql failed: ${r.stderr}`);
-}
 
 type Response = Awaited<ReturnType<typeof postJson>>;
 const codeOf = (r: Response): string | undefined => (r.json.error as { code?: string } | undefined)?.code;
 
-describe("three nodes on one PostgreSQL and one Redis", { skip: !sharedModeBuilt() && "this build has no PostgreSQL store yet" }, () => {
+describe("three nodes on one PostgreSQL and one Redis", () => {
   const fake = new FakeUpstream();
   const prefix = testPrefix("nodes");
-  const database = `alveare_t_${randomBytes(6).toString("hex")}`;
-  const databaseUrl = (() => {
-    const url = new URL(POSTGRES_ADMIN_URL);
-    url.pathname = `/${database}`;
-    return url.toString();
-  })();
+  let databaseUrl: string;
   let env: NodeJS.ProcessEnv;
   const nodes: Array<{ child: ChildProcess; url: string }> = [];
   const infer = (node: number, auth: Record<string, string>) =>
@@ -54,7 +32,7 @@ describe("three nodes on one PostgreSQL and one Redis", { skip: !sharedModeBuilt
   }
 
   before(async () => {
-    psql(`CREATE DATABASE ${database}`);
+    databaseUrl = await freshDatabase();
     const dir = tempDir();
     const config = join(dir, "config.json");
     writeFileSync(
@@ -90,7 +68,7 @@ describe("three nodes on one PostgreSQL and one Redis", { skip: !sharedModeBuilt
     fake.release();
     await fake.stop();
     await deletePrefix(prefix);
-    psql(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+    await dropDatabase(databaseUrl);
   });
 
   it("admits exactly 20 of a 200-request burst spread round-robin, and tells the other 180 honestly when to retry", async () => {

@@ -16,6 +16,7 @@ import type { AccountStore, Stores } from "../src/store/store.js";
 import { FakeUpstream } from "./helpers/fake-upstream.js";
 import { configFor, createKey, postJson, startTestServer, tempDir, type TestServer } from "./helpers/fixtures.js";
 import { closedPort } from "./helpers/ports.js";
+import { dropDatabase, freshDatabase } from "./helpers/postgres.js";
 import { deletePrefix, PrivateRedis, SHARED_REDIS_URL, testConnection, testPrefix } from "./helpers/redis.js";
 
 const CLI_PATH = new URL("../src/cli/main.js", import.meta.url).pathname;
@@ -109,16 +110,20 @@ describe("a node on Redis", () => {
   let server: TestServer;
   const infer = (auth: Record<string, string>) => postJson(`${server.url}/v1/infer`, { specialist: "echo", prompt: "hi", max_tokens: 4 }, auth);
 
+  let database: string;
+
   before(async () => {
-    server = await startTestServer(
-      { ...remote(await fake.start()), redis_url: SHARED_REDIS_URL },
-      { gated: true, env: { ALVEARE_REDIS_PREFIX: prefix, ALVEARE_ADMIN_TOKEN: ADMIN_TOKEN } },
-    );
+    database = await freshDatabase();
+    server = await startTestServer(remote(await fake.start()), {
+      gated: true,
+      env: { ALVEARE_DATABASE_URL: database, ALVEARE_REDIS_URL: SHARED_REDIS_URL, ALVEARE_REDIS_PREFIX: prefix, ALVEARE_ADMIN_TOKEN: ADMIN_TOKEN },
+    });
   });
   after(async () => {
     await server.close();
     await fake.stop();
     await deletePrefix(prefix);
+    await dropDatabase(database);
   });
 
   it("admits exactly the 10 requests left of a monthly quota out of 60 at once, and agrees with the ledger", async () => {
@@ -151,7 +156,7 @@ describe("a node on Redis", () => {
     const redis = new Redis(SHARED_REDIS_URL);
     try {
       const generation = await redis.get(`${prefix}keys:generation`);
-      const env = { ...process.env, ALVEARE_REDIS_URL: SHARED_REDIS_URL, ALVEARE_REDIS_PREFIX: prefix };
+      const env = { ...process.env, ALVEARE_DATABASE_URL: database, ALVEARE_REDIS_URL: SHARED_REDIS_URL, ALVEARE_REDIS_PREFIX: prefix };
       const cli = spawnSync(process.execPath, [CLI_PATH, "keys", "revoke", keyId, "--data-dir", server.config.dataDir, "--json"], {
         env,
         encoding: "utf8",
@@ -194,17 +199,21 @@ describe("Redis down and back", () => {
   let server: TestServer;
   const infer = (auth: Record<string, string>) => postJson(`${server.url}/v1/infer`, { specialist: "echo", prompt: "hi", max_tokens: 4 }, auth);
 
+  let database: string;
+
   before(async () => {
     await redis.start();
-    server = await startTestServer(
-      { ...remote(await fake.start()), redis_url: redis.url },
-      { gated: true, env: { ALVEARE_REDIS_PREFIX: "alveare:" } },
-    );
+    database = await freshDatabase();
+    server = await startTestServer(remote(await fake.start()), {
+      gated: true,
+      env: { ALVEARE_DATABASE_URL: database, ALVEARE_REDIS_URL: redis.url, ALVEARE_REDIS_PREFIX: "alveare:" },
+    });
   });
   after(async () => {
     await server.close();
     await fake.stop();
     await redis.kill();
+    await dropDatabase(database);
   });
 
   it("answers 503 dependency_unavailable while Redis is gone, admits nothing, and recovers by itself with exact counters", async () => {
@@ -249,8 +258,9 @@ describe("Redis down and back", () => {
 
 describe("Redis settings at start", () => {
   it("refuses a URL that is not redis:// naming the variable", () => {
-    assert.throws(() => configFor({}, { ALVEARE_REDIS_URL: "http://127.0.0.1:6379" }), /ALVEARE_REDIS_URL.*redis:\/\//);
-    assert.throws(() => loadConfig({}, { ALVEARE_REDIS_URL: "not a url" }), /ALVEARE_REDIS_URL/);
+    const database = { ALVEARE_DATABASE_URL: "postgres://127.0.0.1/x" };
+    assert.throws(() => configFor({}, { ...database, ALVEARE_REDIS_URL: "http://127.0.0.1:6379" }), /ALVEARE_REDIS_URL.*redis:\/\//);
+    assert.throws(() => loadConfig({}, { ...database, ALVEARE_REDIS_URL: "not a url" }), /ALVEARE_REDIS_URL/);
   });
 
   it("stops with one line naming ALVEARE_REDIS_URL when Redis cannot be reached", async () => {

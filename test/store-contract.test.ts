@@ -1,8 +1,9 @@
 import assert from "node:assert/strict";
-import { describe, it } from "node:test";
+import { after, describe, it } from "node:test";
 import { createStore, type StoreOptions } from "../src/store/create-store.js";
 import type { Account, ApiKeyRecord, LedgerStore, Member, Mode, Stores } from "../src/store/store.js";
 import { tempDir } from "./helpers/fixtures.js";
+import { dropAllDatabases, freshDatabase } from "./helpers/postgres.js";
 
 /**
  * What every backend of the three stores must do, whatever database is behind
@@ -22,7 +23,16 @@ const BACKENDS: Backend[] = [
       return { open: (options) => createStore({ dataDir }, options) };
     },
   },
+  {
+    name: "PostgreSQL",
+    fresh: async () => {
+      const databaseUrl = await freshDatabase();
+      return { open: (options) => createStore({ dataDir: tempDir("alveare-contract-"), databaseUrl }, options) };
+    },
+  },
 ];
+
+after(dropAllDatabases);
 
 const PERIOD = "2026-03";
 const NOW = "2026-03-10T12:00:00.000Z";

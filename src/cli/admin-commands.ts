@@ -1,6 +1,6 @@
 import { existsSync } from "node:fs";
 import { Command, InvalidArgumentError, Option } from "commander";
-import { DEFAULT_REDIS_PREFIX, databasePath, type ServerConfig } from "../config/config.js";
+import { DEFAULT_REDIS_PREFIX, type ServerConfig } from "../config/config.js";
 import { accountJson, createdKeyJson, invitationJson, keyJson } from "../api/resources.js";
 import { People } from "../dashboard/people.js";
 import { AccountService } from "../gate/accounts.js";
@@ -8,7 +8,7 @@ import { connectRedis, type RedisConnection } from "../gate/redis/connection.js"
 import { bumpKeyGeneration } from "../gate/redis/key-cache.js";
 import { KEY_MODES } from "../gate/credentials.js";
 import { usageReport } from "../metering/usage-report.js";
-import { createStore } from "../store/create-store.js";
+import { createStore, storeLocation } from "../store/create-store.js";
 import type { ApiKeyRecord, Mode, Stores } from "../store/store.js";
 import { CLI_CONTEXT } from "../store/audit-log.js";
 import { auditPageJson, parseAuditQuery } from "../admin/audit-query.js";
@@ -42,10 +42,10 @@ function storeCommand(parent: Command, name: string, description: string): Comma
 /** Opens the server's database for one command and says which file it is (stderr, table mode only). */
 async function withStore(options: StoreOptions, run: (session: Session) => Promise<void>): Promise<void> {
   const config = loadCliConfig({ dataDir: options.dataDir, config: options.config });
-  const path = databasePath(config);
-  const isNew = !existsSync(path);
+  const where = storeLocation(config);
+  const isNew = config.databaseUrl === undefined && !existsSync(where);
   const json = options.json === true;
-  if (!json) note(`using ${path}${isNew ? " (new, empty database)" : ""}`);
+  if (!json) note(`using ${where}${isNew ? " (new, empty database)" : ""}`);
   const stores = await createStore(config);
   // Several nodes: a committed change must reach every node's key cache, so the CLI bumps the shared generation (connecting only when it changes something).
   let redis: RedisConnection | undefined;

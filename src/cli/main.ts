@@ -3,6 +3,7 @@ import { Command, CommanderError } from "commander";
 import { VERSION } from "../version.js";
 import { registerAccountCommands } from "./admin-commands.js";
 import { exitCodeOf, messageOf } from "./exit.js";
+import { registerMigrateCommand } from "./migrate-command.js";
 import { registerModelCommands, registerServeCommand } from "./server-commands.js";
 
 const EXAMPLES = `
@@ -11,6 +12,7 @@ Examples:
   $ alveare accounts create --name "Acme" --plan starter
   $ alveare keys create --account acc_123
   $ alveare usage --account acc_123
+  $ alveare migrate
 
 Exit codes: 0 done, 1 could not be done (e.g. no such account, port in use), 2 wrong usage.
 Run 'alveare COMMAND --help' for a command's options.`;
@@ -29,6 +31,7 @@ function buildProgram(): Command {
   registerServeCommand(program);
   registerModelCommands(program);
   registerAccountCommands(program);
+  registerMigrateCommand(program);
   // --version answers at every level, as --help does.
   const withVersion = (command: Command): void => {
     command.version(VERSION, "-V, --version", "print the version");

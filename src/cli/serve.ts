@@ -1,9 +1,10 @@
 import { stat } from "node:fs/promises";
 import { createServer } from "node:net";
-import { databasePath, type ServeFlags, type ServerConfig } from "../config/config.js";
+import { type ServeFlags, type ServerConfig } from "../config/config.js";
 import { createLogger, logOutputFor } from "../logger.js";
 import { isRemoteModel } from "../models/model-files.js";
 import { startServer } from "../server/server.js";
+import { storeLocation } from "../store/create-store.js";
 import { loadCliConfig, settingSource } from "./cli-config.js";
 import { RuntimeError, UsageError } from "./exit.js";
 import { DEFAULT_DRAIN_SECONDS } from "../observability/settings.js";
@@ -75,7 +76,7 @@ export async function serve(flags: ServeFlags): Promise<void> {
   await checkLocalModels(config, flags);
   await checkPortFree(config, flags);
   const logger = createLogger(config.logLevel, undefined, logOutputFor(config.logFormat, process.stdout.isTTY === true));
-  logger.info({ data_dir: config.dataDir, database: databasePath(config) }, `loading models; data in ${config.dataDir}`);
+  logger.info({ data_dir: config.dataDir, database: storeLocation(config) }, `loading models; data in ${config.dataDir}`);
   const server = await startServer(config, { logger }).catch((error: unknown) => {
     logger.flush();
     const code = (error as NodeJS.ErrnoException).code;
@@ -91,7 +92,7 @@ export async function serve(flags: ServeFlags): Promise<void> {
     `alveare is serving at ${server.url}`,
   );
   logger.info({ dashboard_url: dashboard }, `dashboard at ${dashboard}`);
-  logger.info({ data_dir: config.dataDir, database: databasePath(config) }, `database ${databasePath(config)}`);
+  logger.info({ data_dir: config.dataDir, database: storeLocation(config) }, `database ${storeLocation(config)}`);
   logger.info(
     { metrics_url: server.metricsUrl ?? null },
     server.metricsUrl !== undefined ? `metrics at ${server.metricsUrl}` : "metrics off: set ALVEARE_METRICS_PORT to turn them on",

@@ -71,14 +71,49 @@ export interface ServerConfig {
   auditRetentionDays: number;
   /** Metrics listener and drain deadline; no metrics listener when absent. */
   observability?: ObservabilitySettings | undefined;
-  /** ALVEARE_REDIS_URL: per-key windows, monthly counters and key invalidations shared by every node. */
+  /** ALVEARE_DATABASE_URL: PostgreSQL instead of the SQLite file; set only together with redisUrl. */
+  databaseUrl?: string | undefined;
+  /** ALVEARE_REDIS_URL: the shared limiter and caches; set only together with databaseUrl. */
   redisUrl?: string | undefined;
+  /** ALVEARE_NODE_LEASE_SECONDS: how long a node that stopped renewing its lease counts as alive (shared mode). */
+  nodeLeaseMs?: number | undefined;
   /** ALVEARE_REDIS_PREFIX: every Redis key this node writes starts with it. */
   redisPrefix?: string | undefined;
 }
 
 /** The default Redis key prefix. */
 export const DEFAULT_REDIS_PREFIX = "alveare:";
+
+const DEFAULT_NODE_LEASE_SECONDS = 15;
+
+/**
+ * The shared mode takes both URLs: PostgreSQL alone would leave every limit in
+ * one process, Redis alone would share limits over per-node data. Refused at
+ * start with one line, never half-applied.
+ */
+function sharedModeFrom(databaseUrl: string | undefined, redisUrl: string | undefined): { databaseUrl?: string; redisUrl?: string } {
+  if (!databaseUrl && !redisUrl) return {};
+  if (!databaseUrl)
+    throw new ConfigError("ALVEARE_DATABASE_URL", "is missing: ALVEARE_REDIS_URL is set, and the shared mode needs both (or neither)");
+  if (!redisUrl) throw new ConfigError("ALVEARE_REDIS_URL", "is missing: ALVEARE_DATABASE_URL is set, and the shared mode needs both (or neither)");
+  checkScheme(databaseUrl, "ALVEARE_DATABASE_URL", ["postgres:", "postgresql:"], "postgres://user:password@host:5432/alveare");
+  checkScheme(redisUrl, "ALVEARE_REDIS_URL", ["redis:", "rediss:"], "redis://host:6379");
+  return { databaseUrl, redisUrl };
+}
+
+function checkScheme(value: string, field: string, schemes: string[], example: string): void {
+  let url: URL | undefined;
+  try {
+    url = new URL(value);
+  } catch {
+    url = undefined;
+  }
+  if (url === undefined || !schemes.includes(url.protocol) || url.hostname === "") {
+    // The value itself may hold a password: the message shows only its scheme.
+    const scheme = /^[a-z][a-z0-9+.-]*:/i.exec(value)?.[0] ?? "no scheme";
+    throw new ConfigError(field, `must be a ${schemes.map((s) => `${s}//`).join(" or ")} URL such as ${example}, got ${scheme}`);
+  }
+}
 
 /** false (the default: ignore X-Forwarded-*), true (trust every hop), a hop count, or proxy addresses/CIDRs. */
 type TrustProxy = boolean | number | string[];
@@ -218,10 +253,7 @@ export function loadConfig(flags: ServeFlags = {}, env: Env = process.env): Serv
       throw new ConfigError(`specialists.${s.id}.model`, `'${s.engine.model}' is neither a name in 'models' nor a .gguf path or hf: URI`);
     }
   }
-  // Refuse rather than silently run single-node: limits would not be shared across nodes.
-  const databaseUrl = env.ALVEARE_DATABASE_URL || file.database_url;
-  if (databaseUrl) throw new ConfigError("ALVEARE_DATABASE_URL", "PostgreSQL is not supported yet; unset it to use SQLite in the data dir");
-  const redisUrl = redisUrlFrom(env.ALVEARE_REDIS_URL || file.redis_url);
+  const { databaseUrl, redisUrl } = sharedModeFrom(env.ALVEARE_DATABASE_URL || file.database_url, env.ALVEARE_REDIS_URL || file.redis_url);
   const port = intFrom(flags.port, "--port", 0, 65535) ?? intFrom(env.ALVEARE_PORT, "ALVEARE_PORT", 0, 65535) ?? file.port ?? 8080;
   const host = flags.host ?? env.ALVEARE_HOST ?? file.host ?? "127.0.0.1";
   return {
@@ -245,24 +277,11 @@ export function loadConfig(flags: ServeFlags = {}, env: Env = process.env): Serv
     trustProxy: trustProxyFrom(env.ALVEARE_TRUST_PROXY),
     auditRetentionDays: intFrom(env.ALVEARE_AUDIT_RETENTION_DAYS, "ALVEARE_AUDIT_RETENTION_DAYS", 1, 36_500) ?? DEFAULT_AUDIT_RETENTION_DAYS,
     observability: observabilityFrom(env),
+    databaseUrl,
     redisUrl,
+    nodeLeaseMs: (intFrom(env.ALVEARE_NODE_LEASE_SECONDS, "ALVEARE_NODE_LEASE_SECONDS", 1, 3600) ?? DEFAULT_NODE_LEASE_SECONDS) * 1000,
     redisPrefix: env.ALVEARE_REDIS_PREFIX || DEFAULT_REDIS_PREFIX,
   };
-}
-
-/** redis:// or rediss:// (TLS); anything else is refused at start, naming the variable. */
-function redisUrlFrom(value: string | undefined): string | undefined {
-  if (!value) return undefined;
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    throw new ConfigError("ALVEARE_REDIS_URL", "not a URL; expected redis://host:port");
-  }
-  if (url.protocol !== "redis:" && url.protocol !== "rediss:") {
-    throw new ConfigError("ALVEARE_REDIS_URL", `expected a redis:// or rediss:// URL, got '${url.protocol}'`);
-  }
-  return value;
 }
 
 function looksLikeModelLocation(s: string): boolean {

@@ -1,10 +1,17 @@
 import type { Stores } from "./store.js";
 import { sqliteFile } from "./sqlite/database-file.js";
 import { openSqliteStores } from "./sqlite/sqlite-store.js";
+import { openPostgresStores } from "./postgres/pg-store.js";
 
-/** Where the stores live: today the SQLite file in the data dir. */
+/** Where the stores live: the SQLite file in the data dir, or PostgreSQL when a database URL is set. */
 export interface StoreConfig {
   dataDir: string;
+  /** ALVEARE_DATABASE_URL: the shared database of several nodes. */
+  databaseUrl?: string | undefined;
+  /** The config file's plan table; serving nodes on PostgreSQL must all have the same one. */
+  plans?: unknown;
+  /** How long a serving node on PostgreSQL that stopped renewing its lease counts as alive. */
+  nodeLeaseMs?: number | undefined;
 }
 
 export interface StoreOptions {
@@ -17,5 +24,19 @@ export interface StoreOptions {
 
 /** The one way the server, the CLI and the tests open the account, ledger and people stores. */
 export async function createStore(config: StoreConfig, options: StoreOptions = {}): Promise<Stores> {
+  if (config.databaseUrl !== undefined) {
+    return openPostgresStores(config.databaseUrl, { serving: options.serving, plans: config.plans, leaseMs: config.nodeLeaseMs });
+  }
   return openSqliteStores(sqliteFile(config.dataDir), options);
+}
+
+/** Where the stores of a config live, in words for the operator: never the database password. */
+export function storeLocation(config: StoreConfig): string {
+  if (config.databaseUrl === undefined) return sqliteFile(config.dataDir);
+  try {
+    const u = new URL(config.databaseUrl);
+    return `PostgreSQL at ${u.hostname}:${u.port || "5432"}${u.pathname}`;
+  } catch {
+    return "PostgreSQL";
+  }
 }

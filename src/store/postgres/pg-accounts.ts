@@ -1,0 +1,121 @@
+import type pg from "pg";
+import type { Account, AccountStore, ApiKeyRecord, KeyCreation, KeyLookup, Mode } from "../store.js";
+
+interface KeyRow {
+  id: string;
+  account_id: string;
+  name: string | null;
+  mode: Mode;
+  prefix: string;
+  created_at: string;
+  last_used_at: string | null;
+  revoked_at: string | null;
+}
+interface AccountRow {
+  id: string;
+  name: string;
+  plan: string;
+  status: Account["status"];
+  created_at: string;
+}
+
+const KEY_COLUMNS = "id, account_id, name, mode, prefix, created_at, last_used_at, revoked_at";
+
+const toKey = (r: KeyRow): ApiKeyRecord => ({
+  id: r.id,
+  accountId: r.account_id,
+  name: r.name,
+  mode: r.mode,
+  prefix: r.prefix,
+  createdAt: r.created_at,
+  lastUsedAt: r.last_used_at,
+  revokedAt: r.revoked_at,
+});
+const toAccount = (r: AccountRow): Account => ({ id: r.id, name: r.name, plan: r.plan, status: r.status, createdAt: r.created_at });
+
+/**
+ * Accounts and keys in PostgreSQL. No cache: every node reads the row, so a
+ * revocation or a plan change made on any node reaches the very next lookup.
+ */
+export class PgAccountStore implements AccountStore {
+  constructor(private readonly pool: pg.Pool) {}
+
+  async createAccount(a: Account): Promise<void> {
+    await this.pool.query("INSERT INTO accounts (id, name, plan, status, created_at) VALUES ($1, $2, $3, $4, $5)", [
+      a.id,
+      a.name,
+      a.plan,
+      a.status,
+      a.createdAt,
+    ]);
+  }
+
+  async getAccount(id: string): Promise<Account | undefined> {
+    const { rows } = await this.pool.query<AccountRow>("SELECT * FROM accounts WHERE id = $1", [id]);
+    return rows[0] && toAccount(rows[0]);
+  }
+
+  async listAccounts(): Promise<Account[]> {
+    //: ids order bytewise, as SQLite orders them, whatever the database's locale.
+    const { rows } = await this.pool.query<AccountRow>("SELECT * FROM accounts ORDER BY created_at, id");
+    return rows.map(toAccount);
+  }
+
+  async updateAccount(id: string, change: { plan?: string | undefined; status?: Account["status"] | undefined }): Promise<boolean> {
+    const r = await this.pool.query("UPDATE accounts SET plan = COALESCE($2, plan), status = COALESCE($3, status) WHERE id = $1", [
+      id,
+      change.plan ?? null,
+      change.status ?? null,
+    ]);
+    return (r.rowCount ?? 0) > 0;
+  }
+
+  async createKey(key: ApiKeyRecord, hash: string, maxUnrevoked: number): Promise<KeyCreation> {
+    // The account row is locked (FOR UPDATE) so two creations on two nodes cannot both pass the cap.
+    const r = await this.pool.query(
+      `WITH account AS (SELECT id FROM accounts WHERE id = $2 AND status = 'active' FOR UPDATE)
+       INSERT INTO api_keys (id, account_id, name, mode, hash, prefix, created_at)
+       SELECT $1, $2, $3, $4, $5, $6, $7 FROM account
+       WHERE (SELECT COUNT(*) FROM api_keys WHERE account_id = $2 AND mode = $4 AND revoked_at IS NULL) < $8`,
+      [key.id, key.accountId, key.name, key.mode, hash, key.prefix, key.createdAt, maxUnrevoked],
+    );
+    if ((r.rowCount ?? 0) > 0) return "created";
+    const account = await this.getAccount(key.accountId);
+    if (account === undefined) return "no_account";
+    return account.status === "active" ? "limit_reached" : "suspended";
+  }
+
+  async listKeys(accountId: string): Promise<ApiKeyRecord[]> {
+    const { rows } = await this.pool.query<KeyRow>(`SELECT ${KEY_COLUMNS} FROM api_keys WHERE account_id = $1 ORDER BY created_at, id`, [accountId]);
+    return rows.map(toKey);
+  }
+
+  async getKey(keyId: string): Promise<ApiKeyRecord | undefined> {
+    const { rows } = await this.pool.query<KeyRow>(`SELECT ${KEY_COLUMNS} FROM api_keys WHERE id = $1`, [keyId]);
+    return rows[0] && toKey(rows[0]);
+  }
+
+  async revokeKey(keyId: string, at: string): Promise<boolean> {
+    const r = await this.pool.query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2", [at, keyId]);
+    return (r.rowCount ?? 0) > 0;
+  }
+
+  async findKeyByHash(hash: string): Promise<KeyLookup | undefined> {
+    const { rows } = await this.pool.query<KeyRow & { a_name: string; a_plan: string; a_status: Account["status"]; a_created_at: string }>(
+      `SELECT k.id, k.account_id, k.name, k.mode, k.prefix, k.created_at, k.last_used_at, k.revoked_at,
+              a.name AS a_name, a.plan AS a_plan, a.status AS a_status, a.created_at AS a_created_at
+       FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.hash = $1`,
+      [hash],
+    );
+    const row = rows[0];
+    if (row === undefined) return undefined;
+    return {
+      key: toKey(row),
+      account: { id: row.account_id, name: row.a_name, plan: row.a_plan, status: row.a_status, createdAt: row.a_created_at },
+    };
+  }
+
+  async touchKey(keyId: string, at: string): Promise<void> {
+    await this.pool.query("UPDATE api_keys SET last_used_at = $1 WHERE id = $2", [at, keyId]);
+  }
+}

@@ -1,0 +1,194 @@
+import type pg from "pg";
+import { countsAgainstQuota } from "../../metering/counting-rule.js";
+import type { AdmissionRecord, CompletionRecord, LedgerStore, Mode, PeriodUsage, RefusalRecord, UsageBreakdown } from "../store.js";
+
+// A period "YYYY-MM" spans the days "YYYY-MM-01" to "YYYY-MM-31" as text; refusals are kept per day.
+const REFUSALS_IN_PERIOD = "account_id = $1 AND mode = $2 AND day BETWEEN $3::text || '-01' AND $3::text || '-31'";
+
+/**
+ * One statement per admission, so it is atomic and exact across nodes: the
+ * counter row is incremented only while it is below the limit (a concurrent
+ * admission on another node waits for the row lock and re-checks the new
+ * count), and the day's aggregate and the ledger row are written only when it
+ * was. Nothing is read first and written later.
+ */
+const ADMIT = `
+  WITH counted AS (
+    INSERT INTO usage_counters AS c (account_id, mode, period, requests)
+    SELECT $1, $2, $3, 1 WHERE $4::integer > 0
+    ON CONFLICT (account_id, mode, period) DO UPDATE SET requests = c.requests + 1 WHERE c.requests < $4::integer
+    RETURNING 1
+  ), daily AS (
+    INSERT INTO usage_daily AS d (account_id, mode, period, day, specialist, requests)
+    SELECT $1, $2, $3, substr($5, 1, 10), $6, 1 FROM counted
+    ON CONFLICT (account_id, mode, period, day, specialist) DO UPDATE SET requests = d.requests + 1
+    RETURNING 1
+  )
+  INSERT INTO usage_events (request_id, account_id, key_id, mode, period, endpoint, specialist, created_at, node_id)
+  SELECT $7, $1, $8, $2, $3, $9, $6, $5, $10 FROM counted
+  RETURNING id`;
+
+/**
+ * Closes ledger rows and moves their aggregates by the counting rule, in one
+ * statement: only rows still unfinished are closed, so a row settled by a
+ * survivor is never counted twice. `$requests` is 0 (counted) or -1 (given
+ * back) per row; `$tokens` the tokens a counted row adds.
+ */
+const finishRows = (which: string): string => `
+  WITH finished AS (
+    UPDATE usage_events SET status = $1, prompt_tokens = $2, completion_tokens = $3, latency_ms = $4, finished_at = $5
+    WHERE ${which} AND status IS NULL
+    RETURNING account_id, mode, period, substr(created_at, 1, 10) AS day, specialist
+  ), per_day AS (
+    SELECT account_id, mode, period, day, specialist, COUNT(*)::integer AS n FROM finished GROUP BY 1, 2, 3, 4, 5
+  ), counters AS (
+    UPDATE usage_counters c SET requests = c.requests + $6::integer * p.n, tokens = c.tokens + $7::bigint * p.n
+    FROM (SELECT account_id, mode, period, SUM(n)::integer AS n FROM per_day GROUP BY 1, 2, 3) p
+    WHERE c.account_id = p.account_id AND c.mode = p.mode AND c.period = p.period
+    RETURNING 1
+  ), days AS (
+    UPDATE usage_daily d SET requests = d.requests + $6::integer * p.n, tokens = d.tokens + $7::bigint * p.n
+    FROM per_day p
+    WHERE d.account_id = p.account_id AND d.mode = p.mode AND d.period = p.period AND d.day = p.day AND d.specialist = p.specialist
+    RETURNING 1
+  )
+  SELECT COUNT(*)::integer AS n FROM finished`;
+
+/** What one completion or settlement writes on every row it closes. */
+export interface RowOutcome {
+  status: number;
+  promptTokens: number;
+  completionTokens: number;
+  latencyMs: number | null;
+  at: string;
+}
+
+const outcomeParams = (o: RowOutcome): unknown[] => {
+  const counts = countsAgainstQuota(o.status);
+  return [o.status, o.promptTokens, o.completionTokens, o.latencyMs, o.at, counts ? 0 : -1, counts ? o.promptTokens + o.completionTokens : 0];
+};
+
+/** Closes one ledger row. */
+export const FINISH_ONE = finishRows("id = $8");
+/** Closes every unfinished row of nodes whose lease ran out, and rows of writers never registered here (a copied SQLite ledger). */
+export const FINISH_ORPHANS = finishRows(
+  "(node_id IS NULL OR NOT EXISTS (SELECT 1 FROM nodes n WHERE n.id = usage_events.node_id AND n.lease_until >= now()))",
+);
+export { outcomeParams };
+
+/**
+ * The usage ledger in PostgreSQL, with the same aggregates as the SQLite file
+ * (usage_counters for the quota, usage_daily for the reports, usage_refusals for
+ * refused requests), written in the same statements as the ledger, so no report
+ * scans the ledger for its totals.
+ */
+export class PgLedger implements LedgerStore {
+  constructor(
+    private readonly pool: pg.Pool,
+    /** The node id written on each ledger row; null for stores that never admit (CLI). */
+    private readonly nodeId: () => string | null,
+  ) {}
+
+  async admit(r: AdmissionRecord): Promise<number | undefined> {
+    const { rows } = await this.pool.query<{ id: number }>(ADMIT, [
+      r.accountId,
+      r.mode,
+      r.period,
+      r.limit,
+      r.at,
+      r.specialist,
+      r.requestId,
+      r.keyId,
+      r.endpoint,
+      this.nodeId(),
+    ]);
+    return rows[0]?.id;
+  }
+
+  async complete(r: CompletionRecord): Promise<void> {
+    await this.pool.query(FINISH_ONE, [...outcomeParams(r), r.eventId]);
+  }
+
+  async countRefusal(r: RefusalRecord): Promise<void> {
+    await this.pool.query(
+      `INSERT INTO usage_refusals AS u (account_id, mode, day, key_id, code, status, requests) VALUES ($1, $2, $3, $4, $5, $6, 1)
+       ON CONFLICT (account_id, mode, day, key_id, code) DO UPDATE SET requests = u.requests + 1`,
+      [r.accountId, r.mode, r.at.slice(0, 10), r.keyId, r.code, r.status],
+    );
+  }
+
+  async periodUsage(accountId: string, mode: Mode, period: string): Promise<PeriodUsage> {
+    const params = [accountId, mode, period];
+    const [counter, specialists] = await Promise.all([
+      this.pool.query<{ requests: number; tokens: number }>(
+        "SELECT requests, tokens FROM usage_counters WHERE account_id = $1 AND mode = $2 AND period = $3",
+        params,
+      ),
+      this.pool.query<{ specialist: string; n: number }>(
+        `SELECT specialist, SUM(requests) AS n FROM usage_daily WHERE account_id = $1 AND mode = $2 AND period = $3
+         GROUP BY specialist HAVING SUM(requests) > 0 ORDER BY n DESC, specialist`,
+        params,
+      ),
+    ]);
+    // fromEntries defines own properties, so a specialist id such as "__proto__" stays a plain key.
+    const bySpecialist = Object.fromEntries(specialists.rows.map((row) => [row.specialist, row.n]));
+    const row = counter.rows[0];
+    return { requests: row?.requests ?? 0, tokens: row?.tokens ?? 0, bySpecialist };
+  }
+
+  async dailyRequests(accountId: string, mode: Mode, period: string): Promise<Record<string, number>> {
+    const { rows } = await this.pool.query<{ day: string; n: number }>(
+      `SELECT day, SUM(requests) AS n FROM usage_daily WHERE account_id = $1 AND mode = $2 AND period = $3
+       GROUP BY day HAVING SUM(requests) > 0 ORDER BY day`,
+      [accountId, mode, period],
+    );
+    return Object.fromEntries(rows.map((row) => [row.day, row.n]));
+  }
+
+  async usageBreakdown(accountId: string, mode: Mode, period: string): Promise<UsageBreakdown> {
+    const params = [accountId, mode, period];
+    const [byKey, admitted, refused, dailyTokens] = await Promise.all([
+      this.pool.query<{ key_id: string; requests: number; tokens: number }>(
+        `SELECT key_id, SUM(requests) AS requests, SUM(tokens) AS tokens FROM (
+           SELECT key_id, COUNT(*) AS requests, SUM(prompt_tokens + completion_tokens) AS tokens FROM usage_events
+           WHERE account_id = $1 AND mode = $2 AND period = $3 GROUP BY key_id
+           UNION ALL
+           SELECT key_id, SUM(requests), 0 FROM usage_refusals WHERE ${REFUSALS_IN_PERIOD} GROUP BY key_id
+         ) k GROUP BY key_id ORDER BY requests DESC, key_id`,
+        params,
+      ),
+      this.pool.query<{ success: number; client_error: number; rate_limited: number; server_error: number }>(
+        `SELECT COUNT(*) FILTER (WHERE status < 400 OR status IS NULL) AS success,
+                COUNT(*) FILTER (WHERE status >= 400 AND status < 500 AND status <> 429) AS client_error,
+                COUNT(*) FILTER (WHERE status = 429) AS rate_limited,
+                COUNT(*) FILTER (WHERE status >= 500) AS server_error
+         FROM usage_events WHERE account_id = $1 AND mode = $2 AND period = $3`,
+        params,
+      ),
+      this.pool.query<{ client_error: number; rate_limited: number; server_error: number }>(
+        `SELECT COALESCE(SUM(requests) FILTER (WHERE status >= 400 AND status < 500 AND status <> 429), 0) AS client_error,
+                COALESCE(SUM(requests) FILTER (WHERE status = 429), 0) AS rate_limited,
+                COALESCE(SUM(requests) FILTER (WHERE status >= 500), 0) AS server_error
+         FROM usage_refusals WHERE ${REFUSALS_IN_PERIOD}`,
+        params,
+      ),
+      this.pool.query<{ day: string; tokens: number }>(
+        `SELECT substr(created_at, 1, 10) AS day, SUM(prompt_tokens + completion_tokens) AS tokens FROM usage_events
+         WHERE account_id = $1 AND mode = $2 AND period = $3 GROUP BY day ORDER BY day`,
+        params,
+      ),
+    ]);
+    const a = admitted.rows[0];
+    const f = refused.rows[0];
+    return {
+      byKey: byKey.rows.map((r) => ({ keyId: r.key_id, requests: r.requests, tokens: r.tokens })),
+      byStatus: {
+        success: a?.success ?? 0,
+        clientError: (a?.client_error ?? 0) + (f?.client_error ?? 0),
+        rateLimited: (a?.rate_limited ?? 0) + (f?.rate_limited ?? 0),
+        serverError: (a?.server_error ?? 0) + (f?.server_error ?? 0),
+      },
+      dailyTokens: Object.fromEntries(dailyTokens.rows.map((row) => [row.day, row.tokens])),
+    };
+  }
+}

@@ -1,0 +1,117 @@
+import { randomBytes } from "node:crypto";
+import { hostname } from "node:os";
+import type pg from "pg";
+import { NOT_DELIVERED } from "../../metering/counting-rule.js";
+import { inTransaction } from "./pg-pool.js";
+import { FINISH_ORPHANS, outcomeParams } from "./pg-ledger.js";
+
+/** A node whose plan table is not the one the running nodes share. */
+export class PlanTableMismatchError extends Error {
+  constructor() {
+    super(
+      "this node's plan table (plans in its config file) differs from the one recorded in PostgreSQL by the nodes running now; " +
+        "give every node the same config file (to change plans, stop every node, then start them with the new file)",
+    );
+    this.name = "PlanTableMismatchError";
+  }
+}
+
+/** JSON with object keys sorted, so two equal plan tables read the same whatever order their files list them in. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+  }
+  return JSON.stringify(value) ?? "null";
+}
+
+const JOIN_LOCK = "SELECT pg_advisory_xact_lock(hashtext('alveare.nodes'))";
+const SETTLE_LOCK = "SELECT pg_try_advisory_xact_lock(hashtext('alveare.settle')) AS locked";
+
+/**
+ * A serving node's lease in the shared database. The node renews it every
+ * third of its length; a node that stops renewing (killed, cut off) is dead
+ * once the lease runs out, by the database's clock, so nodes' clocks never
+ * matter. Every live node settles, at each renewal, the unfinished ledger rows
+ * of dead nodes: their clients received nothing, so the rows are closed as not
+ * delivered and given back, the outcome SQLite's start-up settling gives.
+ */
+export class NodeLease {
+  readonly id = `node_${randomBytes(8).toString("hex")}`;
+  private timer: NodeJS.Timeout | undefined;
+  private renewing: Promise<unknown> = Promise.resolve();
+
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly leaseMs: number,
+  ) {}
+
+  /**
+   * Checks the plan table against the recorded one and registers the node, in
+   * one transaction under a lock, so two nodes starting with different tables
+   * cannot both pass. The first node records its table; a later one must match
+   * it while any node runs; once every node is gone the next start records anew.
+   */
+  async join(plans: unknown | undefined): Promise<void> {
+    await inTransaction(this.pool, async (client) => {
+      await client.query(JOIN_LOCK);
+      if (plans !== undefined) {
+        const table = canonicalJson(plans);
+        const recorded = (await client.query<{ plans: string }>("SELECT plans FROM plan_table WHERE id = 1")).rows[0]?.plans;
+        if (recorded !== table) {
+          const live = await client.query("SELECT 1 FROM nodes WHERE lease_until >= now() LIMIT 1");
+          if (recorded !== undefined && live.rows.length > 0) throw new PlanTableMismatchError();
+          await client.query(
+            `INSERT INTO plan_table (id, plans, recorded_at) VALUES (1, $1, $2)
+             ON CONFLICT (id) DO UPDATE SET plans = excluded.plans, recorded_at = excluded.recorded_at`,
+            [table, new Date().toISOString()],
+          );
+        }
+      }
+      await this.renew(client, new Date().toISOString());
+    });
+  }
+
+  private renew(client: pg.Pool | pg.PoolClient, startedAt: string): Promise<unknown> {
+    return client.query(
+      `INSERT INTO nodes (id, host, pid, started_at, lease_until) VALUES ($1, $2, $3, $4, now() + $5 * interval '1 millisecond')
+       ON CONFLICT (id) DO UPDATE SET lease_until = excluded.lease_until`,
+      [this.id, hostname(), process.pid, startedAt, this.leaseMs],
+    );
+  }
+
+  /** Renews the lease and settles dead nodes' rows every third of the lease, until stopped. */
+  start(): void {
+    const tick = (): void => {
+      this.renewing = this.renew(this.pool, new Date().toISOString())
+        .then(() => this.settleDead())
+        // The database being away is reported by the requests that need it; the next tick tries again.
+        .catch(() => undefined);
+    };
+    this.timer = setInterval(tick, Math.max(100, Math.floor(this.leaseMs / 3)));
+    this.timer.unref();
+  }
+
+  /** Settles the unfinished rows of nodes whose lease ran out; one node at a time does it. Returns how many. */
+  async settleDead(): Promise<number> {
+    return inTransaction(this.pool, async (client) => {
+      const { rows } = await client.query<{ locked: boolean }>(SETTLE_LOCK);
+      if (rows[0]?.locked !== true) return 0;
+      const outcome = { status: NOT_DELIVERED, promptTokens: 0, completionTokens: 0, latencyMs: null, at: new Date().toISOString() };
+      const settled = await client.query<{ n: number }>(FINISH_ORPHANS, outcomeParams(outcome));
+      // Dead nodes with nothing left to settle are forgotten after a day; their rows keep the id.
+      await client.query("DELETE FROM nodes WHERE lease_until < now() - interval '1 day'");
+      return settled.rows[0]?.n ?? 0;
+    });
+  }
+
+  /** Stops renewing and gives the lease up, so nothing of this node is left for others to wait on. */
+  async stop(): Promise<void> {
+    clearInterval(this.timer);
+    await this.renewing;
+    await this.pool.query("DELETE FROM nodes WHERE id = $1", [this.id]).catch(() => undefined);
+  }
+}

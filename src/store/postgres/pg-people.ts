@@ -1,0 +1,109 @@
+import type pg from "pg";
+import type { InvitationRecord, Member, PeopleStore, Session } from "../store.js";
+import { inTransaction } from "./pg-pool.js";
+
+interface MemberRow {
+  id: string;
+  account_id: string;
+  email: string;
+  password_hash: string | null;
+  created_at: string;
+}
+interface SessionRow {
+  token_hash: string;
+  member_id: string | null;
+  admin: number;
+  csrf_token: string;
+  expires_at: string;
+}
+
+const toMember = (r: MemberRow): Member => ({
+  id: r.id,
+  accountId: r.account_id,
+  email: r.email,
+  passwordHash: r.password_hash,
+  createdAt: r.created_at,
+});
+
+/** The dashboard's members, invitations and sessions in PostgreSQL. */
+export class PgPeopleStore implements PeopleStore {
+  constructor(private readonly pool: pg.Pool) {}
+
+  async createMember(m: Member): Promise<void> {
+    await this.pool.query("INSERT INTO members (id, account_id, email, password_hash, created_at) VALUES ($1, $2, $3, $4, $5)", [
+      m.id,
+      m.accountId,
+      m.email,
+      m.passwordHash,
+      m.createdAt,
+    ]);
+  }
+
+  async getMember(id: string): Promise<Member | undefined> {
+    const { rows } = await this.pool.query<MemberRow>("SELECT * FROM members WHERE id = $1", [id]);
+    return rows[0] && toMember(rows[0]);
+  }
+
+  async findMemberByEmail(email: string): Promise<Member | undefined> {
+    const { rows } = await this.pool.query<MemberRow>("SELECT * FROM members WHERE email = $1", [email]);
+    return rows[0] && toMember(rows[0]);
+  }
+
+  async listMembers(accountId: string): Promise<Member[]> {
+    const { rows } = await this.pool.query<MemberRow>("SELECT * FROM members WHERE account_id = $1 ORDER BY created_at, id", [accountId]);
+    return rows.map(toMember);
+  }
+
+  async setMemberPassword(id: string, passwordHash: string): Promise<void> {
+    await inTransaction(this.pool, async (client) => {
+      await client.query("UPDATE members SET password_hash = $1 WHERE id = $2", [passwordHash, id]);
+      await client.query("DELETE FROM sessions WHERE member_id = $1", [id]);
+    });
+  }
+
+  async createInvitation(tokenHash: string, memberId: string, expiresAt: string): Promise<void> {
+    await inTransaction(this.pool, async (client) => {
+      await client.query("DELETE FROM invitations WHERE member_id = $1 AND used_at IS NULL", [memberId]);
+      await client.query("INSERT INTO invitations (token_hash, member_id, expires_at) VALUES ($1, $2, $3)", [tokenHash, memberId, expiresAt]);
+    });
+  }
+
+  async findInvitation(tokenHash: string): Promise<InvitationRecord | undefined> {
+    const { rows } = await this.pool.query<{ member_id: string; expires_at: string; used_at: string | null }>(
+      "SELECT member_id, expires_at, used_at FROM invitations WHERE token_hash = $1",
+      [tokenHash],
+    );
+    const row = rows[0];
+    return row && { memberId: row.member_id, expiresAt: row.expires_at, usedAt: row.used_at };
+  }
+
+  async useInvitation(tokenHash: string, now: string): Promise<string | undefined> {
+    const { rows } = await this.pool.query<{ member_id: string }>(
+      "UPDATE invitations SET used_at = $1 WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $1 RETURNING member_id",
+      [now, tokenHash],
+    );
+    return rows[0]?.member_id;
+  }
+
+  async createSession(s: Session): Promise<void> {
+    await this.pool.query("INSERT INTO sessions (token_hash, member_id, admin, csrf_token, expires_at) VALUES ($1, $2, $3, $4, $5)", [
+      s.tokenHash,
+      s.memberId,
+      s.admin ? 1 : 0,
+      s.csrfToken,
+      s.expiresAt,
+    ]);
+  }
+
+  async findSession(tokenHash: string, now: string): Promise<Session | undefined> {
+    const { rows } = await this.pool.query<SessionRow>("SELECT * FROM sessions WHERE token_hash = $1 AND expires_at > $2", [tokenHash, now]);
+    const row = rows[0];
+    return (
+      row && { tokenHash: row.token_hash, memberId: row.member_id, admin: row.admin === 1, csrfToken: row.csrf_token, expiresAt: row.expires_at }
+    );
+  }
+
+  async deleteSession(tokenHash: string): Promise<void> {
+    await this.pool.query("DELETE FROM sessions WHERE token_hash = $1", [tokenHash]);
+  }
+}

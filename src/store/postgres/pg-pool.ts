@@ -1,0 +1,80 @@
+import pg from "pg";
+
+/** Every statement is cut after this long, so a stuck query fails a request instead of holding a connection. */
+const STATEMENT_TIMEOUT_MS = 5_000;
+/** A connection that cannot be opened (host down, network cut) fails this fast. */
+const CONNECT_TIMEOUT_MS = 5_000;
+const POOL_SIZE = 10;
+
+/**
+ * The database could not be reached or refused us (wrong host, password, database).
+ * Its message is one line naming ALVEARE_DATABASE_URL and never shows the password.
+ */
+export class DatabaseUnavailableError extends Error {
+  constructor(url: string, cause: unknown) {
+    super(`cannot use the PostgreSQL database at ALVEARE_DATABASE_URL (${where(url)}): ${reason(cause)}`);
+    this.name = "DatabaseUnavailableError";
+  }
+}
+
+function where(url: string): string {
+  try {
+    const u = new URL(url);
+    return `${u.hostname}:${u.port || "5432"}${u.pathname}`;
+  } catch {
+    return "an unparsable URL";
+  }
+}
+
+function reason(error: unknown): string {
+  const e = error as { code?: string; message?: string };
+  const message = (e.message ?? String(error)).split("\n")[0] ?? "";
+  if (e.code === "ECONNREFUSED") return "connection refused (is PostgreSQL running there?)";
+  if (e.code === "ENOTFOUND" || e.code === "EAI_AGAIN") return "unknown host";
+  if (e.code === "28P01" || e.code === "28000") return `authentication failed (${message})`;
+  if (e.code === "3D000") return `${message} (create it, or fix the database name)`;
+  if (/timeout/i.test(message)) return "the connection timed out";
+  return message || "unknown error";
+}
+
+// COUNT and SUM of bigint/numeric come back as text by default; every count here fits a double.
+const NUMERIC_TYPES = new Set([20, 1700]);
+const types = {
+  getTypeParser: ((oid: number, format?: "text" | "binary") =>
+    NUMERIC_TYPES.has(oid) ? (value: string) => Number(value) : pg.types.getTypeParser(oid, format)) as typeof pg.types.getTypeParser,
+};
+
+/**
+ * One pool per process: every store of a backend shares it. Errors of idle
+ * connections (the server restarting) are swallowed here; the next query on a
+ * fresh connection reports whatever is still wrong.
+ */
+export function openPool(url: string, options: { max?: number } = {}): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: options.max ?? POOL_SIZE,
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    statement_timeout: STATEMENT_TIMEOUT_MS,
+    idle_in_transaction_session_timeout: STATEMENT_TIMEOUT_MS * 2,
+    application_name: "alveare",
+    types,
+  });
+  pool.on("error", () => undefined);
+  return pool;
+}
+
+/** Runs `body` in one transaction on one connection; rolls back on any error. */
+export async function inTransaction<T>(pool: pg.Pool, body: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  const client = await pool.connect();
+  try {
+    await client.query("BEGIN");
+    const result = await body(client);
+    await client.query("COMMIT");
+    return result;
+  } catch (error) {
+    await client.query("ROLLBACK").catch(() => undefined);
+    throw error;
+  } finally {
+    client.release();
+  }
+}

@@ -1,0 +1,56 @@
+import type { Stores } from "../store.js";
+import { migratePostgres } from "./migrations.js";
+import { PgAccountStore } from "./pg-accounts.js";
+import { PgAuditLog } from "./pg-audit-log.js";
+import { PgLedger } from "./pg-ledger.js";
+import { NodeLease } from "./pg-nodes.js";
+import { PgPeopleStore } from "./pg-people.js";
+import { DatabaseUnavailableError, openPool } from "./pg-pool.js";
+
+export interface PgStoreOptions {
+  /** A server: it holds a node lease, checks the plan table and settles dead nodes' rows. */
+  serving?: boolean | undefined;
+  /** The plan table every serving node must share; checked when serving. */
+  plans?: unknown;
+  /** How long a node that stopped renewing counts as alive. */
+  leaseMs?: number | undefined;
+}
+
+export const DEFAULT_LEASE_MS = 15_000;
+
+/**
+ * The three stores and the audit log in one PostgreSQL database, on one pool.
+ * Opening migrates the schema (race-free across nodes) and, for a server,
+ * joins the nodes: plan table checked, lease taken, dead nodes' rows settled.
+ */
+export async function openPostgresStores(url: string, options: PgStoreOptions = {}): Promise<Stores> {
+  const pool = openPool(url);
+  let lease: NodeLease | undefined;
+  try {
+    await pool.query("SELECT 1").catch((error: unknown) => {
+      throw new DatabaseUnavailableError(url, error);
+    });
+    await migratePostgres(pool);
+    if (options.serving === true) {
+      lease = new NodeLease(pool, options.leaseMs ?? DEFAULT_LEASE_MS);
+      await lease.join(options.plans);
+      await lease.settleDead();
+      lease.start();
+    }
+  } catch (error) {
+    await lease?.stop();
+    await pool.end().catch(() => undefined);
+    throw error;
+  }
+  const nodeId = lease?.id ?? null;
+  return {
+    accounts: new PgAccountStore(pool),
+    ledger: new PgLedger(pool, () => nodeId),
+    people: new PgPeopleStore(pool),
+    audit: new PgAuditLog(pool),
+    close: async () => {
+      await lease?.stop();
+      await pool.end();
+    },
+  };
+}

@@ -1,0 +1,130 @@
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { after, describe, it } from "node:test";
+import { cliJson, postJson, startTestServer, tempDir } from "./helpers/fixtures.js";
+import { dropAllDatabases, freshDatabase, TEST_REDIS_URL } from "./helpers/postgres.js";
+
+after(dropAllDatabases);
+
+const CLI = new URL("../src/cli/main.js", import.meta.url).pathname;
+
+/** The environment of an operator's shell: the embedded mode unless `shared` names the database. */
+function envFor(databaseUrl?: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, ALVEARE_THREADS: "1", ALVEARE_METRICS_PORT: "0" };
+  for (const name of ["ALVEARE_MODEL", "ALVEARE_CONFIG", "ALVEARE_DATABASE_URL", "ALVEARE_REDIS_URL", "ALVEARE_DATA_DIR"]) delete env[name];
+  return databaseUrl === undefined ? env : { ...env, ALVEARE_DATABASE_URL: databaseUrl, ALVEARE_REDIS_URL: TEST_REDIS_URL };
+}
+
+const run = (args: string[], env: NodeJS.ProcessEnv) => spawnSync(process.execPath, [CLI, ...args], { env, encoding: "utf8", timeout: 60_000 });
+
+async function usageOf(url: string, key: string): Promise<Record<string, unknown>> {
+  const response = await fetch(`${url}/v1/usage`, { headers: { authorization: `Bearer ${key}` } });
+  assert.equal(response.status, 200);
+  return (await response.json()) as Record<string, unknown>;
+}
+
+describe("alveare migrate", () => {
+  it("moves a SQLite deployment to PostgreSQL: same usage, same audit log, old keys work, revoked keys stay revoked", async () => {
+    const dataDir = tempDir();
+    const sqlite = envFor();
+    const account = cliJson(["accounts", "create", "--name", "Acme", "--plan", "professional", "--data-dir", dataDir], sqlite);
+    const accountId = String(account.id);
+    const key = String(cliJson(["keys", "create", "--account", accountId, "--data-dir", dataDir], sqlite).key);
+    const gone = cliJson(["keys", "create", "--account", accountId, "--data-dir", dataDir], sqlite);
+    cliJson(["keys", "revoke", String(gone.id), "--data-dir", dataDir], sqlite);
+    cliJson(["members", "invite", "--account", accountId, "--email", "dev@example.com", "--data-dir", dataDir], sqlite);
+
+    const before = await startTestServer({ data_dir: dataDir }, { gated: true });
+    let usageBefore: Record<string, unknown>;
+    try {
+      const served = await postJson(
+        `${before.url}/v1/infer`,
+        { specialist: "classify", prompt: "I love it", max_tokens: 4 },
+        { authorization: `Bearer ${key}` },
+      );
+      assert.equal(served.status, 200, JSON.stringify(served.json));
+      usageBefore = await usageOf(before.url, key);
+      assert.equal(usageBefore.requests_used, 1);
+    } finally {
+      await before.close();
+    }
+    const cliUsageBefore = cliJson(["usage", "--account", accountId, "--data-dir", dataDir], sqlite);
+    const auditBefore = cliJson(["audit", "--data-dir", dataDir], sqlite);
+    const accountsBefore = cliJson(["accounts", "list", "--data-dir", dataDir], sqlite);
+
+    const databaseUrl = await freshDatabase();
+    const shared = envFor(databaseUrl);
+    const copy = cliJson(["migrate", "--from", `sqlite:${dataDir}`], shared);
+    assert.deepEqual(
+      { accounts: 1, api_keys: 2, members: 1, invitations: 1, usage_events: 1 },
+      Object.fromEntries(
+        ["accounts", "api_keys", "members", "invitations", "usage_events"].map((t) => [t, (copy.copied as Record<string, number>)[t]]),
+      ),
+    );
+
+    const otherDir = tempDir(); // nothing of the SQLite data dir is read from here on
+    assert.deepEqual(cliJson(["usage", "--account", accountId, "--data-dir", otherDir], shared), cliUsageBefore);
+    assert.deepEqual(cliJson(["audit", "--data-dir", otherDir], shared), auditBefore);
+    assert.deepEqual(cliJson(["accounts", "list", "--data-dir", otherDir], shared), accountsBefore);
+
+    const after = await startTestServer({}, { gated: true, env: { ALVEARE_DATABASE_URL: databaseUrl, ALVEARE_REDIS_URL: TEST_REDIS_URL } });
+    try {
+      assert.deepEqual(await usageOf(after.url, key), usageBefore, "the old key authenticates and sees the same usage object");
+      const revoked = await postJson(
+        `${after.url}/v1/infer`,
+        { specialist: "classify", prompt: "x", max_tokens: 4 },
+        { authorization: `Bearer ${String(gone.key)}` },
+      );
+      assert.equal(revoked.status, 401);
+      assert.equal((revoked.json.error as { code: string }).code, "revoked_api_key");
+      const served = await postJson(
+        `${after.url}/v1/infer`,
+        { specialist: "classify", prompt: "again", max_tokens: 4 },
+        { authorization: `Bearer ${key}` },
+      );
+      assert.equal(served.status, 200);
+      assert.equal((await usageOf(after.url, key)).requests_used, 2, "new ledger rows continue after the copied ones");
+    } finally {
+      await after.close();
+    }
+
+    const again = run(["migrate", "--from", `sqlite:${dataDir}`], shared);
+    assert.equal(again.status, 1, again.stderr);
+    assert.match(again.stderr, /already holds accounts.*empty database/);
+    assert.equal(
+      again.stderr
+        .trim()
+        .split("\n")
+        .filter((l) => !l.startsWith("copying")).length,
+      1,
+      again.stderr,
+    );
+  });
+
+  it("applies the schema on SQLite and PostgreSQL, and says when there is nothing to do", async () => {
+    const dataDir = tempDir();
+    const first = cliJson(["migrate", "--data-dir", dataDir], envFor());
+    assert.equal(first.backend, "sqlite");
+    assert.ok((first.applied as number[]).length > 0);
+    assert.deepEqual(cliJson(["migrate", "--data-dir", dataDir], envFor()).applied, []);
+    const shared = envFor(await freshDatabase());
+    const pgFirst = cliJson(["migrate"], shared);
+    assert.equal(pgFirst.backend, "postgres");
+    assert.deepEqual(
+      pgFirst.applied,
+      Array.from({ length: Number(pgFirst.version) }, (_, i) => i + 1),
+    );
+    const plain = run(["migrate"], shared);
+    assert.equal(plain.status, 0, plain.stderr);
+    assert.match(plain.stdout, /is up to date \(schema version \d+\)/);
+  });
+
+  it("refuses --from without a PostgreSQL database to copy into, or with another source", () => {
+    const noTarget = run(["migrate", "--from", `sqlite:${tempDir()}`], envFor());
+    assert.equal(noTarget.status, 2);
+    assert.match(noTarget.stderr, /ALVEARE_DATABASE_URL/);
+    const wrong = run(["migrate", "--from", "mysql://x"], envFor("postgres://postgres@127.0.0.1:5432/test"));
+    assert.equal(wrong.status, 2);
+    assert.match(wrong.stderr, /sqlite:PATH/);
+  });
+});
