@@ -1,8 +1,8 @@
 import { Redis } from "ioredis";
 import { errors } from "../../errors.js";
 
-/** How long one command may take before the request it serves is refused as 503 dependency_unavailable. */
-const COMMAND_TIMEOUT_MS = 1000;
+/** How long one command may take before the request it serves is refused as 503 dependency_unavailable (a disconnected Redis fails at once). */
+const COMMAND_TIMEOUT_MS = 2000;
 const CONNECT_TIMEOUT_MS = 2000;
 
 /**
