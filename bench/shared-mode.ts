@@ -4,8 +4,7 @@
  * two nodes on the shared backends with the load split evenly over them (a
  * round-robin balancer's share), alternating rounds in one run. Reports req/s,
  * p50/p99 and the servers' CPU time per request (Linux /proc).
- * Shared backends: PostgreSQL + Redis with --database-url; without it, SQLite +
- * Redis (the Redis part alone; two nodes then need a shared database and are skipped).
+ * Shared backends: PostgreSQL (--database-url, an empty database of its own) + Redis.
  * Usage: node dist/bench/shared-mode.js [--seconds N] [--connections N] [--rounds N] [--redis-url U] [--database-url U]
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
@@ -31,6 +30,10 @@ const seconds = Number(values.seconds);
 const connections = Number(values.connections);
 const redisUrl = values["redis-url"];
 const databaseUrl = values["database-url"];
+if (databaseUrl === undefined) {
+  process.stderr.write("shared-mode: --database-url postgres://… (an empty database for the benchmark) is required\n");
+  process.exit(2);
+}
 const here = new URL(".", import.meta.url).pathname;
 const CLI = new URL("../src/cli/main.js", import.meta.url).pathname;
 const TICKS_PER_SECOND = 100; // USER_HZ on Linux
@@ -98,7 +101,7 @@ async function load(urls: string[], key: string, pids: number[]): Promise<Result
   };
 }
 
-const modes: Mode[] = databaseUrl === undefined ? ["1 node, SQLite", "1 node, shared"] : ["1 node, SQLite", "1 node, shared", "2 nodes, shared"];
+const modes: Mode[] = ["1 node, SQLite", "1 node, shared", "2 nodes, shared"];
 const upstreamPort = 19000 + Math.floor(Math.random() * 500);
 const upstream = await start([join(here, "instant-upstream.js"), String(upstreamPort)], process.env, "stdout");
 const results = new Map<Mode, Result[]>();
@@ -110,7 +113,7 @@ try {
     delete env.ALVEARE_REDIS_URL;
     if (mode !== "1 node, SQLite") {
       Object.assign(env, { ALVEARE_REDIS_URL: redisUrl, ALVEARE_REDIS_PREFIX: prefix });
-      if (databaseUrl !== undefined) env.ALVEARE_DATABASE_URL = databaseUrl;
+      env.ALVEARE_DATABASE_URL = databaseUrl;
     }
     const key = benchKey(dataDir, env);
     const count = mode === "2 nodes, shared" ? 2 : 1;
@@ -150,7 +153,7 @@ try {
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 process.stdout.write(
   `POST /v1/infer, full gate, instant upstream, ${connections} connections in all, ${seconds} s per run, median of ${rounds} alternating rounds; ` +
-    `shared = ${databaseUrl === undefined ? "SQLite + Redis" : "PostgreSQL + Redis"}\n\n`,
+    "shared = PostgreSQL + Redis\n\n",
 );
 process.stdout.write("| server | req/s | vs 1 node SQLite | p50 ms | p99 ms | CPU ms / request | non-2xx |\n|---|---|---|---|---|---|---|\n");
 const base = median(results.get("1 node, SQLite")!.map((r) => r.rps));
