@@ -36,6 +36,9 @@ const retryAfterHeaders = (retryAfterMs: number): Record<string, string> => ({
   "retry-after-ms": String(Math.ceil(retryAfterMs)),
 });
 
+/** What a client is told to wait when Redis or PostgreSQL is unreachable: a reconnect takes about that long. */
+const DEPENDENCY_RETRY_SECONDS = 2;
+
 const invalid = (code: string, message: string, param: string | null = null): ApiError =>
   new ApiError(400, "invalid_request_error", code, message, param);
 
@@ -154,6 +157,22 @@ export const errors = {
         `more than this API key's limit of ${limit} tokens per ${windowMs / 1000} seconds. Lower max_tokens or n, or shorten the prompt.`,
       "max_tokens",
     ),
+  /**
+   * A dependency of the shared mode (Redis, PostgreSQL) did not answer: nothing
+   * was admitted or counted, and the node recovers by itself when it returns.
+   */
+  dependencyUnavailable: (dependency: "redis" | "database", cause?: unknown) => {
+    const error = new ApiError(
+      503,
+      "server_error",
+      "dependency_unavailable",
+      `The server cannot reach its ${dependency === "redis" ? "rate-limit store" : "database"} right now, so it admits nothing. Retry shortly.`,
+      null,
+      { "retry-after": String(DEPENDENCY_RETRY_SECONDS) },
+    );
+    if (cause !== undefined) error.cause = cause;
+    return error;
+  },
   /** Same code as a full queue: clients retry either the same way, on this node later or on another. */
   notServing: (reason: "starting" | "shutting_down", retryAfterSeconds: number) =>
     new ApiError(

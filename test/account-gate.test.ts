@@ -39,7 +39,7 @@ describe("AccountGate decisions", () => {
     }
     return assert.fail("expected a 401");
   };
-  const windowsOf = async (key: string) => (await gate.authenticate(`Bearer ${key}`)).limits;
+  const windowsOf = async (key: string) => (await gate.authenticate(`Bearer ${key}`)).limits!;
 
   before(async () => {
     cappedKey = await keyOf("capped");
@@ -57,7 +57,7 @@ describe("AccountGate decisions", () => {
     const unknown = `Bearer alv_live_${"x".repeat(40)}`;
     assert.equal(await authCode(unknown), "invalid_api_key");
     const { limits } = await gate.authenticate(`Bearer ${await keyOf("capped")}`);
-    assert.deepEqual(limits.tokens, { limit: 1000, remaining: 1000, resetMs: 0 });
+    assert.deepEqual(limits?.tokens, { limit: 1000, remaining: 1000, resetMs: 0 });
   });
 
   it("refuses a reservation beyond the token cap with a 400 naming max_tokens, counting nothing", async () => {

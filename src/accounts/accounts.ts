@@ -15,6 +15,12 @@ export class AccountService {
   constructor(
     private readonly stores: Pick<Stores, "accounts" | "audit">,
     private readonly plans: Readonly<Record<string, Plan>>,
+    /**
+     * Called once a revocation, a plan or a status change is committed: with
+     * several nodes it tells every node's key cache (the change must hold on
+     * their very next request). A single node's store sees its own writes.
+     */
+    private readonly changed: () => Promise<void> = async () => {},
   ) {}
 
   private plan(name: string): Plan {
@@ -103,6 +109,7 @@ export class AccountService {
         detail: { from: before.plan, to: plan },
       });
     }
+    await this.changed();
     return this.getAccount(id);
   }
 
@@ -120,6 +127,7 @@ export class AccountService {
         target: `account:${id}`,
       });
     }
+    await this.changed();
     return this.getAccount(id);
   }
 
@@ -136,6 +144,7 @@ export class AccountService {
         target: `key:${keyId}`,
         detail: { mode: key.mode },
       });
+    await this.changed();
   }
 }
 

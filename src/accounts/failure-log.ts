@@ -1,17 +1,13 @@
-export interface FailureLogLimits {
-  /** Failures a key may have within the window before it is refused. */
-  allowed: number;
-  windowMs: number;
-  /** Keys kept at most; beyond it the least recently failed are forgotten first. */
-  maxKeys: number;
-}
+import type { FailureCounter, FailureLogLimits } from "../gate/backends.js";
+
+export type { FailureCounter, FailureLogLimits };
 
 /**
  * Failed sign-ins per key (an e-mail, a client address) within a sliding window.
  * Reads store nothing, each key keeps at most `allowed` timestamps, and the number
  * of keys is capped, so a flood of distinct e-mails cannot grow it without bound.
  */
-export class FailureLog {
+export class FailureLog implements FailureCounter {
   /** Ordered by last failure, oldest first: a key is re-inserted whenever it fails. */
   private readonly failures = new Map<string, number[]>();
 

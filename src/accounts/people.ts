@@ -4,7 +4,7 @@ import { randomBase62 } from "../ids.js";
 import type { AuditAction, AuditContext } from "../store/audit-log.js";
 import type { Member, Session, Stores } from "../store/store.js";
 import { FIELD_LIMITS, isEmailAddress } from "./bounded-fields.js";
-import { FailureLog, type FailureLogLimits } from "./failure-log.js";
+import { FailureLog, type FailureCounter, type FailureLogLimits } from "./failure-log.js";
 import { checkPasswordPolicy } from "./password-policy.js";
 import { Passwords, type KeyDerivation } from "./passwords.js";
 import { sameSecret } from "./secrets.js";
@@ -28,6 +28,8 @@ interface PeopleOptions {
   derive?: KeyDerivation | undefined;
   /** Overrides of the sign-in failure limits (tests use a small key cap). */
   signInLimits?: Partial<FailureLogLimits> | undefined;
+  /** Shared failure counters (Redis, several nodes); this process's own by default. */
+  failures?: ((kind: "member" | "operator", limits: FailureLogLimits) => FailureCounter) | undefined;
 }
 
 /**
@@ -43,8 +45,8 @@ interface PeopleOptions {
  * so a flood cannot grow the log without bound.
  */
 export class People {
-  private readonly memberFailures: FailureLog;
-  private readonly operatorFailures: FailureLog;
+  private readonly memberFailures: FailureCounter;
+  private readonly operatorFailures: FailureCounter;
   private readonly passwords: Passwords;
 
   constructor(
@@ -53,8 +55,9 @@ export class People {
     options: PeopleOptions = {},
   ) {
     const limits = { ...SIGN_IN_LIMITS, ...options.signInLimits };
-    this.memberFailures = new FailureLog(limits);
-    this.operatorFailures = new FailureLog(limits);
+    const counter = options.failures ?? ((_kind, l) => new FailureLog(l));
+    this.memberFailures = counter("member", limits);
+    this.operatorFailures = counter("operator", limits);
     this.passwords = new Passwords(options.derive);
   }
 
@@ -110,7 +113,7 @@ export class People {
     // decoy hash with the same parameters, so timing does not reveal who has an account.
     const ok = await this.passwords.verify(password, member?.passwordHash);
     if (member === undefined || !ok) {
-      for (const key of keys) this.memberFailures.add(key, now);
+      for (const key of keys) await this.memberFailures.add(key, now);
       if (member === undefined) await this.stores.audit.count(anonymous, "sign_in.failed");
       else
         await this.stores.audit.record(anonymous, {
@@ -121,7 +124,7 @@ export class People {
         });
       throw new ApiError(401, "authentication_error", "invalid_credentials", "Wrong email or password.");
     }
-    this.memberFailures.clear(keys[0]!);
+    await this.memberFailures.clear(keys[0]!);
     await this.stores.audit.record(
       { actor: `member:${member.email}`, source: address, requestId },
       {
@@ -150,15 +153,21 @@ export class People {
     const anonymous: AuditContext = { actor: "anonymous", source: address, requestId };
     await this.refuseIfLimited(this.operatorFailures, [key], now, anonymous, "admin_token.failed");
     if (this.adminToken === undefined || given.length > FIELD_LIMITS.token || !sameSecret(given, this.adminToken)) {
-      this.operatorFailures.add(key, now);
+      await this.operatorFailures.add(key, now);
       await this.stores.audit.count(anonymous, "admin_token.failed");
       throw errors.invalidAdminToken();
     }
   }
 
   /** 429 while any of the keys has used up its failed attempts, until the oldest leaves the window; each refusal is counted as a failure. */
-  private async refuseIfLimited(log: FailureLog, keys: readonly string[], now: number, context: AuditContext, action: AuditAction): Promise<void> {
-    const wait = Math.max(...keys.map((key) => log.retryAfterMs(key, now)));
+  private async refuseIfLimited(
+    log: FailureCounter,
+    keys: readonly string[],
+    now: number,
+    context: AuditContext,
+    action: AuditAction,
+  ): Promise<void> {
+    const wait = Math.max(...(await Promise.all(keys.map((key) => log.retryAfterMs(key, now)))));
     if (wait <= 0) return;
     await this.stores.audit.count(context, action);
     throw errors.tooManySignIns(wait);

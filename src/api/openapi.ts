@@ -79,7 +79,7 @@ const ERROR_STATUSES = {
   431: "request_header_fields_too_large: the headers are larger than the server accepts.",
   500: "internal_error: the server failed; retry with backoff.",
   502: "upstream_error: a remote specialist's upstream answered badly.",
-  503: "overloaded (the engine's queue is full; Retry-After says when to retry) or upstream_error (no healthy upstream).",
+  503: "overloaded (the engine's queue is full; Retry-After says when to retry), upstream_error (no healthy upstream) or dependency_unavailable (Redis or PostgreSQL unreachable; Retry-After).",
   504: "upstream_error: a remote specialist's upstream did not answer in time.",
 } as const;
 export type ErrorStatus = keyof typeof ERROR_STATUSES;

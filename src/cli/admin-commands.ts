@@ -1,9 +1,11 @@
 import { existsSync } from "node:fs";
 import { Command, InvalidArgumentError, Option } from "commander";
-import { type ServerConfig } from "../config/config.js";
+import { DEFAULT_REDIS_PREFIX, type ServerConfig } from "../config/config.js";
 import { accountJson, createdKeyJson, invitationJson, keyJson } from "../api/resources.js";
 import { People } from "../accounts/people.js";
 import { AccountService } from "../accounts/accounts.js";
+import { connectRedis, type RedisConnection } from "../gate/redis/connection.js";
+import { bumpKeyGeneration } from "../gate/redis/key-cache.js";
 import { KEY_MODES } from "../gate/credentials.js";
 import { usageReport } from "../metering/usage-report.js";
 import { createStore, storeLocation } from "../store/create-store.js";
@@ -45,9 +47,20 @@ async function withStore(options: StoreOptions, run: (session: Session) => Promi
   const json = options.json === true;
   if (!json) note(`using ${where}${isNew ? " (new, empty database)" : ""}`);
   const stores = await createStore(config);
+  // Several nodes: a committed change must reach every node's key cache, so the CLI bumps the shared generation (connecting only when it changes something).
+  let redis: RedisConnection | undefined;
+  const redisUrl = config.redisUrl;
+  const changed =
+    redisUrl === undefined
+      ? undefined
+      : async (): Promise<void> => {
+          redis ??= await connectRedis(redisUrl, config.redisPrefix ?? DEFAULT_REDIS_PREFIX, "alveare-cli");
+          await bumpKeyGeneration(redis);
+        };
   try {
-    await run({ config, stores, accounts: new AccountService(stores, config.plans), json });
+    await run({ config, stores, accounts: new AccountService(stores, config.plans, changed), json });
   } finally {
+    redis?.redis.disconnect();
     await stores.close();
   }
 }

@@ -77,7 +77,12 @@ export interface ServerConfig {
   redisUrl?: string | undefined;
   /** ALVEARE_NODE_LEASE_SECONDS: how long a node that stopped renewing its lease counts as alive (shared mode). */
   nodeLeaseMs?: number | undefined;
+  /** ALVEARE_REDIS_PREFIX: every Redis key this node writes starts with it. */
+  redisPrefix?: string | undefined;
 }
+
+/** The default Redis key prefix. */
+export const DEFAULT_REDIS_PREFIX = "alveare:";
 
 const DEFAULT_NODE_LEASE_SECONDS = 15;
 
@@ -277,6 +282,7 @@ export function loadConfig(flags: ServeFlags = {}, env: Env = process.env): Serv
     databaseUrl,
     redisUrl,
     nodeLeaseMs: (intFrom(env.ALVEARE_NODE_LEASE_SECONDS, "ALVEARE_NODE_LEASE_SECONDS", 1, 3600) ?? DEFAULT_NODE_LEASE_SECONDS) * 1000,
+    redisPrefix: env.ALVEARE_REDIS_PREFIX || DEFAULT_REDIS_PREFIX,
   };
 }
 

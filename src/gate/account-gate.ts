@@ -3,9 +3,9 @@ import { billingPeriod } from "../metering/billing-period.js";
 import { countsAgainstQuota } from "../metering/counting-rule.js";
 import { refusalOf } from "../metering/refusals.js";
 import type { AccountStore, LedgerStore } from "../store/store.js";
-import type { KeyCache, KeyLimits, QuotaCounter, RateLimiter } from "./backends.js";
+import type { KeyCache, KeyLimits, LimitReport, QuotaCounter, RateLimiter } from "./backends.js";
 import { bearerToken, hashKey, keyMode } from "./credentials.js";
-import type { AdmitDecision, AdmitOptions, Authentication, Caller, Endpoint, Gate, Outcome } from "./gate.js";
+import type { AdmitDecision, AdmitOptions, AuthenticateOptions, Authentication, Caller, Endpoint, Gate, Outcome } from "./gate.js";
 import { InProcessRateLimiter } from "./in-process-limiter.js";
 import { findPlan, planAllows, type Plan } from "./plans.js";
 import { StoreKeyCache, StoreQuotaCounter } from "./store-backends.js";
@@ -63,7 +63,7 @@ export class AccountGate implements Gate {
     return plan;
   }
 
-  async authenticate(authorization: string | undefined): Promise<Authentication> {
+  async authenticate(authorization: string | undefined, options: AuthenticateOptions = {}): Promise<Authentication> {
     if (authorization === undefined || authorization.trim() === "") throw errors.missingApiKey();
     const token = bearerToken(authorization);
     if (token === undefined || keyMode(token) === undefined) throw errors.malformedApiKey();
@@ -72,9 +72,15 @@ export class AccountGate implements Gate {
     if (found.key.revokedAt !== null) throw errors.revokedApiKey();
     if (found.account.status !== "active") throw errors.accountSuspended();
     const caller: Caller = { accountId: found.account.id, keyId: found.key.id, mode: found.key.mode, plan: found.account.plan };
-    const limits = await this.parts.limiter.peek(caller.keyId, limitsOf(this.planOf(caller)));
+    this.planOf(caller);
+    const limits = options.limits === false ? undefined : await this.limits(caller);
     this.touch(caller.keyId);
     return { caller, limits };
+  }
+
+  async limits(caller: Caller | undefined): Promise<LimitReport | undefined> {
+    if (caller === undefined) return undefined;
+    return this.parts.limiter.peek(caller.keyId, limitsOf(this.planOf(caller)));
   }
 
   allows(caller: Caller | undefined, specialistId: string): boolean {
@@ -162,7 +168,8 @@ export class AccountGate implements Gate {
     const now = Date.now();
     if ((this.touched.get(keyId) ?? 0) + TOUCH_INTERVAL_MS > now) return;
     this.touched.set(keyId, now);
-    void this.keys.touchKey(keyId, new Date(now).toISOString());
+    // Best effort: a missed last-used time must never fail (or crash) the request.
+    this.keys.touchKey(keyId, new Date(now).toISOString()).catch(() => undefined);
   }
 
   /** The stores belong to whoever opened them (the server), which closes them after the gate. */

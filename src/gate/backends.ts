@@ -82,3 +82,24 @@ export interface KeyCache {
   /** A key was revoked or an account's plan or status changed: no cached copy may be used again. */
   invalidate(): Promise<void>;
 }
+
+export interface FailureLogLimits {
+  /** Failures a key may have within the window before it is refused. */
+  allowed: number;
+  windowMs: number;
+  /** Keys kept at most; beyond it the least recently failed are forgotten first. */
+  maxKeys: number;
+}
+
+/**
+ * Failed attempts per key within a sliding window: this process's FailureLog,
+ * or a shared one in Redis when several nodes serve the same dashboard.
+ */
+export interface FailureCounter {
+  /** Milliseconds until the key may try again, or 0 when it may try now. */
+  retryAfterMs(key: string, now: number): number | Promise<number>;
+  add(key: string, now: number): void | Promise<void>;
+  clear(key: string): void | Promise<void>;
+  /** Keys held in this process (none for a shared counter). */
+  readonly size: number;
+}

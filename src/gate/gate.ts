@@ -39,10 +39,15 @@ export interface AdmitOptions {
   reserveTokens?: TokenReservation | undefined;
 }
 
-/** An authenticated caller and its key's windows (for the x-ratelimit-* headers). */
+/** An authenticated caller and its key's windows (for the x-ratelimit-* headers; absent when not asked for). */
 export interface Authentication {
   caller: Caller;
-  limits: LimitReport;
+  limits?: LimitReport | undefined;
+}
+
+export interface AuthenticateOptions {
+  /** Look up the key's windows too (default). The HTTP layer asks later, only for responses that did not admit. */
+  limits?: boolean | undefined;
 }
 
 /** The gate's answer to one request: let through, or the catalogue error to answer with. */
@@ -57,7 +62,9 @@ export type AdmitDecision =
  */
 export interface Gate {
   /** Checks the Authorization header's value; throws the 401 of the catalogue. Undefined: no accounts, anyone may call. */
-  authenticate(authorization: string | undefined): Promise<Authentication | undefined>;
+  authenticate(authorization: string | undefined, options?: AuthenticateOptions): Promise<Authentication | undefined>;
+  /** The caller's windows as they stand, counting nothing (headers of responses that admitted nothing). */
+  limits(caller: Caller | undefined): Promise<LimitReport | undefined>;
   /** Whether the caller may use the specialist (models list, 403 check). */
   allows(caller: Caller | undefined, specialistId: string): boolean;
   /** Checks plan, per-key limits and monthly quota, and counts the request when all allow. */
@@ -70,6 +77,7 @@ const NO_ADMISSION: Admission = { finish: () => Promise.resolve() };
 /** Lets every request through: the server before accounts exist, and the gate-off benchmark baseline. */
 export const openGate: Gate = {
   authenticate: () => Promise.resolve(undefined),
+  limits: () => Promise.resolve(undefined),
   allows: () => true,
   admit: () => Promise.resolve({ admitted: true, admission: NO_ADMISSION }),
   close: () => Promise.resolve(),

@@ -31,6 +31,8 @@ export interface ReadinessSources {
   upstreams(): UpstreamHealth[];
   /** Resolves when the database answers a query; undefined when the server has none (the open gate). */
   database?: (() => Promise<void>) | undefined;
+  /** Resolves when the shared Redis answers; undefined on a single node. */
+  redis?: (() => Promise<void>) | undefined;
 }
 
 interface Check {
@@ -38,7 +40,7 @@ interface Check {
   [detail: string]: unknown;
 }
 
-async function databaseCheck(probe: (() => Promise<void>) | undefined): Promise<Check | undefined> {
+async function probeCheck(probe: (() => Promise<void>) | undefined): Promise<Check | undefined> {
   if (probe === undefined) return undefined;
   try {
     await probe();
@@ -64,8 +66,9 @@ export async function readinessChecks(sources: ReadinessSources): Promise<Record
     upstreams: { ok: down.length === 0, pools: Object.fromEntries(pools), ...(down.length > 0 ? { down } : {}) },
     shutdown: { ok: phase !== "draining", state: phase === "draining" ? "draining" : "running" },
   };
-  const database = await databaseCheck(sources.database);
+  const [database, redis] = await Promise.all([probeCheck(sources.database), probeCheck(sources.redis)]);
   if (database !== undefined) checks.database = database;
+  if (redis !== undefined) checks.redis = redis;
   return checks;
 }
 

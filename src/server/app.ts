@@ -17,7 +17,7 @@ import {
   serverTimeouts,
 } from "./http-guards.js";
 import { CLIENT_CLOSED } from "../metering/counting-rule.js";
-import { authenticationHook } from "./gate-adapter.js";
+import { authenticationHook, limitHeadersHook } from "./gate-adapter.js";
 import "./request-context.js";
 import { chatCompletionsRoute } from "./routes/chat-completions.js";
 import { embeddingsRoute } from "./routes/embeddings.js";
@@ -157,6 +157,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     if (apiError.status >= 500 && !(error instanceof ApiError)) {
       request.log.error({ err: error }, "unhandled error");
     }
+    if (apiError.code === "dependency_unavailable") request.log.warn({ err: apiError.cause }, "a shared dependency is unavailable");
     return reply.code(apiError.status).headers(apiError.headers).send(apiError.toBody());
   });
 
@@ -173,11 +174,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(
     async (v1) => {
       const authenticate = authenticationHook(options.gate);
-      v1.addHook("onRequest", async (request, reply) => {
+      v1.addHook("onSend", limitHeadersHook(options.gate));
+      v1.addHook("onRequest", async (request) => {
         options.lifecycle?.admitNewWork();
         const span = request.trace.span("authentication");
         try {
-          await authenticate(request, reply);
+          await authenticate(request);
           span.end();
         } catch (error) {
           span.end(error);

@@ -17,13 +17,26 @@ export function setLimitHeaders(reply: FastifyReply, limits: LimitReport | undef
   reply.header("x-ratelimit-reset-tokens", resetSeconds(tokens));
 }
 
-/** The /v1 onRequest hook: authenticates the caller and shows its windows, consuming nothing. */
+/** The /v1 onRequest hook: authenticates the caller, consuming nothing; its windows are shown by `limitHeadersHook`. */
 export const authenticationHook =
   (gate: Gate) =>
-  async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
-    const authenticated = await gate.authenticate(request.headers.authorization);
+  async (request: FastifyRequest): Promise<void> => {
+    const authenticated = await gate.authenticate(request.headers.authorization, { limits: false });
     request.caller = authenticated?.caller;
-    setLimitHeaders(reply, authenticated?.limits);
+  };
+
+/**
+ * The /v1 onSend hook: an authenticated response that the gate's admission
+ * did not already give its windows (models, usage, a request refused before
+ * the limiter) shows them as they stand. Looked up here rather than at
+ * authentication, so an admitted request costs one limiter step, not two.
+ */
+export const limitHeadersHook =
+  (gate: Gate) =>
+  async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    if (request.caller === undefined || reply.hasHeader("x-ratelimit-limit-requests")) return;
+    // Headers are informative: a limiter that cannot answer now leaves them out rather than failing the response.
+    setLimitHeaders(reply, await gate.limits(request.caller).catch(() => undefined));
   };
 
 /** Asks the gate to admit the request: sets the window headers either way and throws the gate's error on a refusal. */

@@ -1,6 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
-import type { ServerConfig } from "../config/config.js";
+import { DEFAULT_REDIS_PREFIX, type ServerConfig } from "../config/config.js";
+import { openRedisBackends, type RedisBackends } from "../gate/redis/shared-backends.js";
 import { AccountGate } from "../gate/account-gate.js";
 import type { Gate } from "../gate/gate.js";
 import { createStore } from "../store/create-store.js";
@@ -47,12 +48,22 @@ export interface StartOptions {
 
 export async function startServer(config: ServerConfig, options: StartOptions): Promise<RunningServer> {
   const stores = options.gate === undefined ? await createStore(config, { serving: true }) : undefined;
-  const accountGate = stores && new AccountGate(stores.accounts, stores.ledger, config.plans);
+  let redis: RedisBackends | undefined;
+  if (stores !== undefined && config.redisUrl !== undefined) {
+    try {
+      redis = await openRedisBackends(config.redisUrl, config.redisPrefix ?? DEFAULT_REDIS_PREFIX, stores);
+    } catch (error) {
+      await stores.close();
+      throw error;
+    }
+  }
+  const accountGate = stores && new AccountGate(stores.accounts, stores.ledger, config.plans, redis?.parts);
   const stopPruning = stores && pruneAuditLog(stores.audit, config.auditRetentionDays, options.logger);
   const gate = options.gate ?? accountGate!;
   const closeGate = async (): Promise<void> => {
     stopPruning?.();
     await gate.close();
+    await redis?.close();
     await stores?.close();
   };
   // The port listens while the models load, so /ready can say "loading"; /v1 refuses work until then.
@@ -75,7 +86,12 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
     specialists,
     telemetry: observability,
     lifecycle,
-    readiness: { lifecycle, upstreams: () => sources.upstreams(), database: stores && (async () => void (await stores.accounts.getAccount(""))) },
+    readiness: {
+      lifecycle,
+      upstreams: () => sources.upstreams(),
+      database: stores && (async () => void (await stores.accounts.getAccount(""))),
+      redis: redis?.ping,
+    },
     gate,
     logger: options.logger,
     version: VERSION,
@@ -84,7 +100,7 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
     http: config.http,
     shutdown: shutdown.signal,
     v1Routes: stores && accountGate ? [usageRoute(stores.ledger, accountGate)] : [],
-    mounts: stores ? operatorAndDashboard(stores, config) : [],
+    mounts: stores ? operatorAndDashboard(stores, config, redis) : [],
   });
   try {
     await app.listen({ port: config.port, host: config.host });
@@ -104,7 +120,7 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
   } catch (error) {
     await app.close();
     await observability.close();
-    await gate.close();
+    await closeGate();
     throw error;
   }
   lifecycle.serving();
@@ -152,9 +168,9 @@ function pruneAuditLog(audit: AuditLog, retentionDays: number, logger: Logger): 
 }
 
 /** The admin API and the dashboard: they need the accounts, the ledger and the people. */
-function operatorAndDashboard(stores: Stores, config: ServerConfig): NonNullable<AppOptions["mounts"]> {
-  const accounts = new AccountService(stores, config.plans);
-  const people = new People(stores, config.adminToken);
+function operatorAndDashboard(stores: Stores, config: ServerConfig, redis: RedisBackends | undefined): NonNullable<AppOptions["mounts"]> {
+  const accounts = new AccountService(stores, config.plans, redis?.invalidate);
+  const people = new People(stores, config.adminToken, { failures: redis?.failures });
   const { ledger } = stores;
   return [
     {

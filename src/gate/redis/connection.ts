@@ -1,0 +1,79 @@
+import { Redis } from "ioredis";
+import { errors } from "../../errors.js";
+
+/** How long one command may take before the request it serves is refused as 503 dependency_unavailable (a disconnected Redis fails at once). */
+const COMMAND_TIMEOUT_MS = 2000;
+const CONNECT_TIMEOUT_MS = 2000;
+
+/**
+ * One connection to the shared Redis, made to fail fast: while it is down
+ * commands are not queued (a request must not wait for a reconnect), and it
+ * reconnects in the background so the node recovers by itself.
+ */
+export interface RedisConnection {
+  redis: Redis;
+  /** Every key this node writes starts with it (ALVEARE_REDIS_PREFIX, default `alveare:`). */
+  prefix: string;
+}
+
+export function redisClient(url: string, name: string): Redis {
+  const redis = new Redis(url, {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 1,
+    commandTimeout: COMMAND_TIMEOUT_MS,
+    connectTimeout: CONNECT_TIMEOUT_MS,
+    connectionName: name,
+    // Reconnect for ever, at most every 2 s: the node recovers when Redis returns.
+    retryStrategy: (times: number) => Math.min(100 * times, 2000),
+  });
+  // Errors surface on the commands that fail; the connection's own events would only crash the process.
+  redis.on("error", () => undefined);
+  return redis;
+}
+
+/** Connects once at start: an unreachable Redis or a wrong password stops the node with one line naming the variable. */
+export async function connectRedis(url: string, prefix: string, name = "alveare"): Promise<RedisConnection> {
+  let redis: Redis;
+  try {
+    redis = redisClient(url, name);
+  } catch (error) {
+    throw new RedisStartError(`ALVEARE_REDIS_URL: ${(error as Error).message}`);
+  }
+  try {
+    await redis.connect();
+    await redis.ping();
+  } catch (error) {
+    redis.disconnect();
+    throw new RedisStartError(`ALVEARE_REDIS_URL: cannot use Redis at ${safeUrl(url)}: ${(error as Error).message}`);
+  }
+  return { redis, prefix };
+}
+
+export class RedisStartError extends Error {
+  override name = "RedisStartError";
+}
+
+/** The URL without its password, for messages and logs. */
+export function safeUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password !== "") u.password = "***";
+    return u.toString();
+  } catch {
+    return "(unparsable URL)";
+  }
+}
+
+/**
+ * Runs a Redis step for a request; any failure of the connection becomes the
+ * catalogue's 503, so a request is never admitted without its limiter and
+ * never answered 500.
+ */
+export async function shared<T>(step: () => Promise<T>): Promise<T> {
+  try {
+    return await step();
+  } catch (error) {
+    throw errors.dependencyUnavailable("redis", error);
+  }
+}

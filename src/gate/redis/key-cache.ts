@@ -1,0 +1,90 @@
+import { randomUUID } from "node:crypto";
+import type { Redis } from "ioredis";
+import { errors } from "../../errors.js";
+import type { AccountStore, KeyLookup } from "../../store/store.js";
+import type { KeyCache } from "../backends.js";
+import { redisClient, shared, type RedisConnection } from "./connection.js";
+
+/** Verified keys kept at most; past it the cache starts afresh (a flood of distinct keys cannot grow it). */
+const MAX_CACHED = 10_000;
+
+/**
+ * Verified keys cached in this process, under a generation kept in Redis.
+ * Every lookup reads the generation first (one GET), so a key revoked, an
+ * account suspended or a plan changed on any node or by the CLI is seen by
+ * every node on its very next request: no TTL window. The broadcast on the
+ * channel only drops the copies earlier, before the next lookup has to.
+ */
+export class RedisKeyCache implements KeyCache {
+  private readonly cached = new Map<string, KeyLookup>();
+  private generation: string | null | undefined;
+  private subscriber: Redis | undefined;
+
+  constructor(
+    private readonly connection: RedisConnection,
+    private readonly store: Pick<AccountStore, "findKeyByHash">,
+  ) {}
+
+  private get generationKey(): string {
+    return `${this.connection.prefix}keys:generation`;
+  }
+  private get channel(): string {
+    return `${this.connection.prefix}keys:invalidated`;
+  }
+
+  /** Listens for invalidations from other nodes; `url` is the one the connection was made with. */
+  async listen(url: string): Promise<void> {
+    const subscriber = redisClient(url, "alveare-invalidations");
+    // A subscriber's commands may wait for a reconnect: it re-subscribes by itself then.
+    subscriber.options.enableOfflineQueue = true;
+    subscriber.on("message", () => this.cached.clear());
+    // Messages sent while it was away are lost: drop everything on every (re)connect.
+    subscriber.on("ready", () => this.cached.clear());
+    await subscriber.connect();
+    await subscriber.subscribe(this.channel);
+    this.subscriber = subscriber;
+  }
+
+  async find(hash: string): Promise<KeyLookup | undefined> {
+    const generation = await shared(() => this.connection.redis.get(this.generationKey));
+    if (generation !== this.generation || this.cached.size >= MAX_CACHED) {
+      this.cached.clear();
+      this.generation = generation;
+    }
+    const hit = this.cached.get(hash);
+    if (hit !== undefined) return hit;
+    let found: KeyLookup | undefined;
+    try {
+      found = await this.store.findKeyByHash(hash);
+    } catch (error) {
+      throw errors.dependencyUnavailable("database", error);
+    }
+    // Cached only while the generation read before the lookup is current: a change
+    // committed during the lookup has bumped it, and the next request reads again.
+    if (found !== undefined && this.generation === generation) this.cached.set(hash, found);
+    return found;
+  }
+
+  async invalidate(): Promise<void> {
+    await bumpKeyGeneration(this.connection);
+    this.cached.clear();
+  }
+
+  async close(): Promise<void> {
+    this.subscriber?.disconnect();
+  }
+}
+
+/**
+ * Bumps the generation every node checks before using a cached key, then tells
+ * the nodes to drop their copies. Called after the change is committed to the
+ * store (CLI, admin API, dashboard).
+ */
+export async function bumpKeyGeneration(connection: RedisConnection): Promise<void> {
+  const { redis, prefix } = connection;
+  await shared(async () => {
+    // A fresh random value, never a counter: a counter restarting from nothing after a Redis restart could repeat a value some node still holds.
+    await redis.set(`${prefix}keys:generation`, randomUUID());
+    await redis.publish(`${prefix}keys:invalidated`, "1");
+  });
+}

@@ -1,0 +1,126 @@
+import { errors } from "../../errors.js";
+import { billingPeriod } from "../../metering/billing-period.js";
+import { countsAgainstQuota } from "../../metering/counting-rule.js";
+import type { LedgerStore } from "../../store/store.js";
+import type { QuotaCounter, QuotaRequest, QuotaTicket } from "../backends.js";
+import type { Outcome } from "../gate.js";
+import { shared, type RedisConnection } from "./connection.js";
+import { LuaScript } from "./script.js";
+
+/**
+ * How long a counter lives before it is seeded again from the ledger: what it
+ * could drift from the ledger by (a node killed before giving back its
+ * unfinished requests, which the survivors settle in the ledger) heals then.
+ */
+export const QUOTA_RESEED_MS = 60_000;
+
+/** Counts one request unless the counter is at the limit; -1 when there is no counter yet (seed it first). */
+const TAKE_SCRIPT = new LuaScript(`
+local used = redis.call('GET', KEYS[1])
+if not used then return -1 end
+if tonumber(used) >= tonumber(ARGV[1]) then return 0 end
+redis.call('INCR', KEYS[1])
+return 1
+`);
+
+/** Gives one request back, never below zero, and only to a counter that still exists (a reseeded one already knows). */
+const GIVE_BACK_SCRIPT = new LuaScript(`
+local used = redis.call('GET', KEYS[1])
+if used and tonumber(used) > 0 then redis.call('DECR', KEYS[1]) end
+return 1
+`);
+
+/**
+ * The monthly quota per account, mode and period in Redis, in front of the
+ * ledger: the counter refuses at the limit in one atomic step on any node, so
+ * a burst at the limit never reaches the database; the ledger's own limit
+ * check stays authoritative, and the counter is seeded from the ledger
+ * whenever it is missing (a Redis restart loses nothing) and reseeded when the
+ * two disagree.
+ */
+export class RedisQuotaCounter implements QuotaCounter {
+  constructor(
+    private readonly connection: RedisConnection,
+    private readonly ledger: Pick<LedgerStore, "admit" | "complete" | "periodUsage">,
+    private readonly now: () => Date = () => new Date(),
+  ) {}
+
+  private key(accountId: string, mode: string, period: string): string {
+    return `${this.connection.prefix}quota:{${accountId}}:${mode}:${period}`;
+  }
+
+  private async ledgerStep<T>(step: () => Promise<T>): Promise<T> {
+    try {
+      return await step();
+    } catch (error) {
+      throw errors.dependencyUnavailable("database", error);
+    }
+  }
+
+  /** Sets the counter to the ledger's count: only if missing (`NX`), or over whatever it holds. */
+  private async seed(key: string, accountId: string, mode: QuotaRequest["caller"]["mode"], period: string, overwrite: boolean): Promise<void> {
+    const usage = await this.ledgerStep(() => this.ledger.periodUsage(accountId, mode, period));
+    const { redis } = this.connection;
+    await shared(() =>
+      overwrite ? redis.set(key, usage.requests, "PX", QUOTA_RESEED_MS) : redis.set(key, usage.requests, "PX", QUOTA_RESEED_MS, "NX"),
+    );
+  }
+
+  async take(r: QuotaRequest): Promise<QuotaTicket | undefined> {
+    const period = billingPeriod(r.at).key;
+    const { accountId, keyId, mode } = r.caller;
+    const key = this.key(accountId, mode, period);
+    const { redis } = this.connection;
+    let taken = (await shared(() => TAKE_SCRIPT.run(redis, [key], [r.limit]))) as number;
+    if (taken === -1) {
+      await this.seed(key, accountId, mode, period, false);
+      taken = (await shared(() => TAKE_SCRIPT.run(redis, [key], [r.limit]))) as number;
+    }
+    if (taken !== 1) return undefined;
+
+    const giveBack = (): Promise<unknown> => GIVE_BACK_SCRIPT.run(redis, [key], []).catch(() => undefined);
+    let eventId: number | undefined;
+    try {
+      eventId = await this.ledgerStep(() =>
+        this.ledger.admit({
+          requestId: r.requestId,
+          accountId,
+          keyId,
+          mode,
+          period,
+          endpoint: r.endpoint,
+          specialist: r.specialistId,
+          limit: r.limit,
+          at: r.at.toISOString(),
+        }),
+      );
+    } catch (error) {
+      await giveBack();
+      throw error;
+    }
+    if (eventId === undefined) {
+      // The ledger says the limit is reached where the counter did not: the ledger is right.
+      await this.seed(key, accountId, mode, period, true).catch(() => undefined);
+      return undefined;
+    }
+    const admitted = eventId;
+    return {
+      finish: async (outcome: Outcome) => {
+        await this.ledgerStep(() =>
+          this.ledger.complete({
+            eventId: admitted,
+            accountId,
+            mode,
+            period,
+            status: outcome.status,
+            promptTokens: outcome.promptTokens,
+            completionTokens: outcome.completionTokens,
+            latencyMs: outcome.latencyMs,
+            at: this.now().toISOString(),
+          }),
+        );
+        if (!countsAgainstQuota(outcome.status)) await giveBack();
+      },
+    };
+  }
+}

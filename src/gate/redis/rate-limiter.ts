@@ -1,0 +1,239 @@
+import { randomUUID } from "node:crypto";
+import type { Acquisition, KeyLimits, LimitName, LimitReport, RateLimiter } from "../backends.js";
+import { CONCURRENCY_RETRY_MS } from "../in-process-limiter.js";
+import { shared, type RedisConnection } from "./connection.js";
+import { LUA_NOW, LuaScript } from "./script.js";
+
+/**
+ * How long a concurrency slot outlives its node: a live node renews its slots
+ * well before, a dead node's slots free themselves after it.
+ */
+export const LEASE_TTL_MS = 30_000;
+const RENEW_EVERY_MS = LEASE_TTL_MS / 3;
+
+/**
+ * Per key: the request window (sorted set of admission times), the token
+ * window (sorted set of admissions plus a hash of their tokens and the sum),
+ * the concurrency slots (sorted set of leases by expiry) and the request
+ * limit the window was counted under. The checks mirror the in-process
+ * limiter's, so both answer the same, headers included.
+ * ARGV: now, mode, request limit, request window, token limit (-1: none),
+ * token window, reservation, concurrency cap (-1: none), lease id, lease ttl.
+ */
+const LIMIT_SCRIPT = new LuaScript(`${LUA_NOW}
+local acquire = ARGV[2] == 'acquire'
+local reqLimit, reqWindow = tonumber(ARGV[3]), tonumber(ARGV[4])
+local tokLimit, tokWindow, reserve = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local maxConc, id, leaseTtl = tonumber(ARGV[8]), ARGV[9], tonumber(ARGV[10])
+local req, tok, tokens, conc, meta = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+
+-- A plan change starts the request window afresh at its new size.
+local known = redis.call('HGET', meta, 'limit')
+if known and tonumber(known) ~= reqLimit then redis.call('DEL', req) end
+
+redis.call('ZREMRANGEBYSCORE', req, '-inf', now - reqWindow)
+local count = redis.call('ZCARD', req)
+local reqOk, reqRemaining, reqRetry, reqReset = 1, reqLimit - count, 0, 0
+local newest = redis.call('ZRANGE', req, -1, -1, 'WITHSCORES')
+if #newest > 0 then reqReset = tonumber(newest[2]) + reqWindow - now end
+if count >= reqLimit then
+  reqOk, reqRemaining = 0, 0
+  local oldest = redis.call('ZRANGE', req, count - reqLimit, count - reqLimit, 'WITHSCORES')
+  reqRetry = tonumber(oldest[2]) + reqWindow - now
+end
+if reqReset < 0 then reqReset = 0 end
+
+local tokOk, tokRemaining, tokRetry, tokReset = 1, 0, 0, 0
+if tokLimit >= 0 then
+  local used = tonumber(redis.call('HGET', tokens, 'used') or '0')
+  local gone = redis.call('ZRANGEBYSCORE', tok, '-inf', now - tokWindow)
+  if #gone > 0 then
+    for _, e in ipairs(gone) do
+      used = used - tonumber(redis.call('HGET', tokens, e) or '0')
+      redis.call('HDEL', tokens, e)
+    end
+    redis.call('ZREMRANGEBYSCORE', tok, '-inf', now - tokWindow)
+    redis.call('HSET', tokens, 'used', used)
+  end
+  local last = redis.call('ZRANGE', tok, -1, -1, 'WITHSCORES')
+  if #last > 0 then tokReset = math.max(0, tonumber(last[2]) + tokWindow - now) end
+  if used + reserve <= tokLimit then
+    tokRemaining = tokLimit - used
+  else
+    tokOk, tokRemaining, tokRetry = 0, math.max(0, tokLimit - used), tokReset
+    -- The reservation fits once enough of the oldest entries have left the window.
+    local entries = redis.call('ZRANGE', tok, 0, -1, 'WITHSCORES')
+    local freed = 0
+    for i = 1, #entries, 2 do
+      freed = freed + tonumber(redis.call('HGET', tokens, entries[i]) or '0')
+      if used - freed + reserve <= tokLimit then
+        tokRetry = tonumber(entries[i + 1]) + tokWindow - now
+        break
+      end
+    end
+  end
+end
+
+local concOk = 1
+if acquire and maxConc >= 0 then
+  redis.call('ZREMRANGEBYSCORE', conc, '-inf', now)
+  if redis.call('ZCARD', conc) >= maxConc then concOk = 0 end
+end
+
+local granted = 0
+if acquire and reqOk == 1 and tokOk == 1 and concOk == 1 then
+  granted = 1
+  local keep = math.max(reqWindow, tokWindow) * 2 + 60000
+  redis.call('ZADD', req, now, id)
+  redis.call('PEXPIRE', req, keep)
+  redis.call('HSET', meta, 'limit', reqLimit)
+  redis.call('PEXPIRE', meta, keep)
+  if tokLimit >= 0 then
+    redis.call('ZADD', tok, now, id)
+    redis.call('HSET', tokens, id, reserve)
+    redis.call('HINCRBY', tokens, 'used', reserve)
+    redis.call('PEXPIRE', tok, keep)
+    redis.call('PEXPIRE', tokens, keep)
+  end
+  if maxConc >= 0 then
+    redis.call('ZADD', conc, now + leaseTtl, id)
+    redis.call('PEXPIRE', conc, leaseTtl * 2)
+  end
+end
+return {granted, reqOk, reqRemaining, reqRetry, reqReset, tokOk, tokRemaining, tokRetry, tokReset, concOk}
+`);
+
+/** Ends a lease: frees its slot, settles its tokens (an entry already out of the window stays out), and on cancel takes back its admission if still the newest. */
+const END_SCRIPT = new LuaScript(`
+local req, tok, tokens, conc = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local id, real, cancel = ARGV[1], tonumber(ARGV[2]), ARGV[3] == 'cancel'
+redis.call('ZREM', conc, id)
+local reserved = redis.call('HGET', tokens, id)
+if reserved then
+  redis.call('HSET', tokens, id, real)
+  redis.call('HINCRBY', tokens, 'used', real - tonumber(reserved))
+end
+if cancel then
+  local newest = redis.call('ZRANGE', req, -1, -1)
+  if newest[1] == id then redis.call('ZREM', req, id) end
+end
+return 1
+`);
+
+/** Pushes the expiry of this node's live slots forward. */
+const RENEW_SCRIPT = new LuaScript(`${LUA_NOW}
+local ttl = tonumber(ARGV[2])
+for i, conc in ipairs(KEYS) do
+  if redis.call('ZSCORE', conc, ARGV[i + 2]) then
+    redis.call('ZADD', conc, now + ttl, ARGV[i + 2])
+    redis.call('PEXPIRE', conc, ttl * 2)
+  end
+end
+return 1
+`);
+
+/**
+ * Per-key limits in Redis: one script checks and counts the request window,
+ * the token window and the concurrency cap together, so the limits are exact
+ * across every node sharing the Redis. Concurrency slots are leases: a node
+ * that dies without ending its requests frees their slots after LEASE_TTL_MS.
+ */
+export class RedisRateLimiter implements RateLimiter {
+  /** Slots this node holds, by lease id: renewed until their requests end. */
+  private readonly held = new Map<string, string>();
+  private readonly renewal: NodeJS.Timeout;
+
+  /** `clock` in ms for tests; by default Redis's own clock, the same for every node. */
+  constructor(
+    private readonly connection: RedisConnection,
+    private readonly clock?: () => number,
+  ) {
+    this.renewal = setInterval(() => void this.renew(), RENEW_EVERY_MS);
+    this.renewal.unref();
+  }
+
+  private keys(keyId: string): string[] {
+    // One hash tag per key: a Redis Cluster would keep a key's windows on one shard.
+    const base = `${this.connection.prefix}rl:{${keyId}}:`;
+    return [`${base}req`, `${base}tok`, `${base}tokens`, `${base}conc`, `${base}meta`];
+  }
+
+  private now(): string {
+    return this.clock === undefined ? "" : String(this.clock());
+  }
+
+  private async run(mode: "peek" | "acquire", keyId: string, limits: KeyLimits, reserve: number, id: string): Promise<number[]> {
+    const args = [
+      this.now(),
+      mode,
+      limits.requests.limit,
+      limits.requests.windowMs,
+      limits.tokens?.limit ?? -1,
+      limits.tokens?.windowMs ?? 0,
+      reserve,
+      limits.maxConcurrent ?? -1,
+      id,
+      LEASE_TTL_MS,
+    ];
+    return (await shared(() => LIMIT_SCRIPT.run(this.connection.redis, this.keys(keyId), args))) as number[];
+  }
+
+  async peek(keyId: string, limits: KeyLimits): Promise<LimitReport> {
+    const r = await this.run("peek", keyId, limits, 0, "");
+    return reportOf(r, limits);
+  }
+
+  async acquire(keyId: string, limits: KeyLimits, reserveTokens: number): Promise<Acquisition> {
+    const id = randomUUID();
+    const r = await this.run("acquire", keyId, limits, reserveTokens, id);
+    const report = reportOf(r, limits);
+    if (r[0] !== 1) {
+      const refusals: Array<[LimitName, number]> = [];
+      if (r[1] !== 1) refusals.push(["requests", r[3]!]);
+      if (r[5] !== 1) refusals.push(["tokens", r[7]!]);
+      if (r[9] !== 1) refusals.push(["concurrency", CONCURRENCY_RETRY_MS]);
+      // The longest of the waits: after it, every limit that refused lets the request in.
+      return { granted: false, report, refusedBy: refusals[0]![0], retryAfterMs: Math.max(...refusals.map(([, ms]) => ms)) };
+    }
+    const keys = this.keys(keyId);
+    if (limits.maxConcurrent !== undefined) this.held.set(id, keys[3]!);
+    let open = true;
+    const end = async (tokens: number, how: "settle" | "cancel"): Promise<void> => {
+      if (!open) return;
+      open = false;
+      this.held.delete(id);
+      // Already counted and answered: a failure here only keeps the reservation until it leaves the window, the slot until its lease expires.
+      await END_SCRIPT.run(this.connection.redis, keys.slice(0, 4), [id, tokens, how]).catch(() => undefined);
+    };
+    return {
+      granted: true,
+      report: {
+        requests: { limit: limits.requests.limit, remaining: report.requests.remaining - 1, resetMs: limits.requests.windowMs },
+        tokens: report.tokens &&
+          limits.tokens && { limit: limits.tokens.limit, remaining: report.tokens.remaining - reserveTokens, resetMs: limits.tokens.windowMs },
+      },
+      lease: { settle: (used) => end(used, "settle"), cancel: () => end(0, "cancel") },
+    };
+  }
+
+  private async renew(): Promise<void> {
+    if (this.held.size === 0) return;
+    const entries = [...this.held];
+    await RENEW_SCRIPT.run(
+      this.connection.redis,
+      entries.map(([, key]) => key),
+      [this.now(), LEASE_TTL_MS, ...entries.map(([id]) => id)],
+    ).catch(() => undefined);
+  }
+
+  close(): void {
+    clearInterval(this.renewal);
+  }
+}
+
+function reportOf(r: number[], limits: KeyLimits): LimitReport {
+  return {
+    requests: { limit: limits.requests.limit, remaining: r[2]!, resetMs: r[4]! },
+    tokens: limits.tokens && { limit: limits.tokens.limit, remaining: r[6]!, resetMs: r[8]! },
+  };
+}

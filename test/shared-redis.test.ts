@@ -1,0 +1,274 @@
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { after, before, describe, it } from "node:test";
+import { Redis } from "ioredis";
+import { loadConfig } from "../src/config/config.js";
+import { People } from "../src/accounts/people.js";
+import { AccountService } from "../src/accounts/accounts.js";
+import { hashKey } from "../src/gate/credentials.js";
+import { connectRedis, type RedisConnection } from "../src/gate/redis/connection.js";
+import { RedisFailureCounter } from "../src/gate/redis/failure-counter.js";
+import { RedisKeyCache } from "../src/gate/redis/key-cache.js";
+import { billingPeriod } from "../src/metering/billing-period.js";
+import { CLI_CONTEXT } from "../src/store/audit-log.js";
+import { createStore } from "../src/store/create-store.js";
+import type { AccountStore, Stores } from "../src/store/store.js";
+import { FakeUpstream } from "./helpers/fake-upstream.js";
+import { configFor, createKey, postJson, startTestServer, tempDir, type TestServer } from "./helpers/fixtures.js";
+import { closedPort } from "./helpers/ports.js";
+import { dropDatabase, freshDatabase } from "./helpers/postgres.js";
+import { deletePrefix, PrivateRedis, SHARED_REDIS_URL, testConnection, testPrefix } from "./helpers/redis.js";
+
+const CLI_PATH = new URL("../src/cli/main.js", import.meta.url).pathname;
+const ADMIN_TOKEN = "a".repeat(40);
+
+const remote = (base: string) => ({
+  specialists: { echo: { description: "answers at once", system_prompt: "", remote: { base_url: base, model: "m" } } },
+  plans: {
+    roomy: { requests_per_minute: 1000, requests_per_month: 100_000, specialists: "*" },
+    tight: { requests_per_minute: 1000, requests_per_month: 15, specialists: "*" },
+    small: { requests_per_minute: 1000, requests_per_month: 5, specialists: "*" },
+  },
+});
+
+describe("key cache: a change on any node holds on every node's next lookup", () => {
+  const prefix = testPrefix("keys");
+  let stores: Stores;
+  const connections: RedisConnection[] = [];
+  after(async () => {
+    for (const c of connections) c.redis.disconnect();
+    await stores.close();
+    await deletePrefix(prefix);
+  });
+
+  it("serves from this process until the generation moves, then reads the store again", async () => {
+    stores = await createStore({ dataDir: tempDir() });
+    let lookups = 0;
+    const counting: Pick<AccountStore, "findKeyByHash"> = {
+      findKeyByHash: (hash) => {
+        lookups++;
+        return stores.accounts.findKeyByHash(hash);
+      },
+    };
+    const a = await testConnection(prefix);
+    const b = await testConnection(prefix);
+    connections.push(a, b);
+    const nodeA = new RedisKeyCache(a, counting);
+    const nodeB = new RedisKeyCache(b, counting);
+    const plans = configFor(remote("http://127.0.0.1:1")).plans;
+    const accounts = new AccountService(stores, plans, () => nodeA.invalidate());
+    const account = await accounts.createAccount(CLI_CONTEXT, "x", "roomy");
+    const { record, key } = await accounts.createKey(CLI_CONTEXT, account.id, "live");
+    const hash = hashKey(key);
+
+    assert.equal((await nodeB.find(hash))?.key.revokedAt, null);
+    assert.equal((await nodeB.find(hash))?.key.revokedAt, null);
+    assert.equal(lookups, 1, "the second lookup came from the cache");
+
+    await accounts.revokeKey(CLI_CONTEXT, record.id);
+    assert.notEqual((await nodeB.find(hash))?.key.revokedAt, null, "node B saw the revocation made on node A at once");
+    assert.equal(lookups, 2);
+
+    await accounts.changePlan(CLI_CONTEXT, account.id, "tight");
+    assert.equal((await nodeB.find(hash))?.account.plan, "tight");
+    await accounts.setStatus(CLI_CONTEXT, account.id, "suspended");
+    assert.equal((await nodeB.find(hash))?.account.status, "suspended");
+    assert.equal(lookups, 4);
+  });
+});
+
+describe("sign-in failures are counted across nodes", () => {
+  const prefix = testPrefix("signin");
+  let connection: RedisConnection;
+  after(async () => {
+    connection.redis.disconnect();
+    await deletePrefix(prefix);
+  });
+
+  it("refuses the sixth wrong admin token whichever node the guesses went to", async () => {
+    connection = await testConnection(prefix);
+    const stores = await createStore({ dataDir: tempDir() });
+    try {
+      const failures = (kind: string, limits: ConstructorParameters<typeof RedisFailureCounter>[2]) =>
+        new RedisFailureCounter(connection, kind, limits);
+      const nodes = [new People(stores, ADMIN_TOKEN, { failures }), new People(stores, ADMIN_TOKEN, { failures })];
+      for (let i = 0; i < 5; i++) {
+        await assert.rejects(nodes[i % 2]!.checkAdminToken("wrong", "10.0.0.1"), { code: "invalid_admin_token" });
+      }
+      for (const node of nodes) await assert.rejects(node.checkAdminToken(ADMIN_TOKEN, "10.0.0.1"), { code: "too_many_sign_in_attempts" });
+      // Another address is not affected.
+      await nodes[0]!.checkAdminToken(ADMIN_TOKEN, "10.0.0.2");
+    } finally {
+      await stores.close();
+    }
+  });
+});
+
+describe("a node on Redis", () => {
+  const fake = new FakeUpstream();
+  const prefix = testPrefix("node");
+  let server: TestServer;
+  const infer = (auth: Record<string, string>) => postJson(`${server.url}/v1/infer`, { specialist: "echo", prompt: "hi", max_tokens: 4 }, auth);
+
+  let database: string;
+
+  before(async () => {
+    database = await freshDatabase();
+    server = await startTestServer(remote(await fake.start()), {
+      gated: true,
+      env: { ALVEARE_DATABASE_URL: database, ALVEARE_REDIS_URL: SHARED_REDIS_URL, ALVEARE_REDIS_PREFIX: prefix, ALVEARE_ADMIN_TOKEN: ADMIN_TOKEN },
+    });
+  });
+  after(async () => {
+    await server.close();
+    await fake.stop();
+    await deletePrefix(prefix);
+    await dropDatabase(database);
+  });
+
+  it("admits exactly the 10 requests left of a monthly quota out of 60 at once, and agrees with the ledger", async () => {
+    const { auth, accountId } = await createKey(server, "tight");
+    for (let i = 0; i < 5; i++) assert.equal((await infer(auth)).status, 200);
+    const results = await Promise.all(Array.from({ length: 60 }, () => infer(auth)));
+    assert.equal(results.filter((r) => r.status === 200).length, 10);
+    for (const r of results.filter((x) => x.status !== 200)) {
+      assert.equal(r.status, 429);
+      assert.equal((r.json.error as { code: string }).code, "monthly_quota_exceeded");
+    }
+    const stores = await createStore(server.config);
+    try {
+      const usage = await stores.ledger.periodUsage(accountId, "live", billingPeriod(new Date()).key);
+      assert.equal(usage.requests, 15);
+    } finally {
+      await stores.close();
+    }
+    const redis = new Redis(SHARED_REDIS_URL);
+    try {
+      assert.equal(await redis.get(`${prefix}quota:{${accountId}}:live:${billingPeriod(new Date()).key}`), "15");
+    } finally {
+      redis.disconnect();
+    }
+  });
+
+  it("a key revoked through the CLI is refused on the very next request, and the CLI told Redis", async () => {
+    const { auth, keyId } = await createKey(server, "roomy");
+    assert.equal((await infer(auth)).status, 200);
+    const redis = new Redis(SHARED_REDIS_URL);
+    try {
+      const generation = await redis.get(`${prefix}keys:generation`);
+      const env = { ...process.env, ALVEARE_DATABASE_URL: database, ALVEARE_REDIS_URL: SHARED_REDIS_URL, ALVEARE_REDIS_PREFIX: prefix };
+      const cli = spawnSync(process.execPath, [CLI_PATH, "keys", "revoke", keyId, "--data-dir", server.config.dataDir, "--json"], {
+        env,
+        encoding: "utf8",
+      });
+      assert.equal(cli.status, 0, cli.stderr);
+      assert.notEqual(await redis.get(`${prefix}keys:generation`), generation, "the CLI bumped the shared generation");
+    } finally {
+      redis.disconnect();
+    }
+    const refused = await infer(auth);
+    assert.equal(refused.status, 401);
+    assert.equal((refused.json.error as { code: string }).code, "revoked_api_key");
+  });
+
+  it("a plan changed through the admin API holds on the next request", async () => {
+    const { auth, accountId } = await createKey(server, "roomy");
+    assert.equal((await infer(auth)).headers.get("x-ratelimit-limit-requests"), "1000");
+    const patched = await fetch(`${server.url}/admin/api/accounts/${accountId}`, {
+      method: "PATCH",
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}`, "content-type": "application/json" },
+      body: JSON.stringify({ status: "suspended" }),
+    });
+    assert.equal(patched.status, 200);
+    const refused = await infer(auth);
+    assert.equal(refused.status, 403);
+    assert.equal((refused.json.error as { code: string }).code, "account_suspended");
+  });
+
+  it("shows a redis check in /ready", async () => {
+    const ready = await fetch(`${server.url}/ready`);
+    const body = (await ready.json()) as { checks: Record<string, { ok: boolean }> };
+    assert.equal(ready.status, 200);
+    assert.deepEqual(body.checks.redis, { ok: true });
+  });
+});
+
+describe("Redis down and back", () => {
+  const fake = new FakeUpstream();
+  const redis = new PrivateRedis();
+  let server: TestServer;
+  const infer = (auth: Record<string, string>) => postJson(`${server.url}/v1/infer`, { specialist: "echo", prompt: "hi", max_tokens: 4 }, auth);
+
+  let database: string;
+
+  before(async () => {
+    await redis.start();
+    database = await freshDatabase();
+    server = await startTestServer(remote(await fake.start()), {
+      gated: true,
+      env: { ALVEARE_DATABASE_URL: database, ALVEARE_REDIS_URL: redis.url, ALVEARE_REDIS_PREFIX: "alveare:" },
+    });
+  });
+  after(async () => {
+    await server.close();
+    await fake.stop();
+    await redis.kill();
+    await dropDatabase(database);
+  });
+
+  it("answers 503 dependency_unavailable while Redis is gone, admits nothing, and recovers by itself with exact counters", async () => {
+    const { auth, accountId } = await createKey(server, "small");
+    for (let i = 0; i < 3; i++) assert.equal((await infer(auth)).status, 200);
+    const upstreamBefore = fake.requests.length;
+
+    await redis.kill();
+    const during = await Promise.all(Array.from({ length: 20 }, () => infer(auth)));
+    for (const r of during) {
+      assert.equal(r.status, 503, JSON.stringify(r.json));
+      const error = r.json.error as { code: string; type: string };
+      assert.equal(error.code, "dependency_unavailable");
+      assert.equal(error.type, "server_error");
+      assert.ok(Number(r.headers.get("retry-after")) >= 1);
+    }
+    assert.equal(fake.requests.length, upstreamBefore, "nothing reached the engine without a limiter");
+    assert.equal((await fetch(`${server.url}/health`)).status, 200, "liveness stays up");
+    const ready = await fetch(`${server.url}/ready`);
+    assert.equal(ready.status, 503);
+    assert.equal(((await ready.json()) as { checks: Record<string, { ok: boolean }> }).checks.redis?.ok, false);
+
+    // Back, empty (no persistence): the node reconnects by itself and seeds the monthly counter from the ledger.
+    await redis.start();
+    let first: Awaited<ReturnType<typeof infer>> | undefined;
+    for (let i = 0; i < 100; i++) {
+      first = await infer(auth);
+      if (first.status !== 503) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.equal(first?.status, 200, "traffic flows again within seconds");
+    const after = await Promise.all(Array.from({ length: 10 }, () => infer(auth)));
+    assert.equal(after.filter((r) => r.status === 200).length, 1, "3 before + 1 + 1 = the month's 5, not a fresh 5");
+    const stores = await createStore(server.config);
+    try {
+      assert.equal((await stores.ledger.periodUsage(accountId, "live", billingPeriod(new Date()).key)).requests, 5);
+    } finally {
+      await stores.close();
+    }
+  });
+});
+
+describe("Redis settings at start", () => {
+  it("refuses a URL that is not redis:// naming the variable", () => {
+    const database = { ALVEARE_DATABASE_URL: "postgres://127.0.0.1/x" };
+    assert.throws(() => configFor({}, { ...database, ALVEARE_REDIS_URL: "http://127.0.0.1:6379" }), /ALVEARE_REDIS_URL.*redis:\/\//);
+    assert.throws(() => loadConfig({}, { ...database, ALVEARE_REDIS_URL: "not a url" }), /ALVEARE_REDIS_URL/);
+  });
+
+  it("stops with one line naming ALVEARE_REDIS_URL when Redis cannot be reached", async () => {
+    const port = await closedPort();
+    await assert.rejects(connectRedis(`redis://127.0.0.1:${port}`, "x:"), (error: Error) => {
+      assert.match(error.message, /^ALVEARE_REDIS_URL: cannot use Redis at redis:\/\/127\.0\.0\.1:\d+/);
+      assert.doesNotMatch(error.message, /\n/);
+      return true;
+    });
+  });
+});
