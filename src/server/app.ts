@@ -127,16 +127,17 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // Fastify skips onResponse for a hijacked stream whose client left, so the
     // line is written when the socket response closes, whichever way it ends.
     const started = performance.now();
+    const finished = (): void => {
+      const status = request.logFields.aborted ? CLIENT_CLOSED : (clientErrorStatus(reply.raw) ?? reply.raw.statusCode);
+      const latencyMs = performance.now() - started;
+      logRequest(requestLines, request, status, latencyMs);
+      telemetry.httpRequest(route, status, latencyMs / 1000);
+      request.trace.end({ "http.response.status_code": status, "http.request.id": request.id });
+    };
     reply.raw.once("close", () => {
-      void (request.generationDone ?? Promise.resolve())
-        .catch(() => undefined)
-        .then(() => {
-          const status = request.logFields.aborted ? CLIENT_CLOSED : (clientErrorStatus(reply.raw) ?? reply.raw.statusCode);
-          const latencyMs = performance.now() - started;
-          logRequest(requestLines, request, status, latencyMs);
-          telemetry.httpRequest(route, status, latencyMs / 1000);
-          request.trace.end({ "http.response.status_code": status, "http.request.id": request.id });
-        });
+      // After the generation settles, whichever way: one promise, not a chain of three.
+      if (request.generationDone === undefined) finished();
+      else request.generationDone.then(finished, finished);
     });
     done();
   });
