@@ -45,8 +45,9 @@ export class SqliteAccountStore implements AccountStore {
    * of a gateway request's CPU). Still exact for revocation: a change another
    * process (the CLI) commits is seen by every request read after that commit,
    * because each turn starts with a fresh read; requests read in the same turn
-   * as a concurrent commit arrived before it finished. This store's own writes
-   * clear the cache at once.
+   * as a concurrent commit arrived before it finished. (HTTP requests are
+   * authenticated in the poll phase that reads them; the flag is cleared in the
+   * check phase right after.) This store's own writes clear the cache at once.
    */
   private versionCheckedThisTurn = false;
   private readonly endTurn = (): void => {
