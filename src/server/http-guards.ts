@@ -141,14 +141,17 @@ const EXPOSED_HEADERS = [
  * page can only spend a key it already holds. The dashboard and admin API,
  * which do use cookies, never answer cross-origin.
  */
-export function securityHeaders(url: string): Record<string, string> {
-  const headers: Record<string, string> = { "x-content-type-options": "nosniff" };
-  if (isApiPath(url)) {
-    headers["access-control-allow-origin"] = "*";
-    headers["access-control-expose-headers"] = EXPOSED_HEADERS;
-  }
-  return headers;
+export function securityHeaders(url: string): Readonly<Record<string, string>> {
+  return isApiPath(url) ? API_HEADERS : OTHER_HEADERS;
 }
+
+// Built once: the same two header sets for every response.
+const OTHER_HEADERS: Readonly<Record<string, string>> = Object.freeze({ "x-content-type-options": "nosniff" });
+const API_HEADERS: Readonly<Record<string, string>> = Object.freeze({
+  ...OTHER_HEADERS,
+  "access-control-allow-origin": "*",
+  "access-control-expose-headers": EXPOSED_HEADERS,
+});
 
 const ALLOWED_REQUEST_HEADERS = new Set(["authorization", "content-type", "x-request-id"]);
 /** The OpenAI SDKs send their own telemetry headers; a preflight refusing them would break those clients. */

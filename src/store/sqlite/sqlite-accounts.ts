@@ -40,6 +40,19 @@ export class SqliteAccountStore implements AccountStore {
   private readonly statements;
   private readonly keyCache = new Map<string, KeyLookup>();
   private keyCacheVersion = -1;
+  /**
+   * data_version is read once per event-loop turn, not per lookup (it was ~4%
+   * of a gateway request's CPU). Still exact for revocation: a change another
+   * process (the CLI) commits is seen by every request read after that commit,
+   * because each turn starts with a fresh read; requests read in the same turn
+   * as a concurrent commit arrived before it finished. (HTTP requests are
+   * authenticated in the poll phase that reads them; the flag is cleared in the
+   * check phase right after.) This store's own writes clear the cache at once.
+   */
+  private versionCheckedThisTurn = false;
+  private readonly endTurn = (): void => {
+    this.versionCheckedThisTurn = false;
+  };
 
   constructor(db: Database.Database) {
     this.statements = {
@@ -108,10 +121,14 @@ export class SqliteAccountStore implements AccountStore {
   }
 
   async findKeyByHash(hash: string): Promise<KeyLookup | undefined> {
-    const version = this.statements.dataVersion.get()!;
-    if (version !== this.keyCacheVersion) {
-      this.keyCache.clear();
-      this.keyCacheVersion = version;
+    if (!this.versionCheckedThisTurn) {
+      this.versionCheckedThisTurn = true;
+      setImmediate(this.endTurn);
+      const version = this.statements.dataVersion.get()!;
+      if (version !== this.keyCacheVersion) {
+        this.keyCache.clear();
+        this.keyCacheVersion = version;
+      }
     }
     const cached = this.keyCache.get(hash);
     if (cached !== undefined) return cached;

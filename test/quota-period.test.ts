@@ -1,0 +1,43 @@
+import assert from "node:assert/strict";
+import { after, describe, it } from "node:test";
+import { StoreQuotaCounter } from "../src/gate/store-backends.js";
+import { createStore } from "../src/store/create-store.js";
+import { tempDir } from "./helpers/fixtures.js";
+
+/** The quota counter keeps the last request's month; a request in another month must count in that month. */
+describe("StoreQuotaCounter: billing months", () => {
+  const opened: Array<{ close(): Promise<void> }> = [];
+  after(async () => {
+    for (const s of opened) await s.close();
+  });
+
+  it("counts each request in its own UTC month across a month boundary, forwards and back", async () => {
+    const stores = await createStore({ dataDir: tempDir("alveare-quota-period-") });
+    opened.push(stores);
+    await stores.accounts.createAccount({ id: "acct_q", name: "Q", plan: "free", status: "active", createdAt: new Date().toISOString() });
+    const counter = new StoreQuotaCounter(stores.ledger, () => new Date("2026-02-01T00:00:01Z"));
+    const caller = { accountId: "acct_q", keyId: "key_q", mode: "live" as const, plan: "free" };
+    const at = [
+      "2026-01-31T23:59:59.998Z",
+      "2026-01-31T23:59:59.999Z",
+      "2026-02-01T00:00:00.000Z",
+      "2026-01-15T12:00:00.000Z",
+      "2026-03-01T00:00:00.000Z",
+    ];
+    for (const [i, iso] of at.entries()) {
+      const ticket = await counter.take({
+        requestId: `req_${i}`,
+        caller,
+        specialistId: "classify",
+        endpoint: "infer",
+        limit: 100,
+        at: new Date(iso),
+      });
+      assert.ok(ticket, `request ${i} admitted`);
+      await ticket.finish({ status: 200, promptTokens: 1, completionTokens: 1, latencyMs: 1 });
+    }
+    assert.equal((await stores.ledger.periodUsage("acct_q", "live", "2026-01")).requests, 3);
+    assert.equal((await stores.ledger.periodUsage("acct_q", "live", "2026-02")).requests, 1);
+    assert.equal((await stores.ledger.periodUsage("acct_q", "live", "2026-03")).requests, 1);
+  });
+});
