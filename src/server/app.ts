@@ -29,6 +29,8 @@ import { GATE_ERROR_TYPES, NO_TELEMETRY, type Telemetry } from "../observability
 import { UNMATCHED_ROUTE } from "../observability/prometheus.js";
 import { readyRoute, type Lifecycle, type ReadinessSources } from "../observability/readiness.js";
 import "../observability/request-trace.js";
+import { isRedisConnectionFailure } from "../gate/redis/connection.js";
+import { isDatabaseConnectionFailure } from "../store/postgres/connection-failure.js";
 
 export type { SpecialistSource } from "../inference/run-inference.js";
 
@@ -61,10 +63,13 @@ const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 /**
  * The one place a thrown error becomes the catalogue's answer, for every route
  * and mount: an ApiError (AccountError included) as it is; framework-level
- * failures (body limit, parse errors) mapped; anything else a 500.
+ * failures (body limit, parse errors) mapped; Redis or PostgreSQL out of
+ * reach, on any route, the 503 a client retries; anything else a 500.
  */
 function toApiError(error: FastifyError | Error, bodyLimit: number): ApiError {
   if (error instanceof ApiError) return error;
+  if (isRedisConnectionFailure(error)) return errors.dependencyUnavailable("redis", error);
+  if (isDatabaseConnectionFailure(error)) return errors.dependencyUnavailable("database", error);
   const e = error as FastifyError;
   if (e.code === "FST_ERR_CTP_BODY_TOO_LARGE") return errors.requestTooLarge(bodyLimit);
   if (e.code === "FST_ERR_CTP_EMPTY_JSON_BODY") return errors.invalidJson("the body is empty");
@@ -156,10 +161,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     if (apiError.code === "request_too_large") drainRefusedBody(request, reply, drainLimit(options.bodyLimit));
     request.logFields.code = apiError.code;
     if (GATE_ERROR_TYPES.has(apiError.type)) telemetry.gateRejection(apiError.code);
-    if (apiError.status >= 500 && !(error instanceof ApiError)) {
-      request.log.error({ err: error }, "unhandled error");
-    }
     if (apiError.code === "dependency_unavailable") request.log.warn({ err: apiError.cause }, "a shared dependency is unavailable");
+    else if (apiError.status >= 500 && !(error instanceof ApiError)) request.log.error({ err: error }, "unhandled error");
     return reply.code(apiError.status).headers(apiError.headers).send(apiError.toBody());
   });
 

@@ -1,5 +1,4 @@
 import { Redis } from "ioredis";
-import { errors } from "../../errors.js";
 
 /** How long one command may take before the request it serves is refused as 503 dependency_unavailable (a disconnected Redis fails at once). */
 const COMMAND_TIMEOUT_MS = 2000;
@@ -66,14 +65,15 @@ export function safeUrl(url: string): string {
 }
 
 /**
- * Runs a Redis step for a request; any failure of the connection becomes the
- * catalogue's 503, so a request is never admitted without its limiter and
- * never answered 500.
+ * Whether an error from the Redis client means Redis could not be reached or
+ * did not answer in time (an outage the client may retry), as opposed to a
+ * script or command Redis refused (a bug, which must stay a 500).
  */
-export async function shared<T>(step: () => Promise<T>): Promise<T> {
-  try {
-    return await step();
-  } catch (error) {
-    throw errors.dependencyUnavailable("redis", error);
-  }
+export function isRedisConnectionFailure(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  // Raised by ioredis: no connection and no offline queue, the connection lost under a command, the command timeout, retries spent.
+  if (error.name === "MaxRetriesPerRequestError") return true;
+  if (/^(Stream isn't writeable|Connection is closed|Command timed out)/.test(error.message)) return true;
+  // Redis itself, not yet able to serve: loading its data, or its primary gone.
+  return error.name === "ReplyError" && /^(LOADING|MASTERDOWN) /.test(error.message);
 }

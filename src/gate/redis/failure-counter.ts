@@ -1,5 +1,5 @@
 import type { FailureCounter, FailureLogLimits } from "../backends.js";
-import { shared, type RedisConnection } from "./connection.js";
+import { type RedisConnection } from "./connection.js";
 import { LuaScript } from "./script.js";
 
 /** Drops failures out of the window; 0 when the key may try, else the ms until the oldest counted failure leaves. */
@@ -42,15 +42,15 @@ export class RedisFailureCounter implements FailureCounter {
   }
 
   async retryAfterMs(key: string, now: number): Promise<number> {
-    return (await shared(() => RETRY_SCRIPT.run(this.connection.redis, [this.key(key)], [now, this.limits.windowMs, this.limits.allowed]))) as number;
+    return (await RETRY_SCRIPT.run(this.connection.redis, [this.key(key)], [now, this.limits.windowMs, this.limits.allowed])) as number;
   }
 
   async add(key: string, now: number): Promise<void> {
     const id = `${now}:${process.pid}:${sequence++}:${Math.random()}`;
-    await shared(() => ADD_SCRIPT.run(this.connection.redis, [this.key(key)], [now, this.limits.windowMs, this.limits.allowed, id]));
+    await ADD_SCRIPT.run(this.connection.redis, [this.key(key)], [now, this.limits.windowMs, this.limits.allowed, id]);
   }
 
   async clear(key: string): Promise<void> {
-    await shared(() => this.connection.redis.del(this.key(key)));
+    await this.connection.redis.del(this.key(key));
   }
 }

@@ -1,9 +1,8 @@
 import { randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
-import { errors } from "../../errors.js";
 import type { AccountStore, KeyLookup } from "../../store/store.js";
 import type { KeyCache } from "../backends.js";
-import { redisClient, shared, type RedisConnection } from "./connection.js";
+import { redisClient, type RedisConnection } from "./connection.js";
 
 /** Verified keys kept at most; past it the cache starts afresh (a flood of distinct keys cannot grow it). */
 const MAX_CACHED = 10_000;
@@ -46,19 +45,14 @@ export class RedisKeyCache implements KeyCache {
   }
 
   async find(hash: string): Promise<KeyLookup | undefined> {
-    const generation = await shared(() => this.connection.redis.get(this.generationKey));
+    const generation = await this.connection.redis.get(this.generationKey);
     if (generation !== this.generation || this.cached.size >= MAX_CACHED) {
       this.cached.clear();
       this.generation = generation;
     }
     const hit = this.cached.get(hash);
     if (hit !== undefined) return hit;
-    let found: KeyLookup | undefined;
-    try {
-      found = await this.store.findKeyByHash(hash);
-    } catch (error) {
-      throw errors.dependencyUnavailable("database", error);
-    }
+    const found = await this.store.findKeyByHash(hash);
     // Cached only while the generation read before the lookup is current: a change
     // committed during the lookup has bumped it, and the next request reads again.
     if (found !== undefined && this.generation === generation) this.cached.set(hash, found);
@@ -82,9 +76,7 @@ export class RedisKeyCache implements KeyCache {
  */
 export async function bumpKeyGeneration(connection: RedisConnection): Promise<void> {
   const { redis, prefix } = connection;
-  await shared(async () => {
-    // A fresh random value, never a counter: a counter restarting from nothing after a Redis restart could repeat a value some node still holds.
-    await redis.set(`${prefix}keys:generation`, randomUUID());
-    await redis.publish(`${prefix}keys:invalidated`, "1");
-  });
+  // A fresh random value, never a counter: a counter restarting from nothing after a Redis restart could repeat a value some node still holds.
+  await redis.set(`${prefix}keys:generation`, randomUUID());
+  await redis.publish(`${prefix}keys:invalidated`, "1");
 }

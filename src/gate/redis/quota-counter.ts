@@ -1,10 +1,9 @@
-import { errors } from "../../errors.js";
 import { billingPeriod } from "../../metering/billing-period.js";
 import { countsAgainstQuota } from "../../metering/counting-rule.js";
 import type { LedgerStore } from "../../store/store.js";
 import type { QuotaCounter, QuotaRequest, QuotaTicket } from "../backends.js";
 import type { Outcome } from "../gate.js";
-import { shared, type RedisConnection } from "./connection.js";
+import { type RedisConnection } from "./connection.js";
 import { LuaScript } from "./script.js";
 
 /**
@@ -49,21 +48,12 @@ export class RedisQuotaCounter implements QuotaCounter {
     return `${this.connection.prefix}quota:{${accountId}}:${mode}:${period}`;
   }
 
-  private async ledgerStep<T>(step: () => Promise<T>): Promise<T> {
-    try {
-      return await step();
-    } catch (error) {
-      throw errors.dependencyUnavailable("database", error);
-    }
-  }
-
   /** Sets the counter to the ledger's count: only if missing (`NX`), or over whatever it holds. */
   private async seed(key: string, accountId: string, mode: QuotaRequest["caller"]["mode"], period: string, overwrite: boolean): Promise<void> {
-    const usage = await this.ledgerStep(() => this.ledger.periodUsage(accountId, mode, period));
+    const usage = await this.ledger.periodUsage(accountId, mode, period);
     const { redis } = this.connection;
-    await shared(() =>
-      overwrite ? redis.set(key, usage.requests, "PX", QUOTA_RESEED_MS) : redis.set(key, usage.requests, "PX", QUOTA_RESEED_MS, "NX"),
-    );
+    if (overwrite) await redis.set(key, usage.requests, "PX", QUOTA_RESEED_MS);
+    else await redis.set(key, usage.requests, "PX", QUOTA_RESEED_MS, "NX");
   }
 
   async take(r: QuotaRequest): Promise<QuotaTicket | undefined> {
@@ -71,29 +61,27 @@ export class RedisQuotaCounter implements QuotaCounter {
     const { accountId, keyId, mode } = r.caller;
     const key = this.key(accountId, mode, period);
     const { redis } = this.connection;
-    let taken = (await shared(() => TAKE_SCRIPT.run(redis, [key], [r.limit]))) as number;
+    let taken = (await TAKE_SCRIPT.run(redis, [key], [r.limit])) as number;
     if (taken === -1) {
       await this.seed(key, accountId, mode, period, false);
-      taken = (await shared(() => TAKE_SCRIPT.run(redis, [key], [r.limit]))) as number;
+      taken = (await TAKE_SCRIPT.run(redis, [key], [r.limit])) as number;
     }
     if (taken !== 1) return undefined;
 
     const giveBack = (): Promise<unknown> => GIVE_BACK_SCRIPT.run(redis, [key], []).catch(() => undefined);
     let eventId: number | undefined;
     try {
-      eventId = await this.ledgerStep(() =>
-        this.ledger.admit({
-          requestId: r.requestId,
-          accountId,
-          keyId,
-          mode,
-          period,
-          endpoint: r.endpoint,
-          specialist: r.specialistId,
-          limit: r.limit,
-          at: r.at.toISOString(),
-        }),
-      );
+      eventId = await this.ledger.admit({
+        requestId: r.requestId,
+        accountId,
+        keyId,
+        mode,
+        period,
+        endpoint: r.endpoint,
+        specialist: r.specialistId,
+        limit: r.limit,
+        at: r.at.toISOString(),
+      });
     } catch (error) {
       await giveBack();
       throw error;
@@ -106,19 +94,17 @@ export class RedisQuotaCounter implements QuotaCounter {
     const admitted = eventId;
     return {
       finish: async (outcome: Outcome) => {
-        await this.ledgerStep(() =>
-          this.ledger.complete({
-            eventId: admitted,
-            accountId,
-            mode,
-            period,
-            status: outcome.status,
-            promptTokens: outcome.promptTokens,
-            completionTokens: outcome.completionTokens,
-            latencyMs: outcome.latencyMs,
-            at: this.now().toISOString(),
-          }),
-        );
+        await this.ledger.complete({
+          eventId: admitted,
+          accountId,
+          mode,
+          period,
+          status: outcome.status,
+          promptTokens: outcome.promptTokens,
+          completionTokens: outcome.completionTokens,
+          latencyMs: outcome.latencyMs,
+          at: this.now().toISOString(),
+        });
         if (!countsAgainstQuota(outcome.status)) await giveBack();
       },
     };

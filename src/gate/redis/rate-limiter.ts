@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Acquisition, KeyLimits, LimitName, LimitReport, RateLimiter } from "../backends.js";
 import { CONCURRENCY_RETRY_MS } from "../in-process-limiter.js";
-import { shared, type RedisConnection } from "./connection.js";
+import { type RedisConnection } from "./connection.js";
 import { LUA_NOW, LuaScript } from "./script.js";
 
 /**
@@ -175,7 +175,7 @@ export class RedisRateLimiter implements RateLimiter {
       id,
       LEASE_TTL_MS,
     ];
-    return (await shared(() => LIMIT_SCRIPT.run(this.connection.redis, this.keys(keyId), args))) as number[];
+    return (await LIMIT_SCRIPT.run(this.connection.redis, this.keys(keyId), args)) as number[];
   }
 
   async peek(keyId: string, limits: KeyLimits): Promise<LimitReport> {

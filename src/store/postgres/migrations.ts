@@ -162,8 +162,9 @@ const MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(hashtext('alveare.schema_mi
  * an advisory lock: nodes starting together wait for the first, then find
  * nothing left to do. Versions beyond this release's (a newer node migrated
  * first) are left alone: they are additive. Returns the versions applied.
+ * `migrations` is this release's list (tests pass a later release's).
  */
-export async function migratePostgres(pool: pg.Pool): Promise<number[]> {
+export async function migratePostgres(pool: pg.Pool, migrations: readonly string[] = PG_MIGRATIONS): Promise<number[]> {
   return inTransaction(pool, async (client) => {
     // A migration (or waiting for another node's) may take longer than a request's statement may.
     await client.query("SET LOCAL statement_timeout = 0");
@@ -175,7 +176,7 @@ export async function migratePostgres(pool: pg.Pool): Promise<number[]> {
     }
     const done = new Set((await client.query<{ version: number }>("SELECT version FROM schema_migrations")).rows.map((r) => r.version));
     const applied: number[] = [];
-    for (const [index, sql] of PG_MIGRATIONS.entries()) {
+    for (const [index, sql] of migrations.entries()) {
       const version = index + 1;
       if (done.has(version)) continue;
       await client.query(sql);

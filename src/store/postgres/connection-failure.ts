@@ -1,0 +1,22 @@
+/**
+ * Whether an error from the PostgreSQL driver means the database could not be
+ * reached or gave up on us (a dependency outage the client may retry), as
+ * opposed to a query the database refused (a bug, which must stay a 500).
+ */
+export function isDatabaseConnectionFailure(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === "string") {
+    if (SOCKET_CODES.has(code)) return true;
+    // SQLSTATE class 08 (connection exception), the server shutting down or starting, too many connections, statement timeout.
+    if (/^08[0-9A-Z]{3}$/.test(code) || SERVER_CODES.has(code)) return true;
+  }
+  // pg raises these without a code: the socket closed under a query, the pool's connect timeout, a client already broken.
+  return DRIVER_MESSAGES.test(error.message);
+}
+
+const SOCKET_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND", "EAI_AGAIN"]);
+/** admin_shutdown, crash_shutdown, cannot_connect_now, too_many_connections, query_canceled (statement_timeout). */
+const SERVER_CODES = new Set(["57P01", "57P02", "57P03", "53300", "57014"]);
+const DRIVER_MESSAGES =
+  /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Client was closed and is not queryable|Connection timeout)/;
