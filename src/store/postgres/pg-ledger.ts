@@ -125,12 +125,12 @@ export class PgLedger implements LedgerStore {
 
   async admit(r: AdmissionRecord): Promise<number | undefined> {
     const params = [r.accountId, r.mode, r.period, r.limit, r.at, r.specialist, r.requestId, r.keyId, r.endpoint, this.nodeId()];
-    const { rows } = await oneRetryOnDeadlock(() => this.pool.query<{ id: number }>(ADMIT, params));
+    const { rows } = await oneRetryOnDeadlock(() => this.pool.query<{ id: number }>({ name: "alveare_admit", text: ADMIT, values: params }));
     return rows[0]?.id;
   }
 
   async complete(r: CompletionRecord): Promise<void> {
-    await oneRetryOnDeadlock(() => this.pool.query(FINISH_ONE, [...outcomeParams(r), r.eventId]));
+    await oneRetryOnDeadlock(() => this.pool.query({ name: "alveare_finish_one", text: FINISH_ONE, values: [...outcomeParams(r), r.eventId] }));
   }
 
   async countRefusal(r: RefusalRecord): Promise<void> {
