@@ -108,7 +108,7 @@ async function load(urls: string[], key: string, pids: number[], shared: boolean
   const rs = await Promise.all(urls.map((url) => autocannon({ ...options(url), duration: seconds })));
   const cpu = pids.reduce((sum, pid, i) => sum + cpuSeconds(pid) - before[i]!, 0);
   const total = rs.reduce((n, r) => n + r.requests.total, 0);
-  const backendCpu = cpuOf(backends).map((t, i) => (t - backendsBefore[i]!) * 1000 / Math.max(1, total));
+  const backendCpu = cpuOf(backends).map((t, i) => ((t - backendsBefore[i]!) * 1000) / Math.max(1, total));
   // The counters include the counting itself (one INFO, a few statements): noise against thousands of requests.
   const counts = shared
     ? {
@@ -129,9 +129,13 @@ async function load(urls: string[], key: string, pids: number[], shared: boolean
 }
 
 const MODE_NAMES: Record<string, Mode> = { sqlite: "1 node, SQLite", shared: "1 node, shared", two: "2 nodes, shared" };
-const modes: Mode[] = values.modes.split(",").map((m) => MODE_NAMES[m.trim()] ?? ((): never => {
-  throw new Error(`--modes: unknown mode ${m}`);
-})());
+const modes: Mode[] = values.modes.split(",").map(
+  (m) =>
+    MODE_NAMES[m.trim()] ??
+    ((): never => {
+      throw new Error(`--modes: unknown mode ${m}`);
+    })(),
+);
 
 /** Redis commands run so far, all of them (INFO commandstats). */
 async function redisCommandCount(): Promise<number> {
@@ -205,9 +209,7 @@ try {
       for (let i = 0; i < count; i++) {
         const port = 19500 + Math.floor(Math.random() * 400);
         const profile = values.profile !== undefined && mode !== "1 node, SQLite" ? ["--cpu-prof", "--cpu-prof-dir", values.profile] : [];
-        servers.push(
-          await start([...profile, join(here, "serve-for-bench.js"), String(port), String(upstreamPort), dataDir, "gate"], env, "stderr"),
-        );
+        servers.push(await start([...profile, join(here, "serve-for-bench.js"), String(port), String(upstreamPort), dataDir, "gate"], env, "stderr"));
         urls.push(`http://127.0.0.1:${port}`);
       }
       const result = await load(
