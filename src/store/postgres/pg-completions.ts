@@ -1,4 +1,3 @@
-import type pg from "pg";
 import { countsAgainstQuota } from "../../metering/counting-rule.js";
 import type { CompletionRecord } from "../store.js";
 
