@@ -5,7 +5,11 @@
  * round-robin balancer's share), alternating rounds in one run. Reports req/s,
  * p50/p99 and the servers' CPU time per request (Linux /proc).
  * Shared backends: PostgreSQL (--database-url, an empty database of its own) + Redis.
+ * Also per request: Redis commands (INFO commandstats) and PostgreSQL transactions
+ * (pg_stat_database.xact_commit of the benchmark's database, all nodes together).
+ * --modes picks modes (sqlite,shared,two); --profile DIR writes the shared nodes' .cpuprofile files there.
  * Usage: node dist/bench/shared-mode.js [--seconds N] [--connections N] [--rounds N] [--redis-url U] [--database-url U]
+ *        [--modes sqlite,shared,two] [--profile DIR]
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -15,6 +19,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import autocannon from "autocannon";
 import { Redis } from "ioredis";
+import pg from "pg";
 
 const { values } = parseArgs({
   options: {
@@ -23,6 +28,8 @@ const { values } = parseArgs({
     rounds: { type: "string", default: "3" },
     "redis-url": { type: "string", default: "redis://127.0.0.1:6379" },
     "database-url": { type: "string" },
+    modes: { type: "string", default: "sqlite,shared,two" },
+    profile: { type: "string" },
   },
 });
 const rounds = Number(values.rounds);
@@ -46,6 +53,12 @@ interface Result {
   p99: number;
   cpuMsPerRequest: number;
   non2xx: number;
+  /** Per request, shared modes only. */
+  redisCommands?: number;
+  pgTransactions?: number;
+  /** CPU ms per request of the nodes' PostgreSQL backends, and of the Redis server (anything else using it counts too). */
+  pgCpuMs?: number;
+  redisCpuMs?: number;
 }
 
 function start(args: string[], env: NodeJS.ProcessEnv, readyOn: "stdout" | "stderr"): Promise<ChildProcess> {
@@ -79,7 +92,7 @@ function benchKey(dataDir: string, env: NodeJS.ProcessEnv): string {
 }
 
 /** Loads every node at once, each with its share of the connections; req/s summed, latencies the worst node's. */
-async function load(urls: string[], key: string, pids: number[]): Promise<Result> {
+async function load(urls: string[], key: string, pids: number[], shared: boolean): Promise<Result> {
   const options = (url: string) => ({
     url: `${url}/v1/infer`,
     method: "POST" as const,
@@ -88,11 +101,25 @@ async function load(urls: string[], key: string, pids: number[]): Promise<Result
     connections: Math.max(1, Math.round(connections / urls.length)),
   });
   await Promise.all(urls.map((url) => autocannon({ ...options(url), duration: 2 })));
+  const [redisBefore, pgBefore] = shared ? [await redisCommandCount(), await pgTransactionCount()] : [0, 0];
+  const backends = shared ? await backendPids() : [];
+  const backendsBefore = cpuOf(backends);
   const before = pids.map(cpuSeconds);
   const rs = await Promise.all(urls.map((url) => autocannon({ ...options(url), duration: seconds })));
   const cpu = pids.reduce((sum, pid, i) => sum + cpuSeconds(pid) - before[i]!, 0);
   const total = rs.reduce((n, r) => n + r.requests.total, 0);
+  const backendCpu = cpuOf(backends).map((t, i) => ((t - backendsBefore[i]!) * 1000) / Math.max(1, total));
+  // The counters include the counting itself (one INFO, a few statements): noise against thousands of requests.
+  const counts = shared
+    ? {
+        redisCommands: ((await redisCommandCount()) - redisBefore) / Math.max(1, total),
+        pgTransactions: ((await pgTransactionCount()) - pgBefore) / Math.max(1, total),
+        pgCpuMs: backendCpu.slice(0, -1).reduce((a, b) => a + b, 0),
+        redisCpuMs: backendCpu.at(-1)!,
+      }
+    : {};
   return {
+    ...counts,
     rps: rs.reduce((n, r) => n + r.requests.average, 0),
     p50: Math.max(...rs.map((r) => r.latency.p50)),
     p99: Math.max(...rs.map((r) => r.latency.p99)),
@@ -101,7 +128,66 @@ async function load(urls: string[], key: string, pids: number[]): Promise<Result
   };
 }
 
-const modes: Mode[] = ["1 node, SQLite", "1 node, shared", "2 nodes, shared"];
+const MODE_NAMES: Record<string, Mode> = { sqlite: "1 node, SQLite", shared: "1 node, shared", two: "2 nodes, shared" };
+const modes: Mode[] = values.modes.split(",").map(
+  (m) =>
+    MODE_NAMES[m.trim()] ??
+    ((): never => {
+      throw new Error(`--modes: unknown mode ${m}`);
+    })(),
+);
+
+/** Redis commands run so far, all of them (INFO commandstats). */
+async function redisCommandCount(): Promise<number> {
+  const redis = new Redis(redisUrl);
+  try {
+    const info = await redis.info("commandstats");
+    return [...info.matchAll(/calls=(\d+)/g)].reduce((n, m) => n + Number(m[1]), 0);
+  } finally {
+    redis.disconnect();
+  }
+}
+
+/** The server pids of the nodes' PostgreSQL connections and of Redis (same machine: the benchmark's setting). */
+async function backendPids(): Promise<number[]> {
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  const redis = new Redis(redisUrl);
+  try {
+    const { rows } = await client.query<{ pid: number }>(
+      "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'alveare'",
+    );
+    const redisPid = Number(/process_id:(\d+)/.exec(await redis.info("server"))![1]);
+    return [...rows.map((r) => r.pid), redisPid];
+  } finally {
+    await client.end();
+    redis.disconnect();
+  }
+}
+
+/** CPU seconds of each pid, 0 for one that is gone. */
+const cpuOf = (pids: number[]): number[] =>
+  pids.map((pid) => {
+    try {
+      return cpuSeconds(pid);
+    } catch {
+      return 0;
+    }
+  });
+
+/** Transactions committed in the benchmark's database so far (statistics are flushed about every second, so it waits first). */
+async function pgTransactionCount(): Promise<number> {
+  await new Promise((r) => setTimeout(r, 1500));
+  const client = new pg.Client({ connectionString: databaseUrl });
+  await client.connect();
+  try {
+    await client.query("SELECT pg_stat_clear_snapshot()");
+    const { rows } = await client.query<{ n: string }>("SELECT xact_commit AS n FROM pg_stat_database WHERE datname = current_database()");
+    return Number(rows[0]!.n);
+  } finally {
+    await client.end();
+  }
+}
 const upstreamPort = 19000 + Math.floor(Math.random() * 500);
 const upstream = await start([join(here, "instant-upstream.js"), String(upstreamPort)], process.env, "stdout");
 const results = new Map<Mode, Result[]>();
@@ -122,13 +208,15 @@ try {
     try {
       for (let i = 0; i < count; i++) {
         const port = 19500 + Math.floor(Math.random() * 400);
-        servers.push(await start([join(here, "serve-for-bench.js"), String(port), String(upstreamPort), dataDir, "gate"], env, "stderr"));
+        const profile = values.profile !== undefined && mode !== "1 node, SQLite" ? ["--cpu-prof", "--cpu-prof-dir", values.profile] : [];
+        servers.push(await start([...profile, join(here, "serve-for-bench.js"), String(port), String(upstreamPort), dataDir, "gate"], env, "stderr"));
         urls.push(`http://127.0.0.1:${port}`);
       }
       const result = await load(
         urls,
         key,
         servers.map((s) => s.pid!),
+        mode !== "1 node, SQLite",
       );
       results.set(mode, [...(results.get(mode) ?? []), result]);
     } finally {
@@ -155,12 +243,19 @@ process.stdout.write(
   `POST /v1/infer, full gate, instant upstream, ${connections} connections in all, ${seconds} s per run, median of ${rounds} alternating rounds; ` +
     "shared = PostgreSQL + Redis\n\n",
 );
-process.stdout.write("| server | req/s | vs 1 node SQLite | p50 ms | p99 ms | CPU ms / request | non-2xx |\n|---|---|---|---|---|---|---|\n");
-const base = median(results.get("1 node, SQLite")!.map((r) => r.rps));
+process.stdout.write(
+  "| server | req/s | vs 1 node SQLite | p50 ms | p99 ms | node CPU ms / request | PostgreSQL CPU ms / request | Redis CPU ms / request | " +
+    "Redis commands / request | PostgreSQL transactions / request | non-2xx |\n" +
+    "|---|---|---|---|---|---|---|---|---|---|---|\n",
+);
+const base = median((results.get("1 node, SQLite") ?? [...results.values()][0]!).map((r) => r.rps));
+const perRequest = (xs: Array<number | undefined>): string => (xs[0] === undefined ? "–" : median(xs as number[]).toFixed(2));
 for (const [mode, rs] of results) {
   const rps = median(rs.map((r) => r.rps));
   process.stdout.write(
     `| ${mode} | ${rps.toFixed(0)} | ${(rps / base).toFixed(2)}x | ${median(rs.map((r) => r.p50))} | ${median(rs.map((r) => r.p99))} | ` +
-      `${median(rs.map((r) => r.cpuMsPerRequest)).toFixed(3)} | ${rs.reduce((n, r) => n + r.non2xx, 0)} |\n`,
+      `${median(rs.map((r) => r.cpuMsPerRequest)).toFixed(3)} | ${perRequest(rs.map((r) => r.pgCpuMs))} | ${perRequest(rs.map((r) => r.redisCpuMs))} | ` +
+      `${perRequest(rs.map((r) => r.redisCommands))} | ` +
+      `${perRequest(rs.map((r) => r.pgTransactions))} | ${rs.reduce((n, r) => n + r.non2xx, 0)} |\n`,
   );
 }

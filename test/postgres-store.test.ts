@@ -187,6 +187,70 @@ describe("PostgreSQL: usage aggregates", () => {
   });
 });
 
+describe("PostgreSQL: completions of one event-loop turn", () => {
+  it("are written together with each row's own outcome, and a row completed twice counts once", async () => {
+    const databaseUrl = await freshDatabase();
+    const [node] = await openMany(databaseUrl, 1);
+    const pool = openPool(databaseUrl);
+    try {
+      await node!.accounts.createAccount(account("acct_a"));
+      const days = ["2026-03-01T10:00:00.000Z", "2026-03-02T10:00:00.000Z"];
+      const ids: number[] = [];
+      for (let i = 0; i < 40; i++) {
+        const id = await node!.ledger.admit({ ...admission(1000, i), specialist: i % 3 === 0 ? "qa" : "classify", at: days[i % 2]! });
+        assert.ok(id !== undefined);
+        ids.push(id);
+      }
+      const statuses = [200, 503, 499, 400, 200];
+      const completion = (i: number) => ({
+        eventId: ids[i]!,
+        accountId: "acct_a",
+        mode: "live" as const,
+        period: PERIOD,
+        status: statuses[i % statuses.length]!,
+        promptTokens: i,
+        completionTokens: 2,
+        latencyMs: i + 0.5,
+        at: days[i % 2]!,
+      });
+      // All in one turn, row 0 twice (a caller's bug); then rows 38 and 39 again in a later turn.
+      await Promise.all([...ids.map((_, i) => node!.ledger.complete(completion(i))), node!.ledger.complete({ ...completion(0), promptTokens: 100 })]);
+      await Promise.all([38, 39].map((i) => node!.ledger.complete({ ...completion(i), status: 500 })));
+
+      const finished = await pool.query<{ id: number; status: number; latency_ms: number; prompt_tokens: number }>(
+        "SELECT id::int AS id, status, latency_ms, prompt_tokens FROM usage_events ORDER BY id",
+      );
+      assert.equal(finished.rows.length, 40);
+      finished.rows.forEach((row, i) => {
+        assert.equal(row.status, statuses[i % statuses.length], `row ${i}'s own status`);
+        assert.equal(row.latency_ms, i + 0.5);
+        if (i !== 0) assert.equal(row.prompt_tokens, i);
+      });
+      const fromLedger = await pool.query<{ specialist: string; day: string; requests: number; tokens: number }>(
+        `SELECT specialist, substr(created_at, 1, 10) AS day, COUNT(*)::int AS requests, SUM(prompt_tokens + completion_tokens)::int AS tokens
+         FROM usage_events WHERE status BETWEEN 200 AND 299 OR status = 499 GROUP BY 1, 2 ORDER BY 1, 2`,
+      );
+      const fromAggregates = await pool.query<{ specialist: string; day: string; requests: number; tokens: number }>(
+        "SELECT specialist, day, requests, tokens::int AS tokens FROM usage_daily WHERE requests > 0 ORDER BY 1, 2",
+      );
+      assert.deepEqual(fromAggregates.rows, fromLedger.rows);
+      const usage = await node!.ledger.periodUsage("acct_a", "live", PERIOD);
+      assert.equal(
+        usage.requests,
+        fromLedger.rows.reduce((n, r) => n + r.requests, 0),
+      );
+      assert.equal(
+        usage.tokens,
+        fromLedger.rows.reduce((n, r) => n + r.tokens, 0),
+      );
+      assert.equal(usage.requests, 24, "the 16 rows given back (503, 400) no longer count; every other row counts once");
+    } finally {
+      await pool.end();
+      await node!.close();
+    }
+  });
+});
+
 describe("PostgreSQL: migrations", () => {
   it("apply once when several pools migrate at the same time, and record every version", async () => {
     const databaseUrl = await freshDatabase();

@@ -23,6 +23,8 @@ export function redisClient(url: string, name: string): Redis {
     commandTimeout: COMMAND_TIMEOUT_MS,
     connectTimeout: CONNECT_TIMEOUT_MS,
     connectionName: name,
+    // The commands of all requests issued in one event-loop turn go out in one write: a socket write costs more CPU than the command.
+    enableAutoPipelining: true,
     // Reconnect for ever, at most every 2 s: the node recovers when Redis returns.
     retryStrategy: (times: number) => Math.min(100 * times, 2000),
   });

@@ -1,5 +1,6 @@
 import type pg from "pg";
 import { countsAgainstQuota } from "../../metering/counting-rule.js";
+import { CompletionBatch } from "./pg-completions.js";
 import type { AdmissionRecord, CompletionRecord, LedgerStore, Mode, PeriodUsage, RefusalRecord, UsageBreakdown } from "../store.js";
 
 // A period "YYYY-MM" spans the days "YYYY-MM-01" to "YYYY-MM-31" as text; refusals are kept per day.
@@ -117,6 +118,11 @@ async function oneRetryOnDeadlock<T>(run: () => Promise<T>): Promise<T> {
  * scans the ledger for its totals.
  */
 export class PgLedger implements LedgerStore {
+  private readonly completions = new CompletionBatch((text, name, values) => oneRetryOnDeadlock(() => this.pool.query({ name, text, values })), {
+    text: FINISH_ONE,
+    params: (r) => [...outcomeParams(r), r.eventId],
+  });
+
   constructor(
     private readonly pool: pg.Pool,
     /** The node id written on each ledger row; null for stores that never admit (CLI). */
@@ -125,12 +131,13 @@ export class PgLedger implements LedgerStore {
 
   async admit(r: AdmissionRecord): Promise<number | undefined> {
     const params = [r.accountId, r.mode, r.period, r.limit, r.at, r.specialist, r.requestId, r.keyId, r.endpoint, this.nodeId()];
-    const { rows } = await oneRetryOnDeadlock(() => this.pool.query<{ id: number }>(ADMIT, params));
+    const { rows } = await oneRetryOnDeadlock(() => this.pool.query<{ id: number }>({ name: "alveare_admit", text: ADMIT, values: params }));
     return rows[0]?.id;
   }
 
   async complete(r: CompletionRecord): Promise<void> {
-    await oneRetryOnDeadlock(() => this.pool.query(FINISH_ONE, [...outcomeParams(r), r.eventId]));
+    // Batched with the other completions of this event-loop turn (one statement for all).
+    await this.completions.add(r);
   }
 
   async countRefusal(r: RefusalRecord): Promise<void> {
