@@ -6,7 +6,7 @@ import { after, describe, it } from "node:test";
 import pg from "pg";
 import { createStore } from "../src/store/create-store.js";
 import { migratePostgres, PG_MIGRATIONS } from "../src/store/postgres/migrations.js";
-import { PG_USAGE_QUERIES } from "../src/store/postgres/pg-ledger.js";
+import { PgLedger, PG_USAGE_QUERIES } from "../src/store/postgres/pg-ledger.js";
 import { openPool } from "../src/store/postgres/pg-pool.js";
 import type { Stores } from "../src/store/store.js";
 import { createKey, postJson, startTestServer, tempDir, tinyModel } from "./helpers/fixtures.js";
@@ -336,6 +336,51 @@ describe("PostgreSQL: nodes", () => {
         at: AT,
       });
       assert.deepEqual(await survivor.ledger.periodUsage("acct_a", "live", PERIOD), { requests: 1, tokens: 3, bySpecialist: { classify: 1 } });
+    } finally {
+      await pool.end();
+      await survivor.close();
+    }
+  });
+});
+
+describe("PostgreSQL: a node that missed its lease", () => {
+  it("counts a request its node completes after a survivor settled it: once, with its tokens", async () => {
+    const databaseUrl = await freshDatabase();
+    const survivor = await createStore({ dataDir: tempDir(), databaseUrl, nodeLeaseMs: 600 }, { serving: true });
+    const pool = openPool(databaseUrl);
+    try {
+      await survivor.accounts.createAccount(account("acct_a"));
+      // The late node: its lease is gone (never renewed here), as for a node stopped longer than its lease.
+      const late = new PgLedger(pool, () => "node_stopped");
+      const eventId = await late.admit(admission(10, 1));
+      assert.ok(eventId !== undefined);
+      let usage = await survivor.ledger.periodUsage("acct_a", "live", PERIOD);
+      const deadline = Date.now() + 20_000;
+      while (usage.requests !== 0) {
+        assert.ok(Date.now() < deadline, "the survivor never settled the late node's row");
+        await new Promise((r) => setTimeout(r, 100));
+        usage = await survivor.ledger.periodUsage("acct_a", "live", PERIOD);
+      }
+      const completion = {
+        eventId,
+        accountId: "acct_a",
+        mode: "live" as const,
+        period: PERIOD,
+        status: 200,
+        promptTokens: 4,
+        completionTokens: 3,
+        latencyMs: 5,
+        at: AT,
+      };
+      await late.complete(completion);
+      const counted = { requests: 1, tokens: 7, bySpecialist: { classify: 1 } };
+      assert.deepEqual(await survivor.ledger.periodUsage("acct_a", "live", PERIOD), counted, "the served request is in the ledger");
+      assert.deepEqual(await survivor.ledger.dailyRequests("acct_a", "live", PERIOD), { "2026-03-10": 1 });
+      await late.complete(completion);
+      await new Promise((r) => setTimeout(r, 700)); // a few more settling rounds
+      assert.deepEqual(await survivor.ledger.periodUsage("acct_a", "live", PERIOD), counted, "counted exactly once");
+      const row = await pool.query("SELECT status, settled_by FROM usage_events WHERE id = $1", [eventId]);
+      assert.deepEqual(row.rows, [{ status: 200, settled_by: null }]);
     } finally {
       await pool.end();
       await survivor.close();

@@ -152,6 +152,11 @@ export const PG_MIGRATIONS: readonly string[] = [
     recorded_at TEXT COLLATE "C" NOT NULL
   );
   `,
+  // 4: who settled a row its node left unfinished: the node's own completion, should it still come
+  // (the node was only stopped a while), overwrites the settlement and counts the request again.
+  `
+  ALTER TABLE usage_events ADD COLUMN settled_by TEXT COLLATE "C";
+  `,
 ];
 
 /** One lock for every migrating process, whatever node it runs on. */

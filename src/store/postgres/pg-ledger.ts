@@ -30,9 +30,15 @@ const ADMIT = `
 
 /**
  * Closes ledger rows and moves their aggregates by the counting rule, in one
- * statement: only rows still unfinished are closed, so a row settled by a
- * survivor is never counted twice. `$6` is 0 (counted) or -1 (given back) per
- * row; `$7` the tokens a counted row adds.
+ * statement. `$6` is 0 (counted) or -1 (given back) per row; `$7` the tokens a
+ * counted row adds.
+ *
+ * A row settled by a survivor (its node missed its lease, e.g. stopped for a
+ * while) carries `settled_by` and was given back; when its own node completes
+ * it after all, the completion overwrites the settlement and adds the request
+ * (and its tokens) again, so a request that was served is in the ledger. Only
+ * unfinished rows, and settled ones by their owner, are closed, each exactly
+ * once: the completion clears `settled_by`.
  *
  * Locks are taken in one order everywhere, ledger row, then counter, then day,
  * as admission takes counter then day: the day update waits for the counter
@@ -40,20 +46,23 @@ const ADMIT = `
  * other's rows. Returns one row per day and specialist, with how many ledger
  * rows it closed.
  */
-const finishRows = (which: string): string => `
-  WITH finished AS (
-    UPDATE usage_events SET status = $1, prompt_tokens = $2, completion_tokens = $3, latency_ms = $4, finished_at = $5
-    WHERE ${which} AND status IS NULL
-    RETURNING account_id, mode, period, substr(created_at, 1, 10) AS day, specialist
+const finishRows = (which: string, settledBy: string): string => `
+  WITH prior AS (
+    SELECT id, status IS NOT NULL AS was_settled FROM usage_events WHERE ${which} FOR UPDATE
+  ), finished AS (
+    UPDATE usage_events e SET status = $1, prompt_tokens = $2, completion_tokens = $3, latency_ms = $4, finished_at = $5, settled_by = ${settledBy}
+    FROM prior WHERE e.id = prior.id
+    RETURNING e.account_id, e.mode, e.period, substr(e.created_at, 1, 10) AS day, e.specialist, prior.was_settled
   ), per_day AS (
-    SELECT account_id, mode, period, day, specialist, COUNT(*)::integer AS n FROM finished GROUP BY 1, 2, 3, 4, 5
+    SELECT account_id, mode, period, day, specialist, COUNT(*)::integer AS n, COUNT(*) FILTER (WHERE was_settled)::integer AS back
+    FROM finished GROUP BY 1, 2, 3, 4, 5
   ), counters AS (
-    UPDATE usage_counters c SET requests = c.requests + $6::integer * p.n, tokens = c.tokens + $7::bigint * p.n
-    FROM (SELECT account_id, mode, period, SUM(n)::integer AS n FROM per_day GROUP BY 1, 2, 3) p
+    UPDATE usage_counters c SET requests = c.requests + $6::integer * p.n + p.back, tokens = c.tokens + $7::bigint * p.n
+    FROM (SELECT account_id, mode, period, SUM(n)::integer AS n, SUM(back)::integer AS back FROM per_day GROUP BY 1, 2, 3) p
     WHERE c.account_id = p.account_id AND c.mode = p.mode AND c.period = p.period
     RETURNING 1
   )
-  UPDATE usage_daily d SET requests = d.requests + $6::integer * p.n, tokens = d.tokens + $7::bigint * p.n
+  UPDATE usage_daily d SET requests = d.requests + $6::integer * p.n + p.back, tokens = d.tokens + $7::bigint * p.n
   FROM per_day p
   WHERE d.account_id = p.account_id AND d.mode = p.mode AND d.period = p.period AND d.day = p.day AND d.specialist = p.specialist
     AND (SELECT COUNT(*) FROM counters) >= 0
@@ -85,11 +94,16 @@ const outcomeParams = (o: RowOutcome): unknown[] => {
   return [o.status, o.promptTokens, o.completionTokens, o.latencyMs, o.at, counts ? 0 : -1, counts ? o.promptTokens + o.completionTokens : 0];
 };
 
-/** Closes one ledger row. */
-export const FINISH_ONE = finishRows("id = $8");
-/** Closes every unfinished row of nodes whose lease ran out, and rows of writers never registered here (a copied SQLite ledger). */
+/** Closes one ledger row, by the node that admitted it: unfinished, or settled by a survivor meanwhile (a settled row was given back: it counts again). */
+export const FINISH_ONE = finishRows("id = $8 AND (status IS NULL OR settled_by IS NOT NULL)", "NULL");
+/**
+ * Closes every unfinished row of nodes whose lease ran out, and rows of
+ * writers never registered here (a copied SQLite ledger), marking them settled
+ * by `$8` (the settling node).
+ */
 export const FINISH_ORPHANS = finishRows(
-  "(node_id IS NULL OR NOT EXISTS (SELECT 1 FROM nodes n WHERE n.id = usage_events.node_id AND n.lease_until >= now()))",
+  "status IS NULL AND (node_id IS NULL OR NOT EXISTS (SELECT 1 FROM nodes n WHERE n.id = usage_events.node_id AND n.lease_until >= now()))",
+  "$8",
 );
 export { outcomeParams };
 

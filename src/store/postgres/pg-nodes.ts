@@ -101,7 +101,7 @@ export class NodeLease {
       const { rows } = await client.query<{ locked: boolean }>(SETTLE_LOCK);
       if (rows[0]?.locked !== true) return 0;
       const outcome = { status: NOT_DELIVERED, promptTokens: 0, completionTokens: 0, latencyMs: null, at: new Date().toISOString() };
-      const settled = await client.query<{ n: number }>(FINISH_ORPHANS, outcomeParams(outcome));
+      const settled = await client.query<{ n: number }>(FINISH_ORPHANS, [...outcomeParams(outcome), this.id]);
       // Dead nodes with nothing left to settle are forgotten after a day; their rows keep the id.
       await client.query("DELETE FROM nodes WHERE lease_until < now() - interval '1 day'");
       return settled.rows.reduce((sum, row) => sum + row.n, 0);
