@@ -10,6 +10,7 @@ import { PgLedger, PG_USAGE_QUERIES } from "../src/store/postgres/pg-ledger.js";
 import { openPool } from "../src/store/postgres/pg-pool.js";
 import type { Stores } from "../src/store/store.js";
 import { createKey, postJson, startTestServer, tempDir, tinyModel } from "./helpers/fixtures.js";
+import { startTcpProxy } from "./helpers/tcp-proxy.js";
 import { dropAllDatabases, freshDatabase, TEST_REDIS_URL } from "./helpers/postgres.js";
 
 after(dropAllDatabases);
@@ -384,6 +385,48 @@ describe("PostgreSQL: a node that missed its lease", () => {
     } finally {
       await pool.end();
       await survivor.close();
+    }
+  });
+});
+
+describe("PostgreSQL: a completion while the database is unreachable", () => {
+  it("is kept and written once the database answers again, not left open to be settled as not delivered", async () => {
+    const databaseUrl = await freshDatabase();
+    const proxy = await startTcpProxy(Number(new URL(databaseUrl).port || 5432), new URL(databaseUrl).hostname);
+    const viaProxy = new URL(databaseUrl);
+    viaProxy.host = `127.0.0.1:${proxy.port}`;
+    const node = await createStore({ dataDir: tempDir(), databaseUrl: viaProxy.toString(), nodeLeaseMs: 60_000 }, { serving: true });
+    const direct = await createStore({ dataDir: tempDir(), databaseUrl });
+    try {
+      await direct.accounts.createAccount(account("acct_a"));
+      const eventId = await node.ledger.admit(admission(10, 1));
+      assert.ok(eventId !== undefined);
+      proxy.cut();
+      await node.ledger.complete({
+        eventId,
+        accountId: "acct_a",
+        mode: "live",
+        period: PERIOD,
+        status: 200,
+        promptTokens: 2,
+        completionTokens: 3,
+        latencyMs: 1,
+        at: AT,
+      });
+      assert.equal((await direct.ledger.periodUsage("acct_a", "live", PERIOD)).tokens, 0, "nothing written while cut off");
+      proxy.restore();
+      let usage = await direct.ledger.periodUsage("acct_a", "live", PERIOD);
+      const deadline = Date.now() + 30_000;
+      while (usage.tokens === 0) {
+        assert.ok(Date.now() < deadline, "the kept completion was never written");
+        await new Promise((r) => setTimeout(r, 100));
+        usage = await direct.ledger.periodUsage("acct_a", "live", PERIOD);
+      }
+      assert.deepEqual(usage, { requests: 1, tokens: 5, bySpecialist: { classify: 1 } });
+    } finally {
+      await node.close();
+      await direct.close();
+      await proxy.close();
     }
   });
 });

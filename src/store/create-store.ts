@@ -21,12 +21,14 @@ export interface StoreOptions {
    * servers left unfinished. CLI commands and tests of data leave it off.
    */
   serving?: boolean;
+  /** Where the stores report what a shutdown could not finish (the server's log). */
+  warn?: ((message: string) => void) | undefined;
 }
 
 /** The one way the server, the CLI and the tests open the account, ledger and people stores. */
 export async function createStore(config: StoreConfig, options: StoreOptions = {}): Promise<Stores> {
   if (config.databaseUrl !== undefined) {
-    return openPostgresStores(config.databaseUrl, { serving: options.serving, plans: config.plans, leaseMs: config.nodeLeaseMs });
+    return openPostgresStores(config.databaseUrl, { serving: options.serving, plans: config.plans, leaseMs: config.nodeLeaseMs, warn: options.warn });
   }
   return openSqliteStores(sqliteFile(config.dataDir), options);
 }

@@ -1,5 +1,6 @@
 import type pg from "pg";
 import { countsAgainstQuota } from "../../metering/counting-rule.js";
+import { CompletionRetryQueue, isTransientDatabaseError } from "./completion-retry.js";
 import type { AdmissionRecord, CompletionRecord, LedgerStore, Mode, PeriodUsage, RefusalRecord, UsageBreakdown } from "../store.js";
 
 // A period "YYYY-MM" spans the days "YYYY-MM-01" to "YYYY-MM-31" as text; refusals are kept per day.
@@ -131,6 +132,9 @@ async function oneRetryOnDeadlock<T>(run: () => Promise<T>): Promise<T> {
  * scans the ledger for its totals.
  */
 export class PgLedger implements LedgerStore {
+  /** Completions the database could not take when they came, written again until it does. */
+  readonly retries = new CompletionRetryQueue((r) => this.write(r));
+
   constructor(
     private readonly pool: pg.Pool,
     /** The node id written on each ledger row; null for stores that never admit (CLI). */
@@ -143,7 +147,20 @@ export class PgLedger implements LedgerStore {
     return rows[0]?.id;
   }
 
+  /**
+   * Records a request's outcome. When the database is briefly unreachable the
+   * completion is kept and written again later (the client has its answer
+   * already); only a full retry queue or a statement the database rejects fails here.
+   */
   async complete(r: CompletionRecord): Promise<void> {
+    try {
+      await this.write(r);
+    } catch (error) {
+      if (!isTransientDatabaseError(error) || !this.retries.add(r)) throw error;
+    }
+  }
+
+  private async write(r: CompletionRecord): Promise<void> {
     await oneRetryOnDeadlock(() => this.pool.query(FINISH_ONE, [...outcomeParams(r), r.eventId]));
   }
 

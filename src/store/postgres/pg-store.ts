@@ -14,6 +14,8 @@ export interface PgStoreOptions {
   plans?: unknown;
   /** How long a node that stopped renewing counts as alive. */
   leaseMs?: number | undefined;
+  /** Where a shutdown reports completions it could not write. */
+  warn?: ((message: string) => void) | undefined;
 }
 
 export const DEFAULT_LEASE_MS = 15_000;
@@ -43,12 +45,20 @@ export async function openPostgresStores(url: string, options: PgStoreOptions = 
     throw error;
   }
   const nodeId = lease?.id ?? null;
+  const ledger = new PgLedger(pool, () => nodeId);
   return {
     accounts: new PgAccountStore(pool),
-    ledger: new PgLedger(pool, () => nodeId),
+    ledger,
     people: new PgPeopleStore(pool),
     audit: new PgAuditLog(pool),
     close: async () => {
+      const unwritten = await ledger.retries.flush();
+      if (unwritten > 0) {
+        options.warn?.(
+          `${unwritten} completed requests could not be written to the ledger (PostgreSQL unreachable); ` +
+            "their rows stay open and are settled as not delivered once this node's lease runs out",
+        );
+      }
       await lease?.stop();
       await pool.end();
     },
