@@ -256,6 +256,49 @@ describe("Redis down and back", () => {
   });
 });
 
+describe("changes while Redis is away", () => {
+  it("the CLI refuses a revocation it could not tell the nodes of, with one line, and changes nothing", async () => {
+    const database = await freshDatabase();
+    const dataDir = tempDir();
+    const stores = await createStore({ dataDir, databaseUrl: database });
+    try {
+      const accounts = new AccountService(stores, loadConfig({}, {}).plans);
+      const account = await accounts.createAccount(CLI_CONTEXT, "a", "solo");
+      const { record: key } = await accounts.createKey(CLI_CONTEXT, account.id, "live");
+      const env = { ...process.env, ALVEARE_DATABASE_URL: database, ALVEARE_REDIS_URL: `redis://127.0.0.1:${await closedPort()}` };
+      const cli = spawnSync(process.execPath, [CLI_PATH, "keys", "revoke", key.id, "--data-dir", dataDir, "--json"], { env, encoding: "utf8" });
+      assert.equal(cli.status, 1);
+      assert.match(cli.stderr, /ALVEARE_REDIS_URL.*nothing changed/);
+      assert.equal(cli.stderr.trim().split("\n").length, 1, cli.stderr);
+      assert.equal((await stores.accounts.getKey(key.id))?.revokedAt, null, "the key still works: nothing was written");
+    } finally {
+      await stores.close();
+      await dropDatabase(database);
+    }
+  });
+
+  it("tells the nodes of a committed change even when its audit record fails", async () => {
+    const stores = await createStore({ dataDir: tempDir() });
+    try {
+      let told = 0;
+      const plans = loadConfig({}, {}).plans;
+      const setup = new AccountService(stores, plans);
+      const account = await setup.createAccount(CLI_CONTEXT, "a", "solo");
+      const { record: key } = await setup.createKey(CLI_CONTEXT, account.id, "live");
+      const failingAudit = Object.create(stores.audit) as Stores["audit"];
+      failingAudit.record = () => Promise.reject(new Error("audit write failed"));
+      const accounts = new AccountService({ accounts: stores.accounts, audit: failingAudit }, plans, async () => {
+        told++;
+      });
+      await assert.rejects(accounts.revokeKey(CLI_CONTEXT, key.id), /audit write failed/);
+      assert.equal(told, 1, "the broadcast followed the write");
+      assert.notEqual((await stores.accounts.getKey(key.id))?.revokedAt, null);
+    } finally {
+      await stores.close();
+    }
+  });
+});
+
 describe("Redis settings at start", () => {
   it("refuses a URL that is not redis:// naming the variable", () => {
     const database = { ALVEARE_DATABASE_URL: "postgres://127.0.0.1/x" };

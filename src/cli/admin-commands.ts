@@ -16,6 +16,10 @@ import { loadCliConfig } from "./cli-config.js";
 import { RuntimeError } from "./exit.js";
 import { note, print, printJson, shortTime, table } from "./output.js";
 
+/** How often the CLI tries to tell the nodes of a saved change, and how long it waits between tries. */
+const BUMP_ATTEMPTS = 3;
+const BUMP_RETRY_MS = 300;
+
 interface StoreOptions {
   json?: boolean;
   dataDir?: string;
@@ -47,18 +51,41 @@ async function withStore(options: StoreOptions, run: (session: Session) => Promi
   const json = options.json === true;
   if (!json) note(`using ${where}${isNew ? " (new, empty database)" : ""}`);
   const stores = await createStore(config);
-  // Several nodes: a committed change must reach every node's key cache, so the CLI bumps the shared generation (connecting only when it changes something).
+  // Several nodes: a committed change must reach every node's key cache, so the CLI bumps the shared generation.
+  // It reaches Redis before writing (an unreachable Redis changes nothing) and retries the bump after.
   let redis: RedisConnection | undefined;
   const redisUrl = config.redisUrl;
+  const ready =
+    redisUrl === undefined
+      ? undefined
+      : async (): Promise<void> => {
+          try {
+            redis ??= await connectRedis(redisUrl, config.redisPrefix ?? DEFAULT_REDIS_PREFIX, "alveare-cli");
+          } catch (error) {
+            throw new RuntimeError(`${(error as Error).message}; nothing changed (the running nodes could not be told)`);
+          }
+        };
   const changed =
     redisUrl === undefined
       ? undefined
       : async (): Promise<void> => {
-          redis ??= await connectRedis(redisUrl, config.redisPrefix ?? DEFAULT_REDIS_PREFIX, "alveare-cli");
-          await bumpKeyGeneration(redis);
+          let failure: unknown;
+          for (let attempt = 0; attempt < BUMP_ATTEMPTS; attempt++) {
+            if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, BUMP_RETRY_MS));
+            try {
+              redis ??= await connectRedis(redisUrl, config.redisPrefix ?? DEFAULT_REDIS_PREFIX, "alveare-cli");
+              await bumpKeyGeneration(redis);
+              return;
+            } catch (error) {
+              failure = error;
+            }
+          }
+          throw new RuntimeError(
+            `saved, but the running nodes were not told (Redis: ${(failure as Error).message}); run the command again once Redis answers`,
+          );
         };
   try {
-    await run({ config, stores, accounts: new AccountService(stores, config.plans, changed), json });
+    await run({ config, stores, accounts: new AccountService(stores, config.plans, changed, ready), json });
   } finally {
     redis?.redis.disconnect();
     await stores.close();
