@@ -279,6 +279,27 @@ describe("PostgreSQL: nodes", () => {
     await restarted.close(); // once every node is gone, a start records the new table
   });
 
+  it("refuses a node or CLI whose Redis prefix differs from the running nodes', with one line", async () => {
+    const databaseUrl = await freshDatabase();
+    const shared = (redisPrefix: string) => ({ dataDir: tempDir(), databaseUrl, redisUrl: TEST_REDIS_URL, redisPrefix });
+    const first = await createStore(shared("alveare-a:"), { serving: true });
+    try {
+      const mismatch = (error: Error): boolean => {
+        assert.match(error.message, /ALVEARE_REDIS_PREFIX is 'alveare-b:' here but the running nodes use 'alveare-a:'/);
+        assert.equal(error.message.split("\n").length, 1);
+        return true;
+      };
+      await assert.rejects(createStore(shared("alveare-b:"), { serving: true }), mismatch);
+      await assert.rejects(createStore(shared("alveare-b:")), mismatch, "the CLI refuses too");
+      const cli = await createStore(shared("alveare-a:"));
+      await cli.close();
+    } finally {
+      await first.close();
+    }
+    const moved = await createStore(shared("alveare-b:"), { serving: true });
+    await moved.close(); // once every node is gone, a start records the new prefix
+  });
+
   it("settles the unfinished rows of a node killed with -9 once its lease runs out, and leaves live nodes' rows alone", async () => {
     const databaseUrl = await freshDatabase();
     const leaseMs = 1500;

@@ -157,6 +157,14 @@ export const PG_MIGRATIONS: readonly string[] = [
   `
   ALTER TABLE usage_events ADD COLUMN settled_by TEXT COLLATE "C";
   `,
+  // 5: the Redis key prefix the running nodes share (a node or CLI on another prefix would tell no node of a revocation).
+  `
+  CREATE TABLE redis_prefix (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    prefix TEXT COLLATE "C" NOT NULL,
+    recorded_at TEXT COLLATE "C" NOT NULL
+  );
+  `,
 ];
 
 /** One lock for every migrating process, whatever node it runs on. */
