@@ -9,9 +9,11 @@ import { hashKey } from "../src/gate/credentials.js";
 import { connectRedis, type RedisConnection } from "../src/gate/redis/connection.js";
 import { RedisFailureCounter } from "../src/gate/redis/failure-counter.js";
 import { RedisKeyCache } from "../src/gate/redis/key-cache.js";
+import { RedisQuotaCounter } from "../src/gate/redis/quota-counter.js";
 import { billingPeriod } from "../src/metering/billing-period.js";
 import { CLI_CONTEXT } from "../src/store/audit-log.js";
 import { createStore } from "../src/store/create-store.js";
+import { openPool } from "../src/store/postgres/pg-pool.js";
 import type { AccountStore, Stores } from "../src/store/store.js";
 import { FakeUpstream } from "./helpers/fake-upstream.js";
 import { configFor, createKey, postJson, startTestServer, tempDir, type TestServer } from "./helpers/fixtures.js";
@@ -295,6 +297,59 @@ describe("changes while Redis is away", () => {
       assert.notEqual((await stores.accounts.getKey(key.id))?.revokedAt, null);
     } finally {
       await stores.close();
+    }
+  });
+});
+
+describe("the monthly counter behind the ledger", () => {
+  it("admits again once the ledger gave back a dead node's requests, without waiting for the reseed", async () => {
+    const database = await freshDatabase();
+    const connection = await testConnection();
+    const stores = await createStore({ dataDir: tempDir(), databaseUrl: database });
+    try {
+      const accounts = new AccountService(stores, loadConfig({}, {}).plans);
+      const account = await accounts.createAccount(CLI_CONTEXT, "a", "solo");
+      const counter = new RedisQuotaCounter(connection, stores.ledger);
+      const request = (i: number) => ({
+        requestId: `req_${i}`,
+        caller: { accountId: account.id, keyId: "k", mode: "live" as const, plan: "solo" },
+        specialistId: "echo",
+        endpoint: "infer" as const,
+        limit: 3,
+        at: new Date(),
+      });
+      for (let i = 0; i < 3; i++) assert.ok(await counter.take(request(i)));
+      assert.equal(await counter.take(request(3)), undefined, "full");
+      // A survivor settles one of a dead node's rows in the ledger: given back there, not in Redis.
+      const period = billingPeriod(new Date()).key;
+      const row = (await stores.ledger.usageBreakdown(account.id, "live", period)).byKey;
+      assert.equal(row[0]?.requests, 3);
+      const pool = openPool(database);
+      try {
+        const { rows } = await pool.query<{ id: number }>("SELECT id FROM usage_events ORDER BY id LIMIT 1");
+        await stores.ledger.complete({
+          eventId: rows[0]!.id,
+          accountId: account.id,
+          mode: "live",
+          period,
+          status: 0,
+          promptTokens: 0,
+          completionTokens: 0,
+          latencyMs: 0,
+          at: new Date().toISOString(),
+        });
+      } finally {
+        await pool.end();
+      }
+      await new Promise((r) => setTimeout(r, 1100)); // the refusal above asked the ledger; the next may ask after a second
+      assert.ok(await counter.take(request(4)), "the ledger had room: admitted");
+      assert.equal(await counter.take(request(5)), undefined, "and full again");
+      assert.equal((await stores.ledger.periodUsage(account.id, "live", period)).requests, 3);
+    } finally {
+      await stores.close();
+      connection.redis.disconnect();
+      await deletePrefix(connection.prefix);
+      await dropDatabase(database);
     }
   });
 });
