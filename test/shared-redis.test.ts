@@ -364,9 +364,21 @@ describe("Redis settings at start", () => {
   it("stops with one line naming ALVEARE_REDIS_URL when Redis cannot be reached", async () => {
     const port = await closedPort();
     await assert.rejects(connectRedis(`redis://127.0.0.1:${port}`, "x:"), (error: Error) => {
-      assert.match(error.message, /^ALVEARE_REDIS_URL: cannot use Redis at redis:\/\/127\.0\.0\.1:\d+/);
+      assert.match(error.message, /^ALVEARE_REDIS_URL: cannot use Redis at redis:\/\/127\.0\.0\.1:\d+\/?: connection refused/);
       assert.doesNotMatch(error.message, /\n/);
       return true;
     });
+  });
+
+  it("says why: an unknown host and a database number Redis does not have, each in one line", async () => {
+    const oneLine = (pattern: RegExp) => (error: Error) => {
+      assert.match(error.message, pattern);
+      assert.doesNotMatch(error.message, /\n|Connection is closed/);
+      return true;
+    };
+    await assert.rejects(connectRedis("redis://no-such-host.invalid:6379", "x:"), oneLine(/^ALVEARE_REDIS_URL: .*: unknown host$/));
+    const url = new URL(SHARED_REDIS_URL);
+    url.pathname = "/99";
+    await assert.rejects(connectRedis(url.toString(), "x:"), oneLine(/^ALVEARE_REDIS_URL: .*: the database number in the URL does not exist/));
   });
 });
