@@ -12,8 +12,13 @@ import type { Stores } from "../src/store/store.js";
 import { createKey, postJson, startTestServer, tempDir, tinyModel } from "./helpers/fixtures.js";
 import { startTcpProxy } from "./helpers/tcp-proxy.js";
 import { dropAllDatabases, freshDatabase, TEST_REDIS_URL } from "./helpers/postgres.js";
+import { deletePrefix, testPrefix } from "./helpers/redis.js";
 
 after(dropAllDatabases);
+
+/** This file's servers keep their Redis keys under a prefix of their own, never the default `alveare:`. */
+const REDIS_PREFIX = testPrefix("pgstore");
+after(() => deletePrefix(REDIS_PREFIX));
 
 const CLI = new URL("../src/cli/main.js", import.meta.url).pathname;
 const CREATE_STORE = new URL("../src/store/create-store.js", import.meta.url).href;
@@ -455,7 +460,10 @@ describe("PostgreSQL: a completion while the database is unreachable", () => {
 describe("PostgreSQL: a server on it", () => {
   it("serves a real inference through the gate and reads it back from /v1/usage", async () => {
     const databaseUrl = await freshDatabase();
-    const server = await startTestServer({}, { gated: true, env: { ALVEARE_DATABASE_URL: databaseUrl, ALVEARE_REDIS_URL: TEST_REDIS_URL } });
+    const server = await startTestServer(
+      {},
+      { gated: true, env: { ALVEARE_DATABASE_URL: databaseUrl, ALVEARE_REDIS_URL: TEST_REDIS_URL, ALVEARE_REDIS_PREFIX: REDIS_PREFIX } },
+    );
     try {
       assert.equal(server.config.databaseUrl, databaseUrl);
       const { auth, accountId } = await createKey(server, "professional");
@@ -480,6 +488,7 @@ describe("PostgreSQL: a server on it", () => {
         ...process.env,
         ALVEARE_DATABASE_URL: databaseUrl,
         ALVEARE_REDIS_URL: TEST_REDIS_URL,
+        ALVEARE_REDIS_PREFIX: REDIS_PREFIX,
         ALVEARE_METRICS_PORT: "0",
       };
       delete env.ALVEARE_MODEL;
