@@ -5,6 +5,7 @@ import { Redis } from "ioredis";
 import { loadConfig } from "../src/config/config.js";
 import { People } from "../src/accounts/people.js";
 import { AccountService } from "../src/accounts/accounts.js";
+import { nodeBroadcast } from "../src/cli/node-broadcast.js";
 import { hashKey } from "../src/gate/credentials.js";
 import { connectRedis, type RedisConnection } from "../src/gate/redis/connection.js";
 import { RedisFailureCounter } from "../src/gate/redis/failure-counter.js";
@@ -276,6 +277,32 @@ describe("changes while Redis is away", () => {
     } finally {
       await stores.close();
       await dropDatabase(database);
+    }
+  });
+
+  it("the CLI says a saved change was not told when Redis goes away after the write, and telling again bumps again", async () => {
+    const gone = nodeBroadcast(`redis://127.0.0.1:${await closedPort()}`, testPrefix("cli"));
+    await assert.rejects(gone.changed(), (error: Error) => {
+      assert.match(
+        error.message,
+        /^saved, but the running nodes were not told \(.*connection refused.*\); run the command again once Redis answers$/,
+      );
+      return true;
+    });
+    gone.close();
+    const prefix = testPrefix("cli");
+    const redis = new Redis(SHARED_REDIS_URL);
+    const live = nodeBroadcast(SHARED_REDIS_URL, prefix);
+    try {
+      await live.ready();
+      await live.changed();
+      const first = await redis.get(`${prefix}keys:generation`);
+      await live.changed();
+      assert.notEqual(await redis.get(`${prefix}keys:generation`), first, "a second run tells the nodes again");
+    } finally {
+      live.close();
+      redis.disconnect();
+      await deletePrefix(prefix);
     }
   });
 

@@ -4,8 +4,6 @@ import { DEFAULT_REDIS_PREFIX, type ServerConfig } from "../config/config.js";
 import { accountJson, createdKeyJson, invitationJson, keyJson } from "../api/resources.js";
 import { People } from "../accounts/people.js";
 import { AccountService } from "../accounts/accounts.js";
-import { connectRedis, type RedisConnection } from "../gate/redis/connection.js";
-import { bumpKeyGeneration } from "../gate/redis/key-cache.js";
 import { KEY_MODES } from "../gate/credentials.js";
 import { usageReport } from "../metering/usage-report.js";
 import { createStore, storeLocation } from "../store/create-store.js";
@@ -13,12 +11,9 @@ import type { ApiKeyRecord, Mode, Stores } from "../store/store.js";
 import { CLI_CONTEXT } from "../store/audit-log.js";
 import { auditPageJson, parseAuditQuery } from "../admin/audit-query.js";
 import { loadCliConfig } from "./cli-config.js";
+import { nodeBroadcast } from "./node-broadcast.js";
 import { RuntimeError } from "./exit.js";
 import { note, print, printJson, shortTime, table } from "./output.js";
-
-/** How often the CLI tries to tell the nodes of a saved change, and how long it waits between tries. */
-const BUMP_ATTEMPTS = 3;
-const BUMP_RETRY_MS = 300;
 
 interface StoreOptions {
   json?: boolean;
@@ -51,43 +46,11 @@ async function withStore(options: StoreOptions, run: (session: Session) => Promi
   const json = options.json === true;
   if (!json) note(`using ${where}${isNew ? " (new, empty database)" : ""}`);
   const stores = await createStore(config);
-  // Several nodes: a committed change must reach every node's key cache, so the CLI bumps the shared generation.
-  // It reaches Redis before writing (an unreachable Redis changes nothing) and retries the bump after.
-  let redis: RedisConnection | undefined;
-  const redisUrl = config.redisUrl;
-  const ready =
-    redisUrl === undefined
-      ? undefined
-      : async (): Promise<void> => {
-          try {
-            redis ??= await connectRedis(redisUrl, config.redisPrefix ?? DEFAULT_REDIS_PREFIX, "alveare-cli");
-          } catch (error) {
-            throw new RuntimeError(`${(error as Error).message}; nothing changed (the running nodes could not be told)`);
-          }
-        };
-  const changed =
-    redisUrl === undefined
-      ? undefined
-      : async (): Promise<void> => {
-          let failure: unknown;
-          for (let attempt = 0; attempt < BUMP_ATTEMPTS; attempt++) {
-            if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, BUMP_RETRY_MS));
-            try {
-              redis ??= await connectRedis(redisUrl, config.redisPrefix ?? DEFAULT_REDIS_PREFIX, "alveare-cli");
-              await bumpKeyGeneration(redis);
-              return;
-            } catch (error) {
-              failure = error;
-            }
-          }
-          throw new RuntimeError(
-            `saved, but the running nodes were not told (Redis: ${(failure as Error).message}); run the command again once Redis answers`,
-          );
-        };
+  const broadcast = config.redisUrl === undefined ? undefined : nodeBroadcast(config.redisUrl, config.redisPrefix ?? DEFAULT_REDIS_PREFIX);
   try {
-    await run({ config, stores, accounts: new AccountService(stores, config.plans, changed, ready), json });
+    await run({ config, stores, accounts: new AccountService(stores, config.plans, broadcast?.changed, broadcast?.ready), json });
   } finally {
-    redis?.redis.disconnect();
+    broadcast?.close();
     await stores.close();
   }
 }
