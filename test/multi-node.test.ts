@@ -56,7 +56,8 @@ describe("three nodes on one PostgreSQL and one Redis", () => {
       ALVEARE_REDIS_URL: SHARED_REDIS_URL,
       ALVEARE_REDIS_PREFIX: prefix,
       ALVEARE_ADMIN_TOKEN: ADMIN_TOKEN,
-      ALVEARE_NODE_LEASE_SECONDS: "2",
+      // Long enough that a loaded machine never lets a live node's lease run out.
+      ALVEARE_NODE_LEASE_SECONDS: "5",
     };
     const model = await tinyModel();
     // One after the other: the first applies the migrations, the others find them applied.
@@ -134,7 +135,11 @@ describe("three nodes on one PostgreSQL and one Redis", () => {
     fake.requests = [];
     fake.fault = "hold";
     const burst = Promise.all(Array.from({ length: 30 }, (_, i) => infer(i, auth)));
-    while (fake.requests.length < 30) await new Promise((r) => setTimeout(r, 20));
+    const reached = Date.now() + 60_000;
+    while (fake.requests.length < 30) {
+      assert.ok(Date.now() < reached, `only ${fake.requests.length} of the 30 requests reached the upstream in a minute`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
     nodes[2]!.child.kill("SIGKILL");
     await new Promise((r) => nodes[2]!.child.once("exit", r));
     fake.release();
@@ -144,9 +149,11 @@ describe("three nodes on one PostgreSQL and one Redis", () => {
     assert.equal(served, 20, "the two survivors served theirs");
     // The dead node's 10 rows stay open until its lease runs out; then a survivor closes them as not delivered.
     let used = -1;
-    for (let i = 0; i < 150 && used !== served; i++) {
+    const settled = Date.now() + 60_000; // the 5 s lease, a settling round, and a loaded machine
+    for (;;) {
       used = Number(cli(["usage", "--account", accountId]).requests_used);
-      if (used !== served) await new Promise((r) => setTimeout(r, 200));
+      if (used === served || Date.now() > settled) break;
+      await new Promise((r) => setTimeout(r, 250));
     }
     assert.equal(used, served, "the ledger counts exactly what clients received");
     nodes.pop();

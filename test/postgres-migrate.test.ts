@@ -3,8 +3,13 @@ import { spawnSync } from "node:child_process";
 import { after, describe, it } from "node:test";
 import { cliJson, postJson, startTestServer, tempDir } from "./helpers/fixtures.js";
 import { dropAllDatabases, freshDatabase, TEST_REDIS_URL } from "./helpers/postgres.js";
+import { deletePrefix, testPrefix } from "./helpers/redis.js";
 
 after(dropAllDatabases);
+
+/** This file's nodes and CLI keep their Redis keys under a prefix of their own, never the default `alveare:`. */
+const REDIS_PREFIX = testPrefix("pgmigrate");
+after(() => deletePrefix(REDIS_PREFIX));
 
 const CLI = new URL("../src/cli/main.js", import.meta.url).pathname;
 
@@ -12,7 +17,9 @@ const CLI = new URL("../src/cli/main.js", import.meta.url).pathname;
 function envFor(databaseUrl?: string): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env, ALVEARE_THREADS: "1", ALVEARE_METRICS_PORT: "0" };
   for (const name of ["ALVEARE_MODEL", "ALVEARE_CONFIG", "ALVEARE_DATABASE_URL", "ALVEARE_REDIS_URL", "ALVEARE_DATA_DIR"]) delete env[name];
-  return databaseUrl === undefined ? env : { ...env, ALVEARE_DATABASE_URL: databaseUrl, ALVEARE_REDIS_URL: TEST_REDIS_URL };
+  return databaseUrl === undefined
+    ? env
+    : { ...env, ALVEARE_DATABASE_URL: databaseUrl, ALVEARE_REDIS_URL: TEST_REDIS_URL, ALVEARE_REDIS_PREFIX: REDIS_PREFIX };
 }
 
 const run = (args: string[], env: NodeJS.ProcessEnv) => spawnSync(process.execPath, [CLI, ...args], { env, encoding: "utf8", timeout: 60_000 });
@@ -72,7 +79,10 @@ describe("alveare migrate", () => {
     assert.deepEqual(cliJson(["audit", "--data-dir", otherDir], shared), auditBefore);
     assert.deepEqual(cliJson(["accounts", "list", "--data-dir", otherDir], shared), accountsBefore);
 
-    const after = await startTestServer({}, { gated: true, env: { ALVEARE_DATABASE_URL: databaseUrl, ALVEARE_REDIS_URL: TEST_REDIS_URL } });
+    const after = await startTestServer(
+      {},
+      { gated: true, env: { ALVEARE_DATABASE_URL: databaseUrl, ALVEARE_REDIS_URL: TEST_REDIS_URL, ALVEARE_REDIS_PREFIX: REDIS_PREFIX } },
+    );
     try {
       assert.deepEqual(await usageOf(after.url, key), usageBefore, "the old key authenticates and sees the same usage object");
       const revoked = await postJson(

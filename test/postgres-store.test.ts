@@ -6,13 +6,19 @@ import { after, describe, it } from "node:test";
 import pg from "pg";
 import { createStore } from "../src/store/create-store.js";
 import { migratePostgres, PG_MIGRATIONS } from "../src/store/postgres/migrations.js";
-import { PG_USAGE_QUERIES } from "../src/store/postgres/pg-ledger.js";
+import { PgLedger, PG_USAGE_QUERIES } from "../src/store/postgres/pg-ledger.js";
 import { openPool } from "../src/store/postgres/pg-pool.js";
 import type { Stores } from "../src/store/store.js";
 import { createKey, postJson, startTestServer, tempDir, tinyModel } from "./helpers/fixtures.js";
+import { startTcpProxy } from "./helpers/tcp-proxy.js";
 import { dropAllDatabases, freshDatabase, TEST_REDIS_URL } from "./helpers/postgres.js";
+import { deletePrefix, testPrefix } from "./helpers/redis.js";
 
 after(dropAllDatabases);
+
+/** This file's servers keep their Redis keys under a prefix of their own, never the default `alveare:`. */
+const REDIS_PREFIX = testPrefix("pgstore");
+after(() => deletePrefix(REDIS_PREFIX));
 
 const CLI = new URL("../src/cli/main.js", import.meta.url).pathname;
 const CREATE_STORE = new URL("../src/store/create-store.js", import.meta.url).href;
@@ -342,6 +348,27 @@ describe("PostgreSQL: nodes", () => {
     await restarted.close(); // once every node is gone, a start records the new table
   });
 
+  it("refuses a node or CLI whose Redis prefix differs from the running nodes', with one line", async () => {
+    const databaseUrl = await freshDatabase();
+    const shared = (redisPrefix: string) => ({ dataDir: tempDir(), databaseUrl, redisUrl: TEST_REDIS_URL, redisPrefix });
+    const first = await createStore(shared("alveare-a:"), { serving: true });
+    try {
+      const mismatch = (error: Error): boolean => {
+        assert.match(error.message, /ALVEARE_REDIS_PREFIX is 'alveare-b:' here but the running nodes use 'alveare-a:'/);
+        assert.equal(error.message.split("\n").length, 1);
+        return true;
+      };
+      await assert.rejects(createStore(shared("alveare-b:"), { serving: true }), mismatch);
+      await assert.rejects(createStore(shared("alveare-b:")), mismatch, "the CLI refuses too");
+      const cli = await createStore(shared("alveare-a:"));
+      await cli.close();
+    } finally {
+      await first.close();
+    }
+    const moved = await createStore(shared("alveare-b:"), { serving: true });
+    await moved.close(); // once every node is gone, a start records the new prefix
+  });
+
   it("settles the unfinished rows of a node killed with -9 once its lease runs out, and leaves live nodes' rows alone", async () => {
     const databaseUrl = await freshDatabase();
     const leaseMs = 1500;
@@ -407,10 +434,100 @@ describe("PostgreSQL: nodes", () => {
   });
 });
 
+describe("PostgreSQL: a node that missed its lease", () => {
+  it("counts a request its node completes after a survivor settled it: once, with its tokens", async () => {
+    const databaseUrl = await freshDatabase();
+    const survivor = await createStore({ dataDir: tempDir(), databaseUrl, nodeLeaseMs: 600 }, { serving: true });
+    const pool = openPool(databaseUrl);
+    try {
+      await survivor.accounts.createAccount(account("acct_a"));
+      // The late node: its lease is gone (never renewed here), as for a node stopped longer than its lease.
+      const late = new PgLedger(pool, () => "node_stopped");
+      const eventId = await late.admit(admission(10, 1));
+      assert.ok(eventId !== undefined);
+      let usage = await survivor.ledger.periodUsage("acct_a", "live", PERIOD);
+      const deadline = Date.now() + 20_000;
+      while (usage.requests !== 0) {
+        assert.ok(Date.now() < deadline, "the survivor never settled the late node's row");
+        await new Promise((r) => setTimeout(r, 100));
+        usage = await survivor.ledger.periodUsage("acct_a", "live", PERIOD);
+      }
+      const completion = {
+        eventId,
+        accountId: "acct_a",
+        mode: "live" as const,
+        period: PERIOD,
+        status: 200,
+        promptTokens: 4,
+        completionTokens: 3,
+        latencyMs: 5,
+        at: AT,
+      };
+      await late.complete(completion);
+      const counted = { requests: 1, tokens: 7, bySpecialist: { classify: 1 } };
+      assert.deepEqual(await survivor.ledger.periodUsage("acct_a", "live", PERIOD), counted, "the served request is in the ledger");
+      assert.deepEqual(await survivor.ledger.dailyRequests("acct_a", "live", PERIOD), { "2026-03-10": 1 });
+      await late.complete(completion);
+      await new Promise((r) => setTimeout(r, 700)); // a few more settling rounds
+      assert.deepEqual(await survivor.ledger.periodUsage("acct_a", "live", PERIOD), counted, "counted exactly once");
+      const row = await pool.query("SELECT status, settled_by FROM usage_events WHERE id = $1", [eventId]);
+      assert.deepEqual(row.rows, [{ status: 200, settled_by: null }]);
+    } finally {
+      await pool.end();
+      await survivor.close();
+    }
+  });
+});
+
+describe("PostgreSQL: a completion while the database is unreachable", () => {
+  it("is kept and written once the database answers again, not left open to be settled as not delivered", async () => {
+    const databaseUrl = await freshDatabase();
+    const proxy = await startTcpProxy(Number(new URL(databaseUrl).port || 5432), new URL(databaseUrl).hostname);
+    const viaProxy = new URL(databaseUrl);
+    viaProxy.host = `127.0.0.1:${proxy.port}`;
+    const node = await createStore({ dataDir: tempDir(), databaseUrl: viaProxy.toString(), nodeLeaseMs: 60_000 }, { serving: true });
+    const direct = await createStore({ dataDir: tempDir(), databaseUrl });
+    try {
+      await direct.accounts.createAccount(account("acct_a"));
+      const eventId = await node.ledger.admit(admission(10, 1));
+      assert.ok(eventId !== undefined);
+      proxy.cut();
+      await node.ledger.complete({
+        eventId,
+        accountId: "acct_a",
+        mode: "live",
+        period: PERIOD,
+        status: 200,
+        promptTokens: 2,
+        completionTokens: 3,
+        latencyMs: 1,
+        at: AT,
+      });
+      assert.equal((await direct.ledger.periodUsage("acct_a", "live", PERIOD)).tokens, 0, "nothing written while cut off");
+      proxy.restore();
+      let usage = await direct.ledger.periodUsage("acct_a", "live", PERIOD);
+      const deadline = Date.now() + 30_000;
+      while (usage.tokens === 0) {
+        assert.ok(Date.now() < deadline, "the kept completion was never written");
+        await new Promise((r) => setTimeout(r, 100));
+        usage = await direct.ledger.periodUsage("acct_a", "live", PERIOD);
+      }
+      assert.deepEqual(usage, { requests: 1, tokens: 5, bySpecialist: { classify: 1 } });
+    } finally {
+      await node.close();
+      await direct.close();
+      await proxy.close();
+    }
+  });
+});
+
 describe("PostgreSQL: a server on it", () => {
   it("serves a real inference through the gate and reads it back from /v1/usage", async () => {
     const databaseUrl = await freshDatabase();
-    const server = await startTestServer({}, { gated: true, env: { ALVEARE_DATABASE_URL: databaseUrl, ALVEARE_REDIS_URL: TEST_REDIS_URL } });
+    const server = await startTestServer(
+      {},
+      { gated: true, env: { ALVEARE_DATABASE_URL: databaseUrl, ALVEARE_REDIS_URL: TEST_REDIS_URL, ALVEARE_REDIS_PREFIX: REDIS_PREFIX } },
+    );
     try {
       assert.equal(server.config.databaseUrl, databaseUrl);
       const { auth, accountId } = await createKey(server, "professional");
@@ -435,6 +552,7 @@ describe("PostgreSQL: a server on it", () => {
         ...process.env,
         ALVEARE_DATABASE_URL: databaseUrl,
         ALVEARE_REDIS_URL: TEST_REDIS_URL,
+        ALVEARE_REDIS_PREFIX: REDIS_PREFIX,
         ALVEARE_METRICS_PORT: "0",
       };
       delete env.ALVEARE_MODEL;

@@ -113,6 +113,19 @@ for (const backend of backends) {
         const again = granted(await limiter.acquire("k", requestsOnly(1), 0));
         assert.equal(again.report.requests.remaining, 0);
       });
+      it("gives back a cancelled admission that is not the newest: only it leaves the window", async () => {
+        const clock = new ManualClock();
+        const limiter = await make(clock.now);
+        const a = granted(await limiter.acquire("k", requestsOnly(3), 0));
+        clock.ms += 1000;
+        granted(await limiter.acquire("k", requestsOnly(3), 0));
+        clock.ms += 1000;
+        await a.lease.cancel();
+        assert.equal((await limiter.peek("k", requestsOnly(3))).requests.remaining, 2, "one admission (B) left in the window");
+        granted(await limiter.acquire("k", requestsOnly(3), 0));
+        granted(await limiter.acquire("k", requestsOnly(3), 0));
+        refused(await limiter.acquire("k", requestsOnly(3), 0));
+      });
     });
 
     describe("token window", () => {

@@ -5,13 +5,16 @@ import { Redis } from "ioredis";
 import { loadConfig } from "../src/config/config.js";
 import { People } from "../src/accounts/people.js";
 import { AccountService } from "../src/accounts/accounts.js";
+import { nodeBroadcast } from "../src/cli/node-broadcast.js";
 import { hashKey } from "../src/gate/credentials.js";
 import { connectRedis, type RedisConnection } from "../src/gate/redis/connection.js";
 import { RedisFailureCounter } from "../src/gate/redis/failure-counter.js";
 import { RedisKeyCache } from "../src/gate/redis/key-cache.js";
+import { RedisQuotaCounter } from "../src/gate/redis/quota-counter.js";
 import { billingPeriod } from "../src/metering/billing-period.js";
 import { CLI_CONTEXT } from "../src/store/audit-log.js";
 import { createStore } from "../src/store/create-store.js";
+import { openPool } from "../src/store/postgres/pg-pool.js";
 import type { AccountStore, Stores } from "../src/store/store.js";
 import { FakeUpstream } from "./helpers/fake-upstream.js";
 import { configFor, createKey, postJson, startTestServer, tempDir, type TestServer } from "./helpers/fixtures.js";
@@ -256,6 +259,128 @@ describe("Redis down and back", () => {
   });
 });
 
+describe("changes while Redis is away", () => {
+  it("the CLI refuses a revocation it could not tell the nodes of, with one line, and changes nothing", async () => {
+    const database = await freshDatabase();
+    const dataDir = tempDir();
+    const stores = await createStore({ dataDir, databaseUrl: database });
+    try {
+      const accounts = new AccountService(stores, loadConfig({}, {}).plans);
+      const account = await accounts.createAccount(CLI_CONTEXT, "a", "solo");
+      const { record: key } = await accounts.createKey(CLI_CONTEXT, account.id, "live");
+      const env = { ...process.env, ALVEARE_DATABASE_URL: database, ALVEARE_REDIS_URL: `redis://127.0.0.1:${await closedPort()}` };
+      const cli = spawnSync(process.execPath, [CLI_PATH, "keys", "revoke", key.id, "--data-dir", dataDir, "--json"], { env, encoding: "utf8" });
+      assert.equal(cli.status, 1);
+      assert.match(cli.stderr, /ALVEARE_REDIS_URL.*nothing changed/);
+      assert.equal(cli.stderr.trim().split("\n").length, 1, cli.stderr);
+      assert.equal((await stores.accounts.getKey(key.id))?.revokedAt, null, "the key still works: nothing was written");
+    } finally {
+      await stores.close();
+      await dropDatabase(database);
+    }
+  });
+
+  it("the CLI says a saved change was not told when Redis goes away after the write, and telling again bumps again", async () => {
+    const gone = nodeBroadcast(`redis://127.0.0.1:${await closedPort()}`, testPrefix("cli"));
+    await assert.rejects(gone.changed(), (error: Error) => {
+      assert.match(
+        error.message,
+        /^saved, but the running nodes were not told \(.*connection refused.*\); run the command again once Redis answers$/,
+      );
+      return true;
+    });
+    gone.close();
+    const prefix = testPrefix("cli");
+    const redis = new Redis(SHARED_REDIS_URL);
+    const live = nodeBroadcast(SHARED_REDIS_URL, prefix);
+    try {
+      await live.ready();
+      await live.changed();
+      const first = await redis.get(`${prefix}keys:generation`);
+      await live.changed();
+      assert.notEqual(await redis.get(`${prefix}keys:generation`), first, "a second run tells the nodes again");
+    } finally {
+      live.close();
+      redis.disconnect();
+      await deletePrefix(prefix);
+    }
+  });
+
+  it("tells the nodes of a committed change even when its audit record fails", async () => {
+    const stores = await createStore({ dataDir: tempDir() });
+    try {
+      let told = 0;
+      const plans = loadConfig({}, {}).plans;
+      const setup = new AccountService(stores, plans);
+      const account = await setup.createAccount(CLI_CONTEXT, "a", "solo");
+      const { record: key } = await setup.createKey(CLI_CONTEXT, account.id, "live");
+      const failingAudit = Object.create(stores.audit) as Stores["audit"];
+      failingAudit.record = () => Promise.reject(new Error("audit write failed"));
+      const accounts = new AccountService({ accounts: stores.accounts, audit: failingAudit }, plans, async () => {
+        told++;
+      });
+      await assert.rejects(accounts.revokeKey(CLI_CONTEXT, key.id), /audit write failed/);
+      assert.equal(told, 1, "the broadcast followed the write");
+      assert.notEqual((await stores.accounts.getKey(key.id))?.revokedAt, null);
+    } finally {
+      await stores.close();
+    }
+  });
+});
+
+describe("the monthly counter behind the ledger", () => {
+  it("admits again once the ledger gave back a dead node's requests, without waiting for the reseed", async () => {
+    const database = await freshDatabase();
+    const connection = await testConnection();
+    const stores = await createStore({ dataDir: tempDir(), databaseUrl: database });
+    try {
+      const accounts = new AccountService(stores, loadConfig({}, {}).plans);
+      const account = await accounts.createAccount(CLI_CONTEXT, "a", "solo");
+      const counter = new RedisQuotaCounter(connection, stores.ledger);
+      const request = (i: number) => ({
+        requestId: `req_${i}`,
+        caller: { accountId: account.id, keyId: "k", mode: "live" as const, plan: "solo" },
+        specialistId: "echo",
+        endpoint: "infer" as const,
+        limit: 3,
+        at: new Date(),
+      });
+      for (let i = 0; i < 3; i++) assert.ok(await counter.take(request(i)));
+      assert.equal(await counter.take(request(3)), undefined, "full");
+      // A survivor settles one of a dead node's rows in the ledger: given back there, not in Redis.
+      const period = billingPeriod(new Date()).key;
+      const row = (await stores.ledger.usageBreakdown(account.id, "live", period)).byKey;
+      assert.equal(row[0]?.requests, 3);
+      const pool = openPool(database);
+      try {
+        const { rows } = await pool.query<{ id: number }>("SELECT id FROM usage_events ORDER BY id LIMIT 1");
+        await stores.ledger.complete({
+          eventId: rows[0]!.id,
+          accountId: account.id,
+          mode: "live",
+          period,
+          status: 0,
+          promptTokens: 0,
+          completionTokens: 0,
+          latencyMs: 0,
+          at: new Date().toISOString(),
+        });
+      } finally {
+        await pool.end();
+      }
+      await new Promise((r) => setTimeout(r, 1100)); // the refusal above asked the ledger; the next may ask after a second
+      assert.ok(await counter.take(request(4)), "the ledger had room: admitted");
+      assert.equal(await counter.take(request(5)), undefined, "and full again");
+      assert.equal((await stores.ledger.periodUsage(account.id, "live", period)).requests, 3);
+    } finally {
+      await stores.close();
+      connection.redis.disconnect();
+      await deletePrefix(connection.prefix);
+      await dropDatabase(database);
+    }
+  });
+});
+
 describe("Redis settings at start", () => {
   it("refuses a URL that is not redis:// naming the variable", () => {
     const database = { ALVEARE_DATABASE_URL: "postgres://127.0.0.1/x" };
@@ -266,9 +391,21 @@ describe("Redis settings at start", () => {
   it("stops with one line naming ALVEARE_REDIS_URL when Redis cannot be reached", async () => {
     const port = await closedPort();
     await assert.rejects(connectRedis(`redis://127.0.0.1:${port}`, "x:"), (error: Error) => {
-      assert.match(error.message, /^ALVEARE_REDIS_URL: cannot use Redis at redis:\/\/127\.0\.0\.1:\d+/);
+      assert.match(error.message, /^ALVEARE_REDIS_URL: cannot use Redis at redis:\/\/127\.0\.0\.1:\d+\/?: connection refused/);
       assert.doesNotMatch(error.message, /\n/);
       return true;
     });
+  });
+
+  it("says why: an unknown host and a database number Redis does not have, each in one line", async () => {
+    const oneLine = (pattern: RegExp) => (error: Error) => {
+      assert.match(error.message, pattern);
+      assert.doesNotMatch(error.message, /\n|Connection is closed/);
+      return true;
+    };
+    await assert.rejects(connectRedis("redis://no-such-host.invalid:6379", "x:"), oneLine(/^ALVEARE_REDIS_URL: .*: unknown host$/));
+    const url = new URL(SHARED_REDIS_URL);
+    url.pathname = "/99";
+    await assert.rejects(connectRedis(url.toString(), "x:"), oneLine(/^ALVEARE_REDIS_URL: .*: the database number in the URL does not exist/));
   });
 });

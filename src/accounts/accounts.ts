@@ -21,6 +21,11 @@ export class AccountService {
      * their very next request). A single node's store sees its own writes.
      */
     private readonly changed: () => Promise<void> = async () => {},
+    /**
+     * Called before such a change is written: it fails when the other nodes
+     * could not be told (the CLI cannot reach Redis), so nothing is changed.
+     */
+    private readonly ready: () => Promise<void> = async () => {},
   ) {}
 
   private plan(name: string): Plan {
@@ -100,16 +105,21 @@ export class AccountService {
   async changePlan(context: AuditContext, id: string, plan: string): Promise<Account> {
     this.plan(plan);
     const before = await this.getAccount(id);
+    await this.ready();
     if (!(await this.stores.accounts.updateAccount(id, { plan }))) throw noAccount(id);
-    if (before.plan !== plan) {
-      await this.stores.audit.record(context, {
-        action: "account.plan_changed",
-        accountId: id,
-        target: `account:${id}`,
-        detail: { from: before.plan, to: plan },
-      });
+    // The broadcast follows the write whatever happens to the audit record: the nodes must hear of the change.
+    try {
+      if (before.plan !== plan) {
+        await this.stores.audit.record(context, {
+          action: "account.plan_changed",
+          accountId: id,
+          target: `account:${id}`,
+          detail: { from: before.plan, to: plan },
+        });
+      }
+    } finally {
+      await this.changed();
     }
-    await this.changed();
     return this.getAccount(id);
   }
 
@@ -119,32 +129,42 @@ export class AccountService {
       throw new AccountError(errors.invalidParameter("status", `must be active or suspended, got '${String(status)}'.`));
     }
     const before = await this.getAccount(id);
+    await this.ready();
     if (!(await this.stores.accounts.updateAccount(id, { status }))) throw noAccount(id);
-    if (before.status !== status) {
-      await this.stores.audit.record(context, {
-        action: status === "suspended" ? "account.suspended" : "account.reactivated",
-        accountId: id,
-        target: `account:${id}`,
-      });
+    try {
+      if (before.status !== status) {
+        await this.stores.audit.record(context, {
+          action: status === "suspended" ? "account.suspended" : "account.reactivated",
+          accountId: id,
+          target: `account:${id}`,
+        });
+      }
+    } finally {
+      await this.changed();
     }
-    await this.changed();
     return this.getAccount(id);
   }
 
   /** Revoking a revoked key changes nothing and records nothing. */
   async revokeKey(context: AuditContext, keyId: string): Promise<void> {
     const key = await this.stores.accounts.getKey(keyId);
-    if (key === undefined || !(await this.stores.accounts.revokeKey(keyId, new Date().toISOString()))) {
+    if (key === undefined) throw new AccountError(errors.notFoundResource(`no key '${keyId}'`));
+    await this.ready();
+    if (!(await this.stores.accounts.revokeKey(keyId, new Date().toISOString()))) {
       throw new AccountError(errors.notFoundResource(`no key '${keyId}'`));
     }
-    if (key.revokedAt === null)
-      await this.stores.audit.record(context, {
-        action: "key.revoked",
-        accountId: key.accountId,
-        target: `key:${keyId}`,
-        detail: { mode: key.mode },
-      });
-    await this.changed();
+    // Revoking again tells the nodes again: the way to repair a broadcast that did not reach them.
+    try {
+      if (key.revokedAt === null)
+        await this.stores.audit.record(context, {
+          action: "key.revoked",
+          accountId: key.accountId,
+          target: `key:${keyId}`,
+          detail: { mode: key.mode },
+        });
+    } finally {
+      await this.changed();
+    }
   }
 }
 

@@ -4,8 +4,6 @@ import { DEFAULT_REDIS_PREFIX, type ServerConfig } from "../config/config.js";
 import { accountJson, createdKeyJson, invitationJson, keyJson } from "../api/resources.js";
 import { People } from "../accounts/people.js";
 import { AccountService } from "../accounts/accounts.js";
-import { connectRedis, type RedisConnection } from "../gate/redis/connection.js";
-import { bumpKeyGeneration } from "../gate/redis/key-cache.js";
 import { KEY_MODES } from "../gate/credentials.js";
 import { usageReport } from "../metering/usage-report.js";
 import { createStore, storeLocation } from "../store/create-store.js";
@@ -13,6 +11,7 @@ import type { ApiKeyRecord, Mode, Stores } from "../store/store.js";
 import { CLI_CONTEXT } from "../store/audit-log.js";
 import { auditPageJson, parseAuditQuery } from "../admin/audit-query.js";
 import { loadCliConfig } from "./cli-config.js";
+import { nodeBroadcast } from "./node-broadcast.js";
 import { RuntimeError } from "./exit.js";
 import { note, print, printJson, shortTime, table } from "./output.js";
 
@@ -47,20 +46,11 @@ async function withStore(options: StoreOptions, run: (session: Session) => Promi
   const json = options.json === true;
   if (!json) note(`using ${where}${isNew ? " (new, empty database)" : ""}`);
   const stores = await createStore(config);
-  // Several nodes: a committed change must reach every node's key cache, so the CLI bumps the shared generation (connecting only when it changes something).
-  let redis: RedisConnection | undefined;
-  const redisUrl = config.redisUrl;
-  const changed =
-    redisUrl === undefined
-      ? undefined
-      : async (): Promise<void> => {
-          redis ??= await connectRedis(redisUrl, config.redisPrefix ?? DEFAULT_REDIS_PREFIX, "alveare-cli");
-          await bumpKeyGeneration(redis);
-        };
+  const broadcast = config.redisUrl === undefined ? undefined : nodeBroadcast(config.redisUrl, config.redisPrefix ?? DEFAULT_REDIS_PREFIX);
   try {
-    await run({ config, stores, accounts: new AccountService(stores, config.plans, changed), json });
+    await run({ config, stores, accounts: new AccountService(stores, config.plans, broadcast?.changed, broadcast?.ready), json });
   } finally {
-    redis?.redis.disconnect();
+    broadcast?.close();
     await stores.close();
   }
 }

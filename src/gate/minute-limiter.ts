@@ -49,11 +49,20 @@ export class AdmissionLog {
   }
 
   /**
-   * Takes back the admission recorded at `at` if it is still the newest. When
-   * later ones came in between it stays counted: the limiter errs on the side
-   * of admitting fewer, never more.
+   * Takes back one admission recorded at `at` (a request cancelled before it
+   * ran), wherever it is in the window: later admissions move up one place.
+   * Times are in order, so the search stops at the first older one.
    */
   unrecord(at: number): void {
-    if (this.count > 0 && this.times[(this.start + this.count - 1) % this.limit] === at) this.count--;
+    for (let i = this.count - 1; i >= 0; i--) {
+      const t = this.times[(this.start + i) % this.limit]!;
+      if (t < at) return;
+      if (t !== at) continue;
+      for (let j = i; j < this.count - 1; j++) {
+        this.times[(this.start + j) % this.limit] = this.times[(this.start + j + 1) % this.limit]!;
+      }
+      this.count--;
+      return;
+    }
   }
 }

@@ -47,7 +47,8 @@ export interface StartOptions {
 }
 
 export async function startServer(config: ServerConfig, options: StartOptions): Promise<RunningServer> {
-  const stores = options.gate === undefined ? await createStore(config, { serving: true }) : undefined;
+  const stores =
+    options.gate === undefined ? await createStore(config, { serving: true, warn: (message) => options.logger.warn(message) }) : undefined;
   let redis: RedisBackends | undefined;
   if (stores !== undefined && config.redisUrl !== undefined) {
     try {

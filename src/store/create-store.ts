@@ -1,3 +1,4 @@
+import { DEFAULT_REDIS_PREFIX } from "../config/config.js";
 import type { Stores } from "./store.js";
 import { sqliteFile } from "./sqlite/database-file.js";
 import { openSqliteStores } from "./sqlite/sqlite-store.js";
@@ -13,6 +14,9 @@ export interface StoreConfig {
   plans?: unknown;
   /** How long a serving node on PostgreSQL that stopped renewing its lease counts as alive. */
   nodeLeaseMs?: number | undefined;
+  /** ALVEARE_REDIS_URL and ALVEARE_REDIS_PREFIX: every node and the CLI of one database must share the prefix. */
+  redisUrl?: string | undefined;
+  redisPrefix?: string | undefined;
 }
 
 export interface StoreOptions {
@@ -21,12 +25,20 @@ export interface StoreOptions {
    * servers left unfinished. CLI commands and tests of data leave it off.
    */
   serving?: boolean;
+  /** Where the stores report what a shutdown could not finish (the server's log). */
+  warn?: ((message: string) => void) | undefined;
 }
 
 /** The one way the server, the CLI and the tests open the account, ledger and people stores. */
 export async function createStore(config: StoreConfig, options: StoreOptions = {}): Promise<Stores> {
   if (config.databaseUrl !== undefined) {
-    return openPostgresStores(config.databaseUrl, { serving: options.serving, plans: config.plans, leaseMs: config.nodeLeaseMs });
+    return openPostgresStores(config.databaseUrl, {
+      serving: options.serving,
+      plans: config.plans,
+      leaseMs: config.nodeLeaseMs,
+      redisPrefix: config.redisUrl === undefined ? undefined : (config.redisPrefix ?? DEFAULT_REDIS_PREFIX),
+      warn: options.warn,
+    });
   }
   return openSqliteStores(sqliteFile(config.dataDir), options);
 }

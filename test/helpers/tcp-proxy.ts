@@ -49,3 +49,10 @@ export class TcpProxy {
     await new Promise<void>((resolve) => this.server?.close(() => resolve()) ?? resolve());
   }
 }
+
+/** A started proxy to `host:port`. */
+export async function startTcpProxy(port: number, host = "127.0.0.1"): Promise<TcpProxy> {
+  const proxy = new TcpProxy(host, port);
+  await proxy.start();
+  return proxy;
+}

@@ -41,14 +41,35 @@ export async function connectRedis(url: string, prefix: string, name = "alveare"
   } catch (error) {
     throw new RedisStartError(`ALVEARE_REDIS_URL: ${(error as Error).message}`);
   }
+  // ioredis rejects a failed connect with "Connection is closed."; the reason is in the error event before it.
+  let lastError: Error | undefined;
+  const remember = (error: Error): void => {
+    lastError = error;
+  };
+  redis.on("error", remember);
   try {
     await redis.connect();
     await redis.ping();
+    // ioredis selects the URL's database on connect and only logs a refusal; asking again surfaces it.
+    const db = redis.options.db ?? 0;
+    if (db !== 0) await redis.select(db);
   } catch (error) {
     redis.disconnect();
-    throw new RedisStartError(`ALVEARE_REDIS_URL: cannot use Redis at ${safeUrl(url)}: ${(error as Error).message}`);
+    throw new RedisStartError(`ALVEARE_REDIS_URL: cannot use Redis at ${safeUrl(url)}: ${startFailure(lastError ?? (error as Error))}`);
+  } finally {
+    redis.removeListener("error", remember);
   }
   return { redis, prefix };
+}
+
+/** Why Redis could not be used, in one line. */
+function startFailure(error: Error): string {
+  const code = (error as { code?: string }).code;
+  if (code === "ECONNREFUSED") return "connection refused (is Redis running there?)";
+  if (code === "ENOTFOUND" || code === "EAI_AGAIN") return "unknown host";
+  if (/DB index is out of range/i.test(error.message))
+    return "the database number in the URL does not exist on this Redis (see its `databases` setting)";
+  return error.message.split("\n")[0] ?? "unknown error";
 }
 
 export class RedisStartError extends Error {

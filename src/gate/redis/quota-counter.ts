@@ -13,6 +13,11 @@ import { LuaScript } from "./script.js";
  */
 export const QUOTA_RESEED_MS = 60_000;
 
+/** How often a counter at its limit checks the ledger for requests given back meanwhile. */
+const LEDGER_CHECK_MS = 1000;
+/** Counters remembered for that; past it the memory starts over (a few more ledger reads). */
+const LEDGER_CHECKS_KEPT = 10_000;
+
 /** Counts one request unless the counter is at the limit; -1 when there is no counter yet (seed it first). */
 const TAKE_SCRIPT = new LuaScript(`
 local used = redis.call('GET', KEYS[1])
@@ -38,6 +43,9 @@ return 1
  * two disagree.
  */
 export class RedisQuotaCounter implements QuotaCounter {
+  /** When each counter last refused after asking the ledger: a counter at its limit asks at most once a second. */
+  private readonly ledgerChecked = new Map<string, number>();
+
   constructor(
     private readonly connection: RedisConnection,
     private readonly ledger: Pick<LedgerStore, "admit" | "complete" | "periodUsage">,
@@ -56,6 +64,24 @@ export class RedisQuotaCounter implements QuotaCounter {
     else await redis.set(key, usage.requests, "PX", QUOTA_RESEED_MS, "NX");
   }
 
+  /**
+   * A full counter may be behind the ledger: survivors gave back a dead node's
+   * unfinished requests in the ledger only. Before refusing, the ledger is
+   * asked (once a second per counter) and, when it has room, the counter is
+   * set to it.
+   */
+  private async ledgerHasRoom(key: string, accountId: string, mode: QuotaRequest["caller"]["mode"], period: string, limit: number): Promise<boolean> {
+    const now = Date.now();
+    if (now - (this.ledgerChecked.get(key) ?? -Infinity) < LEDGER_CHECK_MS) return false;
+    if (this.ledgerChecked.size >= LEDGER_CHECKS_KEPT) this.ledgerChecked.clear();
+    this.ledgerChecked.set(key, now);
+    const usage = await this.ledger.periodUsage(accountId, mode, period);
+    if (usage.requests >= limit) return false;
+    const { redis } = this.connection;
+    await redis.set(key, usage.requests, "PX", QUOTA_RESEED_MS);
+    return true;
+  }
+
   async take(r: QuotaRequest): Promise<QuotaTicket | undefined> {
     const period = billingPeriod(r.at).key;
     const { accountId, keyId, mode } = r.caller;
@@ -64,6 +90,9 @@ export class RedisQuotaCounter implements QuotaCounter {
     let taken = (await TAKE_SCRIPT.run(redis, [key], [r.limit])) as number;
     if (taken === -1) {
       await this.seed(key, accountId, mode, period, false);
+      taken = (await TAKE_SCRIPT.run(redis, [key], [r.limit])) as number;
+    }
+    if (taken === 0 && (await this.ledgerHasRoom(key, accountId, mode, period, r.limit))) {
       taken = (await TAKE_SCRIPT.run(redis, [key], [r.limit])) as number;
     }
     if (taken !== 1) return undefined;

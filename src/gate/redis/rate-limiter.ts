@@ -103,7 +103,7 @@ end
 return {granted, reqOk, reqRemaining, reqRetry, reqReset, tokOk, tokRemaining, tokRetry, tokReset, concOk}
 `);
 
-/** Ends a lease: frees its slot, settles its tokens (an entry already out of the window stays out), and on cancel takes back its admission if still the newest. */
+/** Ends a lease: frees its slot, settles its tokens (an entry already out of the window stays out), and on cancel takes back its admission. */
 const END_SCRIPT = new LuaScript(`
 local req, tok, tokens, conc = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, real, cancel = ARGV[1], tonumber(ARGV[2]), ARGV[3] == 'cancel'
@@ -113,10 +113,7 @@ if reserved then
   redis.call('HSET', tokens, id, real)
   redis.call('HINCRBY', tokens, 'used', real - tonumber(reserved))
 end
-if cancel then
-  local newest = redis.call('ZRANGE', req, -1, -1)
-  if newest[1] == id then redis.call('ZREM', req, id) end
-end
+if cancel then redis.call('ZREM', req, id) end
 return 1
 `);
 

@@ -152,6 +152,19 @@ export const PG_MIGRATIONS: readonly string[] = [
     recorded_at TEXT COLLATE "C" NOT NULL
   );
   `,
+  // 4: who settled a row its node left unfinished: the node's own completion, should it still come
+  // (the node was only stopped a while), overwrites the settlement and counts the request again.
+  `
+  ALTER TABLE usage_events ADD COLUMN settled_by TEXT COLLATE "C";
+  `,
+  // 5: the Redis key prefix the running nodes share (a node or CLI on another prefix would tell no node of a revocation).
+  `
+  CREATE TABLE redis_prefix (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    prefix TEXT COLLATE "C" NOT NULL,
+    recorded_at TEXT COLLATE "C" NOT NULL
+  );
+  `,
 ];
 
 /** One lock for every migrating process, whatever node it runs on. */

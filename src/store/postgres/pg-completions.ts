@@ -6,19 +6,24 @@ const MAX_BATCH = 500;
 
 /**
  * Closes many ledger rows, each with its own outcome, in one statement: the
- * same steps as closing one (only rows still unfinished, so none is counted
- * twice; ledger rows, then counters, then days), with each row's change to
+ * same steps as closing one (only rows still unfinished, or settled by a
+ * survivor and now completed by their own node, which count again; none is
+ * counted twice; ledger rows, then counters, then days), with each row's change to
  * the aggregates summed per counter and per day first.
  */
 const FINISH_MANY = `
   WITH input AS (
     SELECT * FROM unnest($1::bigint[], $2::integer[], $3::integer[], $4::integer[], $5::double precision[], $6::text[], $7::integer[], $8::bigint[])
       AS i(id, status, prompt_tokens, completion_tokens, latency_ms, finished_at, requests, tokens)
+  ), prior AS (
+    SELECT e.id, e.status IS NOT NULL AS was_settled FROM usage_events e JOIN input i ON e.id = i.id
+    WHERE e.status IS NULL OR e.settled_by IS NOT NULL FOR UPDATE OF e
   ), finished AS (
     UPDATE usage_events e SET status = i.status, prompt_tokens = i.prompt_tokens, completion_tokens = i.completion_tokens,
-      latency_ms = i.latency_ms, finished_at = i.finished_at
-    FROM input i WHERE e.id = i.id AND e.status IS NULL
-    RETURNING e.account_id, e.mode, e.period, substr(e.created_at, 1, 10) AS day, e.specialist, i.requests, i.tokens
+      latency_ms = i.latency_ms, finished_at = i.finished_at, settled_by = NULL
+    FROM input i, prior p WHERE e.id = i.id AND p.id = e.id
+    RETURNING e.account_id, e.mode, e.period, substr(e.created_at, 1, 10) AS day, e.specialist,
+      i.requests + (CASE WHEN p.was_settled THEN 1 ELSE 0 END) AS requests, i.tokens
   ), per_day AS (
     SELECT account_id, mode, period, day, specialist, SUM(requests)::integer AS requests, SUM(tokens)::bigint AS tokens
     FROM finished GROUP BY 1, 2, 3, 4, 5

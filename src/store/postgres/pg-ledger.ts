@@ -1,6 +1,7 @@
 import type pg from "pg";
 import { countsAgainstQuota } from "../../metering/counting-rule.js";
 import { CompletionBatch } from "./pg-completions.js";
+import { CompletionRetryQueue, isTransientDatabaseError } from "./completion-retry.js";
 import type { AdmissionRecord, CompletionRecord, LedgerStore, Mode, PeriodUsage, RefusalRecord, UsageBreakdown } from "../store.js";
 
 // A period "YYYY-MM" spans the days "YYYY-MM-01" to "YYYY-MM-31" as text; refusals are kept per day.
@@ -31,9 +32,15 @@ const ADMIT = `
 
 /**
  * Closes ledger rows and moves their aggregates by the counting rule, in one
- * statement: only rows still unfinished are closed, so a row settled by a
- * survivor is never counted twice. `$6` is 0 (counted) or -1 (given back) per
- * row; `$7` the tokens a counted row adds.
+ * statement. `$6` is 0 (counted) or -1 (given back) per row; `$7` the tokens a
+ * counted row adds.
+ *
+ * A row settled by a survivor (its node missed its lease, e.g. stopped for a
+ * while) carries `settled_by` and was given back; when its own node completes
+ * it after all, the completion overwrites the settlement and adds the request
+ * (and its tokens) again, so a request that was served is in the ledger. Only
+ * unfinished rows, and settled ones by their owner, are closed, each exactly
+ * once: the completion clears `settled_by`.
  *
  * Locks are taken in one order everywhere, ledger row, then counter, then day,
  * as admission takes counter then day: the day update waits for the counter
@@ -41,20 +48,23 @@ const ADMIT = `
  * other's rows. Returns one row per day and specialist, with how many ledger
  * rows it closed.
  */
-const finishRows = (which: string): string => `
-  WITH finished AS (
-    UPDATE usage_events SET status = $1, prompt_tokens = $2, completion_tokens = $3, latency_ms = $4, finished_at = $5
-    WHERE ${which} AND status IS NULL
-    RETURNING account_id, mode, period, substr(created_at, 1, 10) AS day, specialist
+const finishRows = (which: string, settledBy: string): string => `
+  WITH prior AS (
+    SELECT id, status IS NOT NULL AS was_settled FROM usage_events WHERE ${which} FOR UPDATE
+  ), finished AS (
+    UPDATE usage_events e SET status = $1, prompt_tokens = $2, completion_tokens = $3, latency_ms = $4, finished_at = $5, settled_by = ${settledBy}
+    FROM prior WHERE e.id = prior.id
+    RETURNING e.account_id, e.mode, e.period, substr(e.created_at, 1, 10) AS day, e.specialist, prior.was_settled
   ), per_day AS (
-    SELECT account_id, mode, period, day, specialist, COUNT(*)::integer AS n FROM finished GROUP BY 1, 2, 3, 4, 5
+    SELECT account_id, mode, period, day, specialist, COUNT(*)::integer AS n, COUNT(*) FILTER (WHERE was_settled)::integer AS back
+    FROM finished GROUP BY 1, 2, 3, 4, 5
   ), counters AS (
-    UPDATE usage_counters c SET requests = c.requests + $6::integer * p.n, tokens = c.tokens + $7::bigint * p.n
-    FROM (SELECT account_id, mode, period, SUM(n)::integer AS n FROM per_day GROUP BY 1, 2, 3) p
+    UPDATE usage_counters c SET requests = c.requests + $6::integer * p.n + p.back, tokens = c.tokens + $7::bigint * p.n
+    FROM (SELECT account_id, mode, period, SUM(n)::integer AS n, SUM(back)::integer AS back FROM per_day GROUP BY 1, 2, 3) p
     WHERE c.account_id = p.account_id AND c.mode = p.mode AND c.period = p.period
     RETURNING 1
   )
-  UPDATE usage_daily d SET requests = d.requests + $6::integer * p.n, tokens = d.tokens + $7::bigint * p.n
+  UPDATE usage_daily d SET requests = d.requests + $6::integer * p.n + p.back, tokens = d.tokens + $7::bigint * p.n
   FROM per_day p
   WHERE d.account_id = p.account_id AND d.mode = p.mode AND d.period = p.period AND d.day = p.day AND d.specialist = p.specialist
     AND (SELECT COUNT(*) FROM counters) >= 0
@@ -86,11 +96,16 @@ const outcomeParams = (o: RowOutcome): unknown[] => {
   return [o.status, o.promptTokens, o.completionTokens, o.latencyMs, o.at, counts ? 0 : -1, counts ? o.promptTokens + o.completionTokens : 0];
 };
 
-/** Closes one ledger row. */
-export const FINISH_ONE = finishRows("id = $8");
-/** Closes every unfinished row of nodes whose lease ran out, and rows of writers never registered here (a copied SQLite ledger). */
+/** Closes one ledger row, by the node that admitted it: unfinished, or settled by a survivor meanwhile (a settled row was given back: it counts again). */
+export const FINISH_ONE = finishRows("id = $8 AND (status IS NULL OR settled_by IS NOT NULL)", "NULL");
+/**
+ * Closes every unfinished row of nodes whose lease ran out, and rows of
+ * writers never registered here (a copied SQLite ledger), marking them settled
+ * by `$8` (the settling node).
+ */
 export const FINISH_ORPHANS = finishRows(
-  "(node_id IS NULL OR NOT EXISTS (SELECT 1 FROM nodes n WHERE n.id = usage_events.node_id AND n.lease_until >= now()))",
+  "status IS NULL AND (node_id IS NULL OR NOT EXISTS (SELECT 1 FROM nodes n WHERE n.id = usage_events.node_id AND n.lease_until >= now()))",
+  "$8",
 );
 export { outcomeParams };
 
@@ -122,6 +137,8 @@ export class PgLedger implements LedgerStore {
     text: FINISH_ONE,
     params: (r) => [...outcomeParams(r), r.eventId],
   });
+  /** Completions the database could not take when they came, written again until it does. */
+  readonly retries = new CompletionRetryQueue((r) => this.write(r));
 
   constructor(
     private readonly pool: pg.Pool,
@@ -135,9 +152,22 @@ export class PgLedger implements LedgerStore {
     return rows[0]?.id;
   }
 
+  /**
+   * Records a request's outcome. When the database is briefly unreachable the
+   * completion is kept and written again later (the client has its answer
+   * already); only a full retry queue or a statement the database rejects fails here.
+   */
   async complete(r: CompletionRecord): Promise<void> {
-    // Batched with the other completions of this event-loop turn (one statement for all).
-    await this.completions.add(r);
+    try {
+      await this.write(r);
+    } catch (error) {
+      if (!isTransientDatabaseError(error) || !this.retries.add(r)) throw error;
+    }
+  }
+
+  /** Batched with the other completions of this event-loop turn (one statement for all). */
+  private write(r: CompletionRecord): Promise<void> {
+    return this.completions.add(r);
   }
 
   async countRefusal(r: RefusalRecord): Promise<void> {

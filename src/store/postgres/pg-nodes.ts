@@ -16,6 +16,36 @@ export class PlanTableMismatchError extends Error {
   }
 }
 
+/** A node or CLI whose ALVEARE_REDIS_PREFIX is not the one the running nodes use: its revocations would reach no node. */
+export class RedisPrefixMismatchError extends Error {
+  constructor(mine: string, recorded: string) {
+    super(
+      `ALVEARE_REDIS_PREFIX is '${mine}' here but the running nodes use '${recorded}' (recorded in PostgreSQL); ` +
+        "give every node and the CLI the same prefix (to change it, stop every node, then start them with the new one)",
+    );
+    this.name = "RedisPrefixMismatchError";
+  }
+}
+
+const LIVE_NODE = "SELECT 1 FROM nodes WHERE lease_until >= now() LIMIT 1";
+
+/**
+ * Checks a Redis prefix against the one recorded by the running nodes; a
+ * serving node records its own when it differs and no node runs (the first
+ * start, or a change with every node stopped). The CLI only checks.
+ */
+export async function checkRedisPrefix(client: pg.PoolClient, prefix: string, record: boolean): Promise<void> {
+  const recorded = (await client.query<{ prefix: string }>("SELECT prefix FROM redis_prefix WHERE id = 1")).rows[0]?.prefix;
+  if (recorded === prefix) return;
+  if (recorded !== undefined && (await client.query(LIVE_NODE)).rows.length > 0) throw new RedisPrefixMismatchError(prefix, recorded);
+  if (!record) return;
+  await client.query(
+    `INSERT INTO redis_prefix (id, prefix, recorded_at) VALUES (1, $1, $2)
+     ON CONFLICT (id) DO UPDATE SET prefix = excluded.prefix, recorded_at = excluded.recorded_at`,
+    [prefix, new Date().toISOString()],
+  );
+}
+
 /** JSON with object keys sorted, so two equal plan tables read the same whatever order their files list them in. */
 export function canonicalJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
@@ -28,7 +58,7 @@ export function canonicalJson(value: unknown): string {
   return JSON.stringify(value) ?? "null";
 }
 
-const JOIN_LOCK = "SELECT pg_advisory_xact_lock(hashtext('alveare.nodes'))";
+export const JOIN_LOCK = "SELECT pg_advisory_xact_lock(hashtext('alveare.nodes'))";
 const SETTLE_LOCK = "SELECT pg_try_advisory_xact_lock(hashtext('alveare.settle')) AS locked";
 
 /**
@@ -55,14 +85,15 @@ export class NodeLease {
    * cannot both pass. The first node records its table; a later one must match
    * it while any node runs; once every node is gone the next start records anew.
    */
-  async join(plans: unknown | undefined): Promise<void> {
+  async join(plans: unknown | undefined, redisPrefix?: string): Promise<void> {
     await inTransaction(this.pool, async (client) => {
       await client.query(JOIN_LOCK);
+      if (redisPrefix !== undefined) await checkRedisPrefix(client, redisPrefix, true);
       if (plans !== undefined) {
         const table = canonicalJson(plans);
         const recorded = (await client.query<{ plans: string }>("SELECT plans FROM plan_table WHERE id = 1")).rows[0]?.plans;
         if (recorded !== table) {
-          const live = await client.query("SELECT 1 FROM nodes WHERE lease_until >= now() LIMIT 1");
+          const live = await client.query(LIVE_NODE);
           if (recorded !== undefined && live.rows.length > 0) throw new PlanTableMismatchError();
           await client.query(
             `INSERT INTO plan_table (id, plans, recorded_at) VALUES (1, $1, $2)
@@ -101,7 +132,7 @@ export class NodeLease {
       const { rows } = await client.query<{ locked: boolean }>(SETTLE_LOCK);
       if (rows[0]?.locked !== true) return 0;
       const outcome = { status: NOT_DELIVERED, promptTokens: 0, completionTokens: 0, latencyMs: null, at: new Date().toISOString() };
-      const settled = await client.query<{ n: number }>(FINISH_ORPHANS, outcomeParams(outcome));
+      const settled = await client.query<{ n: number }>(FINISH_ORPHANS, [...outcomeParams(outcome), this.id]);
       // Dead nodes with nothing left to settle are forgotten after a day; their rows keep the id.
       await client.query("DELETE FROM nodes WHERE lease_until < now() - interval '1 day'");
       return settled.rows.reduce((sum, row) => sum + row.n, 0);

@@ -3,9 +3,9 @@ import { migratePostgres } from "./migrations.js";
 import { PgAccountStore } from "./pg-accounts.js";
 import { PgAuditLog } from "./pg-audit-log.js";
 import { PgLedger } from "./pg-ledger.js";
-import { NodeLease } from "./pg-nodes.js";
+import { checkRedisPrefix, NodeLease } from "./pg-nodes.js";
 import { PgPeopleStore } from "./pg-people.js";
-import { DatabaseUnavailableError, openPool } from "./pg-pool.js";
+import { DatabaseUnavailableError, inTransaction, openPool } from "./pg-pool.js";
 
 export interface PgStoreOptions {
   /** A server: it holds a node lease, checks the plan table and settles dead nodes' rows. */
@@ -14,6 +14,10 @@ export interface PgStoreOptions {
   plans?: unknown;
   /** How long a node that stopped renewing counts as alive. */
   leaseMs?: number | undefined;
+  /** The Redis key prefix of the shared mode: checked against the one the running nodes use (a server records it). */
+  redisPrefix?: string | undefined;
+  /** Where a shutdown reports completions it could not write. */
+  warn?: ((message: string) => void) | undefined;
 }
 
 export const DEFAULT_LEASE_MS = 15_000;
@@ -33,9 +37,12 @@ export async function openPostgresStores(url: string, options: PgStoreOptions = 
     await migratePostgres(pool);
     if (options.serving === true) {
       lease = new NodeLease(pool, options.leaseMs ?? DEFAULT_LEASE_MS);
-      await lease.join(options.plans);
+      await lease.join(options.plans, options.redisPrefix);
       await lease.settleDead();
       lease.start();
+    } else if (options.redisPrefix !== undefined) {
+      const prefix = options.redisPrefix;
+      await inTransaction(pool, (client) => checkRedisPrefix(client, prefix, false));
     }
   } catch (error) {
     await lease?.stop();
@@ -43,12 +50,20 @@ export async function openPostgresStores(url: string, options: PgStoreOptions = 
     throw error;
   }
   const nodeId = lease?.id ?? null;
+  const ledger = new PgLedger(pool, () => nodeId);
   return {
     accounts: new PgAccountStore(pool),
-    ledger: new PgLedger(pool, () => nodeId),
+    ledger,
     people: new PgPeopleStore(pool),
     audit: new PgAuditLog(pool),
     close: async () => {
+      const unwritten = await ledger.retries.flush();
+      if (unwritten > 0) {
+        options.warn?.(
+          `${unwritten} completed requests could not be written to the ledger (PostgreSQL unreachable); ` +
+            "their rows stay open and are settled as not delivered once this node's lease runs out",
+        );
+      }
       await lease?.stop();
       await pool.end();
     },
