@@ -435,7 +435,7 @@ describe("PostgreSQL: nodes", () => {
 });
 
 describe("PostgreSQL: a node that missed its lease", () => {
-  it("counts a request its node completes after a survivor settled it: once, with its tokens", async () => {
+  it("counts a request its node completes after a survivor settled it: once, with its tokens, alone or batched", async () => {
     const databaseUrl = await freshDatabase();
     const survivor = await createStore({ dataDir: tempDir(), databaseUrl, nodeLeaseMs: 600 }, { serving: true });
     const pool = openPool(databaseUrl);
@@ -443,16 +443,20 @@ describe("PostgreSQL: a node that missed its lease", () => {
       await survivor.accounts.createAccount(account("acct_a"));
       // The late node: its lease is gone (never renewed here), as for a node stopped longer than its lease.
       const late = new PgLedger(pool, () => "node_stopped");
-      const eventId = await late.admit(admission(10, 1));
-      assert.ok(eventId !== undefined);
+      const eventIds: number[] = [];
+      for (let i = 0; i < 3; i++) {
+        const eventId = await late.admit(admission(10, i + 1));
+        assert.ok(eventId !== undefined);
+        eventIds.push(eventId);
+      }
       let usage = await survivor.ledger.periodUsage("acct_a", "live", PERIOD);
       const deadline = Date.now() + 20_000;
       while (usage.requests !== 0) {
-        assert.ok(Date.now() < deadline, "the survivor never settled the late node's row");
+        assert.ok(Date.now() < deadline, "the survivor never settled the late node's rows");
         await new Promise((r) => setTimeout(r, 100));
         usage = await survivor.ledger.periodUsage("acct_a", "live", PERIOD);
       }
-      const completion = {
+      const completion = (eventId: number) => ({
         eventId,
         accountId: "acct_a",
         mode: "live" as const,
@@ -462,16 +466,23 @@ describe("PostgreSQL: a node that missed its lease", () => {
         completionTokens: 3,
         latencyMs: 5,
         at: AT,
-      };
-      await late.complete(completion);
-      const counted = { requests: 1, tokens: 7, bySpecialist: { classify: 1 } };
-      assert.deepEqual(await survivor.ledger.periodUsage("acct_a", "live", PERIOD), counted, "the served request is in the ledger");
-      assert.deepEqual(await survivor.ledger.dailyRequests("acct_a", "live", PERIOD), { "2026-03-10": 1 });
-      await late.complete(completion);
+      });
+      // Two completions in one event-loop turn go out as one batched statement; the third alone.
+      await Promise.all(eventIds.slice(0, 2).map((id) => late.complete(completion(id))));
+      assert.deepEqual(await survivor.ledger.periodUsage("acct_a", "live", PERIOD), { requests: 2, tokens: 14, bySpecialist: { classify: 2 } });
+      await late.complete(completion(eventIds[2]!));
+      const counted = { requests: 3, tokens: 21, bySpecialist: { classify: 3 } };
+      assert.deepEqual(await survivor.ledger.periodUsage("acct_a", "live", PERIOD), counted, "the served requests are in the ledger");
+      assert.deepEqual(await survivor.ledger.dailyRequests("acct_a", "live", PERIOD), { "2026-03-10": 3 });
+      await Promise.all(eventIds.map((id) => late.complete(completion(id))));
+      await late.complete(completion(eventIds[0]!));
       await new Promise((r) => setTimeout(r, 700)); // a few more settling rounds
       assert.deepEqual(await survivor.ledger.periodUsage("acct_a", "live", PERIOD), counted, "counted exactly once");
-      const row = await pool.query("SELECT status, settled_by FROM usage_events WHERE id = $1", [eventId]);
-      assert.deepEqual(row.rows, [{ status: 200, settled_by: null }]);
+      const rows = await pool.query("SELECT status, settled_by FROM usage_events WHERE id = ANY($1) ORDER BY id", [eventIds]);
+      assert.deepEqual(
+        rows.rows,
+        eventIds.map(() => ({ status: 200, settled_by: null })),
+      );
     } finally {
       await pool.end();
       await survivor.close();
