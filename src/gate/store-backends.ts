@@ -1,5 +1,5 @@
 import { billingPeriod, type BillingPeriod } from "../metering/billing-period.js";
-import type { AccountStore, KeyLookup, LedgerStore } from "../store/store.js";
+import type { AccountStore, AdmissionRecord, CompletionRecord, KeyLookup, LedgerStore } from "../store/store.js";
 import type { KeyCache, QuotaCounter, QuotaRequest, QuotaTicket } from "./backends.js";
 import type { Outcome } from "./gate.js";
 
@@ -28,33 +28,9 @@ export class StoreQuotaCounter implements QuotaCounter {
 
   async take(r: QuotaRequest): Promise<QuotaTicket | undefined> {
     const period = this.periodKey(r.at);
-    const { accountId, keyId, mode } = r.caller;
-    const eventId = await this.store.admit({
-      requestId: r.requestId,
-      accountId,
-      keyId,
-      mode,
-      period,
-      endpoint: r.endpoint,
-      specialist: r.specialistId,
-      limit: r.limit,
-      at: r.at.toISOString(),
-    });
+    const eventId = await this.store.admit(admissionRecord(r, period));
     if (eventId === undefined) return undefined;
-    return {
-      finish: (outcome: Outcome) =>
-        this.store.complete({
-          eventId,
-          accountId,
-          mode,
-          period,
-          status: outcome.status,
-          promptTokens: outcome.promptTokens,
-          completionTokens: outcome.completionTokens,
-          latencyMs: outcome.latencyMs,
-          at: this.now().toISOString(),
-        }),
-    };
+    return { finish: (outcome: Outcome) => this.store.complete(completionRecord(r, period, eventId, outcome, this.now())) };
   }
 }
 
@@ -74,4 +50,27 @@ export class StoreKeyCache implements KeyCache {
   async invalidate(): Promise<void> {
     // The store's own cache is invalidated by the write itself.
   }
+}
+
+/** The ledger's record of a request the quota counted in `period`. */
+export function admissionRecord(r: QuotaRequest, period: string): AdmissionRecord {
+  const { accountId, keyId, mode } = r.caller;
+  return {
+    requestId: r.requestId,
+    accountId,
+    keyId,
+    mode,
+    period,
+    endpoint: r.endpoint,
+    specialist: r.specialistId,
+    limit: r.limit,
+    at: r.at.toISOString(),
+  };
+}
+
+/** The ledger's record of how the request admitted as `eventId` ended. */
+export function completionRecord(r: QuotaRequest, period: string, eventId: number, outcome: Outcome, at: Date): CompletionRecord {
+  const { accountId, mode } = r.caller;
+  const { status, promptTokens, completionTokens, latencyMs } = outcome;
+  return { eventId, accountId, mode, period, status, promptTokens, completionTokens, latencyMs, at: at.toISOString() };
 }

@@ -85,6 +85,20 @@ interface ChoiceRun extends ChoiceResult {
   toolCalls?: ToolCall[] | undefined;
 }
 
+/** Several choices as one result: the first answers the single-choice fields, completion tokens are summed, and `choices` lists them all when there are several. */
+function combinedResult(choices: ChoiceResult[], promptTokens: number, aborted: boolean): GenerationResult {
+  const first = choices[0]!;
+  return {
+    text: first.text,
+    finishReason: first.finishReason,
+    logprobs: first.logprobs,
+    promptTokens,
+    completionTokens: choices.reduce((sum, c) => sum + c.completionTokens, 0),
+    aborted,
+    ...(choices.length > 1 ? { choices } : {}),
+  };
+}
+
 interface LabelScoring {
   scored: ScoredLabel[];
   best: ScoredLabel;
@@ -294,16 +308,11 @@ export class EmbeddedEngine implements Engine {
       if (failed !== undefined) throw failed.reason;
       const choices = settled.map((r) => (r as PromiseFulfilledResult<ChoiceRun>).value);
       this.counters.promptTokensEvaluated += n - 1;
-      const first = choices[0]!;
-      return {
-        text: first.text,
-        finishReason: first.finishReason,
-        logprobs: first.logprobs,
-        promptTokens: prompt.tokens.length,
-        completionTokens: choices.reduce((sum, c) => sum + c.completionTokens, 0),
-        aborted: choices.some((c) => c.aborted),
-        choices: choices.map(({ text, completionTokens, finishReason, logprobs }) => ({ text, completionTokens, finishReason, logprobs })),
-      };
+      return combinedResult(
+        choices.map(({ text, completionTokens, finishReason, logprobs }) => ({ text, completionTokens, finishReason, logprobs })),
+        prompt.tokens.length,
+        choices.some((c) => c.aborted),
+      );
     } finally {
       await rm(statePath, { force: true });
     }
@@ -469,16 +478,7 @@ export class EmbeddedEngine implements Engine {
   private mostProbableLabel(scoring: LabelScoring, prompt: FormattedPrompt, request: GenerationRequest): GenerationResult {
     const n = request.choices ?? 1;
     const choices = Array.from({ length: n }, (_, index) => this.labelChoice(scoring.best, request, index, scoring.withLogprobs));
-    const first = choices[0]!;
-    return {
-      text: first.text,
-      finishReason: first.finishReason,
-      logprobs: first.logprobs,
-      promptTokens: prompt.tokens.length,
-      completionTokens: choices.reduce((sum, c) => sum + c.completionTokens, 0),
-      aborted: request.signal.aborted,
-      ...(n > 1 ? { choices } : {}),
-    };
+    return combinedResult(choices, prompt.tokens.length, request.signal.aborted);
   }
 
   /** The chosen label as a choice: cut at max_tokens or a stop string like generated text would be. */

@@ -3,6 +3,7 @@ import { countsAgainstQuota } from "../../metering/counting-rule.js";
 import type { LedgerStore } from "../../store/store.js";
 import type { QuotaCounter, QuotaRequest, QuotaTicket } from "../backends.js";
 import type { Outcome } from "../gate.js";
+import { admissionRecord, completionRecord } from "../store-backends.js";
 import { type RedisConnection } from "./connection.js";
 import { LuaScript } from "./script.js";
 
@@ -84,7 +85,7 @@ export class RedisQuotaCounter implements QuotaCounter {
 
   async take(r: QuotaRequest): Promise<QuotaTicket | undefined> {
     const period = billingPeriod(r.at).key;
-    const { accountId, keyId, mode } = r.caller;
+    const { accountId, mode } = r.caller;
     const key = this.key(accountId, mode, period);
     const { redis } = this.connection;
     let taken = (await TAKE_SCRIPT.run(redis, [key], [r.limit])) as number;
@@ -100,17 +101,7 @@ export class RedisQuotaCounter implements QuotaCounter {
     const giveBack = (): Promise<unknown> => GIVE_BACK_SCRIPT.run(redis, [key], []).catch(() => undefined);
     let eventId: number | undefined;
     try {
-      eventId = await this.ledger.admit({
-        requestId: r.requestId,
-        accountId,
-        keyId,
-        mode,
-        period,
-        endpoint: r.endpoint,
-        specialist: r.specialistId,
-        limit: r.limit,
-        at: r.at.toISOString(),
-      });
+      eventId = await this.ledger.admit(admissionRecord(r, period));
     } catch (error) {
       await giveBack();
       throw error;
@@ -123,17 +114,7 @@ export class RedisQuotaCounter implements QuotaCounter {
     const admitted = eventId;
     return {
       finish: async (outcome: Outcome) => {
-        await this.ledger.complete({
-          eventId: admitted,
-          accountId,
-          mode,
-          period,
-          status: outcome.status,
-          promptTokens: outcome.promptTokens,
-          completionTokens: outcome.completionTokens,
-          latencyMs: outcome.latencyMs,
-          at: this.now().toISOString(),
-        });
+        await this.ledger.complete(completionRecord(r, period, admitted, outcome, this.now()));
         if (!countsAgainstQuota(outcome.status)) await giveBack();
       },
     };

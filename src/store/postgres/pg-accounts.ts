@@ -1,38 +1,9 @@
 import type pg from "pg";
-import type { Account, AccountStore, ApiKeyRecord, KeyCreation, KeyLookup, Mode } from "../store.js";
+import type { Account, AccountStore, ApiKeyRecord, KeyCreation, KeyLookup } from "../store.js";
 import { inTransaction } from "./pg-pool.js";
-
-interface KeyRow {
-  id: string;
-  account_id: string;
-  name: string | null;
-  mode: Mode;
-  prefix: string;
-  created_at: string;
-  last_used_at: string | null;
-  revoked_at: string | null;
-}
-interface AccountRow {
-  id: string;
-  name: string;
-  plan: string;
-  status: Account["status"];
-  created_at: string;
-}
+import { toAccount, toKey, type AccountRow, type KeyRow } from "../rows.js";
 
 const KEY_COLUMNS = "id, account_id, name, mode, prefix, created_at, last_used_at, revoked_at";
-
-const toKey = (r: KeyRow): ApiKeyRecord => ({
-  id: r.id,
-  accountId: r.account_id,
-  name: r.name,
-  mode: r.mode,
-  prefix: r.prefix,
-  createdAt: r.created_at,
-  lastUsedAt: r.last_used_at,
-  revokedAt: r.revoked_at,
-});
-const toAccount = (r: AccountRow): Account => ({ id: r.id, name: r.name, plan: r.plan, status: r.status, createdAt: r.created_at });
 
 /**
  * Accounts and keys in PostgreSQL. No cache: every node reads the row, so a

@@ -1,33 +1,8 @@
 import type pg from "pg";
 import type { AuditAction, AuditContext, AuditEntry, AuditLog, AuditPage, AuditQuery, AuditRecord } from "../audit-log.js";
-
-interface AuditRow {
-  id: number;
-  at: string;
-  actor: string;
-  action: string;
-  account_id: string | null;
-  target: string | null;
-  detail: string | null;
-  source: string | null;
-  request_id: string | null;
-  count: number;
-}
+import { toAuditRecord, type AuditRow } from "../rows.js";
 
 const COLUMNS = "id, at, actor, action, account_id, target, detail, source, request_id, count";
-
-const toRecord = (r: AuditRow): AuditRecord => ({
-  id: r.id,
-  at: r.at,
-  actor: r.actor,
-  action: r.action as AuditAction,
-  accountId: r.account_id,
-  target: r.target,
-  detail: r.detail === null ? undefined : (JSON.parse(r.detail) as Record<string, string>),
-  source: r.source,
-  requestId: r.request_id,
-  count: r.count,
-});
 
 /** The audit log in PostgreSQL; a trigger keeps it append-only (migration 2). */
 export class PgAuditLog implements AuditLog {
@@ -77,13 +52,13 @@ export class PgAuditLog implements AuditLog {
     const sql = `SELECT ${COLUMNS} FROM audit_log ${where.length === 0 ? "" : `WHERE ${where.join(" AND ")}`} ORDER BY id DESC LIMIT ${limit}`;
     const { rows } = await this.pool.query<AuditRow>(sql, params);
     const more = rows.length > query.limit;
-    const records = rows.slice(0, query.limit).map(toRecord);
+    const records = rows.slice(0, query.limit).map(toAuditRecord);
     return { records, nextCursor: more ? (records.at(-1)?.id ?? null) : null };
   }
 
   async get(id: number): Promise<AuditRecord | undefined> {
     const { rows } = await this.pool.query<AuditRow>(`SELECT ${COLUMNS} FROM audit_log WHERE id = $1`, [id]);
-    return rows[0] && toRecord(rows[0]);
+    return rows[0] && toAuditRecord(rows[0]);
   }
 
   async prune(before: Date): Promise<number> {

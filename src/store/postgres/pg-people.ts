@@ -1,29 +1,7 @@
 import type pg from "pg";
 import type { InvitationRecord, Member, PeopleStore, Session } from "../store.js";
 import { inTransaction } from "./pg-pool.js";
-
-interface MemberRow {
-  id: string;
-  account_id: string;
-  email: string;
-  password_hash: string | null;
-  created_at: string;
-}
-interface SessionRow {
-  token_hash: string;
-  member_id: string | null;
-  admin: number;
-  csrf_token: string;
-  expires_at: string;
-}
-
-const toMember = (r: MemberRow): Member => ({
-  id: r.id,
-  accountId: r.account_id,
-  email: r.email,
-  passwordHash: r.password_hash,
-  createdAt: r.created_at,
-});
+import { toMember, type MemberRow, type SessionRow } from "../rows.js";
 
 /** The dashboard's members, invitations and sessions in PostgreSQL. */
 export class PgPeopleStore implements PeopleStore {

@@ -1,5 +1,6 @@
 import type Database from "better-sqlite3";
 import type { AuditAction, AuditContext, AuditEntry, AuditLog, AuditPage, AuditQuery, AuditRecord } from "../audit-log.js";
+import { toAuditRecord, type AuditRow } from "../rows.js";
 
 /**
  * Schema of the audit log (migration 5). Aggregates (failed sign-ins of unknown
@@ -32,32 +33,6 @@ export const AUDIT_LOG_MIGRATION = `
     OR NEW.bucket IS NOT OLD.bucket OR NEW.count < OLD.count
   BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
 `;
-
-interface AuditRow {
-  id: number;
-  at: string;
-  actor: string;
-  action: string;
-  account_id: string | null;
-  target: string | null;
-  detail: string | null;
-  source: string | null;
-  request_id: string | null;
-  count: number;
-}
-
-const toRecord = (r: AuditRow): AuditRecord => ({
-  id: r.id,
-  at: r.at,
-  actor: r.actor,
-  action: r.action as AuditAction,
-  accountId: r.account_id,
-  target: r.target,
-  detail: r.detail === null ? undefined : (JSON.parse(r.detail) as Record<string, string>),
-  source: r.source,
-  requestId: r.request_id,
-  count: r.count,
-});
 
 /** The audit log in the store's SQLite database, on the store's connection. */
 export class SqliteAuditLog implements AuditLog {
@@ -127,13 +102,13 @@ export class SqliteAuditLog implements AuditLog {
     const sql = `SELECT * FROM audit_log ${where.length === 0 ? "" : `WHERE ${where.join(" AND ")}`} ORDER BY id DESC LIMIT @limit`;
     const rows = this.db.prepare<Record<string, string | number>, AuditRow>(sql).all(params);
     const more = rows.length > query.limit;
-    const records = rows.slice(0, query.limit).map(toRecord);
+    const records = rows.slice(0, query.limit).map(toAuditRecord);
     return Promise.resolve({ records, nextCursor: more ? (records.at(-1)?.id ?? null) : null });
   }
 
   get(id: number): Promise<AuditRecord | undefined> {
     const row = this.byId.get(id);
-    return Promise.resolve(row === undefined ? undefined : toRecord(row));
+    return Promise.resolve(row === undefined ? undefined : toAuditRecord(row));
   }
 
   prune(before: Date): Promise<number> {

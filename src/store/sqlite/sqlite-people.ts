@@ -1,28 +1,6 @@
 import type Database from "better-sqlite3";
+import { toMember, type MemberRow, type SessionRow } from "../rows.js";
 import type { InvitationRecord, Member, PeopleStore, Session } from "../store.js";
-
-interface MemberRow {
-  id: string;
-  account_id: string;
-  email: string;
-  password_hash: string | null;
-  created_at: string;
-}
-interface SessionRow {
-  token_hash: string;
-  member_id: string | null;
-  admin: number;
-  csrf_token: string;
-  expires_at: string;
-}
-
-const toMember = (r: MemberRow): Member => ({
-  id: r.id,
-  accountId: r.account_id,
-  email: r.email,
-  passwordHash: r.password_hash,
-  createdAt: r.created_at,
-});
 
 /** The dashboard's members, invitations and sessions in SQLite. */
 export class SqlitePeopleStore implements PeopleStore {
