@@ -3,7 +3,7 @@ import { spawn, spawnSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { join } from "node:path";
+import { join, resolve as resolvePath } from "node:path";
 import { describe, it } from "node:test";
 import { loadConfig } from "../src/config/config.js";
 import { cliJson, cliKey, spawnServe, tempDir, tinyModel } from "./helpers/fixtures.js";
@@ -166,14 +166,26 @@ describe("configuration", () => {
     ],
     ["an unknown output type", { specialists: { chat: { output: { type: "xml" } } } }, /specialists\.chat\.output\.type/],
     ["a model name that is not defined", { specialists: { chat: { model: "big" } } }, /specialists\.chat\.model/],
-    ["a PostgreSQL URL without a Redis URL", { database_url: "postgres://db/alveare" }, /at ALVEARE_REDIS_URL: is missing/],
-    ["a Redis URL without a PostgreSQL URL", { redis_url: "redis://cache" }, /at ALVEARE_DATABASE_URL: is missing/],
+    [
+      "a PostgreSQL URL without a Redis URL",
+      { database_url: "postgres://db/alveare" },
+      /at ALVEARE_REDIS_URL: is missing \(nor redis_url in the config file\): database_url \(config file\) is set/,
+    ],
+    [
+      "a Redis URL without a PostgreSQL URL",
+      { redis_url: "redis://cache" },
+      /at ALVEARE_DATABASE_URL: is missing \(nor database_url in the config file\): redis_url \(config file\) is set/,
+    ],
     [
       "a database URL of another scheme",
       { database_url: "mysql://db/alveare", redis_url: "redis://cache" },
-      /ALVEARE_DATABASE_URL: must be a postgres/,
+      /database_url \(config file\): must be a postgres/,
     ],
-    ["a Redis URL of another scheme", { database_url: "postgres://db/alveare", redis_url: "http://cache" }, /ALVEARE_REDIS_URL: must be a redis/],
+    [
+      "a Redis URL of another scheme",
+      { database_url: "postgres://db/alveare", redis_url: "http://cache" },
+      /redis_url \(config file\): must be a redis/,
+    ],
   ] as const) {
     it(`names the field for ${name}`, () => {
       const path = join(tempDir(), "c.json");
@@ -183,7 +195,24 @@ describe("configuration", () => {
   }
 });
 
+describe("plans in the config file", () => {
+  it("change one field of a default plan while one of its specialists is disabled; a list the file writes is still checked", () => {
+    const path = join(tempDir(), "c.json");
+    writeFileSync(path, JSON.stringify({ specialists: { summarise: { enabled: false } }, plans: { solo: { window_seconds: 3 } } }));
+    assert.equal(loadConfig({ config: path }, {}).plans.solo?.windowMs, 3000);
+    writeFileSync(
+      path,
+      JSON.stringify({ specialists: { summarise: { enabled: false } }, plans: { solo: { specialists: ["classify", "summarise"] } } }),
+    );
+    assert.throws(() => loadConfig({ config: path }, {}), /plans\.solo\.specialists: 'summarise' is not a specialist of this server/);
+  });
+});
+
 describe("the shared-mode URLs", () => {
+  it("read an empty ALVEARE_DATA_DIR as unset: ./data, not the current directory", () => {
+    assert.equal(loadConfig({}, { ALVEARE_DATA_DIR: "" }).dataDir, resolvePath("./data"));
+  });
+
   it("are taken together, from the environment or the file, and reach the config", () => {
     const env = { ALVEARE_DATABASE_URL: "postgresql://u:p@db:5433/alveare", ALVEARE_REDIS_URL: "rediss://cache:6380" };
     const config = loadConfig({}, env);

@@ -287,6 +287,11 @@ describe("dashboard in a real browser", { skip: noChromium }, () => {
       .waitFor();
     await operator.getByLabel("Action").selectOption("account.suspended");
     await operator.getByRole("button", { name: "Filter" }).click();
+    // The unfiltered table already shows the suspension: wait for the filtered one to replace it (its sign-in rows gone).
+    await operator
+      .getByRole("row", { name: /operator\.signed_in/ })
+      .first()
+      .waitFor({ state: "detached" });
     await operator.getByRole("row", { name: /account\.suspended/ }).waitFor();
     assert.equal(await operator.getByRole("row", { name: /operator\.signed_in/ }).count(), 0);
     await audit(operator, "14b-operator-audit");

@@ -91,14 +91,32 @@ const DEFAULT_NODE_LEASE_SECONDS = 15;
  * one process, Redis alone would share limits over per-node data. Refused at
  * start with one line, never half-applied.
  */
-function sharedModeFrom(databaseUrl: string | undefined, redisUrl: string | undefined): { databaseUrl?: string; redisUrl?: string } {
-  if (!databaseUrl && !redisUrl) return {};
-  if (!databaseUrl)
-    throw new ConfigError("ALVEARE_DATABASE_URL", "is missing: ALVEARE_REDIS_URL is set, and the shared mode needs both (or neither)");
-  if (!redisUrl) throw new ConfigError("ALVEARE_REDIS_URL", "is missing: ALVEARE_DATABASE_URL is set, and the shared mode needs both (or neither)");
-  checkScheme(databaseUrl, "ALVEARE_DATABASE_URL", ["postgres:", "postgresql:"], "postgres://user:password@host:5432/alveare");
-  checkScheme(redisUrl, "ALVEARE_REDIS_URL", ["redis:", "rediss:"], "redis://host:6379");
-  return { databaseUrl, redisUrl };
+function sharedModeFrom(database: Setting, redis: Setting): { databaseUrl?: string; redisUrl?: string } {
+  if (!database.value && !redis.value) return {};
+  const missing = (absent: Setting, present: Setting) =>
+    new ConfigError(
+      absent.name,
+      `is missing (nor ${absent.fileName} in the config file): ${present.name} is set, and the shared mode needs both (or neither)`,
+    );
+  if (!database.value) throw missing(database, redis);
+  if (!redis.value) throw missing(redis, database);
+  checkScheme(database.value, database.name, ["postgres:", "postgresql:"], "postgres://user:password@host:5432/alveare");
+  checkScheme(redis.value, redis.name, ["redis:", "rediss:"], "redis://host:6379");
+  return { databaseUrl: database.value, redisUrl: redis.value };
+}
+
+/** A setting from the environment or else the config file, named as the operator wrote it. */
+interface Setting {
+  value: string | undefined;
+  /** The variable, or `<field> (config file)` when the value came from the file. */
+  name: string;
+  fileName: string;
+}
+
+function setting(envName: string, envValue: string | undefined, fileName: string, fileValue: string | undefined): Setting {
+  if (envValue) return { value: envValue, name: envName, fileName };
+  if (fileValue) return { value: fileValue, name: `${fileName} (config file)`, fileName };
+  return { value: undefined, name: envName, fileName };
 }
 
 function checkScheme(value: string, field: string, schemes: string[], example: string): void {
@@ -244,8 +262,10 @@ export function loadConfig(flags: ServeFlags = {}, env: Env = process.env): Serv
   const specialists = parseSpecialists(file.specialists);
   const plans = parsePlans(file.plans);
   const known = new Set(specialists.map((s) => s.id));
-  for (const name of Object.keys(file.plans ?? {})) {
-    const listed = plans[name]?.specialists;
+  // Only the lists the file writes: a plan that changes one field keeps its default list, whose
+  // disabled specialists are simply not served (as for the plans the file leaves alone).
+  for (const [name, written] of Object.entries(file.plans ?? {})) {
+    const listed = written.specialists;
     for (const id of listed === "*" || listed === undefined ? [] : listed) {
       if (!known.has(id)) throw new ConfigError(`plans.${name}.specialists`, `'${id}' is not a specialist of this server`);
     }
@@ -255,13 +275,17 @@ export function loadConfig(flags: ServeFlags = {}, env: Env = process.env): Serv
       throw new ConfigError(`specialists.${s.id}.model`, `'${s.engine.model}' is neither a name in 'models' nor a .gguf path or hf: URI`);
     }
   }
-  const { databaseUrl, redisUrl } = sharedModeFrom(env.ALVEARE_DATABASE_URL || file.database_url, env.ALVEARE_REDIS_URL || file.redis_url);
+  const { databaseUrl, redisUrl } = sharedModeFrom(
+    setting("ALVEARE_DATABASE_URL", env.ALVEARE_DATABASE_URL, "database_url", file.database_url),
+    setting("ALVEARE_REDIS_URL", env.ALVEARE_REDIS_URL, "redis_url", file.redis_url),
+  );
   const port = intFrom(flags.port, "--port", 0, 65535) ?? intFrom(env.ALVEARE_PORT, "ALVEARE_PORT", 0, 65535) ?? file.port ?? 8080;
   const host = flags.host ?? env.ALVEARE_HOST ?? file.host ?? "127.0.0.1";
   return {
     port,
     host,
-    dataDir: resolve(flags.dataDir ?? env.ALVEARE_DATA_DIR ?? file.data_dir ?? "./data"),
+    // An empty variable is unset, as for the other variables (not the current directory).
+    dataDir: resolve(flags.dataDir ?? (env.ALVEARE_DATA_DIR || undefined) ?? file.data_dir ?? "./data"),
     logLevel: env.ALVEARE_LOG_LEVEL ?? file.log_level ?? "info",
     bodyLimit: file.body_limit ?? DEFAULT_BODY_LIMIT,
     adminToken: adminTokenFrom(env.ALVEARE_ADMIN_TOKEN),
