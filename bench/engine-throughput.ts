@@ -5,7 +5,7 @@
  * Usage: node dist/bench/engine-throughput.js [--threads N] [--tokens N] [--rounds N] [--streams 1,2,4,8] [--no-stream] [--profile DIR]
  */
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
@@ -14,6 +14,7 @@ import { BENCH_LLAMA, parameterCount } from "../test/fixtures/gguf/random-llama.
 import { benchModel } from "./bench-model.js";
 import { defaultSpecialists } from "../src/specialists/defaults.js";
 import { benchKey } from "./bench-key.js";
+import { cpuSeconds } from "./bench-processes.js";
 
 const { values } = parseArgs({
   options: {
@@ -41,19 +42,13 @@ interface Measured {
   cpuMsPerToken: number;
 }
 
-const TICKS_PER_SECOND = 100; // USER_HZ on Linux
-function cpuSecondsOf(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
-}
-
 /** Aggregate completion tokens per second of `c` concurrent generations, and the CPU they cost. */
 async function measure(c: number, round: number, pid: number, run: (i: number) => Promise<number>): Promise<Measured> {
-  const cpuBefore = cpuSecondsOf(pid);
+  const cpuBefore = cpuSeconds(pid);
   const started = performance.now();
   const tokens = (await Promise.all(Array.from({ length: c }, (_, i) => run(round * 100 + i)))).reduce((a, b) => a + b, 0);
   const seconds = (performance.now() - started) / 1000;
-  return { tokensPerSecond: tokens / seconds, cpuMsPerToken: ((cpuSecondsOf(pid) - cpuBefore) * 1000) / Math.max(1, tokens) };
+  return { tokensPerSecond: tokens / seconds, cpuMsPerToken: ((cpuSeconds(pid) - cpuBefore) * 1000) / Math.max(1, tokens) };
 }
 
 /** One way of running `c` streams: in this process, or over HTTP. */

@@ -3,13 +3,13 @@
  * same server with the gate off, both on an instant remote upstream, same run.
  * Usage: node dist/bench/gate-overhead.js [--seconds N] [--connections N]
  */
-import { spawn, type ChildProcess } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import autocannon from "autocannon";
 import { benchKey } from "./bench-key.js";
+import { startProcess } from "./bench-processes.js";
 
 const { values } = parseArgs({
   options: { seconds: { type: "string", default: "10" }, connections: { type: "string", default: "64" }, rounds: { type: "string", default: "2" } },
@@ -18,19 +18,6 @@ const rounds = Number(values.rounds);
 const seconds = Number(values.seconds);
 const connections = Number(values.connections);
 const here = new URL(".", import.meta.url).pathname;
-
-function start(args: string[], readyOn: "stdout" | "stderr"): Promise<ChildProcess> {
-  const child = spawn(process.execPath, args, {
-    stdio: ["ignore", readyOn === "stdout" ? "pipe" : "ignore", readyOn === "stderr" ? "pipe" : "inherit"],
-  });
-  return new Promise((resolve, reject) => {
-    const stream = readyOn === "stdout" ? child.stdout! : child.stderr!;
-    stream.on("data", (c: Buffer) => {
-      if (c.toString().includes("ready")) resolve(child);
-    });
-    child.on("exit", (code) => reject(new Error(`${args.join(" ")} exited ${code}`)));
-  });
-}
 
 interface Result {
   rps: number;
@@ -56,7 +43,7 @@ async function load(url: string, key: string | undefined): Promise<Result> {
 }
 
 const upstreamPort = 19000 + Math.floor(Math.random() * 500);
-const upstream = await start([join(here, "instant-upstream.js"), String(upstreamPort)], "stdout");
+const upstream = await startProcess([join(here, "instant-upstream.js"), String(upstreamPort)]);
 const results: Record<string, Result> = {};
 try {
   // Alternate the two servers and keep each one's best round, so drift on the machine hits both alike.
@@ -64,7 +51,7 @@ try {
     const dataDir = mkdtempSync(join(tmpdir(), "alveare-gate-bench-"));
     const port = 19500 + Math.floor(Math.random() * 400);
     const key = mode === "gate" ? benchKey(dataDir) : undefined;
-    const server = await start([join(here, "serve-for-bench.js"), String(port), String(upstreamPort), dataDir, mode], "stderr");
+    const server = await startProcess([join(here, "serve-for-bench.js"), String(port), String(upstreamPort), dataDir, mode]);
     try {
       const result = await load(`http://127.0.0.1:${port}`, key);
       if (results[mode] === undefined || result.rps > results[mode].rps) results[mode] = result;

@@ -8,14 +8,14 @@
  * Usage: node dist/bench/gateway-vs-portkey.js [--seconds N] [--connections N] [--pipelining N] [--rounds N]
  *   [--only alveare,portkey,...] [--profile DIR] [--baseline PATH-OF-ANOTHER-BUILT-CHECKOUT]
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import autocannon from "autocannon";
 import { benchKey } from "./bench-key.js";
+import { cpuSeconds, startProcess } from "./bench-processes.js";
 
 const { values } = parseArgs({
   options: {
@@ -34,7 +34,6 @@ const seconds = Number(values.seconds);
 const connections = Number(values.connections);
 const pipelining = Number(values.pipelining);
 const here = new URL(".", import.meta.url).pathname;
-const TICKS_PER_SECOND = 100; // USER_HZ on Linux
 
 type Side = "alveare" | "baseline" | "portkey" | "upstream";
 interface Result {
@@ -45,28 +44,6 @@ interface Result {
   upstreamCpuUsPerRequest: number;
   non2xx: number;
   errors: number;
-}
-
-function start(args: string[], env: NodeJS.ProcessEnv, ready: RegExp): Promise<ChildProcess> {
-  const child = spawn(process.execPath, args, { env, stdio: ["ignore", "pipe", "pipe"] });
-  return new Promise((resolve, reject) => {
-    let seen = "";
-    const onData = (c: Buffer): void => {
-      seen += c.toString();
-      if (!ready.test(seen)) return;
-      // Ready: keep draining its output (as a log collector would) without keeping it.
-      for (const s of [child.stdout!, child.stderr!]) s.removeListener("data", onData).resume();
-      resolve(child);
-    };
-    child.stdout!.on("data", onData);
-    child.stderr!.on("data", onData);
-    child.on("exit", (code) => reject(new Error(`${args.join(" ")} exited ${code}: ${seen.slice(-2000)}`)));
-  });
-}
-
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
 }
 
 const upstreamPort = 21000 + Math.floor(Math.random() * 500);
@@ -108,19 +85,19 @@ const targets: Record<Side, { url: string; headers: Record<string, string>; body
   },
 };
 
-const upstream = await start([join(here, "instant-upstream.js"), String(upstreamPort)], process.env, /ready/);
+const upstream = await startProcess([join(here, "instant-upstream.js"), String(upstreamPort)], process.env, /ready/);
 const profileArgs = values.profile ? ["--cpu-prof", `--cpu-prof-dir=${values.profile}`] : [];
-const ours = await start(
+const ours = await startProcess(
   [...profileArgs, join(here, "serve-for-bench.js"), String(ourPort), String(upstreamPort), dataDir, "gate"],
   { ...process.env, ALVEARE_METRICS_PORT: "0" },
   /ready/,
 );
 const portkeyMain = join(dirname(createRequire(import.meta.url).resolve("@portkey-ai/gateway/package.json")), "build", "start-server.js");
-const portkey = await start([portkeyMain, "--headless", `--port=${portkeyPort}`], process.env, new RegExp(String(portkeyPort)));
+const portkey = await startProcess([portkeyMain, "--headless", `--port=${portkeyPort}`], process.env, new RegExp(String(portkeyPort)));
 const baseline =
   values.baseline === undefined
     ? undefined
-    : await start(
+    : await startProcess(
         [join(values.baseline, "dist", "bench", "serve-for-bench.js"), String(baselinePort), String(upstreamPort), baselineDir, "gate"],
         { ...process.env, ALVEARE_METRICS_PORT: "0" },
         /ready/,

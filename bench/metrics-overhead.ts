@@ -5,8 +5,7 @@
  * Reports req/s and the server's CPU time per request (Linux /proc).
  * Usage: node dist/bench/metrics-overhead.js [--seconds N] [--connections N] [--rounds N]
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
@@ -14,6 +13,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import autocannon from "autocannon";
 import { benchKey } from "./bench-key.js";
+import { cpuSeconds, startProcess } from "./bench-processes.js";
 
 const { values } = parseArgs({
   options: { seconds: { type: "string", default: "10" }, connections: { type: "string", default: "32" }, rounds: { type: "string", default: "3" } },
@@ -22,7 +22,6 @@ const rounds = Number(values.rounds);
 const seconds = Number(values.seconds);
 const connections = Number(values.connections);
 const here = new URL(".", import.meta.url).pathname;
-const TICKS_PER_SECOND = 100; // USER_HZ on Linux
 
 type Mode = "metrics off" | "metrics on" | "metrics + tracing";
 interface Result {
@@ -30,26 +29,6 @@ interface Result {
   cpuMsPerRequest: number;
   p99: number;
   non2xx: number;
-}
-
-function start(args: string[], env: NodeJS.ProcessEnv, readyOn: "stdout" | "stderr"): Promise<ChildProcess> {
-  const child = spawn(process.execPath, args, {
-    env,
-    stdio: ["ignore", readyOn === "stdout" ? "pipe" : "ignore", readyOn === "stderr" ? "pipe" : "inherit"],
-  });
-  return new Promise((resolve, reject) => {
-    const stream = readyOn === "stdout" ? child.stdout! : child.stderr!;
-    stream.on("data", (c: Buffer) => {
-      if (c.toString().includes("ready")) resolve(child);
-    });
-    child.on("exit", (code) => reject(new Error(`${args.join(" ")} exited ${code}`)));
-  });
-}
-
-/** User plus system CPU seconds the process has used so far. */
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
 }
 
 async function load(url: string, key: string, pid: number): Promise<Result> {
@@ -83,7 +62,7 @@ async function otlpSink(): Promise<{ url: string; server: Server; received: () =
 }
 
 const upstreamPort = 19000 + Math.floor(Math.random() * 500);
-const upstream = await start([join(here, "instant-upstream.js"), String(upstreamPort)], process.env, "stdout");
+const upstream = await startProcess([join(here, "instant-upstream.js"), String(upstreamPort)], process.env);
 const sink = await otlpSink();
 const results = new Map<Mode, Result[]>();
 try {
@@ -95,7 +74,7 @@ try {
     delete env.OTEL_EXPORTER_OTLP_ENDPOINT;
     if (mode === "metrics + tracing") env.OTEL_EXPORTER_OTLP_ENDPOINT = sink.url;
     const key = benchKey(dataDir);
-    const server = await start([join(here, "serve-for-bench.js"), String(port), String(upstreamPort), dataDir, "gate"], env, "stderr");
+    const server = await startProcess([join(here, "serve-for-bench.js"), String(port), String(upstreamPort), dataDir, "gate"], env);
     try {
       const result = await load(`http://127.0.0.1:${port}`, key, server.pid!);
       results.set(mode, [...(results.get(mode) ?? []), result]);

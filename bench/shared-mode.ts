@@ -11,15 +11,16 @@
  * Usage: node dist/bench/shared-mode.js [--seconds N] [--connections N] [--rounds N] [--redis-url U] [--database-url U]
  *        [--modes sqlite,shared,two] [--profile DIR]
  */
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawnSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
-import { mkdtempSync, readFileSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { parseArgs } from "node:util";
 import autocannon from "autocannon";
 import { Redis } from "ioredis";
 import pg from "pg";
+import { cpuSeconds, startProcess } from "./bench-processes.js";
 
 const { values } = parseArgs({
   options: {
@@ -43,7 +44,6 @@ if (databaseUrl === undefined) {
 }
 const here = new URL(".", import.meta.url).pathname;
 const CLI = new URL("../src/cli/main.js", import.meta.url).pathname;
-const TICKS_PER_SECOND = 100; // USER_HZ on Linux
 const prefix = `alveare-bench:${randomBytes(4).toString("hex")}:`;
 
 type Mode = "1 node, SQLite" | "1 node, shared" | "2 nodes, shared";
@@ -59,25 +59,6 @@ interface Result {
   /** CPU ms per request of the nodes' PostgreSQL backends, and of the Redis server (anything else using it counts too). */
   pgCpuMs?: number;
   redisCpuMs?: number;
-}
-
-function start(args: string[], env: NodeJS.ProcessEnv, readyOn: "stdout" | "stderr"): Promise<ChildProcess> {
-  const child = spawn(process.execPath, args, {
-    env,
-    stdio: ["ignore", readyOn === "stdout" ? "pipe" : "ignore", readyOn === "stderr" ? "pipe" : "inherit"],
-  });
-  return new Promise((resolve, reject) => {
-    const stream = readyOn === "stdout" ? child.stdout! : child.stderr!;
-    stream.on("data", (c: Buffer) => {
-      if (c.toString().includes("ready")) resolve(child);
-    });
-    child.on("exit", (code) => reject(new Error(`${args.join(" ")} exited ${code}`)));
-  });
-}
-
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
-  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
 }
 
 /** A scale-plan key made through the CLI, in whichever database `env` names. */
@@ -189,7 +170,7 @@ async function pgTransactionCount(): Promise<number> {
   }
 }
 const upstreamPort = 19000 + Math.floor(Math.random() * 500);
-const upstream = await start([join(here, "instant-upstream.js"), String(upstreamPort)], process.env, "stdout");
+const upstream = await startProcess([join(here, "instant-upstream.js"), String(upstreamPort)], process.env);
 const results = new Map<Mode, Result[]>();
 try {
   for (const mode of Array.from({ length: rounds }, () => modes).flat()) {
@@ -209,7 +190,7 @@ try {
       for (let i = 0; i < count; i++) {
         const port = 19500 + Math.floor(Math.random() * 400);
         const profile = values.profile !== undefined && mode !== "1 node, SQLite" ? ["--cpu-prof", "--cpu-prof-dir", values.profile] : [];
-        servers.push(await start([...profile, join(here, "serve-for-bench.js"), String(port), String(upstreamPort), dataDir, "gate"], env, "stderr"));
+        servers.push(await startProcess([...profile, join(here, "serve-for-bench.js"), String(port), String(upstreamPort), dataDir, "gate"], env));
         urls.push(`http://127.0.0.1:${port}`);
       }
       const result = await load(
