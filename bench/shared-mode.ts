@@ -20,6 +20,7 @@ import { parseArgs } from "node:util";
 import autocannon from "autocannon";
 import { Redis } from "ioredis";
 import pg from "pg";
+import { deletePrefix } from "../test/helpers/redis.js";
 import { cpuSeconds, startProcess } from "./bench-processes.js";
 
 const { values } = parseArgs({
@@ -209,14 +210,7 @@ try {
   }
 } finally {
   upstream.kill();
-  const redis = new Redis(redisUrl);
-  let cursor = "0";
-  do {
-    const [next, keys] = await redis.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 1000);
-    cursor = next;
-    if (keys.length > 0) await redis.del(...keys);
-  } while (cursor !== "0");
-  redis.disconnect();
+  await deletePrefix(prefix, redisUrl);
 }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
