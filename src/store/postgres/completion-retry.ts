@@ -1,4 +1,5 @@
 import type { CompletionRecord } from "../store.js";
+import { isDatabaseConnectionFailure } from "./connection-failure.js";
 
 /** How many completions wait for the database at most; past that a failed one is reported instead of kept. */
 export const RETRY_QUEUE_LIMIT = 10_000;
@@ -7,15 +8,15 @@ const MAX_DELAY_MS = 10_000;
 
 /**
  * Errors that say the database was away or busy, not that the statement is
- * wrong: network errors (no SQLSTATE), connection exceptions (08), insufficient
- * resources (53), operator intervention such as a restart or a statement
- * timeout (57), and a rolled-back transaction (40). Running the completion
- * again later is safe: it closes its row at most once.
+ * wrong: a connection failure (the same classifier that answers clients 503),
+ * insufficient resources (53), operator intervention (57) and a rolled-back
+ * transaction (40). Running the completion again later is safe: it closes its
+ * row at most once.
  */
 export function isTransientDatabaseError(error: unknown): boolean {
-  const code = (error as { code?: unknown }).code;
-  if (typeof code !== "string" || !/^[0-9A-Z]{5}$/.test(code)) return true;
-  return ["08", "53", "57", "40"].includes(code.slice(0, 2));
+  if (isDatabaseConnectionFailure(error)) return true;
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return typeof code === "string" && /^(40|53|57)[0-9A-Z]{3}$/.test(code);
 }
 
 /**
