@@ -257,6 +257,30 @@ describe("Redis down and back", () => {
       await stores.close();
     }
   });
+  it("serves a request already admitted when Redis goes away mid-request, and records it in the ledger", async () => {
+    const { auth, accountId } = await createKey(server, "small");
+    fake.fault = "hold";
+    const upstreamBefore = fake.requests.length;
+    const held = infer(auth);
+    const deadline = Date.now() + 20_000;
+    while (fake.requests.length === upstreamBefore) {
+      assert.ok(Date.now() < deadline, "the request never reached the upstream");
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await redis.kill();
+    fake.release();
+    fake.fault = "ok";
+    const answer = await held;
+    assert.equal(answer.status, 200, JSON.stringify(answer.json));
+    assert.equal((await infer(auth)).status, 503, "the next one is refused while Redis is gone");
+    await redis.start();
+    const stores = await createStore(server.config);
+    try {
+      assert.equal((await stores.ledger.periodUsage(accountId, "live", billingPeriod(new Date()).key)).requests, 1);
+    } finally {
+      await stores.close();
+    }
+  });
 });
 
 describe("changes while Redis is away", () => {
