@@ -114,7 +114,8 @@ export class AccountGate implements Gate {
     }
     if (!planAllows(plan, specialistId)) return { admitted: false, error: errors.notInPlan(specialistId, plan.name) };
     const limits = limitsOf(plan);
-    const reservation = options.reserveTokens;
+    const asked = options.reserveTokens;
+    const reservation = limits.tokens === undefined || asked === undefined ? undefined : typeof asked === "function" ? asked() : asked;
     const reserve = limits.tokens === undefined || reservation === undefined ? 0 : reservation.promptTokens + reservation.completionTokens;
     if (limits.tokens !== undefined && reservation !== undefined && reserve > limits.tokens.limit) {
       return { admitted: false, error: errors.reservationTooLarge(reserve, reservation.promptTokens, limits.tokens.limit, limits.tokens.windowMs) };

@@ -36,7 +36,8 @@ export interface TokenReservation {
 }
 
 export interface AdmitOptions {
-  reserveTokens?: TokenReservation | undefined;
+  /** A function when the bound costs work: it is computed only for a plan that caps tokens. */
+  reserveTokens?: TokenReservation | (() => TokenReservation) | undefined;
 }
 
 /** An authenticated caller and its key's windows (for the x-ratelimit-* headers; absent when not asked for). */

@@ -1,7 +1,7 @@
 import { MODEL_PREFIX } from "../api/types.js";
 import { ApiError, errors } from "../errors.js";
 import type { GenerationResult } from "../engines/types.js";
-import type { Admission, AdmitOptions, Endpoint } from "../gate/gate.js";
+import type { Admission, AdmitOptions, Endpoint, TokenReservation } from "../gate/gate.js";
 import { tokenReservation } from "../gate/token-reservation.js";
 import { CLIENT_CLOSED } from "../metering/counting-rule.js";
 import { observeGeneration } from "../observability/inference-observer.js";
@@ -74,7 +74,8 @@ export async function runInference(
   const observer = observeGeneration(options.telemetry, request.trace, specialist, endpoint);
   // The reservation bounds the prompt as the engine will see it: the specialist's system prompt included.
   const generationRequest = toGenerationRequest(specialist, { ...call, signal: options.shutdown });
-  const reserveTokens = tokenReservation(generationRequest, inference.choices ?? 1);
+  // Bounding the prompt serialises it: done only when the caller's plan caps tokens.
+  const reserveTokens = (): TokenReservation => tokenReservation(generationRequest, inference.choices ?? 1);
   const admission = await observer.admission(request.admit(specialist.id, endpoint, { reserveTokens }));
   const signal = request.signal();
   const started = performance.now();

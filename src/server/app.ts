@@ -1,5 +1,5 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest } from "fastify";
-import type { Logger } from "pino";
+import type { ChildLoggerOptions, Logger } from "pino";
 import { ApiError, errors } from "../errors.js";
 import type { Gate } from "../gate/gate.js";
 import type { SpecialistSource } from "../inference/run-inference.js";
@@ -19,6 +19,7 @@ import {
 import { CLIENT_CLOSED } from "../metering/counting-rule.js";
 import { authenticationHook, limitHeadersHook } from "./gate-adapter.js";
 import "./request-context.js";
+import { LazyChildLogger } from "./lazy-child-logger.js";
 import { chatCompletionsRoute } from "./routes/chat-completions.js";
 import { embeddingsRoute } from "./routes/embeddings.js";
 import { healthRoute } from "./routes/health.js";
@@ -99,6 +100,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     ...serverTimeouts(httpLimits),
     clientErrorHandler: clientErrorHandler(httpLimits),
     frameworkErrors: frameworkErrorHandler,
+    childLoggerFactory: (logger, bindings, childOptions) =>
+      new LazyChildLogger(logger as unknown as Logger, bindings, childOptions as ChildLoggerOptions) as unknown as FastifyBaseLogger,
     genReqId: (req) => {
       const given = req.headers["x-request-id"];
       return typeof given === "string" && CLIENT_REQUEST_ID.test(given) ? given : requestId();

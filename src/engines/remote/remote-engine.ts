@@ -37,6 +37,85 @@ function isTimeout(error: unknown): boolean {
 
 const finishReason = (reason: string | null | undefined): FinishReason => (reason === "length" || reason === "tool_calls" ? reason : "stop");
 
+/** The catalogue error for an upstream's HTTP error answer, with the upstream's own message when it gave one. */
+function upstreamStatusError(status: number, text: string): ApiError {
+  let message = text.slice(0, 500);
+  try {
+    const parsed = JSON.parse(text) as UpstreamBody;
+    const e = parsed.error;
+    message = typeof e === "string" ? e : (e?.message ?? message);
+  } catch {
+    // Not JSON: keep the raw text.
+  }
+  if (status === 400) return errors.invalidParameter("messages", `the upstream engine refused the request: ${message}`);
+  if (status === 429 || status === 503) return errors.upstream(503, `The upstream engine is overloaded (HTTP ${status}): ${message}`);
+  return errors.upstream(502, `The upstream engine answered HTTP ${status}: ${message}`);
+}
+
+/**
+ * A non-streamed answer, collected by a dispatch handler of our own: undici's
+ * request() wraps every response in a Readable body and an AsyncResource,
+ * ~10% of a gateway request's CPU for a body read whole anyway. Aborts like
+ * request() does: the request's signal aborts the exchange, before or after
+ * the connection is assigned.
+ */
+class WholeAnswer implements Dispatcher.DispatchHandlers {
+  statusCode = 0;
+  private readonly chunks: Buffer[] = [];
+  private abort: ((error: Error) => void) | undefined;
+  private settled = false;
+  private readonly onAbort = (): void => this.abort?.(this.reason());
+
+  constructor(
+    private readonly signal: AbortSignal,
+    private readonly resolve: (answer: WholeAnswer) => void,
+    private readonly reject: (error: unknown) => void,
+  ) {
+    if (!signal.aborted) signal.addEventListener("abort", this.onAbort, { once: true });
+  }
+
+  private reason(): Error {
+    const reason: unknown = this.signal.reason;
+    return reason instanceof Error ? reason : new undiciErrors.RequestAbortedError();
+  }
+
+  /** The body as text (a UTF-8 byte order mark dropped, as undici's text() does). */
+  text(): string {
+    const body = this.chunks.length === 1 ? this.chunks[0]!.toString("utf8") : Buffer.concat(this.chunks).toString("utf8");
+    return body.charCodeAt(0) === 0xfeff ? body.slice(1) : body;
+  }
+
+  onConnect(abort: (error?: Error) => void): void {
+    if (this.signal.aborted) abort(this.reason());
+    else this.abort = abort;
+  }
+
+  onHeaders(statusCode: number): boolean {
+    this.statusCode = statusCode;
+    return true;
+  }
+
+  onData(chunk: Buffer): boolean {
+    this.chunks.push(chunk);
+    return true;
+  }
+
+  onComplete(): void {
+    if (this.end()) this.resolve(this);
+  }
+
+  onError(error: Error): void {
+    if (this.end()) this.reject(error);
+  }
+
+  private end(): boolean {
+    if (this.settled) return false;
+    this.settled = true;
+    this.signal.removeEventListener("abort", this.onAbort);
+    return true;
+  }
+}
+
 /** An upstream with what choosing between upstreams needs to know. */
 interface UpstreamState extends Upstream {
   inFlight: number;
@@ -91,9 +170,12 @@ export class RemoteEngine implements Engine {
     let upstream = this.pick(undefined);
     upstream.inFlight++;
     try {
-      let response: Dispatcher.ResponseData;
+      // A whole answer is read by a handler of our own (no body stream), a stream through undici's request().
+      const exchange = (u: UpstreamState): Promise<Dispatcher.ResponseData | WholeAnswer> =>
+        stream ? this.send(u, this.body(u, req, true), req) : this.sendWhole(u, this.body(u, req, false), req);
+      let response: Dispatcher.ResponseData | WholeAnswer;
       try {
-        response = await this.send(upstream, this.body(upstream, req, stream), req);
+        response = await exchange(upstream);
       } catch (error) {
         if (!isConnectError(error) || req.signal.aborted) throw error;
         // Nothing reached the upstream, so one retry is safe: on another upstream when there is one.
@@ -101,10 +183,14 @@ export class RemoteEngine implements Engine {
         upstream.inFlight--;
         upstream = this.pick(upstream);
         upstream.inFlight++;
-        response = await this.send(upstream, this.body(upstream, req, stream), req);
+        response = await exchange(upstream);
       }
-      if (response.statusCode >= 400) throw await this.upstreamStatus(response);
-      return stream ? await this.readStream(response, req) : await this.readWhole(response, req);
+      if (response instanceof WholeAnswer) {
+        if (response.statusCode >= 400) throw upstreamStatusError(response.statusCode, response.text());
+        return this.readWhole(JSON.parse(response.text()) as UpstreamBody, req);
+      }
+      if (response.statusCode >= 400) throw upstreamStatusError(response.statusCode, await response.body.text().catch(() => ""));
+      return await this.readStream(response, req);
     } catch (error) {
       if (req.signal.aborted) return { text: "", promptTokens: 0, completionTokens: 0, finishReason: "stop", aborted: true };
       if (isConnectError(error)) upstream.healthy = false;
@@ -197,30 +283,30 @@ export class RemoteEngine implements Engine {
     });
   }
 
+  /** Sends a non-streamed request and collects its whole answer. */
+  private sendWhole(upstream: UpstreamState, body: string, req: GenerationRequest): Promise<WholeAnswer> {
+    return new Promise((resolve, reject) => {
+      const answer = new WholeAnswer(req.signal, resolve, reject);
+      this.agent.dispatch(
+        {
+          origin: upstream.completions.origin,
+          path: upstream.completions.path,
+          method: "POST",
+          body,
+          headers: this.headers(upstream, req.traceparent),
+        },
+        answer,
+      );
+    });
+  }
+
   private failure(error: unknown): ApiError {
     if (error instanceof ApiError) return error;
     if (isTimeout(error)) return errors.upstream(504, `The upstream engine for this specialist timed out (${(error as Error).message}).`);
     return errors.upstream(502, `The upstream engine for this specialist failed: ${(error as Error).message}`);
   }
 
-  private async upstreamStatus(response: Dispatcher.ResponseData): Promise<ApiError> {
-    const text = await response.body.text().catch(() => "");
-    let message = text.slice(0, 500);
-    try {
-      const parsed = JSON.parse(text) as UpstreamBody;
-      const e = parsed.error;
-      message = typeof e === "string" ? e : (e?.message ?? message);
-    } catch {
-      // Not JSON: keep the raw text.
-    }
-    const status = response.statusCode;
-    if (status === 400) return errors.invalidParameter("messages", `the upstream engine refused the request: ${message}`);
-    if (status === 429 || status === 503) return errors.upstream(503, `The upstream engine is overloaded (HTTP ${status}): ${message}`);
-    return errors.upstream(502, `The upstream engine answered HTTP ${status}: ${message}`);
-  }
-
-  private async readWhole(response: Dispatcher.ResponseData, req: GenerationRequest): Promise<GenerationResult> {
-    const parsed = (await response.body.json()) as UpstreamBody;
+  private readWhole(parsed: UpstreamBody, req: GenerationRequest): GenerationResult {
     const choice = parsed.choices?.[0];
     if (choice === undefined) throw errors.upstream(502, "The upstream engine answered without choices.");
     const toolCalls = wholeToolCalls(choice.message?.tool_calls);
