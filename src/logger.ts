@@ -25,7 +25,7 @@ export function createLogger(level: string, destination?: DestinationStream, out
   const target =
     output === "pretty"
       ? prettyDestination(destination ?? pino.destination({ fd: 1, sync: true }), destination === undefined && process.stdout.isTTY === true)
-      : (destination ?? pino.destination({ fd: 1, sync: false }));
+      : (destination ?? new TurnBufferedDestination(pino.destination({ fd: 1, sync: true })));
   return pino(
     {
       level,
@@ -38,6 +38,45 @@ export function createLogger(level: string, destination?: DestinationStream, out
     },
     target,
   );
+}
+
+/**
+ * Standard output for JSON lines: the lines logged in one event-loop turn go
+ * out together at the end of that turn, in one synchronous write. An
+ * asynchronous write costs a hand-off to libuv's thread pool and back (a
+ * thread wake-up each way) per write; a synchronous one per line costs a
+ * system call per line. No line waits past its turn, and whatever is pending
+ * is written when the process exits.
+ */
+class TurnBufferedDestination implements DestinationStream {
+  private pending = "";
+  private scheduled = false;
+
+  constructor(private readonly out: DestinationStream) {
+    process.once("exit", () => this.writePending());
+  }
+
+  write(line: string): void {
+    this.pending += line;
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.writePending);
+    }
+  }
+
+  /** pino's logger.flush(): writes what is pending now. */
+  flush(done?: (error?: Error) => void): void {
+    this.writePending();
+    done?.();
+  }
+
+  private readonly writePending = (): void => {
+    this.scheduled = false;
+    if (this.pending.length === 0) return;
+    const lines = this.pending;
+    this.pending = "";
+    this.out.write(lines);
+  };
 }
 
 /** Request lines read as `POST /v1/infer 429 rate_limit_exceeded 2.1ms`, the rest as key/values after it. */
