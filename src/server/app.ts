@@ -18,7 +18,7 @@ import {
 } from "./http-guards.js";
 import { CLIENT_CLOSED } from "../metering/counting-rule.js";
 import { authenticationHook, limitHeadersHook } from "./gate-adapter.js";
-import "./request-context.js";
+import { abortIfClosedEarly } from "./request-context.js";
 import { LazyChildLogger } from "./lazy-child-logger.js";
 import { chatCompletionsRoute } from "./routes/chat-completions.js";
 import { embeddingsRoute } from "./routes/embeddings.js";
@@ -111,6 +111,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.decorateRequest("caller", undefined);
   app.decorateRequest("logFields", undefined as never);
   app.decorateRequest("generationDone", undefined);
+  app.decorateRequest("closeAbort", undefined);
   app.decorateRequest("trace", undefined as never);
   const telemetry = options.telemetry ?? NO_TELEMETRY;
   // The request line carries only the fields named below (ids, route, status, counts), none of them
@@ -152,6 +153,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       request.trace.end({ "http.response.status_code": status, "http.request.id": request.id });
     };
     reply.raw.once("close", () => {
+      abortIfClosedEarly(request, reply);
       // After the generation settles, whichever way: one promise, not a chain of three.
       if (request.generationDone === undefined) finished();
       else request.generationDone.then(finished, finished);
@@ -183,16 +185,20 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     async (v1) => {
       const authenticate = authenticationHook(options.gate);
       v1.addHook("onSend", limitHeadersHook(options.gate));
-      v1.addHook("onRequest", async (request) => {
+      // Callback-style: one promise per request (the gate's), not a second for an async hook.
+      v1.addHook("onRequest", (request, _reply, done) => {
         options.lifecycle?.admitNewWork();
         const span = request.trace.span("authentication");
-        try {
-          await authenticate(request);
-          span.end();
-        } catch (error) {
-          span.end(error);
-          throw error;
-        }
+        authenticate(request).then(
+          () => {
+            span.end();
+            done();
+          },
+          (error: Error) => {
+            span.end(error);
+            done(error);
+          },
+        );
       });
       await v1.register(modelsRoute, options);
       await v1.register(inferRoute, options);

@@ -1,4 +1,4 @@
-import type { FastifyReply, FastifyRequest } from "fastify";
+import type { FastifyReply, FastifyRequest, onSendHookHandler } from "fastify";
 import type { LimitReport, LimitState } from "../gate/backends.js";
 import type { Admission, AdmitOptions, Endpoint, Gate } from "../gate/gate.js";
 
@@ -32,11 +32,18 @@ export const authenticationHook =
  * authentication, so an admitted request costs one limiter step, not two.
  */
 export const limitHeadersHook =
-  (gate: Gate) =>
-  async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
-    if (request.caller === undefined || reply.hasHeader("x-ratelimit-limit-requests")) return;
+  (gate: Gate): onSendHookHandler =>
+  (request, reply, payload, done): void => {
+    // An admitted request's response has its windows already: it passes without a promise.
+    if (request.caller === undefined || reply.hasHeader("x-ratelimit-limit-requests")) return done(null, payload);
     // Headers are informative: a limiter that cannot answer now leaves them out rather than failing the response.
-    setLimitHeaders(reply, await gate.limits(request.caller).catch(() => undefined));
+    gate.limits(request.caller).then(
+      (limits) => {
+        setLimitHeaders(reply, limits);
+        done(null, payload);
+      },
+      () => done(null, payload),
+    );
   };
 
 /** Asks the gate to admit the request: sets the window headers either way and throws the gate's error on a refusal. */

@@ -11,7 +11,7 @@ export function inferenceRequest(options: AppOptions, request: FastifyRequest, r
     logFields: request.logFields,
     logError: (error, message) => request.log.error({ err: error }, message),
     admit: (specialistId, endpoint, admitOptions) => admitRequest(options.gate, request, reply, specialistId, endpoint, admitOptions),
-    signal: () => requestSignal(reply, options.shutdown),
+    signal: () => requestSignal(request, options.shutdown),
     generationStarted: (generation) => {
       request.generationDone = generation;
     },

@@ -62,7 +62,7 @@ async function runEmbedding(
     completionTokens: 0,
   };
   const admission = await observer.admission(admitRequest(options.gate, request, reply, specialist.id, "embeddings", { reserveTokens }));
-  const signal = requestSignal(reply, options.shutdown);
+  const signal = requestSignal(request, options.shutdown);
   const started = performance.now();
   let result: EmbeddingResult | undefined;
   let status = 200;
