@@ -15,7 +15,7 @@ describe("token accounting and finish_reason", () => {
 
   const promptTokensOf = (specialistId: string, content: string): number => {
     const specialist = server.registry.get(specialistId)!;
-    const request = toGenerationRequest(specialist, { messages: [{ role: "user", content }], signal: new AbortController().signal });
+    const request = toGenerationRequest(specialist, { messages: [{ role: "user", content }] }, new AbortController().signal);
     return (specialist.engine as EmbeddedEngine).countPromptTokens(request.messages);
   };
 

@@ -25,11 +25,21 @@ export interface GateParts {
   now: () => Date;
 }
 
-export const limitsOf = (plan: Plan): KeyLimits => ({
-  requests: { limit: plan.requestsPerWindow, windowMs: plan.windowMs },
-  tokens: plan.tokensPerWindow === undefined ? undefined : { limit: plan.tokensPerWindow, windowMs: plan.windowMs },
-  maxConcurrent: plan.maxConcurrentRequests,
-});
+/** Built once per plan object: the limits of a plan are read on every request. */
+const limitsByPlan = new WeakMap<Plan, KeyLimits>();
+
+export function limitsOf(plan: Plan): KeyLimits {
+  let limits = limitsByPlan.get(plan);
+  if (limits === undefined) {
+    limits = Object.freeze({
+      requests: Object.freeze({ limit: plan.requestsPerWindow, windowMs: plan.windowMs }),
+      tokens: plan.tokensPerWindow === undefined ? undefined : Object.freeze({ limit: plan.tokensPerWindow, windowMs: plan.windowMs }),
+      maxConcurrent: plan.maxConcurrentRequests,
+    });
+    limitsByPlan.set(plan, limits);
+  }
+  return limits;
+}
 
 /**
  * The full gate: Bearer keys looked up by hash, the account's plan, the

@@ -1,6 +1,6 @@
 import { MODEL_PREFIX } from "../api/types.js";
 import { ApiError, errors } from "../errors.js";
-import type { GenerationResult } from "../engines/types.js";
+import type { GenerationRequest, GenerationResult } from "../engines/types.js";
 import type { Admission, AdmitOptions, Endpoint, TokenReservation } from "../gate/gate.js";
 import { tokenReservation } from "../gate/token-reservation.js";
 import { CLIENT_CLOSED } from "../metering/counting-rule.js";
@@ -67,13 +67,13 @@ export async function runInference(
   request: InferenceRequest,
   specialist: Specialist,
   endpoint: Endpoint,
-  call: Omit<SpecialistCall, "signal">,
+  call: SpecialistCall,
   inference: InferenceOptions = {},
 ): Promise<GenerationResult> {
   request.logFields.specialist = specialist.id;
   const observer = observeGeneration(options.telemetry, request.trace, specialist, endpoint);
   // The reservation bounds the prompt as the engine will see it: the specialist's system prompt included.
-  const generationRequest = toGenerationRequest(specialist, { ...call, signal: options.shutdown });
+  const generationRequest = toGenerationRequest(specialist, call, options.shutdown);
   // Bounding the prompt serialises it: done only when the caller's plan caps tokens.
   const reserveTokens = (): TokenReservation => tokenReservation(generationRequest, inference.choices ?? 1);
   const admission = await observer.admission(request.admit(specialist.id, endpoint, { reserveTokens }));
@@ -86,7 +86,7 @@ export async function runInference(
   const generation =
     options.lifecycle?.current === "draining"
       ? Promise.reject(errors.notServing("shutting_down", 1))
-      : specialist.engine.generate({ ...generationRequest, signal, onText: observer.onText(call.onText), ...observer.engineHooks() });
+      : specialist.engine.generate(withHooks(generationRequest, signal, observer.onText(call.onText), observer.engineHooks()));
   request.generationStarted(generation);
   try {
     result = await generation;
@@ -119,6 +119,20 @@ export async function runInference(
       }),
     );
   }
+}
+
+/** The admitted request as the engine gets it: its own signal, and the observer's callbacks. The object is this request's alone. */
+function withHooks(
+  request: GenerationRequest,
+  signal: AbortSignal,
+  onText: GenerationRequest["onText"],
+  hooks: Pick<GenerationRequest, "onStarted" | "traceparent">,
+): GenerationRequest {
+  request.signal = signal;
+  request.onText = onText;
+  request.onStarted = hooks.onStarted;
+  request.traceparent = hooks.traceparent;
+  return request;
 }
 
 /**

@@ -4,6 +4,24 @@ import { RemoteEngine } from "../engines/remote/remote-engine.js";
 import type { Specialist } from "../specialists/specialist.js";
 import { NO_TELEMETRY, NO_TRACE, type RequestTrace, type Telemetry, type TraceSpan } from "./telemetry.js";
 
+/** What the inference path calls at each step of a request. */
+export interface GenerationObserver {
+  admission<T>(admitted: Promise<T>): Promise<T>;
+  engineHooks(): { onStarted: () => void; traceparent: string | undefined };
+  onText(inner: ((delta: string, detail?: TextDetail) => void) | undefined): ((delta: string, detail?: TextDetail) => void) | undefined;
+  generated(result: GenerationResult | undefined, failure: unknown): void;
+  metering(written: Promise<void>): Promise<void>;
+}
+
+const NO_HOOKS = { onStarted: (): void => undefined, traceparent: undefined };
+const UNOBSERVED: GenerationObserver = {
+  admission: (admitted) => admitted,
+  engineHooks: () => NO_HOOKS,
+  onText: (inner) => inner,
+  generated: () => undefined,
+  metering: (written) => written,
+};
+
 const outcomeOf = (error: unknown): string => (error instanceof ApiError ? error.code : "internal_error");
 
 /**
@@ -11,7 +29,14 @@ const outcomeOf = (error: unknown): string => (error instanceof ApiError ? error
  * generation or the upstream call, and metering. The inference path calls it
  * at each step and stays unaware of what, if anything, records.
  */
-export function observeGeneration(telemetry: Telemetry = NO_TELEMETRY, trace: RequestTrace = NO_TRACE, specialist: Specialist, endpoint: string) {
+export function observeGeneration(
+  telemetry: Telemetry = NO_TELEMETRY,
+  trace: RequestTrace = NO_TRACE,
+  specialist: Specialist,
+  endpoint: string,
+): GenerationObserver {
+  // Nothing records: no closures, spans or extra promise layers per request.
+  if (telemetry.off === true && trace === NO_TRACE) return UNOBSERVED;
   const remote = specialist.engine instanceof RemoteEngine;
   let requested = 0;
   let generation: TraceSpan | undefined;

@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders } from "node:http";
 import { listenForMetrics } from "./metrics-listener.js";
 import { PrometheusMetrics, type LoadSources } from "./prometheus.js";
 import type { InferenceOutcome, RequestTrace, Telemetry } from "./telemetry.js";
-import { startTracing, type Tracing } from "./tracing.js";
+import { NO_TRACING, startTracing, type Tracing } from "./tracing.js";
 import type { ObservabilitySettings } from "./settings.js";
 
 /** Metrics (when a port is set) and traces (when an OTLP endpoint is set) behind one Telemetry. */
@@ -29,6 +29,10 @@ export class Observability implements Telemetry {
       await listener?.close();
       throw error;
     }
+  }
+
+  get off(): boolean {
+    return this.metrics === undefined && this.tracing === NO_TRACING;
   }
 
   /** Where Prometheus scrapes; undefined when metrics are off. */

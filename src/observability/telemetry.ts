@@ -42,6 +42,8 @@ export interface Telemetry {
   /** A ledger write started (+1) or settled (-1). */
   ledgerWrites(delta: number): void;
   startTrace(method: string, route: string, headers: IncomingHttpHeaders): RequestTrace;
+  /** True when nothing records (no metrics, no traces): the inference path then skips its observer altogether. */
+  readonly off?: boolean | undefined;
 }
 
 const NO_SPAN: TraceSpan = { setAttributes: () => undefined, end: () => undefined, traceparent: () => undefined };
@@ -55,6 +57,7 @@ export const NO_TELEMETRY: Telemetry = {
   interToken: () => undefined,
   ledgerWrites: () => undefined,
   startTrace: () => NO_TRACE,
+  off: true,
 };
 
 /** Error types the gate answers with: they count as gate rejections. */

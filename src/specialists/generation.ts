@@ -12,7 +12,6 @@ export interface SpecialistCall {
   stop?: readonly string[] | undefined;
   /** Overrides the specialist's own output constraint (chat completions' response_format). */
   constraint?: OutputConstraint | undefined;
-  signal: AbortSignal;
   onText?: ((delta: string, detail?: TextDetail) => void) | undefined;
   /** Choices to generate (`n`). */
   choices?: number | undefined;
@@ -28,13 +27,16 @@ export interface SpecialistCall {
  * message is kept, appended to it, so both the task and the caller's wishes hold.
  */
 function withSystemPrompt(systemPrompt: string, messages: readonly ChatMessage[]): ChatMessage[] {
+  // The usual request has no system message of its own: one copy, no filtering.
+  if (!messages.some((m) => m.role === "system")) return systemPrompt.length > 0 ? [{ role: "system", content: systemPrompt }, ...messages] : [...messages];
   const callerSystem = messages.filter((m) => m.role === "system").map((m) => m.content);
   const rest = messages.filter((m) => m.role !== "system");
   const system = [systemPrompt, ...callerSystem].filter((s) => s.length > 0).join("\n\n");
   return system.length > 0 ? [{ role: "system", content: system }, ...rest] : rest;
 }
 
-export function toGenerationRequest(specialist: Specialist, call: SpecialistCall): GenerationRequest {
+/** The engine's request for a call, aborted by `signal`. */
+export function toGenerationRequest(specialist: Specialist, call: SpecialistCall, signal: AbortSignal): GenerationRequest {
   return {
     messages: withSystemPrompt(specialist.systemPrompt, call.messages),
     maxTokens: call.maxTokens ?? specialist.defaults.maxTokens,
@@ -44,7 +46,7 @@ export function toGenerationRequest(specialist: Specialist, call: SpecialistCall
     stop: call.stop ?? [],
     constraint: call.constraint ?? specialist.output,
     contextLimit: specialist.contextSize,
-    signal: call.signal,
+    signal,
     onText: call.onText,
     ...(call.choices === undefined || call.choices === 1 ? {} : { choices: call.choices }),
     ...(call.topLogprobs === undefined ? {} : { topLogprobs: call.topLogprobs }),
