@@ -28,9 +28,10 @@ export class StoreQuotaCounter implements QuotaCounter {
 
   async take(r: QuotaRequest): Promise<QuotaTicket | undefined> {
     const period = this.periodKey(r.at);
-    const eventId = await this.store.admit(admissionRecord(r, period));
+    const admitted = admissionRecord(r, period);
+    const eventId = await this.store.admit(admitted);
     if (eventId === undefined) return undefined;
-    return { finish: (outcome: Outcome) => this.store.complete(completionRecord(r, period, eventId, outcome, this.now())) };
+    return { finish: (outcome: Outcome) => this.store.complete(completionRecord(r, period, eventId, outcome, this.now(), admitted)) };
   }
 }
 
@@ -68,9 +69,21 @@ export function admissionRecord(r: QuotaRequest, period: string): AdmissionRecor
   };
 }
 
-/** The ledger's record of how the request admitted as `eventId` ended. */
-export function completionRecord(r: QuotaRequest, period: string, eventId: number, outcome: Outcome, at: Date): CompletionRecord {
+/** The ledger's record of how the request admitted as `eventId` (with `admitted`, when at hand) ended. */
+export function completionRecord(
+  r: QuotaRequest,
+  period: string,
+  eventId: number,
+  outcome: Outcome,
+  at: Date,
+  admitted?: AdmissionRecord,
+): CompletionRecord {
   const { accountId, mode } = r.caller;
   const { status, promptTokens, completionTokens, latencyMs } = outcome;
-  return { eventId, accountId, mode, period, status, promptTokens, completionTokens, latencyMs, at: at.toISOString() };
+  const record: CompletionRecord = { eventId, accountId, mode, period, status, promptTokens, completionTokens, latencyMs, at: at.toISOString() };
+  if (admitted !== undefined) {
+    record.day = admitted.at.slice(0, 10);
+    record.specialist = admitted.specialist;
+  }
+  return record;
 }

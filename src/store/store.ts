@@ -60,6 +60,13 @@ export interface CompletionRecord {
   completionTokens: number;
   latencyMs: number;
   at: string;
+  /**
+   * The admitted row's UTC day (its created_at's date) and specialist, when the
+   * caller still has them: the SQLite ledger then moves the daily aggregate
+   * without reading them back from the row.
+   */
+  day?: string | undefined;
+  specialist?: string | undefined;
 }
 
 /** What became of a key creation: the store checks the account and the cap in the same write. */

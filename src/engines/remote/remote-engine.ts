@@ -200,18 +200,31 @@ export class RemoteEngine implements Engine {
     }
   }
 
-  /** The least busy healthy upstream (round-robin among equals); any upstream when none is healthy. */
+  /**
+   * The least busy healthy upstream, round-robin among equals; any upstream
+   * when none is healthy. Builds no arrays: it runs per request.
+   */
   private pick(avoid: UpstreamState | undefined): UpstreamState {
-    const candidates = this.upstreams.filter((u) => u !== avoid);
-    const pool = candidates.length === 0 ? this.upstreams : candidates;
-    const healthy = pool.filter((u) => u.healthy);
-    const from = healthy.length > 0 ? healthy : pool;
+    const all = this.upstreams;
+    // Avoiding the only upstream leaves it as the only choice.
+    const skip = all.length > 1 ? avoid : undefined;
+    let healthy = 0;
+    for (const u of all) if (u !== skip && u.healthy) healthy++;
+    const eligible = (u: UpstreamState): boolean => u !== skip && (healthy === 0 || u.healthy);
+    const count = healthy > 0 ? healthy : skip === undefined ? all.length : all.length - 1;
+    const start = this.next++ % count;
+    // The candidates in turn from the `start`-th; the first of the least busy wins.
     let best: UpstreamState | undefined;
-    for (let i = 0; i < from.length; i++) {
-      const u = from[(this.next + i) % from.length]!;
-      if (best === undefined || u.inFlight < best.inFlight) best = u;
+    let bestTurn = 0;
+    let rank = 0;
+    for (const u of all) {
+      if (!eligible(u)) continue;
+      const turn = (rank++ - start + count) % count;
+      if (best === undefined || u.inFlight < best.inFlight || (u.inFlight === best.inFlight && turn < bestTurn)) {
+        best = u;
+        bestTurn = turn;
+      }
     }
-    this.next++;
     return best!;
   }
 

@@ -112,6 +112,11 @@ export class SqliteLedger implements LedgerStore {
          VALUES (@requestId, @accountId, @keyId, @mode, @period, @endpoint, @specialist, @at, @nodeId)`,
       ),
       // Only an unfinished row finishes: a row settled as not delivered is never counted twice.
+      // Without RETURNING (SQLite collects returned rows in a temporary table first) when the caller knows the row's keys.
+      finishKnownEvent: db.prepare<CompletionRecord>(
+        `UPDATE usage_events SET status = @status, prompt_tokens = @promptTokens, completion_tokens = @completionTokens,
+         latency_ms = @latencyMs, finished_at = @at WHERE id = @eventId AND status IS NULL`,
+      ),
       finishEvent: db.prepare<Finish, FinishedEvent>(
         `UPDATE usage_events SET status = @status, prompt_tokens = @promptTokens, completion_tokens = @completionTokens,
          latency_ms = @latencyMs, finished_at = @at WHERE id = @eventId AND status IS NULL
@@ -213,10 +218,20 @@ export class SqliteLedger implements LedgerStore {
   private finish(r: Finish): boolean {
     const event = this.statements.finishEvent.get(r);
     if (event === undefined) return false;
+    this.moveFinished(event, r);
+    return true;
+  }
+
+  /** `finish` for a completion that names the row's day and specialist (the admission's own values): no read back. */
+  private finishKnown(r: CompletionRecord, day: string, specialist: string): void {
+    if (this.statements.finishKnownEvent.run(r).changes === 0) return;
+    this.moveFinished({ account_id: r.accountId, mode: r.mode, period: r.period, day, specialist }, r);
+  }
+
+  private moveFinished(event: FinishedEvent, r: { status: number; promptTokens: number; completionTokens: number }): void {
     const { account_id: account, mode, period, day, specialist } = event;
     if (countsAgainstQuota(r.status)) this.move(account, mode, period, day, specialist, 0, r.promptTokens + r.completionTokens);
     else this.move(account, mode, period, day, specialist, -1, 0);
-    return true;
   }
 
   private counter(accountId: string, mode: Mode, period: string): { requests: number } {
@@ -243,8 +258,10 @@ export class SqliteLedger implements LedgerStore {
   async complete(r: CompletionRecord): Promise<void> {
     // The in-memory counter moves now, so the very next admission sees the request given back.
     if (!countsAgainstQuota(r.status)) this.counter(r.accountId, r.mode, r.period).requests--;
+    const { day, specialist } = r;
     await this.commits.write(() => {
-      this.finish(r);
+      if (day !== undefined && specialist !== undefined) this.finishKnown(r, day, specialist);
+      else this.finish(r);
     });
   }
 
