@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import { StoreQuotaCounter } from "../src/gate/store-backends.js";
+import { isoTime } from "../src/metering/billing-period.js";
 import { createStore } from "../src/store/create-store.js";
 import { tempDir } from "./helpers/fixtures.js";
 
@@ -39,5 +40,23 @@ describe("StoreQuotaCounter: billing months", () => {
     assert.equal((await stores.ledger.periodUsage("acct_q", "live", "2026-01")).requests, 3);
     assert.equal((await stores.ledger.periodUsage("acct_q", "live", "2026-02")).requests, 1);
     assert.equal((await stores.ledger.periodUsage("acct_q", "live", "2026-03")).requests, 1);
+  });
+});
+
+describe("isoTime: the ledger's timestamps", () => {
+  it("writes what toISOString writes, across seconds, days, years and the unusual years", () => {
+    const samples = [
+      0, 1, 9, 10, 99, 100, 999, 1000, 1001, Date.UTC(2026, 1, 28, 23, 59, 59, 999), Date.UTC(2026, 2, 1), Date.UTC(1969, 11, 31, 23, 59, 59, 5),
+      Date.UTC(9999, 11, 31, 23, 59, 59, 999), Date.UTC(10000, 0, 1), -62198755200001, Date.UTC(2026, 10, 26, 6, 0, 0, 7),
+    ];
+    // Each sample, then a neighbour in the same second and in the next, so the cached second is both reused and replaced.
+    for (const t of samples.flatMap((t) => [t, t + 1, t + 999, t - 1, t])) {
+      assert.equal(isoTime(new Date(t)), new Date(t).toISOString(), String(t));
+    }
+    for (let i = 0; i < 2000; i++) {
+      const t = Math.floor(Math.random() * 4e12) - 1e12;
+      assert.equal(isoTime(new Date(t)), new Date(t).toISOString(), String(t));
+    }
+    assert.throws(() => isoTime(new Date(Number.NaN)), RangeError);
   });
 });

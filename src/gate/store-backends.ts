@@ -1,4 +1,4 @@
-import { billingPeriod, type BillingPeriod } from "../metering/billing-period.js";
+import { billingPeriod, isoTime, type BillingPeriod } from "../metering/billing-period.js";
 import type { AccountStore, AdmissionRecord, CompletionRecord, KeyLookup, LedgerStore } from "../store/store.js";
 import type { KeyCache, QuotaCounter, QuotaRequest, QuotaTicket } from "./backends.js";
 import type { Outcome } from "./gate.js";
@@ -65,7 +65,7 @@ export function admissionRecord(r: QuotaRequest, period: string): AdmissionRecor
     endpoint: r.endpoint,
     specialist: r.specialistId,
     limit: r.limit,
-    at: r.at.toISOString(),
+    at: isoTime(r.at),
   };
 }
 
@@ -80,7 +80,7 @@ export function completionRecord(
 ): CompletionRecord {
   const { accountId, mode } = r.caller;
   const { status, promptTokens, completionTokens, latencyMs } = outcome;
-  const record: CompletionRecord = { eventId, accountId, mode, period, status, promptTokens, completionTokens, latencyMs, at: at.toISOString() };
+  const record: CompletionRecord = { eventId, accountId, mode, period, status, promptTokens, completionTokens, latencyMs, at: isoTime(at) };
   if (admitted !== undefined) {
     record.day = admitted.at.slice(0, 10);
     record.specialist = admitted.specialist;
