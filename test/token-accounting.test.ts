@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { EmbeddedEngine } from "../src/engines/embedded/embedded-engine.js";
 import { toGenerationRequest } from "../src/specialists/generation.js";
+import { signalSource } from "../src/engines/abort-watch.js";
 import { postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
 
 describe("token accounting and finish_reason", () => {
@@ -15,7 +16,7 @@ describe("token accounting and finish_reason", () => {
 
   const promptTokensOf = (specialistId: string, content: string): number => {
     const specialist = server.registry.get(specialistId)!;
-    const request = toGenerationRequest(specialist, { messages: [{ role: "user", content }] }, new AbortController().signal);
+    const request = toGenerationRequest(specialist, { messages: [{ role: "user", content }] }, signalSource(new AbortController().signal));
     return (specialist.engine as EmbeddedEngine).countPromptTokens(request.messages);
   };
 

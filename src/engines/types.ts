@@ -50,6 +50,26 @@ export interface ChoiceResult {
   logprobs?: TokenLogprob[] | undefined;
 }
 
+/**
+ * A request's abort, watched without an AbortSignal: an engine that only has
+ * to stop one exchange (the remote engine's whole answers) watches this, and
+ * the request's AbortSignal, an EventTarget with its listener machinery, is
+ * then never made.
+ */
+export interface AbortWatch {
+  readonly aborted: boolean;
+  /** The abort's reason, once aborted. */
+  readonly reason: unknown;
+  /** Calls `onAbort` when the abort comes; not when it came already (check `aborted` first). */
+  watch(onAbort: (reason: unknown) => void): void;
+  unwatch(onAbort: (reason: unknown) => void): void;
+}
+
+/** An abort as both: the AbortSignal is made on first read. */
+export interface AbortSource extends AbortWatch {
+  readonly signal: AbortSignal;
+}
+
 export interface GenerationRequest {
   messages: readonly ChatMessage[];
   maxTokens: number;
@@ -61,8 +81,10 @@ export interface GenerationRequest {
   constraint: OutputConstraint;
   /** The specialist's context size, when smaller than the engine's. */
   contextLimit?: number | undefined;
-  /** Aborted when the client goes away or the server shuts down. */
-  signal: AbortSignal;
+  /** Aborted when the client goes away or the server shuts down (may be made on first read: see `abortWatch`). */
+  readonly signal: AbortSignal;
+  /** The same abort as `signal`, for engines that only watch it. */
+  abortWatch?: AbortWatch | undefined;
   /** Receives text as it is produced (streaming); omitted for whole responses. */
   onText?: ((delta: string, detail?: TextDetail) => void) | undefined;
   /** Choices to generate from the one prompt (`n`); 1 when absent. */

@@ -1,6 +1,6 @@
 import { MODEL_PREFIX } from "../api/types.js";
 import { ApiError, errors } from "../errors.js";
-import type { GenerationRequest, GenerationResult } from "../engines/types.js";
+import type { AbortSource, GenerationRequest, GenerationResult } from "../engines/types.js";
 import type { Admission, AdmitOptions, Endpoint, TokenReservation } from "../gate/gate.js";
 import { tokenReservation } from "../gate/token-reservation.js";
 import { CLIENT_CLOSED } from "../metering/counting-rule.js";
@@ -43,8 +43,8 @@ export interface InferenceRequest {
   logError(error: unknown, message: string): void;
   /** Asks the gate to admit the request; throws the gate's error on a refusal. */
   admit(specialistId: string, endpoint: Endpoint, options: AdmitOptions): Promise<Admission>;
-  /** Fires when the client goes away or the server shuts down; asked for once the request is admitted. */
-  signal(): AbortSignal;
+  /** Fires when the client goes away or the server shuts down; asked for once per request, before admission. */
+  abort(): AbortSource;
   /** The generation under way, for whatever must wait for its end (the log line). */
   generationStarted(generation: Promise<unknown>): void;
   /** Drops the connection, so no truncated answer can pass for a whole one. */
@@ -73,11 +73,11 @@ export async function runInference(
   request.logFields.specialist = specialist.id;
   const observer = observeGeneration(options.telemetry, request.trace, specialist, endpoint);
   // The reservation bounds the prompt as the engine will see it: the specialist's system prompt included.
-  const generationRequest = toGenerationRequest(specialist, call, options.shutdown);
+  const abort = request.abort();
+  const generationRequest = toGenerationRequest(specialist, call, abort);
   // Bounding the prompt serialises it: done only when the caller's plan caps tokens.
   const reserveTokens = (): TokenReservation => tokenReservation(generationRequest, inference.choices ?? 1);
   const admission = await observer.admission(request.admit(specialist.id, endpoint, { reserveTokens }));
-  const signal = request.signal();
   const started = performance.now();
   let result: GenerationResult | undefined;
   let status = 200;
@@ -86,7 +86,7 @@ export async function runInference(
   const generation =
     options.lifecycle?.current === "draining"
       ? Promise.reject(errors.notServing("shutting_down", 1))
-      : specialist.engine.generate(withHooks(generationRequest, signal, observer.onText(call.onText), observer.engineHooks()));
+      : specialist.engine.generate(withHooks(generationRequest, observer.onText(call.onText), observer.engineHooks()));
   request.generationStarted(generation);
   try {
     result = await generation;
@@ -121,14 +121,12 @@ export async function runInference(
   }
 }
 
-/** The admitted request as the engine gets it: its own signal, and the observer's callbacks. The object is this request's alone. */
+/** The admitted request as the engine gets it, with the observer's callbacks. The object is this request's alone. */
 function withHooks(
   request: GenerationRequest,
-  signal: AbortSignal,
   onText: GenerationRequest["onText"],
   hooks: Pick<GenerationRequest, "onStarted" | "traceparent">,
 ): GenerationRequest {
-  request.signal = signal;
   request.onText = onText;
   request.onStarted = hooks.onStarted;
   request.traceparent = hooks.traceparent;

@@ -2,7 +2,7 @@ import type { FastifyReply, FastifyRequest } from "fastify";
 import type { InferenceRequest } from "../inference/run-inference.js";
 import type { AppOptions } from "./app.js";
 import { admitRequest } from "./gate-adapter.js";
-import { requestSignal } from "./request-context.js";
+import { requestAbort } from "./request-context.js";
 
 /** An HTTP request as the inference use case sees it: the gate's headers, the log line and the connection stay here. */
 export function inferenceRequest(options: AppOptions, request: FastifyRequest, reply: FastifyReply): InferenceRequest {
@@ -11,7 +11,7 @@ export function inferenceRequest(options: AppOptions, request: FastifyRequest, r
     logFields: request.logFields,
     logError: (error, message) => request.log.error({ err: error }, message),
     admit: (specialistId, endpoint, admitOptions) => admitRequest(options.gate, request, reply, specialistId, endpoint, admitOptions),
-    signal: () => requestSignal(request, options.shutdown),
+    abort: () => requestAbort(request, options.shutdown),
     generationStarted: (generation) => {
       request.generationDone = generation;
     },

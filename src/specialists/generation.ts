@@ -1,5 +1,5 @@
 import type { ToolCallDelta, ToolRequest } from "../engines/tools.js";
-import type { ChatMessage, GenerationRequest, OutputConstraint, TextDetail } from "../engines/types.js";
+import type { AbortSource, ChatMessage, GenerationRequest, OutputConstraint, TextDetail } from "../engines/types.js";
 import type { Specialist } from "./specialist.js";
 
 /** What a route asks of a specialist, before the specialist's defaults are applied. */
@@ -35,8 +35,8 @@ function withSystemPrompt(systemPrompt: string, messages: readonly ChatMessage[]
   return system.length > 0 ? [{ role: "system", content: system }, ...rest] : rest;
 }
 
-/** The engine's request for a call, aborted by `signal`. */
-export function toGenerationRequest(specialist: Specialist, call: SpecialistCall, signal: AbortSignal): GenerationRequest {
+/** The engine's request for a call, aborted by `abort` (its AbortSignal made only if the engine reads `signal`). */
+export function toGenerationRequest(specialist: Specialist, call: SpecialistCall, abort: AbortSource): GenerationRequest {
   return {
     messages: withSystemPrompt(specialist.systemPrompt, call.messages),
     maxTokens: call.maxTokens ?? specialist.defaults.maxTokens,
@@ -46,7 +46,10 @@ export function toGenerationRequest(specialist: Specialist, call: SpecialistCall
     stop: call.stop ?? [],
     constraint: call.constraint ?? specialist.output,
     contextLimit: specialist.contextSize,
-    signal,
+    get signal(): AbortSignal {
+      return abort.signal;
+    },
+    abortWatch: abort,
     onText: call.onText,
     ...(call.choices === undefined || call.choices === 1 ? {} : { choices: call.choices }),
     ...(call.topLogprobs === undefined ? {} : { topLogprobs: call.topLogprobs }),

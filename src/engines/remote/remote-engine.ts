@@ -2,7 +2,8 @@ import { Agent, errors as undiciErrors, request, type Dispatcher } from "undici"
 import { readSseData } from "../../api/sse.js";
 import { ApiError, errors } from "../../errors.js";
 import { labelGrammar } from "../embedded/grammars.js";
-import type { ChoiceResult, Engine, FinishReason, GenerationRequest, GenerationResult, TokenLogprob } from "../types.js";
+import { signalSource } from "../abort-watch.js";
+import type { AbortWatch, ChoiceResult, Engine, FinishReason, GenerationRequest, GenerationResult, TokenLogprob } from "../types.js";
 import { upstreamLogprobs, type UpstreamLogprobs } from "./remote-logprobs.js";
 import { ToolCallStream, upstreamMessages, upstreamToolFields, wholeToolCalls, type UpstreamToolCall } from "./remote-tools.js";
 import type { RemoteEngineConfig, Upstream } from "./remote-kind.js";
@@ -37,6 +38,18 @@ function isTimeout(error: unknown): boolean {
 
 const finishReason = (reason: string | null | undefined): FinishReason => (reason === "length" || reason === "tool_calls" ? reason : "stop");
 
+/** A specialist's labels are one array for all its requests: its grammar is built once. */
+const labelGrammars = new WeakMap<readonly string[], string>();
+
+function cachedLabelGrammar(labels: readonly string[]): string {
+  let grammar = labelGrammars.get(labels);
+  if (grammar === undefined) {
+    grammar = labelGrammar(labels);
+    labelGrammars.set(labels, grammar);
+  }
+  return grammar;
+}
+
 /** The catalogue error for an upstream's HTTP error answer, with the upstream's own message when it gave one. */
 function upstreamStatusError(status: number, text: string): ApiError {
   let message = text.slice(0, 500);
@@ -57,7 +70,8 @@ function upstreamStatusError(status: number, text: string): ApiError {
  * request() wraps every response in a Readable body and an AsyncResource,
  * ~10% of a gateway request's CPU for a body read whole anyway. Aborts like
  * request() does: the request's signal aborts the exchange, before or after
- * the connection is assigned.
+ * the connection is assigned. It watches the request's abort, not its
+ * AbortSignal, which is then never made.
  */
 class WholeAnswer implements Dispatcher.DispatchHandlers {
   statusCode = 0;
@@ -67,15 +81,15 @@ class WholeAnswer implements Dispatcher.DispatchHandlers {
   private readonly onAbort = (): void => this.abort?.(this.reason());
 
   constructor(
-    private readonly signal: AbortSignal,
+    private readonly aborted: AbortWatch,
     private readonly resolve: (answer: WholeAnswer) => void,
     private readonly reject: (error: unknown) => void,
   ) {
-    if (!signal.aborted) signal.addEventListener("abort", this.onAbort, { once: true });
+    aborted.watch(this.onAbort);
   }
 
   private reason(): Error {
-    const reason: unknown = this.signal.reason;
+    const reason = this.aborted.reason;
     return reason instanceof Error ? reason : new undiciErrors.RequestAbortedError();
   }
 
@@ -86,7 +100,7 @@ class WholeAnswer implements Dispatcher.DispatchHandlers {
   }
 
   onConnect(abort: (error?: Error) => void): void {
-    if (this.signal.aborted) abort(this.reason());
+    if (this.aborted.aborted) abort(this.reason());
     else this.abort = abort;
   }
 
@@ -111,7 +125,7 @@ class WholeAnswer implements Dispatcher.DispatchHandlers {
   private end(): boolean {
     if (this.settled) return false;
     this.settled = true;
-    this.signal.removeEventListener("abort", this.onAbort);
+    this.aborted.unwatch(this.onAbort);
     return true;
   }
 }
@@ -166,18 +180,19 @@ export class RemoteEngine implements Engine {
 
   async generate(req: GenerationRequest): Promise<GenerationResult> {
     const stream = req.onText !== undefined;
+    const aborted = req.abortWatch ?? signalSource(req.signal);
     req.onStarted?.();
     let upstream = this.pick(undefined);
     upstream.inFlight++;
     try {
       // A whole answer is read by a handler of our own (no body stream), a stream through undici's request().
       const exchange = (u: UpstreamState): Promise<Dispatcher.ResponseData | WholeAnswer> =>
-        stream ? this.send(u, this.body(u, req, true), req) : this.sendWhole(u, this.body(u, req, false), req);
+        stream ? this.send(u, this.body(u, req, true), req) : this.sendWhole(u, this.body(u, req, false), req, aborted);
       let response: Dispatcher.ResponseData | WholeAnswer;
       try {
         response = await exchange(upstream);
       } catch (error) {
-        if (!isConnectError(error) || req.signal.aborted) throw error;
+        if (!isConnectError(error) || aborted.aborted) throw error;
         // Nothing reached the upstream, so one retry is safe: on another upstream when there is one.
         upstream.healthy = false;
         upstream.inFlight--;
@@ -192,7 +207,7 @@ export class RemoteEngine implements Engine {
       if (response.statusCode >= 400) throw upstreamStatusError(response.statusCode, await response.body.text().catch(() => ""));
       return await this.readStream(response, req);
     } catch (error) {
-      if (req.signal.aborted) return { text: "", promptTokens: 0, completionTokens: 0, finishReason: "stop", aborted: true };
+      if (aborted.aborted) return { text: "", promptTokens: 0, completionTokens: 0, finishReason: "stop", aborted: true };
       if (isConnectError(error)) upstream.healthy = false;
       throw this.failure(error);
     } finally {
@@ -280,7 +295,7 @@ export class RemoteEngine implements Engine {
     if (c.type === "labels") {
       // vLLM reads guided_choice, llama-server reads grammar; others ignore unknown fields.
       body.guided_choice = c.labels;
-      body.grammar = labelGrammar(c.labels);
+      body.grammar = cachedLabelGrammar(c.labels);
     }
     return JSON.stringify(body);
   }
@@ -297,9 +312,9 @@ export class RemoteEngine implements Engine {
   }
 
   /** Sends a non-streamed request and collects its whole answer. */
-  private sendWhole(upstream: UpstreamState, body: string, req: GenerationRequest): Promise<WholeAnswer> {
+  private sendWhole(upstream: UpstreamState, body: string, req: GenerationRequest, aborted: AbortWatch): Promise<WholeAnswer> {
     return new Promise((resolve, reject) => {
-      const answer = new WholeAnswer(req.signal, resolve, reject);
+      const answer = new WholeAnswer(aborted, resolve, reject);
       this.agent.dispatch(
         {
           origin: upstream.completions.origin,

@@ -1,0 +1,26 @@
+import type { AbortSource } from "./types.js";
+
+/** An AbortSignal as an AbortSource (callers that have a signal already). */
+export function signalSource(signal: AbortSignal): AbortSource {
+  const listeners = new Map<(reason: unknown) => void, () => void>();
+  return {
+    signal,
+    get aborted() {
+      return signal.aborted;
+    },
+    get reason() {
+      return signal.reason as unknown;
+    },
+    watch(onAbort) {
+      const listener = (): void => onAbort(signal.reason);
+      listeners.set(onAbort, listener);
+      signal.addEventListener("abort", listener, { once: true });
+    },
+    unwatch(onAbort) {
+      const listener = listeners.get(onAbort);
+      if (listener === undefined) return;
+      listeners.delete(onAbort);
+      signal.removeEventListener("abort", listener);
+    },
+  };
+}
