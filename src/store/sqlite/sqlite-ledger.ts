@@ -66,8 +66,8 @@ interface CounterMove {
   accountId: string;
   mode: string;
   period: string;
-  day?: string;
-  specialist?: string;
+  day?: string | undefined;
+  specialist?: string | undefined;
   requests: number;
   tokens: number;
 }
@@ -93,13 +93,12 @@ export class SqliteLedger implements LedgerStore {
     this.commits = groupCommit({ beforeCommit: () => this.writeMoves(), afterRollback: () => this.moves.clear() });
     this.statements = {
       // The limit is enforced on the in-memory counter at admission; the file records the count.
-      moveCounter: db.prepare<CounterMove>(
-        `INSERT INTO usage_counters (account_id, mode, period, requests, tokens) VALUES (@accountId, @mode, @period, @requests, @tokens)
+      moveCounter: db.prepare<[string, string, string, number, number]>(
+        `INSERT INTO usage_counters (account_id, mode, period, requests, tokens) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT DO UPDATE SET requests = requests + excluded.requests, tokens = tokens + excluded.tokens`,
       ),
-      moveDaily: db.prepare<CounterMove>(
-        `INSERT INTO usage_daily (account_id, mode, period, day, specialist, requests, tokens)
-         VALUES (@accountId, @mode, @period, @day, @specialist, @requests, @tokens)
+      moveDaily: db.prepare<[string, string, string, string, string, number, number]>(
+        `INSERT INTO usage_daily (account_id, mode, period, day, specialist, requests, tokens) VALUES (?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT DO UPDATE SET requests = requests + excluded.requests, tokens = tokens + excluded.tokens`,
       ),
       countRefusals: db.prepare<RefusalRow>(
@@ -107,15 +106,16 @@ export class SqliteLedger implements LedgerStore {
          VALUES (@accountId, @mode, @day, @keyId, @code, @status, @requests)
          ON CONFLICT DO UPDATE SET requests = requests + excluded.requests`,
       ),
-      insertEvent: db.prepare(
+      // Positional parameters on the two per-request statements: binding by name looks each one up on an object.
+      insertEvent: db.prepare<[string, string, string, string, string, string, string, string, string]>(
         `INSERT INTO usage_events (request_id, account_id, key_id, mode, period, endpoint, specialist, created_at, node_id)
-         VALUES (@requestId, @accountId, @keyId, @mode, @period, @endpoint, @specialist, @at, @nodeId)`,
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       // Only an unfinished row finishes: a row settled as not delivered is never counted twice.
       // Without RETURNING (SQLite collects returned rows in a temporary table first) when the caller knows the row's keys.
-      finishKnownEvent: db.prepare<CompletionRecord>(
-        `UPDATE usage_events SET status = @status, prompt_tokens = @promptTokens, completion_tokens = @completionTokens,
-         latency_ms = @latencyMs, finished_at = @at WHERE id = @eventId AND status IS NULL`,
+      finishKnownEvent: db.prepare<[number, number, number, number, string, number]>(
+        `UPDATE usage_events SET status = ?, prompt_tokens = ?, completion_tokens = ?, latency_ms = ?, finished_at = ?
+         WHERE id = ? AND status IS NULL`,
       ),
       finishEvent: db.prepare<Finish, FinishedEvent>(
         `UPDATE usage_events SET status = @status, prompt_tokens = @promptTokens, completion_tokens = @completionTokens,
@@ -186,23 +186,35 @@ export class SqliteLedger implements LedgerStore {
    * each touched row once, not twice per request.
    */
   private move(accountId: string, mode: string, period: string, day: string, specialist: string, requests: number, tokens: number): void {
-    for (const daily of [false, true]) {
-      const key = daily ? `${accountId}\u0000${mode}\u0000${period}\u0000${day}\u0000${specialist}` : `${accountId}\u0000${mode}\u0000${period}`;
-      let m = this.moves.get(key);
-      if (m === undefined) {
-        m = { accountId, mode, period, requests: 0, tokens: 0, ...(daily ? { day, specialist } : {}) };
-        this.moves.set(key, m);
-      }
-      m.requests += requests;
-      m.tokens += tokens;
+    const counter = `${accountId}\u0000${mode}\u0000${period}`;
+    this.addMove(counter, accountId, mode, period, undefined, undefined, requests, tokens);
+    this.addMove(`${counter}\u0000${day}\u0000${specialist}`, accountId, mode, period, day, specialist, requests, tokens);
+  }
+
+  private addMove(
+    key: string,
+    accountId: string,
+    mode: string,
+    period: string,
+    day: string | undefined,
+    specialist: string | undefined,
+    requests: number,
+    tokens: number,
+  ): void {
+    let m = this.moves.get(key);
+    if (m === undefined) {
+      m = { accountId, mode, period, day, specialist, requests: 0, tokens: 0 };
+      this.moves.set(key, m);
     }
+    m.requests += requests;
+    m.tokens += tokens;
   }
 
   /** Writes the summed moves; runs inside the transaction that made them. */
   private writeMoves(): void {
     for (const m of this.moves.values()) {
-      if (m.day === undefined) this.statements.moveCounter.run(m);
-      else this.statements.moveDaily.run(m);
+      if (m.day === undefined || m.specialist === undefined) this.statements.moveCounter.run(m.accountId, m.mode, m.period, m.requests, m.tokens);
+      else this.statements.moveDaily.run(m.accountId, m.mode, m.period, m.day, m.specialist, m.requests, m.tokens);
     }
     this.moves.clear();
   }
@@ -224,7 +236,7 @@ export class SqliteLedger implements LedgerStore {
 
   /** `finish` for a completion that names the row's day and specialist (the admission's own values): no read back. */
   private finishKnown(r: CompletionRecord, day: string, specialist: string): void {
-    if (this.statements.finishKnownEvent.run(r).changes === 0) return;
+    if (this.statements.finishKnownEvent.run(r.status, r.promptTokens, r.completionTokens, r.latencyMs, r.at, r.eventId).changes === 0) return;
     this.moveFinished({ account_id: r.accountId, mode: r.mode, period: r.period, day, specialist }, r);
   }
 
@@ -251,7 +263,8 @@ export class SqliteLedger implements LedgerStore {
     return this.commits.write(() => {
       this.registerNode();
       this.move(r.accountId, r.mode, r.period, r.at.slice(0, 10), r.specialist, 1, 0);
-      return Number(this.statements.insertEvent.run({ ...r, nodeId: this.node.id }).lastInsertRowid);
+      const inserted = this.statements.insertEvent.run(r.requestId, r.accountId, r.keyId, r.mode, r.period, r.endpoint, r.specialist, r.at, this.node.id);
+      return Number(inserted.lastInsertRowid);
     });
   }
 
