@@ -121,7 +121,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // Every body is read as JSON whatever its content type: `curl -d` without a
   // header should work, and a wrong body should say why in our error shape.
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser("*", { parseAs: "string" }, (_req, body, done) => {
+  const parseJson = (_req: FastifyRequest, body: string | Buffer, done: (error: Error | null, body?: unknown) => void): void => {
     const text = body as string;
     let parsed: unknown;
     try {
@@ -132,7 +132,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       return done(errors.invalidJson((error as Error).message), undefined);
     }
     done(null, parsed);
-  });
+  };
+  app.addContentTypeParser("*", { parseAs: "string" }, parseJson);
+  // The same parser by name for the usual type: Fastify caches a named type's parser per header value,
+  // while the catch-all is looked up by parsing the content type anew on every request.
+  app.addContentTypeParser("application/json", { parseAs: "string" }, parseJson);
 
   // One synchronous hook rather than two async ones: no promise per hook per request.
   app.addHook("onRequest", (request, reply, done) => {
