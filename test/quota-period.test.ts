@@ -46,8 +46,22 @@ describe("StoreQuotaCounter: billing months", () => {
 describe("isoTime: the ledger's timestamps", () => {
   it("writes what toISOString writes, across seconds, days, years and the unusual years", () => {
     const samples = [
-      0, 1, 9, 10, 99, 100, 999, 1000, 1001, Date.UTC(2026, 1, 28, 23, 59, 59, 999), Date.UTC(2026, 2, 1), Date.UTC(1969, 11, 31, 23, 59, 59, 5),
-      Date.UTC(9999, 11, 31, 23, 59, 59, 999), Date.UTC(10000, 0, 1), -62198755200001, Date.UTC(2026, 10, 26, 6, 0, 0, 7),
+      0,
+      1,
+      9,
+      10,
+      99,
+      100,
+      999,
+      1000,
+      1001,
+      Date.UTC(2026, 1, 28, 23, 59, 59, 999),
+      Date.UTC(2026, 2, 1),
+      Date.UTC(1969, 11, 31, 23, 59, 59, 5),
+      Date.UTC(9999, 11, 31, 23, 59, 59, 999),
+      Date.UTC(10000, 0, 1),
+      -62198755200001,
+      Date.UTC(2026, 10, 26, 6, 0, 0, 7),
     ];
     // Each sample, then a neighbour in the same second and in the next, so the cached second is both reused and replaced.
     for (const t of samples.flatMap((t) => [t, t + 1, t + 999, t - 1, t])) {

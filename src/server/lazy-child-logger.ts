@@ -32,7 +32,9 @@ export class LazyChildLogger {
   }
 
   isLevelEnabled(level: string): boolean {
-    return this.made?.isLevelEnabled(level) ?? (this.options.level === undefined ? this.parent.isLevelEnabled(level) : this.logger.isLevelEnabled(level));
+    return (
+      this.made?.isLevelEnabled(level) ?? (this.options.level === undefined ? this.parent.isLevelEnabled(level) : this.logger.isLevelEnabled(level))
+    );
   }
 
   bindings(): Bindings {

@@ -28,7 +28,8 @@ export interface SpecialistCall {
  */
 function withSystemPrompt(systemPrompt: string, messages: readonly ChatMessage[]): ChatMessage[] {
   // The usual request has no system message of its own: one copy, no filtering.
-  if (!messages.some((m) => m.role === "system")) return systemPrompt.length > 0 ? [{ role: "system", content: systemPrompt }, ...messages] : [...messages];
+  if (!messages.some((m) => m.role === "system"))
+    return systemPrompt.length > 0 ? [{ role: "system", content: systemPrompt }, ...messages] : [...messages];
   const callerSystem = messages.filter((m) => m.role === "system").map((m) => m.content);
   const rest = messages.filter((m) => m.role !== "system");
   const system = [systemPrompt, ...callerSystem].filter((s) => s.length > 0).join("\n\n");

@@ -263,7 +263,17 @@ export class SqliteLedger implements LedgerStore {
     return this.commits.write(() => {
       this.registerNode();
       this.move(r.accountId, r.mode, r.period, r.at.slice(0, 10), r.specialist, 1, 0);
-      const inserted = this.statements.insertEvent.run(r.requestId, r.accountId, r.keyId, r.mode, r.period, r.endpoint, r.specialist, r.at, this.node.id);
+      const inserted = this.statements.insertEvent.run(
+        r.requestId,
+        r.accountId,
+        r.keyId,
+        r.mode,
+        r.period,
+        r.endpoint,
+        r.specialist,
+        r.at,
+        this.node.id,
+      );
       return Number(inserted.lastInsertRowid);
     });
   }
