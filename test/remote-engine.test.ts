@@ -16,17 +16,18 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-async function waitForHealth(url: string, child: ChildProcess): Promise<void> {
+/** Until the upstream serves: /health answers while the models still load, /ready only once they are loaded. */
+async function waitForReady(url: string, child: ChildProcess): Promise<void> {
   for (let i = 0; i < 200; i++) {
     if (child.exitCode !== null) throw new Error(`upstream exited with ${child.exitCode}`);
     try {
-      if ((await fetch(`${url}/health`)).ok) return;
+      if ((await fetch(`${url}/ready`)).ok) return;
     } catch {
       // not listening yet
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
-  throw new Error("upstream did not become healthy");
+  throw new Error("upstream did not become ready");
 }
 
 describe("remote engine against a second Alveare process", () => {
@@ -49,7 +50,7 @@ describe("remote engine against a second Alveare process", () => {
       env,
       stdio: ["ignore", "ignore", "inherit"],
     });
-    await waitForHealth(`http://127.0.0.1:${port}`, upstream);
+    await waitForReady(`http://127.0.0.1:${port}`, upstream);
     server = await startTestServer({
       specialists: {
         faraway: {
