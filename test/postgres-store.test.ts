@@ -67,6 +67,60 @@ describe("PostgreSQL: admission across nodes", () => {
     }
   });
 
+  it("writes the admissions that arrive together in one transaction, each with its own ledger row", async () => {
+    const databaseUrl = await freshDatabase();
+    const [node] = await openMany(databaseUrl, 1);
+    const pool = new pg.Pool({ connectionString: databaseUrl });
+    try {
+      await node!.accounts.createAccount(account("acct_a"));
+      const ids = await Promise.all(Array.from({ length: 50 }, (_, i) => node!.ledger.admit(admission(1000, i))));
+      assert.ok(ids.every((id) => id !== undefined));
+      const rows = (await pool.query("SELECT id::int AS id, request_id, xmin::text AS tx FROM usage_events")).rows as Array<{
+        id: number;
+        request_id: string;
+        tx: string;
+      }>;
+      assert.equal(rows.length, 50);
+      // Rows inserted by one transaction share its id: 50 admissions of one turn, one commit.
+      assert.equal(new Set(rows.map((r) => r.tx)).size, 1);
+      const byRequest = new Map(rows.map((r) => [r.request_id, r.id]));
+      ids.forEach((id, i) => assert.equal(id, byRequest.get(`req_${i}`), "each admission gets the ledger row of its own request"));
+      assert.equal((await node!.ledger.periodUsage("acct_a", "live", PERIOD)).requests, 50);
+      const day = (await pool.query("SELECT requests FROM usage_daily")).rows as Array<{ requests: number }>;
+      assert.deepEqual(day, [{ requests: 50 }]);
+    } finally {
+      await pool.end();
+      await closeAll([node!]);
+    }
+  });
+
+  it("admits a batch that does not fit whole up to the limit exactly, first come first served, and keeps repeated request ids apart", async () => {
+    const databaseUrl = await freshDatabase();
+    const [node] = await openMany(databaseUrl, 1);
+    const pool = new pg.Pool({ connectionString: databaseUrl });
+    try {
+      await node!.accounts.createAccount(account("acct_a"));
+      for (let i = 0; i < 25; i++) assert.notEqual(await node!.ledger.admit(admission(30, i)), undefined);
+      // 20 arriving together with 5 left: the group is decided one by one, in arrival order.
+      const ids = await Promise.all(Array.from({ length: 20 }, (_, i) => node!.ledger.admit(admission(30, 100 + i))));
+      assert.deepEqual(
+        ids.map((id) => id !== undefined),
+        Array.from({ length: 20 }, (_, i) => i < 5),
+      );
+      assert.equal((await node!.ledger.periodUsage("acct_a", "live", PERIOD)).requests, 30);
+      const count = (await pool.query("SELECT COUNT(*)::int AS n FROM usage_events")).rows[0] as { n: number };
+      assert.equal(count.n, 30);
+
+      await node!.accounts.createAccount(account("acct_b"));
+      const twice = { ...admission(1000, 7), accountId: "acct_b", requestId: "req_same" };
+      const [first, second] = await Promise.all([node!.ledger.admit(twice), node!.ledger.admit(twice)]);
+      assert.ok(first !== undefined && second !== undefined && first !== second, "a repeated request id still gets a row of its own");
+    } finally {
+      await pool.end();
+      await closeAll([node!]);
+    }
+  });
+
   it("creates no more keys than the cap when several nodes create keys for one account at once", async () => {
     const databaseUrl = await freshDatabase();
     const nodes = await openMany(databaseUrl, 3);

@@ -1,34 +1,12 @@
 import type pg from "pg";
 import { countsAgainstQuota } from "../../metering/counting-rule.js";
+import { AdmissionBatch } from "./pg-admissions.js";
 import { CompletionBatch } from "./pg-completions.js";
 import { CompletionRetryQueue, isTransientDatabaseError } from "./completion-retry.js";
 import type { AdmissionRecord, CompletionRecord, LedgerStore, Mode, PeriodUsage, RefusalRecord, UsageBreakdown } from "../store.js";
 
 // A period "YYYY-MM" spans the days "YYYY-MM-01" to "YYYY-MM-31" as text; refusals are kept per day.
 const REFUSALS_IN_PERIOD = "account_id = $1 AND mode = $2 AND day BETWEEN $3::text || '-01' AND $3::text || '-31'";
-
-/**
- * One statement per admission, so it is atomic and exact across nodes: the
- * counter row is incremented only while it is below the limit (a concurrent
- * admission on another node waits for the row lock and re-checks the new
- * count), and the day's aggregate and the ledger row are written only when it
- * was. Nothing is read first and written later.
- */
-const ADMIT = `
-  WITH counted AS (
-    INSERT INTO usage_counters AS c (account_id, mode, period, requests)
-    SELECT $1, $2, $3, 1 WHERE $4::integer > 0
-    ON CONFLICT (account_id, mode, period) DO UPDATE SET requests = c.requests + 1 WHERE c.requests < $4::integer
-    RETURNING 1
-  ), daily AS (
-    INSERT INTO usage_daily AS d (account_id, mode, period, day, specialist, requests)
-    SELECT $1, $2, $3, substr($5, 1, 10), $6, 1 FROM counted
-    ON CONFLICT (account_id, mode, period, day, specialist) DO UPDATE SET requests = d.requests + 1
-    RETURNING 1
-  )
-  INSERT INTO usage_events (request_id, account_id, key_id, mode, period, endpoint, specialist, created_at, node_id)
-  SELECT $7, $1, $8, $2, $3, $9, $6, $5, $10 FROM counted
-  RETURNING id`;
 
 /**
  * Closes ledger rows and moves their aggregates by the counting rule, in one
@@ -137,6 +115,11 @@ export class PgLedger implements LedgerStore {
     text: FINISH_ONE,
     params: (r) => [...outcomeParams(r), r.eventId],
   });
+  private readonly admissions = new AdmissionBatch(
+    async <R>(text: string, name: string, values: unknown[]) =>
+      (await oneRetryOnDeadlock(() => this.pool.query<R & pg.QueryResultRow>({ name, text, values }))).rows,
+    () => this.nodeId(),
+  );
   /** Completions the database could not take when they came, written again until it does. */
   readonly retries = new CompletionRetryQueue((r) => this.write(r));
 
@@ -146,10 +129,9 @@ export class PgLedger implements LedgerStore {
     private readonly nodeId: () => string | null,
   ) {}
 
-  async admit(r: AdmissionRecord): Promise<number | undefined> {
-    const params = [r.accountId, r.mode, r.period, r.limit, r.at, r.specialist, r.requestId, r.keyId, r.endpoint, this.nodeId()];
-    const { rows } = await oneRetryOnDeadlock(() => this.pool.query<{ id: number }>({ name: "alveare_admit", text: ADMIT, values: params }));
-    return rows[0]?.id;
+  /** Batched with the admissions that arrive while another is being written (one statement and one commit for all). */
+  admit(r: AdmissionRecord): Promise<number | undefined> {
+    return this.admissions.admit(r);
   }
 
   /**
