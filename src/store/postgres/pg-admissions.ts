@@ -1,5 +1,5 @@
 import type { AdmissionRecord } from "../store.js";
-import { GroupWriter } from "./group-writer.js";
+import { GroupWriter } from "../../group-writer.js";
 
 /**
  * One admission in one statement, atomic and exact across nodes: the counter

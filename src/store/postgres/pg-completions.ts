@@ -1,6 +1,6 @@
 import { countsAgainstQuota } from "../../metering/counting-rule.js";
 import type { CompletionRecord } from "../store.js";
-import { GroupWriter } from "./group-writer.js";
+import { GroupWriter } from "../../group-writer.js";
 
 /**
  * Closes many ledger rows, each with its own outcome, in one statement: the

@@ -8,13 +8,13 @@ interface Waiting<I, O> {
 }
 
 /**
- * Group commit for one kind of statement: while a statement is in flight the
- * items that arrive wait, and go out together in the next one as soon as it
- * returns. Under load many requests share one statement and one commit (one
- * fsync) instead of queueing on the same counter row one commit each; an idle
- * writer sends the first item at the end of its event-loop turn, so a lone
- * request waits for nothing. Each caller's promise settles with its own
- * result, and a failed statement fails every item it carried.
+ * Group commit for one kind of call to a shared store: while a call is in
+ * flight the items that arrive wait, and go out together in the next one as
+ * soon as it returns. Under load many requests share one statement and one
+ * commit (PostgreSQL) or one read (Redis) instead of a network round trip
+ * each; an idle writer sends the first item at the end of its event-loop turn,
+ * so a lone request waits for nothing. Each caller's promise settles with its
+ * own result, and a failed call fails every item it carried.
  */
 export class GroupWriter<I, O> {
   private waiting: Array<Waiting<I, O>> = [];
