@@ -3,7 +3,7 @@ const MAX_BATCH = 500;
 
 interface Waiting<I, O> {
   item: I;
-  resolve: (result: O) => void;
+  resolve: (result: O | Promise<O>) => void;
   reject: (error: unknown) => void;
 }
 
@@ -22,8 +22,13 @@ export class GroupWriter<I, O> {
   private scheduled = false;
 
   constructor(
-    /** Writes the items in one statement and returns one result per item, in order. */
-    private readonly write: (items: I[]) => Promise<O[]>,
+    /**
+     * Writes the items in one statement and returns one result per item, in
+     * order. A result may be a promise: that item is then settled by it, after
+     * the writer has moved on (work one item still needs, which must neither
+     * hold up the next statement nor fail the items already written).
+     */
+    private readonly write: (items: I[]) => Promise<Array<O | Promise<O>>>,
     /** Statements of this kind running at once. */
     private readonly maxInFlight = 1,
   ) {}
@@ -59,6 +64,7 @@ export class GroupWriter<I, O> {
   private async run(batch: Array<Waiting<I, O>>): Promise<void> {
     try {
       const results = await this.write(batch.map((w) => w.item));
+      if (results.length !== batch.length) throw new Error(`a group write returned ${results.length} results for ${batch.length} items`);
       batch.forEach((w, i) => w.resolve(results[i]!));
     } catch (error) {
       for (const w of batch) w.reject(error);

@@ -30,7 +30,9 @@ export const ADMIT_ONE = `
  * lock re-checks it against the newest count, as for one), or none of it is.
  * A group that does not fit returns no rows; its admissions are then decided
  * one by one, so the limit is exact to the last request. Counter rows are
- * taken in key order, so two batches never wait on each other's rows.
+ * taken in key order (bytewise, as the tables' "C" columns sort, whatever the
+ * database's default collation), the order every statement that moves
+ * counters takes them in, so two batches never wait on each other's rows.
  */
 const ADMIT_MANY = `
   WITH input AS (
@@ -40,7 +42,7 @@ const ADMIT_MANY = `
     SELECT account_id, mode, period, MIN(lim) AS lim, COUNT(*)::integer AS n FROM input GROUP BY 1, 2, 3
   ), counted AS (
     INSERT INTO usage_counters AS c (account_id, mode, period, requests)
-    SELECT account_id, mode, period, n FROM wanted WHERE n <= lim ORDER BY 1, 2, 3
+    SELECT account_id, mode, period, n FROM wanted WHERE n <= lim ORDER BY account_id COLLATE "C", mode COLLATE "C", period COLLATE "C"
     ON CONFLICT (account_id, mode, period) DO UPDATE SET requests = c.requests + EXCLUDED.requests
       WHERE c.requests + EXCLUDED.requests <= (SELECT w.lim FROM wanted w WHERE w.account_id = c.account_id AND w.mode = c.mode AND w.period = c.period)
     RETURNING account_id, mode, period
@@ -48,7 +50,8 @@ const ADMIT_MANY = `
     SELECT i.* FROM input i JOIN counted USING (account_id, mode, period)
   ), daily AS (
     INSERT INTO usage_daily AS d (account_id, mode, period, day, specialist, requests)
-    SELECT account_id, mode, period, substr(created_at, 1, 10), specialist, COUNT(*) FROM admitted GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+    SELECT account_id, mode, period, substr(created_at, 1, 10), specialist, COUNT(*) FROM admitted GROUP BY 1, 2, 3, 4, 5
+    ORDER BY account_id COLLATE "C", mode COLLATE "C", period COLLATE "C", substr(created_at, 1, 10) COLLATE "C", specialist COLLATE "C"
     ON CONFLICT (account_id, mode, period, day, specialist) DO UPDATE SET requests = d.requests + EXCLUDED.requests
   )
   INSERT INTO usage_events (request_id, account_id, key_id, mode, period, endpoint, specialist, created_at, node_id)
@@ -83,7 +86,7 @@ export class AdmissionBatch {
     return rows[0]?.id;
   }
 
-  private async write(records: AdmissionRecord[]): Promise<Array<number | undefined>> {
+  private async write(records: AdmissionRecord[]): Promise<Array<number | undefined | Promise<number | undefined>>> {
     if (records.length === 1) return [await this.one(records[0]!)];
     // Rows come back by request id; a repeated id (a client's own) is decided on its own after the batch.
     const seen = new Set<string>();
@@ -91,18 +94,20 @@ export class AdmissionBatch {
     for (const r of records) if (!seen.has(r.requestId) && seen.add(r.requestId)) batch.push(r);
     const rows = await this.run<{ id: number; request_id: string }>(ADMIT_MANY, "alveare_admit_many", this.manyParams(batch));
     const ids = new Map(rows.map((row) => [row.request_id, row.id]));
-    const results: Array<number | undefined> = [];
-    for (const r of records) {
+    // Not in the batch's rows: a repeated id, or a group that did not fit whole. Those are decided
+    // one at a time in arrival order, after the batch's own rows are answered and without holding
+    // up the next batch; a failure there fails only its own request, never one already admitted.
+    let alone: Promise<unknown> = Promise.resolve();
+    return records.map((r) => {
       const id = ids.get(r.requestId);
       if (id !== undefined) {
         ids.delete(r.requestId);
-        results.push(id);
-      } else {
-        // Not in the batch's rows: a repeated id, or a group that did not fit whole, decided one at a time in arrival order.
-        results.push(await this.one(r));
+        return id;
       }
-    }
-    return results;
+      const decided = alone.then(() => this.one(r));
+      alone = decided.catch(() => undefined);
+      return decided;
+    });
   }
 
   private manyParams(records: AdmissionRecord[]): unknown[] {

@@ -7,7 +7,9 @@ import { GroupWriter } from "../../group-writer.js";
  * same steps as closing one (only rows still unfinished, or settled by a
  * survivor and now completed by their own node, which count again; none is
  * counted twice; ledger rows, then counters, then days), with each row's change to
- * the aggregates summed per counter and per day first.
+ * the aggregates summed per counter and per day first. The counters are locked
+ * in key order first, the order batched admissions take them in, so a batch of
+ * completions and one of admissions over the same accounts never deadlock.
  */
 const FINISH_MANY = `
   WITH input AS (
@@ -25,10 +27,13 @@ const FINISH_MANY = `
   ), per_day AS (
     SELECT account_id, mode, period, day, specialist, SUM(requests)::integer AS requests, SUM(tokens)::bigint AS tokens
     FROM finished GROUP BY 1, 2, 3, 4, 5
+  ), locked AS (
+    SELECT 1 FROM usage_counters c JOIN (SELECT DISTINCT account_id, mode, period FROM per_day) p USING (account_id, mode, period)
+    ORDER BY c.account_id, c.mode, c.period FOR UPDATE OF c
   ), counters AS (
     UPDATE usage_counters c SET requests = c.requests + p.requests, tokens = c.tokens + p.tokens
     FROM (SELECT account_id, mode, period, SUM(requests)::integer AS requests, SUM(tokens)::bigint AS tokens FROM per_day GROUP BY 1, 2, 3) p
-    WHERE c.account_id = p.account_id AND c.mode = p.mode AND c.period = p.period
+    WHERE c.account_id = p.account_id AND c.mode = p.mode AND c.period = p.period AND (SELECT COUNT(*) FROM locked) >= 0
     RETURNING 1
   )
   UPDATE usage_daily d SET requests = d.requests + p.requests, tokens = d.tokens + p.tokens

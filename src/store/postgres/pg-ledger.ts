@@ -20,8 +20,9 @@ const REFUSALS_IN_PERIOD = "account_id = $1 AND mode = $2 AND day BETWEEN $3::te
  * unfinished rows, and settled ones by their owner, are closed, each exactly
  * once: the completion clears `settled_by`.
  *
- * Locks are taken in one order everywhere, ledger row, then counter, then day,
- * as admission takes counter then day: the day update waits for the counter
+ * Locks are taken in one order everywhere, ledger rows, then counters (in key
+ * order, as batched admissions take them), then days, as admission takes
+ * counters then days: the day update waits for the counter
  * update (a one-time filter on its result), so two statements never hold each
  * other's rows. Returns one row per day and specialist, with how many ledger
  * rows it closed.
@@ -36,10 +37,13 @@ const finishRows = (which: string, settledBy: string): string => `
   ), per_day AS (
     SELECT account_id, mode, period, day, specialist, COUNT(*)::integer AS n, COUNT(*) FILTER (WHERE was_settled)::integer AS back
     FROM finished GROUP BY 1, 2, 3, 4, 5
+  ), locked AS (
+    SELECT 1 FROM usage_counters c JOIN (SELECT DISTINCT account_id, mode, period FROM per_day) p USING (account_id, mode, period)
+    ORDER BY c.account_id, c.mode, c.period FOR UPDATE OF c
   ), counters AS (
     UPDATE usage_counters c SET requests = c.requests + $6::integer * p.n + p.back, tokens = c.tokens + $7::bigint * p.n
     FROM (SELECT account_id, mode, period, SUM(n)::integer AS n, SUM(back)::integer AS back FROM per_day GROUP BY 1, 2, 3) p
-    WHERE c.account_id = p.account_id AND c.mode = p.mode AND c.period = p.period
+    WHERE c.account_id = p.account_id AND c.mode = p.mode AND c.period = p.period AND (SELECT COUNT(*) FROM locked) >= 0
     RETURNING 1
   )
   UPDATE usage_daily d SET requests = d.requests + $6::integer * p.n + p.back, tokens = d.tokens + $7::bigint * p.n
@@ -89,18 +93,20 @@ export { outcomeParams };
 
 /** PostgreSQL's deadlock_detected: the statement was rolled back whole, so running it again is safe. */
 const DEADLOCK = "40P01";
+const DEADLOCK_TRIES = 3;
 
 /**
  * Every ledger statement locks rows in one order, so a deadlock should not
  * happen; should one still (a lock order PostgreSQL chose differently), the
- * victim's statement is rolled back and is run once more rather than failing a request.
+ * victim's statement is rolled back and is run again rather than failing a request.
  */
-async function oneRetryOnDeadlock<T>(run: () => Promise<T>): Promise<T> {
-  try {
-    return await run();
-  } catch (error) {
-    if ((error as { code?: string }).code !== DEADLOCK) throw error;
-    return run();
+async function retryOnDeadlock<T>(run: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await run();
+    } catch (error) {
+      if ((error as { code?: string }).code !== DEADLOCK || attempt >= DEADLOCK_TRIES) throw error;
+    }
   }
 }
 
@@ -111,13 +117,13 @@ async function oneRetryOnDeadlock<T>(run: () => Promise<T>): Promise<T> {
  * scans the ledger for its totals.
  */
 export class PgLedger implements LedgerStore {
-  private readonly completions = new CompletionBatch((text, name, values) => oneRetryOnDeadlock(() => this.pool.query({ name, text, values })), {
+  private readonly completions = new CompletionBatch((text, name, values) => retryOnDeadlock(() => this.pool.query({ name, text, values })), {
     text: FINISH_ONE,
     params: (r) => [...outcomeParams(r), r.eventId],
   });
   private readonly admissions = new AdmissionBatch(
     async <R>(text: string, name: string, values: unknown[]) =>
-      (await oneRetryOnDeadlock(() => this.pool.query<R & pg.QueryResultRow>({ name, text, values }))).rows,
+      (await retryOnDeadlock(() => this.pool.query<R & pg.QueryResultRow>({ name, text, values }))).rows,
     () => this.nodeId(),
   );
   /** Completions the database could not take when they came, written again until it does. */
