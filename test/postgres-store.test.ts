@@ -206,19 +206,17 @@ describe("PostgreSQL: admission across nodes", () => {
         while (Date.now() < deadline) {
           const ids = await Promise.all(order.map((a) => node.admissions.admit({ ...admission(1_000_000, seq++), accountId: a })));
           await Promise.all(
-            ids
-              .reverse()
-              .map((id) =>
-                node.completions.add({
-                  ...admission(1_000_000, 0),
-                  eventId: id!,
-                  status: 200,
-                  promptTokens: 1,
-                  completionTokens: 1,
-                  latencyMs: 1,
-                  at: AT,
-                }),
-              ),
+            ids.reverse().map((id) =>
+              node.completions.add({
+                ...admission(1_000_000, 0),
+                eventId: id!,
+                status: 200,
+                promptTokens: 1,
+                completionTokens: 1,
+                latencyMs: 1,
+                at: AT,
+              }),
+            ),
           );
         }
       };
