@@ -7,7 +7,7 @@
  * Shared backends: PostgreSQL (--database-url, an empty database of its own) + Redis.
  * Also per request: Redis commands (INFO commandstats) and PostgreSQL transactions
  * (pg_stat_database.xact_commit of the benchmark's database, all nodes together).
- * --modes picks modes (sqlite,shared,two); --profile DIR writes the shared nodes' .cpuprofile files there.
+ * --modes picks modes (sqlite,shared,two); --profile DIR writes every node's .cpuprofile file there (one per run, in run order).
  * Usage: node dist/bench/shared-mode.js [--seconds N] [--connections N] [--rounds N] [--redis-url U] [--database-url U]
  *        [--modes sqlite,shared,two] [--profile DIR]
  */
@@ -190,7 +190,7 @@ try {
     try {
       for (let i = 0; i < count; i++) {
         const port = 19500 + Math.floor(Math.random() * 400);
-        const profile = values.profile !== undefined && mode !== "1 node, SQLite" ? ["--cpu-prof", "--cpu-prof-dir", values.profile] : [];
+        const profile = values.profile !== undefined ? ["--cpu-prof", "--cpu-prof-dir", values.profile] : [];
         servers.push(await startProcess([...profile, join(here, "serve-for-bench.js"), String(port), String(upstreamPort), dataDir, "gate"], env));
         urls.push(`http://127.0.0.1:${port}`);
       }

@@ -242,6 +242,27 @@ describe("redis limiter shared by several nodes", () => {
     for (const r of results.filter((x) => !x.granted)) assert.equal(refused(r).retryAfterMs, WINDOW);
   });
 
+  it("counts a monthly counter in the same step only when the limits grant, the counter exists and is below its limit", async () => {
+    const clock = new ManualClock();
+    const [a, b] = await nodes(clock.now);
+    const { redis } = opened[opened.length - 1]!;
+    const counter = { key: `${prefix}counter-step`, limit: 3 };
+    // No counter yet: granted, not counted, and nothing created (the quota counter seeds it from the ledger).
+    assert.equal(granted(await a!.acquire("step", requestsOnly(4), 0, counter)).counted, false);
+    assert.equal(await redis.get(counter.key), null);
+    await redis.set(counter.key, "1");
+    assert.equal(granted(await a!.acquire("step", requestsOnly(4), 0, counter)).counted, true);
+    assert.equal(granted(await b!.acquire("step", requestsOnly(4), 0, counter)).counted, true);
+    assert.equal(await redis.get(counter.key), "3");
+    // At its limit: the limits still grant; the counter is left as it is for the quota counter to decide.
+    assert.equal(granted(await b!.acquire("step", requestsOnly(4), 0, counter)).counted, false);
+    assert.equal(await redis.get(counter.key), "3");
+    // Refused by the request window (4 admitted above): the counter is never touched.
+    await redis.set(counter.key, "0");
+    refused(await a!.acquire("step", requestsOnly(4), 0, counter));
+    assert.equal(await redis.get(counter.key), "0");
+  });
+
   it("frees a dead node's concurrency slots once their lease expires, never before", async () => {
     const clock = new ManualClock();
     const [dying, survivor] = await nodes(clock.now);

@@ -80,6 +80,64 @@ describe("key cache: a change on any node holds on every node's next lookup", ()
   });
 });
 
+describe("redis key cache: one generation read for the lookups of a moment", () => {
+  const prefix = testPrefix("keygen");
+  const connections: RedisConnection[] = [];
+  after(async () => {
+    for (const c of connections) c.redis.disconnect();
+    await deletePrefix(prefix);
+  });
+
+  it("shares a GET among lookups that arrived before it was sent, never with one that arrived after", async () => {
+    const stores = await createStore({ dataDir: tempDir() });
+    try {
+      const a = await testConnection(prefix);
+      const b = await testConnection(prefix);
+      connections.push(a, b);
+      const nodeA = new RedisKeyCache(a, stores.accounts);
+      const nodeB = new RedisKeyCache(b, stores.accounts);
+      const plans = configFor(remote("http://127.0.0.1:1")).plans;
+      const accounts = new AccountService(stores, plans, () => nodeA.invalidate());
+      const account = await accounts.createAccount(CLI_CONTEXT, "x", "roomy");
+      const { record, key } = await accounts.createKey(CLI_CONTEXT, account.id, "live");
+      const hash = hashKey(key);
+      await nodeB.find(hash);
+
+      // Node B's GETs are counted; the answer of the first one after `hold` is kept back until the test releases it.
+      const realGet = b.redis.get.bind(b.redis);
+      let gets = 0;
+      let held: Promise<void> | undefined;
+      let release: () => void = () => undefined;
+      const hold = (): void => void (held = new Promise<void>((resolve) => (release = resolve)));
+      b.redis.get = (async (k: string) => {
+        gets++;
+        const answer = await realGet(k);
+        const wait = held;
+        held = undefined;
+        if (wait !== undefined) await wait;
+        return answer;
+      }) as typeof b.redis.get;
+
+      const together = await Promise.all(Array.from({ length: 20 }, () => nodeB.find(hash)));
+      assert.ok(together.every((found) => found?.key.revokedAt === null));
+      assert.equal(gets, 1, "twenty lookups of one moment, one GET");
+
+      gets = 0;
+      hold();
+      const before = nodeB.find(hash); // its GET has answered (not revoked yet) and is held in flight
+      await new Promise((r) => setTimeout(r, 20));
+      await accounts.revokeKey(CLI_CONTEXT, record.id);
+      const afterRevoke = nodeB.find(hash); // arrives while that GET is in flight
+      release();
+      assert.equal((await before)?.key.revokedAt, null, "the lookup that arrived before the revocation may pass");
+      assert.notEqual((await afterRevoke)?.key.revokedAt, null, "the one that arrived after it reads the generation again");
+      assert.equal(gets, 2);
+    } finally {
+      await stores.close();
+    }
+  });
+});
+
 describe("sign-in failures are counted across nodes", () => {
   const prefix = testPrefix("signin");
   let connection: RedisConnection;

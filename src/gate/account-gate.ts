@@ -131,7 +131,9 @@ export class AccountGate implements Gate {
       return { admitted: false, error: errors.reservationTooLarge(reserve, reservation.promptTokens, limits.tokens.limit, limits.tokens.windowMs) };
     }
 
-    const acquired = await this.parts.limiter.acquire(caller.keyId, limits, reserve);
+    const now = this.parts.now();
+    const quotaRequest = { requestId, caller, specialistId, endpoint, limit: plan.requestsPerMonth, at: now };
+    const acquired = await this.parts.limiter.acquire(caller.keyId, limits, reserve, this.parts.quota.counterStep?.(quotaRequest));
     if (!acquired.granted) {
       const error =
         acquired.refusedBy === "requests"
@@ -143,10 +145,9 @@ export class AccountGate implements Gate {
     }
     const { lease } = acquired;
 
-    const now = this.parts.now();
     let ticket;
     try {
-      ticket = await this.parts.quota.take({ requestId, caller, specialistId, endpoint, limit: plan.requestsPerMonth, at: now });
+      ticket = await this.parts.quota.take(quotaRequest, acquired.counted === true);
     } catch (error) {
       await lease.cancel();
       throw error;

@@ -40,7 +40,25 @@ export interface KeyLease {
 }
 
 export type Acquisition =
-  { granted: true; report: LimitReport; lease: KeyLease } | { granted: false; report: LimitReport; refusedBy: LimitName; retryAfterMs: number };
+  | {
+      granted: true;
+      report: LimitReport;
+      lease: KeyLease;
+      /** True when the limiter also counted the request in the monthly counter it was given (see CounterStep). */
+      counted?: boolean;
+    }
+  | { granted: false; report: LimitReport; refusedBy: LimitName; retryAfterMs: number };
+
+/**
+ * A monthly counter kept in the limiter's own store, which the limiter may
+ * count in the same atomic step as the key's limits: one round trip instead
+ * of two. Only counted when the limits grant the request and the counter
+ * exists and is below `limit`; otherwise the quota counter decides as usual.
+ */
+export interface CounterStep {
+  key: string;
+  limit: number;
+}
 
 /**
  * Per-key limits: the request window, the token window and the concurrency
@@ -50,8 +68,8 @@ export type Acquisition =
 export interface RateLimiter {
   /** Looks without counting (headers on routes that consume nothing). */
   peek(keyId: string, limits: KeyLimits): Promise<LimitReport>;
-  /** Checks every limit and, only when all allow, counts the request in all of them. */
-  acquire(keyId: string, limits: KeyLimits, reserveTokens: number): Promise<Acquisition>;
+  /** Checks every limit and, only when all allow, counts the request in all of them (and in `counter`, when it can). */
+  acquire(keyId: string, limits: KeyLimits, reserveTokens: number, counter?: CounterStep): Promise<Acquisition>;
 }
 
 export interface QuotaRequest {
@@ -71,8 +89,14 @@ export interface QuotaTicket {
 
 /** The monthly quota per account and mode, and the ledger record of each admitted request. */
 export interface QuotaCounter {
-  /** Counts the request and records its admission, atomically; undefined when the quota is reached. */
-  take(request: QuotaRequest): Promise<QuotaTicket | undefined>;
+  /**
+   * Counts the request and records its admission, atomically; undefined when
+   * the quota is reached. `counted`: the limiter already counted it through
+   * this counter's `counterStep`, so only the admission is recorded.
+   */
+  take(request: QuotaRequest, counted?: boolean): Promise<QuotaTicket | undefined>;
+  /** The counter a limiter on the same store may count in its own step; absent when it cannot. */
+  counterStep?(request: QuotaRequest): CounterStep | undefined;
 }
 
 /** Verified keys, looked up by hash, and their invalidation. */

@@ -26,9 +26,12 @@ async function admin<T>(body: (client: pg.Client) => Promise<T>): Promise<T> {
 }
 
 /** A new, empty database of its own (alveare_t_<random>), so test runs never see each other's data. Returns its URL. */
-export async function freshDatabase(): Promise<string> {
+export async function freshDatabase(options: { icuLocale?: string } = {}): Promise<string> {
   const name = `alveare_t_${randomBytes(6).toString("hex")}`;
-  await admin((c) => c.query(`CREATE DATABASE ${name}`));
+  // A database whose default collation is a language's (ICU), not the bytewise one the test cluster has.
+  const collation =
+    options.icuLocale === undefined ? "" : ` TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE '${options.icuLocale}' LOCALE 'C.UTF-8'`;
+  await admin((c) => c.query(`CREATE DATABASE ${name}${collation}`));
   created.add(name);
   return urlOf(name);
 }

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Redis } from "ioredis";
 import type { AccountStore, KeyLookup } from "../../store/store.js";
+import { GroupWriter } from "../../group-writer.js";
 import type { KeyCache } from "../backends.js";
 import { redisClient, type RedisConnection } from "./connection.js";
 
@@ -9,7 +10,7 @@ const MAX_CACHED = 10_000;
 
 /**
  * Verified keys cached in this process, under a generation kept in Redis.
- * Every lookup reads the generation first (one GET), so a key revoked, an
+ * Every lookup reads the generation first (a GET sent after it arrived), so a key revoked, an
  * account suspended or a plan changed on any node or by the CLI is seen by
  * every node on its very next request: no TTL window. The broadcast on the
  * channel only drops the copies earlier, before the next lookup has to.
@@ -44,8 +45,20 @@ export class RedisKeyCache implements KeyCache {
     this.subscriber = subscriber;
   }
 
-  async find(hash: string): Promise<KeyLookup | undefined> {
+  /**
+   * One GET serves every lookup that arrived before it was sent: a lookup
+   * arriving while one is in flight waits for the next, so the generation it
+   * sees was always read after it arrived (a change committed before the
+   * request is never missed), and under load the nodes read it once per
+   * round trip rather than once per request.
+   */
+  private readonly generationReads = new GroupWriter<null, string | null>(async (lookups) => {
     const generation = await this.connection.redis.get(this.generationKey);
+    return lookups.map(() => generation);
+  });
+
+  async find(hash: string): Promise<KeyLookup | undefined> {
+    const generation = await this.generationReads.add(null);
     if (generation !== this.generation || this.cached.size >= MAX_CACHED) {
       this.cached.clear();
       this.generation = generation;

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import type { Acquisition, KeyLimits, LimitName, LimitReport, RateLimiter } from "../backends.js";
+import type { Acquisition, CounterStep, KeyLimits, LimitName, LimitReport, RateLimiter } from "../backends.js";
 import { CONCURRENCY_RETRY_MS } from "../in-process-limiter.js";
 import { type RedisConnection } from "./connection.js";
 import { LUA_NOW, LuaScript } from "./script.js";
@@ -18,7 +18,10 @@ const RENEW_EVERY_MS = LEASE_TTL_MS / 3;
  * limit the window was counted under. The checks mirror the in-process
  * limiter's, so both answer the same, headers included.
  * ARGV: now, mode, request limit, request window, token limit (-1: none),
- * token window, reservation, concurrency cap (-1: none), lease id, lease ttl.
+ * token window, reservation, concurrency cap (-1: none), lease id, lease ttl,
+ * and with a monthly counter as KEYS[6] (a CounterStep), its limit: a granted
+ * request is counted there too when the counter exists and is below it (the
+ * last value returned says whether it was).
  */
 const LIMIT_SCRIPT = new LuaScript(`${LUA_NOW}
 local acquire = ARGV[2] == 'acquire'
@@ -100,7 +103,15 @@ if acquire and reqOk == 1 and tokOk == 1 and concOk == 1 then
     redis.call('PEXPIRE', conc, leaseTtl * 2)
   end
 end
-return {granted, reqOk, reqRemaining, reqRetry, reqReset, tokOk, tokRemaining, tokRetry, tokReset, concOk}
+local counted = 0
+if granted == 1 and KEYS[6] then
+  local used = redis.call('GET', KEYS[6])
+  if used and tonumber(used) < tonumber(ARGV[11]) then
+    redis.call('INCR', KEYS[6])
+    counted = 1
+  end
+end
+return {granted, reqOk, reqRemaining, reqRetry, reqReset, tokOk, tokRemaining, tokRetry, tokReset, concOk, counted}
 `);
 
 /** Ends a lease: frees its slot, settles its tokens (an entry already out of the window stays out), and on cancel takes back its admission. */
@@ -159,7 +170,14 @@ export class RedisRateLimiter implements RateLimiter {
     return this.clock === undefined ? "" : String(this.clock());
   }
 
-  private async run(mode: "peek" | "acquire", keyId: string, limits: KeyLimits, reserve: number, id: string): Promise<number[]> {
+  private async run(
+    mode: "peek" | "acquire",
+    keyId: string,
+    limits: KeyLimits,
+    reserve: number,
+    id: string,
+    counter?: CounterStep,
+  ): Promise<number[]> {
     const args = [
       this.now(),
       mode,
@@ -172,7 +190,13 @@ export class RedisRateLimiter implements RateLimiter {
       id,
       LEASE_TTL_MS,
     ];
-    return (await LIMIT_SCRIPT.run(this.connection.redis, this.keys(keyId), args)) as number[];
+    const keys = this.keys(keyId);
+    if (counter !== undefined) {
+      // Another hash tag than the key's windows: one script over both needs a single Redis, not a Cluster.
+      keys.push(counter.key);
+      args.push(counter.limit);
+    }
+    return (await LIMIT_SCRIPT.run(this.connection.redis, keys, args)) as number[];
   }
 
   async peek(keyId: string, limits: KeyLimits): Promise<LimitReport> {
@@ -180,9 +204,9 @@ export class RedisRateLimiter implements RateLimiter {
     return reportOf(r, limits);
   }
 
-  async acquire(keyId: string, limits: KeyLimits, reserveTokens: number): Promise<Acquisition> {
+  async acquire(keyId: string, limits: KeyLimits, reserveTokens: number, counter?: CounterStep): Promise<Acquisition> {
     const id = randomUUID();
-    const r = await this.run("acquire", keyId, limits, reserveTokens, id);
+    const r = await this.run("acquire", keyId, limits, reserveTokens, id, counter);
     const report = reportOf(r, limits);
     if (r[0] !== 1) {
       const refusals: Array<[LimitName, number]> = [];
@@ -195,10 +219,13 @@ export class RedisRateLimiter implements RateLimiter {
     const keys = this.keys(keyId);
     if (limits.maxConcurrent !== undefined) this.held.set(id, keys[3]!);
     let open = true;
+    // Without a token or concurrency cap a settled lease holds nothing in Redis: no round trip for it.
+    const holdsNothing = limits.maxConcurrent === undefined && limits.tokens === undefined;
     const end = async (tokens: number, how: "settle" | "cancel"): Promise<void> => {
       if (!open) return;
       open = false;
       this.held.delete(id);
+      if (how === "settle" && holdsNothing) return;
       // Already counted and answered: a failure here only keeps the reservation until it leaves the window, the slot until its lease expires.
       await END_SCRIPT.run(this.connection.redis, keys.slice(0, 4), [id, tokens, how]).catch(() => undefined);
     };
@@ -210,6 +237,7 @@ export class RedisRateLimiter implements RateLimiter {
           limits.tokens && { limit: limits.tokens.limit, remaining: report.tokens.remaining - reserveTokens, resetMs: limits.tokens.windowMs },
       },
       lease: { settle: (used) => end(used, "settle"), cancel: () => end(0, "cancel") },
+      counted: r[10] === 1,
     };
   }
 

@@ -1,15 +1,15 @@
 import { countsAgainstQuota } from "../../metering/counting-rule.js";
 import type { CompletionRecord } from "../store.js";
-
-/** Rows closed in one statement at most: a longer turn's completions go out in several. */
-const MAX_BATCH = 500;
+import { GroupWriter } from "../../group-writer.js";
 
 /**
  * Closes many ledger rows, each with its own outcome, in one statement: the
  * same steps as closing one (only rows still unfinished, or settled by a
  * survivor and now completed by their own node, which count again; none is
  * counted twice; ledger rows, then counters, then days), with each row's change to
- * the aggregates summed per counter and per day first.
+ * the aggregates summed per counter and per day first. The counters are locked
+ * in key order first, the order batched admissions take them in, so a batch of
+ * completions and one of admissions over the same accounts never deadlock.
  */
 const FINISH_MANY = `
   WITH input AS (
@@ -27,10 +27,13 @@ const FINISH_MANY = `
   ), per_day AS (
     SELECT account_id, mode, period, day, specialist, SUM(requests)::integer AS requests, SUM(tokens)::bigint AS tokens
     FROM finished GROUP BY 1, 2, 3, 4, 5
+  ), locked AS (
+    SELECT 1 FROM usage_counters c JOIN (SELECT DISTINCT account_id, mode, period FROM per_day) p USING (account_id, mode, period)
+    ORDER BY c.account_id, c.mode, c.period FOR UPDATE OF c
   ), counters AS (
     UPDATE usage_counters c SET requests = c.requests + p.requests, tokens = c.tokens + p.tokens
     FROM (SELECT account_id, mode, period, SUM(requests)::integer AS requests, SUM(tokens)::bigint AS tokens FROM per_day GROUP BY 1, 2, 3) p
-    WHERE c.account_id = p.account_id AND c.mode = p.mode AND c.period = p.period
+    WHERE c.account_id = p.account_id AND c.mode = p.mode AND c.period = p.period AND (SELECT COUNT(*) FROM locked) >= 0
     RETURNING 1
   )
   UPDATE usage_daily d SET requests = d.requests + p.requests, tokens = d.tokens + p.tokens
@@ -39,50 +42,30 @@ const FINISH_MANY = `
     AND (SELECT COUNT(*) FROM counters) >= 0
   RETURNING 1`;
 
-interface Waiting {
-  record: CompletionRecord;
-  resolve: () => void;
-  reject: (error: unknown) => void;
-}
-
 /**
- * The completions of one event-loop turn, written together: under load many
- * requests end in the same turn, and one statement for all of them takes the
- * account's counter row once instead of once each. Each caller's promise
- * settles with its statement, so a failure reaches every completion it carried.
+ * The completions that end while another completion statement runs, written
+ * together: under load many requests end at once, and one statement for all of
+ * them takes the account's counter row once instead of once each. Each caller's
+ * promise settles with its statement, so a failure reaches every completion it carried.
  */
 export class CompletionBatch {
-  private waiting: Waiting[] = [];
+  private readonly writer: GroupWriter<CompletionRecord, void>;
 
   constructor(
     /** Runs one statement (with whatever retry the ledger applies). */
-    private readonly run: (text: string, name: string, values: unknown[]) => Promise<unknown>,
-    /** The one-row statement and its parameters, used when a turn has a single completion. */
-    private readonly one: { text: string; params: (r: CompletionRecord) => unknown[] },
-  ) {}
-
-  add(record: CompletionRecord): Promise<void> {
-    return new Promise((resolve, reject) => {
-      // After the I/O callbacks of this turn, so every request that ends in it joins.
-      if (this.waiting.length === 0) setImmediate(() => this.flush());
-      this.waiting.push({ record, resolve, reject });
+    run: (text: string, name: string, values: unknown[]) => Promise<unknown>,
+    /** The one-row statement and its parameters, used when a batch has a single completion. */
+    one: { text: string; params: (r: CompletionRecord) => unknown[] },
+  ) {
+    this.writer = new GroupWriter<CompletionRecord, void>(async (records) => {
+      if (records.length === 1) await run(one.text, "alveare_finish_one", one.params(records[0]!));
+      else await run(FINISH_MANY, "alveare_finish_many", manyParams(records));
+      return records.map(() => undefined);
     });
   }
 
-  private flush(): void {
-    const all = this.waiting;
-    this.waiting = [];
-    for (let i = 0; i < all.length; i += MAX_BATCH) void this.write(all.slice(i, i + MAX_BATCH));
-  }
-
-  private async write(batch: Waiting[]): Promise<void> {
-    try {
-      if (batch.length === 1) await this.run(this.one.text, "alveare_finish_one", this.one.params(batch[0]!.record));
-      else await this.run(FINISH_MANY, "alveare_finish_many", manyParams(batch.map((w) => w.record)));
-      for (const w of batch) w.resolve();
-    } catch (error) {
-      for (const w of batch) w.reject(error);
-    }
+  add(record: CompletionRecord): Promise<void> {
+    return this.writer.add(record);
   }
 }
 

@@ -1,34 +1,12 @@
 import type pg from "pg";
 import { countsAgainstQuota } from "../../metering/counting-rule.js";
+import { AdmissionBatch } from "./pg-admissions.js";
 import { CompletionBatch } from "./pg-completions.js";
 import { CompletionRetryQueue, isTransientDatabaseError } from "./completion-retry.js";
 import type { AdmissionRecord, CompletionRecord, LedgerStore, Mode, PeriodUsage, RefusalRecord, UsageBreakdown } from "../store.js";
 
 // A period "YYYY-MM" spans the days "YYYY-MM-01" to "YYYY-MM-31" as text; refusals are kept per day.
 const REFUSALS_IN_PERIOD = "account_id = $1 AND mode = $2 AND day BETWEEN $3::text || '-01' AND $3::text || '-31'";
-
-/**
- * One statement per admission, so it is atomic and exact across nodes: the
- * counter row is incremented only while it is below the limit (a concurrent
- * admission on another node waits for the row lock and re-checks the new
- * count), and the day's aggregate and the ledger row are written only when it
- * was. Nothing is read first and written later.
- */
-const ADMIT = `
-  WITH counted AS (
-    INSERT INTO usage_counters AS c (account_id, mode, period, requests)
-    SELECT $1, $2, $3, 1 WHERE $4::integer > 0
-    ON CONFLICT (account_id, mode, period) DO UPDATE SET requests = c.requests + 1 WHERE c.requests < $4::integer
-    RETURNING 1
-  ), daily AS (
-    INSERT INTO usage_daily AS d (account_id, mode, period, day, specialist, requests)
-    SELECT $1, $2, $3, substr($5, 1, 10), $6, 1 FROM counted
-    ON CONFLICT (account_id, mode, period, day, specialist) DO UPDATE SET requests = d.requests + 1
-    RETURNING 1
-  )
-  INSERT INTO usage_events (request_id, account_id, key_id, mode, period, endpoint, specialist, created_at, node_id)
-  SELECT $7, $1, $8, $2, $3, $9, $6, $5, $10 FROM counted
-  RETURNING id`;
 
 /**
  * Closes ledger rows and moves their aggregates by the counting rule, in one
@@ -42,8 +20,9 @@ const ADMIT = `
  * unfinished rows, and settled ones by their owner, are closed, each exactly
  * once: the completion clears `settled_by`.
  *
- * Locks are taken in one order everywhere, ledger row, then counter, then day,
- * as admission takes counter then day: the day update waits for the counter
+ * Locks are taken in one order everywhere, ledger rows, then counters (in key
+ * order, as batched admissions take them), then days, as admission takes
+ * counters then days: the day update waits for the counter
  * update (a one-time filter on its result), so two statements never hold each
  * other's rows. Returns one row per day and specialist, with how many ledger
  * rows it closed.
@@ -58,10 +37,13 @@ const finishRows = (which: string, settledBy: string): string => `
   ), per_day AS (
     SELECT account_id, mode, period, day, specialist, COUNT(*)::integer AS n, COUNT(*) FILTER (WHERE was_settled)::integer AS back
     FROM finished GROUP BY 1, 2, 3, 4, 5
+  ), locked AS (
+    SELECT 1 FROM usage_counters c JOIN (SELECT DISTINCT account_id, mode, period FROM per_day) p USING (account_id, mode, period)
+    ORDER BY c.account_id, c.mode, c.period FOR UPDATE OF c
   ), counters AS (
     UPDATE usage_counters c SET requests = c.requests + $6::integer * p.n + p.back, tokens = c.tokens + $7::bigint * p.n
     FROM (SELECT account_id, mode, period, SUM(n)::integer AS n, SUM(back)::integer AS back FROM per_day GROUP BY 1, 2, 3) p
-    WHERE c.account_id = p.account_id AND c.mode = p.mode AND c.period = p.period
+    WHERE c.account_id = p.account_id AND c.mode = p.mode AND c.period = p.period AND (SELECT COUNT(*) FROM locked) >= 0
     RETURNING 1
   )
   UPDATE usage_daily d SET requests = d.requests + $6::integer * p.n + p.back, tokens = d.tokens + $7::bigint * p.n
@@ -111,18 +93,20 @@ export { outcomeParams };
 
 /** PostgreSQL's deadlock_detected: the statement was rolled back whole, so running it again is safe. */
 const DEADLOCK = "40P01";
+const DEADLOCK_TRIES = 3;
 
 /**
  * Every ledger statement locks rows in one order, so a deadlock should not
  * happen; should one still (a lock order PostgreSQL chose differently), the
- * victim's statement is rolled back and is run once more rather than failing a request.
+ * victim's statement is rolled back and is run again rather than failing a request.
  */
-async function oneRetryOnDeadlock<T>(run: () => Promise<T>): Promise<T> {
-  try {
-    return await run();
-  } catch (error) {
-    if ((error as { code?: string }).code !== DEADLOCK) throw error;
-    return run();
+async function retryOnDeadlock<T>(run: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await run();
+    } catch (error) {
+      if ((error as { code?: string }).code !== DEADLOCK || attempt >= DEADLOCK_TRIES) throw error;
+    }
   }
 }
 
@@ -133,10 +117,15 @@ async function oneRetryOnDeadlock<T>(run: () => Promise<T>): Promise<T> {
  * scans the ledger for its totals.
  */
 export class PgLedger implements LedgerStore {
-  private readonly completions = new CompletionBatch((text, name, values) => oneRetryOnDeadlock(() => this.pool.query({ name, text, values })), {
+  private readonly completions = new CompletionBatch((text, name, values) => retryOnDeadlock(() => this.pool.query({ name, text, values })), {
     text: FINISH_ONE,
     params: (r) => [...outcomeParams(r), r.eventId],
   });
+  private readonly admissions = new AdmissionBatch(
+    async <R>(text: string, name: string, values: unknown[]) =>
+      (await retryOnDeadlock(() => this.pool.query<R & pg.QueryResultRow>({ name, text, values }))).rows,
+    () => this.nodeId(),
+  );
   /** Completions the database could not take when they came, written again until it does. */
   readonly retries = new CompletionRetryQueue((r) => this.write(r));
 
@@ -146,10 +135,9 @@ export class PgLedger implements LedgerStore {
     private readonly nodeId: () => string | null,
   ) {}
 
-  async admit(r: AdmissionRecord): Promise<number | undefined> {
-    const params = [r.accountId, r.mode, r.period, r.limit, r.at, r.specialist, r.requestId, r.keyId, r.endpoint, this.nodeId()];
-    const { rows } = await oneRetryOnDeadlock(() => this.pool.query<{ id: number }>({ name: "alveare_admit", text: ADMIT, values: params }));
-    return rows[0]?.id;
+  /** Batched with the admissions that arrive while another is being written (one statement and one commit for all). */
+  admit(r: AdmissionRecord): Promise<number | undefined> {
+    return this.admissions.admit(r);
   }
 
   /**

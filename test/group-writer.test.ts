@@ -1,0 +1,49 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import { GroupWriter } from "../src/group-writer.js";
+
+describe("group writer", () => {
+  it("sends the first item alone, then everything that arrived meanwhile in one call, in order", async () => {
+    const calls: number[][] = [];
+    let release: () => void = () => undefined;
+    const writer = new GroupWriter<number, number>(async (items) => {
+      calls.push(items);
+      if (calls.length === 1) await new Promise<void>((r) => (release = r));
+      return items.map((i) => i * 10);
+    });
+    const first = writer.add(1);
+    await new Promise((r) => setImmediate(r));
+    const rest = [2, 3, 4].map((i) => writer.add(i));
+    await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(calls, [[1]], "nothing else goes out while a call is in flight");
+    release();
+    assert.deepEqual(await Promise.all([first, ...rest]), [10, 20, 30, 40]);
+    assert.deepEqual(calls, [[1], [2, 3, 4]]);
+  });
+
+  it("fails every item of a failed call, and only those; a promise result settles its own item", async () => {
+    let n = 0;
+    const writer = new GroupWriter<string, string>(async (items) => {
+      n++;
+      if (items.includes("boom")) throw new Error("statement failed");
+      return items.map((i) => (i === "later" ? Promise.reject(new Error("its own failure")) : i.toUpperCase()));
+    });
+    const failed = await Promise.allSettled([writer.add("a"), writer.add("boom")]);
+    assert.deepEqual(
+      failed.map((r) => r.status),
+      ["rejected", "rejected"],
+    );
+    const mixed = await Promise.allSettled([writer.add("b"), writer.add("later"), writer.add("c")]);
+    assert.deepEqual(
+      mixed.map((r) => (r.status === "fulfilled" ? r.value : (r.reason as Error).message)),
+      ["B", "its own failure", "C"],
+    );
+    assert.equal(n, 2);
+  });
+
+  it("rejects a call that returns fewer results than items instead of answering some with nothing", async () => {
+    const writer = new GroupWriter<number, number>(async (items) => items.slice(1));
+    const results = await Promise.allSettled([writer.add(1), writer.add(2)]);
+    assert.ok(results.every((r) => r.status === "rejected" && /2 items/.test(String(r.reason))));
+  });
+});
