@@ -193,16 +193,19 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       v1.addHook("onRequest", (request, _reply, done) => {
         options.lifecycle?.admitNewWork();
         const span = request.trace.span("authentication");
-        authenticate(request).then(
-          () => {
-            span.end();
-            done();
-          },
-          (error: Error) => {
-            span.end(error);
-            done(error);
-          },
-        );
+        // Whatever throws, in the gate or in ending the span, reaches Fastify's error handler through done().
+        authenticate(request)
+          .then(
+            () => span.end(),
+            (error: Error) => {
+              span.end(error);
+              throw error;
+            },
+          )
+          .then(
+            () => done(),
+            (error: Error) => done(error),
+          );
       });
       await v1.register(modelsRoute, options);
       await v1.register(inferRoute, options);

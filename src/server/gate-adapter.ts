@@ -37,13 +37,11 @@ export const limitHeadersHook =
     // An admitted request's response has its windows already: it passes without a promise.
     if (request.caller === undefined || reply.hasHeader("x-ratelimit-limit-requests")) return done(null, payload);
     // Headers are informative: a limiter that cannot answer now leaves them out rather than failing the response.
-    gate.limits(request.caller).then(
-      (limits) => {
-        setLimitHeaders(reply, limits);
-        done(null, payload);
-      },
-      () => done(null, payload),
-    );
+    gate
+      .limits(request.caller)
+      .then((limits) => setLimitHeaders(reply, limits))
+      .catch(() => undefined)
+      .then(() => done(null, payload));
   };
 
 /** Asks the gate to admit the request: sets the window headers either way and throws the gate's error on a refusal. */

@@ -65,6 +65,9 @@ function upstreamStatusError(status: number, text: string): ApiError {
   return errors.upstream(502, `The upstream engine answered HTTP ${status}: ${message}`);
 }
 
+/** Errors of an exchange the upstream had already answered (its body was cut): not a connection failure to retry. */
+const cutAfterAnswer = new WeakSet<Error>();
+
 /**
  * A non-streamed answer, collected by a dispatch handler of our own: undici's
  * request() wraps every response in a Readable body and an AsyncResource,
@@ -119,7 +122,13 @@ class WholeAnswer implements Dispatcher.DispatchHandlers {
   }
 
   onError(error: Error): void {
-    if (this.end()) this.reject(error);
+    if (!this.end()) return;
+    if (this.statusCode === 0) return this.reject(error);
+    // The upstream received the request and answered: never send it again. An error status keeps
+    // its meaning with whatever part of its body came; a cut success is a failed exchange.
+    if (this.statusCode >= 400) return this.resolve(this);
+    cutAfterAnswer.add(error);
+    this.reject(error);
   }
 
   private end(): boolean {
@@ -192,7 +201,7 @@ export class RemoteEngine implements Engine {
       try {
         response = await exchange(upstream);
       } catch (error) {
-        if (!isConnectError(error) || aborted.aborted) throw error;
+        if (!isConnectError(error) || aborted.aborted || cutAfterAnswer.has(error as Error)) throw error;
         // Nothing reached the upstream, so one retry is safe: on another upstream when there is one.
         upstream.healthy = false;
         upstream.inFlight--;
