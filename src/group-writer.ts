@@ -18,7 +18,7 @@ interface Waiting<I, O> {
  */
 export class GroupWriter<I, O> {
   private waiting: Array<Waiting<I, O>> = [];
-  private inFlight = 0;
+  private inFlight = false;
   private scheduled = false;
 
   constructor(
@@ -29,8 +29,6 @@ export class GroupWriter<I, O> {
      * hold up the next statement nor fail the items already written).
      */
     private readonly write: (items: I[]) => Promise<Array<O | Promise<O>>>,
-    /** Statements of this kind running at once. */
-    private readonly maxInFlight = 1,
   ) {}
 
   add(item: I): Promise<O> {
@@ -41,7 +39,7 @@ export class GroupWriter<I, O> {
   }
 
   private schedule(): void {
-    if (this.scheduled || this.inFlight >= this.maxInFlight || this.waiting.length === 0) return;
+    if (this.scheduled || this.inFlight || this.waiting.length === 0) return;
     this.scheduled = true;
     // After the I/O callbacks of this turn, so every item that arrives in it joins.
     setImmediate(() => {
@@ -51,14 +49,12 @@ export class GroupWriter<I, O> {
   }
 
   private flush(): void {
-    while (this.inFlight < this.maxInFlight && this.waiting.length > 0) {
-      const batch = this.waiting.splice(0, MAX_BATCH);
-      this.inFlight++;
-      void this.run(batch).finally(() => {
-        this.inFlight--;
-        this.schedule();
-      });
-    }
+    const batch = this.waiting.splice(0, MAX_BATCH);
+    this.inFlight = true;
+    void this.run(batch).finally(() => {
+      this.inFlight = false;
+      this.schedule();
+    });
   }
 
   private async run(batch: Array<Waiting<I, O>>): Promise<void> {

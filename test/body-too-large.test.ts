@@ -13,6 +13,19 @@ interface Exchange {
   writeError: string | undefined;
 }
 
+/** A raw POST /v1/infer announcing `contentLength` bytes of body, none sent yet; the server's answers collect in `received()`. */
+function rawPost(serverUrl: string, contentLength: number): { socket: Socket; closed: Promise<void>; received: () => string } {
+  const { hostname, port } = new URL(serverUrl);
+  const socket = connect({ port: Number(port), host: hostname, allowHalfOpen: true });
+  let received = "";
+  socket.on("data", (chunk: Buffer) => (received += chunk.toString("utf8")));
+  socket.on("error", () => undefined);
+  socket.on("end", () => socket.end());
+  const closed = new Promise<void>((resolve) => socket.once("close", () => resolve()));
+  socket.write(`POST /v1/infer HTTP/1.1\r\nhost: ${hostname}\r\ncontent-length: ${contentLength}\r\n\r\n`);
+  return { socket, closed, received: () => received };
+}
+
 /**
  * One keep-alive request, then an oversized POST on the same connection, as an
  * SDK reusing (or just opening) a connection does. The client sends the first
@@ -96,14 +109,7 @@ describe("A refused body is drained within bounds", () => {
   });
 
   it("cuts the connection once the discarded part passes the drain limit", async () => {
-    const { hostname, port } = new URL(server.url);
-    const socket = connect({ port: Number(port), host: hostname, allowHalfOpen: true });
-    let received = "";
-    socket.on("data", (chunk: Buffer) => (received += chunk.toString("utf8")));
-    socket.on("error", () => undefined);
-    socket.on("end", () => socket.end());
-    const closed = new Promise<void>((resolve) => socket.once("close", () => resolve()));
-    socket.write(`POST /v1/infer HTTP/1.1\r\nhost: ${hostname}\r\ncontent-length: ${1024 ** 3}\r\n\r\n`);
+    const { socket, closed, received } = rawPost(server.url, 1024 ** 3);
     // Paced pieces (about 32 MB/s), so the drain limit, not the 400 ms request timeout, is what cuts.
     const piece = Buffer.alloc(64 * 1024, 120);
     const ceiling = 32 * 1024 * 1024;
@@ -114,23 +120,16 @@ describe("A refused body is drained within bounds", () => {
       await new Promise((resolve) => setTimeout(resolve, 2));
     }
     await closed;
-    assert.match(received, /^HTTP\/1\.1 413 /);
+    assert.match(received(), /^HTTP\/1\.1 413 /);
     assert.ok(sent < 4 * drainLimit(BODY_LIMIT), `the server read ${sent} bytes of a refused body`);
   });
 
   it("closes a drained connection whose body stalls, with no second answer", async () => {
-    const { hostname, port } = new URL(server.url);
-    const socket = connect({ port: Number(port), host: hostname, allowHalfOpen: true });
-    let received = "";
-    socket.on("data", (chunk: Buffer) => (received += chunk.toString("utf8")));
-    socket.on("error", () => undefined);
-    socket.on("end", () => socket.end());
-    const closed = new Promise<void>((resolve) => socket.once("close", () => resolve()));
-    socket.write(`POST /v1/infer HTTP/1.1\r\nhost: ${hostname}\r\ncontent-length: ${10 * BODY_LIMIT}\r\n\r\n`);
+    const { socket, closed, received } = rawPost(server.url, 10 * BODY_LIMIT);
     socket.write("x".repeat(100));
     await closed;
-    assert.equal(received.match(/HTTP\/1\.1 /g)?.length, 1, received);
-    assert.match(received, /^HTTP\/1\.1 413 /);
+    assert.equal(received().match(/HTTP\/1\.1 /g)?.length, 1, received());
+    assert.match(received(), /^HTTP\/1\.1 413 /);
   });
 
   it("keeps a keep-alive connection usable once the refused body has been read", async () => {

@@ -10,7 +10,7 @@ import { AdmissionBatch } from "../src/store/postgres/pg-admissions.js";
 import { CompletionBatch } from "../src/store/postgres/pg-completions.js";
 import { FINISH_ONE, outcomeParams, PgLedger, PG_USAGE_QUERIES } from "../src/store/postgres/pg-ledger.js";
 import { openPool } from "../src/store/postgres/pg-pool.js";
-import type { Stores } from "../src/store/store.js";
+import type { CompletionRecord, Stores } from "../src/store/store.js";
 import { createKey, postJson, startTestServer, tempDir, tinyModel } from "./helpers/fixtures.js";
 import { startTcpProxy } from "./helpers/tcp-proxy.js";
 import { dropAllDatabases, freshDatabase, TEST_REDIS_URL } from "./helpers/postgres.js";
@@ -47,6 +47,19 @@ async function openMany(databaseUrl: string, n: number, serving = false, plans?:
 }
 
 const closeAll = (stores: Stores[]): Promise<unknown> => Promise.all(stores.map((s) => s.close()));
+/** A completion of ledger row `eventId` (acct_a, live, served with no tokens unless `outcome` says otherwise). */
+const completion = (eventId: number, outcome: Partial<CompletionRecord> = {}): CompletionRecord => ({
+  eventId,
+  accountId: "acct_a",
+  mode: "live",
+  period: PERIOD,
+  status: 200,
+  promptTokens: 0,
+  completionTokens: 0,
+  latencyMs: 1,
+  at: AT,
+  ...outcome,
+});
 
 describe("PostgreSQL: admission across nodes", () => {
   it("admits exactly the limit from concurrent admissions on several pools, and the ledger agrees", async () => {
@@ -205,19 +218,7 @@ describe("PostgreSQL: admission across nodes", () => {
         const order = w % 2 === 0 ? accounts : [...accounts].reverse();
         while (Date.now() < deadline) {
           const ids = await Promise.all(order.map((a) => node.admissions.admit({ ...admission(1_000_000, seq++), accountId: a })));
-          await Promise.all(
-            ids.reverse().map((id) =>
-              node.completions.add({
-                ...admission(1_000_000, 0),
-                eventId: id!,
-                status: 200,
-                promptTokens: 1,
-                completionTokens: 1,
-                latencyMs: 1,
-                at: AT,
-              }),
-            ),
-          );
+          await Promise.all(ids.reverse().map((id) => node.completions.add(completion(id!, { promptTokens: 1, completionTokens: 1 }))));
         }
       };
       await Promise.all(Array.from({ length: 6 }, (_, w) => worker(w)));
@@ -263,17 +264,7 @@ describe("PostgreSQL: admission across nodes", () => {
       const first = await a!.ledger.admit(admission(1, 1));
       assert.ok(first !== undefined);
       assert.equal(await b!.ledger.admit(admission(1, 2)), undefined);
-      await a!.ledger.complete({
-        eventId: first,
-        accountId: "acct_a",
-        mode: "live",
-        period: PERIOD,
-        status: 503,
-        promptTokens: 0,
-        completionTokens: 0,
-        latencyMs: 1,
-        at: AT,
-      });
+      await a!.ledger.complete(completion(first, { status: 503 }));
       assert.notEqual(await b!.ledger.admit(admission(1, 3)), undefined);
     } finally {
       await closeAll([a!, b!]);
@@ -315,17 +306,7 @@ describe("PostgreSQL: usage aggregates", () => {
           assert.ok(id !== undefined);
           const status = outcomes[i % outcomes.length]!;
           if (status === 0) return; // left unfinished: a dead node's
-          await node.ledger.complete({
-            eventId: id,
-            accountId: "acct_a",
-            mode: "live",
-            period: PERIOD,
-            status,
-            promptTokens: i,
-            completionTokens: 1,
-            latencyMs: 1,
-            at,
-          });
+          await node.ledger.complete(completion(id, { status, promptTokens: i, completionTokens: 1, at }));
         }),
       );
       // The unfinished rows' writer is gone (no lease): a serving node settles them at start.
@@ -372,20 +353,11 @@ describe("PostgreSQL: completions of one event-loop turn", () => {
         ids.push(id);
       }
       const statuses = [200, 503, 499, 400, 200];
-      const completion = (i: number) => ({
-        eventId: ids[i]!,
-        accountId: "acct_a",
-        mode: "live" as const,
-        period: PERIOD,
-        status: statuses[i % statuses.length]!,
-        promptTokens: i,
-        completionTokens: 2,
-        latencyMs: i + 0.5,
-        at: days[i % 2]!,
-      });
+      const outcome = (i: number) =>
+        completion(ids[i]!, { status: statuses[i % statuses.length]!, promptTokens: i, completionTokens: 2, latencyMs: i + 0.5, at: days[i % 2]! });
       // All in one turn, row 0 twice (a caller's bug); then rows 38 and 39 again in a later turn.
-      await Promise.all([...ids.map((_, i) => node!.ledger.complete(completion(i))), node!.ledger.complete({ ...completion(0), promptTokens: 100 })]);
-      await Promise.all([38, 39].map((i) => node!.ledger.complete({ ...completion(i), status: 500 })));
+      await Promise.all([...ids.map((_, i) => node!.ledger.complete(outcome(i))), node!.ledger.complete({ ...outcome(0), promptTokens: 100 })]);
+      await Promise.all([38, 39].map((i) => node!.ledger.complete({ ...outcome(i), status: 500 })));
 
       const finished = await pool.query<{ id: number; status: number; latency_ms: number; prompt_tokens: number }>(
         "SELECT id::int AS id, status, latency_ms, prompt_tokens FROM usage_events ORDER BY id",
@@ -579,17 +551,7 @@ describe("PostgreSQL: nodes", () => {
         ],
         "settled as not delivered; the survivor's own unfinished row untouched",
       );
-      await survivor.ledger.complete({
-        eventId: mine,
-        accountId: "acct_a",
-        mode: "live",
-        period: PERIOD,
-        status: 200,
-        promptTokens: 2,
-        completionTokens: 1,
-        latencyMs: 1,
-        at: AT,
-      });
+      await survivor.ledger.complete(completion(mine, { promptTokens: 2, completionTokens: 1 }));
       assert.deepEqual(await survivor.ledger.periodUsage("acct_a", "live", PERIOD), { requests: 1, tokens: 3, bySpecialist: { classify: 1 } });
     } finally {
       await pool.end();
@@ -620,26 +582,16 @@ describe("PostgreSQL: a node that missed its lease", () => {
         await new Promise((r) => setTimeout(r, 100));
         usage = await survivor.ledger.periodUsage("acct_a", "live", PERIOD);
       }
-      const completion = (eventId: number) => ({
-        eventId,
-        accountId: "acct_a",
-        mode: "live" as const,
-        period: PERIOD,
-        status: 200,
-        promptTokens: 4,
-        completionTokens: 3,
-        latencyMs: 5,
-        at: AT,
-      });
+      const served = (eventId: number) => completion(eventId, { promptTokens: 4, completionTokens: 3, latencyMs: 5 });
       // Two completions in one event-loop turn go out as one batched statement; the third alone.
-      await Promise.all(eventIds.slice(0, 2).map((id) => late.complete(completion(id))));
+      await Promise.all(eventIds.slice(0, 2).map((id) => late.complete(served(id))));
       assert.deepEqual(await survivor.ledger.periodUsage("acct_a", "live", PERIOD), { requests: 2, tokens: 14, bySpecialist: { classify: 2 } });
-      await late.complete(completion(eventIds[2]!));
+      await late.complete(served(eventIds[2]!));
       const counted = { requests: 3, tokens: 21, bySpecialist: { classify: 3 } };
       assert.deepEqual(await survivor.ledger.periodUsage("acct_a", "live", PERIOD), counted, "the served requests are in the ledger");
       assert.deepEqual(await survivor.ledger.dailyRequests("acct_a", "live", PERIOD), { "2026-03-10": 3 });
-      await Promise.all(eventIds.map((id) => late.complete(completion(id))));
-      await late.complete(completion(eventIds[0]!));
+      await Promise.all(eventIds.map((id) => late.complete(served(id))));
+      await late.complete(served(eventIds[0]!));
       await new Promise((r) => setTimeout(r, 700)); // a few more settling rounds
       assert.deepEqual(await survivor.ledger.periodUsage("acct_a", "live", PERIOD), counted, "counted exactly once");
       const rows = await pool.query("SELECT status, settled_by FROM usage_events WHERE id = ANY($1) ORDER BY id", [eventIds]);
@@ -667,17 +619,7 @@ describe("PostgreSQL: a completion while the database is unreachable", () => {
       const eventId = await node.ledger.admit(admission(10, 1));
       assert.ok(eventId !== undefined);
       proxy.cut();
-      await node.ledger.complete({
-        eventId,
-        accountId: "acct_a",
-        mode: "live",
-        period: PERIOD,
-        status: 200,
-        promptTokens: 2,
-        completionTokens: 3,
-        latencyMs: 1,
-        at: AT,
-      });
+      await node.ledger.complete(completion(eventId, { promptTokens: 2, completionTokens: 3 }));
       assert.equal((await direct.ledger.periodUsage("acct_a", "live", PERIOD)).tokens, 0, "nothing written while cut off");
       proxy.restore();
       let usage = await direct.ledger.periodUsage("acct_a", "live", PERIOD);

@@ -263,6 +263,33 @@ describe("redis limiter shared by several nodes", () => {
     assert.equal(await redis.get(counter.key), "0");
   });
 
+  it("settles a lease without a Redis call when the plan caps neither tokens nor concurrency, and with one when it does", async () => {
+    const clock = new ManualClock();
+    const first = opened.length;
+    const [node] = await nodes(clock.now);
+    const { redis } = opened[first]!; // node's own connection
+    const realEvalsha = redis.evalsha.bind(redis);
+    let scripts = 0;
+    redis.evalsha = ((...args: Parameters<typeof redis.evalsha>) => {
+      scripts++;
+      return realEvalsha(...args);
+    }) as typeof redis.evalsha;
+    const plain = granted(await node!.acquire("settle-plain", requestsOnly(5), 0));
+    scripts = 0;
+    await plain.lease.settle(7);
+    assert.equal(scripts, 0, "nothing held in Redis, nothing to end");
+    const capped = granted(await node!.acquire("settle-capped", { requests: { limit: 5, windowMs: WINDOW }, maxConcurrent: 1 }, 0));
+    scripts = 0;
+    await capped.lease.settle(7);
+    assert.equal(scripts, 1, "the concurrency slot is given back");
+    granted(await node!.acquire("settle-capped", { requests: { limit: 5, windowMs: WINDOW }, maxConcurrent: 1 }, 0));
+    // A cancel always reaches Redis: it takes the admission back out of the window.
+    const cancelled = granted(await node!.acquire("settle-plain", requestsOnly(5), 0));
+    scripts = 0;
+    await cancelled.lease.cancel();
+    assert.equal(scripts, 1);
+  });
+
   it("frees a dead node's concurrency slots once their lease expires, never before", async () => {
     const clock = new ManualClock();
     const [dying, survivor] = await nodes(clock.now);
