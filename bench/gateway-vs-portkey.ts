@@ -5,17 +5,22 @@
  * against the upstream itself. Alternating rounds in one run, medians.
  * CPU per request is each server process's user+system time from /proc over
  * the measured run, so the load generator's CPU is not counted.
+ * The load generator is autocannon (in this process) or, with --loader wrk,
+ * wrk (C, one thread; Debian's `wrk` package), which needs a fraction of
+ * autocannon's CPU per request: on a 2-core machine the load generator's CPU
+ * is taken from the server that can use it, so its cost is reported too.
  * Usage: node dist/bench/gateway-vs-portkey.js [--seconds N] [--connections N] [--pipelining N] [--rounds N]
- *   [--only alveare,portkey,...] [--profile DIR] [--baseline PATH-OF-ANOTHER-BUILT-CHECKOUT]
+ *   [--only alveare,portkey,...] [--profile DIR] [--baseline PATH-OF-ANOTHER-BUILT-CHECKOUT] [--loader autocannon|wrk]
  */
-import { mkdtempSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { mkdtempSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import autocannon from "autocannon";
 import { benchKey } from "./bench-key.js";
-import { cpuSeconds, startProcess } from "./bench-processes.js";
+import { cpuSeconds, mainThreadCpuSeconds, reapedChildrenCpuSeconds, startProcess } from "./bench-processes.js";
 
 const { values } = parseArgs({
   options: {
@@ -27,8 +32,11 @@ const { values } = parseArgs({
     only: { type: "string" },
     /** Another checkout's build (its dist/bench/serve-for-bench.js), measured as a fourth side: before/after in one run. */
     baseline: { type: "string" },
+    loader: { type: "string", default: "autocannon" },
   },
 });
+if (values.loader !== "autocannon" && values.loader !== "wrk") throw new Error("--loader is autocannon or wrk");
+if (values.loader === "wrk" && values.pipelining !== "1") throw new Error("--pipelining needs --loader autocannon");
 const rounds = Number(values.rounds);
 const seconds = Number(values.seconds);
 const connections = Number(values.connections);
@@ -41,9 +49,11 @@ interface Result {
   p50: number;
   p99: number;
   cpuUsPerRequest: number;
+  mainThreadUsPerRequest: number;
   upstreamCpuUsPerRequest: number;
   non2xx: number;
   errors: number;
+  loaderCpuUsPerRequest: number;
 }
 
 const upstreamPort = 21000 + Math.floor(Math.random() * 500);
@@ -104,22 +114,85 @@ const baseline =
       );
 const pids: Record<Side, number> = { alveare: ours.pid!, baseline: baseline?.pid ?? 0, portkey: portkey.pid!, upstream: upstream.pid! };
 
-async function load(side: Side, duration: number): Promise<Result> {
-  const t = targets[side];
-  const cpuBefore = cpuSeconds(pids[side]);
-  const upBefore = cpuSeconds(upstream.pid!);
+/** What one measured run gives, whichever load generator made it. */
+interface LoaderRun {
+  total: number;
+  rps: number;
+  p50: number;
+  p99: number;
+  non2xx: number;
+  errors: number;
+  /** CPU seconds the load generator used in the run. */
+  cpu: number;
+}
+
+async function autocannonRun(t: (typeof targets)[Side], duration: number): Promise<LoaderRun> {
+  const before = process.cpuUsage();
   const r = await autocannon({ url: t.url, method: "POST", headers: t.headers, body: t.body, connections, pipelining, duration });
-  const cpu = cpuSeconds(pids[side]) - cpuBefore;
-  const up = cpuSeconds(upstream.pid!) - upBefore;
-  const n = Math.max(1, r.requests.total);
+  const used = process.cpuUsage(before);
   return {
+    total: r.requests.total,
     rps: r.requests.average,
     p50: r.latency.p50,
     p99: r.latency.p99,
+    non2xx: r.non2xx,
+    errors: r.errors,
+    cpu: (used.user + used.system) / 1e6,
+  };
+}
+
+/** wrk with one thread; the request is set by a Lua script (method, headers, body). */
+async function wrkRun(t: (typeof targets)[Side], duration: number): Promise<LoaderRun> {
+  const script = join(dataDir, "wrk-request.lua");
+  writeFileSync(
+    script,
+    [`wrk.method = "POST"`, `wrk.body = ${JSON.stringify(t.body)}`]
+      .concat(Object.entries(t.headers).map(([k, v]) => `wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`))
+      .join("\n"),
+  );
+  const args = ["-t1", `-c${connections}`, `-d${duration}s`, "--latency", "-s", script, t.url];
+  // wrk's CPU: what this process's reaped children used (the servers are alive, so only wrk is in it).
+  const before = reapedChildrenCpuSeconds();
+  const out = await new Promise<string>((resolve, reject) => execFile("wrk", args, (error, stdout) => (error ? reject(error) : resolve(stdout))));
+  const cpu = reapedChildrenCpuSeconds() - before;
+  const ms = (label: string): number => {
+    const m = new RegExp(`^\\s*${label}\\s+([\\d.]+)(us|ms|s)`, "m").exec(out);
+    if (m === null) throw new Error(`wrk printed no ${label} latency: ${out}`);
+    return Number(m[1]) * ({ us: 0.001, ms: 1, s: 1000 } as Record<string, number>)[m[2]!]!;
+  };
+  const total = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0);
+  const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
+  return {
+    total,
+    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0),
+    p50: ms("50%"),
+    p99: ms("99%"),
+    non2xx: Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0),
+    errors: socketErrors === null ? 0 : socketErrors.slice(1).reduce((n, x) => n + Number(x), 0),
+    cpu,
+  };
+}
+
+async function load(side: Side, duration: number): Promise<Result> {
+  const t = targets[side];
+  const cpuBefore = cpuSeconds(pids[side]);
+  const mainBefore = mainThreadCpuSeconds(pids[side]);
+  const upBefore = cpuSeconds(upstream.pid!);
+  const r = values.loader === "wrk" ? await wrkRun(t, duration) : await autocannonRun(t, duration);
+  const cpu = cpuSeconds(pids[side]) - cpuBefore;
+  const main = mainThreadCpuSeconds(pids[side]) - mainBefore;
+  const up = cpuSeconds(upstream.pid!) - upBefore;
+  const n = Math.max(1, r.total);
+  return {
+    rps: r.rps,
+    p50: r.p50,
+    p99: r.p99,
     cpuUsPerRequest: (cpu * 1e6) / n,
+    mainThreadUsPerRequest: (main * 1e6) / n,
     upstreamCpuUsPerRequest: side === "upstream" ? 0 : (up * 1e6) / n,
     non2xx: r.non2xx,
     errors: r.errors,
+    loaderCpuUsPerRequest: (r.cpu * 1e6) / n,
   };
 }
 
@@ -153,10 +226,12 @@ try {
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const m = (side: Side, f: (r: Result) => number): number => median(results.get(side)!.map(f));
 process.stdout.write(
-  `POST /v1/chat/completions to an instant upstream, ${connections} connections, pipelining ${pipelining}, ${seconds} s per run, median of ${rounds} alternating rounds\n\n`,
+  `POST /v1/chat/completions to an instant upstream, ${values.loader}, ${connections} connections, pipelining ${pipelining}, ${seconds} s per run, median of ${rounds} alternating rounds\n\n`,
 );
-process.stdout.write("| server | req/s | p50 ms | p99 ms | server CPU µs / request | upstream CPU µs / request | non-2xx + errors |\n");
-process.stdout.write("|---|---|---|---|---|---|---|\n");
+process.stdout.write(
+  "| server | req/s | p50 ms | p99 ms | server CPU µs / request | of it main thread | upstream CPU µs / request | load generator CPU µs / request | non-2xx + errors |\n",
+);
+process.stdout.write("|---|---|---|---|---|---|---|---|---|\n");
 const names: Record<Side, string> = {
   alveare: "Alveare (full gate)",
   baseline: `Alveare baseline (${values.baseline ?? ""})`,
@@ -166,7 +241,7 @@ const names: Record<Side, string> = {
 for (const side of sides) {
   const rs = results.get(side)!;
   process.stdout.write(
-    `| ${names[side]} | ${m(side, (r) => r.rps).toFixed(0)} | ${m(side, (r) => r.p50)} | ${m(side, (r) => r.p99)} | ${m(side, (r) => r.cpuUsPerRequest).toFixed(0)} | ${side === "upstream" ? "—" : m(side, (r) => r.upstreamCpuUsPerRequest).toFixed(0)} | ${rs.reduce((n, r) => n + r.non2xx + r.errors, 0)} |\n`,
+    `| ${names[side]} | ${m(side, (r) => r.rps).toFixed(0)} | ${m(side, (r) => r.p50)} | ${m(side, (r) => r.p99)} | ${m(side, (r) => r.cpuUsPerRequest).toFixed(0)} | ${m(side, (r) => r.mainThreadUsPerRequest).toFixed(0)} | ${side === "upstream" ? "—" : m(side, (r) => r.upstreamCpuUsPerRequest).toFixed(0)} | ${m(side, (r) => r.loaderCpuUsPerRequest).toFixed(0)} | ${rs.reduce((n, r) => n + r.non2xx + r.errors, 0)} |\n`,
   );
 }
 const ratio = (a: Side, b: Side, f: (r: Result) => number): string => (m(a, f) / m(b, f)).toFixed(2);
@@ -175,10 +250,12 @@ if (sides.includes("baseline") && sides.includes("alveare")) {
   const ours = results.get("alveare")!;
   const theirs = results.get("baseline")!;
   const perRound = ours.map((r, i) => r.cpuUsPerRequest / theirs[i]!.cpuUsPerRequest);
+  const perRoundMain = ours.map((r, i) => r.mainThreadUsPerRequest / theirs[i]!.mainThreadUsPerRequest);
   process.stdout.write(
     `\nper-round server CPU µs / request: alveare ${ours.map((r) => r.cpuUsPerRequest.toFixed(0)).join("/")}, baseline ${theirs.map((r) => r.cpuUsPerRequest.toFixed(0)).join("/")}\n`,
   );
   process.stdout.write(`Alveare / baseline CPU per request, median of per-round ratios: ${median(perRound).toFixed(3)}x\n`);
+  process.stdout.write(`Alveare / baseline main-thread CPU per request, median of per-round ratios: ${median(perRoundMain).toFixed(3)}x\n`);
 }
 if (!sides.includes("portkey") || !sides.includes("upstream")) process.exit(0);
 process.stdout.write(`\nAlveare / Portkey: ${ratio("alveare", "portkey", (r) => r.rps)}x throughput, `);
