@@ -21,7 +21,7 @@ import autocannon from "autocannon";
 import { Redis } from "ioredis";
 import pg from "pg";
 import { deletePrefix } from "../test/helpers/redis.js";
-import { cpuSeconds, startProcess } from "./bench-processes.js";
+import { cpuSeconds, mainThreadCpuSeconds, startProcess } from "./bench-processes.js";
 
 const { values } = parseArgs({
   options: {
@@ -53,6 +53,8 @@ interface Result {
   p50: number;
   p99: number;
   cpuMsPerRequest: number;
+  /** The nodes' main threads (event loops) alone. */
+  mainThreadMsPerRequest: number;
   non2xx: number;
   /** Per request, shared modes only. */
   redisCommands?: number;
@@ -87,8 +89,10 @@ async function load(urls: string[], key: string, pids: number[], shared: boolean
   const backends = shared ? await backendPids() : [];
   const backendsBefore = cpuOf(backends);
   const before = pids.map(cpuSeconds);
+  const mainBefore = pids.map(mainThreadCpuSeconds);
   const rs = await Promise.all(urls.map((url) => autocannon({ ...options(url), duration: seconds })));
   const cpu = pids.reduce((sum, pid, i) => sum + cpuSeconds(pid) - before[i]!, 0);
+  const main = pids.reduce((sum, pid, i) => sum + mainThreadCpuSeconds(pid) - mainBefore[i]!, 0);
   const total = rs.reduce((n, r) => n + r.requests.total, 0);
   const backendCpu = cpuOf(backends).map((t, i) => ((t - backendsBefore[i]!) * 1000) / Math.max(1, total));
   // The counters include the counting itself (one INFO, a few statements): noise against thousands of requests.
@@ -106,6 +110,7 @@ async function load(urls: string[], key: string, pids: number[], shared: boolean
     p50: Math.max(...rs.map((r) => r.latency.p50)),
     p99: Math.max(...rs.map((r) => r.latency.p99)),
     cpuMsPerRequest: (cpu * 1000) / Math.max(1, total),
+    mainThreadMsPerRequest: (main * 1000) / Math.max(1, total),
     non2xx: rs.reduce((n, r) => n + r.non2xx, 0),
   };
 }
@@ -219,9 +224,9 @@ process.stdout.write(
     "shared = PostgreSQL + Redis\n\n",
 );
 process.stdout.write(
-  "| server | req/s | vs 1 node SQLite | p50 ms | p99 ms | node CPU ms / request | PostgreSQL CPU ms / request | Redis CPU ms / request | " +
+  "| server | req/s | vs 1 node SQLite | p50 ms | p99 ms | node CPU ms / request | of it main thread | PostgreSQL CPU ms / request | Redis CPU ms / request | " +
     "Redis commands / request | PostgreSQL transactions / request | non-2xx |\n" +
-    "|---|---|---|---|---|---|---|---|---|---|---|\n",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|\n",
 );
 const base = median((results.get("1 node, SQLite") ?? [...results.values()][0]!).map((r) => r.rps));
 const perRequest = (xs: Array<number | undefined>): string => (xs[0] === undefined ? "–" : median(xs as number[]).toFixed(2));
@@ -229,7 +234,7 @@ for (const [mode, rs] of results) {
   const rps = median(rs.map((r) => r.rps));
   process.stdout.write(
     `| ${mode} | ${rps.toFixed(0)} | ${(rps / base).toFixed(2)}x | ${median(rs.map((r) => r.p50))} | ${median(rs.map((r) => r.p99))} | ` +
-      `${median(rs.map((r) => r.cpuMsPerRequest)).toFixed(3)} | ${perRequest(rs.map((r) => r.pgCpuMs))} | ${perRequest(rs.map((r) => r.redisCpuMs))} | ` +
+      `${median(rs.map((r) => r.cpuMsPerRequest)).toFixed(3)} | ${median(rs.map((r) => r.mainThreadMsPerRequest)).toFixed(3)} | ${perRequest(rs.map((r) => r.pgCpuMs))} | ${perRequest(rs.map((r) => r.redisCpuMs))} | ` +
       `${perRequest(rs.map((r) => r.redisCommands))} | ` +
       `${perRequest(rs.map((r) => r.pgTransactions))} | ${rs.reduce((n, r) => n + r.non2xx, 0)} |\n`,
   );
