@@ -6,9 +6,10 @@
  * CPU per request is each server process's user+system time from /proc over
  * the measured run, so the load generator's CPU is not counted.
  * The load generator is autocannon (in this process) or, with --loader wrk,
- * wrk (C, one thread; Debian's `wrk` package), which needs a fraction of
- * autocannon's CPU per request: on a 2-core machine the load generator's CPU
- * is taken from the server that can use it, so its cost is reported too.
+ * wrk (C, one thread; Debian's `wrk` package, about half of autocannon's CPU
+ * per request). The load generator shares the machine with the servers, so its
+ * CPU per request is reported too, and so is the server's main thread alone
+ * (a Node server is bound by its event loop, not by its total CPU).
  * Usage: node dist/bench/gateway-vs-portkey.js [--seconds N] [--connections N] [--pipelining N] [--rounds N]
  *   [--only alveare,portkey,...] [--profile DIR] [--baseline PATH-OF-ANOTHER-BUILT-CHECKOUT] [--loader autocannon|wrk]
  */
