@@ -12,7 +12,8 @@ interface Waiting<I, O> {
  * flight the items that arrive wait, and go out together in the next one as
  * soon as it returns. Under load many requests share one statement and one
  * commit (PostgreSQL) or one read (Redis) instead of a network round trip
- * each; an idle writer sends the first item at the end of its event-loop turn,
+ * each, and a synchronous store (SQLite) commits each event-loop turn's items
+ * in one transaction; an idle writer sends the first item at the end of its event-loop turn,
  * so a lone request waits for nothing. Each caller's promise settles with its
  * own result, and a failed call fails every item it carried.
  */

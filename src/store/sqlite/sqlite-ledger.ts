@@ -1,7 +1,7 @@
 import type Database from "better-sqlite3";
 import { countsAgainstQuota, NOT_DELIVERED } from "../../metering/counting-rule.js";
 import type { AdmissionRecord, CompletionRecord, LedgerStore, Mode, PeriodUsage, RefusalRecord, UsageBreakdown } from "../store.js";
-import type { GroupCommit } from "./sqlite-database.js";
+import { GroupWriter } from "../../group-writer.js";
 import { nodeAlive, nodeClosed, thisNode, type NodeIdentity, type NodeRow } from "./nodes.js";
 import { USAGE_QUERIES } from "./usage-queries.js";
 
@@ -52,8 +52,11 @@ interface PeriodKey {
 const REFUSALS_IN_PERIOD = "account_id = @account AND mode = @mode AND day BETWEEN @period || '-01' AND @period || '-31'";
 
 /**
- * The usage ledger in SQLite. Ledger writes are group-committed (see
- * GroupCommit). The quota counters live in memory (read from disk on first use),
+ * The usage ledger in SQLite. Ledger writes are group-committed: the writes
+ * queued in one event-loop turn run in one transaction at its end
+ * (GroupWriter; a SQLite commit returns at once, so every turn's writes go
+ * together), and each caller's promise settles only once its write is on disk,
+ * so nothing is acknowledged before it is durable. The quota counters live in memory (read from disk on first use),
  * which keeps admission exact and synchronous in this process.
  *
  * Usage is pre-aggregated in the same transactions as the ledger: per account,
@@ -83,14 +86,23 @@ export class SqliteLedger implements LedgerStore {
 
   /** Counter moves of the transaction under way, summed per row and written once per row at its end. */
   private readonly moves = new Map<string, CounterMove>();
-  private readonly commits: GroupCommit;
+  private readonly commits: GroupWriter<() => number | void, number | undefined>;
 
-  constructor(
-    db: Database.Database,
-    groupCommit: (hooks: { beforeCommit(): void; afterRollback(): void }) => GroupCommit,
-    options: SqliteLedgerOptions = {},
-  ) {
-    this.commits = groupCommit({ beforeCommit: () => this.writeMoves(), afterRollback: () => this.moves.clear() });
+  constructor(db: Database.Database, options: SqliteLedgerOptions = {}) {
+    // The turn's writes, then its summed counter moves, in one transaction; a rolled-back one keeps no moves for the next.
+    const transaction = db.transaction((writes: Array<() => number | void>) => {
+      const results = writes.map((write) => write() ?? undefined);
+      this.writeMoves();
+      return results;
+    });
+    this.commits = new GroupWriter(async (writes) => {
+      try {
+        return transaction(writes);
+      } catch (error) {
+        this.moves.clear();
+        throw error;
+      }
+    });
     this.statements = {
       // The limit is enforced on the in-memory counter at admission; the file records the count.
       moveCounter: db.prepare<[string, string, string, number, number]>(
@@ -260,7 +272,7 @@ export class SqliteLedger implements LedgerStore {
     const counter = this.counter(r.accountId, r.mode, r.period);
     if (counter.requests >= r.limit) return undefined;
     counter.requests++;
-    return this.commits.write(() => {
+    return this.commits.add(() => {
       this.registerNode();
       this.move(r.accountId, r.mode, r.period, r.at.slice(0, 10), r.specialist, 1, 0);
       const inserted = this.statements.insertEvent.run(
@@ -282,7 +294,7 @@ export class SqliteLedger implements LedgerStore {
     // The in-memory counter moves now, so the very next admission sees the request given back.
     if (!countsAgainstQuota(r.status)) this.counter(r.accountId, r.mode, r.period).requests--;
     const { day, specialist } = r;
-    await this.commits.write(() => {
+    await this.commits.add(() => {
       if (day !== undefined && specialist !== undefined) this.finishKnown(r, day, specialist);
       else this.finish(r);
     });
@@ -303,7 +315,7 @@ export class SqliteLedger implements LedgerStore {
       if (this.pendingRefusals.get(key)?.row === row) this.pendingRefusals.delete(key);
     };
     const committed = this.commits
-      .write(() => {
+      .add(() => {
         forget();
         this.statements.countRefusals.run(row);
       })
@@ -319,7 +331,7 @@ export class SqliteLedger implements LedgerStore {
   }
 
   async periodUsage(accountId: string, mode: Mode, period: string): Promise<PeriodUsage> {
-    await this.commits.settled();
+    await this.settled();
     const counter = this.statements.counter.get(accountId, mode, period);
     // fromEntries defines own properties, so a specialist id such as "__proto__" stays a plain key.
     const bySpecialist = Object.fromEntries(this.statements.bySpecialist.all(accountId, mode, period).map((row) => [row.specialist, row.n]));
@@ -327,12 +339,12 @@ export class SqliteLedger implements LedgerStore {
   }
 
   async dailyRequests(accountId: string, mode: Mode, period: string): Promise<Record<string, number>> {
-    await this.commits.settled();
+    await this.settled();
     return Object.fromEntries(this.statements.daily.all(accountId, mode, period).map((row) => [row.day, row.n]));
   }
 
   async usageBreakdown(accountId: string, mode: Mode, period: string): Promise<UsageBreakdown> {
-    await this.commits.settled();
+    await this.settled();
     const key: PeriodKey = { account: accountId, mode, period };
     const admitted = this.statements.byStatus.get(key);
     const refused = this.statements.refusalsByStatus.get(key);
@@ -348,9 +360,17 @@ export class SqliteLedger implements LedgerStore {
     };
   }
 
+  /** Resolves once every write queued so far is committed, so a read after it sees them. */
+  private settled(): Promise<unknown> {
+    return this.commits.add(() => undefined);
+  }
+
   /** Commits what is queued and marks this process's node gone. */
-  close(): void {
-    this.commits.flush();
-    nodeClosed(this.node.id);
+  async close(): Promise<void> {
+    try {
+      await this.settled();
+    } finally {
+      nodeClosed(this.node.id);
+    }
   }
 }

@@ -1,7 +1,7 @@
 import type { Stores } from "../store.js";
 import { SqliteAuditLog } from "./audit-log.js";
 import { SqliteAccountStore } from "./sqlite-accounts.js";
-import { GroupCommit, openDatabase } from "./sqlite-database.js";
+import { openDatabase } from "./sqlite-database.js";
 import { SqliteLedger, type SqliteLedgerOptions } from "./sqlite-ledger.js";
 import { SqlitePeopleStore } from "./sqlite-people.js";
 
@@ -13,14 +13,14 @@ import { SqlitePeopleStore } from "./sqlite-people.js";
  */
 export function openSqliteStores(path: string, options: SqliteLedgerOptions = {}): Stores {
   const db = openDatabase(path);
-  const ledger = new SqliteLedger(db, (hooks) => new GroupCommit(db, hooks), options);
+  const ledger = new SqliteLedger(db, options);
   return {
     accounts: new SqliteAccountStore(db),
     ledger,
     people: new SqlitePeopleStore(db),
     audit: new SqliteAuditLog(db),
     close: async () => {
-      ledger.close();
+      await ledger.close();
       if (db.open) db.close();
     },
   };
