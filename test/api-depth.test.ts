@@ -81,7 +81,8 @@ describe("API depth: log-probabilities, label scores, several choices", () => {
       assert.ok(content.length >= 1 && content.length <= completion.usage!.completion_tokens);
       for (const entry of content) {
         assert.ok(entry.logprob <= 0);
-        assert.deepEqual(entry.bytes, [...Buffer.from(entry.token, "utf8")]);
+        // A byte-fallback token reads as U+FFFD and carries its raw byte, a control token has none; any other token's bytes are its text's.
+        if (entry.bytes !== null && !entry.token.includes("\uFFFD")) assert.deepEqual(entry.bytes, [...Buffer.from(entry.token, "utf8")]);
         assert.equal(entry.top_logprobs.length, 5);
         const values = entry.top_logprobs.map((t) => t.logprob);
         assert.deepEqual(
@@ -117,6 +118,31 @@ describe("API depth: log-probabilities, label scores, several choices", () => {
       for (const entry of completion.choices[0]!.logprobs!.content!) {
         assert.ok(entry.top_logprobs.some((t) => t.token === entry.token && Math.abs(t.logprob - entry.logprob) < 1e-9));
       }
+    });
+
+    it("spell the answer: their bytes, joined, are the content's, word-leading spaces included", async () => {
+      let spaced = 0;
+      let controls = 0;
+      for (const seed of [1, 2, 3, 4]) {
+        const completion = await client.chat.completions.create({
+          model: "alveare-chat",
+          messages: messages("Write a few words"),
+          max_tokens: 24,
+          temperature: 1,
+          seed,
+          logprobs: true,
+          top_logprobs: 3,
+        });
+        const choice = completion.choices[0]!;
+        if (choice.finish_reason !== "length") continue; // an end-of-generation token ends the text but has no entry
+        const entries = choice.logprobs!.content!;
+        const joined = Buffer.from(entries.flatMap((e) => e.bytes ?? []));
+        assert.equal(new TextDecoder().decode(joined), choice.message.content, `seed ${seed}: ${JSON.stringify(entries.map((e) => e.token))}`);
+        spaced += entries.slice(1).filter((e) => e.token.startsWith(" ")).length;
+        controls += entries.filter((e) => e.bytes === null).length;
+      }
+      assert.ok(spaced > 0, "the answers hold words that start with a space (what SentencePiece drops from a lone token)");
+      assert.ok(controls > 0, "and control tokens, named in `token` with null `bytes`, as the text leaves them out");
     });
 
     it("stream: each chunk carries its tokens' log-probabilities, the same as the whole answer", async () => {

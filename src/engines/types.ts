@@ -24,11 +24,11 @@ export type OutputConstraint =
 
 export type FinishReason = "stop" | "length" | "tool_calls";
 
-/** One alternative at a position: a token's text, its UTF-8 bytes and its log-probability. */
+/** One alternative at a position: a token's text, its UTF-8 bytes (null for a control token, which has none) and its log-probability. */
 export interface TokenAlternative {
   token: string;
   logprob: number;
-  bytes: number[];
+  bytes: number[] | null;
 }
 
 /** A generated token with the model's own log-probability (log-softmax of the raw logits) and the most likely alternatives. */

@@ -407,7 +407,7 @@ export class EmbeddedEngine implements Engine {
         completionTokens++;
         if (prompt.stopTokens.has(token)) break;
         if (writer !== undefined && probabilities !== undefined) {
-          const entry = writer.entry(token, probabilities);
+          const entry = writer.entry(token, probabilities, completionTokens === 1);
           logprobs.push(entry);
           unsent.push(entry);
         }

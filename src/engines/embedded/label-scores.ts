@@ -55,7 +55,7 @@ export async function scoreLabels(
           const token = tokens[from + i]!;
           const probabilities = output[i]?.next.probabilities ?? new Map<Token, number>();
           logprob += Math.log(probabilities.get(token) ?? 0);
-          if (writer !== undefined) entries.push(writer.entry(token, probabilities));
+          if (writer !== undefined) entries.push(writer.entry(token, probabilities, from + i === 0));
         });
       }
     } finally {

@@ -130,36 +130,74 @@ export async function* sampleWithProbabilities(
 /** A probability as a log-probability that JSON can carry. */
 export const logprobOf = (p: number): number => (p > 0 ? Math.max(Math.log(p), LOGPROB_FLOOR) : LOGPROB_FLOOR);
 
-/** Builds OpenAI-shaped log-probability entries for tokens of one model. */
+/** A SentencePiece byte-fallback token's vocabulary piece: one raw byte of a character split over tokens. */
+const BYTE_PIECE = /^<0x([0-9A-Fa-f]{2})>$/;
+
+interface TokenStrings {
+  getTokenString(token: Token): string;
+}
+
+/** A token's vocabulary piece; node-llama-cpp (pinned) keeps it internal, so it is reached through its binding when that has the expected shape. */
+function vocabularyPiece(model: LlamaModel, token: Token): string | undefined {
+  const native: unknown = (model as unknown as { _model?: unknown })._model;
+  if (typeof native !== "object" || native === null || typeof (native as Partial<TokenStrings>).getTokenString !== "function") return undefined;
+  return (native as TokenStrings).getTokenString(token);
+}
+
+/**
+ * Builds OpenAI-shaped log-probability entries for tokens of one model. Each
+ * entry's text is the token as it reads in the answer, so the entries' bytes,
+ * joined, are the answer's bytes: a word's leading space is kept after the
+ * first token (SentencePiece drops it only where a text starts, as the answer's
+ * own decoder does), and a byte-fallback token carries its one raw byte.
+ */
 export class LogprobWriter {
-  private readonly texts = new Map<Token, string>();
+  /** Texts of tokens that follow others (`inText`) and of tokens that start an answer (`atStart`). */
+  private readonly inText = new Map<Token, TokenAlternative>();
+  private readonly atStart = new Map<Token, TokenAlternative>();
+  /** An ordinary token to detokenize after: a token's text after any other one is the same. */
+  private readonly before: Token[];
 
   constructor(
     private readonly model: LlamaModel,
     private readonly top: number,
-  ) {}
+  ) {
+    this.before = model.tokenize("a", false).slice(-1);
+  }
 
-  entry(token: Token, probabilities: ReadonlyMap<Token, number>): TokenLogprob {
+  /** The entry of `token` drawn from `probabilities`; `first` when it starts the answer. */
+  entry(token: Token, probabilities: ReadonlyMap<Token, number>, first: boolean): TokenLogprob {
     const top: TokenAlternative[] = [];
     for (const [t, p] of probabilities) {
       if (top.length >= this.top) break;
-      top.push(this.alternative(t, p));
+      top.push(this.alternative(t, p, first));
     }
-    return { ...this.alternative(token, probabilities.get(token) ?? 0), top };
+    return { ...this.alternative(token, probabilities.get(token) ?? 0, first), top };
   }
 
-  private alternative(token: Token, p: number): TokenAlternative {
-    const text = this.text(token);
-    return { token: text, logprob: logprobOf(p), bytes: [...Buffer.from(text, "utf8")] };
+  private alternative(token: Token, p: number, first: boolean): TokenAlternative {
+    return { ...this.piece(token, first), logprob: logprobOf(p) };
   }
 
-  /** A token's own text (special tokens by name), so each entry stands alone. */
-  private text(token: Token): string {
-    let text = this.texts.get(token);
-    if (text === undefined) {
-      text = this.model.detokenize([token], true);
-      this.texts.set(token, text);
+  /** A token's text and bytes: a control token by name, with no bytes (the answer's text leaves it out). */
+  private piece(token: Token, first: boolean): { token: string; bytes: number[] | null } {
+    const cache = first ? this.atStart : this.inText;
+    let piece = cache.get(token);
+    if (piece === undefined) {
+      const text = this.model.detokenize([token], true, first ? undefined : this.before);
+      piece = { token: text, logprob: 0, bytes: this.bytesOf(token, text) };
+      cache.set(token, piece);
     }
-    return text;
+    return { token: piece.token, bytes: piece.bytes };
+  }
+
+  private bytesOf(token: Token, text: string): number[] | null {
+    const attributes = this.model.getTokenAttributes(token);
+    if (attributes.byte) {
+      const byte = BYTE_PIECE.exec(vocabularyPiece(this.model, token) ?? "");
+      if (byte !== null) return [Number.parseInt(byte[1]!, 16)];
+    }
+    if (this.model.isSpecialToken(token)) return null;
+    return [...Buffer.from(text, "utf8")];
   }
 }

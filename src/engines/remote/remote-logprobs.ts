@@ -18,7 +18,8 @@ const alternative = (a: UpstreamAlternative): TokenAlternative => {
   return {
     token,
     logprob: typeof a.logprob === "number" ? a.logprob : -9999,
-    bytes: Array.isArray(a.bytes) ? a.bytes : [...Buffer.from(token, "utf8")],
+    // An upstream's null (a token with no bytes) passes through; missing bytes are the token's own.
+    bytes: Array.isArray(a.bytes) || a.bytes === null ? a.bytes : [...Buffer.from(token, "utf8")],
   };
 };
 
