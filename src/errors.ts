@@ -49,7 +49,7 @@ export const errors = {
   modelNotFound: (name: string, param: string, suggestion?: string) =>
     invalid(
       "model_not_found",
-      `The specialist '${shortened(name)}' does not exist${suggestion === undefined ? "" : `; did you mean '${suggestion}'?`}. GET /v1/models lists the specialists you can use.`,
+      `The specialist '${shortened(name)}' does not exist${suggestion === undefined ? "." : `; did you mean '${suggestion}'?`} GET /v1/models lists the specialists you can use.`,
       param,
     ),
   contextLengthExceeded: (promptTokens: number, contextSize: number, param: string) =>
@@ -57,6 +57,15 @@ export const errors = {
       "context_length_exceeded",
       `This specialist's context holds ${contextSize} tokens, but your prompt is ${promptTokens} tokens. Shorten the prompt.`,
       param,
+    ),
+  /** GET /v1/models/{model} for a model the list would not show: unknown, or not in the caller's plan. */
+  unknownModel: (name: string) =>
+    new ApiError(
+      404,
+      "invalid_request_error",
+      "model_not_found",
+      `The model '${shortened(name)}' does not exist or is not in your plan. GET /v1/models lists the models you can use.`,
+      "model",
     ),
   notFound: (method: string, url: string) => new ApiError(404, "invalid_request_error", "not_found", `Unknown route: ${method} ${url}`),
   requestTooLarge: (limit: number) =>

@@ -6,6 +6,7 @@ import { createKey, startTestServer, type TestServer } from "./helpers/fixtures.
 type Route = { method: "GET" | "POST"; path: string; body?: unknown };
 const ROUTES: Route[] = [
   { method: "GET", path: "/v1/models" },
+  { method: "GET", path: "/v1/models/alveare-classify" },
   { method: "GET", path: "/v1/usage" },
   { method: "POST", path: "/v1/infer", body: { specialist: "classify", prompt: "I love it", max_tokens: 4 } },
   { method: "POST", path: "/v1/chat/completions", body: { model: "alveare-classify", messages: [{ role: "user", content: "hi" }], max_tokens: 4 } },
@@ -90,7 +91,7 @@ describe("the gate: who may call what", () => {
 
   it("refuses a revoked key on the very next request after revocation", async () => {
     const k = await createKey(server, "professional");
-    const route = ROUTES[2]!;
+    const route = ROUTES[3]!;
     assert.equal((await call(server, route, k.auth)).status, 200);
     const stores = await createStore(server.config);
     await stores.accounts.revokeKey(k.keyId, new Date().toISOString());
@@ -105,6 +106,21 @@ describe("the gate: who may call what", () => {
     assert.equal((all.json.data as unknown[]).length, 7);
   });
 
+  it("retrieves one model as the list shows it, and answers 404 model_not_found for any the list does not show", async () => {
+    const listed = (await call(server, ROUTES[0]!, solo.auth)).json.data as Array<Record<string, unknown>>;
+    const one = await call(server, ROUTES[1]!, solo.auth);
+    assert.deepEqual(one.json, listed.find((m) => m.id === "alveare-classify"));
+    // Not in the solo plan, unknown, in the native route's bare form: none is in the list, so none is found.
+    for (const name of ["alveare-code", "alveare-nothing", "classify"]) {
+      const r = await call(server, { method: "GET", path: `/v1/models/${name}` }, solo.auth);
+      assert.equal(r.status, 404, name);
+      assert.equal(codeOf(r), "model_not_found");
+      assert.equal((r.json.error as { param: string }).param, "model");
+    }
+    // The same model another plan includes is found with that plan's key.
+    assert.equal((await call(server, { method: "GET", path: "/v1/models/alveare-code" }, live.auth)).status, 200);
+  });
+
   it("answers 403 specialist_not_in_plan on both inference routes, and counts nothing", async () => {
     const infer = await call(server, { method: "POST", path: "/v1/infer", body: { specialist: "code", prompt: "x" } }, solo.auth);
     assert.equal(infer.status, 403);
@@ -117,7 +133,7 @@ describe("the gate: who may call what", () => {
     );
     assert.equal(chat.status, 403);
     assert.equal(codeOf(chat), "specialist_not_in_plan");
-    const usage = await call(server, ROUTES[1]!, solo.auth);
+    const usage = await call(server, ROUTES[2]!, solo.auth);
     assert.equal(usage.json.requests_used, 0);
   });
 
@@ -125,11 +141,11 @@ describe("the gate: who may call what", () => {
     const a = await createKey(server, "starter");
     const aTest = await createKey(server, "starter", "test", a.accountId);
     const b = await createKey(server, "starter");
-    for (let i = 0; i < 2; i++) assert.equal((await call(server, ROUTES[2]!, a.auth)).status, 200);
-    assert.equal((await call(server, ROUTES[2]!, aTest.auth)).status, 200);
-    const usageA = (await call(server, ROUTES[1]!, a.auth)).json;
-    const usageATest = (await call(server, ROUTES[1]!, aTest.auth)).json;
-    const usageB = (await call(server, ROUTES[1]!, b.auth)).json;
+    for (let i = 0; i < 2; i++) assert.equal((await call(server, ROUTES[3]!, a.auth)).status, 200);
+    assert.equal((await call(server, ROUTES[3]!, aTest.auth)).status, 200);
+    const usageA = (await call(server, ROUTES[2]!, a.auth)).json;
+    const usageATest = (await call(server, ROUTES[2]!, aTest.auth)).json;
+    const usageB = (await call(server, ROUTES[2]!, b.auth)).json;
     assert.equal(usageA.requests_used, 2);
     assert.deepEqual(usageA.by_specialist, { classify: 2 });
     assert.equal(usageATest.requests_used, 1);

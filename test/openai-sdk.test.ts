@@ -88,6 +88,17 @@ describe("the official openai package against a real socket", () => {
     ]);
   });
 
+  it("retrieves one model, and raises NotFoundError for one that does not exist", async () => {
+    const model = await client.models.retrieve("alveare-chat");
+    assert.equal(model.id, "alveare-chat");
+    assert.equal(model.object, "model");
+    await assert.rejects(client.models.retrieve("alveare-nothing"), (error: unknown) => {
+      assert.ok(error instanceof OpenAI.NotFoundError, String(error));
+      assert.equal(error.code, "model_not_found");
+      return true;
+    });
+  });
+
   it("turns our 400 into the SDK's BadRequestError with our message", async () => {
     await assert.rejects(
       client.chat.completions.create({ model: "alveare-chat", messages: [{ role: "user", content: "x" }], temperature: 3 }),

@@ -226,6 +226,8 @@ describe("the OpenAPI document", () => {
       api.check("GET", "/ready", ready, ready.status === 503 ? 503 : 200);
     }
     api.check("GET", "/v1/models", await call("GET", `${url}/v1/models`, { headers: auth }), 200);
+    api.check("GET", "/v1/models/{model}", await call("GET", `${url}/v1/models/alveare-chat`, { headers: auth }), 200);
+    api.check("GET", "/v1/models/{model}", await call("GET", `${url}/v1/models/alveare-nothing`, { headers: auth }), 404);
     api.check("GET", "/v1/usage", await call("GET", `${url}/v1/usage`, { headers: auth }), 200);
     api.check(
       "POST",

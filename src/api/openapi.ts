@@ -11,6 +11,7 @@ import {
   HealthSchema,
   InferResponseSchema,
   ModelListSchema,
+  ModelSchema,
   ReadinessSchema,
   UsageSchema,
 } from "./schemas/responses.js";
@@ -37,6 +38,7 @@ const SCHEMAS = {
   Error: ErrorBodySchema,
   Health: HealthSchema,
   Readiness: ReadinessSchema,
+  Model: ModelSchema,
   ModelList: ModelListSchema,
   InferRequest: InferRequestSchema,
   InferResponse: InferResponseSchema,
@@ -170,6 +172,15 @@ export const OPERATIONS: readonly Operation[] = [
     security: "apiKey",
     ok: { 200: ok("The models.", "ModelList") },
     errors: V1_AUTH,
+  },
+  {
+    method: "get",
+    path: "/v1/models/:model",
+    summary: "One model of the list, by its id (alveare-<specialist id>); 404 for one the list does not show.",
+    tag: "Inference",
+    security: "apiKey",
+    ok: { 200: ok("The model.", "Model") },
+    errors: [...V1_AUTH, 404],
   },
   {
     method: "post",
