@@ -78,6 +78,10 @@ describe("POST /v1/embeddings through the official openai package", () => {
     assert.deepEqual(await refusal({ model: "alveare-embed", input: "x", dimensions: 1_000_000 }), [400, "invalid_parameter", "dimensions"]);
     assert.deepEqual(await refusal({ model: "alveare-chat", input: "x" }), [400, "invalid_parameter", "model"]);
     assert.deepEqual(await refusal({ model: "alveare-nope", input: "x" }), [400, "model_not_found", "model"]);
+    // The bare specialist id gets the same hint as on chat completions.
+    const bare = await postJson(`${server.url}/v1/embeddings`, { model: "embed", input: "x" }, key.auth);
+    assert.equal((bare.json.error as { code: string }).code, "model_not_found");
+    assert.match((bare.json.error as { message: string }).message, /did you mean 'alveare-embed'\? GET \/v1\/models/);
     assert.deepEqual(await refusal({ input: "x" }), [400, "missing_parameter", "model"]);
     // …and the embeddings model is not a chat model.
     const chat = await postJson(

@@ -176,7 +176,12 @@ describe("HTTP hardening: CORS", () => {
     const r = await fetch(`${server.url}/v1/models`, { headers: { origin: "https://app.example" } });
     assert.equal(r.status, 401);
     assert.equal(r.headers.get("access-control-allow-origin"), "*");
-    assert.match(r.headers.get("access-control-expose-headers") ?? "", /x-request-id/);
+    const exposed = (r.headers.get("access-control-expose-headers") ?? "").split(", ");
+    // Every x-ratelimit-* header the gate can send, the token ones (plans that cap tokens) included.
+    for (const name of ["x-request-id", "retry-after", "retry-after-ms", "x-should-retry"]) assert.ok(exposed.includes(name), name);
+    for (const kind of ["requests", "tokens"]) {
+      for (const what of ["limit", "remaining", "reset"]) assert.ok(exposed.includes(`x-ratelimit-${what}-${kind}`), `x-ratelimit-${what}-${kind}`);
+    }
   });
 
   it("never answers cross-origin for the dashboard or the admin API", async () => {

@@ -12,6 +12,7 @@ import { admitRequest } from "../gate-adapter.js";
 import { promptTokenBound } from "../../gate/token-reservation.js";
 import { CLIENT_CLOSED } from "../../metering/counting-rule.js";
 import { observeGeneration } from "../../observability/inference-observer.js";
+import { suggestionFor } from "../../inference/run-inference.js";
 
 /** OpenAI's base64 encoding: the float32 values' little-endian bytes. */
 export function toBase64(vector: readonly number[]): string {
@@ -32,7 +33,7 @@ export function shapeVector(vector: readonly number[], dimensions: number | unde
 function findEmbedder(options: AppOptions, name: string): { specialist: Specialist; embedder: Embedder } {
   const id = name.startsWith(MODEL_PREFIX) ? name.slice(MODEL_PREFIX.length) : undefined;
   const specialist = id === undefined ? undefined : options.specialists.get(id);
-  if (specialist === undefined) throw errors.modelNotFound(name, "model");
+  if (specialist === undefined) throw errors.modelNotFound(name, "model", suggestionFor(options, name, MODEL_PREFIX));
   if (specialist.embedder === undefined) {
     throw errors.invalidParameter(
       "model",
