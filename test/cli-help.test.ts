@@ -238,6 +238,20 @@ describe("alveare serve start-up failures", () => {
     assert.match(fromFile.stderr, /\/also-nope\.gguf \(given by --model\)/);
   });
 
+  it("a file that is not a GGUF model is refused the same way, before anything loads", () => {
+    const notModel = join(tempDir(), "notes.gguf");
+    writeFileSync(notModel, "not a model at all\n");
+    const r = alveare(["serve", "--model", notModel, "--port", "0", "--data-dir", tempDir()]);
+    assert.equal(r.status, 2);
+    assert.deepEqual(lines(r.stderr), [`alveare: ${notModel} is not a GGUF model file (given by --model); pass a .gguf file or an hf: URI`]);
+    assert.equal(r.stdout, "");
+    const empty = join(tempDir(), "empty.gguf");
+    writeFileSync(empty, "");
+    const fromEnv = alveare(["serve", "--port", "0", "--data-dir", tempDir()], cleanEnv({ ALVEARE_MODEL: empty }));
+    assert.equal(fromEnv.status, 2);
+    assert.match(fromEnv.stderr, /is not a GGUF model file \(given by ALVEARE_MODEL\)/);
+  });
+
   it("a bad config file is one line naming the file and the field", () => {
     const config = join(tempDir(), "alveare.json");
     writeFileSync(config, JSON.stringify({ engine: { parallel: 0 } }));

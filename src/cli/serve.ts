@@ -2,7 +2,7 @@ import { stat } from "node:fs/promises";
 import { createServer } from "node:net";
 import { type ServeFlags, type ServerConfig } from "../config/config.js";
 import { createLogger, logOutputFor } from "../logger.js";
-import { isRemoteModel } from "../models/model-files.js";
+import { isGgufFile, isRemoteModel } from "../models/model-files.js";
 import { startServer } from "../server/server.js";
 import { storeLocation } from "../store/create-store.js";
 import { loadCliConfig, settingSource } from "./cli-config.js";
@@ -21,19 +21,20 @@ async function checkLocalModels(config: ServerConfig, flags: ServeFlags): Promis
     const named = engine.model in config.models;
     const location = config.models[engine.model] ?? engine.model;
     if (isRemoteModel(location)) continue;
-    if (
-      await stat(location).then(
-        (info) => info.isFile(),
-        () => false,
-      )
-    )
-      continue;
+    const exists = await stat(location).then(
+      (info) => info.isFile(),
+      () => false,
+    );
+    // llama.cpp's own complaint about a file that is not a model names neither the file nor the setting.
+    const gguf = exists && (await isGgufFile(location).catch(() => false));
+    if (gguf) continue;
     const source = !named
       ? `'specialists.${id}.model' in ${configFile ?? "the config file"}`
       : engine.model === "base"
         ? settingSource({ name: "--model", value: flags.model }, "ALVEARE_MODEL", "models.base", configFile)
         : `'models.${engine.model}' in ${configFile ?? "the config file"}`;
-    throw new UsageError(`model file not found: ${location} (given by ${source}); pass an existing .gguf file or an hf: URI`);
+    if (!exists) throw new UsageError(`model file not found: ${location} (given by ${source}); pass an existing .gguf file or an hf: URI`);
+    throw new UsageError(`${location} is not a GGUF model file (given by ${source}); pass a .gguf file or an hf: URI`);
   }
 }
 

@@ -27,15 +27,20 @@ function modelUrl(uri: string): string {
 export const isRemoteModel = (location: string): boolean =>
   location.startsWith("hf:") || location.startsWith("http://") || location.startsWith("https://");
 
-/** A downloaded file must at least be a GGUF; a captive portal's HTML page is not a model. */
-async function verifyGguf(path: string): Promise<void> {
+/** Whether the file starts with GGUF's magic bytes. */
+export async function isGgufFile(path: string): Promise<boolean> {
   const file = await open(path, "r");
   try {
-    const { buffer } = await file.read(Buffer.alloc(4), 0, 4, 0);
-    if (buffer.toString("latin1") !== "GGUF") throw new ModelUnavailableError(`${path} is not a GGUF file`);
+    const { buffer, bytesRead } = await file.read(Buffer.alloc(4), 0, 4, 0);
+    return bytesRead === 4 && buffer.toString("latin1") === "GGUF";
   } finally {
     await file.close();
   }
+}
+
+/** A downloaded file must at least be a GGUF; a captive portal's HTML page is not a model. */
+async function verifyGguf(path: string): Promise<void> {
+  if (!(await isGgufFile(path))) throw new ModelUnavailableError(`${path} is not a GGUF file`);
 }
 
 const offlineHint = (uri: string, why: string): string =>
