@@ -297,4 +297,19 @@ describe("account administration from the CLI", () => {
     assert.equal(bad.status, 2);
     assert.match(bad.stderr, /active or suspended/);
   });
+
+  it("holds names to the API's length limits: account names 200, key names 100", () => {
+    const dataDir = tempDir();
+    const env = cleanEnv();
+    const cli = (args: string[]) => spawnSync(process.execPath, [CLI, ...args, "--data-dir", dataDir], { env, encoding: "utf8" });
+    const long = cli(["accounts", "create", "--plan", "solo", "--name", "n".repeat(201)]);
+    assert.equal(long.status, 2);
+    assert.match(long.stderr, /^alveare: Invalid 'name': must be at most 200 characters long\.$/m);
+    const account = cliJson(["accounts", "create", "--plan", "solo", "--name", "n".repeat(200), "--data-dir", dataDir], env) as { id: string };
+    const longKey = cli(["keys", "create", "--account", account.id, "--name", "k".repeat(101)]);
+    assert.equal(longKey.status, 2);
+    assert.match(longKey.stderr, /^alveare: Invalid 'name': must be at most 100 characters long\.$/m);
+    assert.deepEqual(cliJson(["keys", "list", "--account", account.id, "--data-dir", dataDir], env), [], "nothing was created");
+    assert.equal((cliJson(["keys", "create", "--account", account.id, "--name", "k".repeat(100), "--data-dir", dataDir], env) as { name: string }).name.length, 100);
+  });
 });

@@ -5,6 +5,12 @@ import type { Account, ApiKeyRecord, Mode, Stores } from "../store/store.js";
 import { generateKey } from "./api-keys.js";
 import { isKeyMode } from "../gate/credentials.js";
 import { DEFAULT_MAX_KEYS, findPlan, type Plan } from "../gate/plans.js";
+import { FIELD_LIMITS } from "./bounded-fields.js";
+
+/** The same length limits the HTTP schemas hold, for callers that come another way (the CLI). */
+function bounded(param: string, value: string, limit: number): void {
+  if (value.length > limit) throw new AccountError(errors.invalidParameter(param, `must be at most ${limit} characters long.`));
+}
 
 /**
  * Account and key operations, shared by the CLI, the admin API and the
@@ -36,6 +42,7 @@ export class AccountService {
 
   async createAccount(context: AuditContext, name: string, plan: string): Promise<Account> {
     if (name.trim().length === 0) throw new AccountError(errors.invalidParameter("name", "the account name must not be empty."));
+    bounded("name", name, FIELD_LIMITS.name);
     this.plan(plan);
     const account: Account = { id: `acct_${randomBase62(16)}`, name, plan, status: "active", createdAt: new Date().toISOString() };
     await this.stores.accounts.createAccount(account);
@@ -55,6 +62,7 @@ export class AccountService {
    */
   async createKey(context: AuditContext, accountId: string, mode: Mode, name?: string): Promise<{ record: ApiKeyRecord; key: string }> {
     if (!isKeyMode(mode)) throw new AccountError(errors.invalidParameter("mode", `must be live or test, got '${String(mode)}'.`));
+    if (name !== undefined) bounded("name", name, FIELD_LIMITS.keyName);
     const account = await this.getAccount(accountId);
     // An account left on a plan the config no longer defines keeps the default cap.
     const maxKeys = findPlan(this.plans, account.plan)?.maxKeys ?? DEFAULT_MAX_KEYS;
