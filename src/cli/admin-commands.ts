@@ -78,7 +78,7 @@ export function registerAccountCommands(program: Command): void {
     .description("create, list and change customer accounts")
     .addHelpText(
       "after",
-      '\nExamples:\n  $ alveare accounts create --name "Acme" --plan starter\n  $ alveare accounts list\n  $ alveare accounts update acc_123 --plan scale',
+      '\nExamples:\n  $ alveare accounts create --name "Acme" --plan starter\n  $ alveare accounts list\n  $ alveare accounts update acct_7Hq2mXv9LpR4sTn1 --plan scale',
     );
   storeCommand(accounts, "create", "create an account on a plan")
     .requiredOption("--name <name>", "the account's display name")
@@ -113,7 +113,7 @@ export function registerAccountCommands(program: Command): void {
     .argument("<account-id>", "the account, as printed by accounts list")
     .option("--plan <plan>", "move it to this plan")
     .option("--status <status>", "active or suspended (a suspended account's keys are refused)", oneOf("active", "suspended"))
-    .addHelpText("after", "\nExamples:\n  $ alveare accounts update acc_123 --plan scale\n  $ alveare accounts update acc_123 --status suspended")
+    .addHelpText("after", "\nExamples:\n  $ alveare accounts update acct_7Hq2mXv9LpR4sTn1 --plan scale\n  $ alveare accounts update acct_7Hq2mXv9LpR4sTn1 --status suspended")
     .action((id: string, o: StoreOptions & { plan?: string; status?: "active" | "suspended" }, command: Command) => {
       if (o.plan === undefined && o.status === undefined) command.error("error: give --plan, --status or both", { exitCode: 2 });
       return withStore(o, async ({ accounts: service, json }) => {
@@ -127,13 +127,13 @@ export function registerAccountCommands(program: Command): void {
   const members = program
     .command("members")
     .description("invite people into an account's dashboard")
-    .addHelpText("after", "\nExample:\n  $ alveare members invite --account acc_123 --email dev@example.com");
+    .addHelpText("after", "\nExample:\n  $ alveare members invite --account acct_7Hq2mXv9LpR4sTn1 --email dev@example.com");
   storeCommand(members, "invite", "invite a person by e-mail; prints the one-time invitation link")
     .requiredOption("--account <id>", "the account they join")
     .requiredOption("--email <email>", "their e-mail address (their sign-in name)")
     .addHelpText(
       "after",
-      "\nThe link starts with ALVEARE_PUBLIC_URL (default http://ALVEARE_HOST:ALVEARE_PORT).\n\nExample:\n  $ alveare members invite --account acc_123 --email dev@example.com",
+      "\nThe link starts with ALVEARE_PUBLIC_URL (default http://ALVEARE_HOST:ALVEARE_PORT).\n\nExample:\n  $ alveare members invite --account acct_7Hq2mXv9LpR4sTn1 --email dev@example.com",
     )
     .action((o: StoreOptions & { account: string; email: string }) =>
       withStore(o, async ({ stores, config, json }) => {
@@ -151,13 +151,13 @@ export function registerAccountCommands(program: Command): void {
     .description("create, list and revoke API keys")
     .addHelpText(
       "after",
-      "\nExamples:\n  $ alveare keys create --account acc_123 --name laptop\n  $ alveare keys list --account acc_123\n  $ alveare keys revoke key_123",
+      "\nExamples:\n  $ alveare keys create --account acct_7Hq2mXv9LpR4sTn1 --name laptop\n  $ alveare keys list --account acct_7Hq2mXv9LpR4sTn1\n  $ alveare keys revoke key_3Fw8kZp2QaN6yDc0",
     );
   storeCommand(keys, "create", "create an API key (shown once)")
     .requiredOption("--account <id>", "the account the key belongs to")
     .addOption(modeOption())
     .option("--name <name>", "a label to recognise the key by")
-    .addHelpText("after", "\nExample:\n  $ alveare keys create --account acc_123 --name laptop")
+    .addHelpText("after", "\nExample:\n  $ alveare keys create --account acct_7Hq2mXv9LpR4sTn1 --name laptop")
     .action((o: StoreOptions & { account: string; mode: Mode; name?: string }) =>
       withStore(o, async ({ accounts: service, json }) => {
         const created = await service.createKey(CLI_CONTEXT, o.account, o.mode, o.name);
@@ -167,7 +167,7 @@ export function registerAccountCommands(program: Command): void {
     );
   storeCommand(keys, "list", "list an account's keys (never the keys themselves)")
     .requiredOption("--account <id>", "the account")
-    .addHelpText("after", "\nExample:\n  $ alveare keys list --account acc_123")
+    .addHelpText("after", "\nExample:\n  $ alveare keys list --account acct_7Hq2mXv9LpR4sTn1")
     .action((o: StoreOptions & { account: string }) =>
       withStore(o, async ({ accounts: service, json }) => {
         const list = await service.listKeys(o.account);
@@ -194,7 +194,7 @@ export function registerAccountCommands(program: Command): void {
     );
   storeCommand(keys, "revoke", "revoke a key for good (revoking it again changes nothing)")
     .argument("<key-id>", "the key's id, as printed by keys list")
-    .addHelpText("after", "\nExample:\n  $ alveare keys revoke key_123")
+    .addHelpText("after", "\nExample:\n  $ alveare keys revoke key_3Fw8kZp2QaN6yDc0")
     .action((keyId: string, o: StoreOptions) =>
       withStore(o, async (session) => {
         const before = await findKey(session, keyId);
@@ -209,7 +209,7 @@ export function registerAccountCommands(program: Command): void {
   storeCommand(program, "usage", "show an account's usage this month")
     .requiredOption("--account <id>", "the account")
     .addOption(modeOption())
-    .addHelpText("after", "\nExamples:\n  $ alveare usage --account acc_123\n  $ alveare usage --account acc_123 --mode test --json")
+    .addHelpText("after", "\nExamples:\n  $ alveare usage --account acct_7Hq2mXv9LpR4sTn1\n  $ alveare usage --account acct_7Hq2mXv9LpR4sTn1 --mode test --json")
     .action((o: StoreOptions & { account: string; mode: Mode }) =>
       withStore(o, async ({ stores, config, json }) => {
         const account = await stores.accounts.getAccount(o.account);
@@ -253,7 +253,7 @@ export function registerAccountCommands(program: Command): void {
     .option("--limit <n>", "at most this many records (1 to 1000)", "100")
     .addHelpText(
       "after",
-      "\nExamples:\n  $ alveare audit\n  $ alveare audit --account acc_123 --json\n  $ alveare audit --action sign_in.failed --since 2026-11-01",
+      "\nExamples:\n  $ alveare audit\n  $ alveare audit --account acct_7Hq2mXv9LpR4sTn1 --json\n  $ alveare audit --action sign_in.failed --since 2026-11-01",
     )
     .action((o: StoreOptions & { account?: string; action?: string; actor?: string; since?: string; until?: string; limit: string }) =>
       withStore(o, async ({ stores, json }) => {
