@@ -292,6 +292,7 @@ describe("request schemas: Ajv errors mapped to the error catalogue", () => {
       "We could not parse the JSON body of your request: the body is empty; send a JSON object",
     ]);
     assert.deepEqual(refusal(inferRequest, [1, 2]), ["invalid_parameter", "body", "Invalid 'body': the body must be a JSON object."]);
+    assert.deepEqual(refusal(inferRequest, null), ["invalid_parameter", "body", "Invalid 'body': the body must be a JSON object."]);
     const body = chat({ user: "u1", frequency_penalty: 0, logit_bias: { 1: 2 } });
     assert.equal(parseBody(chatCompletionRequest, body), body);
     // The client's JSON Schema is opaque here, however it looks.

@@ -98,8 +98,9 @@ function requestError(e: LocatedError): ApiError {
  * is not an object are told apart from a wrong parameter, as before any schema.
  */
 export function parseBody<T>(compiled: CompiledSchema<T>, body: unknown): T {
-  if (body === undefined || body === null) throw errors.invalidJson("the body is empty; send a JSON object");
-  if (typeof body !== "object" || Array.isArray(body)) throw errors.invalidParameter("body", "the body must be a JSON object.");
+  if (body === undefined) throw errors.invalidJson("the body is empty; send a JSON object");
+  // A literal null is JSON, just not an object: refused like an array or a string, not as an empty body.
+  if (typeof body !== "object" || body === null || Array.isArray(body)) throw errors.invalidParameter("body", "the body must be a JSON object.");
   const result = compiled.check(body);
   if (result.ok) return result.value;
   throw requestError(locateError(compiled.schema as SchemaNode, body, result.error));
