@@ -61,7 +61,13 @@ const stores: PrefixSnapshotStore[] = [];
 
 async function engineOn(
   model: LlamaModel,
-  options: { parallel?: number; store?: PrefixSnapshotStore; identity?: string; lora?: { path: string; scale: number } } = {},
+  options: {
+    parallel?: number;
+    store?: PrefixSnapshotStore;
+    identity?: string;
+    lora?: { path: string; scale: number };
+    rememberedPrefixTokens?: number;
+  } = {},
 ): Promise<EmbeddedEngine> {
   const context = await model.createContext({
     contextSize: 1024,
@@ -77,6 +83,7 @@ async function engineOn(
     maxQueue: 8,
     snapshots: options.store,
     identity: options.identity,
+    rememberedPrefixTokens: options.rememberedPrefixTokens,
   });
   engines.push(engine);
   return engine;
@@ -265,6 +272,34 @@ describe("system-prefix snapshots", () => {
       await assertMatchesFresh(`scale ${scale}`, model, tuned.promptTokens(messages), tuned.snapshotPrefixLength(messages), probabilities, lora);
     }
     assert.equal(store.size, 3);
+  });
+});
+
+describe("remembered system prefixes", () => {
+  it("are not computed or kept for a prompt that cannot fit the context, however long its system message", async () => {
+    const model = await llama.loadModel({ modelPath: await tinyModel(), gpuLayers: 0 });
+    const engine = await engineOn(model, { store: newStore(), identity: "tiny" });
+    engine.countPromptTokens(conversation(SPECIALISTS[0]!.system, "hello"));
+    const before = engine.rememberedPrefixes;
+    assert.equal(before.count, 1);
+    for (let i = 0; i < 5; i++) {
+      const huge = conversation(`${"0123456789".repeat(2_000)} ${i}`, "hello");
+      assert.ok(engine.countPromptTokens(huge) > 1024, "longer than the context");
+    }
+    assert.deepEqual(engine.rememberedPrefixes, before);
+  });
+
+  it("hold at most their token budget, whatever the callers send", async () => {
+    const model = await llama.loadModel({ modelPath: await tinyModel(), gpuLayers: 0 });
+    const engine = await engineOn(model, { identity: "tiny", rememberedPrefixTokens: 600 });
+    let largest = 0;
+    for (let i = 0; i < 40; i++) {
+      engine.countPromptTokens(conversation(`Answer in the style of writer number ${i}. ${"Be brief and exact. ".repeat(20)}`, "hello"));
+      const { tokens } = engine.rememberedPrefixes;
+      assert.ok(tokens <= 600, `${tokens} tokens remembered`);
+      largest = Math.max(largest, tokens);
+    }
+    assert.ok(largest > 300, "the budget was used, then started over");
   });
 });
 

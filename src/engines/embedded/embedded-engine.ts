@@ -1,4 +1,4 @@
-import { randomUUID } from "node:crypto";
+import { createHash, randomUUID } from "node:crypto";
 import { mkdtempSync } from "node:fs";
 import { rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -40,6 +40,8 @@ export interface EmbeddedEngineOptions {
   snapshots?: PrefixSnapshotStore | undefined;
   /** What the model's KV state depends on (model file, adapter): part of every snapshot key. */
   identity?: string | undefined;
+  /** Tokens of system prefixes remembered at most (default about a million). */
+  rememberedPrefixTokens?: number | undefined;
 }
 
 /** The formatted system prefix of a prompt: the tokens before the first user turn's content. */
@@ -66,8 +68,14 @@ export interface PromptCacheStats {
  * tens), but a handful of tokens is not worth a file.
  */
 const MIN_SNAPSHOT_TOKENS = 16;
-/** Distinct system prompts whose prefix tokens are remembered. */
+/**
+ * Distinct system prompts whose prefix tokens are remembered, and the tokens
+ * they may hold together (about 8 MB of arrays): callers choose the system
+ * messages, so the memory is bounded by size, not only by count. Forgetting
+ * costs only tokenizing a prompt again.
+ */
 const MAX_REMEMBERED_PREFIXES = 1024;
+const MAX_REMEMBERED_PREFIX_TOKENS = 1 << 20;
 
 interface FormattedPrompt {
   tokens: Token[];
@@ -137,7 +145,10 @@ export class EmbeddedEngine implements Engine {
   private readonly running = new Set<Promise<unknown>>();
   private readonly snapshots: PrefixSnapshotStore | undefined;
   private readonly identity: string;
+  /** System prefixes by a hash of their messages, and the tokens they hold together. */
   private readonly prefixes = new Map<string, SystemPrefix | undefined>();
+  private prefixTokens = 0;
+  private readonly maxPrefixTokens: number;
   private choiceStateDirectory: string | undefined;
   private readonly counters: PromptCacheStats = { promptTokensEvaluated: 0, snapshotRestores: 0, snapshotBuilds: 0, sequenceHits: 0 };
 
@@ -149,6 +160,7 @@ export class EmbeddedEngine implements Engine {
     this.contextSize = options.context.contextSize;
     this.snapshots = options.snapshots;
     this.identity = `${options.identity ?? options.name}\u0000context=${options.context.contextSize}`;
+    this.maxPrefixTokens = options.rememberedPrefixTokens ?? MAX_REMEMBERED_PREFIX_TOKENS;
     // The GGUF's own chat template when it has one; otherwise a generic format.
     this.chatWrapper = resolveChatWrapper(options.model);
     const sequences = Array.from({ length: options.context.totalSequences }, () => options.context.getSequence());
@@ -167,6 +179,10 @@ export class EmbeddedEngine implements Engine {
   }
   get promptCache(): Readonly<PromptCacheStats> {
     return { ...this.counters };
+  }
+  /** System prefixes remembered (by their messages' hash) and the tokens they hold. */
+  get rememberedPrefixes(): { count: number; tokens: number } {
+    return { count: this.prefixes.size, tokens: this.prefixTokens };
   }
 
   /** Length in tokens of the system prefix a snapshot would cover for these messages (0 when none would). */
@@ -208,8 +224,8 @@ export class EmbeddedEngine implements Engine {
 
   async generate(request: GenerationRequest): Promise<GenerationResult> {
     const tools = request.tools;
-    const prompt = tools === undefined ? this.format(request.messages) : this.formatWithTools(request.messages, toolFunctions(tools));
     const contextSize = Math.min(this.contextSize, request.contextLimit ?? Infinity);
+    const prompt = tools === undefined ? this.format(request.messages, contextSize) : this.formatWithTools(request.messages, toolFunctions(tools));
     if (prompt.tokens.length >= contextSize) {
       throw errors.contextLengthExceeded(prompt.tokens.length, contextSize, "messages");
     }
@@ -601,7 +617,7 @@ export class EmbeddedEngine implements Engine {
     while (messages[count]?.role === "system") count++;
     if (count === 0) return undefined;
     const system = messages.slice(0, count);
-    const rememberedAs = JSON.stringify(system);
+    const rememberedAs = createHash("sha256").update(JSON.stringify(system)).digest("base64");
     if (this.prefixes.has(rememberedAs)) return this.prefixes.get(rememberedAs);
     const a = this.tokenize([...system, { role: "user", content: "a" }]);
     const b = this.tokenize([...system, { role: "user", content: "Z" }]);
@@ -609,8 +625,13 @@ export class EmbeddedEngine implements Engine {
     while (shared < a.length && shared < b.length && a[shared] === b[shared]) shared++;
     const tokens = a.slice(0, shared);
     const prefix = tokens.length >= MIN_SNAPSHOT_TOKENS ? { tokens, key: snapshotKey(this.identity, tokens) } : undefined;
-    if (this.prefixes.size >= MAX_REMEMBERED_PREFIXES) this.prefixes.clear();
+    const held = prefix?.tokens.length ?? 0;
+    if (this.prefixes.size >= MAX_REMEMBERED_PREFIXES || this.prefixTokens + held > this.maxPrefixTokens) {
+      this.prefixes.clear();
+      this.prefixTokens = 0;
+    }
     this.prefixes.set(rememberedAs, prefix);
+    this.prefixTokens += held;
     return prefix;
   }
 
@@ -619,9 +640,11 @@ export class EmbeddedEngine implements Engine {
     return { ...this.formatChat(messages, functions), prefix: undefined };
   }
 
-  private format(messages: readonly ChatMessage[]): FormattedPrompt {
+  private format(messages: readonly ChatMessage[], contextSize = this.contextSize): FormattedPrompt {
     const { tokens, stopStrings, stopTokens } = this.formatChat(messages);
-    return { tokens, prefix: this.systemPrefix(messages), stopStrings, stopTokens };
+    // A prompt that cannot fit is refused: its system messages are neither tokenized again nor remembered.
+    const prefix = tokens.length < contextSize ? this.systemPrefix(messages) : undefined;
+    return { tokens, prefix, stopStrings, stopTokens };
   }
 
   private tokenize(messages: readonly ChatMessage[]): Token[] {
