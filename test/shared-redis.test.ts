@@ -4,6 +4,7 @@ import { after, before, describe, it } from "node:test";
 import { Redis } from "ioredis";
 import { loadConfig } from "../src/config/config.js";
 import { People } from "../src/accounts/people.js";
+import { scryptDerivation, type KeyDerivation } from "../src/accounts/passwords.js";
 import { AccountService } from "../src/accounts/accounts.js";
 import { nodeBroadcast } from "../src/cli/node-broadcast.js";
 import { hashKey } from "../src/gate/credentials.js";
@@ -159,6 +160,37 @@ describe("sign-in failures are counted across nodes", () => {
       for (const node of nodes) await assert.rejects(node.checkAdminToken(ADMIN_TOKEN, "10.0.0.1"), { code: "too_many_sign_in_attempts" });
       // Another address is not affected.
       await nodes[0]!.checkAdminToken(ADMIN_TOKEN, "10.0.0.2");
+    } finally {
+      await stores.close();
+    }
+  });
+
+  it("counts guesses that arrive at once on two nodes exactly: five are tried, the rest refused", async () => {
+    const stores = await createStore({ dataDir: tempDir() });
+    try {
+      await stores.accounts.createAccount({ id: "acct_race", name: "race", plan: "solo", status: "active", createdAt: new Date().toISOString() });
+      const failures = (kind: string, limits: ConstructorParameters<typeof RedisFailureCounter>[2]) =>
+        new RedisFailureCounter(connection, kind, limits);
+      let derived = 0;
+      const derive: KeyDerivation = (password, salt, parameters) => {
+        derived++;
+        return scryptDerivation(password, salt, parameters);
+      };
+      const nodes = [new People(stores, ADMIN_TOKEN, { failures, derive }), new People(stores, ADMIN_TOKEN, { failures, derive })];
+      const { token } = await nodes[0]!.invite(CLI_CONTEXT, "acct_race", "race@example.com");
+      await nodes[0]!.acceptInvitation(token, "the member's real password", "10.0.0.8");
+      derived = 0;
+      const codes = async (attempts: Array<Promise<unknown>>) =>
+        (await Promise.allSettled(attempts)).map((o) => (o.status === "rejected" ? (o.reason as { code: string }).code : "ok"));
+      const signIns = await codes(Array.from({ length: 30 }, (_, i) => nodes[i % 2]!.signIn("race@example.com", `guess ${i}`, "10.0.0.9")));
+      assert.equal(signIns.filter((c) => c === "invalid_credentials").length, 5, JSON.stringify(signIns));
+      assert.equal(signIns.filter((c) => c === "too_many_sign_in_attempts").length, 25);
+      assert.equal(derived, 5, "five passwords were tried");
+      const tokens = await codes(Array.from({ length: 30 }, (_, i) => nodes[i % 2]!.checkAdminToken(`wrong-${i}`, "10.0.0.10")));
+      assert.equal(tokens.filter((c) => c === "invalid_admin_token").length, 5, JSON.stringify(tokens));
+      assert.equal(tokens.filter((c) => c === "too_many_sign_in_attempts").length, 25);
+      // Right tokens at once from one address are never refused: only failures count.
+      assert.deepEqual(new Set(await codes(Array.from({ length: 20 }, (_, i) => nodes[i % 2]!.checkAdminToken(ADMIN_TOKEN, "10.0.0.11")))), new Set(["ok"]));
     } finally {
       await stores.close();
     }

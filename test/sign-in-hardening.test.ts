@@ -35,6 +35,19 @@ describe("the sign-in failure log", () => {
     log.add("addr:b", 5_000);
     assert.equal(log.size, 1, "addr:a expired and was forgotten");
   });
+
+  it("counts an attempt on every key in one step, refuses when any key is used up, and takes back a withdrawn one", () => {
+    const log = new FailureLog({ allowed: 2, windowMs: 1_000, maxKeys: 100 });
+    const first = log.attempt(["email:e", "addr:a"], 0);
+    assert.ok(first.counted);
+    assert.ok(log.attempt(["email:f", "addr:a"], 1).counted);
+    assert.deepEqual(log.attempt(["email:g", "addr:a"], 2), { counted: false, retryAfterMs: 998 }, "addr:a is used up");
+    assert.equal(log.retryAfterMs("email:g", 2), 0, "a refused attempt counts on no key");
+    log.withdraw(["addr:a"], first.id);
+    assert.ok(log.attempt(["email:g", "addr:a"], 3).counted, "a withdrawn attempt frees its place");
+    assert.equal(log.retryAfterMs("email:e", 3), 0);
+    assert.ok(!log.attempt(["email:e", "email:e", "addr:a"], 4).counted, "addr:a is used up again");
+  });
 });
 
 describe("People's sign-in", () => {
@@ -94,6 +107,35 @@ describe("People's sign-in", () => {
     }
     assert.equal(fresh.failureLogSizes().member, before);
     assert.ok(before <= 6);
+  });
+
+  it("evaluates at most the allowed guesses when they all arrive at once", async () => {
+    const fresh = new People(stores, ADMIN_TOKEN, { derive: recording });
+    derivations = [];
+    const outcomes = await Promise.allSettled(
+      Array.from({ length: 40 }, (_, i) => fresh.signIn("erin@example.com", `wrong password number ${i}`, "10.0.0.4")),
+    );
+    const statuses = outcomes.map((o) => (o.status === "rejected" ? status(o.reason) : 200));
+    assert.equal(statuses.filter((s) => s === 401).length, 5, JSON.stringify(statuses));
+    assert.equal(statuses.filter((s) => s === 429).length, 35);
+    assert.equal(derivations.length, 5, "five passwords were tried, not forty");
+    // Wrong admin tokens at once: five 401s, then 429s; the right token is refused as well while locked out.
+    const tokens = await Promise.allSettled(Array.from({ length: 40 }, (_, i) => fresh.checkAdminToken(`wrong-${i}`, "10.0.0.5")));
+    const tokenStatuses = tokens.map((o) => (o.status === "rejected" ? status(o.reason) : 200));
+    assert.equal(tokenStatuses.filter((s) => s === 401).length, 5, JSON.stringify(tokenStatuses));
+    assert.equal(tokenStatuses.filter((s) => s === 429).length, 35);
+    await assert.rejects(fresh.checkAdminToken(ADMIN_TOKEN, "10.0.0.5"), (e) => status(e) === 429);
+  });
+
+  it("lets a member sign in after failures, and a success from an address never counts against it", async () => {
+    const fresh = new People(stores, ADMIN_TOKEN);
+    for (let i = 0; i < 4; i++) await assert.rejects(fresh.signIn("erin@example.com", "wrong password", "10.0.0.6"), (e) => status(e) === 401);
+    for (let i = 0; i < 3; i++) await fresh.signIn("erin@example.com", "erin's real password", "10.0.0.6");
+    // The address holds its 4 failures, no successes: one more failure is allowed, then it is locked.
+    await assert.rejects(fresh.signIn("nobody@example.com", "wrong password", "10.0.0.6"), (e) => status(e) === 401);
+    await assert.rejects(fresh.signIn("erin@example.com", "erin's real password", "10.0.0.6"), (e) => status(e) === 429);
+    // The right admin token, many times, never locks anyone out.
+    for (let i = 0; i < 20; i++) await fresh.checkAdminToken(ADMIN_TOKEN, "10.0.0.7");
   });
 
   it("caps the failure log when many addresses fail with distinct e-mails", async () => {

@@ -1,6 +1,6 @@
-import type { FailureCounter, FailureLogLimits } from "../gate/backends.js";
+import type { AttemptResult, FailureCounter, FailureLogLimits } from "../gate/backends.js";
 
-export type { FailureCounter, FailureLogLimits };
+export type { AttemptResult, FailureCounter, FailureLogLimits };
 
 /**
  * Failed sign-ins per key (an e-mail, a client address) within a sliding window.
@@ -18,6 +18,23 @@ export class FailureLog implements FailureCounter {
     const recent = this.recent(key, now);
     if (recent.length < this.limits.allowed) return 0;
     return Math.max(1, (recent[recent.length - this.limits.allowed] ?? now) + this.limits.windowMs - now);
+  }
+
+  /** Checks and counts in one synchronous step: nothing can come between them in this process. */
+  attempt(keys: readonly string[], now: number): AttemptResult {
+    const wait = Math.max(0, ...keys.map((key) => this.retryAfterMs(key, now)));
+    if (wait > 0) return { counted: false, retryAfterMs: wait };
+    for (const key of keys) this.add(key, now);
+    return { counted: true, id: String(now) };
+  }
+
+  withdraw(keys: readonly string[], id: string): void {
+    const at = Number(id);
+    for (const key of keys) {
+      const times = this.failures.get(key);
+      const i = times?.indexOf(at) ?? -1;
+      if (i >= 0) times!.splice(i, 1);
+    }
   }
 
   add(key: string, now: number): void {

@@ -107,13 +107,13 @@ export class People {
     const keys = [`email:${normalised}`, `addr:${address}`];
     const now = Date.now();
     const anonymous: AuditContext = { actor: "anonymous", source: address, requestId };
-    await this.refuseIfLimited(this.memberFailures, keys, now, anonymous, "sign_in.failed");
+    const attempt = await this.countAttempt(this.memberFailures, keys, now, anonymous, "sign_in.failed");
     const member = await this.stores.people.findMemberByEmail(normalised);
     // An unknown e-mail (or a member without a password yet) is checked against a
     // decoy hash with the same parameters, so timing does not reveal who has an account.
     const ok = await this.passwords.verify(password, member?.passwordHash);
     if (member === undefined || !ok) {
-      for (const key of keys) await this.memberFailures.add(key, now);
+      // The attempt counted above stays: it is this failure.
       if (member === undefined) await this.stores.audit.count(anonymous, "sign_in.failed");
       else
         await this.stores.audit.record(anonymous, {
@@ -124,7 +124,9 @@ export class People {
         });
       throw new ApiError(401, "authentication_error", "invalid_credentials", "Wrong email or password.");
     }
+    // The member's failures are forgiven; the address keeps any earlier ones but not this success.
     await this.memberFailures.clear(keys[0]!);
+    await this.memberFailures.withdraw(keys.slice(1), attempt);
     await this.stores.audit.record(
       { actor: `member:${member.email}`, source: address, requestId },
       {
@@ -151,26 +153,37 @@ export class People {
     const key = `addr:${address}`;
     const now = Date.now();
     const anonymous: AuditContext = { actor: "anonymous", source: address, requestId };
-    await this.refuseIfLimited(this.operatorFailures, [key], now, anonymous, "admin_token.failed");
-    if (this.adminToken === undefined || given.length > FIELD_LIMITS.token || !sameSecret(given, this.adminToken)) {
-      await this.operatorFailures.add(key, now);
+    const right = this.adminToken !== undefined && given.length <= FIELD_LIMITS.token && sameSecret(given, this.adminToken);
+    // The comparison is instant, so only its answer needs the limit: a wrong guess is counted (or refused) in one
+    // step, and a right token is refused too while the address is locked out, so a 429 tells a guesser nothing.
+    if (right) {
+      const wait = await this.operatorFailures.retryAfterMs(key, now);
+      if (wait <= 0) return;
       await this.stores.audit.count(anonymous, "admin_token.failed");
-      throw errors.invalidAdminToken();
+      throw errors.tooManySignIns(wait);
     }
+    await this.countAttempt(this.operatorFailures, [key], now, anonymous, "admin_token.failed");
+    await this.stores.audit.count(anonymous, "admin_token.failed");
+    throw errors.invalidAdminToken();
   }
 
-  /** 429 while any of the keys has used up its failed attempts, until the oldest leaves the window; each refusal is counted as a failure. */
-  private async refuseIfLimited(
+  /**
+   * Counts an attempt on the keys before the secret is checked (the check and the
+   * count are one step, so concurrent guesses cannot all slip past the limit) and
+   * returns its id; 429 while any of the keys has used up its attempts, until the
+   * oldest leaves the window. Each refusal is audited as a failure.
+   */
+  private async countAttempt(
     log: FailureCounter,
     keys: readonly string[],
     now: number,
     context: AuditContext,
     action: AuditAction,
-  ): Promise<void> {
-    const wait = Math.max(...(await Promise.all(keys.map((key) => log.retryAfterMs(key, now)))));
-    if (wait <= 0) return;
+  ): Promise<string> {
+    const attempt = await log.attempt(keys, now);
+    if (attempt.counted) return attempt.id;
     await this.stores.audit.count(context, action);
-    throw errors.tooManySignIns(wait);
+    throw errors.tooManySignIns(attempt.retryAfterMs);
   }
 
   /** How many keys each failure log holds now (its size is capped). */

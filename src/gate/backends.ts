@@ -107,6 +107,9 @@ export interface KeyCache {
   invalidate(): Promise<void>;
 }
 
+/** A counted attempt (its id, for `withdraw`), or a refusal with the milliseconds until the keys may try again. */
+export type AttemptResult = { counted: true; id: string } | { counted: false; retryAfterMs: number };
+
 export interface FailureLogLimits {
   /** Failures a key may have within the window before it is refused. */
   allowed: number;
@@ -118,11 +121,21 @@ export interface FailureLogLimits {
 /**
  * Failed attempts per key within a sliding window: this process's FailureLog,
  * or a shared one in Redis when several nodes serve the same dashboard.
+ *
+ * An attempt is counted before its password or token is checked, atomically
+ * with the check of the limit, so concurrent guesses cannot all pass the check
+ * before any of them is counted; a check that succeeds withdraws its attempt.
  */
 export interface FailureCounter {
-  /** Milliseconds until the key may try again, or 0 when it may try now. */
+  /**
+   * Counts one attempt on every key unless one of them has used up its attempts:
+   * then nothing is counted and `retryAfterMs` says when it may try again.
+   */
+  attempt(keys: readonly string[], now: number): AttemptResult | Promise<AttemptResult>;
+  /** Milliseconds until the key may try again, or 0 when it may try now; counts nothing. */
   retryAfterMs(key: string, now: number): number | Promise<number>;
-  add(key: string, now: number): void | Promise<void>;
+  /** Takes back an attempt that succeeded, from the keys it was counted on. */
+  withdraw(keys: readonly string[], id: string): void | Promise<void>;
   clear(key: string): void | Promise<void>;
   /** Keys held in this process (none for a shared counter). */
   readonly size: number;

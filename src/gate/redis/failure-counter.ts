@@ -1,4 +1,4 @@
-import type { FailureCounter, FailureLogLimits } from "../backends.js";
+import type { AttemptResult, FailureCounter, FailureLogLimits } from "../backends.js";
 import { type RedisConnection } from "./connection.js";
 import { LuaScript } from "./script.js";
 
@@ -12,13 +12,30 @@ local oldest = redis.call('ZRANGE', KEYS[1], count - allowed, count - allowed, '
 return math.max(1, tonumber(oldest[2]) + window - now)
 `);
 
-/** Records a failure and keeps only the last `allowed`: a key never holds more than the check needs. */
-const ADD_SCRIPT = new LuaScript(`
+/**
+ * One attempt on every key in KEYS, atomically: drops what left the window; when
+ * a key holds its `allowed` attempts already, counts nothing and returns the ms
+ * until its oldest counted one leaves; else records the attempt on every key
+ * (keeping only the last `allowed`) and returns 0.
+ */
+const ATTEMPT_SCRIPT = new LuaScript(`
 local now, window, allowed, id = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-redis.call('ZADD', KEYS[1], now, id)
-redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -allowed - 1)
-redis.call('PEXPIRE', KEYS[1], window)
-return 1
+local wait = 0
+for _, key in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  local count = redis.call('ZCARD', key)
+  if count >= allowed then
+    local oldest = redis.call('ZRANGE', key, count - allowed, count - allowed, 'WITHSCORES')
+    wait = math.max(wait, tonumber(oldest[2]) + window - now, 1)
+  end
+end
+if wait > 0 then return wait end
+for _, key in ipairs(KEYS) do
+  redis.call('ZADD', key, now, id)
+  redis.call('ZREMRANGEBYRANK', key, 0, -allowed - 1)
+  redis.call('PEXPIRE', key, window)
+end
+return 0
 `);
 
 let sequence = 0;
@@ -45,9 +62,18 @@ export class RedisFailureCounter implements FailureCounter {
     return (await RETRY_SCRIPT.run(this.connection.redis, [this.key(key)], [now, this.limits.windowMs, this.limits.allowed])) as number;
   }
 
-  async add(key: string, now: number): Promise<void> {
+  async attempt(keys: readonly string[], now: number): Promise<AttemptResult> {
     const id = `${now}:${process.pid}:${sequence++}:${Math.random()}`;
-    await ADD_SCRIPT.run(this.connection.redis, [this.key(key)], [now, this.limits.windowMs, this.limits.allowed, id]);
+    const wait = (await ATTEMPT_SCRIPT.run(
+      this.connection.redis,
+      keys.map((key) => this.key(key)),
+      [now, this.limits.windowMs, this.limits.allowed, id],
+    )) as number;
+    return wait > 0 ? { counted: false, retryAfterMs: wait } : { counted: true, id };
+  }
+
+  async withdraw(keys: readonly string[], id: string): Promise<void> {
+    await Promise.all(keys.map((key) => this.connection.redis.zrem(this.key(key), id)));
   }
 
   async clear(key: string): Promise<void> {
