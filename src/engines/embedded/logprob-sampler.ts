@@ -85,6 +85,17 @@ export function draw<T>(candidates: readonly (readonly [T, number])[], temperatu
   return kept.at(-1)?.[0];
 }
 
+/** The TOP_K most likely candidates (the distribution is most likely first) that `allowed` accepts. */
+function mostLikely(probabilities: ReadonlyMap<Token, number>, allowed: (token: Token) => boolean): Array<[Token, number]> {
+  const found: Array<[Token, number]> = [];
+  for (const [token, p] of probabilities) {
+    if (!allowed(token)) continue;
+    found.push([token, p]);
+    if (found.length >= TOP_K) break;
+  }
+  return found;
+}
+
 /**
  * Generates tokens on a sequence while reading the model's raw distribution at
  * every step, and samples from it here: the reported log-probabilities are the
@@ -109,16 +120,11 @@ export async function* sampleWithProbabilities(
     );
     const probabilities = (await sequence.controlledEvaluate(items))[last]?.next.probabilities;
     if (probabilities === undefined) return;
-    const candidates = [...probabilities];
-    let token = draw(candidates, options.temperature, options.topP, random);
+    // A draw looks at the TOP_K most likely candidates only, so only those are gathered, never the whole vocabulary.
+    let token = draw(mostLikely(probabilities, () => true), options.temperature, options.topP, random);
     // As llama.cpp does: the unconstrained draw when the grammar accepts it, else a draw among what the grammar allows.
     if (grammar !== undefined && token !== undefined && !grammar.allows(token)) {
-      token = draw(
-        candidates.filter(([t]) => grammar.allows(t)),
-        options.temperature,
-        options.topP,
-        random,
-      );
+      token = draw(mostLikely(probabilities, grammar.allows), options.temperature, options.topP, random);
     }
     if (token === undefined || model.isEogToken(token)) return;
     grammar?.accept(token);
