@@ -28,7 +28,8 @@ export class ApiError extends Error {
 }
 
 /** A caller's name as far as a message needs it: a megabyte of it helps nobody. */
-const shortened = (name: string): string => (name.length > 64 ? `${name.slice(0, 64)}…` : name);
+/** A caller's value as an error message may echo it: cut at 40 characters. */
+export const shortened = (value: string): string => (value.length > 40 ? `${value.slice(0, 40)}…` : value);
 
 /** Retry-After in whole seconds, never shorter than the wait, and the exact wait in ms. */
 const retryAfterHeaders = (retryAfterMs: number): Record<string, string> => ({
@@ -67,7 +68,7 @@ export const errors = {
       `The model '${shortened(name)}' does not exist or is not in your plan. GET /v1/models lists the models you can use.`,
       "model",
     ),
-  notFound: (method: string, url: string) => new ApiError(404, "invalid_request_error", "not_found", `Unknown route: ${method} ${url}`),
+  notFound: (method: string, url: string) => new ApiError(404, "invalid_request_error", "not_found", `Unknown route: ${shortened(method)} ${shortened(url)}`),
   requestTooLarge: (limit: number) =>
     new ApiError(413, "invalid_request_error", "request_too_large", `Request body is larger than the limit of ${limit} bytes.`),
   missingApiKey: () =>

@@ -147,6 +147,12 @@ describe("admin API", () => {
     assert.equal((await call(server, "POST", "/accounts", { plan: "solo" })).status, 400);
     assert.equal((await call(server, "GET", "/accounts/acct_nope")).status, 404);
     assert.equal((await call(server, "POST", "/keys/key_nope/revoke")).status, 404);
+    // An id is echoed cut at 40 characters, however long the caller made it.
+    const longId = await call(server, "POST", `/keys/key_${"x".repeat(60)}/revoke`);
+    assert.equal(longId.status, 404);
+    assert.equal((longId.json.error as { message: string }).message, `no key 'key_${"x".repeat(36)}…'`);
+    const longAccount = await call(server, "GET", `/accounts/acct_${"y".repeat(60)}`);
+    assert.equal((longAccount.json.error as { message: string }).message, `no account 'acct_${"y".repeat(35)}…'`);
     assert.equal((await call(server, "PATCH", "/accounts/acct_nope", { status: "frozen" })).status, 400);
     // A plan name is looked up as the table's own key, never one its prototype has.
     for (const plan of ["constructor", "toString", "__proto__"]) {

@@ -131,6 +131,12 @@ describe("HTTP contract: errors and request ids", () => {
     const body = (await r.json()) as { error: { code: string } };
     assert.equal(body.error.code, "not_found");
   });
+  it("never echoes a long path in full: 40 characters at most", async () => {
+    const r = await fetch(`${server.url}/${"a".repeat(8000)}`);
+    assert.equal(r.status, 404);
+    const body = (await r.json()) as { error: { message: string } };
+    assert.equal(body.error.message, `Unknown route: GET /${"a".repeat(39)}…`);
+  });
   it("accepts JSON sent without a content type (curl -d)", async () => {
     const r = await fetch(`${server.url}/v1/infer`, {
       method: "POST",

@@ -1,4 +1,4 @@
-import { ApiError, errors } from "../errors.js";
+import { ApiError, errors, shortened } from "../errors.js";
 import { randomBase62 } from "../ids.js";
 import type { AuditContext } from "../store/audit-log.js";
 import type { Account, ApiKeyRecord, Mode, Stores } from "../store/store.js";
@@ -156,10 +156,10 @@ export class AccountService {
   /** Revoking a revoked key changes nothing and records nothing. */
   async revokeKey(context: AuditContext, keyId: string): Promise<void> {
     const key = await this.stores.accounts.getKey(keyId);
-    if (key === undefined) throw new AccountError(errors.notFoundResource(`no key '${keyId}'`));
+    if (key === undefined) throw new AccountError(errors.notFoundResource(`no key '${shortened(keyId)}'`));
     await this.ready();
     if (!(await this.stores.accounts.revokeKey(keyId, new Date().toISOString()))) {
-      throw new AccountError(errors.notFoundResource(`no key '${keyId}'`));
+      throw new AccountError(errors.notFoundResource(`no key '${shortened(keyId)}'`));
     }
     // Revoking again tells the nodes again: the way to repair a broadcast that did not reach them.
     try {
@@ -192,4 +192,4 @@ export class AccountError extends ApiError {
   }
 }
 
-const noAccount = (id: string): AccountError => new AccountError(errors.notFoundResource(`no account '${id}'`));
+const noAccount = (id: string): AccountError => new AccountError(errors.notFoundResource(`no account '${shortened(id)}'`));

@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { ApiError, errors } from "../errors.js";
+import { ApiError, errors, shortened } from "../errors.js";
 import { randomBase62 } from "../ids.js";
 import type { AuditAction, AuditContext } from "../store/audit-log.js";
 import type { Member, Session, Stores } from "../store/store.js";
@@ -66,7 +66,7 @@ export class People {
     const normalised = normaliseEmail(email);
     if (!isEmailAddress(normalised)) throw errors.invalidParameter("email", "must be an email address.");
     if ((await this.stores.accounts.getAccount(accountId)) === undefined)
-      throw new ApiError(404, "invalid_request_error", "not_found", `no account '${accountId}'`);
+      throw new ApiError(404, "invalid_request_error", "not_found", `no account '${shortened(accountId)}'`);
     let member = await this.stores.people.findMemberByEmail(normalised);
     if (member !== undefined && member.accountId !== accountId) {
       throw errors.invalidParameter("email", "this email already belongs to another account.");

@@ -1,5 +1,5 @@
 import type { FastifyRequest } from "fastify";
-import { errors } from "../errors.js";
+import { errors, shortened } from "../errors.js";
 import { AUDIT_ACTIONS, type AuditContext, type AuditLog, type AuditPage, type AuditQuery, type AuditRecord } from "../store/audit-log.js";
 
 export const DEFAULT_AUDIT_PAGE = 100;
@@ -71,6 +71,6 @@ export const auditPageJson = (page: AuditPage) => ({ object: "list", data: page.
 /** The record a path names as JSON, if the caller may see it; a malformed, missing or hidden id is the same 404. */
 export async function auditRecordById(audit: AuditLog, id: string, visible: (record: AuditRecord) => boolean = () => true) {
   const record = /^\d{1,15}$/.test(id) ? await audit.get(Number(id)) : undefined;
-  if (record === undefined || !visible(record)) throw errors.notFoundResource(`no audit record '${id}'`);
+  if (record === undefined || !visible(record)) throw errors.notFoundResource(`no audit record '${shortened(id)}'`);
   return auditRecordJson(record);
 }

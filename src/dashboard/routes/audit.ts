@@ -1,6 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import { auditPageJson, auditRecordById, parseAuditQuery } from "../../admin/audit-query.js";
-import { errors } from "../../errors.js";
+import { errors, shortened } from "../../errors.js";
 import { signedInMember, type DashboardOptions } from "./member-context.js";
 
 /** The member's own account's audit records; any other account's are answered as missing. */
@@ -10,7 +10,7 @@ export function auditRoutes(app: FastifyInstance, options: DashboardOptions): vo
   app.get("/api/audit", async (request) => {
     const { account } = await signedInMember(options, request);
     const query = parseAuditQuery(request.query);
-    if (query.accountId !== undefined && query.accountId !== account.id) throw errors.notFoundResource(`no account '${query.accountId}'`);
+    if (query.accountId !== undefined && query.accountId !== account.id) throw errors.notFoundResource(`no account '${shortened(query.accountId)}'`);
     return auditPageJson(await audit.query({ ...query, accountId: account.id }));
   });
 

@@ -2,7 +2,7 @@ import type { FastifyInstance } from "fastify";
 import { requestContext } from "../../admin/audit-query.js";
 import { createdKeyJson, keyJson, listJson, revokedKeyJson } from "../../api/resources.js";
 import { dashboardRequests } from "../../api/schemas/dashboard.js";
-import { errors } from "../../errors.js";
+import { errors, shortened } from "../../errors.js";
 import { parseBody } from "../../schema/request-errors.js";
 import { signedInMember, type DashboardOptions } from "./member-context.js";
 
@@ -28,7 +28,7 @@ export function keyRoutes(app: FastifyInstance, options: DashboardOptions): void
     const { member, account } = await signedInMember(options, request);
     // Another account's key is answered exactly like a missing one.
     const own = (await accounts.listKeys(account.id)).some((k) => k.id === request.params.id);
-    if (!own) throw errors.notFoundResource(`no key '${request.params.id}'`);
+    if (!own) throw errors.notFoundResource(`no key '${shortened(request.params.id)}'`);
     await accounts.revokeKey(requestContext(request, `member:${member.email}`), request.params.id);
     return revokedKeyJson(request.params.id);
   });
