@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { getLlama, LlamaLogLevel } from "node-llama-cpp";
 import { GrammarCache } from "../src/engines/embedded/grammars.js";
-import { JSON_SCHEMA_LIMITS } from "../src/server/json-schema-limits.js";
+import { JSON_SCHEMA_LIMITS, TOOLS_SCHEMA_LIMITS } from "../src/server/json-schema-limits.js";
 import { postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
 
 /** `[[[…1…]]]` nested `depth` deep, as raw JSON text (JSON.stringify itself would overflow on it). */
@@ -91,6 +91,33 @@ describe("Input hardening: hostile values get a 400, never a 500", () => {
       schemaParam,
       new RegExp(`limit is ${JSON_SCHEMA_LIMITS.maxBytes}`),
     );
+  });
+  it("refuses tools whose schemas together are over the tools' limits, each one within its own", () => {
+    // 128 tools of 500 properties each: every schema within its limits, 64,000 properties in all.
+    const wide = Object.fromEntries(Array.from({ length: 250 }, (_, i) => [`p${i}`, {}]));
+    const tools = Array.from({ length: 128 }, (_, i) => ({
+      type: "function",
+      function: { name: `tool_${i}`, parameters: { type: "object", properties: { a: { type: "object", properties: wide }, b: { type: "object", properties: wide } } } },
+    }));
+    return expect400(
+      "/v1/chat/completions",
+      chat(`"tools":${JSON.stringify(tools)},"tool_choice":"required"`),
+      "invalid_parameter",
+      "tools",
+      new RegExp(`more than ${TOOLS_SCHEMA_LIMITS.maxTotalProperties} properties`),
+    );
+  });
+  it("takes 128 tools of ordinary size (this small context cannot hold their documentation, and says only that)", async () => {
+    const properties = Object.fromEntries(Array.from({ length: 8 }, (_, i) => [`arg${i}`, { type: "string", description: "an argument" }]));
+    const tools = Array.from({ length: 128 }, (_, i) => ({
+      type: "function",
+      function: { name: `tool_${i}`, description: "does one thing", parameters: { type: "object", properties, required: ["arg0"] } },
+    }));
+    const r = await postJson(`${server.url}/v1/chat/completions`, chat(`"tools":${JSON.stringify(tools)},"tool_choice":"required"`));
+    assert.equal(r.status, 400, JSON.stringify(r.json).slice(0, 500));
+    assert.equal((r.json.error as { code: string }).code, "context_length_exceeded");
+    const few = await postJson(`${server.url}/v1/chat/completions`, chat(`"tools":${JSON.stringify(tools.slice(0, 4))},"tool_choice":"required"`));
+    assert.equal(few.status, 200, JSON.stringify(few.json).slice(0, 500));
   });
   it("serves a schema at the limits", async () => {
     const values = Array.from({ length: JSON_SCHEMA_LIMITS.maxEnumValues }, (_, i) => `v${i}`);

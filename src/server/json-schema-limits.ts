@@ -5,7 +5,15 @@ import { errors } from "../errors.js";
  * loop and its cost grows with the schema; within these bounds the worst
  * schema builds in tens of milliseconds (bench/grammar-build.ts).
  */
-export const JSON_SCHEMA_LIMITS = {
+export interface JsonSchemaLimits {
+  maxBytes: number;
+  maxDepth: number;
+  maxEnumValues: number;
+  maxProperties: number;
+  maxTotalProperties: number;
+}
+
+export const JSON_SCHEMA_LIMITS: Readonly<JsonSchemaLimits> = {
   /** Characters of the schema serialized as JSON. */
   maxBytes: 32 * 1024,
   /** Nested objects and arrays, the schema object itself being level 1. */
@@ -16,7 +24,20 @@ export const JSON_SCHEMA_LIMITS = {
   maxProperties: 256,
   /** Entries of all of them together: many small objects cost as much to compile as one big one. */
   maxTotalProperties: 512,
-} as const;
+};
+
+/**
+ * How big the parameter schemas of all of a request's tools may be together:
+ * every tool's schema goes into one grammar, so within each tool's own limits
+ * 128 tools could otherwise cost 128 times the worst single schema to build.
+ */
+export const TOOLS_SCHEMA_LIMITS: Readonly<JsonSchemaLimits> = {
+  ...JSON_SCHEMA_LIMITS,
+  maxBytes: 128 * 1024,
+  /** One level more than a single schema: the list of tools holds them. */
+  maxDepth: JSON_SCHEMA_LIMITS.maxDepth + 1,
+  maxTotalProperties: 2048,
+};
 
 const NAMED_SUBSCHEMAS = new Set(["properties", "$defs", "definitions", "patternProperties"]);
 
@@ -25,7 +46,7 @@ const NAMED_SUBSCHEMAS = new Set(["properties", "$defs", "definitions", "pattern
  * and stops at the first breach, so a schema nested thousands deep costs
  * nothing more than its first few dozen levels.
  */
-export function checkJsonSchemaLimits(schema: unknown, param: string, limits = JSON_SCHEMA_LIMITS): void {
+export function checkJsonSchemaLimits(schema: unknown, param: string, limits: Readonly<JsonSchemaLimits> = JSON_SCHEMA_LIMITS): void {
   const refuse = (what: string): never => {
     throw errors.invalidParameter(param, `the schema is too large: ${what}. Simplify the schema.`);
   };

@@ -2,7 +2,7 @@ import type { ChatCompletionRequestBody } from "../../api/schemas/chat-completio
 import type { ChatMessage, Role } from "../../engines/types.js";
 import type { ToolFunction, ToolRequest } from "../../engines/tools.js";
 import { errors } from "../../errors.js";
-import { checkJsonSchemaLimits } from "../json-schema-limits.js";
+import { checkJsonSchemaLimits, TOOLS_SCHEMA_LIMITS } from "../json-schema-limits.js";
 
 type Body = ChatCompletionRequestBody;
 type BodyMessage = Body["messages"][number];
@@ -80,6 +80,11 @@ export function parseToolRequest(o: Body): ToolRequest | undefined {
     seen.add(tool.function.name);
     return toToolFunction(tool, i);
   });
+  checkJsonSchemaLimits(
+    functions.map((f) => f.parameters),
+    "tools",
+    TOOLS_SCHEMA_LIMITS,
+  );
   if (typeof choice === "object" && !seen.has(choice.function.name)) {
     throw errors.invalidParameter("tool_choice", `there is no tool named '${choice.function.name}' in 'tools'.`);
   }
