@@ -63,6 +63,29 @@ describe("output constraints hold at temperature 2.0", () => {
     }
   });
 
+  it("integers are integers and numbers finite: no exponent on an integer, none a double cannot hold", async () => {
+    const schema = {
+      type: "object",
+      properties: { count: { type: "integer" }, ids: { type: "array", items: { type: "integer" }, maxItems: 4 }, price: { type: "number" } },
+      required: ["count", "ids", "price"],
+      additionalProperties: false,
+    };
+    for (let seed = 1; seed <= 15; seed++) {
+      const r = await postJson(`${server.url}/v1/chat/completions`, {
+        model: "alveare-extract",
+        messages: [{ role: "user", content: "Three items at 4.50" }],
+        temperature: 2,
+        seed,
+        max_tokens: 200,
+        response_format: { type: "json_schema", json_schema: { name: "order", schema } },
+      });
+      const content = (r.json.choices as Array<{ message: { content: string } }>)[0]!.message.content;
+      const value = JSON.parse(content) as { count: number; ids: number[]; price: number };
+      for (const n of [value.count, ...value.ids]) assert.ok(Number.isInteger(n), `seed ${seed}: ${content}`);
+      assert.ok(Number.isFinite(value.price), `seed ${seed}: ${content}`);
+    }
+  });
+
   it("extract's JSON object constraint yields a JSON object whenever the output ends", async () => {
     let ended = 0;
     for (let seed = 1; seed <= 15; seed++) {

@@ -60,6 +60,8 @@ describe("Input hardening: hostile values get a 400, never a 500", () => {
       new RegExp(`limit is ${JSON_SCHEMA_LIMITS.maxEnumValues}`),
     );
   });
+  it("refuses an empty enum, which no answer can meet", () =>
+    expect400("/v1/chat/completions", withSchema(JSON.stringify({ type: "string", enum: [] })), "invalid_parameter", schemaParam, /at least one value/));
   it("refuses an object with too many properties, naming the limit", () => {
     const properties = Object.fromEntries(Array.from({ length: JSON_SCHEMA_LIMITS.maxProperties + 1 }, (_, i) => [`p${i}`, { type: "string" }]));
     return expect400(

@@ -62,6 +62,9 @@ export function checkJsonSchemaLimits(schema: unknown, param: string, limits: Re
         if (key === "enum" && Array.isArray(child) && child.length > limits.maxEnumValues) {
           refuse(`an enum has ${child.length} values, the limit is ${limits.maxEnumValues}`);
         }
+        if (key === "enum" && Array.isArray(child) && child.length === 0) {
+          throw errors.invalidParameter(param, "an enum must hold at least one value: no answer can meet an empty one.");
+        }
         if (NAMED_SUBSCHEMAS.has(key) && typeof child === "object" && child !== null) {
           const count = Object.keys(child).length;
           if (count > limits.maxProperties) refuse(`'${key}' has ${count} entries, the limit is ${limits.maxProperties}`);

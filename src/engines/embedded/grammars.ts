@@ -43,6 +43,24 @@ interface CacheEntry {
   size: number;
 }
 
+/** The exponent node-llama-cpp (pinned) lets every JSON number carry: up to 16 digits, far past what a double holds. */
+const LOOSE_EXPONENT = ' ([eE] [-+]? ("0" | [1-9] [0-9]{0,15}))?';
+const NUMBER_RULES = /^((?:integer|fractional)-number-rule) ::= (.*)$/gm;
+
+/**
+ * node-llama-cpp's number rules made to hold what the schema says: an integer
+ * has no exponent (`5e-3` passed for an integer, and `23e5063722` is Infinity
+ * to any JSON parser), and a number's exponent has at most two digits, so every
+ * number the grammar allows is a finite double.
+ */
+export function strictNumbers(gbnf: string): string {
+  return gbnf.replace(NUMBER_RULES, (line, name: string, body: string) => {
+    if (!body.endsWith(LOOSE_EXPONENT)) return line;
+    const mantissa = body.slice(0, -LOOSE_EXPONENT.length);
+    return `${name} ::= ${name.startsWith("integer") ? mantissa : `${mantissa} ([eE] [-+]? [0-9]{1,2})?`}`;
+  });
+}
+
 /**
  * Compiles output constraints to llama.cpp grammars, once per distinct constraint:
  * a specialist's grammar is built on its first request and reused after. Callers
@@ -76,11 +94,12 @@ export class GrammarCache {
     return this.cached(`gbnf:${gbnf}`, () => this.llama.createGrammar({ grammar: gbnf }));
   }
 
-  /** The GBNF node-llama-cpp enforces a JSON schema with; refused with a 400 naming `param` when it cannot. */
+  /** The GBNF a JSON schema is enforced with; refused with a 400 naming `param` when it cannot. */
   async jsonSchemaGbnf(schema: Readonly<Record<string, unknown>>, param: string): Promise<string> {
     try {
       checkSchemaTypes(schema, "schema");
-      return (await this.llama.createGrammarForJsonSchema(schema as never)).grammar;
+      // node-llama-cpp validates the schema subset it supports and throws on the rest.
+      return strictNumbers((await this.llama.createGrammarForJsonSchema(schema as never)).grammar);
     } catch (error) {
       throw errors.invalidParameter(param, `this JSON schema cannot be enforced: ${(error as Error).message}`);
     }
@@ -132,13 +151,7 @@ export class GrammarCache {
       case "json_object":
         return this.llama.getGrammarFor("json");
       case "json_schema":
-        try {
-          checkSchemaTypes(constraint.schema, "schema");
-          // node-llama-cpp validates the schema subset it supports and throws on the rest.
-          return await this.llama.createGrammarForJsonSchema(constraint.schema as never);
-        } catch (error) {
-          throw errors.invalidParameter("response_format.json_schema.schema", `this JSON schema cannot be enforced: ${(error as Error).message}`);
-        }
+        return this.llama.createGrammar({ grammar: await this.jsonSchemaGbnf(constraint.schema, "response_format.json_schema.schema") });
     }
   }
 }
