@@ -55,6 +55,7 @@ describe("client disconnects", () => {
       const dropped = server.logs.requests().find((l) => l.aborted === true);
       assert.ok(dropped, "the dropped stream is logged as aborted");
       assert.equal(dropped.status, 499);
+      assert.equal(dropped.client_ip, "127.0.0.1", "the line names the client that left");
       // Tokens produced after the client left: at most a couple in flight, never the 4096 asked for.
       assert.ok((dropped.completion_tokens as number) <= 6, `completion tokens ${String(dropped.completion_tokens)}`);
     } finally {

@@ -149,10 +149,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // Fastify skips onResponse for a hijacked stream whose client left, so the
     // line is written when the socket response closes, whichever way it ends.
     const started = performance.now();
+    // Read now: once a client has gone, its socket no longer has an address.
+    const clientIp = request.ip;
     const finished = (): void => {
       const status = request.logFields.aborted ? CLIENT_CLOSED : (clientErrorStatus(reply.raw) ?? reply.raw.statusCode);
       const latencyMs = performance.now() - started;
-      logRequest(requestLines, request, status, latencyMs);
+      logRequest(requestLines, request, status, latencyMs, clientIp);
       telemetry.httpRequest(route, status, latencyMs / 1000);
       request.trace.end({ "http.response.status_code": status, "http.request.id": request.id });
     };
@@ -220,7 +222,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 }
 
 /** The one line per request: id, route, status, error code, latency, specialist, tokens, caller. */
-function logRequest(log: Logger, request: FastifyRequest, status: number, latencyMs: number): void {
+function logRequest(log: Logger, request: FastifyRequest, status: number, latencyMs: number, clientIp: string): void {
   log.info(
     {
       request_id: request.id,
@@ -232,7 +234,7 @@ function logRequest(log: Logger, request: FastifyRequest, status: number, latenc
       // Who asked, by id only (never the key), and from where (request.ip honours the trusted-proxy setting).
       account_id: request.caller?.accountId,
       key_id: request.caller?.keyId,
-      client_ip: request.ip,
+      client_ip: clientIp,
     },
     "request",
   );
