@@ -310,6 +310,9 @@ describe("account administration from the CLI", () => {
     assert.equal(longKey.status, 2);
     assert.match(longKey.stderr, /^alveare: Invalid 'name': must be at most 100 characters long\.$/m);
     assert.deepEqual(cliJson(["keys", "list", "--account", account.id, "--data-dir", dataDir], env), [], "nothing was created");
-    assert.equal((cliJson(["keys", "create", "--account", account.id, "--name", "k".repeat(100), "--data-dir", dataDir], env) as { name: string }).name.length, 100);
+    assert.equal(
+      (cliJson(["keys", "create", "--account", account.id, "--name", "k".repeat(100), "--data-dir", dataDir], env) as { name: string }).name.length,
+      100,
+    );
   });
 });

@@ -109,7 +109,10 @@ describe("the gate: who may call what", () => {
   it("retrieves one model as the list shows it, and answers 404 model_not_found for any the list does not show", async () => {
     const listed = (await call(server, ROUTES[0]!, solo.auth)).json.data as Array<Record<string, unknown>>;
     const one = await call(server, ROUTES[1]!, solo.auth);
-    assert.deepEqual(one.json, listed.find((m) => m.id === "alveare-classify"));
+    assert.deepEqual(
+      one.json,
+      listed.find((m) => m.id === "alveare-classify"),
+    );
     // Not in the solo plan, unknown, in the native route's bare form: none is in the list, so none is found.
     for (const name of ["alveare-code", "alveare-nothing", "classify"]) {
       const r = await call(server, { method: "GET", path: `/v1/models/${name}` }, solo.auth);

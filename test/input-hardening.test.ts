@@ -61,7 +61,13 @@ describe("Input hardening: hostile values get a 400, never a 500", () => {
     );
   });
   it("refuses an empty enum, which no answer can meet", () =>
-    expect400("/v1/chat/completions", withSchema(JSON.stringify({ type: "string", enum: [] })), "invalid_parameter", schemaParam, /at least one value/));
+    expect400(
+      "/v1/chat/completions",
+      withSchema(JSON.stringify({ type: "string", enum: [] })),
+      "invalid_parameter",
+      schemaParam,
+      /at least one value/,
+    ));
   it("refuses an object with too many properties, naming the limit", () => {
     const properties = Object.fromEntries(Array.from({ length: JSON_SCHEMA_LIMITS.maxProperties + 1 }, (_, i) => [`p${i}`, { type: "string" }]));
     return expect400(
@@ -99,7 +105,10 @@ describe("Input hardening: hostile values get a 400, never a 500", () => {
     const wide = Object.fromEntries(Array.from({ length: 250 }, (_, i) => [`p${i}`, {}]));
     const tools = Array.from({ length: 128 }, (_, i) => ({
       type: "function",
-      function: { name: `tool_${i}`, parameters: { type: "object", properties: { a: { type: "object", properties: wide }, b: { type: "object", properties: wide } } } },
+      function: {
+        name: `tool_${i}`,
+        parameters: { type: "object", properties: { a: { type: "object", properties: wide }, b: { type: "object", properties: wide } } },
+      },
     }));
     return expect400(
       "/v1/chat/completions",

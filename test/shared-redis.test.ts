@@ -190,7 +190,10 @@ describe("sign-in failures are counted across nodes", () => {
       assert.equal(tokens.filter((c) => c === "invalid_admin_token").length, 5, JSON.stringify(tokens));
       assert.equal(tokens.filter((c) => c === "too_many_sign_in_attempts").length, 25);
       // Right tokens at once from one address are never refused: only failures count.
-      assert.deepEqual(new Set(await codes(Array.from({ length: 20 }, (_, i) => nodes[i % 2]!.checkAdminToken(ADMIN_TOKEN, "10.0.0.11")))), new Set(["ok"]));
+      assert.deepEqual(
+        new Set(await codes(Array.from({ length: 20 }, (_, i) => nodes[i % 2]!.checkAdminToken(ADMIN_TOKEN, "10.0.0.11")))),
+        new Set(["ok"]),
+      );
     } finally {
       await stores.close();
     }

@@ -173,13 +173,7 @@ export class People {
    * returns its id; 429 while any of the keys has used up its attempts, until the
    * oldest leaves the window. Each refusal is audited as a failure.
    */
-  private async countAttempt(
-    log: FailureCounter,
-    keys: readonly string[],
-    now: number,
-    context: AuditContext,
-    action: AuditAction,
-  ): Promise<string> {
+  private async countAttempt(log: FailureCounter, keys: readonly string[], now: number, context: AuditContext, action: AuditAction): Promise<string> {
     const attempt = await log.attempt(keys, now);
     if (attempt.counted) return attempt.id;
     await this.stores.audit.count(context, action);

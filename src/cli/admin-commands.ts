@@ -113,7 +113,10 @@ export function registerAccountCommands(program: Command): void {
     .argument("<account-id>", "the account, as printed by accounts list")
     .option("--plan <plan>", "move it to this plan")
     .option("--status <status>", "active or suspended (a suspended account's keys are refused)", oneOf("active", "suspended"))
-    .addHelpText("after", "\nExamples:\n  $ alveare accounts update acct_7Hq2mXv9LpR4sTn1 --plan scale\n  $ alveare accounts update acct_7Hq2mXv9LpR4sTn1 --status suspended")
+    .addHelpText(
+      "after",
+      "\nExamples:\n  $ alveare accounts update acct_7Hq2mXv9LpR4sTn1 --plan scale\n  $ alveare accounts update acct_7Hq2mXv9LpR4sTn1 --status suspended",
+    )
     .action((id: string, o: StoreOptions & { plan?: string; status?: "active" | "suspended" }, command: Command) => {
       if (o.plan === undefined && o.status === undefined) command.error("error: give --plan, --status or both", { exitCode: 2 });
       return withStore(o, async ({ accounts: service, json }) => {
@@ -209,7 +212,10 @@ export function registerAccountCommands(program: Command): void {
   storeCommand(program, "usage", "show an account's usage this month")
     .requiredOption("--account <id>", "the account")
     .addOption(modeOption())
-    .addHelpText("after", "\nExamples:\n  $ alveare usage --account acct_7Hq2mXv9LpR4sTn1\n  $ alveare usage --account acct_7Hq2mXv9LpR4sTn1 --mode test --json")
+    .addHelpText(
+      "after",
+      "\nExamples:\n  $ alveare usage --account acct_7Hq2mXv9LpR4sTn1\n  $ alveare usage --account acct_7Hq2mXv9LpR4sTn1 --mode test --json",
+    )
     .action((o: StoreOptions & { account: string; mode: Mode }) =>
       withStore(o, async ({ stores, config, json }) => {
         const account = await stores.accounts.getAccount(o.account);

@@ -121,7 +121,12 @@ export async function* sampleWithProbabilities(
     const probabilities = (await sequence.controlledEvaluate(items))[last]?.next.probabilities;
     if (probabilities === undefined) return;
     // A draw looks at the TOP_K most likely candidates only, so only those are gathered, never the whole vocabulary.
-    let token = draw(mostLikely(probabilities, () => true), options.temperature, options.topP, random);
+    let token = draw(
+      mostLikely(probabilities, () => true),
+      options.temperature,
+      options.topP,
+      random,
+    );
     // As llama.cpp does: the unconstrained draw when the grammar accepts it, else a draw among what the grammar allows.
     if (grammar !== undefined && token !== undefined && !grammar.allows(token)) {
       token = draw(mostLikely(probabilities, grammar.allows), options.temperature, options.topP, random);
