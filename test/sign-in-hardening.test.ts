@@ -36,17 +36,23 @@ describe("the sign-in failure log", () => {
     assert.equal(log.size, 1, "addr:a expired and was forgotten");
   });
 
-  it("counts an attempt on every key in one step, refuses when any key is used up, and takes back a withdrawn one", () => {
+  it("takes a place on every key in one step; failures and attempts in flight together are at most `allowed`", () => {
     const log = new FailureLog({ allowed: 2, windowMs: 1_000, maxKeys: 100 });
     const first = log.attempt(["email:e", "addr:a"], 0);
-    assert.ok(first.counted);
-    assert.ok(log.attempt(["email:f", "addr:a"], 1).counted);
-    assert.deepEqual(log.attempt(["email:g", "addr:a"], 2), { counted: false, retryAfterMs: 998 }, "addr:a is used up");
-    assert.equal(log.retryAfterMs("email:g", 2), 0, "a refused attempt counts on no key");
-    log.withdraw(["addr:a"], first.id);
-    assert.ok(log.attempt(["email:g", "addr:a"], 3).counted, "a withdrawn attempt frees its place");
-    assert.equal(log.retryAfterMs("email:e", 3), 0);
-    assert.ok(!log.attempt(["email:e", "email:e", "addr:a"], 4).counted, "addr:a is used up again");
+    const second = log.attempt(["email:f", "addr:a"], 1);
+    assert.ok(first.counted && second.counted);
+    // addr:a has two attempts being checked: a third waits for them (busy), and is counted on no key.
+    assert.deepEqual(log.attempt(["email:g", "addr:a"], 2), { counted: false, retryAfterMs: 1000, busy: true });
+    assert.equal(log.size, 0, "nothing is a failure yet");
+    log.settle(["email:e", "addr:a"], first.id, false, 3);
+    assert.equal(log.size, 0, "a success leaves no trace");
+    const third = log.attempt(["email:g", "addr:a"], 4);
+    assert.ok(third.counted, "a settled attempt frees its place");
+    log.settle(["email:f", "addr:a"], second.id, true, 5);
+    log.settle(["email:g", "addr:a"], third.id, true, 6);
+    // Two failures on addr:a: used up until the older one (at 5) leaves the window.
+    assert.deepEqual(log.attempt(["email:h", "addr:a"], 7), { counted: false, retryAfterMs: 998, busy: false });
+    assert.equal(log.retryAfterMs("email:f", 7), 0, "one failure is not a lockout");
   });
 });
 
@@ -125,6 +131,25 @@ describe("People's sign-in", () => {
     assert.equal(tokenStatuses.filter((s) => s === 401).length, 5, JSON.stringify(tokenStatuses));
     assert.equal(tokenStatuses.filter((s) => s === 429).length, 35);
     await assert.rejects(fresh.checkAdminToken(ADMIN_TOKEN, "10.0.0.5"), (e) => status(e) === 429);
+  });
+
+  it("serves correct sign-ins that arrive at once from one address, however many", async () => {
+    const fresh = new People(stores, ADMIN_TOKEN);
+    const sessions = await Promise.all(Array.from({ length: 12 }, () => fresh.signIn("erin@example.com", "erin's real password", "10.0.0.12")));
+    assert.equal(new Set(sessions.map((s) => s.token)).size, 12);
+    // None of them counted: five failures are still allowed from that address.
+    for (let i = 0; i < 5; i++) await assert.rejects(fresh.signIn("nobody@example.com", "wrong password", "10.0.0.12"), (e) => status(e) === 401);
+    await assert.rejects(fresh.signIn("nobody@example.com", "wrong password", "10.0.0.12"), (e) => status(e) === 429);
+  });
+
+  it("frees an attempt's place when checking it fails for another reason than the password", async () => {
+    let broken = true;
+    const flaky: KeyDerivation = (password, salt, parameters) =>
+      broken ? Promise.reject(new Error("disk on fire")) : scryptDerivation(password, salt, parameters);
+    const fresh = new People(stores, ADMIN_TOKEN, { derive: flaky });
+    for (let i = 0; i < 8; i++) await assert.rejects(fresh.signIn("erin@example.com", "erin's real password", "10.0.0.13"), /disk on fire/);
+    broken = false;
+    await fresh.signIn("erin@example.com", "erin's real password", "10.0.0.13");
   });
 
   it("lets a member sign in after failures, and a success from an address never counts against it", async () => {

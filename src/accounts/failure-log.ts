@@ -1,4 +1,4 @@
-import type { AttemptResult, FailureCounter, FailureLogLimits } from "../gate/backends.js";
+import { BUSY_RETRY_MS, type AttemptResult, type FailureCounter, type FailureLogLimits } from "../gate/backends.js";
 
 export type { AttemptResult, FailureCounter, FailureLogLimits };
 
@@ -10,6 +10,8 @@ export type { AttemptResult, FailureCounter, FailureLogLimits };
 export class FailureLog implements FailureCounter {
   /** Ordered by last failure, oldest first: a key is re-inserted whenever it fails. */
   private readonly failures = new Map<string, number[]>();
+  /** Attempts being checked now, per key: as many entries as requests in flight, each gone when it settles. */
+  private readonly pending = new Map<string, number>();
 
   constructor(private readonly limits: FailureLogLimits) {}
 
@@ -20,20 +22,27 @@ export class FailureLog implements FailureCounter {
     return Math.max(1, (recent[recent.length - this.limits.allowed] ?? now) + this.limits.windowMs - now);
   }
 
-  /** Checks and counts in one synchronous step: nothing can come between them in this process. */
+  /** Checks and takes a place in one synchronous step: nothing can come between them in this process. */
   attempt(keys: readonly string[], now: number): AttemptResult {
-    const wait = Math.max(0, ...keys.map((key) => this.retryAfterMs(key, now)));
-    if (wait > 0) return { counted: false, retryAfterMs: wait };
-    for (const key of keys) this.add(key, now);
+    let wait = 0;
+    let busy = false;
+    for (const key of keys) {
+      const failures = this.recent(key, now).length;
+      if (failures >= this.limits.allowed) wait = Math.max(wait, this.retryAfterMs(key, now));
+      else if (failures + (this.pending.get(key) ?? 0) >= this.limits.allowed) busy = true;
+    }
+    if (wait > 0) return { counted: false, retryAfterMs: wait, busy: false };
+    if (busy) return { counted: false, retryAfterMs: BUSY_RETRY_MS, busy: true };
+    for (const key of keys) this.pending.set(key, (this.pending.get(key) ?? 0) + 1);
     return { counted: true, id: String(now) };
   }
 
-  withdraw(keys: readonly string[], id: string): void {
-    const at = Number(id);
+  settle(keys: readonly string[], _id: string, failed: boolean, now: number): void {
     for (const key of keys) {
-      const times = this.failures.get(key);
-      const i = times?.indexOf(at) ?? -1;
-      if (i >= 0) times!.splice(i, 1);
+      const left = (this.pending.get(key) ?? 1) - 1;
+      if (left > 0) this.pending.set(key, left);
+      else this.pending.delete(key);
+      if (failed) this.add(key, now);
     }
   }
 

@@ -14,6 +14,9 @@ const INVITATION_MS = 7 * 24 * 60 * 60 * 1000;
 /** Session cookies are 43 characters; anything much longer is not worth a database lookup. */
 const MAX_SESSION_TOKEN_LENGTH = 128;
 const SIGN_IN_LIMITS: Readonly<FailureLogLimits> = { allowed: 5, windowMs: 15 * 60 * 1000, maxKeys: 10_000 };
+/** How long an attempt waits, at most, for attempts being checked to free a place, and how often it looks. */
+const BUSY_WAIT_MS = 2000;
+const BUSY_POLL_MS = 50;
 
 const sha256 = (s: string): string => createHash("sha256").update(s).digest("hex");
 
@@ -107,13 +110,21 @@ export class People {
     const keys = [`email:${normalised}`, `addr:${address}`];
     const now = Date.now();
     const anonymous: AuditContext = { actor: "anonymous", source: address, requestId };
-    const attempt = await this.countAttempt(this.memberFailures, keys, now, anonymous, "sign_in.failed");
-    const member = await this.stores.people.findMemberByEmail(normalised);
-    // An unknown e-mail (or a member without a password yet) is checked against a
-    // decoy hash with the same parameters, so timing does not reveal who has an account.
-    const ok = await this.passwords.verify(password, member?.passwordHash);
+    const attempt = await this.startAttempt(this.memberFailures, keys, anonymous, "sign_in.failed");
+    let member: Member | undefined;
+    let ok: boolean;
+    try {
+      member = await this.stores.people.findMemberByEmail(normalised);
+      // An unknown e-mail (or a member without a password yet) is checked against a
+      // decoy hash with the same parameters, so timing does not reveal who has an account.
+      ok = await this.passwords.verify(password, member?.passwordHash);
+    } catch (error) {
+      // Not an answer about the password: its place is freed, and nothing is counted against anyone.
+      await this.memberFailures.settle(keys, attempt, false, Date.now());
+      throw error;
+    }
     if (member === undefined || !ok) {
-      // The attempt counted above stays: it is this failure.
+      await this.memberFailures.settle(keys, attempt, true, Date.now());
       if (member === undefined) await this.stores.audit.count(anonymous, "sign_in.failed");
       else
         await this.stores.audit.record(anonymous, {
@@ -124,9 +135,9 @@ export class People {
         });
       throw new ApiError(401, "authentication_error", "invalid_credentials", "Wrong email or password.");
     }
-    // The member's failures are forgiven; the address keeps any earlier ones but not this success.
+    // The member's failures are forgiven; the address keeps any earlier ones, and a success counts for nothing.
+    await this.memberFailures.settle(keys, attempt, false, Date.now());
     await this.memberFailures.clear(keys[0]!);
-    await this.memberFailures.withdraw(keys.slice(1), attempt);
     await this.stores.audit.record(
       { actor: `member:${member.email}`, source: address, requestId },
       {
@@ -162,22 +173,31 @@ export class People {
       await this.stores.audit.count(anonymous, "admin_token.failed");
       throw errors.tooManySignIns(wait);
     }
-    await this.countAttempt(this.operatorFailures, [key], now, anonymous, "admin_token.failed");
+    const attempt = await this.startAttempt(this.operatorFailures, [key], anonymous, "admin_token.failed");
+    await this.operatorFailures.settle([key], attempt, true, Date.now());
     await this.stores.audit.count(anonymous, "admin_token.failed");
     throw errors.invalidAdminToken();
   }
 
   /**
-   * Counts an attempt on the keys before the secret is checked (the check and the
-   * count are one step, so concurrent guesses cannot all slip past the limit) and
-   * returns its id; 429 while any of the keys has used up its attempts, until the
-   * oldest leaves the window. Each refusal is audited as a failure.
+   * Takes a place for an attempt on the keys before the secret is checked (the
+   * check of the limit and the place are one step, so concurrent guesses cannot
+   * all slip past it) and returns its id. 429 while any key has used up its
+   * failures, until the oldest leaves the window; while only attempts still
+   * being checked fill the places, waits for them a little first (sign-ins at
+   * once from one office are not refused for each other). Each refusal is
+   * audited as a failure.
    */
-  private async countAttempt(log: FailureCounter, keys: readonly string[], now: number, context: AuditContext, action: AuditAction): Promise<string> {
-    const attempt = await log.attempt(keys, now);
-    if (attempt.counted) return attempt.id;
-    await this.stores.audit.count(context, action);
-    throw errors.tooManySignIns(attempt.retryAfterMs);
+  private async startAttempt(log: FailureCounter, keys: readonly string[], context: AuditContext, action: AuditAction): Promise<string> {
+    for (let waited = 0; ; waited += BUSY_POLL_MS) {
+      const attempt = await log.attempt(keys, Date.now());
+      if (attempt.counted) return attempt.id;
+      if (!attempt.busy || waited >= BUSY_WAIT_MS) {
+        await this.stores.audit.count(context, action);
+        throw errors.tooManySignIns(attempt.retryAfterMs);
+      }
+      await new Promise((resolve) => setTimeout(resolve, BUSY_POLL_MS));
+    }
   }
 
   /** How many keys each failure log holds now (its size is capped). */

@@ -107,8 +107,14 @@ export interface KeyCache {
   invalidate(): Promise<void>;
 }
 
-/** A counted attempt (its id, for `withdraw`), or a refusal with the milliseconds until the keys may try again. */
-export type AttemptResult = { counted: true; id: string } | { counted: false; retryAfterMs: number };
+/**
+ * A started attempt (its id, for `settle`), or a refusal: `retryAfterMs` until the keys may try again, and
+ * `busy` when only attempts still being checked fill the places (a failure-free key waits for them briefly).
+ */
+export type AttemptResult = { counted: true; id: string } | { counted: false; retryAfterMs: number; busy: boolean };
+
+/** What an attempt refused only for attempts still being checked is told to wait: a password check takes ~0.1 s. */
+export const BUSY_RETRY_MS = 1000;
 
 export interface FailureLogLimits {
   /** Failures a key may have within the window before it is refused. */
@@ -122,20 +128,19 @@ export interface FailureLogLimits {
  * Failed attempts per key within a sliding window: this process's FailureLog,
  * or a shared one in Redis when several nodes serve the same dashboard.
  *
- * An attempt is counted before its password or token is checked, atomically
+ * An attempt takes a place before its password or token is checked, atomically
  * with the check of the limit, so concurrent guesses cannot all pass the check
- * before any of them is counted; a check that succeeds withdraws its attempt.
+ * before any of them is counted: failures within the window and attempts still
+ * being checked together are at most `allowed`. Settling the attempt frees its
+ * place and, for a failure, counts the failure.
  */
 export interface FailureCounter {
-  /**
-   * Counts one attempt on every key unless one of them has used up its attempts:
-   * then nothing is counted and `retryAfterMs` says when it may try again.
-   */
+  /** Starts an attempt on every key unless they are used up; refused, nothing is counted. */
   attempt(keys: readonly string[], now: number): AttemptResult | Promise<AttemptResult>;
-  /** Milliseconds until the key may try again, or 0 when it may try now; counts nothing. */
+  /** Ends an attempt started on `keys`: `failed`, it counts as a failure at `now`; otherwise it leaves no trace. */
+  settle(keys: readonly string[], id: string, failed: boolean, now: number): void | Promise<void>;
+  /** Milliseconds until the key's failures let it try again, or 0; counts nothing. */
   retryAfterMs(key: string, now: number): number | Promise<number>;
-  /** Takes back an attempt that succeeded, from the keys it was counted on. */
-  withdraw(keys: readonly string[], id: string): void | Promise<void>;
   clear(key: string): void | Promise<void>;
   /** Keys held in this process (none for a shared counter). */
   readonly size: number;

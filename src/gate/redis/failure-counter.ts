@@ -1,4 +1,4 @@
-import type { AttemptResult, FailureCounter, FailureLogLimits } from "../backends.js";
+import { BUSY_RETRY_MS, type AttemptResult, type FailureCounter, type FailureLogLimits } from "../backends.js";
 import { type RedisConnection } from "./connection.js";
 import { LuaScript } from "./script.js";
 
@@ -13,30 +13,52 @@ return math.max(1, tonumber(oldest[2]) + window - now)
 `);
 
 /**
- * One attempt on every key in KEYS, atomically: drops what left the window; when
- * a key holds its `allowed` attempts already, counts nothing and returns the ms
- * until its oldest counted one leaves; else records the attempt on every key
- * (keeping only the last `allowed`) and returns 0.
+ * Starts an attempt on every key, atomically. KEYS come in pairs: a key's
+ * failures (a sorted set, scored by time) and its attempts being checked (a
+ * counter). Drops failures that left the window; when a key's failures fill
+ * `allowed`, returns the ms until the oldest counted one leaves; when failures
+ * and attempts in flight together fill it, returns -1 (busy); else takes a place
+ * on every key and returns 0. The counter expires on its own, so the places of
+ * a node that died mid-check come back.
  */
 const ATTEMPT_SCRIPT = new LuaScript(`
-local now, window, allowed, id = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
-local wait = 0
-for _, key in ipairs(KEYS) do
-  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
-  local count = redis.call('ZCARD', key)
+local now, window, allowed, pendingTtl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+local wait, busy = 0, false
+for i = 1, #KEYS, 2 do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now - window)
+  local count = redis.call('ZCARD', KEYS[i])
   if count >= allowed then
-    local oldest = redis.call('ZRANGE', key, count - allowed, count - allowed, 'WITHSCORES')
+    local oldest = redis.call('ZRANGE', KEYS[i], count - allowed, count - allowed, 'WITHSCORES')
     wait = math.max(wait, tonumber(oldest[2]) + window - now, 1)
+  elseif count + tonumber(redis.call('GET', KEYS[i + 1]) or '0') >= allowed then
+    busy = true
   end
 end
 if wait > 0 then return wait end
-for _, key in ipairs(KEYS) do
-  redis.call('ZADD', key, now, id)
-  redis.call('ZREMRANGEBYRANK', key, 0, -allowed - 1)
-  redis.call('PEXPIRE', key, window)
+if busy then return -1 end
+for i = 2, #KEYS, 2 do
+  redis.call('INCR', KEYS[i])
+  redis.call('PEXPIRE', KEYS[i], pendingTtl)
 end
 return 0
 `);
+
+/** Ends an attempt on every key pair: frees its place and, when ARGV[4] is 1, records the failure (keeping the last `allowed`). */
+const SETTLE_SCRIPT = new LuaScript(`
+local now, window, allowed, failed, id = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5]
+for i = 1, #KEYS, 2 do
+  if tonumber(redis.call('GET', KEYS[i + 1]) or '0') > 0 then redis.call('DECR', KEYS[i + 1]) end
+  if failed == '1' then
+    redis.call('ZADD', KEYS[i], now, id)
+    redis.call('ZREMRANGEBYRANK', KEYS[i], 0, -allowed - 1)
+    redis.call('PEXPIRE', KEYS[i], window)
+  end
+end
+return 1
+`);
+
+/** How long a place taken by an attempt outlives a node that died before settling it. */
+const PENDING_TTL_MS = 60_000;
 
 let sequence = 0;
 
@@ -62,18 +84,24 @@ export class RedisFailureCounter implements FailureCounter {
     return (await RETRY_SCRIPT.run(this.connection.redis, [this.key(key)], [now, this.limits.windowMs, this.limits.allowed])) as number;
   }
 
-  async attempt(keys: readonly string[], now: number): Promise<AttemptResult> {
-    const id = `${now}:${process.pid}:${sequence++}:${Math.random()}`;
-    const wait = (await ATTEMPT_SCRIPT.run(
-      this.connection.redis,
-      keys.map((key) => this.key(key)),
-      [now, this.limits.windowMs, this.limits.allowed, id],
-    )) as number;
-    return wait > 0 ? { counted: false, retryAfterMs: wait } : { counted: true, id };
+  /** Each key's failures and its attempts in flight, in the pairs the scripts expect. */
+  private pairs(keys: readonly string[]): string[] {
+    return keys.flatMap((key) => [this.key(key), `${this.connection.prefix}failures-pending:${this.kind}:${key}`]);
   }
 
-  async withdraw(keys: readonly string[], id: string): Promise<void> {
-    await Promise.all(keys.map((key) => this.connection.redis.zrem(this.key(key), id)));
+  async attempt(keys: readonly string[], now: number): Promise<AttemptResult> {
+    const answer = (await ATTEMPT_SCRIPT.run(this.connection.redis, this.pairs(keys), [
+      now,
+      this.limits.windowMs,
+      this.limits.allowed,
+      PENDING_TTL_MS,
+    ])) as number;
+    if (answer === 0) return { counted: true, id: `${now}:${process.pid}:${sequence++}:${Math.random()}` };
+    return answer < 0 ? { counted: false, retryAfterMs: BUSY_RETRY_MS, busy: true } : { counted: false, retryAfterMs: answer, busy: false };
+  }
+
+  async settle(keys: readonly string[], id: string, failed: boolean, now: number): Promise<void> {
+    await SETTLE_SCRIPT.run(this.connection.redis, this.pairs(keys), [now, this.limits.windowMs, this.limits.allowed, failed ? 1 : 0, id]);
   }
 
   async clear(key: string): Promise<void> {
