@@ -27,8 +27,7 @@ export class ApiError extends Error {
   }
 }
 
-/** A caller's name as far as a message needs it: a megabyte of it helps nobody. */
-/** A caller's value as an error message may echo it: cut at 40 characters. */
+/** A caller's value as far as an error message echoes it: 40 characters (a megabyte of it helps nobody). */
 export const shortened = (value: string): string => (value.length > 40 ? `${value.slice(0, 40)}…` : value);
 
 /** Retry-After in whole seconds, never shorter than the wait, and the exact wait in ms. */
@@ -124,7 +123,7 @@ export const errors = {
   keyCreationSuspended: () =>
     new ApiError(403, "permission_error", "account_suspended", "This account is suspended: it cannot create API keys until it is reactivated."),
   unknownPlan: (plan: string, known: readonly string[]) =>
-    invalid("invalid_parameter", `Invalid 'plan': there is no plan '${plan}'. Plans: ${known.join(", ")}.`, "plan"),
+    invalid("invalid_parameter", `Invalid 'plan': there is no plan '${shortened(plan)}'. Plans: ${known.join(", ")}.`, "plan"),
   notFoundResource: (message: string) => new ApiError(404, "invalid_request_error", "not_found", message),
   requestTimeout: (timeoutMs: number) =>
     new ApiError(

@@ -147,6 +147,9 @@ describe("admin API", () => {
     assert.equal((await call(server, "POST", "/accounts", { plan: "solo" })).status, 400);
     assert.equal((await call(server, "GET", "/accounts/acct_nope")).status, 404);
     assert.equal((await call(server, "POST", "/keys/key_nope/revoke")).status, 404);
+    // Names are counted in characters, as the schema counts them: 200 bees are one name, 201 are too many.
+    assert.equal((await call(server, "POST", "/accounts", { name: "🐝".repeat(200), plan: "solo" })).status, 201);
+    assert.equal((await call(server, "POST", "/accounts", { name: "🐝".repeat(201), plan: "solo" })).status, 400);
     // An id is echoed cut at 40 characters, however long the caller made it.
     const longId = await call(server, "POST", `/keys/key_${"x".repeat(60)}/revoke`);
     assert.equal(longId.status, 404);

@@ -123,7 +123,8 @@ describe("API depth: log-probabilities, label scores, several choices", () => {
     it("spell the answer: their bytes, joined, are the content's, word-leading spaces included", async () => {
       let spaced = 0;
       let controls = 0;
-      for (const seed of [1, 2, 3, 4]) {
+      let checked = 0;
+      for (const seed of [1, 2, 3, 4, 5, 6, 7, 8]) {
         const completion = await client.chat.completions.create({
           model: "alveare-chat",
           messages: messages("Write a few words"),
@@ -135,12 +136,14 @@ describe("API depth: log-probabilities, label scores, several choices", () => {
         });
         const choice = completion.choices[0]!;
         if (choice.finish_reason !== "length") continue; // an end-of-generation token ends the text but has no entry
+        checked++;
         const entries = choice.logprobs!.content!;
         const joined = Buffer.from(entries.flatMap((e) => e.bytes ?? []));
         assert.equal(new TextDecoder().decode(joined), choice.message.content, `seed ${seed}: ${JSON.stringify(entries.map((e) => e.token))}`);
         spaced += entries.slice(1).filter((e) => e.token.startsWith(" ")).length;
         controls += entries.filter((e) => e.bytes === null).length;
       }
+      assert.ok(checked >= 2, `${checked} answers ran to max_tokens`);
       assert.ok(spaced > 0, "the answers hold words that start with a space (what SentencePiece drops from a lone token)");
       assert.ok(controls > 0, "and control tokens, named in `token` with null `bytes`, as the text leaves them out");
     });

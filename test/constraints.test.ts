@@ -1,6 +1,22 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { getLlama } from "node-llama-cpp";
+import { GrammarCache } from "../src/engines/embedded/grammars.js";
 import { postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
+
+describe("JSON schema grammars", () => {
+  it("give an integer no exponent and a number at most a two-digit one, in every rule node-llama-cpp writes for them", async () => {
+    const grammars = new GrammarCache(await getLlama({ gpu: false }));
+    const gbnf = await grammars.jsonSchemaGbnf(
+      { type: "object", properties: { n: { type: "integer" }, x: { type: "number" }, list: { type: "array", items: { type: "integer" } } } },
+      "schema",
+    );
+    const rules = new Map(gbnf.split("\n").map((line) => line.split(" ::= ") as [string, string]));
+    assert.equal(rules.get("integer-number-rule"), '"-"? ("0" | [1-9] [0-9]{0,15})');
+    assert.equal(rules.get("fractional-number-rule"), '"-"? ("0" | [1-9] [0-9]{0,15}) ("." [0-9]{1,16})? ([eE] [-+]? [0-9]{1,2})?');
+    assert.doesNotMatch(gbnf, /\{0,15\}\)\)\?/, "no sixteen-digit exponent left anywhere");
+  });
+});
 
 /** At temperature 2.0 a random-weight model samples nearly uniformly: only the grammar keeps the output in shape. */
 describe("output constraints hold at temperature 2.0", () => {

@@ -82,6 +82,9 @@ describe("POST /v1/embeddings through the official openai package", () => {
     const bare = await postJson(`${server.url}/v1/embeddings`, { model: "embed", input: "x" }, key.auth);
     assert.equal((bare.json.error as { code: string }).code, "model_not_found");
     assert.match((bare.json.error as { message: string }).message, /did you mean 'alveare-embed'\? GET \/v1\/models/);
+    // …but no hint towards a chat model, which this route would refuse.
+    const chatHint = await postJson(`${server.url}/v1/embeddings`, { model: "chat", input: "x" }, key.auth);
+    assert.doesNotMatch((chatHint.json.error as { message: string }).message, /did you mean/);
     assert.deepEqual(await refusal({ input: "x" }), [400, "missing_parameter", "model"]);
     // …and the embeddings model is not a chat model.
     const chat = await postJson(

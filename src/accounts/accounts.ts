@@ -9,7 +9,9 @@ import { FIELD_LIMITS } from "./bounded-fields.js";
 
 /** The same length limits the HTTP schemas hold, for callers that come another way (the CLI). */
 function bounded(param: string, value: string, limit: number): void {
-  if (value.length > limit) throw new AccountError(errors.invalidParameter(param, `must be at most ${limit} characters long.`));
+  // Counted in characters (code points), as the schemas' maxLength counts them.
+  if (value.length > limit && [...value].length > limit)
+    throw new AccountError(errors.invalidParameter(param, `must be at most ${limit} characters long.`));
 }
 
 /**

@@ -108,7 +108,6 @@ export class People {
     const normalised = normaliseEmail(email);
     if (password.length > FIELD_LIMITS.password) throw errors.invalidParameter("password", `must be at most ${FIELD_LIMITS.password} characters.`);
     const keys = [`email:${normalised}`, `addr:${address}`];
-    const now = Date.now();
     const anonymous: AuditContext = { actor: "anonymous", source: address, requestId };
     const attempt = await this.startAttempt(this.memberFailures, keys, anonymous, "sign_in.failed");
     let member: Member | undefined;

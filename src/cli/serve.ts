@@ -26,14 +26,15 @@ async function checkLocalModels(config: ServerConfig, flags: ServeFlags): Promis
       () => false,
     );
     // llama.cpp's own complaint about a file that is not a model names neither the file nor the setting.
-    const gguf = exists && (await isGgufFile(location).catch(() => false));
-    if (gguf) continue;
+    const gguf = exists && (await isGgufFile(location).catch((error: Error) => error));
+    if (gguf === true) continue;
     const source = !named
       ? `'specialists.${id}.model' in ${configFile ?? "the config file"}`
       : engine.model === "base"
         ? settingSource({ name: "--model", value: flags.model }, "ALVEARE_MODEL", "models.base", configFile)
         : `'models.${engine.model}' in ${configFile ?? "the config file"}`;
     if (!exists) throw new UsageError(`model file not found: ${location} (given by ${source}); pass an existing .gguf file or an hf: URI`);
+    if (gguf instanceof Error) throw new UsageError(`cannot read the model file ${location} (given by ${source}): ${gguf.message}`);
     throw new UsageError(`${location} is not a GGUF model file (given by ${source}); pass a .gguf file or an hf: URI`);
   }
 }

@@ -33,7 +33,12 @@ export function shapeVector(vector: readonly number[], dimensions: number | unde
 function findEmbedder(options: AppOptions, name: string): { specialist: Specialist; embedder: Embedder } {
   const id = name.startsWith(MODEL_PREFIX) ? name.slice(MODEL_PREFIX.length) : undefined;
   const specialist = id === undefined ? undefined : options.specialists.get(id);
-  if (specialist === undefined) throw errors.modelNotFound(name, "model", suggestionFor(options, name, MODEL_PREFIX));
+  if (specialist === undefined) {
+    // A hint only towards a model this route serves.
+    const suggestion = suggestionFor(options, name, MODEL_PREFIX);
+    const embeds = suggestion !== undefined && options.specialists.get(suggestion.slice(MODEL_PREFIX.length))?.embedder !== undefined;
+    throw errors.modelNotFound(name, "model", embeds ? suggestion : undefined);
+  }
   if (specialist.embedder === undefined) {
     throw errors.invalidParameter(
       "model",
