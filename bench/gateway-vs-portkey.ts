@@ -226,6 +226,8 @@ try {
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const m = (side: Side, f: (r: Result) => number): number => median(results.get(side)!.map(f));
+/** A latency as wrk and autocannon report it, to three significant digits (wrk's microseconds become 0.286, not 0.28600000000000003). */
+const latency = (ms: number): string => String(Number(ms.toPrecision(3)));
 process.stdout.write(
   `POST /v1/chat/completions to an instant upstream, ${values.loader}, ${connections} connections, pipelining ${pipelining}, ${seconds} s per run, median of ${rounds} alternating rounds\n\n`,
 );
@@ -242,7 +244,7 @@ const names: Record<Side, string> = {
 for (const side of sides) {
   const rs = results.get(side)!;
   process.stdout.write(
-    `| ${names[side]} | ${m(side, (r) => r.rps).toFixed(0)} | ${m(side, (r) => r.p50)} | ${m(side, (r) => r.p99)} | ${m(side, (r) => r.cpuUsPerRequest).toFixed(0)} | ${m(side, (r) => r.mainThreadUsPerRequest).toFixed(0)} | ${side === "upstream" ? "—" : m(side, (r) => r.upstreamCpuUsPerRequest).toFixed(0)} | ${m(side, (r) => r.loaderCpuUsPerRequest).toFixed(0)} | ${rs.reduce((n, r) => n + r.non2xx + r.errors, 0)} |\n`,
+    `| ${names[side]} | ${m(side, (r) => r.rps).toFixed(0)} | ${latency(m(side, (r) => r.p50))} | ${latency(m(side, (r) => r.p99))} | ${m(side, (r) => r.cpuUsPerRequest).toFixed(0)} | ${m(side, (r) => r.mainThreadUsPerRequest).toFixed(0)} | ${side === "upstream" ? "—" : m(side, (r) => r.upstreamCpuUsPerRequest).toFixed(0)} | ${m(side, (r) => r.loaderCpuUsPerRequest).toFixed(0)} | ${rs.reduce((n, r) => n + r.non2xx + r.errors, 0)} |\n`,
   );
 }
 const ratio = (a: Side, b: Side, f: (r: Result) => number): string => (m(a, f) / m(b, f)).toFixed(2);
