@@ -32,6 +32,19 @@ describe("output constraints hold at temperature 2.0", () => {
     await server.close();
   });
 
+  /** One answer of the extract specialist held to `schema`, sampled at temperature 2. */
+  const sampleSchema = async (schema: object, content: string, seed: number): Promise<{ finish_reason: string; message: { content: string } }> => {
+    const r = await postJson(`${server.url}/v1/chat/completions`, {
+      model: "alveare-extract",
+      messages: [{ role: "user", content }],
+      temperature: 2,
+      seed,
+      max_tokens: 200,
+      response_format: { type: "json_schema", json_schema: { name: "answer", schema } },
+    });
+    return (r.json.choices as Array<{ finish_reason: string; message: { content: string } }>)[0]!;
+  };
+
   it("classify answers one of its labels, every time", async () => {
     for (let seed = 1; seed <= 25; seed++) {
       const r = await postJson(`${server.url}/v1/infer`, { specialist: "classify", prompt: `sample ${seed}`, temperature: 2, seed });
@@ -61,15 +74,7 @@ describe("output constraints hold at temperature 2.0", () => {
       additionalProperties: false,
     };
     for (let seed = 1; seed <= 15; seed++) {
-      const r = await postJson(`${server.url}/v1/chat/completions`, {
-        model: "alveare-extract",
-        messages: [{ role: "user", content: "Login broken, furious!" }],
-        temperature: 2,
-        seed,
-        max_tokens: 200,
-        response_format: { type: "json_schema", json_schema: { name: "ticket", schema } },
-      });
-      const choice = (r.json.choices as Array<{ finish_reason: string; message: { content: string } }>)[0]!;
+      const choice = await sampleSchema(schema, "Login broken, furious!", seed);
       assert.equal(choice.finish_reason, "stop", choice.message.content);
       const value = JSON.parse(choice.message.content) as { sentiment: string; urgent: boolean; tags: string[] };
       assert.deepEqual(Object.keys(value).sort(), ["sentiment", "tags", "urgent"]);
@@ -87,15 +92,7 @@ describe("output constraints hold at temperature 2.0", () => {
       additionalProperties: false,
     };
     for (let seed = 1; seed <= 15; seed++) {
-      const r = await postJson(`${server.url}/v1/chat/completions`, {
-        model: "alveare-extract",
-        messages: [{ role: "user", content: "Three items at 4.50" }],
-        temperature: 2,
-        seed,
-        max_tokens: 200,
-        response_format: { type: "json_schema", json_schema: { name: "order", schema } },
-      });
-      const content = (r.json.choices as Array<{ message: { content: string } }>)[0]!.message.content;
+      const { content } = (await sampleSchema(schema, "Three items at 4.50", seed)).message;
       const value = JSON.parse(content) as { count: number; ids: number[]; price: number };
       for (const n of [value.count, ...value.ids]) assert.ok(Number.isInteger(n), `seed ${seed}: ${content}`);
       assert.ok(Number.isFinite(value.price), `seed ${seed}: ${content}`);
