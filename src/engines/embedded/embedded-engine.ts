@@ -618,7 +618,13 @@ export class EmbeddedEngine implements Engine {
     if (count === 0) return undefined;
     const system = messages.slice(0, count);
     const rememberedAs = createHash("sha256").update(JSON.stringify(system)).digest("base64");
-    if (this.prefixes.has(rememberedAs)) return this.prefixes.get(rememberedAs);
+    if (this.prefixes.has(rememberedAs)) {
+      const known = this.prefixes.get(rememberedAs);
+      // Re-inserted: a Map iterates in insertion order, so the first entry is the least recently used.
+      this.prefixes.delete(rememberedAs);
+      this.prefixes.set(rememberedAs, known);
+      return known;
+    }
     const a = this.tokenize([...system, { role: "user", content: "a" }]);
     const b = this.tokenize([...system, { role: "user", content: "Z" }]);
     let shared = 0;
@@ -626,12 +632,14 @@ export class EmbeddedEngine implements Engine {
     const tokens = a.slice(0, shared);
     const prefix = tokens.length >= MIN_SNAPSHOT_TOKENS ? { tokens, key: snapshotKey(this.identity, tokens) } : undefined;
     const held = prefix?.tokens.length ?? 0;
-    if (this.prefixes.size >= MAX_REMEMBERED_PREFIXES || this.prefixTokens + held > this.maxPrefixTokens) {
-      this.prefixes.clear();
-      this.prefixTokens = 0;
-    }
     this.prefixes.set(rememberedAs, prefix);
     this.prefixTokens += held;
+    // Least recently used out first, so one caller's many prompts do not flush the specialists' own.
+    for (const [key, old] of this.prefixes) {
+      if (this.prefixes.size <= MAX_REMEMBERED_PREFIXES && this.prefixTokens <= this.maxPrefixTokens) break;
+      this.prefixes.delete(key);
+      this.prefixTokens -= old?.tokens.length ?? 0;
+    }
     return prefix;
   }
 
