@@ -215,6 +215,16 @@ describe("audit log over HTTP", () => {
       );
     }
 
+    // Where the operator acted from is the operator's to see: the member gets null there, their own people's addresses as recorded.
+    const operatorRecords = await all(`&account=${aliceAccount}&actor=operator`);
+    assert.ok(operatorRecords.length >= 1 && operatorRecords.every((r) => r.source !== null), "the operator sees its own addresses");
+    for (const r of records) {
+      const asOperator = (await all(`&account=${aliceAccount}`)).find((o) => o.id === r.id)!;
+      assert.equal(r.source, r.actor === "operator" || r.actor === "cli" ? null : asOperator.source, `${r.action} by ${r.actor}`);
+    }
+    const oneOperatorRecord = await alice.call("GET", `/dashboard/api/audit/${operatorRecords[0]!.id}`);
+    assert.equal((oneOperatorRecord.json as { source: string | null }).source, null);
+
     const theirs = await mallory.call("GET", "/dashboard/api/audit");
     assert.ok((theirs.json as unknown as AuditListJson).data.every((r) => r.account_id === malloryAccount));
     assert.ok((theirs.json as unknown as AuditListJson).data.length >= 2);

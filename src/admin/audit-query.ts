@@ -66,11 +66,26 @@ export const auditRecordJson = (r: AuditRecord) => ({
   count: r.count,
 });
 
-export const auditPageJson = (page: AuditPage) => ({ object: "list", data: page.records.map(auditRecordJson), next_cursor: page.nextCursor });
+/** A record as a member sees it: where the operator (or a CLI on the server) acted from is not theirs to see. */
+export const memberAuditRecordJson = (r: AuditRecord) => ({
+  ...auditRecordJson(r),
+  source: r.actor === "operator" || r.actor === "cli" ? null : r.source,
+});
+
+export const auditPageJson = (page: AuditPage, view: (r: AuditRecord) => object = auditRecordJson) => ({
+  object: "list",
+  data: page.records.map(view),
+  next_cursor: page.nextCursor,
+});
 
 /** The record a path names as JSON, if the caller may see it; a malformed, missing or hidden id is the same 404. */
-export async function auditRecordById(audit: AuditLog, id: string, visible: (record: AuditRecord) => boolean = () => true) {
+export async function auditRecordById(
+  audit: AuditLog,
+  id: string,
+  visible: (record: AuditRecord) => boolean = () => true,
+  view: (r: AuditRecord) => object = auditRecordJson,
+) {
   const record = /^\d{1,15}$/.test(id) ? await audit.get(Number(id)) : undefined;
   if (record === undefined || !visible(record)) throw errors.notFoundResource(`no audit record '${shortened(id)}'`);
-  return auditRecordJson(record);
+  return view(record);
 }
