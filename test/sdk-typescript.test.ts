@@ -178,6 +178,13 @@ describe("TypeScript SDK against a real alveare serve", () => {
     assert.ok(completion.usage.completion_tokens <= 4);
     const models = await c.models.list();
     assert.equal(models.data.length, 8);
+    assert.deepEqual(
+      await c.models.retrieve("alveare-chat"),
+      models.data.find((m) => m.id === "alveare-chat"),
+    );
+    const missing = await c.models.retrieve("alveare-nothing/../x").catch((e: unknown) => e);
+    assert.ok(missing instanceof NotFoundError, String(missing));
+    assert.equal(missing.code, "model_not_found");
     const usage = await c.usage.get();
     assert.equal(usage.requests_used, 2);
     assert.equal(usage.by_specialist.classify, 1);

@@ -32,6 +32,7 @@ from ._types import (
     CreateEmbeddingResponse,
     Health,
     InferResponse,
+    Model,
     ModelList,
     ResponseFormat,
     StreamOptions,
@@ -233,6 +234,10 @@ class _Models:
 
     def list(self) -> ModelList:
         return ModelList.from_dict(self._client.request("GET", "/v1/models"))
+
+    def retrieve(self, model: str) -> Model:
+        """One model of the list by id ("alveare-chat"); NotFoundError for one the key's list does not show."""
+        return Model.from_dict(self._client.request("GET", "/v1/models/" + urllib.parse.quote(model, safe="")))
 
 
 class _Usage:

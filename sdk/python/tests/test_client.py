@@ -54,6 +54,10 @@ class AgainstARealServer(unittest.TestCase):
         models = c.models.list()
         self.assertEqual(len(models.data), 8)
         self.assertIn("alveare-chat", [m.id for m in models.data])
+        self.assertEqual(c.models.retrieve("alveare-chat"), next(m for m in models.data if m.id == "alveare-chat"))
+        with self.assertRaises(NotFoundError) as missing:
+            c.models.retrieve("alveare-nothing/../x")
+        self.assertEqual(missing.exception.code, "model_not_found")
         usage = c.usage.get()
         self.assertGreaterEqual(usage.requests_used, 2)
         self.assertEqual(usage.requests_limit, 500000)

@@ -10,6 +10,7 @@ import type {
   Health,
   InferRequest,
   InferResponse,
+  Model,
   ModelList,
   Usage,
 } from "./types.js";
@@ -153,7 +154,12 @@ export class Alveare {
       this.json("POST", "/v1/embeddings", params, options),
   };
 
-  readonly models = { list: (options?: RequestOptions): Promise<ModelList> => this.json("GET", "/v1/models", undefined, options) };
+  readonly models = {
+    list: (options?: RequestOptions): Promise<ModelList> => this.json("GET", "/v1/models", undefined, options),
+    /** One model of the list by id (`alveare-chat`); NotFoundError for one the key's list does not show. */
+    retrieve: (model: string, options?: RequestOptions): Promise<Model> =>
+      this.json("GET", `/v1/models/${encodeURIComponent(model)}`, undefined, options),
+  };
   readonly usage = { get: (options?: RequestOptions): Promise<Usage> => this.json("GET", "/v1/usage", undefined, options) };
 
   health(options?: RequestOptions): Promise<Health> {
