@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { request } from "node:http";
+import { connect } from "node:net";
 import { describe, it } from "node:test";
 import type { EmbeddedEngine } from "../src/engines/embedded/embedded-engine.js";
 import { postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
@@ -38,6 +39,79 @@ function dropMidStream(server: TestServer, events: number, seed: number): Promis
 const LONG = { long: { description: "never stops early", output: { type: "labels", labels: ["go ".repeat(400)] } } };
 
 const settle = (ms = 100): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+describe("a stream and its connection", () => {
+  it("keeps the connection alive by default, and closes it after [DONE] when the client asked to", async () => {
+    const server = await startTestServer({});
+    try {
+      // A raw socket: the test sees exactly what the server sends, and whether the server ends the connection.
+      const stream = (connection: string) =>
+        new Promise<{ header: string | undefined; body: string; closed: boolean }>((resolve, reject) => {
+          const url = new URL(server.url);
+          const body = JSON.stringify({ model: "alveare-chat", messages: [{ role: "user", content: "hi" }], max_tokens: 4, stream: true });
+          const socket = connect(Number(url.port), url.hostname);
+          let text = "";
+          let closed = false;
+          socket.on("data", (chunk: Buffer) => {
+            text += chunk.toString();
+            // The chunked body's last chunk: then wait a moment to see whether the server ends the connection.
+            if (text.endsWith("0\r\n\r\n")) {
+              setTimeout(() => {
+                socket.destroy();
+                resolve({ header: /^connection: (.*)$/im.exec(text)?.[1]?.trim(), body: text, closed });
+              }, 300);
+            }
+          });
+          socket.on("end", () => (closed = true));
+          socket.on("error", reject);
+          socket.write(
+            `POST /v1/chat/completions HTTP/1.1\r\nHost: ${url.host}\r\nContent-Type: application/json\r\nConnection: ${connection}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+          );
+        });
+      const closing = await stream("close");
+      assert.equal(closing.header, "close");
+      assert.match(closing.body, /data: \[DONE\]\n\n/);
+      assert.equal(closing.closed, true, "the server closed the connection after the stream");
+      const kept = await stream("keep-alive");
+      assert.equal(kept.header, "keep-alive");
+      assert.equal(kept.closed, false);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe("an engine closing", () => {
+  it("answers the requests still queued for it 503 overloaded, saying the server is shutting down", async () => {
+    const server = await startTestServer({ engine: { parallel: 1, queue: 4 }, specialists: LONG });
+    try {
+      const engine = server.registry.get("long")!.engine as EmbeddedEngine;
+      const running = new AbortController();
+      // The one sequence is taken by a long answer; the next request waits in the queue.
+      const first = fetch(`${server.url}/v1/infer`, {
+        method: "POST",
+        signal: running.signal,
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ specialist: "long", prompt: "talk", max_tokens: 4096 }),
+      }).catch(() => undefined);
+      await settle(150);
+      const queued = postJson(`${server.url}/v1/infer`, { specialist: "long", prompt: "me too", max_tokens: 8 });
+      await settle(100);
+      assert.equal(engine.queued, 1);
+      const closing = engine.close();
+      const refused = await queued;
+      assert.equal(refused.status, 503);
+      const error = refused.json.error as { code: string; message: string };
+      assert.equal(error.code, "overloaded");
+      assert.match(error.message, /shutting down/);
+      running.abort();
+      await first;
+      await closing;
+    } finally {
+      await server.close();
+    }
+  });
+});
 
 describe("client disconnects", () => {
   it("stop generation within a token and free the slot for the next request", async () => {

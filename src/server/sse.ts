@@ -26,7 +26,7 @@ export class EventStream {
       ...headers,
       "content-type": "text/event-stream; charset=utf-8",
       "cache-control": "no-cache",
-      connection: "keep-alive",
+      // No Connection header of our own: Node's keeps the connection or, when the client asked, closes it.
       "x-accel-buffering": "no",
     });
   }

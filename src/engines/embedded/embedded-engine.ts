@@ -686,7 +686,7 @@ export class EmbeddedEngine implements Engine {
 
   /** Rejects queued requests, lets running ones end (their signals are aborted by the caller), frees the context. */
   async close(): Promise<void> {
-    this.pool.drain(errors.overloaded(1));
+    this.pool.drain(errors.notServing("shutting_down", 1));
     await Promise.allSettled([...this.running]);
     await this.context.dispose();
   }
