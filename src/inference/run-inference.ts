@@ -148,7 +148,7 @@ export function findSpecialist(options: Pick<InferenceDeps, "specialists">, name
   throw errors.modelNotFound(name, param, suggestionFor(options, name, prefix));
 }
 
-export function suggestionFor(options: Pick<InferenceDeps, "specialists">, name: string, prefix: string): string | undefined {
+function suggestionFor(options: Pick<InferenceDeps, "specialists">, name: string, prefix: string): string | undefined {
   if (prefix.length > 0) return options.specialists.get(name) === undefined ? undefined : `${prefix}${name}`;
   return name.startsWith(MODEL_PREFIX) && options.specialists.get(name.slice(MODEL_PREFIX.length)) !== undefined
     ? name.slice(MODEL_PREFIX.length)

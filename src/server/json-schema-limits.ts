@@ -31,13 +31,26 @@ export const JSON_SCHEMA_LIMITS: Readonly<JsonSchemaLimits> = {
  * every tool's schema goes into one grammar, so within each tool's own limits
  * 128 tools could otherwise cost 128 times the worst single schema to build.
  */
-export const TOOLS_SCHEMA_LIMITS: Readonly<JsonSchemaLimits> = {
-  ...JSON_SCHEMA_LIMITS,
-  maxBytes: 128 * 1024,
-  /** One level more than a single schema: the list of tools holds them. */
-  maxDepth: JSON_SCHEMA_LIMITS.maxDepth + 1,
-  maxTotalProperties: 2048,
-};
+export const TOOLS_SCHEMA_LIMITS = { maxBytes: 128 * 1024, maxTotalProperties: 2048 } as const;
+
+/** What a schema within its limits holds, for totals over several schemas. */
+export interface SchemaSize {
+  bytes: number;
+  properties: number;
+}
+
+/** Refuses tools whose schemas, each within its own limits, are over the tools' limits together. */
+export function checkToolSchemasTotal(sizes: readonly SchemaSize[], param: string): void {
+  const bytes = sizes.reduce((n, s) => n + s.bytes, 0);
+  const properties = sizes.reduce((n, s) => n + s.properties, 0);
+  const refuse = (what: string): never => {
+    throw errors.invalidParameter(param, `the tools' schemas are too large together: ${what}. Simplify them or send fewer tools.`);
+  };
+  if (properties > TOOLS_SCHEMA_LIMITS.maxTotalProperties) {
+    refuse(`they have more than ${TOOLS_SCHEMA_LIMITS.maxTotalProperties} properties in all (the limit)`);
+  }
+  if (bytes > TOOLS_SCHEMA_LIMITS.maxBytes) refuse(`they are ${bytes} characters as JSON, the limit is ${TOOLS_SCHEMA_LIMITS.maxBytes}`);
+}
 
 const NAMED_SUBSCHEMAS = new Set(["properties", "$defs", "definitions", "patternProperties"]);
 
@@ -46,7 +59,7 @@ const NAMED_SUBSCHEMAS = new Set(["properties", "$defs", "definitions", "pattern
  * and stops at the first breach, so a schema nested thousands deep costs
  * nothing more than its first few dozen levels.
  */
-export function checkJsonSchemaLimits(schema: unknown, param: string, limits: Readonly<JsonSchemaLimits> = JSON_SCHEMA_LIMITS): void {
+export function checkJsonSchemaLimits(schema: unknown, param: string, limits: Readonly<JsonSchemaLimits> = JSON_SCHEMA_LIMITS): SchemaSize {
   const refuse = (what: string): never => {
     throw errors.invalidParameter(param, `the schema is too large: ${what}. Simplify the schema.`);
   };
@@ -78,4 +91,5 @@ export function checkJsonSchemaLimits(schema: unknown, param: string, limits: Re
   // Safe to serialize now that the depth is bounded.
   const size = JSON.stringify(schema).length;
   if (size > limits.maxBytes) refuse(`it is ${size} characters as JSON, the limit is ${limits.maxBytes}`);
+  return { bytes: size, properties: totalProperties };
 }

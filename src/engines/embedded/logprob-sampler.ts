@@ -141,6 +141,9 @@ export async function* sampleWithProbabilities(
 /** A probability as a log-probability that JSON can carry. */
 export const logprobOf = (p: number): number => (p > 0 ? Math.max(Math.log(p), LOGPROB_FLOOR) : LOGPROB_FLOOR);
 
+/** A token's text as an entry shows it, and its bytes (shared by every entry that names the token: never mutated). */
+type Piece = Pick<TokenAlternative, "token" | "bytes">;
+
 /** A SentencePiece byte-fallback token's vocabulary piece: one raw byte of a character split over tokens. */
 const BYTE_PIECE = /^<0x([0-9A-Fa-f]{2})>$/;
 
@@ -164,8 +167,8 @@ function vocabularyPiece(model: LlamaModel, token: Token): string | undefined {
  */
 export class LogprobWriter {
   /** Texts of tokens that follow others (`inText`) and of tokens that start an answer (`atStart`). */
-  private readonly inText = new Map<Token, TokenAlternative>();
-  private readonly atStart = new Map<Token, TokenAlternative>();
+  private readonly inText = new Map<Token, Piece>();
+  private readonly atStart = new Map<Token, Piece>();
   /** An ordinary token to detokenize after: a token's text after any other one is the same. */
   private readonly before: Token[];
 
@@ -191,15 +194,15 @@ export class LogprobWriter {
   }
 
   /** A token's text and bytes: a control token by name, with no bytes (the answer's text leaves it out). */
-  private piece(token: Token, first: boolean): { token: string; bytes: number[] | null } {
+  private piece(token: Token, first: boolean): Piece {
     const cache = first ? this.atStart : this.inText;
     let piece = cache.get(token);
     if (piece === undefined) {
       const text = this.model.detokenize([token], true, first ? undefined : this.before);
-      piece = { token: text, logprob: 0, bytes: this.bytesOf(token, text) };
+      piece = { token: text, bytes: this.bytesOf(token, text) };
       cache.set(token, piece);
     }
-    return { token: piece.token, bytes: piece.bytes };
+    return piece;
   }
 
   private bytesOf(token: Token, text: string): number[] | null {

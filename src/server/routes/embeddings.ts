@@ -12,7 +12,6 @@ import { admitRequest } from "../gate-adapter.js";
 import { promptTokenBound } from "../../gate/token-reservation.js";
 import { CLIENT_CLOSED } from "../../metering/counting-rule.js";
 import { observeGeneration } from "../../observability/inference-observer.js";
-import { suggestionFor } from "../../inference/run-inference.js";
 
 /** OpenAI's base64 encoding: the float32 values' little-endian bytes. */
 export function toBase64(vector: readonly number[]): string {
@@ -34,10 +33,9 @@ function findEmbedder(options: AppOptions, name: string): { specialist: Speciali
   const id = name.startsWith(MODEL_PREFIX) ? name.slice(MODEL_PREFIX.length) : undefined;
   const specialist = id === undefined ? undefined : options.specialists.get(id);
   if (specialist === undefined) {
-    // A hint only towards a model this route serves.
-    const suggestion = suggestionFor(options, name, MODEL_PREFIX);
-    const embeds = suggestion !== undefined && options.specialists.get(suggestion.slice(MODEL_PREFIX.length))?.embedder !== undefined;
-    throw errors.modelNotFound(name, "model", embeds ? suggestion : undefined);
+    // A bare specialist id gets a hint, but only towards a model this route serves.
+    const embeds = options.specialists.get(name)?.embedder !== undefined;
+    throw errors.modelNotFound(name, "model", embeds ? `${MODEL_PREFIX}${name}` : undefined);
   }
   if (specialist.embedder === undefined) {
     throw errors.invalidParameter(

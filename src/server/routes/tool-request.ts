@@ -2,7 +2,7 @@ import type { ChatCompletionRequestBody } from "../../api/schemas/chat-completio
 import type { ChatMessage, Role } from "../../engines/types.js";
 import type { ToolFunction, ToolRequest } from "../../engines/tools.js";
 import { errors } from "../../errors.js";
-import { checkJsonSchemaLimits, TOOLS_SCHEMA_LIMITS } from "../json-schema-limits.js";
+import { checkJsonSchemaLimits, checkToolSchemasTotal, type SchemaSize } from "../json-schema-limits.js";
 
 type Body = ChatCompletionRequestBody;
 type BodyMessage = Body["messages"][number];
@@ -53,12 +53,13 @@ export function toChatMessages(messages: Body["messages"]): ChatMessage[] {
 
 const EMPTY_PARAMETERS = { type: "object", properties: {} } as const;
 
-function toToolFunction(tool: NonNullable<Body["tools"]>[number], i: number): ToolFunction {
+/** The tool in the engine's terms, and its schema's size toward the tools' total. */
+function toToolFunction(tool: NonNullable<Body["tools"]>[number], i: number): { tool: ToolFunction; size: SchemaSize } {
   const param = `tools[${i}].function.parameters`;
   const parameters: Readonly<Record<string, unknown>> = tool.function.parameters ?? EMPTY_PARAMETERS;
   if (parameters.type !== "object") throw errors.invalidParameter(param, "must be a JSON Schema of type 'object'.");
-  checkJsonSchemaLimits(parameters, param);
-  return { name: tool.function.name, description: tool.function.description ?? undefined, parameters };
+  const size = checkJsonSchemaLimits(parameters, param);
+  return { tool: { name: tool.function.name, description: tool.function.description ?? undefined, parameters }, size };
 }
 
 /** The tool request, or undefined when the model is to answer in text (no tools, or tool_choice "none"). */
@@ -74,17 +75,17 @@ export function parseToolRequest(o: Body): ToolRequest | undefined {
   }
   if (tools.length === 0) throw errors.invalidParameter("tools", "must hold at least one tool.");
   const seen = new Set<string>();
-  const functions = tools.map((tool, i) => {
+  const checked = tools.map((tool, i) => {
     if (seen.has(tool.function.name))
       throw errors.invalidParameter(`tools[${i}].function.name`, `another tool is already named '${tool.function.name}'.`);
     seen.add(tool.function.name);
     return toToolFunction(tool, i);
   });
-  checkJsonSchemaLimits(
-    functions.map((f) => f.parameters),
+  checkToolSchemasTotal(
+    checked.map((c) => c.size),
     "tools",
-    TOOLS_SCHEMA_LIMITS,
   );
+  const functions = checked.map((c) => c.tool);
   if (typeof choice === "object" && !seen.has(choice.function.name)) {
     throw errors.invalidParameter("tool_choice", `there is no tool named '${choice.function.name}' in 'tools'.`);
   }
