@@ -31,9 +31,11 @@ export interface HttpLimits {
   headersTimeoutMs: number;
   /** ALVEARE_MAX_CONNECTIONS: further connections are closed as they arrive. */
   maxConnections: number;
+  /** ALVEARE_STREAM_STALL_MS: a stream whose client reads nothing for this long while output waits is cut. */
+  streamStallMs: number;
 }
 
-export const DEFAULT_HTTP_LIMITS: HttpLimits = { requestTimeoutMs: 30_000, headersTimeoutMs: 10_000, maxConnections: 512 };
+export const DEFAULT_HTTP_LIMITS: HttpLimits = { requestTimeoutMs: 30_000, headersTimeoutMs: 10_000, maxConnections: 512, streamStallMs: 30_000 };
 
 function httpLimitsFrom(env: Env): HttpLimits {
   const requestTimeoutMs =
@@ -44,6 +46,7 @@ function httpLimitsFrom(env: Env): HttpLimits {
     requestTimeoutMs,
     headersTimeoutMs: Math.min(headersTimeoutMs, requestTimeoutMs),
     maxConnections: intFrom(env.ALVEARE_MAX_CONNECTIONS, "ALVEARE_MAX_CONNECTIONS", 1, 1_000_000) ?? DEFAULT_HTTP_LIMITS.maxConnections,
+    streamStallMs: intFrom(env.ALVEARE_STREAM_STALL_MS, "ALVEARE_STREAM_STALL_MS", 100, 3_600_000) ?? DEFAULT_HTTP_LIMITS.streamStallMs,
   };
 }
 

@@ -87,6 +87,8 @@ export interface GenerationRequest {
   abortWatch?: AbortWatch | undefined;
   /** Receives text as it is produced (streaming); omitted for whole responses. */
   onText?: ((delta: string, detail?: TextDetail) => void) | undefined;
+  /** Backpressure from whoever takes the text: a promise to wait for before producing more, undefined to go on. */
+  whenWritable?: (() => Promise<void> | undefined) | undefined;
   /** Choices to generate from the one prompt (`n`); 1 when absent. */
   choices?: number | undefined;
   /** Asks for log-probabilities: how many alternatives per token (0..20); absent for none. */

@@ -30,6 +30,8 @@ export interface LogFields {
   prompt_tokens?: number;
   completion_tokens?: number;
   aborted?: boolean;
+  /** The client stopped reading a stream and was cut. */
+  stalled?: boolean;
   code?: string;
 }
 

@@ -4,11 +4,21 @@ import type { ApiError } from "../errors.js";
 /**
  * A text/event-stream response written straight to the socket. Headers go out
  * with the first event, so failures before any output still get a proper status.
+ *
+ * A client that stops reading would make every further event wait in memory:
+ * `whenWritable` lets the producer pause instead, and a client that reads
+ * nothing for `stallMs` while events wait is cut (the request ends as if it had
+ * left), so a paused stream cannot hold its sequence for ever.
  */
 export class EventStream {
   private started = false;
+  private drained: Promise<void> | undefined;
 
-  constructor(private readonly reply: FastifyReply) {}
+  constructor(
+    private readonly reply: FastifyReply,
+    private readonly stallMs: number,
+    private readonly onStall: () => void = () => undefined,
+  ) {}
 
   get isStarted(): boolean {
     return this.started;
@@ -34,6 +44,29 @@ export class EventStream {
   send(event: unknown): void {
     this.start();
     if (!this.reply.raw.destroyed) this.reply.raw.write(`data: ${JSON.stringify(event)}\n\n`);
+  }
+
+  /** Undefined while the client keeps up; otherwise settles once what waits has been taken (or the client was cut). */
+  whenWritable(): Promise<void> | undefined {
+    const raw = this.reply.raw;
+    if (!raw.writableNeedDrain || raw.destroyed) return undefined;
+    this.drained ??= new Promise<void>((resolve) => {
+      const settle = (): void => {
+        clearTimeout(timer);
+        raw.off("drain", settle);
+        raw.off("close", settle);
+        this.drained = undefined;
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.onStall();
+        raw.destroy();
+        settle();
+      }, this.stallMs);
+      raw.on("drain", settle);
+      raw.on("close", settle);
+    });
+    return this.drained;
   }
 
   done(): void {

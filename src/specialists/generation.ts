@@ -13,6 +13,8 @@ export interface SpecialistCall {
   /** Overrides the specialist's own output constraint (chat completions' response_format). */
   constraint?: OutputConstraint | undefined;
   onText?: ((delta: string, detail?: TextDetail) => void) | undefined;
+  /** Pauses generation while the reader of `onText` is behind (a stream's client not reading). */
+  whenWritable?: (() => Promise<void> | undefined) | undefined;
   /** Choices to generate (`n`). */
   choices?: number | undefined;
   /** Alternatives per token when log-probabilities are asked for. */
@@ -52,6 +54,7 @@ export function toGenerationRequest(specialist: Specialist, call: SpecialistCall
     },
     abortWatch: abort,
     onText: call.onText,
+    whenWritable: call.whenWritable,
     ...(call.choices === undefined || call.choices === 1 ? {} : { choices: call.choices }),
     ...(call.topLogprobs === undefined ? {} : { topLogprobs: call.topLogprobs }),
     ...(call.tools === undefined ? {} : { tools: call.tools, onToolCall: call.onToolCall }),

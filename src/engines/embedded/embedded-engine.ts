@@ -429,6 +429,9 @@ export class EmbeddedEngine implements Engine {
         }
         emit(scanner.push(decoder.push(token)));
         if (scanner.stopped) break;
+        // The next token is not asked for while the client has not taken the text already sent.
+        const behind = request.whenWritable?.();
+        if (behind !== undefined) await behind;
         if (request.signal.aborted) {
           aborted = true;
           break;

@@ -398,6 +398,9 @@ export class RemoteEngine implements Engine {
         if (index === 0) toolCalls.push(choice.delta?.tool_calls);
         if (choice.finish_reason) state.finish = choice.finish_reason;
       }
+      // Not reading on while our client is behind leaves the rest in the upstream's socket, not in memory.
+      const behind = req.whenWritable?.();
+      if (behind !== undefined) await behind;
       if (req.signal.aborted) {
         response.body.destroy();
         return { text: choices[0]!.text, promptTokens: usage?.prompt_tokens ?? 0, completionTokens: chunks, finishReason: "stop", aborted: true };

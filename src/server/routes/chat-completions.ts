@@ -6,6 +6,7 @@ import type { ToolCallDelta } from "../../engines/tools.js";
 import type { AppOptions } from "../app.js";
 import { completionId } from "../../ids.js";
 import { EventStream } from "../sse.js";
+import { DEFAULT_HTTP_LIMITS } from "../../config/config.js";
 import { assistantMessage, toolCallChunkDelta } from "./tool-response.js";
 import { parseChatRequest } from "./chat-request.js";
 import { findSpecialist, runInference } from "../../inference/run-inference.js";
@@ -70,7 +71,9 @@ export async function chatCompletionsRoute(app: FastifyInstance, options: AppOpt
       return completion;
     }
 
-    const stream = new EventStream(reply);
+    const stream = new EventStream(reply, (options.http ?? DEFAULT_HTTP_LIMITS).streamStallMs, () => {
+      request.logFields.stalled = true;
+    });
     type Choice = ChatCompletionChunk["choices"][number];
     const chunk = (
       index: number,
@@ -105,7 +108,7 @@ export async function chatCompletionsRoute(app: FastifyInstance, options: AppOpt
         inferenceRequest(options, request, reply),
         specialist,
         "chat.completions",
-        { ...call, onText: sendText, onToolCall: sendToolCall },
+        { ...call, onText: sendText, onToolCall: sendToolCall, whenWritable: () => stream.whenWritable() },
         inference,
       );
       if (result.aborted) return reply;
