@@ -6,6 +6,7 @@ import { createKey, startTestServer, type TestServer } from "./helpers/fixtures.
 import { dropDatabase, freshDatabase } from "./helpers/postgres.js";
 import { deletePrefix, SHARED_REDIS_URL, testPrefix } from "./helpers/redis.js";
 import { TcpProxy } from "./helpers/tcp-proxy.js";
+import { HeldUpstream } from "./helpers/held-upstream.js";
 
 const ADMIN_TOKEN = "o".repeat(40);
 const PASSWORD = "correct horse battery";
@@ -32,6 +33,8 @@ describe("PostgreSQL out of reach in the shared mode", () => {
   let cachedKey: Record<string, string>;
   let unusedKey: Record<string, string>;
   let accountId: string;
+  const whole = new HeldUpstream();
+  const streamed = new HeldUpstream();
 
   const get = async (path: string, headers: Record<string, string> = {}): Promise<Answer> => {
     const r = await fetch(`${server.url}${path}`, { headers });
@@ -40,14 +43,40 @@ describe("PostgreSQL out of reach in the shared mode", () => {
   const admin = { authorization: `Bearer ${ADMIN_TOKEN}` };
   const signIn = () => new Browser(server).call("POST", "/dashboard/api/login", { email: "ops@example.com", password: PASSWORD });
   /** A statement on the database itself, not through the proxy. */
-  async function direct(sql: string): Promise<void> {
+  async function direct(sql: string, values: unknown[] = []): Promise<Array<Record<string, unknown>>> {
     const client = new pg.Client({ connectionString: database });
     await client.connect();
     try {
-      await client.query(sql);
+      return (await client.query(sql, values)).rows as Array<Record<string, unknown>>;
     } finally {
       await client.end();
     }
+  }
+  const post = async (path: string, body: unknown, headers: Record<string, string>): Promise<Answer & { text: string }> => {
+    const r = await fetch(`${server.url}${path}`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...headers },
+      body: JSON.stringify(body),
+    });
+    const text = await r.text();
+    return {
+      status: r.status,
+      headers: r.headers,
+      text,
+      json: r.headers.get("content-type")?.includes("json") ? (JSON.parse(text) as Record<string, unknown>) : {},
+    };
+  };
+  const requestsCounted = async (): Promise<number> =>
+    Number((await direct("SELECT requests FROM usage_counters WHERE account_id = $1 AND mode = 'live'", [accountId]))[0]?.requests ?? 0);
+  /** Waits until the ledger row of `requestId` is closed, and returns its status. */
+  async function closedStatus(requestId: string): Promise<number> {
+    let rows: Array<Record<string, unknown>> = [];
+    for (let i = 0; i < 150; i++) {
+      rows = await direct("SELECT status FROM usage_events WHERE request_id = $1", [requestId]);
+      if (rows.length === 1 && rows[0]!.status !== null) return Number(rows[0]!.status);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    assert.fail(`the ledger row of ${requestId} was never closed: ${JSON.stringify(rows)}`);
   }
 
   before(async () => {
@@ -58,8 +87,9 @@ describe("PostgreSQL out of reach in the shared mode", () => {
     const proxied = new URL(database);
     proxied.hostname = "127.0.0.1";
     proxied.port = String(proxy.port);
+    const held = (baseUrl: string) => ({ description: "held upstream", system_prompt: "", remote: { base_url: baseUrl, model: "m" } });
     server = await startTestServer(
-      {},
+      { specialists: { held: held(await whole.start()), heldstream: held(await streamed.start()) } },
       {
         gated: true,
         env: {
@@ -82,6 +112,8 @@ describe("PostgreSQL out of reach in the shared mode", () => {
   });
   after(async () => {
     await server.close();
+    await whole.stop();
+    await streamed.stop();
     await proxy.close();
     await deletePrefix(prefix);
     await dropDatabase(database);
@@ -116,6 +148,67 @@ describe("PostgreSQL out of reach in the shared mode", () => {
     assert.equal((await get("/v1/usage", cachedKey)).status, 200);
     assert.equal((await get("/v1/models", unusedKey)).status, 200);
     assert.equal((await get("/ready")).status, 200);
+  });
+
+  it("refuses within 2 s when PostgreSQL stops answering (no hang for the outage), and closes as refused the row an unanswered admission left", async () => {
+    // One request first: the node's quota counter in Redis is seeded, so the next one goes straight to its admission.
+    const warm = await post("/v1/infer", { specialist: "classify", prompt: "hello" }, cachedKey);
+    assert.equal(warm.status, 200, warm.text);
+    const counted = await requestsCounted();
+    proxy.holdAnswers();
+    try {
+      let started = performance.now();
+      const refused = await post("/v1/infer", { specialist: "classify", prompt: "hello" }, { ...cachedKey, "x-request-id": "unanswered-1" });
+      const waited = performance.now() - started;
+      assertUnavailable(refused, "an admission PostgreSQL does not answer");
+      assert.ok(waited < 4_000, `refused after ${Math.round(waited)} ms, not held for the outage`);
+      started = performance.now();
+      const ready = await get("/ready");
+      assert.equal(ready.status, 503);
+      assert.ok(performance.now() - started < 3_500, "/ready does not hang either");
+      assert.equal((await fetch(`${server.url}/health`)).status, 200);
+    } finally {
+      proxy.restore();
+    }
+    // The statement reached PostgreSQL and committed; the node closes its row as the refusal the client saw.
+    assert.equal(await closedStatus("unanswered-1"), 503);
+    assert.equal(await requestsCounted(), counted, "the refused request was given back");
+  });
+
+  it("does not answer 200 for a request whose outcome cannot be recorded: 503 (or an error event ending the stream), recorded later as that refusal", async () => {
+    // An account whose plan has every specialist (the held ones included).
+    const scale = await createKey(server, "scale");
+    const key = scale.auth;
+    const counted = async (): Promise<number> =>
+      Number((await direct("SELECT requests FROM usage_counters WHERE account_id = $1 AND mode = 'live'", [scale.accountId]))[0]?.requests ?? 0);
+    const warm = await post("/v1/infer", { specialist: "classify", prompt: "hello" }, key);
+    assert.equal(warm.status, 200, warm.text);
+    const before = await counted();
+    const pending = post("/v1/infer", { specialist: "held", prompt: "hello" }, { ...key, "x-request-id": "unrecorded-1" });
+    await whole.arrived();
+    proxy.cut();
+    whole.release();
+    const answer = await pending;
+    assertUnavailable(answer, "a served request whose completion cannot be written");
+
+    const stream = post(
+      "/v1/chat/completions",
+      { model: "alveare-heldstream", messages: [{ role: "user", content: "hello" }], stream: true },
+      { ...key, "x-request-id": "unrecorded-2" },
+    );
+    proxy.restore();
+    await streamed.arrived();
+    proxy.cut();
+    streamed.release();
+    const events = (await stream).text.split("\n\n").filter((e) => e.startsWith("data: "));
+    assert.ok(!events.includes("data: [DONE]"), "the stream does not end as a success");
+    const last = JSON.parse(events.at(-1)!.slice("data: ".length)) as { error?: { code?: string } };
+    assert.equal(last.error?.code, "dependency_unavailable", String(events.at(-1)));
+
+    proxy.restore();
+    assert.equal(await closedStatus("unrecorded-1"), 503);
+    assert.equal(await closedStatus("unrecorded-2"), 503);
+    assert.equal(await counted(), before, "neither counts: their clients were refused");
   });
 
   it("still answers 500 to a database error that is not a connection problem", async () => {

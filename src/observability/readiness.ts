@@ -40,13 +40,22 @@ interface Check {
   [detail: string]: unknown;
 }
 
+/** A dependency that has not answered in this long is reported down: a balancer's probe must not hang with it. */
+const PROBE_TIMEOUT_MS = 2_000;
+
 async function probeCheck(probe: (() => Promise<void>) | undefined): Promise<Check | undefined> {
   if (probe === undefined) return undefined;
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${PROBE_TIMEOUT_MS / 1000} s`)), PROBE_TIMEOUT_MS);
+  });
   try {
-    await probe();
+    await Promise.race([probe(), deadline]);
     return { ok: true };
   } catch (error) {
     return { ok: false, error: (error as Error).message };
+  } finally {
+    clearTimeout(timer);
   }
 }
 

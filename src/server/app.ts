@@ -30,8 +30,7 @@ import { GATE_ERROR_TYPES, NO_TELEMETRY, type Telemetry } from "../observability
 import { UNMATCHED_ROUTE } from "../observability/prometheus.js";
 import { readyRoute, type Lifecycle, type ReadinessSources } from "../observability/readiness.js";
 import "../observability/request-trace.js";
-import { isRedisConnectionFailure } from "../gate/redis/connection.js";
-import { isDatabaseConnectionFailure } from "../store/postgres/connection-failure.js";
+import { dependencyFailure } from "./dependency-failure.js";
 
 export type { SpecialistSource } from "../inference/run-inference.js";
 
@@ -69,8 +68,8 @@ const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
  */
 function toApiError(error: FastifyError | Error, bodyLimit: number): ApiError {
   if (error instanceof ApiError) return error;
-  if (isRedisConnectionFailure(error)) return errors.dependencyUnavailable("redis", error);
-  if (isDatabaseConnectionFailure(error)) return errors.dependencyUnavailable("database", error);
+  const unavailable = dependencyFailure(error);
+  if (unavailable !== undefined) return unavailable;
   const e = error as FastifyError;
   if (e.code === "FST_ERR_CTP_BODY_TOO_LARGE") return errors.requestTooLarge(bodyLimit);
   if (e.code === "FST_ERR_CTP_EMPTY_JSON_BODY") return errors.invalidJson("the body is empty");

@@ -4,12 +4,17 @@ import type { AddressInfo } from "node:net";
 /**
  * A loopback TCP forwarder the test can cut: while cut, every open connection
  * is dropped and every new one is closed at once, as when the network to a
- * database goes away; `restore` lets connections through again.
+ * database goes away; while its answers are held, what clients send goes
+ * through but nothing comes back, as a silent partition looks to a client;
+ * `restore` lets connections through again.
  */
 export class TcpProxy {
   private server: Server | undefined;
   private readonly open = new Set<Socket>();
+  /** Each connection's upstream side and its client. */
+  private readonly answers = new Map<Socket, Socket>();
   private cutOff = false;
+  private holding = false;
   port = 0;
 
   constructor(
@@ -27,8 +32,14 @@ export class TcpProxy {
         socket.on("error", () => undefined);
       }
       client.on("close", () => upstream.destroy());
-      upstream.on("close", () => client.destroy());
-      client.pipe(upstream).pipe(client);
+      upstream.on("close", () => {
+        client.destroy();
+        this.answers.delete(upstream);
+      });
+      this.answers.set(upstream, client);
+      client.pipe(upstream);
+      if (this.holding) upstream.pause();
+      else upstream.pipe(client);
     });
     await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
     this.server = server;
@@ -40,8 +51,21 @@ export class TcpProxy {
     for (const socket of this.open) socket.destroy();
   }
 
+  /** Statements reach the database; no answer comes back until `restore`. */
+  holdAnswers(): void {
+    this.holding = true;
+    for (const [upstream, client] of this.answers) {
+      upstream.unpipe(client);
+      upstream.pause();
+    }
+  }
+
   restore(): void {
     this.cutOff = false;
+    if (this.holding) {
+      this.holding = false;
+      for (const [upstream, client] of this.answers) upstream.pipe(client);
+    }
   }
 
   async close(): Promise<void> {

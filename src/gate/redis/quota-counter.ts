@@ -119,7 +119,13 @@ export class RedisQuotaCounter implements QuotaCounter {
     const admitted = eventId;
     return {
       finish: async (outcome: Outcome) => {
-        await this.ledger.complete(completionRecord(r, period, admitted, outcome, this.now()));
+        try {
+          await this.ledger.complete(completionRecord(r, period, admitted, outcome, this.now()));
+        } catch (error) {
+          // Not recorded as served, so not answered as served: it does not count.
+          await giveBack();
+          throw error;
+        }
         if (!countsAgainstQuota(outcome.status)) await giveBack();
       },
     };

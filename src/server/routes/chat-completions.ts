@@ -6,6 +6,7 @@ import type { ToolCallDelta } from "../../engines/tools.js";
 import type { AppOptions } from "../app.js";
 import { completionId } from "../../ids.js";
 import { EventStream } from "../sse.js";
+import { dependencyFailure } from "../dependency-failure.js";
 import { DEFAULT_HTTP_LIMITS } from "../../config/config.js";
 import { assistantMessage, toolCallChunkDelta } from "./tool-response.js";
 import { parseChatRequest } from "./chat-request.js";
@@ -123,7 +124,8 @@ export async function chatCompletionsRoute(app: FastifyInstance, options: AppOpt
       stream.done();
     } catch (error) {
       if (!stream.isStarted) throw error;
-      stream.fail(error instanceof ApiError ? error : errors.internal());
+      // A database lost at the end (the completion could not be recorded) ends the stream with the 503 a client retries.
+      stream.fail(error instanceof ApiError ? error : (dependencyFailure(error) ?? errors.internal()));
     }
     return reply;
   });

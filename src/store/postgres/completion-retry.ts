@@ -25,14 +25,14 @@ export function isTransientDatabaseError(error: unknown): boolean {
  * written again, oldest first, with backoff until the database answers;
  * otherwise the row would stay open and be settled as not delivered later.
  */
-export class CompletionRetryQueue {
-  private readonly waiting: CompletionRecord[] = [];
+export class CompletionRetryQueue<T = CompletionRecord> {
+  private readonly waiting: T[] = [];
   private timer: NodeJS.Timeout | undefined;
   private delayMs = FIRST_DELAY_MS;
   private draining: Promise<void> | undefined;
 
   constructor(
-    private readonly write: (r: CompletionRecord) => Promise<void>,
+    private readonly write: (r: T) => Promise<void>,
     private readonly limit = RETRY_QUEUE_LIMIT,
   ) {}
 
@@ -41,7 +41,7 @@ export class CompletionRetryQueue {
   }
 
   /** Keeps a completion to write later; false when the queue is full. */
-  add(r: CompletionRecord): boolean {
+  add(r: T): boolean {
     if (this.waiting.length >= this.limit) return false;
     this.waiting.push(r);
     this.schedule();

@@ -19,4 +19,10 @@ const SOCKET_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE"
 /** admin_shutdown, crash_shutdown, cannot_connect_now, too_many_connections, query_canceled (statement_timeout). */
 const SERVER_CODES = new Set(["57P01", "57P02", "57P03", "53300", "57014"]);
 const DRIVER_MESSAGES =
-  /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Client was closed and is not queryable|Connection timeout)/;
+  /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Client was closed and is not queryable|Connection timeout|Query read timeout)/;
+
+/**
+ * The client gave up waiting for an answer (`query_timeout`): the statement was
+ * sent and may still commit on the server, unlike a refused connection.
+ */
+export const isUnansweredStatement = (error: unknown): boolean => error instanceof Error && error.message.startsWith("Query read timeout");

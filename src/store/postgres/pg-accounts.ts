@@ -1,6 +1,6 @@
 import type pg from "pg";
 import type { Account, AccountStore, ApiKeyRecord, KeyCreation, KeyLookup } from "../store.js";
-import { inTransaction } from "./pg-pool.js";
+import { inTransaction, requestQuery } from "./pg-pool.js";
 import { toAccount, toKey, type AccountRow, type KeyRow } from "../rows.js";
 
 const KEY_COLUMNS = "id, account_id, name, mode, prefix, created_at, last_used_at, revoked_at";
@@ -84,7 +84,9 @@ export class PgAccountStore implements AccountStore {
   }
 
   async findKeyByHash(hash: string): Promise<KeyLookup | undefined> {
-    const { rows } = await this.pool.query<KeyRow & { a_name: string; a_plan: string; a_status: Account["status"]; a_created_at: string }>(
+    // On every request with a key the node has not seen: cut like the request's other statements.
+    const { rows } = await requestQuery<KeyRow & { a_name: string; a_plan: string; a_status: Account["status"]; a_created_at: string }>(
+      this.pool,
       `SELECT k.id, k.account_id, k.name, k.mode, k.prefix, k.created_at, k.last_used_at, k.revoked_at,
               a.name AS a_name, a.plan AS a_plan, a.status AS a_status, a.created_at AS a_created_at
        FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.hash = $1`,

@@ -3,6 +3,8 @@ import { countsAgainstQuota } from "../../metering/counting-rule.js";
 import { AdmissionBatch } from "./pg-admissions.js";
 import { CompletionBatch } from "./pg-completions.js";
 import { CompletionRetryQueue, isTransientDatabaseError } from "./completion-retry.js";
+import { isUnansweredStatement } from "./connection-failure.js";
+import { requestQuery, STATEMENT_TIMEOUT_MS } from "./pg-pool.js";
 import type { AdmissionRecord, CompletionRecord, LedgerStore, Mode, PeriodUsage, RefusalRecord, UsageBreakdown } from "../store.js";
 
 // A period "YYYY-MM" spans the days "YYYY-MM-01" to "YYYY-MM-31" as text; refusals are kept per day.
@@ -90,6 +92,18 @@ export const FINISH_ORPHANS = finishRows(
   "$8",
 );
 export { outcomeParams };
+/**
+ * Closes, as refused (given back), the row of an admission this node stopped
+ * waiting for: the statement may have committed after the client was refused.
+ * Matched by request id, node and admission time, and only while unfinished.
+ */
+export const FINISH_UNCLAIMED = finishRows("request_id = $8 AND node_id = $9 AND created_at = $10 AND status IS NULL", "NULL");
+
+/** What waits to be written again: a completion, or an admission whose outcome is unknown. */
+type Unwritten = { completion: CompletionRecord } | { unclaimed: AdmissionRecord };
+
+/** The status a request gets when its record could not be written: what the ledger then says of it. */
+const DEPENDENCY_UNAVAILABLE = 503;
 
 /** PostgreSQL's deadlock_detected: the statement was rolled back whole, so running it again is safe. */
 const DEADLOCK = "40P01";
@@ -117,17 +131,17 @@ async function retryOnDeadlock<T>(run: () => Promise<T>): Promise<T> {
  * scans the ledger for its totals.
  */
 export class PgLedger implements LedgerStore {
-  private readonly completions = new CompletionBatch((text, name, values) => retryOnDeadlock(() => this.pool.query({ name, text, values })), {
+  private readonly completions = new CompletionBatch((text, name, values) => retryOnDeadlock(() => requestQuery(this.pool, text, values, name)), {
     text: FINISH_ONE,
     params: (r) => [...outcomeParams(r), r.eventId],
   });
   private readonly admissions = new AdmissionBatch(
     async <R>(text: string, name: string, values: unknown[]) =>
-      (await retryOnDeadlock(() => this.pool.query<R & pg.QueryResultRow>({ name, text, values }))).rows,
+      (await retryOnDeadlock(() => requestQuery<R & pg.QueryResultRow>(this.pool, text, values, name))).rows,
     () => this.nodeId(),
   );
-  /** Completions the database could not take when they came, written again until it does. */
-  readonly retries = new CompletionRetryQueue((r) => this.write(r));
+  /** Completions the database could not take when they came (and unclaimed admissions), written again until it does. */
+  readonly retries = new CompletionRetryQueue<Unwritten>((u) => ("completion" in u ? this.write(u.completion) : this.closeUnclaimed(u.unclaimed)));
 
   constructor(
     private readonly pool: pg.Pool,
@@ -136,21 +150,42 @@ export class PgLedger implements LedgerStore {
   ) {}
 
   /** Batched with the admissions that arrive while another is being written (one statement and one commit for all). */
-  admit(r: AdmissionRecord): Promise<number | undefined> {
-    return this.admissions.admit(r);
+  async admit(r: AdmissionRecord): Promise<number | undefined> {
+    try {
+      return await this.admissions.admit(r);
+    } catch (error) {
+      // Refused (503) without an answer: should the statement commit after all, its row is closed as refused,
+      // once the server's own statement timeout has surely ended it.
+      if (isUnansweredStatement(error)) setTimeout(() => this.retries.add({ unclaimed: r }), STATEMENT_TIMEOUT_MS + 1_000).unref();
+      throw error;
+    }
   }
 
   /**
-   * Records a request's outcome. When the database is briefly unreachable the
-   * completion is kept and written again later (the client has its answer
-   * already); only a full retry queue or a statement the database rejects fails here.
+   * Records a request's outcome before its client is answered. A success the
+   * database cannot take within the request's statement timeout is not
+   * answered as one: it throws (the client gets 503 `dependency_unavailable`)
+   * and is written later as that refusal, given back. Other outcomes the
+   * client sees anyway are written later as they are. A statement the database
+   * rejects, or a full retry queue, fails here.
    */
   async complete(r: CompletionRecord): Promise<void> {
     try {
       await this.write(r);
     } catch (error) {
-      if (!isTransientDatabaseError(error) || !this.retries.add(r)) throw error;
+      if (!isTransientDatabaseError(error)) throw error;
+      const served = r.status >= 200 && r.status < 300;
+      if (!this.retries.add({ completion: served ? { ...r, status: DEPENDENCY_UNAVAILABLE } : r }) || served) throw error;
     }
+  }
+
+  private async closeUnclaimed(r: AdmissionRecord): Promise<void> {
+    const outcome = { status: DEPENDENCY_UNAVAILABLE, promptTokens: 0, completionTokens: 0, latencyMs: null, at: r.at };
+    await this.pool.query({
+      name: "alveare_finish_unclaimed",
+      text: FINISH_UNCLAIMED,
+      values: [...outcomeParams(outcome), r.requestId, this.nodeId(), r.at],
+    });
   }
 
   /** Batched with the other completions of this event-loop turn (one statement for all). */
@@ -169,8 +204,8 @@ export class PgLedger implements LedgerStore {
   async periodUsage(accountId: string, mode: Mode, period: string): Promise<PeriodUsage> {
     const params = [accountId, mode, period];
     const [counter, specialists] = await Promise.all([
-      this.pool.query<{ requests: number; tokens: number }>(PG_USAGE_QUERIES.counter, params),
-      this.pool.query<{ specialist: string; n: number }>(PG_USAGE_QUERIES.bySpecialist, params),
+      requestQuery<{ requests: number; tokens: number }>(this.pool, PG_USAGE_QUERIES.counter, params),
+      requestQuery<{ specialist: string; n: number }>(this.pool, PG_USAGE_QUERIES.bySpecialist, params),
     ]);
     // fromEntries defines own properties, so a specialist id such as "__proto__" stays a plain key.
     const bySpecialist = Object.fromEntries(specialists.rows.map((row) => [row.specialist, row.n]));

@@ -1,9 +1,18 @@
 import pg from "pg";
 
 /** Every statement is cut after this long, so a stuck query fails a request instead of holding a connection. */
-const STATEMENT_TIMEOUT_MS = 5_000;
+export const STATEMENT_TIMEOUT_MS = 5_000;
 /** A connection that cannot be opened (host down, network cut) fails this fast. */
 const CONNECT_TIMEOUT_MS = 5_000;
+/**
+ * What a request waits at most for one of its own statements (its admission,
+ * its completion): past it the request is refused 503, never held for the
+ * length of an outage. Enforced by the client, so a database that stopped
+ * answering (a silent partition, a powered-off host) counts too.
+ */
+export const REQUEST_STATEMENT_TIMEOUT_MS = 2_000;
+/** Open connections are probed by TCP keepalive, so one whose peer vanished is found dead instead of waiting on the kernel for minutes. */
+const KEEPALIVE_DELAY_MS = 10_000;
 const POOL_SIZE = 10;
 
 /**
@@ -56,12 +65,26 @@ export function openPool(url: string, options: { max?: number } = {}): pg.Pool {
     max: options.max ?? POOL_SIZE,
     connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
     statement_timeout: STATEMENT_TIMEOUT_MS,
+    keepAlive: true,
+    keepAliveInitialDelayMillis: KEEPALIVE_DELAY_MS,
     idle_in_transaction_session_timeout: STATEMENT_TIMEOUT_MS * 2,
     application_name: "alveare",
     types,
   });
   pool.on("error", () => undefined);
   return pool;
+}
+
+/**
+ * A statement a request waits for, cut by the client after
+ * REQUEST_STATEMENT_TIMEOUT_MS. (Migrations and copies run for as long as they
+ * need, so the pool itself sets no client-side limit.)
+ */
+export function requestQuery<R extends pg.QueryResultRow>(pool: pg.Pool, text: string, values: unknown[], name?: string): Promise<pg.QueryResult<R>> {
+  // pg reads `query_timeout` per statement too, though its types only know it on the client's config.
+  const statement: pg.QueryConfig & { query_timeout: number } = { text, values, query_timeout: REQUEST_STATEMENT_TIMEOUT_MS };
+  if (name !== undefined) statement.name = name;
+  return pool.query<R>(statement);
 }
 
 /** Runs `body` in one transaction on one connection; rolls back on any error. */
