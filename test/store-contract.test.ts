@@ -126,6 +126,31 @@ for (const backend of BACKENDS) {
       });
     });
 
+    it("finds nothing by an id, e-mail or audit filter with a NUL (PostgreSQL text cannot hold one), and fails no lookup", async () => {
+      await withStores(backend, async ({ accounts, people, audit }) => {
+        await accounts.createAccount(account("acct_a"));
+        await accounts.createKey(key("k1", "acct_a"), "hash-k1", 10);
+        await people.createMember(member("m1", "acct_a", "a@example.com"));
+        await audit.record(
+          { actor: "member:a@example.com", source: null, requestId: null },
+          { action: "key.created", accountId: "acct_a", target: "key:k1" },
+        );
+        const nul = "\u0000";
+        assert.equal(await accounts.getAccount(`acct_a${nul}`), undefined);
+        assert.equal(await accounts.updateAccount(`acct_a${nul}`, { plan: "scale" }), false);
+        assert.deepEqual(await accounts.listKeys(`acct_a${nul}`), []);
+        assert.equal(await accounts.getKey(`k1${nul}`), undefined);
+        assert.equal(await accounts.revokeKey(`k1${nul}`, NOW), false);
+        assert.equal(await people.getMember(`m1${nul}`), undefined);
+        assert.equal(await people.findMemberByEmail(`a${nul}@example.com`), undefined);
+        assert.deepEqual(await people.listMembers(`acct_a${nul}`), []);
+        for (const filter of [{ actor: `member:a${nul}@example.com` }, { accountId: `acct_a${nul}` }]) {
+          assert.deepEqual(await audit.query({ ...filter, limit: 10 }), { records: [], nextCursor: null });
+        }
+        assert.equal((await accounts.getKey("k1"))?.revokedAt, null, "nothing was changed");
+      });
+    });
+
     it("creates keys up to the cap per mode, never for a missing or suspended account", async () => {
       await withStores(backend, async ({ accounts }) => {
         await accounts.createAccount(account("acct_a"));

@@ -5,13 +5,14 @@ import type { Account, ApiKeyRecord, Mode, Stores } from "../store/store.js";
 import { generateKey } from "./api-keys.js";
 import { isKeyMode } from "../gate/credentials.js";
 import { DEFAULT_MAX_KEYS, findPlan, type Plan } from "../gate/plans.js";
-import { FIELD_LIMITS } from "./bounded-fields.js";
+import { CONTROL_CHARACTER_PROBLEM, FIELD_LIMITS, hasControlCharacter } from "./bounded-fields.js";
 
-/** The same length limits the HTTP schemas hold, for callers that come another way (the CLI). */
+/** The same rules the HTTP schemas hold (length, no control characters), for callers that come another way (the CLI). */
 function bounded(param: string, value: string, limit: number): void {
   // Counted in characters (code points), as the schemas' maxLength counts them.
   if (value.length > limit && [...value].length > limit)
     throw new AccountError(errors.invalidParameter(param, `must be at most ${limit} characters long.`));
+  if (hasControlCharacter(value)) throw new AccountError(errors.invalidParameter(param, CONTROL_CHARACTER_PROBLEM));
 }
 
 /**

@@ -1,6 +1,9 @@
-import { FIELD_LIMITS } from "../api/schemas/admin.js";
+import { CONTROL_CHARACTER, CONTROL_CHARACTER_PROBLEM, FIELD_LIMITS } from "../api/schemas/admin.js";
 
-export { FIELD_LIMITS };
+export { CONTROL_CHARACTER, CONTROL_CHARACTER_PROBLEM, FIELD_LIMITS };
+
+/** Whether `s` holds a C0 control, DEL or a C1 control: never part of a name or an e-mail. */
+export const hasControlCharacter = (s: string): boolean => CONTROL_CHARACTER.test(s);
 
 /**
  * A linear check that a string looks like an e-mail address: one "@", a local part
@@ -12,7 +15,7 @@ export function isEmailAddress(s: string): boolean {
   if (at <= 0 || at > 64 || at !== s.lastIndexOf("@") || /\s/.test(s)) return false;
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i);
-    if (c <= 0x20 || c === 0x7f) return false;
+    if (c <= 0x20 || (c >= 0x7f && c <= 0x9f)) return false;
   }
   let labels = 0;
   let labelStart = at + 1;

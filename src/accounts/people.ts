@@ -3,7 +3,7 @@ import { ApiError, errors, shortened } from "../errors.js";
 import { randomBase62 } from "../ids.js";
 import type { AuditAction, AuditContext } from "../store/audit-log.js";
 import type { Member, Session, Stores } from "../store/store.js";
-import { FIELD_LIMITS, isEmailAddress } from "./bounded-fields.js";
+import { CONTROL_CHARACTER_PROBLEM, FIELD_LIMITS, hasControlCharacter, isEmailAddress } from "./bounded-fields.js";
 import { FailureLog, type FailureCounter, type FailureLogLimits } from "./failure-log.js";
 import { checkPasswordPolicy } from "./password-policy.js";
 import { Passwords, type KeyDerivation } from "./passwords.js";
@@ -67,6 +67,7 @@ export class People {
   /** Creates (or re-invites) a member and returns the one-time invitation token; older invitations stop working. */
   async invite(context: AuditContext, accountId: string, email: string): Promise<{ member: Member; token: string }> {
     const normalised = normaliseEmail(email);
+    if (hasControlCharacter(email)) throw errors.invalidParameter("email", CONTROL_CHARACTER_PROBLEM);
     if (!isEmailAddress(normalised)) throw errors.invalidParameter("email", "must be an email address.");
     if ((await this.stores.accounts.getAccount(accountId)) === undefined)
       throw new ApiError(404, "invalid_request_error", "not_found", `no account '${shortened(accountId)}'`);

@@ -19,13 +19,25 @@ export const FIELD_LIMITS = {
   plan: 64,
 } as const;
 
+/**
+ * C0 controls, DEL and C1 controls (U+0000–U+001F, U+007F–U+009F). No name or
+ * e-mail may hold one: a NUL cannot be stored in PostgreSQL text, and the rest
+ * would reach an operator's terminal (ESC sequences, CR, BEL) through the CLI.
+ */
+export const CONTROL_CHARACTER = /[\u0000-\u001f\u007f-\u009f]/u;
+export const CONTROL_CHARACTER_PROBLEM = "must not contain control characters (U+0000–U+001F, U+007F–U+009F).";
+
+/** A name field of a request: at most `maxLength` characters, none of them a control character. */
+export const NameString = (maxLength: number) =>
+  Type.String({ maxLength, pattern: "^[^\\u0000-\\u001f\\u007f-\\u009f]*$", ...problem({ pattern: CONTROL_CHARACTER_PROBLEM }) });
+
 // One list of modes for the schemas, the gate and the CLI.
 export { KEY_MODES };
 export const KeyMode = StringEnum(KEY_MODES, problem({ enum: 'must be "live" or "test".' }));
 
 /** POST /admin/api/accounts */
 export const CreateAccountSchema = Type.Object({
-  name: Type.String({ maxLength: FIELD_LIMITS.name }),
+  name: NameString(FIELD_LIMITS.name),
   plan: Type.String({ maxLength: FIELD_LIMITS.plan }),
 });
 
@@ -37,10 +49,10 @@ export const UpdateAccountSchema = Type.Object({
 export type UpdateAccountBody = Static<typeof UpdateAccountSchema>;
 
 /** POST /admin/api/accounts/:id/keys (the body may be left out: a live key without a name). */
-export const CreateKeySchema = Type.Object({ mode: Type.Optional(KeyMode), name: Type.Optional(Type.String({ maxLength: FIELD_LIMITS.keyName })) });
+export const CreateKeySchema = Type.Object({ mode: Type.Optional(KeyMode), name: Type.Optional(NameString(FIELD_LIMITS.keyName)) });
 
 /** POST /admin/api/accounts/:id/invitations */
-export const InviteMemberSchema = Type.Object({ email: Type.String({ maxLength: FIELD_LIMITS.email }) });
+export const InviteMemberSchema = Type.Object({ email: NameString(FIELD_LIMITS.email) });
 
 export const adminRequests = {
   createAccount: compileSchema(CreateAccountSchema),

@@ -1,7 +1,7 @@
 import { Type } from "@sinclair/typebox";
 import { Nullable } from "../../schema/builders.js";
 import { compileSchema } from "../../schema/compile.js";
-import { FIELD_LIMITS, KeyMode } from "./admin.js";
+import { FIELD_LIMITS, KeyMode, NameString } from "./admin.js";
 
 /** Request bodies of the dashboard's own API under /dashboard/api. */
 
@@ -21,7 +21,7 @@ export const AcceptInvitationSchema = Type.Object({
 });
 
 /** POST /dashboard/api/keys. A blank name is dropped. */
-export const CreateOwnKeySchema = Type.Object({ mode: KeyMode, name: Type.Optional(Nullable(Type.String({ maxLength: FIELD_LIMITS.keyName }))) });
+export const CreateOwnKeySchema = Type.Object({ mode: KeyMode, name: Type.Optional(Nullable(NameString(FIELD_LIMITS.keyName))) });
 
 /** POST /dashboard/api/invitations/check */
 export const CheckInvitationSchema = Type.Object({ token: Type.String({ maxLength: FIELD_LIMITS.token }) });

@@ -1,6 +1,7 @@
 import type pg from "pg";
 import type { Account, AccountStore, ApiKeyRecord, KeyCreation, KeyLookup } from "../store.js";
 import { inTransaction, requestQuery } from "./pg-pool.js";
+import { holdsNul } from "./pg-text.js";
 import { toAccount, toKey, type AccountRow, type KeyRow } from "../rows.js";
 
 const KEY_COLUMNS = "id, account_id, name, mode, prefix, created_at, last_used_at, revoked_at";
@@ -23,6 +24,7 @@ export class PgAccountStore implements AccountStore {
   }
 
   async getAccount(id: string): Promise<Account | undefined> {
+    if (holdsNul(id)) return undefined;
     const { rows } = await this.pool.query<AccountRow>("SELECT * FROM accounts WHERE id = $1", [id]);
     return rows[0] && toAccount(rows[0]);
   }
@@ -34,6 +36,7 @@ export class PgAccountStore implements AccountStore {
   }
 
   async updateAccount(id: string, change: { plan?: string | undefined; status?: Account["status"] | undefined }): Promise<boolean> {
+    if (holdsNul(id)) return false;
     const r = await this.pool.query("UPDATE accounts SET plan = COALESCE($2, plan), status = COALESCE($3, status) WHERE id = $1", [
       id,
       change.plan ?? null,
@@ -69,16 +72,19 @@ export class PgAccountStore implements AccountStore {
   }
 
   async listKeys(accountId: string): Promise<ApiKeyRecord[]> {
+    if (holdsNul(accountId)) return [];
     const { rows } = await this.pool.query<KeyRow>(`SELECT ${KEY_COLUMNS} FROM api_keys WHERE account_id = $1 ORDER BY created_at, id`, [accountId]);
     return rows.map(toKey);
   }
 
   async getKey(keyId: string): Promise<ApiKeyRecord | undefined> {
+    if (holdsNul(keyId)) return undefined;
     const { rows } = await this.pool.query<KeyRow>(`SELECT ${KEY_COLUMNS} FROM api_keys WHERE id = $1`, [keyId]);
     return rows[0] && toKey(rows[0]);
   }
 
   async revokeKey(keyId: string, at: string): Promise<boolean> {
+    if (holdsNul(keyId)) return false;
     const r = await this.pool.query("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $1) WHERE id = $2", [at, keyId]);
     return (r.rowCount ?? 0) > 0;
   }

@@ -1,6 +1,7 @@
 import type pg from "pg";
 import type { AuditAction, AuditContext, AuditEntry, AuditLog, AuditPage, AuditQuery, AuditRecord } from "../audit-log.js";
 import { toAuditRecord, type AuditRow } from "../rows.js";
+import { holdsNul } from "./pg-text.js";
 
 const COLUMNS = "id, at, actor, action, account_id, target, detail, source, request_id, count";
 
@@ -35,6 +36,7 @@ export class PgAuditLog implements AuditLog {
   }
 
   async query(query: AuditQuery): Promise<AuditPage> {
+    if (holdsNul(query.accountId, query.action, query.actor, query.since, query.until)) return { records: [], nextCursor: null };
     const where: string[] = [];
     const params: Array<string | number> = [];
     const param = (value: string | number): string => {

@@ -1,6 +1,7 @@
 import type pg from "pg";
 import type { InvitationRecord, Member, PeopleStore, Session } from "../store.js";
 import { inTransaction } from "./pg-pool.js";
+import { holdsNul } from "./pg-text.js";
 import { toMember, type MemberRow, type SessionRow } from "../rows.js";
 
 /** The dashboard's members, invitations and sessions in PostgreSQL. */
@@ -18,16 +19,20 @@ export class PgPeopleStore implements PeopleStore {
   }
 
   async getMember(id: string): Promise<Member | undefined> {
+    if (holdsNul(id)) return undefined;
     const { rows } = await this.pool.query<MemberRow>("SELECT * FROM members WHERE id = $1", [id]);
     return rows[0] && toMember(rows[0]);
   }
 
   async findMemberByEmail(email: string): Promise<Member | undefined> {
+    // Reached before any check by an unauthenticated sign-in: such an e-mail is simply unknown.
+    if (holdsNul(email)) return undefined;
     const { rows } = await this.pool.query<MemberRow>("SELECT * FROM members WHERE email = $1", [email]);
     return rows[0] && toMember(rows[0]);
   }
 
   async listMembers(accountId: string): Promise<Member[]> {
+    if (holdsNul(accountId)) return [];
     const { rows } = await this.pool.query<MemberRow>("SELECT * FROM members WHERE account_id = $1 ORDER BY created_at, id", [accountId]);
     return rows.map(toMember);
   }
