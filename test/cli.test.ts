@@ -6,6 +6,7 @@ import type { AddressInfo } from "node:net";
 import { join, resolve as resolvePath } from "node:path";
 import { describe, it } from "node:test";
 import { loadConfig } from "../src/config/config.js";
+import { createStore } from "../src/store/create-store.js";
 import { cliJson, cliKey, spawnServe, tempDir, tinyModel } from "./helpers/fixtures.js";
 
 const CLI = new URL("../src/cli/main.js", import.meta.url).pathname;
@@ -313,6 +314,52 @@ describe("account administration from the CLI", () => {
     assert.equal(
       (cliJson(["keys", "create", "--account", account.id, "--name", "k".repeat(100), "--data-dir", dataDir], env) as { name: string }).name.length,
       100,
+    );
+  });
+
+  it("refuses control characters in names and e-mails, and prints those an older version stored escaped", async () => {
+    const dataDir = tempDir();
+    const env = cleanEnv();
+    const cli = (args: string[]) => spawnSync(process.execPath, [CLI, ...args, "--data-dir", dataDir], { env, encoding: "utf8" });
+    const hostile = "ok\u001b[2J\u001b[31mFAKE\u001b[0m\r\nline2\u0007\u009b";
+    const refused = cli(["accounts", "create", "--plan", "solo", "--name", hostile]);
+    assert.equal(refused.status, 2);
+    assert.match(refused.stderr, /^alveare: Invalid 'name': must not contain control characters/m);
+    const account = cliJson(["accounts", "create", "--plan", "solo", "--name", "Acme", "--data-dir", dataDir], env) as { id: string };
+    const key = cli(["keys", "create", "--account", account.id, "--name", hostile]);
+    assert.equal(key.status, 2);
+    assert.match(key.stderr, /^alveare: Invalid 'name': must not contain control characters/m);
+    const invite = cli(["members", "invite", "--account", account.id, "--email", "dev\u001b@example.com"]);
+    assert.equal(invite.status, 2);
+    assert.match(invite.stderr, /^alveare: Invalid 'email': must not contain control characters/m);
+    const unknownPlan = cli(["accounts", "update", account.id, "--plan", "x\u001b[2J"]);
+    assert.equal(unknownPlan.status, 2);
+    assert.match(unknownPlan.stderr, /x\\u001b\[2J/, "an echoed value is escaped in the error line too");
+
+    // Rows as an older version, which took any name, could have written them.
+    const stores = await createStore({ dataDir });
+    try {
+      await stores.accounts.createAccount({ id: "acct_old", name: hostile, plan: "solo", status: "active", createdAt: new Date().toISOString() });
+      const record = { accountId: "acct_old", name: hostile, mode: "live" as const, prefix: "alv_live_old", lastUsedAt: null, revokedAt: null };
+      await stores.accounts.createKey({ ...record, id: "key_old", createdAt: new Date().toISOString() }, "hash-old", 10);
+      await stores.audit.record(
+        { actor: `member:${hostile}`, source: null, requestId: null },
+        { action: "key.created", accountId: "acct_old", target: "key:key_old" },
+      );
+    } finally {
+      await stores.close();
+    }
+    const escaped = "ok\\u001b[2J\\u001b[31mFAKE\\u001b[0m\\u000d\\u000aline2\\u0007\\u009b";
+    for (const args of [["accounts", "list"], ["keys", "list", "--account", "acct_old"], ["audit"]]) {
+      const r = cli(args);
+      assert.equal(r.status, 0, r.stderr);
+      assert.doesNotMatch(r.stdout, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/u, `${args.join(" ")}: no control character but the line ends`);
+      assert.ok(r.stdout.includes(escaped), `${args.join(" ")}: ${r.stdout}`);
+    }
+    assert.equal(
+      (cliJson(["keys", "list", "--account", "acct_old", "--data-dir", dataDir], env) as unknown as Array<{ name: string }>)[0]!.name,
+      hostile,
+      "--json keeps the name as stored",
     );
   });
 });

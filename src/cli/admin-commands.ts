@@ -13,7 +13,7 @@ import { auditPageJson, parseAuditQuery } from "../admin/audit-query.js";
 import { loadCliConfig } from "./cli-config.js";
 import { nodeBroadcast } from "./node-broadcast.js";
 import { RuntimeError } from "./exit.js";
-import { note, print, printJson, shortTime, table } from "./output.js";
+import { note, print, printJson, shortTime, table, visible } from "./output.js";
 
 interface StoreOptions {
   json?: boolean;
@@ -88,7 +88,7 @@ export function registerAccountCommands(program: Command): void {
       withStore(o, async ({ accounts: service, json }) => {
         const account = await service.createAccount(CLI_CONTEXT, o.name, o.plan);
         if (json) printJson(accountJson(account));
-        else print(`created account ${account.id} (${account.name}, plan ${account.plan})`);
+        else print(`created account ${account.id} (${visible(account.name)}, plan ${account.plan})`);
       }),
     );
   storeCommand(accounts, "list", "list all accounts")
@@ -123,7 +123,7 @@ export function registerAccountCommands(program: Command): void {
         let account = o.plan === undefined ? await service.getAccount(id) : await service.changePlan(CLI_CONTEXT, id, o.plan);
         if (o.status !== undefined) account = await service.setStatus(CLI_CONTEXT, id, o.status);
         if (json) printJson(accountJson(account));
-        else print(`updated account ${account.id}: plan ${account.plan}, ${account.status}`);
+        else print(`updated account ${visible(account.id)}: plan ${visible(account.plan)}, ${account.status}`);
       });
     });
 
@@ -144,7 +144,7 @@ export function registerAccountCommands(program: Command): void {
         if (json) printJson(invitation);
         else
           print(
-            `invited ${invitation.email} to account ${o.account}; send them this link (single use, valid 7 days):\n${config.publicUrl}${invitation.invite_path}`,
+            `invited ${visible(invitation.email)} to account ${visible(o.account)}; send them this link (single use, valid 7 days):\n${config.publicUrl}${invitation.invite_path}`,
           );
       }),
     );

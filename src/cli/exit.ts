@@ -3,6 +3,7 @@ import { ConfigError } from "../config/config-error.js";
 import { ApiError } from "../errors.js";
 import { AccountError } from "../accounts/accounts.js";
 import { ModelUnavailableError } from "../models/model-files.js";
+import { visible } from "./output.js";
 
 const EXIT_OK = 0;
 /** The command was right but could not be done: no such account, port in use, a failed download… */
@@ -27,8 +28,8 @@ export function exitCodeOf(error: unknown): number {
   return EXIT_RUNTIME;
 }
 
-/** One line for the operator, never a stack trace: the message says what to change. */
+/** One line for the operator, never a stack trace: the message says what to change; control characters it echoes are escaped. */
 export function messageOf(error: unknown): string {
-  if (error instanceof Error) return error.message.split("\n")[0] ?? error.message;
-  return String(error);
+  if (error instanceof Error) return visible(error.message.split("\n")[0] ?? error.message);
+  return visible(String(error));
 }

@@ -11,9 +11,18 @@ export const note = (text: string): void => {
   process.stderr.write(`${text}\n`);
 };
 
-/** Aligned columns under upper-case headers; an empty table prints its `empty` sentence instead. */
-export function table(headers: readonly string[], rows: ReadonlyArray<ReadonlyArray<string>>, empty: string): string {
-  if (rows.length === 0) return empty;
+/**
+ * `value` with each control character (C0, DEL, C1) written as \u001b: a name stored by
+ * an older version, or an id someone typed, cannot clear the operator's screen,
+ * move the cursor, forge a line or ring the bell.
+ */
+export const visible = (value: string): string =>
+  value.replace(/[\u0000-\u001f\u007f-\u009f]/gu, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
+
+/** Aligned columns under upper-case headers, every cell `visible`; an empty table prints its `empty` sentence instead. */
+export function table(headers: readonly string[], values: ReadonlyArray<ReadonlyArray<string>>, empty: string): string {
+  if (values.length === 0) return empty;
+  const rows = values.map((r) => r.map(visible));
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
   const line = (cells: ReadonlyArray<string>): string =>
     cells
