@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import { createStore, type StoreOptions } from "../src/store/create-store.js";
 import type { Account, ApiKeyRecord, LedgerStore, Member, Mode, Stores } from "../src/store/store.js";
+import { NOT_DELIVERED } from "../src/metering/counting-rule.js";
 import { tempDir } from "./helpers/fixtures.js";
 import { dropAllDatabases, freshDatabase } from "./helpers/postgres.js";
 
@@ -281,6 +282,29 @@ for (const backend of BACKENDS) {
         assert.deepEqual(test.byStatus, { success: 0, clientError: 0, rateLimited: 1, serverError: 0 });
         assert.deepEqual(test.byKey, [{ keyId: "k2", requests: 1, tokens: 0 }]);
         assert.equal((await ledger.usageBreakdown("acct_a", "live", "2026-04")).byStatus.rateLimited, 1);
+      });
+    });
+
+    it("counts neither a request settled as not delivered nor one still unfinished as a success", async () => {
+      await withStores(backend, async ({ accounts, ledger }) => {
+        await accounts.createAccount(account("acct_a"));
+        await served(ledger, { accountId: "acct_a", keyId: "k1", specialist: "classify", status: 200, tokens: 5 });
+        await served(ledger, { accountId: "acct_a", keyId: "k1", specialist: "classify", status: 304, tokens: 0 });
+        await served(ledger, { accountId: "acct_a", keyId: "k1", specialist: "classify", status: NOT_DELIVERED, tokens: 0 });
+        const unfinished = await ledger.admit({
+          requestId: "req_unfinished",
+          accountId: "acct_a",
+          keyId: "k1",
+          mode: "live",
+          period: PERIOD,
+          endpoint: "infer",
+          specialist: "classify",
+          limit: 1000,
+          at: NOW,
+        });
+        assert.ok(unfinished !== undefined);
+        const breakdown = await ledger.usageBreakdown("acct_a", "live", PERIOD);
+        assert.deepEqual(breakdown.byStatus, { success: 2, clientError: 0, rateLimited: 0, serverError: 0 });
       });
     });
 

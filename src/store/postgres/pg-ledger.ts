@@ -231,7 +231,8 @@ export class PgLedger implements LedgerStore {
         params,
       ),
       this.pool.query<{ success: number; client_error: number; rate_limited: number; server_error: number }>(
-        `SELECT COUNT(*) FILTER (WHERE status < 400 OR status IS NULL) AS success,
+        // Not delivered (0) and unfinished (NULL) rows are no outcome the client saw: in no column.
+        `SELECT COUNT(*) FILTER (WHERE status >= 200 AND status < 400) AS success,
                 COUNT(*) FILTER (WHERE status >= 400 AND status < 500 AND status <> 429) AS client_error,
                 COUNT(*) FILTER (WHERE status = 429) AS rate_limited,
                 COUNT(*) FILTER (WHERE status >= 500) AS server_error

@@ -146,8 +146,9 @@ export class SqliteLedger implements LedgerStore {
            SELECT key_id, SUM(requests), 0 FROM usage_refusals WHERE ${REFUSALS_IN_PERIOD} GROUP BY key_id
          ) GROUP BY key_id ORDER BY requests DESC, key_id`,
       ),
+      // Not delivered (0) and unfinished (NULL) rows are no outcome the client saw: in no column.
       byStatus: db.prepare<PeriodKey, { success: number; client_error: number; rate_limited: number; server_error: number }>(
-        `SELECT COALESCE(SUM(status < 400 OR status IS NULL), 0) AS success,
+        `SELECT COALESCE(SUM(status >= 200 AND status < 400), 0) AS success,
                 COALESCE(SUM(status >= 400 AND status < 500 AND status <> 429), 0) AS client_error,
                 COALESCE(SUM(status = 429), 0) AS rate_limited,
                 COALESCE(SUM(status >= 500), 0) AS server_error
