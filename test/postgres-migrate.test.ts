@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import { after, describe, it } from "node:test";
+import { createStore } from "../src/store/create-store.js";
 import { cliJson, postJson, startTestServer, tempDir } from "./helpers/fixtures.js";
 import { dropAllDatabases, freshDatabase, TEST_REDIS_URL } from "./helpers/postgres.js";
 import { deletePrefix, testPrefix } from "./helpers/redis.js";
@@ -114,6 +115,47 @@ describe("alveare migrate", () => {
       1,
       again.stderr,
     );
+  });
+
+  it("moves names an older version stored with a NUL: copied with U+FFFD, each one named in the summary", async () => {
+    const dataDir = tempDir();
+    const sqlite = envFor();
+    const account = String(cliJson(["accounts", "create", "--name", "Acme", "--plan", "solo", "--data-dir", dataDir], sqlite).id);
+    const stores = await createStore({ dataDir });
+    try {
+      const at = new Date().toISOString();
+      await stores.accounts.createAccount({ id: "acct_old", name: "a\u0000b", plan: "solo", status: "active", createdAt: at });
+      const key = { accountId: account, mode: "live" as const, prefix: "alv_live_old", createdAt: at, lastUsedAt: null, revokedAt: null };
+      await stores.accounts.createKey({ ...key, id: "key_old", name: "k\u0000\u001b" }, "hash-old", 10);
+      await stores.people.createMember({ id: "mem_old", accountId: account, email: "dev\u0000@example.com", passwordHash: null, createdAt: at });
+    } finally {
+      await stores.close();
+    }
+
+    const shared = envFor(await freshDatabase());
+    const copy = run(["migrate", "--from", `sqlite:${dataDir}`], shared);
+    assert.equal(copy.status, 0, copy.stderr);
+    const summary = copy.stdout.trim().split("\n");
+    assert.match(summary[0]!, /^copied 2 accounts, 1 api_keys, 1 members/);
+    assert.equal(
+      summary[1],
+      "replaced the NUL characters PostgreSQL text cannot hold with U+FFFD in 3 values: accounts.name of acct_old, api_keys.name of key_old, members.email of mem_old",
+    );
+    const accounts = cliJson(["accounts", "list", "--data-dir", tempDir()], shared) as unknown as Array<{ id: string; name: string }>;
+    assert.equal(accounts.find((a) => a.id === "acct_old")?.name, "a\uFFFDb");
+    const keys = cliJson(["keys", "list", "--account", account, "--data-dir", tempDir()], shared) as unknown as Array<{ name: string }>;
+    assert.deepEqual(
+      keys.map((k) => k.name),
+      ["k\uFFFD\u001b"],
+      "only the NUL is replaced",
+    );
+
+    const asJson = cliJson(["migrate", "--from", `sqlite:${dataDir}`], envFor(await freshDatabase()));
+    assert.deepEqual(asJson.replaced, [
+      { table: "accounts", column: "name", row: "acct_old" },
+      { table: "api_keys", column: "name", row: "key_old" },
+      { table: "members", column: "email", row: "mem_old" },
+    ]);
   });
 
   it("applies the schema on SQLite and PostgreSQL, and says when there is nothing to do", async () => {

@@ -4,7 +4,10 @@ import { copySqliteToPostgres, migrateStore, sqliteSource } from "../store/migra
 import { storeLocation } from "../store/create-store.js";
 import { loadCliConfig } from "./cli-config.js";
 import { RuntimeError, UsageError } from "./exit.js";
-import { note, print, printJson } from "./output.js";
+import { note, print, printJson, visible } from "./output.js";
+
+/** Values with a NUL named one by one in the summary; --json lists every one. */
+const MAX_REPLACEMENTS_SHOWN = 20;
 
 interface MigrateOptions {
   from?: string;
@@ -51,13 +54,22 @@ export function registerMigrateCommand(program: Command): void {
       const source = sqliteSource(o.from.slice("sqlite:".length));
       if (!existsSync(source)) throw new RuntimeError(`no SQLite database at ${source}`);
       if (!json) note(`copying ${source} into ${storeLocation(config)}`);
-      const copied = await copySqliteToPostgres(source, config.databaseUrl);
-      if (json) printJson({ from: source, to: storeLocation(config), copied });
-      else
+      const { copied, replaced } = await copySqliteToPostgres(source, config.databaseUrl);
+      if (json) {
+        printJson({ from: source, to: storeLocation(config), copied, replaced });
+        return;
+      }
+      print(
+        `copied ${Object.entries(copied)
+          .map(([table, n]) => `${n} ${table}`)
+          .join(", ")}`,
+      );
+      if (replaced.length > 0) {
+        const shown = replaced.slice(0, MAX_REPLACEMENTS_SHOWN).map((r) => visible(`${r.table}.${r.column} of ${r.row}`));
+        const more = replaced.length - shown.length;
         print(
-          `copied ${Object.entries(copied)
-            .map(([table, n]) => `${n} ${table}`)
-            .join(", ")}`,
+          `replaced the NUL characters PostgreSQL text cannot hold with U+FFFD in ${replaced.length} value${replaced.length === 1 ? "" : "s"}: ${shown.join(", ")}${more > 0 ? ` and ${more} more (--json lists them all)` : ""}`,
         );
+      }
     });
 }

@@ -1,7 +1,7 @@
 import { existsSync, statSync } from "node:fs";
 import Database from "better-sqlite3";
 import type { StoreConfig } from "./create-store.js";
-import { copyFromSqlite, type CopiedTable } from "./postgres/copy-from-sqlite.js";
+import { copyFromSqlite, type CopyReport } from "./postgres/copy-from-sqlite.js";
 import { migratePostgres, PG_MIGRATIONS } from "./postgres/migrations.js";
 import { DatabaseUnavailableError, openPool } from "./postgres/pg-pool.js";
 import { sqliteFile } from "./sqlite/database-file.js";
@@ -53,7 +53,7 @@ export function sqliteSource(path: string): string {
  * migrated to this release's schema first, then every row is copied in one
  * transaction. The target must be empty.
  */
-export async function copySqliteToPostgres(sourcePath: string, databaseUrl: string): Promise<Record<CopiedTable, number>> {
+export async function copySqliteToPostgres(sourcePath: string, databaseUrl: string): Promise<CopyReport> {
   const source = openDatabase(sourcePath);
   try {
     return await withPool(databaseUrl, async (pool) => {

@@ -21,6 +21,36 @@ const TABLES = [
 ] as const;
 export type CopiedTable = (typeof TABLES)[number];
 
+/** The column that names a row of each table in the copy's report (never a token hash). */
+const ROW_NAMES: Record<CopiedTable, string> = {
+  accounts: "id",
+  api_keys: "id",
+  members: "id",
+  invitations: "member_id",
+  sessions: "member_id",
+  usage_counters: "account_id",
+  usage_events: "id",
+  usage_daily: "account_id",
+  usage_refusals: "account_id",
+  audit_log: "id",
+};
+
+/** What stands in for a NUL in copied text: PostgreSQL text cannot hold U+0000. */
+export const NUL_REPLACEMENT = "\uFFFD";
+
+/** A value that held a NUL (written by an older version, which took any name), copied with U+FFFD instead. */
+export interface ReplacedNul {
+  table: CopiedTable;
+  column: string;
+  /** The row's id (or its account's or member's id, for tables without one), as copied. */
+  row: string;
+}
+
+export interface CopyReport {
+  copied: Record<CopiedTable, number>;
+  replaced: ReplacedNul[];
+}
+
 /** Tables whose ids PostgreSQL hands out from a sequence: it continues after the copied ones. */
 const SERIAL_TABLES = ["usage_events", "audit_log"];
 const BATCH_ROWS = 500;
@@ -33,8 +63,12 @@ export class TargetNotEmptyError extends Error {}
  * PostgreSQL database, in one transaction: all of it or nothing. The schemas
  * share table and column names and text times, so rows copy column for
  * column; key hashes copy as they are, so every existing key still works.
+ *
+ * A NUL in text (a name an older version took as it came) cannot be stored in
+ * PostgreSQL: it is copied as U+FFFD and reported, rather than failing the
+ * whole move over a character nobody can see.
  */
-export async function copyFromSqlite(source: Database.Database, pool: pg.Pool): Promise<Record<CopiedTable, number>> {
+export async function copyFromSqlite(source: Database.Database, pool: pg.Pool): Promise<CopyReport> {
   return inTransaction(pool, async (client) => {
     await client.query("SET LOCAL statement_timeout = 0"); // a large ledger copies in batches that may take a while
     // Locks out a second copy (or a node creating accounts) until this one commits.
@@ -48,15 +82,16 @@ export async function copyFromSqlite(source: Database.Database, pool: pg.Pool): 
       );
     }
     const copied = {} as Record<CopiedTable, number>;
-    for (const table of TABLES) copied[table] = await copyTable(source, client, table);
+    const replaced: ReplacedNul[] = [];
+    for (const table of TABLES) copied[table] = await copyTable(source, client, table, replaced);
     for (const table of SERIAL_TABLES) {
       await client.query(`SELECT setval(pg_get_serial_sequence('${table}', 'id'), COALESCE((SELECT MAX(id) FROM ${table}), 0) + 1, false)`);
     }
-    return copied;
+    return { copied, replaced };
   });
 }
 
-async function copyTable(source: Database.Database, client: pg.PoolClient, table: CopiedTable): Promise<number> {
+async function copyTable(source: Database.Database, client: pg.PoolClient, table: CopiedTable, replaced: ReplacedNul[]): Promise<number> {
   const targetColumns = new Set(
     (
       await client.query<{ column_name: string }>(
@@ -78,8 +113,13 @@ async function copyTable(source: Database.Database, client: pg.PoolClient, table
     batch = [];
   };
   const select = source.prepare(`SELECT ${columns.join(", ")} FROM ${table}`).raw(true);
+  const nameAt = columns.indexOf(ROW_NAMES[table]);
   for (const row of select.iterate() as Iterable<unknown[]>) {
-    batch.push(row);
+    const cleaned = row.map((value) => (typeof value === "string" && value.includes("\u0000") ? value.replaceAll("\u0000", NUL_REPLACEMENT) : value));
+    cleaned.forEach((value, i) => {
+      if (value !== row[i]) replaced.push({ table, column: columns[i]!, row: String(cleaned[nameAt] ?? "-") });
+    });
+    batch.push(cleaned);
     if (batch.length >= BATCH_ROWS) await flush();
   }
   await flush();
