@@ -228,6 +228,28 @@ describe("the shared-mode URLs", () => {
     assert.equal(loadConfig({}, { ALVEARE_DATABASE_URL: socket, ALVEARE_REDIS_URL: "redis://c" }).databaseUrl, socket, "a Unix socket");
   });
 
+  it("say why a URL of the right scheme is refused: its port, a URL that cannot be parsed, no host; never quoting it", () => {
+    const refusal = (database: string, redis: string): string => {
+      try {
+        loadConfig({}, { ALVEARE_DATABASE_URL: database, ALVEARE_REDIS_URL: redis });
+      } catch (error) {
+        return (error as Error).message;
+      }
+      assert.fail(`${database} and ${redis} were taken`);
+    };
+    const port = /cannot be parsed as a URL .*: its port is not a number from 1 to 65535$/;
+    assert.match(refusal("postgres://db/x", "redis://127.0.0.1:notaport"), /at ALVEARE_REDIS_URL: /);
+    assert.match(refusal("postgres://db/x", "redis://127.0.0.1:notaport"), port);
+    assert.match(refusal("postgres://u:s3cret@db:99999/x", "redis://c"), /at ALVEARE_DATABASE_URL: /);
+    assert.match(refusal("postgres://u:s3cret@db:99999/x", "redis://c"), port);
+    const slash = refusal("postgres://u:s3/cret@db:5432/x", "redis://c");
+    assert.match(slash, /ALVEARE_DATABASE_URL: cannot be parsed as a URL .*percent-encode/);
+    assert.match(refusal("postgres:///x", "redis://c"), /ALVEARE_DATABASE_URL: names no host/);
+    for (const message of [refusal("postgres://u:s3cret@db:99999/x", "redis://c"), slash]) {
+      assert.doesNotMatch(message, /s3|cret|got postgres/, message);
+    }
+  });
+
   it("never show a password when the scheme is wrong", () => {
     assert.throws(
       () => loadConfig({}, { ALVEARE_DATABASE_URL: "mysql://admin:s3cret@db/x", ALVEARE_REDIS_URL: "redis://c" }),

@@ -123,19 +123,33 @@ function setting(envName: string, envValue: string | undefined, fileName: string
 }
 
 function checkScheme(value: string, field: string, schemes: string[], example: string): void {
-  let url: URL | undefined;
+  // The value itself may hold a password: no message shows more than its scheme.
+  const scheme = /^[a-z][a-z0-9+.-]*:/i.exec(value)?.[0];
+  if (scheme === undefined || !schemes.includes(scheme.toLowerCase())) {
+    throw new ConfigError(field, `must be a ${schemes.map((s) => `${s}//`).join(" or ")} URL such as ${example}, got ${scheme ?? "no scheme"}`);
+  }
+  let url: URL;
   try {
     url = new URL(value);
   } catch {
-    url = undefined;
+    throw new ConfigError(field, `cannot be parsed as a URL (such as ${example}): ${unparsableReason(value)}`);
   }
   // A PostgreSQL URL may name a Unix socket directory as ?host=/path instead of a host.
-  const hasHost = url !== undefined && (url.hostname !== "" || url.searchParams.has("host"));
-  if (url === undefined || !schemes.includes(url.protocol) || !hasHost) {
-    // The value itself may hold a password: the message shows only its scheme.
-    const scheme = /^[a-z][a-z0-9+.-]*:/i.exec(value)?.[0] ?? "no scheme";
-    throw new ConfigError(field, `must be a ${schemes.map((s) => `${s}//`).join(" or ")} URL such as ${example}, got ${scheme}`);
+  if (url.hostname === "" && !url.searchParams.has("host")) throw new ConfigError(field, `names no host (a URL such as ${example})`);
+}
+
+/** Why `new URL` refused a URL of the right scheme, without quoting any of it. */
+function unparsableReason(value: string): string {
+  const rest = value.slice(value.indexOf(":") + 1).replace(/^\/\//, "");
+  const end = rest.search(/[/?#]/);
+  const authority = end === -1 ? rest : rest.slice(0, end);
+  // An "@" after the authority means a password with a "/", "?" or "#" cut it short: the port seen is not the port.
+  if (end === -1 || !rest.slice(end).includes("@")) {
+    const hostPort = authority.slice(authority.lastIndexOf("@") + 1);
+    const port = hostPort.startsWith("[") ? /\]:(.*)$/.exec(hostPort)?.[1] : hostPort.split(":")[1];
+    if (port !== undefined && port !== "" && !(/^\d+$/.test(port) && Number(port) <= 65535)) return "its port is not a number from 1 to 65535";
   }
+  return "check its host, and percent-encode characters such as @ : / ? # in a user name or password";
 }
 
 /** false (the default: ignore X-Forwarded-*), true (trust every hop), a hop count, or proxy addresses/CIDRs. */
