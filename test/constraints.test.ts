@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { getLlama } from "node-llama-cpp";
-import { GrammarCache } from "../src/engines/embedded/grammars.js";
+import { GrammarCache, JSON_OBJECT_GRAMMAR } from "../src/engines/embedded/grammars.js";
 import { postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
 
 describe("JSON schema grammars", () => {
@@ -15,6 +15,15 @@ describe("JSON schema grammars", () => {
     assert.equal(rules.get("integer-number-rule"), '"-"? ("0" | [1-9] [0-9]{0,15})');
     assert.equal(rules.get("fractional-number-rule"), '"-"? ("0" | [1-9] [0-9]{0,15}) ("." [0-9]{1,16})? ([eE] [-+]? [0-9]{1,2})?');
     assert.doesNotMatch(gbnf, /\{0,15\}\)\)\?/, "no sixteen-digit exponent left anywhere");
+  });
+
+  it("end with the root value: no whitespace may follow it, so generation stops there", async () => {
+    const grammars = new GrammarCache(await getLlama({ gpu: false }));
+    const gbnf = await grammars.jsonSchemaGbnf({ type: "object", properties: { a: { type: "integer" } } }, "schema");
+    assert.match(gbnf, /^root ::= "\{" .* "\}"$/m);
+    assert.doesNotMatch(gbnf, /\\n"? \[\\n\]\*/, "no trailing newlines after the root");
+    assert.match(JSON_OBJECT_GRAMMAR, /^root +::= "\{" .* "\}"$/m, "json_object's root ends at its closing brace");
+    await grammars.get({ type: "json_object" });
   });
 });
 
@@ -113,11 +122,81 @@ describe("output constraints hold at temperature 2.0", () => {
       assert.ok(choice.message.content.trimStart().startsWith("{"), choice.message.content);
       if (choice.finish_reason === "stop") {
         ended++;
+        assert.equal(choice.message.content, choice.message.content.trimEnd(), "nothing after the closing brace");
         const value: unknown = JSON.parse(choice.message.content);
         assert.ok(typeof value === "object" && value !== null && !Array.isArray(value));
       }
     }
     assert.ok(ended > 0, "some samples end within max_tokens");
+  });
+
+  it("json_schema answers end at the value: no trailing newlines to pay for", async () => {
+    const schema = { type: "object", properties: { a: { type: "integer" }, ok: { type: "boolean" } }, required: ["a", "ok"] };
+    for (let seed = 1; seed <= 6; seed++) {
+      const choice = await sampleSchema(schema, "Bob is 42", seed);
+      assert.equal(choice.finish_reason, "stop", choice.message.content);
+      assert.equal(choice.message.content, choice.message.content.trimEnd(), `seed ${seed}: ${JSON.stringify(choice.message.content)}`);
+      JSON.parse(choice.message.content);
+    }
+  });
+
+  it("holds anyOf, lists of types (objects and arrays among them) and leaves a format it does not hold free", async () => {
+    const schema = {
+      type: "object",
+      properties: {
+        a: { anyOf: [{ type: "string", maxLength: 3 }, { type: "null" }] },
+        b: { type: ["integer", "null"] },
+        c: { type: ["object", "null"], properties: { x: { type: "boolean" } }, required: ["x"] },
+        d: { type: ["array", "string"], items: { type: "integer" }, maxItems: 2, maxLength: 4 },
+        e: { type: "string", format: "email", maxLength: 6 },
+      },
+      required: ["a", "b", "c", "d", "e"],
+    };
+    const emails = new Set<string>();
+    // Lengths in characters (code points), as JSON Schema counts them.
+    const chars = (text: string): number => [...text].length;
+    for (let seed = 1; seed <= 8; seed++) {
+      const { content } = (await sampleSchema(schema, "Bob is 42", seed)).message;
+      const v = JSON.parse(content) as Record<string, unknown>;
+      assert.ok(v.a === null || (typeof v.a === "string" && chars(v.a) <= 3), content);
+      assert.ok(v.b === null || Number.isInteger(v.b), content);
+      assert.ok(v.c === null || (typeof v.c === "object" && typeof (v.c as { x: unknown }).x === "boolean"), content);
+      const d = v.d;
+      assert.ok((typeof d === "string" && chars(d) <= 4) || (Array.isArray(d) && d.length <= 2 && d.every(Number.isInteger)), content);
+      assert.equal(typeof v.e, "string", content);
+      emails.add(v.e as string);
+    }
+    assert.ok(emails.size > 1, "a format the grammar does not hold leaves the string free, not forced empty");
+  });
+
+  it("refuses keywords the grammar would drop, naming where they are", async () => {
+    const refused = async (schema: object): Promise<string> => {
+      const r = await postJson(`${server.url}/v1/chat/completions`, {
+        model: "alveare-extract",
+        messages: [{ role: "user", content: "x" }],
+        response_format: { type: "json_schema", json_schema: { name: "s", strict: true, schema } },
+      });
+      assert.equal(r.status, 400, JSON.stringify(r.json));
+      const error = r.json.error as { code: string; param: string; message: string };
+      assert.equal(error.code, "invalid_parameter");
+      assert.equal(error.param, "response_format.json_schema.schema");
+      return error.message;
+    };
+    const object = (a: object) => ({ type: "object", properties: { a }, required: ["a"] });
+    assert.match(await refused(object({ allOf: [{ type: "string" }, { maxLength: 3 }] })), /'allOf' at schema\.properties\.a is not held/);
+    assert.match(await refused(object({ type: "string", not: { const: "x" } })), /'not' at schema\.properties\.a/);
+    assert.match(await refused({ type: "object", if: { required: ["a"] }, then: {} }), /'if' at schema /);
+    assert.match(await refused({ type: "object", dependentSchemas: { a: {} } }), /'dependentSchemas' at schema /);
+    assert.match(await refused({ type: "object", patternProperties: { "^x": { type: "string" } } }), /'patternProperties'/);
+    assert.match(await refused(object({ type: "array", contains: { const: 1 } })), /'contains'/);
+    assert.match(
+      await refused(object({ type: "array", items: [{ type: "string" }] })),
+      /schema\.properties\.a\.items is a list; write the tuple as 'prefixItems'/,
+    );
+    assert.match(await refused({ type: "object", properties: { a: { type: "string" } }, required: ["b"] }), /'required' names "b"/);
+    assert.match(await refused({ type: "object", properties: { a: {}, b: {} }, maxProperties: 1 }), /maxProperties \(1\)/);
+    assert.match(await refused({ type: "object", properties: { a: {} }, anyOf: [{ required: ["a"] }] }), /'properties' beside 'anyOf'/);
+    assert.match(await refused(object(false as unknown as object)), /schema\.properties\.a is false/);
   });
 
   it("refuses a schema it cannot enforce with a 400 naming the parameter", async () => {

@@ -88,8 +88,56 @@ export function checkJsonSchemaLimits(schema: unknown, param: string, limits: Re
     }
     for (const child of children) stack.push({ value: child, depth: depth + 1 });
   }
-  // Safe to serialize now that the depth is bounded.
+  // Safe to serialize (and to recurse into) now that the depth is bounded.
   const size = JSON.stringify(schema).length;
   if (size > limits.maxBytes) refuse(`it is ${size} characters as JSON, the limit is ${limits.maxBytes}`);
+  checkSatisfiable(schema, "schema", param);
   return { bytes: size, properties: totalProperties };
+}
+
+/** Keywords whose value is a table of subschemas, a subschema, or a list of them (the last three also one or a list). */
+const SCHEMA_TABLES = ["properties", "patternProperties", "$defs", "definitions", "dependentSchemas"];
+const SUBSCHEMAS = ["items", "additionalItems", "additionalProperties", "contains", "propertyNames", "not", "if", "then", "else"];
+const SCHEMA_LISTS = ["allOf", "anyOf", "oneOf", "prefixItems", "items"];
+/** A list no value can meet when empty: a value must match one of `anyOf`/`oneOf`, and have one of the `type`s. */
+const NON_EMPTY_LISTS = ["anyOf", "oneOf", "allOf", "type"];
+const BOUNDS = [
+  ["minLength", "maxLength"],
+  ["minItems", "maxItems"],
+  ["minProperties", "maxProperties"],
+  ["minContains", "maxContains"],
+  ["minimum", "maximum"],
+] as const;
+
+/**
+ * Refuses a schema that no answer can meet (an empty `anyOf`, a `minLength` over
+ * its `maxLength`): a grammar would serve something that breaks it, and an
+ * upstream would fail it too. Only schema positions are read, never the values
+ * of `enum`, `const` or `default`.
+ */
+function checkSatisfiable(schema: unknown, path: string, param: string): void {
+  if (typeof schema !== "object" || schema === null || Array.isArray(schema)) return;
+  const node = schema as Readonly<Record<string, unknown>>;
+  const refuse = (what: string): never => {
+    throw errors.invalidParameter(param, `no answer can meet the schema: ${what} at ${path}.`);
+  };
+  for (const key of NON_EMPTY_LISTS) {
+    const list = node[key];
+    if (Array.isArray(list) && list.length === 0) refuse(`'${key}' is an empty list`);
+  }
+  for (const [min, max] of BOUNDS) {
+    const low = node[min];
+    const high = node[max];
+    if (typeof low === "number" && typeof high === "number" && low > high) refuse(`${min} (${low}) is more than ${max} (${high})`);
+  }
+  for (const key of SCHEMA_TABLES) {
+    const table = node[key];
+    if (typeof table !== "object" || table === null || Array.isArray(table)) continue;
+    for (const [name, sub] of Object.entries(table)) checkSatisfiable(sub, `${path}.${key}.${name}`, param);
+  }
+  for (const key of SUBSCHEMAS) checkSatisfiable(node[key], `${path}.${key}`, param);
+  for (const key of SCHEMA_LISTS) {
+    const list = node[key];
+    if (Array.isArray(list)) list.forEach((sub, i) => checkSatisfiable(sub, `${path}.${key}[${i}]`, param));
+  }
 }

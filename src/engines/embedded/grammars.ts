@@ -6,26 +6,140 @@ const gbnfString = (s: string): string => JSON.stringify(s);
 
 const JSON_TYPES = new Set(["string", "number", "integer", "boolean", "object", "array", "null"]);
 
+type Schema = Readonly<Record<string, unknown>>;
+const isSchemaObject = (value: unknown): value is Schema => typeof value === "object" && value !== null && !Array.isArray(value);
+
 /**
- * node-llama-cpp silently treats unknown `type` names as "anything"; a schema
- * the caller got wrong must be refused, not loosely enforced.
+ * Keywords that restrict an answer but that node-llama-cpp's grammar (pinned
+ * 3.21.1, utils/gbnfJson) never reads: a schema with them is refused, never
+ * served with answers that break them.
  */
-function checkSchemaTypes(schema: unknown, path: string): void {
-  if (Array.isArray(schema)) {
-    schema.forEach((s, i) => checkSchemaTypes(s, `${path}[${i}]`));
-    return;
+const UNHELD_KEYWORDS = [
+  "allOf",
+  "not",
+  "if",
+  "then",
+  "else",
+  "dependentSchemas",
+  "dependentRequired",
+  "dependencies",
+  "patternProperties",
+  "propertyNames",
+  "unevaluatedProperties",
+  "unevaluatedItems",
+  "contains",
+  "minContains",
+  "maxContains",
+];
+
+/** Keywords node-llama-cpp drops beside `oneOf` (and `$ref`): it reads only the alternatives (or the definition). */
+const SHAPE_KEYWORDS = [
+  "properties",
+  "additionalProperties",
+  "required",
+  "minProperties",
+  "maxProperties",
+  "items",
+  "prefixItems",
+  "minItems",
+  "maxItems",
+  "minLength",
+  "maxLength",
+  "enum",
+  "const",
+];
+
+/** The string formats node-llama-cpp holds; for any other it allows only "", so those are left to the caller (not held). */
+const HELD_FORMATS = new Set(["date", "time", "date-time"]);
+
+/**
+ * The schema in the terms node-llama-cpp holds, or an error naming what it
+ * cannot hold. Where it would silently answer something else, the schema is
+ * rewritten to the same meaning: `anyOf` (unknown to it, read as `null`) is its
+ * `oneOf`, and a list of types becomes one alternative per type (it reads a list
+ * as bare scalars, dropping "object", "array" and every keyword beside).
+ */
+export function toGrammarSchema(schema: unknown, path = "schema"): unknown {
+  if (schema === false) throw new Error(`${path} is false, which no value meets`);
+  if (!isSchemaObject(schema)) return schema;
+  const at = (key: string): string => `${path}.${key}`;
+  for (const key of UNHELD_KEYWORDS) {
+    if (key in schema) throw new Error(`'${key}' at ${path} is not held by the grammar; write the schema without it`);
   }
-  if (typeof schema !== "object" || schema === null) return;
-  for (const [key, value] of Object.entries(schema)) {
-    if (key === "type") {
-      const types: unknown[] = Array.isArray(value) ? value : [value];
-      for (const t of types) if (typeof t !== "string" || !JSON_TYPES.has(t)) throw new Error(`unknown type ${JSON.stringify(t)} at ${path}.type`);
-    } else if (["properties", "$defs", "definitions", "patternProperties"].includes(key) && typeof value === "object" && value !== null) {
-      // Keys here are property names (a property may be called "type").
-      for (const [name, sub] of Object.entries(value)) checkSchemaTypes(sub, `${path}.${key}.${name}`);
-    } else if (key !== "enum" && key !== "const") {
-      checkSchemaTypes(value, `${path}.${key}`);
+  if ("anyOf" in schema && "oneOf" in schema) throw new Error(`${path} has both 'anyOf' and 'oneOf'; the grammar holds one list of alternatives`);
+  if (Array.isArray(schema.items)) throw new Error(`${at("items")} is a list; write the tuple as 'prefixItems'`);
+  const { type } = schema;
+  if (type !== undefined) {
+    const types: unknown[] = Array.isArray(type) ? type : [type];
+    for (const t of types) if (typeof t !== "string" || !JSON_TYPES.has(t)) throw new Error(`unknown type ${JSON.stringify(t)} at ${at("type")}`);
+    if (types.length === 0) throw new Error(`${at("type")} is an empty list, which no value meets`);
+  }
+  const alternatives = schema.anyOf ?? schema.oneOf;
+  const choosing = alternatives !== undefined || typeof schema.$ref === "string";
+  if (choosing) {
+    const dropped = SHAPE_KEYWORDS.find((key) => key in schema);
+    if (dropped !== undefined) {
+      const by = alternatives === undefined ? "'$ref'" : schema.anyOf === undefined ? "'oneOf'" : "'anyOf'";
+      throw new Error(`'${dropped}' beside ${by} at ${path} is not held by the grammar; put it in each alternative (or the definition)`);
     }
+  }
+  if (Array.isArray(type) && !choosing && schema.enum === undefined && schema.const === undefined) {
+    const { type: _types, $defs, ...rest } = schema;
+    const oneOf = type.length === 1 ? undefined : type.map((t: unknown) => ({ ...rest, type: t }));
+    return toGrammarSchema(
+      oneOf === undefined ? { ...schema, type: type[0] as unknown } : { oneOf, ...($defs === undefined ? {} : { $defs }) },
+      path,
+    );
+  }
+  const out: Record<string, unknown> = { ...schema };
+  if (schema.type === "string" && typeof schema.format === "string" && !HELD_FORMATS.has(schema.format)) delete out.format;
+  if (schema.anyOf !== undefined) {
+    delete out.anyOf;
+    out.oneOf = schema.anyOf;
+  }
+  if (Array.isArray(out.oneOf)) {
+    const key = schema.anyOf === undefined ? "oneOf" : "anyOf";
+    out.oneOf = out.oneOf.map((sub: unknown, i) => toGrammarSchema(sub, `${at(key)}[${i}]`));
+  }
+  for (const key of ["properties", "$defs", "definitions"]) {
+    const table = schema[key];
+    if (!isSchemaObject(table)) continue;
+    // Keys here are property names (a property may be called "type").
+    out[key] = Object.fromEntries(Object.entries(table).map(([name, sub]) => [name, toGrammarSchema(sub, `${at(key)}.${name}`)]));
+  }
+  if (isSchemaObject(schema.items)) out.items = toGrammarSchema(schema.items, at("items"));
+  if (isSchemaObject(schema.additionalProperties))
+    out.additionalProperties = toGrammarSchema(schema.additionalProperties, at("additionalProperties"));
+  if (Array.isArray(schema.prefixItems))
+    out.prefixItems = schema.prefixItems.map((sub: unknown, i) => toGrammarSchema(sub, `${at("prefixItems")}[${i}]`));
+  if (schema.type === "object") checkObjectBounds(schema, path);
+  if (
+    schema.type === "array" &&
+    Array.isArray(schema.prefixItems) &&
+    typeof schema.maxItems === "number" &&
+    schema.maxItems < schema.prefixItems.length
+  ) {
+    throw new Error(`maxItems (${schema.maxItems}) is less than the ${schema.prefixItems.length} prefixItems at ${path}`);
+  }
+  return out;
+}
+
+/** node-llama-cpp writes every listed property, required or not, and no other unless additionalProperties allows it. */
+function checkObjectBounds(schema: Schema, path: string): void {
+  const names = isSchemaObject(schema.properties) ? Object.keys(schema.properties) : [];
+  const missing = Array.isArray(schema.required)
+    ? schema.required.find((name: unknown) => typeof name !== "string" || !names.includes(name))
+    : undefined;
+  if (missing !== undefined)
+    throw new Error(
+      `'required' names ${JSON.stringify(missing)}, which is not in 'properties', at ${path}; the grammar writes only the listed properties`,
+    );
+  if (typeof schema.maxProperties === "number" && schema.maxProperties < names.length) {
+    throw new Error(`maxProperties (${schema.maxProperties}) is less than the ${names.length} properties the grammar always writes, at ${path}`);
+  }
+  const closed = schema.additionalProperties === undefined || schema.additionalProperties === false;
+  if (closed && typeof schema.minProperties === "number" && schema.minProperties > names.length) {
+    throw new Error(`minProperties (${schema.minProperties}) is more than the ${names.length} properties allowed at ${path}`);
   }
 }
 
@@ -60,6 +174,29 @@ export function strictNumbers(gbnf: string): string {
     return `${name} ::= ${name.startsWith("integer") ? mantissa : `${mantissa} ([eE] [-+]? [0-9]{1,2})?`}`;
   });
 }
+
+/**
+ * node-llama-cpp ends its root rule with four newlines and any more after the
+ * value: its own generation loop stops on them and trims them. Ours does not,
+ * so they were answered (and billed); without them the grammar ends with the
+ * root value and only an end-of-generation token may follow.
+ */
+const ROOT_PADDING = /^(root ::= .*) "\\n\\n\\n\\n" \[\\n\]\*$/m;
+
+export const endAtRootValue = (gbnf: string): string => gbnf.replace(ROOT_PADDING, "$1");
+
+/**
+ * `json_object`: llama.cpp's JSON grammar (json.gbnf, which node-llama-cpp
+ * ships) with a root that ends at its closing brace, where that file lets
+ * whitespace follow; and, as for schemas, exponents of at most two digits.
+ */
+export const JSON_OBJECT_GRAMMAR = String.raw`root   ::= "{" ws ( string ":" ws value ("," ws string ":" ws value)* )? "}"
+value  ::= object | array | string | number | ("true" | "false" | "null") ws
+object ::= "{" ws ( string ":" ws value ("," ws string ":" ws value)* )? "}" ws
+array  ::= "[" ws ( value ("," ws value)* )? "]" ws
+string ::= "\"" ( [^"\\\x7F\x00-\x1F] | "\\" (["\\bfnrt] | "u" [0-9a-fA-F]{4}) )* "\"" ws
+number ::= ("-"? ([0-9] | [1-9] [0-9]{0,15})) ("." [0-9]+)? ([eE] [-+]? [0-9]{1,2})? ws
+ws     ::= | " " | "\n" [ \t]{0,20}`;
 
 /**
  * Compiles output constraints to llama.cpp grammars, once per distinct constraint:
@@ -97,9 +234,7 @@ export class GrammarCache {
   /** The GBNF a JSON schema is enforced with; refused with a 400 naming `param` when it cannot. */
   async jsonSchemaGbnf(schema: Readonly<Record<string, unknown>>, param: string): Promise<string> {
     try {
-      checkSchemaTypes(schema, "schema");
-      // node-llama-cpp validates the schema subset it supports and throws on the rest.
-      return strictNumbers((await this.llama.createGrammarForJsonSchema(schema as never)).grammar);
+      return endAtRootValue(strictNumbers((await this.llama.createGrammarForJsonSchema(toGrammarSchema(schema) as never)).grammar));
     } catch (error) {
       throw errors.invalidParameter(param, `this JSON schema cannot be enforced: ${(error as Error).message}`);
     }
@@ -149,7 +284,7 @@ export class GrammarCache {
       case "labels":
         return this.llama.createGrammar({ grammar: labelGrammar(constraint.labels) });
       case "json_object":
-        return this.llama.getGrammarFor("json");
+        return this.llama.createGrammar({ grammar: JSON_OBJECT_GRAMMAR });
       case "json_schema":
         return this.llama.createGrammar({ grammar: await this.jsonSchemaGbnf(constraint.schema, "response_format.json_schema.schema") });
     }
