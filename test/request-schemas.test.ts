@@ -12,6 +12,7 @@ import { problem, StringEnum } from "../src/schema/builders.js";
 import { compileSchema, type CompiledSchema } from "../src/schema/compile.js";
 import { parseConfigPart } from "../src/schema/config-errors.js";
 import { parseBody } from "../src/schema/request-errors.js";
+import { parseChatRequest } from "../src/server/routes/chat-request.js";
 import { toChatMessages } from "../src/server/routes/tool-request.js";
 
 /** What the client sees: [code, param, message]. */
@@ -400,5 +401,138 @@ describe("config schemas: Ajv errors as ConfigErrors naming the dotted path", ()
   it("required, where a schema asks for a field", () => {
     const schema = compileSchema(Type.Object({ a: Type.Object({ b: Type.String() }) }));
     assert.throws(() => parseConfigPart(schema, { a: {} }, "top"), { message: "configuration error at top.a.b: is required" });
+  });
+});
+
+describe("chat requests: OpenAI's rules beyond the body's shape", () => {
+  /** What the client sees for a chat request: [code, param, message]. */
+  const chatRefusal = (extra: Record<string, unknown>): [string, string | null, string] => {
+    try {
+      parseChatRequest(chat(extra));
+    } catch (error) {
+      assert.ok(error instanceof ApiError, String(error));
+      assert.equal(error.status, 400);
+      return [error.code, error.param, error.message];
+    }
+    assert.fail("the request was accepted");
+  };
+  const schema = (s: unknown) => ({ response_format: { type: "json_schema", json_schema: { name: "s", strict: true, schema: s } } });
+
+  it("penalties within -2..2 and logit_bias within -100..100 are accepted; outside, refused naming the field", () => {
+    parseChatRequest(chat({ frequency_penalty: -2, presence_penalty: 2, logit_bias: { "1": 100, "2": -100, "3": 0.5 } }));
+    parseChatRequest(chat({ frequency_penalty: null, presence_penalty: null, logit_bias: null }));
+    assert.deepEqual(chatRefusal({ frequency_penalty: 2.5 }), [
+      "invalid_parameter",
+      "frequency_penalty",
+      "Invalid 'frequency_penalty': must be at least -2 and at most 2, got 2.5.",
+    ]);
+    assert.deepEqual(chatRefusal({ presence_penalty: -3 }).slice(0, 2), ["invalid_parameter", "presence_penalty"]);
+    for (const bias of [{ "50256": -101 }, { "1": 100.5 }, { "1": "5" }, [1]]) {
+      assert.deepEqual(chatRefusal({ logit_bias: bias }), [
+        "invalid_parameter",
+        "logit_bias",
+        "Invalid 'logit_bias': expected an object mapping token ids to bias values from -100 to 100.",
+      ]);
+    }
+  });
+
+  it("stream_options only with stream: true", () => {
+    assert.equal(parseChatRequest(chat({ stream: true, stream_options: { include_usage: true } })).includeUsage, true);
+    parseChatRequest(chat({ stream_options: null }));
+    for (const stream of [false, null, undefined]) {
+      assert.deepEqual(chatRefusal({ stream, stream_options: { include_usage: true } }), [
+        "invalid_parameter",
+        "stream_options",
+        "Invalid 'stream_options': is only allowed when 'stream' is true.",
+      ]);
+    }
+  });
+
+  it("an assistant's refusal in the history, as a part or beside null content, is its text; nobody else's", () => {
+    const history = (assistant: Record<string, unknown>) =>
+      parseChatRequest(
+        chat({
+          messages: [
+            { role: "user", content: "x" },
+            { role: "assistant", ...assistant },
+            { role: "user", content: "y" },
+          ],
+        }),
+      ).messages[1];
+    assert.deepEqual(history({ content: [{ type: "refusal", refusal: "I can't." }] }), { role: "assistant", content: "I can't." });
+    assert.deepEqual(
+      history({
+        content: [
+          { type: "text", text: "Well." },
+          { type: "refusal", refusal: "No." },
+        ],
+      }),
+      {
+        role: "assistant",
+        content: "Well.\nNo.",
+      },
+    );
+    assert.deepEqual(history({ content: null, refusal: "I can't." }), { role: "assistant", content: "I can't." });
+    assert.deepEqual(history({ content: "Sure.", refusal: null }), { role: "assistant", content: "Sure." });
+    assert.deepEqual(chatRefusal({ messages: [{ role: "user", content: [{ type: "refusal", refusal: "no" }] }] }).slice(0, 2), [
+      "invalid_parameter",
+      "messages[0].content[0]",
+    ]);
+    assert.deepEqual(chatRefusal({ messages: [{ role: "user", content: "x", refusal: "no" }] }).slice(0, 2), [
+      "invalid_parameter",
+      "messages[0].refusal",
+    ]);
+    assert.deepEqual(chatRefusal({ messages: [{ role: "assistant", content: null }] }).slice(0, 2), ["missing_parameter", "messages[0].content"]);
+  });
+
+  it("tool parameters {} mean no arguments, and properties without a type are an object", () => {
+    const parameters = (p: unknown) =>
+      parseChatRequest(chat({ tools: [{ type: "function", function: { name: "f", parameters: p } }] })).tools?.tools[0]?.parameters;
+    assert.deepEqual(parameters({}), { type: "object", properties: {} });
+    assert.deepEqual(parameters({ properties: { a: { type: "string" } }, required: ["a"] }), {
+      type: "object",
+      properties: { a: { type: "string" } },
+      required: ["a"],
+    });
+    for (const p of [{ type: "string" }, { type: "array", items: {} }, { description: "no properties" }]) {
+      assert.deepEqual(
+        chatRefusal({ tools: [{ type: "function", function: { name: "f", parameters: p } }] }).slice(0, 2),
+        ["invalid_parameter", "tools[0].function.parameters"],
+        JSON.stringify(p),
+      );
+    }
+  });
+
+  it("a schema no answer can meet is refused naming where: min over max, an empty anyOf, oneOf or type", () => {
+    const cases: Array<[unknown, string]> = [
+      [
+        { type: "object", properties: { a: { type: "array", minItems: 5, maxItems: 2 } } },
+        "minItems (5) is more than maxItems (2) at schema.properties.a",
+      ],
+      [
+        { type: "object", properties: { a: { type: "string", minLength: 5, maxLength: 2 } } },
+        "minLength (5) is more than maxLength (2) at schema.properties.a",
+      ],
+      [{ type: "object", minProperties: 3, maxProperties: 1 }, "minProperties (3) is more than maxProperties (1) at schema"],
+      [{ type: "array", items: { type: "number", minimum: 2, maximum: 1 } }, "minimum (2) is more than maximum (1) at schema.items"],
+      [{ type: "object", properties: { a: { anyOf: [] } } }, "'anyOf' is an empty list at schema.properties.a"],
+      [{ $defs: { d: { oneOf: [] } }, $ref: "#/$defs/d" }, "'oneOf' is an empty list at schema.$defs.d"],
+      [{ type: [] }, "'type' is an empty list at schema"],
+    ];
+    for (const [s, where] of cases) {
+      assert.deepEqual(chatRefusal(schema(s)), [
+        "invalid_parameter",
+        "response_format.json_schema.schema",
+        `Invalid 'response_format.json_schema.schema': no answer can meet the schema: ${where}.`,
+      ]);
+    }
+    const tool = {
+      type: "function",
+      function: { name: "f", parameters: { type: "object", properties: { a: { type: "string", minLength: 2, maxLength: 1 } } } },
+    };
+    assert.deepEqual(chatRefusal({ tools: [tool] }).slice(0, 2), ["invalid_parameter", "tools[0].function.parameters"]);
+    // Values are not schemas: an enum or const may hold anything.
+    parseChatRequest(chat(schema({ enum: [{ anyOf: [] }, { minLength: 3, maxLength: 1 }], const: { type: [] } })));
+    parseChatRequest(chat(schema({ type: "string", minLength: 2, maxLength: 2 })));
   });
 });

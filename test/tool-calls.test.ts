@@ -210,6 +210,42 @@ describe("tool calling through the official openai package", () => {
     assertValidWeather(argumentsOf(again.choices[0]!.message.tool_calls![0]!));
   });
 
+  it("calls a function whose parameters are {} (no arguments) or properties without a type", async () => {
+    const tools: ChatCompletionTool[] = [
+      { type: "function", function: { name: "ping", parameters: {} } },
+      { type: "function", function: { name: "pick", parameters: { properties: { n: { type: "integer" } }, required: ["n"] } } },
+    ];
+    for (const [name, check] of [
+      ["ping", (args: Record<string, unknown>) => assert.deepEqual(args, {})],
+      ["pick", (args: Record<string, unknown>) => assert.ok(Number.isInteger(args.n) && Object.keys(args).length === 1)],
+    ] as const) {
+      const completion = await client.chat.completions.create({
+        model: "alveare-chat",
+        messages: ASK,
+        tools,
+        tool_choice: { type: "function", function: { name } },
+        temperature: 2,
+        seed: 1,
+        max_tokens: 40,
+      });
+      const call = completion.choices[0]!.message.tool_calls![0]!;
+      assert.equal(call.type === "function" ? call.function.name : "", name);
+      check(JSON.parse(argumentsOf(call)) as Record<string, unknown>);
+    }
+  });
+
+  it("replays an assistant's refusal in the history", async () => {
+    const messages = [
+      { role: "user", content: "x" },
+      { role: "assistant", content: [{ type: "refusal", refusal: "I can't help with that." }] },
+      { role: "user", content: "y" },
+      { role: "assistant", content: null, refusal: "No." },
+      { role: "user", content: "z" },
+    ];
+    const r = await postJson(`${server.url}/v1/chat/completions`, { model: "alveare-chat", messages, max_tokens: 3 });
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+  });
+
   it("answers 400s that name the parameter", async () => {
     const refusal = async (extra: Record<string, unknown>, messages: unknown = ASK): Promise<[number, unknown, unknown]> => {
       const r = await postJson(`${server.url}/v1/chat/completions`, { model: "alveare-chat", messages, ...extra });

@@ -12,23 +12,25 @@ export const MAX_TOP_LOGPROBS = 20;
 /** `developer` is OpenAI's newer name for `system`. */
 export const CHAT_ROLES = ["system", "developer", "user", "assistant", "tool"] as const;
 
-const TextPart = TaggedUnion(
+/** A `refusal` part is an assistant's own (clients replay answers that refused); where it may stand is checked where messages are parsed. */
+const ContentPart = TaggedUnion(
   "type",
-  [Type.Object({ type: Type.Literal("text"), text: Type.String() })],
+  [Type.Object({ type: Type.Literal("text"), text: Type.String() }), Type.Object({ type: Type.Literal("refusal"), refusal: Type.String() })],
   problem("only parts of type 'text' are supported."),
 );
 
-const MessageContent = Type.Unsafe<string | Array<Static<typeof TextPart>>>({
+const MessageContent = Type.Unsafe<string | Array<Static<typeof ContentPart>>>({
   type: ["string", "array"],
-  items: TextPart,
+  items: ContentPart,
   ...problem({ type: "expected a string or an array of text parts." }),
 });
 
-/** Content may be null or absent only on an assistant turn that calls tools; that is checked where messages are parsed. */
+/** Content may be null or absent only on an assistant turn that calls tools or refuses; that is checked where messages are parsed. */
 const Message = Type.Object(
   {
     role: StringEnum(CHAT_ROLES),
     content: Type.Optional(Type.Unsafe<Static<typeof MessageContent> | null>({ ...MessageContent, type: ["string", "array", "null"] })),
+    refusal: Type.Optional(Nullable(Type.String())),
     tool_calls: Type.Optional(Nullable(Type.Array(MessageToolCall))),
     tool_call_id: Type.Optional(Nullable(Type.String())),
   },
@@ -52,6 +54,8 @@ const ResponseFormat = Nullable(
   ]),
 );
 
+const Penalty = Type.Optional(Nullable(Type.Number({ minimum: -2, maximum: 2 })));
+
 /** POST /v1/chat/completions. Fields it does not name are ignored, as OpenAI does. */
 export const ChatCompletionRequestSchema = Type.Object({
   model: Type.String({ description: "alveare-<specialist id>" }),
@@ -73,6 +77,16 @@ export const ChatCompletionRequestSchema = Type.Object({
   stream: Type.Optional(Nullable(Type.Boolean())),
   stream_options: Type.Optional(Nullable(Type.Object({ include_usage: Type.Optional(Nullable(Type.Boolean())) }))),
   response_format: Type.Optional(ResponseFormat),
+  // Checked as OpenAI checks them, then not applied: llama.cpp's penalties work differently, and token ids are the model's own.
+  frequency_penalty: Penalty,
+  presence_penalty: Penalty,
+  logit_bias: Type.Optional(
+    Nullable(
+      Type.Record(Type.String(), Type.Number({ minimum: -100, maximum: 100 }), {
+        ...problem("expected an object mapping token ids to bias values from -100 to 100."),
+      }),
+    ),
+  ),
   tools: Tools,
   tool_choice: ToolChoice,
   parallel_tool_calls: ParallelToolCalls,

@@ -35,6 +35,13 @@ function parseLogprobs(o: ChatCompletionRequestBody): number | undefined {
   return top ?? 0;
 }
 
+/** stream_options only with stream: true, as OpenAI requires. */
+function parseIncludeUsage(o: ChatCompletionRequestBody): boolean {
+  const options = o.stream_options ?? undefined;
+  if (options !== undefined && o.stream !== true) throw errors.invalidParameter("stream_options", "is only allowed when 'stream' is true.");
+  return options?.include_usage ?? false;
+}
+
 function toConstraint(format: ChatCompletionRequestBody["response_format"]): OutputConstraint | undefined {
   switch (format?.type) {
     case "json_object":
@@ -62,7 +69,7 @@ export function parseChatRequest(body: unknown): ChatRequest {
     seed: o.seed ?? undefined,
     stop: o.stop === undefined || o.stop === null ? [] : typeof o.stop === "string" ? [o.stop] : o.stop,
     stream: o.stream ?? false,
-    includeUsage: o.stream_options?.include_usage ?? false,
+    includeUsage: parseIncludeUsage(o),
     constraint: toConstraint(o.response_format),
     tools,
     choices,

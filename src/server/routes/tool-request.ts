@@ -16,8 +16,19 @@ const ROLES: ReadonlyMap<BodyMessage["role"], Role | "tool"> = new Map([
   ["tool", "tool"],
 ]);
 
+/** A refusal part is what the assistant said, so it is its text in the prompt. */
 const textOf = (content: NonNullable<BodyMessage["content"]>): string =>
-  typeof content === "string" ? content : content.map((part) => part.text).join("\n");
+  typeof content === "string" ? content : content.map((part) => (part.type === "text" ? part.text : part.refusal)).join("\n");
+
+/** Refusals are the assistant's alone, as OpenAI has them. */
+function checkRefusals(m: BodyMessage, role: Role | "tool", i: number): void {
+  if (role === "assistant") return;
+  if (m.refusal !== undefined && m.refusal !== null)
+    throw errors.invalidParameter(`messages[${i}].refusal`, "only assistant messages carry a refusal.");
+  if (!Array.isArray(m.content)) return;
+  const j = m.content.findIndex((part) => part.type === "refusal");
+  if (j >= 0) throw errors.invalidParameter(`messages[${i}].content[${j}]`, "only parts of type 'text' are supported.");
+}
 
 /**
  * The history in the engine's terms. Tool turns follow OpenAI's rules: only an
@@ -31,9 +42,11 @@ export function toChatMessages(messages: Body["messages"]): ChatMessage[] {
     const calls = m.tool_calls ?? [];
     if (calls.length > 0 && role !== "assistant")
       throw errors.invalidParameter(`messages[${i}].tool_calls`, "only assistant messages carry tool calls.");
-    if ((m.content === undefined || m.content === null) && !(role === "assistant" && calls.length > 0))
+    checkRefusals(m, role, i);
+    const refusal = m.refusal ?? undefined;
+    if ((m.content === undefined || m.content === null) && !(role === "assistant" && (calls.length > 0 || refusal !== undefined)))
       throw errors.missingParameter(`messages[${i}].content`);
-    const message: ChatMessage = { role, content: m.content === undefined || m.content === null ? "" : textOf(m.content) };
+    const message: ChatMessage = { role, content: m.content === undefined || m.content === null ? (refusal ?? "") : textOf(m.content) };
     if (role === "assistant") {
       openCalls = new Set(calls.map((c) => c.id));
       if (calls.length > 0) message.toolCalls = calls.map((c) => ({ id: c.id, name: c.function.name, arguments: c.function.arguments }));
@@ -53,10 +66,23 @@ export function toChatMessages(messages: Body["messages"]): ChatMessage[] {
 
 const EMPTY_PARAMETERS = { type: "object", properties: {} } as const;
 
+/**
+ * A function's arguments are an object: `{}` (OpenAI's FunctionParameters is any
+ * object, and clients send it for functions without arguments) means none, and a
+ * schema that names `properties` but leaves out `type` is an object schema.
+ */
+function argumentsSchema(parameters: Readonly<Record<string, unknown>> | null | undefined): Readonly<Record<string, unknown>> {
+  if (parameters === undefined || parameters === null || Object.keys(parameters).length === 0) return EMPTY_PARAMETERS;
+  if (parameters.type === undefined && typeof parameters.properties === "object" && parameters.properties !== null) {
+    return { ...parameters, type: "object" };
+  }
+  return parameters;
+}
+
 /** The tool in the engine's terms, and its schema's size toward the tools' total. */
 function toToolFunction(tool: NonNullable<Body["tools"]>[number], i: number): { tool: ToolFunction; size: SchemaSize } {
   const param = `tools[${i}].function.parameters`;
-  const parameters: Readonly<Record<string, unknown>> = tool.function.parameters ?? EMPTY_PARAMETERS;
+  const parameters = argumentsSchema(tool.function.parameters);
   if (parameters.type !== "object") throw errors.invalidParameter(param, "must be a JSON Schema of type 'object'.");
   const size = checkJsonSchemaLimits(parameters, param);
   return { tool: { name: tool.function.name, description: tool.function.description ?? undefined, parameters }, size };
