@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
+import { postJson, startTestServer, tempDir, type TestServer } from "./helpers/fixtures.js";
 import { Browser } from "./helpers/dashboard-client.js";
 import { errorCode, requestFrom } from "./helpers/loopback-client.js";
 
@@ -262,5 +262,43 @@ describe("dashboard API", () => {
     assert.doesNotMatch(html, /<script>[^<]/, "no inline script");
     assert.doesNotMatch(html, /https?:\/\//, "no external assets");
     assert.equal((await fetch(`${server.url}/dashboard/assets/app.js`)).headers.get("content-type"), "text/javascript; charset=utf-8");
+  });
+});
+
+describe("operator sessions across a change of ALVEARE_ADMIN_TOKEN", () => {
+  const TOKEN_B = "a-rotated-operator-token-for-dashboard-tests";
+  const dataDir = tempDir();
+  let server: TestServer | undefined;
+  /** Stops the running server (if any) and starts another on the same database with this token, or none. */
+  const restart = async (token?: string): Promise<TestServer> => {
+    await server?.close();
+    server = undefined;
+    server = await startTestServer({ data_dir: dataDir }, { gated: true, env: token === undefined ? {} : { ALVEARE_ADMIN_TOKEN: token } });
+    return server;
+  };
+  after(async () => {
+    await server?.close();
+  });
+
+  it("end when the server restarts with another token or none; a session made under the new token works", async () => {
+    const underA = new Browser(await restart(TOKEN));
+    assert.equal((await underA.call("POST", "/dashboard/api/admin-login", { token: TOKEN })).status, 200);
+    assert.equal((await underA.call("GET", "/dashboard/api/session")).json.kind, "operator");
+
+    // Restarted with token B: the old cookie is no operator session on any page or API.
+    const sameCookieB = Object.assign(new Browser(await restart(TOKEN_B)), { cookie: underA.cookie, csrf: underA.csrf });
+    assert.equal((await sameCookieB.call("GET", "/dashboard/api/session")).status, 401, "the dashboard shows signed out");
+    assert.equal((await sameCookieB.call("GET", "/admin/api/accounts")).status, 401);
+    assert.equal((await sameCookieB.call("POST", "/admin/api/accounts", { name: "x", plan: "solo" })).status, 401);
+    const underB = new Browser(sameCookieB.server);
+    assert.equal((await underB.call("POST", "/dashboard/api/admin-login", { token: TOKEN_B })).status, 200);
+    assert.equal((await underB.call("GET", "/dashboard/api/session")).json.kind, "operator");
+    assert.equal((await underB.call("POST", "/admin/api/accounts", { name: "made under B", plan: "solo" })).status, 201);
+
+    // Restarted without a token: no operator session is valid, whichever token made it.
+    const without = await restart(undefined);
+    for (const cookie of [underA.cookie, underB.cookie]) {
+      assert.equal((await Object.assign(new Browser(without), { cookie }).call("GET", "/dashboard/api/session")).status, 401);
+    }
   });
 });

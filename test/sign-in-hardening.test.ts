@@ -11,6 +11,7 @@ import { People } from "../src/accounts/people.js";
 import { createStore } from "../src/store/create-store.js";
 import type { Stores } from "../src/store/store.js";
 import { tempDir } from "./helpers/fixtures.js";
+import { dropAllDatabases, freshDatabase } from "./helpers/postgres.js";
 
 const ADMIN_TOKEN = "an-operator-token-of-at-least-32-characters";
 const status = (error: unknown): number | undefined => (error instanceof ApiError ? error.status : undefined);
@@ -230,4 +231,38 @@ describe("ALVEARE_TRUST_PROXY", () => {
       );
     }
   });
+});
+
+describe("operator sessions and the admin token they were made with", () => {
+  after(dropAllDatabases);
+  const OTHER_TOKEN = "the-rotated-operator-token-of-32-characters";
+  const backends: Array<[string, () => Promise<Stores>]> = [
+    ["SQLite", () => createStore({ dataDir: tempDir() })],
+    ["PostgreSQL", async () => createStore({ dataDir: tempDir(), databaseUrl: await freshDatabase() })],
+  ];
+  for (const [name, open] of backends) {
+    it(`end when the token is rotated or unset, on every node (${name})`, async () => {
+      const stores = await open();
+      try {
+        const underA = await new People(stores, ADMIN_TOKEN).signInOperator(ADMIN_TOKEN, "10.0.0.1");
+        assert.notEqual(underA.session.adminTokenDigest, null);
+        assert.ok(!JSON.stringify(underA.session).includes(ADMIN_TOKEN), "the session never holds the token");
+        // Another node (or the same one restarted) with the same token accepts it; one with another token or none does not.
+        assert.equal((await new People(stores, ADMIN_TOKEN).session(underA.token))?.admin, true);
+        assert.equal(await new People(stores, OTHER_TOKEN).session(underA.token), undefined);
+        assert.equal(await new People(stores, undefined).session(underA.token), undefined);
+        const underB = await new People(stores, OTHER_TOKEN).signInOperator(OTHER_TOKEN, "10.0.0.1");
+        assert.equal((await new People(stores, OTHER_TOKEN).session(underB.token))?.admin, true);
+        assert.equal(await new People(stores, ADMIN_TOKEN).session(underB.token), undefined);
+        // A member's session does not depend on the admin token.
+        const admin = new People(stores, ADMIN_TOKEN);
+        await stores.accounts.createAccount({ id: "acct_rot", name: "rot", plan: "solo", status: "active", createdAt: new Date().toISOString() });
+        const { token } = await admin.invite(CLI_CONTEXT, "acct_rot", "rot@example.com");
+        const joined = await admin.acceptInvitation(token, "a member password", "10.0.0.2");
+        assert.equal((await new People(stores, undefined).session(joined.token))?.memberId, joined.session.memberId);
+      } finally {
+        await stores.close();
+      }
+    });
+  }
 });

@@ -432,8 +432,22 @@ for (const backend of BACKENDS) {
       await withStores(backend, async ({ accounts, people }) => {
         await accounts.createAccount(account("acct_a"));
         await people.createMember(member("m1", "acct_a", "a@example.com"));
-        const session = { tokenHash: "s1", memberId: "m1", admin: false, csrfToken: "csrf1", expiresAt: "2026-03-11T00:00:00.000Z" };
-        const operator = { tokenHash: "s_op", memberId: null, admin: true, csrfToken: "csrf_op", expiresAt: "2026-03-11T00:00:00.000Z" };
+        const session = {
+          tokenHash: "s1",
+          memberId: "m1",
+          admin: false,
+          csrfToken: "csrf1",
+          expiresAt: "2026-03-11T00:00:00.000Z",
+          adminTokenDigest: null,
+        };
+        const operator = {
+          tokenHash: "s_op",
+          memberId: null,
+          admin: true,
+          csrfToken: "csrf_op",
+          expiresAt: "2026-03-11T00:00:00.000Z",
+          adminTokenDigest: "digest-of-the-admin-token",
+        };
         await people.createSession(session);
         await people.createSession(operator);
         assert.deepEqual(await people.findSession("s1", NOW), session);

@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { createHash, createHmac } from "node:crypto";
 import { ApiError, errors, shortened } from "../errors.js";
 import { randomBase62 } from "../ids.js";
 import type { AuditAction, AuditContext } from "../store/audit-log.js";
@@ -19,6 +19,13 @@ const BUSY_WAIT_MS = 2000;
 const BUSY_POLL_MS = 50;
 
 const sha256 = (s: string): string => createHash("sha256").update(s).digest("hex");
+
+/**
+ * What an operator session records of the admin token it was started with: an HMAC keyed by the
+ * token over a fixed label, so the database never holds the token (nor a plain hash of it), and a
+ * session is accepted only while the server runs with the same token.
+ */
+const adminTokenDigest = (token: string): string => createHmac("sha256", token).update("alveare operator session").digest("hex");
 
 interface StartedSession {
   /** The cookie value; only its hash is stored. */
@@ -51,6 +58,8 @@ export class People {
   private readonly memberFailures: FailureCounter;
   private readonly operatorFailures: FailureCounter;
   private readonly passwords: Passwords;
+  /** The current admin token's fingerprint; undefined without a token, when no operator session is valid. */
+  private readonly operatorTokenDigest: string | undefined;
 
   constructor(
     private readonly stores: Pick<Stores, "accounts" | "people" | "audit">,
@@ -62,6 +71,7 @@ export class People {
     this.memberFailures = counter("member", limits);
     this.operatorFailures = counter("operator", limits);
     this.passwords = new Passwords(options.derive);
+    this.operatorTokenDigest = adminToken === undefined || adminToken === "" ? undefined : adminTokenDigest(adminToken);
   }
 
   /** Creates (or re-invites) a member and returns the one-time invitation token; older invitations stop working. */
@@ -102,7 +112,7 @@ export class People {
         },
       );
     }
-    return this.startSession(memberId, false);
+    return this.startSession(memberId, null);
   }
 
   async signIn(email: string, password: string, address: string, requestId: string | null = null): Promise<StartedSession> {
@@ -146,17 +156,18 @@ export class People {
         target: `member:${member.id}`,
       },
     );
-    return this.startSession(member.id, false);
+    return this.startSession(member.id, null);
   }
 
   async signInOperator(token: string, address: string, requestId: string | null = null): Promise<StartedSession> {
-    if (this.adminToken === undefined) throw errors.notFound("POST", "/dashboard/api/admin-login");
+    const digest = this.operatorTokenDigest;
+    if (digest === undefined) throw errors.notFound("POST", "/dashboard/api/admin-login");
     await this.checkAdminToken(token, address, requestId);
     await this.stores.audit.record(
       { actor: "operator", source: address, requestId },
       { action: "operator.signed_in", accountId: null, target: null },
     );
-    return this.startSession(null, true);
+    return this.startSession(null, digest);
   }
 
   /** 401 for a wrong admin token, 429 once the address has guessed wrong too often (even for the right token then). */
@@ -205,9 +216,17 @@ export class People {
     return { member: this.memberFailures.size, operator: this.operatorFailures.size };
   }
 
+  /**
+   * The session of a cookie, if it is valid. An operator session is valid only under the admin token it
+   * was started with: rotating ALVEARE_ADMIN_TOKEN (or unsetting it) ends every older operator session,
+   * on every node, since each node compares against its own token.
+   */
   async session(token: string | undefined): Promise<Session | undefined> {
     if (token === undefined || token.length === 0 || token.length > MAX_SESSION_TOKEN_LENGTH) return undefined;
-    return this.stores.people.findSession(sha256(token), new Date().toISOString());
+    const session = await this.stores.people.findSession(sha256(token), new Date().toISOString());
+    if (session?.admin !== true) return session;
+    const digest = this.operatorTokenDigest;
+    return digest !== undefined && session.adminTokenDigest !== null && sameSecret(session.adminTokenDigest, digest) ? session : undefined;
   }
 
   async signOut(token: string): Promise<void> {
@@ -218,14 +237,16 @@ export class People {
     return this.stores.people.getMember(id);
   }
 
-  private async startSession(memberId: string | null, admin: boolean): Promise<StartedSession> {
+  /** A member's session (`memberId`), or the operator's (`adminTokenDigest`: the token it is valid under). */
+  private async startSession(memberId: string | null, adminTokenDigest: string | null): Promise<StartedSession> {
     const token = randomBase62(43);
     const session: Session = {
       tokenHash: sha256(token),
       memberId,
-      admin,
+      admin: adminTokenDigest !== null,
       csrfToken: randomBase62(32),
       expiresAt: new Date(Date.now() + SESSION_MS).toISOString(),
+      adminTokenDigest,
     };
     await this.stores.people.createSession(session);
     return { token, session };

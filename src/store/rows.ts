@@ -3,7 +3,7 @@
  * ISO-text times in SQLite and PostgreSQL), and their mapping to the store's records.
  */
 import type { AuditAction, AuditRecord } from "./audit-log.js";
-import type { Account, ApiKeyRecord, Member, Mode } from "./store.js";
+import type { Account, ApiKeyRecord, Member, Mode, Session } from "./store.js";
 
 export interface KeyRow {
   id: string;
@@ -48,7 +48,17 @@ export interface SessionRow {
   admin: number;
   csrf_token: string;
   expires_at: string;
+  admin_token_digest: string | null;
 }
+
+export const toSession = (r: SessionRow): Session => ({
+  tokenHash: r.token_hash,
+  memberId: r.member_id,
+  admin: r.admin === 1,
+  csrfToken: r.csrf_token,
+  expiresAt: r.expires_at,
+  adminTokenDigest: r.admin_token_digest,
+});
 
 export const toMember = (r: MemberRow): Member => ({
   id: r.id,

@@ -93,6 +93,11 @@ export interface Session {
   admin: boolean;
   csrfToken: string;
   expiresAt: string;
+  /**
+   * An operator session's fingerprint of the admin token it was started with (never the token):
+   * the session is valid only while the server's token has the same one. Null for members.
+   */
+  adminTokenDigest: string | null;
 }
 
 /** An invitation as its link's page shows it before anyone types a password. */

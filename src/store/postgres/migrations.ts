@@ -165,6 +165,11 @@ export const PG_MIGRATIONS: readonly string[] = [
     recorded_at TEXT COLLATE "C" NOT NULL
   );
   `,
+  // 6: which admin token an operator session was started with (a fingerprint, never the token), so
+  // rotating ALVEARE_ADMIN_TOKEN on the nodes ends every operator session made with the old one.
+  `
+  ALTER TABLE sessions ADD COLUMN admin_token_digest TEXT COLLATE "C";
+  `,
 ];
 
 /** One lock for every migrating process, whatever node it runs on. */

@@ -2,7 +2,7 @@ import type pg from "pg";
 import type { InvitationRecord, Member, PeopleStore, Session } from "../store.js";
 import { inTransaction } from "./pg-pool.js";
 import { holdsNul } from "./pg-text.js";
-import { toMember, type MemberRow, type SessionRow } from "../rows.js";
+import { toMember, toSession, type MemberRow, type SessionRow } from "../rows.js";
 
 /** The dashboard's members, invitations and sessions in PostgreSQL. */
 export class PgPeopleStore implements PeopleStore {
@@ -71,21 +71,15 @@ export class PgPeopleStore implements PeopleStore {
   }
 
   async createSession(s: Session): Promise<void> {
-    await this.pool.query("INSERT INTO sessions (token_hash, member_id, admin, csrf_token, expires_at) VALUES ($1, $2, $3, $4, $5)", [
-      s.tokenHash,
-      s.memberId,
-      s.admin ? 1 : 0,
-      s.csrfToken,
-      s.expiresAt,
-    ]);
+    await this.pool.query(
+      "INSERT INTO sessions (token_hash, member_id, admin, csrf_token, expires_at, admin_token_digest) VALUES ($1, $2, $3, $4, $5, $6)",
+      [s.tokenHash, s.memberId, s.admin ? 1 : 0, s.csrfToken, s.expiresAt, s.adminTokenDigest],
+    );
   }
 
   async findSession(tokenHash: string, now: string): Promise<Session | undefined> {
     const { rows } = await this.pool.query<SessionRow>("SELECT * FROM sessions WHERE token_hash = $1 AND expires_at > $2", [tokenHash, now]);
-    const row = rows[0];
-    return (
-      row && { tokenHash: row.token_hash, memberId: row.member_id, admin: row.admin === 1, csrfToken: row.csrf_token, expiresAt: row.expires_at }
-    );
+    return rows[0] && toSession(rows[0]);
   }
 
   async deleteSession(tokenHash: string): Promise<void> {

@@ -136,4 +136,7 @@ export const MIGRATIONS: readonly Migration[] = [
   `,
   // 5: the audit log (its schema lives beside its queries in audit-log.ts).
   AUDIT_LOG_MIGRATION,
+  // 6: which admin token an operator session was started with (a fingerprint, never the token), so
+  // rotating ALVEARE_ADMIN_TOKEN ends every operator session made with the old one.
+  `ALTER TABLE sessions ADD COLUMN admin_token_digest TEXT;`,
 ];

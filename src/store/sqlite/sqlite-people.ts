@@ -1,5 +1,5 @@
 import type Database from "better-sqlite3";
-import { toMember, type MemberRow, type SessionRow } from "../rows.js";
+import { toMember, toSession, type MemberRow, type SessionRow } from "../rows.js";
 import type { InvitationRecord, Member, PeopleStore, Session } from "../store.js";
 
 /** The dashboard's members, invitations and sessions in SQLite. */
@@ -27,7 +27,8 @@ export class SqlitePeopleStore implements PeopleStore {
         )
         .pluck(),
       insertSession: db.prepare(
-        "INSERT INTO sessions (token_hash, member_id, admin, csrf_token, expires_at) VALUES (@tokenHash, @memberId, @admin, @csrfToken, @expiresAt)",
+        "INSERT INTO sessions (token_hash, member_id, admin, csrf_token, expires_at, admin_token_digest) " +
+          "VALUES (@tokenHash, @memberId, @admin, @csrfToken, @expiresAt, @adminTokenDigest)",
       ),
       findSession: db.prepare<[string, string], SessionRow>("SELECT * FROM sessions WHERE token_hash = ? AND expires_at > ?"),
       deleteSession: db.prepare("DELETE FROM sessions WHERE token_hash = ?"),
@@ -81,9 +82,7 @@ export class SqlitePeopleStore implements PeopleStore {
 
   async findSession(tokenHash: string, now: string): Promise<Session | undefined> {
     const row = this.statements.findSession.get(tokenHash, now);
-    return (
-      row && { tokenHash: row.token_hash, memberId: row.member_id, admin: row.admin === 1, csrfToken: row.csrf_token, expiresAt: row.expires_at }
-    );
+    return row && toSession(row);
   }
 
   async deleteSession(tokenHash: string): Promise<void> {
