@@ -179,6 +179,21 @@ describe("ALVEARE_ADMIN_TOKEN", () => {
     );
     assert.equal(loadConfig({}, { ALVEARE_ADMIN_TOKEN: "x".repeat(32) }).adminToken, "x".repeat(32));
   });
+
+  it("is refused at start when it holds whitespace (a Bearer header could never carry it), in one line naming the variable", () => {
+    for (const spaced of [
+      "correct horse battery staple admin token ",
+      `${"x".repeat(32)}\t`,
+      ` ${"x".repeat(32)}`,
+      `${"x".repeat(16)}\n${"x".repeat(16)}`,
+    ]) {
+      assert.throws(
+        () => loadConfig({}, { ALVEARE_ADMIN_TOKEN: spaced }),
+        (error: Error) => /^configuration error at ALVEARE_ADMIN_TOKEN: must not contain spaces or other whitespace[^\n]*$/.test(error.message),
+        JSON.stringify(spaced),
+      );
+    }
+  });
 });
 
 describe("admin API without ALVEARE_ADMIN_TOKEN", () => {

@@ -235,6 +235,10 @@ function adminTokenFrom(value: string | undefined): string | undefined {
     );
   }
   if (value.length > MAX_ADMIN_TOKEN_LENGTH) throw new ConfigError("ALVEARE_ADMIN_TOKEN", `must be at most ${MAX_ADMIN_TOKEN_LENGTH} characters`);
+  // It travels as "Authorization: Bearer TOKEN", which ends at the first whitespace: such a token could never be used.
+  if (/\s/.test(value)) {
+    throw new ConfigError("ALVEARE_ADMIN_TOKEN", "must not contain spaces or other whitespace (generate one with: openssl rand -hex 32)");
+  }
   return value;
 }
 
