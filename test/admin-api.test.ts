@@ -37,6 +37,9 @@ describe("admin API", () => {
       const from = `127.0.0.${10 + index}`;
       const anonymous = await call(server, method, path, body, {}, from);
       assert.equal(anonymous.status, 401);
+      assert.equal(errorCode(anonymous.json), "missing_admin_token");
+      assert.match((anonymous.json.error as { message: string }).message, /admin token \(ALVEARE_ADMIN_TOKEN\)/);
+      assert.doesNotMatch((anonymous.json.error as { message: string }).message, /API key|alv_live/);
       const wrong = await call(server, method, path, body, { authorization: `Bearer ${TOKEN}x` }, from);
       assert.equal(wrong.status, 401);
       assert.equal((wrong.json.error as { code: string }).code, "invalid_admin_token");

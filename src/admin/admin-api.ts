@@ -1,5 +1,5 @@
 import type { FastifyInstance } from "fastify";
-import { errors } from "../errors.js";
+import { ApiError, errors } from "../errors.js";
 import { bearerToken } from "../gate/credentials.js";
 import { checkCsrf, readCookie, SESSION_COOKIE, setSecurityHeaders } from "../dashboard/web-security.js";
 import { accountRoutes } from "./routes/accounts.js";
@@ -9,6 +9,15 @@ import { invitationRoutes } from "./routes/invitations.js";
 import { keyRoutes } from "./routes/keys.js";
 import { memberRoutes } from "./routes/members.js";
 import { usageRoutes } from "./routes/usage.js";
+
+/** The admin API wants the operator's admin token, not an account's API key: the answer says so. */
+const missingAdminToken = (): ApiError =>
+  new ApiError(
+    401,
+    "authentication_error",
+    "missing_admin_token",
+    "No admin token provided. Send the operator's admin token (ALVEARE_ADMIN_TOKEN) as 'Authorization: Bearer TOKEN', or sign in to the dashboard as the operator.",
+  );
 
 /** The admin API's resources, one file each under routes/. */
 const RESOURCES = [accountRoutes, keyRoutes, invitationRoutes, memberRoutes, usageRoutes, auditRoutes];
@@ -32,7 +41,7 @@ export function adminApi(options: AdminApiOptions) {
         }
       }
       const given = bearerToken(request.headers.authorization);
-      if (given === undefined) throw errors.missingApiKey();
+      if (given === undefined) throw missingAdminToken();
       // The same per-address limit as the operator's sign-in: the bearer token is the same secret.
       await options.people.checkAdminToken(given, request.ip, request.id);
       await options.audit.record(operator(request), {

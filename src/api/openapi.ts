@@ -72,7 +72,7 @@ const json = (name: SchemaName) => ({ "application/json": { schema: ref(name) } 
 /** Every error status the server answers, with the catalogue codes each one carries. */
 const ERROR_STATUSES = {
   400: "Invalid request: invalid_json, missing_parameter, invalid_parameter, model_not_found, context_length_exceeded, invalid_request (also a malformed URL).",
-  401: "Authentication failed: missing_api_key, invalid_api_key, revoked_api_key (invalid_admin_token on the admin API).",
+  401: "Authentication failed: missing_api_key, invalid_api_key, revoked_api_key (missing_admin_token, invalid_admin_token on the admin API).",
   403: "Not allowed: account_suspended, specialist_not_in_plan (key_limit_reached and csrf_failed on the admin API).",
   404: "not_found: no such route or resource (the whole admin API answers 404 while no admin token is configured).",
   408: "request_timeout: the request was not received in full in time.",
