@@ -205,6 +205,8 @@ describe("admin API without ALVEARE_ADMIN_TOKEN", () => {
     try {
       const r = await call(server, "GET", "/accounts", undefined, { authorization: "Bearer anything" });
       assert.equal(r.status, 404);
+      assert.equal(r.headers["x-frame-options"], "DENY", "with the admin API's headers, as every answer under /admin/api");
+      assert.equal(r.headers["cache-control"], "no-store");
     } finally {
       await server.close();
     }

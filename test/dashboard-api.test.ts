@@ -302,3 +302,42 @@ describe("operator sessions across a change of ALVEARE_ADMIN_TOKEN", () => {
     }
   });
 });
+
+describe("404s under /dashboard/ and /admin/api/", () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startTestServer({}, { gated: true, env: { ALVEARE_ADMIN_TOKEN: TOKEN } });
+  });
+  after(async () => {
+    await server.close();
+  });
+
+  it("carry the security and cache headers of every dashboard and admin answer, with or without a token", async () => {
+    const admin = { authorization: `Bearer ${TOKEN}` };
+    const cases: Array<[string, Record<string, string>]> = [
+      ["/dashboard/nope", {}],
+      ["/dashboard/api/nope", {}],
+      ["/dashboard/index.html", {}],
+      ["/dashboard/assets/nope.js", {}],
+      ["/admin/api/nope", {}],
+      ["/admin/api/nope", admin],
+      ["/admin/api/accounts/acct_x/nope", admin],
+    ];
+    for (const [path, headers] of cases) {
+      const r = await fetch(`${server.url}${path}`, { headers });
+      const what = `${path} ${JSON.stringify(Object.keys(headers))}`;
+      assert.equal(r.status, 404, what);
+      assert.equal(errorCode((await r.json()) as Record<string, unknown>), "not_found", what);
+      assert.match(r.headers.get("content-security-policy") ?? "", /frame-ancestors 'none'/, what);
+      assert.equal(r.headers.get("x-frame-options"), "DENY", what);
+      assert.equal(r.headers.get("cache-control"), "no-store", what);
+      assert.equal(r.headers.get("x-content-type-options"), "nosniff", what);
+    }
+    const found = await fetch(`${server.url}/admin/api/accounts`, { headers: admin });
+    assert.equal(found.status, 200);
+    assert.equal(found.headers.get("cache-control"), "no-store", "admin answers (a new key's secret among them) are never cached");
+    const elsewhere = await fetch(`${server.url}/nope`);
+    assert.equal(elsewhere.status, 404);
+    assert.equal(elsewhere.headers.get("content-security-policy"), null, "other 404s are the server's own");
+  });
+});

@@ -1,4 +1,4 @@
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyRequest } from "fastify";
 import { ApiError, errors } from "../errors.js";
 import { bearerToken } from "../gate/credentials.js";
 import { checkCsrf, readCookie, SESSION_COOKIE, setSecurityHeaders } from "../dashboard/web-security.js";
@@ -19,6 +19,8 @@ const missingAdminToken = (): ApiError =>
     "No admin token provided. Send the operator's admin token (ALVEARE_ADMIN_TOKEN) as 'Authorization: Bearer TOKEN', or sign in to the dashboard as the operator.",
   );
 
+const notFound = (request: FastifyRequest): ApiError => errors.notFound(request.method, request.url.split("?")[0] ?? "/");
+
 /** The admin API's resources, one file each under routes/. */
 const RESOURCES = [accountRoutes, keyRoutes, invitationRoutes, memberRoutes, usageRoutes, auditRoutes];
 
@@ -31,8 +33,10 @@ const RESOURCES = [accountRoutes, keyRoutes, invitationRoutes, memberRoutes, usa
 export function adminApi(options: AdminApiOptions) {
   return async (app: FastifyInstance): Promise<void> => {
     app.addHook("onRequest", async (request, reply) => {
-      if (options.token === undefined || options.token === "") throw errors.notFound(request.method, request.url.split("?")[0] ?? "/");
+      // Every answer, 404s included, carries the security headers and is never cached (it may hold a new key's secret).
       setSecurityHeaders(reply);
+      reply.header("cache-control", "no-store");
+      if (options.token === undefined || options.token === "" || request.is404) throw notFound(request);
       if (request.headers.authorization === undefined) {
         const session = await options.people.session(readCookie(request, SESSION_COOKIE));
         if (session?.admin === true) {
@@ -51,5 +55,10 @@ export function adminApi(options: AdminApiOptions) {
       });
     });
     for (const register of RESOURCES) register(app, options);
+    // Unknown paths under /admin/api are answered here, after the hook above set their headers (the server-wide
+    // 404 runs none of this scope's hooks); they are 404 with or without a token, as before.
+    app.setNotFoundHandler((request) => {
+      throw notFound(request);
+    });
   };
 }

@@ -43,5 +43,9 @@ export function dashboardRoutes(options: DashboardOptions) {
     });
 
     for (const register of RESOURCES) register(app, options);
+    // Unknown paths under /dashboard are answered in this scope, so its hook gives them the same headers.
+    app.setNotFoundHandler((request) => {
+      throw errors.notFound(request.method, request.url.split("?")[0] ?? "/");
+    });
   };
 }
