@@ -269,6 +269,13 @@ describe("audit log over HTTP", () => {
 
     for (const [query, param] of [
       ["since=yesterday-ish", "since"],
+      ["since=2026-02-30", "since"],
+      ["until=2025-02-29", "until"],
+      ["since=2026-04-31T10:00:00Z", "since"],
+      ["until=2026-13-01", "until"],
+      ["since=2026-02-10T24:00:00Z", "since"],
+      ["until=2026-02-10T23:59:60Z", "until"],
+      ["since=Feb%2030%202026", "since"],
       ["limit=0", "limit"],
       ["limit=5000", "limit"],
       ["cursor=-1", "cursor"],
@@ -278,6 +285,9 @@ describe("audit log over HTTP", () => {
       const r = await adminCall("GET", `/audit?${query}`);
       assert.equal(r.status, 400, query);
       assert.equal((r.json.error as { param: string }).param, param);
+    }
+    for (const good of ["since=2024-02-29", "until=2026-11-26T01:30:00Z", "since=2026-11-26T01:30:00.250%2B02:00", "until=2026-12-31T23:59"]) {
+      assert.equal((await adminCall("GET", `/audit?${good}`)).status, 200, good);
     }
   });
 

@@ -18,11 +18,34 @@ function text(query: Record<string, unknown>, name: string): string | undefined 
   return value;
 }
 
+/** An ISO 8601 date, or date and time with an optional fraction and zone: 2026-11-26, 2026-11-26T01:30:00.5+02:00. */
+const ISO_TIME = /^(\d{4})-(\d{2})-(\d{2})(?:[Tt ](\d{2}):(\d{2})(?::(\d{2})(?:\.\d{1,9})?)?(?:[Zz]|[+-](\d{2}):?(\d{2}))?)?$/;
+
+/** Whether each field is in range: Date.parse rolls 2026-02-30 over to March 2 and 24:00 to the next day instead of refusing them. */
+function inRange(m: RegExpExecArray): boolean {
+  const [year, month, day, hour = 0, minute = 0, second = 0, zoneHour = 0, zoneMinute = 0] = m
+    .slice(1)
+    .map((f) => (f === undefined ? undefined : Number(f)));
+  const daysInMonth = new Date(Date.UTC(year!, month!, 0)).getUTCDate();
+  return (
+    month! >= 1 &&
+    month! <= 12 &&
+    day! >= 1 &&
+    day! <= daysInMonth &&
+    hour <= 23 &&
+    minute <= 59 &&
+    second <= 59 &&
+    zoneHour <= 23 &&
+    zoneMinute <= 59
+  );
+}
+
 function time(query: Record<string, unknown>, name: string): string | undefined {
   const value = text(query, name);
   if (value === undefined) return undefined;
-  const ms = Date.parse(value);
-  if (Number.isNaN(ms)) throw errors.invalidParameter(name, "must be a date or time such as 2026-11-26 or 2026-11-26T01:30:00Z.");
+  const m = ISO_TIME.exec(value);
+  const ms = m === null || !inRange(m) ? NaN : Date.parse(value.replace(" ", "T"));
+  if (Number.isNaN(ms)) throw errors.invalidParameter(name, "must be a real date or time such as 2026-11-26 or 2026-11-26T01:30:00Z.");
   return new Date(ms).toISOString();
 }
 
