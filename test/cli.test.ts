@@ -6,6 +6,7 @@ import type { AddressInfo } from "node:net";
 import { join, resolve as resolvePath } from "node:path";
 import { describe, it } from "node:test";
 import { loadConfig } from "../src/config/config.js";
+import { People } from "../src/accounts/people.js";
 import { createStore } from "../src/store/create-store.js";
 import { cliJson, cliKey, spawnServe, tempDir, tinyModel } from "./helpers/fixtures.js";
 
@@ -319,6 +320,62 @@ describe("account administration from the CLI", () => {
     });
     assert.equal(bad.status, 2);
     assert.match(bad.stderr, /active or suspended/);
+  });
+
+  it("lists and removes members, by id or e-mail, ending their sessions at once", async () => {
+    const dataDir = tempDir();
+    const env = cleanEnv();
+    const run = (args: string[]) => cliJson([...args, "--data-dir", dataDir], env) as Record<string, unknown> & Array<Record<string, unknown>>;
+    const cli = (args: string[]) => spawnSync(process.execPath, [CLI, ...args, "--data-dir", dataDir], { env, encoding: "utf8" });
+    const { accountId } = cliKey(dataDir, "solo", env);
+    const other = cliKey(dataDir, "solo", env).accountId;
+    const dev = run(["members", "invite", "--account", accountId, "--email", "dev@example.com"]);
+    const ops = run(["members", "invite", "--account", accountId, "--email", "ops@example.com"]);
+    const elsewhere = run(["members", "invite", "--account", other, "--email", "else@example.com"]);
+    // Dev accepts and is signed in: removal from the CLI must end that session.
+    const stores = await createStore({ dataDir });
+    const people = new People(stores, undefined);
+    const session = await people.acceptInvitation(
+      /#invite=(\w+)$/.exec(dev.invite_path as unknown as string)![1]!,
+      "a long enough password",
+      "10.0.0.1",
+    );
+    try {
+      assert.deepEqual(
+        run(["members", "list", "--account", accountId]).map((m) => [m.email, m.status]),
+        [
+          ["dev@example.com", "active"],
+          ["ops@example.com", "invited"],
+        ],
+      );
+      assert.match(cli(["members", "list", "--account", accountId]).stdout, /dev@example\.com +active/);
+
+      const wrongAccount = cli(["members", "remove", "--account", accountId, "--member", elsewhere.member_id as unknown as string]);
+      assert.equal(wrongAccount.status, 1, "another account's member is not found");
+      assert.match(wrongAccount.stderr, /no member/);
+      assert.equal(cli(["members", "remove", "--account", accountId]).status, 2, "--member or --email is needed");
+
+      assert.equal(run(["members", "remove", "--account", accountId, "--email", "Dev@Example.com"]).removed, true);
+      assert.equal(await people.session(session.token), undefined, "the removed member's session has ended");
+      await assert.rejects(people.signIn("dev@example.com", "a long enough password", "10.0.0.1"), /Wrong email or password/);
+      assert.match(
+        cli(["members", "remove", "--account", accountId, "--member", ops.member_id as unknown as string]).stdout,
+        /removed member mem_\w+ \(ops@example\.com\)/,
+      );
+      assert.deepEqual(run(["members", "list", "--account", accountId]), []);
+      assert.equal(run(["members", "list", "--account", other]).length, 1, "another account's members stay");
+      assert.equal(run(["members", "invite", "--account", other, "--email", "dev@example.com"]).email, "dev@example.com", "the e-mail is free again");
+      const audit = run(["audit", "--action", "member.removed"]) as unknown as { data: Array<{ actor: string; target: string }> };
+      assert.deepEqual(
+        audit.data.map((r) => [r.actor, r.target]),
+        [
+          ["cli", `member:${ops.member_id as unknown as string}`],
+          ["cli", `member:${dev.member_id as unknown as string}`],
+        ],
+      );
+    } finally {
+      await stores.close();
+    }
   });
 
   it("holds names to the API's length limits: account names 200, key names 100", () => {

@@ -341,3 +341,110 @@ describe("404s under /dashboard/ and /admin/api/", () => {
     assert.equal(elsewhere.headers.get("content-security-policy"), null, "other 404s are the server's own");
   });
 });
+
+describe("removing a member", () => {
+  let server: TestServer;
+  let operator: Browser;
+  const PASSWORD = "correct horse battery";
+  before(async () => {
+    server = await startTestServer({}, { gated: true, env: { ALVEARE_ADMIN_TOKEN: TOKEN } });
+    operator = new Browser(server);
+    assert.equal((await operator.call("POST", "/dashboard/api/admin-login", { token: TOKEN })).status, 200);
+  });
+  after(async () => {
+    await server.close();
+  });
+
+  const newAccount = async (name: string): Promise<string> =>
+    (await operator.call("POST", "/admin/api/accounts", { name, plan: "starter" })).json.id as string;
+  const invite = async (accountId: string, email: string): Promise<{ memberId: string; token: string }> => {
+    const invited = await operator.call("POST", `/admin/api/accounts/${accountId}/invitations`, { email });
+    assert.equal(invited.status, 201, JSON.stringify(invited.json));
+    return { memberId: invited.json.member_id as string, token: /#invite=(\w+)$/.exec(invited.json.invite_path as string)![1]! };
+  };
+  const join = async (accountId: string, email: string): Promise<{ memberId: string; browser: Browser }> => {
+    const { memberId, token } = await invite(accountId, email);
+    const browser = new Browser(server);
+    assert.equal((await browser.call("POST", "/dashboard/api/invitations/accept", { token, password: PASSWORD })).status, 200);
+    return { memberId, browser };
+  };
+
+  it("ends their sessions and password at once, frees the e-mail, and is audited", async () => {
+    const accountId = await newAccount("removal-co");
+    const { memberId, browser: dana } = await join(accountId, "dana@example.com");
+    const phone = new Browser(server, "127.0.0.2");
+    assert.equal((await phone.call("POST", "/dashboard/api/login", { email: "dana@example.com", password: PASSWORD })).status, 200);
+    const pending = await invite(accountId, "pending@example.com");
+
+    const removed = await operator.call("DELETE", `/admin/api/accounts/${accountId}/members/${memberId}`);
+    assert.equal(removed.status, 204, JSON.stringify(removed.json));
+    for (const session of [dana, phone]) {
+      assert.equal((await session.call("GET", "/dashboard/api/session")).status, 401, "every session of the member ends at once");
+      assert.equal((await session.call("GET", "/dashboard/api/keys")).status, 401);
+    }
+    const again = new Browser(server, "127.0.0.3");
+    assert.equal(
+      (await again.call("POST", "/dashboard/api/login", { email: "dana@example.com", password: PASSWORD })).status,
+      401,
+      "the password is gone",
+    );
+    const members = await operator.call("GET", `/admin/api/accounts/${accountId}/members`);
+    assert.deepEqual(
+      (members.json.data as Array<{ email: string }>).map((m) => m.email),
+      ["pending@example.com"],
+    );
+
+    // A pending invitation dies with its member.
+    assert.equal((await operator.call("DELETE", `/admin/api/accounts/${accountId}/members/${pending.memberId}`)).status, 204);
+    const late = await new Browser(server).call("POST", "/dashboard/api/invitations/accept", { token: pending.token, password: PASSWORD });
+    assert.equal(late.status, 400, "the removed member's invitation no longer works");
+
+    // The e-mail can be invited again, to this account or another; the old password does not come back.
+    const rejoined = await join(accountId, "dana@example.com");
+    assert.notEqual(rejoined.memberId, memberId);
+    assert.equal((await rejoined.browser.call("GET", "/dashboard/api/session")).json.email, "dana@example.com");
+    assert.equal((await operator.call("DELETE", `/admin/api/accounts/${accountId}/members/${rejoined.memberId}`)).status, 204);
+    const otherAccount = await newAccount("elsewhere-co");
+    await invite(otherAccount, "dana@example.com");
+    assert.equal((await again.call("POST", "/dashboard/api/login", { email: "dana@example.com", password: PASSWORD })).status, 401);
+
+    const audit = await operator.call("GET", `/admin/api/audit?action=member.removed&account=${accountId}`);
+    const records = audit.json.data as Array<{ actor: string; target: string; detail: { email: string } }>;
+    assert.deepEqual(
+      records.map((r) => [r.actor, r.target, r.detail.email]),
+      [
+        ["operator", `member:${rejoined.memberId}`, "dana@example.com"],
+        ["operator", `member:${pending.memberId}`, "pending@example.com"],
+        ["operator", `member:${memberId}`, "dana@example.com"],
+      ],
+    );
+  });
+
+  it("is 404 for another account's member or an unknown one, and 401 for a member or without the admin token", async () => {
+    const ours = await newAccount("ours-co");
+    const theirs = await newAccount("theirs-co");
+    const { memberId: erin, browser: erinBrowser } = await join(ours, "erin@example.com");
+    const { memberId: frank } = await join(theirs, "frank@example.com");
+    for (const path of [
+      `/admin/api/accounts/${ours}/members/${frank}`,
+      `/admin/api/accounts/${ours}/members/mem_nosuchmember`,
+      `/admin/api/accounts/acct_nosuch/members/${erin}`,
+    ]) {
+      const r = await operator.call("DELETE", path);
+      assert.equal(r.status, 404, path);
+      assert.equal(errorCode(r.json), "not_found", path);
+    }
+    const path = `/admin/api/accounts/${ours}/members/${erin}`;
+    assert.equal((await erinBrowser.call("DELETE", path)).status, 401, "a member's cookie is not the operator's");
+    assert.equal((await requestFrom("127.0.0.1", `${server.url}${path}`, { method: "DELETE" })).status, 401, "nor is no token at all");
+    assert.equal(
+      (await operator.call("DELETE", path, undefined, { "x-csrf-token": "wrong" })).status,
+      403,
+      "the operator's cookie needs its CSRF token",
+    );
+    assert.equal((await erinBrowser.call("GET", "/dashboard/api/session")).status, 200, "erin is still a member");
+    const byToken = await requestFrom("127.0.0.1", `${server.url}${path}`, { method: "DELETE", headers: { authorization: `Bearer ${TOKEN}` } });
+    assert.equal(byToken.status, 204, "a script removes with the bearer token and no body");
+    assert.equal((await erinBrowser.call("GET", "/dashboard/api/session")).status, 401);
+  });
+});

@@ -461,5 +461,28 @@ for (const backend of BACKENDS) {
         assert.equal(await people.findSession("s_op", NOW), undefined);
       });
     });
+
+    it("deletes a member with their sessions and invitations at once, and frees the e-mail", async () => {
+      await withStores(backend, async ({ accounts, people }) => {
+        await accounts.createAccount(account("acct_a"));
+        await people.createMember(member("m1", "acct_a", "a@example.com"));
+        await people.createMember(member("m2", "acct_a", "b@example.com"));
+        const expiresAt = "2026-03-11T00:00:00.000Z";
+        await people.createSession({ tokenHash: "s1", memberId: "m1", admin: false, csrfToken: "c1", expiresAt, adminTokenDigest: null });
+        await people.createSession({ tokenHash: "s2", memberId: "m2", admin: false, csrfToken: "c2", expiresAt, adminTokenDigest: null });
+        await people.createInvitation("inv_used", "m1", expiresAt);
+        assert.equal(await people.useInvitation("inv_used", NOW), "m1");
+        await people.createInvitation("inv_open", "m1", expiresAt);
+        assert.equal(await people.deleteMember("m1"), true);
+        assert.equal(await people.getMember("m1"), undefined);
+        assert.equal(await people.findSession("s1", NOW), undefined, "the member's sessions end");
+        assert.equal(await people.findInvitation("inv_open"), undefined, "and their invitations, used or not");
+        assert.equal(await people.findInvitation("inv_used"), undefined);
+        assert.notEqual(await people.findSession("s2", NOW), undefined, "no one else's");
+        assert.equal(await people.deleteMember("m1"), false, "a second removal finds no one");
+        await people.createMember(member("m3", "acct_a", "a@example.com"));
+        assert.equal((await people.findMemberByEmail("a@example.com"))?.id, "m3", "the e-mail can belong to someone again");
+      });
+    });
   });
 }

@@ -9,6 +9,7 @@ const ACTIONS = [
   "key.revoked",
   "member.invited",
   "member.joined",
+  "member.removed",
   "sign_in.succeeded",
   "sign_in.failed",
   "operator.signed_in",

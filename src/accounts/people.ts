@@ -95,6 +95,20 @@ export class People {
     return { member, token };
   }
 
+  /**
+   * Removes a member of an account: their sessions end and their invitations stop working at once (they are
+   * looked up on every request, so on every node), and the e-mail is free to be invited again. 404 for an
+   * unknown member or one of another account.
+   */
+  async removeMember(context: AuditContext, accountId: string, memberId: string): Promise<Member> {
+    const member = await this.stores.people.getMember(memberId);
+    if (member === undefined || member.accountId !== accountId || !(await this.stores.people.deleteMember(member.id))) {
+      throw errors.notFoundResource(`no member '${shortened(memberId)}' in account '${shortened(accountId)}'`);
+    }
+    await this.stores.audit.record(context, { action: "member.removed", accountId, target: `member:${member.id}`, detail: { email: member.email } });
+    return member;
+  }
+
   /** Sets the password of an invited member (ending the member's other sessions) and signs them in. */
   async acceptInvitation(token: string, password: string, address: string, requestId: string | null = null): Promise<StartedSession> {
     checkPasswordPolicy(password);

@@ -109,7 +109,7 @@ const ADMIN: readonly ErrorStatus[] = [401, 403, 404, 429];
 type Security = "public" | "apiKey" | "admin";
 
 interface Operation {
-  method: "get" | "post" | "patch";
+  method: "get" | "post" | "patch" | "delete";
   /** The route as Fastify registers it (`:id` for a path parameter). */
   path: string;
   summary: string;
@@ -119,8 +119,8 @@ interface Operation {
   /** Body optional (POST /admin/api/accounts/:id/keys takes none for a live key without a name). */
   bodyOptional?: boolean;
   query?: ReadonlyArray<{ name: string; description: string; schema: object }>;
-  /** Success statuses with their body. */
-  ok: Readonly<Record<number, { description: string; content: Record<string, unknown> }>>;
+  /** Success statuses with their body (none for a 204). */
+  ok: Readonly<Record<number, { description: string; content?: Record<string, unknown> }>>;
   errors: readonly ErrorStatus[];
 }
 
@@ -311,6 +311,15 @@ export const OPERATIONS: readonly Operation[] = [
     tag: "Admin",
     security: "admin",
     ok: { 200: ok("The members.", "MemberList") },
+    errors: ADMIN,
+  },
+  {
+    method: "delete",
+    path: "/admin/api/accounts/:id/members/:memberId",
+    summary: "Remove a member: their sessions end and their password and invitations stop working at once; the e-mail can be invited again.",
+    tag: "Admin",
+    security: "admin",
+    ok: { 204: { description: "Removed." } },
     errors: ADMIN,
   },
   {

@@ -1,7 +1,7 @@
 import { existsSync } from "node:fs";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { DEFAULT_REDIS_PREFIX, type ServerConfig } from "../config/config.js";
-import { accountJson, createdKeyJson, invitationJson, keyJson } from "../api/resources.js";
+import { accountJson, createdKeyJson, invitationJson, keyJson, memberJson } from "../api/resources.js";
 import { People } from "../accounts/people.js";
 import { AccountService } from "../accounts/accounts.js";
 import { KEY_MODES } from "../gate/credentials.js";
@@ -129,8 +129,11 @@ export function registerAccountCommands(program: Command): void {
 
   const members = program
     .command("members")
-    .description("invite people into an account's dashboard")
-    .addHelpText("after", "\nExample:\n  $ alveare members invite --account acct_7Hq2mXv9LpR4sTn1 --email dev@example.com");
+    .description("invite, list and remove the people of an account's dashboard")
+    .addHelpText(
+      "after",
+      "\nExamples:\n  $ alveare members invite --account acct_7Hq2mXv9LpR4sTn1 --email dev@example.com\n  $ alveare members list --account acct_7Hq2mXv9LpR4sTn1\n  $ alveare members remove --account acct_7Hq2mXv9LpR4sTn1 --email dev@example.com",
+    );
   storeCommand(members, "invite", "invite a person by e-mail; prints the one-time invitation link")
     .requiredOption("--account <id>", "the account they join")
     .requiredOption("--email <email>", "their e-mail address (their sign-in name)")
@@ -148,6 +151,45 @@ export function registerAccountCommands(program: Command): void {
           );
       }),
     );
+
+  storeCommand(members, "list", "list an account's members and whether each has accepted the invitation")
+    .requiredOption("--account <id>", "the account")
+    .addHelpText("after", "\nExample:\n  $ alveare members list --account acct_7Hq2mXv9LpR4sTn1")
+    .action((o: StoreOptions & { account: string }) =>
+      withStore(o, async ({ stores, accounts: service, json }) => {
+        const list = (await stores.people.listMembers((await service.getAccount(o.account)).id)).map(memberJson);
+        if (json) {
+          printJson(list);
+          return;
+        }
+        print(
+          table(
+            ["id", "email", "status", "created"],
+            list.map((m) => [m.id, m.email, m.status, shortTime(m.created_at)]),
+            `account ${o.account} has no members; invite one with: alveare members invite --account ${o.account} --email EMAIL`,
+          ),
+        );
+      }),
+    );
+  storeCommand(members, "remove", "remove a member: their sessions end and their password and invitations stop working at once")
+    .requiredOption("--account <id>", "the account they belong to")
+    .option("--member <id>", "the member's id, as printed by members list")
+    .option("--email <email>", "or their e-mail address")
+    .addHelpText(
+      "after",
+      "\nThe e-mail can be invited again afterwards.\n\nExamples:\n  $ alveare members remove --account acct_7Hq2mXv9LpR4sTn1 --member mem_4Kd9sLq2WxZ7pNc1\n  $ alveare members remove --account acct_7Hq2mXv9LpR4sTn1 --email dev@example.com",
+    )
+    .action((o: StoreOptions & { account: string; member?: string; email?: string }, command: Command) => {
+      if ((o.member === undefined) === (o.email === undefined)) command.error("error: give --member or --email (one of them)", { exitCode: 2 });
+      return withStore(o, async ({ stores, json }) => {
+        const byEmail = o.email === undefined ? undefined : await stores.people.findMemberByEmail(o.email.trim().toLowerCase());
+        const memberId = o.member ?? byEmail?.id;
+        if (memberId === undefined) throw new RuntimeError(`no member '${o.email ?? ""}' in account '${o.account}'`);
+        const removed = await new People(stores, undefined).removeMember(CLI_CONTEXT, o.account, memberId);
+        if (json) printJson({ ...memberJson(removed), removed: true });
+        else print(`removed member ${removed.id} (${removed.email}) from account ${o.account}; their sessions have ended`);
+      });
+    });
 
   const keys = program
     .command("keys")

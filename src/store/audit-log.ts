@@ -14,6 +14,7 @@ export type AuditAction =
   | "key.revoked"
   | "member.invited"
   | "member.joined"
+  | "member.removed"
   | "sign_in.succeeded"
   | "sign_in.failed"
   | "operator.signed_in"
@@ -29,6 +30,7 @@ export const AUDIT_ACTIONS: readonly AuditAction[] = [
   "key.revoked",
   "member.invited",
   "member.joined",
+  "member.removed",
   "sign_in.succeeded",
   "sign_in.failed",
   "operator.signed_in",

@@ -181,6 +181,8 @@ export interface PeopleStore {
   createSession(session: Session): Promise<void>;
   findSession(tokenHash: string, now: string): Promise<Session | undefined>;
   deleteSession(tokenHash: string): Promise<void>;
+  /** Deletes a member with all of their sessions and invitations, atomically; false when there is no such member. */
+  deleteMember(id: string): Promise<boolean>;
 }
 
 /** The three stores of one backend, and the one way to release it. */

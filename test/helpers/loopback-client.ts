@@ -16,7 +16,11 @@ export function requestFrom(
   options: { method?: string; headers?: Record<string, string>; body?: unknown } = {},
 ): Promise<LoopbackResponse> {
   const body = options.body === undefined ? undefined : typeof options.body === "string" ? options.body : JSON.stringify(options.body);
-  const headers: Record<string, string> = { ...(body === undefined ? {} : { "content-type": "application/json" }), ...options.headers };
+  // Content-Length always with a body: Node sends a DELETE's body without one (nor chunking), which no server can read.
+  const headers: Record<string, string> = {
+    ...(body === undefined ? {} : { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)) }),
+    ...options.headers,
+  };
   return new Promise((resolve, reject) => {
     const req = request(url, { method: options.method ?? (body === undefined ? "GET" : "POST"), headers, localAddress }, (res) => {
       const chunks: Buffer[] = [];

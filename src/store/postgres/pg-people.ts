@@ -85,4 +85,16 @@ export class PgPeopleStore implements PeopleStore {
   async deleteSession(tokenHash: string): Promise<void> {
     await this.pool.query("DELETE FROM sessions WHERE token_hash = $1", [tokenHash]);
   }
+
+  async deleteMember(id: string): Promise<boolean> {
+    return inTransaction(this.pool, async (client) => {
+      // Locked first: a sign-in or invitation of this member on another node waits, then finds no member.
+      const found = await client.query("SELECT 1 FROM members WHERE id = $1 FOR UPDATE", [id]);
+      if (found.rowCount === 0) return false;
+      await client.query("DELETE FROM sessions WHERE member_id = $1", [id]);
+      await client.query("DELETE FROM invitations WHERE member_id = $1", [id]);
+      await client.query("DELETE FROM members WHERE id = $1", [id]);
+      return true;
+    });
+  }
 }

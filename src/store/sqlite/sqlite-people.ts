@@ -32,6 +32,8 @@ export class SqlitePeopleStore implements PeopleStore {
       ),
       findSession: db.prepare<[string, string], SessionRow>("SELECT * FROM sessions WHERE token_hash = ? AND expires_at > ?"),
       deleteSession: db.prepare("DELETE FROM sessions WHERE token_hash = ?"),
+      dropInvitations: db.prepare("DELETE FROM invitations WHERE member_id = ?"),
+      deleteMember: db.prepare("DELETE FROM members WHERE id = ?"),
     };
   }
 
@@ -87,5 +89,13 @@ export class SqlitePeopleStore implements PeopleStore {
 
   async deleteSession(tokenHash: string): Promise<void> {
     this.statements.deleteSession.run(tokenHash);
+  }
+
+  async deleteMember(id: string): Promise<boolean> {
+    return this.db.transaction(() => {
+      this.statements.endSessionsOf.run(id);
+      this.statements.dropInvitations.run(id);
+      return this.statements.deleteMember.run(id).changes > 0;
+    })();
   }
 }
