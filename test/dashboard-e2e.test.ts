@@ -323,6 +323,14 @@ describe("dashboard in a real browser", { skip: noChromium }, () => {
     assert.match((await late.getByTestId("invitation-state").textContent()) ?? "", /has expired/);
     await late.close();
 
+    // Removing a member is confirmed in the page, naming them; their row goes, and so does their session.
+    await operator.getByRole("button", { name: "Remove member late@acme.example" }).click();
+    const removal = operator.getByRole("dialog");
+    await removal.getByRole("heading", { name: "Remove late@acme.example from acme?" }).waitFor();
+    await removal.getByRole("button", { name: "Remove member" }).click();
+    await operator.getByRole("row", { name: /late@acme\.example/ }).waitFor({ state: "detached" });
+    await operator.getByRole("row", { name: /dev@acme\.example/ }).waitFor();
+
     assert.deepEqual([...operatorCsp, ...memberCsp], [], "nothing the pages do is blocked by their CSP");
     await context.close();
     await operatorContext.close();

@@ -85,6 +85,32 @@ function inviteForm(account: Json, members: Json[]): HTMLElement {
   });
 }
 
+/** Removes a member after an in-page confirmation naming them and the account; their sessions end at once. */
+function removeMemberButton(account: Json, member: Json): HTMLElement {
+  const id = String(account.id);
+  const email = String(member.email);
+  return h(
+    "button",
+    {
+      type: "button",
+      class: "secondary",
+      "aria-label": `Remove member ${email}`,
+      onclick: () =>
+        confirmAction(
+          `Remove ${email} from ${String(account.name)}?`,
+          "They are signed out at once, and neither their password nor any invitation of theirs works any more. You can invite the e-mail again later.",
+          "Remove member",
+          async () => {
+            await api("DELETE", `/admin/api/accounts/${id}/members/${String(member.id)}`);
+            say(`${email} removed`);
+            await accountView(id);
+          },
+        ),
+    },
+    "Remove",
+  );
+}
+
 export async function accountView(id: string): Promise<void> {
   const base = `/admin/api/accounts/${id}`;
   const [account, keys, members, usage, breakdown] = await Promise.all([
@@ -206,8 +232,13 @@ export async function accountView(id: string): Promise<void> {
       members.data.length === 0
         ? h("p", { class: "empty" }, "No members yet. Invite the first one below.")
         : table(
-            ["Email", "Status", "Invited"],
-            members.data.map((m) => [String(m.email), h("span", { class: `badge ${String(m.status)}` }, String(m.status)), when(m.created_at)]),
+            ["Email", "Status", "Invited", "Action"],
+            members.data.map((m) => [
+              String(m.email),
+              h("span", { class: `badge ${String(m.status)}` }, String(m.status)),
+              when(m.created_at),
+              removeMemberButton(account, m),
+            ]),
           ),
       h("h3", {}, "Invite a member"),
       inviteForm(account, members.data),
