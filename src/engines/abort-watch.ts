@@ -24,3 +24,20 @@ export function signalSource(signal: AbortSignal): AbortSource {
     },
   };
 }
+
+/**
+ * Waits for a paused stream's reader to catch up, or for the request's abort
+ * (a shutdown's deadline, the client gone): a paused generation must not hold
+ * either up.
+ */
+export function caughtUpOrAborted(behind: Promise<void>, signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise<void>((resolve) => {
+    const done = (): void => {
+      signal.removeEventListener("abort", done);
+      resolve();
+    };
+    signal.addEventListener("abort", done, { once: true });
+    void behind.then(done, done);
+  });
+}

@@ -20,6 +20,7 @@ import { errors } from "../../errors.js";
 import { StopScanner } from "../stop-scanner.js";
 import type { ToolCall } from "../tools.js";
 import type { ChatMessage, ChoiceResult, Engine, FinishReason, GenerationRequest, GenerationResult, TokenLogprob } from "../types.js";
+import { caughtUpOrAborted } from "../abort-watch.js";
 import type { GrammarCache } from "./grammars.js";
 import { snapshotKey, type PrefixSnapshotStore } from "./prefix-snapshots.js";
 import { SequencePool } from "./sequence-pool.js";
@@ -431,7 +432,7 @@ export class EmbeddedEngine implements Engine {
         if (scanner.stopped) break;
         // The next token is not asked for while the client has not taken the text already sent.
         const behind = request.whenWritable?.();
-        if (behind !== undefined) await behind;
+        if (behind !== undefined) await caughtUpOrAborted(behind, request.signal);
         if (request.signal.aborted) {
           aborted = true;
           break;

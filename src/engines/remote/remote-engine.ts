@@ -2,7 +2,7 @@ import { Agent, errors as undiciErrors, request, type Dispatcher } from "undici"
 import { readSseData } from "../../api/sse.js";
 import { ApiError, errors } from "../../errors.js";
 import { labelGrammar } from "../embedded/grammars.js";
-import { signalSource } from "../abort-watch.js";
+import { caughtUpOrAborted, signalSource } from "../abort-watch.js";
 import type { AbortWatch, ChoiceResult, Engine, FinishReason, GenerationRequest, GenerationResult, TokenLogprob } from "../types.js";
 import { upstreamLogprobs, type UpstreamLogprobs } from "./remote-logprobs.js";
 import { ToolCallStream, upstreamMessages, upstreamToolFields, wholeToolCalls, type UpstreamToolCall } from "./remote-tools.js";
@@ -400,7 +400,7 @@ export class RemoteEngine implements Engine {
       }
       // Not reading on while our client is behind leaves the rest in the upstream's socket, not in memory.
       const behind = req.whenWritable?.();
-      if (behind !== undefined) await behind;
+      if (behind !== undefined) await caughtUpOrAborted(behind, req.signal);
       if (req.signal.aborted) {
         response.body.destroy();
         return { text: choices[0]!.text, promptTokens: usage?.prompt_tokens ?? 0, completionTokens: chunks, finishReason: "stop", aborted: true };
