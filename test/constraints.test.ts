@@ -149,8 +149,10 @@ describe("output constraints hold at temperature 2.0", () => {
         c: { type: ["object", "null"], properties: { x: { type: "boolean" } }, required: ["x"] },
         d: { type: ["array", "string"], items: { type: "integer" }, maxItems: 2, maxLength: 4 },
         e: { type: "string", format: "email", maxLength: 6 },
+        // The type beside the alternatives holds in each (node-llama-cpp alone would answer null for the first).
+        f: { type: "string", oneOf: [{ maxLength: 2 }, { const: "long" }] },
       },
-      required: ["a", "b", "c", "d", "e"],
+      required: ["a", "b", "c", "d", "e", "f"],
     };
     const emails = new Set<string>();
     // Lengths in characters (code points), as JSON Schema counts them.
@@ -165,6 +167,7 @@ describe("output constraints hold at temperature 2.0", () => {
       assert.ok((typeof d === "string" && chars(d) <= 4) || (Array.isArray(d) && d.length <= 2 && d.every(Number.isInteger)), content);
       assert.equal(typeof v.e, "string", content);
       emails.add(v.e as string);
+      assert.ok(v.f === "long" || (typeof v.f === "string" && chars(v.f) <= 2), content);
     }
     assert.ok(emails.size > 1, "a format the grammar does not hold leaves the string free, not forced empty");
   });
@@ -194,9 +197,20 @@ describe("output constraints hold at temperature 2.0", () => {
       /schema\.properties\.a\.items is a list; write the tuple as 'prefixItems'/,
     );
     assert.match(await refused({ type: "object", properties: { a: { type: "string" } }, required: ["b"] }), /'required' names "b"/);
-    assert.match(await refused({ type: "object", properties: { a: {}, b: {} }, maxProperties: 1 }), /maxProperties \(1\)/);
+    assert.match(
+      await refused({ type: "object", properties: { a: { type: "string" }, b: { type: "string" } }, maxProperties: 1 }),
+      /maxProperties \(1\)/,
+    );
     assert.match(await refused({ type: "object", properties: { a: {} }, anyOf: [{ required: ["a"] }] }), /'properties' beside 'anyOf'/);
     assert.match(await refused(object(false as unknown as object)), /schema\.properties\.a is false/);
+    // A schema with nothing to hold it to would be answered null, whatever the caller meant.
+    assert.match(await refused(object({})), /schema\.properties\.a has no 'type'/);
+    assert.match(await refused(object({ description: "anything" })), /schema\.properties\.a has no 'type'/);
+    assert.match(await refused(object(true as unknown as object)), /schema\.properties\.a is true/);
+    assert.match(
+      await refused({ ...object({ type: "string", $ref: "#/$defs/s" }), $defs: { s: { type: "string", maxLength: 2 } } }),
+      /'type' beside '\$ref'/,
+    );
   });
 
   it("refuses a schema it cannot enforce with a 400 naming the parameter", async () => {

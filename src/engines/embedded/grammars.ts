@@ -61,11 +61,15 @@ const HELD_FORMATS = new Set(["date", "time", "date-time"]);
  */
 export function toGrammarSchema(schema: unknown, path = "schema"): unknown {
   if (schema === false) throw new Error(`${path} is false, which no value meets`);
+  if (schema === true) throw new Error(`${path} is true (any value), which the grammar cannot hold; give it a 'type'`);
   if (!isSchemaObject(schema)) return schema;
   const at = (key: string): string => `${path}.${key}`;
   for (const key of UNHELD_KEYWORDS) {
     if (key in schema) throw new Error(`'${key}' at ${path} is not held by the grammar; write the schema without it`);
   }
+  // Without any of these node-llama-cpp allows only null: an answer that meets the schema only by accident.
+  if (!["type", "enum", "const", "$ref", "oneOf", "anyOf"].some((key) => key in schema))
+    throw new Error(`${path} has no 'type' (nor 'enum', 'const', '$ref' or alternatives), so the grammar would allow only null; give it a 'type'`);
   if ("anyOf" in schema && "oneOf" in schema) throw new Error(`${path} has both 'anyOf' and 'oneOf'; the grammar holds one list of alternatives`);
   if (Array.isArray(schema.items)) throw new Error(`${at("items")} is a list; write the tuple as 'prefixItems'`);
   const { type } = schema;
@@ -76,6 +80,15 @@ export function toGrammarSchema(schema: unknown, path = "schema"): unknown {
   }
   const alternatives = schema.anyOf ?? schema.oneOf;
   const choosing = alternatives !== undefined || typeof schema.$ref === "string";
+  if (typeof schema.$ref === "string" && type !== undefined)
+    throw new Error(`'type' beside '$ref' at ${path} is not held by the grammar; put it in the definition`);
+  if (alternatives !== undefined && typeof type === "string" && Array.isArray(alternatives)) {
+    // node-llama-cpp reads only the alternatives: the type goes into each one that has none of its own.
+    const { type: _type, ...rest } = schema;
+    const key = schema.anyOf === undefined ? "oneOf" : "anyOf";
+    const typed = alternatives.map((sub: unknown) => (isSchemaObject(sub) && !("type" in sub) && !("$ref" in sub) ? { type, ...sub } : sub));
+    return toGrammarSchema({ ...rest, [key]: typed }, path);
+  }
   if (choosing) {
     const dropped = SHAPE_KEYWORDS.find((key) => key in schema);
     if (dropped !== undefined) {
