@@ -10,7 +10,7 @@ import { AdmissionBatch } from "../src/store/postgres/pg-admissions.js";
 import { CompletionBatch } from "../src/store/postgres/pg-completions.js";
 import { FINISH_ONE, outcomeParams, PgLedger, PG_USAGE_QUERIES } from "../src/store/postgres/pg-ledger.js";
 import { openPool } from "../src/store/postgres/pg-pool.js";
-import type { CompletionRecord, Stores } from "../src/store/store.js";
+import { UnrecordedOutcomeError, type CompletionRecord, type Stores } from "../src/store/store.js";
 import { createKey, postJson, startTestServer, tempDir, tinyModel } from "./helpers/fixtures.js";
 import { startTcpProxy } from "./helpers/tcp-proxy.js";
 import { dropAllDatabases, freshDatabase, TEST_REDIS_URL } from "./helpers/postgres.js";
@@ -607,7 +607,7 @@ describe("PostgreSQL: a node that missed its lease", () => {
 });
 
 describe("PostgreSQL: a completion while the database is unreachable", () => {
-  it("is kept and written once the database answers again, not left open to be settled as not delivered", async () => {
+  it("is kept and written once the database answers again, not left open to be settled as not delivered; a success is refused and written as that refusal", async () => {
     const databaseUrl = await freshDatabase();
     const proxy = await startTcpProxy(Number(new URL(databaseUrl).port || 5432), new URL(databaseUrl).hostname);
     const viaProxy = new URL(databaseUrl);
@@ -616,20 +616,33 @@ describe("PostgreSQL: a completion while the database is unreachable", () => {
     const direct = await createStore({ dataDir: tempDir(), databaseUrl });
     try {
       await direct.accounts.createAccount(account("acct_a"));
-      const eventId = await node.ledger.admit(admission(10, 1));
-      assert.ok(eventId !== undefined);
+      const failed = await node.ledger.admit(admission(10, 1));
+      const served = await node.ledger.admit(admission(10, 2));
+      assert.ok(failed !== undefined && served !== undefined);
       proxy.cut();
-      await node.ledger.complete(completion(eventId, { promptTokens: 2, completionTokens: 3 }));
-      assert.equal((await direct.ledger.periodUsage("acct_a", "live", PERIOD)).tokens, 0, "nothing written while cut off");
+      // A failure its client sees anyway (an upstream's 502, with the tokens it took) is kept for later.
+      await node.ledger.complete(completion(failed, { status: 502, promptTokens: 2, completionTokens: 3 }));
+      // A success cannot be answered as one: refused, and kept as that refusal.
+      await assert.rejects(node.ledger.complete(completion(served, { promptTokens: 4, completionTokens: 4 })), UnrecordedOutcomeError);
+      const open = await direct.ledger.periodUsage("acct_a", "live", PERIOD);
+      assert.deepEqual([open.requests, open.tokens], [2, 0], "nothing written while cut off");
       proxy.restore();
-      let usage = await direct.ledger.periodUsage("acct_a", "live", PERIOD);
+      let usage = open;
       const deadline = Date.now() + 30_000;
-      while (usage.tokens === 0) {
-        assert.ok(Date.now() < deadline, "the kept completion was never written");
+      while (usage.requests !== 0) {
+        assert.ok(Date.now() < deadline, "the kept completions were never written");
         await new Promise((r) => setTimeout(r, 100));
         usage = await direct.ledger.periodUsage("acct_a", "live", PERIOD);
       }
-      assert.deepEqual(usage, { requests: 1, tokens: 5, bySpecialist: { classify: 1 } });
+      // Both are written, neither counts (a 502 and a 503 are given back), and neither row is left open.
+      assert.deepEqual([usage.requests, usage.tokens], [0, 0]);
+      const pool = new pg.Pool({ connectionString: databaseUrl });
+      const rows = (await pool.query("SELECT id, status FROM usage_events ORDER BY id")).rows as Array<{ id: number; status: number | null }>;
+      await pool.end();
+      assert.deepEqual(
+        rows.map((r) => r.status),
+        [502, 503],
+      );
     } finally {
       await node.close();
       await direct.close();

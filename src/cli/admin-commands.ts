@@ -166,7 +166,7 @@ export function registerAccountCommands(program: Command): void {
           table(
             ["id", "email", "status", "created"],
             list.map((m) => [m.id, m.email, m.status, shortTime(m.created_at)]),
-            `account ${o.account} has no members; invite one with: alveare members invite --account ${o.account} --email EMAIL`,
+            `account ${visible(o.account)} has no members; invite one with: alveare members invite --account ${visible(o.account)} --email EMAIL`,
           ),
         );
       }),
@@ -187,7 +187,7 @@ export function registerAccountCommands(program: Command): void {
         if (memberId === undefined) throw new RuntimeError(`no member '${o.email ?? ""}' in account '${o.account}'`);
         const removed = await new People(stores, undefined).removeMember(CLI_CONTEXT, o.account, memberId);
         if (json) printJson({ ...memberJson(removed), removed: true });
-        else print(`removed member ${removed.id} (${removed.email}) from account ${o.account}; their sessions have ended`);
+        else print(`removed member ${removed.id} (${visible(removed.email)}) from account ${visible(o.account)}; their sessions have ended`);
       });
     });
 

@@ -148,6 +148,18 @@ export interface AccountStore {
 }
 
 /** The usage ledger: admissions, their outcomes, refusals, and every report read from them. */
+/**
+ * A success the ledger could not record in time: its client must be refused
+ * (503, the database out of reach), and the ledger records that refusal, given
+ * back, once the database answers.
+ */
+export class UnrecordedOutcomeError extends Error {
+  constructor(override readonly cause: unknown) {
+    super(`the outcome could not be recorded: ${(cause as Error | undefined)?.message ?? String(cause)}`);
+    this.name = "UnrecordedOutcomeError";
+  }
+}
+
 export interface LedgerStore {
   /**
    * Counts one request against the period's limit and records it in the ledger,

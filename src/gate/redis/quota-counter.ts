@@ -1,6 +1,6 @@
 import { billingPeriod } from "../../metering/billing-period.js";
 import { countsAgainstQuota } from "../../metering/counting-rule.js";
-import type { LedgerStore } from "../../store/store.js";
+import { UnrecordedOutcomeError, type LedgerStore } from "../../store/store.js";
 import type { CounterStep, QuotaCounter, QuotaRequest, QuotaTicket } from "../backends.js";
 import type { Outcome } from "../gate.js";
 import { admissionRecord, completionRecord } from "../store-backends.js";
@@ -122,8 +122,8 @@ export class RedisQuotaCounter implements QuotaCounter {
         try {
           await this.ledger.complete(completionRecord(r, period, admitted, outcome, this.now()));
         } catch (error) {
-          // Not recorded as served, so not answered as served: it does not count.
-          await giveBack();
+          // Not recorded as served, so not answered as served: the ledger will record the refusal, given back.
+          if (error instanceof UnrecordedOutcomeError) await giveBack();
           throw error;
         }
         if (!countsAgainstQuota(outcome.status)) await giveBack();

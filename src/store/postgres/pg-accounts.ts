@@ -11,7 +11,11 @@ const KEY_COLUMNS = "id, account_id, name, mode, prefix, created_at, last_used_a
  * revocation or a plan change made on any node reaches the very next lookup.
  */
 export class PgAccountStore implements AccountStore {
-  constructor(private readonly pool: pg.Pool) {}
+  constructor(
+    private readonly pool: pg.Pool,
+    /** Where the key lookup of a request runs (a server's request pool). */
+    private readonly requests: pg.Pool = pool,
+  ) {}
 
   async createAccount(a: Account): Promise<void> {
     await this.pool.query("INSERT INTO accounts (id, name, plan, status, created_at) VALUES ($1, $2, $3, $4, $5)", [
@@ -92,7 +96,7 @@ export class PgAccountStore implements AccountStore {
   async findKeyByHash(hash: string): Promise<KeyLookup | undefined> {
     // On every request with a key the node has not seen: cut like the request's other statements.
     const { rows } = await requestQuery<KeyRow & { a_name: string; a_plan: string; a_status: Account["status"]; a_created_at: string }>(
-      this.pool,
+      this.requests,
       `SELECT k.id, k.account_id, k.name, k.mode, k.prefix, k.created_at, k.last_used_at, k.revoked_at,
               a.name AS a_name, a.plan AS a_plan, a.status AS a_status, a.created_at AS a_created_at
        FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.hash = $1`,

@@ -5,7 +5,16 @@ import { CompletionBatch } from "./pg-completions.js";
 import { CompletionRetryQueue, isTransientDatabaseError } from "./completion-retry.js";
 import { isUnansweredStatement } from "./connection-failure.js";
 import { requestQuery, STATEMENT_TIMEOUT_MS } from "./pg-pool.js";
-import type { AdmissionRecord, CompletionRecord, LedgerStore, Mode, PeriodUsage, RefusalRecord, UsageBreakdown } from "../store.js";
+import {
+  UnrecordedOutcomeError,
+  type AdmissionRecord,
+  type CompletionRecord,
+  type LedgerStore,
+  type Mode,
+  type PeriodUsage,
+  type RefusalRecord,
+  type UsageBreakdown,
+} from "../store.js";
 
 // A period "YYYY-MM" spans the days "YYYY-MM-01" to "YYYY-MM-31" as text; refusals are kept per day.
 const REFUSALS_IN_PERIOD = "account_id = $1 AND mode = $2 AND day BETWEEN $3::text || '-01' AND $3::text || '-31'";
@@ -131,13 +140,13 @@ async function retryOnDeadlock<T>(run: () => Promise<T>): Promise<T> {
  * scans the ledger for its totals.
  */
 export class PgLedger implements LedgerStore {
-  private readonly completions = new CompletionBatch((text, name, values) => retryOnDeadlock(() => requestQuery(this.pool, text, values, name)), {
+  private readonly completions = new CompletionBatch((text, name, values) => retryOnDeadlock(() => requestQuery(this.requests, text, values, name)), {
     text: FINISH_ONE,
     params: (r) => [...outcomeParams(r), r.eventId],
   });
   private readonly admissions = new AdmissionBatch(
     async <R>(text: string, name: string, values: unknown[]) =>
-      (await retryOnDeadlock(() => requestQuery<R & pg.QueryResultRow>(this.pool, text, values, name))).rows,
+      (await retryOnDeadlock(() => requestQuery<R & pg.QueryResultRow>(this.requests, text, values, name))).rows,
     () => this.nodeId(),
   );
   /** Completions the database could not take when they came (and unclaimed admissions), written again until it does. */
@@ -147,6 +156,8 @@ export class PgLedger implements LedgerStore {
     private readonly pool: pg.Pool,
     /** The node id written on each ledger row; null for stores that never admit (CLI). */
     private readonly nodeId: () => string | null,
+    /** Where the statements requests wait for run (a server's request pool). */
+    private readonly requests: pg.Pool = pool,
   ) {}
 
   /** Batched with the admissions that arrive while another is being written (one statement and one commit for all). */
@@ -175,7 +186,8 @@ export class PgLedger implements LedgerStore {
     } catch (error) {
       if (!isTransientDatabaseError(error)) throw error;
       const served = r.status >= 200 && r.status < 300;
-      if (!this.retries.add({ completion: served ? { ...r, status: DEPENDENCY_UNAVAILABLE } : r }) || served) throw error;
+      if (!this.retries.add({ completion: served ? { ...r, status: DEPENDENCY_UNAVAILABLE } : r })) throw error;
+      if (served) throw new UnrecordedOutcomeError(error);
     }
   }
 
@@ -204,8 +216,8 @@ export class PgLedger implements LedgerStore {
   async periodUsage(accountId: string, mode: Mode, period: string): Promise<PeriodUsage> {
     const params = [accountId, mode, period];
     const [counter, specialists] = await Promise.all([
-      requestQuery<{ requests: number; tokens: number }>(this.pool, PG_USAGE_QUERIES.counter, params),
-      requestQuery<{ specialist: string; n: number }>(this.pool, PG_USAGE_QUERIES.bySpecialist, params),
+      requestQuery<{ requests: number; tokens: number }>(this.requests, PG_USAGE_QUERIES.counter, params),
+      requestQuery<{ specialist: string; n: number }>(this.requests, PG_USAGE_QUERIES.bySpecialist, params),
     ]);
     // fromEntries defines own properties, so a specialist id such as "__proto__" stays a plain key.
     const bySpecialist = Object.fromEntries(specialists.rows.map((row) => [row.specialist, row.n]));

@@ -11,6 +11,13 @@ const CONNECT_TIMEOUT_MS = 5_000;
  * answering (a silent partition, a powered-off host) counts too.
  */
 export const REQUEST_STATEMENT_TIMEOUT_MS = 2_000;
+/**
+ * The server's own limit for those statements, under the client's: a statement
+ * the client stopped waiting for has been cancelled by then (unless it reached
+ * the server late, in a partition), so a request answered 503 was not recorded
+ * as served behind its back.
+ */
+export const REQUEST_SERVER_TIMEOUT_MS = 1_500;
 /** Open connections are probed by TCP keepalive, so one whose peer vanished is found dead instead of waiting on the kernel for minutes. */
 const KEEPALIVE_DELAY_MS = 10_000;
 const POOL_SIZE = 10;
@@ -59,12 +66,12 @@ const types = {
  * connections (the server restarting) are swallowed here; the next query on a
  * fresh connection reports whatever is still wrong.
  */
-export function openPool(url: string, options: { max?: number } = {}): pg.Pool {
+export function openPool(url: string, options: { max?: number; statementTimeoutMs?: number } = {}): pg.Pool {
   const pool = new pg.Pool({
     connectionString: url,
     max: options.max ?? POOL_SIZE,
     connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
-    statement_timeout: STATEMENT_TIMEOUT_MS,
+    statement_timeout: options.statementTimeoutMs ?? STATEMENT_TIMEOUT_MS,
     keepAlive: true,
     keepAliveInitialDelayMillis: KEEPALIVE_DELAY_MS,
     idle_in_transaction_session_timeout: STATEMENT_TIMEOUT_MS * 2,
@@ -75,10 +82,13 @@ export function openPool(url: string, options: { max?: number } = {}): pg.Pool {
   return pool;
 }
 
+/** The pool for the statements requests wait for: the server cuts them at REQUEST_SERVER_TIMEOUT_MS. */
+export const openRequestPool = (url: string): pg.Pool => openPool(url, { statementTimeoutMs: REQUEST_SERVER_TIMEOUT_MS });
+
 /**
- * A statement a request waits for, cut by the client after
- * REQUEST_STATEMENT_TIMEOUT_MS. (Migrations and copies run for as long as they
- * need, so the pool itself sets no client-side limit.)
+ * A statement a request waits for (on the request pool, where there is one),
+ * cut by the client after REQUEST_STATEMENT_TIMEOUT_MS. (Migrations and copies
+ * run for as long as they need, so no pool sets a client-side limit.)
  */
 export function requestQuery<R extends pg.QueryResultRow>(pool: pg.Pool, text: string, values: unknown[], name?: string): Promise<pg.QueryResult<R>> {
   // pg reads `query_timeout` per statement too, though its types only know it on the client's config.

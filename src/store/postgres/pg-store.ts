@@ -5,7 +5,7 @@ import { PgAuditLog } from "./pg-audit-log.js";
 import { PgLedger } from "./pg-ledger.js";
 import { checkRedisPrefix, NodeLease } from "./pg-nodes.js";
 import { PgPeopleStore } from "./pg-people.js";
-import { DatabaseUnavailableError, inTransaction, openPool } from "./pg-pool.js";
+import { DatabaseUnavailableError, inTransaction, openPool, openRequestPool } from "./pg-pool.js";
 
 export interface PgStoreOptions {
   /** A server: it holds a node lease, checks the plan table and settles dead nodes' rows. */
@@ -50,9 +50,11 @@ export async function openPostgresStores(url: string, options: PgStoreOptions = 
     throw error;
   }
   const nodeId = lease?.id ?? null;
-  const ledger = new PgLedger(pool, () => nodeId);
+  // A server's requests get their own pool, whose statements the database cuts before the node stops waiting.
+  const requests = options.serving === true ? openRequestPool(url) : pool;
+  const ledger = new PgLedger(pool, () => nodeId, requests);
   return {
-    accounts: new PgAccountStore(pool),
+    accounts: new PgAccountStore(pool, requests),
     ledger,
     people: new PgPeopleStore(pool),
     audit: new PgAuditLog(pool),
@@ -65,6 +67,7 @@ export async function openPostgresStores(url: string, options: PgStoreOptions = 
         );
       }
       await lease?.stop();
+      if (requests !== pool) await requests.end();
       await pool.end();
     },
   };
