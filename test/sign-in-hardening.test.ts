@@ -201,15 +201,32 @@ describe("e-mail addresses", () => {
 });
 
 describe("the password policy", () => {
-  it("refuses short, whitespace, repeated and common passwords, naming password", () => {
-    for (const weak of ["elevenchars", " ".repeat(20), "\t\n \t\n \t\n \t\n", "zzzzzzzzzzzzzz", "password1234", "QWERTY123456", "x".repeat(1025)]) {
+  it("refuses short, whitespace, repeated and common passwords, and common words or keyboard walks with a few digits, naming password", () => {
+    for (const weak of [
+      "elevenchars",
+      " ".repeat(20),
+      "\t\n \t\n \t\n \t\n",
+      "zzzzzzzzzzzzzz",
+      "121212121212",
+      " ".repeat(12) + "x",
+      "password1234",
+      "QWERTY123456",
+      "x".repeat(1025),
+      "Password123!",
+      "Welcome2024!",
+      "qwertyuiopas",
+      "Asdfghjkl123",
+      "Alveare2026!!",
+    ]) {
       assert.throws(
         () => checkPasswordPolicy(weak),
         (e: unknown) => e instanceof ApiError && e.status === 400 && e.param === "password",
         JSON.stringify(weak),
       );
     }
-    for (const fine of ["twelve chars", "correct horse battery", "ünïcödé pässwörd"]) assert.doesNotThrow(() => checkPasswordPolicy(fine), fine);
+    for (const fine of ["twelve chars", "correct horse battery", "ünïcödé pässwörd", "Password of mine 7", "p4ss-Kiwi-Lamp-93"]) {
+      assert.doesNotThrow(() => checkPasswordPolicy(fine), fine);
+    }
   });
 });
 

@@ -57,14 +57,56 @@ const COMMON_PASSWORDS: ReadonlySet<string> = new Set([
 ]);
 
 /**
+ * Words that, dressed up with a capital and a few digits or symbols
+ * ("Password123!", "Welcome2024!"), are still among a guesser's first tries.
+ */
+const COMMON_WORDS: ReadonlySet<string> = new Set([
+  "password",
+  "passw",
+  "welcome",
+  "letmein",
+  "iloveyou",
+  "admin",
+  "administrator",
+  "changeme",
+  "qwerty",
+  "monkey",
+  "dragon",
+  "sunshine",
+  "princess",
+  "football",
+  "baseball",
+  "superman",
+  "starwars",
+  "whatever",
+  "master",
+  "secret",
+  "alveare",
+]);
+
+/** The letter rows of a QWERTY keyboard run together: a walk along them is a guesser's early try. */
+const KEYBOARD = "qwertyuiopasdfghjklzxcvbnm";
+
+/** Non-letters a common word may be dressed in and still be guessed early. */
+const SHORT_DRESSING = 6;
+
+/**
  * Refuses the weakest passwords with a 400 naming `password`: too short or too
- * long, only whitespace, one repeated character, or a well-known password.
+ * long, fewer than four different characters (whitespace, "zzzz…", "1212…"), a
+ * well-known password, or a common word or keyboard walk dressed in a few
+ * digits or symbols.
  */
 export function checkPasswordPolicy(password: string): void {
   const refuse = (why: string) => errors.invalidParameter("password", why);
   if (password.length < MIN_PASSWORD_LENGTH) throw refuse(`must be at least ${MIN_PASSWORD_LENGTH} characters.`);
   if (password.length > MAX_PASSWORD_LENGTH) throw refuse(`must be at most ${MAX_PASSWORD_LENGTH} characters.`);
   if (password.trim().length === 0) throw refuse("must not be only whitespace.");
-  if (new Set(password).size === 1) throw refuse("must not repeat a single character.");
+  if (new Set(password).size < 4) throw refuse("must hold at least four different characters.");
   if (COMMON_PASSWORDS.has(password.toLowerCase())) throw refuse("is one of the most common passwords; choose another.");
+  const letters = password.toLowerCase().replace(/[^a-z]/g, "");
+  const dressing = password.length - letters.length;
+  const walk = letters.length >= 6 && KEYBOARD.includes(letters);
+  if (dressing <= SHORT_DRESSING && (COMMON_WORDS.has(letters) || walk)) {
+    throw refuse("is a common word or keyboard walk with a few digits or symbols; choose a longer phrase.");
+  }
 }
