@@ -97,6 +97,30 @@ describe("People's sign-in", () => {
     assert.deepEqual(wrongPassword.salts, [16]);
   });
 
+  it("answers 401, not a 500, to a sign-in whose member is removed while the password is checked", async () => {
+    const raced = await createStore({ dataDir: tempDir() });
+    try {
+      await raced.accounts.createAccount({ id: "acct_race", name: "race", plan: "solo", status: "active", createdAt: new Date().toISOString() });
+      let duringCheck: (() => Promise<void>) | undefined;
+      // The operator removes the member between the password check and the session's insert.
+      const derive: KeyDerivation = async (password, salt, parameters) => {
+        const key = await scryptDerivation(password, salt, parameters);
+        const remove = duringCheck;
+        duringCheck = undefined;
+        await remove?.();
+        return key;
+      };
+      const racing = new People(raced, ADMIN_TOKEN, { derive });
+      const { token } = await racing.invite(CLI_CONTEXT, "acct_race", "gone@example.com");
+      const joined = await racing.acceptInvitation(token, "gone member password", "10.0.0.7");
+      duringCheck = async () => void (await racing.removeMember(CLI_CONTEXT, "acct_race", joined.session.memberId!));
+      await assert.rejects(racing.signIn("gone@example.com", "gone member password", "10.0.0.7"), (e) => status(e) === 401);
+      assert.equal(duringCheck, undefined, "the removal ran during the check");
+    } finally {
+      await raced.close();
+    }
+  });
+
   it("answers an over-long e-mail with a 400 before anything is stored or derived", async () => {
     const fresh = new People(stores, ADMIN_TOKEN, { derive: recording });
     derivations = [];

@@ -126,7 +126,7 @@ export class People {
         },
       );
     }
-    return this.startSession(memberId, null);
+    return this.startMemberSession(memberId);
   }
 
   async signIn(email: string, password: string, address: string, requestId: string | null = null): Promise<StartedSession> {
@@ -170,7 +170,7 @@ export class People {
         target: `member:${member.id}`,
       },
     );
-    return this.startSession(member.id, null);
+    return this.startMemberSession(member.id);
   }
 
   async signInOperator(token: string, address: string, requestId: string | null = null): Promise<StartedSession> {
@@ -249,6 +249,18 @@ export class People {
 
   member(id: string): Promise<Member | undefined> {
     return this.stores.people.getMember(id);
+  }
+
+  /** A member's session; a member removed meanwhile (by the operator, after the password was checked) gets the wrong-password 401. */
+  private async startMemberSession(memberId: string): Promise<StartedSession> {
+    try {
+      return await this.startSession(memberId, null);
+    } catch (error) {
+      if ((await this.stores.people.getMember(memberId)) === undefined) {
+        throw new ApiError(401, "authentication_error", "invalid_credentials", "Wrong email or password.");
+      }
+      throw error;
+    }
   }
 
   /** A member's session (`memberId`), or the operator's (`adminTokenDigest`: the token it is valid under). */
