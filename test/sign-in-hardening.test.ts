@@ -125,19 +125,34 @@ describe("People's sign-in", () => {
     const fresh = new People(stores, ADMIN_TOKEN, { derive: recording });
     derivations = [];
     await assert.rejects(fresh.signIn(`${"a".repeat(1024 * 1024)}@example.com`, "some password", "10.0.0.2"), (e) => status(e) === 400);
-    assert.deepEqual(fresh.failureLogSizes(), { member: 0, operator: 0 });
+    assert.deepEqual(fresh.failureLogSizes(), { member: 0, memberSpread: 0, operator: 0 });
     assert.equal(derivations.length, 0);
   });
 
   it("keeps no entry for the e-mails of a locked-out address", async () => {
     const fresh = new People(stores, ADMIN_TOKEN);
-    for (let i = 0; i < 5; i++) await assert.rejects(fresh.signIn(`guess-${i}@example.com`, "wrong password", "10.0.0.3"), (e) => status(e) === 401);
-    const before = fresh.failureLogSizes().member;
+    // An address spraying e-mails is stopped at 30 failures, whatever the e-mails.
+    for (let i = 0; i < 30; i++) await assert.rejects(fresh.signIn(`guess-${i}@example.com`, "wrong password", "10.0.0.3"), (e) => status(e) === 401);
+    const before = fresh.failureLogSizes();
     for (let i = 0; i < 2000; i++) {
       await assert.rejects(fresh.signIn(`flood-${i}-${"x".repeat(200)}@example.com`, "wrong password", "10.0.0.3"), (e) => status(e) === 429);
     }
-    assert.equal(fresh.failureLogSizes().member, before);
-    assert.ok(before <= 6);
+    assert.deepEqual(fresh.failureLogSizes(), before);
+    assert.ok(before.member <= 30 && before.memberSpread <= 31, JSON.stringify(before));
+  });
+
+  it("locks out an e-mail and address pair at 5 failures, but neither a colleague behind the same address nor the member elsewhere", async () => {
+    const fresh = new People(stores, ADMIN_TOKEN);
+    // A stranger guesses erin's password five times from their own address: locked out there only.
+    for (let i = 0; i < 5; i++) await assert.rejects(fresh.signIn("erin@example.com", `guess ${i}`, "10.0.0.20"), (e) => status(e) === 401);
+    await assert.rejects(fresh.signIn("erin@example.com", "erin's real password", "10.0.0.20"), (e) => status(e) === 429);
+    await fresh.signIn("erin@example.com", "erin's real password", "10.0.0.21");
+    // Behind one NAT, a colleague's five typos leave erin free to sign in from the same address.
+    for (let i = 0; i < 5; i++) await assert.rejects(fresh.signIn("colleague@example.com", `typo ${i}`, "10.0.0.22"), (e) => status(e) === 401);
+    await fresh.signIn("erin@example.com", "erin's real password", "10.0.0.22");
+    // One e-mail guessed from many addresses is stopped at 30 failures, wherever the next attempt comes from.
+    for (let i = 0; i < 30; i++) await assert.rejects(fresh.signIn("target@example.com", "guess", `10.2.0.${i}`), (e) => status(e) === 401);
+    await assert.rejects(fresh.signIn("target@example.com", "guess", "10.2.1.1"), (e) => status(e) === 429);
   });
 
   it("evaluates at most the allowed guesses when they all arrive at once", async () => {
@@ -181,8 +196,8 @@ describe("People's sign-in", () => {
     const fresh = new People(stores, ADMIN_TOKEN);
     for (let i = 0; i < 4; i++) await assert.rejects(fresh.signIn("erin@example.com", "wrong password", "10.0.0.6"), (e) => status(e) === 401);
     for (let i = 0; i < 3; i++) await fresh.signIn("erin@example.com", "erin's real password", "10.0.0.6");
-    // The address holds its 4 failures, no successes: one more failure is allowed, then it is locked.
-    await assert.rejects(fresh.signIn("nobody@example.com", "wrong password", "10.0.0.6"), (e) => status(e) === 401);
+    // Her failures were forgiven: five more at her address are allowed before it is locked for her.
+    for (let i = 0; i < 5; i++) await assert.rejects(fresh.signIn("erin@example.com", "wrong password", "10.0.0.6"), (e) => status(e) === 401);
     await assert.rejects(fresh.signIn("erin@example.com", "erin's real password", "10.0.0.6"), (e) => status(e) === 429);
     // The right admin token, many times, never locks anyone out.
     for (let i = 0; i < 20; i++) await fresh.checkAdminToken(ADMIN_TOKEN, "10.0.0.7");

@@ -1,6 +1,6 @@
-import { BUSY_RETRY_MS, type AttemptResult, type FailureCounter, type FailureLogLimits } from "../gate/backends.js";
+import { BUSY_RETRY_MS, type AttemptResult, type FailureCounter, type FailureKind, type FailureLogLimits } from "../gate/backends.js";
 
-export type { AttemptResult, FailureCounter, FailureLogLimits };
+export type { AttemptResult, FailureCounter, FailureKind, FailureLogLimits };
 
 /**
  * Failed sign-ins per key (an e-mail, a client address) within a sliding window.

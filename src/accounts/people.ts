@@ -4,7 +4,7 @@ import { randomBase62 } from "../ids.js";
 import type { AuditAction, AuditContext } from "../store/audit-log.js";
 import type { Member, Session, Stores } from "../store/store.js";
 import { CONTROL_CHARACTER_PROBLEM, FIELD_LIMITS, hasControlCharacter, isEmailAddress } from "./bounded-fields.js";
-import { FailureLog, type FailureCounter, type FailureLogLimits } from "./failure-log.js";
+import { FailureLog, type FailureCounter, type FailureKind, type FailureLogLimits } from "./failure-log.js";
 import { checkPasswordPolicy } from "./password-policy.js";
 import { Passwords, type KeyDerivation } from "./passwords.js";
 import { sameSecret } from "./secrets.js";
@@ -14,6 +14,14 @@ const INVITATION_MS = 7 * 24 * 60 * 60 * 1000;
 /** Session cookies are 43 characters; anything much longer is not worth a database lookup. */
 const MAX_SESSION_TOKEN_LENGTH = 128;
 const SIGN_IN_LIMITS: Readonly<FailureLogLimits> = { allowed: 5, windowMs: 15 * 60 * 1000, maxKeys: 10_000 };
+/**
+ * Member sign-ins are limited per e-mail and address together at SIGN_IN_LIMITS,
+ * and per e-mail and per address alone at this many failures: one person's typos
+ * do not lock out everyone behind the same address (a NAT, a proxy), nor does a
+ * stranger lock a member out with five guesses, while spraying many e-mails from
+ * one address, or one e-mail from many, is still stopped.
+ */
+const SPREAD_FAILURES = 30;
 /** How long an attempt waits, at most, for attempts being checked to free a place, and how often it looks. */
 const BUSY_WAIT_MS = 2000;
 const BUSY_POLL_MS = 50;
@@ -39,7 +47,7 @@ interface PeopleOptions {
   /** Overrides of the sign-in failure limits (tests use a small key cap). */
   signInLimits?: Partial<FailureLogLimits> | undefined;
   /** Shared failure counters (Redis, several nodes); this process's own by default. */
-  failures?: ((kind: "member" | "operator", limits: FailureLogLimits) => FailureCounter) | undefined;
+  failures?: ((kind: FailureKind, limits: FailureLogLimits) => FailureCounter) | undefined;
 }
 
 /**
@@ -55,7 +63,10 @@ interface PeopleOptions {
  * so a flood cannot grow the log without bound.
  */
 export class People {
+  /** Per e-mail and address pair. */
   private readonly memberFailures: FailureCounter;
+  /** Per e-mail and per address, at the higher SPREAD_FAILURES. */
+  private readonly spreadFailures: FailureCounter;
   private readonly operatorFailures: FailureCounter;
   private readonly passwords: Passwords;
   /** The current admin token's fingerprint; undefined without a token, when no operator session is valid. */
@@ -69,6 +80,7 @@ export class People {
     const limits = { ...SIGN_IN_LIMITS, ...options.signInLimits };
     const counter = options.failures ?? ((_kind, l) => new FailureLog(l));
     this.memberFailures = counter("member", limits);
+    this.spreadFailures = counter("member-spread", { ...limits, allowed: Math.max(limits.allowed, SPREAD_FAILURES) });
     this.operatorFailures = counter("operator", limits);
     this.passwords = new Passwords(options.derive);
     this.operatorTokenDigest = adminToken === undefined || adminToken === "" ? undefined : adminTokenDigest(adminToken);
@@ -132,9 +144,22 @@ export class People {
   async signIn(email: string, password: string, address: string, requestId: string | null = null): Promise<StartedSession> {
     const normalised = normaliseEmail(email);
     if (password.length > FIELD_LIMITS.password) throw errors.invalidParameter("password", `must be at most ${FIELD_LIMITS.password} characters.`);
-    const keys = [`email:${normalised}`, `addr:${address}`];
+    const pair = [`pair:${normalised}|${address}`];
+    const spread = [`email:${normalised}`, `addr:${address}`];
     const anonymous: AuditContext = { actor: "anonymous", source: address, requestId };
-    const attempt = await this.startAttempt(this.memberFailures, keys, anonymous, "sign_in.failed");
+    const attempt = await this.startAttempt(this.memberFailures, pair, anonymous, "sign_in.failed");
+    let spreadAttempt: string;
+    try {
+      spreadAttempt = await this.startAttempt(this.spreadFailures, spread, anonymous, "sign_in.failed");
+    } catch (error) {
+      await this.memberFailures.settle(pair, attempt, false, Date.now());
+      throw error;
+    }
+    const settle = async (failed: boolean): Promise<void> => {
+      const now = Date.now();
+      await this.memberFailures.settle(pair, attempt, failed, now);
+      await this.spreadFailures.settle(spread, spreadAttempt, failed, now);
+    };
     let member: Member | undefined;
     let ok: boolean;
     try {
@@ -144,11 +169,11 @@ export class People {
       ok = await this.passwords.verify(password, member?.passwordHash);
     } catch (error) {
       // Not an answer about the password: its place is freed, and nothing is counted against anyone.
-      await this.memberFailures.settle(keys, attempt, false, Date.now());
+      await settle(false);
       throw error;
     }
     if (member === undefined || !ok) {
-      await this.memberFailures.settle(keys, attempt, true, Date.now());
+      await settle(true);
       if (member === undefined) await this.stores.audit.count(anonymous, "sign_in.failed");
       else
         await this.stores.audit.record(anonymous, {
@@ -160,8 +185,9 @@ export class People {
       throw new ApiError(401, "authentication_error", "invalid_credentials", "Wrong email or password.");
     }
     // The member's failures are forgiven; the address keeps any earlier ones, and a success counts for nothing.
-    await this.memberFailures.settle(keys, attempt, false, Date.now());
-    await this.memberFailures.clear(keys[0]!);
+    await settle(false);
+    await this.memberFailures.clear(pair[0]!);
+    await this.spreadFailures.clear(spread[0]!);
     await this.stores.audit.record(
       { actor: `member:${member.email}`, source: address, requestId },
       {
@@ -226,8 +252,8 @@ export class People {
   }
 
   /** How many keys each failure log holds now (its size is capped). */
-  failureLogSizes(): { member: number; operator: number } {
-    return { member: this.memberFailures.size, operator: this.operatorFailures.size };
+  failureLogSizes(): { member: number; memberSpread: number; operator: number } {
+    return { member: this.memberFailures.size, memberSpread: this.spreadFailures.size, operator: this.operatorFailures.size };
   }
 
   /**

@@ -116,6 +116,9 @@ export type AttemptResult = { counted: true; id: string } | { counted: false; re
 /** What an attempt refused only for attempts still being checked is told to wait: a password check takes ~0.1 s. */
 export const BUSY_RETRY_MS = 1000;
 
+/** The counters sign-ins keep: member e-mail and address pairs, e-mails and addresses alone, and admin-token guesses. */
+export type FailureKind = "member" | "member-spread" | "operator";
+
 export interface FailureLogLimits {
   /** Failures a key may have within the window before it is refused. */
   allowed: number;

@@ -1,4 +1,4 @@
-import type { FailureCounter, FailureLogLimits } from "../backends.js";
+import type { FailureCounter, FailureKind, FailureLogLimits } from "../backends.js";
 import type { Stores } from "../../store/store.js";
 import type { GateParts } from "../account-gate.js";
 import { connectRedis, type RedisConnection } from "./connection.js";
@@ -14,7 +14,7 @@ export interface RedisBackends {
   /** Call after every committed change to keys, plans or account status: every node sees it on its next request. */
   invalidate: () => Promise<void>;
   /** The sign-in and admin-token failure counters, shared by every node. */
-  failures: (kind: "member" | "operator", limits: FailureLogLimits) => FailureCounter;
+  failures: (kind: FailureKind, limits: FailureLogLimits) => FailureCounter;
   /** Resolves when Redis answers (/ready). */
   ping: () => Promise<void>;
   close(): Promise<void>;
