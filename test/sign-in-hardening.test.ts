@@ -150,6 +150,9 @@ describe("People's sign-in", () => {
     // Behind one NAT, a colleague's five typos leave erin free to sign in from the same address.
     for (let i = 0; i < 5; i++) await assert.rejects(fresh.signIn("colleague@example.com", `typo ${i}`, "10.0.0.22"), (e) => status(e) === 401);
     await fresh.signIn("erin@example.com", "erin's real password", "10.0.0.22");
+    // Her success forgives her own failures, never the address's: 25 more there lock it at 30, for her too.
+    for (let i = 0; i < 25; i++) await assert.rejects(fresh.signIn(`spray-${i}@example.com`, "guess", "10.0.0.22"), (e) => status(e) === 401);
+    await assert.rejects(fresh.signIn("erin@example.com", "erin's real password", "10.0.0.22"), (e) => status(e) === 429);
     // One e-mail guessed from many addresses is stopped at 30 failures, wherever the next attempt comes from.
     for (let i = 0; i < 30; i++) await assert.rejects(fresh.signIn("target@example.com", "guess", `10.2.0.${i}`), (e) => status(e) === 401);
     await assert.rejects(fresh.signIn("target@example.com", "guess", "10.2.1.1"), (e) => status(e) === 429);

@@ -80,7 +80,8 @@ export class People {
     const limits = { ...SIGN_IN_LIMITS, ...options.signInLimits };
     const counter = options.failures ?? ((_kind, l) => new FailureLog(l));
     this.memberFailures = counter("member", limits);
-    this.spreadFailures = counter("member-spread", { ...limits, allowed: Math.max(limits.allowed, SPREAD_FAILURES) });
+    // Each address brings its e-mails along: more keys, so a flood of addresses does not push a victim's count out sooner.
+    this.spreadFailures = counter("member-spread", { ...limits, allowed: Math.max(limits.allowed, SPREAD_FAILURES), maxKeys: limits.maxKeys * 4 });
     this.operatorFailures = counter("operator", limits);
     this.passwords = new Passwords(options.derive);
     this.operatorTokenDigest = adminToken === undefined || adminToken === "" ? undefined : adminTokenDigest(adminToken);
@@ -144,21 +145,29 @@ export class People {
   async signIn(email: string, password: string, address: string, requestId: string | null = null): Promise<StartedSession> {
     const normalised = normaliseEmail(email);
     if (password.length > FIELD_LIMITS.password) throw errors.invalidParameter("password", `must be at most ${FIELD_LIMITS.password} characters.`);
-    const pair = [`pair:${normalised}|${address}`];
+    // JSON keeps the two apart whatever characters the e-mail holds.
+    const pair = [`pair:${JSON.stringify([normalised, address])}`];
     const spread = [`email:${normalised}`, `addr:${address}`];
     const anonymous: AuditContext = { actor: "anonymous", source: address, requestId };
-    const attempt = await this.startAttempt(this.memberFailures, pair, anonymous, "sign_in.failed");
+    // One wait for places, however many counters it spans.
+    const deadline = Date.now() + BUSY_WAIT_MS;
+    const attempt = await this.startAttempt(this.memberFailures, pair, anonymous, "sign_in.failed", deadline);
     let spreadAttempt: string;
     try {
-      spreadAttempt = await this.startAttempt(this.spreadFailures, spread, anonymous, "sign_in.failed");
+      spreadAttempt = await this.startAttempt(this.spreadFailures, spread, anonymous, "sign_in.failed", deadline);
     } catch (error) {
-      await this.memberFailures.settle(pair, attempt, false, Date.now());
+      await Promise.resolve(this.memberFailures.settle(pair, attempt, false, Date.now())).catch(() => undefined);
       throw error;
     }
+    // Both places are freed even when one counter fails to settle.
     const settle = async (failed: boolean): Promise<void> => {
       const now = Date.now();
-      await this.memberFailures.settle(pair, attempt, failed, now);
-      await this.spreadFailures.settle(spread, spreadAttempt, failed, now);
+      const settled = await Promise.allSettled([
+        this.memberFailures.settle(pair, attempt, failed, now),
+        this.spreadFailures.settle(spread, spreadAttempt, failed, now),
+      ]);
+      const failure = settled.find((s) => s.status === "rejected");
+      if (failure !== undefined) throw failure.reason;
     };
     let member: Member | undefined;
     let ok: boolean;
@@ -239,11 +248,17 @@ export class People {
    * once from one office are not refused for each other). Each refusal is
    * audited as a failure.
    */
-  private async startAttempt(log: FailureCounter, keys: readonly string[], context: AuditContext, action: AuditAction): Promise<string> {
-    for (let waited = 0; ; waited += BUSY_POLL_MS) {
+  private async startAttempt(
+    log: FailureCounter,
+    keys: readonly string[],
+    context: AuditContext,
+    action: AuditAction,
+    deadline = Date.now() + BUSY_WAIT_MS,
+  ): Promise<string> {
+    for (;;) {
       const attempt = await log.attempt(keys, Date.now());
       if (attempt.counted) return attempt.id;
-      if (!attempt.busy || waited >= BUSY_WAIT_MS) {
+      if (!attempt.busy || Date.now() >= deadline) {
         await this.stores.audit.count(context, action);
         throw errors.tooManySignIns(attempt.retryAfterMs);
       }

@@ -47,7 +47,7 @@ return 0
 const SETTLE_SCRIPT = new LuaScript(`
 local now, window, allowed, failed, id = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4], ARGV[5]
 for i = 1, #KEYS, 2 do
-  if tonumber(redis.call('GET', KEYS[i + 1]) or '0') > 0 then redis.call('DECR', KEYS[i + 1]) end
+  if tonumber(redis.call('GET', KEYS[i + 1]) or '0') > 0 and redis.call('DECR', KEYS[i + 1]) <= 0 then redis.call('DEL', KEYS[i + 1]) end
   if failed == '1' then
     redis.call('ZADD', KEYS[i], now, id)
     redis.call('ZREMRANGEBYRANK', KEYS[i], 0, -allowed - 1)
