@@ -28,6 +28,9 @@ const BUSY_POLL_MS = 50;
 
 const sha256 = (s: string): string => createHash("sha256").update(s).digest("hex");
 
+/** The one answer to a sign-in that does not succeed for its credentials: it never says which part was wrong. */
+const wrongCredentials = (): ApiError => new ApiError(401, "authentication_error", "invalid_credentials", "Wrong email or password.");
+
 /**
  * What an operator session records of the admin token it was started with: an HMAC keyed by the
  * token over a fixed label, so the database never holds the token (nor a plain hash of it), and a
@@ -191,7 +194,7 @@ export class People {
           target: `member:${member.id}`,
           detail: { email: member.email },
         });
-      throw new ApiError(401, "authentication_error", "invalid_credentials", "Wrong email or password.");
+      throw wrongCredentials();
     }
     // The member's failures are forgiven; the address keeps any earlier ones, and a success counts for nothing.
     await settle(false);
@@ -298,7 +301,7 @@ export class People {
       return await this.startSession(memberId, null);
     } catch (error) {
       if ((await this.stores.people.getMember(memberId)) === undefined) {
-        throw new ApiError(401, "authentication_error", "invalid_credentials", "Wrong email or password.");
+        throw wrongCredentials();
       }
       throw error;
     }

@@ -11,18 +11,20 @@ export function isDatabaseConnectionFailure(error: unknown): boolean {
     // SQLSTATE class 08 (connection exception), the server shutting down or starting, too many connections, statement timeout.
     if (/^08[0-9A-Z]{3}$/.test(code) || SERVER_CODES.has(code)) return true;
   }
-  // pg raises these without a code: the socket closed under a query, the pool's connect timeout, a client already broken.
-  return DRIVER_MESSAGES.test(error.message);
+  // pg raises these without a code: the socket closed under a query, the pool's connect timeout, a client already broken, our own query_timeout.
+  return DRIVER_MESSAGES.test(error.message) || isUnansweredStatement(error);
 }
 
 const SOCKET_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND", "EAI_AGAIN"]);
 /** admin_shutdown, crash_shutdown, cannot_connect_now, too_many_connections, query_canceled (statement_timeout). */
 const SERVER_CODES = new Set(["57P01", "57P02", "57P03", "53300", "57014"]);
 const DRIVER_MESSAGES =
-  /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Client was closed and is not queryable|Connection timeout|Query read timeout)/;
+  /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Client was closed and is not queryable|Connection timeout)/;
 
 /**
  * The client gave up waiting for an answer (`query_timeout`): the statement was
  * sent and may still commit on the server, unlike a refused connection.
  */
-export const isUnansweredStatement = (error: unknown): boolean => error instanceof Error && error.message.startsWith("Query read timeout");
+export function isUnansweredStatement(error: unknown): boolean {
+  return error instanceof Error && error.message.startsWith("Query read timeout");
+}

@@ -10,14 +10,14 @@ const CONNECT_TIMEOUT_MS = 5_000;
  * length of an outage. Enforced by the client, so a database that stopped
  * answering (a silent partition, a powered-off host) counts too.
  */
-export const REQUEST_STATEMENT_TIMEOUT_MS = 2_000;
+const REQUEST_STATEMENT_TIMEOUT_MS = 2_000;
 /**
  * The server's own limit for those statements, under the client's: a statement
  * the client stopped waiting for has been cancelled by then (unless it reached
  * the server late, in a partition), so a request answered 503 was not recorded
  * as served behind its back.
  */
-export const REQUEST_SERVER_TIMEOUT_MS = 1_500;
+const REQUEST_SERVER_TIMEOUT_MS = 1_500;
 /** Open connections are probed by TCP keepalive, so one whose peer vanished is found dead instead of waiting on the kernel for minutes. */
 const KEEPALIVE_DELAY_MS = 10_000;
 const POOL_SIZE = 10;
