@@ -4,7 +4,7 @@ import pg from "pg";
 import { Browser, type BrowserResponse } from "./helpers/dashboard-client.js";
 import { createKey, startTestServer, type TestServer } from "./helpers/fixtures.js";
 import { dropDatabase, freshDatabase } from "./helpers/postgres.js";
-import { deletePrefix, SHARED_REDIS_URL, testPrefix } from "./helpers/redis.js";
+import { deletePrefix, SHARED_REDIS_URL, testConnection, testPrefix } from "./helpers/redis.js";
 import { TcpProxy } from "./helpers/tcp-proxy.js";
 import { HeldUpstream } from "./helpers/held-upstream.js";
 
@@ -209,6 +209,14 @@ describe("PostgreSQL out of reach in the shared mode", () => {
     assert.equal(await closedStatus("unrecorded-1"), 503);
     assert.equal(await closedStatus("unrecorded-2"), 503);
     assert.equal(await counted(), before, "neither counts: their clients were refused");
+    // Nor in the node's Redis counter: both were given back there too, which a later admission relies on.
+    const redis = await testConnection(prefix);
+    try {
+      const period = new Date().toISOString().slice(0, 7);
+      assert.equal(Number(await redis.redis.get(`${prefix}quota:{${scale.accountId}}:live:${period}`)), before);
+    } finally {
+      redis.redis.disconnect();
+    }
   });
 
   it("still answers 500 to a database error that is not a connection problem", async () => {
