@@ -219,6 +219,36 @@ describe("PostgreSQL out of reach in the shared mode", () => {
     }
   });
 
+  it("records as the refusal its client got a success whose completion committed but whose answer never came back", async () => {
+    const scale = await createKey(server, "scale");
+    const usage = async (): Promise<{ requests: number; tokens: number }> => {
+      const rows = await direct("SELECT requests, tokens FROM usage_counters WHERE account_id = $1 AND mode = 'live'", [scale.accountId]);
+      return { requests: Number(rows[0]?.requests ?? 0), tokens: Number(rows[0]?.tokens ?? 0) };
+    };
+    const warm = await post("/v1/infer", { specialist: "classify", prompt: "hello" }, scale.auth);
+    assert.equal(warm.status, 200, warm.text);
+    const before = await usage();
+    const pending = post("/v1/infer", { specialist: "held", prompt: "hello" }, { ...scale.auth, "x-request-id": "committed-unanswered-1" });
+    await whole.arrived();
+    // The completion statement reaches PostgreSQL and commits; its answer is held until the node stopped waiting.
+    proxy.holdAnswers();
+    whole.release();
+    let answer: Awaited<typeof pending>;
+    try {
+      answer = await pending;
+    } finally {
+      proxy.restore();
+    }
+    assertUnavailable(answer, "a success whose record was never confirmed");
+    let status: unknown;
+    for (let i = 0; i < 150 && status !== 503; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      status = (await direct("SELECT status FROM usage_events WHERE request_id = $1", ["committed-unanswered-1"]))[0]?.status;
+    }
+    assert.equal(status, 503, "the ledger says what the client got, not the success that committed behind its back");
+    assert.deepEqual(await usage(), before, "neither the request nor its 5 tokens count");
+  });
+
   it("still answers 500 to a database error that is not a connection problem", async () => {
     await direct("ALTER TABLE accounts RENAME TO accounts_elsewhere");
     try {

@@ -505,6 +505,41 @@ describe("PostgreSQL: nodes", () => {
     await moved.close(); // once every node is gone, a start records the new prefix
   });
 
+  it("closes, as refused, its own unfinished rows that no request of it holds, never one in flight or just admitted", async () => {
+    const databaseUrl = await freshDatabase();
+    const node = await createStore({ dataDir: tempDir(), databaseUrl, nodeLeaseMs: 900 }, { serving: true });
+    const pool = openPool(databaseUrl);
+    try {
+      await node.accounts.createAccount(account("acct_a"));
+      const nodeId = (await pool.query<{ id: string }>("SELECT id FROM nodes")).rows[0]!.id;
+      const inFlight = await node.ledger.admit(admission(10, 1));
+      assert.ok(inFlight !== undefined);
+      // Rows written under this node's id by an admission whose answer the node never got (another ledger object
+      // stands in for the statement that arrived late): one admitted long ago, one just now.
+      const late = new PgLedger(pool, () => nodeId);
+      const lost = await late.admit(admission(10, 2));
+      const recent = await late.admit({ ...admission(10, 3), at: new Date().toISOString() });
+      const statusOf = async (id: number | undefined): Promise<unknown> =>
+        (await pool.query("SELECT status FROM usage_events WHERE id = $1", [id])).rows[0]?.status;
+      let status: unknown = null;
+      for (let i = 0; i < 40 && status === null; i++) {
+        await new Promise((r) => setTimeout(r, 100));
+        status = await statusOf(lost);
+      }
+      assert.equal(status, 503, "the forgotten row is closed as the refusal its client got");
+      await new Promise((r) => setTimeout(r, 700)); // two more sweeps
+      assert.equal(await statusOf(inFlight), null, "the node's own request in flight is left alone");
+      assert.equal(await statusOf(recent), null, "a row younger than any answer could be is left alone");
+      assert.equal((await node.ledger.periodUsage("acct_a", "live", PERIOD)).requests, 2, "the forgotten row was given back");
+      await node.ledger.complete(completion(inFlight, { promptTokens: 2, completionTokens: 1 }));
+      assert.equal(await statusOf(inFlight), 200);
+      assert.deepEqual(await node.ledger.periodUsage("acct_a", "live", PERIOD), { requests: 2, tokens: 3, bySpecialist: { classify: 2 } });
+    } finally {
+      await pool.end();
+      await node.close();
+    }
+  });
+
   it("settles the unfinished rows of a node killed with -9 once its lease runs out, and leaves live nodes' rows alone", async () => {
     const databaseUrl = await freshDatabase();
     const leaseMs = 1500;

@@ -31,6 +31,12 @@ const REFUSALS_IN_PERIOD = "account_id = $1 AND mode = $2 AND day BETWEEN $3::te
  * unfinished rows, and settled ones by their owner, are closed, each exactly
  * once: the completion clears `settled_by`.
  *
+ * A row its own completion closed as served, which the refusal of an
+ * unrecorded success then closes (REFUSE_SERVED: the client was answered 503
+ * though the success committed), takes its tokens back as well (`undone`);
+ * every other statement closes only unfinished or settled rows, whose tokens
+ * never counted.
+ *
  * Locks are taken in one order everywhere, ledger rows, then counters (in key
  * order, as batched admissions take them), then days, as admission takes
  * counters then days: the day update waits for the counter
@@ -40,24 +46,28 @@ const REFUSALS_IN_PERIOD = "account_id = $1 AND mode = $2 AND day BETWEEN $3::te
  */
 const finishRows = (which: string, settledBy: string): string => `
   WITH prior AS (
-    SELECT id, status IS NOT NULL AS was_settled FROM usage_events WHERE ${which} FOR UPDATE
+    SELECT id, settled_by IS NOT NULL AS was_settled,
+      CASE WHEN status IS NOT NULL AND settled_by IS NULL THEN prompt_tokens + completion_tokens ELSE 0 END AS undone
+    FROM usage_events WHERE ${which} FOR UPDATE
   ), finished AS (
     UPDATE usage_events e SET status = $1, prompt_tokens = $2, completion_tokens = $3, latency_ms = $4, finished_at = $5, settled_by = ${settledBy}
     FROM prior WHERE e.id = prior.id
-    RETURNING e.account_id, e.mode, e.period, substr(e.created_at, 1, 10) AS day, e.specialist, prior.was_settled
+    RETURNING e.account_id, e.mode, e.period, substr(e.created_at, 1, 10) AS day, e.specialist, prior.was_settled, prior.undone
   ), per_day AS (
-    SELECT account_id, mode, period, day, specialist, COUNT(*)::integer AS n, COUNT(*) FILTER (WHERE was_settled)::integer AS back
+    SELECT account_id, mode, period, day, specialist, COUNT(*)::integer AS n, COUNT(*) FILTER (WHERE was_settled)::integer AS back,
+      SUM(undone)::bigint AS undone
     FROM finished GROUP BY 1, 2, 3, 4, 5
   ), locked AS (
     SELECT 1 FROM usage_counters c JOIN (SELECT DISTINCT account_id, mode, period FROM per_day) p USING (account_id, mode, period)
     ORDER BY c.account_id, c.mode, c.period FOR UPDATE OF c
   ), counters AS (
-    UPDATE usage_counters c SET requests = c.requests + $6::integer * p.n + p.back, tokens = c.tokens + $7::bigint * p.n
-    FROM (SELECT account_id, mode, period, SUM(n)::integer AS n, SUM(back)::integer AS back FROM per_day GROUP BY 1, 2, 3) p
+    UPDATE usage_counters c SET requests = c.requests + $6::integer * p.n + p.back, tokens = c.tokens + $7::bigint * p.n - p.undone
+    FROM (SELECT account_id, mode, period, SUM(n)::integer AS n, SUM(back)::integer AS back, SUM(undone)::bigint AS undone
+          FROM per_day GROUP BY 1, 2, 3) p
     WHERE c.account_id = p.account_id AND c.mode = p.mode AND c.period = p.period AND (SELECT COUNT(*) FROM locked) >= 0
     RETURNING 1
   )
-  UPDATE usage_daily d SET requests = d.requests + $6::integer * p.n + p.back, tokens = d.tokens + $7::bigint * p.n
+  UPDATE usage_daily d SET requests = d.requests + $6::integer * p.n + p.back, tokens = d.tokens + $7::bigint * p.n - p.undone
   FROM per_day p
   WHERE d.account_id = p.account_id AND d.mode = p.mode AND d.period = p.period AND d.day = p.day AND d.specialist = p.specialist
     AND (SELECT COUNT(*) FROM counters) >= 0
@@ -108,8 +118,27 @@ export { outcomeParams };
  */
 export const FINISH_UNCLAIMED = finishRows("request_id = $8 AND node_id = $9 AND created_at = $10 AND status IS NULL", "NULL");
 
-/** What waits to be written again: a completion, or an admission whose outcome is unknown. */
-type Unwritten = { completion: CompletionRecord } | { unclaimed: AdmissionRecord };
+/**
+ * Closes, as the refusal its client got, a success whose completion could not
+ * be confirmed: whether that completion committed (its answer lost) or not,
+ * the row ends refused and given back, its tokens included.
+ */
+export const REFUSE_SERVED = finishRows("id = $8 AND (status IS NULL OR settled_by IS NOT NULL OR status BETWEEN 200 AND 299)", "NULL");
+
+/** This node's unfinished rows admitted before `$2`: candidates for closing as forgotten. */
+const OWN_UNFINISHED = "SELECT id FROM usage_events WHERE node_id = $1 AND status IS NULL AND created_at < $2";
+/** Closes, as refused (given back), rows of this node that no request of it holds. */
+export const FINISH_FORGOTTEN = finishRows("id = ANY($8::bigint[]) AND node_id = $9 AND status IS NULL", "NULL");
+/**
+ * How old an unfinished row of this node must be before a sweep may close it.
+ * The sweep checks against the requests in flight, so this only keeps it to
+ * rows no admission can still be answering for (a request's statements are
+ * cut after 2 s).
+ */
+const FORGOTTEN_AFTER_MS = 30_000;
+
+/** What waits to be written again: a completion, a success refused because it could not be recorded, or an admission whose outcome is unknown. */
+type Unwritten = { completion: CompletionRecord } | { refused: CompletionRecord } | { unclaimed: AdmissionRecord };
 
 /** The status a request gets when its record could not be written: what the ledger then says of it. */
 const DEPENDENCY_UNAVAILABLE = 503;
@@ -150,7 +179,16 @@ export class PgLedger implements LedgerStore {
     () => this.nodeId(),
   );
   /** Completions the database could not take when they came (and unclaimed admissions), written again until it does. */
-  readonly retries = new CompletionRetryQueue<Unwritten>((u) => ("completion" in u ? this.write(u.completion) : this.closeUnclaimed(u.unclaimed)));
+  readonly retries = new CompletionRetryQueue<Unwritten>(async (u) => {
+    if ("unclaimed" in u) return this.closeUnclaimed(u.unclaimed);
+    if ("refused" in u) await this.refuseServed(u.refused);
+    else await this.write(u.completion);
+    this.open.delete("refused" in u ? u.refused.eventId : u.completion.eventId);
+  });
+  /** Rows this node admitted whose outcome is not written yet: a sweep never closes them. */
+  private readonly open = new Set<number>();
+  /** Admissions whose statement has not answered yet. */
+  private readonly admitting = new Set<Promise<number | undefined>>();
 
   constructor(
     private readonly pool: pg.Pool,
@@ -162,13 +200,19 @@ export class PgLedger implements LedgerStore {
 
   /** Batched with the admissions that arrive while another is being written (one statement and one commit for all). */
   async admit(r: AdmissionRecord): Promise<number | undefined> {
+    const admitting = this.admissions.admit(r);
+    this.admitting.add(admitting);
     try {
-      return await this.admissions.admit(r);
+      const id = await admitting;
+      if (id !== undefined) this.open.add(id);
+      return id;
     } catch (error) {
       // Refused (503) without an answer: should the statement commit after all, its row is closed as refused,
       // once the server's own statement timeout has surely ended it.
       if (isUnansweredStatement(error)) setTimeout(() => this.retries.add({ unclaimed: r }), STATEMENT_TIMEOUT_MS + 1_000).unref();
       throw error;
+    } finally {
+      this.admitting.delete(admitting);
     }
   }
 
@@ -183,12 +227,48 @@ export class PgLedger implements LedgerStore {
   async complete(r: CompletionRecord): Promise<void> {
     try {
       await this.write(r);
+      this.open.delete(r.eventId);
     } catch (error) {
-      if (!isTransientDatabaseError(error)) throw error;
       const served = r.status >= 200 && r.status < 300;
-      if (!this.retries.add({ completion: served ? { ...r, status: DEPENDENCY_UNAVAILABLE } : r })) throw error;
+      // The statement may have committed though its answer never came: the refusal then overwrites the success.
+      const again = served ? { refused: { ...r, status: DEPENDENCY_UNAVAILABLE } } : { completion: r };
+      if (!isTransientDatabaseError(error) || !this.retries.add(again)) {
+        this.open.delete(r.eventId);
+        throw error;
+      }
       if (served) throw new UnrecordedOutcomeError(error);
     }
+  }
+
+  private async refuseServed(r: CompletionRecord): Promise<void> {
+    await this.pool.query({ name: "alveare_refuse_served", text: REFUSE_SERVED, values: [...outcomeParams(r), r.eventId] });
+  }
+
+  /**
+   * Closes, as refused and given back, this node's unfinished rows that none of
+   * its requests holds: an admission that reached the database after the node
+   * stopped waiting for it (a partition delaying the statement past the
+   * unclaimed close), or a completion given up. Rows are read first; then every
+   * admission that could have written one of them has answered before the
+   * check against the open requests, so a row whose answer was on its way is
+   * never taken. Returns how many rows it closed.
+   */
+  async closeForgotten(olderThanMs = FORGOTTEN_AFTER_MS): Promise<number> {
+    const nodeId = this.nodeId();
+    if (nodeId === null) return 0;
+    const before = new Date(Date.now() - olderThanMs).toISOString();
+    const { rows } = await this.pool.query<{ id: number }>({ name: "alveare_own_unfinished", text: OWN_UNFINISHED, values: [nodeId, before] });
+    if (rows.length === 0) return 0;
+    await Promise.allSettled([...this.admitting]);
+    const forgotten = rows.map((row) => Number(row.id)).filter((id) => !this.open.has(id));
+    if (forgotten.length === 0) return 0;
+    const outcome = { status: DEPENDENCY_UNAVAILABLE, promptTokens: 0, completionTokens: 0, latencyMs: null, at: new Date().toISOString() };
+    const closed = await this.pool.query<{ n: number }>({
+      name: "alveare_finish_forgotten",
+      text: FINISH_FORGOTTEN,
+      values: [...outcomeParams(outcome), forgotten, nodeId],
+    });
+    return closed.rows.reduce((sum, row) => sum + row.n, 0);
   }
 
   private async closeUnclaimed(r: AdmissionRecord): Promise<void> {

@@ -25,7 +25,8 @@ export const DEFAULT_LEASE_MS = 15_000;
 /**
  * The three stores and the audit log in one PostgreSQL database, on one pool.
  * Opening migrates the schema (race-free across nodes) and, for a server,
- * joins the nodes: plan table checked, lease taken, dead nodes' rows settled.
+ * joins the nodes: plan table checked, lease taken, dead nodes' rows settled;
+ * with each renewal the node also closes its own rows no request holds.
  */
 export async function openPostgresStores(url: string, options: PgStoreOptions = {}): Promise<Stores> {
   const pool = openPool(url);
@@ -39,7 +40,6 @@ export async function openPostgresStores(url: string, options: PgStoreOptions = 
       lease = new NodeLease(pool, options.leaseMs ?? DEFAULT_LEASE_MS);
       await lease.join(options.plans, options.redisPrefix);
       await lease.settleDead();
-      lease.start();
     } else if (options.redisPrefix !== undefined) {
       const prefix = options.redisPrefix;
       await inTransaction(pool, (client) => checkRedisPrefix(client, prefix, false));
@@ -53,6 +53,7 @@ export async function openPostgresStores(url: string, options: PgStoreOptions = 
   // A server's requests get their own pool, whose statements the database cuts before the node stops waiting.
   const requests = options.serving === true ? openRequestPool(url) : pool;
   const ledger = new PgLedger(pool, () => nodeId, requests);
+  lease?.start(() => ledger.closeForgotten());
   return {
     accounts: new PgAccountStore(pool, requests),
     ledger,
