@@ -222,6 +222,26 @@ describe("API depth: log-probabilities, label scores, several choices", () => {
       }
     });
 
+    it("sampled at a low temperature, the answer is the label the scores favour (drawn from the scores, not spelt token by token)", async () => {
+      for (let seed = 0; seed < 8; seed++) {
+        const { json } = await postJson(`${server.url}/v1/infer`, { specialist: "classify", prompt: `Low ${seed}`, temperature: 0.05, seed });
+        const ranked = Object.entries(json.scores as Record<string, number>).sort((a, b) => b[1] - a[1]);
+        // Below temperature 1 a draw sharpens the scores: a label half as likely as the best is 2^20 times rarer at 0.05.
+        if (ranked[1]![1] > ranked[0]![1] / 2) continue;
+        assert.equal(json.result, ranked[0]![0], JSON.stringify(json));
+        assert.equal(json.confidence, ranked[0]![1]);
+      }
+    });
+
+    it("the same seed draws the same labels, n choices included", async () => {
+      const body = { model: "alveare-classify", messages: messages("Seeded"), temperature: 1, seed: 7, n: 4 };
+      const first = await client.chat.completions.create(body);
+      const again = await client.chat.completions.create(body);
+      const labels = (c: typeof first): string[] => c.choices.map((choice) => choice.message.content!);
+      assert.deepEqual(labels(again), labels(first));
+      for (const label of labels(first)) assert.ok(LABELS.includes(label), label);
+    });
+
     it("chat completions carry the chosen label's token log-probabilities when asked", async () => {
       const completion = await client.chat.completions.create({
         model: "alveare-classify",

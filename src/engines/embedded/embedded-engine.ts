@@ -25,7 +25,7 @@ import type { GrammarCache } from "./grammars.js";
 import { snapshotKey, type PrefixSnapshotStore } from "./prefix-snapshots.js";
 import { SequencePool } from "./sequence-pool.js";
 import { labelTokens, normalise, scoreLabels, type ScoredLabel } from "./label-scores.js";
-import { LogprobWriter, RAW_DISTRIBUTION, sampleWithProbabilities, type SampledToken } from "./logprob-sampler.js";
+import { draw, LogprobWriter, RAW_DISTRIBUTION, sampleWithProbabilities, seededRandom, type SampledToken } from "./logprob-sampler.js";
 import { TokenDecoder } from "./token-decoder.js";
 import { toHistory, toolFunctions, toolGrammarFor } from "./tool-history.js";
 import { callSyntaxOf, ToolAnswerTracker } from "./tool-calls.js";
@@ -273,12 +273,7 @@ export class EmbeddedEngine implements Engine {
       const last = input.slice(-1);
       const scoring = await this.scoreLabels(sequence, last[0]!, constraint.labels, request);
       if (scoring === undefined) return { text: "", promptTokens: prompt.tokens.length, completionTokens: 0, finishReason: "stop", aborted: true };
-      // At temperature 0 the answer is the most probable label; sampled answers are generated under the labels' grammar.
-      const result =
-        request.temperature <= 0
-          ? this.mostProbableLabel(scoring, prompt, request)
-          : await this.generateChoices(sequence, release, last, prompt, contextSize, request, grammar);
-      return { ...result, labelScores: scoring.scores };
+      return { ...this.chosenLabels(scoring, prompt, request), labelScores: scoring.scores };
     }
     return this.generateChoices(sequence, release, input, prompt, contextSize, request, grammar);
   }
@@ -495,9 +490,23 @@ export class EmbeddedEngine implements Engine {
   }
 
   /** Temperature 0 on a labels output: every choice is the most probable label, as greedy decoding of the label set. */
-  private mostProbableLabel(scoring: LabelScoring, prompt: FormattedPrompt, request: GenerationRequest): GenerationResult {
+  /**
+   * Each choice's label, from the labels' scores: at temperature 0 the most
+   * probable; otherwise drawn from the scores as the token sampler draws a
+   * token (top-p, then temperature, the request's seed). So an answer is
+   * always a label with its own score, the same for every way the model could
+   * spell it, and nothing more is generated once the labels are scored.
+   */
+  private chosenLabels(scoring: LabelScoring, prompt: FormattedPrompt, request: GenerationRequest): GenerationResult {
     const n = request.choices ?? 1;
-    const choices = Array.from({ length: n }, (_, index) => this.labelChoice(scoring.best, request, index, scoring.withLogprobs));
+    const ranked = scoring.scored
+      .map((label) => [label, scoring.scores[label.label] ?? 0] as const)
+      .sort((a, b) => b[1] - a[1] || (a[0] === scoring.best ? -1 : b[0] === scoring.best ? 1 : 0));
+    const random = seededRandom(samplerSeed(request.seed));
+    const choices = Array.from({ length: n }, (_, index) => {
+      const label = draw(ranked, request.temperature, request.topP, random) ?? scoring.best;
+      return this.labelChoice(label, request, index, scoring.withLogprobs);
+    });
     return combinedResult(choices, prompt.tokens.length, request.signal.aborted);
   }
 
