@@ -320,6 +320,10 @@ describe("account administration from the CLI", () => {
     });
     assert.equal(bad.status, 2);
     assert.match(bad.stderr, /active or suspended/);
+    // A right command that cannot be done: exit 1, like an unknown account, not 2.
+    const suspended = spawnSync(process.execPath, [CLI, "keys", "create", "--account", accountId, "--data-dir", dataDir], { env, encoding: "utf8" });
+    assert.equal(suspended.status, 1, suspended.stderr);
+    assert.match(suspended.stderr, /suspended/);
   });
 
   it("lists and removes members, by id or e-mail, ending their sessions at once", async () => {

@@ -10,6 +10,7 @@ import { AdmissionBatch } from "../src/store/postgres/pg-admissions.js";
 import { CompletionBatch } from "../src/store/postgres/pg-completions.js";
 import { FINISH_ONE, outcomeParams, PgLedger, PG_USAGE_QUERIES } from "../src/store/postgres/pg-ledger.js";
 import { openPool } from "../src/store/postgres/pg-pool.js";
+import { parsePlans } from "../src/gate/plans.js";
 import { UnrecordedOutcomeError, type CompletionRecord, type Stores } from "../src/store/store.js";
 import { createKey, postJson, startTestServer, tempDir, tinyModel } from "./helpers/fixtures.js";
 import { startTcpProxy } from "./helpers/tcp-proxy.js";
@@ -484,6 +485,36 @@ describe("PostgreSQL: nodes", () => {
     await restarted.close(); // once every node is gone, a start records the new table
   });
 
+  it("lets a CLI given no config file use the plans the serving nodes recorded, custom ones included", async () => {
+    const databaseUrl = await freshDatabase();
+    const plans = parsePlans({ tiny: { requests_per_minute: 5, requests_per_month: 8, specialists: ["classify"] } });
+    const node = await createStore(
+      { dataDir: tempDir(), databaseUrl, redisUrl: TEST_REDIS_URL, redisPrefix: REDIS_PREFIX, plans },
+      { serving: true },
+    );
+    try {
+      const env: NodeJS.ProcessEnv = {
+        ...process.env,
+        ALVEARE_DATABASE_URL: databaseUrl,
+        ALVEARE_REDIS_URL: TEST_REDIS_URL,
+        ALVEARE_REDIS_PREFIX: REDIS_PREFIX,
+      };
+      delete env.ALVEARE_CONFIG;
+      const cli = (args: string[]) => spawnSync(process.execPath, [CLI, ...args, "--json"], { env, encoding: "utf8" });
+      const created = cli(["accounts", "create", "--name", "Small", "--plan", "tiny"]);
+      assert.equal(created.status, 0, created.stderr);
+      const accountId = (JSON.parse(created.stdout) as { id: string; plan: string }).id;
+      const usage = cli(["usage", "--account", accountId]);
+      assert.equal(usage.status, 0, usage.stderr);
+      assert.equal((JSON.parse(usage.stdout) as { requests_limit: number }).requests_limit, 8, "the usage report reads the recorded plan's quota");
+      const unknown = cli(["accounts", "create", "--name", "Big", "--plan", "huge"]);
+      assert.equal(unknown.status, 2);
+      assert.match(unknown.stderr, /no plan 'huge'\. Plans: tiny, solo, starter, professional, scale/);
+    } finally {
+      await node.close();
+    }
+  });
+
   it("refuses a node or CLI whose Redis prefix differs from the running nodes', with one line", async () => {
     const databaseUrl = await freshDatabase();
     const shared = (redisPrefix: string) => ({ dataDir: tempDir(), databaseUrl, redisUrl: TEST_REDIS_URL, redisPrefix });
@@ -496,8 +527,14 @@ describe("PostgreSQL: nodes", () => {
       };
       await assert.rejects(createStore(shared("alveare-b:"), { serving: true }), mismatch);
       await assert.rejects(createStore(shared("alveare-b:")), mismatch, "the CLI refuses too");
-      const cli = await createStore(shared("alveare-a:"));
-      await cli.close();
+      const cli = spawnSync(process.execPath, [CLI, "accounts", "list"], {
+        env: { ...process.env, ALVEARE_DATABASE_URL: databaseUrl, ALVEARE_REDIS_URL: TEST_REDIS_URL, ALVEARE_REDIS_PREFIX: "alveare-b:" },
+        encoding: "utf8",
+      });
+      assert.equal(cli.status, 2, "a wrong variable is a wrong command (exit 2)");
+      assert.match(cli.stderr, /^alveare: ALVEARE_REDIS_PREFIX is 'alveare-b:' here/m);
+      const right = await createStore(shared("alveare-a:"));
+      await right.close();
     } finally {
       await first.close();
     }

@@ -7,6 +7,7 @@ import { AccountService } from "../accounts/accounts.js";
 import { KEY_MODES } from "../gate/credentials.js";
 import { usageReport } from "../metering/usage-report.js";
 import { createStore, storeLocation } from "../store/create-store.js";
+import { recordedPlans } from "../store/postgres/pg-nodes.js";
 import type { ApiKeyRecord, Mode, Stores } from "../store/store.js";
 import { CLI_CONTEXT } from "../store/audit-log.js";
 import { auditPageJson, parseAuditQuery } from "../admin/audit-query.js";
@@ -46,6 +47,10 @@ async function withStore(options: StoreOptions, run: (session: Session) => Promi
   const json = options.json === true;
   if (!json) note(`using ${where}${isNew ? " (new, empty database)" : ""}`);
   const stores = await createStore(config);
+  // Without the servers' config file, a CLI on the shared database takes the plans the nodes recorded there.
+  if (config.databaseUrl !== undefined && (options.config ?? process.env.ALVEARE_CONFIG) === undefined) {
+    config.plans = (await recordedPlans(config.databaseUrl).catch(() => undefined)) ?? config.plans;
+  }
   const broadcast = config.redisUrl === undefined ? undefined : nodeBroadcast(config.redisUrl, config.redisPrefix ?? DEFAULT_REDIS_PREFIX);
   try {
     await run({ config, stores, accounts: new AccountService(stores, config.plans, broadcast?.changed, broadcast?.ready), json });

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
-import type pg from "pg";
+import pg from "pg";
+import type { Plan } from "../../gate/plans.js";
 import { NOT_DELIVERED } from "../../metering/counting-rule.js";
 import { inTransaction } from "./pg-pool.js";
 import { FINISH_ORPHANS, outcomeParams } from "./pg-ledger.js";
@@ -44,6 +45,27 @@ export async function checkRedisPrefix(client: pg.PoolClient, prefix: string, re
      ON CONFLICT (id) DO UPDATE SET prefix = excluded.prefix, recorded_at = excluded.recorded_at`,
     [prefix, new Date().toISOString()],
   );
+}
+
+/**
+ * The plan table the serving nodes recorded, for a CLI given no config file:
+ * it then knows the plans the nodes serve (custom ones included) without the
+ * servers' file. Undefined when no node ever recorded one.
+ */
+export async function recordedPlans(url: string): Promise<Record<string, Plan> | undefined> {
+  const client = new pg.Client({ connectionString: url });
+  client.on("error", () => undefined);
+  await client.connect();
+  try {
+    const recorded = (await client.query<{ plans: string }>("SELECT plans FROM plan_table WHERE id = 1")).rows[0]?.plans;
+    if (recorded === undefined) return undefined;
+    // The record's keys are sorted by name; plans read better smallest first. No prototype, as the config's own
+    // table: a lookup by any name finds only these plans.
+    const plans = Object.values(JSON.parse(recorded) as Record<string, Plan>).sort((a, b) => a.requestsPerMonth - b.requestsPerMonth);
+    return Object.assign(Object.create(null) as Record<string, Plan>, Object.fromEntries(plans.map((plan) => [plan.name, plan])));
+  } finally {
+    await client.end();
+  }
 }
 
 /** JSON with object keys sorted, so two equal plan tables read the same whatever order their files list them in. */
