@@ -49,7 +49,8 @@ export const errors = {
   modelNotFound: (name: string, param: string, suggestion?: string) =>
     invalid(
       "model_not_found",
-      `The specialist '${shortened(name)}' does not exist${suggestion === undefined ? "." : `; did you mean '${suggestion}'?`} GET /v1/models lists the specialists you can use.`,
+      // OpenAI-style routes name a model (`alveare-<specialist>`), /v1/infer a specialist: the message uses the caller's word.
+      `The ${param === "model" ? "model" : "specialist"} '${shortened(name)}' does not exist${suggestion === undefined ? "." : `; did you mean '${suggestion}'?`} GET /v1/models lists the ${param === "model" ? "models" : "specialists"} you can use.`,
       param,
     ),
   contextLengthExceeded: (promptTokens: number, contextSize: number, param: string) =>
@@ -155,7 +156,7 @@ export const errors = {
       429,
       "rate_limit_error",
       "concurrency_limit_exceeded",
-      `Concurrency limit reached: ${limit} requests at once for this API key. Retry when one of them has finished.`,
+      `Concurrency limit reached: ${limit} ${limit === 1 ? "request" : "requests"} at once for this API key. Retry when ${limit === 1 ? "it" : "one of them"} has finished.`,
       null,
       retryAfterHeaders(retryAfterMs),
     ),

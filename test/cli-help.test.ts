@@ -70,6 +70,13 @@ describe("alveare help and version", () => {
     });
   }
 
+  it("'alveare help keys revoke' shows the subcommand's own help, and the top-level examples use real id shapes", () => {
+    const r = alveare(["help", "keys", "revoke"]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^Usage: alveare keys revoke/);
+    assert.doesNotMatch(alveare(["--help"]).stdout, /acc_/, "account ids start acct_");
+  });
+
   it("a group without its subcommand shows the group's help on stderr and exits 2", () => {
     const r = alveare(["keys"]);
     assert.equal(r.status, 2);

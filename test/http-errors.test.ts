@@ -47,7 +47,16 @@ describe("HTTP contract: errors and request ids", () => {
       "top_p",
     ));
   it("rejects an unknown specialist", () =>
-    expectError("/v1/infer", { specialist: "poetry", prompt: "x" }, 400, "model_not_found", "specialist", /poetry/));
+    expectError("/v1/infer", { specialist: "poetry", prompt: "x" }, 400, "model_not_found", "specialist", /^The specialist 'poetry' does not exist/));
+  it("names a specialist given as a model a model, and suggests its model name", () =>
+    expectError(
+      "/v1/chat/completions",
+      { model: "chat", messages: [{ role: "user", content: "x" }] },
+      400,
+      "model_not_found",
+      "model",
+      /^The model 'chat' does not exist; did you mean 'alveare-chat'\? GET \/v1\/models lists the models you can use\.$/,
+    ));
   it("rejects an unknown model", () =>
     expectError("/v1/chat/completions", { model: "gpt-4", messages: [{ role: "user", content: "x" }] }, 400, "model_not_found", "model", /gpt-4/));
   it("rejects a bad message role", () =>

@@ -4,7 +4,7 @@ import { readSseData } from "../src/api/sse.js";
 import { SequencePool } from "../src/engines/embedded/sequence-pool.js";
 import { labelGrammar } from "../src/engines/embedded/grammars.js";
 import { StopScanner } from "../src/engines/stop-scanner.js";
-import { ApiError } from "../src/errors.js";
+import { ApiError, errors } from "../src/errors.js";
 
 describe("StopScanner", () => {
   it("never releases a stop string, even split across pieces", () => {
@@ -87,5 +87,15 @@ describe("readSseData", () => {
     const out: string[] = [];
     for await (const d of readSseData(chunks())) out.push(d);
     assert.deepEqual(out, ['{"a":1}', "x\ny", "[DONE]"]);
+  });
+});
+
+describe("error messages", () => {
+  it("count requests at once in the right number", () => {
+    assert.match(
+      errors.concurrencyLimited(1, 1000).message,
+      /^Concurrency limit reached: 1 request at once for this API key\. Retry when it has finished\.$/,
+    );
+    assert.match(errors.concurrencyLimited(3, 1000).message, /: 3 requests at once .* Retry when one of them has finished\.$/);
   });
 });

@@ -10,8 +10,8 @@ const EXAMPLES = `
 Examples:
   $ alveare serve --model ./models/qwen2.5-0.5b-instruct-q4_k_m.gguf
   $ alveare accounts create --name "Acme" --plan starter
-  $ alveare keys create --account acc_123
-  $ alveare usage --account acc_123
+  $ alveare keys create --account acct_7Hq2mXv9LpR4sTn1
+  $ alveare usage --account acct_7Hq2mXv9LpR4sTn1
   $ alveare migrate
 
 Exit codes: 0 done, 1 could not be done (e.g. no such account, port in use), 2 wrong usage.
@@ -41,9 +41,12 @@ function buildProgram(): Command {
   return program;
 }
 
+/** `help keys revoke` as `keys revoke --help`: commander's help command looks one level down only. */
+const helpFor = (argv: string[]): string[] => (argv[0] === "help" && argv.length > 2 ? [...argv.slice(1), "--help"] : argv);
+
 async function main(argv: string[]): Promise<void> {
   try {
-    await buildProgram().parseAsync(argv, { from: "user" });
+    await buildProgram().parseAsync(helpFor(argv), { from: "user" });
   } catch (error) {
     // Commander has already printed its own message (and help, where asked for).
     if (!(error instanceof CommanderError)) process.stderr.write(`alveare: ${messageOf(error)}\n`);
