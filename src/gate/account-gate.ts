@@ -2,7 +2,7 @@ import { ApiError, errors } from "../errors.js";
 import { billingPeriod } from "../metering/billing-period.js";
 import { countsAgainstQuota } from "../metering/counting-rule.js";
 import { refusalOf } from "../metering/refusals.js";
-import type { AccountStore, LedgerStore } from "../store/store.js";
+import { UnrecordedOutcomeError, type AccountStore, type LedgerStore } from "../store/store.js";
 import type { KeyCache, KeyLimits, LimitReport, QuotaCounter, RateLimiter } from "./backends.js";
 import { bearerToken, hashKey, keyMode } from "./credentials.js";
 import type { AdmitDecision, AdmitOptions, AuthenticateOptions, Authentication, Caller, Endpoint, Gate, Outcome } from "./gate.js";
@@ -165,9 +165,13 @@ export class AccountGate implements Gate {
       admission: {
         finish: async (outcome: Outcome) => {
           // The same rule as the ledger's: tokens of a request that does not count are not counted in the window either.
-          const used = countsAgainstQuota(outcome.status) ? outcome.promptTokens + outcome.completionTokens : 0;
+          let used = countsAgainstQuota(outcome.status) ? outcome.promptTokens + outcome.completionTokens : 0;
           try {
             await quotaTicket.finish(outcome);
+          } catch (error) {
+            // A success the ledger could not record is refused to its client (503) and given back: its tokens too.
+            if (error instanceof UnrecordedOutcomeError) used = 0;
+            throw error;
           } finally {
             await lease.settle(used);
           }
