@@ -196,4 +196,9 @@ export const errors = {
       null,
       { "retry-after": String(retryAfterSeconds) },
     ),
+  /** A running answer the drain's deadline ended: the client retries elsewhere, as for a refusal while draining. */
+  cutByShutdown: () =>
+    new ApiError(503, "server_error", "overloaded", "This server shut down before the answer was complete. Retry on another node.", null, {
+      "retry-after": "1",
+    }),
 } as const;

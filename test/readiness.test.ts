@@ -150,6 +150,67 @@ describe("/ready", () => {
       await upstream.stop();
     }
   });
+
+  it("ends a stream still running at the drain deadline with an overloaded error event, not a bare close", async () => {
+    const upstream = new HeldUpstream();
+    const server = await startTestServer({ specialists: { faraway: held(await upstream.start()) } });
+    try {
+      const response = await fetch(`${server.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "alveare-faraway", messages: [{ role: "user", content: "hi" }], stream: true }),
+      });
+      assert.equal(response.status, 200);
+      // The first piece has reached the client: the stream has started when the deadline cuts it.
+      const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+      let text = "";
+      while (!text.includes("held ")) {
+        const { value, done } = await reader.read();
+        assert.ok(!done, `the stream ended early: ${text}`);
+        text += value;
+      }
+      await server.close(50);
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += value;
+      }
+      const events = text.split("\n\n").filter((e) => e.startsWith("data: "));
+      assert.ok(!events.includes("data: [DONE]"), "a cut stream does not end as a success");
+      const last = JSON.parse(events.at(-1)!.slice("data: ".length)) as { error?: Record<string, unknown> };
+      assert.deepEqual(last.error, {
+        message: "This server shut down before the answer was complete. Retry on another node.",
+        type: "server_error",
+        code: "overloaded",
+        param: null,
+      });
+      assert.equal(server.logs.requests().at(-1)?.status, 499, "logged and metered like a disconnect, as before");
+    } finally {
+      await upstream.stop();
+    }
+  });
+
+  it("answers a stream cut by the drain deadline before its first event with 503 overloaded and Retry-After", async () => {
+    const upstream = new FakeUpstream();
+    upstream.fault = "hold";
+    const server = await startTestServer({ specialists: { faraway: held(await upstream.start()) } });
+    try {
+      const answer = postJson(`${server.url}/v1/chat/completions`, {
+        model: "alveare-faraway",
+        messages: [{ role: "user", content: "hi" }],
+        stream: true,
+      });
+      while (upstream.requests.length === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+      await server.close(50);
+      const r = await answer;
+      assert.equal(r.status, 503);
+      assert.equal((r.json.error as { code: string }).code, "overloaded");
+      assert.equal(r.headers.get("retry-after"), "1");
+    } finally {
+      upstream.release();
+      await upstream.stop();
+    }
+  });
 });
 
 describe("SIGTERM", () => {

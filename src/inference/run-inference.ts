@@ -49,7 +49,7 @@ export interface InferenceRequest {
   abort(): AbortSource;
   /** The generation under way, for whatever must wait for its end (the log line). */
   generationStarted(generation: Promise<unknown>): void;
-  /** Drops the connection, so no truncated answer can pass for a whole one. */
+  /** Ends a response the drain's deadline stopped, so no truncated answer can pass for a whole one (drops the connection, or ends a stream with an error event). */
   cut(): void;
 }
 

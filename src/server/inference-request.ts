@@ -4,8 +4,16 @@ import type { AppOptions } from "./app.js";
 import { admitRequest } from "./gate-adapter.js";
 import { requestAbort } from "./request-context.js";
 
-/** An HTTP request as the inference use case sees it: the gate's headers, the log line and the connection stay here. */
-export function inferenceRequest(options: AppOptions, request: FastifyRequest, reply: FastifyReply): InferenceRequest {
+/**
+ * An HTTP request as the inference use case sees it: the gate's headers, the log line and the connection stay here.
+ * `cut` ends a response the drain's deadline stopped; by default the connection is dropped.
+ */
+export function inferenceRequest(
+  options: AppOptions,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  cut: () => void = () => reply.raw.destroy(),
+): InferenceRequest {
   return {
     trace: request.trace,
     logFields: request.logFields,
@@ -15,6 +23,6 @@ export function inferenceRequest(options: AppOptions, request: FastifyRequest, r
     generationStarted: (generation) => {
       request.generationDone = generation;
     },
-    cut: () => reply.raw.destroy(),
+    cut,
   };
 }

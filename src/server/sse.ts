@@ -74,6 +74,16 @@ export class EventStream {
     if (!this.reply.raw.destroyed) this.reply.raw.end("data: [DONE]\n\n");
   }
 
+  /**
+   * The server ends the stream before its answer ended (the drain's deadline). A bare close would read like a
+   * network failure: the error goes out as the last event, or as the whole response when nothing went out yet.
+   */
+  cut(error: ApiError): void {
+    if (this.reply.raw.destroyed) return;
+    if (this.started) this.fail(error);
+    else void this.reply.code(error.status).headers(error.headers).send(error.toBody());
+  }
+
   /** After the headers went out the status cannot change: the error travels as an event. */
   fail(error: ApiError): void {
     if (!this.reply.raw.destroyed) this.reply.raw.end(`data: ${JSON.stringify(error.toBody())}\n\n`);

@@ -106,7 +106,8 @@ export async function chatCompletionsRoute(app: FastifyInstance, options: AppOpt
     try {
       const result = await runInference(
         options,
-        inferenceRequest(options, request, reply),
+        // Cut by the drain: the stream ends with an error event a client can tell from a network failure.
+        inferenceRequest(options, request, reply, () => stream.cut(errors.cutByShutdown())),
         specialist,
         "chat.completions",
         { ...call, onText: sendText, onToolCall: sendToolCall, whenWritable: () => stream.whenWritable() },
