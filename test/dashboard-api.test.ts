@@ -137,6 +137,34 @@ describe("dashboard API", () => {
     assert.equal(login.status, 403);
   });
 
+  it("refuses a wrong CSRF token of the right length and one of another length alike, with 403 csrf_failed", async () => {
+    for (const browser of [alice, operator]) {
+      const token = browser.csrf;
+      const other = (c: string): string => (c === "a" ? "b" : "a");
+      const wrong = [
+        token.slice(0, -1) + other(token.at(-1)!), // same length, last character differs
+        other(token[0]!) + token.slice(1), // same length, first character differs
+        token.slice(0, -1), // shorter
+        `${token}a`, // longer
+        `${token.slice(0, -1)}é`, // as many characters, one more UTF-8 byte
+      ];
+      for (const csrf of wrong) {
+        const r =
+          browser === alice
+            ? await alice.call("POST", "/dashboard/api/keys", { mode: "live" }, { "x-csrf-token": csrf })
+            : await operator.call("POST", "/admin/api/accounts", { name: "x", plan: "solo" }, { "x-csrf-token": csrf });
+        assert.equal(r.status, 403, csrf);
+        assert.deepEqual(r.json.error, {
+          message: "Missing or wrong CSRF token; reload the page.",
+          type: "permission_error",
+          code: "csrf_failed",
+          param: null,
+        });
+      }
+    }
+    assert.equal((await alice.call("POST", "/dashboard/api/keys", { mode: "test" })).status, 201, "the session's own token still passes");
+  });
+
   it("signs in with email and password, limits failures, and signs out", async () => {
     const b = new Browser(server);
     const ok = await b.call("POST", "/dashboard/api/login", { email: "Alice@Example.com", password: "correct horse battery" });

@@ -1,3 +1,4 @@
+import { timingSafeEqual } from "node:crypto";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { ApiError } from "../errors.js";
 import type { Session } from "../store/store.js";
@@ -69,9 +70,20 @@ export function checkSameOrigin(request: FastifyRequest): void {
   }
 }
 
+/**
+ * The header's token against the session's in constant time, so timing tells no prefix of it. Only the length may
+ * differ quickly: every session's token has the same public length, and timingSafeEqual needs equal lengths.
+ */
+function sameCsrfToken(given: string | string[] | undefined, expected: string): boolean {
+  if (typeof given !== "string") return false;
+  const a = Buffer.from(given, "utf8");
+  const b = Buffer.from(expected, "utf8");
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
 /** State changes with a session cookie also need the session's CSRF token in a header only our page can read. */
 export function checkCsrf(request: FastifyRequest, session: Session): void {
   checkSameOrigin(request);
   if (request.method === "GET" || request.method === "HEAD") return;
-  if (request.headers["x-csrf-token"] !== session.csrfToken) throw forbidden("Missing or wrong CSRF token; reload the page.");
+  if (!sameCsrfToken(request.headers["x-csrf-token"], session.csrfToken)) throw forbidden("Missing or wrong CSRF token; reload the page.");
 }
