@@ -100,6 +100,15 @@ describe("OpenAI conformance: responses validate against OpenAI's published sche
       tools: [WEATHER_TOOL],
       tool_choice: "required",
     },
+    "tools with logprobs": {
+      model: "alveare-chat",
+      messages: [{ role: "user", content: "Weather in Rome?" }],
+      max_tokens: 40,
+      tools: [WEATHER_TOOL],
+      tool_choice: "required",
+      logprobs: true,
+      top_logprobs: 2,
+    },
     "a response format": { model: "alveare-extract", messages: [{ role: "user", content: "Ann is 30." }], max_tokens: 12 },
   };
 

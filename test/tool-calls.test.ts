@@ -57,6 +57,50 @@ function argumentsOf(call: ChatCompletionMessageToolCall): string {
 const ASK: ChatCompletionMessageParam[] = [{ role: "user", content: "What is the weather in Paris?" }];
 const SAMPLES = 6;
 
+/**
+ * Streams calls with log-probabilities under "required" and "auto": the streamed entries, in order, are the whole
+ * response's, and only chunks carrying tool-call pieces carry them when the answer is a call.
+ */
+async function assertStreamedCallLogprobs(client: OpenAI, model: string): Promise<void> {
+  let called = 0;
+  for (let seed = 0; seed < SAMPLES; seed++) {
+    const request = {
+      model,
+      messages: ASK,
+      tools: [WEATHER, TIME],
+      tool_choice: seed % 2 === 0 ? ("required" as const) : ("auto" as const),
+      temperature: 2,
+      seed,
+      max_tokens: 400,
+      logprobs: true,
+      top_logprobs: 2,
+    };
+    // The first answer to a prompt evaluates all of it; later ones reuse its cached prefix, whose floats differ in
+    // the last digits (about 1e-4): the whole answer compared is one of those, as the stream's is.
+    await client.chat.completions.create(request);
+    const whole: ChatCompletion = await client.chat.completions.create(request);
+    const chunks: ChatCompletionChunk[] = [];
+    for await (const chunk of await client.chat.completions.create({ ...request, stream: true })) chunks.push(chunk);
+    const streamed = chunks.flatMap((c) => c.choices.flatMap((ch) => (ch.finish_reason === null ? (ch.logprobs?.content ?? []) : [])));
+    const expected = whole.choices[0]!.logprobs!.content!;
+    assert.ok(expected.length > 0, "the whole response has entries");
+    assert.deepEqual(streamed, expected, `seed ${seed}`);
+    const deltas = chunks.flatMap((c) => c.choices.flatMap((ch) => ch.delta.tool_calls ?? []));
+    const calls = whole.choices[0]!.message.tool_calls ?? [];
+    assert.equal(deltas.length > 0, calls.length > 0, `seed ${seed}: the stream calls when the whole response does`);
+    if (calls.length === 0) continue;
+    called++;
+    // The entries ride on the tool-call chunks themselves: no chunk carries them with an empty content delta.
+    for (const chunk of chunks) {
+      const choice = chunk.choices[0];
+      if (choice === undefined || (choice.logprobs?.content ?? []).length === 0) continue;
+      assert.ok(choice.delta.tool_calls !== undefined, `seed ${seed}: entries on a chunk without a tool call: ${JSON.stringify(choice.delta)}`);
+    }
+    assert.equal(deltas.map((d) => d.function?.arguments ?? "").join(""), calls.map((c) => argumentsOf(c)).join(""));
+  }
+  assert.ok(called >= SAMPLES / 2, `${called} of ${SAMPLES} answers called a tool`);
+}
+
 describe("tool calling through the official openai package", () => {
   let server: TestServer;
   let client: OpenAI;
@@ -128,6 +172,10 @@ describe("tool calling through the official openai package", () => {
       }
       assert.ok(chunks.every((c) => c.choices.every((ch) => ch.delta.content === undefined || ch.delta.content === null || ch.delta.content === "")));
     }
+  });
+
+  it("streams a call's log-probabilities on its tool-call chunks: together the same entries as the whole response", async () => {
+    await assertStreamedCallLogprobs(client, "alveare-chat");
   });
 
   it("lets the model answer or call under auto, and any call it makes validates", async () => {
@@ -344,5 +392,9 @@ describe("tool calling through a remote specialist", () => {
       messages: [...ASK, choice.message, { role: "tool", tool_call_id: call.id, content: "sunny" }],
     });
     assert.equal(typeof answer.choices[0]!.message.content, "string");
+  });
+
+  it("relays the upstream's log-probabilities of a streamed call on its tool-call chunks", async () => {
+    await assertStreamedCallLogprobs(client, "alveare-faraway");
   });
 });

@@ -36,7 +36,10 @@ export interface TokenLogprob extends TokenAlternative {
   top: TokenAlternative[];
 }
 
-/** What a piece of streamed text belongs to: its choice, and the log-probabilities of the tokens it holds (when asked). */
+/**
+ * What a streamed piece (text, or a tool call's) belongs to: its choice, and the log-probabilities (when asked) of
+ * the tokens produced since the previous piece, so the pieces' entries together are the whole answer's.
+ */
 export interface TextDetail {
   choice: number;
   logprobs?: TokenLogprob[] | undefined;
@@ -96,7 +99,7 @@ export interface GenerationRequest {
   /** Tools the model may call; absent (or tool_choice "none") for plain answers. */
   tools?: ToolRequest | undefined;
   /** Receives tool calls as they are produced (streaming). */
-  onToolCall?: ((delta: ToolCallDelta) => void) | undefined;
+  onToolCall?: ((delta: ToolCallDelta, detail?: TextDetail) => void) | undefined;
   /** Called once the request has left the engine's queue and generation begins (queue-wait tracing). */
   onStarted?: (() => void) | undefined;
   /** W3C trace context for the upstream call of a remote engine. */

@@ -21,7 +21,7 @@ export interface SpecialistCall {
   topLogprobs?: number | undefined;
   /** Tools the model may call (chat completions' tools and tool_choice). */
   tools?: ToolRequest | undefined;
-  onToolCall?: ((delta: ToolCallDelta) => void) | undefined;
+  onToolCall?: ((delta: ToolCallDelta, detail?: TextDetail) => void) | undefined;
 }
 
 /**

@@ -18,8 +18,8 @@ import {
 } from "node-llama-cpp";
 import { errors } from "../../errors.js";
 import { StopScanner } from "../stop-scanner.js";
-import type { ToolCall } from "../tools.js";
-import type { ChatMessage, ChoiceResult, Engine, FinishReason, GenerationRequest, GenerationResult, TokenLogprob } from "../types.js";
+import type { ToolCall, ToolCallDelta } from "../tools.js";
+import type { ChatMessage, ChoiceResult, Engine, FinishReason, GenerationRequest, GenerationResult, TextDetail, TokenLogprob } from "../types.js";
 import { caughtUpOrAborted } from "../abort-watch.js";
 import type { GrammarCache } from "./grammars.js";
 import { snapshotKey, type PrefixSnapshotStore } from "./prefix-snapshots.js";
@@ -386,21 +386,35 @@ export class EmbeddedEngine implements Engine {
     const onText = request.onText;
     const writer = request.topLogprobs === undefined ? undefined : new LogprobWriter(this.model, request.topLogprobs);
     const logprobs: TokenLogprob[] = [];
-    // Entries of tokens whose text has not been sent yet (held by the decoder or the stop scanner).
+    const onToolCall = request.onToolCall;
+    const streamed = writer !== undefined && (onText !== undefined || onToolCall !== undefined);
+    // Entries of tokens no streamed piece carried yet (held by the decoder, the stop scanner or the tool tracker).
     let unsent: TokenLogprob[] = [];
-    const send = (piece: string): void => onText?.(piece, { choice, ...(writer === undefined ? {} : { logprobs: unsent }) });
+    /** The next piece's detail: it takes every entry not sent yet. */
+    const detail = (): TextDetail => {
+      if (writer === undefined) return { choice };
+      const entries = unsent;
+      unsent = [];
+      return { choice, logprobs: entries };
+    };
+    const send = (piece: string): void => onText?.(piece, detail());
+    const sendCall = (delta: ToolCallDelta): void => onToolCall?.(delta, detail());
     // Under a tool request the text is the call syntax: the tracker turns it into content or tool calls.
     const tracker =
       request.tools === undefined
         ? undefined
-        : new ToolAnswerTracker(callSyntaxOf(this.chatWrapper), request.tools.parallel, onText === undefined ? undefined : send, request.onToolCall);
+        : new ToolAnswerTracker(
+            callSyntaxOf(this.chatWrapper),
+            request.tools.parallel,
+            onText === undefined ? undefined : send,
+            onToolCall === undefined ? undefined : sendCall,
+          );
     let text = "";
     const emit = (piece: string): void => {
       if (piece.length === 0) return;
       text += piece;
       if (tracker === undefined) send(piece);
       else tracker.push(piece);
-      unsent = [];
     };
     let completionTokens = 0;
     let finishReason: FinishReason = "stop";
@@ -421,7 +435,7 @@ export class EmbeddedEngine implements Engine {
         if (writer !== undefined && probabilities !== undefined) {
           const entry = writer.entry(token, probabilities, completionTokens === 1);
           logprobs.push(entry);
-          unsent.push(entry);
+          if (streamed) unsent.push(entry);
         }
         emit(scanner.push(decoder.push(token)));
         if (scanner.stopped) break;
@@ -445,6 +459,11 @@ export class EmbeddedEngine implements Engine {
     if (tracker !== undefined) {
       const answer = tracker.finish();
       const calls = answer.toolCalls.length > 0;
+      // The call syntax after the last piece reported (a call's suffix, a section's end) rides on a last empty piece.
+      if (unsent.length > 0) {
+        if (calls) sendCall({ index: answer.toolCalls.length - 1, arguments: "" });
+        else send("");
+      }
       return {
         ...withLogprobs,
         text: answer.content,

@@ -390,12 +390,18 @@ export class RemoteEngine implements Engine {
         const delta = choice.delta?.content ?? "";
         const logprobs = wantsLogprobs ? upstreamLogprobs(choice.logprobs) : [];
         state.logprobs.push(...logprobs);
-        if (delta.length > 0 || logprobs.length > 0) {
-          state.text += delta;
-          if (delta.length > 0) chunks++;
-          req.onText?.(delta, { choice: index, ...(wantsLogprobs ? { logprobs } : {}) });
+        const pieces = index === 0 ? choice.delta?.tool_calls : undefined;
+        // Entries that came with a tool call's pieces ride on its tool-call chunk, as the embedded engine streams them.
+        const carried = delta.length === 0 && toolCalls.push(pieces, wantsLogprobs ? { choice: index, logprobs } : undefined);
+        if (!carried) {
+          if (delta.length > 0 || logprobs.length > 0) {
+            state.text += delta;
+            if (delta.length > 0) chunks++;
+            req.onText?.(delta, { choice: index, ...(wantsLogprobs ? { logprobs } : {}) });
+          }
+          // Pieces that came with no text were pushed above (and added nothing).
+          if (delta.length > 0) toolCalls.push(pieces);
         }
-        if (index === 0) toolCalls.push(choice.delta?.tool_calls);
         if (choice.finish_reason) state.finish = choice.finish_reason;
       }
       // Not reading on while our client is behind leaves the rest in the upstream's socket, not in memory.

@@ -1,5 +1,5 @@
 import type { ToolCall, ToolCallDelta, ToolRequest } from "../tools.js";
-import type { ChatMessage, GenerationRequest } from "../types.js";
+import type { ChatMessage, GenerationRequest, TextDetail } from "../types.js";
 
 /** An upstream's tool call, whole (`message.tool_calls`) or in pieces (`delta.tool_calls`). */
 export interface UpstreamToolCall {
@@ -45,7 +45,13 @@ export class ToolCallStream {
 
   constructor(private readonly request: GenerationRequest) {}
 
-  push(pieces: readonly UpstreamToolCall[] | null | undefined): void {
+  /** Forwards what the pieces add, the first forwarded delta with `detail`; false when nothing was forwarded (nor `detail` taken). */
+  push(pieces: readonly UpstreamToolCall[] | null | undefined, detail?: TextDetail): boolean {
+    let forwarded = false;
+    const forward = (delta: ToolCallDelta): void => {
+      this.request.onToolCall?.(delta, forwarded ? undefined : detail);
+      forwarded = true;
+    };
     for (const piece of pieces ?? []) {
       const index = piece.index ?? 0;
       const args = piece.function?.arguments ?? "";
@@ -53,14 +59,17 @@ export class ToolCallStream {
       if (call === undefined) {
         call = { id: piece.id ?? "", name: piece.function?.name ?? "", arguments: "" };
         this.calls[index] = call;
-        const first: ToolCallDelta = { index, id: call.id, name: call.name, arguments: "" };
-        this.request.onToolCall?.(first);
+        forward({ index, id: call.id, name: call.name, arguments: "" });
       }
       if (args.length > 0) {
         call.arguments += args;
-        this.request.onToolCall?.({ index, arguments: args });
+        forward({ index, arguments: args });
+      } else if (!forwarded && (detail?.logprobs?.length ?? 0) > 0) {
+        // A piece that adds nothing but comes with entries (a call's closing syntax) still carries them.
+        forward({ index, arguments: "" });
       }
     }
+    return forwarded;
   }
 
   get toolCalls(): ToolCall[] {

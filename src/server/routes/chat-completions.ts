@@ -100,8 +100,8 @@ export async function chatCompletionsRoute(app: FastifyInstance, options: AppOpt
       const index = detail?.choice ?? 0;
       stream.send(chunk(index, opens(index) ? { role: "assistant", content: text } : { content: text }, null, detail?.logprobs));
     };
-    const sendToolCall = (delta: ToolCallDelta): void => {
-      stream.send(chunk(0, toolCallChunkDelta(delta, opens(0)), null));
+    const sendToolCall = (delta: ToolCallDelta, detail?: TextDetail): void => {
+      stream.send(chunk(0, toolCallChunkDelta(delta, opens(0)), null, detail?.logprobs));
     };
     try {
       const result = await runInference(
