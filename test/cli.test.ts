@@ -296,6 +296,8 @@ describe("the example config in examples/", () => {
     assert.equal(upstreamsOf("big")[0]!.model, "Qwen/Qwen2.5-7B-Instruct");
     assert.equal(upstreamsOf("pooled").length, 2);
     assert.deepEqual(config.specialists.find((s) => s.id === "classify")!.output, { type: "labels", labels: ["bug", "feature request", "question"] });
+    assert.equal(config.plans.starter!.tokensPerWindow, 200_000, "a default plan changed field by field");
+    assert.equal(config.plans.team!.maxConcurrentRequests, 16, "a new plan");
   });
 });
 

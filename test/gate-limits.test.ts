@@ -83,6 +83,12 @@ describe("monthly quota", () => {
     const usage = await fetch(`${server.url}/v1/usage`, { headers: auth }).then((r) => r.json() as Promise<Record<string, unknown>>);
     assert.equal(usage.requests_used, 7);
     assert.equal(usage.requests_limit, 7);
+    // A refused request is not in the minute window, and its headers do not count it either.
+    const again = await infer(server, auth);
+    assert.equal(again.status, 429);
+    const models = await fetch(`${server.url}/v1/models`, { headers: auth });
+    assert.equal(again.headers.get("x-ratelimit-remaining-requests"), models.headers.get("x-ratelimit-remaining-requests"));
+    assert.equal(Number(again.headers.get("x-ratelimit-remaining-requests")), 1000 - 7);
     // Sandbox usage is its own ledger: a test key of the same account still works.
     const sandbox = await createKey(server, "tiny", "test", accountId);
     assert.equal((await infer(server, sandbox.auth)).status, 200);

@@ -244,6 +244,10 @@ describe("SIGTERM", () => {
       const [code] = await exited;
       assert.equal(code, 0, output());
       assert.match(output(), /shutting down: refusing new requests/);
+      if (!child.stdout!.readableEnded) await once(child.stdout!, "end");
+      const last = output().trim().split("\n").at(-1)!;
+      assert.match(last, /stopped/, "the last line says the server stopped");
+      assert.match(last, /exit_code.{0,4}0/);
     } finally {
       if (child.exitCode === null) child.kill("SIGKILL");
       await upstream.stop();

@@ -111,8 +111,11 @@ export async function serve(flags: ServeFlags): Promise<void> {
     if (signals > 1) process.exit(130); // A second Ctrl-C means now.
     const drainSeconds = config.observability?.drainSeconds ?? DEFAULT_DRAIN_SECONDS;
     logger.info({ signal, drain_seconds: drainSeconds }, `shutting down: refusing new requests, finishing running ones for up to ${drainSeconds} s`);
+    const started = performance.now();
     server.close(drainSeconds * 1000).then(
       () => {
+        // The last line: a supervisor's log then shows the stop was clean, and how long the drain took.
+        logger.info({ exit_code: 0, drained_ms: Math.round(performance.now() - started) }, "stopped");
         logger.flush();
         process.exit(0);
       },

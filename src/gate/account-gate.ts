@@ -3,7 +3,7 @@ import { billingPeriod } from "../metering/billing-period.js";
 import { countsAgainstQuota } from "../metering/counting-rule.js";
 import { refusalOf } from "../metering/refusals.js";
 import { UnrecordedOutcomeError, type AccountStore, type LedgerStore } from "../store/store.js";
-import type { KeyCache, KeyLimits, LimitReport, QuotaCounter, RateLimiter } from "./backends.js";
+import type { KeyCache, KeyLimits, LimitReport, LimitState, QuotaCounter, RateLimiter } from "./backends.js";
 import { bearerToken, hashKey, keyMode } from "./credentials.js";
 import type { AdmitDecision, AdmitOptions, AuthenticateOptions, Authentication, Caller, Endpoint, Gate, Outcome } from "./gate.js";
 import { InProcessRateLimiter } from "./in-process-limiter.js";
@@ -156,7 +156,7 @@ export class AccountGate implements Gate {
       await lease.cancel();
       const period = billingPeriod(now);
       const secondsLeft = Math.ceil((period.next.getTime() - now.getTime()) / 1000);
-      return { admitted: false, error: errors.quotaExceeded(plan.requestsPerMonth, secondsLeft), limits: acquired.report };
+      return { admitted: false, error: errors.quotaExceeded(plan.requestsPerMonth, secondsLeft), limits: withoutRequest(acquired.report, reserve) };
     }
     const quotaTicket = ticket;
     return {
@@ -190,4 +190,11 @@ export class AccountGate implements Gate {
 
   /** The stores belong to whoever opened them (the server), which closes them after the gate. */
   async close(): Promise<void> {}
+}
+
+/** The windows as they stand once a cancelled request's slot and tokens are back: its headers must not count it. */
+function withoutRequest(report: LimitReport | undefined, tokens: number): LimitReport | undefined {
+  if (report === undefined) return undefined;
+  const back = (state: LimitState, n: number): LimitState => ({ ...state, remaining: Math.min(state.limit, state.remaining + n) });
+  return { requests: back(report.requests, 1), tokens: report.tokens === undefined ? undefined : back(report.tokens, tokens) };
 }
