@@ -233,13 +233,15 @@ describe("API depth: log-probabilities, label scores, several choices", () => {
       }
     });
 
-    it("the same seed draws the same labels, n choices included", async () => {
-      const body = { model: "alveare-classify", messages: messages("Seeded"), temperature: 1, seed: 7, n: 4 };
-      const first = await client.chat.completions.create(body);
-      const again = await client.chat.completions.create(body);
-      const labels = (c: typeof first): string[] => c.choices.map((choice) => choice.message.content!);
-      assert.deepEqual(labels(again), labels(first));
-      for (const label of labels(first)) assert.ok(LABELS.includes(label), label);
+    it("the same seed draws the same labels, and choice i of n draws as seed + i does alone", async () => {
+      const body = { model: "alveare-classify", messages: messages("Seeded"), temperature: 2, seed: 7, n: 4 };
+      const labels = (c: { choices: Array<{ message: { content: string | null } }> }): string[] => c.choices.map((choice) => choice.message.content!);
+      const first = labels(await client.chat.completions.create(body));
+      assert.deepEqual(labels(await client.chat.completions.create(body)), first);
+      for (const label of first) assert.ok(LABELS.includes(label), label);
+      const alone: string[] = [];
+      for (let i = 0; i < 4; i++) alone.push(labels(await client.chat.completions.create({ ...body, n: 1, seed: 7 + i }))[0]!);
+      assert.deepEqual(first, alone);
     });
 
     it("chat completions carry the chosen label's token log-probabilities when asked", async () => {

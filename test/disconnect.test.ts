@@ -35,8 +35,8 @@ function dropMidStream(server: TestServer, events: number, seed: number): Promis
   });
 }
 
-/** A specialist whose grammar admits one 400-word answer: the model cannot end early. */
-const LONG = { long: { description: "never stops early", output: { type: "labels", labels: ["go ".repeat(400)] } } };
+/** A specialist whose grammar admits one 400-word answer, generated token by token: the model cannot end early. */
+const LONG = { long: { description: "never stops early", system_prompt: "", output: { type: "json_schema", schema: { const: "go ".repeat(400) } } } };
 
 const settle = (ms = 100): Promise<void> => new Promise((r) => setTimeout(r, ms));
 

@@ -246,6 +246,10 @@ describe("PostgreSQL out of reach in the shared mode", () => {
       status = (await direct("SELECT status FROM usage_events WHERE request_id = $1", ["committed-unanswered-1"]))[0]?.status;
     }
     assert.equal(status, 503, "the ledger says what the client got, not the success that committed behind its back");
+    const [row] = await direct("SELECT prompt_tokens + completion_tokens AS tokens FROM usage_events WHERE request_id = $1", [
+      "committed-unanswered-1",
+    ]);
+    assert.equal(Number(row!.tokens), 0, "a refusal carries no tokens, so the per-key and daily token reports agree with the counters");
     assert.deepEqual(await usage(), before, "neither the request nor its 5 tokens count");
   });
 

@@ -507,6 +507,8 @@ describe("PostgreSQL: nodes", () => {
       const usage = cli(["usage", "--account", accountId]);
       assert.equal(usage.status, 0, usage.stderr);
       assert.equal((JSON.parse(usage.stdout) as { requests_limit: number }).requests_limit, 8, "the usage report reads the recorded plan's quota");
+      const table = spawnSync(process.execPath, [CLI, "accounts", "list"], { env, encoding: "utf8" });
+      assert.match(table.stderr, /^plans: as the serving nodes recorded them$/m, "the operator is told where the plans come from");
       const unknown = cli(["accounts", "create", "--name", "Big", "--plan", "huge"]);
       assert.equal(unknown.status, 2);
       assert.match(unknown.stderr, /no plan 'huge'\. Plans: tiny, solo, starter, professional, scale/);
@@ -746,7 +748,7 @@ describe("PostgreSQL: a server on it", () => {
       assert.equal(row[0].account_id, accountId);
       assert.equal(row[0].status, 200);
       assert.match(String(row[0].node_id), /^node_/);
-      // A second node whose config file gives solo another minute limit: refused at start, one line, exit 1.
+      // A second node whose config file gives solo another minute limit: refused at start, one line, exit 2 (a wrong config).
       const dir = tempDir();
       const config = join(dir, "config.json");
       writeFileSync(config, JSON.stringify({ models: { base: await tinyModel() }, plans: { solo: { requests_per_minute: 21 } } }));
@@ -763,7 +765,7 @@ describe("PostgreSQL: a server on it", () => {
         encoding: "utf8",
         timeout: 60_000,
       });
-      assert.equal(other.status, 1, other.stderr);
+      assert.equal(other.status, 2, other.stderr);
       assert.deepEqual(other.stderr.trim().split("\n").length, 1, other.stderr);
       assert.match(other.stderr, /plan table .* differs .* same config file/);
       const bad = await postJson(`${server.url}/v1/infer`, { specialist: "classify", prompt: "x" }, { authorization: "Bearer alv_live_nope" });

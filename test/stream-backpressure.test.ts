@@ -120,13 +120,14 @@ describe("a stream whose client stops reading", () => {
     let server: TestServer;
     after(() => server?.close());
 
-    /** A specialist whose grammar admits one long answer: the model cannot end early. */
-    const LONG_ANSWER = "go ".repeat(200);
+    /** A specialist whose grammar admits one long answer, generated token by token: the model cannot end early. */
+    const WORDS = "go ".repeat(200);
+    const LONG_ANSWER = JSON.stringify(WORDS);
 
     it("asks for no further token while the text's reader is behind, serves other requests meanwhile, and goes on once it catches up", async () => {
       server = await startTestServer({
         engine: { parallel: 2, queue: 4 },
-        specialists: { long: { description: "never stops early", output: { type: "labels", labels: [LONG_ANSWER] } } },
+        specialists: { long: { description: "never stops early", system_prompt: "", output: { type: "json_schema", schema: { const: WORDS } } } },
       });
       const specialist = server.registry.get("long")!;
       const generate = (behind: () => Promise<void> | undefined, abort = new RequestAbort()) => {

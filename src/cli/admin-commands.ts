@@ -48,8 +48,15 @@ async function withStore(options: StoreOptions, run: (session: Session) => Promi
   if (!json) note(`using ${where}${isNew ? " (new, empty database)" : ""}`);
   const stores = await createStore(config);
   // Without the servers' config file, a CLI on the shared database takes the plans the nodes recorded there.
-  if (config.databaseUrl !== undefined && (options.config ?? process.env.ALVEARE_CONFIG) === undefined) {
-    config.plans = (await recordedPlans(config.databaseUrl).catch(() => undefined)) ?? config.plans;
+  if (config.databaseUrl !== undefined && !(options.config ?? process.env.ALVEARE_CONFIG)) {
+    const recorded = await recordedPlans(config.databaseUrl).catch(() => undefined);
+    if (recorded !== undefined) config.plans = recorded;
+    if (!json)
+      note(
+        recorded !== undefined
+          ? "plans: as the serving nodes recorded them"
+          : "plans: the defaults (no plan table recorded; pass --config for yours)",
+      );
   }
   const broadcast = config.redisUrl === undefined ? undefined : nodeBroadcast(config.redisUrl, config.redisPrefix ?? DEFAULT_REDIS_PREFIX);
   try {

@@ -508,21 +508,21 @@ export class EmbeddedEngine implements Engine {
     };
   }
 
-  /** Temperature 0 on a labels output: every choice is the most probable label, as greedy decoding of the label set. */
   /**
    * Each choice's label, from the labels' scores: at temperature 0 the most
    * probable; otherwise drawn from the scores as the token sampler draws a
-   * token (top-p, then temperature, the request's seed). So an answer is
-   * always a label with its own score, the same for every way the model could
-   * spell it, and nothing more is generated once the labels are scored.
+   * token (the 40 most probable, top-p, then temperature; choice i with seed
+   * + i, as generated choices). So an answer is always a label with its own
+   * score, the same for every way the model could spell it, and nothing more
+   * is generated once the labels are scored.
    */
   private chosenLabels(scoring: LabelScoring, prompt: FormattedPrompt, request: GenerationRequest): GenerationResult {
     const n = request.choices ?? 1;
     const ranked = scoring.scored
       .map((label) => [label, scoring.scores[label.label] ?? 0] as const)
       .sort((a, b) => b[1] - a[1] || (a[0] === scoring.best ? -1 : b[0] === scoring.best ? 1 : 0));
-    const random = seededRandom(samplerSeed(request.seed));
     const choices = Array.from({ length: n }, (_, index) => {
+      const random = seededRandom(samplerSeed(request.seed === undefined ? undefined : request.seed + index));
       const label = draw(ranked, request.temperature, request.topP, random) ?? scoring.best;
       return this.labelChoice(label, request, index, scoring.withLogprobs);
     });

@@ -231,12 +231,17 @@ export class PgLedger implements LedgerStore {
     } catch (error) {
       const served = r.status >= 200 && r.status < 300;
       // The statement may have committed though its answer never came: the refusal then overwrites the success.
-      const again = served ? { refused: { ...r, status: DEPENDENCY_UNAVAILABLE } } : { completion: r };
-      if (!isTransientDatabaseError(error) || !this.retries.add(again)) {
-        this.open.delete(r.eventId);
-        throw error;
-      }
-      if (served) throw new UnrecordedOutcomeError(error);
+      // A refusal carries no tokens, as every outcome that does not count.
+      const again = served ? { refused: { ...r, status: DEPENDENCY_UNAVAILABLE, promptTokens: 0, completionTokens: 0 } } : { completion: r };
+      const transient = isTransientDatabaseError(error);
+      const queued = transient && this.retries.add(again);
+      // Not kept for later (a full queue, or a statement the database rejects): the row stays open, and this
+      // node's sweep closes it as refused.
+      if (!queued) this.open.delete(r.eventId);
+      // A success the database was away for is refused to its client (503) even when the queue is full: it is then
+      // given back everywhere. A rejected statement is a fault of ours, reported as one (500).
+      if (served && transient) throw new UnrecordedOutcomeError(error);
+      if (!queued) throw error;
     }
   }
 

@@ -53,19 +53,36 @@ export async function checkRedisPrefix(client: pg.PoolClient, prefix: string, re
  * servers' file. Undefined when no node ever recorded one.
  */
 export async function recordedPlans(url: string): Promise<Record<string, Plan> | undefined> {
-  const client = new pg.Client({ connectionString: url });
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5_000 });
   client.on("error", () => undefined);
   await client.connect();
   try {
     const recorded = (await client.query<{ plans: string }>("SELECT plans FROM plan_table WHERE id = 1")).rows[0]?.plans;
     if (recorded === undefined) return undefined;
+    const plans = Object.values(JSON.parse(recorded) as Record<string, unknown>);
+    // Written by a node of another release, the table may not have this release's shape: then it is not used.
+    if (!plans.every(isPlan)) return undefined;
     // The record's keys are sorted by name; plans read better smallest first. No prototype, as the config's own
     // table: a lookup by any name finds only these plans.
-    const plans = Object.values(JSON.parse(recorded) as Record<string, Plan>).sort((a, b) => a.requestsPerMonth - b.requestsPerMonth);
+    plans.sort((a, b) => a.requestsPerMonth - b.requestsPerMonth);
     return Object.assign(Object.create(null) as Record<string, Plan>, Object.fromEntries(plans.map((plan) => [plan.name, plan])));
   } finally {
     await client.end();
   }
+}
+
+const isCount = (value: unknown): boolean => typeof value === "number" && Number.isFinite(value) && value >= 0;
+const isOptionalCount = (value: unknown): boolean => value === undefined || isCount(value);
+function isPlan(value: unknown): value is Plan {
+  const p = value as Partial<Record<keyof Plan, unknown>> | null;
+  return (
+    typeof p === "object" &&
+    p !== null &&
+    typeof p.name === "string" &&
+    [p.requestsPerWindow, p.windowMs, p.requestsPerMonth, p.maxKeys].every(isCount) &&
+    [p.tokensPerWindow, p.maxConcurrentRequests].every(isOptionalCount) &&
+    (p.specialists === "*" || (Array.isArray(p.specialists) && p.specialists.every((s) => typeof s === "string")))
+  );
 }
 
 /** JSON with object keys sorted, so two equal plan tables read the same whatever order their files list them in. */

@@ -64,7 +64,8 @@ export async function openPostgresStores(url: string, options: PgStoreOptions = 
       if (unwritten > 0) {
         options.warn?.(
           `${unwritten} completed requests could not be written to the ledger (PostgreSQL unreachable); ` +
-            "their rows stay open and are settled as not delivered once this node's lease runs out",
+            "their rows stay open and are settled as not delivered once this node's lease runs out " +
+            "(a success refused with 503 whose write had committed after all stays recorded as served)",
         );
       }
       await lease?.stop();
