@@ -579,6 +579,41 @@ describe("PostgreSQL: nodes", () => {
     }
   });
 
+  it("never closes the row of an admission whose answer is on its way when the sweep reads it", async () => {
+    const databaseUrl = await freshDatabase();
+    const proxy = await startTcpProxy(Number(new URL(databaseUrl).port || 5432), new URL(databaseUrl).hostname);
+    const viaProxy = new URL(databaseUrl);
+    viaProxy.host = `127.0.0.1:${proxy.port}`;
+    const pool = openPool(databaseUrl);
+    const requests = openPool(viaProxy.toString());
+    try {
+      await migratePostgres(pool);
+      await pool.query("INSERT INTO accounts (id, name, plan, status, created_at) VALUES ('acct_a', 'a', 'solo', 'active', $1)", [AT]);
+      // The admissions' statements go through a proxy that holds their answers; the sweep reads the database directly.
+      const ledger = new PgLedger(pool, () => "node_sweeping", requests);
+      await ledger.admit(admission(10, 0)); // opens the request pool's connection
+      proxy.holdAnswers();
+      const admitting = ledger.admit(admission(10, 1));
+      let rows = 0;
+      for (let i = 0; i < 50 && rows < 2; i++) {
+        await new Promise((r) => setTimeout(r, 20));
+        rows = (await pool.query("SELECT 1 FROM usage_events")).rows.length;
+      }
+      assert.equal(rows, 2, "the admission committed; only its answer is held");
+      const sweeping = ledger.closeForgotten(0);
+      await new Promise((r) => setTimeout(r, 300));
+      proxy.restore();
+      const id = await admitting;
+      assert.ok(id !== undefined);
+      assert.equal(await sweeping, 0, "the sweep waited for the admission's answer and left its row alone");
+      assert.equal((await pool.query("SELECT status FROM usage_events WHERE id = $1", [id])).rows[0]?.status, null);
+    } finally {
+      await requests.end();
+      await pool.end();
+      await proxy.close();
+    }
+  });
+
   it("settles the unfinished rows of a node killed with -9 once its lease runs out, and leaves live nodes' rows alone", async () => {
     const databaseUrl = await freshDatabase();
     const leaseMs = 1500;
