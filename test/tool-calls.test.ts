@@ -57,6 +57,31 @@ function argumentsOf(call: ChatCompletionMessageToolCall): string {
 const ASK: ChatCompletionMessageParam[] = [{ role: "user", content: "What is the weather in Paris?" }];
 const SAMPLES = 6;
 
+type Alternative = { token: string; logprob: number; bytes: number[] | null };
+type Entry = Alternative & { top_logprobs: Alternative[] };
+/**
+ * The same tokens with as many alternatives; log-probabilities within 1e-3, since llama.cpp's CPU kernels may
+ * round the last digits differently when a prompt's prefix comes from the cache in other batch sizes.
+ */
+function assertSameEntries(actual: Entry[], expected: Entry[], what: string): void {
+  assert.deepEqual(
+    actual.map((e) => [e.token, e.top_logprobs.length]),
+    expected.map((e) => [e.token, e.top_logprobs.length]),
+    what,
+  );
+  const close = (a: number, b: number, where: string): void => assert.ok(Math.abs(a - b) < 1e-3, `${what}: ${where}: ${a} vs ${b}`);
+  actual.forEach((entry, i) => {
+    const other = expected[i]!;
+    close(entry.logprob, other.logprob, `entry ${i}`);
+    // Two nearly tied alternatives may swap places: compared by their bytes (pieces of one character all read "�").
+    const key = (t: Alternative): string => JSON.stringify(t.bytes);
+    for (const t of entry.top_logprobs) {
+      const same = other.top_logprobs.find((o) => key(o) === key(t));
+      if (same !== undefined) close(t.logprob, same.logprob, `entry ${i}, alternative ${JSON.stringify(t.token)}`);
+    }
+  });
+}
+
 /**
  * Streams calls with log-probabilities under "required" and "auto": the streamed entries, in order, are the whole
  * response's, and only chunks carrying tool-call pieces carry them when the answer is a call.
@@ -84,7 +109,7 @@ async function assertStreamedCallLogprobs(client: OpenAI, model: string): Promis
     const streamed = chunks.flatMap((c) => c.choices.flatMap((ch) => (ch.finish_reason === null ? (ch.logprobs?.content ?? []) : [])));
     const expected = whole.choices[0]!.logprobs!.content!;
     assert.ok(expected.length > 0, "the whole response has entries");
-    assert.deepEqual(streamed, expected, `seed ${seed}`);
+    assertSameEntries(streamed, expected, `seed ${seed}`);
     const deltas = chunks.flatMap((c) => c.choices.flatMap((ch) => ch.delta.tool_calls ?? []));
     const calls = whole.choices[0]!.message.tool_calls ?? [];
     assert.equal(deltas.length > 0, calls.length > 0, `seed ${seed}: the stream calls when the whole response does`);
