@@ -5,6 +5,7 @@ import {
   Alveare,
   APIConnectionError,
   APIError,
+  APIUserAbortError,
   AuthenticationError,
   BadRequestError,
   InternalServerError,
@@ -21,6 +22,7 @@ import {
 } from "../sdk/typescript/src/index.js";
 
 import { FakeUpstream } from "./helpers/fake-upstream.js";
+import { errorBody, ScriptedApi } from "./helpers/scripted-api.js";
 import { createKey, flakySpecialist, SDK_TEST_PLANS, startTestServer, type TestServer } from "./helpers/fixtures.js";
 
 describe("TypeScript SDK: backoff schedule", () => {
@@ -393,5 +395,49 @@ describe("TypeScript SDK against a real alveare serve", () => {
     assert.equal(error.code, "monthly_quota_exceeded");
     assert.equal(error.headers?.get("x-should-retry"), "false");
     assert.deepEqual(waits, []);
+  });
+});
+
+describe("TypeScript SDK against a scripted server", () => {
+  const api = new ScriptedApi();
+  let origin: string;
+  before(async () => {
+    origin = await api.start();
+  });
+  after(async () => {
+    await api.stop();
+  });
+  const client = (options: ConstructorParameters<typeof Alveare>[0] = {}) => new Alveare({ apiKey: "k", baseURL: origin, ...options });
+  const caught = <T>(promise: Promise<T>): Promise<unknown> =>
+    promise.then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+
+  it("stops at once, with APIUserAbortError, when the signal aborts during a retry's wait", async () => {
+    api.script = (_req, res) => void res.writeHead(503, { "content-type": "application/json" }).end(errorBody("overloaded"));
+    const before = api.requests.length;
+    const started = performance.now();
+    // The first wait is 375-500 ms of backoff: the abort at 300 ms falls inside it.
+    const error = await caught(client({ maxRetries: 2 }).infer({ specialist: "s", prompt: "p" }, { signal: AbortSignal.timeout(300) }));
+    const took = performance.now() - started;
+    assert.ok(error instanceof APIUserAbortError, String(error));
+    assert.ok(error instanceof APIError);
+    assert.equal((error.cause as Error).name, "TimeoutError", "the signal's reason is the cause");
+    assert.ok(took < 450, `took ${took} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    assert.equal(api.requests.length - before, 1, "no request after the abort");
+  });
+
+  it("sends nothing for an already-aborted signal, and raises APIUserAbortError for an abort while waiting for the answer", async () => {
+    api.script = () => undefined; // never answers
+    const before = api.requests.length;
+    const already = await caught(client().health({ signal: AbortSignal.abort() }));
+    assert.ok(already instanceof APIUserAbortError, String(already));
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(), 100);
+    const during = await caught(client({ maxRetries: 2 }).health({ signal: controller.signal }));
+    assert.ok(during instanceof APIUserAbortError, String(during));
+    assert.equal(api.requests.length - before, 1);
   });
 });

@@ -1,4 +1,4 @@
-import { APIConnectionError, APIConnectionTimeoutError, APIError, connectionCause, MissingApiKeyError } from "./errors.js";
+import { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError, connectionCause, MissingApiKeyError } from "./errors.js";
 import { retryDelayMs, shouldRetry } from "./retry.js";
 import { readSseData } from "./sse.js";
 import type {
@@ -114,7 +114,7 @@ export class Alveare {
   private readonly onRetry: ((event: RetryEvent) => void) | undefined;
   private readonly debug: boolean;
   private readonly fetchImpl: typeof fetch;
-  private readonly sleep: (ms: number) => Promise<void>;
+  private readonly sleep: ((ms: number) => Promise<void>) | undefined;
   private readonly now: () => number;
 
   constructor(options: ClientOptions = {}) {
@@ -130,7 +130,7 @@ export class Alveare {
     this.onRetry = options.onRetry;
     this.debug = env("ALVEARE_LOG")?.toLowerCase() === "debug";
     this.fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis);
-    this.sleep = options.sleep ?? ((ms) => new Promise((resolve) => setTimeout(resolve, ms)));
+    this.sleep = options.sleep;
     this.now = options.now ?? Date.now;
   }
 
@@ -187,6 +187,7 @@ export class Alveare {
     const maxRetries = options.maxRetries ?? this.maxRetries;
     let waited = 0;
     for (let attempt = 0; ; attempt++) {
+      throwIfAborted(options.signal);
       const { response, controller, error } = await this.attempt(method, path, body, options);
       let failure: APIError;
       if (response?.ok) return { response, controller };
@@ -195,7 +196,7 @@ export class Alveare {
         failure = APIError.fromResponse(response.status, payload, response.headers);
         if (!shouldRetry(response.status, response.headers, failure.code)) throw failure;
       } else {
-        if (options.signal?.aborted) throw error;
+        throwIfAborted(options.signal);
         failure =
           controller.signal.reason instanceof APIConnectionTimeoutError
             ? controller.signal.reason
@@ -210,8 +211,31 @@ export class Alveare {
         `retry ${event.attempt} of ${maxRetries} for ${method} ${event.url} in ${Math.round(delay)} ms after ${failure.name}${failure.status === undefined ? "" : ` ${failure.status}`}: ${failure.message}`,
       );
       this.onRetry?.(event);
-      await this.sleep(delay);
+      await this.wait(delay, options.signal);
     }
+  }
+
+  /** The wait before a retry; an abort of the caller's signal ends it at once with APIUserAbortError. */
+  private wait(ms: number, signal: AbortSignal | undefined): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const onAbort = (): void => {
+        clearTimeout(timer);
+        reject(new APIUserAbortError(signal?.reason));
+      };
+      if (signal?.aborted) return onAbort();
+      signal?.addEventListener("abort", onAbort, { once: true });
+      const done = (): void => {
+        signal?.removeEventListener("abort", onAbort);
+        resolve();
+      };
+      if (this.sleep === undefined) timer = setTimeout(done, ms);
+      else
+        this.sleep(ms).then(done, (error: unknown) => {
+          signal?.removeEventListener("abort", onAbort);
+          reject(error);
+        });
+    });
   }
 
   /** One HTTP exchange; the timeout covers the wait for the response headers. */
@@ -259,6 +283,11 @@ export class Alveare {
     if (this.debug) console.error(`[alveare] ${line}`);
   }
 }
+
+/** An aborted signal stops the call before anything else happens. */
+const throwIfAborted = (signal: AbortSignal | undefined): void => {
+  if (signal?.aborted) throw new APIUserAbortError(signal.reason);
+};
 
 const requestIdNote = (headers: Headers): string => {
   const id = headers.get("x-request-id");

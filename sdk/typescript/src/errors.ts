@@ -127,6 +127,18 @@ export class APIConnectionTimeoutError extends APIConnectionError {
 }
 
 /**
+ * The caller aborted the request (its `signal`, or `stream.abort()`): raised at once, whatever the
+ * request was doing (waiting for an answer, reading it, waiting to retry, streaming); never retried.
+ * `cause` is the signal's reason.
+ */
+export class APIUserAbortError extends APIError {
+  override name = "APIUserAbortError";
+  constructor(override readonly cause?: unknown) {
+    super(undefined, { message: "Request was aborted." }, null, undefined);
+  }
+}
+
+/**
  * The most specific reason a request got no answer: the system error code
  * (ECONNREFUSED, ENOTFOUND, ECONNRESET …) when the runtime gives one, else the
  * innermost message. fetch itself only says "fetch failed".
