@@ -4,6 +4,7 @@ import { after, before, describe, it } from "node:test";
 import {
   Alveare,
   APIConnectionError,
+  APIConnectionTimeoutError,
   APIError,
   APIUserAbortError,
   AuthenticationError,
@@ -22,7 +23,7 @@ import {
 } from "../sdk/typescript/src/index.js";
 
 import { FakeUpstream } from "./helpers/fake-upstream.js";
-import { errorBody, ScriptedApi } from "./helpers/scripted-api.js";
+import { chunkEvent, errorBody, ScriptedApi } from "./helpers/scripted-api.js";
 import { createKey, flakySpecialist, SDK_TEST_PLANS, startTestServer, type TestServer } from "./helpers/fixtures.js";
 
 describe("TypeScript SDK: backoff schedule", () => {
@@ -439,5 +440,76 @@ describe("TypeScript SDK against a scripted server", () => {
     const during = await caught(client({ maxRetries: 2 }).health({ signal: controller.signal }));
     assert.ok(during instanceof APIUserAbortError, String(during));
     assert.equal(api.requests.length - before, 1);
+  });
+
+  it("times out a body that stalls after the headers, and retries it like any timeout", { timeout: 20_000 }, async () => {
+    api.script = (_req, res) => {
+      res.writeHead(200, { "content-type": "application/json", "content-length": "20" });
+      res.write('{"resu'); // 6 of 20 bytes, then nothing
+    };
+    const before = api.requests.length;
+    const retried: unknown[] = [];
+    const started = performance.now();
+    const error = await caught(
+      client({ timeout: 1000, maxRetries: 1, sleep: async () => {}, onRetry: (e) => retried.push(e.error) }).infer({ specialist: "s", prompt: "p" }),
+    );
+    const took = performance.now() - started;
+    assert.ok(error instanceof APIConnectionTimeoutError, String(error));
+    assert.match(error.message, /did not arrive in full within 1000 ms/);
+    assert.ok(retried.length === 1 && retried[0] instanceof APIConnectionTimeoutError);
+    assert.equal(api.requests.length - before, 2);
+    assert.ok(took >= 1900 && took < 4000, `took ${took} ms`);
+  });
+
+  it("times out a stream that sends nothing for the timeout, between chunks", { timeout: 20_000 }, async () => {
+    api.script = (_req, res) => {
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.write(chunkEvent("one"));
+      setTimeout(() => res.write(chunkEvent(" two")), 300); // within the timeout of the chunk before
+    };
+    const stream = await client({ timeout: 600 }).chat.completions.create({
+      model: "alveare-chat",
+      messages: [{ role: "user", content: "x" }],
+      stream: true,
+    });
+    let text = "";
+    const started = performance.now();
+    const error = await caught(
+      (async () => {
+        for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
+      })(),
+    );
+    const took = performance.now() - started;
+    assert.ok(error instanceof APIConnectionTimeoutError, String(error));
+    assert.match(error.message, /no data from 127\.0\.0\.1:\d+ for 600 ms while streaming/);
+    assert.equal(text, "one two");
+    assert.ok(took >= 850 && took < 2500, `took ${took} ms`);
+  });
+
+  it("raises APIUserAbortError from a stream when the call's signal aborts or abort() is called", { timeout: 20_000 }, async () => {
+    api.script = (_req, res) => {
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.write(chunkEvent("one"));
+    };
+    const controller = new AbortController();
+    const stream = await client().chat.completions.create(
+      { model: "alveare-chat", messages: [{ role: "user", content: "x" }], stream: true },
+      { signal: controller.signal },
+    );
+    setTimeout(() => controller.abort(), 100);
+    const bySignal = await caught(
+      (async () => {
+        for await (const _ of stream);
+      })(),
+    );
+    assert.ok(bySignal instanceof APIUserAbortError, String(bySignal));
+    const other = await client().chat.completions.create({ model: "alveare-chat", messages: [{ role: "user", content: "x" }], stream: true });
+    setTimeout(() => other.abort(), 100);
+    const byAbort = await caught(
+      (async () => {
+        for await (const _ of other);
+      })(),
+    );
+    assert.ok(byAbort instanceof APIUserAbortError, String(byAbort));
   });
 });

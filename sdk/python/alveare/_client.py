@@ -124,16 +124,50 @@ def _without_none(values: Mapping[str, Any]) -> Dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
 
-class ChatCompletionStream:
-    """A streamed chat completion: iterate for chunks; the last may carry usage. Nothing is retried once it exists."""
+def _socket_of(response: Any) -> Optional[socket.socket]:
+    """The socket under a urllib response (HTTPResponse → buffered reader → SocketIO → socket), if reachable."""
+    current = response
+    for _ in range(6):
+        if isinstance(current, socket.socket):
+            return current
+        current = getattr(current, "fp", None) or getattr(current, "raw", None) or getattr(current, "_sock", None)
+        if current is None:
+            return None
+    return None
 
-    def __init__(self, response: Any) -> None:
+
+def _read_within(response: Any, deadline: float) -> bytes:
+    """The whole body, by `deadline` (time.monotonic()): each read may only wait for what is left of it."""
+    sock = _socket_of(response)
+    parts: List[bytes] = []
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise socket.timeout("timed out")
+        if sock is not None:
+            sock.settimeout(remaining)
+        part = response.read1(65536)
+        if not part:
+            return b"".join(parts)
+        parts.append(part)
+
+
+class ChatCompletionStream:
+    """A streamed chat completion: iterate for chunks; the last may carry usage. Nothing is retried once it exists.
+
+    Waiting longer than the client's `timeout` for the next data raises APITimeoutError; a cut connection
+    APIConnectionError.
+    """
+
+    def __init__(self, response: Any, host: str = "", timeout: Optional[float] = None) -> None:
         self._response = response
+        self._host = host
+        self._timeout = timeout
 
     def __iter__(self) -> Iterator[ChatCompletionChunk]:
         data: List[str] = []
         try:
-            for raw in self._response:
+            for raw in self._lines():
                 line = raw.decode("utf-8").rstrip("\r\n")
                 if line == "":
                     if not data:
@@ -150,6 +184,20 @@ class ChatCompletionStream:
                     data.append(line[5:].lstrip(" ") if line[5:6] == " " else line[5:])
         finally:
             self.close()
+
+    def _lines(self) -> Iterator[bytes]:
+        """The body's lines; a read that times out or fails becomes the SDK's error for its cause."""
+        lines = iter(self._response)
+        while True:
+            try:
+                line = next(lines)
+            except StopIteration:
+                return
+            except (socket.timeout, TimeoutError):
+                raise APITimeoutError(f"no data from {self._host} for {self._timeout:g} s while streaming") from None
+            except (OSError, http.client.HTTPException, ValueError) as error:
+                raise APIConnectionError(f"the stream from {self._host} was cut off ({connection_cause(error)})") from None
+            yield line
 
     def close(self) -> None:
         """Stops reading and closes the connection; the server stops generating."""
@@ -202,7 +250,8 @@ class _Completions:
         body.update(extra_body or {})
         if stream:
             body["stream"] = True
-            return ChatCompletionStream(self._client._send("POST", "/v1/chat/completions", body))
+            client = self._client
+            return ChatCompletionStream(client._send("POST", "/v1/chat/completions", body, stream=True), client._host, client.timeout)
         return ChatCompletion.from_dict(self._client.request("POST", "/v1/chat/completions", body))
 
 
@@ -311,10 +360,13 @@ class Alveare:
 
     def request(self, method: str, path: str, body: Optional[Dict[str, Any]] = None) -> Any:
         """Any route, with the same auth, retries and errors; returns the parsed JSON as plain dicts."""
-        with self._send(method, path, body) as response:
-            return json.loads(response.read().decode("utf-8"))
+        return json.loads(self._send(method, path, body).decode("utf-8"))
 
-    def _send(self, method: str, path: str, body: Optional[Dict[str, Any]]) -> Any:
+    def _send(self, method: str, path: str, body: Optional[Dict[str, Any]], stream: bool = False) -> Any:
+        """The body of a successful answer, read in full; with `stream`, the open response instead.
+
+        `timeout` covers each attempt whole: the wait for the answer and the reading of its body
+        (a stream's body is read with `timeout` as the longest wait for more data instead)."""
         data = None if body is None else json.dumps(body).encode("utf-8")
         headers = {"Authorization": f"Bearer {self.api_key}", "Accept": "application/json"}
         if data is not None:
@@ -325,25 +377,39 @@ class Alveare:
         while True:
             request = urllib.request.Request(url, data=data, headers=headers, method=method)
             started = time.monotonic()
+            answered = False
             try:
-                response = _opener.open(request, timeout=self.timeout)
-                self._log_exchange(method, url, response.status, started, response.headers.get("x-request-id"))
-                return response
-            except urllib.error.HTTPError as http_error:
-                self._log_exchange(method, url, http_error.code, started, http_error.headers.get("x-request-id"))
-                response_headers = {k.lower(): v for k, v in http_error.headers.items()}
                 try:
-                    payload = json.loads(http_error.read().decode("utf-8"))
+                    response = _opener.open(request, timeout=self.timeout)
+                except urllib.error.HTTPError as http_error:
+                    response = http_error
+                answered = True
+                status = response.code
+                self._log_exchange(method, url, status, started, response.headers.get("x-request-id"))
+                if 200 <= status < 300 and stream:
+                    return response
+                with response:
+                    content = _read_within(response, started + self.timeout)
+                if 200 <= status < 300:
+                    return content
+                response_headers = {k.lower(): v for k, v in response.headers.items()}
+                try:
+                    payload = json.loads(content.decode("utf-8"))
                 except ValueError:
                     payload = None
-                failure: APIError = error_from_response(http_error.code, payload, response_headers)
-                if not should_retry(http_error.code, response_headers, failure.code):
+                failure: APIError = error_from_response(status, payload, response_headers)
+                if not should_retry(status, response_headers, failure.code):
                     raise failure from None
             except (urllib.error.URLError, http.client.HTTPException, OSError) as connection_error:
                 if isinstance(connection_error, (socket.timeout, TimeoutError)) or isinstance(
                     getattr(connection_error, "reason", None), (socket.timeout, TimeoutError)
                 ):
-                    failure = APITimeoutError(f"no response from {self._host} within {self.timeout:g} s")
+                    failure = APITimeoutError(
+                        f"the response from {self._host} did not arrive in full within {self.timeout:g} s"
+                        if answered else f"no response from {self._host} within {self.timeout:g} s"
+                    )
+                elif answered:
+                    failure = APIConnectionError(f"the response from {self._host} was cut off ({connection_cause(connection_error)})")
                 else:
                     failure = APIConnectionError(f"could not connect to {self._host} ({connection_cause(connection_error)})")
                 logger.debug("%s %s failed in %d ms: %s", method, url, (time.monotonic() - started) * 1000, failure)

@@ -73,18 +73,36 @@ const hostOf = (url: string): string => {
   }
 };
 
-/** A streamed chat completion: iterate it for chunks; the last may carry usage. */
+/** What a stream needs besides its response: how long to wait for data, and whose abort to heed. */
+interface StreamContext {
+  /** Milliseconds without data after which the stream fails with APIConnectionTimeoutError. */
+  idleTimeoutMs: number;
+  host: string;
+  /** Called once the stream is finished with (detaches the caller's signal). */
+  release: () => void;
+}
+
+/**
+ * A streamed chat completion: iterate it for chunks; the last may carry usage. Waiting longer than
+ * the client's `timeout` for the next piece of data fails with APIConnectionTimeoutError; an abort
+ * (the call's `signal`, or `abort()`) with APIUserAbortError.
+ */
 export class ChatCompletionStream implements AsyncIterable<ChatCompletionChunk> {
+  private readonly context: StreamContext;
+
   constructor(
     private readonly response: Response,
     private readonly controller: AbortController,
-  ) {}
+    context?: StreamContext,
+  ) {
+    this.context = context ?? { idleTimeoutMs: 60_000, host: hostOf(response.url), release: () => undefined };
+  }
 
   async *[Symbol.asyncIterator](): AsyncIterator<ChatCompletionChunk> {
     const body = this.response.body;
-    if (body === null) return;
     try {
-      for await (const data of readSseData(body as unknown as AsyncIterable<Uint8Array>)) {
+      if (body === null) return;
+      for await (const data of readSseData(this.chunks(body))) {
         if (data === "[DONE]") return;
         const event = JSON.parse(data) as ChatCompletionChunk | { error: Record<string, string> };
         if ("error" in event) throw APIError.fromResponse(500, event, this.response.headers);
@@ -92,12 +110,42 @@ export class ChatCompletionStream implements AsyncIterable<ChatCompletionChunk> 
       }
     } finally {
       this.controller.abort();
+      this.context.release();
+    }
+  }
+
+  /** The body's bytes, each read given `idleTimeoutMs`; a failed read becomes the SDK's error for its cause. */
+  private async *chunks(body: ReadableStream<Uint8Array>): AsyncGenerator<Uint8Array> {
+    const reader = body.getReader();
+    const { idleTimeoutMs, host } = this.context;
+    try {
+      for (;;) {
+        const timer = setTimeout(
+          () => this.controller.abort(new APIConnectionTimeoutError(`no data from ${host} for ${idleTimeoutMs} ms while streaming`)),
+          idleTimeoutMs,
+        );
+        let result: Awaited<ReturnType<typeof reader.read>>;
+        try {
+          result = await reader.read();
+        } catch (error) {
+          const reason: unknown = this.controller.signal.reason;
+          if (reason instanceof APIConnectionTimeoutError || reason instanceof APIUserAbortError) throw reason;
+          if (this.controller.signal.aborted) throw new APIUserAbortError(reason);
+          throw new APIConnectionError(`the stream from ${host} was cut off (${connectionCause(error)})`, error);
+        } finally {
+          clearTimeout(timer);
+        }
+        if (result.done) return;
+        yield result.value;
+      }
+    } finally {
+      reader.releaseLock();
     }
   }
 
   /** Stops reading and closes the connection; the server stops generating. */
   abort(): void {
-    this.controller.abort();
+    this.controller.abort(new APIUserAbortError());
   }
 }
 
@@ -168,39 +216,37 @@ export class Alveare {
 
   /** Any route, with the same auth, retries and errors (for routes newer than this SDK). */
   async json<T>(method: "GET" | "POST", path: string, body?: unknown, options?: RequestOptions): Promise<T> {
-    const { response } = await this.send(method, path, body, options);
-    return (await response.json()) as T;
+    const { text } = await this.send(method, path, body, options, false);
+    return JSON.parse(text) as T;
   }
 
   private async stream(params: ChatCompletionCreateParams, options?: RequestOptions): Promise<ChatCompletionStream> {
-    const { response, controller } = await this.send("POST", "/v1/chat/completions", params, options);
+    const { response, controller, release } = await this.send("POST", "/v1/chat/completions", params, options, true);
     // From here on nothing is retried: the stream has started delivering.
-    return new ChatCompletionStream(response, controller);
+    return new ChatCompletionStream(response, controller, {
+      idleTimeoutMs: options?.timeout ?? this.timeout,
+      host: hostOf(this.baseURL),
+      release,
+    });
   }
 
-  private async send(
-    method: string,
-    path: string,
-    body: unknown,
-    options: RequestOptions = {},
-  ): Promise<{ response: Response; controller: AbortController }> {
+  private send(method: string, path: string, body: unknown, options: RequestOptions | undefined, stream: false): Promise<Answer>;
+  private send(method: string, path: string, body: unknown, options: RequestOptions | undefined, stream: true): Promise<OpenStream>;
+  private async send(method: string, path: string, body: unknown, options: RequestOptions = {}, stream: boolean): Promise<Answer | OpenStream> {
     const maxRetries = options.maxRetries ?? this.maxRetries;
     let waited = 0;
     for (let attempt = 0; ; attempt++) {
       throwIfAborted(options.signal);
-      const { response, controller, error } = await this.attempt(method, path, body, options);
+      const outcome = await this.attempt(method, path, body, options, stream);
       let failure: APIError;
-      if (response?.ok) return { response, controller };
-      if (response !== undefined) {
-        const payload: unknown = await response.json().catch(() => undefined);
-        failure = APIError.fromResponse(response.status, payload, response.headers);
-        if (!shouldRetry(response.status, response.headers, failure.code)) throw failure;
-      } else {
+      if ("error" in outcome) {
         throwIfAborted(options.signal);
-        failure =
-          controller.signal.reason instanceof APIConnectionTimeoutError
-            ? controller.signal.reason
-            : new APIConnectionError(`could not connect to ${hostOf(this.baseURL)} (${connectionCause(error)})`, error);
+        failure = outcome.error;
+      } else if ("response" in outcome || (outcome.status >= 200 && outcome.status < 300)) {
+        return outcome;
+      } else {
+        failure = APIError.fromResponse(outcome.status, parseJson(outcome.text), outcome.headers);
+        if (!shouldRetry(outcome.status, outcome.headers, failure.code)) throw failure;
       }
       if (attempt >= maxRetries) throw failure;
       const delay = retryDelayMs(attempt, failure.headers, this.now());
@@ -238,23 +284,38 @@ export class Alveare {
     });
   }
 
-  /** One HTTP exchange; the timeout covers the wait for the response headers. */
+  /**
+   * One HTTP exchange. The timeout covers the whole of it: the response headers and then its whole
+   * body — except a successful stream's body, which the stream reads with an idle timeout of its own.
+   * The caller's signal aborts it at any point (a stream's too, until the stream is released).
+   */
   private async attempt(
     method: string,
     path: string,
     body: unknown,
     options: RequestOptions,
-  ): Promise<{ response?: Response; controller: AbortController; error?: unknown }> {
+    stream: boolean,
+  ): Promise<Answer | OpenStream | Failed> {
     const controller = new AbortController();
-    const onAbort = (): void => controller.abort(options.signal?.reason);
-    options.signal?.addEventListener("abort", onAbort, { once: true });
+    const signal = options.signal;
+    const onAbort = (): void => controller.abort(signal?.reason);
+    signal?.addEventListener("abort", onAbort, { once: true });
+    const release = (): void => signal?.removeEventListener("abort", onAbort);
+    const host = hostOf(this.baseURL);
     const timeout = options.timeout ?? this.timeout;
+    let answered = false;
     const timer = setTimeout(
-      () => controller.abort(new APIConnectionTimeoutError(`no response from ${hostOf(this.baseURL)} within ${timeout} ms`)),
+      () =>
+        controller.abort(
+          new APIConnectionTimeoutError(
+            answered ? `the response from ${host} did not arrive in full within ${timeout} ms` : `no response from ${host} within ${timeout} ms`,
+          ),
+        ),
       timeout,
     );
     const url = `${this.baseURL}${path}`;
     const started = this.now();
+    let streaming = false;
     try {
       const response = await this.fetchImpl(url, {
         method,
@@ -266,14 +327,28 @@ export class Alveare {
         body: body === undefined ? undefined : JSON.stringify(body),
         signal: controller.signal,
       });
+      answered = true;
       this.log(`${method} ${url} -> ${response.status} in ${Math.round(this.now() - started)} ms${requestIdNote(response.headers)}`);
-      return { response, controller };
+      if (stream && response.ok) {
+        streaming = true;
+        return { response, controller, release };
+      }
+      const text = await response.text();
+      return { status: response.status, headers: response.headers, text };
     } catch (error) {
-      this.log(`${method} ${url} failed in ${Math.round(this.now() - started)} ms: ${connectionCause(controller.signal.reason ?? error)}`);
-      return { controller, error };
+      const reason: unknown = controller.signal.reason;
+      this.log(`${method} ${url} failed in ${Math.round(this.now() - started)} ms: ${connectionCause(reason ?? error)}`);
+      if (reason instanceof APIConnectionTimeoutError) return { error: reason };
+      const cause = connectionCause(error);
+      return {
+        error: new APIConnectionError(
+          answered ? `the response from ${host} was cut off (${cause})` : `could not connect to ${host} (${cause})`,
+          error,
+        ),
+      };
     } finally {
       clearTimeout(timer);
-      options.signal?.removeEventListener("abort", onAbort);
+      if (!streaming) release();
     }
   }
 
@@ -283,6 +358,31 @@ export class Alveare {
     if (this.debug) console.error(`[alveare] ${line}`);
   }
 }
+
+/** A complete response, its body read. */
+interface Answer {
+  status: number;
+  headers: Headers;
+  text: string;
+}
+/** A successful streaming response whose body the stream reads. */
+interface OpenStream {
+  response: Response;
+  controller: AbortController;
+  release: () => void;
+}
+/** No complete response: a connection failure or a timeout. */
+interface Failed {
+  error: APIError;
+}
+
+const parseJson = (text: string): unknown => {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
+  }
+};
 
 /** An aborted signal stops the call before anything else happens. */
 const throwIfAborted = (signal: AbortSignal | undefined): void => {

@@ -1,0 +1,70 @@
+"""The client against a scripted server (tests/_scripted.py) that misbehaves on cue: stalls, cuts, error events."""
+import time
+import unittest
+
+from alveare import Alveare, APITimeoutError
+
+from ._scripted import ScriptedApi, chunk_event, hold, response, stream_head
+
+
+class Faults(unittest.TestCase):
+    def setUp(self):
+        self.api = ScriptedApi()
+
+    def tearDown(self):
+        self.api.close()
+
+    def client(self, **options):
+        return Alveare(api_key="k", base_url=self.api.url, **options)
+
+    def test_a_body_that_stalls_times_out_as_api_timeout_error_and_is_retried(self):
+        def stall(conn, seen):
+            conn.sendall(response(200, b'{"resu', length=20))  # 6 of 20 bytes, then nothing
+            hold(conn)
+
+        self.api.script = stall
+        retried = []
+        started = time.monotonic()
+        with self.assertRaises(APITimeoutError) as timed_out:
+            self.client(timeout=1, max_retries=1, sleep=lambda s: None, on_retry=retried.append).infer(specialist="s", prompt="p")
+        took = time.monotonic() - started
+        self.assertRegex(str(timed_out.exception), r"did not arrive in full within 1 s")
+        self.assertEqual([type(e.error) for e in retried], [APITimeoutError])
+        self.assertEqual(len(self.api.requests), 2)
+        self.assertTrue(1.9 <= took < 4, took)
+
+    def test_a_body_that_trickles_is_timed_out_as_a_whole(self):
+        def trickle(conn, seen):
+            conn.sendall(response(200, b"", length=40))
+            for _ in range(40):  # a byte every 0.1 s: 4 s in all, never silent for long
+                time.sleep(0.1)
+                conn.sendall(b" ")
+
+        self.api.script = trickle
+        started = time.monotonic()
+        with self.assertRaises(APITimeoutError):
+            self.client(timeout=1, max_retries=0).infer(specialist="s", prompt="p")
+        self.assertLess(time.monotonic() - started, 2)
+
+    def test_a_stream_that_sends_nothing_for_the_timeout_raises_api_timeout_error(self):
+        def stalls_mid_stream(conn, seen):
+            conn.sendall(stream_head() + chunk_event("one"))
+            time.sleep(0.3)  # within the timeout
+            conn.sendall(chunk_event(" two"))
+            hold(conn)
+
+        self.api.script = stalls_mid_stream
+        stream = self.client(timeout=0.6).chat.completions.create(
+            model="alveare-chat", messages=[{"role": "user", "content": "x"}], stream=True)
+        text = ""
+        started = time.monotonic()
+        with self.assertRaises(APITimeoutError) as timed_out:
+            for chunk in stream:
+                text += chunk.choices[0].delta.content
+        self.assertEqual(text, "one two")
+        self.assertRegex(str(timed_out.exception), r"no data from 127\.0\.0\.1:\d+ for 0\.6 s while streaming")
+        self.assertTrue(0.8 <= time.monotonic() - started < 2.5)
+
+
+if __name__ == "__main__":
+    unittest.main()
