@@ -512,4 +512,42 @@ describe("TypeScript SDK against a scripted server", () => {
     );
     assert.ok(byAbort instanceof APIUserAbortError, String(byAbort));
   });
+
+  const streamText = async (stream: AsyncIterable<ChatCompletionChunk>): Promise<{ text: string; error: unknown }> => {
+    let text = "";
+    const error = await caught(
+      (async () => {
+        for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
+      })(),
+    );
+    return { text, error };
+  };
+  const streamed = (options: ConstructorParameters<typeof Alveare>[0] = {}) =>
+    client(options).chat.completions.create({ model: "alveare-chat", messages: [{ role: "user", content: "x" }], stream: true });
+
+  it("raises APIConnectionError from a stream that ends before [DONE]; [DONE] and error events end it as before", async () => {
+    api.script = (_req, res) => {
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.end(chunkEvent("one") + chunkEvent(" two")); // a clean close, but no [DONE]
+    };
+    const cut = await streamText(await streamed());
+    assert.equal(cut.text, "one two");
+    assert.ok(cut.error instanceof APIConnectionError, String(cut.error));
+    assert.match(cut.error.message, /^the stream from 127\.0\.0\.1:\d+ ended before data: \[DONE\]/);
+
+    api.script = (_req, res) => {
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.end(chunkEvent("whole") + "data: [DONE]\n\n");
+    };
+    assert.deepEqual(await streamText(await streamed()), { text: "whole", error: undefined });
+
+    api.script = (_req, res) => {
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.end(`${chunkEvent("half")}data: ${errorBody("internal_error")}\n\n`); // how the server ends a failed stream
+    };
+    const failed = await streamText(await streamed());
+    assert.equal(failed.text, "half");
+    assert.ok(failed.error instanceof InternalServerError, String(failed.error));
+    assert.equal(failed.error.code, "internal_error");
+  });
 });

@@ -165,25 +165,32 @@ class ChatCompletionStream:
         self._timeout = timeout
 
     def __iter__(self) -> Iterator[ChatCompletionChunk]:
-        data: List[str] = []
         try:
-            for raw in self._lines():
-                line = raw.decode("utf-8").rstrip("\r\n")
-                if line == "":
-                    if not data:
-                        continue
-                    payload = "\n".join(data)
-                    data = []
-                    if payload == "[DONE]":
-                        return
-                    event = json.loads(payload)
-                    if "error" in event:
-                        raise error_from_response(500, event, dict(self._response.headers.items()))
-                    yield ChatCompletionChunk.from_dict(event)
-                elif line.startswith("data:"):
-                    data.append(line[5:].lstrip(" ") if line[5:6] == " " else line[5:])
+            for payload in self._events():
+                if payload == "[DONE]":
+                    return
+                event = json.loads(payload)
+                if "error" in event:
+                    raise error_from_response(500, event, dict(self._response.headers.items()))
+                yield ChatCompletionChunk.from_dict(event)
+            # A complete stream ends with [DONE], a failed one with an error event: this one was cut short.
+            raise APIConnectionError(f"the stream from {self._host} ended before data: [DONE]: the answer is incomplete")
         finally:
             self.close()
+
+    def _events(self) -> Iterator[str]:
+        """Each event's data (its `data:` lines joined), the last one also when no blank line ends it."""
+        data: List[str] = []
+        for raw in self._lines():
+            line = raw.decode("utf-8").rstrip("\r\n")
+            if line == "":
+                if data:
+                    yield "\n".join(data)
+                data = []
+            elif line.startswith("data:"):
+                data.append(line[5:].lstrip(" ") if line[5:6] == " " else line[5:])
+        if data:
+            yield "\n".join(data)
 
     def _lines(self) -> Iterator[bytes]:
         """The body's lines; a read that times out or fails becomes the SDK's error for its cause."""

@@ -2,9 +2,9 @@
 import time
 import unittest
 
-from alveare import Alveare, APITimeoutError
+from alveare import Alveare, APIConnectionError, APITimeoutError, InternalServerError
 
-from ._scripted import ScriptedApi, chunk_event, hold, response, stream_head
+from ._scripted import ScriptedApi, chunk_event, error_event, hold, response, stream_head
 
 
 class Faults(unittest.TestCase):
@@ -64,6 +64,34 @@ class Faults(unittest.TestCase):
         self.assertEqual(text, "one two")
         self.assertRegex(str(timed_out.exception), r"no data from 127\.0\.0\.1:\d+ for 0\.6 s while streaming")
         self.assertTrue(0.8 <= time.monotonic() - started < 2.5)
+
+    def stream_text(self, **options):
+        """(text, error) of one streamed completion read to its end."""
+        text = ""
+        try:
+            for chunk in self.client(**options).chat.completions.create(
+                    model="alveare-chat", messages=[{"role": "user", "content": "x"}], stream=True):
+                text += chunk.choices[0].delta.content
+        except Exception as error:  # noqa: BLE001 - the test looks at it
+            return text, error
+        return text, None
+
+    def test_a_stream_that_ends_before_done_raises_api_connection_error(self):
+        self.api.script = lambda conn, seen: conn.sendall(stream_head() + chunk_event("one") + chunk_event(" two"))
+        text, error = self.stream_text()
+        self.assertEqual(text, "one two")
+        self.assertIsInstance(error, APIConnectionError)
+        self.assertRegex(str(error), r"^the stream from 127\.0\.0\.1:\d+ ended before data: \[DONE\]")
+
+    def test_done_and_error_events_still_end_a_stream_as_before(self):
+        self.api.script = lambda conn, seen: conn.sendall(stream_head() + chunk_event("whole") + b"data: [DONE]\n\n")
+        self.assertEqual(self.stream_text(), ("whole", None))
+        # How the server ends a failed stream: the error event, then the connection closes.
+        self.api.script = lambda conn, seen: conn.sendall(stream_head() + chunk_event("half") + error_event("internal_error"))
+        text, error = self.stream_text()
+        self.assertEqual(text, "half")
+        self.assertIsInstance(error, InternalServerError)
+        self.assertEqual(error.code, "internal_error")
 
 
 if __name__ == "__main__":

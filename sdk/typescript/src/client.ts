@@ -101,13 +101,16 @@ export class ChatCompletionStream implements AsyncIterable<ChatCompletionChunk> 
   async *[Symbol.asyncIterator](): AsyncIterator<ChatCompletionChunk> {
     const body = this.response.body;
     try {
-      if (body === null) return;
-      for await (const data of readSseData(this.chunks(body))) {
-        if (data === "[DONE]") return;
-        const event = JSON.parse(data) as ChatCompletionChunk | { error: Record<string, string> };
-        if ("error" in event) throw APIError.fromResponse(500, event, this.response.headers);
-        yield event;
+      if (body !== null) {
+        for await (const data of readSseData(this.chunks(body))) {
+          if (data === "[DONE]") return;
+          const event = JSON.parse(data) as ChatCompletionChunk | { error: Record<string, string> };
+          if ("error" in event) throw APIError.fromResponse(500, event, this.response.headers);
+          yield event;
+        }
       }
+      // A complete stream ends with [DONE], a failed one with an error event: this one was cut short.
+      throw new APIConnectionError(`the stream from ${this.context.host} ended before data: [DONE]: the answer is incomplete`);
     } finally {
       this.controller.abort();
       this.context.release();
