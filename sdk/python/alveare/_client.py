@@ -23,6 +23,7 @@ from ._errors import (
     connection_cause,
     error_from_response,
 )
+from ._headers import Headers
 from ._retry import retry_delay, should_retry
 from ._types import (
     ChatCompletion,
@@ -171,7 +172,7 @@ class ChatCompletionStream:
                     return
                 event = json.loads(payload)
                 if "error" in event:
-                    raise error_from_response(500, event, dict(self._response.headers.items()))
+                    raise error_from_response(500, event, Headers(self._response.headers.items()))
                 yield ChatCompletionChunk.from_dict(event)
             # A complete stream ends with [DONE], a failed one with an error event: this one was cut short.
             raise APIConnectionError(f"the stream from {self._host} ended before data: [DONE]: the answer is incomplete")
@@ -399,7 +400,7 @@ class Alveare:
                     content = _read_within(response, started + self.timeout)
                 if 200 <= status < 300:
                     return content
-                response_headers = {k.lower(): v for k, v in response.headers.items()}
+                response_headers = Headers(response.headers.items())
                 try:
                     payload = json.loads(content.decode("utf-8"))
                 except ValueError:

@@ -6,6 +6,7 @@ import socket
 import time
 from typing import Any, Mapping, Optional
 
+from ._headers import Headers, as_headers
 from ._retry import server_delay_ms
 
 
@@ -31,7 +32,8 @@ class APIError(AlveareError):
         self.code = code
         self.param = param
         self.request_id = request_id
-        self.headers = dict(headers or {})
+        #: The response's header fields, looked up whatever the case of their names.
+        self.headers: Headers = Headers(headers)
 
     def __repr__(self) -> str:
         return f"{self.__class__.__name__}(status={self.status}, code={self.code!r}, message={self.message!r})"
@@ -107,6 +109,7 @@ _BY_STATUS = {
 
 
 def error_from_response(status: int, body: Any, headers: Mapping[str, str]) -> APIError:
+    headers = as_headers(headers)
     fields = body.get("error", {}) if isinstance(body, dict) else {}
     if not isinstance(fields, dict):
         fields = {"message": str(fields)}

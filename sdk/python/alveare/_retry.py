@@ -5,13 +5,16 @@ import random as _random
 from email.utils import parsedate_to_datetime
 from typing import Callable, Mapping, Optional
 
+from ._headers import as_headers
+
 INITIAL_DELAY = 0.5
 MAX_BACKOFF = 8.0
 MAX_SERVER_DELAY = 60.0
 
 
 def should_retry(status: int, headers: Mapping[str, str], code: Optional[str]) -> bool:
-    hint = headers.get("x-should-retry")
+    """Whether a status (with the server's hints; header names in any case) is worth another attempt."""
+    hint = as_headers(headers).get("x-should-retry")
     if hint == "false":
         return False
     if hint == "true":
@@ -25,6 +28,7 @@ def server_delay_ms(headers: Optional[Mapping[str, str]], now: float) -> Optiona
     """The server's requested wait in ms: retry-after-ms, then Retry-After (seconds or HTTP date)."""
     if not headers:
         return None
+    headers = as_headers(headers)
     ms = headers.get("retry-after-ms")
     if ms is not None:
         try:

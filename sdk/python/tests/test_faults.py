@@ -2,9 +2,10 @@
 import time
 import unittest
 
-from alveare import Alveare, APIConnectionError, APITimeoutError, InternalServerError
+from alveare import Alveare, APIConnectionError, APITimeoutError, InternalServerError, RateLimitError, should_retry
+from alveare._errors import error_from_response
 
-from ._scripted import ScriptedApi, chunk_event, error_event, hold, response, stream_head
+from ._scripted import ScriptedApi, chunk_event, error_body, error_event, hold, response, stream_head
 
 
 class Faults(unittest.TestCase):
@@ -92,6 +93,27 @@ class Faults(unittest.TestCase):
         self.assertEqual(text, "half")
         self.assertIsInstance(error, InternalServerError)
         self.assertEqual(error.code, "internal_error")
+
+    def test_header_names_are_looked_up_whatever_their_case(self):
+        # A proxy (or the server) may send X-Request-Id capitalised: the stream's error event keeps it.
+        self.api.script = lambda conn, seen: conn.sendall(
+            stream_head({"X-Request-Id": "req_Capital"}) + chunk_event("half") + error_event("internal_error"))
+        _, error = self.stream_text()
+        self.assertIsInstance(error, InternalServerError)
+        self.assertEqual(error.request_id, "req_Capital")
+        self.assertEqual(error.headers["x-request-id"], "req_Capital")
+        self.assertEqual(error.headers.get("X-REQUEST-ID"), "req_Capital")
+        # And so does every other lookup: an answer's error, the retry rules, retry_after_ms.
+        self.api.script = lambda conn, seen: conn.sendall(response(
+            503, error_body("overloaded"), {"X-Request-Id": "req_Upper", "X-Should-Retry": "false"}))
+        with self.assertRaises(InternalServerError) as refused:
+            self.client(max_retries=2, sleep=lambda s: None).infer(specialist="s", prompt="p")
+        self.assertEqual(refused.exception.request_id, "req_Upper")
+        self.assertEqual(len(self.api.requests) - 1, 1, "x-should-retry: false was heard: one request")
+        limited = error_from_response(429, {"error": {"code": "rate_limit_exceeded"}}, {"Retry-After-Ms": "1500", "X-Request-Id": "req_1"})
+        self.assertIsInstance(limited, RateLimitError)
+        self.assertEqual((limited.retry_after_ms, limited.request_id), (1500, "req_1"))
+        self.assertFalse(should_retry(503, {"X-Should-Retry": "false"}, None))
 
 
 if __name__ == "__main__":
