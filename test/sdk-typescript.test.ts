@@ -550,4 +550,25 @@ describe("TypeScript SDK against a scripted server", () => {
     assert.ok(failed.error instanceof InternalServerError, String(failed.error));
     assert.equal(failed.error.code, "internal_error");
   });
+
+  it("raises a stream's error event as the class and status its code implies", async () => {
+    const cases: Array<[code: string, type: string, Class: typeof APIError, status: number]> = [
+      ["overloaded", "server_error", InternalServerError, 503],
+      ["dependency_unavailable", "server_error", InternalServerError, 503],
+      ["rate_limit_exceeded", "rate_limit_error", RateLimitError, 429],
+      ["upstream_error", "server_error", InternalServerError, 502],
+      ["internal_error", "server_error", InternalServerError, 500],
+      ["invalid_parameter", "invalid_request_error", BadRequestError, 400],
+      ["something_newer", "server_error", InternalServerError, 500],
+    ];
+    for (const [code, type, Class, status] of cases) {
+      api.script = (_req, res) => {
+        res.writeHead(200, { "content-type": "text/event-stream", "x-request-id": "req_stream" });
+        res.end(`${chunkEvent("half")}data: ${errorBody(code, type)}\n\n`);
+      };
+      const { error } = await streamText(await streamed());
+      assert.ok(error instanceof Class, `${code}: ${String(error)}`);
+      assert.deepEqual([error.status, error.code, error.type, error.requestId], [status, code, type, "req_stream"], code);
+    }
+  });
 });

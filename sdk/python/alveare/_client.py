@@ -22,6 +22,7 @@ from ._errors import (
     MissingApiKeyError,
     connection_cause,
     error_from_response,
+    error_from_stream_event,
 )
 from ._headers import Headers
 from ._retry import retry_delay, should_retry
@@ -172,7 +173,7 @@ class ChatCompletionStream:
                     return
                 event = json.loads(payload)
                 if "error" in event:
-                    raise error_from_response(500, event, Headers(self._response.headers.items()))
+                    raise error_from_stream_event(event, Headers(self._response.headers.items()))
                 yield ChatCompletionChunk.from_dict(event)
             # A complete stream ends with [DONE], a failed one with an error event: this one was cut short.
             raise APIConnectionError(f"the stream from {self._host} ended before data: [DONE]: the answer is incomplete")

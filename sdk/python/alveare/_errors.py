@@ -125,6 +125,34 @@ def error_from_response(status: int, body: Any, headers: Mapping[str, str]) -> A
     )
 
 
+#: The statuses of the error catalogue's codes that can end a stream (an upstream_error may also be 503 or 504).
+_STATUS_OF_CODE = {
+    "rate_limit_exceeded": 429, "token_rate_limit_exceeded": 429, "concurrency_limit_exceeded": 429,
+    "monthly_quota_exceeded": 429, "internal_error": 500, "upstream_error": 502, "overloaded": 503,
+    "dependency_unavailable": 503,
+}
+_STATUS_OF_TYPE = {
+    "invalid_request_error": 400, "authentication_error": 401, "permission_error": 403, "rate_limit_error": 429,
+    "server_error": 500,
+}
+
+
+def stream_error_status(fields: Mapping[str, Any]) -> int:
+    """The status an error event's error would have had as a response: by its code (overloaded and
+    dependency_unavailable 503, the rate limits 429, upstream_error 502, internal_error 500), else by its
+    type (invalid_request_error 400, authentication_error 401, permission_error 403, rate_limit_error 429),
+    else 500."""
+    code, type_ = fields.get("code"), fields.get("type")
+    return (_STATUS_OF_CODE.get(code) if isinstance(code, str) else None) or (
+        _STATUS_OF_TYPE.get(type_) if isinstance(type_, str) else None) or 500
+
+
+def error_from_stream_event(event: Any, headers: Mapping[str, str]) -> APIError:
+    """The error an error event inside a stream carries, of the class its code implies (the stream's status was 200)."""
+    fields = event.get("error") if isinstance(event, dict) else None
+    return error_from_response(stream_error_status(fields if isinstance(fields, dict) else {}), event, headers)
+
+
 # Tracebacks name the public path (alveare.RateLimitError), not the private module.
 for _cls in (
     AlveareError, APIError, BadRequestError, AuthenticationError, PermissionDeniedError, NotFoundError,

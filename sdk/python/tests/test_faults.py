@@ -2,7 +2,15 @@
 import time
 import unittest
 
-from alveare import Alveare, APIConnectionError, APITimeoutError, InternalServerError, RateLimitError, should_retry
+from alveare import (
+    Alveare,
+    APIConnectionError,
+    APITimeoutError,
+    BadRequestError,
+    InternalServerError,
+    RateLimitError,
+    should_retry,
+)
 from alveare._errors import error_from_response
 
 from ._scripted import ScriptedApi, chunk_event, error_body, error_event, hold, response, stream_head
@@ -114,6 +122,22 @@ class Faults(unittest.TestCase):
         self.assertIsInstance(limited, RateLimitError)
         self.assertEqual((limited.retry_after_ms, limited.request_id), (1500, "req_1"))
         self.assertFalse(should_retry(503, {"X-Should-Retry": "false"}, None))
+
+    def test_a_streams_error_event_has_the_class_and_status_its_code_implies(self):
+        for code, type_, cls, status in (
+            ("overloaded", "server_error", InternalServerError, 503),
+            ("dependency_unavailable", "server_error", InternalServerError, 503),
+            ("rate_limit_exceeded", "rate_limit_error", RateLimitError, 429),
+            ("upstream_error", "server_error", InternalServerError, 502),
+            ("internal_error", "server_error", InternalServerError, 500),
+            ("invalid_parameter", "invalid_request_error", BadRequestError, 400),
+            ("something_newer", "server_error", InternalServerError, 500),
+        ):
+            self.api.script = lambda conn, seen: conn.sendall(
+                stream_head({"x-request-id": "req_stream"}) + chunk_event("half") + error_event(code, type_))
+            _, error = self.stream_text()
+            self.assertIsInstance(error, cls, code)
+            self.assertEqual((error.status, error.code, error.type, error.request_id), (status, code, type_, "req_stream"))
 
 
 if __name__ == "__main__":

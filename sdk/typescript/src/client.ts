@@ -105,7 +105,7 @@ export class ChatCompletionStream implements AsyncIterable<ChatCompletionChunk> 
         for await (const data of readSseData(this.chunks(body))) {
           if (data === "[DONE]") return;
           const event = JSON.parse(data) as ChatCompletionChunk | { error: Record<string, string> };
-          if ("error" in event) throw APIError.fromResponse(500, event, this.response.headers);
+          if ("error" in event) throw APIError.fromStreamEvent(event, this.response.headers);
           yield event;
         }
       }

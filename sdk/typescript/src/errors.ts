@@ -57,6 +57,46 @@ export class APIError extends AlveareError {
                         : APIError;
     return new Class(status, fields, requestId, headers);
   }
+
+  /**
+   * The error an error event inside a stream carries. The stream's status was 200, so the status is
+   * the one the server's error catalogue gives the event's code (`streamErrorStatus`).
+   */
+  static fromStreamEvent(event: unknown, headers: Headers): APIError {
+    const fields = (typeof event === "object" && event !== null && "error" in event ? (event as { error: ErrorFields }).error : {}) ?? {};
+    return APIError.fromResponse(streamErrorStatus(fields), event, headers);
+  }
+}
+
+/** The statuses of the error catalogue's codes that can end a stream (an upstream_error may also be 503 or 504). */
+const STATUS_OF_CODE: Readonly<Record<string, number>> = {
+  rate_limit_exceeded: 429,
+  token_rate_limit_exceeded: 429,
+  concurrency_limit_exceeded: 429,
+  monthly_quota_exceeded: 429,
+  internal_error: 500,
+  upstream_error: 502,
+  overloaded: 503,
+  dependency_unavailable: 503,
+};
+const STATUS_OF_TYPE: Readonly<Record<string, number>> = {
+  invalid_request_error: 400,
+  authentication_error: 401,
+  permission_error: 403,
+  rate_limit_error: 429,
+  server_error: 500,
+};
+
+/**
+ * The status an error event's error would have had as a response: by its code (overloaded and
+ * dependency_unavailable 503, the rate limits 429, upstream_error 502, internal_error 500), else by its
+ * type (invalid_request_error 400, authentication_error 401, permission_error 403, rate_limit_error
+ * 429), else 500.
+ */
+export function streamErrorStatus(fields: ErrorFields): number {
+  const own = (table: Readonly<Record<string, number>>, key: string | undefined): number | undefined =>
+    key !== undefined && Object.hasOwn(table, key) ? table[key] : undefined;
+  return own(STATUS_OF_CODE, fields.code) ?? own(STATUS_OF_TYPE, fields.type) ?? 500;
 }
 
 export class BadRequestError extends APIError {
