@@ -44,10 +44,18 @@ describe("TypeScript SDK: backoff schedule", () => {
     const now = Date.parse("2026-11-25T10:00:00Z");
     assert.equal(retryDelayMs(0, new Headers({ "retry-after": "Wed, 25 Nov 2026 10:00:07 GMT" }), now), 7000);
   });
-  it("ignores a server wait longer than a minute in favour of backoff", () => {
+  it("gives no delay (surface the error) for a server wait longer than a minute", () => {
     assert.equal(
       retryDelayMs(0, new Headers({ "retry-after": "3600" }), 0, () => 0),
-      500,
+      undefined,
+    );
+    assert.equal(
+      retryDelayMs(0, new Headers({ "retry-after-ms": "60001" }), 0, () => 0),
+      undefined,
+    );
+    assert.equal(
+      retryDelayMs(0, new Headers({ "retry-after": "60" }), 0, () => 0),
+      60_000,
     );
   });
   it("retries 408, 409, 429 rate limits and 5xx, never a monthly quota or x-should-retry: false", () => {
@@ -570,5 +578,19 @@ describe("TypeScript SDK against a scripted server", () => {
       assert.ok(error instanceof Class, `${code}: ${String(error)}`);
       assert.deepEqual([error.status, error.code, error.type, error.requestId], [status, code, type, "req_stream"], code);
     }
+  });
+
+  it("surfaces a 429 at once when its Retry-After is longer than the client waits", async () => {
+    api.script = (_req, res) =>
+      void res.writeHead(429, { "content-type": "application/json", "retry-after": "120" }).end(errorBody("rate_limit_exceeded", "rate_limit_error"));
+    const before = api.requests.length;
+    const retries: RetryEvent[] = [];
+    const error = await caught(
+      client({ maxRetries: 2, sleep: async () => {}, onRetry: (e) => retries.push(e) }).infer({ specialist: "s", prompt: "p" }),
+    );
+    assert.ok(error instanceof RateLimitError, String(error));
+    assert.equal(error.retryAfterMs, 120_000);
+    assert.deepEqual(retries, []);
+    assert.equal(api.requests.length - before, 1);
   });
 });

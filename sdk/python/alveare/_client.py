@@ -425,7 +425,7 @@ class Alveare:
             if attempt >= self.max_retries:
                 raise failure
             delay = retry_delay(attempt, failure.headers, self._clock())
-            if waited + delay > self.max_retry_wait:
+            if delay is None or waited + delay > self.max_retry_wait:
                 raise failure
             waited += delay
             event = RetryEvent(attempt=attempt + 1, delay=delay, error=failure, method=method, url=url)

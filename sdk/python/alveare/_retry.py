@@ -9,6 +9,7 @@ from ._headers import as_headers
 
 INITIAL_DELAY = 0.5
 MAX_BACKOFF = 8.0
+#: A server-requested wait longer than this (seconds) is not waited out (nor retried sooner): the error is surfaced.
 MAX_SERVER_DELAY = 60.0
 
 
@@ -54,9 +55,13 @@ def server_delay(headers: Optional[Mapping[str, str]], now: float) -> Optional[f
     return None if ms is None else ms / 1000
 
 
-def retry_delay(attempt: int, headers: Optional[Mapping[str, str]], now: float, random: Callable[[], float] = _random.random) -> float:
-    """Seconds to wait before retry number `attempt + 1`: the server's wait when sane, else 0.5 s doubling to 8 s, minus up to 25% jitter."""
+def retry_delay(attempt: int, headers: Optional[Mapping[str, str]], now: float, random: Callable[[], float] = _random.random) -> Optional[float]:
+    """Seconds to wait before retry number `attempt + 1`, or None for no retry.
+
+    The server's wait when it is at most MAX_SERVER_DELAY seconds; a longer one gives None: the error is
+    surfaced at once rather than waited out or retried early. Without one, 0.5 s doubling to 8 s, minus up
+    to 25% jitter."""
     delay = server_delay(headers, now)
-    if delay is not None and delay <= MAX_SERVER_DELAY:
-        return delay
+    if delay is not None:
+        return delay if delay <= MAX_SERVER_DELAY else None
     return min(INITIAL_DELAY * 2 ** attempt, MAX_BACKOFF) * (1 - 0.25 * random())

@@ -139,6 +139,16 @@ class Faults(unittest.TestCase):
             self.assertIsInstance(error, cls, code)
             self.assertEqual((error.status, error.code, error.type, error.request_id), (status, code, type_, "req_stream"))
 
+    def test_a_429_whose_retry_after_is_longer_than_the_client_waits_is_raised_at_once(self):
+        self.api.script = lambda conn, seen: conn.sendall(
+            response(429, error_body("rate_limit_exceeded", "rate_limit_error"), {"Retry-After": "120"}))
+        retries = []
+        with self.assertRaises(RateLimitError) as limited:
+            self.client(max_retries=2, sleep=lambda s: None, on_retry=retries.append).infer(specialist="s", prompt="p")
+        self.assertEqual(limited.exception.retry_after_ms, 120000)
+        self.assertEqual(retries, [])
+        self.assertEqual(len(self.api.requests), 1)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -19,8 +19,10 @@ class BackoffSchedule(unittest.TestCase):
         now = 1795600800.0  # 2026-11-25T10:00:00Z
         self.assertAlmostEqual(retry_delay(0, {"retry-after": "Wed, 25 Nov 2026 10:00:07 GMT"}, now), 7.0)
 
-    def test_ignores_a_server_wait_over_a_minute(self):
-        self.assertEqual(retry_delay(0, {"retry-after": "3600"}, 0, random=lambda: 0), 0.5)
+    def test_gives_no_delay_for_a_server_wait_over_a_minute(self):
+        self.assertIsNone(retry_delay(0, {"retry-after": "3600"}, 0, random=lambda: 0))
+        self.assertIsNone(retry_delay(0, {"retry-after-ms": "60001"}, 0, random=lambda: 0))
+        self.assertEqual(retry_delay(0, {"retry-after": "60"}, 0, random=lambda: 0), 60.0)
 
 
 class RetryRules(unittest.TestCase):

@@ -253,7 +253,7 @@ export class Alveare {
       }
       if (attempt >= maxRetries) throw failure;
       const delay = retryDelayMs(attempt, failure.headers, this.now());
-      if (waited + delay > this.maxRetryWaitMs) throw failure;
+      if (delay === undefined || waited + delay > this.maxRetryWaitMs) throw failure;
       waited += delay;
       const event: RetryEvent = { attempt: attempt + 1, delayMs: delay, error: failure, method, url: `${this.baseURL}${path}` };
       this.log(

@@ -5,7 +5,7 @@
 
 export const INITIAL_DELAY_MS = 500;
 export const MAX_BACKOFF_MS = 8_000;
-/** A server-requested wait longer than this is not honoured; the error is surfaced instead. */
+/** A server-requested wait longer than this is not waited out (nor retried sooner): the error is surfaced at once. */
 export const MAX_SERVER_DELAY_MS = 60_000;
 
 export interface RetryDecision {
@@ -36,13 +36,15 @@ export function serverDelayMs(headers: Headers | undefined, now: number): number
 }
 
 /**
- * Exponential backoff with jitter: 0.5 s, 1 s, 2 s … capped at 8 s, each
- * shortened by up to 25% at random so clients that failed together do not
- * retry together. A server-given wait is honoured exactly when it is sane.
+ * How long to wait before the next attempt, or undefined for not at all. A server-given wait is
+ * honoured exactly when it is at most MAX_SERVER_DELAY_MS; a longer one means undefined: the error
+ * is surfaced at once rather than waited out or retried early. Without one, exponential backoff
+ * with jitter: 0.5 s, 1 s, 2 s … capped at 8 s, each shortened by up to 25% at random so clients
+ * that failed together do not retry together.
  */
-export function retryDelayMs(attempt: number, headers: Headers | undefined, now: number, random: () => number = Math.random): number {
+export function retryDelayMs(attempt: number, headers: Headers | undefined, now: number, random: () => number = Math.random): number | undefined {
   const server = serverDelayMs(headers, now);
-  if (server !== undefined && server <= MAX_SERVER_DELAY_MS) return server;
+  if (server !== undefined) return server <= MAX_SERVER_DELAY_MS ? server : undefined;
   const backoff = Math.min(INITIAL_DELAY_MS * 2 ** attempt, MAX_BACKOFF_MS);
   return backoff * (1 - 0.25 * random());
 }
