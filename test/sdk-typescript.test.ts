@@ -20,7 +20,9 @@ import {
   shouldRetry,
   type ChatCompletionChunk,
   type RetryEvent,
+  VERSION,
 } from "../sdk/typescript/src/index.js";
+import { readFileSync } from "node:fs";
 
 import { FakeUpstream } from "./helpers/fake-upstream.js";
 import { chunkEvent, errorBody, ScriptedApi } from "./helpers/scripted-api.js";
@@ -592,5 +594,29 @@ describe("TypeScript SDK against a scripted server", () => {
     assert.equal(error.retryAfterMs, 120_000);
     assert.deepEqual(retries, []);
     assert.equal(api.requests.length - before, 1);
+  });
+
+  it("sends User-Agent alveare-typescript/<version> with the runtime, and none in a browser", async () => {
+    const manifest = JSON.parse(readFileSync(new URL("../../sdk/typescript/package.json", import.meta.url), "utf8")) as { version: string };
+    assert.equal(VERSION, manifest.version);
+    api.script = (_req, res) => void res.writeHead(200, { "content-type": "application/json" }).end('{"status":"ok"}');
+    await client().health();
+    assert.equal(api.requests.at(-1)!.headers["user-agent"], `alveare-typescript/${manifest.version} node/${process.versions.node}`);
+
+    // In a browser (a global document, as in a page) the client leaves User-Agent to the browser.
+    const sent: Headers[] = [];
+    const recording: typeof fetch = async (input, init) => {
+      sent.push(new Headers(init?.headers));
+      return fetch(input, init);
+    };
+    (globalThis as { document?: unknown }).document = {};
+    try {
+      await client({ fetch: recording }).health();
+    } finally {
+      delete (globalThis as { document?: unknown }).document;
+    }
+    assert.equal(sent.length, 1);
+    assert.equal(sent[0]!.get("user-agent"), null);
+    assert.match(sent[0]!.get("authorization") ?? "", /^Bearer /);
   });
 });

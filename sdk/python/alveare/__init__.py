@@ -16,6 +16,7 @@ from ._errors import (
     RequestTooLargeError,
     UnprocessableEntityError,
 )
+from ._version import __version__
 from ._retry import retry_delay, server_delay, server_delay_ms, should_retry
 from ._types import (
     ApiObject,
@@ -54,4 +55,3 @@ __all__ = [
     "ChoiceLogprobs", "TokenLogprob", "TopLogprob",
     "retry_delay", "server_delay", "server_delay_ms", "should_retry",
 ]
-__version__ = "0.1.0"

@@ -6,6 +6,7 @@ import http.client
 import json
 import logging
 import os
+import platform
 import re
 import socket
 import sys
@@ -25,6 +26,7 @@ from ._errors import (
     error_from_stream_event,
 )
 from ._headers import Headers
+from ._version import __version__
 from ._retry import retry_delay, should_retry
 from ._types import (
     ChatCompletion,
@@ -43,6 +45,9 @@ from ._types import (
 )
 
 DEFAULT_BASE_URL = "https://api.alveare.ai"
+
+#: Sent with every request (instead of urllib's Python-urllib/3.x).
+USER_AGENT = f"alveare-python/{__version__} python/{platform.python_version()}"
 
 logger = logging.getLogger("alveare")
 
@@ -377,7 +382,7 @@ class Alveare:
         `timeout` covers each attempt whole: the wait for the answer and the reading of its body
         (a stream's body is read with `timeout` as the longest wait for more data instead)."""
         data = None if body is None else json.dumps(body).encode("utf-8")
-        headers = {"Authorization": f"Bearer {self.api_key}", "Accept": "application/json"}
+        headers = {"Authorization": f"Bearer {self.api_key}", "Accept": "application/json", "User-Agent": USER_AGENT}
         if data is not None:
             headers["Content-Type"] = "application/json"
         url = self.base_url + path

@@ -1,6 +1,11 @@
 """The client against a scripted server (tests/_scripted.py) that misbehaves on cue: stalls, cuts, error events."""
+import platform
+import re
 import time
 import unittest
+from pathlib import Path
+
+import alveare
 
 from alveare import (
     Alveare,
@@ -148,6 +153,14 @@ class Faults(unittest.TestCase):
         self.assertEqual(limited.exception.retry_after_ms, 120000)
         self.assertEqual(retries, [])
         self.assertEqual(len(self.api.requests), 1)
+
+    def test_sends_user_agent_alveare_python_with_the_version(self):
+        pyproject = (Path(__file__).parent.parent / "pyproject.toml").read_text()
+        version = re.search(r'^version = "([^"]+)"', pyproject, re.M).group(1)
+        self.assertEqual(alveare.__version__, version)
+        self.api.script = lambda conn, seen: conn.sendall(response(200, b'{"status": "ok"}'))
+        self.client().health()
+        self.assertEqual(self.api.requests[-1].headers["user-agent"], f"alveare-python/{version} python/{platform.python_version()}")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 import { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError, connectionCause, MissingApiKeyError } from "./errors.js";
 import { retryDelayMs, shouldRetry } from "./retry.js";
 import { readSseData } from "./sse.js";
+import { VERSION } from "./version.js";
 import type {
   ChatCompletion,
   ChatCompletionChunk,
@@ -55,6 +56,18 @@ export interface RequestOptions {
 const env = (name: string): string | undefined => (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.[name];
 
 export const DEFAULT_BASE_URL = "https://api.alveare.ai";
+
+/**
+ * `alveare-typescript/<version>`, then the runtime when it says (`node/20.11.1`). Undefined in a
+ * browser or a browser's worker: the browser sends its own User-Agent, and where one set by script is
+ * allowed (Firefox) it would need the API's CORS allowance, which does not list it.
+ */
+export function userAgent(): string | undefined {
+  const scope = globalThis as { document?: unknown; WorkerGlobalScope?: unknown; process?: { versions?: { node?: string } } };
+  if (scope.document !== undefined || scope.WorkerGlobalScope !== undefined) return undefined;
+  const node = scope.process?.versions?.node;
+  return `alveare-typescript/${VERSION}${node === undefined ? "" : ` node/${node}`}`;
+}
 
 /**
  * The server root: trailing slashes and one trailing /v1 dropped, so a URL
@@ -167,6 +180,7 @@ export class Alveare {
   private readonly fetchImpl: typeof fetch;
   private readonly sleep: ((ms: number) => Promise<void>) | undefined;
   private readonly now: () => number;
+  private readonly userAgent: string | undefined;
 
   constructor(options: ClientOptions = {}) {
     const apiKey = options.apiKey ?? env("ALVEARE_API_KEY");
@@ -183,6 +197,7 @@ export class Alveare {
     this.fetchImpl = options.fetch ?? globalThis.fetch.bind(globalThis);
     this.sleep = options.sleep;
     this.now = options.now ?? Date.now;
+    this.userAgent = userAgent();
   }
 
   infer(params: InferRequest, options?: RequestOptions): Promise<InferResponse> {
@@ -325,6 +340,7 @@ export class Alveare {
         headers: {
           authorization: `Bearer ${this.apiKey}`,
           accept: "application/json",
+          ...(this.userAgent === undefined ? {} : { "user-agent": this.userAgent }),
           ...(body === undefined ? {} : { "content-type": "application/json" }),
         },
         body: body === undefined ? undefined : JSON.stringify(body),

@@ -11,3 +11,4 @@ export * from "./errors.js";
 export { retryDelayMs, serverDelayMs, shouldRetry } from "./retry.js";
 export type * from "./types.js";
 export { MODEL_PREFIX } from "./types.js";
+export { VERSION } from "./version.js";
