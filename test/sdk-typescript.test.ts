@@ -3,6 +3,8 @@ import { closedPort } from "./helpers/ports.js";
 import { after, before, describe, it } from "node:test";
 import {
   Alveare,
+  AlveareError,
+  InvalidBaseURLError,
   APIConnectionError,
   APIConnectionTimeoutError,
   APIError,
@@ -93,6 +95,30 @@ describe("TypeScript SDK: base URL and errors without a server", () => {
       delete process.env.ALVEARE_BASE_URL;
     }
     assert.equal(new Alveare({ apiKey: "k" }).baseURL, "https://api.alveare.ai");
+  });
+  it("refuses a base URL that is not http:// or https:// in the constructor, naming where it came from", () => {
+    const refused = (make: () => unknown): InvalidBaseURLError => {
+      try {
+        make();
+      } catch (error) {
+        assert.ok(error instanceof InvalidBaseURLError, String(error));
+        assert.ok(error instanceof AlveareError && !(error instanceof APIError));
+        return error;
+      }
+      assert.fail("accepted");
+    };
+    assert.equal(
+      refused(() => new Alveare({ apiKey: "k", baseURL: "127.0.0.1:18931" })).message,
+      'Invalid base URL "127.0.0.1:18931" from the baseURL option: it must be an http:// or https:// URL such as "http://127.0.0.1:8080" (did you mean "http://127.0.0.1:18931"?).',
+    );
+    for (const url of ["localhost:8080", "ftp://h/x", "http:/h", "http://", "", "h/v1"]) refused(() => new Alveare({ apiKey: "k", baseURL: url }));
+    process.env.ALVEARE_BASE_URL = "127.0.0.1:1";
+    try {
+      assert.match(refused(() => new Alveare({ apiKey: "k" })).message, /from ALVEARE_BASE_URL/);
+    } finally {
+      delete process.env.ALVEARE_BASE_URL;
+    }
+    assert.equal(new Alveare({ apiKey: "k", baseURL: "HTTPS://H:1/v1" }).baseURL, "HTTPS://H:1");
   });
   it("raises MissingApiKeyError, an AuthenticationError, when no key is given", () => {
     delete process.env.ALVEARE_API_KEY;

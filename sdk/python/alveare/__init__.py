@@ -9,6 +9,7 @@ from ._errors import (
     BadRequestError,
     ConflictError,
     InternalServerError,
+    InvalidBaseURLError,
     MissingApiKeyError,
     NotFoundError,
     PermissionDeniedError,
@@ -47,6 +48,7 @@ from ._types import (
 __all__ = [
     "Alveare", "ChatCompletionStream", "RetryEvent", "DEFAULT_BASE_URL", "normalize_base_url",
     "AlveareError", "APIError", "APIConnectionError", "APITimeoutError", "AuthenticationError", "MissingApiKeyError",
+    "InvalidBaseURLError",
     "BadRequestError", "ConflictError", "InternalServerError", "NotFoundError", "PermissionDeniedError",
     "RateLimitError", "RequestTooLargeError", "UnprocessableEntityError",
     "ApiObject", "AssistantMessage", "ChatCompletion", "ChatCompletionChunk", "Choice", "ChunkChoice", "ChunkDelta",

@@ -20,6 +20,7 @@ from ._errors import (
     APIConnectionError,
     APIError,
     APITimeoutError,
+    InvalidBaseURLError,
     MissingApiKeyError,
     connection_cause,
     error_from_response,
@@ -55,6 +56,24 @@ logger = logging.getLogger("alveare")
 def normalize_base_url(url: str) -> str:
     """The server root: trailing slashes and one trailing /v1 dropped, so OpenAI-style URLs (…/v1) work too."""
     return re.sub(r"/+$", "", re.sub(r"/v1$", "", url.rstrip("/")))
+
+
+def check_base_url(url: str, source: str) -> None:
+    """Raises InvalidBaseURLError unless `url` is an absolute http:// or https:// URL with a host. Without this,
+    a URL missing its scheme ("127.0.0.1:8080") is taken as something else and every call fails obscurely."""
+    parts = urllib.parse.urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not one
+        valid = re.match(r"(?i)https?://", url) is not None and bool(parts.hostname)
+    except ValueError:
+        valid = False
+    if valid:
+        return
+    hint = "" if re.match(r"(?i)[a-z][a-z0-9+.-]*://", url) else f" (did you mean {json.dumps('http://' + url)}?)"
+    raise InvalidBaseURLError(
+        f'Invalid base URL {json.dumps(url)} from {source}: it must be an http:// or https:// URL such as '
+        f'"http://127.0.0.1:8080"{hint}.'
+    )
 
 
 def _log_debug_to_stderr_if_asked() -> None:
@@ -333,7 +352,14 @@ class Alveare:
         if not key:
             raise MissingApiKeyError()
         self.api_key = key
-        self.base_url = normalize_base_url(base_url or os.environ.get("ALVEARE_BASE_URL") or DEFAULT_BASE_URL)
+        if base_url:
+            url, source = base_url, "base_url="
+        elif os.environ.get("ALVEARE_BASE_URL"):
+            url, source = os.environ["ALVEARE_BASE_URL"], "ALVEARE_BASE_URL"
+        else:
+            url, source = DEFAULT_BASE_URL, "the default"
+        check_base_url(url, source)
+        self.base_url = normalize_base_url(url)
         self.timeout = timeout
         self.max_retries = max_retries
         self.max_retry_wait = max_retry_wait

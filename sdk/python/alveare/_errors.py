@@ -78,6 +78,11 @@ class MissingApiKeyError(AuthenticationError, ValueError):
         )
 
 
+class InvalidBaseURLError(AlveareError, ValueError):
+    """The base URL (base_url=, else ALVEARE_BASE_URL) is not an http:// or https:// URL: raised by the
+    constructor, before any request. An AlveareError (and a ValueError), not an APIError: no call was made."""
+
+
 def connection_cause(error: BaseException) -> str:
     """The most specific reason a request got no answer: the errno name (ECONNREFUSED …) when there is one."""
     reason: BaseException = error
@@ -157,6 +162,6 @@ def error_from_stream_event(event: Any, headers: Mapping[str, str]) -> APIError:
 for _cls in (
     AlveareError, APIError, BadRequestError, AuthenticationError, PermissionDeniedError, NotFoundError,
     ConflictError, RequestTooLargeError, UnprocessableEntityError, RateLimitError, InternalServerError,
-    APIConnectionError, APITimeoutError, MissingApiKeyError,
+    APIConnectionError, APITimeoutError, MissingApiKeyError, InvalidBaseURLError,
 ):
     _cls.__module__ = "alveare"

@@ -303,6 +303,25 @@ class WithoutAServer(unittest.TestCase):
             del os.environ["ALVEARE_BASE_URL"]
         self.assertEqual(Alveare(api_key="k").base_url, "https://api.alveare.ai")
 
+    def test_refuses_a_base_url_that_is_not_http_or_https_naming_where_it_came_from(self):
+        with self.assertRaises(alveare.InvalidBaseURLError) as refused:
+            Alveare(api_key="k", base_url="127.0.0.1:18931")
+        self.assertEqual(str(refused.exception), 'Invalid base URL "127.0.0.1:18931" from base_url=: it must be an http:// or https:// '
+                         'URL such as "http://127.0.0.1:8080" (did you mean "http://127.0.0.1:18931"?).')
+        self.assertIsInstance(refused.exception, alveare.AlveareError)
+        self.assertIsInstance(refused.exception, ValueError)
+        self.assertNotIsInstance(refused.exception, alveare.APIError)
+        for url in ("localhost:8080", "ftp://h/x", "http:/h", "http://", "h/v1", "http://h:99999"):
+            with self.assertRaises(alveare.InvalidBaseURLError, msg=url):
+                Alveare(api_key="k", base_url=url)
+        os.environ["ALVEARE_BASE_URL"] = "127.0.0.1:1"
+        try:
+            with self.assertRaisesRegex(alveare.InvalidBaseURLError, "from ALVEARE_BASE_URL"):
+                Alveare(api_key="k")
+        finally:
+            del os.environ["ALVEARE_BASE_URL"]
+        self.assertEqual(Alveare(api_key="k", base_url="HTTPS://H:1/v1").base_url, "HTTPS://H:1")
+
     def test_missing_key_is_a_typed_error(self):
         for key in (None, ""):
             with self.assertRaises(MissingApiKeyError):

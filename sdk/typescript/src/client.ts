@@ -1,4 +1,12 @@
-import { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError, connectionCause, MissingApiKeyError } from "./errors.js";
+import {
+  APIConnectionError,
+  APIConnectionTimeoutError,
+  APIError,
+  APIUserAbortError,
+  connectionCause,
+  InvalidBaseURLError,
+  MissingApiKeyError,
+} from "./errors.js";
 import { retryDelayMs, shouldRetry } from "./retry.js";
 import { readSseData } from "./sse.js";
 import { VERSION } from "./version.js";
@@ -75,6 +83,27 @@ export function userAgent(): string | undefined {
  */
 export function normalizeBaseURL(url: string): string {
   return url.replace(/\/+$/, "").replace(/\/v1$/, "").replace(/\/+$/, "");
+}
+
+/**
+ * Throws InvalidBaseURLError unless `url` is an absolute http:// or https:// URL with a host. Without
+ * this, a URL missing its scheme ("127.0.0.1:8080") is taken as something else entirely and every
+ * call fails with an obscure connection error.
+ */
+export function checkBaseURL(url: string, source: string): void {
+  let host = "";
+  if (/^https?:\/\//i.test(url)) {
+    try {
+      host = new URL(url).host;
+    } catch {
+      host = "";
+    }
+  }
+  if (host !== "") return;
+  const hint = /^[a-z][a-z0-9+.-]*:\/\//i.test(url) ? "" : ` (did you mean ${JSON.stringify(`http://${url}`)}?)`;
+  throw new InvalidBaseURLError(
+    `Invalid base URL ${JSON.stringify(url)} from ${source}: it must be an http:// or https:// URL such as "http://127.0.0.1:8080"${hint}.`,
+  );
 }
 
 /** host:port of a URL, for messages; the URL itself when it does not parse. */
@@ -188,7 +217,15 @@ export class Alveare {
       throw new MissingApiKeyError();
     }
     this.apiKey = apiKey;
-    this.baseURL = normalizeBaseURL(options.baseURL ?? env("ALVEARE_BASE_URL") ?? DEFAULT_BASE_URL);
+    const fromEnv = env("ALVEARE_BASE_URL");
+    const [baseURL, source] =
+      options.baseURL !== undefined
+        ? [options.baseURL, "the baseURL option"]
+        : fromEnv !== undefined
+          ? [fromEnv, "ALVEARE_BASE_URL"]
+          : [DEFAULT_BASE_URL, "the default"];
+    checkBaseURL(baseURL, source);
+    this.baseURL = normalizeBaseURL(baseURL);
     this.timeout = options.timeout ?? 60_000;
     this.maxRetries = options.maxRetries ?? 2;
     this.maxRetryWaitMs = options.maxRetryWaitMs ?? 120_000;

@@ -151,6 +151,14 @@ export class MissingApiKeyError extends AuthenticationError {
   }
 }
 
+/**
+ * The base URL (the `baseURL` option, else ALVEARE_BASE_URL) is not an http:// or https:// URL:
+ * raised by the constructor, before any request. An AlveareError, not an APIError: no call was made.
+ */
+export class InvalidBaseURLError extends AlveareError {
+  override name = "InvalidBaseURLError";
+}
+
 /** The request never got an HTTP answer (refused, reset, DNS). */
 export class APIConnectionError extends APIError {
   override name = "APIConnectionError";
