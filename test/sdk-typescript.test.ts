@@ -229,6 +229,19 @@ describe("TypeScript SDK against a real alveare serve", () => {
     assert.equal(usage.by_specialist.classify, 1);
   });
 
+  it("sends a developer message, which the server reads as a system message", async () => {
+    const completion = await client().chat.completions.create({
+      model: "alveare-chat",
+      messages: [
+        { role: "developer", content: "Answer in one word." },
+        { role: "user", content: "hi" },
+      ],
+      max_tokens: 2,
+    });
+    assert.equal(completion.object, "chat.completion");
+    assert.ok(completion.usage.prompt_tokens > 0);
+  });
+
   it("streams to the end, with usage when asked", async () => {
     const stream = await client().chat.completions.create({
       model: "alveare-chat",

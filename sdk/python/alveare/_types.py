@@ -10,7 +10,8 @@ import dataclasses
 import typing
 from typing import Any, Dict, Iterator, List, Literal, Mapping, Optional, Type, TypedDict, TypeVar, Union
 
-ChatRole = Literal["system", "user", "assistant", "tool"]
+#: "developer" (OpenAI's newer name for the system role) is read as a system message.
+ChatRole = Literal["system", "developer", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "tool_calls"]
 
 

@@ -8,8 +8,10 @@ import socket
 import subprocess
 import sys
 import time
+import typing
 import unittest
 from concurrent.futures import ThreadPoolExecutor
+from typing import List
 from pathlib import Path
 
 import alveare
@@ -28,6 +30,7 @@ from alveare import (
     RequestTooLargeError,
 )
 from alveare._errors import error_from_response
+from alveare._types import ChatMessage
 
 BASE_URL = os.environ.get("ALVEARE_TEST_BASE_URL")
 KEYS = {name: os.environ.get(f"ALVEARE_TEST_KEY_{name.upper()}") for name in ("pro", "solo", "burst", "tiny")}
@@ -117,6 +120,11 @@ class AgainstARealServer(unittest.TestCase):
             entry = choice.logprobs.content[0]
             self.assertLessEqual(entry.logprob, 0)
             self.assertEqual(len(entry.top_logprobs), 2)
+
+    def test_a_developer_message_is_accepted(self):
+        messages: List[ChatMessage] = [{"role": "developer", "content": "Answer in one word."}, {"role": "user", "content": "hi"}]
+        completion = self.client().chat.completions.create(model="alveare-chat", messages=messages, max_tokens=2)
+        self.assertEqual(completion.object, "chat.completion")
 
     def test_streams_to_the_end_with_usage(self):
         stream = self.client().chat.completions.create(
@@ -321,6 +329,9 @@ class WithoutAServer(unittest.TestCase):
         finally:
             del os.environ["ALVEARE_BASE_URL"]
         self.assertEqual(Alveare(api_key="k", base_url="HTTPS://H:1/v1").base_url, "HTTPS://H:1")
+
+    def test_chat_roles_include_developer(self):
+        self.assertEqual(typing.get_args(alveare._types.ChatRole), ("system", "developer", "user", "assistant", "tool"))
 
     def test_missing_key_is_a_typed_error(self):
         for key in (None, ""):

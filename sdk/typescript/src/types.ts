@@ -24,7 +24,8 @@ export interface InferResponse {
   confidence?: number;
 }
 
-export type ChatRole = "system" | "user" | "assistant" | "tool";
+/** "developer" (OpenAI's newer name for the system role) is read as a system message. */
+export type ChatRole = "system" | "developer" | "user" | "assistant" | "tool";
 
 export interface ChatContentPart {
   type: "text";
