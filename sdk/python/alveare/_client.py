@@ -348,7 +348,8 @@ class Alveare:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        key = api_key or os.environ.get("ALVEARE_API_KEY")
+        # Only a missing key falls back to the variable: api_key="" is a mistake to report, as in TypeScript.
+        key = os.environ.get("ALVEARE_API_KEY") if api_key is None else api_key
         if not key:
             raise MissingApiKeyError()
         self.api_key = key

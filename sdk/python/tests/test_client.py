@@ -338,6 +338,16 @@ class WithoutAServer(unittest.TestCase):
             with self.assertRaises(MissingApiKeyError):
                 Alveare(api_key=key)
 
+    def test_an_empty_key_is_refused_even_when_alveare_api_key_is_set(self):
+        os.environ["ALVEARE_API_KEY"] = "alv_test_from_env"
+        try:
+            with self.assertRaises(MissingApiKeyError):
+                Alveare(api_key="")
+            self.assertEqual(Alveare(api_key=None).api_key, "alv_test_from_env")
+            self.assertEqual(Alveare().api_key, "alv_test_from_env")
+        finally:
+            del os.environ["ALVEARE_API_KEY"]
+
     def test_retry_after_ms_from_retry_after_ms_then_retry_after(self):
         body = {"error": {"code": "rate_limit_exceeded"}}
         self.assertEqual(error_from_response(429, body, {"retry-after-ms": "1500", "retry-after": "2"}).retry_after_ms, 1500)
