@@ -33,6 +33,17 @@ const held = (baseUrl: string): Record<string, unknown> => ({
   remote: { base_url: baseUrl, model: "m" },
 });
 
+/** Starts a streamed chat completion of the held specialist; resolves once its headers arrived (status 200 checked). */
+async function startStream(url: string, headers: Record<string, string> = { "content-type": "application/json" }): Promise<Response> {
+  const response = await fetch(`${url}/v1/chat/completions`, {
+    method: "POST",
+    headers,
+    body: JSON.stringify({ model: "alveare-faraway", messages: [{ role: "user", content: "hi" }], stream: true }),
+  });
+  assert.equal(response.status, 200);
+  return response;
+}
+
 /** Reads an SSE response to its end, resolving with everything it said. */
 async function readAll(response: Response): Promise<string> {
   return response.text();
@@ -104,12 +115,7 @@ describe("/ready", () => {
     const upstream = new HeldUpstream();
     const server = await startTestServer({ specialists: { faraway: held(await upstream.start()) } });
     try {
-      const response = await fetch(`${server.url}/v1/chat/completions`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ model: "alveare-faraway", messages: [{ role: "user", content: "hi" }], stream: true }),
-      });
-      assert.equal(response.status, 200);
+      const response = await startStream(server.url);
       await upstream.arrived();
       const closed = server.close(30_000);
       const draining = await ready(server.url);
@@ -155,12 +161,7 @@ describe("/ready", () => {
     const upstream = new HeldUpstream();
     const server = await startTestServer({ specialists: { faraway: held(await upstream.start()) } });
     try {
-      const response = await fetch(`${server.url}/v1/chat/completions`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ model: "alveare-faraway", messages: [{ role: "user", content: "hi" }], stream: true }),
-      });
-      assert.equal(response.status, 200);
+      const response = await startStream(server.url);
       // The first piece has reached the client: the stream has started when the deadline cuts it.
       const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
       let text = "";
@@ -225,12 +226,7 @@ describe("SIGTERM", () => {
     const { child, url, output } = await spawnServe(["--config", config, "--data-dir", dataDir, "--model", await tinyModel()], env);
     try {
       const auth = { authorization: `Bearer ${key}`, "content-type": "application/json" };
-      const response = await fetch(`${url}/v1/chat/completions`, {
-        method: "POST",
-        headers: auth,
-        body: JSON.stringify({ model: "alveare-faraway", messages: [{ role: "user", content: "hi" }], stream: true }),
-      });
-      assert.equal(response.status, 200);
+      const response = await startStream(url, auth);
       await upstream.arrived();
       const exited = once(child, "exit");
       child.kill("SIGTERM");
