@@ -491,23 +491,67 @@ describe("TypeScript SDK against a scripted server", () => {
     assert.equal(api.requests.length - before, 1);
   });
 
-  it("times out a body that stalls after the headers, and retries it like any timeout", { timeout: 20_000 }, async () => {
+  it("does not retry a POST whose 2xx body stalls or is cut: the server had served (and billed) it", { timeout: 20_000 }, async () => {
     api.script = (_req, res) => {
       res.writeHead(200, { "content-type": "application/json", "content-length": "20" });
       res.write('{"resu'); // 6 of 20 bytes, then nothing
     };
-    const before = api.requests.length;
+    let before = api.requests.length;
     const retried: unknown[] = [];
     const started = performance.now();
-    const error = await caught(
-      client({ timeout: 1000, maxRetries: 1, sleep: async () => {}, onRetry: (e) => retried.push(e.error) }).infer({ specialist: "s", prompt: "p" }),
+    const stalled = await caught(
+      client({ timeout: 1000, maxRetries: 2, sleep: async () => {}, onRetry: (e) => retried.push(e.error) }).infer({ specialist: "s", prompt: "p" }),
     );
     const took = performance.now() - started;
-    assert.ok(error instanceof APIConnectionTimeoutError, String(error));
-    assert.match(error.message, /did not arrive in full within 1000 ms/);
+    assert.ok(stalled instanceof APIConnectionTimeoutError, String(stalled));
+    assert.match(
+      stalled.message,
+      /^the response from 127\.0\.0\.1:\d+ did not arrive in full within 1000 ms; the server had answered 200, so the request was most likely served \(and billed\): not retried$/,
+    );
+    assert.equal(retried.length, 0);
+    assert.equal(api.requests.length - before, 1);
+    assert.ok(took >= 500 && took < 5000, `took ${took} ms`);
+
+    api.script = (_req, res) => {
+      res.writeHead(200, { "content-type": "application/json", "content-length": "20" });
+      res.write('{"resu', () => res.destroy()); // 6 of 20 bytes, then the connection closes
+    };
+    before = api.requests.length;
+    const cut = await caught(
+      client({ maxRetries: 2, sleep: async () => {}, onRetry: (e) => retried.push(e.error) }).infer({ specialist: "s", prompt: "p" }),
+    );
+    assert.ok(cut instanceof APIConnectionError && !(cut instanceof APIConnectionTimeoutError), String(cut));
+    assert.match(
+      cut.message,
+      /^the response from 127\.0\.0\.1:\d+ was cut off \(.+\); the server had answered 200, so the request was most likely served/,
+    );
+    assert.equal(retried.length, 0);
+    assert.equal(api.requests.length - before, 1);
+  });
+
+  it("retries a GET whose 2xx body stalls, and any request whose error answer is cut, like any timeout", { timeout: 20_000 }, async () => {
+    api.script = (_req, res) => {
+      res.writeHead(200, { "content-type": "application/json", "content-length": "20" });
+      res.write('{"stat'); // 6 of 20 bytes, then nothing
+    };
+    let before = api.requests.length;
+    const retried: unknown[] = [];
+    const stalled = await caught(client({ timeout: 500, maxRetries: 1, sleep: async () => {}, onRetry: (e) => retried.push(e.error) }).health());
+    assert.ok(stalled instanceof APIConnectionTimeoutError, String(stalled));
+    assert.match(stalled.message, /^the response from 127\.0\.0\.1:\d+ did not arrive in full within 500 ms$/);
     assert.ok(retried.length === 1 && retried[0] instanceof APIConnectionTimeoutError);
     assert.equal(api.requests.length - before, 2);
-    assert.ok(took >= 1900 && took < 4000, `took ${took} ms`);
+
+    // A 503 whose body is cut was not served: the POST is retried.
+    api.script = (_req, res) => {
+      res.writeHead(503, { "content-type": "application/json", "content-length": "50" });
+      res.write('{"err', () => res.destroy());
+    };
+    before = api.requests.length;
+    const cut = await caught(client({ maxRetries: 1, sleep: async () => {} }).infer({ specialist: "s", prompt: "p" }));
+    assert.ok(cut instanceof APIConnectionError, String(cut));
+    assert.doesNotMatch(cut.message, /served/);
+    assert.equal(api.requests.length - before, 2);
   });
 
   it("times out a stream that sends nothing for the timeout, between chunks", { timeout: 20_000 }, async () => {

@@ -174,6 +174,9 @@ def _read_within(response: Any, deadline: float) -> bytes:
             sock.settimeout(remaining)
         part = response.read1(65536)
         if not part:
+            missing = getattr(response, "length", None)
+            if missing:  # the connection closed before the Content-Length promised had come (read1 says nothing)
+                raise http.client.IncompleteRead(b"".join(parts), missing)
             return b"".join(parts)
         parts.append(part)
 
@@ -418,13 +421,12 @@ class Alveare:
         while True:
             request = urllib.request.Request(url, data=data, headers=headers, method=method)
             started = time.monotonic()
-            answered = False
+            status: Optional[int] = None  # the answer's, once its head has arrived
             try:
                 try:
                     response = _opener.open(request, timeout=self.timeout)
                 except urllib.error.HTTPError as http_error:
                     response = http_error
-                answered = True
                 status = response.code
                 self._log_exchange(method, url, status, started, response.headers.get("x-request-id"))
                 if 200 <= status < 300 and stream:
@@ -442,18 +444,26 @@ class Alveare:
                 if not should_retry(status, response_headers, failure.code):
                     raise failure from None
             except (urllib.error.URLError, http.client.HTTPException, OSError) as connection_error:
+                # The server records a request as served before it sends a 2xx: a POST whose 2xx body then
+                # fails was most likely served (and billed), so it is not retried. A GET is safe to send again.
+                served = status is not None and 200 <= status < 300 and method != "GET"
+                note = (f"; the server had answered {status}, so the request was most likely served (and billed): "
+                        "not retried") if served else ""
                 if isinstance(connection_error, (socket.timeout, TimeoutError)) or isinstance(
                     getattr(connection_error, "reason", None), (socket.timeout, TimeoutError)
                 ):
                     failure = APITimeoutError(
-                        f"the response from {self._host} did not arrive in full within {self.timeout:g} s"
-                        if answered else f"no response from {self._host} within {self.timeout:g} s"
+                        f"the response from {self._host} did not arrive in full within {self.timeout:g} s{note}"
+                        if status is not None else f"no response from {self._host} within {self.timeout:g} s"
                     )
-                elif answered:
-                    failure = APIConnectionError(f"the response from {self._host} was cut off ({connection_cause(connection_error)})")
+                elif status is not None:
+                    failure = APIConnectionError(
+                        f"the response from {self._host} was cut off ({connection_cause(connection_error)}){note}")
                 else:
                     failure = APIConnectionError(f"could not connect to {self._host} ({connection_cause(connection_error)})")
                 logger.debug("%s %s failed in %d ms: %s", method, url, (time.monotonic() - started) * 1000, failure)
+                if served:
+                    raise failure from None
             if attempt >= self.max_retries:
                 raise failure
             delay = retry_delay(attempt, failure.headers, self._clock())

@@ -31,7 +31,7 @@ class Faults(unittest.TestCase):
     def client(self, **options):
         return Alveare(api_key="k", base_url=self.api.url, **options)
 
-    def test_a_body_that_stalls_times_out_as_api_timeout_error_and_is_retried(self):
+    def test_a_post_whose_2xx_body_stalls_or_is_cut_is_not_retried_as_it_was_served(self):
         def stall(conn, seen):
             conn.sendall(response(200, b'{"resu', length=20))  # 6 of 20 bytes, then nothing
             hold(conn)
@@ -40,12 +40,42 @@ class Faults(unittest.TestCase):
         retried = []
         started = time.monotonic()
         with self.assertRaises(APITimeoutError) as timed_out:
-            self.client(timeout=1, max_retries=1, sleep=lambda s: None, on_retry=retried.append).infer(specialist="s", prompt="p")
+            self.client(timeout=1, max_retries=2, sleep=lambda s: None, on_retry=retried.append).infer(specialist="s", prompt="p")
         took = time.monotonic() - started
-        self.assertRegex(str(timed_out.exception), r"did not arrive in full within 1 s")
+        self.assertRegex(str(timed_out.exception), r"^the response from 127\.0\.0\.1:\d+ did not arrive in full within 1 s; "
+                         r"the server had answered 200, so the request was most likely served \(and billed\): not retried$")
+        self.assertEqual(retried, [])
+        self.assertEqual(len(self.api.requests), 1)
+        self.assertTrue(0.5 <= took < 5, took)
+
+        # Cut: the connection closes before the Content-Length promised has come.
+        self.api.script = lambda conn, seen: conn.sendall(response(200, b'{"resu', length=20))
+        with self.assertRaises(APIConnectionError) as cut:
+            self.client(max_retries=2, sleep=lambda s: None, on_retry=retried.append).infer(specialist="s", prompt="p")
+        self.assertNotIsInstance(cut.exception, APITimeoutError)
+        self.assertRegex(str(cut.exception), r"^the response from 127\.0\.0\.1:\d+ was cut off \(.+\); the server had answered 200, "
+                         r"so the request was most likely served")
+        self.assertEqual(retried, [])
+        self.assertEqual(len(self.api.requests), 2)
+
+    def test_a_get_whose_2xx_body_stalls_and_a_cut_error_answer_are_retried(self):
+        def stall(conn, seen):
+            conn.sendall(response(200, b'{"stat', length=20))
+            hold(conn)
+
+        self.api.script = stall
+        retried = []
+        with self.assertRaises(APITimeoutError) as timed_out:
+            self.client(timeout=0.5, max_retries=1, sleep=lambda s: None, on_retry=retried.append).health()
+        self.assertRegex(str(timed_out.exception), r"^the response from 127\.0\.0\.1:\d+ did not arrive in full within 0\.5 s$")
         self.assertEqual([type(e.error) for e in retried], [APITimeoutError])
         self.assertEqual(len(self.api.requests), 2)
-        self.assertTrue(1.9 <= took < 4, took)
+        # A 503 whose body is cut was not served: the POST is retried.
+        self.api.script = lambda conn, seen: conn.sendall(response(503, b'{"err', length=50))
+        with self.assertRaises(APIConnectionError) as cut:
+            self.client(max_retries=1, sleep=lambda s: None).infer(specialist="s", prompt="p")
+        self.assertNotIn("served", str(cut.exception))
+        self.assertEqual(len(self.api.requests), 4)
 
     def test_a_body_that_trickles_is_timed_out_as_a_whole(self):
         def trickle(conn, seen):

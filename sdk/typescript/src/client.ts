@@ -297,6 +297,7 @@ export class Alveare {
       if ("error" in outcome) {
         throwIfAborted(options.signal);
         failure = outcome.error;
+        if (!outcome.retry) throw failure;
       } else if ("response" in outcome || (outcome.status >= 200 && outcome.status < 300)) {
         return outcome;
       } else {
@@ -358,12 +359,20 @@ export class Alveare {
     const release = (): void => signal?.removeEventListener("abort", onAbort);
     const host = hostOf(this.baseURL);
     const timeout = options.timeout ?? this.timeout;
-    let answered = false;
+    /** The answer's status, once its headers have arrived. */
+    let status: number | undefined;
+    // The server records a request as served before it sends a 2xx: a POST whose 2xx body then fails
+    // was most likely served (and billed), so it is not retried. A GET is safe to send again.
+    const served = (): boolean => status !== undefined && status >= 200 && status < 300 && method !== "GET";
+    const servedNote = (): string =>
+      served() ? `; the server had answered ${status}, so the request was most likely served (and billed): not retried` : "";
     const timer = setTimeout(
       () =>
         controller.abort(
           new APIConnectionTimeoutError(
-            answered ? `the response from ${host} did not arrive in full within ${timeout} ms` : `no response from ${host} within ${timeout} ms`,
+            status !== undefined
+              ? `the response from ${host} did not arrive in full within ${timeout} ms${servedNote()}`
+              : `no response from ${host} within ${timeout} ms`,
           ),
         ),
       timeout,
@@ -383,7 +392,7 @@ export class Alveare {
         body: body === undefined ? undefined : JSON.stringify(body),
         signal: controller.signal,
       });
-      answered = true;
+      status = response.status;
       this.log(`${method} ${url} -> ${response.status} in ${Math.round(this.now() - started)} ms${requestIdNote(response.headers)}`);
       if (stream && response.ok) {
         streaming = true;
@@ -394,13 +403,14 @@ export class Alveare {
     } catch (error) {
       const reason: unknown = controller.signal.reason;
       this.log(`${method} ${url} failed in ${Math.round(this.now() - started)} ms: ${connectionCause(reason ?? error)}`);
-      if (reason instanceof APIConnectionTimeoutError) return { error: reason };
+      if (reason instanceof APIConnectionTimeoutError) return { error: reason, retry: !served() };
       const cause = connectionCause(error);
       return {
         error: new APIConnectionError(
-          answered ? `the response from ${host} was cut off (${cause})` : `could not connect to ${host} (${cause})`,
+          status !== undefined ? `the response from ${host} was cut off (${cause})${servedNote()}` : `could not connect to ${host} (${cause})`,
           error,
         ),
+        retry: !served(),
       };
     } finally {
       clearTimeout(timer);
@@ -430,6 +440,8 @@ interface OpenStream {
 /** No complete response: a connection failure or a timeout. */
 interface Failed {
   error: APIError;
+  /** False once a non-GET request had a 2xx status: it was most likely served, and a retry would be billed again. */
+  retry: boolean;
 }
 
 const parseJson = (text: string): unknown => {
