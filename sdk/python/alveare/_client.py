@@ -162,16 +162,23 @@ def _socket_of(response: Any) -> Optional[socket.socket]:
     return None
 
 
-def _read_within(response: Any, deadline: float) -> bytes:
-    """The whole body, by `deadline` (time.monotonic()): each read may only wait for what is left of it."""
+def _within(timeout: Optional[float]) -> str:
+    """" within 60 s" for messages; "" for timeout=None (no deadline: what timed out was the system's own)."""
+    return "" if timeout is None else f" within {timeout:g} s"
+
+
+def _read_within(response: Any, deadline: Optional[float]) -> bytes:
+    """The whole body, by `deadline` (time.monotonic()): each read may only wait for what is left of it.
+    With no deadline (timeout=None) the reads wait as long as it takes."""
     sock = _socket_of(response)
     parts: List[bytes] = []
     while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise socket.timeout("timed out")
-        if sock is not None:
-            sock.settimeout(remaining)
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise socket.timeout("timed out")
+            if sock is not None:
+                sock.settimeout(remaining)
         part = response.read1(65536)
         if not part:
             missing = getattr(response, "length", None)
@@ -230,7 +237,8 @@ class ChatCompletionStream:
             except StopIteration:
                 return
             except (socket.timeout, TimeoutError):
-                raise APITimeoutError(f"no data from {self._host} for {self._timeout:g} s while streaming") from None
+                waited = "" if self._timeout is None else f" for {self._timeout:g} s"
+                raise APITimeoutError(f"no data from {self._host}{waited} while streaming") from None
             except (OSError, http.client.HTTPException, ValueError) as error:
                 raise APIConnectionError(f"the stream from {self._host} was cut off ({connection_cause(error)})") from None
             yield line
@@ -344,7 +352,7 @@ class Alveare:
         self,
         api_key: Optional[str] = None,
         base_url: Optional[str] = None,
-        timeout: float = 60.0,
+        timeout: Optional[float] = 60.0,
         max_retries: int = 2,
         max_retry_wait: float = 120.0,
         on_retry: Optional[Callable[[RetryEvent], None]] = None,
@@ -432,7 +440,7 @@ class Alveare:
                 if 200 <= status < 300 and stream:
                     return response
                 with response:
-                    content = _read_within(response, started + self.timeout)
+                    content = _read_within(response, None if self.timeout is None else started + self.timeout)
                 if 200 <= status < 300:
                     return content
                 response_headers = Headers(response.headers.items())
@@ -453,8 +461,8 @@ class Alveare:
                     getattr(connection_error, "reason", None), (socket.timeout, TimeoutError)
                 ):
                     failure = APITimeoutError(
-                        f"the response from {self._host} did not arrive in full within {self.timeout:g} s{note}"
-                        if status is not None else f"no response from {self._host} within {self.timeout:g} s"
+                        f"the response from {self._host} did not arrive in full{_within(self.timeout)}{note}"
+                        if status is not None else f"no response from {self._host}{_within(self.timeout)}"
                     )
                 elif status is not None:
                     failure = APIConnectionError(

@@ -1,6 +1,7 @@
 """The client against a scripted server (tests/_scripted.py) that misbehaves on cue: stalls, cuts, error events."""
 import platform
 import re
+import socket
 import time
 import unittest
 from pathlib import Path
@@ -12,6 +13,7 @@ from alveare import (
     APIConnectionError,
     APITimeoutError,
     BadRequestError,
+    ChatCompletionStream,
     InternalServerError,
     RateLimitError,
     should_retry,
@@ -108,6 +110,34 @@ class Faults(unittest.TestCase):
         self.assertEqual(text, "one two")
         self.assertRegex(str(timed_out.exception), r"no data from 127\.0\.0\.1:\d+ for 0\.6 s while streaming")
         self.assertTrue(0.8 <= time.monotonic() - started < 2.5)
+
+    def test_timeout_none_means_no_deadline(self):
+        def slow(conn, seen):
+            conn.sendall(response(200, b'{"id": "inf_1", "result": "po', length=len(b'{"id": "inf_1", "result": "positive"}')))
+            time.sleep(0.2)
+            conn.sendall(b'sitive"}')
+
+        self.api.script = slow
+        self.assertEqual(self.client(timeout=None).infer(specialist="s", prompt="p").result, "positive")
+        self.api.script = lambda conn, seen: conn.sendall(stream_head() + chunk_event("whole") + b"data: [DONE]\n\n")
+        self.assertEqual(self.stream_text(timeout=None), ("whole", None))
+
+        # What times out then is the system's own wait (TCP): the message says so without a number.
+        class TimesOut:
+            headers: dict = {}
+
+            def __iter__(self):
+                return self
+
+            def __next__(self):
+                raise socket.timeout("timed out")
+
+            def close(self):
+                pass
+
+        with self.assertRaises(APITimeoutError) as timed_out:
+            list(ChatCompletionStream(TimesOut(), "h:1", None))
+        self.assertEqual(str(timed_out.exception), "no data from h:1 while streaming")
 
     def stream_text(self, **options):
         """(text, error) of one streamed completion read to its end."""
