@@ -1,41 +1,64 @@
 """HTTP header fields, looked up whatever the case of their names."""
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, Mapping
+from typing import Any, Dict, Iterable, Optional, Tuple, Union
 
 
-class Headers(Mapping[str, str]):
-    """A read-only mapping of header fields in which `X-Request-Id` and `x-request-id` are the same key.
+class Headers(Dict[str, str]):
+    """A dict of header fields in which `X-Request-Id` and `x-request-id` are the same key.
 
-    Names are kept lower-cased (what iteration and `dict(headers)` give); a field sent more than once
-    holds its values joined with ", ", as HTTP reads them.
+    Names are stored lower-cased (what iteration, `dict(headers)`, `json.dumps(headers)` and `copy()`
+    give); reading (`[]`, `get`, `in`) and writing (`[]=`, `update`, `setdefault`, `pop`, `del`) accept
+    any case. A field sent more than once holds its values joined with ", ", as HTTP reads them.
+    A dict subclass, so code written for the plain dict earlier versions gave keeps working.
     """
 
     def __init__(self, fields: Any = None) -> None:
-        self._fields: Dict[str, str] = {}
-        pairs = fields.items() if hasattr(fields, "items") else (fields or ())
-        for name, value in pairs:
+        super().__init__()
+        for name, value in _pairs(fields):
             key = str(name).lower()
-            self._fields[key] = f"{self._fields[key]}, {value}" if key in self._fields else str(value)
+            dict.__setitem__(self, key, f"{dict.__getitem__(self, key)}, {value}" if dict.__contains__(self, key) else str(value))
 
     def __getitem__(self, name: str) -> str:
         if not isinstance(name, str):
             raise KeyError(name)
-        return self._fields[name.lower()]
+        return dict.__getitem__(self, name.lower())
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._fields
+        return isinstance(name, str) and dict.__contains__(self, name.lower())
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._fields)
+    def get(self, name: str, default: Optional[str] = None) -> Optional[str]:  # type: ignore[override]
+        return self[name] if name in self else default
 
-    def __len__(self) -> int:
-        return len(self._fields)
+    def __setitem__(self, name: str, value: str) -> None:
+        dict.__setitem__(self, str(name).lower(), value)
+
+    def __delitem__(self, name: str) -> None:
+        dict.__delitem__(self, name.lower() if isinstance(name, str) else name)
+
+    def pop(self, name: str, *default: Any) -> Any:  # type: ignore[override]
+        return dict.pop(self, name.lower() if isinstance(name, str) else name, *default)
+
+    def setdefault(self, name: str, default: str = "") -> str:  # type: ignore[override]
+        return dict.setdefault(self, str(name).lower(), default)
+
+    def update(self, fields: Any = (), **more: str) -> None:  # type: ignore[override]
+        for name, value in [*_pairs(fields), *more.items()]:
+            self[name] = value
+
+    def copy(self) -> "Headers":
+        return Headers(self)
 
     def __repr__(self) -> str:
-        return f"Headers({self._fields!r})"
+        return f"Headers({dict.__repr__(self)})"
 
 
-def as_headers(fields: Any) -> Mapping[str, str]:
-    """`fields` as a case-insensitive mapping (itself when it already is one)."""
+def _pairs(fields: Any) -> Iterable[Tuple[Any, Any]]:
+    if fields is None:
+        return ()
+    return fields.items() if hasattr(fields, "items") else fields  # type: ignore[no-any-return]
+
+
+def as_headers(fields: Union[Headers, Any]) -> Headers:
+    """`fields` as a case-insensitive dict (itself when it already is one)."""
     return fields if isinstance(fields, Headers) else Headers(fields)

@@ -1,4 +1,5 @@
 """The client against a scripted server (tests/_scripted.py) that misbehaves on cue: stalls, cuts, error events."""
+import json
 import platform
 import re
 import socket
@@ -176,6 +177,14 @@ class Faults(unittest.TestCase):
         self.assertEqual(error.request_id, "req_Capital")
         self.assertEqual(error.headers["x-request-id"], "req_Capital")
         self.assertEqual(error.headers.get("X-REQUEST-ID"), "req_Capital")
+        # Still the dict earlier versions gave (names lower-cased): json.dumps, copy() and dict methods work.
+        self.assertIsInstance(error.headers, dict)
+        self.assertEqual(json.loads(json.dumps(error.headers))["x-request-id"], "req_Capital")
+        copied = error.headers.copy()
+        copied["X-Extra"] = "1"
+        self.assertEqual((copied["x-extra"], copied.get("X-Request-Id")), ("1", "req_Capital"))
+        self.assertNotIn("x-extra", error.headers)
+        self.assertEqual(dict(error.headers)["content-type"], "text/event-stream")
         # And so does every other lookup: an answer's error, the retry rules, retry_after_ms.
         self.api.script = lambda conn, seen: conn.sendall(response(
             503, error_body("overloaded"), {"X-Request-Id": "req_Upper", "X-Should-Retry": "false"}))
