@@ -644,6 +644,28 @@ describe("TypeScript SDK against a scripted server", () => {
     assert.equal(failed.error.code, "internal_error");
   });
 
+  it("ends a stream without [DONE] quietly when every choice has its finish_reason, as some servers and proxies send it", async () => {
+    const usage = `data: ${JSON.stringify({ id: "chatcmpl-x", object: "chat.completion.chunk", created: 1, model: "alveare-chat", choices: [], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } })}\n\n`;
+    api.script = (_req, res) => {
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.end(chunkEvent("one") + chunkEvent("", "stop") + usage); // finished, then usage, but no [DONE]
+    };
+    assert.deepEqual(await streamText(await streamed()), { text: "one", error: undefined });
+
+    api.script = (_req, res) => {
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.end(chunkEvent("a", null, 0) + chunkEvent("b", null, 1) + chunkEvent("", "stop", 0)); // choice 1 never finished
+    };
+    const open = await streamText(await streamed());
+    assert.ok(open.error instanceof APIConnectionError, String(open.error));
+    assert.match(open.error.message, /ended before data: \[DONE\]: the answer is incomplete \(choice 1 without a finish_reason\)$/);
+
+    api.script = (_req, res) => void res.writeHead(200, { "content-type": "text/event-stream" }).end(": nothing\n\n");
+    const empty = await streamText(await streamed());
+    assert.ok(empty.error instanceof APIConnectionError, String(empty.error));
+    assert.match(empty.error.message, /the answer is incomplete \(no choice arrived\)$/);
+  });
+
   it("raises a stream's error event as the class and status its code implies", async () => {
     const cases: Array<[code: string, type: string, Class: typeof APIError, status: number]> = [
       ["overloaded", "server_error", InternalServerError, 503],

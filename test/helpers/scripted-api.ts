@@ -49,6 +49,6 @@ export class ScriptedApi {
 export const errorBody = (code: string, type = "server_error", message = `scripted ${code}`): string =>
   JSON.stringify({ error: { message, type, code, param: null } });
 
-/** One chat.completion.chunk event carrying `content`. */
-export const chunkEvent = (content: string): string =>
-  `data: ${JSON.stringify({ id: "chatcmpl-x", object: "chat.completion.chunk", created: 1, model: "alveare-chat", choices: [{ index: 0, delta: { content }, finish_reason: null }] })}\n\n`;
+/** One chat.completion.chunk event carrying `content` for choice `index`, with its finish_reason. */
+export const chunkEvent = (content: string, finishReason: string | null = null, index = 0): string =>
+  `data: ${JSON.stringify({ id: "chatcmpl-x", object: "chat.completion.chunk", created: 1, model: "alveare-chat", choices: [{ index, delta: { content }, finish_reason: finishReason }] })}\n\n`;

@@ -201,6 +201,7 @@ class ChatCompletionStream:
         self._timeout = timeout
 
     def __iter__(self) -> Iterator[ChatCompletionChunk]:
+        finished: Dict[int, bool] = {}  # each choice seen, by index: whether it has had its finish_reason
         try:
             for payload in self._events():
                 if payload == "[DONE]":
@@ -208,9 +209,20 @@ class ChatCompletionStream:
                 event = json.loads(payload)
                 if "error" in event:
                     raise error_from_stream_event(event, Headers(self._response.headers.items()))
+                for choice in event.get("choices") or ():
+                    index = choice.get("index", 0)
+                    finished[index] = finished.get(index, False) or choice.get("finish_reason") is not None
                 yield ChatCompletionChunk.from_dict(event)
-            # A complete stream ends with [DONE], a failed one with an error event: this one was cut short.
-            raise APIConnectionError(f"the stream from {self._host} ended before data: [DONE]: the answer is incomplete")
+            # A complete stream ends with [DONE], a failed one with an error event. Without [DONE] (a proxy or
+            # another OpenAI-compatible server may leave it out) it is complete when every choice it had has
+            # finished; otherwise it was cut short.
+            open_ = [str(index) for index, done in finished.items() if not done]
+            if finished and not open_:
+                return
+            missing = ("no choice arrived" if not finished else
+                       f"{'choice' if len(open_) == 1 else 'choices'} {', '.join(open_)} without a finish_reason")
+            raise APIConnectionError(
+                f"the stream from {self._host} ended before data: [DONE]: the answer is incomplete ({missing})")
         finally:
             self.close()
 

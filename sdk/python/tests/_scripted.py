@@ -85,9 +85,9 @@ def stream_head(headers: Optional[Dict[str, str]] = None) -> bytes:
     return ("HTTP/1.1 200 OK\r\n" + "".join(f"{k}: {v}\r\n" for k, v in fields.items()) + "\r\n").encode("latin-1")
 
 
-def chunk_event(content: str) -> bytes:
+def chunk_event(content: str, finish_reason: Optional[str] = None, index: int = 0) -> bytes:
     chunk = {"id": "chatcmpl-x", "object": "chat.completion.chunk", "created": 1, "model": "alveare-chat",
-             "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": None}]}
+             "choices": [{"index": index, "delta": {"content": content}, "finish_reason": finish_reason}]}
     return b"data: " + json.dumps(chunk).encode() + b"\n\n"
 
 

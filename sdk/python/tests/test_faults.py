@@ -146,7 +146,7 @@ class Faults(unittest.TestCase):
         try:
             for chunk in self.client(**options).chat.completions.create(
                     model="alveare-chat", messages=[{"role": "user", "content": "x"}], stream=True):
-                text += chunk.choices[0].delta.content
+                text += "".join(choice.delta.content or "" for choice in chunk.choices)
         except Exception as error:  # noqa: BLE001 - the test looks at it
             return text, error
         return text, None
@@ -157,6 +157,26 @@ class Faults(unittest.TestCase):
         self.assertEqual(text, "one two")
         self.assertIsInstance(error, APIConnectionError)
         self.assertRegex(str(error), r"^the stream from 127\.0\.0\.1:\d+ ended before data: \[DONE\]")
+
+    def test_a_stream_without_done_ends_quietly_when_every_choice_has_its_finish_reason(self):
+        usage = b"data: " + json.dumps({"id": "chatcmpl-x", "object": "chat.completion.chunk", "created": 1,
+                                        "model": "alveare-chat", "choices": [],
+                                        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}).encode() + b"\n\n"
+        # Finished, then usage, but no [DONE]: as some OpenAI-compatible servers and proxies send it.
+        self.api.script = lambda conn, seen: conn.sendall(stream_head() + chunk_event("one") + chunk_event("", "stop") + usage)
+        self.assertEqual(self.stream_text(), ("one", None))
+
+        self.api.script = lambda conn, seen: conn.sendall(
+            stream_head() + chunk_event("a", None, 0) + chunk_event("b", None, 1) + chunk_event("", "stop", 0))
+        text, error = self.stream_text()
+        self.assertEqual(text, "ab")
+        self.assertIsInstance(error, APIConnectionError)
+        self.assertRegex(str(error), r"ended before data: \[DONE\]: the answer is incomplete \(choice 1 without a finish_reason\)$")
+
+        self.api.script = lambda conn, seen: conn.sendall(stream_head() + b": nothing\n\n")
+        _, error = self.stream_text()
+        self.assertIsInstance(error, APIConnectionError)
+        self.assertRegex(str(error), r"the answer is incomplete \(no choice arrived\)$")
 
     def test_done_and_error_events_still_end_a_stream_as_before(self):
         self.api.script = lambda conn, seen: conn.sendall(stream_head() + chunk_event("whole") + b"data: [DONE]\n\n")

@@ -142,17 +142,30 @@ export class ChatCompletionStream implements AsyncIterable<ChatCompletionChunk> 
 
   async *[Symbol.asyncIterator](): AsyncIterator<ChatCompletionChunk> {
     const body = this.response.body;
+    /** Each choice seen, by index: whether it has had its finish_reason. */
+    const finished = new Map<number, boolean>();
     try {
       if (body !== null) {
         for await (const data of readSseData(this.chunks(body))) {
           if (data === "[DONE]") return;
           const event = JSON.parse(data) as ChatCompletionChunk | { error: Record<string, string> };
           if ("error" in event) throw APIError.fromStreamEvent(event, this.response.headers);
+          for (const choice of event.choices ?? []) {
+            finished.set(choice.index, finished.get(choice.index) === true || (choice.finish_reason ?? null) !== null);
+          }
           yield event;
         }
       }
-      // A complete stream ends with [DONE], a failed one with an error event: this one was cut short.
-      throw new APIConnectionError(`the stream from ${this.context.host} ended before data: [DONE]: the answer is incomplete`);
+      // A complete stream ends with [DONE], a failed one with an error event. Without [DONE] (a proxy or
+      // another OpenAI-compatible server may leave it out) it is complete when every choice it had has
+      // finished; otherwise it was cut short.
+      const open = [...finished].filter(([, done]) => !done).map(([index]) => index);
+      if (finished.size > 0 && open.length === 0) return;
+      throw new APIConnectionError(
+        `the stream from ${this.context.host} ended before data: [DONE]: the answer is incomplete (${
+          finished.size === 0 ? "no choice arrived" : `${open.length === 1 ? "choice" : "choices"} ${open.join(", ")} without a finish_reason`
+        })`,
+      );
     } finally {
       this.controller.abort();
       this.context.release();
