@@ -24,6 +24,7 @@ import {
   type RetryEvent,
   VERSION,
 } from "../sdk/typescript/src/index.js";
+import { getEventListeners } from "node:events";
 import { readFileSync } from "node:fs";
 
 import { FakeUpstream } from "./helpers/fake-upstream.js";
@@ -604,6 +605,28 @@ describe("TypeScript SDK against a scripted server", () => {
       })(),
     );
     assert.ok(byAbort instanceof APIUserAbortError, String(byAbort));
+  });
+
+  it("detaches a stream from the call's signal on abort(), also when it was never iterated", async () => {
+    api.script = (_req, res) => {
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.write(chunkEvent("one"));
+    };
+    const controller = new AbortController();
+    const listeners = (): number => getEventListeners(controller.signal, "abort").length;
+    const stream = await client().chat.completions.create(
+      { model: "alveare-chat", messages: [{ role: "user", content: "x" }], stream: true },
+      { signal: controller.signal },
+    );
+    assert.equal(listeners(), 1, "the open stream listens to the signal");
+    stream.abort();
+    assert.equal(listeners(), 0, "abort() released it");
+    const error = await caught(
+      (async () => {
+        for await (const _ of stream);
+      })(),
+    );
+    assert.ok(error instanceof APIUserAbortError, String(error));
   });
 
   const streamText = async (stream: AsyncIterable<ChatCompletionChunk>): Promise<{ text: string; error: unknown }> => {

@@ -201,9 +201,14 @@ export class ChatCompletionStream implements AsyncIterable<ChatCompletionChunk> 
     }
   }
 
-  /** Stops reading and closes the connection; the server stops generating. */
+  /**
+   * Stops reading and closes the connection; the server stops generating. Also detaches the stream
+   * from the call's signal, which matters for a stream that was never iterated (iteration detaches it
+   * when it ends).
+   */
   abort(): void {
     this.controller.abort(new APIUserAbortError());
+    this.context.release();
   }
 }
 
