@@ -91,7 +91,7 @@ class Faults(unittest.TestCase):
         started = time.monotonic()
         with self.assertRaises(APITimeoutError):
             self.client(timeout=1, max_retries=0).infer(specialist="s", prompt="p")
-        self.assertLess(time.monotonic() - started, 2)
+        self.assertLess(time.monotonic() - started, 3)  # about 1 s; the trickle would take 4
 
     def test_a_stream_that_sends_nothing_for_the_timeout_raises_api_timeout_error(self):
         def stalls_mid_stream(conn, seen):
@@ -110,7 +110,8 @@ class Faults(unittest.TestCase):
                 text += chunk.choices[0].delta.content
         self.assertEqual(text, "one two")
         self.assertRegex(str(timed_out.exception), r"no data from 127\.0\.0\.1:\d+ for 0\.6 s while streaming")
-        self.assertTrue(0.8 <= time.monotonic() - started < 2.5)
+        took = time.monotonic() - started  # about 0.9 s (the second chunk at 0.3, then 0.6 of silence)
+        self.assertTrue(0.45 <= took < 5, took)
 
     def test_timeout_none_means_no_deadline(self):
         def slow(conn, seen):
