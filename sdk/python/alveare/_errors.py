@@ -57,11 +57,14 @@ class InternalServerError(APIError): ...
 
 
 class APIConnectionError(APIError):
-    """The request got no HTTP answer (refused, reset, DNS)."""
+    """No complete answer: the connection failed before an HTTP answer (refused, reset, DNS), the answer's
+    body was cut off, or a stream was cut off or ended incomplete (without data: [DONE] while a choice had
+    not finished). The message names the host and the cause; `status` is None."""
 
 
 class APITimeoutError(APIConnectionError):
-    """The server did not answer within the timeout."""
+    """The timeout ran out: no answer, or not the whole body, within `timeout` (a stalled or trickling
+    body), or a stream sent nothing for `timeout` seconds."""
 
 
 class MissingApiKeyError(AuthenticationError, ValueError):

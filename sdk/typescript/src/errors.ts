@@ -159,7 +159,11 @@ export class InvalidBaseURLError extends AlveareError {
   override name = "InvalidBaseURLError";
 }
 
-/** The request never got an HTTP answer (refused, reset, DNS). */
+/**
+ * No complete answer: the connection failed before an HTTP answer (refused, reset, DNS), the answer's
+ * body was cut off, or a stream was cut off or ended incomplete (without data: [DONE] while a choice
+ * had not finished). The message names the host and the cause. `status` is undefined.
+ */
 export class APIConnectionError extends APIError {
   override name = "APIConnectionError";
   constructor(
@@ -170,6 +174,10 @@ export class APIConnectionError extends APIError {
   }
 }
 
+/**
+ * The timeout ran out: no answer, or not the whole body, within `timeout` (a stalled or trickling
+ * body), or a stream sent nothing for `timeout`.
+ */
 export class APIConnectionTimeoutError extends APIConnectionError {
   override name = "APIConnectionTimeoutError";
 }
