@@ -40,13 +40,30 @@ describe("TypeScript SDK in a browser", { skip: noChromium }, () => {
       let error = null;
       try { await client.infer({ specialist: "classify", prompt: "x", temperature: 9 }); } catch (e) { error = { bad: e instanceof BadRequestError, param: e.param, requestId: e.requestId }; }
       const models = await client.models.list();
-      return { label: inferred.result, chunks, completion: usage && usage.completion_tokens, error, models: models.data.length };
-    })()`)) as { label: string; chunks: number; completion: number; error: { bad: boolean; param: string; requestId: string }; models: number };
+      // Same-origin apps: "" is the page's origin, a relative baseURL is resolved against the page.
+      const sameOrigin = [];
+      for (const baseURL of ["", "/v1"]) {
+        const relative = new Alveare({ apiKey: ${JSON.stringify(key)}, baseURL });
+        sameOrigin.push([relative.baseURL === location.origin, (await relative.models.list()).data.length]);
+      }
+      return { label: inferred.result, chunks, completion: usage && usage.completion_tokens, error, models: models.data.length, sameOrigin };
+    })()`)) as {
+      label: string;
+      chunks: number;
+      completion: number;
+      error: { bad: boolean; param: string; requestId: string };
+      models: number;
+      sameOrigin: Array<[boolean, number]>;
+    };
     assert.ok(["positive", "negative", "neutral"].includes(result.label));
     assert.ok(result.chunks >= 3);
     assert.ok(result.completion >= 1 && result.completion <= 4);
     assert.deepEqual({ bad: result.error.bad, param: result.error.param }, { bad: true, param: "temperature" });
     assert.match(result.error.requestId, /^req_/);
     assert.equal(result.models, 7); // the six specialists and alveare-embed
+    assert.deepEqual(result.sameOrigin, [
+      [true, 7],
+      [true, 7],
+    ]);
   });
 });

@@ -121,6 +121,62 @@ describe("TypeScript SDK: base URL and errors without a server", () => {
     }
     assert.equal(new Alveare({ apiKey: "k", baseURL: "HTTPS://H:1/v1" }).baseURL, "HTTPS://H:1");
   });
+  it("refuses an empty baseURL outside a browser, and takes an empty ALVEARE_BASE_URL as unset, as in Python", () => {
+    assert.throws(
+      () => new Alveare({ apiKey: "k", baseURL: "" }),
+      (e: unknown) =>
+        e instanceof InvalidBaseURLError &&
+        e.message ===
+          'Invalid base URL "" from the baseURL option: it must be an http:// or https:// URL such as "http://127.0.0.1:8080" (leave it out to use ALVEARE_BASE_URL or the default).',
+    );
+    process.env.ALVEARE_BASE_URL = "";
+    try {
+      assert.equal(new Alveare({ apiKey: "k" }).baseURL, "https://api.alveare.ai");
+      assert.throws(() => new Alveare({ apiKey: "k", baseURL: "" }), InvalidBaseURLError);
+    } finally {
+      delete process.env.ALVEARE_BASE_URL;
+    }
+  });
+  it('in a browser page or worker, takes "" as the page\'s origin and resolves a relative baseURL against the page', () => {
+    const scope = globalThis as { document?: unknown; WorkerGlobalScope?: unknown; location?: unknown };
+    const inPage = <T>(global: "document" | "WorkerGlobalScope", run: () => T): T => {
+      scope[global] = {};
+      scope.location = { href: "https://app.example/some/page.html?q=1", origin: "https://app.example" };
+      try {
+        return run();
+      } finally {
+        delete scope[global];
+        delete scope.location;
+      }
+    };
+    const base = (baseURL: string, global: "document" | "WorkerGlobalScope" = "document"): string =>
+      inPage(global, () => new Alveare({ apiKey: "k", baseURL }).baseURL);
+    assert.equal(base(""), "https://app.example");
+    assert.equal(base("", "WorkerGlobalScope"), "https://app.example");
+    assert.equal(base("/"), "https://app.example");
+    assert.equal(base("/v1"), "https://app.example");
+    assert.equal(base("/gateway/v1/"), "https://app.example/gateway");
+    assert.equal(base("api"), "https://app.example/some/api");
+    assert.equal(base("../api", "WorkerGlobalScope"), "https://app.example/api");
+    assert.equal(base("//other.example/x"), "https://other.example/x");
+    assert.equal(base("http://127.0.0.1:8080/v1"), "http://127.0.0.1:8080");
+    // A host:port without its scheme is still refused there: it is no relative reference.
+    for (const url of ["127.0.0.1:8080", "localhost:8080", "ftp://h/x"]) {
+      assert.throws(() => base(url), InvalidBaseURLError, url);
+    }
+    assert.match(
+      inPage("document", () => {
+        try {
+          return String(new Alveare({ apiKey: "k", baseURL: "127.0.0.1:8080" }));
+        } catch (e) {
+          return String(e);
+        }
+      }),
+      /did you mean "http:\/\/127\.0\.0\.1:8080"/,
+    );
+    // Outside a browser nothing is relative.
+    assert.throws(() => new Alveare({ apiKey: "k", baseURL: "/gateway" }), InvalidBaseURLError);
+  });
   it("raises MissingApiKeyError, an AuthenticationError, when no key is given", () => {
     delete process.env.ALVEARE_API_KEY;
     for (const options of [{}, { apiKey: "" }]) {

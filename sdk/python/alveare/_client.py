@@ -69,7 +69,12 @@ def check_base_url(url: str, source: str) -> None:
         valid = False
     if valid:
         return
-    hint = "" if re.match(r"(?i)[a-z][a-z0-9+.-]*://", url) else f" (did you mean {json.dumps('http://' + url)}?)"
+    if url == "":
+        hint = " (leave it out to use ALVEARE_BASE_URL or the default)"
+    elif re.match(r"(?i)[a-z][a-z0-9+.-]*://", url):
+        hint = ""
+    else:
+        hint = f" (did you mean {json.dumps('http://' + url)}?)"
     raise InvalidBaseURLError(
         f'Invalid base URL {json.dumps(url)} from {source}: it must be an http:// or https:// URL such as '
         f'"http://127.0.0.1:8080"{hint}.'
@@ -357,7 +362,8 @@ class Alveare:
     """Client for the Alveare API.
 
     The key comes from `api_key`, then ALVEARE_API_KEY; the server from `base_url`, then
-    ALVEARE_BASE_URL, then https://api.alveare.ai (with or without a trailing /v1).
+    ALVEARE_BASE_URL (when set and not empty), then https://api.alveare.ai (with or without a trailing
+    /v1). base_url="" raises InvalidBaseURLError.
     """
 
     def __init__(
@@ -376,7 +382,9 @@ class Alveare:
         if not key:
             raise MissingApiKeyError()
         self.api_key = key
-        if base_url:
+        # As with api_key: only a missing base_url falls back (base_url="" is a mistake to report, as in
+        # TypeScript); an empty ALVEARE_BASE_URL counts as unset.
+        if base_url is not None:
             url, source = base_url, "base_url="
         elif os.environ.get("ALVEARE_BASE_URL"):
             url, source = os.environ["ALVEARE_BASE_URL"], "ALVEARE_BASE_URL"

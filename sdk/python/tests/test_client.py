@@ -330,6 +330,20 @@ class WithoutAServer(unittest.TestCase):
             del os.environ["ALVEARE_BASE_URL"]
         self.assertEqual(Alveare(api_key="k", base_url="HTTPS://H:1/v1").base_url, "HTTPS://H:1")
 
+    def test_an_empty_base_url_is_refused_and_an_empty_variable_counts_as_unset(self):
+        # As in TypeScript (outside a browser): base_url="" is a mistake to report, like api_key="".
+        with self.assertRaises(alveare.InvalidBaseURLError) as refused:
+            Alveare(api_key="k", base_url="")
+        self.assertEqual(str(refused.exception), 'Invalid base URL "" from base_url=: it must be an http:// or https:// URL '
+                         'such as "http://127.0.0.1:8080" (leave it out to use ALVEARE_BASE_URL or the default).')
+        os.environ["ALVEARE_BASE_URL"] = ""
+        try:
+            self.assertEqual(Alveare(api_key="k").base_url, "https://api.alveare.ai")
+            with self.assertRaises(alveare.InvalidBaseURLError):
+                Alveare(api_key="k", base_url="")
+        finally:
+            del os.environ["ALVEARE_BASE_URL"]
+
     def test_chat_roles_include_developer(self):
         self.assertEqual(typing.get_args(alveare._types.ChatRole), ("system", "developer", "user", "assistant", "tool"))
 

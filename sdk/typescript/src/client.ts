@@ -39,7 +39,11 @@ export interface RetryEvent {
 export interface ClientOptions {
   /** Defaults to the ALVEARE_API_KEY environment variable. */
   apiKey?: string | undefined;
-  /** Defaults to ALVEARE_BASE_URL, then https://api.alveare.ai. With or without a trailing /v1. */
+  /**
+   * Defaults to ALVEARE_BASE_URL (when set and not empty), then https://api.alveare.ai. With or
+   * without a trailing /v1. An http:// or https:// URL; in a browser page or worker also "" (the
+   * page's origin) or a relative reference, resolved against the page (see resolveBaseURL).
+   */
   baseURL?: string | undefined;
   /** Per attempt, in milliseconds (default 60 s). */
   timeout?: number | undefined;
@@ -71,10 +75,41 @@ export const DEFAULT_BASE_URL = "https://api.alveare.ai";
  * allowed (Firefox) it would need the API's CORS allowance, which does not list it.
  */
 export function userAgent(): string | undefined {
-  const scope = globalThis as { document?: unknown; WorkerGlobalScope?: unknown; process?: { versions?: { node?: string } } };
-  if (scope.document !== undefined || scope.WorkerGlobalScope !== undefined) return undefined;
-  const node = scope.process?.versions?.node;
+  if (inBrowser()) return undefined;
+  const node = (globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node;
   return `alveare-typescript/${VERSION}${node === undefined ? "" : ` node/${node}`}`;
+}
+
+/** Whether this runs in a browser page or a browser's worker (a global document or WorkerGlobalScope). */
+function inBrowser(): boolean {
+  const scope = globalThis as { document?: unknown; WorkerGlobalScope?: unknown };
+  return scope.document !== undefined || scope.WorkerGlobalScope !== undefined;
+}
+
+/**
+ * The absolute base URL for `url`, or InvalidBaseURLError. Anywhere, an absolute http:// or https://
+ * URL. In a browser page or worker, also what fetch itself would resolve against the page, resolved
+ * here against `location.href` once: "" is the page's origin (requests go to <origin>/v1/…, as
+ * same-origin apps did before the URL was checked), and a relative reference ("/gateway",
+ * "../api") is resolved as a link would be. A relative reference whose first segment has a colon
+ * ("127.0.0.1:8080", a URL missing its scheme) is refused there too: RFC 3986 does not let a
+ * relative path begin so.
+ */
+export function resolveBaseURL(url: string, source: string): string {
+  const page = (globalThis as { location?: { href?: unknown } }).location?.href;
+  const relative = !/^[a-z][a-z0-9+.-]*:/i.test(url) && !(url.split(/[/?#]/, 1)[0] ?? "").includes(":");
+  if (inBrowser() && typeof page === "string" && relative) {
+    let resolved = "";
+    try {
+      resolved = new URL(url === "" ? "/" : url, page).href;
+    } catch {
+      resolved = url;
+    }
+    checkBaseURL(resolved, `${source} (${JSON.stringify(url)} resolved against the page)`);
+    return resolved;
+  }
+  checkBaseURL(url, source);
+  return url;
 }
 
 /**
@@ -100,7 +135,12 @@ export function checkBaseURL(url: string, source: string): void {
     }
   }
   if (host !== "") return;
-  const hint = /^[a-z][a-z0-9+.-]*:\/\//i.test(url) ? "" : ` (did you mean ${JSON.stringify(`http://${url}`)}?)`;
+  const hint =
+    url === ""
+      ? " (leave it out to use ALVEARE_BASE_URL or the default)"
+      : /^[a-z][a-z0-9+.-]*:\/\//i.test(url)
+        ? ""
+        : ` (did you mean ${JSON.stringify(`http://${url}`)}?)`;
   throw new InvalidBaseURLError(
     `Invalid base URL ${JSON.stringify(url)} from ${source}: it must be an http:// or https:// URL such as "http://127.0.0.1:8080"${hint}.`,
   );
@@ -239,11 +279,10 @@ export class Alveare {
     const [baseURL, source] =
       options.baseURL !== undefined
         ? [options.baseURL, "the baseURL option"]
-        : fromEnv !== undefined
+        : fromEnv !== undefined && fromEnv !== "" // an empty variable counts as unset, as in Python
           ? [fromEnv, "ALVEARE_BASE_URL"]
           : [DEFAULT_BASE_URL, "the default"];
-    checkBaseURL(baseURL, source);
-    this.baseURL = normalizeBaseURL(baseURL);
+    this.baseURL = normalizeBaseURL(resolveBaseURL(baseURL, source));
     this.timeout = options.timeout ?? 60_000;
     this.maxRetries = options.maxRetries ?? 2;
     this.maxRetryWaitMs = options.maxRetryWaitMs ?? 120_000;
