@@ -143,7 +143,7 @@ describe("SDK packages installed in a clean directory", () => {
     const packed = succeeded("npm pack", await run("npm", ["pack", "--ignore-scripts", "--json", "--pack-destination", packDir], { cwd: TS_SDK }));
     const [manifest] = JSON.parse(packed.stdout) as Array<{ filename: string; files: Array<{ path: string }> }>;
     const files = manifest!.files.map((f) => f.path);
-    for (const file of ["package.json", "README.md", "dist/index.js", "dist/index.d.ts", "dist/client.js"])
+    for (const file of ["package.json", "README.md", "CHANGELOG.md", "dist/index.js", "dist/index.d.ts", "dist/client.js"])
       assert.ok(files.includes(file), `${file} is packed`);
     assert.ok(!files.some((f) => f.startsWith("src/")), "sources stay out of the tarball");
 
@@ -178,7 +178,7 @@ describe("SDK packages installed in a clean directory", () => {
         env: pipEnv,
       }),
     );
-    const wheel = readdirSync(wheels).find((f) => /^alveare-0\.1\.0-py3-none-any\.whl$/.test(f));
+    const wheel = readdirSync(wheels).find((f) => /^alveare-0\.2\.0-py3-none-any\.whl$/.test(f));
     assert.ok(wheel !== undefined, `built ${readdirSync(wheels).join(", ")}`);
     const site = join(work, "site");
     succeeded(

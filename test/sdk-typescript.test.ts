@@ -532,6 +532,7 @@ describe("TypeScript SDK against a scripted server", () => {
     const took = performance.now() - started;
     assert.ok(error instanceof APIUserAbortError, String(error));
     assert.ok(error instanceof APIError);
+    assert.equal(error.name, "AbortError", "checks written for fetch's own abort error still see one");
     assert.equal((error.cause as Error).name, "TimeoutError", "the signal's reason is the cause");
     assert.ok(took < 2500, `took ${took} ms`);
     await new Promise((resolve) => setTimeout(resolve, 300));

@@ -280,7 +280,7 @@ def closed_port():
 
 class Package(unittest.TestCase):
     def test_version(self):
-        self.assertEqual(alveare.__version__, "0.1.0")
+        self.assertEqual(alveare.__version__, "0.2.0")
 
 
 class WithoutAServer(unittest.TestCase):

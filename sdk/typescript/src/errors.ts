@@ -185,10 +185,15 @@ export class APIConnectionTimeoutError extends APIConnectionError {
 /**
  * The caller aborted the request (its `signal`, or `stream.abort()`): raised at once, whatever the
  * request was doing (waiting for an answer, reading it, waiting to retry, streaming); never retried.
- * `cause` is the signal's reason.
+ * `cause` is the signal's reason (for `AbortSignal.timeout()`, a DOMException named "TimeoutError").
+ *
+ * Its `name` is "AbortError", not the class name: before 0.2.0 an abort rejected with fetch's own
+ * DOMException, and code that tells aborts apart by `error.name === "AbortError"` (the usual idiom
+ * for fetch) keeps working. `instanceof APIUserAbortError` (and `instanceof APIError`) is the
+ * precise test.
  */
 export class APIUserAbortError extends APIError {
-  override name = "APIUserAbortError";
+  override name = "AbortError";
   constructor(override readonly cause?: unknown) {
     super(undefined, { message: "Request was aborted." }, null, undefined);
   }
