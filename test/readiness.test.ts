@@ -27,6 +27,15 @@ async function readyBecomes(url: string, status: number): Promise<Readiness> {
   throw new Error(`/ready never answered ${status}`);
 }
 
+async function upstreamsBecome(url: string, ok: boolean): Promise<Readiness> {
+  for (let i = 0; i < 400; i++) {
+    const r = await ready(url);
+    if (r.body.checks.upstreams?.ok === ok) return r;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  throw new Error(`/ready never reported the upstreams ${ok ? "up" : "down"}`);
+}
+
 const held = (baseUrl: string): Record<string, unknown> => ({
   description: "held open by the test",
   system_prompt: "",
@@ -81,7 +90,7 @@ describe("/ready", () => {
     }
   });
 
-  it("is 503 naming the specialist whose upstreams are all down, and 200 when one is back", async () => {
+  it("names the specialist whose upstreams are all down but stays ready (every node shares them), and reports it back up", async () => {
     const upstream = new FakeUpstream();
     const base = await upstream.start();
     const port = Number(new URL(base).port);
@@ -97,14 +106,18 @@ describe("/ready", () => {
     try {
       assert.equal((await ready(server.url)).status, 200);
       await upstream.stop();
-      const down = await readyBecomes(server.url, 503);
-      assert.equal(down.body.status, "not_ready");
+      const down = await upstreamsBecome(server.url, false);
+      assert.equal(down.status, 200, "a dead upstream does not take the node out of its balancer: the embedded specialists still serve");
+      assert.equal(down.body.status, "ready");
       assert.deepEqual(down.body.checks.upstreams?.down, ["faraway"]);
       assert.deepEqual(down.body.checks.upstreams?.pools, { faraway: { healthy: 0, total: 1 } });
       assert.equal(down.body.checks.engines?.ok, true);
+      const served = await postJson(`${server.url}/v1/infer`, { specialist: "classify", prompt: "still here", max_tokens: 2 });
+      assert.equal(served.status, 200);
       await upstream.start(port);
-      const back = await readyBecomes(server.url, 200);
-      assert.equal(back.body.checks.upstreams?.ok, true);
+      const back = await upstreamsBecome(server.url, true);
+      assert.equal(back.status, 200);
+      assert.equal(back.body.checks.upstreams?.down, undefined);
     } finally {
       await server.close();
       await upstream.stop();

@@ -59,7 +59,18 @@ async function probeCheck(probe: (() => Promise<void>) | undefined): Promise<Che
   }
 }
 
-/** Every check by name; the node is ready when all pass. */
+/**
+ * Checks reported without deciding readiness. Every node shares its remote
+ * upstreams: a balancer that pulled nodes for a dead upstream would pull them
+ * all, and with them every specialist that still works; a request to the dead
+ * one gets its own 503 instead.
+ */
+const REPORTED_ONLY = new Set(["upstreams"]);
+
+/** Whether a node with these checks is ready: every check that decides passes. */
+export const isReady = (checks: Record<string, Check>): boolean => Object.entries(checks).every(([name, c]) => c.ok || REPORTED_ONLY.has(name));
+
+/** Every check by name; the node is ready when those that decide all pass (see isReady). */
 export async function readinessChecks(sources: ReadinessSources): Promise<Record<string, Check>> {
   const phase = sources.lifecycle.current;
   const pools = new Map<string, { healthy: number; total: number }>();
@@ -85,7 +96,7 @@ export function readyRoute(sources: ReadinessSources) {
   return async (app: FastifyInstance): Promise<void> => {
     app.get("/ready", async (_request, reply) => {
       const checks = await readinessChecks(sources);
-      const ready = Object.values(checks).every((c) => c.ok);
+      const ready = isReady(checks);
       return reply
         .code(ready ? 200 : 503)
         .header("cache-control", "no-store")
