@@ -158,6 +158,11 @@ describe("HTTP contract: errors and request ids", () => {
     assert.equal(mine.headers.get("x-request-id"), "trace-123");
     const bad = await fetch(`${server.url}/health`, { headers: { "x-request-id": "bad id with spaces" } });
     assert.match(bad.headers.get("x-request-id") ?? "", /^req_[A-Za-z0-9]{20}$/);
+    // A key pasted as an id is neither echoed nor logged.
+    const key = `alv_live_${"K".repeat(32)}`;
+    const pasted = await fetch(`${server.url}/v1/models`, { headers: { "x-request-id": key } });
+    assert.match(pasted.headers.get("x-request-id") ?? "", /^req_[A-Za-z0-9]{20}$/);
+    assert.ok(!JSON.stringify(server.logs.records()).includes(key), "the key is in no log line");
   });
   it("ignores unknown fields, as OpenAI does", async () => {
     const r = await postJson(`${server.url}/v1/chat/completions`, {

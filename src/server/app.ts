@@ -59,6 +59,8 @@ export interface AppOptions {
 }
 
 const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+/** An API key pasted where an id goes would be echoed and logged: such an id is replaced by one of ours. */
+const LOOKS_LIKE_A_KEY = /alv_(live|test)_/;
 
 /**
  * The one place a thrown error becomes the catalogue's answer, for every route
@@ -103,7 +105,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       new LazyChildLogger(logger as unknown as Logger, bindings, childOptions as ChildLoggerOptions) as unknown as FastifyBaseLogger,
     genReqId: (req) => {
       const given = req.headers["x-request-id"];
-      return typeof given === "string" && CLIENT_REQUEST_ID.test(given) ? given : requestId();
+      return typeof given === "string" && CLIENT_REQUEST_ID.test(given) && !LOOKS_LIKE_A_KEY.test(given) ? given : requestId();
     },
   });
   app.server.maxConnections = httpLimits.maxConnections;
