@@ -194,11 +194,15 @@ describe("remote engine faults", () => {
     assert.ok(!text.includes("[DONE]"));
   });
 
-  it("retries a refused connection once, then answers 502", async () => {
+  it("retries a refused connection once, then answers 503 naming the failure but not the upstream's address, which only the log has", async () => {
     const r = await call("nowhere");
-    assert.equal(r.status, 502);
+    assert.equal(r.status, 503);
     assert.equal(errorOf(r).type, "server_error");
-    assert.match(errorOf(r).message, /ECONNREFUSED|connect/i);
+    assert.equal(errorOf(r).message, "The upstream engine for this specialist could not be reached (connection refused).");
+    assert.ok(!JSON.stringify(r.json).includes("127.0.0.1"), "the client is not told where the upstream lives");
+    const logged = server.logs.records().find((l) => l.level === 40 && String(l.msg).includes("connection refused"));
+    assert.ok(logged !== undefined, "a warn line for the operator");
+    assert.match(JSON.stringify(logged), /ECONNREFUSED 127\.0\.0\.1/);
   });
 });
 

@@ -174,6 +174,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     request.logFields.code = apiError.code;
     if (GATE_ERROR_TYPES.has(apiError.type)) telemetry.gateRejection(apiError.code);
     if (apiError.code === "dependency_unavailable") request.log.warn({ err: apiError.cause }, "a shared dependency is unavailable");
+    else if (apiError.code === "upstream_error") request.log.warn({ err: apiError.cause, status: apiError.status }, apiError.message);
     else if (apiError.status >= 500 && !(error instanceof ApiError)) request.log.error({ err: error }, "unhandled error");
     return reply.code(apiError.status).headers(apiError.headers).send(apiError.toBody());
   });

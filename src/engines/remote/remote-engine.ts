@@ -28,6 +28,30 @@ function isConnectError(error: unknown): boolean {
   return code !== undefined && CONNECT_ERRORS.has(code);
 }
 
+const NETWORK_REASONS: Record<string, string> = {
+  ECONNREFUSED: "connection refused",
+  ECONNRESET: "connection reset",
+  EPIPE: "connection closed",
+  ENOTFOUND: "unknown host",
+  EAI_AGAIN: "host lookup failed",
+  EHOSTUNREACH: "host unreachable",
+  UND_ERR_SOCKET: "connection closed",
+};
+/** Errors that mean no connection was made: the upstream is unavailable (503), not misbehaving (502). */
+const UNREACHABLE = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH"]);
+/** What went wrong, in words that carry no address: system errors' messages name the host and port. */
+function networkReason(error: unknown): string {
+  const code = (error as { code?: unknown }).code;
+  if (typeof code === "string") return NETWORK_REASONS[code] ?? code;
+  return error instanceof Error ? error.message.slice(0, 200) : String(error).slice(0, 200);
+}
+const timeoutKind = (error: unknown): string =>
+  error instanceof undiciErrors.ConnectTimeoutError
+    ? "connecting"
+    : error instanceof undiciErrors.HeadersTimeoutError
+      ? "waiting for its answer"
+      : "reading its answer";
+
 function isTimeout(error: unknown): boolean {
   return (
     error instanceof undiciErrors.ConnectTimeoutError ||
@@ -337,10 +361,21 @@ export class RemoteEngine implements Engine {
     });
   }
 
+  /**
+   * The client's error for a failed exchange. Network errors name their kind,
+   * never the upstream's address (the operator's log line has the cause); one
+   * that could not be reached, after the retry, is unavailable (503), as the
+   * catalogue says.
+   */
   private failure(error: unknown): ApiError {
     if (error instanceof ApiError) return error;
-    if (isTimeout(error)) return errors.upstream(504, `The upstream engine for this specialist timed out (${(error as Error).message}).`);
-    return errors.upstream(502, `The upstream engine for this specialist failed: ${(error as Error).message}`);
+    const failed = isTimeout(error)
+      ? errors.upstream(504, `The upstream engine for this specialist timed out (${timeoutKind(error)}).`)
+      : UNREACHABLE.has(String((error as { code?: unknown }).code))
+        ? errors.upstream(503, `The upstream engine for this specialist could not be reached (${networkReason(error)}).`)
+        : errors.upstream(502, `The upstream engine for this specialist failed (${networkReason(error)}).`);
+    failed.cause = error;
+    return failed;
   }
 
   private readWhole(parsed: UpstreamBody, req: GenerationRequest): GenerationResult {

@@ -125,6 +125,7 @@ export async function chatCompletionsRoute(app: FastifyInstance, options: AppOpt
       stream.done();
     } catch (error) {
       if (!stream.isStarted) throw error;
+      if (error instanceof ApiError && error.code === "upstream_error") request.log.warn({ err: error.cause, status: error.status }, error.message);
       // A database lost at the end (the completion could not be recorded) ends the stream with the 503 a client retries.
       stream.fail(error instanceof ApiError ? error : (dependencyFailure(error) ?? errors.internal()));
     }
