@@ -135,6 +135,12 @@ describe("dashboard in a real browser", { skip: noChromium }, () => {
     await member.getByLabel("Name").fill("staging");
     await member.getByRole("button", { name: "Create key" }).click();
     await member.getByRole("cell", { name: "staging", exact: true }).waitFor();
+    // A double click creates one key, not two of which only one secret is ever shown.
+    await member.getByLabel("Name").fill("twice");
+    await member.getByRole("button", { name: "Create key" }).dblclick();
+    await member.getByRole("cell", { name: "twice", exact: true }).first().waitFor();
+    await member.waitForTimeout(500);
+    assert.equal(await member.getByRole("cell", { name: "twice", exact: true }).count(), 1);
     await audit(member, "09-member-keys");
 
     const ok = await postJson(

@@ -91,13 +91,26 @@ export function form(
   className = "",
 ): HTMLElement {
   const error = h("p", { class: "error", role: "alert" });
-  const el = h("form", { class: className }, ...fields, h("button", { type: "submit" }, submitLabel), error) as HTMLFormElement;
+  const button = h("button", { type: "submit" }, submitLabel) as HTMLButtonElement;
+  const el = h("form", { class: className }, ...fields, button, error) as HTMLFormElement;
+  // One submission at a time: a double click must not create two keys (and show the secret of only one).
+  let sending = false;
   el.addEventListener("submit", (e) => {
     e.preventDefault();
+    if (sending) return;
+    sending = true;
+    button.disabled = true;
+    button.setAttribute("aria-busy", "true");
     error.textContent = "";
-    onSubmit(new FormData(el), error).catch((err: unknown) => {
-      error.textContent = errorText(err);
-    });
+    onSubmit(new FormData(el), error)
+      .catch((err: unknown) => {
+        error.textContent = errorText(err);
+      })
+      .finally(() => {
+        sending = false;
+        button.disabled = false;
+        button.removeAttribute("aria-busy");
+      });
   });
   return el;
 }
