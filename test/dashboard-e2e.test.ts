@@ -283,6 +283,13 @@ describe("dashboard in a real browser", { skip: noChromium }, () => {
     await operator.getByRole("dialog").getByRole("button", { name: "Suspend acme" }).click();
     await operator.getByRole("button", { name: "Reactivate account" }).waitFor();
     assert.equal(await operator.getByTestId("account-status").textContent(), "suspended");
+    await operator.getByText("acme suspended: its keys are refused").waitFor();
+    // The member learns it on the next page they open, with the plan the operator set since their sign-in.
+    await member.getByRole("link", { name: "Plan" }).click();
+    await member.getByTestId("suspended-banner").waitFor();
+    await member.getByRole("link", { name: "Keys" }).click();
+    await member.getByText(/· plan professional$/).waitFor();
+    await member.getByTestId("suspended-banner").waitFor();
 
     // The operator's audit log, filtered to one action.
     await operator.getByRole("link", { name: "Audit" }).click();

@@ -140,6 +140,11 @@ async function route(): Promise<void> {
     if (hash.startsWith("#invite=")) return await inviteView(hash.slice("#invite=".length));
     const session = state.session;
     if (session === undefined) return await loginView();
+    if (session.kind === "member") {
+      await loadSession(); // the plan and status an operator may have changed since sign-in
+      // A session that ended has already sent the page to sign-in, saying why (see api()).
+      if (state.session === undefined) return state.expired ? undefined : await loginView();
+    }
     if (session.kind === "operator") {
       if (hash.startsWith("#account=")) return await accountView(decodeURIComponent(hash.slice("#account=".length)));
       if (hash === "#audit") return await auditView();

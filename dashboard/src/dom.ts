@@ -69,8 +69,19 @@ export async function api<T = Json>(method: string, path: string, body?: unknown
 export const main = (): HTMLElement => document.getElementById("main")!;
 
 export function show(...children: Child[]): void {
-  main().replaceChildren(...children.filter((c): c is Node | string => c !== null && c !== undefined && c !== false));
+  main().replaceChildren(...[suspendedBanner(), ...children].filter((c): c is Node | string => c !== null && c !== undefined && c !== false));
   main().focus();
+}
+
+/** On every page of a member whose account is suspended: nothing else would say why each API call gets 403. */
+function suspendedBanner(): Child {
+  const session = state.session;
+  if (session?.kind !== "member" || session.account?.status !== "suspended") return null;
+  return h(
+    "p",
+    { class: "banner", role: "status", "data-testid": "suspended-banner" },
+    "This account is suspended: its API keys are refused and no key can be created until an operator reactivates it.",
+  );
 }
 
 export function say(message: string): void {

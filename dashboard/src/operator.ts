@@ -188,6 +188,7 @@ export async function accountView(id: string): Promise<void> {
                 active ? `Suspend ${name}` : `Reactivate ${name}`,
                 async () => {
                   await api("PATCH", base, { status: active ? "suspended" : "active" });
+                  say(active ? `${name} suspended: its keys are refused` : `${name} reactivated`);
                   await accountView(id);
                 },
               ),
