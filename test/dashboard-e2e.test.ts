@@ -168,7 +168,7 @@ describe("dashboard in a real browser", { skip: noChromium }, () => {
     assert.match((await byKey.textContent()) ?? "", /production \(alv_live_\w+…\)2\d+/, "the key's requests (the refused one too) and tokens");
     const byStatus = (await member.getByTestId("live-by-status").textContent()) ?? "";
     assert.match(byStatus, /2xx answered1/);
-    assert.match(byStatus, /4xx refused \(bad request, not in plan\)1/);
+    assert.match(byStatus, /4xx refused \(e\.g\. not in plan\)1/);
     assert.match(byStatus, /429 over a limit0/);
     // The charts are Chart.js's, with dated axes and tooltips.
     const today = new Date().toLocaleDateString("en", { month: "short", day: "numeric", timeZone: "UTC" });

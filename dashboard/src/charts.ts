@@ -120,7 +120,7 @@ export function breakdownTables(b: Breakdown, testIdPrefix: string): HTMLElement
         ["Outcome", "Requests"],
         [
           ["2xx answered", s.success.toLocaleString()],
-          ["4xx refused (bad request, not in plan)", s.client_error.toLocaleString()],
+          ["4xx refused (e.g. not in plan)", s.client_error.toLocaleString()],
           ["429 over a limit", s.rate_limited.toLocaleString()],
           ["5xx server error (not counted)", s.server_error.toLocaleString()],
         ],

@@ -187,7 +187,7 @@ export async function planView(): Promise<void> {
       h(
         "pre",
         { tabindex: "0", "aria-label": `TypeScript example for ${s.id}` },
-        `import { Alveare } from "@alveare/sdk";\nconst client = new Alveare({\n  baseURL: "${origin}",\n});\nconst { result } = await client.infer({\n  specialist: "${s.id}",\n  prompt: "…",\n});`,
+        `import { Alveare } from "@alveare/sdk";\n// The key comes from ALVEARE_API_KEY, or pass apiKey: "alv_live_…"\nconst client = new Alveare({\n  baseURL: "${origin}",\n});\nconst { result } = await client.infer({\n  specialist: "${s.id}",\n  prompt: "…",\n});`,
       ),
     ]),
   );
