@@ -27,6 +27,22 @@ export class ApiError extends Error {
   }
 }
 
+export type Dependency = "redis" | "database";
+
+/** 503 `dependency_unavailable`, naming the shared store that was out of reach (for metrics and logs). */
+export class DependencyUnavailableError extends ApiError {
+  constructor(readonly dependency: Dependency) {
+    super(
+      503,
+      "server_error",
+      "dependency_unavailable",
+      `The server cannot reach its ${dependency === "redis" ? "rate-limit store" : "database"} right now, so it admits nothing. Retry shortly.`,
+      null,
+      { "retry-after": String(DEPENDENCY_RETRY_SECONDS) },
+    );
+  }
+}
+
 /** A caller's value as far as an error message echoes it: 40 characters (a megabyte of it helps nobody). */
 export const shortened = (value: string): string => (value.length > 40 ? `${value.slice(0, 40)}…` : value);
 
@@ -172,15 +188,8 @@ export const errors = {
    * A dependency of the shared mode (Redis, PostgreSQL) did not answer: nothing
    * was admitted or counted, and the node recovers by itself when it returns.
    */
-  dependencyUnavailable: (dependency: "redis" | "database", cause?: unknown) => {
-    const error = new ApiError(
-      503,
-      "server_error",
-      "dependency_unavailable",
-      `The server cannot reach its ${dependency === "redis" ? "rate-limit store" : "database"} right now, so it admits nothing. Retry shortly.`,
-      null,
-      { "retry-after": String(DEPENDENCY_RETRY_SECONDS) },
-    );
+  dependencyUnavailable: (dependency: Dependency, cause?: unknown) => {
+    const error = new DependencyUnavailableError(dependency);
     if (cause !== undefined) error.cause = cause;
     return error;
   },

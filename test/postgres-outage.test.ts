@@ -6,7 +6,7 @@ import { createKey, startTestServer, type TestServer } from "./helpers/fixtures.
 import { dropDatabase, freshDatabase } from "./helpers/postgres.js";
 import { deletePrefix, SHARED_REDIS_URL, testConnection, testPrefix } from "./helpers/redis.js";
 import { TcpProxy } from "./helpers/tcp-proxy.js";
-import { HeldUpstream } from "./helpers/held-upstream.js";
+import { freePort, HeldUpstream } from "./helpers/held-upstream.js";
 
 const ADMIN_TOKEN = "o".repeat(40);
 const PASSWORD = "correct horse battery";
@@ -97,6 +97,7 @@ describe("PostgreSQL out of reach in the shared mode", () => {
           ALVEARE_REDIS_URL: SHARED_REDIS_URL,
           ALVEARE_REDIS_PREFIX: prefix,
           ALVEARE_ADMIN_TOKEN: ADMIN_TOKEN,
+          ALVEARE_METRICS_PORT: String(await freePort()),
         },
       },
     );
@@ -132,6 +133,9 @@ describe("PostgreSQL out of reach in the shared mode", () => {
     const ready = await get("/ready");
     assert.equal(ready.status, 503);
     assert.equal((ready.json.checks as Record<string, { ok: boolean }>).database?.ok, false);
+    const metrics = await (await fetch(server.metricsUrl!)).text();
+    assert.ok(Number(/^alveare_dependency_failures_total\{dependency="database"\} (\d+)$/m.exec(metrics)?.[1]) >= 4, "counted for alerting");
+    assert.match(metrics, /^alveare_dependency_failures_total\{dependency="redis"\} 0$/m);
     const warned = server.logs.records().filter((r) => r.msg === "a shared dependency is unavailable");
     assert.ok(warned.length >= 4, "each refusal is logged as a warning");
     assert.equal(server.logs.records().filter((r) => r.msg === "unhandled error").length, 0, "and never as an unhandled error");

@@ -46,6 +46,9 @@ export class Observability implements Telemetry {
   gateRejection(code: string): void {
     this.metrics?.gateRejection(code);
   }
+  dependencyFailure(dependency: "redis" | "database"): void {
+    this.metrics?.dependencyFailure(dependency);
+  }
   inference(outcome: InferenceOutcome): void {
     this.metrics?.inference(outcome);
   }

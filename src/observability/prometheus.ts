@@ -41,6 +41,7 @@ export class PrometheusMetrics {
   private readonly firstTokens: Histogram<"specialist">;
   private readonly interTokens: Histogram<"specialist">;
   private readonly rejections: Counter<"code">;
+  private readonly dependencyFailures: Counter<"dependency">;
   private pendingLedgerWrites = 0;
 
   constructor(
@@ -70,6 +71,12 @@ export class PrometheusMetrics {
     this.rejections = counter("alveare_gate_rejections_total", "Requests refused by authentication, plan, rate limit or quota, by catalogue code.", [
       "code",
     ]);
+    this.dependencyFailures = counter(
+      "alveare_dependency_failures_total",
+      "Requests answered 503 dependency_unavailable because the shared PostgreSQL or Redis was out of reach.",
+      ["dependency"],
+    );
+    for (const dependency of ["database", "redis"]) this.dependencyFailures.inc({ dependency }, 0);
     new Gauge({
       name: "alveare_engine_queue_depth",
       help: "Requests waiting for a sequence, per engine.",
@@ -122,6 +129,10 @@ export class PrometheusMetrics {
 
   gateRejection(code: string): void {
     this.rejections.inc({ code });
+  }
+
+  dependencyFailure(dependency: "redis" | "database"): void {
+    this.dependencyFailures.inc({ dependency });
   }
 
   inference(o: InferenceOutcome): void {

@@ -36,6 +36,8 @@ export interface Telemetry {
   httpRequest(route: string, status: number, seconds: number): void;
   /** A refusal by authentication, plan, limit or quota, by its catalogue code. */
   gateRejection(code: string): void;
+  /** A request answered 503 because PostgreSQL or Redis was out of reach. */
+  dependencyFailure(dependency: "redis" | "database"): void;
   inference(outcome: InferenceOutcome): void;
   firstToken(specialist: string, seconds: number): void;
   interToken(specialist: string, seconds: number): void;
@@ -52,6 +54,7 @@ export const NO_TRACE: RequestTrace = { span: () => NO_SPAN, end: () => undefine
 export const NO_TELEMETRY: Telemetry = {
   httpRequest: () => undefined,
   gateRejection: () => undefined,
+  dependencyFailure: () => undefined,
   inference: () => undefined,
   firstToken: () => undefined,
   interToken: () => undefined,

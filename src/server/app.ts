@@ -1,6 +1,6 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest } from "fastify";
 import type { ChildLoggerOptions, Logger } from "pino";
-import { ApiError, errors } from "../errors.js";
+import { ApiError, DependencyUnavailableError, errors } from "../errors.js";
 import type { Gate } from "../gate/gate.js";
 import type { SpecialistSource } from "../inference/run-inference.js";
 import { requestId } from "../ids.js";
@@ -173,8 +173,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     if (apiError.code === "request_too_large") drainRefusedBody(request, reply, drainLimit(options.bodyLimit));
     request.logFields.code = apiError.code;
     if (GATE_ERROR_TYPES.has(apiError.type)) telemetry.gateRejection(apiError.code);
-    if (apiError.code === "dependency_unavailable") request.log.warn({ err: apiError.cause }, "a shared dependency is unavailable");
-    else if (apiError.code === "upstream_error") request.log.warn({ err: apiError.cause, status: apiError.status }, apiError.message);
+    if (apiError instanceof DependencyUnavailableError) {
+      telemetry.dependencyFailure(apiError.dependency);
+      request.log.warn({ err: apiError.cause, dependency: apiError.dependency }, "a shared dependency is unavailable");
+    } else if (apiError.code === "upstream_error") request.log.warn({ err: apiError.cause, status: apiError.status }, apiError.message);
     else if (apiError.status >= 500 && !(error instanceof ApiError)) request.log.error({ err: error }, "unhandled error");
     return reply.code(apiError.status).headers(apiError.headers).send(apiError.toBody());
   });

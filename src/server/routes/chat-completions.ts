@@ -1,6 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import { MODEL_PREFIX, type ChatCompletion, ChatCompletionChunk, type ChatCompletionLogprobs, CompletionUsage } from "../../api/types.js";
-import { ApiError, errors } from "../../errors.js";
+import { ApiError, DependencyUnavailableError, errors } from "../../errors.js";
 import type { GenerationResult, TextDetail, TokenLogprob } from "../../engines/types.js";
 import type { ToolCallDelta } from "../../engines/tools.js";
 import type { AppOptions } from "../app.js";
@@ -127,7 +127,9 @@ export async function chatCompletionsRoute(app: FastifyInstance, options: AppOpt
       if (!stream.isStarted) throw error;
       if (error instanceof ApiError && error.code === "upstream_error") request.log.warn({ err: error.cause, status: error.status }, error.message);
       // A database lost at the end (the completion could not be recorded) ends the stream with the 503 a client retries.
-      stream.fail(error instanceof ApiError ? error : (dependencyFailure(error) ?? errors.internal()));
+      const failure = error instanceof ApiError ? error : (dependencyFailure(error) ?? errors.internal());
+      if (failure instanceof DependencyUnavailableError) options.telemetry?.dependencyFailure(failure.dependency);
+      stream.fail(failure);
     }
     return reply;
   });
