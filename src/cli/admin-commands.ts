@@ -7,7 +7,6 @@ import { AccountService } from "../accounts/accounts.js";
 import { KEY_MODES } from "../gate/credentials.js";
 import { usageReport } from "../metering/usage-report.js";
 import { createStore, storeLocation } from "../store/create-store.js";
-import { recordedPlans } from "../store/postgres/pg-nodes.js";
 import type { ApiKeyRecord, Mode, Stores } from "../store/store.js";
 import { CLI_CONTEXT } from "../store/audit-log.js";
 import { auditPageJson, parseAuditQuery } from "../admin/audit-query.js";
@@ -48,8 +47,8 @@ async function withStore(options: StoreOptions, run: (session: Session) => Promi
   if (!json) note(`using ${where}${isNew ? " (new, empty database)" : ""}`);
   const stores = await createStore(config);
   // Without the servers' config file, a CLI on the shared database takes the plans the nodes recorded there.
-  if (config.databaseUrl !== undefined && !(options.config ?? process.env.ALVEARE_CONFIG)) {
-    const recorded = await recordedPlans(config.databaseUrl).catch(() => undefined);
+  if (stores.recordedPlans !== undefined && !(options.config ?? process.env.ALVEARE_CONFIG)) {
+    const recorded = await stores.recordedPlans().catch(() => undefined);
     if (recorded !== undefined) config.plans = recorded;
     if (!json)
       note(

@@ -7,7 +7,12 @@ export const KEY_MODES = ["live", "test"] as const satisfies readonly Mode[];
 
 export const isKeyMode = (value: unknown): value is Mode => KEY_MODES.some((mode) => mode === value);
 
-const KEY_PATTERN = new RegExp(`^alv_(${KEY_MODES.join("|")})_[0-9A-Za-z]{32,128}$`);
+const KEY_PREFIX = `alv_(${KEY_MODES.join("|")})_`;
+const KEY_PATTERN = new RegExp(`^${KEY_PREFIX}[0-9A-Za-z]{32,128}$`);
+const HOLDS_KEY = new RegExp(KEY_PREFIX);
+
+/** Whether a text carries what looks like an API key (anywhere in it): such a text is never echoed or logged. */
+export const holdsKey = (text: string): boolean => HOLDS_KEY.test(text);
 
 /** Node's one-shot hash (20.12 and later): a third of createHash's cost, run once per request. */
 const oneShotHash = (crypto as { hash?: (algorithm: string, data: string, encoding: "hex") => string }).hash;

@@ -1,6 +1,6 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest } from "fastify";
 import type { ChildLoggerOptions, Logger } from "pino";
-import { ApiError, DependencyUnavailableError, errors } from "../errors.js";
+import { ApiError, errors } from "../errors.js";
 import type { Gate } from "../gate/gate.js";
 import type { SpecialistSource } from "../inference/run-inference.js";
 import { requestId } from "../ids.js";
@@ -30,7 +30,8 @@ import { GATE_ERROR_TYPES, NO_TELEMETRY, type Telemetry } from "../observability
 import { UNMATCHED_ROUTE } from "../observability/prometheus.js";
 import { readyRoute, type Lifecycle, type ReadinessSources } from "../observability/readiness.js";
 import "../observability/request-trace.js";
-import { dependencyFailure } from "./dependency-failure.js";
+import { dependencyFailure, reportFailure } from "./dependency-failure.js";
+import { holdsKey } from "../gate/credentials.js";
 
 export type { SpecialistSource } from "../inference/run-inference.js";
 
@@ -59,8 +60,6 @@ export interface AppOptions {
 }
 
 const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
-/** An API key pasted where an id goes would be echoed and logged: such an id is replaced by one of ours. */
-const LOOKS_LIKE_A_KEY = /alv_(live|test)_/;
 
 /**
  * The one place a thrown error becomes the catalogue's answer, for every route
@@ -105,7 +104,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       new LazyChildLogger(logger as unknown as Logger, bindings, childOptions as ChildLoggerOptions) as unknown as FastifyBaseLogger,
     genReqId: (req) => {
       const given = req.headers["x-request-id"];
-      return typeof given === "string" && CLIENT_REQUEST_ID.test(given) && !LOOKS_LIKE_A_KEY.test(given) ? given : requestId();
+      // An API key pasted where an id goes would be echoed and logged: such an id is replaced by one of ours.
+      return typeof given === "string" && CLIENT_REQUEST_ID.test(given) && !holdsKey(given) ? given : requestId();
     },
   });
   app.server.maxConnections = httpLimits.maxConnections;
@@ -173,11 +173,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     if (apiError.code === "request_too_large") drainRefusedBody(request, reply, drainLimit(options.bodyLimit));
     request.logFields.code = apiError.code;
     if (GATE_ERROR_TYPES.has(apiError.type)) telemetry.gateRejection(apiError.code);
-    if (apiError instanceof DependencyUnavailableError) {
-      telemetry.dependencyFailure(apiError.dependency);
-      request.log.warn({ err: apiError.cause, dependency: apiError.dependency }, "a shared dependency is unavailable");
-    } else if (apiError.code === "upstream_error") request.log.warn({ err: apiError.cause, status: apiError.status }, apiError.message);
-    else if (apiError.status >= 500 && !(error instanceof ApiError)) request.log.error({ err: error }, "unhandled error");
+    if (!reportFailure(apiError, request.log, telemetry) && apiError.status >= 500 && !(error instanceof ApiError)) {
+      request.log.error({ err: error }, "unhandled error");
+    }
     return reply.code(apiError.status).headers(apiError.headers).send(apiError.toBody());
   });
 

@@ -7,6 +7,7 @@
  */
 
 import type { AuditLog } from "./audit-log.js";
+import type { Plan } from "../gate/plans.js";
 
 export type Mode = "live" | "test";
 
@@ -204,6 +205,8 @@ export interface Stores {
   people: PeopleStore;
   /** Who changed what: append-only, in the same database. */
   audit: AuditLog;
+  /** The plan table the serving nodes recorded (the shared database only), for a CLI given no config file. */
+  recordedPlans?: (() => Promise<Record<string, Plan> | undefined>) | undefined;
   /** Commits what is queued, then releases the backend; the stores are unusable after. */
   close(): Promise<void>;
 }

@@ -1,12 +1,13 @@
 import type { FastifyInstance } from "fastify";
 import { MODEL_PREFIX, type ChatCompletion, ChatCompletionChunk, type ChatCompletionLogprobs, CompletionUsage } from "../../api/types.js";
-import { ApiError, DependencyUnavailableError, errors } from "../../errors.js";
+import { ApiError, errors } from "../../errors.js";
 import type { GenerationResult, TextDetail, TokenLogprob } from "../../engines/types.js";
 import type { ToolCallDelta } from "../../engines/tools.js";
 import type { AppOptions } from "../app.js";
 import { completionId } from "../../ids.js";
 import { EventStream } from "../sse.js";
-import { dependencyFailure } from "../dependency-failure.js";
+import { dependencyFailure, reportFailure } from "../dependency-failure.js";
+import { NO_TELEMETRY } from "../../observability/telemetry.js";
 import { DEFAULT_HTTP_LIMITS } from "../../config/config.js";
 import { assistantMessage, toolCallChunkDelta } from "./tool-response.js";
 import { parseChatRequest } from "./chat-request.js";
@@ -125,10 +126,9 @@ export async function chatCompletionsRoute(app: FastifyInstance, options: AppOpt
       stream.done();
     } catch (error) {
       if (!stream.isStarted) throw error;
-      if (error instanceof ApiError && error.code === "upstream_error") request.log.warn({ err: error.cause, status: error.status }, error.message);
       // A database lost at the end (the completion could not be recorded) ends the stream with the 503 a client retries.
       const failure = error instanceof ApiError ? error : (dependencyFailure(error) ?? errors.internal());
-      if (failure instanceof DependencyUnavailableError) options.telemetry?.dependencyFailure(failure.dependency);
+      reportFailure(failure, request.log, options.telemetry ?? NO_TELEMETRY);
       stream.fail(failure);
     }
     return reply;

@@ -142,6 +142,8 @@ type Unwritten = { completion: CompletionRecord } | { refused: CompletionRecord 
 
 /** The status a request gets when its record could not be written: what the ledger then says of it. */
 const DEPENDENCY_UNAVAILABLE = 503;
+/** A row closed as that refusal, given back: no tokens. */
+const refusal = (at: string): RowOutcome => ({ status: DEPENDENCY_UNAVAILABLE, promptTokens: 0, completionTokens: 0, latencyMs: null, at });
 
 /** PostgreSQL's deadlock_detected: the statement was rolled back whole, so running it again is safe. */
 const DEADLOCK = "40P01";
@@ -267,21 +269,19 @@ export class PgLedger implements LedgerStore {
     await Promise.allSettled([...this.admitting]);
     const forgotten = rows.map((row) => Number(row.id)).filter((id) => !this.open.has(id));
     if (forgotten.length === 0) return 0;
-    const outcome = { status: DEPENDENCY_UNAVAILABLE, promptTokens: 0, completionTokens: 0, latencyMs: null, at: new Date().toISOString() };
     const closed = await this.pool.query<{ n: number }>({
       name: "alveare_finish_forgotten",
       text: FINISH_FORGOTTEN,
-      values: [...outcomeParams(outcome), forgotten, nodeId],
+      values: [...outcomeParams(refusal(new Date().toISOString())), forgotten, nodeId],
     });
     return closed.rows.reduce((sum, row) => sum + row.n, 0);
   }
 
   private async closeUnclaimed(r: AdmissionRecord): Promise<void> {
-    const outcome = { status: DEPENDENCY_UNAVAILABLE, promptTokens: 0, completionTokens: 0, latencyMs: null, at: r.at };
     await this.pool.query({
       name: "alveare_finish_unclaimed",
       text: FINISH_UNCLAIMED,
-      values: [...outcomeParams(outcome), r.requestId, this.nodeId(), r.at],
+      values: [...outcomeParams(refusal(r.at)), r.requestId, this.nodeId(), r.at],
     });
   }
 

@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
-import pg from "pg";
+import type pg from "pg";
 import type { Plan } from "../../gate/plans.js";
 import { NOT_DELIVERED } from "../../metering/counting-rule.js";
 import { inTransaction } from "./pg-pool.js";
@@ -52,23 +52,16 @@ export async function checkRedisPrefix(client: pg.PoolClient, prefix: string, re
  * it then knows the plans the nodes serve (custom ones included) without the
  * servers' file. Undefined when no node ever recorded one.
  */
-export async function recordedPlans(url: string): Promise<Record<string, Plan> | undefined> {
-  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 5_000 });
-  client.on("error", () => undefined);
-  await client.connect();
-  try {
-    const recorded = (await client.query<{ plans: string }>("SELECT plans FROM plan_table WHERE id = 1")).rows[0]?.plans;
-    if (recorded === undefined) return undefined;
-    const plans = Object.values(JSON.parse(recorded) as Record<string, unknown>);
-    // Written by a node of another release, the table may not have this release's shape: then it is not used.
-    if (!plans.every(isPlan)) return undefined;
-    // The record's keys are sorted by name; plans read better smallest first. No prototype, as the config's own
-    // table: a lookup by any name finds only these plans.
-    plans.sort((a, b) => a.requestsPerMonth - b.requestsPerMonth);
-    return Object.assign(Object.create(null) as Record<string, Plan>, Object.fromEntries(plans.map((plan) => [plan.name, plan])));
-  } finally {
-    await client.end();
-  }
+export async function recordedPlans(pool: pg.Pool): Promise<Record<string, Plan> | undefined> {
+  const recorded = (await pool.query<{ plans: string }>("SELECT plans FROM plan_table WHERE id = 1")).rows[0]?.plans;
+  if (recorded === undefined) return undefined;
+  const plans = Object.values(JSON.parse(recorded) as Record<string, unknown>);
+  // Written by a node of another release, the table may not have this release's shape: then it is not used.
+  if (!plans.every(isPlan)) return undefined;
+  // The record's keys are sorted by name; plans read better smallest first. No prototype, as the config's own
+  // table: a lookup by any name finds only these plans.
+  plans.sort((a, b) => a.requestsPerMonth - b.requestsPerMonth);
+  return Object.assign(Object.create(null) as Record<string, Plan>, Object.fromEntries(plans.map((plan) => [plan.name, plan])));
 }
 
 const isCount = (value: unknown): boolean => typeof value === "number" && Number.isFinite(value) && value >= 0;
