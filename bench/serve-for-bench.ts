@@ -31,9 +31,12 @@ writeFileSync(
   }),
 );
 // Metrics off unless the benchmark asks (metrics-overhead passes a port); OTEL_* are read from the environment.
-// The shared mode's variables pass through, so shared-mode.ts can run the same server on PostgreSQL and Redis.
+// The shared mode's variables pass through, so shared-mode.ts can run the same server on PostgreSQL and Redis
+// (and the admin token, with which it makes more benchmark accounts).
 const shared = Object.fromEntries(
-  ["ALVEARE_DATABASE_URL", "ALVEARE_REDIS_URL", "ALVEARE_REDIS_PREFIX"].flatMap((name) => (process.env[name] ? [[name, process.env[name]!]] : [])),
+  ["ALVEARE_DATABASE_URL", "ALVEARE_REDIS_URL", "ALVEARE_REDIS_PREFIX", "ALVEARE_ADMIN_TOKEN"].flatMap((name) =>
+    process.env[name] ? [[name, process.env[name]!]] : [],
+  ),
 );
 const config = loadConfig({ config: configPath }, { ALVEARE_METRICS_PORT: process.env.ALVEARE_METRICS_PORT ?? "0", ...shared });
 const server = await startServer(config, { logger: createLogger("info"), gate: mode === "open" ? openGate : undefined });

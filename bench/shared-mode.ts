@@ -8,8 +8,10 @@
  * Also per request: Redis commands (INFO commandstats) and PostgreSQL transactions
  * (pg_stat_database.xact_commit of the benchmark's database, all nodes together).
  * --modes picks modes (sqlite,shared,two); --profile DIR writes every node's .cpuprofile file there (one per run, in run order).
+ * --accounts N spreads the load over N accounts, one key each, each connection keeping one key (one account's
+ * admissions share its counter row, so one account alone measures that row, not the nodes).
  * Usage: node dist/bench/shared-mode.js [--seconds N] [--connections N] [--rounds N] [--redis-url U] [--database-url U]
- *        [--modes sqlite,shared,two] [--profile DIR]
+ *        [--modes sqlite,shared,two] [--accounts N] [--profile DIR]
  */
 import { spawnSync, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -31,12 +33,14 @@ const { values } = parseArgs({
     "redis-url": { type: "string", default: "redis://127.0.0.1:6379" },
     "database-url": { type: "string" },
     modes: { type: "string", default: "sqlite,shared,two" },
+    accounts: { type: "string", default: "1" },
     profile: { type: "string" },
   },
 });
 const rounds = Number(values.rounds);
 const seconds = Number(values.seconds);
 const connections = Number(values.connections);
+const accounts = Number(values.accounts);
 const redisUrl = values["redis-url"];
 const databaseUrl = values["database-url"];
 if (databaseUrl === undefined) {
@@ -46,6 +50,7 @@ if (databaseUrl === undefined) {
 const here = new URL(".", import.meta.url).pathname;
 const CLI = new URL("../src/cli/main.js", import.meta.url).pathname;
 const prefix = `alveare-bench:${randomBytes(4).toString("hex")}:`;
+const adminToken = randomBytes(24).toString("hex");
 
 type Mode = "1 node, SQLite" | "1 node, shared" | "2 nodes, shared";
 interface Result {
@@ -75,14 +80,37 @@ function benchKey(dataDir: string, env: NodeJS.ProcessEnv): string {
   return run(["keys", "create", "--account", account.id!]).key!;
 }
 
+/** The first key's account, then `accounts - 1` more accounts with a key each, made through the running node's admin API. */
+async function benchKeys(url: string, first: string): Promise<string[]> {
+  const keys = [first];
+  const admin = async (path: string, body: object): Promise<Record<string, string>> => {
+    const response = await fetch(`${url}/admin/api${path}`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    });
+    if (response.status !== 201) throw new Error(`admin API ${path}: ${response.status} ${await response.text()}`);
+    return (await response.json()) as Record<string, string>;
+  };
+  for (let i = 1; i < accounts; i++) {
+    const account = await admin("/accounts", { name: `bench-${i}`, plan: "scale" });
+    keys.push((await admin(`/accounts/${account.id}/keys`, {})).key!);
+  }
+  return keys;
+}
+
 /** Loads every node at once, each with its share of the connections; req/s summed, latencies the worst node's. */
-async function load(urls: string[], key: string, pids: number[], shared: boolean): Promise<Result> {
+async function load(urls: string[], keys: string[], pids: number[], shared: boolean): Promise<Result> {
+  let nextKey = 0;
   const options = (url: string) => ({
     url: `${url}/v1/infer`,
     method: "POST" as const,
-    headers: { "content-type": "application/json", authorization: `Bearer ${key}` },
+    headers: { "content-type": "application/json" },
     body: JSON.stringify({ specialist: "classify", prompt: "I love it" }),
     connections: Math.max(1, Math.round(connections / urls.length)),
+    // Each connection keeps one key, the keys dealt out in turn over all connections of all nodes.
+    setupClient: (client: autocannon.Client) =>
+      client.setHeaders({ "content-type": "application/json", authorization: `Bearer ${keys[nextKey++ % keys.length]}` }),
   });
   await Promise.all(urls.map((url) => autocannon({ ...options(url), duration: 2 })));
   const [redisBefore, pgBefore] = shared ? [await redisCommandCount(), await pgTransactionCount()] : [0, 0];
@@ -181,7 +209,7 @@ const results = new Map<Mode, Result[]>();
 try {
   for (const mode of Array.from({ length: rounds }, () => modes).flat()) {
     const dataDir = mkdtempSync(join(tmpdir(), "alveare-shared-bench-"));
-    const env: NodeJS.ProcessEnv = { ...process.env, ALVEARE_METRICS_PORT: "0" };
+    const env: NodeJS.ProcessEnv = { ...process.env, ALVEARE_METRICS_PORT: "0", ALVEARE_ADMIN_TOKEN: adminToken };
     delete env.ALVEARE_DATABASE_URL;
     delete env.ALVEARE_REDIS_URL;
     if (mode !== "1 node, SQLite") {
@@ -201,7 +229,7 @@ try {
       }
       const result = await load(
         urls,
-        key,
+        await benchKeys(urls[0]!, key),
         servers.map((s) => s.pid!),
         mode !== "1 node, SQLite",
       );
@@ -220,8 +248,8 @@ try {
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 process.stdout.write(
-  `POST /v1/infer, full gate, instant upstream, ${connections} connections in all, ${seconds} s per run, median of ${rounds} alternating rounds; ` +
-    "shared = PostgreSQL + Redis\n\n",
+  `POST /v1/infer, full gate, instant upstream, ${connections} connections in all, ${accounts} account(s), ${seconds} s per run, ` +
+    `median of ${rounds} alternating rounds; shared = PostgreSQL + Redis\n\n`,
 );
 process.stdout.write(
   "| server | req/s | vs 1 node SQLite | p50 ms | p99 ms | node CPU ms / request | of it main thread | PostgreSQL CPU ms / request | Redis CPU ms / request | " +

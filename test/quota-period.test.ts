@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, describe, it } from "node:test";
 import { StoreQuotaCounter } from "../src/gate/store-backends.js";
-import { isoTime } from "../src/metering/billing-period.js";
+import { billingPeriod, isoTime, periodKeyAt } from "../src/metering/billing-period.js";
 import { createStore } from "../src/store/create-store.js";
 import { tempDir } from "./helpers/fixtures.js";
 
@@ -40,6 +40,27 @@ describe("StoreQuotaCounter: billing months", () => {
     assert.equal((await stores.ledger.periodUsage("acct_q", "live", "2026-01")).requests, 3);
     assert.equal((await stores.ledger.periodUsage("acct_q", "live", "2026-02")).requests, 1);
     assert.equal((await stores.ledger.periodUsage("acct_q", "live", "2026-03")).requests, 1);
+  });
+});
+
+describe("periodKeyAt: the month of a request", () => {
+  it("is the month billingPeriod names, across month and year boundaries, forwards and back", () => {
+    const samples = [
+      "2026-01-31T23:59:59.999Z",
+      "2026-02-01T00:00:00.000Z",
+      "2026-01-31T23:59:59.999Z",
+      "2026-12-31T23:59:59.999Z",
+      "2027-01-01T00:00:00.000Z",
+      "2026-02-28T12:00:00.000Z",
+      "2026-03-01T00:00:00.000Z",
+      "1970-01-01T00:00:00.000Z",
+      "1969-12-31T23:59:59.999Z",
+    ];
+    for (const iso of samples) assert.equal(periodKeyAt(new Date(iso)), billingPeriod(new Date(iso)).key, iso);
+    for (let i = 0; i < 500; i++) {
+      const at = new Date(Math.floor(Math.random() * 4e12) - 1e12);
+      assert.equal(periodKeyAt(at), billingPeriod(at).key, at.toISOString());
+    }
   });
 });
 

@@ -1,4 +1,4 @@
-import { billingPeriod, isoTime, type BillingPeriod } from "../metering/billing-period.js";
+import { isoTime, periodKeyAt } from "../metering/billing-period.js";
 import type { AccountStore, AdmissionRecord, CompletionRecord, KeyLookup, LedgerStore } from "../store/store.js";
 import type { KeyCache, QuotaCounter, QuotaRequest, QuotaTicket } from "./backends.js";
 import type { Outcome } from "./gate.js";
@@ -10,24 +10,13 @@ import type { Outcome } from "./gate.js";
  * back what does not count.
  */
 export class StoreQuotaCounter implements QuotaCounter {
-  /** The month of the last request: the next one is almost always in it, and computing a period builds three Dates. */
-  private lastPeriod: BillingPeriod | undefined;
-
   constructor(
     private readonly store: Pick<LedgerStore, "admit" | "complete">,
     private readonly now: () => Date = () => new Date(),
   ) {}
 
-  private periodKey(at: Date): string {
-    const t = at.getTime();
-    const last = this.lastPeriod;
-    if (last !== undefined && t >= last.start.getTime() && t < last.next.getTime()) return last.key;
-    this.lastPeriod = billingPeriod(at);
-    return this.lastPeriod.key;
-  }
-
   async take(r: QuotaRequest): Promise<QuotaTicket | undefined> {
-    const period = this.periodKey(r.at);
+    const period = periodKeyAt(r.at);
     const admitted = admissionRecord(r, period);
     const eventId = await this.store.admit(admitted);
     if (eventId === undefined) return undefined;

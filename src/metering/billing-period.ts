@@ -24,6 +24,19 @@ export function billingPeriod(at: Date = new Date()): BillingPeriod {
   return periodOf(at.getUTCFullYear(), at.getUTCMonth());
 }
 
+/** The last period `periodKeyAt` computed: the next request is almost always in it. */
+let lastPeriod: BillingPeriod | undefined;
+
+/**
+ * `billingPeriod(at).key`, computing a period (three Dates and a string) only
+ * when `at` leaves the month of the last call: the gate asks for every request.
+ */
+export function periodKeyAt(at: Date): string {
+  const t = at.getTime();
+  if (lastPeriod === undefined || t < lastPeriod.start.getTime() || t >= lastPeriod.next.getTime()) lastPeriod = billingPeriod(at);
+  return lastPeriod.key;
+}
+
 const PERIOD = /^(\d{4})-(0[1-9]|1[0-2])$/;
 const FIRST_PERIOD_YEAR = 1970;
 

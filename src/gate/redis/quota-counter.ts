@@ -1,4 +1,4 @@
-import { billingPeriod } from "../../metering/billing-period.js";
+import { periodKeyAt } from "../../metering/billing-period.js";
 import { countsAgainstQuota } from "../../metering/counting-rule.js";
 import { UnrecordedOutcomeError, type LedgerStore } from "../../store/store.js";
 import type { CounterStep, QuotaCounter, QuotaRequest, QuotaTicket } from "../backends.js";
@@ -85,11 +85,11 @@ export class RedisQuotaCounter implements QuotaCounter {
 
   /** The limiter counts in this counter in its own script: one round trip per admission instead of two. */
   counterStep(r: QuotaRequest): CounterStep {
-    return { key: this.key(r.caller.accountId, r.caller.mode, billingPeriod(r.at).key), limit: r.limit };
+    return { key: this.key(r.caller.accountId, r.caller.mode, periodKeyAt(r.at)), limit: r.limit };
   }
 
   async take(r: QuotaRequest, counted = false): Promise<QuotaTicket | undefined> {
-    const period = billingPeriod(r.at).key;
+    const period = periodKeyAt(r.at);
     const { accountId, mode } = r.caller;
     const key = this.key(accountId, mode, period);
     const { redis } = this.connection;
