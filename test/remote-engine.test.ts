@@ -211,10 +211,12 @@ describe("remote engine with several upstreams", () => {
   const b = new FakeUpstream();
   let server: TestServer;
   let bPort: number;
+  let bBase: string;
   before(async () => {
     const baseA = await a.start();
     const baseB = await b.start();
     bPort = Number(new URL(baseB).port);
+    bBase = baseB;
     a.delayMs = b.delayMs = 150;
     server = await startTestServer({
       specialists: {
@@ -262,10 +264,22 @@ describe("remote engine with several upstreams", () => {
       "every request is served by the upstream still up",
     );
     assert.equal(a.requests.length - before, 4);
+    await new Promise((resolve) => setTimeout(resolve, 500)); // health checks keep failing meanwhile
+    // The operator is told once that the upstream was taken out, with why, and once that it came back.
+    const health = () => server.logs.records().filter((r) => r.component === "remote-engine" && r.upstream === bBase);
+    const down = health();
+    assert.equal(down.length, 1, "one line when it goes down, not one per failed request or check");
+    assert.equal(down[0]!.level, 40);
+    assert.match(String(down[0]!.msg), /^upstream unhealthy/);
+    assert.equal(down[0]!.reason, "connection refused");
     await b.start(bPort);
     await new Promise((resolve) => setTimeout(resolve, 600)); // a few health-check rounds
     const bBefore = b.requests.length;
     await Promise.all(Array.from({ length: 4 }, call));
     assert.ok(b.requests.length - bBefore >= 1, "the recovered upstream gets traffic again");
+    const back = health().slice(1);
+    assert.equal(back.length, 1);
+    assert.equal(back[0]!.level, 30);
+    assert.match(String(back[0]!.msg), /^upstream healthy again/);
   });
 });

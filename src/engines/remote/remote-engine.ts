@@ -1,3 +1,4 @@
+import type { Logger } from "pino";
 import { Agent, errors as undiciErrors, request, type Dispatcher } from "undici";
 import { readSseData } from "../../api/sse.js";
 import { ApiError, errors } from "../../errors.js";
@@ -191,7 +192,11 @@ export class RemoteEngine implements Engine {
   private readonly healthTimer: NodeJS.Timeout;
   private next = 0;
 
-  constructor(private readonly target: Omit<RemoteEngineConfig, "kind">) {
+  constructor(
+    private readonly target: Omit<RemoteEngineConfig, "kind">,
+    /** Where an upstream's change of health is told: operators need to know when one is taken out and when it comes back. */
+    private readonly logger?: Logger,
+  ) {
     this.upstreams = target.upstreams.map((u) => ({ ...u, inFlight: 0, healthy: true, completions: completionsTarget(u.baseUrl) }));
     const first = target.upstreams[0];
     this.name = `remote:${first?.baseUrl ?? "?"}#${first?.model ?? "?"}${target.upstreams.length > 1 ? ` (+${target.upstreams.length - 1})` : ""}`;
@@ -227,7 +232,7 @@ export class RemoteEngine implements Engine {
       } catch (error) {
         if (!isConnectError(error) || aborted.aborted || cutAfterAnswer.has(error as Error)) throw error;
         // Nothing reached the upstream, so one retry is safe: on another upstream when there is one.
-        upstream.healthy = false;
+        this.markHealth(upstream, false, networkReason(error));
         upstream.inFlight--;
         upstream = this.pick(upstream);
         upstream.inFlight++;
@@ -241,7 +246,7 @@ export class RemoteEngine implements Engine {
       return await this.readStream(response, req);
     } catch (error) {
       if (aborted.aborted) return { text: "", promptTokens: 0, completionTokens: 0, finishReason: "stop", aborted: true };
-      if (isConnectError(error)) upstream.healthy = false;
+      if (isConnectError(error)) this.markHealth(upstream, false, networkReason(error));
       throw this.failure(error);
     } finally {
       upstream.inFlight--;
@@ -276,6 +281,15 @@ export class RemoteEngine implements Engine {
     return best!;
   }
 
+  /** Sets an upstream's health, with one log line when it changes (not on every failed request or check). */
+  private markHealth(upstream: UpstreamState, healthy: boolean, reason: string): void {
+    if (upstream.healthy === healthy) return;
+    upstream.healthy = healthy;
+    const fields = { upstream: upstream.baseUrl, model: upstream.model };
+    if (healthy) this.logger?.info(fields, "upstream healthy again: it takes requests again");
+    else this.logger?.warn({ ...fields, reason }, "upstream unhealthy: requests go to the other upstreams until a health check passes");
+  }
+
   /** Any HTTP answer from GET /models (even 401) means the server is up. */
   private async checkHealth(): Promise<void> {
     await Promise.all(
@@ -288,9 +302,9 @@ export class RemoteEngine implements Engine {
             signal: AbortSignal.timeout(this.target.connectTimeoutMs),
           });
           await r.body.dump();
-          u.healthy = r.statusCode < 500;
-        } catch {
-          u.healthy = false;
+          this.markHealth(u, r.statusCode < 500, `health check answered HTTP ${r.statusCode}`);
+        } catch (error) {
+          this.markHealth(u, false, `health check failed: ${networkReason(error)}`);
         }
       }),
     );

@@ -23,14 +23,14 @@ export interface RemoteEngineConfig {
 /** One RemoteEngine per distinct upstream setting, shared by the specialists that name it. */
 export const remoteEngines: EngineFactory<RemoteEngineConfig> = {
   kind: "remote",
-  start(users) {
+  start(users, environment) {
     const bySetting = new Map<string, RemoteEngine>();
     const engines = new Map<string, Engine>();
     for (const user of users) {
       const setting = JSON.stringify(user.engine);
       let engine = bySetting.get(setting);
       if (engine === undefined) {
-        engine = new RemoteEngine(user.engine);
+        engine = new RemoteEngine(user.engine, environment.logger.child({ component: "remote-engine" }));
         bySetting.set(setting, engine);
       }
       engines.set(user.id, engine);
