@@ -66,7 +66,32 @@ describe("HTTP hardening: slow clients, framework errors, headers, logs", () => 
     await new Promise((resolve) => setTimeout(resolve, 50));
     const line = server.logs.requests().find((l) => l.request_id === "stalled-body");
     assert.equal(line?.status, 408, "the request's log line says it timed out");
+    assert.equal(server.logs.records().filter((r) => r.msg === "a shared dependency is unavailable").length, 0, "no dependency is blamed");
   });
+
+  for (const [how, status] of [
+    ["closes", 400],
+    ["resets", 499],
+  ] as const) {
+    it(`logs a client that ${how} its connection mid-body as ${status}, and blames no dependency`, async () => {
+      const { socket, closed } = rawConnection(server.url);
+      const id = `left-mid-body-${how}`;
+      socket.write(
+        `POST /v1/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\nX-Request-Id: ${id}\r\n\r\n{"spec`,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      // A FIN is a request cut short (400, as nginx logs it); a reset is a client gone (499).
+      if (how === "closes") socket.end();
+      else socket.resetAndDestroy();
+      await closed;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const line = server.logs.requests().find((l) => l.request_id === id);
+      assert.equal(line?.status, status, JSON.stringify(line));
+      const records = server.logs.records();
+      assert.equal(records.filter((r) => r.msg === "a shared dependency is unavailable").length, 0, "no dependency is blamed");
+      assert.equal(records.filter((r) => r.level === 50).length, 0, "no error line");
+    });
+  }
 
   it("answers a body trickled a byte at a time with 408", async () => {
     const { socket, closed } = rawConnection(server.url);

@@ -153,7 +153,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // Read now: once a client has gone, its socket no longer has an address.
     const clientIp = request.ip;
     const finished = (): void => {
-      const status = request.logFields.aborted ? CLIENT_CLOSED : (clientErrorStatus(reply.raw) ?? reply.raw.statusCode);
+      // A body the client never finished sending is a client gone too, unless a timeout answered it first.
+      const status = request.logFields.aborted
+        ? CLIENT_CLOSED
+        : (clientErrorStatus(reply.raw) ?? (request.raw.readableAborted ? CLIENT_CLOSED : reply.raw.statusCode));
       const latencyMs = performance.now() - started;
       logRequest(requestLines, request, status, latencyMs, clientIp);
       telemetry.httpRequest(route, status, latencyMs / 1000);
@@ -169,6 +172,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   app.setErrorHandler((error: FastifyError | Error, request, reply) => {
+    // The client left before its body arrived (it closed, or a timeout already answered it): the
+    // error is the unfinished body's, so nothing of ours failed and nothing can be answered.
+    if (request.raw.readableAborted && !(error instanceof ApiError)) return reply.code(CLIENT_CLOSED).send();
     const apiError = toApiError(error, options.bodyLimit);
     if (apiError.code === "request_too_large") drainRefusedBody(request, reply, drainLimit(options.bodyLimit));
     request.logFields.code = apiError.code;
