@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { once } from "node:events";
 import { writeFileSync } from "node:fs";
+import { connect } from "node:net";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { cliKey, postJson, spawnServe, startTestServer, tempDir, tinyModel } from "./helpers/fixtures.js";
@@ -148,6 +149,41 @@ describe("/ready", () => {
     } finally {
       await server.close();
       await upstream.stop();
+    }
+  });
+
+  it("answers a request on a kept-alive connection during shutdown in the catalogue's shape, and closes that connection", async () => {
+    const server = await startTestServer();
+    const { port } = new URL(server.url);
+    const socket = connect(Number(port), "127.0.0.1");
+    let received = "";
+    socket.on("data", (chunk: Buffer) => (received += chunk.toString("utf8")));
+    socket.on("error", () => undefined);
+    const ended = once(socket, "close");
+    try {
+      await once(socket, "connect");
+      const body = JSON.stringify({ specialist: "classify", prompt: "hi" });
+      // Headers and half the body before the shutdown begins, the rest and a second request after.
+      socket.write(
+        `POST /v1/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 5)}`,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const closed = server.close(2_000);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      socket.write(`${body.slice(5)}GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n`);
+      await ended;
+      await closed;
+      const [head = "", rest = ""] = received.split("\r\n\r\n", 2);
+      assert.match(head, /^HTTP\/1.1 503/);
+      assert.match(head, /\r\nconnection: close/i, "a draining node tells the client not to reuse the connection");
+      assert.match(head, /\r\nretry-after: 1/i);
+      assert.match(head, /\r\nx-request-id: /i);
+      assert.equal((JSON.parse(rest) as { error: { code: string } }).error.code, "overloaded");
+      assert.doesNotMatch(received, /"statusCode":503/, "never the framework's own 503 body");
+      assert.equal(received.match(/HTTP\/1.1 /g)?.length, 1, "the second request is not answered on the closed connection");
+    } finally {
+      socket.destroy();
+      await server.close();
     }
   });
 

@@ -99,6 +99,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     trustProxy: typeof options.trustProxy === "number" ? trustHops(options.trustProxy) : (options.trustProxy ?? false),
     ...serverTimeouts(httpLimits),
     clientErrorHandler: clientErrorHandler(httpLimits),
+    // A request arriving while the server closes goes through our hooks (the lifecycle answers it
+    // 503 overloaded, in the catalogue's shape), not Fastify's bare 503.
+    return503OnClosing: false,
     frameworkErrors: frameworkErrorHandler,
     childLoggerFactory: (logger, bindings, childOptions) =>
       new LazyChildLogger(logger as unknown as Logger, bindings, childOptions as ChildLoggerOptions) as unknown as FastifyBaseLogger,
@@ -142,6 +145,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // One synchronous hook rather than two async ones: no promise per hook per request.
   app.addHook("onRequest", (request, reply, done) => {
     reply.headers(securityHeaders(request.url));
+    // A draining node closes each connection after its answer: the client reconnects (to another node).
+    if (options.lifecycle?.current === "draining") reply.header("connection", "close");
     request.logFields = {};
     reply.header("x-request-id", request.id);
     // Route templates only, never raw URLs: metric labels and span names stay bounded.
@@ -176,6 +181,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // error is the unfinished body's, so nothing of ours failed and nothing can be answered.
     if (request.raw.readableAborted && !(error instanceof ApiError)) return reply.code(CLIENT_CLOSED).send();
     const apiError = toApiError(error, options.bodyLimit);
+    // Refused because the node is draining (the request began before the drain): not on this connection again.
+    if (options.lifecycle?.current === "draining") reply.header("connection", "close");
     if (apiError.code === "request_too_large") drainRefusedBody(request, reply, drainLimit(options.bodyLimit));
     request.logFields.code = apiError.code;
     if (GATE_ERROR_TYPES.has(apiError.type)) telemetry.gateRejection(apiError.code);
