@@ -234,8 +234,39 @@ describe("/ready", () => {
         code: "overloaded",
         param: null,
       });
-      assert.equal(server.logs.requests().at(-1)?.status, 499, "logged and metered like a disconnect, as before");
+      const line = server.logs.requests().at(-1);
+      assert.equal(line?.status, 499, "logged and metered like a disconnect, as before");
+      assert.equal(line?.completion_tokens, 1, "the piece the client received is metered");
     } finally {
+      await upstream.stop();
+    }
+  });
+
+  it("meters the pieces a client received before it left a remote stream", async () => {
+    const upstream = new HeldUpstream();
+    const server = await startTestServer({ specialists: { faraway: held(await upstream.start()) } });
+    try {
+      const controller = new AbortController();
+      const response = await fetch(`${server.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-request-id": "left-remote-stream" },
+        body: JSON.stringify({ model: "alveare-faraway", messages: [{ role: "user", content: "hi" }], stream: true }),
+        signal: controller.signal,
+      });
+      const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+      let text = "";
+      while (!text.includes("held ")) text += (await reader.read()).value ?? "";
+      // The upstream holds the rest: the client leaves while the engine waits for the next piece.
+      controller.abort();
+      let line: Record<string, unknown> | undefined;
+      for (let i = 0; i < 100 && line === undefined; i++) {
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        line = server.logs.requests().find((l) => l.request_id === "left-remote-stream");
+      }
+      assert.equal(line?.status, 499);
+      assert.equal(line?.completion_tokens, 1, "the piece it received is metered, not 0");
+    } finally {
+      await server.close();
       await upstream.stop();
     }
   });

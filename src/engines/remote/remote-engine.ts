@@ -425,41 +425,55 @@ export class RemoteEngine implements Engine {
     let usage: UpstreamBody["usage"];
     let done = false;
     const toolCalls = new ToolCallStream(req);
-    for await (const data of readSseData(response.body)) {
-      if (data === "[DONE]") {
-        done = true;
-        break;
-      }
-      const chunk = JSON.parse(data) as UpstreamBody;
-      if (chunk.error !== undefined) throw errors.upstream(502, `The upstream engine failed mid-stream: ${JSON.stringify(chunk.error)}`);
-      if (chunk.usage) usage = chunk.usage;
-      for (const choice of chunk.choices ?? []) {
-        const index = Number.isInteger(choice.index) && choice.index! >= 0 && choice.index! < 64 ? choice.index! : 0;
-        const state = choiceAt(index);
-        const delta = choice.delta?.content ?? "";
-        const logprobs = wantsLogprobs ? upstreamLogprobs(choice.logprobs) : [];
-        state.logprobs.push(...logprobs);
-        const pieces = index === 0 ? choice.delta?.tool_calls : undefined;
-        // Entries that came with a tool call's pieces ride on its tool-call chunk, as the embedded engine streams them.
-        const carried = delta.length === 0 && toolCalls.push(pieces, wantsLogprobs ? { choice: index, logprobs } : undefined);
-        if (!carried) {
-          if (delta.length > 0 || logprobs.length > 0) {
-            state.text += delta;
-            if (delta.length > 0) chunks++;
-            req.onText?.(delta, { choice: index, ...(wantsLogprobs ? { logprobs } : {}) });
-          }
-          // Pieces that came with no text were pushed above (and added nothing).
-          if (delta.length > 0) toolCalls.push(pieces);
+    // What the client received is what a request cut short is metered for (the prompt only if the upstream reported it).
+    const cut = (): GenerationResult => ({
+      text: choices[0]!.text,
+      promptTokens: usage?.prompt_tokens ?? 0,
+      completionTokens: chunks,
+      finishReason: "stop",
+      aborted: true,
+    });
+    try {
+      for await (const data of readSseData(response.body)) {
+        if (data === "[DONE]") {
+          done = true;
+          break;
         }
-        if (choice.finish_reason) state.finish = choice.finish_reason;
+        const chunk = JSON.parse(data) as UpstreamBody;
+        if (chunk.error !== undefined) throw errors.upstream(502, `The upstream engine failed mid-stream: ${JSON.stringify(chunk.error)}`);
+        if (chunk.usage) usage = chunk.usage;
+        for (const choice of chunk.choices ?? []) {
+          const index = Number.isInteger(choice.index) && choice.index! >= 0 && choice.index! < 64 ? choice.index! : 0;
+          const state = choiceAt(index);
+          const delta = choice.delta?.content ?? "";
+          const logprobs = wantsLogprobs ? upstreamLogprobs(choice.logprobs) : [];
+          state.logprobs.push(...logprobs);
+          const pieces = index === 0 ? choice.delta?.tool_calls : undefined;
+          // Entries that came with a tool call's pieces ride on its tool-call chunk, as the embedded engine streams them.
+          const carried = delta.length === 0 && toolCalls.push(pieces, wantsLogprobs ? { choice: index, logprobs } : undefined);
+          if (!carried) {
+            if (delta.length > 0 || logprobs.length > 0) {
+              state.text += delta;
+              if (delta.length > 0) chunks++;
+              req.onText?.(delta, { choice: index, ...(wantsLogprobs ? { logprobs } : {}) });
+            }
+            // Pieces that came with no text were pushed above (and added nothing).
+            if (delta.length > 0) toolCalls.push(pieces);
+          }
+          if (choice.finish_reason) state.finish = choice.finish_reason;
+        }
+        // Not reading on while our client is behind leaves the rest in the upstream's socket, not in memory.
+        const behind = req.whenWritable?.();
+        if (behind !== undefined) await caughtUpOrAborted(behind, req.signal);
+        if (req.signal.aborted) {
+          response.body.destroy();
+          return cut();
+        }
       }
-      // Not reading on while our client is behind leaves the rest in the upstream's socket, not in memory.
-      const behind = req.whenWritable?.();
-      if (behind !== undefined) await caughtUpOrAborted(behind, req.signal);
-      if (req.signal.aborted) {
-        response.body.destroy();
-        return { text: choices[0]!.text, promptTokens: usage?.prompt_tokens ?? 0, completionTokens: chunks, finishReason: "stop", aborted: true };
-      }
+    } catch (error) {
+      // Aborted while waiting for the next piece: the signal destroyed the body under the loop.
+      if (req.signal.aborted) return cut();
+      throw error;
     }
     const first = choices[0]!;
     if (!done && first.finish === undefined) throw errors.upstream(502, "The upstream engine closed the stream before it finished.");
