@@ -41,6 +41,7 @@ const rounds = Number(values.rounds);
 const seconds = Number(values.seconds);
 const connections = Number(values.connections);
 const accounts = Number(values.accounts);
+if (!Number.isInteger(accounts) || accounts < 1) throw new Error(`--accounts is a whole number from 1, not ${values.accounts}`);
 const redisUrl = values["redis-url"];
 const databaseUrl = values["database-url"];
 if (databaseUrl === undefined) {
@@ -105,7 +106,6 @@ async function load(urls: string[], keys: string[], pids: number[], shared: bool
   const options = (url: string) => ({
     url: `${url}/v1/infer`,
     method: "POST" as const,
-    headers: { "content-type": "application/json" },
     body: JSON.stringify({ specialist: "classify", prompt: "I love it" }),
     connections: Math.max(1, Math.round(connections / urls.length)),
     // Each connection keeps one key, the keys dealt out in turn over all connections of all nodes.

@@ -4,6 +4,7 @@ import { writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import { Agent, fetch as fetchWith } from "undici";
 import { cliKey, postJson, spawnServe, startTestServer, tempDir, tinyModel } from "./helpers/fixtures.js";
 import { FakeUpstream } from "./helpers/fake-upstream.js";
 import { HeldUpstream } from "./helpers/held-upstream.js";
@@ -242,16 +243,38 @@ describe("/ready", () => {
     }
   });
 
+  it("closes at the drain deadline even with a connection that never sent a request", async () => {
+    const server = await startTestServer();
+    const idle = connect(Number(new URL(server.url).port), "127.0.0.1");
+    idle.on("error", () => undefined);
+    await once(idle, "connect");
+    try {
+      const started = performance.now();
+      const outcome = await Promise.race([
+        server.close(100).then(() => "closed"),
+        new Promise((resolve) => setTimeout(resolve, 10_000, "still open")),
+      ]);
+      assert.equal(outcome, "closed", "a preconnected socket does not hold the shutdown");
+      assert.ok(performance.now() - started < 5_000);
+    } finally {
+      idle.destroy();
+      await server.close();
+    }
+  });
+
   it("meters the pieces a client received before it left a remote stream", async () => {
     const upstream = new HeldUpstream();
     const server = await startTestServer({ specialists: { faraway: held(await upstream.start()) } });
+    const agent = new Agent();
     try {
       const controller = new AbortController();
-      const response = await fetch(`${server.url}/v1/chat/completions`, {
+      const response = await fetchWith(`${server.url}/v1/chat/completions`, {
         method: "POST",
         headers: { "content-type": "application/json", "x-request-id": "left-remote-stream" },
         body: JSON.stringify({ model: "alveare-faraway", messages: [{ role: "user", content: "hi" }], stream: true }),
         signal: controller.signal,
+        // Its own pool: after the abort, fetch's shared pool opens a spare connection that would hold the server's close.
+        dispatcher: agent,
       });
       const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
       let text = "";
@@ -266,6 +289,7 @@ describe("/ready", () => {
       assert.equal(line?.status, 499);
       assert.equal(line?.completion_tokens, 1, "the piece it received is metered, not 0");
     } finally {
+      await agent.destroy();
       await server.close();
       await upstream.stop();
     }

@@ -65,3 +65,80 @@ describe("remote engine: an answer cut after the upstream received the request",
     });
   }
 });
+
+/** An upstream that streams `events` at once and then holds the stream open until the test ends it. */
+async function holdingStream(events: object[]): Promise<{ url: string; close: () => void }> {
+  const server = http.createServer((req, res) => {
+    req.resume();
+    if (req.method === "GET") return void res.writeHead(200, { "content-type": "application/json" }).end('{"data":[]}');
+    res.writeHead(200, { "content-type": "text/event-stream" });
+    for (const e of events) res.write(`data: ${JSON.stringify(e)}\n\n`);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${port}/v1`,
+    close: () => {
+      server.closeAllConnections();
+      server.close();
+    },
+  };
+}
+
+describe("remote engine: a stream cut while waiting for the upstream's next piece", () => {
+  const toolPiece = (tool: object) => ({ choices: [{ index: 0, delta: { tool_calls: [tool] }, finish_reason: null }] });
+  const logprobPiece = (content: string) => ({
+    choices: [{ index: 0, delta: { content }, logprobs: { content: [{ token: content || "<0x20>", logprob: -0.5, top_logprobs: [] }] } }],
+  });
+  for (const [name, events, extra, expected] of [
+    ["text", [{ choices: [{ index: 0, delta: { content: "a" } }] }, { choices: [{ index: 0, delta: { content: "b" } }] }], {}, 2],
+    [
+      "a tool call",
+      [
+        toolPiece({ index: 0, id: "call_1", type: "function", function: { name: "f", arguments: "" } }),
+        toolPiece({ index: 0, function: { arguments: '{"a"' } }),
+        toolPiece({ index: 0, function: { arguments: ":1" } }),
+      ],
+      { tools: { tools: [{ name: "f", parameters: { type: "object" } }], choice: "auto", parallel: false } },
+      3,
+    ],
+    ["log-probabilities with an empty piece", [logprobPiece("a"), logprobPiece("")], { topLogprobs: 0 }, 2],
+  ] as const) {
+    it(`meters ${name} for the pieces received`, async () => {
+      const upstream = await holdingStream(events as unknown as object[]);
+      const engine = new RemoteEngine({
+        upstreams: [{ baseUrl: upstream.url, model: "m" }],
+        connectTimeoutMs: 2000,
+        readTimeoutMs: 5000,
+        healthCheckIntervalMs: 60_000,
+      });
+      const abort = new RequestAbort();
+      let received = 0;
+      try {
+        const result = engine.generate({
+          messages: [{ role: "user", content: "hi" }],
+          maxTokens: 50,
+          temperature: 0,
+          topP: 1,
+          stop: [],
+          constraint: { type: "text" },
+          ...extra,
+          onText: () => void received++,
+          onToolCall: () => void received++,
+          get signal() {
+            return abort.signal;
+          },
+          abortWatch: abort,
+        });
+        while (received < (expected as number)) await new Promise((resolve) => setTimeout(resolve, 10));
+        abort.abort(new Error("client disconnected"));
+        const r = await result;
+        assert.equal(r.aborted, true);
+        assert.equal(r.completionTokens, expected);
+      } finally {
+        await engine.close();
+        upstream.close();
+      }
+    });
+  }
+});

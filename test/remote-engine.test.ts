@@ -271,7 +271,7 @@ describe("remote engine with several upstreams", () => {
     assert.equal(down.length, 1, "one line when it goes down, not one per failed request or check");
     assert.equal(down[0]!.level, 40);
     assert.match(String(down[0]!.msg), /^upstream unhealthy/);
-    assert.equal(down[0]!.reason, "connection refused");
+    assert.match(String(down[0]!.reason), /connection refused/);
     await b.start(bPort);
     await new Promise((resolve) => setTimeout(resolve, 600)); // a few health-check rounds
     const bBefore = b.requests.length;

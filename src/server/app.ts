@@ -61,6 +61,9 @@ export interface AppOptions {
 
 const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
+/** The client left while its request was still arriving (a bodiless request is complete at its headers). */
+const bodyCutShort = (request: FastifyRequest): boolean => request.raw.readableAborted && !request.raw.complete;
+
 /**
  * The one place a thrown error becomes the catalogue's answer, for every route
  * and mount: an ApiError (AccountError included) as it is; framework-level
@@ -145,8 +148,6 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // One synchronous hook rather than two async ones: no promise per hook per request.
   app.addHook("onRequest", (request, reply, done) => {
     reply.headers(securityHeaders(request.url));
-    // A draining node closes each connection after its answer: the client reconnects (to another node).
-    if (options.lifecycle?.current === "draining") reply.header("connection", "close");
     request.logFields = {};
     reply.header("x-request-id", request.id);
     // Route templates only, never raw URLs: metric labels and span names stay bounded.
@@ -161,7 +162,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       // A body the client never finished sending is a client gone too, unless a timeout answered it first.
       const status = request.logFields.aborted
         ? CLIENT_CLOSED
-        : (clientErrorStatus(reply.raw) ?? (request.raw.readableAborted ? CLIENT_CLOSED : reply.raw.statusCode));
+        : (clientErrorStatus(reply.raw) ?? (bodyCutShort(request) ? CLIENT_CLOSED : reply.raw.statusCode));
       const latencyMs = performance.now() - started;
       logRequest(requestLines, request, status, latencyMs, clientIp);
       telemetry.httpRequest(route, status, latencyMs / 1000);
@@ -179,10 +180,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.setErrorHandler((error: FastifyError | Error, request, reply) => {
     // The client left before its body arrived (it closed, or a timeout already answered it): the
     // error is the unfinished body's, so nothing of ours failed and nothing can be answered.
-    if (request.raw.readableAborted && !(error instanceof ApiError)) return reply.code(CLIENT_CLOSED).send();
+    if (bodyCutShort(request) && !(error instanceof ApiError)) return reply.code(CLIENT_CLOSED).send();
     const apiError = toApiError(error, options.bodyLimit);
-    // Refused because the node is draining (the request began before the drain): not on this connection again.
-    if (options.lifecycle?.current === "draining") reply.header("connection", "close");
+    // Refused because the node is draining: the client reconnects (through the balancer, to another node).
+    // Only once the whole body is read: closing with an upload unread would reset it before the client reads the 503.
+    if (options.lifecycle?.current === "draining" && request.raw.complete) reply.header("connection", "close");
     if (apiError.code === "request_too_large") drainRefusedBody(request, reply, drainLimit(options.bodyLimit));
     request.logFields.code = apiError.code;
     if (GATE_ERROR_TYPES.has(apiError.type)) telemetry.gateRejection(apiError.code);

@@ -135,7 +135,12 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
     close: (drainMs = 10_000) =>
       (closing ??= (async () => {
         lifecycle.drain();
-        const timer = setTimeout(() => shutdown.abort(new Error("server shutting down")), drainMs);
+        const timer = setTimeout(() => {
+          shutdown.abort(new Error("server shutting down"));
+          // A connection that never sent a request (a balancer's or a browser's preconnect) would hold
+          // the close past the deadline: cut everything once the cut requests have had a moment to end.
+          setTimeout(() => app.server.closeAllConnections(), CUT_GRACE_MS).unref();
+        }, drainMs);
         try {
           // Engines refuse their queues at once (503 overloaded) and wait for running requests.
           await loaded.close();
@@ -149,6 +154,9 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
       })()),
   };
 }
+
+/** After the drain deadline, how long requests cut by it get to write their last event before every connection is closed. */
+const CUT_GRACE_MS = 1_000;
 
 const PRUNE_EVERY_MS = 60 * 60 * 1000;
 

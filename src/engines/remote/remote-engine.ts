@@ -287,7 +287,8 @@ export class RemoteEngine implements Engine {
     upstream.healthy = healthy;
     const fields = { upstream: upstream.baseUrl, model: upstream.model };
     if (healthy) this.logger?.info(fields, "upstream healthy again: it takes requests again");
-    else this.logger?.warn({ ...fields, reason }, "upstream unhealthy: requests go to the other upstreams until a health check passes");
+    else
+      this.logger?.warn({ ...fields, reason }, "upstream unhealthy: out of rotation until a health check passes (used anyway while none is healthy)");
   }
 
   /** Any HTTP answer from GET /models (even 401) means the server is up. */
@@ -429,7 +430,12 @@ export class RemoteEngine implements Engine {
     const cut = (): GenerationResult => ({
       text: choices[0]!.text,
       promptTokens: usage?.prompt_tokens ?? 0,
-      completionTokens: chunks,
+      completionTokens:
+        usage?.completion_tokens ??
+        Math.max(
+          chunks,
+          choices.reduce((n, c) => n + c.logprobs.length, 0),
+        ),
       finishReason: "stop",
       aborted: true,
     });
@@ -449,12 +455,13 @@ export class RemoteEngine implements Engine {
           const logprobs = wantsLogprobs ? upstreamLogprobs(choice.logprobs) : [];
           state.logprobs.push(...logprobs);
           const pieces = index === 0 ? choice.delta?.tool_calls : undefined;
+          // Each piece of text or of a tool call is one token in practice (what counts when no usage comes).
+          if (delta.length > 0 || (pieces?.length ?? 0) > 0) chunks++;
           // Entries that came with a tool call's pieces ride on its tool-call chunk, as the embedded engine streams them.
           const carried = delta.length === 0 && toolCalls.push(pieces, wantsLogprobs ? { choice: index, logprobs } : undefined);
           if (!carried) {
             if (delta.length > 0 || logprobs.length > 0) {
               state.text += delta;
-              if (delta.length > 0) chunks++;
               req.onText?.(delta, { choice: index, ...(wantsLogprobs ? { logprobs } : {}) });
             }
             // Pieces that came with no text were pushed above (and added nothing).
