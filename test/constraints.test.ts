@@ -215,6 +215,25 @@ describe("output constraints hold at temperature 2.0", () => {
     assert.match(await refused(object({})), /schema\.properties\.a has no 'type'/);
     assert.match(await refused(object({ description: "anything" })), /schema\.properties\.a has no 'type'/);
     assert.match(await refused(object(true as unknown as object)), /schema\.properties\.a is true/);
+    // Past llama.cpp's grammar bound: refused before llama.cpp prints the grammar (and the schema's values) to stderr.
+    const before = server.logs.records().length;
+    assert.match(
+      await refused({
+        type: "object",
+        properties: { x: { type: "string", enum: ["secret-value"] }, s: { type: "string", minLength: 2000 } },
+        required: ["s"],
+      }),
+      /schema\.properties\.s\.minLength is 2000; the grammar holds bounds up to 1999/,
+    );
+    assert.match(await refused(object({ type: "array", items: { type: "integer" }, maxItems: 5000 })), /maxItems is 5000/);
+    assert.deepEqual(
+      server.logs
+        .records()
+        .slice(before)
+        .filter((r) => r.level === 50),
+      [],
+      "no error line for a caller's schema",
+    );
     assert.match(
       await refused({ ...object({ type: "string", $ref: "#/$defs/s" }), $defs: { s: { type: "string", maxLength: 2 } } }),
       /'type' beside '\$ref'/,

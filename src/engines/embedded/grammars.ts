@@ -49,6 +49,14 @@ const SHAPE_KEYWORDS = [
   "const",
 ];
 
+/**
+ * The most times llama.cpp's grammar parser repeats one piece: a bound of 2000
+ * or more fails to parse (and llama.cpp prints the whole grammar, the schema's
+ * values included, to stderr), so such a schema is refused before it gets there.
+ */
+const MAX_GRAMMAR_REPEAT = 1999;
+const REPEAT_BOUNDS = ["minLength", "maxLength", "minItems", "maxItems"];
+
 /** The string formats node-llama-cpp holds; for any other it allows only "", so those are left to the caller (not held). */
 const HELD_FORMATS = new Set(["date", "time", "date-time"]);
 
@@ -66,6 +74,11 @@ export function toGrammarSchema(schema: unknown, path = "schema"): unknown {
   const at = (key: string): string => `${path}.${key}`;
   for (const key of UNHELD_KEYWORDS) {
     if (key in schema) throw new Error(`'${key}' at ${path} is not held by the grammar; write the schema without it`);
+  }
+  for (const key of REPEAT_BOUNDS) {
+    const bound = schema[key];
+    if (typeof bound === "number" && bound > MAX_GRAMMAR_REPEAT)
+      throw new Error(`${at(key)} is ${bound}; the grammar holds bounds up to ${MAX_GRAMMAR_REPEAT}, so use a smaller one`);
   }
   // Without any of these node-llama-cpp allows only null: an answer that meets the schema only by accident.
   if (!["type", "enum", "const", "$ref", "oneOf", "anyOf"].some((key) => key in schema))
