@@ -188,6 +188,37 @@ describe("/ready", () => {
     }
   });
 
+  it("lets a running request with more choices than sequences finish within the drain", async () => {
+    // One sequence: the second choice waits for the first to end, as choices beyond `parallel` do.
+    const long = { description: "never stops early", system_prompt: "", output: { type: "json_schema", schema: { const: "go ".repeat(150) } } };
+    const server = await startTestServer({ engine: { parallel: 1, queue: 16 }, specialists: { long } });
+    try {
+      const response = await fetch(`${server.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "x-request-id": "two-choices-at-shutdown" },
+        body: JSON.stringify({ model: "alveare-long", messages: [{ role: "user", content: "go" }], n: 2, stream: true, max_tokens: 1000 }),
+      });
+      assert.equal(response.status, 200);
+      const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+      let text = (await reader.read()).value ?? "";
+      const closed = server.close(30_000);
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        text += value;
+      }
+      await closed;
+      assert.match(text, /data: \[DONE\]/, "the request finished within the drain");
+      assert.doesNotMatch(text, /"error"/);
+      assert.match(text, /"index":1/, "the second choice ran");
+      const line = server.logs.requests().find((l) => l.request_id === "two-choices-at-shutdown");
+      assert.equal(line?.status, 200);
+      assert.ok(Number(line?.completion_tokens) > 100, JSON.stringify(line));
+    } finally {
+      await server.close();
+    }
+  });
+
   it("cuts a request still running at the drain deadline like a disconnect", async () => {
     const upstream = new HeldUpstream();
     const server = await startTestServer({ specialists: { faraway: held(await upstream.start()) } });

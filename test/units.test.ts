@@ -34,6 +34,17 @@ describe("StopScanner", () => {
 
 describe("SequencePool", () => {
   const signal = new AbortController().signal;
+  it("drains the new requests waiting, not the other choices of running ones", async () => {
+    const pool = new SequencePool(["a"], 10);
+    const held = await pool.acquire(signal);
+    const newRequest = pool.acquire(signal);
+    const otherChoice = pool.acquire(signal, undefined, false);
+    pool.drain(errors.notServing("shutting_down", 1));
+    await assert.rejects(newRequest, (e: ApiError) => e.code === "overloaded");
+    assert.equal(pool.queued, 1, "the choice keeps its place");
+    pool.release(held);
+    assert.equal(await otherChoice, "a");
+  });
   it("serves waiters first come, first served", async () => {
     const pool = new SequencePool(["a"], 10);
     const first = await pool.acquire(signal);

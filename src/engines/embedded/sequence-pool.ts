@@ -5,6 +5,8 @@ interface Waiter<T> {
   reject: (reason: unknown) => void;
   signal: AbortSignal;
   onAbort: () => void;
+  /** Counted against the queue's bound: a new request, not another choice of a running one. */
+  bounded: boolean;
 }
 
 /** Picks which of the free items (oldest release first) a caller takes; returns its index. */
@@ -47,6 +49,7 @@ export class SequencePool<T> {
         resolve,
         reject,
         signal,
+        bounded,
         onAbort: () => {
           const i = this.waiters.indexOf(waiter);
           if (i !== -1) this.waiters.splice(i, 1);
@@ -76,9 +79,15 @@ export class SequencePool<T> {
     next.resolve(item);
   }
 
-  /** Rejects everyone still waiting (shutdown). */
+  /**
+   * Rejects the new requests still waiting (shutdown). Another choice of a
+   * running request keeps its place: its request may finish within the drain,
+   * and the drain's deadline ends it through its signal like any running request.
+   */
   drain(reason: unknown): void {
-    for (const w of this.waiters.splice(0)) {
+    const staying = this.waiters.filter((w) => !w.bounded);
+    for (const w of this.waiters.splice(0, this.waiters.length, ...staying)) {
+      if (!w.bounded) continue;
       w.signal.removeEventListener("abort", w.onAbort);
       w.reject(reason);
     }
