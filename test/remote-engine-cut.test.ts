@@ -5,6 +5,26 @@ import { describe, it } from "node:test";
 import { RemoteEngine } from "../src/engines/remote/remote-engine.js";
 import { RequestAbort } from "../src/server/request-context.js";
 import { ApiError } from "../src/errors.js";
+import type { GenerationRequest } from "../src/engines/types.js";
+
+/** An engine on one upstream, its health checks out of the way. */
+const engineOn = (baseUrl: string): RemoteEngine =>
+  new RemoteEngine({ upstreams: [{ baseUrl, model: "m" }], connectTimeoutMs: 2000, readTimeoutMs: 5000, healthCheckIntervalMs: 60_000 });
+
+/** A one-message request ended by `abort`; `extra` adds or replaces fields. */
+const requestUnder = (abort: RequestAbort, extra: Partial<GenerationRequest> = {}): GenerationRequest => ({
+  messages: [{ role: "user", content: "hi" }],
+  maxTokens: 50,
+  temperature: 0,
+  topP: 1,
+  stop: [],
+  constraint: { type: "text" },
+  ...extra,
+  get signal() {
+    return abort.signal;
+  },
+  abortWatch: abort,
+});
 
 /** An upstream that answers `status` with a declared 1000-byte body, then drops the connection after a few bytes. */
 async function cuttingUpstream(status: number): Promise<{ url: string; hits: () => number; close: () => void }> {
@@ -31,31 +51,13 @@ describe("remote engine: an answer cut after the upstream received the request",
   ] as const) {
     it(`is not sent again, and HTTP ${status} still maps to ${expected}`, async () => {
       const upstream = await cuttingUpstream(status);
-      const engine = new RemoteEngine({
-        upstreams: [{ baseUrl: upstream.url, model: "m" }],
-        connectTimeoutMs: 2000,
-        readTimeoutMs: 2000,
-        healthCheckIntervalMs: 60_000,
-      });
+      const engine = engineOn(upstream.url);
       const abort = new RequestAbort();
       try {
-        const error = await engine
-          .generate({
-            messages: [{ role: "user", content: "hi" }],
-            maxTokens: 5,
-            temperature: 0,
-            topP: 1,
-            stop: [],
-            constraint: { type: "text" },
-            get signal() {
-              return abort.signal;
-            },
-            abortWatch: abort,
-          })
-          .then(
-            () => undefined,
-            (e: unknown) => e,
-          );
+        const error = await engine.generate(requestUnder(abort)).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
         assert.equal(upstream.hits(), 1, "the upstream got the request once, never again");
         assert.equal((error as ApiError).status, expected);
       } finally {
@@ -106,30 +108,13 @@ describe("remote engine: a stream cut while waiting for the upstream's next piec
   ] as const) {
     it(`meters ${name} for the pieces received`, async () => {
       const upstream = await holdingStream(events as unknown as object[]);
-      const engine = new RemoteEngine({
-        upstreams: [{ baseUrl: upstream.url, model: "m" }],
-        connectTimeoutMs: 2000,
-        readTimeoutMs: 5000,
-        healthCheckIntervalMs: 60_000,
-      });
+      const engine = engineOn(upstream.url);
       const abort = new RequestAbort();
       let received = 0;
       try {
-        const result = engine.generate({
-          messages: [{ role: "user", content: "hi" }],
-          maxTokens: 50,
-          temperature: 0,
-          topP: 1,
-          stop: [],
-          constraint: { type: "text" },
-          ...extra,
-          onText: () => void received++,
-          onToolCall: () => void received++,
-          get signal() {
-            return abort.signal;
-          },
-          abortWatch: abort,
-        });
+        const result = engine.generate(
+          requestUnder(abort, { ...(extra as Partial<GenerationRequest>), onText: () => void received++, onToolCall: () => void received++ }),
+        );
         while (received < (expected as number)) await new Promise((resolve) => setTimeout(resolve, 10));
         abort.abort(new Error("client disconnected"));
         const r = await result;
