@@ -1,6 +1,7 @@
 import type { FastifyInstance } from "fastify";
 import type { InferRequest, InferResponse } from "../../api/types.js";
 import type { AppOptions } from "../app.js";
+import { ApiError } from "../../errors.js";
 import { inferenceId } from "../../ids.js";
 import { inferRequest } from "../../api/schemas/infer.js";
 import { parseBody } from "../../schema/request-errors.js";
@@ -18,6 +19,14 @@ function parseInferRequest(body: unknown): InferRequest {
   return request;
 }
 
+/** The messages here are made from `prompt`: an error about them names the parameter the caller sent. */
+function inPromptTerms(error: unknown): never {
+  if (error instanceof ApiError && error.param === "messages") {
+    throw new ApiError(error.status, error.type, error.code, error.message, "prompt", error.headers);
+  }
+  throw error;
+}
+
 export async function inferRoute(app: FastifyInstance, options: AppOptions): Promise<void> {
   app.post("/infer", async (request, reply): Promise<InferResponse> => {
     const started = performance.now();
@@ -29,7 +38,7 @@ export async function inferRoute(app: FastifyInstance, options: AppOptions): Pro
       temperature: body.temperature,
       topP: body.top_p,
       seed: body.seed,
-    });
+    }).catch(inPromptTerms);
     const response: InferResponse = {
       id: inferenceId(),
       specialist: specialist.id,
