@@ -23,6 +23,7 @@ import type { ChatMessage, ChoiceResult, Engine, FinishReason, GenerationRequest
 import { caughtUpOrAborted } from "../abort-watch.js";
 import type { GrammarCache } from "./grammars.js";
 import { snapshotKey, type PrefixSnapshotStore } from "./prefix-snapshots.js";
+import { LockTurns } from "./lock-turns.js";
 import { SequencePool } from "./sequence-pool.js";
 import { labelTokens, normalise, scoreLabels, type ScoredLabel } from "./label-scores.js";
 import { draw, LogprobWriter, RAW_DISTRIBUTION, sampleWithProbabilities, seededRandom, type SampledToken } from "./logprob-sampler.js";
@@ -144,6 +145,8 @@ export class EmbeddedEngine implements Engine {
   private readonly chatWrapper: ChatWrapper;
   private readonly pool: SequencePool<LlamaContextSequence>;
   private readonly running = new Set<Promise<unknown>>();
+  /** Operations on a sequence's state take the context's lock in turn with generation (see LockTurns). */
+  private readonly turns = new LockTurns();
   private readonly snapshots: PrefixSnapshotStore | undefined;
   private readonly identity: string;
   /** System prefixes by a hash of their messages, and the tokens they hold together. */
@@ -300,7 +303,7 @@ export class EmbeddedEngine implements Engine {
     const rest = input.slice(0, -1);
     if (rest.length > 0) await sequence.evaluateWithoutGeneratingNewTokens(rest);
     const statePath = this.choiceStatePath();
-    await sequence.saveStateToFile(statePath);
+    await this.turns.take(() => sequence.saveStateToFile(statePath));
     try {
       // Settled, not raced: a failing choice must not leave the others running unseen while the state file is removed.
       const settled = await Promise.allSettled(
@@ -357,8 +360,10 @@ export class EmbeddedEngine implements Engine {
       if (sequence.compareContextTokens(prompt.tokens).firstDifferentIndex >= shared) {
         await this.reusePrefix(sequence, prompt.tokens, shared);
       } else {
-        await sequence.eraseContextTokenRanges([{ start: 0, end: sequence.nextTokenIndex }]);
-        await sequence.loadStateFromFile(statePath, { acceptRisk: true });
+        await this.turns.take(async () => {
+          await sequence.eraseContextTokenRanges([{ start: 0, end: sequence.nextTokenIndex }]);
+          await sequence.loadStateFromFile(statePath, { acceptRisk: true });
+        });
       }
       return await this.runChoice(sequence, last, prompt, contextSize, request, grammarState, index);
     } finally {
@@ -439,6 +444,9 @@ export class EmbeddedEngine implements Engine {
         }
         emit(scanner.push(decoder.push(token)));
         if (scanner.stopped) break;
+        // Nor while another request waits for the context's lock (to erase, load or save a sequence).
+        const pause = this.turns.pause;
+        if (pause !== undefined) await pause;
         // The next token is not asked for while the client has not taken the text already sent.
         const behind = request.whenWritable?.();
         if (behind !== undefined) await caughtUpOrAborted(behind, request.signal);
@@ -611,15 +619,17 @@ export class EmbeddedEngine implements Engine {
       const placed = await snapshots.place(prefix.key, prefix.tokens.length, {
         load: async (path) => {
           // Emptied first so that a failed load leaves a consistent (empty) sequence.
-          await sequence.eraseContextTokenRanges([{ start: 0, end: sequence.nextTokenIndex }]);
-          await sequence.loadStateFromFile(path, { acceptRisk: true });
+          await this.turns.take(async () => {
+            await sequence.eraseContextTokenRanges([{ start: 0, end: sequence.nextTokenIndex }]);
+            await sequence.loadStateFromFile(path, { acceptRisk: true });
+          });
         },
         evaluate: async () => {
           const rest = await this.reusePrefix(sequence, prefix.tokens, prefix.tokens.length);
           if (rest.length > 0) await sequence.evaluateWithoutGeneratingNewTokens(rest);
           this.counters.promptTokensEvaluated += rest.length;
         },
-        save: async (path) => (await sequence.saveStateToFile(path)).fileSize,
+        save: async (path) => (await this.turns.take(() => sequence.saveStateToFile(path))).fileSize,
       });
       if (placed === "restored") this.counters.snapshotRestores++;
       else this.counters.snapshotBuilds++;
@@ -634,7 +644,7 @@ export class EmbeddedEngine implements Engine {
   private async reusePrefix(sequence: LlamaContextSequence, tokens: Token[], maxKeep: number): Promise<Token[]> {
     const keep = Math.min(sequence.compareContextTokens(tokens).firstDifferentIndex, maxKeep);
     if (keep < sequence.nextTokenIndex) {
-      await sequence.eraseContextTokenRanges([{ start: keep, end: sequence.nextTokenIndex }]);
+      await this.turns.take(() => sequence.eraseContextTokenRanges([{ start: keep, end: sequence.nextTokenIndex }]));
     }
     return tokens.slice(keep);
   }
