@@ -13,7 +13,7 @@
  * Usage: node dist/bench/shared-mode.js [--seconds N] [--connections N] [--rounds N] [--redis-url U] [--database-url U]
  *        [--modes sqlite,shared,two] [--accounts N] [--profile DIR]
  */
-import { spawnSync, type ChildProcess } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -49,7 +49,6 @@ if (databaseUrl === undefined) {
   process.exit(2);
 }
 const here = new URL(".", import.meta.url).pathname;
-const CLI = new URL("../src/cli/main.js", import.meta.url).pathname;
 const prefix = `alveare-bench:${randomBytes(4).toString("hex")}:`;
 const adminToken = randomBytes(24).toString("hex");
 
@@ -70,20 +69,9 @@ interface Result {
   redisCpuMs?: number;
 }
 
-/** A scale-plan key made through the CLI, in whichever database `env` names. */
-function benchKey(dataDir: string, env: NodeJS.ProcessEnv): string {
-  const run = (args: string[]) =>
-    JSON.parse(spawnSync(process.execPath, [CLI, ...args, "--data-dir", dataDir, "--json"], { env, encoding: "utf8" }).stdout) as Record<
-      string,
-      string
-    >;
-  const account = run(["accounts", "create", "--name", "bench", "--plan", "scale"]);
-  return run(["keys", "create", "--account", account.id!]).key!;
-}
-
-/** The first key's account, then `accounts - 1` more accounts with a key each, made through the running node's admin API. */
-async function benchKeys(url: string, first: string): Promise<string[]> {
-  const keys = [first];
+/** `accounts` scale-plan accounts with a key each, made through the running node's admin API. */
+async function benchKeys(url: string): Promise<string[]> {
+  const keys: string[] = [];
   const admin = async (path: string, body: object): Promise<Record<string, string>> => {
     const response = await fetch(`${url}/admin/api${path}`, {
       method: "POST",
@@ -93,7 +81,7 @@ async function benchKeys(url: string, first: string): Promise<string[]> {
     if (response.status !== 201) throw new Error(`admin API ${path}: ${response.status} ${await response.text()}`);
     return (await response.json()) as Record<string, string>;
   };
-  for (let i = 1; i < accounts; i++) {
+  for (let i = 0; i < accounts; i++) {
     const account = await admin("/accounts", { name: `bench-${i}`, plan: "scale" });
     keys.push((await admin(`/accounts/${account.id}/keys`, {})).key!);
   }
@@ -216,7 +204,6 @@ try {
       Object.assign(env, { ALVEARE_REDIS_URL: redisUrl, ALVEARE_REDIS_PREFIX: prefix });
       env.ALVEARE_DATABASE_URL = databaseUrl;
     }
-    const key = benchKey(dataDir, env);
     const count = mode === "2 nodes, shared" ? 2 : 1;
     const servers: ChildProcess[] = [];
     const urls: string[] = [];
@@ -229,7 +216,7 @@ try {
       }
       const result = await load(
         urls,
-        await benchKeys(urls[0]!, key),
+        await benchKeys(urls[0]!),
         servers.map((s) => s.pid!),
         mode !== "1 node, SQLite",
       );

@@ -360,10 +360,7 @@ export class EmbeddedEngine implements Engine {
       if (sequence.compareContextTokens(prompt.tokens).firstDifferentIndex >= shared) {
         await this.reusePrefix(sequence, prompt.tokens, shared);
       } else {
-        await this.turns.take(async () => {
-          await sequence.eraseContextTokenRanges([{ start: 0, end: sequence.nextTokenIndex }]);
-          await sequence.loadStateFromFile(statePath, { acceptRisk: true });
-        });
+        await this.loadState(sequence, statePath);
       }
       return await this.runChoice(sequence, last, prompt, contextSize, request, grammarState, index);
     } finally {
@@ -617,13 +614,7 @@ export class EmbeddedEngine implements Engine {
       this.counters.sequenceHits++;
     } else {
       const placed = await snapshots.place(prefix.key, prefix.tokens.length, {
-        load: async (path) => {
-          // Emptied first so that a failed load leaves a consistent (empty) sequence.
-          await this.turns.take(async () => {
-            await sequence.eraseContextTokenRanges([{ start: 0, end: sequence.nextTokenIndex }]);
-            await sequence.loadStateFromFile(path, { acceptRisk: true });
-          });
-        },
+        load: (path) => this.loadState(sequence, path),
         evaluate: async () => {
           const rest = await this.reusePrefix(sequence, prefix.tokens, prefix.tokens.length);
           if (rest.length > 0) await sequence.evaluateWithoutGeneratingNewTokens(rest);
@@ -634,6 +625,14 @@ export class EmbeddedEngine implements Engine {
       if (placed === "restored") this.counters.snapshotRestores++;
       else this.counters.snapshotBuilds++;
     }
+  }
+
+  /** Replaces the sequence's cache with a saved state, emptied first so that a failed load leaves it consistent (empty). */
+  private loadState(sequence: LlamaContextSequence, path: string): Promise<void> {
+    return this.turns.take(async () => {
+      await sequence.eraseContextTokenRanges([{ start: 0, end: sequence.nextTokenIndex }]);
+      await sequence.loadStateFromFile(path, { acceptRisk: true });
+    });
   }
 
   /**

@@ -85,9 +85,9 @@ export class SequencePool<T> {
    * and the drain's deadline ends it through its signal like any running request.
    */
   drain(reason: unknown): void {
-    const staying = this.waiters.filter((w) => !w.bounded);
-    for (const w of this.waiters.splice(0, this.waiters.length, ...staying)) {
-      if (!w.bounded) continue;
+    const refused = this.waiters.filter((w) => w.bounded);
+    this.waiters.splice(0, this.waiters.length, ...this.waiters.filter((w) => !w.bounded));
+    for (const w of refused) {
       w.signal.removeEventListener("abort", w.onAbort);
       w.reject(reason);
     }
