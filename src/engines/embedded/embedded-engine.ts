@@ -497,7 +497,7 @@ export class EmbeddedEngine implements Engine {
       const only: ScoredLabel = { label: labels[0]!, tokens: labelTokens(this.model, labels[0]!), logprob: 0, entries: [] };
       return { scored: [only], best: only, scores: { [only.label]: 1 }, withLogprobs: false };
     }
-    const scored = await scoreLabels(this.model, sequence, lastPromptToken, labels, writer, request.signal);
+    const scored = await scoreLabels(this.model, sequence, lastPromptToken, labels, writer, request.signal, this.turns);
     if (scored === undefined) return undefined;
     this.counters.promptTokensEvaluated += scored.reduce((sum, s) => sum + Math.max(0, s.tokens.length - 1), 0);
     const probabilities = normalise(scored.map((s) => s.logprob));

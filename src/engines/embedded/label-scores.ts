@@ -1,5 +1,6 @@
 import type { ControlledEvaluateInputItem, LlamaContextSequence, LlamaModel, Token } from "node-llama-cpp";
 import type { TokenLogprob } from "../types.js";
+import type { LockTurns } from "./lock-turns.js";
 import { RAW_DISTRIBUTION, type LogprobWriter } from "./logprob-sampler.js";
 
 /** One label, teacher-forced after the prompt. */
@@ -27,6 +28,8 @@ const POSITIONS_PER_SLICE = 32;
  * The sequence holds the prompt but its last token; each label evaluates that
  * token and its own tokens (all but its last), then is erased again, so every
  * label sees exactly the prompt. Undefined when the signal ended it first.
+ * The erase needs the context's lock, so it takes its turn (`turns`) rather
+ * than waiting behind every generation on the model.
  */
 export async function scoreLabels(
   model: LlamaModel,
@@ -35,6 +38,7 @@ export async function scoreLabels(
   labels: readonly string[],
   writer: LogprobWriter | undefined,
   signal: AbortSignal,
+  turns: LockTurns,
 ): Promise<ScoredLabel[] | undefined> {
   const start = sequence.nextTokenIndex;
   const scored: ScoredLabel[] = [];
@@ -59,7 +63,7 @@ export async function scoreLabels(
         });
       }
     } finally {
-      await sequence.eraseContextTokenRanges([{ start, end: sequence.nextTokenIndex }]);
+      await turns.take(() => sequence.eraseContextTokenRanges([{ start, end: sequence.nextTokenIndex }]));
     }
     scored.push({ label, tokens, logprob, entries });
   }
