@@ -17,6 +17,17 @@ describe("JSON schema grammars", () => {
     assert.doesNotMatch(gbnf, /\{0,15\}\)\)\?/, "no sixteen-digit exponent left anywhere");
   });
 
+  it("write every date (format date and date-time) as a calendar date, in every rule node-llama-cpp writes for them", async () => {
+    const grammars = new GrammarCache(await getLlama({ gpu: false }));
+    const gbnf = await grammars.jsonSchemaGbnf(
+      { type: "object", properties: { d: { type: "string", format: "date" }, t: { type: "string", format: "date-time" } } },
+      "schema",
+    );
+    assert.doesNotMatch(gbnf, /"3" \[01\]\)\s*("\\""|"T")/, "no day 30-31 left free of its month");
+    assert.equal(gbnf.match(/"-02-29"/g)?.length, 2, "29 February only in a leap year, in both rules");
+    await grammars.get({ type: "json_schema", schema: { type: "string", format: "date" } });
+  });
+
   it("end with the root value: no whitespace may follow it, so generation stops there", async () => {
     const grammars = new GrammarCache(await getLlama({ gpu: false }));
     const gbnf = await grammars.jsonSchemaGbnf({ type: "object", properties: { a: { type: "integer" } } }, "schema");
@@ -146,6 +157,23 @@ describe("output constraints hold at temperature 2.0", () => {
       assert.equal(choice.message.content, choice.message.content.trimEnd(), `seed ${seed}: ${JSON.stringify(choice.message.content)}`);
       JSON.parse(choice.message.content);
     }
+  });
+
+  it("dates and date-times are calendar dates: no 31st in a 30-day month, no 29 February outside a leap year", async () => {
+    const names = ["a", "b", "c", "d", "e", "f"];
+    const properties = Object.fromEntries(names.map((name, i) => [name, { type: "string", format: i % 3 === 2 ? "date-time" : "date" }]));
+    const schema = { type: "object", properties, required: names, additionalProperties: false };
+    const calendarDate = (date: string): boolean => new Date(`${date}T00:00:00Z`).toISOString().slice(0, 10) === date;
+    const months = new Set<string>();
+    for (let seed = 1; seed <= 12; seed++) {
+      const { content } = (await sampleSchema(schema, "When?", seed)).message;
+      for (const value of Object.values(JSON.parse(content) as Record<string, string>)) {
+        const date = value.slice(0, 10);
+        assert.ok(calendarDate(date), `seed ${seed}: ${date} is not a calendar date (${content})`);
+        months.add(date.slice(5, 7));
+      }
+    }
+    assert.ok(months.size > 3, `dates stay free within the calendar: months ${[...months].join(", ")}`);
   });
 
   it("holds anyOf, lists of types (objects and arrays among them) and leaves a format it does not hold free", async () => {

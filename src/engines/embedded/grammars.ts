@@ -201,6 +201,18 @@ export function strictNumbers(gbnf: string): string {
   });
 }
 
+/** node-llama-cpp's date (pinned 3.21.1): any day 01–31 in any month, so 2023-02-31 and 2024-06-31 pass. */
+const LOOSE_DATE = '[0-9]{4} "-" ("0" [1-9] | "1" [012]) "-" ("0" [1-9] | [12] [0-9] | "3" [01])';
+const DAY_TO_28 = '("0" [1-9] | "1" [0-9] | "2" [0-8])';
+/** Years divisible by 4, but by 100 only when by 400 (the Gregorian calendar's leap years). */
+const LEAP_YEAR = '([0-9]{2} ("0" [48] | [2468] [048] | [13579] [26]) | ([02468] [048] | [13579] [26]) "00")';
+const CALENDAR_DATE =
+  `([0-9]{4} "-" (("0" [13578] | "1" [02]) "-" ("0" [1-9] | [12] [0-9] | "3" [01]) | ` +
+  `("0" [469] | "11") "-" ("0" [1-9] | [12] [0-9] | "30") | "02-" ${DAY_TO_28}) | ${LEAP_YEAR} "-02-29")`;
+
+/** Every date node-llama-cpp writes (`format` date and date-time) made a calendar date: days as many as the month has. */
+export const calendarDates = (gbnf: string): string => gbnf.replaceAll(LOOSE_DATE, CALENDAR_DATE);
+
 /**
  * node-llama-cpp ends its root rule with four newlines and any more after the
  * value: its own generation loop stops on them and trims them. Ours does not,
@@ -260,7 +272,8 @@ export class GrammarCache {
   /** The GBNF a JSON schema is enforced with; refused with a 400 naming `param` when it cannot. */
   async jsonSchemaGbnf(schema: Readonly<Record<string, unknown>>, param: string): Promise<string> {
     try {
-      return endAtRootValue(strictNumbers((await this.llama.createGrammarForJsonSchema(toGrammarSchema(schema) as never)).grammar));
+      const gbnf = (await this.llama.createGrammarForJsonSchema(toGrammarSchema(schema) as never)).grammar;
+      return endAtRootValue(calendarDates(strictNumbers(gbnf)));
     } catch (error) {
       throw errors.invalidParameter(param, `this JSON schema cannot be enforced: ${(error as Error).message}`);
     }
