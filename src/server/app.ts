@@ -19,6 +19,7 @@ import {
 import { CLIENT_CLOSED } from "../metering/counting-rule.js";
 import { authenticationHook, limitHeadersHook } from "./gate-adapter.js";
 import { abortIfClosedEarly } from "./request-context.js";
+import { decodedBody } from "./body-encoding.js";
 import { LazyChildLogger } from "./lazy-child-logger.js";
 import { chatCompletionsRoute } from "./routes/chat-completions.js";
 import { embeddingsRoute } from "./routes/embeddings.js";
@@ -144,6 +145,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // The same parser by name for the usual type: Fastify caches a named type's parser per header value,
   // while the catch-all is looked up by parsing the content type anew on every request.
   app.addContentTypeParser("application/json", { parseAs: "string" }, parseJson);
+
+  // A compressed body (Content-Encoding gzip, deflate or br) is decoded before it is read as JSON.
+  app.addHook("preParsing", (request, _reply, payload, done) => {
+    try {
+      done(null, decodedBody(request.raw, payload, options.bodyLimit));
+    } catch (error) {
+      done(error as Error);
+    }
+  });
 
   // One synchronous hook rather than two async ones: no promise per hook per request.
   app.addHook("onRequest", (request, reply, done) => {
