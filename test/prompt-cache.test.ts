@@ -338,6 +338,22 @@ describe("prefix snapshot store", () => {
     assert.equal(existsSync(store.directory), false);
   });
 
+  it("evicts pinned snapshots (the specialists' own) only after every other, and only when they alone overflow", async () => {
+    const store = new PrefixSnapshotStore(250, logger);
+    store.pin("specialist");
+    assert.equal(await store.place("specialist", 10, target(100)), "built");
+    for (const caller of ["one", "two", "three"]) assert.equal(await store.place(caller, 10, target(100)), "built");
+    assert.ok(store.has("specialist"), "callers' prompts did not flush the pinned one, though it is the least recently used");
+    assert.ok(store.has("three") && !store.has("one") && !store.has("two"));
+    store.pin("other");
+    assert.equal(await store.place("other", 10, target(100)), "built");
+    assert.ok(store.has("specialist") && store.has("other") && !store.has("three"), "unpinned out first");
+    store.pin("third");
+    assert.equal(await store.place("third", 10, target(100)), "built");
+    assert.ok(!store.has("specialist") && store.has("other") && store.has("third"), "pinned ones alone over budget: least recently used out");
+    store.close();
+  });
+
   it("builds a prefix once when several requests want it at the same time", async () => {
     const store = newStore();
     const loaded: string[] = [];

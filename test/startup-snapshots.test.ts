@@ -12,23 +12,38 @@ const EXAMPLES = Array.from({ length: 4 }, (_, i) => `Example ${i + 1}: the user
   "\n",
 );
 
+const specialists = defaultSpecialists()
+  .filter((s) => s.kind !== "embeddings")
+  .slice(0, 4)
+  .map((s) => ({ id: s.id, systemPrompt: `${s.systemPrompt}\n\n${EXAMPLES}` }));
+
+/** The first four specialists on the tiny model, one engine (one model file), snapshots built at start-up. */
+async function startSpecialists(prefixSnapshotBytes?: number) {
+  const logs = new LogCapture();
+  const modelPath = await tinyModel();
+  const started = await embeddedEngines.start(
+    specialists.map((s) => ({
+      id: s.id,
+      contextSize: 1024,
+      engine: { kind: "embedded" as const, model: modelPath },
+      systemPrompt: s.systemPrompt,
+    })),
+    {
+      settings: { parallel: 2, queue: 8, threads: 1, ...(prefixSnapshotBytes === undefined ? {} : { prefixSnapshotBytes }) },
+      models: {},
+      dataDir: tempDir(),
+      logger: createLogger("info", logs),
+    },
+  );
+  return { started, specialists, logs };
+}
+
+const ask = (engine: EmbeddedEngine, messages: ChatMessage[]) =>
+  engine.generate({ messages, maxTokens: 1, temperature: 0, topP: 1, stop: [], constraint: { type: "text" }, signal: new AbortController().signal });
+
 describe("system prompt snapshots at start-up", () => {
   it("builds every specialist's prefix when the engine loads, logs their memory, and a first request evaluates only its own turn", async () => {
-    const logs = new LogCapture();
-    const modelPath = await tinyModel();
-    const specialists = defaultSpecialists()
-      .filter((s) => s.kind !== "embeddings")
-      .slice(0, 4)
-      .map((s) => ({ id: s.id, systemPrompt: `${s.systemPrompt}\n\n${EXAMPLES}` }));
-    const started = await embeddedEngines.start(
-      specialists.map((s) => ({
-        id: s.id,
-        contextSize: 1024,
-        engine: { kind: "embedded" as const, model: modelPath },
-        systemPrompt: s.systemPrompt,
-      })),
-      { settings: { parallel: 2, queue: 8, threads: 1 }, models: {}, dataDir: tempDir(), logger: createLogger("info", logs) },
-    );
+    const { started, specialists, logs } = await startSpecialists();
     try {
       const engine = started.engines.get(specialists[0]!.id);
       assert.ok(engine instanceof EmbeddedEngine);
@@ -48,15 +63,7 @@ describe("system prompt snapshots at start-up", () => {
           { role: "user", content: `what was the revenue of ${s.id} this quarter` },
         ];
         const before: PromptCacheStats = engine.promptCache;
-        const result = await engine.generate({
-          messages,
-          maxTokens: 1,
-          temperature: 0,
-          topP: 1,
-          stop: [],
-          constraint: { type: "text" },
-          signal: new AbortController().signal,
-        });
+        const result = await ask(engine, messages);
         const after: PromptCacheStats = engine.promptCache;
         assert.equal(result.promptTokens, engine.countPromptTokens(messages));
         assert.equal(after.snapshotBuilds, before.snapshotBuilds, `${s.id}: the first request builds nothing`);
@@ -65,6 +72,39 @@ describe("system prompt snapshots at start-up", () => {
           engine.countPromptTokens(messages) - engine.snapshotPrefixLength(messages),
           `${s.id}: its first request evaluates only the suffix`,
         );
+      }
+    } finally {
+      await started.close();
+    }
+  });
+
+  it("are kept before callers' own system prompts: a flood of those does not evict them", async () => {
+    const first = await startSpecialists();
+    const needed = first.logs.records().find((r) => r.msg === "system prompt snapshots ready")!.totalBytes as number;
+    await first.started.close();
+    // Room for the specialists' snapshots and not much more: every caller's snapshot has to evict something.
+    const { started, logs } = await startSpecialists(needed + Math.ceil(needed / 8));
+    try {
+      const engine = started.engines.get(specialists[0]!.id) as EmbeddedEngine;
+      for (let i = 0; i < 4; i++) {
+        // A caller's own system message makes a prefix of its own (snapshotted on first use).
+        const own = `${specialists[i]!.systemPrompt}\n\nCaller ${i}: ${EXAMPLES}`;
+        await ask(engine, [
+          { role: "system", content: own },
+          { role: "user", content: "hello" },
+        ]);
+      }
+      assert.ok(
+        logs.records().some((r) => r.msg === "prefix snapshot evicted"),
+        "the callers' snapshots did not fit beside the specialists' (the test would prove nothing)",
+      );
+      for (const s of specialists) {
+        const before = engine.promptCache;
+        await ask(engine, [
+          { role: "system", content: s.systemPrompt },
+          { role: "user", content: "and now?" },
+        ]);
+        assert.equal(engine.promptCache.snapshotBuilds, before.snapshotBuilds, `${s.id}: its snapshot was still there`);
       }
     } finally {
       await started.close();

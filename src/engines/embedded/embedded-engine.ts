@@ -204,6 +204,8 @@ export class EmbeddedEngine implements Engine {
     const prefix = this.systemPrefix(messages);
     const snapshots = this.snapshots;
     if (prefix === undefined || snapshots === undefined) return "none";
+    // Prefilled prefixes are the specialists' own: kept before any a caller's system prompt brought.
+    snapshots.pin(prefix.key);
     if (snapshots.has(prefix.key)) return "present";
     const prompt: FormattedPrompt = { tokens: prefix.tokens, prefix, stopStrings: [], stopTokens: new Set() };
     const sequence = await this.pool.acquire(signal, (free) => this.pickSequence(free, prompt));

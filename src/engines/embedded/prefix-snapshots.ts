@@ -41,12 +41,14 @@ export function snapshotKey(engineIdentity: string, prefix: readonly Token[]): s
  * KV-cache snapshots of specialists' system prefixes, as llama.cpp sequence state
  * files in a private directory, so that a prefix is evaluated once and then
  * loaded into whichever sequence a request gets. Bounded by a byte budget,
- * least recently used first out.
+ * least recently used first out; pinned prefixes (the specialists' own) only
+ * once no other is left, so callers' own system prompts cannot flush them.
  */
 export class PrefixSnapshotStore {
   readonly directory: string;
   private readonly entries = new Map<string, Snapshot>();
   private readonly building = new Map<string, Promise<void>>();
+  private readonly pinned = new Set<string>();
   private bytes = 0;
   private files = 0;
   private closed = false;
@@ -71,6 +73,11 @@ export class PrefixSnapshotStore {
   }
   has(key: string): boolean {
     return this.entries.has(key);
+  }
+
+  /** Evicts `key`'s snapshot (now or whenever it is built again) only after every unpinned one. */
+  pin(key: string): void {
+    this.pinned.add(key);
   }
 
   /**
@@ -145,11 +152,14 @@ export class PrefixSnapshotStore {
   }
 
   private evict(): void {
-    for (const [key, entry] of this.entries) {
-      if (this.bytes <= this.budgetBytes) return;
-      if (entry.users > 0) continue;
-      this.remove(key, entry);
-      this.logger.info({ tokens: entry.tokens, bytes: entry.bytes, totalBytes: this.bytes, snapshots: this.entries.size }, "prefix snapshot evicted");
+    for (const sparePinned of [true, false]) {
+      for (const [key, entry] of this.entries) {
+        if (this.bytes <= this.budgetBytes) return;
+        if (entry.users > 0 || (sparePinned && this.pinned.has(key))) continue;
+        this.remove(key, entry);
+        const fields = { tokens: entry.tokens, bytes: entry.bytes, totalBytes: this.bytes, snapshots: this.entries.size };
+        this.logger.info({ ...fields, pinned: this.pinned.has(key) }, "prefix snapshot evicted");
+      }
     }
   }
 
