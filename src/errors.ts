@@ -129,6 +129,15 @@ export const errors = {
     new ApiError(503, "server_error", "overloaded", "The engine is at capacity and its queue is full. Retry shortly.", null, {
       "retry-after": String(retryAfterSeconds),
     }),
+  decodersBusy: () =>
+    new ApiError(
+      503,
+      "server_error",
+      "overloaded",
+      "Too many compressed request bodies are being decoded at once. Retry shortly, or send the body uncompressed.",
+      null,
+      { "retry-after": "1" },
+    ),
   upstream: (status: 502 | 503 | 504, message: string) => new ApiError(status, "server_error", "upstream_error", message),
   keyLimitReached: (limit: number, mode: string) =>
     new ApiError(

@@ -1,7 +1,10 @@
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { Agent, request } from "node:http";
+import { connect, type Socket } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { brotliCompressSync, deflateSync, gzipSync } from "node:zlib";
+import { decodingBodies, MAX_DECODING_BODIES } from "../src/server/body-encoding.js";
 import { createKey, startTestServer, type TestServer } from "./helpers/fixtures.js";
 
 interface Answer {
@@ -9,8 +12,8 @@ interface Answer {
   json: { error?: { type: string; code: string; message: string }; choices?: unknown[] };
 }
 
-/** One POST over `agent` (a single keep-alive socket), the body sent as given with the headers given. */
-function post(server: TestServer, agent: Agent, path: string, body: Buffer, headers: Record<string, string>): Promise<Answer> {
+/** One request over `agent` (a single keep-alive socket), the body sent as given with the headers given. */
+function post(server: TestServer, agent: Agent, path: string, body: Buffer, headers: Record<string, string>, method = "POST"): Promise<Answer> {
   const { hostname, port } = new URL(server.url);
   return new Promise((resolve, reject) => {
     const req = request(
@@ -18,7 +21,7 @@ function post(server: TestServer, agent: Agent, path: string, body: Buffer, head
         host: hostname,
         port,
         path,
-        method: "POST",
+        method,
         agent,
         headers: { "content-type": "application/json", "content-length": body.length, ...headers },
       },
@@ -109,4 +112,44 @@ describe("compressed request bodies (Content-Encoding)", () => {
     const next = await post(server, agent, "/v1/chat/completions", gzipSync(chat("after the bomb")), { ...auth, "content-encoding": "gzip" });
     assert.equal(next.status, 200, JSON.stringify(next.json));
   });
+
+  it("leave a request without a body as it is, and a GET's body does not hold up the connection", async () => {
+    const empty = await post(server, agent, "/v1/chat/completions", Buffer.alloc(0), { ...auth, "content-encoding": "zstd" });
+    assert.equal(empty.json.error?.code, "invalid_json", "an empty body is an empty body, whatever its coding");
+    // A GET's body is never read: it must be dropped as a plain one is, not left half-decoded in the socket.
+    const random = gzipSync(randomBytes(400_000));
+    const listed = await post(server, agent, "/v1/models", random, { ...auth, "content-encoding": "gzip" }, "GET");
+    assert.equal(listed.status, 200);
+    const next = await post(server, agent, "/v1/models", Buffer.alloc(0), auth, "GET");
+    assert.equal(next.status, 200, "the next request on the connection is answered");
+  });
+
+  it(`decode at most ${MAX_DECODING_BODIES} bodies at once: past that a 503 overloaded, and slow uploads that leave free their place`, async () => {
+    const { hostname, port } = new URL(server.url);
+    const head = gzipSync(chat("x".repeat(1000))).subarray(0, 40);
+    // Uploads that send their first bytes and then stall, as a slow client does.
+    const stalled: Socket[] = [];
+    for (let i = 0; i < MAX_DECODING_BODIES; i++) {
+      const socket = connect({ host: hostname, port: Number(port) });
+      socket.on("error", () => undefined);
+      socket.write(
+        `POST /v1/chat/completions HTTP/1.1\r\nhost: ${hostname}\r\nauthorization: ${auth.authorization}\r\n` +
+          `content-type: application/json\r\ncontent-encoding: gzip\r\ncontent-length: 100000\r\n\r\n`,
+      );
+      socket.write(head);
+      stalled.push(socket);
+    }
+    while (decodingBodies() < MAX_DECODING_BODIES) await new Promise((resolve) => setTimeout(resolve, 10));
+    const refused = await post(server, agent, "/v1/chat/completions", gzipSync(chat("one more")), { ...auth, "content-encoding": "gzip" });
+    assert.equal(refused.status, 503);
+    assert.equal(refused.json.error?.code, "overloaded");
+    const plain = await post(server, agent, "/v1/chat/completions", chat("uncompressed still served"), auth);
+    assert.equal(plain.status, 200, "only compressed bodies wait");
+    for (const socket of stalled) socket.destroy();
+    while (decodingBodies() > 0) await new Promise((resolve) => setTimeout(resolve, 10));
+    const after = await post(server, agent, "/v1/chat/completions", gzipSync(chat("after")), { ...auth, "content-encoding": "gzip" });
+    assert.equal(after.status, 200, JSON.stringify(after.json));
+  });
+
+  after(() => assert.equal(decodingBodies(), 0, "every decoded body was let go, whichever way it ended"));
 });

@@ -354,6 +354,29 @@ describe("prefix snapshot store", () => {
     store.close();
   });
 
+  it("a load that fails leaves the file to the loads still reading it, and deletes it after the last", async () => {
+    const store = newStore();
+    assert.equal(await store.place("k", 10, target(10)), "built");
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const paths: string[] = [];
+    // The first load waits, holding the file; a second one fails while it does.
+    const slow = store.place("k", 10, {
+      ...target(10),
+      load: async (path) => {
+        paths.push(path);
+        await held;
+        if (!existsSync(path)) throw new Error("the file went while it was being read");
+      },
+    });
+    const failing = store.place("k", 10, { ...target(10), load: () => Promise.reject(new Error("this load failed")) });
+    assert.equal(await failing, "built", "a failed load falls back to evaluating the prefix");
+    release();
+    assert.equal(await slow, "restored");
+    assert.equal(paths.length, 1, "the other load found its file the first time (not only after a rebuild)");
+    assert.equal(existsSync(paths[0]!), false, "the removed snapshot's file is gone once no load reads it");
+  });
+
   it("builds a prefix once when several requests want it at the same time", async () => {
     const store = newStore();
     const loaded: string[] = [];

@@ -22,8 +22,10 @@ interface Snapshot {
   path: string;
   tokens: number;
   bytes: number;
-  /** Loads in progress; an entry in use is never evicted. */
+  /** Loads in progress; an entry in use is never evicted, and its file outlives its removal until they end. */
   users: number;
+  /** Removed while in use: its file goes when the last load ends. */
+  removed?: boolean;
 }
 
 /**
@@ -122,7 +124,7 @@ export class PrefixSnapshotStore {
       this.remove(key, entry);
       return false;
     } finally {
-      entry.users--;
+      if (--entry.users === 0 && entry.removed === true) rmSync(entry.path, { force: true });
       this.evict();
     }
   }
@@ -167,7 +169,9 @@ export class PrefixSnapshotStore {
     if (this.entries.get(key) !== entry) return;
     this.entries.delete(key);
     this.bytes -= entry.bytes;
-    rmSync(entry.path, { force: true });
+    // A load that failed says nothing of the others still reading the same file.
+    if (entry.users > 0) entry.removed = true;
+    else rmSync(entry.path, { force: true });
   }
 
   /** Deletes every snapshot and the directory (call after the engines using it are closed). */
