@@ -87,6 +87,7 @@ describe("HTTP hardening: slow clients, framework errors, headers, logs", () => 
       await new Promise((resolve) => setTimeout(resolve, 100));
       const line = server.logs.requests().find((l) => l.request_id === id);
       assert.equal(line?.status, status, JSON.stringify(line));
+      if (how === "closes") assert.equal(line?.code, "invalid_request", "a FIN mid-body is answered (and logged) as a request cut short");
       const records = server.logs.records();
       assert.equal(records.filter((r) => r.msg === "a shared dependency is unavailable").length, 0, "no dependency is blamed");
       assert.equal(records.filter((r) => r.level === 50).length, 0, "no error line");
@@ -95,12 +96,15 @@ describe("HTTP hardening: slow clients, framework errors, headers, logs", () => 
 
   it("answers a body trickled a byte at a time with 408", async () => {
     const { socket, closed } = rawConnection(server.url);
-    socket.write("POST /v1/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n");
+    socket.write("POST /v1/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\nX-Request-Id: trickled\r\n\r\n");
     const trickle = setInterval(() => socket.writable && socket.write(" "), REQUEST_TIMEOUT_MS / 8);
     socket.once("close", () => clearInterval(trickle));
     const r = parseRaw(await closed);
     assert.equal(r.status, 408);
     assertCatalogue(r.body, "request_timeout");
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const line = server.logs.requests().find((l) => l.request_id === "trickled");
+    assert.deepEqual({ status: line?.status, code: line?.code }, { status: 408, code: "request_timeout" }, "the log line says what the client got");
   });
 
   it("answers headers that never end with 408", async () => {

@@ -8,7 +8,7 @@ import { DEFAULT_HTTP_LIMITS, type HttpLimits } from "../config/config.js";
 import { withoutQuery } from "../logger.js";
 import {
   clientErrorHandler,
-  clientErrorStatus,
+  clientErrorAnswer,
   corsPreflight,
   drainLimit,
   drainRefusedBody,
@@ -170,9 +170,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     const clientIp = request.ip;
     const finished = (): void => {
       // A body the client never finished sending is a client gone too, unless a timeout answered it first.
-      const status = request.logFields.aborted
-        ? CLIENT_CLOSED
-        : (clientErrorStatus(reply.raw) ?? (bodyCutShort(request) ? CLIENT_CLOSED : reply.raw.statusCode));
+      const answered = clientErrorAnswer(reply.raw);
+      if (answered !== undefined) request.logFields.code = answered.code;
+      const status = request.logFields.aborted ? CLIENT_CLOSED : (answered?.status ?? (bodyCutShort(request) ? CLIENT_CLOSED : reply.raw.statusCode));
       const latencyMs = performance.now() - started;
       logRequest(requestLines, request, status, latencyMs, clientIp);
       telemetry.httpRequest(route, status, latencyMs / 1000);

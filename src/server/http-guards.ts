@@ -30,10 +30,10 @@ interface ClientError extends Error {
 }
 
 /** Responses answered at the socket; the route waiting for the body would log its own failure instead. */
-const answeredByClientError = new WeakMap<ServerResponse, number>();
+const answeredByClientError = new WeakMap<ServerResponse, ApiError>();
 
-/** The status a client error already answered this response with, for its log line. */
-export const clientErrorStatus = (response: ServerResponse): number | undefined => answeredByClientError.get(response);
+/** The error a client error already answered this response with, for its log line (status and code). */
+export const clientErrorAnswer = (response: ServerResponse): ApiError | undefined => answeredByClientError.get(response);
 
 /** Node's own answers to a broken request are bare; ours carry the error catalogue's body. */
 export function clientErrorHandler(limits: HttpLimits) {
@@ -54,7 +54,7 @@ export function clientErrorHandler(limits: HttpLimits) {
     // A response that has started cannot take a second one on the same socket.
     const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
     if (socket.writable && inFlight?.headersSent !== true) {
-      if (inFlight) answeredByClientError.set(inFlight, apiError.status);
+      if (inFlight) answeredByClientError.set(inFlight, apiError);
       socket.write(rawResponse(apiError));
     }
     socket.destroy();
