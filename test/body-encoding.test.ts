@@ -36,6 +36,41 @@ function post(server: TestServer, agent: Agent, path: string, body: Buffer, head
   });
 }
 
+/** Waits for `condition`, failing (not hanging) after 5 s. */
+async function until(condition: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (!condition()) {
+    assert.ok(Date.now() < deadline, `timed out waiting: ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/** The statuses a raw connection receives for `first` (head and body as given), then a GET /health sent right after it. */
+function thenHealth(server: TestServer, head: string, body: Buffer): Promise<number[]> {
+  const { hostname, port } = new URL(server.url);
+  const socket = connect({ host: hostname, port: Number(port) });
+  let received = "";
+  return new Promise((resolve) => {
+    const statuses = (): number[] => [...received.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]));
+    const finish = (): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(statuses());
+    };
+    // A connection held up by an unread body answers the second request only at the request timeout (seconds).
+    const timer = setTimeout(finish, 3000);
+    socket.on("error", () => undefined);
+    socket.on("close", finish);
+    socket.on("data", (chunk: Buffer) => {
+      received += chunk.toString("latin1");
+      if (statuses().length === 2 && /\}\s*$/.test(received)) finish();
+    });
+    socket.write(head);
+    socket.write(body);
+    socket.write(`GET /health HTTP/1.1\r\nhost: ${hostname}\r\n\r\n`);
+  });
+}
+
 const chat = (content: string): Buffer =>
   Buffer.from(JSON.stringify({ model: "alveare-chat", messages: [{ role: "user", content }], max_tokens: 2 }));
 
@@ -104,11 +139,11 @@ describe("compressed request bodies (Content-Encoding)", () => {
       Buffer.from(JSON.stringify({ model: "alveare-chat", messages: [{ role: "user", content: " ".repeat(64 * 1024 * 1024) }] })),
     );
     assert.ok(bomb.length < 1024 * 1024, "the compressed body is within the limit");
-    const heapBefore = process.memoryUsage().rss;
+    const rssBefore = process.memoryUsage().rss;
     const answer = await post(server, agent, "/v1/chat/completions", bomb, { ...auth, "content-encoding": "gzip" });
     assert.equal(answer.status, 413);
     assert.equal(answer.json.error?.code, "request_too_large");
-    assert.ok(process.memoryUsage().rss - heapBefore < 48 * 1024 * 1024, "the decoded body was not kept");
+    assert.ok(process.memoryUsage().rss - rssBefore < 48 * 1024 * 1024, "the decoded body was not kept");
     const next = await post(server, agent, "/v1/chat/completions", gzipSync(chat("after the bomb")), { ...auth, "content-encoding": "gzip" });
     assert.equal(next.status, 200, JSON.stringify(next.json));
   });
@@ -139,16 +174,35 @@ describe("compressed request bodies (Content-Encoding)", () => {
       socket.write(head);
       stalled.push(socket);
     }
-    while (decodingBodies() < MAX_DECODING_BODIES) await new Promise((resolve) => setTimeout(resolve, 10));
+    await until(() => decodingBodies() === MAX_DECODING_BODIES, "every stalled upload is being decoded");
     const refused = await post(server, agent, "/v1/chat/completions", gzipSync(chat("one more")), { ...auth, "content-encoding": "gzip" });
     assert.equal(refused.status, 503);
     assert.equal(refused.json.error?.code, "overloaded");
     const plain = await post(server, agent, "/v1/chat/completions", chat("uncompressed still served"), auth);
     assert.equal(plain.status, 200, "only compressed bodies wait");
     for (const socket of stalled) socket.destroy();
-    while (decodingBodies() > 0) await new Promise((resolve) => setTimeout(resolve, 10));
+    await until(() => decodingBodies() === 0, "the uploads that left freed their places");
     const after = await post(server, agent, "/v1/chat/completions", gzipSync(chat("after")), { ...auth, "content-encoding": "gzip" });
     assert.equal(after.status, 200, JSON.stringify(after.json));
+  });
+
+  it("let go of a compressed body the server answers without reading (unknown method, TRACE, bad content type, over the limit)", async () => {
+    const gzip = gzipSync(randomBytes(400_000));
+    const head = (method: string, extra = "", length = gzip.length) =>
+      `${method} /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: ${auth.authorization}\r\n` +
+      `content-encoding: gzip\r\ncontent-length: ${length}\r\n${extra}\r\n`;
+    const cases: Array<[string, string, number]> = [
+      ["an unknown method", head("PROPFIND", "content-type: application/json\r\n"), 404],
+      ["TRACE", head("TRACE"), 404],
+      ["an unreadable content type", head("POST", "content-type: a b c\r\n"), 415],
+    ];
+    for (const [what, request, status] of cases) {
+      assert.deepEqual(await thenHealth(server, request, gzip), [status, 200], `${what}: answered, and the connection goes on`);
+    }
+    // Announced over the limit: refused before any byte is read, and the upload drained as an uncompressed one is.
+    const big = Buffer.concat([gzip, gzip, gzip]);
+    assert.deepEqual(await thenHealth(server, head("POST", "", big.length), big), [413, 200], "over the limit: 413, then served");
+    await until(() => decodingBodies() === 0, "no decoder left behind");
   });
 
   after(() => assert.equal(decodingBodies(), 0, "every decoded body was let go, whichever way it ended"));

@@ -147,9 +147,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.addContentTypeParser("application/json", { parseAs: "string" }, parseJson);
 
   // A compressed body (Content-Encoding gzip, deflate or br) is decoded before it is read as JSON.
-  app.addHook("preParsing", (request, _reply, payload, done) => {
+  app.addHook("preParsing", (request, reply, payload, done) => {
     try {
-      done(null, decodedBody(request.raw, payload, options.bodyLimit));
+      done(null, decodedBody(request, reply, payload, options.bodyLimit));
     } catch (error) {
       done(error as Error);
     }

@@ -1,5 +1,6 @@
+import type { FastifyReply, FastifyRequest } from "fastify";
 import type { IncomingMessage } from "node:http";
-import { type Readable, Transform } from "node:stream";
+import { PassThrough, type Readable, type Transform } from "node:stream";
 import { createBrotliDecompress, createGunzip, createInflate } from "node:zlib";
 import { errors } from "../errors.js";
 
@@ -12,7 +13,7 @@ const DECODERS: Readonly<Record<string, () => Transform>> = {
 };
 
 /** A decoded body as Fastify reads it: `receivedEncodedLength` is what arrived on the wire (checked against Content-Length). */
-type DecodedBody = Transform & { receivedEncodedLength: number };
+type DecodedBody = PassThrough & { receivedEncodedLength: number };
 
 /**
  * Compressed bodies decoded at once, at most. Each holds a decoder's window
@@ -24,21 +25,30 @@ type DecodedBody = Transform & { receivedEncodedLength: number };
 export const MAX_DECODING_BODIES = 64;
 let decoding = 0;
 
-/** Whether the request carries a body at all (a length above 0, or chunks). */
-const hasBody = (raw: IncomingMessage): boolean =>
-  raw.headers["transfer-encoding"] !== undefined || (raw.headers["content-length"] !== undefined && raw.headers["content-length"] !== "0");
+/** Methods whose body nothing reads (Fastify parses none for them). */
+const BODYLESS_METHODS = new Set(["GET", "HEAD", "TRACE"]);
+
+/** Whether a body will be read and decoded: one is announced, within the limit (Fastify refuses a larger one unread). */
+function readsBody(raw: IncomingMessage, limit: number): boolean {
+  if (BODYLESS_METHODS.has(raw.method ?? "")) return false;
+  const length = raw.headers["content-length"];
+  if (length === undefined) return raw.headers["transfer-encoding"] !== undefined;
+  return length !== "0" && !(Number(length) > limit);
+}
 
 /**
  * The body a request's `Content-Encoding` says it is, decoded as it arrives.
- * The body limit holds for the decoded body: a small upload that inflates past
- * it is refused with 413 as soon as it does. A body that is not what its
- * header says is a 400. Either way the rest of the upload is read and dropped
- * rather than left in the socket. A request without a body (or a GET or HEAD,
- * whose body nothing reads) is left as it is, whatever the header says.
+ * Fastify holds the decoded body to the body limit (413 as soon as it grows
+ * past it); a body that is not what its header says is a 400. A request whose
+ * body is not read (none, a GET, HEAD or TRACE, one announced over the limit)
+ * is left as it is, whatever the header says. However the request ends, even
+ * answered before its body was read (404, 415), the decoder goes and the rest
+ * of the upload is read and dropped, so the connection can serve the next one.
  */
-export function decodedBody(raw: IncomingMessage, payload: Readable, limit: number): Readable {
+export function decodedBody(request: FastifyRequest, reply: FastifyReply, payload: Readable, limit: number): Readable {
+  const raw = request.raw;
   const header = raw.headers["content-encoding"];
-  if (header === undefined || raw.method === "GET" || raw.method === "HEAD" || !hasBody(raw)) return payload;
+  if (header === undefined || !readsBody(raw, limit)) return payload;
   const coding = header.trim().toLowerCase();
   if (coding === "" || coding === "identity") return payload;
   const makeDecoder = DECODERS[coding];
@@ -50,26 +60,19 @@ export function decodedBody(raw: IncomingMessage, payload: Readable, limit: numb
   if (decoding >= MAX_DECODING_BODIES) throw errors.decodersBusy();
   decoding++;
   const decoder = makeDecoder();
-  let decodedLength = 0;
-  const decoded = new Transform({
-    transform(chunk: Buffer, _encoding, callback) {
-      decodedLength += chunk.length;
-      callback(decodedLength > limit ? errors.requestTooLarge(limit) : null, chunk);
-    },
-  }) as DecodedBody;
+  const decoded = new PassThrough() as DecodedBody;
   decoded.receivedEncodedLength = 0;
   payload.on("data", (chunk: Buffer) => (decoded.receivedEncodedLength += chunk.length));
-  decoded.once("close", () => decoding--);
-  decoded.once("error", () => {
+  // One end for every way a request ends: read whole, refused, answered unread, or its client gone.
+  decoded.once("close", () => {
+    decoding--;
+    if (decoded.readableEnded) return;
     payload.unpipe(decoder);
     decoder.destroy();
     payload.resume();
   });
-  // The client leaving mid-body (or a timeout closing it) ends the decoded body too: the answer goes to nobody.
+  reply.raw.once("close", () => decoded.destroy());
   payload.once("error", (error) => decoded.destroy(error));
-  raw.once("close", () => {
-    if (!raw.complete) decoded.destroy(new Error("the client left before its body arrived"));
-  });
   decoder.once("error", (error) =>
     decoded.destroy(errors.invalidRequest(`The body is not valid ${coding} (its Content-Encoding): ${error.message}.`)),
   );
@@ -77,5 +80,5 @@ export function decodedBody(raw: IncomingMessage, payload: Readable, limit: numb
   return decoded;
 }
 
-/** Compressed bodies being decoded now (tests, metrics). */
+/** Compressed bodies being decoded now (tests). */
 export const decodingBodies = (): number => decoding;
