@@ -133,6 +133,35 @@ describe("compressed request bodies (Content-Encoding)", () => {
     assert.equal(next.status, 200, JSON.stringify(next.json));
   });
 
+  it("refuse data after the end of the compressed stream, however the packets fall", async () => {
+    const { hostname, port } = new URL(server.url);
+    for (const [coding, encode] of [
+      ["deflate", deflateSync],
+      ["br", brotliCompressSync],
+    ] as const) {
+      const stream = encode(chat("and then some"));
+      const junk = Buffer.alloc(20, "A");
+      const whole = await post(server, agent, "/v1/chat/completions", Buffer.concat([stream, junk]), { ...auth, "content-encoding": coding });
+      assert.equal(whole.status, 400, `${coding}, one packet`);
+      assert.match(whole.json.error!.message, /data after the end of its/);
+      // The same body in two packets, the junk after the stream has been decoded.
+      const socket = connect({ host: hostname, port: Number(port) });
+      socket.on("error", () => undefined);
+      let received = "";
+      socket.on("data", (chunk: Buffer) => (received += chunk.toString("utf8")));
+      socket.write(
+        `POST /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: ${auth.authorization}\r\ncontent-type: application/json\r\n` +
+          `content-encoding: ${coding}\r\ncontent-length: ${stream.length + junk.length}\r\n\r\n`,
+      );
+      socket.write(stream);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      socket.write(junk);
+      await until(() => received.includes("}"), "an answer");
+      socket.destroy();
+      assert.match(received, /^HTTP\/1\.1 400 [^]*data after the end of its/, `${coding}, two packets`);
+    }
+  });
+
   it("hold the body limit on the decoded body: a small upload that inflates past it is a 413, and the node serves on", async () => {
     // 64 MiB of JSON in ~65 KB of gzip: decoded whole, it would be held in memory 64 times over the 1 MiB limit.
     const bomb = gzipSync(

@@ -1,11 +1,11 @@
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { IncomingMessage } from "node:http";
 import { PassThrough, type Readable, type Transform } from "node:stream";
-import { createBrotliDecompress, createGunzip, createInflate } from "node:zlib";
+import { createBrotliDecompress, createGunzip, createInflate, type Zlib } from "node:zlib";
 import { errors } from "../errors.js";
 
 /** The content codings a request body may arrive in, each with its decoder. */
-const DECODERS: Readonly<Record<string, () => Transform>> = {
+const DECODERS: Readonly<Record<string, () => Transform & Zlib>> = {
   gzip: createGunzip,
   "x-gzip": createGunzip,
   deflate: createInflate,
@@ -76,7 +76,17 @@ export function decodedBody(request: FastifyRequest, reply: FastifyReply, payloa
   decoder.once("error", (error) =>
     decoded.destroy(errors.invalidRequest(`The body is not valid ${coding} (its Content-Encoding): ${error.message}.`)),
   );
-  payload.pipe(decoder).pipe(decoded);
+  // The body ends when the upload and the compressed stream both have: deflate and br would end at the
+  // stream's end and drop what follows (so a body's fate depended on how its packets fell).
+  let ends = 0;
+  const ended = (): void => {
+    if (++ends < 2) return;
+    if (decoder.bytesWritten === decoded.receivedEncodedLength) decoded.end();
+    else decoded.destroy(errors.invalidRequest(`The body has data after the end of its ${coding} stream.`));
+  };
+  decoder.once("end", ended);
+  payload.once("end", ended);
+  payload.pipe(decoder).pipe(decoded, { end: false });
   return decoded;
 }
 
