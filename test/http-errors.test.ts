@@ -140,6 +140,16 @@ describe("HTTP contract: errors and request ids", () => {
     const body = (await r.json()) as { error: { code: string } };
     assert.equal(body.error.code, "not_found");
   });
+  it("answers 404, not a body error, for an unknown route or method whatever the body", async () => {
+    for (const [method, path] of [
+      ["POST", "/v2/everything"],
+      ["DELETE", "/v1/chat/completions"],
+    ]) {
+      const r = await fetch(`${server.url}${path}`, { method, headers: { "content-type": "application/json" }, body: "this is not json" });
+      assert.equal(r.status, 404, `${method} ${path}`);
+      assert.equal(((await r.json()) as { error: { code: string } }).error.code, "not_found");
+    }
+  });
   it("never echoes a long path in full: 40 characters at most", async () => {
     const r = await fetch(`${server.url}/${"a".repeat(8000)}`);
     assert.equal(r.status, 404);

@@ -129,7 +129,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // Every body is read as JSON whatever its content type: `curl -d` without a
   // header should work, and a wrong body should say why in our error shape.
   app.removeAllContentTypeParsers();
-  const parseJson = (_req: FastifyRequest, body: string | Buffer, done: (error: Error | null, body?: unknown) => void): void => {
+  const parseJson = (req: FastifyRequest, body: string | Buffer, done: (error: Error | null, body?: unknown) => void): void => {
+    // An unknown route is a 404 whatever its body: nothing reads it.
+    if (req.is404) return done(null, undefined);
     const text = body as string;
     let parsed: unknown;
     try {
