@@ -209,6 +209,8 @@ describe("compressed request bodies (Content-Encoding)", () => {
     assert.equal(refused.json.error?.code, "overloaded");
     const plain = await post(server, agent, "/v1/chat/completions", chat("uncompressed still served"), auth);
     assert.equal(plain.status, 200, "only compressed bodies wait");
+    const unknown = await post(server, agent, "/v1/nothing-here", gzipSync(chat("lost")), { ...auth, "content-encoding": "gzip" });
+    assert.equal(unknown.status, 404, "an unknown route's body is not decoded: it is a 404, not a wait");
     for (const socket of stalled) socket.destroy();
     await until(() => decodingBodies() === 0, "the uploads that left freed their places");
     const after = await post(server, agent, "/v1/chat/completions", gzipSync(chat("after")), { ...auth, "content-encoding": "gzip" });

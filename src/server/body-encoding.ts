@@ -48,7 +48,8 @@ function readsBody(raw: IncomingMessage, limit: number): boolean {
 export function decodedBody(request: FastifyRequest, reply: FastifyReply, payload: Readable, limit: number): Readable {
   const raw = request.raw;
   const header = raw.headers["content-encoding"];
-  if (header === undefined || !readsBody(raw, limit)) return payload;
+  // An unknown route's body is never read either (its answer is a 404 whatever the body).
+  if (header === undefined || request.is404 || !readsBody(raw, limit)) return payload;
   const coding = header.trim().toLowerCase();
   if (coding === "" || coding === "identity") return payload;
   const makeDecoder = DECODERS[coding];
