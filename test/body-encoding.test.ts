@@ -4,7 +4,8 @@ import { Agent, request } from "node:http";
 import { connect, type Socket } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { brotliCompressSync, deflateSync, gzipSync } from "node:zlib";
-import { decodingBodies, MAX_DECODING_BODIES } from "../src/server/body-encoding.js";
+import Fastify from "fastify";
+import { decodedBody, decodingBodies, MAX_DECODING_BODIES } from "../src/server/body-encoding.js";
 import { createKey, startTestServer, type TestServer } from "./helpers/fixtures.js";
 
 interface Answer {
@@ -237,4 +238,34 @@ describe("compressed request bodies (Content-Encoding)", () => {
   });
 
   after(() => assert.equal(decodingBodies(), 0, "every decoded body was let go, whichever way it ended"));
+});
+
+describe("a compressed body whose client left before it was decoded", () => {
+  it("takes no decode slot: a client gone while an earlier hook awaited leaves nothing to end a decoder", async () => {
+    const app = Fastify();
+    let hookDone!: () => void;
+    const hookFinished = new Promise<void>((resolve) => (hookDone = resolve));
+    // An awaiting onRequest hook, as authentication is (a key looked up in a store, a Redis round trip).
+    app.addHook("onRequest", async () => {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      hookDone();
+    });
+    app.addHook("preParsing", async (request, reply, payload) => decodedBody(request, reply, payload));
+    app.post("/", async () => ({ ok: true }));
+    await app.listen({ host: "127.0.0.1", port: 0 });
+    try {
+      const { port } = app.server.address() as { port: number };
+      const socket = connect({ host: "127.0.0.1", port });
+      socket.on("error", () => undefined);
+      socket.write("POST / HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-encoding: gzip\r\ncontent-length: 100\r\n\r\n");
+      socket.write(gzipSync(Buffer.from('{"a":1}')).subarray(0, 5));
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      socket.destroy();
+      await hookFinished;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      assert.equal(decodingBodies(), 0);
+    } finally {
+      await app.close();
+    }
+  });
 });

@@ -151,7 +151,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // A compressed body (Content-Encoding gzip, deflate or br) is decoded before it is read as JSON.
   app.addHook("preParsing", (request, reply, payload, done) => {
     try {
-      done(null, decodedBody(request, reply, payload, options.bodyLimit));
+      done(null, decodedBody(request, reply, payload));
     } catch (error) {
       done(error as Error);
     }

@@ -45,11 +45,13 @@ function readsBody(raw: IncomingMessage, limit: number): boolean {
  * answered before its body was read (404, 415), the decoder goes and the rest
  * of the upload is read and dropped, so the connection can serve the next one.
  */
-export function decodedBody(request: FastifyRequest, reply: FastifyReply, payload: Readable, limit: number): Readable {
+export function decodedBody(request: FastifyRequest, reply: FastifyReply, payload: Readable): Readable {
   const raw = request.raw;
   const header = raw.headers["content-encoding"];
-  // An unknown route's body is never read either (its answer is a 404 whatever the body).
-  if (header === undefined || request.is404 || !readsBody(raw, limit)) return payload;
+  // An unknown route's body is read and dropped, never decoded (its answer is a 404 whatever the body).
+  if (header === undefined || request.is404 || !readsBody(raw, request.routeOptions.bodyLimit)) return payload;
+  // A client gone while an earlier hook awaited (authentication) has closed both already: nothing would end a decoder.
+  if (raw.destroyed || reply.raw.destroyed) return payload;
   const coding = header.trim().toLowerCase();
   if (coding === "" || coding === "identity") return payload;
   const makeDecoder = DECODERS[coding];
