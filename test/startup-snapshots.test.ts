@@ -5,7 +5,8 @@ import { embeddedEngines } from "../src/engines/embedded/embedded-kind.js";
 import type { ChatMessage } from "../src/engines/types.js";
 import { createLogger } from "../src/logger.js";
 import { defaultSpecialists } from "../src/specialists/defaults.js";
-import { LogCapture, tempDir, tinyModel } from "./helpers/fixtures.js";
+import { ConfigError } from "../src/config/config-error.js";
+import { configFor, LogCapture, startTestServer, tempDir, tinyModel } from "./helpers/fixtures.js";
 
 /** Padded like real specialists' prompts (instructions, examples), so every prefix is long enough to be snapshotted. */
 const EXAMPLES = Array.from({ length: 4 }, (_, i) => `Example ${i + 1}: the user asks about the quarter; you answer with the figure only.`).join(
@@ -108,6 +109,23 @@ describe("system prompt snapshots at start-up", () => {
       }
     } finally {
       await started.close();
+    }
+  });
+
+  it("take the memory engine.snapshot_memory_mb gives them, or none at 0", async () => {
+    const ready = async (engine: Record<string, unknown>) => {
+      const server = await startTestServer({ engine: { parallel: 2, queue: 8, ...engine } });
+      try {
+        return server.logs.records().find((r) => r.msg === "system prompt snapshots ready");
+      } finally {
+        await server.close();
+      }
+    };
+    assert.equal((await ready({ snapshot_memory_mb: 3 }))?.budgetBytes, 3 * 1024 * 1024);
+    assert.equal((await ready({}))?.budgetBytes, 512 * 1024 * 1024, "512 MiB unless told");
+    assert.equal(await ready({ snapshot_memory_mb: 0 }), undefined, "0: no snapshots are built");
+    for (const bad of [-1, 1.5, "lots"]) {
+      assert.throws(() => configFor({ engine: { snapshot_memory_mb: bad } }), ConfigError, String(bad));
     }
   });
 });

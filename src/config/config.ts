@@ -21,6 +21,8 @@ interface EngineSettings {
   queue: number;
   /** llama.cpp threads; "auto" measures at start-up. */
   threads: number | "auto";
+  /** Disk (and page cache) the system-prompt snapshots may use together; 0 turns them off; unset, the engine's default. */
+  prefixSnapshotBytes?: number | undefined;
 }
 
 /** How long a client may take to send a request, and how many connections may be open at once. */
@@ -317,6 +319,7 @@ export function loadConfig(flags: ServeFlags = {}, env: Env = process.env): Serv
       parallel: engine.parallel ?? 4,
       queue: engine.queue ?? 64,
       threads: threadsFrom(env.ALVEARE_THREADS, engine.threads),
+      prefixSnapshotBytes: engine.snapshot_memory_mb === undefined ? undefined : engine.snapshot_memory_mb * 1024 * 1024,
     },
     models: Object.fromEntries(models),
     specialists,

@@ -113,6 +113,7 @@ const EngineSchema = Type.Object(
     parallel: Type.Optional(Int(1, 256)),
     queue: Type.Optional(Int(0, 100_000)),
     threads: Type.Optional(Type.Union([Type.Literal("auto"), Int(1, 1024)], problem('must be "auto" or an integer between 1 and 1024'))),
+    snapshot_memory_mb: Type.Optional(Int(0, 1_048_576)),
   },
   Strict,
 );
