@@ -332,7 +332,7 @@ describe("config schemas: Ajv errors as ConfigErrors naming the dotted path", ()
     );
     assert.equal(
       configRefusal({ engine: { threds: 2 } }),
-      "configuration error at engine.threds: unknown field (expected one of: parallel, queue, threads)",
+      "configuration error at engine.threds: unknown field (expected one of: parallel, queue, threads, snapshot_memory_mb)",
     );
     assert.match(
       configRefusal({ specialists: { x: { remote: { upstreams: [{ base_url: "http://a", modle: "m" }] } } } }),
