@@ -130,7 +130,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // header should work, and a wrong body should say why in our error shape.
   app.removeAllContentTypeParsers();
   const parseJson = (req: FastifyRequest, body: string | Buffer, done: (error: Error | null, body?: unknown) => void): void => {
-    // An unknown route is a 404 whatever its body: nothing reads it.
+    // An unknown route's body is not parsed: its answer is a 404 (a 413 past the limit), never a body error.
     if (req.is404) return done(null, undefined);
     const text = body as string;
     let parsed: unknown;

@@ -48,7 +48,7 @@ function readsBody(raw: IncomingMessage, limit: number): boolean {
 export function decodedBody(request: FastifyRequest, reply: FastifyReply, payload: Readable): Readable {
   const raw = request.raw;
   const header = raw.headers["content-encoding"];
-  // An unknown route's body is read and dropped, never decoded (its answer is a 404 whatever the body).
+  // An unknown route's body is read and dropped, never decoded (its answer is a 404, or a 413 past the limit).
   if (header === undefined || request.is404 || !readsBody(raw, request.routeOptions.bodyLimit)) return payload;
   // A client gone while an earlier hook awaited (authentication) has closed both already: nothing would end a decoder.
   if (raw.destroyed || reply.raw.destroyed) return payload;
@@ -60,7 +60,9 @@ export function decodedBody(request: FastifyRequest, reply: FastifyReply, payloa
       `Content-Encoding '${header.slice(0, 40)}' is not supported: send the body uncompressed, or as gzip, deflate or br (one coding).`,
     );
   }
-  if (decoding >= MAX_DECODING_BODIES) throw errors.decodersBusy();
+  if (decoding >= MAX_DECODING_BODIES) {
+    throw errors.overloaded(1, "Too many compressed request bodies are being decoded at once. Retry shortly, or send the body uncompressed.");
+  }
   decoding++;
   const decoder = makeDecoder();
   const decoded = new PassThrough() as DecodedBody;
