@@ -70,6 +70,34 @@ describe("the official openai package against a real socket", () => {
     });
   }
 
+  it("gathers each choice's log-probabilities once in the stream helper's final completion, as in a plain one", async () => {
+    const request = {
+      model: "alveare-chat",
+      messages: [{ role: "user" as const, content: "Hello" }],
+      max_tokens: 5,
+      temperature: 0,
+      n: 2,
+      logprobs: true,
+      top_logprobs: 2,
+    };
+    const plain = await client.chat.completions.create(request);
+    const streamed = await client.chat.completions.stream(request).finalChatCompletion();
+    assert.equal(streamed.choices.length, 2);
+    for (const [i, choice] of streamed.choices.entries()) {
+      const expected = plain.choices[i]!.logprobs!.content!;
+      assert.ok(expected.length >= 1);
+      // The helper copies a choice's first log-probabilities and appends them again: a first chunk with a token doubled it.
+      const got = choice.logprobs!.content!;
+      assert.deepEqual(
+        got.map((e) => e.token),
+        expected.map((e) => e.token),
+      );
+      // The same tokens in another batch: llama.cpp's kernels may differ in the last bits.
+      got.forEach((e, k) => assert.ok(Math.abs(e.logprob - expected[k]!.logprob) < 1e-4, `${e.logprob} vs ${expected[k]!.logprob}`));
+      assert.equal(choice.message.content, plain.choices[i]!.message.content);
+    }
+  });
+
   it("lists the models", async () => {
     const ids = [];
     for await (const model of client.models.list()) {

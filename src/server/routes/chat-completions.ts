@@ -90,19 +90,23 @@ export async function chatCompletionsRoute(app: FastifyInstance, options: AppOpt
       choices: [{ index, delta, ...(wantsLogprobs ? { logprobs: finish === null ? logprobsOf(logprobs) : null } : {}), finish_reason: finish }],
       ...(body.includeUsage ? { usage: null } : {}),
     });
-    // Each choice's first delta names the role.
+    // Each choice opens with a chunk of its own that names the role and carries no token, as OpenAI's
+    // streams do: the openai SDK's stream helper copies a choice's first log-probabilities and then
+    // appends them again, so a first chunk with a token would have it twice in the final completion.
     const started = new Set<number>();
-    const opens = (index: number): boolean => {
-      const first = !started.has(index);
+    const open = (index: number, content: "" | null): void => {
+      if (started.has(index)) return;
       started.add(index);
-      return first;
+      stream.send(chunk(index, { role: "assistant", content }, null, []));
     };
     const sendText = (text: string, detail?: TextDetail): void => {
       const index = detail?.choice ?? 0;
-      stream.send(chunk(index, opens(index) ? { role: "assistant", content: text } : { content: text }, null, detail?.logprobs));
+      open(index, "");
+      stream.send(chunk(index, { content: text }, null, detail?.logprobs));
     };
     const sendToolCall = (delta: ToolCallDelta, detail?: TextDetail): void => {
-      stream.send(chunk(0, toolCallChunkDelta(delta, opens(0)), null, detail?.logprobs));
+      open(0, null);
+      stream.send(chunk(0, toolCallChunkDelta(delta), null, detail?.logprobs));
     };
     try {
       const result = await runInference(
@@ -117,7 +121,7 @@ export async function chatCompletionsRoute(app: FastifyInstance, options: AppOpt
       if (result.aborted) return reply;
       const choices = result.choices ?? [result];
       choices.forEach((choice, index) => {
-        if (!started.has(index)) sendText("", { choice: index });
+        open(index, "");
         stream.send(chunk(index, {}, choice.finishReason));
       });
       if (body.includeUsage) {

@@ -16,11 +16,11 @@ export function assistantMessage(result: { text: string; toolCalls?: readonly To
   };
 }
 
-/** A stream chunk's delta for a piece of a tool call, in OpenAI's shape; the stream's first delta also names the role. */
-export function toolCallChunkDelta(delta: ToolCallDelta, first: boolean): Delta {
+/** A stream chunk's delta for a piece of a tool call, in OpenAI's shape (the choice's opening chunk names the role). */
+export function toolCallChunkDelta(delta: ToolCallDelta): Delta {
   const call =
     delta.id === undefined
       ? { index: delta.index, function: { arguments: delta.arguments } }
       : { index: delta.index, id: delta.id, type: "function" as const, function: { name: delta.name ?? "", arguments: delta.arguments } };
-  return { ...(first ? { role: "assistant" as const, content: null } : {}), tool_calls: [call] };
+  return { tool_calls: [call] };
 }
