@@ -268,6 +268,76 @@ describe("output constraints hold at temperature 2.0", () => {
     );
   });
 
+  it("holds references by JSON pointer: escaped names, draft 7's definitions, a recursive definition", async () => {
+    const cases: Array<[object, (v: unknown) => boolean]> = [
+      [{ $ref: "#/$defs/a~1b", $defs: { "a/b": { type: "integer" } } }, Number.isInteger],
+      [{ $ref: "#/$defs/a%20b", $defs: { "a b": { type: "boolean" } } }, (v) => typeof v === "boolean"],
+      [
+        {
+          type: "object",
+          properties: { k: { $ref: "#/definitions/K" } },
+          required: ["k"],
+          additionalProperties: false,
+          definitions: { K: { enum: ["x", "y"] } },
+        },
+        (v) => ["x", "y"].includes((v as { k: string }).k),
+      ],
+    ];
+    const tree = {
+      type: "object",
+      properties: { v: { type: "integer" }, kids: { type: "array", items: { $ref: "#/$defs/node" }, maxItems: 2 } },
+      required: ["v", "kids"],
+      additionalProperties: false,
+    };
+    const isTree = (v: unknown): boolean => {
+      const node = v as { v: unknown; kids: unknown[] };
+      return Number.isInteger(node.v) && Array.isArray(node.kids) && node.kids.length <= 2 && node.kids.every(isTree);
+    };
+    cases.push([{ $ref: "#/$defs/node", $defs: { node: tree } }, isTree]);
+    for (const [schema, holds] of cases) {
+      // Before, node-llama-cpp read each of these references as any JSON (it looks names up as written).
+      for (let seed = 1; seed <= 4; seed++) {
+        const choice = await sampleSchema(schema, "x", seed);
+        if (choice.finish_reason !== "stop") continue;
+        assert.ok(holds(JSON.parse(choice.message.content)), `${JSON.stringify(schema)}: ${choice.message.content}`);
+      }
+    }
+  });
+
+  it("holds objects and lists in const and enum: the answer is one of those values", async () => {
+    const constant = { a: 1, b: [true, null], c: {} };
+    const choices: unknown[] = [{ x: 1 }, "y", [1, 2], []];
+    for (let seed = 1; seed <= 6; seed++) {
+      assert.deepEqual(JSON.parse((await sampleSchema({ const: constant }, "x", seed)).message.content), constant);
+      const drawn: unknown = JSON.parse((await sampleSchema({ enum: choices }, "x", seed)).message.content);
+      assert.ok(
+        choices.some((c) => JSON.stringify(c) === JSON.stringify(drawn)),
+        JSON.stringify(drawn),
+      );
+    }
+  });
+
+  it("refuses references the grammar cannot follow, and loops that write nothing, naming them", async () => {
+    const refused = async (schema: object): Promise<string> => {
+      const r = await postJson(`${server.url}/v1/chat/completions`, {
+        model: "alveare-extract",
+        messages: [{ role: "user", content: "x" }],
+        response_format: { type: "json_schema", json_schema: { name: "s", schema } },
+      });
+      assert.equal(r.status, 400, JSON.stringify(r.json));
+      return (r.json.error as { message: string }).message;
+    };
+    assert.match(
+      await refused({ type: "object", properties: { a: { $ref: "#" } } }),
+      /'\$ref' at schema\.properties\.a is "#"; the grammar holds references to a whole definition/,
+    );
+    assert.match(await refused({ type: "object", properties: { a: { $ref: "#/properties/b" }, b: { type: "string" } } }), /"#\/properties\/b"/);
+    assert.match(
+      await refused({ $ref: "#/$defs/a", $defs: { a: { oneOf: [{ $ref: "#/$defs/b" }, { type: "string" }] }, b: { $ref: "#/$defs/a" } } }),
+      /refer back to themselves before writing anything \(a → b → a\)/,
+    );
+  });
+
   it("refuses a schema it cannot enforce with a 400 naming the parameter", async () => {
     const r = await postJson(`${server.url}/v1/chat/completions`, {
       model: "alveare-extract",

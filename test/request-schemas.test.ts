@@ -503,6 +503,60 @@ describe("chat requests: OpenAI's rules beyond the body's shape", () => {
     }
   });
 
+  it("a schema that is not a JSON Schema, or refers to nothing in itself, is refused naming the keyword and where", () => {
+    const cases: Array<[unknown, string]> = [
+      [{ type: "object", properties: { v: { type: "string", enum: "abc" } } }, "'enum' at schema.properties.v must be a list"],
+      [{ type: "object", properties: { v: null } }, "'properties' at schema must be an object of schemas"],
+      [{ type: "object", properties: [] }, "'properties' at schema must be an object of schemas"],
+      [{ anyOf: [5] }, "'anyOf' at schema must be a list of schemas"],
+      [{ oneOf: ["x"] }, "'oneOf' at schema must be a list of schemas"],
+      [{ type: "string", minLength: -1 }, "'minLength' at schema must be a whole number, 0 or more"],
+      [{ type: "string", minLength: "3" }, "'minLength' at schema must be a whole number, 0 or more"],
+      [{ type: "array", maxItems: 1.5 }, "'maxItems' at schema must be a whole number, 0 or more"],
+      [{ type: "object", required: "a" }, "'required' at schema must be a list of property names"],
+      [{ type: "array", items: 5 }, "'items' at schema must be a schema"],
+      [{ type: "object", additionalProperties: 5 }, "'additionalProperties' at schema must be a schema"],
+      [{ $ref: "#/$defs/a", $defs: 5 }, "'$defs' at schema must be an object of schemas"],
+      [{ type: "number", multipleOf: 0 }, "'multipleOf' at schema must be more than 0"],
+      [{ type: "strin" }, `'type' at schema must be one of string, number, integer, boolean, object, array, null (or a list of them), not "strin"`],
+    ];
+    for (const [s, what] of cases) {
+      assert.deepEqual(
+        chatRefusal(schema(s)),
+        [
+          "invalid_parameter",
+          "response_format.json_schema.schema",
+          `Invalid 'response_format.json_schema.schema': this is not a JSON Schema: ${what}.`,
+        ],
+        JSON.stringify(s),
+      );
+    }
+    for (const ref of ["#/$defs/nope", "#/$defs/a/b", "http://example.com/s.json", "#anchor"]) {
+      assert.deepEqual(chatRefusal(schema({ $ref: ref, $defs: { a: { type: "string" } } })), [
+        "invalid_parameter",
+        "response_format.json_schema.schema",
+        `Invalid 'response_format.json_schema.schema': '$ref' at schema is ${JSON.stringify(ref)}, which points to nothing in this schema: refer to a definition in it ('#/$defs/name').`,
+      ]);
+    }
+    // Tools too: a malformed parameter schema reached node-llama-cpp's prompt writer, a 500 the SDK retried twice.
+    assert.deepEqual(
+      chatRefusal({
+        tools: [{ type: "function", function: { name: "f", parameters: { type: "object", properties: { v: { enum: "abc" } } } } }],
+      }).slice(0, 2),
+      ["invalid_parameter", "tools[0].function.parameters"],
+    );
+    // Pointers resolve as JSON Schema writes them; a property or a definition may have any name, a keyword's among them.
+    for (const s of [
+      { $ref: "#/$defs/a~1b", $defs: { "a/b": { type: "integer" } } },
+      { $ref: "#/$defs/a%20b", $defs: { "a b": { type: "integer" } } },
+      { $ref: "#/definitions/K", definitions: { K: { type: "string" } } },
+      { type: "object", properties: { enum: { type: "string" }, required: { type: "integer" }, $ref: { type: "boolean" } } },
+      { enum: [{ $ref: 5 }, { minLength: -1 }] },
+    ]) {
+      parseChatRequest(chat(schema(s)));
+    }
+  });
+
   it("a schema no answer can meet is refused naming where: min over max, an empty anyOf, oneOf or type", () => {
     const cases: Array<[unknown, string]> = [
       [

@@ -1,4 +1,13 @@
 import { errors } from "../errors.js";
+import {
+  isSchemaObject as isObject,
+  mapSubschemas,
+  resolveLocalRef,
+  SCHEMA_LISTS,
+  SCHEMA_TABLES,
+  SUBSCHEMAS,
+  type SchemaObject,
+} from "../schema/json-schema-keywords.js";
 
 /**
  * How big a caller's JSON schema may be. Grammar building runs on the event
@@ -91,14 +100,10 @@ export function checkJsonSchemaLimits(schema: unknown, param: string, limits: Re
   // Safe to serialize (and to recurse into) now that the depth is bounded.
   const size = JSON.stringify(schema).length;
   if (size > limits.maxBytes) refuse(`it is ${size} characters as JSON, the limit is ${limits.maxBytes}`);
-  checkSatisfiable(schema, "schema", param);
+  checkSchema(schema, "schema", param, schema);
   return { bytes: size, properties: totalProperties };
 }
 
-/** Keywords whose value is a table of subschemas, a subschema, or a list of them (the last three also one or a list). */
-const SCHEMA_TABLES = ["properties", "patternProperties", "$defs", "definitions", "dependentSchemas"];
-const SUBSCHEMAS = ["items", "additionalItems", "additionalProperties", "contains", "propertyNames", "not", "if", "then", "else"];
-const SCHEMA_LISTS = ["allOf", "anyOf", "oneOf", "prefixItems", "items"];
 /** A list no value can meet when empty: a value must match one of `anyOf`/`oneOf`, and have one of the `type`s. */
 const NON_EMPTY_LISTS = ["anyOf", "oneOf", "allOf", "type"];
 const BOUNDS = [
@@ -108,36 +113,80 @@ const BOUNDS = [
   ["minContains", "maxContains"],
   ["minimum", "maximum"],
 ] as const;
+const COUNTS = ["minLength", "maxLength", "minItems", "maxItems", "minProperties", "maxProperties", "minContains", "maxContains"];
+/** Numbers; draft 4 wrote the exclusive bounds as booleans beside minimum and maximum. */
+const NUMBERS = ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"];
+const TEXTS = ["$ref", "pattern", "format", "title", "description", "$id", "$schema", "$comment", "$anchor"];
+const JSON_TYPES = new Set(["string", "number", "integer", "boolean", "object", "array", "null"]);
+
+const isSchema = (value: unknown): boolean => isObject(value) || typeof value === "boolean";
+const isCount = (value: unknown): boolean => typeof value === "number" && Number.isInteger(value) && value >= 0;
 
 /**
- * Refuses a schema that no answer can meet (an empty `anyOf`, a `minLength` over
- * its `maxLength`): a grammar would serve something that breaks it, and an
- * upstream would fail it too. Only schema positions are read, never the values
- * of `enum`, `const` or `default`.
+ * Refuses a schema that is not a JSON Schema (a keyword's value of the wrong
+ * kind: an `enum` that is not a list, a `minLength` of -1, `properties` that
+ * hold something other than schemas), a `$ref` that points nowhere in it, and
+ * one that no answer can meet (an empty `anyOf`, a `minLength` over its
+ * `maxLength`). A grammar would serve something else (node-llama-cpp reads a
+ * broken keyword as absent and a dangling reference as any JSON), and an
+ * upstream would fail it. Only schema positions are read, never the values of
+ * `enum`, `const` or `default`.
  */
-function checkSatisfiable(schema: unknown, path: string, param: string): void {
-  if (typeof schema !== "object" || schema === null || Array.isArray(schema)) return;
-  const node = schema as Readonly<Record<string, unknown>>;
-  const refuse = (what: string): never => {
+function checkSchema(schema: unknown, path: string, param: string, root: unknown): void {
+  if (!isObject(schema)) {
+    if (typeof schema !== "boolean") throw errors.invalidParameter(param, `this is not a JSON Schema: ${path} must be an object (or true or false).`);
+    return;
+  }
+  const node = schema;
+  const malformed = (key: string, what: string): never => {
+    throw errors.invalidParameter(param, `this is not a JSON Schema: '${key}' at ${path} must be ${what}.`);
+  };
+  const unmeetable = (what: string): never => {
     throw errors.invalidParameter(param, `no answer can meet the schema: ${what} at ${path}.`);
   };
+  for (const key of SCHEMA_TABLES) {
+    if (key in node && (!isObject(node[key]) || !Object.values(node[key] as SchemaObject).every(isSchema))) {
+      malformed(key, "an object of schemas");
+    }
+  }
+  for (const key of SUBSCHEMAS) if (key in node && !isSchema(node[key]) && !(key === "items" && Array.isArray(node[key]))) malformed(key, "a schema");
+  for (const key of SCHEMA_LISTS) {
+    if (key in node && (key !== "items" || Array.isArray(node[key])) && !(Array.isArray(node[key]) && (node[key] as unknown[]).every(isSchema))) {
+      malformed(key, "a list of schemas");
+    }
+  }
+  for (const key of COUNTS) if (key in node && !isCount(node[key])) malformed(key, "a whole number, 0 or more");
+  for (const key of NUMBERS) {
+    const value = node[key];
+    if (key in node && typeof value !== "number" && !(key.startsWith("exclusive") && typeof value === "boolean")) malformed(key, "a number");
+  }
+  if (typeof node.multipleOf === "number" && !(node.multipleOf > 0)) malformed("multipleOf", "more than 0");
+  for (const key of TEXTS) if (key in node && typeof node[key] !== "string") malformed(key, "a string");
+  if ("enum" in node && !Array.isArray(node.enum)) malformed("enum", "a list");
+  if ("uniqueItems" in node && typeof node.uniqueItems !== "boolean") malformed("uniqueItems", "true or false");
+  if ("required" in node && (!Array.isArray(node.required) || !node.required.every((name) => typeof name === "string"))) {
+    malformed("required", "a list of property names");
+  }
+  if ("type" in node) {
+    const types: unknown[] = Array.isArray(node.type) ? node.type : [node.type];
+    const unknown = types.find((t) => typeof t !== "string" || !JSON_TYPES.has(t));
+    if (unknown !== undefined) malformed("type", `one of ${[...JSON_TYPES].join(", ")} (or a list of them), not ${JSON.stringify(unknown)}`);
+  }
+  if (typeof node.$ref === "string" && resolveLocalRef(root, node.$ref) === undefined) {
+    throw errors.invalidParameter(
+      param,
+      `'$ref' at ${path} is ${JSON.stringify(node.$ref)}, which points to nothing in this schema: refer to a definition in it ('#/$defs/name').`,
+    );
+  }
+
   for (const key of NON_EMPTY_LISTS) {
     const list = node[key];
-    if (Array.isArray(list) && list.length === 0) refuse(`'${key}' is an empty list`);
+    if (Array.isArray(list) && list.length === 0) unmeetable(`'${key}' is an empty list`);
   }
   for (const [min, max] of BOUNDS) {
     const low = node[min];
     const high = node[max];
-    if (typeof low === "number" && typeof high === "number" && low > high) refuse(`${min} (${low}) is more than ${max} (${high})`);
+    if (typeof low === "number" && typeof high === "number" && low > high) unmeetable(`${min} (${low}) is more than ${max} (${high})`);
   }
-  for (const key of SCHEMA_TABLES) {
-    const table = node[key];
-    if (typeof table !== "object" || table === null || Array.isArray(table)) continue;
-    for (const [name, sub] of Object.entries(table)) checkSatisfiable(sub, `${path}.${key}.${name}`, param);
-  }
-  for (const key of SUBSCHEMAS) checkSatisfiable(node[key], `${path}.${key}`, param);
-  for (const key of SCHEMA_LISTS) {
-    const list = node[key];
-    if (Array.isArray(list)) list.forEach((sub, i) => checkSatisfiable(sub, `${path}.${key}[${i}]`, param));
-  }
+  mapSubschemas(node, path, (sub, at) => checkSchema(sub, at, param, root));
 }

@@ -231,12 +231,13 @@ export class EmbeddedEngine implements Engine {
   async generate(request: GenerationRequest): Promise<GenerationResult> {
     const tools = request.tools;
     const contextSize = Math.min(this.contextSize, request.contextLimit ?? Infinity);
+    // The grammar first: a schema it cannot hold is refused (400) before node-llama-cpp documents the tools with it.
+    const grammar =
+      tools === undefined ? await this.grammars.get(request.constraint) : await toolGrammarFor(this.grammars, callSyntaxOf(this.chatWrapper), tools);
     const prompt = tools === undefined ? this.format(request.messages, contextSize) : this.formatWithTools(request.messages, toolFunctions(tools));
     if (prompt.tokens.length >= contextSize) {
       throw errors.contextLengthExceeded(prompt.tokens.length, contextSize, "messages");
     }
-    const grammar =
-      tools === undefined ? await this.grammars.get(request.constraint) : await toolGrammarFor(this.grammars, callSyntaxOf(this.chatWrapper), tools);
     let sequence: LlamaContextSequence;
     try {
       sequence = await this.pool.acquire(request.signal, (free) => this.pickSequence(free, prompt));

@@ -1,13 +1,13 @@
 import type { Llama, LlamaGrammar } from "node-llama-cpp";
 import { errors } from "../../errors.js";
 import type { OutputConstraint } from "../types.js";
+import { isSchemaObject, mapSubschemas, pointerSegment, type SchemaObject } from "../../schema/json-schema-keywords.js";
 
 const gbnfString = (s: string): string => JSON.stringify(s);
 
 const JSON_TYPES = new Set(["string", "number", "integer", "boolean", "object", "array", "null"]);
 
-type Schema = Readonly<Record<string, unknown>>;
-const isSchemaObject = (value: unknown): value is Schema => typeof value === "object" && value !== null && !Array.isArray(value);
+type Schema = SchemaObject;
 
 /**
  * Keywords that restrict an answer but that node-llama-cpp's grammar (pinned
@@ -60,18 +60,118 @@ const REPEAT_BOUNDS = ["minLength", "maxLength", "minItems", "maxItems"];
 /** The string formats node-llama-cpp holds; for any other it allows only "", so those are left to the caller (not held). */
 const HELD_FORMATS = new Set(["date", "time", "date-time"]);
 
+const isStructured = (value: unknown): boolean => typeof value === "object" && value !== null;
+
+/** The schema every answer of which is exactly `value`. */
+function literalSchema(value: unknown): unknown {
+  if (Array.isArray(value)) {
+    if (value.length === 0) return { type: "array", maxItems: 0 };
+    return { type: "array", prefixItems: value.map(literalSchema), minItems: value.length, maxItems: value.length };
+  }
+  if (isSchemaObject(value)) {
+    const names = Object.keys(value);
+    return {
+      type: "object",
+      properties: Object.fromEntries(names.map((name) => [name, literalSchema(value[name])])),
+      required: names,
+      additionalProperties: false,
+    };
+  }
+  return { const: value };
+}
+
+/** The name a `$ref` to a definition of the root refers to ("#/$defs/a~1b" is "a/b"), or undefined for any other reference. */
+function definitionName(ref: string): string | undefined {
+  const match = /^#\/(?:\$defs|definitions)\/([^/]*)$/.exec(ref);
+  return match === null ? undefined : pointerSegment(match[1]!);
+}
+
 /**
- * The schema in the terms node-llama-cpp holds, or an error naming what it
- * cannot hold. Where it would silently answer something else, the schema is
- * rewritten to the same meaning: `anyOf` (unknown to it, read as `null`) is its
- * `oneOf`, and a list of types becomes one alternative per type (it reads a list
- * as bare scalars, dropping "object", "array" and every keyword beside).
+ * The schema's references in the one form node-llama-cpp resolves: it looks up
+ * the rest of "#/$defs/…" as written, unescaped, among `$defs`, and reads any
+ * other reference as any JSON. So the root's `definitions` (draft 7, as
+ * zod-to-json-schema writes them) join its `$defs`, each reference names its
+ * definition as written, and a reference to anything but a whole definition of
+ * the root is refused; tables of definitions below the root, which no such
+ * reference reaches, are dropped. A loop of definitions that refer back before
+ * writing anything (llama.cpp's grammars refuse left recursion) is refused too.
  */
+export function groundReferences(schema: unknown): unknown {
+  if (!isSchemaObject(schema)) return schema;
+  const defs = new Map<string, unknown>();
+  for (const table of [schema.$defs, schema.definitions]) {
+    if (!isSchemaObject(table)) continue;
+    for (const [name, def] of Object.entries(table)) {
+      if (defs.has(name) && JSON.stringify(defs.get(name)) !== JSON.stringify(def))
+        throw new Error(`'$defs' and 'definitions' both define ${JSON.stringify(name)}, differently; keep one`);
+      defs.set(name, def);
+    }
+  }
+  const ground = (node: unknown, path: string): unknown => {
+    if (!isSchemaObject(node)) return node;
+    const out = mapSubschemas(node, path, ground);
+    delete out.$defs;
+    delete out.definitions;
+    if (typeof node.$ref === "string") {
+      const name = definitionName(node.$ref);
+      if (name === undefined || !defs.has(name))
+        throw new Error(
+          `'$ref' at ${path} is ${JSON.stringify(node.$ref)}; the grammar holds references to a whole definition of the root ('#/$defs/name') only`,
+        );
+      out.$ref = `#/$defs/${name}`;
+    }
+    return out;
+  };
+  const grounded = ground(schema, "schema") as Record<string, unknown>;
+  if (defs.size === 0) return grounded;
+  const table = Object.fromEntries([...defs].map(([name, def]) => [name, ground(def, `schema.$defs.${name}`)]));
+  refuseLeftRecursion(table);
+  return { ...grounded, $defs: table };
+}
+
+/** The definitions a schema may begin with, writing nothing first: itself a reference, or an alternative that is. */
+function firstReferences(node: unknown, into: string[] = []): string[] {
+  if (!isSchemaObject(node)) return into;
+  if (typeof node.$ref === "string") into.push(node.$ref.slice("#/$defs/".length));
+  for (const key of ["oneOf", "anyOf", "allOf"]) {
+    const list = node[key];
+    if (Array.isArray(list)) for (const alternative of list) firstReferences(alternative, into);
+  }
+  return into;
+}
+
+/** llama.cpp refuses a grammar whose rule can come back to itself before writing anything: such a loop of definitions is named. */
+function refuseLeftRecursion(defs: Readonly<Record<string, unknown>>): void {
+  const visiting: string[] = [];
+  const done = new Set<string>();
+  const visit = (name: string): void => {
+    if (done.has(name)) return;
+    const loop = visiting.indexOf(name);
+    if (loop !== -1) {
+      const chain = [...visiting.slice(loop), name].join(" → ");
+      throw new Error(`the definitions refer back to themselves before writing anything (${chain}); the grammar cannot hold that loop`);
+    }
+    visiting.push(name);
+    for (const next of firstReferences(defs[name])) visit(next);
+    visiting.pop();
+    done.add(name);
+  };
+  for (const name of Object.keys(defs)) visit(name);
+}
+
+/** The schema as node-llama-cpp is given it: references grounded, then every keyword in the terms it holds. */
+export const grammarSchemaOf = (schema: unknown): unknown => toGrammarSchema(groundReferences(schema));
+
 export function toGrammarSchema(schema: unknown, path = "schema"): unknown {
   if (schema === false) throw new Error(`${path} is false, which no value meets`);
   if (schema === true) throw new Error(`${path} is true (any value), which the grammar cannot hold; give it a 'type'`);
   if (!isSchemaObject(schema)) return schema;
   const at = (key: string): string => `${path}.${key}`;
+  // node-llama-cpp writes only scalar literals: an object or list in `const` or `enum` becomes the schema of exactly that value.
+  if ("const" in schema && isStructured(schema.const)) return toGrammarSchema(literalSchema(schema.const), at("const"));
+  if (Array.isArray(schema.enum) && schema.enum.some(isStructured)) {
+    return toGrammarSchema({ oneOf: schema.enum.map(literalSchema) }, at("enum"));
+  }
   for (const key of UNHELD_KEYWORDS) {
     if (key in schema) throw new Error(`'${key}' at ${path} is not held by the grammar; write the schema without it`);
   }
@@ -272,7 +372,7 @@ export class GrammarCache {
   /** The GBNF a JSON schema is enforced with; refused with a 400 naming `param` when it cannot. */
   async jsonSchemaGbnf(schema: Readonly<Record<string, unknown>>, param: string): Promise<string> {
     try {
-      const gbnf = (await this.llama.createGrammarForJsonSchema(toGrammarSchema(schema) as never)).grammar;
+      const gbnf = (await this.llama.createGrammarForJsonSchema(grammarSchemaOf(schema) as never)).grammar;
       return endAtRootValue(calendarDates(strictNumbers(gbnf)));
     } catch (error) {
       throw errors.invalidParameter(param, `this JSON schema cannot be enforced: ${(error as Error).message}`);
