@@ -72,7 +72,7 @@ export const errors = {
   contextLengthExceeded: (promptTokens: number, contextSize: number, param: string) =>
     invalid(
       "context_length_exceeded",
-      `This specialist's context holds ${contextSize} tokens, but your prompt is ${promptTokens} tokens. Shorten the prompt.`,
+      `This specialist's context holds ${contextSize} tokens and your prompt takes ${promptTokens}, leaving no room for an answer. Shorten the prompt.`,
       param,
     ),
   /** GET /v1/models/{model} for a model the list would not show: unknown, or not in the caller's plan. */

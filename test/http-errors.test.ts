@@ -131,7 +131,14 @@ describe("HTTP contract: errors and request ids", () => {
       "stream",
     ));
   it("rejects a prompt longer than the specialist's context", () =>
-    expectError("/v1/infer", { specialist: "tiny", prompt: "word ".repeat(200) }, 400, "context_length_exceeded", "prompt", /64 tokens/));
+    expectError(
+      "/v1/infer",
+      { specialist: "tiny", prompt: "word ".repeat(200) },
+      400,
+      "context_length_exceeded",
+      "prompt",
+      /context holds 64 tokens and your prompt takes \d+, leaving no room for an answer/,
+    ));
   it("answers 413 for an oversized body", () =>
     expectError("/v1/infer", { specialist: "classify", prompt: "x".repeat(5000) }, 413, "request_too_large", null));
   it("answers 404 in the error shape for an unknown route", async () => {

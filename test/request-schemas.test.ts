@@ -418,6 +418,17 @@ describe("chat requests: OpenAI's rules beyond the body's shape", () => {
   };
   const schema = (s: unknown) => ({ response_format: { type: "json_schema", json_schema: { name: "s", strict: true, schema: s } } });
 
+  it("max_completion_tokens, OpenAI's current name, wins over max_tokens; the deprecated functions are refused naming them", () => {
+    assert.equal(parseChatRequest(chat({ max_completion_tokens: 3, max_tokens: 6 })).maxTokens, 3);
+    assert.equal(parseChatRequest(chat({ max_completion_tokens: null, max_tokens: 6 })).maxTokens, 6);
+    assert.equal(parseChatRequest(chat({ max_completion_tokens: 4 })).maxTokens, 4);
+    const fn = { name: "f", parameters: { type: "object", properties: {} } };
+    assert.deepEqual(chatRefusal({ functions: [fn] }).slice(0, 2), ["invalid_parameter", "functions"]);
+    assert.deepEqual(chatRefusal({ function_call: "auto" }).slice(0, 2), ["invalid_parameter", "function_call"]);
+    assert.match(chatRefusal({ functions: [fn], function_call: { name: "f" } })[2], /deprecated form: send 'tools'/);
+    parseChatRequest(chat({ functions: null, function_call: null }));
+  });
+
   it("penalties within -2..2 and logit_bias within -100..100 are accepted; outside, refused naming the field", () => {
     parseChatRequest(chat({ frequency_penalty: -2, presence_penalty: 2, logit_bias: { "1": 100, "2": -100, "3": 0.5 } }));
     parseChatRequest(chat({ frequency_penalty: null, presence_penalty: null, logit_bias: null }));

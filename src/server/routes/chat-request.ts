@@ -54,8 +54,24 @@ function toConstraint(format: ChatCompletionRequestBody["response_format"]): Out
   }
 }
 
+/**
+ * OpenAI's deprecated `functions` and `function_call` (the SDK still types
+ * them): served as plain text they would be a silent wrong answer to a client
+ * waiting for a call, so they are refused with the form to use instead.
+ */
+function refuseLegacyFunctions(body: unknown): void {
+  for (const [field, instead] of [
+    ["functions", '\'tools\' (each function as {"type": "function", "function": {...}})'],
+    ["function_call", "'tool_choice'"],
+  ] as const) {
+    const value = (body as Record<string, unknown>)[field];
+    if (value !== undefined && value !== null) throw errors.invalidParameter(field, `is OpenAI's deprecated form: send ${instead} instead.`);
+  }
+}
+
 export function parseChatRequest(body: unknown): ChatRequest {
   const o = parseBody(chatCompletionRequest, body);
+  refuseLegacyFunctions(o);
   const tools = parseToolRequest(o);
   const choices = o.n ?? 1;
   // Several answers that each may be tool calls would need calls told apart per choice; not served (yet).
@@ -63,7 +79,8 @@ export function parseChatRequest(body: unknown): ChatRequest {
   return {
     model: o.model,
     messages: toChatMessages(o.messages),
-    maxTokens: o.max_tokens ?? o.max_completion_tokens ?? undefined,
+    // max_completion_tokens is OpenAI's current name; max_tokens the deprecated one, which it replaces when both are sent.
+    maxTokens: o.max_completion_tokens ?? o.max_tokens ?? undefined,
     temperature: o.temperature ?? undefined,
     topP: o.top_p ?? undefined,
     seed: o.seed ?? undefined,
