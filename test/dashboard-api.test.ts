@@ -59,6 +59,19 @@ describe("dashboard API", () => {
     );
   });
 
+  it("tells each specialist of the plan by kind, so the Plan page shows an embeddings model's own route", async () => {
+    const account = await operator.call("POST", "/admin/api/accounts", { name: "embed-co", plan: "professional" });
+    const invite = await operator.call("POST", `/admin/api/accounts/${account.json.id as string}/invitations`, { email: "embed@example.com" });
+    const member = new Browser(server);
+    const token = /#invite=(\w+)$/.exec(invite.json.invite_path as string)![1]!;
+    assert.equal((await member.call("POST", "/dashboard/api/invitations/accept", { token, password: "correct horse battery" })).status, 200);
+    const plan = await member.call("GET", "/dashboard/api/plan");
+    const kinds = Object.fromEntries((plan.json.specialists as Array<{ id: string; kind: string }>).map((s) => [s.id, s.kind]));
+    assert.equal(kinds.embed, "embeddings", JSON.stringify(kinds));
+    assert.equal(kinds.classify, "generation");
+    assert.deepEqual(new Set(Object.values(kinds)), new Set(["embeddings", "generation"]));
+  });
+
   it("answers an AccountError from a dashboard route with its catalogue 4xx, never a 500", async () => {
     const account = await operator.call("POST", "/admin/api/accounts", { name: "paused-co", plan: "starter" });
     const invite = await operator.call("POST", `/admin/api/accounts/${account.json.id as string}/invitations`, { email: "paused@example.com" });

@@ -164,10 +164,25 @@ export async function usageView(period?: string): Promise<void> {
   );
 }
 
+/** An embeddings specialist is called through /v1/embeddings with its model name; the others through /v1/infer. */
+function curlExample(origin: string, s: { id: string; kind: string }): string {
+  const body = s.kind === "embeddings" ? `{"model":"alveare-${s.id}","input":"…"}` : `{"specialist":"${s.id}","prompt":"…"}`;
+  const route = s.kind === "embeddings" ? "/v1/embeddings" : "/v1/infer";
+  return `curl ${origin}${route} \\\n  -H "Authorization: Bearer $ALVEARE_API_KEY" \\\n  -H "Content-Type: application/json" \\\n  -d '${body}'`;
+}
+
+function sdkExample(origin: string, s: { id: string; kind: string }): string {
+  const call =
+    s.kind === "embeddings"
+      ? `const { data } = await client.embeddings.create({\n  model: "alveare-${s.id}",\n  input: "…",\n});`
+      : `const { result } = await client.infer({\n  specialist: "${s.id}",\n  prompt: "…",\n});`;
+  return `import { Alveare } from "@alveare/sdk";\n// The key comes from ALVEARE_API_KEY, or pass apiKey: "alv_live_…"\nconst client = new Alveare({\n  baseURL: "${origin}",\n});\n${call}`;
+}
+
 export async function planView(): Promise<void> {
   const plan = await api("GET", "/dashboard/api/plan");
   const origin = location.origin;
-  const specialists = plan.specialists as Array<{ id: string; description: string }>;
+  const specialists = plan.specialists as Array<{ id: string; description: string; kind: "generation" | "embeddings" }>;
   show(
     h("h1", {}, `Plan: ${String(plan.name)}`),
     h(
@@ -179,16 +194,8 @@ export async function planView(): Promise<void> {
     ...specialists.flatMap((s) => [
       h("h2", {}, s.id),
       h("p", {}, s.description),
-      h(
-        "pre",
-        { tabindex: "0", "aria-label": `curl example for ${s.id}` },
-        `curl ${origin}/v1/infer \\\n  -H "Authorization: Bearer $ALVEARE_API_KEY" \\\n  -H "Content-Type: application/json" \\\n  -d '{"specialist":"${s.id}","prompt":"…"}'`,
-      ),
-      h(
-        "pre",
-        { tabindex: "0", "aria-label": `TypeScript example for ${s.id}` },
-        `import { Alveare } from "@alveare/sdk";\n// The key comes from ALVEARE_API_KEY, or pass apiKey: "alv_live_…"\nconst client = new Alveare({\n  baseURL: "${origin}",\n});\nconst { result } = await client.infer({\n  specialist: "${s.id}",\n  prompt: "…",\n});`,
-      ),
+      h("pre", { tabindex: "0", "aria-label": `curl example for ${s.id}` }, curlExample(origin, s)),
+      h("pre", { tabindex: "0", "aria-label": `TypeScript example for ${s.id}` }, sdkExample(origin, s)),
     ]),
   );
 }

@@ -42,7 +42,10 @@ export function usageRoutes(app: FastifyInstance, options: DashboardOptions): vo
       requests_per_window: plan.requestsPerWindow,
       window_seconds: plan.windowMs / 1000,
       requests_per_month: plan.requestsPerMonth,
-      specialists: options.specialists.filter((s) => planAllows(plan, s.id)).map((s) => ({ id: s.id, description: s.description })),
+      // The kind says which route serves it: the Plan page shows each specialist's own call.
+      specialists: options.specialists
+        .filter((s) => planAllows(plan, s.id))
+        .map((s) => ({ id: s.id, description: s.description, kind: s.kind ?? "generation" })),
     };
   });
 }
