@@ -259,6 +259,27 @@ describe("alveare serve start-up failures", () => {
     assert.match(fromEnv.stderr, /is not a GGUF model file \(given by ALVEARE_MODEL\)/);
   });
 
+  it("a missing or non-GGUF LoRA adapter names its config field, before anything loads", async () => {
+    const model = await tinyModel();
+    const config = join(tempDir(), "c.json");
+    const withAdapter = (path: string): string[] => {
+      writeFileSync(config, JSON.stringify({ specialists: { tickets: { description: "t", system_prompt: "Route it.", lora: { path } } } }));
+      return ["serve", "--config", config, "--model", model, "--port", "0", "--data-dir", tempDir()];
+    };
+    // Before, the model loaded and the server died with a bare ENOENT from llama.cpp's loader (exit 1).
+    const missing = alveare(withAdapter("./adapters/nope.gguf"));
+    assert.equal(missing.status, 2);
+    assert.deepEqual(lines(missing.stderr), [
+      `alveare: LoRA adapter not found: ./adapters/nope.gguf (given by 'specialists.tickets.lora.path' in ${config}); pass an existing .gguf adapter, or remove 'lora'`,
+    ]);
+    assert.equal(missing.stdout, "", "nothing was logged: no model was loaded");
+    const notAdapter = join(tempDir(), "adapter.gguf");
+    writeFileSync(notAdapter, "not an adapter\n");
+    const wrong = alveare(withAdapter(notAdapter));
+    assert.equal(wrong.status, 2);
+    assert.match(wrong.stderr, /is not a GGUF adapter file \(given by 'specialists\.tickets\.lora\.path' in /);
+  });
+
   it("a bad config file is one line naming the file and the field", () => {
     const config = join(tempDir(), "alveare.json");
     writeFileSync(config, JSON.stringify({ engine: { parallel: 0 } }));

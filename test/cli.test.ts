@@ -299,6 +299,17 @@ describe("the example config in examples/", () => {
     assert.equal(config.plans.starter!.tokensPerWindow, 200_000, "a default plan changed field by field");
     assert.equal(config.plans.team!.maxConcurrentRequests, 16, "a new plan");
   });
+
+  it("starts as shipped, given a local model (its LoRA specialist waits for its adapter, disabled)", async () => {
+    const path = new URL("../../examples/alveare.config.json", import.meta.url).pathname;
+    // Before, it stopped after loading the model: its LoRA adapter is a placeholder the reader has no file for.
+    const { child, url } = await spawnServe(["--config", path, "--model", await tinyModel(), "--data-dir", tempDir()], cleanEnv());
+    try {
+      assert.equal((await fetch(`${url}/health`)).status, 200);
+    } finally {
+      child.kill("SIGKILL");
+    }
+  });
 });
 
 describe("account administration from the CLI", () => {

@@ -10,9 +10,9 @@ import { RuntimeError, UsageError } from "./exit.js";
 import { DEFAULT_DRAIN_SECONDS } from "../observability/settings.js";
 
 /**
- * Every local model file a specialist will load must exist; checked before the
- * llama.cpp runtime starts, and the message names the flag, variable or field
- * that gave the path.
+ * Every local model file and LoRA adapter a specialist will load must exist;
+ * checked before the llama.cpp runtime starts, and the message names the flag,
+ * variable or field that gave the path.
  */
 async function checkLocalModels(config: ServerConfig, flags: ServeFlags): Promise<void> {
   const configFile = flags.config ?? process.env.ALVEARE_CONFIG;
@@ -36,6 +36,22 @@ async function checkLocalModels(config: ServerConfig, flags: ServeFlags): Promis
     if (!exists) throw new UsageError(`model file not found: ${location} (given by ${source}); pass an existing .gguf file or an hf: URI`);
     if (gguf instanceof Error) throw new UsageError(`cannot read the model file ${location} (given by ${source}): ${gguf.message}`);
     throw new UsageError(`${location} is not a GGUF model file (given by ${source}); pass a .gguf file or an hf: URI`);
+  }
+  for (const { id, engine } of config.specialists) {
+    if (engine.kind !== "embedded" || engine.lora === undefined) continue;
+    const { path } = engine.lora;
+    const source = `'specialists.${id}.lora.path' in ${configFile ?? "the config file"}`;
+    const exists = await stat(path).then(
+      (info) => info.isFile(),
+      () => false,
+    );
+    if (!exists) throw new UsageError(`LoRA adapter not found: ${path} (given by ${source}); pass an existing .gguf adapter, or remove 'lora'`);
+    const gguf = await isGgufFile(path).catch((error: Error) => error);
+    if (gguf instanceof Error) throw new UsageError(`cannot read the LoRA adapter ${path} (given by ${source}): ${gguf.message}`);
+    if (!gguf)
+      throw new UsageError(
+        `${path} is not a GGUF adapter file (given by ${source}); convert the adapter to GGUF (llama.cpp's convert_lora_to_gguf.py)`,
+      );
   }
 }
 
