@@ -445,6 +445,26 @@ describe("TypeScript SDK against a real alveare serve", () => {
     assert.equal(waits.length, 1);
   });
 
+  it("says how to reach your own server when a connection to the hosted default fails", async () => {
+    const saved = process.env.ALVEARE_BASE_URL;
+    delete process.env.ALVEARE_BASE_URL;
+    try {
+      // No network here: the fetch fails as undici's does when the name does not resolve.
+      const offline = (): Promise<Response> =>
+        Promise.reject(
+          new TypeError("fetch failed", { cause: Object.assign(new Error("getaddrinfo ENOTFOUND api.alveare.ai"), { code: "ENOTFOUND" }) }),
+        );
+      const error = await new Alveare({ apiKey: key, maxRetries: 0, fetch: offline }).health().catch((e: unknown) => e);
+      assert.equal(
+        String(error),
+        "APIConnectionError: could not connect to api.alveare.ai (ENOTFOUND); no baseURL was given, so this is the hosted service: " +
+          "for your own server pass baseURL or set ALVEARE_BASE_URL",
+      );
+    } finally {
+      if (saved !== undefined) process.env.ALVEARE_BASE_URL = saved;
+    }
+  });
+
   it("reports the server's wait on a rate-limit 429 as retryAfterMs", async () => {
     const burst = await createKey(server, "burst");
     const c = new Alveare({ apiKey: burst.key, baseURL: server.url, maxRetries: 0 });

@@ -392,6 +392,11 @@ class Alveare:
             url, source = DEFAULT_BASE_URL, "the default"
         check_base_url(url, source)
         self.base_url = normalize_base_url(url)
+        # Said when a connection fails: a self-hosted key sent to the hosted default needs base_url.
+        self._host_hint = (
+            "; no base_url was given, so this is the hosted service: for your own server pass base_url or set ALVEARE_BASE_URL"
+            if source == "the default" else ""
+        )
         self.timeout = timeout
         self.max_retries = max_retries
         self.max_retry_wait = max_retry_wait
@@ -488,7 +493,8 @@ class Alveare:
                     failure = APIConnectionError(
                         f"the response from {self._host} was cut off ({connection_cause(connection_error)}){note}")
                 else:
-                    failure = APIConnectionError(f"could not connect to {self._host} ({connection_cause(connection_error)})")
+                    failure = APIConnectionError(
+                        f"could not connect to {self._host} ({connection_cause(connection_error)}){self._host_hint}")
                 logger.debug("%s %s failed in %d ms: %s", method, url, (time.monotonic() - started) * 1000, failure)
                 if served:
                     raise failure from None

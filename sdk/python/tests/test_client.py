@@ -208,6 +208,29 @@ class AgainstARealServer(unittest.TestCase):
         self.assertEqual(str(failed.exception), f"could not connect to 127.0.0.1:{port} (ECONNREFUSED)")
         self.assertEqual(len(waits), 1)
 
+    def test_a_failed_connection_to_the_hosted_default_says_how_to_reach_your_own_server(self):
+        real = socket.getaddrinfo
+
+        def no_dns(host, *args, **kwargs):
+            if host == "api.alveare.ai":
+                raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+            return real(host, *args, **kwargs)
+
+        saved = os.environ.pop("ALVEARE_BASE_URL", None)
+        socket.getaddrinfo = no_dns
+        try:
+            with self.assertRaises(APIConnectionError) as failed:
+                Alveare(api_key=KEYS["pro"], max_retries=0).health()
+        finally:
+            socket.getaddrinfo = real
+            if saved is not None:
+                os.environ["ALVEARE_BASE_URL"] = saved
+        self.assertEqual(
+            str(failed.exception),
+            "could not connect to api.alveare.ai (Name or service not known); no base_url was given, so this is the hosted "
+            "service: for your own server pass base_url or set ALVEARE_BASE_URL",
+        )
+
     def test_reports_the_servers_wait_on_a_rate_limit_as_retry_after_ms(self):
         c = self.client("burst", max_retries=0)
 

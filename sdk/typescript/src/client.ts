@@ -268,6 +268,8 @@ export class Alveare {
   private readonly sleep: ((ms: number) => Promise<void>) | undefined;
   private readonly now: () => number;
   private readonly userAgent: string | undefined;
+  /** Said when a connection fails: a self-hosted key sent to the hosted default needs baseURL. */
+  private readonly hostHint: string;
 
   constructor(options: ClientOptions = {}) {
     const apiKey = options.apiKey ?? env("ALVEARE_API_KEY");
@@ -283,6 +285,10 @@ export class Alveare {
           ? [fromEnv, "ALVEARE_BASE_URL"]
           : [DEFAULT_BASE_URL, "the default"];
     this.baseURL = normalizeBaseURL(resolveBaseURL(baseURL, source));
+    this.hostHint =
+      source === "the default"
+        ? "; no baseURL was given, so this is the hosted service: for your own server pass baseURL or set ALVEARE_BASE_URL"
+        : "";
     this.timeout = options.timeout ?? 60_000;
     this.maxRetries = options.maxRetries ?? 2;
     this.maxRetryWaitMs = options.maxRetryWaitMs ?? 120_000;
@@ -464,7 +470,9 @@ export class Alveare {
       const cause = connectionCause(error);
       return {
         error: new APIConnectionError(
-          status !== undefined ? `the response from ${host} was cut off (${cause})${servedNote()}` : `could not connect to ${host} (${cause})`,
+          status !== undefined
+            ? `the response from ${host} was cut off (${cause})${servedNote()}`
+            : `could not connect to ${host} (${cause})${this.hostHint}`,
           error,
         ),
         retry: !served(),
