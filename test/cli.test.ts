@@ -327,6 +327,27 @@ describe("account administration from the CLI", () => {
     const invite = run(["members", "invite", "--account", accountId, "--email", "Dev@Example.com"]);
     assert.equal(invite.email, "dev@example.com");
     assert.match(invite.invite_path as unknown as string, /^\/dashboard\/#invite=\w{40}$/);
+    // The whole link and its expiry, as the plain output gives them.
+    assert.equal(invite.url as unknown as string, `http://127.0.0.1:8080${invite.invite_path as unknown as string}`);
+    const expires = Date.parse(invite.expires_at as unknown as string) - Date.now();
+    assert.ok(expires > 6.9 * 86_400_000 && expires <= 7 * 86_400_000, String(invite.expires_at));
+    const plain = spawnSync(
+      process.execPath,
+      [CLI, "members", "invite", "--account", accountId, "--email", "ops@example.com", "--data-dir", dataDir],
+      {
+        env,
+        encoding: "utf8",
+      },
+    );
+    assert.match(plain.stdout, /valid until \d{4}-\d\d-\d\dT[\d:.]+Z\):\nhttp:\/\/127\.0\.0\.1:8080\/dashboard\/#invite=\w{40}\n$/);
+    assert.match(plain.stderr, /the link starts with http:\/\/127\.0\.0\.1:8080 .* set ALVEARE_PUBLIC_URL/);
+    const published = spawnSync(
+      process.execPath,
+      [CLI, "members", "invite", "--account", accountId, "--email", "ops@example.com", "--json", "--data-dir", dataDir],
+      { env: { ...env, ALVEARE_PUBLIC_URL: "https://alveare.example.com" }, encoding: "utf8" },
+    );
+    assert.match(JSON.parse(published.stdout).url as string, /^https:\/\/alveare\.example\.com\/dashboard\/#invite=\w{40}$/);
+    assert.doesNotMatch(published.stderr, /the link starts with/);
     const bad = spawnSync(process.execPath, [CLI, "accounts", "update", accountId, "--status", "frozen", "--data-dir", dataDir], {
       env,
       encoding: "utf8",

@@ -91,7 +91,7 @@ export class People {
   }
 
   /** Creates (or re-invites) a member and returns the one-time invitation token; older invitations stop working. */
-  async invite(context: AuditContext, accountId: string, email: string): Promise<{ member: Member; token: string }> {
+  async invite(context: AuditContext, accountId: string, email: string): Promise<{ member: Member; token: string; expiresAt: string }> {
     const normalised = normaliseEmail(email);
     if (hasControlCharacter(email)) throw errors.invalidParameter("email", CONTROL_CHARACTER_PROBLEM);
     if (!isEmailAddress(normalised)) throw errors.invalidParameter("email", "must be an email address.");
@@ -106,9 +106,10 @@ export class People {
       await this.stores.people.createMember(member);
     }
     const token = randomBase62(40);
-    await this.stores.people.createInvitation(sha256(token), member.id, new Date(Date.now() + INVITATION_MS).toISOString());
+    const expiresAt = new Date(Date.now() + INVITATION_MS).toISOString();
+    await this.stores.people.createInvitation(sha256(token), member.id, expiresAt);
     await this.stores.audit.record(context, { action: "member.invited", accountId, target: `member:${member.id}`, detail: { email: normalised } });
-    return { member, token };
+    return { member, token, expiresAt };
   }
 
   /**

@@ -30,10 +30,11 @@ export const memberJson = (m: Member) => ({
 });
 
 /** An invitation link's path; the token travels in the URL fragment, which browsers never send to a server. */
-export const invitationJson = (invited: { member: Member; token: string }) => ({
+export const invitationJson = (invited: { member: Member; token: string; expiresAt: string }) => ({
   member_id: invited.member.id,
   email: invited.member.email,
   invite_path: `/dashboard/#invite=${invited.token}`,
+  expires_at: invited.expiresAt,
 });
 
 /** A list answer, as OpenAI writes one. */

@@ -155,10 +155,17 @@ export function registerAccountCommands(program: Command): void {
     .action((o: StoreOptions & { account: string; email: string }) =>
       withStore(o, async ({ stores, config, json }) => {
         const invitation = invitationJson(await new People(stores, undefined).invite(CLI_CONTEXT, o.account, o.email));
-        if (json) printJson(invitation);
+        const url = `${config.publicUrl}${invitation.invite_path}`;
+        // The CLI cannot know where the server listens: say which address the link was built from when none was given.
+        if (process.env.ALVEARE_PUBLIC_URL === undefined || process.env.ALVEARE_PUBLIC_URL === "") {
+          note(
+            `the link starts with ${config.publicUrl} (built from the host and port settings, as the server would listen); set ALVEARE_PUBLIC_URL to the address members open`,
+          );
+        }
+        if (json) printJson({ ...invitation, url });
         else
           print(
-            `invited ${visible(invitation.email)} to account ${visible(o.account)}; send them this link (single use, valid 7 days):\n${config.publicUrl}${invitation.invite_path}`,
+            `invited ${visible(invitation.email)} to account ${visible(o.account)}; send them this link (single use, valid until ${invitation.expires_at}):\n${url}`,
           );
       }),
     );
