@@ -59,6 +59,19 @@ describe("dashboard API", () => {
     );
   });
 
+  it("sends a browser that opens the server's own address to the dashboard; an API client keeps its 404", async () => {
+    const browser = await fetch(`${server.url}/`, { headers: { accept: "text/html,application/xhtml+xml,*/*;q=0.8" }, redirect: "manual" });
+    assert.equal(browser.status, 302);
+    assert.equal(browser.headers.get("location"), "/dashboard/");
+    // Its icon is inline: browsers need not ask for /favicon.ico (a 404 in every console).
+    assert.match(await (await fetch(`${server.url}/dashboard/`)).text(), /<link rel="icon" href="data:image\/svg\+xml,/);
+    for (const accept of ["application/json", "*/*"]) {
+      const api = await fetch(`${server.url}/`, { headers: { accept }, redirect: "manual" });
+      assert.equal(api.status, 404, accept);
+      assert.equal(((await api.json()) as { error: { code: string } }).error.code, "not_found");
+    }
+  });
+
   it("tells each specialist of the plan by kind, so the Plan page shows an embeddings model's own route", async () => {
     const account = await operator.call("POST", "/admin/api/accounts", { name: "embed-co", plan: "professional" });
     const invite = await operator.call("POST", `/admin/api/accounts/${account.json.id as string}/invitations`, { email: "embed@example.com" });

@@ -52,7 +52,13 @@ describe("dashboard in a real browser", { skip: noChromium }, () => {
     const operatorContext = await clipboardContext();
     const operator = await operatorContext.newPage();
     const operatorCsp = watchCsp(operator);
-    await operator.goto(`${server.url}/dashboard/`);
+    const missing: string[] = [];
+    operator.on("response", (response) => {
+      if (response.status() === 404) missing.push(new URL(response.url()).pathname);
+    });
+    // A browser opening the server's own address lands on the dashboard.
+    await operator.goto(`${server.url}/`);
+    assert.equal(new URL(operator.url()).pathname, "/dashboard/");
     await operator.getByLabel("Admin token").waitFor();
     await audit(operator, "01-sign-in");
     for (const [part, ratio] of Object.entries(await nonTextContrast(operator))) assert.ok(ratio >= 3, `${part} contrast ${ratio}:1 is at least 3:1`);
@@ -345,6 +351,7 @@ describe("dashboard in a real browser", { skip: noChromium }, () => {
     await operator.getByRole("row", { name: /dev@acme\.example/ }).waitFor();
 
     assert.deepEqual([...operatorCsp, ...memberCsp], [], "nothing the pages do is blocked by their CSP");
+    assert.deepEqual(missing, [], "no page asks for something the server does not have");
     await context.close();
     await operatorContext.close();
   });

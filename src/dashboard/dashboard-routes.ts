@@ -26,6 +26,14 @@ const ASSETS: ReadonlyMap<string, { file: URL; type: string }> = new Map([
 ]);
 const INDEX = new URL("dashboard/public/index.html", ROOT);
 
+/** A browser that opens the server's own address lands on the dashboard; an API client keeps its 404. */
+export async function dashboardHome(app: FastifyInstance): Promise<void> {
+  app.get("/", async (request, reply) => {
+    if (!(request.headers.accept ?? "").includes("text/html")) throw errors.notFound("GET", "/");
+    return reply.redirect("/dashboard/", 302);
+  });
+}
+
 /**
  * The dashboard: a static page and the JSON API it calls under /dashboard/api.
  * Members see and change only their own account; the operator's pages call

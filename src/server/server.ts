@@ -9,7 +9,7 @@ import { usageRoute } from "./routes/usage.js";
 import { SpecialistRegistry } from "../specialists/registry.js";
 import { VERSION } from "../version.js";
 import { buildApp, type AppOptions } from "./app.js";
-import { dashboardRoutes } from "../dashboard/dashboard-routes.js";
+import { dashboardHome, dashboardRoutes } from "../dashboard/dashboard-routes.js";
 import { People } from "../accounts/people.js";
 import type { AuditLog } from "../store/audit-log.js";
 import type { Stores } from "../store/store.js";
@@ -199,6 +199,7 @@ function operatorAndDashboard(stores: Stores, config: ServerConfig, redis: Redis
         operatorSignIn: Boolean(config.adminToken),
       }),
     },
+    { prefix: "", plugin: dashboardHome },
   ];
 }
 
