@@ -72,10 +72,13 @@ describe("dashboard in a real browser", { skip: noChromium }, () => {
     await operator.getByLabel("Plan", { exact: true }).selectOption("starter");
     await operator.getByRole("button", { name: "Create account" }).click();
     await operator.getByRole("link", { name: "acme" }).waitFor();
+    assert.equal(await operator.locator("#status").textContent(), "Account acme created");
     await audit(operator, "03-operator-accounts");
 
     await operator.getByRole("link", { name: "acme" }).click();
     await operator.getByRole("heading", { name: "Account acme" }).waitFor();
+    // A notice belongs to the page it was said on: it used to float over the next page's table for seconds.
+    assert.equal(await operator.locator("#status").textContent(), "");
     await operator.getByText("No keys yet.").waitFor();
     await operator.getByText("No members yet.").waitFor();
     await audit(operator, "04-operator-account-empty");

@@ -3,7 +3,7 @@
  * Every number it shows comes from the server's JSON API; it keeps nothing but
  * the session's CSRF token in memory (the session itself is an HttpOnly cookie).
  */
-import { api, ApiFailure, errorText, field, form, h, show, state, when, type Json, type SessionInfo } from "./dom.js";
+import { api, ApiFailure, errorText, field, form, h, quiet, show, state, when, type Json, type SessionInfo } from "./dom.js";
 import { keysView, planView, usageView } from "./member.js";
 import { accountsView, accountView } from "./operator.js";
 import { activityView, auditView } from "./audit.js";
@@ -164,5 +164,9 @@ async function route(): Promise<void> {
   }
 }
 
-window.addEventListener("hashchange", () => void route());
+window.addEventListener("hashchange", () => {
+  // A notice ("Copied", "Account … created") belongs to the page it was said on.
+  quiet();
+  void route();
+});
 void loadSession().then(route);

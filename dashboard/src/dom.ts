@@ -84,6 +84,11 @@ function suspendedBanner(): Child {
   );
 }
 
+/** Clears the notice, if any. */
+export function quiet(): void {
+  document.getElementById("status")!.textContent = "";
+}
+
 export function say(message: string): void {
   const box = document.getElementById("status")!;
   box.textContent = message;
