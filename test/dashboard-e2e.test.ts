@@ -111,6 +111,10 @@ describe("dashboard in a real browser", { skip: noChromium }, () => {
     await member.getByText("You are invited to join the account acme as dev@acme.example.").waitFor();
     assert.match((await member.getByTestId("invitation-expiry").textContent()) ?? "", /expires in 7 days/);
     await audit(member, "06-invitation");
+    // The policy's refusal in words for a person, not the API's "Invalid 'password': …".
+    await member.getByLabel("New password").fill("hunter2hunter2");
+    await member.getByRole("button", { name: "Set password and sign in" }).click();
+    await member.getByText("The password is one short piece repeated (as in 'hunter2hunter2'); choose a longer phrase.").waitFor();
     await member.getByLabel("New password").fill(PASSWORD);
     await member.getByRole("button", { name: "Set password and sign in" }).click();
     await member.getByRole("heading", { name: "API keys" }).waitFor();

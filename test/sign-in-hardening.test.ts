@@ -259,6 +259,8 @@ describe("the password policy", () => {
       "qwertyuiopas",
       "Asdfghjkl123",
       "Alveare2026!!",
+      "hunter2hunter2",
+      "Tr0ub4dor&3Tr0ub4dor&3",
     ]) {
       assert.throws(
         () => checkPasswordPolicy(weak),
@@ -266,7 +268,7 @@ describe("the password policy", () => {
         JSON.stringify(weak),
       );
     }
-    for (const fine of ["twelve chars", "correct horse battery", "ünïcödé pässwörd", "Password of mine 7", "p4ss-Kiwi-Lamp-93"]) {
+    for (const fine of ["twelve chars", "correct horse battery", "ünïcödé pässwörd", "Password of mine 7", "p4ss-Kiwi-Lamp-93", "hunter2hunter3"]) {
       assert.doesNotThrow(() => checkPasswordPolicy(fine), fine);
     }
   });

@@ -60,10 +60,16 @@ export async function api<T = Json>(method: string, path: string, body?: unknown
     }
     throw new ApiFailure(
       response.status,
-      ((json.error as Json | undefined)?.message as string | undefined) ?? `The server answered HTTP ${response.status}.`,
+      forPeople(((json.error as Json | undefined)?.message as string | undefined) ?? `The server answered HTTP ${response.status}.`),
     );
   }
   return json as T;
+}
+
+/** A field's 400 as a person reads it: "Invalid 'password': is one of…" becomes "The password is one of…". */
+export function forPeople(message: string): string {
+  const field = /^Invalid '([a-z_]+)': ((?:is|must|has) .*)$/su.exec(message);
+  return field === null ? message : `The ${field[1]!.replaceAll("_", " ")} ${field[2]!}`;
 }
 
 export const main = (): HTMLElement => document.getElementById("main")!;

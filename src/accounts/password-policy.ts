@@ -93,8 +93,8 @@ const SHORT_DRESSING = 6;
 /**
  * Refuses the weakest passwords with a 400 naming `password`: too short or too
  * long, fewer than four different characters (whitespace, "zzzz…", "1212…"), a
- * well-known password, or a common word or keyboard walk dressed in a few
- * digits or symbols.
+ * well-known password, one piece repeated (a guesser doubles every word it
+ * tries), or a common word or keyboard walk dressed in a few digits or symbols.
  */
 export function checkPasswordPolicy(password: string): void {
   const refuse = (why: string) => errors.invalidParameter("password", why);
@@ -103,6 +103,7 @@ export function checkPasswordPolicy(password: string): void {
   if (password.trim().length === 0) throw refuse("must not be only whitespace.");
   if (new Set(password).size < 4) throw refuse("must hold at least four different characters.");
   if (COMMON_PASSWORDS.has(password.toLowerCase())) throw refuse("is one of the most common passwords; choose another.");
+  if (/^(.+?)\1+$/su.test(password)) throw refuse("is one short piece repeated (as in 'hunter2hunter2'); choose a longer phrase.");
   const letters = password.toLowerCase().replace(/[^a-z]/g, "");
   const dressing = password.length - letters.length;
   const walk = letters.length >= 6 && KEYBOARD.includes(letters);
