@@ -30,6 +30,14 @@ export class GroupWriter<I, O> {
      * hold up the next statement nor fail the items already written).
      */
     private readonly write: (items: I[]) => Promise<Array<O | Promise<O>>>,
+    /**
+     * Whether a failed call means the store is out of reach (a connection lost,
+     * an answer that never came): the items that arrived while it was in
+     * flight then fail with it at once, instead of each waiting for a call of
+     * their own that would wait as long again, so a request waits for one
+     * call's limit at most.
+     */
+    private readonly outage: (error: unknown) => boolean = () => false,
   ) {}
 
   add(item: I): Promise<O> {
@@ -65,6 +73,7 @@ export class GroupWriter<I, O> {
       batch.forEach((w, i) => w.resolve(results[i]!));
     } catch (error) {
       for (const w of batch) w.reject(error);
+      if (this.outage(error)) for (const w of this.waiting.splice(0)) w.reject(error);
     }
   }
 }

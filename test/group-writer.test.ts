@@ -21,6 +21,39 @@ describe("group writer", () => {
     assert.deepEqual(calls, [[1], [2, 3, 4]]);
   });
 
+  it("fails the items that waited behind a call that found the store out of reach, at once, and no others", async () => {
+    const calls: string[][] = [];
+    let fail: (error: Error) => void = () => undefined;
+    const outage = (error: unknown): boolean => (error as Error).message === "no answer";
+    const writer = new GroupWriter<string, string>(async (items) => {
+      calls.push(items);
+      if (calls.length === 1) await new Promise<void>((_resolve, reject) => (fail = reject));
+      return items;
+    }, outage);
+    const first = writer.add("a");
+    await new Promise((r) => setImmediate(r));
+    const waiting = [writer.add("b"), writer.add("c")];
+    fail(new Error("no answer"));
+    const settled = await Promise.allSettled([first, ...waiting]);
+    assert.deepEqual(
+      settled.map((r) => (r.status === "rejected" ? (r.reason as Error).message : r.value)),
+      ["no answer", "no answer", "no answer"],
+    );
+    // Before, each waiting item went out in a call of its own after the first failed: twice the wait in an outage.
+    assert.deepEqual(calls, [["a"]], "no second call for items that would wait as long again");
+    assert.equal(await writer.add("d"), "d", "a later item goes out as usual");
+    // Any other failure fails its own call's items only.
+    const other = new GroupWriter<string, string>(async (items) => {
+      if (items.includes("bad")) throw new Error("refused");
+      return items;
+    }, outage);
+    const bad = assert.rejects(other.add("bad"), /refused/);
+    await new Promise((r) => setImmediate(r));
+    const next = other.add("ok");
+    await bad;
+    assert.equal(await next, "ok");
+  });
+
   it("fails every item of a failed call, and only those; a promise result settles its own item", async () => {
     let n = 0;
     const writer = new GroupWriter<string, string>(async (items) => {

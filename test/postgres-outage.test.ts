@@ -154,30 +154,42 @@ describe("PostgreSQL out of reach in the shared mode", () => {
     assert.equal((await get("/ready")).status, 200);
   });
 
-  it("refuses within 2 s when PostgreSQL stops answering (no hang for the outage), and closes as refused the row an unanswered admission left", async () => {
-    // One request first: the node's quota counter in Redis is seeded, so the next one goes straight to its admission.
-    const warm = await post("/v1/infer", { specialist: "classify", prompt: "hello" }, cachedKey);
-    assert.equal(warm.status, 200, warm.text);
-    const counted = await requestsCounted();
-    proxy.holdAnswers();
-    try {
-      let started = performance.now();
-      const refused = await post("/v1/infer", { specialist: "classify", prompt: "hello" }, { ...cachedKey, "x-request-id": "unanswered-1" });
-      const waited = performance.now() - started;
-      assertUnavailable(refused, "an admission PostgreSQL does not answer");
-      assert.ok(waited < 4_000, `refused after ${Math.round(waited)} ms, not held for the outage`);
-      started = performance.now();
-      const ready = await get("/ready");
-      assert.equal(ready.status, 503);
-      assert.ok(performance.now() - started < 3_500, "/ready does not hang either");
-      assert.equal((await fetch(`${server.url}/health`)).status, 200);
-    } finally {
-      proxy.restore();
-    }
-    // The statement reached PostgreSQL and committed; the node closes its row as the refusal the client saw.
-    assert.equal(await closedStatus("unanswered-1"), 503);
-    assert.equal(await requestsCounted(), counted, "the refused request was given back");
-  });
+  // A hang (the regression this guards against) fails here rather than holding the suite.
+  it(
+    "refuses within 2 s when PostgreSQL stops answering (no hang for the outage), and closes as refused the row an unanswered admission left",
+    { timeout: 60_000 },
+    async () => {
+      // One request first: the node's quota counter in Redis is seeded, so the next one goes straight to its admission.
+      const warm = await post("/v1/infer", { specialist: "classify", prompt: "hello" }, cachedKey);
+      assert.equal(warm.status, 200, warm.text);
+      const counted = await requestsCounted();
+      // A connection of the operator's pool is open too, as on any node in use: the statement below goes over it.
+      assert.equal((await get("/admin/api/accounts", admin)).status, 200);
+      proxy.holdAnswers();
+      try {
+        // Statements no request waits for (the operator API, the dashboard, the lease) are cut by the node
+        // too: before, they waited on the silent connection for as long as TCP took to give up.
+        let started = performance.now();
+        assertUnavailable(await get("/admin/api/accounts", admin), "the operator API when PostgreSQL does not answer");
+        assert.ok(performance.now() - started < 8_000, `refused after ${Math.round(performance.now() - started)} ms`);
+        started = performance.now();
+        const refused = await post("/v1/infer", { specialist: "classify", prompt: "hello" }, { ...cachedKey, "x-request-id": "unanswered-1" });
+        const waited = performance.now() - started;
+        assertUnavailable(refused, "an admission PostgreSQL does not answer");
+        assert.ok(waited < 4_000, `refused after ${Math.round(waited)} ms, not held for the outage`);
+        started = performance.now();
+        const ready = await get("/ready");
+        assert.equal(ready.status, 503);
+        assert.ok(performance.now() - started < 3_500, "/ready does not hang either");
+        assert.equal((await fetch(`${server.url}/health`)).status, 200);
+      } finally {
+        proxy.restore();
+      }
+      // The statement reached PostgreSQL and committed; the node closes its row as the refusal the client saw.
+      assert.equal(await closedStatus("unanswered-1"), 503);
+      assert.equal(await requestsCounted(), counted, "the refused request was given back");
+    },
+  );
 
   it("does not answer 200 for a request whose outcome cannot be recorded: 503 (or an error event ending the stream), recorded later as that refusal", async () => {
     // An account whose plan has every specialist (the held ones included).

@@ -66,7 +66,8 @@ export async function copySqliteToPostgres(sourcePath: string, databaseUrl: stri
 }
 
 async function withPool<T>(url: string, body: (pool: ReturnType<typeof openPool>) => Promise<T>): Promise<T> {
-  const pool = openPool(url);
+  // Migrations and copies lift the server's limit on their statements: the client sets none either.
+  const pool = openPool(url, { unbounded: true });
   try {
     await pool.query("SELECT 1").catch((error: unknown) => {
       throw new DatabaseUnavailableError(url, error);

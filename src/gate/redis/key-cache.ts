@@ -3,7 +3,7 @@ import type { Redis } from "ioredis";
 import type { AccountStore, KeyLookup } from "../../store/store.js";
 import { GroupWriter } from "../../group-writer.js";
 import type { KeyCache } from "../backends.js";
-import { redisClient, type RedisConnection } from "./connection.js";
+import { isRedisConnectionFailure, redisClient, type RedisConnection } from "./connection.js";
 
 /** Verified keys kept at most; past it the cache starts afresh (a flood of distinct keys cannot grow it). */
 const MAX_CACHED = 10_000;
@@ -55,7 +55,7 @@ export class RedisKeyCache implements KeyCache {
   private readonly generationReads = new GroupWriter<null, string | null>(async (lookups) => {
     const generation = await this.connection.redis.get(this.generationKey);
     return lookups.map(() => generation);
-  });
+  }, isRedisConnectionFailure);
 
   async find(hash: string): Promise<KeyLookup | undefined> {
     const generation = await this.generationReads.add(null);

@@ -1,5 +1,6 @@
 import type { AdmissionRecord } from "../store.js";
 import { GroupWriter } from "../../group-writer.js";
+import { isDatabaseConnectionFailure } from "./connection-failure.js";
 
 /**
  * One admission in one statement, atomic and exact across nodes: the counter
@@ -66,7 +67,7 @@ type Run = <R>(text: string, name: string, values: unknown[]) => Promise<R[]>;
  * admissions no longer queue on its counter row one commit each.
  */
 export class AdmissionBatch {
-  private readonly writer = new GroupWriter<AdmissionRecord, number | undefined>((records) => this.write(records));
+  private readonly writer = new GroupWriter<AdmissionRecord, number | undefined>((records) => this.write(records), isDatabaseConnectionFailure);
 
   constructor(
     /** Runs one statement (with whatever retry the ledger applies). */

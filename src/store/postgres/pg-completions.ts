@@ -1,6 +1,7 @@
 import { countsAgainstQuota } from "../../metering/counting-rule.js";
 import type { CompletionRecord } from "../store.js";
 import { GroupWriter } from "../../group-writer.js";
+import { isDatabaseConnectionFailure } from "./connection-failure.js";
 
 /**
  * Closes many ledger rows, each with its own outcome, in one statement: the
@@ -61,7 +62,7 @@ export class CompletionBatch {
       if (records.length === 1) await run(one.text, "alveare_finish_one", one.params(records[0]!));
       else await run(FINISH_MANY, "alveare_finish_many", manyParams(records));
       return records.map(() => undefined);
-    });
+    }, isDatabaseConnectionFailure);
   }
 
   add(record: CompletionRecord): Promise<void> {

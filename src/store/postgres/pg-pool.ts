@@ -2,6 +2,14 @@ import pg from "pg";
 
 /** Every statement is cut after this long, so a stuck query fails a request instead of holding a connection. */
 export const STATEMENT_TIMEOUT_MS = 5_000;
+/**
+ * What the node waits at most for any other statement, counted by itself: a
+ * database that stopped answering (a silent partition, a frozen host) fails
+ * the admin API, the dashboard, lease renewals and shutdown's last writes
+ * instead of holding them for the outage. A second over the server's own
+ * limit, so a live server's cut (and its error) comes first.
+ */
+const STATEMENT_CLIENT_TIMEOUT_MS = STATEMENT_TIMEOUT_MS + 1_000;
 /** A connection that cannot be opened (host down, network cut) fails this fast. */
 const CONNECT_TIMEOUT_MS = 5_000;
 /**
@@ -64,14 +72,20 @@ const types = {
 /**
  * One pool per process: every store of a backend shares it. Errors of idle
  * connections (the server restarting) are swallowed here; the next query on a
- * fresh connection reports whatever is still wrong.
+ * fresh connection reports whatever is still wrong. Every statement is cut by
+ * the client too (STATEMENT_CLIENT_TIMEOUT_MS), unless `unbounded`: migrations
+ * and copies, which lift the server's limit and may wait for another node's.
  */
-export function openPool(url: string, options: { max?: number; statementTimeoutMs?: number } = {}): pg.Pool {
+export function openPool(
+  url: string,
+  options: { max?: number; statementTimeoutMs?: number; connectTimeoutMs?: number; unbounded?: boolean } = {},
+): pg.Pool {
   const pool = new pg.Pool({
     connectionString: url,
     max: options.max ?? POOL_SIZE,
-    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    connectionTimeoutMillis: options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS,
     statement_timeout: options.statementTimeoutMs ?? STATEMENT_TIMEOUT_MS,
+    ...(options.unbounded === true ? {} : { query_timeout: STATEMENT_CLIENT_TIMEOUT_MS }),
     keepAlive: true,
     keepAliveInitialDelayMillis: KEEPALIVE_DELAY_MS,
     idle_in_transaction_session_timeout: STATEMENT_TIMEOUT_MS * 2,
@@ -82,13 +96,16 @@ export function openPool(url: string, options: { max?: number; statementTimeoutM
   return pool;
 }
 
-/** The pool for the statements requests wait for: the server cuts them at REQUEST_SERVER_TIMEOUT_MS. */
-export const openRequestPool = (url: string): pg.Pool => openPool(url, { statementTimeoutMs: REQUEST_SERVER_TIMEOUT_MS });
+/**
+ * The pool for the statements requests wait for: the server cuts them at
+ * REQUEST_SERVER_TIMEOUT_MS, and a new connection gets as long as a statement.
+ */
+export const openRequestPool = (url: string): pg.Pool =>
+  openPool(url, { statementTimeoutMs: REQUEST_SERVER_TIMEOUT_MS, connectTimeoutMs: REQUEST_STATEMENT_TIMEOUT_MS });
 
 /**
  * A statement a request waits for (on the request pool, where there is one),
- * cut by the client after REQUEST_STATEMENT_TIMEOUT_MS. (Migrations and copies
- * run for as long as they need, so no pool sets a client-side limit.)
+ * cut by the client after REQUEST_STATEMENT_TIMEOUT_MS.
  */
 export function requestQuery<R extends pg.QueryResultRow>(pool: pg.Pool, text: string, values: unknown[], name?: string): Promise<pg.QueryResult<R>> {
   // pg reads `query_timeout` per statement too, though its types only know it on the client's config.

@@ -35,7 +35,9 @@ export async function openPostgresStores(url: string, options: PgStoreOptions = 
     await pool.query("SELECT 1").catch((error: unknown) => {
       throw new DatabaseUnavailableError(url, error);
     });
-    await migratePostgres(pool);
+    // On a pool of its own without the client's limit: a migration, or waiting for another node's, may take long.
+    const migrations = openPool(url, { max: 1, unbounded: true });
+    await migratePostgres(migrations).finally(() => migrations.end().catch(() => undefined));
     if (options.serving === true) {
       lease = new NodeLease(pool, options.leaseMs ?? DEFAULT_LEASE_MS);
       await lease.join(options.plans, options.redisPrefix);
