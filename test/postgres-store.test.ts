@@ -512,6 +512,32 @@ describe("PostgreSQL: nodes", () => {
       const unknown = cli(["accounts", "create", "--name", "Big", "--plan", "huge"]);
       assert.equal(unknown.status, 2);
       assert.match(unknown.stderr, /no plan 'huge'\. Plans: tiny, solo, starter, professional, scale/);
+      // A config file with another plan table is refused: before, it put an account on a plan no node serves
+      // (its every request failed, and its usage page answered 500).
+      const ghostConfig = join(tempDir(), "ghost.json");
+      writeFileSync(
+        ghostConfig,
+        JSON.stringify({
+          plans: {
+            tiny: { requests_per_minute: 5, requests_per_month: 8, specialists: ["classify"] },
+            ghost: { requests_per_minute: 5, requests_per_month: 5, specialists: "*" },
+          },
+        }),
+      );
+      const ghost = spawnSync(process.execPath, [CLI, "accounts", "update", accountId, "--plan", "ghost", "--config", ghostConfig], {
+        env,
+        encoding: "utf8",
+      });
+      assert.equal(ghost.status, 2, ghost.stderr);
+      assert.match(ghost.stderr, /the plans in .*ghost\.json differ from the plan table the serving nodes recorded in PostgreSQL/);
+      assert.equal(
+        (JSON.parse(cli(["accounts", "list"]).stdout) as Array<{ id: string; plan: string }>).find((a) => a.id === accountId)?.plan,
+        "tiny",
+      );
+      const sameConfig = join(tempDir(), "same.json");
+      writeFileSync(sameConfig, JSON.stringify({ plans: { tiny: { requests_per_minute: 5, requests_per_month: 8, specialists: ["classify"] } } }));
+      const same = spawnSync(process.execPath, [CLI, "accounts", "list", "--config", sameConfig, "--json"], { env, encoding: "utf8" });
+      assert.equal(same.status, 0, "the nodes' own config file is accepted: " + same.stderr);
     } finally {
       await node.close();
     }

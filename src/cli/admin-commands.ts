@@ -12,7 +12,8 @@ import { CLI_CONTEXT } from "../store/audit-log.js";
 import { auditPageJson, parseAuditQuery } from "../admin/audit-query.js";
 import { loadCliConfig } from "./cli-config.js";
 import { nodeBroadcast } from "./node-broadcast.js";
-import { RuntimeError } from "./exit.js";
+import { RuntimeError, UsageError } from "./exit.js";
+import { canonicalJson } from "../store/postgres/pg-nodes.js";
 import { note, print, printJson, shortTime, table, visible } from "./output.js";
 
 interface StoreOptions {
@@ -46,16 +47,26 @@ async function withStore(options: StoreOptions, run: (session: Session) => Promi
   const json = options.json === true;
   if (!json) note(`using ${where}${isNew ? " (new, empty database)" : ""}`);
   const stores = await createStore(config);
-  // Without the servers' config file, a CLI on the shared database takes the plans the nodes recorded there.
-  if (stores.recordedPlans !== undefined && !(options.config ?? process.env.ALVEARE_CONFIG)) {
+  const configFile = options.config ?? process.env.ALVEARE_CONFIG;
+  if (stores.recordedPlans !== undefined) {
     const recorded = await stores.recordedPlans().catch(() => undefined);
-    if (recorded !== undefined) config.plans = recorded;
-    if (!json)
-      note(
-        recorded !== undefined
-          ? "plans: as the serving nodes recorded them"
-          : "plans: the defaults (no plan table recorded; pass --config for yours)",
+    if (!configFile) {
+      // Without the servers' config file, a CLI on the shared database takes the plans the nodes recorded there.
+      if (recorded !== undefined) config.plans = recorded;
+      if (!json)
+        note(
+          recorded !== undefined
+            ? "plans: as the serving nodes recorded them"
+            : "plans: the defaults (no plan table recorded; pass --config for yours)",
+        );
+    } else if (recorded !== undefined && canonicalJson(recorded) !== canonicalJson(config.plans)) {
+      // Another table would put accounts on plans the nodes do not serve (their requests then fail), or count keys by other limits.
+      await stores.close();
+      throw new UsageError(
+        `the plans in ${configFile} differ from the plan table the serving nodes recorded in PostgreSQL; ` +
+          "give the CLI the nodes' config file, or no config file (it then uses the recorded plans)",
       );
+    }
   }
   const broadcast = config.redisUrl === undefined ? undefined : nodeBroadcast(config.redisUrl, config.redisPrefix ?? DEFAULT_REDIS_PREFIX);
   try {
