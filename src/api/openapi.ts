@@ -166,6 +166,15 @@ export const OPERATIONS: readonly Operation[] = [
   },
   {
     method: "get",
+    path: "/",
+    summary: "The server's own address: a browser (asking for HTML) is sent to the dashboard; an API client gets 404.",
+    tag: "Operations",
+    security: "public",
+    ok: { 302: { description: "To the dashboard (Location: /dashboard/)." } },
+    errors: [404],
+  },
+  {
+    method: "get",
     path: "/v1/models",
     summary: "The specialists this key may call, as OpenAI models.",
     tag: "Inference",
