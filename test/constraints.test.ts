@@ -1,10 +1,25 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { getLlama } from "node-llama-cpp";
-import { GrammarCache, JSON_OBJECT_GRAMMAR } from "../src/engines/embedded/grammars.js";
+import { GrammarCache, grammarSchemaOf, JSON_OBJECT_GRAMMAR } from "../src/engines/embedded/grammars.js";
 import { postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
 
 describe("JSON schema grammars", () => {
+  it("give each type of a list only its own keywords, so a nest of type lists stays the size of the schema", () => {
+    const types = ["object", "string", "number", "integer", "boolean", "null", "array"];
+    let schema: object = { type: "string" };
+    for (let level = 0; level < 8; level++) schema = { type: types, properties: { a: schema }, items: { type: "integer" }, minLength: 1 };
+    // Every keyword went into every type's alternative, each converted again: 7^8 copies of the innermost
+    // schema from 753 bytes (30 s on the event loop, the whole node stopped).
+    const held = grammarSchemaOf(schema) as { oneOf: Array<Record<string, unknown>> };
+    assert.ok(JSON.stringify(held).length < 4 * JSON.stringify(schema).length, `${JSON.stringify(held).length} characters`);
+    const byType = Object.fromEntries(held.oneOf.map((alternative) => [alternative.type, Object.keys(alternative).sort()]));
+    assert.deepEqual(byType.object, ["properties", "type"]);
+    assert.deepEqual(byType.array, ["items", "type"]);
+    assert.deepEqual(byType.string, ["minLength", "type"]);
+    assert.deepEqual(byType.null, ["type"]);
+  });
+
   it("give an integer no exponent and a number at most a two-digit one, in every rule node-llama-cpp writes for them", async () => {
     const grammars = new GrammarCache(await getLlama({ gpu: false }));
     const gbnf = await grammars.jsonSchemaGbnf(
@@ -317,7 +332,33 @@ describe("output constraints hold at temperature 2.0", () => {
     }
   });
 
-  it("refuses references the grammar cannot follow, and loops that write nothing, naming them", async () => {
+  it("holds a reference to any schema of the document: OpenAI's recursive root ('#'), zod's reused property", async () => {
+    const tree = {
+      type: "object",
+      properties: { name: { type: "string", maxLength: 5 }, children: { type: "array", items: { $ref: "#" }, maxItems: 2 } },
+      required: ["name", "children"],
+      additionalProperties: false,
+    };
+    const isTree = (v: unknown): boolean => {
+      const node = v as { name: unknown; children: unknown[] };
+      return typeof node.name === "string" && Array.isArray(node.children) && node.children.length <= 2 && node.children.every(isTree);
+    };
+    const address = { type: "object", properties: { city: { type: "boolean" } }, required: ["city"], additionalProperties: false };
+    const reused = {
+      type: "object",
+      properties: { billing: address, shipping: { $ref: "#/properties/billing" } },
+      required: ["billing", "shipping"],
+    };
+    for (let seed = 1; seed <= 4; seed++) {
+      // Before, node-llama-cpp read both references as any JSON; then they were refused.
+      const root = await sampleSchema(tree, "x", seed);
+      if (root.finish_reason === "stop") assert.ok(isTree(JSON.parse(root.message.content)), root.message.content);
+      const both = JSON.parse((await sampleSchema(reused, "x", seed)).message.content) as Record<string, { city: unknown }>;
+      assert.equal(typeof both.shipping!.city, "boolean", JSON.stringify(both));
+    }
+  });
+
+  it("refuses definitions llama.cpp cannot hold, naming them: a loop that writes nothing, one no answer of which ends", async () => {
     const refused = async (schema: object): Promise<string> => {
       const r = await postJson(`${server.url}/v1/chat/completions`, {
         model: "alveare-extract",
@@ -328,14 +369,17 @@ describe("output constraints hold at temperature 2.0", () => {
       return (r.json.error as { message: string }).message;
     };
     assert.match(
-      await refused({ type: "object", properties: { a: { $ref: "#" } } }),
-      /'\$ref' at schema\.properties\.a is "#"; the grammar holds references to a whole definition/,
-    );
-    assert.match(await refused({ type: "object", properties: { a: { $ref: "#/properties/b" }, b: { type: "string" } } }), /"#\/properties\/b"/);
-    assert.match(
       await refused({ $ref: "#/$defs/a", $defs: { a: { oneOf: [{ $ref: "#/$defs/b" }, { type: "string" }] }, b: { $ref: "#/$defs/a" } } }),
       /refer back to themselves before writing anything \(a → b → a\)/,
     );
+    // An optional self-reference: node-llama-cpp writes every listed property, so the answer never ended (ran to max_tokens).
+    const linked = (next: object) => ({
+      $ref: "#/$defs/N",
+      $defs: { N: { type: "object", properties: { v: { type: "integer" }, next }, required: ["v"] } },
+    });
+    assert.match(await refused(linked({ $ref: "#/$defs/N" })), /no answer of the definition "N" ends/);
+    const nullable = await sampleSchema(linked({ anyOf: [{ $ref: "#/$defs/N" }, { type: "null" }] }), "x", 1);
+    assert.ok(nullable.finish_reason === "stop" || nullable.finish_reason === "length");
   });
 
   it("refuses a schema it cannot enforce with a 400 naming the parameter", async () => {

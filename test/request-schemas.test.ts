@@ -542,13 +542,15 @@ describe("chat requests: OpenAI's rules beyond the body's shape", () => {
         JSON.stringify(s),
       );
     }
-    for (const ref of ["#/$defs/nope", "#/$defs/a/b", "http://example.com/s.json", "#anchor"]) {
-      assert.deepEqual(chatRefusal(schema({ $ref: ref, $defs: { a: { type: "string" } } })), [
+    // Nowhere, elsewhere, or onto data rather than a schema (a list of names, a list's length).
+    for (const ref of ["#/$defs/nope", "#/$defs/a/b", "http://example.com/s.json", "#anchor", "#/required", "#/required/0", "#/prefixItems/length"]) {
+      assert.deepEqual(chatRefusal(schema({ $ref: ref, $defs: { a: { type: "string" } }, required: ["a"], prefixItems: [{ type: "string" }] })), [
         "invalid_parameter",
         "response_format.json_schema.schema",
-        `Invalid 'response_format.json_schema.schema': '$ref' at schema is ${JSON.stringify(ref)}, which points to nothing in this schema: refer to a definition in it ('#/$defs/name').`,
+        `Invalid 'response_format.json_schema.schema': '$ref' at schema is ${JSON.stringify(ref)}, which points to no schema in this one: refer to a definition in it ('#/$defs/name').`,
       ]);
     }
+    parseChatRequest(chat(schema({ type: "object", properties: { a: { $ref: "#/prefixItems/0" } }, prefixItems: [{ type: "string" }] })));
     // Tools too: a malformed parameter schema reached node-llama-cpp's prompt writer, a 500 the SDK retried twice.
     assert.deepEqual(
       chatRefusal({

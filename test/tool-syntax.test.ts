@@ -3,7 +3,7 @@ import { after, before, describe, it } from "node:test";
 import { ChatMLChatWrapper, FunctionaryChatWrapper, getLlama, Llama3_1ChatWrapper, QwenChatWrapper, type Llama } from "node-llama-cpp";
 import { GrammarCache } from "../src/engines/embedded/grammars.js";
 import { callSyntaxOf, parseAnswer, ToolAnswerTracker, type CallSyntax } from "../src/engines/embedded/tool-calls.js";
-import { toolGrammarFor } from "../src/engines/embedded/tool-history.js";
+import { toolFunctions, toolGrammarFor } from "../src/engines/embedded/tool-history.js";
 import type { ToolCallDelta, ToolRequest } from "../src/engines/tools.js";
 
 const REQUEST: ToolRequest = {
@@ -107,5 +107,31 @@ describe("tool call syntax", () => {
       kind: "calls",
       calls: [{ name: "a", arguments: '{"x": "}"}', complete: true }],
     });
+  });
+});
+
+describe("tools as the prompt documents them", () => {
+  it("follow references as the grammar does and keep the hints it does not hold, such as a format", () => {
+    const request: ToolRequest = {
+      tools: [
+        {
+          name: "notify",
+          description: undefined,
+          parameters: {
+            type: "object",
+            properties: { to: { type: "string", format: "email" }, level: { $ref: "#/definitions/Level" } },
+            required: ["to", "level"],
+            definitions: { Level: { enum: ["low", "high"] } },
+          },
+        },
+      ],
+      choice: "auto",
+      parallel: true,
+    };
+    const params = toolFunctions(request).notify!.params as { properties: Record<string, Record<string, unknown>>; $defs: object };
+    // The model is told what the grammar cannot hold: documented from the grammar's own schema it lost the format.
+    assert.equal(params.properties.to!.format, "email");
+    assert.equal(params.properties.level!.$ref, "#/$defs/Level");
+    assert.deepEqual(params.$defs, { Level: { enum: ["low", "high"] } });
   });
 });

@@ -24,6 +24,9 @@ export const SUBSCHEMAS = [
 /** Keywords whose value is a list of subschemas. */
 export const SCHEMA_LISTS = ["allOf", "anyOf", "oneOf", "prefixItems", "items"] as const;
 
+/** The types a JSON Schema `type` may name. */
+export const JSON_TYPES: ReadonlySet<string> = new Set(["string", "number", "integer", "boolean", "object", "array", "null"]);
+
 export type SchemaObject = Readonly<Record<string, unknown>>;
 export const isSchemaObject = (value: unknown): value is SchemaObject => typeof value === "object" && value !== null && !Array.isArray(value);
 
@@ -54,6 +57,8 @@ export function resolveLocalRef(root: unknown, ref: string): { value: unknown } 
   for (const raw of ref.slice(2).split("/")) {
     const segment = pointerSegment(raw);
     if (segment === undefined || typeof at !== "object" || at === null || !Object.hasOwn(at, segment)) return undefined;
+    // Into a list only by index: "length" is no member of it.
+    if (Array.isArray(at) && !/^(0|[1-9][0-9]*)$/.test(segment)) return undefined;
     at = (at as Record<string, unknown>)[segment];
   }
   return { value: at };

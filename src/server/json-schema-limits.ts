@@ -1,6 +1,7 @@
 import { errors } from "../errors.js";
 import {
   isSchemaObject as isObject,
+  JSON_TYPES,
   mapSubschemas,
   resolveLocalRef,
   SCHEMA_LISTS,
@@ -117,7 +118,6 @@ const COUNTS = ["minLength", "maxLength", "minItems", "maxItems", "minProperties
 /** Numbers; draft 4 wrote the exclusive bounds as booleans beside minimum and maximum. */
 const NUMBERS = ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"];
 const TEXTS = ["$ref", "pattern", "format", "title", "description", "$id", "$schema", "$comment", "$anchor"];
-const JSON_TYPES = new Set(["string", "number", "integer", "boolean", "object", "array", "null"]);
 
 const isSchema = (value: unknown): boolean => isObject(value) || typeof value === "boolean";
 const isCount = (value: unknown): boolean => typeof value === "number" && Number.isInteger(value) && value >= 0;
@@ -172,11 +172,15 @@ function checkSchema(schema: unknown, path: string, param: string, root: unknown
     const unknown = types.find((t) => typeof t !== "string" || !JSON_TYPES.has(t));
     if (unknown !== undefined) malformed("type", `one of ${[...JSON_TYPES].join(", ")} (or a list of them), not ${JSON.stringify(unknown)}`);
   }
-  if (typeof node.$ref === "string" && resolveLocalRef(root, node.$ref) === undefined) {
-    throw errors.invalidParameter(
-      param,
-      `'$ref' at ${path} is ${JSON.stringify(node.$ref)}, which points to nothing in this schema: refer to a definition in it ('#/$defs/name').`,
-    );
+  if (typeof node.$ref === "string") {
+    const target = resolveLocalRef(root, node.$ref);
+    // A pointer into a list of names or an enum's values lands on data, not a schema.
+    if (target === undefined || !isSchema(target.value)) {
+      throw errors.invalidParameter(
+        param,
+        `'$ref' at ${path} is ${JSON.stringify(node.$ref)}, which points to no schema in this one: refer to a definition in it ('#/$defs/name').`,
+      );
+    }
   }
 
   for (const key of NON_EMPTY_LISTS) {

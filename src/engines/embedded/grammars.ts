@@ -1,11 +1,9 @@
 import type { Llama, LlamaGrammar } from "node-llama-cpp";
 import { errors } from "../../errors.js";
 import type { OutputConstraint } from "../types.js";
-import { isSchemaObject, mapSubschemas, pointerSegment, type SchemaObject } from "../../schema/json-schema-keywords.js";
+import { isSchemaObject, JSON_TYPES, mapSubschemas, pointerSegment, resolveLocalRef, type SchemaObject } from "../../schema/json-schema-keywords.js";
 
 const gbnfString = (s: string): string => JSON.stringify(s);
-
-const JSON_TYPES = new Set(["string", "number", "integer", "boolean", "object", "array", "null"]);
 
 type Schema = SchemaObject;
 
@@ -62,6 +60,23 @@ const HELD_FORMATS = new Set(["date", "time", "date-time"]);
 
 const isStructured = (value: unknown): boolean => typeof value === "object" && value !== null;
 
+const NUMBER_KEYWORDS = ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"];
+/** The keywords that constrain only values of one type; every other keyword is kept for each type. */
+const TYPE_KEYWORDS: Readonly<Record<string, readonly string[]>> = {
+  object: ["properties", "required", "additionalProperties", "minProperties", "maxProperties"],
+  array: ["items", "prefixItems", "minItems", "maxItems"],
+  string: ["minLength", "maxLength", "format", "pattern"],
+  number: NUMBER_KEYWORDS,
+  integer: NUMBER_KEYWORDS,
+};
+
+/** A schema's keywords as they apply to values of `type`: those of other types left out. */
+function keywordsOf(schema: Schema, type: string): Record<string, unknown> {
+  const others = new Set(Object.entries(TYPE_KEYWORDS).flatMap(([t, keys]) => (t === type ? [] : keys)));
+  for (const key of TYPE_KEYWORDS[type] ?? []) others.delete(key);
+  return Object.fromEntries(Object.entries(schema).filter(([key]) => !others.has(key)));
+}
+
 /** The schema every answer of which is exactly `value`. */
 function literalSchema(value: unknown): unknown {
   if (Array.isArray(value)) {
@@ -91,10 +106,12 @@ function definitionName(ref: string): string | undefined {
  * the rest of "#/$defs/…" as written, unescaped, among `$defs`, and reads any
  * other reference as any JSON. So the root's `definitions` (draft 7, as
  * zod-to-json-schema writes them) join its `$defs`, each reference names its
- * definition as written, and a reference to anything but a whole definition of
- * the root is refused; tables of definitions below the root, which no such
- * reference reaches, are dropped. A loop of definitions that refer back before
- * writing anything (llama.cpp's grammars refuse left recursion) is refused too.
+ * definition as written, and a reference to any other schema in the document
+ * (OpenAI's "#" for a recursive root, zod's "#/properties/billing" for one used
+ * twice) makes that schema a definition of its own, named by its pointer.
+ * Tables of definitions below the root are dropped: only pointers reach them.
+ * Definitions llama.cpp could not hold are refused: a loop that refers back
+ * before writing anything (left recursion), and one no answer of which ends.
  */
 export function groundReferences(schema: unknown): unknown {
   if (!isSchemaObject(schema)) return schema;
@@ -107,32 +124,87 @@ export function groundReferences(schema: unknown): unknown {
       defs.set(name, def);
     }
   }
+  /** The definition each other pointer became. */
+  const pointed = new Map<string, string>();
+  const definitionFor = (ref: string, path: string): string => {
+    const name = definitionName(ref);
+    if (name !== undefined && defs.has(name)) return name;
+    let made = pointed.get(ref);
+    if (made === undefined) {
+      const target = resolveLocalRef(schema, ref);
+      if (target === undefined || !isSchemaObject(target.value))
+        throw new Error(`'$ref' at ${path} is ${JSON.stringify(ref)}, which points to no schema the grammar can write`);
+      made = ref;
+      while (defs.has(made)) made = `${made}'`;
+      pointed.set(ref, made);
+      defs.set(made, target.value);
+    }
+    return made;
+  };
   const ground = (node: unknown, path: string): unknown => {
     if (!isSchemaObject(node)) return node;
-    const out = mapSubschemas(node, path, ground);
-    delete out.$defs;
-    delete out.definitions;
-    if (typeof node.$ref === "string") {
-      const name = definitionName(node.$ref);
-      if (name === undefined || !defs.has(name))
-        throw new Error(
-          `'$ref' at ${path} is ${JSON.stringify(node.$ref)}; the grammar holds references to a whole definition of the root ('#/$defs/name') only`,
-        );
-      out.$ref = `#/$defs/${name}`;
-    }
+    const { $defs: _nested, definitions: _older, ...own } = node;
+    const out = mapSubschemas(own, path, ground);
+    if (typeof node.$ref === "string") out.$ref = `#/$defs/${definitionFor(node.$ref, path)}`;
     return out;
   };
   const grounded = ground(schema, "schema") as Record<string, unknown>;
+  // Grounding a definition may point at more of the document: each becomes a definition in turn.
+  const table: Record<string, unknown> = {};
+  for (let done = 0; done < defs.size;) {
+    for (const [name, def] of [...defs].slice(done)) {
+      table[name] = ground(def, `schema.$defs.${name}`);
+      done++;
+    }
+  }
   if (defs.size === 0) return grounded;
-  const table = Object.fromEntries([...defs].map(([name, def]) => [name, ground(def, `schema.$defs.${name}`)]));
   refuseLeftRecursion(table);
+  refuseEndless(table);
   return { ...grounded, $defs: table };
+}
+
+const DEF_PREFIX = "#/$defs/";
+
+/** Whether some answer of `node` ends, when the definitions in `ends` can. node-llama-cpp writes every listed property. */
+function canEnd(node: unknown, ends: ReadonlySet<string>): boolean {
+  if (!isSchemaObject(node)) return true;
+  if (typeof node.$ref === "string") return ends.has(node.$ref.slice(DEF_PREFIX.length));
+  const alternatives = node.oneOf ?? node.anyOf;
+  if (Array.isArray(alternatives)) return alternatives.some((alternative) => canEnd(alternative, ends));
+  if ("const" in node || "enum" in node) return true;
+  const types: unknown[] = Array.isArray(node.type) ? node.type : [node.type];
+  return types.some((type) => {
+    if (type === "object") return Object.values(isSchemaObject(node.properties) ? node.properties : {}).every((p) => canEnd(p, ends));
+    if (type !== "array") return true;
+    const prefix: unknown[] = Array.isArray(node.prefixItems) ? node.prefixItems : [];
+    const atLeast = typeof node.minItems === "number" ? node.minItems : 0;
+    return prefix.every((item) => canEnd(item, ends)) && (atLeast <= prefix.length || canEnd(node.items, ends));
+  });
+}
+
+/** A definition no answer of which ends (a property that always holds itself again) would run to max_tokens: refused. */
+function refuseEndless(defs: Readonly<Record<string, unknown>>): void {
+  const ends = new Set<string>();
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const [name, def] of Object.entries(defs)) {
+      if (ends.has(name) || !canEnd(def, ends)) continue;
+      ends.add(name);
+      grew = true;
+    }
+  }
+  const endless = Object.keys(defs).find((name) => !ends.has(name));
+  if (endless !== undefined)
+    throw new Error(
+      `no answer of the definition ${JSON.stringify(endless)} ends: it holds itself again in every answer (the grammar writes every ` +
+        "listed property, required or not); let it stop through an alternative such as null, or a list that may be empty",
+    );
 }
 
 /** The definitions a schema may begin with, writing nothing first: itself a reference, or an alternative that is. */
 function firstReferences(node: unknown, into: string[] = []): string[] {
   if (!isSchemaObject(node)) return into;
-  if (typeof node.$ref === "string") into.push(node.$ref.slice("#/$defs/".length));
+  if (typeof node.$ref === "string") into.push(node.$ref.slice(DEF_PREFIX.length));
   for (const key of ["oneOf", "anyOf", "allOf"]) {
     const list = node[key];
     if (Array.isArray(list)) for (const alternative of list) firstReferences(alternative, into);
@@ -211,7 +283,9 @@ export function toGrammarSchema(schema: unknown, path = "schema"): unknown {
   }
   if (Array.isArray(type) && !choosing && schema.enum === undefined && schema.const === undefined) {
     const { type: _types, $defs, ...rest } = schema;
-    const oneOf = type.length === 1 ? undefined : type.map((t: unknown) => ({ ...rest, type: t }));
+    // Each alternative keeps only its own type's keywords: with every keyword in every one, a nest of such
+    // lists converted each subschema once per type per level (7 types 8 deep, 753 bytes, took 30 s).
+    const oneOf = type.length === 1 ? undefined : type.map((t: unknown) => ({ ...keywordsOf(rest, t as string), type: t }));
     return toGrammarSchema(
       oneOf === undefined ? { ...schema, type: type[0] as unknown } : { oneOf, ...($defs === undefined ? {} : { $defs }) },
       path,
