@@ -1,3 +1,16 @@
+/**
+ * What an item fails with when it waited behind a call that found the store
+ * out of reach: it was never sent, so it cannot have been written (unlike an
+ * item of the call itself, whose statement may have committed unanswered).
+ * The stores' outage checks see through it to the call's own error.
+ */
+export class NotSentError extends Error {
+  constructor(override readonly cause: unknown) {
+    super(`not sent: ${cause instanceof Error ? cause.message : String(cause)}`);
+    this.name = "NotSentError";
+  }
+}
+
 /** Items in one statement at most: a longer queue goes out in several. */
 const MAX_BATCH = 500;
 
@@ -73,7 +86,7 @@ export class GroupWriter<I, O> {
       batch.forEach((w, i) => w.resolve(results[i]!));
     } catch (error) {
       for (const w of batch) w.reject(error);
-      if (this.outage(error)) for (const w of this.waiting.splice(0)) w.reject(error);
+      if (this.outage(error)) for (const w of this.waiting.splice(0)) w.reject(new NotSentError(error));
     }
   }
 }

@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { GroupWriter } from "../src/group-writer.js";
+import { GroupWriter, NotSentError } from "../src/group-writer.js";
+import { isDatabaseConnectionFailure, isUnansweredStatement } from "../src/store/postgres/connection-failure.js";
+import { isRedisConnectionFailure } from "../src/gate/redis/connection.js";
 
 describe("group writer", () => {
   it("sends the first item alone, then everything that arrived meanwhile in one call, in order", async () => {
@@ -37,9 +39,12 @@ describe("group writer", () => {
     const settled = await Promise.allSettled([first, ...waiting]);
     assert.deepEqual(
       settled.map((r) => (r.status === "rejected" ? (r.reason as Error).message : r.value)),
-      ["no answer", "no answer", "no answer"],
+      ["no answer", "not sent: no answer", "not sent: no answer"],
     );
-    // Before, each waiting item went out in a call of its own after the first failed: twice the wait in an outage.
+    // The waiting items were never sent, and say so: only the call's own items may have been written.
+    const waited = (settled[1] as PromiseRejectedResult).reason as NotSentError;
+    assert.ok(waited instanceof NotSentError && (waited.cause as Error).message === "no answer");
+    // Before, the waiting items went out together in a second call after the first failed: twice the wait in an outage.
     assert.deepEqual(calls, [["a"]], "no second call for items that would wait as long again");
     assert.equal(await writer.add("d"), "d", "a later item goes out as usual");
     // Any other failure fails its own call's items only.
@@ -78,5 +83,16 @@ describe("group writer", () => {
     const writer = new GroupWriter<number, number>(async (items) => items.slice(1));
     const results = await Promise.allSettled([writer.add(1), writer.add(2)]);
     assert.ok(results.every((r) => r.status === "rejected" && /2 items/.test(String(r.reason))));
+  });
+
+  it("an item never sent is an outage to the stores' checks, never a statement that may have committed", () => {
+    const unanswered = new Error("Query read timeout");
+    assert.equal(isUnansweredStatement(unanswered), true);
+    const behind = new NotSentError(unanswered);
+    // A 503 to its client, as its own timeout would be, but no row to close later: it was never written.
+    assert.equal(isDatabaseConnectionFailure(behind), true);
+    assert.equal(isUnansweredStatement(behind), false);
+    assert.equal(isRedisConnectionFailure(new NotSentError(new Error("Command timed out"))), true);
+    assert.equal(isDatabaseConnectionFailure(new NotSentError(new Error("syntax error"))), false);
   });
 });

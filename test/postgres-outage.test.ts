@@ -6,6 +6,8 @@ import { createKey, startTestServer, type TestServer } from "./helpers/fixtures.
 import { dropDatabase, freshDatabase } from "./helpers/postgres.js";
 import { deletePrefix, SHARED_REDIS_URL, testConnection, testPrefix } from "./helpers/redis.js";
 import { TcpProxy } from "./helpers/tcp-proxy.js";
+import { inTransaction, openPool } from "../src/store/postgres/pg-pool.js";
+import { isDatabaseConnectionFailure } from "../src/store/postgres/connection-failure.js";
 import { freePort, HeldUpstream } from "./helpers/held-upstream.js";
 
 const ADMIN_TOKEN = "o".repeat(40);
@@ -268,6 +270,35 @@ describe("PostgreSQL out of reach in the shared mode", () => {
     assert.equal(Number(row!.tokens), 0, "a refusal carries no tokens, so the per-key and daily token reports agree with the counters");
     assert.deepEqual(await usage(), before, "neither the request nor its 5 tokens count");
   });
+
+  it(
+    "gives up a transaction on a silent database after one statement's limit, not two (no ROLLBACK waits behind it)",
+    { timeout: 60_000 },
+    async () => {
+      const own = new TcpProxy("127.0.0.1", Number(new URL(database).port || "5432"));
+      await own.start();
+      const url = new URL(database);
+      url.hostname = "127.0.0.1";
+      url.port = String(own.port);
+      const pool = openPool(url.toString(), { max: 1 });
+      try {
+        await pool.query("SELECT 1");
+        own.holdAnswers();
+        const started = performance.now();
+        await assert.rejects(
+          inTransaction(pool, (client) => client.query("SELECT 1")),
+          (error: Error) => isDatabaseConnectionFailure(error),
+        );
+        const waited = performance.now() - started;
+        // 6 s for the statement; before, a ROLLBACK queued behind it waited 6 s more.
+        assert.ok(waited > 5_000 && waited < 9_000, `gave up after ${Math.round(waited)} ms`);
+      } finally {
+        own.restore();
+        await pool.end().catch(() => undefined);
+        await own.close();
+      }
+    },
+  );
 
   it("still answers 500 to a database error that is not a connection problem", async () => {
     await direct("ALTER TABLE accounts RENAME TO accounts_elsewhere");

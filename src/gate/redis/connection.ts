@@ -1,4 +1,5 @@
 import { Redis } from "ioredis";
+import { NotSentError } from "../../group-writer.js";
 
 /** How long one command may take before the request it serves is refused as 503 dependency_unavailable (a disconnected Redis fails at once). */
 const COMMAND_TIMEOUT_MS = 2000;
@@ -93,6 +94,7 @@ export function safeUrl(url: string): string {
  * script or command Redis refused (a bug, which must stay a 500).
  */
 export function isRedisConnectionFailure(error: unknown): boolean {
+  if (error instanceof NotSentError) return isRedisConnectionFailure(error.cause);
   if (!(error instanceof Error)) return false;
   // Raised by ioredis: no connection and no offline queue, the connection lost under a command, the command timeout, retries spent.
   if (error.name === "MaxRetriesPerRequestError") return true;

@@ -1,9 +1,12 @@
+import { NotSentError } from "../../group-writer.js";
+
 /**
  * Whether an error from the PostgreSQL driver means the database could not be
  * reached or gave up on us (a dependency outage the client may retry), as
  * opposed to a query the database refused (a bug, which must stay a 500).
  */
 export function isDatabaseConnectionFailure(error: unknown): boolean {
+  if (error instanceof NotSentError) return isDatabaseConnectionFailure(error.cause);
   if (!(error instanceof Error)) return false;
   const code = (error as { code?: unknown }).code;
   if (typeof code === "string") {

@@ -1,4 +1,5 @@
 import pg from "pg";
+import { isDatabaseConnectionFailure } from "./connection-failure.js";
 
 /** Every statement is cut after this long, so a stuck query fails a request instead of holding a connection. */
 export const STATEMENT_TIMEOUT_MS = 5_000;
@@ -127,9 +128,14 @@ export async function inTransaction<T>(pool: pg.Pool, body: (client: pg.PoolClie
     await client.query("COMMIT");
     return result;
   } catch (error) {
-    await client.query("ROLLBACK").catch((rollbackFailed: unknown) => {
-      broken = rollbackFailed instanceof Error ? rollbackFailed : new Error(String(rollbackFailed));
-    });
+    // A connection that stopped answering would keep a ROLLBACK waiting as long again: it is closed
+    // instead, and the server rolls back a transaction whose connection is gone.
+    if (isDatabaseConnectionFailure(error)) broken = error as Error;
+    else {
+      await client.query("ROLLBACK").catch((rollbackFailed: unknown) => {
+        broken = rollbackFailed instanceof Error ? rollbackFailed : new Error(String(rollbackFailed));
+      });
+    }
     throw error;
   } finally {
     client.removeListener("error", ignore);
