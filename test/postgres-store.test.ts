@@ -492,6 +492,7 @@ describe("PostgreSQL: nodes", () => {
       { dataDir: tempDir(), databaseUrl, redisUrl: TEST_REDIS_URL, redisPrefix: REDIS_PREFIX, plans },
       { serving: true },
     );
+    let stopped = false;
     try {
       const env: NodeJS.ProcessEnv = {
         ...process.env,
@@ -529,7 +530,7 @@ describe("PostgreSQL: nodes", () => {
         encoding: "utf8",
       });
       assert.equal(ghost.status, 2, ghost.stderr);
-      assert.match(ghost.stderr, /the plans in .*ghost\.json differ from the plan table the serving nodes recorded in PostgreSQL/);
+      assert.match(ghost.stderr, /the plans in .*ghost\.json differ from the plan table the running nodes recorded in PostgreSQL/);
       assert.equal(
         (JSON.parse(cli(["accounts", "list"]).stdout) as Array<{ id: string; plan: string }>).find((a) => a.id === accountId)?.plan,
         "tiny",
@@ -538,8 +539,16 @@ describe("PostgreSQL: nodes", () => {
       writeFileSync(sameConfig, JSON.stringify({ plans: { tiny: { requests_per_minute: 5, requests_per_month: 8, specialists: ["classify"] } } }));
       const same = spawnSync(process.execPath, [CLI, "accounts", "list", "--config", sameConfig, "--json"], { env, encoding: "utf8" });
       assert.equal(same.status, 0, "the nodes' own config file is accepted: " + same.stderr);
-    } finally {
+      // With every node stopped (as to change plans), the new file is the next table: the CLI may use it.
       await node.close();
+      stopped = true;
+      const afterStop = spawnSync(process.execPath, [CLI, "accounts", "update", accountId, "--plan", "ghost", "--config", ghostConfig], {
+        env,
+        encoding: "utf8",
+      });
+      assert.equal(afterStop.status, 0, afterStop.stderr);
+    } finally {
+      if (!stopped) await node.close();
     }
   });
 

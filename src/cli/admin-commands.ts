@@ -52,18 +52,19 @@ async function withStore(options: StoreOptions, run: (session: Session) => Promi
     const recorded = await stores.recordedPlans().catch(() => undefined);
     if (!configFile) {
       // Without the servers' config file, a CLI on the shared database takes the plans the nodes recorded there.
-      if (recorded !== undefined) config.plans = recorded;
+      if (recorded !== undefined) config.plans = recorded.plans;
       if (!json)
         note(
           recorded !== undefined
             ? "plans: as the serving nodes recorded them"
             : "plans: the defaults (no plan table recorded; pass --config for yours)",
         );
-    } else if (recorded !== undefined && canonicalJson(recorded) !== canonicalJson(config.plans)) {
-      // Another table would put accounts on plans the nodes do not serve (their requests then fail), or count keys by other limits.
+    } else if (recorded?.serving === true && canonicalJson(recorded.plans) !== canonicalJson(config.plans)) {
+      // Another table would put accounts on plans the running nodes do not serve (their requests then fail), or count keys by
+      // other limits. With no node running, the file is the next table: the first node started with it records it.
       await stores.close();
       throw new UsageError(
-        `the plans in ${configFile} differ from the plan table the serving nodes recorded in PostgreSQL; ` +
+        `the plans in ${configFile} differ from the plan table the running nodes recorded in PostgreSQL; ` +
           "give the CLI the nodes' config file, or no config file (it then uses the recorded plans)",
       );
     }

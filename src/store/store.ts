@@ -205,8 +205,12 @@ export interface Stores {
   people: PeopleStore;
   /** Who changed what: append-only, in the same database. */
   audit: AuditLog;
-  /** The plan table the serving nodes recorded (the shared database only), for a CLI given no config file. */
-  recordedPlans?: (() => Promise<Record<string, Plan> | undefined>) | undefined;
+  /**
+   * The plan table the serving nodes recorded (the shared database only), for a
+   * CLI given no config file, or undefined when none was; `serving` tells
+   * whether a node holds a live lease now (its table is then the one in force).
+   */
+  recordedPlans?: (() => Promise<{ plans: Record<string, Plan>; serving: boolean } | undefined>) | undefined;
   /** Commits what is queued, then releases the backend; the stores are unusable after. */
   close(): Promise<void>;
 }

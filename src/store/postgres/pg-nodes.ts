@@ -30,6 +30,9 @@ export class RedisPrefixMismatchError extends Error {
 
 const LIVE_NODE = "SELECT 1 FROM nodes WHERE lease_until >= now() LIMIT 1";
 
+/** Whether some node holds a live lease now. */
+export const anyNodeServing = async (pool: pg.Pool): Promise<boolean> => (await pool.query(LIVE_NODE)).rows.length > 0;
+
 /**
  * Checks a Redis prefix against the one recorded by the running nodes; a
  * serving node records its own when it differs and no node runs (the first

@@ -3,7 +3,7 @@ import { migratePostgres } from "./migrations.js";
 import { PgAccountStore } from "./pg-accounts.js";
 import { PgAuditLog } from "./pg-audit-log.js";
 import { PgLedger } from "./pg-ledger.js";
-import { checkRedisPrefix, NodeLease, recordedPlans } from "./pg-nodes.js";
+import { anyNodeServing, checkRedisPrefix, NodeLease, recordedPlans } from "./pg-nodes.js";
 import { PgPeopleStore } from "./pg-people.js";
 import { DatabaseUnavailableError, inTransaction, openPool, openRequestPool } from "./pg-pool.js";
 
@@ -61,7 +61,10 @@ export async function openPostgresStores(url: string, options: PgStoreOptions = 
     ledger,
     people: new PgPeopleStore(pool),
     audit: new PgAuditLog(pool),
-    recordedPlans: () => recordedPlans(pool),
+    recordedPlans: async () => {
+      const plans = await recordedPlans(pool);
+      return plans === undefined ? undefined : { plans, serving: await anyNodeServing(pool) };
+    },
     close: async () => {
       const unwritten = await ledger.retries.flush();
       if (unwritten > 0) {
