@@ -12,19 +12,20 @@ describe("dashboard API", () => {
   let alice: Browser;
   let mallory: Browser;
   let aliceAccount: string;
+  /** A new account on `plan` and its first member, signed in. */
+  const join = async (name: string, email: string, plan = "starter"): Promise<[Browser, string]> => {
+    const account = await operator.call("POST", "/admin/api/accounts", { name, plan });
+    const invite = await operator.call("POST", `/admin/api/accounts/${account.json.id as string}/invitations`, { email });
+    assert.equal(invite.status, 201);
+    const token = /#invite=(\w+)$/.exec(invite.json.invite_path as string)![1]!;
+    const browser = new Browser(server);
+    assert.equal((await browser.call("POST", "/dashboard/api/invitations/accept", { token, password: "correct horse battery" })).status, 200);
+    return [browser, account.json.id as string];
+  };
   before(async () => {
     server = await startTestServer({}, { gated: true, env: { ALVEARE_ADMIN_TOKEN: TOKEN } });
     operator = new Browser(server);
     assert.equal((await operator.call("POST", "/dashboard/api/admin-login", { token: TOKEN })).status, 200);
-    const join = async (name: string, email: string): Promise<[Browser, string]> => {
-      const account = await operator.call("POST", "/admin/api/accounts", { name, plan: "starter" });
-      const invite = await operator.call("POST", `/admin/api/accounts/${account.json.id as string}/invitations`, { email });
-      assert.equal(invite.status, 201);
-      const token = /#invite=(\w+)$/.exec(invite.json.invite_path as string)![1]!;
-      const browser = new Browser(server);
-      assert.equal((await browser.call("POST", "/dashboard/api/invitations/accept", { token, password: "correct horse battery" })).status, 200);
-      return [browser, account.json.id as string];
-    };
     [alice, aliceAccount] = await join("alice-co", "alice@example.com");
     [mallory] = await join("mallory-co", "mallory@example.com");
   });
@@ -73,11 +74,7 @@ describe("dashboard API", () => {
   });
 
   it("tells each specialist of the plan by kind, so the Plan page shows an embeddings model's own route", async () => {
-    const account = await operator.call("POST", "/admin/api/accounts", { name: "embed-co", plan: "professional" });
-    const invite = await operator.call("POST", `/admin/api/accounts/${account.json.id as string}/invitations`, { email: "embed@example.com" });
-    const member = new Browser(server);
-    const token = /#invite=(\w+)$/.exec(invite.json.invite_path as string)![1]!;
-    assert.equal((await member.call("POST", "/dashboard/api/invitations/accept", { token, password: "correct horse battery" })).status, 200);
+    const [member] = await join("embed-co", "embed@example.com", "professional");
     const plan = await member.call("GET", "/dashboard/api/plan");
     const kinds = Object.fromEntries((plan.json.specialists as Array<{ id: string; kind: string }>).map((s) => [s.id, s.kind]));
     assert.equal(kinds.embed, "embeddings", JSON.stringify(kinds));
