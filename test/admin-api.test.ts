@@ -21,15 +21,45 @@ const ROUTES: Array<[string, string, unknown?]> = [
   ["POST", "/accounts/acct_x/keys", { mode: "live" }],
   ["POST", "/keys/key_x/revoke"],
   ["GET", "/accounts/acct_x/usage"],
+  ["GET", "/plans"],
 ];
 
 describe("admin API", () => {
   let server: TestServer;
   before(async () => {
-    server = await startTestServer({}, { gated: true, env: { ALVEARE_ADMIN_TOKEN: TOKEN } });
+    server = await startTestServer(
+      { plans: { team: { requests_per_minute: 600, requests_per_month: 300_000, tokens_per_minute: 100_000, specialists: ["chat"] } } },
+      { gated: true, env: { ALVEARE_ADMIN_TOKEN: TOKEN } },
+    );
   });
   after(async () => {
     await server.close();
+  });
+
+  it("lists the plans the server serves, its config's own included, smallest monthly quota first", async () => {
+    const r = await call(server, "GET", "/plans");
+    assert.equal(r.status, 200);
+    const plans = (r.json as { object: string; data: Array<Record<string, unknown>> }).data;
+    assert.equal((r.json as { object: string }).object, "list");
+    // The dashboard offered only the four default plans: an account could be put on no custom one there.
+    assert.deepEqual(
+      plans.map((p) => p.name),
+      ["solo", "starter", "team", "professional", "scale"],
+    );
+    assert.deepEqual(
+      plans.find((p) => p.name === "team"),
+      {
+        name: "team",
+        requests_per_window: 600,
+        window_seconds: 60,
+        requests_per_month: 300_000,
+        tokens_per_window: 100_000,
+        max_concurrent_requests: null,
+        max_keys: 25,
+        specialists: ["chat"],
+      },
+    );
+    assert.equal(plans.find((p) => p.name === "scale")!.specialists, "*");
   });
 
   for (const [index, [method, path, body]] of ROUTES.entries()) {

@@ -17,7 +17,11 @@ describe("dashboard in a real browser", { skip: noChromium }, () => {
   let browser: Browser;
   before(async () => {
     mkdirSync(ARTIFACTS, { recursive: true });
-    server = await startTestServer({}, { gated: true, env: { ALVEARE_ADMIN_TOKEN: TOKEN } });
+    // A plan of the config's own, beside the defaults: the dashboard must offer it.
+    server = await startTestServer(
+      { plans: { team: { requests_per_minute: 600, requests_per_month: 300_000, specialists: "*" } } },
+      { gated: true, env: { ALVEARE_ADMIN_TOKEN: TOKEN } },
+    );
     browser = await launchChromium();
   });
   after(async () => {
@@ -66,6 +70,14 @@ describe("dashboard in a real browser", { skip: noChromium }, () => {
     await operator.getByRole("button", { name: "Sign in as operator" }).click();
     await operator.getByRole("heading", { name: "Accounts" }).waitFor();
     await operator.getByText(/No accounts yet/).waitFor();
+    // The server's plans, its config's own included (a fixed list of the four defaults offered no custom plan).
+    assert.deepEqual(await operator.getByLabel("Plan", { exact: true }).locator("option").allTextContents(), [
+      "solo",
+      "starter",
+      "team",
+      "professional",
+      "scale",
+    ]);
     await audit(operator, "02-operator-no-accounts");
 
     await operator.getByLabel("Name").fill("acme");

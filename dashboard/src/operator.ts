@@ -2,18 +2,19 @@ import { breakdownTables, dailyChart, quotaBar, usageNumbers, type Breakdown } f
 import { api, confirmAction, copyable, field, form, h, say, show, table, when, type Json } from "./dom.js";
 import { keyRows } from "./member.js";
 
-const PLANS = ["solo", "starter", "professional", "scale"];
+/** The plans the server serves, as its config file defines them (custom ones included), by name. */
+const planNames = async (): Promise<string[]> => (await api<{ data: Json[] }>("GET", "/admin/api/plans")).data.map((p) => String(p.name));
 const accountLink = (a: Json) => h("a", { href: `#account=${String(a.id)}` }, String(a.name));
 
 export async function accountsView(): Promise<void> {
-  const accounts = (await api<{ data: Json[] }>("GET", "/admin/api/accounts")).data;
+  const [accounts, plans] = await Promise.all([(await api<{ data: Json[] }>("GET", "/admin/api/accounts")).data, planNames()]);
   const usage = await Promise.all(accounts.map((a) => api("GET", `/admin/api/accounts/${String(a.id)}/usage`)));
   show(
     h("h1", {}, "Accounts"),
     form(
       [
         field("Name", "name"),
-        h("label", {}, "Plan", h("select", { name: "plan", "aria-label": "Plan" }, ...PLANS.map((p) => h("option", { value: p }, p)))),
+        h("label", {}, "Plan", h("select", { name: "plan", "aria-label": "Plan" }, ...plans.map((p) => h("option", { value: p }, p)))),
       ],
       "Create account",
       async (d) => {
@@ -113,19 +114,21 @@ function removeMemberButton(account: Json, member: Json): HTMLElement {
 
 export async function accountView(id: string): Promise<void> {
   const base = `/admin/api/accounts/${id}`;
-  const [account, keys, members, usage, breakdown] = await Promise.all([
+  const [account, keys, members, usage, breakdown, plans] = await Promise.all([
     api(`GET`, base),
     api<{ data: Json[] }>("GET", `${base}/keys`),
     api<{ data: Json[] }>("GET", `${base}/members`),
     api("GET", `${base}/usage`),
     api<Breakdown & { period: string; daily_requests: Record<string, number> }>("GET", `${base}/usage/breakdown`),
+    planNames(),
   ]);
   const name = String(account.name);
   const active = account.status === "active";
   const plan = h(
     "select",
     { id: "plan-select" },
-    ...PLANS.map((p) => h("option", { value: p, ...(p === account.plan ? { selected: true } : {}) }, p)),
+    // Only the server's plans: a fixed list showed custom plans nowhere, and the first option as an account's own.
+    ...plans.map((p) => h("option", { value: p, ...(p === account.plan ? { selected: true } : {}) }, p)),
   ) as HTMLSelectElement;
   const { used, limit, tokens } = usageNumbers(usage);
   show(

@@ -8,6 +8,7 @@ import { auditRoutes } from "./routes/audit.js";
 import { invitationRoutes } from "./routes/invitations.js";
 import { keyRoutes } from "./routes/keys.js";
 import { memberRoutes } from "./routes/members.js";
+import { planRoutes } from "./routes/plans.js";
 import { usageRoutes } from "./routes/usage.js";
 
 /** The admin API wants the operator's admin token, not an account's API key: the answer says so. */
@@ -22,7 +23,7 @@ const missingAdminToken = (): ApiError =>
 const notFound = (request: FastifyRequest): ApiError => errors.notFound(request.method, request.url.split("?")[0] ?? "/");
 
 /** The admin API's resources, one file each under routes/. */
-const RESOURCES = [accountRoutes, keyRoutes, invitationRoutes, memberRoutes, usageRoutes, auditRoutes];
+const RESOURCES = [accountRoutes, keyRoutes, invitationRoutes, memberRoutes, usageRoutes, auditRoutes, planRoutes];
 
 /**
  * The operator's JSON API under /admin/api: the same operations as the CLI,

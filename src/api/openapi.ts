@@ -20,6 +20,7 @@ import {
   AccountSchema,
   ApiKeyListSchema,
   AuditPageSchema,
+  PlanListSchema,
   AuditRecordSchema,
   CreatedApiKeySchema,
   InvitationSchema,
@@ -62,6 +63,7 @@ const SCHEMAS = {
   UsageBreakdown: UsageBreakdownSchema,
   AuditRecord: AuditRecordSchema,
   AuditPage: AuditPageSchema,
+  PlanList: PlanListSchema,
 } as const satisfies Record<string, TSchema>;
 
 export type SchemaName = keyof typeof SCHEMAS;
@@ -329,6 +331,15 @@ export const OPERATIONS: readonly Operation[] = [
     tag: "Admin",
     security: "admin",
     ok: { 204: { description: "Removed." } },
+    errors: ADMIN,
+  },
+  {
+    method: "get",
+    path: "/admin/api/plans",
+    summary: "The plans this server serves (its config file's), smallest monthly quota first: what an account may be put on.",
+    tag: "Admin",
+    security: "admin",
+    ok: { 200: ok("The plans.", "PlanList") },
     errors: ADMIN,
   },
   {

@@ -48,6 +48,22 @@ export const CreatedApiKeySchema = Type.Composite(
   { title: "CreatedApiKey" },
 );
 
+export const PlanSchema = Type.Object(
+  {
+    name: Type.String(),
+    requests_per_window: Type.Integer({ description: "Requests per window, per API key." }),
+    window_seconds: Type.Number(),
+    requests_per_month: Type.Integer({ description: "Requests per UTC month, per account and mode." }),
+    tokens_per_window: Type.Union([Type.Integer(), Type.Null()], { description: "Prompt + completion tokens per window, per key; null: no cap." }),
+    max_concurrent_requests: Type.Union([Type.Integer(), Type.Null()], { description: "Requests in flight at once, per key; null: no cap." }),
+    max_keys: Type.Integer({ description: "Unrevoked API keys per account and mode." }),
+    specialists: Type.Union([Type.Literal("*"), Type.Array(Type.String())]),
+  },
+  { title: "Plan" },
+);
+
+export const PlanListSchema = Type.Object({ object: Type.Literal("list"), data: Type.Array(PlanSchema) }, { title: "PlanList" });
+
 export const RevokedKeySchema = Type.Object({ id: Type.String(), revoked: Type.Literal(true) }, { title: "RevokedKey" });
 
 export const InvitationSchema = Type.Object(
