@@ -103,6 +103,14 @@ export const errors = {
     new ApiError(403, "permission_error", "account_suspended", "The account of this API key is suspended. Contact the operator."),
   notInPlan: (specialist: string, plan: string) =>
     new ApiError(403, "permission_error", "specialist_not_in_plan", `Your plan (${plan}) does not include the specialist '${specialist}'.`),
+  /** The account's plan is not in this server's config (removed from the file since): it includes nothing here. */
+  planNotServed: (plan: string) =>
+    new ApiError(
+      403,
+      "permission_error",
+      "specialist_not_in_plan",
+      `The account's plan '${plan}' is not one this server serves, so it includes no specialist; the operator must move the account to one of the server's plans.`,
+    ),
   rateLimited: (limit: number, windowMs: number, retryAfterMs: number) =>
     new ApiError(
       429,

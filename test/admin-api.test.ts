@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { loadConfig } from "../src/config/config.js";
+import Database from "better-sqlite3";
+import { databasePath, loadConfig } from "../src/config/config.js";
 import { createKey, postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
 import { errorCode, requestFrom } from "./helpers/loopback-client.js";
 
@@ -34,6 +35,22 @@ describe("admin API", () => {
   });
   after(async () => {
     await server.close();
+  });
+
+  it("says an account's plan is gone from the config, on the gate and the operator's usage alike, never a 500", async () => {
+    const orphan = await createKey(server, "team");
+    // As after a config change that removed the plan while accounts were on it.
+    const db = new Database(databasePath(server.config));
+    db.prepare("UPDATE accounts SET plan = 'retired' WHERE id = ?").run(orphan.accountId);
+    db.close();
+    const refused = await postJson(`${server.url}/v1/infer`, { specialist: "chat", prompt: "x", max_tokens: 2 }, orphan.auth);
+    assert.equal(refused.status, 403);
+    assert.equal(errorCode(refused.json), "specialist_not_in_plan");
+    // It read "Your plan (retired) does not include the specialist 'any'."
+    assert.match((refused.json.error as { message: string }).message, /plan 'retired' is not one this server serves/);
+    const usage = await call(server, "GET", `/accounts/${orphan.accountId}/usage`);
+    assert.equal(usage.status, 403, JSON.stringify(usage.json));
+    assert.equal(errorCode(usage.json), "specialist_not_in_plan");
   });
 
   it("lists the plans the server serves, its config's own included, smallest monthly quota first", async () => {

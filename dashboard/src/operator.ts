@@ -8,7 +8,8 @@ const accountLink = (a: Json) => h("a", { href: `#account=${String(a.id)}` }, St
 
 export async function accountsView(): Promise<void> {
   const [accounts, plans] = await Promise.all([(await api<{ data: Json[] }>("GET", "/admin/api/accounts")).data, planNames()]);
-  const usage = await Promise.all(accounts.map((a) => api("GET", `/admin/api/accounts/${String(a.id)}/usage`)));
+  // One account whose usage cannot be read (its plan gone from the config, say) leaves its cell empty, not the page.
+  const usage = await Promise.all(accounts.map((a) => api("GET", `/admin/api/accounts/${String(a.id)}/usage`).catch(() => undefined)));
   show(
     h("h1", {}, "Accounts"),
     form(
@@ -28,7 +29,8 @@ export async function accountsView(): Promise<void> {
       : table(
           ["Account", "Plan", "Status", "Live requests this month", "Created"],
           accounts.map((a, i) => {
-            const u = usageNumbers(usage[i] ?? {});
+            const read = usage[i];
+            const u = usageNumbers(read ?? {});
             return [
               h("span", {}, accountLink(a), h("br"), h("small", { class: "muted" }, String(a.id))),
               String(a.plan),
@@ -36,7 +38,7 @@ export async function accountsView(): Promise<void> {
               h(
                 "span",
                 { "data-testid": `usage-${String(a.name)}` },
-                `${u.used.toLocaleString()} / ${u.limit.toLocaleString()} · ${u.tokens.toLocaleString()} tokens`,
+                read === undefined ? "—" : `${u.used.toLocaleString()} / ${u.limit.toLocaleString()} · ${u.tokens.toLocaleString()} tokens`,
               ),
               when(a.created_at),
             ];

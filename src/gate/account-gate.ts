@@ -69,7 +69,7 @@ export class AccountGate implements Gate {
 
   planOf(caller: Caller): Plan {
     const plan = findPlan(this.plans, caller.plan);
-    if (plan === undefined) throw errors.notInPlan("any", caller.plan);
+    if (plan === undefined) throw errors.planNotServed(caller.plan);
     return plan;
   }
 

@@ -58,10 +58,13 @@ export const DEFAULT_PLANS: Readonly<Record<string, Plan>> = {
 export const findPlan = (plans: Readonly<Record<string, Plan>>, name: string): Plan | undefined =>
   Object.hasOwn(plans, name) ? plans[name] : undefined;
 
-/** An account's plan, which the config must define (an account on an unknown plan is a server fault, a 500). */
+/**
+ * An account's plan. One the config no longer defines (removed from the file
+ * while accounts were on it) is a 403 saying so, never a 500.
+ */
 export function accountPlan(plans: Readonly<Record<string, Plan>>, account: { plan: string }): Plan {
   const plan = findPlan(plans, account.plan);
-  if (plan === undefined) throw errors.internal();
+  if (plan === undefined) throw errors.planNotServed(account.plan);
   return plan;
 }
 
