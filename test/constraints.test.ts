@@ -5,6 +5,17 @@ import { GrammarCache, grammarSchemaOf, JSON_OBJECT_GRAMMAR } from "../src/engin
 import { postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
 
 describe("JSON schema grammars", () => {
+  it("make one definition of a schema however many spellings of its pointer refer to it", () => {
+    const spellings = ["#/properties/abc", "#/properties/a%62c", "#/properties/%61b%63", "#/properties/ab%63"];
+    // Each spelling made a copy: 500 of them over a 15 KB property built 6 MB of schema on the event loop.
+    const held = grammarSchemaOf({
+      type: "array",
+      properties: { abc: { type: "string" } },
+      prefixItems: spellings.map(($ref) => ({ $ref })),
+    }) as { $defs: object };
+    assert.deepEqual(Object.keys(held.$defs), ["#/properties/abc"]);
+  });
+
   it("give each type of a list only its own keywords, so a nest of type lists stays the size of the schema", () => {
     const types = ["object", "string", "number", "integer", "boolean", "null", "array"];
     let schema: object = { type: "string" };
@@ -378,6 +389,19 @@ describe("output constraints hold at temperature 2.0", () => {
       $defs: { N: { type: "object", properties: { v: { type: "integer" }, next }, required: ["v"] } },
     });
     assert.match(await refused(linked({ $ref: "#/$defs/N" })), /no answer of the definition "N" ends/);
+    // Judged as the grammar holds them: a type put into an alternative, extra properties minProperties forces.
+    assert.match(
+      await refused({
+        type: "object",
+        properties: { root: { $ref: "#/$defs/node" } },
+        $defs: { node: { type: "object", anyOf: [{ properties: { child: { $ref: "#/$defs/node" } } }] } },
+      }),
+      /no answer of the definition "node" ends/,
+    );
+    assert.match(
+      await refused({ type: "object", properties: {}, additionalProperties: { $ref: "#" }, minProperties: 1 }),
+      /no answer of the definition "#" ends/,
+    );
     const nullable = await sampleSchema(linked({ anyOf: [{ $ref: "#/$defs/N" }, { type: "null" }] }), "x", 1);
     assert.ok(nullable.finish_reason === "stop" || nullable.finish_reason === "length");
   });

@@ -543,8 +543,19 @@ describe("chat requests: OpenAI's rules beyond the body's shape", () => {
       );
     }
     // Nowhere, elsewhere, or onto data rather than a schema (a list of names, a list's length).
-    for (const ref of ["#/$defs/nope", "#/$defs/a/b", "http://example.com/s.json", "#anchor", "#/required", "#/required/0", "#/prefixItems/length"]) {
-      assert.deepEqual(chatRefusal(schema({ $ref: ref, $defs: { a: { type: "string" } }, required: ["a"], prefixItems: [{ type: "string" }] })), [
+    for (const ref of [
+      "#/$defs/nope",
+      "#/$defs/a/b",
+      "http://example.com/s.json",
+      "#anchor",
+      "#/required",
+      "#/required/0",
+      "#/prefixItems/length",
+      "#/$defs/a/enum/0",
+      "#/$defs/a/default",
+    ]) {
+      const defs = { a: { type: "object", enum: [{ type: "string" }], default: { type: "string" } } };
+      assert.deepEqual(chatRefusal(schema({ $ref: ref, $defs: defs, required: ["a"], prefixItems: [{ type: "string" }] })), [
         "invalid_parameter",
         "response_format.json_schema.schema",
         `Invalid 'response_format.json_schema.schema': '$ref' at schema is ${JSON.stringify(ref)}, which points to no schema in this one: refer to a definition in it ('#/$defs/name').`,

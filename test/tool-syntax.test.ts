@@ -119,7 +119,12 @@ describe("tools as the prompt documents them", () => {
           description: undefined,
           parameters: {
             type: "object",
-            properties: { to: { type: "string", format: "email" }, level: { $ref: "#/definitions/Level" } },
+            properties: {
+              to: { type: "string", format: "email" },
+              level: { $ref: "#/definitions/Level" },
+              cc: { anyOf: [{ type: "string" }, { type: "null" }], default: null },
+              tags: { type: ["array", "null"], items: { type: "string" } },
+            },
             required: ["to", "level"],
             definitions: { Level: { enum: ["low", "high"] } },
           },
@@ -133,5 +138,8 @@ describe("tools as the prompt documents them", () => {
     assert.equal(params.properties.to!.format, "email");
     assert.equal(params.properties.level!.$ref, "#/$defs/Level");
     assert.deepEqual(params.$defs, { Level: { enum: ["low", "high"] } });
+    // As alternatives node-llama-cpp's documentation reads: it drops an anyOf (pydantic's Optional) and reads a list of types as null.
+    assert.deepEqual(params.properties.cc!.oneOf, [{ type: "string" }, { type: "null" }]);
+    assert.deepEqual(params.properties.tags!.oneOf, [{ type: "array", items: { type: "string" } }, { type: "null" }]);
   });
 });

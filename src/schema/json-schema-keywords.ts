@@ -49,19 +49,36 @@ export function mapSubschemas(node: SchemaObject, path: string, map: (sub: unkno
   return out;
 }
 
-/** The value a local `$ref` ("#", "#/$defs/a~1b", "#/$defs/a%20b") points to in `root`, or undefined when it points to nothing there. */
-export function resolveLocalRef(root: unknown, ref: string): { value: unknown } | undefined {
+const TABLES: ReadonlySet<string> = new Set(SCHEMA_TABLES);
+const LISTS: ReadonlySet<string> = new Set(SCHEMA_LISTS);
+const SINGLE: ReadonlySet<string> = new Set(SUBSCHEMAS);
+const INDEX = /^(0|[1-9][0-9]*)$/;
+
+/**
+ * The schema a local `$ref` ("#", "#/$defs/a~1b", "#/properties/billing",
+ * "#/anyOf/0") points to in `root`, or undefined when it points to nothing
+ * there or to data rather than a schema: it follows schema positions only (a
+ * table's entry by name, a list's by index, a subschema), never into `enum`,
+ * `const`, `default`, `required` or a list's `length`.
+ */
+export function resolveSchemaRef(root: unknown, ref: string): { value: unknown } | undefined {
   if (ref === "#") return { value: root };
   if (!ref.startsWith("#/")) return undefined;
+  const segments = ref.slice(2).split("/").map(pointerSegment);
   let at: unknown = root;
-  for (const raw of ref.slice(2).split("/")) {
-    const segment = pointerSegment(raw);
-    if (segment === undefined || typeof at !== "object" || at === null || !Object.hasOwn(at, segment)) return undefined;
-    // Into a list only by index: "length" is no member of it.
-    if (Array.isArray(at) && !/^(0|[1-9][0-9]*)$/.test(segment)) return undefined;
-    at = (at as Record<string, unknown>)[segment];
+  for (let i = 0; i < segments.length; i++) {
+    const keyword = segments[i];
+    if (keyword === undefined || !isSchemaObject(at) || !Object.hasOwn(at, keyword)) return undefined;
+    const value = at[keyword];
+    if (TABLES.has(keyword) || (LISTS.has(keyword) && Array.isArray(value))) {
+      const entry = segments[++i];
+      if (entry === undefined || typeof value !== "object" || value === null || !Object.hasOwn(value, entry)) return undefined;
+      if (Array.isArray(value) && !INDEX.test(entry)) return undefined;
+      at = (value as Record<string, unknown>)[entry];
+    } else if (SINGLE.has(keyword)) at = value;
+    else return undefined;
   }
-  return { value: at };
+  return isSchemaObject(at) || typeof at === "boolean" ? { value: at } : undefined;
 }
 
 /** One segment of a JSON pointer in a URI fragment, unescaped (%20, then ~1 and ~0); undefined when malformed. */

@@ -3,7 +3,7 @@ import {
   isSchemaObject as isObject,
   JSON_TYPES,
   mapSubschemas,
-  resolveLocalRef,
+  resolveSchemaRef,
   SCHEMA_LISTS,
   SCHEMA_TABLES,
   SUBSCHEMAS,
@@ -173,9 +173,8 @@ function checkSchema(schema: unknown, path: string, param: string, root: unknown
     if (unknown !== undefined) malformed("type", `one of ${[...JSON_TYPES].join(", ")} (or a list of them), not ${JSON.stringify(unknown)}`);
   }
   if (typeof node.$ref === "string") {
-    const target = resolveLocalRef(root, node.$ref);
-    // A pointer into a list of names or an enum's values lands on data, not a schema.
-    if (target === undefined || !isSchema(target.value)) {
+    // Along schema positions only: a pointer into a list of names or an enum's values lands on data, not a schema.
+    if (resolveSchemaRef(root, node.$ref) === undefined) {
       throw errors.invalidParameter(
         param,
         `'$ref' at ${path} is ${JSON.stringify(node.$ref)}, which points to no schema in this one: refer to a definition in it ('#/$defs/name').`,

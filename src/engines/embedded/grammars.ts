@@ -1,7 +1,7 @@
 import type { Llama, LlamaGrammar } from "node-llama-cpp";
 import { errors } from "../../errors.js";
 import type { OutputConstraint } from "../types.js";
-import { isSchemaObject, JSON_TYPES, mapSubschemas, pointerSegment, resolveLocalRef, type SchemaObject } from "../../schema/json-schema-keywords.js";
+import { isSchemaObject, JSON_TYPES, mapSubschemas, pointerSegment, resolveSchemaRef, type SchemaObject } from "../../schema/json-schema-keywords.js";
 
 const gbnfString = (s: string): string => JSON.stringify(s);
 
@@ -101,6 +101,9 @@ function definitionName(ref: string): string | undefined {
   return match === null ? undefined : pointerSegment(match[1]!);
 }
 
+/** Schemas other than definitions that pointers may reach: each becomes a definition, so their number is bounded. */
+const MAX_POINTED = 64;
+
 /**
  * The schema's references in the one form node-llama-cpp resolves: it looks up
  * the rest of "#/$defs/…" as written, unescaped, among `$defs`, and reads any
@@ -110,8 +113,6 @@ function definitionName(ref: string): string | undefined {
  * (OpenAI's "#" for a recursive root, zod's "#/properties/billing" for one used
  * twice) makes that schema a definition of its own, named by its pointer.
  * Tables of definitions below the root are dropped: only pointers reach them.
- * Definitions llama.cpp could not hold are refused: a loop that refers back
- * before writing anything (left recursion), and one no answer of which ends.
  */
 export function groundReferences(schema: unknown): unknown {
   if (!isSchemaObject(schema)) return schema;
@@ -124,20 +125,21 @@ export function groundReferences(schema: unknown): unknown {
       defs.set(name, def);
     }
   }
-  /** The definition each other pointer became. */
-  const pointed = new Map<string, string>();
+  /** The definition each schema other pointers reach became, by the schema itself: spellings of one pointer share it. */
+  const pointed = new Map<unknown, string>();
   const definitionFor = (ref: string, path: string): string => {
     const name = definitionName(ref);
     if (name !== undefined && defs.has(name)) return name;
-    let made = pointed.get(ref);
+    const target = resolveSchemaRef(schema, ref)?.value;
+    if (!isSchemaObject(target)) throw new Error(`'$ref' at ${path} is ${JSON.stringify(ref)}, which points to no schema the grammar can write`);
+    let made = pointed.get(target);
     if (made === undefined) {
-      const target = resolveLocalRef(schema, ref);
-      if (target === undefined || !isSchemaObject(target.value))
-        throw new Error(`'$ref' at ${path} is ${JSON.stringify(ref)}, which points to no schema the grammar can write`);
+      if (pointed.size >= MAX_POINTED)
+        throw new Error(`more than ${MAX_POINTED} schemas are referred to by pointer; refer to definitions in '$defs' instead`);
       made = ref;
       while (defs.has(made)) made = `${made}'`;
-      pointed.set(ref, made);
-      defs.set(made, target.value);
+      pointed.set(target, made);
+      defs.set(made, target);
     }
     return made;
   };
@@ -157,10 +159,7 @@ export function groundReferences(schema: unknown): unknown {
       done++;
     }
   }
-  if (defs.size === 0) return grounded;
-  refuseLeftRecursion(table);
-  refuseEndless(table);
-  return { ...grounded, $defs: table };
+  return defs.size === 0 ? grounded : { ...grounded, $defs: table };
 }
 
 const DEF_PREFIX = "#/$defs/";
@@ -174,7 +173,12 @@ function canEnd(node: unknown, ends: ReadonlySet<string>): boolean {
   if ("const" in node || "enum" in node) return true;
   const types: unknown[] = Array.isArray(node.type) ? node.type : [node.type];
   return types.some((type) => {
-    if (type === "object") return Object.values(isSchemaObject(node.properties) ? node.properties : {}).every((p) => canEnd(p, ends));
+    if (type === "object") {
+      const listed = Object.values(isSchemaObject(node.properties) ? node.properties : {});
+      // Past the listed properties, `minProperties` forces extra ones, each of the `additionalProperties` schema.
+      const extra = typeof node.minProperties === "number" && node.minProperties > listed.length;
+      return listed.every((p) => canEnd(p, ends)) && (!extra || canEnd(node.additionalProperties, ends));
+    }
     if (type !== "array") return true;
     const prefix: unknown[] = Array.isArray(node.prefixItems) ? node.prefixItems : [];
     const atLeast = typeof node.minItems === "number" ? node.minItems : 0;
@@ -231,8 +235,38 @@ function refuseLeftRecursion(defs: Readonly<Record<string, unknown>>): void {
   for (const name of Object.keys(defs)) visit(name);
 }
 
-/** The schema as node-llama-cpp is given it: references grounded, then every keyword in the terms it holds. */
-export const grammarSchemaOf = (schema: unknown): unknown => toGrammarSchema(groundReferences(schema));
+/**
+ * The schema as node-llama-cpp is given it: references grounded, every keyword
+ * in the terms it holds, and no `format` it would read as "only the empty
+ * string". Its definitions are then checked as the grammar will have them
+ * (types put into alternatives, lists of types split): a loop that refers back
+ * before writing anything (left recursion), and one no answer of which ends,
+ * are refused.
+ */
+export function grammarSchemaOf(schema: unknown): unknown {
+  const held = withoutUnheldFormats(toGrammarSchema(groundReferences(schema)));
+  if (isSchemaObject(held) && isSchemaObject(held.$defs)) {
+    refuseLeftRecursion(held.$defs);
+    refuseEndless(held.$defs);
+  }
+  return held;
+}
+
+/**
+ * The schema as the prompt documents it to the model: in the terms
+ * node-llama-cpp's documentation reads (it reads `oneOf` and one `type`, so an
+ * `anyOf` with null or a list of types would vanish from it), with every
+ * `format` kept as a hint, held or not.
+ */
+export const documentedSchemaOf = (schema: unknown): unknown => toGrammarSchema(groundReferences(schema));
+
+/** The schema without the string formats node-llama-cpp does not hold (it would allow only "" for them); every other keyword kept. */
+function withoutUnheldFormats(schema: unknown): unknown {
+  if (!isSchemaObject(schema)) return schema;
+  const out = mapSubschemas(schema, "", (sub) => withoutUnheldFormats(sub));
+  if (typeof schema.format === "string" && !HELD_FORMATS.has(schema.format)) delete out.format;
+  return out;
+}
 
 export function toGrammarSchema(schema: unknown, path = "schema"): unknown {
   if (schema === false) throw new Error(`${path} is false, which no value meets`);
@@ -292,7 +326,6 @@ export function toGrammarSchema(schema: unknown, path = "schema"): unknown {
     );
   }
   const out: Record<string, unknown> = { ...schema };
-  if (schema.type === "string" && typeof schema.format === "string" && !HELD_FORMATS.has(schema.format)) delete out.format;
   if (schema.anyOf !== undefined) {
     delete out.anyOf;
     out.oneOf = schema.anyOf;

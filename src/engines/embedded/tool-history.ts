@@ -1,21 +1,20 @@
 import type { ChatHistoryItem, ChatModelFunctionCall, ChatModelFunctions, ChatModelResponse, GbnfJsonSchema, LlamaGrammar } from "node-llama-cpp";
 import type { ChatMessage } from "../types.js";
 import type { ToolRequest } from "../tools.js";
-import { groundReferences, type GrammarCache } from "./grammars.js";
+import { documentedSchemaOf, type GrammarCache } from "./grammars.js";
 import { toolGrammar, type CallSyntax } from "./tool-calls.js";
 
 /**
  * The tools as node-llama-cpp documents them in the prompt (its chat wrapper
- * decides how): each schema with its references as the grammar follows them
- * (a draft 7 `definitions` reference, say, as its definition), and otherwise
- * as the caller wrote it, hints the grammar does not hold (a `format: email`) included.
+ * decides how): each schema as the grammar holds it (references resolved,
+ * alternatives as `oneOf`), hints the grammar does not hold (a `format: email`) kept.
  */
 export function toolFunctions(request: ToolRequest): ChatModelFunctions {
   const functions: Record<string, ChatModelFunctions[string]> = Object.create(null) as Record<string, ChatModelFunctions[string]>;
   for (const tool of request.tools) {
     functions[tool.name] = {
       ...(tool.description === undefined ? {} : { description: tool.description }),
-      params: groundReferences(tool.parameters) as GbnfJsonSchema,
+      params: documentedSchemaOf(tool.parameters) as GbnfJsonSchema,
     };
   }
   return functions;
