@@ -46,8 +46,8 @@ export class GroupWriter<I, O> {
     /**
      * Whether a failed call means the store is out of reach (a connection lost,
      * an answer that never came): the items that arrived while it was in
-     * flight then fail with it at once, instead of each waiting for a call of
-     * their own that would wait as long again, so a request waits for one
+     * flight then fail at once (NotSentError), instead of going out in the
+     * next call, which would wait as long again, so a request waits for one
      * call's limit at most.
      */
     private readonly outage: (error: unknown) => boolean = () => false,
