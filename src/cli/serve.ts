@@ -9,6 +9,18 @@ import { loadCliConfig, settingSource } from "./cli-config.js";
 import { RuntimeError, UsageError } from "./exit.js";
 import { DEFAULT_DRAIN_SECONDS } from "../observability/settings.js";
 
+/** What is wrong with a file llama.cpp is to load as GGUF: missing, unreadable (the error), not GGUF; undefined when nothing. */
+async function ggufProblem(path: string): Promise<"missing" | "not GGUF" | Error | undefined> {
+  const exists = await stat(path).then(
+    (info) => info.isFile(),
+    () => false,
+  );
+  if (!exists) return "missing";
+  // llama.cpp's own complaint about a file that is not a model names neither the file nor the setting.
+  const gguf = await isGgufFile(path).catch((error: Error) => error);
+  return gguf === true ? undefined : gguf === false ? "not GGUF" : gguf;
+}
+
 /**
  * Every local model file and LoRA adapter a specialist will load must exist;
  * checked before the llama.cpp runtime starts, and the message names the flag,
@@ -21,37 +33,30 @@ async function checkLocalModels(config: ServerConfig, flags: ServeFlags): Promis
     const named = engine.model in config.models;
     const location = config.models[engine.model] ?? engine.model;
     if (isRemoteModel(location)) continue;
-    const exists = await stat(location).then(
-      (info) => info.isFile(),
-      () => false,
-    );
-    // llama.cpp's own complaint about a file that is not a model names neither the file nor the setting.
-    const gguf = exists && (await isGgufFile(location).catch((error: Error) => error));
-    if (gguf === true) continue;
+    const problem = await ggufProblem(location);
+    if (problem === undefined) continue;
     const source = !named
       ? `'specialists.${id}.model' in ${configFile ?? "the config file"}`
       : engine.model === "base"
         ? settingSource({ name: "--model", value: flags.model }, "ALVEARE_MODEL", "models.base", configFile)
         : `'models.${engine.model}' in ${configFile ?? "the config file"}`;
-    if (!exists) throw new UsageError(`model file not found: ${location} (given by ${source}); pass an existing .gguf file or an hf: URI`);
-    if (gguf instanceof Error) throw new UsageError(`cannot read the model file ${location} (given by ${source}): ${gguf.message}`);
+    if (problem === "missing")
+      throw new UsageError(`model file not found: ${location} (given by ${source}); pass an existing .gguf file or an hf: URI`);
+    if (problem instanceof Error) throw new UsageError(`cannot read the model file ${location} (given by ${source}): ${problem.message}`);
     throw new UsageError(`${location} is not a GGUF model file (given by ${source}); pass a .gguf file or an hf: URI`);
   }
   for (const { id, engine } of config.specialists) {
     if (engine.kind !== "embedded" || engine.lora === undefined) continue;
     const { path } = engine.lora;
+    const problem = await ggufProblem(path);
+    if (problem === undefined) continue;
     const source = `'specialists.${id}.lora.path' in ${configFile ?? "the config file"}`;
-    const exists = await stat(path).then(
-      (info) => info.isFile(),
-      () => false,
+    if (problem === "missing")
+      throw new UsageError(`LoRA adapter not found: ${path} (given by ${source}); pass an existing .gguf adapter, or remove 'lora'`);
+    if (problem instanceof Error) throw new UsageError(`cannot read the LoRA adapter ${path} (given by ${source}): ${problem.message}`);
+    throw new UsageError(
+      `${path} is not a GGUF adapter file (given by ${source}); convert the adapter to GGUF (llama.cpp's convert_lora_to_gguf.py)`,
     );
-    if (!exists) throw new UsageError(`LoRA adapter not found: ${path} (given by ${source}); pass an existing .gguf adapter, or remove 'lora'`);
-    const gguf = await isGgufFile(path).catch((error: Error) => error);
-    if (gguf instanceof Error) throw new UsageError(`cannot read the LoRA adapter ${path} (given by ${source}): ${gguf.message}`);
-    if (!gguf)
-      throw new UsageError(
-        `${path} is not a GGUF adapter file (given by ${source}); convert the adapter to GGUF (llama.cpp's convert_lora_to_gguf.py)`,
-      );
   }
 }
 

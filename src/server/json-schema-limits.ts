@@ -132,12 +132,9 @@ const isCount = (value: unknown): boolean => typeof value === "number" && Number
  * upstream would fail it. Only schema positions are read, never the values of
  * `enum`, `const` or `default`.
  */
-function checkSchema(schema: unknown, path: string, param: string, root: unknown): void {
-  if (!isObject(schema)) {
-    if (typeof schema !== "boolean") throw errors.invalidParameter(param, `this is not a JSON Schema: ${path} must be an object (or true or false).`);
-    return;
-  }
-  const node = schema;
+function checkSchema(node: unknown, path: string, param: string, root: unknown): void {
+  // A subschema's own kind is checked by its parent's keyword (a true or false schema holds nothing more to check).
+  if (!isObject(node)) return;
   const malformed = (key: string, what: string): never => {
     throw errors.invalidParameter(param, `this is not a JSON Schema: '${key}' at ${path} must be ${what}.`);
   };

@@ -164,11 +164,15 @@ export function groundReferences(schema: unknown): unknown {
 
 const DEF_PREFIX = "#/$defs/";
 
-/** Whether some answer of `node` ends, when the definitions in `ends` can. node-llama-cpp writes every listed property. */
+/**
+ * Whether some answer of `node` ends, when the definitions in `ends` can; read
+ * on the schema as the grammar holds it (alternatives as `oneOf`).
+ * node-llama-cpp writes every listed property.
+ */
 function canEnd(node: unknown, ends: ReadonlySet<string>): boolean {
   if (!isSchemaObject(node)) return true;
   if (typeof node.$ref === "string") return ends.has(node.$ref.slice(DEF_PREFIX.length));
-  const alternatives = node.oneOf ?? node.anyOf;
+  const alternatives = node.oneOf;
   if (Array.isArray(alternatives)) return alternatives.some((alternative) => canEnd(alternative, ends));
   if ("const" in node || "enum" in node) return true;
   const types: unknown[] = Array.isArray(node.type) ? node.type : [node.type];
@@ -209,10 +213,7 @@ function refuseEndless(defs: Readonly<Record<string, unknown>>): void {
 function firstReferences(node: unknown, into: string[] = []): string[] {
   if (!isSchemaObject(node)) return into;
   if (typeof node.$ref === "string") into.push(node.$ref.slice(DEF_PREFIX.length));
-  for (const key of ["oneOf", "anyOf", "allOf"]) {
-    const list = node[key];
-    if (Array.isArray(list)) for (const alternative of list) firstReferences(alternative, into);
-  }
+  if (Array.isArray(node.oneOf)) for (const alternative of node.oneOf) firstReferences(alternative, into);
   return into;
 }
 
@@ -244,7 +245,7 @@ function refuseLeftRecursion(defs: Readonly<Record<string, unknown>>): void {
  * are refused.
  */
 export function grammarSchemaOf(schema: unknown): unknown {
-  const held = withoutUnheldFormats(toGrammarSchema(groundReferences(schema)));
+  const held = withoutUnheldFormats(documentedSchemaOf(schema));
   if (isSchemaObject(held) && isSchemaObject(held.$defs)) {
     refuseLeftRecursion(held.$defs);
     refuseEndless(held.$defs);
@@ -263,7 +264,7 @@ export const documentedSchemaOf = (schema: unknown): unknown => toGrammarSchema(
 /** The schema without the string formats node-llama-cpp does not hold (it would allow only "" for them); every other keyword kept. */
 function withoutUnheldFormats(schema: unknown): unknown {
   if (!isSchemaObject(schema)) return schema;
-  const out = mapSubschemas(schema, "", (sub) => withoutUnheldFormats(sub));
+  const out = mapSubschemas(schema, "", withoutUnheldFormats);
   if (typeof schema.format === "string" && !HELD_FORMATS.has(schema.format)) delete out.format;
   return out;
 }
