@@ -2,7 +2,9 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import { createKey, postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
+import { FakeUpstream } from "./helpers/fake-upstream.js";
 import { freePort, HeldUpstream } from "./helpers/held-upstream.js";
+import { closedPort } from "./helpers/ports.js";
 
 type Labels = Record<string, string>;
 interface Sample {
@@ -167,5 +169,108 @@ describe("Prometheus metrics", () => {
     );
     assert.ok(!text.includes("/no/such/path"));
     assert.ok(!text.includes("alveare-nope"));
+  });
+});
+
+describe("Prometheus metrics per remote upstream", () => {
+  let server: TestServer;
+  let fake: FakeUpstream;
+  let fakeUrl: string;
+  let deadUrl: string;
+  let metricsPort: number;
+  let auth: Record<string, string>;
+
+  before(async () => {
+    fake = new FakeUpstream();
+    fakeUrl = await fake.start();
+    deadUrl = `http://127.0.0.1:${await closedPort()}/v1`;
+    metricsPort = await freePort();
+    server = await startTestServer(
+      {
+        specialists: {
+          // The dead upstream is listed first: the first request tries it, fails to connect and is retried on the live one.
+          pair: {
+            description: "two upstreams",
+            system_prompt: "",
+            remote: {
+              upstreams: [
+                { base_url: deadUrl, model: "m" },
+                { base_url: fakeUrl, model: "m" },
+              ],
+            },
+          },
+          // Another setting (its own engine) on the same upstream and model: one series, the sum of both.
+          quick: { description: "short timeout", system_prompt: "", remote: { base_url: fakeUrl, model: "m", read_timeout_ms: 300 } },
+        },
+        plans: { big: { requests_per_minute: 10_000, requests_per_month: 100_000, specialists: "*" } },
+      },
+      { gated: true, env: { ALVEARE_METRICS_PORT: String(metricsPort) } },
+    );
+    auth = (await createKey(server, "big")).auth;
+  });
+  after(async () => {
+    await server?.close();
+    await fake?.stop();
+  });
+
+  const samples = async (): Promise<Sample[]> => parse(await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text());
+  const chat = (model: string, extra: Record<string, unknown> = {}) =>
+    postJson(`${server.url}/v1/chat/completions`, { model, messages: [{ role: "user", content: "hi" }], ...extra }, auth);
+
+  it("counts each exchange by outcome, the seconds they took and what is in flight, never a key or prompt", async () => {
+    fake.fault = "ok";
+    assert.equal((await chat("alveare-pair")).status, 200); // dead upstream: connection_error, then ok on the live one
+    assert.equal((await chat("alveare-quick")).status, 200);
+    fake.fault = "500";
+    assert.equal((await chat("alveare-pair")).status, 502);
+    fake.fault = "slow";
+    assert.equal((await chat("alveare-quick")).status, 504);
+    fake.fault = "cut-stream";
+    const cut = await fetch(`${server.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...auth },
+      // On the single-upstream specialist: a cut stream takes an upstream out of rotation until a health check passes.
+      body: JSON.stringify({ model: "alveare-quick", messages: [{ role: "user", content: "hi" }], stream: true }),
+    });
+    await cut.text();
+    // A client that leaves while the upstream holds its answer: in flight until then, then aborted.
+    fake.fault = "hold";
+    const leaving = new AbortController();
+    const left = fetch(`${server.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...auth },
+      body: JSON.stringify({ model: "alveare-pair", messages: [{ role: "user", content: "hi" }] }),
+      signal: leaving.signal,
+    }).catch(() => undefined);
+    const sent = fake.requests.length;
+    while (fake.requests.length === sent) await new Promise((r) => setTimeout(r, 10));
+    const live = { upstream: fakeUrl, model: "m" };
+    assert.equal(value(await samples(), "alveare_upstream_requests_in_flight", live), 1);
+    leaving.abort();
+    await left;
+    let after = await samples();
+    for (let i = 0; i < 100 && value(after, "alveare_upstream_requests_total", { ...live, outcome: "aborted" }) === 0; i++) {
+      await new Promise((r) => setTimeout(r, 20));
+      after = await samples();
+    }
+    fake.release();
+
+    const count = (upstream: string, outcome: string): number => value(after, "alveare_upstream_requests_total", { upstream, model: "m", outcome });
+    assert.deepEqual(
+      Object.fromEntries(["ok", "http_error", "timeout", "connection_error", "bad_answer", "aborted"].map((o) => [o, count(fakeUrl, o)])),
+      { ok: 2, http_error: 1, timeout: 1, connection_error: 0, bad_answer: 1, aborted: 1 },
+    );
+    assert.equal(count(deadUrl, "connection_error"), 1);
+    assert.equal(count(deadUrl, "ok"), 0, "every outcome is exported, 0 included");
+    assert.equal(value(after, "alveare_upstream_requests_in_flight", live), 0);
+    // The timeout alone waited 0.3 s.
+    assert.ok(value(after, "alveare_upstream_request_seconds_total", live) >= 0.3);
+    assert.equal(
+      after.filter((s) => s.name === "alveare_upstream_requests_total" && s.labels.upstream === fakeUrl).length,
+      6,
+      "one series per outcome",
+    );
+    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    assert.ok(!text.includes(auth.authorization!.slice(7)) && !text.includes('"hi"'));
   });
 });

@@ -1,7 +1,7 @@
 import { EmbeddedEngine } from "../engines/embedded/embedded-engine.js";
 import { RemoteEngine } from "../engines/remote/remote-engine.js";
 import type { Specialist } from "../specialists/specialist.js";
-import type { EngineLoad, LoadSources, UpstreamHealth } from "./prometheus.js";
+import type { EngineLoad, LoadSources, UpstreamHealth, UpstreamTraffic } from "./prometheus.js";
 
 /** Reads queue depth, busy sequences and upstream health off the engines of the specialists. */
 export function loadSources(specialists: () => readonly Specialist[]): LoadSources {
@@ -17,6 +17,25 @@ export function loadSources(specialists: () => readonly Specialist[]): LoadSourc
         }
       }
       return [...seen.values()];
+    },
+    upstreamTraffic(): UpstreamTraffic[] {
+      const byUpstream = new Map<string, UpstreamTraffic>();
+      const engines = new Set(specialists().map(({ engine }) => engine));
+      for (const engine of engines) {
+        if (!(engine instanceof RemoteEngine)) continue;
+        for (const u of engine.exchanges) {
+          const key = `${u.upstream}\u0000${u.model}`;
+          const sum = byUpstream.get(key);
+          if (sum === undefined) {
+            byUpstream.set(key, u);
+            continue;
+          }
+          sum.inFlight += u.inFlight;
+          sum.seconds += u.seconds;
+          for (const [outcome, n] of Object.entries(u.outcomes)) sum.outcomes[outcome] = (sum.outcomes[outcome] ?? 0) + n;
+        }
+      }
+      return [...byUpstream.values()];
     },
     upstreams(): UpstreamHealth[] {
       return specialists().flatMap(({ id, engine }) =>

@@ -15,9 +15,20 @@ export interface UpstreamHealth {
   healthy: boolean;
 }
 
+/** One upstream's exchanges since start: counts by outcome and the seconds they took. */
+export interface UpstreamTraffic {
+  upstream: string;
+  model: string;
+  inFlight: number;
+  outcomes: Record<string, number>;
+  seconds: number;
+}
+
 export interface LoadSources {
   engines(): EngineLoad[];
   upstreams(): UpstreamHealth[];
+  /** Per upstream and model: engines that share an upstream are summed. */
+  upstreamTraffic(): UpstreamTraffic[];
 }
 
 /** A request that never reached a route (404s, probes) is counted under one label, never its URL. */
@@ -105,6 +116,38 @@ export class PrometheusMetrics {
       collect() {
         this.reset();
         for (const u of sources.upstreams()) this.set({ specialist: u.specialist, upstream: u.upstream }, u.healthy ? 1 : 0);
+      },
+    });
+    new Counter({
+      name: "alveare_upstream_requests_total",
+      help: "Exchanges with each remote upstream, by outcome: ok, http_error, timeout, connection_error, bad_answer, aborted (a retried connection failure counts once on its own).",
+      labelNames: ["upstream", "model", "outcome"],
+      registers,
+      collect() {
+        this.reset();
+        for (const u of sources.upstreamTraffic()) {
+          for (const [outcome, n] of Object.entries(u.outcomes)) this.inc({ upstream: u.upstream, model: u.model, outcome }, n);
+        }
+      },
+    });
+    new Counter({
+      name: "alveare_upstream_request_seconds_total",
+      help: "Seconds spent in exchanges with each remote upstream, streams to their end: its rate over the requests' is the mean.",
+      labelNames: ["upstream", "model"],
+      registers,
+      collect() {
+        this.reset();
+        for (const u of sources.upstreamTraffic()) this.inc({ upstream: u.upstream, model: u.model }, u.seconds);
+      },
+    });
+    new Gauge({
+      name: "alveare_upstream_requests_in_flight",
+      help: "Requests sent to each remote upstream and not yet answered in full.",
+      labelNames: ["upstream", "model"],
+      registers,
+      collect() {
+        this.reset();
+        for (const u of sources.upstreamTraffic()) this.set({ upstream: u.upstream, model: u.model }, u.inFlight);
       },
     });
     const pending = (): number => this.pendingLedgerWrites;

@@ -85,9 +85,14 @@ function upstreamStatusError(status: number, text: string): ApiError {
   } catch {
     // Not JSON: keep the raw text.
   }
-  if (status === 400) return errors.invalidParameter("messages", `the upstream engine refused the request: ${message}`);
-  if (status === 429 || status === 503) return errors.upstream(503, `The upstream engine is overloaded (HTTP ${status}): ${message}`);
-  return errors.upstream(502, `The upstream engine answered HTTP ${status}: ${message}`);
+  const error =
+    status === 400
+      ? errors.invalidParameter("messages", `the upstream engine refused the request: ${message}`)
+      : status === 429 || status === 503
+        ? errors.upstream(503, `The upstream engine is overloaded (HTTP ${status}): ${message}`)
+        : errors.upstream(502, `The upstream engine answered HTTP ${status}: ${message}`);
+  upstreamAnswers.add(error);
+  return error;
 }
 
 /** Errors of an exchange the upstream had already answered (its body was cut): not a connection failure to retry. */
@@ -164,9 +169,41 @@ class WholeAnswer implements Dispatcher.DispatchHandlers {
   }
 }
 
+/**
+ * How an exchange with an upstream ended, for the operator's metrics: answered
+ * (`ok`), answered with an HTTP error, timed out, no connection (refused,
+ * reset, unknown host), an answer we could not use (cut, malformed, no
+ * choices), or left by our own client before it ended.
+ */
+export const UPSTREAM_OUTCOMES = ["ok", "http_error", "timeout", "connection_error", "bad_answer", "aborted"] as const;
+export type UpstreamOutcome = (typeof UPSTREAM_OUTCOMES)[number];
+
+/** Exchanges with one upstream since start, by outcome, and the seconds they took (a counter: its rate over the requests' is the mean). */
+export interface UpstreamExchanges {
+  upstream: string;
+  model: string;
+  inFlight: number;
+  outcomes: Record<UpstreamOutcome, number>;
+  seconds: number;
+}
+
+/** Upstream HTTP error answers: their outcome is `http_error` whatever catalogue error they became. */
+const upstreamAnswers = new WeakSet<ApiError>();
+
+/** `answered`: the upstream's answer had begun, so a connection closed under it cut an answer. */
+function outcomeOf(error: unknown, answered: boolean): UpstreamOutcome {
+  if (isTimeout(error)) return "timeout";
+  if (error instanceof ApiError && upstreamAnswers.has(error)) return "http_error";
+  if (!answered && !cutAfterAnswer.has(error as Error) && isConnectError(error)) return "connection_error";
+  return "bad_answer";
+}
+
 /** An upstream with what choosing between upstreams needs to know. */
 interface UpstreamState extends Upstream {
   inFlight: number;
+  /** Counted per exchange; read by the metrics at scrape time, so a request costs two additions. */
+  outcomes: Record<UpstreamOutcome, number>;
+  seconds: number;
   healthy: boolean;
   /** Where POST /chat/completions goes, parsed once rather than per request. */
   completions: { origin: string; path: string };
@@ -197,7 +234,14 @@ export class RemoteEngine implements Engine {
     /** Where an upstream's change of health is told: operators need to know when one is taken out and when it comes back. */
     private readonly logger?: Logger,
   ) {
-    this.upstreams = target.upstreams.map((u) => ({ ...u, inFlight: 0, healthy: true, completions: completionsTarget(u.baseUrl) }));
+    this.upstreams = target.upstreams.map((u) => ({
+      ...u,
+      inFlight: 0,
+      healthy: true,
+      completions: completionsTarget(u.baseUrl),
+      outcomes: Object.fromEntries(UPSTREAM_OUTCOMES.map((o) => [o, 0])) as Record<UpstreamOutcome, number>,
+      seconds: 0,
+    }));
     const first = target.upstreams[0];
     this.name = `remote:${first?.baseUrl ?? "?"}#${first?.model ?? "?"}${target.upstreams.length > 1 ? ` (+${target.upstreams.length - 1})` : ""}`;
     this.healthTimer = setInterval(() => void this.checkHealth(), target.healthCheckIntervalMs);
@@ -216,12 +260,32 @@ export class RemoteEngine implements Engine {
     return Object.fromEntries(this.upstreams.map((u) => [u.baseUrl, { inFlight: u.inFlight, healthy: u.healthy }]));
   }
 
+  /** Each upstream's exchanges so far (metrics). */
+  get exchanges(): UpstreamExchanges[] {
+    return this.upstreams.map((u) => ({
+      upstream: u.baseUrl,
+      model: u.model,
+      inFlight: u.inFlight,
+      outcomes: { ...u.outcomes },
+      seconds: u.seconds,
+    }));
+  }
+
+  /** Counts one exchange that began at `since` (performance.now()). */
+  private counted(upstream: UpstreamState, outcome: UpstreamOutcome, since: number): void {
+    upstream.outcomes[outcome]++;
+    upstream.seconds += (performance.now() - since) / 1000;
+  }
+
   async generate(req: GenerationRequest): Promise<GenerationResult> {
     const stream = req.onText !== undefined;
     const aborted = req.abortWatch ?? signalSource(req.signal);
     req.onStarted?.();
     let upstream = this.pick(undefined);
     upstream.inFlight++;
+    let since = performance.now();
+    let outcome: UpstreamOutcome = "ok";
+    let answered = false;
     try {
       // A whole answer is read by a handler of our own (no body stream), a stream through undici's request().
       const exchange = (u: UpstreamState): Promise<Dispatcher.ResponseData | WholeAnswer> =>
@@ -233,23 +297,30 @@ export class RemoteEngine implements Engine {
         if (!isConnectError(error) || aborted.aborted || cutAfterAnswer.has(error as Error)) throw error;
         // Nothing reached the upstream, so one retry is safe: on another upstream when there is one.
         this.markHealth(upstream, false, networkReason(error));
+        this.counted(upstream, "connection_error", since);
         upstream.inFlight--;
         upstream = this.pick(upstream);
         upstream.inFlight++;
+        since = performance.now();
         response = await exchange(upstream);
       }
+      answered = true;
       if (response instanceof WholeAnswer) {
         if (response.statusCode >= 400) throw upstreamStatusError(response.statusCode, response.text());
         return this.readWhole(JSON.parse(response.text()) as UpstreamBody, req);
       }
       if (response.statusCode >= 400) throw upstreamStatusError(response.statusCode, await response.body.text().catch(() => ""));
-      return await this.readStream(response, req);
+      const result = await this.readStream(response, req);
+      if (result.aborted) outcome = "aborted";
+      return result;
     } catch (error) {
+      outcome = aborted.aborted ? "aborted" : outcomeOf(error, answered);
       if (aborted.aborted) return { text: "", promptTokens: 0, completionTokens: 0, finishReason: "stop", aborted: true };
       if (isConnectError(error)) this.markHealth(upstream, false, networkReason(error));
       throw this.failure(error);
     } finally {
       upstream.inFlight--;
+      this.counted(upstream, outcome, since);
     }
   }
 
