@@ -166,6 +166,16 @@ describe("configuration", () => {
       { specialists: { x: { description: "d", system_prompt: "", remote: { model: "m" } } } },
       /specialists\.x\.remote\.base_url/,
     ],
+    [
+      "a remote base_url holding credentials",
+      { specialists: { x: { description: "d", system_prompt: "", remote: { base_url: "https://me:s3cret@llm.example/v1", model: "m" } } } },
+      /specialists\.x\.remote\.base_url: must not hold credentials .*api_key_env/,
+    ],
+    [
+      "a remote base_url of another scheme",
+      { specialists: { x: { description: "d", system_prompt: "", remote: { base_url: "ftp://llm.example/v1", model: "m" } } } },
+      /specialists\.x\.remote\.base_url: must be an http\(s\) URL/,
+    ],
     ["an unknown output type", { specialists: { chat: { output: { type: "xml" } } } }, /specialists\.chat\.output\.type/],
     ["a model name that is not defined", { specialists: { chat: { model: "big" } } }, /specialists\.chat\.model/],
     [

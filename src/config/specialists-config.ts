@@ -29,11 +29,18 @@ function parseOutput(out: OutputFields | undefined, path: string, current: Outpu
 
 function parseUpstream(u: UpstreamFields, p: string): Upstream {
   const baseUrl = u.base_url ?? fail(`${p}base_url`, "is required");
+  let url: URL | undefined;
   try {
-    const url = new URL(baseUrl);
-    if (url.protocol !== "http:" && url.protocol !== "https:") throw new Error("scheme");
+    url = new URL(baseUrl);
   } catch {
+    // Refused below.
+  }
+  if (url === undefined || (url.protocol !== "http:" && url.protocol !== "https:")) {
     fail(`${p}base_url`, "must be an http(s) URL such as http://127.0.0.1:8000/v1");
+  }
+  // The base URL is shown in logs, metrics and readiness: a secret in it would be too.
+  if (url.username !== "" || url.password !== "") {
+    fail(`${p}base_url`, "must not hold credentials (user:password@): put the upstream's key in an environment variable and name it in api_key_env");
   }
   return {
     baseUrl: baseUrl.replace(/\/+$/, ""),
