@@ -158,6 +158,40 @@ describe("remote engine faults", () => {
     assert.match(errorOf(r).message, /500/);
   });
 
+  it("keeps an upstream's own words (which may echo its key) from the client: the operator's log has them, the key taken out", async () => {
+    fake.fault = "401-echo";
+    const r = await call("flaky");
+    assert.equal(r.status, 502);
+    assert.equal(errorOf(r).message, "The upstream engine answered HTTP 401.");
+    fake.fault = "error-event";
+    const streamed = await (
+      await fetch(`${server.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "alveare-flaky", messages: [{ role: "user", content: "x" }], stream: true }),
+      })
+    ).text();
+    assert.match(streamed, /"message":"The upstream engine failed mid-stream\."/);
+    for (const answer of [JSON.stringify(r.json), streamed]) {
+      assert.ok(!answer.includes("sk-upstream") && !answer.includes("gpu-7") && !answer.includes("xxxx") && !answer.includes("yyyy"), answer);
+    }
+    const lines = server.logs.lines.filter((l) => l.includes("the upstream answered HTTP 401") || l.includes("the upstream failed mid-stream"));
+    assert.equal(lines.length, 2, "a warn line for each, with the upstream's words");
+    for (const line of lines) {
+      assert.ok(!line.includes("sk-upstream"), line);
+      assert.match(line, /Bearer \[the upstream key\]/);
+      assert.ok(line.length < 2_000, "the upstream's words are bounded");
+    }
+  });
+
+  it("passes an upstream 400's reason to the client, bounded", async () => {
+    fake.fault = "400-long";
+    const r = await call("flaky");
+    assert.equal(r.status, 400);
+    assert.match(errorOf(r).message, /the upstream engine refused the request: prompt too long z+…$/);
+    assert.ok(errorOf(r).message.length < 400);
+  });
+
   it("turns an upstream 503 into 503", async () => {
     fake.fault = "503";
     const r = await call("flaky");

@@ -6,8 +6,13 @@ import type { AddressInfo } from "node:net";
  * the remote engine's fault handling is tested against it. It never stands in
  * for inference — real answers come from a second Alveare process.
  */
-/** "hold": answers like "ok", but only once the test calls `release()`. */
-export type Fault = "slow" | "500" | "503" | "cut-stream" | "ok" | "hold";
+/**
+ * "hold": answers like "ok", but only once the test calls `release()`.
+ * "401-echo": a 401 whose message repeats the Authorization header it got and runs to 2 KB (as some providers' do).
+ * "error-event": a stream whose first event is an error object echoing the Authorization header.
+ * "400-long": a 400 whose reason runs to 2 KB.
+ */
+export type Fault = "slow" | "500" | "503" | "cut-stream" | "ok" | "hold" | "401-echo" | "error-event" | "400-long";
 
 export class FakeUpstream {
   fault: Fault = "ok";
@@ -55,6 +60,20 @@ export class FakeUpstream {
         res.write(chunk("partial "));
         res.write(chunk("answer"));
         setTimeout(() => res.destroy(), 20);
+        return;
+      case "401-echo":
+        res
+          .writeHead(401, { "content-type": "application/json" })
+          .end(
+            JSON.stringify({ error: { message: `Incorrect API key provided: ${req.headers.authorization} at gpu-7.internal ${"x".repeat(2000)}` } }),
+          );
+        return;
+      case "400-long":
+        res.writeHead(400, { "content-type": "application/json" }).end(JSON.stringify({ error: { message: `prompt too long ${"z".repeat(2000)}` } }));
+        return;
+      case "error-event":
+        res.writeHead(200, { "content-type": "text/event-stream" });
+        res.end(`data: ${JSON.stringify({ error: { message: `worker died holding ${req.headers.authorization}`, padding: "y".repeat(2000) } })}\n\n`);
         return;
       case "hold":
         await new Promise<void>((resolve) => this.held.push(resolve));

@@ -75,22 +75,42 @@ function cachedLabelGrammar(labels: readonly string[]): string {
   return grammar;
 }
 
-/** The catalogue error for an upstream's HTTP error answer, with the upstream's own message when it gave one. */
-function upstreamStatusError(status: number, text: string): ApiError {
-  let message = text.slice(0, 500);
+/** Upstream HTTP error answers: their outcome is `http_error` whatever catalogue error they became. */
+const upstreamAnswers = new WeakSet<ApiError>();
+
+/** What an upstream said, kept for the operator's log line (bounded, and without the key we sent it: an upstream may echo it). */
+function upstreamWords(text: string, secret: string | undefined): string {
+  const words = text.length > 500 ? `${text.slice(0, 500)}…` : text;
+  return secret ? words.split(secret).join("[the upstream key]") : words;
+}
+
+/** The message of an OpenAI-shaped error body, or the body itself. */
+function errorMessageOf(text: string): string {
   try {
-    const parsed = JSON.parse(text) as UpstreamBody;
-    const e = parsed.error;
-    message = typeof e === "string" ? e : (e?.message ?? message);
+    const e = (JSON.parse(text) as UpstreamBody).error;
+    const message = typeof e === "string" ? e : e?.message;
+    if (typeof message === "string") return message;
   } catch {
-    // Not JSON: keep the raw text.
+    // Not JSON: the raw text.
   }
+  return text;
+}
+
+/**
+ * The catalogue error for an upstream's HTTP error answer. Only a 400 (the
+ * request itself refused, e.g. too long for the upstream's context) passes the
+ * upstream's words on to the client, bounded; any other status is the
+ * operator's matter (a wrong key, a crash), so its words go to the log only.
+ */
+function upstreamStatusError(status: number, text: string, secret: string | undefined): ApiError {
+  const said = upstreamWords(errorMessageOf(text), secret);
   const error =
     status === 400
-      ? errors.invalidParameter("messages", `the upstream engine refused the request: ${message}`)
+      ? errors.invalidParameter("messages", `the upstream engine refused the request: ${said.length > 300 ? `${said.slice(0, 300)}…` : said}`)
       : status === 429 || status === 503
-        ? errors.upstream(503, `The upstream engine is overloaded (HTTP ${status}): ${message}`)
-        : errors.upstream(502, `The upstream engine answered HTTP ${status}: ${message}`);
+        ? errors.upstream(503, `The upstream engine is overloaded (HTTP ${status}).`)
+        : errors.upstream(502, `The upstream engine answered HTTP ${status}.`);
+  error.cause = new Error(`the upstream answered HTTP ${status}: ${said}`);
   upstreamAnswers.add(error);
   return error;
 }
@@ -186,9 +206,6 @@ export interface UpstreamExchanges {
   outcomes: Record<UpstreamOutcome, number>;
   seconds: number;
 }
-
-/** Upstream HTTP error answers: their outcome is `http_error` whatever catalogue error they became. */
-const upstreamAnswers = new WeakSet<ApiError>();
 
 /** `answered`: the upstream's answer had begun, so a connection closed under it cut an answer. */
 function outcomeOf(error: unknown, answered: boolean): UpstreamOutcome {
@@ -306,11 +323,13 @@ export class RemoteEngine implements Engine {
       }
       answered = true;
       if (response instanceof WholeAnswer) {
-        if (response.statusCode >= 400) throw upstreamStatusError(response.statusCode, response.text());
+        if (response.statusCode >= 400) throw upstreamStatusError(response.statusCode, response.text(), this.keyOf(upstream));
         return this.readWhole(JSON.parse(response.text()) as UpstreamBody, req);
       }
-      if (response.statusCode >= 400) throw upstreamStatusError(response.statusCode, await response.body.text().catch(() => ""));
-      const result = await this.readStream(response, req);
+      if (response.statusCode >= 400) {
+        throw upstreamStatusError(response.statusCode, await response.body.text().catch(() => ""), this.keyOf(upstream));
+      }
+      const result = await this.readStream(response, req, this.keyOf(upstream));
       if (result.aborted) outcome = "aborted";
       return result;
     } catch (error) {
@@ -385,9 +404,13 @@ export class RemoteEngine implements Engine {
   private headers(upstream: UpstreamState, traceparent?: string): Record<string, string> {
     const headers: Record<string, string> = { "content-type": "application/json", accept: "application/json, text/event-stream" };
     if (traceparent !== undefined) headers.traceparent = traceparent;
-    const key = upstream.apiKeyEnv ? process.env[upstream.apiKeyEnv] : undefined;
+    const key = this.keyOf(upstream);
     if (key) headers.authorization = `Bearer ${key}`;
     return headers;
+  }
+
+  private keyOf(upstream: UpstreamState): string | undefined {
+    return upstream.apiKeyEnv ? process.env[upstream.apiKeyEnv] : undefined;
   }
 
   private body(upstream: UpstreamState, req: GenerationRequest, stream: boolean): string {
@@ -488,7 +511,8 @@ export class RemoteEngine implements Engine {
     };
   }
 
-  private async readStream(response: Dispatcher.ResponseData, req: GenerationRequest): Promise<GenerationResult> {
+  /** `secret`: the key sent to this upstream, kept out of what an error carries. */
+  private async readStream(response: Dispatcher.ResponseData, req: GenerationRequest, secret: string | undefined): Promise<GenerationResult> {
     const wantsLogprobs = req.topLogprobs !== undefined;
     const choices: Array<{ text: string; finish?: string | null; logprobs: TokenLogprob[] }> = [];
     const choiceAt = (index: number) => (choices[index] ??= { text: "", logprobs: [] });
@@ -517,7 +541,11 @@ export class RemoteEngine implements Engine {
           break;
         }
         const chunk = JSON.parse(data) as UpstreamBody;
-        if (chunk.error !== undefined) throw errors.upstream(502, `The upstream engine failed mid-stream: ${JSON.stringify(chunk.error)}`);
+        if (chunk.error !== undefined) {
+          const failed = errors.upstream(502, "The upstream engine failed mid-stream.");
+          failed.cause = new Error(`the upstream failed mid-stream: ${upstreamWords(JSON.stringify(chunk.error), secret)}`);
+          throw failed;
+        }
         if (chunk.usage) usage = chunk.usage;
         for (const choice of chunk.choices ?? []) {
           const index = Number.isInteger(choice.index) && choice.index! >= 0 && choice.index! < 64 ? choice.index! : 0;
