@@ -52,6 +52,12 @@ describe("request log lines", () => {
     assert.equal((await infer(month.auth)).status, 429);
     const bogus = "alv_live_0000000000000000000000000000000000000000";
     assert.equal((await infer({ authorization: `Bearer ${bogus}` })).status, 401);
+    // A key pasted into a path (a 404) is logged cut to its prefix.
+    const notFound = await fetch(`${server.url}/v1/${minute.key}/x?k=${month.key}`);
+    assert.equal(notFound.status, 404);
+    assert.match(((await notFound.json()) as { error: { message: string } }).error.message, /^Unknown route: GET \/v1\/alv_live_…\/x$/);
+    const pasted = await until("the 404's line", () => server.logs.requests().find((r) => r.status === 404));
+    assert.equal(pasted.route, "/v1/alv_live_…/x?[redacted]");
 
     const lines = await until("five request lines", () => {
       const found = server.logs.requests().filter((r) => r.route === "/v1/infer");

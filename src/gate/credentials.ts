@@ -14,6 +14,10 @@ const HOLDS_KEY = new RegExp(KEY_PREFIX);
 /** Whether a text carries what looks like an API key (anywhere in it): such a text is never echoed or logged. */
 export const holdsKey = (text: string): boolean => HOLDS_KEY.test(text);
 
+const KEYS_IN_TEXT = new RegExp(`(${KEY_PREFIX})[0-9A-Za-z]+`, "g");
+/** The text with what looks like an API key cut to its prefix (a path someone put a key in, for the log). */
+export const withoutKeys = (text: string): string => (holdsKey(text) ? text.replace(KEYS_IN_TEXT, "$1…") : text);
+
 /** Node's one-shot hash (20.12 and later): a third of createHash's cost, run once per request. */
 const oneShotHash = (crypto as { hash?: (algorithm: string, data: string, encoding: "hex") => string }).hash;
 

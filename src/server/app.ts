@@ -32,7 +32,7 @@ import { UNMATCHED_ROUTE } from "../observability/prometheus.js";
 import { readyRoute, type Lifecycle, type ReadinessSources } from "../observability/readiness.js";
 import "../observability/request-trace.js";
 import { dependencyFailure, reportFailure } from "./dependency-failure.js";
-import { holdsKey } from "../gate/credentials.js";
+import { holdsKey, withoutKeys } from "../gate/credentials.js";
 
 export type { SpecialistSource } from "../inference/run-inference.js";
 
@@ -207,7 +207,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   app.setNotFoundHandler((request, reply) => {
-    const e = errors.notFound(request.method, request.url.split("?")[0] ?? "/");
+    const e = errors.notFound(request.method, withoutKeys(request.url.split("?")[0] ?? "/"));
     request.logFields.code = e.code;
     return reply.code(e.status).send(e.toBody());
   });
@@ -256,7 +256,8 @@ function logRequest(log: Logger, request: FastifyRequest, status: number, latenc
     {
       request_id: request.id,
       method: request.method,
-      route: request.routeOptions.url ?? withoutQuery(request.url),
+      // An unmatched route is logged as asked for: a key someone put in the path is cut to its prefix.
+      route: request.routeOptions.url ?? withoutKeys(withoutQuery(request.url)),
       status,
       latency_ms: Math.round(latencyMs * 10) / 10,
       ...request.logFields,
