@@ -61,7 +61,9 @@ const invalid = (code: string, message: string, param: string | null = null): Ap
 export const errors = {
   invalidJson: (detail: string) => invalid("invalid_json", `We could not parse the JSON body of your request: ${detail}`),
   missingParameter: (param: string) => invalid("missing_parameter", `Missing required parameter: '${param}'.`, param),
-  invalidParameter: (param: string, message: string) => invalid("invalid_parameter", `Invalid '${param}': ${message}`, param),
+  // Bounded: a problem can quote the request's own names and paths, which are the caller's to make long.
+  invalidParameter: (param: string, message: string) =>
+    invalid("invalid_parameter", `Invalid '${param}': ${message.length > 600 ? `${message.slice(0, 600)}…` : message}`, param),
   modelNotFound: (name: string, param: string, suggestion?: string) =>
     invalid(
       "model_not_found",

@@ -581,6 +581,25 @@ describe("chat requests: OpenAI's rules beyond the body's shape", () => {
     }
   });
 
+  it("a refusal quotes the schema's own names and values cut short, however long or deep they are", () => {
+    const long = (c: string) => c.repeat(30_000);
+    let deep: Record<string, unknown> = { type: "strin" };
+    // Within the nesting limit (32 levels), 15 long names make a long path.
+    for (let i = 0; i < 15; i++) deep = { type: "object", properties: { [`${"n".repeat(100)}${i}`]: deep } };
+    const cases: Array<[unknown, RegExp]> = [
+      [{ type: long("x") }, /not "x{40}…"\.$/],
+      [{ $ref: long("y") }, /'\$ref' at schema is "y{40}…", which points to no schema/],
+      [{ type: "object", properties: { [long("z")]: { type: 5 } } }, /'type' at schema\.properties\.z{40}… must be one of/],
+      [deep, /^Invalid 'response_format\.json_schema\.schema': this is not a JSON Schema: 'type' at schema\.properties\.n{40}…\.properties\.n{40}….*…$/],
+    ];
+    for (const [s, what] of cases) {
+      const [code, , message] = chatRefusal(schema(s));
+      assert.equal(code, "invalid_parameter");
+      assert.match(message, what);
+      assert.ok(message.length <= 650, `${message.length} characters`);
+    }
+  });
+
   it("a schema no answer can meet is refused naming where: min over max, an empty anyOf, oneOf or type", () => {
     const cases: Array<[unknown, string]> = [
       [

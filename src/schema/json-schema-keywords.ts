@@ -30,6 +30,9 @@ export const JSON_TYPES: ReadonlySet<string> = new Set(["string", "number", "int
 export type SchemaObject = Readonly<Record<string, unknown>>;
 export const isSchemaObject = (value: unknown): value is SchemaObject => typeof value === "object" && value !== null && !Array.isArray(value);
 
+/** A property or definition name as a path in a message shows it: long ones cut (the request's own value, echoed). */
+const pathName = (name: string): string => (name.length > 40 ? `${name.slice(0, 40)}…` : name);
+
 /**
  * A copy of a schema object with each subschema replaced by `map(sub, path)`
  * (`path` like "schema.properties.a", "schema.anyOf[1]"); every other keyword
@@ -39,7 +42,8 @@ export function mapSubschemas(node: SchemaObject, path: string, map: (sub: unkno
   const out: Record<string, unknown> = { ...node };
   for (const key of SCHEMA_TABLES) {
     const table = node[key];
-    if (isSchemaObject(table)) out[key] = Object.fromEntries(Object.entries(table).map(([name, sub]) => [name, map(sub, `${path}.${key}.${name}`)]));
+    if (isSchemaObject(table))
+      out[key] = Object.fromEntries(Object.entries(table).map(([name, sub]) => [name, map(sub, `${path}.${key}.${pathName(name)}`)]));
   }
   for (const key of SUBSCHEMAS) if (key in node && !Array.isArray(node[key])) out[key] = map(node[key], `${path}.${key}`);
   for (const key of SCHEMA_LISTS) {

@@ -1,4 +1,5 @@
 import { errors } from "../errors.js";
+import { quoteValue } from "../schema/locate.js";
 import {
   isSchemaObject as isObject,
   JSON_TYPES,
@@ -167,14 +168,14 @@ function checkSchema(node: unknown, path: string, param: string, root: unknown):
   if ("type" in node) {
     const types: unknown[] = Array.isArray(node.type) ? node.type : [node.type];
     const unknown = types.find((t) => typeof t !== "string" || !JSON_TYPES.has(t));
-    if (unknown !== undefined) malformed("type", `one of ${[...JSON_TYPES].join(", ")} (or a list of them), not ${JSON.stringify(unknown)}`);
+    if (unknown !== undefined) malformed("type", `one of ${[...JSON_TYPES].join(", ")} (or a list of them), not ${quoteValue(unknown)}`);
   }
   if (typeof node.$ref === "string") {
     // Along schema positions only: a pointer into a list of names or an enum's values lands on data, not a schema.
     if (resolveSchemaRef(root, node.$ref) === undefined) {
       throw errors.invalidParameter(
         param,
-        `'$ref' at ${path} is ${JSON.stringify(node.$ref)}, which points to no schema in this one: refer to a definition in it ('#/$defs/name').`,
+        `'$ref' at ${path} is ${quoteValue(node.$ref)}, which points to no schema in this one: refer to a definition in it ('#/$defs/name').`,
       );
     }
   }

@@ -1,5 +1,6 @@
 import type { Llama, LlamaGrammar } from "node-llama-cpp";
 import { errors } from "../../errors.js";
+import { quoteValue } from "../../schema/locate.js";
 import type { OutputConstraint } from "../types.js";
 import { isSchemaObject, JSON_TYPES, mapSubschemas, pointerSegment, resolveSchemaRef, type SchemaObject } from "../../schema/json-schema-keywords.js";
 
@@ -121,7 +122,7 @@ export function groundReferences(schema: unknown): unknown {
     if (!isSchemaObject(table)) continue;
     for (const [name, def] of Object.entries(table)) {
       if (defs.has(name) && JSON.stringify(defs.get(name)) !== JSON.stringify(def))
-        throw new Error(`'$defs' and 'definitions' both define ${JSON.stringify(name)}, differently; keep one`);
+        throw new Error(`'$defs' and 'definitions' both define ${quoteValue(name)}, differently; keep one`);
       defs.set(name, def);
     }
   }
@@ -131,7 +132,7 @@ export function groundReferences(schema: unknown): unknown {
     const name = definitionName(ref);
     if (name !== undefined && defs.has(name)) return name;
     const target = resolveSchemaRef(schema, ref)?.value;
-    if (!isSchemaObject(target)) throw new Error(`'$ref' at ${path} is ${JSON.stringify(ref)}, which points to no schema the grammar can write`);
+    if (!isSchemaObject(target)) throw new Error(`'$ref' at ${path} is ${quoteValue(ref)}, which points to no schema the grammar can write`);
     let made = pointed.get(target);
     if (made === undefined) {
       if (pointed.size >= MAX_POINTED)
@@ -204,7 +205,7 @@ function refuseEndless(defs: Readonly<Record<string, unknown>>): void {
   const endless = Object.keys(defs).find((name) => !ends.has(name));
   if (endless !== undefined)
     throw new Error(
-      `no answer of the definition ${JSON.stringify(endless)} ends: it holds itself again in every answer (the grammar writes every ` +
+      `no answer of the definition ${quoteValue(endless)} ends: it holds itself again in every answer (the grammar writes every ` +
         "listed property, required or not); let it stop through an alternative such as null, or a list that may be empty",
     );
 }
@@ -295,7 +296,7 @@ export function toGrammarSchema(schema: unknown, path = "schema"): unknown {
   const { type } = schema;
   if (type !== undefined) {
     const types: unknown[] = Array.isArray(type) ? type : [type];
-    for (const t of types) if (typeof t !== "string" || !JSON_TYPES.has(t)) throw new Error(`unknown type ${JSON.stringify(t)} at ${at("type")}`);
+    for (const t of types) if (typeof t !== "string" || !JSON_TYPES.has(t)) throw new Error(`unknown type ${quoteValue(t)} at ${at("type")}`);
     if (types.length === 0) throw new Error(`${at("type")} is an empty list, which no value meets`);
   }
   const alternatives = schema.anyOf ?? schema.oneOf;
@@ -366,7 +367,7 @@ function checkObjectBounds(schema: Schema, path: string): void {
     : undefined;
   if (missing !== undefined)
     throw new Error(
-      `'required' names ${JSON.stringify(missing)}, which is not in 'properties', at ${path}; the grammar writes only the listed properties`,
+      `'required' names ${quoteValue(missing)}, which is not in 'properties', at ${path}; the grammar writes only the listed properties`,
     );
   if (typeof schema.maxProperties === "number" && schema.maxProperties < names.length) {
     throw new Error(`maxProperties (${schema.maxProperties}) is less than the ${names.length} properties the grammar always writes, at ${path}`);
