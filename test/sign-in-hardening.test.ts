@@ -121,6 +121,36 @@ describe("People's sign-in", () => {
     }
   });
 
+  it("gives no session to a sign-in whose password is reset while it is checked (a re-invitation accepted ends every session)", async () => {
+    const raced = await createStore({ dataDir: tempDir() });
+    try {
+      await raced.accounts.createAccount({ id: "acct_reset", name: "reset", plan: "solo", status: "active", createdAt: new Date().toISOString() });
+      let duringCheck: (() => Promise<void>) | undefined;
+      // Held on the check of the leaked password only (not on the decoy hash made at the first sign-in).
+      const derive: KeyDerivation = async (password, salt, parameters) => {
+        const key = await scryptDerivation(password, salt, parameters);
+        const reset = password === "the leaked password" ? duringCheck : undefined;
+        if (reset !== undefined) duringCheck = undefined;
+        await reset?.();
+        return key;
+      };
+      const racing = new People(raced, ADMIN_TOKEN, { derive });
+      const first = await racing.invite(CLI_CONTEXT, "acct_reset", "stolen@example.com");
+      await racing.acceptInvitation(first.token, "the leaked password", "10.0.0.8");
+      // The owner resets the password (a new invitation, accepted) while a thief's sign-in with the old one is being checked.
+      duringCheck = async () => {
+        const again = await racing.invite(CLI_CONTEXT, "acct_reset", "stolen@example.com");
+        await racing.acceptInvitation(again.token, "the owner's new password", "10.0.0.9");
+      };
+      await assert.rejects(racing.signIn("stolen@example.com", "the leaked password", "10.0.0.66"), (e) => status(e) === 401);
+      assert.equal(duringCheck, undefined, "the reset ran during the check");
+      const owner = await racing.signIn("stolen@example.com", "the owner's new password", "10.0.0.9");
+      assert.ok(await racing.session(owner.token), "the new password signs in");
+    } finally {
+      await raced.close();
+    }
+  });
+
   it("answers an over-long e-mail with a 400 before anything is stored or derived", async () => {
     const fresh = new People(stores, ADMIN_TOKEN, { derive: recording });
     derivations = [];

@@ -462,6 +462,29 @@ for (const backend of BACKENDS) {
       });
     });
 
+    it("stores a member's session only while the password checked is still the member's", async () => {
+      await withStores(backend, async ({ accounts, people }) => {
+        await accounts.createAccount(account("acct_a"));
+        await people.createMember(member("m1", "acct_a", "a@example.com"));
+        await people.setMemberPassword("m1", "scrypt$old");
+        const session = (tokenHash: string, memberId = "m1") => ({
+          tokenHash,
+          memberId,
+          admin: false,
+          csrfToken: `csrf-${tokenHash}`,
+          expiresAt: "2026-03-11T00:00:00.000Z",
+          adminTokenDigest: null,
+        });
+        assert.equal(await people.createMemberSession(session("s1"), "scrypt$old"), true);
+        assert.deepEqual(await people.findSession("s1", NOW), session("s1"));
+        await people.setMemberPassword("m1", "scrypt$new");
+        assert.equal(await people.createMemberSession(session("s2"), "scrypt$old"), false, "checked against the old password");
+        assert.equal(await people.findSession("s2", NOW), undefined);
+        assert.equal(await people.createMemberSession(session("s3", "m_gone"), "scrypt$new"), false, "no such member");
+        assert.equal(await people.createMemberSession(session("s4"), "scrypt$new"), true);
+      });
+    });
+
     it("deletes a member with their sessions and invitations at once, and frees the e-mail", async () => {
       await withStores(backend, async ({ accounts, people }) => {
         await accounts.createAccount(account("acct_a"));

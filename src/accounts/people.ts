@@ -131,7 +131,8 @@ export class People {
     checkPasswordPolicy(password);
     const memberId = token.length > FIELD_LIMITS.token ? undefined : await this.stores.people.useInvitation(sha256(token), new Date().toISOString());
     if (memberId === undefined) throw errors.invalidParameter("token", "this invitation is invalid, used or expired; ask for a new one.");
-    await this.stores.people.setMemberPassword(memberId, await this.passwords.hash(password));
+    const passwordHash = await this.passwords.hash(password);
+    await this.stores.people.setMemberPassword(memberId, passwordHash);
     const member = await this.stores.people.getMember(memberId);
     if (member !== undefined) {
       await this.stores.audit.record(
@@ -143,7 +144,7 @@ export class People {
         },
       );
     }
-    return this.startMemberSession(memberId);
+    return this.startMemberSession(memberId, passwordHash);
   }
 
   async signIn(email: string, password: string, address: string, requestId: string | null = null): Promise<StartedSession> {
@@ -209,7 +210,7 @@ export class People {
         target: `member:${member.id}`,
       },
     );
-    return this.startMemberSession(member.id);
+    return this.startMemberSession(member.id, member.passwordHash!);
   }
 
   async signInOperator(token: string, address: string, requestId: string | null = null): Promise<StartedSession> {
@@ -220,7 +221,7 @@ export class People {
       { actor: "operator", source: address, requestId },
       { action: "operator.signed_in", accountId: null, target: null },
     );
-    return this.startSession(null, digest);
+    return this.startOperatorSession(digest);
   }
 
   /** 401 for a wrong admin token, 429 once the address has guessed wrong too often (even for the right token then). */
@@ -296,20 +297,26 @@ export class People {
     return this.stores.people.getMember(id);
   }
 
-  /** A member's session; a member removed meanwhile (by the operator, after the password was checked) gets the wrong-password 401. */
-  private async startMemberSession(memberId: string): Promise<StartedSession> {
-    try {
-      return await this.startSession(memberId, null);
-    } catch (error) {
-      if ((await this.stores.people.getMember(memberId)) === undefined) {
-        throw wrongCredentials();
-      }
-      throw error;
-    }
+  /**
+   * A member's session, only while the password just checked is still the
+   * member's: one reset meanwhile (a re-invitation accepted, which ends the
+   * member's sessions) or a removal gets the wrong-password 401.
+   */
+  private async startMemberSession(memberId: string, passwordHash: string): Promise<StartedSession> {
+    const { token, session } = this.newSession(memberId, null);
+    if (!(await this.stores.people.createMemberSession({ ...session, memberId }, passwordHash))) throw wrongCredentials();
+    return { token, session };
+  }
+
+  /** The operator's session, valid under the admin token whose fingerprint is `adminTokenDigest`. */
+  private async startOperatorSession(adminTokenDigest: string): Promise<StartedSession> {
+    const started = this.newSession(null, adminTokenDigest);
+    await this.stores.people.createSession(started.session);
+    return started;
   }
 
   /** A member's session (`memberId`), or the operator's (`adminTokenDigest`: the token it is valid under). */
-  private async startSession(memberId: string | null, adminTokenDigest: string | null): Promise<StartedSession> {
+  private newSession(memberId: string | null, adminTokenDigest: string | null): StartedSession {
     const token = randomBase62(43);
     const session: Session = {
       tokenHash: sha256(token),
@@ -319,7 +326,6 @@ export class People {
       expiresAt: new Date(Date.now() + SESSION_MS).toISOString(),
       adminTokenDigest,
     };
-    await this.stores.people.createSession(session);
     return { token, session };
   }
 }

@@ -192,6 +192,13 @@ export interface PeopleStore {
   /** Marks an unexpired, unused invitation used and returns its member; undefined otherwise. */
   useInvitation(tokenHash: string, now: string): Promise<string | undefined>;
   createSession(session: Session): Promise<void>;
+  /**
+   * A member's session, stored only while the member's password hash is still
+   * `passwordHash` (the one the sign-in checked): a reset that lands while the
+   * password is checked leaves no session. False when nothing was stored
+   * (password changed, or member gone).
+   */
+  createMemberSession(session: Session & { memberId: string }, passwordHash: string): Promise<boolean>;
   findSession(tokenHash: string, now: string): Promise<Session | undefined>;
   deleteSession(tokenHash: string): Promise<void>;
   /** Deletes a member with all of their sessions and invitations, atomically; false when there is no such member. */

@@ -77,6 +77,17 @@ export class PgPeopleStore implements PeopleStore {
     );
   }
 
+  async createMemberSession(s: Session & { memberId: string }, passwordHash: string): Promise<boolean> {
+    // FOR SHARE: a password change under way (its UPDATE holds the row) is waited for and its new hash read, so
+    // no session is stored across it; one that starts later waits for this insert and then deletes its session.
+    const { rowCount } = await this.pool.query(
+      `INSERT INTO sessions (token_hash, member_id, admin, csrf_token, expires_at, admin_token_digest)
+       SELECT $1, id, 0, $2, $3, NULL FROM members WHERE id = $4 AND password_hash = $5 FOR SHARE`,
+      [s.tokenHash, s.csrfToken, s.expiresAt, s.memberId, passwordHash],
+    );
+    return rowCount === 1;
+  }
+
   async findSession(tokenHash: string, now: string): Promise<Session | undefined> {
     const { rows } = await this.pool.query<SessionRow>("SELECT * FROM sessions WHERE token_hash = $1 AND expires_at > $2", [tokenHash, now]);
     return rows[0] && toSession(rows[0]);

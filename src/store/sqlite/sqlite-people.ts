@@ -30,6 +30,11 @@ export class SqlitePeopleStore implements PeopleStore {
         "INSERT INTO sessions (token_hash, member_id, admin, csrf_token, expires_at, admin_token_digest) " +
           "VALUES (@tokenHash, @memberId, @admin, @csrfToken, @expiresAt, @adminTokenDigest)",
       ),
+      // One statement: SQLite runs it whole, before or after a password change, never across one.
+      insertMemberSession: db.prepare(
+        "INSERT INTO sessions (token_hash, member_id, admin, csrf_token, expires_at, admin_token_digest) " +
+          "SELECT @tokenHash, id, 0, @csrfToken, @expiresAt, NULL FROM members WHERE id = @memberId AND password_hash = @passwordHash",
+      ),
       findSession: db.prepare<[string, string], SessionRow>("SELECT * FROM sessions WHERE token_hash = ? AND expires_at > ?"),
       deleteSession: db.prepare("DELETE FROM sessions WHERE token_hash = ?"),
       dropInvitations: db.prepare("DELETE FROM invitations WHERE member_id = ?"),
@@ -80,6 +85,11 @@ export class SqlitePeopleStore implements PeopleStore {
 
   async createSession(session: Session): Promise<void> {
     this.statements.insertSession.run({ ...session, admin: session.admin ? 1 : 0 });
+  }
+
+  async createMemberSession(session: Session & { memberId: string }, passwordHash: string): Promise<boolean> {
+    const { tokenHash, memberId, csrfToken, expiresAt } = session;
+    return this.statements.insertMemberSession.run({ tokenHash, memberId, csrfToken, expiresAt, passwordHash }).changes === 1;
   }
 
   async findSession(tokenHash: string, now: string): Promise<Session | undefined> {
