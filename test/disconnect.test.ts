@@ -2,8 +2,11 @@ import assert from "node:assert/strict";
 import { request } from "node:http";
 import { connect } from "node:net";
 import { describe, it } from "node:test";
-import type { EmbeddedEngine } from "../src/engines/embedded/embedded-engine.js";
-import { postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
+import { getLlama, LlamaContextSequence, LlamaLogLevel } from "node-llama-cpp";
+import { EmbeddedEngine } from "../src/engines/embedded/embedded-engine.js";
+import { GrammarCache } from "../src/engines/embedded/grammars.js";
+import type { GenerationRequest } from "../src/engines/types.js";
+import { postJson, startTestServer, tinyModel, type TestServer } from "./helpers/fixtures.js";
 
 /** Starts a long stream, reads `events` events, then drops the connection. */
 function dropMidStream(server: TestServer, events: number, seed: number): Promise<void> {
@@ -185,6 +188,54 @@ describe("client disconnects", () => {
       assert.equal(server.logs.requests().filter((l) => l.aborted === true).length, 220);
     } finally {
       await server.close();
+    }
+  });
+});
+
+describe("a request aborted while its prompt is evaluated", () => {
+  it("stops at the next batch, is metered with the prompt tokens evaluated, and frees the sequence", async () => {
+    const llama = await getLlama({ gpu: false, logLevel: LlamaLogLevel.error });
+    const model = await llama.loadModel({ modelPath: await tinyModel() });
+    // 16-token batches: a ~600-token prompt takes dozens of them.
+    const context = await model.createContext({ contextSize: 1024, sequences: 1, threads: 1, batchSize: 16 });
+    const engine = new EmbeddedEngine({ name: "abandon", model, context, grammars: new GrammarCache(llama), maxQueue: 4 });
+    const evaluate = LlamaContextSequence.prototype.evaluateWithoutGeneratingNewTokens;
+    const controller = new AbortController();
+    let batches = 0;
+    // Counts the batches evaluated without generating, and aborts the request once three are done.
+    LlamaContextSequence.prototype.evaluateWithoutGeneratingNewTokens = async function (this: LlamaContextSequence, ...args) {
+      await evaluate.apply(this, args);
+      if (++batches === 3) controller.abort();
+    };
+    const request = (signal: AbortSignal, content: string): GenerationRequest => ({
+      messages: [{ role: "user", content }],
+      maxTokens: 4,
+      temperature: 0,
+      topP: 1,
+      stop: [],
+      constraint: { type: "text" },
+      signal,
+    });
+    try {
+      const long = "the product and the revenue of the quarter ".repeat(30);
+      const promptTokens = engine.countPromptTokens([{ role: "user", content: long }]);
+      assert.ok(promptTokens > 10 * 16, `${promptTokens} tokens`);
+      const cut = await engine.generate(request(controller.signal, long));
+      assert.equal(cut.aborted, true);
+      assert.equal(batches, 3, "no batch after the abort");
+      assert.equal(cut.promptTokens, 3 * 16, "metered with what was evaluated");
+      assert.equal(cut.completionTokens, 0);
+      LlamaContextSequence.prototype.evaluateWithoutGeneratingNewTokens = evaluate;
+      // The only sequence is free again, and serves a whole request.
+      const next = await engine.generate(request(new AbortController().signal, "hello"));
+      assert.equal(next.aborted, false);
+      assert.ok(next.completionTokens > 0);
+      assert.equal(engine.busy, 0);
+    } finally {
+      LlamaContextSequence.prototype.evaluateWithoutGeneratingNewTokens = evaluate;
+      await engine.close();
+      await context.dispose();
+      await model.dispose();
     }
   });
 });

@@ -90,6 +90,13 @@ interface FormattedPrompt {
 }
 
 /** One choice as generated, before the request's totals are added. */
+/** A prompt left unevaluated because its request was aborted (client gone, drain deadline) between two batches. */
+class PromptAbandoned extends Error {
+  constructor() {
+    super("prompt evaluation abandoned: the request was aborted");
+  }
+}
+
 interface ChoiceRun extends ChoiceResult {
   aborted: boolean;
   toolCalls?: ToolCall[] | undefined;
@@ -211,7 +218,7 @@ export class EmbeddedEngine implements Engine {
     const sequence = await this.pool.acquire(signal, (free) => this.pickSequence(free, prompt));
     try {
       const before = this.counters.snapshotBuilds;
-      await this.placePrefix(sequence, prefix, snapshots);
+      await this.placePrefix(sequence, prefix, snapshots, signal);
       return this.counters.snapshotBuilds > before ? "built" : "present";
     } finally {
       this.pool.release(sequence);
@@ -271,11 +278,28 @@ export class EmbeddedEngine implements Engine {
     request: GenerationRequest,
     grammar: LlamaGrammar | undefined,
   ): Promise<GenerationResult> {
-    const input = await this.prepare(sequence, prompt);
+    try {
+      return await this.serveEvaluated(sequence, release, prompt, contextSize, request, grammar);
+    } catch (error) {
+      if (!(error instanceof PromptAbandoned)) throw error;
+      // Metered with the prompt tokens the sequence holds: those evaluated (or reused) before the cut.
+      const promptTokens = sequence.compareContextTokens(prompt.tokens).firstDifferentIndex;
+      return { text: "", promptTokens, completionTokens: 0, finishReason: "stop", aborted: true };
+    }
+  }
+
+  private async serveEvaluated(
+    sequence: LlamaContextSequence,
+    release: () => void,
+    prompt: FormattedPrompt,
+    contextSize: number,
+    request: GenerationRequest,
+    grammar: LlamaGrammar | undefined,
+  ): Promise<GenerationResult> {
+    const input = await this.prepare(sequence, prompt, request.signal);
     const constraint = request.constraint;
     if (request.tools === undefined && constraint.type === "labels") {
-      const rest = input.slice(0, -1);
-      if (rest.length > 0) await sequence.evaluateWithoutGeneratingNewTokens(rest);
+      await this.evaluatePrompt(sequence, input.slice(0, -1), request.signal);
       const last = input.slice(-1);
       const scoring = await this.scoreLabels(sequence, last[0]!, constraint.labels, request);
       if (scoring === undefined) return { text: "", promptTokens: prompt.tokens.length, completionTokens: 0, finishReason: "stop", aborted: true };
@@ -303,8 +327,7 @@ export class EmbeddedEngine implements Engine {
     }
     // The prompt is evaluated once, here; the other choices' sequences load its state instead of evaluating it.
     const last = input.slice(-1);
-    const rest = input.slice(0, -1);
-    if (rest.length > 0) await sequence.evaluateWithoutGeneratingNewTokens(rest);
+    await this.evaluatePrompt(sequence, input.slice(0, -1), request.signal);
     const statePath = this.choiceStatePath();
     await this.turns.take(() => sequence.saveStateToFile(statePath));
     try {
@@ -425,6 +448,8 @@ export class EmbeddedEngine implements Engine {
     let finishReason: FinishReason = "stop";
     let aborted = request.signal.aborted;
     if (!aborted) {
+      // A long prompt's whole batches first, abandonably; the last batch goes with the first token, as before.
+      input = await this.evaluatePromptHead(sequence, input, request.signal);
       const seed = samplerSeed(request.seed === undefined ? undefined : request.seed + choice);
       const options = { temperature: request.temperature, topP: request.topP, seed };
       // The native sampler yields bare tokens; with log-probabilities each token comes with its distribution.
@@ -563,7 +588,7 @@ export class EmbeddedEngine implements Engine {
     const prompt = this.format(messages);
     const sequence = await this.pool.acquire(signal, (free) => this.pickSequence(free, prompt));
     try {
-      const input = await this.prepare(sequence, prompt);
+      const input = await this.prepare(sequence, prompt, signal);
       const last = input.length - 1;
       const items: ControlledEvaluateInputItem[] = input.map((token, i) =>
         i === last ? [token, { generateNext: { probabilities: true, options: RAW_DISTRIBUTION } }] : token,
@@ -598,13 +623,46 @@ export class EmbeddedEngine implements Engine {
   }
 
   /**
+   * Evaluates prompt tokens without generating, a batch at a time: a request
+   * aborted meanwhile (its client gone, the drain's deadline) stops at the next
+   * batch with PromptAbandoned, rather than holding its sequence, and the
+   * engine's other requests, for the whole prompt; and an operation waiting for
+   * the context's lock (another request's erase, load or save) gets it between
+   * batches, as it does between generated tokens.
+   */
+  private async evaluatePrompt(sequence: LlamaContextSequence, tokens: readonly Token[], signal: AbortSignal): Promise<void> {
+    const batch = Math.max(1, this.context.batchSize);
+    for (let at = 0; at < tokens.length; at += batch) await this.evaluateBatch(sequence, tokens.slice(at, at + batch), signal);
+  }
+
+  /**
+   * Evaluates the whole batches of `input` but the last (see evaluatePrompt) and
+   * returns the rest, 1 to a batch's worth of tokens, to be evaluated with the
+   * first generated token: a prompt of one batch or less is untouched, so no
+   * decode is added.
+   */
+  private async evaluatePromptHead(sequence: LlamaContextSequence, input: Token[], signal: AbortSignal): Promise<Token[]> {
+    const batch = Math.max(1, this.context.batchSize);
+    let at = 0;
+    for (; input.length - at > batch; at += batch) await this.evaluateBatch(sequence, input.slice(at, at + batch), signal);
+    return at === 0 ? input : input.slice(at);
+  }
+
+  private async evaluateBatch(sequence: LlamaContextSequence, tokens: Token[], signal: AbortSignal): Promise<void> {
+    const pause = this.turns.pause;
+    if (pause !== undefined) await pause;
+    if (signal.aborted) throw new PromptAbandoned();
+    await sequence.evaluateWithoutGeneratingNewTokens(tokens);
+  }
+
+  /**
    * Brings the sequence to the longest usable prefix of the prompt (its own cache,
    * else the system prefix's snapshot) and returns the tokens still to evaluate.
    */
-  private async prepare(sequence: LlamaContextSequence, prompt: FormattedPrompt): Promise<Token[]> {
+  private async prepare(sequence: LlamaContextSequence, prompt: FormattedPrompt, signal: AbortSignal): Promise<Token[]> {
     const prefix = prompt.prefix;
     const snapshots = this.snapshots;
-    if (prefix !== undefined && snapshots !== undefined) await this.placePrefix(sequence, prefix, snapshots);
+    if (prefix !== undefined && snapshots !== undefined) await this.placePrefix(sequence, prefix, snapshots, signal);
     // At least one token is always evaluated, for its logits.
     const input = await this.reusePrefix(sequence, prompt.tokens, prompt.tokens.length - 1);
     this.counters.promptTokensEvaluated += input.length;
@@ -612,7 +670,12 @@ export class EmbeddedEngine implements Engine {
   }
 
   /** Puts the system prefix into the sequence: already there, loaded from its snapshot, or evaluated (and snapshotted). */
-  private async placePrefix(sequence: LlamaContextSequence, prefix: SystemPrefix, snapshots: PrefixSnapshotStore): Promise<void> {
+  private async placePrefix(
+    sequence: LlamaContextSequence,
+    prefix: SystemPrefix,
+    snapshots: PrefixSnapshotStore,
+    signal: AbortSignal,
+  ): Promise<void> {
     if (sequence.compareContextTokens(prefix.tokens).firstDifferentIndex >= prefix.tokens.length) {
       this.counters.sequenceHits++;
     } else {
@@ -620,7 +683,8 @@ export class EmbeddedEngine implements Engine {
         load: (path) => this.loadState(sequence, path),
         evaluate: async () => {
           const rest = await this.reusePrefix(sequence, prefix.tokens, prefix.tokens.length);
-          if (rest.length > 0) await sequence.evaluateWithoutGeneratingNewTokens(rest);
+          // Abandoned part-way, it throws: no snapshot is saved of a prefix not whole.
+          await this.evaluatePrompt(sequence, rest, signal);
           this.counters.promptTokensEvaluated += rest.length;
         },
         save: async (path) => (await this.turns.take(() => sequence.saveStateToFile(path))).fileSize,
