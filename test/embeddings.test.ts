@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import OpenAI from "openai";
+import type { EmbeddedEmbedder } from "../src/engines/embedded/embeddings.js";
 import { createKey, postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
 
 const norm = (v: readonly number[]): number => Math.sqrt(v.reduce((s, x) => s + x * x, 0));
@@ -118,6 +119,56 @@ describe("POST /v1/embeddings through the official openai package", () => {
       assert.equal((await ids(k)).includes("alveare-embed"), false);
       const r = await postJson(`${server.url}/v1/embeddings`, { model: "alveare-embed", input: "x" }, k.auth);
       assert.deepEqual([r.status, (r.json.error as { code: string }).code], [403, "specialist_not_in_plan"]);
+    }
+  });
+});
+
+describe("an embedding under way", () => {
+  const inputs = Array.from({ length: 2048 }, (_, i) => `sentence ${i} about the product, the revenue and the quarter`);
+  const embedding = (server: TestServer, signal?: AbortSignal) =>
+    fetch(`${server.url}/v1/embeddings`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "alveare-embed", input: inputs }),
+      ...(signal ? { signal } : {}),
+    });
+  const started = async (server: TestServer): Promise<void> => {
+    const embedder = server.registry.get("embed")!.embedder as EmbeddedEmbedder;
+    while (embedder.inFlight === 0) await new Promise((r) => setTimeout(r, 2));
+  };
+
+  it("finishes within a drain: the context is disposed only after it", async () => {
+    const server = await startTestServer({});
+    const answer = embedding(server);
+    await started(server);
+    await server.close(30_000);
+    const r = await answer;
+    assert.equal(r.status, 200);
+    assert.equal(((await r.json()) as { data: unknown[] }).data.length, inputs.length);
+  });
+
+  it("whose client leaves is a 499, metered with the inputs embedded before it stopped", async () => {
+    const server = await startTestServer({});
+    try {
+      const whole = (await (await embedding(server)).json()) as { usage: { prompt_tokens: number } };
+      const leaving = new AbortController();
+      const left = embedding(server, leaving.signal).catch(() => undefined);
+      await started(server);
+      leaving.abort();
+      await left;
+      const embedder = server.registry.get("embed")!.embedder as EmbeddedEmbedder;
+      while (embedder.inFlight > 0) await new Promise((r) => setTimeout(r, 5));
+      let line: Record<string, unknown> | undefined;
+      for (let i = 0; i < 100 && line === undefined; i++) {
+        await new Promise((r) => setTimeout(r, 10));
+        line = server.logs.requests().find((l) => l.route === "/v1/embeddings" && l.status !== 200);
+      }
+      assert.equal(line?.status, 499);
+      assert.equal(line?.aborted, true);
+      const tokens = line?.prompt_tokens as number;
+      assert.ok(tokens < whole.usage.prompt_tokens, `${tokens} of ${whole.usage.prompt_tokens} tokens: stopped before the last input`);
+    } finally {
+      await server.close();
     }
   });
 });

@@ -7,6 +7,8 @@ export interface EmbeddingResult {
   vectors: number[][];
   /** Tokens evaluated over all inputs (what a caller is metered for). */
   promptTokens: number;
+  /** Cut short by the request's signal: `vectors` and `promptTokens` cover the inputs embedded before it. */
+  aborted?: boolean;
 }
 
 /** Turns texts into vectors: what an `embeddings` specialist is served by. */
@@ -37,6 +39,8 @@ export class EmbeddedEmbedder implements Embedder {
   readonly name: string;
   readonly dimensions: number;
   private context: Promise<LlamaEmbeddingContext> | undefined;
+  /** Embeddings under way: closing waits for them, as engines wait for their generations, before disposing the context. */
+  private readonly running = new Set<Promise<EmbeddingResult>>();
 
   constructor(
     private readonly model: LlamaModel,
@@ -48,7 +52,22 @@ export class EmbeddedEmbedder implements Embedder {
     this.dimensions = model.embeddingVectorSize;
   }
 
+  /** Embedding requests under way. */
+  get inFlight(): number {
+    return this.running.size;
+  }
+
   async embed(inputs: readonly string[], signal: AbortSignal): Promise<EmbeddingResult> {
+    const work = this.embedEach(inputs, signal);
+    this.running.add(work);
+    try {
+      return await work;
+    } finally {
+      this.running.delete(work);
+    }
+  }
+
+  private async embedEach(inputs: readonly string[], signal: AbortSignal): Promise<EmbeddingResult> {
     const context = await (this.context ??= this.model.createEmbeddingContext({ contextSize: this.contextSize, threads: this.threads }));
     // Every input is measured first: a batch either fits entirely or is refused without work.
     const lengths = inputs.map((text) => context.calculateInputLength(text));
@@ -56,14 +75,18 @@ export class EmbeddedEmbedder implements Embedder {
       if (length >= this.contextSize) throw errors.embeddingInputTooLong(index, inputs.length, length, this.contextSize);
     });
     const vectors: number[][] = [];
-    for (const text of inputs) {
-      if (signal.aborted) throw signal.reason;
+    let promptTokens = 0;
+    for (const [index, text] of inputs.entries()) {
+      if (signal.aborted) return { vectors, promptTokens, aborted: true };
       vectors.push(normalise((await context.getEmbeddingFor(text)).vector));
+      promptTokens += lengths[index]!;
     }
-    return { vectors, promptTokens: lengths.reduce((a, b) => a + b, 0) };
+    return { vectors, promptTokens };
   }
 
   async close(): Promise<void> {
+    // A drain's deadline aborts their signals, so they end within an input.
+    await Promise.allSettled(this.running);
     const context = this.context;
     this.context = undefined;
     if (context !== undefined) await (await context.catch(() => undefined))?.dispose();

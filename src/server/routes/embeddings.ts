@@ -75,15 +75,19 @@ async function runEmbedding(
   request.generationDone = work;
   try {
     result = await work;
-    return result;
-  } catch (error) {
-    failure = error;
-    status = error instanceof ApiError ? error.status : signal.aborted ? CLIENT_CLOSED : 500;
-    if (error instanceof ApiError) throw error;
-    if (signal.aborted) {
+    // Its client gone (or the drain's deadline passed) before the answer: metered as a 499 with the inputs embedded.
+    if (result.aborted === true || signal.aborted) {
+      status = CLIENT_CLOSED;
       request.logFields.aborted = true;
+      if (options.shutdown.aborted) reply.raw.destroy();
       throw errors.internal();
     }
+    return result;
+  } catch (error) {
+    if (status === CLIENT_CLOSED) throw error;
+    failure = error;
+    status = error instanceof ApiError ? error.status : 500;
+    if (error instanceof ApiError) throw error;
     request.log.error({ err: error }, "embedding failed");
     throw errors.internal();
   } finally {
@@ -91,7 +95,7 @@ async function runEmbedding(
     request.logFields.prompt_tokens = promptTokens;
     request.logFields.completion_tokens = 0;
     observer.generated(
-      result === undefined ? undefined : { text: "", promptTokens, completionTokens: 0, finishReason: "stop", aborted: false },
+      result === undefined ? undefined : { text: "", promptTokens, completionTokens: 0, finishReason: "stop", aborted: status === CLIENT_CLOSED },
       failure,
     );
     await observer.metering(admission.finish({ status, promptTokens, completionTokens: 0, latencyMs: performance.now() - started }));
