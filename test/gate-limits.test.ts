@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
+import Database from "better-sqlite3";
 import { request } from "node:http";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { FakeUpstream } from "./helpers/fake-upstream.js";
 import { cliJson, createKey, postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
@@ -92,6 +94,35 @@ describe("monthly quota", () => {
     // Sandbox usage is its own ledger: a test key of the same account still works.
     const sandbox = await createKey(server, "tiny", "test", accountId);
     assert.equal((await infer(server, sandbox.auth)).status, 200);
+  });
+});
+
+describe("the SQLite file locked by another writer", () => {
+  it("answers 503 dependency_unavailable, and the admission it could not write is not counted against the quota", async () => {
+    const server = await startTestServer(
+      { plans: { tiny: { requests_per_minute: 1000, requests_per_month: 2, specialists: "*" } }, engine: { parallel: 1, queue: 8 } },
+      { gated: true },
+    );
+    try {
+      const { auth } = await createKey(server, "tiny");
+      // An operator's shell holding a write transaction past the server's busy timeout (5 s).
+      const shell = new Database(join(server.config.dataDir, "alveare.db"));
+      shell.exec("BEGIN IMMEDIATE");
+      let refused: Awaited<ReturnType<typeof infer>>;
+      try {
+        refused = await infer(server, auth);
+      } finally {
+        shell.exec("ROLLBACK");
+        shell.close();
+      }
+      assert.equal(refused.status, 503);
+      assert.equal((refused.json.error as { code: string }).code, "dependency_unavailable");
+      assert.ok(Number(refused.headers.get("retry-after")) > 0);
+      // The quota of 2 is whole: two requests served, the third refused.
+      assert.deepEqual([(await infer(server, auth)).status, (await infer(server, auth)).status, (await infer(server, auth)).status], [200, 200, 429]);
+    } finally {
+      await server.close();
+    }
   });
 });
 

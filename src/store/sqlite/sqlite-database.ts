@@ -39,3 +39,13 @@ export function openDatabase(path: string): Database.Database {
   migrate(db);
   return db;
 }
+
+/**
+ * The file stayed locked by another writer (a CLI command, a backup, an
+ * operator's sqlite3 shell) past the busy timeout: a condition that passes,
+ * which a client may retry, unlike a full disk or a corrupt file.
+ */
+export function isSqliteBusy(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === "string" && (code.startsWith("SQLITE_BUSY") || code.startsWith("SQLITE_LOCKED"));
+}

@@ -273,7 +273,7 @@ export class SqliteLedger implements LedgerStore {
     const counter = this.counter(r.accountId, r.mode, r.period);
     if (counter.requests >= r.limit) return undefined;
     counter.requests++;
-    return this.commits.add(() => {
+    const admitted = this.commits.add(() => {
       this.registerNode();
       this.move(r.accountId, r.mode, r.period, r.at.slice(0, 10), r.specialist, 1, 0);
       const inserted = this.statements.insertEvent.run(
@@ -289,6 +289,9 @@ export class SqliteLedger implements LedgerStore {
       );
       return Number(inserted.lastInsertRowid);
     });
+    // Not written (the file locked past the busy timeout, full, failing): nothing was admitted, so nothing is counted.
+    admitted.catch(() => counter.requests--);
+    return admitted;
   }
 
   async complete(r: CompletionRecord): Promise<void> {
