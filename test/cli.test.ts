@@ -194,6 +194,16 @@ describe("configuration", () => {
       /database_url \(config file\): must be a postgres/,
     ],
     [
+      "a log level pino does not have",
+      { log_level: "loud" },
+      /log_level \(config file\): must be one of fatal, error, warn, info, debug, trace, silent, got 'loud'/,
+    ],
+    [
+      "a Redis URL whose database is not a number",
+      { database_url: "postgres://db/alveare", redis_url: "redis://cache:6379/abc" },
+      /redis_url \(config file\): names its database by number only/,
+    ],
+    [
       "a Redis URL of another scheme",
       { database_url: "postgres://db/alveare", redis_url: "http://cache" },
       /redis_url \(config file\): must be a redis/,

@@ -107,6 +107,10 @@ function sharedModeFrom(database: Setting, redis: Setting): { databaseUrl?: stri
   if (!redis.value) throw missing(redis, database);
   checkScheme(database.value, database.name, ["postgres:", "postgresql:"], "postgres://user:password@host:5432/alveare");
   checkScheme(redis.value, redis.name, ["redis:", "rediss:"], "redis://host:6379");
+  // ioredis sends the path as SELECT's argument: anything but a number failed there, with a stack trace.
+  if (!/^(\/\d*)?$/.test(new URL(redis.value).pathname)) {
+    throw new ConfigError(redis.name, "names its database by number only, after the host (redis://host:6379/0), or not at all");
+  }
   return { databaseUrl: database.value, redisUrl: redis.value };
 }
 
@@ -122,6 +126,15 @@ function setting(envName: string, envValue: string | undefined, fileName: string
   if (envValue) return { value: envValue, name: envName, fileName };
   if (fileValue) return { value: fileValue, name: `${fileName} (config file)`, fileName };
   return { value: undefined, name: envName, fileName };
+}
+
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+
+function logLevelFrom(level: Setting): string {
+  if (level.value === undefined) return "info";
+  const value = level.value.toLowerCase();
+  if (!LOG_LEVELS.includes(value)) throw new ConfigError(level.name, `must be one of ${LOG_LEVELS.join(", ")}, got '${level.value.slice(0, 40)}'`);
+  return value;
 }
 
 function checkScheme(value: string, field: string, schemes: string[], example: string): void {
@@ -309,7 +322,7 @@ export function loadConfig(flags: ServeFlags = {}, env: Env = process.env): Serv
     host,
     // An empty variable is unset, as for the other variables (not the current directory).
     dataDir: resolve(flags.dataDir ?? (env.ALVEARE_DATA_DIR || undefined) ?? file.data_dir ?? "./data"),
-    logLevel: env.ALVEARE_LOG_LEVEL ?? file.log_level ?? "info",
+    logLevel: logLevelFrom(setting("ALVEARE_LOG_LEVEL", env.ALVEARE_LOG_LEVEL, "log_level", file.log_level)),
     bodyLimit: file.body_limit ?? DEFAULT_BODY_LIMIT,
     adminToken: adminTokenFrom(env.ALVEARE_ADMIN_TOKEN),
     publicUrl: publicUrlFrom(env.ALVEARE_PUBLIC_URL, host, port),
