@@ -300,6 +300,35 @@ describe("PostgreSQL out of reach in the shared mode", () => {
     },
   );
 
+  it("reads a connection the server refuses (no such database, connections switched off) as out of reach, not as a bug", async () => {
+    const refusedBy = async (url: string): Promise<unknown> => {
+      const client = new pg.Client({ connectionString: url });
+      try {
+        await client.connect();
+        return undefined;
+      } catch (error) {
+        return error;
+      } finally {
+        await client.end().catch(() => undefined);
+      }
+    };
+    const gone = new URL(database);
+    gone.pathname = "/alveare_no_such_database";
+    const missing = await refusedBy(gone.toString());
+    assert.equal((missing as { code?: string }).code, "3D000");
+    assert.equal(isDatabaseConnectionFailure(missing), true);
+    const closed = await freshDatabase();
+    try {
+      await direct(`ALTER DATABASE ${new URL(closed).pathname.slice(1)} ALLOW_CONNECTIONS false`);
+      const switchedOff = await refusedBy(closed);
+      assert.equal((switchedOff as { code?: string }).code, "55000");
+      assert.equal(isDatabaseConnectionFailure(switchedOff), true);
+    } finally {
+      await direct(`ALTER DATABASE ${new URL(closed).pathname.slice(1)} ALLOW_CONNECTIONS true`);
+      await dropDatabase(closed);
+    }
+  });
+
   it("still answers 500 to a database error that is not a connection problem", async () => {
     await direct("ALTER TABLE accounts RENAME TO accounts_elsewhere");
     try {

@@ -13,6 +13,8 @@ export function isDatabaseConnectionFailure(error: unknown): boolean {
     if (SOCKET_CODES.has(code)) return true;
     // SQLSTATE class 08 (connection exception), the server shutting down or starting, too many connections, statement timeout.
     if (/^08[0-9A-Z]{3}$/.test(code) || SERVER_CODES.has(code)) return true;
+    // Refused at connect: the login (rotated password, removed role), the database (dropped, renamed) or its connections (switched off).
+    if (LOGIN_CODES.has(code) || (code === "55000" && /not currently accepting connections/.test(error.message))) return true;
   }
   // pg raises these without a code: the socket closed under a query, the pool's connect timeout, a client already broken, our own query_timeout.
   return DRIVER_MESSAGES.test(error.message) || isUnansweredStatement(error);
@@ -21,6 +23,8 @@ export function isDatabaseConnectionFailure(error: unknown): boolean {
 const SOCKET_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "ETIMEDOUT", "EPIPE", "EHOSTUNREACH", "ENETUNREACH", "ENOTFOUND", "EAI_AGAIN"]);
 /** admin_shutdown, crash_shutdown, cannot_connect_now, too_many_connections, query_canceled (statement_timeout). */
 const SERVER_CODES = new Set(["57P01", "57P02", "57P03", "53300", "57014"]);
+/** invalid_authorization_specification, invalid_password, invalid_catalog_name (no such database). */
+const LOGIN_CODES = new Set(["28000", "28P01", "3D000"]);
 const DRIVER_MESSAGES =
   /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Client was closed and is not queryable|Connection timeout)/;
 
