@@ -280,13 +280,23 @@ describe("audit log over HTTP", () => {
       ["limit=5000", "limit"],
       ["cursor=-1", "cursor"],
       ["action=key.deleted", "action"],
+      ["actor=bogus", "actor"],
+      ["actor=members", "actor"],
       [`account=${"a".repeat(400)}`, "account"],
     ] as const) {
       const r = await adminCall("GET", `/audit?${query}`);
       assert.equal(r.status, 400, query);
       assert.equal((r.json.error as { param: string }).param, param);
     }
-    for (const good of ["since=2024-02-29", "until=2026-11-26T01:30:00Z", "since=2026-11-26T01:30:00.250%2B02:00", "until=2026-12-31T23:59"]) {
+    for (const good of [
+      "actor=member",
+      "actor=member%3Anobody%40example.com",
+      "actor=cli",
+      "since=2024-02-29",
+      "until=2026-11-26T01:30:00Z",
+      "since=2026-11-26T01:30:00.250%2B02:00",
+      "until=2026-12-31T23:59",
+    ]) {
       assert.equal((await adminCall("GET", `/audit?${good}`)).status, 200, good);
     }
   });

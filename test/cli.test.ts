@@ -368,6 +368,15 @@ describe("account administration from the CLI", () => {
     );
     assert.match(JSON.parse(published.stdout).url as string, /^https:\/\/alveare\.example\.com\/dashboard\/#invite=\w{40}$/);
     assert.doesNotMatch(published.stderr, /the link starts with/);
+    // With --json, stderr stays empty even when the link's address comes from the host and port settings.
+    const quiet = spawnSync(
+      process.execPath,
+      [CLI, "members", "invite", "--account", accountId, "--email", "ops@example.com", "--json", "--data-dir", dataDir],
+      { env, encoding: "utf8" },
+    );
+    assert.equal(quiet.status, 0, quiet.stderr);
+    assert.equal(quiet.stderr, "");
+    assert.match(JSON.parse(quiet.stdout).url as string, /^http:\/\/127\.0\.0\.1:8080\/dashboard\/#invite=\w{40}$/);
     const bad = spawnSync(process.execPath, [CLI, "accounts", "update", accountId, "--status", "frozen", "--data-dir", dataDir], {
       env,
       encoding: "utf8",

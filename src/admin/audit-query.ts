@@ -58,6 +58,9 @@ function positive(query: Record<string, unknown>, name: string, max: number): nu
   return n;
 }
 
+/** Who acts in the audit log: the operator's session or admin token, the CLI, someone not signed in, and members (by e-mail). */
+const AUDIT_ACTORS = ["operator", "cli", "anonymous", "member"];
+
 /** The filters of GET …/audit: account, action, actor, since, until, limit and cursor; 400 for any malformed one. */
 export function parseAuditQuery(raw: unknown): AuditQuery {
   const query = (typeof raw === "object" && raw !== null ? raw : {}) as Record<string, unknown>;
@@ -65,10 +68,14 @@ export function parseAuditQuery(raw: unknown): AuditQuery {
   if (action !== undefined && !(AUDIT_ACTIONS as readonly string[]).includes(action)) {
     throw errors.invalidParameter("action", `must be one of ${AUDIT_ACTIONS.join(", ")}.`);
   }
+  const actor = text(query, "actor");
+  if (actor !== undefined && !AUDIT_ACTORS.includes(actor) && !actor.startsWith("member:")) {
+    throw errors.invalidParameter("actor", `must be one of ${AUDIT_ACTORS.join(", ")} (any member) or member:<email>.`);
+  }
   return {
     accountId: text(query, "account"),
     action,
-    actor: text(query, "actor"),
+    actor,
     since: time(query, "since"),
     until: time(query, "until"),
     cursor: positive(query, "cursor", Number.MAX_SAFE_INTEGER),

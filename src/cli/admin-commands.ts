@@ -169,7 +169,8 @@ export function registerAccountCommands(program: Command): void {
         const invitation = invitationJson(await new People(stores, undefined).invite(CLI_CONTEXT, o.account, o.email));
         const url = `${config.publicUrl}${invitation.invite_path}`;
         // The CLI cannot know where the server listens: say which address the link was built from when none was given.
-        if (process.env.ALVEARE_PUBLIC_URL === undefined || process.env.ALVEARE_PUBLIC_URL === "") {
+        // Not with --json: its stderr stays empty (the url field shows the address).
+        if (!json && (process.env.ALVEARE_PUBLIC_URL === undefined || process.env.ALVEARE_PUBLIC_URL === "")) {
           note(
             `the link starts with ${config.publicUrl} (built from the host and port settings, as the server would listen); set ALVEARE_PUBLIC_URL to the address members open`,
           );
