@@ -193,6 +193,7 @@ describe("configuration", () => {
       { database_url: "mysql://db/alveare", redis_url: "redis://cache" },
       /database_url \(config file\): must be a postgres/,
     ],
+    ["a data dir that is a file", { data_dir: "/etc/hostname" }, /data_dir \(config file\): \/etc\/hostname is a file, not a directory/],
     [
       "a log level pino does not have",
       { log_level: "loud" },

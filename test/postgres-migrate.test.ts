@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { createStore } from "../src/store/create-store.js";
 import { cliJson, postJson, startTestServer, tempDir } from "./helpers/fixtures.js";
@@ -207,5 +209,14 @@ describe("alveare migrate", () => {
     const wrong = run(["migrate", "--from", "mysql://x"], envFor("postgres://postgres@127.0.0.1:5432/test"));
     assert.equal(wrong.status, 2);
     assert.match(wrong.stderr, /sqlite:PATH/);
+  });
+
+  it("names a --from file that is not a SQLite database, in one line", async () => {
+    const notADatabase = join(tempDir(), "notes.txt");
+    writeFileSync(notADatabase, "not a database, but long enough to look like a file with a header. ".repeat(20));
+    const r = run(["migrate", "--from", `sqlite:${notADatabase}`], envFor(await freshDatabase()));
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, new RegExp(`\nalveare: ${notADatabase} is not a SQLite database\n$`));
+    assert.doesNotMatch(r.stderr, /\bat \w+ \(|file is not a database/, "no stack trace, no bare driver message");
   });
 });

@@ -54,7 +54,10 @@ export function registerMigrateCommand(program: Command): void {
       const source = sqliteSource(o.from.slice("sqlite:".length));
       if (!existsSync(source)) throw new RuntimeError(`no SQLite database at ${source}`);
       if (!json) note(`copying ${source} into ${storeLocation(config)}`);
-      const { copied, replaced } = await copySqliteToPostgres(source, config.databaseUrl);
+      const { copied, replaced } = await copySqliteToPostgres(source, config.databaseUrl).catch((error: unknown) => {
+        if ((error as { code?: unknown }).code === "SQLITE_NOTADB") throw new RuntimeError(`${source} is not a SQLite database`);
+        throw error;
+      });
       if (json) {
         printJson({ from: source, to: storeLocation(config), copied, replaced });
         return;

@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
 import { isIP } from "node:net";
 import { resolve } from "node:path";
 import type { SpecialistDefinition } from "../specialists/specialist.js";
@@ -126,6 +126,22 @@ function setting(envName: string, envValue: string | undefined, fileName: string
   if (envValue) return { value: envValue, name: envName, fileName };
   if (fileValue) return { value: fileValue, name: `${fileName} (config file)`, fileName };
   return { value: undefined, name: envName, fileName };
+}
+
+/** The data directory, absolute; a path that is a file (not yet a directory is fine: it is made) is refused naming its setting. */
+function dataDirFrom(flag: string | undefined, variable: string | undefined, inFile: string | undefined): string {
+  // An empty variable is unset, as for the other variables (not the current directory).
+  const [value, name] =
+    flag !== undefined
+      ? [flag, "--data-dir"]
+      : variable
+        ? [variable, "ALVEARE_DATA_DIR"]
+        : inFile !== undefined
+          ? [inFile, "data_dir (config file)"]
+          : ["./data", "the default data dir"];
+  const dir = resolve(value);
+  if (existsSync(dir) && !statSync(dir).isDirectory()) throw new ConfigError(name, `${dir} is a file, not a directory`);
+  return dir;
 }
 
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
@@ -320,8 +336,7 @@ export function loadConfig(flags: ServeFlags = {}, env: Env = process.env): Serv
   return {
     port,
     host,
-    // An empty variable is unset, as for the other variables (not the current directory).
-    dataDir: resolve(flags.dataDir ?? (env.ALVEARE_DATA_DIR || undefined) ?? file.data_dir ?? "./data"),
+    dataDir: dataDirFrom(flags.dataDir, env.ALVEARE_DATA_DIR, file.data_dir),
     logLevel: logLevelFrom(setting("ALVEARE_LOG_LEVEL", env.ALVEARE_LOG_LEVEL, "log_level", file.log_level)),
     bodyLimit: file.body_limit ?? DEFAULT_BODY_LIMIT,
     adminToken: adminTokenFrom(env.ALVEARE_ADMIN_TOKEN),
