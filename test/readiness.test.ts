@@ -385,3 +385,54 @@ describe("SIGTERM", () => {
     }
   });
 });
+
+describe("requests that arrive while a node drains", () => {
+  it("are answered 503 with Connection: close, a body read first so the upload is not cut, a bodiless one at once", async () => {
+    const long = { description: "never stops early", system_prompt: "", output: { type: "json_schema", schema: { const: "go ".repeat(300) } } };
+    const server = await startTestServer({ engine: { parallel: 1, queue: 4 }, specialists: { long } });
+    const running = new AbortController();
+    try {
+      // A running stream keeps the node draining while the new requests arrive.
+      const stream = await fetch(`${server.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "alveare-long", messages: [{ role: "user", content: "go" }], stream: true, max_tokens: 2000 }),
+        signal: running.signal,
+      });
+      const reader = stream.body!.getReader();
+      await reader.read();
+      const closed = server.close(20_000);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const { port } = new URL(server.url);
+      /** Sends `text` on a new connection and returns what came back once the server closed it. */
+      const exchange = async (text: string): Promise<string> => {
+        const socket = connect(Number(port), "127.0.0.1");
+        let received = "";
+        socket.on("data", (chunk: Buffer) => (received += chunk.toString("utf8")));
+        socket.on("error", () => undefined);
+        const ended = once(socket, "close");
+        await once(socket, "connect");
+        socket.write(text);
+        await ended;
+        return received;
+      };
+      const body = JSON.stringify({ specialist: "classify", prompt: "hi" });
+      for (const request of [
+        `POST /v1/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\n\r\n${body}GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n`,
+        "GET /v1/models HTTP/1.1\r\nHost: x\r\n\r\nGET /v1/models HTTP/1.1\r\nHost: x\r\n\r\n",
+      ]) {
+        const received = await exchange(request);
+        const [head = "", rest = ""] = received.split("\r\n\r\n", 2);
+        assert.match(head, /^HTTP\/1.1 503/, received);
+        assert.match(head, /\r\nconnection: close/i);
+        assert.equal((JSON.parse(rest) as { error: { code: string } }).error.code, "overloaded");
+        assert.equal(received.match(/HTTP\/1.1 /g)?.length, 1, "nothing more on a connection the server closed");
+      }
+      running.abort();
+      await closed;
+    } finally {
+      running.abort();
+      await server.close();
+    }
+  });
+});

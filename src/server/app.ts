@@ -1,4 +1,5 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest } from "fastify";
+import type { IncomingMessage } from "node:http";
 import type { ChildLoggerOptions, Logger } from "pino";
 import { ApiError, errors } from "../errors.js";
 import type { Gate } from "../gate/gate.js";
@@ -71,6 +72,12 @@ const bodyCutShort = (request: FastifyRequest): boolean => request.raw.readableA
  * failures (body limit, parse errors) mapped; Redis or PostgreSQL out of
  * reach, on any route, the 503 a client retries; anything else a 500.
  */
+/** A request that announces no body: nothing of it is left to read once its headers are in. */
+function bodiless(raw: IncomingMessage): boolean {
+  const length = raw.headers["content-length"];
+  return raw.headers["transfer-encoding"] === undefined && (length === undefined || length === "0");
+}
+
 function toApiError(error: FastifyError | Error, bodyLimit: number): ApiError {
   if (error instanceof ApiError) return error;
   const unavailable = dependencyFailure(error);
@@ -196,7 +203,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     const apiError = toApiError(error, options.bodyLimit);
     // Refused because the node is draining: the client reconnects (through the balancer, to another node).
     // Only once the whole body is read: closing with an upload unread would reset it before the client reads the 503.
-    if (options.lifecycle?.current === "draining" && request.raw.complete) reply.header("connection", "close");
+    if (options.lifecycle?.current === "draining" && (request.raw.complete || bodiless(request.raw))) reply.header("connection", "close");
     if (apiError.code === "request_too_large") drainRefusedBody(request, reply, drainLimit(options.bodyLimit));
     request.logFields.code = apiError.code;
     if (GATE_ERROR_TYPES.has(apiError.type)) telemetry.gateRejection(apiError.code);
@@ -221,8 +228,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       const authenticate = authenticationHook(options.gate);
       v1.addHook("onSend", limitHeadersHook(options.gate));
       // Callback-style: one promise per request (the gate's), not a second for an async hook.
-      v1.addHook("onRequest", (request, _reply, done) => {
+      // Refused while starting, at once; while draining, once the body is read (preHandler) when there is one,
+      // so that its 503 can close the connection without cutting an upload the client has not finished.
+      v1.addHook("preHandler", (_request, _reply, done) => {
         options.lifecycle?.admitNewWork();
+        done();
+      });
+      v1.addHook("onRequest", (request, _reply, done) => {
+        if (options.lifecycle?.current !== "draining" || bodiless(request.raw)) options.lifecycle?.admitNewWork();
         const span = request.trace.span("authentication");
         // Whatever throws, in the gate or in ending the span, reaches Fastify's error handler through done().
         authenticate(request)
