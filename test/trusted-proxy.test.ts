@@ -59,6 +59,16 @@ for (const trust of ["127.0.0.1", "1"]) {
       assert.equal(errorCode(foreign.json), "csrf_failed");
     });
 
+    it("reads the forwarded scheme case-insensitively: HTTPS is https, and the cookie is Secure", async () => {
+      const upper = await requestFrom("127.0.0.1", `${server.url}/dashboard/api/admin-login`, {
+        method: "POST",
+        body: { token: TOKEN },
+        headers: { origin: PUBLIC_ORIGIN, "x-forwarded-proto": "HTTPS", "x-forwarded-host": "alveare.example", "x-forwarded-for": CLIENT_B },
+      });
+      assert.equal(upper.status, 200);
+      assert.match(cookieOf(upper), /; Secure/);
+    });
+
     it("limits sign-in failures per real client address, and member and operator apart", async () => {
       // Spraying e-mails from one client address locks that address at 30 failures.
       for (let i = 0; i < 30; i++) {

@@ -43,7 +43,8 @@ export function readCookie(request: FastifyRequest, name: string): string | unde
 
 /** HttpOnly and SameSite=Strict always; Secure whenever the dashboard is served over TLS (or a trusted proxy says it is). */
 export function setSessionCookie(request: FastifyRequest, reply: FastifyReply, token: string, maxAgeSeconds: number): void {
-  const secure = request.protocol === "https" ? "; Secure" : "";
+  // A proxy's X-Forwarded-Proto may say HTTPS: schemes are case-insensitive, as the Origin check reads them.
+  const secure = request.protocol.toLowerCase() === "https" ? "; Secure" : "";
   reply.header("set-cookie", `${SESSION_COOKIE}=${token}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAgeSeconds}${secure}`);
 }
 
