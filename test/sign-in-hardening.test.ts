@@ -266,8 +266,30 @@ describe("e-mail addresses", () => {
       "a@b.co\u00a0",
       `${"l".repeat(65)}@b.co`,
       `a@${"d".repeat(64)}.co`,
+      "alice@a.com\u200b",
+      "al\u200dice@a.com",
+      "\u202eoc.b@a",
+      "a@b.co\ufeff",
     ]) {
       assert.equal(isEmailAddress(bad), false, JSON.stringify(bad));
+    }
+  });
+
+  it("name one member however the same address is typed: composed or combining accents, any case", async () => {
+    const stores = await createStore({ dataDir: tempDir() });
+    try {
+      await stores.accounts.createAccount({ id: "acct_nfc", name: "nfc", plan: "solo", status: "active", createdAt: new Date().toISOString() });
+      await stores.accounts.createAccount({ id: "acct_other", name: "other", plan: "solo", status: "active", createdAt: new Date().toISOString() });
+      const people = new People(stores, ADMIN_TOKEN);
+      const composed = await people.invite(CLI_CONTEXT, "acct_nfc", "jos\u00e9@example.com");
+      // The same address with a combining accent cannot become a second, identical-looking member elsewhere.
+      await assert.rejects(people.invite(CLI_CONTEXT, "acct_other", "JOSE\u0301@example.com"), (e) => status(e) === 400);
+      const again = await people.invite(CLI_CONTEXT, "acct_nfc", "Jose\u0301@Example.com");
+      assert.equal(again.member.id, composed.member.id);
+      await people.acceptInvitation(again.token, "a long enough passphrase", "10.0.0.5");
+      assert.ok(await people.signIn("jose\u0301@example.com", "a long enough passphrase", "10.0.0.5"));
+    } finally {
+      await stores.close();
     }
   });
 });

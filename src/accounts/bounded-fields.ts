@@ -5,6 +5,8 @@ export { CONTROL_CHARACTER, CONTROL_CHARACTER_PROBLEM, FIELD_LIMITS };
 /** Whether `s` holds a C0 control, DEL or a C1 control: never part of a name or an e-mail. */
 export const hasControlCharacter = (s: string): boolean => CONTROL_CHARACTER.test(s);
 
+const INVISIBLE = /\p{Cf}/u;
+
 /**
  * A linear check that a string looks like an e-mail address: one "@", a local part
  * of 1–64 characters, a domain of two or more non-empty labels, no whitespace.
@@ -17,6 +19,8 @@ export function isEmailAddress(s: string): boolean {
     const c = s.charCodeAt(i);
     if (c <= 0x20 || (c >= 0x7f && c <= 0x9f)) return false;
   }
+  // Invisible characters (zero-width spaces and joiners, direction marks): two addresses that look the same must be the same.
+  if (INVISIBLE.test(s)) return false;
   let labels = 0;
   let labelStart = at + 1;
   for (let i = labelStart; i <= s.length; i++) {

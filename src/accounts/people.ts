@@ -330,9 +330,10 @@ export class People {
   }
 }
 
-/** Lower-cased and trimmed; 400 beyond the longest address SMTP allows, before it is used as a key anywhere. */
+/** Trimmed, in Unicode's composed form and lower-cased; 400 beyond the longest address SMTP allows, before it is used as a key anywhere. */
 function normaliseEmail(email: string): string {
-  const normalised = email.trim().toLowerCase();
-  if (normalised.length > FIELD_LIMITS.email) throw errors.invalidParameter("email", `must be at most ${FIELD_LIMITS.email} characters.`);
-  return normalised;
+  const trimmed = email.trim();
+  if (trimmed.length > FIELD_LIMITS.email) throw errors.invalidParameter("email", `must be at most ${FIELD_LIMITS.email} characters.`);
+  // NFC: "josé" typed with a combining accent is the same address as with a precomposed é.
+  return trimmed.normalize("NFC").toLowerCase();
 }
