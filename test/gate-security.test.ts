@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { once } from "node:events";
+import { connect } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { createStore } from "../src/store/create-store.js";
 import { createKey, startTestServer, type TestServer } from "./helpers/fixtures.js";
@@ -97,6 +99,44 @@ describe("the gate: who may call what", () => {
     await stores.accounts.revokeKey(k.keyId, new Date().toISOString());
     await stores.close();
     assert.equal(codeOf(await call(server, route, k.auth)), "revoked_api_key");
+  });
+
+  it("refuses a request whose key was revoked, or whose account was suspended, while its body was still arriving", async () => {
+    const { port } = new URL(server.url);
+    /** Sends the headers and part of the body, runs `meanwhile` after 200 ms, then the rest; returns the status and body. */
+    const slowly = async (
+      auth: Record<string, string>,
+      meanwhile: () => Promise<void>,
+    ): Promise<{ status: number; json: Record<string, unknown> }> => {
+      const body = JSON.stringify(ROUTES[3]!.body);
+      const socket = connect(Number(port), "127.0.0.1");
+      let received = "";
+      socket.on("data", (chunk: Buffer) => (received += chunk.toString("utf8")));
+      await once(socket, "connect");
+      socket.write(
+        `POST /v1/infer HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n` +
+          `Authorization: ${auth.authorization!}\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 5)}`,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      await meanwhile();
+      socket.write(body.slice(5));
+      await once(socket, "close");
+      const [head = "", rest = ""] = received.split("\r\n\r\n", 2);
+      return { status: Number(/^HTTP\/1.1 (\d+)/.exec(head)?.[1]), json: JSON.parse(rest) as Record<string, unknown> };
+    };
+    const withStores = async (change: (stores: Awaited<ReturnType<typeof createStore>>) => Promise<unknown>): Promise<void> => {
+      const stores = await createStore(server.config);
+      await change(stores);
+      await stores.close();
+    };
+    const k = await createKey(server, "professional");
+    const revokedMeanwhile = await slowly(k.auth, () => withStores((s) => s.accounts.revokeKey(k.keyId, new Date().toISOString())));
+    assert.equal(revokedMeanwhile.status, 401);
+    assert.equal(codeOf(revokedMeanwhile), "revoked_api_key");
+    const moved = await createKey(server, "professional");
+    const suspended = await slowly(moved.auth, () => withStores((s) => s.accounts.updateAccount(moved.accountId, { status: "suspended" })));
+    assert.equal(suspended.status, 403);
+    assert.equal(codeOf(suspended), "account_suspended");
   });
 
   it("lists exactly the plan's specialists", async () => {

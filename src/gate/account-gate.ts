@@ -2,7 +2,7 @@ import { ApiError, errors } from "../errors.js";
 import { billingPeriod } from "../metering/billing-period.js";
 import { countsAgainstQuota } from "../metering/counting-rule.js";
 import { refusalOf } from "../metering/refusals.js";
-import { UnrecordedOutcomeError, type AccountStore, type LedgerStore } from "../store/store.js";
+import { UnrecordedOutcomeError, type AccountStore, type KeyLookup, type LedgerStore } from "../store/store.js";
 import type { KeyCache, KeyLimits, LimitReport, LimitState, QuotaCounter, RateLimiter } from "./backends.js";
 import { bearerToken, hashKey, keyMode } from "./credentials.js";
 import type { AdmitDecision, AdmitOptions, AuthenticateOptions, Authentication, Caller, Endpoint, Gate, Outcome } from "./gate.js";
@@ -77,11 +77,16 @@ export class AccountGate implements Gate {
     if (authorization === undefined || authorization.trim() === "") throw errors.missingApiKey();
     const token = bearerToken(authorization);
     if (token === undefined || keyMode(token) === undefined) throw errors.malformedApiKey();
-    const found = await this.parts.keys.find(hashKey(token));
-    if (found === undefined) throw errors.invalidApiKey();
-    if (found.key.revokedAt !== null) throw errors.revokedApiKey();
-    if (found.account.status !== "active") throw errors.accountSuspended();
-    const caller: Caller = { accountId: found.account.id, keyId: found.key.id, mode: found.key.mode, plan: found.account.plan };
+    const keyHash = hashKey(token);
+    const found = usable(await this.parts.keys.find(keyHash));
+    const caller: Caller = {
+      accountId: found.account.id,
+      keyId: found.key.id,
+      mode: found.key.mode,
+      plan: found.account.plan,
+      keyHash,
+      authenticatedAt: performance.now(),
+    };
     this.planOf(caller);
     const limits = options.limits === false ? undefined : await this.limits(caller);
     this.touch(caller.keyId);
@@ -114,9 +119,11 @@ export class AccountGate implements Gate {
     return decision;
   }
 
-  private async decide(caller: Caller, specialistId: string, endpoint: Endpoint, requestId: string, options: AdmitOptions): Promise<AdmitDecision> {
+  private async decide(given: Caller, specialistId: string, endpoint: Endpoint, requestId: string, options: AdmitOptions): Promise<AdmitDecision> {
     let plan: Plan;
+    let caller = given;
     try {
+      caller = await this.stillValid(given);
       plan = this.planOf(caller);
     } catch (error) {
       if (error instanceof ApiError) return { admitted: false, error };
@@ -180,6 +187,20 @@ export class AccountGate implements Gate {
     };
   }
 
+  /**
+   * The caller as the key stands now, when it was checked long enough ago that
+   * it may have changed: a body uploaded for seconds after a key was revoked (or
+   * its account suspended, or moved to another plan) is refused, or served on
+   * the new plan. A request admitted right after its check (nearly all) costs
+   * nothing more.
+   */
+  private async stillValid(caller: Caller): Promise<Caller> {
+    if (caller.keyHash === undefined || caller.authenticatedAt === undefined) return caller;
+    if (performance.now() - caller.authenticatedAt < RECHECK_AFTER_MS) return caller;
+    const found = usable(await this.parts.keys.find(caller.keyHash));
+    return { ...caller, plan: found.account.plan, authenticatedAt: performance.now() };
+  }
+
   private touch(keyId: string): void {
     const now = Date.now();
     if ((this.touched.get(keyId) ?? 0) + TOUCH_INTERVAL_MS > now) return;
@@ -190,6 +211,17 @@ export class AccountGate implements Gate {
 
   /** The stores belong to whoever opened them (the server), which closes them after the gate. */
   async close(): Promise<void> {}
+}
+
+/** How old a key check may be at admission before the key is looked up again (the key cache's lookups are cheap, not free). */
+const RECHECK_AFTER_MS = 100;
+
+/** A key found, not revoked, of an active account; the catalogue's 401 or 403 otherwise. */
+function usable(found: KeyLookup | undefined): KeyLookup {
+  if (found === undefined) throw errors.invalidApiKey();
+  if (found.key.revokedAt !== null) throw errors.revokedApiKey();
+  if (found.account.status !== "active") throw errors.accountSuspended();
+  return found;
 }
 
 /** The windows as they stand once a cancelled request's slot and tokens are back: its headers must not count it. */

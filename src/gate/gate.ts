@@ -7,6 +7,9 @@ export interface Caller {
   keyId: string;
   mode: "live" | "test";
   plan: string;
+  /** The key's hash and when it was checked (performance.now()): a request admitted long after is checked again. */
+  keyHash?: string | undefined;
+  authenticatedAt?: number | undefined;
 }
 
 /** How an admitted inference request ended, for metering and quota. */
