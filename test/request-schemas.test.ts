@@ -590,7 +590,10 @@ describe("chat requests: OpenAI's rules beyond the body's shape", () => {
       [{ type: long("x") }, /not "x{40}…"\.$/],
       [{ $ref: long("y") }, /'\$ref' at schema is "y{40}…", which points to no schema/],
       [{ type: "object", properties: { [long("z")]: { type: 5 } } }, /'type' at schema\.properties\.z{40}… must be one of/],
-      [deep, /^Invalid 'response_format\.json_schema\.schema': this is not a JSON Schema: 'type' at schema\.properties\.n{40}…\.properties\.n{40}….*…$/],
+      [
+        deep,
+        /^Invalid 'response_format\.json_schema\.schema': this is not a JSON Schema: 'type' at schema\.properties\.n{40}…\.properties\.n{40}….*…$/,
+      ],
     ];
     for (const [s, what] of cases) {
       const [code, , message] = chatRefusal(schema(s));
