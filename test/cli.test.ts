@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
+import { connect, type AddressInfo } from "node:net";
+import { once } from "node:events";
 import { join, resolve as resolvePath } from "node:path";
 import { describe, it } from "node:test";
 import { loadConfig } from "../src/config/config.js";
@@ -65,6 +66,32 @@ describe("alveare serve", () => {
     const code = await new Promise((resolve) => child.on("exit", resolve));
     assert.equal(code, 0);
     assert.match(output(), /shutting down/);
+  });
+
+  it("exits 130 at a second signal, at once, and leaves no prefix snapshots behind", async () => {
+    const { child, url, output } = await spawnServe(["--model", await tinyModel(), "--data-dir", tempDir()], cleanEnv({ ALVEARE_LOG_LEVEL: "info" }));
+    try {
+      let directory: string | undefined;
+      for (let i = 0; i < 400 && directory === undefined; i++) {
+        directory = /"directory":"([^"]+)"/.exec(output())?.[1];
+        if (directory === undefined) await new Promise((r) => setTimeout(r, 25));
+      }
+      assert.ok(directory !== undefined && existsSync(directory), "the start-up snapshots are on disk");
+      // An upload never finished keeps the first signal's drain waiting (for its 10 s) until the second signal.
+      const upload = connect(Number(new URL(url).port), "127.0.0.1");
+      upload.on("error", () => undefined);
+      await once(upload, "connect");
+      upload.write("POST /v1/infer HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{");
+      const exited = new Promise((resolve) => child.on("exit", resolve));
+      child.kill("SIGINT");
+      while (!output().includes("shutting down")) await new Promise((r) => setTimeout(r, 10));
+      child.kill("SIGINT");
+      assert.equal(await exited, 130);
+      upload.destroy();
+      assert.equal(existsSync(directory), false);
+    } finally {
+      child.kill("SIGKILL");
+    }
   });
 });
 

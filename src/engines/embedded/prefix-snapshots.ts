@@ -62,6 +62,7 @@ export class PrefixSnapshotStore {
     this.directory = mkdtempSync(join(tmpdir(), "alveare-prefix-"));
     // mkdtemp already creates it 0700; say so explicitly since the files hold prompt-derived state.
     chmodSync(this.directory, 0o700);
+    removedAtExit(this.directory);
   }
 
   get budget(): number {
@@ -150,7 +151,7 @@ export class PrefixSnapshotStore {
     this.entries.set(key, { path, tokens, bytes, users: 0 });
     this.bytes += bytes;
     this.evict();
-    this.logger.info({ tokens, bytes, totalBytes: this.bytes, snapshots: this.entries.size }, "prefix snapshot saved");
+    this.logger.info({ tokens, bytes, totalBytes: this.bytes, snapshots: this.entries.size, directory: this.directory }, "prefix snapshot saved");
   }
 
   private evict(): void {
@@ -180,5 +181,19 @@ export class PrefixSnapshotStore {
     this.entries.clear();
     this.bytes = 0;
     rmSync(this.directory, { recursive: true, force: true });
+    openDirectories.delete(this.directory);
   }
+}
+
+/** Snapshot directories not closed yet: removed when the process exits without closing them (a second Ctrl-C exits at once). */
+const openDirectories = new Set<string>();
+
+function removedAtExit(directory: string): void {
+  if (!process.listeners("exit").includes(removeOpenDirectories)) process.once("exit", removeOpenDirectories);
+  openDirectories.add(directory);
+}
+
+function removeOpenDirectories(): void {
+  for (const directory of openDirectories) rmSync(directory, { recursive: true, force: true });
+  openDirectories.clear();
 }
