@@ -7,7 +7,7 @@ import { isEmailAddress } from "../src/accounts/bounded-fields.js";
 import { FailureLog } from "../src/accounts/failure-log.js";
 import { checkPasswordPolicy } from "../src/accounts/password-policy.js";
 import { scryptDerivation, type KeyDerivation, type ScryptParameters } from "../src/accounts/passwords.js";
-import { People } from "../src/accounts/people.js";
+import { limitedAddress, People } from "../src/accounts/people.js";
 import { createStore } from "../src/store/create-store.js";
 import type { Stores } from "../src/store/store.js";
 import { tempDir } from "./helpers/fixtures.js";
@@ -378,4 +378,32 @@ describe("operator sessions and the admin token they were made with", () => {
       }
     });
   }
+});
+
+describe("failures counted by address", () => {
+  it("count an IPv6 address by its /64 and an IPv4 one (mapped into IPv6 or not) by itself", () => {
+    assert.equal(limitedAddress("203.0.113.7"), "203.0.113.7");
+    assert.equal(limitedAddress("::ffff:203.0.113.7"), "203.0.113.7");
+    assert.equal(limitedAddress("2001:db8:1:2:aaaa:bbbb:cccc:dddd"), "2001:db8:1:2::/64");
+    assert.equal(limitedAddress("2001:0db8:0001:0002::1"), "2001:db8:1:2::/64");
+    assert.equal(limitedAddress("2001:db8::1"), "2001:db8:0:0::/64");
+    assert.equal(limitedAddress("::1"), "0:0:0:0::/64");
+    assert.equal(limitedAddress("fe80::1%eth0"), "fe80:0:0:0::/64");
+    assert.equal(limitedAddress("64:ff9b::192.0.2.1"), "64:ff9b:0:0::/64");
+    assert.notEqual(limitedAddress("2001:db8:1:3::1"), limitedAddress("2001:db8:1:2::1"));
+  });
+
+  it("lock out a guesser who takes a new address of the same /64 for every try", async () => {
+    const stores = await createStore({ dataDir: tempDir() });
+    try {
+      const people = new People(stores, ADMIN_TOKEN, { derive: () => Promise.resolve(Buffer.alloc(32)) });
+      for (let i = 1; i <= 5; i++) {
+        await assert.rejects(people.checkAdminToken("a wrong guess of the admin token", `2001:db8:7:7::${i.toString(16)}`), (e) => status(e) === 401);
+      }
+      await assert.rejects(people.checkAdminToken(ADMIN_TOKEN, "2001:db8:7:7:ffff::6"), (e) => status(e) === 429);
+      await people.checkAdminToken(ADMIN_TOKEN, "2001:db8:7:8::1");
+    } finally {
+      await stores.close();
+    }
+  });
 });

@@ -1,3 +1,4 @@
+import { isIP } from "node:net";
 import { createHash, createHmac } from "node:crypto";
 import { ApiError, errors, shortened } from "../errors.js";
 import { randomBase62 } from "../ids.js";
@@ -151,8 +152,9 @@ export class People {
     const normalised = normaliseEmail(email);
     if (password.length > FIELD_LIMITS.password) throw errors.invalidParameter("password", `must be at most ${FIELD_LIMITS.password} characters.`);
     // JSON keeps the two apart whatever characters the e-mail holds.
-    const pair = [`pair:${JSON.stringify([normalised, address])}`];
-    const spread = [`email:${normalised}`, `addr:${address}`];
+    const from = limitedAddress(address);
+    const pair = [`pair:${JSON.stringify([normalised, from])}`];
+    const spread = [`email:${normalised}`, `addr:${from}`];
     const anonymous: AuditContext = { actor: "anonymous", source: address, requestId };
     // One wait for places, however many counters it spans.
     const deadline = Date.now() + BUSY_WAIT_MS;
@@ -226,7 +228,7 @@ export class People {
 
   /** 401 for a wrong admin token, 429 once the address has guessed wrong too often (even for the right token then). */
   async checkAdminToken(given: string, address: string, requestId: string | null = null): Promise<void> {
-    const key = `addr:${address}`;
+    const key = `addr:${limitedAddress(address)}`;
     const now = Date.now();
     const anonymous: AuditContext = { actor: "anonymous", source: address, requestId };
     const right = this.adminToken !== undefined && given.length <= FIELD_LIMITS.token && sameSecret(given, this.adminToken);
@@ -328,6 +330,28 @@ export class People {
     };
     return { token, session };
   }
+}
+
+/**
+ * The address failures are counted against: an IPv4 address itself (IPv4 in
+ * IPv6 as IPv4), an IPv6 address by its /64, which one subscriber usually holds
+ * whole (a guesser could otherwise take a fresh address for every few tries).
+ */
+export function limitedAddress(address: string): string {
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+  if (mapped !== null) return mapped[1]!;
+  if (isIP(address) !== 6) return address;
+  const [head = "", tail = ""] = address.toLowerCase().split("%")[0]!.split("::");
+  const headGroups = head === "" ? [] : head.split(":");
+  const tailGroups = address.includes("::") ? (tail === "" ? [] : tail.split(":")) : [];
+  // An embedded IPv4 tail (…:1.2.3.4) is in the last 32 bits, never in the /64.
+  const groups = address.includes("::")
+    ? [...headGroups, ...Array<string>(8 - headGroups.length - tailGroups.length).fill("0"), ...tailGroups]
+    : headGroups;
+  return `${groups
+    .slice(0, 4)
+    .map((g) => g.replace(/^0+(?=.)/, ""))
+    .join(":")}::/64`;
 }
 
 /** Trimmed, in Unicode's composed form and lower-cased; 400 beyond the longest address SMTP allows, before it is used as a key anywhere. */
