@@ -279,33 +279,22 @@ export class EmbeddedEngine implements Engine {
     grammar: LlamaGrammar | undefined,
   ): Promise<GenerationResult> {
     try {
-      return await this.serveEvaluated(sequence, release, prompt, contextSize, request, grammar);
+      const input = await this.prepare(sequence, prompt, request.signal);
+      const constraint = request.constraint;
+      if (request.tools === undefined && constraint.type === "labels") {
+        await this.evaluatePrompt(sequence, input.slice(0, -1), request.signal);
+        const last = input.slice(-1);
+        const scoring = await this.scoreLabels(sequence, last[0]!, constraint.labels, request);
+        if (scoring === undefined) return { text: "", promptTokens: prompt.tokens.length, completionTokens: 0, finishReason: "stop", aborted: true };
+        return { ...this.chosenLabels(scoring, prompt, request), labelScores: scoring.scores };
+      }
+      return await this.generateChoices(sequence, release, input, prompt, contextSize, request, grammar);
     } catch (error) {
       if (!(error instanceof PromptAbandoned)) throw error;
       // Metered with the prompt tokens the sequence holds: those evaluated (or reused) before the cut.
       const promptTokens = sequence.compareContextTokens(prompt.tokens).firstDifferentIndex;
       return { text: "", promptTokens, completionTokens: 0, finishReason: "stop", aborted: true };
     }
-  }
-
-  private async serveEvaluated(
-    sequence: LlamaContextSequence,
-    release: () => void,
-    prompt: FormattedPrompt,
-    contextSize: number,
-    request: GenerationRequest,
-    grammar: LlamaGrammar | undefined,
-  ): Promise<GenerationResult> {
-    const input = await this.prepare(sequence, prompt, request.signal);
-    const constraint = request.constraint;
-    if (request.tools === undefined && constraint.type === "labels") {
-      await this.evaluatePrompt(sequence, input.slice(0, -1), request.signal);
-      const last = input.slice(-1);
-      const scoring = await this.scoreLabels(sequence, last[0]!, constraint.labels, request);
-      if (scoring === undefined) return { text: "", promptTokens: prompt.tokens.length, completionTokens: 0, finishReason: "stop", aborted: true };
-      return { ...this.chosenLabels(scoring, prompt, request), labelScores: scoring.scores };
-    }
-    return this.generateChoices(sequence, release, input, prompt, contextSize, request, grammar);
   }
 
   /** Generates the request's choices from the prompt's remaining input: on this sequence, and for several choices on more. */
