@@ -231,6 +231,22 @@ describe("a request aborted while its prompt is evaluated", () => {
       assert.equal(next.aborted, false);
       assert.ok(next.completionTokens > 0);
       assert.equal(engine.busy, 0);
+      // Aborted once it holds its sequence but before any batch: metered alike whether one choice, several or labels,
+      // with only what the sequence already held of the prompt (its cache), never the whole prompt unevaluated.
+      for (const content of ["hello", long]) {
+        const metered: number[] = [];
+        for (const extra of [{}, { choices: 2 }, { constraint: { type: "labels" as const, labels: ["yes", "no"] } }]) {
+          const leaving = new AbortController();
+          const early = await engine.generate({ ...request(leaving.signal, content), ...extra, onStarted: () => leaving.abort() });
+          assert.deepEqual([early.aborted, early.completionTokens], [true, 0]);
+          metered.push(early.promptTokens);
+        }
+        assert.ok(
+          metered.every((n) => n === metered[0]),
+          `${content.length}: ${metered.join(", ")}`,
+        );
+        if (content === long) assert.ok(metered[0]! < promptTokens, `${metered[0]} of ${promptTokens}`);
+      }
     } finally {
       LlamaContextSequence.prototype.evaluateWithoutGeneratingNewTokens = evaluate;
       await engine.close();

@@ -184,6 +184,15 @@ describe("remote engine faults", () => {
     }
   });
 
+  it("takes the key out of an upstream's words before bounding them, so no part of it reaches the log", async () => {
+    fake.fault = "401-late";
+    const before = server.logs.lines.length;
+    assert.equal((await call("flaky")).status, 502);
+    const line = server.logs.lines.slice(before).find((l) => l.includes("the upstream answered HTTP 401"));
+    assert.ok(line !== undefined);
+    assert.ok(!line.includes("sk-u"), line);
+  });
+
   it("passes an upstream 400's reason to the client, bounded", async () => {
     fake.fault = "400-long";
     const r = await call("flaky");

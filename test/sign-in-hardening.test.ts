@@ -146,6 +146,12 @@ describe("People's sign-in", () => {
       assert.equal(duringCheck, undefined, "the reset ran during the check");
       const owner = await racing.signIn("stolen@example.com", "the owner's new password", "10.0.0.9");
       assert.ok(await racing.session(owner.token), "the new password signs in");
+      const successes = await raced.audit.query({ action: "sign_in.succeeded", limit: 10 });
+      assert.deepEqual(
+        successes.records.map((r) => r.source),
+        ["10.0.0.9"],
+        "the refused sign-in is not logged as a success",
+      );
     } finally {
       await raced.close();
     }
@@ -270,6 +276,9 @@ describe("e-mail addresses", () => {
       "al\u200dice@a.com",
       "\u202eoc.b@a",
       "a@b.co\ufeff",
+      "alice\u034f@a.com",
+      "alice@a.com\ufe0f",
+      "alice\u3164@a.com",
     ]) {
       assert.equal(isEmailAddress(bad), false, JSON.stringify(bad));
     }
@@ -288,6 +297,20 @@ describe("e-mail addresses", () => {
       assert.equal(again.member.id, composed.member.id);
       await people.acceptInvitation(again.token, "a long enough passphrase", "10.0.0.5");
       assert.ok(await people.signIn("jose\u0301@example.com", "a long enough passphrase", "10.0.0.5"));
+      // Composing can lengthen an address: its length is checked on the composed form too.
+      await assert.rejects(people.invite(CLI_CONTEXT, "acct_nfc", `${"\ufb2c".repeat(100)}@example.com`), (e) => status(e) === 400);
+      // A member stored before addresses were composed (a combining accent as typed) is still found, and not invited twice.
+      await stores.people.createMember({
+        id: "mem_legacy",
+        accountId: "acct_other",
+        email: "rene\u0301@example.com",
+        passwordHash: null,
+        createdAt: new Date().toISOString(),
+      });
+      const legacy = await people.invite(CLI_CONTEXT, "acct_other", "Rene\u0301@example.com");
+      assert.equal(legacy.member.id, "mem_legacy");
+      await people.acceptInvitation(legacy.token, "another long passphrase", "10.0.0.5");
+      assert.ok(await people.signIn("rene\u0301@example.com", "another long passphrase", "10.0.0.5"));
     } finally {
       await stores.close();
     }
@@ -391,6 +414,11 @@ describe("failures counted by address", () => {
     assert.equal(limitedAddress("fe80::1%eth0"), "fe80:0:0:0::/64");
     assert.equal(limitedAddress("64:ff9b::192.0.2.1"), "64:ff9b:0:0::/64");
     assert.notEqual(limitedAddress("2001:db8:1:3::1"), limitedAddress("2001:db8:1:2::1"));
+    // A dotted IPv4 tail is two groups; IPv4 mapped into IPv6 in any spelling is the IPv4 address.
+    assert.equal(limitedAddress("1::2:3:4:5:1.2.3.4"), "1:0:2:3::/64");
+    assert.equal(limitedAddress("0:0:0:0:0:ffff:1.2.3.4"), "1.2.3.4");
+    assert.equal(limitedAddress("::FFFF:0102:0304"), "1.2.3.4");
+    assert.equal(limitedAddress("not an address"), "not an address");
   });
 
   it("lock out a guesser who takes a new address of the same /64 for every try", async () => {

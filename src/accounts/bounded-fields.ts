@@ -5,7 +5,8 @@ export { CONTROL_CHARACTER, CONTROL_CHARACTER_PROBLEM, FIELD_LIMITS };
 /** Whether `s` holds a C0 control, DEL or a C1 control: never part of a name or an e-mail. */
 export const hasControlCharacter = (s: string): boolean => CONTROL_CHARACTER.test(s);
 
-const INVISIBLE = /\p{Cf}/u;
+/** Format characters and whatever else Unicode says to render as nothing (combining grapheme joiner, variation selectors, fillers). */
+const INVISIBLE = /[\p{Cf}\p{Default_Ignorable_Code_Point}]/u;
 
 /**
  * A linear check that a string looks like an e-mail address: one "@", a local part

@@ -3,7 +3,7 @@ import { createHash, createHmac } from "node:crypto";
 import { ApiError, errors, shortened } from "../errors.js";
 import { randomBase62 } from "../ids.js";
 import type { AuditAction, AuditContext } from "../store/audit-log.js";
-import type { Member, Session, Stores } from "../store/store.js";
+import type { Member, PeopleStore, Session, Stores } from "../store/store.js";
 import { CONTROL_CHARACTER_PROBLEM, FIELD_LIMITS, hasControlCharacter, isEmailAddress } from "./bounded-fields.js";
 import { FailureLog, type FailureCounter, type FailureKind, type FailureLogLimits } from "./failure-log.js";
 import { checkPasswordPolicy } from "./password-policy.js";
@@ -98,7 +98,7 @@ export class People {
     if (!isEmailAddress(normalised)) throw errors.invalidParameter("email", "must be an email address.");
     if ((await this.stores.accounts.getAccount(accountId)) === undefined)
       throw new ApiError(404, "invalid_request_error", "not_found", `no account '${shortened(accountId)}'`);
-    let member = await this.stores.people.findMemberByEmail(normalised);
+    let member = await findMemberByEmail(this.stores.people, email, normalised);
     if (member !== undefined && member.accountId !== accountId) {
       throw errors.invalidParameter("email", "this email already belongs to another account.");
     }
@@ -179,7 +179,7 @@ export class People {
     let member: Member | undefined;
     let ok: boolean;
     try {
-      member = await this.stores.people.findMemberByEmail(normalised);
+      member = await findMemberByEmail(this.stores.people, email, normalised);
       // An unknown e-mail (or a member without a password yet) is checked against a
       // decoy hash with the same parameters, so timing does not reveal who has an account.
       ok = await this.passwords.verify(password, member?.passwordHash);
@@ -204,6 +204,8 @@ export class People {
     await settle(false);
     await this.memberFailures.clear(pair[0]!);
     await this.spreadFailures.clear(spread[0]!);
+    // The session first: one refused there (the password reset meanwhile) is no success.
+    const started = await this.startMemberSession(member.id, member.passwordHash!);
     await this.stores.audit.record(
       { actor: `member:${member.email}`, source: address, requestId },
       {
@@ -212,7 +214,7 @@ export class People {
         target: `member:${member.id}`,
       },
     );
-    return this.startMemberSession(member.id, member.passwordHash!);
+    return started;
   }
 
   async signInOperator(token: string, address: string, requestId: string | null = null): Promise<StartedSession> {
@@ -338,26 +340,53 @@ export class People {
  * whole (a guesser could otherwise take a fresh address for every few tries).
  */
 export function limitedAddress(address: string): string {
-  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-  if (mapped !== null) return mapped[1]!;
-  if (isIP(address) !== 6) return address;
-  const [head = "", tail = ""] = address.toLowerCase().split("%")[0]!.split("::");
-  const headGroups = head === "" ? [] : head.split(":");
-  const tailGroups = address.includes("::") ? (tail === "" ? [] : tail.split(":")) : [];
-  // An embedded IPv4 tail (…:1.2.3.4) is in the last 32 bits, never in the /64.
-  const groups = address.includes("::")
-    ? [...headGroups, ...Array<string>(8 - headGroups.length - tailGroups.length).fill("0"), ...tailGroups]
-    : headGroups;
+  const groups = ipv6Groups(address);
+  if (groups === undefined) return address;
+  // IPv4 mapped into IPv6 (::ffff:a.b.c.d, however written) is that IPv4 address.
+  if (groups.slice(0, 5).every((g) => g === 0) && groups[5] === 0xffff) {
+    return [groups[6]! >> 8, groups[6]! & 0xff, groups[7]! >> 8, groups[7]! & 0xff].join(".");
+  }
   return `${groups
     .slice(0, 4)
-    .map((g) => g.replace(/^0+(?=.)/, ""))
+    .map((g) => g.toString(16))
     .join(":")}::/64`;
+}
+
+/** The eight 16-bit groups of an IPv6 address (zone dropped, `::` expanded, a dotted IPv4 tail as two groups); undefined for anything else. */
+function ipv6Groups(address: string): number[] | undefined {
+  const bare = address.split("%")[0]!;
+  if (isIP(bare) !== 6) return undefined;
+  const dotted = /(\d+)\.(\d+)\.(\d+)\.(\d+)$/.exec(bare);
+  const hex =
+    dotted === null
+      ? bare
+      : `${bare.slice(0, dotted.index)}${((+dotted[1]! << 8) | +dotted[2]!).toString(16)}:${((+dotted[3]! << 8) | +dotted[4]!).toString(16)}`;
+  const [head = "", tail] = hex.split("::");
+  const part = (text: string | undefined): number[] => (text === undefined || text === "" ? [] : text.split(":").map((g) => parseInt(g, 16)));
+  const before = part(head);
+  const after = part(tail);
+  return tail === undefined ? before : [...before, ...Array<number>(8 - before.length - after.length).fill(0), ...after];
 }
 
 /** Trimmed, in Unicode's composed form and lower-cased; 400 beyond the longest address SMTP allows, before it is used as a key anywhere. */
 function normaliseEmail(email: string): string {
+  const tooLong = (): ApiError => errors.invalidParameter("email", `must be at most ${FIELD_LIMITS.email} characters.`);
   const trimmed = email.trim();
-  if (trimmed.length > FIELD_LIMITS.email) throw errors.invalidParameter("email", `must be at most ${FIELD_LIMITS.email} characters.`);
+  // Before normalising (bounded work) and after (composing and lower-casing can lengthen it).
+  if (trimmed.length > FIELD_LIMITS.email) throw tooLong();
   // NFC: "josé" typed with a combining accent is the same address as with a precomposed é.
-  return trimmed.normalize("NFC").toLowerCase();
+  const normalised = trimmed.normalize("NFC").toLowerCase();
+  if (normalised.length > FIELD_LIMITS.email) throw tooLong();
+  return normalised;
+}
+
+/**
+ * The member with this e-mail: by its normal form, else (members invited
+ * before e-mails were composed to NFC) by the lower-cased text as typed.
+ */
+async function findMemberByEmail(people: Pick<PeopleStore, "findMemberByEmail">, email: string, normalised: string): Promise<Member | undefined> {
+  const found = await people.findMemberByEmail(normalised);
+  if (found !== undefined) return found;
+  const asTyped = email.trim().toLowerCase();
+  return asTyped === normalised ? undefined : people.findMemberByEmail(asTyped);
 }

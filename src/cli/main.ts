@@ -51,7 +51,7 @@ async function main(argv: string[]): Promise<void> {
     // Commander has already printed its own message (and help, where asked for).
     if (!(error instanceof CommanderError)) process.stderr.write(`alveare: ${messageOf(error)}\n`);
     // A stack helps only whoever debugs alveare itself; operators get the one line.
-    if (process.env.ALVEARE_LOG_LEVEL === "debug" && error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
+    if (process.env.ALVEARE_LOG_LEVEL?.toLowerCase() === "debug" && error instanceof Error && error.stack) process.stderr.write(`${error.stack}\n`);
     // exit() rather than exitCode: a failed start may leave native handles (llama.cpp) that would keep the process up.
     process.exit(exitCodeOf(error));
   }

@@ -11,8 +11,9 @@ import type { AddressInfo } from "node:net";
  * "401-echo": a 401 whose message repeats the Authorization header it got and runs to 2 KB (as some providers' do).
  * "error-event": a stream whose first event is an error object echoing the Authorization header.
  * "400-long": a 400 whose reason runs to 2 KB.
+ * "401-late": a 401 that repeats the Authorization header across its 500th character.
  */
-export type Fault = "slow" | "500" | "503" | "cut-stream" | "ok" | "hold" | "401-echo" | "error-event" | "400-long";
+export type Fault = "slow" | "500" | "503" | "cut-stream" | "ok" | "hold" | "401-echo" | "error-event" | "400-long" | "401-late";
 
 export class FakeUpstream {
   fault: Fault = "ok";
@@ -67,6 +68,11 @@ export class FakeUpstream {
           .end(
             JSON.stringify({ error: { message: `Incorrect API key provided: ${req.headers.authorization} at gpu-7.internal ${"x".repeat(2000)}` } }),
           );
+        return;
+      case "401-late":
+        res
+          .writeHead(401, { "content-type": "application/json" })
+          .end(JSON.stringify({ error: { message: `${"x".repeat(493)} ${req.headers.authorization} is not a key we know` } }));
         return;
       case "400-long":
         res.writeHead(400, { "content-type": "application/json" }).end(JSON.stringify({ error: { message: `prompt too long ${"z".repeat(2000)}` } }));

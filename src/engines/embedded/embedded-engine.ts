@@ -89,14 +89,14 @@ interface FormattedPrompt {
   stopTokens: Set<Token>;
 }
 
-/** One choice as generated, before the request's totals are added. */
-/** A prompt left unevaluated because its request was aborted (client gone, drain deadline) between two batches. */
+/** A prompt left (partly) unevaluated because its request was aborted (client gone, drain deadline) before a batch. */
 class PromptAbandoned extends Error {
   constructor() {
     super("prompt evaluation abandoned: the request was aborted");
   }
 }
 
+/** One choice as generated, before the request's totals are added. */
 interface ChoiceRun extends ChoiceResult {
   aborted: boolean;
   toolCalls?: ToolCall[] | undefined;
@@ -311,6 +311,8 @@ export class EmbeddedEngine implements Engine {
     const grammarState = (): LlamaGrammarEvaluationState | undefined =>
       grammar === undefined ? undefined : new LlamaGrammarEvaluationState({ model: this.model, grammar });
     if (n === 1) {
+      // Aborted before any of it was evaluated: metered as an abandoned prompt, like one cut between batches.
+      if (request.signal.aborted) throw new PromptAbandoned();
       const only = await this.runChoice(sequence, input, prompt, contextSize, request, grammarState(), 0);
       return { ...only, promptTokens: prompt.tokens.length, aborted: only.aborted };
     }
@@ -620,6 +622,8 @@ export class EmbeddedEngine implements Engine {
    * batches, as it does between generated tokens.
    */
   private async evaluatePrompt(sequence: LlamaContextSequence, tokens: readonly Token[], signal: AbortSignal): Promise<void> {
+    // Checked even with nothing to evaluate (the prompt all in the cache), so every path meters an abort alike.
+    if (signal.aborted) throw new PromptAbandoned();
     const batch = Math.max(1, this.context.batchSize);
     for (let at = 0; at < tokens.length; at += batch) await this.evaluateBatch(sequence, tokens.slice(at, at + batch), signal);
   }

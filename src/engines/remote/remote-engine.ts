@@ -80,8 +80,9 @@ const upstreamAnswers = new WeakSet<ApiError>();
 
 /** What an upstream said, kept for the operator's log line (bounded, and without the key we sent it: an upstream may echo it). */
 function upstreamWords(text: string, secret: string | undefined): string {
-  const words = text.length > 500 ? `${text.slice(0, 500)}…` : text;
-  return secret ? words.split(secret).join("[the upstream key]") : words;
+  // The key first, then the cut: a key across the cut would leave its head in the line.
+  const words = secret ? text.split(secret).join("[the upstream key]") : text;
+  return words.length > 500 ? `${words.slice(0, 500)}…` : words;
 }
 
 /** The message of an OpenAI-shaped error body, or the body itself. */
