@@ -12,6 +12,7 @@ import {
   AuthenticationError,
   BadRequestError,
   InternalServerError,
+  MalformedApiKeyError,
   MissingApiKeyError,
   normalizeBaseURL,
   NotFoundError,
@@ -26,6 +27,7 @@ import {
 } from "../sdk/typescript/src/index.js";
 import { getEventListeners } from "node:events";
 import { readFileSync } from "node:fs";
+import { inspect } from "node:util";
 
 import { FakeUpstream } from "./helpers/fake-upstream.js";
 import { chunkEvent, errorBody, ScriptedApi } from "./helpers/scripted-api.js";
@@ -193,6 +195,25 @@ describe("TypeScript SDK: base URL and errors without a server", () => {
       assert.equal(error.code, "missing_api_key");
       assert.match(String(error), /^MissingApiKeyError: .*ALVEARE_API_KEY/);
     }
+  });
+  it("drops a line break pasted with the key, refuses what a header cannot carry without echoing the key, and never prints it", () => {
+    assert.equal(new Alveare({ apiKey: "alv_live_abc\n", baseURL: "http://127.0.0.1:1" }).apiKey, "alv_live_abc");
+    for (const apiKey of ["alv_live_a\r\nX-Injected: 1", "alv_live_clé", "alv live"]) {
+      const error = (() => {
+        try {
+          new Alveare({ apiKey, baseURL: "http://127.0.0.1:1" });
+          return undefined;
+        } catch (e) {
+          return e;
+        }
+      })();
+      assert.ok(error instanceof MalformedApiKeyError, String(error));
+      assert.ok(error instanceof AuthenticationError);
+      assert.ok(!String(error).includes("alv_live"), String(error));
+    }
+    const client = new Alveare({ apiKey: "alv_live_secretsecret", baseURL: "http://127.0.0.1:1" });
+    assert.ok(!JSON.stringify(client).includes("secretsecret"));
+    assert.ok(!inspect(client, { depth: 5 }).includes("secretsecret"));
   });
   it("gives RateLimitError.retryAfterMs from retry-after-ms, then Retry-After", () => {
     const limited = (headers: Record<string, string>): APIError =>
@@ -540,6 +561,43 @@ describe("TypeScript SDK against a scripted server", () => {
       () => undefined,
       (e: unknown) => e,
     );
+
+  it("never follows a redirect: a typed error naming it, and nothing (no key) sent to where it points", async () => {
+    const elsewhere = new ScriptedApi();
+    const elsewhereOrigin = await elsewhere.start();
+    try {
+      for (const status of [301, 302, 307, 308]) {
+        api.script = (_req, res) => void res.writeHead(status, { location: `${elsewhereOrigin}/v1/infer` }).end();
+        const before = api.requests.length;
+        const error = await caught(client({ maxRetries: 2 }).infer({ specialist: "s", prompt: "p" }));
+        assert.ok(error instanceof APIError, String(error));
+        assert.equal(error.status, status);
+        assert.equal(error.code, "redirected");
+        assert.match(error.message, new RegExp(`redirect to ${elsewhereOrigin}/v1/infer, which this SDK does not follow`));
+        assert.equal(api.requests.length - before, 1, "not retried");
+      }
+      assert.equal(elsewhere.requests.length, 0);
+    } finally {
+      await elsewhere.stop();
+    }
+  });
+
+  it('reads a 2xx whose body is not JSON as an APIError, and a stream\'s "error": null as no error', async () => {
+    api.script = (_req, res) => void res.writeHead(200, { "content-type": "text/html" }).end("<html>a captive portal</html>");
+    const notJson = await caught(client().health());
+    assert.ok(notJson instanceof APIError, String(notJson));
+    assert.match(notJson.message, /not JSON/);
+    api.script = (_req, res) => {
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      const withNullError = (content: string, finish: string | null) =>
+        `data: ${JSON.stringify({ id: "chatcmpl-x", object: "chat.completion.chunk", created: 1, model: "alveare-chat", error: null, choices: [{ index: 0, delta: { content }, finish_reason: finish }] })}\n\n`;
+      res.end(`${withNullError("one ", null)}${withNullError("two", "stop")}data: [DONE]\n\n`);
+    };
+    const stream = await client().chat.completions.create({ model: "alveare-chat", messages: [{ role: "user", content: "x" }], stream: true });
+    let text = "";
+    for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
+    assert.equal(text, "one two");
+  });
 
   it("stops at once, with APIUserAbortError, when the signal aborts during a retry's wait", async () => {
     api.script = (_req, res) =>

@@ -10,6 +10,7 @@ from ._errors import (
     ConflictError,
     InternalServerError,
     InvalidBaseURLError,
+    MalformedApiKeyError,
     MissingApiKeyError,
     NotFoundError,
     PermissionDeniedError,
@@ -48,7 +49,7 @@ from ._types import (
 __all__ = [
     "Alveare", "ChatCompletionStream", "RetryEvent", "DEFAULT_BASE_URL", "normalize_base_url",
     "AlveareError", "APIError", "APIConnectionError", "APITimeoutError", "AuthenticationError", "MissingApiKeyError",
-    "InvalidBaseURLError",
+    "InvalidBaseURLError", "MalformedApiKeyError",
     "BadRequestError", "ConflictError", "InternalServerError", "NotFoundError", "PermissionDeniedError",
     "RateLimitError", "RequestTooLargeError", "UnprocessableEntityError",
     "ApiObject", "AssistantMessage", "ChatCompletion", "ChatCompletionChunk", "Choice", "ChunkChoice", "ChunkDelta",

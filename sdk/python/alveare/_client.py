@@ -21,6 +21,7 @@ from ._errors import (
     APIError,
     APITimeoutError,
     InvalidBaseURLError,
+    MalformedApiKeyError,
     MissingApiKeyError,
     connection_cause,
     error_from_response,
@@ -148,7 +149,15 @@ class _AnswerFirstHTTPSHandler(urllib.request.HTTPSHandler):
         return self.do_open(_AnswerFirstHTTPSConnection, req, context=self._context)  # type: ignore[attr-defined]
 
 
-_opener = urllib.request.build_opener(_AnswerFirstHTTPHandler, _AnswerFirstHTTPSHandler)
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Redirects are answered, never followed: urllib would carry the Authorization header to another
+    host, and turn a POST into a GET."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_opener = urllib.request.build_opener(_AnswerFirstHTTPHandler, _AnswerFirstHTTPSHandler, _NoRedirects)
 
 
 def _without_none(values: Mapping[str, Any]) -> Dict[str, Any]:
@@ -212,7 +221,8 @@ class ChatCompletionStream:
                 if payload == "[DONE]":
                     return
                 event = json.loads(payload)
-                if "error" in event:
+                # Some OpenAI-compatible proxies send "error": null on every chunk: only an error object ends it.
+                if isinstance(event.get("error"), dict):
                     raise error_from_stream_event(event, Headers(self._response.headers.items()))
                 for choice in event.get("choices") or ():
                     index = choice.get("index", 0)
@@ -379,8 +389,12 @@ class Alveare:
     ) -> None:
         # Only a missing key falls back to the variable: api_key="" is a mistake to report, as in TypeScript.
         key = os.environ.get("ALVEARE_API_KEY") if api_key is None else api_key
+        # A line break pasted with the key is dropped; anything else a header cannot carry is refused here, not sent.
+        key = key.strip() if key else key
         if not key:
             raise MissingApiKeyError()
+        if not re.fullmatch(r"[\x21-\x7e]+", key):
+            raise MalformedApiKeyError()
         self.api_key = key
         # As with api_key: only a missing base_url falls back (base_url="" is a mistake to report, as in
         # TypeScript); an empty ALVEARE_BASE_URL counts as unset.
@@ -437,7 +451,11 @@ class Alveare:
 
     def request(self, method: str, path: str, body: Optional[Dict[str, Any]] = None) -> Any:
         """Any route, with the same auth, retries and errors; returns the parsed JSON as plain dicts."""
-        return json.loads(self._send(method, path, body).decode("utf-8"))
+        content = self._send(method, path, body)
+        try:
+            return json.loads(content.decode("utf-8"))
+        except ValueError:
+            raise APIError("the server answered with a body that is not JSON", status=200) from None
 
     def _send(self, method: str, path: str, body: Optional[Dict[str, Any]], stream: bool = False) -> Any:
         """The body of a successful answer, read in full; with `stream`, the open response instead.
@@ -462,6 +480,15 @@ class Alveare:
                     response = http_error
                 status = response.code
                 self._log_exchange(method, url, status, started, response.headers.get("x-request-id"))
+                if 300 <= status < 400:
+                    response.close()
+                    location = response.headers.get("location")
+                    raise APIError(
+                        f"the server answered with a redirect{f' to {location}' if location else ''}, which this SDK "
+                        "does not follow (it would carry your key there): set base_url to the address that answers",
+                        status=status, type="invalid_request_error", code="redirected",
+                        request_id=response.headers.get("x-request-id"), headers=Headers(response.headers.items()),
+                    ) from None
                 if 200 <= status < 300 and stream:
                     return response
                 with response:

@@ -81,6 +81,19 @@ class MissingApiKeyError(AuthenticationError, ValueError):
         )
 
 
+class MalformedApiKeyError(AuthenticationError, ValueError):
+    """The key holds characters an HTTP header cannot carry (spaces, line breaks, non-ASCII): raised by the
+    constructor, before any request, and never with the key in its message."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "The API key holds characters an HTTP header cannot carry (spaces, line breaks or non-ASCII letters): "
+            "copy it again.",
+            type="authentication_error",
+            code="invalid_api_key",
+        )
+
+
 class InvalidBaseURLError(AlveareError, ValueError):
     """The base URL (base_url=, else ALVEARE_BASE_URL) is not an http:// or https:// URL: raised by the
     constructor, before any request. An AlveareError (and a ValueError), not an APIError: no call was made."""

@@ -1,6 +1,7 @@
 """The retry policy, pure so it can be tested with an injected clock."""
 from __future__ import annotations
 
+import math
 import random as _random
 from email.utils import parsedate_to_datetime
 from typing import Callable, Mapping, Optional
@@ -33,9 +34,12 @@ def server_delay_ms(headers: Optional[Mapping[str, str]], now: float) -> Optiona
     ms = headers.get("retry-after-ms")
     if ms is not None:
         try:
-            return max(0.0, float(ms))
+            value_ms = float(ms)
         except ValueError:
-            pass
+            value_ms = -1.0
+        # A negative, infinite or NaN value is not a wait: Retry-After decides, as in the TypeScript SDK.
+        if math.isfinite(value_ms) and value_ms >= 0:
+            return value_ms
     value = headers.get("retry-after")
     if value is None:
         return None

@@ -255,3 +255,58 @@ class Faults(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class KeysRedirectsAndOddAnswers(unittest.TestCase):
+    def setUp(self):
+        self.api = ScriptedApi()
+
+    def tearDown(self):
+        self.api.close()
+
+    def test_a_key_with_a_pasted_line_break_is_trimmed_and_one_a_header_cannot_carry_is_refused_without_echoing_it(self):
+        self.assertEqual(Alveare(api_key="alv_live_abc\n", base_url=self.api.url).api_key, "alv_live_abc")
+        for key in ["alv_live_a\r\nX-Injected: 1", "alv_live_cl\u00e9", "alv live"]:
+            with self.assertRaises(alveare.MalformedApiKeyError) as refused:
+                Alveare(api_key=key, base_url=self.api.url)
+            self.assertIsInstance(refused.exception, alveare.AuthenticationError)
+            self.assertNotIn("alv_live", str(refused.exception))
+            self.assertNotIn("alv_live", repr(refused.exception))
+
+    def test_a_redirect_is_never_followed_and_nothing_reaches_where_it_points(self):
+        elsewhere = ScriptedApi()
+        try:
+            for status in (301, 302, 307, 308):
+                self.api.script = lambda conn, seen, status=status: conn.sendall(
+                    response(status, b"", {"Location": f"{elsewhere.url}/v1/infer"}))
+                before = len(self.api.requests)
+                with self.assertRaises(alveare.APIError) as redirected:
+                    Alveare(api_key="k", base_url=self.api.url, max_retries=2, sleep=lambda s: None).infer(specialist="s", prompt="p")
+                self.assertEqual(redirected.exception.status, status)
+                self.assertEqual(redirected.exception.code, "redirected")
+                self.assertIn(f"redirect to {elsewhere.url}/v1/infer, which this SDK does not follow", str(redirected.exception))
+                self.assertEqual(len(self.api.requests) - before, 1, "not retried")
+            self.assertEqual(elsewhere.requests, [])
+        finally:
+            elsewhere.close()
+
+    def test_a_2xx_that_is_not_json_is_an_api_error_and_a_streams_null_error_is_no_error(self):
+        self.api.script = lambda conn, seen: conn.sendall(response(200, b"<html>a captive portal</html>", {"Content-Type": "text/html"}))
+        with self.assertRaises(alveare.APIError) as not_json:
+            Alveare(api_key="k", base_url=self.api.url).health()
+        self.assertIn("not JSON", str(not_json.exception))
+
+        def with_null_error(content, finish):
+            chunk = {"id": "chatcmpl-x", "object": "chat.completion.chunk", "created": 1, "model": "alveare-chat", "error": None,
+                     "choices": [{"index": 0, "delta": {"content": content}, "finish_reason": finish}]}
+            return b"data: " + json.dumps(chunk).encode() + b"\n\n"
+
+        self.api.script = lambda conn, seen: conn.sendall(
+            stream_head() + with_null_error("one ", None) + with_null_error("two", "stop") + b"data: [DONE]\n\n")
+        stream = Alveare(api_key="k", base_url=self.api.url).chat.completions.create(
+            model="alveare-chat", messages=[{"role": "user", "content": "x"}], stream=True)
+        self.assertEqual("".join(chunk.choices[0].delta.content or "" for chunk in stream), "one two")
+
+    def test_an_invalid_retry_after_ms_leaves_the_wait_to_retry_after(self):
+        for bad in ("-5", "nan", "inf", "soon"):
+            self.assertEqual(alveare.server_delay_ms({"retry-after-ms": bad, "retry-after": "1"}, 0.0), 1000.0, bad)

@@ -5,6 +5,7 @@ import {
   APIUserAbortError,
   connectionCause,
   InvalidBaseURLError,
+  MalformedApiKeyError,
   MissingApiKeyError,
 } from "./errors.js";
 import { retryDelayMs, shouldRetry } from "./retry.js";
@@ -188,8 +189,9 @@ export class ChatCompletionStream implements AsyncIterable<ChatCompletionChunk> 
       if (body !== null) {
         for await (const data of readSseData(this.chunks(body))) {
           if (data === "[DONE]") return;
-          const event = JSON.parse(data) as ChatCompletionChunk | { error: Record<string, string> };
-          if ("error" in event) throw APIError.fromStreamEvent(event, this.response.headers);
+          const event = JSON.parse(data) as ChatCompletionChunk & { error?: Record<string, string> | null };
+          // Some OpenAI-compatible proxies send "error": null on every chunk: only an error object ends the stream.
+          if (typeof event.error === "object" && event.error !== null) throw APIError.fromStreamEvent(event, this.response.headers);
           for (const choice of event.choices ?? []) {
             finished.set(choice.index, finished.get(choice.index) === true || (choice.finish_reason ?? null) !== null);
           }
@@ -257,7 +259,8 @@ export class ChatCompletionStream implements AsyncIterable<ChatCompletionChunk> 
  * resources are thin methods on top.
  */
 export class Alveare {
-  readonly apiKey: string;
+  /** Not enumerable: logging or serialising the client does not print the key. */
+  declare readonly apiKey: string;
   readonly baseURL: string;
   readonly timeout: number;
   readonly maxRetries: number;
@@ -272,11 +275,13 @@ export class Alveare {
   private readonly hostHint: string;
 
   constructor(options: ClientOptions = {}) {
-    const apiKey = options.apiKey ?? env("ALVEARE_API_KEY");
+    // A line break pasted with the key is dropped; anything else a header cannot carry is refused here, not sent.
+    const apiKey = (options.apiKey ?? env("ALVEARE_API_KEY"))?.trim();
     if (apiKey === undefined || apiKey === "") {
       throw new MissingApiKeyError();
     }
-    this.apiKey = apiKey;
+    if (!/^[\x21-\x7e]+$/.test(apiKey)) throw new MalformedApiKeyError();
+    Object.defineProperty(this, "apiKey", { value: apiKey, enumerable: false });
     const fromEnv = env("ALVEARE_BASE_URL");
     const [baseURL, source] =
       options.baseURL !== undefined
@@ -334,8 +339,12 @@ export class Alveare {
 
   /** Any route, with the same auth, retries and errors (for routes newer than this SDK). */
   async json<T>(method: "GET" | "POST", path: string, body?: unknown, options?: RequestOptions): Promise<T> {
-    const { text } = await this.send(method, path, body, options, false);
-    return JSON.parse(text) as T;
+    const { status, headers, text } = await this.send(method, path, body, options, false);
+    try {
+      return JSON.parse(text) as T;
+    } catch {
+      throw new APIError(status, {}, headers.get("x-request-id"), headers, `the server answered HTTP ${status} with a body that is not JSON`);
+    }
   }
 
   private async stream(params: ChatCompletionCreateParams, options?: RequestOptions): Promise<ChatCompletionStream> {
@@ -454,8 +463,14 @@ export class Alveare {
         },
         body: body === undefined ? undefined : JSON.stringify(body),
         signal: controller.signal,
+        // Never followed: a redirect to another host would carry the key there, and a POST would come back a GET.
+        redirect: "manual",
       });
       status = response.status;
+      if (response.type === "opaqueredirect" || (response.status >= 300 && response.status < 400)) {
+        await response.body?.cancel().catch(() => undefined);
+        return { error: redirectError(response), retry: false };
+      }
       this.log(`${method} ${url} -> ${response.status} in ${Math.round(this.now() - started)} ms${requestIdNote(response.headers)}`);
       if (stream && response.ok) {
         streaming = true;
@@ -507,6 +522,19 @@ interface Failed {
   error: APIError;
   /** False once a non-GET request had a 2xx status: it was most likely served, and a retry would be billed again. */
   retry: boolean;
+}
+
+/** A redirect answered (a browser's fetch shows none of it: status 0, no Location). */
+function redirectError(response: Response): APIError {
+  const location = response.headers.get("location");
+  const where = location === null ? "" : ` to ${location}`;
+  return new APIError(
+    response.status === 0 ? undefined : response.status,
+    { type: "invalid_request_error", code: "redirected" },
+    response.headers.get("x-request-id"),
+    response.headers,
+    `the server answered with a redirect${where}, which this SDK does not follow (it would carry your key there): set baseURL to the address that answers`,
+  );
 }
 
 const parseJson = (text: string): unknown => {

@@ -152,6 +152,26 @@ export class MissingApiKeyError extends AuthenticationError {
 }
 
 /**
+ * The key holds characters an HTTP header cannot carry (spaces, line breaks, non-ASCII): raised by the
+ * constructor, before any request, and never with the key in its message.
+ */
+export class MalformedApiKeyError extends AuthenticationError {
+  override name = "MalformedApiKeyError";
+  constructor() {
+    super(
+      undefined,
+      {
+        type: "authentication_error",
+        code: "invalid_api_key",
+        message: "The API key holds characters an HTTP header cannot carry (spaces, line breaks or non-ASCII letters): copy it again.",
+      },
+      null,
+      undefined,
+    );
+  }
+}
+
+/**
  * The base URL (the `baseURL` option, else ALVEARE_BASE_URL) is not an http:// or https:// URL:
  * raised by the constructor, before any request. An AlveareError, not an APIError: no call was made.
  */
