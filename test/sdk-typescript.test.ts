@@ -114,7 +114,9 @@ describe("TypeScript SDK: base URL and errors without a server", () => {
       refused(() => new Alveare({ apiKey: "k", baseURL: "127.0.0.1:18931" })).message,
       'Invalid base URL "127.0.0.1:18931" from the baseURL option: it must be an http:// or https:// URL such as "http://127.0.0.1:8080" (did you mean "http://127.0.0.1:18931"?).',
     );
-    for (const url of ["localhost:8080", "ftp://h/x", "http:/h", "http://", "", "h/v1"]) refused(() => new Alveare({ apiKey: "k", baseURL: url }));
+    for (const url of ["localhost:8080", "ftp://h/x", "http:/h", "http://", "", "h/v1", "http://h/v1?x=1", "http://h#f"]) {
+      refused(() => new Alveare({ apiKey: "k", baseURL: url }));
+    }
     process.env.ALVEARE_BASE_URL = "127.0.0.1:1";
     try {
       assert.match(refused(() => new Alveare({ apiKey: "k" })).message, /from ALVEARE_BASE_URL/);

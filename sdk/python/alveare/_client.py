@@ -68,6 +68,10 @@ def check_base_url(url: str, source: str) -> None:
         valid = re.match(r"(?i)https?://", url) is not None and bool(parts.hostname)
     except ValueError:
         valid = False
+    if valid and (parts.query or parts.fragment or url.endswith(("?", "#"))):
+        raise InvalidBaseURLError(
+            f"Invalid base URL {json.dumps(url)} from {source}: it must not have a query or fragment (every path is added to it)."
+        )
     if valid:
         return
     if url == "":
@@ -245,13 +249,17 @@ class ChatCompletionStream:
         """Each event's data (its `data:` lines joined), the last one also when no blank line ends it."""
         data: List[str] = []
         for raw in self._lines():
-            line = raw.decode("utf-8").rstrip("\r\n")
-            if line == "":
-                if data:
-                    yield "\n".join(data)
-                data = []
-            elif line.startswith("data:"):
-                data.append(line[5:].lstrip(" ") if line[5:6] == " " else line[5:])
+            text = raw.decode("utf-8")
+            text = text[:-1] if text.endswith("\n") else text
+            text = text[:-1] if text.endswith("\r") else text
+            # A lone CR also ends a line (the event-stream format allows CR, LF and CRLF; some proxies send CR).
+            for line in text.split("\r"):
+                if line == "":
+                    if data:
+                        yield "\n".join(data)
+                    data = []
+                elif line.startswith("data:"):
+                    data.append(line[5:].lstrip(" ") if line[5:6] == " " else line[5:])
         if data:
             yield "\n".join(data)
 

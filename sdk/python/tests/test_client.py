@@ -342,7 +342,7 @@ class WithoutAServer(unittest.TestCase):
         self.assertIsInstance(refused.exception, alveare.AlveareError)
         self.assertIsInstance(refused.exception, ValueError)
         self.assertNotIsInstance(refused.exception, alveare.APIError)
-        for url in ("localhost:8080", "ftp://h/x", "http:/h", "http://", "h/v1", "http://h:99999"):
+        for url in ("localhost:8080", "ftp://h/x", "http:/h", "http://", "h/v1", "http://h:99999", "http://h/v1?x=1", "http://h#f"):
             with self.assertRaises(alveare.InvalidBaseURLError, msg=url):
                 Alveare(api_key="k", base_url=url)
         os.environ["ALVEARE_BASE_URL"] = "127.0.0.1:1"

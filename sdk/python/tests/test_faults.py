@@ -159,6 +159,11 @@ class Faults(unittest.TestCase):
         self.assertIsInstance(error, APIConnectionError)
         self.assertRegex(str(error), r"^the stream from 127\.0\.0\.1:\d+ ended before data: \[DONE\]")
 
+    def test_a_stream_whose_lines_end_in_cr_alone_is_read_as_with_lf(self):
+        events = (chunk_event("one") + chunk_event(" two", "stop") + b"data: [DONE]\n\n").replace(b"\n", b"\r")
+        self.api.script = lambda conn, seen: conn.sendall(stream_head() + events)
+        self.assertEqual(self.stream_text(), ("one two", None))
+
     def test_a_stream_without_done_ends_quietly_when_every_choice_has_its_finish_reason(self):
         usage = b"data: " + json.dumps({"id": "chatcmpl-x", "object": "chat.completion.chunk", "created": 1,
                                         "model": "alveare-chat", "choices": [],

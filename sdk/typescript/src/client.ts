@@ -135,6 +135,11 @@ export function checkBaseURL(url: string, source: string): void {
       host = "";
     }
   }
+  if (host !== "" && /[?#]/.test(url)) {
+    throw new InvalidBaseURLError(
+      `Invalid base URL ${JSON.stringify(url)} from ${source}: it must not have a query or fragment (every path is added to it).`,
+    );
+  }
   if (host !== "") return;
   const hint =
     url === ""
