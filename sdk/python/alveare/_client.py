@@ -10,6 +10,7 @@ import platform
 import re
 import socket
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -127,12 +128,33 @@ class _AnswerFirstMixin:
             self._send_error = error
 
     def getresponse(self) -> http.client.HTTPResponse:
+        # The socket's timeout bounds each read, not the head as a whole: a head sent a byte at a time
+        # would never time out. So the socket is shut once `timeout` has passed without the whole head.
+        expired = threading.Event()
+        timer: Optional[threading.Timer] = None
+        timeout = getattr(self, "timeout", None)
+        sock = getattr(self, "sock", None)
+        if isinstance(timeout, (int, float)) and sock is not None:
+            def expire() -> None:
+                expired.set()
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            timer = threading.Timer(timeout, expire)
+            timer.daemon = True
+            timer.start()
         try:
             return super().getresponse()  # type: ignore[misc, no-any-return]
         except (OSError, http.client.HTTPException):
+            if expired.is_set():
+                raise socket.timeout("timed out") from None
             if self._send_error is not None:
                 raise self._send_error from None
             raise
+        finally:
+            if timer is not None:
+                timer.cancel()
 
 
 class _AnswerFirstHTTPConnection(_AnswerFirstMixin, http.client.HTTPConnection):

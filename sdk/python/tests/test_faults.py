@@ -315,3 +315,23 @@ class KeysRedirectsAndOddAnswers(unittest.TestCase):
     def test_an_invalid_retry_after_ms_leaves_the_wait_to_retry_after(self):
         for bad in ("-5", "nan", "inf", "soon"):
             self.assertEqual(alveare.server_delay_ms({"retry-after-ms": bad, "retry-after": "1"}, 0.0), 1000.0, bad)
+
+
+class HeadTimeout(unittest.TestCase):
+    def setUp(self):
+        self.api = ScriptedApi()
+
+    def tearDown(self):
+        self.api.close()
+
+    def test_a_head_sent_a_byte_at_a_time_is_timed_out_as_a_whole(self):
+        def trickle(conn, seen):
+            for byte in response(200, b'{"status":"ok"}'):
+                conn.sendall(bytes([byte]))
+                time.sleep(0.1)
+
+        self.api.script = trickle
+        started = time.monotonic()
+        with self.assertRaises(APITimeoutError):
+            Alveare(api_key="k", base_url=self.api.url, timeout=1, max_retries=0).health()
+        self.assertLess(time.monotonic() - started, 3)
