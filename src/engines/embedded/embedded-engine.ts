@@ -44,6 +44,8 @@ export interface EmbeddedEngineOptions {
   identity?: string | undefined;
   /** Tokens of system prefixes remembered at most (default about a million). */
   rememberedPrefixTokens?: number | undefined;
+  /** Prompt tokens evaluated per call (default PROMPT_CHUNK_TOKENS; never more than the context's batch). */
+  promptChunkTokens?: number | undefined;
 }
 
 /** The formatted system prefix of a prompt: the tokens before the first user turn's content. */
@@ -89,7 +91,17 @@ interface FormattedPrompt {
   stopTokens: Set<Token>;
 }
 
-/** A prompt left (partly) unevaluated because its request was aborted (client gone, drain deadline) before a batch. */
+/**
+ * Prompt tokens evaluated per call while other requests hold sequences. Their
+ * generation shares each decode with a prompt chunk, so a smaller chunk lets
+ * their streams go on while a long prompt is evaluated: with 128, a stream's
+ * longest wait during a 1,500-token prompt was ~270 ms against ~970 ms with
+ * llama.cpp's batch of 512 (bench/prefill-fairness.ts). A prompt alone is
+ * evaluated a whole batch per call: 128-token calls cost it ~5% (bench/prompt-batches.ts).
+ */
+const PROMPT_CHUNK_TOKENS = 128;
+
+/** A prompt left (partly) unevaluated because its request was aborted (client gone, drain deadline) before a chunk. */
 class PromptAbandoned extends Error {
   constructor() {
     super("prompt evaluation abandoned: the request was aborted");
@@ -160,6 +172,7 @@ export class EmbeddedEngine implements Engine {
   private readonly prefixes = new Map<string, SystemPrefix | undefined>();
   private prefixTokens = 0;
   private readonly maxPrefixTokens: number;
+  private readonly promptChunkTokens: number;
   private choiceStateDirectory: string | undefined;
   private readonly counters: PromptCacheStats = { promptTokensEvaluated: 0, snapshotRestores: 0, snapshotBuilds: 0, sequenceHits: 0 };
 
@@ -172,6 +185,7 @@ export class EmbeddedEngine implements Engine {
     this.snapshots = options.snapshots;
     this.identity = `${options.identity ?? options.name}\u0000context=${options.context.contextSize}`;
     this.maxPrefixTokens = options.rememberedPrefixTokens ?? MAX_REMEMBERED_PREFIX_TOKENS;
+    this.promptChunkTokens = options.promptChunkTokens ?? PROMPT_CHUNK_TOKENS;
     // The GGUF's own chat template when it has one; otherwise a generic format.
     this.chatWrapper = resolveChatWrapper(options.model);
     const sequences = Array.from({ length: options.context.totalSequences }, () => options.context.getSequence());
@@ -311,7 +325,7 @@ export class EmbeddedEngine implements Engine {
     const grammarState = (): LlamaGrammarEvaluationState | undefined =>
       grammar === undefined ? undefined : new LlamaGrammarEvaluationState({ model: this.model, grammar });
     if (n === 1) {
-      // Aborted before any of it was evaluated: metered as an abandoned prompt, like one cut between batches.
+      // Aborted before any of it was evaluated: metered as an abandoned prompt, like one cut between chunks.
       if (request.signal.aborted) throw new PromptAbandoned();
       const only = await this.runChoice(sequence, input, prompt, contextSize, request, grammarState(), 0);
       return { ...only, promptTokens: prompt.tokens.length, aborted: only.aborted };
@@ -439,7 +453,7 @@ export class EmbeddedEngine implements Engine {
     let finishReason: FinishReason = "stop";
     let aborted = request.signal.aborted;
     if (!aborted) {
-      // A long prompt's whole batches first, abandonably; the last batch goes with the first token, as before.
+      // A long prompt's whole chunks first, abandonably; the last chunk goes with the first token, as before.
       input = await this.evaluatePromptHead(sequence, input, request.signal);
       const seed = samplerSeed(request.seed === undefined ? undefined : request.seed + choice);
       const options = { temperature: request.temperature, topP: request.topP, seed };
@@ -614,34 +628,47 @@ export class EmbeddedEngine implements Engine {
   }
 
   /**
-   * Evaluates prompt tokens without generating, a batch at a time: a request
-   * aborted meanwhile (its client gone, the drain's deadline) stops at the next
-   * batch with PromptAbandoned, rather than holding its sequence, and the
-   * engine's other requests, for the whole prompt; and an operation waiting for
-   * the context's lock (another request's erase, load or save) gets it between
-   * batches, as it does between generated tokens.
+   * Evaluates prompt tokens without generating, a chunk (promptChunk) at a
+   * time: other sequences' streams go on between chunks; a request aborted
+   * meanwhile (its client gone, the drain's deadline) stops at the next chunk
+   * with PromptAbandoned, rather than holding its sequence, and the engine's
+   * other requests, for the whole prompt; and an operation waiting for the
+   * context's lock (another request's erase, load or save) gets it between
+   * chunks, as it does between generated tokens.
    */
   private async evaluatePrompt(sequence: LlamaContextSequence, tokens: readonly Token[], signal: AbortSignal): Promise<void> {
     // Checked even with nothing to evaluate (the prompt all in the cache), so every path meters an abort alike.
     if (signal.aborted) throw new PromptAbandoned();
-    const batch = Math.max(1, this.context.batchSize);
-    for (let at = 0; at < tokens.length; at += batch) await this.evaluateBatch(sequence, tokens.slice(at, at + batch), signal);
+    for (let at = 0, chunk = this.promptChunk; at < tokens.length; at += chunk, chunk = this.promptChunk) {
+      await this.evaluateChunk(sequence, tokens.slice(at, at + chunk), signal);
+    }
   }
 
   /**
-   * Evaluates the whole batches of `input` but the last (see evaluatePrompt) and
-   * returns the rest, 1 to a batch's worth of tokens, to be evaluated with the
-   * first generated token: a prompt of one batch or less is untouched, so no
+   * Evaluates the whole chunks of `input` but the last (see evaluatePrompt) and
+   * returns the rest, 1 to a chunk's worth of tokens, to be evaluated with the
+   * first generated token: a prompt of one chunk or less is untouched, so no
    * decode is added.
    */
   private async evaluatePromptHead(sequence: LlamaContextSequence, input: Token[], signal: AbortSignal): Promise<Token[]> {
-    const batch = Math.max(1, this.context.batchSize);
     let at = 0;
-    for (; input.length - at > batch; at += batch) await this.evaluateBatch(sequence, input.slice(at, at + batch), signal);
+    for (let chunk = this.promptChunk; input.length - at > chunk; at += chunk, chunk = this.promptChunk) {
+      await this.evaluateChunk(sequence, input.slice(at, at + chunk), signal);
+    }
     return at === 0 ? input : input.slice(at);
   }
 
-  private async evaluateBatch(sequence: LlamaContextSequence, tokens: Token[], signal: AbortSignal): Promise<void> {
+  /**
+   * Prompt tokens for the next evaluation call: the context's whole batch while
+   * no other request holds a sequence (a prompt alone is evaluated fastest so),
+   * else PROMPT_CHUNK_TOKENS (or the option), so the others' streams go on.
+   */
+  private get promptChunk(): number {
+    const alone = this.busy <= 1;
+    return Math.max(1, alone ? this.context.batchSize : Math.min(this.context.batchSize, this.promptChunkTokens));
+  }
+
+  private async evaluateChunk(sequence: LlamaContextSequence, tokens: Token[], signal: AbortSignal): Promise<void> {
     const pause = this.turns.pause;
     if (pause !== undefined) await pause;
     if (signal.aborted) throw new PromptAbandoned();
