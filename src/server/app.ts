@@ -66,18 +66,19 @@ const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 /** The client left while its request was still arriving (a bodiless request is complete at its headers). */
 const bodyCutShort = (request: FastifyRequest): boolean => request.raw.readableAborted && !request.raw.complete;
 
-/**
- * The one place a thrown error becomes the catalogue's answer, for every route
- * and mount: an ApiError (AccountError included) as it is; framework-level
- * failures (body limit, parse errors) mapped; Redis or PostgreSQL out of
- * reach, on any route, the 503 a client retries; anything else a 500.
- */
 /** A request that announces no body: nothing of it is left to read once its headers are in. */
 function bodiless(raw: IncomingMessage): boolean {
   const length = raw.headers["content-length"];
   return raw.headers["transfer-encoding"] === undefined && (length === undefined || length === "0");
 }
 
+/**
+ * The one place a thrown error becomes the catalogue's answer, for every route
+ * and mount: an ApiError (AccountError included) as it is; framework-level
+ * failures (body limit, parse errors) mapped; Redis or PostgreSQL out of
+ * reach, or the SQLite file locked past its busy timeout, on any route, the
+ * 503 a client retries; anything else a 500.
+ */
 function toApiError(error: FastifyError | Error, bodyLimit: number): ApiError {
   if (error instanceof ApiError) return error;
   const unavailable = dependencyFailure(error);

@@ -44,7 +44,7 @@ export interface EmbeddedEngineOptions {
   identity?: string | undefined;
   /** Tokens of system prefixes remembered at most (default about a million). */
   rememberedPrefixTokens?: number | undefined;
-  /** Prompt tokens evaluated per call (default PROMPT_CHUNK_TOKENS; never more than the context's batch). */
+  /** Prompt tokens evaluated per call while other requests hold sequences (default PROMPT_CHUNK_TOKENS; at most the context's batch). */
   promptChunkTokens?: number | undefined;
 }
 
