@@ -599,6 +599,19 @@ describe("TypeScript SDK against a scripted server", () => {
     let text = "";
     for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? "";
     assert.equal(text, "one two");
+    // A bare string error (TGI's {"error": "…"}) still ends the stream, with its message.
+    api.script = (_req, res) => {
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.end(`${chunkEvent("half")}data: ${JSON.stringify({ error: "Input validation error: too long" })}\n\n`);
+    };
+    const failing = await client().chat.completions.create({ model: "alveare-chat", messages: [{ role: "user", content: "x" }], stream: true });
+    const thrown = await caught(
+      (async () => {
+        for await (const chunk of failing) void chunk;
+      })(),
+    );
+    assert.ok(thrown instanceof APIError, String(thrown));
+    assert.equal(thrown.message, "Input validation error: too long");
   });
 
   it("stops at once, with APIUserAbortError, when the signal aborts during a retry's wait", async () => {

@@ -145,7 +145,7 @@ class _AnswerFirstMixin:
             timer.daemon = True
             timer.start()
         try:
-            return super().getresponse()  # type: ignore[misc, no-any-return]
+            answer = super().getresponse()  # type: ignore[misc]
         except (OSError, http.client.HTTPException):
             if expired.is_set():
                 raise socket.timeout("timed out") from None
@@ -155,6 +155,10 @@ class _AnswerFirstMixin:
         finally:
             if timer is not None:
                 timer.cancel()
+        # The timer may have shut the socket just as the head came in: the body cannot be read then.
+        if expired.is_set():
+            raise socket.timeout("timed out")
+        return answer  # type: ignore[no-any-return]
 
 
 class _AnswerFirstHTTPConnection(_AnswerFirstMixin, http.client.HTTPConnection):
@@ -247,9 +251,11 @@ class ChatCompletionStream:
                 if payload == "[DONE]":
                     return
                 event = json.loads(payload)
-                # Some OpenAI-compatible proxies send "error": null on every chunk: only an error object ends it.
-                if isinstance(event.get("error"), dict):
-                    raise error_from_stream_event(event, Headers(self._response.headers.items()))
+                # Some OpenAI-compatible proxies send "error": null on every chunk: that is no error. Some servers
+                # send a bare string (TGI's {"error": "…"}): its message is kept.
+                if event.get("error") is not None:
+                    error = event if isinstance(event["error"], dict) else {"error": {"message": str(event["error"])}}
+                    raise error_from_stream_event(error, Headers(self._response.headers.items()))
                 for choice in event.get("choices") or ():
                     index = choice.get("index", 0)
                     finished[index] = finished.get(index, False) or choice.get("finish_reason") is not None
@@ -485,7 +491,7 @@ class Alveare:
         try:
             return json.loads(content.decode("utf-8"))
         except ValueError:
-            raise APIError("the server answered with a body that is not JSON", status=200) from None
+            raise APIError("the server answered 2xx with a body that is not JSON") from None
 
     def _send(self, method: str, path: str, body: Optional[Dict[str, Any]], stream: bool = False) -> Any:
         """The body of a successful answer, read in full; with `stream`, the open response instead.

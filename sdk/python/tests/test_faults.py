@@ -311,6 +311,15 @@ class KeysRedirectsAndOddAnswers(unittest.TestCase):
         stream = Alveare(api_key="k", base_url=self.api.url).chat.completions.create(
             model="alveare-chat", messages=[{"role": "user", "content": "x"}], stream=True)
         self.assertEqual("".join(chunk.choices[0].delta.content or "" for chunk in stream), "one two")
+        # A bare string error (TGI's {"error": "…"}) still ends the stream, with its message.
+        self.api.script = lambda conn, seen: conn.sendall(
+            stream_head() + chunk_event("half") + b"data: " + json.dumps({"error": "Input validation error: too long"}).encode() + b"\n\n")
+        failing = Alveare(api_key="k", base_url=self.api.url).chat.completions.create(
+            model="alveare-chat", messages=[{"role": "user", "content": "x"}], stream=True)
+        with self.assertRaises(alveare.APIError) as ended:
+            for _ in failing:
+                pass
+        self.assertEqual(str(ended.exception), "Input validation error: too long")
 
     def test_an_invalid_retry_after_ms_leaves_the_wait_to_retry_after(self):
         for bad in ("-5", "nan", "inf", "soon"):

@@ -194,9 +194,13 @@ export class ChatCompletionStream implements AsyncIterable<ChatCompletionChunk> 
       if (body !== null) {
         for await (const data of readSseData(this.chunks(body))) {
           if (data === "[DONE]") return;
-          const event = JSON.parse(data) as ChatCompletionChunk & { error?: Record<string, string> | null };
-          // Some OpenAI-compatible proxies send "error": null on every chunk: only an error object ends the stream.
-          if (typeof event.error === "object" && event.error !== null) throw APIError.fromStreamEvent(event, this.response.headers);
+          const event = JSON.parse(data) as ChatCompletionChunk & { error?: Record<string, string> | string | null };
+          // Some OpenAI-compatible proxies send "error": null on every chunk: that is no error. Some servers send a
+          // bare string (TGI's {"error": "…"}): its message is kept.
+          if (event.error !== undefined && event.error !== null) {
+            const error = typeof event.error === "string" ? { error: { message: event.error } } : event;
+            throw APIError.fromStreamEvent(error, this.response.headers);
+          }
           for (const choice of event.choices ?? []) {
             finished.set(choice.index, finished.get(choice.index) === true || (choice.finish_reason ?? null) !== null);
           }
@@ -472,11 +476,11 @@ export class Alveare {
         redirect: "manual",
       });
       status = response.status;
+      this.log(`${method} ${url} -> ${response.status} in ${Math.round(this.now() - started)} ms${requestIdNote(response.headers)}`);
       if (response.type === "opaqueredirect" || (response.status >= 300 && response.status < 400)) {
         await response.body?.cancel().catch(() => undefined);
         return { error: redirectError(response), retry: false };
       }
-      this.log(`${method} ${url} -> ${response.status} in ${Math.round(this.now() - started)} ms${requestIdNote(response.headers)}`);
       if (stream && response.ok) {
         streaming = true;
         return { response, controller, release };
