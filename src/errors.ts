@@ -44,14 +44,14 @@ export class DependencyUnavailableError extends ApiError {
 }
 
 /** `text` at most `length` UTF-16 units and an ellipsis, never cut inside a surrogate pair. */
-const cut = (text: string, length: number): string => {
+export const shortenedTo = (text: string, length: number): string => {
   if (text.length <= length) return text;
   const end = /[\uD800-\uDBFF]/.test(text[length - 1]!) ? length - 1 : length;
   return `${text.slice(0, end)}…`;
 };
 
 /** A caller's value as far as an error message echoes it: 40 characters (a megabyte of it helps nobody). */
-export const shortened = (value: string): string => (value.length > 40 ? `${value.slice(0, 40)}…` : value);
+export const shortened = (value: string): string => shortenedTo(value, 40);
 
 /** Retry-After in whole seconds, never shorter than the wait, and the exact wait in ms. */
 const retryAfterHeaders = (retryAfterMs: number): Record<string, string> => ({
@@ -69,7 +69,7 @@ export const errors = {
   invalidJson: (detail: string) => invalid("invalid_json", `We could not parse the JSON body of your request: ${detail}`),
   missingParameter: (param: string) => invalid("missing_parameter", `Missing required parameter: '${param}'.`, param),
   // Bounded: a problem can quote the request's own names and paths, which are the caller's to make long.
-  invalidParameter: (param: string, message: string) => invalid("invalid_parameter", `Invalid '${param}': ${cut(message, 600)}`, param),
+  invalidParameter: (param: string, message: string) => invalid("invalid_parameter", `Invalid '${param}': ${shortenedTo(message, 600)}`, param),
   modelNotFound: (name: string, param: string, suggestion?: string) =>
     invalid(
       "model_not_found",

@@ -1,3 +1,5 @@
+import { shortened } from "../errors.js";
+
 /**
  * Where a JSON Schema holds other schemas, for code that walks a caller's
  * schema (request checks, grammar building) by schema position: a key of
@@ -30,9 +32,6 @@ export const JSON_TYPES: ReadonlySet<string> = new Set(["string", "number", "int
 export type SchemaObject = Readonly<Record<string, unknown>>;
 export const isSchemaObject = (value: unknown): value is SchemaObject => typeof value === "object" && value !== null && !Array.isArray(value);
 
-/** A property or definition name as a path in a message shows it: long ones cut (the request's own value, echoed). */
-const pathName = (name: string): string => (name.length > 40 ? `${name.slice(0, 40)}…` : name);
-
 /**
  * A copy of a schema object with each subschema replaced by `map(sub, path)`
  * (`path` like "schema.properties.a", "schema.anyOf[1]"); every other keyword
@@ -43,7 +42,7 @@ export function mapSubschemas(node: SchemaObject, path: string, map: (sub: unkno
   for (const key of SCHEMA_TABLES) {
     const table = node[key];
     if (isSchemaObject(table))
-      out[key] = Object.fromEntries(Object.entries(table).map(([name, sub]) => [name, map(sub, `${path}.${key}.${pathName(name)}`)]));
+      out[key] = Object.fromEntries(Object.entries(table).map(([name, sub]) => [name, map(sub, `${path}.${key}.${shortened(name)}`)]));
   }
   for (const key of SUBSCHEMAS) if (key in node && !Array.isArray(node[key])) out[key] = map(node[key], `${path}.${key}`);
   for (const key of SCHEMA_LISTS) {

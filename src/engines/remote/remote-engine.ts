@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import { Agent, errors as undiciErrors, request, type Dispatcher } from "undici";
 import { readSseData } from "../../api/sse.js";
-import { ApiError, errors } from "../../errors.js";
+import { ApiError, errors, shortenedTo } from "../../errors.js";
 import { labelGrammar } from "../embedded/grammars.js";
 import { caughtUpOrAborted, signalSource } from "../abort-watch.js";
 import type { AbortWatch, ChoiceResult, Engine, FinishReason, GenerationRequest, GenerationResult, TokenLogprob } from "../types.js";
@@ -81,8 +81,7 @@ const upstreamAnswers = new WeakSet<ApiError>();
 /** What an upstream said, kept for the operator's log line (bounded, and without the key we sent it: an upstream may echo it). */
 function upstreamWords(text: string, secret: string | undefined): string {
   // The key first, then the cut: a key across the cut would leave its head in the line.
-  const words = secret ? text.split(secret).join("[the upstream key]") : text;
-  return words.length > 500 ? `${words.slice(0, 500)}…` : words;
+  return shortenedTo(secret ? text.split(secret).join("[the upstream key]") : text, 500);
 }
 
 /** The message of an OpenAI-shaped error body, or the body itself. */
@@ -107,7 +106,7 @@ function upstreamStatusError(status: number, text: string, secret: string | unde
   const said = upstreamWords(errorMessageOf(text), secret);
   const error =
     status === 400
-      ? errors.invalidParameter("messages", `the upstream engine refused the request: ${said.length > 300 ? `${said.slice(0, 300)}…` : said}`)
+      ? errors.invalidParameter("messages", `the upstream engine refused the request: ${shortenedTo(said, 300)}`)
       : status === 429 || status === 503
         ? errors.upstream(503, `The upstream engine is overloaded (HTTP ${status}).`)
         : errors.upstream(502, `The upstream engine answered HTTP ${status}.`);

@@ -75,16 +75,12 @@ async function runEmbedding(
   request.generationDone = work;
   try {
     result = await work;
+    if (result.aborted !== true && !signal.aborted) return result;
     // Its client gone (or the drain's deadline passed) before the answer: metered as a 499 with the inputs embedded.
-    if (result.aborted === true || signal.aborted) {
-      status = CLIENT_CLOSED;
-      request.logFields.aborted = true;
-      if (options.shutdown.aborted) reply.raw.destroy();
-      throw errors.internal();
-    }
-    return result;
+    status = CLIENT_CLOSED;
+    request.logFields.aborted = true;
+    if (options.shutdown.aborted) reply.raw.destroy();
   } catch (error) {
-    if (status === CLIENT_CLOSED) throw error;
     failure = error;
     status = error instanceof ApiError ? error.status : 500;
     if (error instanceof ApiError) throw error;
@@ -100,6 +96,8 @@ async function runEmbedding(
     );
     await observer.metering(admission.finish({ status, promptTokens, completionTokens: 0, latencyMs: performance.now() - started }));
   }
+  // Only a cut request gets here: its client cannot be answered (the log line says 499).
+  throw errors.internal();
 }
 
 export async function embeddingsRoute(app: FastifyInstance, options: AppOptions): Promise<void> {
