@@ -99,6 +99,16 @@ describe("readSseData", () => {
     for await (const d of readSseData(chunks())) out.push(d);
     assert.deepEqual(out, ['{"a":1}', "x\ny", "[DONE]"]);
   });
+  it("reads a CRLF split across two reads as one line end", async () => {
+    async function* chunks(): AsyncGenerator<Uint8Array> {
+      const enc = new TextEncoder();
+      for (const part of ["data: a\r", "\ndata: b\r", "\n\r", "\ndata: c\r", "\r"]) yield enc.encode(part);
+    }
+    const out: string[] = [];
+    for await (const d of readSseData(chunks())) out.push(d);
+    // Two CRLFs read as four line ends would end the first event after "a" and after "b".
+    assert.deepEqual(out, ["a\nb", "c"]);
+  });
 });
 
 describe("error messages", () => {

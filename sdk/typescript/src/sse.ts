@@ -7,10 +7,16 @@ export async function* readSseData(body: AsyncIterable<Uint8Array>): AsyncGenera
   const decoder = new TextDecoder();
   let buffer = "";
   let data: string[] = [];
+  // A line that ended in a CR at the end of a read: an LF at the start of the next read belongs to it
+  // (one CRLF split across two reads is one line end, not two: two would end the event early).
+  let crEnded = false;
   const lines = function* (final: boolean): Generator<string> {
+    if (crEnded && buffer.startsWith("\n")) buffer = buffer.slice(1);
+    if (buffer.length > 0) crEnded = false;
     let nl: number;
     while ((nl = buffer.search(/\r\n|\r|\n/)) !== -1) {
       const line = buffer.slice(0, nl);
+      crEnded = nl === buffer.length - 1 && buffer[nl] === "\r";
       buffer = buffer.slice(nl + (buffer.startsWith("\r\n", nl) ? 2 : 1));
       yield line;
     }
