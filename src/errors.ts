@@ -191,13 +191,24 @@ export const errors = {
       retryAfterHeaders(retryAfterMs),
     ),
   /** A reservation no window could ever hold: retrying would never help, so not a 429. */
-  reservationTooLarge: (reserved: number, promptBound: number, limit: number, windowMs: number) =>
-    invalid(
+  reservationTooLarge: (reservation: { promptTokens: number; completionTokens: number }, limit: number, windowMs: number) => {
+    const reserved = reservation.promptTokens + reservation.completionTokens;
+    const cap = `more than this API key's limit of ${limit} tokens per ${windowMs / 1000} seconds.`;
+    // Nothing generated (embeddings): the inputs alone are too long, and the request has no max_tokens to lower.
+    if (reservation.completionTokens === 0) {
+      return invalid(
+        "invalid_parameter",
+        `Invalid 'input': these inputs may use up to ${reserved} tokens, ${cap} Send fewer or shorter inputs.`,
+        "input",
+      );
+    }
+    return invalid(
       "invalid_parameter",
-      `Invalid 'max_tokens': this request may use up to ${reserved} tokens (max_tokens × n plus up to ${promptBound} for the prompt), ` +
-        `more than this API key's limit of ${limit} tokens per ${windowMs / 1000} seconds. Lower max_tokens or n, or shorten the prompt.`,
+      `Invalid 'max_tokens': this request may use up to ${reserved} tokens (max_tokens × n plus up to ${reservation.promptTokens} for the prompt), ` +
+        `${cap} Lower max_tokens or n, or shorten the prompt.`,
       "max_tokens",
-    ),
+    );
+  },
   /**
    * A dependency of the shared mode (Redis, PostgreSQL) did not answer: nothing
    * was admitted or counted, and the node recovers by itself when it returns.

@@ -12,7 +12,13 @@ describe("POST /v1/embeddings through the official openai package", () => {
   let key: Awaited<ReturnType<typeof createKey>>;
   before(async () => {
     // A small context for the embed specialist, so "too long" is cheap to reach.
-    server = await startTestServer({ specialists: { embed: { context_size: 96 } } }, { gated: true });
+    server = await startTestServer(
+      {
+        specialists: { embed: { context_size: 96 } },
+        plans: { metered: { requests_per_minute: 1000, requests_per_month: 100_000, specialists: "*", tokens_per_minute: 3000 } },
+      },
+      { gated: true },
+    );
     key = await createKey(server, "professional");
     client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: key.key, maxRetries: 0 });
   });
@@ -60,6 +66,32 @@ describe("POST /v1/embeddings through the official openai package", () => {
     const head = full.slice(0, 8);
     const scale = norm(head);
     short.forEach((x, i) => assert.ok(Math.abs(x - head[i]! / scale) < 1e-5));
+  });
+
+  it("takes null for an optional parameter as absent: float vectors of the model's size", async () => {
+    const r = await postJson(
+      `${server.url}/v1/embeddings`,
+      { model: "alveare-embed", input: "x", encoding_format: null, dimensions: null },
+      key.auth,
+    );
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    const full = (await client.embeddings.create({ model: "alveare-embed", input: "x", encoding_format: "float" })).data[0]!.embedding;
+    assert.deepEqual((r.json.data as Array<{ embedding: number[] }>)[0]!.embedding, full);
+  });
+
+  it("refuses a batch longer than a token cap with a 400 naming input, not max_tokens", async () => {
+    const metered = await createKey(server, "metered");
+    const r = await postJson(
+      `${server.url}/v1/embeddings`,
+      { model: "alveare-embed", input: Array.from({ length: 400 }, () => "honey") },
+      metered.auth,
+    );
+    assert.equal(r.status, 400);
+    const error = r.json.error as { code: string; param: string; message: string };
+    assert.deepEqual([error.code, error.param], ["invalid_parameter", "input"]);
+    assert.doesNotMatch(error.message, /max_tokens/);
+    const fits = await postJson(`${server.url}/v1/embeddings`, { model: "alveare-embed", input: ["honey", "bees"] }, metered.auth);
+    assert.equal(fits.status, 200);
   });
 
   it("answers 400s that name the parameter", async () => {

@@ -141,6 +141,36 @@ for (const backend of backends) {
       assert.equal(models.headers.get("x-ratelimit-remaining-tokens"), String(TOKEN_CAP));
     });
 
+    it("reserves a request's tools by their JSON and the upstream template's instructions, and refuses tools that cannot fit", async () => {
+      const tool = { type: "function", function: { name: "f", description: "d".repeat(600), parameters: { type: "object" } } };
+      const chat = (auth: Record<string, string>, maxTokens: number, tools?: unknown[]) =>
+        postJson(
+          `${server.url}/v1/chat/completions`,
+          { model: "alveare-held", messages: [{ role: "user", content: "hi" }], max_tokens: maxTokens, ...(tools ? { tools } : {}) },
+          auth,
+        );
+      const { auth } = await createKey(server, "metered");
+      const pending = chat(auth, 100, [tool]);
+      await until(() => fake.requests.length === 1);
+      const during = await fetch(`${server.url}/v1/models`, { headers: auth });
+      const reserved = TOKEN_CAP - Number(during.headers.get("x-ratelimit-remaining-tokens"));
+      // 100 of max_tokens, ~700 for the tool's JSON and the message, 1,024 for the template's instructions.
+      assert.ok(reserved > 1724 && reserved < 1900, `reserves the tool's JSON and the instructions around it: ${reserved}`);
+      fake.release();
+      assert.equal((await pending).status, 200);
+
+      // The largest max_tokens that fits the cap with the message alone, one token too many with the tool as well.
+      const maxTokens = TOKEN_CAP - (reserved - 100) + 1;
+      const refused = await chat(auth, maxTokens, [tool]);
+      assert.equal(refused.status, 400);
+      assert.equal((refused.json.error as { code: string }).code, "invalid_parameter");
+      assert.equal(fake.requests.length, 1, "the refused request never reached the upstream");
+      const alone = chat(auth, maxTokens);
+      await until(() => fake.requests.length === 2);
+      fake.release();
+      assert.equal((await alone).status, 200);
+    });
+
     it("reserves max_tokens for each of n choices, and refuses n that cannot fit with a 400 naming max_tokens", async () => {
       const chat = (auth: Record<string, string>, n: number, maxTokens: number) =>
         postJson(

@@ -8,7 +8,7 @@ import type {
   ChatCompletionMessageToolCall,
   ChatCompletionTool,
 } from "openai/resources/chat/completions";
-import { postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
+import { createKey, postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
 
 /** A bounded schema: every valid call is short, so a random model at temperature 2 always finishes it. */
 const WEATHER: ChatCompletionTool = {
@@ -421,5 +421,52 @@ describe("tool calling through a remote specialist", () => {
 
   it("relays the upstream's log-probabilities of a streamed call on its tool-call chunks", async () => {
     await assertStreamedCallLogprobs(client, "alveare-faraway");
+  });
+});
+
+describe("tool calling under a token cap", () => {
+  const CAP = 3000;
+  let server: TestServer;
+  let auth: Record<string, string>;
+  before(async () => {
+    server = await startTestServer(
+      { plans: { metered: { requests_per_minute: 1000, requests_per_month: 100_000, specialists: "*", tokens_per_minute: CAP } } },
+      { gated: true },
+    );
+    auth = (await createKey(server, "metered")).auth;
+  });
+  after(async () => {
+    await server.close();
+  });
+
+  it("reserves at least what a call really uses: the tools' schemas and the chat format's instructions around them", async () => {
+    const r = await postJson(
+      `${server.url}/v1/chat/completions`,
+      { model: "alveare-chat", messages: ASK, tools: [WEATHER, TIME], tool_choice: "required", max_tokens: 40, temperature: 0 },
+      auth,
+    );
+    assert.equal(r.status, 200);
+    const reserved = CAP - Number(r.headers.get("x-ratelimit-remaining-tokens"));
+    const usage = r.json.usage as { prompt_tokens: number; total_tokens: number };
+    // The template documents the tools in hundreds of tokens: the messages' bound alone (~60) was far below.
+    assert.ok(usage.prompt_tokens > 200, `the documented tools are in the prompt: ${usage.prompt_tokens}`);
+    assert.ok(reserved >= usage.total_tokens, `reserved ${reserved} for a request that used ${usage.total_tokens}`);
+  });
+
+  it("refuses with a 400 a call whose tools alone exceed the cap, instead of running past it", async () => {
+    const long = {
+      type: "function",
+      function: { name: "f", parameters: { type: "object", properties: { a: { type: "string", description: "d".repeat(2500) } } } },
+    };
+    const fresh = (await createKey(server, "metered")).auth;
+    const r = await postJson(
+      `${server.url}/v1/chat/completions`,
+      { model: "alveare-chat", messages: [{ role: "user", content: "hi" }], max_tokens: 30, tools: [long], tool_choice: "required" },
+      fresh,
+    );
+    assert.equal(r.status, 400, JSON.stringify(r.json));
+    assert.equal((r.json.error as { code: string }).code, "invalid_parameter");
+    const usage = (await (await fetch(`${server.url}/v1/usage`, { headers: fresh })).json()) as { requests_used: number };
+    assert.equal(usage.requests_used, 0, "nothing was admitted or metered");
   });
 });

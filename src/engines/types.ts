@@ -128,6 +128,11 @@ export interface Engine {
   readonly name: string;
   generate(request: GenerationRequest): Promise<GenerationResult>;
   close(): Promise<void>;
+  /**
+   * Prompt tokens the chat format spends documenting tools beyond their schemas' own text (the
+   * instructions around them), for a token reservation's bound; unknown (a remote template) when absent.
+   */
+  readonly toolDocumentationTokens?: number;
 }
 
 /** What every engine kind may use when it starts its engines. */

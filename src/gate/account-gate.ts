@@ -135,7 +135,7 @@ export class AccountGate implements Gate {
     const reservation = limits.tokens === undefined || asked === undefined ? undefined : typeof asked === "function" ? asked() : asked;
     const reserve = limits.tokens === undefined || reservation === undefined ? 0 : reservation.promptTokens + reservation.completionTokens;
     if (limits.tokens !== undefined && reservation !== undefined && reserve > limits.tokens.limit) {
-      return { admitted: false, error: errors.reservationTooLarge(reserve, reservation.promptTokens, limits.tokens.limit, limits.tokens.windowMs) };
+      return { admitted: false, error: errors.reservationTooLarge(reservation, limits.tokens.limit, limits.tokens.windowMs) };
     }
 
     const now = this.parts.now();

@@ -78,7 +78,8 @@ export async function runInference(
   const abort = request.abort();
   const generationRequest = toGenerationRequest(specialist, call, abort);
   // Bounding the prompt serialises it: done only when the caller's plan caps tokens.
-  const reserveTokens = (): TokenReservation => tokenReservation(generationRequest, inference.choices ?? 1);
+  const reserveTokens = (): TokenReservation =>
+    tokenReservation(generationRequest, inference.choices ?? 1, specialist.engine.toolDocumentationTokens);
   const admission = await observer.admission(request.admit(specialist.id, endpoint, { reserveTokens }));
   const started = performance.now();
   let result: GenerationResult | undefined;

@@ -16,7 +16,10 @@ export const problem = (text: Problem): { [PROBLEM]: Problem } => ({ [PROBLEM]: 
 export function Nullable<T extends TSchema>(schema: T): TUnsafe<Static<T> | null> {
   const type: unknown = schema.type;
   if (typeof type !== "string") throw new Error("Nullable needs a schema with a single type");
-  return Type.Unsafe<Static<T> | null>({ ...schema, type: [type, "null"] });
+  // An enum lists its values, so null must be one of them too, or the type would allow null and the enum refuse it.
+  const values: unknown = schema.enum;
+  const nullableEnum = Array.isArray(values) ? { enum: [...(values as unknown[]), null] } : {};
+  return Type.Unsafe<Static<T> | null>({ ...schema, type: [type, "null"], ...nullableEnum });
 }
 
 /** One of a few strings; a plain `enum` so the error names the allowed values. */

@@ -174,6 +174,7 @@ export class EmbeddedEngine implements Engine {
   private readonly maxPrefixTokens: number;
   private readonly promptChunkTokens: number;
   private choiceStateDirectory: string | undefined;
+  private toolDocumentation: number | undefined;
   private readonly counters: PromptCacheStats = { promptTokensEvaluated: 0, snapshotRestores: 0, snapshotBuilds: 0, sequenceHits: 0 };
 
   constructor(options: EmbeddedEngineOptions) {
@@ -769,6 +770,19 @@ export class EmbeddedEngine implements Engine {
       this.prefixTokens -= old?.tokens.length ?? 0;
     }
     return prefix;
+  }
+
+  /**
+   * The chat format's instructions around documented tools, in tokens: a one-message prompt with one
+   * bare function less the same prompt without. Measured once; each tool's own text counts apart.
+   */
+  get toolDocumentationTokens(): number {
+    if (this.toolDocumentation === undefined) {
+      const messages: ChatMessage[] = [{ role: "user", content: "x" }];
+      const bare = toolFunctions({ tools: [{ name: "f", parameters: { type: "object" } }], choice: "auto", parallel: false });
+      this.toolDocumentation = Math.max(0, this.formatChat(messages, bare).tokens.length - this.formatChat(messages).tokens.length);
+    }
+    return this.toolDocumentation;
   }
 
   /** A prompt that documents the tools; not snapshotted (its system prefix holds the tool documentation). */
