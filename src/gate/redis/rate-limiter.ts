@@ -10,6 +10,16 @@ import { LUA_NOW, LuaScript } from "./script.js";
  */
 export const LEASE_TTL_MS = 30_000;
 const RENEW_EVERY_MS = LEASE_TTL_MS / 3;
+/** How soon an end Redis did not take is tried again. */
+export const END_RETRY_MS = 1000;
+
+/** A request's end that Redis did not take (it was unreachable), kept to be tried again. */
+interface UnendedLease {
+  keys: string[];
+  args: [id: string, tokens: number, how: "settle" | "cancel"];
+  /** When it no longer matters (Date.now()): its slot's lease has expired and its reservation left the token window. */
+  moot: number;
+}
 
 /**
  * Per key: the request window (sorted set of admission times), the token
@@ -150,6 +160,14 @@ export class RedisRateLimiter implements RateLimiter {
   /** Slots this node holds, by lease id: renewed until their requests end. */
   private readonly held = new Map<string, string>();
   private readonly renewal: NodeJS.Timeout;
+  /**
+   * Ends Redis did not take, by lease id: tried again every END_RETRY_MS and before this node's next
+   * admission, so a short outage does not keep finished requests' slots and reservations (a key locked
+   * out for a lease or a window after its requests ended). Ending twice is harmless: the script is idempotent.
+   */
+  private readonly unended = new Map<string, UnendedLease>();
+  private retryTimer: NodeJS.Timeout | undefined;
+  private retrying: Promise<void> | undefined;
 
   /** `clock` in ms for tests; by default Redis's own clock, the same for every node. */
   constructor(
@@ -205,6 +223,9 @@ export class RedisRateLimiter implements RateLimiter {
   }
 
   async acquire(keyId: string, limits: KeyLimits, reserveTokens: number, counter?: CounterStep): Promise<Acquisition> {
+    // Ends still owed go first: Redis runs one connection's commands in order, so once it is back the
+    // first admission sees the slots they free, without waiting a round trip for them.
+    if (this.unended.size > 0) void this.retryEnds();
     const id = randomUUID();
     const r = await this.run("acquire", keyId, limits, reserveTokens, id, counter);
     const report = reportOf(r, limits);
@@ -226,8 +247,8 @@ export class RedisRateLimiter implements RateLimiter {
       open = false;
       this.held.delete(id);
       if (how === "settle" && holdsNothing) return;
-      // Already counted and answered: a failure here only keeps the reservation until it leaves the window, the slot until its lease expires.
-      await END_SCRIPT.run(this.connection.redis, keys.slice(0, 4), [id, tokens, how]).catch(() => undefined);
+      const moot = Date.now() + Math.max(LEASE_TTL_MS, limits.tokens?.windowMs ?? 0, how === "cancel" ? limits.requests.windowMs : 0);
+      await this.endInRedis(id, { keys: keys.slice(0, 4), args: [id, tokens, how], moot });
     };
     return {
       granted: true,
@@ -239,6 +260,37 @@ export class RedisRateLimiter implements RateLimiter {
       lease: { settle: (used) => end(used, "settle"), cancel: () => end(0, "cancel") },
       counted: r[10] === 1,
     };
+  }
+
+  /** Runs one end; one Redis did not take is kept and tried again (the request is already answered: it must not fail). */
+  private async endInRedis(id: string, lease: UnendedLease): Promise<boolean> {
+    try {
+      await END_SCRIPT.run(this.connection.redis, lease.keys, lease.args);
+      this.unended.delete(id);
+      return true;
+    } catch {
+      this.unended.set(id, lease);
+      this.retryTimer ??= setTimeout(() => {
+        this.retryTimer = undefined;
+        void this.retryEnds();
+      }, END_RETRY_MS).unref();
+      return false;
+    }
+  }
+
+  /** Sends every end still owed at once (in the caller's tick); one round at a time. */
+  private retryEnds(): Promise<void> {
+    if (this.retrying !== undefined) return this.retrying;
+    const now = Date.now();
+    const sent: Array<Promise<boolean>> = [];
+    for (const [id, lease] of [...this.unended]) {
+      if (lease.moot <= now) this.unended.delete(id);
+      else sent.push(this.endInRedis(id, lease));
+    }
+    this.retrying = Promise.all(sent).then(() => {
+      this.retrying = undefined;
+    });
+    return this.retrying;
   }
 
   private async renew(): Promise<void> {
@@ -253,6 +305,7 @@ export class RedisRateLimiter implements RateLimiter {
 
   close(): void {
     clearInterval(this.renewal);
+    clearTimeout(this.retryTimer);
   }
 }
 
