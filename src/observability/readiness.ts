@@ -1,5 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import { errors } from "../errors.js";
+import { failureKind } from "../failure-kind.js";
 import type { UpstreamHealth } from "./prometheus.js";
 
 type Phase = "starting" | "serving" | "draining";
@@ -46,14 +47,16 @@ const PROBE_TIMEOUT_MS = 2_000;
 async function probeCheck(probe: (() => Promise<void>) | undefined): Promise<Check | undefined> {
   if (probe === undefined) return undefined;
   let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Error(`no answer within ${PROBE_TIMEOUT_MS / 1000} s`);
   const deadline = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no answer within ${PROBE_TIMEOUT_MS / 1000} s`)), PROBE_TIMEOUT_MS);
+    timer = setTimeout(() => reject(timedOut), PROBE_TIMEOUT_MS);
   });
   try {
     await Promise.race([probe(), deadline]);
     return { ok: true };
   } catch (error) {
-    return { ok: false, error: (error as Error).message };
+    // /ready is public: the kind of failure only, never the driver's message (it names the host and port, or the user).
+    return { ok: false, error: error === timedOut ? timedOut.message : (failureKind(error) ?? "unavailable") };
   } finally {
     clearTimeout(timer);
   }

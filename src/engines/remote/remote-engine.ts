@@ -2,6 +2,7 @@ import type { Logger } from "pino";
 import { Agent, errors as undiciErrors, request, type Dispatcher } from "undici";
 import { readSseData } from "../../api/sse.js";
 import { ApiError, errors, shortenedTo } from "../../errors.js";
+import { NETWORK_REASONS } from "../../failure-kind.js";
 import { labelGrammar } from "../embedded/grammars.js";
 import { caughtUpOrAborted, signalSource } from "../abort-watch.js";
 import type { AbortWatch, ChoiceResult, Engine, FinishReason, GenerationRequest, GenerationResult, TokenLogprob } from "../types.js";
@@ -29,15 +30,6 @@ function isConnectError(error: unknown): boolean {
   return code !== undefined && CONNECT_ERRORS.has(code);
 }
 
-const NETWORK_REASONS: Record<string, string> = {
-  ECONNREFUSED: "connection refused",
-  ECONNRESET: "connection reset",
-  EPIPE: "connection closed",
-  ENOTFOUND: "unknown host",
-  EAI_AGAIN: "host lookup failed",
-  EHOSTUNREACH: "host unreachable",
-  UND_ERR_SOCKET: "connection closed",
-};
 /** Errors that mean no connection was made: the upstream is unavailable (503), not misbehaving (502). */
 const UNREACHABLE = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH"]);
 /** What went wrong, in words that carry no address: system errors' messages name the host and port. */

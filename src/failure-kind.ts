@@ -1,0 +1,30 @@
+/** System errors' codes in words that carry no address: their messages name the host and port. */
+export const NETWORK_REASONS: Readonly<Record<string, string>> = {
+  ECONNREFUSED: "connection refused",
+  ECONNRESET: "connection reset",
+  EPIPE: "connection closed",
+  ETIMEDOUT: "timed out",
+  ENOTFOUND: "unknown host",
+  EAI_AGAIN: "host lookup failed",
+  EHOSTUNREACH: "host unreachable",
+  ENETUNREACH: "network unreachable",
+  UND_ERR_SOCKET: "connection closed",
+};
+
+/** PostgreSQL's refusals of a connection, by SQLSTATE. */
+const POSTGRES_REASONS: Readonly<Record<string, string>> = {
+  "28000": "login refused",
+  "28P01": "login refused",
+  "3D000": "no such database",
+  "53300": "too many connections",
+  "55000": "not accepting connections",
+  "57P01": "shut down by an administrator",
+  "57P03": "not accepting connections yet",
+};
+
+/** What kind of failure an error is, never its message (which may name a host, a port or a user), or `undefined` when unknown. */
+export function failureKind(error: unknown): string | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code !== "string") return undefined;
+  return NETWORK_REASONS[code] ?? POSTGRES_REASONS[code];
+}
