@@ -4,6 +4,7 @@ import OpenAI from "openai";
 import type {
   ChatCompletion,
   ChatCompletionChunk,
+  ChatCompletionCreateParamsNonStreaming,
   ChatCompletionMessageParam,
   ChatCompletionMessageToolCall,
   ChatCompletionTool,
@@ -220,6 +221,34 @@ describe("tool calling through the official openai package", () => {
         assert.equal(typeof choice.message.content, "string");
         assert.ok(!choice.message.content!.startsWith("||call:"));
       }
+    }
+  });
+
+  it("never cuts a call at a stop string: under required the call is whole and its arguments parse, streamed or not", async () => {
+    for (const stop of ['"', "||", "call", ["{", "}"]] as Array<string | string[]>) {
+      const ask: ChatCompletionCreateParamsNonStreaming = {
+        model: "alveare-chat",
+        messages: ASK,
+        tools: [WEATHER, TIME],
+        tool_choice: "required",
+        temperature: 0,
+        max_tokens: 80,
+        stop,
+      };
+      const whole = await client.chat.completions.create(ask);
+      const choice = whole.choices[0]!;
+      assert.equal(choice.finish_reason, "tool_calls", `stop ${JSON.stringify(stop)}`);
+      const call = choice.message.tool_calls![0]!;
+      assert.equal(call.type, "function");
+      if (call.type === "function") assertValidCall(call.function.name, call.function.arguments);
+      const chunks: ChatCompletionChunk[] = [];
+      for await (const chunk of await client.chat.completions.create({ ...ask, stream: true })) chunks.push(chunk);
+      const streamed = chunks
+        .flatMap((c) => c.choices.flatMap((ch) => ch.delta.tool_calls ?? []))
+        .map((d) => d.function?.arguments ?? "")
+        .join("");
+      assert.equal(streamed, argumentsOf(call));
+      assert.equal(chunks.flatMap((c) => c.choices.map((ch) => ch.finish_reason)).filter(Boolean)[0], "tool_calls");
     }
   });
 

@@ -4,6 +4,7 @@ import { ChatMLChatWrapper, FunctionaryChatWrapper, getLlama, Llama3_1ChatWrappe
 import { GrammarCache } from "../src/engines/embedded/grammars.js";
 import { callSyntaxOf, parseAnswer, ToolAnswerTracker, type CallSyntax } from "../src/engines/embedded/tool-calls.js";
 import { toolFunctions, toolGrammarFor } from "../src/engines/embedded/tool-history.js";
+import { StopScanner } from "../src/engines/stop-scanner.js";
 import type { ToolCallDelta, ToolRequest } from "../src/engines/tools.js";
 
 const REQUEST: ToolRequest = {
@@ -90,6 +91,23 @@ describe("tool call syntax", () => {
       );
       assert.equal(deltas.find((d) => d.index === i && d.id !== undefined)!.id, call.id);
     }
+  });
+
+  it("ends a text answer at a stop string, and never cuts a call at one", () => {
+    const texts: string[] = [];
+    const text = new ToolAnswerTracker(SECTIONED, true, (t) => texts.push(t), undefined, new StopScanner(["|", "END"]));
+    for (const c of "Hello, EN then END and more") text.push(c);
+    assert.equal(text.stopped, true);
+    assert.deepEqual(text.finish(), { content: "Hello, EN then ", toolCalls: [] });
+    assert.equal(texts.join(""), "Hello, EN then ");
+
+    const call = new ToolAnswerTracker(SECTIONED, false, undefined, undefined, new StopScanner(["|", '"', "call"]));
+    for (const c of '<call>a|{"x": "1"}</call a>') call.push(c);
+    assert.equal(call.stopped, false);
+    assert.deepEqual(
+      call.finish().toolCalls.map((c) => [c.name, c.arguments]),
+      [["a", '{"x": "1"}']],
+    );
   });
 
   it("tells text from a call as soon as the first characters differ, and keeps a cut call's arguments", () => {

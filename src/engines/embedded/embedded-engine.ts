@@ -416,7 +416,8 @@ export class EmbeddedEngine implements Engine {
   ): Promise<ChoiceRun> {
     const maxTokens = Math.min(request.maxTokens, contextSize - prompt.tokens.length);
     const decoder = new TokenDecoder(this.model);
-    const scanner = new StopScanner([...prompt.stopStrings, ...request.stop]);
+    // Under a tool request the caller's stop strings end a text answer only (the tracker applies them), never a call.
+    const scanner = new StopScanner(request.tools === undefined ? [...prompt.stopStrings, ...request.stop] : prompt.stopStrings);
     const onText = request.onText;
     const writer = request.topLogprobs === undefined ? undefined : new LogprobWriter(this.model, request.topLogprobs);
     const logprobs: TokenLogprob[] = [];
@@ -442,6 +443,7 @@ export class EmbeddedEngine implements Engine {
             request.tools.parallel,
             onText === undefined ? undefined : send,
             onToolCall === undefined ? undefined : sendCall,
+            new StopScanner(request.stop),
           );
     let text = "";
     const emit = (piece: string): void => {
@@ -474,7 +476,7 @@ export class EmbeddedEngine implements Engine {
           if (streamed) unsent.push(entry);
         }
         emit(scanner.push(decoder.push(token)));
-        if (scanner.stopped) break;
+        if (scanner.stopped || tracker?.stopped === true) break;
         // Nor while another request waits for the context's lock (to erase, load or save a sequence).
         const pause = this.turns.pause;
         if (pause !== undefined) await pause;

@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { ChatWrapper, LlamaText } from "node-llama-cpp";
+import { StopScanner } from "../stop-scanner.js";
 import type { ToolCall, ToolCallDelta, ToolRequest } from "../tools.js";
 
 /**
@@ -178,14 +179,26 @@ export const toolCallId = (): string => `call_${randomBytes(12).toString("base64
 export class ToolAnswerTracker {
   private output = "";
   private contentSent = 0;
+  /** Content as released past the caller's stop strings. */
+  private content = "";
   private readonly calls: Array<{ id: string; argumentsSent: number }> = [];
 
+  /**
+   * `stop` holds the caller's stop strings: they end a text answer, and never cut the call syntax
+   * (a call is whole or cut by max_tokens, so its arguments always parse).
+   */
   constructor(
     private readonly syntax: CallSyntax,
     private readonly parallel: boolean,
     private readonly onText: ((delta: string) => void) | undefined,
     private readonly onToolCall: ((delta: ToolCallDelta) => void) | undefined,
+    private readonly stop: StopScanner = new StopScanner([]),
   ) {}
+
+  /** Whether a stop string ended the text answer: generation stops there. */
+  get stopped(): boolean {
+    return this.stop.stopped;
+  }
 
   push(piece: string): void {
     this.output += piece;
@@ -196,13 +209,20 @@ export class ToolAnswerTracker {
   finish(): { content: string; toolCalls: ToolCall[] } {
     const answer = parseAnswer(this.output, this.syntax, this.parallel, true);
     this.report(answer);
-    if (answer.kind !== "calls") return { content: answer.kind === "text" ? answer.content : "", toolCalls: [] };
+    if (answer.kind === "text") this.release(this.stop.flush());
+    if (answer.kind !== "calls") return { content: this.content, toolCalls: [] };
     return { content: "", toolCalls: answer.calls.map((c, i) => ({ id: this.calls[i]!.id, name: c.name, arguments: c.arguments })) };
+  }
+
+  private release(text: string): void {
+    if (text.length === 0) return;
+    this.content += text;
+    this.onText?.(text);
   }
 
   private report(answer: ParsedAnswer): void {
     if (answer.kind === "text") {
-      if (answer.content.length > this.contentSent) this.onText?.(answer.content.slice(this.contentSent));
+      if (answer.content.length > this.contentSent) this.release(this.stop.push(answer.content.slice(this.contentSent)));
       this.contentSent = answer.content.length;
       return;
     }
