@@ -168,6 +168,7 @@ export class RedisRateLimiter implements RateLimiter {
   private readonly unended = new Map<string, UnendedLease>();
   private retryTimer: NodeJS.Timeout | undefined;
   private retrying: Promise<void> | undefined;
+  private closed = false;
 
   /** `clock` in ms for tests; by default Redis's own clock, the same for every node. */
   constructor(
@@ -262,33 +263,45 @@ export class RedisRateLimiter implements RateLimiter {
     };
   }
 
-  /** Runs one end; one Redis did not take is kept and tried again (the request is already answered: it must not fail). */
-  private async endInRedis(id: string, lease: UnendedLease): Promise<boolean> {
+  /**
+   * Runs one end; one Redis did not take is kept and tried again (the request is already answered: it
+   * must not fail). A retry is sent whole (`runInOrder`), so it reaches Redis before an admission sent
+   * after it even when Redis has forgotten its scripts.
+   */
+  private async endInRedis(id: string, lease: UnendedLease, retry = false): Promise<boolean> {
     try {
-      await END_SCRIPT.run(this.connection.redis, lease.keys, lease.args);
+      if (retry) await END_SCRIPT.runInOrder(this.connection.redis, lease.keys, lease.args);
+      else await END_SCRIPT.run(this.connection.redis, lease.keys, lease.args);
       this.unended.delete(id);
       return true;
     } catch {
       this.unended.set(id, lease);
-      this.retryTimer ??= setTimeout(() => {
-        this.retryTimer = undefined;
-        void this.retryEnds();
-      }, END_RETRY_MS).unref();
+      this.armRetry();
       return false;
     }
   }
 
-  /** Sends every end still owed at once (in the caller's tick); one round at a time. */
+  private armRetry(): void {
+    if (this.closed || this.retryTimer !== undefined) return;
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = undefined;
+      void this.retryEnds();
+    }, END_RETRY_MS).unref();
+  }
+
+  /** Sends every end still owed at once (in the caller's tick); one round at a time, and another timer after it while some are owed. */
   private retryEnds(): Promise<void> {
     if (this.retrying !== undefined) return this.retrying;
     const now = Date.now();
     const sent: Array<Promise<boolean>> = [];
     for (const [id, lease] of [...this.unended]) {
       if (lease.moot <= now) this.unended.delete(id);
-      else sent.push(this.endInRedis(id, lease));
+      else sent.push(this.endInRedis(id, lease, true));
     }
     this.retrying = Promise.all(sent).then(() => {
       this.retrying = undefined;
+      // Ends that failed while this round was out (their timer may have fired into it) are tried again too.
+      if (this.unended.size > 0) this.armRetry();
     });
     return this.retrying;
   }
@@ -303,7 +316,9 @@ export class RedisRateLimiter implements RateLimiter {
     ).catch(() => undefined);
   }
 
+  /** Stops renewing and retrying: what is still owed then runs out with its lease and window. */
   close(): void {
+    this.closed = true;
     clearInterval(this.renewal);
     clearTimeout(this.retryTimer);
   }

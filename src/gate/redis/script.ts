@@ -20,6 +20,15 @@ export class LuaScript {
       return redis.eval(this.lua, keys.length, ...keys, ...args);
     }
   }
+
+  /**
+   * The script sent whole: never answered NOSCRIPT, so it runs in the order it was sent in, even on
+   * a Redis that has just forgotten its scripts (a NOSCRIPT answer would send it again, after what
+   * followed it).
+   */
+  runInOrder(redis: Redis, keys: readonly string[], args: ReadonlyArray<string | number>): Promise<unknown> {
+    return redis.eval(this.lua, keys.length, ...keys, ...args);
+  }
 }
 
 /** The current time in ms inside a script: the injected clock's when given (tests), else Redis's own, one clock for every node. */
