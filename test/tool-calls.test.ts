@@ -252,6 +252,50 @@ describe("tool calling through the official openai package", () => {
     }
   });
 
+  it("holds maxLength in characters of the text: the answer's bytes stay valid UTF-8 (whole, and with log-probabilities)", async () => {
+    const short: ChatCompletionTool = {
+      type: "function",
+      function: {
+        name: "f",
+        parameters: { type: "object", properties: { s: { type: "string", maxLength: 6 } }, required: ["s"], additionalProperties: false },
+      },
+    };
+    for (let seed = 0; seed < 24; seed++) {
+      const completion = await client.chat.completions.create({
+        model: "alveare-chat",
+        messages: ASK,
+        tools: [short],
+        tool_choice: "required",
+        temperature: 1.5,
+        seed,
+        max_tokens: 60,
+        ...(seed % 3 === 0 ? { logprobs: true } : {}),
+      });
+      const args = argumentsOf(completion.choices[0]!.message.tool_calls![0]!);
+      const value = (JSON.parse(args) as { s: string }).s;
+      // A lenient grammar counted a broken lead byte and the bytes after it as one character: 12 came out of 6.
+      assert.ok([...value].length <= 6, `seed ${seed}: ${JSON.stringify(value)}`);
+      assert.ok(!value.includes("\uFFFD"), `seed ${seed}: no broken character in ${JSON.stringify(value)}`);
+    }
+    const extract = await postJson(`${server.url}/v1/chat/completions`, {
+      model: "alveare-extract",
+      messages: [{ role: "user", content: "Invoice from ACME, total 12 EUR" }],
+      temperature: 1.5,
+      seed: 6,
+      response_format: {
+        type: "json_schema",
+        json_schema: {
+          name: "v",
+          strict: true,
+          schema: { type: "object", properties: { vendor: { type: "string", maxLength: 10 } }, required: ["vendor"], additionalProperties: false },
+        },
+      },
+    });
+    assert.equal(extract.status, 200, JSON.stringify(extract.json));
+    const content = (extract.json.choices as Array<{ message: { content: string } }>)[0]!.message.content;
+    assert.ok([...(JSON.parse(content) as { vendor: string }).vendor].length <= 10, content);
+  });
+
   it("reports finish_reason length on a call cut by max_tokens, keeping the cut arguments", async () => {
     const ask = { model: "alveare-chat", messages: ASK, tools: [WEATHER], tool_choice: "required" as const, temperature: 1.5, seed: 5 };
     const whole = await client.chat.completions.create({ ...ask, max_tokens: 400 });
@@ -456,30 +500,44 @@ describe("tool calling through a remote specialist", () => {
 describe("tool calling under a token cap", () => {
   const CAP = 3000;
   let server: TestServer;
-  let auth: Record<string, string>;
   before(async () => {
     server = await startTestServer(
       { plans: { metered: { requests_per_minute: 1000, requests_per_month: 100_000, specialists: "*", tokens_per_minute: CAP } } },
       { gated: true },
     );
-    auth = (await createKey(server, "metered")).auth;
   });
   after(async () => {
     await server.close();
   });
 
-  it("reserves at least what a call really uses: the tools' schemas and the chat format's instructions around them", async () => {
-    const r = await postJson(
-      `${server.url}/v1/chat/completions`,
-      { model: "alveare-chat", messages: ASK, tools: [WEATHER, TIME], tool_choice: "required", max_tokens: 40, temperature: 0 },
-      auth,
-    );
-    assert.equal(r.status, 200);
-    const reserved = CAP - Number(r.headers.get("x-ratelimit-remaining-tokens"));
-    const usage = r.json.usage as { prompt_tokens: number; total_tokens: number };
-    // The template documents the tools in hundreds of tokens: the messages' bound alone (~60) was far below.
-    assert.ok(usage.prompt_tokens > 200, `the documented tools are in the prompt: ${usage.prompt_tokens}`);
-    assert.ok(reserved >= usage.total_tokens, `reserved ${reserved} for a request that used ${usage.total_tokens}`);
+  it("reserves at least what a call really uses: the tools as the chat format documents them", async () => {
+    // An array's item type is written out once per item it must have: a documentation far longer than the schema's JSON.
+    const repeated: ChatCompletionTool = {
+      type: "function",
+      function: {
+        name: "items",
+        parameters: {
+          type: "object",
+          properties: {
+            list: { type: "array", minItems: 9, items: { type: "object", properties: { a: { type: "string", description: "d".repeat(150) } } } },
+          },
+        },
+      },
+    };
+    for (const tools of [[WEATHER, TIME], [repeated]]) {
+      const fresh = (await createKey(server, "metered")).auth;
+      const r = await postJson(
+        `${server.url}/v1/chat/completions`,
+        { model: "alveare-chat", messages: ASK, tools, tool_choice: "required", max_tokens: 1, temperature: 0 },
+        fresh,
+      );
+      assert.equal(r.status, 200, JSON.stringify(r.json));
+      const reserved = CAP - Number(r.headers.get("x-ratelimit-remaining-tokens"));
+      const usage = r.json.usage as { prompt_tokens: number; total_tokens: number };
+      // The template documents the tools in hundreds of tokens: the messages' bound alone (~60) was far below.
+      assert.ok(usage.prompt_tokens > 200, `the documented tools are in the prompt: ${usage.prompt_tokens}`);
+      assert.ok(reserved >= usage.total_tokens, `reserved ${reserved} for a request that used ${usage.total_tokens}`);
+    }
   });
 
   it("refuses with a 400 a call whose tools alone exceed the cap, instead of running past it", async () => {

@@ -129,10 +129,10 @@ export interface Engine {
   generate(request: GenerationRequest): Promise<GenerationResult>;
   close(): Promise<void>;
   /**
-   * Prompt tokens the chat format spends documenting tools beyond their schemas' own text (the
-   * instructions around them), for a token reservation's bound; unknown (a remote template) when absent.
+   * A request's prompt tokens, exactly, with its tools documented as the model reads them (a token
+   * reservation's bound); absent, or undefined, where the engine cannot say (a remote template).
    */
-  readonly toolDocumentationTokens?: number;
+  promptTokensWithTools?(request: GenerationRequest): number | undefined;
 }
 
 /** What every engine kind may use when it starts its engines. */

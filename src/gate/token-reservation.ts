@@ -30,14 +30,15 @@ export function promptTokenBound(parts: readonly unknown[], contextLimit?: numbe
 
 /**
  * Tokens a chat template may spend on instructions around the tools it documents, when the engine
- * cannot say (an upstream's template is not ours to read): node-llama-cpp's generic format spends
- * ~800, the templates of Llama 3.1 and Qwen 2.5 a few hundred.
+ * cannot count the prompt (an upstream's template is not ours to read): node-llama-cpp's generic
+ * format spends ~800, the templates of Llama 3.1 and Qwen 2.5 a few hundred.
  */
 export const UNKNOWN_TOOL_DOCUMENTATION_TOKENS = 1024;
 
 /**
  * What a generation may cost at most: the prompt's bound, and max_tokens for each of its `choices`.
- * Tools count by their JSON, plus the template's instructions around them (`toolDocumentationTokens`).
+ * `promptTokens`, when the engine counted them, is the prompt's exact size; otherwise tools count by
+ * their JSON plus the template's instructions around them.
  */
 export function tokenReservation(
   request: {
@@ -47,12 +48,12 @@ export function tokenReservation(
     contextLimit?: number | undefined;
   },
   choices = 1,
-  toolDocumentationTokens = UNKNOWN_TOOL_DOCUMENTATION_TOKENS,
+  promptTokens?: number,
 ): TokenReservation {
   const tools = request.tools?.tools ?? [];
-  const parts = tools.length === 0 ? request.messages : [...request.messages, ...tools];
-  const documentation = tools.length === 0 ? 0 : toolDocumentationTokens;
-  const bound = promptTokenBound(parts) + documentation;
+  const bound =
+    promptTokens ??
+    (tools.length === 0 ? promptTokenBound(request.messages) : promptTokenBound([...request.messages, ...tools]) + UNKNOWN_TOOL_DOCUMENTATION_TOKENS);
   return {
     promptTokens: request.contextLimit === undefined ? bound : Math.min(bound, request.contextLimit),
     completionTokens: request.maxTokens * choices,

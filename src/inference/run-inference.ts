@@ -78,8 +78,13 @@ export async function runInference(
   const abort = request.abort();
   const generationRequest = toGenerationRequest(specialist, call, abort);
   // Bounding the prompt serialises it: done only when the caller's plan caps tokens.
+  // With tools an embedded engine counts the prompt itself: their documentation is no function of their JSON.
   const reserveTokens = (): TokenReservation =>
-    tokenReservation(generationRequest, inference.choices ?? 1, specialist.engine.toolDocumentationTokens);
+    tokenReservation(
+      generationRequest,
+      inference.choices ?? 1,
+      generationRequest.tools === undefined ? undefined : specialist.engine.promptTokensWithTools?.(generationRequest),
+    );
   const admission = await observer.admission(request.admit(specialist.id, endpoint, { reserveTokens }));
   const started = performance.now();
   let result: GenerationResult | undefined;

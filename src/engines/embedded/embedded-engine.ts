@@ -28,6 +28,7 @@ import { SequencePool } from "./sequence-pool.js";
 import { labelTokens, normalise, scoreLabels, type ScoredLabel } from "./label-scores.js";
 import { draw, LogprobWriter, RAW_DISTRIBUTION, sampleWithProbabilities, seededRandom, type SampledToken } from "./logprob-sampler.js";
 import { TokenDecoder } from "./token-decoder.js";
+import { Utf8Guard } from "./utf8-guard.js";
 import { toHistory, toolFunctions, toolGrammarFor } from "./tool-history.js";
 import { callSyntaxOf, ToolAnswerTracker } from "./tool-calls.js";
 
@@ -174,7 +175,6 @@ export class EmbeddedEngine implements Engine {
   private readonly maxPrefixTokens: number;
   private readonly promptChunkTokens: number;
   private choiceStateDirectory: string | undefined;
-  private toolDocumentation: number | undefined;
   private readonly counters: PromptCacheStats = { promptTokensEvaluated: 0, snapshotRestores: 0, snapshotBuilds: 0, sequenceHits: 0 };
 
   constructor(options: EmbeddedEngineOptions) {
@@ -460,15 +460,18 @@ export class EmbeddedEngine implements Engine {
       input = await this.evaluatePromptHead(sequence, input, request.signal);
       const seed = samplerSeed(request.seed === undefined ? undefined : request.seed + choice);
       const options = { temperature: request.temperature, topP: request.topP, seed };
+      // Under a grammar the bytes stay valid UTF-8, so the characters it counts are the text's.
+      const utf8 = grammarEvaluationState === undefined ? undefined : Utf8Guard.for(this.model);
       // The native sampler yields bare tokens; with log-probabilities each token comes with its distribution.
       const tokens: AsyncIterable<Token | SampledToken> =
         writer === undefined
-          ? sequence.evaluate(input, { ...options, grammarEvaluationState })
-          : sampleWithProbabilities(this.model, sequence, input, { ...options, grammar: grammarEvaluationState });
+          ? sequence.evaluate(input, { ...options, grammarEvaluationState, ...(utf8 === undefined ? {} : { tokenBias: utf8.bias }) })
+          : sampleWithProbabilities(this.model, sequence, input, { ...options, grammar: grammarEvaluationState, allows: utf8?.allows });
       for await (const item of tokens) {
         const token = typeof item === "number" ? item : item.token;
         const probabilities = typeof item === "number" ? undefined : item.probabilities;
         completionTokens++;
+        utf8?.accept(token);
         if (prompt.stopTokens.has(token)) break;
         if (writer !== undefined && probabilities !== undefined) {
           const entry = writer.entry(token, probabilities, completionTokens === 1);
@@ -775,16 +778,18 @@ export class EmbeddedEngine implements Engine {
   }
 
   /**
-   * The chat format's instructions around documented tools, in tokens: a one-message prompt with one
-   * bare function less the same prompt without. Measured once; each tool's own text counts apart.
+   * The prompt's tokens with the tools documented, as generate() formats it: the documentation is
+   * node-llama-cpp's TypeScript-like rendering of each schema (an array's item type may be written
+   * out once per item), so no bound from the schemas' JSON holds. Undefined when the tools cannot be
+   * documented (generate() refuses them with a 400).
    */
-  get toolDocumentationTokens(): number {
-    if (this.toolDocumentation === undefined) {
-      const messages: ChatMessage[] = [{ role: "user", content: "x" }];
-      const bare = toolFunctions({ tools: [{ name: "f", parameters: { type: "object" } }], choice: "auto", parallel: false });
-      this.toolDocumentation = Math.max(0, this.formatChat(messages, bare).tokens.length - this.formatChat(messages).tokens.length);
+  promptTokensWithTools(request: GenerationRequest): number | undefined {
+    if (request.tools === undefined) return undefined;
+    try {
+      return this.formatWithTools(request.messages, toolFunctions(request.tools)).tokens.length;
+    } catch {
+      return undefined;
     }
-    return this.toolDocumentation;
   }
 
   /** A prompt that documents the tools; not snapshotted (its system prefix holds the tool documentation). */

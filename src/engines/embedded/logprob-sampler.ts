@@ -18,6 +18,8 @@ export interface SamplingOptions {
   /** A 32-bit seed. */
   seed: number;
   grammar?: LlamaGrammarEvaluationState | undefined;
+  /** Tokens ruled out beside the grammar's (the UTF-8 guard's), asked before each token. */
+  allows?: ((token: Token) => boolean) | undefined;
 }
 
 export interface SampledToken {
@@ -112,6 +114,8 @@ export async function* sampleWithProbabilities(
 ): AsyncGenerator<SampledToken, void, void> {
   const random = seededRandom(options.seed);
   const grammar = options.grammar === undefined ? undefined : grammarChecks(model, options.grammar);
+  const guard = options.allows;
+  const allowed = grammar === undefined ? guard : guard === undefined ? grammar.allows : (token: Token) => guard(token) && grammar.allows(token);
   let pending: readonly Token[] = input;
   for (;;) {
     const last = pending.length - 1;
@@ -128,8 +132,8 @@ export async function* sampleWithProbabilities(
       random,
     );
     // As llama.cpp does: the unconstrained draw when the grammar accepts it, else a draw among what the grammar allows.
-    if (grammar !== undefined && token !== undefined && !grammar.allows(token)) {
-      token = draw(mostLikely(probabilities, grammar.allows), options.temperature, options.topP, random);
+    if (allowed !== undefined && token !== undefined && !allowed(token)) {
+      token = draw(mostLikely(probabilities, allowed), options.temperature, options.topP, random);
     }
     if (token === undefined || model.isEogToken(token)) return;
     grammar?.accept(token);

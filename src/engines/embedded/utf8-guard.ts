@@ -1,0 +1,169 @@
+import { TokenBias, type LlamaModel, type Token } from "node-llama-cpp";
+
+/**
+ * Where a UTF-8 character stands after the bytes generated so far: 0 between
+ * characters; otherwise the continuation bytes still due (1–3) and the range
+ * the next one must be in (narrower after E0, ED, F0 and F4, which would
+ * otherwise spell overlong forms, surrogates or code points past U+10FFFF).
+ */
+type Utf8State = number;
+const BETWEEN: Utf8State = 0;
+const state = (due: number, lo: number, hi: number): Utf8State => (due << 16) | (lo << 8) | hi;
+const INVALID = -1;
+
+/** The state after one more byte, or INVALID when no valid UTF-8 goes on that way. */
+function next(at: Utf8State, byte: number): Utf8State {
+  if (at === BETWEEN) {
+    if (byte < 0x80) return BETWEEN;
+    if (byte >= 0xc2 && byte <= 0xdf) return state(1, 0x80, 0xbf);
+    if (byte === 0xe0) return state(2, 0xa0, 0xbf);
+    if (byte === 0xed) return state(2, 0x80, 0x9f);
+    if (byte >= 0xe1 && byte <= 0xef) return state(2, 0x80, 0xbf);
+    if (byte === 0xf0) return state(3, 0x90, 0xbf);
+    if (byte >= 0xf1 && byte <= 0xf3) return state(3, 0x80, 0xbf);
+    if (byte === 0xf4) return state(3, 0x80, 0x8f);
+    return INVALID; // a continuation byte where a character starts, C0, C1 or F5–FF
+  }
+  const due = at >> 16;
+  if (byte < ((at >> 8) & 0xff) || byte > (at & 0xff)) return INVALID;
+  return due === 1 ? BETWEEN : state(due - 1, 0x80, 0xbf);
+}
+
+/** GPT-2's byte-level BPE writes each byte as one printable character; this is the way back. */
+function byteLevelDecoder(): Map<string, number> {
+  const printable = (b: number): boolean => (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
+  const map = new Map<string, number>();
+  let shifted = 0;
+  for (let b = 0; b < 256; b++) map.set(String.fromCodePoint(printable(b) ? b : 256 + shifted++), b);
+  return map;
+}
+
+const BYTE_PIECE = /^<0x([0-9A-Fa-f]{2})>$/;
+
+interface TokenStrings {
+  getTokenString(token: number): string;
+}
+
+/**
+ * Every token's bytes, read from the vocabulary (node-llama-cpp's detokenizer
+ * turns a partial character into U+FFFD, so it cannot say); `null` for a
+ * control token, which writes no text. Undefined for vocabularies whose pieces
+ * are not bytes in a known spelling.
+ */
+function vocabularyBytes(model: LlamaModel): Array<Uint8Array | null> | undefined {
+  const native = (model as unknown as { _model?: Partial<TokenStrings> })._model;
+  const size = (model.fileInfo.metadata as { tokenizer?: { ggml?: { tokens?: readonly string[] } } }).tokenizer?.ggml?.tokens?.length;
+  const type = model.vocabularyType as string;
+  if (typeof native?.getTokenString !== "function" || size === undefined || (type !== "spm" && type !== "bpe")) return undefined;
+  const decoder = type === "bpe" ? byteLevelDecoder() : undefined;
+  const bytes: Array<Uint8Array | null> = [];
+  for (let token = 0; token < size; token++) {
+    const attributes = model.getTokenAttributes(token as Token);
+    if (attributes.control || attributes.unknown || model.isSpecialToken(token as Token)) {
+      bytes.push(null);
+      continue;
+    }
+    const piece = native.getTokenString(token);
+    const byte = attributes.byte ? BYTE_PIECE.exec(piece) : null;
+    if (byte !== null) bytes.push(Uint8Array.of(Number.parseInt(byte[1]!, 16)));
+    else if (decoder === undefined) bytes.push(Buffer.from(piece.replaceAll("\u2581", " "), "utf8"));
+    else {
+      const raw = [...piece].map((c) => decoder.get(c));
+      // A piece outside the byte-level spelling (an added token written as text) is its own UTF-8.
+      bytes.push(raw.every((b) => b !== undefined) ? Uint8Array.from(raw as number[]) : Buffer.from(piece, "utf8"));
+    }
+  }
+  return bytes;
+}
+
+/**
+ * The most tokens a state's bias may rule out. node-llama-cpp hands a bias to llama.cpp as arrays
+ * built anew for every token (~20 µs for the ~80 tokens ruled out between characters, ~10 ms for
+ * 32,000), so a state that rules out nearly the whole vocabulary (the middle of a character, where only
+ * continuation bytes may follow) is left to the sampler on real vocabularies; the log-probability
+ * sampler, which draws by itself, holds every state.
+ */
+const MAX_BIASED_TOKENS = 4096;
+
+/** A model's tokens as UTF-8 steps: built once per model, the tokens each state rules out built on first need. */
+class Utf8Tables {
+  private readonly ruledOut = new Map<Utf8State, { tokens: ReadonlySet<Token>; bias: TokenBias }>();
+  private readonly noBias: TokenBias;
+
+  constructor(
+    private readonly model: LlamaModel,
+    private readonly bytes: ReadonlyArray<Uint8Array | null>,
+  ) {
+    this.noBias = new TokenBias(model.tokenizer);
+  }
+
+  /** The state after a token, or INVALID. A control token leaves the state as it is. */
+  after(at: Utf8State, token: Token): Utf8State {
+    const bytes = this.bytes[token];
+    if (bytes === undefined || bytes === null) return at;
+    let s = at;
+    for (const byte of bytes) {
+      s = next(s, byte);
+      if (s === INVALID) return INVALID;
+    }
+    return s;
+  }
+
+  /** The tokens that would make the bytes invalid from this state, as a set and as a bias that never picks them. */
+  ruledOutAt(at: Utf8State): { tokens: ReadonlySet<Token>; bias: TokenBias } {
+    let entry = this.ruledOut.get(at);
+    if (entry === undefined) {
+      const tokens = new Set<Token>();
+      for (let token = 0; token < this.bytes.length; token++) if (this.after(at, token as Token) === INVALID) tokens.add(token as Token);
+      let bias = this.noBias;
+      if (tokens.size <= MAX_BIASED_TOKENS) {
+        bias = new TokenBias(this.model.tokenizer);
+        for (const token of tokens) bias.set(token, "never");
+      }
+      entry = { tokens, bias };
+      this.ruledOut.set(at, entry);
+    }
+    return entry;
+  }
+}
+
+const tables = new WeakMap<LlamaModel, Utf8Tables | null>();
+
+/**
+ * Keeps a grammar-constrained answer valid UTF-8. llama.cpp's grammar reads
+ * bytes leniently (a lead byte takes the next bytes as its character whatever
+ * they are; F8 counts as a four-byte lead), so byte tokens can spell what the
+ * grammar counts as one character and a UTF-8 decoder reads as U+FFFD and
+ * several more: a schema's maxLength held by the grammar was then broken in the
+ * text. This follows an answer's bytes and rules out, at each step, the tokens
+ * that cannot continue them as valid UTF-8. Undefined for a vocabulary whose
+ * bytes cannot be read (the answer is then generated as before).
+ */
+export class Utf8Guard {
+  private at: Utf8State = BETWEEN;
+
+  private constructor(private readonly tables: Utf8Tables) {}
+
+  static for(model: LlamaModel): Utf8Guard | undefined {
+    let t = tables.get(model);
+    if (t === undefined) {
+      const bytes = vocabularyBytes(model);
+      t = bytes === undefined ? null : new Utf8Tables(model, bytes);
+      tables.set(model, t);
+    }
+    return t === null ? undefined : new Utf8Guard(t);
+  }
+
+  /** For node-llama-cpp's sampler: asked before each token. */
+  readonly bias = (): TokenBias => this.tables.ruledOutAt(this.at).bias;
+
+  /** For the log-probability sampler, which draws by itself. */
+  readonly allows = (token: Token): boolean => !this.tables.ruledOutAt(this.at).tokens.has(token);
+
+  /** Follows a generated token. */
+  accept(token: Token): void {
+    const after = this.tables.after(this.at, token);
+    // Only a token the grammar forced past the bias gets here: start again between characters.
+    this.at = after === INVALID ? BETWEEN : after;
+  }
+}
