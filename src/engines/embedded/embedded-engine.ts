@@ -189,6 +189,8 @@ export class EmbeddedEngine implements Engine {
     this.promptChunkTokens = options.promptChunkTokens ?? PROMPT_CHUNK_TOKENS;
     // The GGUF's own chat template when it has one; otherwise a generic format.
     this.chatWrapper = resolveChatWrapper(options.model);
+    // At load rather than on the first request under a grammar, which would wait for it.
+    Utf8Guard.prepare(options.model);
     const sequences = Array.from({ length: options.context.totalSequences }, () => options.context.getSequence());
     this.pool = new SequencePool(sequences, options.maxQueue);
   }
