@@ -102,9 +102,9 @@ function vocabularyBytes(model: LlamaModel): Array<Uint8Array | null> | undefine
  */
 const MAX_BIASED_TOKENS = 4096;
 
-/** A model's tokens as UTF-8 steps: built once per model, the tokens each state rules out built on first need. */
+/** A model's tokens as UTF-8 steps: built once per model, each state's bias built on first need. */
 class Utf8Tables {
-  private readonly ruledOut = new Map<Utf8State, { tokens: ReadonlySet<Token>; bias: TokenBias }>();
+  private readonly biases = new Map<Utf8State, TokenBias>();
   private readonly noBias: TokenBias;
 
   constructor(
@@ -131,21 +131,22 @@ class Utf8Tables {
     return s;
   }
 
-  /** The tokens that would make the bytes invalid from this state, as a set and as a bias that never picks them. */
-  ruledOutAt(at: Utf8State): { tokens: ReadonlySet<Token>; bias: TokenBias } {
-    let entry = this.ruledOut.get(at);
-    if (entry === undefined) {
-      const tokens = new Set<Token>();
-      for (let token = 0; token < this.bytes.length; token++) if (this.after(at, token as Token) === INVALID) tokens.add(token as Token);
-      let bias = this.noBias;
-      if (tokens.size <= MAX_BIASED_TOKENS) {
-        bias = new TokenBias(this.model.tokenizer);
-        for (const token of tokens) bias.set(token, "never");
+  /** A bias that never picks a token that cannot go on from this state; none where they are too many (MAX_BIASED_TOKENS). */
+  biasAt(at: Utf8State): TokenBias {
+    let bias = this.biases.get(at);
+    if (bias === undefined) {
+      const ruledOut: Token[] = [];
+      for (let token = 0; token < this.bytes.length && ruledOut.length <= MAX_BIASED_TOKENS; token++) {
+        if (this.after(at, token as Token) === INVALID) ruledOut.push(token as Token);
       }
-      entry = { tokens, bias };
-      this.ruledOut.set(at, entry);
+      bias = this.noBias;
+      if (ruledOut.length <= MAX_BIASED_TOKENS) {
+        bias = new TokenBias(this.model.tokenizer);
+        for (const token of ruledOut) bias.set(token, "never");
+      }
+      this.biases.set(at, bias);
     }
-    return entry;
+    return bias;
   }
 }
 
@@ -185,10 +186,10 @@ export class Utf8Guard {
   }
 
   /** For node-llama-cpp's sampler: asked before each token. */
-  readonly bias = (): TokenBias => this.tables.ruledOutAt(this.at).bias;
+  readonly bias = (): TokenBias => this.tables.biasAt(this.at);
 
-  /** For the log-probability sampler, which draws by itself. */
-  readonly allows = (token: Token): boolean => !this.tables.ruledOutAt(this.at).tokens.has(token);
+  /** For the log-probability sampler, which draws by itself: every state held, a token at a time. */
+  readonly allows = (token: Token): boolean => this.tables.after(this.at, token) !== INVALID;
 
   /**
    * Follows a generated token. An invalid one gets here where a state is left unbiased (a large
