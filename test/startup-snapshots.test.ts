@@ -1,4 +1,7 @@
 import assert from "node:assert/strict";
+import { existsSync, readdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { describe, it } from "node:test";
 import { EmbeddedEngine, type PromptCacheStats } from "../src/engines/embedded/embedded-engine.js";
 import { embeddedEngines } from "../src/engines/embedded/embedded-kind.js";
@@ -6,7 +9,7 @@ import type { ChatMessage } from "../src/engines/types.js";
 import { createLogger } from "../src/logger.js";
 import { defaultSpecialists } from "../src/specialists/defaults.js";
 import { ConfigError } from "../src/config/config-error.js";
-import { configFor, LogCapture, startTestServer, tempDir, tinyModel } from "./helpers/fixtures.js";
+import { configFor, LogCapture, postJson, startTestServer, tempDir, tinyModel } from "./helpers/fixtures.js";
 
 /** Padded like real specialists' prompts (instructions, examples), so every prefix is long enough to be snapshotted. */
 const EXAMPLES = Array.from({ length: 4 }, (_, i) => `Example ${i + 1}: the user asks about the quarter; you answer with the figure only.`).join(
@@ -110,6 +113,27 @@ describe("system prompt snapshots at start-up", () => {
     } finally {
       await started.close();
     }
+  });
+
+  it("off (0), leave no directory behind for the states of several choices once the server closes", async () => {
+    const choiceDirectories = (): Set<string> => new Set(readdirSync(tmpdir()).filter((name) => name.startsWith("alveare-choices-")));
+    const before = choiceDirectories();
+    const server = await startTestServer({ engine: { parallel: 2, queue: 8, snapshot_memory_mb: 0 } });
+    let made: string[] = [];
+    try {
+      const r = await postJson(`${server.url}/v1/chat/completions`, {
+        model: "alveare-chat",
+        messages: [{ role: "user", content: "hi" }],
+        n: 2,
+        max_tokens: 4,
+      });
+      assert.equal(r.status, 200, JSON.stringify(r.json));
+      made = [...choiceDirectories()].filter((name) => !before.has(name));
+      assert.equal(made.length, 1, "the choices' states went to a directory of the engine's own");
+    } finally {
+      await server.close();
+    }
+    for (const name of made) assert.equal(existsSync(join(tmpdir(), name)), false, `${name} is removed at close`);
   });
 
   it("take the memory engine.snapshot_memory_mb gives them, or none at 0", async () => {

@@ -175,6 +175,7 @@ export class EmbeddedEngine implements Engine {
   private readonly maxPrefixTokens: number;
   private readonly promptChunkTokens: number;
   private choiceStateDirectory: string | undefined;
+  private ownsChoiceDirectory = false;
   private readonly counters: PromptCacheStats = { promptTokensEvaluated: 0, snapshotRestores: 0, snapshotBuilds: 0, sequenceHits: 0 };
 
   constructor(options: EmbeddedEngineOptions) {
@@ -403,7 +404,11 @@ export class EmbeddedEngine implements Engine {
   }
 
   private choiceStatePath(): string {
-    this.choiceStateDirectory ??= this.snapshots?.directory ?? mkdtempSync(join(tmpdir(), "alveare-choices-"));
+    if (this.choiceStateDirectory === undefined) {
+      // The snapshots' directory when there is one (removed with it); else one of our own, removed at close.
+      this.choiceStateDirectory = this.snapshots?.directory ?? mkdtempSync(join(tmpdir(), "alveare-choices-"));
+      this.ownsChoiceDirectory = this.snapshots === undefined;
+    }
     return join(this.choiceStateDirectory, `choices-${randomUUID()}.state`);
   }
 
@@ -840,5 +845,6 @@ export class EmbeddedEngine implements Engine {
     this.pool.drain(errors.notServing("shutting_down", 1));
     await Promise.allSettled([...this.running]);
     await this.context.dispose();
+    if (this.ownsChoiceDirectory && this.choiceStateDirectory !== undefined) await rm(this.choiceStateDirectory, { recursive: true, force: true });
   }
 }
