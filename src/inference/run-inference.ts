@@ -80,11 +80,7 @@ export async function runInference(
   // Bounding the prompt serialises it: done only when the caller's plan caps tokens.
   // With tools an embedded engine counts the prompt itself: their documentation is no function of their JSON.
   const reserveTokens = (): TokenReservation =>
-    tokenReservation(
-      generationRequest,
-      inference.choices ?? 1,
-      generationRequest.tools === undefined ? undefined : specialist.engine.promptTokensWithTools?.(generationRequest),
-    );
+    tokenReservation(generationRequest, inference.choices ?? 1, specialist.engine.promptTokensWithTools?.(generationRequest));
   const admission = await observer.admission(request.admit(specialist.id, endpoint, { reserveTokens }));
   const started = performance.now();
   let result: GenerationResult | undefined;

@@ -175,7 +175,6 @@ export class EmbeddedEngine implements Engine {
   private readonly maxPrefixTokens: number;
   private readonly promptChunkTokens: number;
   private choiceStateDirectory: string | undefined;
-  private ownsChoiceDirectory = false;
   private readonly counters: PromptCacheStats = { promptTokensEvaluated: 0, snapshotRestores: 0, snapshotBuilds: 0, sequenceHits: 0 };
 
   constructor(options: EmbeddedEngineOptions) {
@@ -404,11 +403,8 @@ export class EmbeddedEngine implements Engine {
   }
 
   private choiceStatePath(): string {
-    if (this.choiceStateDirectory === undefined) {
-      // The snapshots' directory when there is one (removed with it); else one of our own, removed at close.
-      this.choiceStateDirectory = this.snapshots?.directory ?? mkdtempSync(join(tmpdir(), "alveare-choices-"));
-      this.ownsChoiceDirectory = this.snapshots === undefined;
-    }
+    // The snapshots' directory when there is one (removed with it); else one of our own, removed at close.
+    this.choiceStateDirectory ??= this.snapshots?.directory ?? mkdtempSync(join(tmpdir(), "alveare-choices-"));
     return join(this.choiceStateDirectory, `choices-${randomUUID()}.state`);
   }
 
@@ -787,8 +783,8 @@ export class EmbeddedEngine implements Engine {
   /**
    * The prompt's tokens with the tools documented, as generate() formats it: the documentation is
    * node-llama-cpp's TypeScript-like rendering of each schema (an array's item type may be written
-   * out once per item), so no bound from the schemas' JSON holds. Undefined when the tools cannot be
-   * documented (generate() refuses them with a 400).
+   * out once per item), so no bound from the schemas' JSON holds. Undefined without tools, or when they cannot
+   * be documented (generate() refuses them with a 400).
    */
   promptTokensWithTools(request: GenerationRequest): number | undefined {
     if (request.tools === undefined) return undefined;
@@ -845,6 +841,7 @@ export class EmbeddedEngine implements Engine {
     this.pool.drain(errors.notServing("shutting_down", 1));
     await Promise.allSettled([...this.running]);
     await this.context.dispose();
-    if (this.ownsChoiceDirectory && this.choiceStateDirectory !== undefined) await rm(this.choiceStateDirectory, { recursive: true, force: true });
+    if (this.snapshots === undefined && this.choiceStateDirectory !== undefined)
+      await rm(this.choiceStateDirectory, { recursive: true, force: true });
   }
 }
