@@ -466,3 +466,43 @@ describe("API depth: log-probabilities, label scores, several choices", () => {
     });
   });
 });
+
+describe("log-probabilities on a byte-level BPE vocabulary (as Qwen's and Llama 3's)", () => {
+  let server: TestServer;
+  let client: OpenAI;
+  before(async () => {
+    server = await startTestServer({ models: { base: await tinyModel({ tokenizer: "bpe", vocabulary: 1000 }) } });
+    client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "unused", maxRetries: 0 });
+  });
+  after(async () => {
+    await server.close();
+  });
+
+  it("a token that holds part of a character carries its raw bytes, not U+FFFD's", async () => {
+    let partial = 0;
+    for (const seed of [1, 2, 3, 4]) {
+      const completion = await client.chat.completions.create({
+        model: "alveare-chat",
+        messages: messages("Write a few words"),
+        max_tokens: 16,
+        temperature: 1,
+        seed,
+        logprobs: true,
+        top_logprobs: 20,
+      });
+      const choice = completion.choices[0]!;
+      const entries = choice.logprobs!.content!;
+      for (const entry of [...entries, ...entries.flatMap((e) => e.top_logprobs)]) {
+        if (entry.bytes === null || !entry.token.includes("\uFFFD")) continue;
+        partial++;
+        // The vocabulary's single-byte tokens: one byte each, and none of them spells U+FFFD (EF BF BD).
+        assert.ok(entry.bytes.length >= 1 && !Buffer.from(entry.bytes).includes(Buffer.from("\uFFFD")), JSON.stringify(entry));
+      }
+      if (choice.finish_reason === "length") {
+        const joined = Buffer.from(entries.flatMap((e) => e.bytes ?? []));
+        assert.equal(new TextDecoder().decode(joined), choice.message.content, `seed ${seed}`);
+      }
+    }
+    assert.ok(partial > 0, "the alternatives include tokens that hold part of a character (half the vocabulary's bytes are ≥ 0x80)");
+  });
+});

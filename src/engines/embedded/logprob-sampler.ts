@@ -1,5 +1,6 @@
 import type { ControlledEvaluateInputItem, LlamaContextSequence, LlamaGrammarEvaluationState, LlamaModel, Token } from "node-llama-cpp";
 import type { TokenAlternative, TokenLogprob } from "../types.js";
+import { vocabularyBytes, type VocabularyBytes } from "./token-bytes.js";
 
 /**
  * Sampler options that leave the distribution as the model gives it
@@ -148,26 +149,13 @@ export const logprobOf = (p: number): number => (p > 0 ? Math.max(Math.log(p), L
 /** A token's text as an entry shows it, and its bytes (shared by every entry that names the token: never mutated). */
 type Piece = Pick<TokenAlternative, "token" | "bytes">;
 
-/** A SentencePiece byte-fallback token's vocabulary piece: one raw byte of a character split over tokens. */
-const BYTE_PIECE = /^<0x([0-9A-Fa-f]{2})>$/;
-
-interface TokenStrings {
-  getTokenString(token: Token): string;
-}
-
-/** A token's vocabulary piece; node-llama-cpp (pinned) keeps it internal, so it is reached through its binding when that has the expected shape. */
-function vocabularyPiece(model: LlamaModel, token: Token): string | undefined {
-  const native: unknown = (model as unknown as { _model?: unknown })._model;
-  if (typeof native !== "object" || native === null || typeof (native as Partial<TokenStrings>).getTokenString !== "function") return undefined;
-  return (native as TokenStrings).getTokenString(token);
-}
-
 /**
  * Builds OpenAI-shaped log-probability entries for tokens of one model. Each
  * entry's text is the token as it reads in the answer, so the entries' bytes,
  * joined, are the answer's bytes: a word's leading space is kept after the
  * first token (SentencePiece drops it only where a text starts, as the answer's
- * own decoder does), and a byte-fallback token carries its one raw byte.
+ * own decoder does), and a token that holds part of a character (a byte-fallback
+ * token, a byte-level BPE piece) carries its raw bytes, read from the vocabulary.
  */
 export class LogprobWriter {
   /** Texts of tokens that follow others (`inText`) and of tokens that start an answer (`atStart`). */
@@ -176,11 +164,15 @@ export class LogprobWriter {
   /** An ordinary token to detokenize after: a token's text after any other one is the same. */
   private readonly before: Token[];
 
+  /** Tokens' raw bytes, for those the detokenizer writes as U+FFFD (part of a character). */
+  private readonly raw: VocabularyBytes | undefined;
+
   constructor(
     private readonly model: LlamaModel,
     private readonly top: number,
   ) {
     this.before = model.tokenize("a", false).slice(-1);
+    this.raw = vocabularyBytes(model);
   }
 
   /** The entry of `token` drawn from `probabilities`; `first` when it starts the answer. */
@@ -210,12 +202,10 @@ export class LogprobWriter {
   }
 
   private bytesOf(token: Token, text: string): number[] | null {
-    const attributes = this.model.getTokenAttributes(token);
-    if (attributes.byte) {
-      const byte = BYTE_PIECE.exec(vocabularyPiece(this.model, token) ?? "");
-      if (byte !== null) return [Number.parseInt(byte[1]!, 16)];
-    }
     if (this.model.isSpecialToken(token)) return null;
-    return [...Buffer.from(text, "utf8")];
+    const raw = this.raw?.[token];
+    if (!text.includes("\uFFFD") || raw === undefined || raw === null) return [...Buffer.from(text, "utf8")];
+    // Part of a character: the vocabulary's bytes, less a word's leading space where the text starts without it.
+    return raw[0] === 0x20 && !text.startsWith(" ") ? [...raw.subarray(1)] : [...raw];
   }
 }
