@@ -202,6 +202,15 @@ export const errors = {
         "input",
       );
     }
+    // The prompt leaves no room for even one generated token: lowering max_tokens cannot help.
+    if (reservation.promptTokens >= limit) {
+      return invalid(
+        "invalid_parameter",
+        `Invalid 'messages': the prompt may use up to ${reservation.promptTokens} tokens by itself (its messages, and tools if any), ` +
+          `${cap} Shorten it.`,
+        "messages",
+      );
+    }
     return invalid(
       "invalid_parameter",
       `Invalid 'max_tokens': this request may use up to ${reserved} tokens (max_tokens × n plus up to ${reservation.promptTokens} for the prompt), ` +

@@ -8,6 +8,7 @@ import { deletePrefix, SHARED_REDIS_URL, testPrefix } from "./helpers/redis.js";
 type Response = Awaited<ReturnType<typeof postJson>>;
 
 const TOKEN_CAP = 3000;
+const SMALL_TOKEN_CAP = 500;
 const CONCURRENCY_CAP = 3;
 
 /** Waits for a condition the test cannot await directly (requests arriving upstream); never a timing assertion. */
@@ -59,6 +60,8 @@ for (const backend of backends) {
           plans: {
             metered: { requests_per_minute: 1000, requests_per_month: 100_000, specialists: "*", tokens_per_minute: TOKEN_CAP },
             narrow: { requests_per_minute: 1000, requests_per_month: 100_000, specialists: "*", max_concurrent_requests: CONCURRENCY_CAP },
+            // A cap below the specialist's context: a prompt can fill it by itself.
+            sipping: { requests_per_minute: 1000, requests_per_month: 100_000, specialists: "*", tokens_per_minute: SMALL_TOKEN_CAP },
           },
         },
         { gated: true, env: await backend.env() },
@@ -139,6 +142,29 @@ for (const backend of backends) {
       const models = await fetch(`${server.url}/v1/models`, { headers: auth });
       assert.equal(models.headers.get("x-ratelimit-remaining-requests"), "1000", "the refused requests counted nothing");
       assert.equal(models.headers.get("x-ratelimit-remaining-tokens"), String(TOKEN_CAP));
+    });
+
+    it("refuses a prompt too long for the cap by itself with a 400 naming the prompt, not max_tokens", async () => {
+      const { auth } = await createKey(server, "sipping");
+      const long = "word ".repeat(SMALL_TOKEN_CAP);
+      const chat = await postJson(
+        `${server.url}/v1/chat/completions`,
+        { model: "alveare-held", messages: [{ role: "user", content: long }], max_tokens: 1 },
+        auth,
+      );
+      const native = await postJson(`${server.url}/v1/infer`, { specialist: "held", prompt: long, max_tokens: 1 }, auth);
+      for (const [r, param] of [
+        [chat, "messages"],
+        [native, "prompt"],
+      ] as const) {
+        assert.equal(r.status, 400, JSON.stringify(r.json));
+        const error = r.json.error as { code: string; param: string; message: string };
+        assert.equal(error.code, "invalid_parameter");
+        assert.equal(error.param, param);
+        assert.match(error.message, new RegExp(`^Invalid '${param}': the prompt may use up to \\d+ tokens by itself`));
+        assert.match(error.message, new RegExp(`limit of ${SMALL_TOKEN_CAP} tokens`));
+      }
+      assert.equal(fake.requests.length, 0, "neither reached the upstream");
     });
 
     it("reserves a request's tools by their JSON and the upstream template's instructions, and refuses tools that cannot fit", async () => {

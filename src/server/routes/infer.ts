@@ -22,7 +22,7 @@ function parseInferRequest(body: unknown): InferRequest {
 /** The messages here are made from `prompt`: an error about them names the parameter the caller sent. */
 function inPromptTerms(error: unknown): never {
   if (error instanceof ApiError && error.param === "messages") {
-    throw new ApiError(error.status, error.type, error.code, error.message, "prompt", error.headers);
+    throw new ApiError(error.status, error.type, error.code, error.message.replace("'messages'", "'prompt'"), "prompt", error.headers);
   }
   throw error;
 }
