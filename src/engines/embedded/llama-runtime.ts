@@ -7,6 +7,7 @@ import { EmbeddedEngine } from "./embedded-engine.js";
 import { EmbeddedEmbedder } from "./embeddings.js";
 import { GrammarCache } from "./grammars.js";
 import { PrefixSnapshotStore } from "./prefix-snapshots.js";
+import { sampleFirstAlone } from "./first-sample-alone.js";
 import { usePhaseThreads } from "./phase-threads.js";
 import { fastestPerPhase, measureThreads, type ThreadChoice } from "./thread-calibration.js";
 
@@ -131,6 +132,10 @@ export class LlamaRuntime {
       ...(request.lora ? { lora: { adapters: [{ filePath: request.lora.path, scale: request.lora.scale }] } } : {}),
     });
     const name = `embedded:${request.modelPath}${request.lora ? `+${request.lora.path}` : ""}`;
+    // Several sequences share a batch's outputs: see sampleFirstAlone.
+    if (this.options.parallel > 1 && !sampleFirstAlone(context)) {
+      this.options.logger.warn({ engine: name }, "cannot order this node-llama-cpp's samples: concurrent requests may read each other's outputs");
+    }
     const perPhase = threads.prompt !== threads.decode && usePhaseThreads(context, threads);
     // Without per-phase switching the context runs everything on the larger count.
     const decodeThreads = threads.prompt === threads.decode || perPhase ? threads.decode : Math.max(threads.decode, threads.prompt);
