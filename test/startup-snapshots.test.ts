@@ -1,15 +1,16 @@
 import assert from "node:assert/strict";
-import { existsSync, readdirSync } from "node:fs";
+import { spawn, type ChildProcess } from "node:child_process";
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { describe, it } from "node:test";
+import { afterEach, describe, it } from "node:test";
 import { EmbeddedEngine, type PromptCacheStats } from "../src/engines/embedded/embedded-engine.js";
 import { embeddedEngines } from "../src/engines/embedded/embedded-kind.js";
 import type { ChatMessage } from "../src/engines/types.js";
 import { createLogger } from "../src/logger.js";
 import { defaultSpecialists } from "../src/specialists/defaults.js";
 import { ConfigError } from "../src/config/config-error.js";
-import { configFor, LogCapture, postJson, startTestServer, tempDir, tinyModel } from "./helpers/fixtures.js";
+import { CLI_PATH, cliKey, configFor, LogCapture, postJson, startTestServer, tempDir, tinyModel } from "./helpers/fixtures.js";
 
 /** Padded like real specialists' prompts (instructions, examples), so every prefix is long enough to be snapshotted. */
 const EXAMPLES = Array.from({ length: 4 }, (_, i) => `Example ${i + 1}: the user asks about the quarter; you answer with the figure only.`).join(
@@ -151,5 +152,78 @@ describe("system prompt snapshots at start-up", () => {
     for (const bad of [-1, 1.5, "lots"]) {
       assert.throws(() => configFor({ engine: { snapshot_memory_mb: bad } }), ConfigError, String(bad));
     }
+  });
+});
+
+describe("temporary state files when the process is stopped early", () => {
+  const children: ChildProcess[] = [];
+  afterEach(() => {
+    for (const child of children.splice(0)) if (child.exitCode === null) child.kill("SIGKILL");
+  });
+
+  /** `alveare serve` as its own process, with a temp directory of its own to look into. */
+  async function serveAlone(engine: Record<string, unknown>, systemPromptWords: number) {
+    const dir = tempDir();
+    const temp = join(dir, "tmp");
+    mkdirSync(temp);
+    // A model slow enough that evaluating the system prompts takes a while, as a real one does.
+    const model = await tinyModel({ layers: 8, embedding: 512, heads: 8, feedForward: 1024, vocabulary: 4000 });
+    const prompt = (name: string): string => `You are ${name}. ${"Answer with the figure only. ".repeat(systemPromptWords / 5)}`;
+    const config = join(dir, "config.json");
+    writeFileSync(
+      config,
+      JSON.stringify({
+        port: 0,
+        models: { base: model },
+        engine: { parallel: 2, queue: 8, ...engine },
+        specialists: Object.fromEntries(
+          ["alpha", "beta", "gamma", "delta"].map((name) => [name, { description: name, system_prompt: prompt(name), output: { type: "text" } }]),
+        ),
+        plans: { all: { requests_per_minute: 1000, requests_per_month: 100_000, specialists: "*" } },
+      }),
+    );
+    const { key } = cliKey(join(dir, "data"), "all", { ...process.env, ALVEARE_CONFIG: config });
+    const child = spawn(process.execPath, [CLI_PATH, "serve", "--config", config, "--data-dir", join(dir, "data")], {
+      env: { ...process.env, TMPDIR: temp, ALVEARE_THREADS: "1", ALVEARE_METRICS_PORT: "0", ALVEARE_LOG_FORMAT: "json" },
+    });
+    let out = "";
+    children.push(child);
+    child.stdout.on("data", (c: Buffer) => (out += c.toString()));
+    const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+    const until = async (what: string, done: () => boolean): Promise<void> => {
+      for (let i = 0; i < 1200 && !done(); i++) await new Promise((r) => setTimeout(r, 25));
+      assert.ok(done(), `${what}: ${out}`);
+    };
+    return { child, temp, exited, until, key, output: () => out };
+  }
+
+  it("a stop during start-up exits at once (143 for SIGTERM) and leaves no snapshot behind", async () => {
+    const server = await serveAlone({}, 600);
+    await server.until("a first snapshot saved", () => server.output().includes("prefix snapshot saved"));
+    assert.equal(readdirSync(server.temp).filter((name) => name.startsWith("alveare-prefix-")).length, 1, "the snapshots' directory exists");
+    server.child.kill("SIGTERM");
+    assert.equal(await server.exited, 143);
+    assert.match(server.output(), /stopped during start-up/);
+    assert.doesNotMatch(server.output(), /alveare is serving/, "it was stopped before serving");
+    assert.deepEqual(readdirSync(server.temp), [], "the snapshots' directory is removed");
+  });
+
+  it("a second Ctrl-C while several choices run (snapshots off) leaves no choices' states behind", async () => {
+    const server = await serveAlone({ snapshot_memory_mb: 0 }, 20);
+    await server.until("serving", () => /"url":"(http:[^"]+)"/.test(server.output()));
+    const url = /"url":"(http:[^"]+)"/.exec(server.output())![1]!;
+    const pending = fetch(`${url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${server.key}` },
+      body: JSON.stringify({ model: "alveare-alpha", messages: [{ role: "user", content: "hi" }], n: 2, max_tokens: 500 }),
+    }).catch(() => undefined);
+    await server.until("the choices' directory made", () => readdirSync(server.temp).some((name) => name.startsWith("alveare-choices-")));
+    server.child.kill("SIGINT");
+    // Two signals sent at once arrive as one: the second follows the first's drain.
+    await server.until("draining", () => server.output().includes("shutting down"));
+    server.child.kill("SIGINT");
+    assert.equal(await server.exited, 130);
+    await pending;
+    assert.deepEqual(readdirSync(server.temp), [], "the choices' directory is removed at exit");
   });
 });

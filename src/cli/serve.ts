@@ -1,5 +1,6 @@
 import { stat } from "node:fs/promises";
 import { createServer } from "node:net";
+import { constants as osConstants } from "node:os";
 import { type ServeFlags, type ServerConfig } from "../config/config.js";
 import { createLogger, logOutputFor } from "../logger.js";
 import { isGgufFile, isRemoteModel } from "../models/model-files.js";
@@ -100,6 +101,15 @@ export async function serve(flags: ServeFlags): Promise<void> {
   await checkPortFree(config, flags);
   const logger = createLogger(config.logLevel, undefined, logOutputFor(config.logFormat, process.stdout.isTTY === true));
   logger.info({ data_dir: config.dataDir, database: storeLocation(config) }, `loading models; data in ${config.dataDir}`);
+  // Until the server is up there is nothing to drain: a signal stops start-up at once, through
+  // process.exit, so the temporary files already made (system-prompt snapshots) go with it.
+  const duringStartup = (signal: NodeJS.Signals): void => {
+    logger.info({ signal, exit_code: 128 + osConstants.signals[signal] }, "stopped during start-up");
+    logger.flush();
+    process.exit(128 + osConstants.signals[signal]);
+  };
+  process.once("SIGINT", duringStartup);
+  process.once("SIGTERM", duringStartup);
   const server = await startServer(config, { logger }).catch((error: unknown) => {
     logger.flush();
     const code = (error as NodeJS.ErrnoException).code;
@@ -147,6 +157,8 @@ export async function serve(flags: ServeFlags): Promise<void> {
       },
     );
   };
+  process.off("SIGINT", duringStartup);
+  process.off("SIGTERM", duringStartup);
   process.on("SIGINT", () => stop("SIGINT"));
   process.on("SIGTERM", () => stop("SIGTERM"));
 }

@@ -107,7 +107,7 @@ export async function postJson(
   return { status: response.status, headers: response.headers, json: (await response.json()) as Record<string, unknown> };
 }
 
-const CLI_PATH = new URL("../../src/cli/main.js", import.meta.url).pathname;
+export const CLI_PATH = new URL("../../src/cli/main.js", import.meta.url).pathname;
 
 /** Runs `alveare …` as a user would and parses its --json output. */
 export function cliJson(args: readonly string[], env: NodeJS.ProcessEnv = process.env): Record<string, unknown> {

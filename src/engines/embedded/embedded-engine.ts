@@ -1,7 +1,5 @@
 import { createHash, randomUUID } from "node:crypto";
-import { mkdtempSync } from "node:fs";
 import { rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
   LlamaGrammarEvaluationState,
@@ -31,6 +29,7 @@ import { TokenDecoder } from "./token-decoder.js";
 import { Utf8Guard } from "./utf8-guard.js";
 import { toHistory, toolFunctions, toolGrammarFor } from "./tool-history.js";
 import { callSyntaxOf, ToolAnswerTracker } from "./tool-calls.js";
+import { makeStateDirectory, removeStateDirectory } from "./state-directories.js";
 
 export interface EmbeddedEngineOptions {
   name: string;
@@ -404,7 +403,7 @@ export class EmbeddedEngine implements Engine {
 
   private choiceStatePath(): string {
     // The snapshots' directory when there is one (removed with it); else one of our own, removed at close.
-    this.choiceStateDirectory ??= this.snapshots?.directory ?? mkdtempSync(join(tmpdir(), "alveare-choices-"));
+    this.choiceStateDirectory ??= this.snapshots?.directory ?? makeStateDirectory("alveare-choices-");
     return join(this.choiceStateDirectory, `choices-${randomUUID()}.state`);
   }
 
@@ -841,7 +840,6 @@ export class EmbeddedEngine implements Engine {
     this.pool.drain(errors.notServing("shutting_down", 1));
     await Promise.allSettled([...this.running]);
     await this.context.dispose();
-    if (this.snapshots === undefined && this.choiceStateDirectory !== undefined)
-      await rm(this.choiceStateDirectory, { recursive: true, force: true });
+    if (this.snapshots === undefined && this.choiceStateDirectory !== undefined) removeStateDirectory(this.choiceStateDirectory);
   }
 }

@@ -1,10 +1,10 @@
 import { createHash } from "node:crypto";
-import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import { rmSync } from "node:fs";
 import { rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { Token } from "node-llama-cpp";
 import type { Logger } from "pino";
+import { makeStateDirectory, removeStateDirectory } from "./state-directories.js";
 
 /** What the store needs from the sequence a snapshot is loaded into or made from. */
 export interface SnapshotTarget {
@@ -59,10 +59,7 @@ export class PrefixSnapshotStore {
     private readonly budgetBytes: number,
     private readonly logger: Logger,
   ) {
-    this.directory = mkdtempSync(join(tmpdir(), "alveare-prefix-"));
-    // mkdtemp already creates it 0700; say so explicitly since the files hold prompt-derived state.
-    chmodSync(this.directory, 0o700);
-    removedAtExit(this.directory);
+    this.directory = makeStateDirectory("alveare-prefix-");
   }
 
   get budget(): number {
@@ -180,20 +177,6 @@ export class PrefixSnapshotStore {
     this.closed = true;
     this.entries.clear();
     this.bytes = 0;
-    rmSync(this.directory, { recursive: true, force: true });
-    openDirectories.delete(this.directory);
+    removeStateDirectory(this.directory);
   }
-}
-
-/** Snapshot directories not closed yet: removed when the process exits without closing them (a second Ctrl-C exits at once). */
-const openDirectories = new Set<string>();
-
-function removedAtExit(directory: string): void {
-  if (!process.listeners("exit").includes(removeOpenDirectories)) process.once("exit", removeOpenDirectories);
-  openDirectories.add(directory);
-}
-
-function removeOpenDirectories(): void {
-  for (const directory of openDirectories) rmSync(directory, { recursive: true, force: true });
-  openDirectories.clear();
 }
