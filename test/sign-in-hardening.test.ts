@@ -336,6 +336,9 @@ describe("the password policy", () => {
       "Alveare2026!!",
       "hunter2hunter2",
       "Tr0ub4dor&3Tr0ub4dor&3",
+      // Twelve different lone surrogates: all hashed as U+FFFD, one character twelve times.
+      String.fromCharCode(...Array.from({ length: 12 }, (_, i) => 0xd800 + i)),
+      "long enough \udfff password",
     ]) {
       assert.throws(
         () => checkPasswordPolicy(weak),
@@ -343,7 +346,15 @@ describe("the password policy", () => {
         JSON.stringify(weak),
       );
     }
-    for (const fine of ["twelve chars", "correct horse battery", "ünïcödé pässwörd", "Password of mine 7", "p4ss-Kiwi-Lamp-93", "hunter2hunter3"]) {
+    for (const fine of [
+      "twelve chars",
+      "correct horse battery",
+      "ünïcödé pässwörd",
+      "Password of mine 7",
+      "p4ss-Kiwi-Lamp-93",
+      "hunter2hunter3",
+      "🐝 bee hive honey 🍯",
+    ]) {
       assert.doesNotThrow(() => checkPasswordPolicy(fine), fine);
     }
   });

@@ -98,6 +98,8 @@ const SHORT_DRESSING = 6;
  */
 export function checkPasswordPolicy(password: string): void {
   const refuse = (why: string) => errors.invalidParameter("password", why);
+  // A lone surrogate is hashed as U+FFFD (the password is UTF-8 before derivation): twelve different ones would be one character twelve times.
+  if (/\p{Cs}/u.test(password)) throw refuse("must be valid Unicode text (it holds a lone surrogate, \\ud800–\\udfff).");
   if (password.length < MIN_PASSWORD_LENGTH) throw refuse(`must be at least ${MIN_PASSWORD_LENGTH} characters.`);
   if (password.length > MAX_PASSWORD_LENGTH) throw refuse(`must be at most ${MAX_PASSWORD_LENGTH} characters.`);
   if (password.trim().length === 0) throw refuse("must not be only whitespace.");
