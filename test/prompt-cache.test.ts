@@ -331,8 +331,12 @@ describe("prefix snapshot store", () => {
     assert.equal(await store.place("c", 10, target(100)), "built");
     assert.equal(store.totalBytes, 200);
     assert.ok(store.has("a") && store.has("c") && !store.has("b"), "b was the least recently used");
-    assert.equal(await store.place("huge", 10, target(1000)), "built");
+    let saves = 0;
+    const huge: SnapshotTarget = { ...target(1000), save: (path) => (saves++, target(1000).save(path)) };
+    assert.equal(await store.place("huge", 10, huge), "evaluated");
     assert.ok(!store.has("huge"), "a snapshot larger than the budget is not kept");
+    assert.equal(await store.place("huge", 10, huge), "evaluated");
+    assert.equal(saves, 1, "nor saved again only to be dropped");
     assert.ok(store.has("a") && store.has("c"));
     store.close();
     assert.equal(existsSync(store.directory), false);

@@ -116,6 +116,34 @@ describe("system prompt snapshots at start-up", () => {
     }
   });
 
+  it("larger than the whole budget, are saved and dropped once per prefix, not again on every request", async () => {
+    const { started, specialists, logs } = await startSpecialists(1);
+    try {
+      const engine = started.engines.get(specialists[0]!.id);
+      assert.ok(engine instanceof EmbeddedEngine);
+      const tooLarge = () => logs.records().filter((r) => String(r.msg).startsWith("prefix snapshot is larger than the whole budget")).length;
+      assert.equal(tooLarge(), specialists.length, "each prefix found too large once, at start-up");
+      const ready = logs.records().find((r) => r.msg === "system prompt snapshots ready");
+      assert.equal(ready?.built, 0, "none kept, none counted as built");
+      const before = engine.promptCache;
+      // Four specialists on two sequences: each request finds its sequence holding another prefix.
+      for (let round = 0; round < 3; round++) {
+        for (const s of specialists) {
+          const result = await ask(engine, [
+            { role: "system", content: s.systemPrompt },
+            { role: "user", content: `round ${round}` },
+          ]);
+          assert.ok(result.completionTokens >= 0);
+        }
+      }
+      assert.equal(tooLarge(), specialists.length, "no prefix saved again only to be dropped");
+      assert.ok(engine.promptCache.promptTokensEvaluated > before.promptTokensEvaluated, "the prefixes are evaluated instead");
+      assert.equal(engine.promptCache.snapshotBuilds, 0);
+    } finally {
+      await started.close();
+    }
+  });
+
   it("off (0), leave no directory behind for the states of several choices once the server closes", async () => {
     const choiceDirectories = (): Set<string> => new Set(readdirSync(tmpdir()).filter((name) => name.startsWith("alveare-choices-")));
     const before = choiceDirectories();

@@ -718,7 +718,7 @@ export class EmbeddedEngine implements Engine {
         save: async (path) => (await this.turns.take(() => sequence.saveStateToFile(path))).fileSize,
       });
       if (placed === "restored") this.counters.snapshotRestores++;
-      else this.counters.snapshotBuilds++;
+      else if (placed === "built") this.counters.snapshotBuilds++;
     }
   }
 

@@ -16,7 +16,11 @@ export interface SnapshotTarget {
   save(path: string): Promise<number>;
 }
 
-type Placement = "restored" | "built";
+/** Loaded from its snapshot; evaluated and snapshotted; or evaluated only (its snapshot is larger than the whole budget). */
+type Placement = "restored" | "built" | "evaluated";
+
+/** How many prefixes too large to keep are remembered (a key is ~50 bytes); past it the list starts again. */
+const MAX_TOO_LARGE_REMEMBERED = 1024;
 
 interface Snapshot {
   path: string;
@@ -51,6 +55,8 @@ export class PrefixSnapshotStore {
   private readonly entries = new Map<string, Snapshot>();
   private readonly building = new Map<string, Promise<void>>();
   private readonly pinned = new Set<string>();
+  /** Prefixes whose snapshot was larger than the whole budget: evaluated each time, never saved again only to be dropped. */
+  private readonly tooLarge = new Set<string>();
   private bytes = 0;
   private files = 0;
   private closed = false;
@@ -96,13 +102,16 @@ export class PrefixSnapshotStore {
       if (pending === undefined) break;
       await pending;
     }
+    if (this.tooLarge.has(key)) {
+      await target.evaluate();
+      return "evaluated";
+    }
     // No await between the check above and this registration: one build per key.
     let finished!: () => void;
     this.building.set(key, new Promise<void>((resolve) => (finished = resolve)));
     try {
       await target.evaluate();
-      await this.save(key, tokens, target);
-      return "built";
+      return (await this.save(key, tokens, target)) ? "built" : "evaluated";
     } finally {
       this.building.delete(key);
       finished();
@@ -127,8 +136,9 @@ export class PrefixSnapshotStore {
     }
   }
 
-  private async save(key: string, tokens: number, target: SnapshotTarget): Promise<void> {
-    if (this.closed) return;
+  /** Saves the prefix's snapshot; false when none is kept. */
+  private async save(key: string, tokens: number, target: SnapshotTarget): Promise<boolean> {
+    if (this.closed) return false;
     const path = join(this.directory, `${++this.files}.state`);
     let bytes: number;
     try {
@@ -137,18 +147,25 @@ export class PrefixSnapshotStore {
       // The prefix is evaluated in this sequence already; only the snapshot is lost.
       this.logger.warn({ err: error, tokens }, "prefix snapshot could not be saved");
       await rm(path, { force: true });
-      return;
+      return false;
     }
     if (this.closed || bytes > this.budgetBytes) {
-      if (!this.closed)
-        this.logger.warn({ tokens, bytes, budgetBytes: this.budgetBytes }, "prefix snapshot is larger than the whole budget; not kept");
+      if (!this.closed) {
+        this.logger.warn(
+          { tokens, bytes, budgetBytes: this.budgetBytes },
+          "prefix snapshot is larger than the whole budget; not kept, and this prefix is evaluated each time from now on",
+        );
+        if (this.tooLarge.size >= MAX_TOO_LARGE_REMEMBERED) this.tooLarge.clear();
+        this.tooLarge.add(key);
+      }
       await rm(path, { force: true });
-      return;
+      return false;
     }
     this.entries.set(key, { path, tokens, bytes, users: 0 });
     this.bytes += bytes;
     this.evict();
     this.logger.info({ tokens, bytes, totalBytes: this.bytes, snapshots: this.entries.size, directory: this.directory }, "prefix snapshot saved");
+    return true;
   }
 
   private evict(): void {
