@@ -116,6 +116,25 @@ describe("system prompt snapshots at start-up", () => {
     }
   });
 
+  it("refuse to start a specialist whose system prompt fills its context by itself, naming what to change", async () => {
+    const model = await tinyModel();
+    // ~750 tokens on the tiny model's vocabulary.
+    const start = (contextSize: number) =>
+      embeddedEngines.start(
+        [{ id: "wordy", contextSize, engine: { kind: "embedded" as const, model }, systemPrompt: "Answer briefly. ".repeat(50) }],
+        { settings: { parallel: 1, queue: 4, threads: 1 }, models: {}, dataDir: tempDir(), logger: createLogger("silent") },
+      );
+    await assert.rejects(start(256), (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.equal(error.field, "specialists.wordy.system_prompt");
+      assert.match(error.message, /tokens as the model formats it, which leaves no room in the specialist's context of 256 tokens/);
+      assert.match(error.message, /raise specialists\.wordy\.context_size/);
+      return true;
+    });
+    const fits = await start(1024);
+    await fits.close();
+  });
+
   it("larger than the whole budget, are saved and dropped once per prefix, not again on every request", async () => {
     const { started, specialists, logs } = await startSpecialists(1);
     try {

@@ -1,6 +1,8 @@
+import { ConfigError } from "../../config/config-error.js";
 import { progressBar, resolveModel } from "../../models/model-files.js";
 import type { Engine, EngineFactory, EngineUser } from "../types.js";
 import { embeddingsOnly, type Embedder } from "./embeddings.js";
+import { EmbeddedEngine } from "./embedded-engine.js";
 import { LlamaRuntime } from "./llama-runtime.js";
 
 /** A specialist served by llama.cpp in this process. */
@@ -48,6 +50,7 @@ export const embeddedEngines: EngineFactory<EmbeddedEngineConfig> = {
         }
         engines.set(user.id, await runtime.engine({ ...request, contextSize: contextSizes.get(LlamaRuntime.engineKey(request))! }));
       }
+      for (const user of generating) checkSystemPromptFits(user, engines.get(user.id)!);
       await runtime.prepareSystemPrompts(generating.map((user) => ({ engine: engines.get(user.id)!, systemPrompt: user.systemPrompt ?? "" })));
       // The runtime closes its engines and embedders with their models.
       return { engines, embedders, close: () => runtime.close() };
@@ -57,3 +60,18 @@ export const embeddedEngines: EngineFactory<EmbeddedEngineConfig> = {
     }
   },
 };
+
+/**
+ * A specialist whose system prompt fills its context by itself could answer nothing: every request
+ * would be refused as too long. Refused at start-up, naming what to change, rather than served.
+ */
+function checkSystemPromptFits(user: EngineUser<EmbeddedEngineConfig>, engine: Engine): void {
+  if (!(engine instanceof EmbeddedEngine) || !user.systemPrompt) return;
+  const tokens = engine.countPromptTokens([{ role: "system", content: user.systemPrompt }]);
+  if (tokens < user.contextSize) return;
+  throw new ConfigError(
+    `specialists.${user.id}.system_prompt`,
+    `it is ${tokens} tokens as the model formats it, which leaves no room in the specialist's context of ${user.contextSize} tokens: ` +
+      `shorten it or raise specialists.${user.id}.context_size`,
+  );
+}
