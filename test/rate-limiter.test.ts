@@ -43,7 +43,7 @@ const backends: Array<{ name: string; limiter: (clock: () => number) => Promise<
       },
       done: async () => {
         for (const { connection, limiter } of opened) {
-          limiter.close();
+          await limiter.close();
           connection.redis.disconnect();
         }
         await deletePrefix(prefix);
@@ -230,7 +230,7 @@ describe("redis limiter shared by several nodes", () => {
     return made;
   }
   after(async () => {
-    for (const l of limiters) l.close();
+    for (const l of limiters) await l.close();
     for (const c of opened) c.redis.disconnect();
     await deletePrefix(prefix);
   });
@@ -322,13 +322,47 @@ describe("redis limiter shared by several nodes", () => {
     await after.lease.cancel();
   });
 
+  it("sends the ends still owed once more when it closes, and says how many Redis could not take", async (t) => {
+    const clock = new ManualClock();
+    const redis = new PrivateRedis();
+    await redis.start();
+    t.after(() => redis.kill());
+    const proxy = await startTcpProxy(redis.port);
+    t.after(() => proxy.close());
+    const direct = await testConnection(prefix, redis.url);
+    const [gone, back] = [
+      await testConnection(prefix, `redis://127.0.0.1:${proxy.port}`),
+      await testConnection(prefix, `redis://127.0.0.1:${proxy.port}`),
+    ];
+    opened.push(direct, gone, back);
+    const survivor = new RedisRateLimiter(direct, clock.now);
+    limiters.push(survivor);
+    const [stopsWhileCut, stopsOnceBack] = [new RedisRateLimiter(gone, clock.now), new RedisRateLimiter(back, clock.now)];
+    const limits: KeyLimits = { requests: { limit: 1000, windowMs: WINDOW }, maxConcurrent: 1 };
+    const leases = [granted(await stopsWhileCut.acquire("gone", limits, 0)).lease, granted(await stopsOnceBack.acquire("back", limits, 0)).lease];
+    proxy.cut();
+    while (gone.redis.status === "ready" || back.redis.status === "ready") await new Promise((resolve) => setTimeout(resolve, 5));
+    for (const lease of leases) await lease.settle(0); // answered; their ends cannot reach Redis
+
+    const started = performance.now();
+    assert.equal(await stopsWhileCut.close(), 1, "Redis still out of reach: one end owed");
+    assert.ok(performance.now() - started < 1500, "the last try gives up within a second");
+    assert.equal(refused(await survivor.acquire("gone", limits, 0)).refusedBy, "concurrency", "that slot waits for its lease to expire");
+
+    // Closed in the same turn as its connection is back: no retry timer can have sent the end first.
+    const closed = new Promise<number>((resolve, reject) => back.redis.once("ready", () => stopsOnceBack.close().then(resolve, reject)));
+    proxy.restore();
+    assert.equal(await closed, 0, "the end reached Redis on the last try");
+    granted(await survivor.acquire("back", limits, 0)); // the slot was freed at close
+  });
+
   it("frees a dead node's concurrency slots once their lease expires, never before", async () => {
     const clock = new ManualClock();
     const [dying, survivor] = await nodes(clock.now);
     const limits: KeyLimits = { requests: { limit: 1000, windowMs: WINDOW }, maxConcurrent: 2 };
     granted(await dying!.acquire("slots", limits, 0));
     granted(await dying!.acquire("slots", limits, 0));
-    dying!.close(); // the node dies: its leases are never settled nor renewed
+    void dying!.close(); // the node dies: its leases are never settled nor renewed
     assert.equal(refused(await survivor!.acquire("slots", limits, 0)).refusedBy, "concurrency");
     clock.ms += LEASE_TTL_MS - 1;
     refused(await survivor!.acquire("slots", limits, 0));

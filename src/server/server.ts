@@ -64,7 +64,13 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
   const closeGate = async (): Promise<void> => {
     stopPruning?.();
     await gate.close();
-    await redis?.close();
+    const endsOwed = (await redis?.close())?.endsOwed ?? 0;
+    if (endsOwed > 0) {
+      options.logger.warn(
+        { ends_owed: endsOwed },
+        "request ends that could not reach Redis at shutdown: their concurrency slots free themselves within 30 s and their token reservations leave the window within its length",
+      );
+    }
     await stores?.close();
   };
   // The port listens while the models load, so /ready can say "loading"; /v1 refuses work until then.

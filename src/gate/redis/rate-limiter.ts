@@ -316,11 +316,21 @@ export class RedisRateLimiter implements RateLimiter {
     ).catch(() => undefined);
   }
 
-  /** Stops renewing and retrying: what is still owed then runs out with its lease and window. */
-  close(): void {
+  /**
+   * Stops renewing and retrying, after one last try (of at most END_RETRY_MS) of the ends still owed.
+   * Resolves to how many are still owed then: those run out with their lease and window.
+   */
+  async close(): Promise<number> {
     this.closed = true;
     clearInterval(this.renewal);
     clearTimeout(this.retryTimer);
+    if (this.unended.size > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      const deadline = new Promise<void>((resolve) => (timer = setTimeout(resolve, END_RETRY_MS)));
+      await Promise.race([this.retryEnds(), deadline]);
+      clearTimeout(timer);
+    }
+    return this.unended.size;
   }
 }
 

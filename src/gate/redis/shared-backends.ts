@@ -17,7 +17,8 @@ export interface RedisBackends {
   failures: (kind: FailureKind, limits: FailureLogLimits) => FailureCounter;
   /** Resolves when Redis answers (/ready). */
   ping: () => Promise<void>;
-  close(): Promise<void>;
+  /** Resolves to how many request ends could not reach Redis (see RedisRateLimiter.close). */
+  close(): Promise<{ endsOwed: number }>;
 }
 
 export async function openRedisBackends(url: string, prefix: string, stores: Pick<Stores, "accounts" | "ledger">): Promise<RedisBackends> {
@@ -27,7 +28,7 @@ export async function openRedisBackends(url: string, prefix: string, stores: Pic
   try {
     await keys.listen(url);
   } catch (error) {
-    limiter.close();
+    void limiter.close();
     connection.redis.disconnect();
     throw error;
   }
@@ -38,9 +39,10 @@ export async function openRedisBackends(url: string, prefix: string, stores: Pic
     failures: (kind, limits) => new RedisFailureCounter(connection, kind, limits),
     ping: async () => void (await connection.redis.ping()),
     close: async () => {
-      limiter.close();
+      const endsOwed = await limiter.close();
       await keys.close();
       await connection.redis.quit().catch(() => connection.redis.disconnect());
+      return { endsOwed };
     },
   };
 }
