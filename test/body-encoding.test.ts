@@ -218,7 +218,7 @@ describe("compressed request bodies (Content-Encoding)", () => {
     assert.equal(after.status, 200, JSON.stringify(after.json));
   });
 
-  it("let go of a compressed body the server answers without reading (unknown method, TRACE, bad content type, over the limit)", async () => {
+  it("let go of a compressed body the server answers without reading (unknown method, TRACE, over the limit) or refuses once read (an unreadable content type)", async () => {
     const gzip = gzipSync(randomBytes(400_000));
     const head = (method: string, extra = "", length = gzip.length) =>
       `${method} /v1/chat/completions HTTP/1.1\r\nhost: x\r\nauthorization: ${auth.authorization}\r\n` +
@@ -226,11 +226,17 @@ describe("compressed request bodies (Content-Encoding)", () => {
     const cases: Array<[string, string, number]> = [
       ["an unknown method", head("PROPFIND", "content-type: application/json\r\n"), 404],
       ["TRACE", head("TRACE"), 404],
-      ["an unreadable content type", head("POST", "content-type: a b c\r\n"), 415],
     ];
     for (const [what, request, status] of cases) {
       assert.deepEqual(await thenHealth(server, request, gzip), [status, 200], `${what}: answered, and the connection goes on`);
     }
+    // An unreadable content type is decoded and read as JSON like any other (not refused unread, Fastify's 415): the
+    // random bytes are no JSON, and Fastify closes the connection after a body it could not parse.
+    assert.deepEqual(
+      await thenHealth(server, head("POST", "content-type: a b c\r\n"), gzip),
+      [400],
+      "an unreadable content type: read, then refused",
+    );
     // Announced over the limit: refused before any byte is read, and the upload drained as an uncompressed one is.
     const big = Buffer.concat([gzip, gzip, gzip]);
     assert.deepEqual(await thenHealth(server, head("POST", "", big.length), big), [413, 200], "over the limit: 413, then served");

@@ -31,6 +31,19 @@ function parseRaw(text: string): { status: number; headers: Map<string, string>;
   return { status: Number(statusLine.split(" ")[1]), headers, body };
 }
 
+/** Sends a raw request (which should ask for `Connection: close`) and parses the answer. */
+async function rawExchange(serverUrl: string, request: string): Promise<ReturnType<typeof parseRaw>> {
+  const { socket, closed } = rawConnection(serverUrl);
+  socket.write(request);
+  return parseRaw(await closed);
+}
+
+/** Content-Type values Fastify cannot parse: each would be its bare 415 without our guard. */
+const UNPARSEABLE_CONTENT_TYPES = ["a b", "", "/"];
+
+const rawPost = (path: string, contentType: string, body: string, extra = ""): string =>
+  `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: ${contentType}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n${extra}Connection: close\r\n\r\n${body}`;
+
 function assertCatalogue(body: string, code: string): void {
   const parsed = JSON.parse(body) as { error: Record<string, unknown> };
   assert.deepEqual(Object.keys(parsed.error).sort(), ["code", "message", "param", "type"]);
@@ -151,6 +164,27 @@ describe("HTTP hardening: slow clients, framework errors, headers, logs", () => 
     assertCatalogue(await r.text(), "invalid_request");
   });
 
+  it("reads a body as JSON whatever its Content-Type, an unparseable one included", async () => {
+    upstream.fault = "ok";
+    const chat = JSON.stringify({ model: "alveare-slow", messages: [{ role: "user", content: "x" }], max_tokens: 4 });
+    for (const type of UNPARSEABLE_CONTENT_TYPES) {
+      const ok = await rawExchange(server.url, rawPost("/v1/chat/completions", type, chat));
+      assert.equal(ok.status, 200, `${JSON.stringify(type)}: ${ok.body}`);
+      assert.equal((JSON.parse(ok.body) as { object: string }).object, "chat.completion");
+      // Read as JSON: a body that is not JSON says so, one that is says what it lacks.
+      const notJson = await rawExchange(server.url, rawPost("/v1/embeddings", type, "nope"));
+      assert.equal(notJson.status, 400, `${JSON.stringify(type)}: ${notJson.body}`);
+      assertCatalogue(notJson.body, "invalid_json");
+      assert.ok(notJson.headers.get("x-request-id"));
+      const empty = await rawExchange(server.url, rawPost("/v1/embeddings", type, "{}"));
+      assert.equal(empty.status, 400, `${JSON.stringify(type)}: ${empty.body}`);
+      assertCatalogue(empty.body, "missing_parameter");
+      const unknown = await rawExchange(server.url, rawPost("/v1/nothing-here", type, "{}"));
+      assert.equal(unknown.status, 404, `${JSON.stringify(type)}: ${unknown.body}`);
+      assertCatalogue(unknown.body, "not_found");
+    }
+  });
+
   it("sends nosniff on every answer", async () => {
     for (const path of ["/health", "/v1/models", "/v1/nothing-here", "/dashboard/nothing-here"]) {
       const r = await fetch(`${server.url}${path}`);
@@ -210,6 +244,17 @@ describe("HTTP hardening: CORS", () => {
     for (const name of ["x-request-id", "retry-after", "retry-after-ms", "x-should-retry"]) assert.ok(exposed.includes(name), name);
     for (const kind of ["requests", "tokens"]) {
       for (const what of ["limit", "remaining", "reset"]) assert.ok(exposed.includes(`x-ratelimit-${what}-${kind}`), `x-ratelimit-${what}-${kind}`);
+    }
+  });
+
+  it("refuses a dashboard state change with an unparseable Content-Type as not JSON, never 415", async () => {
+    for (const type of UNPARSEABLE_CONTENT_TYPES) {
+      const r = await rawExchange(server.url, rawPost("/dashboard/api/login", type, JSON.stringify({ email: "a@b.example", password: "x" })));
+      assert.equal(r.status, 403, `${JSON.stringify(type)}: ${r.body}`);
+      const body = JSON.parse(r.body) as { error: Record<string, unknown> };
+      assert.deepEqual(Object.keys(body.error).sort(), ["code", "message", "param", "type"]);
+      assert.equal(body.error.code, "csrf_failed");
+      assert.ok(r.headers.get("x-request-id"));
     }
   });
 

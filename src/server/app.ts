@@ -156,8 +156,14 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // while the catch-all is looked up by parsing the content type anew on every request.
   app.addContentTypeParser("application/json", { parseAs: "string" }, parseJson);
 
-  // A compressed body (Content-Encoding gzip, deflate or br) is decoded before it is read as JSON.
+  // Before a body is read as JSON: an unparseable Content-Type is set aside, and a compressed body
+  // (Content-Encoding gzip, deflate or br) decoded.
   app.addHook("preParsing", (request, reply, payload, done) => {
+    // A Content-Type Fastify cannot parse (`a b`, empty, `/`) would be refused 415 before any parser
+    // runs. Such a body is read as JSON too, as if it came without the header: the route sees none
+    // either, so the dashboard's CSRF check still refuses it as not JSON. (For a parseable type,
+    // mediaType is what Fastify would compute next anyway, and keeps.)
+    if (request.raw.headers["content-type"] !== undefined && request.mediaType === undefined) request.headers = { "content-type": undefined };
     try {
       done(null, decodedBody(request, reply, payload));
     } catch (error) {
