@@ -31,11 +31,18 @@ function parseRaw(text: string): { status: number; headers: Map<string, string>;
   return { status: Number(statusLine.split(" ")[1]), headers, body };
 }
 
-/** Sends a raw request (which should ask for `Connection: close`) and parses the answer. */
-async function rawExchange(serverUrl: string, request: string): Promise<ReturnType<typeof parseRaw>> {
+/** Sends a raw request and parses the answer, once the server closed the connection (or 5 s passed: `closedByServer` false). */
+async function rawExchange(serverUrl: string, request: string): Promise<ReturnType<typeof parseRaw> & { closedByServer: boolean }> {
   const { socket, closed } = rawConnection(serverUrl);
+  let cut = false;
+  const timer = setTimeout(() => {
+    cut = true;
+    socket.destroy();
+  }, 5000);
   socket.write(request);
-  return parseRaw(await closed);
+  const text = await closed;
+  clearTimeout(timer);
+  return { ...parseRaw(text), closedByServer: !cut };
 }
 
 /** Content-Type values Fastify cannot parse: each would be its bare 415 without our guard. */
@@ -50,6 +57,19 @@ function assertCatalogue(body: string, code: string): void {
   assert.equal(parsed.error.code, code);
   assert.equal(parsed.error.type, "invalid_request_error");
 }
+
+/** A refusal before any route: the catalogue's body, its request id, nosniff, and the connection closed. */
+function assertRefusal(r: Awaited<ReturnType<typeof rawExchange>>, status: number, code: string, id: string | RegExp): void {
+  assert.equal(r.status, status, r.body);
+  assertCatalogue(r.body, code);
+  assert.equal(r.headers.get("x-content-type-options"), "nosniff");
+  if (typeof id === "string") assert.equal(r.headers.get("x-request-id"), id);
+  else assert.match(r.headers.get("x-request-id") ?? "", id);
+  assert.equal(r.headers.get("connection")?.toLowerCase(), "close");
+  assert.ok(r.closedByServer, "the server closes the connection");
+}
+
+const OUR_ID = /^req_[A-Za-z0-9]{20}$/;
 
 const REQUEST_TIMEOUT_MS = 400;
 
@@ -75,6 +95,7 @@ describe("HTTP hardening: slow clients, framework errors, headers, logs", () => 
     const r = parseRaw(await closed);
     assert.equal(r.status, 408);
     assert.equal(r.headers.get("x-content-type-options"), "nosniff");
+    assert.equal(r.headers.get("x-request-id"), "stalled-body", "the answer carries the id its log line has");
     assertCatalogue(r.body, "request_timeout");
     await new Promise((resolve) => setTimeout(resolve, 50));
     const line = server.logs.requests().find((l) => l.request_id === "stalled-body");
@@ -125,6 +146,7 @@ describe("HTTP hardening: slow clients, framework errors, headers, logs", () => 
     socket.write("GET /health HTTP/1.1\r\nHost: x\r\n");
     const r = parseRaw(await closed);
     assert.equal(r.status, 408);
+    assert.match(r.headers.get("x-request-id") ?? "", OUR_ID);
     assertCatalogue(r.body, "request_timeout");
   });
 
@@ -182,6 +204,47 @@ describe("HTTP hardening: slow clients, framework errors, headers, logs", () => 
       const unknown = await rawExchange(server.url, rawPost("/v1/nothing-here", type, "{}"));
       assert.equal(unknown.status, 404, `${JSON.stringify(type)}: ${unknown.body}`);
       assertCatalogue(unknown.body, "not_found");
+    }
+  });
+
+  it("answers an HTTP/1.1 request without Host in the catalogue's shape, with its request id", async () => {
+    const r = await rawExchange(server.url, "GET /health HTTP/1.1\r\nX-Request-Id: no-host\r\n\r\n");
+    assertRefusal(r, 400, "invalid_request", "no-host");
+    assert.match(r.body, /Host/);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const line = server.logs.requests().find((l) => l.request_id === "no-host");
+    assert.deepEqual({ status: line?.status, code: line?.code }, { status: 400, code: "invalid_request" });
+    // HTTP/1.0 needs no Host.
+    const old = await rawExchange(server.url, "GET /health HTTP/1.0\r\n\r\n");
+    assert.equal(old.status, 200, old.body);
+  });
+
+  it("answers an Expect other than 100-continue in the catalogue's shape, not a bare 417", async () => {
+    for (const request of [
+      "GET /health HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\nX-Request-Id: bad-expect\r\n\r\n",
+      rawPost("/v1/infer", "application/json", "{}", "Expect: 200-ok\r\nX-Request-Id: bad-expect\r\n"),
+    ]) {
+      const r = await rawExchange(server.url, request);
+      assertRefusal(r, 400, "invalid_request", "bad-expect");
+      assert.match(r.body, /Expect/);
+    }
+  });
+
+  it("answers CONNECT in the catalogue's shape instead of closing the connection unanswered", async () => {
+    const r = await rawExchange(server.url, "CONNECT host:22 HTTP/1.1\r\nHost: host:22\r\nX-Request-Id: tunnel\r\n\r\n");
+    assertRefusal(r, 400, "invalid_request", "tunnel");
+    assert.match(r.body, /CONNECT/);
+    const again = await fetch(`${server.url}/health`);
+    assert.equal(again.status, 200, "the server goes on serving");
+  });
+
+  it("gives Node's refusals of unreadable requests a request id", async () => {
+    for (const [request, status, code] of [
+      ["POST /v1/infer HTTP/1.1\r\nHost: x\r\nContent-Length: +2\r\n\r\n{}", 400, "invalid_request"],
+      ["FOO / HTTP/1.1\r\nHost: x\r\n\r\n", 400, "invalid_request"],
+      [`GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ${"a".repeat(32 * 1024)}\r\n\r\n`, 431, "request_header_fields_too_large"],
+    ] as const) {
+      assertRefusal(await rawExchange(server.url, request), status, code, OUR_ID);
     }
   });
 

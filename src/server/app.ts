@@ -14,8 +14,11 @@ import {
   drainLimit,
   drainRefusedBody,
   frameworkErrorHandler,
+  guardServer,
+  rememberRequestId,
   securityHeaders,
-  serverTimeouts,
+  serverOptions,
+  unservableRequest,
 } from "./http-guards.js";
 import { CLIENT_CLOSED } from "../metering/counting-rule.js";
 import { authenticationHook, limitHeadersHook } from "./gate-adapter.js";
@@ -63,6 +66,13 @@ export interface AppOptions {
 
 const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
+/** The client's id when it sent a sane one, else one of ours. */
+function requestIdFor(req: IncomingMessage): string {
+  const given = req.headers["x-request-id"];
+  // An API key pasted where an id goes would be echoed and logged: such an id is replaced by one of ours.
+  return typeof given === "string" && CLIENT_REQUEST_ID.test(given) && !holdsKey(given) ? given : requestId();
+}
+
 /** The client left while its request was still arriving (a bodiless request is complete at its headers). */
 const bodyCutShort = (request: FastifyRequest): boolean => request.raw.readableAborted && !request.raw.complete;
 
@@ -109,7 +119,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: "request_id" }),
     bodyLimit: options.bodyLimit,
     trustProxy: typeof options.trustProxy === "number" ? trustHops(options.trustProxy) : (options.trustProxy ?? false),
-    ...serverTimeouts(httpLimits),
+    ...serverOptions(httpLimits),
     clientErrorHandler: clientErrorHandler(httpLimits),
     // A request arriving while the server closes goes through our hooks (the lifecycle answers it
     // 503 overloaded, in the catalogue's shape), not Fastify's bare 503.
@@ -117,13 +127,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     frameworkErrors: frameworkErrorHandler,
     childLoggerFactory: (logger, bindings, childOptions) =>
       new LazyChildLogger(logger as unknown as Logger, bindings, childOptions as ChildLoggerOptions) as unknown as FastifyBaseLogger,
-    genReqId: (req) => {
-      const given = req.headers["x-request-id"];
-      // An API key pasted where an id goes would be echoed and logged: such an id is replaced by one of ours.
-      return typeof given === "string" && CLIENT_REQUEST_ID.test(given) && !holdsKey(given) ? given : requestId();
-    },
+    genReqId: requestIdFor,
   });
   app.server.maxConnections = httpLimits.maxConnections;
+  guardServer(app.server, app.log, requestIdFor);
   app.decorateRequest("caller", undefined);
   app.decorateRequest("logFields", undefined as never);
   app.decorateRequest("generationDone", undefined);
@@ -176,6 +183,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     reply.headers(securityHeaders(request.url));
     request.logFields = {};
     reply.header("x-request-id", request.id);
+    rememberRequestId(reply.raw, request.id);
     // Route templates only, never raw URLs: metric labels and span names stay bounded.
     const route = request.routeOptions.url ?? UNMATCHED_ROUTE;
     request.trace = telemetry.startTrace(request.method, route, request.headers);
@@ -200,7 +208,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       if (request.generationDone === undefined) finished();
       else request.generationDone.then(finished, finished);
     });
-    done();
+    // What Node would have refused bare (no Host, an unmet Expect): the catalogue's 400, and the connection closed.
+    const refusal = unservableRequest(request.raw);
+    if (refusal === undefined) return done();
+    reply.header("connection", "close");
+    done(refusal);
   });
 
   app.setErrorHandler((error: FastifyError | Error, request, reply) => {

@@ -1,8 +1,9 @@
-import { STATUS_CODES, type ServerResponse } from "node:http";
+import { STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { Socket } from "node:net";
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
+import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import type { HttpLimits } from "../config/config.js";
 import { errors, type ApiError } from "../errors.js";
+import { requestId } from "../ids.js";
 
 /**
  * The HTTP layer's own defences: catalogue-shaped answers for what Node and
@@ -11,9 +12,9 @@ import { errors, type ApiError } from "../errors.js";
  */
 
 /** Fastify's options for the limits; `maxConnections` is set on the server once it exists. */
-export function serverTimeouts(limits: HttpLimits): {
+export function serverOptions(limits: HttpLimits): {
   requestTimeout: number;
-  http: { headersTimeout: number; connectionsCheckingInterval: number };
+  http: { headersTimeout: number; connectionsCheckingInterval: number; requireHostHeader: boolean };
 } {
   return {
     requestTimeout: limits.requestTimeoutMs,
@@ -21,8 +22,51 @@ export function serverTimeouts(limits: HttpLimits): {
       headersTimeout: limits.headersTimeoutMs,
       // Node checks the timeouts on this interval (30 s by default, which would double a short timeout).
       connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(limits.headersTimeoutMs / 4))),
+      // Node's own refusal of a request without Host is a bare 400; `unservableRequest` answers it instead.
+      requireHostHeader: false,
     },
   };
+}
+
+/** Requests whose Expect Node found unmet (anything but 100-continue, on HTTP/1.1): `unservableRequest` refuses them. */
+const unmetExpectations = new WeakSet<IncomingMessage>();
+
+/**
+ * What Node would refuse bare before any route (no Host on HTTP/1.1; an Expect
+ * other than 100-continue, a 417 with no body) is handed to the app, which
+ * answers it here in the catalogue's shape, its request id and headers
+ * included; the caller closes the connection.
+ */
+export function unservableRequest(raw: IncomingMessage): ApiError | undefined {
+  if (raw.headers.host === undefined && raw.httpVersionMajor === 1 && raw.httpVersionMinor === 1) {
+    return errors.invalidRequest("An HTTP/1.1 request must send a Host header.");
+  }
+  if (raw.headers.expect !== undefined && unmetExpectations.has(raw)) {
+    return errors.invalidRequest("The server cannot meet this request's Expect header: only 100-continue is supported.");
+  }
+  return undefined;
+}
+
+/**
+ * The server's own events that would otherwise end in a bare answer or none:
+ * an unmet Expect goes on to the app as a request (refused there, see
+ * `unservableRequest`); a CONNECT, which Node hands over as a raw socket and
+ * closes unanswered when nobody listens, gets the catalogue's 400.
+ */
+export function guardServer(server: Server, log: FastifyBaseLogger, requestIdFor: (raw: IncomingMessage) => string): void {
+  server.on("checkExpectation", (request: IncomingMessage, response: ServerResponse) => {
+    unmetExpectations.add(request);
+    server.emit("request", request, response);
+  });
+  server.on("connect", (request: IncomingMessage, socket: Socket) => {
+    // Node no longer watches this socket: a client that resets it must not crash the process.
+    socket.on("error", () => undefined);
+    const id = requestIdFor(request);
+    const apiError = errors.invalidRequest("CONNECT is not supported: this server is not a proxy.");
+    log.info({ request_id: id, method: "CONNECT", status: apiError.status }, "client error");
+    if (socket.writable) socket.write(rawResponse(apiError, id));
+    socket.destroy();
+  });
 }
 
 interface ClientError extends Error {
@@ -34,6 +78,12 @@ const answeredByClientError = new WeakMap<ServerResponse, ApiError>();
 
 /** The error a client error already answered this response with, for its log line (status and code). */
 export const clientErrorAnswer = (response: ServerResponse): ApiError | undefined => answeredByClientError.get(response);
+
+/** The id of each response's request, for an answer written at the socket (a timeout mid-body) to carry. */
+const requestIds = new WeakMap<ServerResponse, string>();
+
+/** Remembers a request's id for the socket's answer, should a client error answer it. */
+export const rememberRequestId = (response: ServerResponse, id: string): void => void requestIds.set(response, id);
 
 /** Node's own answers to a broken request are bare; ours carry the error catalogue's body. */
 export function clientErrorHandler(limits: HttpLimits) {
@@ -50,12 +100,14 @@ export function clientErrorHandler(limits: HttpLimits) {
         : error.code === "HPE_HEADER_OVERFLOW"
           ? errors.headersTooLarge()
           : errors.invalidRequest("The server could not read this HTTP request.");
-    this.log.info({ code: error.code, status: apiError.status }, "client error");
-    // A response that has started cannot take a second one on the same socket.
+    // A request whose headers were read has its id (and its log line); any other gets a fresh one.
     const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
+    const id = (inFlight && requestIds.get(inFlight)) ?? requestId();
+    this.log.info({ code: error.code, status: apiError.status, request_id: id }, "client error");
+    // A response that has started cannot take a second one on the same socket.
     if (socket.writable && inFlight?.headersSent !== true) {
       if (inFlight) answeredByClientError.set(inFlight, apiError);
-      socket.write(rawResponse(apiError));
+      socket.write(rawResponse(apiError, id));
     }
     socket.destroy();
   };
@@ -99,13 +151,14 @@ export function drainRefusedBody(request: FastifyRequest, reply: FastifyReply, l
   socket.once("close", done);
 }
 
-function rawResponse(error: ApiError): string {
+function rawResponse(error: ApiError, id: string): string {
   const body = JSON.stringify(error.toBody());
   return [
     `HTTP/1.1 ${error.status} ${STATUS_CODES[error.status] ?? ""}`,
     "content-type: application/json; charset=utf-8",
     `content-length: ${Buffer.byteLength(body)}`,
     "x-content-type-options: nosniff",
+    `x-request-id: ${id}`,
     "connection: close",
     "",
     body,
