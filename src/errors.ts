@@ -163,6 +163,13 @@ export const errors = {
       "request_timeout",
       `The request was not received in full within ${timeoutMs} ms. Send the headers and the body without pausing.`,
     ),
+  headersTimeout: (timeoutMs: number) =>
+    new ApiError(
+      408,
+      "invalid_request_error",
+      "request_timeout",
+      `The request's headers were not received in full within ${timeoutMs} ms. Send the headers and the body without pausing.`,
+    ),
   headersTooLarge: () =>
     new ApiError(431, "invalid_request_error", "request_header_fields_too_large", "The request's headers are larger than the server accepts."),
   invalidRequest: (message: string) => new ApiError(400, "invalid_request_error", "invalid_request", message),

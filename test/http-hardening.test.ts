@@ -270,6 +270,50 @@ describe("HTTP hardening: slow clients, framework errors, headers, logs", () => 
   });
 });
 
+describe("HTTP hardening: headers timeout and request timeout", () => {
+  const HEADERS_MS = 300;
+  const REQUEST_MS = 1500;
+  let server: TestServer;
+  before(async () => {
+    server = await startTestServer({}, { env: { ALVEARE_REQUEST_TIMEOUT_MS: String(REQUEST_MS), ALVEARE_HEADERS_TIMEOUT_MS: String(HEADERS_MS) } });
+  });
+  after(async () => {
+    endAllConnections();
+    await server.close();
+  });
+
+  const messageOf = (body: string): string => (JSON.parse(body) as { error: { message: string } }).error.message;
+
+  it("names the headers timeout when the headers are what is late", async () => {
+    const started = Date.now();
+    const r = await rawExchange(server.url, "GET /health HTTP/1.1\r\nHost: x\r\n");
+    assert.ok(Date.now() - started < REQUEST_MS, "cut by the headers timeout");
+    assertRefusal(r, 408, "request_timeout", OUR_ID);
+    assert.match(messageOf(r.body), new RegExp(`headers were not received in full within ${HEADERS_MS} ms`));
+  });
+
+  it("names the headers timeout for a kept-alive connection's next request too", async () => {
+    const { socket, closed } = rawConnection(server.url);
+    await new Promise<void>((resolve) => {
+      socket.once("data", () => resolve());
+      socket.write("GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    });
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    socket.write("GET /health HTTP/1.1\r\nHost: x\r\n");
+    const text = await closed;
+    // The first answer, then the second request's.
+    const r = parseRaw(text.slice(text.lastIndexOf("HTTP/1.1 ")));
+    assert.equal(r.status, 408, text);
+    assert.match(messageOf(r.body), new RegExp(`headers were not received in full within ${HEADERS_MS} ms`));
+  });
+
+  it("names the request timeout when the body is what is late", async () => {
+    const r = await rawExchange(server.url, "POST /v1/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\nX-Request-Id: late-body\r\n\r\n{");
+    assertRefusal(r, 408, "request_timeout", "late-body");
+    assert.match(messageOf(r.body), new RegExp(`The request was not received in full within ${REQUEST_MS} ms`));
+  });
+});
+
 describe("HTTP hardening: CORS", () => {
   let server: TestServer;
   before(async () => {

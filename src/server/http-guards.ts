@@ -94,12 +94,7 @@ export function clientErrorHandler(limits: HttpLimits) {
       socket.destroy();
       return;
     }
-    const apiError =
-      error.code === "ERR_HTTP_REQUEST_TIMEOUT"
-        ? errors.requestTimeout(limits.requestTimeoutMs)
-        : error.code === "HPE_HEADER_OVERFLOW"
-          ? errors.headersTooLarge()
-          : errors.invalidRequest("The server could not read this HTTP request.");
+    const apiError = refusalFor(error, socket, limits);
     // A request whose headers were read has its id (and its log line); any other gets a fresh one.
     const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
     const id = (inFlight && requestIds.get(inFlight)) ?? requestId();
@@ -111,6 +106,29 @@ export function clientErrorHandler(limits: HttpLimits) {
     }
     socket.destroy();
   };
+}
+
+/** The catalogue's answer to what Node reports about a request it could not take. */
+function refusalFor(error: ClientError, socket: Socket, limits: HttpLimits): ApiError {
+  switch (error.code) {
+    case "ERR_HTTP_REQUEST_TIMEOUT":
+      // Node reports both timeouts alike. Headers still arriving met the headers timeout, never the longer one.
+      return headersReceived(socket) ? errors.requestTimeout(limits.requestTimeoutMs) : errors.headersTimeout(limits.headersTimeoutMs);
+    case "HPE_HEADER_OVERFLOW":
+      return errors.headersTooLarge();
+    default:
+      return errors.invalidRequest("The server could not read this HTTP request.");
+  }
+}
+
+/**
+ * Whether the request the socket is reading has all its headers in (its body is
+ * what is late): Node's parser holds that request from its headers until it is
+ * read in full, and a kept-alive connection's finished request or none otherwise.
+ */
+function headersReceived(socket: Socket): boolean {
+  const incoming = (socket as Socket & { parser?: { incoming?: IncomingMessage | null } | null }).parser?.incoming;
+  return incoming != null && !incoming.complete;
 }
 
 /** Connections reading and discarding the rest of a refused body. */
