@@ -280,6 +280,14 @@ describe("output constraints hold at temperature 2.0", () => {
       /schema\.properties\.s\.minLength is 2000; the grammar holds bounds up to 1999/,
     );
     assert.match(await refused(object({ type: "array", items: { type: "integer" }, maxItems: 5000 })), /maxItems is 5000/);
+    // Under 2000 but past llama.cpp's real limit (the piece's rules times the count): refused naming the bound, not "Failed to parse grammar".
+    assert.match(await refused({ type: "string", maxLength: 1000 }), /schema\.maxLength is 1000: .*under 2000: maxLength at most 999 here/);
+    assert.match(
+      await refused({ type: "array", items: object({ type: "integer" }), maxItems: 1001 }),
+      /schema\.maxItems is 1001: .*maxItems at most 1000 here/,
+    );
+    // A U+0000 would end the grammar's text there (it is handed over as a C string).
+    assert.match(await refused(object({ const: "x\0y" })), /schema\.properties\.a\.const holds the character U\+0000/);
     assert.deepEqual(
       server.logs
         .records()

@@ -2,6 +2,7 @@ import type { Llama, LlamaGrammar } from "node-llama-cpp";
 import { errors } from "../../errors.js";
 import { quoteValue } from "../../schema/locate.js";
 import type { OutputConstraint } from "../types.js";
+import { allowedCount, describeGrammarProblem, grammarProblem, repetitionLimit, type GrammarProblem } from "./grammar-limits.js";
 import { isSchemaObject, JSON_TYPES, mapSubschemas, pointerSegment, resolveSchemaRef, type SchemaObject } from "../../schema/json-schema-keywords.js";
 
 const gbnfString = (s: string): string => JSON.stringify(s);
@@ -49,9 +50,14 @@ const SHAPE_KEYWORDS = [
 ];
 
 /**
- * The most times llama.cpp's grammar parser repeats one piece: a bound of 2000
- * or more fails to parse (and llama.cpp prints the whole grammar, the schema's
- * values included, to stderr), so such a schema is refused before it gets there.
+ * The highest bound any schema may give: llama.cpp's grammar parser fails on a
+ * repetition of 2000 and reads one over 2000 as no bound at all (a `maxLength`
+ * of 5000 would silently not be held). It is only the ceiling: the parser
+ * rejects a repetition once the rules of the piece repeated times its count
+ * reaches 2000, and a string's character is 2 rules where the grammar first
+ * names it, so `maxLength` 1000 can fail. That limit depends on the whole
+ * grammar written; grammar-limits.ts finds it there, before llama.cpp would
+ * (which prints the whole grammar, the schema's values included, to stderr).
  */
 const MAX_GRAMMAR_REPEAT = 1999;
 const REPEAT_BOUNDS = ["minLength", "maxLength", "minItems", "maxItems"];
@@ -383,6 +389,111 @@ export function labelGrammar(labels: readonly string[]): string {
   return `root ::= ${labels.map(gbnfString).join(" | ")}`;
 }
 
+type SchemaToGbnf = (schema: unknown) => string;
+let schemaToGbnf: Promise<SchemaToGbnf> | undefined;
+
+/**
+ * node-llama-cpp's (pinned 3.21.1) writer of a JSON schema's GBNF, without the
+ * parse createGrammarForJsonSchema does at once: the text must be checked
+ * before llama.cpp parses it. The package does not export it, so it is loaded
+ * from its file beside the package's entry point.
+ */
+function gbnfForSchema(): Promise<SchemaToGbnf> {
+  schemaToGbnf ??= import(new URL("./utils/gbnfJson/getGbnfGrammarForGbnfJsonSchema.js", import.meta.resolve("node-llama-cpp")).href).then(
+    (module: { getGbnfGrammarForGbnfJsonSchema?: unknown }) => {
+      if (typeof module.getGbnfGrammarForGbnfJsonSchema !== "function")
+        throw new Error("node-llama-cpp no longer has getGbnfGrammarForGbnfJsonSchema where it was");
+      return module.getGbnfGrammarForGbnfJsonSchema as SchemaToGbnf;
+    },
+  );
+  return schemaToGbnf;
+}
+
+/**
+ * The GBNF written for a JSON schema, as llama.cpp is handed it, without
+ * parsing it; throws (plain errors) for a schema the grammar cannot hold.
+ */
+export async function schemaGbnf(schema: unknown): Promise<string> {
+  const write = await gbnfForSchema();
+  return endAtRootValue(calendarDates(strictNumbers(write(grammarSchemaOf(schema)))));
+}
+
+/** Keys whose values are data, never schemas: a U+0000 or a number there is not what the grammar holds. */
+const DATA_KEYS = new Set(["const", "enum", "default", "examples", "description", "title", "$comment"]);
+
+/** Every value in a schema with its path, and every key (`key` set), data subtrees left out. */
+function* schemaNodes(node: unknown, path: string): Generator<{ path: string; value: unknown; key?: string; parent?: Schema }> {
+  if (Array.isArray(node)) {
+    for (const [i, item] of node.entries()) yield* schemaNodes(item, `${path}[${i}]`);
+    return;
+  }
+  if (!isSchemaObject(node)) return;
+  for (const [key, value] of Object.entries(node)) {
+    yield { path, value, key, parent: node };
+    if (!DATA_KEYS.has(key) || path.endsWith(".properties") || path.endsWith(".$defs") || path.endsWith(".definitions"))
+      yield* schemaNodes(value, `${path}.${key}`);
+  }
+}
+
+const holdsNul = (value: unknown): boolean =>
+  typeof value === "string"
+    ? value.includes("\0")
+    : typeof value === "object" && value !== null && Object.entries(value).some(([key, v]) => key.includes("\0") || holdsNul(v));
+
+/** Notes for people, which the grammar never holds. */
+const NOTE_KEYS = new Set(["description", "title", "$comment", "examples", "default"]);
+
+/** Where a U+0000 the grammar holds is, in a caller's terms: a name, a string, or a `const` or `enum` holding one. */
+function locateNul(schema: unknown): string | undefined {
+  for (const { path, value, key } of schemaNodes(schema, "schema")) {
+    const named = /\.(properties|\$defs|definitions)$/.test(path);
+    if (key!.includes("\0")) return `a name in ${path}`;
+    if (!named && NOTE_KEYS.has(key!)) continue;
+    if (typeof value === "string" ? value.includes("\0") : !named && DATA_KEYS.has(key!) && holdsNul(value)) return `${path}.${key!}`;
+  }
+  return undefined;
+}
+
+/**
+ * The repetition llama.cpp would reject, named by the keyword behind it where
+ * one fits: node-llama-cpp repeats a string's character `maxLength` times, the
+ * items after the first (and after `prefixItems`) and the properties past the
+ * listed ones, so a bound is at most that many more than the count.
+ */
+function locateRepetition(schema: unknown, problem: Extract<GrammarProblem, { kind: "repetition" }>): string {
+  const { count, pieceRules, min, max } = problem;
+  const allowed = allowedCount(pieceRules);
+  if (allowed === 0) return repetitionLimit(pieceRules, count);
+  const candidates: Array<{ path: string; key: string; value: number }> = [];
+  for (const { path, value, key, parent } of schemaNodes(schema, "schema")) {
+    if (typeof value !== "number" || !/^(min|max)(Length|Items|Properties)$/.test(key!)) continue;
+    if (!(max === undefined ? key!.startsWith("min") : key!.startsWith("max") || min === max)) continue;
+    const before = key!.endsWith("Length")
+      ? 0
+      : key!.endsWith("Items")
+        ? (Array.isArray(parent!.prefixItems) ? parent!.prefixItems.length : 0) + 1
+        : (isSchemaObject(parent!.properties) ? Object.keys(parent!.properties).length : 0) + 1;
+    const over = Math.floor(value) - count;
+    if (over >= 0 && over <= before) candidates.push({ path: `${path}.${key!}`, key: key!, value });
+  }
+  if (candidates.length === 1) {
+    const { path, key, value } = candidates[0]!;
+    return `${path} is ${value}: ${repetitionLimit(pieceRules, count, `${key} at most ${Math.floor(value) - (count - allowed)} here`)}`;
+  }
+  const which = candidates.length === 0 ? "the length, items or properties bound behind it" : `one of ${candidates.map((c) => c.path).join(", ")}`;
+  return repetitionLimit(pieceRules, count, `at most ${allowed} here; lower ${which}`);
+}
+
+/** A grammar problem in a caller's terms: the keyword or string in the schema behind it where it can be told. */
+function locateProblem(schema: unknown, problem: GrammarProblem): string {
+  if (problem.kind === "repetition") return locateRepetition(schema, problem);
+  if (problem.kind === "nul") {
+    const where = locateNul(schema);
+    if (where !== undefined) return `${where} holds the character U+0000, which llama.cpp's grammars cannot hold; leave it out`;
+  }
+  return describeGrammarProblem(problem);
+}
+
 /** Approximate bytes of grammar text the cache keeps before it drops the least recently used. */
 const GRAMMAR_CACHE_BUDGET = 8 * 1024 * 1024;
 
@@ -475,17 +586,25 @@ export class GrammarCache {
 
   /** A grammar from GBNF text (tool calls), cached beside the constraints' grammars. */
   fromText(gbnf: string): Promise<LlamaGrammar> {
-    return this.cached(`gbnf:${gbnf}`, () => this.llama.createGrammar({ grammar: gbnf }));
+    return this.cached(`gbnf:${gbnf}`, () => this.parse(gbnf));
   }
 
-  /** The GBNF a JSON schema is enforced with; refused with a 400 naming `param` when it cannot. */
+  /**
+   * The GBNF a JSON schema is enforced with; refused with a 400 naming `param`
+   * when it cannot, and when llama.cpp's parser would reject the grammar
+   * (which would print it, the schema's values in it, to stderr).
+   */
   async jsonSchemaGbnf(schema: Readonly<Record<string, unknown>>, param: string): Promise<string> {
+    const refuse = (message: string): Error => errors.invalidParameter(param, `this JSON schema cannot be enforced: ${message}`);
+    let gbnf: string;
     try {
-      const gbnf = (await this.llama.createGrammarForJsonSchema(grammarSchemaOf(schema) as never)).grammar;
-      return endAtRootValue(calendarDates(strictNumbers(gbnf)));
+      gbnf = await schemaGbnf(schema);
     } catch (error) {
-      throw errors.invalidParameter(param, `this JSON schema cannot be enforced: ${(error as Error).message}`);
+      throw refuse((error as Error).message);
     }
+    const problem = grammarProblem(gbnf);
+    if (problem !== undefined) throw refuse(locateProblem(schema, problem));
+    return gbnf;
   }
 
   private cached(key: string, build: () => Promise<LlamaGrammar>): Promise<LlamaGrammar> {
@@ -527,14 +646,21 @@ export class GrammarCache {
     }
   }
 
+  /** A grammar llama.cpp parses; one it would reject (and print to stderr) is refused first, its text left out of the error. */
+  private parse(gbnf: string): Promise<LlamaGrammar> {
+    const problem = grammarProblem(gbnf);
+    if (problem !== undefined) return Promise.reject(new Error(`llama.cpp would reject this grammar: ${describeGrammarProblem(problem)}`));
+    return this.llama.createGrammar({ grammar: gbnf });
+  }
+
   private async build(constraint: Exclude<OutputConstraint, { type: "text" }>): Promise<LlamaGrammar> {
     switch (constraint.type) {
       case "labels":
-        return this.llama.createGrammar({ grammar: labelGrammar(constraint.labels) });
+        return this.parse(labelGrammar(constraint.labels));
       case "json_object":
-        return this.llama.createGrammar({ grammar: JSON_OBJECT_GRAMMAR });
+        return this.parse(JSON_OBJECT_GRAMMAR);
       case "json_schema":
-        return this.llama.createGrammar({ grammar: await this.jsonSchemaGbnf(constraint.schema, "response_format.json_schema.schema") });
+        return this.parse(await this.jsonSchemaGbnf(constraint.schema, "response_format.json_schema.schema"));
     }
   }
 }
