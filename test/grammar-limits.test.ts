@@ -171,6 +171,24 @@ describe("llama.cpp's grammar limits, found before llama.cpp parses", () => {
   });
 });
 
+describe("property bounds over 1999", () => {
+  it("are refused where extra properties may be written (llama.cpp would drop such a maximum), and free on a closed object", async () => {
+    const grammars = new GrammarCache(await getLlama({ gpu: false }));
+    const open = { type: "object", properties: { a: { type: "string" } }, additionalProperties: { type: "integer" } };
+    // The extra properties' repetition would be {0,4998}: over 2000, llama.cpp reads it as no bound, so 5000 were not held.
+    await assert.rejects(
+      grammars.jsonSchemaGbnf({ ...open, maxProperties: 5000 }, "p"),
+      /schema\.maxProperties is 5000; the grammar holds bounds up to 1999/,
+    );
+    await assert.rejects(
+      grammars.jsonSchemaGbnf({ ...open, minProperties: 2500 }, "p"),
+      /schema\.minProperties is 2500; the grammar holds bounds up to 1999/,
+    );
+    // A closed object writes only its listed properties: the bound repeats nothing.
+    await grammars.jsonSchemaGbnf({ type: "object", properties: { a: { type: "string" } }, maxProperties: 5000 }, "p");
+  });
+});
+
 describe("a schema past llama.cpp's grammar limits, sent to alveare serve", () => {
   it("is refused with a 400 and its values never reach the server's stderr", async () => {
     const dataDir = tempDir();

@@ -61,6 +61,8 @@ const SHAPE_KEYWORDS = [
  */
 const MAX_GRAMMAR_REPEAT = 1999;
 const REPEAT_BOUNDS = ["minLength", "maxLength", "minItems", "maxItems"];
+/** Bounds on the number of properties repeat only the extra ones, so they count only where additionalProperties allows some. */
+const PROPERTY_BOUNDS = ["minProperties", "maxProperties"];
 
 /** The string formats node-llama-cpp holds; for any other it allows only "", so those are left to the caller (not held). */
 const HELD_FORMATS = new Set(["date", "time", "date-time"]);
@@ -289,7 +291,8 @@ export function toGrammarSchema(schema: unknown, path = "schema"): unknown {
   for (const key of UNHELD_KEYWORDS) {
     if (key in schema) throw new Error(`'${key}' at ${path} is not held by the grammar; write the schema without it`);
   }
-  for (const key of REPEAT_BOUNDS) {
+  const extraProperties = schema.additionalProperties !== undefined && schema.additionalProperties !== false;
+  for (const key of extraProperties ? [...REPEAT_BOUNDS, ...PROPERTY_BOUNDS] : REPEAT_BOUNDS) {
     const bound = schema[key];
     if (typeof bound === "number" && bound > MAX_GRAMMAR_REPEAT)
       throw new Error(`${at(key)} is ${bound}; the grammar holds bounds up to ${MAX_GRAMMAR_REPEAT}, so use a smaller one`);
