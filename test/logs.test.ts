@@ -86,6 +86,17 @@ describe("request log lines", () => {
       for (const secret of [minute.key, month.key, bogus]) assert.equal(text.includes(secret), false, `a key leaked into the log: ${text}`);
     }
   });
+
+  it("include a request whose URL is malformed, answered before any route: its line carries the id its response gave", async () => {
+    const malformed = await fetch(`${server.url}/v1/infer%zz`, { method: "POST", body: "{}" });
+    assert.equal(malformed.status, 400);
+    const id = malformed.headers.get("x-request-id");
+    assert.match(id ?? "", /^req_/);
+    const line = await until("the malformed URL's line", () => server.logs.requests().find((r) => r.request_id === id));
+    assert.equal(line.status, 400);
+    assert.equal(line.code, "invalid_request");
+    assert.equal(line.method, "POST");
+  });
 });
 
 describe("log format", () => {

@@ -1,4 +1,11 @@
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance, type FastifyRequest } from "fastify";
+import Fastify, {
+  LogController,
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyRequest,
+} from "fastify";
 import type { IncomingMessage } from "node:http";
 import type { ChildLoggerOptions, Logger } from "pino";
 import { ApiError, errors } from "../errors.js";
@@ -124,7 +131,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // A request arriving while the server closes goes through our hooks (the lifecycle answers it
     // 503 overloaded, in the catalogue's shape), not Fastify's bare 503.
     return503OnClosing: false,
-    frameworkErrors: frameworkErrorHandler,
+    // Answered before any hook (a malformed URL): observed here, so it has its line and metric too.
+    frameworkErrors: (error, request, reply) => {
+      observe(request, reply);
+      frameworkErrorHandler(error, request, reply);
+    },
     childLoggerFactory: (logger, bindings, childOptions) =>
       new LazyChildLogger(logger as unknown as Logger, bindings, childOptions as ChildLoggerOptions) as unknown as FastifyBaseLogger,
     genReqId: requestIdFor,
@@ -180,6 +191,16 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   // One synchronous hook rather than two async ones: no promise per hook per request.
   app.addHook("onRequest", (request, reply, done) => {
+    observe(request, reply);
+    // What Node would have refused bare (no Host, an unmet Expect): the catalogue's 400, and the connection closed.
+    const refusal = unservableRequest(request.raw);
+    if (refusal === undefined) return done();
+    reply.header("connection", "close");
+    done(refusal);
+  });
+
+  /** The headers, request line, metrics and trace every request gets, whichever way it is answered. */
+  function observe(request: FastifyRequest, reply: FastifyReply): void {
     reply.headers(securityHeaders(request.url));
     request.logFields = {};
     reply.header("x-request-id", request.id);
@@ -208,12 +229,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       if (request.generationDone === undefined) finished();
       else request.generationDone.then(finished, finished);
     });
-    // What Node would have refused bare (no Host, an unmet Expect): the catalogue's 400, and the connection closed.
-    const refusal = unservableRequest(request.raw);
-    if (refusal === undefined) return done();
-    reply.header("connection", "close");
-    done(refusal);
-  });
+  }
 
   app.setErrorHandler((error: FastifyError | Error, request, reply) => {
     // The client left before its body arrived (it closed, or a timeout already answered it): the

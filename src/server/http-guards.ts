@@ -189,6 +189,7 @@ export function frameworkErrorHandler(error: FastifyError, request: FastifyReque
     error.code === "FST_ERR_BAD_URL" || error.code === "FST_ERR_MAX_PARAM_LENGTH"
       ? errors.invalidRequest("The request URL is malformed (check its percent-encoding).")
       : errors.internal();
+  request.logFields.code = apiError.code;
   void reply.code(apiError.status).headers(securityHeaders(request.url)).header("x-request-id", request.id).send(apiError.toBody());
 }
 
