@@ -125,6 +125,13 @@ describe("alveare models pull", () => {
       assert.equal(bad.code, 2);
       assert.match(bad.stderr, /not a GGUF/);
       assert.equal(existsSync(join(dataDir, "models", "page.gguf")), false);
+      // A local file is checked the same way: a text file is no model either.
+      const text = join(dataDir, "notes.txt");
+      writeFileSync(text, "not a model\n");
+      const local = await run(text);
+      assert.equal(local.code, 2, local.stdout);
+      assert.equal(local.stderr, `alveare: ${text} is not a GGUF file\n`);
+      assert.equal(local.stdout, "");
     } finally {
       server.close();
     }
@@ -221,6 +228,11 @@ describe("configuration", () => {
       /database_url \(config file\): must be a postgres/,
     ],
     ["a data dir that is a file", { data_dir: "/etc/hostname" }, /data_dir \(config file\): \/etc\/hostname is a file, not a directory/],
+    [
+      "a data dir that cannot be made under a file",
+      { data_dir: "/etc/hostname/data" },
+      /data_dir \(config file\): \/etc\/hostname\/data cannot be made: \/etc\/hostname is a file, not a directory/,
+    ],
     [
       "a log level pino does not have",
       { log_level: "loud" },

@@ -25,7 +25,16 @@ function buildProgram(): Command {
     .helpCommand("help [command]", "show help for a command")
     .showSuggestionAfterError(true)
     .exitOverride()
-    .configureOutput({ outputError: (text, write) => write(`alveare: ${text.replace(/^error: /, "")}`) })
+    // One line, as every error of ours: commander puts its "(Did you mean …?)" on a line of its own.
+    .configureOutput({
+      outputError: (text, write) =>
+        write(
+          `alveare: ${text
+            .replace(/^error: /, "")
+            .trim()
+            .replace(/\s*\n\s*/g, " ")}\n`,
+        ),
+    })
     .configureHelp({ sortSubcommands: false, showGlobalOptions: false })
     .addHelpText("after", EXAMPLES);
   registerServeCommand(program);
@@ -41,12 +50,20 @@ function buildProgram(): Command {
   return program;
 }
 
-/** `help keys revoke` as `keys revoke --help`: commander's help command looks one level down only. */
-const helpFor = (argv: string[]): string[] => (argv[0] === "help" && argv.length > 2 ? [...argv.slice(1), "--help"] : argv);
+/**
+ * `help keys revoke` as `keys revoke --help` (commander's help command looks one level down only), and
+ * `help nope` as `nope`, refused as an unknown command (commander would print the whole help).
+ */
+function helpFor(program: Command, argv: string[]): string[] {
+  if (argv[0] !== "help" || argv.length < 2) return argv;
+  const known = program.commands.some((c) => c.name() === argv[1] || c.aliases().includes(argv[1]!));
+  return known ? [...argv.slice(1), "--help"] : argv.slice(1);
+}
 
 async function main(argv: string[]): Promise<void> {
   try {
-    await buildProgram().parseAsync(helpFor(argv), { from: "user" });
+    const program = buildProgram();
+    await program.parseAsync(helpFor(program, argv), { from: "user" });
   } catch (error) {
     // Commander has already printed its own message (and help, where asked for).
     if (!(error instanceof CommanderError)) process.stderr.write(`alveare: ${messageOf(error)}\n`);

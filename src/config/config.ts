@@ -1,6 +1,6 @@
-import { existsSync, readFileSync, statSync } from "node:fs";
+import { accessSync, constants as fsConstants, existsSync, readFileSync, statSync } from "node:fs";
 import { isIP } from "node:net";
-import { resolve } from "node:path";
+import { dirname, resolve } from "node:path";
 import type { SpecialistDefinition } from "../specialists/specialist.js";
 import { ConfigError } from "./config-error.js";
 import { parseSpecialists } from "./specialists-config.js";
@@ -140,7 +140,19 @@ function dataDirFrom(flag: string | undefined, variable: string | undefined, inF
           ? [inFile, "data_dir (config file)"]
           : ["./data", "the default data dir"];
   const dir = resolve(value);
-  if (existsSync(dir) && !statSync(dir).isDirectory()) throw new ConfigError(name, `${dir} is a file, not a directory`);
+  if (existsSync(dir)) {
+    if (!statSync(dir).isDirectory()) throw new ConfigError(name, `${dir} is a file, not a directory`);
+    return dir;
+  }
+  // It is made on first use: said here, naming the setting, if it cannot be.
+  let parent = dirname(dir);
+  while (!existsSync(parent)) parent = dirname(parent);
+  if (!statSync(parent).isDirectory()) throw new ConfigError(name, `${dir} cannot be made: ${parent} is a file, not a directory`);
+  try {
+    accessSync(parent, fsConstants.W_OK);
+  } catch {
+    throw new ConfigError(name, `${dir} cannot be made: ${parent} is not writable`);
+  }
   return dir;
 }
 

@@ -56,6 +56,7 @@ export async function resolveModel(location: string, dataDir: string, onProgress
     const path = resolve(location);
     const info = await stat(path).catch(() => undefined);
     if (!info?.isFile()) throw new ModelUnavailableError(`model file not found: ${path}; set ALVEARE_MODEL to an existing .gguf file`);
+    await verifyGguf(path);
     return path;
   }
   const url = modelUrl(location);
