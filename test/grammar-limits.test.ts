@@ -3,7 +3,15 @@ import { describe, it } from "node:test";
 import { getLlama, type Llama } from "node-llama-cpp";
 import { grammarProblem } from "../src/engines/embedded/grammar-limits.js";
 import { cliKey, postJson, spawnServe, tempDir, tinyModel } from "./helpers/fixtures.js";
-import { calendarDates, endAtRootValue, GrammarCache, grammarSchemaOf, schemaGbnf, strictNumbers } from "../src/engines/embedded/grammars.js";
+import {
+  calendarDates,
+  endAtRootValue,
+  GrammarCache,
+  grammarSchemaOf,
+  labelGrammar,
+  schemaGbnf,
+  strictNumbers,
+} from "../src/engines/embedded/grammars.js";
 
 /** Whether llama.cpp's parser takes the text (a rejected one is printed to this process's stderr: the test's own noise). */
 async function llamaParses(llama: Llama, gbnf: string): Promise<boolean> {
@@ -168,6 +176,17 @@ describe("llama.cpp's grammar limits, found before llama.cpp parses", () => {
       /a name in schema\.properties holds the character U\+0000/,
     );
     assert.match(await refusal({ type: "string", enum: ["x", "y\0"] }), /schema\.enum holds the character U\+0000/);
+  });
+});
+
+describe("label grammars", () => {
+  it("write every character llama.cpp's parser can read, control characters JSON writes as \\b and \\f included", async () => {
+    const llama = await getLlama({ gpu: false });
+    const labels = ["back\bspace", "form\ffeed", 'quote " and \\ back', "tab\tnew\nline\u0001", "ünï 🐝"];
+    const gbnf = labelGrammar(labels);
+    assert.equal(grammarProblem(gbnf), undefined);
+    assert.ok(await llamaParses(llama, gbnf), gbnf);
+    assert.match(gbnf, /"back\\x08space"/);
   });
 });
 

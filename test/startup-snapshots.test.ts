@@ -116,23 +116,42 @@ describe("system prompt snapshots at start-up", () => {
     }
   });
 
-  it("refuse to start a specialist whose system prompt fills its context by itself, naming what to change", async () => {
+  it("refuse to start a specialist whose system prompt leaves no room for a request, naming what to change; one token more starts", async () => {
     const model = await tinyModel();
     // ~750 tokens on the tiny model's vocabulary.
+    const systemPrompt = "Answer briefly. ".repeat(50);
     const start = (contextSize: number) =>
-      embeddedEngines.start(
-        [{ id: "wordy", contextSize, engine: { kind: "embedded" as const, model }, systemPrompt: "Answer briefly. ".repeat(50) }],
-        { settings: { parallel: 1, queue: 4, threads: 1 }, models: {}, dataDir: tempDir(), logger: createLogger("silent") },
-      );
-    await assert.rejects(start(256), (error: unknown) => {
+      embeddedEngines.start([{ id: "wordy", contextSize, engine: { kind: "embedded" as const, model }, systemPrompt }], {
+        settings: { parallel: 1, queue: 4, threads: 1 },
+        models: {},
+        dataDir: tempDir(),
+        logger: createLogger("silent"),
+      });
+    const roomy = await start(1024);
+    const engine = roomy.engines.get("wordy");
+    assert.ok(engine instanceof EmbeddedEngine);
+    const emptyTurn: ChatMessage[] = [
+      { role: "system", content: systemPrompt },
+      { role: "user", content: "" },
+    ];
+    // The least a request can be: the system prompt and an empty user turn.
+    const least = engine.countPromptTokens(emptyTurn);
+    await roomy.close();
+
+    await assert.rejects(start(least), (error: unknown) => {
       assert.ok(error instanceof ConfigError);
       assert.equal(error.field, "specialists.wordy.system_prompt");
-      assert.match(error.message, /tokens as the model formats it, which leaves no room in the specialist's context of 256 tokens/);
+      assert.match(error.message, new RegExp(`it is ${least} tokens .* no room for an answer in the specialist's context of ${least} tokens`));
       assert.match(error.message, /raise specialists\.wordy\.context_size/);
       return true;
     });
-    const fits = await start(1024);
-    await fits.close();
+    const tight = await start(least + 1);
+    try {
+      const answered = await ask(tight.engines.get("wordy") as EmbeddedEngine, emptyTurn);
+      assert.equal(answered.completionTokens, 1, "such a request is answered, with the one token there is room for");
+    } finally {
+      await tight.close();
+    }
   });
 
   it("larger than the whole budget, are saved and dropped once per prefix, not again on every request", async () => {

@@ -67,11 +67,15 @@ export const embeddedEngines: EngineFactory<EmbeddedEngineConfig> = {
  */
 function checkSystemPromptFits(user: EngineUser<EmbeddedEngineConfig>, engine: Engine): void {
   if (!(engine instanceof EmbeddedEngine) || !user.systemPrompt) return;
-  const tokens = engine.countPromptTokens([{ role: "system", content: user.systemPrompt }]);
+  // With an empty user turn after it, and room for one token of answer: the least any request needs.
+  const tokens = engine.countPromptTokens([
+    { role: "system", content: user.systemPrompt },
+    { role: "user", content: "" },
+  ]);
   if (tokens < user.contextSize) return;
   throw new ConfigError(
     `specialists.${user.id}.system_prompt`,
-    `it is ${tokens} tokens as the model formats it, which leaves no room in the specialist's context of ${user.contextSize} tokens: ` +
+    `it is ${tokens} tokens as the model formats it (with an empty user turn), which leaves no room for an answer in the specialist's context of ${user.contextSize} tokens: ` +
       `shorten it or raise specialists.${user.id}.context_size`,
   );
 }

@@ -1,3 +1,5 @@
+import { createRequire } from "node:module";
+import { pathToFileURL } from "node:url";
 import type { Llama, LlamaGrammar } from "node-llama-cpp";
 import { errors } from "../../errors.js";
 import { quoteValue } from "../../schema/locate.js";
@@ -5,7 +7,9 @@ import type { OutputConstraint } from "../types.js";
 import { allowedCount, describeGrammarProblem, grammarProblem, repetitionLimit, type GrammarProblem } from "./grammar-limits.js";
 import { isSchemaObject, JSON_TYPES, mapSubschemas, pointerSegment, resolveSchemaRef, type SchemaObject } from "../../schema/json-schema-keywords.js";
 
-const gbnfString = (s: string): string => JSON.stringify(s);
+/** A GBNF string literal: JSON's escapes, except \b and \f, which GBNF lacks, written \x08 and \x0C. */
+const gbnfString = (s: string): string =>
+  JSON.stringify(s).replace(/\\(["\\bfnrt]|u[0-9a-fA-F]{4})/g, (escape, what: string) => (what === "b" ? "\\x08" : what === "f" ? "\\x0C" : escape));
 
 type Schema = SchemaObject;
 
@@ -402,13 +406,14 @@ let schemaToGbnf: Promise<SchemaToGbnf> | undefined;
  * from its file beside the package's entry point.
  */
 function gbnfForSchema(): Promise<SchemaToGbnf> {
-  schemaToGbnf ??= import(new URL("./utils/gbnfJson/getGbnfGrammarForGbnfJsonSchema.js", import.meta.resolve("node-llama-cpp")).href).then(
-    (module: { getGbnfGrammarForGbnfJsonSchema?: unknown }) => {
-      if (typeof module.getGbnfGrammarForGbnfJsonSchema !== "function")
-        throw new Error("node-llama-cpp no longer has getGbnfGrammarForGbnfJsonSchema where it was");
-      return module.getGbnfGrammarForGbnfJsonSchema as SchemaToGbnf;
-    },
-  );
+  // createRequire rather than import.meta.resolve, which Node 20 has only from 20.6.
+  schemaToGbnf ??= import(
+    new URL("./utils/gbnfJson/getGbnfGrammarForGbnfJsonSchema.js", pathToFileURL(createRequire(import.meta.url).resolve("node-llama-cpp"))).href
+  ).then((module: { getGbnfGrammarForGbnfJsonSchema?: unknown }) => {
+    if (typeof module.getGbnfGrammarForGbnfJsonSchema !== "function")
+      throw new Error("node-llama-cpp no longer has getGbnfGrammarForGbnfJsonSchema where it was");
+    return module.getGbnfGrammarForGbnfJsonSchema as SchemaToGbnf;
+  });
   return schemaToGbnf;
 }
 

@@ -5,8 +5,17 @@ import { join } from "node:path";
 /** Directories not removed yet: removed when the process exits without closing them (a second Ctrl-C, a signal during start-up). */
 const open = new Set<string>();
 
+/** Never throws: it runs at exit (a native save may still be writing there) and at close, where a leftover must not fail the rest. */
+function remove(directory: string): void {
+  try {
+    rmSync(directory, { recursive: true, force: true, maxRetries: 2 });
+  } catch {
+    // Left in the temp dir, which the OS clears.
+  }
+}
+
 function removeOpen(): void {
-  for (const directory of open) rmSync(directory, { recursive: true, force: true });
+  for (const directory of open) remove(directory);
   open.clear();
 }
 
@@ -25,6 +34,6 @@ export function makeStateDirectory(prefix: string): string {
 }
 
 export function removeStateDirectory(directory: string): void {
-  rmSync(directory, { recursive: true, force: true });
+  remove(directory);
   open.delete(directory);
 }
