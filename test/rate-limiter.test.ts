@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { after, describe, it } from "node:test";
+import { after, describe, it, type TestContext } from "node:test";
 import type { Acquisition, KeyLimits, RateLimiter } from "../src/gate/backends.js";
 import { CONCURRENCY_RETRY_MS, InProcessRateLimiter } from "../src/gate/in-process-limiter.js";
 import type { RedisConnection } from "../src/gate/redis/connection.js";
@@ -235,6 +235,23 @@ describe("redis limiter shared by several nodes", () => {
     await deletePrefix(prefix);
   });
 
+  /** A Redis of the test's own, one connection to it direct, and connections through a forwarder the test can cut. */
+  async function redisBehindForwarder(t: TestContext) {
+    const redis = new PrivateRedis();
+    await redis.start();
+    t.after(() => redis.kill());
+    const proxy = await startTcpProxy(redis.port);
+    t.after(() => proxy.close());
+    const direct = await testConnection(prefix, redis.url);
+    opened.push(direct);
+    const throughProxy = async (): Promise<RedisConnection> => {
+      const connection = await testConnection(prefix, `redis://127.0.0.1:${proxy.port}`);
+      opened.push(connection);
+      return connection;
+    };
+    return { proxy, direct, throughProxy };
+  }
+
   it("admits exactly the limit of a burst spread over the nodes", async () => {
     const clock = new ManualClock();
     const all = await nodes(clock.now);
@@ -294,14 +311,8 @@ describe("redis limiter shared by several nodes", () => {
   it("ends a request that finished while Redis was unreachable once it is back, before the node's next admission, even after Redis forgot its scripts", async (t) => {
     const clock = new ManualClock();
     // A Redis of the test's own, whose script cache the test flushes; one node reaches it through a forwarder the test cuts.
-    const redis = new PrivateRedis();
-    await redis.start();
-    t.after(() => redis.kill());
-    const proxy = await startTcpProxy(redis.port);
-    t.after(() => proxy.close());
-    const direct = await testConnection(prefix, redis.url);
-    const cutOff = await testConnection(prefix, `redis://127.0.0.1:${proxy.port}`);
-    opened.push(direct, cutOff);
+    const { proxy, direct, throughProxy } = await redisBehindForwarder(t);
+    const cutOff = await throughProxy();
     const survivor = new RedisRateLimiter(direct, clock.now);
     const blipped = new RedisRateLimiter(cutOff, clock.now);
     limiters.push(survivor, blipped);
@@ -324,17 +335,8 @@ describe("redis limiter shared by several nodes", () => {
 
   it("sends the ends still owed once more when it closes, and says how many Redis could not take", async (t) => {
     const clock = new ManualClock();
-    const redis = new PrivateRedis();
-    await redis.start();
-    t.after(() => redis.kill());
-    const proxy = await startTcpProxy(redis.port);
-    t.after(() => proxy.close());
-    const direct = await testConnection(prefix, redis.url);
-    const [gone, back] = [
-      await testConnection(prefix, `redis://127.0.0.1:${proxy.port}`),
-      await testConnection(prefix, `redis://127.0.0.1:${proxy.port}`),
-    ];
-    opened.push(direct, gone, back);
+    const { proxy, direct, throughProxy } = await redisBehindForwarder(t);
+    const [gone, back] = [await throughProxy(), await throughProxy()];
     const survivor = new RedisRateLimiter(direct, clock.now);
     limiters.push(survivor);
     const [stopsWhileCut, stopsOnceBack] = [new RedisRateLimiter(gone, clock.now), new RedisRateLimiter(back, clock.now)];
