@@ -65,6 +65,15 @@ const DEPENDENCY_RETRY_SECONDS = 2;
 const invalid = (code: string, message: string, param: string | null = null): ApiError =>
   new ApiError(400, "invalid_request_error", code, message, param);
 
+/** A 408 for what did not arrive within its limit ("The request was", "The request's headers were"). */
+const notReceivedInTime = (subject: string, timeoutMs: number): ApiError =>
+  new ApiError(
+    408,
+    "invalid_request_error",
+    "request_timeout",
+    `${subject} not received in full within ${timeoutMs} ms. Send the headers and the body without pausing.`,
+  );
+
 export const errors = {
   invalidJson: (detail: string) => invalid("invalid_json", `We could not parse the JSON body of your request: ${detail}`),
   missingParameter: (param: string) => invalid("missing_parameter", `Missing required parameter: '${param}'.`, param),
@@ -156,20 +165,8 @@ export const errors = {
   unknownPlan: (plan: string, known: readonly string[]) =>
     invalid("invalid_parameter", `Invalid 'plan': there is no plan '${shortened(plan)}'. Plans: ${known.join(", ")}.`, "plan"),
   notFoundResource: (message: string) => new ApiError(404, "invalid_request_error", "not_found", message),
-  requestTimeout: (timeoutMs: number) =>
-    new ApiError(
-      408,
-      "invalid_request_error",
-      "request_timeout",
-      `The request was not received in full within ${timeoutMs} ms. Send the headers and the body without pausing.`,
-    ),
-  headersTimeout: (timeoutMs: number) =>
-    new ApiError(
-      408,
-      "invalid_request_error",
-      "request_timeout",
-      `The request's headers were not received in full within ${timeoutMs} ms. Send the headers and the body without pausing.`,
-    ),
+  requestTimeout: (timeoutMs: number) => notReceivedInTime("The request was", timeoutMs),
+  headersTimeout: (timeoutMs: number) => notReceivedInTime("The request's headers were", timeoutMs),
   headersTooLarge: () =>
     new ApiError(431, "invalid_request_error", "request_header_fields_too_large", "The request's headers are larger than the server accepts."),
   invalidRequest: (message: string) => new ApiError(400, "invalid_request_error", "invalid_request", message),

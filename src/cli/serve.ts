@@ -104,9 +104,10 @@ export async function serve(flags: ServeFlags): Promise<void> {
   // Until the server is up there is nothing to drain: a signal stops start-up at once, through
   // process.exit, so the temporary files already made (system-prompt snapshots) go with it.
   const duringStartup = (signal: NodeJS.Signals): void => {
-    logger.info({ signal, exit_code: 128 + osConstants.signals[signal] }, "stopped during start-up");
+    const exitCode = 128 + osConstants.signals[signal];
+    logger.info({ signal, exit_code: exitCode }, "stopped during start-up");
     logger.flush();
-    process.exit(128 + osConstants.signals[signal]);
+    process.exit(exitCode);
   };
   process.once("SIGINT", duringStartup);
   process.once("SIGTERM", duringStartup);

@@ -426,8 +426,11 @@ export async function schemaGbnf(schema: unknown): Promise<string> {
   return endAtRootValue(calendarDates(strictNumbers(write(grammarSchemaOf(schema)))));
 }
 
+/** Notes for people, which the grammar never holds. */
+const NOTE_KEYS = new Set(["description", "title", "$comment", "examples", "default"]);
+
 /** Keys whose values are data, never schemas: a U+0000 or a number there is not what the grammar holds. */
-const DATA_KEYS = new Set(["const", "enum", "default", "examples", "description", "title", "$comment"]);
+const DATA_KEYS = new Set([...NOTE_KEYS, "const", "enum"]);
 
 /** Every value in a schema with its path, and every key (`key` set), data subtrees left out. */
 function* schemaNodes(node: unknown, path: string): Generator<{ path: string; value: unknown; key?: string; parent?: Schema }> {
@@ -447,9 +450,6 @@ const holdsNul = (value: unknown): boolean =>
   typeof value === "string"
     ? value.includes("\0")
     : typeof value === "object" && value !== null && Object.entries(value).some(([key, v]) => key.includes("\0") || holdsNul(v));
-
-/** Notes for people, which the grammar never holds. */
-const NOTE_KEYS = new Set(["description", "title", "$comment", "examples", "default"]);
 
 /** Where a U+0000 the grammar holds is, in a caller's terms: a name, a string, or a `const` or `enum` holding one. */
 function locateNul(schema: unknown): string | undefined {
@@ -668,7 +668,8 @@ export class GrammarCache {
       case "json_object":
         return this.parse(JSON_OBJECT_GRAMMAR);
       case "json_schema":
-        return this.parse(await this.jsonSchemaGbnf(constraint.schema, "response_format.json_schema.schema"));
+        // jsonSchemaGbnf has checked the text already.
+        return this.llama.createGrammar({ grammar: await this.jsonSchemaGbnf(constraint.schema, "response_format.json_schema.schema") });
     }
   }
 }
