@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -122,5 +122,34 @@ describe("crash safety", () => {
       hanging.closeAllConnections();
       hanging.close();
     }
+  });
+
+  it("a crash is one fatal log line before the process exits with code 1, and leaves no temporary state behind", async () => {
+    const dir = tempDir();
+    const temp = join(dir, "tmp");
+    mkdirSync(temp);
+    // Product code has no way to crash on purpose; a preloaded module gives this process an unhandled rejection on SIGUSR2.
+    const fault = join(dir, "fault-on-signal.mjs");
+    writeFileSync(fault, 'process.on("SIGUSR2", () => { void Promise.reject(new Error("injected fault")); });\n');
+    const env = { ...process.env, ALVEARE_THREADS: "1", ALVEARE_DATA_DIR: join(dir, "data"), ALVEARE_CONFIG: "", ALVEARE_LOG_FORMAT: "json" };
+    const server = await spawnServe(["--model", await tinyModel()], { ...env, TMPDIR: temp, NODE_OPTIONS: `--import=${fault}` });
+    assert.ok(
+      readdirSync(temp).some((name) => name.startsWith("alveare-")),
+      "the server keeps temporary state (system-prompt snapshots) while it runs",
+    );
+    const exited = new Promise<number | null>((resolve) => server.child.once("exit", (code) => resolve(code)));
+    server.child.kill("SIGUSR2");
+    assert.equal(await exited, 1);
+    const lines = server
+      .output()
+      .split("\n")
+      .filter((line) => line.startsWith("{"))
+      .map((line) => JSON.parse(line) as { level: number; msg: string; origin?: string; err?: { message: string } });
+    const fatal = lines.filter((line) => line.level === 60);
+    assert.equal(fatal.length, 1, server.output());
+    assert.equal(fatal[0]!.origin, "unhandledRejection");
+    assert.equal(fatal[0]!.err?.message, "injected fault");
+    assert.match(fatal[0]!.msg, /^crashed \(unhandledRejection\): exiting/);
+    assert.deepEqual(readdirSync(temp), [], "the snapshots' directory is removed at exit");
   });
 });

@@ -111,6 +111,15 @@ export async function serve(flags: ServeFlags): Promise<void> {
   };
   process.once("SIGINT", duringStartup);
   process.once("SIGTERM", duringStartup);
+  // A crash still ends the process, as Node does by default (its state is unknown), but first as a
+  // log line: a log collector then sees why the node died, not only Node's stack on stderr. The
+  // line is written at exit, with whatever else the turn logged.
+  process.on("uncaughtExceptionMonitor", (error, origin) => {
+    logger.fatal(
+      { err: error, origin, exit_code: 1 },
+      `crashed (${origin}): exiting; requests in flight are cut, and their usage is settled as not delivered when the server starts again`,
+    );
+  });
   const server = await startServer(config, { logger }).catch((error: unknown) => {
     logger.flush();
     const code = (error as NodeJS.ErrnoException).code;
