@@ -1,6 +1,15 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import type { EmbeddedEngine } from "../src/engines/embedded/embedded-engine.js";
 import { postJson, startTestServer } from "./helpers/fixtures.js";
+
+/** A specialist whose grammar admits one 400-word answer, generated token by token: the model cannot end early. */
+const LONG = { long: { description: "never stops early", system_prompt: "", output: { type: "json_schema", schema: { const: "go ".repeat(400) } } } };
+
+/** Resolves once `check` holds, looking again on every turn of the event loop. */
+async function until(check: () => boolean): Promise<void> {
+  while (!check()) await new Promise((resolve) => setImmediate(resolve));
+}
 
 /** Opens a stream and resolves with the time its first event arrived, plus the whole body. */
 async function timedStream(url: string, body: unknown): Promise<{ firstByteAt: number; text: string; status: number }> {
@@ -94,6 +103,32 @@ describe("concurrency", () => {
       const after = await postJson(`${server.url}/v1/chat/completions`, { ...body, max_tokens: 4 });
       assert.equal(after.status, 200);
     } finally {
+      await server.close();
+    }
+  });
+
+  it("counts only waiting requests against the queue bound, not the other choices of a running one", async () => {
+    const server = await startTestServer({ engine: { parallel: 1, queue: 1 }, specialists: LONG });
+    const leaving = new AbortController();
+    try {
+      const engine = server.registry.get("long")!.engine as EmbeddedEngine;
+      // Three choices on one sequence: the first generates, the other two wait for it.
+      const several = fetch(`${server.url}/v1/chat/completions`, {
+        method: "POST",
+        signal: leaving.signal,
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "alveare-long", messages: [{ role: "user", content: "go" }], max_tokens: 4096, n: 3, stream: true }),
+      }).catch(() => undefined);
+      await until(() => engine.queued === 2);
+      // No request waits yet, so one may: it is queued, not refused.
+      const next = postJson(`${server.url}/v1/infer`, { specialist: "long", prompt: "go", max_tokens: 2 });
+      await until(() => engine.queued === 3 || server.logs.requests().length > 0);
+      leaving.abort();
+      await several;
+      const answer = await next;
+      assert.equal(answer.status, 200, JSON.stringify(answer.json));
+    } finally {
+      leaving.abort();
       await server.close();
     }
   });

@@ -43,7 +43,7 @@ export class SequencePool<T> {
     if (signal.aborted) return Promise.reject(signal.reason);
     const item = this.waiters.length === 0 ? this.takeFree(pick) : undefined;
     if (item !== undefined) return Promise.resolve(item);
-    if (bounded && this.waiters.length >= this.maxQueue) return Promise.reject(errors.overloaded(1));
+    if (bounded && this.waitingRequests() >= this.maxQueue) return Promise.reject(errors.overloaded(1));
     return new Promise<T>((resolve, reject) => {
       const waiter: Waiter<T> = {
         resolve,
@@ -59,6 +59,11 @@ export class SequencePool<T> {
       signal.addEventListener("abort", waiter.onAbort, { once: true });
       this.waiters.push(waiter);
     });
+  }
+
+  /** Waiters counted against the bound: another choice of a running request waits in line too, but is no request waiting. */
+  private waitingRequests(): number {
+    return this.waiters.reduce((count, w) => count + (w.bounded ? 1 : 0), 0);
   }
 
   private takeFree(pick: PickFree<T> | undefined): T | undefined {
