@@ -86,10 +86,10 @@ export const errors = {
       `The ${param === "model" ? "model" : "specialist"} '${shortened(name)}' does not exist${suggestion === undefined ? "." : `; did you mean '${suggestion}'?`} GET /v1/models lists the ${param === "model" ? "models" : "specialists"} you can use.`,
       param,
     ),
-  contextLengthExceeded: (promptTokens: number, contextSize: number, param: string) =>
+  contextLengthExceeded: (promptTokens: number, contextSize: number, param: string, answer = "an answer") =>
     invalid(
       "context_length_exceeded",
-      `This specialist's context holds ${contextSize} tokens and your prompt takes ${promptTokens}, leaving no room for an answer. Shorten the prompt.`,
+      `This specialist's context holds ${contextSize} tokens and your prompt takes ${promptTokens}, leaving no room for ${answer}. Shorten the prompt.`,
       param,
     ),
   /** GET /v1/models/{model} for a model the list would not show: unknown, or not in the caller's plan. */

@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { getLlama } from "node-llama-cpp";
+import type { EmbeddedEngine } from "../src/engines/embedded/embedded-engine.js";
 import { GrammarCache, grammarSchemaOf, JSON_OBJECT_GRAMMAR } from "../src/engines/embedded/grammars.js";
+import { labelTokens } from "../src/engines/embedded/label-scores.js";
 import { postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
 
 describe("JSON schema grammars", () => {
@@ -422,5 +424,43 @@ describe("output constraints hold at temperature 2.0", () => {
     });
     assert.equal(r.status, 400);
     assert.equal((r.json.error as { param: string }).param, "response_format.json_schema.schema");
+  });
+});
+
+describe("labels at the end of the context", () => {
+  it("are scored only when the longest fits after the prompt: a prompt leaving less room gets 400, never a shifted context", async () => {
+    // Every specialist of the model at 512 tokens: the engine's context is the specialist's, with nothing beyond it.
+    const contexts = Object.fromEntries(["classify", "summarise", "extract", "qa", "chat", "code"].map((id) => [id, { context_size: 512 }]));
+    const labels = ["yes", "a label of many words that takes a dozen tokens or more"];
+    const server = await startTestServer({
+      specialists: { ...contexts, verdict: { description: "verdicts", system_prompt: "", context_size: 512, output: { type: "labels", labels } } },
+    });
+    try {
+      const engine = server.registry.get("verdict")!.engine as EmbeddedEngine;
+      assert.equal(engine.contextSize, 512);
+      const longest = Math.max(...labels.map((label) => labelTokens(engine.model, label).length));
+      const promptOf = (words: number): string => "ab ".repeat(words);
+      const tokens = (words: number): number => engine.countPromptTokens([{ role: "user", content: promptOf(words) }]);
+      let words = 1;
+      while (tokens(words + 1) + longest <= 512) words++;
+      // The longest prompt that leaves the longest label room is served, with every label scored after the whole prompt.
+      const fits = await postJson(`${server.url}/v1/infer`, { specialist: "verdict", prompt: promptOf(words), temperature: 0 });
+      assert.equal(fits.status, 200, JSON.stringify(fits.json));
+      assert.equal(fits.json.tokens_used as number, tokens(words) + labelTokens(engine.model, fits.json.result as string).length);
+      // One that fits the context but not its longest label after it is refused as too long, on both routes.
+      assert.ok(tokens(words + 1) < 512, `${tokens(words + 1)} tokens`);
+      const over = await postJson(`${server.url}/v1/infer`, { specialist: "verdict", prompt: promptOf(words + 1) });
+      assert.equal(over.status, 400, JSON.stringify(over.json));
+      assert.deepEqual([over.json.error], [{ ...(over.json.error as object), code: "context_length_exceeded", param: "prompt" }]);
+      assert.match((over.json.error as { message: string }).message, new RegExp(`${longest} tokens`));
+      const chat = await postJson(`${server.url}/v1/chat/completions`, {
+        model: "alveare-verdict",
+        messages: [{ role: "user", content: promptOf(words + 1) }],
+      });
+      assert.equal(chat.status, 400, JSON.stringify(chat.json));
+      assert.equal((chat.json.error as { param: string }).param, "messages");
+    } finally {
+      await server.close();
+    }
   });
 });

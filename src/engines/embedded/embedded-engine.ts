@@ -261,6 +261,7 @@ export class EmbeddedEngine implements Engine {
     if (prompt.tokens.length >= contextSize) {
       throw errors.contextLengthExceeded(prompt.tokens.length, contextSize, "messages");
     }
+    if (tools === undefined && request.constraint.type === "labels") this.checkLabelsFit(prompt, request.constraint.labels, contextSize);
     let sequence: LlamaContextSequence;
     try {
       sequence = await this.pool.acquire(request.signal, (free) => this.pickSequence(free, prompt));
@@ -282,6 +283,18 @@ export class EmbeddedEngine implements Engine {
     } finally {
       this.running.delete(run);
       release();
+    }
+  }
+
+  /**
+   * Every label is scored after the whole prompt, so the longest must fit after it: past the
+   * context's end node-llama-cpp would shift the context, erasing the prompt's start (its
+   * instructions), and the labels would be scored on what is left of it.
+   */
+  private checkLabelsFit(prompt: FormattedPrompt, labels: readonly string[], contextSize: number): void {
+    const longest = Math.max(...labels.map((label) => labelTokens(this.model, label).length));
+    if (prompt.tokens.length + longest > contextSize) {
+      throw errors.contextLengthExceeded(prompt.tokens.length, contextSize, "messages", `its longest label (${longest} tokens)`);
     }
   }
 
