@@ -116,6 +116,41 @@ describe("an engine closing", () => {
   });
 });
 
+describe("an engine closing while a request prepares", () => {
+  it("answers a request still building its grammar 503 overloaded, not 500 on a freed context", async () => {
+    const server = await startTestServer({ engine: { parallel: 2, queue: 4 } });
+    try {
+      const engine = server.registry.get("extract")!.engine as EmbeddedEngine;
+      const grammars = (engine as unknown as { grammars: GrammarCache }).grammars;
+      const get = grammars.get.bind(grammars);
+      let closing: Promise<void> | undefined;
+      // The engine closes (a shutdown) while the request's new schema is being made into a grammar.
+      grammars.get = (constraint) => {
+        const grammar = get(constraint);
+        closing ??= engine.close();
+        return grammar;
+      };
+      const schema = { type: "object", properties: { total: { type: "number" } }, required: ["total"] };
+      const refused = await postJson(`${server.url}/v1/chat/completions`, {
+        model: "alveare-extract",
+        messages: [{ role: "user", content: "total 4" }],
+        response_format: { type: "json_schema", json_schema: { name: "total", schema } },
+      });
+      await closing;
+      assert.equal(refused.status, 503, JSON.stringify(refused.json));
+      const error = refused.json.error as { code: string; message: string };
+      assert.equal(error.code, "overloaded");
+      assert.match(error.message, /shutting down/);
+      assert.deepEqual(
+        server.logs.records().filter((r) => (r.level as number) >= 50),
+        [],
+      );
+    } finally {
+      await server.close();
+    }
+  });
+});
+
 describe("client disconnects", () => {
   it("stop generation within a token and free the slot for the next request", async () => {
     const server = await startTestServer({ engine: { parallel: 1, queue: 4 }, specialists: LONG });

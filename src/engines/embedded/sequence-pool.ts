@@ -23,6 +23,8 @@ type PickFree<T> = (free: readonly T[]) => number;
 export class SequencePool<T> {
   private readonly free: T[];
   private readonly waiters: Waiter<T>[] = [];
+  /** Set by drain: a request that reaches the pool afterwards (it was preparing, e.g. building its grammar) is refused too. */
+  private refusal: { reason: unknown } | undefined;
 
   constructor(
     items: readonly T[],
@@ -41,6 +43,7 @@ export class SequencePool<T> {
   /** `bounded` false: a caller already admitted (another choice of a running request) waits without counting against the bound. */
   acquire(signal: AbortSignal, pick?: PickFree<T>, bounded = true): Promise<T> {
     if (signal.aborted) return Promise.reject(signal.reason);
+    if (bounded && this.refusal !== undefined) return Promise.reject(this.refusal.reason);
     const item = this.waiters.length === 0 ? this.takeFree(pick) : undefined;
     if (item !== undefined) return Promise.resolve(item);
     if (bounded && this.waitingRequests() >= this.maxQueue) return Promise.reject(errors.overloaded(1));
@@ -85,11 +88,12 @@ export class SequencePool<T> {
   }
 
   /**
-   * Rejects the new requests still waiting (shutdown). Another choice of a
+   * Rejects the new requests still waiting (shutdown), and any that come later. Another choice of a
    * running request keeps its place: its request may finish within the drain,
    * and the drain's deadline ends it through its signal like any running request.
    */
   drain(reason: unknown): void {
+    this.refusal = { reason };
     const refused = this.waiters.filter((w) => w.bounded);
     this.waiters.splice(0, this.waiters.length, ...this.waiters.filter((w) => !w.bounded));
     for (const w of refused) {
