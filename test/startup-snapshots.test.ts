@@ -6,6 +6,7 @@ import { join } from "node:path";
 import { afterEach, describe, it } from "node:test";
 import { EmbeddedEngine, type PromptCacheStats } from "../src/engines/embedded/embedded-engine.js";
 import { embeddedEngines } from "../src/engines/embedded/embedded-kind.js";
+import { labelTokens } from "../src/engines/embedded/label-scores.js";
 import type { ChatMessage } from "../src/engines/types.js";
 import { createLogger } from "../src/logger.js";
 import { defaultSpecialists } from "../src/specialists/defaults.js";
@@ -149,6 +150,58 @@ describe("system prompt snapshots at start-up", () => {
     try {
       const answered = await ask(tight.engines.get("wordy") as EmbeddedEngine, emptyTurn);
       assert.equal(answered.completionTokens, 1, "such a request is answered, with the one token there is room for");
+    } finally {
+      await tight.close();
+    }
+  });
+
+  it("refuse to start a label specialist whose system prompt leaves no room for its longest label; room for it starts", async () => {
+    const model = await tinyModel();
+    const systemPrompt = "Sort the ticket. ".repeat(20);
+    const labels = ["bug", "a request for a feature nobody asked for yet"];
+    const start = (contextSize: number) =>
+      embeddedEngines.start(
+        [{ id: "triage", contextSize, engine: { kind: "embedded" as const, model }, systemPrompt, output: { type: "labels", labels } }],
+        {
+          settings: { parallel: 1, queue: 4, threads: 1 },
+          models: {},
+          dataDir: tempDir(),
+          logger: createLogger("silent"),
+        },
+      );
+    const roomy = await start(1024);
+    const engine = roomy.engines.get("triage") as EmbeddedEngine;
+    const emptyTurn: ChatMessage[] = [
+      { role: "system", content: systemPrompt },
+      { role: "user", content: "" },
+    ];
+    const least = engine.countPromptTokens(emptyTurn);
+    const longest = Math.max(...labels.map((label) => labelTokens(engine.model, label).length));
+    assert.ok(longest > 1, `${longest} tokens`);
+    await roomy.close();
+
+    // Room for a token of answer, not for the longest label: every request would be refused.
+    await assert.rejects(start(least + longest - 1), (error: unknown) => {
+      assert.ok(error instanceof ConfigError);
+      assert.equal(error.field, "specialists.triage.system_prompt");
+      assert.match(
+        error.message,
+        new RegExp(`no room for its longest label \\(${longest} tokens\\) in the specialist's context of ${least + longest - 1} tokens`),
+      );
+      return true;
+    });
+    const tight = await start(least + longest);
+    try {
+      const answered = await (tight.engines.get("triage") as EmbeddedEngine).generate({
+        messages: emptyTurn,
+        maxTokens: 64,
+        temperature: 0,
+        topP: 1,
+        stop: [],
+        constraint: { type: "labels", labels },
+        signal: new AbortController().signal,
+      });
+      assert.ok(labels.includes(answered.text), answered.text);
     } finally {
       await tight.close();
     }

@@ -153,6 +153,8 @@ export interface EngineUser<Config> {
   kind?: "embeddings" | undefined;
   /** The specialist's own system prompt, which leads its every conversation (engines may prepare it at start-up). */
   systemPrompt?: string | undefined;
+  /** What its answers are (a label set must fit after the prompt). */
+  output?: OutputConstraint | undefined;
 }
 
 /** The engines one kind started: one per specialist id (specialists with the same settings share one). */

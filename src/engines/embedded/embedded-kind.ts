@@ -3,6 +3,7 @@ import { progressBar, resolveModel } from "../../models/model-files.js";
 import type { Engine, EngineFactory, EngineUser } from "../types.js";
 import { embeddingsOnly, type Embedder } from "./embeddings.js";
 import { EmbeddedEngine } from "./embedded-engine.js";
+import { labelTokens } from "./label-scores.js";
 import { LlamaRuntime } from "./llama-runtime.js";
 
 /** A specialist served by llama.cpp in this process. */
@@ -67,15 +68,18 @@ export const embeddedEngines: EngineFactory<EmbeddedEngineConfig> = {
  */
 function checkSystemPromptFits(user: EngineUser<EmbeddedEngineConfig>, engine: Engine): void {
   if (!(engine instanceof EmbeddedEngine) || !user.systemPrompt) return;
-  // With an empty user turn after it, and room for one token of answer: the least any request needs.
+  // With an empty user turn after it, and room for one token of answer (a label set: its longest label): the least any request needs.
   const tokens = engine.countPromptTokens([
     { role: "system", content: user.systemPrompt },
     { role: "user", content: "" },
   ]);
-  if (tokens < user.contextSize) return;
+  const labels = user.output?.type === "labels" ? user.output.labels : [];
+  const answer = Math.max(1, ...labels.map((label) => labelTokens(engine.model, label).length));
+  if (tokens + answer <= user.contextSize) return;
+  const room = labels.length === 0 ? "an answer" : `its longest label (${answer} tokens)`;
   throw new ConfigError(
     `specialists.${user.id}.system_prompt`,
-    `it is ${tokens} tokens as the model formats it (with an empty user turn), which leaves no room for an answer in the specialist's context of ${user.contextSize} tokens: ` +
+    `it is ${tokens} tokens as the model formats it (with an empty user turn), which leaves no room for ${room} in the specialist's context of ${user.contextSize} tokens: ` +
       `shorten it or raise specialists.${user.id}.context_size`,
   );
 }
