@@ -145,9 +145,21 @@ const UINT32 = 2 ** 32;
  * same second the same "random" output.
  */
 export function samplerSeed(seed: number | undefined): number {
-  if (seed === undefined) return Math.floor(Math.random() * UINT32);
-  return ((seed % UINT32) + UINT32) % UINT32;
+  return seed === undefined ? Math.floor(Math.random() * UINT32) : definite(seed32(seed));
 }
+
+/**
+ * Choice `choice` of a request samples with seed + choice, taken on the 32-bit
+ * seed: near 2^53 the sum in doubles rounds, and two choices would share a seed.
+ */
+export function choiceSeed(seed: number | undefined, choice: number): number {
+  return seed === undefined ? samplerSeed(undefined) : definite((seed32(seed) + choice) % UINT32);
+}
+
+const seed32 = (seed: number): number => ((seed % UINT32) + UINT32) % UINT32;
+
+/** llama.cpp reads 2^32 - 1 as "draw a random seed": the seeds that map there (-1 among them) take their neighbour's. */
+const definite = (seed: number): number => (seed === UINT32 - 1 ? UINT32 - 2 : seed);
 
 /**
  * Runs specialists on a model loaded in this process. One context holds several
@@ -473,7 +485,7 @@ export class EmbeddedEngine implements Engine {
     if (!aborted) {
       // A long prompt's whole chunks first, abandonably; the last chunk goes with the first token, as before.
       input = await this.evaluatePromptHead(sequence, input, request.signal);
-      const seed = samplerSeed(request.seed === undefined ? undefined : request.seed + choice);
+      const seed = choiceSeed(request.seed, choice);
       const options = { temperature: request.temperature, topP: request.topP, seed };
       // Under a grammar the bytes stay valid UTF-8, so the characters it counts are the text's.
       const utf8 = grammarEvaluationState === undefined ? undefined : Utf8Guard.for(this.model);
@@ -581,7 +593,7 @@ export class EmbeddedEngine implements Engine {
       .map((label) => [label, scoring.scores[label.label] ?? 0] as const)
       .sort((a, b) => b[1] - a[1] || (a[0] === scoring.best ? -1 : b[0] === scoring.best ? 1 : 0));
     const choices = Array.from({ length: n }, (_, index) => {
-      const random = seededRandom(samplerSeed(request.seed === undefined ? undefined : request.seed + index));
+      const random = seededRandom(choiceSeed(request.seed, index));
       const label = draw(ranked, request.temperature, request.topP, random) ?? scoring.best;
       return this.labelChoice(label, request, index, scoring.withLogprobs);
     });
