@@ -90,7 +90,7 @@ export class PrometheusMetrics {
     for (const dependency of ["database", "redis"]) this.dependencyFailures.inc({ dependency }, 0);
     new Gauge({
       name: "alveare_engine_queue_depth",
-      help: "Requests waiting for a sequence, per engine.",
+      help: "Requests waiting for a sequence, per engine, with the further choices (n > 1) of running requests that wait for one (engine.queue bounds the requests only).",
       labelNames: ["engine"],
       registers,
       collect() {
