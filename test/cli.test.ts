@@ -244,6 +244,16 @@ describe("configuration", () => {
       /redis_url \(config file\): names its database by number only/,
     ],
     [
+      "a label with whitespace around it (answers are trimmed, scores keyed by the label)",
+      { specialists: { classify: { output: { type: "labels", labels: ["yes ", "no"] } } } },
+      /specialists\.classify\.output\.labels: "yes " starts or ends with whitespace/,
+    ],
+    [
+      "a label listed twice",
+      { specialists: { classify: { output: { type: "labels", labels: ["yes", "no", "yes"] } } } },
+      /specialists\.classify\.output\.labels: "yes" is listed twice/,
+    ],
+    [
       "a Redis URL of another scheme",
       { database_url: "postgres://db/alveare", redis_url: "http://cache" },
       /redis_url \(config file\): must be a redis/,

@@ -19,12 +19,24 @@ function parseOutput(out: OutputFields | undefined, path: string, current: Outpu
     case "json_object":
       return { type: out.type };
     case "labels":
-      return { type: out.type, labels: out.labels ?? fail(`${p}labels`, "is required for output type labels") };
+      return { type: out.type, labels: checkedLabels(out.labels ?? fail(`${p}labels`, "is required for output type labels"), `${p}labels`) };
     case "json_schema":
       return { type: out.type, schema: out.schema ?? fail(`${p}schema`, "is required for output type json_schema") };
     default:
       return fail(`${p}type`, "must be one of text, labels, json_object, json_schema");
   }
+}
+
+/**
+ * An answer is one of the labels and `scores` is keyed by them, so each must be
+ * told apart, and as the answer shows it: `result` is trimmed.
+ */
+function checkedLabels(labels: string[], field: string): string[] {
+  const padded = labels.find((label) => label.trim() !== label);
+  if (padded !== undefined) fail(field, `${JSON.stringify(padded)} starts or ends with whitespace; write the label without it`);
+  const twice = labels.find((label, i) => labels.indexOf(label) !== i);
+  if (twice !== undefined) fail(field, `${JSON.stringify(twice)} is listed twice; each label must be different`);
+  return labels;
 }
 
 function parseUpstream(u: UpstreamFields, p: string): Upstream {
