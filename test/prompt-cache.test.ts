@@ -7,6 +7,7 @@ import { EmbeddedEngine } from "../src/engines/embedded/embedded-engine.js";
 import { GrammarCache } from "../src/engines/embedded/grammars.js";
 import { engineIdentity } from "../src/engines/embedded/llama-runtime.js";
 import { PrefixSnapshotStore, type SnapshotTarget } from "../src/engines/embedded/prefix-snapshots.js";
+import { PromptAbandoned } from "../src/engines/embedded/prompt-abandoned.js";
 import { SequencePool } from "../src/engines/embedded/sequence-pool.js";
 import type { ChatMessage } from "../src/engines/types.js";
 import { TINY_LLAMA, writeRandomLlama, writeRandomLora } from "./fixtures/gguf/random-llama.js";
@@ -379,6 +380,28 @@ describe("prefix snapshot store", () => {
     assert.equal(await slow, "restored");
     assert.equal(paths.length, 1, "the other load found its file the first time (not only after a rebuild)");
     assert.equal(existsSync(paths[0]!), false, "the removed snapshot's file is gone once no load reads it");
+  });
+
+  it("lets a request waiting for another's build of its prefix leave at once when its client does; the build goes on", async () => {
+    const store = newStore();
+    let finishBuild!: () => void;
+    const building = store.place("k", 10, { ...target(10), evaluate: () => new Promise<void>((resolve) => (finishBuild = resolve)) });
+    const leaving = new AbortController();
+    const waiting = store.place("k", 10, { ...target(10), signal: leaving.signal });
+    const staying = store.place("k", 10, { ...target(10), signal: new AbortController().signal });
+    leaving.abort();
+    // Without the signal the wait would last the whole build: its sequence idle, held from other requests.
+    const left = await Promise.race([
+      waiting.then(
+        () => "placed",
+        (error: unknown) => error,
+      ),
+      new Promise((resolve) => setTimeout(() => resolve("still waiting"), 500)),
+    ]);
+    assert.ok(left instanceof PromptAbandoned, String(left));
+    finishBuild();
+    assert.equal(await building, "built");
+    assert.equal(await staying, "restored");
   });
 
   it("builds a prefix once when several requests want it at the same time", async () => {

@@ -21,6 +21,7 @@ import type { ChatMessage, ChoiceResult, Engine, FinishReason, GenerationRequest
 import { caughtUpOrAborted } from "../abort-watch.js";
 import type { GrammarCache } from "./grammars.js";
 import { snapshotKey, type PrefixSnapshotStore } from "./prefix-snapshots.js";
+import { PromptAbandoned } from "./prompt-abandoned.js";
 import { LockTurns } from "./lock-turns.js";
 import { SequencePool } from "./sequence-pool.js";
 import { labelTokens, normalise, scoreLabels, type ScoredLabel } from "./label-scores.js";
@@ -100,13 +101,6 @@ interface FormattedPrompt {
  * evaluated a whole batch per call: 128-token calls cost it ~5% (bench/prompt-batches.ts).
  */
 const PROMPT_CHUNK_TOKENS = 128;
-
-/** A prompt left (partly) unevaluated because its request was aborted (client gone, drain deadline) before a chunk. */
-class PromptAbandoned extends Error {
-  constructor() {
-    super("prompt evaluation abandoned: the request was aborted");
-  }
-}
 
 /** One choice as generated, before the request's totals are added. */
 interface ChoiceRun extends ChoiceResult {
@@ -741,6 +735,7 @@ export class EmbeddedEngine implements Engine {
           this.counters.promptTokensEvaluated += rest.length;
         },
         save: async (path) => (await this.turns.take(() => sequence.saveStateToFile(path))).fileSize,
+        signal,
       });
       if (placed === "restored") this.counters.snapshotRestores++;
       else if (placed === "built") this.counters.snapshotBuilds++;

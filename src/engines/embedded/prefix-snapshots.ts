@@ -4,6 +4,7 @@ import { rm } from "node:fs/promises";
 import { join } from "node:path";
 import type { Token } from "node-llama-cpp";
 import type { Logger } from "pino";
+import { PromptAbandoned } from "./prompt-abandoned.js";
 import { makeStateDirectory, removeStateDirectory } from "./state-directories.js";
 
 /** What the store needs from the sequence a snapshot is loaded into or made from. */
@@ -14,6 +15,8 @@ export interface SnapshotTarget {
   evaluate(): Promise<void>;
   /** Saves the sequence's state (exactly the prefix) to `path`; resolves to the file's size. */
   save(path: string): Promise<number>;
+  /** Ends a wait for another request's build of the same prefix (PromptAbandoned), so a request whose client left frees its sequence. */
+  signal?: AbortSignal;
 }
 
 /** Loaded from its snapshot; evaluated and snapshotted; or evaluated only (its snapshot is larger than the whole budget). */
@@ -100,7 +103,7 @@ export class PrefixSnapshotStore {
       }
       const pending = this.building.get(key);
       if (pending === undefined) break;
-      await pending;
+      await untilDoneOrAborted(pending, target.signal);
     }
     if (this.tooLarge.has(key)) {
       await target.evaluate();
@@ -196,4 +199,18 @@ export class PrefixSnapshotStore {
     this.bytes = 0;
     removeStateDirectory(this.directory);
   }
+}
+
+/** Waits for a build (which never rejects), or throws PromptAbandoned as soon as `signal` aborts. */
+function untilDoneOrAborted(build: Promise<void>, signal: AbortSignal | undefined): Promise<void> {
+  if (signal === undefined) return build;
+  if (signal.aborted) return Promise.reject(new PromptAbandoned());
+  return new Promise((resolve, reject) => {
+    const abandon = (): void => reject(new PromptAbandoned());
+    signal.addEventListener("abort", abandon, { once: true });
+    void build.then(() => {
+      signal.removeEventListener("abort", abandon);
+      resolve();
+    });
+  });
 }
