@@ -326,3 +326,62 @@ describe("remote engine with several upstreams", () => {
     assert.match(String(back[0]!.msg), /^upstream healthy again/);
   });
 });
+
+describe("remote engine relaying answers other OpenAI-compatible servers give", () => {
+  const fake = new FakeUpstream();
+  let server: TestServer;
+  let client: OpenAI;
+  before(async () => {
+    const base = await fake.start();
+    server = await startTestServer({
+      specialists: { elsewhere: { description: "a vLLM or llama-server", system_prompt: "", remote: { base_url: base, model: "m" } } },
+    });
+    client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "unused", maxRetries: 0 });
+  });
+  after(async () => {
+    await server.close();
+    await fake.stop();
+  });
+
+  const WEATHER = {
+    type: "function" as const,
+    function: { name: "get_weather", parameters: { type: "object", properties: { city: { type: "string" } } } },
+  };
+  const ask = { model: "alveare-elsewhere", messages: [{ role: "user" as const, content: "Weather in Rome and Paris?" }], tools: [WEATHER] };
+  const chunk = (delta: Record<string, unknown>, finish: string | null = null) => ({
+    id: "up",
+    object: "chat.completion.chunk",
+    created: 1,
+    model: "m",
+    choices: [{ index: 0, delta, finish_reason: finish }],
+  });
+  const call = (id: string, city: string) => ({ id, type: "function", function: { name: "get_weather", arguments: JSON.stringify({ city }) } });
+
+  it("keeps the text an upstream writes before its tool calls, whole as streamed", async () => {
+    // vLLM's and llama-server's tool parsers return what the model wrote before a call as content beside the calls.
+    fake.scripted = {
+      whole: {
+        choices: [
+          { index: 0, message: { role: "assistant", content: "Let me check.", tool_calls: [call("call_a", "Rome")] }, finish_reason: "tool_calls" },
+        ],
+        usage: { prompt_tokens: 5, completion_tokens: 9, total_tokens: 14 },
+      },
+      events: [
+        chunk({ role: "assistant", content: "Let me check." }),
+        chunk({ tool_calls: [{ index: 0, ...call("call_a", "Rome") }] }),
+        chunk({}, "tool_calls"),
+      ],
+    };
+    try {
+      const whole = (await client.chat.completions.create(ask)).choices[0]!;
+      assert.equal(whole.finish_reason, "tool_calls");
+      assert.equal(whole.message.content, "Let me check.");
+      assert.deepEqual(whole.message.tool_calls, [call("call_a", "Rome")]);
+      const streamed = (await client.chat.completions.stream(ask).finalChatCompletion()).choices[0]!;
+      assert.equal(streamed.message.content, whole.message.content);
+      assert.equal(streamed.message.tool_calls![0]!.function.arguments, '{"city":"Rome"}');
+    } finally {
+      fake.scripted = undefined;
+    }
+  });
+});

@@ -20,6 +20,11 @@ export class FakeUpstream {
   /** How long an "ok" answer takes, so concurrent requests overlap. */
   delayMs = 0;
   requests: Array<Record<string, unknown>> = [];
+  /**
+   * What "ok" answers instead of "fine": a whole chat.completion body, and the chunks of a streamed answer
+   * (sent as events, then [DONE]). For answers other OpenAI-compatible servers give that Alveare never does.
+   */
+  scripted: { whole: Record<string, unknown>; events: Array<Record<string, unknown>> } | undefined;
   private server: Server | undefined;
   private held: Array<() => void> = [];
 
@@ -83,15 +88,25 @@ export class FakeUpstream {
         return;
       case "hold":
         await new Promise<void>((resolve) => this.held.push(resolve));
-        this.answer(res);
+        this.answer(res, parsed.stream === true);
         return;
       case "ok":
         await new Promise((resolve) => setTimeout(resolve, this.delayMs));
-        this.answer(res);
+        this.answer(res, parsed.stream === true);
     }
   }
 
-  private answer(res: ServerResponse): void {
+  private answer(res: ServerResponse, stream: boolean): void {
+    if (this.scripted !== undefined && stream) {
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      for (const event of this.scripted.events) res.write(`data: ${JSON.stringify(event)}\n\n`);
+      res.end("data: [DONE]\n\n");
+      return;
+    }
+    if (this.scripted !== undefined) {
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(this.scripted.whole));
+      return;
+    }
     res.writeHead(200, { "content-type": "application/json" }).end(
       JSON.stringify({
         choices: [{ index: 0, message: { role: "assistant", content: "fine" }, finish_reason: "stop" }],

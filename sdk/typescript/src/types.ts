@@ -126,7 +126,7 @@ export interface ChatCompletion {
   model: string;
   choices: Array<{
     index: number;
-    /** content is null when the answer is tool calls. */
+    /** content is null when the answer is tool calls alone (a remote upstream may write text before its calls). */
     message: { role: "assistant"; content: string | null; refusal: null; tool_calls?: ChatCompletionMessageToolCall[] };
     /** Null unless logprobs was asked for. */
     logprobs: ChatCompletionLogprobs | null;

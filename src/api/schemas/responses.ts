@@ -151,7 +151,9 @@ export const ChatCompletionSchema = Type.Object(
         index: Count(),
         message: Type.Object({
           role: Type.Literal("assistant"),
-          content: Type.Union([Type.String(), Type.Null()], { description: "Null when the answer is tool calls." }),
+          content: Type.Union([Type.String(), Type.Null()], {
+            description: "Null when the answer is tool calls alone (a remote upstream may write text before its calls).",
+          }),
           refusal: Type.Null({ description: "Always null: specialists do not refuse in a separate channel." }),
           tool_calls: Type.Optional(Type.Array(ToolCallSchema)),
         }),

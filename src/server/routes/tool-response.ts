@@ -4,13 +4,16 @@ import type { ToolCall, ToolCallDelta } from "../../engines/tools.js";
 type Message = ChatCompletion["choices"][number]["message"];
 type Delta = ChatCompletionChunk["choices"][number]["delta"];
 
-/** The answer's message: its text, or (content null, as OpenAI sends it) its tool calls. */
+/**
+ * The answer's message: its text, or its tool calls with content null (as OpenAI sends them), or with the text
+ * a remote upstream wrote before them (vLLM's and llama-server's tool parsers keep it, and a stream relays it).
+ */
 export function assistantMessage(result: { text: string; toolCalls?: readonly ToolCall[] | undefined }): Message {
   const calls = result.toolCalls ?? [];
   if (calls.length === 0) return { role: "assistant", content: result.text, refusal: null };
   return {
     role: "assistant",
-    content: null,
+    content: result.text.length > 0 ? result.text : null,
     refusal: null,
     tool_calls: calls.map((c) => ({ id: c.id, type: "function", function: { name: c.name, arguments: c.arguments } })),
   };
