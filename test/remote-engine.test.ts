@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { createServer } from "node:net";
 import { after, before, describe, it } from "node:test";
 import OpenAI from "openai";
+import type { ChatCompletionChunk } from "openai/resources/chat/completions";
 import { FakeUpstream } from "./helpers/fake-upstream.js";
 import { cliKey, postJson, startTestServer, tempDir, tinyModel, type TestServer } from "./helpers/fixtures.js";
 
@@ -380,6 +381,39 @@ describe("remote engine relaying answers other OpenAI-compatible servers give", 
       const streamed = (await client.chat.completions.stream(ask).finalChatCompletion()).choices[0]!;
       assert.equal(streamed.message.content, whole.message.content);
       assert.equal(streamed.message.tool_calls![0]!.function.arguments, '{"city":"Rome"}');
+    } finally {
+      fake.scripted = undefined;
+    }
+  });
+
+  it("tells apart streamed calls whose pieces carry no index, as Gemini's OpenAI endpoint sends them", async () => {
+    const calls = [call("call_r", "Rome"), call("call_p", "Paris")];
+    const together = [chunk({ role: "assistant", tool_calls: calls }), chunk({}, "tool_calls")];
+    const apart = [chunk({ role: "assistant", tool_calls: [calls[0]] }), chunk({ tool_calls: [calls[1]] }), chunk({}, "tool_calls")];
+    // A call's arguments in pieces after its first, which names it; none carries an index.
+    const pieces = [
+      chunk({ tool_calls: [{ id: "call_r", type: "function", function: { name: "get_weather", arguments: "" } }] }),
+      chunk({ tool_calls: [{ function: { arguments: '{"city":' } }] }),
+      chunk({ tool_calls: [{ function: { arguments: '"Rome"}' } }] }),
+      chunk({ tool_calls: [{ id: "call_p", type: "function", function: { name: "get_weather", arguments: '{"city":"Paris"}' } }] }),
+      chunk({}, "tool_calls"),
+    ];
+    try {
+      for (const events of [together, apart, pieces]) {
+        fake.scripted = { whole: {}, events };
+        const received: ChatCompletionChunk[] = [];
+        for await (const c of await client.chat.completions.create({ ...ask, stream: true })) received.push(c);
+        const deltas = received.flatMap((c) => c.choices.flatMap((ch) => ch.delta.tool_calls ?? []));
+        assert.deepEqual(
+          deltas.filter((d) => d.id !== undefined).map((d) => [d.index, d.id]),
+          [
+            [0, "call_r"],
+            [1, "call_p"],
+          ],
+        );
+        const final = (await client.chat.completions.stream(ask).finalChatCompletion()).choices[0]!;
+        assert.deepEqual(final.message.tool_calls, calls, JSON.stringify(events));
+      }
     } finally {
       fake.scripted = undefined;
     }

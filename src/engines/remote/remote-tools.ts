@@ -3,8 +3,8 @@ import type { ChatMessage, GenerationRequest, TextDetail } from "../types.js";
 
 /** An upstream's tool call, whole (`message.tool_calls`) or in pieces (`delta.tool_calls`). */
 export interface UpstreamToolCall {
-  index?: number;
-  id?: string;
+  index?: number | null;
+  id?: string | null;
   function?: { name?: string; arguments?: string };
 }
 
@@ -53,7 +53,7 @@ export class ToolCallStream {
       forwarded = true;
     };
     for (const piece of pieces ?? []) {
-      const index = piece.index ?? 0;
+      const index = this.indexOf(piece);
       const args = piece.function?.arguments ?? "";
       let call = this.calls[index];
       if (call === undefined) {
@@ -70,6 +70,18 @@ export class ToolCallStream {
       }
     }
     return forwarded;
+  }
+
+  /**
+   * The call a piece belongs to: its `index`, or, where an upstream leaves that out (Gemini's OpenAI endpoint,
+   * mistral.rs), a new call when the piece names an id other than the last call's, else the last call. Read as
+   * call 0, a second call's arguments were appended to the first's.
+   */
+  private indexOf(piece: UpstreamToolCall): number {
+    if (piece.index !== undefined && piece.index !== null) return piece.index;
+    const last = this.calls.length - 1;
+    if (last < 0) return 0;
+    return piece.id !== undefined && piece.id !== null && piece.id !== "" && piece.id !== this.calls[last]!.id ? last + 1 : last;
   }
 
   get toolCalls(): ToolCall[] {
