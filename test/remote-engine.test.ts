@@ -418,4 +418,27 @@ describe("remote engine relaying answers other OpenAI-compatible servers give", 
       fake.scripted = undefined;
     }
   });
+
+  it("passes on an upstream's content_filter finish, whole and streamed, instead of calling a filtered answer complete", async () => {
+    // Azure OpenAI (and OpenAI) end an answer their filter cut with finish_reason "content_filter".
+    fake.scripted = {
+      whole: {
+        choices: [{ index: 0, message: { role: "assistant", content: "Once upon" }, finish_reason: "content_filter" }],
+        usage: { prompt_tokens: 5, completion_tokens: 2, total_tokens: 7 },
+      },
+      events: [chunk({ role: "assistant", content: "Once upon" }), chunk({}, "content_filter")],
+    };
+    const plain = { model: "alveare-elsewhere", messages: [{ role: "user" as const, content: "A story" }] };
+    try {
+      assert.equal((await client.chat.completions.create(plain)).choices[0]!.finish_reason, "content_filter");
+      const received: ChatCompletionChunk[] = [];
+      for await (const c of await client.chat.completions.create({ ...plain, stream: true })) received.push(c);
+      assert.deepEqual(
+        received.flatMap((c) => c.choices.map((ch) => ch.finish_reason)).filter((f) => f !== null),
+        ["content_filter"],
+      );
+    } finally {
+      fake.scripted = undefined;
+    }
+  });
 });

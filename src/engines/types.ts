@@ -22,7 +22,8 @@ export type OutputConstraint =
   | { type: "json_object" }
   | { type: "json_schema"; schema: Readonly<Record<string, unknown>> };
 
-export type FinishReason = "stop" | "length" | "tool_calls";
+/** "content_filter" only as a remote upstream (Azure OpenAI, OpenAI) reports it: its filter cut the answer. */
+export type FinishReason = "stop" | "length" | "tool_calls" | "content_filter";
 
 /** One alternative at a position: a token's text, its UTF-8 bytes (null for a control token, which has none) and its log-probability. */
 export interface TokenAlternative {

@@ -12,7 +12,8 @@ from typing import Any, Dict, Iterator, List, Literal, Mapping, Optional, Type, 
 
 #: "developer" (OpenAI's newer name for the system role) is read as a system message.
 ChatRole = Literal["system", "developer", "user", "assistant", "tool"]
-FinishReason = Literal["stop", "length", "tool_calls"]
+#: "content_filter": a remote specialist's upstream filtered the answer.
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
 
 
 class ChatContentPart(TypedDict):

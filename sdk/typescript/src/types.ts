@@ -111,7 +111,8 @@ export interface ChatCompletionLogprobs {
   refusal: null;
 }
 
-export type FinishReason = "stop" | "length" | "tool_calls";
+/** "content_filter": a remote specialist's upstream filtered the answer. */
+export type FinishReason = "stop" | "length" | "tool_calls" | "content_filter";
 
 export interface CompletionUsage {
   prompt_tokens: number;

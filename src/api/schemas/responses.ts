@@ -90,8 +90,9 @@ export const CompletionUsageSchema = Type.Object(
   { title: "CompletionUsage" },
 );
 
-const FinishReason = StringEnum(["stop", "length", "tool_calls"] as const, {
-  description: '"tool_calls" when the answer is tool calls; "length" when max_tokens cut it (a cut call\'s arguments may be incomplete JSON).',
+const FinishReason = StringEnum(["stop", "length", "tool_calls", "content_filter"] as const, {
+  description:
+    '"tool_calls" when the answer is tool calls; "length" when max_tokens cut it (a cut call\'s arguments may be incomplete JSON); "content_filter" when a remote upstream\'s filter cut it.',
 });
 
 /** A tool call in an answer: `arguments` is JSON text matching the function's parameters schema. */

@@ -53,7 +53,9 @@ function isTimeout(error: unknown): boolean {
   );
 }
 
-const finishReason = (reason: string | null | undefined): FinishReason => (reason === "length" || reason === "tool_calls" ? reason : "stop");
+/** OpenAI's finish reasons pass through: a filtered answer called "stop" would read as complete. */
+const finishReason = (reason: string | null | undefined): FinishReason =>
+  reason === "length" || reason === "tool_calls" || reason === "content_filter" ? reason : "stop";
 
 /** A specialist's labels are one array for all its requests: its grammar is built once. */
 const labelGrammars = new WeakMap<readonly string[], string>();
