@@ -441,4 +441,27 @@ describe("remote engine relaying answers other OpenAI-compatible servers give", 
       fake.scripted = undefined;
     }
   });
+
+  it("streams only the choices an upstream that ignores n (Ollama) gives, as a whole answer does: none is made up", async () => {
+    fake.scripted = {
+      whole: {
+        choices: [{ index: 0, message: { role: "assistant", content: "one" }, finish_reason: "stop" }],
+        usage: { prompt_tokens: 5, completion_tokens: 1, total_tokens: 6 },
+      },
+      events: [chunk({ role: "assistant", content: "one" }), chunk({}, "stop")],
+    };
+    const several = { model: "alveare-elsewhere", messages: [{ role: "user" as const, content: "Hi" }], n: 3 };
+    try {
+      const whole = await client.chat.completions.create(several);
+      assert.deepEqual(
+        whole.choices.map((c) => [c.index, c.message.content, c.finish_reason]),
+        [[0, "one", "stop"]],
+      );
+      const received: ChatCompletionChunk[] = [];
+      for await (const c of await client.chat.completions.create({ ...several, stream: true })) received.push(c);
+      assert.deepEqual([...new Set(received.flatMap((c) => c.choices.map((ch) => ch.index)))], [0]);
+    } finally {
+      fake.scripted = undefined;
+    }
+  });
 });

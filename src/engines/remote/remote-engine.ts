@@ -590,7 +590,9 @@ export class RemoteEngine implements Engine {
       ...(wantsLogprobs ? { logprobs: first.logprobs } : {}),
       ...(several
         ? {
-            choices: Array.from({ length: Math.max(req.choices ?? 1, choices.length) }, (_, i) => choiceAt(i)).map((c): ChoiceResult => ({
+            // The choices the upstream sent, as a whole answer has them: one that ignores n (Ollama) sends one, and
+            // choices made up for the rest would read as empty answers.
+            choices: Array.from({ length: choices.length }, (_, i) => choiceAt(i)).map((c): ChoiceResult => ({
               text: c.text,
               completionTokens: 0,
               finishReason: finishReason(c.finish),
