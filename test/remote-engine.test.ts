@@ -464,4 +464,39 @@ describe("remote engine relaying answers other OpenAI-compatible servers give", 
       fake.scripted = undefined;
     }
   });
+
+  it("relays an upstream's refusal as message.refusal, whole and streamed, rather than as an empty answer", async () => {
+    // OpenAI's structured outputs answer a request they will not serve with a refusal and null content.
+    const refusal = "I'm sorry, I cannot help with that.";
+    fake.scripted = {
+      whole: {
+        choices: [{ index: 0, message: { role: "assistant", content: null, refusal }, finish_reason: "stop" }],
+        usage: { prompt_tokens: 5, completion_tokens: 9, total_tokens: 14 },
+      },
+      events: [
+        chunk({ role: "assistant", content: null, refusal: "" }),
+        chunk({ refusal: "I'm sorry, " }),
+        chunk({ refusal: "I cannot help with that." }),
+        chunk({}, "stop"),
+      ],
+    };
+    const ask = {
+      model: "alveare-elsewhere",
+      messages: [{ role: "user" as const, content: "Something bad" }],
+      response_format: {
+        type: "json_schema" as const,
+        json_schema: { name: "a", schema: { type: "object", properties: { a: { type: "string" } } } },
+      },
+    };
+    try {
+      const whole = (await client.chat.completions.create(ask)).choices[0]!.message;
+      assert.equal(whole.refusal, refusal);
+      assert.equal(whole.content, null);
+      const streamed = (await client.chat.completions.stream(ask).finalChatCompletion()).choices[0]!.message;
+      assert.equal(streamed.refusal, refusal);
+      assert.equal(streamed.content, null);
+    } finally {
+      fake.scripted = undefined;
+    }
+  });
 });

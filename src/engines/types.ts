@@ -44,11 +44,15 @@ export interface TokenLogprob extends TokenAlternative {
 export interface TextDetail {
   choice: number;
   logprobs?: TokenLogprob[] | undefined;
+  /** The piece is refusal text (a remote upstream's `delta.refusal`), not content. */
+  refusal?: boolean | undefined;
 }
 
 /** One choice of several (`n`). */
 export interface ChoiceResult {
   text: string;
+  /** A remote upstream's refusal (OpenAI's structured outputs), in place of content. */
+  refusal?: string | undefined;
   completionTokens: number;
   finishReason: FinishReason;
   logprobs?: TokenLogprob[] | undefined;
@@ -109,6 +113,8 @@ export interface GenerationRequest {
 
 export interface GenerationResult {
   text: string;
+  /** The first choice's refusal, when a remote upstream refused (OpenAI's `message.refusal`). */
+  refusal?: string | undefined;
   promptTokens: number;
   completionTokens: number;
   finishReason: FinishReason;

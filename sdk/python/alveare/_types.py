@@ -173,7 +173,7 @@ class AssistantMessage(ApiObject):
     #: None when the answer is tool calls.
     content: Optional[str] = None
     tool_calls: Optional[List[ToolCall]] = None
-    #: Always None.
+    #: A remote upstream's refusal (OpenAI's structured outputs), content then None; otherwise None.
     refusal: Optional[str] = None
 
 
@@ -215,6 +215,8 @@ class ChunkToolCall(ApiObject):
 class ChunkDelta(ApiObject):
     role: Optional[str] = None
     content: Optional[str] = None
+    #: A piece of a remote upstream's refusal.
+    refusal: Optional[str] = None
     tool_calls: Optional[List[ChunkToolCall]] = None
 
 

@@ -128,7 +128,8 @@ export interface ChatCompletion {
   choices: Array<{
     index: number;
     /** content is null when the answer is tool calls alone (a remote upstream may write text before its calls). */
-    message: { role: "assistant"; content: string | null; refusal: null; tool_calls?: ChatCompletionMessageToolCall[] };
+    /** refusal: a remote upstream's refusal (OpenAI's structured outputs), content then null; otherwise null. */
+    message: { role: "assistant"; content: string | null; refusal: string | null; tool_calls?: ChatCompletionMessageToolCall[] };
     /** Null unless logprobs was asked for. */
     logprobs: ChatCompletionLogprobs | null;
     finish_reason: FinishReason;
@@ -143,7 +144,7 @@ export interface ChatCompletionChunk {
   model: string;
   choices: Array<{
     index: number;
-    delta: { role?: "assistant"; content?: string | null; tool_calls?: ChatCompletionChunkToolCall[] };
+    delta: { role?: "assistant"; content?: string | null; refusal?: string | null; tool_calls?: ChatCompletionChunkToolCall[] };
     /** The log-probabilities of this chunk's tokens, when asked for. */
     logprobs?: ChatCompletionLogprobs | null;
     finish_reason: FinishReason | null;

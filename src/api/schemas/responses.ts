@@ -155,7 +155,9 @@ export const ChatCompletionSchema = Type.Object(
           content: Type.Union([Type.String(), Type.Null()], {
             description: "Null when the answer is tool calls alone (a remote upstream may write text before its calls).",
           }),
-          refusal: Type.Null({ description: "Always null: specialists do not refuse in a separate channel." }),
+          refusal: Type.Union([Type.String(), Type.Null()], {
+            description: "A remote upstream's refusal (OpenAI's structured outputs), content then null; otherwise null.",
+          }),
           tool_calls: Type.Optional(Type.Array(ToolCallSchema)),
         }),
         logprobs: Logprobs,
@@ -184,6 +186,7 @@ export const ChatCompletionChunkSchema = Type.Object(
         delta: Type.Object({
           role: Type.Optional(Type.Literal("assistant")),
           content: Type.Optional(Type.Union([Type.String(), Type.Null()])),
+          refusal: Type.Optional(Type.Union([Type.String(), Type.Null()], { description: "A piece of a remote upstream's refusal." })),
           tool_calls: Type.Optional(Type.Array(ChunkToolCallSchema)),
         }),
         logprobs: Type.Optional(Logprobs),

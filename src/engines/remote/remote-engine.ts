@@ -13,8 +13,8 @@ import type { RemoteEngineConfig, Upstream } from "./remote-kind.js";
 interface UpstreamChoice {
   index?: number;
   logprobs?: UpstreamLogprobs | null;
-  message?: { content?: string | null; tool_calls?: UpstreamToolCall[] | null };
-  delta?: { content?: string | null; tool_calls?: UpstreamToolCall[] | null };
+  message?: { content?: string | null; refusal?: string | null; tool_calls?: UpstreamToolCall[] | null };
+  delta?: { content?: string | null; refusal?: string | null; tool_calls?: UpstreamToolCall[] | null };
   finish_reason?: string | null;
 }
 interface UpstreamBody {
@@ -488,6 +488,7 @@ export class RemoteEngine implements Engine {
     const wantsLogprobs = req.topLogprobs !== undefined;
     const choices = (parsed.choices ?? []).map((c): ChoiceResult => ({
       text: c.message?.content ?? "",
+      ...(c.message?.refusal ? { refusal: c.message.refusal } : {}),
       // Per-choice token counts are not in OpenAI's answer; usage below holds their sum.
       completionTokens: 0,
       finishReason: finishReason(c.finish_reason),
@@ -496,6 +497,7 @@ export class RemoteEngine implements Engine {
     return {
       ...(toolCalls.length > 0 ? { toolCalls } : {}),
       text: choice.message?.content ?? "",
+      ...(choice.message?.refusal ? { refusal: choice.message.refusal } : {}),
       promptTokens: parsed.usage?.prompt_tokens ?? 0,
       completionTokens: parsed.usage?.completion_tokens ?? 0,
       finishReason: finishReason(choice.finish_reason),
@@ -508,8 +510,8 @@ export class RemoteEngine implements Engine {
   /** `secret`: the key sent to this upstream, kept out of what an error carries. */
   private async readStream(response: Dispatcher.ResponseData, req: GenerationRequest, secret: string | undefined): Promise<GenerationResult> {
     const wantsLogprobs = req.topLogprobs !== undefined;
-    const choices: Array<{ text: string; finish?: string | null; logprobs: TokenLogprob[] }> = [];
-    const choiceAt = (index: number) => (choices[index] ??= { text: "", logprobs: [] });
+    const choices: Array<{ text: string; refusal: string; finish?: string | null; logprobs: TokenLogprob[] }> = [];
+    const choiceAt = (index: number) => (choices[index] ??= { text: "", refusal: "", logprobs: [] });
     choiceAt(0);
     let chunks = 0;
     let usage: UpstreamBody["usage"];
@@ -560,6 +562,13 @@ export class RemoteEngine implements Engine {
             // Pieces that came with no text were pushed above (and added nothing).
             if (delta.length > 0) toolCalls.push(pieces);
           }
+          // A refusal (OpenAI's structured outputs) comes in pieces of its own, relayed as such.
+          const refused = choice.delta?.refusal ?? "";
+          if (refused.length > 0) {
+            chunks++;
+            state.refusal += refused;
+            req.onText?.(refused, { choice: index, refusal: true });
+          }
           if (choice.finish_reason) state.finish = choice.finish_reason;
         }
         // Not reading on while our client is behind leaves the rest in the upstream's socket, not in memory.
@@ -582,6 +591,7 @@ export class RemoteEngine implements Engine {
     return {
       ...(calls.length > 0 ? { toolCalls: calls } : {}),
       text: first.text,
+      ...(first.refusal.length > 0 ? { refusal: first.refusal } : {}),
       promptTokens: usage?.prompt_tokens ?? 0,
       // Without a usage chunk, each content delta is one token in practice.
       completionTokens: usage?.completion_tokens ?? chunks,
@@ -594,6 +604,7 @@ export class RemoteEngine implements Engine {
             // choices made up for the rest would read as empty answers.
             choices: Array.from({ length: choices.length }, (_, i) => choiceAt(i)).map((c): ChoiceResult => ({
               text: c.text,
+              ...(c.refusal.length > 0 ? { refusal: c.refusal } : {}),
               completionTokens: 0,
               finishReason: finishReason(c.finish),
               ...(wantsLogprobs ? { logprobs: c.logprobs } : {}),

@@ -102,7 +102,7 @@ export async function chatCompletionsRoute(app: FastifyInstance, options: AppOpt
     const sendText = (text: string, detail?: TextDetail): void => {
       const index = detail?.choice ?? 0;
       open(index, "");
-      stream.send(chunk(index, { content: text }, null, detail?.logprobs));
+      stream.send(chunk(index, detail?.refusal === true ? { refusal: text } : { content: text }, null, detail?.logprobs));
     };
     const sendToolCall = (delta: ToolCallDelta, detail?: TextDetail): void => {
       open(0, null);

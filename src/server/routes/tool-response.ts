@@ -8,13 +8,15 @@ type Delta = ChatCompletionChunk["choices"][number]["delta"];
  * The answer's message: its text, or its tool calls with content null (as OpenAI sends them), or with the text
  * a remote upstream wrote before them (vLLM's and llama-server's tool parsers keep it, and a stream relays it).
  */
-export function assistantMessage(result: { text: string; toolCalls?: readonly ToolCall[] | undefined }): Message {
+export function assistantMessage(result: { text: string; refusal?: string | undefined; toolCalls?: readonly ToolCall[] | undefined }): Message {
   const calls = result.toolCalls ?? [];
-  if (calls.length === 0) return { role: "assistant", content: result.text, refusal: null };
+  // A refusal (a remote upstream's) stands in place of content, which is then null, as OpenAI sends it.
+  const refusal = result.refusal ?? null;
+  if (calls.length === 0) return { role: "assistant", content: refusal !== null && result.text === "" ? null : result.text, refusal };
   return {
     role: "assistant",
     content: result.text.length > 0 ? result.text : null,
-    refusal: null,
+    refusal,
     tool_calls: calls.map((c) => ({ id: c.id, type: "function", function: { name: c.name, arguments: c.arguments } })),
   };
 }
