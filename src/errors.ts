@@ -152,7 +152,8 @@ export const errors = {
   internal: () => new ApiError(500, "server_error", "internal_error", "The server had an error while processing your request. Retry with backoff."),
   overloaded: (retryAfterSeconds: number, message = "The engine is at capacity and its queue is full. Retry shortly.") =>
     new ApiError(503, "server_error", "overloaded", message, null, { "retry-after": String(retryAfterSeconds) }),
-  upstream: (status: 502 | 503 | 504, message: string) => new ApiError(status, "server_error", "upstream_error", message),
+  upstream: (status: 502 | 503 | 504, message: string, headers: Readonly<Record<string, string>> = {}) =>
+    new ApiError(status, "server_error", "upstream_error", message, null, headers),
   keyLimitReached: (limit: number, mode: string) =>
     new ApiError(
       403,

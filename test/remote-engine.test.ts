@@ -209,6 +209,30 @@ describe("remote engine faults", () => {
     assert.equal(errorOf(r).type, "server_error");
   });
 
+  it("passes an overloaded upstream's Retry-After on with its 503, whole and streamed, so clients wait as long as it asks", async () => {
+    try {
+      for (const fault of ["429", "503"] as const) {
+        fake.fault = fault;
+        for (const [retryAfter, expected] of [
+          ["7", "7"],
+          ["0", "1"],
+          ["not a number", null],
+          [new Date(Date.now() + 600_000).toUTCString(), null],
+        ] as const) {
+          fake.retryAfter = retryAfter;
+          for (const stream of [false, true]) {
+            const r = await call("flaky", stream);
+            assert.equal(r.status, 503);
+            assert.equal(errorOf(r).code, "upstream_error");
+            assert.equal(r.headers.get("retry-after"), expected, `${fault} ${retryAfter} ${stream}`);
+          }
+        }
+      }
+    } finally {
+      fake.retryAfter = undefined;
+    }
+  });
+
   it("turns a slow upstream into 504 after the read timeout", async () => {
     fake.fault = "slow";
     const started = performance.now();

@@ -13,7 +13,7 @@ import type { AddressInfo } from "node:net";
  * "400-long": a 400 whose reason runs to 2 KB.
  * "401-late": a 401 that repeats the Authorization header across its 500th character.
  */
-export type Fault = "slow" | "500" | "503" | "cut-stream" | "ok" | "hold" | "401-echo" | "error-event" | "400-long" | "401-late";
+export type Fault = "slow" | "500" | "503" | "429" | "cut-stream" | "ok" | "hold" | "401-echo" | "error-event" | "400-long" | "401-late";
 
 export class FakeUpstream {
   fault: Fault = "ok";
@@ -25,6 +25,8 @@ export class FakeUpstream {
    * (sent as events, then [DONE]). For answers other OpenAI-compatible servers give that Alveare never does.
    */
   scripted: { whole: Record<string, unknown>; events: Array<Record<string, unknown>> } | undefined;
+  /** The Retry-After a "503" or "429" answer carries, when set. */
+  retryAfter: string | undefined;
   private server: Server | undefined;
   private held: Array<() => void> = [];
 
@@ -59,7 +61,13 @@ export class FakeUpstream {
         res.writeHead(500, { "content-type": "application/json" }).end(JSON.stringify({ error: { message: "boom" } }));
         return;
       case "503":
-        res.writeHead(503, { "content-type": "application/json" }).end(JSON.stringify({ error: { message: "busy" } }));
+      case "429":
+        res
+          .writeHead(this.fault === "429" ? 429 : 503, {
+            "content-type": "application/json",
+            ...(this.retryAfter ? { "retry-after": this.retryAfter } : {}),
+          })
+          .end(JSON.stringify({ error: { message: "busy" } }));
         return;
       case "cut-stream":
         res.writeHead(200, { "content-type": "text/event-stream" });

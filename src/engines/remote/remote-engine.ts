@@ -91,18 +91,26 @@ function errorMessageOf(text: string): string {
 }
 
 /**
+ * An overloaded upstream's Retry-After in whole seconds (at least 1, as ours are), for our 503: a client then
+ * waits as long as the upstream asks instead of retrying at once. A date or anything else is left out.
+ */
+function retryAfterOf(value: string | undefined): Record<string, string> {
+  return value !== undefined && /^\d{1,6}$/.test(value.trim()) ? { "retry-after": String(Math.max(1, Number(value))) } : {};
+}
+
+/**
  * The catalogue error for an upstream's HTTP error answer. Only a 400 (the
  * request itself refused, e.g. too long for the upstream's context) passes the
  * upstream's words on to the client, bounded; any other status is the
  * operator's matter (a wrong key, a crash), so its words go to the log only.
  */
-function upstreamStatusError(status: number, text: string, secret: string | undefined): ApiError {
+function upstreamStatusError(status: number, text: string, secret: string | undefined, retryAfter?: string): ApiError {
   const said = upstreamWords(errorMessageOf(text), secret);
   const error =
     status === 400
       ? errors.invalidParameter("messages", `the upstream engine refused the request: ${shortenedTo(said, 300)}`)
       : status === 429 || status === 503
-        ? errors.upstream(503, `The upstream engine is overloaded (HTTP ${status}).`)
+        ? errors.upstream(503, `The upstream engine is overloaded (HTTP ${status}).`, retryAfterOf(retryAfter))
         : errors.upstream(502, `The upstream engine answered HTTP ${status}.`);
   error.cause = new Error(`the upstream answered HTTP ${status}: ${said}`);
   upstreamAnswers.add(error);
@@ -122,6 +130,8 @@ const cutAfterAnswer = new WeakSet<Error>();
  */
 class WholeAnswer implements Dispatcher.DispatchHandlers {
   statusCode = 0;
+  /** The answer's Retry-After header, if any. */
+  retryAfter: string | undefined;
   private readonly chunks: Buffer[] = [];
   private abort: ((error: Error) => void) | undefined;
   private settled = false;
@@ -151,8 +161,12 @@ class WholeAnswer implements Dispatcher.DispatchHandlers {
     else this.abort = abort;
   }
 
-  onHeaders(statusCode: number): boolean {
+  onHeaders(statusCode: number, headers: Buffer[] | string[] | null): boolean {
     this.statusCode = statusCode;
+    // Raw headers: names and values in turn.
+    for (let i = 0; headers !== null && i + 1 < headers.length; i += 2) {
+      if (String(headers[i]).toLowerCase() === "retry-after") this.retryAfter = String(headers[i + 1]);
+    }
     return true;
   }
 
@@ -317,11 +331,17 @@ export class RemoteEngine implements Engine {
       }
       answered = true;
       if (response instanceof WholeAnswer) {
-        if (response.statusCode >= 400) throw upstreamStatusError(response.statusCode, response.text(), this.keyOf(upstream));
+        if (response.statusCode >= 400) throw upstreamStatusError(response.statusCode, response.text(), this.keyOf(upstream), response.retryAfter);
         return this.readWhole(JSON.parse(response.text()) as UpstreamBody, req);
       }
       if (response.statusCode >= 400) {
-        throw upstreamStatusError(response.statusCode, await response.body.text().catch(() => ""), this.keyOf(upstream));
+        const retryAfter = response.headers["retry-after"];
+        throw upstreamStatusError(
+          response.statusCode,
+          await response.body.text().catch(() => ""),
+          this.keyOf(upstream),
+          Array.isArray(retryAfter) ? retryAfter[0] : retryAfter,
+        );
       }
       const result = await this.readStream(response, req, this.keyOf(upstream));
       if (result.aborted) outcome = "aborted";
