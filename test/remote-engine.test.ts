@@ -151,6 +151,25 @@ describe("remote engine faults", () => {
     assert.equal(sent.max_tokens, 5);
   });
 
+  it("passes a json_schema's name and strict upstream: OpenAI holds an answer to the schema only when strict", async () => {
+    fake.fault = "ok";
+    const schema = { type: "object", properties: { n: { type: "integer" } }, required: ["n"], additionalProperties: false };
+    const sent = async (json_schema: Record<string, unknown>) => {
+      const r = await postJson(`${server.url}/v1/chat/completions`, {
+        model: "alveare-flaky",
+        messages: [{ role: "user", content: "x" }],
+        response_format: { type: "json_schema", json_schema },
+      });
+      assert.equal(r.status, 200, JSON.stringify(r.json));
+      return fake.requests.at(-1)!.response_format;
+    };
+    assert.deepEqual(await sent({ name: "invoice", strict: true, schema }), {
+      type: "json_schema",
+      json_schema: { name: "invoice", strict: true, schema },
+    });
+    assert.deepEqual(await sent({ schema }), { type: "json_schema", json_schema: { name: "output", schema } });
+  });
+
   it("turns an upstream 500 into 502 server_error", async () => {
     fake.fault = "500";
     const r = await call("flaky");

@@ -20,7 +20,8 @@ export type OutputConstraint =
   | { type: "text" }
   | { type: "labels"; labels: readonly string[] }
   | { type: "json_object" }
-  | { type: "json_schema"; schema: Readonly<Record<string, unknown>> };
+  /** `name` and `strict` as the caller gave them, for a remote upstream (OpenAI holds its answer to the schema only when strict). */
+  | { type: "json_schema"; schema: Readonly<Record<string, unknown>>; name?: string | undefined; strict?: boolean | undefined };
 
 /** "content_filter" only as a remote upstream (Azure OpenAI, OpenAI) reports it: its filter cut the answer. */
 export type FinishReason = "stop" | "length" | "tool_calls" | "content_filter";

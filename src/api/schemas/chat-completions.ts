@@ -50,7 +50,10 @@ const ResponseFormat = Nullable(
   TaggedUnion("type", [
     Type.Object({ type: Type.Literal("text") }),
     Type.Object({ type: Type.Literal("json_object") }),
-    Type.Object({ type: Type.Literal("json_schema"), json_schema: Type.Object({ schema: Type.Object({}) }) }),
+    Type.Object({
+      type: Type.Literal("json_schema"),
+      json_schema: Type.Object({ schema: Type.Object({}), name: Type.Optional(Type.String()), strict: Type.Optional(Nullable(Type.Boolean())) }),
+    }),
   ]),
 );
 

@@ -589,7 +589,9 @@ export class GrammarCache {
 
   get(constraint: OutputConstraint): Promise<LlamaGrammar | undefined> {
     if (constraint.type === "text") return Promise.resolve(undefined);
-    return this.cached(JSON.stringify(constraint), () => this.build(constraint));
+    // A schema's name and strict (a remote upstream's) do not change its grammar: one entry whatever they are.
+    const key = constraint.type === "json_schema" ? { type: constraint.type, schema: constraint.schema } : constraint;
+    return this.cached(JSON.stringify(key), () => this.build(constraint));
   }
 
   /** A grammar from GBNF text (tool calls), cached beside the constraints' grammars. */

@@ -447,7 +447,11 @@ export class RemoteEngine implements Engine {
     Object.assign(body, upstreamToolFields(req.tools));
     const c = req.constraint;
     if (c.type === "json_object") body.response_format = { type: "json_object" };
-    if (c.type === "json_schema") body.response_format = { type: "json_schema", json_schema: { name: "output", schema: c.schema } };
+    if (c.type === "json_schema") {
+      // The caller's strict passes on: without it OpenAI takes the schema as a hint, not a rule.
+      const strict = c.strict === undefined ? {} : { strict: c.strict };
+      body.response_format = { type: "json_schema", json_schema: { name: c.name ?? "output", ...strict, schema: c.schema } };
+    }
     if (c.type === "labels") {
       // vLLM reads guided_choice, llama-server reads grammar; others ignore unknown fields.
       body.guided_choice = c.labels;

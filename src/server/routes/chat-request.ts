@@ -48,7 +48,12 @@ function toConstraint(format: ChatCompletionRequestBody["response_format"]): Out
       return { type: "json_object" };
     case "json_schema":
       checkJsonSchemaLimits(format.json_schema.schema, "response_format.json_schema.schema");
-      return { type: "json_schema", schema: format.json_schema.schema };
+      return {
+        type: "json_schema",
+        schema: format.json_schema.schema,
+        name: format.json_schema.name,
+        strict: format.json_schema.strict ?? undefined,
+      };
     default:
       return undefined;
   }
