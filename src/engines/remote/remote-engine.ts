@@ -163,8 +163,8 @@ class WholeAnswer implements Dispatcher.DispatchHandlers {
 
   onHeaders(statusCode: number, headers: Buffer[] | string[] | null): boolean {
     this.statusCode = statusCode;
-    // Raw headers: names and values in turn.
-    for (let i = 0; headers !== null && i + 1 < headers.length; i += 2) {
+    // Raw headers, names and values in turn; only an error answer's are read (a success's are not needed, per request).
+    for (let i = 0; statusCode >= 400 && headers !== null && i + 1 < headers.length; i += 2) {
       if (String(headers[i]).toLowerCase() === "retry-after") this.retryAfter = String(headers[i + 1]);
     }
     return true;
