@@ -59,6 +59,38 @@ for (const trust of ["127.0.0.1", "1"]) {
       assert.equal(errorCode(foreign.json), "csrf_failed");
     });
 
+    it("names the session cookie __Host- over TLS, so a session planted under the plain name cannot shadow it", async () => {
+      // Mallory's own valid session, as a sibling subdomain (Domain=.example) or an injected http:// answer can plant
+      // it under the plain name with a longer Path: the browser then sends it before the victim's own cookie.
+      const mallory = await post(CLIENT_A, `${proxy.url}/dashboard/api/invitations/accept`, {
+        token: await inviteMember(server, "mallory@example.com"),
+        password: PASSWORD,
+      });
+      assert.equal(mallory.status, 200);
+      const planted = `alveare_session=${cookieOf(mallory).split(";")[0]!.split("=")[1]!}`;
+
+      const victim = await post(CLIENT_B, `${proxy.url}/dashboard/api/invitations/accept`, {
+        token: await inviteMember(server, "victim@example.com"),
+        password: PASSWORD,
+      });
+      assert.equal(victim.status, 200);
+      const own = cookieOf(victim).split(";")[0]!;
+      const session = await requestFrom(CLIENT_B, `${proxy.url}/dashboard/api/session`, { headers: { cookie: `${planted}; ${own}` } });
+      assert.equal(session.json.email, "victim@example.com", "the victim stays in their own account");
+      assert.match(
+        cookieOf(victim),
+        /^__Host-alveare_session=\w+; Path=\/; HttpOnly; SameSite=Strict; Max-Age=\d+; Secure$/,
+        "no Domain, Path=/, Secure",
+      );
+      const plantedOnly = await requestFrom(CLIENT_B, `${proxy.url}/dashboard/api/session`, { headers: { cookie: planted } });
+      assert.equal(errorCode(plantedOnly.json), "not_signed_in", "over TLS the plain name is no session");
+
+      const out = await post(CLIENT_B, `${proxy.url}/dashboard/api/logout`, {}, { cookie: own, "x-csrf-token": victim.json.csrf_token as string });
+      assert.equal(out.status, 200);
+      assert.match(cookieOf(out), /^__Host-alveare_session=; Path=\/; .*Max-Age=0; Secure$/, "signing out clears the __Host- cookie");
+      assert.equal((await requestFrom(CLIENT_B, `${proxy.url}/dashboard/api/session`, { headers: { cookie: own } })).status, 401);
+    });
+
     it("reads the forwarded scheme case-insensitively: HTTPS is https, and the cookie is Secure", async () => {
       const upper = await requestFrom("127.0.0.1", `${server.url}/dashboard/api/admin-login`, {
         method: "POST",

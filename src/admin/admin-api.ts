@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { ApiError, errors } from "../errors.js";
 import { bearerToken } from "../gate/credentials.js";
-import { checkCsrf, readCookie, SESSION_COOKIE, setSecurityHeaders } from "../dashboard/web-security.js";
+import { checkCsrf, readSessionCookie, setSecurityHeaders } from "../dashboard/web-security.js";
 import { accountRoutes } from "./routes/accounts.js";
 import { operator, type AdminApiOptions } from "./routes/admin-context.js";
 import { auditRoutes } from "./routes/audit.js";
@@ -39,7 +39,7 @@ export function adminApi(options: AdminApiOptions) {
       reply.header("cache-control", "no-store");
       if (options.token === undefined || options.token === "" || request.is404) throw notFound(request);
       if (request.headers.authorization === undefined) {
-        const session = await options.people.session(readCookie(request, SESSION_COOKIE));
+        const session = await options.people.session(readSessionCookie(request));
         if (session?.admin === true) {
           checkCsrf(request, session);
           return;

@@ -460,7 +460,8 @@ export function openApiDocument(version: string): Record<string, unknown> {
           type: "apiKey",
           in: "cookie",
           name: "alveare_session",
-          description: "The operator's dashboard session; state changes also need its CSRF token in X-CSRF-Token.",
+          description:
+            "The operator's dashboard session (named __Host-alveare_session over TLS); state changes also need its CSRF token in X-CSRF-Token.",
         },
       },
     },

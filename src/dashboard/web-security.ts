@@ -4,6 +4,19 @@ import { ApiError } from "../errors.js";
 import type { Session } from "../store/store.js";
 
 export const SESSION_COOKIE = "alveare_session";
+/**
+ * The session cookie's name over TLS. Browsers keep a __Host- cookie only when it is Secure, has Path=/ and
+ * no Domain, and was set by a secure origin: so neither a sibling subdomain (SameSite counts it as the same
+ * site) nor an injected plain-HTTP answer can plant a session of its own, with a longer Path, that the
+ * browser would send before ours and sign the victim into the attacker's account (session fixation).
+ */
+export const SECURE_SESSION_COOKIE = `__Host-${SESSION_COOKIE}`;
+
+/** Whether the dashboard is served over TLS here (a trusted proxy's X-Forwarded-Proto may say HTTPS: schemes are case-insensitive). */
+const overTls = (request: FastifyRequest): boolean => request.protocol.toLowerCase() === "https";
+
+/** The session cookie's name for this request: only the __Host- one is read over TLS. */
+const sessionCookieName = (request: FastifyRequest): string => (overTls(request) ? SECURE_SESSION_COOKIE : SESSION_COOKIE);
 
 /** Headers every dashboard and admin response carries: no inline script, no framing, no sniffing. */
 export function setSecurityHeaders(reply: FastifyReply): void {
@@ -41,11 +54,13 @@ export function readCookie(request: FastifyRequest, name: string): string | unde
   return undefined;
 }
 
-/** HttpOnly and SameSite=Strict always; Secure whenever the dashboard is served over TLS (or a trusted proxy says it is). */
+/** The session token of a request's cookie, if any. */
+export const readSessionCookie = (request: FastifyRequest): string | undefined => readCookie(request, sessionCookieName(request));
+
+/** HttpOnly and SameSite=Strict always; Secure, under the __Host- name, whenever the dashboard is served over TLS (or a trusted proxy says it is). */
 export function setSessionCookie(request: FastifyRequest, reply: FastifyReply, token: string, maxAgeSeconds: number): void {
-  // A proxy's X-Forwarded-Proto may say HTTPS: schemes are case-insensitive, as the Origin check reads them.
-  const secure = request.protocol.toLowerCase() === "https" ? "; Secure" : "";
-  reply.header("set-cookie", `${SESSION_COOKIE}=${token}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAgeSeconds}${secure}`);
+  const secure = overTls(request) ? "; Secure" : "";
+  reply.header("set-cookie", `${sessionCookieName(request)}=${token}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAgeSeconds}${secure}`);
 }
 
 const forbidden = (message: string): ApiError => new ApiError(403, "permission_error", "csrf_failed", message);

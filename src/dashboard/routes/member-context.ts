@@ -5,7 +5,7 @@ import type { Plan } from "../../gate/plans.js";
 import type { SpecialistDefinition } from "../../specialists/specialist.js";
 import type { AuditLog } from "../../store/audit-log.js";
 import type { Account, AccountStore, LedgerStore, Member, PeopleStore, Session } from "../../store/store.js";
-import { checkCsrf, notSignedIn, readCookie, SESSION_COOKIE } from "../web-security.js";
+import { checkCsrf, notSignedIn, readSessionCookie } from "../web-security.js";
 
 /** What the dashboard API's routes work with. */
 export interface DashboardOptions {
@@ -25,7 +25,7 @@ export type MemberSession = Session & { memberId: string };
 
 /** The member's session, its CSRF token checked for state changes; 401 without one. */
 export async function memberSession(people: People, request: FastifyRequest): Promise<MemberSession> {
-  const session = await people.session(readCookie(request, SESSION_COOKIE));
+  const session = await people.session(readSessionCookie(request));
   if (session === undefined || session.memberId === null) throw notSignedIn();
   checkCsrf(request, session);
   return session as MemberSession;

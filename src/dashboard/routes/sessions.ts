@@ -4,7 +4,7 @@ import { dashboardRequests } from "../../api/schemas/dashboard.js";
 import type { CompiledSchema } from "../../schema/compile.js";
 import { parseBody } from "../../schema/request-errors.js";
 import type { Session } from "../../store/store.js";
-import { checkCsrf, checkSameOrigin, notSignedIn, readCookie, SESSION_COOKIE, setSessionCookie } from "../web-security.js";
+import { checkCsrf, checkSameOrigin, notSignedIn, readSessionCookie, setSessionCookie } from "../web-security.js";
 import { memberAccount, type DashboardOptions, type MemberSession } from "./member-context.js";
 
 type SignedIn = { token: string; session: Session };
@@ -34,7 +34,7 @@ export function sessionRoutes(app: FastifyInstance, options: DashboardOptions): 
   );
 
   app.post("/api/logout", async (request, reply) => {
-    const token = readCookie(request, SESSION_COOKIE);
+    const token = readSessionCookie(request);
     const session = await people.session(token);
     if (session !== undefined && token !== undefined) {
       checkCsrf(request, session);
@@ -45,7 +45,7 @@ export function sessionRoutes(app: FastifyInstance, options: DashboardOptions): 
   });
 
   app.get("/api/session", async (request) => {
-    const session = await people.session(readCookie(request, SESSION_COOKIE));
+    const session = await people.session(readSessionCookie(request));
     if (session === undefined) throw notSignedIn();
     if (session.admin) return { kind: "operator", csrf_token: session.csrfToken };
     const { member, account } = await memberAccount(options, session as MemberSession);

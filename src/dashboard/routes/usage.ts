@@ -4,7 +4,7 @@ import { requestedPeriod } from "../../metering/billing-period.js";
 import { usageReport } from "../../metering/usage-report.js";
 import type { Mode } from "../../store/store.js";
 import { breakdownJson } from "../usage-breakdown.js";
-import { checkSameOrigin, notSignedIn, readCookie, SESSION_COOKIE } from "../web-security.js";
+import { checkSameOrigin, notSignedIn, readSessionCookie } from "../web-security.js";
 import { signedInMember, type DashboardOptions } from "./member-context.js";
 
 /** The member's usage this month (both modes, with the daily chart), where it went, and what their plan allows. */
@@ -25,7 +25,7 @@ export function usageRoutes(app: FastifyInstance, options: DashboardOptions): vo
   // Where the member's requests went, by key and specialist, in both modes.
   app.get<{ Querystring: { period?: string } }>("/api/usage/breakdown", async (request) => {
     checkSameOrigin(request);
-    const session = await people.session(readCookie(request, SESSION_COOKIE));
+    const session = await people.session(readSessionCookie(request));
     const member = session?.memberId ? await people.member(session.memberId) : undefined;
     if (member === undefined) throw notSignedIn();
     const period = requestedPeriod(request.query.period).key;
