@@ -3,6 +3,7 @@ import { after, before, describe, it } from "node:test";
 import { postJson, startTestServer, tempDir, type TestServer } from "./helpers/fixtures.js";
 import { Browser } from "./helpers/dashboard-client.js";
 import { errorCode, requestFrom } from "./helpers/loopback-client.js";
+import { hostGuard } from "../src/dashboard/host-guard.js";
 
 const TOKEN = "operator-token-for-dashboard-tests-42";
 
@@ -352,6 +353,58 @@ describe("operator sessions across a change of ALVEARE_ADMIN_TOKEN", () => {
     for (const cookie of [underA.cookie, underB.cookie]) {
       assert.equal((await Object.assign(new Browser(without), { cookie }).call("GET", "/dashboard/api/session")).status, 401);
     }
+  });
+});
+
+describe("a loopback-only server reached under a name not its own (DNS rebinding)", () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startTestServer({}, { gated: true, env: { ALVEARE_ADMIN_TOKEN: TOKEN, ALVEARE_PUBLIC_URL: "https://ai.example.com" } });
+  });
+  after(async () => {
+    await server.close();
+  });
+
+  it("refuses its dashboard and admin API there, so a rebound page cannot lock the operator out of their own address", async () => {
+    const port = new URL(server.url).port;
+    // What a page at http://evil.example:PORT sends from the operator's browser once evil.example points at 127.0.0.1.
+    const rebound = { host: `evil.example:${port}`, origin: `http://evil.example:${port}` };
+    for (let i = 0; i < 6; i++) {
+      const guess = await requestFrom("127.0.0.1", `${server.url}/dashboard/api/admin-login`, { body: { token: `guess-${i}` }, headers: rebound });
+      assert.equal(guess.status, 403, JSON.stringify(guess.json));
+      assert.equal(errorCode(guess.json), "csrf_failed");
+      const bearer = await requestFrom("127.0.0.1", `${server.url}/admin/api/accounts`, {
+        headers: { host: rebound.host, authorization: `Bearer guess-${i}` },
+      });
+      assert.equal(bearer.status, 403);
+      const member = await requestFrom("127.0.0.1", `${server.url}/dashboard/api/login`, {
+        body: { email: "someone@example.com", password: `guess-${i}` },
+        headers: rebound,
+      });
+      assert.equal(member.status, 403);
+    }
+    const page = await requestFrom("127.0.0.1", `${server.url}/dashboard/`, { headers: { host: rebound.host } });
+    assert.equal(page.status, 403);
+    assert.match(String(page.headers["content-security-policy"]), /frame-ancestors 'none'/);
+
+    // The operator, at any of the server's own names, was never counted against.
+    for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`, `ai.example.com:${port}`]) {
+      const signIn = await requestFrom("127.0.0.1", `${server.url}/dashboard/api/admin-login`, {
+        body: { token: TOKEN },
+        headers: { host, origin: `http://${host}` },
+      });
+      assert.equal(signIn.status, 200, host);
+      const api = await requestFrom("127.0.0.1", `${server.url}/admin/api/accounts`, { headers: { host, authorization: `Bearer ${TOKEN}` } });
+      assert.equal(api.status, 200, host);
+    }
+  });
+
+  it("is off where the server can be reached directly anyway: on the network, or behind a trusted proxy", () => {
+    const loopback = { host: "127.0.0.1", publicUrl: "http://127.0.0.1:8080", trustProxy: false };
+    assert.notEqual(hostGuard(loopback), undefined);
+    assert.equal(hostGuard({ ...loopback, host: "0.0.0.0", publicUrl: "http://localhost:8080" }), undefined);
+    assert.equal(hostGuard({ ...loopback, host: "192.0.2.7" }), undefined);
+    assert.equal(hostGuard({ ...loopback, trustProxy: "127.0.0.1".split(",") }), undefined);
   });
 });
 

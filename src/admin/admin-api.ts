@@ -38,6 +38,7 @@ export function adminApi(options: AdminApiOptions) {
       setSecurityHeaders(reply);
       reply.header("cache-control", "no-store");
       if (options.token === undefined || options.token === "" || request.is404) throw notFound(request);
+      options.checkHost?.(request);
       if (request.headers.authorization === undefined) {
         const session = await options.people.session(readSessionCookie(request));
         if (session?.admin === true) {

@@ -42,6 +42,8 @@ export async function dashboardHome(app: FastifyInstance): Promise<void> {
 export function dashboardRoutes(options: DashboardOptions) {
   return async (app: FastifyInstance): Promise<void> => {
     app.addHook("onRequest", dashboardResponseHeaders);
+    const { checkHost } = options;
+    if (checkHost !== undefined) app.addHook("onRequest", async (request) => checkHost(request));
 
     app.get("/", async (_request, reply) => reply.type("text/html; charset=utf-8").send(await readFile(INDEX)));
     app.get<{ Params: { name: string } }>("/assets/:name", async (request, reply) => {

@@ -14,6 +14,7 @@ import { People } from "../accounts/people.js";
 import type { AuditLog } from "../store/audit-log.js";
 import type { Stores } from "../store/store.js";
 import { adminApi } from "../admin/admin-api.js";
+import { hostGuard } from "../dashboard/host-guard.js";
 import { AccountService } from "../accounts/accounts.js";
 import { Observability } from "../observability/observability.js";
 import { loadSources } from "../observability/engine-load.js";
@@ -187,10 +188,20 @@ function operatorAndDashboard(stores: Stores, config: ServerConfig, redis: Redis
   const accounts = new AccountService(stores, config.plans, redis?.invalidate);
   const people = new People(stores, config.adminToken, { failures: redis?.failures });
   const { ledger } = stores;
+  const checkHost = hostGuard(config);
   return [
     {
       prefix: "/admin/api",
-      plugin: adminApi({ token: config.adminToken, accounts, ledger, peopleStore: stores.people, plans: config.plans, people, audit: stores.audit }),
+      plugin: adminApi({
+        token: config.adminToken,
+        accounts,
+        ledger,
+        peopleStore: stores.people,
+        plans: config.plans,
+        people,
+        audit: stores.audit,
+        checkHost,
+      }),
     },
     {
       prefix: "/dashboard",
@@ -203,6 +214,7 @@ function operatorAndDashboard(stores: Stores, config: ServerConfig, redis: Redis
         specialists: config.specialists,
         stores,
         operatorSignIn: Boolean(config.adminToken),
+        checkHost,
       }),
     },
     { prefix: "", plugin: dashboardHome },

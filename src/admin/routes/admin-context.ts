@@ -16,6 +16,8 @@ export interface AdminApiOptions {
   plans: Readonly<Record<string, Plan>>;
   people: People;
   audit: AuditLog;
+  /** Refuses a Host a DNS-rebound page would send (see dashboard/host-guard.ts); absent when there is nothing to guard. */
+  checkHost?: ((request: FastifyRequest) => void) | undefined;
 }
 
 /** Every admin request acts as the operator, from its client address. */

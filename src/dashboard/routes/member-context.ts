@@ -19,6 +19,8 @@ export interface DashboardOptions {
   stores: { accounts: AccountStore; people: PeopleStore };
   /** Whether ALVEARE_ADMIN_TOKEN is set, so the sign-in page can say how to turn the operator sign-in on. */
   operatorSignIn: boolean;
+  /** Refuses a Host a DNS-rebound page would send (see host-guard.ts); absent when there is nothing to guard. */
+  checkHost?: ((request: FastifyRequest) => void) | undefined;
 }
 
 export type MemberSession = Session & { memberId: string };
