@@ -97,6 +97,36 @@ describe("People's sign-in", () => {
     assert.deepEqual(wrongPassword.salts, [16]);
   });
 
+  it("clears sessions that expired unused at each sign-in, member's or operator's, so they do not pile up", async () => {
+    const store = await createStore({ dataDir: tempDir() });
+    try {
+      const people = new People(store, ADMIN_TOKEN);
+      const abandoned = (tokenHash: string) =>
+        store.people.createSession({
+          tokenHash,
+          memberId: null,
+          admin: true,
+          csrfToken: "c",
+          expiresAt: "2020-01-01T00:00:00.000Z",
+          adminTokenDigest: "d",
+        });
+      const stillThere = async (tokenHash: string) => (await store.people.findSession(tokenHash, "2019-01-01T00:00:00.000Z")) !== undefined;
+      await abandoned("expired_1");
+      assert.ok(await stillThere("expired_1"));
+      const operator = await people.signInOperator(ADMIN_TOKEN, "10.0.0.9");
+      assert.equal(await stillThere("expired_1"), false, "the operator's sign-in cleared it");
+      await store.accounts.createAccount({ id: "acct_exp", name: "exp", plan: "solo", status: "active", createdAt: new Date().toISOString() });
+      const { token } = await people.invite(CLI_CONTEXT, "acct_exp", "exp@example.com");
+      await people.acceptInvitation(token, "a member password", "10.0.0.9");
+      await abandoned("expired_2");
+      await people.signIn("exp@example.com", "a member password", "10.0.0.9");
+      assert.equal(await stillThere("expired_2"), false, "a member's sign-in cleared it");
+      assert.ok((await people.session(operator.token)) !== undefined, "live sessions stay");
+    } finally {
+      await store.close();
+    }
+  });
+
   it("answers 401, not a 500, to a sign-in whose member is removed while the password is checked", async () => {
     const raced = await createStore({ dataDir: tempDir() });
     try {

@@ -459,6 +459,16 @@ for (const backend of BACKENDS) {
         assert.deepEqual(await people.findSession("s_op", NOW), operator, "and no one else's");
         await people.deleteSession("s_op");
         assert.equal(await people.findSession("s_op", NOW), undefined);
+        // Expired sessions are deleted, live ones kept.
+        const at = (tokenHash: string, expiresAt: string) => ({ ...operator, tokenHash, expiresAt });
+        await people.createSession(at("s_old", "2026-03-01T00:00:00.000Z"));
+        await people.createSession(at("s_now", NOW));
+        await people.createSession(at("s_live", "2026-03-11T00:00:00.000Z"));
+        assert.equal(await people.deleteExpiredSessions(NOW), 2, "expired at or before now");
+        assert.equal(await people.findSession("s_old", "2026-01-01T00:00:00.000Z"), undefined, "gone, not only expired");
+        assert.equal(await people.findSession("s_now", "2026-01-01T00:00:00.000Z"), undefined);
+        assert.deepEqual(await people.findSession("s_live", NOW), at("s_live", "2026-03-11T00:00:00.000Z"));
+        assert.equal(await people.deleteExpiredSessions(NOW), 0);
       });
     });
 

@@ -309,6 +309,7 @@ export class People {
   private async startMemberSession(memberId: string, passwordHash: string): Promise<StartedSession> {
     const { token, session } = this.newSession(memberId, null);
     if (!(await this.stores.people.createMemberSession({ ...session, memberId }, passwordHash))) throw wrongCredentials();
+    await this.dropExpiredSessions();
     return { token, session };
   }
 
@@ -316,7 +317,13 @@ export class People {
   private async startOperatorSession(adminTokenDigest: string): Promise<StartedSession> {
     const started = this.newSession(null, adminTokenDigest);
     await this.stores.people.createSession(started.session);
+    await this.dropExpiredSessions();
     return started;
+  }
+
+  /** Each sign-in clears the sessions that expired unused, so the table holds about the live ones, not every sign-in ever. */
+  private async dropExpiredSessions(): Promise<void> {
+    await this.stores.people.deleteExpiredSessions(new Date().toISOString());
   }
 
   /** A member's session (`memberId`), or the operator's (`adminTokenDigest`: the token it is valid under). */

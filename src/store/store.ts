@@ -201,6 +201,8 @@ export interface PeopleStore {
   createMemberSession(session: Session & { memberId: string }, passwordHash: string): Promise<boolean>;
   findSession(tokenHash: string, now: string): Promise<Session | undefined>;
   deleteSession(tokenHash: string): Promise<void>;
+  /** Deletes the sessions expired by `now` (nothing else would: an abandoned session is never signed out); how many. */
+  deleteExpiredSessions(now: string): Promise<number>;
   /** Deletes a member with all of their sessions and invitations, atomically; false when there is no such member. */
   deleteMember(id: string): Promise<boolean>;
 }

@@ -97,6 +97,10 @@ export class PgPeopleStore implements PeopleStore {
     await this.pool.query("DELETE FROM sessions WHERE token_hash = $1", [tokenHash]);
   }
 
+  async deleteExpiredSessions(now: string): Promise<number> {
+    return (await this.pool.query("DELETE FROM sessions WHERE expires_at <= $1", [now])).rowCount ?? 0;
+  }
+
   async deleteMember(id: string): Promise<boolean> {
     return inTransaction(this.pool, async (client) => {
       // Locked first: a sign-in or invitation of this member on another node waits, then finds no member.

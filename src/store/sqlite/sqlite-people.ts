@@ -37,6 +37,7 @@ export class SqlitePeopleStore implements PeopleStore {
       ),
       findSession: db.prepare<[string, string], SessionRow>("SELECT * FROM sessions WHERE token_hash = ? AND expires_at > ?"),
       deleteSession: db.prepare("DELETE FROM sessions WHERE token_hash = ?"),
+      deleteExpiredSessions: db.prepare("DELETE FROM sessions WHERE expires_at <= ?"),
       dropInvitations: db.prepare("DELETE FROM invitations WHERE member_id = ?"),
       deleteMember: db.prepare("DELETE FROM members WHERE id = ?"),
     };
@@ -99,6 +100,10 @@ export class SqlitePeopleStore implements PeopleStore {
 
   async deleteSession(tokenHash: string): Promise<void> {
     this.statements.deleteSession.run(tokenHash);
+  }
+
+  async deleteExpiredSessions(now: string): Promise<number> {
+    return this.statements.deleteExpiredSessions.run(now).changes;
   }
 
   async deleteMember(id: string): Promise<boolean> {
