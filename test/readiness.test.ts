@@ -274,6 +274,42 @@ describe("/ready", () => {
     }
   });
 
+  it("ends the drain once its running requests end, though their clients keep their connections alive", { timeout: 120_000 }, async () => {
+    const upstream = new HeldUpstream();
+    const server = await startTestServer({ specialists: { faraway: held(await upstream.start()) } });
+    // A client (or a balancer) that keeps connections for minutes, as undici does after a Keep-Alive hint.
+    const agent = new Agent({ keepAliveTimeout: 600_000, keepAliveMaxTimeout: 600_000 });
+    const request = { model: "alveare-faraway", messages: [{ role: "user", content: "hi" }] };
+    try {
+      const whole = fetchWith(`${server.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify(request),
+        dispatcher: agent,
+      });
+      const stream = await fetchWith(`${server.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ ...request, stream: true }),
+        dispatcher: agent,
+      });
+      while (upstream.headers.length < 2) await new Promise((resolve) => setTimeout(resolve, 10));
+      // A deadline far past the test's timeout: only the requests' end may end the drain.
+      const closed = server.close(600_000);
+      upstream.release();
+      const answer = await whole;
+      assert.equal(answer.status, 200);
+      assert.equal(answer.headers.get("connection"), "close", "a whole answer given while draining tells the client not to reuse the connection");
+      await answer.text();
+      assert.match(await stream.text(), /data: \[DONE\]/);
+      await closed;
+    } finally {
+      await agent.destroy();
+      await server.close();
+      await upstream.stop();
+    }
+  });
+
   it("closes at the drain deadline even with a connection that never sent a request", async () => {
     const server = await startTestServer();
     const idle = connect(Number(new URL(server.url).port), "127.0.0.1");

@@ -199,6 +199,15 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     done(refusal);
   });
 
+  // Any answer given while draining (a 503 refusal, or a running request's result) closes its connection:
+  // the client reconnects (through the balancer, to another node), and no kept-alive connection holds the
+  // close until the drain's deadline. Only once the whole body is read: closing with an upload unread
+  // would reset it before the client reads the answer.
+  app.addHook("onSend", (request, reply, payload, done) => {
+    if (options.lifecycle?.current === "draining" && (request.raw.complete || bodiless(request.raw))) reply.header("connection", "close");
+    done(null, payload);
+  });
+
   /** The headers, request line, metrics and trace every request gets, whichever way it is answered. */
   function observe(request: FastifyRequest, reply: FastifyReply): void {
     reply.headers(securityHeaders(request.url));
@@ -224,6 +233,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       request.trace.end({ "http.response.status_code": status, "http.request.id": request.id });
     };
     reply.raw.once("close", () => {
+      // While draining, a connection kept alive past its last answer would hold the close to the deadline
+      // (a stream's head, written before the drain, could not say `Connection: close`).
+      if (options.lifecycle?.current === "draining") app.server.closeIdleConnections();
       abortIfClosedEarly(request, reply);
       // After the generation settles, whichever way: one promise, not a chain of three.
       if (request.generationDone === undefined) finished();
@@ -236,9 +248,6 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // error is the unfinished body's, so nothing of ours failed and nothing can be answered.
     if (bodyCutShort(request) && !(error instanceof ApiError)) return reply.code(CLIENT_CLOSED).send();
     const apiError = toApiError(error, options.bodyLimit);
-    // Refused because the node is draining: the client reconnects (through the balancer, to another node).
-    // Only once the whole body is read: closing with an upload unread would reset it before the client reads the 503.
-    if (options.lifecycle?.current === "draining" && (request.raw.complete || bodiless(request.raw))) reply.header("connection", "close");
     if (apiError.code === "request_too_large") drainRefusedBody(request, reply, drainLimit(options.bodyLimit));
     request.logFields.code = apiError.code;
     if (GATE_ERROR_TYPES.has(apiError.type)) telemetry.gateRejection(apiError.code);
