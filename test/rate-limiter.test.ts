@@ -333,6 +333,27 @@ describe("redis limiter shared by several nodes", () => {
     await after.lease.cancel();
   });
 
+  it("takes back what an admission whose answer never came may have counted: its client was refused, so it holds no slot, window entry or tokens", async (t) => {
+    const clock = new ManualClock();
+    const { proxy, direct, throughProxy } = await redisBehindForwarder(t);
+    const silent = await throughProxy();
+    const node = new RedisRateLimiter(silent, clock.now);
+    const other = new RedisRateLimiter(direct, clock.now);
+    limiters.push(node, other);
+    const limits: KeyLimits = { requests: { limit: 5, windowMs: WINDOW }, tokens: { limit: 1000, windowMs: WINDOW }, maxConcurrent: 1 };
+    granted(await node.acquire("loads-the-script", limits, 0));
+    // The script reaches Redis and runs; its answer is held past the command timeout (a silent partition).
+    proxy.holdAnswers();
+    await assert.rejects(node.acquire("lost-answer", limits, 600), /Command timed out/);
+    proxy.restore();
+    // The node's next admission sends what it owes first: the same Redis connection runs them in order.
+    const next = granted(await node.acquire("lost-answer", limits, 600));
+    assert.equal(next.report.requests.remaining, 4, "the refused request left no entry in the window");
+    assert.equal(next.report.tokens?.remaining, 1000 - 600, "nor a reservation");
+    await next.lease.settle(0);
+    granted(await other.acquire("lost-answer", limits, 0)); // nor a concurrency slot, on any node
+  });
+
   it("sends the ends still owed once more when it closes, and says how many Redis could not take", async (t) => {
     const clock = new ManualClock();
     const { proxy, direct, throughProxy } = await redisBehindForwarder(t);

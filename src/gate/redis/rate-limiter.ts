@@ -228,7 +228,18 @@ export class RedisRateLimiter implements RateLimiter {
     // first admission sees the slots they free, without waiting a round trip for them.
     if (this.unended.size > 0) void this.retryEnds();
     const id = randomUUID();
-    const r = await this.run("acquire", keyId, limits, reserveTokens, id, counter);
+    let r: number[];
+    try {
+      r = await this.run("acquire", keyId, limits, reserveTokens, id, counter);
+    } catch (error) {
+      // Redis may have run the script and only its answer was lost (a command timeout, a connection dropped
+      // under it): its client is refused, so what it may have counted (a slot held for a whole lease, a window
+      // entry, a reservation) is taken back as a cancel's, owed until Redis takes it. Sent whole after the script
+      // on the same connection, it runs after it, even where Redis has forgotten the end script. The monthly counter is the ledger's to correct (its reseed).
+      if (mayHaveRun(error))
+        void this.endInRedis(id, { keys: this.keys(keyId).slice(0, 4), args: [id, 0, "cancel"], moot: this.mootAt(limits, "cancel") }, true);
+      throw error;
+    }
     const report = reportOf(r, limits);
     if (r[0] !== 1) {
       const refusals: Array<[LimitName, number]> = [];
@@ -248,8 +259,7 @@ export class RedisRateLimiter implements RateLimiter {
       open = false;
       this.held.delete(id);
       if (how === "settle" && holdsNothing) return;
-      const moot = Date.now() + Math.max(LEASE_TTL_MS, limits.tokens?.windowMs ?? 0, how === "cancel" ? limits.requests.windowMs : 0);
-      await this.endInRedis(id, { keys: keys.slice(0, 4), args: [id, tokens, how], moot });
+      await this.endInRedis(id, { keys: keys.slice(0, 4), args: [id, tokens, how], moot: this.mootAt(limits, how) });
     };
     return {
       granted: true,
@@ -261,6 +271,11 @@ export class RedisRateLimiter implements RateLimiter {
       lease: { settle: (used) => end(used, "settle"), cancel: () => end(0, "cancel") },
       counted: r[10] === 1,
     };
+  }
+
+  /** When an end no longer matters: its slot's lease has expired, its reservation (and, for a cancel, its admission) left the windows. */
+  private mootAt(limits: KeyLimits, how: "settle" | "cancel"): number {
+    return Date.now() + Math.max(LEASE_TTL_MS, limits.tokens?.windowMs ?? 0, how === "cancel" ? limits.requests.windowMs : 0);
   }
 
   /**
@@ -332,6 +347,11 @@ export class RedisRateLimiter implements RateLimiter {
     }
     return this.unended.size;
   }
+}
+
+/** An error after which the script may have run in Redis: it was sent, and its answer was lost. Never sent (no connection): nothing to take back. */
+function mayHaveRun(error: unknown): boolean {
+  return error instanceof Error && (error.name === "MaxRetriesPerRequestError" || /^(Command timed out|Connection is closed)/.test(error.message));
 }
 
 function reportOf(r: number[], limits: KeyLimits): LimitReport {
