@@ -346,21 +346,22 @@ describe("API depth: log-probabilities, label scores, several choices", () => {
       for (const choice of several.choices) assert.equal(choice.message.content, single.choices[0]!.message.content);
     });
 
-    it("seeds hold at the ends of the 32-bit range: -1 repeats, and choices at the largest seed still differ", async () => {
+    it("seeds hold at the ends of their range: -1 repeats, and choice i samples as seed + i alone, modulo 2^32 - 1", async () => {
       const request = { model: "alveare-chat", messages: messages("Wrap around"), max_tokens: 8, temperature: 1.5 };
       const alone = async (seed: number): Promise<string> =>
         (await client.chat.completions.create({ ...request, seed })).choices[0]!.message.content!;
+      const laterChoices = async (seed: number): Promise<Array<string | null>> =>
+        (await client.chat.completions.create({ ...request, seed, n: 3 })).choices.slice(1).map((c) => c.message.content);
       await alone(1); // The prompt cached first: from then on a choice after the first evaluates only the prompt's last token, as a cached request does.
       // -1 is 2^32 - 1 on 32 bits, which llama.cpp reads as "a random seed".
       assert.equal(await alone(-1), await alone(-1));
-      // 2^53 - 1 is 2^32 - 1 on 32 bits too, so choices 1 and 2 are seeds 0 and 1 (in doubles, 2^53 - 1 + 1 and + 2 both round to 2^53).
-      const several = await client.chat.completions.create({ ...request, seed: Number.MAX_SAFE_INTEGER, n: 3 });
-      const [first, second] = [await alone(0), await alone(1)];
-      assert.notEqual(first, second, "seeds 0 and 1 draw different answers on this prompt");
-      assert.deepEqual(
-        several.choices.slice(1).map((c) => c.message.content),
-        [first, second],
-      );
+      const [minusTwo, minusOne] = [await alone(-2), await alone(-1)];
+      assert.notEqual(minusTwo, minusOne, "-2 and -1 are different seeds");
+      assert.deepEqual(await laterChoices(-3), [minusTwo, minusOne]);
+      // 2^53 - 1 is 2^21 - 1 modulo 2^32 - 1; in doubles, 2^53 - 1 + 1 and + 2 both round to 2^53.
+      const [first, second] = [await alone(2 ** 21), await alone(2 ** 21 + 1)];
+      assert.notEqual(first, second);
+      assert.deepEqual(await laterChoices(Number.MAX_SAFE_INTEGER), [first, second]);
     });
 
     it("n: 8 on 4 sequences completes, also with concurrent n requests and plain ones", async () => {

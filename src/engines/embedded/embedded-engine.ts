@@ -130,30 +130,28 @@ interface LabelScoring {
   withLogprobs: boolean;
 }
 
-const UINT32 = 2 ** 32;
+/** Seeds llama.cpp takes: 32-bit, less 2^32 - 1, which it reads as "draw a random seed". */
+const SEEDS = 2 ** 32 - 1;
 
 /**
  * llama.cpp's sampler takes a 32-bit seed. Any integer a client sends maps onto
- * one (so -5 and 0 stay different); without one, each request draws its own —
- * node-llama-cpp's default (the current second) would give every request in the
- * same second the same "random" output.
+ * one (so -5 and 0 stay different, and -1 is a seed like the others); without
+ * one, each request draws its own — node-llama-cpp's default (the current second)
+ * would give every request in the same second the same "random" output.
  */
 export function samplerSeed(seed: number | undefined): number {
-  return seed === undefined ? Math.floor(Math.random() * UINT32) : definite(seed32(seed));
+  return seed === undefined ? Math.floor(Math.random() * SEEDS) : seedOf(seed);
 }
 
 /**
- * Choice `choice` of a request samples with seed + choice, taken on the 32-bit
+ * Choice `choice` of a request samples with seed + choice, summed on the mapped
  * seed: near 2^53 the sum in doubles rounds, and two choices would share a seed.
  */
 export function choiceSeed(seed: number | undefined, choice: number): number {
-  return seed === undefined ? samplerSeed(undefined) : definite((seed32(seed) + choice) % UINT32);
+  return seed === undefined ? samplerSeed(undefined) : (seedOf(seed) + choice) % SEEDS;
 }
 
-const seed32 = (seed: number): number => ((seed % UINT32) + UINT32) % UINT32;
-
-/** llama.cpp reads 2^32 - 1 as "draw a random seed": the seeds that map there (-1 among them) take their neighbour's. */
-const definite = (seed: number): number => (seed === UINT32 - 1 ? UINT32 - 2 : seed);
+const seedOf = (seed: number): number => ((seed % SEEDS) + SEEDS) % SEEDS;
 
 /**
  * Runs specialists on a model loaded in this process. One context holds several
