@@ -234,10 +234,14 @@ export class RedisRateLimiter implements RateLimiter {
     } catch (error) {
       // Redis may have run the script and only its answer was lost (a command timeout, a connection dropped
       // under it): its client is refused, so what it may have counted (a slot held for a whole lease, a window
-      // entry, a reservation) is taken back as a cancel's, owed until Redis takes it. Sent whole after the script
-      // on the same connection, it runs after it, even where Redis has forgotten the end script. The monthly counter is the ledger's to correct (its reseed).
-      if (mayHaveRun(error))
-        void this.endInRedis(id, { keys: this.keys(keyId).slice(0, 4), args: [id, 0, "cancel"], moot: this.mootAt(limits, "cancel") }, true);
+      // entry, a reservation) is taken back as a cancel's. Sent whole after the script on the same connection, it
+      // runs after it, even where Redis has forgotten the end script. After a timeout the connection still stands,
+      // so the cancel is sent once, behind the script: owing it too would re-send every timed-out admission's
+      // cancel each round of a long partition. A dropped connection's is owed until Redis takes it. The monthly
+      // counter is the ledger's to correct (its reseed).
+      const cancel: UnendedLease = { keys: this.keys(keyId).slice(0, 4), args: [id, 0, "cancel"], moot: this.mootAt(limits, "cancel") };
+      if (timedOut(error)) void END_SCRIPT.runInOrder(this.connection.redis, cancel.keys, cancel.args).catch(() => undefined);
+      else if (mayHaveRun(error)) void this.endInRedis(id, cancel, true);
       throw error;
     }
     const report = reportOf(r, limits);
@@ -331,6 +335,11 @@ export class RedisRateLimiter implements RateLimiter {
     ).catch(() => undefined);
   }
 
+  /** Ends Redis has not taken yet, kept and sent again until it does (or they no longer matter). */
+  get owed(): number {
+    return this.unended.size;
+  }
+
   /**
    * Stops renewing and retrying, after one last try (of at most END_RETRY_MS) of the ends still owed.
    * Resolves to how many are still owed then: those run out with their lease and window.
@@ -347,6 +356,11 @@ export class RedisRateLimiter implements RateLimiter {
     }
     return this.unended.size;
   }
+}
+
+/** ioredis's command timeout: the command was sent on a connection that still stands, and its answer did not come in time. */
+function timedOut(error: unknown): boolean {
+  return error instanceof Error && error.message.startsWith("Command timed out");
 }
 
 /** An error after which the script may have run in Redis: it was sent, and its answer was lost. Never sent (no connection): nothing to take back. */
