@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, describe, it, type TestContext } from "node:test";
 import type { Acquisition, KeyLimits, RateLimiter } from "../src/gate/backends.js";
 import { CONCURRENCY_RETRY_MS, InProcessRateLimiter } from "../src/gate/in-process-limiter.js";
-import type { RedisConnection } from "../src/gate/redis/connection.js";
+import { COMMAND_TIMEOUT_MS, type RedisConnection } from "../src/gate/redis/connection.js";
 import { LEASE_TTL_MS, RedisRateLimiter } from "../src/gate/redis/rate-limiter.js";
 import { deletePrefix, PrivateRedis, testConnection, testPrefix } from "./helpers/redis.js";
 import { startTcpProxy } from "./helpers/tcp-proxy.js";
@@ -345,8 +345,9 @@ describe("redis limiter shared by several nodes", () => {
     // The script reaches Redis and runs; its answer is held past the command timeout (a silent partition).
     proxy.holdAnswers();
     await assert.rejects(node.acquire("lost-answer", limits, 600), /Command timed out/);
-    // Its cancel went once, behind it on the same connection: owing it as well would re-send every timed-out
-    // admission's cancel each round of a long partition.
+    // Its cancel went once, behind it on the same connection: owed as well, it would be re-sent each round of a
+    // long partition, with every other timed-out admission's. Past the cancel's own timeout, nothing is owed.
+    await new Promise((resolve) => setTimeout(resolve, COMMAND_TIMEOUT_MS + 300));
     assert.equal(node.owed, 0);
     proxy.restore();
     // The node's next admission sends what it owes first: the same Redis connection runs them in order.

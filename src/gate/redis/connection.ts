@@ -2,7 +2,7 @@ import { Redis } from "ioredis";
 import { NotSentError } from "../../group-writer.js";
 
 /** How long one command may take before the request it serves is refused as 503 dependency_unavailable (a disconnected Redis fails at once). */
-const COMMAND_TIMEOUT_MS = 2000;
+export const COMMAND_TIMEOUT_MS = 2000;
 const CONNECT_TIMEOUT_MS = 2000;
 
 /**
