@@ -58,6 +58,17 @@ describe("request schemas: Ajv errors mapped to the error catalogue", () => {
       "response_format.json_schema.schema",
       "Missing required parameter: 'response_format.json_schema.schema'.",
     ]);
+    for (const name of ["", "has spaces", "a.b", "x".repeat(65)]) {
+      assert.deepEqual(refusal(chatCompletionRequest, chat({ response_format: { type: "json_schema", json_schema: { name, schema: {} } } })), [
+        "invalid_parameter",
+        "response_format.json_schema.name",
+        "Invalid 'response_format.json_schema.name': must be 1 to 64 letters, digits, underscores or dashes.",
+      ]);
+    }
+    parseBody(
+      chatCompletionRequest,
+      chat({ response_format: { type: "json_schema", json_schema: { name: "Invoice_v2-".padEnd(64, "x"), schema: {} } } }),
+    );
     assert.deepEqual(refusal(chatCompletionRequest, chat({ messages: [{ role: "user", content: [{ type: "text" }] }] })), [
       "missing_parameter",
       "messages[0].content[0].text",

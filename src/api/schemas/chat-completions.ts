@@ -52,7 +52,12 @@ const ResponseFormat = Nullable(
     Type.Object({ type: Type.Literal("json_object") }),
     Type.Object({
       type: Type.Literal("json_schema"),
-      json_schema: Type.Object({ schema: Type.Object({}), name: Type.Optional(Type.String()), strict: Type.Optional(Nullable(Type.Boolean())) }),
+      json_schema: Type.Object({
+        schema: Type.Object({}),
+        // OpenAI's rule for the name, which a remote specialist passes upstream.
+        name: Type.Optional(Type.String({ pattern: "^[a-zA-Z0-9_-]{1,64}$", ...problem("must be 1 to 64 letters, digits, underscores or dashes.") })),
+        strict: Type.Optional(Nullable(Type.Boolean())),
+      }),
     }),
   ]),
 );
