@@ -442,7 +442,8 @@ describe("labels at the end of the context", () => {
       const promptOf = (words: number): string => "ab ".repeat(words);
       const tokens = (words: number): number => engine.countPromptTokens([{ role: "user", content: promptOf(words) }]);
       let words = 1;
-      while (tokens(words + 1) + longest <= 512) words++;
+      // Scoring takes each label's tokens but its last after the prompt.
+      while (tokens(words + 1) + longest - 1 <= 512) words++;
       // The longest prompt that leaves the longest label room is served, with every label scored after the whole prompt.
       const fits = await postJson(`${server.url}/v1/infer`, { specialist: "verdict", prompt: promptOf(words), temperature: 0 });
       assert.equal(fits.status, 200, JSON.stringify(fits.json));

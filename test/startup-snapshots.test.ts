@@ -180,17 +180,18 @@ describe("system prompt snapshots at start-up", () => {
     assert.ok(longest > 1, `${longest} tokens`);
     await roomy.close();
 
-    // Room for a token of answer, not for the longest label: every request would be refused.
-    await assert.rejects(start(least + longest - 1), (error: unknown) => {
+    // Scoring takes each label's tokens but its last after the prompt. One position short of that: every
+    // request would be refused.
+    await assert.rejects(start(least + longest - 2), (error: unknown) => {
       assert.ok(error instanceof ConfigError);
       assert.equal(error.field, "specialists.triage.system_prompt");
       assert.match(
         error.message,
-        new RegExp(`no room for its longest label \\(${longest} tokens\\) in the specialist's context of ${least + longest - 1} tokens`),
+        new RegExp(`no room for its longest label \\(${longest} tokens\\) in the specialist's context of ${least + longest - 2} tokens`),
       );
       return true;
     });
-    const tight = await start(least + longest);
+    const tight = await start(least + longest - 1);
     try {
       const answered = await (tight.engines.get("triage") as EmbeddedEngine).generate({
         messages: emptyTurn,

@@ -24,7 +24,7 @@ import { snapshotKey, type PrefixSnapshotStore } from "./prefix-snapshots.js";
 import { PromptAbandoned } from "./prompt-abandoned.js";
 import { LockTurns } from "./lock-turns.js";
 import { SequencePool } from "./sequence-pool.js";
-import { labelTokens, normalise, scoreLabels, type ScoredLabel } from "./label-scores.js";
+import { labelsRoom, labelTokens, normalise, scoreLabels, type ScoredLabel } from "./label-scores.js";
 import { draw, LogprobWriter, RAW_DISTRIBUTION, sampleWithProbabilities, seededRandom, type SampledToken } from "./logprob-sampler.js";
 import { TokenDecoder } from "./token-decoder.js";
 import { Utf8Guard } from "./utf8-guard.js";
@@ -296,8 +296,8 @@ export class EmbeddedEngine implements Engine {
    * instructions), and the labels would be scored on what is left of it.
    */
   private checkLabelsFit(prompt: FormattedPrompt, labels: readonly string[], contextSize: number): void {
-    const longest = Math.max(...labels.map((label) => labelTokens(this.model, label).length));
-    if (prompt.tokens.length + longest > contextSize) {
+    const { longest, room } = labelsRoom(this.model, labels);
+    if (prompt.tokens.length + room > contextSize) {
       throw errors.contextLengthExceeded(prompt.tokens.length, contextSize, "messages", `its longest label (${longest} tokens)`);
     }
   }

@@ -3,7 +3,7 @@ import { progressBar, resolveModel } from "../../models/model-files.js";
 import type { Engine, EngineFactory, EngineUser } from "../types.js";
 import { embeddingsOnly, type Embedder } from "./embeddings.js";
 import { EmbeddedEngine } from "./embedded-engine.js";
-import { labelTokens } from "./label-scores.js";
+import { labelsRoom } from "./label-scores.js";
 import { LlamaRuntime } from "./llama-runtime.js";
 
 /** A specialist served by llama.cpp in this process. */
@@ -73,10 +73,9 @@ function checkSystemPromptFits(user: EngineUser<EmbeddedEngineConfig>, engine: E
     { role: "system", content: user.systemPrompt },
     { role: "user", content: "" },
   ]);
-  const labels = user.output?.type === "labels" ? user.output.labels : [];
-  const answer = Math.max(1, ...labels.map((label) => labelTokens(engine.model, label).length));
-  if (tokens + answer <= user.contextSize) return;
-  const room = labels.length === 0 ? "an answer" : `its longest label (${answer} tokens)`;
+  const labels = user.output?.type === "labels" ? labelsRoom(engine.model, user.output.labels) : undefined;
+  if (tokens + (labels?.room ?? 1) <= user.contextSize) return;
+  const room = labels === undefined ? "an answer" : `its longest label (${labels.longest} tokens)`;
   throw new ConfigError(
     `specialists.${user.id}.system_prompt`,
     `it is ${tokens} tokens as the model formats it (with an empty user turn), which leaves no room for ${room} in the specialist's context of ${user.contextSize} tokens: ` +

@@ -17,6 +17,15 @@ export interface ScoredLabel {
 export const labelTokens = (model: LlamaModel, label: string): Token[] => model.tokenize(label, false, "trimLeadingSpace");
 
 /**
+ * Context positions that scoring `labels` takes after the prompt: each label is evaluated after it but its
+ * last token (whose distribution is never needed); at least the one position any answer takes.
+ */
+export function labelsRoom(model: LlamaModel, labels: readonly string[]): { longest: number; room: number } {
+  const longest = Math.max(...labels.map((label) => labelTokens(model, label).length));
+  return { longest, room: Math.max(1, longest - 1) };
+}
+
+/**
  * Positions scored per evaluation: each carries the whole vocabulary's
  * distribution, so a long label is scored in slices rather than holding all of
  * its distributions at once.
