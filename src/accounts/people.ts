@@ -321,9 +321,12 @@ export class People {
     return started;
   }
 
-  /** Each sign-in clears the sessions that expired unused, so the table holds about the live ones, not every sign-in ever. */
+  /**
+   * Each sign-in clears the sessions that expired unused, so the table holds about the live ones, not every
+   * sign-in ever. Best effort: the new session is stored already, and the next sign-in clears what this one could not.
+   */
   private async dropExpiredSessions(): Promise<void> {
-    await this.stores.people.deleteExpiredSessions(new Date().toISOString());
+    await this.stores.people.deleteExpiredSessions(new Date().toISOString()).catch(() => undefined);
   }
 
   /** A member's session (`memberId`), or the operator's (`adminTokenDigest`: the token it is valid under). */
