@@ -441,8 +441,17 @@ describe("remote engine relaying answers other OpenAI-compatible servers give", 
       chunk({ tool_calls: [{ id: "call_p", type: "function", function: { name: "get_weather", arguments: '{"city":"Paris"}' } }] }),
       chunk({}, "tool_calls"),
     ];
+    // Two calls' pieces in turn, each naming its call by id only.
+    const named = (id: string, args: string, name?: string) => ({ id, type: "function", function: { ...(name ? { name } : {}), arguments: args } });
+    const interleaved = [
+      chunk({ tool_calls: [named("call_r", "", "get_weather")] }),
+      chunk({ tool_calls: [named("call_p", "", "get_weather")] }),
+      chunk({ tool_calls: [named("call_r", '{"city":"Rome"}')] }),
+      chunk({ tool_calls: [named("call_p", '{"city":"Paris"}')] }),
+      chunk({}, "tool_calls"),
+    ];
     try {
-      for (const events of [together, apart, pieces]) {
+      for (const events of [together, apart, pieces, interleaved]) {
         fake.scripted = { whole: {}, events };
         const received: ChatCompletionChunk[] = [];
         for await (const c of await client.chat.completions.create({ ...ask, stream: true })) received.push(c);

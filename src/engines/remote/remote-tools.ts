@@ -74,14 +74,14 @@ export class ToolCallStream {
 
   /**
    * The call a piece belongs to: its `index`, or, where an upstream leaves that out (Gemini's OpenAI endpoint,
-   * mistral.rs), a new call when the piece names an id other than the last call's, else the last call. Read as
+   * mistral.rs), the call with the piece's id (a new one for an id not seen yet), else the last call. Read as
    * call 0, a second call's arguments were appended to the first's.
    */
   private indexOf(piece: UpstreamToolCall): number {
     if (piece.index !== undefined && piece.index !== null) return piece.index;
-    const last = this.calls.length - 1;
-    if (last < 0) return 0;
-    return piece.id !== undefined && piece.id !== null && piece.id !== "" && piece.id !== this.calls[last]!.id ? last + 1 : last;
+    if (piece.id === undefined || piece.id === null || piece.id === "") return Math.max(0, this.calls.length - 1);
+    const known = this.calls.findIndex((call) => call?.id === piece.id);
+    return known >= 0 ? known : this.calls.length;
   }
 
   get toolCalls(): ToolCall[] {
