@@ -3,6 +3,7 @@ import { after, describe, it, type TestContext } from "node:test";
 import type { Acquisition, KeyLimits, RateLimiter } from "../src/gate/backends.js";
 import { CONCURRENCY_RETRY_MS, InProcessRateLimiter } from "../src/gate/in-process-limiter.js";
 import { COMMAND_TIMEOUT_MS, type RedisConnection } from "../src/gate/redis/connection.js";
+import { RedisFailureCounter } from "../src/gate/redis/failure-counter.js";
 import { LEASE_TTL_MS, RedisRateLimiter } from "../src/gate/redis/rate-limiter.js";
 import { deletePrefix, PrivateRedis, testConnection, testPrefix } from "./helpers/redis.js";
 import { startTcpProxy } from "./helpers/tcp-proxy.js";
@@ -356,6 +357,26 @@ describe("redis limiter shared by several nodes", () => {
     assert.equal(next.report.tokens?.remaining, 1000 - 600, "nor a reservation");
     await next.lease.settle(0);
     granted(await other.acquire("lost-answer", limits, 0)); // nor a concurrency slot, on any node
+  });
+
+  it("frees a sign-in attempt's places when its answer never came: a right password is not refused as busy meanwhile", async (t) => {
+    const { proxy, direct, throughProxy } = await redisBehindForwarder(t);
+    const silent = await throughProxy();
+    const limits = { allowed: 5, windowMs: 60_000, maxKeys: 100 };
+    const [node, other] = [new RedisFailureCounter(silent, "member", limits), new RedisFailureCounter(direct, "member", limits)];
+    const now = Date.now();
+    // Four failures already: one more attempt in flight fills the key.
+    for (let i = 0; i < 4; i++) {
+      const failed = await other.attempt(["a@example.com"], now);
+      assert.ok(failed.counted);
+      await other.settle(["a@example.com"], failed.id, true, now);
+    }
+    proxy.holdAnswers(); // the attempt's script runs in Redis; its answer is held past the command timeout
+    await assert.rejects(node.attempt(["a@example.com"], now), /Command timed out/);
+    proxy.restore();
+    await silent.redis.ping(); // answered after what the node sent before it on that connection
+    const next = await other.attempt(["a@example.com"], now);
+    assert.equal(next.counted, true, `the lost attempt's place was freed: ${JSON.stringify(next)}`);
   });
 
   it("sends the ends still owed once more when it closes, and says how many Redis could not take", async (t) => {

@@ -102,3 +102,13 @@ export function isRedisConnectionFailure(error: unknown): boolean {
   // Redis itself, not yet able to serve: loading its data, or its primary gone.
   return error.name === "ReplyError" && /^(LOADING|MASTERDOWN) /.test(error.message);
 }
+
+/** ioredis's command timeout: the command was sent on a connection that still stands, and its answer did not come in time. */
+export function timedOut(error: unknown): boolean {
+  return error instanceof Error && error.message.startsWith("Command timed out");
+}
+
+/** An error after which a script may have run in Redis: it was sent, and its answer was lost. Never sent (no connection): nothing to take back. */
+export function mayHaveRun(error: unknown): boolean {
+  return error instanceof Error && (error.name === "MaxRetriesPerRequestError" || /^(Command timed out|Connection is closed)/.test(error.message));
+}

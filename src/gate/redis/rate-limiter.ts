@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Acquisition, CounterStep, KeyLimits, LimitName, LimitReport, RateLimiter } from "../backends.js";
 import { CONCURRENCY_RETRY_MS } from "../in-process-limiter.js";
-import { type RedisConnection } from "./connection.js";
+import { mayHaveRun, timedOut, type RedisConnection } from "./connection.js";
 import { LUA_NOW, LuaScript } from "./script.js";
 
 /**
@@ -356,16 +356,6 @@ export class RedisRateLimiter implements RateLimiter {
     }
     return this.unended.size;
   }
-}
-
-/** ioredis's command timeout: the command was sent on a connection that still stands, and its answer did not come in time. */
-function timedOut(error: unknown): boolean {
-  return error instanceof Error && error.message.startsWith("Command timed out");
-}
-
-/** An error after which the script may have run in Redis: it was sent, and its answer was lost. Never sent (no connection): nothing to take back. */
-function mayHaveRun(error: unknown): boolean {
-  return error instanceof Error && (error.name === "MaxRetriesPerRequestError" || /^(Command timed out|Connection is closed)/.test(error.message));
 }
 
 function reportOf(r: number[], limits: KeyLimits): LimitReport {
