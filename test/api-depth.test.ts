@@ -292,9 +292,24 @@ describe("API depth: log-probabilities, label scores, several choices", () => {
       }
     });
 
-    it("other specialists' /v1/infer answers keep the reference's fields only", async () => {
-      const { json } = await postJson(`${server.url}/v1/infer`, { specialist: "summarise", prompt: TEXT, max_tokens: 4 });
-      assert.deepEqual(Object.keys(json).sort(), ["id", "latency_ms", "result", "specialist", "tokens_used"]);
+    it("other specialists' /v1/infer answers keep the reference's fields, with finish_reason only when max_tokens cut them", async () => {
+      const reference = ["id", "latency_ms", "result", "specialist", "tokens_used"];
+      let cuts = 0;
+      for (const max_tokens of [1, 4, 64]) {
+        const request = { prompt: TEXT, max_tokens, temperature: 0 };
+        const { json } = await postJson(`${server.url}/v1/infer`, { specialist: "summarise", ...request });
+        const chat = await client.chat.completions.create({
+          model: "alveare-summarise",
+          messages: [{ role: "user", content: TEXT }],
+          max_tokens,
+          temperature: 0,
+        });
+        const cut = chat.choices[0]!.finish_reason === "length";
+        assert.deepEqual(Object.keys(json).sort(), cut ? [...reference, "finish_reason"].sort() : reference, `max_tokens ${max_tokens}`);
+        if (cut) assert.equal(json.finish_reason, "length");
+        cuts += cut ? 1 : 0;
+      }
+      assert.ok(cuts > 0, "one token at most is cut");
     });
   });
 

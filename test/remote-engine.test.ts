@@ -489,6 +489,9 @@ describe("remote engine relaying answers other OpenAI-compatible servers give", 
         received.flatMap((c) => c.choices.map((ch) => ch.finish_reason)).filter((f) => f !== null),
         ["content_filter"],
       );
+      // The native answer keeps the reference's fields and says it was cut.
+      const native = await postJson(`${server.url}/v1/infer`, { specialist: "elsewhere", prompt: "A story" });
+      assert.deepEqual([native.json.result, native.json.finish_reason], ["Once upon", "content_filter"]);
     } finally {
       fake.scripted = undefined;
     }
@@ -547,6 +550,8 @@ describe("remote engine relaying answers other OpenAI-compatible servers give", 
       const streamed = (await client.chat.completions.stream(ask).finalChatCompletion()).choices[0]!.message;
       assert.equal(streamed.refusal, refusal);
       assert.equal(streamed.content, null);
+      const native = await postJson(`${server.url}/v1/infer`, { specialist: "elsewhere", prompt: "Something bad" });
+      assert.deepEqual([native.json.result, native.json.refusal], ["", refusal]);
     } finally {
       fake.scripted = undefined;
     }

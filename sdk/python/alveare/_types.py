@@ -122,6 +122,10 @@ class InferResponse(ApiObject):
     scores: Optional[Dict[str, float]] = None
     #: With scores: the answered label's score.
     confidence: Optional[float] = None
+    #: Only when the answer did not simply end: "length" (max_tokens cut it) or "content_filter" (a remote upstream's filter cut it).
+    finish_reason: Optional[str] = None
+    #: A remote upstream's refusal (OpenAI's structured outputs), in place of a result.
+    refusal: Optional[str] = None
 
 
 @dataclasses.dataclass(frozen=True)

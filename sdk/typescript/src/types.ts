@@ -22,6 +22,10 @@ export interface InferResponse {
   scores?: Record<string, number>;
   /** With scores: the chosen label's score. */
   confidence?: number;
+  /** Only when the answer did not simply end: "length" (max_tokens cut it) or "content_filter" (a remote upstream's filter cut it). */
+  finish_reason?: "length" | "content_filter";
+  /** A remote upstream's refusal (OpenAI's structured outputs), in place of a result. */
+  refusal?: string;
 }
 
 /** "developer" (OpenAI's newer name for the system role) is read as a system message. */

@@ -77,6 +77,13 @@ export const InferResponseSchema = Type.Object(
       }),
     ),
     confidence: Type.Optional(Type.Number({ minimum: 0, maximum: 1, description: "With scores: the chosen label's score." })),
+    finish_reason: Type.Optional(
+      StringEnum(["length", "content_filter"] as const, {
+        description:
+          'Only when the answer did not simply end: "length" when max_tokens cut it, "content_filter" when a remote upstream\'s filter cut it.',
+      }),
+    ),
+    refusal: Type.Optional(Type.String({ description: "A remote upstream's refusal (OpenAI's structured outputs), in place of a result." })),
   },
   { title: "InferResponse" },
 );

@@ -46,6 +46,9 @@ export async function inferRoute(app: FastifyInstance, options: AppOptions): Pro
       tokens_used: result.promptTokens + result.completionTokens,
       latency_ms: Math.round(performance.now() - started),
     };
+    // The reference's fields for an answer that simply ended; a cut or refused one says so.
+    if (result.finishReason === "length" || result.finishReason === "content_filter") response.finish_reason = result.finishReason;
+    if (result.refusal !== undefined) response.refusal = result.refusal;
     const scores = result.labelScores;
     if (scores !== undefined) {
       response.scores = scores;
