@@ -169,5 +169,13 @@ describe("log format", () => {
     } finally {
       await stop(pretty.child);
     }
+    // Listening on every address, the server is reached (and its dashboard linked) as localhost, as invitation links are.
+    const everywhere = await spawnServe(["--model", model, "--data-dir", tempDir(), "--host", "0.0.0.0"], cleanEnv({ ALVEARE_LOG_FORMAT: "pretty" }));
+    try {
+      const text = await until("the start-up lines", () => (/operator dashboard off/.test(everywhere.output()) ? everywhere.output() : undefined));
+      assert.match(text, /INFO: dashboard at http:\/\/localhost:\d+\/dashboard\//);
+    } finally {
+      await stop(everywhere.child);
+    }
   });
 });

@@ -128,7 +128,8 @@ export async function serve(flags: ServeFlags): Promise<void> {
     }
     throw error;
   });
-  const base = process.env.ALVEARE_PUBLIC_URL ? config.publicUrl : server.url;
+  // ALVEARE_PUBLIC_URL, else where this server listens (its real port, under --port 0), a wildcard host read as localhost.
+  const base = process.env.ALVEARE_PUBLIC_URL ? config.publicUrl : server.url.replace(/^http:\/\/(0\.0\.0\.0|\[::\]):/, "http://localhost:");
   const dashboard = `${base}/dashboard/`;
   logger.info(
     { url: server.url, public_url: base, specialists: server.registry.list().map((s) => `${s.id}@${s.engine.name}`) },
