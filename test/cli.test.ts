@@ -559,3 +559,34 @@ describe("account administration from the CLI", () => {
     );
   });
 });
+
+describe("npm start under a supervisor", () => {
+  it("hands SIGTERM to the server (the script execs it): the server drains and stops, leaving nothing running", async () => {
+    const root = resolvePath(import.meta.dirname, "..", "..");
+    const npm = spawn("npm", ["start", "--silent", "--", "--port", "0", "--model", await tinyModel(), "--data-dir", tempDir()], {
+      cwd: root,
+      env: { ...process.env, ALVEARE_THREADS: "1", ALVEARE_METRICS_PORT: "0", ALVEARE_LOG_FORMAT: "json", ALVEARE_CONFIG: "" },
+    });
+    let out = "";
+    npm.stdout.on("data", (c: Buffer) => (out += c.toString()));
+    const exited = once(npm, "exit");
+    for (let i = 0; i < 600 && !/"url":"http/.test(out); i++) await new Promise((r) => setTimeout(r, 50));
+    const url = /"url":"(http:[^"]+)"/.exec(out)?.[1];
+    const pid = Number(/"pid":(\d+)/.exec(out)?.[1]);
+    assert.ok(url !== undefined && pid > 0, out);
+    try {
+      assert.equal((await fetch(`${url}/health`)).status, 200);
+      npm.kill("SIGTERM"); // as a supervisor stops what it started: npm, not the server
+      await exited;
+      npm.stdout.destroy(); // a server left running would hold the pipe open
+      assert.match(out, /"msg":"stopped"/, "the server drained and said so");
+      await assert.rejects(fetch(`${url}/health`), "nothing answers any more");
+    } finally {
+      try {
+        process.kill(pid, "SIGKILL"); // only when it was left running
+      } catch {
+        // Gone, as it should be.
+      }
+    }
+  });
+});

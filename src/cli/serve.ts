@@ -132,7 +132,7 @@ export async function serve(flags: ServeFlags): Promise<void> {
   const base = process.env.ALVEARE_PUBLIC_URL ? config.publicUrl : server.url.replace(/^http:\/\/(0\.0\.0\.0|\[::\]):/, "http://localhost:");
   const dashboard = `${base}/dashboard/`;
   logger.info(
-    { url: server.url, public_url: base, specialists: server.registry.list().map((s) => `${s.id}@${s.engine.name}`) },
+    { url: server.url, public_url: base, pid: process.pid, specialists: server.registry.list().map((s) => `${s.id}@${s.engine.name}`) },
     `alveare is serving at ${server.url}`,
   );
   logger.info({ dashboard_url: dashboard }, `dashboard at ${dashboard}`);
