@@ -79,13 +79,13 @@ export const errors = {
   missingParameter: (param: string) => invalid("missing_parameter", `Missing required parameter: '${param}'.`, param),
   // Bounded: a problem can quote the request's own names and paths, which are the caller's to make long.
   invalidParameter: (param: string, message: string) => invalid("invalid_parameter", `Invalid '${param}': ${shortenedTo(message, 600)}`, param),
-  modelNotFound: (name: string, param: string, suggestion?: string) =>
-    invalid(
-      "model_not_found",
-      // OpenAI-style routes name a model (`alveare-<specialist>`), /v1/infer a specialist: the message uses the caller's word.
-      `The ${param === "model" ? "model" : "specialist"} '${shortened(name)}' does not exist${suggestion === undefined ? "." : `; did you mean '${suggestion}'?`} GET /v1/models lists the ${param === "model" ? "models" : "specialists"} you can use.`,
-      param,
-    ),
+  modelNotFound: (name: string, param: string, suggestion?: string) => {
+    // OpenAI-style routes name a model (`alveare-<specialist>`), /v1/infer a specialist: the message uses the caller's word.
+    const [word, list] =
+      param === "model" ? ["model", "the models you can use"] : ["specialist", "the specialists you can use, as alveare-<specialist>"];
+    const hint = suggestion === undefined ? "." : `; did you mean '${suggestion}'?`;
+    return invalid("model_not_found", `The ${word} '${shortened(name)}' does not exist${hint} GET /v1/models lists ${list}.`, param);
+  },
   contextLengthExceeded: (promptTokens: number, contextSize: number, param: string, answer = "an answer") =>
     invalid(
       "context_length_exceeded",

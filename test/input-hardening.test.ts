@@ -171,7 +171,8 @@ describe("Input hardening: hostile values get a 400, never a 500", () => {
       JSON.stringify({ specialist: "alveare-classify", prompt: "x" }),
       "model_not_found",
       "specialist",
-      /did you mean 'classify'\?/,
+      // The list it points to names them as models: the message says how a specialist's id reads there.
+      /did you mean 'classify'\? GET \/v1\/models lists the specialists you can use, as alveare-<specialist>\.$/,
     ));
   it("suggests nothing for a name that matches no specialist", async () => {
     const r = await postJson(`${server.url}/v1/chat/completions`, { model: "gpt-4", messages: [{ role: "user", content: "x" }] });
