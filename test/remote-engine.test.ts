@@ -109,6 +109,42 @@ describe("remote engine against a second Alveare process", () => {
   });
 });
 
+describe("remote engine start-up", () => {
+  it("warns once per upstream whose api_key_env names a variable that is not set", async () => {
+    delete process.env.ALVEARE_TEST_UNSET_KEY;
+    process.env.ALVEARE_TEST_SET_KEY = "sk-set";
+    const server = await startTestServer({
+      specialists: {
+        keyless: {
+          description: "x",
+          system_prompt: "",
+          remote: { base_url: "http://127.0.0.1:9/v1", model: "m", api_key_env: "ALVEARE_TEST_UNSET_KEY" },
+        },
+        keyed: {
+          description: "x",
+          system_prompt: "",
+          remote: { base_url: "http://127.0.0.1:9/v1", model: "n", api_key_env: "ALVEARE_TEST_SET_KEY" },
+        },
+      },
+    });
+    try {
+      const warnings = server.logs.records().filter((r) => r.api_key_env !== undefined);
+      assert.deepEqual(
+        warnings.map((r) => [r.level, r.specialist, r.msg]),
+        [
+          [
+            40,
+            "keyless",
+            "ALVEARE_TEST_UNSET_KEY (the api_key_env of specialist keyless) is not set: requests to http://127.0.0.1:9/v1 go without a key",
+          ],
+        ],
+      );
+    } finally {
+      await server.close();
+    }
+  });
+});
+
 describe("remote engine faults", () => {
   const fake = new FakeUpstream();
   let server: TestServer;

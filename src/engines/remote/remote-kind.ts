@@ -33,6 +33,15 @@ export const remoteEngines: EngineFactory<RemoteEngineConfig> = {
         engine = new RemoteEngine(user.engine, environment.logger.child({ component: "remote-engine" }));
         bySetting.set(setting, engine);
       }
+      // A key variable named but not set is a deployment slip: said at start, not only as each request's 401.
+      for (const { apiKeyEnv, baseUrl } of user.engine.upstreams) {
+        if (apiKeyEnv !== undefined && !process.env[apiKeyEnv]) {
+          environment.logger.warn(
+            { specialist: user.id, upstream: baseUrl, api_key_env: apiKeyEnv },
+            `${apiKeyEnv} (the api_key_env of specialist ${user.id}) is not set: requests to ${baseUrl} go without a key`,
+          );
+        }
+      }
       engines.set(user.id, engine);
     }
     return Promise.resolve({
