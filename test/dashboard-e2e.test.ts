@@ -312,6 +312,8 @@ describe("dashboard in a real browser", { skip: noChromium }, () => {
     // The member learns it on the next page they open, with the plan the operator set since their sign-in.
     await member.getByRole("link", { name: "Plan" }).click();
     await member.getByTestId("suspended-banner").waitFor();
+    // A page opens at its top, the navigation in view, with focus on its content for screen readers.
+    assert.deepEqual(await member.evaluate("[window.scrollY, document.activeElement?.id]"), [0, "main"]);
     await member.getByRole("link", { name: "Keys" }).click();
     await member.getByText(/· plan professional$/).waitFor();
     await member.getByTestId("suspended-banner").waitFor();

@@ -76,7 +76,9 @@ export const main = (): HTMLElement => document.getElementById("main")!;
 
 export function show(...children: Child[]): void {
   main().replaceChildren(...[suspendedBanner(), ...children].filter((c): c is Node | string => c !== null && c !== undefined && c !== false));
-  main().focus();
+  // Focus goes to the new page for screen readers, without scrolling the header and navigation out of view.
+  main().focus({ preventScroll: true });
+  window.scrollTo(0, 0);
 }
 
 /** On every page of a member whose account is suspended: nothing else would say why each API call gets 403. */
