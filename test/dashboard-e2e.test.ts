@@ -314,6 +314,11 @@ describe("dashboard in a real browser", { skip: noChromium }, () => {
     await member.getByTestId("suspended-banner").waitFor();
     // A page opens at its top, the navigation in view, with focus on its content for screen readers.
     assert.deepEqual(await member.evaluate("[window.scrollY, document.activeElement?.id]"), [0, "main"]);
+    // Its TypeScript examples say where the SDK comes from (it is not on npm) and what works without it.
+    assert.match(
+      (await member.getByLabel("TypeScript example for classify").textContent())!,
+      /^\/\/ npm install <the @alveare\/sdk package .*\n\/\/ with OpenAI's own SDK \(npm install openai/,
+    );
     await member.getByRole("link", { name: "Keys" }).click();
     await member.getByText(/· plan professional$/).waitFor();
     await member.getByTestId("suspended-banner").waitFor();

@@ -176,7 +176,12 @@ function sdkExample(origin: string, s: { id: string; kind: string }): string {
     s.kind === "embeddings"
       ? `const { data } = await client.embeddings.create({\n  model: "alveare-${s.id}",\n  input: "…",\n});`
       : `const { result } = await client.infer({\n  specialist: "${s.id}",\n  prompt: "…",\n});`;
-  return `import { Alveare } from "@alveare/sdk";\n// The key comes from ALVEARE_API_KEY, or pass apiKey: "alv_live_…"\nconst client = new Alveare({\n  baseURL: "${origin}",\n});\n${call}`;
+  // The SDK is not on npm: its package comes with the server, so the example says where to get it, and what works without it.
+  return (
+    `// npm install <the @alveare/sdk package your operator gives you>, or call ${origin}/v1\n` +
+    `// with OpenAI's own SDK (npm install openai; baseURL "${origin}/v1", apiKey your key)\n` +
+    `import { Alveare } from "@alveare/sdk";\n// The key comes from ALVEARE_API_KEY, or pass apiKey: "alv_live_…"\nconst client = new Alveare({\n  baseURL: "${origin}",\n});\n${call}`
+  );
 }
 
 export async function planView(): Promise<void> {
