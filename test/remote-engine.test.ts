@@ -110,7 +110,7 @@ describe("remote engine against a second Alveare process", () => {
 });
 
 describe("remote engine start-up", () => {
-  it("warns once per upstream whose api_key_env names a variable that is not set", async () => {
+  it("warns at start, for each specialist and upstream, when its api_key_env names a variable that is not set", async () => {
     delete process.env.ALVEARE_TEST_UNSET_KEY;
     process.env.ALVEARE_TEST_SET_KEY = "sk-set";
     const server = await startTestServer({

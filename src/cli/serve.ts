@@ -1,7 +1,7 @@
 import { stat } from "node:fs/promises";
 import { createServer } from "node:net";
 import { constants as osConstants } from "node:os";
-import { type ServeFlags, type ServerConfig } from "../config/config.js";
+import { reachableUrl, type ServeFlags, type ServerConfig } from "../config/config.js";
 import { createLogger, logOutputFor } from "../logger.js";
 import { isGgufFile, isRemoteModel } from "../models/model-files.js";
 import { startServer } from "../server/server.js";
@@ -128,8 +128,8 @@ export async function serve(flags: ServeFlags): Promise<void> {
     }
     throw error;
   });
-  // ALVEARE_PUBLIC_URL, else where this server listens (its real port, under --port 0), a wildcard host read as localhost.
-  const base = process.env.ALVEARE_PUBLIC_URL ? config.publicUrl : server.url.replace(/^http:\/\/(0\.0\.0\.0|\[::\]):/, "http://localhost:");
+  // ALVEARE_PUBLIC_URL, else where this server listens: its real port, which --port 0 leaves to the system.
+  const base = process.env.ALVEARE_PUBLIC_URL ? config.publicUrl : reachableUrl(config.host, Number(new URL(server.url).port));
   const dashboard = `${base}/dashboard/`;
   logger.info(
     { url: server.url, public_url: base, pid: process.pid, specialists: server.registry.list().map((s) => `${s.id}@${s.engine.name}`) },

@@ -220,12 +220,15 @@ function logFormatFrom(value: string | undefined): LogFormat {
   throw new ConfigError("ALVEARE_LOG_FORMAT", `must be json, pretty or auto, got '${value}'`);
 }
 
+/** Where people reach a server listening on `host`:`port`: a wildcard host reads as localhost. */
+export function reachableUrl(host: string, port: number): string {
+  const reachable = host === "0.0.0.0" || host === "::" ? "localhost" : host.includes(":") ? `[${host}]` : host;
+  return `http://${reachable}:${port}`;
+}
+
 /** ALVEARE_PUBLIC_URL without a trailing slash, or the listening address (a wildcard host reads as localhost). */
 function publicUrlFrom(value: string | undefined, host: string, port: number): string {
-  if (value === undefined || value === "") {
-    const reachable = host === "0.0.0.0" || host === "::" ? "localhost" : host.includes(":") ? `[${host}]` : host;
-    return `http://${reachable}:${port}`;
-  }
+  if (value === undefined || value === "") return reachableUrl(host, port);
   let url: URL;
   try {
     url = new URL(value);
