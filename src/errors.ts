@@ -161,6 +161,8 @@ export const errors = {
       "key_limit_reached",
       `This account already has ${limit} unrevoked ${mode} API keys, its plan's limit. Revoke one before creating another.`,
     ),
+  /** A dashboard request without a session, or whose member is gone. */
+  notSignedIn: () => new ApiError(401, "authentication_error", "not_signed_in", "Sign in first."),
   keyCreationSuspended: () =>
     new ApiError(403, "permission_error", "account_suspended", "This account is suspended: it cannot create API keys until it is reactivated."),
   unknownPlan: (plan: string, known: readonly string[]) =>

@@ -7,6 +7,7 @@ import { once } from "node:events";
 import { join, resolve as resolvePath } from "node:path";
 import { describe, it } from "node:test";
 import { loadConfig } from "../src/config/config.js";
+import { AccountService } from "../src/accounts/accounts.js";
 import { People } from "../src/accounts/people.js";
 import { createStore } from "../src/store/create-store.js";
 import { cliJson, cliKey, spawnServe, tempDir, tinyModel } from "./helpers/fixtures.js";
@@ -495,6 +496,52 @@ describe("account administration from the CLI", () => {
     }
   });
 
+  it("members remove revokes the keys the member made in the dashboard, or keeps them with --keep-keys", async () => {
+    const dataDir = tempDir();
+    const env = cleanEnv();
+    const run = (args: string[]) => cliJson([...args, "--data-dir", dataDir], env) as Record<string, unknown>;
+    const cli = (args: string[]) => spawnSync(process.execPath, [CLI, ...args, "--data-dir", dataDir], { env, encoding: "utf8" });
+    const { accountId } = cliKey(dataDir, "solo", env);
+    const accountKey = (cliJson(["keys", "list", "--account", accountId, "--data-dir", dataDir], env) as unknown as Array<{ id: string }>)[0]!.id;
+    const joined = async (email: string): Promise<{ memberId: string; keyId: string }> => {
+      const invited = run(["members", "invite", "--account", accountId, "--email", email]);
+      const stores = await createStore({ dataDir });
+      try {
+        const token = /#invite=(\w+)$/.exec(invited.invite_path as string)![1]!;
+        await new People(stores, undefined).acceptInvitation(token, "a long enough password", "10.0.0.1");
+        const made = await new AccountService(stores, loadConfig({ dataDir }, {}).plans).createKey(
+          { actor: `member:${email}`, source: null, requestId: null },
+          accountId,
+          "live",
+          "laptop",
+          invited.member_id as string,
+        );
+        return { memberId: invited.member_id as string, keyId: made.record.id };
+      } finally {
+        await stores.close();
+      }
+    };
+    const keys = () =>
+      Object.fromEntries(
+        (cliJson(["keys", "list", "--account", accountId, "--data-dir", dataDir], env) as unknown as Array<Record<string, unknown>>).map((k) => [
+          k.id,
+          k.revoked_at !== null,
+        ]),
+      );
+    const dev = await joined("dev@example.com");
+    const ops = await joined("ops@example.com");
+    const removed = run(["members", "remove", "--account", accountId, "--member", dev.memberId]);
+    assert.deepEqual(removed.revoked_keys, [dev.keyId]);
+    assert.deepEqual(keys(), { [accountKey]: false, [dev.keyId]: true, [ops.keyId]: false }, "only the key dev made is revoked");
+    const kept = cli(["members", "remove", "--account", accountId, "--email", "ops@example.com", "--keep-keys"]);
+    assert.equal(kept.status, 0, kept.stderr);
+    assert.match(kept.stdout, /the keys they created keep working as the account's own/);
+    assert.deepEqual(keys(), { [accountKey]: false, [dev.keyId]: true, [ops.keyId]: false });
+    const none = await joined("new@example.com");
+    cli(["keys", "revoke", none.keyId]);
+    assert.match(cli(["members", "remove", "--account", accountId, "--email", "new@example.com"]).stdout, /they had created no unrevoked key/);
+  });
+
   it("holds names to the API's length limits: account names 200, key names 100", () => {
     const dataDir = tempDir();
     const env = cleanEnv();
@@ -536,7 +583,15 @@ describe("account administration from the CLI", () => {
     const stores = await createStore({ dataDir });
     try {
       await stores.accounts.createAccount({ id: "acct_old", name: hostile, plan: "solo", status: "active", createdAt: new Date().toISOString() });
-      const record = { accountId: "acct_old", name: hostile, mode: "live" as const, prefix: "alv_live_old", lastUsedAt: null, revokedAt: null };
+      const record = {
+        accountId: "acct_old",
+        name: hostile,
+        mode: "live" as const,
+        prefix: "alv_live_old",
+        lastUsedAt: null,
+        revokedAt: null,
+        createdBy: null,
+      };
       await stores.accounts.createKey({ ...record, id: "key_old", createdAt: new Date().toISOString() }, "hash-old", 10);
       await stores.audit.record(
         { actor: `member:${hostile}`, source: null, requestId: null },

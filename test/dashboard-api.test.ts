@@ -525,6 +525,64 @@ describe("removing a member", () => {
     );
   });
 
+  it("revokes the API keys the member created, at once, unless the operator keeps them", async () => {
+    const accountId = await newAccount("keys-co");
+    const { memberId: gina, browser: ginaBrowser } = await join(accountId, "gina@example.com");
+    const { memberId: hugo, browser: hugoBrowser } = await join(accountId, "hugo@example.com");
+    const made = async (browser: Browser, mode: string) => {
+      const r = await browser.call("POST", "/dashboard/api/keys", { mode, name: `${mode} key` });
+      assert.equal(r.status, 201, JSON.stringify(r.json));
+      return { id: r.json.id as string, key: r.json.key as string, createdBy: r.json.created_by };
+    };
+    const ginaLive = await made(ginaBrowser, "live");
+    const ginaTest = await made(ginaBrowser, "test");
+    const hugoLive = await made(hugoBrowser, "live");
+    assert.equal(ginaLive.createdBy, gina, "a key made in the dashboard names its member");
+    const byOperator = await operator.call("POST", `/admin/api/accounts/${accountId}/keys`, { mode: "live" });
+    assert.equal(byOperator.status, 201);
+    assert.equal(byOperator.json.created_by, null, "the operator's keys are the account's own");
+    const usage = async (key: string) => {
+      const r = await fetch(`${server.url}/v1/usage`, { headers: { authorization: `Bearer ${key}` } });
+      return { status: r.status, code: r.status === 200 ? null : errorCode((await r.json()) as Record<string, unknown>) };
+    };
+    // Each key used once first, so the node has it cached when the member goes.
+    for (const key of [ginaLive.key, ginaTest.key, hugoLive.key, byOperator.json.key as string]) assert.equal((await usage(key)).status, 200);
+
+    const refused = await operator.call("DELETE", `/admin/api/accounts/${accountId}/members/${gina}?keep_keys=maybe`);
+    assert.equal(refused.status, 400);
+    assert.equal(errorCode(refused.json), "invalid_parameter");
+    assert.equal((await ginaBrowser.call("GET", "/dashboard/api/session")).status, 200, "a refused removal removes no one");
+
+    assert.equal((await operator.call("DELETE", `/admin/api/accounts/${accountId}/members/${gina}`)).status, 204);
+    for (const key of [ginaLive.key, ginaTest.key]) assert.deepEqual(await usage(key), { status: 401, code: "revoked_api_key" });
+    assert.equal((await usage(hugoLive.key)).status, 200, "another member's key works on");
+    assert.equal((await usage(byOperator.json.key as string)).status, 200, "and so does the account's own");
+    const keys = (await operator.call("GET", `/admin/api/accounts/${accountId}/keys`)).json.data as Array<Record<string, unknown>>;
+    const revoked = Object.fromEntries(keys.map((k) => [k.id, k.revoked_at !== null]));
+    assert.deepEqual(revoked, { [ginaLive.id]: true, [ginaTest.id]: true, [hugoLive.id]: false, [byOperator.json.id as string]: false });
+    const audit = await operator.call("GET", `/admin/api/audit?action=key.revoked&account=${accountId}`);
+    assert.deepEqual(
+      (audit.json.data as Array<{ actor: string; target: string; detail: { reason: string } }>)
+        .map((r) => [r.actor, r.target, r.detail.reason])
+        .sort(),
+      [
+        ["operator", `key:${ginaLive.id}`, `member ${gina} removed`],
+        ["operator", `key:${ginaTest.id}`, `member ${gina} removed`],
+      ].sort(),
+    );
+    const removal = await operator.call("GET", `/admin/api/audit?action=member.removed&account=${accountId}`);
+    assert.equal((removal.json.data as Array<{ detail: { keys: string } }>)[0]?.detail.keys, "2 revoked");
+
+    // Kept: hugo's key works on as the account's own.
+    assert.equal((await operator.call("DELETE", `/admin/api/accounts/${accountId}/members/${hugo}?keep_keys=true`)).status, 204);
+    assert.equal((await hugoBrowser.call("GET", "/dashboard/api/session")).status, 401);
+    assert.equal((await usage(hugoLive.key)).status, 200);
+    const kept = ((await operator.call("GET", `/admin/api/accounts/${accountId}/keys`)).json.data as Array<Record<string, unknown>>).find(
+      (k) => k.id === hugoLive.id,
+    );
+    assert.deepEqual([kept?.revoked_at, kept?.created_by], [null, null]);
+  });
+
   it("is 404 for another account's member or an unknown one, and 401 for a member or without the admin token", async () => {
     const ours = await newAccount("ours-co");
     const theirs = await newAccount("theirs-co");

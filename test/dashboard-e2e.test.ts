@@ -372,6 +372,7 @@ describe("dashboard in a real browser", { skip: noChromium }, () => {
     await operator.getByRole("button", { name: "Remove member late@acme.example" }).click();
     const removal = operator.getByRole("dialog");
     await removal.getByRole("heading", { name: "Remove late@acme.example from acme?" }).waitFor();
+    assert.match((await removal.textContent()) ?? "", /They created no API key that still works\./, "the dialog says what happens to their keys");
     await removal.getByRole("button", { name: "Remove member" }).click();
     await operator.getByRole("row", { name: /late@acme\.example/ }).waitFor({ state: "detached" });
     await operator.getByRole("row", { name: /dev@acme\.example/ }).waitFor();

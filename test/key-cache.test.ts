@@ -35,6 +35,7 @@ describe("SQLite key cache: another connection's changes", () => {
         createdAt: new Date().toISOString(),
         lastUsedAt: null,
         revokedAt: null,
+        createdBy: null,
       },
       hash,
       10,

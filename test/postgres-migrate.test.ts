@@ -127,7 +127,15 @@ describe("alveare migrate", () => {
     try {
       const at = new Date().toISOString();
       await stores.accounts.createAccount({ id: "acct_old", name: "a\u0000b", plan: "solo", status: "active", createdAt: at });
-      const key = { accountId: account, mode: "live" as const, prefix: "alv_live_old", createdAt: at, lastUsedAt: null, revokedAt: null };
+      const key = {
+        accountId: account,
+        mode: "live" as const,
+        prefix: "alv_live_old",
+        createdAt: at,
+        lastUsedAt: null,
+        revokedAt: null,
+        createdBy: null,
+      };
       await stores.accounts.createKey({ ...key, id: "key_old", name: "k\u0000\u001b" }, "hash-old", 10);
       await stores.people.createMember({ id: "mem_old", accountId: account, email: "dev\u0000@example.com", passwordHash: null, createdAt: at });
     } finally {

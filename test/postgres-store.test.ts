@@ -247,6 +247,7 @@ describe("PostgreSQL: admission across nodes", () => {
         createdAt: AT,
         lastUsedAt: null,
         revokedAt: null,
+        createdBy: null,
       });
       const results = await Promise.all(Array.from({ length: 24 }, (_, i) => nodes[i % 3]!.accounts.createKey(key(i), `hash_${i}`, 5)));
       assert.equal(results.filter((r) => r === "created").length, 5);

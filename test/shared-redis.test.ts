@@ -267,6 +267,44 @@ describe("a node on Redis", () => {
     assert.equal((refused.json.error as { code: string }).code, "revoked_api_key");
   });
 
+  it("a member removed through the CLI or the admin API: the keys they made are refused on the very next request", async () => {
+    const { accountId } = await createKey(server, "roomy");
+    const memberKey = async (email: string) => {
+      const stores = await createStore(server.config);
+      try {
+        const { member } = await new People(stores, undefined).invite(CLI_CONTEXT, accountId, email);
+        const made = await new AccountService(stores, server.config.plans).createKey(CLI_CONTEXT, accountId, "live", undefined, member.id);
+        return { memberId: member.id, auth: { authorization: `Bearer ${made.key}` } };
+      } finally {
+        await stores.close();
+      }
+    };
+    const viaCli = await memberKey("cli-removed@example.com");
+    const viaApi = await memberKey("api-removed@example.com");
+    // Both used first, so the node has them cached.
+    assert.equal((await infer(viaCli.auth)).status, 200);
+    assert.equal((await infer(viaApi.auth)).status, 200);
+    const env = { ...process.env, ALVEARE_DATABASE_URL: database, ALVEARE_REDIS_URL: SHARED_REDIS_URL, ALVEARE_REDIS_PREFIX: prefix };
+    const cli = spawnSync(
+      process.execPath,
+      [CLI_PATH, "members", "remove", "--account", accountId, "--member", viaCli.memberId, "--data-dir", server.config.dataDir, "--json"],
+      { env, encoding: "utf8" },
+    );
+    assert.equal(cli.status, 0, cli.stderr);
+    assert.equal((JSON.parse(cli.stdout) as { revoked_keys: string[] }).revoked_keys.length, 1);
+    const refused = await infer(viaCli.auth);
+    assert.equal(refused.status, 401);
+    assert.equal((refused.json.error as { code: string }).code, "revoked_api_key");
+
+    assert.equal((await infer(viaApi.auth)).status, 200, "another member's key works on (and is cached again)");
+    const removed = await fetch(`${server.url}/admin/api/accounts/${accountId}/members/${viaApi.memberId}`, {
+      method: "DELETE",
+      headers: { authorization: `Bearer ${ADMIN_TOKEN}` },
+    });
+    assert.equal(removed.status, 204);
+    assert.equal((await infer(viaApi.auth)).status, 401);
+  });
+
   it("a plan changed through the admin API holds on the next request", async () => {
     const { auth, accountId } = await createKey(server, "roomy");
     assert.equal((await infer(auth)).headers.get("x-ratelimit-limit-requests"), "1000");

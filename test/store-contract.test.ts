@@ -45,7 +45,7 @@ const account = (id: string, plan = "starter"): Account => ({
   status: "active",
   createdAt: "2026-01-01T00:00:00.000Z",
 });
-const key = (id: string, accountId: string, mode: Mode = "live"): ApiKeyRecord => ({
+const key = (id: string, accountId: string, mode: Mode = "live", createdBy: string | null = null): ApiKeyRecord => ({
   id,
   accountId,
   name: `key ${id}`,
@@ -54,6 +54,7 @@ const key = (id: string, accountId: string, mode: Mode = "live"): ApiKeyRecord =
   createdAt: "2026-01-02T00:00:00.000Z",
   lastUsedAt: null,
   revokedAt: null,
+  createdBy,
 });
 const member = (id: string, accountId: string, email: string): Member => ({
   id,
@@ -506,15 +507,56 @@ for (const backend of BACKENDS) {
         await people.createInvitation("inv_used", "m1", expiresAt);
         assert.equal(await people.useInvitation("inv_used", NOW), "m1");
         await people.createInvitation("inv_open", "m1", expiresAt);
-        assert.equal(await people.deleteMember("m1"), true);
+        assert.deepEqual(await people.deleteMember("m1", NOW, false), []);
         assert.equal(await people.getMember("m1"), undefined);
         assert.equal(await people.findSession("s1", NOW), undefined, "the member's sessions end");
         assert.equal(await people.findInvitation("inv_open"), undefined, "and their invitations, used or not");
         assert.equal(await people.findInvitation("inv_used"), undefined);
         assert.notEqual(await people.findSession("s2", NOW), undefined, "no one else's");
-        assert.equal(await people.deleteMember("m1"), false, "a second removal finds no one");
+        assert.equal(await people.deleteMember("m1", NOW, false), undefined, "a second removal finds no one");
         await people.createMember(member("m3", "acct_a", "a@example.com"));
         assert.equal((await people.findMemberByEmail("a@example.com"))?.id, "m3", "the e-mail can belong to someone again");
+      });
+    });
+
+    it("revokes the keys a removed member created, and only theirs, in the same change", async () => {
+      await withStores(backend, async ({ accounts, people }) => {
+        await accounts.createAccount(account("acct_a"));
+        await people.createMember(member("m1", "acct_a", "a@example.com"));
+        await people.createMember(member("m2", "acct_a", "b@example.com"));
+        assert.equal(await accounts.createKey(key("k_m1", "acct_a", "live", "m1"), "h_m1", 10), "created");
+        assert.equal(await accounts.createKey(key("k_m1_test", "acct_a", "test", "m1"), "h_m1_test", 10), "created");
+        assert.equal(await accounts.createKey(key("k_m1_old", "acct_a", "live", "m1"), "h_m1_old", 10), "created");
+        await accounts.revokeKey("k_m1_old", "2026-02-01T00:00:00.000Z");
+        assert.equal(await accounts.createKey(key("k_m2", "acct_a", "live", "m2"), "h_m2", 10), "created");
+        assert.equal(await accounts.createKey(key("k_acct", "acct_a"), "h_acct", 10), "created");
+        // A lookup first, so a cached key has to be forgotten.
+        assert.equal((await accounts.findKeyByHash("h_m1"))?.key.revokedAt, null);
+        assert.equal((await accounts.getKey("k_m1"))?.createdBy, "m1");
+
+        const revoked = await people.deleteMember("m1", NOW, false);
+        assert.deepEqual(revoked?.map((k) => [k.id, k.revokedAt, k.createdBy]).sort(), [
+          ["k_m1", NOW, "m1"],
+          ["k_m1_test", NOW, "m1"],
+        ]);
+        assert.equal((await accounts.findKeyByHash("h_m1"))?.key.revokedAt, NOW, "the very next lookup sees the revocation");
+        assert.equal((await accounts.getKey("k_m1_old"))?.revokedAt, "2026-02-01T00:00:00.000Z", "an earlier revocation keeps its time");
+        assert.equal((await accounts.getKey("k_m2"))?.revokedAt, null, "another member's key works");
+        assert.equal((await accounts.getKey("k_acct"))?.revokedAt, null, "the account's own key works");
+        assert.equal(
+          await accounts.createKey(key("k_late", "acct_a", "live", "m1"), "h_late", 10),
+          "no_member",
+          "a removed member cannot create a key (one in flight during the removal)",
+        );
+        assert.equal(await accounts.getKey("k_late"), undefined);
+        assert.equal(await accounts.createKey(key("k_other", "acct_b", "live", "m2"), "h_other", 10), "no_account");
+        await accounts.createAccount(account("acct_b"));
+        assert.equal(await accounts.createKey(key("k_other", "acct_b", "live", "m2"), "h_other", 10), "no_member", "a member of another account");
+
+        // Kept: the keys work on as the account's own, and a later removal of anyone touches them no more.
+        assert.deepEqual(await people.deleteMember("m2", NOW, true), []);
+        const kept = await accounts.getKey("k_m2");
+        assert.deepEqual([kept?.revokedAt, kept?.createdBy], [null, null]);
       });
     });
   });

@@ -88,10 +88,18 @@ function inviteForm(account: Json, members: Json[]): HTMLElement {
   });
 }
 
-/** Removes a member after an in-page confirmation naming them and the account; their sessions end at once. */
-function removeMemberButton(account: Json, member: Json): HTMLElement {
+/**
+ * Removes a member after an in-page confirmation naming them, the account, and how many working keys of
+ * theirs are revoked with them; their sessions end at once.
+ */
+function removeMemberButton(account: Json, member: Json, keys: readonly Json[]): HTMLElement {
   const id = String(account.id);
   const email = String(member.email);
+  const theirs = keys.filter((k) => k.created_by === member.id && !k.revoked_at).length;
+  const keysLine =
+    theirs === 0
+      ? "They created no API key that still works."
+      : `The ${theirs === 1 ? "API key" : `${theirs} API keys`} they created ${theirs === 1 ? "is" : "are"} revoked with them: requests with ${theirs === 1 ? "it" : "them"} fail at once.`;
   return h(
     "button",
     {
@@ -101,7 +109,7 @@ function removeMemberButton(account: Json, member: Json): HTMLElement {
       onclick: () =>
         confirmAction(
           `Remove ${email} from ${String(account.name)}?`,
-          "They are signed out at once, and neither their password nor any invitation of theirs works any more. You can invite the e-mail again later.",
+          `They are signed out at once, and neither their password nor any invitation of theirs works any more. ${keysLine} You can invite the e-mail again later.`,
           "Remove member",
           async () => {
             await api("DELETE", `/admin/api/accounts/${id}/members/${String(member.id)}`);
@@ -243,7 +251,7 @@ export async function accountView(id: string): Promise<void> {
               String(m.email),
               h("span", { class: `badge ${String(m.status)}` }, String(m.status)),
               when(m.created_at),
-              removeMemberButton(account, m),
+              removeMemberButton(account, m, keys.data),
             ]),
           ),
       h("h3", {}, "Invite a member"),

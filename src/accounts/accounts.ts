@@ -61,9 +61,16 @@ export class AccountService {
   /**
    * Creates a key and returns its secret: the only time it exists outside its
    * owner's hands. Refused for a suspended account and beyond the plan's cap of
-   * unrevoked keys per mode (each key brings its own minute limit).
+   * unrevoked keys per mode (each key brings its own minute limit). `createdBy` is the member creating
+   * it in the dashboard: removing that member revokes it. Without one it is the account's own key.
    */
-  async createKey(context: AuditContext, accountId: string, mode: Mode, name?: string): Promise<{ record: ApiKeyRecord; key: string }> {
+  async createKey(
+    context: AuditContext,
+    accountId: string,
+    mode: Mode,
+    name?: string,
+    createdBy: string | null = null,
+  ): Promise<{ record: ApiKeyRecord; key: string }> {
     if (!isKeyMode(mode)) throw new AccountError(errors.invalidParameter("mode", `must be live or test, got '${String(mode)}'.`));
     if (name !== undefined) bounded("name", name, FIELD_LIMITS.keyName);
     const account = await this.getAccount(accountId);
@@ -79,6 +86,7 @@ export class AccountService {
       createdAt: new Date().toISOString(),
       lastUsedAt: null,
       revokedAt: null,
+      createdBy,
     };
     switch (await this.stores.accounts.createKey(record, secret.hash, maxKeys)) {
       case "created":
@@ -95,6 +103,9 @@ export class AccountService {
         throw new AccountError(errors.keyCreationSuspended());
       case "limit_reached":
         throw new AccountError(errors.keyLimitReached(maxKeys, mode));
+      case "no_member":
+        // Removed while creating it: their session has ended with them.
+        throw new AccountError(errors.notSignedIn());
     }
   }
 

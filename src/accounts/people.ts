@@ -3,7 +3,7 @@ import { createHash, createHmac } from "node:crypto";
 import { ApiError, errors, shortened } from "../errors.js";
 import { randomBase62 } from "../ids.js";
 import type { AuditAction, AuditContext } from "../store/audit-log.js";
-import type { Member, PeopleStore, Session, Stores } from "../store/store.js";
+import type { ApiKeyRecord, Member, PeopleStore, Session, Stores } from "../store/store.js";
 import { CONTROL_CHARACTER_PROBLEM, FIELD_LIMITS, hasControlCharacter, isEmailAddress } from "./bounded-fields.js";
 import { FailureLog, type FailureCounter, type FailureKind, type FailureLogLimits } from "./failure-log.js";
 import { checkPasswordPolicy } from "./password-policy.js";
@@ -52,6 +52,17 @@ interface PeopleOptions {
   signInLimits?: Partial<FailureLogLimits> | undefined;
   /** Shared failure counters (Redis, several nodes); this process's own by default. */
   failures?: ((kind: FailureKind, limits: FailureLogLimits) => FailureCounter) | undefined;
+  /**
+   * How the nodes hear of keys a member's removal revoked, as for any revocation (see AccountService):
+   * `ready` before the change (fails when they cannot be told), `changed` after it.
+   */
+  keyRevocations?: { ready?: (() => Promise<void>) | undefined; changed?: (() => Promise<void>) | undefined } | undefined;
+}
+
+/** A member removed, and the keys they had created that were revoked with them. */
+export interface RemovedMember {
+  member: Member;
+  revokedKeys: ApiKeyRecord[];
 }
 
 /**
@@ -75,6 +86,7 @@ export class People {
   private readonly passwords: Passwords;
   /** The current admin token's fingerprint; undefined without a token, when no operator session is valid. */
   private readonly operatorTokenDigest: string | undefined;
+  private readonly keyRevocations: NonNullable<PeopleOptions["keyRevocations"]>;
 
   constructor(
     private readonly stores: Pick<Stores, "accounts" | "people" | "audit">,
@@ -89,6 +101,7 @@ export class People {
     this.operatorFailures = counter("operator", limits);
     this.passwords = new Passwords(options.derive);
     this.operatorTokenDigest = adminToken === undefined || adminToken === "" ? undefined : adminTokenDigest(adminToken);
+    this.keyRevocations = options.keyRevocations ?? {};
   }
 
   /** Creates (or re-invites) a member and returns the one-time invitation token; older invitations stop working. */
@@ -115,16 +128,38 @@ export class People {
 
   /**
    * Removes a member of an account: their sessions end and their invitations stop working at once (they are
-   * looked up on every request, so on every node), and the e-mail is free to be invited again. 404 for an
-   * unknown member or one of another account.
+   * looked up on every request, so on every node), and the e-mail is free to be invited again. The API keys
+   * they created in the dashboard are revoked with them, as a person who leaves should take no working
+   * credential along; with `keepKeys` those keys keep working as the account's own. 404 for an unknown
+   * member or one of another account.
    */
-  async removeMember(context: AuditContext, accountId: string, memberId: string): Promise<Member> {
+  async removeMember(context: AuditContext, accountId: string, memberId: string, keepKeys = false): Promise<RemovedMember> {
+    const notFound = () => errors.notFoundResource(`no member '${shortened(memberId)}' in account '${shortened(accountId)}'`);
     const member = await this.stores.people.getMember(memberId);
-    if (member === undefined || member.accountId !== accountId || !(await this.stores.people.deleteMember(member.id))) {
-      throw errors.notFoundResource(`no member '${shortened(memberId)}' in account '${shortened(accountId)}'`);
+    if (member === undefined || member.accountId !== accountId) throw notFound();
+    await this.keyRevocations.ready?.();
+    const revokedKeys = await this.stores.people.deleteMember(member.id, new Date().toISOString(), keepKeys);
+    if (revokedKeys === undefined) throw notFound();
+    // The nodes hear of the revocations whatever happens to the audit records.
+    try {
+      await this.stores.audit.record(context, {
+        action: "member.removed",
+        accountId,
+        target: `member:${member.id}`,
+        detail: { email: member.email, keys: keepKeys ? "kept" : `${revokedKeys.length} revoked` },
+      });
+      for (const key of revokedKeys) {
+        await this.stores.audit.record(context, {
+          action: "key.revoked",
+          accountId,
+          target: `key:${key.id}`,
+          detail: { mode: key.mode, reason: `member ${member.id} removed` },
+        });
+      }
+    } finally {
+      if (revokedKeys.length > 0) await this.keyRevocations.changed?.();
     }
-    await this.stores.audit.record(context, { action: "member.removed", accountId, target: `member:${member.id}`, detail: { email: member.email } });
-    return member;
+    return { member, revokedKeys };
   }
 
   /** Sets the password of an invited member (ending the member's other sessions) and signs them in. */

@@ -327,11 +327,19 @@ export const OPERATIONS: readonly Operation[] = [
   {
     method: "delete",
     path: "/admin/api/accounts/:id/members/:memberId",
-    summary: "Remove a member: their sessions end and their password and invitations stop working at once; the e-mail can be invited again.",
+    summary:
+      "Remove a member: their sessions end, their password and invitations stop working, and the API keys they created are revoked, at once; the e-mail can be invited again.",
     tag: "Admin",
     security: "admin",
+    query: [
+      {
+        name: "keep_keys",
+        description: "true: the API keys the member created keep working, as the account's own (default false: revoked).",
+        schema: { type: "string", enum: ["true", "false"] },
+      },
+    ],
     ok: { 204: { description: "Removed." } },
-    errors: ADMIN,
+    errors: [400, ...ADMIN],
   },
   {
     method: "get",

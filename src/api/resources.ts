@@ -17,6 +17,7 @@ export const keyJson = (k: ApiKeyRecord) => ({
   created_at: k.createdAt,
   last_used_at: k.lastUsedAt,
   revoked_at: k.revokedAt,
+  created_by: k.createdBy,
 });
 
 /** A key just created: the only answer that carries the key. */

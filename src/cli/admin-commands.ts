@@ -26,6 +26,8 @@ interface Session {
   config: ServerConfig;
   stores: Stores;
   accounts: AccountService;
+  /** People with the same broadcast as `accounts`: removing a member revokes their keys on every node. */
+  people: People;
   json: boolean;
 }
 
@@ -71,7 +73,13 @@ async function withStore(options: StoreOptions, run: (session: Session) => Promi
   }
   const broadcast = config.redisUrl === undefined ? undefined : nodeBroadcast(config.redisUrl, config.redisPrefix ?? DEFAULT_REDIS_PREFIX);
   try {
-    await run({ config, stores, accounts: new AccountService(stores, config.plans, broadcast?.changed, broadcast?.ready), json });
+    await run({
+      config,
+      stores,
+      accounts: new AccountService(stores, config.plans, broadcast?.changed, broadcast?.ready),
+      people: new People(stores, undefined, { keyRevocations: { ready: broadcast?.ready, changed: broadcast?.changed } }),
+      json,
+    });
   } finally {
     broadcast?.close();
     await stores.close();
@@ -202,23 +210,38 @@ export function registerAccountCommands(program: Command): void {
         );
       }),
     );
-  storeCommand(members, "remove", "remove a member: their sessions end and their password and invitations stop working at once")
+  storeCommand(
+    members,
+    "remove",
+    "remove a member: their sessions end, their password and invitations stop working, and the API keys they created are revoked, at once",
+  )
     .requiredOption("--account <id>", "the account they belong to")
     .option("--member <id>", "the member's id, as printed by members list")
     .option("--email <email>", "or their e-mail address")
+    .option("--keep-keys", "keep the API keys they created working, as the account's own keys")
     .addHelpText(
       "after",
-      "\nThe e-mail can be invited again afterwards.\n\nExamples:\n  $ alveare members remove --account acct_7Hq2mXv9LpR4sTn1 --member mem_4Kd9sLq2WxZ7pNc1\n  $ alveare members remove --account acct_7Hq2mXv9LpR4sTn1 --email dev@example.com",
+      "\nThe e-mail can be invited again afterwards.\n\nExamples:\n  $ alveare members remove --account acct_7Hq2mXv9LpR4sTn1 --member mem_4Kd9sLq2WxZ7pNc1\n  $ alveare members remove --account acct_7Hq2mXv9LpR4sTn1 --email dev@example.com --keep-keys",
     )
-    .action((o: StoreOptions & { account: string; member?: string; email?: string }, command: Command) => {
+    .action((o: StoreOptions & { account: string; member?: string; email?: string; keepKeys?: boolean }, command: Command) => {
       if ((o.member === undefined) === (o.email === undefined)) command.error("error: give --member or --email (one of them)", { exitCode: 2 });
-      return withStore(o, async ({ stores, json }) => {
+      return withStore(o, async ({ stores, people, json }) => {
         const byEmail = o.email === undefined ? undefined : await stores.people.findMemberByEmail(o.email.trim().toLowerCase());
         const memberId = o.member ?? byEmail?.id;
         if (memberId === undefined) throw new RuntimeError(`no member '${o.email ?? ""}' in account '${o.account}'`);
-        const removed = await new People(stores, undefined).removeMember(CLI_CONTEXT, o.account, memberId);
-        if (json) printJson({ ...memberJson(removed), removed: true });
-        else print(`removed member ${removed.id} (${visible(removed.email)}) from account ${visible(o.account)}; their sessions have ended`);
+        const keepKeys = o.keepKeys === true;
+        const { member, revokedKeys } = await people.removeMember(CLI_CONTEXT, o.account, memberId, keepKeys);
+        const revoked = revokedKeys.map((k) => k.id);
+        if (json) printJson({ ...memberJson(member), removed: true, revoked_keys: revoked });
+        else
+          print(
+            `removed member ${member.id} (${visible(member.email)}) from account ${visible(o.account)}; their sessions have ended` +
+              (keepKeys
+                ? "; the keys they created keep working as the account's own"
+                : revoked.length === 0
+                  ? "; they had created no unrevoked key"
+                  : `; revoked the ${revoked.length === 1 ? "key" : `${revoked.length} keys`} they created: ${revoked.join(", ")}`),
+          );
       });
     });
 

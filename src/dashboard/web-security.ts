@@ -1,6 +1,6 @@
 import { timingSafeEqual } from "node:crypto";
 import type { FastifyReply, FastifyRequest } from "fastify";
-import { ApiError } from "../errors.js";
+import { ApiError, errors } from "../errors.js";
 import type { Session } from "../store/store.js";
 
 export const SESSION_COOKIE = "alveare_session";
@@ -37,7 +37,7 @@ export async function dashboardResponseHeaders(_request: FastifyRequest, reply: 
   reply.header("cache-control", "no-store");
 }
 
-export const notSignedIn = (): ApiError => new ApiError(401, "authentication_error", "not_signed_in", "Sign in first.");
+export const notSignedIn = errors.notSignedIn;
 
 /** A cookie's value; undefined when absent or not valid percent-encoding (a broken cookie is no session). */
 export function readCookie(request: FastifyRequest, name: string): string | undefined {

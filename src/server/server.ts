@@ -186,7 +186,7 @@ function pruneAuditLog(audit: AuditLog, retentionDays: number, logger: Logger): 
 /** The admin API and the dashboard: they need the accounts, the ledger and the people. */
 function operatorAndDashboard(stores: Stores, config: ServerConfig, redis: RedisBackends | undefined): NonNullable<AppOptions["mounts"]> {
   const accounts = new AccountService(stores, config.plans, redis?.invalidate);
-  const people = new People(stores, config.adminToken, { failures: redis?.failures });
+  const people = new People(stores, config.adminToken, { failures: redis?.failures, keyRevocations: { changed: redis?.invalidate } });
   const { ledger } = stores;
   const checkHost = hostGuard(config);
   return [

@@ -14,6 +14,7 @@ export interface KeyRow {
   created_at: string;
   last_used_at: string | null;
   revoked_at: string | null;
+  created_by: string | null;
 }
 export interface AccountRow {
   id: string;
@@ -32,6 +33,7 @@ export const toKey = (r: KeyRow): ApiKeyRecord => ({
   createdAt: r.created_at,
   lastUsedAt: r.last_used_at,
   revokedAt: r.revoked_at,
+  createdBy: r.created_by,
 });
 export const toAccount = (r: AccountRow): Account => ({ id: r.id, name: r.name, plan: r.plan, status: r.status, createdAt: r.created_at });
 

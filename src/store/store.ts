@@ -29,6 +29,11 @@ export interface ApiKeyRecord {
   createdAt: string;
   lastUsedAt: string | null;
   revokedAt: string | null;
+  /**
+   * The member who created the key in the dashboard: it is revoked when they are removed. Null for the
+   * account's own keys (made by the operator, the CLI or the admin API, or kept when their member left).
+   */
+  createdBy: string | null;
 }
 
 /** A key found by its hash, with what authentication needs of its account. */
@@ -71,7 +76,8 @@ export interface CompletionRecord {
 }
 
 /** What became of a key creation: the store checks the account and the cap in the same write. */
-export type KeyCreation = "created" | "no_account" | "suspended" | "limit_reached";
+/** `no_member`: the key's creator is no longer a member of the account (removed while creating it). */
+export type KeyCreation = "created" | "no_account" | "suspended" | "limit_reached" | "no_member";
 
 export interface PeriodUsage {
   requests: number;
@@ -203,8 +209,12 @@ export interface PeopleStore {
   deleteSession(tokenHash: string): Promise<void>;
   /** Deletes the sessions expired by `now` (nothing else would: an abandoned session is never signed out); how many. */
   deleteExpiredSessions(now: string): Promise<number>;
-  /** Deletes a member with all of their sessions and invitations, atomically; false when there is no such member. */
-  deleteMember(id: string): Promise<boolean>;
+  /**
+   * Deletes a member with all of their sessions and invitations and revokes, at `at`, the unrevoked keys
+   * they created, all atomically; with `keepKeys` those keys stay and become the account's own instead.
+   * Returns the keys it revoked, or undefined when there is no such member.
+   */
+  deleteMember(id: string, at: string, keepKeys: boolean): Promise<ApiKeyRecord[] | undefined>;
 }
 
 /** The three stores of one backend, and the one way to release it. */

@@ -31,6 +31,10 @@ export const ApiKeySchema = Type.Object(
     created_at: Timestamp,
     last_used_at: Type.Union([Timestamp, Type.Null()]),
     revoked_at: Type.Union([Timestamp, Type.Null()]),
+    created_by: Type.Union([Type.String(), Type.Null()], {
+      description:
+        "The member who created the key in the dashboard (revoked when they are removed), or null for the account's own keys (made by the operator).",
+    }),
   },
   { title: "ApiKey" },
 );

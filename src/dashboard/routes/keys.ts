@@ -21,7 +21,7 @@ export function keyRoutes(app: FastifyInstance, options: DashboardOptions): void
     const name = body.name?.trim() || undefined;
     return reply
       .code(201)
-      .send(createdKeyJson(await accounts.createKey(requestContext(request, `member:${member.email}`), account.id, body.mode, name)));
+      .send(createdKeyJson(await accounts.createKey(requestContext(request, `member:${member.email}`), account.id, body.mode, name, member.id)));
   });
 
   app.post<{ Params: { id: string } }>("/api/keys/:id/revoke", async (request) => {

@@ -1,4 +1,5 @@
 import type pg from "pg";
+import { KEY_CREATORS_BACKFILL } from "../key-creators.js";
 import { inTransaction } from "./pg-pool.js";
 
 /**
@@ -169,6 +170,12 @@ export const PG_MIGRATIONS: readonly string[] = [
   // rotating ALVEARE_ADMIN_TOKEN on the nodes ends every operator session made with the old one.
   `
   ALTER TABLE sessions ADD COLUMN admin_token_digest TEXT COLLATE "C";
+  `,
+  // 7: who created a key in the dashboard, so removing that member revokes it.
+  `
+  ALTER TABLE api_keys ADD COLUMN created_by TEXT COLLATE "C";
+  ${KEY_CREATORS_BACKFILL}
+  CREATE INDEX api_keys_by_creator ON api_keys(created_by) WHERE created_by IS NOT NULL;
   `,
 ];
 

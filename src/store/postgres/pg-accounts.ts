@@ -4,7 +4,7 @@ import { inTransaction, requestQuery } from "./pg-pool.js";
 import { holdsNul } from "./pg-text.js";
 import { toAccount, toKey, type AccountRow, type KeyRow } from "../rows.js";
 
-const KEY_COLUMNS = "id, account_id, name, mode, prefix, created_at, last_used_at, revoked_at";
+export const KEY_COLUMNS = "id, account_id, name, mode, prefix, created_at, last_used_at, revoked_at, created_by";
 
 /**
  * Accounts and keys in PostgreSQL. No cache: every node reads the row, so a
@@ -57,20 +57,20 @@ export class PgAccountStore implements AccountStore {
       const status = account.rows[0]?.status;
       if (status === undefined) return "no_account";
       if (status !== "active") return "suspended";
+      // A member's removal locks the account row too, so this reads the member after any removal committed.
+      if (key.createdBy !== null) {
+        const member = await client.query("SELECT 1 FROM members WHERE id = $1 AND account_id = $2", [key.createdBy, key.accountId]);
+        if (member.rowCount === 0) return "no_member";
+      }
       const { rows } = await client.query<{ n: number }>(
         "SELECT COUNT(*)::integer AS n FROM api_keys WHERE account_id = $1 AND mode = $2 AND revoked_at IS NULL",
         [key.accountId, key.mode],
       );
       if ((rows[0]?.n ?? 0) >= maxUnrevoked) return "limit_reached";
-      await client.query("INSERT INTO api_keys (id, account_id, name, mode, hash, prefix, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)", [
-        key.id,
-        key.accountId,
-        key.name,
-        key.mode,
-        hash,
-        key.prefix,
-        key.createdAt,
-      ]);
+      await client.query(
+        "INSERT INTO api_keys (id, account_id, name, mode, hash, prefix, created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        [key.id, key.accountId, key.name, key.mode, hash, key.prefix, key.createdAt, key.createdBy],
+      );
       return "created";
     });
   }
@@ -97,7 +97,7 @@ export class PgAccountStore implements AccountStore {
     // On every request with a key the node has not seen: cut like the request's other statements.
     const { rows } = await requestQuery<KeyRow & { a_name: string; a_plan: string; a_status: Account["status"]; a_created_at: string }>(
       this.requests,
-      `SELECT k.id, k.account_id, k.name, k.mode, k.prefix, k.created_at, k.last_used_at, k.revoked_at,
+      `SELECT k.id, k.account_id, k.name, k.mode, k.prefix, k.created_at, k.last_used_at, k.revoked_at, k.created_by,
               a.name AS a_name, a.plan AS a_plan, a.status AS a_status, a.created_at AS a_created_at
        FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.hash = $1`,
       [hash],

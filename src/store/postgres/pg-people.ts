@@ -1,8 +1,9 @@
 import type pg from "pg";
-import type { InvitationRecord, Member, PeopleStore, Session } from "../store.js";
+import type { ApiKeyRecord, InvitationRecord, Member, PeopleStore, Session } from "../store.js";
+import { KEY_COLUMNS } from "./pg-accounts.js";
 import { inTransaction } from "./pg-pool.js";
 import { holdsNul } from "./pg-text.js";
-import { toMember, toSession, type MemberRow, type SessionRow } from "../rows.js";
+import { toKey, toMember, toSession, type KeyRow, type MemberRow, type SessionRow } from "../rows.js";
 
 /** The dashboard's members, invitations and sessions in PostgreSQL. */
 export class PgPeopleStore implements PeopleStore {
@@ -101,15 +102,31 @@ export class PgPeopleStore implements PeopleStore {
     return (await this.pool.query("DELETE FROM sessions WHERE expires_at <= $1", [now])).rowCount ?? 0;
   }
 
-  async deleteMember(id: string): Promise<boolean> {
+  async deleteMember(id: string, at: string, keepKeys: boolean): Promise<ApiKeyRecord[] | undefined> {
+    if (holdsNul(id)) return undefined;
     return inTransaction(this.pool, async (client) => {
-      // Locked first: a sign-in or invitation of this member on another node waits, then finds no member.
+      const owner = await client.query<{ account_id: string }>("SELECT account_id FROM members WHERE id = $1", [id]);
+      const accountId = owner.rows[0]?.account_id;
+      if (accountId === undefined) return undefined;
+      // The account's row first, as a key's creation locks it: a key this member is creating on another
+      // node right now either commits before (and is revoked below) or finds no member after.
+      await client.query("SELECT 1 FROM accounts WHERE id = $1 FOR UPDATE", [accountId]);
+      // Then the member: a sign-in or invitation of this member on another node waits, then finds no member.
       const found = await client.query("SELECT 1 FROM members WHERE id = $1 FOR UPDATE", [id]);
-      if (found.rowCount === 0) return false;
+      if (found.rowCount === 0) return undefined;
       await client.query("DELETE FROM sessions WHERE member_id = $1", [id]);
       await client.query("DELETE FROM invitations WHERE member_id = $1", [id]);
+      let revoked: ApiKeyRecord[] = [];
+      if (keepKeys) await client.query("UPDATE api_keys SET created_by = NULL WHERE created_by = $1", [id]);
+      else
+        revoked = (
+          await client.query<KeyRow>(`UPDATE api_keys SET revoked_at = $2 WHERE created_by = $1 AND revoked_at IS NULL RETURNING ${KEY_COLUMNS}`, [
+            id,
+            at,
+          ])
+        ).rows.map(toKey);
       await client.query("DELETE FROM members WHERE id = $1", [id]);
-      return true;
+      return revoked;
     });
   }
 }

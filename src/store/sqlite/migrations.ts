@@ -1,6 +1,7 @@
 import type Database from "better-sqlite3";
 import { countsAgainstQuota } from "../../metering/counting-rule.js";
 import { AUDIT_LOG_MIGRATION } from "./audit-log.js";
+import { KEY_CREATORS_BACKFILL } from "../key-creators.js";
 
 /** SQL, or code for a step that needs a rule only code knows (the counting rule). */
 export type Migration = string | ((db: Database.Database) => void);
@@ -139,4 +140,8 @@ export const MIGRATIONS: readonly Migration[] = [
   // 6: which admin token an operator session was started with (a fingerprint, never the token), so
   // rotating ALVEARE_ADMIN_TOKEN ends every operator session made with the old one.
   `ALTER TABLE sessions ADD COLUMN admin_token_digest TEXT;`,
+  // 7: who created a key in the dashboard, so removing that member revokes it (see key-creators.ts).
+  `ALTER TABLE api_keys ADD COLUMN created_by TEXT;
+  ${KEY_CREATORS_BACKFILL}
+  CREATE INDEX api_keys_by_creator ON api_keys(created_by) WHERE created_by IS NOT NULL;`,
 ];

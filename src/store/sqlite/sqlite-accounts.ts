@@ -33,9 +33,10 @@ export class SqliteAccountStore implements AccountStore {
       updateAccount: db.prepare("UPDATE accounts SET plan = COALESCE(@plan, plan), status = COALESCE(@status, status) WHERE id = @id"),
       // One statement, so two concurrent creations cannot both pass the cap or a suspension.
       insertKey: db.prepare(
-        `INSERT INTO api_keys (id, account_id, name, mode, hash, prefix, created_at)
-         SELECT @id, @accountId, @name, @mode, @hash, @prefix, @createdAt
+        `INSERT INTO api_keys (id, account_id, name, mode, hash, prefix, created_at, created_by)
+         SELECT @id, @accountId, @name, @mode, @hash, @prefix, @createdAt, @createdBy
          WHERE EXISTS (SELECT 1 FROM accounts WHERE id = @accountId AND status = 'active')
+           AND (@createdBy IS NULL OR EXISTS (SELECT 1 FROM members WHERE id = @createdBy AND account_id = @accountId))
            AND (SELECT COUNT(*) FROM api_keys WHERE account_id = @accountId AND mode = @mode AND revoked_at IS NULL) < @limit`,
       ),
       listKeys: db.prepare<[string], KeyRow>("SELECT * FROM api_keys WHERE account_id = ? ORDER BY created_at, id"),
@@ -46,6 +47,7 @@ export class SqliteAccountStore implements AccountStore {
          FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.hash = ?`,
       ),
       touchKey: db.prepare("UPDATE api_keys SET last_used_at = ? WHERE id = ?"),
+      isMember: db.prepare<[string, string], 1>("SELECT 1 FROM members WHERE id = ? AND account_id = ?").pluck(),
       // Prepared once: db.pragma() prepares a statement per call, a measurable cost per request.
       dataVersion: db.prepare<[], number>("PRAGMA data_version").pluck(),
     };
@@ -74,7 +76,9 @@ export class SqliteAccountStore implements AccountStore {
     if (this.statements.insertKey.run({ ...key, hash, limit: maxUnrevoked }).changes > 0) return "created";
     const account = this.statements.getAccount.get(key.accountId);
     if (account === undefined) return "no_account";
-    return account.status === "active" ? "limit_reached" : "suspended";
+    if (account.status !== "active") return "suspended";
+    if (key.createdBy !== null && this.statements.isMember.get(key.createdBy, key.accountId) === undefined) return "no_member";
+    return "limit_reached";
   }
 
   async listKeys(accountId: string): Promise<ApiKeyRecord[]> {
@@ -84,6 +88,11 @@ export class SqliteAccountStore implements AccountStore {
   async getKey(keyId: string): Promise<ApiKeyRecord | undefined> {
     const row = this.statements.getKey.get(keyId);
     return row === undefined ? undefined : toKey(row);
+  }
+
+  /** Forgets every cached key: another store on this connection revoked keys (data_version moves only for other connections' commits). */
+  forgetKeys(): void {
+    this.keyCache.clear();
   }
 
   async revokeKey(keyId: string, at: string): Promise<boolean> {

@@ -1,12 +1,16 @@
 import type Database from "better-sqlite3";
-import { toMember, toSession, type MemberRow, type SessionRow } from "../rows.js";
-import type { InvitationRecord, Member, PeopleStore, Session } from "../store.js";
+import { toKey, toMember, toSession, type KeyRow, type MemberRow, type SessionRow } from "../rows.js";
+import type { ApiKeyRecord, InvitationRecord, Member, PeopleStore, Session } from "../store.js";
 
 /** The dashboard's members, invitations and sessions in SQLite. */
 export class SqlitePeopleStore implements PeopleStore {
   private readonly statements;
 
-  constructor(private readonly db: Database.Database) {
+  constructor(
+    private readonly db: Database.Database,
+    /** Told when a member's removal revoked keys: the key cache on this connection must forget them. */
+    private readonly keysRevoked: () => void = () => {},
+  ) {
     this.statements = {
       insertMember: db.prepare(
         "INSERT INTO members (id, account_id, email, password_hash, created_at) VALUES (@id, @accountId, @email, @passwordHash, @createdAt)",
@@ -40,6 +44,10 @@ export class SqlitePeopleStore implements PeopleStore {
       deleteExpiredSessions: db.prepare("DELETE FROM sessions WHERE expires_at <= ?"),
       dropInvitations: db.prepare("DELETE FROM invitations WHERE member_id = ?"),
       deleteMember: db.prepare("DELETE FROM members WHERE id = ?"),
+      revokeKeysOf: db.prepare<[string, string], KeyRow>(
+        "UPDATE api_keys SET revoked_at = ? WHERE created_by = ? AND revoked_at IS NULL RETURNING *",
+      ),
+      handKeysToAccount: db.prepare("UPDATE api_keys SET created_by = NULL WHERE created_by = ?"),
     };
   }
 
@@ -106,11 +114,18 @@ export class SqlitePeopleStore implements PeopleStore {
     return this.statements.deleteExpiredSessions.run(now).changes;
   }
 
-  async deleteMember(id: string): Promise<boolean> {
-    return this.db.transaction(() => {
+  async deleteMember(id: string, at: string, keepKeys: boolean): Promise<ApiKeyRecord[] | undefined> {
+    const revoked = this.db.transaction((): ApiKeyRecord[] | undefined => {
+      if (this.statements.getMember.get(id) === undefined) return undefined;
       this.statements.endSessionsOf.run(id);
       this.statements.dropInvitations.run(id);
-      return this.statements.deleteMember.run(id).changes > 0;
+      let keys: ApiKeyRecord[] = [];
+      if (keepKeys) this.statements.handKeysToAccount.run(id);
+      else keys = this.statements.revokeKeysOf.all(at, id).map(toKey);
+      this.statements.deleteMember.run(id);
+      return keys;
     })();
+    if (revoked !== undefined && revoked.length > 0) this.keysRevoked();
+    return revoked;
   }
 }

@@ -14,10 +14,11 @@ import { SqlitePeopleStore } from "./sqlite-people.js";
 export function openSqliteStores(path: string, options: SqliteLedgerOptions = {}): Stores {
   const db = openDatabase(path);
   const ledger = new SqliteLedger(db, options);
+  const accounts = new SqliteAccountStore(db);
   return {
-    accounts: new SqliteAccountStore(db),
+    accounts,
     ledger,
-    people: new SqlitePeopleStore(db),
+    people: new SqlitePeopleStore(db, () => accounts.forgetKeys()),
     audit: new SqliteAuditLog(db),
     close: async () => {
       await ledger.close();
