@@ -190,6 +190,25 @@ describe("admin API", () => {
     assert.equal((revoked.json.error as { code: string }).code, "revoked_api_key");
   });
 
+  it("answers an invitation with its whole link: where the operator reached the server, or ALVEARE_PUBLIC_URL", async () => {
+    const account = await call(server, "POST", "/accounts", { name: "invite-co", plan: "solo" });
+    const invited = await call(server, "POST", `/accounts/${account.json.id as string}/invitations`, { email: "new@example.com" });
+    assert.equal(invited.status, 201);
+    assert.match(invited.json.invite_path as string, /^\/dashboard\/#invite=\w{40}$/);
+    assert.equal(invited.json.url, `${server.url}${invited.json.invite_path as string}`, "not the port 0 the server was started with");
+    const behindProxy = await startTestServer(
+      {},
+      { gated: true, env: { ALVEARE_ADMIN_TOKEN: TOKEN, ALVEARE_PUBLIC_URL: "https://ai.example.com/" } },
+    );
+    try {
+      const other = await call(behindProxy, "POST", "/accounts", { name: "proxied-co", plan: "solo" });
+      const link = await call(behindProxy, "POST", `/accounts/${other.json.id as string}/invitations`, { email: "new@example.com" });
+      assert.equal(link.json.url, `https://ai.example.com${link.json.invite_path as string}`);
+    } finally {
+      await behindProxy.close();
+    }
+  });
+
   it("answers mistakes in the error shape", async () => {
     const badPlan = await call(server, "POST", "/accounts", { name: "x", plan: "gold" });
     assert.equal(badPlan.status, 400);

@@ -129,7 +129,7 @@ export async function serve(flags: ServeFlags): Promise<void> {
     throw error;
   });
   // ALVEARE_PUBLIC_URL, else where this server listens: its real port, which --port 0 leaves to the system.
-  const base = process.env.ALVEARE_PUBLIC_URL ? config.publicUrl : reachableUrl(config.host, Number(new URL(server.url).port));
+  const base = config.publicUrlGiven === true ? config.publicUrl : reachableUrl(config.host, Number(new URL(server.url).port));
   const dashboard = `${base}/dashboard/`;
   logger.info(
     { url: server.url, public_url: base, pid: process.pid, specialists: server.registry.list().map((s) => `${s.id}@${s.engine.name}`) },

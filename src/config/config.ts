@@ -63,6 +63,8 @@ export interface ServerConfig {
   adminToken?: string | undefined;
   /** ALVEARE_PUBLIC_URL: where people reach this server; invitation links start with it. */
   publicUrl: string;
+  /** Whether ALVEARE_PUBLIC_URL was set (else publicUrl is guessed from the host and port settings). */
+  publicUrlGiven?: boolean | undefined;
   /** ALVEARE_LOG_FORMAT: "auto" is human-readable in a terminal and JSON otherwise. */
   logFormat: LogFormat;
   engine: EngineSettings;
@@ -356,6 +358,7 @@ export function loadConfig(flags: ServeFlags = {}, env: Env = process.env): Serv
     bodyLimit: file.body_limit ?? DEFAULT_BODY_LIMIT,
     adminToken: adminTokenFrom(env.ALVEARE_ADMIN_TOKEN),
     publicUrl: publicUrlFrom(env.ALVEARE_PUBLIC_URL, host, port),
+    publicUrlGiven: env.ALVEARE_PUBLIC_URL !== undefined && env.ALVEARE_PUBLIC_URL !== "",
     logFormat: logFormatFrom(env.ALVEARE_LOG_FORMAT),
     http: httpLimitsFrom(env),
     engine: {

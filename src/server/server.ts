@@ -200,6 +200,7 @@ function operatorAndDashboard(stores: Stores, config: ServerConfig, redis: Redis
         plans: config.plans,
         people,
         audit: stores.audit,
+        publicUrl: config.publicUrlGiven === true ? config.publicUrl : undefined,
         checkHost,
       }),
     },

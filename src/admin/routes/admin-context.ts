@@ -16,6 +16,11 @@ export interface AdminApiOptions {
   plans: Readonly<Record<string, Plan>>;
   people: People;
   audit: AuditLog;
+  /**
+   * ALVEARE_PUBLIC_URL: where members open the dashboard, so an invitation answer carries its whole link.
+   * Unset, the link starts where the operator reached this server (the request's own origin).
+   */
+  publicUrl: string | undefined;
   /** Refuses a Host a DNS-rebound page would send (see dashboard/host-guard.ts); absent when there is nothing to guard. */
   checkHost?: ((request: FastifyRequest) => void) | undefined;
 }

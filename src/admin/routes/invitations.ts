@@ -5,9 +5,12 @@ import { parseBody } from "../../schema/request-errors.js";
 import { operator, type AdminApiOptions, type IdParams } from "./admin-context.js";
 
 /** Inviting a member to an account: the answer carries the one-time invitation link. */
-export function invitationRoutes(app: FastifyInstance, { people }: AdminApiOptions): void {
+export function invitationRoutes(app: FastifyInstance, { people, publicUrl }: AdminApiOptions): void {
   app.post<IdParams>("/accounts/:id/invitations", async (request, reply) => {
     const invited = await people.invite(operator(request), request.params.id, parseBody(adminRequests.inviteMember, request.body).email);
-    return reply.code(201).send(invitationJson(invited));
+    const invitation = invitationJson(invited);
+    // The whole link, as `alveare members invite --json` gives it: a script sends it on as it is.
+    const base = publicUrl ?? `${request.protocol}://${request.host}`;
+    return reply.code(201).send({ ...invitation, url: `${base}${invitation.invite_path}` });
   });
 }
