@@ -11,6 +11,7 @@ import { AccountService } from "../src/accounts/accounts.js";
 import { People } from "../src/accounts/people.js";
 import { createStore } from "../src/store/create-store.js";
 import { cliJson, cliKey, spawnServe, tempDir, tinyModel } from "./helpers/fixtures.js";
+import { closedPort } from "./helpers/ports.js";
 
 const CLI = new URL("../src/cli/main.js", import.meta.url).pathname;
 const cleanEnv = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => {
@@ -133,6 +134,14 @@ describe("alveare models pull", () => {
       assert.equal(local.code, 2, local.stdout);
       assert.equal(local.stderr, `alveare: ${text} is not a GGUF file\n`);
       assert.equal(local.stdout, "");
+      // Nothing listens there: the advice fits `models pull` (which has no --model of its own) as well as `serve`.
+      const unreachable = await run(`http://127.0.0.1:${await closedPort()}/models/elsewhere.gguf`);
+      assert.equal(unreachable.code, 2);
+      assert.match(
+        unreachable.stderr,
+        /^alveare: cannot download the model http:\/\/127\.0\.0\.1:\d+\/models\/elsewhere\.gguf \(ECONNREFUSED\): check the address/,
+      );
+      assert.match(unreachable.stderr, /start the server with --model \/path\/to\/model\.gguf \(or ALVEARE_MODEL\)\n$/);
     } finally {
       server.close();
     }

@@ -43,8 +43,10 @@ async function verifyGguf(path: string): Promise<void> {
   if (!(await isGgufFile(path))) throw new ModelUnavailableError(`${path} is not a GGUF file`);
 }
 
+/** Said by `models pull` and by `serve` alike, so it names what works in both: fix the download, or bring the file. */
 const offlineHint = (uri: string, why: string): string =>
-  `cannot download the model ${uri} (${why}); set ALVEARE_MODEL=/path/to/model.gguf (or pass --model) to use a local GGUF file`;
+  `cannot download the model ${uri} (${why}): check the address and that this machine can reach it; ` +
+  "or copy the .gguf file here yourself and start the server with --model /path/to/model.gguf (or ALVEARE_MODEL)";
 
 /**
  * Returns a local path for a model location. A local path must exist; a URI is
