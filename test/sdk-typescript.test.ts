@@ -820,6 +820,29 @@ describe("TypeScript SDK against a scripted server", () => {
     assert.equal(failed.error.code, "internal_error");
   });
 
+  it("raises APIConnectionError from a stream cut inside an event, and an APIError for an event that is not a JSON object", async () => {
+    api.script = (_req, res) => {
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      res.end(chunkEvent("one") + chunkEvent(" two").slice(0, 40)); // a clean close in the middle of the second event
+    };
+    const cut = await streamText(await streamed());
+    assert.equal(cut.text, "one");
+    assert.ok(cut.error instanceof APIConnectionError, String(cut.error));
+    assert.match(cut.error.message, /^the stream from 127\.0\.0\.1:\d+ ended inside an event .*: the answer is incomplete$/);
+
+    for (const garbage of ["<html>502 Bad Gateway</html>", "null", "[1]"]) {
+      api.script = (_req, res) => {
+        res.writeHead(200, { "content-type": "text/event-stream", "x-request-id": "req_garbage" });
+        res.end(`${chunkEvent("half")}data: ${garbage}\n\n${chunkEvent("", "stop")}data: [DONE]\n\n`);
+      };
+      const { text, error } = await streamText(await streamed());
+      assert.equal(text, "half");
+      assert.ok(error instanceof APIError && !(error instanceof APIConnectionError), `${garbage}: ${String(error)}`);
+      assert.deepEqual([error.status, error.requestId], [200, "req_garbage"]);
+      assert.match(error.message, /sent an event whose data is not a JSON object/);
+    }
+  });
+
   it("ends a stream without [DONE] quietly when every choice has its finish_reason, as some servers and proxies send it", async () => {
     const usage = `data: ${JSON.stringify({ id: "chatcmpl-x", object: "chat.completion.chunk", created: 1, model: "alveare-chat", choices: [], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } })}\n\n`;
     api.script = (_req, res) => {

@@ -232,6 +232,15 @@ def _read_within(response: Any, deadline: Optional[float]) -> bytes:
         parts.append(part)
 
 
+def _json_object(data: str) -> Optional[Dict[str, Any]]:
+    """An event's data as a chunk (or an error event), or None when it is not a JSON object."""
+    try:
+        event = json.loads(data)
+    except ValueError:
+        return None
+    return event if isinstance(event, dict) else None
+
+
 class ChatCompletionStream:
     """A streamed chat completion: iterate for chunks; the last may carry usage. Nothing is retried once it exists.
 
@@ -246,11 +255,23 @@ class ChatCompletionStream:
 
     def __iter__(self) -> Iterator[ChatCompletionChunk]:
         finished: Dict[int, bool] = {}  # each choice seen, by index: whether it has had its finish_reason
+        # An event's data that is not a JSON object: a cut, when nothing follows it; otherwise the server's garbage.
+        unreadable: Optional[str] = None
         try:
             for payload in self._events():
+                if unreadable is not None:
+                    raise APIError(
+                        f"the stream from {self._host} sent an event whose data is not a JSON object: "
+                        f"{json.dumps(unreadable[:40])}",
+                        status=self._response.status, request_id=self._response.headers.get("x-request-id"),
+                        headers=Headers(self._response.headers.items()),
+                    )
                 if payload == "[DONE]":
                     return
-                event = json.loads(payload)
+                event = _json_object(payload)
+                if event is None:
+                    unreadable = payload
+                    continue
                 # Some OpenAI-compatible proxies send "error": null on every chunk: that is no error. Some servers
                 # send a bare string (TGI's {"error": "…"}): its message is kept.
                 if event.get("error") is not None:
@@ -262,7 +283,11 @@ class ChatCompletionStream:
                 yield ChatCompletionChunk.from_dict(event)
             # A complete stream ends with [DONE], a failed one with an error event. Without [DONE] (a proxy or
             # another OpenAI-compatible server may leave it out) it is complete when every choice it had has
-            # finished; otherwise it was cut short.
+            # finished; otherwise it was cut short. Data that does not parse at the very end is an event the cut split.
+            if unreadable is not None:
+                raise APIConnectionError(
+                    f"the stream from {self._host} ended inside an event (data that is not a JSON object: "
+                    f"{json.dumps(unreadable[:40])}): the answer is incomplete")
             open_ = [str(index) for index, done in finished.items() if not done]
             if finished and not open_:
                 return

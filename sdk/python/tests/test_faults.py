@@ -159,6 +159,25 @@ class Faults(unittest.TestCase):
         self.assertIsInstance(error, APIConnectionError)
         self.assertRegex(str(error), r"^the stream from 127\.0\.0\.1:\d+ ended before data: \[DONE\]")
 
+    def test_a_stream_cut_inside_an_event_raises_api_connection_error_and_a_non_json_event_an_api_error(self):
+        # The connection closes in the middle of the second event: no JSONDecodeError, an incomplete answer.
+        self.api.script = lambda conn, seen: conn.sendall(stream_head() + chunk_event("one") + chunk_event(" two")[:40])
+        text, error = self.stream_text()
+        self.assertEqual(text, "one")
+        self.assertIsInstance(error, APIConnectionError)
+        self.assertRegex(str(error), r"^the stream from 127\.0\.0\.1:\d+ ended inside an event .*: the answer is incomplete$")
+
+        for garbage in (b"<html>502 Bad Gateway</html>", b"null", b"[1]"):
+            self.api.script = lambda conn, seen: conn.sendall(
+                stream_head({"X-Request-Id": "req_garbage"}) + chunk_event("half") + b"data: " + garbage + b"\n\n"
+                + chunk_event("", "stop") + b"data: [DONE]\n\n")
+            text, error = self.stream_text()
+            self.assertEqual(text, "half")
+            self.assertIsInstance(error, alveare.APIError, garbage)
+            self.assertNotIsInstance(error, APIConnectionError, garbage)
+            self.assertEqual((error.status, error.request_id), (200, "req_garbage"))
+            self.assertRegex(str(error), "sent an event whose data is not a JSON object")
+
     def test_a_stream_whose_lines_end_in_cr_alone_is_read_as_with_lf(self):
         events = (chunk_event("one") + chunk_event(" two", "stop") + b"data: [DONE]\n\n").replace(b"\n", b"\r")
         self.api.script = lambda conn, seen: conn.sendall(stream_head() + events)

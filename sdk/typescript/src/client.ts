@@ -190,11 +190,26 @@ export class ChatCompletionStream implements AsyncIterable<ChatCompletionChunk> 
     const body = this.response.body;
     /** Each choice seen, by index: whether it has had its finish_reason. */
     const finished = new Map<number, boolean>();
+    /** An event's data that is not a JSON object: a cut, when nothing follows it; otherwise the server's garbage. */
+    let unreadable: string | undefined;
     try {
       if (body !== null) {
         for await (const data of readSseData(this.chunks(body))) {
+          if (unreadable !== undefined) {
+            throw new APIError(
+              this.response.status,
+              {},
+              this.response.headers.get("x-request-id"),
+              this.response.headers,
+              `the stream from ${this.context.host} sent an event whose data is not a JSON object: ${JSON.stringify(unreadable.slice(0, 40))}`,
+            );
+          }
           if (data === "[DONE]") return;
-          const event = JSON.parse(data) as ChatCompletionChunk & { error?: Record<string, string> | string | null };
+          const event = parseEvent(data);
+          if (event === undefined) {
+            unreadable = data;
+            continue;
+          }
           // Some OpenAI-compatible proxies send "error": null on every chunk: that is no error. Some servers send a
           // bare string (TGI's {"error": "…"}): its message is kept.
           if (event.error !== undefined && event.error !== null) {
@@ -209,7 +224,12 @@ export class ChatCompletionStream implements AsyncIterable<ChatCompletionChunk> 
       }
       // A complete stream ends with [DONE], a failed one with an error event. Without [DONE] (a proxy or
       // another OpenAI-compatible server may leave it out) it is complete when every choice it had has
-      // finished; otherwise it was cut short.
+      // finished; otherwise it was cut short. Data that does not parse at the very end is an event the cut split.
+      if (unreadable !== undefined) {
+        throw new APIConnectionError(
+          `the stream from ${this.context.host} ended inside an event (data that is not a JSON object: ${JSON.stringify(unreadable.slice(0, 40))}): the answer is incomplete`,
+        );
+      }
       const open = [...finished].filter(([, done]) => !done).map(([index]) => index);
       if (finished.size > 0 && open.length === 0) return;
       throw new APIConnectionError(
@@ -261,6 +281,17 @@ export class ChatCompletionStream implements AsyncIterable<ChatCompletionChunk> 
     this.controller.abort(new APIUserAbortError());
     this.context.release();
   }
+}
+
+/** An event's data as a chunk (or an error event), or undefined when it is not a JSON object. */
+function parseEvent(data: string): (ChatCompletionChunk & { error?: Record<string, string> | string | null }) | undefined {
+  let event: unknown;
+  try {
+    event = JSON.parse(data);
+  } catch {
+    return undefined;
+  }
+  return typeof event === "object" && event !== null && !Array.isArray(event) ? (event as ChatCompletionChunk) : undefined;
 }
 
 /**
