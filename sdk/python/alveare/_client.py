@@ -252,13 +252,18 @@ class ChatCompletionStream:
         self._response = response
         self._host = host
         self._timeout = timeout
+        self._closed = False
+        self._reading = False  # a for loop is reading it (close() from another thread leaves the response to it)
 
     def __iter__(self) -> Iterator[ChatCompletionChunk]:
         finished: Dict[int, bool] = {}  # each choice seen, by index: whether it has had its finish_reason
         # An event's data that is not a JSON object: a cut, when nothing follows it; otherwise the server's garbage.
         unreadable: Optional[str] = None
+        self._reading = True
         try:
             for payload in self._events():
+                if self._closed:  # close() was called (from another thread): the caller asked to stop
+                    return
                 if unreadable is not None:
                     raise APIError(
                         f"the stream from {self._host} sent an event whose data is not a JSON object: "
@@ -284,6 +289,8 @@ class ChatCompletionStream:
             # A complete stream ends with [DONE], a failed one with an error event. Without [DONE] (a proxy or
             # another OpenAI-compatible server may leave it out) it is complete when every choice it had has
             # finished; otherwise it was cut short. Data that does not parse at the very end is an event the cut split.
+            if self._closed:
+                return
             if unreadable is not None:
                 raise APIConnectionError(
                     f"the stream from {self._host} ended inside an event (data that is not a JSON object: "
@@ -296,6 +303,7 @@ class ChatCompletionStream:
             raise APIConnectionError(
                 f"the stream from {self._host} ended before data: [DONE]: the answer is incomplete ({missing})")
         finally:
+            self._reading = False
             self.close()
 
     def _events(self) -> Iterator[str]:
@@ -324,16 +332,29 @@ class ChatCompletionStream:
                 line = next(lines)
             except StopIteration:
                 return
-            except (socket.timeout, TimeoutError):
+            except (socket.timeout, TimeoutError, OSError, http.client.HTTPException, ValueError) as error:
+                if self._closed:  # the read close() ended
+                    return
+                if not isinstance(error, (socket.timeout, TimeoutError)):
+                    raise APIConnectionError(
+                        f"the stream from {self._host} was cut off ({connection_cause(error)})") from None
                 waited = "" if self._timeout is None else f" for {self._timeout:g} s"
                 raise APITimeoutError(f"no data from {self._host}{waited} while streaming") from None
-            except (OSError, http.client.HTTPException, ValueError) as error:
-                raise APIConnectionError(f"the stream from {self._host} was cut off ({connection_cause(error)})") from None
             yield line
 
     def close(self) -> None:
-        """Stops reading and closes the connection; the server stops generating."""
-        self._response.close()
+        """Stops reading and closes the connection; the server stops generating. From another thread too: the
+        read waiting there ends at once (closing the response alone would wait for it, up to `timeout`) and
+        that thread's for loop ends without an error."""
+        self._closed = True
+        sock = _socket_of(self._response)
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        if not self._reading:
+            self._response.close()
 
     def __enter__(self) -> "ChatCompletionStream":
         return self

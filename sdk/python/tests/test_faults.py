@@ -3,9 +3,11 @@ import json
 import platform
 import re
 import socket
+import threading
 import time
 import unittest
 from pathlib import Path
+from typing import List
 
 import alveare
 
@@ -177,6 +179,41 @@ class Faults(unittest.TestCase):
             self.assertNotIsInstance(error, APIConnectionError, garbage)
             self.assertEqual((error.status, error.request_id), (200, "req_garbage"))
             self.assertRegex(str(error), "sent an event whose data is not a JSON object")
+
+    def test_close_from_another_thread_ends_the_stream_at_once(self):
+        held_for: List[float] = []
+
+        def script(conn, seen):
+            conn.sendall(stream_head() + chunk_event("one"))
+            started = time.monotonic()
+            hold(conn, 10)  # silent until the client closes the connection
+            held_for.append(time.monotonic() - started)
+
+        self.api.script = script
+        stream = self.client(timeout=5).chat.completions.create(
+            model="alveare-chat", messages=[{"role": "user", "content": "x"}], stream=True)
+        close_took: List[float] = []
+
+        def close_soon():
+            time.sleep(0.3)
+            started = time.monotonic()
+            stream.close()
+            close_took.append(time.monotonic() - started)
+
+        closer = threading.Thread(target=close_soon)
+        closer.start()
+        started = time.monotonic()
+        texts = [chunk.choices[0].delta.content for chunk in stream]  # ends without an error
+        elapsed = time.monotonic() - started
+        closer.join()
+        self.assertEqual(texts, ["one"])
+        self.assertLess(elapsed, 2, "the for loop ended when close() was called, not at the timeout")
+        self.assertLess(close_took[0], 1)
+        for _ in range(100):
+            if held_for:
+                break
+            time.sleep(0.02)
+        self.assertLess(held_for[0], 2, "the server saw the connection close")
 
     def test_a_stream_whose_lines_end_in_cr_alone_is_read_as_with_lf(self):
         events = (chunk_event("one") + chunk_event(" two", "stop") + b"data: [DONE]\n\n").replace(b"\n", b"\r")
