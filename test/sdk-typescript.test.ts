@@ -614,6 +614,18 @@ describe("TypeScript SDK against a scripted server", () => {
     assert.equal(thrown.message, "Input validation error: too long");
   });
 
+  it('keeps the message of an error answer whose "error" is a bare string, as some proxies send it', async () => {
+    api.script = (_req, res) =>
+      void res.writeHead(503, { "content-type": "application/json" }).end(JSON.stringify({ error: "Model is overloaded", error_type: "overloaded" }));
+    const error = await caught(client({ maxRetries: 0 }).infer({ specialist: "s", prompt: "p" }));
+    assert.ok(error instanceof InternalServerError, String(error));
+    assert.deepEqual([error.status, error.message, error.code], [503, "Model is overloaded", undefined]);
+    api.script = (_req, res) => void res.writeHead(500, { "content-type": "application/json" }).end(JSON.stringify({ error: null }));
+    const bare = await caught(client({ maxRetries: 0 }).infer({ specialist: "s", prompt: "p" }));
+    assert.ok(bare instanceof InternalServerError, String(bare));
+    assert.equal(bare.message, "HTTP 500");
+  });
+
   it("stops at once, with APIUserAbortError, when the signal aborts during a retry's wait", async () => {
     api.script = (_req, res) =>
       void res.writeHead(503, { "content-type": "application/json", "retry-after-ms": "4000" }).end(errorBody("overloaded"));

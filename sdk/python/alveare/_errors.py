@@ -131,9 +131,12 @@ _BY_STATUS = {
 
 def error_from_response(status: int, body: Any, headers: Mapping[str, str]) -> APIError:
     headers = as_headers(headers)
-    fields = body.get("error", {}) if isinstance(body, dict) else {}
-    if not isinstance(fields, dict):
-        fields = {"message": str(fields)}
+    fields = body.get("error") if isinstance(body, dict) else None
+    # A bare string (TGI's {"error": "…"}, some proxies') is the message; null or anything else says nothing.
+    if isinstance(fields, str):
+        fields = {"message": fields}
+    elif not isinstance(fields, dict):
+        fields = {}
     cls = _BY_STATUS.get(status) or (InternalServerError if status >= 500 else APIError)
     return cls(
         fields.get("message") or f"HTTP {status}",

@@ -215,6 +215,17 @@ class Faults(unittest.TestCase):
             time.sleep(0.02)
         self.assertLess(held_for[0], 2, "the server saw the connection close")
 
+    def test_an_error_answer_whose_error_is_a_bare_string_keeps_it_as_the_message(self):
+        self.api.script = lambda conn, seen: conn.sendall(
+            response(503, json.dumps({"error": "Model is overloaded", "error_type": "overloaded"}).encode()))
+        with self.assertRaises(InternalServerError) as caught:
+            self.client(max_retries=0).infer(specialist="s", prompt="p")
+        self.assertEqual((caught.exception.status, str(caught.exception), caught.exception.code), (503, "Model is overloaded", None))
+        self.api.script = lambda conn, seen: conn.sendall(response(500, b'{"error": null}'))
+        with self.assertRaises(InternalServerError) as bare:
+            self.client(max_retries=0).infer(specialist="s", prompt="p")
+        self.assertEqual(str(bare.exception), "HTTP 500")
+
     def test_a_stream_whose_lines_end_in_cr_alone_is_read_as_with_lf(self):
         events = (chunk_event("one") + chunk_event(" two", "stop") + b"data: [DONE]\n\n").replace(b"\n", b"\r")
         self.api.script = lambda conn, seen: conn.sendall(stream_head() + events)

@@ -33,7 +33,10 @@ export class APIError extends AlveareError {
 
   /** The error class for a response's status. */
   static fromResponse(status: number, body: unknown, headers: Headers): APIError {
-    const fields = (typeof body === "object" && body !== null && "error" in body ? (body as { error: ErrorFields }).error : {}) ?? {};
+    const error: unknown = typeof body === "object" && body !== null && "error" in body ? (body as { error: unknown }).error : undefined;
+    // A bare string (TGI's {"error": "…"}, some proxies') is the message, as in a stream's error event.
+    const fields: ErrorFields =
+      typeof error === "string" ? { message: error } : typeof error === "object" && error !== null ? (error as ErrorFields) : {};
     const requestId = headers.get("x-request-id");
     const Class =
       status === 400
