@@ -533,14 +533,17 @@ class Alveare:
 
     def request(self, method: str, path: str, body: Optional[Dict[str, Any]] = None) -> Any:
         """Any route, with the same auth, retries and errors; returns the parsed JSON as plain dicts."""
-        content = self._send(method, path, body)
+        content, status, headers = self._send(method, path, body)
         try:
             return json.loads(content.decode("utf-8"))
         except ValueError:
-            raise APIError("the server answered 2xx with a body that is not JSON") from None
+            raise APIError(
+                f"the server answered HTTP {status} with a body that is not JSON", status=status,
+                request_id=headers.get("x-request-id"), headers=headers,
+            ) from None
 
     def _send(self, method: str, path: str, body: Optional[Dict[str, Any]], stream: bool = False) -> Any:
-        """The body of a successful answer, read in full; with `stream`, the open response instead.
+        """(body, status, headers) of a successful answer, its body read in full; with `stream`, the open response.
 
         `timeout` covers each attempt whole: the wait for the answer and the reading of its body
         (a stream's body is read with `timeout` as the longest wait for more data instead)."""
@@ -575,9 +578,9 @@ class Alveare:
                     return response
                 with response:
                     content = _read_within(response, None if self.timeout is None else started + self.timeout)
-                if 200 <= status < 300:
-                    return content
                 response_headers = Headers(response.headers.items())
+                if 200 <= status < 300:
+                    return content, status, response_headers
                 try:
                     payload = json.loads(content.decode("utf-8"))
                 except ValueError:

@@ -363,10 +363,14 @@ class KeysRedirectsAndOddAnswers(unittest.TestCase):
             elsewhere.close()
 
     def test_a_2xx_that_is_not_json_is_an_api_error_and_a_streams_null_error_is_no_error(self):
-        self.api.script = lambda conn, seen: conn.sendall(response(200, b"<html>a captive portal</html>", {"Content-Type": "text/html"}))
+        self.api.script = lambda conn, seen: conn.sendall(
+            response(200, b"<html>a captive portal</html>", {"Content-Type": "text/html", "X-Request-Id": "req_portal"}))
         with self.assertRaises(alveare.APIError) as not_json:
             Alveare(api_key="k", base_url=self.api.url).health()
         self.assertIn("not JSON", str(not_json.exception))
+        # What the TypeScript SDK gives too: the status, request id and headers of the answer.
+        self.assertEqual((not_json.exception.status, not_json.exception.request_id), (200, "req_portal"))
+        self.assertEqual(not_json.exception.headers["content-type"], "text/html")
 
         def with_null_error(content, finish):
             chunk = {"id": "chatcmpl-x", "object": "chat.completion.chunk", "created": 1, "model": "alveare-chat", "error": None,
