@@ -21,7 +21,9 @@ import {
   RequestTooLargeError,
   retryDelayMs,
   shouldRetry,
+  ChatCompletionStream,
   type ChatCompletionChunk,
+  type ChatCompletionCreateParams,
   type RetryEvent,
   VERSION,
 } from "../sdk/typescript/src/index.js";
@@ -335,6 +337,23 @@ describe("TypeScript SDK against a real alveare serve", () => {
     assert.equal(chunks[0]!.choices[0]!.delta.role, "assistant");
     assert.ok(chunks.at(-1)!.usage!.completion_tokens >= 1);
     assert.equal(chunks.at(-1)!.choices.length, 0);
+  });
+
+  it("takes params typed ChatCompletionCreateParams (stream a boolean) and answers as their stream says", async () => {
+    // Code that builds its params as the exported type (stream?: boolean) must compile, as with the openai package.
+    const params = (stream: boolean): ChatCompletionCreateParams => ({
+      model: "alveare-chat",
+      messages: [{ role: "user", content: "hi" }],
+      max_tokens: 4,
+      stream,
+    });
+    const whole = await client().chat.completions.create(params(false));
+    assert.ok(!(whole instanceof ChatCompletionStream) && whole.object === "chat.completion");
+    const streamed = await client().chat.completions.create(params(true));
+    assert.ok(streamed instanceof ChatCompletionStream);
+    let finish: string | null = null;
+    for await (const chunk of streamed) finish = chunk.choices[0]?.finish_reason ?? finish;
+    assert.ok(finish === "stop" || finish === "length", String(finish));
   });
 
   it("reads its key and base URL from the environment", async () => {

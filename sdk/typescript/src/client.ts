@@ -355,6 +355,8 @@ export class Alveare {
         params.stream === true ? this.stream(params, options) : this.json("POST", "/v1/chat/completions", params, options)) as {
         (params: ChatCompletionCreateParams & { stream: true }, options?: RequestOptions): Promise<ChatCompletionStream>;
         (params: ChatCompletionCreateParams & { stream?: false | undefined }, options?: RequestOptions): Promise<ChatCompletion>;
+        /** Params whose `stream` is only known as a boolean (the exported type itself): either answer. */
+        (params: ChatCompletionCreateParams, options?: RequestOptions): Promise<ChatCompletionStream | ChatCompletion>;
       },
     },
   };
