@@ -109,6 +109,9 @@ class AgainstARealServer(unittest.TestCase):
         with self.assertRaises(BadRequestError) as bad:
             self.client(max_retries=0).infer(specialist="classify", prompt="x", extra_body={"temperature": 3})
         self.assertEqual(bad.exception.param, "temperature")
+        with self.assertRaises(BadRequestError) as embeddings:
+            self.client(max_retries=0).embeddings.create(model="alveare-embed", input="x", extra_body={"dimensions": 0})
+        self.assertEqual(embeddings.exception.param, "dimensions")
 
     def test_several_choices_with_logprobs(self):
         completion = self.client().chat.completions.create(
