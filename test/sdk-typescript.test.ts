@@ -101,6 +101,18 @@ describe("TypeScript SDK: base URL and errors without a server", () => {
     }
     assert.equal(new Alveare({ apiKey: "k" }).baseURL, "https://api.alveare.ai");
   });
+  it("drops whitespace around the base URL, from the option or ALVEARE_BASE_URL, as around the key", () => {
+    assert.equal(new Alveare({ apiKey: "k", baseURL: " http://h:8080/v1 \n" }).baseURL, "http://h:8080");
+    process.env.ALVEARE_BASE_URL = "http://from-env:1/v1 \r\n";
+    try {
+      assert.equal(new Alveare({ apiKey: "k" }).baseURL, "http://from-env:1");
+      process.env.ALVEARE_BASE_URL = "  ";
+      assert.equal(new Alveare({ apiKey: "k" }).baseURL, "https://api.alveare.ai", "blank counts as unset");
+    } finally {
+      delete process.env.ALVEARE_BASE_URL;
+    }
+    assert.throws(() => new Alveare({ apiKey: "k", baseURL: " " }), InvalidBaseURLError);
+  });
   it("refuses a base URL that is not http:// or https:// in the constructor, naming where it came from", () => {
     const refused = (make: () => unknown): InvalidBaseURLError => {
       try {

@@ -483,10 +483,13 @@ class Alveare:
         self.api_key = key
         # As with api_key: only a missing base_url falls back (base_url="" is a mistake to report, as in
         # TypeScript); an empty ALVEARE_BASE_URL counts as unset.
+        # As with the key, whitespace around the URL (a pasted line break, a space left in a .env file) is dropped:
+        # kept, it passed the check and then broke every request (a raw ValueError, or a path of "/v1 /…").
+        from_env = os.environ.get("ALVEARE_BASE_URL", "").strip()
         if base_url is not None:
-            url, source = base_url, "base_url="
-        elif os.environ.get("ALVEARE_BASE_URL"):
-            url, source = os.environ["ALVEARE_BASE_URL"], "ALVEARE_BASE_URL"
+            url, source = base_url.strip(), "base_url="
+        elif from_env:
+            url, source = from_env, "ALVEARE_BASE_URL"
         else:
             url, source = DEFAULT_BASE_URL, "the default"
         check_base_url(url, source)

@@ -337,6 +337,18 @@ class WithoutAServer(unittest.TestCase):
             del os.environ["ALVEARE_BASE_URL"]
         self.assertEqual(Alveare(api_key="k").base_url, "https://api.alveare.ai")
 
+    def test_whitespace_around_the_base_url_is_dropped_as_around_the_key(self):
+        self.assertEqual(Alveare(api_key="k", base_url=" http://h:8080/v1 \n").base_url, "http://h:8080")
+        os.environ["ALVEARE_BASE_URL"] = "http://from-env:1/v1 \r\n"
+        try:
+            self.assertEqual(Alveare(api_key="k").base_url, "http://from-env:1")
+            os.environ["ALVEARE_BASE_URL"] = "  "
+            self.assertEqual(Alveare(api_key="k").base_url, "https://api.alveare.ai", "blank counts as unset")
+        finally:
+            del os.environ["ALVEARE_BASE_URL"]
+        with self.assertRaises(alveare.InvalidBaseURLError):
+            Alveare(api_key="k", base_url=" ")
+
     def test_refuses_a_base_url_that_is_not_http_or_https_naming_where_it_came_from(self):
         with self.assertRaises(alveare.InvalidBaseURLError) as refused:
             Alveare(api_key="k", base_url="127.0.0.1:18931")

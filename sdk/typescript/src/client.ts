@@ -322,10 +322,12 @@ export class Alveare {
     }
     if (!/^[\x21-\x7e]+$/.test(apiKey)) throw new MalformedApiKeyError();
     Object.defineProperty(this, "apiKey", { value: apiKey, enumerable: false });
-    const fromEnv = env("ALVEARE_BASE_URL");
+    // As with the key, whitespace around the URL (a pasted line break, a space left in a .env file) is dropped:
+    // kept, it passed the check and then broke every request ("Invalid URL", or a path of "/v1 /…").
+    const fromEnv = env("ALVEARE_BASE_URL")?.trim();
     const [baseURL, source] =
       options.baseURL !== undefined
-        ? [options.baseURL, "the baseURL option"]
+        ? [options.baseURL.trim(), "the baseURL option"]
         : fromEnv !== undefined && fromEnv !== "" // an empty variable counts as unset, as in Python
           ? [fromEnv, "ALVEARE_BASE_URL"]
           : [DEFAULT_BASE_URL, "the default"];
