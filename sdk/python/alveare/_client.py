@@ -310,7 +310,7 @@ class ChatCompletionStream:
         """Each event's data (its `data:` lines joined), the last one also when no blank line ends it."""
         data: List[str] = []
         for raw in self._lines():
-            text = raw.decode("utf-8")
+            text = raw.decode("utf-8", errors="replace")  # as TextDecoder does in TypeScript: U+FFFD, no exception
             text = text[:-1] if text.endswith("\n") else text
             text = text[:-1] if text.endswith("\r") else text
             # A lone CR also ends a line (the event-stream format allows CR, LF and CRLF; some proxies send CR).

@@ -226,6 +226,12 @@ class Faults(unittest.TestCase):
             self.client(max_retries=0).infer(specialist="s", prompt="p")
         self.assertEqual(str(bare.exception), "HTTP 500")
 
+    def test_a_byte_that_is_not_utf_8_in_a_stream_reads_as_the_replacement_character(self):
+        # As the TypeScript SDK reads it (TextDecoder); it raised UnicodeDecodeError from the for loop.
+        event = chunk_event("caf\u00e9", "stop").replace("\\u00e9".encode(), b"\xe9")
+        self.api.script = lambda conn, seen: conn.sendall(stream_head() + event + b"data: [DONE]\n\n")
+        self.assertEqual(self.stream_text(), ("caf\ufffd", None))
+
     def test_a_stream_whose_lines_end_in_cr_alone_is_read_as_with_lf(self):
         events = (chunk_event("one") + chunk_event(" two", "stop") + b"data: [DONE]\n\n").replace(b"\n", b"\r")
         self.api.script = lambda conn, seen: conn.sendall(stream_head() + events)
