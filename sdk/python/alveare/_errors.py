@@ -181,6 +181,6 @@ def error_from_stream_event(event: Any, headers: Mapping[str, str]) -> APIError:
 for _cls in (
     AlveareError, APIError, BadRequestError, AuthenticationError, PermissionDeniedError, NotFoundError,
     ConflictError, RequestTooLargeError, UnprocessableEntityError, RateLimitError, InternalServerError,
-    APIConnectionError, APITimeoutError, MissingApiKeyError, InvalidBaseURLError,
+    APIConnectionError, APITimeoutError, MissingApiKeyError, MalformedApiKeyError, InvalidBaseURLError,
 ):
     _cls.__module__ = "alveare"

@@ -308,6 +308,13 @@ class Package(unittest.TestCase):
     def test_version(self):
         self.assertEqual(alveare.__version__, "0.2.0")
 
+    def test_every_error_class_is_named_by_its_public_path(self):
+        # Tracebacks and reprs say alveare.RateLimitError, not the private module.
+        errors = [name for name in alveare.__all__
+                  if isinstance(getattr(alveare, name), type) and issubclass(getattr(alveare, name), BaseException)]
+        self.assertIn("MalformedApiKeyError", errors)
+        self.assertEqual([name for name in errors if getattr(alveare, name).__module__ != "alveare"], [])
+
 
 class WithoutAServer(unittest.TestCase):
     def setUp(self):
