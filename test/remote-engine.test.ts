@@ -317,6 +317,28 @@ describe("remote engine faults", () => {
     assert.ok(!text.includes("[DONE]"));
   });
 
+  it("answers an upstream's broken JSON with a 502 or an error event that quotes none of it, and logs it", async () => {
+    fake.fault = "garbled";
+    const before = server.logs.lines.length;
+    const whole = await call("flaky");
+    assert.equal(whole.status, 502);
+    assert.equal(errorOf(whole).message, "The upstream engine's answer was not valid JSON (cut short, or not an OpenAI-compatible answer).");
+    const streamed = await (
+      await fetch(`${server.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "alveare-flaky", messages: [{ role: "user", content: "x" }], stream: true }),
+      })
+    ).text();
+    assert.match(streamed, /"message":"The upstream engine's answer was not valid JSON/);
+    assert.ok(!streamed.includes("[DONE]"));
+    // The first, whole event is relayed; nothing of the broken one is, not even inside the error's words.
+    assert.equal(streamed.split("gpu-7").length, 1, streamed);
+    assert.ok(!JSON.stringify(whole.json).includes("secret-weights"), JSON.stringify(whole.json));
+    const logged = server.logs.lines.slice(before).filter((l) => l.includes("is not valid JSON"));
+    assert.ok(logged.length >= 1, "the operator's log has the parser's words");
+  });
+
   it("retries a refused connection once, then answers 503 naming the failure but not the upstream's address, which only the log has", async () => {
     const r = await call("nowhere");
     assert.equal(r.status, 503);

@@ -12,8 +12,9 @@ import type { AddressInfo } from "node:net";
  * "error-event": a stream whose first event is an error object echoing the Authorization header.
  * "400-long": a 400 whose reason runs to 2 KB.
  * "401-late": a 401 that repeats the Authorization header across its 500th character.
+ * "garbled": a 200 that is no JSON: SSE to a whole-answer request, and a stream whose event is cut inside its JSON.
  */
-export type Fault = "slow" | "500" | "503" | "429" | "cut-stream" | "ok" | "hold" | "401-echo" | "error-event" | "400-long" | "401-late";
+export type Fault = "slow" | "500" | "503" | "429" | "cut-stream" | "ok" | "hold" | "401-echo" | "error-event" | "400-long" | "401-late" | "garbled";
 
 export class FakeUpstream {
   fault: Fault = "ok";
@@ -89,6 +90,14 @@ export class FakeUpstream {
         return;
       case "400-long":
         res.writeHead(400, { "content-type": "application/json" }).end(JSON.stringify({ error: { message: `prompt too long ${"z".repeat(2000)}` } }));
+        return;
+      case "garbled":
+        if (parsed.stream === true) {
+          res.writeHead(200, { "content-type": "text/event-stream" });
+          res.end(`${chunk("secret-weights ")}data: {"id":"x","choices":[{"delta":{"content":"gpu-7 secret`);
+        } else {
+          res.writeHead(200, { "content-type": "text/event-stream" }).end(`${chunk("secret-weights")}data: [DONE]\n\n`);
+        }
         return;
       case "error-event":
         res.writeHead(200, { "content-type": "text/event-stream" });

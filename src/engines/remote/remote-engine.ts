@@ -496,11 +496,15 @@ export class RemoteEngine implements Engine {
    */
   private failure(error: unknown): ApiError {
     if (error instanceof ApiError) return error;
-    const failed = isTimeout(error)
-      ? errors.upstream(504, `The upstream engine for this specialist timed out (${timeoutKind(error)}).`)
-      : UNREACHABLE.has(String((error as { code?: unknown }).code))
-        ? errors.upstream(503, `The upstream engine for this specialist could not be reached (${networkReason(error)}).`)
-        : errors.upstream(502, `The upstream engine for this specialist failed (${networkReason(error)}).`);
+    // JSON.parse's message quotes the upstream's bytes: the client hears only that the answer was broken.
+    const failed =
+      error instanceof SyntaxError
+        ? errors.upstream(502, "The upstream engine's answer was not valid JSON (cut short, or not an OpenAI-compatible answer).")
+        : isTimeout(error)
+          ? errors.upstream(504, `The upstream engine for this specialist timed out (${timeoutKind(error)}).`)
+          : UNREACHABLE.has(String((error as { code?: unknown }).code))
+            ? errors.upstream(503, `The upstream engine for this specialist could not be reached (${networkReason(error)}).`)
+            : errors.upstream(502, `The upstream engine for this specialist failed (${networkReason(error)}).`);
     failed.cause = error;
     return failed;
   }
