@@ -9,7 +9,7 @@ import type {
   ChatCompletionMessageToolCall,
   ChatCompletionTool,
 } from "openai/resources/chat/completions";
-import { createKey, postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
+import { createKey, postJson, startTestServer, tinyModel, type TestServer } from "./helpers/fixtures.js";
 
 /** A bounded schema: every valid call is short, so a random model at temperature 2 always finishes it. */
 const WEATHER: ChatCompletionTool = {
@@ -39,7 +39,8 @@ function assertValidWeather(args: string): void {
   assert.deepEqual(Object.keys(value).sort(), ["city", "note", "unit"]);
   assert.ok(["Paris", "Rome", "Oslo"].includes(value.city as string), args);
   assert.ok(["c", "f"].includes(value.unit as string), args);
-  assert.ok(typeof value.note === "string" && value.note.length <= 6, args);
+  // maxLength counts characters (code points), as JSON Schema does: one outside the BMP is two UTF-16 units.
+  assert.ok(typeof value.note === "string" && [...value.note].length <= 6, args);
 }
 
 function assertValidCall(name: string, args: string): void {
@@ -555,5 +556,54 @@ describe("tool calling under a token cap", () => {
     assert.equal((r.json.error as { code: string }).code, "invalid_parameter");
     const usage = (await (await fetch(`${server.url}/v1/usage`, { headers: fresh })).json()) as { requests_used: number };
     assert.equal(usage.requests_used, 0, "nothing was admitted or metered");
+  });
+});
+
+describe("tool calling in a chat format whose call syntax holds control tokens (Mistral's)", () => {
+  let server: TestServer;
+  let client: OpenAI;
+  before(async () => {
+    // Named as Mistral's models are, node-llama-cpp writes calls as `[TOOL_CALLS][{"name": …, "arguments": …}]`; the
+    // vocabulary holds "[TOOL_CALLS]" as one control token, as Mistral's does, so the model may write it either way.
+    const model = await tinyModel({ chatTemplate: false, name: "Mistral 7B Instruct v0.3", controlTokens: ["[TOOL_CALLS]"] });
+    server = await startTestServer({ models: { base: model } });
+    client = new OpenAI({ baseURL: `${server.url}/v1`, apiKey: "unused", maxRetries: 0 });
+  });
+  after(async () => {
+    await server.close();
+  });
+
+  const request = (seed: number): ChatCompletionCreateParamsNonStreaming => ({
+    model: "alveare-chat",
+    messages: ASK,
+    tools: [WEATHER],
+    tool_choice: "required",
+    temperature: 1,
+    seed,
+    max_tokens: 400,
+    logprobs: true,
+  });
+
+  it("answers a call, whole and streamed, also when the model writes [TOOL_CALLS] as its control token", async () => {
+    let controlToken = 0;
+    for (let seed = 0; seed < 12; seed++) {
+      const whole = await client.chat.completions.create(request(seed));
+      const choice = whole.choices[0]!;
+      const entries = choice.logprobs!.content!;
+      if (entries[0]!.token === "[TOOL_CALLS]" && entries[0]!.bytes === null) controlToken++;
+      // Several calls in a section may run to max_tokens: then the last one is cut.
+      assert.ok(choice.finish_reason === "tool_calls" || choice.finish_reason === "length", `seed ${seed}: ${choice.finish_reason}`);
+      assert.equal(choice.message.content, null, `seed ${seed}: the call came back as text`);
+      const calls = choice.message.tool_calls ?? [];
+      assert.ok(calls.length > 0, `seed ${seed}`);
+      for (const call of choice.finish_reason === "length" ? calls.slice(0, -1) : calls) assertValidWeather(argumentsOf(call));
+
+      const chunks: ChatCompletionChunk[] = [];
+      for await (const chunk of await client.chat.completions.create({ ...request(seed), stream: true })) chunks.push(chunk);
+      const deltas = chunks.flatMap((c) => c.choices.flatMap((ch) => ch.delta.tool_calls ?? []));
+      assert.ok(deltas.length > 0, `seed ${seed}: the stream calls`);
+      assert.equal(chunks.flatMap((c) => c.choices.map((ch) => ch.delta.content ?? "")).join(""), "", `seed ${seed}: no call as text`);
+    }
+    assert.ok(controlToken > 0, "some answers start with the control token (the rest spell it out)");
   });
 });

@@ -29,7 +29,7 @@ import { draw, LogprobWriter, RAW_DISTRIBUTION, sampleWithProbabilities, seededR
 import { TokenDecoder } from "./token-decoder.js";
 import { Utf8Guard } from "./utf8-guard.js";
 import { toHistory, toolFunctions, toolGrammarFor } from "./tool-history.js";
-import { callSyntaxOf, ToolAnswerTracker } from "./tool-calls.js";
+import { callSyntaxOf, callSyntaxSpecialTexts, ToolAnswerTracker } from "./tool-calls.js";
 import { makeStateDirectory, removeStateDirectory } from "./state-directories.js";
 
 export interface EmbeddedEngineOptions {
@@ -166,6 +166,8 @@ export class EmbeddedEngine implements Engine {
   private readonly context: LlamaContext;
   private readonly grammars: GrammarCache;
   private readonly chatWrapper: ChatWrapper;
+  /** The control tokens the chat format's call syntax is written with: shown as text under a tool request, for the call parser. */
+  private readonly callSyntaxTokens: ReadonlySet<Token>;
   private readonly pool: SequencePool<LlamaContextSequence>;
   private readonly running = new Set<Promise<unknown>>();
   /** Operations on a sequence's state take the context's lock in turn with generation (see LockTurns). */
@@ -192,6 +194,12 @@ export class EmbeddedEngine implements Engine {
     this.promptChunkTokens = options.promptChunkTokens ?? PROMPT_CHUNK_TOKENS;
     // The GGUF's own chat template when it has one; otherwise a generic format.
     this.chatWrapper = resolveChatWrapper(options.model);
+    const model = options.model;
+    this.callSyntaxTokens = new Set(
+      callSyntaxSpecialTexts(this.chatWrapper)
+        .flatMap((text) => model.tokenize(text, true))
+        .filter((token) => model.isSpecialToken(token) && !model.isEogToken(token)),
+    );
     // At load rather than on the first request under a grammar, which would wait for it.
     Utf8Guard.prepare(options.model);
     const sequences = Array.from({ length: options.context.totalSequences }, () => options.context.getSequence());
@@ -434,7 +442,7 @@ export class EmbeddedEngine implements Engine {
     choice: number,
   ): Promise<ChoiceRun> {
     const maxTokens = Math.min(request.maxTokens, contextSize - prompt.tokens.length);
-    const decoder = new TokenDecoder(this.model);
+    const decoder = new TokenDecoder(this.model, request.tools === undefined ? undefined : this.callSyntaxTokens);
     // Under a tool request the caller's stop strings end a text answer only (the tracker applies them), never a call.
     const scanner = new StopScanner(request.tools === undefined ? [...prompt.stopStrings, ...request.stop] : prompt.stopStrings);
     const onText = request.onText;

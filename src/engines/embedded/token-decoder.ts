@@ -14,9 +14,21 @@ export class TokenDecoder {
   private readonly done: Token[] = [];
   private held: Token[] = [];
 
-  constructor(private readonly model: LlamaModel) {}
+  /**
+   * `shown`: control tokens written as their text (a chat format's call syntax, such as Mistral's "[TOOL_CALLS]",
+   * which the call parser must read); any other control token writes nothing, as the answer's text leaves it out.
+   */
+  constructor(
+    private readonly model: LlamaModel,
+    private readonly shown: ReadonlySet<Token> = new Set(),
+  ) {}
 
   push(token: Token): string {
+    if (this.shown.has(token)) {
+      const before = this.flush();
+      this.done.push(token);
+      return before + this.model.detokenize([token], true);
+    }
     this.held.push(token);
     const text = this.model.detokenize(this.held, false, this.done.slice(-CONTEXT_TOKENS));
     if (text.endsWith("\uFFFD") && this.held.length < MAX_HELD_TOKENS) return "";

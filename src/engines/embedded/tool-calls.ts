@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import type { ChatWrapper, LlamaText } from "node-llama-cpp";
+import { SpecialTokensText, type ChatWrapper, type LlamaText } from "node-llama-cpp";
 import { StopScanner } from "../stop-scanner.js";
 import type { ToolCall, ToolCallDelta, ToolRequest } from "../tools.js";
 
@@ -32,6 +32,18 @@ export function callSyntaxOf(wrapper: ChatWrapper): CallSyntax {
         ? undefined
         : { sectionPrefix: text(p.sectionPrefix), betweenCalls: text(p.betweenCalls ?? ""), sectionSuffix: text(p.sectionSuffix ?? "") },
   };
+}
+
+/**
+ * The special-token texts the call syntax holds (Mistral's "[TOOL_CALLS]"): the model writes each as one control
+ * token, whose text the answer's decoder otherwise leaves out, and the call would then read as plain text.
+ */
+export function callSyntaxSpecialTexts(wrapper: ChatWrapper): string[] {
+  const { call, parallelism } = wrapper.settings.functions;
+  const p = parallelism?.call;
+  return [call.prefix, call.paramsPrefix, call.suffix, p?.sectionPrefix, p?.betweenCalls, p?.sectionSuffix].flatMap((part) =>
+    part === undefined || typeof part === "string" ? [] : part.values.flatMap((v) => (v instanceof SpecialTokensText ? [v.value] : [])),
+  );
 }
 
 const FUNCTION_NAME = "{{functionName}}";
