@@ -606,4 +606,17 @@ describe("tool calling in a chat format whose call syntax holds control tokens (
     }
     assert.ok(controlToken > 0, "some answers start with the control token (the rest spell it out)");
   });
+
+  it("writes a single call in the format's own section when parallel_tool_calls is false", async () => {
+    for (let seed = 0; seed < 4; seed++) {
+      const whole = await client.chat.completions.create({ ...request(seed), parallel_tool_calls: false });
+      const choice = whole.choices[0]!;
+      assert.equal(choice.finish_reason, "tool_calls");
+      assert.equal(choice.message.tool_calls!.length, 1);
+      assertValidWeather(argumentsOf(choice.message.tool_calls![0]!));
+      // The call syntax the model wrote, as its entries spell it: Mistral's, "[TOOL_CALLS][" first, one call, "]".
+      const syntax = choice.logprobs!.content!.map((e) => e.token).join("");
+      assert.ok(syntax.startsWith('[TOOL_CALLS][{"name": "get_weather", "arguments": '), `seed ${seed}: ${syntax}`);
+    }
+  });
 });

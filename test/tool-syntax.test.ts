@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { ChatMLChatWrapper, FunctionaryChatWrapper, getLlama, Llama3_1ChatWrapper, QwenChatWrapper, type Llama } from "node-llama-cpp";
 import { GrammarCache } from "../src/engines/embedded/grammars.js";
-import { callSyntaxOf, parseAnswer, ToolAnswerTracker, type CallSyntax } from "../src/engines/embedded/tool-calls.js";
+import { callSyntaxOf, parseAnswer, ToolAnswerTracker, toolGrammar, type CallSyntax } from "../src/engines/embedded/tool-calls.js";
 import { toolFunctions, toolGrammarFor } from "../src/engines/embedded/tool-history.js";
 import { StopScanner } from "../src/engines/stop-scanner.js";
 import type { ToolCallDelta, ToolRequest } from "../src/engines/tools.js";
@@ -93,6 +93,23 @@ describe("tool call syntax", () => {
     }
   });
 
+  it("keeps the format's section around a call with parallel calls off, holding one call", async () => {
+    const grammars = new GrammarCache(llama);
+    const rules = new Map(REQUEST.tools.map((t) => [t.name, 'root ::= "{}"']));
+    for (const choice of ["auto", "required"] as const) {
+      const grammar = toolGrammar(SECTIONED, { ...REQUEST, choice, parallel: false }, rules);
+      assert.match(grammar, /^calls ::= "\[" call "\]"$/m, choice);
+      // Under "auto", text may not start like the section does.
+      if (choice === "auto") assert.match(grammar, /^free ::= \[\^\\u005b\]/m);
+      await grammars.fromText(grammar);
+    }
+    assert.deepEqual(parseAnswer("<call>a|{}</call a>", SECTIONED, false, true), { kind: "text", content: "<call>a|{}</call a>" });
+    assert.deepEqual(parseAnswer("[<call>a|{}</call a>,<call>b_2|{}</call b_2>]", SECTIONED, false, true), {
+      kind: "calls",
+      calls: [{ name: "a", arguments: "{}", complete: true }],
+    });
+  });
+
   it("ends a text answer at a stop string, and never cuts a call at one", () => {
     const texts: string[] = [];
     const text = new ToolAnswerTracker(SECTIONED, true, (t) => texts.push(t), undefined, new StopScanner(["|", "END"]));
@@ -102,7 +119,7 @@ describe("tool call syntax", () => {
     assert.equal(texts.join(""), "Hello, EN then ");
 
     const call = new ToolAnswerTracker(SECTIONED, false, undefined, undefined, new StopScanner(["|", '"', "call"]));
-    for (const c of '<call>a|{"x": "1"}</call a>') call.push(c);
+    for (const c of '[<call>a|{"x": "1"}</call a>]') call.push(c);
     assert.equal(call.stopped, false);
     assert.deepEqual(
       call.finish().toolCalls.map((c) => [c.name, c.arguments]),
@@ -113,7 +130,7 @@ describe("tool call syntax", () => {
   it("tells text from a call as soon as the first characters differ, and keeps a cut call's arguments", () => {
     assert.deepEqual(parseAnswer("[<ca", SECTIONED, true, false), { kind: "undecided" });
     assert.deepEqual(parseAnswer("Hello", SECTIONED, true, false), { kind: "text", content: "Hello" });
-    assert.deepEqual(parseAnswer("<call>a|{}</call a>", SECTIONED, false, true), {
+    assert.deepEqual(parseAnswer("[<call>a|{}</call a>]", SECTIONED, false, true), {
       kind: "calls",
       calls: [{ name: "a", arguments: "{}", complete: true }],
     });

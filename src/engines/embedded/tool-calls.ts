@@ -48,10 +48,12 @@ export function callSyntaxSpecialTexts(wrapper: ChatWrapper): string[] {
 
 const FUNCTION_NAME = "{{functionName}}";
 const suffixFor = (syntax: CallSyntax, name: string): string => syntax.suffix.split(FUNCTION_NAME).join(name);
-/** What every answer that calls a tool starts with. */
-const callsStart = (syntax: CallSyntax, parallel: boolean): string =>
-  (parallel && syntax.parallel ? syntax.parallel.sectionPrefix : "") + syntax.prefix;
-const parallelOf = (syntax: CallSyntax, request: ToolRequest): CallSyntax["parallel"] => (request.parallel ? syntax.parallel : undefined);
+/**
+ * What every answer that calls a tool starts with. A format that groups calls in a section writes the section
+ * around a single call too (Mistral's `[TOOL_CALLS][…]`, as node-llama-cpp writes and detects calls), so the
+ * section holds with parallel calls off as well: it then holds one call.
+ */
+const callsStart = (syntax: CallSyntax): string => (syntax.parallel?.sectionPrefix ?? "") + syntax.prefix;
 
 /** A GBNF literal. JSON's escapes are GBNF's for everything JSON.stringify emits. */
 const literal = (s: string): string => JSON.stringify(s);
@@ -108,14 +110,11 @@ export function toolGrammar(syntax: CallSyntax, request: ToolRequest, schemaRule
     return `${literal(syntax.prefix)} ${literal(tool.name)} ${literal(syntax.paramsPrefix)} f${i}-root ${literal(suffixFor(syntax, tool.name))}`;
   });
   rules.push(`call ::= ${alternatives.join(" | ")}`);
-  const parallel = parallelOf(syntax, request);
-  rules.push(
-    parallel === undefined
-      ? "calls ::= call"
-      : `calls ::= ${literal(parallel.sectionPrefix)} call (${literal(parallel.betweenCalls)} call)* ${literal(parallel.sectionSuffix)}`,
-  );
+  const section = syntax.parallel;
+  const more = request.parallel && section !== undefined ? ` (${literal(section.betweenCalls)} call)*` : "";
+  rules.push(section === undefined ? "calls ::= call" : `calls ::= ${literal(section.sectionPrefix)} call${more} ${literal(section.sectionSuffix)}`);
   if (request.choice === "auto") {
-    const first = callsStart(syntax, request.parallel)[0];
+    const first = callsStart(syntax)[0];
     rules.push(first === undefined ? "free ::= .+" : `free ::= [^${hexClass(first)}] .*`);
     rules.push("root ::= (calls | free)?");
   } else {
@@ -154,7 +153,7 @@ interface ParsedCall {
 export type ParsedAnswer = { kind: "undecided" } | { kind: "text"; content: string } | { kind: "calls"; calls: ParsedCall[] };
 
 export function parseAnswer(output: string, syntax: CallSyntax, parallelAllowed: boolean, final: boolean): ParsedAnswer {
-  const start = callsStart(syntax, parallelAllowed);
+  const start = callsStart(syntax);
   if (!output.startsWith(start)) {
     // Only a call can begin like one (the grammar keeps text from it): a cut beginning is a call without a name yet.
     if (start.startsWith(output) && output.length > 0) return final ? { kind: "calls", calls: [] } : { kind: "undecided" };
