@@ -617,6 +617,8 @@ describe("tool calling in a chat format whose call syntax holds control tokens (
       // The call syntax the model wrote, as its entries spell it: Mistral's, "[TOOL_CALLS][" first, one call, "]".
       const syntax = choice.logprobs!.content!.map((e) => e.token).join("");
       assert.ok(syntax.startsWith('[TOOL_CALLS][{"name": "get_weather", "arguments": '), `seed ${seed}: ${syntax}`);
+      // The section ends with "]" and then the model's end-of-sequence token, never with its name spelt out ("]EOS").
+      assert.ok(syntax.endsWith("}}]"), `seed ${seed}: ${syntax}`);
     }
   });
 });

@@ -1,6 +1,14 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { ChatMLChatWrapper, FunctionaryChatWrapper, getLlama, Llama3_1ChatWrapper, QwenChatWrapper, type Llama } from "node-llama-cpp";
+import {
+  ChatMLChatWrapper,
+  FunctionaryChatWrapper,
+  getLlama,
+  Llama3_1ChatWrapper,
+  MistralChatWrapper,
+  QwenChatWrapper,
+  type Llama,
+} from "node-llama-cpp";
 import { GrammarCache } from "../src/engines/embedded/grammars.js";
 import { callSyntaxOf, parseAnswer, ToolAnswerTracker, toolGrammar, type CallSyntax } from "../src/engines/embedded/tool-calls.js";
 import { toolFunctions, toolGrammarFor } from "../src/engines/embedded/tool-history.js";
@@ -91,6 +99,23 @@ describe("tool call syntax", () => {
       );
       assert.equal(deltas.find((d) => d.index === i && d.id !== undefined)!.id, call.id);
     }
+  });
+
+  it("ends a suffix at its end-of-generation token, which the model writes itself (no grammar can spell it)", () => {
+    const mistral = callSyntaxOf(new MistralChatWrapper());
+    assert.equal(mistral.parallel?.sectionSuffix, "]", "the builtin EOS token is not the text 'EOS'");
+    assert.equal(mistral.parallel?.sectionPrefix, "[TOOL_CALLS][", "a special token that does not end generation is kept");
+    // As a Qwen, Llama 3.1 or Functionary model reads these texts: each of these tokens ends generation.
+    const endOf = (text: string): number => {
+      const ends = ["<|im_end|>", "<|eom_id|>", "<|eot_id|>"].map((eog) => text.indexOf(eog)).filter((at) => at !== -1);
+      return ends.length === 0 ? -1 : Math.min(...ends);
+    };
+    assert.equal(callSyntaxOf(new QwenChatWrapper(), endOf).parallel?.sectionSuffix, "");
+    assert.equal(callSyntaxOf(new QwenChatWrapper(), endOf).suffix, "}\n</tool_call>", "a suffix without one is whole");
+    assert.equal(callSyntaxOf(new Llama3_1ChatWrapper(), endOf).suffix, "</function>");
+    assert.equal(callSyntaxOf(new FunctionaryChatWrapper(), endOf).parallel?.sectionSuffix, "");
+    // A model without such a token writes the text.
+    assert.equal(callSyntaxOf(new QwenChatWrapper()).parallel?.sectionSuffix, "<|im_end|>\n");
   });
 
   it("keeps the format's section around a call with parallel calls off, holding one call", async () => {

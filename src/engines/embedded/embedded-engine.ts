@@ -29,7 +29,7 @@ import { draw, LogprobWriter, RAW_DISTRIBUTION, sampleWithProbabilities, seededR
 import { TokenDecoder } from "./token-decoder.js";
 import { Utf8Guard } from "./utf8-guard.js";
 import { toHistory, toolFunctions, toolGrammarFor } from "./tool-history.js";
-import { callSyntaxOf, callSyntaxSpecialTexts, ToolAnswerTracker } from "./tool-calls.js";
+import { callSyntaxOf, callSyntaxSpecialTexts, ToolAnswerTracker, type CallSyntax } from "./tool-calls.js";
 import { makeStateDirectory, removeStateDirectory } from "./state-directories.js";
 
 export interface EmbeddedEngineOptions {
@@ -166,6 +166,7 @@ export class EmbeddedEngine implements Engine {
   private readonly context: LlamaContext;
   private readonly grammars: GrammarCache;
   private readonly chatWrapper: ChatWrapper;
+  private readonly callSyntax: CallSyntax;
   /** The control tokens the chat format's call syntax is written with: shown as text under a tool request, for the call parser. */
   private readonly callSyntaxTokens: ReadonlySet<Token>;
   private readonly pool: SequencePool<LlamaContextSequence>;
@@ -195,6 +196,14 @@ export class EmbeddedEngine implements Engine {
     // The GGUF's own chat template when it has one; otherwise a generic format.
     this.chatWrapper = resolveChatWrapper(options.model);
     const model = options.model;
+    this.callSyntax = callSyntaxOf(this.chatWrapper, (text) => {
+      const ends = model
+        .tokenize(text, true)
+        .filter((token) => model.isEogToken(token))
+        .map((token) => text.indexOf(model.detokenize([token], true)))
+        .filter((at) => at !== -1);
+      return ends.length === 0 ? -1 : Math.min(...ends);
+    });
     this.callSyntaxTokens = new Set(
       callSyntaxSpecialTexts(this.chatWrapper)
         .flatMap((text) => model.tokenize(text, true))
@@ -267,8 +276,7 @@ export class EmbeddedEngine implements Engine {
     const tools = request.tools;
     const contextSize = Math.min(this.contextSize, request.contextLimit ?? Infinity);
     // The grammar first: a schema it cannot hold is refused (400) before node-llama-cpp documents the tools with it.
-    const grammar =
-      tools === undefined ? await this.grammars.get(request.constraint) : await toolGrammarFor(this.grammars, callSyntaxOf(this.chatWrapper), tools);
+    const grammar = tools === undefined ? await this.grammars.get(request.constraint) : await toolGrammarFor(this.grammars, this.callSyntax, tools);
     const prompt = tools === undefined ? this.format(request.messages, contextSize) : this.formatWithTools(request.messages, toolFunctions(tools));
     if (prompt.tokens.length >= contextSize) {
       throw errors.contextLengthExceeded(prompt.tokens.length, contextSize, "messages");
@@ -466,7 +474,7 @@ export class EmbeddedEngine implements Engine {
       request.tools === undefined
         ? undefined
         : new ToolAnswerTracker(
-            callSyntaxOf(this.chatWrapper),
+            this.callSyntax,
             request.tools.parallel,
             onText === undefined ? undefined : send,
             onToolCall === undefined ? undefined : sendCall,

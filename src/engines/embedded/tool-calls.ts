@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { SpecialTokensText, type ChatWrapper, type LlamaText } from "node-llama-cpp";
+import { SpecialToken, SpecialTokensText, type ChatWrapper, type LlamaText } from "node-llama-cpp";
 import { StopScanner } from "../stop-scanner.js";
 import type { ToolCall, ToolCallDelta, ToolRequest } from "../tools.js";
 
@@ -20,17 +20,49 @@ export interface CallSyntax {
 
 const text = (value: string | LlamaText | undefined): string => (value === undefined ? "" : typeof value === "string" ? value : value.toString());
 
-export function callSyntaxOf(wrapper: ChatWrapper): CallSyntax {
+/**
+ * Where a special-token text (`"<|im_end|>\n"`) holds its first end-of-generation token of the model, or -1.
+ * Text the chat format writes with special tokens; only the model knows which of them end generation.
+ */
+export type EndOfGeneration = (specialText: string) => number;
+
+/**
+ * A suffix as the grammar writes it: up to its first end-of-generation token (Mistral's EOS, Qwen's
+ * `<|im_end|>`, Llama 3.1's `<|eom_id|>`). llama.cpp never matches such a token against a grammar's text (it
+ * allows one only once the grammar is complete), so a grammar that spelt it out would hold the model to writing
+ * its letters ("EOS" for a builtin token); the model ends its turn with the token itself once the grammar is done.
+ */
+function suffixText(value: string | LlamaText | undefined, endOf: EndOfGeneration): string {
+  if (value === undefined || typeof value === "string") return text(value);
+  let out = "";
+  for (const part of value.values) {
+    if (part instanceof SpecialToken) break;
+    if (typeof part === "string") {
+      out += part;
+      continue;
+    }
+    const end = endOf(part.value);
+    if (end !== -1) return out + part.value.slice(0, end);
+    out += part.value;
+  }
+  return out;
+}
+
+export function callSyntaxOf(wrapper: ChatWrapper, endOf: EndOfGeneration = () => -1): CallSyntax {
   const { call, parallelism } = wrapper.settings.functions;
   const p = parallelism?.call;
   return {
     prefix: text(call.prefix),
     paramsPrefix: text(call.paramsPrefix),
-    suffix: text(call.suffix),
+    suffix: suffixText(call.suffix, endOf),
     parallel:
       p === undefined
         ? undefined
-        : { sectionPrefix: text(p.sectionPrefix), betweenCalls: text(p.betweenCalls ?? ""), sectionSuffix: text(p.sectionSuffix ?? "") },
+        : {
+            sectionPrefix: text(p.sectionPrefix),
+            betweenCalls: text(p.betweenCalls ?? ""),
+            sectionSuffix: suffixText(p.sectionSuffix, endOf),
+          },
   };
 }
 
