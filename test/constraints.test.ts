@@ -353,6 +353,24 @@ describe("output constraints hold at temperature 2.0", () => {
     }
   });
 
+  it("writes control characters of const and enum strings and of property names escaped: the answer parses", async () => {
+    const text = "a\u0001b\b\f\u001f\t\n";
+    const schema = {
+      type: "object",
+      properties: { "k\u0002": { const: text }, e: { enum: ["\u0003", "\u0004x"] }, o: { const: { "\u0005": ["\u0006"] } } },
+      required: ["k\u0002", "e", "o"],
+      additionalProperties: false,
+    };
+    for (let seed = 1; seed <= 4; seed++) {
+      const { content } = (await sampleSchema(schema, "x", seed)).message;
+      const value = JSON.parse(content) as Record<string, unknown>;
+      assert.deepEqual(Object.keys(value).sort(), ["e", "k\u0002", "o"]);
+      assert.equal(value["k\u0002"], text);
+      assert.ok(["\u0003", "\u0004x"].includes(value.e as string));
+      assert.deepEqual(value.o, { "\u0005": ["\u0006"] });
+    }
+  });
+
   it("holds a reference to any schema of the document: OpenAI's recursive root ('#'), zod's reused property", async () => {
     const tree = {
       type: "object",

@@ -423,8 +423,18 @@ function gbnfForSchema(): Promise<SchemaToGbnf> {
  */
 export async function schemaGbnf(schema: unknown): Promise<string> {
   const write = await gbnfForSchema();
-  return endAtRootValue(calendarDates(strictNumbers(write(grammarSchemaOf(schema)))));
+  return endAtRootValue(calendarDates(strictNumbers(escapedControls(write(grammarSchemaOf(schema))))));
 }
+
+/**
+ * node-llama-cpp writes a string the grammar holds (a `const` or `enum` value, a property name) into its literal
+ * escaping only `\`, `"`, tab, CR and LF, so any other control character (U+0001 to U+001F: \b, \f, …) came out
+ * raw in the answer, which JSON does not allow in a string: JSON.parse failed on a schema-valid answer. Each is
+ * written as its JSON escape (`\u0001`) instead, which reads back as the character. No other part of the grammar
+ * holds a raw control character (its rules are separated by raw newlines, which this leaves alone).
+ */
+const escapedControls = (gbnf: string): string =>
+  gbnf.replace(/[\u0001-\u0008\u000b\u000c\u000e-\u001f]/g, (c) => `\\\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`);
 
 /** Notes for people, which the grammar never holds. */
 const NOTE_KEYS = new Set(["description", "title", "$comment", "examples", "default"]);
