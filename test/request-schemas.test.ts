@@ -525,6 +525,12 @@ describe("chat requests: OpenAI's rules beyond the body's shape", () => {
     }
   });
 
+  it("a pattern is a regular expression with or without Unicode mode, as validators differ", () => {
+    for (const pattern of ["^[a-z]+$", "\\p{L}+", "[\\w-]", "\\-"]) {
+      assert.notEqual(parseChatRequest(chat(schema({ type: "object", properties: { v: { type: "string", pattern } } }))), undefined, pattern);
+    }
+  });
+
   it("a schema that is not a JSON Schema, or refers to nothing in itself, is refused naming the keyword and where", () => {
     const cases: Array<[unknown, string]> = [
       [{ type: "object", properties: { v: { type: "string", enum: "abc" } } }, "'enum' at schema.properties.v must be a list"],
@@ -541,6 +547,14 @@ describe("chat requests: OpenAI's rules beyond the body's shape", () => {
       [{ $ref: "#/$defs/a", $defs: 5 }, "'$defs' at schema must be an object of schemas"],
       [{ type: "number", multipleOf: 0 }, "'multipleOf' at schema must be more than 0"],
       [{ type: "strin" }, `'type' at schema must be one of string, number, integer, boolean, object, array, null (or a list of them), not "strin"`],
+      [
+        { type: "object", properties: { v: { type: "string", pattern: "([" } } },
+        `'pattern' at schema.properties.v must be a regular expression ("([" is not one)`,
+      ],
+      [
+        { type: "object", patternProperties: { "^a(": { type: "string" } } },
+        `'patternProperties' at schema must be keyed by regular expressions ("^a(" is not one)`,
+      ],
     ];
     for (const [s, what] of cases) {
       assert.deepEqual(

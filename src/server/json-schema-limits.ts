@@ -120,6 +120,19 @@ const COUNTS = ["minLength", "maxLength", "minItems", "maxItems", "minProperties
 const NUMBERS = ["minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf"];
 const TEXTS = ["$ref", "pattern", "format", "title", "description", "$id", "$schema", "$comment", "$anchor"];
 
+/** An ECMA-262 regular expression, as JSON Schema's patterns are; with or without Unicode mode, as validators differ. */
+function isRegExp(pattern: string): boolean {
+  for (const flags of ["u", ""]) {
+    try {
+      new RegExp(pattern, flags);
+      return true;
+    } catch {
+      // the other mode
+    }
+  }
+  return false;
+}
+
 const isSchema = (value: unknown): boolean => isObject(value) || typeof value === "boolean";
 const isCount = (value: unknown): boolean => typeof value === "number" && Number.isInteger(value) && value >= 0;
 
@@ -160,6 +173,12 @@ function checkSchema(node: unknown, path: string, param: string, root: unknown):
   }
   if (typeof node.multipleOf === "number" && !(node.multipleOf > 0)) malformed("multipleOf", "more than 0");
   for (const key of TEXTS) if (key in node && typeof node[key] !== "string") malformed(key, "a string");
+  if (typeof node.pattern === "string" && !isRegExp(node.pattern))
+    malformed("pattern", `a regular expression (${quoteValue(node.pattern)} is not one)`);
+  if (isObject(node.patternProperties)) {
+    const bad = Object.keys(node.patternProperties).find((p) => !isRegExp(p));
+    if (bad !== undefined) malformed("patternProperties", `keyed by regular expressions (${quoteValue(bad)} is not one)`);
+  }
   if ("enum" in node && !Array.isArray(node.enum)) malformed("enum", "a list");
   if ("uniqueItems" in node && typeof node.uniqueItems !== "boolean") malformed("uniqueItems", "true or false");
   if ("required" in node && (!Array.isArray(node.required) || !node.required.every((name) => typeof name === "string"))) {
