@@ -2,6 +2,9 @@ import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
 import { after, before, describe, it } from "node:test";
 import { createLogger, logOutputFor } from "../src/logger.js";
+import Database from "better-sqlite3";
+import { databasePath } from "../src/config/config.js";
+import { FakeUpstream } from "./helpers/fake-upstream.js";
 import { createKey, LogCapture, postJson, spawnServe, startTestServer, tempDir, tinyModel, type TestServer } from "./helpers/fixtures.js";
 
 const cleanEnv = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => {
@@ -176,6 +179,63 @@ describe("log format", () => {
       assert.match(text, /INFO: dashboard at http:\/\/localhost:\d+\/dashboard\//);
     } finally {
       await stop(everywhere.child);
+    }
+  });
+});
+
+describe("a stream that fails after its first event", () => {
+  let server: TestServer;
+  let upstream: FakeUpstream;
+  let auth: Record<string, string>;
+  before(async () => {
+    upstream = new FakeUpstream();
+    const url = await upstream.start();
+    server = await startTestServer(
+      { specialists: { far: { description: "remote", system_prompt: "", remote: { base_url: url, model: "m" } } } },
+      { gated: true },
+    );
+    auth = (await createKey(server, "professional")).auth;
+  });
+  after(async () => {
+    await server?.close();
+    await upstream?.stop();
+  });
+
+  const stream = (model: string) =>
+    fetch(`${server.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json", ...auth },
+      body: JSON.stringify({ model, messages: [{ role: "user", content: "hi" }], max_tokens: 5, stream: true }),
+    });
+
+  it("has the error's code on its request line, though its status went out as 200", async () => {
+    upstream.fault = "cut-stream";
+    const r = await stream("alveare-far");
+    assert.equal(r.status, 200);
+    assert.match(await r.text(), /"code":"upstream_error"/);
+    const id = r.headers.get("x-request-id");
+    const line = await until("the stream's line", () => server.logs.requests().find((l) => l.request_id === id));
+    assert.equal(line.status, 200);
+    assert.equal(line.code, "upstream_error");
+  });
+
+  it("logs a bug that ends it (here the ledger's write failing) with the request id, as a 500 is", async () => {
+    // A real failure of the real SQLite file: the request's usage record cannot be finished.
+    const db = new Database(databasePath(server.config));
+    db.exec("CREATE TRIGGER fail_finish BEFORE UPDATE ON usage_events BEGIN SELECT RAISE(ABORT, 'finish refused by the test'); END");
+    try {
+      const r = await stream("alveare-chat");
+      assert.equal(r.status, 200);
+      assert.match(await r.text(), /"code":"internal_error"/);
+      const id = r.headers.get("x-request-id");
+      const line = await until("the stream's line", () => server.logs.requests().find((l) => l.request_id === id));
+      assert.equal(line.code, "internal_error");
+      const logged = server.logs.records().find((l) => l.request_id === id && l.level === 50);
+      assert.ok(logged, "the error is logged");
+      assert.match(JSON.stringify(logged.err), /finish refused by the test/);
+    } finally {
+      db.exec("DROP TRIGGER fail_finish");
+      db.close();
     }
   });
 });

@@ -132,7 +132,11 @@ export async function chatCompletionsRoute(app: FastifyInstance, options: AppOpt
       if (!stream.isStarted) throw error;
       // A database lost at the end (the completion could not be recorded) ends the stream with the 503 a client retries.
       const failure = error instanceof ApiError ? error : (dependencyFailure(error) ?? errors.internal());
-      reportFailure(failure, request.log, options.telemetry ?? NO_TELEMETRY);
+      // The status went out as 200: the request line's code is what tells this stream failed.
+      request.logFields.code = failure.code;
+      if (!reportFailure(failure, request.log, options.telemetry ?? NO_TELEMETRY) && !(error instanceof ApiError)) {
+        request.log.error({ err: error }, "unhandled error");
+      }
       stream.fail(failure);
     }
     return reply;
