@@ -11,6 +11,7 @@ import { AccountService } from "../src/accounts/accounts.js";
 import { People } from "../src/accounts/people.js";
 import { createStore } from "../src/store/create-store.js";
 import { cliJson, cliKey, spawnServe, tempDir, tinyModel } from "./helpers/fixtures.js";
+import { freePort } from "./helpers/held-upstream.js";
 import { closedPort } from "./helpers/ports.js";
 
 const CLI = new URL("../src/cli/main.js", import.meta.url).pathname;
@@ -47,6 +48,23 @@ describe("alveare serve", () => {
     const r = spawnSync(process.execPath, [CLI, "serve", "--config", config], { env: cleanEnv(), encoding: "utf8" });
     assert.equal(r.status, 2);
     assert.match(r.stderr, /specialists\.classify\.output\.labels/);
+  });
+
+  it("stops with a message naming ALVEARE_METRICS_PORT when it is the API's port, not a port 'already in use' by another process", async () => {
+    const port = String(await freePort());
+    const r = spawnSync(process.execPath, [CLI, "serve", "--model", await tinyModel(), "--data-dir", tempDir()], {
+      env: cleanEnv({ ALVEARE_PORT: port, ALVEARE_METRICS_PORT: port }),
+      encoding: "utf8",
+      timeout: 60_000,
+    });
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, new RegExp(`configuration error at ALVEARE_METRICS_PORT: ${port} is the API's port too`));
+    assert.doesNotMatch(r.stderr, /already in use/);
+    // Different literal addresses may share a port number; a wildcard overlaps every address.
+    assert.equal(loadConfig({}, { ALVEARE_HOST: "127.0.0.2", ALVEARE_PORT: port, ALVEARE_METRICS_PORT: port }).port, Number(port));
+    assert.throws(() => loadConfig({}, { ALVEARE_HOST: "0.0.0.0", ALVEARE_PORT: port, ALVEARE_METRICS_PORT: port }), /ALVEARE_METRICS_PORT/);
+    assert.throws(() => loadConfig({ port: "9464" }, {}), /ALVEARE_METRICS_PORT: 9464 is the API's port too/, "the metrics port's default counts");
+    assert.equal(loadConfig({ port: "9464" }, { ALVEARE_METRICS_PORT: "0" }).port, 9464);
   });
 
   it("finishes in-flight requests on SIGTERM and exits cleanly", async () => {

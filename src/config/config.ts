@@ -317,6 +317,24 @@ function trustProxyFrom(value: string | undefined): TrustProxy {
   return entries;
 }
 
+const WILDCARD_HOSTS = new Set(["0.0.0.0", "::"]);
+
+/**
+ * The metrics listener binds before the API does: on the API's own port (and an address that overlaps the API's)
+ * it would take that port, and the start-up error would blame "another process" for the API's port.
+ */
+function checkMetricsPortApart(observability: ObservabilitySettings, port: number, host: string): void {
+  const { metricsPort, metricsHost } = observability;
+  if (metricsPort === 0 || metricsPort !== port) return;
+  // Two different literal addresses, neither a wildcard, can each have the port.
+  const apart = host !== metricsHost && [host, metricsHost].every((h) => isIP(h) !== 0 && !WILDCARD_HOSTS.has(h));
+  if (apart) return;
+  throw new ConfigError(
+    "ALVEARE_METRICS_PORT",
+    `${metricsPort} is the API's port too (--port, ALVEARE_PORT or 'port'); give the metrics listener a port of its own, or 0 to turn metrics off`,
+  );
+}
+
 /** Builds the server's configuration: flags win over env, env over the config file, the file over defaults. */
 export function loadConfig(flags: ServeFlags = {}, env: Env = process.env): ServerConfig {
   const configPath = flags.config ?? env.ALVEARE_CONFIG;
@@ -350,6 +368,8 @@ export function loadConfig(flags: ServeFlags = {}, env: Env = process.env): Serv
   );
   const port = intFrom(flags.port, "--port", 0, 65535) ?? intFrom(env.ALVEARE_PORT, "ALVEARE_PORT", 0, 65535) ?? file.port ?? 8080;
   const host = flags.host ?? env.ALVEARE_HOST ?? file.host ?? "127.0.0.1";
+  const observability = observabilityFrom(env);
+  checkMetricsPortApart(observability, port, host);
   return {
     port,
     host,
@@ -372,7 +392,7 @@ export function loadConfig(flags: ServeFlags = {}, env: Env = process.env): Serv
     plans,
     trustProxy: trustProxyFrom(env.ALVEARE_TRUST_PROXY),
     auditRetentionDays: intFrom(env.ALVEARE_AUDIT_RETENTION_DAYS, "ALVEARE_AUDIT_RETENTION_DAYS", 1, 36_500) ?? DEFAULT_AUDIT_RETENTION_DAYS,
-    observability: observabilityFrom(env),
+    observability,
     databaseUrl,
     redisUrl,
     nodeLeaseMs: (intFrom(env.ALVEARE_NODE_LEASE_SECONDS, "ALVEARE_NODE_LEASE_SECONDS", 1, 3600) ?? DEFAULT_NODE_LEASE_SECONDS) * 1000,
