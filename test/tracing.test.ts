@@ -1,8 +1,8 @@
 import assert from "node:assert/strict";
 import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { createServer as createNetServer, type AddressInfo, type Socket } from "node:net";
 import { after, before, describe, it } from "node:test";
-import { tracingSdkLoaded } from "../src/observability/tracing.js";
+import { FLUSH_AT_SHUTDOWN_MS, tracingSdkLoaded } from "../src/observability/tracing.js";
 import { createKey, postJson, startTestServer } from "./helpers/fixtures.js";
 import { HeldUpstream } from "./helpers/held-upstream.js";
 
@@ -130,5 +130,28 @@ describe("OpenTelemetry traces", () => {
       assert.equal(upstream.headers.at(-1)?.traceparent, `00-${traceId}-${upstreamSpan!.spanId}-01`);
       assert.equal(attribute(first, "http.response.status_code"), 200);
     });
+  });
+
+  it("do not hold a stopping server past a moment when the collector accepts connections but never answers", async () => {
+    const held: Socket[] = [];
+    const silent = createNetServer((socket) => void held.push(socket));
+    await new Promise<void>((resolve) => silent.listen(0, "127.0.0.1", resolve));
+    const endpoint = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+    const server = await startTestServer({}, { env: { OTEL_EXPORTER_OTLP_ENDPOINT: endpoint } });
+    try {
+      const r = await postJson(`${server.url}/v1/chat/completions`, {
+        model: "alveare-chat",
+        messages: [{ role: "user", content: "hi" }],
+        max_tokens: 2,
+      });
+      assert.equal(r.status, 200);
+      const started = performance.now();
+      await server.close(0); // nothing runs: only the spans' flush could hold it
+      const took = performance.now() - started;
+      assert.ok(took < FLUSH_AT_SHUTDOWN_MS + 1_500, `close took ${Math.round(took)} ms`);
+    } finally {
+      for (const socket of held) socket.destroy();
+      await new Promise((resolve) => silent.close(resolve));
+    }
   });
 });

@@ -18,7 +18,7 @@ import { detectResources, envDetector, resourceFromAttributes } from "@opentelem
 import { BatchSpanProcessor, TracerProvider } from "@opentelemetry/sdk-trace";
 import type { IncomingHttpHeaders } from "node:http";
 import type { RequestTrace, SpanAttributes, TraceSpan } from "./telemetry.js";
-import type { Tracing } from "./tracing.js";
+import { FLUSH_AT_SHUTDOWN_MS, type Tracing } from "./tracing.js";
 
 const propagator = new W3CTraceContextPropagator();
 
@@ -44,6 +44,16 @@ class OtelSpan implements TraceSpan {
 function tracesUrl(env: Readonly<Record<string, string | undefined>>): string {
   if (env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) return env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT;
   return `${(env.OTEL_EXPORTER_OTLP_ENDPOINT ?? "").replace(/\/+$/, "")}/v1/traces`;
+}
+
+/** Settles when `work` does, or after `ms`, whichever comes first; a failure to flush is no failure to stop. */
+function withinMs(ms: number, work: Promise<void>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const limit = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms);
+    timer.unref();
+  });
+  return Promise.race([work.catch(() => undefined), limit]).finally(() => clearTimeout(timer));
 }
 
 export async function startOtelTracing(env: Readonly<Record<string, string | undefined>>, serviceVersion: string): Promise<Tracing> {
@@ -77,6 +87,8 @@ export async function startOtelTracing(env: Readonly<Record<string, string | und
         },
       };
     },
-    shutdown: () => provider.shutdown(),
+    // A collector that accepts connections but never answers would hold the exit for the exporter's timeout
+    // (10 s by default) after the drain: a supervisor's stop timeout is sized for the drain alone.
+    shutdown: () => withinMs(FLUSH_AT_SHUTDOWN_MS, provider.shutdown()),
   };
 }

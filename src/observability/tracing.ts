@@ -7,6 +7,9 @@ export interface Tracing {
   shutdown(): Promise<void>;
 }
 
+/** How long the spans still buffered at shutdown may take to reach the collector; the rest are dropped. */
+export const FLUSH_AT_SHUTDOWN_MS = 2_000;
+
 export const NO_TRACING: Tracing = { startTrace: () => NO_TRACE, shutdown: async () => undefined };
 
 let sdkLoaded = false;
