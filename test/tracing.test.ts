@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { createServer, type Server } from "node:http";
 import { createServer as createNetServer, type AddressInfo, type Socket } from "node:net";
 import { after, before, describe, it } from "node:test";
-import { FLUSH_AT_SHUTDOWN_MS, tracingSdkLoaded } from "../src/observability/tracing.js";
+import { FLUSH_AT_SHUTDOWN_MS, tracingSdkLoaded, tracingWanted } from "../src/observability/tracing.js";
 import { createKey, postJson, startTestServer } from "./helpers/fixtures.js";
 import { HeldUpstream } from "./helpers/held-upstream.js";
 
@@ -61,6 +61,16 @@ describe("OpenTelemetry traces", () => {
     } finally {
       await server.close();
     }
+  });
+
+  it("stay off when the standard variables disable them, in any case", () => {
+    const endpoint = { OTEL_EXPORTER_OTLP_ENDPOINT: "http://127.0.0.1:4318" };
+    assert.equal(tracingWanted(endpoint), true);
+    assert.equal(tracingWanted({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: "http://127.0.0.1:4318/v1/traces" }), true);
+    for (const off of ["true", "TRUE", "True", " true "]) assert.equal(tracingWanted({ ...endpoint, OTEL_SDK_DISABLED: off }), false, off);
+    for (const on of ["false", "1", ""]) assert.equal(tracingWanted({ ...endpoint, OTEL_SDK_DISABLED: on }), true, on);
+    assert.equal(tracingWanted({ ...endpoint, OTEL_TRACES_EXPORTER: "NONE" }), false);
+    assert.equal(tracingWanted({}), false);
   });
 
   describe("with an OTLP endpoint", () => {

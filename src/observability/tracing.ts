@@ -19,7 +19,8 @@ export const tracingSdkLoaded = (): boolean => sdkLoaded;
 
 /** Tracing is on when the standard variables name an OTLP endpoint and do not disable the SDK. */
 export function tracingWanted(env: Readonly<Record<string, string | undefined>>): boolean {
-  if (env.OTEL_SDK_DISABLED === "true" || env.OTEL_TRACES_EXPORTER === "none") return false;
+  // The OpenTelemetry spec reads a boolean variable as true for "true" in any case, after trimming.
+  if (env.OTEL_SDK_DISABLED?.trim().toLowerCase() === "true" || env.OTEL_TRACES_EXPORTER?.trim().toLowerCase() === "none") return false;
   return Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT);
 }
 
