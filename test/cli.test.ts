@@ -234,6 +234,16 @@ describe("configuration", () => {
       /specialists\.x\.remote\.base_url: must not hold credentials .*api_key_env/,
     ],
     [
+      "a remote base_url with a query string (a key in it would reach logs, metrics and /ready, and the path is appended)",
+      { specialists: { x: { description: "d", system_prompt: "", remote: { base_url: "https://llm.example/v1?key=s3cret", model: "m" } } } },
+      /specialists\.x\.remote\.base_url: must have no query string or fragment/,
+    ],
+    [
+      "a remote base_url with a fragment",
+      { specialists: { x: { description: "d", system_prompt: "", remote: { base_url: "https://llm.example/v1#main", model: "m" } } } },
+      /specialists\.x\.remote\.base_url: must have no query string or fragment/,
+    ],
+    [
       "a remote base_url of another scheme",
       { specialists: { x: { description: "d", system_prompt: "", remote: { base_url: "ftp://llm.example/v1", model: "m" } } } },
       /specialists\.x\.remote\.base_url: must be an http\(s\) URL/,

@@ -54,6 +54,13 @@ function parseUpstream(u: UpstreamFields, p: string): Upstream {
   if (url.username !== "" || url.password !== "") {
     fail(`${p}base_url`, "must not hold credentials (user:password@): put the upstream's key in an environment variable and name it in api_key_env");
   }
+  // /chat/completions and /models are appended to it: after a query or fragment they would not reach the path.
+  if (/[?#]/.test(baseUrl)) {
+    fail(
+      `${p}base_url`,
+      "must have no query string or fragment: /chat/completions and /models are appended to it (such as http://127.0.0.1:8000/v1)",
+    );
+  }
   return {
     baseUrl: baseUrl.replace(/\/+$/, ""),
     model: u.model ?? fail(`${p}model`, "is required"),
