@@ -142,6 +142,44 @@ describe("OpenTelemetry traces", () => {
     });
   });
 
+  it("follow OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG, and stop the server at start on a value they cannot take", async () => {
+    const receiver = new OtlpReceiver();
+    const endpoint = await receiver.start();
+    const chat = (server: { url: string }, headers: Record<string, string> = {}) =>
+      postJson(`${server.url}/v1/chat/completions`, { model: "alveare-chat", messages: [{ role: "user", content: "hi" }], max_tokens: 1 }, headers);
+    const sampledParent = (traceId: string) => ({ traceparent: `00-${traceId}-00f067aa0ba902b7-01` });
+    try {
+      const off = await startTestServer({}, { env: { OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, OTEL_TRACES_SAMPLER: "always_off" } });
+      try {
+        assert.equal((await chat(off, sampledParent("1bf92f3577b34da6a3ce929d0e0e4736"))).status, 200);
+      } finally {
+        await off.close();
+      }
+      assert.equal(receiver.spans.length, 0, "always_off records nothing, a sampled caller included");
+
+      // A ratio of 0 under a parent-based sampler: only the calls whose caller sampled them are traced.
+      const env = { OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, OTEL_TRACES_SAMPLER: "parentbased_traceidratio", OTEL_TRACES_SAMPLER_ARG: "0" };
+      const ratio = await startTestServer({}, { env });
+      try {
+        assert.equal((await chat(ratio)).status, 200);
+        assert.equal((await chat(ratio, sampledParent("2bf92f3577b34da6a3ce929d0e0e4736"))).status, 200);
+      } finally {
+        await ratio.close();
+      }
+      assert.ok(receiver.spans.length > 0);
+      assert.deepEqual([...new Set(receiver.spans.map((span) => span.traceId))], ["2bf92f3577b34da6a3ce929d0e0e4736"]);
+
+      for (const [bad, field] of [
+        [{ OTEL_TRACES_SAMPLER: "sometimes" }, /configuration error at OTEL_TRACES_SAMPLER: must be one of always_on, /],
+        [{ OTEL_TRACES_SAMPLER: "traceidratio", OTEL_TRACES_SAMPLER_ARG: "5%" }, /configuration error at OTEL_TRACES_SAMPLER_ARG: must be a ratio/],
+      ] as const) {
+        await assert.rejects(startTestServer({}, { env: { OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, ...bad } }), field);
+      }
+    } finally {
+      await receiver.stop();
+    }
+  });
+
   it("do not hold a stopping server past a moment when the collector accepts connections but never answers", async () => {
     const held: Socket[] = [];
     const silent = createNetServer((socket) => void held.push(socket));

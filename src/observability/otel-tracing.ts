@@ -15,7 +15,16 @@ import {
 import { W3CTraceContextPropagator } from "@opentelemetry/core";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
 import { detectResources, envDetector, resourceFromAttributes } from "@opentelemetry/resources";
-import { BatchSpanProcessor, TracerProvider } from "@opentelemetry/sdk-trace";
+import {
+  AlwaysOffSampler,
+  AlwaysOnSampler,
+  BatchSpanProcessor,
+  ParentBasedSampler,
+  TraceIdRatioBasedSampler,
+  TracerProvider,
+  type Sampler,
+} from "@opentelemetry/sdk-trace";
+import { ConfigError } from "../config/config-error.js";
 import type { IncomingHttpHeaders } from "node:http";
 import type { RequestTrace, SpanAttributes, TraceSpan } from "./telemetry.js";
 import { FLUSH_AT_SHUTDOWN_MS, type Tracing } from "./tracing.js";
@@ -46,6 +55,40 @@ function tracesUrl(env: Readonly<Record<string, string | undefined>>): string {
   return `${(env.OTEL_EXPORTER_OTLP_ENDPOINT ?? "").replace(/\/+$/, "")}/v1/traces`;
 }
 
+const SAMPLERS = ["always_on", "always_off", "traceidratio", "parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio"] as const;
+
+/**
+ * The sampler OTEL_TRACES_SAMPLER and OTEL_TRACES_SAMPLER_ARG name, as the OpenTelemetry spec defines them
+ * (this SDK package reads neither itself); parent-based always-on, the spec's default, when unset.
+ */
+export function samplerFrom(env: Readonly<Record<string, string | undefined>>): Sampler {
+  const given = env.OTEL_TRACES_SAMPLER?.trim().toLowerCase() || "parentbased_always_on";
+  const ratio = (): number => {
+    const arg = env.OTEL_TRACES_SAMPLER_ARG?.trim();
+    if (arg === undefined || arg === "") return 1;
+    const n = Number(arg);
+    if (!Number.isFinite(n) || n < 0 || n > 1)
+      throw new ConfigError("OTEL_TRACES_SAMPLER_ARG", `must be a ratio from 0 to 1, got '${arg.slice(0, 40)}'`);
+    return n;
+  };
+  switch (given) {
+    case "always_on":
+      return new AlwaysOnSampler();
+    case "always_off":
+      return new AlwaysOffSampler();
+    case "traceidratio":
+      return new TraceIdRatioBasedSampler(ratio());
+    case "parentbased_always_on":
+      return new ParentBasedSampler({ root: new AlwaysOnSampler() });
+    case "parentbased_always_off":
+      return new ParentBasedSampler({ root: new AlwaysOffSampler() });
+    case "parentbased_traceidratio":
+      return new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(ratio()) });
+    default:
+      throw new ConfigError("OTEL_TRACES_SAMPLER", `must be one of ${SAMPLERS.join(", ")}, got '${given.slice(0, 40)}'`);
+  }
+}
+
 /** Settles when `work` does, or after `ms`, whichever comes first; a failure to flush is no failure to stop. */
 function withinMs(ms: number, work: Promise<void>): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
@@ -62,6 +105,7 @@ export async function startOtelTracing(env: Readonly<Record<string, string | und
   const resource = resourceFromAttributes({ "service.name": "alveare", "service.version": serviceVersion }).merge(detected);
   const provider = new TracerProvider({
     resource,
+    sampler: samplerFrom(env),
     spanProcessors: [new BatchSpanProcessor({ exporter: new OTLPTraceExporter({ url: tracesUrl(env) }) })],
   });
   const tracer = provider.getTracer("alveare", serviceVersion);
