@@ -1,10 +1,12 @@
 import assert from "node:assert/strict";
 import type { ChildProcess } from "node:child_process";
+import { connect } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { createLogger, logOutputFor } from "../src/logger.js";
 import Database from "better-sqlite3";
 import { databasePath } from "../src/config/config.js";
 import { FakeUpstream } from "./helpers/fake-upstream.js";
+import { freePort } from "./helpers/held-upstream.js";
 import { createKey, LogCapture, postJson, spawnServe, startTestServer, tempDir, tinyModel, type TestServer } from "./helpers/fixtures.js";
 
 const cleanEnv = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => {
@@ -237,5 +239,72 @@ describe("a stream that fails after its first event", () => {
       db.exec("DROP TRIGGER fail_finish");
       db.close();
     }
+  });
+});
+
+describe("requests refused at the socket, before any route", () => {
+  let server: TestServer;
+  let metricsPort: number;
+  before(async () => {
+    metricsPort = await freePort();
+    server = await startTestServer(
+      {},
+      { env: { ALVEARE_METRICS_PORT: String(metricsPort), ALVEARE_REQUEST_TIMEOUT_MS: "600", ALVEARE_HEADERS_TIMEOUT_MS: "300" } },
+    );
+  });
+  after(() => server.close());
+
+  /** Sends raw bytes and returns the status line and request id of the answer. */
+  const raw = (text: string): Promise<{ status: string; id: string | undefined }> =>
+    new Promise((resolve) => {
+      const socket = connect(Number(new URL(server.url).port), "127.0.0.1", () => text !== "" && socket.write(text));
+      let got = "";
+      socket.on("data", (d: Buffer) => (got += d.toString()));
+      socket.on("close", () => resolve({ status: got.split("\r\n")[0] ?? "", id: /x-request-id: (\S+)/.exec(got)?.[1] }));
+    });
+  const unmatched = async (status: number): Promise<number> => {
+    const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+    return Number(new RegExp(`^alveare_http_requests_total\\{route="unmatched",status="${status}"\\} (\\d+)$`, "m").exec(text)?.[1] ?? 0);
+  };
+
+  it("have one request line with the catalogue code and Node's reason, and are counted under unmatched", async () => {
+    const before = { 400: await unmatched(400), 408: await unmatched(408), 431: await unmatched(431) };
+    const cases = [
+      { text: "FOO /health HTTP/1.1\r\nHost: x\r\n\r\n", status: 400, code: "invalid_request", reason: "HPE_INVALID_METHOD" },
+      { text: `GET /health HTTP/1.1\r\nHost: x\r\nX-Big: ${"a".repeat(20_000)}\r\n\r\n`, status: 431, code: "request_header_fields_too_large" },
+      { text: "GET /health HTTP/1.1\r\nHost: x\r\n", status: 408, code: "request_timeout", reason: "ERR_HTTP_REQUEST_TIMEOUT" },
+    ];
+    for (const c of cases) {
+      const answer = await raw(c.text);
+      assert.match(answer.status, new RegExp(`^HTTP/1.1 ${c.status} `));
+      const lines = await until(`the ${c.status}'s line`, () => {
+        const found = server.logs.records().filter((r) => r.request_id === answer.id);
+        return found.length > 0 ? found : undefined;
+      });
+      assert.equal(lines.length, 1, JSON.stringify(lines));
+      assert.equal(lines[0]!.msg, "request");
+      assert.equal(lines[0]!.status, c.status);
+      assert.equal(lines[0]!.code, c.code);
+      if (c.reason !== undefined) assert.equal(lines[0]!.reason, c.reason);
+      assert.equal(lines[0]!.client_ip, "127.0.0.1");
+      assert.equal((await unmatched(c.status)) - before[c.status as 400 | 408 | 431], 1);
+    }
+  });
+
+  it("leave a routed request with its one line, and count no request for a connection that sent nothing", async () => {
+    const before = await unmatched(408);
+    const slowBody = await raw("POST /v1/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{");
+    assert.match(slowBody.status, /^HTTP\/1.1 408 /);
+    const lines = await until("the slow body's line", () => {
+      const found = server.logs.records().filter((r) => r.request_id === slowBody.id);
+      return found.some((r) => r.msg === "request") ? found : undefined;
+    });
+    assert.deepEqual(
+      lines.map((l) => [l.msg, l.route, l.code]),
+      [["request", "/v1/infer", "request_timeout"]],
+    );
+    const silent = await raw("");
+    assert.match(silent.status, /^HTTP\/1.1 408 /);
+    assert.equal(await unmatched(408), before, "a preconnect that timed out is no request");
   });
 });

@@ -40,7 +40,7 @@ export class Observability implements Telemetry {
     return this.listener?.url;
   }
 
-  httpRequest(route: string, status: number, seconds: number): void {
+  httpRequest(route: string, status: number, seconds: number | undefined): void {
     this.metrics?.httpRequest(route, status, seconds);
   }
   gateRejection(code: string): void {

@@ -165,9 +165,9 @@ export class PrometheusMetrics {
     return this.specialists.has(id) ? id : UNKNOWN_SPECIALIST;
   }
 
-  httpRequest(route: string, status: number, seconds: number): void {
+  httpRequest(route: string, status: number, seconds: number | undefined): void {
     this.requests.inc({ route, status: String(status) });
-    this.duration.observe({ route }, seconds);
+    if (seconds !== undefined) this.duration.observe({ route }, seconds);
   }
 
   gateRejection(code: string): void {

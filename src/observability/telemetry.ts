@@ -33,7 +33,8 @@ export interface InferenceOutcome {
  * The default does nothing, so code that records stays free of conditions.
  */
 export interface Telemetry {
-  httpRequest(route: string, status: number, seconds: number): void;
+  /** `seconds` is undefined for a request refused at the socket, which has no start the server saw: counted, not timed. */
+  httpRequest(route: string, status: number, seconds: number | undefined): void;
   /** A refusal by authentication, plan, limit or quota, by its catalogue code. */
   gateRejection(code: string): void;
   /** A request answered 503 because PostgreSQL or Redis was out of reach. */

@@ -127,7 +127,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     bodyLimit: options.bodyLimit,
     trustProxy: typeof options.trustProxy === "number" ? trustHops(options.trustProxy) : (options.trustProxy ?? false),
     ...serverOptions(httpLimits),
-    clientErrorHandler: clientErrorHandler(httpLimits),
+    clientErrorHandler: clientErrorHandler(httpLimits, options.telemetry ?? NO_TELEMETRY),
     // A request arriving while the server closes goes through our hooks (the lifecycle answers it
     // 503 overloaded, in the catalogue's shape), not Fastify's bare 503.
     return503OnClosing: false,
@@ -141,7 +141,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     genReqId: requestIdFor,
   });
   app.server.maxConnections = httpLimits.maxConnections;
-  guardServer(app.server, app.log, requestIdFor);
+  guardServer(app.server, { log: app.log, telemetry: options.telemetry ?? NO_TELEMETRY }, requestIdFor);
   app.decorateRequest("caller", undefined);
   app.decorateRequest("logFields", undefined as never);
   app.decorateRequest("generationDone", undefined);

@@ -4,6 +4,8 @@ import type { FastifyBaseLogger, FastifyError, FastifyInstance, FastifyReply, Fa
 import type { HttpLimits } from "../config/config.js";
 import { errors, type ApiError } from "../errors.js";
 import { requestId } from "../ids.js";
+import { UNMATCHED_ROUTE } from "../observability/prometheus.js";
+import type { Telemetry } from "../observability/telemetry.js";
 
 /**
  * The HTTP layer's own defences: catalogue-shaped answers for what Node and
@@ -53,7 +55,23 @@ export function unservableRequest(raw: IncomingMessage): ApiError | undefined {
  * `unservableRequest`); a CONNECT, which Node hands over as a raw socket and
  * closes unanswered when nobody listens, gets the catalogue's 400.
  */
-export function guardServer(server: Server, log: FastifyBaseLogger, requestIdFor: (raw: IncomingMessage) => string): void {
+/** Where a request refused before any route (no request object, so no request line of its own) is logged and counted. */
+export interface UnroutedRequests {
+  log: FastifyBaseLogger;
+  telemetry: Telemetry;
+}
+
+/**
+ * The request line of a request refused at the socket: the catalogue's code, Node's reason, the client's
+ * address; no method or route (Node could not read them, or there is none to route). Counted under `unmatched`,
+ * with no duration: it has no start the server saw.
+ */
+function logUnroutedRequest(to: UnroutedRequests, id: string, apiError: ApiError, socket: Socket, fields: Record<string, unknown>): void {
+  to.log.info({ request_id: id, status: apiError.status, code: apiError.code, ...fields, client_ip: socket.remoteAddress }, "request");
+  to.telemetry.httpRequest(UNMATCHED_ROUTE, apiError.status, undefined);
+}
+
+export function guardServer(server: Server, to: UnroutedRequests, requestIdFor: (raw: IncomingMessage) => string): void {
   server.on("checkExpectation", (request: IncomingMessage, response: ServerResponse) => {
     unmetExpectations.add(request);
     server.emit("request", request, response);
@@ -63,7 +81,7 @@ export function guardServer(server: Server, log: FastifyBaseLogger, requestIdFor
     socket.on("error", () => undefined);
     const id = requestIdFor(request);
     const apiError = errors.invalidRequest("CONNECT is not supported: this server is not a proxy.");
-    log.info({ request_id: id, method: "CONNECT", status: apiError.status }, "client error");
+    logUnroutedRequest(to, id, apiError, socket, { method: "CONNECT" });
     if (socket.writable) socket.write(rawResponse(apiError, id));
     socket.destroy();
   });
@@ -86,7 +104,7 @@ const requestIds = new WeakMap<ServerResponse, string>();
 export const rememberRequestId = (response: ServerResponse, id: string): void => void requestIds.set(response, id);
 
 /** Node's own answers to a broken request are bare; ours carry the error catalogue's body. */
-export function clientErrorHandler(limits: HttpLimits) {
+export function clientErrorHandler(limits: HttpLimits, telemetry: Telemetry) {
   return function answerClientError(this: FastifyInstance, error: ClientError, socket: Socket): void {
     if (error.code === "ECONNRESET" || socket.destroyed) return;
     // A refused body being drained has had its answer; a timeout there only ends the connection.
@@ -97,8 +115,13 @@ export function clientErrorHandler(limits: HttpLimits) {
     const apiError = refusalFor(error, socket, limits);
     // A request whose headers were read has its id (and its log line); any other gets a fresh one.
     const inFlight = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage;
-    const id = (inFlight && requestIds.get(inFlight)) ?? requestId();
-    this.log.info({ code: error.code, status: apiError.status, request_id: id }, "client error");
+    const observedId = inFlight ? requestIds.get(inFlight) : undefined;
+    const id = observedId ?? requestId();
+    // A request the app already observed writes its own line (with this answer) when its response closes: one line a request.
+    if (observedId !== undefined) this.log.debug({ request_id: id, reason: error.code }, "client error");
+    // A connection that sent nothing (a balancer's or a browser's preconnect, timed out) made no request to count.
+    else if (socket.bytesRead === 0) this.log.info({ request_id: id, status: apiError.status, reason: error.code }, "client error");
+    else logUnroutedRequest({ log: this.log, telemetry }, id, apiError, socket, { reason: error.code });
     // A response that has started cannot take a second one on the same socket.
     if (socket.writable && inFlight?.headersSent !== true) {
       if (inFlight) answeredByClientError.set(inFlight, apiError);
