@@ -180,6 +180,30 @@ describe("OpenTelemetry traces", () => {
     }
   });
 
+  it("warn when the collector refuses the spans, which the SDK would drop without a word", async () => {
+    const refusing = createServer((req, res) => {
+      req.resume();
+      req.on("end", () => res.writeHead(400, { "content-type": "text/plain" }).end("bad request"));
+    });
+    await new Promise<void>((resolve) => refusing.listen(0, "127.0.0.1", resolve));
+    const endpoint = `http://127.0.0.1:${(refusing.address() as AddressInfo).port}`;
+    try {
+      const server = await startTestServer({}, { env: { OTEL_EXPORTER_OTLP_ENDPOINT: endpoint } });
+      try {
+        for (let i = 0; i < 2; i++) assert.equal((await fetch(`${server.url}/health`)).status, 200);
+      } finally {
+        await server.close(); // flushes the batch, which the collector refuses
+      }
+      const warnings = server.logs.records().filter((r) => r.component === "tracing");
+      assert.equal(warnings.length, 1, JSON.stringify(warnings));
+      assert.equal(warnings[0]!.level, 40);
+      assert.equal(warnings[0]!.spans_dropped, 2);
+      assert.match(String(warnings[0]!.msg), /^trace export failed: spans dropped/);
+    } finally {
+      await new Promise((resolve) => refusing.close(resolve));
+    }
+  });
+
   it("do not hold a stopping server past a moment when the collector accepts connections but never answers", async () => {
     const held: Socket[] = [];
     const silent = createNetServer((socket) => void held.push(socket));

@@ -2,7 +2,7 @@ import type { IncomingHttpHeaders } from "node:http";
 import { listenForMetrics } from "./metrics-listener.js";
 import { PrometheusMetrics, type LoadSources } from "./prometheus.js";
 import type { InferenceOutcome, RequestTrace, Telemetry } from "./telemetry.js";
-import { NO_TRACING, startTracing, type Tracing } from "./tracing.js";
+import { NO_TRACING, startTracing, type ExportWarning, type Tracing } from "./tracing.js";
 import type { ObservabilitySettings } from "./settings.js";
 
 /** Metrics (when a port is set) and traces (when an OTLP endpoint is set) behind one Telemetry. */
@@ -19,12 +19,14 @@ export class Observability implements Telemetry {
     specialists: readonly string[];
     sources: LoadSources;
     version: string;
+    /** Where a collector that does not take the spans is reported; silent when absent. */
+    warn?: ExportWarning | undefined;
   }): Promise<Observability> {
     const { settings } = options;
     const metrics = settings.metricsPort === 0 ? undefined : new PrometheusMetrics(new Set(options.specialists), options.sources);
     const listener = metrics && (await listenForMetrics(metrics, settings.metricsPort, settings.metricsHost));
     try {
-      return new Observability(metrics, await startTracing(options.env, options.version), listener);
+      return new Observability(metrics, await startTracing(options.env, options.version, options.warn), listener);
     } catch (error) {
       await listener?.close();
       throw error;

@@ -12,7 +12,7 @@ import {
   type Context,
   type Span,
 } from "@opentelemetry/api";
-import { W3CTraceContextPropagator } from "@opentelemetry/core";
+import { ExportResultCode, W3CTraceContextPropagator, type ExportResult } from "@opentelemetry/core";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
 import { detectResources, envDetector, resourceFromAttributes } from "@opentelemetry/resources";
 import {
@@ -22,12 +22,14 @@ import {
   ParentBasedSampler,
   TraceIdRatioBasedSampler,
   TracerProvider,
+  type ReadableSpan,
   type Sampler,
+  type SpanExporter,
 } from "@opentelemetry/sdk-trace";
 import { ConfigError } from "../config/config-error.js";
 import type { IncomingHttpHeaders } from "node:http";
 import type { RequestTrace, SpanAttributes, TraceSpan } from "./telemetry.js";
-import { FLUSH_AT_SHUTDOWN_MS, type Tracing } from "./tracing.js";
+import { FLUSH_AT_SHUTDOWN_MS, type ExportWarning, type Tracing } from "./tracing.js";
 
 const propagator = new W3CTraceContextPropagator();
 
@@ -89,6 +91,46 @@ export function samplerFrom(env: Readonly<Record<string, string | undefined>>): 
   }
 }
 
+/** How often at most a failing collector is reported. */
+const EXPORT_WARNING_EVERY_MS = 60_000;
+
+/**
+ * The OTLP exporter, saying when spans are lost: the SDK drops a batch the collector did not take without a word.
+ * One warning a minute at most, with the spans dropped since the last.
+ */
+class ReportingExporter implements SpanExporter {
+  private dropped = 0;
+  private lastWarning = Number.NEGATIVE_INFINITY;
+
+  constructor(
+    private readonly inner: SpanExporter,
+    private readonly warn: ExportWarning,
+  ) {}
+
+  export(spans: ReadableSpan[], done: (result: ExportResult) => void): void {
+    this.inner.export(spans, (result) => {
+      if (result.code !== ExportResultCode.SUCCESS) {
+        this.dropped += spans.length;
+        const now = performance.now();
+        if (now - this.lastWarning >= EXPORT_WARNING_EVERY_MS) {
+          this.lastWarning = now;
+          this.warn(this.dropped, (result.error?.message ?? "export failed").slice(0, 300));
+          this.dropped = 0;
+        }
+      }
+      done(result);
+    });
+  }
+
+  shutdown(): Promise<void> {
+    return this.inner.shutdown();
+  }
+
+  forceFlush(): Promise<void> {
+    return this.inner.forceFlush?.() ?? Promise.resolve();
+  }
+}
+
 /** Settles when `work` does, or after `ms`, whichever comes first; a failure to flush is no failure to stop. */
 function withinMs(ms: number, work: Promise<void>): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
@@ -99,14 +141,18 @@ function withinMs(ms: number, work: Promise<void>): Promise<void> {
   return Promise.race([work.catch(() => undefined), limit]).finally(() => clearTimeout(timer));
 }
 
-export async function startOtelTracing(env: Readonly<Record<string, string | undefined>>, serviceVersion: string): Promise<Tracing> {
+export async function startOtelTracing(
+  env: Readonly<Record<string, string | undefined>>,
+  serviceVersion: string,
+  warn: ExportWarning,
+): Promise<Tracing> {
   // The endpoint comes from the given environment; headers, timeouts and compression from the process's OTEL_* variables.
   const detected = detectResources({ detectors: [envDetector] });
   const resource = resourceFromAttributes({ "service.name": "alveare", "service.version": serviceVersion }).merge(detected);
   const provider = new TracerProvider({
     resource,
     sampler: samplerFrom(env),
-    spanProcessors: [new BatchSpanProcessor({ exporter: new OTLPTraceExporter({ url: tracesUrl(env) }) })],
+    spanProcessors: [new BatchSpanProcessor({ exporter: new ReportingExporter(new OTLPTraceExporter({ url: tracesUrl(env) }), warn) })],
   });
   const tracer = provider.getTracer("alveare", serviceVersion);
   return {

@@ -24,10 +24,17 @@ export function tracingWanted(env: Readonly<Record<string, string | undefined>>)
   return Boolean(env.OTEL_EXPORTER_OTLP_ENDPOINT || env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT);
 }
 
-export async function startTracing(env: Readonly<Record<string, string | undefined>>, serviceVersion: string): Promise<Tracing> {
+/** Told when the collector did not take a batch: how many spans were dropped, and why (cut short). */
+export type ExportWarning = (spansDropped: number, reason: string) => void;
+
+export async function startTracing(
+  env: Readonly<Record<string, string | undefined>>,
+  serviceVersion: string,
+  warn: ExportWarning = () => undefined,
+): Promise<Tracing> {
   if (!tracingWanted(env)) return NO_TRACING;
   // Dynamic import: without an endpoint, none of the SDK or exporter is loaded.
   const { startOtelTracing } = await import("./otel-tracing.js");
   sdkLoaded = true;
-  return startOtelTracing(env, serviceVersion);
+  return startOtelTracing(env, serviceVersion, warn);
 }

@@ -85,6 +85,11 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
     specialists: config.specialists.map((s) => s.id),
     sources,
     version: VERSION,
+    warn: (spansDropped, reason) =>
+      options.logger.warn(
+        { component: "tracing", spans_dropped: spansDropped, reason },
+        "trace export failed: spans dropped (check OTEL_EXPORTER_OTLP_ENDPOINT and the collector); said at most once a minute",
+      ),
   }).catch(async (error: unknown) => {
     await closeGate();
     throw error;
