@@ -9,6 +9,7 @@ import { storeLocation } from "../store/create-store.js";
 import { loadCliConfig, settingSource } from "./cli-config.js";
 import { RuntimeError, UsageError } from "./exit.js";
 import { DEFAULT_DRAIN_SECONDS } from "../observability/settings.js";
+import { unknownVariables } from "../config/unknown-variables.js";
 
 /** What is wrong with a file llama.cpp is to load as GGUF: missing, unreadable (the error), not GGUF; undefined when nothing. */
 async function ggufProblem(path: string): Promise<"missing" | "not GGUF" | Error | undefined> {
@@ -100,6 +101,12 @@ export async function serve(flags: ServeFlags): Promise<void> {
   await checkLocalModels(config, flags);
   await checkPortFree(config, flags);
   const logger = createLogger(config.logLevel, undefined, logOutputFor(config.logFormat, process.stdout.isTTY === true));
+  for (const { name, didYouMean } of unknownVariables(process.env, config)) {
+    logger.warn(
+      { variable: name, ...(didYouMean === undefined ? {} : { did_you_mean: didYouMean }) },
+      `${name} is not a setting alveare reads: it is ignored${didYouMean === undefined ? "" : ` (did you mean ${didYouMean}?)`}`,
+    );
+  }
   logger.info({ data_dir: config.dataDir, database: storeLocation(config) }, `loading models; data in ${config.dataDir}`);
   // Until the server is up there is nothing to drain: a signal stops start-up at once, through
   // process.exit, so the temporary files already made (system-prompt snapshots) go with it.
