@@ -159,7 +159,7 @@ describe("alveare models pull", () => {
         unreachable.stderr,
         /^alveare: cannot download the model http:\/\/127\.0\.0\.1:\d+\/models\/elsewhere\.gguf \(ECONNREFUSED\): check the address/,
       );
-      assert.match(unreachable.stderr, /start the server with --model \/path\/to\/model\.gguf \(or ALVEARE_MODEL\)\n$/);
+      assert.match(unreachable.stderr, /start the server with --model \/path\/to\/model\.gguf \(or ALVEARE_MODEL=\/path\/to\/model\.gguf\)\n$/);
     } finally {
       server.close();
     }

@@ -368,6 +368,14 @@ describe("dashboard in a real browser", { skip: noChromium }, () => {
     assert.match((await late.getByTestId("invitation-state").textContent()) ?? "", /has expired/);
     await late.close();
 
+    // A member who made keys: the dialog says they go with them, and offers to keep them.
+    await operator.getByRole("button", { name: "Remove member dev@acme.example" }).click();
+    const devRemoval = operator.getByRole("dialog");
+    await devRemoval.getByRole("heading", { name: "Remove dev@acme.example from acme?" }).waitFor();
+    assert.match((await devRemoval.textContent()) ?? "", /The (\d+ )?API keys? they created (is|are) revoked with them/);
+    await devRemoval.getByRole("checkbox", { name: /Keep the keys they created working/ }).waitFor();
+    await devRemoval.getByRole("button", { name: "Cancel" }).click();
+
     // Removing a member is confirmed in the page, naming them; their row goes, and so does their session.
     await operator.getByRole("button", { name: "Remove member late@acme.example" }).click();
     const removal = operator.getByRole("dialog");

@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { once } from "node:events";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import Database from "better-sqlite3";
@@ -62,6 +64,46 @@ async function checkBackfill(stores: Stores): Promise<void> {
   assert.equal((await stores.accounts.findKeyByHash("hash_k_dana"))?.key.revokedAt, "2026-04-01T00:00:00.000Z");
   assert.equal((await stores.accounts.findKeyByHash("hash_k_operator"))?.key.revokedAt, null);
 }
+
+describe("removing a member on SQLite while another process writes", () => {
+  it("waits for the other writer (busy_timeout) instead of failing at once with 'database is locked'", async () => {
+    const dataDir = tempDir();
+    const stores = await createStore({ dataDir });
+    try {
+      await stores.accounts.createAccount({ id: "acct_a", name: "a", plan: "solo", status: "active", createdAt: "2026-01-01T00:00:00.000Z" });
+      await stores.people.createMember({
+        id: "m_a",
+        accountId: "acct_a",
+        email: "a@example.com",
+        passwordHash: null,
+        createdAt: "2026-01-01T00:00:00.000Z",
+      });
+      // A server's ledger, as it were: another process holds the write lock for 300 ms.
+      const holder = spawn(
+        process.execPath,
+        [
+          "--input-type=module",
+          "-e",
+          `import Database from "better-sqlite3";
+           const db = new Database(${JSON.stringify(join(dataDir, "alveare.db"))});
+           db.exec("BEGIN IMMEDIATE");
+           db.exec("UPDATE accounts SET name = 'b' WHERE id = 'acct_a'");
+           process.stdout.write("locked\\n");
+           setTimeout(() => { db.exec("COMMIT"); db.close(); }, 300);`,
+        ],
+        { cwd: process.cwd(), stdio: ["ignore", "pipe", "inherit"] },
+      );
+      await once(holder.stdout!, "data");
+      const started = performance.now();
+      assert.deepEqual(await stores.people.deleteMember("m_a", "2026-04-01T00:00:00.000Z", false), []);
+      assert.ok(performance.now() - started >= 200, "it waited for the other writer");
+      assert.equal(await stores.people.getMember("m_a"), undefined);
+      await once(holder, "exit");
+    } finally {
+      await stores.close();
+    }
+  });
+});
 
 describe("keys made before their creator was recorded", () => {
   after(async () => {

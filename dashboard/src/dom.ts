@@ -167,7 +167,7 @@ export function when(iso: unknown, empty = "never"): Node {
  * or billing-relevant action; Cancel has the focus, so Enter does no harm, and
  * the action's own errors stay in the dialog.
  */
-export function confirmAction(title: string, detail: string, confirmLabel: string, action: () => Promise<void>): void {
+export function confirmAction(title: string, detail: string, confirmLabel: string, action: () => Promise<void>, choice?: HTMLElement): void {
   const error = h("p", { class: "error", role: "alert" });
   const dialog = h("dialog", { class: "confirm", "aria-labelledby": "confirm-title" }) as HTMLDialogElement;
   const close = () => {
@@ -186,6 +186,7 @@ export function confirmAction(title: string, detail: string, confirmLabel: strin
   dialog.append(
     h("h2", { id: "confirm-title" }, title),
     h("p", {}, detail),
+    ...(choice === undefined ? [] : [choice]),
     error,
     h("div", { class: "actions" }, go, h("button", { type: "button", class: "secondary", autofocus: true, onclick: close }, "Cancel")),
   );

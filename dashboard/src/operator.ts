@@ -99,7 +99,10 @@ function removeMemberButton(account: Json, member: Json, keys: readonly Json[]):
   const keysLine =
     theirs === 0
       ? "They created no API key that still works."
-      : `The ${theirs === 1 ? "API key" : `${theirs} API keys`} they created ${theirs === 1 ? "is" : "are"} revoked with them: requests with ${theirs === 1 ? "it" : "them"} fail at once.`;
+      : `The ${theirs === 1 ? "API key" : `${theirs} API keys`} they created ${theirs === 1 ? "is" : "are"} revoked with them: requests with ${theirs === 1 ? "it" : "them"} fail at once, unless you keep ${theirs === 1 ? "it" : "them"}.`;
+  // Only when there is something to keep: their keys then work on as the account's own.
+  const keep = h("input", { type: "checkbox", name: "keep_keys" }) as HTMLInputElement;
+  const choice = theirs === 0 ? undefined : h("label", { class: "check" }, keep, " Keep the keys they created working, as the account's own");
   return h(
     "button",
     {
@@ -112,10 +115,11 @@ function removeMemberButton(account: Json, member: Json, keys: readonly Json[]):
           `They are signed out at once, and neither their password nor any invitation of theirs works any more. ${keysLine} You can invite the e-mail again later.`,
           "Remove member",
           async () => {
-            await api("DELETE", `/admin/api/accounts/${id}/members/${String(member.id)}`);
-            say(`${email} removed`);
+            await api("DELETE", `/admin/api/accounts/${id}/members/${String(member.id)}${keep.checked ? "?keep_keys=true" : ""}`);
+            say(theirs === 0 ? `${email} removed` : `${email} removed; their keys ${keep.checked ? "kept" : "revoked"}`);
             await accountView(id);
           },
+          choice,
         ),
     },
     "Remove",

@@ -140,25 +140,29 @@ export class People {
     await this.keyRevocations.ready?.();
     const revokedKeys = await this.stores.people.deleteMember(member.id, new Date().toISOString(), keepKeys);
     if (revokedKeys === undefined) throw notFound();
-    // The nodes hear of the revocations whatever happens to the audit records.
-    try {
-      await this.stores.audit.record(context, {
-        action: "member.removed",
+    // The nodes hear of the revocations first, and every audit record is tried whatever happens to the others.
+    const records = [
+      {
+        action: "member.removed" as const,
         accountId,
         target: `member:${member.id}`,
         detail: { email: member.email, keys: keepKeys ? "kept" : `${revokedKeys.length} revoked` },
-      });
-      for (const key of revokedKeys) {
-        await this.stores.audit.record(context, {
-          action: "key.revoked",
-          accountId,
-          target: `key:${key.id}`,
-          detail: { mode: key.mode, reason: `member ${member.id} removed` },
-        });
-      }
-    } finally {
+      },
+      ...revokedKeys.map((key) => ({
+        action: "key.revoked" as const,
+        accountId,
+        target: `key:${key.id}`,
+        detail: { mode: key.mode, reason: `member ${member.id} removed` },
+      })),
+    ];
+    let failure: unknown;
+    try {
       if (revokedKeys.length > 0) await this.keyRevocations.changed?.();
+    } catch (error) {
+      failure = error;
     }
+    for (const record of records) await this.stores.audit.record(context, record).catch((error: unknown) => (failure ??= error));
+    if (failure !== undefined) throw failure;
     return { member, revokedKeys };
   }
 

@@ -46,7 +46,7 @@ async function verifyGguf(path: string): Promise<void> {
 /** Said by `models pull` and by `serve` alike, so it names what works in both: fix the download, or bring the file. */
 const offlineHint = (uri: string, why: string): string =>
   `cannot download the model ${uri} (${why}): check the address and that this machine can reach it; ` +
-  "or copy the .gguf file here yourself and start the server with --model /path/to/model.gguf (or ALVEARE_MODEL)";
+  "or copy the .gguf file here yourself and start the server with --model /path/to/model.gguf (or ALVEARE_MODEL=/path/to/model.gguf)";
 
 /**
  * Returns a local path for a model location. A local path must exist; a URI is

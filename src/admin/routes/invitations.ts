@@ -10,7 +10,8 @@ export function invitationRoutes(app: FastifyInstance, { people, publicUrl }: Ad
     const invited = await people.invite(operator(request), request.params.id, parseBody(adminRequests.inviteMember, request.body).email);
     const invitation = invitationJson(invited);
     // The whole link, as `alveare members invite --json` gives it: a script sends it on as it is.
-    const base = publicUrl ?? `${request.protocol}://${request.host}`;
-    return reply.code(201).send({ ...invitation, url: `${base}${invitation.invite_path}` });
+    // Without ALVEARE_PUBLIC_URL, where the request came to; a request without a Host (HTTP/1.0) names no place.
+    const base = publicUrl ?? (request.host === "" ? undefined : `${request.protocol}://${request.host}`);
+    return reply.code(201).send(base === undefined ? invitation : { ...invitation, url: `${base}${invitation.invite_path}` });
   });
 }

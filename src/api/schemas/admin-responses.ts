@@ -75,7 +75,12 @@ export const InvitationSchema = Type.Object(
     member_id: Type.String(),
     email: Type.String(),
     invite_path: Type.String({ description: "The dashboard path to send the member; the token travels in the URL fragment." }),
-    url: Type.String({ description: "The whole link: ALVEARE_PUBLIC_URL followed by invite_path." }),
+    url: Type.Optional(
+      Type.String({
+        description:
+          "The whole link: ALVEARE_PUBLIC_URL followed by invite_path, or without it the scheme and host the request came to (absent for a request without a Host).",
+      }),
+    ),
     expires_at: Type.String({ description: "When the link stops working (7 days after it was made), ISO 8601 in UTC." }),
   },
   { title: "Invitation" },

@@ -78,6 +78,20 @@ function upstreamWords(text: string, secret: string | undefined): string {
   return shortenedTo(secret ? text.split(secret).join("[the upstream key]") : text, 500);
 }
 
+/** An upstream answer that is not JSON: what the client hears is fixed, the parser's words go to the log. */
+class UpstreamJsonError extends Error {
+  override name = "UpstreamJsonError";
+}
+
+/** Parses what an upstream sent; its bytes reach only the log, bounded and without our key. */
+function parseUpstream(text: string, secret: string | undefined): UpstreamBody {
+  try {
+    return JSON.parse(text) as UpstreamBody;
+  } catch (error) {
+    throw new UpstreamJsonError(`the upstream's answer is not valid JSON: ${upstreamWords((error as Error).message, secret)}`);
+  }
+}
+
 /** The message of an OpenAI-shaped error body, or the body itself. */
 function errorMessageOf(text: string): string {
   try {
@@ -332,7 +346,7 @@ export class RemoteEngine implements Engine {
       answered = true;
       if (response instanceof WholeAnswer) {
         if (response.statusCode >= 400) throw upstreamStatusError(response.statusCode, response.text(), this.keyOf(upstream), response.retryAfter);
-        return this.readWhole(JSON.parse(response.text()) as UpstreamBody, req);
+        return this.readWhole(parseUpstream(response.text(), this.keyOf(upstream)), req);
       }
       if (response.statusCode >= 400) {
         const retryAfter = response.headers["retry-after"];
@@ -496,9 +510,9 @@ export class RemoteEngine implements Engine {
    */
   private failure(error: unknown): ApiError {
     if (error instanceof ApiError) return error;
-    // JSON.parse's message quotes the upstream's bytes: the client hears only that the answer was broken.
+    // The parser's message quotes the upstream's bytes: the client hears only that the answer was broken.
     const failed =
-      error instanceof SyntaxError
+      error instanceof UpstreamJsonError
         ? errors.upstream(502, "The upstream engine's answer was not valid JSON (cut short, or not an OpenAI-compatible answer).")
         : isTimeout(error)
           ? errors.upstream(504, `The upstream engine for this specialist timed out (${timeoutKind(error)}).`)
@@ -564,7 +578,7 @@ export class RemoteEngine implements Engine {
           done = true;
           break;
         }
-        const chunk = JSON.parse(data) as UpstreamBody;
+        const chunk = parseUpstream(data, secret);
         if (chunk.error !== undefined) {
           const failed = errors.upstream(502, "The upstream engine failed mid-stream.");
           failed.cause = new Error(`the upstream failed mid-stream: ${upstreamWords(JSON.stringify(chunk.error), secret)}`);

@@ -57,9 +57,10 @@ export class PgAccountStore implements AccountStore {
       const status = account.rows[0]?.status;
       if (status === undefined) return "no_account";
       if (status !== "active") return "suspended";
-      // A member's removal locks the account row too, so this reads the member after any removal committed.
+      // A member's removal locks the account row too, so this reads the member after any removal committed;
+      // FOR SHARE reads the row as committed now whatever the isolation level (a snapshot would not).
       if (key.createdBy !== null) {
-        const member = await client.query("SELECT 1 FROM members WHERE id = $1 AND account_id = $2", [key.createdBy, key.accountId]);
+        const member = await client.query("SELECT 1 FROM members WHERE id = $1 AND account_id = $2 FOR SHARE", [key.createdBy, key.accountId]);
         if (member.rowCount === 0) return "no_member";
       }
       const { rows } = await client.query<{ n: number }>(

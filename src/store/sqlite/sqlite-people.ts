@@ -115,16 +115,20 @@ export class SqlitePeopleStore implements PeopleStore {
   }
 
   async deleteMember(id: string, at: string, keepKeys: boolean): Promise<ApiKeyRecord[] | undefined> {
-    const revoked = this.db.transaction((): ApiKeyRecord[] | undefined => {
-      if (this.statements.getMember.get(id) === undefined) return undefined;
-      this.statements.endSessionsOf.run(id);
-      this.statements.dropInvitations.run(id);
-      let keys: ApiKeyRecord[] = [];
-      if (keepKeys) this.statements.handKeysToAccount.run(id);
-      else keys = this.statements.revokeKeysOf.all(at, id).map(toKey);
-      this.statements.deleteMember.run(id);
-      return keys;
-    })();
+    // IMMEDIATE: it reads before it writes, and SQLite gives a deferred transaction that has read no
+    // busy wait when it then finds another process writing (a server's ledger, while the CLI removes).
+    const revoked = this.db
+      .transaction((): ApiKeyRecord[] | undefined => {
+        if (this.statements.getMember.get(id) === undefined) return undefined;
+        this.statements.endSessionsOf.run(id);
+        this.statements.dropInvitations.run(id);
+        let keys: ApiKeyRecord[] = [];
+        if (keepKeys) this.statements.handKeysToAccount.run(id);
+        else keys = this.statements.revokeKeysOf.all(at, id).map(toKey);
+        this.statements.deleteMember.run(id);
+        return keys;
+      })
+      .immediate();
     if (revoked !== undefined && revoked.length > 0) this.keysRevoked();
     return revoked;
   }
