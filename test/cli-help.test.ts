@@ -97,6 +97,21 @@ describe("alveare help and version", () => {
     assert.equal(help.status, 2);
     assert.equal(help.stderr, "alveare: unknown command 'nope'\n");
   });
+
+  it("names a mistyped option before the required option it seems to leave out", () => {
+    // `--acount` is the mistake; "required option '--account <id>' not specified" would hide it.
+    const typo = alveare(["keys", "create", "--acount", "acct_x", "--data-dir", tempDir()]);
+    assert.equal(typo.status, 2);
+    assert.equal(typo.stderr, "alveare: unknown option '--acount' (Did you mean --account?)\n");
+    const second = alveare(["accounts", "create", "--name", "x", "--pln", "starter", "--data-dir", tempDir()]);
+    assert.equal(second.stderr, "alveare: unknown option '--pln' (Did you mean --plan?)\n");
+    // A value that looks like an option is still a value: the missing --plan is what is wrong.
+    const value = alveare(["accounts", "create", "--name", "--odd", "--data-dir", tempDir()]);
+    assert.equal(value.status, 2);
+    assert.equal(value.stderr, "alveare: required option '--plan <plan>' not specified\n");
+    const missing = alveare(["keys", "create", "--data-dir", tempDir()]);
+    assert.equal(missing.stderr, "alveare: required option '--account <id>' not specified\n");
+  });
 });
 
 describe("alveare exit codes and output", () => {

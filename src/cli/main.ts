@@ -60,10 +60,40 @@ function helpFor(program: Command, argv: string[]): string[] {
   return known ? [...argv.slice(1), "--help"] : argv.slice(1);
 }
 
+/**
+ * Commander checks required options before unknown ones, so `keys create --acount X` would say
+ * "--account not specified" and hide the typo. When the command line holds an option the command
+ * does not know, its required options are left unchecked: commander then names the unknown option
+ * with its "Did you mean --account?", the mistake the user made.
+ */
+function unknownOptionFirst(program: Command, argv: string[]): void {
+  let command = program;
+  let i = 0;
+  for (; i < argv.length && !argv[i]!.startsWith("-"); i++) {
+    const sub = command.commands.find((c) => c.name() === argv[i] || c.aliases().includes(argv[i]!));
+    if (!sub) break;
+    command = sub;
+  }
+  const options = [...command.options, command.createHelp().visibleOptions(command)].flat();
+  for (; i < argv.length && argv[i] !== "--"; i++) {
+    const token = argv[i]!;
+    if (!token.startsWith("--")) continue;
+    const option = options.find((o) => o.long === token.split("=")[0]);
+    if (option === undefined) {
+      for (const o of command.options) o.mandatory = false;
+      return;
+    }
+    // The next word is this option's value, even one that starts with "--".
+    if (option.required && !token.includes("=")) i++;
+  }
+}
+
 async function main(argv: string[]): Promise<void> {
   try {
     const program = buildProgram();
-    await program.parseAsync(helpFor(program, argv), { from: "user" });
+    const args = helpFor(program, argv);
+    unknownOptionFirst(program, args);
+    await program.parseAsync(args, { from: "user" });
   } catch (error) {
     // Commander has already printed its own message (and help, where asked for).
     if (!(error instanceof CommanderError)) process.stderr.write(`alveare: ${messageOf(error)}\n`);
