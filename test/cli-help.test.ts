@@ -5,6 +5,7 @@ import { createServer, type Server } from "node:net";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import { settingSource } from "../src/cli/cli-config.js";
 import { VERSION } from "../src/version.js";
 import { cliJson, cliKey, tempDir, tinyModel } from "./helpers/fixtures.js";
 
@@ -242,6 +243,8 @@ describe("alveare serve start-up failures", () => {
       });
       assert.equal(fromEnv.status, 1);
       assert.match(fromEnv.stderr, /\(port from ALVEARE_PORT\)/);
+      // The default names itself plainly, without a parenthesis inside the parenthesis.
+      assert.equal(settingSource({ name: "--port", value: undefined }, "ALVEARE_NOT_SET_ANYWHERE", "port", undefined), "the default");
     } finally {
       taken.close();
     }

@@ -31,7 +31,7 @@ export function settingSource(
   if (flag.value !== undefined) return flag.name;
   if (process.env[envName]) return envName;
   if (configFile && existsSync(configFile) && fileHasField(configFile, fileField)) return `'${fileField}' in ${configFile}`;
-  return `the default (set ${flag.name} or ${envName})`;
+  return "the default";
 }
 
 function fileHasField(file: string, field: string): boolean {
