@@ -152,6 +152,13 @@ describe("alveare models pull", () => {
       assert.equal(local.code, 2, local.stdout);
       assert.equal(local.stderr, `alveare: ${text} is not a GGUF file\n`);
       assert.equal(local.stdout, "");
+      // A path that is not there: `models pull` has no ALVEARE_MODEL to set, so the message names what it takes.
+      const absent = await run(join(dataDir, "qwen.gguf"));
+      assert.equal(absent.code, 2);
+      assert.equal(
+        absent.stderr,
+        `alveare: model file not found: ${join(dataDir, "qwen.gguf")}; give an existing .gguf file, an hf:owner/repo/file.gguf URI or an http(s) URL\n`,
+      );
       // Nothing listens there: the advice fits `models pull` (which has no --model of its own) as well as `serve`.
       const unreachable = await run(`http://127.0.0.1:${await closedPort()}/models/elsewhere.gguf`);
       assert.equal(unreachable.code, 2);

@@ -57,7 +57,8 @@ export async function resolveModel(location: string, dataDir: string, onProgress
   if (!isRemoteModel(location)) {
     const path = resolve(location);
     const info = await stat(path).catch(() => undefined);
-    if (!info?.isFile()) throw new ModelUnavailableError(`model file not found: ${path}; set ALVEARE_MODEL to an existing .gguf file`);
+    if (!info?.isFile())
+      throw new ModelUnavailableError(`model file not found: ${path}; give an existing .gguf file, an hf:owner/repo/file.gguf URI or an http(s) URL`);
     await verifyGguf(path);
     return path;
   }
