@@ -515,6 +515,13 @@ describe("account administration from the CLI", () => {
       const wrongAccount = cli(["members", "remove", "--account", accountId, "--member", elsewhere.member_id as unknown as string]);
       assert.equal(wrongAccount.status, 1, "another account's member is not found");
       assert.match(wrongAccount.stderr, /no member/);
+      // By e-mail: named as typed, not by the id of the other account's member it matched.
+      const wrongByEmail = cli(["members", "remove", "--account", accountId, "--email", "else@example.com"]);
+      assert.equal(wrongByEmail.status, 1);
+      assert.equal(wrongByEmail.stderr.trim().split("\n").at(-1), `alveare: no member 'else@example.com' in account '${accountId}'`);
+      const noAccount = cli(["members", "remove", "--account", "acct_nope", "--email", "else@example.com"]);
+      assert.equal(noAccount.status, 1);
+      assert.equal(noAccount.stderr.trim().split("\n").at(-1), "alveare: no account 'acct_nope'");
       assert.equal(cli(["members", "remove", "--account", accountId]).status, 2, "--member or --email is needed");
 
       assert.equal(run(["members", "remove", "--account", accountId, "--email", "Dev@Example.com"]).removed, true);

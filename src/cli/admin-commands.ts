@@ -225,10 +225,13 @@ export function registerAccountCommands(program: Command): void {
     )
     .action((o: StoreOptions & { account: string; member?: string; email?: string; keepKeys?: boolean }, command: Command) => {
       if ((o.member === undefined) === (o.email === undefined)) command.error("error: give --member or --email (one of them)", { exitCode: 2 });
-      return withStore(o, async ({ stores, people, json }) => {
+      return withStore(o, async ({ stores, people, accounts: service, json }) => {
+        // "no account" for a mistyped account, as every command says, before any member is looked for.
+        const accountId = (await service.getAccount(o.account)).id;
         const byEmail = o.email === undefined ? undefined : await stores.people.findMemberByEmail(o.email.trim().toLowerCase());
-        const memberId = o.member ?? byEmail?.id;
-        if (memberId === undefined) throw new RuntimeError(`no member '${o.email ?? ""}' in account '${o.account}'`);
+        // An e-mail is looked up across accounts: one of another account's is no member of this one, named as typed.
+        const memberId = o.member ?? (byEmail?.accountId === accountId ? byEmail.id : undefined);
+        if (memberId === undefined) throw new RuntimeError(`no member '${visible(o.email ?? "")}' in account '${visible(o.account)}'`);
         const keepKeys = o.keepKeys === true;
         const { member, revokedKeys } = await people.removeMember(CLI_CONTEXT, o.account, memberId, keepKeys);
         const revoked = revokedKeys.map((k) => k.id);
