@@ -156,8 +156,8 @@ describe("alveare exit codes and output", () => {
     assert.equal(accounts.stderr, `using ${database}\n`);
 
     const keys = alveare(["keys", "list", "--account", accountId, "--data-dir", dataDir], env);
-    assert.match(lines(keys.stdout)[0]!, /^ID\s+NAME\s+MODE\s+PREFIX\s+CREATED\s+LAST USED\s+STATUS$/);
-    assert.match(lines(keys.stdout)[1]!, /^key_\w+\s+-\s+live\s+alv_live_\S+\s+.*\s+active$/);
+    assert.match(lines(keys.stdout)[0]!, /^ID\s+NAME\s+MODE\s+PREFIX\s+CREATED\s+CREATED BY\s+LAST USED\s+STATUS$/);
+    assert.match(lines(keys.stdout)[1]!, /^key_\w+\s+-\s+live\s+alv_live_\S+\s+\d{4}-\d\d-\d\d \d\d:\d\dZ\s+-\s+-\s+active$/);
 
     const usage = alveare(["usage", "--account", accountId, "--data-dir", dataDir], env);
     assert.equal(usage.status, 0, usage.stderr);

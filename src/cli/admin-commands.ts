@@ -279,13 +279,15 @@ export function registerAccountCommands(program: Command): void {
         }
         print(
           table(
-            ["id", "name", "mode", "prefix", "created", "last used", "status"],
+            // CREATED BY: the member whose removal revokes the key ("-": the account's own, made by the operator).
+            ["id", "name", "mode", "prefix", "created", "created by", "last used", "status"],
             list.map((k) => [
               k.id,
               k.name ?? "-",
               k.mode,
               k.prefix,
               shortTime(k.createdAt),
+              k.createdBy ?? "-",
               shortTime(k.lastUsedAt),
               k.revokedAt ? `revoked ${shortTime(k.revokedAt)}` : "active",
             ]),
