@@ -175,6 +175,15 @@ describe("remote engine faults", () => {
   const call = (model: string, stream = false) =>
     postJson(`${server.url}/v1/chat/completions`, { model: `alveare-${model}`, messages: [{ role: "user", content: "x" }], max_tokens: 5, stream });
   const errorOf = (r: { json: Record<string, unknown> }) => r.json.error as { type: string; code: string; message: string };
+  /** A streamed request to the flaky specialist: the whole event stream as text. */
+  const streamedText = async (): Promise<string> =>
+    (
+      await fetch(`${server.url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ model: "alveare-flaky", messages: [{ role: "user", content: "x" }], stream: true }),
+      })
+    ).text();
 
   it("passes our parameters upstream and reads a good answer", async () => {
     fake.fault = "ok";
@@ -220,13 +229,7 @@ describe("remote engine faults", () => {
     assert.equal(r.status, 502);
     assert.equal(errorOf(r).message, "The upstream engine answered HTTP 401.");
     fake.fault = "error-event";
-    const streamed = await (
-      await fetch(`${server.url}/v1/chat/completions`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ model: "alveare-flaky", messages: [{ role: "user", content: "x" }], stream: true }),
-      })
-    ).text();
+    const streamed = await streamedText();
     assert.match(streamed, /"message":"The upstream engine failed mid-stream\."/);
     for (const answer of [JSON.stringify(r.json), streamed]) {
       assert.ok(!answer.includes("sk-upstream") && !answer.includes("gpu-7") && !answer.includes("xxxx") && !answer.includes("yyyy"), answer);
@@ -323,13 +326,7 @@ describe("remote engine faults", () => {
     const whole = await call("flaky");
     assert.equal(whole.status, 502);
     assert.equal(errorOf(whole).message, "The upstream engine's answer was not valid JSON (cut short, or not an OpenAI-compatible answer).");
-    const streamed = await (
-      await fetch(`${server.url}/v1/chat/completions`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: JSON.stringify({ model: "alveare-flaky", messages: [{ role: "user", content: "x" }], stream: true }),
-      })
-    ).text();
+    const streamed = await streamedText();
     assert.match(streamed, /"message":"The upstream engine's answer was not valid JSON/);
     assert.ok(!streamed.includes("[DONE]"));
     // The first, whole event is relayed; nothing of the broken one is, not even inside the error's words.
