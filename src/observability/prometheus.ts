@@ -79,9 +79,11 @@ export class PrometheusMetrics {
       FIRST_TOKEN_BUCKETS,
     );
     this.interTokens = histogram("alveare_inter_token_latency_seconds", "Time between streamed pieces of text.", ["specialist"], INTER_TOKEN_BUCKETS);
-    this.rejections = counter("alveare_gate_rejections_total", "Requests refused by authentication, plan, rate limit or quota, by catalogue code.", [
-      "code",
-    ]);
+    this.rejections = counter(
+      "alveare_gate_rejections_total",
+      "Requests refused with an authentication, permission or rate-limit error, by catalogue code: the API gate's (key, plan, limits, quota) and the dashboard's and admin API's (not_signed_in, csrf_failed, invalid_admin_token).",
+      ["code"],
+    );
     this.dependencyFailures = counter(
       "alveare_dependency_failures_total",
       "Requests answered 503 dependency_unavailable because the shared PostgreSQL or Redis was out of reach.",
