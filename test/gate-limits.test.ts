@@ -126,6 +126,43 @@ describe("the SQLite file locked by another writer", () => {
   });
 });
 
+describe("a commit waiting for the SQLite file's lock", () => {
+  it("waits off the event loop: the server keeps answering, and the request is admitted once the lock is released", async () => {
+    const server = await startTestServer(
+      { plans: { tiny: { requests_per_minute: 1000, requests_per_month: 5, specialists: "*" } } },
+      { gated: true },
+    );
+    try {
+      const { auth } = await createKey(server, "tiny");
+      const shell = new Database(join(server.config.dataDir, "alveare.db"));
+      shell.exec("BEGIN IMMEDIATE");
+      let answered = false;
+      const started = performance.now();
+      const waiting = infer(server, auth).finally(() => {
+        answered = true;
+      });
+      try {
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        // SQLite's own busy wait sleeps in the calling thread: this process could answer nothing until it gave up.
+        const health = await fetch(`${server.url}/health`);
+        assert.equal(health.status, 200);
+        // The request's writes (its key's last-used time, its admission) held nothing up meanwhile.
+        assert.ok(performance.now() - started < 2_000, `health answered ${Math.round(performance.now() - started)} ms after the request`);
+        assert.equal(answered, false, "the admission is still waiting for the lock");
+      } finally {
+        shell.exec("ROLLBACK");
+        shell.close();
+      }
+      const admitted = await waiting;
+      assert.equal(admitted.status, 200);
+      const usage = await fetch(`${server.url}/v1/usage`, { headers: auth });
+      assert.equal(((await usage.json()) as { requests_used: number }).requests_used, 1);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
 describe("metering", () => {
   const fake = new FakeUpstream();
   let server: TestServer;

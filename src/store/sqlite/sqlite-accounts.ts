@@ -25,7 +25,12 @@ export class SqliteAccountStore implements AccountStore {
     this.versionCheckedThisTurn = false;
   };
 
-  constructor(db: Database.Database) {
+  /**
+   * `requestPath`: the connection of every request's writes (the ledger's, which does not wait for the
+   * file's lock): the key's last-used time is written on it, best effort, and the key cache is checked
+   * against its data_version, which the ledger's own commits leave alone and every other writer moves.
+   */
+  constructor(db: Database.Database, requestPath: Database.Database = db) {
     this.statements = {
       insertAccount: db.prepare("INSERT INTO accounts (id, name, plan, status, created_at) VALUES (@id, @name, @plan, @status, @createdAt)"),
       getAccount: db.prepare<[string], AccountRow>("SELECT * FROM accounts WHERE id = ?"),
@@ -46,10 +51,10 @@ export class SqliteAccountStore implements AccountStore {
         `SELECT k.*, a.name AS a_name, a.plan AS a_plan, a.status AS a_status, a.created_at AS a_created_at
          FROM api_keys k JOIN accounts a ON a.id = k.account_id WHERE k.hash = ?`,
       ),
-      touchKey: db.prepare("UPDATE api_keys SET last_used_at = ? WHERE id = ?"),
+      touchKey: requestPath.prepare("UPDATE api_keys SET last_used_at = ? WHERE id = ?"),
       isMember: db.prepare<[string, string], 1>("SELECT 1 FROM members WHERE id = ? AND account_id = ?").pluck(),
       // Prepared once: db.pragma() prepares a statement per call, a measurable cost per request.
-      dataVersion: db.prepare<[], number>("PRAGMA data_version").pluck(),
+      dataVersion: requestPath.prepare<[], number>("PRAGMA data_version").pluck(),
     };
   }
 

@@ -1,4 +1,5 @@
 import Database from "better-sqlite3";
+import { setTimeout as sleep } from "node:timers/promises";
 import { prepareDatabaseFile, restrictSidecars } from "./file-modes.js";
 import { MIGRATIONS } from "./migrations.js";
 
@@ -32,12 +33,56 @@ export function openDatabase(path: string): Database.Database {
   if (path !== ":memory:") prepareDatabaseFile(path);
   const db = new Database(path);
   db.pragma("journal_mode = WAL");
-  db.pragma("synchronous = NORMAL");
-  db.pragma("foreign_keys = ON");
-  db.pragma("busy_timeout = 5000");
+  configureConnection(db);
   if (path !== ":memory:") restrictSidecars(path);
   migrate(db);
   return db;
+}
+
+/** How long a write waits for another writer (a CLI command, a backup, an operator's shell) before it fails. */
+export const BUSY_TIMEOUT_MS = 5_000;
+
+/** The settings of every connection to the file. */
+function configureConnection(db: Database.Database): void {
+  db.pragma("synchronous = NORMAL");
+  db.pragma("foreign_keys = ON");
+  db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+}
+
+/**
+ * A second connection to a file openDatabase opened, for writes that must not
+ * wait in the calling thread for another writer's lock: SQLite's busy wait
+ * sleeps in it, which for a server is every request's. Call `stopWaiting` once
+ * what it does at open (which may wait) is done; its writes then fail at once
+ * with SQLITE_BUSY, for the caller to drop (best effort) or try again off the
+ * event loop (`whileBusy`).
+ */
+export function openNoWaitConnection(path: string): { db: Database.Database; stopWaiting: () => void } {
+  const db = new Database(path, { fileMustExist: true });
+  configureConnection(db);
+  // Not a prepared statement: SQLite applies busy_timeout when the pragma is prepared.
+  return { db, stopWaiting: () => db.pragma("busy_timeout = 0") };
+}
+
+/** Pauses between tries of a write the file's lock refused, in ms: short at first, as SQLite's own busy handler's. */
+const BUSY_RETRY_MS = [1, 2, 5, 10, 15, 20, 25, 25, 25, 50, 50, 100];
+
+/**
+ * Runs a write on a no-wait connection, trying it again while the file is
+ * locked, for as long as a waiting connection would (BUSY_TIMEOUT_MS), without
+ * holding up the event loop between tries.
+ */
+export async function whileBusy<T>(write: () => T): Promise<T> {
+  const started = performance.now();
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return write();
+    } catch (error) {
+      const waited = performance.now() - started;
+      if (!isSqliteBusy(error) || waited >= BUSY_TIMEOUT_MS) throw error;
+      await sleep(Math.min(BUSY_RETRY_MS[attempt] ?? BUSY_RETRY_MS.at(-1)!, BUSY_TIMEOUT_MS - waited));
+    }
+  }
 }
 
 /**

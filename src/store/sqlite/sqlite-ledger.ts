@@ -3,6 +3,7 @@ import { countsAgainstQuota, NOT_DELIVERED } from "../../metering/counting-rule.
 import type { AdmissionRecord, CompletionRecord, LedgerStore, Mode, PeriodUsage, RefusalRecord, UsageBreakdown } from "../store.js";
 import { GroupWriter } from "../../group-writer.js";
 import { nodeAlive, nodeClosed, thisNode, type NodeIdentity, type NodeRow } from "./nodes.js";
+import { whileBusy } from "./sqlite-database.js";
 import { USAGE_QUERIES } from "./usage-queries.js";
 
 export interface SqliteLedgerOptions {
@@ -95,14 +96,17 @@ export class SqliteLedger implements LedgerStore {
       this.writeMoves();
       return results;
     });
-    this.commits = new GroupWriter(async (writes) => {
-      try {
-        return transaction(writes);
-      } catch (error) {
-        this.moves.clear();
-        throw error;
-      }
-    });
+    // On a no-wait connection (openNoWaitConnection): a commit the file's lock refuses is tried again, off the event loop.
+    this.commits = new GroupWriter((writes) =>
+      whileBusy(() => {
+        try {
+          return transaction(writes);
+        } catch (error) {
+          this.moves.clear();
+          throw error;
+        }
+      }),
+    );
     this.statements = {
       // The limit is enforced on the in-memory counter at admission; the file records the count.
       moveCounter: db.prepare<[string, string, string, number, number]>(
@@ -336,19 +340,26 @@ export class SqliteLedger implements LedgerStore {
 
   async periodUsage(accountId: string, mode: Mode, period: string): Promise<PeriodUsage> {
     await this.settled();
-    const counter = this.statements.counter.get(accountId, mode, period);
-    // fromEntries defines own properties, so a specialist id such as "__proto__" stays a plain key.
-    const bySpecialist = Object.fromEntries(this.statements.bySpecialist.all(accountId, mode, period).map((row) => [row.specialist, row.n]));
-    return { requests: counter?.requests ?? 0, tokens: counter?.tokens ?? 0, bySpecialist };
+    return whileBusy(() => {
+      const counter = this.statements.counter.get(accountId, mode, period);
+      // fromEntries defines own properties, so a specialist id such as "__proto__" stays a plain key.
+      const bySpecialist = Object.fromEntries(this.statements.bySpecialist.all(accountId, mode, period).map((row) => [row.specialist, row.n]));
+      return { requests: counter?.requests ?? 0, tokens: counter?.tokens ?? 0, bySpecialist };
+    });
   }
 
   async dailyRequests(accountId: string, mode: Mode, period: string): Promise<Record<string, number>> {
     await this.settled();
-    return Object.fromEntries(this.statements.daily.all(accountId, mode, period).map((row) => [row.day, row.n]));
+    return whileBusy(() => Object.fromEntries(this.statements.daily.all(accountId, mode, period).map((row) => [row.day, row.n])));
   }
 
   async usageBreakdown(accountId: string, mode: Mode, period: string): Promise<UsageBreakdown> {
     await this.settled();
+    // Reads on the no-wait connection, which a writer starting a checkpoint or recovery can briefly refuse too.
+    return whileBusy(() => this.breakdown(accountId, mode, period));
+  }
+
+  private breakdown(accountId: string, mode: Mode, period: string): UsageBreakdown {
     const key: PeriodKey = { account: accountId, mode, period };
     const admitted = this.statements.byStatus.get(key);
     const refused = this.statements.refusalsByStatus.get(key);
