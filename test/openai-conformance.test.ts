@@ -3,6 +3,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import { Ajv2020, type ValidateFunction } from "ajv/dist/2020.js";
+import { FakeUpstream } from "./helpers/fake-upstream.js";
 import { postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
 
 /**
@@ -173,6 +174,76 @@ describe("OpenAI conformance: responses validate against OpenAI's published sche
       const answer = await postJson(url, body);
       assert.equal(answer.status, status, JSON.stringify(answer.json));
       assertConforms("ErrorResponse", answer.json);
+    }
+  });
+});
+
+describe("OpenAI conformance: tool calls relayed from a remote upstream validate too", () => {
+  const fake = new FakeUpstream();
+  let server: TestServer;
+  let chatUrl: string;
+  before(async () => {
+    const base = await fake.start();
+    server = await startTestServer({
+      specialists: { elsewhere: { description: "an upstream", system_prompt: "", remote: { base_url: base, model: "m" } } },
+    });
+    chatUrl = `${server.url}/v1/chat/completions`;
+  });
+  after(async () => {
+    await server.close();
+    await fake.stop();
+  });
+
+  const ask = { model: "alveare-elsewhere", messages: [{ role: "user", content: "Weather in Rome?" }], tools: [WEATHER_TOOL] };
+  const chunk = (delta: Record<string, unknown>, finish: string | null = null) => ({
+    id: "up",
+    object: "chat.completion.chunk",
+    created: 1,
+    model: "m",
+    choices: [{ index: 0, delta, finish_reason: finish }],
+  });
+  /** The calls of a whole answer, and of a stream's pieces joined, as a client reads them. */
+  async function relayed(calls: Array<Record<string, unknown>>): Promise<Array<Array<{ id: string; arguments: string }>>> {
+    fake.scripted = {
+      whole: {
+        choices: [{ index: 0, message: { role: "assistant", content: null, tool_calls: calls }, finish_reason: "tool_calls" }],
+        usage: { prompt_tokens: 5, completion_tokens: 9, total_tokens: 14 },
+      },
+      events: [chunk({ role: "assistant", tool_calls: calls.map((c, index) => ({ index, ...c })) }), chunk({}, "tool_calls")],
+    };
+    try {
+      const { status, json } = await postJson(chatUrl, ask);
+      assert.equal(status, 200, JSON.stringify(json));
+      assertConforms("CreateChatCompletionResponse", json);
+      const message = (json.choices as Array<{ message: { tool_calls: Array<{ id: string; function: { arguments: string } }> } }>)[0]!.message;
+      const whole = message.tool_calls.map((c) => ({ id: c.id, arguments: c.function.arguments }));
+      const events = await streamEvents(chatUrl, { ...ask, stream: true });
+      for (const event of events) assertConforms("CreateChatCompletionStreamResponse", event);
+      const streamed: Array<{ id: string; arguments: string }> = [];
+      type Piece = { index: number; id?: string; function?: { arguments?: string } };
+      for (const event of events as Array<{ choices: Array<{ delta: { tool_calls?: Piece[] } }> }>) {
+        for (const { index, id, function: fn } of event.choices[0]?.delta.tool_calls ?? []) {
+          streamed[index] ??= { id: id ?? "", arguments: "" };
+          streamed[index].arguments += fn?.arguments ?? "";
+        }
+      }
+      return [whole, streamed];
+    } finally {
+      fake.scripted = undefined;
+    }
+  }
+
+  it("gives each upstream call without an id one of its own, so a tool message can name the call it answers", async () => {
+    // llama-server has answered calls without an id, LM Studio with "".
+    const args = JSON.stringify({ city: "Rome" });
+    const calls = [
+      { type: "function", function: { name: "get_weather", arguments: args } },
+      { id: "", type: "function", function: { name: "get_weather", arguments: args } },
+    ];
+    for (const answer of await relayed(calls)) {
+      assert.equal(answer.length, 2);
+      for (const call of answer) assert.match(call.id, /^call_[A-Za-z0-9_-]+$/);
+      assert.notEqual(answer[0]!.id, answer[1]!.id);
     }
   });
 });

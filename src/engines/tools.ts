@@ -1,3 +1,5 @@
+import { randomBytes } from "node:crypto";
+
 /** Tool calling in the engine layer's vocabulary (OpenAI's function tools). */
 
 export interface ToolFunction {
@@ -16,6 +18,9 @@ export interface ToolRequest {
   /** Whether one answer may hold several calls. */
   parallel: boolean;
 }
+
+/** A call's id, as OpenAI writes them: what a client echoes back in the `tool` message answering it. */
+export const toolCallId = (): string => `call_${randomBytes(12).toString("base64url")}`;
 
 export interface ToolCall {
   id: string;

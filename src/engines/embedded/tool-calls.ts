@@ -1,7 +1,6 @@
-import { randomBytes } from "node:crypto";
 import { SpecialToken, SpecialTokensText, type ChatWrapper, type LlamaText } from "node-llama-cpp";
 import { StopScanner } from "../stop-scanner.js";
-import type { ToolCall, ToolCallDelta, ToolRequest } from "../tools.js";
+import { toolCallId, type ToolCall, type ToolCallDelta, type ToolRequest } from "../tools.js";
 
 /**
  * How a chat format writes function calls, as plain text: node-llama-cpp's
@@ -211,8 +210,6 @@ export function parseAnswer(output: string, syntax: CallSyntax, parallelAllowed:
   }
   return { kind: "calls", calls };
 }
-
-export const toolCallId = (): string => `call_${randomBytes(12).toString("base64url")}`;
 
 /**
  * Follows an answer as its text arrives and reports what is new: content

@@ -1,4 +1,4 @@
-import type { ToolCall, ToolCallDelta, ToolRequest } from "../tools.js";
+import { toolCallId, type ToolCall, type ToolCallDelta, type ToolRequest } from "../tools.js";
 import type { ChatMessage, GenerationRequest, TextDetail } from "../types.js";
 
 /** An upstream's tool call, whole (`message.tool_calls`) or in pieces (`delta.tool_calls`). */
@@ -7,6 +7,12 @@ export interface UpstreamToolCall {
   id?: string | null;
   function?: { name?: string; arguments?: string };
 }
+
+/**
+ * A call's id, made where the upstream gave none (llama-server has answered without one, LM Studio with ""):
+ * a client answers the call with a `tool` message naming it, and an empty id cannot be answered.
+ */
+const idOf = (call: UpstreamToolCall): string => (typeof call.id === "string" && call.id !== "" ? call.id : toolCallId());
 
 /** The history in OpenAI's shape, tool calls and tool results included. */
 export function upstreamMessages(messages: readonly ChatMessage[]): Array<Record<string, unknown>> {
@@ -37,7 +43,7 @@ export function upstreamToolFields(tools: ToolRequest | undefined): Record<strin
 }
 
 export const wholeToolCalls = (calls: readonly UpstreamToolCall[] | null | undefined): ToolCall[] =>
-  (calls ?? []).map((c) => ({ id: c.id ?? "", name: c.function?.name ?? "", arguments: c.function?.arguments ?? "" }));
+  (calls ?? []).map((c) => ({ id: idOf(c), name: c.function?.name ?? "", arguments: c.function?.arguments ?? "" }));
 
 /** Gathers streamed tool-call pieces and forwards them in our delta shape. */
 export class ToolCallStream {
@@ -57,7 +63,7 @@ export class ToolCallStream {
       const args = piece.function?.arguments ?? "";
       let call = this.calls[index];
       if (call === undefined) {
-        call = { id: piece.id ?? "", name: piece.function?.name ?? "", arguments: "" };
+        call = { id: idOf(piece), name: piece.function?.name ?? "", arguments: "" };
         this.calls[index] = call;
         forward({ index, id: call.id, name: call.name, arguments: "" });
       }
