@@ -246,4 +246,12 @@ describe("OpenAI conformance: tool calls relayed from a remote upstream validate
       assert.notEqual(answer[0]!.id, answer[1]!.id);
     }
   });
+
+  it("relays arguments an upstream sent as an object as the JSON text OpenAI's clients parse", async () => {
+    // llama-server has sent function.arguments as the object itself (ggml-org/llama.cpp#20198).
+    const calls = [{ id: "call_up", type: "function", function: { name: "get_weather", arguments: { city: "Rome" } } }];
+    for (const answer of await relayed(calls)) {
+      assert.deepEqual(answer, [{ id: "call_up", arguments: '{"city":"Rome"}' }]);
+    }
+  });
 });

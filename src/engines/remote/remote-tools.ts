@@ -5,7 +5,7 @@ import type { ChatMessage, GenerationRequest, TextDetail } from "../types.js";
 export interface UpstreamToolCall {
   index?: number | null;
   id?: string | null;
-  function?: { name?: string; arguments?: string };
+  function?: { name?: string; arguments?: unknown };
 }
 
 /**
@@ -13,6 +13,12 @@ export interface UpstreamToolCall {
  * a client answers the call with a `tool` message naming it, and an empty id cannot be answered.
  */
 const idOf = (call: UpstreamToolCall): string => (typeof call.id === "string" && call.id !== "" ? call.id : toolCallId());
+
+/** The arguments as JSON text, as OpenAI sends them: llama-server has sent the object itself, which a client cannot parse. */
+const argumentsOf = (call: UpstreamToolCall): string => {
+  const args = call.function?.arguments;
+  return typeof args === "string" ? args : args === undefined || args === null ? "" : JSON.stringify(args);
+};
 
 /** The history in OpenAI's shape, tool calls and tool results included. */
 export function upstreamMessages(messages: readonly ChatMessage[]): Array<Record<string, unknown>> {
@@ -43,7 +49,7 @@ export function upstreamToolFields(tools: ToolRequest | undefined): Record<strin
 }
 
 export const wholeToolCalls = (calls: readonly UpstreamToolCall[] | null | undefined): ToolCall[] =>
-  (calls ?? []).map((c) => ({ id: idOf(c), name: c.function?.name ?? "", arguments: c.function?.arguments ?? "" }));
+  (calls ?? []).map((c) => ({ id: idOf(c), name: c.function?.name ?? "", arguments: argumentsOf(c) }));
 
 /** Gathers streamed tool-call pieces and forwards them in our delta shape. */
 export class ToolCallStream {
@@ -60,7 +66,7 @@ export class ToolCallStream {
     };
     for (const piece of pieces ?? []) {
       const index = this.indexOf(piece);
-      const args = piece.function?.arguments ?? "";
+      const args = argumentsOf(piece);
       let call = this.calls[index];
       if (call === undefined) {
         call = { id: idOf(piece), name: piece.function?.name ?? "", arguments: "" };
