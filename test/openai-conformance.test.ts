@@ -254,4 +254,33 @@ describe("OpenAI conformance: tool calls relayed from a remote upstream validate
       assert.deepEqual(answer, [{ id: "call_up", arguments: '{"city":"Rome"}' }]);
     }
   });
+
+  it("answers with the text of the content chunks Mistral's reasoning models send instead of a string", async () => {
+    const thinking = { type: "thinking", thinking: [{ type: "text", text: "A greeting." }] };
+    fake.scripted = {
+      whole: {
+        choices: [{ index: 0, message: { role: "assistant", content: [thinking, { type: "text", text: "Hello!" }] }, finish_reason: "stop" }],
+        usage: { prompt_tokens: 5, completion_tokens: 9, total_tokens: 14 },
+      },
+      events: [
+        chunk({ role: "assistant", content: [thinking] }),
+        chunk({ content: [{ type: "text", text: "Hel" }] }),
+        chunk({ content: "lo!" }),
+        chunk({}, "stop"),
+      ],
+    };
+    const plain = { model: "alveare-elsewhere", messages: [{ role: "user", content: "Hi" }] };
+    try {
+      const { status, json } = await postJson(chatUrl, plain);
+      assert.equal(status, 200, JSON.stringify(json));
+      assertConforms("CreateChatCompletionResponse", json);
+      assert.equal((json.choices as Array<{ message: { content: string } }>)[0]!.message.content, "Hello!");
+      const events = await streamEvents(chatUrl, { ...plain, stream: true });
+      for (const event of events) assertConforms("CreateChatCompletionStreamResponse", event);
+      const text = (events as Array<{ choices: Array<{ delta: { content?: string } }> }>).map((e) => e.choices[0]?.delta.content ?? "").join("");
+      assert.equal(text, "Hello!");
+    } finally {
+      fake.scripted = undefined;
+    }
+  });
 });

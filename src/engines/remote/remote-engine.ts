@@ -6,6 +6,7 @@ import { NETWORK_REASONS } from "../../failure-kind.js";
 import { labelGrammar } from "../embedded/grammars.js";
 import { caughtUpOrAborted, signalSource } from "../abort-watch.js";
 import type { AbortWatch, ChoiceResult, Engine, FinishReason, GenerationRequest, GenerationResult, TokenLogprob } from "../types.js";
+import { upstreamText } from "./remote-content.js";
 import { upstreamLogprobs, type UpstreamLogprobs } from "./remote-logprobs.js";
 import { ToolCallStream, upstreamMessages, upstreamToolFields, wholeToolCalls, type UpstreamToolCall } from "./remote-tools.js";
 import type { RemoteEngineConfig, Upstream } from "./remote-kind.js";
@@ -13,8 +14,9 @@ import type { RemoteEngineConfig, Upstream } from "./remote-kind.js";
 interface UpstreamChoice {
   index?: number;
   logprobs?: UpstreamLogprobs | null;
-  message?: { content?: string | null; refusal?: string | null; tool_calls?: UpstreamToolCall[] | null };
-  delta?: { content?: string | null; refusal?: string | null; tool_calls?: UpstreamToolCall[] | null };
+  /** A string as OpenAI sends it, or a list of chunks (Mistral's reasoning models): read with upstreamText. */
+  message?: { content?: unknown; refusal?: string | null; tool_calls?: UpstreamToolCall[] | null };
+  delta?: { content?: unknown; refusal?: string | null; tool_calls?: UpstreamToolCall[] | null };
   finish_reason?: string | null;
 }
 interface UpstreamBody {
@@ -529,7 +531,7 @@ export class RemoteEngine implements Engine {
     const toolCalls = wholeToolCalls(choice.message?.tool_calls);
     const wantsLogprobs = req.topLogprobs !== undefined;
     const choices = (parsed.choices ?? []).map((c): ChoiceResult => ({
-      text: c.message?.content ?? "",
+      text: upstreamText(c.message?.content),
       ...(c.message?.refusal ? { refusal: c.message.refusal } : {}),
       // Per-choice token counts are not in OpenAI's answer; usage below holds their sum.
       completionTokens: 0,
@@ -538,7 +540,7 @@ export class RemoteEngine implements Engine {
     }));
     return {
       ...(toolCalls.length > 0 ? { toolCalls } : {}),
-      text: choice.message?.content ?? "",
+      text: upstreamText(choice.message?.content),
       ...(choice.message?.refusal ? { refusal: choice.message.refusal } : {}),
       promptTokens: parsed.usage?.prompt_tokens ?? 0,
       completionTokens: parsed.usage?.completion_tokens ?? 0,
@@ -588,7 +590,7 @@ export class RemoteEngine implements Engine {
         for (const choice of chunk.choices ?? []) {
           const index = Number.isInteger(choice.index) && choice.index! >= 0 && choice.index! < 64 ? choice.index! : 0;
           const state = choiceAt(index);
-          const delta = choice.delta?.content ?? "";
+          const delta = upstreamText(choice.delta?.content);
           const logprobs = wantsLogprobs ? upstreamLogprobs(choice.logprobs) : [];
           state.logprobs.push(...logprobs);
           const pieces = index === 0 ? choice.delta?.tool_calls : undefined;
