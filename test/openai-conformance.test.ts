@@ -4,7 +4,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { after, before, describe, it } from "node:test";
 import { Ajv2020, type ValidateFunction } from "ajv/dist/2020.js";
 import { FakeUpstream } from "./helpers/fake-upstream.js";
-import { postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
+import { createKey, postJson, SDK_TEST_PLANS, startTestServer, type TestServer } from "./helpers/fixtures.js";
 
 /**
  * Every OpenAI-protocol response validates against OpenAI's own published
@@ -111,6 +111,16 @@ describe("OpenAI conformance: responses validate against OpenAI's published sche
       top_logprobs: 2,
     },
     "a response format": { model: "alveare-extract", messages: [{ role: "user", content: "Ann is 30." }], max_tokens: 12 },
+    "stop sequences": { model: "alveare-chat", messages: [{ role: "user", content: "Hello" }], max_tokens: 30, stop: ["e", " t"], logprobs: true },
+    "a json_schema": {
+      model: "alveare-chat",
+      messages: [{ role: "user", content: "Ann is 30." }],
+      max_tokens: 40,
+      response_format: {
+        type: "json_schema",
+        json_schema: { name: "person", strict: true, schema: { type: "object", properties: { age: { type: "integer" } }, required: ["age"] } },
+      },
+    },
   };
 
   for (const [name, body] of Object.entries(bodies)) {
@@ -146,9 +156,15 @@ describe("OpenAI conformance: responses validate against OpenAI's published sche
     for (const model of list.data) assertConforms("Model", model);
   });
 
-  it("embeddings, float and base64", async () => {
-    for (const encoding_format of ["float", "base64"]) {
-      const { status, json } = await postJson(`${server.url}/v1/embeddings`, { model: "alveare-embed", input: ["one", "two"], encoding_format });
+  it("embeddings, float and base64, whole and shortened", async () => {
+    for (const [encoding_format, dimensions] of [
+      ["float", null],
+      ["base64", null],
+      ["float", 8],
+      ["base64", 8],
+    ] as const) {
+      const body = { model: "alveare-embed", input: ["one", "two"], encoding_format, dimensions };
+      const { status, json } = await postJson(`${server.url}/v1/embeddings`, body);
       assert.equal(status, 200, JSON.stringify(json));
       // OpenAI's schema describes only float vectors, though OpenAI itself answers base64 as a string too: checked decoded.
       if (encoding_format === "base64") {
@@ -159,6 +175,7 @@ describe("OpenAI conformance: responses validate against OpenAI's published sche
         }
       }
       assertConforms("CreateEmbeddingResponse", json);
+      if (dimensions !== null) for (const item of json.data as Array<{ embedding: unknown[] }>) assert.equal(item.embedding.length, dimensions);
     }
   });
 
@@ -169,11 +186,47 @@ describe("OpenAI conformance: responses validate against OpenAI's published sche
       [chatUrl, { model: "alveare-chat", messages: [{ role: "user", content: "x" }], top_logprobs: 2 }, 400],
       [chatUrl, "{not json", 400],
       [`${server.url}/v1/embeddings`, { model: "alveare-embed", input: [] }, 400],
+      [`${server.url}/v1/embeddings`, { model: "alveare-embed", input: "x", dimensions: 100_000 }, 400],
+      [`${server.url}/v1/completions`, { model: "alveare-chat", prompt: "x" }, 404],
     ];
     for (const [url, body, status] of cases) {
       const answer = await postJson(url, body);
       assert.equal(answer.status, status, JSON.stringify(answer.json));
       assertConforms("ErrorResponse", answer.json);
+    }
+    const missing = await fetch(`${server.url}/v1/models/alveare-nothing`);
+    assert.equal(missing.status, 404);
+    assertConforms("ErrorResponse", await missing.json());
+  });
+});
+
+describe("OpenAI conformance: the gate's refusals validate as OpenAI's errors", () => {
+  let server: TestServer;
+  before(async () => {
+    server = await startTestServer({ plans: SDK_TEST_PLANS }, { gated: true });
+  });
+  after(async () => {
+    await server.close();
+  });
+
+  it("401, 403, 413 and 429", async () => {
+    const chatUrl = `${server.url}/v1/chat/completions`;
+    const ask = { model: "alveare-chat", messages: [{ role: "user", content: "x" }], max_tokens: 2 };
+    const solo = await createKey(server, "solo");
+    const tiny = await createKey(server, "tiny");
+    const cases: Array<[string, unknown, Record<string, string>, number]> = [
+      [chatUrl, ask, {}, 401],
+      [chatUrl, ask, { authorization: "Bearer alv_live_nope" }, 401],
+      [`${server.url}/v1/embeddings`, { model: "alveare-embed", input: "x" }, solo.auth, 403],
+      [chatUrl, { ...ask, messages: [{ role: "user", content: "x".repeat(1_100_000) }] }, solo.auth, 413],
+      [chatUrl, ask, tiny.auth, 200],
+      [chatUrl, ask, tiny.auth, 200],
+      [chatUrl, { ...ask, stream: true }, tiny.auth, 429],
+    ];
+    for (const [url, body, headers, status] of cases) {
+      const answer = await postJson(url, body, headers);
+      assert.equal(answer.status, status, JSON.stringify(answer.json));
+      assertConforms(status === 200 ? "CreateChatCompletionResponse" : "ErrorResponse", answer.json);
     }
   });
 });
