@@ -572,6 +572,14 @@ describe("removing a member", () => {
     );
     const removal = await operator.call("GET", `/admin/api/audit?action=member.removed&account=${accountId}`);
     assert.equal((removal.json.data as Array<{ detail: { keys: string } }>)[0]?.detail.keys, "2 revoked");
+    // A member's key list names each key's maker by e-mail: a colleague, none for the account's own or a removed member's.
+    const listed = (await hugoBrowser.call("GET", "/dashboard/api/keys")).json.data as Array<Record<string, unknown>>;
+    assert.deepEqual(Object.fromEntries(listed.map((k) => [k.id, [k.created_by, k.created_by_email]])), {
+      [ginaLive.id]: [gina, null],
+      [ginaTest.id]: [gina, null],
+      [hugoLive.id]: [hugo, "hugo@example.com"],
+      [byOperator.json.id as string]: [null, null],
+    });
 
     // Kept: hugo's key works on as the account's own.
     assert.equal((await operator.call("DELETE", `/admin/api/accounts/${accountId}/members/${hugo}?keep_keys=true`)).status, 204);

@@ -160,6 +160,10 @@ describe("dashboard in a real browser", { skip: noChromium }, () => {
     await member.getByLabel("Name").fill("staging");
     await member.getByRole("button", { name: "Create key" }).click();
     await member.getByRole("cell", { name: "staging", exact: true }).waitFor();
+    await member
+      .getByRole("row", { name: /staging/ })
+      .getByRole("cell", { name: "you", exact: true })
+      .waitFor();
     // A double click creates one key, not two of which only one secret is ever shown.
     await member.getByLabel("Name").fill("twice");
     await member.getByRole("button", { name: "Create key" }).dblclick();
@@ -264,9 +268,16 @@ describe("dashboard in a real browser", { skip: noChromium }, () => {
     await operator.getByRole("heading", { name: "Account acme" }).waitFor();
     assert.match((await operator.getByTestId("account-usage").textContent()) ?? "", /^1 \/ 100,000 requests · \d+ tokens$/);
     assert.match((await operator.getByTestId("account-by-status").textContent()) ?? "", /2xx answered1/);
-    await operator
+    const membersTable = operator.getByRole("region", { name: "Members" });
+    await membersTable
       .getByRole("row", { name: /dev@acme\.example/ })
       .getByText("active")
+      .waitFor();
+    // The keys table names who made each key.
+    await operator
+      .getByRole("region", { name: "Keys" })
+      .getByRole("row", { name: /staging/ })
+      .getByRole("cell", { name: "dev@acme.example", exact: true })
       .waitFor();
     await operator
       .getByRole("row", { name: /production/ })
@@ -382,8 +393,8 @@ describe("dashboard in a real browser", { skip: noChromium }, () => {
     await removal.getByRole("heading", { name: "Remove late@acme.example from acme?" }).waitFor();
     assert.match((await removal.textContent()) ?? "", /They created no API key that still works\./, "the dialog says what happens to their keys");
     await removal.getByRole("button", { name: "Remove member" }).click();
-    await operator.getByRole("row", { name: /late@acme\.example/ }).waitFor({ state: "detached" });
-    await operator.getByRole("row", { name: /dev@acme\.example/ }).waitFor();
+    await membersTable.getByRole("row", { name: /late@acme\.example/ }).waitFor({ state: "detached" });
+    await membersTable.getByRole("row", { name: /dev@acme\.example/ }).waitFor();
 
     assert.deepEqual([...operatorCsp, ...memberCsp], [], "nothing the pages do is blocked by their CSP");
     assert.deepEqual(missing, [], "no page asks for something the server does not have");

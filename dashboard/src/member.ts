@@ -21,11 +21,22 @@ export function revokeButton(key: Json, path: string, after: () => Promise<void>
   );
 }
 
-export function keyRows(keys: Json[], revokePath: (id: string) => string, after: () => Promise<void>) {
+/**
+ * Who made a key, given the e-mail of its member where known: the member (or "you"), the operator for the
+ * account's own keys (created_by null), or a member since removed.
+ */
+export function creatorLabel(key: Json, email: string | undefined, you?: string): HTMLElement | string {
+  if (key.created_by === null || key.created_by === undefined) return h("span", { class: "muted" }, "operator");
+  if (email === undefined) return h("span", { class: "muted" }, "removed member");
+  return email === you ? "you" : email;
+}
+
+export function keyRows(keys: Json[], revokePath: (id: string) => string, after: () => Promise<void>, creator: (key: Json) => HTMLElement | string) {
   return keys.map((k) => [
     typeof k.name === "string" ? k.name : h("span", { class: "muted" }, "unnamed"),
     String(k.mode),
     h("code", {}, String(k.prefix)),
+    creator(k),
     when(k.created_at),
     when(k.last_used_at),
     k.revoked_at ? h("span", {}, "revoked ", when(k.revoked_at)) : revokeButton(k, revokePath(String(k.id)), after),
@@ -73,8 +84,13 @@ export async function keysView(): Promise<void> {
     keys.length === 0
       ? h("p", { class: "empty" }, "No keys yet. Create one above, then send it as “Authorization: Bearer …”.")
       : table(
-          ["Name", "Mode", "Key", "Created", "Last used", "Action"],
-          keyRows(keys, (id) => `/dashboard/api/keys/${id}/revoke`, keysView),
+          ["Name", "Mode", "Key", "Created by", "Created", "Last used", "Action"],
+          keyRows(
+            keys,
+            (id) => `/dashboard/api/keys/${id}/revoke`,
+            keysView,
+            (k) => creatorLabel(k, typeof k.created_by_email === "string" ? k.created_by_email : undefined, state.session?.email),
+          ),
         ),
   );
 }

@@ -1,6 +1,6 @@
 import { breakdownTables, dailyChart, quotaBar, usageNumbers, type Breakdown } from "./charts.js";
 import { api, confirmAction, copyable, field, form, h, say, show, table, when, type Json } from "./dom.js";
-import { keyRows } from "./member.js";
+import { creatorLabel, keyRows } from "./member.js";
 
 /** The plans the server serves, as its config file defines them (custom ones included), by name. */
 const planNames = async (): Promise<string[]> => (await api<{ data: Json[] }>("GET", "/admin/api/plans")).data.map((p) => String(p.name));
@@ -137,6 +137,7 @@ export async function accountView(id: string): Promise<void> {
     planNames(),
   ]);
   const name = String(account.name);
+  const emailOf = new Map(members.data.map((m) => [String(m.id), String(m.email)]));
   const active = account.status === "active";
   const plan = h(
     "select",
@@ -235,11 +236,12 @@ export async function accountView(id: string): Promise<void> {
       keys.data.length === 0
         ? h("p", { class: "empty" }, "No keys yet. Its members create them on their Keys page.")
         : table(
-            ["Name", "Mode", "Key", "Created", "Last used", "Action"],
+            ["Name", "Mode", "Key", "Created by", "Created", "Last used", "Action"],
             keyRows(
               keys.data,
               (keyId) => `/admin/api/keys/${keyId}/revoke`,
               () => accountView(id),
+              (k) => creatorLabel(k, emailOf.get(String(k.created_by))),
             ),
           ),
     ),

@@ -12,7 +12,10 @@ export function keyRoutes(app: FastifyInstance, options: DashboardOptions): void
 
   app.get("/api/keys", async (request) => {
     const { account } = await signedInMember(options, request);
-    return listJson((await accounts.listKeys(account.id)).map(keyJson));
+    const [keys, members] = await Promise.all([accounts.listKeys(account.id), options.stores.people.listMembers(account.id)]);
+    // Who made each key, by e-mail as the page shows it: null for the account's own keys and for a removed member's.
+    const emails = new Map(members.map((m) => [m.id, m.email]));
+    return listJson(keys.map((k) => ({ ...keyJson(k), created_by_email: (k.createdBy !== null && emails.get(k.createdBy)) || null })));
   });
 
   app.post("/api/keys", async (request, reply) => {
