@@ -542,6 +542,10 @@ describe("account administration from the CLI", () => {
           ["cli", `member:${dev.member_id as unknown as string}`],
         ],
       );
+      // The table gives each record's detail too, as --json does.
+      const lines = cli(["audit", "--action", "member.removed"]).stdout.trim().split("\n");
+      assert.match(lines[0]!, /\bDETAIL$/i);
+      assert.match(lines[1]!, /member\.removed .* email=ops@example\.com/);
     } finally {
       await stores.close();
     }

@@ -373,12 +373,28 @@ export function registerAccountCommands(program: Command): void {
         }
         print(
           table(
-            ["time", "actor", "action", "account", "target", "source", "count"],
-            page.records.map((r) => [shortTime(r.at), r.actor, r.action, r.accountId ?? "-", r.target ?? "-", r.source ?? "-", String(r.count)]),
+            ["time", "actor", "action", "account", "target", "source", "count", "detail"],
+            page.records.map((r) => [
+              shortTime(r.at),
+              r.actor,
+              r.action,
+              r.accountId ?? "-",
+              r.target ?? "-",
+              r.source ?? "-",
+              String(r.count),
+              // The why of a record (a revoked key's reason, a plan change's old and new plan), as --json gives it.
+              detailCell(r.detail),
+            ]),
             "no audit records match",
           ),
         );
         if (page.nextCursor !== null) note(`more records are older; narrow with --since/--until or raise --limit`);
       }),
     );
+}
+
+/** A record's detail as `key=value` pairs, a value quoted where it holds a space, a quote or "=" (a key's name may). */
+function detailCell(detail: Readonly<Record<string, string>> | undefined): string {
+  const pairs = Object.entries(detail ?? {}).map(([k, v]) => `${k}=${v === "" || /[\s"=]/.test(v) ? JSON.stringify(v) : v}`);
+  return pairs.length === 0 ? "-" : pairs.join(" ");
 }
