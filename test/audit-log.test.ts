@@ -364,6 +364,30 @@ describe("audit log in the store", () => {
     }
   });
 
+  it("aggregates a flood from one IPv6 /64 as one address, however many of its addresses it comes from", async () => {
+    const store = openSqliteStores(join(tempDir(), "flood6.db"));
+    try {
+      // The default limits: the /64 is one address to the limiter, so after 30 failures the rest are refused (429).
+      const people = new People(store, "t".repeat(32), { derive: () => Promise.resolve(Buffer.alloc(32)) });
+      for (let i = 0; i < 500; i++) {
+        const from = `2001:db8:1:2::${(i + 1).toString(16)}`;
+        await assert.rejects(people.signIn(`nobody-${i}@example.com`, "a wrong password", from), (e: unknown) =>
+          [401, 429].includes((e as { status: number }).status),
+        );
+        await assert.rejects(people.checkAdminToken(`wrong-${i}`, from), (e: unknown) => [401, 429].includes((e as { status: number }).status));
+      }
+      const page = await store.audit.query({ limit: 1000 });
+      assert.ok(page.records.length >= 2 && page.records.length <= 6, `${page.records.length} rows`);
+      assert.equal(
+        page.records.reduce((n, r) => n + r.count, 0),
+        1000,
+      );
+      assert.ok(page.records.every((r) => r.source === "2001:db8:1:2::/64"));
+    } finally {
+      await store.close();
+    }
+  });
+
   it("is append-only: the database refuses to rewrite a record", async () => {
     const path = join(tempDir(), "append.db");
     const store = openSqliteStores(path);

@@ -74,8 +74,8 @@ export interface RemovedMember {
  *
  * Sign-ins, invitations and joins go to the audit log. Failures that name no
  * known member (unknown e-mails, refusals by the limiter, wrong admin tokens)
- * are counted per client address and minute rather than recorded one by one,
- * so a flood cannot grow the log without bound.
+ * are counted per client address (an IPv6 /64 whole) and minute rather than
+ * recorded one by one, so a flood cannot grow the log without bound.
  */
 export class People {
   /** Per e-mail and address pair. */
@@ -229,7 +229,7 @@ export class People {
     }
     if (member === undefined || !ok) {
       await settle(true);
-      if (member === undefined) await this.stores.audit.count(anonymous, "sign_in.failed");
+      if (member === undefined) await this.countFailure(anonymous, "sign_in.failed");
       else
         await this.stores.audit.record(anonymous, {
           action: "sign_in.failed",
@@ -278,12 +278,12 @@ export class People {
     if (right) {
       const wait = await this.operatorFailures.retryAfterMs(key, now);
       if (wait <= 0) return;
-      await this.stores.audit.count(anonymous, "admin_token.failed");
+      await this.countFailure(anonymous, "admin_token.failed");
       throw errors.tooManySignIns(wait);
     }
     const attempt = await this.startAttempt(this.operatorFailures, [key], anonymous, "admin_token.failed");
     await this.operatorFailures.settle([key], attempt, true, Date.now());
-    await this.stores.audit.count(anonymous, "admin_token.failed");
+    await this.countFailure(anonymous, "admin_token.failed");
     throw errors.invalidAdminToken();
   }
 
@@ -307,11 +307,19 @@ export class People {
       const attempt = await log.attempt(keys, Date.now());
       if (attempt.counted) return attempt.id;
       if (!attempt.busy || Date.now() >= deadline) {
-        await this.stores.audit.count(context, action);
+        await this.countFailure(context, action);
         throw errors.tooManySignIns(attempt.retryAfterMs);
       }
       await new Promise((resolve) => setTimeout(resolve, BUSY_POLL_MS));
     }
+  }
+
+  /**
+   * Counts a failure into the audit log's aggregate of its address as the limiter sees it (an IPv6 /64 whole):
+   * bucketed by the exact address, one subscriber's 2^64 addresses would each start a record of their own.
+   */
+  private countFailure(context: AuditContext, action: AuditAction): Promise<void> {
+    return this.stores.audit.count({ ...context, source: context.source === null ? null : limitedAddress(context.source) }, action);
   }
 
   /** How many keys each failure log holds now (its size is capped). */
