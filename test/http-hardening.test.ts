@@ -399,6 +399,14 @@ describe("HTTP hardening: connection cap", () => {
     return socket;
   }
 
+  async function noConnections(): Promise<void> {
+    for (;;) {
+      const count = await new Promise<number>((resolve) => server.app.server.getConnections((_e, n) => resolve(n)));
+      if (count === 0) return;
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
   it("closes connections beyond ALVEARE_MAX_CONNECTIONS as they arrive", async () => {
     const held = [await heldConnection(), await heldConnection()];
     const { socket, closed } = rawConnection(server.url);
@@ -406,11 +414,24 @@ describe("HTTP hardening: connection cap", () => {
     assert.equal(await closed, "", "the third connection is closed without an answer");
     for (const s of held) s.destroy();
     // Once the held ones are gone, new connections are served again.
-    for (;;) {
-      const count = await new Promise<number>((resolve) => server.app.server.getConnections((_e, n) => resolve(n)));
-      if (count === 0) break;
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+    await noConnections();
+    const r = await fetch(`${server.url}/health`);
+    assert.equal(r.status, 200);
+  });
+
+  it("makes idle connections give way at the cap, so kept-alive sockets cannot shut new clients out", async () => {
+    // The last test's fetch keeps its connection alive: gone first, so the held sockets below take both places.
+    server.app.server.closeIdleConnections();
+    await noConnections();
+    // Two sockets kept alive after one answer: both idle, holding every place.
+    const held = [await heldConnection(), await heldConnection()];
+    const heldClosed = held.map((s) => new Promise<void>((resolve) => s.once("close", () => resolve())));
+    const refused = rawConnection(server.url);
+    refused.socket.write("GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert.equal(await refused.closed, "", "the connection past the cap is still closed");
+    // The idle ones are closed then (well before the 72 s keep-alive timeout), and the next client is served.
+    const late = new Promise<string>((resolve) => setTimeout(() => resolve("still open after 5 s"), 5000).unref());
+    assert.equal(await Promise.race([Promise.all(heldClosed).then(() => "closed"), late]), "closed");
     const r = await fetch(`${server.url}/health`);
     assert.equal(r.status, 200);
   });

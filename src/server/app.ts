@@ -141,6 +141,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     genReqId: requestIdFor,
   });
   app.server.maxConnections = httpLimits.maxConnections;
+  // At the cap, connections kept alive idle after an answer make way for the next ones: otherwise one client
+  // holding every place with one cheap request each would shut everyone out for the 72 s keep-alive timeout.
+  // (A connection that has sent nothing yet counts as a request arriving: the headers timeout ends it.)
+  app.server.on("drop", () => app.server.closeIdleConnections());
   guardServer(app.server, { log: app.log, telemetry: options.telemetry ?? NO_TELEMETRY }, requestIdFor);
   app.decorateRequest("caller", undefined);
   app.decorateRequest("logFields", undefined as never);
