@@ -159,6 +159,15 @@ describe("dashboard API", () => {
       { origin: "https://evil.example" },
     );
     assert.equal(login.status, 403);
+    // The session read answers the CSRF token, so a cross-site page is refused it too.
+    for (const headers of [{ origin: "https://evil.example" }, { "sec-fetch-site": "cross-site" }] as Array<Record<string, string>>) {
+      for (const browser of [alice, operator]) {
+        const r = await browser.call("GET", "/dashboard/api/session", undefined, headers);
+        assert.equal(r.status, 403, JSON.stringify(headers));
+        assert.equal(JSON.stringify(r.json).includes(browser.csrf), false);
+      }
+    }
+    assert.equal((await alice.call("GET", "/dashboard/api/session", undefined, { "sec-fetch-site": "same-origin" })).status, 200);
   });
 
   it("refuses a wrong CSRF token of the right length and one of another length alike, with 403 csrf_failed", async () => {

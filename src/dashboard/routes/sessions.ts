@@ -45,6 +45,8 @@ export function sessionRoutes(app: FastifyInstance, options: DashboardOptions): 
   });
 
   app.get("/api/session", async (request) => {
+    // It answers the CSRF token: only to the dashboard's own pages, as every other member read.
+    checkSameOrigin(request);
     const session = await people.session(readSessionCookie(request));
     if (session === undefined) throw notSignedIn();
     if (session.admin) return { kind: "operator", csrf_token: session.csrfToken };
