@@ -9,7 +9,9 @@ const accountLink = (a: Json) => h("a", { href: `#account=${String(a.id)}` }, St
 export async function accountsView(): Promise<void> {
   const [accounts, plans] = await Promise.all([(await api<{ data: Json[] }>("GET", "/admin/api/accounts")).data, planNames()]);
   // One account whose usage cannot be read (its plan gone from the config, say) leaves its cell empty, not the page.
-  const usage = await Promise.all(accounts.map((a) => api("GET", `/admin/api/accounts/${String(a.id)}/usage`).catch(() => undefined)));
+  const usage = await Promise.all(
+    accounts.map((a) => api("GET", `/admin/api/accounts/${encodeURIComponent(String(a.id))}/usage`).catch(() => undefined)),
+  );
   show(
     h("h1", {}, "Accounts"),
     form(
@@ -66,7 +68,7 @@ function invitationBox(info: Json, url: string): HTMLElement {
 function inviteForm(account: Json, members: Json[]): HTMLElement {
   const id = String(account.id);
   const send = async (email: string) => {
-    const created = await api("POST", `/admin/api/accounts/${id}/invitations`, { email });
+    const created = await api("POST", `/admin/api/accounts/${encodeURIComponent(id)}/invitations`, { email });
     const path = String(created.invite_path);
     // The page reads the invitation back as the invitee will see it: e-mail, account, expiry.
     const info = await api("POST", "/dashboard/api/invitations/check", { token: path.split("#invite=")[1] ?? "" });
@@ -115,7 +117,10 @@ function removeMemberButton(account: Json, member: Json, keys: readonly Json[]):
           `They are signed out at once, and neither their password nor any invitation of theirs works any more. ${keysLine} You can invite the e-mail again later.`,
           "Remove member",
           async () => {
-            await api("DELETE", `/admin/api/accounts/${id}/members/${String(member.id)}${keep.checked ? "?keep_keys=true" : ""}`);
+            await api(
+              "DELETE",
+              `/admin/api/accounts/${encodeURIComponent(id)}/members/${encodeURIComponent(String(member.id))}${keep.checked ? "?keep_keys=true" : ""}`,
+            );
             say(theirs === 0 ? `${email} removed` : `${email} removed; their keys ${keep.checked ? "kept" : "revoked"}`);
             await accountView(id);
           },
@@ -127,7 +132,8 @@ function removeMemberButton(account: Json, member: Json, keys: readonly Json[]):
 }
 
 export async function accountView(id: string): Promise<void> {
-  const base = `/admin/api/accounts/${id}`;
+  // The id comes from the page's address: encoded, so a crafted link cannot steer the calls to other paths.
+  const base = `/admin/api/accounts/${encodeURIComponent(id)}`;
   const [account, keys, members, usage, breakdown, plans] = await Promise.all([
     api(`GET`, base),
     api<{ data: Json[] }>("GET", `${base}/keys`),
