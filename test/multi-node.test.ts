@@ -43,6 +43,7 @@ describe("three nodes on one PostgreSQL and one Redis", () => {
           solo: { requests_per_minute: 20, requests_per_month: 100_000, specialists: "*" },
           roomy: { requests_per_minute: 1000, requests_per_month: 100_000, specialists: "*" },
           tight: { requests_per_minute: 1000, requests_per_month: 15, specialists: "*" },
+          brief: { requests_per_minute: 3, requests_per_month: 3, specialists: "*" },
         },
       }),
     );
@@ -95,6 +96,20 @@ describe("three nodes on one PostgreSQL and one Redis", () => {
     const results = await Promise.all(Array.from({ length: 60 }, (_, i) => infer(i, auth)));
     assert.equal(results.filter((r) => r.status === 200).length, 10);
     for (const r of results.filter((x) => x.status !== 200)) assert.equal(codeOf(r), "monthly_quota_exceeded");
+  });
+
+  it("refuses a burst over a used-up monthly quota as monthly_quota_exceeded: its refusals take no place in the key's window", async () => {
+    const { auth, accountId } = key("brief");
+    for (let i = 0; i < 3; i++) assert.equal((await infer(i, auth)).status, 200);
+    // A second key of the account: its window (3 a minute) is empty, the account's quota (3 a month) used up.
+    const other = { authorization: `Bearer ${String(cli(["keys", "create", "--account", accountId]).key)}` };
+    const results = await Promise.all(Array.from({ length: 12 }, (_, i) => infer(i, other)));
+    const outcomes: Record<string, number> = {};
+    for (const r of results) outcomes[`${r.status} ${codeOf(r) ?? ""}`] = (outcomes[`${r.status} ${codeOf(r) ?? ""}`] ?? 0) + 1;
+    // Before, the requests the window let in held its places while the quota refused them: the rest got
+    // rate_limit_exceeded with a Retry-After of a minute, after which the quota refused them anyway.
+    assert.deepEqual(outcomes, { "429 monthly_quota_exceeded": 12 });
+    for (const r of results) assert.equal(r.headers.get("x-ratelimit-remaining-requests"), "3");
   });
 
   it("refuses a key revoked through the CLI on the very next request on each node", async () => {

@@ -261,7 +261,7 @@ describe("redis limiter shared by several nodes", () => {
     for (const r of results.filter((x) => !x.granted)) assert.equal(refused(r).retryAfterMs, WINDOW);
   });
 
-  it("counts a monthly counter in the same step only when the limits grant, the counter exists and is below its limit", async () => {
+  it("counts a monthly counter in the same step when the limits grant and the counter exists; refuses, counting nothing, at its limit", async () => {
     const clock = new ManualClock();
     const [a, b] = await nodes(clock.now);
     const { redis } = opened[opened.length - 1]!;
@@ -273,13 +273,16 @@ describe("redis limiter shared by several nodes", () => {
     assert.equal(granted(await a!.acquire("step", requestsOnly(4), 0, counter)).counted, true);
     assert.equal(granted(await b!.acquire("step", requestsOnly(4), 0, counter)).counted, true);
     assert.equal(await redis.get(counter.key), "3");
-    // At its limit: the limits still grant; the counter is left as it is for the quota counter to decide.
-    assert.equal(granted(await b!.acquire("step", requestsOnly(4), 0, counter)).counted, false);
+    // At its limit: refused as over the quota, and nothing counted in the windows (a quota refusal takes no place in them).
+    const full = refused(await b!.acquire("step", requestsOnly(4), 0, counter));
+    assert.equal(full.refusedBy, "monthly");
+    assert.equal(full.report.requests.remaining, 1, "the 3 admitted, not the refused one");
     assert.equal(await redis.get(counter.key), "3");
-    // Refused by the request window (4 admitted above): the counter is never touched.
     await redis.set(counter.key, "0");
+    assert.equal(granted(await a!.acquire("step", requestsOnly(4), 0, counter)).counted, true);
+    // Refused by the request window (4 admitted above): the counter is never touched.
     refused(await a!.acquire("step", requestsOnly(4), 0, counter));
-    assert.equal(await redis.get(counter.key), "0");
+    assert.equal(await redis.get(counter.key), "1");
   });
 
   it("settles a lease without a Redis call when the plan caps neither tokens nor concurrency, and with one when it does", async () => {

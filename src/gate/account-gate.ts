@@ -140,7 +140,14 @@ export class AccountGate implements Gate {
 
     const now = this.parts.now();
     const quotaRequest = { requestId, caller, specialistId, endpoint, limit: plan.requestsPerMonth, at: now };
-    const acquired = await this.parts.limiter.acquire(caller.keyId, limits, reserve, this.parts.quota.counterStep?.(quotaRequest));
+    const counter = this.parts.quota.counterStep?.(quotaRequest);
+    let acquired = await this.parts.limiter.acquire(caller.keyId, limits, reserve, counter);
+    if (!acquired.granted && acquired.refusedBy === "monthly" && (await this.parts.quota.hasRoom?.(quotaRequest)) === true) {
+      acquired = await this.parts.limiter.acquire(caller.keyId, limits, reserve, counter);
+    }
+    if (!acquired.granted && acquired.refusedBy === "monthly") {
+      return { admitted: false, error: quotaExceeded(plan, now), limits: acquired.report };
+    }
     if (!acquired.granted) {
       const error =
         acquired.refusedBy === "requests"
@@ -161,9 +168,7 @@ export class AccountGate implements Gate {
     }
     if (ticket === undefined) {
       await lease.cancel();
-      const period = billingPeriod(now);
-      const secondsLeft = Math.ceil((period.next.getTime() - now.getTime()) / 1000);
-      return { admitted: false, error: errors.quotaExceeded(plan.requestsPerMonth, secondsLeft), limits: withoutRequest(acquired.report, reserve) };
+      return { admitted: false, error: quotaExceeded(plan, now), limits: withoutRequest(acquired.report, reserve) };
     }
     const quotaTicket = ticket;
     return {
@@ -211,6 +216,12 @@ export class AccountGate implements Gate {
 
   /** The stores belong to whoever opened them (the server), which closes them after the gate. */
   async close(): Promise<void> {}
+}
+
+/** The monthly quota's refusal: retry once the month is over. */
+function quotaExceeded(plan: Plan, now: Date): ApiError {
+  const secondsLeft = Math.ceil((billingPeriod(now).next.getTime() - now.getTime()) / 1000);
+  return errors.quotaExceeded(plan.requestsPerMonth, secondsLeft);
 }
 
 /** How old a key check may be at admission before the key is looked up again (the key cache's lookups are cheap, not free). */

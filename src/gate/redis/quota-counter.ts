@@ -88,6 +88,12 @@ export class RedisQuotaCounter implements QuotaCounter {
     return { key: this.key(r.caller.accountId, r.caller.mode, periodKeyAt(r.at)), limit: r.limit };
   }
 
+  hasRoom(r: QuotaRequest): Promise<boolean> {
+    const { accountId, mode } = r.caller;
+    const period = periodKeyAt(r.at);
+    return this.ledgerHasRoom(this.key(accountId, mode, period), accountId, mode, period, r.limit);
+  }
+
   async take(r: QuotaRequest, counted = false): Promise<QuotaTicket | undefined> {
     const period = periodKeyAt(r.at);
     const { accountId, mode } = r.caller;

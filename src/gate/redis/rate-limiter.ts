@@ -29,9 +29,10 @@ interface UnendedLease {
  * limiter's, so both answer the same, headers included.
  * ARGV: now, mode, request limit, request window, token limit (-1: none),
  * token window, reservation, concurrency cap (-1: none), lease id, lease ttl,
- * and with a monthly counter as KEYS[6] (a CounterStep), its limit: a granted
- * request is counted there too when the counter exists and is below it (the
- * last value returned says whether it was).
+ * and with a monthly counter as KEYS[6] (a CounterStep), its limit: a request
+ * the windows let in is counted there too when the counter exists, and is
+ * refused, counted nowhere, when the counter is at the limit (the last two
+ * values returned say which).
  */
 const LIMIT_SCRIPT = new LuaScript(`${LUA_NOW}
 local acquire = ARGV[2] == 'acquire'
@@ -93,8 +94,16 @@ if acquire and maxConc >= 0 then
   if redis.call('ZCARD', conc) >= maxConc then concOk = 0 end
 end
 
+-- A monthly counter at its limit refuses what the windows would let in, counting nothing in them:
+-- a request refused for the quota must take no place another request is then refused for.
+local full = 0
+if acquire and reqOk == 1 and tokOk == 1 and concOk == 1 and KEYS[6] then
+  local used = redis.call('GET', KEYS[6])
+  if used and tonumber(used) >= tonumber(ARGV[11]) then full = 1 end
+end
+
 local granted = 0
-if acquire and reqOk == 1 and tokOk == 1 and concOk == 1 then
+if acquire and reqOk == 1 and tokOk == 1 and concOk == 1 and full == 0 then
   granted = 1
   local keep = math.max(reqWindow, tokWindow) * 2 + 60000
   redis.call('ZADD', req, now, id)
@@ -114,14 +123,11 @@ if acquire and reqOk == 1 and tokOk == 1 and concOk == 1 then
   end
 end
 local counted = 0
-if granted == 1 and KEYS[6] then
-  local used = redis.call('GET', KEYS[6])
-  if used and tonumber(used) < tonumber(ARGV[11]) then
-    redis.call('INCR', KEYS[6])
-    counted = 1
-  end
+if granted == 1 and KEYS[6] and redis.call('EXISTS', KEYS[6]) == 1 then
+  redis.call('INCR', KEYS[6])
+  counted = 1
 end
-return {granted, reqOk, reqRemaining, reqRetry, reqReset, tokOk, tokRemaining, tokRetry, tokReset, concOk, counted}
+return {granted, reqOk, reqRemaining, reqRetry, reqReset, tokOk, tokRemaining, tokRetry, tokReset, concOk, counted, full}
 `);
 
 /** Ends a lease: frees its slot, settles its tokens (an entry already out of the window stays out), and on cancel takes back its admission. */
@@ -245,6 +251,7 @@ export class RedisRateLimiter implements RateLimiter {
       throw error;
     }
     const report = reportOf(r, limits);
+    if (r[11] === 1) return { granted: false, report, refusedBy: "monthly", retryAfterMs: 0 };
     if (r[0] !== 1) {
       const refusals: Array<[LimitName, number]> = [];
       if (r[1] !== 1) refusals.push(["requests", r[3]!]);
