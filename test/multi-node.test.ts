@@ -3,6 +3,8 @@ import type { ChildProcess } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { Redis } from "ioredis";
+import { billingPeriod } from "../src/metering/billing-period.js";
 import { FakeUpstream } from "./helpers/fake-upstream.js";
 import { cliJson, postJson, spawnServe, tempDir, tinyModel } from "./helpers/fixtures.js";
 import { dropDatabase, freshDatabase } from "./helpers/postgres.js";
@@ -110,6 +112,18 @@ describe("three nodes on one PostgreSQL and one Redis", () => {
     // rate_limit_exceeded with a Retry-After of a minute, after which the quota refused them anyway.
     assert.deepEqual(outcomes, { "429 monthly_quota_exceeded": 12 });
     for (const r of results) assert.equal(r.headers.get("x-ratelimit-remaining-requests"), "3");
+    // So too once the quota's counter in Redis has run out (each lives a minute, then is read from the ledger again).
+    const redis = new Redis(SHARED_REDIS_URL);
+    try {
+      assert.equal(await redis.del(`${prefix}quota:{${accountId}}:live:${billingPeriod(new Date()).key}`), 1);
+    } finally {
+      redis.disconnect();
+    }
+    const again = await Promise.all(Array.from({ length: 12 }, (_, i) => infer(i, other)));
+    assert.deepEqual(
+      again.map((r) => codeOf(r)),
+      again.map(() => "monthly_quota_exceeded"),
+    );
   });
 
   it("refuses a key revoked through the CLI on the very next request on each node", async () => {

@@ -261,13 +261,14 @@ describe("redis limiter shared by several nodes", () => {
     for (const r of results.filter((x) => !x.granted)) assert.equal(refused(r).retryAfterMs, WINDOW);
   });
 
-  it("counts a monthly counter in the same step when the limits grant and the counter exists; refuses, counting nothing, at its limit", async () => {
+  it("counts a monthly counter in the same step when the limits grant; refuses, counting nothing, when it is missing or at its limit", async () => {
     const clock = new ManualClock();
     const [a, b] = await nodes(clock.now);
     const { redis } = opened[opened.length - 1]!;
     const counter = { key: `${prefix}counter-step`, limit: 3 };
-    // No counter yet: granted, not counted, and nothing created (the quota counter seeds it from the ledger).
-    assert.equal(granted(await a!.acquire("step", requestsOnly(4), 0, counter)).counted, false);
+    // No counter yet: refused, counting nothing and creating nothing (the quota counter seeds it from the ledger).
+    const missing = refused(await a!.acquire("step", requestsOnly(4), 0, counter));
+    assert.deepEqual([missing.refusedBy, missing.counterMissing, missing.report.requests.remaining], ["monthly", true, 4]);
     assert.equal(await redis.get(counter.key), null);
     await redis.set(counter.key, "1");
     assert.equal(granted(await a!.acquire("step", requestsOnly(4), 0, counter)).counted, true);
@@ -276,13 +277,13 @@ describe("redis limiter shared by several nodes", () => {
     // At its limit: refused as over the quota, and nothing counted in the windows (a quota refusal takes no place in them).
     const full = refused(await b!.acquire("step", requestsOnly(4), 0, counter));
     assert.equal(full.refusedBy, "monthly");
-    assert.equal(full.report.requests.remaining, 1, "the 3 admitted, not the refused one");
+    assert.equal(full.report.requests.remaining, 2, "the 2 admitted, neither refused one");
     assert.equal(await redis.get(counter.key), "3");
     await redis.set(counter.key, "0");
-    assert.equal(granted(await a!.acquire("step", requestsOnly(4), 0, counter)).counted, true);
+    for (let i = 0; i < 2; i++) assert.equal(granted(await a!.acquire("step", requestsOnly(4), 0, counter)).counted, true);
     // Refused by the request window (4 admitted above): the counter is never touched.
-    refused(await a!.acquire("step", requestsOnly(4), 0, counter));
-    assert.equal(await redis.get(counter.key), "1");
+    assert.equal(refused(await a!.acquire("step", requestsOnly(4), 0, counter)).refusedBy, "requests");
+    assert.equal(await redis.get(counter.key), "2");
   });
 
   it("settles a lease without a Redis call when the plan caps neither tokens nor concurrency, and with one when it does", async () => {

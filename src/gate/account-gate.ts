@@ -142,8 +142,15 @@ export class AccountGate implements Gate {
     const quotaRequest = { requestId, caller, specialistId, endpoint, limit: plan.requestsPerMonth, at: now };
     const counter = this.parts.quota.counterStep?.(quotaRequest);
     let acquired = await this.parts.limiter.acquire(caller.keyId, limits, reserve, counter);
-    if (!acquired.granted && acquired.refusedBy === "monthly" && (await this.parts.quota.hasRoom?.(quotaRequest)) === true) {
-      acquired = await this.parts.limiter.acquire(caller.keyId, limits, reserve, counter);
+    if (!acquired.granted && acquired.refusedBy === "monthly") {
+      const missing = acquired.counterMissing === true;
+      if ((await this.parts.quota.hasRoom?.(quotaRequest, missing)) === true) {
+        acquired = await this.parts.limiter.acquire(caller.keyId, limits, reserve, counter);
+      }
+      // Seeded, yet gone again by the limits' step (a counter lives a minute): the quota counter decides after them.
+      if (!acquired.granted && acquired.refusedBy === "monthly" && acquired.counterMissing === true) {
+        acquired = await this.parts.limiter.acquire(caller.keyId, limits, reserve);
+      }
     }
     if (!acquired.granted && acquired.refusedBy === "monthly") {
       return { admitted: false, error: quotaExceeded(plan, now), limits: acquired.report };

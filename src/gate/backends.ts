@@ -47,16 +47,19 @@ export type Acquisition =
       /** True when the limiter also counted the request in the monthly counter it was given (see CounterStep). */
       counted?: boolean;
     }
-  /** `monthly`: the windows would let it in, but the CounterStep given is at its limit (nothing was counted). */
-  | { granted: false; report: LimitReport; refusedBy: LimitName | "monthly"; retryAfterMs: number };
+  /**
+   * `monthly`: the windows would let it in, but the CounterStep given is at its limit, or missing
+   * (`counterMissing`: to be seeded from the ledger); nothing was counted.
+   */
+  | { granted: false; report: LimitReport; refusedBy: LimitName | "monthly"; retryAfterMs: number; counterMissing?: boolean };
 
 /**
  * A monthly counter kept in the limiter's own store, which the limiter may
  * count in the same atomic step as the key's limits: one round trip instead
  * of two. Only counted when the limits grant the request and the counter
- * exists; a counter at `limit` refuses the request (`monthly`), counting
- * nothing, so a request over the quota never holds a place in the windows.
- * Without a counter yet, the quota counter decides as usual.
+ * exists; a counter at `limit`, or missing, refuses the request (`monthly`),
+ * counting nothing, so a request over the quota never holds a place in the
+ * windows.
  */
 export interface CounterStep {
   key: string;
@@ -101,10 +104,11 @@ export interface QuotaCounter {
   /** The counter a limiter on the same store may count in its own step; absent when it cannot. */
   counterStep?(request: QuotaRequest): CounterStep | undefined;
   /**
-   * The counterStep's counter refused at its limit: whether the ledger has room after all (requests given
-   * back since, such as a dead node's), the counter then set to the ledger's count. Asked at most so often.
+   * The counterStep's counter refused: a missing one is seeded from the ledger (true: try again); one at
+   * its limit, whether the ledger has room after all (requests given back since, such as a dead node's),
+   * the counter then set to the ledger's count. The ledger is asked at most so often.
    */
-  hasRoom?(request: QuotaRequest): Promise<boolean>;
+  hasRoom?(request: QuotaRequest, counterMissing: boolean): Promise<boolean>;
 }
 
 /** Verified keys, looked up by hash, and their invalidation. */

@@ -88,10 +88,13 @@ export class RedisQuotaCounter implements QuotaCounter {
     return { key: this.key(r.caller.accountId, r.caller.mode, periodKeyAt(r.at)), limit: r.limit };
   }
 
-  hasRoom(r: QuotaRequest): Promise<boolean> {
+  async hasRoom(r: QuotaRequest, counterMissing: boolean): Promise<boolean> {
     const { accountId, mode } = r.caller;
     const period = periodKeyAt(r.at);
-    return this.ledgerHasRoom(this.key(accountId, mode, period), accountId, mode, period, r.limit);
+    const key = this.key(accountId, mode, period);
+    if (!counterMissing) return this.ledgerHasRoom(key, accountId, mode, period, r.limit);
+    await this.seed(key, accountId, mode, period, false);
+    return true;
   }
 
   async take(r: QuotaRequest, counted = false): Promise<QuotaTicket | undefined> {

@@ -30,9 +30,9 @@ interface UnendedLease {
  * ARGV: now, mode, request limit, request window, token limit (-1: none),
  * token window, reservation, concurrency cap (-1: none), lease id, lease ttl,
  * and with a monthly counter as KEYS[6] (a CounterStep), its limit: a request
- * the windows let in is counted there too when the counter exists, and is
- * refused, counted nowhere, when the counter is at the limit (the last two
- * values returned say which).
+ * the windows let in is counted there too, and is refused, counted nowhere,
+ * when the counter is at the limit or missing (the last two values returned
+ * say which).
  */
 const LIMIT_SCRIPT = new LuaScript(`${LUA_NOW}
 local acquire = ARGV[2] == 'acquire'
@@ -94,12 +94,12 @@ if acquire and maxConc >= 0 then
   if redis.call('ZCARD', conc) >= maxConc then concOk = 0 end
 end
 
--- A monthly counter at its limit refuses what the windows would let in, counting nothing in them:
--- a request refused for the quota must take no place another request is then refused for.
+-- A monthly counter at its limit (1), or not there to say (2), refuses what the windows would let in,
+-- counting nothing in them: a request refused for the quota must take no place another is refused for.
 local full = 0
 if acquire and reqOk == 1 and tokOk == 1 and concOk == 1 and KEYS[6] then
   local used = redis.call('GET', KEYS[6])
-  if used and tonumber(used) >= tonumber(ARGV[11]) then full = 1 end
+  if not used then full = 2 elseif tonumber(used) >= tonumber(ARGV[11]) then full = 1 end
 end
 
 local granted = 0
@@ -123,7 +123,7 @@ if acquire and reqOk == 1 and tokOk == 1 and concOk == 1 and full == 0 then
   end
 end
 local counted = 0
-if granted == 1 and KEYS[6] and redis.call('EXISTS', KEYS[6]) == 1 then
+if granted == 1 and KEYS[6] then
   redis.call('INCR', KEYS[6])
   counted = 1
 end
@@ -251,7 +251,7 @@ export class RedisRateLimiter implements RateLimiter {
       throw error;
     }
     const report = reportOf(r, limits);
-    if (r[11] === 1) return { granted: false, report, refusedBy: "monthly", retryAfterMs: 0 };
+    if (r[11] === 1 || r[11] === 2) return { granted: false, report, refusedBy: "monthly", retryAfterMs: 0, counterMissing: r[11] === 2 };
     if (r[0] !== 1) {
       const refusals: Array<[LimitName, number]> = [];
       if (r[1] !== 1) refusals.push(["requests", r[3]!]);
