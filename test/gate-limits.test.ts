@@ -163,6 +163,42 @@ describe("a commit waiting for the SQLite file's lock", () => {
   });
 });
 
+describe("a failed admin token while another process holds the SQLite file's lock", () => {
+  it("is counted in the audit log off the event loop: the server keeps answering meanwhile", async () => {
+    const token = "t".repeat(32);
+    const server = await startTestServer({}, { gated: true, env: { ALVEARE_ADMIN_TOKEN: token } });
+    try {
+      const shell = new Database(join(server.config.dataDir, "alveare.db"));
+      shell.exec("BEGIN IMMEDIATE");
+      let answered = false;
+      const started = performance.now();
+      // No key and a wrong admin token: anyone can send this, and its failure is counted in the audit log.
+      const guess = fetch(`${server.url}/admin/api/accounts`, { headers: { authorization: `Bearer ${token}x` } }).finally(() => {
+        answered = true;
+      });
+      try {
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        const health = await fetch(`${server.url}/health`);
+        assert.equal(health.status, 200);
+        assert.ok(performance.now() - started < 2_000, `health answered ${Math.round(performance.now() - started)} ms after the guess`);
+        assert.equal(answered, false, "the failure's count is still waiting for the lock");
+      } finally {
+        shell.exec("ROLLBACK");
+        shell.close();
+      }
+      assert.equal((await guess).status, 401);
+      const audit = await fetch(`${server.url}/admin/api/audit?action=admin_token.failed`, { headers: { authorization: `Bearer ${token}` } });
+      const records = ((await audit.json()) as { data: Array<{ count: number }> }).data;
+      assert.equal(
+        records.reduce((n, r) => n + r.count, 0),
+        1,
+      );
+    } finally {
+      await server.close();
+    }
+  });
+});
+
 describe("metering", () => {
   const fake = new FakeUpstream();
   let server: TestServer;

@@ -2,7 +2,7 @@ import type { FastifyBaseLogger } from "fastify";
 import { DependencyUnavailableError, errors, type ApiError } from "../errors.js";
 import { isRedisConnectionFailure } from "../gate/redis/connection.js";
 import { isDatabaseConnectionFailure } from "../store/postgres/connection-failure.js";
-import { isSqliteBusy } from "../store/sqlite/sqlite-database.js";
+import { isSqliteBusy } from "../store/sqlite/busy.js";
 import { UnrecordedOutcomeError } from "../store/store.js";
 import type { Telemetry } from "../observability/telemetry.js";
 

@@ -1,6 +1,7 @@
 import type Database from "better-sqlite3";
 import type { AuditAction, AuditContext, AuditEntry, AuditLog, AuditPage, AuditQuery, AuditRecord } from "../audit-log.js";
 import { toAuditRecord, type AuditRow } from "../rows.js";
+import { whileBusy } from "./busy.js";
 
 /**
  * Schema of the audit log (migration 5). Aggregates (failed sign-ins of unknown
@@ -34,19 +35,26 @@ export const AUDIT_LOG_MIGRATION = `
   BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
 `;
 
-/** The audit log in the store's SQLite database, on the store's connection. */
+/**
+ * The audit log in the store's SQLite database, on the store's connection; the aggregates of failures
+ * (`count`) on `requestPath`, the no-wait connection of requests' writes (openNoWaitConnection): anyone
+ * can send a wrong admin token, and its count must not stop the server while another process holds the lock.
+ */
 export class SqliteAuditLog implements AuditLog {
   private readonly insert;
   private readonly bump;
   private readonly byId;
   private readonly deleteBefore;
 
-  constructor(private readonly db: Database.Database) {
+  constructor(
+    private readonly db: Database.Database,
+    requestPath: Database.Database = db,
+  ) {
     this.insert = db.prepare(
       `INSERT INTO audit_log (at, actor, action, account_id, target, detail, source, request_id)
        VALUES (@at, @actor, @action, @accountId, @target, @detail, @source, @requestId)`,
     );
-    this.bump = db.prepare(
+    this.bump = requestPath.prepare(
       `INSERT INTO audit_log (at, actor, action, source, request_id, bucket)
        VALUES (@at, @actor, @action, @source, @requestId, @bucket)
        ON CONFLICT (action, source, bucket) WHERE bucket IS NOT NULL DO UPDATE SET count = count + 1`,
@@ -72,15 +80,18 @@ export class SqliteAuditLog implements AuditLog {
   count(context: AuditContext, action: AuditAction, at = new Date()): Promise<void> {
     const iso = at.toISOString();
     // Bucketed per source: an aggregate without an address would have nothing to be unique on.
-    this.bump.run({
+    const row = {
       at: iso,
       actor: context.actor,
       action,
       source: context.source ?? "unknown",
       requestId: context.requestId,
       bucket: iso.slice(0, 16),
+    };
+    // An upsert: tried again whole while the file is locked, it counts once.
+    return whileBusy(() => {
+      this.bump.run(row);
     });
-    return Promise.resolve();
   }
 
   query(query: AuditQuery): Promise<AuditPage> {

@@ -3,7 +3,7 @@ import { countsAgainstQuota, NOT_DELIVERED } from "../../metering/counting-rule.
 import type { AdmissionRecord, CompletionRecord, LedgerStore, Mode, PeriodUsage, RefusalRecord, UsageBreakdown } from "../store.js";
 import { GroupWriter } from "../../group-writer.js";
 import { nodeAlive, nodeClosed, thisNode, type NodeIdentity, type NodeRow } from "./nodes.js";
-import { whileBusy } from "./sqlite-database.js";
+import { whileBusy } from "./busy.js";
 import { USAGE_QUERIES } from "./usage-queries.js";
 
 export interface SqliteLedgerOptions {

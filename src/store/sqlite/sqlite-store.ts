@@ -13,7 +13,7 @@ import { SqlitePeopleStore } from "./sqlite-people.js";
  */
 export function openSqliteStores(path: string, options: SqliteLedgerOptions = {}): Stores {
   const db = openDatabase(path);
-  // Every request's writes (ledger commits, keys' last-used times) go through a connection that never
+  // Every request's writes (ledger commits, keys' last-used times, failures' audit counts) go through a connection that never
   // waits for the file's lock in this thread. An in-memory database has one connection and no other writer.
   const hot = path === ":memory:" ? { db, stopWaiting: () => undefined } : openNoWaitConnection(path);
   const ledger = new SqliteLedger(hot.db, options);
@@ -23,7 +23,7 @@ export function openSqliteStores(path: string, options: SqliteLedgerOptions = {}
     accounts,
     ledger,
     people: new SqlitePeopleStore(db, () => accounts.forgetKeys()),
-    audit: new SqliteAuditLog(db),
+    audit: new SqliteAuditLog(db, hot.db),
     close: async () => {
       await ledger.close();
       if (hot.db.open) hot.db.close();
