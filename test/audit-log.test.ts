@@ -462,9 +462,9 @@ describe("alveare audit", () => {
     const table = spawnSync(process.execPath, [cli, "audit", "--account", String(account.id), "--data-dir", dataDir], { encoding: "utf8" });
     assert.equal(table.status, 0, table.stderr);
     const lines = table.stdout.trim().split("\n");
-    assert.match(lines[0]!, /^TIME\s+ACTOR\s+ACTION\s+ACCOUNT\s+TARGET\s+SOURCE\s+COUNT$/);
+    assert.match(lines[0]!, /^TIME\s+ACTOR\s+ACTION\s+ACCOUNT\s+TARGET\s+SOURCE\s+COUNT\s+DETAIL$/);
     assert.equal(lines.length, 6);
-    assert.match(lines[5]!, /cli\s+account\.created/);
+    assert.match(lines[5]!, /cli\s+account\.created .* name=cli-co plan=solo$/);
     const bad = spawnSync(process.execPath, [cli, "audit", "--since", "not a date", "--data-dir", dataDir], { encoding: "utf8" });
     assert.equal(bad.status, 2, "a malformed filter is a usage error");
     assert.match(bad.stderr, /since/);
