@@ -15,8 +15,8 @@ after(() => deletePrefix(REDIS_PREFIX));
 
 /** A key name a member could send to paint over an operator's terminal. */
 const HOSTILE = "ok\u001b[2J\u001b[31mFAKE\u001b[0m\r\nline2\u0007";
-/** One of each kind: NUL, ESC, DEL and C1 (CSI). */
-const CONTROLS = ["a\u0000b", "x\u001b[2Jy", "del\u007f", "c1\u009b31m", HOSTILE];
+/** One of each kind: NUL, ESC, DEL, C1 (CSI), a right-to-left override, an isolate and a line separator. */
+const CONTROLS = ["a\u0000b", "x\u001b[2Jy", "del\u007f", "c1\u009b31m", HOSTILE, "invoice\u202Efdp.exe", "a\u2066b\u2069", "line\u2028two"];
 
 const BACKENDS: Array<{ name: string; env: () => Promise<Record<string, string>> }> = [
   { name: "SQLite", env: async () => ({ ALVEARE_ADMIN_TOKEN: TOKEN }) },

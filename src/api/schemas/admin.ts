@@ -20,16 +20,21 @@ export const FIELD_LIMITS = {
 } as const;
 
 /**
- * C0 controls, DEL and C1 controls (U+0000–U+001F, U+007F–U+009F). No name or
- * e-mail may hold one: a NUL cannot be stored in PostgreSQL text, and the rest
- * would reach an operator's terminal (ESC sequences, CR, BEL) through the CLI.
+ * C0 controls, DEL and C1 controls (U+0000–U+001F, U+007F–U+009F), the line and
+ * paragraph separators and the text-direction embeddings, overrides and isolates
+ * (U+2028–U+202E, U+2066–U+2069). No name or e-mail may hold one: a NUL cannot be
+ * stored in PostgreSQL text, the C0/C1 ones would reach an operator's terminal
+ * (ESC sequences, CR, BEL) through the CLI, and the rest can make a name shown in
+ * the dashboard or a terminal read as another ("Trojan Source" reordering).
  */
-export const CONTROL_CHARACTER = /[\u0000-\u001f\u007f-\u009f]/u;
-export const CONTROL_CHARACTER_PROBLEM = "must not contain control characters (U+0000–U+001F, U+007F–U+009F).";
+const CONTROL_RANGES = "\\u0000-\\u001f\\u007f-\\u009f\\u2028-\\u202e\\u2066-\\u2069";
+export const CONTROL_CHARACTER = new RegExp(`[${CONTROL_RANGES}]`, "u");
+export const CONTROL_CHARACTER_PROBLEM =
+  "must not contain control characters (U+0000–U+001F, U+007F–U+009F) or line-separator and text-direction characters (U+2028–U+202E, U+2066–U+2069).";
 
 /** A name field of a request: at most `maxLength` characters, none of them a control character. */
 export const NameString = (maxLength: number) =>
-  Type.String({ maxLength, pattern: "^[^\\u0000-\\u001f\\u007f-\\u009f]*$", ...problem({ pattern: CONTROL_CHARACTER_PROBLEM }) });
+  Type.String({ maxLength, pattern: `^[^${CONTROL_RANGES}]*$`, ...problem({ pattern: CONTROL_CHARACTER_PROBLEM }) });
 
 // One list of modes for the schemas, the gate and the CLI.
 export { KEY_MODES };
