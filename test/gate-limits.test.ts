@@ -126,6 +126,32 @@ describe("the SQLite file locked by another writer", () => {
   });
 });
 
+/**
+ * Sends `send` while another connection (an operator's shell) holds the SQLite file's write lock, and checks
+ * that the server keeps answering meanwhile: SQLite's own busy wait sleeps in the calling thread, so a write
+ * waiting on the request path would have held up every request until it gave up. Releases the lock, then
+ * resolves to what `send` got.
+ */
+async function whileLocked<T>(server: TestServer, send: () => Promise<T>): Promise<T> {
+  const shell = new Database(join(server.config.dataDir, "alveare.db"));
+  shell.exec("BEGIN IMMEDIATE");
+  let answered = false;
+  const started = performance.now();
+  const sent = send().finally(() => {
+    answered = true;
+  });
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    assert.equal((await fetch(`${server.url}/health`)).status, 200);
+    assert.ok(performance.now() - started < 2_000, `health answered ${Math.round(performance.now() - started)} ms after the request`);
+    assert.equal(answered, false, "the request's write is still waiting for the lock");
+  } finally {
+    shell.exec("ROLLBACK");
+    shell.close();
+  }
+  return sent;
+}
+
 describe("a commit waiting for the SQLite file's lock", () => {
   it("waits off the event loop: the server keeps answering, and the request is admitted once the lock is released", async () => {
     const server = await startTestServer(
@@ -134,27 +160,8 @@ describe("a commit waiting for the SQLite file's lock", () => {
     );
     try {
       const { auth } = await createKey(server, "tiny");
-      const shell = new Database(join(server.config.dataDir, "alveare.db"));
-      shell.exec("BEGIN IMMEDIATE");
-      let answered = false;
-      const started = performance.now();
-      const waiting = infer(server, auth).finally(() => {
-        answered = true;
-      });
-      try {
-        await new Promise((resolve) => setTimeout(resolve, 200));
-        // SQLite's own busy wait sleeps in the calling thread: this process could answer nothing until it gave up.
-        const health = await fetch(`${server.url}/health`);
-        assert.equal(health.status, 200);
-        // The request's writes (its key's last-used time, its admission) held nothing up meanwhile.
-        assert.ok(performance.now() - started < 2_000, `health answered ${Math.round(performance.now() - started)} ms after the request`);
-        assert.equal(answered, false, "the admission is still waiting for the lock");
-      } finally {
-        shell.exec("ROLLBACK");
-        shell.close();
-      }
-      const admitted = await waiting;
-      assert.equal(admitted.status, 200);
+      // The request's writes (its key's last-used time, its admission) hold nothing up.
+      assert.equal((await whileLocked(server, () => infer(server, auth))).status, 200);
       const usage = await fetch(`${server.url}/v1/usage`, { headers: auth });
       assert.equal(((await usage.json()) as { requests_used: number }).requests_used, 1);
     } finally {
@@ -168,25 +175,9 @@ describe("a failed admin token while another process holds the SQLite file's loc
     const token = "t".repeat(32);
     const server = await startTestServer({}, { gated: true, env: { ALVEARE_ADMIN_TOKEN: token } });
     try {
-      const shell = new Database(join(server.config.dataDir, "alveare.db"));
-      shell.exec("BEGIN IMMEDIATE");
-      let answered = false;
-      const started = performance.now();
       // No key and a wrong admin token: anyone can send this, and its failure is counted in the audit log.
-      const guess = fetch(`${server.url}/admin/api/accounts`, { headers: { authorization: `Bearer ${token}x` } }).finally(() => {
-        answered = true;
-      });
-      try {
-        await new Promise((resolve) => setTimeout(resolve, 200));
-        const health = await fetch(`${server.url}/health`);
-        assert.equal(health.status, 200);
-        assert.ok(performance.now() - started < 2_000, `health answered ${Math.round(performance.now() - started)} ms after the guess`);
-        assert.equal(answered, false, "the failure's count is still waiting for the lock");
-      } finally {
-        shell.exec("ROLLBACK");
-        shell.close();
-      }
-      assert.equal((await guess).status, 401);
+      const guess = await whileLocked(server, () => fetch(`${server.url}/admin/api/accounts`, { headers: { authorization: `Bearer ${token}x` } }));
+      assert.equal(guess.status, 401);
       const audit = await fetch(`${server.url}/admin/api/audit?action=admin_token.failed`, { headers: { authorization: `Bearer ${token}` } });
       const records = ((await audit.json()) as { data: Array<{ count: number }> }).data;
       assert.equal(
