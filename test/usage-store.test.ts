@@ -204,6 +204,12 @@ describe("usage aggregates", () => {
       ["rejected", "rejected"],
     );
     assert.ok((await admit("acct_d", "req_3")) !== undefined, "the next commit succeeds");
+    const db = new Database(path, { readonly: true });
+    const node = db.prepare("SELECT n.id FROM usage_events e LEFT JOIN nodes n ON n.id = e.node_id WHERE e.request_id = 'req_3'").get() as {
+      id: string | null;
+    };
+    db.close();
+    assert.notEqual(node.id, null, "the node the failed commit registered is registered by the next");
     await assertAgreesWithLedger(store, path, "acct_d", "live");
     assert.equal((await store.ledger.dailyRequests("acct_d", "live", PERIOD))["2026-03-05"], 1);
     await store.close();

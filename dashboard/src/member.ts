@@ -22,11 +22,11 @@ export function revokeButton(key: Json, path: string, after: () => Promise<void>
 }
 
 /**
- * Who made a key, given the e-mail of its member where known: the member (or "you"), the operator for the
- * account's own keys (created_by null), or a member since removed.
+ * Who made a key, given the e-mail of its member where known: the member (or "you"), the account for its own keys
+ * (created_by null: made by the operator, or kept when their member left), or a member since removed.
  */
 export function creatorLabel(key: Json, email: string | undefined, you?: string): HTMLElement | string {
-  if (key.created_by === null || key.created_by === undefined) return h("span", { class: "muted" }, "operator");
+  if (key.created_by === null || key.created_by === undefined) return h("span", { class: "muted" }, "account");
   if (email === undefined) return h("span", { class: "muted" }, "removed member");
   return email === you ? "you" : email;
 }

@@ -102,7 +102,9 @@ export class SqliteLedger implements LedgerStore {
         try {
           return transaction(writes);
         } catch (error) {
+          // Rolled back: its counter moves, and a node row it may have registered, are not on disk.
           this.moves.clear();
+          this.nodeRegistered = false;
           throw error;
         }
       }),
