@@ -13,8 +13,7 @@
  * Usage: node dist/bench/gateway-vs-portkey.js [--seconds N] [--connections N] [--pipelining N] [--rounds N]
  *   [--only alveare,portkey,...] [--profile DIR] [--baseline PATH-OF-ANOTHER-BUILT-CHECKOUT] [--loader autocannon|wrk]
  */
-import { execFile } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -22,6 +21,7 @@ import { parseArgs } from "node:util";
 import autocannon from "autocannon";
 import { benchKey } from "./bench-key.js";
 import { cpuSeconds, mainThreadCpuSeconds, reapedChildrenCpuSeconds, startProcess } from "./bench-processes.js";
+import { type LoadResult, wrkRun } from "./wrk.js";
 
 const { values } = parseArgs({
   options: {
@@ -116,13 +116,7 @@ const baseline =
 const pids: Record<Side, number> = { alveare: ours.pid!, baseline: baseline?.pid ?? 0, portkey: portkey.pid!, upstream: upstream.pid! };
 
 /** What one measured run gives, whichever load generator made it. */
-interface LoaderRun {
-  total: number;
-  rps: number;
-  p50: number;
-  p99: number;
-  non2xx: number;
-  errors: number;
+interface LoaderRun extends LoadResult {
   /** CPU seconds the load generator used in the run. */
   cpu: number;
 }
@@ -142,36 +136,12 @@ async function autocannonRun(t: (typeof targets)[Side], duration: number): Promi
   };
 }
 
-/** wrk with one thread; the request is set by a Lua script (method, headers, body). */
-async function wrkRun(t: (typeof targets)[Side], duration: number): Promise<LoaderRun> {
-  const script = join(dataDir, "wrk-request.lua");
-  writeFileSync(
-    script,
-    [`wrk.method = "POST"`, `wrk.body = ${JSON.stringify(t.body)}`]
-      .concat(Object.entries(t.headers).map(([k, v]) => `wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`))
-      .join("\n"),
-  );
-  const args = ["-t1", `-c${connections}`, `-d${duration}s`, "--latency", "-s", script, t.url];
+/** wrk with one thread. */
+async function wrkOnce(t: (typeof targets)[Side], duration: number): Promise<LoaderRun> {
   // wrk's CPU: what this process's reaped children used (the servers are alive, so only wrk is in it).
   const before = reapedChildrenCpuSeconds();
-  const out = await new Promise<string>((resolve, reject) => execFile("wrk", args, (error, stdout) => (error ? reject(error) : resolve(stdout))));
-  const cpu = reapedChildrenCpuSeconds() - before;
-  const ms = (label: string): number => {
-    const m = new RegExp(`^\\s*${label}\\s+([\\d.]+)(us|ms|s)`, "m").exec(out);
-    if (m === null) throw new Error(`wrk printed no ${label} latency: ${out}`);
-    return Number(m[1]) * ({ us: 0.001, ms: 1, s: 1000 } as Record<string, number>)[m[2]!]!;
-  };
-  const total = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0);
-  const socketErrors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out);
-  return {
-    total,
-    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0),
-    p50: ms("50%"),
-    p99: ms("99%"),
-    non2xx: Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0),
-    errors: socketErrors === null ? 0 : socketErrors.slice(1).reduce((n, x) => n + Number(x), 0),
-    cpu,
-  };
+  const r = await wrkRun(t, { connections, threads: 1, seconds: duration });
+  return { ...r, cpu: reapedChildrenCpuSeconds() - before };
 }
 
 async function load(side: Side, duration: number): Promise<Result> {
@@ -179,7 +149,7 @@ async function load(side: Side, duration: number): Promise<Result> {
   const cpuBefore = cpuSeconds(pids[side]);
   const mainBefore = mainThreadCpuSeconds(pids[side]);
   const upBefore = cpuSeconds(upstream.pid!);
-  const r = values.loader === "wrk" ? await wrkRun(t, duration) : await autocannonRun(t, duration);
+  const r = values.loader === "wrk" ? await wrkOnce(t, duration) : await autocannonRun(t, duration);
   const cpu = cpuSeconds(pids[side]) - cpuBefore;
   const main = mainThreadCpuSeconds(pids[side]) - mainBefore;
   const up = cpuSeconds(upstream.pid!) - upBefore;

@@ -10,8 +10,11 @@
  * --modes picks modes (sqlite,shared,two); --profile DIR writes every node's .cpuprofile file there (one per run, in run order).
  * --accounts N spreads the load over N accounts, one key each, each connection keeping one key (one account's
  * admissions share its counter row, so one account alone measures that row, not the nodes).
+ * The load generator is autocannon, in this process (one JavaScript thread for all nodes: near 10,000 req/s it
+ * can be the bottleneck), or with --loader wrk one wrk per node with --loader-threads threads each (there the
+ * keys are dealt out per request, not per connection). Its CPU per request is reported either way.
  * Usage: node dist/bench/shared-mode.js [--seconds N] [--connections N] [--rounds N] [--redis-url U] [--database-url U]
- *        [--modes sqlite,shared,two] [--accounts N] [--profile DIR]
+ *        [--modes sqlite,shared,two] [--accounts N] [--profile DIR] [--loader autocannon|wrk] [--loader-threads N]
  */
 import type { ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -23,7 +26,8 @@ import autocannon from "autocannon";
 import { Redis } from "ioredis";
 import pg from "pg";
 import { deletePrefix } from "../test/helpers/redis.js";
-import { cpuSeconds, mainThreadCpuSeconds, startProcess } from "./bench-processes.js";
+import { cpuSeconds, mainThreadCpuSeconds, reapedChildrenCpuSeconds, startProcess } from "./bench-processes.js";
+import { type LoadResult, wrkRun } from "./wrk.js";
 
 const { values } = parseArgs({
   options: {
@@ -35,8 +39,12 @@ const { values } = parseArgs({
     modes: { type: "string", default: "sqlite,shared,two" },
     accounts: { type: "string", default: "1" },
     profile: { type: "string" },
+    loader: { type: "string", default: "autocannon" },
+    "loader-threads": { type: "string", default: "2" },
   },
 });
+if (values.loader !== "autocannon" && values.loader !== "wrk") throw new Error("--loader is autocannon or wrk");
+const loaderThreads = Number(values["loader-threads"]);
 const rounds = Number(values.rounds);
 const seconds = Number(values.seconds);
 const connections = Number(values.connections);
@@ -60,6 +68,8 @@ interface Result {
   cpuMsPerRequest: number;
   /** The nodes' main threads (event loops) alone. */
   mainThreadMsPerRequest: number;
+  /** The load generator's CPU (autocannon: this whole process). */
+  loaderCpuMsPerRequest: number;
   non2xx: number;
   /** Per request, shared modes only. */
   redisCommands?: number;
@@ -91,25 +101,47 @@ async function benchKeys(url: string): Promise<string[]> {
 /** Loads every node at once, each with its share of the connections; req/s summed, latencies the worst node's. */
 async function load(urls: string[], keys: string[], pids: number[], shared: boolean): Promise<Result> {
   let nextKey = 0;
+  const body = JSON.stringify({ specialist: "classify", prompt: "I love it" });
   const options = (url: string) => ({
     url: `${url}/v1/infer`,
     method: "POST" as const,
-    body: JSON.stringify({ specialist: "classify", prompt: "I love it" }),
+    body,
     connections: Math.max(1, Math.round(connections / urls.length)),
     // Each connection keeps one key, the keys dealt out in turn over all connections of all nodes.
     setupClient: (client: autocannon.Client) =>
       client.setHeaders({ "content-type": "application/json", authorization: `Bearer ${keys[nextKey++ % keys.length]}` }),
   });
-  await Promise.all(urls.map((url) => autocannon({ ...options(url), duration: 2 })));
+  const run = async (duration: number): Promise<{ rs: LoadResult[]; loaderCpu: number }> => {
+    if (values.loader === "wrk") {
+      const before = reapedChildrenCpuSeconds();
+      const share = { connections: Math.max(1, Math.round(connections / urls.length)), threads: loaderThreads, seconds: duration };
+      const target = (url: string) => ({ url: `${url}/v1/infer`, headers: { "content-type": "application/json" }, body, keys });
+      const rs = await Promise.all(urls.map((url) => wrkRun(target(url), share)));
+      return { rs, loaderCpu: reapedChildrenCpuSeconds() - before };
+    }
+    const before = process.cpuUsage();
+    const rs = await Promise.all(urls.map((url) => autocannon({ ...options(url), duration })));
+    const used = process.cpuUsage(before);
+    const results = rs.map((r) => ({
+      total: r.requests.total,
+      rps: r.requests.average,
+      p50: r.latency.p50,
+      p99: r.latency.p99,
+      non2xx: r.non2xx,
+      errors: r.errors,
+    }));
+    return { rs: results, loaderCpu: (used.user + used.system) / 1e6 };
+  };
+  await run(2);
   const [redisBefore, pgBefore] = shared ? [await redisCommandCount(), await pgTransactionCount()] : [0, 0];
   const backends = shared ? await backendPids() : [];
   const backendsBefore = cpuOf(backends);
   const before = pids.map(cpuSeconds);
   const mainBefore = pids.map(mainThreadCpuSeconds);
-  const rs = await Promise.all(urls.map((url) => autocannon({ ...options(url), duration: seconds })));
+  const { rs, loaderCpu } = await run(seconds);
   const cpu = pids.reduce((sum, pid, i) => sum + cpuSeconds(pid) - before[i]!, 0);
   const main = pids.reduce((sum, pid, i) => sum + mainThreadCpuSeconds(pid) - mainBefore[i]!, 0);
-  const total = rs.reduce((n, r) => n + r.requests.total, 0);
+  const total = rs.reduce((n, r) => n + r.total, 0);
   const backendCpu = cpuOf(backends).map((t, i) => ((t - backendsBefore[i]!) * 1000) / Math.max(1, total));
   // The counters include the counting itself (one INFO, a few statements): noise against thousands of requests.
   const counts = shared
@@ -122,12 +154,13 @@ async function load(urls: string[], keys: string[], pids: number[], shared: bool
     : {};
   return {
     ...counts,
-    rps: rs.reduce((n, r) => n + r.requests.average, 0),
-    p50: Math.max(...rs.map((r) => r.latency.p50)),
-    p99: Math.max(...rs.map((r) => r.latency.p99)),
+    rps: rs.reduce((n, r) => n + r.rps, 0),
+    p50: Math.max(...rs.map((r) => r.p50)),
+    p99: Math.max(...rs.map((r) => r.p99)),
     cpuMsPerRequest: (cpu * 1000) / Math.max(1, total),
     mainThreadMsPerRequest: (main * 1000) / Math.max(1, total),
-    non2xx: rs.reduce((n, r) => n + r.non2xx, 0),
+    loaderCpuMsPerRequest: (loaderCpu * 1000) / Math.max(1, total),
+    non2xx: rs.reduce((n, r) => n + r.non2xx + r.errors, 0),
   };
 }
 
@@ -235,13 +268,14 @@ try {
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 process.stdout.write(
-  `POST /v1/infer, full gate, instant upstream, ${connections} connections in all, ${accounts} account(s), ${seconds} s per run, ` +
+  `POST /v1/infer, full gate, instant upstream, ${values.loader}${values.loader === "wrk" ? ` (${loaderThreads} threads a node)` : ""}, ` +
+    `${connections} connections in all, ${accounts} account(s), ${seconds} s per run, ` +
     `median of ${rounds} alternating rounds; shared = PostgreSQL + Redis\n\n`,
 );
 process.stdout.write(
   "| server | req/s | vs 1 node SQLite | p50 ms | p99 ms | node CPU ms / request | of it main thread | PostgreSQL CPU ms / request | Redis CPU ms / request | " +
-    "Redis commands / request | PostgreSQL transactions / request | non-2xx |\n" +
-    "|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    "Redis commands / request | PostgreSQL transactions / request | load generator CPU ms / request | non-2xx + errors |\n" +
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
 );
 const base = median((results.get("1 node, SQLite") ?? [...results.values()][0]!).map((r) => r.rps));
 const perRequest = (xs: Array<number | undefined>): string => (xs[0] === undefined ? "–" : median(xs as number[]).toFixed(2));
@@ -251,6 +285,6 @@ for (const [mode, rs] of results) {
     `| ${mode} | ${rps.toFixed(0)} | ${(rps / base).toFixed(2)}x | ${median(rs.map((r) => r.p50))} | ${median(rs.map((r) => r.p99))} | ` +
       `${median(rs.map((r) => r.cpuMsPerRequest)).toFixed(3)} | ${median(rs.map((r) => r.mainThreadMsPerRequest)).toFixed(3)} | ${perRequest(rs.map((r) => r.pgCpuMs))} | ${perRequest(rs.map((r) => r.redisCpuMs))} | ` +
       `${perRequest(rs.map((r) => r.redisCommands))} | ` +
-      `${perRequest(rs.map((r) => r.pgTransactions))} | ${rs.reduce((n, r) => n + r.non2xx, 0)} |\n`,
+      `${perRequest(rs.map((r) => r.pgTransactions))} | ${median(rs.map((r) => r.loaderCpuMsPerRequest)).toFixed(3)} | ${rs.reduce((n, r) => n + r.non2xx, 0)} |\n`,
   );
 }
