@@ -20,6 +20,7 @@ import type { AccountStore, Stores } from "../src/store/store.js";
 import { FakeUpstream } from "./helpers/fake-upstream.js";
 import { configFor, createKey, postJson, startTestServer, tempDir, type TestServer } from "./helpers/fixtures.js";
 import { closedPort } from "./helpers/ports.js";
+import { startTcpProxy } from "./helpers/tcp-proxy.js";
 import { dropDatabase, freshDatabase } from "./helpers/postgres.js";
 import { deletePrefix, PrivateRedis, SHARED_REDIS_URL, testConnection, testPrefix } from "./helpers/redis.js";
 
@@ -135,6 +136,64 @@ describe("redis key cache: one generation read for the lookups of a moment", () 
       assert.equal(gets, 2);
     } finally {
       await stores.close();
+    }
+  });
+});
+
+describe("the invalidation subscriber after a reconnect", () => {
+  it("subscribes again after the connection is lost", async () => {
+    const url = new URL(SHARED_REDIS_URL);
+    const proxy = await startTcpProxy(Number(url.port || 6379), url.hostname);
+    const connection = await testConnection(testPrefix("resubscribe"));
+    const cache = new RedisKeyCache(connection, { findKeyByHash: async () => undefined });
+    const channel = `${connection.prefix}keys:invalidated`;
+    const subscribers = async (): Promise<number> => Number(((await connection.redis.pubsub("NUMSUB", channel)) as [string, number])[1]);
+    try {
+      await cache.listen(`redis://127.0.0.1:${proxy.port}`);
+      assert.equal(await subscribers(), 1);
+      proxy.cut();
+      for (let waited = 0; (await subscribers()) !== 0; waited += 20) {
+        assert.ok(waited < 10_000, "Redis saw the subscriber go");
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      proxy.restore();
+      for (let waited = 0; (await subscribers()) !== 1; waited += 20) {
+        assert.ok(waited < 10_000, "the subscriber subscribed again after reconnecting");
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    } finally {
+      await cache.close();
+      connection.redis.disconnect();
+      await proxy.close();
+    }
+  });
+
+  it("closes without an unhandled rejection while its re-subscription is unanswered", async () => {
+    const url = new URL(SHARED_REDIS_URL);
+    const proxy = await startTcpProxy(Number(url.port || 6379), url.hostname);
+    const unhandled: unknown[] = [];
+    const record = (reason: unknown): void => void unhandled.push(reason);
+    process.on("unhandledRejection", record);
+    const connection = await testConnection(testPrefix("resubscribe"));
+    const cache = new RedisKeyCache(connection, { findKeyByHash: async () => undefined });
+    try {
+      await cache.listen(`redis://127.0.0.1:${proxy.port}`);
+      // The connection is lost; the subscriber reconnects and subscribes again, and that answer never comes.
+      proxy.holdAnswersAfter("subscribe");
+      proxy.cut();
+      proxy.restore();
+      for (let waited = 0; proxy.heldAfterText === 0; waited += 20) {
+        assert.ok(waited < 10_000, "the subscriber subscribed again after reconnecting");
+        await new Promise((r) => setTimeout(r, 20));
+      }
+      await cache.close();
+      // A rejection nobody handles is reported after the microtasks of its turn.
+      await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual(unhandled.map(String), []);
+    } finally {
+      process.removeListener("unhandledRejection", record);
+      connection.redis.disconnect();
+      await proxy.close();
     }
   });
 });

@@ -15,6 +15,10 @@ export class TcpProxy {
   private readonly answers = new Map<Socket, Socket>();
   private cutOff = false;
   private holding = false;
+  /** Text (lower case) after which a new connection's answers are held: see holdAnswersAfter. */
+  private holdAfter: string | undefined;
+  /** Connections whose answers holdAnswersAfter has held. */
+  heldAfterText = 0;
   port = 0;
 
   constructor(
@@ -37,6 +41,19 @@ export class TcpProxy {
         this.answers.delete(upstream);
       });
       this.answers.set(upstream, client);
+      const holdAfter = this.holdAfter;
+      if (holdAfter !== undefined) {
+        let sent = "";
+        const watch = (chunk: Buffer): void => {
+          sent = (sent + chunk.toString("latin1").toLowerCase()).slice(-4096);
+          if (!sent.includes(holdAfter)) return;
+          client.removeListener("data", watch);
+          upstream.unpipe(client);
+          upstream.pause();
+          this.heldAfterText++;
+        };
+        client.on("data", watch);
+      }
       client.pipe(upstream);
       if (this.holding) upstream.pause();
       else upstream.pipe(client);
@@ -58,6 +75,15 @@ export class TcpProxy {
       upstream.unpipe(client);
       upstream.pause();
     }
+  }
+
+  /**
+   * On connections opened from now on, answers stop once the client has sent
+   * `text` (compared in lower case): what came before it is answered, that
+   * request and what follows it are not, as when the peer stalls mid-conversation.
+   */
+  holdAnswersAfter(text: string): void {
+    this.holdAfter = text.toLowerCase();
   }
 
   restore(): void {

@@ -35,13 +35,22 @@ export class RedisKeyCache implements KeyCache {
   /** Listens for invalidations from other nodes; `url` is the one the connection was made with. */
   async listen(url: string): Promise<void> {
     const subscriber = redisClient(url, "alveare-invalidations");
-    // A subscriber's commands may wait for a reconnect: it re-subscribes by itself then.
+    // A subscriber's commands may wait for a reconnect.
     subscriber.options.enableOfflineQueue = true;
+    // It subscribes again after each reconnect here, not by ioredis: ioredis's own re-subscription
+    // leaves its promise unhandled, so a close before Redis answered it was an unhandled rejection.
+    // One that fails is no loss of correctness: every lookup reads the generation anyway.
+    subscriber.options.autoResubscribe = false;
+    let subscribed = false;
     subscriber.on("message", () => this.cached.clear());
-    // Messages sent while it was away are lost: drop everything on every (re)connect.
-    subscriber.on("ready", () => this.cached.clear());
+    subscriber.on("ready", () => {
+      // Messages sent while it was away are lost: drop everything on every (re)connect.
+      this.cached.clear();
+      if (subscribed) subscriber.subscribe(this.channel).catch(() => undefined);
+    });
     await subscriber.connect();
     await subscriber.subscribe(this.channel);
+    subscribed = true;
     this.subscriber = subscriber;
   }
 
