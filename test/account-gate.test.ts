@@ -92,6 +92,24 @@ describe("AccountGate decisions", () => {
     assert.equal(limits.tokens?.remaining, 1000 - 10 - 2);
   });
 
+  it("reports the window's real reset and remaining places on a monthly refusal", async () => {
+    let now = 7_000_000;
+    const moving = new AccountGate(stores.accounts, stores.ledger, plans, { limiter: new InProcessRateLimiter(() => now) });
+    const key = await keyOf("capped");
+    const caller = (await moving.authenticate(`Bearer ${key}`)).caller;
+    for (const id of ["m1", "m2"]) {
+      const d = await moving.admit(caller, "classify", "infer", id);
+      assert.ok(d.admitted);
+      await d.admission.finish({ status: 200, promptTokens: 1, completionTokens: 1, latencyMs: 1 });
+    }
+    now += 20_000;
+    const refused = await moving.admit(caller, "classify", "infer", "m3");
+    assert.equal(refused.admitted, false);
+    assert.equal((refused as Extract<AdmitDecision, { admitted: false }>).error.code, "monthly_quota_exceeded");
+    // Two places taken 20 s ago: they free in 40 s, and the refused request took none.
+    assert.deepEqual(refused.limits?.requests, { limit: 100, remaining: 98, resetMs: 40_000 });
+  });
+
   it("ignores reservations on the shipped plans, which cap no tokens", async () => {
     const d = await gate.admit(solo, "classify", "infer", "r6", { reserveTokens: { promptTokens: 10_000_000, completionTokens: 4096 } });
     assert.ok(d.admitted);

@@ -175,7 +175,10 @@ export class AccountGate implements Gate {
     }
     if (ticket === undefined) {
       await lease.cancel();
-      return { admitted: false, error: quotaExceeded(plan, now), limits: withoutRequest(acquired.report, reserve) };
+      // The windows as they stand without this request: its place given back, and the reset the real one
+      // (the shared limiter's step reports the same when it refuses at the quota itself).
+      const report = await this.parts.limiter.peek(caller.keyId, limits).catch(() => withoutRequest(acquired.report, reserve));
+      return { admitted: false, error: quotaExceeded(plan, now), limits: report };
     }
     const quotaTicket = ticket;
     return {
