@@ -3,6 +3,7 @@ import Database from "better-sqlite3";
 import { request } from "node:http";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { Browser } from "./helpers/dashboard-client.js";
 import { FakeUpstream } from "./helpers/fake-upstream.js";
 import { cliJson, createKey, postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
 
@@ -184,6 +185,56 @@ describe("a failed admin token while another process holds the SQLite file's loc
         records.reduce((n, r) => n + r.count, 0),
         1,
       );
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe("dashboard and admin changes while another process holds the SQLite file's lock", () => {
+  it("wait off the event loop: the server keeps answering, and each change lands once the lock is released", async () => {
+    const token = "t".repeat(32);
+    const server = await startTestServer({}, { gated: true, env: { ALVEARE_ADMIN_TOKEN: token } });
+    const admin = (method: string, path: string, body?: unknown) =>
+      fetch(`${server.url}/admin/api${path}`, {
+        method,
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+    try {
+      // Each: the change's own write, then its audit record.
+      const operator = new Browser(server, "127.0.0.3");
+      assert.equal((await whileLocked(server, () => operator.call("POST", "/dashboard/api/admin-login", { token }))).status, 200);
+      const account = await whileLocked(server, () => admin("POST", "/accounts", { name: "locked-co", plan: "starter" }));
+      assert.equal(account.status, 201);
+      const accountId = ((await account.json()) as { id: string }).id;
+      const key = await whileLocked(server, () => admin("POST", `/accounts/${accountId}/keys`, {}));
+      assert.equal(key.status, 201);
+      const { id: keyId } = (await key.json()) as { id: string };
+      const invite = await whileLocked(server, () =>
+        operator.call("POST", `/admin/api/accounts/${accountId}/invitations`, { email: "lock@example.com" }),
+      );
+      assert.equal(invite.status, 201);
+      const invitation = /#invite=(\w+)$/.exec(invite.json.invite_path as string)![1]!;
+      const member = new Browser(server, "127.0.0.4");
+      const joined = await whileLocked(server, () =>
+        member.call("POST", "/dashboard/api/invitations/accept", { token: invitation, password: "a long enough password" }),
+      );
+      assert.equal(joined.status, 200);
+      assert.equal((await whileLocked(server, () => admin("POST", `/keys/${keyId}/revoke`))).status, 200);
+      assert.equal((await whileLocked(server, () => admin("PATCH", `/accounts/${accountId}`, { status: "suspended" }))).status, 200);
+
+      const landed = (await (await admin("GET", `/accounts/${accountId}`)).json()) as { status: string };
+      assert.equal(landed.status, "suspended");
+      const keys = (await (await admin("GET", `/accounts/${accountId}/keys`)).json()) as { data: Array<{ revoked_at: string | null }> };
+      assert.notEqual(keys.data[0]!.revoked_at, null);
+      const audit = (await (await admin("GET", `/audit?account=${accountId}`)).json()) as { data: Array<{ action: string }> };
+      for (const action of ["account.created", "key.created", "member.invited", "member.joined", "key.revoked", "account.suspended"]) {
+        assert.ok(
+          audit.data.some((r) => r.action === action),
+          `${action} in ${audit.data.map((r) => r.action).join(", ")}`,
+        );
+      }
     } finally {
       await server.close();
     }

@@ -63,8 +63,8 @@ export class SqliteAuditLog implements AuditLog {
     this.deleteBefore = db.prepare<[string]>("DELETE FROM audit_log WHERE at < ?");
   }
 
-  record(context: AuditContext, entry: AuditEntry): Promise<void> {
-    this.insert.run({
+  async record(context: AuditContext, entry: AuditEntry): Promise<void> {
+    const row = {
       at: new Date().toISOString(),
       actor: context.actor,
       action: entry.action,
@@ -73,8 +73,8 @@ export class SqliteAuditLog implements AuditLog {
       detail: entry.detail === undefined ? null : JSON.stringify(entry.detail),
       source: context.source,
       requestId: context.requestId,
-    });
-    return Promise.resolve();
+    };
+    await whileBusy(() => this.insert.run(row));
   }
 
   count(context: AuditContext, action: AuditAction, at = new Date()): Promise<void> {
@@ -123,6 +123,6 @@ export class SqliteAuditLog implements AuditLog {
   }
 
   prune(before: Date): Promise<number> {
-    return Promise.resolve(this.deleteBefore.run(before.toISOString()).changes);
+    return whileBusy(() => this.deleteBefore.run(before.toISOString()).changes);
   }
 }

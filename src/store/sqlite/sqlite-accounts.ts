@@ -1,6 +1,7 @@
 import type Database from "better-sqlite3";
 import { toAccount, toKey, type AccountRow, type KeyRow } from "../rows.js";
 import type { Account, AccountStore, ApiKeyRecord, KeyCreation, KeyLookup } from "../store.js";
+import { whileBusy } from "./busy.js";
 
 /**
  * Accounts and keys in SQLite. Verified keys are cached until this store changes
@@ -59,7 +60,7 @@ export class SqliteAccountStore implements AccountStore {
   }
 
   async createAccount(account: Account): Promise<void> {
-    this.statements.insertAccount.run(account);
+    await whileBusy(() => this.statements.insertAccount.run(account));
   }
 
   async getAccount(id: string): Promise<Account | undefined> {
@@ -74,11 +75,11 @@ export class SqliteAccountStore implements AccountStore {
   async updateAccount(id: string, change: { plan?: string | undefined; status?: Account["status"] | undefined }): Promise<boolean> {
     // Cached keys carry their account's plan and status: a change must reach the very next request.
     this.keyCache.clear();
-    return this.statements.updateAccount.run({ id, plan: change.plan ?? null, status: change.status ?? null }).changes > 0;
+    return whileBusy(() => this.statements.updateAccount.run({ id, plan: change.plan ?? null, status: change.status ?? null }).changes > 0);
   }
 
   async createKey(key: ApiKeyRecord, hash: string, maxUnrevoked: number): Promise<KeyCreation> {
-    if (this.statements.insertKey.run({ ...key, hash, limit: maxUnrevoked }).changes > 0) return "created";
+    if (await whileBusy(() => this.statements.insertKey.run({ ...key, hash, limit: maxUnrevoked }).changes > 0)) return "created";
     const account = this.statements.getAccount.get(key.accountId);
     if (account === undefined) return "no_account";
     if (account.status !== "active") return "suspended";
@@ -102,7 +103,7 @@ export class SqliteAccountStore implements AccountStore {
 
   async revokeKey(keyId: string, at: string): Promise<boolean> {
     this.keyCache.clear();
-    return this.statements.revokeKey.run(at, keyId).changes > 0;
+    return whileBusy(() => this.statements.revokeKey.run(at, keyId).changes > 0);
   }
 
   async findKeyByHash(hash: string): Promise<KeyLookup | undefined> {

@@ -1,6 +1,7 @@
 import type Database from "better-sqlite3";
 import { toKey, toMember, toSession, type KeyRow, type MemberRow, type SessionRow } from "../rows.js";
 import type { ApiKeyRecord, InvitationRecord, Member, PeopleStore, Session } from "../store.js";
+import { whileBusy } from "./busy.js";
 
 /** The dashboard's members, invitations and sessions in SQLite. */
 export class SqlitePeopleStore implements PeopleStore {
@@ -52,7 +53,7 @@ export class SqlitePeopleStore implements PeopleStore {
   }
 
   async createMember(member: Member): Promise<void> {
-    this.statements.insertMember.run(member);
+    await whileBusy(() => this.statements.insertMember.run(member));
   }
 
   async getMember(id: string): Promise<Member | undefined> {
@@ -70,17 +71,21 @@ export class SqlitePeopleStore implements PeopleStore {
   }
 
   async setMemberPassword(id: string, passwordHash: string): Promise<void> {
-    this.db.transaction(() => {
-      this.statements.setPassword.run(passwordHash, id);
-      this.statements.endSessionsOf.run(id);
-    })();
+    await whileBusy(() =>
+      this.db.transaction(() => {
+        this.statements.setPassword.run(passwordHash, id);
+        this.statements.endSessionsOf.run(id);
+      })(),
+    );
   }
 
   async createInvitation(tokenHash: string, memberId: string, expiresAt: string): Promise<void> {
-    this.db.transaction(() => {
-      this.statements.dropUnusedInvitations.run(memberId);
-      this.statements.insertInvitation.run(tokenHash, memberId, expiresAt);
-    })();
+    await whileBusy(() =>
+      this.db.transaction(() => {
+        this.statements.dropUnusedInvitations.run(memberId);
+        this.statements.insertInvitation.run(tokenHash, memberId, expiresAt);
+      })(),
+    );
   }
 
   async findInvitation(tokenHash: string): Promise<InvitationRecord | undefined> {
@@ -89,16 +94,16 @@ export class SqlitePeopleStore implements PeopleStore {
   }
 
   async useInvitation(tokenHash: string, now: string): Promise<string | undefined> {
-    return this.statements.useInvitation.get(now, tokenHash, now);
+    return whileBusy(() => this.statements.useInvitation.get(now, tokenHash, now));
   }
 
   async createSession(session: Session): Promise<void> {
-    this.statements.insertSession.run({ ...session, admin: session.admin ? 1 : 0 });
+    await whileBusy(() => this.statements.insertSession.run({ ...session, admin: session.admin ? 1 : 0 }));
   }
 
   async createMemberSession(session: Session & { memberId: string }, passwordHash: string): Promise<boolean> {
     const { tokenHash, memberId, csrfToken, expiresAt } = session;
-    return this.statements.insertMemberSession.run({ tokenHash, memberId, csrfToken, expiresAt, passwordHash }).changes === 1;
+    return whileBusy(() => this.statements.insertMemberSession.run({ tokenHash, memberId, csrfToken, expiresAt, passwordHash }).changes === 1);
   }
 
   async findSession(tokenHash: string, now: string): Promise<Session | undefined> {
@@ -107,28 +112,30 @@ export class SqlitePeopleStore implements PeopleStore {
   }
 
   async deleteSession(tokenHash: string): Promise<void> {
-    this.statements.deleteSession.run(tokenHash);
+    await whileBusy(() => this.statements.deleteSession.run(tokenHash));
   }
 
   async deleteExpiredSessions(now: string): Promise<number> {
-    return this.statements.deleteExpiredSessions.run(now).changes;
+    return whileBusy(() => this.statements.deleteExpiredSessions.run(now).changes);
   }
 
   async deleteMember(id: string, at: string, keepKeys: boolean): Promise<ApiKeyRecord[] | undefined> {
     // IMMEDIATE: it reads before it writes, and SQLite gives a deferred transaction that has read no
     // busy wait when it then finds another process writing (a server's ledger, while the CLI removes).
-    const revoked = this.db
-      .transaction((): ApiKeyRecord[] | undefined => {
-        if (this.statements.getMember.get(id) === undefined) return undefined;
-        this.statements.endSessionsOf.run(id);
-        this.statements.dropInvitations.run(id);
-        let keys: ApiKeyRecord[] = [];
-        if (keepKeys) this.statements.handKeysToAccount.run(id);
-        else keys = this.statements.revokeKeysOf.all(at, id).map(toKey);
-        this.statements.deleteMember.run(id);
-        return keys;
-      })
-      .immediate();
+    const revoked = await whileBusy(() =>
+      this.db
+        .transaction((): ApiKeyRecord[] | undefined => {
+          if (this.statements.getMember.get(id) === undefined) return undefined;
+          this.statements.endSessionsOf.run(id);
+          this.statements.dropInvitations.run(id);
+          let keys: ApiKeyRecord[] = [];
+          if (keepKeys) this.statements.handKeysToAccount.run(id);
+          else keys = this.statements.revokeKeysOf.all(at, id).map(toKey);
+          this.statements.deleteMember.run(id);
+          return keys;
+        })
+        .immediate(),
+    );
     if (revoked !== undefined && revoked.length > 0) this.keysRevoked();
     return revoked;
   }

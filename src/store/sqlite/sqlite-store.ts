@@ -19,6 +19,9 @@ export function openSqliteStores(path: string, options: SqliteLedgerOptions = {}
   const ledger = new SqliteLedger(hot.db, options);
   hot.stopWaiting();
   const accounts = new SqliteAccountStore(db, hot.db);
+  // A server's own changes (dashboard, admin API) do not wait for the lock in the event loop either: every write
+  // the stores make is tried again off it (whileBusy). A command-line process waits in place, as before.
+  if (options.serving === true && path !== ":memory:") db.pragma("busy_timeout = 0");
   return {
     accounts,
     ledger,
