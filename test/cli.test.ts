@@ -41,6 +41,28 @@ describe("alveare serve", () => {
     assert.equal(existsSync(join(dataDir, "models", "qwen2.5-0.5b-instruct-q4_k_m.gguf")), false);
   });
 
+  it(
+    "stops with one line, not a hang, when the data dir cannot be made under a directory that refuses it",
+    { skip: !existsSync("/proc/self") },
+    () => {
+      // /proc answers ENOENT to every mkdir: Node's recursive mkdir retried it for ever.
+      for (const args of [
+        ["accounts", "list"],
+        ["serve", "--port", "0"],
+      ]) {
+        const r = spawnSync(process.execPath, [CLI, ...args, "--data-dir", "/proc/alveare-test/data"], {
+          env: cleanEnv({ HF_ENDPOINT: "http://127.0.0.1:9" }),
+          encoding: "utf8",
+          timeout: 30_000,
+        });
+        assert.notEqual(r.status, null, `${args[0]} ended by itself`);
+        assert.notEqual(r.status, 0);
+        assert.match(r.stderr, /cannot make the directory \/proc\/alveare-test\/data: \/proc\/alveare-test could not be made \(ENOENT\)/);
+        assert.doesNotMatch(r.stderr, /\n\s+at /, "no stack trace");
+      }
+    },
+  );
+
   it("stops with a message naming the field when the config file is wrong", () => {
     const dir = tempDir();
     const config = join(dir, "bad.json");

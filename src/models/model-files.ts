@@ -1,8 +1,9 @@
 import { createWriteStream } from "node:fs";
-import { mkdir, open, rename, rm, stat } from "node:fs/promises";
+import { open, rename, rm, stat } from "node:fs/promises";
 import { basename, join, resolve } from "node:path";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
+import { makeDirectorySync } from "../make-directory.js";
 
 /** The model could not be had; the message is one line an operator can act on. */
 export class ModelUnavailableError extends Error {
@@ -72,7 +73,7 @@ export async function resolveModel(location: string, dataDir: string, onProgress
     )
   )
     return target;
-  await mkdir(dir, { recursive: true });
+  makeDirectorySync(dir);
   let response: Response;
   try {
     response = await fetch(url, { redirect: "follow" });

@@ -1,5 +1,6 @@
-import { chmodSync, closeSync, existsSync, mkdirSync, openSync, statSync } from "node:fs";
+import { chmodSync, closeSync, existsSync, openSync, statSync } from "node:fs";
 import { dirname } from "node:path";
+import { makeDirectorySync } from "../../make-directory.js";
 
 const OWNER_ONLY_DIR = 0o700;
 const OWNER_ONLY_FILE = 0o600;
@@ -17,7 +18,7 @@ const SIDECARS = ["-wal", "-shm", "-journal"];
  */
 export function prepareDatabaseFile(path: string): void {
   const dir = dirname(path);
-  mkdirSync(dir, { recursive: true, mode: OWNER_ONLY_DIR });
+  makeDirectorySync(dir, OWNER_ONLY_DIR);
   const stat = statSync(dir);
   const ours = process.getuid === undefined || stat.uid === process.getuid();
   if (ours && (stat.mode & STICKY) === 0 && (stat.mode & 0o777) !== OWNER_ONLY_DIR) chmodSync(dir, OWNER_ONLY_DIR);
