@@ -21,7 +21,7 @@ import { parseArgs } from "node:util";
 import autocannon from "autocannon";
 import { benchKey } from "./bench-key.js";
 import { cpuSeconds, mainThreadCpuSeconds, reapedChildrenCpuSeconds, startProcess } from "./bench-processes.js";
-import { type LoadResult, wrkRun } from "./wrk.js";
+import { autocannonResult, type LoadResult, wrkRun } from "./load-generators.js";
 
 const { values } = parseArgs({
   options: {
@@ -125,15 +125,7 @@ async function autocannonRun(t: (typeof targets)[Side], duration: number): Promi
   const before = process.cpuUsage();
   const r = await autocannon({ url: t.url, method: "POST", headers: t.headers, body: t.body, connections, pipelining, duration });
   const used = process.cpuUsage(before);
-  return {
-    total: r.requests.total,
-    rps: r.requests.average,
-    p50: r.latency.p50,
-    p99: r.latency.p99,
-    non2xx: r.non2xx,
-    errors: r.errors,
-    cpu: (used.user + used.system) / 1e6,
-  };
+  return { ...autocannonResult(r), cpu: (used.user + used.system) / 1e6 };
 }
 
 /** wrk with one thread. */

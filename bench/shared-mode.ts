@@ -27,7 +27,7 @@ import { Redis } from "ioredis";
 import pg from "pg";
 import { deletePrefix } from "../test/helpers/redis.js";
 import { cpuSeconds, mainThreadCpuSeconds, reapedChildrenCpuSeconds, startProcess } from "./bench-processes.js";
-import { type LoadResult, wrkRun } from "./wrk.js";
+import { autocannonResult, type LoadResult, wrkRun } from "./load-generators.js";
 
 const { values } = parseArgs({
   options: {
@@ -122,15 +122,7 @@ async function load(urls: string[], keys: string[], pids: number[], shared: bool
     const before = process.cpuUsage();
     const rs = await Promise.all(urls.map((url) => autocannon({ ...options(url), duration })));
     const used = process.cpuUsage(before);
-    const results = rs.map((r) => ({
-      total: r.requests.total,
-      rps: r.requests.average,
-      p50: r.latency.p50,
-      p99: r.latency.p99,
-      non2xx: r.non2xx,
-      errors: r.errors,
-    }));
-    return { rs: results, loaderCpu: (used.user + used.system) / 1e6 };
+    return { rs: rs.map(autocannonResult), loaderCpu: (used.user + used.system) / 1e6 };
   };
   await run(2);
   const [redisBefore, pgBefore] = shared ? [await redisCommandCount(), await pgTransactionCount()] : [0, 0];

@@ -2,6 +2,7 @@ import { execFile } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type autocannon from "autocannon";
 
 /** What one run of a load generator measured (latencies in ms). */
 export interface LoadResult {
@@ -60,4 +61,9 @@ export async function wrkRun(target: WrkTarget, options: { connections: number; 
     non2xx: Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0),
     errors: socketErrors === null ? 0 : socketErrors.slice(1).reduce((n, x) => n + Number(x), 0),
   };
+}
+
+/** autocannon's result in the same shape. */
+export function autocannonResult(r: autocannon.Result): LoadResult {
+  return { total: r.requests.total, rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx, errors: r.errors };
 }
