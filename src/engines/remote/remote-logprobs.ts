@@ -23,7 +23,14 @@ const alternative = (a: UpstreamAlternative): TokenAlternative => {
   };
 };
 
+/** The entries of a list that are objects; anything else (or no list) gives none. */
+const objectsIn = <T extends object>(list: unknown): T[] =>
+  Array.isArray(list) ? list.filter((e): e is T => typeof e === "object" && e !== null) : [];
+
 /** The upstream's token log-probabilities, passed through as the engine layer holds them. */
 export function upstreamLogprobs(logprobs: UpstreamLogprobs | null | undefined): TokenLogprob[] {
-  return (logprobs?.content ?? []).map((entry) => ({ ...alternative(entry), top: (entry.top_logprobs ?? []).map(alternative) }));
+  return objectsIn<UpstreamTokenLogprob>(logprobs?.content).map((entry) => ({
+    ...alternative(entry),
+    top: objectsIn<UpstreamAlternative>(entry.top_logprobs).map(alternative),
+  }));
 }

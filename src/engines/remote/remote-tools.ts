@@ -3,9 +3,9 @@ import type { ChatMessage, GenerationRequest, TextDetail } from "../types.js";
 
 /** An upstream's tool call, whole (`message.tool_calls`) or in pieces (`delta.tool_calls`). */
 export interface UpstreamToolCall {
-  index?: number | null;
+  index?: unknown;
   id?: string | null;
-  function?: { name?: string; arguments?: unknown };
+  function?: { name?: unknown; arguments?: unknown };
 }
 
 /**
@@ -13,6 +13,16 @@ export interface UpstreamToolCall {
  * a client answers the call with a `tool` message naming it, and an empty id cannot be answered.
  */
 const idOf = (call: UpstreamToolCall): string => (typeof call.id === "string" && call.id !== "" ? call.id : toolCallId());
+
+/** A call's function name: only a string is one (a client would fail to read anything else). */
+const nameOf = (call: UpstreamToolCall): string => (typeof call.function?.name === "string" ? call.function.name : "");
+
+/** The calls (or pieces) an upstream sent that are objects: anything else in the list is no call. */
+const callsIn = (calls: unknown): UpstreamToolCall[] =>
+  Array.isArray(calls) ? calls.filter((c): c is UpstreamToolCall => typeof c === "object" && c !== null) : [];
+
+/** The most calls one answer may hold: an index past it is the upstream's error, and would size our array by it. */
+const MAX_TOOL_CALLS = 128;
 
 /** The arguments as JSON text, as OpenAI sends them: llama-server has sent the object itself, which a client cannot parse. */
 const argumentsOf = (call: UpstreamToolCall): string => {
@@ -48,8 +58,8 @@ export function upstreamToolFields(tools: ToolRequest | undefined): Record<strin
   };
 }
 
-export const wholeToolCalls = (calls: readonly UpstreamToolCall[] | null | undefined): ToolCall[] =>
-  (calls ?? []).map((c) => ({ id: idOf(c), name: c.function?.name ?? "", arguments: argumentsOf(c) }));
+export const wholeToolCalls = (calls: unknown): ToolCall[] =>
+  callsIn(calls).map((c) => ({ id: idOf(c), name: nameOf(c), arguments: argumentsOf(c) }));
 
 /** Gathers streamed tool-call pieces and forwards them in our delta shape. */
 export class ToolCallStream {
@@ -58,18 +68,18 @@ export class ToolCallStream {
   constructor(private readonly request: GenerationRequest) {}
 
   /** Forwards what the pieces add, the first forwarded delta with `detail`; false when nothing was forwarded (nor `detail` taken). */
-  push(pieces: readonly UpstreamToolCall[] | null | undefined, detail?: TextDetail): boolean {
+  push(pieces: unknown, detail?: TextDetail): boolean {
     let forwarded = false;
     const forward = (delta: ToolCallDelta): void => {
       this.request.onToolCall?.(delta, forwarded ? undefined : detail);
       forwarded = true;
     };
-    for (const piece of pieces ?? []) {
+    for (const piece of callsIn(pieces)) {
       const index = this.indexOf(piece);
       const args = argumentsOf(piece);
       let call = this.calls[index];
       if (call === undefined) {
-        call = { id: idOf(piece), name: piece.function?.name ?? "", arguments: "" };
+        call = { id: idOf(piece), name: nameOf(piece), arguments: "" };
         this.calls[index] = call;
         forward({ index, id: call.id, name: call.name, arguments: "" });
       }
@@ -87,10 +97,12 @@ export class ToolCallStream {
   /**
    * The call a piece belongs to: its `index`, or, where an upstream leaves that out (Gemini's OpenAI endpoint,
    * mistral.rs), the call with the piece's id (a new one for an id not seen yet), else the last call. Read as
-   * call 0, a second call's arguments were appended to the first's.
+   * call 0, a second call's arguments were appended to the first's. An index that is no array index within
+   * MAX_TOOL_CALLS counts as left out: 1e9 would have made every read of the calls walk a billion holes.
    */
   private indexOf(piece: UpstreamToolCall): number {
-    if (piece.index !== undefined && piece.index !== null) return piece.index;
+    const index = piece.index;
+    if (typeof index === "number" && Number.isInteger(index) && index >= 0 && index < MAX_TOOL_CALLS) return index;
     if (piece.id === undefined || piece.id === null || piece.id === "") return Math.max(0, this.calls.length - 1);
     const known = this.calls.findIndex((call) => call?.id === piece.id);
     return known >= 0 ? known : this.calls.length;
