@@ -106,7 +106,7 @@ describe("remote engine: a stream cut while waiting for the upstream's next piec
     ],
     ["log-probabilities with an empty piece", [logprobPiece("a"), logprobPiece("")], { topLogprobs: 0 }, 2],
   ] as const) {
-    it(`meters ${name} for the pieces received`, async () => {
+    it(`meters ${name} for the pieces received, and the prompt the upstream read`, async () => {
       const upstream = await holdingStream(events as unknown as object[]);
       const engine = engineOn(upstream.url);
       const abort = new RequestAbort();
@@ -120,6 +120,8 @@ describe("remote engine: a stream cut while waiting for the upstream's next piec
         const r = await result;
         assert.equal(r.aborted, true);
         assert.equal(r.completionTokens, expected);
+        // The upstream had read the prompt (it sent pieces): metered, estimated as no usage came.
+        assert.ok(r.promptTokens >= 8, `prompt tokens: ${r.promptTokens}`);
       } finally {
         await engine.close();
         upstream.close();

@@ -26,6 +26,11 @@ export class FakeUpstream {
    * (sent as events, then [DONE]). For answers other OpenAI-compatible servers give that Alveare never does.
    */
   scripted: { whole: Record<string, unknown>; events: Array<Record<string, unknown>> } | undefined;
+  /**
+   * When set, "ok" answers by calling it with the raw response (and whether a stream was asked for): for answers
+   * that are not OpenAI's shape at all (wrong content type, SSE comments, events split across writes, bodies cut or huge).
+   */
+  respond: ((res: ServerResponse, stream: boolean) => void | Promise<void>) | undefined;
   /** The Retry-After a "503" or "429" answer carries, when set. */
   retryAfter: string | undefined;
   private server: Server | undefined;
@@ -114,6 +119,7 @@ export class FakeUpstream {
   }
 
   private answer(res: ServerResponse, stream: boolean): void {
+    if (this.respond !== undefined) return void this.respond(res, stream);
     if (this.scripted !== undefined && stream) {
       res.writeHead(200, { "content-type": "text/event-stream" });
       for (const event of this.scripted.events) res.write(`data: ${JSON.stringify(event)}\n\n`);

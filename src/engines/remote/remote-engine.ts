@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import { Agent, errors as undiciErrors, request, type Dispatcher } from "undici";
-import { readSseData } from "../../api/sse.js";
+import { readSseData, SseEventTooLargeError } from "../../api/sse.js";
 import { ApiError, errors, shortenedTo } from "../../errors.js";
 import { NETWORK_REASONS } from "../../failure-kind.js";
 import { labelGrammar } from "../embedded/grammars.js";
@@ -8,22 +8,38 @@ import { caughtUpOrAborted, signalSource } from "../abort-watch.js";
 import type { AbortWatch, ChoiceResult, Engine, FinishReason, GenerationRequest, GenerationResult, TokenLogprob } from "../types.js";
 import { upstreamText } from "./remote-content.js";
 import { upstreamLogprobs, type UpstreamLogprobs } from "./remote-logprobs.js";
-import { ToolCallStream, upstreamMessages, upstreamToolFields, wholeToolCalls, type UpstreamToolCall } from "./remote-tools.js";
+import { ToolCallStream, upstreamMessages, upstreamToolFields, wholeToolCalls } from "./remote-tools.js";
+import { estimatedPromptTokens, estimatedTokens, missingCounts, tokenCount } from "./remote-usage.js";
 import type { RemoteEngineConfig, Upstream } from "./remote-kind.js";
 
 interface UpstreamChoice {
   index?: number;
   logprobs?: UpstreamLogprobs | null;
   /** A string as OpenAI sends it, or a list of chunks (Mistral's reasoning models): read with upstreamText. */
-  message?: { content?: unknown; refusal?: string | null; tool_calls?: UpstreamToolCall[] | null };
-  delta?: { content?: unknown; refusal?: string | null; tool_calls?: UpstreamToolCall[] | null };
+  message?: { content?: unknown; refusal?: unknown; tool_calls?: unknown };
+  delta?: { content?: unknown; refusal?: unknown; tool_calls?: unknown };
   finish_reason?: string | null;
 }
 interface UpstreamBody {
   choices?: UpstreamChoice[];
-  usage?: { prompt_tokens?: number; completion_tokens?: number } | null;
-  error?: { message?: string } | string;
+  /** Counts as sent: read with tokenCount, as an upstream may send anything there. */
+  usage?: { prompt_tokens?: unknown; completion_tokens?: unknown } | null;
+  error?: { message?: string } | string | null;
 }
+
+/** The most an upstream's answer may hold, read whole: n (8) × max_tokens (4096) with 20 log-probabilities each is ~50 MiB. */
+const MAX_ANSWER_BYTES = 64 * 1024 * 1024;
+/** The most characters one event of a stream may hold: a chunk carries a token or a few, or at most a whole answer without log-probabilities. */
+const MAX_EVENT_CHARS = 8 * 1024 * 1024;
+
+/** An upstream answer over MAX_ANSWER_BYTES: read no further, hold no more of it. */
+class UpstreamTooLargeError extends Error {
+  override name = "UpstreamTooLargeError";
+}
+
+/** An upstream's choices, only those that are objects: anything else there is no choice. */
+const choicesOf = (body: UpstreamBody): UpstreamChoice[] =>
+  Array.isArray(body.choices) ? body.choices.filter((c): c is UpstreamChoice => typeof c === "object" && c !== null) : [];
 
 const CONNECT_ERRORS = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "UND_ERR_SOCKET"]);
 
@@ -87,11 +103,17 @@ class UpstreamJsonError extends Error {
 
 /** Parses what an upstream sent; its bytes reach only the log, bounded and without our key. */
 function parseUpstream(text: string, secret: string | undefined): UpstreamBody {
+  let parsed: unknown;
   try {
-    return JSON.parse(text) as UpstreamBody;
+    parsed = JSON.parse(text);
   } catch (error) {
     throw new UpstreamJsonError(`the upstream's answer is not valid JSON: ${upstreamWords((error as Error).message, secret)}`);
   }
+  // `null`, a number or a list parse, but no field of them can be read.
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    throw new UpstreamJsonError(`the upstream's answer is JSON but not an object: ${upstreamWords(text, secret)}`);
+  }
+  return parsed as UpstreamBody;
 }
 
 /** The message of an OpenAI-shaped error body, or the body itself. */
@@ -133,6 +155,33 @@ function upstreamStatusError(status: number, text: string, secret: string | unde
   return error;
 }
 
+/** An error answer's body as text, at most MAX_ANSWER_BYTES of it (only its words for the log are wanted). */
+async function boundedText(body: Dispatcher.ResponseData["body"]): Promise<string> {
+  const chunks: Buffer[] = [];
+  let bytes = 0;
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    chunks.push(chunk);
+    bytes += chunk.length;
+    if (bytes >= MAX_ANSWER_BYTES) {
+      body.destroy();
+      break;
+    }
+  }
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+/** A failure an upstream reported in a 200 answer or an event: the client hears `message`, the log the upstream's words. */
+function upstreamFailed(message: string, said: unknown, secret: string | undefined): ApiError {
+  const failed = errors.upstream(502, message);
+  failed.cause = new Error(
+    `${message.replace(/^The upstream engine/, "the upstream").replace(/\.$/, "")}: ${upstreamWords(JSON.stringify(said), secret)}`,
+  );
+  return failed;
+}
+
+/** A refusal as text: an upstream may send anything in its place. */
+const refusalOf = (message: { refusal?: unknown } | null | undefined): string => (typeof message?.refusal === "string" ? message.refusal : "");
+
 /** Errors of an exchange the upstream had already answered (its body was cut): not a connection failure to retry. */
 const cutAfterAnswer = new WeakSet<Error>();
 
@@ -149,6 +198,7 @@ class WholeAnswer implements Dispatcher.DispatchHandlers {
   /** The answer's Retry-After header, if any. */
   retryAfter: string | undefined;
   private readonly chunks: Buffer[] = [];
+  private bytes = 0;
   private abort: ((error: Error) => void) | undefined;
   private settled = false;
   private readonly onAbort = (): void => this.abort?.(this.reason());
@@ -187,6 +237,12 @@ class WholeAnswer implements Dispatcher.DispatchHandlers {
   }
 
   onData(chunk: Buffer): boolean {
+    this.bytes += chunk.length;
+    if (this.bytes > MAX_ANSWER_BYTES) {
+      // An error answer keeps what came (its words are only logged); a success this big is no answer.
+      this.abort?.(this.statusCode >= 400 ? new undiciErrors.RequestAbortedError() : new UpstreamTooLargeError(`over ${MAX_ANSWER_BYTES} bytes`));
+      return false;
+    }
     this.chunks.push(chunk);
     return true;
   }
@@ -246,6 +302,8 @@ interface UpstreamState extends Upstream {
   outcomes: Record<UpstreamOutcome, number>;
   seconds: number;
   healthy: boolean;
+  /** Whether the operator was told this upstream answers without usage (once: it is how the upstream is set up). */
+  usageWarned: boolean;
   /** Where POST /chat/completions goes, parsed once rather than per request. */
   completions: { origin: string; path: string };
 }
@@ -279,6 +337,7 @@ export class RemoteEngine implements Engine {
       ...u,
       inFlight: 0,
       healthy: true,
+      usageWarned: false,
       completions: completionsTarget(u.baseUrl),
       outcomes: Object.fromEntries(UPSTREAM_OUTCOMES.map((o) => [o, 0])) as Record<UpstreamOutcome, number>,
       seconds: 0,
@@ -348,18 +407,18 @@ export class RemoteEngine implements Engine {
       answered = true;
       if (response instanceof WholeAnswer) {
         if (response.statusCode >= 400) throw upstreamStatusError(response.statusCode, response.text(), this.keyOf(upstream), response.retryAfter);
-        return this.readWhole(parseUpstream(response.text(), this.keyOf(upstream)), req);
+        return this.readWhole(parseUpstream(response.text(), this.keyOf(upstream)), req, upstream);
       }
       if (response.statusCode >= 400) {
         const retryAfter = response.headers["retry-after"];
         throw upstreamStatusError(
           response.statusCode,
-          await response.body.text().catch(() => ""),
+          await boundedText(response.body).catch(() => ""),
           this.keyOf(upstream),
           Array.isArray(retryAfter) ? retryAfter[0] : retryAfter,
         );
       }
-      const result = await this.readStream(response, req, this.keyOf(upstream));
+      const result = await this.readStream(response, req, upstream);
       if (result.aborted) outcome = "aborted";
       return result;
     } catch (error) {
@@ -516,34 +575,68 @@ export class RemoteEngine implements Engine {
     const failed =
       error instanceof UpstreamJsonError
         ? errors.upstream(502, "The upstream engine's answer was not valid JSON (cut short, or not an OpenAI-compatible answer).")
-        : isTimeout(error)
-          ? errors.upstream(504, `The upstream engine for this specialist timed out (${timeoutKind(error)}).`)
-          : UNREACHABLE.has(String((error as { code?: unknown }).code))
-            ? errors.upstream(503, `The upstream engine for this specialist could not be reached (${networkReason(error)}).`)
-            : errors.upstream(502, `The upstream engine for this specialist failed (${networkReason(error)}).`);
+        : error instanceof UpstreamTooLargeError || error instanceof SseEventTooLargeError
+          ? errors.upstream(502, "The upstream engine's answer was too large (over 64 MiB, or a stream event over 8 Mi characters).")
+          : isTimeout(error)
+            ? errors.upstream(504, `The upstream engine for this specialist timed out (${timeoutKind(error)}).`)
+            : UNREACHABLE.has(String((error as { code?: unknown }).code))
+              ? errors.upstream(503, `The upstream engine for this specialist could not be reached (${networkReason(error)}).`)
+              : errors.upstream(502, `The upstream engine for this specialist failed (${networkReason(error)}).`);
     failed.cause = error;
     return failed;
   }
 
-  private readWhole(parsed: UpstreamBody, req: GenerationRequest): GenerationResult {
-    const choice = parsed.choices?.[0];
+  /**
+   * The tokens an answer is metered for: the upstream's counts, each estimated where it sent none (or no
+   * whole number), as a misconfigured upstream (no usage, a proxy that drops it) would otherwise serve for
+   * free. The operator is told once per upstream: it is how that upstream is set up, not a passing fault.
+   */
+  private metered(
+    upstream: UpstreamState,
+    usage: UpstreamBody["usage"],
+    req: GenerationRequest,
+    completionEstimate: () => number,
+  ): { promptTokens: number; completionTokens: number } {
+    const promptTokens = tokenCount(usage?.prompt_tokens);
+    const completionTokens = tokenCount(usage?.completion_tokens);
+    if ((promptTokens === undefined || completionTokens === undefined) && !upstream.usageWarned) {
+      upstream.usageWarned = true;
+      this.logger?.warn(
+        { upstream: upstream.baseUrl, model: upstream.model, missing: missingCounts(usage) },
+        "upstream answered without token counts: its answers are metered with estimated tokens until it reports usage",
+      );
+    }
+    return { promptTokens: promptTokens ?? estimatedPromptTokens(req), completionTokens: completionTokens ?? completionEstimate() };
+  }
+
+  private readWhole(parsed: UpstreamBody, req: GenerationRequest, upstream: UpstreamState): GenerationResult {
+    // Some servers answer a failure with HTTP 200 and an error object: the operator's log gets its words.
+    if (parsed.error !== undefined && parsed.error !== null)
+      throw upstreamFailed("The upstream engine answered with an error.", parsed.error, this.keyOf(upstream));
+    const all = choicesOf(parsed);
+    const choice = all[0];
     if (choice === undefined) throw errors.upstream(502, "The upstream engine answered without choices.");
     const toolCalls = wholeToolCalls(choice.message?.tool_calls);
     const wantsLogprobs = req.topLogprobs !== undefined;
-    const choices = (parsed.choices ?? []).map((c): ChoiceResult => ({
+    const choices = all.map((c): ChoiceResult => ({
       text: upstreamText(c.message?.content),
-      ...(c.message?.refusal ? { refusal: c.message.refusal } : {}),
+      ...(refusalOf(c.message) ? { refusal: refusalOf(c.message) } : {}),
       // Per-choice token counts are not in OpenAI's answer; usage below holds their sum.
       completionTokens: 0,
       finishReason: finishReason(c.finish_reason),
       ...(wantsLogprobs ? { logprobs: upstreamLogprobs(c.logprobs) } : {}),
     }));
+    // Without usage: the text of every choice, or their log-probability entries (a token each) when there are more.
+    const estimate = (): number =>
+      Math.max(
+        estimatedTokens(choices.map((c) => c.text + (c.refusal ?? "")).join("") + toolCalls.map((c) => c.name + c.arguments).join("")),
+        all.reduce((n, c) => n + upstreamLogprobs(c.logprobs).length, 0),
+      );
     return {
       ...(toolCalls.length > 0 ? { toolCalls } : {}),
-      text: upstreamText(choice.message?.content),
-      ...(choice.message?.refusal ? { refusal: choice.message.refusal } : {}),
-      promptTokens: parsed.usage?.prompt_tokens ?? 0,
-      completionTokens: parsed.usage?.completion_tokens ?? 0,
+      text: choices[0]!.text,
+      ...(choices[0]!.refusal ? { refusal: choices[0]!.refusal } : {}),
+      ...this.metered(upstream, parsed.usage, req, estimate),
       finishReason: finishReason(choice.finish_reason),
       aborted: false,
       ...(wantsLogprobs ? { logprobs: choices[0]?.logprobs } : {}),
@@ -551,49 +644,58 @@ export class RemoteEngine implements Engine {
     };
   }
 
-  /** `secret`: the key sent to this upstream, kept out of what an error carries. */
-  private async readStream(response: Dispatcher.ResponseData, req: GenerationRequest, secret: string | undefined): Promise<GenerationResult> {
+  private async readStream(response: Dispatcher.ResponseData, req: GenerationRequest, upstream: UpstreamState): Promise<GenerationResult> {
+    const secret = this.keyOf(upstream);
     const wantsLogprobs = req.topLogprobs !== undefined;
     const choices: Array<{ text: string; refusal: string; finish?: string | null; logprobs: TokenLogprob[] }> = [];
     const choiceAt = (index: number) => (choices[index] ??= { text: "", refusal: "", logprobs: [] });
     choiceAt(0);
     let chunks = 0;
+    /** Whether any event held a choice: a stream of none is no answer, as a whole answer without choices is not. */
+    let answered = false;
     let usage: UpstreamBody["usage"];
     let done = false;
+    let received = 0;
     const toolCalls = new ToolCallStream(req);
-    // What the client received is what a request cut short is metered for (the prompt only if the upstream reported it).
+    // Without usage: a token per piece received, per log-probability entry, or per BPE-sized run of the text, whichever is most.
+    const estimate = (): number =>
+      Math.max(
+        chunks,
+        choices.reduce((n, c) => n + c.logprobs.length, 0),
+        estimatedTokens(choices.map((c) => c.text + c.refusal).join("") + toolCalls.toolCalls.map((c) => c.name + c.arguments).join("")),
+      );
+    // What the client received is what a request cut short is metered for; the prompt once the upstream had read it
+    // (it sent a piece), as reported or else estimated.
     const cut = (): GenerationResult => ({
       text: choices[0]!.text,
-      promptTokens: usage?.prompt_tokens ?? 0,
-      completionTokens:
-        usage?.completion_tokens ??
-        Math.max(
-          chunks,
-          choices.reduce((n, c) => n + c.logprobs.length, 0),
-        ),
+      promptTokens: tokenCount(usage?.prompt_tokens) ?? (answered ? estimatedPromptTokens(req) : 0),
+      completionTokens: tokenCount(usage?.completion_tokens) ?? estimate(),
       finishReason: "stop",
       aborted: true,
     });
     try {
-      for await (const data of readSseData(response.body)) {
+      for await (const data of readSseData(response.body, MAX_EVENT_CHARS)) {
+        // An event with no data (a keep-alive some servers send as `data:` or `event: ping`) carries nothing.
+        if (data.trim() === "") continue;
         if (data === "[DONE]") {
           done = true;
           break;
         }
+        // A stream's events are relayed as they come, but its text is also kept whole: bounded as a whole answer is.
+        received += data.length;
+        if (received > MAX_ANSWER_BYTES) throw new UpstreamTooLargeError(`a stream over ${MAX_ANSWER_BYTES} characters`);
         const chunk = parseUpstream(data, secret);
-        if (chunk.error !== undefined) {
-          const failed = errors.upstream(502, "The upstream engine failed mid-stream.");
-          failed.cause = new Error(`the upstream failed mid-stream: ${upstreamWords(JSON.stringify(chunk.error), secret)}`);
-          throw failed;
-        }
+        if (chunk.error !== undefined && chunk.error !== null) throw upstreamFailed("The upstream engine failed mid-stream.", chunk.error, secret);
         if (chunk.usage) usage = chunk.usage;
-        for (const choice of chunk.choices ?? []) {
+        for (const choice of choicesOf(chunk)) {
+          answered = true;
           const index = Number.isInteger(choice.index) && choice.index! >= 0 && choice.index! < 64 ? choice.index! : 0;
           const state = choiceAt(index);
           const delta = upstreamText(choice.delta?.content);
           const logprobs = wantsLogprobs ? upstreamLogprobs(choice.logprobs) : [];
           state.logprobs.push(...logprobs);
-          const pieces = index === 0 ? choice.delta?.tool_calls : undefined;
+          const sent = choice.delta?.tool_calls;
+          const pieces = index === 0 && Array.isArray(sent) ? sent : undefined;
           // Each piece of text or of a tool call is one token in practice (what counts when no usage comes).
           if (delta.length > 0 || (pieces?.length ?? 0) > 0) chunks++;
           // Entries that came with a tool call's pieces ride on its tool-call chunk, as the embedded engine streams them.
@@ -607,7 +709,7 @@ export class RemoteEngine implements Engine {
             if (delta.length > 0) toolCalls.push(pieces);
           }
           // A refusal (OpenAI's structured outputs) comes in pieces of its own, relayed as such.
-          const refused = choice.delta?.refusal ?? "";
+          const refused = refusalOf(choice.delta);
           if (refused.length > 0) {
             chunks++;
             state.refusal += refused;
@@ -630,15 +732,15 @@ export class RemoteEngine implements Engine {
     }
     const first = choices[0]!;
     if (!done && first.finish === undefined) throw errors.upstream(502, "The upstream engine closed the stream before it finished.");
+    // Nothing was relayed yet (a choice is what opens our stream): the client gets the 502 a whole answer gets.
+    if (!answered) throw errors.upstream(502, "The upstream engine answered without choices.");
     const calls = toolCalls.toolCalls;
     const several = (req.choices ?? 1) > 1;
     return {
       ...(calls.length > 0 ? { toolCalls: calls } : {}),
       text: first.text,
       ...(first.refusal.length > 0 ? { refusal: first.refusal } : {}),
-      promptTokens: usage?.prompt_tokens ?? 0,
-      // Without a usage chunk, each content delta is one token in practice.
-      completionTokens: usage?.completion_tokens ?? chunks,
+      ...this.metered(upstream, usage, req, estimate),
       finishReason: finishReason(first.finish),
       aborted: false,
       ...(wantsLogprobs ? { logprobs: first.logprobs } : {}),
