@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { readSseData } from "../src/api/sse.js";
+import { readSseData, SseEventTooLargeError } from "../src/api/sse.js";
 import { SequencePool } from "../src/engines/embedded/sequence-pool.js";
 import { labelGrammar } from "../src/engines/embedded/grammars.js";
 import { StopScanner } from "../src/engines/stop-scanner.js";
@@ -108,6 +108,19 @@ describe("readSseData", () => {
     for await (const d of readSseData(chunks())) out.push(d);
     // Two CRLFs read as four line ends would end the first event after "a" and after "b".
     assert.deepEqual(out, ["a\nb", "c"]);
+  });
+  it("stops at an event over its bound, whether one line that never ends or many data lines", async () => {
+    const read = async (parts: string[]): Promise<string[]> => {
+      async function* chunks(): AsyncGenerator<Uint8Array> {
+        for (const part of parts) yield new TextEncoder().encode(part);
+      }
+      const out: string[] = [];
+      for await (const d of readSseData(chunks(), 20)) out.push(d);
+      return out;
+    };
+    assert.deepEqual(await read(["data: 0123456789\n\n", "data: 0123", "456789\n\n"]), ["0123456789", "0123456789"]);
+    await assert.rejects(read(["data: 0123456789", "0123456789", "0123456789"]), SseEventTooLargeError);
+    await assert.rejects(read(["data: 0123456789\n", "data: 0123456789\n", "data: 0\n\n"]), SseEventTooLargeError);
   });
 });
 
