@@ -276,6 +276,32 @@ describe("remote engine against a misbehaving upstream", () => {
     }
   });
 
+  it("relays a whole JSON answer to a streamed request (a server that ignores stream) as a stream", async () => {
+    const call = { id: "call_w", type: "function", function: { name: "f", arguments: '{"a":1}' } };
+    fake.respond = (res) =>
+      json(res, {
+        choices: [{ index: 0, message: { role: "assistant", content: "Let me see.", tool_calls: [call] }, finish_reason: "tool_calls" }],
+        usage: { prompt_tokens: 5, completion_tokens: 7 },
+      });
+    try {
+      const r = await ask(true, { tools: [{ type: "function", function: { name: "f", parameters: { type: "object" } } }] });
+      assert.equal(r.status, 200, r.text);
+      assert.ok(r.text.endsWith("data: [DONE]\n\n"));
+      type Delta = { content?: string; tool_calls?: Array<{ index: number; id?: string; function?: { arguments?: string } }> };
+      const choices = eventsOf(r.text).flatMap((e) => e.choices as Array<{ delta: Delta; finish_reason: string | null }>);
+      assert.equal(choices.map((c) => c.delta.content ?? "").join(""), "Let me see.");
+      const pieces = choices.flatMap((c) => c.delta.tool_calls ?? []);
+      assert.deepEqual([pieces[0]?.id, pieces.map((p) => p.function?.arguments ?? "").join("")], ["call_w", '{"a":1}']);
+      assert.deepEqual(
+        choices.map((c) => c.finish_reason).filter((f) => f !== null),
+        ["tool_calls"],
+      );
+      assert.deepEqual(usageOf(r), { prompt_tokens: 5, completion_tokens: 7, total_tokens: 12 });
+    } finally {
+      fake.respond = undefined;
+    }
+  });
+
   it("answers a 200 that holds an error object with a 502, the upstream's words in the log only", async () => {
     fake.respond = (res) => json(res, { error: { message: "model gpu-7 overloaded", type: "server_error" } });
     try {

@@ -155,8 +155,8 @@ function upstreamStatusError(status: number, text: string, secret: string | unde
   return error;
 }
 
-/** An error answer's body as text, at most MAX_ANSWER_BYTES of it (only its words for the log are wanted). */
-async function boundedText(body: Dispatcher.ResponseData["body"]): Promise<string> {
+/** An answer's body as text, at most MAX_ANSWER_BYTES of it: an error's cut there (only its words for the log are wanted), an answer's refused. */
+async function boundedText(body: Dispatcher.ResponseData["body"], answer = false): Promise<string> {
   const chunks: Buffer[] = [];
   let bytes = 0;
   for await (const chunk of body as AsyncIterable<Buffer>) {
@@ -164,11 +164,15 @@ async function boundedText(body: Dispatcher.ResponseData["body"]): Promise<strin
     bytes += chunk.length;
     if (bytes >= MAX_ANSWER_BYTES) {
       body.destroy();
+      if (answer) throw new UpstreamTooLargeError(`over ${MAX_ANSWER_BYTES} bytes`);
       break;
     }
   }
   return Buffer.concat(chunks).toString("utf8");
 }
+
+/** Whether a Content-Type is JSON's: a streamed request answered whole, by a server that ignores `stream`. */
+const isJson = (type: string | string[] | undefined): boolean => /^application\/json\b/i.test(String(type ?? ""));
 
 /** A failure an upstream reported in a 200 answer or an event: the client hears `message`, the log the upstream's words. */
 function upstreamFailed(message: string, said: unknown, secret: string | undefined): ApiError {
@@ -418,7 +422,9 @@ export class RemoteEngine implements Engine {
           Array.isArray(retryAfter) ? retryAfter[0] : retryAfter,
         );
       }
-      const result = await this.readStream(response, req, upstream);
+      const result = isJson(response.headers["content-type"])
+        ? this.relayWhole(this.readWhole(parseUpstream(await boundedText(response.body, true), this.keyOf(upstream)), req, upstream), req)
+        : await this.readStream(response, req, upstream);
       if (result.aborted) outcome = "aborted";
       return result;
     } catch (error) {
@@ -642,6 +648,24 @@ export class RemoteEngine implements Engine {
       ...(wantsLogprobs ? { logprobs: choices[0]?.logprobs } : {}),
       ...((req.choices ?? 1) > 1 ? { choices } : {}),
     };
+  }
+
+  /**
+   * A whole answer to a streamed request (a server that ignores `stream`), relayed as a stream of it: each
+   * choice's text (with its log-probabilities) and refusal as one piece, and the calls as their pieces.
+   */
+  private relayWhole(result: GenerationResult, req: GenerationRequest): GenerationResult {
+    const wantsLogprobs = req.topLogprobs !== undefined;
+    (result.choices ?? [result]).forEach((choice, index) => {
+      const logprobs = choice.logprobs ?? [];
+      if (choice.text.length > 0 || logprobs.length > 0) req.onText?.(choice.text, { choice: index, ...(wantsLogprobs ? { logprobs } : {}) });
+      if (choice.refusal) req.onText?.(choice.refusal, { choice: index, refusal: true });
+    });
+    (result.toolCalls ?? []).forEach((call, index) => {
+      req.onToolCall?.({ index, id: call.id, name: call.name, arguments: "" });
+      if (call.arguments.length > 0) req.onToolCall?.({ index, arguments: call.arguments });
+    });
+    return result;
   }
 
   private async readStream(response: Dispatcher.ResponseData, req: GenerationRequest, upstream: UpstreamState): Promise<GenerationResult> {
