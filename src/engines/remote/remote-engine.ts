@@ -676,7 +676,7 @@ export class RemoteEngine implements Engine {
     choiceAt(0);
     let chunks = 0;
     /** Whether any event held a choice: a stream of none is no answer, as a whole answer without choices is not. */
-    let answered = false;
+    let sawChoice = false;
     let usage: UpstreamBody["usage"];
     let done = false;
     let received = 0;
@@ -692,7 +692,7 @@ export class RemoteEngine implements Engine {
     // (it sent a piece), as reported or else estimated.
     const cut = (): GenerationResult => ({
       text: choices[0]!.text,
-      promptTokens: tokenCount(usage?.prompt_tokens) ?? (answered ? estimatedPromptTokens(req) : 0),
+      promptTokens: tokenCount(usage?.prompt_tokens) ?? (sawChoice ? estimatedPromptTokens(req) : 0),
       completionTokens: tokenCount(usage?.completion_tokens) ?? estimate(),
       finishReason: "stop",
       aborted: true,
@@ -712,7 +712,7 @@ export class RemoteEngine implements Engine {
         if (chunk.error !== undefined && chunk.error !== null) throw upstreamFailed("The upstream engine failed mid-stream.", chunk.error, secret);
         if (chunk.usage) usage = chunk.usage;
         for (const choice of choicesOf(chunk)) {
-          answered = true;
+          sawChoice = true;
           const index = Number.isInteger(choice.index) && choice.index! >= 0 && choice.index! < 64 ? choice.index! : 0;
           const state = choiceAt(index);
           const delta = upstreamText(choice.delta?.content);
@@ -757,7 +757,7 @@ export class RemoteEngine implements Engine {
     const first = choices[0]!;
     if (!done && first.finish === undefined) throw errors.upstream(502, "The upstream engine closed the stream before it finished.");
     // Nothing was relayed yet (a choice is what opens our stream): the client gets the 502 a whole answer gets.
-    if (!answered) throw errors.upstream(502, "The upstream engine answered without choices.");
+    if (!sawChoice) throw errors.upstream(502, "The upstream engine answered without choices.");
     const calls = toolCalls.toolCalls;
     const several = (req.choices ?? 1) > 1;
     return {
