@@ -6,6 +6,7 @@ import { after, before, describe, it } from "node:test";
 import { Browser } from "./helpers/dashboard-client.js";
 import { FakeUpstream } from "./helpers/fake-upstream.js";
 import { cliJson, createKey, postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
+import { canFakeRecovery, fakeWalRecovery } from "./helpers/wal-recovery.js";
 
 const infer = (server: TestServer, auth: Record<string, string>, specialist = "classify") =>
   postJson(`${server.url}/v1/infer`, { specialist, prompt: "I love it", max_tokens: 2 }, auth);
@@ -235,6 +236,30 @@ describe("dashboard and admin changes while another process holds the SQLite fil
           `${action} in ${audit.data.map((r) => r.action).join(", ")}`,
         );
       }
+    } finally {
+      await server.close();
+    }
+  });
+});
+
+describe("reads while another process rebuilds the SQLite file's WAL index", () => {
+  it("wait for it off the event loop, as writes do, instead of failing at once", { skip: !canFakeRecovery }, async () => {
+    const token = "t".repeat(32);
+    const server = await startTestServer({}, { gated: true, env: { ALVEARE_ADMIN_TOKEN: token } });
+    const admin = (path: string) => fetch(`${server.url}/admin/api${path}`, { headers: { authorization: `Bearer ${token}` } });
+    try {
+      const { auth } = await createKey(server, "starter");
+      const recovery = await fakeWalRecovery(join(server.config.dataDir, "alveare.db"));
+      let pending: Array<Promise<number>>;
+      try {
+        // A key's lookup and its month's counter (every request's reads), an operator's listing and audit query.
+        pending = [infer(server, auth).then((r) => r.status), admin("/accounts").then((r) => r.status), admin("/audit").then((r) => r.status)];
+        await sleep(300);
+        assert.equal((await fetch(`${server.url}/health`)).status, 200);
+      } finally {
+        await recovery.release();
+      }
+      assert.deepEqual(await Promise.all(pending), [200, 200, 200]);
     } finally {
       await server.close();
     }

@@ -94,7 +94,7 @@ export class SqliteAuditLog implements AuditLog {
     });
   }
 
-  query(query: AuditQuery): Promise<AuditPage> {
+  async query(query: AuditQuery): Promise<AuditPage> {
     const where: string[] = [];
     const params: Record<string, string | number> = { limit: query.limit + 1 };
     // Each filter given adds its condition on the named parameter @name.
@@ -111,15 +111,15 @@ export class SqliteAuditLog implements AuditLog {
     filter("at < @until", "until", query.until);
     filter("id < @cursor", "cursor", query.cursor);
     const sql = `SELECT * FROM audit_log ${where.length === 0 ? "" : `WHERE ${where.join(" AND ")}`} ORDER BY id DESC LIMIT @limit`;
-    const rows = this.db.prepare<Record<string, string | number>, AuditRow>(sql).all(params);
+    const rows = await whileBusy(() => this.db.prepare<Record<string, string | number>, AuditRow>(sql).all(params));
     const more = rows.length > query.limit;
     const records = rows.slice(0, query.limit).map(toAuditRecord);
-    return Promise.resolve({ records, nextCursor: more ? (records.at(-1)?.id ?? null) : null });
+    return { records, nextCursor: more ? (records.at(-1)?.id ?? null) : null };
   }
 
-  get(id: number): Promise<AuditRecord | undefined> {
-    const row = this.byId.get(id);
-    return Promise.resolve(row === undefined ? undefined : toAuditRecord(row));
+  async get(id: number): Promise<AuditRecord | undefined> {
+    const row = await whileBusy(() => this.byId.get(id));
+    return row === undefined ? undefined : toAuditRecord(row);
   }
 
   prune(before: Date): Promise<number> {

@@ -1,7 +1,7 @@
 import type Database from "better-sqlite3";
 import { toAccount, toKey, type AccountRow, type KeyRow } from "../rows.js";
 import type { Account, AccountStore, ApiKeyRecord, KeyCreation, KeyLookup } from "../store.js";
-import { whileBusy } from "./busy.js";
+import { isSqliteBusy, whileBusy } from "./busy.js";
 
 /**
  * Accounts and keys in SQLite. Verified keys are cached until this store changes
@@ -63,13 +63,15 @@ export class SqliteAccountStore implements AccountStore {
     await whileBusy(() => this.statements.insertAccount.run(account));
   }
 
+  // Reads too are tried again while the file is refused: on a server's no-wait connections a reader gets
+  // SQLITE_BUSY_RECOVERY at once while another process rebuilds the WAL index (it waited up to 5 s before).
   async getAccount(id: string): Promise<Account | undefined> {
-    const row = this.statements.getAccount.get(id);
+    const row = await whileBusy(() => this.statements.getAccount.get(id));
     return row && toAccount(row);
   }
 
   async listAccounts(): Promise<Account[]> {
-    return this.statements.listAccounts.all().map(toAccount);
+    return (await whileBusy(() => this.statements.listAccounts.all())).map(toAccount);
   }
 
   async updateAccount(id: string, change: { plan?: string | undefined; status?: Account["status"] | undefined }): Promise<boolean> {
@@ -80,19 +82,21 @@ export class SqliteAccountStore implements AccountStore {
 
   async createKey(key: ApiKeyRecord, hash: string, maxUnrevoked: number): Promise<KeyCreation> {
     if (await whileBusy(() => this.statements.insertKey.run({ ...key, hash, limit: maxUnrevoked }).changes > 0)) return "created";
-    const account = this.statements.getAccount.get(key.accountId);
-    if (account === undefined) return "no_account";
-    if (account.status !== "active") return "suspended";
-    if (key.createdBy !== null && this.statements.isMember.get(key.createdBy, key.accountId) === undefined) return "no_member";
-    return "limit_reached";
+    return whileBusy((): KeyCreation => {
+      const account = this.statements.getAccount.get(key.accountId);
+      if (account === undefined) return "no_account";
+      if (account.status !== "active") return "suspended";
+      if (key.createdBy !== null && this.statements.isMember.get(key.createdBy, key.accountId) === undefined) return "no_member";
+      return "limit_reached";
+    });
   }
 
   async listKeys(accountId: string): Promise<ApiKeyRecord[]> {
-    return this.statements.listKeys.all(accountId).map(toKey);
+    return (await whileBusy(() => this.statements.listKeys.all(accountId))).map(toKey);
   }
 
   async getKey(keyId: string): Promise<ApiKeyRecord | undefined> {
-    const row = this.statements.getKey.get(keyId);
+    const row = await whileBusy(() => this.statements.getKey.get(keyId));
     return row === undefined ? undefined : toKey(row);
   }
 
@@ -107,10 +111,20 @@ export class SqliteAccountStore implements AccountStore {
   }
 
   async findKeyByHash(hash: string): Promise<KeyLookup | undefined> {
+    // Every request's: at once, off the event loop only when refused (see getAccount).
+    try {
+      return this.lookUp(hash);
+    } catch (error) {
+      if (!isSqliteBusy(error)) throw error;
+      return whileBusy(() => this.lookUp(hash));
+    }
+  }
+
+  private lookUp(hash: string): KeyLookup | undefined {
     if (!this.versionCheckedThisTurn) {
+      const version = this.statements.dataVersion.get()!;
       this.versionCheckedThisTurn = true;
       setImmediate(this.endTurn);
-      const version = this.statements.dataVersion.get()!;
       if (version !== this.keyCacheVersion) {
         this.keyCache.clear();
         this.keyCacheVersion = version;

@@ -3,7 +3,7 @@ import { countsAgainstQuota, NOT_DELIVERED } from "../../metering/counting-rule.
 import type { AdmissionRecord, CompletionRecord, LedgerStore, Mode, PeriodUsage, RefusalRecord, UsageBreakdown } from "../store.js";
 import { GroupWriter } from "../../group-writer.js";
 import { nodeAlive, nodeClosed, thisNode, type NodeIdentity, type NodeRow } from "./nodes.js";
-import { whileBusy } from "./busy.js";
+import { isSqliteBusy, whileBusy } from "./busy.js";
 import { USAGE_QUERIES } from "./usage-queries.js";
 
 export interface SqliteLedgerOptions {
@@ -276,7 +276,14 @@ export class SqliteLedger implements LedgerStore {
   }
 
   async admit(r: AdmissionRecord): Promise<number | undefined> {
-    const counter = this.counter(r.accountId, r.mode, r.period);
+    let counter: { requests: number };
+    try {
+      counter = this.counter(r.accountId, r.mode, r.period);
+    } catch (error) {
+      // Its first read of the month's counter, refused while another process rebuilds the WAL index: off the event loop.
+      if (!isSqliteBusy(error)) throw error;
+      counter = await whileBusy(() => this.counter(r.accountId, r.mode, r.period));
+    }
     if (counter.requests >= r.limit) return undefined;
     counter.requests++;
     const admitted = this.commits.add(() => {

@@ -57,17 +57,17 @@ export class SqlitePeopleStore implements PeopleStore {
   }
 
   async getMember(id: string): Promise<Member | undefined> {
-    const row = this.statements.getMember.get(id);
+    const row = await whileBusy(() => this.statements.getMember.get(id));
     return row && toMember(row);
   }
 
   async findMemberByEmail(email: string): Promise<Member | undefined> {
-    const row = this.statements.memberByEmail.get(email);
+    const row = await whileBusy(() => this.statements.memberByEmail.get(email));
     return row && toMember(row);
   }
 
   async listMembers(accountId: string): Promise<Member[]> {
-    return this.statements.members.all(accountId).map(toMember);
+    return (await whileBusy(() => this.statements.members.all(accountId))).map(toMember);
   }
 
   async setMemberPassword(id: string, passwordHash: string): Promise<void> {
@@ -89,7 +89,7 @@ export class SqlitePeopleStore implements PeopleStore {
   }
 
   async findInvitation(tokenHash: string): Promise<InvitationRecord | undefined> {
-    const row = this.statements.invitation.get(tokenHash);
+    const row = await whileBusy(() => this.statements.invitation.get(tokenHash));
     return row && { memberId: row.member_id, expiresAt: row.expires_at, usedAt: row.used_at };
   }
 
@@ -107,7 +107,7 @@ export class SqlitePeopleStore implements PeopleStore {
   }
 
   async findSession(tokenHash: string, now: string): Promise<Session | undefined> {
-    const row = this.statements.findSession.get(tokenHash, now);
+    const row = await whileBusy(() => this.statements.findSession.get(tokenHash, now));
     return row && toSession(row);
   }
 
