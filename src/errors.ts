@@ -101,8 +101,14 @@ export const errors = {
       `The model '${shortened(name)}' does not exist or is not in your plan. GET /v1/models lists the models you can use.`,
       "model",
     ),
-  notFound: (method: string, url: string) =>
-    new ApiError(404, "invalid_request_error", "not_found", `Unknown route: ${shortened(method)} ${shortened(url)}`),
+  /** `takes`: the methods this path does answer, so `curl URL` without `-d` (a GET) says to POST. */
+  notFound: (method: string, url: string, takes: readonly string[] = []) =>
+    new ApiError(
+      404,
+      "invalid_request_error",
+      "not_found",
+      `Unknown route: ${shortened(method)} ${shortened(url)}` + (takes.length > 0 ? `; this path takes ${takes.join(" or ")}.` : ""),
+    ),
   requestTooLarge: (limit: number) =>
     new ApiError(413, "invalid_request_error", "request_too_large", `Request body is larger than the limit of ${limit} bytes.`),
   missingApiKey: () =>

@@ -157,6 +157,21 @@ describe("HTTP contract: errors and request ids", () => {
       assert.equal(((await r.json()) as { error: { code: string } }).error.code, "not_found");
     }
   });
+  it("says which method a known path takes (curl without -d sends a GET)", async () => {
+    for (const [method, path, takes] of [
+      ["GET", "/v1/infer", "POST"],
+      ["GET", "/v1/chat/completions", "POST"],
+      ["DELETE", "/v1/models/alveare-chat", "GET"],
+    ] as const) {
+      const r = await fetch(`${server.url}${path}`, { method });
+      assert.equal(r.status, 404, `${method} ${path}`);
+      const { error } = (await r.json()) as { error: { code: string; message: string } };
+      assert.equal(error.code, "not_found");
+      assert.equal(error.message, `Unknown route: ${method} ${path}; this path takes ${takes}.`);
+    }
+    const unknown = (await (await fetch(`${server.url}/v1/nothing`)).json()) as { error: { message: string } };
+    assert.equal(unknown.error.message, "Unknown route: GET /v1/nothing");
+  });
   it("never echoes a long path in full: 40 characters at most", async () => {
     const r = await fetch(`${server.url}/${"a".repeat(8000)}`);
     assert.equal(r.status, 404);

@@ -96,6 +96,12 @@ function bodiless(raw: IncomingMessage): boolean {
  * reach, or the SQLite file locked past its busy timeout, on any route, the
  * 503 a client retries; anything else a 500.
  */
+/** The methods an API path answers (none outside /v1): a GET sent to a POST route is told to POST. */
+function methodsOfApiPath(app: FastifyInstance, path: string): string[] {
+  if (!path.startsWith("/v1/")) return [];
+  return ["GET", "POST"].filter((method) => app.findRoute({ method, url: path }) !== null);
+}
+
 function toApiError(error: FastifyError | Error, bodyLimit: number): ApiError {
   if (error instanceof ApiError) return error;
   const unavailable = dependencyFailure(error);
@@ -262,7 +268,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
 
   app.setNotFoundHandler((request, reply) => {
-    const e = errors.notFound(request.method, withoutKeys(request.url.split("?")[0] ?? "/"));
+    const path = request.url.split("?")[0] ?? "/";
+    const e = errors.notFound(request.method, withoutKeys(path), methodsOfApiPath(app, path));
     request.logFields.code = e.code;
     return reply.code(e.status).send(e.toBody());
   });
