@@ -6,9 +6,9 @@ import { PlanTableMismatchError, RedisPrefixMismatchError } from "../store/postg
 import { visible } from "./output.js";
 
 const EXIT_OK = 0;
-/** The command was right but could not be done: no such account, port in use, a failed download… */
+/** The command was right but could not be done: no such account, port in use, a database that cannot be reached… */
 const EXIT_RUNTIME = 1;
-/** The command itself was wrong: unknown command or option, a missing or invalid value, a bad config. */
+/** The command itself was wrong: unknown command or option, a missing or invalid value, a bad config, a model that cannot be had (README: exit codes). */
 const EXIT_USAGE = 2;
 
 /** A wrongly given command; the message names the flag or value. */
