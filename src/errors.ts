@@ -101,13 +101,13 @@ export const errors = {
       `The model '${shortened(name)}' does not exist or is not in your plan. GET /v1/models lists the models you can use.`,
       "model",
     ),
-  /** `takes`: the methods this path does answer, so `curl URL` without `-d` (a GET) says to POST. */
-  notFound: (method: string, url: string, takes: readonly string[] = []) =>
+  /** `hint`: what to send instead, where the server can tell (another method, another route). */
+  notFound: (method: string, url: string, hint?: string) =>
     new ApiError(
       404,
       "invalid_request_error",
       "not_found",
-      `Unknown route: ${shortened(method)} ${shortened(url)}` + (takes.length > 0 ? `; this path takes ${takes.join(" or ")}.` : ""),
+      `Unknown route: ${shortened(method)} ${shortened(url)}` + (hint === undefined ? "" : `; ${hint}.`),
     ),
   requestTooLarge: (limit: number) =>
     new ApiError(413, "invalid_request_error", "request_too_large", `Request body is larger than the limit of ${limit} bytes.`),

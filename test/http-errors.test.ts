@@ -172,6 +172,18 @@ describe("HTTP contract: errors and request ids", () => {
     const unknown = (await (await fetch(`${server.url}/v1/nothing`)).json()) as { error: { message: string } };
     assert.equal(unknown.error.message, "Unknown route: GET /v1/nothing");
   });
+  it("points the OpenAI SDK's responses and legacy completions calls at chat completions", async () => {
+    for (const path of ["/v1/responses", "/v1/completions"]) {
+      const r = await postJson(`${server.url}${path}`, { model: "alveare-chat", input: "hi" });
+      assert.equal(r.status, 404, path);
+      const error = r.json.error as { code: string; message: string };
+      assert.equal(error.code, "not_found");
+      assert.equal(
+        error.message,
+        `Unknown route: POST ${path}; this server serves OpenAI's Chat Completions API (POST /v1/chat/completions), not the Responses API or legacy completions.`,
+      );
+    }
+  });
   it("never echoes a long path in full: 40 characters at most", async () => {
     const r = await fetch(`${server.url}/${"a".repeat(8000)}`);
     assert.equal(r.status, 404);

@@ -89,6 +89,22 @@ function bodiless(raw: IncomingMessage): boolean {
   return raw.headers["transfer-encoding"] === undefined && (length === undefined || length === "0");
 }
 
+/** OpenAI routes the OpenAI SDKs call (`client.responses`, `client.completions`) that this server does not serve. */
+const UNSERVED_OPENAI_ROUTE = /^\/v1\/(responses|completions)(\/|$)/;
+
+/**
+ * What a 404 under /v1 should have been: a GET sent to a POST route (curl
+ * without -d) is told the method; an OpenAI route not served, the one that is.
+ */
+function notFoundHint(app: FastifyInstance, path: string): string | undefined {
+  if (!path.startsWith("/v1/")) return undefined;
+  const takes = ["GET", "POST"].filter((method) => app.findRoute({ method, url: path }) !== null);
+  if (takes.length > 0) return `this path takes ${takes.join(" or ")}`;
+  if (UNSERVED_OPENAI_ROUTE.test(path))
+    return "this server serves OpenAI's Chat Completions API (POST /v1/chat/completions), not the Responses API or legacy completions";
+  return undefined;
+}
+
 /**
  * The one place a thrown error becomes the catalogue's answer, for every route
  * and mount: an ApiError (AccountError included) as it is; framework-level
@@ -96,12 +112,6 @@ function bodiless(raw: IncomingMessage): boolean {
  * reach, or the SQLite file locked past its busy timeout, on any route, the
  * 503 a client retries; anything else a 500.
  */
-/** The methods an API path answers (none outside /v1): a GET sent to a POST route is told to POST. */
-function methodsOfApiPath(app: FastifyInstance, path: string): string[] {
-  if (!path.startsWith("/v1/")) return [];
-  return ["GET", "POST"].filter((method) => app.findRoute({ method, url: path }) !== null);
-}
-
 function toApiError(error: FastifyError | Error, bodyLimit: number): ApiError {
   if (error instanceof ApiError) return error;
   const unavailable = dependencyFailure(error);
@@ -269,7 +279,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   app.setNotFoundHandler((request, reply) => {
     const path = request.url.split("?")[0] ?? "/";
-    const e = errors.notFound(request.method, withoutKeys(path), methodsOfApiPath(app, path));
+    const e = errors.notFound(request.method, withoutKeys(path), notFoundHint(app, path));
     request.logFields.code = e.code;
     return reply.code(e.status).send(e.toBody());
   });
