@@ -44,6 +44,8 @@ describe("dashboard in a real browser", { skip: noChromium }, () => {
       const notice = page.getByTestId("operator-off");
       await notice.waitFor();
       assert.match((await notice.textContent()) ?? "", /turned off.*ALVEARE_ADMIN_TOKEN.*at least 32 characters/s);
+      // The example must leave the operator knowing the token it generates, or they cannot sign in with it.
+      assert.match((await notice.textContent()) ?? "", /export ALVEARE_ADMIN_TOKEN="\$\(openssl rand -hex 32\)"\s*echo "\$ALVEARE_ADMIN_TOKEN"/);
       assert.equal(await page.getByLabel("Admin token").count(), 0, "no operator form that could only fail");
       await audit(page, "00-sign-in-operator-off");
       await page.close();

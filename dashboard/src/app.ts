@@ -65,8 +65,9 @@ async function loginView(): Promise<void> {
           { class: "notice", "data-testid": "operator-off" },
           h("p", {}, "Operator sign-in is turned off on this server."),
           h("p", {}, "To turn it on, restart the server with ALVEARE_ADMIN_TOKEN set to a secret of at least 32 characters, for example:"),
-          h("pre", { tabindex: "0" }, "ALVEARE_ADMIN_TOKEN=$(openssl rand -hex 32) alveare serve"),
-          h("p", {}, "Then sign in here with that token."),
+          // Exported and printed: a token generated inline for one command is never seen, so nobody could sign in with it.
+          h("pre", { tabindex: "0" }, 'export ALVEARE_ADMIN_TOKEN="$(openssl rand -hex 32)"\necho "$ALVEARE_ADMIN_TOKEN"\nalveare serve'),
+          h("p", {}, "Then sign in here with the token that echo printed."),
         ),
   );
 }
