@@ -99,6 +99,17 @@ describe("alveare help and version", () => {
     assert.equal(help.stderr, "alveare: unknown command 'nope'\n");
   });
 
+  it("'alveare serve model.gguf' says the model is given with --model, before anything loads", () => {
+    const model = alveare(["serve", "./models/qwen.gguf", "--data-dir", tempDir()]);
+    assert.equal(model.status, 2);
+    assert.equal(model.stderr, "alveare: serve takes the model as an option: alveare serve --model ./models/qwen.gguf\n");
+    const uri = alveare(["serve", "hf:Qwen/Qwen2.5-0.5B-Instruct-GGUF/qwen2.5-0.5b-instruct-q4_k_m.gguf", "--data-dir", tempDir()]);
+    assert.match(uri.stderr, /--model hf:Qwen\//);
+    const other = alveare(["serve", "now", "--data-dir", tempDir()]);
+    assert.equal(other.status, 2);
+    assert.equal(other.stderr, "alveare: serve takes no arguments, got 'now'; see alveare serve --help\n");
+  });
+
   it("names a mistyped option before the required option it seems to leave out", () => {
     // `--acount` is the mistake; "required option '--account <id>' not specified" would hide it.
     const typo = alveare(["keys", "create", "--acount", "acct_x", "--data-dir", tempDir()]);

@@ -1,7 +1,23 @@
 import type { Command } from "commander";
 import { progressBar, resolveModel } from "../models/model-files.js";
 import { loadCliConfig } from "./cli-config.js";
+import { UsageError } from "./exit.js";
 import { print } from "./output.js";
+
+/**
+ * `alveare serve model.gguf` is the natural first try; commander would only say "too many arguments",
+ * so a stray argument is named, and one that looks like a model is shown as the --model it should be.
+ */
+function refuseArguments(args: readonly string[]): void {
+  const first = args[0];
+  if (first === undefined) return;
+  const model = /\.gguf$/i.test(first) || /^(hf:|https?:\/\/)/i.test(first);
+  throw new UsageError(
+    model
+      ? `serve takes the model as an option: alveare serve --model ${first}`
+      : `serve takes no arguments, got '${first}'; see alveare serve --help`,
+  );
+}
 
 export function registerServeCommand(program: Command): void {
   program
@@ -22,7 +38,9 @@ Examples:
 
 Logs are readable in a terminal and JSON otherwise; ALVEARE_LOG_FORMAT=json|pretty chooses.`,
     )
-    .action(async (o: { port?: string; host?: string; dataDir?: string; model?: string; config?: string }) => {
+    .allowExcessArguments(true)
+    .action(async (o: { port?: string; host?: string; dataDir?: string; model?: string; config?: string }, command: Command) => {
+      refuseArguments(command.args);
       // Loaded on use: the server pulls in llama.cpp, which --help and the account commands do not need.
       const { serve } = await import("./serve.js");
       await serve({ port: o.port, host: o.host, dataDir: o.dataDir, model: o.model, config: o.config });
