@@ -63,6 +63,14 @@ describe("alveare help and version", () => {
     });
   }
 
+  it("'alveare serve --help' says which model it downloads when none is given", () => {
+    const help = alveare(["serve", "--help"]).stdout.replace(/\s+/g, " ");
+    assert.match(
+      help,
+      /default hf:Qwen\/Qwen2\.5-0\.5B-Instruct-GGUF\/qwen2\.5-0\.5b-instruct-q4_k_m\.gguf, ~400 MB, downloaded into the data dir on first start/,
+    );
+  });
+
   for (const args of [["--version"], ["-V"], ["serve", "--version"], ["keys", "revoke", "--version"]]) {
     it(`'alveare ${args.join(" ")}' prints the version and exits 0`, () => {
       const r = alveare(args);

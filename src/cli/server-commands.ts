@@ -1,4 +1,5 @@
 import type { Command } from "commander";
+import { DEFAULT_MODEL_URI } from "../config/config.js";
 import { progressBar, resolveModel } from "../models/model-files.js";
 import { loadCliConfig } from "./cli-config.js";
 import { UsageError } from "./exit.js";
@@ -26,7 +27,10 @@ export function registerServeCommand(program: Command): void {
     .option("--port <n>", "port to listen on (default 8080, or ALVEARE_PORT)")
     .option("--host <h>", "address to listen on (default 127.0.0.1, or ALVEARE_HOST)")
     .option("--data-dir <dir>", "where the database and downloaded models live (default ./data, or ALVEARE_DATA_DIR)")
-    .option("--model <path-or-uri>", "the base model: a .gguf file or hf:owner/repo/file.gguf (or ALVEARE_MODEL)")
+    .option(
+      "--model <path-or-uri>",
+      `the base model: a .gguf file or hf:owner/repo/file.gguf (or ALVEARE_MODEL; default ${DEFAULT_MODEL_URI}, ~400 MB, downloaded into the data dir on first start)`,
+    )
     .option("--config <file>", "a JSON config file (or ALVEARE_CONFIG)")
     .addHelpText(
       "after",

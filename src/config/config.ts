@@ -11,7 +11,7 @@ import { sqliteFile } from "../store/sqlite/database-file.js";
 import { configFile, type ConfigFile } from "./schemas.js";
 import { observabilityFrom, type ObservabilitySettings } from "../observability/settings.js";
 
-const DEFAULT_MODEL_URI = "hf:Qwen/Qwen2.5-0.5B-Instruct-GGUF/qwen2.5-0.5b-instruct-q4_k_m.gguf";
+export const DEFAULT_MODEL_URI = "hf:Qwen/Qwen2.5-0.5B-Instruct-GGUF/qwen2.5-0.5b-instruct-q4_k_m.gguf";
 const DEFAULT_BODY_LIMIT = 1024 * 1024;
 
 interface EngineSettings {
