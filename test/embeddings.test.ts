@@ -151,7 +151,14 @@ describe("POST /v1/embeddings through the official openai package", () => {
       assert.equal((await ids(k)).includes("alveare-embed"), false);
       const r = await postJson(`${server.url}/v1/embeddings`, { model: "alveare-embed", input: "x" }, k.auth);
       assert.deepEqual([r.status, (r.json.error as { code: string }).code], [403, "specialist_not_in_plan"]);
+      // Also with `dimensions` past the model's vectors: the plan's refusal, not the model's length.
+      const long = await postJson(`${server.url}/v1/embeddings`, { model: "alveare-embed", input: "x", dimensions: 65_536 }, k.auth);
+      assert.deepEqual([long.status, (long.json.error as { code: string }).code], [403, "specialist_not_in_plan"]);
     }
+    const tooLong = await postJson(`${server.url}/v1/embeddings`, { model: "alveare-embed", input: "x", dimensions: 65_536 }, key.auth);
+    assert.equal(tooLong.status, 400, "a key whose plan has the model hears the limit");
+    const keyless = await postJson(`${server.url}/v1/embeddings`, { model: "alveare-embed", input: "x", dimensions: 65_536 }, {});
+    assert.equal(keyless.status, 401);
   });
 });
 

@@ -106,6 +106,8 @@ export async function embeddingsRoute(app: FastifyInstance, options: AppOptions)
     const { specialist, embedder } = findEmbedder(options, body.model);
     const dimensions = body.dimensions ?? undefined;
     if (dimensions !== undefined && dimensions > embedder.dimensions) {
+      // A key that may not use this model hears that (401/403, counting nothing), not the length of its vectors.
+      if (!options.gate.allows(request.caller, specialist.id)) await admitRequest(options.gate, request, reply, specialist.id, "embeddings");
       throw errors.invalidParameter("dimensions", `must be at most ${embedder.dimensions}, the length of this model's vectors.`);
     }
     const inputs = typeof body.input === "string" ? [body.input] : body.input;
