@@ -60,6 +60,10 @@ describe("alveare serve", () => {
         assert.match(r.stderr, /cannot make the directory \/proc\/alveare-test\/data: \/proc\/alveare-test could not be made \(ENOENT\)/);
         assert.doesNotMatch(r.stderr, /\n\s+at /, "no stack trace");
       }
+      // /proc itself exists and refuses the file.
+      const r = spawnSync(process.execPath, [CLI, "accounts", "list", "--data-dir", "/proc"], { env: cleanEnv(), encoding: "utf8", timeout: 30_000 });
+      assert.equal(r.status, 1);
+      assert.match(r.stderr, /^alveare: cannot open the database file \/proc\/alveare\.db \(ENOENT\)$/m);
     },
   );
 

@@ -22,7 +22,11 @@ export function prepareDatabaseFile(path: string): void {
   const stat = statSync(dir);
   const ours = process.getuid === undefined || stat.uid === process.getuid();
   if (ours && (stat.mode & STICKY) === 0 && (stat.mode & 0o777) !== OWNER_ONLY_DIR) chmodSync(dir, OWNER_ONLY_DIR);
-  closeSync(openSync(path, "a", OWNER_ONLY_FILE));
+  try {
+    closeSync(openSync(path, "a", OWNER_ONLY_FILE));
+  } catch (error) {
+    throw new Error(`cannot open the database file ${path} (${(error as NodeJS.ErrnoException).code ?? String(error)})`, { cause: error });
+  }
   chmodSync(path, OWNER_ONLY_FILE);
   restrictSidecars(path);
 }
