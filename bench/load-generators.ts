@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type autocannon from "autocannon";
@@ -28,7 +28,8 @@ export interface WrkTarget {
  * runs can go at once.
  */
 export async function wrkRun(target: WrkTarget, options: { connections: number; threads: number; seconds: number }): Promise<LoadResult> {
-  const script = join(mkdtempSync(join(tmpdir(), "alveare-wrk-")), "request.lua");
+  const dir = mkdtempSync(join(tmpdir(), "alveare-wrk-"));
+  const script = join(dir, "request.lua");
   const lines = [`wrk.method = "POST"`, `wrk.body = ${JSON.stringify(target.body)}`].concat(
     Object.entries(target.headers).map(([k, v]) => `wrk.headers[${JSON.stringify(k)}] = ${JSON.stringify(v)}`),
   );
@@ -46,7 +47,9 @@ export async function wrkRun(target: WrkTarget, options: { connections: number; 
   }
   writeFileSync(script, lines.join("\n"));
   const args = [`-t${options.threads}`, `-c${options.connections}`, `-d${options.seconds}s`, "--latency", "-s", script, target.url];
-  const out = await new Promise<string>((resolve, reject) => execFile("wrk", args, (error, stdout) => (error ? reject(error) : resolve(stdout))));
+  const out = await new Promise<string>((resolve, reject) =>
+    execFile("wrk", args, (error, stdout) => (error ? reject(error) : resolve(stdout))),
+  ).finally(() => rmSync(dir, { recursive: true, force: true }));
   const ms = (label: string): number => {
     const m = new RegExp(`^\\s*${label}\\s+([\\d.]+)(us|ms|s)`, "m").exec(out);
     if (m === null) throw new Error(`wrk printed no ${label} latency: ${out}`);
