@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
+import { createServer, type AddressInfo } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { Redis } from "ioredis";
 import { loadConfig } from "../src/config/config.js";
@@ -165,6 +166,27 @@ describe("the invalidation subscriber after a reconnect", () => {
       await cache.close();
       connection.redis.disconnect();
       await proxy.close();
+    }
+  });
+
+  it("stops trying when it cannot subscribe at start", async () => {
+    // A Redis that takes each connection and drops it at once: the subscriber's start fails.
+    let connections = 0;
+    const dropping = createServer((socket) => {
+      connections++;
+      socket.destroy();
+    });
+    await new Promise<void>((resolve) => dropping.listen(0, "127.0.0.1", resolve));
+    const connection = await testConnection(testPrefix("resubscribe"));
+    const cache = new RedisKeyCache(connection, { findKeyByHash: async () => undefined });
+    try {
+      await assert.rejects(cache.listen(`redis://127.0.0.1:${(dropping.address() as AddressInfo).port}`));
+      // Its reconnects would come 100, 200, 300 ms apart.
+      await new Promise((r) => setTimeout(r, 800));
+      assert.equal(connections, 1, "no reconnect after the failed start");
+    } finally {
+      connection.redis.disconnect();
+      await new Promise((r) => dropping.close(r));
     }
   });
 

@@ -48,8 +48,14 @@ export class RedisKeyCache implements KeyCache {
       this.cached.clear();
       if (subscribed) subscriber.subscribe(this.channel).catch(() => undefined);
     });
-    await subscriber.connect();
-    await subscriber.subscribe(this.channel);
+    try {
+      await subscriber.connect();
+      await subscriber.subscribe(this.channel);
+    } catch (error) {
+      // Not kept: it would go on reconnecting for ever behind a node that failed to start.
+      subscriber.disconnect();
+      throw error;
+    }
     subscribed = true;
     this.subscriber = subscriber;
   }
