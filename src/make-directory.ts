@@ -7,7 +7,7 @@ import { dirname, resolve } from "node:path";
  * first refusal is thrown, so a bad data dir is an error, not a hang.
  */
 export function makeDirectorySync(dir: string, mode?: number): void {
-  for (const level of missingLevels(dir, existsSync)) {
+  for (const level of missingLevels(dir)) {
     try {
       mkdirSync(level, { mode });
     } catch (error) {
@@ -19,9 +19,9 @@ export function makeDirectorySync(dir: string, mode?: number): void {
 }
 
 /** The directories from the deepest existing ancestor of `dir` (excluded) down to `dir`. */
-function missingLevels(dir: string, exists: (path: string) => boolean): string[] {
+function missingLevels(dir: string): string[] {
   const missing: string[] = [];
-  for (let d = resolve(dir); !exists(d); d = dirname(d)) {
+  for (let d = resolve(dir); !existsSync(d); d = dirname(d)) {
     missing.unshift(d);
     if (dirname(d) === d) break;
   }
