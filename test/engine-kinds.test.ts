@@ -9,6 +9,7 @@ const remote = (baseUrl: string): RemoteEngineConfig => ({
   upstreams: [{ baseUrl, model: "m" }],
   connectTimeoutMs: 1000,
   readTimeoutMs: 1000,
+  answerTimeoutMs: 600_000,
   healthCheckIntervalMs: 60_000,
 });
 const environment = { settings: { parallel: 1, queue: 0, threads: 1 }, models: {}, dataDir: ".", logger: pino({ level: "silent" }) };

@@ -9,7 +9,13 @@ import type { GenerationRequest } from "../src/engines/types.js";
 
 /** An engine on one upstream, its health checks out of the way. */
 const engineOn = (baseUrl: string): RemoteEngine =>
-  new RemoteEngine({ upstreams: [{ baseUrl, model: "m" }], connectTimeoutMs: 2000, readTimeoutMs: 5000, healthCheckIntervalMs: 60_000 });
+  new RemoteEngine({
+    upstreams: [{ baseUrl, model: "m" }],
+    connectTimeoutMs: 2000,
+    readTimeoutMs: 5000,
+    answerTimeoutMs: 600_000,
+    healthCheckIntervalMs: 60_000,
+  });
 
 /** A one-message request ended by `abort`; `extra` adds or replaces fields. */
 const requestUnder = (abort: RequestAbort, extra: Partial<GenerationRequest> = {}): GenerationRequest => ({

@@ -315,3 +315,134 @@ describe("remote engine against a misbehaving upstream", () => {
     }
   });
 });
+
+/**
+ * The read timeout is idle time, so an upstream that keeps sending something (keep-alive comments, whitespace) would
+ * hold a request for ever: answer_timeout_ms bounds the whole answer, and ends it as a timeout.
+ */
+describe("remote engine: the answer deadline", () => {
+  const fake = new FakeUpstream();
+  let server: TestServer;
+  const ANSWER_TIMEOUT_MS = 1000;
+  before(async () => {
+    const base = await fake.start();
+    server = await startTestServer({
+      specialists: {
+        dribble: {
+          description: "an upstream that never finishes",
+          system_prompt: "",
+          remote: { base_url: base, model: "m", read_timeout_ms: 300, answer_timeout_ms: ANSWER_TIMEOUT_MS },
+        },
+      },
+    });
+  });
+  after(async () => {
+    await server.close();
+    await fake.stop();
+  });
+
+  /** Answers with `first`, then `every` each 100 ms (under the read timeout) until the connection closes, which `closed` tells. */
+  function dribble(contentType: string, first: string, every: string): { closed: Promise<void> } {
+    let closed!: () => void;
+    const result = { closed: new Promise<void>((resolve) => (closed = resolve)) };
+    fake.respond = (res) => {
+      res.writeHead(200, { "content-type": contentType }).write(first);
+      const timer = setInterval(() => res.write(every), 100);
+      res.on("close", () => {
+        clearInterval(timer);
+        closed();
+      });
+    };
+    return result;
+  }
+  async function ask(stream: boolean): Promise<{ status: number; text: string; ms: number }> {
+    const started = performance.now();
+    const response = await fetch(`${server.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "alveare-dribble", messages: [{ role: "user", content: "hi" }], stream }),
+    });
+    const text = await response.text();
+    return { status: response.status, text, ms: performance.now() - started };
+  }
+  const TIMED_OUT = `The upstream engine for this specialist timed out (its answer took over ${ANSWER_TIMEOUT_MS} ms in all).`;
+  const within = (ms: number) => assert.ok(ms >= ANSWER_TIMEOUT_MS && ms < ANSWER_TIMEOUT_MS + 2_000, `ended after ${ms} ms`);
+  const piece = (content: string | null, finish: string | null = null): string =>
+    `data: ${JSON.stringify({ id: "u", object: "chat.completion.chunk", created: 1, model: "m", choices: [{ index: 0, delta: { content }, finish_reason: finish }] })}\n\n`;
+
+  it("ends a whole answer whose bytes keep coming (whitespace) with a 504 once the deadline passes, and lets the upstream go", async () => {
+    const upstream = dribble("application/json", "", " ");
+    try {
+      const r = await ask(false);
+      assert.equal(r.status, 504, r.text);
+      const error = (JSON.parse(r.text) as { error: { type: string; message: string } }).error;
+      assert.equal(error.type, "server_error");
+      assert.equal(error.message, TIMED_OUT);
+      within(r.ms);
+      await upstream.closed; // the upstream's connection is closed, not left sending
+    } finally {
+      fake.respond = undefined;
+    }
+  });
+
+  it("answers a stream of keep-alives alone with the same 504 (nothing was relayed yet)", async () => {
+    const upstream = dribble("text/event-stream", ": keep-alive\n\n", ": keep-alive\n\n");
+    try {
+      const r = await ask(true);
+      assert.equal(r.status, 504, r.text);
+      assert.equal((JSON.parse(r.text) as { error: { message: string } }).error.message, TIMED_OUT);
+      within(r.ms);
+      await upstream.closed;
+    } finally {
+      fake.respond = undefined;
+    }
+  });
+
+  it("cuts a stream that went quiet after its first piece (keep-alives only) with an error event, and no [DONE]", async () => {
+    const upstream = dribble("text/event-stream", piece("Hello"), ": keep-alive\n\n");
+    try {
+      const r = await ask(true);
+      assert.equal(r.status, 200);
+      within(r.ms);
+      const events = r.text.split("\n\n").filter((e) => e.startsWith("data: "));
+      assert.ok(
+        events.some((e) => e.includes('"content":"Hello"')),
+        "the piece before the silence was relayed",
+      );
+      const last = JSON.parse(events.at(-1)!.slice(6)) as { error: { type: string; message: string } };
+      assert.equal(last.error.type, "server_error");
+      assert.equal(last.error.message, TIMED_OUT);
+      assert.ok(!r.text.includes("[DONE]"));
+      await upstream.closed;
+    } finally {
+      fake.respond = undefined;
+    }
+  });
+
+  it("leaves an answer alone that takes longer than the read timeout but finishes within the deadline", async () => {
+    fake.respond = async (res, stream) => {
+      const wait = () => new Promise((resolve) => setTimeout(resolve, 200));
+      if (!stream) {
+        res.writeHead(200, { "content-type": "application/json" }).write(" ");
+        for (let i = 0; i < 3; i++) await wait().then(() => res.write(" "));
+        res.end(JSON.stringify({ choices: [{ index: 0, message: { role: "assistant", content: "done" }, finish_reason: "stop" }] }));
+        return;
+      }
+      res.writeHead(200, { "content-type": "text/event-stream" });
+      for (const word of ["one ", "two ", "three"]) {
+        res.write(piece(word));
+        await wait();
+      }
+      res.end(piece(null, "stop") + "data: [DONE]\n\n");
+    };
+    try {
+      const [whole, streamed] = [await ask(false), await ask(true)];
+      assert.equal(whole.status, 200, whole.text);
+      assert.match(whole.text, /"content":"done"/);
+      assert.equal(streamed.status, 200);
+      assert.ok(streamed.text.includes("three") && streamed.text.includes("[DONE]"), streamed.text);
+    } finally {
+      fake.respond = undefined;
+    }
+  });
+});

@@ -54,6 +54,7 @@ const RemoteSchema = Type.Object(
     ...UpstreamSchema.properties,
     connect_timeout_ms: Type.Optional(Int(1, 600_000)),
     read_timeout_ms: Type.Optional(Int(1, 3_600_000)),
+    answer_timeout_ms: Type.Optional(Int(1, 3_600_000)),
     health_check_interval_ms: Type.Optional(Int(100, 3_600_000)),
   },
   Strict,

@@ -69,7 +69,7 @@ function parseUpstream(u: UpstreamFields, p: string): Upstream {
 }
 
 const INLINE_UPSTREAM = ["base_url", "model", "api_key_env"] as const;
-const SHARED_REMOTE = ["connect_timeout_ms", "read_timeout_ms", "health_check_interval_ms"] as const;
+const SHARED_REMOTE = ["connect_timeout_ms", "read_timeout_ms", "answer_timeout_ms", "health_check_interval_ms"] as const;
 
 /** `remote` names one upstream inline, or several under `upstreams`, not both. */
 function parseRemote(r: RemoteFields, path: string): RemoteEngineConfig {
@@ -87,6 +87,7 @@ function parseRemote(r: RemoteFields, path: string): RemoteEngineConfig {
     upstreams,
     connectTimeoutMs: r.connect_timeout_ms ?? 5_000,
     readTimeoutMs: r.read_timeout_ms ?? 120_000,
+    answerTimeoutMs: r.answer_timeout_ms ?? 600_000,
     healthCheckIntervalMs: r.health_check_interval_ms ?? 10_000,
   };
 }

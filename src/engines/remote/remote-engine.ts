@@ -56,15 +56,29 @@ function networkReason(error: unknown): string {
   if (typeof code === "string") return NETWORK_REASONS[code] ?? code;
   return error instanceof Error ? error.message.slice(0, 200) : String(error).slice(0, 200);
 }
+/**
+ * An answer still coming after the specialist's answer_timeout_ms in all. The read timeout is idle time: an upstream
+ * that keeps sending something (keep-alive comments, whitespace) would otherwise hold the request, and its client, for ever.
+ */
+class AnswerTimeoutError extends Error {
+  constructor(readonly timeoutMs: number) {
+    super(`the upstream's answer took over ${timeoutMs} ms in all`);
+    this.name = "AnswerTimeoutError";
+  }
+}
+
 const timeoutKind = (error: unknown): string =>
   error instanceof undiciErrors.ConnectTimeoutError
     ? "connecting"
     : error instanceof undiciErrors.HeadersTimeoutError
       ? "waiting for its answer"
-      : "reading its answer";
+      : error instanceof AnswerTimeoutError
+        ? `its answer took over ${error.timeoutMs} ms in all`
+        : "reading its answer";
 
 function isTimeout(error: unknown): boolean {
   return (
+    error instanceof AnswerTimeoutError ||
     error instanceof undiciErrors.ConnectTimeoutError ||
     error instanceof undiciErrors.HeadersTimeoutError ||
     error instanceof undiciErrors.BodyTimeoutError
@@ -197,22 +211,40 @@ const cutAfterAnswer = new WeakSet<Error>();
  * the connection is assigned. It watches the request's abort, not its
  * AbortSignal, which is then never made.
  */
-class WholeAnswer implements Dispatcher.DispatchHandlers {
+/** An exchange under way, as the answer deadline's sweep sees it. */
+interface Expiring {
+  /** When it was sent (performance.now()). */
+  readonly since: number;
+  expire(error: AnswerTimeoutError): void;
+}
+
+class WholeAnswer implements Dispatcher.DispatchHandlers, Expiring {
   statusCode = 0;
+  readonly since = performance.now();
   /** The answer's Retry-After header, if any. */
   retryAfter: string | undefined;
   private readonly chunks: Buffer[] = [];
   private bytes = 0;
   private abort: ((error: Error) => void) | undefined;
   private settled = false;
+  /** Set when the deadline passed before the exchange had a connection to abort. */
+  private expired: Error | undefined;
   private readonly onAbort = (): void => this.abort?.(this.reason());
 
   constructor(
     private readonly aborted: AbortWatch,
     private readonly resolve: (answer: WholeAnswer) => void,
     private readonly reject: (error: unknown) => void,
+    /** The engine's exchanges under way: this one is in it until it ends. */
+    private readonly live: Set<Expiring>,
   ) {
     aborted.watch(this.onAbort);
+    live.add(this);
+  }
+
+  expire(error: AnswerTimeoutError): void {
+    if (this.abort !== undefined) this.abort(error);
+    else this.expired = error;
   }
 
   private reason(): Error {
@@ -228,6 +260,7 @@ class WholeAnswer implements Dispatcher.DispatchHandlers {
 
   onConnect(abort: (error?: Error) => void): void {
     if (this.aborted.aborted) abort(this.reason());
+    else if (this.expired !== undefined) abort(this.expired);
     else this.abort = abort;
   }
 
@@ -269,7 +302,40 @@ class WholeAnswer implements Dispatcher.DispatchHandlers {
     if (this.settled) return false;
     this.settled = true;
     this.aborted.unwatch(this.onAbort);
+    this.live.delete(this);
     return true;
+  }
+}
+
+/**
+ * A streamed exchange's own signal: it aborts when the client leaves (with the client's reason, so a client that
+ * left still reads as one) or when the answer deadline passes.
+ */
+class StreamDeadline implements Expiring {
+  readonly since = performance.now();
+  private readonly controller = new AbortController();
+  private readonly onClientAbort = (): void => this.controller.abort(this.client.reason);
+
+  constructor(
+    private readonly client: AbortSignal,
+    private readonly live: Set<Expiring>,
+  ) {
+    if (client.aborted) this.controller.abort(client.reason);
+    else client.addEventListener("abort", this.onClientAbort, { once: true });
+    live.add(this);
+  }
+
+  get signal(): AbortSignal {
+    return this.controller.signal;
+  }
+
+  expire(error: AnswerTimeoutError): void {
+    this.controller.abort(error);
+  }
+
+  end(): void {
+    this.client.removeEventListener("abort", this.onClientAbort);
+    this.live.delete(this);
   }
 }
 
@@ -330,6 +396,9 @@ export class RemoteEngine implements Engine {
   private readonly agent: Agent;
   private readonly upstreams: UpstreamState[];
   private readonly healthTimer: NodeJS.Timeout;
+  /** Exchanges under way, swept for those past the answer deadline (one timer per engine, none per request). */
+  private readonly live = new Set<Expiring>();
+  private readonly deadlineTimer: NodeJS.Timeout;
   private next = 0;
 
   constructor(
@@ -350,6 +419,9 @@ export class RemoteEngine implements Engine {
     this.name = `remote:${first?.baseUrl ?? "?"}#${first?.model ?? "?"}${target.upstreams.length > 1 ? ` (+${target.upstreams.length - 1})` : ""}`;
     this.healthTimer = setInterval(() => void this.checkHealth(), target.healthCheckIntervalMs);
     this.healthTimer.unref();
+    // The deadline is kept to within a quarter of itself, and a second at most.
+    this.deadlineTimer = setInterval(() => this.expireLate(), Math.max(10, Math.min(1_000, target.answerTimeoutMs / 4)));
+    this.deadlineTimer.unref();
     this.agent = new Agent({
       connect: { timeout: target.connectTimeoutMs },
       headersTimeout: target.readTimeoutMs,
@@ -375,6 +447,16 @@ export class RemoteEngine implements Engine {
     }));
   }
 
+  /** Ends the exchanges whose answers are still coming after answer_timeout_ms: each fails as a timeout (504, or a cut stream). */
+  private expireLate(): void {
+    const now = performance.now();
+    for (const exchange of this.live) {
+      if (now - exchange.since <= this.target.answerTimeoutMs) continue;
+      this.live.delete(exchange);
+      exchange.expire(new AnswerTimeoutError(this.target.answerTimeoutMs));
+    }
+  }
+
   /** Counts one exchange that began at `since` (performance.now()). */
   private counted(upstream: UpstreamState, outcome: UpstreamOutcome, since: number): void {
     upstream.outcomes[outcome]++;
@@ -390,10 +472,13 @@ export class RemoteEngine implements Engine {
     let since = performance.now();
     let outcome: UpstreamOutcome = "ok";
     let answered = false;
+    const deadline = stream ? new StreamDeadline(req.signal, this.live) : undefined;
     try {
       // A whole answer is read by a handler of our own (no body stream), a stream through undici's request().
       const exchange = (u: UpstreamState): Promise<Dispatcher.ResponseData | WholeAnswer> =>
-        stream ? this.send(u, this.body(u, req, true), req) : this.sendWhole(u, this.body(u, req, false), req, aborted);
+        deadline !== undefined
+          ? this.send(u, this.body(u, req, true), req, deadline.signal)
+          : this.sendWhole(u, this.body(u, req, false), req, aborted);
       let response: Dispatcher.ResponseData | WholeAnswer;
       try {
         response = await exchange(upstream);
@@ -433,6 +518,7 @@ export class RemoteEngine implements Engine {
       if (isConnectError(error)) this.markHealth(upstream, false, networkReason(error));
       throw this.failure(error);
     } finally {
+      deadline?.end();
       upstream.inFlight--;
       this.counted(upstream, outcome, since);
     }
@@ -541,21 +627,21 @@ export class RemoteEngine implements Engine {
     return JSON.stringify(body);
   }
 
-  private send(upstream: UpstreamState, body: string, req: GenerationRequest): Promise<Dispatcher.ResponseData> {
+  private send(upstream: UpstreamState, body: string, req: GenerationRequest, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
     return this.agent.request({
       origin: upstream.completions.origin,
       path: upstream.completions.path,
       method: "POST",
       body,
       headers: this.headers(upstream, req.traceparent),
-      signal: req.signal,
+      signal,
     });
   }
 
   /** Sends a non-streamed request and collects its whole answer. */
   private sendWhole(upstream: UpstreamState, body: string, req: GenerationRequest, aborted: AbortWatch): Promise<WholeAnswer> {
     return new Promise((resolve, reject) => {
-      const answer = new WholeAnswer(aborted, resolve, reject);
+      const answer = new WholeAnswer(aborted, resolve, reject, this.live);
       this.agent.dispatch(
         {
           origin: upstream.completions.origin,
@@ -786,6 +872,7 @@ export class RemoteEngine implements Engine {
 
   async close(): Promise<void> {
     clearInterval(this.healthTimer);
+    clearInterval(this.deadlineTimer);
     await this.agent.close();
   }
 }

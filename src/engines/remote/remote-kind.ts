@@ -16,7 +16,10 @@ export interface RemoteEngineConfig {
   /** One or more interchangeable upstreams; requests go to the least busy healthy one. */
   upstreams: Upstream[];
   connectTimeoutMs: number;
+  /** Idle time: the longest wait for the answer's headers or its next bytes. */
   readTimeoutMs: number;
+  /** The longest an answer may take in all, from sending the request to its last byte, however steadily bytes come. */
+  answerTimeoutMs: number;
   healthCheckIntervalMs: number;
 }
 
