@@ -308,6 +308,45 @@ describe("OpenAI conformance: tool calls relayed from a remote upstream validate
     }
   });
 
+  it("ends an answer that calls tools with finish_reason tool_calls, though the upstream said stop or function_call", async () => {
+    // Gemini's OpenAI endpoint ends calls with "stop"; older servers with the deprecated "function_call".
+    const calls = [{ id: "call_up", type: "function", function: { name: "get_weather", arguments: '{"city":"Rome"}' } }];
+    for (const upstreamFinish of ["stop", "function_call", null]) {
+      fake.scripted = {
+        whole: {
+          choices: [{ index: 0, message: { role: "assistant", content: null, tool_calls: calls }, finish_reason: upstreamFinish }],
+          usage: { prompt_tokens: 5, completion_tokens: 9, total_tokens: 14 },
+        },
+        events: [
+          chunk({ role: "assistant", tool_calls: calls.map((c, index) => ({ index, ...c })) }),
+          ...(upstreamFinish === null ? [] : [chunk({}, upstreamFinish)]),
+        ],
+      };
+      try {
+        const { json } = await postJson(chatUrl, ask);
+        const choice = (json.choices as Array<{ finish_reason: string; message: { tool_calls: unknown[] } }>)[0]!;
+        assert.equal(choice.message.tool_calls.length, 1);
+        assert.equal(choice.finish_reason, "tool_calls", String(upstreamFinish));
+        const events = (await streamEvents(chatUrl, { ...ask, stream: true })) as Array<{ choices: Array<{ finish_reason: string | null }> }>;
+        const finishes = events.flatMap((e) => e.choices.map((c) => c.finish_reason).filter((f) => f !== null));
+        assert.deepEqual(finishes, ["tool_calls"], String(upstreamFinish));
+      } finally {
+        fake.scripted = undefined;
+      }
+    }
+    // A call the upstream's max_tokens cut stays "length": its arguments may not parse.
+    fake.scripted = {
+      whole: { choices: [{ index: 0, message: { role: "assistant", content: null, tool_calls: calls }, finish_reason: "length" }] },
+      events: [],
+    };
+    try {
+      const { json } = await postJson(chatUrl, ask);
+      assert.equal((json.choices as Array<{ finish_reason: string }>)[0]!.finish_reason, "length");
+    } finally {
+      fake.scripted = undefined;
+    }
+  });
+
   it("answers with the text of the content chunks Mistral's reasoning models send instead of a string", async () => {
     const thinking = { type: "thinking", thinking: [{ type: "text", text: "A greeting." }] };
     fake.scripted = {

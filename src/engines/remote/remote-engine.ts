@@ -85,9 +85,13 @@ function isTimeout(error: unknown): boolean {
   );
 }
 
-/** OpenAI's finish reasons pass through: a filtered answer called "stop" would read as complete. */
-const finishReason = (reason: string | null | undefined): FinishReason =>
-  reason === "length" || reason === "tool_calls" || reason === "content_filter" ? reason : "stop";
+/**
+ * OpenAI's finish reasons pass through: a filtered answer called "stop" would read as complete. An answer that
+ * calls tools ends in "tool_calls" unless it was cut, whatever the upstream said: Gemini's OpenAI endpoint says
+ * "stop", older servers the deprecated "function_call", and clients wait for "tool_calls" to run the calls.
+ */
+const finishReason = (reason: string | null | undefined, calls = false): FinishReason =>
+  reason === "length" || reason === "content_filter" ? reason : calls || reason === "tool_calls" ? "tool_calls" : "stop";
 
 /** A specialist's labels are one array for all its requests: its grammar is built once. */
 const labelGrammars = new WeakMap<readonly string[], string>();
@@ -729,7 +733,7 @@ export class RemoteEngine implements Engine {
       text: choices[0]!.text,
       ...(choices[0]!.refusal ? { refusal: choices[0]!.refusal } : {}),
       ...this.metered(upstream, parsed.usage, req, estimate),
-      finishReason: finishReason(choice.finish_reason),
+      finishReason: finishReason(choice.finish_reason, toolCalls.length > 0),
       aborted: false,
       ...(wantsLogprobs ? { logprobs: choices[0]?.logprobs } : {}),
       ...((req.choices ?? 1) > 1 ? { choices } : {}),
@@ -851,7 +855,7 @@ export class RemoteEngine implements Engine {
       text: first.text,
       ...(first.refusal.length > 0 ? { refusal: first.refusal } : {}),
       ...this.metered(upstream, usage, req, estimate),
-      finishReason: finishReason(first.finish),
+      finishReason: finishReason(first.finish, calls.length > 0),
       aborted: false,
       ...(wantsLogprobs ? { logprobs: first.logprobs } : {}),
       ...(several
