@@ -438,6 +438,23 @@ describe("tool calling through the official openai package", () => {
       await refusal({}, [{ role: "user", content: "x", tool_calls: [{ id: "c", type: "function", function: { name: "f", arguments: "{}" } }] }]),
       [400, "invalid_parameter", "messages[0].tool_calls"],
     );
+    // Every call answered before the next turn, or the end, as OpenAI requires: the model would read a call without its result.
+    const calls = [0, 1].map((k) => ({ id: `call_${k}`, type: "function", function: { name: "get_weather", arguments: '{"city":"Rome"}' } }));
+    const turn = { role: "assistant", content: null, tool_calls: calls };
+    const answer = (k: number) => ({ role: "tool", tool_call_id: `call_${k}`, content: "sunny" });
+    for (const messages of [
+      [...ASK, turn],
+      [...ASK, turn, answer(1)],
+      [...ASK, turn, answer(0), { role: "user", content: "And?" }, answer(1)],
+    ]) {
+      assert.deepEqual(await refusal({ tools: [WEATHER] }, messages), [400, "invalid_parameter", "messages[1].tool_calls"]);
+    }
+    const answered = await postJson(`${server.url}/v1/chat/completions`, {
+      model: "alveare-chat",
+      max_tokens: 2,
+      messages: [...ASK, turn, answer(1), answer(0), { role: "user", content: "And?" }],
+    });
+    assert.equal(answered.status, 200, JSON.stringify(answered.json));
   });
 });
 

@@ -1,7 +1,7 @@
 import type { ChatCompletionRequestBody } from "../../api/schemas/chat-completions.js";
 import type { ChatMessage, Role } from "../../engines/types.js";
 import type { ToolFunction, ToolRequest } from "../../engines/tools.js";
-import { errors } from "../../errors.js";
+import { errors, shortened } from "../../errors.js";
 import { checkJsonSchemaLimits, checkToolSchemasTotal, type SchemaSize } from "../json-schema-limits.js";
 
 type Body = ChatCompletionRequestBody;
@@ -30,15 +30,34 @@ function checkRefusals(m: BodyMessage, role: Role | "tool", i: number): void {
   if (j >= 0) throw errors.invalidParameter(`messages[${i}].content[${j}]`, "only parts of type 'text' are supported.");
 }
 
+/** A turn's calls that no `tool` message has answered yet, and where that turn is. */
+interface Unanswered {
+  turn: number;
+  ids: Set<string>;
+}
+
+/** OpenAI refuses a history that leaves a call unanswered: the model would read a call without its result. */
+function checkAnswered(unanswered: Unanswered): void {
+  const [id] = unanswered.ids;
+  if (id === undefined) return;
+  throw errors.invalidParameter(
+    `messages[${unanswered.turn}].tool_calls`,
+    `an assistant message with 'tool_calls' must be followed by 'tool' messages answering each call; none answers '${shortened(id)}'.`,
+  );
+}
+
 /**
  * The history in the engine's terms. Tool turns follow OpenAI's rules: only an
- * assistant turn carries tool calls (and may then have no content), and a
- * `tool` message answers a call of the assistant turn before it.
+ * assistant turn carries tool calls (and may then have no content), a `tool`
+ * message answers a call of the assistant turn before it, and every call is
+ * answered before the next message that is not a `tool` message.
  */
 export function toChatMessages(messages: Body["messages"]): ChatMessage[] {
   let openCalls = new Set<string>();
-  return messages.map((m, i) => {
+  let unanswered: Unanswered = { turn: 0, ids: new Set() };
+  const history = messages.map((m, i) => {
     const role = ROLES.get(m.role) ?? "user";
+    if (role !== "tool") checkAnswered(unanswered);
     const calls = m.tool_calls ?? [];
     if (calls.length > 0 && role !== "assistant")
       throw errors.invalidParameter(`messages[${i}].tool_calls`, "only assistant messages carry tool calls.");
@@ -49,6 +68,7 @@ export function toChatMessages(messages: Body["messages"]): ChatMessage[] {
     const message: ChatMessage = { role, content: m.content === undefined || m.content === null ? (refusal ?? "") : textOf(m.content) };
     if (role === "assistant") {
       openCalls = new Set(calls.map((c) => c.id));
+      unanswered = { turn: i, ids: new Set(openCalls) };
       if (calls.length > 0) message.toolCalls = calls.map((c) => ({ id: c.id, name: c.function.name, arguments: c.function.arguments }));
     } else if (role === "tool") {
       const id = m.tool_call_id;
@@ -57,11 +77,14 @@ export function toChatMessages(messages: Body["messages"]): ChatMessage[] {
         throw errors.invalidParameter(`messages[${i}].tool_call_id`, "a 'tool' message must answer a tool call of the assistant message before it.");
       }
       message.toolCallId = id;
+      unanswered.ids.delete(id);
     } else {
       openCalls = new Set();
     }
     return message;
   });
+  checkAnswered(unanswered);
+  return history;
 }
 
 const EMPTY_PARAMETERS = { type: "object", properties: {} } as const;
