@@ -197,6 +197,15 @@ describe("request schemas: Ajv errors mapped to the error catalogue", () => {
       "messages",
       "Invalid 'messages': expected an array of message objects.",
     ]);
+    // A content array holds a part at least, as OpenAI requires, whoever's turn it is.
+    for (const [i, role] of ["system", "developer", "user", "assistant"].entries()) {
+      const messages = [...Array.from({ length: i }, () => ({ role: "user", content: "x" })), { role, content: [] }];
+      assert.deepEqual(refusal(chatCompletionRequest, chat({ messages })), [
+        "invalid_parameter",
+        `messages[${i}].content`,
+        `Invalid 'messages[${i}].content': must hold at least one part.`,
+      ]);
+    }
     const stop = ["invalid_parameter", "stop", "Invalid 'stop': expected a non-empty string or an array of up to 4 non-empty strings."];
     assert.deepEqual(refusal(chatCompletionRequest, chat({ stop: ["a", "b", "c", "d", "e"] })), stop);
     assert.deepEqual(refusal(chatCompletionRequest, chat({ stop: ["a", ""] })), stop);

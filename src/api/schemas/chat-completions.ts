@@ -19,10 +19,12 @@ const ContentPart = TaggedUnion(
   problem("only parts of type 'text' are supported."),
 );
 
+/** An array holds at least one part, as OpenAI requires (an empty one is no message: send "" or, on an assistant turn, null). */
 const MessageContent = Type.Unsafe<string | Array<Static<typeof ContentPart>>>({
   type: ["string", "array"],
   items: ContentPart,
-  ...problem({ type: "expected a string or an array of text parts." }),
+  minItems: 1,
+  ...problem({ type: "expected a string or an array of text parts.", minItems: "must hold at least one part." }),
 });
 
 /** Content may be null or absent only on an assistant turn that calls tools or refuses; that is checked where messages are parsed. */
