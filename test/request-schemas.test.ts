@@ -465,6 +465,14 @@ describe("chat requests: OpenAI's rules beyond the body's shape", () => {
         "Invalid 'logit_bias': expected an object mapping token ids to bias values from -100 to 100.",
       ]);
     }
+    // Keys are token ids: a word, a negative or a fraction is refused, as OpenAI refuses them.
+    for (const key of ["AI", "-1", "1.5", "", " 1", "x".repeat(10_000)]) {
+      assert.deepEqual(chatRefusal({ logit_bias: { "1": 5, [key]: 5 } }), [
+        "invalid_parameter",
+        "logit_bias",
+        "Invalid 'logit_bias': its keys must be token ids (non-negative integers, written as strings).",
+      ]);
+    }
   });
 
   it("stream_options only with stream: true", () => {

@@ -74,9 +74,18 @@ function refuseLegacyFunctions(body: unknown): void {
   }
 }
 
+/** logit_bias is keyed by token ids, as OpenAI checks it (a word there is refused, though the bias is then ignored). */
+function checkLogitBias(o: ChatCompletionRequestBody): void {
+  const bias = o.logit_bias ?? {};
+  if (Object.keys(bias).some((key) => !/^[0-9]+$/.test(key))) {
+    throw errors.invalidParameter("logit_bias", "its keys must be token ids (non-negative integers, written as strings).");
+  }
+}
+
 export function parseChatRequest(body: unknown): ChatRequest {
   const o = parseBody(chatCompletionRequest, body);
   refuseLegacyFunctions(o);
+  checkLogitBias(o);
   const tools = parseToolRequest(o);
   const choices = o.n ?? 1;
   // Several answers that each may be tool calls would need calls told apart per choice; not served (yet).
