@@ -347,6 +347,30 @@ describe("OpenAI conformance: tool calls relayed from a remote upstream validate
     }
   });
 
+  it("ends an answer without calls with stop, though the upstream said tool_calls", async () => {
+    // A "tool_calls" finish tells a client to run message.tool_calls: with none there, it would fail on them.
+    for (const calls of [[], null, ["not a call"]]) {
+      fake.scripted = {
+        whole: {
+          choices: [{ index: 0, message: { role: "assistant", content: "I would call it.", tool_calls: calls }, finish_reason: "tool_calls" }],
+        },
+        events: [chunk({ role: "assistant", content: "I would call it.", tool_calls: calls }), chunk({}, "tool_calls")],
+      };
+      try {
+        const { json } = await postJson(chatUrl, ask);
+        assertConforms("CreateChatCompletionResponse", json);
+        const choice = (json.choices as Array<{ finish_reason: string; message: Record<string, unknown> }>)[0]!;
+        assert.equal(choice.message.tool_calls, undefined);
+        assert.equal(choice.finish_reason, "stop", JSON.stringify(calls));
+        const events = (await streamEvents(chatUrl, { ...ask, stream: true })) as Array<{ choices: Array<{ finish_reason: string | null }> }>;
+        const finishes = events.flatMap((e) => e.choices.map((c) => c.finish_reason).filter((f) => f !== null));
+        assert.deepEqual(finishes, ["stop"], JSON.stringify(calls));
+      } finally {
+        fake.scripted = undefined;
+      }
+    }
+  });
+
   it("answers with the text of the content chunks Mistral's reasoning models send instead of a string", async () => {
     const thinking = { type: "thinking", thinking: [{ type: "text", text: "A greeting." }] };
     fake.scripted = {

@@ -86,12 +86,13 @@ function isTimeout(error: unknown): boolean {
 }
 
 /**
- * OpenAI's finish reasons pass through: a filtered answer called "stop" would read as complete. An answer that
- * calls tools ends in "tool_calls" unless it was cut, whatever the upstream said: Gemini's OpenAI endpoint says
- * "stop", older servers the deprecated "function_call", and clients wait for "tool_calls" to run the calls.
+ * OpenAI's finish reasons pass through: a filtered answer called "stop" would read as complete. Otherwise an
+ * answer ends in "tool_calls" exactly when it holds calls, whatever the upstream said: Gemini's OpenAI endpoint
+ * says "stop" after calls, older servers the deprecated "function_call", and clients that see "tool_calls" run
+ * the message's calls (an upstream's "tool_calls" with none it could give, empty or not calls at all, is "stop").
  */
 const finishReason = (reason: string | null | undefined, calls = false): FinishReason =>
-  reason === "length" || reason === "content_filter" ? reason : calls || reason === "tool_calls" ? "tool_calls" : "stop";
+  reason === "length" || reason === "content_filter" ? reason : calls ? "tool_calls" : "stop";
 
 /** A specialist's labels are one array for all its requests: its grammar is built once. */
 const labelGrammars = new WeakMap<readonly string[], string>();
