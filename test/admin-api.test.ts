@@ -226,6 +226,20 @@ describe("admin API", () => {
     const longAccount = await call(server, "GET", `/accounts/acct_${"y".repeat(60)}`);
     assert.equal((longAccount.json.error as { message: string }).message, `no account 'acct_${"y".repeat(35)}…'`);
     assert.equal((await call(server, "PATCH", "/accounts/acct_nope", { status: "frozen" })).status, 400);
+    // A key's name is optional, but one given must not be blank (as the CLI's --name).
+    const keyed = (await call(server, "POST", "/accounts", { name: "keyed", plan: "solo" })).json.id as string;
+    for (const name of ["", "  "]) {
+      const blank = await call(server, "POST", `/accounts/${keyed}/keys`, { mode: "live", name });
+      assert.equal(blank.status, 400, JSON.stringify(name));
+      assert.deepEqual(blank.json.error, {
+        message: "Invalid 'name': the key name must not be empty; leave it out for a key without a name.",
+        type: "invalid_request_error",
+        param: "name",
+        code: "invalid_parameter",
+      });
+    }
+    assert.deepEqual((await call(server, "GET", `/accounts/${keyed}/keys`)).json.data, [], "nothing was created");
+    assert.equal((await call(server, "POST", `/accounts/${keyed}/keys`, { mode: "live" })).json.name, null);
     // A plan name is looked up as the table's own key, never one its prototype has.
     for (const plan of ["constructor", "toString", "__proto__"]) {
       assert.equal((await call(server, "POST", "/accounts", { name: "x", plan })).status, 400, plan);

@@ -645,6 +645,20 @@ describe("account administration from the CLI", () => {
     );
   });
 
+  it("refuses an empty or blank key name as a usage error; a key without --name stays nameless", () => {
+    const dataDir = tempDir();
+    const env = cleanEnv();
+    const cli = (args: string[]) => spawnSync(process.execPath, [CLI, ...args, "--data-dir", dataDir], { env, encoding: "utf8" });
+    const account = cliJson(["accounts", "create", "--plan", "solo", "--name", "Acme", "--data-dir", dataDir], env) as { id: string };
+    for (const name of ["", "   "]) {
+      const r = cli(["keys", "create", "--account", account.id, "--name", name]);
+      assert.equal(r.status, 2, JSON.stringify(name));
+      assert.match(r.stderr, /^alveare: Invalid 'name': the key name must not be empty; leave it out for a key without a name\.$/m);
+    }
+    assert.deepEqual(cliJson(["keys", "list", "--account", account.id, "--data-dir", dataDir], env), [], "nothing was created");
+    assert.equal((cliJson(["keys", "create", "--account", account.id, "--data-dir", dataDir], env) as { name: unknown }).name, null);
+  });
+
   it("refuses control characters in names and e-mails, and prints those an older version stored escaped", async () => {
     const dataDir = tempDir();
     const env = cleanEnv();

@@ -83,6 +83,15 @@ describe("dashboard API", () => {
     assert.deepEqual(new Set(Object.values(kinds)), new Set(["embeddings", "generation"]));
   });
 
+  it("takes the key form's blank name as no name (the page's optional field), unlike the CLI and admin API", async () => {
+    const [member] = await join("blank-co", "blank@example.com");
+    for (const name of ["", "  ", null]) {
+      const created = await member.call("POST", "/dashboard/api/keys", { mode: "test", name });
+      assert.equal(created.status, 201, JSON.stringify(name));
+      assert.equal(created.json.name, null);
+    }
+  });
+
   it("answers an AccountError from a dashboard route with its catalogue 4xx, never a 500", async () => {
     const account = await operator.call("POST", "/admin/api/accounts", { name: "paused-co", plan: "starter" });
     const invite = await operator.call("POST", `/admin/api/accounts/${account.json.id as string}/invitations`, { email: "paused@example.com" });

@@ -72,7 +72,12 @@ export class AccountService {
     createdBy: string | null = null,
   ): Promise<{ record: ApiKeyRecord; key: string }> {
     if (!isKeyMode(mode)) throw new AccountError(errors.invalidParameter("mode", `must be live or test, got '${String(mode)}'.`));
-    if (name !== undefined) bounded("name", name, FIELD_LIMITS.keyName);
+    if (name !== undefined) {
+      // A name is optional, but one given must say something: `--name "$UNSET"` is a mistake, not a nameless key.
+      if (name.trim().length === 0)
+        throw new AccountError(errors.invalidParameter("name", "the key name must not be empty; leave it out for a key without a name."));
+      bounded("name", name, FIELD_LIMITS.keyName);
+    }
     const account = await this.getAccount(accountId);
     // An account left on a plan the config no longer defines keeps the default cap.
     const maxKeys = findPlan(this.plans, account.plan)?.maxKeys ?? DEFAULT_MAX_KEYS;

@@ -20,7 +20,7 @@ export const AcceptInvitationSchema = Type.Object({
   password: Type.String({ maxLength: FIELD_LIMITS.password }),
 });
 
-/** POST /dashboard/api/keys. A blank name is dropped. */
+/** POST /dashboard/api/keys. A blank name is dropped: the page's optional field, left empty (the CLI and admin API refuse one). */
 export const CreateOwnKeySchema = Type.Object({ mode: KeyMode, name: Type.Optional(Nullable(NameString(FIELD_LIMITS.keyName))) });
 
 /** POST /dashboard/api/invitations/check */
