@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, lstatSync, mkdirSync, readlinkSync, statSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 
 /**
@@ -11,10 +11,32 @@ export function makeDirectorySync(dir: string, mode?: number): void {
     try {
       mkdirSync(level, { mode });
     } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      if (code !== "EEXIST")
-        throw new Error(`cannot make the directory ${resolve(dir)}: ${level} could not be made (${code ?? String(error)})`, { cause: error });
+      const code = (error as NodeJS.ErrnoException).code ?? String(error);
+      // EEXIST for a level that did not exist a moment ago: made meanwhile (fine), or an entry that is no directory.
+      const problem = code === "EEXIST" ? notADirectory(level) : `could not be made (${code})`;
+      if (problem !== undefined) throw new Error(`cannot make the directory ${resolve(dir)}: ${level} ${problem}`, { cause: error });
     }
+  }
+}
+
+/** Why `level`, which exists as an entry, is not a directory to go on with; undefined when it is one. */
+function notADirectory(level: string): string | undefined {
+  try {
+    return statSync(level).isDirectory() ? undefined : "exists and is not a directory";
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? String(error);
+    // existsSync follows links: a dangling one reads as missing, then refuses mkdir with EEXIST.
+    if (lstatSync(level, { throwIfNoEntry: false })?.isSymbolicLink() === true)
+      return `is a symbolic link to ${linkTarget(level)}, which ${code === "ELOOP" ? "loops" : "does not exist"} (${code})`;
+    return `could not be made (${code})`;
+  }
+}
+
+function linkTarget(link: string): string {
+  try {
+    return readlinkSync(link);
+  } catch {
+    return "a target that cannot be read";
   }
 }
 

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { connect, type AddressInfo } from "node:net";
 import { once } from "node:events";
@@ -66,6 +66,40 @@ describe("alveare serve", () => {
       assert.match(r.stderr, /^alveare: cannot open the database file \/proc\/alveare\.db \(ENOENT\)$/m);
     },
   );
+
+  it("stops at once with one line naming the link when the data dir, or a directory above it, is a dangling symbolic link", () => {
+    const dir = tempDir();
+    const dangling = join(dir, "data");
+    symlinkSync(join(dir, "nowhere"), dangling);
+    for (const [dataDir, message] of [
+      [dangling, `cannot make the directory ${dangling}: ${dangling} is a symbolic link to ${join(dir, "nowhere")}, which does not exist (ENOENT)`],
+      [
+        join(dangling, "below"),
+        `cannot make the directory ${join(dangling, "below")}: ${dangling} is a symbolic link to ${join(dir, "nowhere")}, which does not exist (ENOENT)`,
+      ],
+    ]) {
+      for (const args of [
+        ["accounts", "list"],
+        ["serve", "--port", "0"],
+      ]) {
+        const r = spawnSync(process.execPath, [CLI, ...args, "--data-dir", dataDir!], {
+          env: cleanEnv({ HF_ENDPOINT: "http://127.0.0.1:9" }),
+          encoding: "utf8",
+          timeout: 30_000,
+        });
+        assert.equal(r.status, 1, `${args[0]} ${dataDir}: ${r.stderr}`);
+        assert.equal(
+          r.stderr
+            .split("\n")
+            .filter((line) => line.startsWith("alveare:"))
+            .join("\n"),
+          `alveare: ${message}`,
+        );
+        assert.doesNotMatch(r.stderr, /\n\s+at /, "no stack trace");
+      }
+    }
+    assert.equal(existsSync(join(dir, "nowhere")), false, "nothing was made through the link");
+  });
 
   it("stops with a message naming the field when the config file is wrong", () => {
     const dir = tempDir();
