@@ -7,6 +7,13 @@ import { hostGuard } from "../src/dashboard/host-guard.js";
 
 const TOKEN = "operator-token-for-dashboard-tests-42";
 
+/** The session read's status and body; without a session it is SIGNED_OUT (a 200: a 401 is an error in every browser console). */
+const whoIs = async (browser: Browser): Promise<[number, Record<string, unknown>]> => {
+  const r = await browser.call("GET", "/dashboard/api/session");
+  return [r.status, r.json];
+};
+const SIGNED_OUT: [number, Record<string, unknown>] = [200, { kind: "signed_out" }];
+
 describe("dashboard API", () => {
   let server: TestServer;
   let operator: Browser;
@@ -114,10 +121,10 @@ describe("dashboard API", () => {
     assert.equal(errorCode(missing.json), "not_found");
   });
 
-  it("refuses anonymous visitors on every member route", async () => {
+  it("refuses anonymous visitors on every member route; the session read says no one is signed in", async () => {
     const anonymous = new Browser(server);
+    assert.deepEqual(await whoIs(anonymous), SIGNED_OUT, "no CSRF token, no member, no 401 for the browser console");
     for (const [method, path] of [
-      ["GET", "/dashboard/api/session"],
       ["GET", "/dashboard/api/keys"],
       ["POST", "/dashboard/api/keys"],
       ["POST", "/dashboard/api/keys/key_x/revoke"],
@@ -177,6 +184,8 @@ describe("dashboard API", () => {
       }
     }
     assert.equal((await alice.call("GET", "/dashboard/api/session", undefined, { "sec-fetch-site": "same-origin" })).status, 200);
+    // Signed out too: a cross-site page learns nothing from it, not even that no one is signed in.
+    assert.equal((await new Browser(server).call("GET", "/dashboard/api/session", undefined, { origin: "https://evil.example" })).status, 403);
   });
 
   it("refuses a wrong CSRF token of the right length and one of another length alike, with 403 csrf_failed", async () => {
@@ -217,7 +226,7 @@ describe("dashboard API", () => {
     assert.doesNotMatch(cookie, /Secure/, "plain HTTP on loopback");
     assert.equal((await b.call("GET", "/dashboard/api/session")).json.email, "alice@example.com");
     assert.equal((await b.call("POST", "/dashboard/api/logout")).status, 200);
-    assert.equal((await b.call("GET", "/dashboard/api/session")).status, 401);
+    assert.deepEqual(await whoIs(b), SIGNED_OUT);
 
     const guesser = new Browser(server);
     for (let i = 0; i < 5; i++)
@@ -257,7 +266,8 @@ describe("dashboard API", () => {
         headers: { cookie: "alveare_session=%", origin: server.url, "content-type": "application/json" },
         body: method === "GET" ? undefined : "{}",
       });
-      assert.ok(r.status === 401 || (path === "/dashboard/api/logout" && r.status === 200), `${method} ${path}: ${r.status}`);
+      if (path === "/dashboard/api/session") assert.deepEqual([r.status, r.json], SIGNED_OUT);
+      else assert.ok(r.status === 401 || (path === "/dashboard/api/logout" && r.status === 200), `${method} ${path}: ${r.status}`);
     }
     for (const name of ["constructor", "__proto__", "toString", "hasOwnProperty", "nope.js"]) {
       const r = await requestFrom("127.0.0.1", `${server.url}/dashboard/assets/${name}`);
@@ -285,7 +295,7 @@ describe("dashboard API", () => {
     const reset = await inviteCarol();
     const fresh = new Browser(server);
     assert.equal((await fresh.call("POST", "/dashboard/api/invitations/accept", { token: reset, password: "carol second password" })).status, 200);
-    assert.equal((await laptop.call("GET", "/dashboard/api/session")).status, 401, "old sessions end with the password change");
+    assert.deepEqual(await whoIs(laptop), SIGNED_OUT, "old sessions end with the password change");
     assert.equal((await phone.call("GET", "/dashboard/api/keys")).status, 401);
     assert.equal((await fresh.call("GET", "/dashboard/api/session")).json.email, "carol@example.com");
   });
@@ -358,7 +368,7 @@ describe("operator sessions across a change of ALVEARE_ADMIN_TOKEN", () => {
 
     // Restarted with token B: the old cookie is no operator session on any page or API.
     const sameCookieB = Object.assign(new Browser(await restart(TOKEN_B)), { cookie: underA.cookie, csrf: underA.csrf });
-    assert.equal((await sameCookieB.call("GET", "/dashboard/api/session")).status, 401, "the dashboard shows signed out");
+    assert.deepEqual(await whoIs(sameCookieB), SIGNED_OUT, "the dashboard shows signed out");
     assert.equal((await sameCookieB.call("GET", "/admin/api/accounts")).status, 401);
     assert.equal((await sameCookieB.call("POST", "/admin/api/accounts", { name: "x", plan: "solo" })).status, 401);
     const underB = new Browser(sameCookieB.server);
@@ -369,7 +379,7 @@ describe("operator sessions across a change of ALVEARE_ADMIN_TOKEN", () => {
     // Restarted without a token: no operator session is valid, whichever token made it.
     const without = await restart(undefined);
     for (const cookie of [underA.cookie, underB.cookie]) {
-      assert.equal((await Object.assign(new Browser(without), { cookie }).call("GET", "/dashboard/api/session")).status, 401);
+      assert.deepEqual(await whoIs(Object.assign(new Browser(without), { cookie })), SIGNED_OUT);
     }
   });
 });
@@ -502,7 +512,7 @@ describe("removing a member", () => {
     const removed = await operator.call("DELETE", `/admin/api/accounts/${accountId}/members/${memberId}`);
     assert.equal(removed.status, 204, JSON.stringify(removed.json));
     for (const session of [dana, phone]) {
-      assert.equal((await session.call("GET", "/dashboard/api/session")).status, 401, "every session of the member ends at once");
+      assert.deepEqual(await whoIs(session), SIGNED_OUT, "every session of the member ends at once");
       assert.equal((await session.call("GET", "/dashboard/api/keys")).status, 401);
     }
     const again = new Browser(server, "127.0.0.3");
@@ -601,7 +611,7 @@ describe("removing a member", () => {
 
     // Kept: hugo's key works on as the account's own.
     assert.equal((await operator.call("DELETE", `/admin/api/accounts/${accountId}/members/${hugo}?keep_keys=true`)).status, 204);
-    assert.equal((await hugoBrowser.call("GET", "/dashboard/api/session")).status, 401);
+    assert.deepEqual(await whoIs(hugoBrowser), SIGNED_OUT);
     assert.equal((await usage(hugoLive.key)).status, 200);
     const kept = ((await operator.call("GET", `/admin/api/accounts/${accountId}/keys`)).json.data as Array<Record<string, unknown>>).find(
       (k) => k.id === hugoLive.id,
@@ -634,6 +644,6 @@ describe("removing a member", () => {
     assert.equal((await erinBrowser.call("GET", "/dashboard/api/session")).status, 200, "erin is still a member");
     const byToken = await requestFrom("127.0.0.1", `${server.url}${path}`, { method: "DELETE", headers: { authorization: `Bearer ${TOKEN}` } });
     assert.equal(byToken.status, 204, "a script removes with the bearer token and no body");
-    assert.equal((await erinBrowser.call("GET", "/dashboard/api/session")).status, 401);
+    assert.deepEqual(await whoIs(erinBrowser), SIGNED_OUT);
   });
 });

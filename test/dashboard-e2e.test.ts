@@ -62,10 +62,16 @@ describe("dashboard in a real browser", { skip: noChromium }, () => {
     operator.on("response", (response) => {
       if (response.status() === 404) missing.push(new URL(response.url()).pathname);
     });
+    const consoleErrors: string[] = [];
+    operator.on("console", (message) => {
+      if (message.type() === "error") consoleErrors.push(`${message.text()} (${message.location().url})`);
+    });
     // A browser opening the server's own address lands on the dashboard.
     await operator.goto(`${server.url}/`);
     assert.equal(new URL(operator.url()).pathname, "/dashboard/");
     await operator.getByLabel("Admin token").waitFor();
+    // First contact looks sound: no failed request (a 401 for the session read, a 404 for an icon) in the console.
+    assert.deepEqual(consoleErrors, [], "a signed-out page load logs no console error");
     await audit(operator, "01-sign-in");
     for (const [part, ratio] of Object.entries(await nonTextContrast(operator))) assert.ok(ratio >= 3, `${part} contrast ${ratio}:1 is at least 3:1`);
     await operator.getByLabel("Admin token").fill(TOKEN);

@@ -3,7 +3,7 @@
  * Every number it shows comes from the server's JSON API; it keeps nothing but
  * the session's CSRF token in memory (the session itself is an HttpOnly cookie).
  */
-import { api, ApiFailure, errorText, field, form, h, quiet, show, state, when, type Json, type SessionInfo } from "./dom.js";
+import { api, ApiFailure, errorText, field, form, h, quiet, sessionEnded, show, state, when, type Json, type SessionAnswer } from "./dom.js";
 import { keysView, planView, usageView } from "./member.js";
 import { accountsView, accountView } from "./operator.js";
 import { activityView, auditView } from "./audit.js";
@@ -127,11 +127,10 @@ async function inviteView(token: string): Promise<void> {
 }
 
 async function loadSession(): Promise<void> {
-  try {
-    state.session = await api<SessionInfo>("GET", "/dashboard/api/session");
-  } catch {
-    state.session = undefined;
-  }
+  const answer = await api<SessionAnswer>("GET", "/dashboard/api/session").catch(() => undefined);
+  // A session the page held that the server no longer knows has ended: sign-in says so, as for a 401 elsewhere.
+  if (answer?.kind === "signed_out" && state.session !== undefined) sessionEnded();
+  state.session = answer?.kind === "member" || answer?.kind === "operator" ? answer : undefined;
 }
 
 async function route(): Promise<void> {

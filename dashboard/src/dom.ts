@@ -12,6 +12,9 @@ export interface SessionInfo {
   csrf_token: string;
 }
 
+/** GET /dashboard/api/session: who is signed in, or no one (a 200, not a 401 the browser console would print). */
+export type SessionAnswer = SessionInfo | { kind: "signed_out" };
+
 /** The signed-in session, if any; `expired` is set when the server stopped honouring it. */
 export const state: { session: SessionInfo | undefined; expired: boolean } = { session: undefined, expired: false };
 
@@ -50,20 +53,22 @@ export async function api<T = Json>(method: string, path: string, body?: unknown
   });
   const json = (await response.json().catch(() => ({}))) as Json;
   if (!response.ok) {
-    if (response.status === 401 && state.session !== undefined) {
-      // The session ran out (or was signed out elsewhere): back to sign-in, saying why.
-      state.session = undefined;
-      state.expired = true;
-      for (const dialog of document.querySelectorAll("dialog")) dialog.remove();
-      if (location.hash === "#login") window.dispatchEvent(new HashChangeEvent("hashchange"));
-      else location.hash = "#login";
-    }
+    if (response.status === 401 && state.session !== undefined) sessionEnded();
     throw new ApiFailure(
       response.status,
       forPeople(((json.error as Json | undefined)?.message as string | undefined) ?? `The server answered HTTP ${response.status}.`),
     );
   }
   return json as T;
+}
+
+/** The session ran out (or was signed out elsewhere): back to sign-in, saying why. */
+export function sessionEnded(): void {
+  state.session = undefined;
+  state.expired = true;
+  for (const dialog of document.querySelectorAll("dialog")) dialog.remove();
+  if (location.hash === "#login") window.dispatchEvent(new HashChangeEvent("hashchange"));
+  else location.hash = "#login";
 }
 
 /** A field's 400 as a person reads it: "Invalid 'password': is one of…" becomes "The password is one of…". */

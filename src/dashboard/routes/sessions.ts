@@ -4,7 +4,7 @@ import { dashboardRequests } from "../../api/schemas/dashboard.js";
 import type { CompiledSchema } from "../../schema/compile.js";
 import { parseBody } from "../../schema/request-errors.js";
 import type { Session } from "../../store/store.js";
-import { checkCsrf, checkSameOrigin, notSignedIn, readSessionCookie, setSessionCookie } from "../web-security.js";
+import { checkCsrf, checkSameOrigin, readSessionCookie, setSessionCookie } from "../web-security.js";
 import { memberAccount, type DashboardOptions, type MemberSession } from "./member-context.js";
 
 type SignedIn = { token: string; session: Session };
@@ -48,7 +48,9 @@ export function sessionRoutes(app: FastifyInstance, options: DashboardOptions): 
     // It answers the CSRF token: only to the dashboard's own pages, as every other member read.
     checkSameOrigin(request);
     const session = await people.session(readSessionCookie(request));
-    if (session === undefined) throw notSignedIn();
+    // "Who is signed in?" has "no one" for an answer, not a 401 every browser console prints as an error on each
+    // signed-out page load. It gives nothing away: every other route still answers 401 without a session.
+    if (session === undefined) return { kind: "signed_out" };
     if (session.admin) return { kind: "operator", csrf_token: session.csrfToken };
     const { member, account } = await memberAccount(options, session as MemberSession);
     return { kind: "member", email: member.email, account: accountJson(account), csrf_token: session.csrfToken };
