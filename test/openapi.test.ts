@@ -357,6 +357,11 @@ describe("the OpenAPI document", () => {
       const violations = watchCsp(page);
       const pageErrors: string[] = [];
       page.on("pageerror", (error) => pageErrors.push(error.message));
+      // A failed request (a 404 for /favicon.ico) is an error in the console too.
+      const consoleErrors: string[] = [];
+      page.on("console", (message) => {
+        if (message.type() === "error") consoleErrors.push(`${message.text()} (${message.location().url})`);
+      });
       const foreign: string[] = [];
       page.on("request", (request) => {
         if (!request.url().startsWith(server.url) && !request.url().startsWith("data:")) foreign.push(request.url());
@@ -370,6 +375,12 @@ describe("the OpenAPI document", () => {
       await page.locator(".opblock-body").first().waitFor({ timeout: 10_000 });
       assert.deepEqual(violations, []);
       assert.deepEqual(pageErrors, []);
+      assert.deepEqual(consoleErrors, []);
+      assert.equal(
+        await page.evaluate("document.querySelector('link[rel=icon]').href.startsWith('data:image/svg+xml,')"),
+        true,
+        "its icon is inline",
+      );
       assert.deepEqual(foreign, []);
     } finally {
       await browser?.close();
