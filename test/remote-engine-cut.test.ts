@@ -135,3 +135,65 @@ describe("remote engine: a stream cut while waiting for the upstream's next piec
     });
   }
 });
+
+/**
+ * answer_timeout_ms bounds the client's wait in all: a connection dropped before any answer is retried, and the retry
+ * has what is left of the deadline, not a deadline of its own.
+ */
+describe("remote engine: the answer deadline across a retry", () => {
+  const DEADLINE_MS = 2000;
+  /** The first try is dropped before any answer after `dropAfterMs`; later tries answer 200 and then only dribble. */
+  async function droppingThenDribbling(dropAfterMs: number): Promise<{ url: string; hits: () => number; close: () => void }> {
+    let hits = 0;
+    const server = http.createServer((req, res) => {
+      req.resume();
+      req.on("end", () => {
+        if (req.method === "GET") return void res.writeHead(200, { "content-type": "application/json" }).end('{"data":[]}');
+        if (hits++ === 0) return void setTimeout(() => res.socket?.destroy(), dropAfterMs);
+        const stream = req.headers.accept?.includes("text/event-stream") ?? false;
+        res.writeHead(200, { "content-type": stream ? "text/event-stream" : "application/json" });
+        const timer = setInterval(() => res.write(stream ? ": keep-alive\n\n" : " "), 100);
+        res.on("close", () => clearInterval(timer));
+      });
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const port = (server.address() as AddressInfo).port;
+    return {
+      url: `http://127.0.0.1:${port}/v1`,
+      hits: () => hits,
+      close: () => {
+        server.closeAllConnections();
+        server.close();
+      },
+    };
+  }
+
+  for (const stream of [false, true]) {
+    it(`ends a ${stream ? "streamed" : "whole"} answer at the deadline counted from the first try`, async () => {
+      const upstream = await droppingThenDribbling(DEADLINE_MS * 0.75);
+      const engine = new RemoteEngine({
+        upstreams: [{ baseUrl: upstream.url, model: "m" }],
+        connectTimeoutMs: 2000,
+        readTimeoutMs: 5000,
+        answerTimeoutMs: DEADLINE_MS,
+        healthCheckIntervalMs: 60_000,
+      });
+      const started = performance.now();
+      try {
+        const error = await engine.generate(requestUnder(new RequestAbort(), stream ? { onText: () => undefined } : {})).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        const ms = performance.now() - started;
+        assert.equal(upstream.hits(), 2, "the dropped first try was retried");
+        assert.equal((error as ApiError).status, 504);
+        assert.match((error as ApiError).message, /its answer took over 2000 ms in all/);
+        // A deadline of the retry's own would end it 1.75 deadlines after the start; the sweep runs every 500 ms.
+        assert.ok(ms >= DEADLINE_MS && ms < DEADLINE_MS * 1.5, `ended after ${Math.round(ms)} ms`);
+      } finally {
+        await engine.close();
+        upstream.close();
+      }
+    });
+  }
+});

@@ -218,14 +218,13 @@ const cutAfterAnswer = new WeakSet<Error>();
  */
 /** An exchange under way, as the answer deadline's sweep sees it. */
 interface Expiring {
-  /** When it was sent (performance.now()). */
+  /** When the answer was first asked for (performance.now()): the deadline runs from there, a retry included. */
   readonly since: number;
   expire(error: AnswerTimeoutError): void;
 }
 
 class WholeAnswer implements Dispatcher.DispatchHandlers, Expiring {
   statusCode = 0;
-  readonly since = performance.now();
   /** The answer's Retry-After header, if any. */
   retryAfter: string | undefined;
   private readonly chunks: Buffer[] = [];
@@ -242,6 +241,8 @@ class WholeAnswer implements Dispatcher.DispatchHandlers, Expiring {
     private readonly reject: (error: unknown) => void,
     /** The engine's exchanges under way: this one is in it until it ends. */
     private readonly live: Set<Expiring>,
+    /** When the answer was first asked for: a retry after a dropped connection gets no deadline of its own. */
+    readonly since: number,
   ) {
     aborted.watch(this.onAbort);
     live.add(this);
@@ -317,13 +318,13 @@ class WholeAnswer implements Dispatcher.DispatchHandlers, Expiring {
  * left still reads as one) or when the answer deadline passes.
  */
 class StreamDeadline implements Expiring {
-  readonly since = performance.now();
   private readonly controller = new AbortController();
   private readonly onClientAbort = (): void => this.controller.abort(this.client.reason);
 
   constructor(
     private readonly client: AbortSignal,
     private readonly live: Set<Expiring>,
+    readonly since: number,
   ) {
     if (client.aborted) this.controller.abort(client.reason);
     else client.addEventListener("abort", this.onClientAbort, { once: true });
@@ -474,16 +475,18 @@ export class RemoteEngine implements Engine {
     req.onStarted?.();
     let upstream = this.pick(undefined);
     upstream.inFlight++;
-    let since = performance.now();
+    // The answer deadline runs from here, across the retry: it bounds the client's wait in all.
+    const started = performance.now();
+    let since = started;
     let outcome: UpstreamOutcome = "ok";
     let answered = false;
-    const deadline = stream ? new StreamDeadline(req.signal, this.live) : undefined;
+    const deadline = stream ? new StreamDeadline(req.signal, this.live, started) : undefined;
     try {
       // A whole answer is read by a handler of our own (no body stream), a stream through undici's request().
       const exchange = (u: UpstreamState): Promise<Dispatcher.ResponseData | WholeAnswer> =>
         deadline !== undefined
           ? this.send(u, this.body(u, req, true), req, deadline.signal)
-          : this.sendWhole(u, this.body(u, req, false), req, aborted);
+          : this.sendWhole(u, this.body(u, req, false), req, aborted, started);
       let response: Dispatcher.ResponseData | WholeAnswer;
       try {
         response = await exchange(upstream);
@@ -644,9 +647,9 @@ export class RemoteEngine implements Engine {
   }
 
   /** Sends a non-streamed request and collects its whole answer. */
-  private sendWhole(upstream: UpstreamState, body: string, req: GenerationRequest, aborted: AbortWatch): Promise<WholeAnswer> {
+  private sendWhole(upstream: UpstreamState, body: string, req: GenerationRequest, aborted: AbortWatch, since: number): Promise<WholeAnswer> {
     return new Promise((resolve, reject) => {
-      const answer = new WholeAnswer(aborted, resolve, reject, this.live);
+      const answer = new WholeAnswer(aborted, resolve, reject, this.live, since);
       this.agent.dispatch(
         {
           origin: upstream.completions.origin,
