@@ -208,6 +208,13 @@ const refusalOf = (message: { refusal?: unknown } | null | undefined): string =>
 /** Errors of an exchange the upstream had already answered (its body was cut): not a connection failure to retry. */
 const cutAfterAnswer = new WeakSet<Error>();
 
+/** An exchange under way, as the answer deadline's sweep sees it. */
+interface Expiring {
+  /** When the answer was first asked for (performance.now()): the deadline runs from there, a retry included. */
+  readonly since: number;
+  expire(error: AnswerTimeoutError): void;
+}
+
 /**
  * A non-streamed answer, collected by a dispatch handler of our own: undici's
  * request() wraps every response in a Readable body and an AsyncResource,
@@ -216,13 +223,6 @@ const cutAfterAnswer = new WeakSet<Error>();
  * the connection is assigned. It watches the request's abort, not its
  * AbortSignal, which is then never made.
  */
-/** An exchange under way, as the answer deadline's sweep sees it. */
-interface Expiring {
-  /** When the answer was first asked for (performance.now()): the deadline runs from there, a retry included. */
-  readonly since: number;
-  expire(error: AnswerTimeoutError): void;
-}
-
 class WholeAnswer implements Dispatcher.DispatchHandlers, Expiring {
   statusCode = 0;
   /** The answer's Retry-After header, if any. */
