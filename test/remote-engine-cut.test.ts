@@ -1,11 +1,14 @@
 import assert from "node:assert/strict";
+import { spawn, spawnSync } from "node:child_process";
 import http from "node:http";
-import type { AddressInfo } from "node:net";
+import net, { type AddressInfo } from "node:net";
 import { describe, it } from "node:test";
 import { RemoteEngine } from "../src/engines/remote/remote-engine.js";
 import { RequestAbort } from "../src/server/request-context.js";
 import { ApiError } from "../src/errors.js";
 import type { GenerationRequest } from "../src/engines/types.js";
+
+const canSpawnPython = spawnSync("python3", ["--version"]).status === 0;
 
 /** An engine on one upstream, its health checks out of the way. */
 const engineOn = (baseUrl: string): RemoteEngine =>
@@ -196,4 +199,50 @@ describe("remote engine: the answer deadline across a retry", () => {
       }
     });
   }
+});
+
+/**
+ * The deadline holds while no connection is made yet. A listener that never accepts, with a backlog of none, takes one
+ * connection into its queue and drops the SYNs of the next ones, so connecting takes until connect_timeout_ms, which
+ * here is well past the answer deadline. Node accepts for its listeners by itself, so python3 holds the socket.
+ */
+describe("remote engine: the answer deadline while connecting", { skip: canSpawnPython ? false : "needs python3" }, () => {
+  it("fails a whole or streamed answer at the deadline though its connection is still being made", async () => {
+    const holder = spawn(
+      "python3",
+      [
+        "-c",
+        "import socket, sys\ns = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen(0)\nprint(s.getsockname()[1], flush=True)\nsys.stdin.read()",
+      ],
+      { stdio: ["pipe", "pipe", "inherit"] },
+    );
+    const port = Number(await new Promise<string>((resolve) => holder.stdout.once("data", (data: Buffer) => resolve(String(data)))));
+    // The one connection the queue takes.
+    const filler = net.connect(port, "127.0.0.1");
+    await new Promise((resolve) => filler.once("connect", resolve));
+    const engine = new RemoteEngine({
+      upstreams: [{ baseUrl: `http://127.0.0.1:${port}/v1`, model: "m" }],
+      connectTimeoutMs: 8_000,
+      readTimeoutMs: 8_000,
+      answerTimeoutMs: 1_000,
+      healthCheckIntervalMs: 60_000,
+    });
+    try {
+      for (const stream of [false, true]) {
+        const started = performance.now();
+        const error = await engine.generate(requestUnder(new RequestAbort(), stream ? { onText: () => undefined } : {})).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        const ms = performance.now() - started;
+        assert.equal((error as ApiError).status, 504, `stream: ${stream}: ${String(error)}`);
+        assert.match((error as ApiError).message, /its answer took over 1000 ms in all/);
+        assert.ok(ms >= 1_000 && ms < 2_500, `stream: ${stream}: ended after ${Math.round(ms)} ms, not at connect_timeout_ms`);
+      }
+    } finally {
+      await engine.close();
+      filler.destroy();
+      holder.stdin.end();
+    }
+  });
 });

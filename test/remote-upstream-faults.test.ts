@@ -365,6 +365,12 @@ describe("remote engine: the answer deadline", () => {
     const text = await response.text();
     return { status: response.status, text, ms: performance.now() - started };
   }
+  /** Waits for the upstream's connection to close: a regression fails the test rather than hanging the suite. */
+  const closedSoon = (closed: Promise<void>): Promise<void> =>
+    Promise.race([
+      closed,
+      new Promise<void>((_, reject) => setTimeout(() => reject(new Error("the upstream's connection was left open")), 5_000).unref()),
+    ]);
   const TIMED_OUT = `The upstream engine for this specialist timed out (its answer took over ${ANSWER_TIMEOUT_MS} ms in all).`;
   const within = (ms: number) => assert.ok(ms >= ANSWER_TIMEOUT_MS && ms < ANSWER_TIMEOUT_MS + 2_000, `ended after ${ms} ms`);
   const piece = (content: string | null, finish: string | null = null): string =>
@@ -379,7 +385,7 @@ describe("remote engine: the answer deadline", () => {
       assert.equal(error.type, "server_error");
       assert.equal(error.message, TIMED_OUT);
       within(r.ms);
-      await upstream.closed; // the upstream's connection is closed, not left sending
+      await closedSoon(upstream.closed); // the upstream's connection is closed, not left sending
     } finally {
       fake.respond = undefined;
     }
@@ -392,7 +398,7 @@ describe("remote engine: the answer deadline", () => {
       assert.equal(r.status, 504, r.text);
       assert.equal((JSON.parse(r.text) as { error: { message: string } }).error.message, TIMED_OUT);
       within(r.ms);
-      await upstream.closed;
+      await closedSoon(upstream.closed);
     } finally {
       fake.respond = undefined;
     }
@@ -413,7 +419,7 @@ describe("remote engine: the answer deadline", () => {
       assert.equal(last.error.type, "server_error");
       assert.equal(last.error.message, TIMED_OUT);
       assert.ok(!r.text.includes("[DONE]"));
-      await upstream.closed;
+      await closedSoon(upstream.closed);
     } finally {
       fake.respond = undefined;
     }

@@ -249,8 +249,10 @@ class WholeAnswer implements Dispatcher.DispatchHandlers, Expiring {
   }
 
   expire(error: AnswerTimeoutError): void {
-    if (this.abort !== undefined) this.abort(error);
-    else this.expired = error;
+    if (this.abort !== undefined) return this.abort(error);
+    // Still connecting, or waiting for a connection: the answer fails now, and the connection is aborted when it comes.
+    this.expired = error;
+    if (this.end()) this.reject(error);
   }
 
   private reason(): Error {
@@ -322,12 +324,13 @@ class StreamDeadline implements Expiring {
   private readonly onClientAbort = (): void => this.controller.abort(this.client.reason);
 
   constructor(
-    private readonly client: AbortSignal,
+    /** The client's abort, watched rather than listened to: no listener on its AbortSignal per request. */
+    private readonly client: AbortWatch,
     private readonly live: Set<Expiring>,
     readonly since: number,
   ) {
     if (client.aborted) this.controller.abort(client.reason);
-    else client.addEventListener("abort", this.onClientAbort, { once: true });
+    else client.watch(this.onClientAbort);
     live.add(this);
   }
 
@@ -340,7 +343,7 @@ class StreamDeadline implements Expiring {
   }
 
   end(): void {
-    this.client.removeEventListener("abort", this.onClientAbort);
+    this.client.unwatch(this.onClientAbort);
     this.live.delete(this);
   }
 }
@@ -480,7 +483,7 @@ export class RemoteEngine implements Engine {
     let since = started;
     let outcome: UpstreamOutcome = "ok";
     let answered = false;
-    const deadline = stream ? new StreamDeadline(req.signal, this.live, started) : undefined;
+    const deadline = stream ? new StreamDeadline(aborted, this.live, started) : undefined;
     try {
       // A whole answer is read by a handler of our own (no body stream), a stream through undici's request().
       const exchange = (u: UpstreamState): Promise<Dispatcher.ResponseData | WholeAnswer> =>
@@ -636,13 +639,21 @@ export class RemoteEngine implements Engine {
   }
 
   private send(upstream: UpstreamState, body: string, req: GenerationRequest, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
-    return this.agent.request({
+    const sent = this.agent.request({
       origin: upstream.completions.origin,
       path: upstream.completions.path,
       method: "POST",
       body,
       headers: this.headers(upstream, req.traceparent),
       signal,
+    });
+    // undici acts on an abort once the request has a connection: one still being made would hold the deadline (or a
+    // client that left) until connect_timeout_ms. The request is aborted when its connection comes.
+    return new Promise((resolve, reject) => {
+      const onAbort = (): void => reject(signal.reason);
+      if (signal.aborted) onAbort();
+      else signal.addEventListener("abort", onAbort, { once: true });
+      void sent.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
     });
   }
 
