@@ -201,6 +201,8 @@ describe("Prometheus metrics per remote upstream", () => {
           },
           // Another setting (its own engine) on the same upstream and model: one series, the sum of both.
           quick: { description: "short timeout", system_prompt: "", remote: { base_url: fakeUrl, model: "m", read_timeout_ms: 300 } },
+          // A third setting on that upstream: an engine of its own, with the same name as quick's.
+          patient: { description: "long timeout", system_prompt: "", remote: { base_url: fakeUrl, model: "m", read_timeout_ms: 60_000 } },
         },
         plans: { big: { requests_per_minute: 10_000, requests_per_month: 100_000, specialists: "*" } },
       },
@@ -272,5 +274,20 @@ describe("Prometheus metrics per remote upstream", () => {
     );
     const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
     assert.ok(!text.includes(auth.authorization!.slice(7)) && !text.includes('"hi"'));
+  });
+
+  it("sums the load of engines that share a name (one upstream, different timeouts) in alveare_engine_sequences_busy", async () => {
+    fake.fault = "hold";
+    const sent = fake.requests.length;
+    const asked = [chat("alveare-quick"), chat("alveare-patient"), chat("alveare-patient")];
+    try {
+      while (fake.requests.length < sent + 3) await new Promise((r) => setTimeout(r, 10));
+      const now = await samples();
+      assert.equal(value(now, "alveare_upstream_requests_in_flight", { upstream: fakeUrl, model: "m" }), 3);
+      assert.equal(value(now, "alveare_engine_sequences_busy", { engine: `remote:${fakeUrl}#m` }), 3);
+    } finally {
+      fake.release();
+      for (const r of await Promise.all(asked)) assert.equal(r.status, 200);
+    }
   });
 });

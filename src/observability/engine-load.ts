@@ -7,16 +7,21 @@ import type { EngineLoad, LoadSources, UpstreamHealth, UpstreamTraffic } from ".
 export function loadSources(specialists: () => readonly Specialist[]): LoadSources {
   return {
     engines(): EngineLoad[] {
-      const seen = new Map<string, EngineLoad>();
-      for (const { engine } of specialists()) {
-        if (seen.has(engine.name)) continue;
-        if (engine instanceof EmbeddedEngine) seen.set(engine.name, { engine: engine.name, queued: engine.queued, busy: engine.busy });
-        else if (engine instanceof RemoteEngine) {
-          const busy = Object.values(engine.load).reduce((n, u) => n + u.inFlight, 0);
-          seen.set(engine.name, { engine: engine.name, queued: 0, busy });
+      // Engines that share a name are summed: specialists on one upstream with different timeouts get an engine each.
+      const byName = new Map<string, EngineLoad>();
+      for (const engine of new Set(specialists().map((s) => s.engine))) {
+        let load: { queued: number; busy: number };
+        if (engine instanceof EmbeddedEngine) load = { queued: engine.queued, busy: engine.busy };
+        else if (engine instanceof RemoteEngine) load = { queued: 0, busy: engine.exchanges.reduce((n, u) => n + u.inFlight, 0) };
+        else continue;
+        const sum = byName.get(engine.name);
+        if (sum === undefined) byName.set(engine.name, { engine: engine.name, ...load });
+        else {
+          sum.queued += load.queued;
+          sum.busy += load.busy;
         }
       }
-      return [...seen.values()];
+      return [...byName.values()];
     },
     upstreamTraffic(): UpstreamTraffic[] {
       const byUpstream = new Map<string, UpstreamTraffic>();
