@@ -92,6 +92,27 @@ describe("request log lines", () => {
     }
   });
 
+  it("never carry the admin token a client pasted as its request id or into a path, nor echo it", async () => {
+    const token = `operator-${"T".repeat(40)}`;
+    const operated = await startTestServer({}, { gated: true, env: { ALVEARE_ADMIN_TOKEN: token } });
+    try {
+      const pasted = await fetch(`${operated.url}/health`, { headers: { "x-request-id": token } });
+      assert.equal(pasted.status, 200);
+      const id = pasted.headers.get("x-request-id") ?? "";
+      assert.match(id, /^req_[A-Za-z0-9]{20}$/, "an id holding the admin token is replaced by one of ours");
+      assert.equal((await fetch(`${operated.url}/admin/api/${token}/x?t=1`)).status, 404);
+      const lines = await until("both lines", () => {
+        const found = operated.logs.requests();
+        return found.length >= 2 ? found : undefined;
+      });
+      assert.ok(lines.some((l) => l.request_id === id));
+      assert.ok(lines.some((l) => l.route === "/admin/api/[the admin token]/x?[redacted]"));
+      for (const text of operated.logs.lines) assert.equal(text.includes(token), false, `the admin token leaked into the log: ${text}`);
+    } finally {
+      await operated.close();
+    }
+  });
+
   it("include a request whose URL is malformed, answered before any route: its line carries the id its response gave", async () => {
     const malformed = await fetch(`${server.url}/v1/infer%zz`, { method: "POST", body: "{}" });
     assert.equal(malformed.status, 400);

@@ -43,7 +43,8 @@ import { UNMATCHED_ROUTE } from "../observability/prometheus.js";
 import { readyRoute, type Lifecycle, type ReadinessSources } from "../observability/readiness.js";
 import "../observability/request-trace.js";
 import { dependencyFailure, reportFailure } from "./dependency-failure.js";
-import { holdsKey, withoutKeys } from "../gate/credentials.js";
+import { withoutKeys } from "../gate/credentials.js";
+import { PastedSecrets } from "./pasted-secrets.js";
 
 export type { SpecialistSource } from "../inference/run-inference.js";
 
@@ -69,16 +70,20 @@ export interface AppOptions {
   lifecycle?: Lifecycle | undefined;
   /** What GET /ready checks; no /ready route when absent. */
   readiness?: ReadinessSources | undefined;
+  /** ALVEARE_ADMIN_TOKEN, when set: pasted into a request id or a URL, it is neither echoed nor logged. */
+  adminToken?: string | undefined;
 }
 
 const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
 /** The client's id when it sent a sane one, else one of ours. */
-function requestIdFor(req: IncomingMessage): string {
-  const given = req.headers["x-request-id"];
-  // An API key pasted where an id goes would be echoed and logged: such an id is replaced by one of ours.
-  return typeof given === "string" && CLIENT_REQUEST_ID.test(given) && !holdsKey(given) ? given : requestId();
-}
+const requestIds =
+  (secrets: PastedSecrets) =>
+  (req: IncomingMessage): string => {
+    const given = req.headers["x-request-id"];
+    // A secret (an API key, the admin token) pasted where an id goes would be echoed and logged: such an id is replaced by one of ours.
+    return typeof given === "string" && CLIENT_REQUEST_ID.test(given) && !secrets.holds(given) ? given : requestId();
+  };
 
 /** The client left while its request was still arriving (a bodiless request is complete at its headers). */
 const bodyCutShort = (request: FastifyRequest): boolean => request.raw.readableAborted && !request.raw.complete;
@@ -136,6 +141,8 @@ const trustHops =
 
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const httpLimits = options.http ?? DEFAULT_HTTP_LIMITS;
+  const secrets = new PastedSecrets(options.adminToken);
+  const requestIdFor = requestIds(secrets);
   const app = Fastify({
     loggerInstance: options.logger as FastifyBaseLogger,
     // Fastify's own request lines are off: we write one richer line per request.
@@ -248,7 +255,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       if (answered !== undefined) request.logFields.code = answered.code;
       const status = request.logFields.aborted ? CLIENT_CLOSED : (answered?.status ?? (bodyCutShort(request) ? CLIENT_CLOSED : reply.raw.statusCode));
       const latencyMs = performance.now() - started;
-      logRequest(requestLines, request, status, latencyMs, clientIp);
+      logRequest(requestLines, request, status, latencyMs, clientIp, secrets);
       telemetry.httpRequest(route, status, latencyMs / 1000);
       request.trace.end({ "http.response.status_code": status, "http.request.id": request.id });
     };
@@ -329,13 +336,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 }
 
 /** The one line per request: id, route, status, error code, latency, specialist, tokens, caller. */
-function logRequest(log: Logger, request: FastifyRequest, status: number, latencyMs: number, clientIp: string): void {
+function logRequest(log: Logger, request: FastifyRequest, status: number, latencyMs: number, clientIp: string, secrets: PastedSecrets): void {
   log.info(
     {
       request_id: request.id,
       method: request.method,
-      // An unmatched route is logged as asked for: a key someone put in the path is cut to its prefix.
-      route: request.routeOptions.url ?? withoutKeys(withoutQuery(request.url)),
+      // An unmatched route is logged as asked for: a key someone put in the path is cut to its prefix, the admin token replaced.
+      route: request.routeOptions.url ?? secrets.without(withoutQuery(request.url)),
       status,
       latency_ms: Math.round(latencyMs * 10) / 10,
       ...request.logFields,

@@ -114,6 +114,7 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
     shutdown: shutdown.signal,
     v1Routes: stores && accountGate ? [usageRoute(stores.ledger, accountGate)] : [],
     mounts: stores ? operatorAndDashboard(stores, config, redis) : [],
+    adminToken: config.adminToken,
   });
   try {
     await app.listen({ port: config.port, host: config.host });
