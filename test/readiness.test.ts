@@ -126,6 +126,37 @@ describe("/ready", () => {
     }
   });
 
+  it("counts every upstream of a pool, two models behind one URL included", async () => {
+    const upstream = new FakeUpstream();
+    const base = await upstream.start();
+    const server = await startTestServer({
+      specialists: {
+        duo: {
+          description: "two models of one server",
+          system_prompt: "",
+          remote: {
+            upstreams: [
+              { base_url: base, model: "a" },
+              { base_url: base, model: "b" },
+            ],
+            health_check_interval_ms: 100,
+            connect_timeout_ms: 500,
+          },
+        },
+      },
+    });
+    try {
+      assert.deepEqual((await ready(server.url)).body.checks.upstreams?.pools, { duo: { healthy: 2, total: 2 } });
+      await upstream.stop();
+      const down = await upstreamsBecome(server.url, false);
+      assert.deepEqual(down.body.checks.upstreams?.pools, { duo: { healthy: 0, total: 2 } });
+      assert.deepEqual(down.body.checks.upstreams?.down, ["duo"]);
+    } finally {
+      await server.close();
+      await upstream.stop();
+    }
+  });
+
   it("turns 503 at once on drain: the running stream completes, new requests get 503 overloaded", async () => {
     const upstream = new HeldUpstream();
     const server = await startTestServer({ specialists: { faraway: held(await upstream.start()) } });

@@ -44,9 +44,7 @@ export function loadSources(specialists: () => readonly Specialist[]): LoadSourc
     },
     upstreams(): UpstreamHealth[] {
       return specialists().flatMap(({ id, engine }) =>
-        engine instanceof RemoteEngine
-          ? Object.entries(engine.load).map(([upstream, state]) => ({ specialist: id, upstream, healthy: state.healthy }))
-          : [],
+        engine instanceof RemoteEngine ? engine.exchanges.map(({ upstream, healthy }) => ({ specialist: id, upstream, healthy })) : [],
       );
     },
   };

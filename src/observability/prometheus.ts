@@ -8,7 +8,7 @@ export interface EngineLoad {
   busy: number;
 }
 
-/** One remote upstream's health as the remote engine's checks last saw it. */
+/** One configured remote upstream's health as the remote engine last saw it (a pool may name one URL for several models). */
 export interface UpstreamHealth {
   specialist: string;
   upstream: string;
@@ -117,7 +117,15 @@ export class PrometheusMetrics {
       registers,
       collect() {
         this.reset();
-        for (const u of sources.upstreams()) this.set({ specialist: u.specialist, upstream: u.upstream }, u.healthy ? 1 : 0);
+        // One series per specialist and URL: healthy only while every upstream the pool has at that URL is.
+        const byUrl = new Map<string, { specialist: string; upstream: string; healthy: boolean }>();
+        for (const u of sources.upstreams()) {
+          const key = `${u.specialist}\u0000${u.upstream}`;
+          const seen = byUrl.get(key);
+          if (seen === undefined) byUrl.set(key, { ...u });
+          else seen.healthy &&= u.healthy;
+        }
+        for (const u of byUrl.values()) this.set({ specialist: u.specialist, upstream: u.upstream }, u.healthy ? 1 : 0);
       },
     });
     new Counter({

@@ -361,6 +361,8 @@ export type UpstreamOutcome = (typeof UPSTREAM_OUTCOMES)[number];
 export interface UpstreamExchanges {
   upstream: string;
   model: string;
+  /** Whether it is in rotation: its last request or health check reached it. */
+  healthy: boolean;
   inFlight: number;
   outcomes: Record<UpstreamOutcome, number>;
   seconds: number;
@@ -440,16 +442,12 @@ export class RemoteEngine implements Engine {
     });
   }
 
-  /** Requests in flight and health per upstream base URL (readiness, metrics, tests). */
-  get load(): Record<string, { inFlight: number; healthy: boolean }> {
-    return Object.fromEntries(this.upstreams.map((u) => [u.baseUrl, { inFlight: u.inFlight, healthy: u.healthy }]));
-  }
-
-  /** Each upstream's exchanges so far (metrics). */
+  /** Each upstream's health and exchanges so far, one entry per configured upstream (readiness, metrics). */
   get exchanges(): UpstreamExchanges[] {
     return this.upstreams.map((u) => ({
       upstream: u.baseUrl,
       model: u.model,
+      healthy: u.healthy,
       inFlight: u.inFlight,
       outcomes: { ...u.outcomes },
       seconds: u.seconds,
