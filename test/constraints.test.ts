@@ -18,6 +18,19 @@ describe("JSON schema grammars", () => {
     assert.deepEqual(Object.keys(held.$defs), ["#/properties/abc"]);
   });
 
+  it("keep a definition named like an Object.prototype member as a definition of its own", () => {
+    // JSON.parse makes "__proto__" an own key; assigned into a plain object it set the table's prototype instead.
+    const defs = JSON.parse('{"__proto__": {"type": "boolean"}, "constructor": {"type": "integer"}}') as object;
+    const held = grammarSchemaOf({
+      type: "object",
+      properties: { a: { $ref: "#/$defs/__proto__" }, b: { $ref: "#/$defs/constructor" } },
+      $defs: defs,
+    }) as { $defs: object };
+    assert.deepEqual(Object.keys(held.$defs), ["__proto__", "constructor"]);
+    assert.deepEqual(Object.getOwnPropertyDescriptor(held.$defs, "__proto__")?.value, { type: "boolean" });
+    assert.equal(Object.getPrototypeOf(held.$defs), Object.prototype);
+  });
+
   it("give each type of a list only its own keywords, so a nest of type lists stays the size of the schema", () => {
     const types = ["object", "string", "number", "integer", "boolean", "null", "array"];
     let schema: object = { type: "string" };
@@ -330,6 +343,17 @@ describe("output constraints hold at temperature 2.0", () => {
       return Number.isInteger(node.v) && Array.isArray(node.kids) && node.kids.length <= 2 && node.kids.every(isTree);
     };
     cases.push([{ $ref: "#/$defs/node", $defs: { node: tree } }, isTree]);
+    // A definition named "__proto__" was lost (the answer was any JSON, null among them).
+    cases.push([
+      {
+        type: "object",
+        properties: { a: { $ref: "#/$defs/__proto__" } },
+        required: ["a"],
+        additionalProperties: false,
+        $defs: JSON.parse('{"__proto__": {"type": "boolean"}}') as object,
+      },
+      (v) => typeof (v as { a: unknown }).a === "boolean",
+    ]);
     for (const [schema, holds] of cases) {
       // Before, node-llama-cpp read each of these references as any JSON (it looks names up as written).
       for (let seed = 1; seed <= 4; seed++) {

@@ -165,14 +165,16 @@ export function groundReferences(schema: unknown): unknown {
   };
   const grounded = ground(schema, "schema") as Record<string, unknown>;
   // Grounding a definition may point at more of the document: each becomes a definition in turn.
-  const table: Record<string, unknown> = {};
+  const table: Array<[string, unknown]> = [];
   for (let done = 0; done < defs.size;) {
     for (const [name, def] of [...defs].slice(done)) {
-      table[name] = ground(def, `schema.$defs.${name}`);
+      table.push([name, ground(def, `schema.$defs.${name}`)]);
       done++;
     }
   }
-  return defs.size === 0 ? grounded : { ...grounded, $defs: table };
+  // Made as own entries: assigning a definition named "__proto__" would set the table's prototype instead, and
+  // the grammar would read its references as any JSON.
+  return defs.size === 0 ? grounded : { ...grounded, $defs: Object.fromEntries(table) };
 }
 
 const DEF_PREFIX = "#/$defs/";
