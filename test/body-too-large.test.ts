@@ -1,5 +1,7 @@
 import assert from "node:assert/strict";
 import { connect, type Socket } from "node:net";
+import { randomBytes } from "node:crypto";
+import { gzipSync } from "node:zlib";
 import { after, before, describe, it } from "node:test";
 import { drainLimit } from "../src/server/http-guards.js";
 import { startTestServer, type TestServer } from "./helpers/fixtures.js";
@@ -149,5 +151,53 @@ describe("A refused body is drained within bounds", () => {
     await twoAnswers;
     socket.destroy();
     assert.match(received, /^HTTP\/1\.1 413 [^]*HTTP\/1\.1 200 /);
+  });
+});
+
+describe("A refused body sent with connection: close", () => {
+  const BODY_LIMIT = 256 * 1024;
+  let server: TestServer;
+  before(async () => {
+    server = await startTestServer({ body_limit: BODY_LIMIT });
+  });
+  after(async () => {
+    await server.close();
+  });
+
+  /** The whole exchange of one request that asks to close, its body sent in full and the connection left open by the client. */
+  const closeAsked = (head: string, body: Buffer): Promise<{ received: string; closedInMs: number }> => {
+    const { hostname, port } = new URL(server.url);
+    const socket = connect({ port: Number(port), host: hostname });
+    let received = "";
+    const started = Date.now();
+    socket.on("data", (chunk: Buffer) => (received += chunk.toString("utf8")));
+    socket.on("error", () => undefined);
+    // Bounded: a connection kept alive would wait out the 72-second keep-alive timeout.
+    const timer = setTimeout(() => socket.destroy(), 3000);
+    socket.write(`${head}host: ${hostname}\r\ncontent-length: ${body.length}\r\nconnection: close\r\n\r\n`);
+    socket.write(body);
+    return new Promise((resolve) =>
+      socket.once("close", () => {
+        clearTimeout(timer);
+        resolve({ received, closedInMs: Date.now() - started });
+      }),
+    );
+  };
+
+  it("closes the connection once the body is drained, as asked (announced too large, or inflating past the limit)", async () => {
+    // The gzip body inflates past the limit within its first kilobyte, with most of its upload still to read.
+    const inflating = gzipSync(Buffer.concat([Buffer.alloc(1024 * 1024, 32), randomBytes(BODY_LIMIT / 2)]));
+    const cases: Array<[string, string, Buffer]> = [
+      ["announced", "POST /v1/infer HTTP/1.1\r\n", Buffer.alloc(4 * BODY_LIMIT, 120)],
+      ["gzip", "POST /v1/infer HTTP/1.1\r\ncontent-encoding: gzip\r\n", inflating],
+    ];
+    for (const [name, head, body] of cases) {
+      assert.ok(name === "announced" || body.length < BODY_LIMIT, `${name}: ${body.length} bytes`);
+      const { received, closedInMs } = await closeAsked(head, body);
+      assert.match(received, /^HTTP\/1\.1 413 /, name);
+      assert.equal(received.match(/HTTP\/1\.1 /g)?.length, 1, name);
+      // It was kept alive: the client that asked to close waited for the keep-alive timeout.
+      assert.ok(closedInMs < 2000, `${name}: closed after ${closedInMs} ms`);
+    }
   });
 });

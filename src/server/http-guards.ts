@@ -174,6 +174,9 @@ export function drainRefusedBody(request: FastifyRequest, reply: FastifyReply, l
   const { raw } = request;
   const socket = raw.socket;
   if (raw.complete || socket.destroyed) return;
+  // What Node would have done after this answer: a request that said `connection: close` (or HTTP/1.0 without
+  // keep-alive) has its connection closed once the body is drained, not kept alive.
+  const closeWhenDrained = !reply.raw.shouldKeepAlive;
   // Fastify asks for a close here; Node would also close for a request that said `connection: close`.
   reply.removeHeader("connection");
   reply.raw.shouldKeepAlive = true;
@@ -188,7 +191,14 @@ export function drainRefusedBody(request: FastifyRequest, reply: FastifyReply, l
     clearInterval(check);
     draining.delete(socket);
   };
-  raw.once("end", done);
+  raw.once("end", () => {
+    done();
+    if (!closeWhenDrained) return;
+    // After the answer's bytes, as Node ends a connection whose last answer this is. The body may be drained
+    // before the answer is written (an onSend hook awaiting Redis for the limit headers).
+    if (reply.raw.writableFinished) socket.destroySoon();
+    else reply.raw.once("finish", () => socket.destroySoon());
+  });
   socket.once("close", done);
 }
 
