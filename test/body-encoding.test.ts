@@ -5,7 +5,7 @@ import { connect, type Socket } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { brotliCompressSync, deflateSync, gzipSync } from "node:zlib";
 import Fastify from "fastify";
-import { decodedBody, decodingBodies, MAX_DECODING_BODIES } from "../src/server/body-encoding.js";
+import { decodedBody, decodingBodies, MAX_DECODING_BODIES, MAX_DECODING_DASHBOARD_BODIES } from "../src/server/body-encoding.js";
 import { createKey, startTestServer, type TestServer } from "./helpers/fixtures.js";
 
 interface Answer {
@@ -216,6 +216,37 @@ describe("compressed request bodies (Content-Encoding)", () => {
     await until(() => decodingBodies() === 0, "the uploads that left freed their places");
     const after = await post(server, agent, "/v1/chat/completions", gzipSync(chat("after")), { ...auth, "content-encoding": "gzip" });
     assert.equal(after.status, 200, JSON.stringify(after.json));
+  });
+
+  it(`give the dashboard, which reads bodies before any sign-in, its own ${MAX_DECODING_DASHBOARD_BODIES} places: clients without a key cannot take the API's`, async () => {
+    const { hostname, port } = new URL(server.url);
+    const signIn = gzipSync(JSON.stringify({ email: "a@example.com", password: "x".repeat(5000) })).subarray(0, 40);
+    // Stalled sign-ins from a stranger: no key, no session, as many as the API has places.
+    const stalled: Array<{ socket: Socket; answer: () => string }> = [];
+    for (let i = 0; i < MAX_DECODING_BODIES; i++) {
+      const socket = connect({ host: hostname, port: Number(port) });
+      let answer = "";
+      socket.on("data", (chunk: Buffer) => (answer += chunk.toString("utf8")));
+      socket.on("error", () => undefined);
+      socket.write(
+        `POST /dashboard/api/login HTTP/1.1\r\nhost: ${hostname}\r\norigin: ${server.url}\r\n` +
+          `content-type: application/json\r\ncontent-encoding: gzip\r\ncontent-length: 100000\r\n\r\n`,
+      );
+      socket.write(signIn);
+      stalled.push({ socket, answer: () => answer });
+    }
+    const overloaded = (): number => stalled.filter((s) => /^HTTP\/1\.1 503 [^]*"code":"overloaded"/.test(s.answer())).length;
+    try {
+      await until(
+        () => decodingBodies() === MAX_DECODING_DASHBOARD_BODIES && overloaded() === MAX_DECODING_BODIES - MAX_DECODING_DASHBOARD_BODIES,
+        "the dashboard's places are taken, and the sign-ins past them refused",
+      );
+      const api = await post(server, agent, "/v1/chat/completions", gzipSync(chat("served")), { ...auth, "content-encoding": "gzip" });
+      assert.equal(api.status, 200, JSON.stringify(api.json));
+    } finally {
+      for (const { socket } of stalled) socket.destroy();
+    }
+    await until(() => decodingBodies() === 0, "the sign-ins that left freed their places");
   });
 
   it("let go of a compressed body the server answers without reading (unknown method, TRACE, over the limit) or refuses once read (an unreadable content type)", async () => {

@@ -23,7 +23,24 @@ type DecodedBody = PassThrough & { receivedEncodedLength: number };
  * usually read within a millisecond, so only a flood of slow ones meets it.
  */
 export const MAX_DECODING_BODIES = 64;
-let decoding = 0;
+/**
+ * The dashboard's own places, apart: it reads a body before any sign-in is
+ * checked (a sign-in's body is what signs in), so anyone may hold these, and
+ * they must not be the API's, whose bodies are read only once a key is.
+ */
+export const MAX_DECODING_DASHBOARD_BODIES = 8;
+
+/** Places for compressed bodies being decoded: how many there are, and how many are taken. */
+interface DecodeSlots {
+  readonly max: number;
+  taken: number;
+}
+const API_SLOTS: DecodeSlots = { max: MAX_DECODING_BODIES, taken: 0 };
+const DASHBOARD_SLOTS: DecodeSlots = { max: MAX_DECODING_DASHBOARD_BODIES, taken: 0 };
+
+/** The dashboard's routes (their template, never the URL as sent, which may be spelled otherwise) take their own places. */
+const slotsFor = (request: FastifyRequest): DecodeSlots =>
+  request.routeOptions.url?.startsWith("/dashboard/") === true ? DASHBOARD_SLOTS : API_SLOTS;
 
 /** Methods whose body nothing reads (Fastify parses none for them). */
 const BODYLESS_METHODS = new Set(["GET", "HEAD", "TRACE"]);
@@ -60,17 +77,18 @@ export function decodedBody(request: FastifyRequest, reply: FastifyReply, payloa
       `Content-Encoding '${header.slice(0, 40)}' is not supported: send the body uncompressed, or as gzip, deflate or br (one coding).`,
     );
   }
-  if (decoding >= MAX_DECODING_BODIES) {
+  const slots = slotsFor(request);
+  if (slots.taken >= slots.max) {
     throw errors.overloaded(1, "Too many compressed request bodies are being decoded at once. Retry shortly, or send the body uncompressed.");
   }
-  decoding++;
+  slots.taken++;
   const decoder = makeDecoder();
   const decoded = new PassThrough() as DecodedBody;
   decoded.receivedEncodedLength = 0;
   payload.on("data", (chunk: Buffer) => (decoded.receivedEncodedLength += chunk.length));
   // One end for every way a request ends: read whole, refused, answered unread, or its client gone.
   decoded.once("close", () => {
-    decoding--;
+    slots.taken--;
     if (decoded.readableEnded) return;
     payload.unpipe(decoder);
     decoder.destroy();
@@ -95,5 +113,5 @@ export function decodedBody(request: FastifyRequest, reply: FastifyReply, payloa
   return decoded;
 }
 
-/** Compressed bodies being decoded now (tests). */
-export const decodingBodies = (): number => decoding;
+/** Compressed bodies being decoded now, the dashboard's included (tests). */
+export const decodingBodies = (): number => API_SLOTS.taken + DASHBOARD_SLOTS.taken;
