@@ -3,6 +3,7 @@ import { describe, it } from "node:test";
 import { Type } from "@sinclair/typebox";
 import { adminRequests } from "../src/api/schemas/admin.js";
 import { chatCompletionRequest, type ChatCompletionRequestBody } from "../src/api/schemas/chat-completions.js";
+import { embeddingsRequest } from "../src/api/schemas/embeddings.js";
 import { inferRequest, type InferRequestBody } from "../src/api/schemas/infer.js";
 import type { ChatCompletionCreateParams, InferRequest } from "../src/api/types.js";
 import { ConfigError } from "../src/config/config-error.js";
@@ -92,6 +93,14 @@ describe("request schemas: Ajv errors mapped to the error catalogue", () => {
       "messages[0]",
       "Invalid 'messages[0]': expected a message object.",
     ]);
+    // A null inside a parameter whose wording covers its items is a wrong value of it, not a missing parameter.
+    assert.deepEqual(refusal(chatCompletionRequest, chat({ stop: ["a", null] })).slice(0, 2), ["invalid_parameter", "stop"]);
+    assert.deepEqual(refusal(chatCompletionRequest, chat({ logit_bias: { "1": null } })), [
+      "invalid_parameter",
+      "logit_bias",
+      "Invalid 'logit_bias': expected an object mapping token ids to bias values from -100 to 100.",
+    ]);
+    assert.deepEqual(refusal(embeddingsRequest, { model: "alveare-embed", input: ["a", null] }).slice(0, 2), ["invalid_parameter", "input"]);
   });
 
   it("type: nothing is coerced, and a number's wrong value is quoted", () => {

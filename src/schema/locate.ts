@@ -13,6 +13,8 @@ export interface LocatedError {
   path: PathSegment[];
   /** The schema's own wording for this failure, reported at `path`. */
   problem?: string | undefined;
+  /** Whether the failing value lies below `path` (an item or entry of the parameter the wording covers). */
+  below: boolean;
 }
 
 type PathSegment = string | number;
@@ -96,6 +98,7 @@ export function locateError(root: SchemaNode, data: unknown, error: ErrorObject)
     value: error.propertyName ?? values[values.length - 1],
     path: withIndexes(path, values),
     problem: worded?.problem,
+    below: path.length < instance.length,
   };
 }
 

@@ -88,8 +88,9 @@ function requestError(e: LocatedError): ApiError {
   const path = e.keyword === "discriminator" && e.problem === undefined ? [...e.path, String(e.params.tag)] : e.path;
   const param = formatPath(path);
   if (param === "") return errors.invalidParameter("body", e.problem ?? "the body must be a JSON object.");
-  // null for a required property means it was left out; an array item that is null is just wrong.
-  if (e.keyword === "type" && e.value === null && typeof path[path.length - 1] === "string") return errors.missingParameter(param);
+  // null for a required property means it was left out; an array item that is null is just wrong, and so is a
+  // null inside a parameter its wording covers (`stop: ["a", null]` has its stop, only not a good one).
+  if (e.keyword === "type" && e.value === null && !e.below && typeof path[path.length - 1] === "string") return errors.missingParameter(param);
   return errors.invalidParameter(param, problemText(e));
 }
 
