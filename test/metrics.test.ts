@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
+import { connect, type Socket } from "node:net";
 import { after, before, describe, it } from "node:test";
+import { MAX_METRICS_CONNECTIONS } from "../src/observability/metrics-listener.js";
 import { createKey, postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
 import { FakeUpstream } from "./helpers/fake-upstream.js";
 import { freePort, HeldUpstream } from "./helpers/held-upstream.js";
@@ -79,6 +81,31 @@ describe("Prometheus metrics", () => {
     const onPublic = await fetch(`${server.url}/metrics`);
     assert.equal(onPublic.status, 404);
     assert.equal((await fetch(`http://127.0.0.1:${metricsPort}/other`)).status, 404);
+  });
+
+  it(`holds at most ${MAX_METRICS_CONNECTIONS} connections: idle ones past that are closed, so they cannot take the process's file descriptors`, async () => {
+    const sockets: Array<Socket & { ended?: boolean }> = [];
+    try {
+      for (let i = 0; i < MAX_METRICS_CONNECTIONS + 8; i++) {
+        const socket: Socket & { ended?: boolean } = connect({ port: metricsPort, host: "127.0.0.1" });
+        socket.on("error", () => undefined);
+        socket.once("close", () => (socket.ended = true));
+        sockets.push(socket);
+      }
+      const deadline = Date.now() + 3000;
+      while (sockets.filter((s) => s.ended).length < 8) {
+        assert.ok(Date.now() < deadline, `${sockets.filter((s) => s.ended).length} of the connections past the cap were closed`);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    } finally {
+      for (const socket of sockets) socket.destroy();
+    }
+    // Once the listener has seen them go, it serves again.
+    const deadline = Date.now() + 3000;
+    while ((await fetch(`http://127.0.0.1:${metricsPort}/metrics`).catch(() => undefined))?.status !== 200) {
+      assert.ok(Date.now() < deadline, "metrics are served again once the idle connections left");
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
   });
 
   it("counts known traffic exactly: successes, a 401, a 429, a stream, 503s from a full queue", async () => {
