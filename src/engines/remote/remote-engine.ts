@@ -11,6 +11,7 @@ import { upstreamLogprobs, type UpstreamLogprobs } from "./remote-logprobs.js";
 import { ToolCallStream, upstreamMessages, upstreamToolFields, wholeToolCalls } from "./remote-tools.js";
 import { estimatedPromptTokens, estimatedTokens, missingCounts, tokenCount } from "./remote-usage.js";
 import type { RemoteEngineConfig, Upstream } from "./remote-kind.js";
+import { LiveExchanges, type Expiring } from "./live-exchanges.js";
 
 interface UpstreamChoice {
   index?: number;
@@ -208,13 +209,6 @@ const refusalOf = (message: { refusal?: unknown } | null | undefined): string =>
 /** Errors of an exchange the upstream had already answered (its body was cut): not a connection failure to retry. */
 const cutAfterAnswer = new WeakSet<Error>();
 
-/** An exchange under way, as the answer deadline's sweep sees it. */
-interface Expiring {
-  /** When the answer was first asked for (performance.now()): the deadline runs from there, a retry included. */
-  readonly since: number;
-  expire(error: AnswerTimeoutError): void;
-}
-
 /**
  * A non-streamed answer, collected by a dispatch handler of our own: undici's
  * request() wraps every response in a Readable body and an AsyncResource,
@@ -225,6 +219,7 @@ interface Expiring {
  */
 class WholeAnswer implements Dispatcher.DispatchHandlers, Expiring {
   statusCode = 0;
+  slot = -1;
   /** The answer's Retry-After header, if any. */
   retryAfter: string | undefined;
   private readonly chunks: Buffer[] = [];
@@ -240,7 +235,7 @@ class WholeAnswer implements Dispatcher.DispatchHandlers, Expiring {
     private readonly resolve: (answer: WholeAnswer) => void,
     private readonly reject: (error: unknown) => void,
     /** The engine's exchanges under way: this one is in it until it ends. */
-    private readonly live: Set<Expiring>,
+    private readonly live: LiveExchanges,
     /** When the answer was first asked for: a retry after a dropped connection gets no deadline of its own. */
     readonly since: number,
   ) {
@@ -320,13 +315,14 @@ class WholeAnswer implements Dispatcher.DispatchHandlers, Expiring {
  * left still reads as one) or when the answer deadline passes.
  */
 class StreamDeadline implements Expiring {
+  slot = -1;
   private readonly controller = new AbortController();
   private readonly onClientAbort = (): void => this.controller.abort(this.client.reason);
 
   constructor(
     /** The client's abort, watched rather than listened to: no listener on its AbortSignal per request. */
     private readonly client: AbortWatch,
-    private readonly live: Set<Expiring>,
+    private readonly live: LiveExchanges,
     readonly since: number,
   ) {
     if (client.aborted) this.controller.abort(client.reason);
@@ -408,7 +404,7 @@ export class RemoteEngine implements Engine {
   private readonly upstreams: UpstreamState[];
   private readonly healthTimer: NodeJS.Timeout;
   /** Exchanges under way, swept for those past the answer deadline (one timer per engine, none per request). */
-  private readonly live = new Set<Expiring>();
+  private readonly live = new LiveExchanges();
   private readonly deadlineTimer: NodeJS.Timeout;
   private next = 0;
 
@@ -456,12 +452,8 @@ export class RemoteEngine implements Engine {
 
   /** Ends the exchanges whose answers are still coming after answer_timeout_ms: each fails as a timeout (504, or a cut stream). */
   private expireLate(): void {
-    const now = performance.now();
-    for (const exchange of this.live) {
-      if (now - exchange.since <= this.target.answerTimeoutMs) continue;
-      this.live.delete(exchange);
-      exchange.expire(new AnswerTimeoutError(this.target.answerTimeoutMs));
-    }
+    const late = this.live.takeStartedBefore(performance.now() - this.target.answerTimeoutMs);
+    for (const exchange of late) exchange.expire(new AnswerTimeoutError(this.target.answerTimeoutMs));
   }
 
   /** Counts one exchange that began at `since` (performance.now()). */
