@@ -113,6 +113,15 @@ describe("request log lines", () => {
     }
   });
 
+  it("cut an unknown URL's path to 512 characters, so a client cannot make each of its lines kilobytes long", async () => {
+    const path = `/nowhere/${"x".repeat(10_000)}`;
+    const response = await fetch(`${server.url}${path}`);
+    assert.equal(response.status, 404);
+    const id = response.headers.get("x-request-id");
+    const line = await until("the long path's line", () => server.logs.requests().find((r) => r.request_id === id));
+    assert.equal(line.route, `${path.slice(0, 512)}…`);
+  });
+
   it("include a request whose URL is malformed, answered before any route: its line carries the id its response gave", async () => {
     const malformed = await fetch(`${server.url}/v1/infer%zz`, { method: "POST", body: "{}" });
     assert.equal(malformed.status, 400);

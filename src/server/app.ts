@@ -8,7 +8,7 @@ import Fastify, {
 } from "fastify";
 import type { IncomingMessage } from "node:http";
 import type { ChildLoggerOptions, Logger } from "pino";
-import { ApiError, errors } from "../errors.js";
+import { ApiError, errors, shortenedTo } from "../errors.js";
 import type { Gate } from "../gate/gate.js";
 import type { SpecialistSource } from "../inference/run-inference.js";
 import { requestId } from "../ids.js";
@@ -75,6 +75,8 @@ export interface AppOptions {
 }
 
 const CLIENT_REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+/** The most of an unknown URL's path a request line carries. */
+const MAX_LOGGED_PATH = 512;
 
 /** The client's id when it sent a sane one, else one of ours. */
 const requestIds =
@@ -342,7 +344,8 @@ function logRequest(log: Logger, request: FastifyRequest, status: number, latenc
       request_id: request.id,
       method: request.method,
       // An unmatched route is logged as asked for: a key someone put in the path is cut to its prefix, the admin token replaced.
-      route: request.routeOptions.url ?? secrets.without(withoutQuery(request.url)),
+      // Cut to 512 characters after that: a client's 16 KB path would otherwise make a 16 KB line, request after request.
+      route: request.routeOptions.url ?? shortenedTo(secrets.without(withoutQuery(request.url)), MAX_LOGGED_PATH),
       status,
       latency_ms: Math.round(latencyMs * 10) / 10,
       ...request.logFields,
