@@ -27,6 +27,12 @@ export class ApiError extends Error {
   }
 }
 
+/** A remote engine's failure (`upstream_error`), naming the upstream it came from for the operator's log line. */
+export class UpstreamError extends ApiError {
+  /** Which upstream failed: in a pool, only this says which one (the client is never told). */
+  upstream: { url: string; model: string } | undefined;
+}
+
 export type Dependency = "redis" | "database";
 
 /** 503 `dependency_unavailable`, naming the shared store that was out of reach (for metrics and logs). */
@@ -159,7 +165,7 @@ export const errors = {
   overloaded: (retryAfterSeconds: number, message = "The engine is at capacity and its queue is full. Retry shortly.") =>
     new ApiError(503, "server_error", "overloaded", message, null, { "retry-after": String(retryAfterSeconds) }),
   upstream: (status: 502 | 503 | 504, message: string, headers: Readonly<Record<string, string>> = {}) =>
-    new ApiError(status, "server_error", "upstream_error", message, null, headers),
+    new UpstreamError(status, "server_error", "upstream_error", message, null, headers),
   keyLimitReached: (limit: number, mode: string) =>
     new ApiError(
       403,

@@ -149,8 +149,9 @@ describe("remote engine faults", () => {
   const fake = new FakeUpstream();
   let server: TestServer;
   let refusedPort: number;
+  let base = "";
   before(async () => {
-    const base = await fake.start();
+    base = await fake.start();
     refusedPort = await freePort();
     server = await startTestServer({
       specialists: {
@@ -221,6 +222,22 @@ describe("remote engine faults", () => {
     assert.equal(r.status, 502);
     assert.equal(errorOf(r).type, "server_error");
     assert.match(errorOf(r).message, /500/);
+  });
+
+  it("names the upstream that failed in the operator's warn line (in a pool, nothing else says which), never to the client", async () => {
+    fake.fault = "500";
+    const before = server.logs.records().length;
+    const r = await call("flaky");
+    assert.equal(r.status, 502);
+    assert.ok(!JSON.stringify(r.json).includes(base), "the client is not told the upstream's address");
+    const line = server.logs
+      .records()
+      .slice(before)
+      .find((l) => l.msg === "The upstream engine answered HTTP 500.");
+    assert.ok(line !== undefined, "a warn line for the failure");
+    assert.equal(line.level, 40);
+    assert.equal(line.upstream, base);
+    assert.equal(line.model, "m");
   });
 
   it("keeps an upstream's own words (which may echo its key) from the client: the operator's log has them, the key taken out", async () => {

@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from "fastify";
-import { DependencyUnavailableError, errors, type ApiError } from "../errors.js";
+import { DependencyUnavailableError, errors, UpstreamError, type ApiError } from "../errors.js";
 import { isRedisConnectionFailure } from "../gate/redis/connection.js";
 import { isDatabaseConnectionFailure } from "../store/postgres/connection-failure.js";
 import { isSqliteBusy } from "../store/sqlite/busy.js";
@@ -28,7 +28,8 @@ export function reportFailure(error: ApiError, log: FastifyBaseLogger, telemetry
     return true;
   }
   if (error.code === "upstream_error") {
-    log.warn({ err: error.cause, status: error.status }, error.message);
+    const from = error instanceof UpstreamError ? error.upstream : undefined;
+    log.warn({ err: error.cause, status: error.status, upstream: from?.url, model: from?.model }, error.message);
     return true;
   }
   return false;

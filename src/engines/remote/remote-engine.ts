@@ -1,7 +1,7 @@
 import type { Logger } from "pino";
 import { Agent, errors as undiciErrors, request, type Dispatcher } from "undici";
 import { readSseData, SseEventTooLargeError } from "../../api/sse.js";
-import { ApiError, errors, shortenedTo } from "../../errors.js";
+import { ApiError, errors, shortenedTo, UpstreamError } from "../../errors.js";
 import { NETWORK_REASONS } from "../../failure-kind.js";
 import { labelGrammar } from "../embedded/grammars.js";
 import { caughtUpOrAborted, signalSource } from "../abort-watch.js";
@@ -517,7 +517,9 @@ export class RemoteEngine implements Engine {
       outcome = aborted.aborted ? "aborted" : outcomeOf(error, answered);
       if (aborted.aborted) return { text: "", promptTokens: 0, completionTokens: 0, finishReason: "stop", aborted: true };
       if (isConnectError(error)) this.markHealth(upstream, false, networkReason(error));
-      throw this.failure(error);
+      const failed = this.failure(error);
+      if (failed instanceof UpstreamError) failed.upstream ??= { url: upstream.baseUrl, model: upstream.model };
+      throw failed;
     } finally {
       deadline?.end();
       upstream.inFlight--;
