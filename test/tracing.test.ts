@@ -99,7 +99,8 @@ describe("OpenTelemetry traces", () => {
       const callerSpan = "00f067aa0ba902b7";
       try {
         const { auth } = await createKey(server, "big");
-        const headers = { ...auth, traceparent: `00-${traceId}-${callerSpan}-01` };
+        // The caller's vendor state rides along unchanged (W3C trace context), beside the traceparent we make.
+        const headers = { ...auth, traceparent: `00-${traceId}-${callerSpan}-01`, tracestate: "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7" };
         const remote = await postJson(
           `${server.url}/v1/chat/completions`,
           { model: "alveare-faraway", messages: [{ role: "user", content: "hi" }] },
@@ -138,6 +139,7 @@ describe("OpenTelemetry traces", () => {
       assert.ok(typeof generated === "number" && generated > 0);
       // The upstream got the trace, as a child of the upstream span.
       assert.equal(upstream.headers.at(-1)?.traceparent, `00-${traceId}-${upstreamSpan!.spanId}-01`);
+      assert.equal(upstream.headers.at(-1)?.tracestate, "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7");
       assert.equal(attribute(first, "http.response.status_code"), 200);
     });
   });

@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import type { Embedder } from "./embedded/embeddings.js";
 import type { ToolCall, ToolCallDelta, ToolRequest } from "./tools.js";
+import type { TraceHeaders } from "../observability/telemetry.js";
 
 /** The engine layer's vocabulary: what a specialist asks an engine to do, and how engines are started. */
 
@@ -108,8 +109,8 @@ export interface GenerationRequest {
   onToolCall?: ((delta: ToolCallDelta, detail?: TextDetail) => void) | undefined;
   /** Called once the request has left the engine's queue and generation begins (queue-wait tracing). */
   onStarted?: (() => void) | undefined;
-  /** W3C trace context for the upstream call of a remote engine. */
-  traceparent?: string | undefined;
+  /** W3C trace context (traceparent, and the caller's tracestate) for the upstream call of a remote engine. */
+  traceHeaders?: TraceHeaders | undefined;
 }
 
 export interface GenerationResult {

@@ -129,11 +129,11 @@ export async function runInference(
 function withHooks(
   request: GenerationRequest,
   onText: GenerationRequest["onText"],
-  hooks: Pick<GenerationRequest, "onStarted" | "traceparent">,
+  hooks: Pick<GenerationRequest, "onStarted" | "traceHeaders">,
 ): GenerationRequest {
   request.onText = onText;
   request.onStarted = hooks.onStarted;
-  request.traceparent = hooks.traceparent;
+  request.traceHeaders = hooks.traceHeaders;
   return request;
 }
 

@@ -2,18 +2,18 @@ import { ApiError } from "../errors.js";
 import type { GenerationResult, TextDetail } from "../engines/types.js";
 import { RemoteEngine } from "../engines/remote/remote-engine.js";
 import type { Specialist } from "../specialists/specialist.js";
-import { NO_TELEMETRY, NO_TRACE, type RequestTrace, type Telemetry, type TraceSpan } from "./telemetry.js";
+import { NO_TELEMETRY, NO_TRACE, type RequestTrace, type Telemetry, type TraceHeaders, type TraceSpan } from "./telemetry.js";
 
 /** What the inference path calls at each step of a request. */
 export interface GenerationObserver {
   admission<T>(admitted: Promise<T>): Promise<T>;
-  engineHooks(): { onStarted: () => void; traceparent: string | undefined };
+  engineHooks(): { onStarted: () => void; traceHeaders: TraceHeaders | undefined };
   onText(inner: ((delta: string, detail?: TextDetail) => void) | undefined): ((delta: string, detail?: TextDetail) => void) | undefined;
   generated(result: GenerationResult | undefined, failure: unknown): void;
   metering(written: Promise<void>): Promise<void>;
 }
 
-const NO_HOOKS = { onStarted: (): void => undefined, traceparent: undefined };
+const NO_HOOKS = { onStarted: (): void => undefined, traceHeaders: undefined };
 const UNOBSERVED: GenerationObserver = {
   admission: (admitted) => admitted,
   engineHooks: () => NO_HOOKS,
@@ -65,11 +65,11 @@ export function observeGeneration(
     },
 
     /** What the engine calls back: leaving the queue, and the trace context for an upstream. */
-    engineHooks(): { onStarted: () => void; traceparent: string | undefined } {
+    engineHooks(): { onStarted: () => void; traceHeaders: TraceHeaders | undefined } {
       requested = performance.now();
       if (remote) {
         generation = trace.span("upstream", { "alveare.specialist": specialist.id, "alveare.upstream_model": specialist.engine.name });
-        return { onStarted: () => undefined, traceparent: generation.traceparent() };
+        return { onStarted: () => undefined, traceHeaders: generation.traceHeaders() };
       }
       queue = trace.span("queue", { "alveare.specialist": specialist.id });
       return {
@@ -78,7 +78,7 @@ export function observeGeneration(
           queue = undefined;
           generation = trace.span("generation", { "alveare.specialist": specialist.id });
         },
-        traceparent: undefined,
+        traceHeaders: undefined,
       };
     },
 

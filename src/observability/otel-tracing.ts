@@ -28,7 +28,7 @@ import {
 } from "@opentelemetry/sdk-trace";
 import { ConfigError } from "../config/config-error.js";
 import type { IncomingHttpHeaders } from "node:http";
-import type { RequestTrace, SpanAttributes, TraceSpan } from "./telemetry.js";
+import type { RequestTrace, SpanAttributes, TraceHeaders, TraceSpan } from "./telemetry.js";
 import { FLUSH_AT_SHUTDOWN_MS, type ExportWarning, type Tracing } from "./tracing.js";
 
 const propagator = new W3CTraceContextPropagator();
@@ -44,10 +44,12 @@ class OtelSpan implements TraceSpan {
     }
     this.span.end();
   }
-  traceparent(): string | undefined {
+  traceHeaders(): TraceHeaders | undefined {
     const carrier: Record<string, string> = {};
     propagator.inject(trace.setSpan(ROOT_CONTEXT, this.span), carrier, defaultTextMapSetter);
-    return carrier.traceparent;
+    const { traceparent, tracestate } = carrier;
+    if (traceparent === undefined) return undefined;
+    return tracestate === undefined || tracestate === "" ? { traceparent } : { traceparent, tracestate };
   }
 }
 

@@ -7,8 +7,14 @@ export interface TraceSpan {
   setAttributes(attributes: SpanAttributes): void;
   /** Ends the span; an error marks it failed. */
   end(error?: unknown): void;
-  /** The W3C traceparent that makes a downstream call this span's child (undefined when tracing is off). */
-  traceparent(): string | undefined;
+  /** The W3C trace context headers that make a downstream call this span's child (undefined when tracing is off). */
+  traceHeaders(): TraceHeaders | undefined;
+}
+
+/** W3C trace context as a downstream call carries it: the caller's tracestate passes on unchanged beside our traceparent. */
+export interface TraceHeaders {
+  traceparent: string;
+  tracestate?: string;
 }
 
 /** The trace of one HTTP request: a root span and its children. */
@@ -49,7 +55,7 @@ export interface Telemetry {
   readonly off?: boolean | undefined;
 }
 
-const NO_SPAN: TraceSpan = { setAttributes: () => undefined, end: () => undefined, traceparent: () => undefined };
+const NO_SPAN: TraceSpan = { setAttributes: () => undefined, end: () => undefined, traceHeaders: () => undefined };
 export const NO_TRACE: RequestTrace = { span: () => NO_SPAN, end: () => undefined };
 
 export const NO_TELEMETRY: Telemetry = {

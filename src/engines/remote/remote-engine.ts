@@ -12,6 +12,7 @@ import { ToolCallStream, upstreamMessages, upstreamToolFields, wholeToolCalls } 
 import { estimatedPromptTokens, estimatedTokens, missingCounts, tokenCount } from "./remote-usage.js";
 import type { RemoteEngineConfig, Upstream } from "./remote-kind.js";
 import { LiveExchanges, type Expiring } from "./live-exchanges.js";
+import type { TraceHeaders } from "../../observability/telemetry.js";
 
 interface UpstreamChoice {
   index?: number;
@@ -585,9 +586,12 @@ export class RemoteEngine implements Engine {
     );
   }
 
-  private headers(upstream: UpstreamState, traceparent?: string): Record<string, string> {
+  private headers(upstream: UpstreamState, trace?: TraceHeaders): Record<string, string> {
     const headers: Record<string, string> = { "content-type": "application/json", accept: "application/json, text/event-stream" };
-    if (traceparent !== undefined) headers.traceparent = traceparent;
+    if (trace !== undefined) {
+      headers.traceparent = trace.traceparent;
+      if (trace.tracestate !== undefined) headers.tracestate = trace.tracestate;
+    }
     const key = this.keyOf(upstream);
     if (key) headers.authorization = `Bearer ${key}`;
     return headers;
@@ -636,7 +640,7 @@ export class RemoteEngine implements Engine {
       path: upstream.completions.path,
       method: "POST",
       body,
-      headers: this.headers(upstream, req.traceparent),
+      headers: this.headers(upstream, req.traceHeaders),
       signal,
     });
     // undici acts on an abort once the request has a connection: one still being made would hold the deadline (or a
@@ -659,7 +663,7 @@ export class RemoteEngine implements Engine {
           path: upstream.completions.path,
           method: "POST",
           body,
-          headers: this.headers(upstream, req.traceparent),
+          headers: this.headers(upstream, req.traceHeaders),
         },
         answer,
       );
