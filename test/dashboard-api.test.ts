@@ -160,6 +160,9 @@ describe("dashboard API", () => {
       { origin: "https://evil.example" },
       { "sec-fetch-site": "cross-site" },
       { "content-type": "application/x-www-form-urlencoded" },
+      { "content-type": "text/plain" },
+      { "content-type": "multipart/form-data; boundary=x" },
+      { "content-type": "application/jsonp" },
     ];
     for (const headers of forged) {
       const r = await alice.call("POST", "/dashboard/api/keys", { mode: "live" }, headers);
@@ -167,6 +170,11 @@ describe("dashboard API", () => {
       assert.equal((r.json.error as { code: string }).code, "csrf_failed");
       const admin = await operator.call("POST", "/admin/api/accounts", { name: "x", plan: "solo" }, headers);
       assert.equal(admin.status, 403, `admin ${JSON.stringify(headers)}`);
+    }
+    // JSON in any case and with parameters is JSON: media types are case-insensitive, and none of these passes without a preflight.
+    for (const type of ["Application/JSON", "application/json;charset=UTF-8", "APPLICATION/JSON ; charset=utf-8"]) {
+      const r = await alice.call("POST", "/dashboard/api/keys", { mode: "test" }, { "content-type": type });
+      assert.equal(r.status, 201, type);
     }
     const login = await new Browser(server).call(
       "POST",

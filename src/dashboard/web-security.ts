@@ -63,6 +63,12 @@ export function setSessionCookie(request: FastifyRequest, reply: FastifyReply, t
   reply.header("set-cookie", `${sessionCookieName(request)}=${token}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAgeSeconds}${secure}`);
 }
 
+/**
+ * application/json with any parameters, in any case (media types are case-insensitive). Any such type needs a CORS
+ * preflight, which a cross-site form cannot send: only its own three types (urlencoded, multipart, text/plain) go without.
+ */
+const isJsonType = (type: string | undefined): boolean => /^\s*application\/json\s*(;|$)/i.test(type ?? "");
+
 const forbidden = (message: string): ApiError => new ApiError(403, "permission_error", "csrf_failed", message);
 
 /** "https://host:443" and "https://host" are the same origin (a proxy may name the port in X-Forwarded-Host). */
@@ -81,7 +87,7 @@ export function checkSameOrigin(request: FastifyRequest): void {
   }
   const site = request.headers["sec-fetch-site"];
   if (site !== undefined && site !== "same-origin" && site !== "none") throw forbidden("Cross-site request refused.");
-  if (request.method !== "GET" && request.method !== "HEAD" && !(request.headers["content-type"] ?? "").startsWith("application/json")) {
+  if (request.method !== "GET" && request.method !== "HEAD" && !isJsonType(request.headers["content-type"])) {
     throw forbidden("State-changing requests must send JSON.");
   }
 }
