@@ -72,8 +72,15 @@ describe("dashboard API", () => {
     const browser = await fetch(`${server.url}/`, { headers: { accept: "text/html,application/xhtml+xml,*/*;q=0.8" }, redirect: "manual" });
     assert.equal(browser.status, 302);
     assert.equal(browser.headers.get("location"), "/dashboard/");
-    // Its icon is inline: browsers need not ask for /favicon.ico (a 404 in every console).
-    assert.match(await (await fetch(`${server.url}/dashboard/`)).text(), /<link rel="icon" href="data:image\/svg\+xml,/);
+    // Its icon is the server's /favicon.ico, which every browser asks for on any page here (a 404 would be in every console).
+    assert.match(await (await fetch(`${server.url}/dashboard/`)).text(), /<link rel="icon" href="\/favicon\.ico" type="image\/svg\+xml">/);
+    for (const method of ["GET", "HEAD"]) {
+      const icon = await fetch(`${server.url}/favicon.ico`, { method });
+      assert.equal(icon.status, 200, method);
+      assert.equal(icon.headers.get("content-type"), "image/svg+xml");
+      assert.match(icon.headers.get("cache-control") ?? "", /max-age=\d+/);
+      if (method === "GET") assert.match(await icon.text(), /^<svg xmlns="http:\/\/www\.w3\.org\/2000\/svg"[^]*<\/svg>\n$/);
+    }
     for (const accept of ["application/json", "*/*"]) {
       const api = await fetch(`${server.url}/`, { headers: { accept }, redirect: "manual" });
       assert.equal(api.status, 404, accept);

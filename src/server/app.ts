@@ -36,6 +36,7 @@ import { chatCompletionsRoute } from "./routes/chat-completions.js";
 import { embeddingsRoute } from "./routes/embeddings.js";
 import { healthRoute } from "./routes/health.js";
 import { apiDocsRoutes } from "./routes/api-docs.js";
+import { iconRoute } from "./routes/icon.js";
 import { inferRoute } from "./routes/infer.js";
 import { modelsRoute } from "./routes/models.js";
 import { GATE_ERROR_TYPES, NO_TELEMETRY, type Telemetry } from "../observability/telemetry.js";
@@ -295,6 +296,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   await app.register(healthRoute, { version: options.version });
   await app.register(apiDocsRoutes, { version: options.version });
+  await app.register(iconRoute);
   if (options.readiness !== undefined) await app.register(readyRoute(options.readiness));
   await app.register(corsPreflight);
   await app.register(

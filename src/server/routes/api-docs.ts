@@ -3,6 +3,7 @@ import type { FastifyInstance } from "fastify";
 import { openApiDocument } from "../../api/openapi.js";
 import { errors } from "../../errors.js";
 import { setSecurityHeaders } from "../../dashboard/web-security.js";
+import { ICON_LINK } from "./icon.js";
 
 const VENDOR = new URL("../../../../dist/docs/vendor/", import.meta.url);
 
@@ -16,9 +17,6 @@ const ASSETS: ReadonlyMap<string, { body: () => Promise<Buffer | string>; type: 
 // validatorUrl: null, or Swagger UI would fetch a badge from a public validator.
 const START_SCRIPT = `window.ui = SwaggerUIBundle({ url: "/openapi.json", dom_id: "#reference", validatorUrl: null, deepLinking: true });\n`;
 
-/** The dashboard's icon, inline (the CSP allows img-src data:), so the page asks for no /favicon.ico: a 404 in every console. */
-const ICON = `<link rel="icon" href="data:image/svg+xml,%3Csvg xmlns='http%3A%2F%2Fwww.w3.org%2F2000%2Fsvg' viewBox='0 0 32 32'%3E%3Cpolygon points='16,2 28,9 28,23 16,30 4,23 4,9' fill='%23f2a900'/%3E%3C/svg%3E">`;
-
 const PAGE = `<!doctype html>
 <html lang="en">
 <head>
@@ -26,7 +24,7 @@ const PAGE = `<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Alveare API reference</title>
 <link rel="stylesheet" href="/docs/assets/swagger-ui.css">
-${ICON}
+${ICON_LINK}
 </head>
 <body>
 <main id="reference"></main>
