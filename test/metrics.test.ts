@@ -294,6 +294,23 @@ describe("Prometheus metrics per remote upstream", () => {
     assert.equal(value(after, "alveare_upstream_requests_in_flight", live), 0);
     // The timeout alone waited 0.3 s.
     assert.ok(value(after, "alveare_upstream_request_seconds_total", live) >= 0.3);
+    // The same exchanges as a histogram per upstream: every one counted once, whatever its outcome.
+    const histogram = "alveare_upstream_request_duration_seconds";
+    const buckets = after.filter((s) => s.name === `${histogram}_bucket` && s.labels.upstream === fakeUrl);
+    assert.deepEqual(
+      buckets.map((s) => s.labels.le),
+      [...["0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5"], ...["5", "10", "30", "60", "120", "+Inf"]],
+    );
+    assert.deepEqual(
+      buckets.map((s) => s.value),
+      [...buckets.map((s) => s.value)].sort((a, b) => a - b),
+      "cumulative",
+    );
+    assert.equal(value(after, `${histogram}_count`, live), 6);
+    assert.equal(buckets.at(-1)!.value, 6);
+    assert.ok(value(after, `${histogram}_bucket`, { ...live, le: "0.25" }) <= 5, "the 0.3 s timeout is over 0.25 s");
+    assert.equal(value(after, `${histogram}_sum`, live), value(after, "alveare_upstream_request_seconds_total", live));
+    assert.equal(value(after, `${histogram}_count`, { upstream: deadUrl, model: "m" }), 1);
     assert.equal(
       after.filter((s) => s.name === "alveare_upstream_requests_total" && s.labels.upstream === fakeUrl).length,
       6,

@@ -1,6 +1,7 @@
 import { EmbeddedEngine } from "../engines/embedded/embedded-engine.js";
 import { RemoteEngine } from "../engines/remote/remote-engine.js";
 import type { Specialist } from "../specialists/specialist.js";
+import { addDurations } from "./duration-counts.js";
 import type { EngineLoad, LoadSources, UpstreamHealth, UpstreamTraffic } from "./prometheus.js";
 
 /** Reads queue depth, busy sequences and upstream health off the engines of the specialists. */
@@ -37,6 +38,7 @@ export function loadSources(specialists: () => readonly Specialist[]): LoadSourc
           }
           sum.inFlight += u.inFlight;
           sum.seconds += u.seconds;
+          addDurations(sum.durations, u.durations);
           for (const [outcome, n] of Object.entries(u.outcomes)) sum.outcomes[outcome] = (sum.outcomes[outcome] ?? 0) + n;
         }
       }

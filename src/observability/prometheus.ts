@@ -1,4 +1,5 @@
-import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from "prom-client";
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry, type Metric } from "prom-client";
+import { DURATION_BOUNDS, type DurationCounts } from "./duration-counts.js";
 import type { InferenceOutcome } from "./telemetry.js";
 
 /** What an engine has waiting and running, read at scrape time. */
@@ -22,6 +23,8 @@ export interface UpstreamTraffic {
   inFlight: number;
   outcomes: Record<string, number>;
   seconds: number;
+  /** Per bucket of DURATION_BOUNDS, not cumulative. */
+  durations: DurationCounts;
 }
 
 export interface LoadSources {
@@ -35,7 +38,7 @@ export interface LoadSources {
 export const UNMATCHED_ROUTE = "unmatched";
 export const UNKNOWN_SPECIALIST = "unknown";
 
-const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
+const DURATION_BUCKETS = [...DURATION_BOUNDS];
 const FIRST_TOKEN_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 const INTER_TOKEN_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1];
 
@@ -150,6 +153,7 @@ export class PrometheusMetrics {
         for (const u of sources.upstreamTraffic()) this.inc({ upstream: u.upstream, model: u.model }, u.seconds);
       },
     });
+    this.registry.registerMetric(upstreamDurationHistogram(sources));
     new Gauge({
       name: "alveare_upstream_requests_in_flight",
       help: "Requests sent to each remote upstream and not yet answered in full.",
@@ -210,4 +214,36 @@ export class PrometheusMetrics {
   text(): Promise<string> {
     return this.registry.metrics();
   }
+}
+
+/**
+ * alveare_upstream_request_duration_seconds: a histogram whose buckets the remote engines count as exchanges end
+ * (no label lookup per request), rendered at scrape time. prom-client's Histogram can only be observed, so this is
+ * a metric of its own with the shape prom-client's registry renders.
+ */
+function upstreamDurationHistogram(sources: LoadSources): Metric {
+  const name = "alveare_upstream_request_duration_seconds";
+  const help = "Duration of exchanges with each remote upstream, streams to their end, whatever their outcome.";
+  const get = async () => ({
+    name,
+    help,
+    type: "histogram",
+    aggregator: "sum",
+    values: sources.upstreamTraffic().flatMap((u) => {
+      const labels = { upstream: u.upstream, model: u.model };
+      let cumulative = 0;
+      const buckets = DURATION_BOUNDS.map((le, i) => {
+        cumulative += u.durations[i] ?? 0;
+        return { metricName: `${name}_bucket`, labels: { ...labels, le }, value: cumulative };
+      });
+      const count = cumulative + (u.durations[DURATION_BOUNDS.length] ?? 0);
+      return [
+        ...buckets,
+        { metricName: `${name}_bucket`, labels: { ...labels, le: "+Inf" }, value: count },
+        { metricName: `${name}_sum`, labels, value: u.seconds },
+        { metricName: `${name}_count`, labels, value: count },
+      ];
+    }),
+  });
+  return { name, help, type: "histogram", aggregator: "sum", get, reset: () => undefined, collect: () => undefined } as unknown as Metric;
 }

@@ -13,6 +13,7 @@ import { estimatedPromptTokens, estimatedTokens, missingCounts, tokenCount } fro
 import type { RemoteEngineConfig, Upstream } from "./remote-kind.js";
 import { LiveExchanges, type Expiring } from "./live-exchanges.js";
 import type { TraceHeaders } from "../../observability/telemetry.js";
+import { countDuration, noDurations, type DurationCounts } from "../../observability/duration-counts.js";
 
 interface UpstreamChoice {
   index?: number;
@@ -363,6 +364,8 @@ export interface UpstreamExchanges {
   inFlight: number;
   outcomes: Record<UpstreamOutcome, number>;
   seconds: number;
+  /** The exchanges' durations, per histogram bucket. */
+  durations: DurationCounts;
 }
 
 /** `answered`: the upstream's answer had begun, so a connection closed under it cut an answer. */
@@ -379,6 +382,7 @@ interface UpstreamState extends Upstream {
   /** Counted per exchange; read by the metrics at scrape time, so a request costs two additions. */
   outcomes: Record<UpstreamOutcome, number>;
   seconds: number;
+  durations: DurationCounts;
   healthy: boolean;
   /** Whether the operator was told this upstream answers without usage (once: it is how the upstream is set up). */
   usageWarned: boolean;
@@ -422,6 +426,7 @@ export class RemoteEngine implements Engine {
       completions: completionsTarget(u.baseUrl),
       outcomes: Object.fromEntries(UPSTREAM_OUTCOMES.map((o) => [o, 0])) as Record<UpstreamOutcome, number>,
       seconds: 0,
+      durations: noDurations(),
     }));
     const first = target.upstreams[0];
     this.name = `remote:${first?.baseUrl ?? "?"}#${first?.model ?? "?"}${target.upstreams.length > 1 ? ` (+${target.upstreams.length - 1})` : ""}`;
@@ -447,6 +452,7 @@ export class RemoteEngine implements Engine {
       healthy: u.healthy,
       inFlight: u.inFlight,
       outcomes: { ...u.outcomes },
+      durations: [...u.durations],
       seconds: u.seconds,
     }));
   }
@@ -459,8 +465,10 @@ export class RemoteEngine implements Engine {
 
   /** Counts one exchange that began at `since` (performance.now()). */
   private counted(upstream: UpstreamState, outcome: UpstreamOutcome, since: number): void {
+    const seconds = (performance.now() - since) / 1000;
     upstream.outcomes[outcome]++;
-    upstream.seconds += (performance.now() - since) / 1000;
+    upstream.seconds += seconds;
+    countDuration(upstream.durations, seconds);
   }
 
   async generate(req: GenerationRequest): Promise<GenerationResult> {
