@@ -83,6 +83,9 @@ const notReceivedInTime = (subject: string, timeoutMs: number): ApiError =>
 export const errors = {
   invalidJson: (detail: string) => invalid("invalid_json", `We could not parse the JSON body of your request: ${detail}`),
   missingParameter: (param: string) => invalid("missing_parameter", `Missing required parameter: '${param}'.`, param),
+  /** A change that names none of the fields it can change: the first one is the parameter. */
+  missingOneOf: (params: string[]) =>
+    invalid("missing_parameter", `Missing required parameter: send at least one of ${params.map((p) => `'${p}'`).join(", ")}.`, params[0]),
   // Bounded: a problem can quote the request's own names and paths, which are the caller's to make long.
   invalidParameter: (param: string, message: string) => invalid("invalid_parameter", `Invalid '${param}': ${shortenedTo(message, 600)}`, param),
   modelNotFound: (name: string, param: string, suggestion?: string) => {

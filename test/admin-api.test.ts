@@ -240,6 +240,20 @@ describe("admin API", () => {
     }
     assert.deepEqual((await call(server, "GET", `/accounts/${keyed}/keys`)).json.data, [], "nothing was created");
     assert.equal((await call(server, "POST", `/accounts/${keyed}/keys`, { mode: "live" })).json.name, null);
+    // Names are kept without their edge spaces, as the dashboard keeps them.
+    assert.equal((await call(server, "POST", `/accounts/${keyed}/keys`, { mode: "live", name: "  ci runner   " })).json.name, "ci runner");
+    const spaced = await call(server, "POST", "/accounts", { name: " Acme Ltd  ", plan: "solo" });
+    assert.equal(spaced.json.name, "Acme Ltd");
+    assert.equal((await call(server, "GET", `/accounts/${spaced.json.id as string}`)).json.name, "Acme Ltd");
+    // A change that names nothing to change says what it takes.
+    const empty = await call(server, "PATCH", `/accounts/${keyed}`, {});
+    assert.equal(empty.status, 400);
+    assert.deepEqual(empty.json.error, {
+      message: "Missing required parameter: send at least one of 'plan', 'status'.",
+      type: "invalid_request_error",
+      param: "plan",
+      code: "missing_parameter",
+    });
     // A plan name is looked up as the table's own key, never one its prototype has.
     for (const plan of ["constructor", "toString", "__proto__"]) {
       assert.equal((await call(server, "POST", "/accounts", { name: "x", plan })).status, 400, plan);

@@ -691,6 +691,9 @@ describe("account administration from the CLI", () => {
     }
     assert.deepEqual(cliJson(["keys", "list", "--account", account.id, "--data-dir", dataDir], env), [], "nothing was created");
     assert.equal((cliJson(["keys", "create", "--account", account.id, "--data-dir", dataDir], env) as { name: unknown }).name, null);
+    // Kept without edge spaces, as the dashboard and the admin API keep names.
+    const spaced = cliJson(["keys", "create", "--account", account.id, "--name", "  deploy bot ", "--data-dir", dataDir], env) as { name: string };
+    assert.equal(spaced.name, "deploy bot");
   });
 
   it("refuses control characters in names and e-mails, and prints those an older version stored escaped", async () => {

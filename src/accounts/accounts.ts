@@ -43,8 +43,10 @@ export class AccountService {
     return plan;
   }
 
-  async createAccount(context: AuditContext, name: string, plan: string): Promise<Account> {
-    if (name.trim().length === 0) throw new AccountError(errors.invalidParameter("name", "the account name must not be empty."));
+  async createAccount(context: AuditContext, given: string, plan: string): Promise<Account> {
+    // Names are kept as people read them, whichever way they came (CLI, admin API, dashboard): without edge spaces.
+    const name = given.trim();
+    if (name.length === 0) throw new AccountError(errors.invalidParameter("name", "the account name must not be empty."));
     bounded("name", name, FIELD_LIMITS.name);
     this.plan(plan);
     const account: Account = { id: `acct_${randomBase62(16)}`, name, plan, status: "active", createdAt: new Date().toISOString() };
@@ -68,13 +70,14 @@ export class AccountService {
     context: AuditContext,
     accountId: string,
     mode: Mode,
-    name?: string,
+    given?: string,
     createdBy: string | null = null,
   ): Promise<{ record: ApiKeyRecord; key: string }> {
     if (!isKeyMode(mode)) throw new AccountError(errors.invalidParameter("mode", `must be live or test, got '${String(mode)}'.`));
+    const name = given?.trim();
     if (name !== undefined) {
       // A name is optional, but one given must say something: `--name "$UNSET"` is a mistake, not a nameless key.
-      if (name.trim().length === 0)
+      if (name.length === 0)
         throw new AccountError(errors.invalidParameter("name", "the key name must not be empty; leave it out for a key without a name."));
       bounded("name", name, FIELD_LIMITS.keyName);
     }

@@ -23,7 +23,7 @@ export function accountRoutes(app: FastifyInstance, { accounts }: AdminApiOption
     let account: Account | undefined;
     if (body.plan !== undefined) account = await accounts.changePlan(operator(request), request.params.id, body.plan);
     if (body.status !== undefined) account = await accounts.setStatus(operator(request), request.params.id, body.status);
-    if (account === undefined) throw errors.missingParameter("plan");
+    if (account === undefined) throw errors.missingOneOf(["plan", "status"]);
     return accountJson(account);
   });
 }
