@@ -277,6 +277,72 @@ describe("remote engine faults", () => {
     assert.ok(errorOf(r).message.length < 400);
   });
 
+  it("answers an upstream's refusal of a prompt over its context as context_length_exceeded, whole and streamed", async () => {
+    // As OpenAI (and an Alveare upstream), llama-server, and vLLM (old body at the top level, new under error) say it.
+    const tooLong = "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens.";
+    const bodies = [
+      { error: { message: tooLong, type: "invalid_request_error", code: "context_length_exceeded", param: "messages" } },
+      { error: { code: 400, message: "the request exceeds the available context size, try increasing it", type: "exceed_context_size_error" } },
+      { object: "error", message: tooLong, type: "BadRequestError", param: null, code: 400 },
+      { error: { message: tooLong, type: "BadRequestError", param: "input_tokens", code: 400 } },
+    ];
+    fake.fault = "ok";
+    try {
+      for (const body of bodies) {
+        fake.respond = (res) => void res.writeHead(400, { "content-type": "application/json" }).end(JSON.stringify(body));
+        for (const stream of [false, true]) {
+          const r = await call("flaky", stream);
+          assert.equal(r.status, 400, JSON.stringify(body));
+          assert.equal(errorOf(r).code, "context_length_exceeded", JSON.stringify(body));
+          assert.equal((r.json.error as { param: string }).param, "messages");
+          assert.match(errorOf(r).message, /the upstream engine refused the request: .*context/);
+        }
+      }
+    } finally {
+      fake.respond = undefined;
+    }
+  });
+
+  it("names the field an upstream's refusal names, where the client sent it; 'messages' otherwise", async () => {
+    const cases: Array<[unknown, string, string]> = [
+      ["response_format.json_schema.schema", "response_format", "invalid_parameter"],
+      ["tools[0].function.parameters", "tools", "invalid_parameter"],
+      ["max_tokens", "messages", "invalid_parameter"],
+      [null, "messages", "invalid_parameter"],
+    ];
+    fake.fault = "ok";
+    try {
+      for (const [param, expected, code] of cases) {
+        const body = { error: { message: "bad schema", type: "invalid_request_error", code: "invalid_parameter", param } };
+        fake.respond = (res) => void res.writeHead(400, { "content-type": "application/json" }).end(JSON.stringify(body));
+        const r = await call("flaky");
+        assert.equal(r.status, 400);
+        assert.equal((r.json.error as { param: string }).param, expected, String(param));
+        assert.equal(errorOf(r).code, code);
+      }
+    } finally {
+      fake.respond = undefined;
+    }
+  });
+
+  it("answers 502 when the upstream does not know the configured model (an Alveare upstream's 400): the client's request is not at fault", async () => {
+    const body = {
+      error: { message: "The model 'alveare-nope' does not exist.", type: "invalid_request_error", code: "model_not_found", param: "model" },
+    };
+    fake.fault = "ok";
+    try {
+      fake.respond = (res) => void res.writeHead(400, { "content-type": "application/json" }).end(JSON.stringify(body));
+      for (const stream of [false, true]) {
+        const r = await call("flaky", stream);
+        assert.equal(r.status, 502);
+        assert.equal(errorOf(r).type, "server_error");
+        assert.ok(!errorOf(r).message.includes("alveare-nope"), "the upstream's words go to the log only");
+      }
+    } finally {
+      fake.respond = undefined;
+    }
+  });
+
   it("turns an upstream 503 into 503", async () => {
     fake.fault = "503";
     const r = await call("flaky");

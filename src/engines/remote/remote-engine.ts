@@ -14,6 +14,7 @@ import type { RemoteEngineConfig, Upstream } from "./remote-kind.js";
 import { LiveExchanges, type Expiring } from "./live-exchanges.js";
 import type { TraceHeaders } from "../../observability/telemetry.js";
 import { countDuration, noDurations, type DurationCounts } from "../../observability/duration-counts.js";
+import { upstreamRefusal } from "./remote-refusal.js";
 
 interface UpstreamChoice {
   index?: number;
@@ -161,14 +162,15 @@ function retryAfterOf(value: string | undefined): Record<string, string> {
 /**
  * The catalogue error for an upstream's HTTP error answer. Only a 400 (the
  * request itself refused, e.g. too long for the upstream's context) passes the
- * upstream's words on to the client, bounded; any other status is the
- * operator's matter (a wrong key, a crash), so its words go to the log only.
+ * upstream's words on to the client, bounded (see upstreamRefusal); any other
+ * status is the operator's matter (a wrong key, a crash), so its words go to
+ * the log only.
  */
 function upstreamStatusError(status: number, text: string, secret: string | undefined, retryAfter?: string): ApiError {
   const said = upstreamWords(errorMessageOf(text), secret);
   const error =
     status === 400
-      ? errors.invalidParameter("messages", `the upstream engine refused the request: ${shortenedTo(said, 300)}`)
+      ? upstreamRefusal(text, said)
       : status === 429 || status === 503
         ? errors.upstream(503, `The upstream engine is overloaded (HTTP ${status}).`, retryAfterOf(retryAfter))
         : errors.upstream(502, `The upstream engine answered HTTP ${status}.`);
