@@ -484,6 +484,38 @@ describe("chat requests: OpenAI's rules beyond the body's shape", () => {
     }
   });
 
+  it("audio output is refused naming modalities or audio; text alone, user, store and metadata as OpenAI takes them are accepted", () => {
+    // A client asking for audio reads message.audio: answered with text alone, it would find none.
+    for (const modalities of [["audio"], ["text", "audio"]]) {
+      assert.deepEqual(chatRefusal({ modalities, audio: { voice: "alloy", format: "mp3" } }), [
+        "invalid_parameter",
+        "modalities",
+        "Invalid 'modalities': only text output is served: send [\"text\"] or leave it out.",
+      ]);
+    }
+    assert.deepEqual(chatRefusal({ audio: { voice: "alloy", format: "wav" } }).slice(0, 2), ["invalid_parameter", "audio"]);
+    assert.deepEqual(chatRefusal({ modalities: ["video"] }).slice(0, 2), ["invalid_parameter", "modalities[0]"]);
+    assert.deepEqual(chatRefusal({ modalities: "text" }).slice(0, 2), ["invalid_parameter", "modalities"]);
+    const metadata = Object.fromEntries(Array.from({ length: 16 }, (_, i) => [`k${i}`.padEnd(64, "x"), "v".repeat(512)]));
+    parseChatRequest(chat({ modalities: ["text"], audio: null, user: "u1", store: false, metadata }));
+    parseChatRequest(chat({ modalities: null, user: null, store: null, metadata: null }));
+    // OpenAI refuses these before anything is generated; a client that passes here would fail there.
+    assert.deepEqual(chatRefusal({ user: 42 }).slice(0, 2), ["invalid_parameter", "user"]);
+    assert.deepEqual(chatRefusal({ store: "yes" }).slice(0, 2), ["invalid_parameter", "store"]);
+    const wording = "Invalid 'metadata': expected an object of at most 16 string values, keys up to 64 characters and values up to 512.";
+    for (const bad of [
+      { a: 1 },
+      { a: "v".repeat(513) },
+      { ["k".repeat(65)]: "v" },
+      { ["k".repeat(10_000)]: 5 },
+      { ...metadata, one: "more" },
+      ["a"],
+    ]) {
+      // The caller's key is never echoed: a path naming it would hold all of it.
+      assert.deepEqual(chatRefusal({ metadata: bad }), ["invalid_parameter", "metadata", wording]);
+    }
+  });
+
   it("stream_options only with stream: true", () => {
     assert.equal(parseChatRequest(chat({ stream: true, stream_options: { include_usage: true } })).includeUsage, true);
     parseChatRequest(chat({ stream_options: null }));

@@ -66,6 +66,10 @@ const ResponseFormat = Nullable(
 
 const Penalty = Type.Optional(Nullable(Type.Number({ minimum: -2, maximum: 2 })));
 
+/** OpenAI's metadata rule, checked where the request is parsed: a key named in an error path would echo the caller's key in full. */
+export const METADATA_RULE = "expected an object of at most 16 string values, keys up to 64 characters and values up to 512.";
+const Metadata = Type.Unsafe<Record<string, unknown> | null>({ type: ["object", "null"], ...problem(METADATA_RULE) });
+
 /** POST /v1/chat/completions. Fields it does not name are ignored, as OpenAI does. */
 export const ChatCompletionRequestSchema = Type.Object({
   model: Type.String({ description: "alveare-<specialist id>" }),
@@ -100,6 +104,13 @@ export const ChatCompletionRequestSchema = Type.Object({
   tools: Tools,
   tool_choice: ToolChoice,
   parallel_tool_calls: ParallelToolCalls,
+  // Checked as OpenAI checks them, then not used: nothing is stored for later, and `user` is OpenAI's abuse-monitoring id.
+  user: Type.Optional(Nullable(Type.String())),
+  store: Type.Optional(Nullable(Type.Boolean())),
+  metadata: Type.Optional(Metadata),
+  // Only text is generated: "audio" here (and `audio`'s voice and format) is refused where the request is parsed.
+  modalities: Type.Optional(Nullable(Type.Array(StringEnum(["text", "audio"] as const)))),
+  audio: Type.Optional(Nullable(Type.Object({}))),
 });
 export type ChatCompletionRequestBody = Static<typeof ChatCompletionRequestSchema>;
 

@@ -1,4 +1,4 @@
-import { chatCompletionRequest, type ChatCompletionRequestBody } from "../../api/schemas/chat-completions.js";
+import { chatCompletionRequest, METADATA_RULE, type ChatCompletionRequestBody } from "../../api/schemas/chat-completions.js";
 import type { ChatMessage, OutputConstraint } from "../../engines/types.js";
 import { errors } from "../../errors.js";
 import { parseBody } from "../../schema/request-errors.js";
@@ -74,6 +74,23 @@ function refuseLegacyFunctions(body: unknown): void {
   }
 }
 
+/**
+ * Audio output is not generated: a client that asks for it would read `message.audio` and find none, so the
+ * request is refused rather than answered with text alone (as `functions` is, above).
+ */
+function refuseAudioOutput(o: ChatCompletionRequestBody): void {
+  if (o.modalities?.includes("audio") === true)
+    throw errors.invalidParameter("modalities", 'only text output is served: send ["text"] or leave it out.');
+  if (o.audio !== undefined && o.audio !== null) throw errors.invalidParameter("audio", "audio output is not served: leave it out.");
+}
+
+/** metadata as OpenAI takes it (then unused): at most 16 pairs, keys up to 64 characters, values strings up to 512. */
+function checkMetadata(o: ChatCompletionRequestBody): void {
+  const entries = Object.entries(o.metadata ?? {});
+  const fits = ([key, value]: [string, unknown]) => key.length <= 64 && typeof value === "string" && value.length <= 512;
+  if (entries.length > 16 || !entries.every(fits)) throw errors.invalidParameter("metadata", METADATA_RULE);
+}
+
 /** logit_bias is keyed by token ids, as OpenAI checks it (a word there is refused, though the bias is then ignored). */
 function checkLogitBias(o: ChatCompletionRequestBody): void {
   const bias = o.logit_bias ?? {};
@@ -85,6 +102,8 @@ function checkLogitBias(o: ChatCompletionRequestBody): void {
 export function parseChatRequest(body: unknown): ChatRequest {
   const o = parseBody(chatCompletionRequest, body);
   refuseLegacyFunctions(o);
+  refuseAudioOutput(o);
+  checkMetadata(o);
   checkLogitBias(o);
   const tools = parseToolRequest(o);
   const choices = o.n ?? 1;
