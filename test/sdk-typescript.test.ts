@@ -886,6 +886,37 @@ describe("TypeScript SDK against a scripted server", () => {
     }
   });
 
+  it("stops reading a stream whose line or event outgrows 8 Mi characters: an APIError, not memory without end", { timeout: 20_000 }, async () => {
+    const mib = "a".repeat(1024 * 1024);
+    // 12 MiB each: one data line never ended, or 12 data lines of one event never ended by a blank line.
+    for (const [what, pieces] of [
+      ["a line that never ends", [`data: ${mib}`, ...Array<string>(11).fill(mib)]],
+      ["an event of many data lines", Array<string>(12).fill(`data: ${mib}\n`)],
+    ] as const) {
+      api.script = (_req, res) => {
+        res.writeHead(200, { "content-type": "text/event-stream", "x-request-id": "req_endless" });
+        res.write(chunkEvent("half"));
+        // Writes as the client reads, then holds the connection open: only the bound ends the stream.
+        const rest = [...pieces];
+        const more = (): void => {
+          while (rest.length > 0 && res.write(rest.shift()!));
+          if (rest.length > 0) res.once("drain", more);
+        };
+        more();
+      };
+      const started = Date.now();
+      const { text, error } = await streamText(await streamed({ timeout: 5_000 }));
+      assert.equal(text, "half", what);
+      assert.ok(error instanceof APIError && !(error instanceof APIConnectionError), `${what}: ${String(error)}`);
+      assert.deepEqual([error.status, error.requestId], [200, "req_endless"]);
+      assert.match(
+        error.message,
+        /^the stream from 127\.0\.0\.1:\d+ sent an event over 8388608 characters, more than any answer's event holds: it was read no further$/,
+      );
+      assert.ok(Date.now() - started < 4_000, `${what}: took ${Date.now() - started} ms`);
+    }
+  });
+
   it("ends a stream without [DONE] quietly when every choice has its finish_reason, as some servers and proxies send it", async () => {
     const usage = `data: ${JSON.stringify({ id: "chatcmpl-x", object: "chat.completion.chunk", created: 1, model: "alveare-chat", choices: [], usage: { prompt_tokens: 1, completion_tokens: 1, total_tokens: 2 } })}\n\n`;
     api.script = (_req, res) => {

@@ -232,6 +232,12 @@ def _read_within(response: Any, deadline: Optional[float]) -> bytes:
         parts.append(part)
 
 
+#: The most one stream event may hold, in characters (a line, in bytes). An Alveare event carries one piece of one
+#: choice, a few KB at most; a server (or a proxy between) that never ends a line or an event would otherwise grow it
+#: until the process runs out of memory.
+MAX_STREAM_EVENT_CHARS = 8 * 1024 * 1024
+
+
 def _json_object(data: str) -> Optional[Dict[str, Any]]:
     """An event's data as a chunk (or an error event), or None when it is not a JSON object."""
     try:
@@ -309,7 +315,10 @@ class ChatCompletionStream:
     def _events(self) -> Iterator[str]:
         """Each event's data (its `data:` lines joined), the last one also when no blank line ends it."""
         data: List[str] = []
+        held = 0  # characters of the event so far
         for raw in self._lines():
+            if len(raw) > MAX_STREAM_EVENT_CHARS:
+                raise self._too_large()
             text = raw.decode("utf-8", errors="replace")  # as TextDecoder does in TypeScript: U+FFFD, no exception
             text = text[:-1] if text.endswith("\n") else text
             text = text[:-1] if text.endswith("\r") else text
@@ -319,19 +328,31 @@ class ChatCompletionStream:
                     if data:
                         yield "\n".join(data)
                     data = []
+                    held = 0
                 elif line.startswith("data:"):
                     data.append(line[5:].lstrip(" ") if line[5:6] == " " else line[5:])
+                    held += len(data[-1]) + 1
+                    if held > MAX_STREAM_EVENT_CHARS:
+                        raise self._too_large()
         if data:
             yield "\n".join(data)
 
+    def _too_large(self) -> APIError:
+        return APIError(
+            f"the stream from {self._host} sent an event over {MAX_STREAM_EVENT_CHARS} characters, more than any "
+            "answer's event holds: it was read no further",
+            status=self._response.status, request_id=self._response.headers.get("x-request-id"),
+            headers=Headers(self._response.headers.items()),
+        )
+
     def _lines(self) -> Iterator[bytes]:
-        """The body's lines; a read that times out or fails becomes the SDK's error for its cause."""
-        lines = iter(self._response)
+        """The body's lines, each read up to one byte past the bound (so a line that never ends is not held whole);
+        a read that times out or fails becomes the SDK's error for its cause."""
         while True:
             try:
-                line = next(lines)
-            except StopIteration:
-                return
+                line = self._response.readline(MAX_STREAM_EVENT_CHARS + 1)
+                if not line:
+                    return
             except (socket.timeout, TimeoutError, OSError, http.client.HTTPException, ValueError) as error:
                 if self._closed:  # the read close() ended
                     return

@@ -130,10 +130,7 @@ class Faults(unittest.TestCase):
         class TimesOut:
             headers: dict = {}
 
-            def __iter__(self):
-                return self
-
-            def __next__(self):
+            def readline(self, limit=-1):
                 raise socket.timeout("timed out")
 
             def close(self):
@@ -179,6 +176,31 @@ class Faults(unittest.TestCase):
             self.assertNotIsInstance(error, APIConnectionError, garbage)
             self.assertEqual((error.status, error.request_id), (200, "req_garbage"))
             self.assertRegex(str(error), "sent an event whose data is not a JSON object")
+
+    def test_a_stream_whose_line_or_event_outgrows_8_mi_characters_raises_api_error_not_memory_without_end(self):
+        mib = b"a" * (1024 * 1024)
+        # 12 MiB each: one data line never ended, or 12 data lines of one event never ended by a blank line.
+        for what, pieces in (("a line that never ends", [b"data: " + mib] + [mib] * 11),
+                             ("an event of many data lines", [b"data: " + mib + b"\n"] * 12)):
+            def endless(conn, seen, pieces=pieces):
+                conn.sendall(stream_head({"X-Request-Id": "req_endless"}) + chunk_event("half"))
+                try:
+                    for piece in pieces:
+                        conn.sendall(piece)
+                except OSError:  # the client stopped reading and closed
+                    return
+                hold(conn)  # only the bound ends the stream
+
+            self.api.script = endless
+            started = time.monotonic()
+            text, error = self.stream_text(timeout=5)
+            self.assertEqual(text, "half", what)
+            self.assertIsInstance(error, alveare.APIError, what)
+            self.assertNotIsInstance(error, APIConnectionError, what)
+            self.assertEqual((error.status, error.request_id), (200, "req_endless"))
+            self.assertRegex(str(error), r"^the stream from 127\.0\.0\.1:\d+ sent an event over 8388608 characters, more than any "
+                             r"answer's event holds: it was read no further$")
+            self.assertLess(time.monotonic() - started, 4, what)
 
     def test_close_from_another_thread_ends_the_stream_at_once(self):
         held_for: List[float] = []

@@ -9,7 +9,7 @@ import {
   MissingApiKeyError,
 } from "./errors.js";
 import { retryDelayMs, shouldRetry } from "./retry.js";
-import { readSseData } from "./sse.js";
+import { readSseData, SseEventTooLargeError } from "./sse.js";
 import { VERSION } from "./version.js";
 import type {
   ChatCompletion,
@@ -161,6 +161,13 @@ const hostOf = (url: string): string => {
   }
 };
 
+/**
+ * The most one stream event may hold, in characters. An Alveare event carries one piece of one choice, a few KB at
+ * most; a server (or a proxy between) that never ends a line or an event would otherwise grow it until the process
+ * runs out of memory.
+ */
+const MAX_STREAM_EVENT_CHARS = 8 * 1024 * 1024;
+
 /** What a stream needs besides its response: how long to wait for data, and whose abort to heed. */
 interface StreamContext {
   /** Milliseconds without data after which the stream fails with APIConnectionTimeoutError. */
@@ -194,7 +201,7 @@ export class ChatCompletionStream implements AsyncIterable<ChatCompletionChunk> 
     let unreadable: string | undefined;
     try {
       if (body !== null) {
-        for await (const data of readSseData(this.chunks(body))) {
+        for await (const data of this.events(body)) {
           if (unreadable !== undefined) {
             throw new APIError(
               this.response.status,
@@ -240,6 +247,22 @@ export class ChatCompletionStream implements AsyncIterable<ChatCompletionChunk> 
     } finally {
       this.controller.abort();
       this.context.release();
+    }
+  }
+
+  /** Each event's data; an event past MAX_STREAM_EVENT_CHARS is the server's error, and the stream is read no further. */
+  private async *events(body: ReadableStream<Uint8Array>): AsyncGenerator<string> {
+    try {
+      yield* readSseData(this.chunks(body), MAX_STREAM_EVENT_CHARS);
+    } catch (error) {
+      if (!(error instanceof SseEventTooLargeError)) throw error;
+      throw new APIError(
+        this.response.status,
+        {},
+        this.response.headers.get("x-request-id"),
+        this.response.headers,
+        `the stream from ${this.context.host} sent ${error.message}, more than any answer's event holds: it was read no further`,
+      );
     }
   }
 
