@@ -184,6 +184,17 @@ describe("HTTP contract: errors and request ids", () => {
       );
     }
   });
+  it("says a path segment over 100 characters is too long, not that the URL's encoding is broken", async () => {
+    const r = await fetch(`${server.url}/v1/models/${"a".repeat(101)}`);
+    assert.equal(r.status, 400);
+    assert.deepEqual(((await r.json()) as { error: unknown }).error, {
+      message: "A path segment is longer than 100 characters; no id or model name is that long.",
+      type: "invalid_request_error",
+      code: "invalid_request",
+      param: null,
+    });
+  });
+
   it("never echoes a long path in full: 40 characters at most", async () => {
     const r = await fetch(`${server.url}/${"a".repeat(8000)}`);
     assert.equal(r.status, 404);

@@ -216,12 +216,18 @@ function rawResponse(error: ApiError, id: string): string {
   ].join("\r\n");
 }
 
+/** Fastify's default bound on one path parameter (its maxParamLength). */
+const MAX_PATH_PARAMETER = 100;
+
 /** Errors Fastify raises before routing (a malformed URL) would otherwise get Fastify's own body. */
 export function frameworkErrorHandler(error: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
   const apiError =
-    error.code === "FST_ERR_BAD_URL" || error.code === "FST_ERR_MAX_PARAM_LENGTH"
+    error.code === "FST_ERR_BAD_URL"
       ? errors.invalidRequest("The request URL is malformed (check its percent-encoding).")
-      : errors.internal();
+      : error.code === "FST_ERR_MAX_PARAM_LENGTH"
+        ? // The router's bound on one path parameter (an id, a model name): the URL's encoding is not at fault.
+          errors.invalidRequest(`A path segment is longer than ${MAX_PATH_PARAMETER} characters; no id or model name is that long.`)
+        : errors.internal();
   request.logFields.code = apiError.code;
   void reply.code(apiError.status).headers(securityHeaders(request.url)).header("x-request-id", request.id).send(apiError.toBody());
 }
