@@ -7,6 +7,7 @@ import { brotliCompressSync, deflateSync, gzipSync } from "node:zlib";
 import Fastify from "fastify";
 import { decodedBody, decodingBodies, MAX_DECODING_BODIES, MAX_DECODING_DASHBOARD_BODIES } from "../src/server/body-encoding.js";
 import { createKey, startTestServer, type TestServer } from "./helpers/fixtures.js";
+import { DASHBOARD_BODY_LIMIT } from "../src/dashboard/dashboard-routes.js";
 
 interface Answer {
   status: number;
@@ -218,6 +219,30 @@ describe("compressed request bodies (Content-Encoding)", () => {
     assert.equal(after.status, 200, JSON.stringify(after.json));
   });
 
+  it(`hold the dashboard's bodies, read before any sign-in, to ${DASHBOARD_BODY_LIMIT} bytes, decoded or not: a 413 naming that limit`, async () => {
+    const nested = `[${Array<string>(3900)
+      .fill(`${"[".repeat(127)}${"]".repeat(127)}`)
+      .join(",")}]`;
+    const bodies = [
+      { encoding: "gzip", body: gzipSync(`{"email":${nested},"password":"x"}`) },
+      { encoding: undefined, body: Buffer.from(JSON.stringify({ email: "a@example.com", password: "x".repeat(DASHBOARD_BODY_LIMIT) })) },
+    ];
+    assert.ok(bodies[0]!.body.length < 4096, "a megabyte of nested arrays in a few KB of gzip");
+    for (const { encoding, body } of bodies) {
+      const answer = await post(server, agent, "/dashboard/api/login", body, {
+        origin: server.url,
+        ...(encoding === undefined ? {} : { "content-encoding": encoding }),
+      });
+      assert.equal(answer.status, 413, JSON.stringify(answer.json));
+      assert.equal(answer.json.error?.message, `Request body is larger than the limit of ${DASHBOARD_BODY_LIMIT} bytes.`);
+    }
+    // The longest fields a sign-in may hold, every character escaped, still fit.
+    const escaped = Buffer.from(JSON.stringify({ email: "a@example.com", password: "\u0001".repeat(1024) }));
+    assert.ok(escaped.length > 6 * 1024);
+    const longest = await post(server, agent, "/dashboard/api/login", escaped, { origin: server.url });
+    assert.equal(longest.status, 401, JSON.stringify(longest.json));
+  });
+
   it(`give the dashboard, which reads bodies before any sign-in, its own ${MAX_DECODING_DASHBOARD_BODIES} places: clients without a key cannot take the API's`, async () => {
     const { hostname, port } = new URL(server.url);
     const signIn = gzipSync(JSON.stringify({ email: "a@example.com", password: "x".repeat(5000) })).subarray(0, 40);
@@ -230,7 +255,7 @@ describe("compressed request bodies (Content-Encoding)", () => {
       socket.on("error", () => undefined);
       socket.write(
         `POST /dashboard/api/login HTTP/1.1\r\nhost: ${hostname}\r\norigin: ${server.url}\r\n` +
-          `content-type: application/json\r\ncontent-encoding: gzip\r\ncontent-length: 100000\r\n\r\n`,
+          `content-type: application/json\r\ncontent-encoding: gzip\r\ncontent-length: 10000\r\n\r\n`,
       );
       socket.write(signIn);
       stalled.push({ socket, answer: () => answer });

@@ -277,8 +277,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // The client left before its body arrived (it closed, or a timeout already answered it): the
     // error is the unfinished body's, so nothing of ours failed and nothing can be answered.
     if (bodyCutShort(request) && !(error instanceof ApiError)) return reply.code(CLIENT_CLOSED).send();
-    const apiError = toApiError(error, options.bodyLimit);
-    if (apiError.code === "request_too_large") drainRefusedBody(request, reply, drainLimit(options.bodyLimit));
+    // A route may hold bodies to less than the server's limit (the dashboard's): the 413 names the one it passed.
+    const bodyLimit = request.routeOptions.bodyLimit ?? options.bodyLimit;
+    const apiError = toApiError(error, bodyLimit);
+    if (apiError.code === "request_too_large") drainRefusedBody(request, reply, drainLimit(bodyLimit));
     request.logFields.code = apiError.code;
     if (GATE_ERROR_TYPES.has(apiError.type)) telemetry.gateRejection(apiError.code);
     if (!reportFailure(apiError, request.log, telemetry) && apiError.status >= 500 && !(error instanceof ApiError)) {
