@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import OpenAI from "openai";
+import type { CreateEmbeddingResponse } from "../src/api/types.js";
 import type { EmbeddedEmbedder } from "../src/engines/embedded/embeddings.js";
+import { embeddingsJson, shapeVector, toBase64 } from "../src/server/routes/embeddings.js";
 import { createKey, postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
 
 const norm = (v: readonly number[]): number => Math.sqrt(v.reduce((s, x) => s + x * x, 0));
@@ -209,5 +211,50 @@ describe("an embedding under way", () => {
     } finally {
       await server.close();
     }
+  });
+});
+
+describe("the embeddings answer's JSON", () => {
+  const vectorOf = (seed: number, length: number): number[] => Array.from({ length }, (_, i) => Math.sin(seed * 31 + i) / 7);
+
+  it("is what JSON.stringify makes of the whole answer, floats and base64, with and without dimensions", async () => {
+    const vectors = [vectorOf(1, 40), vectorOf(2, 40), vectorOf(3, 40)];
+    for (const [dimensions, base64] of [
+      [undefined, false],
+      [undefined, true],
+      [8, false],
+      [8, true],
+    ] as const) {
+      const expected: CreateEmbeddingResponse = {
+        object: "list",
+        data: vectors.map((v, index) => {
+          const shaped = shapeVector(v, dimensions);
+          return { object: "embedding", index, embedding: base64 ? toBase64(shaped) : shaped };
+        }),
+        model: 'alveare-embed "quoted"',
+        usage: { prompt_tokens: 12, total_tokens: 12 },
+      };
+      assert.equal(await embeddingsJson(vectors, dimensions, base64, 'alveare-embed "quoted"', 12), JSON.stringify(expected));
+    }
+    assert.equal(
+      await embeddingsJson([], undefined, false, "m", 0),
+      JSON.stringify({ object: "list", data: [], model: "m", usage: { prompt_tokens: 0, total_tokens: 0 } }),
+    );
+  });
+
+  it("is written a slice per event-loop turn, so a big batch does not hold other requests", async () => {
+    // 2,048 inputs of 896 dimensions: ~250 ms of writing in one piece.
+    const vectors = Array.from({ length: 2048 }, (_, i) => vectorOf(i, 896));
+    let turns = 0;
+    let counting = true;
+    const count = (): void => {
+      turns++;
+      if (counting) setImmediate(count);
+    };
+    setImmediate(count);
+    const json = await embeddingsJson(vectors, undefined, false, "m", 1);
+    counting = false;
+    assert.ok(turns >= 50, `other work ran in ${turns} turns while it was written`);
+    assert.equal((JSON.parse(json) as { data: unknown[] }).data.length, 2048);
   });
 });
