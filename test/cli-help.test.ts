@@ -331,4 +331,22 @@ describe("alveare serve start-up failures", () => {
     assert.equal(format.status, 2);
     assert.match(format.stderr, /ALVEARE_LOG_FORMAT/);
   });
+
+  it("a config file that cannot be read names the flag or the variable that gave it", () => {
+    const missing = join(tempDir(), "nope.json");
+    const fromFlag = alveare(["serve", "--config", missing, "--port", "0"]);
+    assert.equal(fromFlag.status, 2);
+    assert.match(fromFlag.stderr, /^alveare: configuration error at --config: cannot read /);
+    // Before, the variable's file was blamed on --config, a flag the user never typed.
+    for (const args of [
+      ["serve", "--port", "0"],
+      ["accounts", "list"],
+    ]) {
+      const fromEnv = alveare(args, cleanEnv({ ALVEARE_CONFIG: missing, ALVEARE_DATA_DIR: tempDir() }));
+      assert.equal(fromEnv.status, 2);
+      assert.deepEqual(lines(fromEnv.stderr), [
+        `alveare: configuration error at ALVEARE_CONFIG: cannot read ${missing}: ENOENT: no such file or directory, open '${missing}'`,
+      ]);
+    }
+  });
 });

@@ -243,12 +243,13 @@ function publicUrlFrom(value: string | undefined, host: string, port: number): s
   return value.replace(/\/+$/, "");
 }
 
-function readConfigFile(path: string): ConfigFile {
+/** `source` is the flag or variable that named the file: an unreadable file is fixed there. */
+function readConfigFile(path: string, source: string): ConfigFile {
   let text: string;
   try {
     text = readFileSync(path, "utf8");
   } catch (error) {
-    throw new ConfigError("--config", `cannot read ${path}: ${(error as Error).message}`);
+    throw new ConfigError(source, `cannot read ${path}: ${(error as Error).message}`);
   }
   let parsed: unknown;
   try {
@@ -338,7 +339,7 @@ function checkMetricsPortApart(observability: ObservabilitySettings, port: numbe
 /** Builds the server's configuration: flags win over env, env over the config file, the file over defaults. */
 export function loadConfig(flags: ServeFlags = {}, env: Env = process.env): ServerConfig {
   const configPath = flags.config ?? env.ALVEARE_CONFIG;
-  const file: ConfigFile = configPath ? readConfigFile(configPath) : {};
+  const file: ConfigFile = configPath ? readConfigFile(configPath, flags.config ? "--config" : "ALVEARE_CONFIG") : {};
   const engine = file.engine ?? {};
   // A Map: model names come from the file, and `constructor` must not look defined.
   const models = new Map(Object.entries(file.models ?? {}));
