@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { copyFileSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -282,6 +282,25 @@ describe("alveare serve start-up failures", () => {
     assert.equal(fromFile.status, 2);
     // The first missing file is reported; classify comes before chat and uses the base model.
     assert.match(fromFile.stderr, /\/also-nope\.gguf \(given by --model\)/);
+  });
+
+  it("a directory given as the model is named as one, with the .gguf file it holds", async () => {
+    const model = await tinyModel();
+    const holder = tempDir();
+    copyFileSync(model, join(holder, "tiny.gguf"));
+    // Before, an existing directory was reported as "model file not found".
+    const one = alveare(["serve", "--model", holder, "--port", "0", "--data-dir", tempDir()]);
+    assert.equal(one.status, 2);
+    assert.deepEqual(lines(one.stderr), [
+      `alveare: ${holder} is a directory (given by --model); pass the .gguf file in it: ${join(holder, "tiny.gguf")}`,
+    ]);
+    assert.equal(one.stdout, "");
+    const empty = tempDir();
+    const none = alveare(["serve", "--port", "0", "--data-dir", tempDir()], cleanEnv({ ALVEARE_MODEL: empty }));
+    assert.equal(none.status, 2);
+    assert.deepEqual(lines(none.stderr), [
+      `alveare: ${empty} is a directory (given by ALVEARE_MODEL); pass the path of a .gguf file, not of its directory`,
+    ]);
   });
 
   it("a file that is not a GGUF model is refused the same way, before anything loads", () => {

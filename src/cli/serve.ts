@@ -1,4 +1,6 @@
+import { readdirSync } from "node:fs";
 import { stat } from "node:fs/promises";
+import { join } from "node:path";
 import { createServer } from "node:net";
 import { constants as osConstants } from "node:os";
 import { reachableUrl, type ServeFlags, type ServerConfig } from "../config/config.js";
@@ -11,16 +13,26 @@ import { RuntimeError, UsageError } from "./exit.js";
 import { DEFAULT_DRAIN_SECONDS } from "../observability/settings.js";
 import { unknownVariables } from "../config/unknown-variables.js";
 
-/** What is wrong with a file llama.cpp is to load as GGUF: missing, unreadable (the error), not GGUF; undefined when nothing. */
-async function ggufProblem(path: string): Promise<"missing" | "not GGUF" | Error | undefined> {
-  const exists = await stat(path).then(
-    (info) => info.isFile(),
-    () => false,
-  );
-  if (!exists) return "missing";
+/** What is wrong with a file llama.cpp is to load as GGUF: missing, a directory, unreadable (the error), not GGUF; undefined when nothing. */
+async function ggufProblem(path: string): Promise<"missing" | "directory" | "not GGUF" | Error | undefined> {
+  const info = await stat(path).catch(() => undefined);
+  // A directory (say, the data dir's models/ that `models pull` fills) exists: "not found" would send the user looking for it.
+  if (info?.isDirectory() === true) return "directory";
+  if (info?.isFile() !== true) return "missing";
   // llama.cpp's own complaint about a file that is not a model names neither the file nor the setting.
   const gguf = await isGgufFile(path).catch((error: Error) => error);
   return gguf === true ? undefined : gguf === false ? "not GGUF" : gguf;
+}
+
+/** The .gguf file to name instead of a directory: the one it holds, if it holds exactly one. */
+function ggufHint(directory: string): string {
+  let files: string[] = [];
+  try {
+    files = readdirSync(directory).filter((name) => name.endsWith(".gguf"));
+  } catch {
+    // Unreadable: the general hint still holds.
+  }
+  return files.length === 1 ? `the .gguf file in it: ${join(directory, files[0]!)}` : "the path of a .gguf file, not of its directory";
 }
 
 /**
@@ -44,6 +56,7 @@ async function checkLocalModels(config: ServerConfig, flags: ServeFlags): Promis
         : `'models.${engine.model}' in ${configFile ?? "the config file"}`;
     if (problem === "missing")
       throw new UsageError(`model file not found: ${location} (given by ${source}); pass an existing .gguf file or an hf: URI`);
+    if (problem === "directory") throw new UsageError(`${location} is a directory (given by ${source}); pass ${ggufHint(location)}`);
     if (problem instanceof Error) throw new UsageError(`cannot read the model file ${location} (given by ${source}): ${problem.message}`);
     throw new UsageError(`${location} is not a GGUF model file (given by ${source}); pass a .gguf file or an hf: URI`);
   }
@@ -55,6 +68,7 @@ async function checkLocalModels(config: ServerConfig, flags: ServeFlags): Promis
     const source = `'specialists.${id}.lora.path' in ${configFile ?? "the config file"}`;
     if (problem === "missing")
       throw new UsageError(`LoRA adapter not found: ${path} (given by ${source}); pass an existing .gguf adapter, or remove 'lora'`);
+    if (problem === "directory") throw new UsageError(`${path} is a directory (given by ${source}); pass ${ggufHint(path)}`);
     if (problem instanceof Error) throw new UsageError(`cannot read the LoRA adapter ${path} (given by ${source}): ${problem.message}`);
     throw new UsageError(
       `${path} is not a GGUF adapter file (given by ${source}); convert the adapter to GGUF (llama.cpp's convert_lora_to_gguf.py)`,
