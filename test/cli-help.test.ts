@@ -157,7 +157,7 @@ describe("alveare exit codes and output", () => {
     ]) {
       const r = alveare([...args, "--data-dir", dataDir]);
       assert.equal(r.status, 1, `${args.join(" ")}: ${r.stderr}`);
-      assert.match(r.stderr, /^alveare: no (key|account) '\w+'$/m);
+      assert.match(r.stderr, /^alveare: no (key|account) '\w+' \(database /m);
       assert.doesNotMatch(r.stderr, /\n\s+at /, "no stack trace");
     }
   });
@@ -236,6 +236,25 @@ describe("alveare exit codes and output", () => {
     );
     assert.equal(bad.status, 2);
     assert.match(bad.stderr, /ALVEARE_PUBLIC_URL/);
+  });
+});
+
+describe("alveare account commands on another database", () => {
+  it("an account, key or member that is not there names the database looked in, under --json too", () => {
+    // Run from another directory, the commands open another ./data: the id is simply not in it.
+    const dataDir = tempDir();
+    const database = join(dataDir, "alveare.db");
+    const hint = `(database ${database}: if the server uses another, pass its data directory with --data-dir or ALVEARE_DATA_DIR)`;
+    for (const [args, what] of [
+      [["keys", "create", "--account", "acct_elsewhere", "--json"], "no account 'acct_elsewhere'"],
+      [["usage", "--account", "acct_elsewhere", "--json"], "no account 'acct_elsewhere'"],
+      [["keys", "revoke", "key_elsewhere", "--json"], "no key 'key_elsewhere'"],
+    ] as const) {
+      const r = alveare([...args, "--data-dir", dataDir]);
+      assert.equal(r.status, 1, r.stderr);
+      assert.equal(r.stdout, "");
+      assert.deepEqual(lines(r.stderr), [`alveare: ${what} ${hint}`]);
+    }
   });
 });
 

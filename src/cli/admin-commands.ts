@@ -12,7 +12,8 @@ import { CLI_CONTEXT } from "../store/audit-log.js";
 import { auditPageJson, parseAuditQuery } from "../admin/audit-query.js";
 import { loadCliConfig } from "./cli-config.js";
 import { nodeBroadcast } from "./node-broadcast.js";
-import { RuntimeError, UsageError } from "./exit.js";
+import { NotFoundError, RuntimeError, UsageError } from "./exit.js";
+import { ApiError } from "../errors.js";
 import { canonicalJson } from "../store/postgres/pg-nodes.js";
 import { note, print, printJson, shortTime, table, visible } from "./output.js";
 
@@ -80,10 +81,23 @@ async function withStore(options: StoreOptions, run: (session: Session) => Promi
       people: new People(stores, undefined, { keyRevocations: { ready: broadcast?.ready, changed: broadcast?.changed } }),
       json,
     });
+  } catch (error) {
+    throw notFoundWhere(error, where, config.databaseUrl === undefined);
   } finally {
     broadcast?.close();
     await stores.close();
   }
+}
+
+/**
+ * "No such account" names the database it looked in: commands run from another directory open
+ * another ./data (with --json nothing else on stderr says which), and the id is then simply not there.
+ */
+function notFoundWhere(error: unknown, where: string, sqlite: boolean): unknown {
+  const notFound = (error instanceof ApiError && error.status === 404) || error instanceof NotFoundError;
+  if (!notFound) return error;
+  const hint = sqlite ? ": if the server uses another, pass its data directory with --data-dir or ALVEARE_DATA_DIR" : "";
+  return new RuntimeError(`${(error as Error).message} (database ${where}${hint})`);
 }
 
 const oneOf =
@@ -231,7 +245,7 @@ export function registerAccountCommands(program: Command): void {
         const byEmail = o.email === undefined ? undefined : await stores.people.findMemberByEmail(o.email.trim().toLowerCase());
         // An e-mail is looked up across accounts: one of another account's is no member of this one, named as typed.
         const memberId = o.member ?? (byEmail?.accountId === accountId ? byEmail.id : undefined);
-        if (memberId === undefined) throw new RuntimeError(`no member '${visible(o.email ?? "")}' in account '${visible(o.account)}'`);
+        if (memberId === undefined) throw new NotFoundError(`no member '${visible(o.email ?? "")}' in account '${visible(o.account)}'`);
         const keepKeys = o.keepKeys === true;
         const { member, revokedKeys } = await people.removeMember(CLI_CONTEXT, o.account, memberId, keepKeys);
         const revoked = revokedKeys.map((k) => k.id);
@@ -302,7 +316,7 @@ export function registerAccountCommands(program: Command): void {
     .action((keyId: string, o: StoreOptions) =>
       withStore(o, async (session) => {
         const before = await findKey(session, keyId);
-        if (before === undefined) throw new RuntimeError(`no key '${keyId}'`);
+        if (before === undefined) throw new NotFoundError(`no key '${keyId}'`);
         await session.accounts.revokeKey(CLI_CONTEXT, keyId);
         if (session.json) printJson({ id: keyId, revoked: true });
         else if (before.revokedAt) print(`key ${keyId} was already revoked (since ${shortTime(before.revokedAt)}); nothing changed`);
@@ -320,7 +334,7 @@ export function registerAccountCommands(program: Command): void {
     .action((o: StoreOptions & { account: string; mode: Mode }) =>
       withStore(o, async ({ stores, config, json }) => {
         const account = await stores.accounts.getAccount(o.account);
-        if (account === undefined) throw new RuntimeError(`no account '${o.account}'`);
+        if (account === undefined) throw new NotFoundError(`no account '${o.account}'`);
         const plan = config.plans[account.plan];
         if (plan === undefined) throw new RuntimeError(`account ${account.id} is on plan '${account.plan}', which the config does not define`);
         const usage = await usageReport(stores.ledger, plan, account.id, o.mode);

@@ -17,6 +17,9 @@ export class UsageError extends Error {}
 /** A well-formed command that could not be carried out. */
 export class RuntimeError extends Error {}
 
+/** The account, key or member named is not in the database the command opened. */
+export class NotFoundError extends RuntimeError {}
+
 export function exitCodeOf(error: unknown): number {
   if (error instanceof CommanderError) {
     // Help or version that was asked for exits 0; every parse error (and help shown for one) is a usage error.
