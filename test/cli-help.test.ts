@@ -104,7 +104,7 @@ describe("alveare help and version", () => {
     assert.equal(option.stderr, "alveare: unknown option '--jsn' (Did you mean --json?)\n");
     const help = alveare(["help", "nope"]);
     assert.equal(help.status, 2);
-    assert.equal(help.stderr, "alveare: unknown command 'nope'\n");
+    assert.equal(help.stderr, "alveare: unknown command 'nope'; see alveare --help\n");
   });
 
   it("'alveare serve model.gguf' says the model is given with --model, before anything loads", () => {
@@ -128,9 +128,28 @@ describe("alveare help and version", () => {
     // A value that looks like an option is still a value: the missing --plan is what is wrong.
     const value = alveare(["accounts", "create", "--name", "--odd", "--data-dir", tempDir()]);
     assert.equal(value.status, 2);
-    assert.equal(value.stderr, "alveare: required option '--plan <plan>' not specified\n");
+    assert.equal(value.stderr, "alveare: required option '--plan <plan>' not specified; see alveare accounts create --help\n");
     const missing = alveare(["keys", "create", "--data-dir", tempDir()]);
-    assert.equal(missing.stderr, "alveare: required option '--account <id>' not specified\n");
+    assert.equal(missing.stderr, "alveare: required option '--account <id>' not specified; see alveare keys create --help\n");
+  });
+
+  it("points a missing option, argument or value at the command's own help", () => {
+    // Before, these lines said what was missing but not where the command's options are listed.
+    for (const [args, line] of [
+      [["keys", "revoke"], "alveare: missing required argument 'key-id'; see alveare keys revoke --help"],
+      [["serve", "--port"], "alveare: option '--port <n>' argument missing; see alveare serve --help"],
+      [["keys", "nope"], "alveare: unknown command 'nope'; see alveare keys --help"],
+      [["keys", "create", "--account"], "alveare: option '--account <id>' argument missing; see alveare keys create --help"],
+      // A sentence that lists the allowed values already says what to type.
+      [
+        ["keys", "create", "--account", "a", "--mode", "prod"],
+        "alveare: option '--mode <mode>' argument 'prod' is invalid. It must be live or test.",
+      ],
+    ] as const) {
+      const r = alveare(args);
+      assert.equal(r.status, 2);
+      assert.equal(r.stderr, `${line}\n`);
+    }
   });
 });
 

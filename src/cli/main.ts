@@ -17,8 +17,27 @@ Examples:
 Exit codes: 0 done, 1 could not be done (e.g. no such account, port in use), 2 wrong usage.
 Run 'alveare COMMAND --help' for a command's options.`;
 
+/** The command a command line names, e.g. `alveare keys create`; filled in before parsing, read by error lines. */
+interface Named {
+  path: string;
+}
+
+/**
+ * Commander's own errors, on one line. Those that leave the user to find what is missing ("required
+ * option '--plan <plan>' not specified") point at the command's help, as ours do; a suggestion
+ * ("Did you mean …?") or a sentence that lists the allowed values already says what to type.
+ */
+function errorLine(text: string, named: Named): string {
+  const line = text
+    .replace(/^error: /, "")
+    .trim()
+    .replace(/\s*\n\s*/g, " ");
+  const explained = line.includes("(Did you mean") || line.endsWith(".");
+  return `alveare: ${line}${explained ? "" : `; see ${named.path} --help`}\n`;
+}
+
 /** The whole command tree; settings made before `.command()` are inherited by every subcommand. */
-function buildProgram(): Command {
+function buildProgram(named: Named): Command {
   const program = new Command("alveare")
     .description("Self-hostable API server for small specialist models: run it, and manage its accounts, keys and usage.")
     .helpOption("-h, --help", "show help")
@@ -26,15 +45,7 @@ function buildProgram(): Command {
     .showSuggestionAfterError(true)
     .exitOverride()
     // One line, as every error of ours: commander puts its "(Did you mean …?)" on a line of its own.
-    .configureOutput({
-      outputError: (text, write) =>
-        write(
-          `alveare: ${text
-            .replace(/^error: /, "")
-            .trim()
-            .replace(/\s*\n\s*/g, " ")}\n`,
-        ),
-    })
+    .configureOutput({ outputError: (text, write) => write(errorLine(text, named)) })
     .configureHelp({ sortSubcommands: false, showGlobalOptions: false })
     .addHelpText("after", EXAMPLES);
   registerServeCommand(program);
@@ -67,13 +78,8 @@ function helpFor(program: Command, argv: string[]): string[] {
  * with its "Did you mean --account?", the mistake the user made.
  */
 function unknownOptionFirst(program: Command, argv: string[]): void {
-  let command = program;
-  let i = 0;
-  for (; i < argv.length && !argv[i]!.startsWith("-"); i++) {
-    const sub = command.commands.find((c) => c.name() === argv[i] || c.aliases().includes(argv[i]!));
-    if (!sub) break;
-    command = sub;
-  }
+  const { command, next } = commandOf(program, argv);
+  let i = next;
   const options = [...command.options, command.createHelp().visibleOptions(command)].flat();
   for (; i < argv.length && argv[i] !== "--"; i++) {
     const token = argv[i]!;
@@ -88,10 +94,31 @@ function unknownOptionFirst(program: Command, argv: string[]): void {
   }
 }
 
+/** The (sub)command the leading words of argv name, and the index of the first word after them. */
+function commandOf(program: Command, argv: string[]): { command: Command; next: number } {
+  let command = program;
+  let i = 0;
+  for (; i < argv.length && !argv[i]!.startsWith("-"); i++) {
+    const sub = command.commands.find((c) => c.name() === argv[i] || c.aliases().includes(argv[i]!));
+    if (!sub) break;
+    command = sub;
+  }
+  return { command, next: i };
+}
+
+/** `alveare keys create`: the words that name the command, as typed to ask for its help. */
+function pathOf(command: Command): string {
+  const names: string[] = [];
+  for (let c: Command | null = command; c !== null; c = c.parent) names.unshift(c.name());
+  return names.join(" ");
+}
+
 async function main(argv: string[]): Promise<void> {
   try {
-    const program = buildProgram();
+    const named: Named = { path: "alveare" };
+    const program = buildProgram(named);
     const args = helpFor(program, argv);
+    named.path = pathOf(commandOf(program, args).command);
     unknownOptionFirst(program, args);
     await program.parseAsync(args, { from: "user" });
   } catch (error) {
