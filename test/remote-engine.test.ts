@@ -269,6 +269,18 @@ describe("remote engine faults", () => {
     assert.ok(!line.includes("sk-u"), line);
   });
 
+  it("tells the operator what an upstream 404 usually means: a base_url without /v1, or a model it lacks", async () => {
+    fake.fault = "404";
+    const before = server.logs.lines.length;
+    const r = await call("flaky");
+    assert.equal(r.status, 502);
+    assert.equal(errorOf(r).message, "The upstream engine answered HTTP 404.");
+    // Before, the warn line said only "the upstream answered HTTP 404: Cannot POST …", not what to change.
+    const line = server.logs.lines.slice(before).find((l) => l.includes("the upstream answered HTTP 404"));
+    assert.ok(line !== undefined);
+    assert.match(line, /Cannot POST \/v1\/chat\/completions; check that base_url is the upstream's API root \(…\/v1 on most servers\)/);
+  });
+
   it("passes an upstream 400's reason to the client, bounded", async () => {
     fake.fault = "400-long";
     const r = await call("flaky");

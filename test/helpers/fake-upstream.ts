@@ -12,9 +12,11 @@ import type { AddressInfo } from "node:net";
  * "error-event": a stream whose first event is an error object echoing the Authorization header.
  * "400-long": a 400 whose reason runs to 2 KB.
  * "401-late": a 401 that repeats the Authorization header across its 500th character.
+ * "404": the 404 a server gives a path it lacks (a base_url without /v1).
  * "garbled": a 200 that is no JSON: SSE to a whole-answer request, and a stream whose event is cut inside its JSON.
  */
-export type Fault = "slow" | "500" | "503" | "429" | "cut-stream" | "ok" | "hold" | "401-echo" | "error-event" | "400-long" | "401-late" | "garbled";
+export type Fault =
+  "slow" | "500" | "503" | "429" | "cut-stream" | "ok" | "hold" | "401-echo" | "error-event" | "400-long" | "401-late" | "garbled" | "404";
 
 export class FakeUpstream {
   fault: Fault = "ok";
@@ -92,6 +94,9 @@ export class FakeUpstream {
         res
           .writeHead(401, { "content-type": "application/json" })
           .end(JSON.stringify({ error: { message: `${"x".repeat(493)} ${req.headers.authorization} is not a key we know` } }));
+        return;
+      case "404":
+        res.writeHead(404, { "content-type": "text/plain" }).end(`Cannot POST ${req.url ?? ""}`);
         return;
       case "400-long":
         res.writeHead(400, { "content-type": "application/json" }).end(JSON.stringify({ error: { message: `prompt too long ${"z".repeat(2000)}` } }));

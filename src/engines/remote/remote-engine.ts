@@ -166,6 +166,9 @@ function retryAfterOf(value: string | undefined): Record<string, string> {
  * status is the operator's matter (a wrong key, a crash), so its words go to
  * the log only.
  */
+/** OpenAI-compatible servers answer 404 to a path they lack (a base_url without /v1) or a model they do not serve. */
+const NOT_FOUND_HINT = "; check that base_url is the upstream's API root (…/v1 on most servers) and that it serves the model named";
+
 function upstreamStatusError(status: number, text: string, secret: string | undefined, retryAfter?: string): ApiError {
   const said = upstreamWords(errorMessageOf(text), secret);
   const error =
@@ -174,7 +177,7 @@ function upstreamStatusError(status: number, text: string, secret: string | unde
       : status === 429 || status === 503
         ? errors.upstream(503, `The upstream engine is overloaded (HTTP ${status}).`, retryAfterOf(retryAfter))
         : errors.upstream(502, `The upstream engine answered HTTP ${status}.`);
-  error.cause = new Error(`the upstream answered HTTP ${status}: ${said}`);
+  error.cause = new Error(`the upstream answered HTTP ${status}: ${said}${status === 404 ? NOT_FOUND_HINT : ""}`);
   upstreamAnswers.add(error);
   return error;
 }
