@@ -94,6 +94,17 @@ describe("alveare help and version", () => {
     assert.match(r.stderr, /revoke/);
   });
 
+  it("writes every default the same way, unquoted: (default live), as (default 8080, or ALVEARE_PORT)", () => {
+    // Before, commander's own format showed `(default: "live")` and `(default: "100")` beside serve's `(default 8080, …)`.
+    for (const args of [["keys", "create"], ["usage"], ["audit"], ["serve"]]) {
+      const r = alveare([...args, "--help"]);
+      assert.equal(r.status, 0);
+      assert.ok(!r.stdout.includes("(default:"), r.stdout);
+    }
+    assert.match(alveare(["keys", "create", "--help"]).stdout, /--mode <mode> +live or test \(sandbox\) \(default live\)/);
+    assert.match(alveare(["audit", "--help"]).stdout, /\(1 to 1000\) \(default 100\)/);
+  });
+
   it("suggests the command or option meant by a typo, and exits 2", () => {
     // One line each, as every error: the suggestion on the same line.
     const command = alveare(["serv"]);

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { Command, CommanderError } from "commander";
+import { Command, CommanderError, type Option } from "commander";
 import { VERSION } from "../version.js";
 import { registerAccountCommands } from "./admin-commands.js";
 import { exitCodeOf, messageOf } from "./exit.js";
@@ -36,6 +36,14 @@ function errorLine(text: string, named: Named): string {
   return `alveare: ${line}${explained ? "" : `; see ${named.path} --help`}\n`;
 }
 
+/**
+ * An option's help line, its default written as the others write theirs ("(default 8080, or ALVEARE_PORT)"):
+ * commander's own would print `(default: "live")`, quoted as a JSON string.
+ */
+function describeOption(option: Option): string {
+  return option.defaultValue === undefined ? option.description : `${option.description} (default ${String(option.defaultValue)})`;
+}
+
 /** The whole command tree; settings made before `.command()` are inherited by every subcommand. */
 function buildProgram(named: Named): Command {
   const program = new Command("alveare")
@@ -46,7 +54,7 @@ function buildProgram(named: Named): Command {
     .exitOverride()
     // One line, as every error of ours: commander puts its "(Did you mean …?)" on a line of its own.
     .configureOutput({ outputError: (text, write) => write(errorLine(text, named)) })
-    .configureHelp({ sortSubcommands: false, showGlobalOptions: false })
+    .configureHelp({ sortSubcommands: false, showGlobalOptions: false, optionDescription: describeOption })
     .addHelpText("after", EXAMPLES);
   registerServeCommand(program);
   registerModelCommands(program);
