@@ -195,6 +195,15 @@ describe("HTTP contract: errors and request ids", () => {
     });
   });
 
+  it("says that metrics have a listener of their own when a scraper asks the API's port", async () => {
+    // Before, GET /metrics here was a bare "Unknown route", with nothing to say where they are.
+    const { error } = (await (await fetch(`${server.url}/metrics`)).json()) as { error: { code: string; message: string } };
+    assert.equal(error.code, "not_found");
+    assert.equal(
+      error.message,
+      "Unknown route: GET /metrics; metrics are served by a listener of their own (ALVEARE_METRICS_HOST, ALVEARE_METRICS_PORT), not on the API's port.",
+    );
+  });
   it("never echoes a long path in full: 40 characters at most", async () => {
     const r = await fetch(`${server.url}/${"a".repeat(8000)}`);
     assert.equal(r.status, 404);

@@ -102,9 +102,11 @@ const UNSERVED_OPENAI_ROUTE = /^\/v1\/(responses|completions)(\/|$)/;
 
 /**
  * What a 404 under /v1 should have been: a GET sent to a POST route (curl
- * without -d) is told the method; an OpenAI route not served, the one that is.
+ * without -d) is told the method; an OpenAI route not served, the one that is; /metrics, where metrics are.
  */
 function notFoundHint(app: FastifyInstance, path: string): string | undefined {
+  // A scraper pointed at the API's port: the metrics listener is apart so it stays off the public network.
+  if (path === "/metrics") return "metrics are served by a listener of their own (ALVEARE_METRICS_HOST, ALVEARE_METRICS_PORT), not on the API's port";
   if (!path.startsWith("/v1/")) return undefined;
   const takes = ["GET", "POST"].filter((method) => app.findRoute({ method, url: path }) !== null);
   if (takes.length > 0) return `this path takes ${takes.join(" or ")}`;
