@@ -288,6 +288,26 @@ describe("alveare account commands on another database", () => {
   });
 });
 
+describe("alveare account commands and the config file's plans", () => {
+  it("an unknown plan without --config says that the server's own plans need its config file", () => {
+    const dataDir = tempDir();
+    const config = join(tempDir(), "alveare.json");
+    writeFileSync(config, JSON.stringify({ plans: { tiny: { requests_per_minute: 5, requests_per_month: 100, specialists: "*" } } }));
+    // Before, the line listed the default plans only, as if 'tiny' were a typo.
+    const bare = alveare(["accounts", "create", "--name", "x", "--plan", "tiny", "--json", "--data-dir", dataDir]);
+    assert.equal(bare.status, 2);
+    assert.deepEqual(lines(bare.stderr), [
+      "alveare: Invalid 'plan': there is no plan 'tiny'. Plans: solo, starter, professional, scale. A plan the server's config file defines needs that file here too: --config FILE (or ALVEARE_CONFIG).",
+    ]);
+    const withFile = alveare(["accounts", "create", "--name", "x", "--plan", "tiny", "--json", "--config", config, "--data-dir", dataDir]);
+    assert.equal(withFile.status, 0, withFile.stderr);
+    // With the file given, a plan it lacks is just unknown.
+    const wrong = alveare(["accounts", "create", "--name", "x", "--plan", "tinny", "--config", config, "--data-dir", dataDir]);
+    assert.equal(wrong.status, 2);
+    assert.equal(lines(wrong.stderr).at(-1), "alveare: Invalid 'plan': there is no plan 'tinny'. Plans: solo, starter, professional, scale, tiny.");
+  });
+});
+
 describe("alveare serve start-up failures", () => {
   it("a port in use is one line naming the flag, before any model is loaded", async () => {
     const model = await tinyModel();

@@ -82,11 +82,21 @@ async function withStore(options: StoreOptions, run: (session: Session) => Promi
       json,
     });
   } catch (error) {
-    throw notFoundWhere(error, where, config.databaseUrl === undefined);
+    const sqlite = config.databaseUrl === undefined;
+    throw withoutConfigFile(notFoundWhere(error, where, sqlite), sqlite && configFile === undefined);
   } finally {
     broadcast?.close();
     await stores.close();
   }
+}
+
+/**
+ * Without --config the CLI knows the default plans only: a plan the server's config file adds
+ * is "no plan" here, and the fix is to give the CLI that file, not to pick another plan.
+ */
+function withoutConfigFile(error: unknown, noConfigFile: boolean): unknown {
+  if (!noConfigFile || !(error instanceof ApiError) || error.param !== "plan" || error.code !== "invalid_parameter") return error;
+  return new UsageError(`${error.message} A plan the server's config file defines needs that file here too: --config FILE (or ALVEARE_CONFIG).`);
 }
 
 /**
