@@ -174,6 +174,24 @@ describe("Input hardening: hostile values get a 400, never a 500", () => {
       // The list it points to names them as models: the message says how a specialist's id reads there.
       /did you mean 'classify'\? GET \/v1\/models lists the specialists you can use, as alveare-<specialist>\.$/,
     ));
+  it("suggests the nearest specialist for a typo or the other spelling, on both routes", async () => {
+    // Before, `summarize` (American spelling) and `clasify` got no hint at all.
+    for (const [path, body, param, hint] of [
+      ["/v1/infer", { specialist: "summarize", prompt: "x" }, "specialist", "summarise"],
+      ["/v1/infer", { specialist: "clasify", prompt: "x" }, "specialist", "classify"],
+      ["/v1/chat/completions", { model: "alveare-summarize", messages: [{ role: "user", content: "x" }] }, "model", "alveare-summarise"],
+      ["/v1/chat/completions", { model: "sumarise", messages: [{ role: "user", content: "x" }] }, "model", "alveare-summarise"],
+    ] as const) {
+      const r = await postJson(`${server.url}${path}`, body);
+      assert.equal(r.status, 400);
+      const error = r.json.error as { code: string; param: string; message: string };
+      assert.deepEqual([error.code, error.param], ["model_not_found", param]);
+      assert.ok(error.message.includes(`; did you mean '${hint}'?`), error.message);
+    }
+    // An embeddings model is never offered to a chat route, which would refuse it.
+    const embed = await postJson(`${server.url}/v1/chat/completions`, { model: "alveare-embd", messages: [{ role: "user", content: "x" }] });
+    assert.doesNotMatch((embed.json.error as { message: string }).message, /did you mean/);
+  });
   it("suggests nothing for a name that matches no specialist", async () => {
     const r = await postJson(`${server.url}/v1/chat/completions`, { model: "gpt-4", messages: [{ role: "user", content: "x" }] });
     assert.equal(r.status, 400);

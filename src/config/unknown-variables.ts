@@ -1,3 +1,4 @@
+import { closest } from "../closest-name.js";
 import type { ServerConfig } from "./config.js";
 
 /** Every ALVEARE_* variable the server reads. */
@@ -53,31 +54,4 @@ export function unknownVariables(env: NodeJS.ProcessEnv, config: Pick<ServerConf
       .sort()
       .map((name) => ({ name, didYouMean: closest(name, SERVER_VARIABLES) }))
   );
-}
-
-/** The candidate within 3 edits of `name` (the nearest, the first of equals), if any. */
-function closest(name: string, candidates: readonly string[]): string | undefined {
-  let best: string | undefined;
-  let bestDistance = 4;
-  for (const candidate of candidates) {
-    const d = editDistance(name, candidate);
-    if (d < bestDistance) {
-      best = candidate;
-      bestDistance = d;
-    }
-  }
-  return best;
-}
-
-/** Levenshtein distance: insertions, deletions and substitutions of one character each. */
-function editDistance(a: string, b: string): number {
-  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
-  for (let i = 1; i <= a.length; i++) {
-    const current = [i];
-    for (let j = 1; j <= b.length; j++) {
-      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
-    }
-    previous = current;
-  }
-  return previous[b.length]!;
 }

@@ -1,0 +1,28 @@
+/** Suggestions for a mistyped name: the variable, specialist or model meant. */
+
+/** The candidate within `maxEdits` edits of `name` (the nearest, the first of equals), if any. */
+export function closest(name: string, candidates: Iterable<string>, maxEdits = 3): string | undefined {
+  let best: string | undefined;
+  let bestDistance = maxEdits + 1;
+  for (const candidate of candidates) {
+    const d = editDistance(name, candidate);
+    if (d < bestDistance) {
+      best = candidate;
+      bestDistance = d;
+    }
+  }
+  return best;
+}
+
+/** Levenshtein distance: insertions, deletions and substitutions of one character each. */
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j++) {
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = current;
+  }
+  return previous[b.length]!;
+}
