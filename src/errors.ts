@@ -2,6 +2,8 @@
  * The error catalogue: every failure any layer reports is an ApiError
  * built from one of these constructors, so status, type and code stay consistent.
  */
+import { closest } from "./closest-name.js";
+
 export type ErrorType = "invalid_request_error" | "authentication_error" | "permission_error" | "rate_limit_error" | "server_error";
 
 export interface ErrorBody {
@@ -133,8 +135,14 @@ export const errors = {
     }),
   accountSuspended: () =>
     new ApiError(403, "permission_error", "account_suspended", "The account of this API key is suspended. Contact the operator."),
-  notInPlan: (specialist: string, plan: string) =>
-    new ApiError(403, "permission_error", "specialist_not_in_plan", `Your plan (${plan}) does not include the specialist '${specialist}'.`),
+  /** `includedBy`: the server's plans that include the specialist, so the caller knows what to move to. */
+  notInPlan: (specialist: string, plan: string, includedBy: readonly string[] = []) =>
+    new ApiError(
+      403,
+      "permission_error",
+      "specialist_not_in_plan",
+      `Your plan (${plan}) does not include the specialist '${specialist}'.${includedBy.length > 0 ? ` Plans that include it: ${includedBy.join(", ")}.` : ""}`,
+    ),
   /** The account's plan is not in this server's config (removed from the file since): it includes nothing here. */
   planNotServed: (plan: string) =>
     new ApiError(
@@ -180,8 +188,13 @@ export const errors = {
   notSignedIn: () => new ApiError(401, "authentication_error", "not_signed_in", "Sign in first."),
   keyCreationSuspended: () =>
     new ApiError(403, "permission_error", "account_suspended", "This account is suspended: it cannot create API keys until it is reactivated."),
-  unknownPlan: (plan: string, known: readonly string[]) =>
-    invalid("invalid_parameter", `Invalid 'plan': there is no plan '${shortened(plan)}'. Plans: ${known.join(", ")}.`, "plan"),
+  unknownPlan: (plan: string, known: readonly string[]) => {
+    // Case and small slips: "Starter" or "profesional" name the plan meant.
+    const byLowerCase = new Map(known.map((k) => [k.toLowerCase(), k]));
+    const meant = byLowerCase.get(closest(plan.toLowerCase(), byLowerCase.keys(), 2) ?? "");
+    const hint = meant === undefined ? "" : ` Did you mean '${meant}'?`;
+    return invalid("invalid_parameter", `Invalid 'plan': there is no plan '${shortened(plan)}'.${hint} Plans: ${known.join(", ")}.`, "plan");
+  },
   notFoundResource: (message: string) => new ApiError(404, "invalid_request_error", "not_found", message),
   requestTimeout: (timeoutMs: number) => notReceivedInTime("The request was", timeoutMs),
   headersTimeout: (timeoutMs: number) => notReceivedInTime("The request's headers were", timeoutMs),

@@ -304,7 +304,15 @@ describe("alveare account commands and the config file's plans", () => {
     // With the file given, a plan it lacks is just unknown.
     const wrong = alveare(["accounts", "create", "--name", "x", "--plan", "tinny", "--config", config, "--data-dir", dataDir]);
     assert.equal(wrong.status, 2);
-    assert.equal(lines(wrong.stderr).at(-1), "alveare: Invalid 'plan': there is no plan 'tinny'. Plans: solo, starter, professional, scale, tiny.");
+    assert.equal(
+      lines(wrong.stderr).at(-1),
+      "alveare: Invalid 'plan': there is no plan 'tinny'. Did you mean 'tiny'? Plans: solo, starter, professional, scale, tiny.",
+    );
+    // Case is a slip too; a name far from every plan gets no guess.
+    const capital = alveare(["accounts", "create", "--name", "x", "--plan", "Starter", "--data-dir", dataDir]);
+    assert.match(lines(capital.stderr).at(-1)!, /^alveare: Invalid 'plan': there is no plan 'Starter'\. Did you mean 'starter'\? Plans: /);
+    const far = alveare(["accounts", "create", "--name", "x", "--plan", "enterprise", "--data-dir", dataDir]);
+    assert.doesNotMatch(far.stderr, /Did you mean/);
   });
 });
 
