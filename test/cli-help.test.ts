@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { copyFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -274,6 +274,7 @@ describe("alveare account commands on another database", () => {
     // Run from another directory, the commands open another ./data: the id is simply not in it.
     const dataDir = tempDir();
     const database = join(dataDir, "alveare.db");
+    assert.equal(alveare(["accounts", "create", "--name", "other", "--plan", "solo", "--data-dir", dataDir]).status, 0);
     const hint = `(database ${database}: if the server uses another, pass its data directory with --data-dir or ALVEARE_DATA_DIR)`;
     for (const [args, what] of [
       [["keys", "create", "--account", "acct_elsewhere", "--json"], "no account 'acct_elsewhere'"],
@@ -285,6 +286,28 @@ describe("alveare account commands on another database", () => {
       assert.equal(r.stdout, "");
       assert.deepEqual(lines(r.stderr), [`alveare: ${what} ${hint}`]);
     }
+  });
+
+  it("a command other than accounts create where there is no database says so, and makes none", () => {
+    // Before, `accounts list` run from the wrong directory made ./data and an empty database there, and listed nothing.
+    const dataDir = join(tempDir(), "data");
+    const database = join(dataDir, "alveare.db");
+    for (const args of [
+      ["accounts", "list"],
+      ["accounts", "list", "--json"],
+      ["keys", "list", "--account", "acct_x"],
+      ["audit", "--json"],
+    ]) {
+      const r = alveare([...args, "--data-dir", dataDir]);
+      assert.equal(r.status, 1, args.join(" "));
+      assert.equal(r.stdout, "");
+      assert.deepEqual(lines(r.stderr), [
+        `alveare: no database at ${database}: if the server uses another, pass its data directory with --data-dir or ALVEARE_DATA_DIR (alveare accounts create starts a new one)`,
+      ]);
+      assert.equal(existsSync(dataDir), false, "nothing was made");
+    }
+    assert.equal(alveare(["accounts", "create", "--name", "first", "--plan", "solo", "--data-dir", dataDir]).status, 0);
+    assert.equal(alveare(["accounts", "list", "--json", "--data-dir", dataDir]).status, 0);
   });
 });
 

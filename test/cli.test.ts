@@ -46,8 +46,9 @@ describe("alveare serve", () => {
     { skip: !existsSync("/proc/self") },
     () => {
       // /proc answers ENOENT to every mkdir: Node's recursive mkdir retried it for ever.
+      // (accounts create: the one account command that starts a database where there is none.)
       for (const args of [
-        ["accounts", "list"],
+        ["accounts", "create", "--name", "x", "--plan", "solo"],
         ["serve", "--port", "0"],
       ]) {
         const r = spawnSync(process.execPath, [CLI, ...args, "--data-dir", "/proc/alveare-test/data"], {
@@ -61,7 +62,11 @@ describe("alveare serve", () => {
         assert.doesNotMatch(r.stderr, /\n\s+at /, "no stack trace");
       }
       // /proc itself exists and refuses the file.
-      const r = spawnSync(process.execPath, [CLI, "accounts", "list", "--data-dir", "/proc"], { env: cleanEnv(), encoding: "utf8", timeout: 30_000 });
+      const r = spawnSync(process.execPath, [CLI, "accounts", "create", "--name", "x", "--plan", "solo", "--data-dir", "/proc"], {
+        env: cleanEnv(),
+        encoding: "utf8",
+        timeout: 30_000,
+      });
       assert.equal(r.status, 1);
       assert.match(r.stderr, /^alveare: cannot open the database file \/proc\/alveare\.db \(ENOENT\)$/m);
     },
@@ -79,7 +84,7 @@ describe("alveare serve", () => {
       ],
     ]) {
       for (const args of [
-        ["accounts", "list"],
+        ["accounts", "create", "--name", "x", "--plan", "solo"],
         ["serve", "--port", "0"],
       ]) {
         const r = spawnSync(process.execPath, [CLI, ...args, "--data-dir", dataDir!], {

@@ -23,6 +23,9 @@ interface StoreOptions {
   config?: string;
 }
 
+/** Only making the first account starts a database: any other command there could only list nothing or find no id. */
+type CreatesDatabase = "creates-database";
+
 interface Session {
   config: ServerConfig;
   stores: Stores;
@@ -43,10 +46,17 @@ function storeCommand(parent: Command, name: string, description: string): Comma
 }
 
 /** Opens the server's database for one command and says which file it is (stderr, table mode only). */
-async function withStore(options: StoreOptions, run: (session: Session) => Promise<void>): Promise<void> {
+async function withStore(options: StoreOptions, run: (session: Session) => Promise<void>, creates?: CreatesDatabase): Promise<void> {
   const config = loadCliConfig({ dataDir: options.dataDir, config: options.config });
   const where = storeLocation(config);
   const isNew = config.databaseUrl === undefined && !existsSync(where);
+  // Run from the wrong directory, a list would make ./data and an empty database there, and say nothing is in it.
+  if (isNew && creates === undefined) {
+    throw new RuntimeError(
+      `no database at ${where}: if the server uses another, pass its data directory with --data-dir or ALVEARE_DATA_DIR ` +
+        "(alveare accounts create starts a new one)",
+    );
+  }
   const json = options.json === true;
   if (!json) note(`using ${where}${isNew ? " (new, empty database)" : ""}`);
   const stores = await createStore(config);
@@ -140,11 +150,15 @@ export function registerAccountCommands(program: Command): void {
     .requiredOption("--plan <plan>", "its plan: solo, starter, professional, scale, or one from the config file")
     .addHelpText("after", '\nExample:\n  $ alveare accounts create --name "Acme" --plan starter')
     .action((o: StoreOptions & { name: string; plan: string }) =>
-      withStore(o, async ({ accounts: service, json }) => {
-        const account = await service.createAccount(CLI_CONTEXT, o.name, o.plan);
-        if (json) printJson(accountJson(account));
-        else print(`created account ${account.id} (${visible(account.name)}, plan ${account.plan})`);
-      }),
+      withStore(
+        o,
+        async ({ accounts: service, json }) => {
+          const account = await service.createAccount(CLI_CONTEXT, o.name, o.plan);
+          if (json) printJson(accountJson(account));
+          else print(`created account ${account.id} (${visible(account.name)}, plan ${account.plan})`);
+        },
+        "creates-database",
+      ),
     );
   storeCommand(accounts, "list", "list all accounts")
     .addHelpText("after", "\nExample:\n  $ alveare accounts list --json")
