@@ -5,6 +5,8 @@ export function closest(name: string, candidates: Iterable<string>, maxEdits = 3
   let best: string | undefined;
   let bestDistance = maxEdits + 1;
   for (const candidate of candidates) {
+    // The lengths' difference is a lower bound of the distance: a name of a megabyte costs nothing to rule out.
+    if (Math.abs(name.length - candidate.length) >= bestDistance) continue;
     const d = editDistance(name, candidate);
     if (d < bestDistance) {
       best = candidate;
