@@ -306,6 +306,15 @@ describe("alveare account commands on another database", () => {
       ]);
       assert.equal(existsSync(dataDir), false, "nothing was made");
     }
+    // A create that fails there (a mistyped plan, a blank name) leaves nothing behind for the next list to find.
+    for (const args of [
+      ["--name", "x", "--plan", "tiny"],
+      ["--name", "  ", "--plan", "solo"],
+    ]) {
+      assert.equal(alveare(["accounts", "create", ...args, "--data-dir", dataDir]).status, 2, args.join(" "));
+      assert.equal(existsSync(dataDir), false, `nothing left after ${args.join(" ")}`);
+    }
+    assert.equal(alveare(["accounts", "list", "--data-dir", dataDir]).status, 1);
     assert.equal(alveare(["accounts", "create", "--name", "first", "--plan", "solo", "--data-dir", dataDir]).status, 0);
     assert.equal(alveare(["accounts", "list", "--json", "--data-dir", dataDir]).status, 0);
   });

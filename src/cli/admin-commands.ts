@@ -1,4 +1,5 @@
-import { existsSync } from "node:fs";
+import { existsSync, rmdirSync, rmSync } from "node:fs";
+import { dirname } from "node:path";
 import { Command, InvalidArgumentError, Option } from "commander";
 import { DEFAULT_REDIS_PREFIX, type ServerConfig } from "../config/config.js";
 import { accountJson, createdKeyJson, invitationJson, keyJson, memberJson } from "../api/resources.js";
@@ -59,6 +60,7 @@ async function withStore(options: StoreOptions, run: (session: Session) => Promi
   }
   const json = options.json === true;
   if (!json) note(`using ${where}${isNew ? " (new, empty database)" : ""}`);
+  const dirExisted = existsSync(dirname(where));
   const stores = await createStore(config);
   const configFile = options.config ?? process.env.ALVEARE_CONFIG;
   if (stores.recordedPlans !== undefined) {
@@ -83,6 +85,7 @@ async function withStore(options: StoreOptions, run: (session: Session) => Promi
     }
   }
   const broadcast = config.redisUrl === undefined ? undefined : nodeBroadcast(config.redisUrl, config.redisPrefix ?? DEFAULT_REDIS_PREFIX);
+  let done = false;
   try {
     await run({
       config,
@@ -91,12 +94,28 @@ async function withStore(options: StoreOptions, run: (session: Session) => Promi
       people: new People(stores, undefined, { keyRevocations: { ready: broadcast?.ready, changed: broadcast?.changed } }),
       json,
     });
+    done = true;
   } catch (error) {
     const sqlite = config.databaseUrl === undefined;
     throw withoutConfigFile(notFoundWhere(error, where, sqlite), sqlite && configFile === undefined);
   } finally {
     broadcast?.close();
     await stores.close();
+    if (isNew && !done) forgetNewDatabase(where, dirExisted);
+  }
+}
+
+/**
+ * A database this command started and then failed in (a mistyped plan, a blank name) holds nothing: left there,
+ * the next list would find it and list nothing, as if the directory were the server's.
+ */
+function forgetNewDatabase(where: string, dirExisted: boolean): void {
+  for (const file of [where, `${where}-wal`, `${where}-shm`]) rmSync(file, { force: true });
+  if (dirExisted) return;
+  try {
+    rmdirSync(dirname(where));
+  } catch {
+    // Not empty after all (something else wrote there): left as it is.
   }
 }
 
