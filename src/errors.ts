@@ -135,14 +135,9 @@ export const errors = {
     }),
   accountSuspended: () =>
     new ApiError(403, "permission_error", "account_suspended", "The account of this API key is suspended. Contact the operator."),
-  /** `includedBy`: the server's plans that include the specialist, so the caller knows what to move to. */
-  notInPlan: (specialist: string, plan: string, includedBy: readonly string[] = []) =>
-    new ApiError(
-      403,
-      "permission_error",
-      "specialist_not_in_plan",
-      `Your plan (${plan}) does not include the specialist '${specialist}'.${includedBy.length > 0 ? ` Plans that include it: ${includedBy.join(", ")}.` : ""}`,
-    ),
+  // The other plans are not named: an operator's per-customer plans are no other customer's business.
+  notInPlan: (specialist: string, plan: string) =>
+    new ApiError(403, "permission_error", "specialist_not_in_plan", `Your plan (${plan}) does not include the specialist '${specialist}'.`),
   /** The account's plan is not in this server's config (removed from the file since): it includes nothing here. */
   planNotServed: (plan: string) =>
     new ApiError(

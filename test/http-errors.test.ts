@@ -201,7 +201,7 @@ describe("HTTP contract: errors and request ids", () => {
     assert.equal(error.code, "not_found");
     assert.equal(
       error.message,
-      "Unknown route: GET /metrics; metrics are served by a listener of their own (ALVEARE_METRICS_HOST, ALVEARE_METRICS_PORT), not on the API's port.",
+      "Unknown route: GET /metrics; metrics are never served on the API's port: they have a listener of their own (ALVEARE_METRICS_HOST, ALVEARE_METRICS_PORT; 0 turns it off).",
     );
   });
   it("never echoes a long path in full: 40 characters at most", async () => {

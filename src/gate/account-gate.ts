@@ -98,13 +98,6 @@ export class AccountGate implements Gate {
     return this.parts.limiter.peek(caller.keyId, limitsOf(this.planOf(caller)));
   }
 
-  /** The server's plans that include a specialist, for a refusal to name (plans are the operator's public offer). */
-  private plansWith(specialistId: string): string[] {
-    return Object.values(this.plans)
-      .filter((p) => planAllows(p, specialistId))
-      .map((p) => p.name);
-  }
-
   allows(caller: Caller | undefined, specialistId: string): boolean {
     return caller !== undefined && planAllows(this.planOf(caller), specialistId);
   }
@@ -136,7 +129,7 @@ export class AccountGate implements Gate {
       if (error instanceof ApiError) return { admitted: false, error };
       throw error;
     }
-    if (!planAllows(plan, specialistId)) return { admitted: false, error: errors.notInPlan(specialistId, plan.name, this.plansWith(specialistId)) };
+    if (!planAllows(plan, specialistId)) return { admitted: false, error: errors.notInPlan(specialistId, plan.name) };
     const limits = limitsOf(plan);
     const asked = options.reserveTokens;
     const reservation = limits.tokens === undefined || asked === undefined ? undefined : typeof asked === "function" ? asked() : asked;

@@ -106,7 +106,9 @@ const UNSERVED_OPENAI_ROUTE = /^\/v1\/(responses|completions)(\/|$)/;
  */
 function notFoundHint(app: FastifyInstance, path: string): string | undefined {
   // A scraper pointed at the API's port: the metrics listener is apart so it stays off the public network.
-  if (path === "/metrics") return "metrics are served by a listener of their own (ALVEARE_METRICS_HOST, ALVEARE_METRICS_PORT), not on the API's port";
+  // True whether metrics are on or off (ALVEARE_METRICS_PORT=0): the API's port never serves them.
+  if (path === "/metrics")
+    return "metrics are never served on the API's port: they have a listener of their own (ALVEARE_METRICS_HOST, ALVEARE_METRICS_PORT; 0 turns it off)";
   if (!path.startsWith("/v1/")) return undefined;
   const takes = ["GET", "POST"].filter((method) => app.findRoute({ method, url: path }) !== null);
   if (takes.length > 0) return `this path takes ${takes.join(" or ")}`;

@@ -159,6 +159,9 @@ function retryAfterOf(value: string | undefined): Record<string, string> {
   return value !== undefined && /^\d{1,6}$/.test(value.trim()) ? { "retry-after": String(Math.max(1, Number(value))) } : {};
 }
 
+/** OpenAI-compatible servers answer 404 to a path they lack (a base_url without /v1) or a model they do not serve. */
+const NOT_FOUND_HINT = "; check that base_url is the upstream's API root (…/v1 on most servers) and that it serves the model named";
+
 /**
  * The catalogue error for an upstream's HTTP error answer. Only a 400 (the
  * request itself refused, e.g. too long for the upstream's context) passes the
@@ -166,9 +169,6 @@ function retryAfterOf(value: string | undefined): Record<string, string> {
  * status is the operator's matter (a wrong key, a crash), so its words go to
  * the log only.
  */
-/** OpenAI-compatible servers answer 404 to a path they lack (a base_url without /v1) or a model they do not serve. */
-const NOT_FOUND_HINT = "; check that base_url is the upstream's API root (…/v1 on most servers) and that it serves the model named";
-
 function upstreamStatusError(status: number, text: string, secret: string | undefined, retryAfter?: string): ApiError {
   const said = upstreamWords(errorMessageOf(text), secret);
   const error =

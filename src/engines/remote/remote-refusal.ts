@@ -10,6 +10,7 @@ interface UpstreamErrorFields {
 /**
  * The request fields an upstream may name in `param` that are the client's under the same name. `max_tokens` is
  * left out: the client may have sent `max_completion_tokens`, which the upstream hears as `max_tokens`.
+ * `temperature` and `top_p` are sent from the specialist's defaults when the client gives none: named all the same.
  */
 const CLIENT_FIELDS = new Set([
   "messages",
