@@ -369,6 +369,8 @@ describe("remote engine faults", () => {
         for (const [retryAfter, expected] of [
           ["7", "7"],
           ["0", "1"],
+          // At most a minute: an upstream cannot park our clients for days.
+          ["999999", "60"],
           ["not a number", null],
           [new Date(Date.now() + 600_000).toUTCString(), null],
         ] as const) {

@@ -151,12 +151,17 @@ function errorMessageOf(text: string): string {
   return text;
 }
 
+/** The longest wait an upstream's Retry-After passes on: a minute, the longest of our own 503s' and window limits'. */
+const MAX_UPSTREAM_RETRY_AFTER_S = 60;
+
 /**
- * An overloaded upstream's Retry-After in whole seconds (at least 1, as ours are), for our 503: a client then
- * waits as long as the upstream asks instead of retrying at once. A date or anything else is left out.
+ * An overloaded upstream's Retry-After in whole seconds (1 to 60), for our 503: a client then waits as long as the
+ * upstream asks instead of retrying at once, but a broken or hostile upstream cannot park clients for days. A date
+ * or anything else is left out.
  */
 function retryAfterOf(value: string | undefined): Record<string, string> {
-  return value !== undefined && /^\d{1,6}$/.test(value.trim()) ? { "retry-after": String(Math.max(1, Number(value))) } : {};
+  if (value === undefined || !/^\d{1,6}$/.test(value.trim())) return {};
+  return { "retry-after": String(Math.min(MAX_UPSTREAM_RETRY_AFTER_S, Math.max(1, Number(value)))) };
 }
 
 /** OpenAI-compatible servers answer 404 to a path they lack (a base_url without /v1) or a model they do not serve. */
