@@ -302,6 +302,27 @@ describe("remote engine against a misbehaving upstream", () => {
     }
   });
 
+  it("says what was wrong with an answer HTTP itself refuses in words, never as undici's or its parser's code", async () => {
+    const broken: Array<[(res: ServerResponse) => void, string]> = [
+      [
+        (res) => void res.writeHead(200, { "content-type": "application/json", "x-big": "a".repeat(100_000) }).end("{}"),
+        "its answer's headers were too large",
+      ],
+      [(res) => void res.socket!.end("HTTP/1.1 200 OK\r\nContent-Length: twelve\r\n\r\n{}"), "a malformed HTTP answer"],
+    ];
+    try {
+      for (const [answer, words] of broken) {
+        fake.respond = (res) => answer(res);
+        const r = await ask(false);
+        assert.equal(r.status, 502, words);
+        assert.equal(errorOf(r).message, `The upstream engine for this specialist failed (${words}).`);
+        assert.doesNotMatch(r.text, /UND_ERR|HPE_/);
+      }
+    } finally {
+      fake.respond = undefined;
+    }
+  });
+
   it("answers a 200 that holds an error object with a 502, the upstream's words in the log only", async () => {
     fake.respond = (res) => json(res, { error: { message: "model gpu-7 overloaded", type: "server_error" } });
     try {
