@@ -24,6 +24,9 @@ interface StoreOptions {
   config?: string;
 }
 
+/** Where a command run from another directory (another ./data) should have looked. */
+const OTHER_DATA_DIR_HINT = "if the server uses another, pass its data directory with --data-dir or ALVEARE_DATA_DIR";
+
 /** Only making the first account starts a database: any other command there could only list nothing or find no id. */
 type CreatesDatabase = "creates-database";
 
@@ -53,10 +56,7 @@ async function withStore(options: StoreOptions, run: (session: Session) => Promi
   const isNew = config.databaseUrl === undefined && !existsSync(where);
   // Run from the wrong directory, a list would make ./data and an empty database there, and say nothing is in it.
   if (isNew && creates === undefined) {
-    throw new RuntimeError(
-      `no database at ${where}: if the server uses another, pass its data directory with --data-dir or ALVEARE_DATA_DIR ` +
-        "(alveare accounts create starts a new one)",
-    );
+    throw new RuntimeError(`no database at ${where}: ${OTHER_DATA_DIR_HINT} (alveare accounts create starts a new one)`);
   }
   const json = options.json === true;
   if (!json) note(`using ${where}${isNew ? " (new, empty database)" : ""}`);
@@ -135,7 +135,7 @@ function withoutConfigFile(error: unknown, noConfigFile: boolean): unknown {
 function notFoundWhere(error: unknown, where: string, sqlite: boolean): unknown {
   const notFound = (error instanceof ApiError && error.status === 404) || error instanceof NotFoundError;
   if (!notFound) return error;
-  const hint = sqlite ? ": if the server uses another, pass its data directory with --data-dir or ALVEARE_DATA_DIR" : "";
+  const hint = sqlite ? `: ${OTHER_DATA_DIR_HINT}` : "";
   return new RuntimeError(`${(error as Error).message} (database ${where}${hint})`);
 }
 

@@ -54,7 +54,6 @@ function isConnectError(error: unknown): boolean {
 
 /** Errors that mean no connection was made: the upstream is unavailable (503), not misbehaving (502). */
 const UNREACHABLE = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH"]);
-/** What went wrong, in words that carry no address: system errors' messages name the host and port. */
 /** What undici and its HTTP parser say of a broken answer, in words: a client's message carries no library's identifiers. */
 const ANSWER_REASONS: Readonly<Record<string, string>> = {
   UND_ERR_HEADERS_OVERFLOW: "its answer's headers were too large",
@@ -64,6 +63,7 @@ const ANSWER_REASONS: Readonly<Record<string, string>> = {
   UND_ERR_DESTROYED: "connection closed",
 };
 
+/** What went wrong, in words that carry no address: system errors' messages name the host and port. */
 function networkReason(error: unknown): string {
   const code = (error as { code?: unknown }).code;
   if (typeof code === "string") return NETWORK_REASONS[code] ?? ANSWER_REASONS[code] ?? (code.startsWith("HPE_") ? "a malformed HTTP answer" : code);

@@ -1,3 +1,4 @@
+import { setImmediate as nextTurn } from "node:timers/promises";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { MODEL_PREFIX } from "../../api/types.js";
 import { embeddingsRequest } from "../../api/schemas/embeddings.js";
@@ -52,7 +53,7 @@ export async function embeddingsJson(
     written += shaped.length;
     if (written >= NUMBERS_PER_SLICE && index < vectors.length - 1) {
       written = 0;
-      await new Promise<void>((resolve) => setImmediate(resolve));
+      await nextTurn();
     }
   }
   const usage = { prompt_tokens: promptTokens, total_tokens: promptTokens };
