@@ -15,6 +15,15 @@ export function mainThreadCpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND;
 }
 
+/**
+ * Seconds the main thread spent waiting for a CPU while it could have run (`/proc/PID/task/PID/schedstat`, its
+ * second field): on a machine shared with the load generator and the upstream, a server's event loop may be
+ * ready and still not running. Such time counts as neither its CPU nor its idleness.
+ */
+export function mainThreadRunQueueSeconds(pid: number): number {
+  return Number(readFileSync(`/proc/${pid}/task/${pid}/schedstat`, "utf8").split(" ")[1]) / 1e9;
+}
+
 /** User plus system CPU seconds of this process's children that have exited and been waited for. */
 export function reapedChildrenCpuSeconds(): number {
   const fields = readFileSync("/proc/self/stat", "utf8").split(") ")[1]!.split(" ");

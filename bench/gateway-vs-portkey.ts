@@ -11,16 +11,19 @@
  * CPU per request is reported too, and so is the server's main thread alone
  * (a Node server is bound by its event loop, not by its total CPU).
  * Usage: node dist/bench/gateway-vs-portkey.js [--seconds N] [--connections N] [--pipelining N] [--rounds N]
- *   [--only alveare,portkey,...] [--profile DIR] [--baseline PATH-OF-ANOTHER-BUILT-CHECKOUT] [--loader autocannon|wrk]
+ *   [--only alveare,portkey,...] [--profile DIR] [--baseline PATH-OF-ANOTHER-BUILT-CHECKOUT] [--loader autocannon|wrk] [--pin]
+ * --pin puts every server under test on the last CPU, and the bench, its load generator and the upstream on the
+ * others (Linux `taskset`): each server then has a core of its own, as with a load generator on another machine.
  */
+import { execFileSync } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import { createRequire } from "node:module";
-import { tmpdir } from "node:os";
+import { availableParallelism, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { parseArgs } from "node:util";
 import autocannon from "autocannon";
 import { benchKey } from "./bench-key.js";
-import { cpuSeconds, mainThreadCpuSeconds, reapedChildrenCpuSeconds, startProcess } from "./bench-processes.js";
+import { cpuSeconds, mainThreadCpuSeconds, mainThreadRunQueueSeconds, reapedChildrenCpuSeconds, startProcess } from "./bench-processes.js";
 import { autocannonResult, type LoadResult, wrkRun } from "./load-generators.js";
 
 const { values } = parseArgs({
@@ -34,6 +37,7 @@ const { values } = parseArgs({
     /** Another checkout's build (its dist/bench/serve-for-bench.js), measured as a fourth side: before/after in one run. */
     baseline: { type: "string" },
     loader: { type: "string", default: "autocannon" },
+    pin: { type: "boolean", default: false },
   },
 });
 if (values.loader !== "autocannon" && values.loader !== "wrk") throw new Error("--loader is autocannon or wrk");
@@ -51,6 +55,10 @@ interface Result {
   p99: number;
   cpuUsPerRequest: number;
   mainThreadUsPerRequest: number;
+  /** Share of the run the main thread was on a CPU. */
+  mainThreadBusy: number;
+  /** Share of the run the main thread was ready but waiting for a CPU. */
+  mainThreadWaiting: number;
   upstreamCpuUsPerRequest: number;
   non2xx: number;
   errors: number;
@@ -96,6 +104,15 @@ const targets: Record<Side, { url: string; headers: Record<string, string>; body
   },
 };
 
+/** All threads of `pid` onto `cpus` (a taskset list such as "1" or "0-14"). */
+const pin = (pid: number, cpus: string): void => void execFileSync("taskset", ["-a", "-p", "-c", cpus, String(pid)], { stdio: "ignore" });
+const lastCpu = availableParallelism() - 1;
+if (values.pin) {
+  if (lastCpu < 1) throw new Error("--pin needs at least two CPUs");
+  // Before anything starts: the upstream and wrk inherit the bench's CPUs.
+  pin(process.pid, lastCpu === 1 ? "0" : `0-${lastCpu - 1}`);
+}
+
 const upstream = await startProcess([join(here, "instant-upstream.js"), String(upstreamPort)], process.env, /ready/);
 const profileArgs = values.profile ? ["--cpu-prof", `--cpu-prof-dir=${values.profile}`] : [];
 const ours = await startProcess(
@@ -113,6 +130,7 @@ const baseline =
         { ...process.env, ALVEARE_METRICS_PORT: "0" },
         /ready/,
       );
+if (values.pin) for (const server of [ours, portkey, baseline]) if (server !== undefined) pin(server.pid!, String(lastCpu));
 const pids: Record<Side, number> = { alveare: ours.pid!, baseline: baseline?.pid ?? 0, portkey: portkey.pid!, upstream: upstream.pid! };
 
 /** What one measured run gives, whichever load generator made it. */
@@ -140,10 +158,14 @@ async function load(side: Side, duration: number): Promise<Result> {
   const t = targets[side];
   const cpuBefore = cpuSeconds(pids[side]);
   const mainBefore = mainThreadCpuSeconds(pids[side]);
+  const waitBefore = mainThreadRunQueueSeconds(pids[side]);
   const upBefore = cpuSeconds(upstream.pid!);
+  const startedAt = performance.now();
   const r = values.loader === "wrk" ? await wrkOnce(t, duration) : await autocannonRun(t, duration);
   const cpu = cpuSeconds(pids[side]) - cpuBefore;
   const main = mainThreadCpuSeconds(pids[side]) - mainBefore;
+  const waiting = mainThreadRunQueueSeconds(pids[side]) - waitBefore;
+  const elapsed = (performance.now() - startedAt) / 1000;
   const up = cpuSeconds(upstream.pid!) - upBefore;
   const n = Math.max(1, r.total);
   return {
@@ -152,6 +174,8 @@ async function load(side: Side, duration: number): Promise<Result> {
     p99: r.p99,
     cpuUsPerRequest: (cpu * 1e6) / n,
     mainThreadUsPerRequest: (main * 1e6) / n,
+    mainThreadBusy: main / elapsed,
+    mainThreadWaiting: waiting / elapsed,
     upstreamCpuUsPerRequest: side === "upstream" ? 0 : (up * 1e6) / n,
     non2xx: r.non2xx,
     errors: r.errors,
@@ -190,13 +214,14 @@ const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floo
 const m = (side: Side, f: (r: Result) => number): number => median(results.get(side)!.map(f));
 /** A latency as wrk and autocannon report it, to three significant digits (wrk's microseconds become 0.286, not 0.28600000000000003). */
 const latency = (ms: number): string => String(Number(ms.toPrecision(3)));
+const percent = (share: number): string => `${Math.round(share * 100)}%`;
 process.stdout.write(
-  `POST /v1/chat/completions to an instant upstream, ${values.loader}, ${connections} connections, pipelining ${pipelining}, ${seconds} s per run, median of ${rounds} alternating rounds\n\n`,
+  `POST /v1/chat/completions to an instant upstream, ${values.loader}, ${connections} connections, pipelining ${pipelining}, ${seconds} s per run, median of ${rounds} alternating rounds${values.pin ? `, each server pinned to CPU ${lastCpu}` : ""}\n\n`,
 );
 process.stdout.write(
-  "| server | req/s | p50 ms | p99 ms | server CPU µs / request | of it main thread | upstream CPU µs / request | load generator CPU µs / request | non-2xx + errors |\n",
+  "| server | req/s | p50 ms | p99 ms | server CPU µs / request | of it main thread | main thread busy / waiting for a CPU | upstream CPU µs / request | load generator CPU µs / request | non-2xx + errors |\n",
 );
-process.stdout.write("|---|---|---|---|---|---|---|---|---|\n");
+process.stdout.write("|---|---|---|---|---|---|---|---|---|---|\n");
 const names: Record<Side, string> = {
   alveare: "Alveare (full gate)",
   baseline: `Alveare baseline (${values.baseline ?? ""})`,
@@ -206,7 +231,7 @@ const names: Record<Side, string> = {
 for (const side of sides) {
   const rs = results.get(side)!;
   process.stdout.write(
-    `| ${names[side]} | ${m(side, (r) => r.rps).toFixed(0)} | ${latency(m(side, (r) => r.p50))} | ${latency(m(side, (r) => r.p99))} | ${m(side, (r) => r.cpuUsPerRequest).toFixed(0)} | ${m(side, (r) => r.mainThreadUsPerRequest).toFixed(0)} | ${side === "upstream" ? "—" : m(side, (r) => r.upstreamCpuUsPerRequest).toFixed(0)} | ${m(side, (r) => r.loaderCpuUsPerRequest).toFixed(0)} | ${rs.reduce((n, r) => n + r.non2xx + r.errors, 0)} |\n`,
+    `| ${names[side]} | ${m(side, (r) => r.rps).toFixed(0)} | ${latency(m(side, (r) => r.p50))} | ${latency(m(side, (r) => r.p99))} | ${m(side, (r) => r.cpuUsPerRequest).toFixed(0)} | ${m(side, (r) => r.mainThreadUsPerRequest).toFixed(0)} | ${percent(m(side, (r) => r.mainThreadBusy))} / ${percent(m(side, (r) => r.mainThreadWaiting))} | ${side === "upstream" ? "—" : m(side, (r) => r.upstreamCpuUsPerRequest).toFixed(0)} | ${m(side, (r) => r.loaderCpuUsPerRequest).toFixed(0)} | ${rs.reduce((n, r) => n + r.non2xx + r.errors, 0)} |\n`,
   );
 }
 const ratio = (a: Side, b: Side, f: (r: Result) => number): string => (m(a, f) / m(b, f)).toFixed(2);
