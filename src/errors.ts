@@ -97,7 +97,7 @@ export const errors = {
     const hint = suggestion === undefined ? "." : `; did you mean '${suggestion}'?`;
     return invalid("model_not_found", `The ${word} '${shortened(name)}' does not exist${hint} GET /v1/models lists ${list}.`, param);
   },
-  contextLengthExceeded: (promptTokens: number, contextSize: number, param: string, answer = "an answer") =>
+  contextLengthExceeded: (promptTokens: number | `at least ${number}`, contextSize: number, param: string, answer = "an answer") =>
     invalid(
       "context_length_exceeded",
       `This specialist's context holds ${contextSize} tokens and your prompt takes ${promptTokens}, leaving no room for ${answer}. Shorten the prompt.`,
@@ -196,7 +196,7 @@ export const errors = {
   headersTooLarge: () =>
     new ApiError(431, "invalid_request_error", "request_header_fields_too_large", "The request's headers are larger than the server accepts."),
   invalidRequest: (message: string) => new ApiError(400, "invalid_request_error", "invalid_request", message),
-  embeddingInputTooLong: (index: number, count: number, tokens: number, contextSize: number) =>
+  embeddingInputTooLong: (index: number, count: number, tokens: number | `at least ${number}`, contextSize: number) =>
     invalid(
       "context_length_exceeded",
       `This embeddings specialist's context holds ${contextSize} tokens, but ${count === 1 ? "your input" : `input[${index}]`} is ${tokens} tokens. Shorten it or split it.`,

@@ -31,6 +31,7 @@ import { Utf8Guard } from "./utf8-guard.js";
 import { toHistory, toolFunctions, toolGrammarFor } from "./tool-history.js";
 import { callSyntaxOf, callSyntaxSpecialTexts, ToolAnswerTracker, type CallSyntax } from "./tool-calls.js";
 import { makeStateDirectory, removeStateDirectory } from "./state-directories.js";
+import { tokensAtLeast } from "./tokens-at-least.js";
 
 export interface EmbeddedEngineOptions {
   name: string;
@@ -277,6 +278,8 @@ export class EmbeddedEngine implements Engine {
     const contextSize = Math.min(this.contextSize, request.contextLimit ?? Infinity);
     // The grammar first: a schema it cannot hold is refused (400) before node-llama-cpp documents the tools with it.
     const grammar = tools === undefined ? await this.grammars.get(request.constraint) : await toolGrammarFor(this.grammars, this.callSyntax, tools);
+    const atLeast = this.messageTokensAtLeast(request.messages, contextSize);
+    if (atLeast !== undefined) throw errors.contextLengthExceeded(`at least ${atLeast}`, contextSize, "messages");
     const prompt = tools === undefined ? this.format(request.messages, contextSize) : this.formatWithTools(request.messages, toolFunctions(tools));
     if (prompt.tokens.length >= contextSize) {
       throw errors.contextLengthExceeded(prompt.tokens.length, contextSize, "messages");
@@ -821,11 +824,23 @@ export class EmbeddedEngine implements Engine {
    */
   promptTokensWithTools(request: GenerationRequest): number | undefined {
     if (request.tools === undefined) return undefined;
+    // A prompt that cannot fit is refused before it is formatted (see `generate`): its reservation is the context, not its tokenization.
+    if (this.messageTokensAtLeast(request.messages, this.contextSize) !== undefined) return this.contextSize;
     try {
       return this.formatWithTools(request.messages, toolFunctions(request.tools)).tokens.length;
     } catch {
       return undefined;
     }
+  }
+
+  /**
+   * A lower bound of the messages' tokens when they certainly reach `limit`, found slice by slice: a prompt far
+   * over the context is refused without tokenizing it whole, which llama.cpp does in time quadratic in its length
+   * for text it spells in bytes (a megabyte of CJK held the event loop for a minute). Undefined: it may fit.
+   */
+  private messageTokensAtLeast(messages: readonly ChatMessage[], limit: number): number | undefined {
+    const texts = messages.flatMap((m) => [m.content, ...(m.toolCalls ?? []).flatMap((c) => [c.name, c.arguments])]);
+    return tokensAtLeast((text) => this.model.tokenize(text, false, "trimLeadingSpace").length, texts, limit);
   }
 
   /** A prompt that documents the tools; not snapshotted (its system prefix holds the tool documentation). */

@@ -1,6 +1,7 @@
 import type { LlamaEmbeddingContext, LlamaModel } from "node-llama-cpp";
 import { errors } from "../../errors.js";
 import type { Engine } from "../types.js";
+import { tokensAtLeast } from "./tokens-at-least.js";
 
 export interface EmbeddingResult {
   /** One unit-length vector per input, in input order. */
@@ -69,7 +70,12 @@ export class EmbeddedEmbedder implements Embedder {
 
   private async embedEach(inputs: readonly string[], signal: AbortSignal): Promise<EmbeddingResult> {
     const context = await (this.context ??= this.model.createEmbeddingContext({ contextSize: this.contextSize, threads: this.threads }));
-    // Every input is measured first: a batch either fits entirely or is refused without work.
+    // Every input is measured first: a batch either fits entirely or is refused without work. One far over the
+    // context is found slice by slice, never tokenized whole (quadratic in llama.cpp for text it spells in bytes).
+    inputs.forEach((text, index) => {
+      const atLeast = tokensAtLeast((slice) => this.model.tokenize(slice, false, "trimLeadingSpace").length, [text], this.contextSize);
+      if (atLeast !== undefined) throw errors.embeddingInputTooLong(index, inputs.length, `at least ${atLeast}`, this.contextSize);
+    });
     const lengths = inputs.map((text) => context.calculateInputLength(text));
     lengths.forEach((length, index) => {
       if (length >= this.contextSize) throw errors.embeddingInputTooLong(index, inputs.length, length, this.contextSize);
