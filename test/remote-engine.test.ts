@@ -214,6 +214,30 @@ describe("remote engine faults", () => {
       json_schema: { name: "invoice", strict: true, schema },
     });
     assert.deepEqual(await sent({ schema }), { type: "json_schema", json_schema: { name: "output", schema } });
+    assert.deepEqual(await sent({ name: "invoice", description: "The invoice's line count.", schema }), {
+      type: "json_schema",
+      json_schema: { name: "invoice", description: "The invoice's line count.", schema },
+    });
+  });
+
+  it("passes a tool's strict upstream, as a json_schema's: OpenAI holds a call's arguments to the schema only when strict", async () => {
+    fake.fault = "ok";
+    const parameters = { type: "object", properties: { city: { type: "string" } }, required: ["city"], additionalProperties: false };
+    const r = await postJson(`${server.url}/v1/chat/completions`, {
+      model: "alveare-flaky",
+      messages: [{ role: "user", content: "x" }],
+      tools: [
+        { type: "function", function: { name: "strict_one", parameters, strict: true } },
+        { type: "function", function: { name: "loose_one", parameters, strict: false } },
+        { type: "function", function: { name: "unsaid", parameters } },
+      ],
+    });
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    assert.deepEqual(fake.requests.at(-1)!.tools, [
+      { type: "function", function: { name: "strict_one", parameters, strict: true } },
+      { type: "function", function: { name: "loose_one", parameters, strict: false } },
+      { type: "function", function: { name: "unsaid", parameters } },
+    ]);
   });
 
   it("turns an upstream 500 into 502 server_error", async () => {

@@ -7,6 +7,8 @@ export interface ToolFunction {
   description?: string | undefined;
   /** A JSON Schema for the arguments object; its size and depth are checked before it gets here. */
   parameters: Readonly<Record<string, unknown>>;
+  /** The caller's `strict`, for a remote upstream: OpenAI holds a call's arguments to the schema only when strict. */
+  strict?: boolean | undefined;
 }
 
 /** "auto": the model answers or calls; "required": it must call; `{ name }`: it must call that one. */

@@ -21,8 +21,17 @@ export type OutputConstraint =
   | { type: "text" }
   | { type: "labels"; labels: readonly string[] }
   | { type: "json_object" }
-  /** `name` and `strict` as the caller gave them, for a remote upstream (OpenAI holds its answer to the schema only when strict). */
-  | { type: "json_schema"; schema: Readonly<Record<string, unknown>>; name?: string | undefined; strict?: boolean | undefined };
+  /**
+   * `name`, `description` and `strict` as the caller gave them, for a remote upstream (OpenAI holds its answer to the
+   * schema only when strict, and its model reads the description to know what the format is for).
+   */
+  | {
+      type: "json_schema";
+      schema: Readonly<Record<string, unknown>>;
+      name?: string | undefined;
+      description?: string | undefined;
+      strict?: boolean | undefined;
+    };
 
 /** "content_filter" only as a remote upstream (Azure OpenAI, OpenAI) reports it: its filter cut the answer. */
 export type FinishReason = "stop" | "length" | "tool_calls" | "content_filter";

@@ -73,7 +73,7 @@ export interface ChatCompletionChunkToolCall {
 export type ResponseFormat =
   | { type: "text" }
   | { type: "json_object" }
-  | { type: "json_schema"; json_schema: { name?: string; schema: Record<string, unknown>; strict?: boolean } };
+  | { type: "json_schema"; json_schema: { name?: string; description?: string; schema: Record<string, unknown>; strict?: boolean } };
 
 export interface ChatCompletionCreateParams {
   model: string;

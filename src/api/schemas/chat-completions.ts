@@ -58,6 +58,7 @@ const ResponseFormat = Nullable(
         schema: Type.Object({}),
         // OpenAI's rule for the name, which a remote specialist passes upstream.
         name: Type.Optional(Type.String({ pattern: "^[a-zA-Z0-9_-]{1,64}$", ...problem("must be 1 to 64 letters, digits, underscores or dashes.") })),
+        description: Type.Optional(Nullable(Type.String())),
         strict: Type.Optional(Nullable(Type.Boolean())),
       }),
     }),

@@ -651,7 +651,8 @@ export class RemoteEngine implements Engine {
     if (c.type === "json_schema") {
       // The caller's strict passes on: without it OpenAI takes the schema as a hint, not a rule.
       const strict = c.strict === undefined ? {} : { strict: c.strict };
-      body.response_format = { type: "json_schema", json_schema: { name: c.name ?? "output", ...strict, schema: c.schema } };
+      const description = c.description === undefined ? {} : { description: c.description };
+      body.response_format = { type: "json_schema", json_schema: { name: c.name ?? "output", ...description, ...strict, schema: c.schema } };
     }
     if (c.type === "labels") {
       // vLLM reads guided_choice, llama-server reads grammar; others ignore unknown fields.

@@ -51,7 +51,13 @@ export function upstreamToolFields(tools: ToolRequest | undefined): Record<strin
   return {
     tools: tools.tools.map((t) => ({
       type: "function",
-      function: { name: t.name, ...(t.description === undefined ? {} : { description: t.description }), parameters: t.parameters },
+      function: {
+        name: t.name,
+        ...(t.description === undefined ? {} : { description: t.description }),
+        parameters: t.parameters,
+        // The caller's strict passes on, as a json_schema's does: without it OpenAI takes the schema as a hint.
+        ...(t.strict === undefined ? {} : { strict: t.strict }),
+      },
     })),
     tool_choice: typeof tools.choice === "object" ? { type: "function", function: { name: tools.choice.name } } : tools.choice,
     parallel_tool_calls: tools.parallel,

@@ -52,6 +52,7 @@ function toConstraint(format: ChatCompletionRequestBody["response_format"]): Out
         type: "json_schema",
         schema: format.json_schema.schema,
         name: format.json_schema.name,
+        description: format.json_schema.description ?? undefined,
         strict: format.json_schema.strict ?? undefined,
       };
     default:

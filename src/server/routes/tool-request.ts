@@ -108,7 +108,8 @@ function toToolFunction(tool: NonNullable<Body["tools"]>[number], i: number): { 
   const parameters = argumentsSchema(tool.function.parameters);
   if (parameters.type !== "object") throw errors.invalidParameter(param, "must be a JSON Schema of type 'object'.");
   const size = checkJsonSchemaLimits(parameters, param);
-  return { tool: { name: tool.function.name, description: tool.function.description ?? undefined, parameters }, size };
+  const strict = tool.function.strict ?? undefined;
+  return { tool: { name: tool.function.name, description: tool.function.description ?? undefined, parameters, strict }, size };
 }
 
 /** The tool request, or undefined when the model is to answer in text (no tools, or tool_choice "none"). */
