@@ -201,6 +201,44 @@ describe("tool calling through the official openai package", () => {
     }
   });
 
+  it("calls only the tools OpenAI's allowed_tools choice lists, under its mode", async () => {
+    for (let seed = 0; seed < SAMPLES; seed++) {
+      const completion: ChatCompletion = await client.chat.completions.create({
+        model: "alveare-chat",
+        messages: ASK,
+        tools: [TIME, WEATHER],
+        tool_choice: { type: "allowed_tools", allowed_tools: { mode: "required", tools: [{ type: "function", function: { name: "get_time" } }] } },
+        temperature: 2,
+        seed,
+        max_tokens: 400,
+      });
+      const choice = completion.choices[0]!;
+      assert.equal(choice.finish_reason, "tool_calls");
+      const calls = choice.message.tool_calls ?? [];
+      assert.ok(calls.length >= 1);
+      for (const call of calls) {
+        assert.equal(call.type === "function" ? call.function.name : call.type, "get_time");
+        assertValidCall("get_time", argumentsOf(call));
+      }
+    }
+    const refused = async (tool_choice: unknown) => {
+      const r = await postJson(`${server.url}/v1/chat/completions`, { model: "alveare-chat", messages: ASK, tools: [TIME, WEATHER], tool_choice });
+      const error = r.json.error as { code: string; param: string };
+      return [r.status, error?.code, error?.param];
+    };
+    const allowed = (mode: string, names: string[]) => ({
+      type: "allowed_tools",
+      allowed_tools: { mode, tools: names.map((name) => ({ type: "function", function: { name } })) },
+    });
+    assert.deepEqual(await refused(allowed("required", ["get_time", "nope"])), [
+      400,
+      "invalid_parameter",
+      "tool_choice.allowed_tools.tools[1].function.name",
+    ]);
+    assert.deepEqual(await refused(allowed("sometimes", ["get_time"])), [400, "invalid_parameter", "tool_choice"]);
+    assert.deepEqual(await refused(allowed("auto", [])), [400, "invalid_parameter", "tool_choice"]);
+  });
+
   it("streams a call's log-probabilities on its tool-call chunks: together the same entries as the whole response", async () => {
     await assertStreamedCallLogprobs(client, "alveare-chat");
   });

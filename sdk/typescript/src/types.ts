@@ -53,7 +53,12 @@ export interface ChatCompletionTool {
   function: { name: string; description?: string; parameters?: Record<string, unknown>; strict?: boolean };
 }
 
-export type ChatCompletionToolChoice = "none" | "auto" | "required" | { type: "function"; function: { name: string } };
+export type ChatCompletionToolChoice =
+  | "none"
+  | "auto"
+  | "required"
+  | { type: "function"; function: { name: string } }
+  | { type: "allowed_tools"; allowed_tools: { mode: "auto" | "required"; tools: Array<{ type: "function"; function: { name: string } }> } };
 
 export interface ChatCompletionMessageToolCall {
   id: string;

@@ -1,4 +1,4 @@
-import { Type } from "@sinclair/typebox";
+import { Type, type Static } from "@sinclair/typebox";
 import { Nullable, problem, StringEnum, TaggedUnion } from "../../schema/builders.js";
 
 /** OpenAI's own caps: 128 tools, names of up to 64 letters, digits, '_' or '-'. */
@@ -30,15 +30,36 @@ export const Tools = Type.Optional(
   ),
 );
 
+const TOOL_CHOICE_RULE =
+  'expected "none", "auto", "required", {"type": "function", "function": {"name": …}} or ' +
+  '{"type": "allowed_tools", "allowed_tools": {"mode": "auto" or "required", "tools": [{"type": "function", "function": {"name": …}}, …]}}.';
+
 const NamedChoice = Type.Object(
   { type: Type.Literal("function"), function: Type.Object({ name: FunctionName }) },
-  problem({ type: 'expected "none", "auto", "required" or {"type": "function", "function": {"name": …}}.' }),
+  problem({ type: TOOL_CHOICE_RULE }),
 );
 
+/** OpenAI's allowed_tools choice: the model may call only the tools listed (all of `tools` stay in the request), under `mode`. */
+const AllowedToolsChoice = Type.Object(
+  {
+    type: Type.Literal("allowed_tools"),
+    allowed_tools: Type.Object({
+      mode: StringEnum(["auto", "required"]),
+      tools: Type.Array(Type.Object({ type: Type.Literal("function"), function: Type.Object({ name: FunctionName }) }), {
+        minItems: 1,
+        maxItems: MAX_TOOLS,
+      }),
+    }),
+  },
+  problem({ type: TOOL_CHOICE_RULE }),
+);
+
+export type AllowedToolsChoiceBody = Static<typeof AllowedToolsChoice>;
+
 export const ToolChoice = Type.Optional(
-  Type.Unsafe<"none" | "auto" | "required" | { type: "function"; function: { name: string } } | null>({
-    anyOf: [StringEnum(["none", "auto", "required"]), NamedChoice, Type.Null()],
-    ...problem('expected "none", "auto", "required" or {"type": "function", "function": {"name": …}}.'),
+  Type.Unsafe<"none" | "auto" | "required" | { type: "function"; function: { name: string } } | AllowedToolsChoiceBody | null>({
+    anyOf: [StringEnum(["none", "auto", "required"]), NamedChoice, AllowedToolsChoice, Type.Null()],
+    ...problem(TOOL_CHOICE_RULE),
   }),
 );
 

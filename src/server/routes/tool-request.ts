@@ -135,13 +135,25 @@ export function parseToolRequest(o: Body): ToolRequest | undefined {
     checked.map((c) => c.size),
     "tools",
   );
-  const functions = checked.map((c) => c.tool);
-  if (typeof choice === "object" && !seen.has(choice.function.name)) {
+  let functions = checked.map((c) => c.tool);
+  if (typeof choice === "object" && choice.type === "function" && !seen.has(choice.function.name)) {
     throw errors.invalidParameter("tool_choice", `there is no tool named '${choice.function.name}' in 'tools'.`);
   }
   if (choice === "none") return undefined;
   if (o.response_format !== undefined && o.response_format !== null && o.response_format.type !== "text") {
     throw errors.invalidParameter("response_format", "cannot be combined with 'tools' (unless tool_choice is \"none\").");
+  }
+  if (typeof choice === "object" && choice.type === "allowed_tools") {
+    // The model is offered only the tools listed, under their mode: what OpenAI's allowed_tools means.
+    const allowed = new Set<string>();
+    choice.allowed_tools.tools.forEach((tool, i) => {
+      const name = tool.function.name;
+      if (!seen.has(name))
+        throw errors.invalidParameter(`tool_choice.allowed_tools.tools[${i}].function.name`, `there is no tool named '${name}' in 'tools'.`);
+      allowed.add(name);
+    });
+    functions = functions.filter((tool) => allowed.has(tool.name));
+    return { tools: functions, choice: choice.allowed_tools.mode, parallel: o.parallel_tool_calls ?? true };
   }
   return {
     tools: functions,
