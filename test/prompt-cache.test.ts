@@ -228,6 +228,44 @@ describe("system-prefix snapshots", () => {
     await assertMatchesFresh("changed prompt", model, engine.promptTokens(messages), engine.snapshotPrefixLength(messages), probabilities);
   });
 
+  it("loads no snapshot for a request aborted before its prefix is placed: metered as without snapshots, with what its sequence held", async () => {
+    const model = await llama.loadModel({ modelPath: await tinyModel(), gpuLayers: 0 });
+    const [a, b] = SPECIALISTS;
+    const metered: number[] = [];
+    for (const store of [newStore(), undefined]) {
+      // One sequence: after `b`'s request it holds `b`'s prompt, and `a`'s prefix must come back from its snapshot.
+      const engine = await engineOn(model, { store, identity: "tiny" });
+      const ask = (system: string, signal: AbortSignal, onStarted?: () => void) =>
+        engine.generate({
+          messages: conversation(system, "hello world"),
+          maxTokens: 2,
+          temperature: 0,
+          topP: 1,
+          stop: [],
+          constraint: { type: "text" },
+          signal,
+          onStarted,
+        });
+      await ask(a!.system, new AbortController().signal);
+      await ask(b!.system, new AbortController().signal);
+      const counters = engine.promptCache;
+      const leaving = new AbortController();
+      // The client leaves once the request holds its sequence, before anything of its prompt is placed there.
+      const cut = await ask(a!.system, leaving.signal, () => leaving.abort());
+      assert.deepEqual([cut.aborted, cut.completionTokens], [true, 0]);
+      assert.equal(engine.promptCache.snapshotRestores, counters.snapshotRestores, "no snapshot is loaded for a request already gone");
+      metered.push(cut.promptTokens);
+    }
+    // What the sequence held of `a`'s prompt (the template's and the prompts' shared start), not `a`'s whole prefix.
+    const engine = engines.at(-1)!;
+    const held = engine.promptTokens(conversation(a!.system, "hello world"));
+    const other = engine.promptTokens(conversation(b!.system, "hello world"));
+    let shared = 0;
+    while (held[shared] === other[shared]) shared++;
+    assert.deepEqual(metered, [shared, shared]);
+    assert.ok(shared < engine.snapshotPrefixLength(conversation(a!.system, "hello world")));
+  });
+
   it("never reuses a snapshot made with another model file at the same path", async () => {
     const dir = tempDir();
     const path = join(dir, "model.gguf");

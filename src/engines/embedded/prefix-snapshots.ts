@@ -15,7 +15,7 @@ export interface SnapshotTarget {
   evaluate(): Promise<void>;
   /** Saves the sequence's state (exactly the prefix) to `path`; resolves to the file's size. */
   save(path: string): Promise<number>;
-  /** Ends a wait for another request's build of the same prefix (PromptAbandoned), so a request whose client left frees its sequence. */
+  /** Ends a wait for another request's build of the same prefix (PromptAbandoned), so a request whose client left frees its sequence; aborted, nothing is loaded. */
   signal?: AbortSignal;
 }
 
@@ -96,6 +96,9 @@ export class PrefixSnapshotStore {
    */
   async place(key: string, tokens: number, target: SnapshotTarget): Promise<Placement> {
     for (;;) {
+      // A request aborted already (before it came here, or while it waited for a build) loads nothing: its
+      // sequence keeps what it held, which is what the request is metered with (see PromptAbandoned).
+      if (target.signal?.aborted === true) throw new PromptAbandoned();
       const entry = this.entries.get(key);
       if (entry !== undefined) {
         if (await this.load(key, entry, target)) return "restored";
