@@ -618,14 +618,28 @@ export class EmbeddedEngine implements Engine {
     const scanner = new StopScanner(request.stop);
     let text = scanner.push(length ? this.model.detokenize(tokens) : label.label);
     if (!scanner.stopped) text += scanner.flush();
-    const logprobs = withLogprobs ? label.entries.slice(0, tokens.length) : undefined;
+    // Cut by a stop string, the label counts (and reports log-probabilities for) the tokens a generation
+    // would have produced: up to the one that completes the stop string, as generated text does.
+    const produced = scanner.stopped ? this.tokensUntilStop(tokens, request.stop) : tokens.length;
+    const logprobs = withLogprobs ? label.entries.slice(0, produced) : undefined;
     request.onText?.(text, { choice, ...(logprobs === undefined ? {} : { logprobs }) });
     return {
       text,
-      completionTokens: tokens.length,
+      completionTokens: produced,
       finishReason: length && !scanner.stopped ? "length" : "stop",
       ...(logprobs === undefined ? {} : { logprobs }),
     };
+  }
+
+  /** How many of `tokens`, decoded one by one as runChoice decodes generated ones, a stop string leaves: through the one that completes it (all when none does). */
+  private tokensUntilStop(tokens: readonly Token[], stop: readonly string[]): number {
+    const decoder = new TokenDecoder(this.model);
+    const scanner = new StopScanner(stop);
+    for (const [i, token] of tokens.entries()) {
+      scanner.push(decoder.push(token));
+      if (scanner.stopped) return i + 1;
+    }
+    return tokens.length;
   }
 
   /**
