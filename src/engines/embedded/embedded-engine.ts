@@ -372,8 +372,9 @@ export class EmbeddedEngine implements Engine {
     const last = input.slice(-1);
     await this.evaluatePrompt(sequence, input.slice(0, -1), request.signal);
     const statePath = this.choiceStatePath();
-    await this.turns.take(() => sequence.saveStateToFile(statePath));
     try {
+      // Inside the try: a save that fails part-way (a full disk) leaves no partial file behind either.
+      await this.turns.take(() => sequence.saveStateToFile(statePath));
       // Settled, not raced: a failing choice must not leave the others running unseen while the state file is removed.
       const settled = await Promise.allSettled(
         Array.from({ length: n }, async (_, index) => {
