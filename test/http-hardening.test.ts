@@ -330,7 +330,7 @@ describe("HTTP hardening: CORS", () => {
       headers: {
         origin: "https://app.example",
         "access-control-request-method": "POST",
-        "access-control-request-headers": "authorization, content-type, x-stainless-os, x-evil",
+        "access-control-request-headers": "authorization, content-type, x-stainless-os, OpenAI-Organization, openai-project, x-evil",
       },
     });
     assert.equal(r.status, 204);
@@ -338,7 +338,10 @@ describe("HTTP hardening: CORS", () => {
     assert.equal(r.headers.get("access-control-allow-credentials"), null);
     assert.match(r.headers.get("access-control-allow-methods") ?? "", /POST/);
     const allowed = (r.headers.get("access-control-allow-headers") ?? "").split(", ");
-    for (const h of ["authorization", "content-type", "x-request-id", "x-stainless-os"]) assert.ok(allowed.includes(h), h);
+    // OpenAI-Organization and OpenAI-Project: what an openai SDK made with `organization` or `project` sends.
+    for (const h of ["authorization", "content-type", "x-request-id", "x-stainless-os", "openai-organization", "openai-project"]) {
+      assert.ok(allowed.includes(h), h);
+    }
     assert.ok(!allowed.includes("x-evil"));
   });
 

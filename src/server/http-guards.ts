@@ -269,8 +269,11 @@ const API_HEADERS: Readonly<Record<string, string>> = Object.freeze({
 });
 
 const ALLOWED_REQUEST_HEADERS = new Set(["authorization", "content-type", "x-request-id"]);
+/** Sent by an OpenAI SDK made with `organization` or `project`: ignored here, but a preflight refusing them would stop its requests. */
+const OPENAI_CLIENT_HEADERS = new Set(["openai-organization", "openai-project"]);
 /** The OpenAI SDKs send their own telemetry headers; a preflight refusing them would break those clients. */
-const isAllowedRequestHeader = (name: string): boolean => ALLOWED_REQUEST_HEADERS.has(name) || name.startsWith("x-stainless-");
+const isAllowedRequestHeader = (name: string): boolean =>
+  ALLOWED_REQUEST_HEADERS.has(name) || OPENAI_CLIENT_HEADERS.has(name) || name.startsWith("x-stainless-");
 
 /** Answers CORS preflights for /v1 before authentication, which a preflight never carries. */
 export async function corsPreflight(app: FastifyInstance): Promise<void> {
