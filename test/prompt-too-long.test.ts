@@ -116,6 +116,32 @@ describe("a prompt far over the context is refused without being tokenized whole
       assert.ok(ms < 3000, `took ${Math.round(ms)} ms`);
     });
 
+    it("tools' documentation counts too: refused before the documented prompt is tokenized whole", async () => {
+      // One description of 96 KB (within the 128 KiB cap on tools) that a SentencePiece vocabulary spells in bytes:
+      // tokenized whole, in time quadratic in its length, it held the event loop about a second.
+      const tools = [
+        {
+          type: "function",
+          function: { name: "lookup", description: "漢字蜂蜜".repeat(8000), parameters: { type: "object", properties: { a: { type: "string" } } } },
+        },
+      ];
+      for (const path of ["chat", "reservation"]) {
+        const started = performance.now();
+        const r = await postJson(`${server.url}/v1/chat/completions`, {
+          model: "alveare-chat",
+          messages: [{ role: "user", content: "hi" }],
+          tools,
+          max_tokens: 1,
+        });
+        const ms = performance.now() - started;
+        assert.equal(r.status, 400, JSON.stringify(r.json));
+        const error = r.json.error as { code: string; message: string };
+        assert.equal(error.code, "context_length_exceeded", path);
+        assert.match(error.message, /your prompt takes at least \d+/);
+        assert.ok(ms < 1500, `${path}: took ${Math.round(ms)} ms`);
+      }
+    });
+
     it("embeddings: 400 context_length_exceeded naming input, at once", async () => {
       const started = performance.now();
       const r = await postJson(`${server.url}/v1/embeddings`, { model: "alveare-embed", input: ["honey", cjk] });

@@ -14,7 +14,7 @@ import {
   type LlamaModel,
   type Token,
 } from "node-llama-cpp";
-import { errors } from "../../errors.js";
+import { ApiError, errors } from "../../errors.js";
 import { StopScanner } from "../stop-scanner.js";
 import type { ToolCall, ToolCallDelta } from "../tools.js";
 import type { ChatMessage, ChoiceResult, Engine, FinishReason, GenerationRequest, GenerationResult, TextDetail, TokenLogprob } from "../types.js";
@@ -280,7 +280,8 @@ export class EmbeddedEngine implements Engine {
     const grammar = tools === undefined ? await this.grammars.get(request.constraint) : await toolGrammarFor(this.grammars, this.callSyntax, tools);
     const atLeast = this.messageTokensAtLeast(request.messages, contextSize);
     if (atLeast !== undefined) throw errors.contextLengthExceeded(`at least ${atLeast}`, contextSize, "messages");
-    const prompt = tools === undefined ? this.format(request.messages, contextSize) : this.formatWithTools(request.messages, toolFunctions(tools));
+    const prompt =
+      tools === undefined ? this.format(request.messages, contextSize) : this.formatWithTools(request.messages, toolFunctions(tools), contextSize);
     if (prompt.tokens.length >= contextSize) {
       throw errors.contextLengthExceeded(prompt.tokens.length, contextSize, "messages");
     }
@@ -842,8 +843,10 @@ export class EmbeddedEngine implements Engine {
     // A prompt that cannot fit is refused before it is formatted (see `generate`): its reservation is the context, not its tokenization.
     if (this.messageTokensAtLeast(request.messages, this.contextSize) !== undefined) return this.contextSize;
     try {
-      return this.formatWithTools(request.messages, toolFunctions(request.tools)).tokens.length;
-    } catch {
+      return this.formatWithTools(request.messages, toolFunctions(request.tools), this.contextSize).tokens.length;
+    } catch (error) {
+      // Certainly over the context: refused in `generate`, so its reservation is the context.
+      if (error instanceof ApiError && error.code === "context_length_exceeded") return this.contextSize;
       return undefined;
     }
   }
@@ -859,8 +862,8 @@ export class EmbeddedEngine implements Engine {
   }
 
   /** A prompt that documents the tools; not snapshotted (its system prefix holds the tool documentation). */
-  private formatWithTools(messages: readonly ChatMessage[], functions: ChatModelFunctions): FormattedPrompt {
-    return { ...this.formatChat(messages, functions), prefix: undefined };
+  private formatWithTools(messages: readonly ChatMessage[], functions: ChatModelFunctions, contextSize: number): FormattedPrompt {
+    return { ...this.formatChat(messages, functions, contextSize), prefix: undefined };
   }
 
   private format(messages: readonly ChatMessage[], contextSize = this.contextSize): FormattedPrompt {
@@ -874,7 +877,11 @@ export class EmbeddedEngine implements Engine {
     return this.formatChat(messages).tokens;
   }
 
-  private formatChat(messages: readonly ChatMessage[], functions?: ChatModelFunctions): Omit<FormattedPrompt, "prefix"> {
+  /**
+   * With `contextSize`, a prompt certainly over it (the tools' documentation can be ~128 KiB) is refused from its
+   * text, slice by slice, before it is tokenized whole (see messageTokensAtLeast).
+   */
+  private formatChat(messages: readonly ChatMessage[], functions?: ChatModelFunctions, contextSize?: number): Omit<FormattedPrompt, "prefix"> {
     const history: ChatHistoryItem[] = toHistory(messages);
     // An open model turn at the end asks the wrapper for the generation prompt; after tool
     // results the model's own turn (its calls and their results) stays open and continues.
@@ -895,6 +902,12 @@ export class EmbeddedEngine implements Engine {
         const tokens = trigger.tokenize(this.model.tokenizer, "trimLeadingSpace");
         if (tokens.length === 1 && tokens[0] !== undefined) stopTokens.add(tokens[0]);
       }
+    }
+    if (contextSize !== undefined) {
+      // Its plain text only (special tokens add to it): a lower bound of the whole.
+      const texts = state.contextText.values.filter((v): v is string => typeof v === "string");
+      const atLeast = tokensAtLeast((text) => this.model.tokenize(text, false, "trimLeadingSpace").length, texts, contextSize);
+      if (atLeast !== undefined) throw errors.contextLengthExceeded(`at least ${atLeast}`, contextSize, "messages");
     }
     return { tokens: state.contextText.tokenize(this.model.tokenizer), stopStrings, stopTokens };
   }
