@@ -644,4 +644,25 @@ describe("Redis settings at start", () => {
     url.pathname = "/99";
     await assert.rejects(connectRedis(url.toString(), "x:"), oneLine(/^ALVEARE_REDIS_URL: .*: the database number in the URL does not exist/));
   });
+
+  it("says what to do when Redis asks for a password the URL does not give", async () => {
+    const redis = new PrivateRedis("opsprobe-secret");
+    await redis.start();
+    try {
+      await assert.rejects(connectRedis(redis.url, "x:"), (error: Error) => {
+        assert.match(
+          error.message,
+          /^ALVEARE_REDIS_URL: cannot use Redis at redis:\/\/127\.0\.0\.1:\d+\/?: this Redis requires a password and the URL gives none \(put it in the URL: redis:\/\/:PASSWORD@host:port/,
+        );
+        assert.doesNotMatch(error.message, /\n|HELLO|NOAUTH/);
+        return true;
+      });
+      const withPassword = new URL(redis.url);
+      withPassword.password = "opsprobe-secret";
+      const connection = await connectRedis(withPassword.toString(), "x:");
+      connection.redis.disconnect();
+    } finally {
+      await redis.kill();
+    }
+  });
 });

@@ -35,17 +35,21 @@ export class PrivateRedis {
   private child: ChildProcess | undefined;
   port = 0;
 
+  /** With a password, the server asks for it (`requirepass`); `url` leaves it out. */
+  constructor(private readonly password?: string) {}
+
   get url(): string {
     return `redis://127.0.0.1:${this.port}`;
   }
 
   async start(): Promise<void> {
     if (this.port === 0) this.port = await closedPort();
-    const child = spawn("redis-server", ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], {
+    const auth = this.password === undefined ? [] : ["--requirepass", this.password];
+    const child = spawn("redis-server", ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", ...auth], {
       stdio: "ignore",
     });
     this.child = child;
-    const probe = new Redis(this.url, { lazyConnect: true, retryStrategy: () => null, enableOfflineQueue: false });
+    const probe = new Redis(this.url, { lazyConnect: true, retryStrategy: () => null, enableOfflineQueue: false, password: this.password });
     probe.on("error", () => undefined);
     for (let i = 0; i < 200; i++) {
       try {

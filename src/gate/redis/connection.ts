@@ -68,6 +68,9 @@ function startFailure(error: Error): string {
   const code = (error as { code?: string }).code;
   if (code === "ECONNREFUSED") return "connection refused (is Redis running there?)";
   if (code === "ENOTFOUND" || code === "EAI_AGAIN") return "unknown host";
+  // Redis asks for a password the URL does not give: its own words name a HELLO or a command the operator never sent.
+  if (/^NOAUTH\b/.test(error.message))
+    return "this Redis requires a password and the URL gives none (put it in the URL: redis://:PASSWORD@host:port, or redis://USER:PASSWORD@host:port for an ACL user)";
   if (/DB index is out of range/i.test(error.message))
     return "the database number in the URL does not exist on this Redis (see its `databases` setting)";
   return error.message.split("\n")[0] ?? "unknown error";
