@@ -450,6 +450,13 @@ describe("Redis down and back", () => {
     const ready = await fetch(`${server.url}/ready`);
     assert.equal(ready.status, 503);
     assert.equal(((await ready.json()) as { checks: Record<string, { ok: boolean }> }).checks.redis?.ok, false);
+    // It says why, as the database check does: the kind of the connection's failure, not "unavailable".
+    let redisCheck: { ok: boolean; error?: string } | undefined;
+    for (let i = 0; i < 40 && redisCheck?.error !== "connection refused"; i++) {
+      if (i > 0) await new Promise((r) => setTimeout(r, 100));
+      redisCheck = ((await (await fetch(`${server.url}/ready`)).json()) as { checks: Record<string, { ok: boolean; error?: string }> }).checks.redis;
+    }
+    assert.deepEqual(redisCheck, { ok: false, error: "connection refused" });
 
     // Back, empty (no persistence): the node reconnects by itself and seeds the monthly counter from the ledger.
     await redis.start();

@@ -30,8 +30,17 @@ export function redisClient(url: string, name: string): Redis {
     retryStrategy: (times: number) => Math.min(100 * times, 2000),
   });
   // Errors surface on the commands that fail; the connection's own events would only crash the process.
-  redis.on("error", () => undefined);
+  // The last one is kept: while disconnected, commands fail with "Stream isn't writeable", which says nothing of why.
+  redis.on("error", (error: Error) => void lastConnectionErrors.set(redis, error));
+  redis.on("ready", () => void lastConnectionErrors.delete(redis));
   return redis;
+}
+
+const lastConnectionErrors = new WeakMap<Redis, Error>();
+
+/** Why this connection is down (the last connection error, such as ECONNREFUSED), or undefined while it is up or none was seen. */
+export function whyDisconnected(redis: Redis): Error | undefined {
+  return redis.status === "ready" ? undefined : lastConnectionErrors.get(redis);
 }
 
 /** Connects once at start: an unreachable Redis or a wrong password stops the node with one line naming the variable. */

@@ -1,7 +1,7 @@
 import type { FailureCounter, FailureKind, FailureLogLimits } from "../backends.js";
 import type { Stores } from "../../store/store.js";
 import type { GateParts } from "../account-gate.js";
-import { connectRedis, type RedisConnection } from "./connection.js";
+import { connectRedis, whyDisconnected, type RedisConnection } from "./connection.js";
 import { RedisFailureCounter } from "./failure-counter.js";
 import { RedisKeyCache } from "./key-cache.js";
 import { RedisQuotaCounter } from "./quota-counter.js";
@@ -37,7 +37,14 @@ export async function openRedisBackends(url: string, prefix: string, stores: Pic
     parts: { limiter, keys, quota: new RedisQuotaCounter(connection, stores.ledger) },
     invalidate: () => keys.invalidate(),
     failures: (kind, limits) => new RedisFailureCounter(connection, kind, limits),
-    ping: async () => void (await connection.redis.ping()),
+    // /ready names the kind of failure: a disconnected client's own error ("Stream isn't writeable") has none, its last connection error does.
+    ping: async () => {
+      try {
+        await connection.redis.ping();
+      } catch (error) {
+        throw whyDisconnected(connection.redis) ?? error;
+      }
+    },
     close: async () => {
       const endsOwed = await limiter.close();
       await keys.close();
