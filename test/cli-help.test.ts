@@ -275,7 +275,7 @@ describe("alveare account commands on another database", () => {
     const dataDir = tempDir();
     const database = join(dataDir, "alveare.db");
     assert.equal(alveare(["accounts", "create", "--name", "other", "--plan", "solo", "--data-dir", dataDir]).status, 0);
-    const hint = `(database ${database}: if the server uses another, pass its data directory with --data-dir or ALVEARE_DATA_DIR)`;
+    const hint = `(database ${database}: if the server uses another, pass its data directory with --data-dir or ALVEARE_DATA_DIR; nodes on PostgreSQL: set ALVEARE_DATABASE_URL and ALVEARE_REDIS_URL as they have them)`;
     for (const [args, what] of [
       [["keys", "create", "--account", "acct_elsewhere", "--json"], "no account 'acct_elsewhere'"],
       [["usage", "--account", "acct_elsewhere", "--json"], "no account 'acct_elsewhere'"],
@@ -302,7 +302,7 @@ describe("alveare account commands on another database", () => {
       assert.equal(r.status, 1, args.join(" "));
       assert.equal(r.stdout, "");
       assert.deepEqual(lines(r.stderr), [
-        `alveare: no database at ${database}: if the server uses another, pass its data directory with --data-dir or ALVEARE_DATA_DIR (alveare accounts create starts a new one)`,
+        `alveare: no database at ${database}: if the server uses another, pass its data directory with --data-dir or ALVEARE_DATA_DIR; nodes on PostgreSQL: set ALVEARE_DATABASE_URL and ALVEARE_REDIS_URL as they have them (alveare accounts create starts a new one)`,
       ]);
       assert.equal(existsSync(dataDir), false, "nothing was made");
     }
