@@ -446,6 +446,12 @@ describe("Redis down and back", () => {
       assert.ok(Number(r.headers.get("retry-after")) >= 1);
     }
     assert.equal(fake.requests.length, upstreamBefore, "nothing reached the engine without a limiter");
+    // Each refusal has its request line; the warning with the driver's error is written once, not 20 times.
+    const records = server.logs.records();
+    assert.ok(records.filter((r) => r.msg === "request" && r.code === "dependency_unavailable").length >= 20);
+    const warnings = records.filter((r) => r.msg === "a shared dependency is unavailable");
+    assert.equal(warnings.length, 1, JSON.stringify(warnings));
+    assert.equal(warnings[0]?.dependency, "redis");
     assert.equal((await fetch(`${server.url}/health`)).status, 200, "liveness stays up");
     const ready = await fetch(`${server.url}/ready`);
     assert.equal(ready.status, 503);

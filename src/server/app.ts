@@ -287,7 +287,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     if (apiError.code === "request_too_large") drainRefusedBody(request, reply, drainLimit(bodyLimit));
     request.logFields.code = apiError.code;
     if (GATE_ERROR_TYPES.has(apiError.type)) telemetry.gateRejection(apiError.code);
-    if (!reportFailure(apiError, request.log, telemetry) && apiError.status >= 500 && !(error instanceof ApiError)) {
+    if (!reportFailure(apiError, request.log, telemetry, options.logger) && apiError.status >= 500 && !(error instanceof ApiError)) {
       request.log.error({ err: error }, "unhandled error");
     }
     return reply.code(apiError.status).headers(apiError.headers).send(apiError.toBody());

@@ -134,7 +134,7 @@ export async function chatCompletionsRoute(app: FastifyInstance, options: AppOpt
       const failure = error instanceof ApiError ? error : (dependencyFailure(error) ?? errors.internal());
       // The status went out as 200: the request line's code is what tells this stream failed.
       request.logFields.code = failure.code;
-      if (!reportFailure(failure, request.log, options.telemetry ?? NO_TELEMETRY) && !(error instanceof ApiError)) {
+      if (!reportFailure(failure, request.log, options.telemetry ?? NO_TELEMETRY, options.logger) && !(error instanceof ApiError)) {
         request.log.error({ err: error }, "unhandled error");
       }
       stream.fail(failure);
