@@ -10,6 +10,7 @@ import { AdmissionBatch } from "../src/store/postgres/pg-admissions.js";
 import { CompletionBatch } from "../src/store/postgres/pg-completions.js";
 import { FINISH_ONE, outcomeParams, PgLedger, PG_USAGE_QUERIES } from "../src/store/postgres/pg-ledger.js";
 import { openPool } from "../src/store/postgres/pg-pool.js";
+import { planTableDifferences } from "../src/store/postgres/pg-nodes.js";
 import { parsePlans } from "../src/gate/plans.js";
 import { UnrecordedOutcomeError, type CompletionRecord, type Stores } from "../src/store/store.js";
 import { createKey, postJson, startTestServer, tempDir, tinyModel } from "./helpers/fixtures.js";
@@ -458,6 +459,26 @@ describe("PostgreSQL: migrations", () => {
   });
 });
 
+describe("what differs between two plan tables, as a mismatch names it", () => {
+  const tiny = { name: "tiny", requestsPerWindow: 5, windowMs: 60_000, requestsPerMonth: 12, maxKeys: 25, specialists: ["chat"] };
+  it("names plans on one side only, then changed fields by their config names (the window in seconds)", () => {
+    assert.equal(
+      planTableDifferences({ tiny }, { tiny: { ...tiny, requestsPerMonth: 20, windowMs: 30_000 }, pro: tiny }),
+      "plan 'pro' only in theirs; plan 'tiny': requests_per_month 12 here, 20 in theirs; plan 'tiny': window_seconds 60 here, 30 in theirs",
+    );
+    assert.equal(
+      planTableDifferences({ tiny: { ...tiny, tokensPerWindow: 100 } }, { tiny }),
+      "plan 'tiny': tokens_per_minute 100 here, unset in theirs",
+    );
+  });
+  it("names three and counts the rest", () => {
+    assert.equal(
+      planTableDifferences({ a: tiny, b: tiny, c: tiny, d: tiny }, {}),
+      "plan 'a' only here; plan 'b' only here; plan 'c' only here; and 1 more",
+    );
+  });
+});
+
 describe("PostgreSQL: nodes", () => {
   const PLANS = { solo: { requests_per_minute: 20, monthly_requests: 1000 } };
 
@@ -474,6 +495,8 @@ describe("PostgreSQL: nodes", () => {
       await assert.rejects(createStore({ dataDir: tempDir(), databaseUrl, plans: other }, { serving: true }), (error: Error) => {
         assert.match(error.message, /plan table/);
         assert.match(error.message, /same config file/);
+        // It names what differs, so the operator finds the wrong file or field.
+        assert.match(error.message, /\(plan 'solo': monthly_requests 2000 here, 1000 in theirs\)/);
         assert.equal(error.message.split("\n").length, 1);
         return true;
       });
@@ -531,7 +554,9 @@ describe("PostgreSQL: nodes", () => {
         encoding: "utf8",
       });
       assert.equal(ghost.status, 2, ghost.stderr);
-      assert.match(ghost.stderr, /the plans in .*ghost\.json differ from the plan table the running nodes recorded in PostgreSQL/);
+      assert.match(ghost.stderr, /the plans in .*ghost\.json differ from the plan table the running nodes recorded in PostgreSQL \(/);
+      // What differs, so the operator finds it: here the one plan only the file has.
+      assert.match(ghost.stderr, /\(plan 'ghost' only here\)/);
       assert.equal(
         (JSON.parse(cli(["accounts", "list"]).stdout) as Array<{ id: string; plan: string }>).find((a) => a.id === accountId)?.plan,
         "tiny",

@@ -15,7 +15,7 @@ import { loadCliConfig } from "./cli-config.js";
 import { nodeBroadcast } from "./node-broadcast.js";
 import { NotFoundError, RuntimeError, UsageError } from "./exit.js";
 import { ApiError } from "../errors.js";
-import { canonicalJson } from "../store/postgres/pg-nodes.js";
+import { canonicalJson, planTableDifferences } from "../store/postgres/pg-nodes.js";
 import { note, print, printJson, shortTime, table, visible } from "./output.js";
 
 interface StoreOptions {
@@ -80,7 +80,7 @@ async function withStore(options: StoreOptions, run: (session: Session) => Promi
       // other limits. With no node running, the file is the next table: the first node started with it records it.
       await stores.close();
       throw new UsageError(
-        `the plans in ${configFile} differ from the plan table the running nodes recorded in PostgreSQL; ` +
+        `the plans in ${configFile} differ from the plan table the running nodes recorded in PostgreSQL (${planTableDifferences(config.plans, recorded.plans)}); ` +
           "give the CLI the nodes' config file, or no config file (it then uses the recorded plans)",
       );
     }

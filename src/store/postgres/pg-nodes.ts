@@ -8,9 +8,9 @@ import { FINISH_ORPHANS, outcomeParams } from "./pg-ledger.js";
 
 /** A node whose plan table is not the one the running nodes share. */
 export class PlanTableMismatchError extends Error {
-  constructor() {
+  constructor(differences: string) {
     super(
-      "this node's plan table (plans in its config file) differs from the one recorded in PostgreSQL by the nodes running now; " +
+      `this node's plan table (plans in its config file) differs from the one recorded in PostgreSQL by the nodes running now (${differences}); ` +
         "give every node the same config file (to change plans, stop every node, then start them with the new file)",
     );
     this.name = "PlanTableMismatchError";
@@ -81,6 +81,42 @@ function isPlan(value: unknown): value is Plan {
   );
 }
 
+/** A plan's fields as its config file names them, for messages; the window in seconds. */
+const PLAN_FIELDS: Readonly<Record<string, string>> = {
+  requestsPerWindow: "requests_per_minute",
+  windowMs: "window_seconds",
+  requestsPerMonth: "requests_per_month",
+  maxKeys: "max_keys",
+  tokensPerWindow: "tokens_per_minute",
+  maxConcurrentRequests: "max_concurrent_requests",
+};
+/** How many differences a message names before it counts the rest. */
+const DIFFERENCES_NAMED = 3;
+
+/**
+ * What differs between this plan table and the running nodes', in a few words, so that an operator
+ * finds the wrong file or field: "plan 'pro' only here; plan 'tiny': requests_per_month 12 here, 20 in theirs".
+ */
+export function planTableDifferences(mine: unknown, theirs: unknown): string {
+  const table = (t: unknown): Record<string, Record<string, unknown>> =>
+    t !== null && typeof t === "object" ? (t as Record<string, Record<string, unknown>>) : {};
+  const [a, b] = [table(mine), table(theirs)];
+  const shown = (field: string, value: unknown): string =>
+    value === undefined ? "unset" : field === "windowMs" && typeof value === "number" ? String(value / 1000) : JSON.stringify(value);
+  const differences: string[] = [];
+  for (const name of Object.keys(a)) if (!Object.hasOwn(b, name)) differences.push(`plan '${name}' only here`);
+  for (const name of Object.keys(b)) if (!Object.hasOwn(a, name)) differences.push(`plan '${name}' only in theirs`);
+  for (const name of Object.keys(a).filter((n) => Object.hasOwn(b, n))) {
+    const [pa, pb] = [table(a[name]), table(b[name])];
+    for (const field of [...new Set([...Object.keys(pa), ...Object.keys(pb)])].sort()) {
+      if (canonicalJson(pa[field]) === canonicalJson(pb[field])) continue;
+      differences.push(`plan '${name}': ${PLAN_FIELDS[field] ?? field} ${shown(field, pa[field])} here, ${shown(field, pb[field])} in theirs`);
+    }
+  }
+  const more = differences.length - DIFFERENCES_NAMED;
+  return differences.slice(0, DIFFERENCES_NAMED).join("; ") + (more > 0 ? `; and ${more} more` : "");
+}
+
 /** JSON with object keys sorted, so two equal plan tables read the same whatever order their files list them in. */
 export function canonicalJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
@@ -129,7 +165,7 @@ export class NodeLease {
         const recorded = (await client.query<{ plans: string }>("SELECT plans FROM plan_table WHERE id = 1")).rows[0]?.plans;
         if (recorded !== table) {
           const live = await client.query(LIVE_NODE);
-          if (recorded !== undefined && live.rows.length > 0) throw new PlanTableMismatchError();
+          if (recorded !== undefined && live.rows.length > 0) throw new PlanTableMismatchError(planTableDifferences(plans, JSON.parse(recorded)));
           await client.query(
             `INSERT INTO plan_table (id, plans, recorded_at) VALUES (1, $1, $2)
              ON CONFLICT (id) DO UPDATE SET plans = excluded.plans, recorded_at = excluded.recorded_at`,
