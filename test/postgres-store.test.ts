@@ -479,6 +479,43 @@ describe("what differs between two plan tables, as a mismatch names it", () => {
   });
 });
 
+describe("a shared-mode node's start-up lines", () => {
+  it("name where the nodes meet: the database, Redis and the key prefix", async () => {
+    const databaseUrl = await freshDatabase();
+    const dir = tempDir();
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      ALVEARE_DATABASE_URL: databaseUrl,
+      ALVEARE_REDIS_URL: TEST_REDIS_URL,
+      ALVEARE_REDIS_PREFIX: testPrefix(),
+      ALVEARE_LOG_FORMAT: "json",
+    };
+    delete env.ALVEARE_CONFIG;
+    const node = spawn(process.execPath, [CLI, "serve", "--port", "0", "--model", await tinyModel(), "--data-dir", dir], { env });
+    try {
+      let out = "";
+      const line = await new Promise<Record<string, unknown>>((resolve, reject) => {
+        node.stdout.on("data", (chunk: Buffer) => {
+          out += chunk.toString();
+          const found = out
+            .split("\n")
+            .filter((l) => l.startsWith("{"))
+            .map((l) => JSON.parse(l) as Record<string, unknown>)
+            .find((r) => typeof r.msg === "string" && r.msg.startsWith("database "));
+          if (found !== undefined) resolve(found);
+        });
+        node.on("exit", (code) => reject(new Error(`exited ${code}: ${out}`)));
+      });
+      assert.match(String(line.msg), /^database PostgreSQL at .+; Redis at redis:\/\/.+, key prefix '.+'$/);
+      assert.equal(line.redis_prefix, env.ALVEARE_REDIS_PREFIX);
+    } finally {
+      node.kill("SIGTERM");
+      await new Promise((r) => node.once("exit", r));
+      await deletePrefix(env.ALVEARE_REDIS_PREFIX!);
+    }
+  });
+});
+
 describe("PostgreSQL: nodes", () => {
   const PLANS = { solo: { requests_per_minute: 20, monthly_requests: 1000 } };
 
@@ -864,6 +901,7 @@ describe("PostgreSQL: a server on it", () => {
       assert.equal(other.status, 2, other.stderr);
       assert.deepEqual(other.stderr.trim().split("\n").length, 1, other.stderr);
       assert.match(other.stderr, /plan table .* differs .* same config file/);
+      assert.match(other.stderr, /\(plan 'solo': requests_per_minute 21 here, 20 in theirs\)/);
       const bad = await postJson(`${server.url}/v1/infer`, { specialist: "classify", prompt: "x" }, { authorization: "Bearer alv_live_nope" });
       assert.equal(bad.status, 401);
     } finally {

@@ -3,11 +3,12 @@ import { stat } from "node:fs/promises";
 import { join } from "node:path";
 import { createServer } from "node:net";
 import { constants as osConstants } from "node:os";
-import { reachableUrl, type ServeFlags, type ServerConfig } from "../config/config.js";
+import { DEFAULT_REDIS_PREFIX, reachableUrl, type ServeFlags, type ServerConfig } from "../config/config.js";
 import { createLogger, logOutputFor } from "../logger.js";
 import { isGgufFile, isRemoteModel } from "../models/model-files.js";
 import { startServer } from "../server/server.js";
 import { storeLocation } from "../store/create-store.js";
+import { safeUrl } from "../gate/redis/connection.js";
 import { loadCliConfig, settingSource } from "./cli-config.js";
 import { RuntimeError, UsageError } from "./exit.js";
 import { DEFAULT_DRAIN_SECONDS } from "../observability/settings.js";
@@ -157,7 +158,12 @@ export async function serve(flags: ServeFlags): Promise<void> {
     `alveare is serving at ${server.url}`,
   );
   logger.info({ dashboard_url: dashboard }, `dashboard at ${dashboard}`);
-  logger.info({ data_dir: config.dataDir, database: storeLocation(config) }, `database ${storeLocation(config)}`);
+  // In the shared mode, also where the nodes meet: a node on another Redis or prefix would share no limits.
+  const redis = config.redisUrl === undefined ? undefined : { url: safeUrl(config.redisUrl), prefix: config.redisPrefix ?? DEFAULT_REDIS_PREFIX };
+  logger.info(
+    { data_dir: config.dataDir, database: storeLocation(config), ...(redis === undefined ? {} : { redis: redis.url, redis_prefix: redis.prefix }) },
+    `database ${storeLocation(config)}${redis === undefined ? "" : `; Redis at ${redis.url}, key prefix '${redis.prefix}'`}`,
+  );
   logger.info(
     { metrics_url: server.metricsUrl ?? null },
     server.metricsUrl !== undefined ? `metrics at ${server.metricsUrl}` : "metrics off: set ALVEARE_METRICS_PORT to turn them on",
