@@ -162,5 +162,28 @@ describe("a prompt far over the context is refused without being tokenized whole
       });
       assert.equal(r.status, 200, JSON.stringify(r.json));
     });
+
+    it("bounds the prompt as written, not the request's text: replayed arguments are re-serialized compactly", async () => {
+      // Arguments as Python's json.dumps writes them (non-ASCII as \\uXXXX: what LangChain replays) and pretty-printed:
+      // over 8,192 tokens as sent, a few thousand in the prompt, where the chat template writes the parsed
+      // arguments compactly. Both fit and are served.
+      const escaped = JSON.stringify({ text: "é".repeat(3000) }).replace(/é/g, "\\u00e9");
+      const pretty = JSON.stringify({ rows: Array.from({ length: 300 }, (_, k) => ({ k })) }, null, 8);
+      for (const args of [escaped, pretty]) {
+        for (const withTools of [true, false]) {
+          const r = await postJson(`${server.url}/v1/chat/completions`, {
+            model: "alveare-chat",
+            messages: [
+              { role: "user", content: "hi" },
+              { role: "assistant", content: null, tool_calls: [{ id: "c1", type: "function", function: { name: "f", arguments: args } }] },
+              { role: "tool", tool_call_id: "c1", content: "ok" },
+            ],
+            ...(withTools ? { tools: [{ type: "function", function: { name: "f", parameters: { type: "object" } } }] } : {}),
+            max_tokens: 1,
+          });
+          assert.equal(r.status, 200, `${args.slice(0, 20)} tools ${withTools}: ${JSON.stringify(r.json)}`);
+        }
+      }
+    });
   });
 });

@@ -278,8 +278,6 @@ export class EmbeddedEngine implements Engine {
     const contextSize = Math.min(this.contextSize, request.contextLimit ?? Infinity);
     // The grammar first: a schema it cannot hold is refused (400) before node-llama-cpp documents the tools with it.
     const grammar = tools === undefined ? await this.grammars.get(request.constraint) : await toolGrammarFor(this.grammars, this.callSyntax, tools);
-    const atLeast = this.messageTokensAtLeast(request.messages, contextSize);
-    if (atLeast !== undefined) throw errors.contextLengthExceeded(`at least ${atLeast}`, contextSize, "messages");
     const prompt =
       tools === undefined ? this.format(request.messages, contextSize) : this.formatWithTools(request.messages, toolFunctions(tools), contextSize);
     if (prompt.tokens.length >= contextSize) {
@@ -840,8 +838,6 @@ export class EmbeddedEngine implements Engine {
    */
   promptTokensWithTools(request: GenerationRequest): number | undefined {
     if (request.tools === undefined) return undefined;
-    // A prompt that cannot fit is refused before it is formatted (see `generate`): its reservation is the context, not its tokenization.
-    if (this.messageTokensAtLeast(request.messages, this.contextSize) !== undefined) return this.contextSize;
     try {
       return this.formatWithTools(request.messages, toolFunctions(request.tools), this.contextSize).tokens.length;
     } catch (error) {
@@ -851,25 +847,16 @@ export class EmbeddedEngine implements Engine {
     }
   }
 
-  /**
-   * A lower bound of the messages' tokens when they certainly reach `limit`, found slice by slice: a prompt far
-   * over the context is refused without tokenizing it whole, which llama.cpp does in time quadratic in its length
-   * for text it spells in bytes (a megabyte of CJK held the event loop for a minute). Undefined: it may fit.
-   */
-  private messageTokensAtLeast(messages: readonly ChatMessage[], limit: number): number | undefined {
-    const texts = messages.flatMap((m) => [m.content, ...(m.toolCalls ?? []).flatMap((c) => [c.name, c.arguments])]);
-    return tokensAtLeast((text) => this.model.tokenize(text, false, "trimLeadingSpace").length, texts, limit);
-  }
-
   /** A prompt that documents the tools; not snapshotted (its system prefix holds the tool documentation). */
   private formatWithTools(messages: readonly ChatMessage[], functions: ChatModelFunctions, contextSize: number): FormattedPrompt {
     return { ...this.formatChat(messages, functions, contextSize), prefix: undefined };
   }
 
-  private format(messages: readonly ChatMessage[], contextSize = this.contextSize): FormattedPrompt {
-    const { tokens, stopStrings, stopTokens } = this.formatChat(messages);
+  /** With `contextSize`, a prompt certainly over it is refused before it is tokenized whole (see formatChat). */
+  private format(messages: readonly ChatMessage[], contextSize?: number): FormattedPrompt {
+    const { tokens, stopStrings, stopTokens } = this.formatChat(messages, undefined, contextSize);
     // A prompt that cannot fit is refused: its system messages are neither tokenized again nor remembered.
-    const prefix = tokens.length < contextSize ? this.systemPrefix(messages) : undefined;
+    const prefix = tokens.length < (contextSize ?? this.contextSize) ? this.systemPrefix(messages) : undefined;
     return { tokens, prefix, stopStrings, stopTokens };
   }
 
@@ -878,8 +865,11 @@ export class EmbeddedEngine implements Engine {
   }
 
   /**
-   * With `contextSize`, a prompt certainly over it (the tools' documentation can be ~128 KiB) is refused from its
-   * text, slice by slice, before it is tokenized whole (see messageTokensAtLeast).
+   * With `contextSize`, a prompt certainly over it is refused from its text, slice by slice, before it is tokenized
+   * whole: llama.cpp does that in time quadratic in its length for text it spells in bytes (a megabyte of CJK held
+   * the event loop for a minute). The text is the prompt as the chat template writes it, not the request's: the
+   * tools' documentation (up to ~128 KiB) is in it, and replayed tool-call arguments are re-serialized compactly
+   * (a pretty-printed or \u-escaped original could count several times the tokens the prompt has).
    */
   private formatChat(messages: readonly ChatMessage[], functions?: ChatModelFunctions, contextSize?: number): Omit<FormattedPrompt, "prefix"> {
     const history: ChatHistoryItem[] = toHistory(messages);
