@@ -73,7 +73,8 @@ describe("a prompt far over the context is refused without being tokenized whole
     let server: TestServer;
     before(async () => {
       // The chat specialist with room for a prompt of more bytes than the check starts at (16 KiB) that fits.
-      server = await startTestServer({ specialists: { chat: { context_size: 8192 } } });
+      // A body limit that lets a batch of embeddings inputs hold several megabytes.
+      server = await startTestServer({ specialists: { chat: { context_size: 8192 } }, body_limit: 8 * 1024 * 1024 });
     });
     after(async () => {
       await server.close();
@@ -151,6 +152,20 @@ describe("a prompt far over the context is refused without being tokenized whole
       assert.deepEqual([error.code, error.param], ["context_length_exceeded", "input"]);
       assert.match(error.message, /input\[1\] is at least \d+ tokens/);
       assert.ok(ms < 3000, `took ${Math.round(ms)} ms`);
+    });
+
+    it("embeddings: a batch of inputs each just under the slicing threshold is refused at the first over the context", async () => {
+      // 400 inputs of 16,380 bytes of CJK (counted whole, each over the context): measuring them all before
+      // refusing tokenized 6.5 MB, seconds of the event loop for a 400 that costs the caller nothing.
+      const input = Array.from({ length: 400 }, () => "漢字蜂蜜".repeat(1365));
+      const started = performance.now();
+      const r = await postJson(`${server.url}/v1/embeddings`, { model: "alveare-embed", input });
+      const ms = performance.now() - started;
+      assert.equal(r.status, 400, JSON.stringify(r.json));
+      const error = r.json.error as { code: string; message: string };
+      assert.equal(error.code, "context_length_exceeded");
+      assert.match(error.message, /input\[0\] is \d+ tokens/);
+      assert.ok(ms < 1000, `took ${Math.round(ms)} ms`);
     });
 
     it("still serves a prompt of more bytes than the context holds tokens when it fits", async () => {

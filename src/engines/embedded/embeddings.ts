@@ -71,14 +71,14 @@ export class EmbeddedEmbedder implements Embedder {
   private async embedEach(inputs: readonly string[], signal: AbortSignal): Promise<EmbeddingResult> {
     const context = await (this.context ??= this.model.createEmbeddingContext({ contextSize: this.contextSize, threads: this.threads }));
     // Every input is measured first: a batch either fits entirely or is refused without work. One far over the
-    // context is found slice by slice, never tokenized whole (quadratic in llama.cpp for text it spells in bytes).
-    inputs.forEach((text, index) => {
+    // context is found slice by slice, never tokenized whole (quadratic in llama.cpp for text it spells in bytes),
+    // and the batch is refused at the first input over it: the others, however many, are not measured.
+    const lengths = inputs.map((text, index) => {
       const atLeast = tokensAtLeast((slice) => this.model.tokenize(slice, false, "trimLeadingSpace").length, [text], this.contextSize);
       if (atLeast !== undefined) throw errors.embeddingInputTooLong(index, inputs.length, `at least ${atLeast}`, this.contextSize);
-    });
-    const lengths = inputs.map((text) => context.calculateInputLength(text));
-    lengths.forEach((length, index) => {
+      const length = context.calculateInputLength(text);
       if (length >= this.contextSize) throw errors.embeddingInputTooLong(index, inputs.length, length, this.contextSize);
+      return length;
     });
     const vectors: number[][] = [];
     let promptTokens = 0;
