@@ -465,6 +465,81 @@ describe("TypeScript SDK against a real alveare serve", () => {
     assert.equal(fake.requests.length - before, 1);
   });
 
+  it("stops retrying when an async onRetry hook rejects, and awaits one that resolves before the wait", async () => {
+    fake.fault = "500";
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
+    process.on("unhandledRejection", onUnhandled);
+    try {
+      const before = fake.requests.length;
+      const stop = new Error("stop here");
+      const rejecting = client({
+        maxRetries: 3,
+        sleep: async () => {},
+        onRetry: async () => {
+          await new Promise((resolve) => setTimeout(resolve, 5));
+          throw stop;
+        },
+      });
+      await assert.rejects(rejecting.infer({ specialist: "flaky", prompt: "x" }), (e) => e === stop);
+      assert.equal(fake.requests.length - before, 1, "no retry after the hook rejected");
+
+      const order: string[] = [];
+      const resolving = client({
+        maxRetries: 1,
+        sleep: async () => void order.push("wait"),
+        onRetry: async () => {
+          await new Promise((resolve) => setTimeout(resolve, 5));
+          order.push("hook done");
+        },
+      });
+      await assert.rejects(resolving.infer({ specialist: "flaky", prompt: "x" }), InternalServerError);
+      assert.deepEqual(order, ["hook done", "wait"]);
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.deepEqual(unhandled, []);
+    } finally {
+      process.off("unhandledRejection", onUnhandled);
+    }
+  });
+
+  it("takes timeout: Infinity as no deadline and a timeout past setTimeout's range as one, and refuses 0, negatives and NaN", async () => {
+    fake.fault = "ok";
+    const warnings: Error[] = [];
+    const onWarning = (warning: Error): void => void warnings.push(warning);
+    process.on("warning", onWarning);
+    try {
+      for (const timeout of [Infinity, 2 ** 31, 30 * 24 * 3600 * 1000]) {
+        const c = client({ timeout, maxRetries: 0 });
+        assert.equal((await c.health()).status, "ok", `timeout ${timeout}`);
+        assert.equal((await c.models.list({ timeout })).object, "list");
+        const stream = await c.chat.completions.create({
+          model: "alveare-chat",
+          messages: [{ role: "user", content: "hi" }],
+          max_tokens: 2,
+          stream: true,
+        });
+        let chunks = 0;
+        for await (const chunk of stream) chunks += chunk.choices.length;
+        assert.ok(chunks > 0);
+      }
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.deepEqual(
+        warnings.filter((w) => w.name === "TimeoutOverflowWarning").map((w) => w.message),
+        [],
+      );
+    } finally {
+      process.off("warning", onWarning);
+    }
+    for (const timeout of [0, -1, Number.NaN]) {
+      assert.throws(
+        () => client({ timeout }),
+        (e) => e instanceof RangeError && /timeout option .*over 0, or Infinity/.test(e.message),
+        String(timeout),
+      );
+      await assert.rejects(client().health({ timeout }), (e) => e instanceof RangeError && /timeout of this call/.test(e.message), String(timeout));
+    }
+  });
+
   it("never retries once a stream has started delivering", async () => {
     fake.fault = "cut-stream";
     const before = fake.requests.length;

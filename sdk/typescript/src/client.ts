@@ -52,8 +52,11 @@ export interface ClientOptions {
   maxRetries?: number | undefined;
   /** The most time spent waiting between attempts, in all (default 2 minutes). */
   maxRetryWaitMs?: number | undefined;
-  /** Called before each wait between attempts; throwing from it stops the retries with that error. */
-  onRetry?: ((event: RetryEvent) => void) | undefined;
+  /**
+   * Called before each wait between attempts; throwing from it (or, for an async hook, rejecting) stops the
+   * retries with that error. An async hook is awaited before the wait.
+   */
+  onRetry?: ((event: RetryEvent) => unknown) | undefined;
   fetch?: typeof fetch | undefined;
   /** For tests: how to wait, and what time it is. */
   sleep?: ((ms: number) => Promise<void>) | undefined;
@@ -160,6 +163,27 @@ const hostOf = (url: string): string => {
     return url;
   }
 };
+
+/**
+ * The longest delay setTimeout takes (2^31 - 1 ms, about 24.8 days): a longer one, Infinity included, is
+ * taken as 1 ms, with a TimeoutOverflowWarning. A timeout past it is no deadline in practice.
+ */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/** A timer for `ms`, or none for a timeout of Infinity (no deadline); a delay past setTimeout's range is capped to it. */
+const deadline = (callback: () => void, ms: number): ReturnType<typeof setTimeout> | undefined =>
+  ms === Infinity ? undefined : setTimeout(callback, Math.min(ms, MAX_TIMER_MS));
+
+/**
+ * `timeout` as given (option or per call), or a RangeError: it must be a number of milliseconds over 0, or
+ * Infinity for no deadline. Zero, a negative number or NaN timed every request out at once (and retried it).
+ */
+function checkTimeout(timeout: number, source: string): number {
+  if (typeof timeout !== "number" || !(timeout > 0)) {
+    throw new RangeError(`Invalid ${source} ${String(timeout)}: it must be a number of milliseconds over 0, or Infinity for no deadline.`);
+  }
+  return timeout;
+}
 
 /**
  * The most one stream event may hold, in characters. An Alveare event carries one piece of one choice, a few KB at
@@ -272,7 +296,7 @@ export class ChatCompletionStream implements AsyncIterable<ChatCompletionChunk> 
     const { idleTimeoutMs, host } = this.context;
     try {
       for (;;) {
-        const timer = setTimeout(
+        const timer = deadline(
           () => this.controller.abort(new APIConnectionTimeoutError(`no data from ${host} for ${idleTimeoutMs} ms while streaming`)),
           idleTimeoutMs,
         );
@@ -328,7 +352,7 @@ export class Alveare {
   readonly timeout: number;
   readonly maxRetries: number;
   private readonly maxRetryWaitMs: number;
-  private readonly onRetry: ((event: RetryEvent) => void) | undefined;
+  private readonly onRetry: ((event: RetryEvent) => unknown) | undefined;
   private readonly debug: boolean;
   private readonly fetchImpl: typeof fetch;
   private readonly sleep: ((ms: number) => Promise<void>) | undefined;
@@ -359,7 +383,7 @@ export class Alveare {
       source === "the default"
         ? "; no baseURL was given, so this is the hosted service: for your own server pass baseURL or set ALVEARE_BASE_URL"
         : "";
-    this.timeout = options.timeout ?? 60_000;
+    this.timeout = checkTimeout(options.timeout ?? 60_000, "timeout option");
     this.maxRetries = options.maxRetries ?? 2;
     this.maxRetryWaitMs = options.maxRetryWaitMs ?? 120_000;
     this.onRetry = options.onRetry;
@@ -427,6 +451,7 @@ export class Alveare {
   private send(method: string, path: string, body: unknown, options: RequestOptions | undefined, stream: false): Promise<Answer>;
   private send(method: string, path: string, body: unknown, options: RequestOptions | undefined, stream: true): Promise<OpenStream>;
   private async send(method: string, path: string, body: unknown, options: RequestOptions = {}, stream: boolean): Promise<Answer | OpenStream> {
+    if (options.timeout !== undefined) checkTimeout(options.timeout, "timeout of this call");
     const maxRetries = options.maxRetries ?? this.maxRetries;
     let waited = 0;
     for (let attempt = 0; ; attempt++) {
@@ -451,7 +476,8 @@ export class Alveare {
       this.log(
         `retry ${event.attempt} of ${maxRetries} for ${method} ${event.url} in ${Math.round(delay)} ms after ${failure.name}${failure.status === undefined ? "" : ` ${failure.status}`}: ${failure.message}`,
       );
-      this.onRetry?.(event);
+      // Awaited: an async hook that rejects stops the retries as a throwing one does (its rejection went unhandled).
+      await this.onRetry?.(event);
       await this.wait(delay, options.signal);
     }
   }
@@ -505,7 +531,7 @@ export class Alveare {
     const served = (): boolean => status !== undefined && status >= 200 && status < 300 && method !== "GET";
     const servedNote = (): string =>
       served() ? `; the server had answered ${status}, so the request was most likely served (and billed): not retried` : "";
-    const timer = setTimeout(
+    const timer = deadline(
       () =>
         controller.abort(
           new APIConnectionTimeoutError(
