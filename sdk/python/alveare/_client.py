@@ -87,6 +87,20 @@ def check_base_url(url: str, source: str) -> None:
     )
 
 
+def _checked_timeout(timeout: Optional[float]) -> Optional[float]:
+    """`timeout` in seconds, None for no deadline; float("inf") (or a wait past what the system's timers take, about
+    292 years) is no deadline too. Zero, a negative number or NaN raises ValueError: 0 made every request fail as a
+    connection error (EINPROGRESS), retried; a negative one raised the socket's bare "Timeout value out of range";
+    inf raised OverflowError."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ValueError(
+            f"Invalid timeout {timeout!r}: it must be a number of seconds over 0, or None (or float('inf')) for no deadline."
+        )
+    return None if timeout > threading.TIMEOUT_MAX else float(timeout)
+
+
 def _log_debug_to_stderr_if_asked() -> None:
     """ALVEARE_LOG=debug: the 'alveare' logger prints each request and retry to stderr (never the key)."""
     if os.environ.get("ALVEARE_LOG", "").lower() != "debug" or getattr(logger, "_alveare_stderr", False):
@@ -520,7 +534,7 @@ class Alveare:
             "; no base_url was given, so this is the hosted service: for your own server pass base_url or set ALVEARE_BASE_URL"
             if source == "the default" else ""
         )
-        self.timeout = timeout
+        self.timeout = _checked_timeout(timeout)
         self.max_retries = max_retries
         self.max_retry_wait = max_retry_wait
         self._on_retry = on_retry

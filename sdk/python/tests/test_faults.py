@@ -140,6 +140,20 @@ class Faults(unittest.TestCase):
             list(ChatCompletionStream(TimesOut(), "h:1", None))
         self.assertEqual(str(timed_out.exception), "no data from h:1 while streaming")
 
+    def test_an_infinite_or_huge_timeout_is_no_deadline_and_zero_negative_or_nan_is_refused(self):
+        self.api.script = lambda conn, seen: conn.sendall(response(200, b'{"id": "inf_1", "result": "positive"}'))
+        for timeout in (float("inf"), 1e10, 10**12):
+            client = self.client(timeout=timeout, max_retries=0)
+            self.assertIsNone(client.timeout, timeout)
+            self.assertEqual(client.infer(specialist="s", prompt="p").result, "positive", timeout)
+        self.api.script = lambda conn, seen: conn.sendall(stream_head() + chunk_event("whole") + b"data: [DONE]\n\n")
+        self.assertEqual(self.stream_text(timeout=float("inf")), ("whole", None))
+        self.assertEqual(self.client(timeout=5).timeout, 5.0)
+        for timeout in (0, -1, float("nan"), True, "60"):
+            with self.assertRaises(ValueError) as refused:
+                self.client(timeout=timeout)
+            self.assertIn("over 0, or None", str(refused.exception))
+
     def stream_text(self, **options):
         """(text, error) of one streamed completion read to its end."""
         text = ""
