@@ -321,6 +321,23 @@ describe("TypeScript SDK against a real alveare serve", () => {
     const usage = await c.usage.get();
     assert.equal(usage.requests_used, 2);
     assert.equal(usage.by_specialist.classify, 1);
+    // Each answer carries the server's id for its exchange, as the OpenAI SDKs give it, out of the answer's JSON.
+    const ids = [health, inferred, completion, models, usage].map((answer) => answer._request_id);
+    for (const id of ids) assert.match(String(id), /^req_\w+$/);
+    assert.equal(new Set(ids).size, ids.length, "one id per exchange");
+    assert.ok(!JSON.stringify(completion).includes("_request_id"));
+    assert.ok(!Object.keys(completion).includes("_request_id"));
+  });
+
+  it("gives a stream the server's id for its exchange too", async () => {
+    const stream = await client().chat.completions.create({
+      model: "alveare-chat",
+      messages: [{ role: "user", content: "hi" }],
+      max_tokens: 2,
+      stream: true,
+    });
+    assert.match(String(stream._request_id), /^req_\w+$/);
+    for await (const chunk of stream) assert.equal(chunk.object, "chat.completion.chunk");
   });
 
   it("sends a developer message, which the server reads as a system message", async () => {

@@ -270,6 +270,8 @@ class ChatCompletionStream:
 
     def __init__(self, response: Any, host: str = "", timeout: Optional[float] = None) -> None:
         self._response = response
+        #: The server's id for this exchange (its x-request-id), as the OpenAI SDKs give it.
+        self._request_id: Optional[str] = response.headers.get("x-request-id")
         self._host = host
         self._timeout = timeout
         self._closed = False
@@ -440,7 +442,7 @@ class _Completions:
             body["stream"] = True
             client = self._client
             return ChatCompletionStream(client._send("POST", "/v1/chat/completions", body, stream=True), client._host, client.timeout)
-        return ChatCompletion.from_dict(self._client.request("POST", "/v1/chat/completions", body))
+        return self._client._typed(ChatCompletion, "POST", "/v1/chat/completions", body)
 
 
 class _Chat:
@@ -465,7 +467,7 @@ class _Embeddings:
         `extra_body` adds fields newer than this SDK."""
         body = _without_none({"model": model, "input": input, "encoding_format": encoding_format, "dimensions": dimensions})
         body.update(extra_body or {})
-        return CreateEmbeddingResponse.from_dict(self._client.request("POST", "/v1/embeddings", body))
+        return self._client._typed(CreateEmbeddingResponse, "POST", "/v1/embeddings", body)
 
 
 class _Models:
@@ -473,11 +475,11 @@ class _Models:
         self._client = client
 
     def list(self) -> ModelList:
-        return ModelList.from_dict(self._client.request("GET", "/v1/models"))
+        return self._client._typed(ModelList, "GET", "/v1/models")
 
     def retrieve(self, model: str) -> Model:
         """One model of the list by id ("alveare-chat"); NotFoundError for one the key's list does not show."""
-        return Model.from_dict(self._client.request("GET", "/v1/models/" + urllib.parse.quote(model, safe="")))
+        return self._client._typed(Model, "GET", "/v1/models/" + urllib.parse.quote(model, safe=""))
 
 
 class _Usage:
@@ -485,7 +487,7 @@ class _Usage:
         self._client = client
 
     def get(self) -> Usage:
-        return Usage.from_dict(self._client.request("GET", "/v1/usage"))
+        return self._client._typed(Usage, "GET", "/v1/usage")
 
 
 class Alveare:
@@ -567,21 +569,33 @@ class Alveare:
             "temperature": temperature, "top_p": top_p, "seed": seed,
         })
         body.update(extra_body or {})
-        return InferResponse.from_dict(self.request("POST", "/v1/infer", body))
+        return self._typed(InferResponse, "POST", "/v1/infer", body)
 
     def health(self) -> Health:
-        return Health.from_dict(self.request("GET", "/health"))
+        return self._typed(Health, "GET", "/health")
 
     def request(self, method: str, path: str, body: Optional[Dict[str, Any]] = None) -> Any:
         """Any route, with the same auth, retries and errors; returns the parsed JSON as plain dicts."""
+        return self._json(method, path, body)[0]
+
+    def _json(self, method: str, path: str, body: Optional[Dict[str, Any]] = None) -> Any:
+        """(parsed JSON, request id) of a successful answer."""
         content, status, headers = self._send(method, path, body)
         try:
-            return json.loads(content.decode("utf-8"))
+            return json.loads(content.decode("utf-8")), headers.get("x-request-id")
         except ValueError:
             raise APIError(
                 f"the server answered HTTP {status} with a body that is not JSON", status=status,
                 request_id=headers.get("x-request-id"), headers=headers,
             ) from None
+
+    def _typed(self, kind: Any, method: str, path: str, body: Optional[Dict[str, Any]] = None) -> Any:
+        """The answer as `kind`, with the server's id for the exchange as `_request_id` (as the OpenAI SDKs give it)."""
+        data, request_id = self._json(method, path, body)
+        answer = kind.from_dict(data)
+        # Not a field: equality, repr and to_dict() leave it out. The types are frozen dataclasses.
+        object.__setattr__(answer, "_request_id", request_id)
+        return answer
 
     def _send(self, method: str, path: str, body: Optional[Dict[str, Any]], stream: bool = False) -> Any:
         """(body, status, headers) of a successful answer, its body read in full; with `stream`, the open response.

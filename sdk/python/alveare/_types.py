@@ -58,6 +58,11 @@ class ApiObject:
     `in`, `get()` and `keys()`, as it would in the JSON.
     """
 
+    #: The server's id for the exchange that gave this answer (its x-request-id), as the OpenAI SDKs give it:
+    #: log it, or quote it when asking about a request. Not a field (not in to_dict(), ==, or repr); None on
+    #: the objects nested in an answer.
+    _request_id: Optional[str] = None
+
     def __getitem__(self, key: str) -> Any:
         if key in self:
             return getattr(self, key)

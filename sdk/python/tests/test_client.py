@@ -65,6 +65,22 @@ class AgainstARealServer(unittest.TestCase):
         self.assertGreaterEqual(usage.requests_used, 2)
         self.assertEqual(usage.requests_limit, 500000)
 
+    def test_each_answer_carries_the_servers_id_for_its_exchange(self):
+        c = self.client()
+        answers = [c.health(), c.infer(specialist="classify", prompt="hi", max_tokens=2), c.models.list(), c.usage.get(),
+                   c.chat.completions.create(model="alveare-chat", messages=[{"role": "user", "content": "hi"}], max_tokens=2)]
+        ids = [a._request_id for a in answers]
+        for request_id in ids:
+            self.assertRegex(str(request_id), r"^req_\w+$")
+        self.assertEqual(len(set(ids)), len(ids))
+        # Not a field: the answer reads as the JSON the server sent.
+        self.assertNotIn("_request_id", answers[-1].to_dict())
+        self.assertNotIn("_request_id", answers[-1])
+        self.assertIsNone(answers[-1].choices[0]._request_id)
+        stream = c.chat.completions.create(model="alveare-chat", messages=[{"role": "user", "content": "hi"}], max_tokens=2, stream=True)
+        self.assertRegex(str(stream._request_id), r"^req_\w+$")
+        list(stream)
+
     def test_embeddings_and_tool_calls(self):
         c = self.client()
         floats = c.embeddings.create(model="alveare-embed", input=["bees", "honey"], dimensions=4)

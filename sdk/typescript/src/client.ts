@@ -37,6 +37,12 @@ export interface RetryEvent {
   url: string;
 }
 
+/**
+ * An answer with the server's id for the exchange (its `x-request-id`; null when it sent none), as the OpenAI SDKs
+ * give it: quote it to support, or log it beside your own ids. Not enumerable, so not in JSON.stringify's output.
+ */
+export type WithRequestId<T> = T & { readonly _request_id: string | null };
+
 export interface ClientOptions {
   /** Defaults to the ALVEARE_API_KEY environment variable. */
   apiKey?: string | undefined;
@@ -208,6 +214,8 @@ interface StreamContext {
  */
 export class ChatCompletionStream implements AsyncIterable<ChatCompletionChunk> {
   private readonly context: StreamContext;
+  /** The server's id for this exchange (its `x-request-id`), for logs and support; null when it sent none. */
+  readonly _request_id: string | null;
 
   constructor(
     private readonly response: Response,
@@ -215,6 +223,7 @@ export class ChatCompletionStream implements AsyncIterable<ChatCompletionChunk> 
     context?: StreamContext,
   ) {
     this.context = context ?? { idleTimeoutMs: 60_000, host: hostOf(response.url), release: () => undefined };
+    this._request_id = response.headers.get("x-request-id");
   }
 
   async *[Symbol.asyncIterator](): AsyncIterator<ChatCompletionChunk> {
@@ -394,7 +403,7 @@ export class Alveare {
     this.userAgent = userAgent();
   }
 
-  infer(params: InferRequest, options?: RequestOptions): Promise<InferResponse> {
+  infer(params: InferRequest, options?: RequestOptions): Promise<WithRequestId<InferResponse>> {
     return this.json("POST", "/v1/infer", params, options);
   }
 
@@ -403,39 +412,47 @@ export class Alveare {
       create: ((params: ChatCompletionCreateParams, options?: RequestOptions) =>
         params.stream === true ? this.stream(params, options) : this.json("POST", "/v1/chat/completions", params, options)) as {
         (params: ChatCompletionCreateParams & { stream: true }, options?: RequestOptions): Promise<ChatCompletionStream>;
-        (params: ChatCompletionCreateParams & { stream?: false | undefined }, options?: RequestOptions): Promise<ChatCompletion>;
+        (params: ChatCompletionCreateParams & { stream?: false | undefined }, options?: RequestOptions): Promise<WithRequestId<ChatCompletion>>;
         /** Params whose `stream` is only known as a boolean (the exported type itself): either answer. */
-        (params: ChatCompletionCreateParams, options?: RequestOptions): Promise<ChatCompletionStream | ChatCompletion>;
+        (params: ChatCompletionCreateParams, options?: RequestOptions): Promise<ChatCompletionStream | WithRequestId<ChatCompletion>>;
       },
     },
   };
 
   /** Embedding vectors (POST /v1/embeddings), in OpenAI's shape. */
   readonly embeddings = {
-    create: (params: EmbeddingCreateParams, options?: RequestOptions): Promise<CreateEmbeddingResponse> =>
+    create: (params: EmbeddingCreateParams, options?: RequestOptions): Promise<WithRequestId<CreateEmbeddingResponse>> =>
       this.json("POST", "/v1/embeddings", params, options),
   };
 
   readonly models = {
-    list: (options?: RequestOptions): Promise<ModelList> => this.json("GET", "/v1/models", undefined, options),
+    list: (options?: RequestOptions): Promise<WithRequestId<ModelList>> => this.json("GET", "/v1/models", undefined, options),
     /** One model of the list by id (`alveare-chat`); NotFoundError for one the key's list does not show. */
-    retrieve: (model: string, options?: RequestOptions): Promise<Model> =>
+    retrieve: (model: string, options?: RequestOptions): Promise<WithRequestId<Model>> =>
       this.json("GET", `/v1/models/${encodeURIComponent(model)}`, undefined, options),
   };
-  readonly usage = { get: (options?: RequestOptions): Promise<Usage> => this.json("GET", "/v1/usage", undefined, options) };
+  readonly usage = { get: (options?: RequestOptions): Promise<WithRequestId<Usage>> => this.json("GET", "/v1/usage", undefined, options) };
 
-  health(options?: RequestOptions): Promise<Health> {
+  health(options?: RequestOptions): Promise<WithRequestId<Health>> {
     return this.json("GET", "/health", undefined, options);
   }
 
-  /** Any route, with the same auth, retries and errors (for routes newer than this SDK). */
-  async json<T>(method: "GET" | "POST", path: string, body?: unknown, options?: RequestOptions): Promise<T> {
+  /**
+   * Any route, with the same auth, retries and errors (for routes newer than this SDK). An object answer carries
+   * the server's id for the exchange as `_request_id`, not enumerable: JSON.stringify and deep comparisons skip it.
+   */
+  async json<T>(method: "GET" | "POST", path: string, body?: unknown, options?: RequestOptions): Promise<WithRequestId<T>> {
     const { status, headers, text } = await this.send(method, path, body, options, false);
+    let answer: unknown;
     try {
-      return JSON.parse(text) as T;
+      answer = JSON.parse(text);
     } catch {
       throw new APIError(status, {}, headers.get("x-request-id"), headers, `the server answered HTTP ${status} with a body that is not JSON`);
     }
+    if (answer !== null && typeof answer === "object") {
+      Object.defineProperty(answer, "_request_id", { value: headers.get("x-request-id"), enumerable: false });
+    }
+    return answer as WithRequestId<T>;
   }
 
   private async stream(params: ChatCompletionCreateParams, options?: RequestOptions): Promise<ChatCompletionStream> {

@@ -6,6 +6,7 @@ export {
   type ClientOptions,
   type RequestOptions,
   type RetryEvent,
+  type WithRequestId,
 } from "./client.js";
 export * from "./errors.js";
 export { retryDelayMs, serverDelayMs, shouldRetry } from "./retry.js";
