@@ -1,6 +1,7 @@
 """The Alveare API client: transport (auth, timeouts, retries) below, thin resources on top."""
 from __future__ import annotations
 
+import copy
 import dataclasses
 import http.client
 import json
@@ -490,6 +491,10 @@ class _Usage:
         return self._client._typed(Usage, "GET", "/v1/usage")
 
 
+#: with_options' default: the setting is this client's.
+_SAME: Any = object()
+
+
 class Alveare:
     """Client for the Alveare API.
 
@@ -551,6 +556,20 @@ class Alveare:
 
     def __repr__(self) -> str:
         return f"Alveare(base_url={self.base_url!r})"
+
+    def with_options(self, *, timeout: Any = _SAME, max_retries: Any = _SAME) -> "Alveare":
+        """A client like this one with another `timeout` and/or `max_retries`, for one call or a few, as in the
+        OpenAI SDK: `client.with_options(timeout=5, max_retries=0).infer(...)`. This client is unchanged."""
+        other = copy.copy(self)
+        if timeout is not _SAME:
+            other.timeout = _checked_timeout(timeout)
+        if max_retries is not _SAME:
+            other.max_retries = max_retries
+        other.chat = _Chat(other)
+        other.models = _Models(other)
+        other.embeddings = _Embeddings(other)
+        other.usage = _Usage(other)
+        return other
 
     def infer(
         self,

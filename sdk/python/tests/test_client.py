@@ -209,6 +209,22 @@ class AgainstARealServer(unittest.TestCase):
         self.assertTrue(all(isinstance(e.error, InternalServerError) and e.error.status == 502 for e in events))
         self.assertEqual((events[0].method, events[0].url), ("POST", BASE_URL + "/v1/infer"))
 
+    def test_with_options_changes_retries_and_timeout_for_a_copy_only(self):
+        waits = []
+        client = self.client(max_retries=2, sleep=waits.append)
+        once = client.with_options(max_retries=0, timeout=30)
+        with self.assertRaises(InternalServerError):
+            once.infer(specialist="flaky", prompt="x")
+        self.assertEqual(waits, [], "no retry")
+        self.assertEqual((once.timeout, once.max_retries), (30.0, 0))
+        self.assertEqual((client.timeout, client.max_retries), (60.0, 2), "the client itself is unchanged")
+        with self.assertRaises(InternalServerError):
+            client.infer(specialist="flaky", prompt="x")
+        self.assertEqual(len(waits), 2)
+        self.assertEqual(client.with_options(timeout=None).timeout, None)
+        with self.assertRaises(ValueError):
+            client.with_options(timeout=0)
+
     def test_an_on_retry_hook_that_raises_stops_the_retries(self):
         waits = []
 
