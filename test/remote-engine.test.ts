@@ -339,6 +339,34 @@ describe("remote engine faults", () => {
     }
   });
 
+  it("passes a 422 on as a 400 with its reason, as TGI and other FastAPI servers refuse a request; TGI's context refusal is context_length_exceeded", async () => {
+    const cases: Array<[unknown, string]> = [
+      [{ error: "Input validation error: `temperature` must be strictly positive", error_type: "validation" }, "invalid_parameter"],
+      [
+        {
+          error: "Input validation error: `inputs` tokens + `max_new_tokens` must be <= 4096. Given: 5000 `inputs` tokens and 20 `max_new_tokens`",
+          error_type: "validation",
+        },
+        "context_length_exceeded",
+      ],
+      [{ detail: [{ loc: ["body", "messages"], msg: "field required", type: "value_error.missing" }] }, "invalid_parameter"],
+    ];
+    fake.fault = "ok";
+    try {
+      for (const [body, code] of cases) {
+        fake.respond = (res) => void res.writeHead(422, { "content-type": "application/json" }).end(JSON.stringify(body));
+        for (const stream of [false, true]) {
+          const r = await call("flaky", stream);
+          assert.equal(r.status, 400, JSON.stringify(body));
+          assert.equal(errorOf(r).code, code, JSON.stringify(body));
+          assert.match(errorOf(r).message, /the upstream engine refused the request: /);
+        }
+      }
+    } finally {
+      fake.respond = undefined;
+    }
+  });
+
   it("names the field an upstream's refusal names, where the client sent it; 'messages' otherwise", async () => {
     const cases: Array<[unknown, string, string]> = [
       ["response_format.json_schema.schema", "response_format", "invalid_parameter"],

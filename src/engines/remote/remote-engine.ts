@@ -177,8 +177,9 @@ function retryAfterOf(value: string | undefined): Record<string, string> {
 const NOT_FOUND_HINT = "; check that base_url is the upstream's API root (…/v1 on most servers) and that it serves the model named";
 
 /**
- * The catalogue error for an upstream's HTTP error answer. Only a 400 (the
- * request itself refused, e.g. too long for the upstream's context) passes the
+ * The catalogue error for an upstream's HTTP error answer. Only a 400 or a 422 (the
+ * request itself refused, e.g. too long for the upstream's context; servers built
+ * on FastAPI, Hugging Face's TGI among them, refuse with 422) passes the
  * upstream's words on to the client, bounded (see upstreamRefusal); any other
  * status is the operator's matter (a wrong key, a crash), so its words go to
  * the log only.
@@ -186,7 +187,7 @@ const NOT_FOUND_HINT = "; check that base_url is the upstream's API root (…/v1
 function upstreamStatusError(status: number, text: string, secret: string | undefined, retryAfter?: string): ApiError {
   const said = upstreamWords(errorMessageOf(text), secret);
   const error =
-    status === 400
+    status === 400 || status === 422
       ? upstreamRefusal(text, said)
       : status === 429 || status === 503
         ? errors.upstream(503, `The upstream engine is overloaded (HTTP ${status}).`, retryAfterOf(retryAfter))

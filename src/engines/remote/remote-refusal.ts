@@ -38,10 +38,15 @@ function errorFieldsOf(text: string): UpstreamErrorFields {
 
 /**
  * Whether an upstream refused a prompt over its context: OpenAI and Alveare say so in `code`, llama-server in
- * `type`, vLLM only in words ("This model's maximum context length is 4096 tokens. However, you requested …").
+ * `type`, vLLM only in words ("This model's maximum context length is 4096 tokens. However, you requested …"),
+ * and TGI too ("Input validation error: `inputs` tokens + `max_new_tokens` must be <= 4096. Given: …").
  */
 function overContext(fields: UpstreamErrorFields, said: string): boolean {
-  return fields.code === "context_length_exceeded" || fields.type === "exceed_context_size_error" || /maximum context length/i.test(said);
+  return (
+    fields.code === "context_length_exceeded" ||
+    fields.type === "exceed_context_size_error" ||
+    /maximum context length|`inputs` tokens \+ `max_new_tokens` must be <=/i.test(said)
+  );
 }
 
 /**
