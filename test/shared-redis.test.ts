@@ -473,6 +473,13 @@ describe("Redis down and back", () => {
       await new Promise((r) => setTimeout(r, 100));
     }
     assert.equal(first?.status, 200, "traffic flows again within seconds");
+    // The outage's start and end, once each, as an operator reads them.
+    const lost = server.logs.records().filter((r) => r.msg === "Redis connection lost: reconnecting");
+    const back = server.logs.records().filter((r) => r.msg === "Redis connection back");
+    assert.equal(lost.length, 1, JSON.stringify(lost));
+    assert.equal(lost[0]?.level, 40);
+    assert.equal(back.length, 1, JSON.stringify(back));
+    assert.ok(Number(back[0]?.down_ms) > 0);
     const after = await Promise.all(Array.from({ length: 10 }, () => infer(auth)));
     assert.equal(after.filter((r) => r.status === 200).length, 1, "3 before + 1 + 1 = the month's 5, not a fresh 5");
     const stores = await createStore(server.config);

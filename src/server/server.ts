@@ -53,7 +53,12 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
   let redis: RedisBackends | undefined;
   if (stores !== undefined && config.redisUrl !== undefined) {
     try {
-      redis = await openRedisBackends(config.redisUrl, config.redisPrefix ?? DEFAULT_REDIS_PREFIX, stores);
+      redis = await openRedisBackends(
+        config.redisUrl,
+        config.redisPrefix ?? DEFAULT_REDIS_PREFIX,
+        stores,
+        options.logger.child({ component: "redis" }),
+      );
     } catch (error) {
       await stores.close();
       throw error;

@@ -1,7 +1,7 @@
 import type { FailureCounter, FailureKind, FailureLogLimits } from "../backends.js";
 import type { Stores } from "../../store/store.js";
 import type { GateParts } from "../account-gate.js";
-import { connectRedis, whyDisconnected, type RedisConnection } from "./connection.js";
+import { connectRedis, safeUrl, whyDisconnected, type RedisConnection } from "./connection.js";
 import { RedisFailureCounter } from "./failure-counter.js";
 import { RedisKeyCache } from "./key-cache.js";
 import { RedisQuotaCounter } from "./quota-counter.js";
@@ -21,8 +21,40 @@ export interface RedisBackends {
   close(): Promise<{ endsOwed: number }>;
 }
 
-export async function openRedisBackends(url: string, prefix: string, stores: Pick<Stores, "accounts" | "ledger">): Promise<RedisBackends> {
+/** Where a node tells its operator that Redis went away and came back. */
+export interface ConnectionLog {
+  warn(fields: object, message: string): void;
+  info(fields: object, message: string): void;
+}
+
+/**
+ * One line when the connection is lost and one when it is back, as for remote upstreams: while it is down every
+ * request that needs it is refused (503), and those refusals alone do not say when the outage began or ended.
+ */
+function logConnectionChanges(connection: RedisConnection, url: string, log: ConnectionLog): void {
+  const { redis } = connection;
+  let lostAt: number | undefined;
+  redis.on("close", () => {
+    if (lostAt !== undefined) return;
+    lostAt = Date.now();
+    const reason = whyDisconnected(redis);
+    log.warn({ redis: safeUrl(url), ...(reason === undefined ? {} : { reason: reason.message }) }, "Redis connection lost: reconnecting");
+  });
+  redis.on("ready", () => {
+    if (lostAt === undefined) return;
+    log.info({ redis: safeUrl(url), down_ms: Date.now() - lostAt }, "Redis connection back");
+    lostAt = undefined;
+  });
+}
+
+export async function openRedisBackends(
+  url: string,
+  prefix: string,
+  stores: Pick<Stores, "accounts" | "ledger">,
+  log?: ConnectionLog,
+): Promise<RedisBackends> {
   const connection = await connectRedis(url, prefix);
+  if (log !== undefined) logConnectionChanges(connection, url, log);
   const limiter = new RedisRateLimiter(connection);
   const keys = new RedisKeyCache(connection, stores.accounts);
   try {
