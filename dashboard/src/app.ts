@@ -27,6 +27,15 @@ function renderNav(): void {
   nav.replaceChildren(...links, who, h("button", { type: "button", class: "link", onclick: () => void signOut() }, "Sign out"));
 }
 
+/**
+ * Goes to a page after a sign-in: setting the hash the page already has fires no hashchange, so the sign-in form
+ * stayed on screen, signed in, saying nothing (a bookmarked #keys or #admin, or Back after signing out).
+ */
+function go(hash: string): void {
+  if (location.hash === hash) void route();
+  else location.hash = hash;
+}
+
 async function signOut(): Promise<void> {
   await api("POST", "/dashboard/api/logout").catch(() => undefined);
   state.session = undefined;
@@ -49,7 +58,7 @@ async function loginView(): Promise<void> {
       async (d) => {
         await api("POST", "/dashboard/api/login", { email: d.get("email"), password: d.get("password") });
         await loadSession();
-        location.hash = "#keys";
+        go("#keys");
       },
     ),
     h("p", { class: "muted" }, "New here? Your operator sends you an invitation link; open it to set your password."),
@@ -58,7 +67,7 @@ async function loginView(): Promise<void> {
       ? form([field("Admin token", "token", "password", { autocomplete: "off" })], "Sign in as operator", async (d) => {
           await api("POST", "/dashboard/api/admin-login", { token: d.get("token") });
           await loadSession();
-          location.hash = "#admin";
+          go("#admin");
         })
       : h(
           "div",

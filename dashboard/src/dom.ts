@@ -74,7 +74,10 @@ export function sessionEnded(): void {
 /** A field's 400 as a person reads it: "Invalid 'password': is one of…" becomes "The password is one of…". */
 export function forPeople(message: string): string {
   const field = /^Invalid '([a-z_]+)': ((?:is|must|has) .*)$/su.exec(message);
-  return field === null ? message : `The ${field[1]!.replaceAll("_", " ")} ${field[2]!}`;
+  if (field !== null) return `The ${field[1]!.replaceAll("_", " ")} ${field[2]!}`;
+  // "Invalid 'name': the account name must not be empty." already names the field: the sentence alone.
+  const sentence = /^Invalid '[a-z_]+': (the .*)$/su.exec(message);
+  return sentence === null ? message : `T${sentence[1]!.slice(1)}`;
 }
 
 export const main = (): HTMLElement => document.getElementById("main")!;
@@ -175,9 +178,17 @@ export function when(iso: unknown, empty = "never"): Node {
 export function confirmAction(title: string, detail: string, confirmLabel: string, action: () => Promise<void>, choice?: HTMLElement): void {
   const error = h("p", { class: "error", role: "alert" });
   const dialog = h("dialog", { class: "confirm", "aria-labelledby": "confirm-title" }) as HTMLDialogElement;
+  // Focus goes back where it was (the button that opened the dialog), or to the page when a new page replaced it:
+  // it used to fall to <body>, so a keyboard user started again from the top after Cancel, Escape or the action.
+  const opener = document.activeElement;
+  const restoreFocus = () => {
+    if (opener instanceof HTMLElement && opener.isConnected && opener !== document.body) opener.focus();
+    else main().focus({ preventScroll: true });
+  };
   const close = () => {
     dialog.close();
     dialog.remove();
+    restoreFocus();
   };
   const go = h("button", { type: "button", class: "danger" }, confirmLabel) as HTMLButtonElement;
   go.addEventListener("click", () => {
@@ -195,7 +206,10 @@ export function confirmAction(title: string, detail: string, confirmLabel: strin
     error,
     h("div", { class: "actions" }, go, h("button", { type: "button", class: "secondary", autofocus: true, onclick: close }, "Cancel")),
   );
-  dialog.addEventListener("cancel", () => dialog.remove());
+  dialog.addEventListener("cancel", (e) => {
+    e.preventDefault();
+    close();
+  });
   document.body.append(dialog);
   dialog.showModal();
 }

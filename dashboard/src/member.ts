@@ -1,5 +1,5 @@
 import { breakdownTables, dailyChart, quotaBar, usageNumbers, type Breakdown } from "./charts.js";
-import { api, confirmAction, copyable, field, form, h, keyLabel, say, show, state, table, when, type Json } from "./dom.js";
+import { api, ApiFailure, confirmAction, errorText, copyable, field, form, h, keyLabel, say, show, state, table, when, type Json } from "./dom.js";
 
 /** Revokes one key after an in-page confirmation naming it; a failure stays visible in the dialog. */
 export function revokeButton(key: Json, path: string, after: () => Promise<void>): HTMLElement {
@@ -167,14 +167,28 @@ export async function usageView(period?: string): Promise<void> {
     api<{ period: string; live: Json; test: Json }>("GET", `/dashboard/api/usage${query}`),
     api<{ live: Breakdown; test: Breakdown }>("GET", `/dashboard/api/usage/breakdown${query}`),
   ]);
+  const failure = h("p", { class: "error", role: "alert", id: "month-error" });
   const picker = h(
     "select",
-    { id: "month", onchange: (e) => void usageView((e.target as HTMLSelectElement).value) },
+    {
+      id: "month",
+      // A month that cannot be read says so beside the picker; it used to leave the last month's numbers under the
+      // new month's name, the failure only in the console.
+      onchange: (e) => {
+        const chosen = (e.target as HTMLSelectElement).value;
+        failure.textContent = "";
+        usageView(chosen).catch((error: unknown) => {
+          if (error instanceof ApiFailure && error.status === 401) return; // sign-in says why (see api())
+          failure.textContent = `The usage of ${chosen} could not be read: ${errorText(error)}`;
+        });
+      },
+    },
     ...monthsBack(6).map((mo) => h("option", { value: mo, ...(mo === data.period ? { selected: true } : {}) }, mo)),
   );
   show(
     h("h1", {}, "Usage"),
     h("div", { class: "inline" }, h("label", { for: "month" }, "Month"), picker),
+    failure,
     usageSection("Live", "live", data.period, data.live, data.live.daily as Record<string, number>, breakdown.live),
     usageSection("Sandbox (test keys)", "sandbox", data.period, data.test, data.test.daily as Record<string, number>, breakdown.test),
   );

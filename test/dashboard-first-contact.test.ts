@@ -1,0 +1,112 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import type { Browser, Page } from "playwright-core";
+import { launchChromium, noChromium } from "./helpers/browser.js";
+import { startTestServer, type TestServer } from "./helpers/fixtures.js";
+
+const TOKEN = "operator-token-for-the-first-contact-test";
+const PASSWORD = "a long enough password";
+
+/** What a new user met on first contact with the dashboard (found by driving it in Chromium). */
+describe("dashboard first contact", { skip: noChromium }, () => {
+  let server: TestServer;
+  let browser: Browser;
+  let member: Page;
+  before(async () => {
+    server = await startTestServer({}, { gated: true, env: { ALVEARE_ADMIN_TOKEN: TOKEN } });
+    browser = await launchChromium();
+    // The operator makes an account and invites a member; the member sets a password and makes a key.
+    const operator = await browser.newPage();
+    await operator.goto(`${server.url}/dashboard/`);
+    await operator.getByLabel("Admin token").fill(TOKEN);
+    await operator.getByRole("button", { name: "Sign in as operator" }).click();
+    await operator.getByRole("heading", { name: "Accounts" }).waitFor();
+    await operator.getByLabel("Name").fill("acme");
+    await operator.getByRole("button", { name: "Create account" }).click();
+    await operator.getByRole("link", { name: "acme" }).click();
+    await operator.getByLabel("Email").fill("dev@acme.example");
+    await operator.getByRole("button", { name: "Invite" }).click();
+    const inviteUrl = (await operator.locator("#invite-url").textContent()) ?? "";
+    await operator.close();
+    member = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    await member.goto(inviteUrl);
+    await member.getByLabel("New password").fill(PASSWORD);
+    await member.getByRole("button", { name: "Set password and sign in" }).click();
+    await member.getByRole("heading", { name: "API keys" }).waitFor();
+    await member.getByLabel("Name", { exact: true }).fill("production");
+    await member.getByRole("button", { name: "Create key" }).click();
+    await member.locator("#secret-value").waitFor();
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.close();
+  });
+
+  it("signing in on the page's own address (a bookmarked #keys or #admin, Back after signing out) opens it", async () => {
+    const page = await browser.newPage();
+    await page.goto(`${server.url}/dashboard/#keys`);
+    await page.getByLabel("Email").fill("dev@acme.example");
+    await page.getByLabel("Password").fill(PASSWORD);
+    await page.getByRole("button", { name: "Sign in", exact: true }).click();
+    await page.getByRole("heading", { name: "API keys" }).waitFor({ timeout: 10_000 });
+    await page.goto(`${server.url}/dashboard/#admin`);
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.getByLabel("Admin token").fill(TOKEN);
+    await page.getByRole("button", { name: "Sign in as operator" }).click();
+    await page.getByRole("heading", { name: "Accounts" }).waitFor({ timeout: 10_000 });
+    await page.close();
+  });
+
+  it("a month whose usage cannot be read says so beside the picker, in the page", async () => {
+    const pageErrors: string[] = [];
+    member.on("pageerror", (error) => pageErrors.push(error.message));
+    await member.getByRole("link", { name: "Usage" }).click();
+    await member.getByTestId("live-requests").waitFor();
+    const months = await member.locator("#month option").allTextContents();
+    await member.route("**/dashboard/api/usage**", (route) =>
+      route.fulfill({
+        status: 503,
+        contentType: "application/json",
+        body: JSON.stringify({ error: { type: "server_error", code: "unavailable", message: "Down for a moment.", param: null } }),
+      }),
+    );
+    await member.locator("#month").selectOption(months[1]!);
+    await member.getByRole("alert").getByText(`The usage of ${months[1]!} could not be read: Down for a moment.`).waitFor();
+    await member.unroute("**/dashboard/api/usage**");
+    await member.locator("#month").selectOption(months[0]!);
+    await member.getByRole("heading", { name: "Usage" }).waitFor();
+    assert.equal(await member.locator("#month-error").textContent(), "");
+    assert.deepEqual(pageErrors, [], "no unhandled rejection");
+  });
+
+  it("closing a confirmation (Escape, Cancel, or its action) leaves the focus on its button or the page, not <body>", async () => {
+    await member.getByRole("link", { name: "Keys" }).click();
+    const revoke = member.getByRole("button", { name: /^Revoke key “production”/ });
+    await revoke.focus();
+    await member.keyboard.press("Enter");
+    await member.getByRole("dialog").waitFor();
+    await member.keyboard.press("Escape");
+    await member.getByRole("dialog").waitFor({ state: "detached" });
+    assert.match(((await member.evaluate("document.activeElement?.getAttribute('aria-label')")) as string | null) ?? "", /^Revoke key “production”/);
+    await member.keyboard.press("Enter");
+    await member.getByRole("dialog").getByRole("button", { name: "Cancel" }).click();
+    assert.match(((await member.evaluate("document.activeElement?.getAttribute('aria-label')")) as string | null) ?? "", /^Revoke key “production”/);
+    // The action replaces the table, button and all: the focus goes to the page.
+    await member.keyboard.press("Enter");
+    await member.getByRole("dialog").getByRole("button", { name: "Revoke key" }).click();
+    await member.getByText(/^revoked /).waitFor();
+    assert.equal(await member.evaluate("document.activeElement?.id"), "main");
+  });
+
+  it("an API refusal that already names its field reads as a sentence, not \"Invalid 'name': …\"", async () => {
+    const page = await browser.newPage();
+    await page.goto(`${server.url}/dashboard/#admin`);
+    await page.getByLabel("Admin token").fill(TOKEN);
+    await page.getByRole("button", { name: "Sign in as operator" }).click();
+    await page.getByRole("heading", { name: "Accounts" }).waitFor();
+    await page.getByLabel("Name").fill("   ");
+    await page.getByRole("button", { name: "Create account" }).click();
+    await page.getByRole("alert").getByText("The account name must not be empty.", { exact: true }).waitFor();
+    await page.close();
+  });
+});
