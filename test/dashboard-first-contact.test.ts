@@ -110,3 +110,29 @@ describe("dashboard first contact", { skip: noChromium }, () => {
     await page.close();
   });
 });
+
+describe("dashboard sign-out", { skip: noChromium }, () => {
+  it("a sign-out the server never received says so and keeps the page, rather than showing sign-in over a live session", async () => {
+    const server = await startTestServer({}, { gated: true, env: { ALVEARE_ADMIN_TOKEN: TOKEN } });
+    const browser = await launchChromium();
+    try {
+      const page = await browser.newPage();
+      await page.goto(`${server.url}/dashboard/`);
+      await page.getByLabel("Admin token").fill(TOKEN);
+      await page.getByRole("button", { name: "Sign in as operator" }).click();
+      await page.getByRole("heading", { name: "Accounts" }).waitFor();
+      await page.route("**/dashboard/api/logout", (route) => route.abort());
+      await page.getByRole("button", { name: "Sign out" }).click();
+      await page.getByText(/^Signing out failed \(.+\): you are still signed in\. Try again\.$/).waitFor();
+      assert.equal(await page.getByRole("heading", { name: "Accounts" }).count(), 1);
+      await page.unroute("**/dashboard/api/logout");
+      await page.getByRole("button", { name: "Sign out" }).click();
+      await page.getByRole("heading", { name: "Sign in" }).waitFor();
+      await page.reload();
+      await page.getByRole("heading", { name: "Sign in" }).waitFor();
+    } finally {
+      await browser.close();
+      await server.close();
+    }
+  });
+});

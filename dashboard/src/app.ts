@@ -3,7 +3,7 @@
  * Every number it shows comes from the server's JSON API; it keeps nothing but
  * the session's CSRF token in memory (the session itself is an HttpOnly cookie).
  */
-import { api, ApiFailure, errorText, field, form, h, quiet, sessionEnded, show, state, when, type Json, type SessionAnswer } from "./dom.js";
+import { api, ApiFailure, errorText, field, form, h, quiet, say, sessionEnded, show, state, when, type Json, type SessionAnswer } from "./dom.js";
 import { keysView, planView, usageView } from "./member.js";
 import { accountsView, accountView } from "./operator.js";
 import { activityView, auditView } from "./audit.js";
@@ -37,7 +37,17 @@ function go(hash: string): void {
 }
 
 async function signOut(): Promise<void> {
-  await api("POST", "/dashboard/api/logout").catch(() => undefined);
+  try {
+    await api("POST", "/dashboard/api/logout");
+  } catch (error) {
+    // A 401 means the session had already ended (api() has sent the page to sign-in). Anything else leaves the session
+    // valid on the server: the page used to show the sign-in form anyway, so a person on a shared computer believed
+    // they were signed out while a reload showed them still signed in.
+    if (!(error instanceof ApiFailure && error.status === 401)) {
+      say(`Signing out failed (${errorText(error)}): you are still signed in. Try again.`);
+      return;
+    }
+  }
   state.session = undefined;
   location.hash = "#login";
 }
