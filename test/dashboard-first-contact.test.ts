@@ -42,6 +42,28 @@ describe("dashboard first contact", { skip: noChromium }, () => {
     await server?.close();
   });
 
+  it("a new key's Copy button has the focus, and its secret stays on screen while another key is revoked", async () => {
+    await member.getByLabel("Name", { exact: true }).fill("rotated");
+    await member.getByRole("button", { name: "Create key" }).click();
+    await member.getByRole("cell", { name: "rotated", exact: true }).waitFor();
+    const secret = (await member.locator("#secret-value").textContent()) ?? "";
+    assert.equal(await member.evaluate("document.activeElement?.getAttribute('aria-label')"), "Copy the new key");
+    // Rotating: the new key is made, the old one revoked, and only then copied.
+    await member.getByRole("button", { name: /^Revoke key “production”/ }).click();
+    await member.getByRole("dialog").getByRole("button", { name: "Revoke key" }).click();
+    await member
+      .getByRole("row", { name: /production/ })
+      .getByText(/^revoked /)
+      .waitFor();
+    assert.equal(await member.locator("#secret-value").textContent(), secret);
+    // Leaving the page ends it: the secret is not shown again.
+    await member.getByRole("link", { name: "Usage" }).click();
+    await member.getByRole("heading", { name: "Usage" }).waitFor();
+    await member.getByRole("link", { name: "Keys" }).click();
+    await member.getByRole("heading", { name: "API keys" }).waitFor();
+    assert.equal(await member.locator("#secret-value").count(), 0);
+  });
+
   it("signing in on the page's own address (a bookmarked #keys or #admin, Back after signing out) opens it", async () => {
     const page = await browser.newPage();
     await page.goto(`${server.url}/dashboard/#keys`);
@@ -81,20 +103,23 @@ describe("dashboard first contact", { skip: noChromium }, () => {
 
   it("closing a confirmation (Escape, Cancel, or its action) leaves the focus on its button or the page, not <body>", async () => {
     await member.getByRole("link", { name: "Keys" }).click();
-    const revoke = member.getByRole("button", { name: /^Revoke key “production”/ });
+    const revoke = member.getByRole("button", { name: /^Revoke key “rotated”/ });
     await revoke.focus();
     await member.keyboard.press("Enter");
     await member.getByRole("dialog").waitFor();
     await member.keyboard.press("Escape");
     await member.getByRole("dialog").waitFor({ state: "detached" });
-    assert.match(((await member.evaluate("document.activeElement?.getAttribute('aria-label')")) as string | null) ?? "", /^Revoke key “production”/);
+    assert.match(((await member.evaluate("document.activeElement?.getAttribute('aria-label')")) as string | null) ?? "", /^Revoke key “rotated”/);
     await member.keyboard.press("Enter");
     await member.getByRole("dialog").getByRole("button", { name: "Cancel" }).click();
-    assert.match(((await member.evaluate("document.activeElement?.getAttribute('aria-label')")) as string | null) ?? "", /^Revoke key “production”/);
+    assert.match(((await member.evaluate("document.activeElement?.getAttribute('aria-label')")) as string | null) ?? "", /^Revoke key “rotated”/);
     // The action replaces the table, button and all: the focus goes to the page.
     await member.keyboard.press("Enter");
     await member.getByRole("dialog").getByRole("button", { name: "Revoke key" }).click();
-    await member.getByText(/^revoked /).waitFor();
+    await member
+      .getByRole("row", { name: /rotated/ })
+      .getByText(/^revoked /)
+      .waitFor();
     assert.equal(await member.evaluate("document.activeElement?.id"), "main");
   });
 

@@ -43,6 +43,16 @@ export function keyRows(keys: Json[], revokePath: (id: string) => string, after:
   ]);
 }
 
+/**
+ * Redraws the keys after a revocation, keeping a new key's secret on screen: rotating a key (create the new one,
+ * revoke the old, then copy) used to lose the new secret, which is never shown again.
+ */
+async function keysAfterRevoke(): Promise<void> {
+  const secret = document.getElementById("new-key")?.firstElementChild;
+  await keysView();
+  if (secret) document.getElementById("new-key")!.replaceChildren(secret);
+}
+
 export async function keysView(): Promise<void> {
   const keys = (await api<{ data: Json[] }>("GET", "/dashboard/api/keys")).data;
   const account = state.session?.account;
@@ -78,6 +88,8 @@ export async function keysView(): Promise<void> {
               copyable("secret-value", String(created.key), "Copy the new key"),
             ),
           );
+        // The focus goes to its Copy button: on the page's top it left a screen reader silent about the one-time secret.
+        document.querySelector<HTMLButtonElement>("#new-key button")?.focus();
       },
     ),
     h("div", { id: "new-key" }),
@@ -88,7 +100,7 @@ export async function keysView(): Promise<void> {
           keyRows(
             keys,
             (id) => `/dashboard/api/keys/${id}/revoke`,
-            keysView,
+            keysAfterRevoke,
             (k) => creatorLabel(k, typeof k.created_by_email === "string" ? k.created_by_email : undefined, state.session?.email),
           ),
         ),
