@@ -64,6 +64,28 @@ describe("dashboard first contact", { skip: noChromium }, () => {
     assert.equal(await member.locator("#secret-value").count(), 0);
   });
 
+  it("marks the page on screen as loading while the next one's data is on its way", async () => {
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    await member.route("**/dashboard/api/usage**", async (route) => {
+      await held;
+      await route.continue().catch(() => undefined);
+    });
+    try {
+      await member.getByRole("link", { name: "Usage" }).click();
+      await member.locator('main[aria-busy="true"]').waitFor();
+      assert.equal(await member.evaluate("getComputedStyle(document.getElementById('main')).cursor"), "progress");
+      release();
+      await member.getByRole("heading", { name: "Usage" }).waitFor();
+      await member.locator("main:not([aria-busy])").waitFor();
+    } finally {
+      release();
+      await member.unroute("**/dashboard/api/usage**");
+    }
+    await member.getByRole("link", { name: "Keys" }).click();
+    await member.getByRole("heading", { name: "API keys" }).waitFor();
+  });
+
   it("signing in on the page's own address (a bookmarked #keys or #admin, Back after signing out) opens it", async () => {
     const page = await browser.newPage();
     await page.goto(`${server.url}/dashboard/#keys`);

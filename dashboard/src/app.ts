@@ -155,6 +155,18 @@ async function loadSession(): Promise<void> {
 async function route(): Promise<void> {
   const hash = location.hash || "#keys";
   renderNav();
+  // While the next page's data loads, the one on screen is marked stale (aria-busy, dimmed): the menu already
+  // names the new page, and nothing else said that anything was happening.
+  const page = document.getElementById("main");
+  page?.setAttribute("aria-busy", "true");
+  try {
+    await showPage(hash);
+  } finally {
+    page?.removeAttribute("aria-busy");
+  }
+}
+
+async function showPage(hash: string): Promise<void> {
   try {
     if (hash.startsWith("#invite=")) return await inviteView(hash.slice("#invite=".length));
     const session = state.session;
