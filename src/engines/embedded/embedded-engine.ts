@@ -14,7 +14,7 @@ import {
   type LlamaModel,
   type Token,
 } from "node-llama-cpp";
-import { ApiError, errors } from "../../errors.js";
+import { errors } from "../../errors.js";
 import { StopScanner } from "../stop-scanner.js";
 import type { ToolCall, ToolCallDelta } from "../tools.js";
 import type { ChatMessage, ChoiceResult, Engine, FinishReason, GenerationRequest, GenerationResult, TextDetail, TokenLogprob } from "../types.js";
@@ -840,9 +840,9 @@ export class EmbeddedEngine implements Engine {
     if (request.tools === undefined) return undefined;
     try {
       return this.formatWithTools(request.messages, toolFunctions(request.tools), this.contextSize).tokens.length;
-    } catch (error) {
-      // Certainly over the context: refused in `generate`, so its reservation is the context.
-      if (error instanceof ApiError && error.code === "context_length_exceeded") return this.contextSize;
+    } catch {
+      // Certainly over the context (refused in `generate`) or unformattable: the reservation's own bound, which the
+      // context caps, stands.
       return undefined;
     }
   }
