@@ -27,6 +27,7 @@ import {
   type RetryEvent,
   VERSION,
 } from "../sdk/typescript/src/index.js";
+import type { ChatCompletionRequestBody } from "../src/api/schemas/chat-completions.js";
 import { getEventListeners } from "node:events";
 import { readFileSync } from "node:fs";
 import { inspect } from "node:util";
@@ -385,6 +386,79 @@ describe("TypeScript SDK against a real alveare serve", () => {
     assert.ok(finish === "stop" || finish === "length", String(finish));
   });
 
+  it("takes every chat parameter the server accepts, typed as the server checks it", async () => {
+    // Compile-time: each field of the server's request schema is a field of the SDK's params, but `audio`, which the
+    // server always refuses (a field missing here fails the build: "Type 'true' is not assignable to …").
+    type Uncovered = Exclude<keyof ChatCompletionRequestBody, keyof ChatCompletionCreateParams | "audio">;
+    const covered: [Uncovered] extends [never] ? true : Uncovered = true;
+    assert.ok(covered);
+    const params: ChatCompletionCreateParams = {
+      model: "alveare-chat",
+      messages: [
+        { role: "developer", content: "Answer in one word.", name: "ops" },
+        { role: "user", content: [{ type: "text", text: "hi" }], name: "ada" },
+        { role: "assistant", content: null, refusal: "I can't help with that." },
+        { role: "assistant", content: [{ type: "refusal", refusal: "Nor that." }] },
+        { role: "user", content: "hi again" },
+      ],
+      max_tokens: null,
+      max_completion_tokens: 3,
+      temperature: 0,
+      top_p: 1,
+      seed: 7,
+      stop: ["\n\n"],
+      n: 1,
+      logprobs: true,
+      top_logprobs: 1,
+      response_format: { type: "text" },
+      frequency_penalty: 0.5,
+      presence_penalty: -0.5,
+      logit_bias: { "50256": -100 },
+      user: "user-1234",
+      store: false,
+      metadata: { team: "bees" },
+      modalities: ["text"],
+      tools: null,
+      tool_choice: null,
+      parallel_tool_calls: null,
+    };
+    // What the server refuses is not typed: audio output, and OpenAI's deprecated functions.
+    // @ts-expect-error only text is generated
+    const audio: ChatCompletionCreateParams = { ...params, modalities: ["text", "audio"] };
+    // @ts-expect-error send tools instead
+    const functions: ChatCompletionCreateParams = { ...params, functions: [] };
+    // @ts-expect-error refused
+    const voice: ChatCompletionCreateParams = { ...params, audio: { voice: "alloy", format: "mp3" } };
+    assert.ok(audio && functions && voice);
+    const completion = await client().chat.completions.create({ ...params, stream: false });
+    assert.equal(completion.object, "chat.completion");
+    assert.ok(completion.usage.completion_tokens <= 3);
+    assert.equal(completion.choices[0]!.logprobs!.content![0]!.top_logprobs.length, 1);
+  });
+
+  it("raises the server's 400 for a chat parameter of the wrong type as BadRequestError, with code, param and request id", async () => {
+    const c = client({ maxRetries: 0 });
+    const base = { model: "alveare-chat", messages: [{ role: "user" as const, content: "hi" }], max_tokens: 2 };
+    // What plain JavaScript (or a cast) can send: the server's refusal, typed, whole and streamed.
+    for (const [extra, param] of [
+      [{ user: 42 }, "user"],
+      [{ metadata: { n: 1 } }, "metadata"],
+      [{ logit_bias: { hello: 1 } }, "logit_bias"],
+      [{ frequency_penalty: "0.5" }, "frequency_penalty"],
+      [{ modalities: ["text", "audio"] }, "modalities"],
+      [{ stream: true, store: "yes" }, "store"],
+      [{ messages: [{ role: "user", content: [] }] }, "messages[0].content"],
+    ] as const) {
+      const error = await c.chat.completions
+        .create({ ...base, ...(extra as unknown as Partial<ChatCompletionCreateParams>) })
+        .catch((e: unknown) => e);
+      assert.ok(error instanceof BadRequestError, `${param}: ${String(error)}`);
+      assert.deepEqual([error.status, error.type, error.code, error.param], [400, "invalid_request_error", "invalid_parameter", param]);
+      assert.match(error.requestId ?? "", /^req_\w+$/);
+      assert.match(error.message, new RegExp(`Invalid '${param.replace(/[[\].]/g, "\\$&")}'`));
+    }
+  });
+
   it("reads its key and base URL from the environment", async () => {
     process.env.ALVEARE_API_KEY = key;
     process.env.ALVEARE_BASE_URL = server.url;
@@ -648,6 +722,32 @@ describe("TypeScript SDK against a real alveare serve", () => {
       `waits ${waits.join(", ")}`,
     );
     assert.ok(performance.now() - started >= 1000);
+  });
+
+  it("waits exactly the wait a chat completion's 429 names, then gets the answer", async () => {
+    const burst = await createKey(server, "burst");
+    const events: RetryEvent[] = [];
+    const c = new Alveare({
+      apiKey: burst.key,
+      baseURL: server.url,
+      maxRetries: 3,
+      onRetry: (event) => void events.push(event),
+      sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+    });
+    // Four at once against a plan of three per window: one is turned away, waits, and is answered.
+    const answers = await Promise.all(
+      [0, 1, 2, 3].map((i) => c.chat.completions.create({ model: "alveare-chat", messages: [{ role: "user", content: `w${i}` }], max_tokens: 1 })),
+    );
+    assert.ok(answers.every((a) => a.object === "chat.completion"));
+    assert.ok(events.length >= 1, "one request was limited");
+    for (const event of events) {
+      assert.ok(event.error instanceof RateLimitError && event.error.code === "rate_limit_exceeded", String(event.error));
+      const headers = event.error.headers!;
+      // The server sends both; retry-after-ms is the finer, and Retry-After its whole seconds, rounded up.
+      assert.equal(event.delayMs, Number(headers.get("retry-after-ms")));
+      assert.equal(Number(headers.get("retry-after")), Math.max(1, Math.ceil(event.delayMs / 1000)));
+      assert.equal(event.delayMs, event.error.retryAfterMs);
+    }
   });
 
   it("does not retry a monthly-quota 429", async () => {

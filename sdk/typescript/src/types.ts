@@ -36,15 +36,27 @@ export interface ChatContentPart {
   text: string;
 }
 
+/** An assistant's refusal, replayed from an earlier answer: only assistant messages may carry one (else 400). */
+export interface ChatContentRefusalPart {
+  type: "refusal";
+  refusal: string;
+}
+
 export interface ChatCompletionMessageParam {
   role: ChatRole;
-  /** May be null on an assistant message that carries tool_calls. */
-  content: string | ChatContentPart[] | null;
+  /**
+   * A non-empty array of parts, or a string. May be null (or left out) only on an assistant message that carries
+   * tool_calls or a refusal; refusal parts only on an assistant message.
+   */
+  content: string | Array<ChatContentPart | ChatContentRefusalPart> | null;
+  /** Accepted for OpenAI compatibility and ignored: the model never sees participant names (nor are they checked). */
   name?: string;
+  /** An assistant message's refusal, replayed from an earlier answer (content then null); read as its text. */
+  refusal?: string | null;
   /** An assistant message's tool calls, replayed from an earlier answer. */
-  tool_calls?: ChatCompletionMessageToolCall[];
+  tool_calls?: ChatCompletionMessageToolCall[] | null;
   /** A tool message: the id of the call it answers. */
-  tool_call_id?: string;
+  tool_call_id?: string | null;
 }
 
 /** A function the model may call; `parameters` is a JSON Schema of type "object". */
@@ -80,27 +92,51 @@ export type ResponseFormat =
   | { type: "json_object" }
   | { type: "json_schema"; json_schema: { name?: string; description?: string; schema: Record<string, unknown>; strict?: boolean } };
 
+/**
+ * `null` means absent, as on the server. Parameters OpenAI has and the server serves are all here; those it checks
+ * and then ignores say so. Refused, so not here: `audio` (and `"audio"` in `modalities`), and the deprecated
+ * `functions` and `function_call` (send `tools` and `tool_choice`).
+ */
 export interface ChatCompletionCreateParams {
   model: string;
   messages: ChatCompletionMessageParam[];
-  max_tokens?: number;
-  max_completion_tokens?: number;
-  temperature?: number;
-  top_p?: number;
+  /** OpenAI's deprecated name for max_completion_tokens, which wins when both are sent. 1 to 4096. */
+  max_tokens?: number | null;
+  max_completion_tokens?: number | null;
+  /** 0 to 2. */
+  temperature?: number | null;
+  /** Over 0, up to 1. */
+  top_p?: number | null;
   stream?: boolean;
-  stream_options?: { include_usage?: boolean } | null;
+  /** Only with stream: true. */
+  stream_options?: { include_usage?: boolean | null } | null;
+  /** Up to 4 non-empty strings. */
   stop?: string | string[] | null;
   seed?: number | null;
-  response_format?: ResponseFormat;
-  tools?: ChatCompletionTool[];
-  tool_choice?: ChatCompletionToolChoice;
-  parallel_tool_calls?: boolean;
+  response_format?: ResponseFormat | null;
+  tools?: ChatCompletionTool[] | null;
+  tool_choice?: ChatCompletionToolChoice | null;
+  parallel_tool_calls?: boolean | null;
   /** Choices to generate, 1 to 8 (the prompt is counted once). */
   n?: number | null;
   /** Returns each token's log-probability in choices[].logprobs. */
   logprobs?: boolean | null;
   /** 0 to 20 most likely alternatives per token; needs logprobs: true. */
   top_logprobs?: number | null;
+  /** -2 to 2; checked, then ignored (llama.cpp's penalties work differently). */
+  frequency_penalty?: number | null;
+  /** -2 to 2; checked, then ignored (llama.cpp's penalties work differently). */
+  presence_penalty?: number | null;
+  /** Token ids (digits, as strings) to biases from -100 to 100; checked, then ignored. */
+  logit_bias?: Record<string, number> | null;
+  /** OpenAI's end-user id for abuse monitoring; checked (a string), then ignored. */
+  user?: string | null;
+  /** Checked (a boolean), then ignored: nothing is stored. */
+  store?: boolean | null;
+  /** At most 16 pairs, keys up to 64 characters, values up to 512; checked, then ignored: nothing is stored. */
+  metadata?: Record<string, string> | null;
+  /** Only text is generated: ["text"] (or nothing); "audio" is refused. */
+  modalities?: Array<"text"> | null;
 }
 
 export interface ChatCompletionTokenAlternative {
