@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { after, before, describe, it } from "node:test";
+import { ChatCompletionRequestSchema } from "../src/api/schemas/chat-completions.js";
 import { FakeUpstream } from "./helpers/fake-upstream.js";
 import { createKey, flakySpecialist, SDK_TEST_PLANS, startTestServer, type TestServer } from "./helpers/fixtures.js";
 
@@ -27,11 +28,19 @@ describe("Python SDK", () => {
   });
 
   it("passes its unittest suite against a real alveare serve", async () => {
-    const env: NodeJS.ProcessEnv = { ...process.env, ALVEARE_TEST_BASE_URL: server.url, PYTHONDONTWRITEBYTECODE: "1" };
+    const env: NodeJS.ProcessEnv = {
+      ...process.env,
+      ALVEARE_TEST_BASE_URL: server.url,
+      PYTHONDONTWRITEBYTECODE: "1",
+      // The chat parameters the server's request schema names, for the suite to check create() takes each.
+      ALVEARE_TEST_CHAT_PARAMS: Object.keys(ChatCompletionRequestSchema.properties).join(","),
+    };
     for (const [name, plan] of [
       ["pro", "professional"],
       ["solo", "solo"],
       ["burst", "burst"],
+      // Its own burst key: the chat 429 test must not leave another test's rate-limit window full.
+      ["chat_burst", "burst"],
       ["tiny", "tiny"],
     ] as const) {
       env[`ALVEARE_TEST_KEY_${name.toUpperCase()}`] = (await createKey(server, plan)).key;

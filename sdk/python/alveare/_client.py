@@ -40,6 +40,7 @@ from ._types import (
     CreateEmbeddingResponse,
     Health,
     InferResponse,
+    Modality,
     Model,
     ModelList,
     ResponseFormat,
@@ -425,11 +426,22 @@ class _Completions:
         n: Optional[int] = None,
         logprobs: Optional[bool] = None,
         top_logprobs: Optional[int] = None,
+        frequency_penalty: Optional[float] = None,
+        presence_penalty: Optional[float] = None,
+        logit_bias: Optional[Dict[str, float]] = None,
+        user: Optional[str] = None,
+        store: Optional[bool] = None,
+        metadata: Optional[Dict[str, str]] = None,
+        modalities: Optional[List[Modality]] = None,
         extra_body: Optional[Dict[str, Any]] = None,
     ) -> Union[ChatCompletion, ChatCompletionStream]:
         """An OpenAI-style chat completion; `stream=True` returns a ChatCompletionStream.
 
         Parameters left as None are not sent. `extra_body` adds fields newer than this SDK.
+        `frequency_penalty`, `presence_penalty` (-2..2), `logit_bias` (token ids as digit strings to -100..100),
+        `user`, `store` and `metadata` (at most 16 string values) are checked by the server as OpenAI checks them,
+        then ignored: nothing is stored. `modalities` takes ["text"] only. Not taken, as the server refuses them:
+        `audio`, and OpenAI's deprecated `functions` and `function_call` (pass `tools` and `tool_choice`).
         """
         body: Dict[str, Any] = _without_none({
             "model": model, "messages": messages, "max_tokens": max_tokens,
@@ -437,6 +449,8 @@ class _Completions:
             "stop": stop, "seed": seed, "stream_options": stream_options, "response_format": response_format,
             "tools": tools, "tool_choice": tool_choice, "parallel_tool_calls": parallel_tool_calls,
             "n": n, "logprobs": logprobs, "top_logprobs": top_logprobs,
+            "frequency_penalty": frequency_penalty, "presence_penalty": presence_penalty, "logit_bias": logit_bias,
+            "user": user, "store": store, "metadata": metadata, "modalities": modalities,
         })
         body.update(extra_body or {})
         if stream:

@@ -21,23 +21,37 @@ class ChatContentPart(TypedDict):
     text: str
 
 
+class ChatContentRefusalPart(TypedDict):
+    """An assistant's refusal, replayed from an earlier answer: only assistant messages may carry one (else 400)."""
+    type: Literal["refusal"]
+    refusal: str
+
+
 class _ChatMessageRequired(TypedDict):
     role: ChatRole
-    #: May be None on an assistant message that carries tool_calls.
-    content: Union[str, List[ChatContentPart], None]
+    #: A non-empty list of parts, or a string. May be None only on an assistant message that carries tool_calls or a
+    #: refusal; refusal parts only on an assistant message.
+    content: Union[str, List[Union[ChatContentPart, ChatContentRefusalPart]], None]
 
 
 class ChatMessage(_ChatMessageRequired, total=False):
+    #: Accepted for OpenAI compatibility and ignored: the model never sees participant names (nor are they checked).
+    name: str
+    #: An assistant message's refusal, replayed from an earlier answer (content then None); read as its text.
+    refusal: Optional[str]
     #: An assistant message's tool calls, replayed from an earlier answer ({"id", "type": "function", "function": {"name", "arguments"}}).
-    tool_calls: List[Dict[str, Any]]
+    tool_calls: Optional[List[Dict[str, Any]]]
     #: A tool message: the id of the call it answers.
-    tool_call_id: str
+    tool_call_id: Optional[str]
 
 
-#: {"type": "function", "function": {"name": ..., "description": ..., "parameters": {JSON Schema of type "object"}}}.
+#: {"type": "function", "function": {"name": ..., "description": ..., "parameters": {JSON Schema of type "object"}, "strict": ...}}.
 ChatCompletionTool = Dict[str, Any]
-#: "none", "auto", "required" or {"type": "function", "function": {"name": ...}}.
-ToolChoice = Union[str, Dict[str, Any]]
+#: "none", "auto", "required", {"type": "function", "function": {"name": ...}} or
+#: {"type": "allowed_tools", "allowed_tools": {"mode": "auto" or "required", "tools": [{"type": "function", "function": {"name": ...}}, ...]}}.
+ToolChoice = Union[Literal["none", "auto", "required"], Dict[str, Any]]
+#: Only text is generated: ["text"]; "audio" is refused (400).
+Modality = Literal["text"]
 
 
 class StreamOptions(TypedDict, total=False):

@@ -1,7 +1,9 @@
 """The client against a real `alveare serve`. The Node test suite (test/sdk-python.test.ts)
 starts the server, makes the keys and passes them in the environment."""
 import base64
+import inspect
 import json
+import math
 import os
 import struct
 import socket
@@ -33,7 +35,7 @@ from alveare._errors import error_from_response
 from alveare._types import ChatMessage
 
 BASE_URL = os.environ.get("ALVEARE_TEST_BASE_URL")
-KEYS = {name: os.environ.get(f"ALVEARE_TEST_KEY_{name.upper()}") for name in ("pro", "solo", "burst", "tiny")}
+KEYS = {name: os.environ.get(f"ALVEARE_TEST_KEY_{name.upper()}") for name in ("pro", "solo", "burst", "chat_burst", "tiny")}
 
 
 @unittest.skipUnless(BASE_URL, "needs a server: run through npm test")
@@ -139,6 +141,50 @@ class AgainstARealServer(unittest.TestCase):
             entry = choice.logprobs.content[0]
             self.assertLessEqual(entry.logprob, 0)
             self.assertEqual(len(entry.top_logprobs), 2)
+
+    def test_takes_every_chat_parameter_the_server_accepts(self):
+        # The server's request schema names them (the Node test passes its field names); `audio` it always refuses.
+        accepted = set(os.environ["ALVEARE_TEST_CHAT_PARAMS"].split(",")) - {"audio"}
+        self.assertIn("user", accepted)
+        taken = set(inspect.signature(alveare._client._Completions.create).parameters)
+        self.assertEqual(accepted - taken, set(), "parameters the server accepts that create() does not take")
+        for refused in ("audio", "functions", "function_call"):
+            self.assertNotIn(refused, taken)
+        messages: List[ChatMessage] = [
+            {"role": "developer", "content": "Answer in one word.", "name": "ops"},
+            {"role": "user", "content": [{"type": "text", "text": "hi"}], "name": "ada"},
+            {"role": "assistant", "content": None, "refusal": "I can't help with that."},
+            {"role": "assistant", "content": [{"type": "refusal", "refusal": "Nor that."}]},
+            {"role": "user", "content": "hi again"},
+        ]
+        completion = self.client().chat.completions.create(
+            model="alveare-chat", messages=messages, max_completion_tokens=3, temperature=0, top_p=1, seed=7, stop=["\n\n"],
+            n=1, logprobs=True, top_logprobs=1, response_format={"type": "text"}, frequency_penalty=0.5,
+            presence_penalty=-0.5, logit_bias={"50256": -100}, user="user-1234", store=False, metadata={"team": "bees"},
+            modalities=["text"],
+        )
+        self.assertEqual(completion.object, "chat.completion")
+        self.assertLessEqual(completion.usage.completion_tokens, 3)
+        self.assertEqual(len(completion.choices[0].logprobs.content[0].top_logprobs), 1)
+
+    def test_a_chat_parameter_of_the_wrong_type_is_the_servers_400_as_bad_request_error(self):
+        c = self.client(max_retries=0)
+        for extra, param in (
+            ({"user": 42}, "user"),
+            ({"metadata": {"n": 1}}, "metadata"),
+            ({"logit_bias": {"hello": 1}}, "logit_bias"),
+            ({"frequency_penalty": "0.5"}, "frequency_penalty"),
+            ({"modalities": ["text", "audio"]}, "modalities"),
+            ({"stream": True, "store": "yes"}, "store"),
+            ({"messages": [{"role": "user", "content": []}]}, "messages[0].content"),
+        ):
+            args = {"model": "alveare-chat", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2, **extra}
+            with self.assertRaises(BadRequestError, msg=param) as bad:
+                c.chat.completions.create(**args)
+            error = bad.exception
+            self.assertEqual((error.status, error.type, error.code, error.param), (400, "invalid_request_error", "invalid_parameter", param))
+            self.assertRegex(error.request_id, r"^req_\w+$")
+            self.assertIn(f"Invalid '{param}'", str(error))
 
     def test_a_developer_message_is_accepted(self):
         messages: List[ChatMessage] = [{"role": "developer", "content": "Answer in one word."}, {"role": "user", "content": "hi"}]
@@ -316,6 +362,27 @@ class AgainstARealServer(unittest.TestCase):
         self.assertGreaterEqual(len(waits), 1)
         self.assertTrue(all(0 < w <= 2 for w in waits), waits)
         self.assertGreaterEqual(time.monotonic() - started, 1.0)
+
+    def test_a_chat_completions_429_is_retried_after_exactly_the_wait_it_names(self):
+        events = []
+        c = self.client("chat_burst", max_retries=3, on_retry=events.append)
+
+        def call(i):
+            return c.chat.completions.create(model="alveare-chat", messages=[{"role": "user", "content": f"w{i}"}], max_tokens=1)
+
+        # Four at once against a plan of three per window: one is turned away, waits, and is answered.
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            answers = list(pool.map(call, range(4)))
+        self.assertTrue(all(a.object == "chat.completion" for a in answers))
+        self.assertGreaterEqual(len(events), 1, "one request was limited")
+        for event in events:
+            self.assertIsInstance(event.error, RateLimitError)
+            self.assertEqual(event.error.code, "rate_limit_exceeded")
+            headers = event.error.headers
+            # The server sends both; retry-after-ms is the finer, and Retry-After its whole seconds, rounded up.
+            self.assertEqual(event.delay, float(headers["retry-after-ms"]) / 1000)
+            self.assertEqual(int(headers["retry-after"]), max(1, math.ceil(event.delay)))
+            self.assertAlmostEqual(event.delay * 1000, event.error.retry_after_ms)
 
     def test_does_not_retry_a_monthly_quota(self):
         waits = []
