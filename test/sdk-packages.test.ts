@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
 import { closedPort } from "./helpers/ports.js";
 import { spawn } from "node:child_process";
-import { cpSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { cpSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { ChatCompletionRequestSchema } from "../src/api/schemas/chat-completions.js";
 import { FakeUpstream } from "./helpers/fake-upstream.js";
 import { createKey, flakySpecialist, startTestServer, tempDir, type TestServer } from "./helpers/fixtures.js";
 
@@ -56,6 +57,11 @@ const flaky = new Alveare({ maxRetries: 1, onRetry: (e) => retries.push([e.attem
 out.flaky = await flaky.infer({ specialist: "flaky", prompt: "x" }).then(() => "answered", (e) => e.name + " " + e.status);
 out.retries = retries;
 try { new Alveare({ apiKey: "" }); } catch (e) { out.missingKey = [e.name, e instanceof MissingApiKeyError, e instanceof AuthenticationError]; }
+const chat = await client.chat.completions.create({ model: "alveare-chat", messages: [{ role: "user", content: "hi", name: "ada" }],
+  max_tokens: 2, user: "u-1", store: false, metadata: { team: "bees" }, frequency_penalty: 0, logit_bias: { "1": 0 } });
+out.chat = [chat.object, typeof chat._request_id === "string" && chat._request_id.startsWith("req_")];
+out.wrongType = await client.chat.completions.create({ model: "alveare-chat", messages: [{ role: "user", content: "hi" }], user: 42 })
+  .then(() => "answered", (e) => [e.name, e.status, e.code, e.param, /^req_/.test(e.requestId)]);
 out.refused = await new Alveare({ baseURL: "http://127.0.0.1:" + process.argv[2], maxRetries: 0 }).health()
   .then(() => "answered", (e) => (e instanceof APIConnectionError ? "" : "not an APIConnectionError: ") + String(e));
 console.log(JSON.stringify(out));
@@ -78,6 +84,14 @@ try:
 except alveare.InternalServerError as e:
     out["flaky"] = "InternalServerError %d" % e.status
 out["retries"] = retries
+chat = c.chat.completions.create(model="alveare-chat", messages=[{"role": "user", "content": "hi", "name": "ada"}],
+    max_tokens=2, user="u-1", store=False, metadata={"team": "bees"}, frequency_penalty=0, logit_bias={"1": 0})
+out["chat"] = [chat.object, chat._request_id.startswith("req_")]
+try:
+    c.chat.completions.create(model="alveare-chat", messages=[{"role": "user", "content": "hi"}], user=42)
+    out["wrongType"] = "answered"
+except alveare.APIError as e:
+    out["wrongType"] = [type(e).__name__, e.status, e.code, e.param, e.request_id.startswith("req_")]
 try:
     c.infer(specialist="classify", prompt="x", maxtokens=1)
 except TypeError as e:
@@ -128,6 +142,8 @@ describe("SDK packages installed in a clean directory", () => {
     assert.equal(out.baseURL, server.url, "the trailing /v1 of ALVEARE_BASE_URL is dropped");
     assert.equal(out.health, "ok");
     assert.match(String(out.inferId), /^inf-/);
+    assert.deepEqual(out.chat, ["chat.completion", true], "OpenAI's checked-then-ignored chat parameters are taken");
+    assert.deepEqual(out.wrongType, ["BadRequestError", 400, "invalid_parameter", "user", true]);
     assert.equal(out.flaky, "InternalServerError 502");
     assert.deepEqual(out.retries, [[1, "InternalServerError", 502]]);
     assert.deepEqual(out.missingKey, ["MissingApiKeyError", true, true]);
@@ -153,6 +169,11 @@ describe("SDK packages installed in a clean directory", () => {
       "npm install",
       await run("npm", ["install", "--offline", "--no-audit", "--no-fund", join(packDir, manifest!.filename)], { cwd: project }),
     );
+    // The published types declare every chat parameter the server's schema names (but audio, always refused).
+    const declared = readFileSync(join(project, "node_modules/@alveare/sdk/dist/types.d.ts"), "utf8");
+    const params = declared.slice(declared.indexOf("interface ChatCompletionCreateParams"));
+    for (const field of Object.keys(ChatCompletionRequestSchema.properties).filter((f) => f !== "audio"))
+      assert.match(params.slice(0, params.indexOf("\n}")), new RegExp(`^\\s+${field}\\??:`, "m"), `${field} is declared`);
     writeFileSync(join(project, "check.js"), JS_CHECK);
     const port = await closedPort();
     const checked = succeeded("node check.js", await run(process.execPath, ["check.js", String(port)], { cwd: project, env }));
