@@ -501,6 +501,22 @@ describe("chat requests: OpenAI's rules beyond the body's shape", () => {
     parseChatRequest(chat({ modalities: null, user: null, store: null, metadata: null }));
     // OpenAI refuses these before anything is generated; a client that passes here would fail there.
     assert.deepEqual(chatRefusal({ user: 42 }).slice(0, 2), ["invalid_parameter", "user"]);
+    // A message's participant name likewise: a string (or null), then not used.
+    parseChatRequest(
+      chat({
+        messages: [
+          { role: "user", content: "x", name: "ann" },
+          { role: "assistant", content: "y", name: null },
+        ],
+      }),
+    );
+    assert.deepEqual(refusal(chatCompletionRequest, chat({ messages: [{ role: "user", content: "x", name: 5 }] })).slice(0, 2), [
+      "invalid_parameter",
+      "messages[0].name",
+    ]);
+    // And the embeddings' end-user id.
+    assert.deepEqual(refusal(embeddingsRequest, { model: "alveare-embed", input: "x", user: 42 }).slice(0, 2), ["invalid_parameter", "user"]);
+    assert.equal(embeddingsRequest.check({ model: "alveare-embed", input: "x", user: "u1" }).ok, true);
     assert.deepEqual(chatRefusal({ store: "yes" }).slice(0, 2), ["invalid_parameter", "store"]);
     const wording = "Invalid 'metadata': expected an object of at most 16 string values, keys up to 64 characters and values up to 512.";
     for (const bad of [

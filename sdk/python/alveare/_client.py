@@ -476,11 +476,12 @@ class _Embeddings:
         input: Union[str, List[str]],  # noqa: A002 - OpenAI's parameter name
         encoding_format: Optional[str] = None,
         dimensions: Optional[int] = None,
+        user: Optional[str] = None,
         extra_body: Optional[Dict[str, Any]] = None,
     ) -> CreateEmbeddingResponse:
         """Embedding vectors (POST /v1/embeddings) in OpenAI's shape; `dimensions` truncates and renormalises.
-        `extra_body` adds fields newer than this SDK."""
-        body = _without_none({"model": model, "input": input, "encoding_format": encoding_format, "dimensions": dimensions})
+        `user` (OpenAI's end-user id) is checked by the server, then ignored. `extra_body` adds fields newer than this SDK."""
+        body = _without_none({"model": model, "input": input, "encoding_format": encoding_format, "dimensions": dimensions, "user": user})
         body.update(extra_body or {})
         return self._client._typed(CreateEmbeddingResponse, "POST", "/v1/embeddings", body)
 

@@ -241,6 +241,8 @@ export interface EmbeddingCreateParams {
   encoding_format?: "float" | "base64";
   /** Truncates every vector to this many dimensions and rescales it to unit length. */
   dimensions?: number;
+  /** OpenAI's end-user id for abuse monitoring; checked (a string), then ignored. */
+  user?: string | null;
 }
 
 export interface Embedding {

@@ -31,6 +31,8 @@ const MessageContent = Type.Unsafe<string | Array<Static<typeof ContentPart>>>({
 const Message = Type.Object(
   {
     role: StringEnum(CHAT_ROLES),
+    // A participant's name: checked as OpenAI checks it, then not used (no chat template here gives it a place).
+    name: Type.Optional(Nullable(Type.String())),
     content: Type.Optional(Type.Unsafe<Static<typeof MessageContent> | null>({ ...MessageContent, type: ["string", "array", "null"] })),
     refusal: Type.Optional(Nullable(Type.String())),
     tool_calls: Type.Optional(Nullable(Type.Array(MessageToolCall))),

@@ -18,12 +18,14 @@ const Input = Type.Unsafe<string | string[]>({
   ...problem(`expected a non-empty string or an array of 1 to ${MAX_EMBEDDING_INPUTS} non-empty strings (token-id arrays are not supported).`),
 });
 
-/** POST /v1/embeddings. Fields it does not name (`user`) are ignored, as OpenAI does. */
+/** POST /v1/embeddings. Fields it does not name are ignored, as OpenAI does. */
 export const EmbeddingsRequestSchema = Type.Object({
   model: Type.String({ description: "alveare-<embeddings specialist id>" }),
   input: Input,
   encoding_format: Type.Optional(Nullable(StringEnum(["float", "base64"]))),
   dimensions: Type.Optional(Nullable(Type.Integer({ minimum: 1, maximum: 65_536 }))),
+  // OpenAI's end-user id for abuse monitoring: checked as OpenAI checks it (a string), then not used.
+  user: Type.Optional(Nullable(Type.String())),
 });
 export type EmbeddingsRequestBody = Static<typeof EmbeddingsRequestSchema>;
 
