@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { connect, type Socket } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { FakeUpstream } from "./helpers/fake-upstream.js";
+import { HeldUpstream } from "./helpers/held-upstream.js";
 import { postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
 
 /** Every raw connection a test opened, ended after the suite so that a failing test cannot hang the server's close. */
@@ -384,58 +385,91 @@ describe("HTTP hardening: CORS", () => {
 
 describe("HTTP hardening: connection cap", () => {
   let server: TestServer;
+  const upstream = new HeldUpstream();
   before(async () => {
-    server = await startTestServer({}, { env: { ALVEARE_MAX_CONNECTIONS: "2" } });
+    const remote = { description: "held open by the test", system_prompt: "", remote: { base_url: await upstream.start(), model: "m" } };
+    server = await startTestServer({ specialists: { faraway: remote } }, { env: { ALVEARE_MAX_CONNECTIONS: "2" } });
   });
   after(async () => {
     endAllConnections();
+    await upstream.stop();
     await server.close();
   });
 
   /** A kept-alive connection that has had one answer: the server has surely accepted it. */
   async function heldConnection(): Promise<Socket> {
     const { socket } = rawConnection(server.url);
-    await new Promise<void>((resolve) => {
+    await new Promise<void>((resolve, reject) => {
       socket.once("data", () => resolve());
+      socket.once("close", () => reject(new Error("the connection was closed without an answer")));
       socket.write("GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
     });
     return socket;
   }
 
-  async function noConnections(): Promise<void> {
-    for (;;) {
-      const count = await new Promise<number>((resolve) => server.app.server.getConnections((_e, n) => resolve(n)));
-      if (count === 0) return;
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
+  /** A connection the server has accepted (it is counted) that has sent `sent` and nothing more. */
+  async function silentConnection(sent = ""): Promise<{ socket: Socket; closed: Promise<string> }> {
+    const before = await connections();
+    const connection = rawConnection(server.url);
+    if (sent !== "") connection.socket.write(sent);
+    while ((await connections()) === before) await new Promise((resolve) => setTimeout(resolve, 10));
+    return connection;
   }
 
-  it("closes connections beyond ALVEARE_MAX_CONNECTIONS as they arrive", async () => {
-    const held = [await heldConnection(), await heldConnection()];
-    const { socket, closed } = rawConnection(server.url);
-    socket.write("GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert.equal(await closed, "", "the third connection is closed without an answer");
-    for (const s of held) s.destroy();
-    // Once the held ones are gone, new connections are served again.
+  const connections = (): Promise<number> => new Promise<number>((resolve) => server.app.server.getConnections((_e, n) => resolve(n)));
+
+  async function noConnections(): Promise<void> {
+    server.app.server.closeIdleConnections();
+    while ((await connections()) > 0) await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+
+  const health = "GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+
+  it("closes a connection past ALVEARE_MAX_CONNECTIONS when every connection is being answered", async () => {
+    await noConnections();
+    // Two requests the server is answering (their upstream holds the answer): neither can make way.
+    const chat = JSON.stringify({ model: "alveare-faraway", messages: [{ role: "user", content: "hi" }] });
+    const busy = [rawConnection(server.url), rawConnection(server.url)];
+    for (const { socket } of busy) {
+      socket.write(
+        `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${chat.length}\r\n\r\n${chat}`,
+      );
+    }
+    while (upstream.headers.length < 2) await new Promise((resolve) => setTimeout(resolve, 10));
+    const refused = rawConnection(server.url);
+    refused.socket.write(health);
+    assert.equal(await refused.closed, "", "the third connection is closed without an answer");
+    upstream.release();
+    for (const { socket } of busy) socket.destroy();
+    // Once the busy ones are gone, new connections are served again.
     await noConnections();
     const r = await fetch(`${server.url}/health`);
     assert.equal(r.status, 200);
   });
 
   it("makes idle connections give way at the cap, so kept-alive sockets cannot shut new clients out", async () => {
-    // The last test's fetch keeps its connection alive: gone first, so the held sockets below take both places.
-    server.app.server.closeIdleConnections();
     await noConnections();
     // Two sockets kept alive after one answer: both idle, holding every place.
     const held = [await heldConnection(), await heldConnection()];
     const heldClosed = held.map((s) => new Promise<void>((resolve) => s.once("close", () => resolve())));
-    const refused = rawConnection(server.url);
-    refused.socket.write("GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert.equal(await refused.closed, "", "the connection past the cap is still closed");
-    // The idle ones are closed then (well before the 72 s keep-alive timeout), and the next client is served.
-    const late = new Promise<string>((resolve) => setTimeout(() => resolve("still open after 5 s"), 5000).unref());
-    assert.equal(await Promise.race([Promise.all(heldClosed).then(() => "closed"), late]), "closed");
-    const r = await fetch(`${server.url}/health`);
-    assert.equal(r.status, 200);
+    // The newcomer is served at once, in the place of the one idle longest (well before the 72 s keep-alive timeout).
+    const newcomer = rawConnection(server.url);
+    newcomer.socket.write(health);
+    assert.match(await newcomer.closed, /^HTTP\/1\.1 200 /);
+    await heldClosed[0];
+    assert.equal(held[1]!.destroyed, false, "only one place was needed");
+  });
+
+  it("makes connections that send nothing, or only part of their headers, give way: they cannot hold every place", async () => {
+    await noConnections();
+    // One client holding both places: one connection silent, one trickling its headers (each would keep its
+    // place until the 10 s headers timeout, and be reopened).
+    const silent = await silentConnection();
+    const trickling = await silentConnection("GET /health HTTP/1.1\r\nHost: x\r\n");
+    // Each newcomer is served (and stays, kept alive) in the place of the oldest of them.
+    await heldConnection();
+    assert.equal(await silent.closed, "", "the silent one made way, unanswered");
+    await heldConnection();
+    assert.equal(await trickling.closed, "", "then the trickling one");
   });
 });

@@ -31,6 +31,7 @@ import { CLIENT_CLOSED } from "../metering/counting-rule.js";
 import { authenticationHook, limitHeadersHook } from "./gate-adapter.js";
 import { abortIfClosedEarly } from "./request-context.js";
 import { decodedBody } from "./body-encoding.js";
+import { capConnections } from "./connection-cap.js";
 import { LazyChildLogger } from "./lazy-child-logger.js";
 import { chatCompletionsRoute } from "./routes/chat-completions.js";
 import { embeddingsRoute } from "./routes/embeddings.js";
@@ -170,11 +171,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       new LazyChildLogger(logger as unknown as Logger, bindings, childOptions as ChildLoggerOptions) as unknown as FastifyBaseLogger,
     genReqId: requestIdFor,
   });
-  app.server.maxConnections = httpLimits.maxConnections;
-  // At the cap, connections kept alive idle after an answer make way for the next ones: otherwise one client
-  // holding every place with one cheap request each would shut everyone out for the 72 s keep-alive timeout.
-  // (A connection that has sent nothing yet counts as a request arriving: the headers timeout ends it.)
-  app.server.on("drop", () => app.server.closeIdleConnections());
+  capConnections(app.server, httpLimits.maxConnections);
   guardServer(app.server, { log: app.log, telemetry: options.telemetry ?? NO_TELEMETRY }, requestIdFor);
   app.decorateRequest("caller", undefined);
   app.decorateRequest("logFields", undefined as never);
