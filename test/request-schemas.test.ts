@@ -201,6 +201,14 @@ describe("request schemas: Ajv errors mapped to the error catalogue", () => {
       "messages",
       "Invalid 'messages': must contain at least one message.",
     ]);
+    // As many as Azure OpenAI takes: formatting costs the chat template per message, whatever each holds.
+    const turns = (n: number): unknown[] => Array.from({ length: n }, (_, i) => ({ role: i % 2 === 0 ? "user" : "assistant", content: "a" }));
+    assert.equal(chatCompletionRequest.check(chat({ messages: turns(2048) })).ok, true);
+    assert.deepEqual(refusal(chatCompletionRequest, chat({ messages: turns(2049) })), [
+      "invalid_parameter",
+      "messages",
+      "Invalid 'messages': must hold at most 2048 messages.",
+    ]);
     assert.deepEqual(refusal(chatCompletionRequest, chat({ messages: {} })), [
       "invalid_parameter",
       "messages",

@@ -8,6 +8,12 @@ import { MessageToolCall, ParallelToolCalls, ToolChoice, Tools } from "./tools.j
 export const MAX_CHOICES = 8;
 /** The most alternatives per token `top_logprobs` may ask for, as OpenAI allows. */
 export const MAX_TOP_LOGPROBS = 20;
+/**
+ * Messages in one request, as Azure OpenAI allows. Formatting a conversation costs its chat template
+ * per message, whatever the message holds (~12 µs each on the embedded engine's templates): 30,000
+ * one-letter messages in a 1 MB body held the event loop 0.3–0.5 s before the prompt could be refused.
+ */
+export const MAX_MESSAGES = 2048;
 
 /** `developer` is OpenAI's newer name for `system`. */
 export const CHAT_ROLES = ["system", "developer", "user", "assistant", "tool"] as const;
@@ -78,7 +84,12 @@ export const ChatCompletionRequestSchema = Type.Object({
   model: Type.String({ description: "alveare-<specialist id>" }),
   messages: Type.Array(Message, {
     minItems: 1,
-    ...problem({ type: "expected an array of message objects.", minItems: "must contain at least one message." }),
+    maxItems: MAX_MESSAGES,
+    ...problem({
+      type: "expected an array of message objects.",
+      minItems: "must contain at least one message.",
+      maxItems: `must hold at most ${MAX_MESSAGES} messages.`,
+    }),
   }),
   n: Type.Optional(Nullable(Type.Integer({ minimum: 1, maximum: MAX_CHOICES, description: "Choices to generate from the one prompt." }))),
   logprobs: Type.Optional(Nullable(Type.Boolean({ description: "Return each output token's log-probability in choices[].logprobs." }))),
