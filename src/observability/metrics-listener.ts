@@ -1,5 +1,6 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
+import { capConnections } from "../server/connection-cap.js";
 import type { PrometheusMetrics } from "./prometheus.js";
 
 /**
@@ -25,9 +26,8 @@ export async function listenForMetrics(metrics: PrometheusMetrics, port: number,
       (error: unknown) => res.writeHead(500, { "content-type": "text/plain" }).end(`metrics failed: ${(error as Error).message}\n`),
     );
   });
-  server.maxConnections = MAX_METRICS_CONNECTIONS;
-  // At the cap, connections a scraper kept alive between scrapes make way for the next ones.
-  server.on("drop", () => server.closeIdleConnections());
+  // At the cap, connections kept alive between scrapes, or that send nothing, make way for the next ones.
+  capConnections(server, MAX_METRICS_CONNECTIONS);
   await new Promise<void>((resolve, reject) => {
     server.once("error", (error: Error) =>
       reject(
