@@ -94,7 +94,9 @@ function compactRequestLine(record: Record<string, unknown>): Record<string, unk
 }
 
 function prettyDestination(out: DestinationStream, colorize: boolean): DestinationStream {
-  const render = prettyFactory({ colorize, translateTime: "SYS:HH:MM:ss", ignore: "pid,hostname,service", singleLine: true });
+  // `pid` stays: only the start-up line carries one (pino's own is not in `base`), and a person at the
+  // terminal needs it to signal the server itself rather than `npx` (README: Shutdown). pino-pretty shows it as `INFO (pid):`.
+  const render = prettyFactory({ colorize, translateTime: "SYS:HH:MM:ss", ignore: "hostname,service", singleLine: true });
   return {
     write(line: string): void {
       let record: Record<string, unknown>;

@@ -197,8 +197,13 @@ describe("log format", () => {
     const pretty = await spawnServe(["--model", model, "--data-dir", tempDir()], cleanEnv({ ALVEARE_LOG_FORMAT: "pretty" }));
     try {
       const text = await until("the start-up lines", () => (/operator dashboard off/.test(pretty.output()) ? pretty.output() : undefined));
-      assert.match(text, /^\[\d\d:\d\d:\d\d\] INFO: alveare is serving at http:\/\/127\.0\.0\.1:\d+ /m);
-      assert.match(text, /INFO: dashboard at http:\/\/127\.0\.0\.1:\d+\/dashboard\//);
+      // The start-up line names the server's pid (README: Shutdown), readable here as in JSON.
+      assert.match(
+        text,
+        new RegExp(`^\\[\\d\\d:\\d\\d:\\d\\d\\] INFO \\(${String(pretty.child.pid)}\\): alveare is serving at http://127\\.0\\.0\\.1:\\d+ `, "m"),
+      );
+      // Other lines carry no pid, so they read as before.
+      assert.match(text, /^\[\d\d:\d\d:\d\d\] INFO: dashboard at http:\/\/127\.0\.0\.1:\d+\/dashboard\//m);
       assert.match(text, /INFO: operator dashboard off: set ALVEARE_ADMIN_TOKEN to turn it on/);
       assert.throws(() => JSON.parse(text.split("\n")[0]!) as unknown);
     } finally {
