@@ -144,6 +144,21 @@ describe("alveare help and version", () => {
     assert.equal(missing.stderr, "alveare: required option '--account <id>' not specified; see alveare keys create --help\n");
   });
 
+  it("names a stray argument, such as the second word of an unquoted name, and points at the command's help", () => {
+    // Before: "too many arguments for 'create'. Expected 0 arguments but got 1.", naming neither the word nor the help.
+    const dataDir = tempDir();
+    const name = alveare(["accounts", "create", "--name", "Acme", "Corp", "--plan", "starter", "--data-dir", dataDir]);
+    assert.equal(name.status, 2);
+    assert.equal(name.stderr, "alveare: accounts create takes no arguments, got 'Corp'; see alveare accounts create --help\n");
+    assert.equal(existsSync(join(dataDir, "alveare.db")), false, "nothing was created");
+    const revoke = alveare(["keys", "revoke", "key_a", "key_b"]);
+    assert.equal(revoke.status, 2);
+    assert.equal(revoke.stderr, "alveare: keys revoke takes <key-id> only, got 'key_b' too; see alveare keys revoke --help\n");
+    // The word is echoed with its control characters escaped, as every error line does.
+    const escaped = alveare(["accounts", "list", "\u001b[2J"]);
+    assert.equal(escaped.stderr, "alveare: accounts list takes no arguments, got '\\u001b[2J'; see alveare accounts list --help\n");
+  });
+
   it("points a missing option, argument or value at the command's own help", () => {
     // Before, these lines said what was missing but not where the command's options are listed.
     for (const [args, line] of [

@@ -4,6 +4,7 @@ import { VERSION } from "../version.js";
 import { registerAccountCommands } from "./admin-commands.js";
 import { exitCodeOf, messageOf } from "./exit.js";
 import { registerMigrateCommand } from "./migrate-command.js";
+import { visible } from "./output.js";
 import { registerModelCommands, registerServeCommand } from "./server-commands.js";
 
 const EXAMPLES = `
@@ -20,6 +21,8 @@ Run 'alveare COMMAND --help' for a command's options.`;
 /** The command a command line names, e.g. `alveare keys create`; filled in before parsing, read by error lines. */
 interface Named {
   path: string;
+  /** That command, whose parsed `args` name a stray argument. */
+  command?: Command;
 }
 
 /**
@@ -28,12 +31,30 @@ interface Named {
  * ("Did you mean …?") or a sentence that lists the allowed values already says what to type.
  */
 function errorLine(text: string, named: Named): string {
+  const stray = strayArgument(text, named);
+  if (stray !== undefined) return `alveare: ${stray}; see ${named.path} --help\n`;
   const line = text
     .replace(/^error: /, "")
     .trim()
     .replace(/\s*\n\s*/g, " ");
   const explained = line.includes("(Did you mean") || line.endsWith(".");
   return `alveare: ${line}${explained ? "" : `; see ${named.path} --help`}\n`;
+}
+
+/**
+ * `accounts create acme --plan starter` (a value without its option) is a natural first try; commander
+ * says only "too many arguments for 'create'. Expected 0 arguments but got 1.", naming neither the
+ * word nor the help. This names the word, as `serve` does.
+ */
+function strayArgument(text: string, named: Named): string | undefined {
+  const command = named.command;
+  if (command === undefined || !text.includes("too many arguments")) return undefined;
+  const expected = command.registeredArguments.map((a) => `<${a.name()}>`);
+  const extra = command.args[expected.length];
+  if (extra === undefined) return undefined;
+  const name = named.path.replace(/^alveare /, "");
+  const got = `'${visible(extra)}'`;
+  return expected.length === 0 ? `${name} takes no arguments, got ${got}` : `${name} takes ${expected.join(" ")} only, got ${got} too`;
 }
 
 /**
@@ -126,7 +147,8 @@ async function main(argv: string[]): Promise<void> {
     const named: Named = { path: "alveare" };
     const program = buildProgram(named);
     const args = helpFor(program, argv);
-    named.path = pathOf(commandOf(program, args).command);
+    named.command = commandOf(program, args).command;
+    named.path = pathOf(named.command);
     unknownOptionFirst(program, args);
     await program.parseAsync(args, { from: "user" });
   } catch (error) {
