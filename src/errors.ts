@@ -184,9 +184,11 @@ export const errors = {
   keyCreationSuspended: () =>
     new ApiError(403, "permission_error", "account_suspended", "This account is suspended: it cannot create API keys until it is reactivated."),
   unknownPlan: (plan: string, known: readonly string[]) => {
-    // Case and small slips: "Starter" or "profesional" name the plan meant.
+    // Case and small slips: "Starter" or "profesional" name the plan meant. Within a third of the name's
+    // length in edits, as for specialists: two edits would turn "gold" into "solo", a guess, not a slip.
     const byLowerCase = new Map(known.map((k) => [k.toLowerCase(), k]));
-    const meant = byLowerCase.get(closest(plan.toLowerCase(), byLowerCase.keys(), 2) ?? "");
+    const maxEdits = Math.min(3, Math.max(1, Math.floor(plan.length / 3)));
+    const meant = byLowerCase.get(closest(plan.toLowerCase(), byLowerCase.keys(), maxEdits) ?? "");
     const hint = meant === undefined ? "" : ` Did you mean '${meant}'?`;
     return invalid("invalid_parameter", `Invalid 'plan': there is no plan '${shortened(plan)}'.${hint} Plans: ${known.join(", ")}.`, "plan");
   },

@@ -360,6 +360,12 @@ describe("alveare account commands and the config file's plans", () => {
     assert.match(lines(capital.stderr).at(-1)!, /^alveare: Invalid 'plan': there is no plan 'Starter'\. Did you mean 'starter'\? Plans: /);
     const far = alveare(["accounts", "create", "--name", "x", "--plan", "enterprise", "--data-dir", dataDir]);
     assert.doesNotMatch(far.stderr, /Did you mean/);
+    // Two edits in four letters is another word: "gold" used to be answered "Did you mean 'solo'?".
+    const gold = alveare(["accounts", "create", "--name", "x", "--plan", "gold", "--data-dir", dataDir]);
+    assert.equal(gold.status, 2);
+    assert.doesNotMatch(gold.stderr, /Did you mean/);
+    const typo = alveare(["accounts", "create", "--name", "x", "--plan", "profesional", "--data-dir", dataDir]);
+    assert.match(lines(typo.stderr).at(-1)!, /Did you mean 'professional'\?/);
   });
 });
 
