@@ -153,6 +153,33 @@ describe("alveare serve", () => {
     assert.match(output(), /shutting down/);
   });
 
+  it("drains when one Ctrl-C arrives twice at once, as under `npm start` in a terminal", async () => {
+    // The terminal signals npm and the server (one process group), and npm hands its SIGINT on to the
+    // server too. Before, that second copy counted as a second Ctrl-C: exit 130 at once, the stream cut.
+    const dataDir = tempDir();
+    const { key } = cliKey(dataDir, "professional", cleanEnv());
+    const { child, url, output } = await spawnServe(["--model", await tinyModel(), "--data-dir", dataDir], cleanEnv());
+    try {
+      const response = await fetch(`${url}/v1/chat/completions`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${key}` },
+        body: JSON.stringify({ model: "alveare-chat", messages: [{ role: "user", content: "hi" }], max_tokens: 200, stream: true }),
+      });
+      assert.equal(response.status, 200);
+      const exited = new Promise((resolve) => child.on("exit", resolve));
+      child.kill("SIGINT");
+      // npm's copy arrives once the server has its own (two sent at once would merge into one pending signal).
+      while (!output().includes("shutting down")) await new Promise((r) => setTimeout(r, 5));
+      child.kill("SIGINT");
+      const body = await response.text();
+      assert.match(body, /data: \[DONE\]\n\n$/, "the stream finished normally");
+      assert.equal(await exited, 0);
+      assert.match(output(), /"msg":"stopped"/);
+    } finally {
+      child.kill("SIGKILL");
+    }
+  });
+
   it("exits 130 at a second signal, at once, and leaves no prefix snapshots behind", async () => {
     const { child, url, output } = await spawnServe(["--model", await tinyModel(), "--data-dir", tempDir()], cleanEnv({ ALVEARE_LOG_LEVEL: "info" }));
     try {
@@ -170,6 +197,8 @@ describe("alveare serve", () => {
       const exited = new Promise((resolve) => child.on("exit", resolve));
       child.kill("SIGINT");
       while (!output().includes("shutting down")) await new Promise((r) => setTimeout(r, 10));
+      // Later than half a second: a signal sooner is the first one relayed (see the test above).
+      await new Promise((r) => setTimeout(r, 600));
       child.kill("SIGINT");
       assert.equal(await exited, 130);
       upload.destroy();

@@ -14,6 +14,9 @@ import { RuntimeError, UsageError } from "./exit.js";
 import { DEFAULT_DRAIN_SECONDS } from "../observability/settings.js";
 import { unknownVariables } from "../config/unknown-variables.js";
 
+/** Signals this close to the first are that one again, relayed (npm, a supervisor); a person's second Ctrl-C comes later. */
+const SAME_SIGNAL_MS = 500;
+
 /** What is wrong with a file llama.cpp is to load as GGUF: missing, a directory, unreadable (the error), not GGUF; undefined when nothing. */
 async function ggufProblem(path: string): Promise<"missing" | "directory" | "not GGUF" | Error | undefined> {
   const info = await stat(path).catch(() => undefined);
@@ -174,10 +177,16 @@ export async function serve(flags: ServeFlags): Promise<void> {
       ? `operator dashboard on: sign in at ${dashboard} with ALVEARE_ADMIN_TOKEN`
       : "operator dashboard off: set ALVEARE_ADMIN_TOKEN to turn it on",
   );
-  let signals = 0;
+  let firstSignalAt: number | undefined;
   const stop = (signal: string): void => {
-    signals++;
-    if (signals > 1) process.exit(130); // A second Ctrl-C means now.
+    if (firstSignalAt !== undefined) {
+      // One Ctrl-C can arrive twice: the terminal signals its whole foreground group, and `npm start`
+      // hands the signal on to the server as well (so does a supervisor that signals every process of a
+      // service). Only a later one is a second Ctrl-C, which means now.
+      if (performance.now() - firstSignalAt < SAME_SIGNAL_MS) return;
+      process.exit(130);
+    }
+    firstSignalAt = performance.now();
     const drainSeconds = config.observability?.drainSeconds ?? DEFAULT_DRAIN_SECONDS;
     logger.info({ signal, drain_seconds: drainSeconds }, `shutting down: refusing new requests, finishing running ones for up to ${drainSeconds} s`);
     const started = performance.now();
