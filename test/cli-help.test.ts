@@ -105,6 +105,15 @@ describe("alveare help and version", () => {
     assert.match(alveare(["audit", "--help"]).stdout, /\(1 to 1000\) \(default 100\)/);
   });
 
+  it("marks the options a command cannot run without as (required), before anyone runs it without them", () => {
+    assert.match(alveare(["keys", "create", "--help"]).stdout, /--account <id> +the account the key belongs to \(required\)/);
+    const create = alveare(["accounts", "create", "--help"]).stdout;
+    assert.match(create, /--name <name> +the account's display name \(required\)/);
+    assert.match(create, /--plan <plan> +its plan: .*\(required\)/s);
+    // Optional ones are not marked.
+    assert.doesNotMatch(alveare(["keys", "create", "--help"]).stdout, /--name <name>[^\n]*required/);
+  });
+
   it("suggests the command or option meant by a typo, and exits 2", () => {
     // One line each, as every error: the suggestion on the same line.
     const command = alveare(["serv"]);

@@ -62,6 +62,8 @@ function strayArgument(text: string, named: Named): string | undefined {
  * commander's own would print `(default: "live")`, quoted as a JSON string.
  */
 function describeOption(option: Option): string {
+  // Commander's help lists a required option like any other: it says so only once the command has failed without it.
+  if (option.mandatory) return `${option.description} (required)`;
   return option.defaultValue === undefined ? option.description : `${option.description} (default ${String(option.defaultValue)})`;
 }
 
