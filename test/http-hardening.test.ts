@@ -473,3 +473,36 @@ describe("HTTP hardening: connection cap", () => {
     assert.equal(await trickling.closed, "", "then the trickling one");
   });
 });
+
+describe("HTTP hardening: connection cap and pipelined requests", () => {
+  let server: TestServer;
+  const upstream = new HeldUpstream();
+  before(async () => {
+    const remote = { description: "held open by the test", system_prompt: "", remote: { base_url: await upstream.start(), model: "m" } };
+    server = await startTestServer({ specialists: { faraway: remote } }, { env: { ALVEARE_MAX_CONNECTIONS: "2" } });
+  });
+  after(async () => {
+    endAllConnections();
+    await upstream.stop();
+    await server.close();
+  });
+
+  it("does not make a request being answered give way because the next one pipelined behind it is still arriving", async () => {
+    const chat = JSON.stringify({ model: "alveare-faraway", messages: [{ role: "user", content: "hi" }] });
+    const post = `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${chat.length}\r\n\r\n`;
+    // Both places hold a request being answered (the upstream holds it); on the first, the client has already
+    // sent the headers of its next request, whose body is still to come. Node reads that one while the first
+    // is answered, so the parser's request is the pipelined one, not the one the connection's answer is for.
+    const pipelined = rawConnection(server.url);
+    pipelined.socket.write(`${post}${chat}${post}{`);
+    const busy = rawConnection(server.url);
+    busy.socket.write(`${post}${chat}`);
+    while (upstream.headers.length < 2) await new Promise((resolve) => setTimeout(resolve, 10));
+    const refused = rawConnection(server.url);
+    refused.socket.write("GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert.equal(await refused.closed, "", "the newcomer is closed: every connection is being answered");
+    assert.equal(pipelined.socket.destroyed, false, "the request being answered kept its connection");
+    upstream.release();
+    assert.match(await new Promise<string>((resolve) => pipelined.socket.once("data", (d: Buffer) => resolve(d.toString()))), /^HTTP\/1\.1 200 /);
+  });
+});

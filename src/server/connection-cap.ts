@@ -15,8 +15,9 @@ type HttpSocket = Socket & {
 function waiting(socket: HttpSocket): boolean {
   const response = socket._httpMessage;
   if (response == null) return true;
+  // The parser may be reading a request pipelined behind the one being answered: that answer is still owed.
   const incoming = socket.parser?.incoming;
-  return incoming != null && !incoming.complete && (!response.headersSent || response.writableFinished);
+  return incoming != null && incoming === response.req && !incoming.complete && (!response.headersSent || response.writableFinished);
 }
 
 /**
