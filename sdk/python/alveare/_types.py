@@ -35,7 +35,7 @@ class _ChatMessageRequired(TypedDict):
 
 
 class ChatMessage(_ChatMessageRequired, total=False):
-    #: Accepted for OpenAI compatibility and ignored: the model never sees participant names (nor are they checked).
+    #: Accepted for OpenAI compatibility and ignored: the model never sees participant names (the server checks each is a string).
     name: str
     #: An assistant message's refusal, replayed from an earlier answer (content then None); read as its text.
     refusal: Optional[str]

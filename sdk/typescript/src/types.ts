@@ -49,7 +49,7 @@ export interface ChatCompletionMessageParam {
    * tool_calls or a refusal; refusal parts only on an assistant message.
    */
   content: string | Array<ChatContentPart | ChatContentRefusalPart> | null;
-  /** Accepted for OpenAI compatibility and ignored: the model never sees participant names (nor are they checked). */
+  /** Accepted for OpenAI compatibility and ignored: the model never sees participant names (the server checks each is a string). */
   name?: string;
   /** An assistant message's refusal, replayed from an earlier answer (content then null); read as its text. */
   refusal?: string | null;
