@@ -156,6 +156,28 @@ describe("dashboard first contact", { skip: noChromium }, () => {
     await page.getByRole("alert").getByText("The account name must not be empty.", { exact: true }).waitFor();
     await page.close();
   });
+
+  it("a refused sign-in leaves the focus on its button, and trying the other form clears its stale error", async () => {
+    const page = await browser.newPage();
+    await page.goto(`${server.url}/dashboard/`);
+    await page.getByLabel("Admin token").fill("not the operator token");
+    await page.getByRole("button", { name: "Sign in as operator" }).focus();
+    await page.keyboard.press("Enter");
+    await page.getByText("Invalid admin token.", { exact: true }).waitFor();
+    // Disabling the pressed button while it was sent dropped the focus to <body>, the top of the page.
+    assert.equal(await page.evaluate("document.activeElement?.textContent"), "Sign in as operator");
+    await page.getByLabel("Email").fill("nobody@acme.example");
+    await page.getByLabel("Password").fill("not the password at all");
+    await page.getByRole("button", { name: "Sign in", exact: true }).click();
+    await page.getByText("Wrong email or password.", { exact: true }).waitFor();
+    // The operator form's refusal belonged to the earlier attempt: one alert for one attempt.
+    assert.equal(await page.getByText("Invalid admin token.").count(), 0);
+    assert.deepEqual(
+      (await page.getByRole("alert").allTextContents()).filter((t) => t !== ""),
+      ["Wrong email or password."],
+    );
+    await page.close();
+  });
 });
 
 describe("dashboard sign-out", { skip: noChromium }, () => {

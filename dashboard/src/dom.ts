@@ -133,7 +133,9 @@ export function form(
     sending = true;
     button.disabled = true;
     button.setAttribute("aria-busy", "true");
-    error.textContent = "";
+    // A new attempt makes every other form's refusal on the page stale: a failed operator sign-in went on saying
+    // "Invalid admin token." beside the member form's own answer, two alerts for one attempt.
+    for (const stale of main().querySelectorAll("form > p.error")) stale.textContent = "";
     onSubmit(new FormData(el), error)
       .catch((err: unknown) => {
         error.textContent = errorText(err);
@@ -142,6 +144,9 @@ export function form(
         sending = false;
         button.disabled = false;
         button.removeAttribute("aria-busy");
+        // Disabling the focused button dropped the focus to <body>: after a refused sign-in a keyboard user started
+        // again from the top of the page. The button is back where it was, unless a new page replaced the form.
+        if (button.isConnected && (document.activeElement === document.body || document.activeElement === null)) button.focus();
       });
   });
   return el;
