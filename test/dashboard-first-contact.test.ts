@@ -178,6 +178,32 @@ describe("dashboard first contact", { skip: noChromium }, () => {
     );
     await page.close();
   });
+
+  it("an invitation's link is brought into view with the focus on its Copy button, re-invited too", async () => {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    await page.goto(`${server.url}/dashboard/#admin`);
+    await page.getByLabel("Admin token").fill(TOKEN);
+    await page.getByRole("button", { name: "Sign in as operator" }).click();
+    await page.getByRole("link", { name: "acme" }).click();
+    await page.getByRole("heading", { name: "Account acme" }).waitFor();
+    const focusedLinkInView = async () => {
+      await page.locator("#invite-url").waitFor();
+      assert.equal(await page.evaluate("document.activeElement?.getAttribute('aria-label')"), "Copy the invitation link");
+      // The redrawn page opened at its top, with the link below the charts, out of sight.
+      const box = (await page.locator("#invitation").boundingBox())!;
+      assert.ok(box.y >= 0 && box.y + box.height <= 900, `the invitation (at y ${box.y}) is on screen`);
+    };
+    await page.getByLabel("Email").fill("second@acme.example");
+    await page.getByRole("button", { name: "Invite" }).click();
+    await focusedLinkInView();
+    // Again through the confirmation: nothing outside the open dialog can take the focus until it has closed.
+    await page.getByLabel("Email").fill("second@acme.example");
+    await page.getByRole("button", { name: "Invite" }).click();
+    await page.getByRole("dialog").getByRole("button", { name: "Send a new invitation" }).click();
+    await page.getByRole("dialog").waitFor({ state: "detached" });
+    await focusedLinkInView();
+    await page.close();
+  });
 });
 
 describe("dashboard sign-out", { skip: noChromium }, () => {

@@ -180,20 +180,29 @@ export function when(iso: unknown, empty = "never"): Node {
  * or billing-relevant action; Cancel has the focus, so Enter does no harm, and
  * the action's own errors stay in the dialog.
  */
-export function confirmAction(title: string, detail: string, confirmLabel: string, action: () => Promise<void>, choice?: HTMLElement): void {
+export function confirmAction(
+  title: string,
+  detail: string,
+  confirmLabel: string,
+  action: () => Promise<HTMLElement | void>,
+  choice?: HTMLElement,
+): void {
   const error = h("p", { class: "error", role: "alert" });
   const dialog = h("dialog", { class: "confirm", "aria-labelledby": "confirm-title" }) as HTMLDialogElement;
   // Focus goes back where it was (the button that opened the dialog), or to the page when a new page replaced it:
   // it used to fall to <body>, so a keyboard user started again from the top after Cancel, Escape or the action.
   const opener = document.activeElement;
-  const restoreFocus = () => {
-    if (opener instanceof HTMLElement && opener.isConnected && opener !== document.body) opener.focus();
+  // An action may name what the focus should go to next (the result it put on the page): nothing outside a modal
+  // dialog can take the focus while it is open, so that has to wait until it is closed.
+  const restoreFocus = (next?: HTMLElement | void) => {
+    if (next instanceof HTMLElement && next.isConnected) next.focus();
+    else if (opener instanceof HTMLElement && opener.isConnected && opener !== document.body) opener.focus();
     else main().focus({ preventScroll: true });
   };
-  const close = () => {
+  const close = (next?: HTMLElement | void) => {
     dialog.close();
     dialog.remove();
-    restoreFocus();
+    restoreFocus(next);
   };
   const go = h("button", { type: "button", class: "danger" }, confirmLabel) as HTMLButtonElement;
   go.addEventListener("click", () => {
@@ -209,7 +218,7 @@ export function confirmAction(title: string, detail: string, confirmLabel: strin
     h("p", {}, detail),
     ...(choice === undefined ? [] : [choice]),
     error,
-    h("div", { class: "actions" }, go, h("button", { type: "button", class: "secondary", autofocus: true, onclick: close }, "Cancel")),
+    h("div", { class: "actions" }, go, h("button", { type: "button", class: "secondary", autofocus: true, onclick: () => close() }, "Cancel")),
   );
   dialog.addEventListener("cancel", (e) => {
     e.preventDefault();

@@ -67,18 +67,25 @@ function invitationBox(info: Json, url: string): HTMLElement {
 
 function inviteForm(account: Json, members: Json[]): HTMLElement {
   const id = String(account.id);
-  const send = async (email: string) => {
+  const send = async (email: string): Promise<HTMLElement> => {
     const created = await api("POST", `/admin/api/accounts/${encodeURIComponent(id)}/invitations`, { email });
     const path = String(created.invite_path);
     // The page reads the invitation back as the invitee will see it: e-mail, account, expiry.
     const info = await api("POST", "/dashboard/api/invitations/check", { token: path.split("#invite=")[1] ?? "" });
     await accountView(id);
-    document.getElementById("invite-result")!.replaceChildren(invitationBox(info, `${location.origin}${path}`));
+    const box = invitationBox(info, `${location.origin}${path}`);
+    document.getElementById("invite-result")!.replaceChildren(box);
+    // The link is what the operator came for: the redrawn page opened at its top, the link far below, unseen and
+    // unannounced. Its Copy button takes the focus (and scrolls it into view), as a new key's does.
+    return box.querySelector("button")!;
   };
   return form([field("Email", "email", "email", { autocomplete: "off" })], "Invite", async (d) => {
     const email = String(d.get("email")).trim().toLowerCase();
     const existing = members.find((m) => m.email === email);
-    if (existing === undefined) return send(email);
+    if (existing === undefined) {
+      (await send(email)).focus();
+      return;
+    }
     confirmAction(
       `${email} is already a member of ${String(account.name)}`,
       existing.status === "active"
