@@ -204,6 +204,21 @@ describe("dashboard first contact", { skip: noChromium }, () => {
     await focusedLinkInView();
     await page.close();
   });
+
+  it("the month picker keeps the focus, so the arrow keys step month by month", async () => {
+    await member.getByRole("link", { name: "Usage" }).click();
+    await member.getByTestId("live-requests").waitFor();
+    const months = await member.locator("#month option").allTextContents();
+    await member.locator("#month").focus();
+    for (const month of months.slice(1, 3)) {
+      await member.locator("#month").evaluate((picker) => picker.setAttribute("data-drawn-before", ""));
+      await member.keyboard.press("ArrowDown");
+      await member.locator("#month:not([data-drawn-before])").waitFor({ state: "attached" });
+      assert.equal(await member.locator("#month").inputValue(), month);
+      // The page of each month took the focus to its top; the next arrow key then moved nothing.
+      assert.equal(await member.evaluate("document.activeElement?.id"), "month");
+    }
+  });
 });
 
 describe("dashboard sign-out", { skip: noChromium }, () => {

@@ -189,10 +189,15 @@ export async function usageView(period?: string): Promise<void> {
       onchange: (e) => {
         const chosen = (e.target as HTMLSelectElement).value;
         failure.textContent = "";
-        usageView(chosen).catch((error: unknown) => {
-          if (error instanceof ApiFailure && error.status === 401) return; // sign-in says why (see api())
-          failure.textContent = `The usage of ${chosen} could not be read: ${errorText(error)}`;
-        });
+        // The new month's page keeps the focus on its picker: it went to the page's top, so a keyboard user stepping
+        // through months with the arrow keys moved one month, then nothing.
+        usageView(chosen).then(
+          () => document.getElementById("month")?.focus(),
+          (error: unknown) => {
+            if (error instanceof ApiFailure && error.status === 401) return; // sign-in says why (see api())
+            failure.textContent = `The usage of ${chosen} could not be read: ${errorText(error)}`;
+          },
+        );
       },
     },
     ...monthsBack(6).map((mo) => h("option", { value: mo, ...(mo === data.period ? { selected: true } : {}) }, mo)),
