@@ -179,6 +179,23 @@ describe("dashboard first contact", { skip: noChromium }, () => {
     await page.close();
   });
 
+  it("signing in on a bookmarked page of the member's or the operator's (#usage, #audit) opens that page", async () => {
+    const page = await browser.newPage();
+    await page.goto(`${server.url}/dashboard/#usage`);
+    await page.getByLabel("Email").fill("dev@acme.example");
+    await page.getByLabel("Password").fill(PASSWORD);
+    await page.getByRole("button", { name: "Sign in", exact: true }).click();
+    await page.getByRole("heading", { name: "Usage" }).waitFor({ timeout: 10_000 });
+    assert.equal(new URL(page.url()).hash, "#usage");
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.getByRole("heading", { name: "Sign in" }).waitFor();
+    await page.goto(`${server.url}/dashboard/#audit`);
+    await page.getByLabel("Admin token").fill(TOKEN);
+    await page.getByRole("button", { name: "Sign in as operator" }).click();
+    await page.getByRole("heading", { name: "Audit log" }).waitFor({ timeout: 10_000 });
+    await page.close();
+  });
+
   it("an invitation's link is brought into view with the focus on its Copy button, re-invited too", async () => {
     const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     await page.goto(`${server.url}/dashboard/#admin`);

@@ -36,6 +36,19 @@ function go(hash: string): void {
   else location.hash = hash;
 }
 
+const MEMBER_PAGES = ["#keys", "#usage", "#plan", "#activity"];
+
+/**
+ * Where a sign-in lands: the page in the address bar when it is one of that person's (a bookmarked #usage, an
+ * account's page the operator reloaded after their session ended), else their first page. Every member sign-in
+ * used to land on Keys and every operator sign-in on Accounts.
+ */
+function landing(kind: "member" | "operator"): string {
+  const hash = location.hash;
+  if (kind === "member") return MEMBER_PAGES.includes(hash) ? hash : "#keys";
+  return hash === "#audit" || hash.startsWith("#account=") ? hash : "#admin";
+}
+
 async function signOut(): Promise<void> {
   try {
     await api("POST", "/dashboard/api/logout");
@@ -68,7 +81,7 @@ async function loginView(): Promise<void> {
       async (d) => {
         await api("POST", "/dashboard/api/login", { email: d.get("email"), password: d.get("password") });
         await loadSession();
-        go("#keys");
+        go(landing("member"));
       },
     ),
     h("p", { class: "muted" }, "New here? Your operator sends you an invitation link; open it to set your password."),
@@ -77,7 +90,7 @@ async function loginView(): Promise<void> {
       ? form([field("Admin token", "token", "password", { autocomplete: "off" })], "Sign in as operator", async (d) => {
           await api("POST", "/dashboard/api/admin-login", { token: d.get("token") });
           await loadSession();
-          go("#admin");
+          go(landing("operator"));
         })
       : h(
           "div",
