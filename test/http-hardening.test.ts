@@ -13,9 +13,9 @@ const endAllConnections = (): void => {
 };
 
 /** A raw connection to the server: what it sent back, once it closed the connection. */
-function rawConnection(serverUrl: string): { socket: Socket; closed: Promise<string> } {
+function rawConnection(serverUrl: string, localAddress?: string): { socket: Socket; closed: Promise<string> } {
   const { hostname, port } = new URL(serverUrl);
-  const socket = connect(Number(port), hostname);
+  const socket = connect({ port: Number(port), host: hostname, ...(localAddress === undefined ? {} : { localAddress }) });
   opened.add(socket);
   let received = "";
   socket.on("data", (chunk: Buffer) => (received += chunk.toString("utf8")));
@@ -408,9 +408,9 @@ describe("HTTP hardening: connection cap", () => {
   }
 
   /** A connection the server has accepted (it is counted) that has sent `sent` and nothing more. */
-  async function silentConnection(sent = ""): Promise<{ socket: Socket; closed: Promise<string> }> {
+  async function silentConnection(sent = "", localAddress?: string): Promise<{ socket: Socket; closed: Promise<string> }> {
     const before = await connections();
-    const connection = rawConnection(server.url);
+    const connection = rawConnection(server.url, localAddress);
     if (sent !== "") connection.socket.write(sent);
     while ((await connections()) === before) await new Promise((resolve) => setTimeout(resolve, 10));
     return connection;
@@ -471,6 +471,19 @@ describe("HTTP hardening: connection cap", () => {
     assert.equal(await silent.closed, "", "the silent one made way, unanswered");
     await heldConnection();
     assert.equal(await trickling.closed, "", "then the trickling one");
+  });
+
+  it("makes the connections of the address holding the most give way first, not another client's older one", async () => {
+    await noConnections();
+    // Another client (another loopback address) is sending its request, slowly: the oldest connection.
+    const other = await silentConnection("GET /health HTTP/1.1\r\nHost: x\r\n", "127.0.0.2");
+    // A client holding the other place with a silent connection opens one more: its own silent one makes way.
+    const silent = await silentConnection();
+    await heldConnection();
+    assert.equal(await silent.closed, "", "the busier address's connection made way");
+    // The other client's request was never cut: it finishes and is answered.
+    other.socket.write("Connection: close\r\n\r\n");
+    assert.match(await other.closed, /^HTTP\/1\.1 200 /);
   });
 });
 

@@ -21,28 +21,45 @@ function waiting(socket: HttpSocket): boolean {
 }
 
 /**
- * Holds the server to `max` open connections. At the cap, a new connection takes the place of the one that has
- * waited longest without a request being answered, and is closed itself only when every connection is being
+ * Holds the server to `max` open connections. At the cap, a new connection takes the place of one that waits
+ * without a request being answered: of those, one from the client address holding the most connections, and of
+ * its, the one that has waited longest. The newcomer is closed itself only when every connection is being
  * answered. Node's own `maxConnections` closes the newcomer instead, so a client holding every place with
  * connections that send nothing (or trickle their headers) shut everyone else out for as long as it kept
- * reopening them as the headers timeout cut them: a few dozen connections a second, without a key.
+ * reopening them as the headers timeout cut them: a few dozen connections a second, without a key. Preferring
+ * the busiest address makes such a client's own connections give way before another client's upload or
+ * kept-alive connection (behind a proxy every connection has the proxy's address, and the oldest goes first).
  */
 export function capConnections(server: Server, max: number): void {
-  // Insertion order is arrival order: the first waiting one found is the one that has waited longest.
-  const open = new Set<HttpSocket>();
+  // Each connection's client address, read on arrival (a closed socket has none); insertion order is arrival order.
+  const open = new Map<HttpSocket, string>();
+  const perAddress = new Map<string, number>();
+  const forget = (socket: HttpSocket): void => {
+    const address = open.get(socket);
+    if (address === undefined) return;
+    open.delete(socket);
+    const left = perAddress.get(address)! - 1;
+    if (left === 0) perAddress.delete(address);
+    else perAddress.set(address, left);
+  };
   server.on("connection", (socket: HttpSocket) => {
-    open.add(socket);
-    socket.once("close", () => open.delete(socket));
+    const address = socket.remoteAddress ?? "";
+    open.set(socket, address);
+    perAddress.set(address, (perAddress.get(address) ?? 0) + 1);
+    socket.once("close", () => forget(socket));
     if (open.size <= max) return;
     let evicted: HttpSocket = socket;
-    for (const candidate of open) {
-      if (candidate !== socket && waiting(candidate)) {
+    let most = 0;
+    for (const [candidate, from] of open) {
+      if (candidate === socket || !waiting(candidate)) continue;
+      const held = perAddress.get(from)!;
+      if (held > most) {
         evicted = candidate;
-        break;
+        most = held;
       }
     }
     // Out of the count now: 'close' comes a tick later, after connections that arrive meanwhile are counted.
-    open.delete(evicted);
+    forget(evicted);
     evicted.destroy();
   });
 }
