@@ -196,6 +196,22 @@ describe("dashboard first contact", { skip: noChromium }, () => {
     await page.close();
   });
 
+  it('names each page in the window\'s title, not "Alveare dashboard" for all of them', async () => {
+    const page = await browser.newPage();
+    await page.goto(`${server.url}/dashboard/`);
+    await page.getByRole("heading", { name: "Sign in" }).waitFor();
+    assert.equal(await page.title(), "Sign in · Alveare dashboard");
+    await page.getByLabel("Email").fill("dev@acme.example");
+    await page.getByLabel("Password").fill(PASSWORD);
+    await page.getByRole("button", { name: "Sign in", exact: true }).click();
+    await page.getByRole("heading", { name: "API keys" }).waitFor({ timeout: 10_000 });
+    assert.equal(await page.title(), "API keys · Alveare dashboard");
+    await page.getByRole("link", { name: "Usage" }).click();
+    await page.getByRole("heading", { name: "Usage" }).waitFor();
+    assert.equal(await page.title(), "Usage · Alveare dashboard");
+    await page.close();
+  });
+
   it("an invitation's link is brought into view with the focus on its Copy button, re-invited too", async () => {
     const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     await page.goto(`${server.url}/dashboard/#admin`);

@@ -84,6 +84,9 @@ export const main = (): HTMLElement => document.getElementById("main")!;
 
 export function show(...children: Child[]): void {
   main().replaceChildren(...[suspendedBanner(), ...children].filter((c): c is Node | string => c !== null && c !== undefined && c !== false));
+  // Each page named in the title (tabs, history, what a screen reader announces first): every page was "Alveare dashboard".
+  const heading = main().querySelector("h1")?.textContent?.trim();
+  document.title = heading ? `${heading} · Alveare dashboard` : "Alveare dashboard";
   // Focus goes to the new page for screen readers, without scrolling the header and navigation out of view.
   main().focus({ preventScroll: true });
   window.scrollTo(0, 0);
