@@ -212,6 +212,28 @@ describe("dashboard first contact", { skip: noChromium }, () => {
     await page.close();
   });
 
+  it("marks the page shown in the menu on any address, and the name at the top leads to the person's first page", async () => {
+    const page = await browser.newPage();
+    await page.goto(`${server.url}/dashboard/#bogus`);
+    await page.getByLabel("Email").fill("dev@acme.example");
+    await page.getByLabel("Password").fill(PASSWORD);
+    await page.getByRole("button", { name: "Sign in", exact: true }).click();
+    await page.getByRole("heading", { name: "API keys" }).waitFor({ timeout: 10_000 });
+    await page.goto(`${server.url}/dashboard/#nothing-here`);
+    await page.getByRole("heading", { name: "API keys" }).waitFor();
+    assert.equal(await page.locator("#nav a[aria-current=page]").textContent(), "Keys");
+    assert.equal(await page.locator("a.brand").getAttribute("href"), "#keys");
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.getByLabel("Admin token").fill(TOKEN);
+    await page.getByRole("button", { name: "Sign in as operator" }).click();
+    await page.getByRole("heading", { name: "Accounts" }).waitFor({ timeout: 10_000 });
+    assert.equal(await page.locator("a.brand").getAttribute("href"), "#admin");
+    await page.getByRole("link", { name: "acme" }).click();
+    await page.getByRole("heading", { name: "acme" }).waitFor();
+    assert.equal(await page.locator("#nav a[aria-current=page]").textContent(), "Accounts", "an account's page is one of Accounts");
+    await page.close();
+  });
+
   it("an invitation's link is brought into view with the focus on its Copy button, re-invited too", async () => {
     const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     await page.goto(`${server.url}/dashboard/#admin`);

@@ -9,16 +9,28 @@ import { accountsView, accountView } from "./operator.js";
 import { activityView, auditView } from "./audit.js";
 
 const MIN_PASSWORD = 12;
+const MEMBER_PAGES = ["#keys", "#usage", "#plan", "#activity"];
+
+/**
+ * The menu entry of the page a hash shows: an unknown hash (#bogus, a member's #admin) shows that person's first
+ * page, and an account's page is one of the operator's Accounts. The menu marked nothing on those.
+ */
+function menuEntry(kind: "member" | "operator", hash: string): string {
+  if (kind === "member") return MEMBER_PAGES.includes(hash) ? hash : "#keys";
+  return hash === "#audit" ? "#audit" : "#admin";
+}
 
 function renderNav(): void {
   const nav = document.getElementById("nav")!;
-  const current = location.hash.split("=")[0] || "#keys";
-  const link = (hash: string, text: string) => h("a", { href: hash, ...(current === hash ? { "aria-current": "page" } : {}) }, text);
   const session = state.session;
+  // The name at the top leads to the person's first page: the operator's is Accounts, not a member's Keys.
+  document.querySelector<HTMLAnchorElement>("a.brand")?.setAttribute("href", session?.kind === "operator" ? "#admin" : "#keys");
   if (session === undefined) {
     nav.replaceChildren();
     return;
   }
+  const current = menuEntry(session.kind, location.hash);
+  const link = (hash: string, text: string) => h("a", { href: hash, ...(current === hash ? { "aria-current": "page" } : {}) }, text);
   const links =
     session.kind === "operator"
       ? [link("#admin", "Accounts"), link("#audit", "Audit")]
@@ -36,8 +48,6 @@ function go(hash: string): void {
   else location.hash = hash;
 }
 
-const MEMBER_PAGES = ["#keys", "#usage", "#plan", "#activity"];
-
 /**
  * Where a sign-in lands: the page in the address bar when it is one of that person's (a bookmarked #usage, an
  * account's page the operator reloaded after their session ended), else their first page. Every member sign-in
@@ -45,8 +55,7 @@ const MEMBER_PAGES = ["#keys", "#usage", "#plan", "#activity"];
  */
 function landing(kind: "member" | "operator"): string {
   const hash = location.hash;
-  if (kind === "member") return MEMBER_PAGES.includes(hash) ? hash : "#keys";
-  return hash === "#audit" || hash.startsWith("#account=") ? hash : "#admin";
+  return kind === "operator" && hash.startsWith("#account=") ? hash : menuEntry(kind, hash);
 }
 
 async function signOut(): Promise<void> {
