@@ -519,3 +519,53 @@ describe("HTTP hardening: connection cap and pipelined requests", () => {
     assert.match(await new Promise<string>((resolve) => pipelined.socket.once("data", (d: Buffer) => resolve(d.toString()))), /^HTTP\/1\.1 200 /);
   });
 });
+
+describe("HTTP hardening: clients that read nothing", () => {
+  let server: TestServer;
+  const upstream = new HeldUpstream();
+  before(async () => {
+    const remote = { description: "held open by the test", system_prompt: "", remote: { base_url: await upstream.start(), model: "m" } };
+    server = await startTestServer({ specialists: { faraway: remote } }, { env: { ALVEARE_STREAM_STALL_MS: "500" } });
+  });
+  after(async () => {
+    endAllConnections();
+    await upstream.stop();
+    await server.close();
+  });
+
+  it("cuts a client that reads nothing of its answers for ALVEARE_STREAM_STALL_MS, as a stream's", async () => {
+    // Big public answers, pipelined and never read: the connection was being answered for ever, so it never gave
+    // way under the connection cap, and a few hundred such held every place.
+    const { socket } = rawConnection(server.url);
+    socket.pause(); // so it sees no end either: the server's count of connections tells
+    socket.write("GET /docs/assets/swagger-ui-bundle.js HTTP/1.1\r\nHost: x\r\n\r\n".repeat(24));
+    const connections = (): Promise<number> => new Promise((resolve) => server.app.server.getConnections((_e, n) => resolve(n)));
+    while ((await connections()) === 0) await new Promise((resolve) => setTimeout(resolve, 10));
+    const deadline = Date.now() + 8000;
+    while ((await connections()) > 0) {
+      assert.ok(Date.now() < deadline, "the server closed the connection of a client that read nothing");
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    socket.destroy();
+  });
+
+  it("leaves alone an answer that takes longer than that to work out, and a connection kept alive idle", async () => {
+    const chat = JSON.stringify({ model: "alveare-faraway", messages: [{ role: "user", content: "hi" }] });
+    const { socket, closed } = rawConnection(server.url);
+    let received = "";
+    socket.on("data", (d: Buffer) => (received += d.toString()));
+    socket.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${chat.length}\r\n\r\n${chat}`);
+    while (upstream.headers.length < 1) await new Promise((resolve) => setTimeout(resolve, 10));
+    // Three stall periods with nothing to write: the answer is still being worked out.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    assert.equal(socket.destroyed, false);
+    upstream.release();
+    while (!/\r\n\r\n\{.*\}$/s.test(received)) await new Promise((resolve) => setTimeout(resolve, 10));
+    assert.match(received, /^HTTP\/1\.1 200 /);
+    // Kept alive, idle for three stall periods: still open, and serves the next request.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    assert.equal(socket.destroyed, false);
+    socket.write("GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert.match(await closed, /HTTP\/1\.1 200 [\s\S]*HTTP\/1\.1 200 /);
+  });
+});

@@ -31,7 +31,7 @@ import { CLIENT_CLOSED } from "../metering/counting-rule.js";
 import { authenticationHook, limitHeadersHook } from "./gate-adapter.js";
 import { abortIfClosedEarly } from "./request-context.js";
 import { decodedBody } from "./body-encoding.js";
-import { capConnections } from "./connection-cap.js";
+import { capConnections, cutStalledReaders } from "./connection-cap.js";
 import { LazyChildLogger } from "./lazy-child-logger.js";
 import { chatCompletionsRoute } from "./routes/chat-completions.js";
 import { embeddingsRoute } from "./routes/embeddings.js";
@@ -172,6 +172,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     genReqId: requestIdFor,
   });
   capConnections(app.server, httpLimits.maxConnections);
+  cutStalledReaders(app.server, httpLimits.streamStallMs);
   guardServer(app.server, { log: app.log, telemetry: options.telemetry ?? NO_TELEMETRY }, requestIdFor);
   app.decorateRequest("caller", undefined);
   app.decorateRequest("logFields", undefined as never);

@@ -1,5 +1,6 @@
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
+import { isEventStream } from "./sse.js";
 
 /** What Node keeps on an HTTP server's socket: the answer in progress, and the parser with the request it is reading. */
 type HttpSocket = Socket & {
@@ -61,5 +62,24 @@ export function capConnections(server: Server, max: number): void {
     // Out of the count now: 'close' comes a tick later, after connections that arrive meanwhile are counted.
     forget(evicted);
     evicted.destroy();
+  });
+}
+
+/**
+ * Cuts a connection whose client has read nothing for `stallMs` while an answer waits to be written to it, the
+ * rule streams already keep (`EventStream`), for whole answers too: a client that asks for big answers (the API
+ * documentation's 1.7 MB script, pipelined) and never reads them held each connection, and with enough of them
+ * every place under the cap, for as long as it liked, since a connection being answered never gives way. Node
+ * times a connection out after `stallMs` without reading or writing (its write-progress check keeps a slow
+ * reader's alive). An idle kept-alive connection's timeout still closes it, as Node's default does; a connection
+ * whose answer is still being worked out (a long generation) or that streams (its own rule) is left alone.
+ */
+export function cutStalledReaders(server: Server, stallMs: number): void {
+  server.timeout = stallMs;
+  server.on("timeout", (socket: HttpSocket) => {
+    const response = socket._httpMessage;
+    if (response == null) return socket.destroy();
+    if (isEventStream(response)) return;
+    if (socket.writableLength > 0) socket.destroy();
   });
 }

@@ -1,5 +1,10 @@
+import type { ServerResponse } from "node:http";
 import type { FastifyReply } from "fastify";
 import type { ApiError } from "../errors.js";
+
+/** Responses that are event streams: their stalled readers are cut by their own rule (and logged as such). */
+const eventStreams = new WeakSet<ServerResponse>();
+export const isEventStream = (response: ServerResponse): boolean => eventStreams.has(response);
 
 /**
  * A text/event-stream response written straight to the socket. Headers go out
@@ -28,6 +33,7 @@ export class EventStream {
     if (this.started) return;
     this.started = true;
     this.reply.hijack();
+    eventStreams.add(this.reply.raw);
     const headers: Record<string, string> = {};
     for (const [name, value] of Object.entries(this.reply.getHeaders())) {
       if (value !== undefined) headers[name] = String(value);
