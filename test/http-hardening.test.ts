@@ -383,22 +383,27 @@ describe("HTTP hardening: CORS", () => {
   });
 });
 
-describe("HTTP hardening: connection cap", () => {
-  let server: TestServer;
-  const upstream = new HeldUpstream();
+/** A server whose remote specialist `faraway` answers only when the test releases its upstream, started with `env`. */
+function serverWithHeldUpstream(env: Record<string, string>): { upstream: HeldUpstream; server: TestServer } {
+  const held = { upstream: new HeldUpstream() } as { upstream: HeldUpstream; server: TestServer };
   before(async () => {
-    const remote = { description: "held open by the test", system_prompt: "", remote: { base_url: await upstream.start(), model: "m" } };
-    server = await startTestServer({ specialists: { faraway: remote } }, { env: { ALVEARE_MAX_CONNECTIONS: "2" } });
+    const remote = { description: "held open by the test", system_prompt: "", remote: { base_url: await held.upstream.start(), model: "m" } };
+    held.server = await startTestServer({ specialists: { faraway: remote } }, { env });
   });
   after(async () => {
     endAllConnections();
-    await upstream.stop();
-    await server.close();
+    await held.upstream.stop();
+    await held.server.close();
   });
+  return held;
+}
+
+describe("HTTP hardening: connection cap", () => {
+  const held = serverWithHeldUpstream({ ALVEARE_MAX_CONNECTIONS: "2" });
 
   /** A kept-alive connection that has had one answer: the server has surely accepted it. */
   async function heldConnection(): Promise<Socket> {
-    const { socket } = rawConnection(server.url);
+    const { socket } = rawConnection(held.server.url);
     await new Promise<void>((resolve, reject) => {
       socket.once("data", () => resolve());
       socket.once("close", () => reject(new Error("the connection was closed without an answer")));
@@ -410,16 +415,16 @@ describe("HTTP hardening: connection cap", () => {
   /** A connection the server has accepted (it is counted) that has sent `sent` and nothing more. */
   async function silentConnection(sent = "", localAddress?: string): Promise<{ socket: Socket; closed: Promise<string> }> {
     const before = await connections();
-    const connection = rawConnection(server.url, localAddress);
+    const connection = rawConnection(held.server.url, localAddress);
     if (sent !== "") connection.socket.write(sent);
     while ((await connections()) === before) await new Promise((resolve) => setTimeout(resolve, 10));
     return connection;
   }
 
-  const connections = (): Promise<number> => new Promise<number>((resolve) => server.app.server.getConnections((_e, n) => resolve(n)));
+  const connections = (): Promise<number> => new Promise<number>((resolve) => held.server.app.server.getConnections((_e, n) => resolve(n)));
 
   async function noConnections(): Promise<void> {
-    server.app.server.closeIdleConnections();
+    held.server.app.server.closeIdleConnections();
     while ((await connections()) > 0) await new Promise((resolve) => setTimeout(resolve, 20));
   }
 
@@ -429,35 +434,35 @@ describe("HTTP hardening: connection cap", () => {
     await noConnections();
     // Two requests the server is answering (their upstream holds the answer): neither can make way.
     const chat = JSON.stringify({ model: "alveare-faraway", messages: [{ role: "user", content: "hi" }] });
-    const busy = [rawConnection(server.url), rawConnection(server.url)];
+    const busy = [rawConnection(held.server.url), rawConnection(held.server.url)];
     for (const { socket } of busy) {
       socket.write(
         `POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${chat.length}\r\n\r\n${chat}`,
       );
     }
-    while (upstream.headers.length < 2) await new Promise((resolve) => setTimeout(resolve, 10));
-    const refused = rawConnection(server.url);
+    while (held.upstream.headers.length < 2) await new Promise((resolve) => setTimeout(resolve, 10));
+    const refused = rawConnection(held.server.url);
     refused.socket.write(health);
     assert.equal(await refused.closed, "", "the third connection is closed without an answer");
-    upstream.release();
+    held.upstream.release();
     for (const { socket } of busy) socket.destroy();
     // Once the busy ones are gone, new connections are served again.
     await noConnections();
-    const r = await fetch(`${server.url}/health`);
+    const r = await fetch(`${held.server.url}/health`);
     assert.equal(r.status, 200);
   });
 
   it("makes idle connections give way at the cap, so kept-alive sockets cannot shut new clients out", async () => {
     await noConnections();
     // Two sockets kept alive after one answer: both idle, holding every place.
-    const held = [await heldConnection(), await heldConnection()];
-    const heldClosed = held.map((s) => new Promise<void>((resolve) => s.once("close", () => resolve())));
+    const idle = [await heldConnection(), await heldConnection()];
+    const idleClosed = idle.map((s) => new Promise<void>((resolve) => s.once("close", () => resolve())));
     // The newcomer is served at once, in the place of the one idle longest (well before the 72 s keep-alive timeout).
-    const newcomer = rawConnection(server.url);
+    const newcomer = rawConnection(held.server.url);
     newcomer.socket.write(health);
     assert.match(await newcomer.closed, /^HTTP\/1\.1 200 /);
-    await heldClosed[0];
-    assert.equal(held[1]!.destroyed, false, "only one place was needed");
+    await idleClosed[0];
+    assert.equal(idle[1]!.destroyed, false, "only one place was needed");
   });
 
   it("makes connections that send nothing, or only part of their headers, give way: they cannot hold every place", async () => {
@@ -488,17 +493,7 @@ describe("HTTP hardening: connection cap", () => {
 });
 
 describe("HTTP hardening: connection cap and pipelined requests", () => {
-  let server: TestServer;
-  const upstream = new HeldUpstream();
-  before(async () => {
-    const remote = { description: "held open by the test", system_prompt: "", remote: { base_url: await upstream.start(), model: "m" } };
-    server = await startTestServer({ specialists: { faraway: remote } }, { env: { ALVEARE_MAX_CONNECTIONS: "2" } });
-  });
-  after(async () => {
-    endAllConnections();
-    await upstream.stop();
-    await server.close();
-  });
+  const held = serverWithHeldUpstream({ ALVEARE_MAX_CONNECTIONS: "2" });
 
   it("does not make a request being answered give way because the next one pipelined behind it is still arriving", async () => {
     const chat = JSON.stringify({ model: "alveare-faraway", messages: [{ role: "user", content: "hi" }] });
@@ -506,40 +501,30 @@ describe("HTTP hardening: connection cap and pipelined requests", () => {
     // Both places hold a request being answered (the upstream holds it); on the first, the client has already
     // sent the headers of its next request, whose body is still to come. Node reads that one while the first
     // is answered, so the parser's request is the pipelined one, not the one the connection's answer is for.
-    const pipelined = rawConnection(server.url);
+    const pipelined = rawConnection(held.server.url);
     pipelined.socket.write(`${post}${chat}${post}{`);
-    const busy = rawConnection(server.url);
+    const busy = rawConnection(held.server.url);
     busy.socket.write(`${post}${chat}`);
-    while (upstream.headers.length < 2) await new Promise((resolve) => setTimeout(resolve, 10));
-    const refused = rawConnection(server.url);
+    while (held.upstream.headers.length < 2) await new Promise((resolve) => setTimeout(resolve, 10));
+    const refused = rawConnection(held.server.url);
     refused.socket.write("GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     assert.equal(await refused.closed, "", "the newcomer is closed: every connection is being answered");
     assert.equal(pipelined.socket.destroyed, false, "the request being answered kept its connection");
-    upstream.release();
+    held.upstream.release();
     assert.match(await new Promise<string>((resolve) => pipelined.socket.once("data", (d: Buffer) => resolve(d.toString()))), /^HTTP\/1\.1 200 /);
   });
 });
 
 describe("HTTP hardening: clients that read nothing", () => {
-  let server: TestServer;
-  const upstream = new HeldUpstream();
-  before(async () => {
-    const remote = { description: "held open by the test", system_prompt: "", remote: { base_url: await upstream.start(), model: "m" } };
-    server = await startTestServer({ specialists: { faraway: remote } }, { env: { ALVEARE_STREAM_STALL_MS: "500" } });
-  });
-  after(async () => {
-    endAllConnections();
-    await upstream.stop();
-    await server.close();
-  });
+  const held = serverWithHeldUpstream({ ALVEARE_STREAM_STALL_MS: "500" });
 
   it("cuts a client that reads nothing of its answers for ALVEARE_STREAM_STALL_MS, as a stream's", async () => {
     // Big public answers, pipelined and never read: the connection was being answered for ever, so it never gave
     // way under the connection cap, and a few hundred such held every place.
-    const { socket } = rawConnection(server.url);
+    const { socket } = rawConnection(held.server.url);
     socket.pause(); // so it sees no end either: the server's count of connections tells
     socket.write("GET /docs/assets/swagger-ui-bundle.js HTTP/1.1\r\nHost: x\r\n\r\n".repeat(24));
-    const connections = (): Promise<number> => new Promise((resolve) => server.app.server.getConnections((_e, n) => resolve(n)));
+    const connections = (): Promise<number> => new Promise((resolve) => held.server.app.server.getConnections((_e, n) => resolve(n)));
     while ((await connections()) === 0) await new Promise((resolve) => setTimeout(resolve, 10));
     const deadline = Date.now() + 8000;
     while ((await connections()) > 0) {
@@ -551,15 +536,15 @@ describe("HTTP hardening: clients that read nothing", () => {
 
   it("leaves alone an answer that takes longer than that to work out, and a connection kept alive idle", async () => {
     const chat = JSON.stringify({ model: "alveare-faraway", messages: [{ role: "user", content: "hi" }] });
-    const { socket, closed } = rawConnection(server.url);
+    const { socket, closed } = rawConnection(held.server.url);
     let received = "";
     socket.on("data", (d: Buffer) => (received += d.toString()));
     socket.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${chat.length}\r\n\r\n${chat}`);
-    while (upstream.headers.length < 1) await new Promise((resolve) => setTimeout(resolve, 10));
+    while (held.upstream.headers.length < 1) await new Promise((resolve) => setTimeout(resolve, 10));
     // Three stall periods with nothing to write: the answer is still being worked out.
     await new Promise((resolve) => setTimeout(resolve, 1500));
     assert.equal(socket.destroyed, false);
-    upstream.release();
+    held.upstream.release();
     while (!/\r\n\r\n\{.*\}$/s.test(received)) await new Promise((resolve) => setTimeout(resolve, 10));
     assert.match(received, /^HTTP\/1\.1 200 /);
     // Kept alive, idle for three stall periods: still open, and serves the next request.
