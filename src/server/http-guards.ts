@@ -13,7 +13,7 @@ import type { Telemetry } from "../observability/telemetry.js";
  * headers and CORS for the public API.
  */
 
-/** Fastify's options for the limits; `maxConnections` is set on the server once it exists. */
+/** Fastify's options for the limits; the connection cap and the stalled-reader rule are set on the server once it exists (connection-cap.ts). */
 export function serverOptions(limits: HttpLimits): {
   requestTimeout: number;
   http: { headersTimeout: number; connectionsCheckingInterval: number; requireHostHeader: boolean };
