@@ -534,6 +534,28 @@ describe("HTTP hardening: clients that read nothing", () => {
     socket.destroy();
   });
 
+  it("still closes a kept-alive connection idle past the keep-alive timeout", async () => {
+    const server = held.server.app.server;
+    const keepAlive = server.keepAliveTimeout;
+    server.keepAliveTimeout = 300; // Node adds a second's margin to it
+    try {
+      const { socket, closed } = rawConnection(held.server.url);
+      socket.write("GET /health HTTP/1.1\r\nHost: x\r\n\r\n");
+      const ended = await Promise.race([closed, new Promise((resolve) => setTimeout(() => resolve(undefined), 5000))]);
+      assert.match(String(ended), /^HTTP\/1\.1 200 /, "answered, then closed once idle past the keep-alive timeout");
+    } finally {
+      server.keepAliveTimeout = keepAlive;
+    }
+  });
+
+  it("leaves alone a connection slow to send its request: that is the headers timeout's to end", async () => {
+    const { socket, closed } = rawConnection(held.server.url);
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    assert.equal(socket.destroyed, false);
+    socket.write("GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert.match(await closed, /^HTTP\/1\.1 200 /);
+  });
+
   it("leaves alone an answer that takes longer than that to work out, and a connection kept alive idle", async () => {
     const chat = JSON.stringify({ model: "alveare-faraway", messages: [{ role: "user", content: "hi" }] });
     const { socket, closed } = rawConnection(held.server.url);

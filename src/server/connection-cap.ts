@@ -72,13 +72,21 @@ export function capConnections(server: Server, max: number): void {
  * every place under the cap, for as long as it liked, since a connection being answered never gives way. Node
  * times a connection out after `stallMs` without reading or writing (its write-progress check keeps a slow
  * reader's alive). An idle kept-alive connection's timeout still closes it, as Node's default does; a connection
- * whose answer is still being worked out (a long generation) or that streams (its own rule) is left alone.
+ * that has not sent its request yet, whose answer is still being worked out (a long generation) or that streams
+ * (its own rule) is left alone.
  */
 export function cutStalledReaders(server: Server, stallMs: number): void {
   server.timeout = stallMs;
   server.on("timeout", (socket: HttpSocket) => {
     const response = socket._httpMessage;
-    if (response == null) return socket.destroy();
+    // No answer under way: a kept-alive connection idle past its timeout closes, as without this listener (Node
+    // arms that one's timer with its own value, the keep-alive timeout and a margin). One that has not sent its
+    // request yet (its timer is ours) is the headers timeout's to end, as before: a short stall setting must not
+    // cut a client (a browser's pre-opened connection) for being slow to begin.
+    if (response == null) {
+      if (socket.timeout !== server.timeout) socket.destroy();
+      return;
+    }
     if (isEventStream(response)) return;
     if (socket.writableLength > 0) socket.destroy();
   });
