@@ -16,6 +16,12 @@ export function closest(name: string, candidates: Iterable<string>, maxEdits = 3
   return best;
 }
 
+/**
+ * The edits a slip of `name` may make: a third of its length, one to three. Past that the nearest candidate is a
+ * guess, not the name meant ("gold" is two edits from "solo").
+ */
+export const slipEdits = (name: string): number => Math.min(3, Math.max(1, Math.floor(name.length / 3)));
+
 /** Levenshtein distance: insertions, deletions and substitutions of one character each. */
 function editDistance(a: string, b: string): number {
   let previous = Array.from({ length: b.length + 1 }, (_, j) => j);

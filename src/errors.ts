@@ -2,7 +2,7 @@
  * The error catalogue: every failure any layer reports is an ApiError
  * built from one of these constructors, so status, type and code stay consistent.
  */
-import { closest } from "./closest-name.js";
+import { closest, slipEdits } from "./closest-name.js";
 
 export type ErrorType = "invalid_request_error" | "authentication_error" | "permission_error" | "rate_limit_error" | "server_error";
 
@@ -184,11 +184,9 @@ export const errors = {
   keyCreationSuspended: () =>
     new ApiError(403, "permission_error", "account_suspended", "This account is suspended: it cannot create API keys until it is reactivated."),
   unknownPlan: (plan: string, known: readonly string[]) => {
-    // Case and small slips: "Starter" or "profesional" name the plan meant. Within a third of the name's
-    // length in edits, as for specialists: two edits would turn "gold" into "solo", a guess, not a slip.
+    // Case and small slips: "Starter" or "profesional" name the plan meant; "gold" names none.
     const byLowerCase = new Map(known.map((k) => [k.toLowerCase(), k]));
-    const maxEdits = Math.min(3, Math.max(1, Math.floor(plan.length / 3)));
-    const meant = byLowerCase.get(closest(plan.toLowerCase(), byLowerCase.keys(), maxEdits) ?? "");
+    const meant = byLowerCase.get(closest(plan.toLowerCase(), byLowerCase.keys(), slipEdits(plan)) ?? "");
     const hint = meant === undefined ? "" : ` Did you mean '${meant}'?`;
     return invalid("invalid_parameter", `Invalid 'plan': there is no plan '${shortened(plan)}'.${hint} Plans: ${known.join(", ")}.`, "plan");
   },

@@ -7,6 +7,19 @@ import { startTestServer, type TestServer } from "./helpers/fixtures.js";
 const TOKEN = "operator-token-for-the-first-contact-test";
 const PASSWORD = "a long enough password";
 
+/** The member's sign-in form, filled in and sent. */
+async function signInAsMember(page: Page): Promise<void> {
+  await page.getByLabel("Email").fill("dev@acme.example");
+  await page.getByLabel("Password").fill(PASSWORD);
+  await page.getByRole("button", { name: "Sign in", exact: true }).click();
+}
+
+/** The operator's sign-in form, filled in and sent. */
+async function signInAsOperator(page: Page): Promise<void> {
+  await page.getByLabel("Admin token").fill(TOKEN);
+  await page.getByRole("button", { name: "Sign in as operator" }).click();
+}
+
 /** What a new user met on first contact with the dashboard (found by driving it in Chromium). */
 describe("dashboard first contact", { skip: noChromium }, () => {
   let server: TestServer;
@@ -18,8 +31,7 @@ describe("dashboard first contact", { skip: noChromium }, () => {
     // The operator makes an account and invites a member; the member sets a password and makes a key.
     const operator = await browser.newPage();
     await operator.goto(`${server.url}/dashboard/`);
-    await operator.getByLabel("Admin token").fill(TOKEN);
-    await operator.getByRole("button", { name: "Sign in as operator" }).click();
+    await signInAsOperator(operator);
     await operator.getByRole("heading", { name: "Accounts" }).waitFor();
     await operator.getByLabel("Name").fill("acme");
     await operator.getByRole("button", { name: "Create account" }).click();
@@ -89,14 +101,11 @@ describe("dashboard first contact", { skip: noChromium }, () => {
   it("signing in on the page's own address (a bookmarked #keys or #admin, Back after signing out) opens it", async () => {
     const page = await browser.newPage();
     await page.goto(`${server.url}/dashboard/#keys`);
-    await page.getByLabel("Email").fill("dev@acme.example");
-    await page.getByLabel("Password").fill(PASSWORD);
-    await page.getByRole("button", { name: "Sign in", exact: true }).click();
+    await signInAsMember(page);
     await page.getByRole("heading", { name: "API keys" }).waitFor({ timeout: 10_000 });
     await page.goto(`${server.url}/dashboard/#admin`);
     await page.getByRole("button", { name: "Sign out" }).click();
-    await page.getByLabel("Admin token").fill(TOKEN);
-    await page.getByRole("button", { name: "Sign in as operator" }).click();
+    await signInAsOperator(page);
     await page.getByRole("heading", { name: "Accounts" }).waitFor({ timeout: 10_000 });
     await page.close();
   });
@@ -148,8 +157,7 @@ describe("dashboard first contact", { skip: noChromium }, () => {
   it("an API refusal that already names its field reads as a sentence, not \"Invalid 'name': …\"", async () => {
     const page = await browser.newPage();
     await page.goto(`${server.url}/dashboard/#admin`);
-    await page.getByLabel("Admin token").fill(TOKEN);
-    await page.getByRole("button", { name: "Sign in as operator" }).click();
+    await signInAsOperator(page);
     await page.getByRole("heading", { name: "Accounts" }).waitFor();
     await page.getByLabel("Name").fill("   ");
     await page.getByRole("button", { name: "Create account" }).click();
@@ -182,9 +190,7 @@ describe("dashboard first contact", { skip: noChromium }, () => {
   it("signing in on a bookmarked page of the member's or the operator's (#usage, #audit) opens that page", async () => {
     const page = await browser.newPage();
     await page.goto(`${server.url}/dashboard/#usage`);
-    await page.getByLabel("Email").fill("dev@acme.example");
-    await page.getByLabel("Password").fill(PASSWORD);
-    await page.getByRole("button", { name: "Sign in", exact: true }).click();
+    await signInAsMember(page);
     await page.getByRole("heading", { name: "Usage" }).waitFor({ timeout: 10_000 });
     assert.equal(new URL(page.url()).hash, "#usage");
     await page.close();
@@ -192,8 +198,7 @@ describe("dashboard first contact", { skip: noChromium }, () => {
     // drawing could replace the page the sign-in had opened by then.
     const operator = await browser.newPage();
     await operator.goto(`${server.url}/dashboard/#audit`);
-    await operator.getByLabel("Admin token").fill(TOKEN);
-    await operator.getByRole("button", { name: "Sign in as operator" }).click();
+    await signInAsOperator(operator);
     await operator.getByRole("heading", { name: "Audit log" }).waitFor({ timeout: 10_000 });
     assert.equal(new URL(operator.url()).hash, "#audit");
     await operator.close();
@@ -204,9 +209,7 @@ describe("dashboard first contact", { skip: noChromium }, () => {
     await page.goto(`${server.url}/dashboard/`);
     await page.getByRole("heading", { name: "Sign in" }).waitFor();
     assert.equal(await page.title(), "Sign in · Alveare dashboard");
-    await page.getByLabel("Email").fill("dev@acme.example");
-    await page.getByLabel("Password").fill(PASSWORD);
-    await page.getByRole("button", { name: "Sign in", exact: true }).click();
+    await signInAsMember(page);
     await page.getByRole("heading", { name: "API keys" }).waitFor({ timeout: 10_000 });
     assert.equal(await page.title(), "API keys · Alveare dashboard");
     await page.getByRole("link", { name: "Usage" }).click();
@@ -218,9 +221,7 @@ describe("dashboard first contact", { skip: noChromium }, () => {
   it("marks the page shown in the menu on any address, and the name at the top leads to the person's first page", async () => {
     const page = await browser.newPage();
     await page.goto(`${server.url}/dashboard/#bogus`);
-    await page.getByLabel("Email").fill("dev@acme.example");
-    await page.getByLabel("Password").fill(PASSWORD);
-    await page.getByRole("button", { name: "Sign in", exact: true }).click();
+    await signInAsMember(page);
     await page.getByRole("heading", { name: "API keys" }).waitFor({ timeout: 10_000 });
     // Loaded afresh on that address (a hash-only change would leave the page drawn for #keys on screen meanwhile).
     await page.goto(`${server.url}/dashboard/#nothing-here`);
@@ -230,8 +231,7 @@ describe("dashboard first contact", { skip: noChromium }, () => {
     assert.equal(await page.locator("#nav a[aria-current=page]").textContent(), "Keys");
     assert.equal(await page.locator("a.brand").getAttribute("href"), "#keys");
     await page.getByRole("button", { name: "Sign out" }).click();
-    await page.getByLabel("Admin token").fill(TOKEN);
-    await page.getByRole("button", { name: "Sign in as operator" }).click();
+    await signInAsOperator(page);
     await page.getByRole("heading", { name: "Accounts" }).waitFor({ timeout: 10_000 });
     assert.equal(await page.locator("a.brand").getAttribute("href"), "#admin");
     await page.getByRole("link", { name: "acme" }).click();
@@ -243,8 +243,7 @@ describe("dashboard first contact", { skip: noChromium }, () => {
   it("an invitation's link is brought into view with the focus on its Copy button, re-invited too", async () => {
     const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     await page.goto(`${server.url}/dashboard/#admin`);
-    await page.getByLabel("Admin token").fill(TOKEN);
-    await page.getByRole("button", { name: "Sign in as operator" }).click();
+    await signInAsOperator(page);
     await page.getByRole("link", { name: "acme" }).click();
     await page.getByRole("heading", { name: "Account acme" }).waitFor();
     const focusedLinkInView = async () => {
@@ -289,8 +288,7 @@ describe("dashboard sign-out", { skip: noChromium }, () => {
     try {
       const page = await browser.newPage();
       await page.goto(`${server.url}/dashboard/`);
-      await page.getByLabel("Admin token").fill(TOKEN);
-      await page.getByRole("button", { name: "Sign in as operator" }).click();
+      await signInAsOperator(page);
       await page.getByRole("heading", { name: "Accounts" }).waitFor();
       await page.route("**/dashboard/api/logout", (route) => route.abort());
       await page.getByRole("button", { name: "Sign out" }).click();

@@ -383,6 +383,10 @@ describe("HTTP hardening: CORS", () => {
   });
 });
 
+/** The connections a server holds open now. */
+const openConnections = (server: TestServer): Promise<number> =>
+  new Promise<number>((resolve) => server.app.server.getConnections((_e, n) => resolve(n)));
+
 /** A server whose remote specialist `faraway` answers only when the test releases its upstream, started with `env`. */
 function serverWithHeldUpstream(env: Record<string, string>): { upstream: HeldUpstream; server: TestServer } {
   const held = { upstream: new HeldUpstream() } as { upstream: HeldUpstream; server: TestServer };
@@ -421,7 +425,7 @@ describe("HTTP hardening: connection cap", () => {
     return connection;
   }
 
-  const connections = (): Promise<number> => new Promise<number>((resolve) => held.server.app.server.getConnections((_e, n) => resolve(n)));
+  const connections = (): Promise<number> => openConnections(held.server);
 
   async function noConnections(): Promise<void> {
     held.server.app.server.closeIdleConnections();
@@ -524,7 +528,7 @@ describe("HTTP hardening: clients that read nothing", () => {
     const { socket } = rawConnection(held.server.url);
     socket.pause(); // so it sees no end either: the server's count of connections tells
     socket.write("GET /docs/assets/swagger-ui-bundle.js HTTP/1.1\r\nHost: x\r\n\r\n".repeat(24));
-    const connections = (): Promise<number> => new Promise((resolve) => held.server.app.server.getConnections((_e, n) => resolve(n)));
+    const connections = (): Promise<number> => openConnections(held.server);
     while ((await connections()) === 0) await new Promise((resolve) => setTimeout(resolve, 10));
     const deadline = Date.now() + 8000;
     while ((await connections()) > 0) {

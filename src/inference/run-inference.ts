@@ -1,5 +1,5 @@
 import { MODEL_PREFIX } from "../api/types.js";
-import { closest } from "../closest-name.js";
+import { closest, slipEdits } from "../closest-name.js";
 import { ApiError, errors } from "../errors.js";
 import type { AbortSource, GenerationRequest, GenerationResult } from "../engines/types.js";
 import type { Admission, AdmitOptions, Endpoint, TokenReservation } from "../gate/gate.js";
@@ -158,13 +158,13 @@ function suggestionFor(options: Pick<InferenceDeps, "specialists">, name: string
   if (prefix.length === 0 && name.startsWith(MODEL_PREFIX) && options.specialists.get(name.slice(MODEL_PREFIX.length)) !== undefined) {
     return name.slice(MODEL_PREFIX.length);
   }
-  // A typo or the other spelling (`summarize`, `alveare-clasify`): the nearest id, within a third of its length in edits.
+  // A typo or the other spelling (`summarize`, `alveare-clasify`): the nearest id within a slip of it.
   const id = name.startsWith(MODEL_PREFIX) ? name.slice(MODEL_PREFIX.length) : name;
   const near = closest(
     id,
     // Not the embeddings model: chat completions and /v1/infer would refuse it next.
     options.specialists.list().flatMap((s) => (s.kind === "embeddings" ? [] : [s.id])),
-    Math.min(3, Math.max(1, Math.floor(id.length / 3))),
+    slipEdits(id),
   );
   return near === undefined ? undefined : `${prefix}${near}`;
 }
