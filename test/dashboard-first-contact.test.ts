@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import type { Browser, Page } from "playwright-core";
+import type { Browser, Page, Request } from "playwright-core";
 import { launchChromium, noChromium } from "./helpers/browser.js";
 import { startTestServer, type TestServer } from "./helpers/fixtures.js";
 
@@ -94,6 +94,54 @@ describe("dashboard first contact", { skip: noChromium }, () => {
       release();
       await member.unroute("**/dashboard/api/usage**");
     }
+    await member.getByRole("link", { name: "Keys" }).click();
+    await member.getByRole("heading", { name: "API keys" }).waitFor();
+  });
+
+  it("a page whose data arrives after the person went on to another page never replaces that page", async () => {
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    // The Usage page's two reads (its numbers and its breakdown), as they reach the network and are held there.
+    let usageAsked = 0;
+    let bothAsked!: () => void;
+    const usageHeld = new Promise<void>((resolve) => (bothAsked = resolve));
+    await member.route("**/dashboard/api/usage**", async (route) => {
+      if (++usageAsked === 2) bothAsked();
+      await held;
+      await route.continue().catch(() => undefined);
+    });
+    // The same two reads (its numbers and its breakdown), as the browser finishes receiving them.
+    let usageReads = 0;
+    let bothRead!: () => void;
+    const usageRead = new Promise<void>((resolve) => (bothRead = resolve));
+    const onFinished = (request: Request): void => {
+      if (request.url().includes("/dashboard/api/usage") && ++usageReads === 2) bothRead();
+    };
+    member.on("requestfinished", onFinished);
+    try {
+      // From Plan: Usage, held on its way; then Keys, drawn in full; then the Usage answers arrive.
+      await member.getByRole("link", { name: "Plan" }).click();
+      await member.locator("main:not([aria-busy]) h1", { hasText: "Plan" }).waitFor();
+      await member.getByRole("link", { name: "Usage" }).click();
+      await usageHeld;
+      await member.getByRole("link", { name: "Keys" }).click();
+      await member.locator("main:not([aria-busy]) h1", { hasText: "API keys" }).waitFor();
+      release();
+      await usageRead;
+      // The page's own code has had its turn with the answers (a late page was drawn within this, before the fix).
+      await member.evaluate(() => new Promise((resolve) => setTimeout(resolve, 200)));
+      assert.equal(await member.locator("main h1").textContent(), "API keys");
+      assert.equal(await member.evaluate("location.hash"), "#keys");
+      assert.equal(await member.evaluate("document.title"), "API keys · Alveare dashboard");
+      assert.equal(await member.locator("main[aria-busy]").count(), 0);
+    } finally {
+      release();
+      member.off("requestfinished", onFinished);
+      await member.unroute("**/dashboard/api/usage**");
+    }
+    // The page left is still there to go back to, with its data.
+    await member.getByRole("link", { name: "Usage" }).click();
+    await member.getByRole("heading", { name: "Usage" }).waitFor();
     await member.getByRole("link", { name: "Keys" }).click();
     await member.getByRole("heading", { name: "API keys" }).waitFor();
   });

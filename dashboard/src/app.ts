@@ -3,7 +3,23 @@
  * Every number it shows comes from the server's JSON API; it keeps nothing but
  * the session's CSRF token in memory (the session itself is an HttpOnly cookie).
  */
-import { api, ApiFailure, errorText, field, form, h, quiet, say, sessionEnded, show, state, when, type Json, type SessionAnswer } from "./dom.js";
+import {
+  api,
+  ApiFailure,
+  errorText,
+  field,
+  form,
+  h,
+  newNavigation,
+  quiet,
+  say,
+  sessionEnded,
+  show,
+  state,
+  when,
+  type Json,
+  type SessionAnswer,
+} from "./dom.js";
 import { keysView, planView, usageView } from "./member.js";
 import { accountsView, accountView } from "./operator.js";
 import { activityView, auditView } from "./audit.js";
@@ -116,7 +132,7 @@ async function loginView(): Promise<void> {
 async function inviteView(token: string): Promise<void> {
   let info: Json;
   try {
-    info = await api("POST", "/dashboard/api/invitations/check", { token });
+    info = await api("POST", "/dashboard/api/invitations/check", { token }, { read: true });
   } catch (error) {
     show(
       h("h1", {}, "Invitation not valid"),
@@ -175,6 +191,7 @@ async function loadSession(): Promise<void> {
 }
 
 async function route(): Promise<void> {
+  newNavigation(); // the page being left draws nothing more, whenever its data arrives
   const hash = location.hash || "#keys";
   renderNav();
   // While the next page's data loads, the one on screen is marked stale (aria-busy, dimmed): the menu already

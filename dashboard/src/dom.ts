@@ -41,17 +41,43 @@ export class ApiFailure extends Error {
   }
 }
 
-export async function api<T = Json>(method: string, path: string, body?: unknown): Promise<T> {
+/** Navigations started so far: an answer to a read made for an earlier one is dropped (see api()). */
+let navigations = 0;
+
+/** Starts a navigation: from now on, reads still on their way for the page being left are never answered. */
+export function newNavigation(): void {
+  navigations++;
+}
+
+/** A promise that never settles: what a page's read gets once the person has gone to another page. */
+const dropped = <T>(): Promise<T> => new Promise<T>(() => undefined);
+
+/**
+ * Calls the JSON API. A read (a GET, or a POST marked `read` such as the invitation check) whose answer arrives
+ * after another navigation began is never answered, so the page that asked for it is never drawn: a late Usage
+ * answer used to replace the Keys page opened after it. Changes (POST, PATCH, DELETE) always settle, since what
+ * follows them (a new key's secret) must not be lost.
+ */
+export async function api<T = Json>(method: string, path: string, body?: unknown, options: { read?: boolean } = {}): Promise<T> {
+  const startedIn = navigations;
+  const stale = (): boolean => (options.read ?? method === "GET") && startedIn !== navigations;
   const headers: Record<string, string> = {};
   if (body !== undefined || method !== "GET") headers["content-type"] = "application/json";
   if (state.session && method !== "GET") headers["x-csrf-token"] = state.session.csrf_token;
-  const response = await fetch(path, {
-    method,
-    headers,
-    body: body === undefined ? (method === "GET" ? undefined : "{}") : JSON.stringify(body),
-    credentials: "same-origin",
-  });
+  let response: Response;
+  try {
+    response = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? (method === "GET" ? undefined : "{}") : JSON.stringify(body),
+      credentials: "same-origin",
+    });
+  } catch (error) {
+    if (stale()) return dropped();
+    throw error;
+  }
   const json = (await response.json().catch(() => ({}))) as Json;
+  if (stale()) return dropped();
   if (!response.ok) {
     if (response.status === 401 && state.session !== undefined) sessionEnded();
     throw new ApiFailure(

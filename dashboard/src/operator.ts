@@ -71,7 +71,7 @@ function inviteForm(account: Json, members: Json[]): HTMLElement {
     const created = await api("POST", `/admin/api/accounts/${encodeURIComponent(id)}/invitations`, { email });
     const path = String(created.invite_path);
     // The page reads the invitation back as the invitee will see it: e-mail, account, expiry.
-    const info = await api("POST", "/dashboard/api/invitations/check", { token: path.split("#invite=")[1] ?? "" });
+    const info = await api("POST", "/dashboard/api/invitations/check", { token: path.split("#invite=")[1] ?? "" }, { read: true });
     await accountView(id);
     const box = invitationBox(info, `${location.origin}${path}`);
     document.getElementById("invite-result")!.replaceChildren(box);
