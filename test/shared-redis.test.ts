@@ -635,6 +635,56 @@ describe("the monthly counter behind the ledger", () => {
       await dropDatabase(database);
     }
   });
+  it("lets every request refused together at a stale counter share the ledger's answer: the room given back is used whole", async () => {
+    const database = await freshDatabase();
+    const connection = await testConnection();
+    const stores = await createStore({ dataDir: tempDir(), databaseUrl: database });
+    try {
+      const accounts = new AccountService(stores, loadConfig({}, {}).plans);
+      const account = await accounts.createAccount(CLI_CONTEXT, "a", "solo");
+      const counter = new RedisQuotaCounter(connection, stores.ledger);
+      const request = (i: number) => ({
+        requestId: `req_${i}`,
+        caller: { accountId: account.id, keyId: "k", mode: "live" as const, plan: "solo" },
+        specialistId: "echo",
+        endpoint: "infer" as const,
+        limit: 3,
+        at: new Date(),
+      });
+      for (let i = 0; i < 3; i++) assert.ok(await counter.take(request(i)));
+      // A dead node's two unfinished rows, settled by a survivor in the ledger only: Redis still counts them.
+      const period = billingPeriod(new Date()).key;
+      const pool = openPool(database);
+      try {
+        const { rows } = await pool.query<{ id: number }>("SELECT id FROM usage_events ORDER BY id LIMIT 2");
+        for (const { id } of rows) {
+          await stores.ledger.complete({
+            eventId: id,
+            accountId: account.id,
+            mode: "live",
+            period,
+            status: 0,
+            promptTokens: 0,
+            completionTokens: 0,
+            latencyMs: 0,
+            at: new Date().toISOString(),
+          });
+        }
+      } finally {
+        await pool.end();
+      }
+      // A burst at the full counter: one of them asks the ledger, and the others wait for that answer instead of
+      // being refused for the month while two requests are free.
+      const tickets = await Promise.all(Array.from({ length: 5 }, (_, i) => counter.take(request(10 + i))));
+      assert.equal(tickets.filter((t) => t !== undefined).length, 2);
+      assert.equal((await stores.ledger.periodUsage(account.id, "live", period)).requests, 3);
+    } finally {
+      await stores.close();
+      connection.redis.disconnect();
+      await deletePrefix(connection.prefix);
+      await dropDatabase(database);
+    }
+  });
 });
 
 describe("Redis settings at start", () => {

@@ -46,6 +46,8 @@ return 1
 export class RedisQuotaCounter implements QuotaCounter {
   /** When each counter last refused after asking the ledger: a counter at its limit asks at most once a second. */
   private readonly ledgerChecked = new Map<string, number>();
+  /** The ledger checks under way, by counter: requests refused while one is out wait for its answer. */
+  private readonly ledgerChecking = new Map<string, Promise<boolean>>();
 
   constructor(
     private readonly connection: RedisConnection,
@@ -69,18 +71,26 @@ export class RedisQuotaCounter implements QuotaCounter {
    * A full counter may be behind the ledger: survivors gave back a dead node's
    * unfinished requests in the ledger only. Before refusing, the ledger is
    * asked (once a second per counter) and, when it has room, the counter is
-   * set to it.
+   * set to it. Requests refused while that check is out share its answer:
+   * a burst at a stale counter is refused together, and each of them, not
+   * only the one that asked, may then take the room the ledger has (the
+   * counter decides which, one at a time).
    */
-  private async ledgerHasRoom(key: string, accountId: string, mode: QuotaRequest["caller"]["mode"], period: string, limit: number): Promise<boolean> {
+  private ledgerHasRoom(key: string, accountId: string, mode: QuotaRequest["caller"]["mode"], period: string, limit: number): Promise<boolean> {
+    const pending = this.ledgerChecking.get(key);
+    if (pending !== undefined) return pending;
     const now = Date.now();
-    if (now - (this.ledgerChecked.get(key) ?? -Infinity) < LEDGER_CHECK_MS) return false;
+    if (now - (this.ledgerChecked.get(key) ?? -Infinity) < LEDGER_CHECK_MS) return Promise.resolve(false);
     if (this.ledgerChecked.size >= LEDGER_CHECKS_KEPT) this.ledgerChecked.clear();
     this.ledgerChecked.set(key, now);
-    const usage = await this.ledger.periodUsage(accountId, mode, period);
-    if (usage.requests >= limit) return false;
-    const { redis } = this.connection;
-    await redis.set(key, usage.requests, "PX", QUOTA_RESEED_MS);
-    return true;
+    const check = (async () => {
+      const usage = await this.ledger.periodUsage(accountId, mode, period);
+      if (usage.requests >= limit) return false;
+      await this.connection.redis.set(key, usage.requests, "PX", QUOTA_RESEED_MS);
+      return true;
+    })().finally(() => this.ledgerChecking.delete(key));
+    this.ledgerChecking.set(key, check);
+    return check;
   }
 
   /** The limiter counts in this counter in its own script: one round trip per admission instead of two. */
