@@ -184,6 +184,37 @@ describe("HTTP contract: errors and request ids", () => {
       );
     }
   });
+  it("points a client whose base URL lacks /v1, or ends in a slash, at the path it meant", async () => {
+    // The commonest slips in pointing a client at a compatible server: both were a bare "Unknown route".
+    const v1 = "The API's paths start with /v1: give clients the base URL http://<host>:<port>/v1";
+    const slash = 'The address has "//" in it: a base URL ending in "/" joined with a path starting with "/"';
+    for (const [method, path, meant, why] of [
+      ["POST", "/chat/completions", "/v1/chat/completions", v1],
+      ["GET", "/models", "/v1/models", v1],
+      ["POST", "/infer", "/v1/infer", v1],
+      ["POST", "/v1//chat/completions", "/v1/chat/completions", slash],
+      ["GET", "//v1/models", "/v1/models", slash],
+      ["POST", "/completions", "/v1/completions", v1],
+    ] as const) {
+      const r = await fetch(`${server.url}${path}`, {
+        method,
+        headers: { "content-type": "application/json" },
+        body: method === "GET" ? undefined : "{}",
+      });
+      assert.equal(r.status, 404, `${method} ${path}`);
+      const { error } = (await r.json()) as { error: { code: string; message: string } };
+      assert.equal(error.code, "not_found");
+      assert.equal(error.message, `Unknown route: ${method} ${path}; did you mean ${meant}? ${why}.`);
+    }
+    // A key in the path stays masked in the suggestion too, and a long one is cut.
+    const key = `alv_live_${"k".repeat(40)}`;
+    const { error } = (await (await fetch(`${server.url}/models/${key}`)).json()) as { error: { message: string } };
+    assert.ok(!error.message.includes(key), error.message);
+    assert.match(error.message, /; did you mean \/v1\/models\/alv_live_…/);
+    // Nothing to suggest: no hint.
+    const none = (await (await fetch(`${server.url}/nothing/here`)).json()) as { error: { message: string } };
+    assert.equal(none.error.message, "Unknown route: GET /nothing/here");
+  });
   it("says a path segment over 100 characters is too long, not that the URL's encoding is broken", async () => {
     const r = await fetch(`${server.url}/v1/models/${"a".repeat(101)}`);
     assert.equal(r.status, 400);
@@ -216,6 +247,22 @@ describe("HTTP contract: errors and request ids", () => {
       body: JSON.stringify({ specialist: "classify", prompt: "ok", max_tokens: 4 }),
     });
     assert.equal(r.status, 200);
+  });
+  it("ignores a byte-order mark before the JSON, as JSON's RFC allows (Windows tools write one)", async () => {
+    const bom = Buffer.from([0xef, 0xbb, 0xbf]);
+    const send = (rest: string): Promise<Response> =>
+      fetch(`${server.url}/v1/infer`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: Buffer.concat([bom, Buffer.from(rest)]),
+      });
+    assert.equal((await send(JSON.stringify({ specialist: "classify", prompt: "ok", max_tokens: 4 }))).status, 200);
+    // Only one mark, and only before JSON: anything else is still refused as the JSON it is not.
+    for (const rest of ["{not json", `\ufeff${JSON.stringify({ specialist: "classify", prompt: "ok" })}`]) {
+      const r = await send(rest);
+      assert.equal(r.status, 400, rest);
+      assert.equal(((await r.json()) as { error: { code: string } }).error.code, "invalid_json");
+    }
   });
   it("keeps a client's own x-request-id and makes one otherwise", async () => {
     const mine = await fetch(`${server.url}/health`, { headers: { "x-request-id": "trace-123" } });

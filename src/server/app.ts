@@ -8,7 +8,7 @@ import Fastify, {
 } from "fastify";
 import type { IncomingMessage } from "node:http";
 import type { ChildLoggerOptions, Logger } from "pino";
-import { ApiError, errors, shortenedTo } from "../errors.js";
+import { ApiError, errors, shortened, shortenedTo } from "../errors.js";
 import type { Gate } from "../gate/gate.js";
 import type { SpecialistSource } from "../inference/run-inference.js";
 import { requestId } from "../ids.js";
@@ -110,9 +110,21 @@ function notFoundHint(app: FastifyInstance, path: string): string | undefined {
   // True whether metrics are on or off (ALVEARE_METRICS_PORT=0): the API's port never serves them.
   if (path === "/metrics")
     return "metrics are never served on the API's port: they have a listener of their own (ALVEARE_METRICS_HOST, ALVEARE_METRICS_PORT; 0 turns it off)";
+  const takes = (url: string): string[] => ["GET", "POST"].filter((method) => app.findRoute({ method, url }) !== null);
+  // The commonest slips in pointing a client here: a base URL without /v1, or one ending in "/" joined with a path
+  // starting with "/". Both were a bare "Unknown route".
+  const meant = path.replace(/\/{2,}/g, "/");
+  const underV1 = meant.startsWith("/v1/") ? meant : `/v1${meant}`;
+  if (underV1 !== path && (takes(underV1).length > 0 || UNSERVED_OPENAI_ROUTE.test(underV1))) {
+    // Echoed as the path is (a key in it masked, 40 characters at most).
+    const suggestion = shortened(withoutKeys(underV1));
+    return meant === underV1
+      ? `did you mean ${suggestion}? The address has "//" in it: a base URL ending in "/" joined with a path starting with "/"`
+      : `did you mean ${suggestion}? The API's paths start with /v1: give clients the base URL http://<host>:<port>/v1`;
+  }
   if (!path.startsWith("/v1/")) return undefined;
-  const takes = ["GET", "POST"].filter((method) => app.findRoute({ method, url: path }) !== null);
-  if (takes.length > 0) return `this path takes ${takes.join(" or ")}`;
+  const methods = takes(path);
+  if (methods.length > 0) return `this path takes ${methods.join(" or ")}`;
   if (UNSERVED_OPENAI_ROUTE.test(path))
     return "this server serves OpenAI's Chat Completions API (POST /v1/chat/completions), not the Responses API or legacy completions";
   return undefined;
@@ -195,6 +207,10 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     try {
       parsed = JSON.parse(text);
     } catch (error) {
+      // A byte-order mark before the JSON (Windows tools write one) is ignored, as JSON's RFC lets a parser do;
+      // it was a 400 quoting an invisible character. Looked for only here, off the usual path.
+      // One mark only: a body of marks is no JSON, and stripping them one parse at a time would cost quadratic time.
+      if (text.charCodeAt(0) === 0xfeff && text.charCodeAt(1) !== 0xfeff) return parseJson(req, text.slice(1), done);
       // Whitespace is no JSON either: checked only here, so a body is not copied by trim() per request.
       if (text.trim().length === 0) return done(null, undefined);
       return done(errors.invalidJson((error as Error).message), undefined);
