@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { Browser, Page, Request } from "playwright-core";
 import { launchChromium, noChromium } from "./helpers/browser.js";
-import { startTestServer, type TestServer } from "./helpers/fixtures.js";
+import { createKey, startTestServer, type TestServer } from "./helpers/fixtures.js";
 
 const TOKEN = "operator-token-for-the-first-contact-test";
 const PASSWORD = "a long enough password";
@@ -200,6 +200,53 @@ describe("dashboard first contact", { skip: noChromium }, () => {
       .getByText(/^revoked /)
       .waitFor();
     assert.equal(await member.evaluate("document.activeElement?.id"), "main");
+  });
+
+  it("an action on an account's page keeps the operator's place: its button, or its section's heading, has the focus, in view", async () => {
+    const { accountId } = await createKey(server, "starter");
+    for (let i = 0; i < 3; i++) await createKey(server, "starter", "live", accountId);
+    const invited = await fetch(`${server.url}/admin/api/accounts/${accountId}/invitations`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+      body: JSON.stringify({ email: "ops@globex.example" }),
+    });
+    assert.equal(invited.status, 201);
+    // A short window: the keys and members sections are far below the page's top.
+    const page = await browser.newPage({ viewport: { width: 1000, height: 500 } });
+    await page.goto(`${server.url}/dashboard/#account=${accountId}`);
+    await signInAsOperator(page);
+    await page.getByRole("heading", { name: "Account acct-starter" }).waitFor();
+    const focus = (): Promise<{ id: string; text: string; inView: boolean }> =>
+      page.evaluate(`(() => {
+        const e = document.activeElement;
+        const box = e.getBoundingClientRect();
+        return { id: e.id, text: e.textContent ?? "", inView: box.top >= 0 && box.bottom <= innerHeight };
+      })()`);
+    const confirm = async (name: string | RegExp): Promise<void> => {
+      await page.getByRole("dialog").getByRole("button", { name }).click();
+      await page.getByRole("dialog").waitFor({ state: "detached" });
+    };
+
+    // A revoked key takes its button away: the Keys heading has the focus. Before, the page's top had it.
+    await page
+      .getByRole("button", { name: /^Revoke key/ })
+      .first()
+      .click();
+    await confirm("Revoke key");
+    assert.deepEqual(await focus(), { id: "keys-title", text: "Keys", inView: true });
+    await page.getByRole("button", { name: "Remove member ops@globex.example" }).click();
+    await confirm("Remove member");
+    assert.deepEqual(await focus(), { id: "members-title", text: "Members", inView: true });
+    // A status or plan change: its own button again, as it now reads.
+    await page.getByRole("button", { name: "Suspend account" }).click();
+    await confirm(/^Suspend /);
+    assert.deepEqual(await focus(), { id: "status-action", text: "Reactivate account", inView: true });
+    await page.getByLabel("Plan", { exact: true }).selectOption("professional");
+    await page.getByRole("button", { name: "Change plan" }).click();
+    await confirm("Change to professional");
+    assert.deepEqual(await focus(), { id: "change-plan", text: "Change plan", inView: true });
+    await page.getByText("plan professional", { exact: false }).first().waitFor();
+    await page.close();
   });
 
   it("an API refusal that already names its field reads as a sentence, not \"Invalid 'name': …\"", async () => {

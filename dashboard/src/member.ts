@@ -2,7 +2,7 @@ import { breakdownTables, dailyChart, quotaBar, usageNumbers, type Breakdown } f
 import { api, ApiFailure, confirmAction, errorText, copyable, field, form, h, keyLabel, say, show, state, table, when, type Json } from "./dom.js";
 
 /** Revokes one key after an in-page confirmation naming it; a failure stays visible in the dialog. */
-export function revokeButton(key: Json, path: string, after: () => Promise<void>): HTMLElement {
+export function revokeButton(key: Json, path: string, after: () => Promise<HTMLElement | void>): HTMLElement {
   const label = keyLabel(key);
   return h(
     "button",
@@ -14,7 +14,7 @@ export function revokeButton(key: Json, path: string, after: () => Promise<void>
         confirmAction(`Revoke key ${label}?`, "Requests made with this key fail at once. This cannot be undone.", "Revoke key", async () => {
           await api("POST", path);
           say(`Key ${label} revoked`);
-          await after();
+          return after();
         }),
     },
     "Revoke",
@@ -31,7 +31,12 @@ export function creatorLabel(key: Json, email: string | undefined, you?: string)
   return email === you ? "you" : email;
 }
 
-export function keyRows(keys: Json[], revokePath: (id: string) => string, after: () => Promise<void>, creator: (key: Json) => HTMLElement | string) {
+export function keyRows(
+  keys: Json[],
+  revokePath: (id: string) => string,
+  after: () => Promise<HTMLElement | void>,
+  creator: (key: Json) => HTMLElement | string,
+) {
   return keys.map((k) => [
     typeof k.name === "string" ? k.name : h("span", { class: "muted" }, "unnamed"),
     String(k.mode),

@@ -129,13 +129,27 @@ function removeMemberButton(account: Json, member: Json, keys: readonly Json[]):
               `/admin/api/accounts/${encodeURIComponent(id)}/members/${encodeURIComponent(String(member.id))}${keep.checked ? "?keep_keys=true" : ""}`,
             );
             say(theirs === 0 ? `${email} removed` : `${email} removed; their keys ${keep.checked ? "kept" : "revoked"}`);
-            await accountView(id);
+            return redrawn(id, "members-title");
           },
           choice,
         ),
     },
     "Remove",
   );
+}
+
+/**
+ * The account's page drawn again after an action on it, and where the focus goes back to: the action's own button,
+ * or the heading of its section when the action took its button away (a revoked key, a removed member). Focusing it
+ * brings it into view. The redrawn page opened at its top with the focus on the page, so an operator who revoked a
+ * key far down the page was sent back to the top to find it again.
+ */
+async function redrawn(id: string, placeId: string): Promise<HTMLElement | undefined> {
+  await accountView(id);
+  const place = document.getElementById(placeId);
+  if (place === null) return undefined;
+  if (!(place instanceof HTMLButtonElement || place instanceof HTMLSelectElement)) place.setAttribute("tabindex", "-1");
+  return place;
 }
 
 export async function accountView(id: string): Promise<void> {
@@ -184,6 +198,7 @@ export async function accountView(id: string): Promise<void> {
           "button",
           {
             type: "button",
+            id: "change-plan",
             onclick: () => {
               if (plan.value === account.plan) {
                 say(`${name} is already on ${plan.value}`);
@@ -196,7 +211,7 @@ export async function accountView(id: string): Promise<void> {
                 async () => {
                   await api("PATCH", base, { plan: plan.value });
                   say(`Plan changed to ${plan.value}`);
-                  await accountView(id);
+                  return redrawn(id, "change-plan");
                 },
               );
             },
@@ -211,6 +226,7 @@ export async function accountView(id: string): Promise<void> {
           "button",
           {
             type: "button",
+            id: "status-action",
             class: active ? "secondary" : "",
             onclick: () =>
               confirmAction(
@@ -220,7 +236,7 @@ export async function accountView(id: string): Promise<void> {
                 async () => {
                   await api("PATCH", base, { status: active ? "suspended" : "active" });
                   say(active ? `${name} suspended: its keys are refused` : `${name} reactivated`);
-                  await accountView(id);
+                  return redrawn(id, "status-action");
                 },
               ),
           },
@@ -253,7 +269,7 @@ export async function accountView(id: string): Promise<void> {
             keyRows(
               keys.data,
               (keyId) => `/admin/api/keys/${keyId}/revoke`,
-              () => accountView(id),
+              () => redrawn(id, "keys-title"),
               (k) => creatorLabel(k, emailOf.get(String(k.created_by))),
             ),
           ),
