@@ -249,6 +249,72 @@ describe("dashboard first contact", { skip: noChromium }, () => {
     await page.close();
   });
 
+  it("the audit page's filters live in its address: a reload, Back, a bookmark or a sign-in keep them", async () => {
+    const page = await browser.newPage();
+    await page.goto(`${server.url}/dashboard/#audit`);
+    await signInAsOperator(page);
+    await page.getByRole("heading", { name: "Audit log" }).waitFor();
+    await page
+      .getByRole("row", { name: /account\.created/ })
+      .first()
+      .waitFor();
+    await page.getByLabel("Action").selectOption("operator.signed_in");
+    await page.getByRole("button", { name: "Filter" }).click();
+    await page
+      .getByRole("row", { name: /account\.created/ })
+      .first()
+      .waitFor({ state: "detached" });
+    assert.equal(await page.evaluate("location.hash"), "#audit?action=operator.signed_in");
+    assert.ok((await page.getByRole("row", { name: /operator\.signed_in/ }).count()) > 0);
+    // The menu still marks Audit.
+    assert.equal(await page.getByRole("link", { name: "Audit" }).getAttribute("aria-current"), "page");
+    // A reload keeps the filter, in the form and in the records. Before, it showed every record, the form empty.
+    await page.reload();
+    await page.getByRole("heading", { name: "Audit log" }).waitFor();
+    await page
+      .getByRole("row", { name: /operator\.signed_in/ })
+      .first()
+      .waitFor();
+    assert.equal(await page.getByLabel("Action").inputValue(), "operator.signed_in");
+    assert.equal(await page.getByRole("row", { name: /account\.created/ }).count(), 0);
+    // Back: the unfiltered page again.
+    await page.goBack();
+    await page
+      .getByRole("row", { name: /account\.created/ })
+      .first()
+      .waitFor();
+    assert.equal(await page.getByLabel("Action").inputValue(), "");
+    // "Since" after "Until" is said beside the form; the address and records stay as they were.
+    await page.getByLabel("Since").fill("2026-11-20");
+    await page.getByLabel("Until (included)").fill("2026-11-10");
+    await page.getByRole("button", { name: "Filter" }).click();
+    await page.getByRole("alert").getByText('"Since" (2026-11-20) is after "Until" (2026-11-10): no record can be in between.').waitFor();
+    assert.equal(await page.evaluate("location.hash"), "#audit");
+    // "Until" includes its day: Since and Until both today show today's records. Before, they showed none.
+    const today = new Date().toISOString().slice(0, 10);
+    await page.getByLabel("Since").fill(today);
+    await page.getByLabel("Until (included)").fill(today);
+    await page.getByRole("button", { name: "Filter" }).click();
+    await page
+      .getByRole("row", { name: /account\.created/ })
+      .first()
+      .waitFor();
+    assert.equal(await page.evaluate("location.hash"), `#audit?since=${today}&until=${today}`);
+    // A sign-in on a bookmarked filtered address opens it, filtered.
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.getByRole("heading", { name: "Sign in" }).waitFor();
+    await page.goto(`${server.url}/dashboard/#audit?action=operator.signed_in`);
+    await signInAsOperator(page);
+    await page.getByRole("heading", { name: "Audit log" }).waitFor();
+    await page
+      .getByRole("row", { name: /operator\.signed_in/ })
+      .first()
+      .waitFor();
+    assert.equal(await page.evaluate("location.hash"), "#audit?action=operator.signed_in");
+    assert.equal(await page.getByRole("row", { name: /account\.created/ }).count(), 0);
+    await page.close();
+  });
+
   it("an API refusal that already names its field reads as a sentence, not \"Invalid 'name': …\"", async () => {
     const page = await browser.newPage();
     await page.goto(`${server.url}/dashboard/#admin`);

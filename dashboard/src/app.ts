@@ -22,7 +22,7 @@ import {
 } from "./dom.js";
 import { keysView, planView, usageView } from "./member.js";
 import { accountsView, accountView } from "./operator.js";
-import { activityView, auditView } from "./audit.js";
+import { activityView, auditFilters, auditView } from "./audit.js";
 
 const MIN_PASSWORD = 12;
 const MEMBER_PAGES = ["#keys", "#usage", "#plan", "#activity"];
@@ -33,7 +33,7 @@ const MEMBER_PAGES = ["#keys", "#usage", "#plan", "#activity"];
  */
 function menuEntry(kind: "member" | "operator", hash: string): string {
   if (kind === "member") return MEMBER_PAGES.includes(hash) ? hash : "#keys";
-  return hash === "#audit" ? "#audit" : "#admin";
+  return hash === "#audit" || hash.startsWith("#audit?") ? "#audit" : "#admin";
 }
 
 function renderNav(): void {
@@ -71,7 +71,7 @@ function go(hash: string): void {
  */
 function landing(kind: "member" | "operator"): string {
   const hash = location.hash;
-  return kind === "operator" && hash.startsWith("#account=") ? hash : menuEntry(kind, hash);
+  return kind === "operator" && (hash.startsWith("#account=") || hash.startsWith("#audit?")) ? hash : menuEntry(kind, hash);
 }
 
 async function signOut(): Promise<void> {
@@ -217,7 +217,7 @@ async function showPage(hash: string): Promise<void> {
     }
     if (session.kind === "operator") {
       if (hash.startsWith("#account=")) return await accountView(decodeURIComponent(hash.slice("#account=".length)));
-      if (hash === "#audit") return await auditView();
+      if (menuEntry("operator", hash) === "#audit") return await auditView(auditFilters(hash));
       return await accountsView();
     }
     if (hash === "#usage") return await usageView();

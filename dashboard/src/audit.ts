@@ -83,9 +83,45 @@ async function recordsSection(base: string, query: URLSearchParams, withAccount:
   return section;
 }
 
+/** The address of the operator's audit page with these filters: `#audit?action=key.revoked&since=2026-11-01`. */
+export function auditHash(filters: Filters): string {
+  const query = new URLSearchParams();
+  for (const name of FILTERS) if (filters[name]) query.set(name, filters[name]);
+  const text = query.toString();
+  return text === "" ? "#audit" : `#audit?${text}`;
+}
+
+/** The day after a "YYYY-MM-DD" day; anything else unchanged, for the server to accept or refuse by name. */
+function dayAfter(day: string): string {
+  if (!/^\d{4}-\d{2}-\d{2}$/.test(day)) return day;
+  const next = new Date(`${day}T00:00:00Z`);
+  // An impossible day (2026-02-30) is the server's to refuse, not this page's to roll over.
+  if (Number.isNaN(next.getTime()) || next.toISOString().slice(0, 10) !== day) return day;
+  next.setUTCDate(next.getUTCDate() + 1);
+  return next.toISOString().slice(0, 10);
+}
+
+/** The filters an audit page's address names; anything else in it is ignored. */
+export function auditFilters(hash: string): Filters {
+  const query = new URLSearchParams(hash.slice("#audit".length).replace(/^\?/, ""));
+  const filters: Filters = {};
+  for (const name of FILTERS) {
+    const value = query.get(name)?.trim();
+    if (value) filters[name] = value;
+  }
+  return filters;
+}
+
+/**
+ * The operator's audit page. Its filters live in the page's address, so a filtered view survives a reload, Back
+ * and Forward, and can be bookmarked or sent to someone: they used to be lost on any of those.
+ */
 export async function auditView(filters: Filters = {}): Promise<void> {
   const query = new URLSearchParams();
   for (const name of FILTERS) if (filters[name]) query.set(name, filters[name]);
+  // The form's "Until" is a day, included, as a person picking one means it; the API's `until` is exclusive, so it
+  // gets the next day. Before, Since and Until on the same day showed nothing. Anything else goes as it is.
+  if (filters.until !== undefined) query.set("until", dayAfter(filters.until));
   const input = (label: string, name: (typeof FILTERS)[number], type = "text", hint = "") =>
     h("label", {}, label, h("input", { name, type, value: filters[name] ?? "", ...(hint ? { placeholder: hint } : {}) }));
   show(
@@ -111,7 +147,7 @@ export async function auditView(filters: Filters = {}): Promise<void> {
         ),
         input("Actor", "actor", "text", "operator, cli, member:…"),
         input("Since", "since", "date"),
-        input("Until", "until", "date"),
+        input("Until (included)", "until", "date"),
       ],
       "Filter",
       async (d) => {
@@ -120,7 +156,14 @@ export async function auditView(filters: Filters = {}): Promise<void> {
           const value = String(d.get(name) ?? "").trim();
           if (value !== "") next[name] = value;
         }
-        await auditView(next);
+        // Said beside the form: it only said that no records match.
+        if (next.since !== undefined && next.until !== undefined && next.since > next.until) {
+          throw new Error(`"Since" (${next.since}) is after "Until" (${next.until}): no record can be in between.`);
+        }
+        const hash = auditHash(next);
+        // The same filters again fire no hashchange: drawn here, as the records may have changed since.
+        if (location.hash === hash) await auditView(next);
+        else location.hash = hash;
       },
       "filters",
     ),
