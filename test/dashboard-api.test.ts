@@ -251,6 +251,33 @@ describe("dashboard API", () => {
     assert.ok(Number(limited.headers.get("retry-after")) >= 1);
   });
 
+  it("ends the session a browser held when it signs in again, as the same person or another", async () => {
+    await join("erin-co", "erin@example.com"); // one whose sign-ins no other test limits
+    const b = new Browser(server);
+    assert.equal((await b.call("POST", "/dashboard/api/login", { email: "alice@example.com", password: "correct horse battery" })).status, 200);
+    const first = b.cookie;
+    const copy = new Browser(server);
+    copy.cookie = first; // a copy of the cookie, taken while it was live
+    assert.equal((await copy.call("GET", "/dashboard/api/session")).json.email, "alice@example.com");
+    // The same browser signs in as someone else: the first session is over on the server, not only in the browser.
+    assert.equal((await b.call("POST", "/dashboard/api/login", { email: "erin@example.com", password: "correct horse battery" })).status, 200);
+    assert.notEqual(b.cookie, first);
+    assert.deepEqual(await whoIs(copy), SIGNED_OUT);
+    assert.equal((await copy.call("GET", "/dashboard/api/keys")).status, 401);
+    assert.equal((await b.call("GET", "/dashboard/api/session")).json.email, "erin@example.com");
+    // And the operator's sign-in in that browser ends Erin's session the same way.
+    const second = b.cookie;
+    assert.equal((await b.call("POST", "/dashboard/api/admin-login", { token: TOKEN })).status, 200);
+    copy.cookie = second;
+    assert.deepEqual(await whoIs(copy), SIGNED_OUT);
+    assert.equal((await b.call("GET", "/dashboard/api/session")).json.kind, "operator");
+    // A refused sign-in ends nothing.
+    const third = b.cookie;
+    assert.equal((await b.call("POST", "/dashboard/api/login", { email: "alice@example.com", password: "wrong password here" })).status, 401);
+    copy.cookie = third;
+    assert.equal((await copy.call("GET", "/dashboard/api/session")).json.kind, "operator");
+  });
+
   it("refuses over-long fields with a 400 before signing in, and keeps member and operator counters apart", async () => {
     const b = new Browser(server, "127.0.0.60");
     // A body past the dashboard's 16 KiB is refused whole, before it is parsed; a field past its own limit is named.

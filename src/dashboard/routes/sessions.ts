@@ -24,6 +24,10 @@ export function sessionRoutes(app: FastifyInstance, options: DashboardOptions): 
     app.post(path, async (request, reply) => {
       checkSameOrigin(request);
       const { token, session } = await start(parseBody(schema, request.body), request);
+      // The session this browser held before (another person's on a shared computer, or its own) ends here: its
+      // cookie is replaced, and a copy of it taken earlier went on working until it expired, up to 12 hours on.
+      const previous = readSessionCookie(request);
+      if (previous !== undefined && previous.length > 0) await people.signOut(previous);
       return signedIn(request, reply, token, session);
     });
 
