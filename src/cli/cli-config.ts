@@ -11,12 +11,15 @@ export function loadCliConfig(flags: ServeFlags): ServerConfig {
   try {
     return loadConfig(flags);
   } catch (error) {
-    const file = flags.config ?? process.env.ALVEARE_CONFIG;
-    if (error instanceof ConfigError && file && isFileField(error.field, file)) {
-      throw new UsageError(`${error.message} (in ${file})`);
-    }
-    throw error;
+    throw namingConfigFile(error, flags);
   }
+}
+
+/** A ConfigError about a field of the config file, with the file named; any other error as it is. */
+export function namingConfigFile(error: unknown, flags: ServeFlags): unknown {
+  const file = flags.config ?? process.env.ALVEARE_CONFIG;
+  if (error instanceof ConfigError && file && isFileField(error.field, file)) return new UsageError(`${error.message} (in ${file})`);
+  return error;
 }
 
 const isFileField = (field: string, file: string): boolean => !field.startsWith("--") && !field.startsWith("ALVEARE_") && field !== file;

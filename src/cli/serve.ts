@@ -9,7 +9,7 @@ import { isGgufFile, isRemoteModel } from "../models/model-files.js";
 import { startServer } from "../server/server.js";
 import { storeLocation } from "../store/create-store.js";
 import { safeUrl } from "../gate/redis/connection.js";
-import { loadCliConfig, settingSource } from "./cli-config.js";
+import { loadCliConfig, namingConfigFile, settingSource } from "./cli-config.js";
 import { RuntimeError, UsageError } from "./exit.js";
 import { DEFAULT_DRAIN_SECONDS } from "../observability/settings.js";
 import { unknownVariables } from "../config/unknown-variables.js";
@@ -151,7 +151,8 @@ export async function serve(flags: ServeFlags): Promise<void> {
     if (code === "EADDRINUSE" || code === "EACCES" || code === "EADDRNOTAVAIL") {
       throw listenProblem(error as NodeJS.ErrnoException, config, flags, flags.config ?? process.env.ALVEARE_CONFIG);
     }
-    throw error;
+    // Start-up checks of the file's specialists (a schema, a system prompt too long for its context) name the file too.
+    throw namingConfigFile(error, flags);
   });
   // ALVEARE_PUBLIC_URL, else where this server listens: its real port, which --port 0 leaves to the system.
   const base = config.publicUrlGiven === true ? config.publicUrl : reachableUrl(config.host, Number(new URL(server.url).port));

@@ -21,6 +21,7 @@ import { loadSources } from "../observability/engine-load.js";
 import { Lifecycle } from "../observability/readiness.js";
 import { OBSERVABILITY_OFF } from "../observability/settings.js";
 import type { SpecialistSource } from "./app.js";
+import { checkSpecialistSchemas } from "./specialist-schemas.js";
 
 export interface RunningServer {
   app: FastifyInstance;
@@ -48,6 +49,8 @@ export interface StartOptions {
 }
 
 export async function startServer(config: ServerConfig, options: StartOptions): Promise<RunningServer> {
+  // Before anything opens or loads: a schema no request could be served with is the config file's mistake.
+  await checkSpecialistSchemas(config.specialists);
   const stores =
     options.gate === undefined ? await createStore(config, { serving: true, warn: (message) => options.logger.warn(message) }) : undefined;
   let redis: RedisBackends | undefined;

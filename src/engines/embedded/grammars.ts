@@ -577,6 +577,23 @@ number ::= ("-"? ([0-9] | [1-9] [0-9]{0,15})) ("." [0-9]+)? ([eE] [-+]? [0-9]{1,
 ws     ::= | " " | "\n" [ \t]{0,20}`;
 
 /**
+ * The GBNF a JSON schema is enforced with; refused with a 400 naming `param` when it cannot, and when
+ * llama.cpp's parser would reject the grammar. Needs no loaded model: start-up checks specialists' schemas with it.
+ */
+export async function enforceableSchemaGbnf(schema: Readonly<Record<string, unknown>>, param: string): Promise<string> {
+  const refuse = (message: string): Error => errors.invalidParameter(param, `this JSON schema cannot be enforced: ${message}`);
+  let gbnf: string;
+  try {
+    gbnf = await schemaGbnf(schema);
+  } catch (error) {
+    throw refuse((error as Error).message);
+  }
+  const problem = grammarProblem(gbnf);
+  if (problem !== undefined) throw refuse(locateProblem(schema, problem));
+  return gbnf;
+}
+
+/**
  * Compiles output constraints to llama.cpp grammars, once per distinct constraint:
  * a specialist's grammar is built on its first request and reused after. Callers
  * choose their own schemas, so the cache is bounded: least recently used first out.
@@ -616,17 +633,8 @@ export class GrammarCache {
    * when it cannot, and when llama.cpp's parser would reject the grammar
    * (which would print it, the schema's values in it, to stderr).
    */
-  async jsonSchemaGbnf(schema: Readonly<Record<string, unknown>>, param: string): Promise<string> {
-    const refuse = (message: string): Error => errors.invalidParameter(param, `this JSON schema cannot be enforced: ${message}`);
-    let gbnf: string;
-    try {
-      gbnf = await schemaGbnf(schema);
-    } catch (error) {
-      throw refuse((error as Error).message);
-    }
-    const problem = grammarProblem(gbnf);
-    if (problem !== undefined) throw refuse(locateProblem(schema, problem));
-    return gbnf;
+  jsonSchemaGbnf(schema: Readonly<Record<string, unknown>>, param: string): Promise<string> {
+    return enforceableSchemaGbnf(schema, param);
   }
 
   private cached(key: string, build: () => Promise<LlamaGrammar>): Promise<LlamaGrammar> {

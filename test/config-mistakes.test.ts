@@ -1,0 +1,71 @@
+import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
+import { writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { describe, it } from "node:test";
+import { CLI_PATH, spawnServe, tempDir, tinyModel } from "./helpers/fixtures.js";
+
+const cleanEnv = (): NodeJS.ProcessEnv => {
+  const env: NodeJS.ProcessEnv = { ...process.env, ALVEARE_THREADS: "1", ALVEARE_METRICS_PORT: "0" };
+  for (const name of ["ALVEARE_MODEL", "ALVEARE_CONFIG", "ALVEARE_DATABASE_URL", "ALVEARE_REDIS_URL", "ALVEARE_HOST", "ALVEARE_PORT"])
+    delete env[name];
+  return env;
+};
+
+/** `alveare serve` on the tiny model with this config file; it must stop by itself, so a served mistake fails on the timeout. */
+async function serveWith(file: Record<string, unknown>): Promise<{ status: number | null; stderr: string; path: string }> {
+  const dir = tempDir();
+  const path = join(dir, "config.json");
+  writeFileSync(path, JSON.stringify(file));
+  const args = ["serve", "--port", "0", "--data-dir", join(dir, "data"), "--model", await tinyModel(), "--config", path];
+  const r = spawnSync(process.execPath, [CLI_PATH, ...args], { env: cleanEnv(), encoding: "utf8", timeout: 30_000 });
+  return { status: r.status, stderr: r.stderr, path };
+}
+
+const remote = { base_url: "http://127.0.0.1:9/v1", model: "m" };
+
+describe("a specialist's JSON schema in the config file", () => {
+  for (const [what, specialist, message] of [
+    [
+      "that is no JSON Schema",
+      { output: { type: "json_schema", schema: { type: "nonsense" } } },
+      /^alveare: configuration error at specialists\.x\.output\.schema: this is not a JSON Schema: 'type' at schema must be one of .*not "nonsense"/,
+    ],
+    [
+      "that no answer can meet",
+      { output: { type: "json_schema", schema: { type: "string", minLength: 5, maxLength: 2 } } },
+      /^alveare: configuration error at specialists\.x\.output\.schema: no answer can meet the schema: minLength \(5\) is more than maxLength \(2\)/,
+    ],
+    [
+      "that llama.cpp's grammar cannot hold, on an embedded specialist",
+      { output: { type: "json_schema", schema: { type: "object", allOf: [{ type: "object" }] } } },
+      /^alveare: configuration error at specialists\.x\.output\.schema: this JSON schema cannot be enforced: 'allOf' at schema/,
+    ],
+    [
+      "that is no JSON Schema, on a remote specialist",
+      { output: { type: "json_schema", schema: { type: "object", required: "a" } }, remote },
+      /^alveare: configuration error at specialists\.x\.output\.schema: this is not a JSON Schema: 'required' at schema/,
+    ],
+  ] as const) {
+    it(`${what} stops the server at start-up with one line naming the field and the file`, async () => {
+      // Served as written, every request to the specialist was refused with a 400 blaming a response_format the caller never sent.
+      const r = await serveWith({ specialists: { x: { description: "d", system_prompt: "p", ...specialist } } });
+      assert.equal(r.status, 2, r.stderr);
+      assert.equal(r.stderr.trim().split("\n").length, 1, r.stderr);
+      assert.match(r.stderr, message);
+      assert.ok(r.stderr.trimEnd().endsWith(`(in ${r.path})`), r.stderr);
+    });
+  }
+
+  it("that only a grammar could not hold is served on a remote specialist, whose upstream enforces the schema", async () => {
+    const dir = tempDir();
+    const path = join(dir, "config.json");
+    const schema = { type: "object", allOf: [{ type: "object" }] };
+    writeFileSync(
+      path,
+      JSON.stringify({ specialists: { x: { description: "d", system_prompt: "p", output: { type: "json_schema", schema }, remote } } }),
+    );
+    const { child } = await spawnServe(["--data-dir", join(dir, "data"), "--model", await tinyModel(), "--config", path], cleanEnv());
+    child.kill("SIGKILL");
+  });
+});
