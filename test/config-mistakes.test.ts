@@ -3,6 +3,7 @@ import { spawnSync } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import { loadConfig } from "../src/config/config.js";
 import { CLI_PATH, spawnServe, tempDir, tinyModel } from "./helpers/fixtures.js";
 
 const cleanEnv = (): NodeJS.ProcessEnv => {
@@ -67,5 +68,16 @@ describe("a specialist's JSON schema in the config file", () => {
     );
     const { child } = await spawnServe(["--data-dir", join(dir, "data"), "--model", await tinyModel(), "--config", path], cleanEnv());
     child.kill("SIGKILL");
+  });
+});
+
+describe("the listening host", () => {
+  it("reads an empty ALVEARE_HOST as unset (127.0.0.1), as the other variables, and refuses an empty --host", () => {
+    // An empty host reached listen() as "no host": the server bound every interface, then failed on an "Invalid URL".
+    assert.equal(loadConfig({}, { ALVEARE_HOST: "" }).host, "127.0.0.1");
+    const path = join(tempDir(), "c.json");
+    writeFileSync(path, JSON.stringify({ host: "::1" }));
+    assert.equal(loadConfig({ config: path }, { ALVEARE_HOST: "" }).host, "::1", "the file's host, under an empty variable");
+    assert.throws(() => loadConfig({ host: "" }, { ALVEARE_HOST: "10.0.0.2" }), /configuration error at --host: must not be empty/);
   });
 });

@@ -336,6 +336,15 @@ function checkMetricsPortApart(observability: ObservabilitySettings, port: numbe
   );
 }
 
+/**
+ * The address to listen on. An empty ALVEARE_HOST is unset, as the other variables are; an empty
+ * host reached Node's listen() as "no host", which binds every interface, and then failed to start.
+ */
+function hostFrom(flag: string | undefined, variable: string | undefined, inFile: string | undefined): string {
+  if (flag === "") throw new ConfigError("--host", "must not be empty: give an address such as 127.0.0.1 (or 0.0.0.0 for every interface)");
+  return flag ?? (variable || undefined) ?? inFile ?? "127.0.0.1";
+}
+
 /** Builds the server's configuration: flags win over env, env over the config file, the file over defaults. */
 export function loadConfig(flags: ServeFlags = {}, env: Env = process.env): ServerConfig {
   const configPath = flags.config ?? env.ALVEARE_CONFIG;
@@ -368,7 +377,7 @@ export function loadConfig(flags: ServeFlags = {}, env: Env = process.env): Serv
     setting("ALVEARE_REDIS_URL", env.ALVEARE_REDIS_URL, "redis_url", file.redis_url),
   );
   const port = intFrom(flags.port, "--port", 0, 65535) ?? intFrom(env.ALVEARE_PORT, "ALVEARE_PORT", 0, 65535) ?? file.port ?? 8080;
-  const host = flags.host ?? env.ALVEARE_HOST ?? file.host ?? "127.0.0.1";
+  const host = hostFrom(flags.host, env.ALVEARE_HOST, file.host);
   const observability = observabilityFrom(env);
   checkMetricsPortApart(observability, port, host);
   return {
