@@ -81,3 +81,35 @@ describe("the listening host", () => {
     assert.throws(() => loadConfig({ host: "" }, { ALVEARE_HOST: "10.0.0.2" }), /configuration error at --host: must not be empty/);
   });
 });
+
+describe("a specialist's output in the config file", () => {
+  const refusal = (output: object): string => {
+    const path = join(tempDir(), "c.json");
+    writeFileSync(path, JSON.stringify({ specialists: { x: { description: "d", system_prompt: "p", output } } }));
+    try {
+      loadConfig({ config: path }, {});
+    } catch (error) {
+      return (error as Error).message;
+    }
+    return "served";
+  };
+
+  it("refuses a field its type does not read, rather than serving the specialist otherwise than the file says", () => {
+    // Ignored before: labels on a text specialist served free text, a schema on a labels one was never used.
+    assert.match(refusal({ type: "text", labels: ["a", "b"] }), /at specialists\.x\.output\.labels: is not read by output type text/);
+    assert.match(
+      refusal({ type: "json_object", schema: { type: "object" } }),
+      /at specialists\.x\.output\.schema: is not read by output type json_object/,
+    );
+    assert.match(
+      refusal({ type: "labels", labels: ["a"], schema: { type: "object" } }),
+      /at specialists\.x\.output\.schema: is not read by output type labels/,
+    );
+    assert.match(refusal({ type: "json_schema", schema: { type: "object" }, labels: ["a"] }), /at specialists\.x\.output\.labels: is not read/);
+    assert.equal(refusal({ type: "labels", labels: ["a", "b"] }), "served");
+  });
+
+  it("says that a missing type is missing", () => {
+    assert.match(refusal({ labels: ["a", "b"] }), /at specialists\.x\.output\.type: is required \(one of text, labels, json_object, json_schema\)/);
+  });
+});

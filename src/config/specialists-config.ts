@@ -11,9 +11,23 @@ function fail(field: string, problem: string): never {
   throw new ConfigError(field, problem);
 }
 
+/** The fields besides `type` each output type reads. */
+const OUTPUT_FIELDS: Readonly<Record<OutputConstraint["type"], readonly string[]>> = {
+  text: [],
+  json_object: [],
+  labels: ["labels"],
+  json_schema: ["schema"],
+};
+
 function parseOutput(out: OutputFields | undefined, path: string, current: OutputConstraint | undefined): OutputConstraint | undefined {
   if (out === undefined) return current;
   const p = `${path}output.`;
+  // `output` replaces the specialist's constraint whole: without its type there is nothing to replace it with.
+  const type = out.type ?? fail(`${p}type`, "is required (one of text, labels, json_object, json_schema)");
+  // A field the type does not read would be ignored, the specialist served otherwise than the file says.
+  const stray = (["labels", "schema"] as const).find((field) => out[field] !== undefined && !OUTPUT_FIELDS[type].includes(field));
+  if (stray !== undefined)
+    fail(`${p}${stray}`, `is not read by output type ${type} (only ${stray === "labels" ? "labels" : "json_schema"} takes it)`);
   switch (out.type) {
     case "text":
     case "json_object":
