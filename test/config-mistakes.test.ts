@@ -113,3 +113,42 @@ describe("a specialist's output in the config file", () => {
     assert.match(refusal({ labels: ["a", "b"] }), /at specialists\.x\.output\.type: is required \(one of text, labels, json_object, json_schema\)/);
   });
 });
+
+describe("a key written twice in the config file", () => {
+  const load = (text: string): string => {
+    const path = join(tempDir(), "c.json");
+    writeFileSync(path, text);
+    try {
+      loadConfig({ config: path }, {});
+    } catch (error) {
+      return (error as Error).message;
+    }
+    return "loaded";
+  };
+
+  it("is refused naming it, rather than JSON.parse keeping the last silently", () => {
+    // A specialist block copied and left behind served only the second, with no word said.
+    const specialist = '{"description": "d", "system_prompt": "p"}';
+    assert.match(load(`{"specialists": {"x": ${specialist}, "x": ${specialist}}}`), /configuration error at specialists\.x: is written twice/);
+    assert.match(
+      load('{"plans": {"solo": {"requests_per_minute": 5, "requests_per_minute": 6}}}'),
+      /at plans\.solo\.requests_per_minute: is written twice/,
+    );
+    const upstream = '{"base_url": "http://127.0.0.1:9/v1", "model": "m"}';
+    assert.match(
+      load(
+        `{"specialists": {"x": {"description": "d", "system_prompt": "", "remote": {"upstreams": [${upstream}, {"base_url": "http://127.0.0.1:9/v1", "model": "m", "model": "n"}]}}}}`,
+      ),
+      /at specialists\.x\.remote\.upstreams\[1\]\.model: is written twice/,
+    );
+  });
+
+  it("is told apart from the same key in other objects and from keys inside strings", () => {
+    const prompt = JSON.stringify('say "x": {"x": 1, "x": 2} \\ [ , ]');
+    assert.equal(
+      load(`{"specialists": {"x": {"description": "d", "system_prompt": ${prompt}}, "y": {"description": "d", "system_prompt": ${prompt}}}}`),
+      "loaded",
+    );
+    assert.equal(load('{"plans": {"a": {"requests_per_minute": 1, "requests_per_month": 1, "specialists": ["chat", "chat"]}}}'), "loaded");
+  });
+});

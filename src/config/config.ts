@@ -4,6 +4,7 @@ import { dirname, resolve } from "node:path";
 import type { SpecialistDefinition } from "../specialists/specialist.js";
 import { ConfigError } from "./config-error.js";
 import { parseSpecialists } from "./specialists-config.js";
+import { duplicateKey } from "./duplicate-keys.js";
 import { parsePlans, type Plan } from "../gate/plans.js";
 import { parseConfigPart } from "../schema/config-errors.js";
 import { DEFAULT_AUDIT_RETENTION_DAYS } from "../store/audit-log.js";
@@ -258,6 +259,8 @@ function readConfigFile(path: string, source: string): ConfigFile {
     throw new ConfigError(path, `not valid JSON: ${(error as Error).message}`);
   }
   if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw new ConfigError(path, "the file must hold a JSON object");
+  const twice = duplicateKey(text);
+  if (twice !== undefined) throw new ConfigError(twice, "is written twice in the file, and only the last would be used: keep one");
   return parseConfigPart(configFile, parsed, "");
 }
 
