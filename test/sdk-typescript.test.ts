@@ -277,6 +277,11 @@ describe("TypeScript SDK against a real alveare serve", () => {
     const packed = await c.embeddings.create({ model: "alveare-embed", input: "bees", dimensions: 4, encoding_format: "base64" });
     const bytes = Buffer.from(packed.data[0]!.embedding as string, "base64");
     assert.deepEqual(Array.from(new Float32Array(bytes.buffer, bytes.byteOffset, 4)), vector);
+    // null is "the default" for the optional parameters, as the server takes it (the SDK's types refused it).
+    const defaults = await c.embeddings.create({ model: "alveare-embed", input: "bees", dimensions: null, encoding_format: null, user: null });
+    assert.ok(Array.isArray(defaults.data[0]!.embedding) && defaults.data[0]!.embedding.length > 4);
+    const inferred = await c.infer({ specialist: "classify", prompt: "I love it", max_tokens: null, temperature: null, top_p: null, seed: null });
+    assert.ok(["positive", "negative", "neutral"].includes(inferred.result), inferred.result);
     const completion = await c.chat.completions.create({
       model: "alveare-chat",
       messages: [{ role: "user", content: "pick" }],

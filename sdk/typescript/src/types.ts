@@ -3,13 +3,14 @@
  * exports them and the server (src/api/types.ts) validates into them.
  */
 
+/** Optional parameters take null for "the default", as the server does (and as the chat parameters do). */
 export interface InferRequest {
   specialist: string;
   prompt: string;
-  max_tokens?: number;
-  temperature?: number;
-  top_p?: number;
-  seed?: number;
+  max_tokens?: number | null;
+  temperature?: number | null;
+  top_p?: number | null;
+  seed?: number | null;
 }
 
 export interface InferResponse {
@@ -238,9 +239,9 @@ export interface EmbeddingCreateParams {
   /** One text or up to 2,048 texts. */
   input: string | string[];
   /** "float" (default) or "base64" (little-endian float32, as OpenAI encodes it). */
-  encoding_format?: "float" | "base64";
+  encoding_format?: "float" | "base64" | null;
   /** Truncates every vector to this many dimensions and rescales it to unit length. */
-  dimensions?: number;
+  dimensions?: number | null;
   /** OpenAI's end-user id for abuse monitoring; checked (a string), then ignored. */
   user?: string | null;
 }

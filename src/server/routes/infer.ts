@@ -1,5 +1,5 @@
 import type { FastifyInstance } from "fastify";
-import type { InferRequest, InferResponse } from "../../api/types.js";
+import type { InferResponse } from "../../api/types.js";
 import type { AppOptions } from "../app.js";
 import { ApiError } from "../../errors.js";
 import { inferenceId } from "../../ids.js";
@@ -7,17 +7,6 @@ import { inferRequest } from "../../api/schemas/infer.js";
 import { parseBody } from "../../schema/request-errors.js";
 import { findSpecialist, runInference } from "../../inference/run-inference.js";
 import { inferenceRequest } from "../inference-request.js";
-
-function parseInferRequest(body: unknown): InferRequest {
-  const o = parseBody(inferRequest, body);
-  const request: InferRequest = { specialist: o.specialist, prompt: o.prompt };
-  // null means absent: the SDK's type has no nulls.
-  if (o.max_tokens != null) request.max_tokens = o.max_tokens;
-  if (o.temperature != null) request.temperature = o.temperature;
-  if (o.top_p != null) request.top_p = o.top_p;
-  if (o.seed != null) request.seed = o.seed;
-  return request;
-}
 
 /** The messages here are made from `prompt`: an error about them names the parameter the caller sent. */
 function inPromptTerms(error: unknown): never {
@@ -30,14 +19,15 @@ function inPromptTerms(error: unknown): never {
 export async function inferRoute(app: FastifyInstance, options: AppOptions): Promise<void> {
   app.post("/infer", async (request, reply): Promise<InferResponse> => {
     const started = performance.now();
-    const body = parseInferRequest(request.body);
+    const body = parseBody(inferRequest, request.body);
     const specialist = findSpecialist(options, body.specialist, "specialist");
     const result = await runInference(options, inferenceRequest(options, request, reply), specialist, "infer", {
       messages: [{ role: "user", content: body.prompt }],
-      maxTokens: body.max_tokens,
-      temperature: body.temperature,
-      topP: body.top_p,
-      seed: body.seed,
+      // null means absent, as for every optional parameter.
+      maxTokens: body.max_tokens ?? undefined,
+      temperature: body.temperature ?? undefined,
+      topP: body.top_p ?? undefined,
+      seed: body.seed ?? undefined,
     }).catch(inPromptTerms);
     const response: InferResponse = {
       id: inferenceId(),
