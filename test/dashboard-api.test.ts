@@ -515,6 +515,13 @@ describe("404s under /dashboard/ and /admin/api/", () => {
     const found = await fetch(`${server.url}/admin/api/accounts`, { headers: admin });
     assert.equal(found.status, 200);
     assert.equal(found.headers.get("cache-control"), "no-store", "admin answers (a new key's secret among them) are never cached");
+    // A key pasted into the path is not echoed whole, here as on every other 404.
+    const key = `alv_live_${"Q".repeat(40)}`;
+    for (const path of [`/dashboard/api/keys/${key}`, `/admin/api/keys/${key}/nope`]) {
+      const { error } = (await (await fetch(`${server.url}${path}`, { headers: admin })).json()) as { error: { message: string } };
+      assert.ok(!error.message.includes(key), error.message);
+      assert.match(error.message, /alv_live_…/, path);
+    }
     const elsewhere = await fetch(`${server.url}/nope`);
     assert.equal(elsewhere.status, 404);
     assert.equal(elsewhere.headers.get("content-security-policy"), null, "other 404s are the server's own");

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { ApiError, errors } from "../errors.js";
-import { bearerToken } from "../gate/credentials.js";
+import { bearerToken, withoutKeys } from "../gate/credentials.js";
 import { checkCsrf, readSessionCookie, setSecurityHeaders } from "../dashboard/web-security.js";
 import { accountRoutes } from "./routes/accounts.js";
 import { operator, type AdminApiOptions } from "./routes/admin-context.js";
@@ -20,7 +20,8 @@ const missingAdminToken = (): ApiError =>
     "No admin token provided. Send the operator's admin token (ALVEARE_ADMIN_TOKEN) as 'Authorization: Bearer TOKEN', or sign in to the dashboard as the operator.",
   );
 
-const notFound = (request: FastifyRequest): ApiError => errors.notFound(request.method, request.url.split("?")[0] ?? "/");
+// A key pasted into the path is not echoed whole, as on every other 404.
+const notFound = (request: FastifyRequest): ApiError => errors.notFound(request.method, withoutKeys(request.url.split("?")[0] ?? "/"));
 
 /** The admin API's resources, one file each under routes/. */
 const RESOURCES = [accountRoutes, keyRoutes, invitationRoutes, memberRoutes, usageRoutes, auditRoutes, planRoutes];

@@ -1,6 +1,7 @@
 import { readFile } from "node:fs/promises";
 import type { FastifyInstance } from "fastify";
 import { errors } from "../errors.js";
+import { withoutKeys } from "../gate/credentials.js";
 import { auditRoutes } from "./routes/audit.js";
 import { invitationRoutes } from "./routes/invitations.js";
 import { keyRoutes } from "./routes/keys.js";
@@ -67,7 +68,7 @@ export function dashboardRoutes(options: DashboardOptions) {
     for (const register of RESOURCES) register(app, options);
     // Unknown paths under /dashboard are answered in this scope, so its hook gives them the same headers.
     app.setNotFoundHandler((request) => {
-      throw errors.notFound(request.method, request.url.split("?")[0] ?? "/");
+      throw errors.notFound(request.method, withoutKeys(request.url.split("?")[0] ?? "/")); // a pasted key is not echoed whole
     });
   };
 }
