@@ -146,6 +146,35 @@ describe("dashboard first contact", { skip: noChromium }, () => {
     await member.getByRole("heading", { name: "API keys" }).waitFor();
   });
 
+  it("a signed-in person whose address changes while the page loads (Back, the name at the top) is not sent to sign-in", async () => {
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let asked!: () => void;
+    const sessionAsked = new Promise<void>((resolve) => (asked = resolve));
+    await member.route("**/dashboard/api/session", async (route) => {
+      asked();
+      await held;
+      await route.continue().catch(() => undefined);
+    });
+    try {
+      // A fresh load of the page, its "who is signed in?" held on its way; the address changes before the answer.
+      await member.reload(); // (a goto to another hash of the same page would load nothing)
+      await sessionAsked;
+      await member.evaluate("location.hash = '#plan'");
+      await member.getByRole("heading", { name: "Sign in" }).waitFor(); // nobody known yet
+      release();
+      // Before, the answer was dropped as a read of the page left: the sign-in form stayed, the person signed in.
+      await member.locator("main:not([aria-busy]) h1", { hasText: "Plan" }).waitFor();
+      assert.equal(await member.evaluate("location.hash"), "#plan");
+      assert.equal(await member.getByRole("button", { name: "Sign out" }).count(), 1);
+    } finally {
+      release();
+      await member.unroute("**/dashboard/api/session");
+    }
+    await member.getByRole("link", { name: "Keys" }).click();
+    await member.getByRole("heading", { name: "API keys" }).waitFor();
+  });
+
   it("signing in on the page's own address (a bookmarked #keys or #admin, Back after signing out) opens it", async () => {
     const page = await browser.newPage();
     await page.goto(`${server.url}/dashboard/#keys`);

@@ -105,7 +105,7 @@ async function loginView(): Promise<void> {
       "Sign in",
       async (d) => {
         await api("POST", "/dashboard/api/login", { email: d.get("email"), password: d.get("password") });
-        await loadSession();
+        await loadSession(true);
         go(landing("member"));
       },
     ),
@@ -114,7 +114,7 @@ async function loginView(): Promise<void> {
     options.operator_sign_in
       ? form([field("Admin token", "token", "password", { autocomplete: "off" })], "Sign in as operator", async (d) => {
           await api("POST", "/dashboard/api/admin-login", { token: d.get("token") });
-          await loadSession();
+          await loadSession(true);
           go(landing("operator"));
         })
       : h(
@@ -176,15 +176,20 @@ async function inviteView(token: string): Promise<void> {
       async (d) => {
         await api("POST", "/dashboard/api/invitations/accept", { token, password: d.get("password") });
         history.replaceState(null, "", "#keys"); // the token leaves the address bar
-        await loadSession();
+        await loadSession(true);
         await route();
       },
     ),
   );
 }
 
-async function loadSession(): Promise<void> {
-  const answer = await api<SessionAnswer>("GET", "/dashboard/api/session").catch(() => undefined);
+/**
+ * Who is signed in. `settle`: at start and after a sign-in the answer is awaited whatever page is opened meanwhile, as
+ * nothing else says who is signed in: dropped like a page's read (see api()), a hash change while the page loaded
+ * (Back, the name at the top) left a signed-in person at the sign-in form, and a sign-in's form stuck, its button off.
+ */
+async function loadSession(settle = false): Promise<void> {
+  const answer = await api<SessionAnswer>("GET", "/dashboard/api/session", undefined, { read: !settle }).catch(() => undefined);
   // A session the page held that the server no longer knows has ended: sign-in says so, as for a 401 elsewhere.
   if (answer?.kind === "signed_out" && state.session !== undefined) sessionEnded();
   state.session = answer?.kind === "member" || answer?.kind === "operator" ? answer : undefined;
@@ -239,4 +244,4 @@ window.addEventListener("hashchange", () => {
   quiet();
   void route();
 });
-void loadSession().then(route);
+void loadSession(true).then(route);

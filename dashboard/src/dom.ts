@@ -53,7 +53,7 @@ export function newNavigation(): void {
 const dropped = <T>(): Promise<T> => new Promise<T>(() => undefined);
 
 /**
- * Calls the JSON API. A read (a GET, or a POST marked `read` such as the invitation check) whose answer arrives
+ * Calls the JSON API. A read (a GET not marked `read: false`, or a POST marked `read` such as the invitation check) whose answer arrives
  * after another navigation began is never answered, so the page that asked for it is never drawn: a late Usage
  * answer used to replace the Keys page opened after it. Changes (POST, PATCH, DELETE) always settle, since what
  * follows them (a new key's secret) must not be lost.
