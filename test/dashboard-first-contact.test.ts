@@ -175,6 +175,59 @@ describe("dashboard first contact", { skip: noChromium }, () => {
     await member.getByRole("heading", { name: "API keys" }).waitFor();
   });
 
+  it("a key made while the person went to another page: its secret in a dialog there, never the Keys page over it", async () => {
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let asked!: () => void;
+    const creating = new Promise<void>((resolve) => (asked = resolve));
+    await member.route("**/dashboard/api/keys", async (route) => {
+      if (route.request().method() !== "POST") return route.continue();
+      asked();
+      await held;
+      await route.continue().catch(() => undefined);
+    });
+    try {
+      await member.getByRole("link", { name: "Keys" }).click();
+      await member.locator("main:not([aria-busy]) h1", { hasText: "API keys" }).waitFor();
+      await member.getByLabel("Name", { exact: true }).fill("made-while-away");
+      await member.getByRole("button", { name: "Create key" }).click();
+      await creating;
+      await member.getByRole("link", { name: "Plan" }).click();
+      await member.locator("main:not([aria-busy]) h1", { hasText: "Plan" }).waitFor();
+      release();
+      const dialog = member.getByRole("dialog", { name: "Your new key" });
+      await dialog.waitFor();
+      const secret = (await dialog.locator("#secret-value").textContent()) ?? "";
+      assert.match(secret, /^alv_live_/);
+      assert.equal(await member.evaluate("document.activeElement?.getAttribute('aria-label')"), "Copy the new key");
+      // The page is still the one the person went to.
+      assert.match((await member.locator("main h1").textContent()) ?? "", /^Plan/);
+      await dialog.getByRole("button", { name: "Close" }).click();
+      await dialog.waitFor({ state: "detached" });
+      assert.match((await member.locator("main h1").textContent()) ?? "", /^Plan/);
+    } finally {
+      release();
+      await member.unroute("**/dashboard/api/keys");
+    }
+    await member.getByRole("link", { name: "Keys" }).click();
+    await member.getByRole("cell", { name: "made-while-away", exact: true }).waitFor();
+  });
+
+  it("Back while a confirmation is open closes it with the page it was asked on", async () => {
+    await member.getByRole("link", { name: "Usage" }).click();
+    await member.locator("main:not([aria-busy]) h1", { hasText: "Usage" }).waitFor();
+    await member.getByRole("link", { name: "Keys" }).click();
+    await member.locator("main:not([aria-busy]) h1", { hasText: "API keys" }).waitFor();
+    await member.getByRole("button", { name: /^Revoke key “made-while-away”/ }).click();
+    await member.getByRole("dialog").waitFor();
+    await member.goBack();
+    await member.locator("main:not([aria-busy]) h1", { hasText: "Usage" }).waitFor();
+    assert.equal(await member.locator("dialog").count(), 0);
+    // Nothing was revoked: the key still has its button.
+    await member.goForward();
+    await member.getByRole("button", { name: /^Revoke key “made-while-away”/ }).waitFor();
+  });
+
   it("signing in on the page's own address (a bookmarked #keys or #admin, Back after signing out) opens it", async () => {
     const page = await browser.newPage();
     await page.goto(`${server.url}/dashboard/#keys`);
@@ -467,6 +520,41 @@ describe("dashboard first contact", { skip: noChromium }, () => {
       assert.equal(await member.locator("#month").inputValue(), month);
       // The page of each month took the focus to its top; the next arrow key then moved nothing.
       assert.equal(await member.evaluate("document.activeElement?.id"), "month");
+    }
+  });
+  it("of two months picked in a row, the first one's late answer is not drawn over the second", async () => {
+    await member.getByRole("link", { name: "Usage" }).click();
+    await member.getByTestId("live-requests").waitFor();
+    const months = await member.locator("#month option").allTextContents();
+    const [first, second] = [months[1]!, months[2]!];
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let heldReads = 0;
+    let bothHeld!: () => void;
+    const firstAsked = new Promise<void>((resolve) => (bothHeld = resolve));
+    const firstMonth = (url: URL): boolean => url.pathname.startsWith("/dashboard/api/usage") && url.searchParams.get("period") === first;
+    await member.route(firstMonth, async (route) => {
+      if (++heldReads === 2) bothHeld();
+      await held;
+      await route.continue().catch(() => undefined);
+    });
+    try {
+      await member.locator("#month").selectOption(first);
+      await firstAsked;
+      // The second month's page drawn: a new picker, without the mark set on the one before.
+      await member.locator("#month").evaluate((picker) => picker.setAttribute("data-drawn-before", ""));
+      await member.locator("#month").selectOption(second);
+      await member.locator("#month:not([data-drawn-before])").waitFor({ state: "attached" });
+      assert.equal(await member.locator("#month").inputValue(), second);
+      // The first month's answers arrive: before, they drew its page over the second's.
+      await member.locator("#month").evaluate((picker) => picker.setAttribute("data-drawn-before", ""));
+      release();
+      await member.evaluate("new Promise((resolve) => setTimeout(resolve, 500))");
+      assert.equal(await member.locator("#month:not([data-drawn-before])").count(), 0);
+      assert.equal(await member.locator("#month").inputValue(), second);
+    } finally {
+      release();
+      await member.unroute(firstMonth);
     }
   });
 });

@@ -49,14 +49,20 @@ export function newNavigation(): void {
   navigations++;
 }
 
+/** The navigation under way: an action compares it with the one it began in before drawing its result. */
+export function currentNavigation(): number {
+  return navigations;
+}
+
 /** A promise that never settles: what a page's read gets once the person has gone to another page. */
 const dropped = <T>(): Promise<T> => new Promise<T>(() => undefined);
 
 /**
  * Calls the JSON API. A read (a GET not marked `read: false`, or a POST marked `read` such as the invitation check) whose answer arrives
  * after another navigation began is never answered, so the page that asked for it is never drawn: a late Usage
- * answer used to replace the Keys page opened after it. Changes (POST, PATCH, DELETE) always settle, since what
- * follows them (a new key's secret) must not be lost.
+ * answer used to replace the Keys page opened after it. Changes (POST, PATCH, DELETE) always settle; an action
+ * whose person has left its page meanwhile draws nothing there (see currentNavigation), and what must not be lost
+ * (a new key's secret) is shown in a dialog instead.
  */
 export async function api<T = Json>(method: string, path: string, body?: unknown, options: { read?: boolean } = {}): Promise<T> {
   const startedIn = navigations;
@@ -255,6 +261,32 @@ export function confirmAction(
   });
   document.body.append(dialog);
   dialog.showModal();
+}
+
+/**
+ * What an action made that must not be lost (a new key's secret, an invitation's link) when the person left its page
+ * while it ran: a dialog over the page now shown, its first button focused, until the person closes it. Navigations
+ * close other dialogs, not this one.
+ */
+export function keptDialog(title: string, content: HTMLElement): void {
+  const dialog = h("dialog", { class: "confirm", "data-keep": "true", "aria-labelledby": "kept-title" }) as HTMLDialogElement;
+  const close = (): void => {
+    dialog.close();
+    dialog.remove();
+    main().focus({ preventScroll: true });
+  };
+  dialog.addEventListener("cancel", (e) => {
+    e.preventDefault();
+    close();
+  });
+  dialog.append(
+    h("h2", { id: "kept-title" }, title),
+    content,
+    h("div", { class: "actions" }, h("button", { type: "button", class: "secondary", onclick: close }, "Close")),
+  );
+  document.body.append(dialog);
+  dialog.showModal();
+  content.querySelector("button")?.focus();
 }
 
 /** A value with a button that copies it. */

@@ -1,5 +1,24 @@
 import { breakdownTables, dailyChart, quotaBar, usageNumbers, type Breakdown } from "./charts.js";
-import { api, ApiFailure, confirmAction, errorText, copyable, field, form, h, keyLabel, say, show, state, table, when, type Json } from "./dom.js";
+import {
+  api,
+  ApiFailure,
+  confirmAction,
+  copyable,
+  currentNavigation,
+  errorText,
+  field,
+  form,
+  h,
+  keptDialog,
+  keyLabel,
+  newNavigation,
+  say,
+  show,
+  state,
+  table,
+  when,
+  type Json,
+} from "./dom.js";
 
 /** Revokes one key after an in-page confirmation naming it; a failure stays visible in the dialog. */
 export function revokeButton(key: Json, path: string, after: () => Promise<HTMLElement | void>): HTMLElement {
@@ -12,9 +31,11 @@ export function revokeButton(key: Json, path: string, after: () => Promise<HTMLE
       "aria-label": `Revoke key ${label}`,
       onclick: () =>
         confirmAction(`Revoke key ${label}?`, "Requests made with this key fail at once. This cannot be undone.", "Revoke key", async () => {
+          const startedOn = currentNavigation();
           await api("POST", path);
           say(`Key ${label} revoked`);
-          return after();
+          // Drawn again only where the person still is: the page they went to meanwhile is not replaced by this one.
+          return currentNavigation() === startedOn ? after() : undefined;
         }),
     },
     "Revoke",
@@ -58,6 +79,12 @@ async function keysAfterRevoke(): Promise<void> {
   if (secret) document.getElementById("new-key")!.replaceChildren(secret);
 }
 
+/** A new key's secret on the Keys page, its Copy button focused: on the page's top a screen reader said nothing of it. */
+function showSecret(secret: HTMLElement): void {
+  document.getElementById("new-key")?.replaceChildren(secret);
+  secret.querySelector("button")?.focus();
+}
+
 export async function keysView(): Promise<void> {
   const keys = (await api<{ data: Json[] }>("GET", "/dashboard/api/keys")).data;
   const account = state.session?.account;
@@ -81,20 +108,21 @@ export async function keysView(): Promise<void> {
       ],
       "Create key",
       async (d) => {
+        const startedOn = currentNavigation();
         const created = await api("POST", "/dashboard/api/keys", { name: d.get("name"), mode: d.get("mode") });
+        const secret = h(
+          "div",
+          { class: "secret" },
+          h("strong", {}, "Your new key — shown once, copy it now:"),
+          copyable("secret-value", String(created.key), "Copy the new key"),
+        );
+        // The person went to another page while the key was made: its secret, never shown again, goes in a dialog
+        // there. It used to be drawn with the Keys page over that page, or lost when that page came last.
+        if (currentNavigation() !== startedOn) return keptDialog("Your new key", secret);
+        // On screen at once, and again in the list drawn anew (which a navigation may overtake).
+        showSecret(secret);
         await keysView();
-        document
-          .getElementById("new-key")!
-          .replaceChildren(
-            h(
-              "div",
-              { class: "secret" },
-              h("strong", {}, "Your new key — shown once, copy it now:"),
-              copyable("secret-value", String(created.key), "Copy the new key"),
-            ),
-          );
-        // The focus goes to its Copy button: on the page's top it left a screen reader silent about the one-time secret.
-        document.querySelector<HTMLButtonElement>("#new-key button")?.focus();
+        showSecret(secret);
       },
     ),
     h("div", { id: "new-key" }),
@@ -194,6 +222,8 @@ export async function usageView(period?: string): Promise<void> {
       onchange: (e) => {
         const chosen = (e.target as HTMLSelectElement).value;
         failure.textContent = "";
+        // Each month is a page of its own: of two months picked in a row, the first one's late answer is not drawn.
+        newNavigation();
         // The new month's page keeps the focus on its picker: it went to the page's top, so a keyboard user stepping
         // through months with the arrow keys moved one month, then nothing.
         usageView(chosen).then(

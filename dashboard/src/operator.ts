@@ -1,5 +1,5 @@
 import { breakdownTables, dailyChart, quotaBar, usageNumbers, type Breakdown } from "./charts.js";
-import { api, confirmAction, copyable, field, form, h, say, show, table, when, type Json } from "./dom.js";
+import { api, confirmAction, copyable, currentNavigation, field, form, h, keptDialog, say, show, table, when, type Json } from "./dom.js";
 import { creatorLabel, keyRows } from "./member.js";
 
 /** The plans the server serves, as its config file defines them (custom ones included), by name. */
@@ -67,11 +67,18 @@ function invitationBox(info: Json, url: string): HTMLElement {
 
 function inviteForm(account: Json, members: Json[]): HTMLElement {
   const id = String(account.id);
-  const send = async (email: string): Promise<HTMLElement> => {
+  const send = async (email: string): Promise<HTMLElement | undefined> => {
+    const startedOn = currentNavigation();
     const created = await api("POST", `/admin/api/accounts/${encodeURIComponent(id)}/invitations`, { email });
     const path = String(created.invite_path);
     // The page reads the invitation back as the invitee will see it: e-mail, account, expiry.
-    const info = await api("POST", "/dashboard/api/invitations/check", { token: path.split("#invite=")[1] ?? "" }, { read: true });
+    const check = (read: boolean) => api("POST", "/dashboard/api/invitations/check", { token: path.split("#invite=")[1] ?? "" }, { read });
+    // The operator went to another page meanwhile: the link goes in a dialog there, not with this page over it.
+    if (currentNavigation() !== startedOn) {
+      keptDialog("Invitation link", invitationBox(await check(false), `${location.origin}${path}`));
+      return undefined;
+    }
+    const info = await check(true);
     await accountView(id);
     const box = invitationBox(info, `${location.origin}${path}`);
     document.getElementById("invite-result")!.replaceChildren(box);
@@ -83,7 +90,7 @@ function inviteForm(account: Json, members: Json[]): HTMLElement {
     const email = String(d.get("email")).trim().toLowerCase();
     const existing = members.find((m) => m.email === email);
     if (existing === undefined) {
-      (await send(email)).focus();
+      (await send(email))?.focus();
       return;
     }
     confirmAction(
@@ -124,12 +131,13 @@ function removeMemberButton(account: Json, member: Json, keys: readonly Json[]):
           `They are signed out at once, and neither their password nor any invitation of theirs works any more. ${keysLine} You can invite the e-mail again later.`,
           "Remove member",
           async () => {
+            const startedOn = currentNavigation();
             await api(
               "DELETE",
               `/admin/api/accounts/${encodeURIComponent(id)}/members/${encodeURIComponent(String(member.id))}${keep.checked ? "?keep_keys=true" : ""}`,
             );
             say(theirs === 0 ? `${email} removed` : `${email} removed; their keys ${keep.checked ? "kept" : "revoked"}`);
-            return redrawn(id, "members-title");
+            return redrawn(id, "members-title", startedOn);
           },
           choice,
         ),
@@ -142,9 +150,12 @@ function removeMemberButton(account: Json, member: Json, keys: readonly Json[]):
  * The account's page drawn again after an action on it, and where the focus goes back to: the action's own button,
  * or the heading of its section when the action took its button away (a revoked key, a removed member). Focusing it
  * brings it into view. The redrawn page opened at its top with the focus on the page, so an operator who revoked a
- * key far down the page was sent back to the top to find it again.
+ * key far down the page was sent back to the top to find it again. `startedOn`: the navigation the action began in
+ * (the key revocation checks its own, see revokeButton).
  */
-async function redrawn(id: string, placeId: string): Promise<HTMLElement | undefined> {
+async function redrawn(id: string, placeId: string, startedOn?: number): Promise<HTMLElement | undefined> {
+  // Not over the page the operator went to while the action ran.
+  if (startedOn !== undefined && currentNavigation() !== startedOn) return undefined;
   await accountView(id);
   const place = document.getElementById(placeId);
   if (place === null) return undefined;
@@ -209,9 +220,10 @@ export async function accountView(id: string): Promise<void> {
                 `It moves from ${String(account.plan)} to ${plan.value} at once: its limits and monthly quota change with it.`,
                 `Change to ${plan.value}`,
                 async () => {
+                  const startedOn = currentNavigation();
                   await api("PATCH", base, { plan: plan.value });
                   say(`Plan changed to ${plan.value}`);
-                  return redrawn(id, "change-plan");
+                  return redrawn(id, "change-plan", startedOn);
                 },
               );
             },
@@ -234,9 +246,10 @@ export async function accountView(id: string): Promise<void> {
                 active ? "All of its keys stop working at once, until it is reactivated." : "Its keys that are not revoked work again at once.",
                 active ? `Suspend ${name}` : `Reactivate ${name}`,
                 async () => {
+                  const startedOn = currentNavigation();
                   await api("PATCH", base, { status: active ? "suspended" : "active" });
                   say(active ? `${name} suspended: its keys are refused` : `${name} reactivated`);
-                  return redrawn(id, "status-action");
+                  return redrawn(id, "status-action", startedOn);
                 },
               ),
           },
