@@ -194,7 +194,7 @@ describe("HTTP contract: errors and request ids", () => {
       ["POST", "/infer", "/v1/infer", v1],
       ["POST", "/v1//chat/completions", "/v1/chat/completions", slash],
       ["GET", "//v1/models", "/v1/models", slash],
-      ["POST", "/completions", "/v1/completions", v1],
+      ["GET", "/v1/v1/models", "/v1/models", "The address has /v1 twice: a base URL ending in /v1 joined with a path starting with /v1"],
     ] as const) {
       const r = await fetch(`${server.url}${path}`, {
         method,
@@ -211,6 +211,18 @@ describe("HTTP contract: errors and request ids", () => {
     const { error } = (await (await fetch(`${server.url}/models/${key}`)).json()) as { error: { message: string } };
     assert.ok(!error.message.includes(key), error.message);
     assert.match(error.message, /; did you mean \/v1\/models\/alv_live_…/);
+    // A path this server does not serve under /v1 either is said so, not suggested.
+    for (const path of ["/completions", "/responses"]) {
+      const { error: unserved } = (await (await fetch(`${server.url}${path}`, { method: "POST", body: "{}" })).json()) as {
+        error: { message: string };
+      };
+      assert.match(unserved.message, /; this server serves OpenAI's Chat Completions API \(POST \/v1\/chat\/completions\)/, path);
+    }
+    // Only a path that takes the request's method is suggested: DELETE /v1/models/x is no route either.
+    const { error: deleted } = (await (await fetch(`${server.url}/models/alveare-chat`, { method: "DELETE" })).json()) as {
+      error: { message: string };
+    };
+    assert.equal(deleted.message, "Unknown route: DELETE /models/alveare-chat");
     // Nothing to suggest: no hint.
     const none = (await (await fetch(`${server.url}/nothing/here`)).json()) as { error: { message: string } };
     assert.equal(none.error.message, "Unknown route: GET /nothing/here");

@@ -105,28 +105,33 @@ const UNSERVED_OPENAI_ROUTE = /^\/v1\/(responses|completions)(\/|$)/;
  * What a 404 under /v1 should have been: a GET sent to a POST route (curl
  * without -d) is told the method; an OpenAI route not served, the one that is; /metrics, where metrics are.
  */
-function notFoundHint(app: FastifyInstance, path: string): string | undefined {
+function notFoundHint(app: FastifyInstance, method: string, path: string): string | undefined {
   // A scraper pointed at the API's port: the metrics listener is apart so it stays off the public network.
   // True whether metrics are on or off (ALVEARE_METRICS_PORT=0): the API's port never serves them.
   if (path === "/metrics")
     return "metrics are never served on the API's port: they have a listener of their own (ALVEARE_METRICS_HOST, ALVEARE_METRICS_PORT; 0 turns it off)";
-  const takes = (url: string): string[] => ["GET", "POST"].filter((method) => app.findRoute({ method, url }) !== null);
-  // The commonest slips in pointing a client here: a base URL without /v1, or one ending in "/" joined with a path
-  // starting with "/". Both were a bare "Unknown route".
-  const meant = path.replace(/\/{2,}/g, "/");
+  const takes = (url: string): string[] => ["GET", "POST"].filter((m) => app.findRoute({ method: m, url }) !== null);
+  const unserved = "this server serves OpenAI's Chat Completions API (POST /v1/chat/completions), not the Responses API or legacy completions";
+  // The commonest slips in pointing a client here: a base URL without /v1, one ending in "/" joined with a path
+  // starting with "/", and one ending in /v1 joined with a path starting with /v1. Each was a bare "Unknown route".
+  const meant = path.replace(/\/{2,}/g, "/").replace(/^(?:\/v1)+(?=\/)/, "/v1");
   const underV1 = meant.startsWith("/v1/") ? meant : `/v1${meant}`;
-  if (underV1 !== path && (takes(underV1).length > 0 || UNSERVED_OPENAI_ROUTE.test(underV1))) {
-    // Echoed as the path is (a key in it masked, 40 characters at most).
-    const suggestion = shortened(withoutKeys(underV1));
-    return meant === underV1
-      ? `did you mean ${suggestion}? The address has "//" in it: a base URL ending in "/" joined with a path starting with "/"`
-      : `did you mean ${suggestion}? The API's paths start with /v1: give clients the base URL http://<host>:<port>/v1`;
+  if (underV1 !== path) {
+    if (UNSERVED_OPENAI_ROUTE.test(underV1)) return unserved;
+    // Only a path that takes this method: the one meant, not merely one that exists.
+    if (app.findRoute({ method, url: underV1 }) !== null) {
+      // Echoed as the path is (a key in it masked, 40 characters at most).
+      const suggestion = `did you mean ${shortened(withoutKeys(underV1))}?`;
+      if (!path.startsWith("/v1/") && !path.startsWith("//"))
+        return `${suggestion} The API's paths start with /v1: give clients the base URL http://<host>:<port>/v1`;
+      if (/^\/+v1\/+v1\//.test(path)) return `${suggestion} The address has /v1 twice: a base URL ending in /v1 joined with a path starting with /v1`;
+      return `${suggestion} The address has "//" in it: a base URL ending in "/" joined with a path starting with "/"`;
+    }
   }
   if (!path.startsWith("/v1/")) return undefined;
   const methods = takes(path);
   if (methods.length > 0) return `this path takes ${methods.join(" or ")}`;
-  if (UNSERVED_OPENAI_ROUTE.test(path))
-    return "this server serves OpenAI's Chat Completions API (POST /v1/chat/completions), not the Responses API or legacy completions";
+  if (UNSERVED_OPENAI_ROUTE.test(path)) return unserved;
   return undefined;
 }
 
@@ -309,7 +314,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   app.setNotFoundHandler((request, reply) => {
     const path = request.url.split("?")[0] ?? "/";
-    const e = errors.notFound(request.method, withoutKeys(path), notFoundHint(app, path));
+    const e = errors.notFound(request.method, withoutKeys(path), notFoundHint(app, request.method, path));
     request.logFields.code = e.code;
     return reply.code(e.status).send(e.toBody());
   });
