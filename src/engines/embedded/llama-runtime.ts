@@ -132,6 +132,14 @@ export class LlamaRuntime {
       ...(request.lora ? { lora: { adapters: [{ filePath: request.lora.path, scale: request.lora.scale }] } } : {}),
     });
     const name = `embedded:${request.modelPath}${request.lora ? `+${request.lora.path}` : ""}`;
+    // Allowed (a model may be stretched on purpose), but said: past the trained length answers degrade, and the
+    // memory of the whole context is reserved for every specialist on this model. It was accepted without a word.
+    if (model.trainContextSize > 0 && request.contextSize > model.trainContextSize) {
+      this.options.logger.warn(
+        { engine: name, context_size: request.contextSize, trained_context_size: model.trainContextSize },
+        "a specialist's context_size is longer than its model was trained for",
+      );
+    }
     // Several sequences share a batch's outputs: see sampleFirstAlone.
     if (this.options.parallel > 1 && !sampleFirstAlone(context)) {
       this.options.logger.warn({ engine: name }, "cannot order this node-llama-cpp's samples: concurrent requests may read each other's outputs");
