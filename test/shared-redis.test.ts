@@ -13,6 +13,7 @@ import { connectRedis, type RedisConnection } from "../src/gate/redis/connection
 import { RedisFailureCounter } from "../src/gate/redis/failure-counter.js";
 import { RedisKeyCache } from "../src/gate/redis/key-cache.js";
 import { RedisQuotaCounter } from "../src/gate/redis/quota-counter.js";
+import type { QuotaRequest } from "../src/gate/backends.js";
 import { billingPeriod } from "../src/metering/billing-period.js";
 import { CLI_CONTEXT } from "../src/store/audit-log.js";
 import { createStore } from "../src/store/create-store.js";
@@ -585,7 +586,18 @@ describe("changes while Redis is away", () => {
 });
 
 describe("the monthly counter behind the ledger", () => {
-  it("admits again once the ledger gave back a dead node's requests, without waiting for the reseed", async () => {
+  /**
+   * A solo account whose Redis counter is full (3 of 3), and `giveBack(n)`: a survivor settling n of a dead node's
+   * rows in the ledger only, so Redis still counts them.
+   */
+  const withFullCounter = async (
+    run: (t: {
+      counter: RedisQuotaCounter;
+      request: (i: number) => QuotaRequest;
+      giveBack: (rows: number) => Promise<void>;
+      ledgerRequests: () => Promise<number>;
+    }) => Promise<void>,
+  ): Promise<void> => {
     const database = await freshDatabase();
     const connection = await testConnection();
     const stores = await createStore({ dataDir: tempDir(), databaseUrl: database });
@@ -593,7 +605,7 @@ describe("the monthly counter behind the ledger", () => {
       const accounts = new AccountService(stores, loadConfig({}, {}).plans);
       const account = await accounts.createAccount(CLI_CONTEXT, "a", "solo");
       const counter = new RedisQuotaCounter(connection, stores.ledger);
-      const request = (i: number) => ({
+      const request = (i: number): QuotaRequest => ({
         requestId: `req_${i}`,
         caller: { accountId: account.id, keyId: "k", mode: "live" as const, plan: "solo" },
         specialistId: "echo",
@@ -601,89 +613,59 @@ describe("the monthly counter behind the ledger", () => {
         limit: 3,
         at: new Date(),
       });
-      for (let i = 0; i < 3; i++) assert.ok(await counter.take(request(i)));
-      assert.equal(await counter.take(request(3)), undefined, "full");
-      // A survivor settles one of a dead node's rows in the ledger: given back there, not in Redis.
       const period = billingPeriod(new Date()).key;
-      const row = (await stores.ledger.usageBreakdown(account.id, "live", period)).byKey;
-      assert.equal(row[0]?.requests, 3);
-      const pool = openPool(database);
-      try {
-        const { rows } = await pool.query<{ id: number }>("SELECT id FROM usage_events ORDER BY id LIMIT 1");
-        await stores.ledger.complete({
-          eventId: rows[0]!.id,
-          accountId: account.id,
-          mode: "live",
-          period,
-          status: 0,
-          promptTokens: 0,
-          completionTokens: 0,
-          latencyMs: 0,
-          at: new Date().toISOString(),
-        });
-      } finally {
-        await pool.end();
-      }
-      await new Promise((r) => setTimeout(r, 1100)); // the refusal above asked the ledger; the next may ask after a second
-      assert.ok(await counter.take(request(4)), "the ledger had room: admitted");
-      assert.equal(await counter.take(request(5)), undefined, "and full again");
-      assert.equal((await stores.ledger.periodUsage(account.id, "live", period)).requests, 3);
+      const giveBack = async (rows: number): Promise<void> => {
+        const pool = openPool(database);
+        try {
+          const found = await pool.query<{ id: number }>("SELECT id FROM usage_events ORDER BY id LIMIT $1", [rows]);
+          for (const { id } of found.rows) {
+            await stores.ledger.complete({
+              eventId: id,
+              accountId: account.id,
+              mode: "live",
+              period,
+              status: 0,
+              promptTokens: 0,
+              completionTokens: 0,
+              latencyMs: 0,
+              at: new Date().toISOString(),
+            });
+          }
+        } finally {
+          await pool.end();
+        }
+      };
+      for (let i = 0; i < 3; i++) assert.ok(await counter.take(request(i)));
+      const ledgerRequests = async () => (await stores.ledger.periodUsage(account.id, "live", period)).requests;
+      await run({ counter, request, giveBack, ledgerRequests });
     } finally {
       await stores.close();
       connection.redis.disconnect();
       await deletePrefix(connection.prefix);
       await dropDatabase(database);
     }
+  };
+
+  it("admits again once the ledger gave back a dead node's requests, without waiting for the reseed", async () => {
+    await withFullCounter(async ({ counter, request, giveBack, ledgerRequests }) => {
+      assert.equal(await counter.take(request(3)), undefined, "full");
+      assert.equal(await ledgerRequests(), 3);
+      await giveBack(1);
+      await new Promise((r) => setTimeout(r, 1100)); // the refusal above asked the ledger; the next may ask after a second
+      assert.ok(await counter.take(request(4)), "the ledger had room: admitted");
+      assert.equal(await counter.take(request(5)), undefined, "and full again");
+      assert.equal(await ledgerRequests(), 3);
+    });
   });
   it("lets every request refused together at a stale counter share the ledger's answer: the room given back is used whole", async () => {
-    const database = await freshDatabase();
-    const connection = await testConnection();
-    const stores = await createStore({ dataDir: tempDir(), databaseUrl: database });
-    try {
-      const accounts = new AccountService(stores, loadConfig({}, {}).plans);
-      const account = await accounts.createAccount(CLI_CONTEXT, "a", "solo");
-      const counter = new RedisQuotaCounter(connection, stores.ledger);
-      const request = (i: number) => ({
-        requestId: `req_${i}`,
-        caller: { accountId: account.id, keyId: "k", mode: "live" as const, plan: "solo" },
-        specialistId: "echo",
-        endpoint: "infer" as const,
-        limit: 3,
-        at: new Date(),
-      });
-      for (let i = 0; i < 3; i++) assert.ok(await counter.take(request(i)));
-      // A dead node's two unfinished rows, settled by a survivor in the ledger only: Redis still counts them.
-      const period = billingPeriod(new Date()).key;
-      const pool = openPool(database);
-      try {
-        const { rows } = await pool.query<{ id: number }>("SELECT id FROM usage_events ORDER BY id LIMIT 2");
-        for (const { id } of rows) {
-          await stores.ledger.complete({
-            eventId: id,
-            accountId: account.id,
-            mode: "live",
-            period,
-            status: 0,
-            promptTokens: 0,
-            completionTokens: 0,
-            latencyMs: 0,
-            at: new Date().toISOString(),
-          });
-        }
-      } finally {
-        await pool.end();
-      }
+    await withFullCounter(async ({ counter, request, giveBack, ledgerRequests }) => {
+      await giveBack(2);
       // A burst at the full counter: one of them asks the ledger, and the others wait for that answer instead of
       // being refused for the month while two requests are free.
       const tickets = await Promise.all(Array.from({ length: 5 }, (_, i) => counter.take(request(10 + i))));
       assert.equal(tickets.filter((t) => t !== undefined).length, 2);
-      assert.equal((await stores.ledger.periodUsage(account.id, "live", period)).requests, 3);
-    } finally {
-      await stores.close();
-      connection.redis.disconnect();
-      await deletePrefix(connection.prefix);
-      await dropDatabase(database);
-    }
+      assert.equal(await ledgerRequests(), 3);
+    });
   });
 });
 
