@@ -82,17 +82,21 @@ describe("the listening host", () => {
   });
 });
 
+/** Loads a config file of this text: its error's message, or `fine` when it loads. */
+const loadText = (text: string, fine: string): string => {
+  const path = join(tempDir(), "c.json");
+  writeFileSync(path, text);
+  try {
+    loadConfig({ config: path }, {});
+  } catch (error) {
+    return (error as Error).message;
+  }
+  return fine;
+};
+
 describe("a specialist's output in the config file", () => {
-  const refusal = (output: object): string => {
-    const path = join(tempDir(), "c.json");
-    writeFileSync(path, JSON.stringify({ specialists: { x: { description: "d", system_prompt: "p", output } } }));
-    try {
-      loadConfig({ config: path }, {});
-    } catch (error) {
-      return (error as Error).message;
-    }
-    return "served";
-  };
+  const refusal = (output: object): string =>
+    loadText(JSON.stringify({ specialists: { x: { description: "d", system_prompt: "p", output } } }), "served");
 
   it("refuses a field its type does not read, rather than serving the specialist otherwise than the file says", () => {
     // Ignored before: labels on a text specialist served free text, a schema on a labels one was never used.
@@ -115,16 +119,7 @@ describe("a specialist's output in the config file", () => {
 });
 
 describe("a key written twice in the config file", () => {
-  const load = (text: string): string => {
-    const path = join(tempDir(), "c.json");
-    writeFileSync(path, text);
-    try {
-      loadConfig({ config: path }, {});
-    } catch (error) {
-      return (error as Error).message;
-    }
-    return "loaded";
-  };
+  const load = (text: string): string => loadText(text, "loaded");
 
   it("is refused naming it, rather than JSON.parse keeping the last silently", () => {
     // A specialist block copied and left behind served only the second, with no word said.
