@@ -206,10 +206,16 @@ async function route(): Promise<void> {
   // names the new page, and nothing else said that anything was happening.
   const page = document.getElementById("main");
   page?.setAttribute("aria-busy", "true");
+  // ...and it cannot be acted on (show() lifts this as it draws the next one): what was started there began after the
+  // navigation, so nothing told it that its page was being left. A month picked there dropped the next page's reads
+  // (the address on Keys, Usage drawn, aria-busy for good), and a key created there had its secret drawn on a Keys
+  // page the next one replaced, or the Keys page drawn over the next one.
+  if (page !== null) page.inert = true;
   try {
     await showPage(hash);
   } finally {
     page?.removeAttribute("aria-busy");
+    if (page !== null) page.inert = false;
   }
 }
 

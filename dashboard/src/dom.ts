@@ -115,6 +115,8 @@ export function forPeople(message: string): string {
 export const main = (): HTMLElement => document.getElementById("main")!;
 
 export function show(...children: Child[]): void {
+  // The page drawn is no longer one being left (see route()), and an inert one could not take the focus below.
+  main().inert = false;
   main().replaceChildren(...[suspendedBanner(), ...children].filter((c): c is Node | string => c !== null && c !== undefined && c !== false));
   // Each page named in the title (tabs, history, what a screen reader announces first): every page was "Alveare dashboard".
   const heading = main().querySelector("h1")?.textContent?.trim();

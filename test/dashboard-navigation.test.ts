@@ -1,0 +1,117 @@
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import type { Browser, Page, Route } from "playwright-core";
+import { launchChromium, noChromium } from "./helpers/browser.js";
+import { startTestServer, type TestServer } from "./helpers/fixtures.js";
+
+const TOKEN = "operator-token-for-the-navigation-test";
+const PASSWORD = "a long enough password";
+
+/** Requests matching `match` held on their way until release(); asked resolves once the first one is held. */
+async function hold(page: Page, url: string, method: string): Promise<{ asked: Promise<void>; release: () => Promise<void> }> {
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  let asked!: () => void;
+  const first = new Promise<void>((resolve) => (asked = resolve));
+  const handler = async (route: Route): Promise<void> => {
+    if (route.request().method() !== method) return route.fallback();
+    asked();
+    await held;
+    await route.continue().catch(() => undefined);
+  };
+  await page.route(url, handler);
+  return {
+    asked: first,
+    release: async () => {
+      release();
+      await page.unroute(url, handler);
+    },
+  };
+}
+
+/** Lets the page's own code have its turn with whatever just arrived. */
+const settle = (page: Page): Promise<unknown> => page.evaluate(() => new Promise((resolve) => setTimeout(resolve, 400)));
+
+describe("dashboard navigation races", { skip: noChromium }, () => {
+  let server: TestServer;
+  let browser: Browser;
+  let member: Page;
+  let operator: Page;
+  let accountId: string;
+  const admin = (path: string, body: unknown) =>
+    fetch(`${server.url}/admin/api${path}`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    }).then((r) => r.json() as Promise<Record<string, unknown>>);
+
+  before(async () => {
+    server = await startTestServer({}, { gated: true, env: { ALVEARE_ADMIN_TOKEN: TOKEN } });
+    browser = await launchChromium();
+    accountId = String((await admin("/accounts", { name: "acme", plan: "starter" })).id);
+    await admin(`/accounts/${accountId}/keys`, { name: "to-revoke" });
+    const invitation = await admin(`/accounts/${accountId}/invitations`, { email: "dev@acme.example" });
+    member = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    await member.goto(`${server.url}${String(invitation.invite_path)}`);
+    await member.getByLabel("New password").fill(PASSWORD);
+    await member.getByRole("button", { name: "Set password and sign in" }).click();
+    await member.getByRole("heading", { name: "API keys" }).waitFor();
+    operator = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    await operator.goto(`${server.url}/dashboard/#admin`);
+    await operator.getByLabel("Admin token").fill(TOKEN);
+    await operator.getByRole("button", { name: "Sign in as operator" }).click();
+    await operator.getByRole("heading", { name: "Accounts" }).waitFor();
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.close();
+  });
+
+  it("a month picked on the Usage page while another page loads does not take that page's place", async () => {
+    await member.goto(`${server.url}/dashboard/#usage`);
+    await member.locator("main:not([aria-busy]) h1", { hasText: "Usage" }).waitFor();
+    const keys = await hold(member, "**/dashboard/api/keys", "GET");
+    try {
+      await member.locator("#month").focus();
+      await member.evaluate("location.hash = '#keys'"); // Back, or a link followed from the keyboard
+      await keys.asked;
+      await member.keyboard.press("ArrowDown");
+      await settle(member);
+      await keys.release();
+      // Before, the month picked dropped the Keys page's reads: Usage stayed under #keys, marked busy for good.
+      await member.locator("main:not([aria-busy]) h1", { hasText: "API keys" }).waitFor({ timeout: 5000 });
+      assert.equal(await member.evaluate("location.hash"), "#keys");
+    } finally {
+      await keys.release();
+    }
+  });
+
+  it("a page being left cannot be acted on: a key made there had its secret drawn on a Keys page the next one replaced", async () => {
+    await member.goto(`${server.url}/dashboard/#keys`);
+    await member.reload(); // whatever the test before left on screen
+    await member.locator("main:not([aria-busy]) h1", { hasText: "API keys" }).waitFor();
+    await member.getByLabel("Name", { exact: true }).fill("made-on-a-page-left");
+    const button = (await member.getByRole("button", { name: "Create key" }).boundingBox())!;
+    const plan = await hold(member, "**/dashboard/api/plan", "GET");
+    try {
+      await member.getByRole("link", { name: "Plan" }).click();
+      await plan.asked;
+      // A click on the Keys page still on screen, dimmed, while Plan loads.
+      await member.mouse.click(button.x + button.width / 2, button.y + button.height / 2);
+      await settle(member);
+      await plan.release();
+      await member.locator("main:not([aria-busy]) h1", { hasText: "Plan" }).waitFor();
+      await settle(member);
+      const keys = (await (
+        await fetch(`${server.url}/admin/api/accounts/${accountId}/keys`, { headers: { authorization: `Bearer ${TOKEN}` } })
+      ).json()) as { data: Array<{ name: string | null }> };
+      // Before, the key was made and its secret, never shown again, went with the Keys page the Plan page replaced.
+      const made = keys.data.some((k) => k.name === "made-on-a-page-left");
+      assert.ok(!made || (await member.locator("#secret-value").count()) === 1, "a key made has its secret on screen");
+      assert.equal(made, false);
+      assert.match((await member.locator("main h1").textContent()) ?? "", /^Plan/);
+    } finally {
+      await plan.release();
+    }
+  });
+});
