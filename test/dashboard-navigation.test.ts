@@ -114,4 +114,24 @@ describe("dashboard navigation races", { skip: noChromium }, () => {
       await plan.release();
     }
   });
+
+  it("an account created while the operator went to another page does not draw Accounts over it", async () => {
+    await operator.getByRole("link", { name: "Accounts" }).click();
+    await operator.locator("main:not([aria-busy]) h1", { hasText: "Accounts" }).waitFor();
+    const create = await hold(operator, "**/admin/api/accounts", "POST");
+    try {
+      await operator.getByLabel("Name").fill("globex");
+      await operator.getByRole("button", { name: "Create account" }).click();
+      await create.asked;
+      await operator.getByRole("link", { name: "Audit" }).click();
+      await operator.locator("main:not([aria-busy]) h1", { hasText: "Audit log" }).waitFor();
+      await create.release();
+      await operator.locator("#status", { hasText: "Account globex created" }).waitFor();
+      await settle(operator);
+      assert.equal(await operator.locator("main h1").textContent(), "Audit log");
+      assert.equal(await operator.evaluate("location.hash"), "#audit");
+    } finally {
+      await create.release();
+    }
+  });
 });

@@ -21,9 +21,11 @@ export async function accountsView(): Promise<void> {
       ],
       "Create account",
       async (d) => {
+        const startedOn = currentNavigation();
         const created = await api("POST", "/admin/api/accounts", { name: d.get("name"), plan: d.get("plan") });
         say(`Account ${String(created.name)} created`);
-        await accountsView();
+        // Drawn again only where the operator still is: Accounts was drawn over the page they went to meanwhile.
+        if (currentNavigation() === startedOn) await accountsView();
       },
     ),
     accounts.length === 0
