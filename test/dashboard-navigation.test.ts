@@ -134,4 +134,24 @@ describe("dashboard navigation races", { skip: noChromium }, () => {
       await create.release();
     }
   });
+
+  it("an invitation sent while the operator went to another page: its link in a dialog there", async () => {
+    await operator.goto(`${server.url}/dashboard/#account=${accountId}`);
+    await operator.locator("main:not([aria-busy]) h1", { hasText: "Account acme" }).waitFor();
+    const check = await hold(operator, "**/dashboard/api/invitations/check", "POST");
+    try {
+      await operator.getByLabel("Email").fill("second@acme.example");
+      await operator.getByRole("button", { name: "Invite" }).click();
+      await check.asked;
+      await operator.getByRole("link", { name: "← All accounts" }).click();
+      await operator.locator("main:not([aria-busy]) h1", { hasText: "Accounts" }).waitFor();
+      await check.release();
+      const dialog = operator.getByRole("dialog", { name: "Invitation link" });
+      await dialog.waitFor({ timeout: 5000 });
+      assert.match((await dialog.locator("#invite-url").textContent()) ?? "", /#invite=/);
+      await dialog.getByRole("button", { name: "Close" }).click();
+    } finally {
+      await check.release();
+    }
+  });
 });

@@ -73,16 +73,18 @@ function inviteForm(account: Json, members: Json[]): HTMLElement {
     const startedOn = currentNavigation();
     const created = await api("POST", `/admin/api/accounts/${encodeURIComponent(id)}/invitations`, { email });
     const path = String(created.invite_path);
-    // The page reads the invitation back as the invitee will see it: e-mail, account, expiry.
-    const check = (read: boolean) => api("POST", "/dashboard/api/invitations/check", { token: path.split("#invite=")[1] ?? "" }, { read });
+    // The page reads the invitation back as the invitee will see it: e-mail, account, expiry. Always answered, as the
+    // link must reach the operator: dropped as a read of a page left meanwhile, it was lost, never shown anywhere.
+    const info = await api("POST", "/dashboard/api/invitations/check", { token: path.split("#invite=")[1] ?? "" }, { read: false });
+    const box = invitationBox(info, `${location.origin}${path}`);
     // The operator went to another page meanwhile: the link goes in a dialog there, not with this page over it.
     if (currentNavigation() !== startedOn) {
-      keptDialog("Invitation link", invitationBox(await check(false), `${location.origin}${path}`));
+      keptDialog("Invitation link", box);
       return undefined;
     }
-    const info = await check(true);
+    // On screen at once, and again in the page drawn anew (which a navigation may overtake), as a new key's secret.
+    document.getElementById("invite-result")?.replaceChildren(box);
     await accountView(id);
-    const box = invitationBox(info, `${location.origin}${path}`);
     document.getElementById("invite-result")!.replaceChildren(box);
     // The link is what the operator came for: the redrawn page opened at its top, the link far below, unseen and
     // unannounced. Its Copy button takes the focus (and scrolls it into view), as a new key's does.
