@@ -154,4 +154,29 @@ describe("dashboard navigation races", { skip: noChromium }, () => {
       await check.release();
     }
   });
+
+  it("a confirmation's action that ends after Back leaves the focus where the person put it on the page now shown", async () => {
+    await member.getByRole("link", { name: "Usage" }).click();
+    await member.locator("main:not([aria-busy]) h1", { hasText: "Usage" }).waitFor();
+    await member.getByRole("link", { name: "Keys" }).click();
+    await member.locator("main:not([aria-busy]) h1", { hasText: "API keys" }).waitFor();
+    const revoke = await hold(member, "**/dashboard/api/keys/*/revoke", "POST");
+    try {
+      await member
+        .getByRole("button", { name: /^Revoke key/ })
+        .first()
+        .click();
+      await member.getByRole("dialog").getByRole("button", { name: "Revoke key" }).click();
+      await revoke.asked;
+      await member.goBack();
+      await member.locator("main:not([aria-busy]) h1", { hasText: "Usage" }).waitFor();
+      await member.locator("#month").focus();
+      await revoke.release();
+      await member.locator("#status", { hasText: "revoked" }).waitFor();
+      await settle(member);
+      assert.equal(await member.evaluate("document.activeElement?.id"), "month");
+    } finally {
+      await revoke.release();
+    }
+  });
 });

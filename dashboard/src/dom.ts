@@ -237,6 +237,9 @@ export function confirmAction(
     else main().focus({ preventScroll: true });
   };
   const close = (next?: HTMLElement | void) => {
+    // Already taken away with its page (a navigation, the session's end): the focus is the next page's, and an action
+    // that ended after it took it from wherever the person had put it there.
+    if (!dialog.isConnected) return;
     dialog.close();
     dialog.remove();
     restoreFocus(next);
