@@ -179,4 +179,31 @@ describe("dashboard navigation races", { skip: noChromium }, () => {
       await revoke.release();
     }
   });
+
+  it("older audit records that cannot be read say so beside their button", async () => {
+    for (let i = 0; i < 101; i++) await admin(`/accounts/${accountId}/keys`, {});
+    const errors: string[] = [];
+    operator.on("pageerror", (e) => errors.push(e.message));
+    await operator.goto(`${server.url}/dashboard/#audit`);
+    await operator.locator("main:not([aria-busy]) h1", { hasText: "Audit log" }).waitFor();
+    const older = (url: URL): boolean => url.pathname === "/admin/api/audit" && url.searchParams.has("cursor");
+    await operator.route(older, (route) =>
+      route.fulfill({
+        status: 503,
+        contentType: "application/json",
+        body: JSON.stringify({ error: { type: "server_error", code: "unavailable", message: "Down for a moment.", param: null } }),
+      }),
+    );
+    try {
+      await operator.getByRole("button", { name: "Show older records" }).click();
+      // Before, the button did nothing: the failure was an unhandled rejection.
+      await operator.getByRole("alert").getByText("Older records could not be read: Down for a moment.").waitFor({ timeout: 5000 });
+      assert.deepEqual(errors, []);
+    } finally {
+      await operator.unroute(older);
+    }
+    await operator.getByRole("button", { name: "Show older records" }).click();
+    await operator.locator("#audit-records tbody tr").nth(100).waitFor();
+    assert.equal(await operator.getByText("Older records could not be read", { exact: false }).count(), 0);
+  });
 });

@@ -1,4 +1,4 @@
-import { api, form, h, show, table, when, type Json } from "./dom.js";
+import { api, ApiFailure, errorText, form, h, show, table, when, type Json } from "./dom.js";
 
 const ACTIONS = [
   "account.created",
@@ -74,10 +74,20 @@ async function recordsSection(base: string, query: URLSearchParams, withAccount:
     const all = [...shown, ...page.data];
     body.replaceChildren(
       all.length === 0 ? h("p", { class: "empty" }, "No records match.") : h("div", { class: "audit-table" }, table(headers, rows(all, withAccount))),
-      page.next_cursor === null
-        ? ""
-        : h("button", { type: "button", class: "secondary", onclick: () => void load(page.next_cursor, all) }, "Show older records"),
+      page.next_cursor === null ? "" : older(page.next_cursor, all),
     );
+  };
+  // Its failure is said beside it: the button did nothing, the error only in the console.
+  const older = (cursor: number, shown: Json[]): HTMLElement => {
+    const failure = h("p", { class: "error", role: "alert" });
+    const onclick = (): void => {
+      failure.textContent = "";
+      load(cursor, shown).catch((error: unknown) => {
+        if (error instanceof ApiFailure && error.status === 401) return; // sign-in says why (see api())
+        failure.textContent = `Older records could not be read: ${errorText(error)}`;
+      });
+    };
+    return h("div", {}, h("button", { type: "button", class: "secondary", onclick }, "Show older records"), failure);
   };
   await load(null, []);
   return section;
