@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { Browser, Page, Request } from "playwright-core";
-import { launchChromium, noChromium } from "./helpers/browser.js";
+import { hold, launchChromium, noChromium } from "./helpers/browser.js";
 import { createKey, startTestServer, type TestServer } from "./helpers/fixtures.js";
 
 const TOKEN = "operator-token-for-the-first-contact-test";
@@ -77,39 +77,24 @@ describe("dashboard first contact", { skip: noChromium }, () => {
   });
 
   it("marks the page on screen as loading while the next one's data is on its way", async () => {
-    let release: () => void = () => undefined;
-    const held = new Promise<void>((resolve) => (release = resolve));
-    await member.route("**/dashboard/api/usage**", async (route) => {
-      await held;
-      await route.continue().catch(() => undefined);
-    });
+    const usage = await hold(member, "**/dashboard/api/usage**");
     try {
       await member.getByRole("link", { name: "Usage" }).click();
       await member.locator('main[aria-busy="true"]').waitFor();
       assert.equal(await member.evaluate("getComputedStyle(document.getElementById('main')).cursor"), "progress");
-      release();
+      await usage.release();
       await member.getByRole("heading", { name: "Usage" }).waitFor();
       await member.locator("main:not([aria-busy])").waitFor();
     } finally {
-      release();
-      await member.unroute("**/dashboard/api/usage**");
+      await usage.release();
     }
     await member.getByRole("link", { name: "Keys" }).click();
     await member.getByRole("heading", { name: "API keys" }).waitFor();
   });
 
   it("a page whose data arrives after the person went on to another page never replaces that page", async () => {
-    let release: () => void = () => undefined;
-    const held = new Promise<void>((resolve) => (release = resolve));
-    // The Usage page's two reads (its numbers and its breakdown), as they reach the network and are held there.
-    let usageAsked = 0;
-    let bothAsked!: () => void;
-    const usageHeld = new Promise<void>((resolve) => (bothAsked = resolve));
-    await member.route("**/dashboard/api/usage**", async (route) => {
-      if (++usageAsked === 2) bothAsked();
-      await held;
-      await route.continue().catch(() => undefined);
-    });
+    // The Usage page's two reads (its numbers and its breakdown), held on their way.
+    const usage = await hold(member, "**/dashboard/api/usage**", "GET", 2);
     // The same two reads (its numbers and its breakdown), as the browser finishes receiving them.
     let usageReads = 0;
     let bothRead!: () => void;
@@ -123,10 +108,10 @@ describe("dashboard first contact", { skip: noChromium }, () => {
       await member.getByRole("link", { name: "Plan" }).click();
       await member.locator("main:not([aria-busy]) h1", { hasText: "Plan" }).waitFor();
       await member.getByRole("link", { name: "Usage" }).click();
-      await usageHeld;
+      await usage.asked;
       await member.getByRole("link", { name: "Keys" }).click();
       await member.locator("main:not([aria-busy]) h1", { hasText: "API keys" }).waitFor();
-      release();
+      await usage.release();
       await usageRead;
       // The page's own code has had its turn with the answers (a late page was drawn within this, before the fix).
       await member.evaluate(() => new Promise((resolve) => setTimeout(resolve, 200)));
@@ -135,9 +120,8 @@ describe("dashboard first contact", { skip: noChromium }, () => {
       assert.equal(await member.evaluate("document.title"), "API keys · Alveare dashboard");
       assert.equal(await member.locator("main[aria-busy]").count(), 0);
     } finally {
-      release();
+      await usage.release();
       member.off("requestfinished", onFinished);
-      await member.unroute("**/dashboard/api/usage**");
     }
     // The page left is still there to go back to, with its data.
     await member.getByRole("link", { name: "Usage" }).click();
@@ -147,54 +131,36 @@ describe("dashboard first contact", { skip: noChromium }, () => {
   });
 
   it("a signed-in person whose address changes while the page loads (Back, the name at the top) is not sent to sign-in", async () => {
-    let release: () => void = () => undefined;
-    const held = new Promise<void>((resolve) => (release = resolve));
-    let asked!: () => void;
-    const sessionAsked = new Promise<void>((resolve) => (asked = resolve));
-    await member.route("**/dashboard/api/session", async (route) => {
-      asked();
-      await held;
-      await route.continue().catch(() => undefined);
-    });
+    const session = await hold(member, "**/dashboard/api/session");
     try {
       // A fresh load of the page, its "who is signed in?" held on its way; the address changes before the answer.
       await member.reload(); // (a goto to another hash of the same page would load nothing)
-      await sessionAsked;
+      await session.asked;
       await member.evaluate("location.hash = '#plan'");
       await member.getByRole("heading", { name: "Sign in" }).waitFor(); // nobody known yet
-      release();
+      await session.release();
       // Before, the answer was dropped as a read of the page left: the sign-in form stayed, the person signed in.
       await member.locator("main:not([aria-busy]) h1", { hasText: "Plan" }).waitFor();
       assert.equal(await member.evaluate("location.hash"), "#plan");
       assert.equal(await member.getByRole("button", { name: "Sign out" }).count(), 1);
     } finally {
-      release();
-      await member.unroute("**/dashboard/api/session");
+      await session.release();
     }
     await member.getByRole("link", { name: "Keys" }).click();
     await member.getByRole("heading", { name: "API keys" }).waitFor();
   });
 
   it("a key made while the person went to another page: its secret in a dialog there, never the Keys page over it", async () => {
-    let release: () => void = () => undefined;
-    const held = new Promise<void>((resolve) => (release = resolve));
-    let asked!: () => void;
-    const creating = new Promise<void>((resolve) => (asked = resolve));
-    await member.route("**/dashboard/api/keys", async (route) => {
-      if (route.request().method() !== "POST") return route.continue();
-      asked();
-      await held;
-      await route.continue().catch(() => undefined);
-    });
+    const creating = await hold(member, "**/dashboard/api/keys", "POST");
     try {
       await member.getByRole("link", { name: "Keys" }).click();
       await member.locator("main:not([aria-busy]) h1", { hasText: "API keys" }).waitFor();
       await member.getByLabel("Name", { exact: true }).fill("made-while-away");
       await member.getByRole("button", { name: "Create key" }).click();
-      await creating;
+      await creating.asked;
       await member.getByRole("link", { name: "Plan" }).click();
       await member.locator("main:not([aria-busy]) h1", { hasText: "Plan" }).waitFor();
-      release();
+      await creating.release();
       const dialog = member.getByRole("dialog", { name: "Your new key" });
       await dialog.waitFor();
       const secret = (await dialog.locator("#secret-value").textContent()) ?? "";
@@ -206,8 +172,7 @@ describe("dashboard first contact", { skip: noChromium }, () => {
       await dialog.waitFor({ state: "detached" });
       assert.match((await member.locator("main h1").textContent()) ?? "", /^Plan/);
     } finally {
-      release();
-      await member.unroute("**/dashboard/api/keys");
+      await creating.release();
     }
     await member.getByRole("link", { name: "Keys" }).click();
     await member.getByRole("cell", { name: "made-while-away", exact: true }).waitFor();
@@ -529,20 +494,15 @@ describe("dashboard first contact", { skip: noChromium }, () => {
     await member.getByTestId("live-requests").waitFor();
     const months = await member.locator("#month option").allTextContents();
     const [first, second] = [months[1]!, months[2]!];
-    let release: () => void = () => undefined;
-    const held = new Promise<void>((resolve) => (release = resolve));
-    let heldReads = 0;
-    let bothHeld!: () => void;
-    const firstAsked = new Promise<void>((resolve) => (bothHeld = resolve));
-    const firstMonth = (url: URL): boolean => url.pathname.startsWith("/dashboard/api/usage") && url.searchParams.get("period") === first;
-    await member.route(firstMonth, async (route) => {
-      if (++heldReads === 2) bothHeld();
-      await held;
-      await route.continue().catch(() => undefined);
-    });
+    const firstMonth = await hold(
+      member,
+      (url) => url.pathname.startsWith("/dashboard/api/usage") && url.searchParams.get("period") === first,
+      "GET",
+      2,
+    );
     try {
       await member.locator("#month").selectOption(first);
-      await firstAsked;
+      await firstMonth.asked;
       // The second month's page drawn: a new picker, without the mark set on the one before.
       await member.locator("#month").evaluate((picker) => picker.setAttribute("data-drawn-before", ""));
       await member.locator("#month").selectOption(second);
@@ -550,13 +510,12 @@ describe("dashboard first contact", { skip: noChromium }, () => {
       assert.equal(await member.locator("#month").inputValue(), second);
       // The first month's answers arrive: before, they drew its page over the second's.
       await member.locator("#month").evaluate((picker) => picker.setAttribute("data-drawn-before", ""));
-      release();
+      await firstMonth.release();
       await member.evaluate("new Promise((resolve) => setTimeout(resolve, 500))");
       assert.equal(await member.locator("#month:not([data-drawn-before])").count(), 0);
       assert.equal(await member.locator("#month").inputValue(), second);
     } finally {
-      release();
-      await member.unroute(firstMonth);
+      await firstMonth.release();
     }
   });
 });

@@ -1,33 +1,11 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import type { Browser, Page, Route } from "playwright-core";
-import { launchChromium, noChromium } from "./helpers/browser.js";
+import type { Browser, Page } from "playwright-core";
+import { hold, launchChromium, noChromium } from "./helpers/browser.js";
 import { startTestServer, type TestServer } from "./helpers/fixtures.js";
 
 const TOKEN = "operator-token-for-the-navigation-test";
 const PASSWORD = "a long enough password";
-
-/** Requests matching `match` held on their way until release(); asked resolves once the first one is held. */
-async function hold(page: Page, url: string, method: string): Promise<{ asked: Promise<void>; release: () => Promise<void> }> {
-  let release!: () => void;
-  const held = new Promise<void>((resolve) => (release = resolve));
-  let asked!: () => void;
-  const first = new Promise<void>((resolve) => (asked = resolve));
-  const handler = async (route: Route): Promise<void> => {
-    if (route.request().method() !== method) return route.fallback();
-    asked();
-    await held;
-    await route.continue().catch(() => undefined);
-  };
-  await page.route(url, handler);
-  return {
-    asked: first,
-    release: async () => {
-      release();
-      await page.unroute(url, handler);
-    },
-  };
-}
 
 /** Lets the page's own code have its turn with whatever just arrived. */
 const settle = (page: Page): Promise<unknown> => page.evaluate(() => new Promise((resolve) => setTimeout(resolve, 400)));

@@ -1,5 +1,5 @@
 import { existsSync } from "node:fs";
-import { chromium, type Browser } from "playwright-core";
+import { chromium, type Browser, type Page, type Route } from "playwright-core";
 
 export const CHROMIUM = "/usr/bin/chromium";
 
@@ -20,4 +20,35 @@ export function launchChromium(): Promise<Browser> {
       "--no-first-run",
     ],
   });
+}
+
+/**
+ * Holds the page's requests matching `url` (and `method`, when given) on their way until `release()`, to make a race
+ * happen in a set order; `asked` resolves once `count` of them are held.
+ */
+export async function hold(
+  page: Page,
+  url: string | ((url: URL) => boolean),
+  method?: string,
+  count = 1,
+): Promise<{ asked: Promise<void>; release: () => Promise<void> }> {
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  let asked!: () => void;
+  const enough = new Promise<void>((resolve) => (asked = resolve));
+  let holding = 0;
+  const handler = async (route: Route): Promise<void> => {
+    if (method !== undefined && route.request().method() !== method) return route.fallback();
+    if (++holding === count) asked();
+    await held;
+    await route.continue().catch(() => undefined);
+  };
+  await page.route(url, handler);
+  return {
+    asked: enough,
+    release: async () => {
+      release();
+      await page.unroute(url, handler);
+    },
+  };
 }
