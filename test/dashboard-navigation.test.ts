@@ -158,6 +158,45 @@ describe("dashboard navigation races", { skip: noChromium }, () => {
     }
   });
 
+  it("a key made while its person signed out is shown to nobody: no dialog over the sign-in page", async () => {
+    const page = await browser.newPage();
+    await page.goto(`${server.url}/dashboard/#keys`);
+    await page.getByLabel("Email").fill("dev@acme.example");
+    await page.getByLabel("Password").fill(PASSWORD);
+    await page.getByRole("button", { name: "Sign in", exact: true }).click();
+    await page.locator("main:not([aria-busy]) h1", { hasText: "API keys" }).waitFor();
+    // The key is made on the server; its answer is held on the way back.
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let made!: () => void;
+    const keyMade = new Promise<void>((resolve) => (made = resolve));
+    await page.route("**/dashboard/api/keys", async (route) => {
+      if (route.request().method() !== "POST") return route.fallback();
+      const response = await route.fetch();
+      made();
+      await held;
+      await route.fulfill({ response }).catch(() => undefined);
+    });
+    try {
+      await page.getByLabel("Name", { exact: true }).fill("made-while-signing-out");
+      await page.getByRole("button", { name: "Create key" }).click();
+      await keyMade;
+      // Signed out on a shared computer while the key's answer was on its way.
+      await page.getByRole("button", { name: "Sign out" }).click();
+      await page.getByRole("heading", { name: "Sign in" }).waitFor();
+      const answered = page.waitForEvent("requestfinished", (r) => r.url().endsWith("/dashboard/api/keys") && r.method() === "POST");
+      release();
+      await answered;
+      await settle(page);
+      // Before, its secret opened in a dialog over the sign-in page, for the next person at the screen.
+      assert.equal(await page.locator("dialog").count(), 0);
+      assert.equal(await page.locator("#secret-value").count(), 0);
+    } finally {
+      release();
+      await page.close();
+    }
+  });
+
   it("older audit records that cannot be read say so beside their button", async () => {
     for (let i = 0; i < 101; i++) await admin(`/accounts/${accountId}/keys`, {});
     const errors: string[] = [];

@@ -198,8 +198,9 @@ async function loadSession(settle = false): Promise<void> {
 async function route(): Promise<void> {
   newNavigation(); // the page being left draws nothing more, whenever its data arrives
   // A confirmation belongs to the page it was asked on (Back while it was open left it over the next page, and
-  // stuck once its action's redraw was dropped); a dialog holding a new key's secret stays until closed.
-  for (const dialog of document.querySelectorAll("dialog:not([data-keep])")) dialog.remove();
+  // stuck once its action's redraw was dropped); a dialog holding a new key's secret stays until closed, unless
+  // nobody is signed in any more (signed out: the next person at a shared screen must not see it).
+  for (const dialog of document.querySelectorAll(state.session === undefined ? "dialog" : "dialog:not([data-keep])")) dialog.remove();
   const hash = location.hash || "#keys";
   renderNav();
   // While the next page's data loads, the one on screen is marked stale (aria-busy, dimmed): the menu already

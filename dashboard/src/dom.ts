@@ -274,6 +274,8 @@ export function confirmAction(
  * close other dialogs, not this one.
  */
 export function keptDialog(title: string, content: HTMLElement): void {
+  // Made for a session that has ended meanwhile (signed out while it ran): not for whoever is at the screen now.
+  if (state.session === undefined) return;
   const dialog = h("dialog", { class: "confirm", "data-keep": "true", "aria-labelledby": "kept-title" }) as HTMLDialogElement;
   const close = (): void => {
     dialog.close();
