@@ -93,11 +93,16 @@ async function recordsSection(base: string, query: URLSearchParams, withAccount:
   return section;
 }
 
-/** The address of the operator's audit page with these filters: `#audit?action=key.revoked&since=2026-11-01`. */
-export function auditHash(filters: Filters): string {
+/** The filters that are set, as a query. */
+function filterQuery(filters: Filters): URLSearchParams {
   const query = new URLSearchParams();
   for (const name of FILTERS) if (filters[name]) query.set(name, filters[name]);
-  const text = query.toString();
+  return query;
+}
+
+/** The address of the operator's audit page with these filters: `#audit?action=key.revoked&since=2026-11-01`. */
+export function auditHash(filters: Filters): string {
+  const text = filterQuery(filters).toString();
   return text === "" ? "#audit" : `#audit?${text}`;
 }
 
@@ -127,8 +132,7 @@ export function auditFilters(hash: string): Filters {
  * and Forward, and can be bookmarked or sent to someone: they used to be lost on any of those.
  */
 export async function auditView(filters: Filters = {}): Promise<void> {
-  const query = new URLSearchParams();
-  for (const name of FILTERS) if (filters[name]) query.set(name, filters[name]);
+  const query = filterQuery(filters);
   // The form's "Until" is a day, included, as a person picking one means it; the API's `until` is exclusive, so it
   // gets the next day. Before, Since and Until on the same day showed nothing. Anything else goes as it is.
   if (filters.until !== undefined) query.set("until", dayAfter(filters.until));

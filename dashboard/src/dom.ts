@@ -225,7 +225,6 @@ export function confirmAction(
   choice?: HTMLElement,
 ): void {
   const error = h("p", { class: "error", role: "alert" });
-  const dialog = h("dialog", { class: "confirm", "aria-labelledby": "confirm-title" }) as HTMLDialogElement;
   // Focus goes back where it was (the button that opened the dialog), or to the page when a new page replaced it:
   // it used to fall to <body>, so a keyboard user started again from the top after Cancel, Escape or the action.
   const opener = document.activeElement;
@@ -253,19 +252,27 @@ export function confirmAction(
       error.textContent = errorText(err);
     });
   });
-  dialog.append(
+  const dialog = openModal(
+    { "aria-labelledby": "confirm-title" },
+    () => close(),
     h("h2", { id: "confirm-title" }, title),
     h("p", {}, detail),
-    ...(choice === undefined ? [] : [choice]),
+    choice,
     error,
     h("div", { class: "actions" }, go, h("button", { type: "button", class: "secondary", autofocus: true, onclick: () => close() }, "Cancel")),
   );
+}
+
+/** A modal dialog holding `children`, open over the page; Escape calls `onCancel`, which removes it as its buttons do. */
+function openModal(attrs: Record<string, string>, onCancel: () => void, ...children: Child[]): HTMLDialogElement {
+  const dialog = h("dialog", { class: "confirm", ...attrs }, ...children) as HTMLDialogElement;
   dialog.addEventListener("cancel", (e) => {
     e.preventDefault();
-    close();
+    onCancel();
   });
   document.body.append(dialog);
   dialog.showModal();
+  return dialog;
 }
 
 /**
@@ -276,23 +283,18 @@ export function confirmAction(
 export function keptDialog(title: string, content: HTMLElement): void {
   // Made for a session that has ended meanwhile (signed out while it ran): not for whoever is at the screen now.
   if (state.session === undefined) return;
-  const dialog = h("dialog", { class: "confirm", "data-keep": "true", "aria-labelledby": "kept-title" }) as HTMLDialogElement;
   const close = (): void => {
     dialog.close();
     dialog.remove();
     main().focus({ preventScroll: true });
   };
-  dialog.addEventListener("cancel", (e) => {
-    e.preventDefault();
-    close();
-  });
-  dialog.append(
+  const dialog = openModal(
+    { "data-keep": "true", "aria-labelledby": "kept-title" },
+    close,
     h("h2", { id: "kept-title" }, title),
     content,
     h("div", { class: "actions" }, h("button", { type: "button", class: "secondary", onclick: close }, "Close")),
   );
-  document.body.append(dialog);
-  dialog.showModal();
   content.querySelector("button")?.focus();
 }
 

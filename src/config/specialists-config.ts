@@ -26,8 +26,10 @@ function parseOutput(out: OutputFields | undefined, path: string, current: Outpu
   const type = out.type ?? fail(`${p}type`, "is required (one of text, labels, json_object, json_schema)");
   // A field the type does not read would be ignored, the specialist served otherwise than the file says.
   const stray = (["labels", "schema"] as const).find((field) => out[field] !== undefined && !OUTPUT_FIELDS[type].includes(field));
-  if (stray !== undefined)
-    fail(`${p}${stray}`, `is not read by output type ${type} (only ${stray === "labels" ? "labels" : "json_schema"} takes it)`);
+  if (stray !== undefined) {
+    const reader = Object.entries(OUTPUT_FIELDS).find(([, fields]) => fields.includes(stray))![0];
+    fail(`${p}${stray}`, `is not read by output type ${type} (only ${reader} takes it)`);
+  }
   switch (out.type) {
     case "text":
     case "json_object":

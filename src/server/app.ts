@@ -110,7 +110,6 @@ function notFoundHint(app: FastifyInstance, method: string, path: string): strin
   // True whether metrics are on or off (ALVEARE_METRICS_PORT=0): the API's port never serves them.
   if (path === "/metrics")
     return "metrics are never served on the API's port: they have a listener of their own (ALVEARE_METRICS_HOST, ALVEARE_METRICS_PORT; 0 turns it off)";
-  const takes = (url: string): string[] => ["GET", "POST"].filter((m) => app.findRoute({ method: m, url }) !== null);
   const unserved = "this server serves OpenAI's Chat Completions API (POST /v1/chat/completions), not the Responses API or legacy completions";
   // The commonest slips in pointing a client here: a base URL without /v1, one ending in "/" joined with a path
   // starting with "/", and one ending in /v1 joined with a path starting with /v1. Each was a bare "Unknown route".
@@ -129,7 +128,7 @@ function notFoundHint(app: FastifyInstance, method: string, path: string): strin
     }
   }
   if (!path.startsWith("/v1/")) return undefined;
-  const methods = takes(path);
+  const methods = ["GET", "POST"].filter((m) => app.findRoute({ method: m, url: path }) !== null);
   if (methods.length > 0) return `this path takes ${methods.join(" or ")}`;
   if (UNSERVED_OPENAI_ROUTE.test(path)) return unserved;
   return undefined;
