@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { loadConfig } from "../src/config/config.js";
@@ -79,6 +79,37 @@ describe("the listening host", () => {
     writeFileSync(path, JSON.stringify({ host: "::1" }));
     assert.equal(loadConfig({ config: path }, { ALVEARE_HOST: "" }).host, "::1", "the file's host, under an empty variable");
     assert.throws(() => loadConfig({ host: "" }, { ALVEARE_HOST: "10.0.0.2" }), /configuration error at --host: must not be empty/);
+  });
+});
+
+describe("an empty flag", () => {
+  it("is refused naming it, rather than read as unset (the default model downloaded, no config file, the current directory)", () => {
+    for (const [key, flag] of [
+      ["port", "--port"],
+      ["host", "--host"],
+      ["dataDir", "--data-dir"],
+      ["model", "--model"],
+      ["config", "--config"],
+    ] as const) {
+      assert.throws(() => loadConfig({ [key]: "" }, {}), new RegExp(`^.*configuration error at ${flag}: must not be empty: give `), flag);
+    }
+  });
+
+  it("stops `alveare serve` and the admin commands before they touch anything", () => {
+    // `--model "$MODEL"` with MODEL unset: before, the server went on to download the default model.
+    const serve = spawnSync(process.execPath, [CLI_PATH, "serve", "--port", "0", "--model", ""], {
+      env: cleanEnv(),
+      encoding: "utf8",
+      timeout: 30_000,
+    });
+    assert.equal(serve.status, 2, serve.stderr);
+    assert.match(serve.stderr, /^alveare: configuration error at --model: must not be empty: give a \.gguf file/);
+    // `--data-dir ""` resolved to the current directory, where the command would have made a database.
+    const cwd = tempDir();
+    const keys = spawnSync(process.execPath, [CLI_PATH, "accounts", "list", "--data-dir", ""], { cwd, env: cleanEnv(), encoding: "utf8" });
+    assert.equal(keys.status, 2, keys.stderr);
+    assert.match(keys.stderr, /configuration error at --data-dir: must not be empty/);
+    assert.deepEqual(readdirSync(cwd), []);
   });
 });
 

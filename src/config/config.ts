@@ -344,12 +344,30 @@ function checkMetricsPortApart(observability: ObservabilitySettings, port: numbe
  * host reached Node's listen() as "no host", which binds every interface, and then failed to start.
  */
 function hostFrom(flag: string | undefined, variable: string | undefined, inFile: string | undefined): string {
-  if (flag === "") throw new ConfigError("--host", "must not be empty: give an address such as 127.0.0.1 (or 0.0.0.0 for every interface)");
   return flag ?? (variable || undefined) ?? inFile ?? "127.0.0.1";
+}
+
+/** What each flag takes, for the message refusing it empty. */
+const FLAG_VALUES: ReadonlyArray<[keyof ServeFlags, string, string]> = [
+  ["port", "--port", "a port such as 8080"],
+  ["host", "--host", "an address such as 127.0.0.1 (or 0.0.0.0 for every interface)"],
+  ["dataDir", "--data-dir", "a directory such as ./data"],
+  ["model", "--model", "a .gguf file or an hf:owner/repo/file.gguf URI"],
+  ["config", "--config", "a JSON config file"],
+];
+
+/**
+ * An empty flag (`--model "$UNSET"`) is refused: unlike an empty variable it was typed, and read as
+ * unset it silently meant something else (the default model, downloaded; no config file; the
+ * current directory as the data dir; listening on every interface).
+ */
+function refuseEmptyFlags(flags: ServeFlags): void {
+  for (const [key, flag, value] of FLAG_VALUES) if (flags[key] === "") throw new ConfigError(flag, `must not be empty: give ${value}`);
 }
 
 /** Builds the server's configuration: flags win over env, env over the config file, the file over defaults. */
 export function loadConfig(flags: ServeFlags = {}, env: Env = process.env): ServerConfig {
+  refuseEmptyFlags(flags);
   const configPath = flags.config ?? env.ALVEARE_CONFIG;
   const file: ConfigFile = configPath ? readConfigFile(configPath, flags.config ? "--config" : "ALVEARE_CONFIG") : {};
   const engine = file.engine ?? {};
