@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { copyFileSync, existsSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -69,6 +69,14 @@ describe("alveare help and version", () => {
       help,
       /default hf:Qwen\/Qwen2\.5-0\.5B-Instruct-GGUF\/qwen2\.5-0\.5b-instruct-q4_k_m\.gguf, ~400 MB, downloaded into the data dir on first start/,
     );
+  });
+
+  it("'alveare serve --help' names every field of the config file, and where an example of each is", () => {
+    const help = alveare(["serve", "--help"]).stdout.replace(/\s+/g, " ");
+    const example = JSON.parse(readFileSync(new URL("../../examples/alveare.config.json", import.meta.url), "utf8")) as Record<string, unknown>;
+    for (const field of [...Object.keys(example), "database_url", "redis_url"]) assert.match(help, new RegExp(`[:,] ${field}[ ,.]`), field);
+    assert.match(help, /engine \(parallel, queue, threads, snapshot_memory_mb\)/);
+    assert.match(help, /examples\/alveare\.config\.json shows every field/);
   });
 
   for (const args of [["--version"], ["-V"], ["serve", "--version"], ["keys", "revoke", "--version"]]) {

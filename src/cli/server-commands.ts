@@ -1,5 +1,6 @@
 import type { Command } from "commander";
 import { DEFAULT_MODEL_URI } from "../config/config.js";
+import { CONFIG_FILE_FIELDS } from "../config/schemas.js";
 import { progressBar, resolveModel } from "../models/model-files.js";
 import { loadCliConfig } from "./cli-config.js";
 import { UsageError } from "./exit.js";
@@ -18,6 +19,19 @@ function refuseArguments(args: readonly string[]): void {
       ? `serve takes the model as an option: alveare serve --model ${first}`
       : `serve takes no arguments, got '${first}'; see alveare serve --help`,
   );
+}
+
+/** Help text broken at spaces to fit a terminal, as commander does for the options. */
+function wrap(text: string, width = 80): string {
+  const lines: string[] = [];
+  let line = "";
+  for (const word of text.split(" ")) {
+    if (line !== "" && line.length + 1 + word.length > width) {
+      lines.push(line);
+      line = word;
+    } else line = line === "" ? word : `${line} ${word}`;
+  }
+  return [...lines, line].join("\n");
 }
 
 export function registerServeCommand(program: Command): void {
@@ -40,7 +54,9 @@ Examples:
   $ alveare serve --model ./models/qwen2.5-0.5b-instruct-q4_k_m.gguf --port 9000
   $ ALVEARE_ADMIN_TOKEN=... alveare serve --host 0.0.0.0
 
-Logs are readable in a terminal and JSON otherwise; ALVEARE_LOG_FORMAT=json|pretty chooses.`,
+Logs are readable in a terminal and JSON otherwise; ALVEARE_LOG_FORMAT=json|pretty chooses.
+
+${wrap(`The config file (JSON) takes: ${CONFIG_FILE_FIELDS.join(", ")}. The package's examples/alveare.config.json shows every field, specialists' and plans' included; a mistake stops the server, naming the field. Flags win over environment variables, which win over the file.`)}`,
     )
     .allowExcessArguments(true)
     .action(async (o: { port?: string; host?: string; dataDir?: string; model?: string; config?: string }, command: Command) => {

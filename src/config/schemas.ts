@@ -138,6 +138,11 @@ const ConfigFileSchema = Type.Object(
 );
 export type ConfigFile = Static<typeof ConfigFileSchema>;
 
+/** The file's fields, for `alveare serve --help`: an object field with its own fields in parentheses (engine's). */
+export const CONFIG_FILE_FIELDS: readonly string[] = Object.keys(ConfigFileSchema.properties).map((name) =>
+  name === "engine" ? `engine (${Object.keys(EngineSchema.properties).join(", ")})` : name,
+);
+
 export const configFile = compileSchema(ConfigFileSchema);
 export const specialistsTable = compileSchema(SpecialistsSchema);
 export const plansTable = compileSchema(PlansSchema);
