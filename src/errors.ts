@@ -129,6 +129,14 @@ export const errors = {
   invalidApiKey: () => new ApiError(401, "authentication_error", "invalid_api_key", "Invalid API key provided."),
   revokedApiKey: () => new ApiError(401, "authentication_error", "revoked_api_key", "This API key has been revoked."),
   invalidAdminToken: () => new ApiError(401, "authentication_error", "invalid_admin_token", "Invalid admin token."),
+  /** The same code as a wrong admin token (clients need no new case); `prefix` alone is echoed, never the key. */
+  apiKeyForAdminToken: (prefix: string) =>
+    new ApiError(
+      401,
+      "authentication_error",
+      "invalid_admin_token",
+      `An API key (${prefix}…) was sent where the operator's admin token (ALVEARE_ADMIN_TOKEN) is needed. API keys work on /v1 only; send the admin token here.`,
+    ),
   tooManySignIns: (retryAfterMs: number) =>
     new ApiError(429, "rate_limit_error", "too_many_sign_in_attempts", "Too many failed sign-ins. Wait and try again.", null, {
       "retry-after": String(Math.max(1, Math.ceil(retryAfterMs / 1000))),

@@ -97,6 +97,43 @@ describe("admin API", () => {
     });
   }
 
+  it("answers an API key sent for the admin token with a 401 saying so, not counted toward the address's lockout", async () => {
+    const customer = await createKey(server, "scale");
+    const sandbox = await createKey(server, "scale", "test", customer.accountId);
+    // Six of each, at the admin API and at the operator's sign-in, from one address (a customer behind the operator's NAT).
+    const keys = [customer.key, sandbox.key, `alv_live_${"n".repeat(40)}`, "alv_test_", customer.key, sandbox.key];
+    const shared = "127.0.0.60";
+    const answers = [];
+    for (const key of keys) answers.push(await call(server, "GET", "/accounts", undefined, { authorization: `Bearer ${key}` }, shared));
+    for (const key of keys) answers.push(await requestFrom(shared, `${server.url}/dashboard/api/admin-login`, { body: { token: key } }));
+    for (const [i, answer] of answers.entries()) {
+      assert.equal(answer.status, 401, `attempt ${i}: ${JSON.stringify(answer.json)}`);
+      // The same code as a wrong token: clients need no new case, only the message is clearer.
+      assert.equal(errorCode(answer.json), "invalid_admin_token");
+      const message = (answer.json.error as { message: string }).message;
+      assert.match(message, /^An API key \(alv_(live|test)_…\) was sent where the operator's admin token \(ALVEARE_ADMIN_TOKEN\) is needed/);
+      assert.equal((answer.json.error as { param: unknown }).param, null);
+      for (const key of [customer.key, sandbox.key]) assert.ok(!JSON.stringify(answer.json).includes(key.slice(9)), message);
+    }
+    assert.equal((await call(server, "GET", "/accounts", undefined, admin, shared)).status, 200, "the operator is not locked out");
+    const signIn = await requestFrom(shared, `${server.url}/dashboard/api/admin-login`, { body: { token: TOKEN } });
+    assert.equal(signIn.status, 200, JSON.stringify(signIn.json));
+    // Ordinary wrong tokens are still guesses: the sixth from an address is refused, and so is the right token after them.
+    const guesser = "127.0.0.61";
+    const guesses = [];
+    for (let i = 0; i < 6; i++) {
+      guesses.push(
+        (await call(server, "GET", "/accounts", undefined, { authorization: `Bearer not-the-token-${i}-${"x".repeat(32)}` }, guesser)).status,
+      );
+    }
+    assert.deepEqual(guesses, [401, 401, 401, 401, 401, 429]);
+    assert.equal((await call(server, "GET", "/accounts", undefined, admin, guesser)).status, 429);
+    assert.equal((await requestFrom(guesser, `${server.url}/dashboard/api/admin-login`, { body: { token: TOKEN } })).status, 429);
+    // A key sent from a locked-out address is still told it is a key: the answer depends on nothing but what was sent.
+    const keyWhileLocked = await call(server, "GET", "/accounts", undefined, customer.auth, guesser);
+    assert.deepEqual([keyWhileLocked.status, errorCode(keyWhileLocked.json)], [401, "invalid_admin_token"]);
+  });
+
   it("limits wrong bearer tokens per address like the operator's sign-in: 429 with Retry-After, even for the right token", async () => {
     const guesser = "127.0.0.50";
     for (let i = 0; i < 5; i++) {
@@ -289,6 +326,28 @@ describe("ALVEARE_ADMIN_TOKEN", () => {
         (error: Error) => /^configuration error at ALVEARE_ADMIN_TOKEN: must not contain spaces or other whitespace[^\n]*$/.test(error.message),
         JSON.stringify(spaced),
       );
+    }
+  });
+
+  it("is refused at start when it has an API key's shape, in one line naming the variable and not echoing the key", () => {
+    for (const mode of ["live", "test"]) {
+      const secret = `k${"A1b2C3".repeat(6)}`;
+      assert.throws(
+        () => loadConfig({}, { ALVEARE_ADMIN_TOKEN: `alv_${mode}_${secret}` }),
+        (error: Error) => {
+          assert.match(
+            error.message,
+            new RegExp(`^configuration error at ALVEARE_ADMIN_TOKEN: must not start with alv_${mode}_ like an account's API key`),
+          );
+          assert.doesNotMatch(error.message, /\n/);
+          assert.ok(!error.message.includes(secret), error.message);
+          return true;
+        },
+      );
+    }
+    // Only the start is a key's shape: these are ordinary tokens.
+    for (const ordinary of [`x_alv_live_${"x".repeat(32)}`, `ALV_LIVE_${"x".repeat(32)}`, `alv_other_${"x".repeat(32)}`]) {
+      assert.equal(loadConfig({}, { ALVEARE_ADMIN_TOKEN: ordinary }).adminToken, ordinary);
     }
   });
 });

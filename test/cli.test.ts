@@ -115,6 +115,20 @@ describe("alveare serve", () => {
     assert.match(r.stderr, /specialists\.classify\.output\.labels/);
   });
 
+  it("stops with one line (exit 2) when ALVEARE_ADMIN_TOKEN is an API key, never echoing the key", () => {
+    const secret = "Zq9".repeat(14);
+    const r = spawnSync(process.execPath, [CLI, "serve", "--port", "0", "--data-dir", tempDir()], {
+      env: cleanEnv({ ALVEARE_ADMIN_TOKEN: `alv_live_${secret}`, HF_ENDPOINT: "http://127.0.0.1:9" }),
+      encoding: "utf8",
+      timeout: 60_000,
+    });
+    assert.equal(r.status, 2, r.stderr);
+    const lines = r.stderr.trim().split("\n");
+    assert.equal(lines.length, 1, r.stderr);
+    assert.match(lines[0]!, /configuration error at ALVEARE_ADMIN_TOKEN: must not start with alv_live_ like an account's API key/);
+    assert.ok(!`${r.stdout}${r.stderr}`.includes(secret), r.stderr);
+  });
+
   it("stops with a message naming ALVEARE_METRICS_PORT when it is the API's port, not a port 'already in use' by another process", async () => {
     const port = String(await freePort());
     const r = spawnSync(process.execPath, [CLI, "serve", "--model", await tinyModel(), "--data-dir", tempDir()], {

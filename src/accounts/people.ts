@@ -9,6 +9,7 @@ import { FailureLog, type FailureCounter, type FailureKind, type FailureLogLimit
 import { checkPasswordPolicy } from "./password-policy.js";
 import { Passwords, type KeyDerivation } from "./passwords.js";
 import { sameSecret } from "./secrets.js";
+import { keyPrefixOf } from "../gate/credentials.js";
 
 const SESSION_MS = 12 * 60 * 60 * 1000;
 const INVITATION_MS = 7 * 24 * 60 * 60 * 1000;
@@ -267,11 +268,21 @@ export class People {
     return this.startOperatorSession(digest);
   }
 
-  /** 401 for a wrong admin token, 429 once the address has guessed wrong too often (even for the right token then). */
+  /**
+   * 401 for a wrong admin token, 429 once the address has guessed wrong too often (even for the right token then).
+   * An API key sent instead (a customer's mistake, maybe behind the operator's own NAT) gets a 401 saying so and is
+   * not counted: the admin token never has a key's shape (refused at start), so it is no guess, and its answer
+   * depends on nothing but what was sent.
+   */
   async checkAdminToken(given: string, address: string, requestId: string | null = null): Promise<void> {
     const key = `addr:${limitedAddress(address)}`;
     const now = Date.now();
     const anonymous: AuditContext = { actor: "anonymous", source: address, requestId };
+    const keyPrefix = keyPrefixOf(given);
+    if (keyPrefix !== undefined) {
+      await this.countFailure(anonymous, "admin_token.failed");
+      throw errors.apiKeyForAdminToken(keyPrefix);
+    }
     const right = this.adminToken !== undefined && given.length <= FIELD_LIMITS.token && sameSecret(given, this.adminToken);
     // The comparison is instant, so only its answer needs the limit: a wrong guess is counted (or refused) in one
     // step, and a right token is refused too while the address is locked out, so a 429 tells a guesser nothing.

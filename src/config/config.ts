@@ -6,6 +6,7 @@ import { ConfigError } from "./config-error.js";
 import { parseSpecialists } from "./specialists-config.js";
 import { duplicateKey } from "./duplicate-keys.js";
 import { parsePlans, type Plan } from "../gate/plans.js";
+import { keyPrefixOf } from "../gate/credentials.js";
 import { parseConfigPart } from "../schema/config-errors.js";
 import { DEFAULT_AUDIT_RETENTION_DAYS } from "../store/audit-log.js";
 import { sqliteFile } from "../store/sqlite/database-file.js";
@@ -290,6 +291,14 @@ function adminTokenFrom(value: string | undefined): string | undefined {
   // It travels as "Authorization: Bearer TOKEN", which ends at the first whitespace: such a token could never be used.
   if (/\s/.test(value)) {
     throw new ConfigError("ALVEARE_ADMIN_TOKEN", "must not contain spaces or other whitespace (generate one with: openssl rand -hex 32)");
+  }
+  // A credential in a key's shape is answered as a key sent by mistake, never compared with the admin token.
+  const keyPrefix = keyPrefixOf(value);
+  if (keyPrefix !== undefined) {
+    throw new ConfigError(
+      "ALVEARE_ADMIN_TOKEN",
+      `must not start with ${keyPrefix} like an account's API key: the admin token is the operator's own secret (generate one with: openssl rand -hex 32)`,
+    );
   }
   return value;
 }

@@ -11,6 +11,14 @@ const KEY_PREFIX = `alv_(${KEY_MODES.join("|")})_`;
 const KEY_PATTERN = new RegExp(`^${KEY_PREFIX}[0-9A-Za-z]{32,128}$`);
 const HOLDS_KEY = new RegExp(KEY_PREFIX);
 
+const STARTS_AS_KEY = new RegExp(`^${KEY_PREFIX}`);
+
+/**
+ * The key prefix (`alv_live_` or `alv_test_`) a credential starts with, whatever follows; undefined for any
+ * other. The admin token may never start so (refused at start), so such a credential is never the admin token.
+ */
+export const keyPrefixOf = (credential: string): string | undefined => STARTS_AS_KEY.exec(credential)?.[0];
+
 /** Whether a text carries what looks like an API key (anywhere in it): such a text is never echoed or logged. */
 export const holdsKey = (text: string): boolean => HOLDS_KEY.test(text);
 
