@@ -148,11 +148,13 @@ describe("dashboard in a real browser", { skip: noChromium }, () => {
     await member.getByRole("button", { name: "Sign in", exact: true }).click();
     await member.getByRole("heading", { name: "API keys" }).waitFor();
 
-    // A used invitation says so as soon as it is opened, before any password is typed.
+    // A used invitation says it can no longer be used as soon as it is opened, before any password is typed, and
+    // names neither the account nor whom it was for.
     const reopened = await context.newPage();
     await reopened.goto(inviteUrl);
     await reopened.getByTestId("invitation-state").waitFor();
-    assert.match((await reopened.getByTestId("invitation-state").textContent()) ?? "", /already been used/);
+    assert.match((await reopened.getByTestId("invitation-state").textContent()) ?? "", /can no longer be used/);
+    assert.doesNotMatch((await reopened.locator("main").textContent()) ?? "", /dev@acme\.example|acme/);
     assert.equal(await reopened.getByLabel("New password").count(), 0);
     await audit(reopened, "08-invitation-used");
     await reopened.close();
@@ -390,7 +392,8 @@ describe("dashboard in a real browser", { skip: noChromium }, () => {
     db.close();
     const late = await context.newPage();
     await late.goto(lateUrl);
-    assert.match((await late.getByTestId("invitation-state").textContent()) ?? "", /has expired/);
+    assert.match((await late.getByTestId("invitation-state").textContent()) ?? "", /can no longer be used/);
+    assert.doesNotMatch((await late.locator("main").textContent()) ?? "", /late@acme\.example|acme/);
     await late.close();
 
     // A member who made keys: the dialog says they go with them, and offers to keep them.

@@ -57,8 +57,27 @@ describe("what the dashboard pages read from the server", () => {
     }
   });
 
-  it("checks an invitation before any password: valid, then used; expired and unknown ones too", async () => {
+  it("checks an invitation before any password: a valid one names whom it is for; used, expired, replaced and revoked ones tell nothing", async () => {
     const anyone = client(server);
+    // A link that cannot be accepted answers as an unknown one does: neither the e-mail nor the account's name.
+    const unknownShape = async (token: string, why: string): Promise<void> => {
+      const answer = await anyone("POST", "/dashboard/api/invitations/check", { token });
+      assert.equal(answer.status, 404, why);
+      assert.deepEqual(
+        answer.json,
+        {
+          error: {
+            message:
+              "This invitation link can no longer be used (it is unknown, already used, expired or replaced by a newer one); ask for a new one.",
+            type: "invalid_request_error",
+            code: "invitation_not_found",
+            param: null,
+          },
+        },
+        why,
+      );
+      assert.doesNotMatch(JSON.stringify(answer.json), /globex|@/, `${why}: no e-mail, no account name`);
+    };
     const token = await invite("hank@globex.example");
     const valid = await anyone("POST", "/dashboard/api/invitations/check", { token });
     assert.equal(valid.status, 200);
@@ -69,9 +88,8 @@ describe("what the dashboard pages read from the server", () => {
     assert.ok(days > 6.9 && days <= 7, `expires in 7 days (${days})`);
 
     assert.equal((await anyone("POST", "/dashboard/api/invitations/accept", { token, password: PASSWORD })).status, 200);
-    const used = await client(server)("POST", "/dashboard/api/invitations/check", { token });
-    assert.equal(used.json.state, "used");
-    assert.equal(typeof used.json.used_at, "string");
+    // Before, a used link still answered 200 with the member's e-mail and the account's name, to whoever held it.
+    await unknownShape(token, "used");
 
     const lateToken = await invite("late@globex.example");
     const db = new Database(databasePath(server.config));
@@ -80,16 +98,19 @@ describe("what the dashboard pages read from the server", () => {
       "late@globex.example",
     );
     db.close();
-    assert.equal((await anyone("POST", "/dashboard/api/invitations/check", { token: lateToken })).json.state, "expired");
+    await unknownShape(lateToken, "expired");
 
-    const unknown = await anyone("POST", "/dashboard/api/invitations/check", { token: "x".repeat(40) });
-    assert.equal(unknown.status, 404);
-    assert.deepEqual(unknown.json.error, {
-      message: "This invitation link is not valid; ask for a new one.",
-      type: "invalid_request_error",
-      code: "invitation_not_found",
-      param: null,
-    });
+    // Revoked: replaced by a newer invitation of the same member, then with the member removed.
+    const first = await invite("gone@globex.example");
+    const second = await invite("gone@globex.example");
+    await unknownShape(first, "replaced");
+    assert.equal((await anyone("POST", "/dashboard/api/invitations/check", { token: second })).json.state, "valid");
+    const members = (await operator("GET", `/admin/api/accounts/${accountId}/members`)).json.data as Array<{ id: string; email: string }>;
+    const gone = members.find((m) => m.email === "gone@globex.example")!;
+    assert.equal((await operator("DELETE", `/admin/api/accounts/${accountId}/members/${gone.id}`)).status, 204);
+    await unknownShape(second, "member removed");
+
+    await unknownShape("x".repeat(40), "unknown");
     assert.equal((await anyone("POST", "/dashboard/api/invitations/check", {})).status, 400, "a missing token is a 400, not a 500");
   });
 

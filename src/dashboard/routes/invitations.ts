@@ -8,7 +8,12 @@ import type { DashboardOptions } from "./member-context.js";
 
 const sha256 = (s: string): string => createHash("sha256").update(s).digest("hex");
 const invalidInvitation = (): ApiError =>
-  new ApiError(404, "invalid_request_error", "invitation_not_found", "This invitation link is not valid; ask for a new one.");
+  new ApiError(
+    404,
+    "invalid_request_error",
+    "invitation_not_found",
+    "This invitation link can no longer be used (it is unknown, already used, expired or replaced by a newer one); ask for a new one.",
+  );
 
 /** An invitation's details before a password is typed (accepting one starts a session: sessions.ts). */
 export function invitationRoutes(app: FastifyInstance, { stores }: DashboardOptions): void {
@@ -16,10 +21,13 @@ export function invitationRoutes(app: FastifyInstance, { stores }: DashboardOpti
   app.post("/api/invitations/check", async (request) => {
     checkSameOrigin(request);
     const invitation = await stores.people.findInvitation(sha256(parseBody(dashboardRequests.checkInvitation, request.body).token));
-    const member = invitation && (await stores.people.getMember(invitation.memberId));
+    // Only a link that can still be accepted names whom it is for: a used or expired one (a link kept in a mailbox, a
+    // chat, a shared browser's history) answered with the member's e-mail and the account's name, to anyone holding it.
+    // It answers as an unknown one does, so it tells nothing of whether it ever was an invitation.
+    if (invitation === undefined || invitation.usedAt !== null || Date.parse(invitation.expiresAt) <= Date.now()) throw invalidInvitation();
+    const member = await stores.people.getMember(invitation.memberId);
     const account = member && (await stores.accounts.getAccount(member.accountId));
-    if (invitation === undefined || member === undefined || account === undefined) throw invalidInvitation();
-    const state = invitation.usedAt !== null ? "used" : Date.parse(invitation.expiresAt) <= Date.now() ? "expired" : "valid";
-    return { state, email: member.email, account_name: account.name, expires_at: invitation.expiresAt, used_at: invitation.usedAt };
+    if (member === undefined || account === undefined) throw invalidInvitation();
+    return { state: "valid", email: member.email, account_name: account.name, expires_at: invitation.expiresAt, used_at: null };
   });
 }
