@@ -68,9 +68,13 @@ describe("dashboard first contact", { skip: noChromium }, () => {
       .getByText(/^revoked /)
       .waitFor();
     assert.equal(await member.locator("#secret-value").textContent(), secret);
-    // Leaving the page ends it: the secret is not shown again.
+    // Leaving the page takes it along, in a dialog, until it is closed; then it is not shown again.
     await member.getByRole("link", { name: "Usage" }).click();
     await member.getByRole("heading", { name: "Usage" }).waitFor();
+    const kept = member.getByRole("dialog", { name: "Your new key" });
+    assert.equal(await kept.locator("#secret-value").textContent(), secret);
+    await kept.getByRole("button", { name: "Close" }).click();
+    await kept.waitFor({ state: "detached" });
     await member.getByRole("link", { name: "Keys" }).click();
     await member.getByRole("heading", { name: "API keys" }).waitFor();
     assert.equal(await member.locator("#secret-value").count(), 0);

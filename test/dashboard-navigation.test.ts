@@ -197,6 +197,121 @@ describe("dashboard navigation races", { skip: noChromium }, () => {
     }
   });
 
+  /** A member's own page, signed in, in a context that may read the clipboard (to check the Copy button). */
+  async function memberOnKeys(): Promise<Page> {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, permissions: ["clipboard-read", "clipboard-write"] });
+    const page = await context.newPage();
+    await page.goto(`${server.url}/dashboard/#keys`);
+    await page.getByLabel("Email").fill("dev@acme.example");
+    await page.getByLabel("Password").fill(PASSWORD);
+    await page.getByRole("button", { name: "Sign in", exact: true }).click();
+    await page.locator("main:not([aria-busy]) h1", { hasText: "API keys" }).waitFor();
+    return page;
+  }
+
+  it("a new key's secret survives Back once the list is drawn: in a dialog until its person closes it", async () => {
+    const page = await memberOnKeys();
+    try {
+      await page.getByRole("link", { name: "Usage" }).click();
+      await page.locator("main:not([aria-busy]) h1", { hasText: "Usage" }).waitFor();
+      await page.getByRole("link", { name: "Keys" }).click();
+      await page.locator("main:not([aria-busy]) h1", { hasText: "API keys" }).waitFor();
+      await page.getByLabel("Name", { exact: true }).fill("kept-after-back");
+      await page.getByRole("button", { name: "Create key" }).click();
+      await page.getByRole("cell", { name: "kept-after-back", exact: true }).waitFor();
+      const secret = (await page.locator("#secret-value").textContent()) ?? "";
+      assert.match(secret, /^alv_live_/);
+      await page.goBack();
+      await page.locator("main:not([aria-busy]) h1", { hasText: "Usage" }).waitFor();
+      // Before, the secret went with the Keys page: never shown again, the key useless.
+      const dialog = page.getByRole("dialog", { name: "Your new key" });
+      await dialog.waitFor({ timeout: 5000 });
+      assert.equal(await dialog.locator("#secret-value").textContent(), secret);
+      assert.equal(await page.evaluate("document.activeElement?.getAttribute('aria-label')"), "Copy the new key");
+      assert.equal(await dialog.getByRole("button", { name: /^Done/ }).count(), 0, "the dialog's Close dismisses it");
+      await dialog.getByRole("button", { name: "Copy the new key" }).click();
+      await page.locator("#status", { hasText: "Copied" }).waitFor();
+      assert.equal(await page.evaluate("navigator.clipboard.readText()"), secret);
+      // Other pages do not take it away either: only its person does.
+      await page.evaluate("location.hash = '#plan'");
+      await page.locator("main:not([aria-busy]) h1", { hasText: "Plan" }).waitFor();
+      assert.equal(await dialog.locator("#secret-value").textContent(), secret);
+      await page.keyboard.press("Escape");
+      await dialog.waitFor({ state: "detached" });
+      await page.evaluate("location.hash = '#keys'");
+      await page.locator("main:not([aria-busy]) h1", { hasText: "API keys" }).waitFor();
+      assert.equal(await page.locator("#secret-value").count(), 0, "shown once: closed, it is gone");
+    } finally {
+      await page.context().close();
+    }
+  });
+
+  it("a new key's secret survives leaving the page while the list is being drawn again", async () => {
+    const page = await memberOnKeys();
+    try {
+      await page.getByLabel("Name", { exact: true }).fill("kept-while-drawing");
+      const list = await hold(page, "**/dashboard/api/keys", "GET");
+      try {
+        await page.getByRole("button", { name: "Create key" }).click();
+        await list.asked; // the key is made, its secret on the page; the list drawn anew is on its way
+        const secret = (await page.locator("#secret-value").textContent()) ?? "";
+        assert.match(secret, /^alv_live_/);
+        await page.getByRole("link", { name: "Plan" }).click();
+        await page.locator("main:not([aria-busy]) h1", { hasText: "Plan" }).waitFor();
+        await list.release();
+        await settle(page);
+        const dialog = page.getByRole("dialog", { name: "Your new key" });
+        assert.equal(await dialog.locator("#secret-value").textContent(), secret);
+        assert.equal(await page.evaluate("document.activeElement?.getAttribute('aria-label')"), "Copy the new key");
+        assert.match((await page.locator("main h1").textContent()) ?? "", /^Plan/);
+        await dialog.getByRole("button", { name: "Close" }).click();
+        await dialog.waitFor({ state: "detached" });
+        assert.equal(await page.locator("#secret-value").count(), 0);
+      } finally {
+        await list.release();
+      }
+    } finally {
+      await page.context().close();
+    }
+  });
+
+  it("a new key's secret dismissed on the Keys page stays gone; one on screen at sign-out is shown to nobody", async () => {
+    const page = await memberOnKeys();
+    try {
+      await page.getByLabel("Name", { exact: true }).fill("dismissed");
+      await page.getByRole("button", { name: "Create key" }).click();
+      await page.getByRole("cell", { name: "dismissed", exact: true }).waitFor();
+      await page.getByRole("button", { name: "Done with the new key" }).click();
+      assert.equal(await page.locator("#secret-value").count(), 0);
+      assert.equal(await page.evaluate("document.activeElement?.textContent"), "Create key");
+      await page.getByRole("link", { name: "Usage" }).click();
+      await page.locator("main:not([aria-busy]) h1", { hasText: "Usage" }).waitFor();
+      assert.equal(await page.locator("dialog").count(), 0, "dismissed, it does not follow its person");
+
+      await page.getByRole("link", { name: "Keys" }).click();
+      await page.locator("main:not([aria-busy]) h1", { hasText: "API keys" }).waitFor();
+      await page.getByLabel("Name", { exact: true }).fill("on-screen-at-sign-out");
+      await page.getByRole("button", { name: "Create key" }).click();
+      await page.getByRole("cell", { name: "on-screen-at-sign-out", exact: true }).waitFor();
+      const options = await hold(page, "**/dashboard/api/sign-in-options", "GET");
+      try {
+        await page.getByRole("button", { name: "Sign out" }).click();
+        await options.asked;
+        // Off the screen at once, not left on the dimmed page while the sign-in page loads.
+        assert.equal(await page.locator("#secret-value").count(), 0);
+        assert.equal(await page.locator("dialog").count(), 0);
+      } finally {
+        await options.release();
+      }
+      await page.getByRole("heading", { name: "Sign in" }).first().waitFor();
+      await settle(page);
+      assert.equal(await page.locator("#secret-value").count(), 0);
+      assert.equal(await page.locator("dialog").count(), 0);
+    } finally {
+      await page.context().close();
+    }
+  });
+
   it("older audit records that cannot be read say so beside their button", async () => {
     for (let i = 0; i < 101; i++) await admin(`/accounts/${accountId}/keys`, {});
     const errors: string[] = [];

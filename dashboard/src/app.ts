@@ -10,6 +10,7 @@ import {
   field,
   form,
   h,
+  keepWhatIsLeft,
   newNavigation,
   quiet,
   say,
@@ -188,6 +189,8 @@ async function route(): Promise<void> {
   // stuck once its action's redraw was dropped); a dialog holding a new key's secret stays until closed, unless
   // nobody is signed in any more (signed out: the next person at a shared screen must not see it).
   for (const dialog of document.querySelectorAll(state.session === undefined ? "dialog" : "dialog:not([data-keep])")) dialog.remove();
+  // A new key's secret on the page being left is kept that way too (dropped when nobody is signed in).
+  keepWhatIsLeft();
   const hash = location.hash || "#keys";
   renderNav();
   // While the next page's data loads, the one on screen is marked stale (aria-busy, dimmed): the menu already

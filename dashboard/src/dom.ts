@@ -283,6 +283,9 @@ function openModal(attrs: Record<string, string>, onCancel: () => void, ...child
 export function keptDialog(title: string, content: HTMLElement): void {
   // Made for a session that has ended meanwhile (signed out while it ran): not for whoever is at the screen now.
   if (state.session === undefined) return;
+  // A dismiss button of the content's own (the Keys page's "Done") gives way to the dialog's Close.
+  content.querySelector("[data-dismiss]")?.remove();
+  delete content.dataset.keepTitle;
   const close = (): void => {
     dialog.close();
     dialog.remove();
@@ -296,6 +299,28 @@ export function keptDialog(title: string, content: HTMLElement): void {
     h("div", { class: "actions" }, h("button", { type: "button", class: "secondary", onclick: close }, "Close")),
   );
   content.querySelector("button")?.focus();
+}
+
+/**
+ * Marks what an action drew on its page that must not be lost (a new key's secret, shown once): should the person
+ * leave the page while it is there, keepWhatIsLeft() moves it into a kept dialog titled `title`.
+ */
+export function keepOnLeave<T extends HTMLElement>(content: T, title: string): T {
+  content.dataset.keepTitle = title;
+  return content;
+}
+
+/**
+ * As a navigation starts: what the page being left holds that must not be lost goes into a kept dialog, which stays
+ * until its person closes it. A new key's secret went with its page (another page, Back), the key useless for good.
+ * Signed out, it is only taken off the screen: the next person at a shared screen must not see it.
+ */
+export function keepWhatIsLeft(): void {
+  for (const content of main().querySelectorAll<HTMLElement>("[data-keep-title]")) {
+    const title = content.dataset.keepTitle!;
+    content.remove();
+    keptDialog(title, content);
+  }
 }
 
 /** A value with a button that copies it. */

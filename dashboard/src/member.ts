@@ -9,6 +9,7 @@ import {
   field,
   form,
   h,
+  keepOnLeave,
   keptDialog,
   keyLabel,
   newNavigation,
@@ -81,8 +82,33 @@ async function keysAfterRevoke(): Promise<void> {
 
 /** A new key's secret on the Keys page, its Copy button focused: on the page's top a screen reader said nothing of it. */
 function showSecret(secret: HTMLElement): void {
+  if (secret.dataset.dismissed !== undefined) return; // Done while the list was drawn again: not brought back
   document.getElementById("new-key")?.replaceChildren(secret);
   secret.querySelector("button")?.focus();
+}
+
+/**
+ * A new key's secret, shown once: it stays in front of its person until they dismiss it (Done), in a dialog over the
+ * next page if they leave this one before that (see keepOnLeave).
+ */
+function newKeySecret(key: string): HTMLElement {
+  const done = (): void => {
+    secret.dataset.dismissed = "true";
+    secret.remove();
+    // Back to the form that made it: the focus was on the Done button just taken away.
+    document.querySelector<HTMLElement>("#main form button[type=submit]")?.focus();
+  };
+  const secret = keepOnLeave(
+    h(
+      "div",
+      { class: "secret" },
+      h("strong", {}, "Your new key — shown once, copy it now:"),
+      copyable("secret-value", key, "Copy the new key"),
+      h("button", { type: "button", class: "secondary", "data-dismiss": "true", "aria-label": "Done with the new key", onclick: done }, "Done"),
+    ),
+    "Your new key",
+  );
+  return secret;
 }
 
 export async function keysView(): Promise<void> {
@@ -110,16 +136,12 @@ export async function keysView(): Promise<void> {
       async (d) => {
         const startedOn = currentNavigation();
         const created = await api("POST", "/dashboard/api/keys", { name: d.get("name"), mode: d.get("mode") });
-        const secret = h(
-          "div",
-          { class: "secret" },
-          h("strong", {}, "Your new key — shown once, copy it now:"),
-          copyable("secret-value", String(created.key), "Copy the new key"),
-        );
+        const secret = newKeySecret(String(created.key));
         // The person went to another page while the key was made: its secret, never shown again, goes in a dialog
         // there. It used to be drawn with the Keys page over that page, or lost when that page came last.
         if (currentNavigation() !== startedOn) return keptDialog("Your new key", secret);
-        // On screen at once, and again in the list drawn anew (which a navigation may overtake).
+        // On screen at once, and again in the list drawn anew (which a navigation may overtake: then the secret on
+        // screen goes into a dialog over the next page, see keepWhatIsLeft).
         showSecret(secret);
         await keysView();
         showSecret(secret);
