@@ -38,7 +38,7 @@ describe("a label cut by a stop string", () => {
       signal: new AbortController().signal,
     } satisfies GenerationRequest);
 
-  it("counts, and reports log-probabilities for, the tokens up to the one completing the stop string, as generated text does", async () => {
+  it("counts the tokens up to the one completing the stop string, and reports log-probabilities for those of the answer, as generated text does", async () => {
     const tokens = labelTokens(model, LABEL);
     const whole = await ask([]);
     // One label, with log-probabilities: it is scored, and is the answer whatever the random model prefers.
@@ -53,7 +53,16 @@ describe("a label cut by a stop string", () => {
       assert.equal(cut.text, LABEL.slice(0, LABEL.indexOf(stop)));
       assert.equal(cut.finishReason, "stop");
       assert.equal(cut.completionTokens, through, `${stop}: metered with the tokens a generation would have produced`);
-      assert.equal(cut.logprobs?.length, through, `${stop}: log-probabilities of those tokens only`);
+      // The tokens whose text starts before the stop string's: the answer's, one straddling the cut included.
+      const described = tokens.filter((_, i) => model.detokenize(tokens.slice(0, i)).length < cut.text.length).length;
+      assert.equal(cut.logprobs?.length, described, `${stop}: log-probabilities of the answer's tokens only`);
+      assert.ok(
+        cut
+          .logprobs!.map((e) => e.token)
+          .join("")
+          .startsWith(cut.text),
+        `${stop}: the entries spell the answer`,
+      );
     }
   });
 });

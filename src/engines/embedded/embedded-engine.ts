@@ -459,19 +459,34 @@ export class EmbeddedEngine implements Engine {
     const onText = request.onText;
     const writer = request.topLogprobs === undefined ? undefined : new LogprobWriter(this.model, request.topLogprobs);
     const logprobs: TokenLogprob[] = [];
+    // Entry i's token starts at decoder.starts[i] in the decoded text: `text`, of which the content is a prefix.
+    const starts = decoder.starts;
     const onToolCall = request.onToolCall;
-    const streamed = writer !== undefined && (onText !== undefined || onToolCall !== undefined);
-    // Entries of tokens no streamed piece carried yet (held by the decoder, the stop scanner or the tool tracker).
-    let unsent: TokenLogprob[] = [];
-    /** The next piece's detail: it takes every entry not sent yet. */
-    const detail = (): TextDetail => {
-      if (writer === undefined) return { choice };
-      const entries = unsent;
-      unsent = [];
-      return { choice, logprobs: entries };
+    // Entries before `sent` were carried by streamed pieces; the rest wait for the text they start (held by the decoder,
+    // the stop scanner or the tool tracker).
+    let sent = 0;
+    /**
+     * A stop string ends the content where it starts: the entries describe the content, so those of tokens whose text
+     * starts there or after (wholly the stop string's) go; a token that straddles the cut keeps its entry.
+     */
+    const dropStopEntries = (): void => {
+      const end = scanner.stopped ? text.length : tracker?.stopped === true ? tracker.contentLength : undefined;
+      if (end === undefined) return;
+      let keep = logprobs.length;
+      while (keep > 0 && starts[keep - 1]! >= end) keep--;
+      logprobs.length = keep;
     };
-    const send = (piece: string): void => onText?.(piece, detail());
-    const sendCall = (delta: ToolCallDelta): void => onToolCall?.(delta, detail());
+    /** The next piece's detail: the entries not sent yet of tokens whose text starts before `upTo` (the content sent so far). */
+    const detail = (upTo: number): TextDetail => {
+      if (writer === undefined) return { choice };
+      dropStopEntries();
+      const from = sent;
+      while (sent < logprobs.length && starts[sent]! < upTo) sent++;
+      return { choice, logprobs: logprobs.slice(from, sent) };
+    };
+    const send = (piece: string): void => onText?.(piece, detail(tracker === undefined ? text.length : tracker.contentLength));
+    // A call's pieces are no content: they carry every entry so far, the call syntax's included.
+    const sendCall = (delta: ToolCallDelta): void => onToolCall?.(delta, detail(Infinity));
     // Under a tool request the text is the call syntax: the tracker turns it into content or tool calls.
     const tracker =
       request.tools === undefined
@@ -511,11 +526,7 @@ export class EmbeddedEngine implements Engine {
         completionTokens++;
         utf8?.accept(token);
         if (prompt.stopTokens.has(token)) break;
-        if (writer !== undefined && probabilities !== undefined) {
-          const entry = writer.entry(token, probabilities, completionTokens === 1);
-          logprobs.push(entry);
-          if (streamed) unsent.push(entry);
-        }
+        if (writer !== undefined && probabilities !== undefined) logprobs.push(writer.entry(token, probabilities, completionTokens === 1));
         emit(scanner.push(decoder.push(token)));
         if (scanner.stopped || tracker?.stopped === true) break;
         // Nor while another request waits for the context's lock (to erase, load or save a sequence).
@@ -535,16 +546,17 @@ export class EmbeddedEngine implements Engine {
       }
     }
     if (!scanner.stopped) emit(scanner.push(decoder.flush()) + scanner.flush());
-    // Log-probabilities of tokens whose text never came out (a stop string) still reach a streaming client.
-    if (unsent.length > 0 && tracker === undefined) send("");
+    dropStopEntries();
+    // Entries no piece carried (control tokens after the last text) reach a streaming client on a last empty piece.
+    if (sent < logprobs.length && tracker === undefined) onText?.("", detail(Infinity));
     const withLogprobs = writer === undefined ? {} : { logprobs };
     if (tracker !== undefined) {
       const answer = tracker.finish();
       const calls = answer.toolCalls.length > 0;
       // The call syntax after the last piece reported (a call's suffix, a section's end) rides on a last empty piece.
-      if (unsent.length > 0) {
+      if (sent < logprobs.length) {
         if (calls) sendCall({ index: answer.toolCalls.length - 1, arguments: "" });
-        else send("");
+        else onText?.("", detail(Infinity));
       }
       return {
         ...withLogprobs,
@@ -618,10 +630,11 @@ export class EmbeddedEngine implements Engine {
     const scanner = new StopScanner(request.stop);
     let text = scanner.push(length ? this.model.detokenize(tokens) : label.label);
     if (!scanner.stopped) text += scanner.flush();
-    // Cut by a stop string, the label counts (and reports log-probabilities for) the tokens a generation
-    // would have produced: up to the one that completes the stop string, as generated text does.
+    // Cut by a stop string, the label counts the tokens a generation would have produced (up to the one that
+    // completes the stop string), and reports log-probabilities for those whose text starts in the answer, as generated text does.
     const produced = scanner.stopped ? this.tokensUntilStop(tokens, request.stop) : tokens.length;
-    const logprobs = withLogprobs ? label.entries.slice(0, produced) : undefined;
+    const described = scanner.stopped ? this.tokensStartingBefore(tokens, text.length) : tokens.length;
+    const logprobs = withLogprobs ? label.entries.slice(0, described) : undefined;
     request.onText?.(text, { choice, ...(logprobs === undefined ? {} : { logprobs }) });
     return {
       text,
@@ -640,6 +653,14 @@ export class EmbeddedEngine implements Engine {
       if (scanner.stopped) return i + 1;
     }
     return tokens.length;
+  }
+
+  /** How many of `tokens`, decoded one by one as runChoice decodes generated ones, start before character `end` of their text. */
+  private tokensStartingBefore(tokens: readonly Token[], end: number): number {
+    const decoder = new TokenDecoder(this.model);
+    for (const token of tokens) decoder.push(token);
+    decoder.flush();
+    return decoder.starts.filter((start) => start < end).length;
   }
 
   /**

@@ -235,6 +235,11 @@ export class ToolAnswerTracker {
     private readonly stop: StopScanner = new StopScanner([]),
   ) {}
 
+  /** Length of the content released so far: a text answer's is a prefix of the output. */
+  get contentLength(): number {
+    return this.content.length;
+  }
+
   /** Whether a stop string ended the text answer: generation stops there. */
   get stopped(): boolean {
     return this.stop.stopped;
