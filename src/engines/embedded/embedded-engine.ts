@@ -23,7 +23,7 @@ import type { GrammarCache } from "./grammars.js";
 import { snapshotKey, type PrefixSnapshotStore } from "./prefix-snapshots.js";
 import { PromptAbandoned } from "./prompt-abandoned.js";
 import { LockTurns } from "./lock-turns.js";
-import { SequencePool } from "./sequence-pool.js";
+import { SequencePool, type Place } from "./sequence-pool.js";
 import { labelsRoom, labelTokens, normalise, scoreLabels, type ScoredLabel } from "./label-scores.js";
 import { draw, LogprobWriter, RAW_DISTRIBUTION, sampleWithProbabilities, seededRandom, type SampledToken } from "./logprob-sampler.js";
 import { TokenDecoder } from "./token-decoder.js";
@@ -276,19 +276,36 @@ export class EmbeddedEngine implements Engine {
   async generate(request: GenerationRequest): Promise<GenerationResult> {
     const tools = request.tools;
     const contextSize = Math.min(this.contextSize, request.contextLimit ?? Infinity);
-    // The grammar first: a schema it cannot hold is refused (400) before node-llama-cpp documents the tools with it.
-    const grammar = tools === undefined ? await this.grammars.get(request.constraint) : await toolGrammarFor(this.grammars, this.callSyntax, tools);
-    const prompt =
-      tools === undefined ? this.format(request.messages, contextSize) : this.formatWithTools(request.messages, toolFunctions(tools), contextSize);
-    if (prompt.tokens.length >= contextSize) {
-      throw errors.contextLengthExceeded(prompt.tokens.length, contextSize, "messages");
+    const abandoned = (): GenerationResult => ({ text: "", promptTokens: 0, completionTokens: 0, finishReason: "stop", aborted: true });
+    let place: Place<LlamaContextSequence>;
+    try {
+      // Its place in the queue from arrival, before its grammar is built: the build counts against the queue's
+      // bound, and a request that came later with nothing to build does not overtake it.
+      place = this.pool.reserve(request.signal);
+    } catch (error) {
+      if (request.signal.aborted) return abandoned();
+      throw error;
     }
-    if (tools === undefined && request.constraint.type === "labels") this.checkLabelsFit(prompt, request.constraint.labels, contextSize);
+    let grammar: LlamaGrammar | undefined;
+    let prompt: FormattedPrompt;
+    try {
+      // The grammar first: a schema it cannot hold is refused (400) before node-llama-cpp documents the tools with it.
+      grammar = tools === undefined ? await this.grammars.get(request.constraint) : await toolGrammarFor(this.grammars, this.callSyntax, tools);
+      prompt =
+        tools === undefined ? this.format(request.messages, contextSize) : this.formatWithTools(request.messages, toolFunctions(tools), contextSize);
+      if (prompt.tokens.length >= contextSize) {
+        throw errors.contextLengthExceeded(prompt.tokens.length, contextSize, "messages");
+      }
+      if (tools === undefined && request.constraint.type === "labels") this.checkLabelsFit(prompt, request.constraint.labels, contextSize);
+    } catch (error) {
+      place.cancel();
+      throw error;
+    }
     let sequence: LlamaContextSequence;
     try {
-      sequence = await this.pool.acquire(request.signal, (free) => this.pickSequence(free, prompt));
+      sequence = await place.take((free) => this.pickSequence(free, prompt));
     } catch (error) {
-      if (request.signal.aborted) return { text: "", promptTokens: 0, completionTokens: 0, finishReason: "stop", aborted: true };
+      if (request.signal.aborted) return abandoned();
       throw error;
     }
     request.onStarted?.();

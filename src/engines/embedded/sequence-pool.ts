@@ -1,5 +1,8 @@
 import { errors } from "../../errors.js";
 
+/** Picks which of the free items (oldest release first) a caller takes; returns its index. */
+type PickFree<T> = (free: readonly T[]) => number;
+
 interface Waiter<T> {
   resolve: (item: T) => void;
   reject: (reason: unknown) => void;
@@ -7,23 +10,35 @@ interface Waiter<T> {
   onAbort: () => void;
   /** Counted against the queue's bound: a new request, not another choice of a running one. */
   bounded: boolean;
+  /** Set by `take`: until then the caller is still preparing (building its grammar) and an item waits for it. */
+  ready: boolean;
+  pick: PickFree<T> | undefined;
 }
 
-/** Picks which of the free items (oldest release first) a caller takes; returns its index. */
-type PickFree<T> = (free: readonly T[]) => number;
+/** A caller's place in the queue, held from its arrival while it prepares. */
+export interface Place<T> {
+  /** Waits, once the caller is ready, for the item its place brings; `pick` chooses among several free ones. */
+  take(pick?: PickFree<T>): Promise<T>;
+  /** Gives the place up unused (the request was refused while it prepared). */
+  cancel(): void;
+}
 
 /**
  * A fixed set of reusable items (a context's sequences) handed out first come,
  * first served. Callers wait in a bounded FIFO queue; when it is full the pool
  * answers 503 overloaded at once instead of letting latency grow without bound.
- * A caller that finds several items free may pick one (the sequence whose cache
- * best fits its prompt); a waiter takes the item the next release frees, so
- * picking never lets anyone overtake the queue.
+ * A caller takes its place on arrival (`reserve`) and its item once ready
+ * (`take`): a request still building its grammar counts against the bound and
+ * keeps its turn, and the items free when it arrived are kept for it rather
+ * than taken by those that came after. A caller that finds several items free
+ * may pick one (the sequence whose cache best fits its prompt); picking never
+ * lets anyone overtake the queue.
  */
 export class SequencePool<T> {
   private readonly free: T[];
+  /** In arrival order. The first `free.length` are all still preparing: each has an item kept for it. */
   private readonly waiters: Waiter<T>[] = [];
-  /** Set by drain: a request that reaches the pool afterwards (it was preparing, e.g. building its grammar) is refused too. */
+  /** Set by drain: a request that reaches the pool afterwards is refused too. */
   private refusal: { reason: unknown } | undefined;
 
   constructor(
@@ -33,8 +48,9 @@ export class SequencePool<T> {
     this.free = [...items];
   }
 
+  /** Callers waiting for an item: those preparing with an item kept for them are not. */
   get queued(): number {
-    return this.waiters.length;
+    return Math.max(0, this.waiters.length - this.free.length);
   }
   get available(): number {
     return this.free.length;
@@ -42,53 +58,100 @@ export class SequencePool<T> {
 
   /** `bounded` false: a caller already admitted (another choice of a running request) waits without counting against the bound. */
   acquire(signal: AbortSignal, pick?: PickFree<T>, bounded = true): Promise<T> {
-    if (signal.aborted) return Promise.reject(signal.reason);
-    if (bounded && this.refusal !== undefined) return Promise.reject(this.refusal.reason);
-    const item = this.waiters.length === 0 ? this.takeFree(pick) : undefined;
-    if (item !== undefined) return Promise.resolve(item);
-    if (bounded && this.waitingRequests() >= this.maxQueue) return Promise.reject(errors.overloaded(1));
-    return new Promise<T>((resolve, reject) => {
-      const waiter: Waiter<T> = {
-        resolve,
-        reject,
-        signal,
-        bounded,
-        onAbort: () => {
-          const i = this.waiters.indexOf(waiter);
-          if (i !== -1) this.waiters.splice(i, 1);
-          reject(signal.reason);
-        },
-      };
-      signal.addEventListener("abort", waiter.onAbort, { once: true });
-      this.waiters.push(waiter);
-    });
-  }
-
-  /** Waiters counted against the bound: another choice of a running request waits in line too, but is no request waiting. */
-  private waitingRequests(): number {
-    return this.waiters.reduce((count, w) => count + (w.bounded ? 1 : 0), 0);
-  }
-
-  private takeFree(pick: PickFree<T> | undefined): T | undefined {
-    if (this.free.length === 0) return undefined;
-    // Without a preference, the most recently released item (its memory is warm).
-    const chosen = pick === undefined ? this.free.length - 1 : pick(this.free);
-    const index = Number.isInteger(chosen) && chosen >= 0 && chosen < this.free.length ? chosen : this.free.length - 1;
-    return this.free.splice(index, 1)[0];
-  }
-
-  release(item: T): void {
-    const next = this.waiters.shift();
-    if (next === undefined) {
-      this.free.push(item);
-      return;
+    try {
+      return this.reserve(signal, bounded).take(pick);
+    } catch (error) {
+      return Promise.reject(error);
     }
-    next.signal.removeEventListener("abort", next.onAbort);
-    next.resolve(item);
   }
 
   /**
-   * Rejects the new requests still waiting (shutdown), and any that come later. Another choice of a
+   * A place in the queue from now on, in arrival order; throws (503 overloaded) when the queue is full, or the
+   * drain's refusal, or the signal's reason when it is aborted already.
+   */
+  reserve(signal: AbortSignal, bounded = true): Place<T> {
+    if (signal.aborted) throw signal.reason;
+    if (bounded && this.refusal !== undefined) throw this.refusal.reason;
+    // Behind everyone: it waits unless an item is free beyond those kept for the callers ahead of it.
+    const waits = this.waiters.length >= this.free.length;
+    if (bounded && waits && this.waitingRequests() >= this.maxQueue) throw errors.overloaded(1);
+    let resolve!: (item: T) => void;
+    let reject!: (reason: unknown) => void;
+    const item = new Promise<T>((yes, no) => {
+      resolve = yes;
+      reject = no;
+    });
+    // Refused before it is taken (an abort, the drain): the caller sees it when it takes, not as an unhandled rejection.
+    item.catch(() => undefined);
+    const waiter: Waiter<T> = {
+      resolve,
+      reject,
+      signal,
+      bounded,
+      ready: false,
+      pick: undefined,
+      onAbort: () => {
+        this.leave(waiter);
+        reject(signal.reason);
+      },
+    };
+    signal.addEventListener("abort", waiter.onAbort, { once: true });
+    this.waiters.push(waiter);
+    return {
+      take: (pick) => {
+        waiter.ready = true;
+        waiter.pick = pick;
+        this.dispatch();
+        return item;
+      },
+      cancel: () => this.leave(waiter),
+    };
+  }
+
+  /** Bounded waiters past those with an item kept for them: the requests waiting for an item. */
+  private waitingRequests(): number {
+    return this.waiters.reduce((count, w, i) => count + (w.bounded && i >= this.free.length ? 1 : 0), 0);
+  }
+
+  private leave(waiter: Waiter<T>): void {
+    waiter.signal.removeEventListener("abort", waiter.onAbort);
+    const i = this.waiters.indexOf(waiter);
+    if (i === -1) return;
+    this.waiters.splice(i, 1);
+    // The item kept for it may now be another's.
+    this.dispatch();
+  }
+
+  /** Hands free items to ready waiters in arrival order, keeping one for each waiter ahead of them still preparing. */
+  private dispatch(): void {
+    let kept = 0;
+    for (let i = 0; i < this.waiters.length && this.free.length > kept;) {
+      const waiter = this.waiters[i]!;
+      if (!waiter.ready) {
+        kept++;
+        i++;
+        continue;
+      }
+      this.waiters.splice(i, 1);
+      waiter.signal.removeEventListener("abort", waiter.onAbort);
+      waiter.resolve(this.takeFree(waiter.pick));
+    }
+  }
+
+  private takeFree(pick: PickFree<T> | undefined): T {
+    // Without a preference, the most recently released item (its memory is warm).
+    const chosen = pick === undefined ? this.free.length - 1 : pick(this.free);
+    const index = Number.isInteger(chosen) && chosen >= 0 && chosen < this.free.length ? chosen : this.free.length - 1;
+    return this.free.splice(index, 1)[0]!;
+  }
+
+  release(item: T): void {
+    this.free.push(item);
+    this.dispatch();
+  }
+
+  /**
+   * Rejects the new requests still waiting or preparing (shutdown), and any that come later. Another choice of a
    * running request keeps its place: its request may finish within the drain,
    * and the drain's deadline ends it through its signal like any running request.
    */
@@ -100,5 +163,6 @@ export class SequencePool<T> {
       w.signal.removeEventListener("abort", w.onAbort);
       w.reject(reason);
     }
+    this.dispatch();
   }
 }
