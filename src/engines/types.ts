@@ -120,6 +120,14 @@ export interface GenerationRequest {
   onStarted?: (() => void) | undefined;
   /** W3C trace context (traceparent, and the caller's tracestate) for the upstream call of a remote engine. */
   traceHeaders?: TraceHeaders | undefined;
+  /**
+   * Whose cached prompt state this request may reuse, and leave for reuse: an account's id; absent, anyone's.
+   * Another scope's cache gives it the system prompt at most, and only when that is the operator's own
+   * (`systemIsOperators`), so no account can tell from response times what another one sent.
+   */
+  cacheScope?: string | undefined;
+  /** The leading system message is the specialist's system prompt alone, with nothing of the caller's in it. */
+  systemIsOperators?: boolean | undefined;
 }
 
 export interface GenerationResult {

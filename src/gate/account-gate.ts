@@ -185,6 +185,7 @@ export class AccountGate implements Gate {
       admitted: true,
       limits: acquired.report,
       admission: {
+        accountId: caller.accountId,
         finish: async (outcome: Outcome) => {
           // The same rule as the ledger's: tokens of a request that does not count are not counted in the window either.
           let used = countsAgainstQuota(outcome.status) ? outcome.promptTokens + outcome.completionTokens : 0;

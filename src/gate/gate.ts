@@ -23,6 +23,8 @@ export interface Outcome {
 /** A request let through to an engine; `finish` must be called exactly once when it ends. */
 export interface Admission {
   finish(outcome: Outcome): Promise<void>;
+  /** The admitted caller's account: whose cached prompt state the request may reuse (absent with no accounts). */
+  readonly accountId?: string | undefined;
 }
 
 export type Endpoint = "infer" | "chat.completions" | "embeddings";

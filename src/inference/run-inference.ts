@@ -83,6 +83,7 @@ export async function runInference(
   const reserveTokens = (): TokenReservation =>
     tokenReservation(generationRequest, inference.choices ?? 1, specialist.engine.promptTokensWithTools?.(generationRequest));
   const admission = await observer.admission(request.admit(specialist.id, endpoint, { reserveTokens }));
+  generationRequest.cacheScope = admission.accountId;
   const started = performance.now();
   let result: GenerationResult | undefined;
   let status = 200;

@@ -42,6 +42,8 @@ function withSystemPrompt(systemPrompt: string, messages: readonly ChatMessage[]
 export function toGenerationRequest(specialist: Specialist, call: SpecialistCall, abort: AbortSource): GenerationRequest {
   return {
     messages: withSystemPrompt(specialist.systemPrompt, call.messages),
+    systemIsOperators: !call.messages.some((m) => m.role === "system"),
+    cacheScope: undefined, // the admitted account's, set at admission
     maxTokens: call.maxTokens ?? specialist.defaults.maxTokens,
     temperature: call.temperature ?? specialist.defaults.temperature,
     topP: call.topP ?? specialist.defaults.topP,

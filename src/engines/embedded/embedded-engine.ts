@@ -87,6 +87,10 @@ interface FormattedPrompt {
   tokens: Token[];
   /** The system prefix worth a snapshot, if any. */
   prefix: SystemPrefix | undefined;
+  /** Whose cached state the prompt may reuse beyond `shareable` (GenerationRequest's cacheScope; undefined: anyone's). */
+  scope?: string | undefined;
+  /** Its leading tokens that a cache left by another scope may give it: the operator's own system prefix, or none. */
+  shareable: number;
   /** Text stop triggers of the chat format (e.g. "### Human" for the fallback format). */
   stopStrings: string[];
   /** Single special tokens that end a turn in the chat format. */
@@ -182,6 +186,8 @@ export class EmbeddedEngine implements Engine {
   private readonly maxPrefixTokens: number;
   private readonly promptChunkTokens: number;
   private choiceStateDirectory: string | undefined;
+  /** The scope whose prompts each sequence's cache holds (see claim); a sequence not in it holds nothing yet. */
+  private readonly holders = new WeakMap<LlamaContextSequence, string | undefined>();
   private readonly counters: PromptCacheStats = { promptTokensEvaluated: 0, snapshotRestores: 0, snapshotBuilds: 0, sequenceHits: 0 };
 
   constructor(options: EmbeddedEngineOptions) {
@@ -252,9 +258,10 @@ export class EmbeddedEngine implements Engine {
     // Prefilled prefixes are the specialists' own: kept before any a caller's system prompt brought.
     snapshots.pin(prefix.key);
     if (snapshots.has(prefix.key)) return "present";
-    const prompt: FormattedPrompt = { tokens: prefix.tokens, prefix, stopStrings: [], stopTokens: new Set() };
+    const prompt: FormattedPrompt = { tokens: prefix.tokens, prefix, shareable: prefix.tokens.length, stopStrings: [], stopTokens: new Set() };
     const sequence = await this.pool.acquire(signal, (free) => this.pickSequence(free, prompt));
     try {
+      await this.claim(sequence, prompt);
       const before = this.counters.snapshotBuilds;
       await this.placePrefix(sequence, prefix, snapshots, signal);
       return this.counters.snapshotBuilds > before ? "built" : "present";
@@ -291,8 +298,10 @@ export class EmbeddedEngine implements Engine {
     try {
       // The grammar first: a schema it cannot hold is refused (400) before node-llama-cpp documents the tools with it.
       grammar = tools === undefined ? await this.grammars.get(request.constraint) : await toolGrammarFor(this.grammars, this.callSyntax, tools);
-      prompt =
-        tools === undefined ? this.format(request.messages, contextSize) : this.formatWithTools(request.messages, toolFunctions(tools), contextSize);
+      prompt = this.scoped(
+        tools === undefined ? this.format(request.messages, contextSize) : this.formatWithTools(request.messages, toolFunctions(tools), contextSize),
+        request,
+      );
       if (prompt.tokens.length >= contextSize) {
         throw errors.contextLengthExceeded(prompt.tokens.length, contextSize, "messages");
       }
@@ -442,6 +451,7 @@ export class EmbeddedEngine implements Engine {
       throw error;
     }
     try {
+      await this.claim(sequence, prompt);
       const shared = prompt.tokens.length - 1;
       if (sequence.compareContextTokens(prompt.tokens).firstDifferentIndex >= shared) {
         await this.reusePrefix(sequence, prompt.tokens, shared);
@@ -713,7 +723,8 @@ export class EmbeddedEngine implements Engine {
     let best = 0;
     let bestShared = -1;
     free.forEach((sequence, i) => {
-      const shared = sequence.compareContextTokens(prompt.tokens).firstDifferentIndex;
+      const cached = sequence.compareContextTokens(prompt.tokens).firstDifferentIndex;
+      const shared = this.holders.get(sequence) === prompt.scope ? cached : Math.min(cached, prompt.shareable);
       if (shared > bestShared) {
         best = i;
         bestShared = shared;
@@ -776,6 +787,7 @@ export class EmbeddedEngine implements Engine {
    * else the system prefix's snapshot) and returns the tokens still to evaluate.
    */
   private async prepare(sequence: LlamaContextSequence, prompt: FormattedPrompt, signal: AbortSignal): Promise<Token[]> {
+    await this.claim(sequence, prompt);
     const prefix = prompt.prefix;
     const snapshots = this.snapshots;
     if (prefix !== undefined && snapshots !== undefined) await this.placePrefix(sequence, prefix, snapshots, signal);
@@ -783,6 +795,21 @@ export class EmbeddedEngine implements Engine {
     const input = await this.reusePrefix(sequence, prompt.tokens, prompt.tokens.length - 1);
     this.counters.promptTokensEvaluated += input.length;
     return input;
+  }
+
+  /**
+   * Makes the sequence the prompt's scope's before it is used: what another scope's requests left in its cache is
+   * erased but for the tokens this prompt may share with them (the operator's system prefix), so no account can
+   * tell from how fast its prompt is evaluated what another one sent (OpenAI scopes its prompt cache likewise).
+   */
+  private async claim(sequence: LlamaContextSequence, prompt: FormattedPrompt): Promise<void> {
+    if (this.holders.get(sequence) === prompt.scope) return;
+    const keep = Math.min(sequence.compareContextTokens(prompt.tokens).firstDifferentIndex, prompt.shareable);
+    if (keep < sequence.nextTokenIndex) {
+      await this.turns.take(() => sequence.eraseContextTokenRanges([{ start: keep, end: sequence.nextTokenIndex }]));
+    }
+    // Only once erased: a failed erase leaves the sequence another scope's.
+    this.holders.set(sequence, prompt.scope);
   }
 
   /** Puts the system prefix into the sequence: already there, loaded from its snapshot, or evaluated (and snapshotted). */
@@ -887,7 +914,7 @@ export class EmbeddedEngine implements Engine {
 
   /** A prompt that documents the tools; not snapshotted (its system prefix holds the tool documentation). */
   private formatWithTools(messages: readonly ChatMessage[], functions: ChatModelFunctions, contextSize: number): FormattedPrompt {
-    return { ...this.formatChat(messages, functions, contextSize), prefix: undefined };
+    return { ...this.formatChat(messages, functions, contextSize), prefix: undefined, shareable: 0 };
   }
 
   /** With `contextSize`, a prompt certainly over it is refused before it is tokenized whole (see formatChat). */
@@ -895,7 +922,19 @@ export class EmbeddedEngine implements Engine {
     const { tokens, stopStrings, stopTokens } = this.formatChat(messages, undefined, contextSize);
     // A prompt that cannot fit is refused: its system messages are neither tokenized again nor remembered.
     const prefix = tokens.length < (contextSize ?? this.contextSize) ? this.systemPrefix(messages) : undefined;
-    return { tokens, prefix, stopStrings, stopTokens };
+    return { tokens, prefix, shareable: prefix?.tokens.length ?? 0, stopStrings, stopTokens };
+  }
+
+  /**
+   * The prompt as its request's scope may use the cache: a system prefix with something of the caller's in it
+   * (their own system message, tools) is shared with no other scope, its snapshot included.
+   */
+  private scoped(prompt: FormattedPrompt, request: GenerationRequest): FormattedPrompt {
+    const scope = request.cacheScope;
+    if (scope === undefined) return prompt;
+    if (request.systemIsOperators === true) return { ...prompt, scope };
+    const prefix = prompt.prefix && { ...prompt.prefix, key: createHash("sha256").update(`${prompt.prefix.key}\u0000${scope}`).digest("hex") };
+    return { ...prompt, scope, prefix, shareable: 0 };
   }
 
   private tokenize(messages: readonly ChatMessage[]): Token[] {
@@ -909,7 +948,11 @@ export class EmbeddedEngine implements Engine {
    * tools' documentation (up to ~128 KiB) is in it, and replayed tool-call arguments are re-serialized compactly
    * (a pretty-printed or \u-escaped original could count several times the tokens the prompt has).
    */
-  private formatChat(messages: readonly ChatMessage[], functions?: ChatModelFunctions, contextSize?: number): Omit<FormattedPrompt, "prefix"> {
+  private formatChat(
+    messages: readonly ChatMessage[],
+    functions?: ChatModelFunctions,
+    contextSize?: number,
+  ): Omit<FormattedPrompt, "prefix" | "scope" | "shareable"> {
     const history: ChatHistoryItem[] = toHistory(messages);
     // An open model turn at the end asks the wrapper for the generation prompt; after tool
     // results the model's own turn (its calls and their results) stays open and continues.
