@@ -17,7 +17,7 @@ const CALLER_SYSTEM =
   "You answer for the legal department of a small shipping company. Never mention the pending merger with the harbour " +
   "authority, and always answer in two sentences or fewer, in plain English, without legal jargon of any kind.";
 
-describe("the prompt cache across accounts", () => {
+describe("the prompt cache across accounts, and usage.prompt_tokens_details.cached_tokens", () => {
   let server: TestServer;
   let engine: EmbeddedEngine;
   let alice: Record<string, string>;
@@ -40,8 +40,13 @@ describe("the prompt cache across accounts", () => {
     const { status, json } = await postJson(`${server.url}/v1/chat/completions`, { model: "alveare-chat", messages, max_tokens: 2 }, auth);
     assert.equal(status, 200, JSON.stringify(json));
     const now = engine.promptCache;
+    const evaluated = now.promptTokensEvaluated - before.promptTokensEvaluated;
+    // What the response says came from the cache is what the engine did not evaluate.
+    const usage = json.usage as { prompt_tokens: number; prompt_tokens_details?: { cached_tokens: number } };
+    assert.equal(usage.prompt_tokens_details?.cached_tokens, usage.prompt_tokens - evaluated, "usage.prompt_tokens_details.cached_tokens");
     return {
-      evaluated: now.promptTokensEvaluated - before.promptTokensEvaluated,
+      cached: usage.prompt_tokens_details.cached_tokens,
+      evaluated,
       sequenceHits: now.sequenceHits - before.sequenceHits,
       restores: now.snapshotRestores - before.snapshotRestores,
       builds: now.snapshotBuilds - before.snapshotBuilds,
@@ -56,9 +61,12 @@ describe("the prompt cache across accounts", () => {
     const whole = engine.countPromptTokens(asServed);
 
     await ask(alice, messages);
-    assert.equal((await ask(alice, messages)).evaluated, 1, "the same account's same prompt: only its last token, for its logits");
+    const again = await ask(alice, messages);
+    assert.equal(again.evaluated, 1, "the same account's same prompt: only its last token, for its logits");
+    assert.equal(again.cached, whole - 1);
     const other = await ask(bob, messages);
     assert.equal(other.evaluated, whole - operators, "another account evaluates everything after the specialist's system prompt");
+    assert.equal(other.cached, operators);
     assert.equal(other.sequenceHits, 1, "and reuses that system prompt from the sequence");
     assert.equal(other.restores, 0);
   });
@@ -79,6 +87,7 @@ describe("the prompt cache across accounts", () => {
     assert.equal(other.restores, 0, "bob does not get alice's snapshot");
     assert.equal(other.sequenceHits, 0, "nor her cached tokens");
     assert.equal(other.evaluated, engine.countPromptTokens(asServed(LETTER)), "bob's whole prompt is evaluated");
+    assert.equal(other.cached, 0);
 
     const again = await ask(alice, messages("Thanks. Summarise it in one line."));
     assert.equal(again.restores, 1, "alice's own snapshot comes back after bob's request");

@@ -147,6 +147,8 @@ export interface GenerationResult {
   choices?: ChoiceResult[] | undefined;
   /** For a labels output: each label's probability, normalised over the labels. */
   labelScores?: Record<string, number> | undefined;
+  /** Prompt tokens that came from the engine's cache (a sequence's, a snapshot) rather than being evaluated; absent where unknown. */
+  cachedPromptTokens?: number | undefined;
 }
 
 export interface Engine {

@@ -40,6 +40,7 @@ from ._types import (
     InferResponse,
     Model,
     ModelList,
+    PromptTokensDetails,
     TokenLogprob,
     ToolCall,
     TopLogprob,
@@ -55,6 +56,6 @@ __all__ = [
     "ApiObject", "AssistantMessage", "ChatCompletion", "ChatCompletionChunk", "Choice", "ChunkChoice", "ChunkDelta",
     "CompletionUsage", "Health", "InferResponse", "Model", "ModelList", "Usage",
     "ChunkFunctionCall", "ChunkToolCall", "CreateEmbeddingResponse", "Embedding", "EmbeddingUsage", "FunctionCall", "ToolCall",
-    "ChoiceLogprobs", "TokenLogprob", "TopLogprob",
+    "ChoiceLogprobs", "TokenLogprob", "TopLogprob", "PromptTokensDetails",
     "retry_delay", "server_delay", "server_delay_ms", "should_retry",
 ]

@@ -183,10 +183,18 @@ class ChoiceLogprobs(ApiObject):
 
 
 @dataclasses.dataclass(frozen=True)
+class PromptTokensDetails(ApiObject):
+    #: Prompt tokens the server's cache served instead of evaluating them.
+    cached_tokens: int
+
+
+@dataclasses.dataclass(frozen=True)
 class CompletionUsage(ApiObject):
     prompt_tokens: int
     completion_tokens: int
     total_tokens: int
+    #: Present where the server knows how much of the prompt came from its cache.
+    prompt_tokens_details: Optional[PromptTokensDetails] = None
 
 
 @dataclasses.dataclass(frozen=True)

@@ -164,6 +164,8 @@ export interface CompletionUsage {
   prompt_tokens: number;
   completion_tokens: number;
   total_tokens: number;
+  /** Present where the server knows how much of the prompt its cache served instead of evaluating it. */
+  prompt_tokens_details?: { cached_tokens: number };
 }
 
 export interface ChatCompletion {

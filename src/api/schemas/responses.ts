@@ -93,6 +93,16 @@ export const CompletionUsageSchema = Type.Object(
     prompt_tokens: Count(),
     completion_tokens: Count(),
     total_tokens: Count(),
+    prompt_tokens_details: Type.Optional(
+      Type.Object(
+        {
+          cached_tokens: Count(
+            "Prompt tokens served from the engine's cache rather than evaluated: the specialist's system prompt, and what this account's own earlier requests left there.",
+          ),
+        },
+        { description: "Present where the engine knows (an embedded model; a remote upstream that reports it)." },
+      ),
+    ),
   },
   { title: "CompletionUsage" },
 );

@@ -83,6 +83,12 @@ const MIN_SNAPSHOT_TOKENS = 16;
 const MAX_REMEMBERED_PREFIXES = 1024;
 const MAX_REMEMBERED_PREFIX_TOKENS = 1 << 20;
 
+/** A prompt brought into a sequence: the tokens still to evaluate, and how many came from the cache (reused or restored). */
+interface Prepared {
+  input: Token[];
+  cached: number;
+}
+
 interface FormattedPrompt {
   tokens: Token[];
   /** The system prefix worth a snapshot, if any. */
@@ -356,16 +362,16 @@ export class EmbeddedEngine implements Engine {
     grammar: LlamaGrammar | undefined,
   ): Promise<GenerationResult> {
     try {
-      const input = await this.prepare(sequence, prompt, request.signal);
+      const { input, cached } = await this.prepare(sequence, prompt, request.signal);
       const constraint = request.constraint;
       if (request.tools === undefined && constraint.type === "labels") {
         await this.evaluatePrompt(sequence, input.slice(0, -1), request.signal);
         const last = input.slice(-1);
         const scoring = await this.scoreLabels(sequence, last[0]!, constraint.labels, request);
         if (scoring === undefined) return { text: "", promptTokens: prompt.tokens.length, completionTokens: 0, finishReason: "stop", aborted: true };
-        return { ...this.chosenLabels(scoring, prompt, request), labelScores: scoring.scores };
+        return { ...this.chosenLabels(scoring, prompt, request), labelScores: scoring.scores, cachedPromptTokens: cached };
       }
-      return await this.generateChoices(sequence, release, input, prompt, contextSize, request, grammar);
+      return { ...(await this.generateChoices(sequence, release, input, prompt, contextSize, request, grammar)), cachedPromptTokens: cached };
     } catch (error) {
       if (!(error instanceof PromptAbandoned)) throw error;
       // Metered with the prompt tokens the sequence holds: those evaluated (or reused) before the cut.
@@ -699,7 +705,7 @@ export class EmbeddedEngine implements Engine {
     const prompt = this.format(messages);
     const sequence = await this.pool.acquire(signal, (free) => this.pickSequence(free, prompt));
     try {
-      const input = await this.prepare(sequence, prompt, signal);
+      const { input } = await this.prepare(sequence, prompt, signal);
       const last = input.length - 1;
       const items: ControlledEvaluateInputItem[] = input.map((token, i) =>
         i === last ? [token, { generateNext: { probabilities: true, options: RAW_DISTRIBUTION } }] : token,
@@ -786,15 +792,15 @@ export class EmbeddedEngine implements Engine {
    * Brings the sequence to the longest usable prefix of the prompt (its own cache,
    * else the system prefix's snapshot) and returns the tokens still to evaluate.
    */
-  private async prepare(sequence: LlamaContextSequence, prompt: FormattedPrompt, signal: AbortSignal): Promise<Token[]> {
+  private async prepare(sequence: LlamaContextSequence, prompt: FormattedPrompt, signal: AbortSignal): Promise<Prepared> {
     await this.claim(sequence, prompt);
     const prefix = prompt.prefix;
     const snapshots = this.snapshots;
-    if (prefix !== undefined && snapshots !== undefined) await this.placePrefix(sequence, prefix, snapshots, signal);
+    const prefixEvaluated = prefix !== undefined && snapshots !== undefined ? await this.placePrefix(sequence, prefix, snapshots, signal) : 0;
     // At least one token is always evaluated, for its logits.
     const input = await this.reusePrefix(sequence, prompt.tokens, prompt.tokens.length - 1);
     this.counters.promptTokensEvaluated += input.length;
-    return input;
+    return { input, cached: prompt.tokens.length - input.length - prefixEvaluated };
   }
 
   /**
@@ -818,7 +824,8 @@ export class EmbeddedEngine implements Engine {
     prefix: SystemPrefix,
     snapshots: PrefixSnapshotStore,
     signal: AbortSignal,
-  ): Promise<void> {
+  ): Promise<number> {
+    let evaluated = 0;
     if (sequence.compareContextTokens(prefix.tokens).firstDifferentIndex >= prefix.tokens.length) {
       this.counters.sequenceHits++;
     } else {
@@ -829,6 +836,7 @@ export class EmbeddedEngine implements Engine {
           // Abandoned part-way, it throws: no snapshot is saved of a prefix not whole.
           await this.evaluatePrompt(sequence, rest, signal);
           this.counters.promptTokensEvaluated += rest.length;
+          evaluated = rest.length;
         },
         save: async (path) => (await this.turns.take(() => sequence.saveStateToFile(path))).fileSize,
         signal,
@@ -836,6 +844,7 @@ export class EmbeddedEngine implements Engine {
       if (placed === "restored") this.counters.snapshotRestores++;
       else if (placed === "built") this.counters.snapshotBuilds++;
     }
+    return evaluated;
   }
 
   /** Replaces the sequence's cache with a saved state, emptied first so that a failed load leaves it consistent (empty). */

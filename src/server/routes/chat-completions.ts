@@ -18,6 +18,8 @@ const usageOf = (r: GenerationResult): CompletionUsage => ({
   prompt_tokens: r.promptTokens,
   completion_tokens: r.completionTokens,
   total_tokens: r.promptTokens + r.completionTokens,
+  // OpenAI's field: how much of the prompt its cache served (this account's own, or the specialist's system prompt).
+  ...(r.cachedPromptTokens === undefined ? {} : { prompt_tokens_details: { cached_tokens: r.cachedPromptTokens } }),
 });
 
 /** Token log-probabilities in OpenAI's shape. */
