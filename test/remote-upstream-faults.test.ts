@@ -122,6 +122,30 @@ describe("remote engine against a misbehaving upstream", () => {
     }
   });
 
+  it("passes on the upstream's usage.prompt_tokens_details.cached_tokens, whole and streamed, when it is a count the prompt holds", async () => {
+    for (const [details, passed] of [
+      [{ cached_tokens: 30 }, { cached_tokens: 30 }],
+      [{ cached_tokens: 0 }, { cached_tokens: 0 }],
+      [{ cached_tokens: 41 }, undefined], // more than the prompt
+      [{ cached_tokens: "30" }, undefined],
+      [{ cached_tokens: -1 }, undefined],
+      [null, undefined],
+    ] as const) {
+      const usage = { prompt_tokens: 40, completion_tokens: 1, total_tokens: 41, prompt_tokens_details: details };
+      fake.respond = (res, stream) => (stream ? sse(res, piece("ab", "stop", { usage }) + "data: [DONE]\n\n") : json(res, whole("ab", usage)));
+      try {
+        for (const stream of [false, true]) {
+          const r = await ask(stream);
+          assert.equal(r.status, 200, r.text);
+          const told = usageOf(r) as { prompt_tokens_details?: unknown };
+          assert.deepEqual(told.prompt_tokens_details, passed, `${JSON.stringify(details)}, stream: ${stream}`);
+        }
+      } finally {
+        fake.respond = undefined;
+      }
+    }
+  });
+
   it("takes only whole non-negative numbers as token counts: a string is not concatenated, a negative count credits nothing", async () => {
     for (const usage of [
       { prompt_tokens: "7", completion_tokens: "9" },

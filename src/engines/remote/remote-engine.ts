@@ -27,7 +27,7 @@ interface UpstreamChoice {
 interface UpstreamBody {
   choices?: UpstreamChoice[];
   /** Counts as sent: read with tokenCount, as an upstream may send anything there. */
-  usage?: { prompt_tokens?: unknown; completion_tokens?: unknown } | null;
+  usage?: { prompt_tokens?: unknown; completion_tokens?: unknown; prompt_tokens_details?: { cached_tokens?: unknown } | null } | null;
   error?: { message?: string } | string | null;
 }
 
@@ -732,7 +732,7 @@ export class RemoteEngine implements Engine {
     usage: UpstreamBody["usage"],
     req: GenerationRequest,
     completionEstimate: () => number,
-  ): { promptTokens: number; completionTokens: number } {
+  ): { promptTokens: number; completionTokens: number; cachedPromptTokens?: number } {
     const promptTokens = tokenCount(usage?.prompt_tokens);
     const completionTokens = tokenCount(usage?.completion_tokens);
     if ((promptTokens === undefined || completionTokens === undefined) && !upstream.usageWarned) {
@@ -742,7 +742,13 @@ export class RemoteEngine implements Engine {
         "upstream answered without token counts: its answers are metered with estimated tokens until it reports usage",
       );
     }
-    return { promptTokens: promptTokens ?? estimatedPromptTokens(req), completionTokens: completionTokens ?? completionEstimate() };
+    // The upstream's own cache figure (vLLM, OpenAI), passed on when it is a count the prompt can hold.
+    const cached = tokenCount(usage?.prompt_tokens_details?.cached_tokens);
+    return {
+      promptTokens: promptTokens ?? estimatedPromptTokens(req),
+      completionTokens: completionTokens ?? completionEstimate(),
+      ...(cached !== undefined && promptTokens !== undefined && cached <= promptTokens ? { cachedPromptTokens: cached } : {}),
+    };
   }
 
   private readWhole(parsed: UpstreamBody, req: GenerationRequest, upstream: UpstreamState): GenerationResult {
