@@ -312,6 +312,52 @@ describe("dashboard navigation races", { skip: noChromium }, () => {
     }
   });
 
+  it("a second key made before the first one's secret is dismissed leaves that secret on the page too", async () => {
+    const page = await memberOnKeys();
+    try {
+      const secrets = page.locator("#new-key code");
+      await page.getByLabel("Name", { exact: true }).fill("first-of-two");
+      await page.getByRole("button", { name: "Create key" }).click();
+      await page.getByRole("cell", { name: "first-of-two", exact: true }).waitFor();
+      const first = (await page.locator("#secret-value").textContent()) ?? "";
+      assert.match(first, /^alv_live_/);
+      await page.getByLabel("Name", { exact: true }).fill("second-of-two");
+      await page.getByRole("button", { name: "Create key" }).click();
+      await page.getByRole("cell", { name: "second-of-two", exact: true }).waitFor();
+      await settle(page);
+      const second = (await page.locator("#secret-value").textContent()) ?? "";
+      assert.match(second, /^alv_live_/);
+      assert.notEqual(second, first);
+      // Before, the second secret took the first one's place: never shown again, undismissed.
+      assert.deepEqual(await secrets.allTextContents(), [second, first], "the newest first, the one not dismissed below it");
+      assert.match((await page.locator("#new-key .secret").nth(1).textContent()) ?? "", /“first-of-two”/, "each secret names its key");
+      assert.equal(await page.evaluate("document.activeElement?.getAttribute('aria-label')"), "Copy the new key");
+      // Revoking a key draws the list again: both stay.
+      await page
+        .getByRole("button", { name: /^Revoke/ })
+        .first()
+        .click();
+      await page
+        .getByRole("dialog")
+        .getByRole("button", { name: /^Revoke/ })
+        .click();
+      await page.getByRole("dialog").waitFor({ state: "detached" });
+      await settle(page);
+      assert.deepEqual(await secrets.allTextContents(), [second, first]);
+      // Each is dismissed on its own; leaving the page takes the other along in a dialog.
+      await page.getByRole("button", { name: "Done with the new key" }).first().click();
+      assert.deepEqual(await secrets.allTextContents(), [first]);
+      await page.getByRole("link", { name: "Usage" }).click();
+      await page.locator("main:not([aria-busy]) h1", { hasText: "Usage" }).waitFor();
+      const dialog = page.getByRole("dialog", { name: "Your new key" });
+      assert.equal(await dialog.locator("code").textContent(), first);
+      await dialog.getByRole("button", { name: "Close" }).click();
+      await dialog.waitFor({ state: "detached" });
+    } finally {
+      await page.context().close();
+    }
+  });
+
   it("older audit records that cannot be read say so beside their button", async () => {
     for (let i = 0; i < 101; i++) await admin(`/accounts/${accountId}/keys`, {});
     const errors: string[] = [];

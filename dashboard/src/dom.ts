@@ -284,8 +284,8 @@ export function keptDialog(title: string, content: HTMLElement): void {
   // Made for a session that has ended meanwhile (signed out while it ran): not for whoever is at the screen now.
   if (state.session === undefined) return;
   // A dismiss button of the content's own (the Keys page's "Done") gives way to the dialog's Close.
-  content.querySelector("[data-dismiss]")?.remove();
-  delete content.dataset.keepTitle;
+  for (const dismiss of content.querySelectorAll("[data-dismiss]")) dismiss.remove();
+  for (const kept of [content, ...content.querySelectorAll<HTMLElement>("[data-keep-title]")]) delete kept.dataset.keepTitle;
   const close = (): void => {
     dialog.close();
     dialog.remove();
@@ -316,11 +316,14 @@ export function keepOnLeave<T extends HTMLElement>(content: T, title: string): T
  * Signed out, it is only taken off the screen: the next person at a shared screen must not see it.
  */
 export function keepWhatIsLeft(): void {
+  // Several of one kind (the secrets of keys made one after another) go into one dialog, not one over another.
+  const byTitle = new Map<string, HTMLElement[]>();
   for (const content of main().querySelectorAll<HTMLElement>("[data-keep-title]")) {
     const title = content.dataset.keepTitle!;
     content.remove();
-    keptDialog(title, content);
+    byTitle.set(title, [...(byTitle.get(title) ?? []), content]);
   }
+  for (const [title, contents] of byTitle) keptDialog(title, contents.length === 1 ? contents[0]! : h("div", {}, ...contents));
 }
 
 /** A value with a button that copies it. */

@@ -71,19 +71,27 @@ export function keyRows(
 }
 
 /**
- * Redraws the keys after a revocation, keeping a new key's secret on screen: rotating a key (create the new one,
- * revoke the old, then copy) used to lose the new secret, which is never shown again.
+ * Redraws the keys, keeping the new keys' secrets on screen (all not dismissed): rotating a key (create the new one,
+ * revoke the old, then copy) used to lose the new secret, which is never shown again, and so did making a second key.
  */
-async function keysAfterRevoke(): Promise<void> {
-  const secret = document.getElementById("new-key")?.firstElementChild;
+async function keysKeepingSecrets(): Promise<void> {
+  const secrets = [...(document.getElementById("new-key")?.children ?? [])];
   await keysView();
-  if (secret) document.getElementById("new-key")!.replaceChildren(secret);
+  document.getElementById("new-key")?.replaceChildren(...secrets.filter((s) => !(s instanceof HTMLElement) || s.dataset.dismissed === undefined));
 }
 
-/** A new key's secret on the Keys page, its Copy button focused: on the page's top a screen reader said nothing of it. */
+/**
+ * A new key's secret on the Keys page, above those of keys made before it and not dismissed yet (each stays until its
+ * Done), its Copy button focused: on the page's top a screen reader said nothing of it.
+ */
 function showSecret(secret: HTMLElement): void {
   if (secret.dataset.dismissed !== undefined) return; // Done while the list was drawn again: not brought back
-  document.getElementById("new-key")?.replaceChildren(secret);
+  const shown = document.getElementById("new-key");
+  if (shown !== null && secret.parentElement !== shown) {
+    // The newest alone is #secret-value: one id on the page.
+    for (const older of shown.querySelectorAll("#secret-value")) older.removeAttribute("id");
+    shown.prepend(secret);
+  }
   secret.querySelector("button")?.focus();
 }
 
@@ -91,7 +99,7 @@ function showSecret(secret: HTMLElement): void {
  * A new key's secret, shown once: it stays in front of its person until they dismiss it (Done), in a dialog over the
  * next page if they leave this one before that (see keepOnLeave).
  */
-function newKeySecret(key: string): HTMLElement {
+function newKeySecret(key: string, name: unknown): HTMLElement {
   const done = (): void => {
     secret.dataset.dismissed = "true";
     secret.remove();
@@ -102,7 +110,8 @@ function newKeySecret(key: string): HTMLElement {
     h(
       "div",
       { class: "secret" },
-      h("strong", {}, "Your new key — shown once, copy it now:"),
+      // Named when it has a name: the secrets of several keys made in a row can be on screen together.
+      h("strong", {}, `Your new key${typeof name === "string" && name !== "" ? ` “${name}”` : ""} — shown once, copy it now:`),
       copyable("secret-value", key, "Copy the new key"),
       h("button", { type: "button", class: "secondary", "data-dismiss": "true", "aria-label": "Done with the new key", onclick: done }, "Done"),
     ),
@@ -136,14 +145,14 @@ export async function keysView(): Promise<void> {
       async (d) => {
         const startedOn = currentNavigation();
         const created = await api("POST", "/dashboard/api/keys", { name: d.get("name"), mode: d.get("mode") });
-        const secret = newKeySecret(String(created.key));
+        const secret = newKeySecret(String(created.key), created.name);
         // The person went to another page while the key was made: its secret, never shown again, goes in a dialog
         // there. It used to be drawn with the Keys page over that page, or lost when that page came last.
         if (currentNavigation() !== startedOn) return keptDialog("Your new key", secret);
         // On screen at once, and again in the list drawn anew (which a navigation may overtake: then the secret on
         // screen goes into a dialog over the next page, see keepWhatIsLeft).
         showSecret(secret);
-        await keysView();
+        await keysKeepingSecrets();
         showSecret(secret);
       },
     ),
@@ -155,7 +164,7 @@ export async function keysView(): Promise<void> {
           keyRows(
             keys,
             (id) => `/dashboard/api/keys/${id}/revoke`,
-            keysAfterRevoke,
+            keysKeepingSecrets,
             (k) => creatorLabel(k, typeof k.created_by_email === "string" ? k.created_by_email : undefined, state.session?.email),
           ),
         ),
