@@ -81,6 +81,18 @@ describe("SequencePool", () => {
     pool.release(held);
     assert.equal(pool.available, 1);
   });
+  it("hands a waiter an item even when its preference fails: a picker that throws costs the preference, not the request", async () => {
+    const pool = new SequencePool(["a", "b"], 5);
+    const failing = (): number => {
+      throw new Error("disposed");
+    };
+    assert.equal(await pool.acquire(signal, failing), "b", "at once: the most recently released");
+    const held = await pool.acquire(signal);
+    const waiting = pool.acquire(signal, failing);
+    pool.release(held);
+    assert.equal(await waiting, "a", "and when it waited, on a release");
+    assert.deepEqual([pool.queued, pool.available], [0, 0]);
+  });
 });
 
 describe("label grammar", () => {

@@ -140,7 +140,12 @@ export class SequencePool<T> {
 
   private takeFree(pick: PickFree<T> | undefined): T {
     // Without a preference, the most recently released item (its memory is warm).
-    const chosen = pick === undefined ? this.free.length - 1 : pick(this.free);
+    let chosen = this.free.length - 1;
+    try {
+      if (pick !== undefined) chosen = pick(this.free);
+    } catch {
+      // Only the preference is lost: thrown here, the waiter would be out of the queue with its promise never settled.
+    }
     const index = Number.isInteger(chosen) && chosen >= 0 && chosen < this.free.length ? chosen : this.free.length - 1;
     return this.free.splice(index, 1)[0]!;
   }
