@@ -275,6 +275,35 @@ describe("dashboard navigation races", { skip: noChromium }, () => {
     }
   });
 
+  it("two dialogs kept at once are each named by their own title", async () => {
+    const page = await memberOnKeys();
+    try {
+      // A key's secret on the page, and a second key on its way when the person leaves: the first secret goes into a
+      // dialog at the navigation, the second into another when its creation ends.
+      await page.getByLabel("Name", { exact: true }).fill("first-of-two");
+      await page.getByRole("button", { name: "Create key" }).click();
+      await page.locator("#secret-value").waitFor();
+      const create = await hold(page, "**/dashboard/api/keys", "POST");
+      try {
+        await page.getByLabel("Name", { exact: true }).fill("second-of-two");
+        await page.getByRole("button", { name: "Create key" }).click();
+        await create.asked;
+        await page.getByRole("link", { name: "Plan" }).click();
+        await page.locator("main:not([aria-busy]) h1", { hasText: "Plan" }).waitFor();
+        await create.release();
+        await settle(page);
+        const named = await page.evaluate(
+          `[...document.querySelectorAll("dialog[data-keep]")].map((d) => d.contains(document.getElementById(d.getAttribute("aria-labelledby"))))`,
+        );
+        assert.deepEqual(named, [true, true], "each dialog's aria-labelledby names a heading inside it");
+      } finally {
+        await create.release();
+      }
+    } finally {
+      await page.context().close();
+    }
+  });
+
   it("a new key's secret dismissed on the Keys page stays gone; one on screen at sign-out is shown to nobody", async () => {
     const page = await memberOnKeys();
     try {

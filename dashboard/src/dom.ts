@@ -275,6 +275,9 @@ function openModal(attrs: Record<string, string>, onCancel: () => void, ...child
   return dialog;
 }
 
+/** Kept dialogs opened so far: each title gets an id of its own. */
+let keptDialogs = 0;
+
 /**
  * What an action made that must not be lost (a new key's secret, an invitation's link) when the person left its page
  * while it ran: a dialog over the page now shown, its first button focused, until the person closes it. Navigations
@@ -291,10 +294,13 @@ export function keptDialog(title: string, content: HTMLElement): void {
     dialog.remove();
     main().focus({ preventScroll: true });
   };
+  // An id of its own: two kept at once (a secret kept at a navigation, then a key whose creation ended after it)
+  // were both named by the first one's title.
+  const titleId = `kept-title-${++keptDialogs}`;
   const dialog = openModal(
-    { "data-keep": "true", "aria-labelledby": "kept-title" },
+    { "data-keep": "true", "aria-labelledby": titleId },
     close,
-    h("h2", { id: "kept-title" }, title),
+    h("h2", { id: titleId }, title),
     content,
     h("div", { class: "actions" }, h("button", { type: "button", class: "secondary", onclick: close }, "Close")),
   );
