@@ -789,8 +789,9 @@ export class EmbeddedEngine implements Engine {
   }
 
   /**
-   * Brings the sequence to the longest usable prefix of the prompt (its own cache,
-   * else the system prefix's snapshot) and returns the tokens still to evaluate.
+   * Brings the sequence to the longest usable prefix of the prompt that the prompt's scope
+   * may reuse (its own cache, else the system prefix's snapshot) and returns the tokens
+   * still to evaluate, with how many of the prompt's came from the cache.
    */
   private async prepare(sequence: LlamaContextSequence, prompt: FormattedPrompt, signal: AbortSignal): Promise<Prepared> {
     await this.claim(sequence, prompt);
