@@ -280,12 +280,12 @@ describe("dashboard navigation races", { skip: noChromium }, () => {
     try {
       // A key's secret on the page, and a second key on its way when the person leaves: the first secret goes into a
       // dialog at the navigation, the second into another when its creation ends.
-      await page.getByLabel("Name", { exact: true }).fill("first-of-two");
+      await page.getByLabel("Name", { exact: true }).fill("first-titled");
       await page.getByRole("button", { name: "Create key" }).click();
       await page.locator("#secret-value").waitFor();
       const create = await hold(page, "**/dashboard/api/keys", "POST");
       try {
-        await page.getByLabel("Name", { exact: true }).fill("second-of-two");
+        await page.getByLabel("Name", { exact: true }).fill("second-titled");
         await page.getByRole("button", { name: "Create key" }).click();
         await create.asked;
         await page.getByRole("link", { name: "Plan" }).click();
