@@ -387,6 +387,90 @@ describe("dashboard navigation races", { skip: noChromium }, () => {
     }
   });
 
+  it("closing or reloading the tab asks first while a new key's secret is on screen, and not once it is dismissed", async () => {
+    const page = await memberOnKeys();
+    const closed = new Promise((resolve) => page.once("close", resolve));
+    try {
+      const asked: string[] = [];
+      page.on("dialog", (dialog) => {
+        asked.push(dialog.type());
+        void dialog.dismiss(); // "Stay on page"
+      });
+      // Nothing shown once on screen: no question (a dialog nobody asked for would be a nuisance).
+      await page.getByLabel("Name", { exact: true }).fill("before-unload");
+      await page.getByRole("button", { name: "Create key" }).click();
+      await page.getByRole("cell", { name: "before-unload", exact: true }).waitFor();
+      const secret = (await page.locator("#secret-value").textContent()) ?? "";
+      assert.match(secret, /^alv_live_/);
+      // Before, a reload or a closed tab took the secret with it, never shown again.
+      await page.close({ runBeforeUnload: true });
+      await page.waitForFunction("true"); // the dialog's event arrives before the page's next answer
+      assert.deepEqual(asked, ["beforeunload"]);
+      assert.equal(page.isClosed(), false, "the person chose to stay");
+      assert.equal(await page.locator("#secret-value").textContent(), secret);
+      // In its dialog over another page, it still asks.
+      await page.getByRole("link", { name: "Usage" }).click();
+      const dialog = page.getByRole("dialog", { name: "Your new key" });
+      await dialog.waitFor();
+      await page.close({ runBeforeUnload: true });
+      await page.waitForFunction("true");
+      assert.deepEqual(asked, ["beforeunload", "beforeunload"]);
+      // Closed: nothing is left that would be lost, and the tab closes without a question.
+      await dialog.getByRole("button", { name: "Close" }).click();
+      await dialog.waitFor({ state: "detached" });
+      await page.close({ runBeforeUnload: true });
+      await closed;
+      assert.deepEqual(asked, ["beforeunload", "beforeunload"]);
+    } finally {
+      await page.context().close();
+    }
+  });
+
+  it("invitation links stay until dismissed: beside each other, through a redraw, and in a dialog after leaving", async () => {
+    const links = operator.locator("#invite-result .secret");
+    const invite = async (email: string): Promise<string> => {
+      await operator.getByLabel("Email").fill(email);
+      await operator.getByRole("button", { name: "Invite" }).click();
+      await links.filter({ hasText: email }).locator("code").waitFor();
+      await settle(operator);
+      return (await links.filter({ hasText: email }).locator("code").textContent()) ?? "";
+    };
+    await operator.goto(`${server.url}/dashboard/#account=${accountId}`);
+    await operator.locator("main:not([aria-busy]) h1", { hasText: "Account acme" }).waitFor();
+    const first = await invite("first-link@acme.example");
+    const second = await invite("second-link@acme.example");
+    // Before, the second link took the first one's place: that invitation then worked, but nobody had its link.
+    assert.deepEqual(await links.locator("code").allTextContents(), [second, first], "the newest first");
+    assert.equal(await operator.locator("#invite-url").textContent(), second, "the newest alone carries the ids");
+    // A new invitation to the same e-mail replaces its link: the old one, which no longer works, goes.
+    await operator.getByLabel("Email").fill("first-link@acme.example");
+    await operator.getByRole("button", { name: "Invite" }).click();
+    await operator.getByRole("dialog").getByRole("button", { name: "Send a new invitation" }).click();
+    await operator.locator("#invite-url").filter({ hasNotText: second }).waitFor();
+    await settle(operator);
+    const again = (await operator.locator("#invite-url").textContent()) ?? "";
+    assert.notEqual(again, first);
+    assert.deepEqual(await links.locator("code").allTextContents(), [again, second]);
+    // The page drawn anew (a member removed) keeps them.
+    await operator.getByRole("button", { name: "Remove member second-link@acme.example" }).click();
+    await operator.getByRole("dialog").getByRole("button", { name: "Remove member" }).click();
+    await operator.getByRole("dialog").waitFor({ state: "detached" });
+    await operator.getByRole("cell", { name: "second-link@acme.example" }).waitFor({ state: "detached" });
+    await settle(operator);
+    assert.deepEqual(await links.locator("code").allTextContents(), [again, second]);
+    // Done dismisses one; leaving the page takes the other into a dialog (before, it was lost).
+    await operator.getByRole("button", { name: "Done with the invitation link" }).nth(1).click();
+    assert.deepEqual(await links.locator("code").allTextContents(), [again]);
+    assert.equal(await operator.evaluate("document.activeElement?.textContent"), "Invite", "the focus goes back to the form that made it");
+    await operator.getByRole("link", { name: "← All accounts" }).click();
+    await operator.locator("main:not([aria-busy]) h1", { hasText: "Accounts" }).waitFor();
+    const dialog = operator.getByRole("dialog", { name: "Invitation link" });
+    assert.equal(await dialog.locator("code").textContent(), again);
+    assert.equal(await dialog.getByRole("button", { name: "Done with the invitation link" }).count(), 0, "the dialog's Close dismisses it");
+    await dialog.getByRole("button", { name: "Close" }).click();
+    await dialog.waitFor({ state: "detached" });
+  });
+
   it("older audit records that cannot be read say so beside their button", async () => {
     for (let i = 0; i < 101; i++) await admin(`/accounts/${accountId}/keys`, {});
     const errors: string[] = [];

@@ -10,6 +10,7 @@ import {
   field,
   form,
   h,
+  holdsSomethingShownOnce,
   keepWhatIsLeft,
   newNavigation,
   quiet,
@@ -243,5 +244,12 @@ window.addEventListener("hashchange", () => {
   // A notice ("Copied", "Account … created") belongs to the page it was said on.
   quiet();
   void route();
+});
+// A reload or a closed tab took an undismissed key secret or invitation link with it, never to be shown again: the
+// browser asks first (its own wording; pages cannot set the text any more).
+window.addEventListener("beforeunload", (event) => {
+  if (!holdsSomethingShownOnce()) return;
+  event.preventDefault();
+  event.returnValue = ""; // what older browsers read instead of preventDefault()
 });
 void loadSession(true).then(route);

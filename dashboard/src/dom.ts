@@ -332,6 +332,14 @@ export function keepWhatIsLeft(): void {
   for (const [title, contents] of byTitle) keptDialog(title, contents.length === 1 ? contents[0]! : h("div", {}, ...contents));
 }
 
+/**
+ * Whether something shown once is still in front of its person: a new key's secret or an invitation link on the page,
+ * or the dialog one went into. Reloading or closing the tab then asks first (see app.ts): that lost it for good.
+ */
+export function holdsSomethingShownOnce(): boolean {
+  return document.querySelector("#main [data-keep-title], dialog[data-keep]") !== null;
+}
+
 /** A value with a button that copies it. */
 export function copyable(id: string, value: string, label: string): HTMLElement {
   return h(

@@ -1,5 +1,20 @@
 import { breakdownTables, dailyChart, quotaBar, usageNumbers, type Breakdown } from "./charts.js";
-import { api, confirmAction, copyable, currentNavigation, field, form, h, keptDialog, say, show, table, when, type Json } from "./dom.js";
+import {
+  api,
+  confirmAction,
+  copyable,
+  currentNavigation,
+  field,
+  form,
+  h,
+  keepOnLeave,
+  keptDialog,
+  say,
+  show,
+  table,
+  when,
+  type Json,
+} from "./dom.js";
 import { creatorLabel, keyRows } from "./member.js";
 
 /** The plans the server serves, as its config file defines them (custom ones included), by name. */
@@ -51,20 +66,61 @@ export async function accountsView(): Promise<void> {
   );
 }
 
+/**
+ * A new invitation's link on the account's page, above the links not dismissed yet: the link of an invitation sent to
+ * another e-mail before it stays (replacing it lost that link), one to the same e-mail goes (the new one replaced it).
+ */
+function showInvitation(box: HTMLElement, email: string): void {
+  const shown = document.getElementById("invite-result");
+  if (shown === null) return;
+  for (const older of shown.querySelectorAll<HTMLElement>(".secret")) {
+    if (older.dataset.email === email) older.remove();
+    // The newest alone carries the ids: one of each on the page.
+    older.removeAttribute("id");
+    older.querySelector("#invite-url")?.removeAttribute("id");
+  }
+  box.dataset.email = email;
+  shown.prepend(box);
+}
+
+/**
+ * A new invitation's link, shown once: as a new key's secret, it stays in front of the operator until they dismiss it
+ * (Done), in a dialog over the next page if they leave this one first. Leaving the account's page used to lose it.
+ */
 function invitationBox(info: Json, url: string): HTMLElement {
-  return h(
-    "div",
-    { class: "secret", id: "invitation" },
-    h("strong", {}, `Invitation for ${String(info.email)} to join ${String(info.account_name)}`),
-    copyable("invite-url", url, "Copy the invitation link"),
+  const box = keepOnLeave(
     h(
-      "p",
-      { class: "muted" },
-      "Send this link to them; it works once and expires ",
-      when(info.expires_at),
-      ` (${new Date(String(info.expires_at)).toLocaleString()}).`,
+      "div",
+      { class: "secret", id: "invitation" },
+      h("strong", {}, `Invitation for ${String(info.email)} to join ${String(info.account_name)}`),
+      copyable("invite-url", url, "Copy the invitation link"),
+      h(
+        "p",
+        { class: "muted" },
+        "Send this link to them; it works once and expires ",
+        when(info.expires_at),
+        ` (${new Date(String(info.expires_at)).toLocaleString()}).`,
+      ),
+      h(
+        "button",
+        {
+          type: "button",
+          class: "secondary",
+          "data-dismiss": "true",
+          "aria-label": "Done with the invitation link",
+          onclick: () => {
+            // Back to the invite form, whose focused Done button was just taken away.
+            const links = box.parentElement;
+            box.remove();
+            links?.previousElementSibling?.querySelector<HTMLElement>("button[type=submit]")?.focus();
+          },
+        },
+        "Done",
+      ),
     ),
+    "Invitation link",
   );
+  return box;
 }
 
 function inviteForm(account: Json, members: Json[]): HTMLElement {
@@ -82,10 +138,9 @@ function inviteForm(account: Json, members: Json[]): HTMLElement {
       keptDialog("Invitation link", box);
       return undefined;
     }
-    // On screen at once, and again in the page drawn anew (which a navigation may overtake), as a new key's secret.
-    document.getElementById("invite-result")?.replaceChildren(box);
+    // On screen at once, and kept in the page drawn anew (which a navigation may overtake), as a new key's secret.
+    showInvitation(box, String(info.email));
     await accountView(id);
-    document.getElementById("invite-result")!.replaceChildren(box);
     // The link is what the operator came for: the redrawn page opened at its top, the link far below, unseen and
     // unannounced. Its Copy button takes the focus (and scrolls it into view), as a new key's does.
     return box.querySelector("button")!;
@@ -170,6 +225,8 @@ async function redrawn(id: string, placeId: string, startedOn?: number): Promise
 export async function accountView(id: string): Promise<void> {
   // The id comes from the page's address: encoded, so a crafted link cannot steer the calls to other paths.
   const base = `/admin/api/accounts/${encodeURIComponent(id)}`;
+  // Links of new invitations not dismissed yet stay on the page drawn anew (another member removed, the plan changed).
+  const links = [...(document.getElementById("invite-result")?.children ?? [])];
   const [account, keys, members, usage, breakdown, plans] = await Promise.all([
     api(`GET`, base),
     api<{ data: Json[] }>("GET", `${base}/keys`),
@@ -178,6 +235,8 @@ export async function accountView(id: string): Promise<void> {
     api<Breakdown & { period: string; daily_requests: Record<string, number> }>("GET", `${base}/usage/breakdown`),
     planNames(),
   ]);
+  // Not those dismissed meanwhile, nor those a navigation moved into a dialog (see keepWhatIsLeft).
+  const stillShown = links.filter((link) => link.parentElement?.id === "invite-result");
   const name = String(account.name);
   const emailOf = new Map(members.data.map((m) => [String(m.id), String(m.email)]));
   const active = account.status === "active";
@@ -308,7 +367,7 @@ export async function accountView(id: string): Promise<void> {
           ),
       h("h3", {}, "Invite a member"),
       inviteForm(account, members.data),
-      h("div", { id: "invite-result" }),
+      h("div", { id: "invite-result" }, ...stillShown),
     ),
   );
 }
