@@ -68,6 +68,7 @@ describe("concurrency", () => {
     // One slot: requests run one at a time, so the order they finish in is the order they were served in.
     const server = await startTestServer({ engine: { parallel: 1, queue: 8 } });
     try {
+      const engine = server.registry.get("chat")!.engine as EmbeddedEngine;
       const finished: number[] = [];
       const runs = [];
       for (let i = 0; i < 5; i++) {
@@ -77,7 +78,9 @@ describe("concurrency", () => {
             finished.push(i);
           }),
         );
-        await new Promise((resolve) => setTimeout(resolve, 15));
+        // The next is sent once this one has reached the engine (finished, generating or queued): its arrival order
+        // is then certain, where a fixed 15 ms gap was not on a loaded machine.
+        await until(() => finished.length + engine.busy + engine.queued > i);
       }
       await Promise.all(runs);
       assert.deepEqual(finished, [0, 1, 2, 3, 4]);

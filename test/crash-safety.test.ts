@@ -7,6 +7,7 @@ import { describe, it } from "node:test";
 import Database from "better-sqlite3";
 import { createStore } from "../src/store/create-store.js";
 import { cliKey, flakySpecialist, spawnServe, tempDir, tinyModel } from "./helpers/fixtures.js";
+import { until } from "./helpers/until.js";
 
 describe("crash safety", () => {
   it("loses no request a client saw succeed when the server is killed with SIGKILL mid-load", async () => {
@@ -35,7 +36,8 @@ describe("crash safety", () => {
       }
     };
     const workers = Array.from({ length: 6 }, worker);
-    await new Promise((r) => setTimeout(r, 1500));
+    // Killed mid-load once enough requests have succeeded (a fixed 1.5 s was too short on a loaded machine).
+    await until("15 requests served", () => succeeded.length >= 15, 60_000);
     child.kill("SIGKILL");
     await new Promise((r) => child.on("exit", r));
     stop = true;

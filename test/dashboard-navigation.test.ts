@@ -291,7 +291,7 @@ describe("dashboard navigation races", { skip: noChromium }, () => {
         await page.getByRole("link", { name: "Plan" }).click();
         await page.locator("main:not([aria-busy]) h1", { hasText: "Plan" }).waitFor();
         await create.release();
-        await settle(page);
+        await page.locator("dialog[data-keep]").nth(1).waitFor();
         const named = await page.evaluate(
           `[...document.querySelectorAll("dialog[data-keep]")].map((d) => d.contains(document.getElementById(d.getAttribute("aria-labelledby"))))`,
         );

@@ -7,6 +7,7 @@ import { EmbeddedEngine } from "../src/engines/embedded/embedded-engine.js";
 import { GrammarCache } from "../src/engines/embedded/grammars.js";
 import type { GenerationRequest } from "../src/engines/types.js";
 import { postJson, startTestServer, tinyModel, type TestServer } from "./helpers/fixtures.js";
+import { until } from "./helpers/until.js";
 
 /** Starts a long stream, reads `events` events, then drops the connection. */
 function dropMidStream(server: TestServer, events: number, seed: number): Promise<void> {
@@ -97,10 +98,9 @@ describe("an engine closing", () => {
         headers: { "content-type": "application/json" },
         body: JSON.stringify({ specialist: "long", prompt: "talk", max_tokens: 4096 }),
       }).catch(() => undefined);
-      await settle(150);
+      await until("the long answer on the one sequence", () => engine.busy === 1);
       const queued = postJson(`${server.url}/v1/infer`, { specialist: "long", prompt: "me too", max_tokens: 8 });
-      await settle(100);
-      assert.equal(engine.queued, 1);
+      await until("the next request in the queue", () => engine.queued === 1);
       const closing = engine.close();
       const refused = await queued;
       assert.equal(refused.status, 503);
@@ -163,9 +163,7 @@ describe("client disconnects", () => {
         max_tokens: 3,
       });
       assert.equal(next.status, 200);
-      await settle();
-      const dropped = server.logs.requests().find((l) => l.aborted === true);
-      assert.ok(dropped, "the dropped stream is logged as aborted");
+      const dropped = await until("the dropped stream's line, logged as aborted", () => server.logs.requests().find((l) => l.aborted === true));
       assert.equal(dropped.status, 499);
       assert.equal(dropped.client_ip, "127.0.0.1", "the line names the client that left");
       // Tokens produced after the client left: at most a couple in flight, never the 4096 asked for.
@@ -185,14 +183,12 @@ describe("client disconnects", () => {
         headers: { "content-type": "application/json" },
         body: JSON.stringify({ specialist: "long", prompt: "talk", max_tokens: 4096 }),
       }).catch(() => undefined);
-      await settle(150);
+      const engine = server.registry.get("long")!.engine as EmbeddedEngine;
+      await until("the answer under way", () => engine.busy === 1);
       controller.abort();
       await pending;
-      await settle(200);
-      const line = server.logs.requests().find((l) => l.aborted === true);
-      assert.ok(line);
+      const line = await until("the aborted request's line", () => server.logs.requests().find((l) => l.aborted === true));
       assert.ok((line.completion_tokens as number) < 4096);
-      const engine = server.registry.get("long")!.engine as EmbeddedEngine;
       assert.equal(engine.queued, 0);
     } finally {
       await server.close();

@@ -7,6 +7,7 @@ import { Browser } from "./helpers/dashboard-client.js";
 import { FakeUpstream } from "./helpers/fake-upstream.js";
 import { cliJson, createKey, postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
 import { canFakeRecovery, fakeWalRecovery } from "./helpers/wal-recovery.js";
+import { until } from "./helpers/until.js";
 
 const infer = (server: TestServer, auth: Record<string, string>, specialist = "classify") =>
   postJson(`${server.url}/v1/infer`, { specialist, prompt: "I love it", max_tokens: 2 }, auth);
@@ -323,9 +324,7 @@ describe("metering", () => {
     });
     // Sandbox traffic never touches the live numbers.
     assert.equal((await postJson(`${server.url}/v1/infer`, { specialist: "qa", prompt: "x", max_tokens: 2 }, sandbox.auth)).status, 200);
-    await sleep(300);
-    const abandoned = server.logs.requests().find((l) => l.aborted === true)!;
-    assert.ok(abandoned, "the abandoned stream was logged");
+    const abandoned = await until("the abandoned stream's line", () => server.logs.requests().find((l) => l.aborted === true));
     tokens += (abandoned.prompt_tokens as number) + (abandoned.completion_tokens as number);
 
     const usage = await fetch(`${server.url}/v1/usage`, { headers: live.auth }).then((r) => r.json() as Promise<Record<string, unknown>>);

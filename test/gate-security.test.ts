@@ -117,7 +117,8 @@ describe("the gate: who may call what", () => {
         `POST /v1/infer HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\n` +
           `Authorization: ${auth.authorization!}\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 5)}`,
       );
-      await new Promise((resolve) => setTimeout(resolve, 200));
+      // Past the 100 ms after which the server checks the key again, with room for a loaded machine's late read.
+      await new Promise((resolve) => setTimeout(resolve, 1000));
       await meanwhile();
       socket.write(body.slice(5));
       await once(socket, "close");

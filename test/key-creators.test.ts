@@ -11,6 +11,7 @@ import { MIGRATIONS } from "../src/store/sqlite/migrations.js";
 import type { Stores } from "../src/store/store.js";
 import { tempDir } from "./helpers/fixtures.js";
 import { dropAllDatabases, freshDatabase } from "./helpers/postgres.js";
+import { until } from "./helpers/until.js";
 
 /** The schema version before keys recorded who created them. */
 const BEFORE = 6;
@@ -89,16 +90,21 @@ describe("removing a member on SQLite while another process writes", () => {
            db.exec("BEGIN IMMEDIATE");
            db.exec("UPDATE accounts SET name = 'b' WHERE id = 'acct_a'");
            process.stdout.write("locked\\n");
-           setTimeout(() => { db.exec("COMMIT"); db.close(); }, 300);`,
+           setTimeout(() => { const at = Date.now(); db.exec("COMMIT"); db.close(); process.stdout.write("released " + at + "\\n"); }, 300);`,
         ],
         { cwd: process.cwd(), stdio: ["ignore", "pipe", "inherit"] },
       );
-      await once(holder.stdout!, "data");
-      const started = performance.now();
+      let said = "";
+      holder.stdout!.on("data", (chunk: Buffer) => (said += chunk.toString()));
+      await until("the other writer's lock", () => said.includes("locked"));
       assert.deepEqual(await stores.people.deleteMember("m_a", "2026-04-01T00:00:00.000Z", false), []);
-      assert.ok(performance.now() - started >= 200, "it waited for the other writer");
+      const removedAt = Date.now();
       assert.equal(await stores.people.getMember("m_a"), undefined);
       await once(holder, "exit");
+      // Done after the other writer let go (one machine's clock; `at` is read before its commit): however late its
+      // "locked" arrived here.
+      const releasedAt = Number(/released (\d+)/.exec(said)?.[1]);
+      assert.ok(removedAt >= releasedAt, `removed at ${removedAt}, released at ${releasedAt}: it waited for the other writer`);
     } finally {
       await stores.close();
     }

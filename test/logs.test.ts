@@ -8,6 +8,7 @@ import { databasePath } from "../src/config/config.js";
 import { FakeUpstream } from "./helpers/fake-upstream.js";
 import { freePort } from "./helpers/held-upstream.js";
 import { createKey, LogCapture, postJson, spawnServe, startTestServer, tempDir, tinyModel, type TestServer } from "./helpers/fixtures.js";
+import { until } from "./helpers/until.js";
 
 const cleanEnv = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => {
   const env: NodeJS.ProcessEnv = { ...process.env, ALVEARE_THREADS: "1", ALVEARE_METRICS_PORT: "0", ...extra };
@@ -22,15 +23,6 @@ const stop = async (child: ChildProcess): Promise<void> => {
   child.kill("SIGTERM");
   await exited;
 };
-
-async function until<T>(what: string, probe: () => T | undefined): Promise<T> {
-  for (let i = 0; i < 400; i++) {
-    const value = probe();
-    if (value !== undefined) return value;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 describe("request log lines", () => {
   let server: TestServer;

@@ -164,7 +164,8 @@ describe("a prompt far over the context is refused without being tokenized whole
       const error = r.json.error as { code: string; message: string };
       assert.equal(error.code, "context_length_exceeded");
       assert.match(error.message, /input\[0\] is \d+ tokens/);
-      assert.ok(ms < 1000, `took ${Math.round(ms)} ms`);
+      // ~0.1 s on a quiet machine, ~0.3 s on a loaded one; measuring every input took seconds.
+      assert.ok(ms < 3000, `took ${Math.round(ms)} ms`);
     });
 
     it("still serves a prompt of more bytes than the context holds tokens when it fits", async () => {

@@ -191,8 +191,9 @@ describe("remote engine: the answer deadline across a retry", () => {
         assert.equal(upstream.hits(), 2, "the dropped first try was retried");
         assert.equal((error as ApiError).status, 504);
         assert.match((error as ApiError).message, /its answer took over 2000 ms in all/);
-        // A deadline of the retry's own would end it 1.75 deadlines after the start; the sweep runs every 500 ms.
-        assert.ok(ms >= DEADLINE_MS && ms < DEADLINE_MS * 1.5, `ended after ${Math.round(ms)} ms`);
+        // A deadline of the retry's own would end it 1.75 deadlines after the start; the sweep runs every 500 ms (the
+        // bound leaves a loaded machine's event loop ~0.9 s of lag beyond it).
+        assert.ok(ms >= DEADLINE_MS && ms < DEADLINE_MS * 1.7, `ended after ${Math.round(ms)} ms`);
       } finally {
         await engine.close();
         upstream.close();

@@ -6,6 +6,7 @@ import OpenAI from "openai";
 import type { ChatCompletionChunk } from "openai/resources/chat/completions";
 import { FakeUpstream } from "./helpers/fake-upstream.js";
 import { cliKey, postJson, startTestServer, tempDir, tinyModel, type TestServer } from "./helpers/fixtures.js";
+import { until } from "./helpers/until.js";
 
 const CLI = new URL("../src/cli/main.js", import.meta.url).pathname;
 
@@ -536,7 +537,9 @@ describe("remote engine with several upstreams", () => {
     postJson(`${server.url}/v1/chat/completions`, { model: "alveare-pooled", messages: [{ role: "user", content: "x" }], max_tokens: 5 });
 
   it("spreads concurrent requests over the least busy upstreams", async () => {
-    const results = await Promise.all(Array.from({ length: 6 }, call));
+    // Answers slow enough that all six are under way together, however late the last one arrives on a loaded machine.
+    a.delayMs = b.delayMs = 1000;
+    const results = await Promise.all(Array.from({ length: 6 }, call)).finally(() => (a.delayMs = b.delayMs = 150));
     assert.deepEqual(
       results.map((r) => r.status),
       Array(6).fill(200),
@@ -565,7 +568,7 @@ describe("remote engine with several upstreams", () => {
     // Refused, or reset when a health check was in flight as the upstream stopped: either is why, in words.
     assert.match(String(down[0]!.reason), /connection (refused|reset)/);
     await b.start(bPort);
-    await new Promise((resolve) => setTimeout(resolve, 600)); // a few health-check rounds
+    await until("a health check that finds it back", () => health().length >= 2);
     const bBefore = b.requests.length;
     await Promise.all(Array.from({ length: 4 }, call));
     assert.ok(b.requests.length - bBefore >= 1, "the recovered upstream gets traffic again");

@@ -951,9 +951,11 @@ describe("TypeScript SDK against a scripted server", () => {
     api.script = (_req, res) => {
       res.writeHead(200, { "content-type": "text/event-stream" });
       res.write(chunkEvent("one"));
-      setTimeout(() => res.write(chunkEvent(" two")), 300); // within the timeout of the chunk before
+      // Well within the timeout of the chunk before: both timers run in this process, and a stall of the event loop
+      // as long as the gap between them (a loaded machine) would fire them together.
+      setTimeout(() => res.write(chunkEvent(" two")), 100);
     };
-    const stream = await client({ timeout: 600 }).chat.completions.create({
+    const stream = await client({ timeout: 1500 }).chat.completions.create({
       model: "alveare-chat",
       messages: [{ role: "user", content: "x" }],
       stream: true,
@@ -967,10 +969,11 @@ describe("TypeScript SDK against a scripted server", () => {
     );
     const took = performance.now() - started;
     assert.ok(error instanceof APIConnectionTimeoutError, String(error));
-    assert.match(error.message, /no data from 127\.0\.0\.1:\d+ for 600 ms while streaming/);
+    assert.match(error.message, /no data from 127\.0\.0\.1:\d+ for 1500 ms while streaming/);
     assert.equal(text, "one two");
-    // About 900 ms (the second chunk at 300, then 600 of silence): the bounds leave a loaded machine room.
-    assert.ok(took >= 450 && took < 5000, `took ${took} ms`);
+    // About 1.6 s (the second chunk at 100, then 1,500 of silence): the timeout counts from the last chunk, not the
+    // first (which would end it before 1.5 s); the upper bound leaves a loaded machine room.
+    assert.ok(took >= 1500 && took < 8000, `took ${took} ms`);
   });
 
   it("raises APIUserAbortError from a stream when the call's signal aborts or abort() is called", { timeout: 20_000 }, async () => {
