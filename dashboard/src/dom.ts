@@ -333,6 +333,33 @@ export function keepWhatIsLeft(): void {
 }
 
 /**
+ * The Done button of something shown once (a `.secret`: a new key's secret, an invitation link): it takes it off the
+ * page for good (a redraw of its list does not bring it back) and gives the focus back to the form that made it,
+ * just before that list.
+ */
+export function doneButton(label: string): HTMLElement {
+  const done = (event: Event): void => {
+    const box = (event.currentTarget as HTMLElement).closest<HTMLElement>(".secret");
+    const list = box?.parentElement;
+    if (!box) return;
+    box.dataset.dismissed = "true";
+    box.remove();
+    list?.previousElementSibling?.querySelector<HTMLElement>("button[type=submit]")?.focus();
+  };
+  return h("button", { type: "button", class: "secondary", "data-dismiss": "true", "aria-label": label, onclick: done }, "Done");
+}
+
+/**
+ * Puts something shown once at the top of its list, above those not dismissed yet: the newest alone keeps its ids (one
+ * of each on the page). One dismissed meanwhile (Done while the list was drawn again) is not brought back.
+ */
+export function showOnTop(list: HTMLElement | null, box: HTMLElement): void {
+  if (list === null || box.dataset.dismissed !== undefined || box.parentElement === list) return;
+  for (const older of list.querySelectorAll("[id]")) older.removeAttribute("id");
+  list.prepend(box);
+}
+
+/**
  * Whether something shown once is still in front of its person: a new key's secret or an invitation link on the page,
  * or the dialog one went into. Reloading or closing the tab then asks first (see app.ts): that lost it for good.
  */

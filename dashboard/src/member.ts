@@ -4,6 +4,7 @@ import {
   ApiFailure,
   confirmAction,
   copyable,
+  doneButton,
   currentNavigation,
   errorText,
   field,
@@ -15,6 +16,7 @@ import {
   newNavigation,
   say,
   show,
+  showOnTop,
   state,
   table,
   when,
@@ -85,13 +87,8 @@ async function keysKeepingSecrets(): Promise<void> {
  * Done), its Copy button focused: on the page's top a screen reader said nothing of it.
  */
 function showSecret(secret: HTMLElement): void {
-  if (secret.dataset.dismissed !== undefined) return; // Done while the list was drawn again: not brought back
-  const shown = document.getElementById("new-key");
-  if (shown !== null && secret.parentElement !== shown) {
-    // The newest alone is #secret-value: one id on the page.
-    for (const older of shown.querySelectorAll("#secret-value")) older.removeAttribute("id");
-    shown.prepend(secret);
-  }
+  if (secret.dataset.dismissed !== undefined) return;
+  showOnTop(document.getElementById("new-key"), secret);
   secret.querySelector("button")?.focus();
 }
 
@@ -100,24 +97,17 @@ function showSecret(secret: HTMLElement): void {
  * next page if they leave this one before that (see keepOnLeave).
  */
 function newKeySecret(key: string, name: unknown): HTMLElement {
-  const done = (): void => {
-    secret.dataset.dismissed = "true";
-    secret.remove();
-    // Back to the form that made it: the focus was on the Done button just taken away.
-    document.querySelector<HTMLElement>("#main form button[type=submit]")?.focus();
-  };
-  const secret = keepOnLeave(
+  return keepOnLeave(
     h(
       "div",
       { class: "secret" },
       // Named when it has a name: the secrets of several keys made in a row can be on screen together.
       h("strong", {}, `Your new key${typeof name === "string" && name !== "" ? ` “${name}”` : ""} — shown once, copy it now:`),
       copyable("secret-value", key, "Copy the new key"),
-      h("button", { type: "button", class: "secondary", "data-dismiss": "true", "aria-label": "Done with the new key", onclick: done }, "Done"),
+      doneButton("Done with the new key"),
     ),
     "Your new key",
   );
-  return secret;
 }
 
 export async function keysView(): Promise<void> {

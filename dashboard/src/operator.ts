@@ -4,6 +4,7 @@ import {
   confirmAction,
   copyable,
   currentNavigation,
+  doneButton,
   field,
   form,
   h,
@@ -11,6 +12,7 @@ import {
   keptDialog,
   say,
   show,
+  showOnTop,
   table,
   when,
   type Json,
@@ -71,16 +73,10 @@ export async function accountsView(): Promise<void> {
  * another e-mail before it stays (replacing it lost that link), one to the same e-mail goes (the new one replaced it).
  */
 function showInvitation(box: HTMLElement, email: string): void {
-  const shown = document.getElementById("invite-result");
-  if (shown === null) return;
-  for (const older of shown.querySelectorAll<HTMLElement>(".secret")) {
-    if (older.dataset.email === email) older.remove();
-    // The newest alone carries the ids: one of each on the page.
-    older.removeAttribute("id");
-    older.querySelector("#invite-url")?.removeAttribute("id");
-  }
+  const list = document.getElementById("invite-result");
+  for (const older of list?.querySelectorAll<HTMLElement>(".secret") ?? []) if (older.dataset.email === email) older.remove();
   box.dataset.email = email;
-  shown.prepend(box);
+  showOnTop(list, box);
 }
 
 /**
@@ -88,7 +84,7 @@ function showInvitation(box: HTMLElement, email: string): void {
  * (Done), in a dialog over the next page if they leave this one first. Leaving the account's page used to lose it.
  */
 function invitationBox(info: Json, url: string): HTMLElement {
-  const box = keepOnLeave(
+  return keepOnLeave(
     h(
       "div",
       { class: "secret", id: "invitation" },
@@ -101,26 +97,10 @@ function invitationBox(info: Json, url: string): HTMLElement {
         when(info.expires_at),
         ` (${new Date(String(info.expires_at)).toLocaleString()}).`,
       ),
-      h(
-        "button",
-        {
-          type: "button",
-          class: "secondary",
-          "data-dismiss": "true",
-          "aria-label": "Done with the invitation link",
-          onclick: () => {
-            // Back to the invite form, whose focused Done button was just taken away.
-            const links = box.parentElement;
-            box.remove();
-            links?.previousElementSibling?.querySelector<HTMLElement>("button[type=submit]")?.focus();
-          },
-        },
-        "Done",
-      ),
+      doneButton("Done with the invitation link"),
     ),
     "Invitation link",
   );
-  return box;
 }
 
 function inviteForm(account: Json, members: Json[]): HTMLElement {
