@@ -24,6 +24,9 @@ export class ApiError extends Error {
     this.name = "ApiError";
   }
 
+  /** Whose key was refused, by ids, when the key itself was found (revoked, its account suspended or on a plan gone): for the log line. */
+  refusedCaller: { accountId: string; keyId: string } | undefined;
+
   toBody(): ErrorBody {
     return { error: { message: this.message, type: this.type, code: this.code, param: this.param } };
   }

@@ -7,6 +7,7 @@ import Database from "better-sqlite3";
 import { databasePath } from "../src/config/config.js";
 import { FakeUpstream } from "./helpers/fake-upstream.js";
 import { freePort } from "./helpers/held-upstream.js";
+import { createStore } from "../src/store/create-store.js";
 import { createKey, LogCapture, postJson, spawnServe, startTestServer, tempDir, tinyModel, type TestServer } from "./helpers/fixtures.js";
 import { until } from "./helpers/until.js";
 
@@ -81,6 +82,41 @@ describe("request log lines", () => {
     for (const l of lines) assert.equal(l.client_ip, "127.0.0.1");
     for (const text of server.logs.lines) {
       for (const secret of [minute.key, month.key, bogus]) assert.equal(text.includes(secret), false, `a key leaked into the log: ${text}`);
+    }
+  });
+
+  it("name the account and key of a found key the gate refuses: revoked, its account suspended, or on a plan gone", async () => {
+    const revoked = await createKey(server, "month");
+    const suspended = await createKey(server, "month");
+    const planGone = await createKey(server, "month");
+    const stores = await createStore(server.config);
+    try {
+      await stores.accounts.revokeKey(revoked.keyId, new Date().toISOString());
+      await stores.accounts.updateAccount(suspended.accountId, { status: "suspended" });
+      await stores.accounts.updateAccount(planGone.accountId, { plan: "retired" });
+    } finally {
+      await stores.close();
+    }
+    const codes: string[] = [];
+    for (const k of [revoked, suspended, planGone]) {
+      const answer = await fetch(`${server.url}/v1/models`, { headers: k.auth });
+      codes.push(((await answer.json()) as { error: { code: string } }).error.code);
+    }
+    assert.deepEqual(codes, ["revoked_api_key", "account_suspended", "specialist_not_in_plan"]);
+    const lines = await until("three lines of refused keys", () => {
+      const found = server.logs.requests().filter((r) => r.route === "/v1/models" && r.status !== 200);
+      return found.length >= 3 ? found : undefined;
+    });
+    assert.deepEqual(
+      lines.map((l) => [l.code, l.account_id, l.key_id]),
+      [
+        ["revoked_api_key", revoked.accountId, revoked.keyId],
+        ["account_suspended", suspended.accountId, suspended.keyId],
+        ["specialist_not_in_plan", planGone.accountId, planGone.keyId],
+      ],
+    );
+    for (const text of server.logs.lines) {
+      for (const k of [revoked, suspended, planGone]) assert.equal(text.includes(k.key), false, `a key leaked into the log: ${text}`);
     }
   });
 

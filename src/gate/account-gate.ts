@@ -87,7 +87,11 @@ export class AccountGate implements Gate {
       keyHash,
       authenticatedAt: performance.now(),
     };
-    this.planOf(caller);
+    try {
+      this.planOf(caller);
+    } catch (error) {
+      throw refusing(error, found);
+    }
     const limits = options.limits === false ? undefined : await this.limits(caller);
     this.touch(caller.keyId);
     return { caller, limits };
@@ -241,9 +245,15 @@ const RECHECK_AFTER_MS = 100;
 /** A key found, not revoked, of an active account; the catalogue's 401 or 403 otherwise. */
 function usable(found: KeyLookup | undefined): KeyLookup {
   if (found === undefined) throw errors.invalidApiKey();
-  if (found.key.revokedAt !== null) throw errors.revokedApiKey();
-  if (found.account.status !== "active") throw errors.accountSuspended();
+  if (found.key.revokedAt !== null) throw refusing(errors.revokedApiKey(), found);
+  if (found.account.status !== "active") throw refusing(errors.accountSuspended(), found);
   return found;
+}
+
+/** The refusal of a key that was found, naming its account and key for the request's log line (the client sees neither). */
+function refusing(error: unknown, found: KeyLookup): unknown {
+  if (error instanceof ApiError) error.refusedCaller = { accountId: found.account.id, keyId: found.key.id };
+  return error;
 }
 
 /** The windows as they stand once a cancelled request's slot and tokens are back: its headers must not count it. */

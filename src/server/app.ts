@@ -191,6 +191,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   cutStalledReaders(app.server, httpLimits.streamStallMs);
   guardServer(app.server, { log: app.log, telemetry: options.telemetry ?? NO_TELEMETRY }, requestIdFor);
   app.decorateRequest("caller", undefined);
+  app.decorateRequest("refusedCaller", undefined);
   app.decorateRequest("logFields", undefined as never);
   app.decorateRequest("generationDone", undefined);
   app.decorateRequest("closeAbort", undefined);
@@ -376,8 +377,8 @@ function logRequest(log: Logger, request: FastifyRequest, status: number, latenc
       latency_ms: Math.round(latencyMs * 10) / 10,
       ...request.logFields,
       // Who asked, by id only (never the key), and from where (request.ip honours the trusted-proxy setting).
-      account_id: request.caller?.accountId,
-      key_id: request.caller?.keyId,
+      account_id: request.caller?.accountId ?? request.refusedCaller?.accountId,
+      key_id: request.caller?.keyId ?? request.refusedCaller?.keyId,
       client_ip: clientIp,
     },
     "request",

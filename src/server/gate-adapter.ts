@@ -1,4 +1,5 @@
 import type { FastifyReply, FastifyRequest, onSendHookHandler } from "fastify";
+import { ApiError } from "../errors.js";
 import type { LimitReport, LimitState } from "../gate/backends.js";
 import type { Admission, AdmitOptions, Endpoint, Gate } from "../gate/gate.js";
 
@@ -21,8 +22,13 @@ export function setLimitHeaders(reply: FastifyReply, limits: LimitReport | undef
 export const authenticationHook =
   (gate: Gate) =>
   async (request: FastifyRequest): Promise<void> => {
-    const authenticated = await gate.authenticate(request.headers.authorization, { limits: false });
-    request.caller = authenticated?.caller;
+    try {
+      const authenticated = await gate.authenticate(request.headers.authorization, { limits: false });
+      request.caller = authenticated?.caller;
+    } catch (error) {
+      if (error instanceof ApiError) request.refusedCaller = error.refusedCaller;
+      throw error;
+    }
   };
 
 /**

@@ -7,6 +7,8 @@ declare module "fastify" {
   interface FastifyRequest {
     /** Set by the gate's authentication hook on /v1 routes. */
     caller: Caller | undefined;
+    /** A found key the gate refused (revoked, suspended account, plan gone): its ids, for the log line only. */
+    refusedCaller: { accountId: string; keyId: string } | undefined;
     /** Fields the one log line of this request carries besides id, route, status and latency. */
     logFields: LogFields;
     /**
