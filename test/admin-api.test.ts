@@ -4,6 +4,7 @@ import Database from "better-sqlite3";
 import { databasePath, loadConfig } from "../src/config/config.js";
 import { createKey, postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
 import { errorCode, requestFrom } from "./helpers/loopback-client.js";
+import { until } from "./helpers/until.js";
 
 const TOKEN = "operator-token-for-tests-0123456789";
 const admin = { authorization: `Bearer ${TOKEN}` };
@@ -37,7 +38,7 @@ describe("admin API", () => {
     await server.close();
   });
 
-  it("says an account's plan is gone from the config, on the gate and the operator's usage alike, never a 500", async () => {
+  it("says an account's plan is gone from the config on the gate, and still shows the operator its usage (a limit of 0), never a 500", async () => {
     const orphan = await createKey(server, "team");
     // As after a config change that removed the plan while accounts were on it.
     const db = new Database(databasePath(server.config));
@@ -48,9 +49,29 @@ describe("admin API", () => {
     assert.equal(errorCode(refused.json), "specialist_not_in_plan");
     // It read "Your plan (retired) does not include the specialist 'any'."
     assert.match((refused.json.error as { message: string }).message, /plan 'retired' is not one this server serves/);
+    // The operator's page read this as a 403 and showed nothing of the account, not even its plan control.
     const usage = await call(server, "GET", `/accounts/${orphan.accountId}/usage`);
-    assert.equal(usage.status, 403, JSON.stringify(usage.json));
-    assert.equal(errorCode(usage.json), "specialist_not_in_plan");
+    assert.equal(usage.status, 200, JSON.stringify(usage.json));
+    assert.equal(usage.json.requests_limit, 0, "a plan not served allows no request");
+    assert.equal(usage.json.requests_used, 0, "the refused request was not metered");
+    // Moved to a served plan, its keys work again.
+    assert.equal((await call(server, "PATCH", `/accounts/${orphan.accountId}`, { plan: "team" })).status, 200);
+    assert.equal((await postJson(`${server.url}/v1/infer`, { specialist: "chat", prompt: "x", max_tokens: 2 }, orphan.auth)).status, 200);
+  });
+
+  it("warns at start of accounts on plans the config does not define, naming the plans and how many", async () => {
+    await createKey(server, "team");
+    const dataDir = server.config.dataDir;
+    const later = await startTestServer({ data_dir: dataDir }, { gated: true, env: { ALVEARE_ADMIN_TOKEN: TOKEN } });
+    try {
+      const line = await until("the start-up warning", () => later.logs.records().find((r) => String(r.msg).startsWith("accounts on plans")));
+      assert.equal(line.level, 40);
+      // This server's config has no "team" plan: every account the tests above put on it is counted.
+      const teamAccounts = (await call(server, "GET", "/accounts")).json.data as Array<{ plan: string }>;
+      assert.deepEqual(line.accounts_by_plan, { team: teamAccounts.filter((a) => a.plan === "team").length });
+    } finally {
+      await later.close();
+    }
   });
 
   it("lists the plans the server serves, its config's own included, smallest monthly quota first", async () => {

@@ -293,6 +293,13 @@ export async function planView(): Promise<void> {
   const specialists = plan.specialists as Array<{ id: string; description: string; kind: "generation" | "embeddings" }>;
   show(
     h("h1", {}, `Plan: ${String(plan.name)}`),
+    plan.served === false
+      ? h(
+          "p",
+          { class: "error", role: "alert", "data-testid": "plan-not-served" },
+          "This server no longer serves your account's plan, so your keys are refused. Ask the operator to move the account to one of its plans.",
+        )
+      : null,
     h(
       "p",
       {},

@@ -220,9 +220,12 @@ export async function accountView(id: string): Promise<void> {
   const name = String(account.name);
   const emailOf = new Map(members.data.map((m) => [String(m.id), String(m.email)]));
   const active = account.status === "active";
+  // A plan the server's config no longer defines: the account's keys are refused until it is moved to one it does.
+  const served = plans.includes(String(account.plan));
   const plan = h(
     "select",
     { id: "plan-select" },
+    ...(served ? [] : [h("option", { value: String(account.plan), selected: true, disabled: true }, `${String(account.plan)} (not served)`)]),
     // Only the server's plans: a fixed list showed custom plans nowhere, and the first option as an account's own.
     ...plans.map((p) => h("option", { value: p, ...(p === account.plan ? { selected: true } : {}) }, p)),
   ) as HTMLSelectElement;
@@ -243,6 +246,13 @@ export async function accountView(id: string): Promise<void> {
       "section",
       { "aria-labelledby": "settings-title" },
       h("h2", { id: "settings-title" }, "Plan and status"),
+      served
+        ? null
+        : h(
+            "p",
+            { class: "error", role: "alert", "data-testid": "plan-not-served" },
+            `Its plan '${String(account.plan)}' is not one this server serves (it is not in the config), so its keys are refused. Move it to one of the server's plans.`,
+          ),
       h(
         "div",
         { class: "inline" },

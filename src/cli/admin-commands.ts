@@ -17,6 +17,7 @@ import { NotFoundError, RuntimeError, UsageError } from "./exit.js";
 import { ApiError } from "../errors.js";
 import { canonicalJson, planTableDifferences } from "../store/postgres/pg-nodes.js";
 import { note, print, printJson, shortTime, table, visible } from "./output.js";
+import { findPlan, reportedPlan } from "../gate/plans.js";
 
 interface StoreOptions {
   json?: boolean;
@@ -379,9 +380,16 @@ export function registerAccountCommands(program: Command): void {
       withStore(o, async ({ stores, config, json }) => {
         const account = await stores.accounts.getAccount(o.account);
         if (account === undefined) throw new NotFoundError(`no account '${o.account}'`);
-        const plan = config.plans[account.plan];
-        if (plan === undefined) throw new RuntimeError(`account ${account.id} is on plan '${account.plan}', which the config does not define`);
-        const usage = await usageReport(stores.ledger, plan, account.id, o.mode);
+        // A plan this config lacks: its usage still shows (the limit as 0, as a server with this plan table refuses its keys).
+        if (findPlan(config.plans, account.plan) === undefined) {
+          const given = o.config ?? process.env.ALVEARE_CONFIG;
+          note(
+            `account ${account.id} is on plan '${account.plan}', which ${given ? `the config ${given}` : "this command's plans (no --config given)"} does not define: ` +
+              "its limit shows as 0, and a server with these plans refuses its keys. If the server's config defines it, pass that file with --config; " +
+              "otherwise move the account to a served plan (alveare accounts update ID --plan P)",
+          );
+        }
+        const usage = await usageReport(stores.ledger, reportedPlan(config.plans, account), account.id, o.mode);
         if (json) {
           printJson(usage);
           return;

@@ -59,14 +59,12 @@ export const findPlan = (plans: Readonly<Record<string, Plan>>, name: string): P
   Object.hasOwn(plans, name) ? plans[name] : undefined;
 
 /**
- * An account's plan. One the config no longer defines (removed from the file
- * while accounts were on it) is a 403 saying so, never a 500.
+ * An account's plan, as its reports show it. One the config no longer defines (removed from the file while
+ * accounts were on it) allows nothing here, which is what its keys meet (403): no specialist, no request in a
+ * month. Its usage and plan pages still read, so the operator sees it and can move the account.
  */
-export function accountPlan(plans: Readonly<Record<string, Plan>>, account: { plan: string }): Plan {
-  const plan = findPlan(plans, account.plan);
-  if (plan === undefined) throw errors.planNotServed(account.plan);
-  return plan;
-}
+export const reportedPlan = (plans: Readonly<Record<string, Plan>>, account: { plan: string }): Plan =>
+  findPlan(plans, account.plan) ?? { name: account.plan, requestsPerWindow: 0, windowMs: 60_000, requestsPerMonth: 0, specialists: [], maxKeys: 0 };
 
 export const planAllows = (plan: Plan, specialistId: string): boolean => plan.specialists === "*" || plan.specialists.includes(specialistId);
 

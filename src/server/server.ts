@@ -16,6 +16,7 @@ import type { Stores } from "../store/store.js";
 import { adminApi } from "../admin/admin-api.js";
 import { hostGuard } from "../dashboard/host-guard.js";
 import { AccountService } from "../accounts/accounts.js";
+import { warnOfUnservedPlans } from "../accounts/unserved-plans.js";
 import { Observability } from "../observability/observability.js";
 import { loadSources } from "../observability/engine-load.js";
 import { Lifecycle } from "../observability/readiness.js";
@@ -69,6 +70,7 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
   }
   const accountGate = stores && new AccountGate(stores.accounts, stores.ledger, config.plans, redis?.parts);
   const stopPruning = stores && pruneAuditLog(stores.audit, config.auditRetentionDays, options.logger);
+  if (stores !== undefined) void warnOfUnservedPlans(stores.accounts, config.plans, options.logger);
   const gate = options.gate ?? accountGate!;
   const closeGate = async (): Promise<void> => {
     stopPruning?.();

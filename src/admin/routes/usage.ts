@@ -1,6 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import { requestedMode } from "../../gate/credentials.js";
-import { accountPlan } from "../../gate/plans.js";
+import { reportedPlan } from "../../gate/plans.js";
 import { requestedPeriod } from "../../metering/billing-period.js";
 import { usageReport } from "../../metering/usage-report.js";
 import { breakdownJson } from "../../dashboard/usage-breakdown.js";
@@ -12,7 +12,7 @@ type UsageQuery = { Querystring: { mode?: string; period?: string } };
 export function usageRoutes(app: FastifyInstance, { accounts, ledger, plans }: AdminApiOptions): void {
   app.get<IdParams & UsageQuery>("/accounts/:id/usage", async (request) => {
     const account = await accounts.getAccount(request.params.id);
-    return usageReport(ledger, accountPlan(plans, account), account.id, requestedMode(request.query.mode));
+    return usageReport(ledger, reportedPlan(plans, account), account.id, requestedMode(request.query.mode));
   });
 
   app.get<IdParams & UsageQuery>("/accounts/:id/usage/breakdown", async (request) => {

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from "fastify";
-import { accountPlan, planAllows } from "../../gate/plans.js";
+import { findPlan, planAllows, reportedPlan } from "../../gate/plans.js";
 import { requestedPeriod } from "../../metering/billing-period.js";
 import { usageReport } from "../../metering/usage-report.js";
 import type { Mode } from "../../store/store.js";
@@ -14,7 +14,7 @@ export function usageRoutes(app: FastifyInstance, options: DashboardOptions): vo
   app.get<{ Querystring: { period?: string } }>("/api/usage", async (request) => {
     const { account } = await signedInMember(options, request);
     const period = requestedPeriod(request.query.period);
-    const plan = accountPlan(plans, account);
+    const plan = reportedPlan(plans, account);
     const report = async (mode: Mode) => ({
       ...(await usageReport(ledger, plan, account.id, mode, period)),
       daily: await ledger.dailyRequests(account.id, mode, period.key),
@@ -36,9 +36,11 @@ export function usageRoutes(app: FastifyInstance, options: DashboardOptions): vo
 
   app.get("/api/plan", async (request) => {
     const { account } = await signedInMember(options, request);
-    const plan = accountPlan(plans, account);
+    const plan = reportedPlan(plans, account);
     return {
       name: plan.name,
+      // False for a plan the server's config no longer defines: it allows nothing until the operator moves the account.
+      served: findPlan(plans, account.plan) !== undefined,
       requests_per_window: plan.requestsPerWindow,
       window_seconds: plan.windowMs / 1000,
       requests_per_month: plan.requestsPerMonth,
