@@ -5,6 +5,7 @@ import { errors } from "../../errors.js";
 import { quoteValue } from "../../schema/locate.js";
 import type { OutputConstraint } from "../types.js";
 import { allowedCount, describeGrammarProblem, grammarProblem, repetitionLimit, type GrammarProblem } from "./grammar-limits.js";
+import { grammarReadings, MAX_GRAMMAR_READINGS } from "./grammar-ambiguity.js";
 import { isSchemaObject, JSON_TYPES, mapSubschemas, pointerSegment, resolveSchemaRef, type SchemaObject } from "../../schema/json-schema-keywords.js";
 
 /** A GBNF string literal: JSON's escapes, except \b and \f, which GBNF lacks, written \x08 and \x0C. */
@@ -256,14 +257,21 @@ function refuseLeftRecursion(defs: Readonly<Record<string, unknown>>): void {
  * in the terms it holds, and no `format` it would read as "only the empty
  * string". Its definitions are then checked as the grammar will have them
  * (types put into alternatives, lists of types split): a loop that refers back
- * before writing anything (left recursion), and one no answer of which ends,
- * are refused.
+ * before writing anything (left recursion), one no answer of which ends, and
+ * alternatives that would have llama.cpp follow thousands of readings at once, are refused.
  */
 export function grammarSchemaOf(schema: unknown): unknown {
   const held = withoutUnheldFormats(documentedSchemaOf(schema));
   if (isSchemaObject(held) && isSchemaObject(held.$defs)) {
     refuseLeftRecursion(held.$defs);
     refuseEndless(held.$defs);
+  }
+  if (grammarReadings(held) > MAX_GRAMMAR_READINGS) {
+    throw new Error(
+      `its alternatives can read one answer in more than ${MAX_GRAMMAR_READINGS} ways at once, which llama.cpp would follow all together ` +
+        "(alternatives that match the same text, such as an anyOf naming one definition twice, multiply at every level they nest); " +
+        "make the alternatives differ, or nest fewer of them",
+    );
   }
   return held;
 }

@@ -20,7 +20,32 @@ export function toolFunctions(request: ToolRequest): ChatModelFunctions {
   return functions;
 }
 
+/**
+ * Arguments nested deeper than this are shown as the text they came as: node-llama-cpp writes a parsed value
+ * back into the prompt recursively, so 5,000 levels overflowed the call stack (a 500) and 3,500 took a second.
+ * A model's calls nest a few levels.
+ */
+const MAX_ARGUMENT_DEPTH = 64;
+
+/** How deep the JSON text nests objects and lists (brackets inside strings are text). */
+function nestingDepth(text: string): number {
+  let depth = 0;
+  let deepest = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 0x5c) i++;
+      else if (c === 0x22) inString = false;
+    } else if (c === 0x22) inString = true;
+    else if (c === 0x7b || c === 0x5b) deepest = Math.max(deepest, ++depth);
+    else if (c === 0x7d || c === 0x5d) depth--;
+  }
+  return deepest;
+}
+
 const parseArguments = (text: string): unknown => {
+  if (nestingDepth(text) > MAX_ARGUMENT_DEPTH) return text;
   try {
     return JSON.parse(text);
   } catch {
