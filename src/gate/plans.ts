@@ -1,4 +1,3 @@
-import { errors } from "../errors.js";
 import { ConfigError } from "../config/config-error.js";
 import { plansTable } from "../config/schemas.js";
 import { parseConfigPart } from "../schema/config-errors.js";
