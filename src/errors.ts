@@ -140,10 +140,13 @@ export const errors = {
       "invalid_admin_token",
       `An API key (${prefix}…) was sent where the operator's admin token (ALVEARE_ADMIN_TOKEN) is needed. API keys work on /v1 only; send the admin token here.`,
     ),
-  tooManySignIns: (retryAfterMs: number) =>
-    new ApiError(429, "rate_limit_error", "too_many_sign_in_attempts", "Too many failed sign-ins. Wait and try again.", null, {
-      "retry-after": String(Math.max(1, Math.ceil(retryAfterMs / 1000))),
-    }),
+  tooManySignIns: (retryAfterMs: number) => {
+    const seconds = Math.max(1, Math.ceil(retryAfterMs / 1000));
+    const wait = seconds < 60 ? `${seconds} s` : `${Math.ceil(seconds / 60)} min`;
+    return new ApiError(429, "rate_limit_error", "too_many_sign_in_attempts", `Too many failed sign-ins. Try again in ${wait}.`, null, {
+      "retry-after": String(seconds),
+    });
+  },
   accountSuspended: () =>
     new ApiError(403, "permission_error", "account_suspended", "The account of this API key is suspended. Contact the operator."),
   // The other plans are not named: an operator's per-customer plans are no other customer's business.
@@ -213,12 +216,20 @@ export const errors = {
       `This embeddings specialist's context holds ${contextSize} tokens, but ${count === 1 ? "your input" : `input[${index}]`} is ${tokens} tokens. Shorten it or split it.`,
       "input",
     ),
-  tokenRateLimited: (limit: number, windowMs: number, retryAfterMs: number) =>
+  /**
+   * `asked`: the tokens this request holds while it runs (its prompt and max_tokens), `left`: what the window has now.
+   * Said both: a window with tokens left refused a request for more than they are, which read as a limit already spent.
+   */
+  tokenRateLimited: (limit: number, windowMs: number, retryAfterMs: number, asked?: { reserved: number; left: number; generates: boolean }) =>
     new ApiError(
       429,
       "rate_limit_error",
       "token_rate_limit_exceeded",
-      `Token rate limit reached: ${limit} tokens per ${windowMs / 1000} seconds for this API key. Retry after ${Math.ceil(retryAfterMs)} ms.`,
+      `Token rate limit reached: ${limit} tokens per ${windowMs / 1000} seconds for this API key` +
+        (asked === undefined
+          ? ". "
+          : `, ${Math.max(0, asked.left)} left now, and this request holds up to ${asked.reserved} while it runs (${asked.generates ? "its prompt and max_tokens" : "its inputs"}). `) +
+        `Retry after ${Math.ceil(retryAfterMs)} ms${asked?.generates === true ? ", or ask for fewer max_tokens" : ""}.`,
       null,
       retryAfterHeaders(retryAfterMs),
     ),

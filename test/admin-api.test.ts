@@ -167,6 +167,9 @@ describe("admin API", () => {
     assert.equal(limited.status, 429);
     assert.equal(errorCode(limited.json), "too_many_sign_in_attempts");
     assert.ok(Number(limited.headers["retry-after"]) >= 1);
+    // The message says how long, as Retry-After does: it said only "Wait and try again".
+    const minutes = Math.ceil(Number(limited.headers["retry-after"]) / 60);
+    assert.equal((limited.json.error as { message: string }).message, `Too many failed sign-ins. Try again in ${minutes} min.`);
     const operatorSignIn = await requestFrom(guesser, `${server.url}/dashboard/api/admin-login`, { body: { token: TOKEN } });
     assert.equal(operatorSignIn.status, 429, "the dashboard's operator sign-in shares the admin-token counter");
     const memberSignIn = await requestFrom(guesser, `${server.url}/dashboard/api/login`, {
@@ -374,13 +377,21 @@ describe("ALVEARE_ADMIN_TOKEN", () => {
 });
 
 describe("admin API without ALVEARE_ADMIN_TOKEN", () => {
-  it("does not exist", async () => {
+  it("is a 404 that says, on its own routes only, how the operator turns it on", async () => {
     const server = await startTestServer({}, { gated: true });
     try {
       const r = await call(server, "GET", "/accounts", undefined, { authorization: "Bearer anything" });
       assert.equal(r.status, 404);
+      assert.equal(errorCode(r.json), "not_found");
+      assert.match(
+        (r.json.error as { message: string }).message,
+        /^Unknown route: GET \/admin\/api\/accounts; the admin API is off .*ALVEARE_ADMIN_TOKEN/,
+      );
       assert.equal(r.headers["x-frame-options"], "DENY", "with the admin API's headers, as every answer under /admin/api");
       assert.equal(r.headers["cache-control"], "no-store");
+      const unknown = await call(server, "GET", "/nothing-here", undefined, { authorization: "Bearer anything" });
+      assert.equal(unknown.status, 404);
+      assert.equal((unknown.json.error as { message: string }).message, "Unknown route: GET /admin/api/nothing-here");
     } finally {
       await server.close();
     }

@@ -82,6 +82,20 @@ describe("the listening host", () => {
   });
 });
 
+describe("ALVEARE_THREADS", () => {
+  it("takes auto or a count, and its refusal names both", () => {
+    assert.equal(loadConfig({}, { ALVEARE_THREADS: "auto" }).engine.threads, "auto");
+    assert.equal(loadConfig({}, { ALVEARE_THREADS: "3" }).engine.threads, 3);
+    for (const wrong of ["abc", "0", "1.5", "2000"]) {
+      assert.throws(
+        () => loadConfig({}, { ALVEARE_THREADS: wrong }),
+        { message: `configuration error at ALVEARE_THREADS: must be "auto" or an integer between 1 and 1024, got '${wrong}'` },
+        wrong,
+      );
+    }
+  });
+});
+
 describe("an empty flag", () => {
   it("is refused naming it, rather than read as unset (the default model downloaded, no config file, the current directory)", () => {
     for (const [key, flag] of [

@@ -98,9 +98,17 @@ for (const backend of backends) {
       assert.equal(answered.length, 12 - fits);
       for (const r of answered) {
         assert.equal(r.status, 429);
-        const error = r.json.error as { code: string; type: string };
+        const error = r.json.error as { code: string; type: string; message: string };
         assert.equal(error.code, "token_rate_limit_exceeded");
         assert.equal(error.type, "rate_limit_error");
+        // Why a window with tokens left refused it: what is left, and what this request holds while it runs.
+        assert.match(
+          error.message,
+          new RegExp(
+            `^Token rate limit reached: ${TOKEN_CAP} tokens per 60 seconds for this API key, ${TOKEN_CAP - fits * reservation} left now, ` +
+              `and this request holds up to ${reservation} while it runs \\(its prompt and max_tokens\\)\\. Retry after \\d+ ms, or ask for fewer max_tokens\\.$`,
+          ),
+        );
         const seconds = Number(r.headers.get("retry-after"));
         const ms = Number(r.headers.get("retry-after-ms"));
         assert.ok(ms > 0 && ms <= 60_000 && seconds * 1000 >= ms && Number.isInteger(seconds), `Retry-After ${seconds} s / ${ms} ms`);

@@ -206,6 +206,17 @@ describe("HTTP contract: errors and request ids", () => {
       assert.equal(error.code, "not_found");
       assert.equal(error.message, `Unknown route: ${method} ${path}; did you mean ${meant}? ${why}.`);
     }
+    // A trailing slash (some clients add one): the path without it. GET /v1/models/ read as the model "".
+    for (const [method, path] of [
+      ["POST", "/v1/chat/completions/"],
+      ["GET", "/v1/models/"],
+    ] as const) {
+      const r = await fetch(`${server.url}${path}`, { method, body: method === "GET" ? undefined : "{}" });
+      assert.equal(r.status, 404, path);
+      const { error } = (await r.json()) as { error: { code: string; message: string } };
+      assert.equal(error.code, "not_found");
+      assert.equal(error.message, `Unknown route: ${method} ${path}; did you mean ${path.slice(0, -1)}? (without the trailing slash).`);
+    }
     // A key in the path stays masked in the suggestion too, and a long one is cut.
     const key = `alv_live_${"k".repeat(40)}`;
     const { error } = (await (await fetch(`${server.url}/models/${key}`)).json()) as { error: { message: string } };

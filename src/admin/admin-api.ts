@@ -21,7 +21,11 @@ const missingAdminToken = (): ApiError =>
   );
 
 // A key pasted into the path is not echoed whole, as on every other 404.
-const notFound = (request: FastifyRequest): ApiError => errors.notFound(request.method, withoutKeys(request.url.split("?")[0] ?? "/"));
+const notFound = (request: FastifyRequest, hint?: string): ApiError =>
+  errors.notFound(request.method, withoutKeys(request.url.split("?")[0] ?? "/"), hint);
+
+/** Said on the admin API's own routes while it is off: a bare "Unknown route" sent operators looking for a typo. */
+const ADMIN_API_OFF = "the admin API is off on this server until the operator sets ALVEARE_ADMIN_TOKEN (32 characters or more) and restarts it";
 
 /** The admin API's resources, one file each under routes/. */
 const RESOURCES = [accountRoutes, keyRoutes, invitationRoutes, memberRoutes, usageRoutes, auditRoutes, planRoutes];
@@ -38,7 +42,8 @@ export function adminApi(options: AdminApiOptions) {
       // Every answer, 404s included, carries the security headers and is never cached (it may hold a new key's secret).
       setSecurityHeaders(reply);
       reply.header("cache-control", "no-store");
-      if (options.token === undefined || options.token === "" || request.is404) throw notFound(request);
+      if (request.is404) throw notFound(request);
+      if (options.token === undefined || options.token === "") throw notFound(request, ADMIN_API_OFF);
       options.checkHost?.(request);
       if (request.headers.authorization === undefined) {
         const session = await options.people.session(readSessionCookie(request));

@@ -274,7 +274,12 @@ function intFrom(value: string | undefined, field: string, min: number, max: num
 
 function threadsFrom(env: string | undefined, file: number | "auto" | undefined): number | "auto" {
   if (env !== undefined && env !== "") {
-    return env === "auto" ? "auto" : (intFrom(env, "ALVEARE_THREADS", 1, 1024) ?? "auto");
+    if (env === "auto") return "auto";
+    const n = Number(env);
+    // "auto" is the default, and as valid as a number: the message says so.
+    if (!Number.isInteger(n) || n < 1 || n > 1024)
+      throw new ConfigError("ALVEARE_THREADS", `must be "auto" or an integer between 1 and 1024, got '${env}'`);
+    return n;
   }
   return file ?? "auto";
 }

@@ -164,7 +164,11 @@ export class AccountGate implements Gate {
         acquired.refusedBy === "requests"
           ? errors.rateLimited(plan.requestsPerWindow, plan.windowMs, acquired.retryAfterMs)
           : acquired.refusedBy === "tokens"
-            ? errors.tokenRateLimited(limits.tokens?.limit ?? 0, plan.windowMs, acquired.retryAfterMs)
+            ? errors.tokenRateLimited(limits.tokens?.limit ?? 0, plan.windowMs, acquired.retryAfterMs, {
+                reserved: reserve,
+                left: acquired.report?.tokens?.remaining ?? 0,
+                generates: (reservation?.completionTokens ?? 0) > 0,
+              })
             : errors.concurrencyLimited(limits.maxConcurrent ?? 0, acquired.retryAfterMs);
       return { admitted: false, error, limits: acquired.report };
     }

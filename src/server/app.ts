@@ -128,6 +128,10 @@ function notFoundHint(app: FastifyInstance, method: string, path: string): strin
     }
   }
   if (!path.startsWith("/v1/")) return undefined;
+  // A trailing slash some clients add: the route without it, where it takes this method.
+  const trimmed = path.replace(/\/+$/, "");
+  if (trimmed !== path && app.findRoute({ method, url: trimmed }) !== null)
+    return `did you mean ${shortened(withoutKeys(trimmed))}? (without the trailing slash)`;
   const methods = ["GET", "POST"].filter((m) => app.findRoute({ method: m, url: path }) !== null);
   if (methods.length > 0) return `this path takes ${methods.join(" or ")}`;
   if (UNSERVED_OPENAI_ROUTE.test(path)) return unserved;

@@ -18,6 +18,8 @@ export async function modelsRoute(app: FastifyInstance, options: AppOptions): Pr
 
   app.get<{ Params: { model: string } }>("/models/:model", async (request): Promise<Model> => {
     const name = request.params.model;
+    // GET /v1/models/ is the list asked for with a trailing slash, not a model named "".
+    if (name === "") throw errors.notFound("GET", "/v1/models/", "did you mean /v1/models? (without the trailing slash)");
     const found = visible(request).find((m) => m.id === name);
     if (found === undefined) throw errors.unknownModel(name);
     return found;
