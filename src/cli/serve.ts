@@ -170,7 +170,9 @@ export async function serve(flags: ServeFlags): Promise<void> {
   );
   logger.info(
     { metrics_url: server.metricsUrl ?? null },
-    server.metricsUrl !== undefined ? `metrics at ${server.metricsUrl}` : "metrics off (their port is 0): give ALVEARE_METRICS_PORT a port, 9464 by default, to turn them on",
+    server.metricsUrl !== undefined
+      ? `metrics at ${server.metricsUrl}`
+      : "metrics off (their port is 0): give ALVEARE_METRICS_PORT a port, 9464 by default, to turn them on",
   );
   logger.info(
     { operator_dashboard: config.adminToken !== undefined },
