@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import Database from "better-sqlite3";
 import { spawnSync } from "node:child_process";
 import { copyFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
@@ -258,6 +259,26 @@ describe("alveare exit codes and output", () => {
       JSON.parse(json.stdout);
       assert.equal(json.stderr, "", "nothing extra with --json");
     }
+  });
+
+  it("shows the usage of an account on a plan its config does not define, with a limit of 0 and what to do", () => {
+    const dataDir = tempDir();
+    const env = cleanEnv();
+    const { accountId } = cliKey(dataDir, "starter", env);
+    const db = new Database(join(dataDir, "alveare.db"));
+    db.prepare("UPDATE accounts SET plan = 'tiny' WHERE id = ?").run(accountId);
+    db.close();
+    // It was exit 1 with "which the config does not define", though no config was given.
+    const usage = alveare(["usage", "--account", accountId, "--data-dir", dataDir], env);
+    assert.equal(usage.status, 0, usage.stderr);
+    assert.match(usage.stdout, /^requests\s+0\s+0$/m);
+    assert.match(
+      usage.stderr,
+      /is on plan 'tiny', which this command's plans \(no --config given\) does not define: .*pass that file with --config.*alveare accounts update ID --plan P/,
+    );
+    const json = alveare(["usage", "--account", accountId, "--json", "--data-dir", dataDir], env);
+    assert.equal(json.status, 0, json.stderr);
+    assert.equal((JSON.parse(json.stdout) as { requests_limit: number }).requests_limit, 0);
   });
 
   it("says a key was already revoked instead of revoking it again", () => {
