@@ -63,6 +63,7 @@ describe("an account on a plan the server no longer serves, in the dashboard", {
     assert.equal(await select.inputValue(), "retired", "the account's own plan is the one shown, not the first served one");
     assert.equal(await select.locator("option:checked").textContent(), "retired (not served)");
     assert.match((await operator.getByTestId("account-usage").textContent()) ?? "", /^0 \/ 0 requests/);
+    assert.equal(await operator.locator("#account-quota").textContent(), "Monthly quota: none (0 requests used)", "no bar of a maximum of 0");
     await select.selectOption("starter");
     await operator.getByRole("button", { name: "Change plan" }).click();
     await operator.getByRole("dialog").getByRole("button", { name: "Change to starter" }).click();

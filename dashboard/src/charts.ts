@@ -81,6 +81,8 @@ export function dailyChart(id: string, title: string, unit: string, period: stri
 
 /** Requests used against the monthly quota, as a labelled progress bar. */
 export function quotaBar(id: string, used: number, limit: number): HTMLElement {
+  // A plan that allows nothing (one the server no longer serves): no bar to fill, and a <progress> needs a maximum over 0.
+  if (limit <= 0) return h("div", { class: "quota" }, h("p", { id }, `Monthly quota: none (${used.toLocaleString()} requests used)`));
   const share = limit > 0 ? Math.min(100, (used / limit) * 100) : 0;
   return h(
     "div",

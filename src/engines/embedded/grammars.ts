@@ -5,7 +5,7 @@ import { errors } from "../../errors.js";
 import { quoteValue } from "../../schema/locate.js";
 import type { OutputConstraint } from "../types.js";
 import { allowedCount, describeGrammarProblem, grammarProblem, repetitionLimit, type GrammarProblem } from "./grammar-limits.js";
-import { grammarReadings, MAX_GRAMMAR_READINGS } from "./grammar-ambiguity.js";
+import { grammarBeginnings, MAX_GRAMMAR_BEGINNINGS } from "./grammar-ambiguity.js";
 import { isSchemaObject, JSON_TYPES, mapSubschemas, pointerSegment, resolveSchemaRef, type SchemaObject } from "../../schema/json-schema-keywords.js";
 
 /** A GBNF string literal: JSON's escapes, except \b and \f, which GBNF lacks, written \x08 and \x0C. */
@@ -258,7 +258,7 @@ function refuseLeftRecursion(defs: Readonly<Record<string, unknown>>): void {
  * string". Its definitions are then checked as the grammar will have them
  * (types put into alternatives, lists of types split): a loop that refers back
  * before writing anything (left recursion), one no answer of which ends, and
- * alternatives that would have llama.cpp follow thousands of readings at once, are refused.
+ * alternatives through which a value begins in thousands of ways, are refused.
  */
 export function grammarSchemaOf(schema: unknown): unknown {
   const held = withoutUnheldFormats(documentedSchemaOf(schema));
@@ -266,10 +266,10 @@ export function grammarSchemaOf(schema: unknown): unknown {
     refuseLeftRecursion(held.$defs);
     refuseEndless(held.$defs);
   }
-  if (grammarReadings(held) > MAX_GRAMMAR_READINGS) {
+  if (grammarBeginnings(held) > MAX_GRAMMAR_BEGINNINGS) {
     throw new Error(
-      `its alternatives can read one answer in more than ${MAX_GRAMMAR_READINGS} ways at once, which llama.cpp would follow all together ` +
-        "(alternatives that match the same text, such as an anyOf naming one definition twice, multiply at every level they nest); " +
+      `a value of it can begin in more than ${MAX_GRAMMAR_BEGINNINGS} ways, each of which llama.cpp would walk when it loads the grammar ` +
+        "(alternatives that begin alike through references, such as an anyOf naming one definition twice, double them at every level they nest); " +
         "make the alternatives differ, or nest fewer of them",
     );
   }
