@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { Browser, Page } from "playwright-core";
-import { hold, launchChromium, noChromium } from "./helpers/browser.js";
+import { adminPoster, hold, invitedMember, launchChromium, noChromium } from "./helpers/browser.js";
 import { startTestServer, type TestServer } from "./helpers/fixtures.js";
 
 const TOKEN = "operator-token-for-the-navigation-test";
@@ -16,24 +16,14 @@ describe("dashboard navigation races", { skip: noChromium }, () => {
   let member: Page;
   let operator: Page;
   let accountId: string;
-  const admin = (path: string, body: unknown) =>
-    fetch(`${server.url}/admin/api${path}`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
-      body: JSON.stringify(body),
-    }).then((r) => r.json() as Promise<Record<string, unknown>>);
+  const admin = (path: string, body: unknown) => adminPoster(server.url, TOKEN)(path, body);
 
   before(async () => {
     server = await startTestServer({}, { gated: true, env: { ALVEARE_ADMIN_TOKEN: TOKEN } });
     browser = await launchChromium();
     accountId = String((await admin("/accounts", { name: "acme", plan: "starter" })).id);
     await admin(`/accounts/${accountId}/keys`, { name: "to-revoke" });
-    const invitation = await admin(`/accounts/${accountId}/invitations`, { email: "dev@acme.example" });
-    member = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-    await member.goto(`${server.url}${String(invitation.invite_path)}`);
-    await member.getByLabel("New password").fill(PASSWORD);
-    await member.getByRole("button", { name: "Set password and sign in" }).click();
-    await member.getByRole("heading", { name: "API keys" }).waitFor();
+    member = await invitedMember(browser, server.url, admin, accountId, "dev@acme.example", PASSWORD);
     operator = await browser.newPage({ viewport: { width: 1280, height: 900 } });
     await operator.goto(`${server.url}/dashboard/#admin`);
     await operator.getByLabel("Admin token").fill(TOKEN);

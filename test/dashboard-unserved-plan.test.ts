@@ -3,7 +3,7 @@ import Database from "better-sqlite3";
 import { after, before, describe, it } from "node:test";
 import type { Browser, Page } from "playwright-core";
 import { databasePath } from "../src/config/config.js";
-import { launchChromium, noChromium } from "./helpers/browser.js";
+import { adminPoster, invitedMember, launchChromium, noChromium } from "./helpers/browser.js";
 import { startTestServer, type TestServer } from "./helpers/fixtures.js";
 
 const TOKEN = "operator-token-for-the-unserved-plan-test";
@@ -14,23 +14,12 @@ describe("an account on a plan the server no longer serves, in the dashboard", {
   let browser: Browser;
   let member: Page;
   let accountId: string;
-  const admin = (path: string, body: unknown) =>
-    fetch(`${server.url}/admin/api${path}`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
-      body: JSON.stringify(body),
-    }).then((r) => r.json() as Promise<Record<string, unknown>>);
-
   before(async () => {
     server = await startTestServer({}, { gated: true, env: { ALVEARE_ADMIN_TOKEN: TOKEN } });
     browser = await launchChromium();
+    const admin = adminPoster(server.url, TOKEN);
     accountId = String((await admin("/accounts", { name: "orphan", plan: "starter" })).id);
-    const invitation = await admin(`/accounts/${accountId}/invitations`, { email: "dev@orphan.example" });
-    member = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-    await member.goto(`${server.url}${String(invitation.invite_path)}`);
-    await member.getByLabel("New password").fill(PASSWORD);
-    await member.getByRole("button", { name: "Set password and sign in" }).click();
-    await member.getByRole("heading", { name: "API keys" }).waitFor();
+    member = await invitedMember(browser, server.url, admin, accountId, "dev@orphan.example", PASSWORD);
     // As after a config change that removed the plan while the account was on it.
     const db = new Database(databasePath(server.config));
     db.prepare("UPDATE accounts SET plan = 'retired' WHERE id = ?").run(accountId);

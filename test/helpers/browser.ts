@@ -52,3 +52,31 @@ export async function hold(
     },
   };
 }
+
+/** A POST to a server's admin API with the operator's token; its JSON answer. */
+export const adminPoster =
+  (serverUrl: string, token: string) =>
+  (path: string, body: unknown): Promise<Record<string, unknown>> =>
+    fetch(`${serverUrl}/admin/api${path}`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+      body: JSON.stringify(body),
+    }).then((r) => r.json() as Promise<Record<string, unknown>>);
+
+/** A page on which `email`, invited to the account, has chosen `password` and is signed in (its Keys page shown). */
+export async function invitedMember(
+  browser: Browser,
+  serverUrl: string,
+  admin: ReturnType<typeof adminPoster>,
+  accountId: string,
+  email: string,
+  password: string,
+): Promise<Page> {
+  const invitation = await admin(`/accounts/${accountId}/invitations`, { email });
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  await page.goto(`${serverUrl}${String(invitation.invite_path)}`);
+  await page.getByLabel("New password").fill(password);
+  await page.getByRole("button", { name: "Set password and sign in" }).click();
+  await page.getByRole("heading", { name: "API keys" }).waitFor();
+  return page;
+}
