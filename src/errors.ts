@@ -54,6 +54,9 @@ export class DependencyUnavailableError extends ApiError {
   }
 }
 
+/** The 404 hint for a path sent with a trailing slash: `path` is the one meant, without it. */
+export const withoutTrailingSlashHint = (path: string): string => `did you mean ${path}? (without the trailing slash)`;
+
 /** `text` at most `length` UTF-16 units and an ellipsis, never cut inside a surrogate pair. */
 export const shortenedTo = (text: string, length: number): string => {
   if (text.length <= length) return text;

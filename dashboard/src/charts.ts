@@ -83,7 +83,7 @@ export function dailyChart(id: string, title: string, unit: string, period: stri
 export function quotaBar(id: string, used: number, limit: number): HTMLElement {
   // A plan that allows nothing (one the server no longer serves): no bar to fill, and a <progress> needs a maximum over 0.
   if (limit <= 0) return h("div", { class: "quota" }, h("p", { id }, `Monthly quota: none (${used.toLocaleString()} requests used)`));
-  const share = limit > 0 ? Math.min(100, (used / limit) * 100) : 0;
+  const share = Math.min(100, (used / limit) * 100);
   return h(
     "div",
     { class: "quota" },

@@ -265,21 +265,23 @@ function readConfigFile(path: string, source: string): ConfigFile {
   return parseConfigPart(configFile, parsed, "");
 }
 
-function intFrom(value: string | undefined, field: string, min: number, max: number): number | undefined {
+/** `alternative`: the other value the setting takes (`"auto"`), named in the refusal beside the integers. */
+function intFrom(value: string | undefined, field: string, min: number, max: number, alternative?: string): number | undefined {
   if (value === undefined || value === "") return undefined;
   const n = Number(value);
-  if (!Number.isInteger(n) || n < min || n > max) throw new ConfigError(field, `must be an integer between ${min} and ${max}, got '${value}'`);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new ConfigError(
+      field,
+      `must be ${alternative === undefined ? "" : `${alternative} or `}an integer between ${min} and ${max}, got '${value}'`,
+    );
+  }
   return n;
 }
 
 function threadsFrom(env: string | undefined, file: number | "auto" | undefined): number | "auto" {
   if (env !== undefined && env !== "") {
-    if (env === "auto") return "auto";
-    const n = Number(env);
-    // "auto" is the default, and as valid as a number: the message says so.
-    if (!Number.isInteger(n) || n < 1 || n > 1024)
-      throw new ConfigError("ALVEARE_THREADS", `must be "auto" or an integer between 1 and 1024, got '${env}'`);
-    return n;
+    // "auto" is the default, and as valid as a number: the refusal says so.
+    return env === "auto" ? "auto" : (intFrom(env, "ALVEARE_THREADS", 1, 1024, '"auto"') ?? "auto");
   }
   return file ?? "auto";
 }

@@ -8,7 +8,7 @@ import Fastify, {
 } from "fastify";
 import type { IncomingMessage } from "node:http";
 import type { ChildLoggerOptions, Logger } from "pino";
-import { ApiError, errors, shortened, shortenedTo } from "../errors.js";
+import { ApiError, errors, shortened, shortenedTo, withoutTrailingSlashHint } from "../errors.js";
 import type { Gate } from "../gate/gate.js";
 import type { SpecialistSource } from "../inference/run-inference.js";
 import { requestId } from "../ids.js";
@@ -130,8 +130,7 @@ function notFoundHint(app: FastifyInstance, method: string, path: string): strin
   if (!path.startsWith("/v1/")) return undefined;
   // A trailing slash some clients add: the route without it, where it takes this method.
   const trimmed = path.replace(/\/+$/, "");
-  if (trimmed !== path && app.findRoute({ method, url: trimmed }) !== null)
-    return `did you mean ${shortened(withoutKeys(trimmed))}? (without the trailing slash)`;
+  if (trimmed !== path && app.findRoute({ method, url: trimmed }) !== null) return withoutTrailingSlashHint(shortened(withoutKeys(trimmed)));
   const methods = ["GET", "POST"].filter((m) => app.findRoute({ method: m, url: path }) !== null);
   if (methods.length > 0) return `this path takes ${methods.join(" or ")}`;
   if (UNSERVED_OPENAI_ROUTE.test(path)) return unserved;

@@ -1,6 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import { MODEL_PREFIX, type Model, type ModelList } from "../../api/types.js";
-import { errors } from "../../errors.js";
+import { errors, withoutTrailingSlashHint } from "../../errors.js";
 import type { AppOptions } from "../app.js";
 
 export async function modelsRoute(app: FastifyInstance, options: AppOptions): Promise<void> {
@@ -19,7 +19,7 @@ export async function modelsRoute(app: FastifyInstance, options: AppOptions): Pr
   app.get<{ Params: { model: string } }>("/models/:model", async (request): Promise<Model> => {
     const name = request.params.model;
     // GET /v1/models/ is the list asked for with a trailing slash, not a model named "".
-    if (name === "") throw errors.notFound("GET", "/v1/models/", "did you mean /v1/models? (without the trailing slash)");
+    if (name === "") throw errors.notFound("GET", "/v1/models/", withoutTrailingSlashHint("/v1/models"));
     const found = visible(request).find((m) => m.id === name);
     if (found === undefined) throw errors.unknownModel(name);
     return found;
