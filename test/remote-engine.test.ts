@@ -728,6 +728,49 @@ describe("remote engine relaying answers other OpenAI-compatible servers give", 
     }
   });
 
+  it("numbers a whole answer's choices by the upstream's index, as a stream places them, whatever order it lists them in", async () => {
+    const piece = (index: number, delta: Record<string, unknown>, finish: string | null = null) => ({
+      ...chunk(delta, finish),
+      choices: [{ index, delta, finish_reason: finish }],
+    });
+    fake.scripted = {
+      whole: {
+        choices: [
+          { index: 1, message: { role: "assistant", content: "B" }, finish_reason: "length" },
+          { index: 0, message: { role: "assistant", content: "A" }, finish_reason: "stop" },
+        ],
+        usage: { prompt_tokens: 5, completion_tokens: 2, total_tokens: 7 },
+      },
+      events: [
+        piece(1, { role: "assistant", content: "B" }),
+        piece(0, { role: "assistant", content: "A" }),
+        piece(1, {}, "length"),
+        piece(0, {}, "stop"),
+      ],
+    };
+    const several = { model: "alveare-elsewhere", messages: [{ role: "user" as const, content: "Hi" }], n: 2 };
+    const expected = [
+      [0, "A", "stop"],
+      [1, "B", "length"],
+    ];
+    try {
+      const whole = await client.chat.completions.create(several);
+      assert.deepEqual(
+        whole.choices.map((c) => [c.index, c.message.content, c.finish_reason]),
+        expected,
+      );
+      const streamed = await client.chat.completions.stream(several).finalChatCompletion();
+      assert.deepEqual(
+        streamed.choices.map((c) => [c.index, c.message.content, c.finish_reason]),
+        expected,
+      );
+      const native = await postJson(`${server.url}/v1/infer`, { specialist: "elsewhere", prompt: "Hi" });
+      assert.equal(native.json.result, "A");
+    } finally {
+      fake.scripted = undefined;
+    }
+  });
+
   it("relays an upstream's refusal as message.refusal, whole and streamed, rather than as an empty answer", async () => {
     // OpenAI's structured outputs answer a request they will not serve with a refusal and null content.
     const refusal = "I'm sorry, I cannot help with that.";

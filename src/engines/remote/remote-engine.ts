@@ -45,6 +45,16 @@ class UpstreamTooLargeError extends Error {
 const choicesOf = (body: UpstreamBody): UpstreamChoice[] =>
   Array.isArray(body.choices) ? body.choices.filter((c): c is UpstreamChoice => typeof c === "object" && c !== null) : [];
 
+/**
+ * A whole answer's choices in the order of their `index`, as a stream's are placed: a server may list them in any
+ * order. When any choice has no usable index (or two share one), the list's own order is all there is.
+ */
+function inIndexOrder(choices: UpstreamChoice[]): UpstreamChoice[] {
+  const indexes = choices.map((c) => c.index);
+  const usable = indexes.every((i) => Number.isInteger(i) && i! >= 0) && new Set(indexes).size === indexes.length;
+  return usable ? [...choices].sort((a, b) => a.index! - b.index!) : choices;
+}
+
 const CONNECT_ERRORS = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH", "UND_ERR_SOCKET"]);
 
 function isConnectError(error: unknown): boolean {
@@ -755,7 +765,7 @@ export class RemoteEngine implements Engine {
     // Some servers answer a failure with HTTP 200 and an error object: the operator's log gets its words.
     if (parsed.error !== undefined && parsed.error !== null)
       throw upstreamFailed("The upstream engine answered with an error.", parsed.error, this.keyOf(upstream));
-    const all = choicesOf(parsed);
+    const all = inIndexOrder(choicesOf(parsed));
     const choice = all[0];
     if (choice === undefined) throw errors.upstream(502, "The upstream engine answered without choices.");
     const toolCalls = wholeToolCalls(choice.message?.tool_calls);
