@@ -401,6 +401,20 @@ describe("a node on Redis", () => {
     assert.equal((refused.json.error as { code: string }).code, "account_suspended");
   });
 
+  it("stops without a Redis warning: the node's own goodbye to Redis is no lost connection", async () => {
+    const upstream = new FakeUpstream();
+    const other = await startTestServer(remote(await upstream.start()), {
+      gated: true,
+      env: { ALVEARE_DATABASE_URL: database, ALVEARE_REDIS_URL: SHARED_REDIS_URL, ALVEARE_REDIS_PREFIX: prefix },
+    });
+    await other.close();
+    await upstream.stop();
+    const records = other.logs.records();
+    assert.deepEqual(
+      records.filter((r) => r.component === "redis"),
+      [],
+    );
+  });
   it("shows a redis check in /ready", async () => {
     const ready = await fetch(`${server.url}/ready`);
     const body = (await ready.json()) as { checks: Record<string, { ok: boolean }> };

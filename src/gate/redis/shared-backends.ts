@@ -31,11 +31,13 @@ export interface ConnectionLog {
  * One line when the connection is lost and one when it is back, as for remote upstreams: while it is down every
  * request that needs it is refused (503), and those refusals alone do not say when the outage began or ended.
  */
-function logConnectionChanges(connection: RedisConnection, url: string, log: ConnectionLog): void {
+/** Logs the connection's losses and returns; the function it returns marks the node's own close, which is no loss. */
+function logConnectionChanges(connection: RedisConnection, url: string, log: ConnectionLog): () => void {
   const { redis } = connection;
   let lostAt: number | undefined;
+  let closing = false;
   redis.on("close", () => {
-    if (lostAt !== undefined) return;
+    if (closing || lostAt !== undefined) return;
     lostAt = Date.now();
     const reason = whyDisconnected(redis);
     log.warn({ redis: safeUrl(url), ...(reason === undefined ? {} : { reason: reason.message }) }, "Redis connection lost: reconnecting");
@@ -45,6 +47,9 @@ function logConnectionChanges(connection: RedisConnection, url: string, log: Con
     log.info({ redis: safeUrl(url), down_ms: Date.now() - lostAt }, "Redis connection back");
     lostAt = undefined;
   });
+  return () => {
+    closing = true;
+  };
 }
 
 export async function openRedisBackends(
@@ -54,7 +59,7 @@ export async function openRedisBackends(
   log?: ConnectionLog,
 ): Promise<RedisBackends> {
   const connection = await connectRedis(url, prefix);
-  if (log !== undefined) logConnectionChanges(connection, url, log);
+  const closing = log === undefined ? () => undefined : logConnectionChanges(connection, url, log);
   const limiter = new RedisRateLimiter(connection);
   const keys = new RedisKeyCache(connection, stores.accounts);
   try {
@@ -80,6 +85,7 @@ export async function openRedisBackends(
     close: async () => {
       const endsOwed = await limiter.close();
       await keys.close();
+      closing();
       await connection.redis.quit().catch(() => connection.redis.disconnect());
       return { endsOwed };
     },
