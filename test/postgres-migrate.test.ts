@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
+import Database from "better-sqlite3";
 import { spawnSync } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, describe, it } from "node:test";
 import { createStore } from "../src/store/create-store.js";
@@ -170,6 +171,13 @@ describe("alveare migrate", () => {
 
   it("applies the schema on SQLite and PostgreSQL, and says when there is nothing to do", async () => {
     const dataDir = tempDir();
+    // No database there (a mistyped --data-dir, say): refused, and none is made.
+    const nowhere = run(["migrate", "--data-dir", dataDir], envFor());
+    assert.equal(nowhere.status, 1);
+    assert.match(nowhere.stderr, /^alveare: no database at .*alveare\.db: if the server uses another, pass its data directory .*nothing to migrate/);
+    assert.deepEqual(readdirSync(dataDir), []);
+    // A database no migration has run on yet (an empty SQLite file) gets every one.
+    new Database(join(dataDir, "alveare.db")).close();
     const first = cliJson(["migrate", "--data-dir", dataDir], envFor());
     assert.equal(first.backend, "sqlite");
     assert.ok((first.applied as number[]).length > 0);

@@ -26,7 +26,7 @@ interface StoreOptions {
 }
 
 /** Where a command run from another directory (another ./data), or without the shared mode's two variables, should have looked. */
-const OTHER_DATA_DIR_HINT =
+export const OTHER_DATA_DIR_HINT =
   "if the server uses another, pass its data directory with --data-dir or ALVEARE_DATA_DIR; nodes on PostgreSQL: set ALVEARE_DATABASE_URL and ALVEARE_REDIS_URL as they have them";
 
 /** Only making the first account starts a database: any other command there could only list nothing or find no id. */

@@ -2,6 +2,7 @@ import { existsSync } from "node:fs";
 import type { Command } from "commander";
 import { copySqliteToPostgres, migrateStore, sqliteSource } from "../store/migrate-store.js";
 import { storeLocation } from "../store/create-store.js";
+import { OTHER_DATA_DIR_HINT } from "./admin-commands.js";
 import { loadCliConfig } from "./cli-config.js";
 import { RuntimeError, UsageError } from "./exit.js";
 import { note, print, printJson, visible } from "./output.js";
@@ -37,6 +38,12 @@ export function registerMigrateCommand(program: Command): void {
       const config = loadCliConfig({ dataDir: o.dataDir, config: o.config });
       const json = o.json === true;
       if (o.from === undefined) {
+        // A mistyped data dir would otherwise get a new, empty database, migrated and called up to date.
+        if (config.databaseUrl === undefined && !existsSync(storeLocation(config))) {
+          throw new RuntimeError(
+            `no database at ${storeLocation(config)}: ${OTHER_DATA_DIR_HINT} (nothing to migrate: alveare serve or alveare accounts create starts a new one at this release's schema)`,
+          );
+        }
         const report = await migrateStore(config);
         if (json) printJson({ database: storeLocation(config), ...report });
         else
