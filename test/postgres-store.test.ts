@@ -715,7 +715,8 @@ describe("PostgreSQL: nodes", () => {
   it("settles the unfinished rows of a node killed with -9 once its lease runs out, and leaves live nodes' rows alone", async () => {
     const databaseUrl = await freshDatabase();
     const leaseMs = 1500;
-    const survivor = await createStore({ dataDir: tempDir(), databaseUrl, nodeLeaseMs: leaseMs }, { serving: true });
+    const warnings: string[] = [];
+    const survivor = await createStore({ dataDir: tempDir(), databaseUrl, nodeLeaseMs: leaseMs }, { serving: true, warn: (m) => warnings.push(m) });
     const pool = openPool(databaseUrl);
     try {
       await survivor.accounts.createAccount(account("acct_a"));
@@ -758,6 +759,9 @@ describe("PostgreSQL: nodes", () => {
         ],
         "settled as not delivered; the survivor's own unfinished row untouched",
       );
+      // The operator's log says so, once, with the count.
+      assert.equal(warnings.length, 1, JSON.stringify(warnings));
+      assert.match(warnings[0]!, /^gave back 2 requests a stopped node admitted and never finished .*settled as not delivered/);
       await survivor.ledger.complete(completion(mine, { promptTokens: 2, completionTokens: 1 }));
       assert.deepEqual(await survivor.ledger.periodUsage("acct_a", "live", PERIOD), { requests: 1, tokens: 3, bySpecialist: { classify: 1 } });
     } finally {

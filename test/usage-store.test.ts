@@ -262,8 +262,12 @@ describe("unfinished requests of a dead process", () => {
     assert.equal(unfinished(path), 1, "a CLI command never settles");
     await cli.close();
 
-    const server = await open(path, { serving: true });
+    const warnings: string[] = [];
+    const server = await open(path, { serving: true, warn: (m) => warnings.push(m) });
     assert.equal(unfinished(path), 0);
+    assert.deepEqual(warnings, [
+      "gave back 1 request a stopped node admitted and never finished (killed or cut off): settled as not delivered (status 0) and returned to their accounts' monthly quotas, with no tokens billed",
+    ]);
     await assertAgreesWithLedger(server, path, "acct_a", "live");
     const usage = await server.ledger.periodUsage("acct_a", "live", PERIOD);
     assert.equal(usage.requests, 3);

@@ -20,3 +20,8 @@ export const CLIENT_CLOSED = 499;
 export const NOT_DELIVERED = 0;
 
 export const countsAgainstQuota = (status: number): boolean => (status >= 200 && status < 300) || status === CLIENT_CLOSED;
+
+/** The log line for requests a dead node left unfinished once they are settled (never delivered, so given back). */
+export const settledDeadNodeRequests = (n: number): string =>
+  `gave back ${n} request${n === 1 ? "" : "s"} a stopped node admitted and never finished (killed or cut off): ` +
+  "settled as not delivered (status 0) and returned to their accounts' monthly quotas, with no tokens billed";

@@ -148,6 +148,8 @@ export class NodeLease {
   constructor(
     private readonly pool: pg.Pool,
     private readonly leaseMs: number,
+    /** Told how many rows a settling closed, when any (the server logs it). */
+    private readonly onSettled: (count: number) => void = () => undefined,
   ) {}
 
   /**
@@ -200,7 +202,7 @@ export class NodeLease {
 
   /** Settles the unfinished rows of nodes whose lease ran out; one node at a time does it. Returns how many. */
   async settleDead(): Promise<number> {
-    return inTransaction(this.pool, async (client) => {
+    const settled = await inTransaction(this.pool, async (client) => {
       const { rows } = await client.query<{ locked: boolean }>(SETTLE_LOCK);
       if (rows[0]?.locked !== true) return 0;
       const outcome = { status: NOT_DELIVERED, promptTokens: 0, completionTokens: 0, latencyMs: null, at: new Date().toISOString() };
@@ -209,6 +211,8 @@ export class NodeLease {
       await client.query("DELETE FROM nodes WHERE lease_until < now() - interval '1 day'");
       return settled.rows.reduce((sum, row) => sum + row.n, 0);
     });
+    if (settled > 0) this.onSettled(settled);
+    return settled;
   }
 
   /** Stops renewing and gives the lease up, so nothing of this node is left for others to wait on. */

@@ -1,4 +1,5 @@
 import type { Stores } from "../store.js";
+import { settledDeadNodeRequests } from "../../metering/counting-rule.js";
 import { migratePostgres } from "./migrations.js";
 import { PgAccountStore } from "./pg-accounts.js";
 import { PgAuditLog } from "./pg-audit-log.js";
@@ -39,7 +40,7 @@ export async function openPostgresStores(url: string, options: PgStoreOptions = 
     const migrations = openPool(url, { max: 1, unbounded: true });
     await migratePostgres(migrations).finally(() => migrations.end().catch(() => undefined));
     if (options.serving === true) {
-      lease = new NodeLease(pool, options.leaseMs ?? DEFAULT_LEASE_MS);
+      lease = new NodeLease(pool, options.leaseMs ?? DEFAULT_LEASE_MS, (n) => options.warn?.(settledDeadNodeRequests(n)));
       await lease.join(options.plans, options.redisPrefix);
       await lease.settleDead();
     } else if (options.redisPrefix !== undefined) {

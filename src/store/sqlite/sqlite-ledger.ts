@@ -1,5 +1,5 @@
 import type Database from "better-sqlite3";
-import { countsAgainstQuota, NOT_DELIVERED } from "../../metering/counting-rule.js";
+import { countsAgainstQuota, NOT_DELIVERED, settledDeadNodeRequests } from "../../metering/counting-rule.js";
 import type { AdmissionRecord, CompletionRecord, LedgerStore, Mode, PeriodUsage, RefusalRecord, UsageBreakdown } from "../store.js";
 import { GroupWriter } from "../../group-writer.js";
 import { nodeAlive, nodeClosed, thisNode, type NodeIdentity, type NodeRow } from "./nodes.js";
@@ -14,6 +14,8 @@ export interface SqliteLedgerOptions {
    * settle the rows of a server running beside them.
    */
   serving?: boolean;
+  /** Where a serving ledger says what it settled of dead servers' requests (the server's log). */
+  warn?: ((message: string) => void) | undefined;
 }
 
 /** A ledger row a completion or settlement closes: what its aggregates are keyed by. */
@@ -176,10 +178,14 @@ export class SqliteLedger implements LedgerStore {
       unfinishedOf: db.prepare<[string | null], { id: number }>("SELECT id FROM usage_events WHERE status IS NULL AND node_id IS ?"),
     };
     if (options.serving === true) {
-      db.transaction(() => {
-        this.settleDeadNodes();
-        this.registerNode();
-      }).immediate();
+      const settled = db
+        .transaction(() => {
+          const n = this.settleDeadNodes();
+          this.registerNode();
+          return n;
+        })
+        .immediate();
+      if (settled > 0) options.warn?.(settledDeadNodeRequests(settled));
     }
   }
 
@@ -187,16 +193,18 @@ export class SqliteLedger implements LedgerStore {
    * Rows a dead process admitted and never completed: their clients received
    * nothing, so they are settled as not delivered and given back.
    */
-  private settleDeadNodes(): void {
+  private settleDeadNodes(): number {
     const at = new Date().toISOString();
+    let settled = 0;
     for (const { node_id: nodeId } of this.statements.unfinishedNodes.all()) {
       // Rows from before node ids were recorded have no writer to ask: the server that wrote them is gone.
       if (nodeId !== null && nodeAlive(this.statements.getNode.get(nodeId))) continue;
       for (const { id } of this.statements.unfinishedOf.all(nodeId)) {
-        this.finish({ eventId: id, status: NOT_DELIVERED, promptTokens: 0, completionTokens: 0, latencyMs: null, at });
+        if (this.finish({ eventId: id, status: NOT_DELIVERED, promptTokens: 0, completionTokens: 0, latencyMs: null, at })) settled++;
       }
     }
     this.writeMoves();
+    return settled;
   }
 
   /**
