@@ -30,7 +30,10 @@ function post(server: TestServer, agent: Agent, path: string, body: Buffer, head
       (res) => {
         const chunks: Buffer[] = [];
         res.on("data", (chunk: Buffer) => chunks.push(chunk));
-        res.on("end", () => resolve({ status: res.statusCode!, json: JSON.parse(Buffer.concat(chunks).toString("utf8")) as Answer["json"] }));
+        res.on("end", () => {
+          const text = Buffer.concat(chunks).toString("utf8");
+          resolve({ status: res.statusCode!, json: (text === "" ? {} : JSON.parse(text)) as Answer["json"] });
+        });
       },
     );
     req.on("error", reject);
@@ -217,6 +220,49 @@ describe("compressed request bodies (Content-Encoding)", () => {
     await until(() => decodingBodies() === 0, "the uploads that left freed their places");
     const after = await post(server, agent, "/v1/chat/completions", gzipSync(chat("after")), { ...auth, "content-encoding": "gzip" });
     assert.equal(after.status, 200, JSON.stringify(after.json));
+  });
+
+  it("never decodes or parses a preflight's body (anyone may send one): no parsing work, none of the API's decoding places", async () => {
+    const preflight = (body: Buffer, headers: Record<string, string> = {}) =>
+      post(
+        server,
+        agent,
+        "/v1/chat/completions",
+        body,
+        { origin: "https://app.example", "access-control-request-method": "POST", ...headers },
+        "OPTIONS",
+      );
+    // A body that would be a 400 anywhere it is read (not JSON, not gzip) is only dropped.
+    assert.equal((await preflight(Buffer.from("not json"))).status, 204);
+    assert.equal((await preflight(Buffer.from("not gzip at all"), { "content-encoding": "gzip" })).status, 204);
+    const nested = gzipSync(
+      `{"a":[${Array<string>(3900)
+        .fill(`${"[".repeat(128)}${"]".repeat(128)}`)
+        .join(",")}]}`,
+    );
+    assert.equal((await preflight(nested, { "content-encoding": "gzip" })).status, 413, "past the preflight's own 1 KiB");
+    // Stalled compressed preflights, as many as the API has places: they hold none.
+    const { hostname, port } = new URL(server.url);
+    const stalled: Socket[] = [];
+    for (let i = 0; i < MAX_DECODING_BODIES; i++) {
+      const socket = connect({ host: hostname, port: Number(port) });
+      socket.on("error", () => undefined);
+      socket.write(
+        `OPTIONS /v1/chat/completions HTTP/1.1\r\nhost: ${hostname}\r\norigin: https://app.example\r\n` +
+          `content-type: application/json\r\ncontent-encoding: gzip\r\ncontent-length: 500\r\n\r\n`,
+      );
+      socket.write(nested.subarray(0, 10));
+      stalled.push(socket);
+    }
+    // Each has been read up to its stall (a decoder, had it one, would be open by now).
+    await new Promise((r) => setTimeout(r, 300));
+    try {
+      const served = await post(server, agent, "/v1/chat/completions", gzipSync(chat("a key's request")), { ...auth, "content-encoding": "gzip" });
+      assert.equal(served.status, 200, JSON.stringify(served.json));
+      assert.equal(decodingBodies(), 0);
+    } finally {
+      for (const socket of stalled) socket.destroy();
+    }
   });
 
   it(`hold the dashboard's bodies, read before any sign-in, to ${DASHBOARD_BODY_LIMIT} bytes, decoded or not: a 413 naming that limit`, async () => {

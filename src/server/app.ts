@@ -30,7 +30,7 @@ import {
 import { CLIENT_CLOSED } from "../metering/counting-rule.js";
 import { authenticationHook, limitHeadersHook } from "./gate-adapter.js";
 import { abortIfClosedEarly } from "./request-context.js";
-import { decodedBody } from "./body-encoding.js";
+import { bodyUnused, decodedBody } from "./body-encoding.js";
 import { capConnections, cutStalledReaders } from "./connection-cap.js";
 import { LazyChildLogger } from "./lazy-child-logger.js";
 import { chatCompletionsRoute } from "./routes/chat-completions.js";
@@ -208,8 +208,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   // header should work, and a wrong body should say why in our error shape.
   app.removeAllContentTypeParsers();
   const parseJson = (req: FastifyRequest, body: string | Buffer, done: (error: Error | null, body?: unknown) => void): void => {
-    // An unknown route's body is not parsed: its answer is a 404 (a 413 past the limit), never a body error.
-    if (req.is404) return done(null, undefined);
+    // An unknown route's body or a preflight's is not parsed: never a body error, nor the work of parsing one.
+    if (bodyUnused(req)) return done(null, undefined);
     const text = body as string;
     let parsed: unknown;
     try {

@@ -38,6 +38,12 @@ interface DecodeSlots {
 const API_SLOTS: DecodeSlots = { max: MAX_DECODING_BODIES, taken: 0 };
 const DASHBOARD_SLOTS: DecodeSlots = { max: MAX_DECODING_DASHBOARD_BODIES, taken: 0 };
 
+/**
+ * A body nothing will read: an unknown route's (its answer is a 404, or a 413 past the limit) and a CORS
+ * preflight's (browsers send none; it needs no key). Such a body is read and dropped, never decoded or parsed.
+ */
+export const bodyUnused = (request: FastifyRequest): boolean => request.is404 || request.method === "OPTIONS";
+
 /** The dashboard's routes (their template, never the URL as sent, which may be spelled otherwise) take their own places. */
 const slotsFor = (request: FastifyRequest): DecodeSlots =>
   request.routeOptions.url?.startsWith("/dashboard/") === true ? DASHBOARD_SLOTS : API_SLOTS;
@@ -65,8 +71,7 @@ function readsBody(raw: IncomingMessage, limit: number): boolean {
 export function decodedBody(request: FastifyRequest, reply: FastifyReply, payload: Readable): Readable {
   const raw = request.raw;
   const header = raw.headers["content-encoding"];
-  // An unknown route's body is read and dropped, never decoded (its answer is a 404, or a 413 past the limit).
-  if (header === undefined || request.is404 || !readsBody(raw, request.routeOptions.bodyLimit)) return payload;
+  if (header === undefined || bodyUnused(request) || !readsBody(raw, request.routeOptions.bodyLimit)) return payload;
   // A client gone while an earlier hook awaited (authentication) has closed both already: nothing would end a decoder.
   if (raw.destroyed || reply.raw.destroyed) return payload;
   const coding = header.trim().toLowerCase();

@@ -275,6 +275,9 @@ const OPENAI_CLIENT_HEADERS = new Set(["openai-organization", "openai-project"])
 const isAllowedRequestHeader = (name: string): boolean =>
   ALLOWED_REQUEST_HEADERS.has(name) || OPENAI_CLIENT_HEADERS.has(name) || name.startsWith("x-stainless-");
 
+/** The most of a body a preflight reads (browsers send none). */
+export const PREFLIGHT_BODY_LIMIT = 1024;
+
 /** Answers CORS preflights for /v1 before authentication, which a preflight never carries. */
 export async function corsPreflight(app: FastifyInstance): Promise<void> {
   const answer = async (request: FastifyRequest, reply: FastifyReply): Promise<FastifyReply> => {
@@ -290,6 +293,8 @@ export async function corsPreflight(app: FastifyInstance): Promise<void> {
       .header("access-control-max-age", "600")
       .send();
   };
-  app.options(API_PREFIX, answer);
-  app.options(`${API_PREFIX}/*`, answer);
+  // Anyone may send one: whatever body comes is read only this far, then refused (413), and never decoded or parsed.
+  const route = { bodyLimit: PREFLIGHT_BODY_LIMIT };
+  app.options(API_PREFIX, route, answer);
+  app.options(`${API_PREFIX}/*`, route, answer);
 }
