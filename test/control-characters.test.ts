@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { hasControlCharacter } from "../src/accounts/bounded-fields.js";
 import { startTestServer, type TestServer } from "./helpers/fixtures.js";
 import { Browser } from "./helpers/dashboard-client.js";
 import { errorCode, requestFrom } from "./helpers/loopback-client.js";
@@ -15,8 +16,19 @@ after(() => deletePrefix(REDIS_PREFIX));
 
 /** A key name a member could send to paint over an operator's terminal. */
 const HOSTILE = "ok\u001b[2J\u001b[31mFAKE\u001b[0m\r\nline2\u0007";
-/** One of each kind: NUL, ESC, DEL, C1 (CSI), a right-to-left override, an isolate and a line separator. */
-const CONTROLS = ["a\u0000b", "x\u001b[2Jy", "del\u007f", "c1\u009b31m", HOSTILE, "invoice\u202Efdp.exe", "a\u2066b\u2069", "line\u2028two"];
+/** One of each kind: NUL, ESC, DEL, C1 (CSI), a right-to-left override, an isolate, a line separator and lone surrogates. */
+const CONTROLS = [
+  "a\u0000b",
+  "x\u001b[2Jy",
+  "del\u007f",
+  "c1\u009b31m",
+  HOSTILE,
+  "invoice\u202Efdp.exe",
+  "a\u2066b\u2069",
+  "line\u2028two",
+  "lone\ud800",
+  "\udfffx",
+];
 
 const BACKENDS: Array<{ name: string; env: () => Promise<Record<string, string>> }> = [
   { name: "SQLite", env: async () => ({ ALVEARE_ADMIN_TOKEN: TOKEN }) },
@@ -30,6 +42,13 @@ const BACKENDS: Array<{ name: string; env: () => Promise<Record<string, string>>
     }),
   },
 ];
+
+describe("what counts as a control character", () => {
+  it("every kind above, and no printable text: accents, CJK and characters outside the BMP (surrogate pairs) pass", () => {
+    for (const s of CONTROLS) assert.equal(hasControlCharacter(s), true, JSON.stringify(s));
+    for (const s of ["Acme GmbH", "Café Ünïcödé", "蜂巢", "Hive 🐝", "𝔄𝔩𝔳𝔢𝔞𝔯𝔢"]) assert.equal(hasControlCharacter(s), false, s);
+  });
+});
 
 for (const backend of BACKENDS) {
   describe(`control characters in names, e-mails and ids (${backend.name})`, () => {

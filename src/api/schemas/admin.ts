@@ -26,11 +26,13 @@ export const FIELD_LIMITS = {
  * stored in PostgreSQL text, the C0/C1 ones would reach an operator's terminal
  * (ESC sequences, CR, BEL) through the CLI, and the rest can make a name shown in
  * the dashboard or a terminal read as another ("Trojan Source" reordering).
+ * Lone surrogates (U+D800–U+DFFF outside a pair; a pair is one character to a
+ * Unicode pattern) are no text: stored, they read back as U+FFFD.
  */
-const CONTROL_RANGES = "\\u0000-\\u001f\\u007f-\\u009f\\u2028-\\u202e\\u2066-\\u2069";
+const CONTROL_RANGES = "\\u0000-\\u001f\\u007f-\\u009f\\u2028-\\u202e\\u2066-\\u2069\\ud800-\\udfff";
 export const CONTROL_CHARACTER = new RegExp(`[${CONTROL_RANGES}]`, "u");
 export const CONTROL_CHARACTER_PROBLEM =
-  "must not contain control characters (U+0000–U+001F, U+007F–U+009F) or line-separator and text-direction characters (U+2028–U+202E, U+2066–U+2069).";
+  "must not contain control characters (U+0000–U+001F, U+007F–U+009F), line-separator and text-direction characters (U+2028–U+202E, U+2066–U+2069) or lone surrogates (U+D800–U+DFFF, which are not text).";
 
 /** A name field of a request: at most `maxLength` characters, none of them a control character. */
 export const NameString = (maxLength: number) =>
