@@ -16,6 +16,7 @@ import { nodeBroadcast } from "./node-broadcast.js";
 import { NotFoundError, RuntimeError, UsageError } from "./exit.js";
 import { ApiError } from "../errors.js";
 import { canonicalJson, planTableDifferences } from "../store/postgres/pg-nodes.js";
+import { DEFAULT_LEASE_MS } from "../store/postgres/pg-store.js";
 import { note, print, printJson, shortTime, table, visible } from "./output.js";
 import { findPlan, reportedPlan } from "../gate/plans.js";
 
@@ -86,7 +87,8 @@ async function withStore(options: StoreOptions, run: (session: Session) => Promi
       );
     }
   }
-  const broadcast = config.redisUrl === undefined ? undefined : nodeBroadcast(config.redisUrl, config.redisPrefix ?? DEFAULT_REDIS_PREFIX);
+  const nodes = stores.liveNodes && { live: stores.liveNodes, leaseMs: config.nodeLeaseMs ?? DEFAULT_LEASE_MS };
+  const broadcast = config.redisUrl === undefined ? undefined : nodeBroadcast(config.redisUrl, config.redisPrefix ?? DEFAULT_REDIS_PREFIX, nodes);
   let done = false;
   try {
     await run({
