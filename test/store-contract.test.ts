@@ -286,7 +286,7 @@ for (const backend of BACKENDS) {
       });
     });
 
-    it("counts neither a request settled as not delivered nor one still unfinished as a success", async () => {
+    it("counts neither a request settled as not delivered nor one still unfinished as a success, nor per key: the two agree", async () => {
       await withStores(backend, async ({ accounts, ledger }) => {
         await accounts.createAccount(account("acct_a"));
         await served(ledger, { accountId: "acct_a", keyId: "k1", specialist: "classify", status: 200, tokens: 5 });
@@ -306,6 +306,7 @@ for (const backend of BACKENDS) {
         assert.ok(unfinished !== undefined);
         const breakdown = await ledger.usageBreakdown("acct_a", "live", PERIOD);
         assert.deepEqual(breakdown.byStatus, { success: 2, clientError: 0, rateLimited: 0, serverError: 0 });
+        assert.deepEqual(breakdown.byKey, [{ keyId: "k1", requests: 2, tokens: 5 }]);
       });
     });
 

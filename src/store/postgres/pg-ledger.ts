@@ -318,10 +318,11 @@ export class PgLedger implements LedgerStore {
   async usageBreakdown(accountId: string, mode: Mode, period: string): Promise<UsageBreakdown> {
     const params = [accountId, mode, period];
     const [byKey, admitted, refused, dailyTokens] = await Promise.all([
+      // The requests by_status counts: outcomes a client was given (not delivered and unfinished rows are in neither).
       this.pool.query<{ key_id: string; requests: number; tokens: number }>(
         `SELECT key_id, SUM(requests) AS requests, SUM(tokens) AS tokens FROM (
            SELECT key_id, COUNT(*) AS requests, SUM(prompt_tokens + completion_tokens) AS tokens FROM usage_events
-           WHERE account_id = $1 AND mode = $2 AND period = $3 GROUP BY key_id
+           WHERE account_id = $1 AND mode = $2 AND period = $3 AND status <> 0 GROUP BY key_id
            UNION ALL
            SELECT key_id, SUM(requests), 0 FROM usage_refusals WHERE ${REFUSALS_IN_PERIOD} GROUP BY key_id
          ) k GROUP BY key_id ORDER BY requests DESC, key_id`,

@@ -145,11 +145,12 @@ export class SqliteLedger implements LedgerStore {
       counter: db.prepare<[string, string, string], { requests: number; tokens: number }>(USAGE_QUERIES.counter),
       bySpecialist: db.prepare<[string, string, string], { specialist: string; n: number }>(USAGE_QUERIES.bySpecialist),
       daily: db.prepare<[string, string, string], { day: string; n: number }>(USAGE_QUERIES.daily),
-      // Admitted requests from the ledger (indexed by account, mode and period) and refused ones from their aggregates.
+      // Admitted requests from the ledger (indexed by account, mode and period) and refused ones from their aggregates;
+      // the requests byStatus counts (outcomes a client was given: not delivered and unfinished rows are in neither).
       byKey: db.prepare<PeriodKey, { key_id: string; requests: number; tokens: number }>(
         `SELECT key_id, SUM(requests) AS requests, SUM(tokens) AS tokens FROM (
            SELECT key_id, COUNT(*) AS requests, SUM(prompt_tokens + completion_tokens) AS tokens FROM usage_events
-           WHERE account_id = @account AND mode = @mode AND period = @period GROUP BY key_id
+           WHERE account_id = @account AND mode = @mode AND period = @period AND status <> 0 GROUP BY key_id
            UNION ALL
            SELECT key_id, SUM(requests), 0 FROM usage_refusals WHERE ${REFUSALS_IN_PERIOD} GROUP BY key_id
          ) GROUP BY key_id ORDER BY requests DESC, key_id`,
