@@ -39,18 +39,28 @@ export class UpstreamError extends ApiError {
 }
 
 export type Dependency = "redis" | "database";
+/**
+ * Where the store was found out of reach: admitting a request (the API's routes), recording the outcome of
+ * one already served (its answer is then refused), or anywhere else (the dashboard, the admin API).
+ */
+export type DependencyStage = "admission" | "outcome" | "other";
+
+const dependencyMessage = (dependency: Dependency, stage: DependencyStage): string => {
+  const store = dependency === "redis" ? "rate-limit store" : "database";
+  if (stage === "outcome")
+    return `The server could not record this request's outcome (its ${store} is out of reach right now), so the answer is not delivered. Retry shortly.`;
+  return `The server cannot reach its ${store} right now${stage === "admission" ? ", so it admits nothing" : ""}. Retry shortly.`;
+};
 
 /** 503 `dependency_unavailable`, naming the shared store that was out of reach (for metrics and logs). */
 export class DependencyUnavailableError extends ApiError {
-  constructor(readonly dependency: Dependency) {
-    super(
-      503,
-      "server_error",
-      "dependency_unavailable",
-      `The server cannot reach its ${dependency === "redis" ? "rate-limit store" : "database"} right now, so it admits nothing. Retry shortly.`,
-      null,
-      { "retry-after": String(DEPENDENCY_RETRY_SECONDS) },
-    );
+  constructor(
+    readonly dependency: Dependency,
+    stage: DependencyStage = "admission",
+  ) {
+    super(503, "server_error", "dependency_unavailable", dependencyMessage(dependency, stage), null, {
+      "retry-after": String(DEPENDENCY_RETRY_SECONDS),
+    });
   }
 }
 
@@ -277,8 +287,8 @@ export const errors = {
    * A dependency of the shared mode (Redis, PostgreSQL) did not answer: nothing
    * was admitted or counted, and the node recovers by itself when it returns.
    */
-  dependencyUnavailable: (dependency: Dependency, cause?: unknown) => {
-    const error = new DependencyUnavailableError(dependency);
+  dependencyUnavailable: (dependency: Dependency, cause?: unknown, stage?: DependencyStage) => {
+    const error = new DependencyUnavailableError(dependency, stage);
     if (cause !== undefined) error.cause = cause;
     return error;
   },

@@ -19,6 +19,7 @@ interface Answer {
   json: Record<string, unknown>;
 }
 const codeOf = (r: Answer | BrowserResponse): string | undefined => (r.json.error as { code?: string } | undefined)?.code;
+const messageOf = (r: Answer | BrowserResponse): string => String((r.json.error as { message?: string } | undefined)?.message);
 
 function assertUnavailable(r: Answer | BrowserResponse, what: string): void {
   assert.equal(r.status, 503, `${what}: ${JSON.stringify(r.json)}`);
@@ -128,8 +129,13 @@ describe("PostgreSQL out of reach in the shared mode", () => {
 
     proxy.cut();
     assertUnavailable(await signIn(), "dashboard sign-in");
-    assertUnavailable(await get("/admin/api/accounts", admin), "admin API account list");
-    assertUnavailable(await get("/v1/usage", cachedKey), "/v1/usage with a cached key");
+    const adminList = await get("/admin/api/accounts", admin);
+    assertUnavailable(adminList, "admin API account list");
+    // Said as what it is where it happened: the API admits nothing; the operator's read is just not possible now.
+    assert.equal(messageOf(adminList), "The server cannot reach its database right now. Retry shortly.");
+    const usage = await get("/v1/usage", cachedKey);
+    assertUnavailable(usage, "/v1/usage with a cached key");
+    assert.equal(messageOf(usage), "The server cannot reach its database right now, so it admits nothing. Retry shortly.");
     assertUnavailable(await get("/v1/models", unusedKey), "/v1/models with a key the node must look up");
     assert.equal((await fetch(`${server.url}/health`)).status, 200, "liveness stays up");
     const ready = await get("/ready");
@@ -215,6 +221,9 @@ describe("PostgreSQL out of reach in the shared mode", () => {
     whole.release();
     const answer = await pending;
     assertUnavailable(answer, "a served request whose completion cannot be written");
+    const unrecorded =
+      /^The server could not record this request's outcome \(its database is out of reach right now\), so the answer is not delivered\./;
+    assert.match(messageOf(answer), unrecorded, "it was admitted: the outcome is what could not be written");
 
     const stream = post(
       "/v1/chat/completions",
@@ -227,8 +236,9 @@ describe("PostgreSQL out of reach in the shared mode", () => {
     streamed.release();
     const events = (await stream).text.split("\n\n").filter((e) => e.startsWith("data: "));
     assert.ok(!events.includes("data: [DONE]"), "the stream does not end as a success");
-    const last = JSON.parse(events.at(-1)!.slice("data: ".length)) as { error?: { code?: string } };
+    const last = JSON.parse(events.at(-1)!.slice("data: ".length)) as { error?: { code?: string; message?: string } };
     assert.equal(last.error?.code, "dependency_unavailable", String(events.at(-1)));
+    assert.match(last.error?.message ?? "", unrecorded);
 
     proxy.restore();
     assert.equal(await closedStatus("unrecorded-1"), 503);

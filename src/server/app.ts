@@ -22,6 +22,7 @@ import {
   drainRefusedBody,
   frameworkErrorHandler,
   guardServer,
+  isApiPath,
   rememberRequestId,
   securityHeaders,
   serverOptions,
@@ -144,9 +145,10 @@ function notFoundHint(app: FastifyInstance, method: string, path: string): strin
  * reach, or the SQLite file locked past its busy timeout, on any route, the
  * 503 a client retries; anything else a 500.
  */
-function toApiError(error: FastifyError | Error, bodyLimit: number): ApiError {
+function toApiError(error: FastifyError | Error, bodyLimit: number, route: string | undefined): ApiError {
   if (error instanceof ApiError) return error;
-  const unavailable = dependencyFailure(error);
+  // The API's routes refuse to admit; the dashboard's and the admin API's neither read nor change anything.
+  const unavailable = dependencyFailure(error, route !== undefined && isApiPath(route) ? "admission" : "other");
   if (unavailable !== undefined) return unavailable;
   const e = error as FastifyError;
   if (e.code === "FST_ERR_CTP_BODY_TOO_LARGE") return errors.requestTooLarge(bodyLimit);
@@ -305,7 +307,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     if (bodyCutShort(request) && !(error instanceof ApiError)) return reply.code(CLIENT_CLOSED).send();
     // A route may hold bodies to less than the server's limit (the dashboard's): the 413 names the one it passed.
     const bodyLimit = request.routeOptions.bodyLimit ?? options.bodyLimit;
-    const apiError = toApiError(error, bodyLimit);
+    const apiError = toApiError(error, bodyLimit, request.routeOptions.url);
     if (apiError.code === "request_too_large") drainRefusedBody(request, reply, drainLimit(bodyLimit));
     request.logFields.code = apiError.code;
     if (GATE_ERROR_TYPES.has(apiError.type)) telemetry.gateRejection(apiError.code);

@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from "fastify";
-import { DependencyUnavailableError, errors, UpstreamError, type ApiError } from "../errors.js";
+import { DependencyUnavailableError, errors, UpstreamError, type ApiError, type DependencyStage } from "../errors.js";
 import { isRedisConnectionFailure } from "../gate/redis/connection.js";
 import { isDatabaseConnectionFailure } from "../store/postgres/connection-failure.js";
 import { isSqliteBusy } from "../store/sqlite/busy.js";
@@ -7,11 +7,10 @@ import { UnrecordedOutcomeError } from "../store/store.js";
 import type { Telemetry } from "../observability/telemetry.js";
 
 /** Redis or PostgreSQL out of reach, or the SQLite file locked past the busy timeout: the 503 a client retries, wherever it surfaces (a response, or a stream's last event). */
-export function dependencyFailure(error: unknown): ApiError | undefined {
-  if (error instanceof UnrecordedOutcomeError) return errors.dependencyUnavailable("database", error.cause);
-  if (isRedisConnectionFailure(error)) return errors.dependencyUnavailable("redis", error);
-  if (isDatabaseConnectionFailure(error)) return errors.dependencyUnavailable("database", error);
-  if (isSqliteBusy(error)) return errors.dependencyUnavailable("database", error);
+export function dependencyFailure(error: unknown, stage: Exclude<DependencyStage, "outcome"> = "admission"): ApiError | undefined {
+  if (error instanceof UnrecordedOutcomeError) return errors.dependencyUnavailable("database", error.cause, "outcome");
+  if (isRedisConnectionFailure(error)) return errors.dependencyUnavailable("redis", error, stage);
+  if (isDatabaseConnectionFailure(error) || isSqliteBusy(error)) return errors.dependencyUnavailable("database", error, stage);
   return undefined;
 }
 

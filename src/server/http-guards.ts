@@ -233,7 +233,7 @@ export function frameworkErrorHandler(error: FastifyError, request: FastifyReque
 }
 
 const API_PREFIX = "/v1";
-const isApiPath = (url: string): boolean => url === API_PREFIX || url.startsWith(`${API_PREFIX}/`) || url.startsWith(`${API_PREFIX}?`);
+export const isApiPath = (url: string): boolean => url === API_PREFIX || url.startsWith(`${API_PREFIX}/`) || url.startsWith(`${API_PREFIX}?`);
 
 /** Headers the SDKs read from an answer; a browser hides any not named here. */
 const EXPOSED_HEADERS = [
