@@ -38,6 +38,9 @@ export class UpstreamError extends ApiError {
   upstream: { url: string; model: string } | undefined;
 }
 
+/** What a running answer the drain's deadline ended is answered, logged and metered as (503 `overloaded`). */
+export const SHUTDOWN_CUT_STATUS = 503;
+
 export type Dependency = "redis" | "database";
 /**
  * Where the store was found out of reach: admitting a request (the API's routes), recording the outcome of
@@ -306,7 +309,14 @@ export const errors = {
     ),
   /** A running answer the drain's deadline ended: the client retries elsewhere, as for a refusal while draining. */
   cutByShutdown: () =>
-    new ApiError(503, "server_error", "overloaded", "This server shut down before the answer was complete. Retry on another node.", null, {
-      "retry-after": "1",
-    }),
+    new ApiError(
+      SHUTDOWN_CUT_STATUS,
+      "server_error",
+      "overloaded",
+      "This server shut down before the answer was complete. Retry on another node.",
+      null,
+      {
+        "retry-after": "1",
+      },
+    ),
 } as const;

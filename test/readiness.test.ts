@@ -5,7 +5,9 @@ import { connect } from "node:net";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { Agent, fetch as fetchWith } from "undici";
-import { cliKey, postJson, spawnServe, startTestServer, tempDir, tinyModel } from "./helpers/fixtures.js";
+import { billingPeriod } from "../src/metering/billing-period.js";
+import { createStore } from "../src/store/create-store.js";
+import { cliKey, createKey, postJson, spawnServe, startTestServer, tempDir, tinyModel } from "./helpers/fixtures.js";
 import { FakeUpstream } from "./helpers/fake-upstream.js";
 import { HeldUpstream } from "./helpers/held-upstream.js";
 
@@ -250,20 +252,33 @@ describe("/ready", () => {
     }
   });
 
-  it("cuts a request still running at the drain deadline like a disconnect", async () => {
+  it("cuts a request still running at the drain deadline: logged as the 503 overloaded it is, and given back, not billed as a 499", async () => {
     const upstream = new HeldUpstream();
-    const server = await startTestServer({ specialists: { faraway: held(await upstream.start()) } });
+    const server = await startTestServer({ specialists: { faraway: held(await upstream.start()) } }, { gated: true });
     try {
-      const answer = postJson(`${server.url}/v1/chat/completions`, { model: "alveare-faraway", messages: [{ role: "user", content: "hi" }] }).catch(
-        (error: unknown) => error,
-      );
+      const { auth, accountId } = await createKey(server, "scale");
+      const answer = postJson(
+        `${server.url}/v1/chat/completions`,
+        { model: "alveare-faraway", messages: [{ role: "user", content: "hi" }] },
+        auth,
+      ).catch((error: unknown) => error);
       await upstream.arrived();
       await server.close(50);
       // Never released: the deadline aborted it, so the client saw no answer of the upstream's.
       const result = await answer;
       assert.ok(result instanceof Error || (result as { status: number }).status !== 200, "the held request was cut");
-      const lines = server.logs.requests();
-      assert.equal(lines.at(-1)?.status, 499);
+      const line = server.logs.requests().at(-1);
+      assert.equal(line?.status, 503, JSON.stringify(line));
+      assert.equal(line?.code, "overloaded");
+      assert.equal(line?.shutdown_cut, true);
+      // The server's doing, not the client's: the request is given back, as any server error is.
+      const stores = await createStore(server.config);
+      try {
+        const usage = await stores.ledger.periodUsage(accountId, "live", billingPeriod(new Date()).key);
+        assert.deepEqual([usage.requests, usage.tokens], [0, 0]);
+      } finally {
+        await stores.close();
+      }
     } finally {
       await upstream.stop();
     }
@@ -298,9 +313,10 @@ describe("/ready", () => {
         param: null,
       });
       const line = server.logs.requests().at(-1);
-      assert.equal(line?.status, 499, "logged and metered like a disconnect, as before");
+      assert.equal(line?.status, 503, "logged as the 503 overloaded its client got");
+      assert.equal(line?.code, "overloaded");
       // No usage came: "held " (5 bytes) is estimated at one token per 3 bytes, above its one piece (README, "Metering without usage").
-      assert.equal(line?.completion_tokens, 2, "the piece the client received is metered");
+      assert.equal(line?.completion_tokens, 2, "the tokens produced are in its line");
     } finally {
       await upstream.stop();
     }

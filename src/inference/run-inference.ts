@@ -31,6 +31,8 @@ export interface LogFields {
   prompt_tokens?: number;
   completion_tokens?: number;
   aborted?: boolean;
+  /** Cut at the drain's deadline: the client got 503 `overloaded` (an error event, or a dropped connection). */
+  shutdown_cut?: boolean;
   /** The client stopped reading a stream and was cut. */
   stalled?: boolean;
   code?: string;
@@ -96,11 +98,16 @@ export async function runInference(
   request.generationStarted(generation);
   try {
     result = await generation;
-    if (result.aborted) {
-      status = CLIENT_CLOSED;
-      // Cut at the drain deadline like a disconnect, so no truncated answer can pass for a whole one.
-      if (options.shutdown.aborted) request.cut();
-    }
+    if (result.aborted && options.shutdown.aborted) {
+      // Cut at the drain's deadline: the server's doing, not the client's, so it is the 503 the client is told
+      // (no truncated answer may pass for a whole one), given back like any server error rather than billed as a 499.
+      const cutError = errors.cutByShutdown();
+      failure = cutError;
+      status = cutError.status;
+      request.logFields.shutdown_cut = true;
+      request.logFields.code = cutError.code;
+      request.cut();
+    } else if (result.aborted) status = CLIENT_CLOSED;
     return result;
   } catch (error) {
     failure = error;

@@ -8,7 +8,7 @@
  * | 2xx served                                | counts   | counts   | counts        |
  * | 499 client gone after admission           | counts   | produced | counts        |
  * | 4xx found after admission                 | given back | none   | no            |
- * | 5xx or upstream failure                   | given back | none   | no            |
+ * | 5xx or upstream failure, shutdown cut     | given back | none   | no            |
  * | never completed (process died), settled   | given back | none   | no            |
  *
  * A client that leaves still used the engine; everything else the client did

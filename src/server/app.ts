@@ -8,7 +8,7 @@ import Fastify, {
 } from "fastify";
 import type { IncomingMessage } from "node:http";
 import type { ChildLoggerOptions, Logger } from "pino";
-import { ApiError, errors, shortened, shortenedTo, withoutTrailingSlashHint } from "../errors.js";
+import { ApiError, errors, shortened, shortenedTo, SHUTDOWN_CUT_STATUS, withoutTrailingSlashHint } from "../errors.js";
 import type { Gate } from "../gate/gate.js";
 import type { SpecialistSource } from "../inference/run-inference.js";
 import { requestId } from "../ids.js";
@@ -284,7 +284,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       // A body the client never finished sending is a client gone too, unless a timeout answered it first.
       const answered = clientErrorAnswer(reply.raw);
       if (answered !== undefined) request.logFields.code = answered.code;
-      const status = request.logFields.aborted ? CLIENT_CLOSED : (answered?.status ?? (bodyCutShort(request) ? CLIENT_CLOSED : reply.raw.statusCode));
+      const status = request.logFields.shutdown_cut
+        ? SHUTDOWN_CUT_STATUS
+        : request.logFields.aborted
+          ? CLIENT_CLOSED
+          : (answered?.status ?? (bodyCutShort(request) ? CLIENT_CLOSED : reply.raw.statusCode));
       const latencyMs = performance.now() - started;
       logRequest(requestLines, request, status, latencyMs, clientIp, secrets);
       telemetry.httpRequest(route, status, latencyMs / 1000);
