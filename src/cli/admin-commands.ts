@@ -16,7 +16,6 @@ import { nodeBroadcast } from "./node-broadcast.js";
 import { NotFoundError, RuntimeError, UsageError } from "./exit.js";
 import { ApiError } from "../errors.js";
 import { canonicalJson, planTableDifferences } from "../store/postgres/pg-nodes.js";
-import { DEFAULT_LEASE_MS } from "../store/postgres/pg-store.js";
 import { note, print, printJson, shortTime, table, visible } from "./output.js";
 import { findPlan, reportedPlan } from "../gate/plans.js";
 
@@ -87,8 +86,7 @@ async function withStore(options: StoreOptions, run: (session: Session) => Promi
       );
     }
   }
-  const nodes = stores.liveNodes && { live: stores.liveNodes, leaseMs: config.nodeLeaseMs ?? DEFAULT_LEASE_MS };
-  const broadcast = config.redisUrl === undefined ? undefined : nodeBroadcast(config.redisUrl, config.redisPrefix ?? DEFAULT_REDIS_PREFIX, nodes);
+  const broadcast = config.redisUrl === undefined ? undefined : nodeBroadcast(config.redisUrl, config.redisPrefix ?? DEFAULT_REDIS_PREFIX);
   let done = false;
   try {
     await run({

@@ -1,7 +1,6 @@
 import { CommanderError } from "commander";
 import { ConfigError } from "../config/config-error.js";
 import { ApiError } from "../errors.js";
-import { RedisServerMismatchError } from "../gate/redis/node-presence.js";
 import { ModelUnavailableError } from "../models/model-files.js";
 import { PlanTableMismatchError, RedisPrefixMismatchError } from "../store/postgres/pg-nodes.js";
 import { visible } from "./output.js";
@@ -26,9 +25,8 @@ export function exitCodeOf(error: unknown): number {
     // Help or version that was asked for exits 0; every parse error (and help shown for one) is a usage error.
     return error.exitCode === 0 ? EXIT_OK : EXIT_USAGE;
   }
-  // A plan table, Redis prefix or Redis server that differs from the running nodes' is a wrong config file or variable.
-  const wrongSetting =
-    error instanceof PlanTableMismatchError || error instanceof RedisPrefixMismatchError || error instanceof RedisServerMismatchError;
+  // A plan table or Redis prefix that differs from the running nodes' is a wrong config file or variable.
+  const wrongSetting = error instanceof PlanTableMismatchError || error instanceof RedisPrefixMismatchError;
   if (error instanceof UsageError || error instanceof ConfigError || error instanceof ModelUnavailableError || wrongSetting) return EXIT_USAGE;
   // An invalid value (400) is a wrong command; no such account, a suspended one or a full key cap cannot be done (1).
   if (error instanceof ApiError) return error.status === 400 ? EXIT_USAGE : EXIT_RUNTIME;

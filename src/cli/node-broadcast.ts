@@ -1,8 +1,6 @@
 import { connectRedis, type RedisConnection } from "../gate/redis/connection.js";
 import { bumpKeyGeneration } from "../gate/redis/key-cache.js";
-import { checkSameRedis, RedisServerMismatchError } from "../gate/redis/node-presence.js";
-import type { LiveNode } from "../store/store.js";
-import { RuntimeError, UsageError } from "./exit.js";
+import { RuntimeError } from "./exit.js";
 
 /** How often the CLI tries to tell the nodes of a saved change, and how long it waits between tries. */
 const BUMP_ATTEMPTS = 3;
@@ -23,17 +21,14 @@ export interface NodeBroadcast {
  * unreachable Redis changes nothing) and retries the bump after; running the
  * command again bumps again.
  */
-export function nodeBroadcast(redisUrl: string, prefix: string, nodes?: { live: () => Promise<LiveNode[]>; leaseMs: number }): NodeBroadcast {
+export function nodeBroadcast(redisUrl: string, prefix: string): NodeBroadcast {
   let redis: RedisConnection | undefined;
   const connect = async (): Promise<RedisConnection> => (redis ??= await connectRedis(redisUrl, prefix, "alveare-cli"));
   return {
     ready: async () => {
       try {
-        const connection = await connect();
-        // A bump in another Redis would reach no running node: the change would be saved and never take effect.
-        if (nodes !== undefined) await checkSameRedis(connection, redisUrl, nodes.live, { leaseMs: nodes.leaseMs });
+        await connect();
       } catch (error) {
-        if (error instanceof RedisServerMismatchError) throw new UsageError(`${error.message}; nothing changed`);
         throw new RuntimeError(`${(error as Error).message}; nothing changed (the running nodes could not be told)`);
       }
     },

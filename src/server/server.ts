@@ -2,7 +2,6 @@ import type { FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import { DEFAULT_REDIS_PREFIX, type ServerConfig } from "../config/config.js";
 import { openRedisBackends, type RedisBackends } from "../gate/redis/shared-backends.js";
-import { announcePresence, checkSameRedis } from "../gate/redis/node-presence.js";
 import { AccountGate } from "../gate/account-gate.js";
 import type { Gate } from "../gate/gate.js";
 import { createStore } from "../store/create-store.js";
@@ -56,7 +55,6 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
   const stores =
     options.gate === undefined ? await createStore(config, { serving: true, warn: (message) => options.logger.warn(message) }) : undefined;
   let redis: RedisBackends | undefined;
-  let presence: { stop: () => Promise<void> } | undefined;
   if (stores !== undefined && config.redisUrl !== undefined) {
     try {
       redis = await openRedisBackends(
@@ -65,15 +63,7 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
         stores,
         options.logger.child({ component: "redis" }),
       );
-      const { lease, liveNodes } = stores;
-      if (lease !== undefined && liveNodes !== undefined) {
-        // Announced first: nodes starting together each find the other's key, rather than each waiting for it.
-        presence = announcePresence(redis.connection, lease.nodeId, lease.leaseMs);
-        await checkSameRedis(redis.connection, config.redisUrl, liveNodes, { self: lease.nodeId, leaseMs: lease.leaseMs });
-      }
     } catch (error) {
-      await presence?.stop();
-      await redis?.close();
       await stores.close();
       throw error;
     }
@@ -85,7 +75,6 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
   const closeGate = async (): Promise<void> => {
     stopPruning?.();
     await gate.close();
-    await presence?.stop();
     const endsOwed = (await redis?.close())?.endsOwed ?? 0;
     if (endsOwed > 0) {
       options.logger.warn(

@@ -218,13 +218,6 @@ export interface PeopleStore {
 }
 
 /** The three stores of one backend, and the one way to release it. */
-/** A serving node with a live lease in the shared database. */
-export interface LiveNode {
-  id: string;
-  host: string;
-  pid: number;
-}
-
 export interface Stores {
   accounts: AccountStore;
   ledger: LedgerStore;
@@ -237,9 +230,6 @@ export interface Stores {
    * whether a node holds a live lease now (its table is then the one in force).
    */
   recordedPlans?: (() => Promise<{ plans: Record<string, Plan>; serving: boolean } | undefined>) | undefined;
-  /** The shared database only: this serving node's lease in it, and the nodes holding a live lease now. */
-  lease?: { nodeId: string; leaseMs: number } | undefined;
-  liveNodes?: (() => Promise<LiveNode[]>) | undefined;
   /** Commits what is queued, then releases the backend; the stores are unusable after. */
   close(): Promise<void>;
 }

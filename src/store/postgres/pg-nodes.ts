@@ -2,7 +2,6 @@ import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import type pg from "pg";
 import type { Plan } from "../../gate/plans.js";
-import type { LiveNode } from "../store.js";
 import { NOT_DELIVERED } from "../../metering/counting-rule.js";
 import { inTransaction } from "./pg-pool.js";
 import { FINISH_ORPHANS, outcomeParams } from "./pg-ledger.js";
@@ -49,11 +48,6 @@ export async function checkRedisPrefix(client: pg.PoolClient, prefix: string, re
      ON CONFLICT (id) DO UPDATE SET prefix = excluded.prefix, recorded_at = excluded.recorded_at`,
     [prefix, new Date().toISOString()],
   );
-}
-
-/** The nodes holding a live lease now. */
-export async function liveNodes(pool: pg.Pool): Promise<LiveNode[]> {
-  return (await pool.query<LiveNode>("SELECT id, host, pid FROM nodes WHERE lease_until >= now() ORDER BY started_at")).rows;
 }
 
 /**

@@ -4,7 +4,7 @@ import { migratePostgres } from "./migrations.js";
 import { PgAccountStore } from "./pg-accounts.js";
 import { PgAuditLog } from "./pg-audit-log.js";
 import { PgLedger } from "./pg-ledger.js";
-import { anyNodeServing, checkRedisPrefix, liveNodes, NodeLease, recordedPlans } from "./pg-nodes.js";
+import { anyNodeServing, checkRedisPrefix, NodeLease, recordedPlans } from "./pg-nodes.js";
 import { PgPeopleStore } from "./pg-people.js";
 import { DatabaseUnavailableError, inTransaction, openPool, openRequestPool } from "./pg-pool.js";
 
@@ -62,8 +62,6 @@ export async function openPostgresStores(url: string, options: PgStoreOptions = 
     ledger,
     people: new PgPeopleStore(pool),
     audit: new PgAuditLog(pool),
-    lease: lease === undefined ? undefined : { nodeId: lease.id, leaseMs: options.leaseMs ?? DEFAULT_LEASE_MS },
-    liveNodes: () => liveNodes(pool),
     recordedPlans: async () => {
       const plans = await recordedPlans(pool);
       return plans === undefined ? undefined : { plans, serving: await anyNodeServing(pool) };
