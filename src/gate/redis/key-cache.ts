@@ -7,22 +7,31 @@ import { isRedisConnectionFailure, redisClient, type RedisConnection } from "./c
 
 /** Verified keys kept at most; past it the cache starts afresh (a flood of distinct keys cannot grow it). */
 const MAX_CACHED = 10_000;
+/**
+ * The cache starts afresh at least this often, whatever the generation says: a node that never sees a bump (given
+ * another Redis than the other nodes by mistake, or a change saved while Redis was away whose nodes were never told)
+ * follows a revocation within this long instead of never. Each active key costs one database read per period.
+ */
+export const MAX_CACHE_AGE_MS = 60_000;
 
 /**
  * Verified keys cached in this process, under a generation kept in Redis.
  * Every lookup reads the generation first (a GET sent after it arrived), so a key revoked, an
  * account suspended or a plan changed on any node or by the CLI is seen by
  * every node on its very next request: no TTL window. The broadcast on the
- * channel only drops the copies earlier, before the next lookup has to.
+ * channel only drops the copies earlier, before the next lookup has to. As a
+ * safety net the cache also starts afresh every MAX_CACHE_AGE_MS.
  */
 export class RedisKeyCache implements KeyCache {
   private readonly cached = new Map<string, KeyLookup>();
   private generation: string | null | undefined;
+  private clearedAt = performance.now();
   private subscriber: Redis | undefined;
 
   constructor(
     private readonly connection: RedisConnection,
     private readonly store: Pick<AccountStore, "findKeyByHash">,
+    private readonly maxAgeMs = MAX_CACHE_AGE_MS,
   ) {}
 
   private get generationKey(): string {
@@ -74,8 +83,10 @@ export class RedisKeyCache implements KeyCache {
 
   async find(hash: string): Promise<KeyLookup | undefined> {
     const generation = await this.generationReads.add(null);
-    if (generation !== this.generation || this.cached.size >= MAX_CACHED) {
+    const now = performance.now();
+    if (generation !== this.generation || this.cached.size >= MAX_CACHED || now - this.clearedAt >= this.maxAgeMs) {
       this.cached.clear();
+      this.clearedAt = now;
       this.generation = generation;
     }
     const hit = this.cached.get(hash);

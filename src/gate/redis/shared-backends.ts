@@ -66,6 +66,7 @@ export async function openRedisBackends(
     await keys.listen(url);
   } catch (error) {
     void limiter.close();
+    closing();
     connection.redis.disconnect();
     throw error;
   }
