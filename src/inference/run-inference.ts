@@ -98,7 +98,8 @@ export async function runInference(
   request.generationStarted(generation);
   try {
     result = await generation;
-    if (result.aborted && options.shutdown.aborted) {
+    // Cut by the shutdown only when that is what aborted it: a client that left just before the deadline left.
+    if (result.aborted && options.shutdown.aborted && abort.signal.reason === options.shutdown.reason) {
       // Cut at the drain's deadline: the server's doing, not the client's, so it is the 503 the client is told
       // (no truncated answer may pass for a whole one), given back like any server error rather than billed as a 499.
       const cutError = errors.cutByShutdown();
