@@ -82,37 +82,30 @@ describe("key cache: a change on any node holds on every node's next lookup", ()
     assert.equal((await nodeB.find(hash))?.account.status, "suspended");
     assert.equal(lookups, 4);
   });
-});
-
-describe("key cache: a node that never sees the generation move", () => {
-  const prefix = testPrefix("keyage");
-  const elsewhere = testPrefix("keyage-other");
-  let stores: Stores;
-  const connections: RedisConnection[] = [];
-  after(async () => {
-    for (const c of connections) c.redis.disconnect();
-    await stores.close();
-    await deletePrefix(prefix);
-    await deletePrefix(elsewhere);
-  });
 
   it("reads the store again once its copies are older than the cache's age: a node on another Redis follows a revocation late, not never", async () => {
-    stores = await createStore({ dataDir: tempDir() });
-    const a = await testConnection(prefix);
+    const own = await createStore({ dataDir: tempDir() });
     // Another prefix stands for another Redis: this node's generation never moves with the others'.
-    const lost = await testConnection(elsewhere);
-    connections.push(a, lost);
-    const nodeA = new RedisKeyCache(a, stores.accounts);
-    const lostNode = new RedisKeyCache(lost, stores.accounts, 1000);
-    const accounts = new AccountService(stores, configFor(remote("http://127.0.0.1:1")).plans, () => nodeA.invalidate());
-    const account = await accounts.createAccount(CLI_CONTEXT, "x", "roomy");
-    const { record, key } = await accounts.createKey(CLI_CONTEXT, account.id, "live");
-    const hash = hashKey(key);
-    assert.equal((await lostNode.find(hash))?.key.revokedAt, null);
-    await accounts.revokeKey(CLI_CONTEXT, record.id);
-    assert.equal((await lostNode.find(hash))?.key.revokedAt, null, "its copy stands while young: the bump never reached it");
-    await new Promise((r) => setTimeout(r, 1100));
-    assert.notEqual((await lostNode.find(hash))?.key.revokedAt, null, "past the age, it reads the store and sees the revocation");
+    const elsewhere = testPrefix("keyage-other");
+    try {
+      const a = await testConnection(prefix);
+      const lost = await testConnection(elsewhere);
+      connections.push(a, lost);
+      const nodeA = new RedisKeyCache(a, own.accounts);
+      const lostNode = new RedisKeyCache(lost, own.accounts, 1000);
+      const accounts = new AccountService(own, configFor(remote("http://127.0.0.1:1")).plans, () => nodeA.invalidate());
+      const account = await accounts.createAccount(CLI_CONTEXT, "x", "roomy");
+      const { record, key } = await accounts.createKey(CLI_CONTEXT, account.id, "live");
+      const hash = hashKey(key);
+      assert.equal((await lostNode.find(hash))?.key.revokedAt, null);
+      await accounts.revokeKey(CLI_CONTEXT, record.id);
+      assert.equal((await lostNode.find(hash))?.key.revokedAt, null, "its copy stands while young: the bump never reached it");
+      await new Promise((r) => setTimeout(r, 1100));
+      assert.notEqual((await lostNode.find(hash))?.key.revokedAt, null, "past the age, it reads the store and sees the revocation");
+    } finally {
+      await own.close();
+      await deletePrefix(elsewhere);
+    }
   });
 });
 
