@@ -30,8 +30,8 @@ export interface ConnectionLog {
 /**
  * One line when the connection is lost and one when it is back, as for remote upstreams: while it is down every
  * request that needs it is refused (503), and those refusals alone do not say when the outage began or ended.
+ * The function it returns marks the node's own close, which is no loss and not logged.
  */
-/** Logs the connection's losses and returns; the function it returns marks the node's own close, which is no loss. */
 function logConnectionChanges(connection: RedisConnection, url: string, log: ConnectionLog): () => void {
   const { redis } = connection;
   let lostAt: number | undefined;
