@@ -276,7 +276,7 @@ const isAllowedRequestHeader = (name: string): boolean =>
   ALLOWED_REQUEST_HEADERS.has(name) || OPENAI_CLIENT_HEADERS.has(name) || name.startsWith("x-stainless-");
 
 /** The most of a body a preflight reads (browsers send none). */
-export const PREFLIGHT_BODY_LIMIT = 1024;
+const PREFLIGHT_BODY_LIMIT = 1024;
 
 /** Answers CORS preflights for /v1 before authentication, which a preflight never carries. */
 export async function corsPreflight(app: FastifyInstance): Promise<void> {

@@ -12,7 +12,7 @@ const MAX_CACHED = 10_000;
  * another Redis than the other nodes by mistake, or a change saved while Redis was away whose nodes were never told)
  * follows a revocation within this long instead of never. Each active key costs one database read per period.
  */
-export const MAX_CACHE_AGE_MS = 60_000;
+const MAX_CACHE_AGE_MS = 60_000;
 
 /**
  * Verified keys cached in this process, under a generation kept in Redis.
