@@ -241,6 +241,22 @@ describe("remote engine faults", () => {
     ]);
   });
 
+  it("passes tools shown under tool_choice none upstream as such: the upstream's prompt holds them, as the client's does", async () => {
+    fake.fault = "ok";
+    const parameters = { type: "object", properties: { city: { type: "string" } } };
+    const r = await postJson(`${server.url}/v1/chat/completions`, {
+      model: "alveare-flaky",
+      messages: [{ role: "user", content: "x" }],
+      tools: [{ type: "function", function: { name: "weather", description: "The weather.", parameters } }],
+      tool_choice: "none",
+    });
+    assert.equal(r.status, 200, JSON.stringify(r.json));
+    const sent = fake.requests.at(-1)!;
+    assert.deepEqual(sent.tools, [{ type: "function", function: { name: "weather", description: "The weather.", parameters } }]);
+    assert.equal(sent.tool_choice, "none");
+    assert.equal(sent.parallel_tool_calls, undefined);
+  });
+
   it("turns an upstream 500 into 502 server_error", async () => {
     fake.fault = "500";
     const r = await call("flaky");

@@ -395,6 +395,50 @@ describe("tool calling through the official openai package", () => {
     assertValidWeather(argumentsOf(again.choices[0]!.message.tool_calls![0]!));
   });
 
+  it("shows the model its tools under tool_choice none, as OpenAI does, and answers in text: whole, streamed and with n", async () => {
+    const ask = { model: "alveare-chat", messages: ASK, max_tokens: 1, temperature: 0 };
+    const none = await client.chat.completions.create({ ...ask, tools: [WEATHER, TIME], tool_choice: "none" });
+    const auto = await client.chat.completions.create({ ...ask, tools: [WEATHER, TIME], tool_choice: "auto" });
+    const bare = await client.chat.completions.create(ask);
+    // The prompt is the one a callable request has: the tools are documented in it, hundreds of tokens.
+    assert.equal(none.usage!.prompt_tokens, auto.usage!.prompt_tokens);
+    assert.ok(none.usage!.prompt_tokens > bare.usage!.prompt_tokens + 100, `${none.usage!.prompt_tokens} vs ${bare.usage!.prompt_tokens}`);
+    for (let seed = 0; seed < SAMPLES; seed++) {
+      const answer: ChatCompletion = await client.chat.completions.create({
+        ...ask,
+        tools: [WEATHER],
+        tool_choice: "none",
+        max_tokens: 12,
+        temperature: 2,
+        seed,
+        n: 2,
+      });
+      assert.equal(answer.choices.length, 2);
+      for (const choice of answer.choices) {
+        assert.ok(choice.finish_reason === "stop" || choice.finish_reason === "length", choice.finish_reason);
+        assert.equal(typeof choice.message.content, "string");
+        assert.equal(choice.message.tool_calls, undefined);
+      }
+    }
+    const chunks: ChatCompletionChunk[] = [];
+    const stream = await client.chat.completions.create({ ...ask, tools: [WEATHER], tool_choice: "none", max_tokens: 8, stream: true });
+    for await (const chunk of stream) chunks.push(chunk);
+    assert.ok(chunks.every((c) => c.choices.every((ch) => ch.delta.tool_calls === undefined)));
+    assert.ok(["stop", "length"].includes(chunks.at(-1)!.choices[0]!.finish_reason ?? ""));
+    // The specialist's or the caller's output constraint holds, as without tools.
+    const json = await client.chat.completions.create({
+      ...ask,
+      tools: [WEATHER],
+      tool_choice: "none",
+      max_tokens: 60,
+      response_format: {
+        type: "json_schema",
+        json_schema: { name: "yes", strict: true, schema: { type: "object", properties: { ok: { type: "boolean" } }, required: ["ok"] } },
+      },
+    });
+    assert.equal(typeof (JSON.parse(json.choices[0]!.message.content!) as { ok: unknown }).ok, "boolean");
+  });
+
   it("calls a function whose parameters are {} (no arguments) or properties without a type", async () => {
     const tools: ChatCompletionTool[] = [
       { type: "function", function: { name: "ping", parameters: {} } },
@@ -455,6 +499,13 @@ describe("tool calling through the official openai package", () => {
     ]);
     assert.deepEqual(await refusal({ tools: [{ type: "retrieval" }] }), [400, "invalid_parameter", "tools[0]"]);
     assert.deepEqual(await refusal(bad({ type: "string" })), [400, "invalid_parameter", "tools[0].function.parameters"]);
+    // A schema the grammar cannot hold is refused also when the tools are only shown: node-llama-cpp, documenting
+    // them, would throw (a 500).
+    assert.deepEqual(await refusal({ ...bad({ type: "object", properties: { a: { type: "string", maxLength: 2500 } } }), tool_choice: "none" }), [
+      400,
+      "invalid_parameter",
+      "tools[0].function.parameters",
+    ]);
     assert.deepEqual(await refusal(bad({ type: "object", properties: { a: { type: "strnig" } } })), [
       400,
       "invalid_parameter",
@@ -580,11 +631,15 @@ describe("tool calling under a token cap", () => {
         },
       },
     };
-    for (const tools of [[WEATHER, TIME], [repeated]]) {
+    for (const [tools, choice] of [
+      [[WEATHER, TIME], "required"],
+      [[repeated], "required"],
+      [[repeated], "none"],
+    ] as const) {
       const fresh = (await createKey(server, "metered")).auth;
       const r = await postJson(
         `${server.url}/v1/chat/completions`,
-        { model: "alveare-chat", messages: ASK, tools, tool_choice: "required", max_tokens: 1, temperature: 0 },
+        { model: "alveare-chat", messages: ASK, tools, tool_choice: choice, max_tokens: 1, temperature: 0 },
         fresh,
       );
       assert.equal(r.status, 200, JSON.stringify(r.json));

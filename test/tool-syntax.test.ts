@@ -193,7 +193,7 @@ describe("tools as the prompt documents them", () => {
       choice: "auto",
       parallel: true,
     };
-    const params = toolFunctions(request).notify!.params as { properties: Record<string, Record<string, unknown>>; $defs: object };
+    const params = toolFunctions(request.tools).notify!.params as { properties: Record<string, Record<string, unknown>>; $defs: object };
     // The model is told what the grammar cannot hold: documented from the grammar's own schema it lost the format.
     assert.equal(params.properties.to!.format, "email");
     assert.equal(params.properties.level!.$ref, "#/$defs/Level");

@@ -21,6 +21,12 @@ export interface ToolRequest {
   parallel: boolean;
 }
 
+/** The tools a request's prompt documents: those the model may call, or those it is only shown. */
+export const documentedTools = (request: {
+  tools?: ToolRequest | undefined;
+  shownTools?: readonly ToolFunction[] | undefined;
+}): readonly ToolFunction[] | undefined => request.tools?.tools ?? request.shownTools;
+
 /** A call's id, as OpenAI writes them: what a client echoes back in the `tool` message answering it. */
 export const toolCallId = (): string => `call_${randomBytes(12).toString("base64url")}`;
 

@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
 import type { Embedder } from "./embedded/embeddings.js";
-import type { ToolCall, ToolCallDelta, ToolRequest } from "./tools.js";
+import type { ToolCall, ToolCallDelta, ToolFunction, ToolRequest } from "./tools.js";
 import type { TraceHeaders } from "../observability/telemetry.js";
 
 /** The engine layer's vocabulary: what a specialist asks an engine to do, and how engines are started. */
@@ -112,8 +112,13 @@ export interface GenerationRequest {
   choices?: number | undefined;
   /** Asks for log-probabilities: how many alternatives per token (0..20); absent for none. */
   topLogprobs?: number | undefined;
-  /** Tools the model may call; absent (or tool_choice "none") for plain answers. */
+  /** Tools the model may call; absent for plain answers. */
   tools?: ToolRequest | undefined;
+  /**
+   * Tools documented in the prompt as `tools` would be, that the model may not call: OpenAI's tool_choice "none".
+   * The answer is text (the specialist's own constraint holds); never given together with `tools`.
+   */
+  shownTools?: readonly ToolFunction[] | undefined;
   /** Receives tool calls as they are produced (streaming). */
   onToolCall?: ((delta: ToolCallDelta, detail?: TextDetail) => void) | undefined;
   /** Called once the request has left the engine's queue and generation begins (queue-wait tracing). */

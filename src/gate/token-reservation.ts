@@ -44,13 +44,14 @@ export function tokenReservation(
   request: {
     messages: readonly unknown[];
     tools?: { tools: readonly unknown[] } | undefined;
+    shownTools?: readonly unknown[] | undefined;
     maxTokens: number;
     contextLimit?: number | undefined;
   },
   choices = 1,
   promptTokens?: number,
 ): TokenReservation {
-  const tools = request.tools?.tools ?? [];
+  const tools = request.tools?.tools ?? request.shownTools ?? [];
   const bound =
     promptTokens ??
     (tools.length === 0 ? promptTokenBound(request.messages) : promptTokenBound([...request.messages, ...tools]) + UNKNOWN_TOOL_DOCUMENTATION_TOKENS);

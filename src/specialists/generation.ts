@@ -1,4 +1,4 @@
-import type { ToolCallDelta, ToolRequest } from "../engines/tools.js";
+import type { ToolCallDelta, ToolFunction, ToolRequest } from "../engines/tools.js";
 import type { AbortSource, ChatMessage, GenerationRequest, OutputConstraint, TextDetail } from "../engines/types.js";
 import type { Specialist } from "./specialist.js";
 
@@ -21,6 +21,8 @@ export interface SpecialistCall {
   topLogprobs?: number | undefined;
   /** Tools the model may call (chat completions' tools and tool_choice). */
   tools?: ToolRequest | undefined;
+  /** Tools in the model's prompt that it may not call (tool_choice "none"). */
+  shownTools?: readonly ToolFunction[] | undefined;
   onToolCall?: ((delta: ToolCallDelta, detail?: TextDetail) => void) | undefined;
 }
 
@@ -60,5 +62,6 @@ export function toGenerationRequest(specialist: Specialist, call: SpecialistCall
     ...(call.choices === undefined || call.choices === 1 ? {} : { choices: call.choices }),
     ...(call.topLogprobs === undefined ? {} : { topLogprobs: call.topLogprobs }),
     ...(call.tools === undefined ? {} : { tools: call.tools, onToolCall: call.onToolCall }),
+    ...(call.shownTools === undefined ? {} : { shownTools: call.shownTools }),
   };
 }

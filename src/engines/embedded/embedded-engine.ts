@@ -16,7 +16,7 @@ import {
 } from "node-llama-cpp";
 import { errors } from "../../errors.js";
 import { StopScanner } from "../stop-scanner.js";
-import type { ToolCall, ToolCallDelta } from "../tools.js";
+import { documentedTools, type ToolCall, type ToolCallDelta } from "../tools.js";
 import type { ChatMessage, ChoiceResult, Engine, FinishReason, GenerationRequest, GenerationResult, TextDetail, TokenLogprob } from "../types.js";
 import { caughtUpOrAborted } from "../abort-watch.js";
 import type { GrammarCache } from "./grammars.js";
@@ -28,7 +28,7 @@ import { labelsRoom, labelTokens, normalise, scoreLabels, type ScoredLabel } fro
 import { draw, LogprobWriter, RAW_DISTRIBUTION, sampleWithProbabilities, seededRandom, type SampledToken } from "./logprob-sampler.js";
 import { TokenDecoder } from "./token-decoder.js";
 import { Utf8Guard } from "./utf8-guard.js";
-import { toHistory, toolFunctions, toolGrammarFor } from "./tool-history.js";
+import { toHistory, toolFunctions, toolGrammarFor, toolSchemaRules } from "./tool-history.js";
 import { callSyntaxOf, callSyntaxSpecialTexts, ToolAnswerTracker, type CallSyntax } from "./tool-calls.js";
 import { makeStateDirectory, removeStateDirectory } from "./state-directories.js";
 import { tokensAtLeast } from "./tokens-at-least.js";
@@ -304,8 +304,12 @@ export class EmbeddedEngine implements Engine {
     try {
       // The grammar first: a schema it cannot hold is refused (400) before node-llama-cpp documents the tools with it.
       grammar = tools === undefined ? await this.grammars.get(request.constraint) : await toolGrammarFor(this.grammars, this.callSyntax, tools);
+      if (request.shownTools !== undefined) await toolSchemaRules(this.grammars, request.shownTools);
+      const documented = documentedTools(request);
       prompt = this.scoped(
-        tools === undefined ? this.format(request.messages, contextSize) : this.formatWithTools(request.messages, toolFunctions(tools), contextSize),
+        documented === undefined
+          ? this.format(request.messages, contextSize)
+          : this.formatWithTools(request.messages, toolFunctions(documented), contextSize),
         request,
       );
       if (prompt.tokens.length >= contextSize) {
@@ -912,9 +916,10 @@ export class EmbeddedEngine implements Engine {
    * be documented (generate() refuses them with a 400).
    */
   promptTokensWithTools(request: GenerationRequest): number | undefined {
-    if (request.tools === undefined) return undefined;
+    const documented = documentedTools(request);
+    if (documented === undefined) return undefined;
     try {
-      return this.formatWithTools(request.messages, toolFunctions(request.tools), this.contextSize).tokens.length;
+      return this.formatWithTools(request.messages, toolFunctions(documented), this.contextSize).tokens.length;
     } catch {
       // Certainly over the context (refused in `generate`) or unformattable: the reservation's own bound, which the
       // context caps, stands.

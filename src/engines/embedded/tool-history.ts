@@ -1,6 +1,6 @@
 import type { ChatHistoryItem, ChatModelFunctionCall, ChatModelFunctions, ChatModelResponse, GbnfJsonSchema, LlamaGrammar } from "node-llama-cpp";
 import type { ChatMessage } from "../types.js";
-import type { ToolRequest } from "../tools.js";
+import type { ToolFunction, ToolRequest } from "../tools.js";
 import { documentedSchemaOf, type GrammarCache } from "./grammars.js";
 import { toolGrammar, type CallSyntax } from "./tool-calls.js";
 
@@ -9,9 +9,9 @@ import { toolGrammar, type CallSyntax } from "./tool-calls.js";
  * decides how): each schema as the grammar holds it (references resolved,
  * alternatives as `oneOf`), hints the grammar does not hold (a `format: email`) kept.
  */
-export function toolFunctions(request: ToolRequest): ChatModelFunctions {
+export function toolFunctions(tools: readonly ToolFunction[]): ChatModelFunctions {
   const functions: Record<string, ChatModelFunctions[string]> = Object.create(null) as Record<string, ChatModelFunctions[string]>;
-  for (const tool of request.tools) {
+  for (const tool of tools) {
     functions[tool.name] = {
       ...(tool.description === undefined ? {} : { description: tool.description }),
       params: documentedSchemaOf(tool.parameters) as GbnfJsonSchema,
@@ -89,11 +89,19 @@ export function toHistory(messages: readonly ChatMessage[]): ChatHistoryItem[] {
   return history;
 }
 
-/** The grammar of an answer to a tool request, every function's arguments held to its schema. */
-export async function toolGrammarFor(grammars: GrammarCache, syntax: CallSyntax, request: ToolRequest): Promise<LlamaGrammar> {
+/**
+ * Each tool's arguments schema as the grammar holds it, by name: a schema it cannot hold is refused (400) here,
+ * before node-llama-cpp documents the tools with it, whether the model may call them or is only shown them.
+ */
+export async function toolSchemaRules(grammars: GrammarCache, tools: readonly ToolFunction[]): Promise<Map<string, string>> {
   const rules = new Map<string, string>();
-  for (const [i, tool] of request.tools.entries()) {
+  for (const [i, tool] of tools.entries()) {
     rules.set(tool.name, await grammars.jsonSchemaGbnf(tool.parameters, `tools[${i}].function.parameters`));
   }
-  return grammars.fromText(toolGrammar(syntax, request, rules));
+  return rules;
+}
+
+/** The grammar of an answer to a tool request, every function's arguments held to its schema. */
+export async function toolGrammarFor(grammars: GrammarCache, syntax: CallSyntax, request: ToolRequest): Promise<LlamaGrammar> {
+  return grammars.fromText(toolGrammar(syntax, request, await toolSchemaRules(grammars, request.tools)));
 }

@@ -656,7 +656,7 @@ export class RemoteEngine implements Engine {
       body.top_logprobs = req.topLogprobs;
     }
     if (req.stop.length > 0) body.stop = req.stop;
-    Object.assign(body, upstreamToolFields(req.tools));
+    Object.assign(body, upstreamToolFields(req.tools, req.shownTools));
     const c = req.constraint;
     if (c.type === "json_object") body.response_format = { type: "json_object" };
     if (c.type === "json_schema") {

@@ -1,4 +1,4 @@
-import { toolCallId, type ToolCall, type ToolCallDelta, type ToolRequest } from "../tools.js";
+import { toolCallId, type ToolCall, type ToolCallDelta, type ToolFunction, type ToolRequest } from "../tools.js";
 import type { ChatMessage, GenerationRequest, TextDetail } from "../types.js";
 
 /** An upstream's tool call, whole (`message.tool_calls`) or in pieces (`delta.tool_calls`). */
@@ -45,20 +45,27 @@ export function upstreamMessages(messages: readonly ChatMessage[]): Array<Record
   });
 }
 
-/** tools, tool_choice and parallel_tool_calls as OpenAI takes them: passed through to the upstream. */
-export function upstreamToolFields(tools: ToolRequest | undefined): Record<string, unknown> {
-  if (tools === undefined) return {};
+/** The tools in OpenAI's shape. */
+const upstreamTools = (tools: readonly ToolFunction[]): Array<Record<string, unknown>> =>
+  tools.map((t) => ({
+    type: "function",
+    function: {
+      name: t.name,
+      ...(t.description === undefined ? {} : { description: t.description }),
+      parameters: t.parameters,
+      // The caller's strict passes on, as a json_schema's does: without it OpenAI takes the schema as a hint.
+      ...(t.strict === undefined ? {} : { strict: t.strict }),
+    },
+  }));
+
+/**
+ * tools, tool_choice and parallel_tool_calls as OpenAI takes them: passed through to the upstream. Tools only shown
+ * (tool_choice "none") go as such, so the upstream's prompt holds them as the client's request does.
+ */
+export function upstreamToolFields(tools: ToolRequest | undefined, shown?: readonly ToolFunction[]): Record<string, unknown> {
+  if (tools === undefined) return shown === undefined ? {} : { tools: upstreamTools(shown), tool_choice: "none" };
   return {
-    tools: tools.tools.map((t) => ({
-      type: "function",
-      function: {
-        name: t.name,
-        ...(t.description === undefined ? {} : { description: t.description }),
-        parameters: t.parameters,
-        // The caller's strict passes on, as a json_schema's does: without it OpenAI takes the schema as a hint.
-        ...(t.strict === undefined ? {} : { strict: t.strict }),
-      },
-    })),
+    tools: upstreamTools(tools.tools),
     tool_choice: typeof tools.choice === "object" ? { type: "function", function: { name: tools.choice.name } } : tools.choice,
     parallel_tool_calls: tools.parallel,
   };

@@ -1,4 +1,5 @@
 import type { GenerationRequest } from "../types.js";
+import { documentedTools } from "../tools.js";
 
 /**
  * What an upstream's token counts are worth to metering. A count is taken only as a whole, non-negative
@@ -27,7 +28,8 @@ export function estimatedPromptTokens(req: GenerationRequest): number {
     tokens += TOKENS_PER_MESSAGE + estimatedTokens(m.content);
     for (const call of m.toolCalls ?? []) tokens += estimatedTokens(call.name) + estimatedTokens(call.arguments);
   }
-  if (req.tools !== undefined) tokens += estimatedTokens(JSON.stringify(req.tools.tools));
+  const tools = documentedTools(req);
+  if (tools !== undefined) tokens += estimatedTokens(JSON.stringify(tools));
   return tokens;
 }
 

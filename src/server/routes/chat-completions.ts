@@ -51,6 +51,7 @@ export async function chatCompletionsRoute(app: FastifyInstance, options: AppOpt
       stop: body.stop,
       constraint: body.constraint,
       tools: body.tools,
+      shownTools: body.shownTools,
       choices: body.choices,
       topLogprobs: body.topLogprobs,
     };

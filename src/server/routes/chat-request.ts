@@ -3,7 +3,7 @@ import type { ChatMessage, OutputConstraint } from "../../engines/types.js";
 import { errors } from "../../errors.js";
 import { parseBody } from "../../schema/request-errors.js";
 import { checkJsonSchemaLimits } from "../json-schema-limits.js";
-import type { ToolRequest } from "../../engines/tools.js";
+import type { ToolFunction, ToolRequest } from "../../engines/tools.js";
 import { parseToolRequest, toChatMessages } from "./tool-request.js";
 
 /** A validated chat completion request in the terms the specialist layer uses. */
@@ -19,6 +19,8 @@ export interface ChatRequest {
   includeUsage: boolean;
   constraint?: OutputConstraint | undefined;
   tools?: ToolRequest | undefined;
+  /** Tools shown to the model but not callable (tool_choice "none"). */
+  shownTools?: readonly ToolFunction[] | undefined;
   /** Choices to generate (`n`). */
   choices: number;
   /** Alternatives per token when `logprobs` is true; undefined when log-probabilities are not asked for. */
@@ -106,7 +108,7 @@ export function parseChatRequest(body: unknown): ChatRequest {
   refuseAudioOutput(o);
   checkMetadata(o);
   checkLogitBias(o);
-  const tools = parseToolRequest(o);
+  const { callable: tools, shown: shownTools } = parseToolRequest(o);
   const choices = o.n ?? 1;
   // Several answers that each may be tool calls would need calls told apart per choice; not served (yet).
   if (choices > 1 && tools !== undefined) throw errors.invalidParameter("n", "must be 1 when 'tools' are given.");
@@ -123,6 +125,7 @@ export function parseChatRequest(body: unknown): ChatRequest {
     includeUsage: parseIncludeUsage(o),
     constraint: toConstraint(o.response_format),
     tools,
+    shownTools,
     choices,
     topLogprobs: parseLogprobs(o),
   };

@@ -112,8 +112,19 @@ function toToolFunction(tool: NonNullable<Body["tools"]>[number], i: number): { 
   return { tool: { name: tool.function.name, description: tool.function.description ?? undefined, parameters, strict }, size };
 }
 
-/** The tool request, or undefined when the model is to answer in text (no tools, or tool_choice "none"). */
-export function parseToolRequest(o: Body): ToolRequest | undefined {
+/**
+ * A request's tools: those the model may call (absent when it is to answer in text), and under tool_choice "none"
+ * those it is only shown. OpenAI's "none" keeps the tools in the model's prompt and only forbids a call, so the
+ * model still knows what it was offered (vLLM and llama-server do the same).
+ */
+export interface ParsedTools {
+  callable: ToolRequest | undefined;
+  shown: readonly ToolFunction[] | undefined;
+}
+
+const NO_TOOLS: ParsedTools = { callable: undefined, shown: undefined };
+
+export function parseToolRequest(o: Body): ParsedTools {
   const tools = o.tools ?? undefined;
   const choice = o.tool_choice ?? undefined;
   if (tools === undefined) {
@@ -121,7 +132,7 @@ export function parseToolRequest(o: Body): ToolRequest | undefined {
     if (o.parallel_tool_calls !== undefined && o.parallel_tool_calls !== null) {
       throw errors.invalidParameter("parallel_tool_calls", "is only allowed when 'tools' are given.");
     }
-    return undefined;
+    return NO_TOOLS;
   }
   if (tools.length === 0) throw errors.invalidParameter("tools", "must hold at least one tool.");
   const seen = new Set<string>();
@@ -139,7 +150,7 @@ export function parseToolRequest(o: Body): ToolRequest | undefined {
   if (typeof choice === "object" && choice.type === "function" && !seen.has(choice.function.name)) {
     throw errors.invalidParameter("tool_choice", `there is no tool named '${choice.function.name}' in 'tools'.`);
   }
-  if (choice === "none") return undefined;
+  if (choice === "none") return { callable: undefined, shown: functions };
   if (o.response_format !== undefined && o.response_format !== null && o.response_format.type !== "text") {
     throw errors.invalidParameter("response_format", "cannot be combined with 'tools' (unless tool_choice is \"none\").");
   }
@@ -153,11 +164,14 @@ export function parseToolRequest(o: Body): ToolRequest | undefined {
       allowed.add(name);
     });
     functions = functions.filter((tool) => allowed.has(tool.name));
-    return { tools: functions, choice: choice.allowed_tools.mode, parallel: o.parallel_tool_calls ?? true };
+    return { callable: { tools: functions, choice: choice.allowed_tools.mode, parallel: o.parallel_tool_calls ?? true }, shown: undefined };
   }
   return {
-    tools: functions,
-    choice: typeof choice === "object" ? { name: choice.function.name } : (choice ?? "auto"),
-    parallel: o.parallel_tool_calls ?? true,
+    callable: {
+      tools: functions,
+      choice: typeof choice === "object" ? { name: choice.function.name } : (choice ?? "auto"),
+      parallel: o.parallel_tool_calls ?? true,
+    },
+    shown: undefined,
   };
 }
