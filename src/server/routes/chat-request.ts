@@ -111,7 +111,7 @@ export function parseChatRequest(body: unknown): ChatRequest {
   const { callable: tools, shown: shownTools } = parseToolRequest(o);
   const choices = o.n ?? 1;
   // Several answers that each may be tool calls would need calls told apart per choice; not served (yet).
-  if (choices > 1 && tools !== undefined) throw errors.invalidParameter("n", "must be 1 when 'tools' are given.");
+  if (choices > 1 && tools !== undefined) throw errors.invalidParameter("n", "must be 1 when 'tools' are given (unless tool_choice is \"none\").");
   return {
     model: o.model,
     messages: toChatMessages(o.messages),
