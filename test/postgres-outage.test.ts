@@ -69,6 +69,17 @@ describe("PostgreSQL out of reach in the shared mode", () => {
       json: r.headers.get("content-type")?.includes("json") ? (JSON.parse(text) as Record<string, unknown>) : {},
     };
   };
+  /** A metric's value at the node's metrics listener, by its exact labels (0 while the counter is untouched). */
+  async function metric(name: string, labels: Record<string, string>): Promise<number> {
+    const text = await (await fetch(server.metricsUrl!)).text();
+    const wanted = `${name}{${Object.entries(labels)
+      .map(([k, v]) => `${k}="${v}"`)
+      .join(",")}} `;
+    const line = text.split("\n").find((l) => l.startsWith(wanted));
+    return line === undefined ? 0 : Number(line.slice(wanted.length));
+  }
+  const outcomes = (specialist: string, endpoint: string, outcome: string): Promise<number> =>
+    metric("alveare_inference_requests_total", { specialist, endpoint, outcome });
   const requestsCounted = async (): Promise<number> =>
     Number((await direct("SELECT requests FROM usage_counters WHERE account_id = $1 AND mode = 'live'", [accountId]))[0]?.requests ?? 0);
   /** Waits until the ledger row of `requestId` is closed, and returns its status. */
@@ -137,6 +148,11 @@ describe("PostgreSQL out of reach in the shared mode", () => {
     assertUnavailable(usage, "/v1/usage with a cached key");
     assert.equal(messageOf(usage), "The server cannot reach its database right now, so it admits nothing. Retry shortly.");
     assertUnavailable(await get("/v1/models", unusedKey), "/v1/models with a key the node must look up");
+    // An inference request refused at admission is counted under the code its client got, not as an internal error.
+    const refusedBefore = await outcomes("classify", "infer", "dependency_unavailable");
+    assertUnavailable(await post("/v1/infer", { specialist: "classify", prompt: "hello" }, cachedKey), "an inference request");
+    assert.equal(await outcomes("classify", "infer", "dependency_unavailable"), refusedBefore + 1);
+    assert.equal(await outcomes("classify", "infer", "internal_error"), 0);
     assert.equal((await fetch(`${server.url}/health`)).status, 200, "liveness stays up");
     const ready = await get("/ready");
     assert.equal(ready.status, 503);
@@ -215,6 +231,11 @@ describe("PostgreSQL out of reach in the shared mode", () => {
     const warm = await post("/v1/infer", { specialist: "classify", prompt: "hello" }, key);
     assert.equal(warm.status, 200, warm.text);
     const before = await counted();
+    const metricsBefore = {
+      held: await outcomes("held", "infer", "dependency_unavailable"),
+      heldstream: await outcomes("heldstream", "chat.completions", "dependency_unavailable"),
+      tokens: await metric("alveare_tokens_total", { specialist: "held", kind: "completion" }),
+    };
     const pending = post("/v1/infer", { specialist: "held", prompt: "hello" }, { ...key, "x-request-id": "unrecorded-1" });
     await whole.arrived();
     proxy.cut();
@@ -244,6 +265,12 @@ describe("PostgreSQL out of reach in the shared mode", () => {
     assert.equal(await closedStatus("unrecorded-1"), 503);
     assert.equal(await closedStatus("unrecorded-2"), 503);
     assert.equal(await counted(), before, "neither counts: their clients were refused");
+    // The metrics say what the clients got: no success (and no tokens) for an answer that was not delivered.
+    assert.equal(await outcomes("held", "infer", "dependency_unavailable"), metricsBefore.held + 1);
+    assert.equal(await outcomes("heldstream", "chat.completions", "dependency_unavailable"), metricsBefore.heldstream + 1);
+    assert.equal(await outcomes("held", "infer", "success"), 0);
+    assert.equal(await outcomes("heldstream", "chat.completions", "success"), 0);
+    assert.equal(await metric("alveare_tokens_total", { specialist: "held", kind: "completion" }), metricsBefore.tokens);
     // Nor in the node's Redis counter: both were given back there too, which a later admission relies on.
     const redis = await testConnection(prefix);
     try {

@@ -1,4 +1,5 @@
 import { ApiError } from "../errors.js";
+import { dependencyFailure } from "../dependency-unavailable.js";
 import type { GenerationResult, TextDetail } from "../engines/types.js";
 import { RemoteEngine } from "../engines/remote/remote-engine.js";
 import type { Specialist } from "../specialists/specialist.js";
@@ -22,7 +23,8 @@ const UNOBSERVED: GenerationObserver = {
   metering: (written) => written,
 };
 
-const outcomeOf = (error: unknown): string => (error instanceof ApiError ? error.code : "internal_error");
+/** The code the client is told: an outage's refusal is `dependency_unavailable`, as its answer says, not an internal error. */
+const outcomeOf = (error: unknown): string => (error instanceof ApiError ? error.code : (dependencyFailure(error)?.code ?? "internal_error"));
 
 /**
  * The metrics and spans of one inference request: admission, queue wait,
@@ -39,6 +41,8 @@ export function observeGeneration(
   if (telemetry.off === true && trace === NO_TRACE) return UNOBSERVED;
   const remote = specialist.engine instanceof RemoteEngine;
   let requested = 0;
+  // The generation's outcome, recorded once metering says whether the answer could be delivered.
+  let generated: { outcome: string; result: GenerationResult | undefined } | undefined;
   let generation: TraceSpan | undefined;
   let queue: TraceSpan | undefined;
   const record = (outcome: string, result?: GenerationResult): void =>
@@ -104,7 +108,7 @@ export function observeGeneration(
         "alveare.aborted": result?.aborted ?? false,
       });
       generation?.end(failure);
-      record(failure !== undefined ? outcomeOf(failure) : result?.aborted ? "client_closed" : "success", result);
+      generated = { outcome: failure !== undefined ? outcomeOf(failure) : result?.aborted ? "client_closed" : "success", result };
     },
 
     async metering(written: Promise<void>): Promise<void> {
@@ -113,8 +117,11 @@ export function observeGeneration(
       try {
         await written;
         span.end();
+        if (generated !== undefined) record(generated.outcome, generated.result);
       } catch (error) {
         span.end(error);
+        // An outcome that could not be written is not delivered (the client is told so) and counts no tokens.
+        record(outcomeOf(error));
         throw error;
       } finally {
         telemetry.ledgerWrites(-1);

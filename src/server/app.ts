@@ -45,7 +45,8 @@ import { GATE_ERROR_TYPES, NO_TELEMETRY, type Telemetry } from "../observability
 import { UNMATCHED_ROUTE } from "../observability/prometheus.js";
 import { readyRoute, type Lifecycle, type ReadinessSources } from "../observability/readiness.js";
 import "../observability/request-trace.js";
-import { dependencyFailure, reportFailure } from "./dependency-failure.js";
+import { reportFailure } from "./dependency-failure.js";
+import { dependencyFailure } from "../dependency-unavailable.js";
 import { withoutKeys } from "../gate/credentials.js";
 import { PastedSecrets } from "./pasted-secrets.js";
 

@@ -1,18 +1,6 @@
 import type { FastifyBaseLogger } from "fastify";
-import { DependencyUnavailableError, errors, UpstreamError, type ApiError, type DependencyStage } from "../errors.js";
-import { isRedisConnectionFailure } from "../gate/redis/connection.js";
-import { isDatabaseConnectionFailure } from "../store/postgres/connection-failure.js";
-import { isSqliteBusy } from "../store/sqlite/busy.js";
-import { UnrecordedOutcomeError } from "../store/store.js";
+import { DependencyUnavailableError, UpstreamError, type ApiError } from "../errors.js";
 import type { Telemetry } from "../observability/telemetry.js";
-
-/** Redis or PostgreSQL out of reach, or the SQLite file locked past the busy timeout: the 503 a client retries, wherever it surfaces (a response, or a stream's last event). */
-export function dependencyFailure(error: unknown, stage: Exclude<DependencyStage, "outcome"> = "admission"): ApiError | undefined {
-  if (error instanceof UnrecordedOutcomeError) return errors.dependencyUnavailable("database", error.cause, "outcome");
-  if (isRedisConnectionFailure(error)) return errors.dependencyUnavailable("redis", error, stage);
-  if (isDatabaseConnectionFailure(error) || isSqliteBusy(error)) return errors.dependencyUnavailable("database", error, stage);
-  return undefined;
-}
 
 /** While a dependency stays out of reach, its warning is written at most once in this long. */
 export const OUTAGE_WARNING_INTERVAL_MS = 10_000;
