@@ -271,6 +271,7 @@ describe("/ready", () => {
       assert.equal(line?.status, 503, JSON.stringify(line));
       assert.equal(line?.code, "overloaded");
       assert.equal(line?.shutdown_cut, true);
+      assert.equal(line?.aborted, undefined, "`aborted` is for clients that left");
       // The server's doing, not the client's: the request is given back, as any server error is.
       const stores = await createStore(server.config);
       try {

@@ -121,7 +121,8 @@ export async function runInference(
   } finally {
     request.logFields.prompt_tokens = result?.promptTokens ?? 0;
     request.logFields.completion_tokens = result?.completionTokens ?? 0;
-    if (result?.aborted) request.logFields.aborted = true;
+    // `aborted` is a client that left; a shutdown's cut says so in `shutdown_cut` instead.
+    if (result?.aborted && request.logFields.shutdown_cut !== true) request.logFields.aborted = true;
     observer.generated(result, failure);
     // Written before the response completes: a request a client saw succeed is in the ledger.
     await observer.metering(

@@ -39,8 +39,9 @@ function logConnectionChanges(connection: RedisConnection, url: string, log: Con
   redis.on("close", () => {
     if (closing || lostAt !== undefined) return;
     lostAt = Date.now();
-    const reason = whyDisconnected(redis);
-    log.warn({ redis: safeUrl(url), ...(reason === undefined ? {} : { reason: reason.message }) }, "Redis connection lost: reconnecting");
+    // No error before the close: Redis ended the connection itself (a shutdown, a kill, a client kill).
+    const reason = whyDisconnected(redis)?.message ?? "the server closed the connection";
+    log.warn({ redis: safeUrl(url), reason }, "Redis connection lost: reconnecting");
   });
   redis.on("ready", () => {
     if (lostAt === undefined) return;
