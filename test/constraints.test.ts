@@ -74,6 +74,11 @@ describe("JSON schema grammars", () => {
     const gbnf = await grammars.jsonSchemaGbnf({ type: "object", properties: { a: { type: "integer" } } }, "schema");
     assert.match(gbnf, /^root ::= "\{" .* "\}"$/m);
     assert.doesNotMatch(gbnf, /\\n"? \[\\n\]\*/, "no trailing newlines after the root");
+    // Also with line separators in a property's name, which the rule holds raw.
+    for (const name of ["k\u2028", "k\u2029", "a\u2028b\u2029c"]) {
+      const separated = await grammars.jsonSchemaGbnf({ type: "object", properties: { [name]: { type: "integer" } }, required: [name] }, "schema");
+      assert.doesNotMatch(separated, /\\n"? \[\\n\]\*/, `no trailing newlines after the root (${JSON.stringify(name)})`);
+    }
     assert.match(JSON_OBJECT_GRAMMAR, /^root +::= "\{" .* "\}"$/m, "json_object's root ends at its closing brace");
     await grammars.get({ type: "json_object" });
   });

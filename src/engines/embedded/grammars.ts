@@ -567,7 +567,8 @@ export const calendarDates = (gbnf: string): string => gbnf.replaceAll(LOOSE_DAT
  * so they were answered (and billed); without them the grammar ends with the
  * root value and only an end-of-generation token may follow.
  */
-const ROOT_PADDING = /^(root ::= .*) "\\n\\n\\n\\n" \[\\n\]\*$/m;
+// `[^\n]`, not `.`: node-llama-cpp writes a property name's U+2028 or U+2029 raw into the rule, and `.` stops there.
+const ROOT_PADDING = /^(root ::= [^\n]*) "\\n\\n\\n\\n" \[\\n\]\*$/m;
 
 export const endAtRootValue = (gbnf: string): string => gbnf.replace(ROOT_PADDING, "$1");
 
