@@ -102,6 +102,12 @@ describe("TypeScript SDK: base URL and errors without a server", () => {
     }
     assert.equal(new Alveare({ apiKey: "k" }).baseURL, "https://api.alveare.ai");
   });
+  it("waits 10 minutes per attempt unless told otherwise, as the OpenAI SDKs: a long answer on a CPU takes minutes, and a retry bills again", () => {
+    const client = new Alveare({ apiKey: "k", baseURL: "http://127.0.0.1:1" });
+    assert.deepEqual([client.timeout, client.maxRetries], [600_000, 2]);
+    assert.equal(new Alveare({ apiKey: "k", baseURL: "http://127.0.0.1:1", timeout: 5 }).timeout, 5);
+  });
+
   it("drops whitespace around the base URL, from the option or ALVEARE_BASE_URL, as around the key", () => {
     assert.equal(new Alveare({ apiKey: "k", baseURL: " http://h:8080/v1 \n" }).baseURL, "http://h:8080");
     process.env.ALVEARE_BASE_URL = "http://from-env:1/v1 \r\n";

@@ -522,7 +522,9 @@ class Alveare:
         self,
         api_key: Optional[str] = None,
         base_url: Optional[str] = None,
-        timeout: Optional[float] = 60.0,
+        # Ten minutes, as the OpenAI SDKs: a long answer from a small model on a CPU takes minutes, and a call
+        # that timed out is retried as a new generation, billed again.
+        timeout: Optional[float] = 600.0,
         max_retries: int = 2,
         max_retry_wait: float = 120.0,
         on_retry: Optional[Callable[[RetryEvent], None]] = None,

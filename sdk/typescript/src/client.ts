@@ -78,6 +78,8 @@ export interface RequestOptions {
 const env = (name: string): string | undefined => (globalThis as { process?: { env?: Record<string, string | undefined> } }).process?.env?.[name];
 
 export const DEFAULT_BASE_URL = "https://api.alveare.ai";
+/** Milliseconds per attempt when the caller gives no `timeout`. */
+const DEFAULT_TIMEOUT_MS = 600_000;
 
 /**
  * `alveare-typescript/<version>`, then the runtime when it says (`node/20.11.1`). Undefined in a
@@ -222,7 +224,7 @@ export class ChatCompletionStream implements AsyncIterable<ChatCompletionChunk> 
     private readonly controller: AbortController,
     context?: StreamContext,
   ) {
-    this.context = context ?? { idleTimeoutMs: 60_000, host: hostOf(response.url), release: () => undefined };
+    this.context = context ?? { idleTimeoutMs: DEFAULT_TIMEOUT_MS, host: hostOf(response.url), release: () => undefined };
     this._request_id = response.headers.get("x-request-id");
   }
 
@@ -392,7 +394,9 @@ export class Alveare {
       source === "the default"
         ? "; no baseURL was given, so this is the hosted service: for your own server pass baseURL or set ALVEARE_BASE_URL"
         : "";
-    this.timeout = checkTimeout(options.timeout ?? 60_000, "timeout option");
+    // Ten minutes, as the OpenAI SDKs: a long answer from a small model on a CPU takes minutes, and a call that
+    // timed out is retried as a new generation, billed again.
+    this.timeout = checkTimeout(options.timeout ?? DEFAULT_TIMEOUT_MS, "timeout option");
     this.maxRetries = options.maxRetries ?? 2;
     this.maxRetryWaitMs = options.maxRetryWaitMs ?? 120_000;
     this.onRetry = options.onRetry;
