@@ -208,6 +208,7 @@ describe("dashboard in a real browser", { skip: noChromium }, () => {
     const byStatus = (await member.getByTestId("live-by-status").textContent()) ?? "";
     assert.match(byStatus, /2xx answered1/);
     assert.match(byStatus, /4xx refused \(e\.g\. not in plan\)1/);
+    assert.match(byStatus, /499 client left \(counted\)0/);
     assert.match(byStatus, /429 over a limit0/);
     // The charts are Chart.js's, with dated axes and tooltips.
     const today = new Date().toLocaleDateString("en", { month: "short", day: "numeric", timeZone: "UTC" });

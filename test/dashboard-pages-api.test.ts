@@ -150,7 +150,7 @@ describe("what the dashboard pages read from the server", () => {
       ],
     );
     assert.ok(live.by_key.every((k) => k.tokens > 0));
-    assert.deepEqual(live.by_status, { success: 3, client_error: 0, rate_limited: 0, server_error: 0 });
+    assert.deepEqual(live.by_status, { success: 3, client_error: 0, client_closed: 0, rate_limited: 0, server_error: 0 });
     const today = new Date().toISOString().slice(0, 10);
     assert.equal(
       live.daily_tokens[today],
@@ -215,7 +215,7 @@ describe("requests refused after authentication, in the dashboard's breakdown", 
     const mine = await peter("GET", "/dashboard/api/usage/breakdown");
     assert.equal(mine.status, 200);
     const live = mine.json.live as { by_key: Array<{ name: string; requests: number }>; by_status: Record<string, number> };
-    assert.deepEqual(live.by_status, { success: 4, client_error: 1, rate_limited: 5, server_error: 0 });
+    assert.deepEqual(live.by_status, { success: 4, client_error: 1, client_closed: 0, rate_limited: 5, server_error: 0 });
     assert.deepEqual(
       live.by_key.map((k) => [k.name, k.requests]),
       [

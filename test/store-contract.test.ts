@@ -254,6 +254,7 @@ for (const backend of BACKENDS) {
         await served(ledger, { accountId: "acct_a", keyId: "k1", specialist: "classify", status: 200, tokens: 6, at: "2026-03-11T00:00:00.000Z" });
         await served(ledger, { accountId: "acct_a", keyId: "k2", specialist: "qa", status: 400, tokens: 0 });
         await served(ledger, { accountId: "acct_a", keyId: "k2", specialist: "qa", status: 502, tokens: 0 });
+        await served(ledger, { accountId: "acct_a", keyId: "k1", specialist: "qa", status: 499, tokens: 4 });
         const refuse = (keyId: string, status: number, code: string, at = NOW, mode: Mode = "live") =>
           ledger.countRefusal({ accountId: "acct_a", keyId, mode, status, code, at });
         // Refusals of one turn are summed and committed together, as a burst's are.
@@ -272,15 +273,16 @@ for (const backend of BACKENDS) {
         const breakdown = await ledger.usageBreakdown("acct_a", "live", PERIOD);
         assert.deepEqual(breakdown.byKey, [
           { keyId: "k2", requests: 6, tokens: 0 },
-          { keyId: "k1", requests: 2, tokens: 11 },
+          { keyId: "k1", requests: 3, tokens: 15 },
           { keyId: "k3", requests: 2, tokens: 0 },
         ]);
-        assert.deepEqual(breakdown.byStatus, { success: 2, clientError: 2, rateLimited: 5, serverError: 1 });
-        assert.deepEqual({ ...breakdown.dailyTokens }, { "2026-03-10": 5, "2026-03-11": 6 });
+        // A client that left is its own outcome: unlike the 4xx refused, it counts against the quota.
+        assert.deepEqual(breakdown.byStatus, { success: 2, clientError: 2, clientClosed: 1, rateLimited: 5, serverError: 1 });
+        assert.deepEqual({ ...breakdown.dailyTokens }, { "2026-03-10": 9, "2026-03-11": 6 });
         const usage = await ledger.periodUsage("acct_a", "live", PERIOD);
-        assert.equal(usage.requests, 2, "refusals never count against the quota");
+        assert.equal(usage.requests, 3, "refusals never count against the quota; the 499 does");
         const test = await ledger.usageBreakdown("acct_a", "test", PERIOD);
-        assert.deepEqual(test.byStatus, { success: 0, clientError: 0, rateLimited: 1, serverError: 0 });
+        assert.deepEqual(test.byStatus, { success: 0, clientError: 0, clientClosed: 0, rateLimited: 1, serverError: 0 });
         assert.deepEqual(test.byKey, [{ keyId: "k2", requests: 1, tokens: 0 }]);
         assert.equal((await ledger.usageBreakdown("acct_a", "live", "2026-04")).byStatus.rateLimited, 1);
       });
@@ -305,7 +307,7 @@ for (const backend of BACKENDS) {
         });
         assert.ok(unfinished !== undefined);
         const breakdown = await ledger.usageBreakdown("acct_a", "live", PERIOD);
-        assert.deepEqual(breakdown.byStatus, { success: 2, clientError: 0, rateLimited: 0, serverError: 0 });
+        assert.deepEqual(breakdown.byStatus, { success: 2, clientError: 0, clientClosed: 0, rateLimited: 0, serverError: 0 });
         assert.deepEqual(breakdown.byKey, [{ keyId: "k1", requests: 2, tokens: 5 }]);
       });
     });
@@ -325,6 +327,7 @@ for (const backend of BACKENDS) {
         assert.deepEqual((await second.ledger.usageBreakdown("acct_a", "live", PERIOD)).byStatus, {
           success: 1,
           clientError: 0,
+          clientClosed: 0,
           rateLimited: 1,
           serverError: 0,
         });

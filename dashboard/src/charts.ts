@@ -9,7 +9,7 @@ const INK = "#1d1d1f";
 
 export interface Breakdown {
   by_key: Array<{ key_id: string; name: string | null; prefix: string | null; requests: number; tokens: number }>;
-  by_status: { success: number; client_error: number; rate_limited: number; server_error: number };
+  by_status: { success: number; client_error: number; client_closed: number; rate_limited: number; server_error: number };
   daily_tokens: Record<string, number>;
 }
 
@@ -122,13 +122,18 @@ export function breakdownTables(b: Breakdown, testIdPrefix: string): HTMLElement
         ["Outcome", "Requests"],
         [
           ["2xx answered", s.success.toLocaleString()],
+          ["499 client left (counted)", s.client_closed.toLocaleString()],
           ["4xx refused (e.g. not in plan)", s.client_error.toLocaleString()],
           ["429 over a limit", s.rate_limited.toLocaleString()],
           ["5xx server error (not counted)", s.server_error.toLocaleString()],
         ],
         false,
       ),
-      h("p", { class: "muted" }, "Refused requests (over a limit, not in the plan) are counted here but never against the monthly quota."),
+      h(
+        "p",
+        { class: "muted" },
+        "Refused requests (over a limit, not in the plan) are counted here but never against the monthly quota; a request whose client left after the model started (499) is.",
+      ),
     ),
   );
 }

@@ -14,6 +14,7 @@ export function breakdownJson(breakdown: UsageBreakdown, keys: readonly ApiKeyRe
     by_status: {
       success: breakdown.byStatus.success,
       client_error: breakdown.byStatus.clientError,
+      client_closed: breakdown.byStatus.clientClosed,
       rate_limited: breakdown.byStatus.rateLimited,
       server_error: breakdown.byStatus.serverError,
     },

@@ -133,7 +133,8 @@ export interface RefusalRecord {
 /** Where a period's requests went, refusals included: per key, per outcome, and tokens per UTC day. */
 export interface UsageBreakdown {
   byKey: Array<{ keyId: string; requests: number; tokens: number }>;
-  byStatus: { success: number; clientError: number; rateLimited: number; serverError: number };
+  /** Outcomes clients were given; `clientClosed` (499, a client that left) counts against the quota, the other 4xx do not. */
+  byStatus: { success: number; clientError: number; clientClosed: number; rateLimited: number; serverError: number };
   dailyTokens: Record<string, number>;
 }
 

@@ -5,7 +5,7 @@ import { KEY_MODES } from "./admin.js";
 /** Response bodies of the operator's API under /admin/api (documentation and tests; nothing validates them at run time). */
 
 const Timestamp = Type.String({ format: "date-time" });
-const Count = () => Type.Integer({ minimum: 0 });
+const Count = (description?: string) => Type.Integer({ minimum: 0, ...(description === undefined ? {} : { description }) });
 
 export const AccountSchema = Type.Object(
   {
@@ -118,7 +118,13 @@ export const UsageBreakdownSchema = Type.Object(
         tokens: Count(),
       }),
     ),
-    by_status: Type.Object({ success: Count(), client_error: Count(), rate_limited: Count(), server_error: Count() }),
+    by_status: Type.Object({
+      success: Count(),
+      client_error: Count(),
+      client_closed: Count("499: the client left after admission; counts against the monthly quota"),
+      rate_limited: Count(),
+      server_error: Count(),
+    }),
   },
   { title: "UsageBreakdown" },
 );

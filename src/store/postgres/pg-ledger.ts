@@ -1,5 +1,5 @@
 import type pg from "pg";
-import { countsAgainstQuota } from "../../metering/counting-rule.js";
+import { CLIENT_CLOSED, countsAgainstQuota } from "../../metering/counting-rule.js";
 import { AdmissionBatch } from "./pg-admissions.js";
 import { CompletionBatch } from "./pg-completions.js";
 import { CompletionRetryQueue, isTransientDatabaseError } from "./completion-retry.js";
@@ -328,10 +328,12 @@ export class PgLedger implements LedgerStore {
          ) k GROUP BY key_id ORDER BY requests DESC, key_id`,
         params,
       ),
-      this.pool.query<{ success: number; client_error: number; rate_limited: number; server_error: number }>(
-        // Not delivered (0) and unfinished (NULL) rows are no outcome the client saw: in no column.
+      this.pool.query<{ success: number; client_error: number; client_closed: number; rate_limited: number; server_error: number }>(
+        // Not delivered (0) and unfinished (NULL) rows are no outcome the client saw: in no column. A client that
+        // left (499) is its own: unlike the other 4xx it counts against the quota.
         `SELECT COUNT(*) FILTER (WHERE status >= 200 AND status < 400) AS success,
-                COUNT(*) FILTER (WHERE status >= 400 AND status < 500 AND status <> 429) AS client_error,
+                COUNT(*) FILTER (WHERE status >= 400 AND status < 500 AND status NOT IN (429, ${CLIENT_CLOSED})) AS client_error,
+                COUNT(*) FILTER (WHERE status = ${CLIENT_CLOSED}) AS client_closed,
                 COUNT(*) FILTER (WHERE status = 429) AS rate_limited,
                 COUNT(*) FILTER (WHERE status >= 500) AS server_error
          FROM usage_events WHERE account_id = $1 AND mode = $2 AND period = $3`,
@@ -357,6 +359,7 @@ export class PgLedger implements LedgerStore {
       byStatus: {
         success: a?.success ?? 0,
         clientError: (a?.client_error ?? 0) + (f?.client_error ?? 0),
+        clientClosed: a?.client_closed ?? 0,
         rateLimited: (a?.rate_limited ?? 0) + (f?.rate_limited ?? 0),
         serverError: (a?.server_error ?? 0) + (f?.server_error ?? 0),
       },

@@ -1,5 +1,5 @@
 import type Database from "better-sqlite3";
-import { countsAgainstQuota, NOT_DELIVERED, settledDeadNodeRequests } from "../../metering/counting-rule.js";
+import { CLIENT_CLOSED, countsAgainstQuota, NOT_DELIVERED, settledDeadNodeRequests } from "../../metering/counting-rule.js";
 import type { AdmissionRecord, CompletionRecord, LedgerStore, Mode, PeriodUsage, RefusalRecord, UsageBreakdown } from "../store.js";
 import { GroupWriter } from "../../group-writer.js";
 import { nodeAlive, nodeClosed, thisNode, type NodeIdentity, type NodeRow } from "./nodes.js";
@@ -156,9 +156,11 @@ export class SqliteLedger implements LedgerStore {
          ) GROUP BY key_id ORDER BY requests DESC, key_id`,
       ),
       // Not delivered (0) and unfinished (NULL) rows are no outcome the client saw: in no column.
-      byStatus: db.prepare<PeriodKey, { success: number; client_error: number; rate_limited: number; server_error: number }>(
+      // A client that left (499) is its own column: unlike the other 4xx it counts against the quota.
+      byStatus: db.prepare<PeriodKey, { success: number; client_error: number; client_closed: number; rate_limited: number; server_error: number }>(
         `SELECT COALESCE(SUM(status >= 200 AND status < 400), 0) AS success,
-                COALESCE(SUM(status >= 400 AND status < 500 AND status <> 429), 0) AS client_error,
+                COALESCE(SUM(status >= 400 AND status < 500 AND status NOT IN (429, ${CLIENT_CLOSED})), 0) AS client_error,
+                COALESCE(SUM(status = ${CLIENT_CLOSED}), 0) AS client_closed,
                 COALESCE(SUM(status = 429), 0) AS rate_limited,
                 COALESCE(SUM(status >= 500), 0) AS server_error
          FROM usage_events WHERE account_id = @account AND mode = @mode AND period = @period`,
@@ -386,6 +388,7 @@ export class SqliteLedger implements LedgerStore {
       byStatus: {
         success: admitted?.success ?? 0,
         clientError: (admitted?.client_error ?? 0) + (refused?.client_error ?? 0),
+        clientClosed: admitted?.client_closed ?? 0,
         rateLimited: (admitted?.rate_limited ?? 0) + (refused?.rate_limited ?? 0),
         serverError: (admitted?.server_error ?? 0) + (refused?.server_error ?? 0),
       },
