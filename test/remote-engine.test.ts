@@ -744,6 +744,53 @@ describe("remote engine relaying answers other OpenAI-compatible servers give", 
     }
   });
 
+  it("keeps only the choices asked for, and meters no more than max_tokens allowed when the upstream reports no usage", async () => {
+    const piece = (index: number, delta: Record<string, unknown>, finish: string | null = null) => ({
+      ...chunk(delta, finish),
+      choices: [{ index, delta, finish_reason: finish }],
+    });
+    const long = "B".repeat(3000);
+    // An n: 1 request answered with a second, long choice and no usage (a misbehaving upstream).
+    fake.scripted = {
+      whole: {
+        choices: [
+          { index: 0, message: { role: "assistant", content: "A" }, finish_reason: "stop" },
+          { index: 1, message: { role: "assistant", content: long }, finish_reason: "stop" },
+        ],
+      },
+      events: [
+        piece(0, { role: "assistant", content: "A" }),
+        piece(1, { role: "assistant", content: long }),
+        piece(1, {}, "stop"),
+        piece(0, {}, "stop"),
+      ],
+    };
+    const ask = { model: "alveare-elsewhere", messages: [{ role: "user" as const, content: "Hi" }], max_tokens: 5 };
+    try {
+      const whole = await client.chat.completions.create(ask);
+      assert.deepEqual(
+        whole.choices.map((c) => [c.index, c.message.content]),
+        [[0, "A"]],
+      );
+      assert.equal(whole.usage!.completion_tokens, 1, "the dropped choice is not metered");
+      const received: ChatCompletionChunk[] = [];
+      for await (const c of await client.chat.completions.create({ ...ask, stream: true, stream_options: { include_usage: true } })) received.push(c);
+      assert.deepEqual([...new Set(received.flatMap((c) => c.choices.map((ch) => ch.index)))], [0], "no piece of a choice not asked for");
+      assert.equal(received.at(-1)!.usage!.completion_tokens, 1);
+      // One choice longer than max_tokens allowed, without usage: the estimate stops at what the request allowed.
+      fake.scripted = {
+        whole: { choices: [{ index: 0, message: { role: "assistant", content: long }, finish_reason: "stop" }] },
+        events: [piece(0, { role: "assistant", content: long }), piece(0, {}, "stop")],
+      };
+      assert.equal((await client.chat.completions.create(ask)).usage!.completion_tokens, 5);
+      const streamed: ChatCompletionChunk[] = [];
+      for await (const c of await client.chat.completions.create({ ...ask, stream: true, stream_options: { include_usage: true } })) streamed.push(c);
+      assert.equal(streamed.at(-1)!.usage!.completion_tokens, 5);
+    } finally {
+      fake.scripted = undefined;
+    }
+  });
+
   it("numbers a whole answer's choices by the upstream's index, as a stream places them, whatever order it lists them in", async () => {
     const piece = (index: number, delta: Record<string, unknown>, finish: string | null = null) => ({
       ...chunk(delta, finish),

@@ -756,7 +756,8 @@ export class RemoteEngine implements Engine {
     const cached = tokenCount(usage?.prompt_tokens_details?.cached_tokens);
     return {
       promptTokens: promptTokens ?? estimatedPromptTokens(req),
-      completionTokens: completionTokens ?? completionEstimate(),
+      // An estimate is never more than the request allowed (max_tokens per choice): the reservation's bound.
+      completionTokens: completionTokens ?? Math.min(completionEstimate(), req.maxTokens * (req.choices ?? 1)),
       ...(cached !== undefined && promptTokens !== undefined && cached <= promptTokens ? { cachedPromptTokens: cached } : {}),
     };
   }
@@ -765,7 +766,8 @@ export class RemoteEngine implements Engine {
     // Some servers answer a failure with HTTP 200 and an error object: the operator's log gets its words.
     if (parsed.error !== undefined && parsed.error !== null)
       throw upstreamFailed("The upstream engine answered with an error.", parsed.error, this.keyOf(upstream));
-    const all = inIndexOrder(choicesOf(parsed));
+    // The choices asked for (`n`): any more an upstream sent are not the client's, nor metered.
+    const all = inIndexOrder(choicesOf(parsed)).slice(0, req.choices ?? 1);
     const choice = all[0];
     if (choice === undefined) throw errors.upstream(502, "The upstream engine answered without choices.");
     const toolCalls = wholeToolCalls(choice.message?.tool_calls);
@@ -858,8 +860,10 @@ export class RemoteEngine implements Engine {
         if (chunk.error !== undefined && chunk.error !== null) throw upstreamFailed("The upstream engine failed mid-stream.", chunk.error, secret);
         if (chunk.usage) usage = chunk.usage;
         for (const choice of choicesOf(chunk)) {
+          const index = Number.isInteger(choice.index) && choice.index! >= 0 ? choice.index! : 0;
+          // A choice past those asked for (`n`) is not the client's: neither relayed nor metered, as a whole answer's.
+          if (index >= (req.choices ?? 1)) continue;
           sawChoice = true;
-          const index = Number.isInteger(choice.index) && choice.index! >= 0 && choice.index! < 64 ? choice.index! : 0;
           const state = choiceAt(index);
           const delta = upstreamText(choice.delta?.content);
           const logprobs = wantsLogprobs ? upstreamLogprobs(choice.logprobs) : [];
