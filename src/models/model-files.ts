@@ -49,6 +49,13 @@ const offlineHint = (uri: string, why: string): string =>
   `cannot download the model ${uri} (${why}): check the address and that this machine can reach it; ` +
   "or copy the .gguf file here yourself and start the server with --model /path/to/model.gguf (or ALVEARE_MODEL=/path/to/model.gguf)";
 
+/** For a relative path that reads as a Hugging Face repository (`owner/repo`, or a file in one), the hf: URI meant. */
+function hubHint(location: string): string {
+  const match = /^([\w.-]+\/[\w.-]+)(\/.+\.gguf)?$/.exec(location);
+  if (match === null || location.startsWith(".")) return "";
+  return match[2] === undefined ? ` (did you mean hf:${match[1]}/<file>.gguf, a file in that repository?)` : ` (did you mean hf:${location}?)`;
+}
+
 /**
  * Returns a local path for a model location. A local path must exist; a URI is
  * downloaded once into `<dataDir>/models` (to a temporary name, renamed when
@@ -59,7 +66,9 @@ export async function resolveModel(location: string, dataDir: string, onProgress
     const path = resolve(location);
     const info = await stat(path).catch(() => undefined);
     if (!info?.isFile())
-      throw new ModelUnavailableError(`model file not found: ${path}; give an existing .gguf file, an hf:owner/repo/file.gguf URI or an http(s) URL`);
+      throw new ModelUnavailableError(
+        `model file not found: ${path}; give an existing .gguf file, an hf:owner/repo/file.gguf URI or an http(s) URL${hubHint(location)}`,
+      );
     await verifyGguf(path);
     return path;
   }
