@@ -441,13 +441,18 @@ describe("dashboard first contact", { skip: noChromium }, () => {
     await page.goto(`${server.url}/dashboard/#nothing-here`);
     await page.reload();
     await page.getByRole("heading", { name: "API keys" }).waitFor();
-    assert.equal(new URL(page.url()).hash, "#nothing-here");
+    assert.equal(new URL(page.url()).hash, "#keys", "the address names the page shown");
     assert.equal(await page.locator("#nav a[aria-current=page]").textContent(), "Keys");
     assert.equal(await page.locator("a.brand").getAttribute("href"), "#keys");
     await page.getByRole("button", { name: "Sign out" }).click();
     await signInAsOperator(page);
     await page.getByRole("heading", { name: "Accounts" }).waitFor({ timeout: 10_000 });
     assert.equal(await page.locator("a.brand").getAttribute("href"), "#admin");
+    // The operator on a member's page (or a page of nobody's) is shown Accounts, and the address says so.
+    await page.goto(`${server.url}/dashboard/#usage`);
+    await page.reload();
+    await page.getByRole("heading", { name: "Accounts" }).waitFor();
+    assert.equal(new URL(page.url()).hash, "#admin");
     await page.getByRole("link", { name: "acme" }).click();
     await page.getByRole("heading", { name: "acme" }).waitFor();
     assert.equal(await page.locator("#nav a[aria-current=page]").textContent(), "Accounts", "an account's page is one of Accounts");

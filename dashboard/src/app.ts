@@ -192,6 +192,12 @@ async function route(): Promise<void> {
   for (const dialog of document.querySelectorAll(state.session === undefined ? "dialog" : "dialog:not([data-keep])")) dialog.remove();
   // A new key's secret on the page being left is kept that way too (dropped when nobody is signed in).
   keepWhatIsLeft();
+  // The address names the page shown: a member's #admin or a #bogus shows their first page, and kept the address.
+  const session = state.session;
+  if (session !== undefined && !location.hash.startsWith("#invite=")) {
+    const shown = landing(session.kind);
+    if (shown !== location.hash) history.replaceState(null, "", shown);
+  }
   const hash = location.hash || "#keys";
   renderNav();
   // While the next page's data loads, the one on screen is marked stale (aria-busy, dimmed): the menu already
