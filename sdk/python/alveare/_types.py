@@ -7,6 +7,7 @@ access (`result.tokens_used`); they also answer `result["tokens_used"]`, `.get()
 from __future__ import annotations
 
 import dataclasses
+import json
 import typing
 from typing import Any, Dict, Iterator, List, Literal, Mapping, Optional, Tuple, Type, TypedDict, TypeVar, Union
 
@@ -97,6 +98,11 @@ class ApiObject:
     def to_dict(self) -> Dict[str, Any]:
         """The object as the JSON the server sent (absent fields left out)."""
         return {k: _to_plain(getattr(self, k)) for k in self.keys()}
+
+    def to_json(self, *, indent: Optional[int] = 2) -> str:
+        """The object as JSON text, as the openai package's `to_json()`: `json.dumps` takes `to_dict()`, not the
+        object itself (it was a plain dict in earlier versions)."""
+        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
 
     @classmethod
     def from_dict(cls: Type[_T], data: Mapping[str, Any]) -> _T:

@@ -114,6 +114,10 @@ class AgainstARealServer(unittest.TestCase):
         completion = c.chat.completions.create(model="alveare-chat", messages=[{"role": "user", "content": "hi"}], max_tokens=4)
         self.assertEqual(completion["choices"][0]["message"]["content"], completion.choices[0].message.content)
         self.assertEqual(completion.to_dict()["usage"]["total_tokens"], completion.usage.total_tokens)
+        # As JSON text: to_json(), or json.dumps of to_dict() (the object itself is no dict for json.dumps).
+        self.assertEqual(json.loads(completion.to_json()), completion.to_dict())
+        self.assertEqual(json.loads(json.dumps(inferred.to_dict())), inferred.to_dict())
+        self.assertNotIn("\n", completion.to_json(indent=None))
         with self.assertRaises(KeyError):
             inferred["nope"]
 
