@@ -190,6 +190,20 @@ describe("an embedding under way", () => {
     assert.equal(((await r.json()) as { data: unknown[] }).data.length, inputs.length);
   });
 
+  it("cut at the drain's deadline is the 503 overloaded a chat answer cut there is, given back, not a 499", async () => {
+    const server = await startTestServer({});
+    const answer = embedding(server).catch((error: unknown) => error);
+    await started(server);
+    await server.close(20);
+    const r = await answer;
+    assert.ok(r instanceof Error || (r as Response).status !== 200, "no answer passes for a whole one");
+    const line = server.logs.requests().find((l) => l.route === "/v1/embeddings");
+    assert.equal(line?.status, 503, JSON.stringify(line));
+    assert.equal(line?.code, "overloaded");
+    assert.equal(line?.shutdown_cut, true);
+    assert.equal(line?.aborted, undefined, "`aborted` is for clients that left");
+  });
+
   it("whose client leaves is a 499, metered with the inputs embedded before it stopped", async () => {
     const server = await startTestServer({});
     try {

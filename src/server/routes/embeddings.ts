@@ -107,10 +107,19 @@ async function runEmbedding(
   try {
     result = await work;
     if (result.aborted !== true && !signal.aborted) return result;
-    // Its client gone (or the drain's deadline passed) before the answer: metered as a 499 with the inputs embedded.
-    status = CLIENT_CLOSED;
-    request.logFields.aborted = true;
-    if (options.shutdown.aborted) reply.raw.destroy();
+    if (options.shutdown.aborted && signal.reason === options.shutdown.reason) {
+      // Cut at the drain's deadline: the server's doing, so the 503 of a chat answer cut there, given back.
+      const cutError = errors.cutByShutdown();
+      failure = cutError;
+      status = cutError.status;
+      request.logFields.shutdown_cut = true;
+      request.logFields.code = cutError.code;
+      reply.raw.destroy();
+    } else {
+      // Its client gone before the answer: metered as a 499 with the inputs embedded.
+      status = CLIENT_CLOSED;
+      request.logFields.aborted = true;
+    }
   } catch (error) {
     failure = error;
     status = error instanceof ApiError ? error.status : 500;
@@ -127,8 +136,8 @@ async function runEmbedding(
     );
     await observer.metering(admission.finish({ status, promptTokens, completionTokens: 0, latencyMs: performance.now() - started }));
   }
-  // Only a cut request gets here: its client cannot be answered (the log line says 499).
-  throw errors.internal();
+  // Only a cut request gets here: its client cannot be answered (the log line says 499, or the drain's 503).
+  throw failure ?? errors.internal();
 }
 
 export async function embeddingsRoute(app: FastifyInstance, options: AppOptions): Promise<void> {
