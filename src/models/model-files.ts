@@ -49,11 +49,13 @@ const offlineHint = (uri: string, why: string): string =>
   `cannot download the model ${uri} (${why}): check the address and that this machine can reach it; ` +
   "or copy the .gguf file here yourself and start the server with --model /path/to/model.gguf (or ALVEARE_MODEL=/path/to/model.gguf)";
 
-/** For a relative path that reads as a Hugging Face repository (`owner/repo`, or a file in one), the hf: URI meant. */
+/**
+ * For a missing relative path that reads as a Hugging Face repository (`owner/repo`, as the hub writes it), the hf: URI
+ * meant. A path to a .gguf file (`models/qwen.gguf`, or a file in a repository) may as well be a local one: no hint.
+ */
 function hubHint(location: string): string {
-  const match = /^([\w.-]+\/[\w.-]+)(\/.+\.gguf)?$/.exec(location);
-  if (match === null || location.startsWith(".")) return "";
-  return match[2] === undefined ? ` (did you mean hf:${match[1]}/<file>.gguf, a file in that repository?)` : ` (did you mean hf:${location}?)`;
+  if (!/^[\w-][\w.-]*\/[\w.-]+$/.test(location) || location.endsWith(".gguf")) return "";
+  return ` (did you mean hf:${location}/<file>.gguf, a file in that repository?)`;
 }
 
 /**
