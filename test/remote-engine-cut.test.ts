@@ -139,6 +139,26 @@ describe("remote engine: a stream cut while waiting for the upstream's next piec
   }
 });
 
+describe("remote engine: a stream cut with more text than max_tokens allowed and no usage", () => {
+  it("meters at most max_tokens, as a finished answer's estimate", async () => {
+    const upstream = await holdingStream([{ choices: [{ index: 0, delta: { content: "B".repeat(3000) } }] }]);
+    const engine = engineOn(upstream.url);
+    const abort = new RequestAbort();
+    let received = 0;
+    try {
+      const result = engine.generate(requestUnder(abort, { maxTokens: 5, onText: () => void received++ }));
+      while (received < 1) await new Promise((resolve) => setTimeout(resolve, 10));
+      abort.abort(new Error("client disconnected"));
+      const r = await result;
+      assert.equal(r.aborted, true);
+      assert.equal(r.completionTokens, 5);
+    } finally {
+      await engine.close();
+      upstream.close();
+    }
+  });
+});
+
 /**
  * answer_timeout_ms bounds the client's wait in all: a connection dropped before any answer is retried, and the retry
  * has what is left of the deadline, not a deadline of its own.

@@ -241,7 +241,7 @@ describe("remote engine faults", () => {
     ]);
   });
 
-  it("passes tools shown under tool_choice none upstream as such: the upstream's prompt holds them, as the client's does", async () => {
+  it("sends no tools upstream under tool_choice none: llama-server without --jinja and Ollama's models without tool support refuse them", async () => {
     fake.fault = "ok";
     const parameters = { type: "object", properties: { city: { type: "string" } } };
     const r = await postJson(`${server.url}/v1/chat/completions`, {
@@ -252,9 +252,7 @@ describe("remote engine faults", () => {
     });
     assert.equal(r.status, 200, JSON.stringify(r.json));
     const sent = fake.requests.at(-1)!;
-    assert.deepEqual(sent.tools, [{ type: "function", function: { name: "weather", description: "The weather.", parameters } }]);
-    assert.equal(sent.tool_choice, "none");
-    assert.equal(sent.parallel_tool_calls, undefined);
+    assert.deepEqual([sent.tools, sent.tool_choice, sent.parallel_tool_calls], [undefined, undefined, undefined]);
   });
 
   it("turns an upstream 500 into 502 server_error", async () => {

@@ -132,7 +132,7 @@ export function breakdownTables(b: Breakdown, testIdPrefix: string): HTMLElement
       h(
         "p",
         { class: "muted" },
-        "Refused requests (over a limit, not in the plan) are counted here but never against the monthly quota; a request whose client left after the model started (499) is.",
+        "Refused requests (over a limit, not in the plan) are counted here but never against the monthly quota; a request whose client left after it was admitted (499) is.",
       ),
     ),
   );

@@ -23,8 +23,11 @@ const UNOBSERVED: GenerationObserver = {
   metering: (written) => written,
 };
 
-/** The code the client is told: an outage's refusal is `dependency_unavailable`, as its answer says, not an internal error. */
-const outcomeOf = (error: unknown): string => (error instanceof ApiError ? error.code : (dependencyFailure(error)?.code ?? "internal_error"));
+/** The code a client is told when its generation fails: anything but an ApiError is answered as an internal error. */
+const outcomeOf = (error: unknown): string => (error instanceof ApiError ? error.code : "internal_error");
+
+/** The code a client is told when its admission or its outcome's write fails: an outage is `dependency_unavailable`. */
+const refusalOf = (error: unknown): string => (error instanceof ApiError ? error.code : (dependencyFailure(error)?.code ?? "internal_error"));
 
 /**
  * The metrics and spans of one inference request: admission, queue wait,
@@ -63,7 +66,7 @@ export function observeGeneration(
         return value;
       } catch (error) {
         span.end(error);
-        record(outcomeOf(error));
+        record(refusalOf(error));
         throw error;
       }
     },
@@ -121,7 +124,7 @@ export function observeGeneration(
       } catch (error) {
         span.end(error);
         // An outcome that could not be written is not delivered (the client is told so) and counts no tokens.
-        record(outcomeOf(error));
+        record(refusalOf(error));
         throw error;
       } finally {
         telemetry.ledgerWrites(-1);

@@ -41,6 +41,9 @@ class UpstreamTooLargeError extends Error {
   override name = "UpstreamTooLargeError";
 }
 
+/** The most completion tokens an estimate may meter: what the request allowed (max_tokens per choice), as reserved. */
+const completionBound = (req: GenerationRequest): number => req.maxTokens * (req.choices ?? 1);
+
 /** An upstream's choices, only those that are objects: anything else there is no choice. */
 const choicesOf = (body: UpstreamBody): UpstreamChoice[] =>
   Array.isArray(body.choices) ? body.choices.filter((c): c is UpstreamChoice => typeof c === "object" && c !== null) : [];
@@ -656,7 +659,7 @@ export class RemoteEngine implements Engine {
       body.top_logprobs = req.topLogprobs;
     }
     if (req.stop.length > 0) body.stop = req.stop;
-    Object.assign(body, upstreamToolFields(req.tools, req.shownTools));
+    Object.assign(body, upstreamToolFields(req.tools));
     const c = req.constraint;
     if (c.type === "json_object") body.response_format = { type: "json_object" };
     if (c.type === "json_schema") {
@@ -756,8 +759,7 @@ export class RemoteEngine implements Engine {
     const cached = tokenCount(usage?.prompt_tokens_details?.cached_tokens);
     return {
       promptTokens: promptTokens ?? estimatedPromptTokens(req),
-      // An estimate is never more than the request allowed (max_tokens per choice): the reservation's bound.
-      completionTokens: completionTokens ?? Math.min(completionEstimate(), req.maxTokens * (req.choices ?? 1)),
+      completionTokens: completionTokens ?? Math.min(completionEstimate(), completionBound(req)),
       ...(cached !== undefined && promptTokens !== undefined && cached <= promptTokens ? { cachedPromptTokens: cached } : {}),
     };
   }
@@ -841,7 +843,7 @@ export class RemoteEngine implements Engine {
     const cut = (): GenerationResult => ({
       text: choices[0]!.text,
       promptTokens: tokenCount(usage?.prompt_tokens) ?? (sawChoice ? estimatedPromptTokens(req) : 0),
-      completionTokens: tokenCount(usage?.completion_tokens) ?? estimate(),
+      completionTokens: tokenCount(usage?.completion_tokens) ?? Math.min(estimate(), completionBound(req)),
       finishReason: "stop",
       aborted: true,
     });

@@ -1,4 +1,4 @@
-import { toolCallId, type ToolCall, type ToolCallDelta, type ToolFunction, type ToolRequest } from "../tools.js";
+import { toolCallId, type ToolCall, type ToolCallDelta, type ToolRequest } from "../tools.js";
 import type { ChatMessage, GenerationRequest, TextDetail } from "../types.js";
 
 /** An upstream's tool call, whole (`message.tool_calls`) or in pieces (`delta.tool_calls`). */
@@ -45,27 +45,24 @@ export function upstreamMessages(messages: readonly ChatMessage[]): Array<Record
   });
 }
 
-/** The tools in OpenAI's shape. */
-const upstreamTools = (tools: readonly ToolFunction[]): Array<Record<string, unknown>> =>
-  tools.map((t) => ({
-    type: "function",
-    function: {
-      name: t.name,
-      ...(t.description === undefined ? {} : { description: t.description }),
-      parameters: t.parameters,
-      // The caller's strict passes on, as a json_schema's does: without it OpenAI takes the schema as a hint.
-      ...(t.strict === undefined ? {} : { strict: t.strict }),
-    },
-  }));
-
 /**
  * tools, tool_choice and parallel_tool_calls as OpenAI takes them: passed through to the upstream. Tools only shown
- * (tool_choice "none") go as such, so the upstream's prompt holds them as the client's request does.
+ * (tool_choice "none") are not sent: llama-server without --jinja and Ollama's models without tool support refuse any
+ * request with tools (a 400), and a client that always sends its tools with "none" wants the text every upstream gives.
  */
-export function upstreamToolFields(tools: ToolRequest | undefined, shown?: readonly ToolFunction[]): Record<string, unknown> {
-  if (tools === undefined) return shown === undefined ? {} : { tools: upstreamTools(shown), tool_choice: "none" };
+export function upstreamToolFields(tools: ToolRequest | undefined): Record<string, unknown> {
+  if (tools === undefined) return {};
   return {
-    tools: upstreamTools(tools.tools),
+    tools: tools.tools.map((t) => ({
+      type: "function",
+      function: {
+        name: t.name,
+        ...(t.description === undefined ? {} : { description: t.description }),
+        parameters: t.parameters,
+        // The caller's strict passes on, as a json_schema's does: without it OpenAI takes the schema as a hint.
+        ...(t.strict === undefined ? {} : { strict: t.strict }),
+      },
+    })),
     tool_choice: typeof tools.choice === "object" ? { type: "function", function: { name: tools.choice.name } } : tools.choice,
     parallel_tool_calls: tools.parallel,
   };
