@@ -202,6 +202,13 @@ export const errors = {
     new ApiError(503, "server_error", "overloaded", message, null, { "retry-after": String(retryAfterSeconds) }),
   upstream: (status: 502 | 503 | 504, message: string, headers: Readonly<Record<string, string>> = {}) =>
     new UpstreamError(status, "server_error", "upstream_error", message, null, headers),
+  dailyKeyLimitReached: (limit: number, mode: string) =>
+    new ApiError(
+      403,
+      "permission_error",
+      "key_limit_reached",
+      `This account's members created ${limit} ${mode} API keys in the last 24 hours, the most its plan allows a day. Try again later, or ask the operator.`,
+    ),
   keyLimitReached: (limit: number, mode: string) =>
     new ApiError(
       403,

@@ -782,7 +782,7 @@ describe("account administration from the CLI", () => {
         revokedAt: null,
         createdBy: null,
       };
-      await stores.accounts.createKey({ ...record, id: "key_old", createdAt: new Date().toISOString() }, "hash-old", 10);
+      await stores.accounts.createKey({ ...record, id: "key_old", createdAt: new Date().toISOString() }, "hash-old", { unrevoked: 10 });
       await stores.audit.record(
         { actor: `member:${hostile}`, source: null, requestId: null },
         { action: "key.created", accountId: "acct_old", target: "key:key_old" },

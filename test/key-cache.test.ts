@@ -38,7 +38,7 @@ describe("SQLite key cache: another connection's changes", () => {
         createdBy: null,
       },
       hash,
-      10,
+      { unrevoked: 10 },
     );
     assert.equal(made, "created");
     return { server, cli, keyId, hash, accountId };

@@ -137,7 +137,7 @@ describe("alveare migrate", () => {
         revokedAt: null,
         createdBy: null,
       };
-      await stores.accounts.createKey({ ...key, id: "key_old", name: "k\u0000\u001b" }, "hash-old", 10);
+      await stores.accounts.createKey({ ...key, id: "key_old", name: "k\u0000\u001b" }, "hash-old", { unrevoked: 10 });
       await stores.people.createMember({ id: "mem_old", accountId: account, email: "dev\u0000@example.com", passwordHash: null, createdAt: at });
     } finally {
       await stores.close();

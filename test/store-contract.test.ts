@@ -131,7 +131,7 @@ for (const backend of BACKENDS) {
     it("finds nothing by an id, e-mail or audit filter with a NUL (PostgreSQL text cannot hold one), and fails no lookup", async () => {
       await withStores(backend, async ({ accounts, people, audit }) => {
         await accounts.createAccount(account("acct_a"));
-        await accounts.createKey(key("k1", "acct_a"), "hash-k1", 10);
+        await accounts.createKey(key("k1", "acct_a"), "hash-k1", { unrevoked: 10 });
         await people.createMember(member("m1", "acct_a", "a@example.com"));
         await audit.record(
           { actor: "member:a@example.com", source: null, requestId: null },
@@ -156,15 +156,15 @@ for (const backend of BACKENDS) {
     it("creates keys up to the cap per mode, never for a missing or suspended account", async () => {
       await withStores(backend, async ({ accounts }) => {
         await accounts.createAccount(account("acct_a"));
-        assert.equal(await accounts.createKey(key("k1", "acct_a"), "hash1", 2), "created");
-        assert.equal(await accounts.createKey(key("k2", "acct_a"), "hash2", 2), "created");
-        assert.equal(await accounts.createKey(key("k3", "acct_a"), "hash3", 2), "limit_reached");
-        assert.equal(await accounts.createKey(key("t1", "acct_a", "test"), "hasht1", 2), "created", "the cap is per mode");
+        assert.equal(await accounts.createKey(key("k1", "acct_a"), "hash1", { unrevoked: 2 }), "created");
+        assert.equal(await accounts.createKey(key("k2", "acct_a"), "hash2", { unrevoked: 2 }), "created");
+        assert.equal(await accounts.createKey(key("k3", "acct_a"), "hash3", { unrevoked: 2 }), "limit_reached");
+        assert.equal(await accounts.createKey(key("t1", "acct_a", "test"), "hasht1", { unrevoked: 2 }), "created", "the cap is per mode");
         assert.equal(await accounts.revokeKey("k1", NOW), true);
-        assert.equal(await accounts.createKey(key("k3", "acct_a"), "hash3", 2), "created", "revoked keys do not count");
-        assert.equal(await accounts.createKey(key("x1", "acct_missing"), "hashx", 2), "no_account");
+        assert.equal(await accounts.createKey(key("k3", "acct_a"), "hash3", { unrevoked: 2 }), "created", "revoked keys do not count");
+        assert.equal(await accounts.createKey(key("x1", "acct_missing"), "hashx", { unrevoked: 2 }), "no_account");
         await accounts.updateAccount("acct_a", { status: "suspended" });
-        assert.equal(await accounts.createKey(key("k4", "acct_a"), "hash4", 10), "suspended");
+        assert.equal(await accounts.createKey(key("k4", "acct_a"), "hash4", { unrevoked: 10 }), "suspended");
         assert.deepEqual(
           (await accounts.listKeys("acct_a")).map((k) => k.id),
           ["k1", "k2", "k3", "t1"].sort(),
@@ -173,10 +173,31 @@ for (const backend of BACKENDS) {
       });
     });
 
+    it("caps the keys of a mode created in any 24 hours when asked (a member's), revoked ones included", async () => {
+      await withStores(backend, async ({ accounts }) => {
+        await accounts.createAccount(account("acct_a"));
+        const at = (id: string, createdAt: string, mode: Mode = "live") => ({ ...key(id, "acct_a", mode), createdAt });
+        const limits = { unrevoked: 10, perDay: 2 };
+        // A day and a second before: outside the window.
+        assert.equal(await accounts.createKey(at("old", "2026-01-01T23:59:59.000Z"), "h-old", limits), "created");
+        assert.equal(await accounts.createKey(at("a", "2026-01-02T12:00:00.000Z"), "h-a", limits), "created");
+        assert.equal(await accounts.revokeKey("a", NOW), true);
+        assert.equal(await accounts.createKey(at("b", "2026-01-03T00:00:00.000Z"), "h-b", limits), "created");
+        assert.equal(await accounts.revokeKey("b", NOW), true);
+        // Two in the 24 hours before, both revoked: the third is refused, and said apart from the unrevoked cap.
+        assert.equal(await accounts.createKey(at("c", "2026-01-03T01:00:00.000Z"), "h-c", limits), "daily_limit_reached");
+        assert.equal(await accounts.createKey(at("t", "2026-01-03T01:00:00.000Z", "test"), "h-t", limits), "created", "per mode");
+        assert.equal(await accounts.createKey(at("c", "2026-01-03T01:00:00.000Z"), "h-c", { unrevoked: 10 }), "created", "no cap asked");
+        assert.equal(await accounts.createKey(at("d", "2026-01-03T12:00:01.000Z"), "h-d", limits), "daily_limit_reached");
+        assert.equal(await accounts.createKey(at("d", "2026-01-04T00:00:01.000Z"), "h-d", limits), "created", "a day after, room again");
+        assert.equal(await accounts.createKey(at("e", "2026-01-04T00:00:02.000Z"), "h-e", { unrevoked: 3, perDay: 9 }), "limit_reached");
+      });
+    });
+
     it("finds a key by its hash with its account, and sees a revocation or an account change on the very next lookup", async () => {
       await withStores(backend, async ({ accounts }) => {
         await accounts.createAccount(account("acct_a"));
-        await accounts.createKey(key("k1", "acct_a"), "hash1", 5);
+        await accounts.createKey(key("k1", "acct_a"), "hash1", { unrevoked: 5 });
         assert.deepEqual(await accounts.findKeyByHash("hash1"), { key: key("k1", "acct_a"), account: account("acct_a") });
         assert.equal(await accounts.findKeyByHash("hash-unknown"), undefined);
         await accounts.updateAccount("acct_a", { plan: "scale" });
@@ -528,12 +549,12 @@ for (const backend of BACKENDS) {
         await accounts.createAccount(account("acct_a"));
         await people.createMember(member("m1", "acct_a", "a@example.com"));
         await people.createMember(member("m2", "acct_a", "b@example.com"));
-        assert.equal(await accounts.createKey(key("k_m1", "acct_a", "live", "m1"), "h_m1", 10), "created");
-        assert.equal(await accounts.createKey(key("k_m1_test", "acct_a", "test", "m1"), "h_m1_test", 10), "created");
-        assert.equal(await accounts.createKey(key("k_m1_old", "acct_a", "live", "m1"), "h_m1_old", 10), "created");
+        assert.equal(await accounts.createKey(key("k_m1", "acct_a", "live", "m1"), "h_m1", { unrevoked: 10 }), "created");
+        assert.equal(await accounts.createKey(key("k_m1_test", "acct_a", "test", "m1"), "h_m1_test", { unrevoked: 10 }), "created");
+        assert.equal(await accounts.createKey(key("k_m1_old", "acct_a", "live", "m1"), "h_m1_old", { unrevoked: 10 }), "created");
         await accounts.revokeKey("k_m1_old", "2026-02-01T00:00:00.000Z");
-        assert.equal(await accounts.createKey(key("k_m2", "acct_a", "live", "m2"), "h_m2", 10), "created");
-        assert.equal(await accounts.createKey(key("k_acct", "acct_a"), "h_acct", 10), "created");
+        assert.equal(await accounts.createKey(key("k_m2", "acct_a", "live", "m2"), "h_m2", { unrevoked: 10 }), "created");
+        assert.equal(await accounts.createKey(key("k_acct", "acct_a"), "h_acct", { unrevoked: 10 }), "created");
         // A lookup first, so a cached key has to be forgotten.
         assert.equal((await accounts.findKeyByHash("h_m1"))?.key.revokedAt, null);
         assert.equal((await accounts.getKey("k_m1"))?.createdBy, "m1");
@@ -548,14 +569,18 @@ for (const backend of BACKENDS) {
         assert.equal((await accounts.getKey("k_m2"))?.revokedAt, null, "another member's key works");
         assert.equal((await accounts.getKey("k_acct"))?.revokedAt, null, "the account's own key works");
         assert.equal(
-          await accounts.createKey(key("k_late", "acct_a", "live", "m1"), "h_late", 10),
+          await accounts.createKey(key("k_late", "acct_a", "live", "m1"), "h_late", { unrevoked: 10 }),
           "no_member",
           "a removed member cannot create a key (one in flight during the removal)",
         );
         assert.equal(await accounts.getKey("k_late"), undefined);
-        assert.equal(await accounts.createKey(key("k_other", "acct_b", "live", "m2"), "h_other", 10), "no_account");
+        assert.equal(await accounts.createKey(key("k_other", "acct_b", "live", "m2"), "h_other", { unrevoked: 10 }), "no_account");
         await accounts.createAccount(account("acct_b"));
-        assert.equal(await accounts.createKey(key("k_other", "acct_b", "live", "m2"), "h_other", 10), "no_member", "a member of another account");
+        assert.equal(
+          await accounts.createKey(key("k_other", "acct_b", "live", "m2"), "h_other", { unrevoked: 10 }),
+          "no_member",
+          "a member of another account",
+        );
 
         // Kept: the keys work on as the account's own, and a later removal of anyone touches them no more.
         assert.deepEqual(await people.deleteMember("m2", NOW, true), []);

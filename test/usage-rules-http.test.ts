@@ -78,6 +78,23 @@ describe("what counts, key limits and plan names over HTTP", () => {
     assert.equal((await call("POST", `/accounts/${accountId}/keys`, { mode: "live" })).status, 201);
   });
 
+  it("caps a member's key creations per day (create and revoke without end would grow every key list), never the operator's", async () => {
+    const accountId = await newAccount();
+    const member = await memberOf(accountId, "churn@example.com");
+    // max_keys 2: a member may create 4 × 2 = 8 keys of a mode in any 24 hours, revoked ones included.
+    for (let i = 0; i < 8; i++) {
+      const created = await member.call("POST", "/dashboard/api/keys", { mode: "live" });
+      assert.equal(created.status, 201, JSON.stringify(created.json));
+      assert.equal((await member.call("POST", `/dashboard/api/keys/${created.json.id as string}/revoke`, {})).status, 200);
+    }
+    const ninth = await member.call("POST", "/dashboard/api/keys", { mode: "live" });
+    assert.equal(ninth.status, 403);
+    assert.equal(errorOf(ninth.json).code, "key_limit_reached");
+    assert.match(errorOf(ninth.json).message, /created 8 live API keys in the last 24 hours/);
+    assert.equal((await member.call("POST", "/dashboard/api/keys", { mode: "test" })).status, 201, "per mode");
+    assert.equal((await call("POST", `/accounts/${accountId}/keys`, { mode: "live" })).status, 201, "the operator's are not capped per day");
+  });
+
   it("caps keys created on the dashboard and refuses them while the account is suspended", async () => {
     const accountId = await newAccount();
     const member = await memberOf(accountId, "keys@example.com");

@@ -5,6 +5,9 @@ import type { Account, ApiKeyRecord, Mode, Stores } from "../store/store.js";
 import { generateKey } from "./api-keys.js";
 import { isKeyMode } from "../gate/credentials.js";
 import { DEFAULT_MAX_KEYS, findPlan, type Plan } from "../gate/plans.js";
+
+/** A member may create this many times the plan's `max_keys` of a mode in any 24 hours. */
+const KEYS_PER_DAY_PER_CAP = 4;
 import { CONTROL_CHARACTER_PROBLEM, FIELD_LIMITS, hasControlCharacter } from "./bounded-fields.js";
 
 /** The same rules the HTTP schemas hold (length, no control characters), for callers that come another way (the CLI). */
@@ -96,7 +99,10 @@ export class AccountService {
       revokedAt: null,
       createdBy,
     };
-    switch (await this.stores.accounts.createKey(record, secret.hash, maxKeys)) {
+    // A member's creations are also capped per day: revoked keys stay listed (and audited), so creating and revoking
+    // without end would grow every key list without bound. The operator's (admin API, CLI) are not.
+    const perDay = createdBy === null ? undefined : maxKeys * KEYS_PER_DAY_PER_CAP;
+    switch (await this.stores.accounts.createKey(record, secret.hash, { unrevoked: maxKeys, perDay })) {
       case "created":
         await this.stores.audit.record(context, {
           action: "key.created",
@@ -111,6 +117,8 @@ export class AccountService {
         throw new AccountError(errors.keyCreationSuspended());
       case "limit_reached":
         throw new AccountError(errors.keyLimitReached(maxKeys, mode));
+      case "daily_limit_reached":
+        throw new AccountError(errors.dailyKeyLimitReached(perDay ?? 0, mode));
       case "no_member":
         // Removed while creating it: their session has ended with them.
         throw new AccountError(errors.notSignedIn());
@@ -175,10 +183,11 @@ export class AccountService {
     return this.getAccount(id);
   }
 
-  /** Revoking a revoked key changes nothing and records nothing. */
-  async revokeKey(context: AuditContext, keyId: string): Promise<void> {
+  /** Revoking a revoked key changes nothing and records nothing. With `ofAccount`, another account's key is not found. */
+  async revokeKey(context: AuditContext, keyId: string, ofAccount?: string): Promise<void> {
     const key = await this.stores.accounts.getKey(keyId);
-    if (key === undefined) throw new AccountError(errors.notFoundResource(`no key '${shortened(keyId)}'`));
+    if (key === undefined || (ofAccount !== undefined && key.accountId !== ofAccount))
+      throw new AccountError(errors.notFoundResource(`no key '${shortened(keyId)}'`));
     await this.ready();
     if (!(await this.stores.accounts.revokeKey(keyId, new Date().toISOString()))) {
       throw new AccountError(errors.notFoundResource(`no key '${shortened(keyId)}'`));

@@ -77,7 +77,16 @@ export interface CompletionRecord {
 
 /** What became of a key creation: the store checks the account and the cap in the same write. */
 /** `no_member`: the key's creator is no longer a member of the account (removed while creating it). */
-export type KeyCreation = "created" | "no_account" | "suspended" | "limit_reached" | "no_member";
+export type KeyCreation = "created" | "no_account" | "suspended" | "limit_reached" | "daily_limit_reached" | "no_member";
+
+/** The ISO time 24 hours before `iso`: the start of the window a member's key creations are counted in. */
+export const dayBefore = (iso: string): string => new Date(Date.parse(iso) - 24 * 60 * 60 * 1000).toISOString();
+
+/** How many keys of a mode an account may hold unrevoked, and (for a member's creations) make in any 24 hours. */
+export interface KeyLimits {
+  unrevoked: number;
+  perDay?: number | undefined;
+}
 
 export interface PeriodUsage {
   requests: number;
@@ -146,7 +155,7 @@ export interface AccountStore {
   /** Changes an account's plan or status; false when there is no such account. */
   updateAccount(id: string, change: { plan?: string | undefined; status?: Account["status"] | undefined }): Promise<boolean>;
   /** Creates a key unless the account is missing or suspended or already has `maxUnrevoked` unrevoked keys of its mode. */
-  createKey(key: ApiKeyRecord, hash: string, maxUnrevoked: number): Promise<KeyCreation>;
+  createKey(key: ApiKeyRecord, hash: string, limits: KeyLimits): Promise<KeyCreation>;
   listKeys(accountId: string): Promise<ApiKeyRecord[]>;
   getKey(keyId: string): Promise<ApiKeyRecord | undefined>;
   /** Marks a key revoked; false when there is no such key. A revoked key fails its very next lookup. */

@@ -1,5 +1,5 @@
 import type pg from "pg";
-import type { Account, AccountStore, ApiKeyRecord, KeyCreation, KeyLookup } from "../store.js";
+import { dayBefore, type Account, type AccountStore, type ApiKeyRecord, type KeyCreation, type KeyLimits, type KeyLookup } from "../store.js";
 import { inTransaction, requestQuery } from "./pg-pool.js";
 import { holdsNul } from "./pg-text.js";
 import { toAccount, toKey, type AccountRow, type KeyRow } from "../rows.js";
@@ -49,7 +49,7 @@ export class PgAccountStore implements AccountStore {
     return (r.rowCount ?? 0) > 0;
   }
 
-  async createKey(key: ApiKeyRecord, hash: string, maxUnrevoked: number): Promise<KeyCreation> {
+  async createKey(key: ApiKeyRecord, hash: string, limits: KeyLimits): Promise<KeyCreation> {
     // The account row is locked first; the count is a later statement, so it sees every key a
     // creation on another node committed while this one waited for the lock.
     return inTransaction(this.pool, async (client) => {
@@ -67,7 +67,14 @@ export class PgAccountStore implements AccountStore {
         "SELECT COUNT(*)::integer AS n FROM api_keys WHERE account_id = $1 AND mode = $2 AND revoked_at IS NULL",
         [key.accountId, key.mode],
       );
-      if ((rows[0]?.n ?? 0) >= maxUnrevoked) return "limit_reached";
+      if ((rows[0]?.n ?? 0) >= limits.unrevoked) return "limit_reached";
+      if (limits.perDay !== undefined) {
+        const recent = await client.query<{ n: number }>(
+          "SELECT COUNT(*)::integer AS n FROM api_keys WHERE account_id = $1 AND mode = $2 AND created_at > $3",
+          [key.accountId, key.mode, dayBefore(key.createdAt)],
+        );
+        if ((recent.rows[0]?.n ?? 0) >= limits.perDay) return "daily_limit_reached";
+      }
       await client.query(
         "INSERT INTO api_keys (id, account_id, name, mode, hash, prefix, created_at, created_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         [key.id, key.accountId, key.name, key.mode, hash, key.prefix, key.createdAt, key.createdBy],

@@ -1,6 +1,6 @@
 import type Database from "better-sqlite3";
 import { toAccount, toKey, type AccountRow, type KeyRow } from "../rows.js";
-import type { Account, AccountStore, ApiKeyRecord, KeyCreation, KeyLookup } from "../store.js";
+import { dayBefore, type Account, type AccountStore, type ApiKeyRecord, type KeyCreation, type KeyLimits, type KeyLookup } from "../store.js";
 import { isSqliteBusy, whileBusy } from "./busy.js";
 
 /**
@@ -43,7 +43,12 @@ export class SqliteAccountStore implements AccountStore {
          SELECT @id, @accountId, @name, @mode, @hash, @prefix, @createdAt, @createdBy
          WHERE EXISTS (SELECT 1 FROM accounts WHERE id = @accountId AND status = 'active')
            AND (@createdBy IS NULL OR EXISTS (SELECT 1 FROM members WHERE id = @createdBy AND account_id = @accountId))
-           AND (SELECT COUNT(*) FROM api_keys WHERE account_id = @accountId AND mode = @mode AND revoked_at IS NULL) < @limit`,
+           AND (SELECT COUNT(*) FROM api_keys WHERE account_id = @accountId AND mode = @mode AND revoked_at IS NULL) < @limit
+           AND (@perDay IS NULL
+                OR (SELECT COUNT(*) FROM api_keys WHERE account_id = @accountId AND mode = @mode AND created_at > @dayAgo) < @perDay)`,
+      ),
+      countUnrevoked: db.prepare<[string, string], { n: number }>(
+        "SELECT COUNT(*) AS n FROM api_keys WHERE account_id = ? AND mode = ? AND revoked_at IS NULL",
       ),
       listKeys: db.prepare<[string], KeyRow>("SELECT * FROM api_keys WHERE account_id = ? ORDER BY created_at, id"),
       revokeKey: db.prepare("UPDATE api_keys SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?"),
@@ -80,14 +85,16 @@ export class SqliteAccountStore implements AccountStore {
     return whileBusy(() => this.statements.updateAccount.run({ id, plan: change.plan ?? null, status: change.status ?? null }).changes > 0);
   }
 
-  async createKey(key: ApiKeyRecord, hash: string, maxUnrevoked: number): Promise<KeyCreation> {
-    if (await whileBusy(() => this.statements.insertKey.run({ ...key, hash, limit: maxUnrevoked }).changes > 0)) return "created";
+  async createKey(key: ApiKeyRecord, hash: string, limits: KeyLimits): Promise<KeyCreation> {
+    const bounds = { limit: limits.unrevoked, perDay: limits.perDay ?? null, dayAgo: dayBefore(key.createdAt) };
+    if (await whileBusy(() => this.statements.insertKey.run({ ...key, hash, ...bounds }).changes > 0)) return "created";
     return whileBusy((): KeyCreation => {
       const account = this.statements.getAccount.get(key.accountId);
       if (account === undefined) return "no_account";
       if (account.status !== "active") return "suspended";
       if (key.createdBy !== null && this.statements.isMember.get(key.createdBy, key.accountId) === undefined) return "no_member";
-      return "limit_reached";
+      const unrevoked = this.statements.countUnrevoked.get(key.accountId, key.mode)?.n ?? 0;
+      return unrevoked >= limits.unrevoked ? "limit_reached" : "daily_limit_reached";
     });
   }
 
