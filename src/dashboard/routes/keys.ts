@@ -2,7 +2,6 @@ import type { FastifyInstance } from "fastify";
 import { requestContext } from "../../admin/audit-query.js";
 import { createdKeyJson, keyJson, listJson, revokedKeyJson } from "../../api/resources.js";
 import { dashboardRequests } from "../../api/schemas/dashboard.js";
-import { errors, shortened } from "../../errors.js";
 import { parseBody } from "../../schema/request-errors.js";
 import { signedInMember, type DashboardOptions } from "./member-context.js";
 
