@@ -250,7 +250,9 @@ describe("PostgreSQL: admission across nodes", () => {
         revokedAt: null,
         createdBy: null,
       });
-      const results = await Promise.all(Array.from({ length: 24 }, (_, i) => nodes[i % 3]!.accounts.createKey(key(i), `hash_${i}`, { unrevoked: 5 })));
+      const results = await Promise.all(
+        Array.from({ length: 24 }, (_, i) => nodes[i % 3]!.accounts.createKey(key(i), `hash_${i}`, { unrevoked: 5 })),
+      );
       assert.equal(results.filter((r) => r === "created").length, 5);
       assert.equal(results.filter((r) => r === "limit_reached").length, 19);
       assert.equal((await nodes[2]!.accounts.listKeys("acct_a")).length, 5);
