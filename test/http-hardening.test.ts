@@ -1,9 +1,12 @@
 import assert from "node:assert/strict";
+import { EventEmitter } from "node:events";
+import { createServer } from "node:http";
 import { connect, type Socket } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { FakeUpstream } from "./helpers/fake-upstream.js";
 import { HeldUpstream } from "./helpers/held-upstream.js";
 import { postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
+import { capConnections } from "../src/server/connection-cap.js";
 
 /** Every raw connection a test opened, ended after the suite so that a failing test cannot hang the server's close. */
 const opened = new Set<Socket>();
@@ -493,6 +496,30 @@ describe("HTTP hardening: connection cap", () => {
     // The other client's request was never cut: it finishes and is answered.
     other.socket.write("Connection: close\r\n\r\n");
     assert.match(await other.closed, /^HTTP\/1\.1 200 /);
+  });
+});
+
+describe("HTTP hardening: the connection cap's clients", () => {
+  it("counts an IPv6 client by its /64, as the sign-in limits do: its many addresses give way before another client's connection", () => {
+    // Loopback has no second IPv6 address to connect from, so the connections are stand-ins on a real server's event:
+    // an address and a destroy(), all the cap reads of a socket that has not sent a request.
+    const server = createServer();
+    capConnections(server, 2);
+    const connection = (remoteAddress: string) => {
+      const socket = Object.assign(new EventEmitter(), { remoteAddress, destroyed: false, _httpMessage: null, destroy: () => undefined });
+      socket.destroy = () => {
+        socket.destroyed = true;
+        socket.emit("close");
+      };
+      server.emit("connection", socket);
+      return socket;
+    };
+    const other = connection("2001:db8:1::1");
+    const first = connection("2001:db8:2::1");
+    const second = connection("2001:db8:2::2");
+    assert.equal(other.destroyed, false, "the other client's older connection stays");
+    assert.equal(first.destroyed, true, "the /64 holding two connections gives way, its oldest first");
+    assert.equal(second.destroyed, false);
   });
 });
 

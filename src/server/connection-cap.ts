@@ -1,6 +1,7 @@
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { Socket } from "node:net";
 import { isEventStream } from "./sse.js";
+import { limitedAddress } from "../accounts/people.js";
 
 /** What Node keeps on an HTTP server's socket: the answer in progress, and the parser with the request it is reading. */
 type HttpSocket = Socket & {
@@ -44,7 +45,8 @@ export function capConnections(server: Server, max: number): void {
     else perAddress.set(address, left);
   };
   server.on("connection", (socket: HttpSocket) => {
-    const address = socket.remoteAddress ?? "";
+    // Counted per client as the sign-in limits count them: an IPv6 client by its /64, which it usually holds whole.
+    const address = limitedAddress(socket.remoteAddress ?? "");
     open.set(socket, address);
     perAddress.set(address, (perAddress.get(address) ?? 0) + 1);
     socket.once("close", () => forget(socket));
