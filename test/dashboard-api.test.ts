@@ -61,6 +61,8 @@ describe("dashboard API", () => {
       1,
     );
     assert.equal((usage.json.test as Record<string, unknown>).requests_used, 0);
+    // The account's first month, which the month picker starts from: this one, for an account made now.
+    assert.equal(usage.json.since, new Date().toISOString().slice(0, 7));
     const plan = await alice.call("GET", "/dashboard/api/plan");
     assert.deepEqual(
       (plan.json.specialists as Array<{ id: string }>).map((s) => s.id),

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { Browser, Page, Request } from "playwright-core";
 import { hold, launchChromium, noChromium } from "./helpers/browser.js";
-import { createKey, startTestServer, type TestServer } from "./helpers/fixtures.js";
+import { backdateAccount, createKey, startTestServer, type TestServer } from "./helpers/fixtures.js";
 
 const TOKEN = "operator-token-for-the-first-contact-test";
 const PASSWORD = "a long enough password";
@@ -214,7 +214,13 @@ describe("dashboard first contact", { skip: noChromium }, () => {
     member.on("pageerror", (error) => pageErrors.push(error.message));
     await member.getByRole("link", { name: "Usage" }).click();
     await member.getByTestId("live-requests").waitFor();
+    // A new account is offered its own month only, none of the empty ones before it existed.
+    assert.equal(await member.locator("#month option").count(), 1);
+    backdateAccount(server);
+    await member.reload();
+    await member.getByTestId("live-requests").waitFor();
     const months = await member.locator("#month option").allTextContents();
+    assert.equal(months.length, 6, "an older account: the last six months");
     await member.route("**/dashboard/api/usage**", (route) =>
       route.fulfill({
         status: 503,

@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import type { Browser, Page } from "playwright-core";
 import { adminPoster, hold, invitedMember, launchChromium, noChromium } from "./helpers/browser.js";
-import { startTestServer, type TestServer } from "./helpers/fixtures.js";
+import { backdateAccount, startTestServer, type TestServer } from "./helpers/fixtures.js";
 
 const TOKEN = "operator-token-for-the-navigation-test";
 const PASSWORD = "a long enough password";
@@ -22,6 +22,7 @@ describe("dashboard navigation races", { skip: noChromium }, () => {
     server = await startTestServer({}, { gated: true, env: { ALVEARE_ADMIN_TOKEN: TOKEN } });
     browser = await launchChromium();
     accountId = String((await admin("/accounts", { name: "acme", plan: "starter" })).id);
+    backdateAccount(server, accountId); // the month picker steps through months the account has had
     await admin(`/accounts/${accountId}/keys`, { name: "to-revoke" });
     member = await invitedMember(browser, server.url, admin, accountId, "dev@acme.example", PASSWORD);
     operator = await browser.newPage({ viewport: { width: 1280, height: 900 } });

@@ -230,7 +230,7 @@ export function usageSection(
 export async function usageView(period?: string): Promise<void> {
   const query = period ? `?period=${period}` : "";
   const [data, breakdown] = await Promise.all([
-    api<{ period: string; live: Json; test: Json }>("GET", `/dashboard/api/usage${query}`),
+    api<{ period: string; since: string; live: Json; test: Json }>("GET", `/dashboard/api/usage${query}`),
     api<{ live: Breakdown; test: Breakdown }>("GET", `/dashboard/api/usage/breakdown${query}`),
   ]);
   const failure = h("p", { class: "error", role: "alert", id: "month-error" });
@@ -256,7 +256,10 @@ export async function usageView(period?: string): Promise<void> {
         );
       },
     },
-    ...monthsBack(6).map((mo) => h("option", { value: mo, ...(mo === data.period ? { selected: true } : {}) }, mo)),
+    // The last six months, none before the account existed (a new account was offered five empty ones).
+    ...monthsBack(6)
+      .filter((mo) => mo >= data.since || mo === data.period)
+      .map((mo) => h("option", { value: mo, ...(mo === data.period ? { selected: true } : {}) }, mo)),
   );
   show(
     h("h1", {}, "Usage"),

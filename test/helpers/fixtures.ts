@@ -1,3 +1,4 @@
+import Database from "better-sqlite3";
 import { CLI_CONTEXT } from "../../src/store/audit-log.js";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
@@ -47,6 +48,20 @@ export class LogCapture extends Writable {
 export interface TestServer extends RunningServer {
   logs: LogCapture;
   config: ServerConfig;
+}
+
+/**
+ * Dates an account's creation back (SQLite servers): the Usage page's month picker offers no month before it, and
+ * tests that step through months need an account older than this one.
+ */
+export function backdateAccount(server: TestServer, accountId?: string, createdAt = "2020-01-01T00:00:00.000Z"): void {
+  const db = new Database(join(server.config.dataDir, "alveare.db"));
+  try {
+    // Without an id, every account of the server.
+    db.prepare("UPDATE accounts SET created_at = ? WHERE ? IS NULL OR id = ?").run(createdAt, accountId ?? null, accountId ?? null);
+  } finally {
+    db.close();
+  }
 }
 
 /** Writes a config file and loads it the way `alveare serve --config` does. */

@@ -19,7 +19,8 @@ export function usageRoutes(app: FastifyInstance, options: DashboardOptions): vo
       ...(await usageReport(ledger, plan, account.id, mode, period)),
       daily: await ledger.dailyRequests(account.id, mode, period.key),
     });
-    return { period: period.key, live: await report("live"), test: await report("test") };
+    // `since`: the account's first month, the earliest the month picker offers (earlier ones are empty by definition).
+    return { period: period.key, since: account.createdAt.slice(0, 7), live: await report("live"), test: await report("test") };
   });
 
   // Where the member's requests went, by key and specialist, in both modes.
