@@ -5,6 +5,8 @@ import type { CreateEmbeddingResponse } from "../src/api/types.js";
 import type { EmbeddedEmbedder } from "../src/engines/embedded/embeddings.js";
 import { embeddingsJson, shapeVector, toBase64 } from "../src/server/routes/embeddings.js";
 import { createKey, postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
+import { billingPeriod } from "../src/metering/billing-period.js";
+import { createStore } from "../src/store/create-store.js";
 
 const norm = (v: readonly number[]): number => Math.sqrt(v.reduce((s, x) => s + x * x, 0));
 
@@ -191,8 +193,13 @@ describe("an embedding under way", () => {
   });
 
   it("cut at the drain's deadline is the 503 overloaded a chat answer cut there is, given back, not a 499", async () => {
-    const server = await startTestServer({});
-    const answer = embedding(server).catch((error: unknown) => error);
+    const server = await startTestServer({}, { gated: true });
+    const { key, accountId } = await createKey(server, "scale");
+    const answer = fetch(`${server.url}/v1/embeddings`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${key}` },
+      body: JSON.stringify({ model: "alveare-embed", input: inputs }),
+    }).catch((error: unknown) => error);
     await started(server);
     await server.close(20);
     const r = await answer;
@@ -202,6 +209,14 @@ describe("an embedding under way", () => {
     assert.equal(line?.code, "overloaded");
     assert.equal(line?.shutdown_cut, true);
     assert.equal(line?.aborted, undefined, "`aborted` is for clients that left");
+    // The server's doing, not the client's: given back, as any server error is (a 499 would have counted).
+    const stores = await createStore(server.config);
+    try {
+      const usage = await stores.ledger.periodUsage(accountId, "live", billingPeriod(new Date()).key);
+      assert.deepEqual([usage.requests, usage.tokens], [0, 0]);
+    } finally {
+      await stores.close();
+    }
   });
 
   it("whose client leaves is a 499, metered with the inputs embedded before it stopped", async () => {
