@@ -4,9 +4,7 @@ import OpenAI from "openai";
 import type { CreateEmbeddingResponse } from "../src/api/types.js";
 import type { EmbeddedEmbedder } from "../src/engines/embedded/embeddings.js";
 import { embeddingsJson, shapeVector, toBase64 } from "../src/server/routes/embeddings.js";
-import { createKey, postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
-import { billingPeriod } from "../src/metering/billing-period.js";
-import { createStore } from "../src/store/create-store.js";
+import { assertCutAtShutdown, createKey, postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
 
 const norm = (v: readonly number[]): number => Math.sqrt(v.reduce((s, x) => s + x * x, 0));
 
@@ -204,19 +202,11 @@ describe("an embedding under way", () => {
     await server.close(20);
     const r = await answer;
     assert.ok(r instanceof Error || (r as Response).status !== 200, "no answer passes for a whole one");
-    const line = server.logs.requests().find((l) => l.route === "/v1/embeddings");
-    assert.equal(line?.status, 503, JSON.stringify(line));
-    assert.equal(line?.code, "overloaded");
-    assert.equal(line?.shutdown_cut, true);
-    assert.equal(line?.aborted, undefined, "`aborted` is for clients that left");
-    // The server's doing, not the client's: given back, as any server error is (a 499 would have counted).
-    const stores = await createStore(server.config);
-    try {
-      const usage = await stores.ledger.periodUsage(accountId, "live", billingPeriod(new Date()).key);
-      assert.deepEqual([usage.requests, usage.tokens], [0, 0]);
-    } finally {
-      await stores.close();
-    }
+    await assertCutAtShutdown(
+      server,
+      server.logs.requests().find((l) => l.route === "/v1/embeddings"),
+      accountId,
+    );
   });
 
   it("whose client leaves is a 499, metered with the inputs embedded before it stopped", async () => {

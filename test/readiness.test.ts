@@ -5,9 +5,7 @@ import { connect } from "node:net";
 import { join } from "node:path";
 import { describe, it } from "node:test";
 import { Agent, fetch as fetchWith } from "undici";
-import { billingPeriod } from "../src/metering/billing-period.js";
-import { createStore } from "../src/store/create-store.js";
-import { cliKey, createKey, postJson, spawnServe, startTestServer, tempDir, tinyModel } from "./helpers/fixtures.js";
+import { assertCutAtShutdown, cliKey, createKey, postJson, spawnServe, startTestServer, tempDir, tinyModel } from "./helpers/fixtures.js";
 import { FakeUpstream } from "./helpers/fake-upstream.js";
 import { HeldUpstream } from "./helpers/held-upstream.js";
 
@@ -267,19 +265,8 @@ describe("/ready", () => {
       // Never released: the deadline aborted it, so the client saw no answer of the upstream's.
       const result = await answer;
       assert.ok(result instanceof Error || (result as { status: number }).status !== 200, "the held request was cut");
-      const line = server.logs.requests().at(-1);
-      assert.equal(line?.status, 503, JSON.stringify(line));
-      assert.equal(line?.code, "overloaded");
-      assert.equal(line?.shutdown_cut, true);
-      assert.equal(line?.aborted, undefined, "`aborted` is for clients that left");
       // The server's doing, not the client's: the request is given back, as any server error is.
-      const stores = await createStore(server.config);
-      try {
-        const usage = await stores.ledger.periodUsage(accountId, "live", billingPeriod(new Date()).key);
-        assert.deepEqual([usage.requests, usage.tokens], [0, 0]);
-      } finally {
-        await stores.close();
-      }
+      await assertCutAtShutdown(server, server.logs.requests().at(-1), accountId);
     } finally {
       await upstream.stop();
     }

@@ -1,4 +1,6 @@
+import assert from "node:assert/strict";
 import Database from "better-sqlite3";
+import { billingPeriod } from "../../src/metering/billing-period.js";
 import { CLI_CONTEXT } from "../../src/store/audit-log.js";
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
 import { mkdtempSync, writeFileSync } from "node:fs";
@@ -61,6 +63,24 @@ export function backdateAccount(server: TestServer, accountId?: string, createdA
     db.prepare("UPDATE accounts SET created_at = ? WHERE ? IS NULL OR id = ?").run(createdAt, accountId ?? null, accountId ?? null);
   } finally {
     db.close();
+  }
+}
+
+/**
+ * A request the drain's deadline cut, as its log line and the ledger have it: the 503 `overloaded` its client gets,
+ * `shutdown_cut` (not `aborted`, which is a client that left), and given back (a 499 would have counted).
+ */
+export async function assertCutAtShutdown(server: TestServer, line: Record<string, unknown> | undefined, accountId: string): Promise<void> {
+  assert.equal(line?.status, 503, JSON.stringify(line));
+  assert.equal(line?.code, "overloaded");
+  assert.equal(line?.shutdown_cut, true);
+  assert.equal(line?.aborted, undefined, "`aborted` is for clients that left");
+  const stores = await createStore(server.config);
+  try {
+    const usage = await stores.ledger.periodUsage(accountId, "live", billingPeriod(new Date()).key);
+    assert.deepEqual([usage.requests, usage.tokens], [0, 0]);
+  } finally {
+    await stores.close();
   }
 }
 
