@@ -39,6 +39,19 @@ export interface LogFields {
 }
 
 /**
+ * The error a request the drain's deadline cut is answered, logged and metered as: the server's doing, not the
+ * client's, so the 503 its client is told, given back like any server error rather than billed as a 499. Undefined
+ * when something else aborted it (a client that left just before the deadline left). Marks the request's log line.
+ */
+export function shutdownCut(reason: unknown, shutdown: AbortSignal, logFields: LogFields): ApiError | undefined {
+  if (!shutdown.aborted || reason !== shutdown.reason) return undefined;
+  const cut = errors.cutByShutdown();
+  logFields.shutdown_cut = true;
+  logFields.code = cut.code;
+  return cut;
+}
+
+/**
  * One request as the transport that carries it (HTTP today) hands it over:
  * the use case sees neither Fastify's request nor its reply.
  */
@@ -98,15 +111,11 @@ export async function runInference(
   request.generationStarted(generation);
   try {
     result = await generation;
-    // Cut by the shutdown only when that is what aborted it: a client that left just before the deadline left.
-    if (result.aborted && options.shutdown.aborted && abort.signal.reason === options.shutdown.reason) {
-      // Cut at the drain's deadline: the server's doing, not the client's, so it is the 503 the client is told
-      // (no truncated answer may pass for a whole one), given back like any server error rather than billed as a 499.
-      const cutError = errors.cutByShutdown();
-      failure = cutError;
-      status = cutError.status;
-      request.logFields.shutdown_cut = true;
-      request.logFields.code = cutError.code;
+    const cut = result.aborted ? shutdownCut(abort.signal.reason, options.shutdown, request.logFields) : undefined;
+    if (cut !== undefined) {
+      // No truncated answer may pass for a whole one.
+      failure = cut;
+      status = cut.status;
       request.cut();
     } else if (result.aborted) status = CLIENT_CLOSED;
     return result;

@@ -13,6 +13,7 @@ import { admitRequest } from "../gate-adapter.js";
 import { promptTokenBound } from "../../gate/token-reservation.js";
 import { CLIENT_CLOSED } from "../../metering/counting-rule.js";
 import { observeGeneration } from "../../observability/inference-observer.js";
+import { shutdownCut } from "../../inference/run-inference.js";
 
 /** OpenAI's base64 encoding: the float32 values' little-endian bytes. */
 export function toBase64(vector: readonly number[]): string {
@@ -107,13 +108,10 @@ async function runEmbedding(
   try {
     result = await work;
     if (result.aborted !== true && !signal.aborted) return result;
-    if (options.shutdown.aborted && signal.reason === options.shutdown.reason) {
-      // Cut at the drain's deadline: the server's doing, so the 503 of a chat answer cut there, given back.
-      const cutError = errors.cutByShutdown();
-      failure = cutError;
-      status = cutError.status;
-      request.logFields.shutdown_cut = true;
-      request.logFields.code = cutError.code;
+    const cut = shutdownCut(signal.reason, options.shutdown, request.logFields);
+    if (cut !== undefined) {
+      failure = cut;
+      status = cut.status;
       reply.raw.destroy();
     } else {
       // Its client gone before the answer: metered as a 499 with the inputs embedded.
