@@ -1,13 +1,18 @@
 /** Suggestions for a mistyped name: the variable, specialist or model meant. */
 
-/** The candidate within `maxEdits` edits of `name` (the nearest, the first of equals), if any. */
+/**
+ * The candidate within `maxEdits` edits of `name` (the nearest, the first of equals), if any. Case is not an edit:
+ * "CLASSIFY" is a slip of "classify" however many letters it shouts.
+ */
 export function closest(name: string, candidates: Iterable<string>, maxEdits = 3): string | undefined {
   let best: string | undefined;
   let bestDistance = maxEdits + 1;
+  let folded: string | undefined;
   for (const candidate of candidates) {
     // The lengths' difference is a lower bound of the distance: a name of a megabyte costs nothing to rule out.
     if (Math.abs(name.length - candidate.length) >= bestDistance) continue;
-    const d = editDistance(name, candidate);
+    folded ??= name.toLowerCase();
+    const d = editDistance(folded, candidate.toLowerCase());
     if (d < bestDistance) {
       best = candidate;
       bestDistance = d;

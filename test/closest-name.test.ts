@@ -14,6 +14,12 @@ describe("closest", () => {
     assert.equal(closest("summarize", SPECIALISTS, 0), undefined);
   });
 
+  it("does not count case as an edit", () => {
+    assert.equal(closest("CLASSIFY", SPECIALISTS, 1), "classify");
+    assert.equal(closest("Summarize", SPECIALISTS, 1), "summarise");
+    assert.equal(closest("alveare_threds", ["ALVEARE_THREADS", "ALVEARE_PORT"]), "ALVEARE_THREADS");
+  });
+
   // Before, every candidate cost a full table of name × candidate: a 1 MB model name took ~250 ms of the event loop.
   it("rules out a name far longer than every candidate without comparing it character by character", () => {
     assert.equal(closest(`summarise${"x".repeat(3)}`, SPECIALISTS), "summarise");

@@ -38,6 +38,13 @@ describe("HTTP contract: errors and request ids", () => {
     expectError("/v1/infer", { specialist: "classify", prompt: "x", max_tokens: 1.5 }, 400, "invalid_parameter", "max_tokens"));
   it("rejects temperature out of range", () =>
     expectError("/v1/infer", { specialist: "classify", prompt: "x", temperature: 2.5 }, 400, "invalid_parameter", "temperature"));
+  it("takes a seed anywhere in OpenAI's signed 64-bit range, and refuses one past it", async () => {
+    for (const seed of ["9223372036854775807", "-9223372036854775808"]) {
+      const r = await postJson(`${server.url}/v1/infer`, `{"specialist":"classify","prompt":"x","max_tokens":2,"seed":${seed}}`);
+      assert.equal(r.status, 200, JSON.stringify(r.json));
+    }
+    await expectError("/v1/infer", '{"specialist":"classify","prompt":"x","seed":1e19}', 400, "invalid_parameter", "seed");
+  });
   it("rejects top_p of zero", () =>
     expectError(
       "/v1/chat/completions",
@@ -56,6 +63,15 @@ describe("HTTP contract: errors and request ids", () => {
       "model_not_found",
       "model",
       /^The model 'chat' does not exist; did you mean 'alveare-chat'\? GET \/v1\/models lists the models you can use\.$/,
+    ));
+  it("suggests the model a name in other case meant", () =>
+    expectError(
+      "/v1/chat/completions",
+      { model: "ALVEARE-CHAT", messages: [{ role: "user", content: "x" }] },
+      400,
+      "model_not_found",
+      "model",
+      /^The model 'ALVEARE-CHAT' does not exist; did you mean 'alveare-chat'\?/,
     ));
   it("rejects an unknown model", () =>
     expectError("/v1/chat/completions", { model: "gpt-4", messages: [{ role: "user", content: "x" }] }, 400, "model_not_found", "model", /gpt-4/));
@@ -210,6 +226,7 @@ describe("HTTP contract: errors and request ids", () => {
     for (const [method, path] of [
       ["POST", "/v1/chat/completions/"],
       ["GET", "/v1/models/"],
+      ["GET", "/health/"],
     ] as const) {
       const r = await fetch(`${server.url}${path}`, { method, body: method === "GET" ? undefined : "{}" });
       assert.equal(r.status, 404, path);

@@ -214,6 +214,17 @@ describe("the OpenAPI document", () => {
     assert.deepEqual(inferStatuses, ["200", "400", "401", "403", "408", "413", "429", "431", "500", "502", "503", "504"]);
   });
 
+  it("states the reference's defaults (max_tokens 512, temperature 0.7, top_p 1, stream false)", () => {
+    const schemas = (api.doc.components as Json).schemas as Record<string, { properties: Record<string, Json> }>;
+    for (const name of ["InferRequest", "ChatCompletionRequest"]) {
+      const properties = schemas[name]!.properties;
+      assert.equal(properties.max_tokens!.default, 512, name);
+      assert.equal(properties.temperature!.default, 0.7, name);
+      assert.equal(properties.top_p!.default, 1, name);
+    }
+    assert.equal(schemas.ChatCompletionRequest!.properties.stream!.default, false);
+  });
+
   it("describes the real answers of the public routes, successes and errors", async () => {
     const { auth } = await createKey(server, "open");
     const solo = await createKey(server, "solo");

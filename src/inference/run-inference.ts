@@ -177,8 +177,8 @@ function suggestionFor(options: Pick<InferenceDeps, "specialists">, name: string
   if (prefix.length === 0 && name.startsWith(MODEL_PREFIX) && options.specialists.get(name.slice(MODEL_PREFIX.length)) !== undefined) {
     return name.slice(MODEL_PREFIX.length);
   }
-  // A typo or the other spelling (`summarize`, `alveare-clasify`): the nearest id within a slip of it.
-  const id = name.startsWith(MODEL_PREFIX) ? name.slice(MODEL_PREFIX.length) : name;
+  // A typo, the other spelling or case (`summarize`, `alveare-clasify`, `ALVEARE-CHAT`): the nearest id within a slip of it.
+  const id = name.toLowerCase().startsWith(MODEL_PREFIX) ? name.slice(MODEL_PREFIX.length) : name;
   const near = closest(
     id,
     // Not the embeddings model: chat completions and /v1/infer would refuse it next.

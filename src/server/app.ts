@@ -129,10 +129,11 @@ function notFoundHint(app: FastifyInstance, method: string, path: string): strin
       return `${suggestion} The address has "//" in it: a base URL ending in "/" joined with a path starting with "/"`;
     }
   }
-  if (!path.startsWith("/v1/")) return undefined;
-  // A trailing slash some clients add: the route without it, where it takes this method.
+  // A trailing slash some clients (and probes: /health/) add: the route without it, where it takes this method.
   const trimmed = path.replace(/\/+$/, "");
-  if (trimmed !== path && app.findRoute({ method, url: trimmed }) !== null) return withoutTrailingSlashHint(shortened(withoutKeys(trimmed)));
+  if (trimmed !== path && trimmed !== "" && app.findRoute({ method, url: trimmed }) !== null)
+    return withoutTrailingSlashHint(shortened(withoutKeys(trimmed)));
+  if (!path.startsWith("/v1/")) return undefined;
   const methods = ["GET", "POST"].filter((m) => app.findRoute({ method: m, url: path }) !== null);
   if (methods.length > 0) return `this path takes ${methods.join(" or ")}`;
   if (UNSERVED_OPENAI_ROUTE.test(path)) return unserved;

@@ -52,7 +52,7 @@ export interface ClientOptions {
    * page's origin) or a relative reference, resolved against the page (see resolveBaseURL).
    */
   baseURL?: string | undefined;
-  /** Per attempt, in milliseconds (default 60 s). */
+  /** Per attempt, in milliseconds (default 600 s, as OpenAI's SDK). */
   timeout?: number | undefined;
   /** Retries after the first attempt (default 2). */
   maxRetries?: number | undefined;

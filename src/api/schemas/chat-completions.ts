@@ -102,7 +102,7 @@ export const ChatCompletionRequestSchema = Type.Object({
   top_p: TopP,
   seed: Seed,
   stop: Type.Optional(Stop),
-  stream: Type.Optional(Nullable(Type.Boolean())),
+  stream: Type.Optional(Nullable(Type.Boolean({ default: false, description: "Answer as Server-Sent Events of chunks." }))),
   stream_options: Type.Optional(Nullable(Type.Object({ include_usage: Type.Optional(Nullable(Type.Boolean())) }))),
   response_format: Type.Optional(ResponseFormat),
   // Checked as OpenAI checks them, then not applied: llama.cpp's penalties work differently, and token ids are the model's own.
