@@ -57,6 +57,19 @@ describe("per-key window limit", () => {
     const models = await fetch(`${server.url}/v1/models`, { headers: a.auth });
     assert.equal(models.headers.get("x-ratelimit-remaining-requests"), "18", "GET /v1/models consumes nothing");
   });
+
+  it("keeps the place of an admitted request that failed, while the monthly quota gives it back", async () => {
+    const { auth } = await createKey(server, "solo");
+    assert.equal((await infer(server, auth)).status, 200);
+    // Found too long only once formatted, after admission: not counted in the quota, but it spent a place.
+    const tooLong = await postJson(`${server.url}/v1/infer`, { specialist: "classify", prompt: "word ".repeat(6000), max_tokens: 2 }, auth);
+    assert.equal(tooLong.status, 400);
+    assert.equal((tooLong.json.error as { code: string }).code, "context_length_exceeded");
+    const after = await infer(server, auth);
+    assert.equal(after.headers.get("x-ratelimit-remaining-requests"), "17");
+    const usage = (await (await fetch(`${server.url}/v1/usage`, { headers: auth })).json()) as { requests_used: number };
+    assert.equal(usage.requests_used, 2);
+  });
 });
 
 describe("monthly quota", () => {
