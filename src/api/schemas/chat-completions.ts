@@ -14,6 +14,12 @@ export const MAX_TOP_LOGPROBS = 20;
  * one-letter messages in a 1 MB body held the event loop 0.3–0.5 s before the prompt could be refused.
  */
 export const MAX_MESSAGES = 2048;
+/**
+ * Tool calls a conversation may replay, all assistant turns together: each costs its template ~30 µs, so 13,000
+ * `{}` calls in one message held the event loop 0.4 s. A history of 2,048 messages holds at most 1,024
+ * call-and-result pairs.
+ */
+export const MAX_REPLAYED_TOOL_CALLS = 1024;
 
 /** `developer` is OpenAI's newer name for `system`. */
 export const CHAT_ROLES = ["system", "developer", "user", "assistant", "tool"] as const;

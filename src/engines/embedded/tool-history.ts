@@ -27,10 +27,19 @@ export function toolFunctions(tools: readonly ToolFunction[]): ChatModelFunction
  */
 const MAX_ARGUMENT_DEPTH = 64;
 
-/** How deep the JSON text nests objects and lists (brackets inside strings are text). */
-function nestingDepth(text: string): number {
+/**
+ * JSON values a request's replayed arguments may hold, all calls together, before the rest are shown as the text
+ * they came as. Parsing and writing them back costs ~2.6 µs a value (node-llama-cpp's writer, then the garbage):
+ * one megabyte of `[{},{},…]` (330,000 values) held the event loop 0.8 s; this bound keeps it near 50 ms, and a
+ * prompt holding more would not fit a small model's context anyway.
+ */
+export const MAX_REPLAYED_VALUES = 20_000;
+
+/** How deep the JSON text nests objects and lists, and about how many values it holds (brackets and commas inside strings are text). */
+function jsonShape(text: string): { depth: number; values: number } {
   let depth = 0;
   let deepest = 0;
+  let values = 1;
   let inString = false;
   for (let i = 0; i < text.length; i++) {
     const c = text.charCodeAt(i);
@@ -38,21 +47,28 @@ function nestingDepth(text: string): number {
       if (c === 0x5c) i++;
       else if (c === 0x22) inString = false;
     } else if (c === 0x22) inString = true;
-    else if (c === 0x7b || c === 0x5b) deepest = Math.max(deepest, ++depth);
-    else if (c === 0x7d || c === 0x5d) depth--;
+    else if (c === 0x7b || c === 0x5b) {
+      deepest = Math.max(deepest, ++depth);
+      values++;
+    } else if (c === 0x7d || c === 0x5d) depth--;
+    else if (c === 0x2c) values++;
   }
-  return deepest;
+  return { depth: deepest, values };
 }
 
-const parseArguments = (text: string): unknown => {
-  if (nestingDepth(text) > MAX_ARGUMENT_DEPTH) return text;
+/** Parses replayed arguments within what is left of the request's `budget` of values; past it, or unparsable, the text as given. */
+function parseArguments(text: string, budget: { values: number }): unknown {
+  const shape = jsonShape(text);
+  if (shape.depth > MAX_ARGUMENT_DEPTH || shape.values > budget.values) return text;
   try {
-    return JSON.parse(text);
+    const parsed: unknown = JSON.parse(text);
+    budget.values -= shape.values;
+    return parsed;
   } catch {
     // A client may replay arguments it edited by hand: shown as given.
     return text;
   }
-};
+}
 
 /**
  * Chat messages as node-llama-cpp's history: an assistant turn's tool calls
@@ -63,6 +79,7 @@ const parseArguments = (text: string): unknown => {
 export function toHistory(messages: readonly ChatMessage[]): ChatHistoryItem[] {
   const history: ChatHistoryItem[] = [];
   const pending = new Map<string, ChatModelFunctionCall>();
+  const budget = { values: MAX_REPLAYED_VALUES };
   let afterResults = false;
   for (const m of messages) {
     const last = history.at(-1);
@@ -77,7 +94,12 @@ export function toHistory(messages: readonly ChatMessage[]): ChatHistoryItem[] {
     else {
       const response: ChatModelResponse["response"] = m.content.length > 0 ? [m.content] : [];
       for (const call of m.toolCalls ?? []) {
-        const segment: ChatModelFunctionCall = { type: "functionCall", name: call.name, params: parseArguments(call.arguments), result: null };
+        const segment: ChatModelFunctionCall = {
+          type: "functionCall",
+          name: call.name,
+          params: parseArguments(call.arguments, budget),
+          result: null,
+        };
         pending.set(call.id, segment);
         response.push(segment);
       }

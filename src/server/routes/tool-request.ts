@@ -1,4 +1,4 @@
-import type { ChatCompletionRequestBody } from "../../api/schemas/chat-completions.js";
+import { MAX_REPLAYED_TOOL_CALLS, type ChatCompletionRequestBody } from "../../api/schemas/chat-completions.js";
 import type { ChatMessage, Role } from "../../engines/types.js";
 import type { ToolFunction, ToolRequest } from "../../engines/tools.js";
 import { errors, shortened } from "../../errors.js";
@@ -55,10 +55,14 @@ function checkAnswered(unanswered: Unanswered): void {
 export function toChatMessages(messages: Body["messages"]): ChatMessage[] {
   let openCalls = new Set<string>();
   let unanswered: Unanswered = { turn: 0, ids: new Set() };
+  let replayed = 0;
   const history = messages.map((m, i) => {
     const role = ROLES.get(m.role) ?? "user";
     if (role !== "tool") checkAnswered(unanswered);
     const calls = m.tool_calls ?? [];
+    replayed += calls.length;
+    if (replayed > MAX_REPLAYED_TOOL_CALLS)
+      throw errors.invalidParameter(`messages[${i}].tool_calls`, `a conversation may replay at most ${MAX_REPLAYED_TOOL_CALLS} tool calls in all.`);
     if (calls.length > 0 && role !== "assistant")
       throw errors.invalidParameter(`messages[${i}].tool_calls`, "only assistant messages carry tool calls.");
     checkRefusals(m, role, i);
