@@ -382,6 +382,39 @@ describe("output constraints hold at temperature 2.0", () => {
     }
   });
 
+  it("a stop string never cuts a JSON answer, streamed or whole", async () => {
+    const constant = { z: "a b" };
+    const chat = (extra: Record<string, unknown>) =>
+      postJson(`${server.url}/v1/chat/completions`, {
+        model: "alveare-chat",
+        messages: [{ role: "user", content: "x" }],
+        max_tokens: 40,
+        stop: ['"', " "],
+        response_format: { type: "json_schema", json_schema: { name: "c", schema: { const: constant } } },
+        ...extra,
+      });
+    const whole = await chat({});
+    const choice = (whole.json.choices as Array<{ finish_reason: string; message: { content: string } }>)[0]!;
+    assert.deepEqual([JSON.parse(choice.message.content), choice.finish_reason], [constant, "stop"]);
+    const streamed = await fetch(`${server.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({
+        model: "alveare-extract",
+        messages: [{ role: "user", content: "x" }],
+        max_tokens: 40,
+        stop: "{",
+        stream: true,
+        response_format: { type: "json_schema", json_schema: { name: "c", schema: { const: constant } } },
+      }),
+    });
+    const deltas = (await streamed.text())
+      .split("\n\n")
+      .filter((event) => event.startsWith("data: {"))
+      .map((event) => (JSON.parse(event.slice(6)) as { choices: Array<{ delta: { content?: string } }> }).choices[0]?.delta.content ?? "");
+    assert.deepEqual(JSON.parse(deltas.join("")), constant);
+  });
+
   it("writes control characters of const and enum strings and of property names escaped: the answer parses", async () => {
     const text = "a\u0001b\b\f\u001f\t\n";
     const schema = {

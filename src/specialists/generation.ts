@@ -40,8 +40,17 @@ function withSystemPrompt(systemPrompt: string, messages: readonly ChatMessage[]
   return system.length > 0 ? [{ role: "system", content: system }, ...rest] : rest;
 }
 
+/**
+ * A JSON answer ends where its grammar does, as a tool call does: a stop string would cut the document and report
+ * it whole (`finish_reason` "stop" on text no parser takes). Under callable tools the answer is free text, so
+ * stop strings apply there.
+ */
+const heldToJson = (constraint: OutputConstraint, call: SpecialistCall): boolean =>
+  call.tools === undefined && (constraint.type === "json_object" || constraint.type === "json_schema");
+
 /** The engine's request for a call, aborted by `abort` (its AbortSignal made only if the engine reads `signal`). */
 export function toGenerationRequest(specialist: Specialist, call: SpecialistCall, abort: AbortSource): GenerationRequest {
+  const constraint = call.constraint ?? specialist.output;
   return {
     messages: withSystemPrompt(specialist.systemPrompt, call.messages),
     systemIsOperators: !call.messages.some((m) => m.role === "system"),
@@ -50,8 +59,8 @@ export function toGenerationRequest(specialist: Specialist, call: SpecialistCall
     temperature: call.temperature ?? specialist.defaults.temperature,
     topP: call.topP ?? specialist.defaults.topP,
     seed: call.seed,
-    stop: call.stop ?? [],
-    constraint: call.constraint ?? specialist.output,
+    stop: heldToJson(constraint, call) ? [] : (call.stop ?? []),
+    constraint,
     contextLimit: specialist.contextSize,
     get signal(): AbortSignal {
       return abort.signal;
