@@ -228,6 +228,14 @@ export const errors = {
     return invalid("invalid_parameter", `Invalid 'plan': there is no plan '${shortened(plan)}'.${hint} Plans: ${known.join(", ")}.`, "plan");
   },
   notFoundResource: (message: string) => new ApiError(404, "invalid_request_error", "not_found", message),
+  /** One answer for every link that cannot be accepted: it tells nothing of whether it ever was an invitation. */
+  invitationNotFound: () =>
+    new ApiError(
+      404,
+      "invalid_request_error",
+      "invitation_not_found",
+      "This invitation link can no longer be used (it is unknown, already used, expired or replaced by a newer one); ask for a new one.",
+    ),
   requestTimeout: (timeoutMs: number) => notReceivedInTime("The request was", timeoutMs),
   headersTimeout: (timeoutMs: number) => notReceivedInTime("The request's headers were", timeoutMs),
   headersTooLarge: () =>

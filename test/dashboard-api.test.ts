@@ -333,7 +333,8 @@ describe("dashboard API", () => {
     const first = await inviteCarol();
     const second = await inviteCarol();
     const stale = await new Browser(server).call("POST", "/dashboard/api/invitations/accept", { token: first, password: "carol first password" });
-    assert.equal(stale.status, 400, "issuing a new invitation invalidates older ones");
+    assert.equal(stale.status, 404, "issuing a new invitation invalidates older ones");
+    assert.equal((stale.json.error as { code: string }).code, "invitation_not_found");
     const laptop = new Browser(server);
     assert.equal((await laptop.call("POST", "/dashboard/api/invitations/accept", { token: second, password: "carol first password" })).status, 200);
     const phone = new Browser(server, "127.0.0.61");
@@ -362,6 +363,17 @@ describe("dashboard API", () => {
       200,
       "refusals do not use the invitation up",
     );
+    // Used now: the link is said to be unusable whatever the password, a weak one included (the check page's answer).
+    for (const password of ["a reasonable passphrase", "short"]) {
+      const used = await new Browser(server).call("POST", "/dashboard/api/invitations/accept", { token, password });
+      assert.equal(used.status, 404, password);
+      assert.deepEqual(used.json.error, {
+        type: "invalid_request_error",
+        code: "invitation_not_found",
+        param: null,
+        message: "This invitation link can no longer be used (it is unknown, already used, expired or replaced by a newer one); ask for a new one.",
+      });
+    }
   });
 
   it("uses an invitation once, and refuses short passwords", async () => {
@@ -375,7 +387,7 @@ describe("dashboard API", () => {
     );
     assert.equal(
       (await new Browser(server).call("POST", "/dashboard/api/invitations/accept", { token, password: "long enough password" })).status,
-      400,
+      404,
     );
   });
 
@@ -585,7 +597,7 @@ describe("removing a member", () => {
     // A pending invitation dies with its member.
     assert.equal((await operator.call("DELETE", `/admin/api/accounts/${accountId}/members/${pending.memberId}`)).status, 204);
     const late = await new Browser(server).call("POST", "/dashboard/api/invitations/accept", { token: pending.token, password: PASSWORD });
-    assert.equal(late.status, 400, "the removed member's invitation no longer works");
+    assert.equal(late.status, 404, "the removed member's invitation no longer works");
 
     // The e-mail can be invited again, to this account or another; the old password does not come back.
     const rejoined = await join(accountId, "dana@example.com");

@@ -3,7 +3,7 @@ import { createHash, createHmac } from "node:crypto";
 import { ApiError, errors, shortened } from "../errors.js";
 import { randomBase62 } from "../ids.js";
 import type { AuditAction, AuditContext } from "../store/audit-log.js";
-import type { ApiKeyRecord, Member, PeopleStore, Session, Stores } from "../store/store.js";
+import { acceptable, type ApiKeyRecord, type Member, type PeopleStore, type Session, type Stores } from "../store/store.js";
 import { CONTROL_CHARACTER_PROBLEM, FIELD_LIMITS, hasControlCharacter, isEmailAddress } from "./bounded-fields.js";
 import { FailureLog, type FailureCounter, type FailureKind, type FailureLogLimits } from "./failure-log.js";
 import { checkPasswordPolicy } from "./password-policy.js";
@@ -169,9 +169,14 @@ export class People {
 
   /** Sets the password of an invited member (ending the member's other sessions) and signs them in. */
   async acceptInvitation(token: string, password: string, address: string, requestId: string | null = null): Promise<StartedSession> {
+    // The link first: one that cannot be accepted is said so whatever the password (the check page's answer). The
+    // password next, before the invitation is used, so a refused one does not use it up.
+    const tokenHash = sha256(token);
+    if (token.length > FIELD_LIMITS.token || !acceptable(await this.stores.people.findInvitation(tokenHash))) throw errors.invitationNotFound();
     checkPasswordPolicy(password);
-    const memberId = token.length > FIELD_LIMITS.token ? undefined : await this.stores.people.useInvitation(sha256(token), new Date().toISOString());
-    if (memberId === undefined) throw errors.invalidParameter("token", "this invitation is invalid, used or expired; ask for a new one.");
+    // Used by a concurrent acceptance since it was found: the same answer.
+    const memberId = await this.stores.people.useInvitation(tokenHash, new Date().toISOString());
+    if (memberId === undefined) throw errors.invitationNotFound();
     const passwordHash = await this.passwords.hash(password);
     await this.stores.people.setMemberPassword(memberId, passwordHash);
     const member = await this.stores.people.getMember(memberId);

@@ -123,6 +123,10 @@ export interface InvitationRecord {
   usedAt: string | null;
 }
 
+/** An invitation that may still be accepted: found, unused and not expired. */
+export const acceptable = (invitation: InvitationRecord | undefined, now = Date.now()): invitation is InvitationRecord =>
+  invitation !== undefined && invitation.usedAt === null && Date.parse(invitation.expiresAt) > now;
+
 /**
  * A request refused after its key was authenticated (over a limit, a specialist
  * outside the plan): never admitted, so not in the ledger, but counted per account,

@@ -1,20 +1,13 @@
 import { createHash } from "node:crypto";
 import type { FastifyInstance } from "fastify";
 import { dashboardRequests } from "../../api/schemas/dashboard.js";
-import { ApiError } from "../../errors.js";
+import { errors } from "../../errors.js";
+import { acceptable } from "../../store/store.js";
 import { parseBody } from "../../schema/request-errors.js";
 import { checkSameOrigin } from "../web-security.js";
 import type { DashboardOptions } from "./member-context.js";
 
 const sha256 = (s: string): string => createHash("sha256").update(s).digest("hex");
-const invalidInvitation = (): ApiError =>
-  new ApiError(
-    404,
-    "invalid_request_error",
-    "invitation_not_found",
-    "This invitation link can no longer be used (it is unknown, already used, expired or replaced by a newer one); ask for a new one.",
-  );
-
 /** An invitation's details before a password is typed (accepting one starts a session: sessions.ts). */
 export function invitationRoutes(app: FastifyInstance, { stores }: DashboardOptions): void {
   // POST so the token travels in a body, never in a URL that logs could keep.
@@ -24,10 +17,10 @@ export function invitationRoutes(app: FastifyInstance, { stores }: DashboardOpti
     // Only a link that can still be accepted names whom it is for: a used or expired one (a link kept in a mailbox, a
     // chat, a shared browser's history) answered with the member's e-mail and the account's name, to anyone holding it.
     // It answers as an unknown one does, so it tells nothing of whether it ever was an invitation.
-    if (invitation === undefined || invitation.usedAt !== null || Date.parse(invitation.expiresAt) <= Date.now()) throw invalidInvitation();
+    if (!acceptable(invitation)) throw errors.invitationNotFound();
     const member = await stores.people.getMember(invitation.memberId);
     const account = member && (await stores.accounts.getAccount(member.accountId));
-    if (member === undefined || account === undefined) throw invalidInvitation();
+    if (member === undefined || account === undefined) throw errors.invitationNotFound();
     return { state: "valid", email: member.email, account_name: account.name, expires_at: invitation.expiresAt, used_at: null };
   });
 }
