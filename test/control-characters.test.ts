@@ -28,6 +28,13 @@ const CONTROLS = [
   "line\u2028two",
   "lone\ud800",
   "\udfffx",
+  // Invisible: a zero-width space, direction marks, a soft hyphen, a word joiner and invisible operator, a byte-order mark.
+  "\u200b",
+  "acme\u200f",
+  "ac\u061cme",
+  "x\u00adx",
+  "\u2060\u2061",
+  "a\ufeffb",
 ];
 
 const BACKENDS: Array<{ name: string; env: () => Promise<Record<string, string>> }> = [
@@ -44,9 +51,10 @@ const BACKENDS: Array<{ name: string; env: () => Promise<Record<string, string>>
 ];
 
 describe("what counts as a control character", () => {
-  it("every kind above, and no printable text: accents, CJK and characters outside the BMP (surrogate pairs) pass", () => {
+  it("every kind above, and no printable text: accents, CJK, characters outside the BMP (surrogate pairs) and joiners in emoji or Persian pass", () => {
     for (const s of CONTROLS) assert.equal(hasControlCharacter(s), true, JSON.stringify(s));
-    for (const s of ["Acme GmbH", "Café Ünïcödé", "蜂巢", "Hive 🐝", "𝔄𝔩𝔳𝔢𝔞𝔯𝔢"]) assert.equal(hasControlCharacter(s), false, s);
+    for (const s of ["Acme GmbH", "Café Ünïcödé", "蜂巢", "Hive 🐝", "𝔄𝔩𝔳𝔢𝔞𝔯𝔢", "👩\u200d💻 team", "می\u200cخواهم"])
+      assert.equal(hasControlCharacter(s), false, s);
   });
 });
 
@@ -90,6 +98,21 @@ for (const backend of BACKENDS) {
         (accounts.json.data as Array<{ name: string }>).map((a) => a.name),
         ["Acme"],
       );
+    });
+
+    it("refuses a name of joiners alone, which shows nothing, as empty", async () => {
+      for (const name of ["\u200d", " \u200c\u200d "]) {
+        for (const r of [
+          await call("POST", "/admin/api/accounts", { name, plan: "starter" }),
+          await call("POST", `/admin/api/accounts/${accountId}/keys`, { name }),
+        ]) {
+          assert.equal(r.status, 400, JSON.stringify(r.json));
+          assert.equal((r.json.error as { param: string }).param, "name");
+          assert.match((r.json.error as { message: string }).message, /must not be empty/);
+        }
+      }
+      const named = await call("POST", "/admin/api/accounts", { name: "👩\u200d💻 team", plan: "starter" });
+      assert.equal(named.status, 201, "an emoji sequence with its joiner is a name");
     });
 
     it("refuses them in a member's key name on the dashboard", async () => {

@@ -8,6 +8,9 @@ import { DEFAULT_MAX_KEYS, findPlan, type Plan } from "../gate/plans.js";
 
 /** A member may create this many times the plan's `max_keys` of a mode in any 24 hours. */
 const KEYS_PER_DAY_PER_CAP = 4;
+
+/** A name must show something: whitespace, joiners and other characters that render as nothing alone would read as blank. */
+const visible = (name: string): boolean => /[^\s\p{Default_Ignorable_Code_Point}]/u.test(name);
 import { CONTROL_CHARACTER_PROBLEM, FIELD_LIMITS, hasControlCharacter } from "./bounded-fields.js";
 
 /** The same rules the HTTP schemas hold (length, no control characters), for callers that come another way (the CLI). */
@@ -49,7 +52,7 @@ export class AccountService {
   async createAccount(context: AuditContext, given: string, plan: string): Promise<Account> {
     // Names are kept as people read them, whichever way they came (CLI, admin API, dashboard): without edge spaces.
     const name = given.trim();
-    if (name.length === 0) throw new AccountError(errors.invalidParameter("name", "the account name must not be empty."));
+    if (!visible(name)) throw new AccountError(errors.invalidParameter("name", "the account name must not be empty."));
     bounded("name", name, FIELD_LIMITS.name);
     this.plan(plan);
     const account: Account = { id: `acct_${randomBase62(16)}`, name, plan, status: "active", createdAt: new Date().toISOString() };
@@ -80,7 +83,7 @@ export class AccountService {
     const name = given?.trim();
     if (name !== undefined) {
       // A name is optional, but one given must say something: `--name "$UNSET"` is a mistake, not a nameless key.
-      if (name.length === 0)
+      if (!visible(name))
         throw new AccountError(errors.invalidParameter("name", "the key name must not be empty; leave it out for a key without a name."));
       bounded("name", name, FIELD_LIMITS.keyName);
     }

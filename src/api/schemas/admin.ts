@@ -22,17 +22,23 @@ export const FIELD_LIMITS = {
 /**
  * C0 controls, DEL and C1 controls (U+0000–U+001F, U+007F–U+009F), the line and
  * paragraph separators and the text-direction embeddings, overrides and isolates
- * (U+2028–U+202E, U+2066–U+2069). No name or e-mail may hold one: a NUL cannot be
+ * (U+2028–U+202E, U+2066–U+2069), and the characters that render as nothing but
+ * would make two names differ unseen. No name or e-mail may hold one: a NUL cannot be
  * stored in PostgreSQL text, the C0/C1 ones would reach an operator's terminal
  * (ESC sequences, CR, BEL) through the CLI, and the rest can make a name shown in
  * the dashboard or a terminal read as another ("Trojan Source" reordering).
  * Lone surrogates (U+D800–U+DFFF outside a pair; a pair is one character to a
  * Unicode pattern) are no text: stored, they read back as U+FFFD.
  */
-const CONTROL_RANGES = "\\u0000-\\u001f\\u007f-\\u009f\\u2028-\\u202e\\u2066-\\u2069\\ud800-\\udfff";
+const CONTROL_RANGES =
+  "\\u0000-\\u001f\\u007f-\\u009f\\u2028-\\u202e\\u2066-\\u2069\\ud800-\\udfff" +
+  // Invisible ones: soft hyphen, the Arabic letter mark, the Mongolian vowel separator, zero-width space, the
+  // left-to-right and right-to-left marks, the word joiner and invisible operators, the byte-order mark. The
+  // zero-width joiner and non-joiner (U+200C, U+200D) stay: emoji sequences and Persian or Indic spellings need them.
+  "\\u00ad\\u061c\\u180e\\u200b\\u200e\\u200f\\u2060-\\u2064\\ufeff";
 export const CONTROL_CHARACTER = new RegExp(`[${CONTROL_RANGES}]`, "u");
 export const CONTROL_CHARACTER_PROBLEM =
-  "must not contain control characters (U+0000–U+001F, U+007F–U+009F), line-separator and text-direction characters (U+2028–U+202E, U+2066–U+2069) or lone surrogates (U+D800–U+DFFF, which are not text).";
+  "must not contain control characters (U+0000–U+001F, U+007F–U+009F), line-separator and text-direction characters (U+2028–U+202E, U+2066–U+2069), invisible characters (U+00AD, U+061C, U+180E, U+200B, U+200E, U+200F, U+2060–U+2064, U+FEFF) or lone surrogates (U+D800–U+DFFF, which are not text).";
 
 /** A name field of a request: at most `maxLength` characters, none of them a control character. */
 export const NameString = (maxLength: number) =>
