@@ -805,7 +805,7 @@ export class EmbeddedEngine implements Engine {
     // At least one token is always evaluated, for its logits.
     const input = await this.reusePrefix(sequence, prompt.tokens, prompt.tokens.length - 1);
     this.counters.promptTokensEvaluated += input.length;
-    return { input, cached: prompt.tokens.length - input.length - prefixEvaluated };
+    return { input, cached: Math.max(0, prompt.tokens.length - input.length - prefixEvaluated) };
   }
 
   /**
@@ -878,12 +878,16 @@ export class EmbeddedEngine implements Engine {
    * user's content starts: the common token prefix of the conversation formatted
    * with two different user messages (robust to any chat template).
    */
-  private systemPrefix(messages: readonly ChatMessage[]): SystemPrefix | undefined {
+  private systemPrefix(messages: readonly ChatMessage[], refresh = false): SystemPrefix | undefined {
     let count = 0;
     while (messages[count]?.role === "system") count++;
     if (count === 0) return undefined;
     const system = messages.slice(0, count);
     const rememberedAs = createHash("sha256").update(JSON.stringify(system)).digest("base64");
+    if (refresh && this.prefixes.has(rememberedAs)) {
+      this.prefixTokens -= this.prefixes.get(rememberedAs)?.tokens.length ?? 0;
+      this.prefixes.delete(rememberedAs);
+    }
     if (this.prefixes.has(rememberedAs)) {
       const known = this.prefixes.get(rememberedAs);
       // Re-inserted: a Map iterates in insertion order, so the first entry is the least recently used.
@@ -936,8 +940,24 @@ export class EmbeddedEngine implements Engine {
   private format(messages: readonly ChatMessage[], contextSize?: number): FormattedPrompt {
     const { tokens, stopStrings, stopTokens } = this.formatChat(messages, undefined, contextSize);
     // A prompt that cannot fit is refused: its system messages are neither tokenized again nor remembered.
-    const prefix = tokens.length < (contextSize ?? this.contextSize) ? this.systemPrefix(messages) : undefined;
+    const prefix = tokens.length < (contextSize ?? this.contextSize) ? this.prefixOf(messages, tokens) : undefined;
     return { tokens, prefix, shareable: prefix?.tokens.length ?? 0, stopStrings, stopTokens };
+  }
+
+  /**
+   * The remembered system prefix, only when the prompt really starts with it. A chat template may write the date
+   * (Llama 3.1's "Today Date"): after midnight the remembered tokens are yesterday's, and used as they were every
+   * request would load a stale snapshot and evaluate its system prompt again, until a restart. Such a prefix is
+   * formatted again (its snapshot built anew, and pinned if the old one was); one that still differs (a tokenizer
+   * that merges the prefix's last token with this user's first) serves this prompt without a snapshot.
+   */
+  private prefixOf(messages: readonly ChatMessage[], tokens: readonly Token[]): SystemPrefix | undefined {
+    const remembered = this.systemPrefix(messages);
+    if (remembered === undefined || startsWith(tokens, remembered.tokens)) return remembered;
+    const fresh = this.systemPrefix(messages, true);
+    if (fresh === undefined || !startsWith(tokens, fresh.tokens)) return undefined;
+    if (fresh.key !== remembered.key) this.snapshots?.repin(remembered.key, fresh.key);
+    return fresh;
   }
 
   /**
@@ -1005,4 +1025,11 @@ export class EmbeddedEngine implements Engine {
     await this.context.dispose();
     if (this.snapshots === undefined && this.choiceStateDirectory !== undefined) removeStateDirectory(this.choiceStateDirectory);
   }
+}
+
+/** Whether `tokens` begins with every token of `prefix`. */
+function startsWith(tokens: readonly Token[], prefix: readonly Token[]): boolean {
+  if (prefix.length > tokens.length) return false;
+  for (let i = 0; i < prefix.length; i++) if (tokens[i] !== prefix[i]) return false;
+  return true;
 }

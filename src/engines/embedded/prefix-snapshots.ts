@@ -84,6 +84,11 @@ export class PrefixSnapshotStore {
     return this.entries.has(key);
   }
 
+  /** A pinned prefix that changed (a template writing today's date): the new one is kept as the old one was, the old one no more. */
+  repin(previous: string, next: string): void {
+    if (this.pinned.delete(previous)) this.pinned.add(next);
+  }
+
   /** Evicts `key`'s snapshot (now or whenever it is built again) only after every unpinned one. */
   pin(key: string): void {
     this.pinned.add(key);
