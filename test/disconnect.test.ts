@@ -1,12 +1,14 @@
 import assert from "node:assert/strict";
 import { request } from "node:http";
+import { copyFileSync } from "node:fs";
 import { connect } from "node:net";
+import { join } from "node:path";
 import { describe, it } from "node:test";
 import { getLlama, LlamaContextSequence, LlamaLogLevel } from "node-llama-cpp";
 import { EmbeddedEngine } from "../src/engines/embedded/embedded-engine.js";
 import { GrammarCache } from "../src/engines/embedded/grammars.js";
 import type { GenerationRequest } from "../src/engines/types.js";
-import { postJson, startTestServer, tinyModel, type TestServer } from "./helpers/fixtures.js";
+import { postJson, startTestServer, tempDir, tinyModel, type TestServer } from "./helpers/fixtures.js";
 import { until } from "./helpers/until.js";
 
 /** Starts a long stream, reads `events` events, then drops the connection. */
@@ -113,6 +115,49 @@ describe("an engine closing", () => {
     } finally {
       await server.close();
     }
+  });
+});
+
+describe("a shutdown with two embedded engines", () => {
+  it("refuses the queue of every engine at once, not the second only once the first's running requests end", async () => {
+    const other = join(tempDir(), "other.gguf");
+    copyFileSync(await tinyModel(), other);
+    // Thousands of tokens: each engine's long answer is still running when the queues are refused.
+    const onModel = (model: string) => ({ ...LONG.long, model, output: { type: "json_schema", schema: { const: "go ".repeat(3000) } } });
+    const server = await startTestServer({
+      models: { base: await tinyModel(), other },
+      engine: { parallel: 1, queue: 4 },
+      specialists: { longa: onModel("base"), longb: onModel("other") },
+    });
+    const engines = ["longa", "longb"].map((id) => server.registry.get(id)!.engine as EmbeddedEngine);
+    assert.notEqual(engines[0], engines[1]);
+    const running = new AbortController();
+    const ask = (specialist: string, maxTokens: number, signal?: AbortSignal) =>
+      fetch(`${server.url}/v1/infer`, {
+        method: "POST",
+        signal,
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({ specialist, prompt: "talk", max_tokens: maxTokens }),
+      });
+    // Each engine's one sequence holds a long answer, and one request waits behind it.
+    const answering = ["longa", "longb"].map((id) => ask(id, 4096, running.signal).catch(() => undefined));
+    await until("both engines busy", () => engines.every((e) => e.busy === 1));
+    const queued = ["longa", "longb"].map((id) => ask(id, 8));
+    await until("a request queued on each", () => engines.every((e) => e.queued === 1));
+    const closing = server.close(60_000);
+    for (const answer of await Promise.all(queued)) {
+      assert.equal(answer.status, 503);
+      const { error } = (await answer.json()) as { error: { code: string; message: string } };
+      assert.deepEqual([error.code, /shutting down/.test(error.message)], ["overloaded", true]);
+    }
+    assert.deepEqual(
+      engines.map((e) => e.busy),
+      [1, 1],
+      "both refused while each engine's long answer still ran",
+    );
+    running.abort();
+    await Promise.all(answering);
+    await closing;
   });
 });
 

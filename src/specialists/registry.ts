@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import type { ServerConfig } from "../config/config.js";
+import { closeEach } from "../engines/close-each.js";
 import { engineKinds, type EngineConfig } from "../engines/engine-kinds.js";
 import type { EngineFactory, StartedEngines } from "../engines/types.js";
 import type { Specialist } from "./specialist.js";
@@ -52,6 +53,5 @@ export class SpecialistRegistry {
   }
 }
 
-async function closeAll(started: readonly StartedEngines[]): Promise<void> {
-  for (const kind of started) await kind.close();
-}
+/** Every kind at once (see closeEach): a remote kind's queue is refused while the embedded answers end, not after. */
+const closeAll = (started: readonly StartedEngines[]): Promise<void> => closeEach(started);

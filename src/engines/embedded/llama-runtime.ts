@@ -10,6 +10,7 @@ import { PrefixSnapshotStore } from "./prefix-snapshots.js";
 import { sampleFirstAlone } from "./first-sample-alone.js";
 import { usePhaseThreads } from "./phase-threads.js";
 import { fastestPerPhase, measureThreads, type ThreadChoice } from "./thread-calibration.js";
+import { closeEach } from "../close-each.js";
 
 interface EngineRequest {
   modelPath: string;
@@ -222,9 +223,10 @@ export class LlamaRuntime {
 
   async close(): Promise<void> {
     const engines = await Promise.allSettled([...this.engines.values()]);
-    for (const e of engines) if (e.status === "fulfilled") await e.value.close();
     const embedders = await Promise.allSettled([...this.embedders.values()]);
-    for (const e of embedders) if (e.status === "fulfilled") await e.value.close();
+    // All at once: each refuses its queue first, then waits for its running requests. One after another, a second
+    // engine's queue went on being served until the first engine's answers had ended.
+    await closeEach([...engines, ...embedders].flatMap((e) => (e.status === "fulfilled" ? [e.value] : [])));
     this.embedders.clear();
     const models = await Promise.allSettled([...this.models.values()]);
     for (const m of models) if (m.status === "fulfilled") await m.value.dispose();
