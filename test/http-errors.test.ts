@@ -234,6 +234,12 @@ describe("HTTP contract: errors and request ids", () => {
       assert.equal(error.code, "not_found");
       assert.equal(error.message, `Unknown route: ${method} ${path}; did you mean ${path.slice(0, -1)}? (without the trailing slash).`);
     }
+    // An OPTIONS outside /v1 is suggested nothing: every /v1 path takes a preflight, so /v1/health would "match".
+    for (const path of ["/health", "/x"]) {
+      const r = await fetch(`${server.url}${path}`, { method: "OPTIONS" });
+      assert.equal(r.status, 404, path);
+      assert.equal(((await r.json()) as { error: { message: string } }).error.message, `Unknown route: OPTIONS ${path}`);
+    }
     // A key in the path stays masked in the suggestion too, and a long one is cut.
     const key = `alv_live_${"k".repeat(40)}`;
     const { error } = (await (await fetch(`${server.url}/models/${key}`)).json()) as { error: { message: string } };

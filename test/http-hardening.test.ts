@@ -5,7 +5,7 @@ import { connect, type Socket } from "node:net";
 import { after, before, describe, it } from "node:test";
 import { FakeUpstream } from "./helpers/fake-upstream.js";
 import { HeldUpstream } from "./helpers/held-upstream.js";
-import { postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
+import { createKey, postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
 import { capConnections } from "../src/server/connection-cap.js";
 
 /** Every raw connection a test opened, ended after the suite so that a failing test cannot hang the server's close. */
@@ -605,5 +605,46 @@ describe("HTTP hardening: clients that read nothing", () => {
     assert.equal(socket.destroyed, false);
     socket.write("GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     assert.match(await closed, /HTTP\/1\.1 200 [\s\S]*HTTP\/1\.1 200 /);
+  });
+});
+
+describe("HTTP hardening: Expect: 100-continue", () => {
+  let server: TestServer;
+  let auth: string;
+  before(async () => {
+    server = await startTestServer({ body_limit: 4096 }, { gated: true });
+    auth = (await createKey(server, "scale")).auth.authorization!;
+  });
+  after(async () => {
+    endAllConnections();
+    await server.close();
+  });
+
+  /** Sends only the head of a POST announcing `length` bytes; resolves with the socket and the first answer's status line. */
+  async function announce(path: string, length: number, authorization?: string): Promise<{ socket: Socket; first: string; rest: Promise<string> }> {
+    const { socket, closed } = rawConnection(server.url);
+    const first = new Promise<string>((resolve) => socket.once("data", (chunk: Buffer) => resolve(chunk.toString("utf8").split("\r\n")[0]!)));
+    socket.write(
+      `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${length}\r\n` +
+        `${authorization === undefined ? "" : `Authorization: ${authorization}\r\n`}Expect: 100-continue\r\nConnection: close\r\n\r\n`,
+    );
+    return { socket, first: await first, rest: closed };
+  }
+
+  it("asks for the body only once it will be read: a body over the limit and a missing key are answered unuploaded", async () => {
+    const body = JSON.stringify({ specialist: "classify", prompt: "I love it", max_tokens: 2 });
+    const wanted = await announce("/v1/infer", Buffer.byteLength(body), auth);
+    assert.equal(wanted.first, "HTTP/1.1 100 Continue");
+    wanted.socket.write(body);
+    assert.match(await wanted.rest, /HTTP\/1\.1 200 OK/);
+
+    for (const [path, authorization, length, status] of [
+      ["/v1/infer", auth, 2_000_000, "413"],
+      ["/v1/infer", undefined, 2_000, "401"],
+    ] as const) {
+      const refused = await announce(path, length, authorization);
+      assert.match(refused.first, new RegExp(`^HTTP/1\\.1 ${status} `), `${path} ${authorization === undefined ? "without a key" : ""}`);
+      refused.socket.destroy();
+    }
   });
 });

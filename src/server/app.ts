@@ -31,7 +31,7 @@ import {
 import { CLIENT_CLOSED } from "../metering/counting-rule.js";
 import { authenticationHook, limitHeadersHook } from "./gate-adapter.js";
 import { abortIfClosedEarly } from "./request-context.js";
-import { bodyUnused, decodedBody } from "./body-encoding.js";
+import { bodyUnused, continueIfRead, decodedBody } from "./body-encoding.js";
 import { capConnections, cutStalledReaders } from "./connection-cap.js";
 import { LazyChildLogger } from "./lazy-child-logger.js";
 import { chatCompletionsRoute } from "./routes/chat-completions.js";
@@ -112,6 +112,8 @@ function notFoundHint(app: FastifyInstance, method: string, path: string): strin
   // True whether metrics are on or off (ALVEARE_METRICS_PORT=0): the API's port never serves them.
   if (path === "/metrics")
     return "metrics are never served on the API's port: they have a listener of their own (ALVEARE_METRICS_HOST, ALVEARE_METRICS_PORT; 0 turns it off)";
+  // Every path under /v1 takes a CORS preflight, so any OPTIONS would be "meant" for /v1 (/health → /v1/health).
+  if (method === "OPTIONS") return undefined;
   const unserved = "this server serves OpenAI's Chat Completions API (POST /v1/chat/completions), not the Responses API or legacy completions";
   // The commonest slips in pointing a client here: a base URL without /v1, one ending in "/" joined with a path
   // starting with "/", and one ending in /v1 joined with a path starting with /v1. Each was a bare "Unknown route".
@@ -242,6 +244,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // either, so the dashboard's CSRF check still refuses it as not JSON. (For a parseable type,
     // mediaType is what Fastify would compute next anyway, and keeps.)
     if (request.raw.headers["content-type"] !== undefined && request.mediaType === undefined) request.headers = { "content-type": undefined };
+    continueIfRead(request, reply);
     try {
       done(null, decodedBody(request, reply, payload));
     } catch (error) {

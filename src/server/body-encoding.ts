@@ -3,6 +3,7 @@ import type { IncomingMessage } from "node:http";
 import { PassThrough, type Readable, type Transform } from "node:stream";
 import { createBrotliDecompress, createGunzip, createInflate, type Zlib } from "node:zlib";
 import { errors } from "../errors.js";
+import { awaitsContinue } from "./http-guards.js";
 
 /** The content codings a request body may arrive in, each with its decoder. */
 const DECODERS: Readonly<Record<string, () => Transform & Zlib>> = {
@@ -57,6 +58,17 @@ function readsBody(raw: IncomingMessage, limit: number): boolean {
   const length = raw.headers["content-length"];
   if (length === undefined) return raw.headers["transfer-encoding"] !== undefined;
   return length !== "0" && !(Number(length) > limit);
+}
+
+/**
+ * Asks a client that sent `Expect: 100-continue` for its body once the request has got as far as reading it (its
+ * key checked: a 401 needs no upload), unless the body is announced over the limit: its 413 comes without it.
+ * Any other body is read, if only to be dropped (an unknown route's), so it is asked for.
+ */
+export function continueIfRead(request: FastifyRequest, reply: FastifyReply): void {
+  const raw = request.raw;
+  if (raw.headers.expect === undefined || !awaitsContinue(raw)) return;
+  if (!(Number(raw.headers["content-length"]) > request.routeOptions.bodyLimit)) reply.raw.writeContinue();
 }
 
 /**

@@ -33,6 +33,10 @@ export function serverOptions(limits: HttpLimits): {
 /** Requests whose Expect Node found unmet (anything but 100-continue, on HTTP/1.1): `unservableRequest` refuses them. */
 const unmetExpectations = new WeakSet<IncomingMessage>();
 
+/** Requests whose client waits for 100 Continue before it sends the body (see `continueIfRead`). */
+const awaitingContinue = new WeakSet<IncomingMessage>();
+export const awaitsContinue = (raw: IncomingMessage): boolean => awaitingContinue.has(raw);
+
 /**
  * What Node would refuse bare before any route (no Host on HTTP/1.1; an Expect
  * other than 100-continue, a 417 with no body) is handed to the app, which
@@ -72,6 +76,11 @@ function logUnroutedRequest(to: UnroutedRequests, id: string, apiError: ApiError
 }
 
 export function guardServer(server: Server, to: UnroutedRequests, requestIdFor: (raw: IncomingMessage) => string): void {
+  // Node would answer 100 Continue at once, inviting the upload of a body the server then refuses unread (413, 401).
+  server.on("checkContinue", (request: IncomingMessage, response: ServerResponse) => {
+    awaitingContinue.add(request);
+    server.emit("request", request, response);
+  });
   server.on("checkExpectation", (request: IncomingMessage, response: ServerResponse) => {
     unmetExpectations.add(request);
     server.emit("request", request, response);
