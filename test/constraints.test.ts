@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { getLlama } from "node-llama-cpp";
 import type { EmbeddedEngine } from "../src/engines/embedded/embedded-engine.js";
-import { GrammarCache, grammarSchemaOf, JSON_OBJECT_GRAMMAR } from "../src/engines/embedded/grammars.js";
+import { GrammarCache, grammarSchemaOf, JSON_OBJECT_GRAMMAR, schemaGbnf } from "../src/engines/embedded/grammars.js";
 import { labelTokens } from "../src/engines/embedded/label-scores.js";
 import { postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
 
@@ -413,6 +413,28 @@ describe("output constraints hold at temperature 2.0", () => {
       .filter((event) => event.startsWith("data: {"))
       .map((event) => (JSON.parse(event.slice(6)) as { choices: Array<{ delta: { content?: string } }> }).choices[0]?.delta.content ?? "");
     assert.deepEqual(JSON.parse(deltas.join("")), constant);
+  });
+
+  it("holds a long enum written as a tree of shared beginnings: every answer is one of its values", async () => {
+    // Prefixes of one another, shared beginnings, escapes, a character outside the BMP and a control character.
+    const values = [
+      ...Array.from({ length: 24 }, (_, i) => `${"shared beginning ".repeat(3)}${i}`),
+      "ab",
+      "abc",
+      "abcd",
+      'quote " and \\ backslash',
+      "bee 🐝",
+      "tab\there",
+      "bell\u0007",
+      7,
+      null,
+    ];
+    const gbnf = await schemaGbnf({ enum: values });
+    assert.match(gbnf, / "shared beginning shared beginning shared beginning " \( /, "one literal for the shared part");
+    for (let seed = 1; seed <= 12; seed++) {
+      const answer: unknown = JSON.parse((await sampleSchema({ enum: values }, "x", seed)).message.content);
+      assert.ok(values.includes(answer as string), JSON.stringify(answer));
+    }
   });
 
   it("writes control characters of const and enum strings and of property names escaped: the answer parses", async () => {

@@ -6,11 +6,8 @@ import { quoteValue } from "../../schema/locate.js";
 import type { OutputConstraint } from "../types.js";
 import { allowedCount, describeGrammarProblem, grammarProblem, repetitionLimit, type GrammarProblem } from "./grammar-limits.js";
 import { grammarBeginnings, MAX_GRAMMAR_BEGINNINGS } from "./grammar-ambiguity.js";
+import { factorLiteralAlternatives, gbnfString } from "./literal-trie.js";
 import { isSchemaObject, JSON_TYPES, mapSubschemas, pointerSegment, resolveSchemaRef, type SchemaObject } from "../../schema/json-schema-keywords.js";
-
-/** A GBNF string literal: JSON's escapes, except \b and \f, which GBNF lacks, written \x08 and \x0C. */
-const gbnfString = (s: string): string =>
-  JSON.stringify(s).replace(/\\(["\\bfnrt]|u[0-9a-fA-F]{4})/g, (escape, what: string) => (what === "b" ? "\\x08" : what === "f" ? "\\x0C" : escape));
 
 type Schema = SchemaObject;
 
@@ -403,7 +400,7 @@ function checkObjectBounds(schema: Schema, path: string): void {
 
 /** GBNF that admits exactly one of the labels. */
 export function labelGrammar(labels: readonly string[]): string {
-  return `root ::= ${labels.map(gbnfString).join(" | ")}`;
+  return factorLiteralAlternatives(`root ::= ${labels.map(gbnfString).join(" | ")}`);
 }
 
 type SchemaToGbnf = (schema: unknown) => string;
@@ -433,7 +430,7 @@ function gbnfForSchema(): Promise<SchemaToGbnf> {
  */
 export async function schemaGbnf(schema: unknown): Promise<string> {
   const write = await gbnfForSchema();
-  return endAtRootValue(calendarDates(strictNumbers(escapedControls(write(grammarSchemaOf(schema))))));
+  return factorLiteralAlternatives(endAtRootValue(calendarDates(strictNumbers(escapedControls(write(grammarSchemaOf(schema)))))));
 }
 
 /**
