@@ -198,6 +198,20 @@ describe("remote engine faults", () => {
     assert.equal(sent.max_tokens, 5);
   });
 
+  it("passes a seed at either end of OpenAI's 64-bit range upstream as an integer inside it", async () => {
+    fake.fault = "ok";
+    for (const seed of ["9223372036854775807", "-9223372036854775808"]) {
+      const r = await postJson(
+        `${server.url}/v1/chat/completions`,
+        `{"model":"alveare-flaky","messages":[{"role":"user","content":"x"}],"seed":${seed}}`,
+      );
+      assert.equal(r.status, 200, JSON.stringify(r.json));
+      const sent = BigInt(/"seed":(-?\d+)[,}]/.exec(fake.bodies.at(-1)!)![1]!);
+      assert.ok(sent <= 9223372036854775807n && sent >= -9223372036854775808n, String(sent));
+      assert.ok(sent > 9223372036854770000n || sent < -9223372036854770000n, "still near the end asked for");
+    }
+  });
+
   it("passes a json_schema's name and strict upstream: OpenAI holds an answer to the schema only when strict", async () => {
     fake.fault = "ok";
     const schema = { type: "object", properties: { n: { type: "integer" } }, required: ["n"], additionalProperties: false };

@@ -23,6 +23,8 @@ export class FakeUpstream {
   /** How long an "ok" answer takes, so concurrent requests overlap. */
   delayMs = 0;
   requests: Array<Record<string, unknown>> = [];
+  /** The same requests' bodies as sent, for what parsing would round (a 64-bit integer). */
+  bodies: string[] = [];
   /**
    * What "ok" answers instead of "fine": a whole chat.completion body, and the chunks of a streamed answer
    * (sent as events, then [DONE]). For answers other OpenAI-compatible servers give that Alveare never does.
@@ -59,6 +61,7 @@ export class FakeUpstream {
     }
     const parsed = JSON.parse(body) as Record<string, unknown>;
     this.requests.push(parsed);
+    this.bodies.push(body);
     const chunk = (content: string): string =>
       `data: ${JSON.stringify({ id: "x", object: "chat.completion.chunk", created: 1, model: "m", choices: [{ index: 0, delta: { content }, finish_reason: null }] })}\n\n`;
     switch (this.fault) {

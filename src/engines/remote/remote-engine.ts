@@ -652,7 +652,7 @@ export class RemoteEngine implements Engine {
       stream,
     };
     if (stream) body.stream_options = { include_usage: true };
-    if (req.seed !== undefined) body.seed = req.seed;
+    if (req.seed !== undefined) body.seed = upstreamSeed(req.seed);
     if ((req.choices ?? 1) > 1) body.n = req.choices;
     if (req.topLogprobs !== undefined) {
       body.logprobs = true;
@@ -942,3 +942,10 @@ export class RemoteEngine implements Engine {
     await this.agent.close();
   }
 }
+
+/**
+ * A seed as an upstream holding OpenAI's range (a signed 64-bit integer) takes it. A seed near ±2^63 reached us as
+ * the double ±2^63, which JSON writes as ±9223372036854776000, past that range: the nearest double inside it instead.
+ */
+const INT64_DOUBLE_LIMIT = 2 ** 63 - 1024;
+const upstreamSeed = (seed: number): number => Math.min(INT64_DOUBLE_LIMIT, Math.max(-INT64_DOUBLE_LIMIT, seed));
