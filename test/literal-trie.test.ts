@@ -24,12 +24,21 @@ describe("alternatives between literals, as a tree of shared beginnings", () => 
   it("leave as written what the tree would not help or could not hold", () => {
     const few = choice(["a1", "a2", "a3"]);
     assert.equal(factorLiteralAlternatives(few), few, "fewer than 8");
-    const nested = choice(Array.from({ length: 40 }, (_, i) => "a".repeat(i + 1)));
-    assert.equal(factorLiteralAlternatives(nested), nested, "each a prefix of the next: 40 groups deep");
     const mixed = `root ::= ( ${Array.from({ length: 8 }, (_, i) => gbnfString(`x${i}`)).join(" | ")} | [0-9] )`;
     assert.equal(factorLiteralAlternatives(mixed), mixed, "not literals alone");
     const unknownEscape = `root ::= ( ${Array.from({ length: 8 }, (_, i) => `"x${i}\\q"`).join(" | ")} )`;
     assert.equal(factorLiteralAlternatives(unknownEscape), unknownEscape);
+  });
+
+  it("write groups past 32 deep flat, and the rest of the tree still as a tree", () => {
+    // 40 strings each a prefix of the next (40 groups deep) beside 20 sharing a long beginning: a client cannot undo the
+    // tree for the whole choice by adding the deep ones.
+    const deep = Array.from({ length: 40 }, (_, i) => "y".repeat(i + 1));
+    const shared = Array.from({ length: 20 }, (_, i) => `${"a".repeat(50)}${String.fromCharCode(65 + i)}`);
+    const rewritten = factorLiteralAlternatives(choice([...shared, ...deep]));
+    assert.ok(rewritten.startsWith(`root ::= ( "${"a".repeat(50)}" ( "A" | "B" |`), rewritten.slice(0, 120));
+    const flatTail = Array.from({ length: 8 }, (_, i) => `"${"y".repeat(i + 1)}"`).join(" | ");
+    assert.ok(rewritten.includes(`( ${flatTail} )?`), "past 32 groups: the remaining strings flat");
   });
 
   it("keep escapes and characters outside the BMP whole", () => {

@@ -9,7 +9,7 @@
 
 /** Fewer alternatives than this are left as written: the tree saves nothing worth a rewrite. */
 const MIN_ALTERNATIVES = 8;
-/** Groups nested deeper than this (strings each a prefix of the next) are left as written: llama.cpp parses groups recursively. */
+/** Groups nested deeper than this (strings each a prefix of the next) are written flat: llama.cpp parses groups recursively. */
 const MAX_NESTING = 32;
 
 interface TrieNode {
@@ -66,9 +66,30 @@ function trieOf(texts: readonly string[]): TrieNode {
 const soleBranch = (node: TrieNode): [string, TrieNode] | undefined =>
   !node.end && node.next.size === 1 ? node.next.entries().next().value : undefined;
 
-/** GBNF for what may follow `node`: its branches, each a literal as long as no string ends or splits within it. */
-function render(node: TrieNode, depth: number): string | undefined {
-  if (depth > MAX_NESTING) return undefined;
+/** The strings below `node`, each from just after it (a walk with a stack of its own: a string may be long). */
+function suffixes(node: TrieNode): string[] {
+  const below: string[] = [];
+  const pending: Array<[TrieNode, string]> = [[node, ""]];
+  for (let item = pending.pop(); item !== undefined; item = pending.pop()) {
+    const [at, before] = item;
+    for (const [c, child] of at.next) {
+      if (child.end) below.push(before + c);
+      pending.push([child, before + c]);
+    }
+  }
+  return below;
+}
+
+/** `branches` as one choice; optional where a string ends at the node they leave. */
+const choice = (branches: readonly string[], end: boolean): string =>
+  end ? `( ${branches.join(" | ")} )?` : branches.length === 1 ? branches[0]! : `( ${branches.join(" | ")} )`;
+
+/**
+ * GBNF for what may follow `node`: its branches, each a literal as long as no string ends or splits within it.
+ * Past MAX_NESTING groups (strings each a prefix of the next) the rest is written flat, as it came.
+ */
+function render(node: TrieNode, depth: number): string {
+  if (depth >= MAX_NESTING) return choice(suffixes(node).map(gbnfString), node.end);
   const branches: string[] = [];
   for (const [first, child] of node.next) {
     let text = first;
@@ -77,12 +98,9 @@ function render(node: TrieNode, depth: number): string | undefined {
       text += only[0];
       at = only[1];
     }
-    const rest = at.next.size > 0 ? render(at, depth + 1) : "";
-    if (rest === undefined) return undefined;
-    branches.push(rest === "" ? gbnfString(text) : `${gbnfString(text)} ${rest}`);
+    branches.push(at.next.size > 0 ? `${gbnfString(text)} ${render(at, depth + 1)}` : gbnfString(text));
   }
-  if (node.end) return `( ${branches.join(" | ")} )?`;
-  return branches.length === 1 ? branches[0]! : `( ${branches.join(" | ")} )`;
+  return choice(branches, node.end);
 }
 
 /** The alternatives as one tree, or undefined when they are better left as written. */
