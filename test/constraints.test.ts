@@ -382,7 +382,7 @@ describe("output constraints hold at temperature 2.0", () => {
     }
   });
 
-  it("a stop string never cuts a JSON answer, streamed or whole", async () => {
+  it("a stop string never cuts a JSON or label answer, streamed or whole", async () => {
     const constant = { z: "a b" };
     const chat = (extra: Record<string, unknown>) =>
       postJson(`${server.url}/v1/chat/completions`, {
@@ -413,6 +413,18 @@ describe("output constraints hold at temperature 2.0", () => {
       .filter((event) => event.startsWith("data: {"))
       .map((event) => (JSON.parse(event.slice(6)) as { choices: Array<{ delta: { content?: string } }> }).choices[0]?.delta.content ?? "");
     assert.deepEqual(JSON.parse(deltas.join("")), constant);
+    // A label answer likewise: "neutral" cut at its first "e" was "n", with finish_reason stop.
+    for (let seed = 1; seed <= 4; seed++) {
+      const label = await postJson(`${server.url}/v1/chat/completions`, {
+        model: "alveare-classify",
+        messages: [{ role: "user", content: "x" }],
+        temperature: 2,
+        seed,
+        stop: ["e", "t", "i"],
+      });
+      const content = (label.json.choices as Array<{ message: { content: string } }>)[0]!.message.content;
+      assert.ok(["positive", "negative", "neutral"].includes(content), content);
+    }
   });
 
   it("holds a long enum written as a tree of shared beginnings: every answer is one of its values", async () => {

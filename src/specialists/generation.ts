@@ -41,12 +41,11 @@ function withSystemPrompt(systemPrompt: string, messages: readonly ChatMessage[]
 }
 
 /**
- * A JSON answer ends where its grammar does, as a tool call does: a stop string would cut the document and report
- * it whole (`finish_reason` "stop" on text no parser takes). Under callable tools the answer is free text, so
- * stop strings apply there.
+ * A held answer (labels, JSON) ends where its grammar does, as a tool call does: a stop string would cut a label or
+ * a document and report it whole (`finish_reason` "stop" on text no parser takes, or no label). Under callable tools
+ * the answer is free text, so stop strings apply there.
  */
-const heldToJson = (constraint: OutputConstraint, call: SpecialistCall): boolean =>
-  call.tools === undefined && (constraint.type === "json_object" || constraint.type === "json_schema");
+const heldAnswer = (constraint: OutputConstraint, call: SpecialistCall): boolean => call.tools === undefined && constraint.type !== "text";
 
 /** The engine's request for a call, aborted by `abort` (its AbortSignal made only if the engine reads `signal`). */
 export function toGenerationRequest(specialist: Specialist, call: SpecialistCall, abort: AbortSource): GenerationRequest {
@@ -59,7 +58,7 @@ export function toGenerationRequest(specialist: Specialist, call: SpecialistCall
     temperature: call.temperature ?? specialist.defaults.temperature,
     topP: call.topP ?? specialist.defaults.topP,
     seed: call.seed,
-    stop: heldToJson(constraint, call) ? [] : (call.stop ?? []),
+    stop: heldAnswer(constraint, call) ? [] : (call.stop ?? []),
     constraint,
     contextLimit: specialist.contextSize,
     get signal(): AbortSignal {
