@@ -805,7 +805,7 @@ export class EmbeddedEngine implements Engine {
     // At least one token is always evaluated, for its logits.
     const input = await this.reusePrefix(sequence, prompt.tokens, prompt.tokens.length - 1);
     this.counters.promptTokensEvaluated += input.length;
-    return { input, cached: Math.max(0, prompt.tokens.length - input.length - prefixEvaluated) };
+    return { input, cached: prompt.tokens.length - input.length - prefixEvaluated };
   }
 
   /**
@@ -953,7 +953,11 @@ export class EmbeddedEngine implements Engine {
    */
   private prefixOf(messages: readonly ChatMessage[], tokens: readonly Token[]): SystemPrefix | undefined {
     const remembered = this.systemPrefix(messages);
-    if (remembered === undefined || startsWith(tokens, remembered.tokens)) return remembered;
+    if (remembered === undefined) return undefined;
+    const shared = sharedLength(tokens, remembered.tokens);
+    if (shared === remembered.tokens.length) return remembered;
+    // Only the last token differs: this user's text merged with it, nothing changed; formatting again would not help.
+    if (shared === remembered.tokens.length - 1) return undefined;
     const fresh = this.systemPrefix(messages, true);
     if (fresh === undefined || !startsWith(tokens, fresh.tokens)) return undefined;
     if (fresh.key !== remembered.key) this.snapshots?.repin(remembered.key, fresh.key);
@@ -1027,9 +1031,11 @@ export class EmbeddedEngine implements Engine {
   }
 }
 
-/** Whether `tokens` begins with every token of `prefix`. */
-function startsWith(tokens: readonly Token[], prefix: readonly Token[]): boolean {
-  if (prefix.length > tokens.length) return false;
-  for (let i = 0; i < prefix.length; i++) if (tokens[i] !== prefix[i]) return false;
-  return true;
+/** How many of `prefix`'s tokens `tokens` begins with. */
+function sharedLength(tokens: readonly Token[], prefix: readonly Token[]): number {
+  let i = 0;
+  while (i < prefix.length && i < tokens.length && tokens[i] === prefix[i]) i++;
+  return i;
 }
+
+const startsWith = (tokens: readonly Token[], prefix: readonly Token[]): boolean => sharedLength(tokens, prefix) === prefix.length;
