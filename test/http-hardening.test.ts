@@ -621,12 +621,17 @@ describe("HTTP hardening: Expect: 100-continue", () => {
   });
 
   /** Sends only the head of a POST announcing `length` bytes; resolves with the socket and the first answer's status line. */
-  async function announce(path: string, length: number, authorization?: string): Promise<{ socket: Socket; first: string; rest: Promise<string> }> {
+  async function announce(
+    path: string,
+    length: number,
+    authorization?: string,
+    extra = "",
+  ): Promise<{ socket: Socket; first: string; rest: Promise<string> }> {
     const { socket, closed } = rawConnection(server.url);
     const first = new Promise<string>((resolve) => socket.once("data", (chunk: Buffer) => resolve(chunk.toString("utf8").split("\r\n")[0]!)));
     socket.write(
       `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: ${length}\r\n` +
-        `${authorization === undefined ? "" : `Authorization: ${authorization}\r\n`}Expect: 100-continue\r\nConnection: close\r\n\r\n`,
+        `${authorization === undefined ? "" : `Authorization: ${authorization}\r\n`}${extra}Expect: 100-continue\r\nConnection: close\r\n\r\n`,
     );
     return { socket, first: await first, rest: closed };
   }
@@ -646,5 +651,8 @@ describe("HTTP hardening: Expect: 100-continue", () => {
       assert.match(refused.first, new RegExp(`^HTTP/1\\.1 ${status} `), `${path} ${authorization === undefined ? "without a key" : ""}`);
       refused.socket.destroy();
     }
+    const unsupported = await announce("/v1/infer", 2_000, auth, "Content-Encoding: zstd\r\n");
+    assert.match(unsupported.first, /^HTTP\/1\.1 400 /, "a coding it cannot read is refused before the upload");
+    unsupported.socket.destroy();
   });
 });

@@ -244,9 +244,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // either, so the dashboard's CSRF check still refuses it as not JSON. (For a parseable type,
     // mediaType is what Fastify would compute next anyway, and keeps.)
     if (request.raw.headers["content-type"] !== undefined && request.mediaType === undefined) request.headers = { "content-type": undefined };
-    continueIfRead(request, reply);
     try {
-      done(null, decodedBody(request, reply, payload));
+      const body = decodedBody(request, reply, payload);
+      // Only once the body's coding is known to be read (an unsupported one, or no decoder free, is refused first).
+      continueIfRead(request, reply);
+      done(null, body);
     } catch (error) {
       done(error as Error);
     }
