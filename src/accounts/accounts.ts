@@ -6,12 +6,13 @@ import { generateKey } from "./api-keys.js";
 import { isKeyMode } from "../gate/credentials.js";
 import { DEFAULT_MAX_KEYS, findPlan, type Plan } from "../gate/plans.js";
 
+import { CONTROL_CHARACTER_PROBLEM, FIELD_LIMITS, hasControlCharacter } from "./bounded-fields.js";
+
 /** A member may create this many times the plan's `max_keys` of a mode in any 24 hours. */
 const KEYS_PER_DAY_PER_CAP = 4;
 
 /** A name must show something: whitespace, joiners and other characters that render as nothing alone would read as blank. */
 const visible = (name: string): boolean => /[^\s\p{Default_Ignorable_Code_Point}]/u.test(name);
-import { CONTROL_CHARACTER_PROBLEM, FIELD_LIMITS, hasControlCharacter } from "./bounded-fields.js";
 
 /** The same rules the HTTP schemas hold (length, no control characters), for callers that come another way (the CLI). */
 function bounded(param: string, value: string, limit: number): void {

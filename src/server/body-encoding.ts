@@ -57,18 +57,21 @@ function readsBody(raw: IncomingMessage, limit: number): boolean {
   if (BODYLESS_METHODS.has(raw.method ?? "")) return false;
   const length = raw.headers["content-length"];
   if (length === undefined) return raw.headers["transfer-encoding"] !== undefined;
-  return length !== "0" && !(Number(length) > limit);
+  return length !== "0" && !announcedOverLimit(raw, limit);
 }
+
+/** A body whose Content-Length is past the limit: Fastify refuses it (413) without reading it. */
+const announcedOverLimit = (raw: IncomingMessage, limit: number): boolean => Number(raw.headers["content-length"]) > limit;
 
 /**
  * Asks a client that sent `Expect: 100-continue` for its body once the request has got as far as reading it (its
- * key checked: a 401 needs no upload), unless the body is announced over the limit: its 413 comes without it.
- * Any other body is read, if only to be dropped (an unknown route's), so it is asked for.
+ * key checked and its coding readable: a 401 or 400 needs no upload), unless the body is announced over the limit:
+ * its 413 comes without it. Any other body is read, if only to be dropped (an unknown route's), so it is asked for.
  */
 export function continueIfRead(request: FastifyRequest, reply: FastifyReply): void {
   const raw = request.raw;
   if (raw.headers.expect === undefined || !awaitsContinue(raw)) return;
-  if (!(Number(raw.headers["content-length"]) > request.routeOptions.bodyLimit)) reply.raw.writeContinue();
+  if (!announcedOverLimit(raw, request.routeOptions.bodyLimit)) reply.raw.writeContinue();
 }
 
 /**

@@ -103,9 +103,8 @@ function render(node: TrieNode, depth: number): string {
   return choice(branches, node.end);
 }
 
-/** The alternatives as one tree, or undefined when they are better left as written. */
+/** The alternatives as one tree, or undefined when one of them cannot be read. */
 function literalTree(literals: readonly string[]): string | undefined {
-  if (literals.length < MIN_ALTERNATIVES) return undefined;
   const texts: string[] = [];
   for (const literal of literals) {
     const text = literalText(literal);
