@@ -45,7 +45,7 @@ describe("a system prefix whose chat template writes today's date", () => {
   });
 
   /** An engine of two sequences whose snapshot store holds `budget` bytes (1: no prefix is ever kept). */
-  async function engineWith(budget: number): Promise<{ engine: EmbeddedEngine; close: () => Promise<void> }> {
+  async function engineWith(budget: number): Promise<{ engine: EmbeddedEngine; store: PrefixSnapshotStore; close: () => Promise<void> }> {
     const context = await model.createContext({ contextSize: 2048, sequences: 2, threads: 1 });
     const store = new PrefixSnapshotStore(budget, createLogger("info", new LogCapture()));
     const engine = new EmbeddedEngine({
@@ -59,6 +59,7 @@ describe("a system prefix whose chat template writes today's date", () => {
     });
     return {
       engine,
+      store,
       close: async () => {
         await engine.close();
         store.close();
@@ -107,6 +108,48 @@ describe("a system prefix whose chat template writes today's date", () => {
         assert.ok(answer.cached >= 0 && answer.cached < answer.prompt, JSON.stringify(answer));
         assert.ok(answer.evaluated <= answer.prompt, `each token evaluated once: ${JSON.stringify(answer)}`);
       }
+    } finally {
+      await close();
+    }
+  });
+
+  it("keeps the specialist's rebuilt prefix before callers' own system prompts, as it kept yesterday's", async () => {
+    shift = 0;
+    // One snapshot's size, to give the next store room for two and a half.
+    const sizing = await engineWith(64 << 20);
+    let oneSnapshot: number;
+    try {
+      await sizing.engine.prefill([{ role: "system", content: SYSTEM }]);
+      oneSnapshot = sizing.store.totalBytes;
+    } finally {
+      await sizing.close();
+    }
+    assert.ok(oneSnapshot > 0);
+    const { engine, store, close } = await engineWith(Math.floor(oneSnapshot * 2.5));
+    try {
+      assert.equal(await engine.prefill([{ role: "system", content: SYSTEM }]), "built");
+      shift = DAY_MS * 3;
+      await ask(engine, "the first question of the day"); // yesterday's snapshot and today's: two
+      assert.equal(store.size, 2);
+      // Callers' own system prompts of the same length: each new snapshot evicts one.
+      for (const word of ["revenue", "forecast", "audience"]) {
+        const other: ChatMessage[] = [
+          { role: "system", content: SYSTEM.replaceAll("facts", word) },
+          { role: "user", content: "hello there" },
+        ];
+        const request = {
+          messages: other,
+          maxTokens: 1,
+          temperature: 0,
+          topP: 1,
+          stop: [],
+          constraint: { type: "text" },
+          signal: new AbortController().signal,
+        };
+        await engine.generate(request as GenerationRequest);
+      }
+      const again = await ask(engine, "and one about the quarter");
+      assert.ok(again.evaluated < 40, `the specialist's prefix was evicted: ${JSON.stringify(again)}`);
     } finally {
       await close();
     }
