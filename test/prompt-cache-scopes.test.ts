@@ -94,3 +94,77 @@ describe("the prompt cache across accounts, and usage.prompt_tokens_details.cach
     assert.equal(again.builds, 0);
   });
 });
+
+describe("what a caller's request leaves behind for the next: its own account's", () => {
+  const INVOICE = { type: "object", properties: { total: { type: "number" }, currency: { type: "string" } }, required: ["total", "currency"] };
+  let server: TestServer;
+  let engine: EmbeddedEngine;
+  let alice: Record<string, string>;
+  let bob: Record<string, string>;
+
+  before(async () => {
+    const invoice = { description: "reads invoices", system_prompt: "Read the invoice.", output: { type: "json_schema", schema: INVOICE } };
+    server = await startTestServer({ specialists: { invoice } }, { gated: true });
+    const found = server.registry.get("chat")?.engine;
+    assert.ok(found instanceof EmbeddedEngine);
+    engine = found;
+    alice = (await createKey(server, "professional")).auth;
+    bob = (await createKey(server, "professional")).auth;
+  });
+  after(() => server.close());
+
+  /** How many grammars and remembered system prefixes one request added. */
+  async function added(url: string, body: Record<string, unknown>, auth: Record<string, string>) {
+    const grammars = engine.grammarsCached;
+    const prefixes = engine.rememberedPrefixes.count;
+    const { status, json } = await postJson(`${server.url}${url}`, body, auth);
+    assert.equal(status, 200, JSON.stringify(json));
+    return { grammars: engine.grammarsCached - grammars, prefixes: engine.rememberedPrefixes.count - prefixes };
+  }
+  const chat = (extra: Record<string, unknown>) => ({
+    model: "alveare-chat",
+    messages: [{ role: "user", content: "The invoice says 12 euros." }],
+    max_tokens: 2,
+    ...extra,
+  });
+
+  it("compiles a caller's schema once per account (a build takes milliseconds: a timing signal)", async () => {
+    const schema = { type: "object", properties: { secret_field_name: { type: "string" } }, required: ["secret_field_name"] };
+    const body = chat({ response_format: { type: "json_schema", json_schema: { name: "s", schema } } });
+    assert.equal((await added("/v1/chat/completions", body, alice)).grammars, 1);
+    assert.equal((await added("/v1/chat/completions", body, bob)).grammars, 1, "bob's request compiles its own");
+    assert.equal((await added("/v1/chat/completions", body, alice)).grammars, 0, "alice's own is reused");
+  });
+
+  it("compiles a caller's tools once per account", async () => {
+    const tools = [
+      { type: "function", function: { name: "lookup_customer", parameters: { type: "object", properties: { id: { type: "string" } } } } },
+    ];
+    const body = chat({ tools });
+    assert.equal((await added("/v1/chat/completions", body, alice)).grammars, 1);
+    assert.equal((await added("/v1/chat/completions", body, bob)).grammars, 1, "bob's request compiles its own");
+    assert.equal((await added("/v1/chat/completions", body, alice)).grammars, 0, "alice's own is reused");
+  });
+
+  it("compiles a specialist's own schema once for every account", async () => {
+    const body = { specialist: "invoice", prompt: "Total: 12 EUR", max_tokens: 2 };
+    const first = await added("/v1/infer", body, alice);
+    assert.equal((await added("/v1/infer", body, bob)).grammars, 0, "the operator's schema is shared");
+    assert.ok(first.grammars <= 1);
+  });
+
+  it("formats a caller's system prompt once per account, the specialist's once for all", async () => {
+    const system = "You answer for the accounts department. ".repeat(8);
+    const body = chat({
+      messages: [
+        { role: "system", content: system },
+        { role: "user", content: "The invoice says 12 euros." },
+      ],
+    });
+    assert.equal((await added("/v1/chat/completions", body, alice)).prefixes, 1);
+    assert.equal((await added("/v1/chat/completions", body, bob)).prefixes, 1, "bob's request formats its own");
+    assert.equal((await added("/v1/chat/completions", body, alice)).prefixes, 0, "alice's own is reused");
+    await added("/v1/chat/completions", chat({}), alice);
+    assert.equal((await added("/v1/chat/completions", chat({}), bob)).prefixes, 0, "the specialist's system prompt is shared");
+  });
+});

@@ -133,6 +133,8 @@ export interface GenerationRequest {
   cacheScope?: string | undefined;
   /** The leading system message is the specialist's system prompt alone, with nothing of the caller's in it. */
   systemIsOperators?: boolean | undefined;
+  /** The output constraint is the specialist's own, not the caller's (whose compiled grammar only its scope reuses). */
+  constraintIsOperators?: boolean | undefined;
 }
 
 export interface GenerationResult {

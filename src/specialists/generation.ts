@@ -53,6 +53,7 @@ export function toGenerationRequest(specialist: Specialist, call: SpecialistCall
   return {
     messages: withSystemPrompt(specialist.systemPrompt, call.messages),
     systemIsOperators: !call.messages.some((m) => m.role === "system"),
+    constraintIsOperators: call.constraint === undefined,
     cacheScope: undefined, // the admitted account's, set at admission
     maxTokens: call.maxTokens ?? specialist.defaults.maxTokens,
     temperature: call.temperature ?? specialist.defaults.temperature,

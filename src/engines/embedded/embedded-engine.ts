@@ -241,6 +241,10 @@ export class EmbeddedEngine implements Engine {
   get promptCache(): Readonly<PromptCacheStats> {
     return { ...this.counters };
   }
+  /** Grammars compiled and kept (shared by the engines of one llama.cpp runtime). */
+  get grammarsCached(): number {
+    return this.grammars.entries;
+  }
   /** System prefixes remembered (by their messages' hash) and the tokens they hold. */
   get rememberedPrefixes(): { count: number; tokens: number } {
     return { count: this.prefixes.size, tokens: this.prefixTokens };
@@ -303,12 +307,17 @@ export class EmbeddedEngine implements Engine {
     let prompt: FormattedPrompt;
     try {
       // The grammar first: a schema it cannot hold is refused (400) before node-llama-cpp documents the tools with it.
-      grammar = tools === undefined ? await this.grammars.get(request.constraint) : await toolGrammarFor(this.grammars, this.callSyntax, tools);
+      // A caller's schema, tools and system prompt are remembered for its own scope only (see GrammarCache).
+      const scope = request.cacheScope;
+      grammar =
+        tools === undefined
+          ? await this.grammars.get(request.constraint, request.constraintIsOperators === true ? undefined : scope)
+          : await toolGrammarFor(this.grammars, this.callSyntax, tools, scope);
       if (request.shownTools !== undefined) await toolSchemaRules(this.grammars, request.shownTools);
       const documented = documentedTools(request);
       prompt = this.scoped(
         documented === undefined
-          ? this.format(request.messages, contextSize)
+          ? this.format(request.messages, contextSize, request.systemIsOperators === true ? undefined : scope)
           : this.formatWithTools(request.messages, toolFunctions(documented), contextSize),
         request,
       );
@@ -876,14 +885,20 @@ export class EmbeddedEngine implements Engine {
   /**
    * The tokens of the leading system messages as formatted, up to where the
    * user's content starts: the common token prefix of the conversation formatted
-   * with two different user messages (robust to any chat template).
+   * with two different user messages (robust to any chat template). Remembered under
+   * `scope` when the system messages are a caller's: formatting them twice takes
+   * milliseconds for a long prompt, so another account's entry would tell, by how
+   * fast it came, that the same prompt was sent.
    */
-  private systemPrefix(messages: readonly ChatMessage[], refresh = false): SystemPrefix | undefined {
+  private systemPrefix(messages: readonly ChatMessage[], refresh = false, scope?: string): SystemPrefix | undefined {
     let count = 0;
     while (messages[count]?.role === "system") count++;
     if (count === 0) return undefined;
     const system = messages.slice(0, count);
-    const rememberedAs = createHash("sha256").update(JSON.stringify(system)).digest("base64");
+    const rememberedAs = createHash("sha256")
+      .update(scope === undefined ? "" : `${scope}\u0000`)
+      .update(JSON.stringify(system))
+      .digest("base64");
     if (refresh && this.prefixes.has(rememberedAs)) {
       this.prefixTokens -= this.prefixes.get(rememberedAs)?.tokens.length ?? 0;
       this.prefixes.delete(rememberedAs);
@@ -936,11 +951,14 @@ export class EmbeddedEngine implements Engine {
     return { ...this.formatChat(messages, functions, contextSize), prefix: undefined, shareable: 0 };
   }
 
-  /** With `contextSize`, a prompt certainly over it is refused before it is tokenized whole (see formatChat). */
-  private format(messages: readonly ChatMessage[], contextSize?: number): FormattedPrompt {
+  /**
+   * With `contextSize`, a prompt certainly over it is refused before it is tokenized whole (see formatChat).
+   * `scope`: whose remembered system prefixes it may use (see systemPrefix); absent, anyone's.
+   */
+  private format(messages: readonly ChatMessage[], contextSize?: number, scope?: string): FormattedPrompt {
     const { tokens, stopStrings, stopTokens } = this.formatChat(messages, undefined, contextSize);
     // A prompt that cannot fit is refused: its system messages are neither tokenized again nor remembered.
-    const prefix = tokens.length < (contextSize ?? this.contextSize) ? this.prefixOf(messages, tokens) : undefined;
+    const prefix = tokens.length < (contextSize ?? this.contextSize) ? this.prefixOf(messages, tokens, scope) : undefined;
     return { tokens, prefix, shareable: prefix?.tokens.length ?? 0, stopStrings, stopTokens };
   }
 
@@ -951,14 +969,14 @@ export class EmbeddedEngine implements Engine {
    * formatted again (its snapshot built anew, and pinned if the old one was); one that still differs (a tokenizer
    * that merges the prefix's last token with this user's first) serves this prompt without a snapshot.
    */
-  private prefixOf(messages: readonly ChatMessage[], tokens: readonly Token[]): SystemPrefix | undefined {
-    const remembered = this.systemPrefix(messages);
+  private prefixOf(messages: readonly ChatMessage[], tokens: readonly Token[], scope: string | undefined): SystemPrefix | undefined {
+    const remembered = this.systemPrefix(messages, false, scope);
     if (remembered === undefined) return undefined;
     const shared = sharedLength(tokens, remembered.tokens);
     if (shared === remembered.tokens.length) return remembered;
     // Only the last token differs: this user's text merged with it, nothing changed; formatting again would not help.
     if (shared === remembered.tokens.length - 1) return undefined;
-    const fresh = this.systemPrefix(messages, true);
+    const fresh = this.systemPrefix(messages, true, scope);
     if (fresh === undefined || !startsWith(tokens, fresh.tokens)) return undefined;
     if (fresh.key !== remembered.key) this.snapshots?.repin(remembered.key, fresh.key);
     return fresh;

@@ -603,6 +603,9 @@ export async function enforceableSchemaGbnf(schema: Readonly<Record<string, unkn
  * Compiles output constraints to llama.cpp grammars, once per distinct constraint:
  * a specialist's grammar is built on its first request and reused after. Callers
  * choose their own schemas, so the cache is bounded: least recently used first out.
+ * A caller's own schema or tools are cached under its scope (its account): a build
+ * takes milliseconds, so a grammar another account left would tell, by how fast it
+ * came, what that account asks for.
  */
 export class GrammarCache {
   private readonly cache = new Map<string, CacheEntry>();
@@ -622,16 +625,17 @@ export class GrammarCache {
     return this.cache.size;
   }
 
-  get(constraint: OutputConstraint): Promise<LlamaGrammar | undefined> {
+  /** `scope`: whose entries a caller's schema may reuse; absent, anyone's (a specialist's own, or a fixed grammar). */
+  get(constraint: OutputConstraint, scope?: string): Promise<LlamaGrammar | undefined> {
     if (constraint.type === "text") return Promise.resolve(undefined);
     // A schema's name and strict (a remote upstream's) do not change its grammar: one entry whatever they are.
-    const key = constraint.type === "json_schema" ? { type: constraint.type, schema: constraint.schema } : constraint;
+    const key = constraint.type === "json_schema" ? { type: constraint.type, schema: constraint.schema, scope } : constraint;
     return this.cached(JSON.stringify(key), () => this.build(constraint));
   }
 
-  /** A grammar from GBNF text (tool calls), cached beside the constraints' grammars. */
-  fromText(gbnf: string): Promise<LlamaGrammar> {
-    return this.cached(`gbnf:${gbnf}`, () => this.parse(gbnf));
+  /** A grammar from GBNF text (tool calls), cached beside the constraints' grammars, under `scope` as `get`'s. */
+  fromText(gbnf: string, scope?: string): Promise<LlamaGrammar> {
+    return this.cached(`gbnf:${scope ?? ""}:${gbnf}`, () => this.parse(gbnf));
   }
 
   /**

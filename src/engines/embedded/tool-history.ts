@@ -124,6 +124,7 @@ export async function toolSchemaRules(grammars: GrammarCache, tools: readonly To
 }
 
 /** The grammar of an answer to a tool request, every function's arguments held to its schema. */
-export async function toolGrammarFor(grammars: GrammarCache, syntax: CallSyntax, request: ToolRequest): Promise<LlamaGrammar> {
-  return grammars.fromText(toolGrammar(syntax, request, await toolSchemaRules(grammars, request.tools)));
+/** `scope`: whose cached grammar it may reuse (the caller's tools are their own: see GrammarCache). */
+export async function toolGrammarFor(grammars: GrammarCache, syntax: CallSyntax, request: ToolRequest, scope?: string): Promise<LlamaGrammar> {
+  return grammars.fromText(toolGrammar(syntax, request, await toolSchemaRules(grammars, request.tools)), scope);
 }
