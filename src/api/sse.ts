@@ -1,2 +1,2 @@
 /** One SSE reader for the SDK and the remote engine. */
-export { readSseData, SseEventTooLargeError } from "../../sdk/typescript/src/sse.js";
+export { readSseData, readSseEvents, SseEventTooLargeError } from "../../sdk/typescript/src/sse.js";

@@ -3,15 +3,27 @@ export class SseEventTooLargeError extends Error {
   override name = "SseEventTooLargeError";
 }
 
+/** One server-sent event: its `event` field ("message" when it has none) and its `data`. */
+export interface SseEvent {
+  event: string;
+  data: string;
+}
+
+/** Reads a text/event-stream body and yields each event's `data` field (see readSseEvents). */
+export async function* readSseData(body: AsyncIterable<Uint8Array>, maxEventChars = Infinity): AsyncGenerator<string> {
+  for await (const event of readSseEvents(body, maxEventChars)) yield event.data;
+}
+
 /**
- * Reads a text/event-stream body and yields each event's `data` field. Works on
+ * Reads a text/event-stream body and yields each event with data. Works on
  * any async iterable of bytes (a Node stream, a fetch body), so the remote
  * engine and the SDK read streams the same way. `maxEventChars` bounds what one
  * event may hold in memory (a server that never ends a line would otherwise grow it without end).
  */
-export async function* readSseData(body: AsyncIterable<Uint8Array>, maxEventChars = Infinity): AsyncGenerator<string> {
+export async function* readSseEvents(body: AsyncIterable<Uint8Array>, maxEventChars = Infinity): AsyncGenerator<SseEvent> {
   const decoder = new TextDecoder();
   let buffer = "";
+  let event = "";
   let data: string[] = [];
   let dataChars = 0;
   // How much of the buffer is known to hold no line end: a long line is not searched again from its start per read.
@@ -40,11 +52,12 @@ export async function* readSseData(body: AsyncIterable<Uint8Array>, maxEventChar
       scanned = 0;
     }
   };
-  const take = function* (line: string): Generator<string> {
+  const take = function* (line: string): Generator<SseEvent> {
     if (line === "") {
-      if (data.length > 0) yield data.join("\n");
+      if (data.length > 0) yield { event: event || "message", data: data.join("\n") };
       data = [];
       dataChars = 0;
+      event = "";
       return;
     }
     if (line.startsWith(":")) return;
@@ -52,6 +65,7 @@ export async function* readSseData(body: AsyncIterable<Uint8Array>, maxEventChar
     const field = colon === -1 ? line : line.slice(0, colon);
     let value = colon === -1 ? "" : line.slice(colon + 1);
     if (value.startsWith(" ")) value = value.slice(1);
+    if (field === "event") event = value;
     if (field === "data") {
       data.push(value);
       dataChars += value.length + 1;
@@ -64,5 +78,5 @@ export async function* readSseData(body: AsyncIterable<Uint8Array>, maxEventChar
   }
   buffer += decoder.decode();
   for (const line of lines(true)) yield* take(line);
-  if (data.length > 0) yield data.join("\n");
+  if (data.length > 0) yield { event: event || "message", data: data.join("\n") };
 }

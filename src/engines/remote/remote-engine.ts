@@ -1,6 +1,6 @@
 import type { Logger } from "pino";
-import { Agent, errors as undiciErrors, request, type Dispatcher } from "undici";
-import { readSseData, SseEventTooLargeError } from "../../api/sse.js";
+import { Agent, DecoratorHandler, errors as undiciErrors, request, type Dispatcher } from "undici";
+import { readSseEvents, SseEventTooLargeError } from "../../api/sse.js";
 import { ApiError, errors, shortenedTo, UpstreamError } from "../../errors.js";
 import { NETWORK_REASONS } from "../../failure-kind.js";
 import { labelGrammar } from "../embedded/grammars.js";
@@ -9,7 +9,7 @@ import type { AbortWatch, ChoiceResult, Engine, FinishReason, GenerationRequest,
 import { upstreamText } from "./remote-content.js";
 import { upstreamLogprobs, type UpstreamLogprobs } from "./remote-logprobs.js";
 import { ToolCallStream, upstreamMessages, upstreamToolFields, wholeToolCalls } from "./remote-tools.js";
-import { estimatedPromptTokens, estimatedTokens, missingCounts, tokenCount } from "./remote-usage.js";
+import { estimatedPromptTokens, estimatedTokens, missingCounts, promptTokensBound, tokenCount } from "./remote-usage.js";
 import type { RemoteEngineConfig, Upstream } from "./remote-kind.js";
 import { LiveExchanges, type Expiring } from "./live-exchanges.js";
 import type { TraceHeaders } from "../../observability/telemetry.js";
@@ -44,6 +44,21 @@ class UpstreamTooLargeError extends Error {
 /** The most completion tokens an estimate may meter: what the request allowed (max_tokens per choice), as reserved. */
 const completionBound = (req: GenerationRequest): number => req.maxTokens * (req.choices ?? 1);
 
+/**
+ * An upstream's own counts (undefined where it sent none), within what the request could hold: the prompt at most
+ * promptTokensBound, the completion at most completionBound and at least `received` (the pieces streamed or the
+ * log-probability entries, a token each: an upstream that reported its usage early, or 0, is still metered for what
+ * the client got). A count past the bounds is an upstream's bug, and taken as it is it would charge without bound.
+ */
+function countedTokens(usage: UpstreamBody["usage"], req: GenerationRequest, received: number): { promptTokens?: number; completionTokens?: number } {
+  const prompt = tokenCount(usage?.prompt_tokens);
+  const completion = tokenCount(usage?.completion_tokens);
+  return {
+    ...(prompt === undefined ? {} : { promptTokens: Math.min(prompt, promptTokensBound(req)) }),
+    ...(completion === undefined ? {} : { completionTokens: Math.min(Math.max(completion, received), completionBound(req)) }),
+  };
+}
+
 /** An upstream's choices, only those that are objects: anything else there is no choice. */
 const choicesOf = (body: UpstreamBody): UpstreamChoice[] =>
   Array.isArray(body.choices) ? body.choices.filter((c): c is UpstreamChoice => typeof c === "object" && c !== null) : [];
@@ -63,6 +78,32 @@ const CONNECT_ERRORS = new Set(["ECONNREFUSED", "ECONNRESET", "EPIPE", "ENOTFOUN
 function isConnectError(error: unknown): boolean {
   const code = (error as { code?: string }).code;
   return code !== undefined && CONNECT_ERRORS.has(code);
+}
+
+/**
+ * Whether undici has written a try's request to its socket. A connection that fails after that may have brought the
+ * request to the upstream (one that crashed on it, or closed the connection to drop it): sent again it would be
+ * generated twice, billed twice by a paid upstream, and a prompt that crashes its upstream would take down the next
+ * one too. Only a try not written yet is retried.
+ */
+interface Written {
+  value: boolean;
+}
+
+/** Where a stream's request options carry its Written (undici's request() takes no handler of ours). */
+const WRITTEN = Symbol("written");
+
+/** Tells a stream's Written when undici has written its request (onRequestSent is undici's, not in its types). */
+class WrittenWatch extends DecoratorHandler {
+  constructor(
+    handler: Dispatcher.DispatchHandlers,
+    private readonly written: Written,
+  ) {
+    super(handler);
+  }
+  onRequestSent(): void {
+    this.written.value = true;
+  }
 }
 
 /** Errors that mean no connection was made: the upstream is unavailable (503), not misbehaving (502). */
@@ -273,6 +314,8 @@ class WholeAnswer implements Dispatcher.DispatchHandlers, Expiring {
     private readonly live: LiveExchanges,
     /** When the answer was first asked for: a retry after a dropped connection gets no deadline of its own. */
     readonly since: number,
+    /** Set once undici has written the request. */
+    private readonly written: Written,
   ) {
     aborted.watch(this.onAbort);
     live.add(this);
@@ -300,6 +343,10 @@ class WholeAnswer implements Dispatcher.DispatchHandlers, Expiring {
     if (this.aborted.aborted) abort(this.reason());
     else if (this.expired !== undefined) abort(this.expired);
     else this.abort = abort;
+  }
+
+  onRequestSent(): void {
+    this.written.value = true;
   }
 
   onHeaders(statusCode: number, headers: Buffer[] | string[] | null): boolean {
@@ -439,6 +486,8 @@ function completionsTarget(baseUrl: string): { origin: string; path: string } {
 export class RemoteEngine implements Engine {
   readonly name: string;
   private readonly agent: Agent;
+  /** The agent for streams, telling each request's Written (see WRITTEN). */
+  private readonly streams: Dispatcher;
   private readonly upstreams: UpstreamState[];
   private readonly healthTimer: NodeJS.Timeout;
   /** Exchanges under way, swept for those past the answer deadline (one timer per engine, none per request). */
@@ -474,6 +523,10 @@ export class RemoteEngine implements Engine {
       bodyTimeout: target.readTimeoutMs,
       keepAliveTimeout: 10_000,
       connections: 256,
+    });
+    this.streams = this.agent.compose((dispatch) => (options, handler) => {
+      const written = (options as { [WRITTEN]?: Written })[WRITTEN];
+      return dispatch(options, written === undefined ? handler : (new WrittenWatch(handler, written) as Dispatcher.DispatchHandlers));
     });
   }
 
@@ -518,15 +571,16 @@ export class RemoteEngine implements Engine {
     const deadline = stream ? new StreamDeadline(aborted, this.live, started) : undefined;
     try {
       // A whole answer is read by a handler of our own (no body stream), a stream through undici's request().
-      const exchange = (u: UpstreamState): Promise<Dispatcher.ResponseData | WholeAnswer> =>
+      const exchange = (u: UpstreamState, written: Written): Promise<Dispatcher.ResponseData | WholeAnswer> =>
         deadline !== undefined
-          ? this.send(u, this.body(u, req, true), req, deadline.signal)
-          : this.sendWhole(u, this.body(u, req, false), req, aborted, started);
+          ? this.send(u, this.body(u, req, true), req, deadline.signal, written)
+          : this.sendWhole(u, this.body(u, req, false), req, aborted, started, written);
       let response: Dispatcher.ResponseData | WholeAnswer;
+      const first: Written = { value: false };
       try {
-        response = await exchange(upstream);
+        response = await exchange(upstream, first);
       } catch (error) {
-        if (!isConnectError(error) || aborted.aborted || cutAfterAnswer.has(error as Error)) throw error;
+        if (!isConnectError(error) || aborted.aborted || cutAfterAnswer.has(error as Error) || first.value) throw error;
         // Nothing reached the upstream, so one retry is safe: on another upstream when there is one.
         this.markHealth(upstream, false, networkReason(error));
         this.counted(upstream, "connection_error", since);
@@ -534,7 +588,7 @@ export class RemoteEngine implements Engine {
         upstream = this.pick(upstream);
         upstream.inFlight++;
         since = performance.now();
-        response = await exchange(upstream);
+        response = await exchange(upstream, { value: false });
       }
       answered = true;
       if (response instanceof WholeAnswer) {
@@ -676,15 +730,23 @@ export class RemoteEngine implements Engine {
     return JSON.stringify(body);
   }
 
-  private send(upstream: UpstreamState, body: string, req: GenerationRequest, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
-    const sent = this.agent.request({
+  private send(
+    upstream: UpstreamState,
+    body: string,
+    req: GenerationRequest,
+    signal: AbortSignal,
+    written: Written,
+  ): Promise<Dispatcher.ResponseData> {
+    const options = {
       origin: upstream.completions.origin,
       path: upstream.completions.path,
-      method: "POST",
+      method: "POST" as const,
       body,
       headers: this.headers(upstream, req.traceHeaders),
       signal,
-    });
+      [WRITTEN]: written,
+    };
+    const sent = this.streams.request(options);
     // undici acts on an abort once the request has a connection: one still being made would hold the deadline (or a
     // client that left) until connect_timeout_ms. The request is aborted when its connection comes.
     return new Promise((resolve, reject) => {
@@ -696,9 +758,16 @@ export class RemoteEngine implements Engine {
   }
 
   /** Sends a non-streamed request and collects its whole answer. */
-  private sendWhole(upstream: UpstreamState, body: string, req: GenerationRequest, aborted: AbortWatch, since: number): Promise<WholeAnswer> {
+  private sendWhole(
+    upstream: UpstreamState,
+    body: string,
+    req: GenerationRequest,
+    aborted: AbortWatch,
+    since: number,
+    written: Written,
+  ): Promise<WholeAnswer> {
     return new Promise((resolve, reject) => {
-      const answer = new WholeAnswer(aborted, resolve, reject, this.live, since);
+      const answer = new WholeAnswer(aborted, resolve, reject, this.live, since, written);
       this.agent.dispatch(
         {
           origin: upstream.completions.origin,
@@ -739,15 +808,16 @@ export class RemoteEngine implements Engine {
    * The tokens an answer is metered for: the upstream's counts, each estimated where it sent none (or no
    * whole number), as a misconfigured upstream (no usage, a proxy that drops it) would otherwise serve for
    * free. The operator is told once per upstream: it is how that upstream is set up, not a passing fault.
+   * A count is taken within what the request could hold (see countedTokens).
    */
   private metered(
     upstream: UpstreamState,
     usage: UpstreamBody["usage"],
     req: GenerationRequest,
     completionEstimate: () => number,
+    received: number,
   ): { promptTokens: number; completionTokens: number; cachedPromptTokens?: number } {
-    const promptTokens = tokenCount(usage?.prompt_tokens);
-    const completionTokens = tokenCount(usage?.completion_tokens);
+    const { promptTokens, completionTokens } = countedTokens(usage, req, received);
     if ((promptTokens === undefined || completionTokens === undefined) && !upstream.usageWarned) {
       upstream.usageWarned = true;
       this.logger?.warn(
@@ -783,16 +853,17 @@ export class RemoteEngine implements Engine {
       ...(wantsLogprobs ? { logprobs: upstreamLogprobs(c.logprobs) } : {}),
     }));
     // Without usage: the text of every choice, or their log-probability entries (a token each) when there are more.
+    const entries = all.reduce((n, c) => n + upstreamLogprobs(c.logprobs).length, 0);
     const estimate = (): number =>
       Math.max(
         estimatedTokens(choices.map((c) => c.text + (c.refusal ?? "")).join("") + toolCalls.map((c) => c.name + c.arguments).join("")),
-        all.reduce((n, c) => n + upstreamLogprobs(c.logprobs).length, 0),
+        entries,
       );
     return {
       ...(toolCalls.length > 0 ? { toolCalls } : {}),
       text: choices[0]!.text,
       ...(choices[0]!.refusal ? { refusal: choices[0]!.refusal } : {}),
-      ...this.metered(upstream, parsed.usage, req, estimate),
+      ...this.metered(upstream, parsed.usage, req, estimate, entries),
       finishReason: finishReason(choice.finish_reason, toolCalls.length > 0),
       aborted: false,
       ...(wantsLogprobs ? { logprobs: choices[0]?.logprobs } : {}),
@@ -832,29 +903,38 @@ export class RemoteEngine implements Engine {
     let received = 0;
     const toolCalls = new ToolCallStream(req);
     // Without usage: a token per piece received, per log-probability entry, or per BPE-sized run of the text, whichever is most.
-    const estimate = (): number =>
+    const piecesReceived = (): number =>
       Math.max(
         chunks,
         choices.reduce((n, c) => n + c.logprobs.length, 0),
+      );
+    const estimate = (): number =>
+      Math.max(
+        piecesReceived(),
         estimatedTokens(choices.map((c) => c.text + c.refusal).join("") + toolCalls.toolCalls.map((c) => c.name + c.arguments).join("")),
       );
-    // What the client received is what a request cut short is metered for; the prompt once the upstream had read it
-    // (it sent a piece), as reported or else estimated.
-    const cut = (): GenerationResult => ({
-      text: choices[0]!.text,
-      promptTokens: tokenCount(usage?.prompt_tokens) ?? (sawChoice ? estimatedPromptTokens(req) : 0),
-      completionTokens: tokenCount(usage?.completion_tokens) ?? Math.min(estimate(), completionBound(req)),
-      finishReason: "stop",
-      aborted: true,
-    });
+    // What the client received is what a request cut short is metered for (or the upstream's count so far, when
+    // higher); the prompt once the upstream had read it (it sent a piece), as reported or else estimated.
+    const cut = (): GenerationResult => {
+      const counted = countedTokens(usage, req, 0);
+      return {
+        text: choices[0]!.text,
+        promptTokens: counted.promptTokens ?? (sawChoice ? estimatedPromptTokens(req) : 0),
+        completionTokens: Math.min(Math.max(counted.completionTokens ?? 0, estimate()), completionBound(req)),
+        finishReason: "stop",
+        aborted: true,
+      };
+    };
     try {
-      for await (const data of readSseData(response.body, MAX_EVENT_CHARS)) {
+      for await (const { event, data } of readSseEvents(response.body, MAX_EVENT_CHARS)) {
         // An event with no data (a keep-alive some servers send as `data:` or `event: ping`) carries nothing.
         if (data.trim() === "") continue;
         if (data === "[DONE]") {
           done = true;
           break;
         }
+        // A failure named by the event (TGI, proxies) rather than by an `error` object in its data.
+        if (event === "error") throw upstreamFailed("The upstream engine failed mid-stream.", data, secret);
         // A stream's events are relayed as they come, but its text is also kept whole: bounded as a whole answer is.
         received += data.length;
         if (received > MAX_ANSWER_BYTES) throw new UpstreamTooLargeError(`a stream over ${MAX_ANSWER_BYTES} characters`);
@@ -908,6 +988,7 @@ export class RemoteEngine implements Engine {
     }
     const first = choices[0]!;
     if (!done && first.finish === undefined) throw errors.upstream(502, "The upstream engine closed the stream before it finished.");
+    toolCalls.finish();
     // Nothing was relayed yet (a choice is what opens our stream): the client gets the 502 a whole answer gets.
     if (!sawChoice) throw errors.upstream(502, "The upstream engine answered without choices.");
     const calls = toolCalls.toolCalls;
@@ -916,7 +997,7 @@ export class RemoteEngine implements Engine {
       ...(calls.length > 0 ? { toolCalls: calls } : {}),
       text: first.text,
       ...(first.refusal.length > 0 ? { refusal: first.refusal } : {}),
-      ...this.metered(upstream, usage, req, estimate),
+      ...this.metered(upstream, usage, req, estimate, piecesReceived()),
       finishReason: finishReason(first.finish, calls.length > 0),
       aborted: false,
       ...(wantsLogprobs ? { logprobs: first.logprobs } : {}),

@@ -1,5 +1,5 @@
 import { toolCallId, type ToolCall, type ToolCallDelta, type ToolRequest } from "../tools.js";
-import type { ChatMessage, GenerationRequest, TextDetail } from "../types.js";
+import type { ChatMessage, GenerationRequest, TextDetail, TokenLogprob } from "../types.js";
 
 /** An upstream's tool call, whole (`message.tool_calls`) or in pieces (`delta.tool_calls`). */
 export interface UpstreamToolCall {
@@ -12,7 +12,8 @@ export interface UpstreamToolCall {
  * A call's id, made where the upstream gave none (llama-server has answered without one, LM Studio with ""):
  * a client answers the call with a `tool` message naming it, and an empty id cannot be answered.
  */
-const idOf = (call: UpstreamToolCall): string => (typeof call.id === "string" && call.id !== "" ? call.id : toolCallId());
+const hasId = (call: UpstreamToolCall): boolean => typeof call.id === "string" && call.id !== "";
+const idOf = (call: UpstreamToolCall): string => (hasId(call) ? (call.id as string) : toolCallId());
 
 /** A call's function name: only a string is one (a client would fail to read anything else). */
 const nameOf = (call: UpstreamToolCall): string => (typeof call.function?.name === "string" ? call.function.name : "");
@@ -71,37 +72,89 @@ export function upstreamToolFields(tools: ToolRequest | undefined): Record<strin
 export const wholeToolCalls = (calls: unknown): ToolCall[] =>
   callsIn(calls).map((c) => ({ id: idOf(c), name: nameOf(c), arguments: argumentsOf(c) }));
 
-/** Gathers streamed tool-call pieces and forwards them in our delta shape. */
+/** A streamed call not forwarded yet: its name may still be coming, in pieces, and its id after its arguments. */
+interface HeldCall {
+  /** Whether the id is one we made (the upstream has sent none yet). */
+  ownId: boolean;
+  /** Log-probability entries of the pieces held, forwarded with the call. */
+  logprobs: TokenLogprob[];
+  choice: number;
+}
+
+/**
+ * Gathers streamed tool-call pieces and forwards them in our delta shape. A call is forwarded once its name is
+ * whole, which is known when its arguments begin (or the stream ends, or another call begins): an upstream may send
+ * the name in pieces, or the arguments (and the id) before it, and clients read a streamed name differently (the
+ * `openai` Python SDK joins the pieces, the Node SDK keeps the last), so a call's name is sent once, whole.
+ */
 export class ToolCallStream {
   private readonly calls: ToolCall[] = [];
+  private readonly held = new Map<number, HeldCall>();
 
   constructor(private readonly request: GenerationRequest) {}
 
-  /** Forwards what the pieces add, the first forwarded delta with `detail`; false when nothing was forwarded (nor `detail` taken). */
+  /**
+   * Forwards what the pieces add, the first delta of theirs with `detail`'s entries; false when the pieces were
+   * neither forwarded nor held (nor `detail` taken).
+   */
   push(pieces: unknown, detail?: TextDetail): boolean {
-    let forwarded = false;
-    const forward = (delta: ToolCallDelta): void => {
-      this.request.onToolCall?.(delta, forwarded ? undefined : detail);
-      forwarded = true;
+    let taken = false;
+    /** The pieces' own entries, given to the first delta of theirs. */
+    const take = (): readonly TokenLogprob[] => {
+      if (taken) return [];
+      taken = true;
+      return detail?.logprobs ?? [];
     };
     for (const piece of callsIn(pieces)) {
       const index = this.indexOf(piece);
       const args = argumentsOf(piece);
       let call = this.calls[index];
       if (call === undefined) {
-        call = { id: idOf(piece), name: nameOf(piece), arguments: "" };
+        // Calls reach the client in order: one still held is whole once the next begins.
+        for (const earlier of [...this.held.keys()].filter((i) => i < index).sort((a, b) => a - b)) this.release(earlier);
+        call = { id: idOf(piece), name: "", arguments: "" };
         this.calls[index] = call;
-        forward({ index, id: call.id, name: call.name, arguments: "" });
+        this.held.set(index, { ownId: !hasId(piece), logprobs: [], choice: detail?.choice ?? 0 });
       }
-      if (args.length > 0) {
+      const held = this.held.get(index);
+      if (held === undefined) {
+        const entries = take();
         call.arguments += args;
-        forward({ index, arguments: args });
-      } else if (!forwarded && (detail?.logprobs?.length ?? 0) > 0) {
         // A piece that adds nothing but comes with entries (a call's closing syntax) still carries them.
-        forward({ index, arguments: "" });
+        if (args.length > 0 || entries.length > 0) this.forward({ index, arguments: args }, entries, detail?.choice ?? 0);
+        continue;
       }
+      // Some servers repeat the whole name in every piece: a piece equal to the name so far adds nothing.
+      const name = nameOf(piece);
+      if (name !== call.name) call.name += name;
+      if (held.ownId && hasId(piece)) {
+        call.id = piece.id as string;
+        held.ownId = false;
+      }
+      call.arguments += args;
+      held.logprobs.push(...take());
+      if (call.name !== "" && args.length > 0) this.release(index);
     }
-    return forwarded;
+    // Held pieces took their entries too (forwarded with their call).
+    return taken;
+  }
+
+  /** Forwards every call still held: the stream has ended. */
+  finish(): void {
+    for (const index of [...this.held.keys()].sort((a, b) => a - b)) this.release(index);
+  }
+
+  /** Forwards a held call whole: its id, name and the arguments so far, with the entries of its pieces. */
+  private release(index: number): void {
+    const held = this.held.get(index);
+    const call = this.calls[index];
+    if (held === undefined || call === undefined) return;
+    this.held.delete(index);
+    this.forward({ index, id: call.id, name: call.name, arguments: call.arguments }, held.logprobs, held.choice);
+  }
+
+  private forward(delta: ToolCallDelta, logprobs: readonly TokenLogprob[], choice: number): void {
+    this.request.onToolCall?.(delta, logprobs.length > 0 ? { choice, logprobs: [...logprobs] } : undefined);
   }
 
   /**

@@ -21,16 +21,36 @@ const TOKENS_PER_PROMPT = 3;
 /** Estimated tokens of a text an upstream produced or read without counting it. */
 export const estimatedTokens = (text: string): number => Math.ceil(Buffer.byteLength(text, "utf8") / BYTES_PER_TOKEN);
 
-/** Estimated prompt tokens of a request, as the upstream sees it: messages (tool calls included) and tools. */
-export function estimatedPromptTokens(req: GenerationRequest): number {
-  let tokens = TOKENS_PER_PROMPT;
+/** The texts of a request the upstream reads: messages (tool calls included) and tools. */
+function* promptTexts(req: GenerationRequest): Generator<string> {
   for (const m of req.messages) {
-    tokens += TOKENS_PER_MESSAGE + estimatedTokens(m.content);
-    for (const call of m.toolCalls ?? []) tokens += estimatedTokens(call.name) + estimatedTokens(call.arguments);
+    yield m.content;
+    for (const call of m.toolCalls ?? []) yield* [call.name, call.arguments];
   }
   const tools = documentedTools(req);
-  if (tools !== undefined) tokens += estimatedTokens(JSON.stringify(tools));
+  if (tools !== undefined) yield JSON.stringify(tools);
+}
+
+/** Estimated prompt tokens of a request, as the upstream sees it: messages (tool calls included) and tools. */
+export function estimatedPromptTokens(req: GenerationRequest): number {
+  let tokens = TOKENS_PER_PROMPT + TOKENS_PER_MESSAGE * req.messages.length;
+  for (const text of promptTexts(req)) tokens += estimatedTokens(text);
   return tokens;
+}
+
+/** What a chat template may add around the messages beyond TEMPLATE_TOKENS_PER_MESSAGE each: a default system prompt, tool instructions. */
+const TEMPLATE_TOKENS = 8192;
+const TEMPLATE_TOKENS_PER_MESSAGE = 64;
+
+/**
+ * The most prompt tokens an upstream's count is taken for: one per byte of what the upstream reads (no tokenizer
+ * spends more), plus what a template adds. A count past it is no count of this prompt (an upstream's bug), and taken
+ * as it is it would charge the account without bound (and past 2^53 make its monthly total inexact).
+ */
+export function promptTokensBound(req: GenerationRequest): number {
+  let bytes = TEMPLATE_TOKENS + TEMPLATE_TOKENS_PER_MESSAGE * req.messages.length;
+  for (const text of promptTexts(req)) bytes += Buffer.byteLength(text, "utf8");
+  return bytes;
 }
 
 /** The usage fields an upstream left out (or sent as no count), for the operator's warning. */

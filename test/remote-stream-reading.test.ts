@@ -1,0 +1,219 @@
+import assert from "node:assert/strict";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
+import { describe, it } from "node:test";
+import { RemoteEngine } from "../src/engines/remote/remote-engine.js";
+import { RequestAbort } from "../src/server/request-context.js";
+import type { ApiError } from "../src/errors.js";
+import type { GenerationRequest } from "../src/engines/types.js";
+import type { ToolCallDelta } from "../src/engines/tools.js";
+
+/**
+ * How the remote engine reads what an upstream sends: tool-call pieces in the orders servers send them, token counts
+ * no request could hold, usage reported early, and failures named by the SSE event.
+ */
+
+/** An upstream that answers every completion with `body` (SSE text, or a JSON answer), then ends it unless `hold`. */
+async function upstreamSending(body: string, hold = false): Promise<{ url: string; close: () => void }> {
+  const server = http.createServer((req, res) => {
+    req.resume();
+    if (req.method === "GET") return void res.writeHead(200, { "content-type": "application/json" }).end('{"data":[]}');
+    const json = body.startsWith("{");
+    res.writeHead(200, { "content-type": json ? "application/json" : "text/event-stream" });
+    if (hold) res.write(body);
+    else res.end(body);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = (server.address() as AddressInfo).port;
+  return {
+    url: `http://127.0.0.1:${port}/v1`,
+    close: () => {
+      server.closeAllConnections();
+      server.close();
+    },
+  };
+}
+
+const sse = (events: readonly object[], done = true): string =>
+  events.map((e) => `data: ${JSON.stringify(e)}\n\n`).join("") + (done ? "data: [DONE]\n\n" : "");
+const piece = (delta: object, finish: string | null = null) => ({ choices: [{ index: 0, delta, finish_reason: finish }] });
+const toolPiece = (call: object) => piece({ tool_calls: [call] });
+const TOOLS = { tools: [{ name: "get_weather", parameters: { type: "object" } }], choice: "auto" as const, parallel: false };
+
+async function generate(body: string, extra: Partial<GenerationRequest> = {}, hold = false) {
+  const upstream = await upstreamSending(body, hold);
+  const engine = new RemoteEngine({
+    upstreams: [{ baseUrl: upstream.url, model: "m" }],
+    connectTimeoutMs: 2000,
+    readTimeoutMs: 5000,
+    answerTimeoutMs: 600_000,
+    healthCheckIntervalMs: 60_000,
+  });
+  const abort = new RequestAbort();
+  const deltas: ToolCallDelta[] = [];
+  let texts = 0;
+  const request: GenerationRequest = {
+    messages: [{ role: "user", content: "What is the weather in Oslo?" }],
+    maxTokens: 50,
+    temperature: 0,
+    topP: 1,
+    stop: [],
+    constraint: { type: "text" },
+    onText: () => void texts++,
+    onToolCall: (delta) => void deltas.push(delta),
+    ...extra,
+    get signal() {
+      return abort.signal;
+    },
+    abortWatch: abort,
+  };
+  try {
+    const settled = engine.generate(request).then(
+      (result) => ({ result, error: undefined }),
+      (error: unknown) => ({ result: undefined, error: error as ApiError }),
+    );
+    if (hold) {
+      while (texts < 3) await new Promise((resolve) => setTimeout(resolve, 10));
+      abort.abort(new Error("client disconnected"));
+    }
+    return { ...(await settled), deltas };
+  } finally {
+    await engine.close();
+    upstream.close();
+  }
+}
+
+/** The call as the `openai` SDKs put streamed deltas together: Python joins names, Node keeps the last one given. */
+function asClientsRead(deltas: readonly ToolCallDelta[]) {
+  const named = deltas.filter((d) => d.name !== undefined);
+  return {
+    joined: named.map((d) => d.name).join(""),
+    last: named.at(-1)?.name,
+    id: deltas.find((d) => d.id !== undefined)?.id,
+    arguments: deltas.map((d) => d.arguments).join(""),
+  };
+}
+
+describe("remote engine: a streamed tool call's name and id, however the upstream sends them", () => {
+  for (const [name, events, id] of [
+    [
+      "the name after an id-only first piece",
+      [
+        toolPiece({ index: 0, id: "call_A", type: "function", function: { arguments: "" } }),
+        toolPiece({ index: 0, function: { name: "get_weather" } }),
+        toolPiece({ index: 0, function: { arguments: '{"city":' } }),
+        toolPiece({ index: 0, function: { arguments: '"Oslo"}' } }),
+      ],
+      "call_A",
+    ],
+    [
+      "the name in two pieces",
+      [
+        toolPiece({ index: 0, id: "call_A", function: { name: "get_", arguments: "" } }),
+        toolPiece({ index: 0, function: { name: "weather" } }),
+        toolPiece({ index: 0, function: { arguments: '{"city":"Oslo"}' } }),
+      ],
+      "call_A",
+    ],
+    [
+      "the arguments before the id and the name",
+      [toolPiece({ index: 0, function: { arguments: '{"city":"Oslo"}' } }), toolPiece({ index: 0, id: "call_A", function: { name: "get_weather" } })],
+      "call_A",
+    ],
+    [
+      "the whole name repeated in every piece",
+      [
+        toolPiece({ index: 0, id: "call_A", function: { name: "get_weather", arguments: '{"city":' } }),
+        toolPiece({ index: 0, function: { name: "get_weather", arguments: '"Oslo"}' } }),
+      ],
+      "call_A",
+    ],
+  ] as const) {
+    it(`sends the name once, whole: ${name}`, async () => {
+      const { result, error, deltas } = await generate(sse([...events, piece({}, "tool_calls")]), { tools: TOOLS });
+      assert.equal(error, undefined);
+      const read = asClientsRead(deltas);
+      assert.equal(read.joined, "get_weather", JSON.stringify(deltas));
+      assert.equal(read.last, "get_weather");
+      assert.equal(read.id, id);
+      assert.equal(read.arguments, '{"city":"Oslo"}');
+      assert.deepEqual(result?.toolCalls, [{ id, name: "get_weather", arguments: '{"city":"Oslo"}' }]);
+      assert.equal(result?.finishReason, "tool_calls");
+    });
+  }
+
+  it("sends calls in their order: one held is released when the next begins", async () => {
+    const events = [
+      toolPiece({ index: 0, id: "call_A", function: { name: "get_weather" } }),
+      toolPiece({ index: 1, id: "call_B", function: { name: "get_weather", arguments: '{"city":"Bergen"}' } }),
+    ];
+    const { deltas } = await generate(sse([...events, piece({}, "tool_calls")]), { tools: TOOLS });
+    assert.deepEqual(
+      deltas.map((d) => [d.index, d.id]),
+      [
+        [0, "call_A"],
+        [1, "call_B"],
+      ],
+    );
+  });
+});
+
+describe("remote engine: an upstream's token counts, within what the request could hold", () => {
+  const HUGE = Number.MAX_SAFE_INTEGER;
+  for (const stream of [true, false]) {
+    it(`meters at most max_tokens and a token per byte of the prompt (${stream ? "streamed" : "whole"})`, async () => {
+      const usage = { prompt_tokens: HUGE, completion_tokens: HUGE, total_tokens: HUGE, prompt_tokens_details: { cached_tokens: HUGE } };
+      const body = stream
+        ? sse([piece({ content: "sunny" }, "stop"), { choices: [], usage }])
+        : JSON.stringify({ choices: [{ index: 0, message: { role: "assistant", content: "sunny" }, finish_reason: "stop" }], usage });
+      const { result } = await generate(body, stream ? {} : { onText: undefined });
+      assert.equal(result?.completionTokens, 50, "max_tokens");
+      assert.ok(result!.promptTokens > 0 && result!.promptTokens < 10_000, `prompt tokens: ${result?.promptTokens}`);
+      assert.ok((result!.cachedPromptTokens ?? 0) <= result!.promptTokens);
+    });
+  }
+
+  it("takes an upstream's own counts as they are when the request could hold them", async () => {
+    const usage = { prompt_tokens: 1234, completion_tokens: 7, total_tokens: 1241 };
+    const { result } = await generate(sse([piece({ content: "sunny" }, "stop"), { choices: [], usage }]));
+    assert.equal(result?.promptTokens, 1234);
+    assert.equal(result?.completionTokens, 7);
+  });
+
+  it("meters at least a token per piece streamed when the upstream reported its usage early", async () => {
+    const early = { choices: [], usage: { prompt_tokens: 11, completion_tokens: 0, total_tokens: 11 } };
+    const pieces = ["a", "b", "c", "d", "e"].map((content) => piece({ content }));
+    const { result } = await generate(sse([early, ...pieces, piece({}, "stop")]));
+    assert.equal(result?.promptTokens, 11);
+    assert.equal(result?.completionTokens, 5);
+  });
+
+  it("meters a stream the client left for what it received, when the upstream reported 0 early", async () => {
+    const early = { choices: [], usage: { prompt_tokens: 11, completion_tokens: 0, total_tokens: 11 } };
+    const pieces = ["a", "b", "c"].map((content) => piece({ content }));
+    const { result } = await generate(sse([early, ...pieces], false), {}, true);
+    assert.equal(result?.aborted, true);
+    assert.equal(result?.promptTokens, 11);
+    assert.equal(result?.completionTokens, 3);
+  });
+});
+
+describe("remote engine: a failure named by the stream's event", () => {
+  it("ends the stream as failed, not as a finished answer", async () => {
+    const body =
+      sse([piece({ content: "partly" })], false) +
+      'event: error\ndata: {"message":"overloaded mid-stream","type":"server_error"}\n\n' +
+      sse([piece({}, "stop")]);
+    const { result, error } = await generate(body);
+    assert.equal(result, undefined, "not a finished answer");
+    assert.equal(error?.status, 502);
+    assert.match(error?.message ?? "", /failed mid-stream/);
+  });
+
+  it("still reads events named otherwise (a keep-alive `event: ping`) as nothing", async () => {
+    const body = "event: ping\ndata: {}\n\n" + sse([piece({ content: "fine" }, "stop")]);
+    const { result, error } = await generate(body);
+    assert.equal(error, undefined);
+    assert.equal(result?.text, "fine");
+  });
+});
