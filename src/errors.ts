@@ -143,8 +143,13 @@ export const errors = {
     new ApiError(413, "invalid_request_error", "request_too_large", `Request body is larger than the limit of ${limit} bytes.`),
   missingApiKey: () =>
     new ApiError(401, "authentication_error", "missing_api_key", "No API key provided. Send it as 'Authorization: Bearer alv_live_…'."),
-  malformedApiKey: () =>
-    new ApiError(401, "authentication_error", "invalid_api_key", "Malformed API key: expected 'Authorization: Bearer alv_live_…' or 'alv_test_…'."),
+  malformedApiKey: (hint?: string) =>
+    new ApiError(
+      401,
+      "authentication_error",
+      "invalid_api_key",
+      "Malformed API key: expected 'Authorization: Bearer alv_live_…' or 'alv_test_…'." + (hint === undefined ? "" : ` ${hint}`),
+    ),
   invalidApiKey: () => new ApiError(401, "authentication_error", "invalid_api_key", "Invalid API key provided."),
   revokedApiKey: () => new ApiError(401, "authentication_error", "revoked_api_key", "This API key has been revoked."),
   invalidAdminToken: () => new ApiError(401, "authentication_error", "invalid_admin_token", "Invalid admin token."),

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
-import { existsSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { connect, type AddressInfo } from "node:net";
 import { once } from "node:events";
@@ -802,6 +802,44 @@ describe("account administration from the CLI", () => {
       hostile,
       "--json keeps the name as stored",
     );
+  });
+});
+
+describe("npm start typed in another directory", () => {
+  const root = resolvePath(import.meta.dirname, "..", "..");
+  const env = {
+    ...process.env,
+    ALVEARE_THREADS: "1",
+    ALVEARE_METRICS_PORT: "0",
+    ALVEARE_LOG_FORMAT: "json",
+    ALVEARE_CONFIG: "",
+    ALVEARE_DATA_DIR: "",
+  };
+
+  it("keeps its data where npm was run, as `npx alveare` there does", async () => {
+    // A directory inside the package, so npm finds it; test-artifacts/ is ignored by git.
+    mkdirSync(join(root, "test-artifacts"), { recursive: true });
+    const here = mkdtempSync(join(root, "test-artifacts", "npm-start-"));
+    try {
+      const npm = spawn("npm", ["start", "--silent", "--", "--port", "0", "--model", await tinyModel()], { cwd: here, env });
+      let out = "";
+      npm.stdout.on("data", (c: Buffer) => (out += c.toString()));
+      const exited = once(npm, "exit");
+      for (let i = 0; i < 600 && !/"url":"http/.test(out); i++) await new Promise((r) => setTimeout(r, 50));
+      npm.kill("SIGTERM");
+      await exited;
+      npm.stdout.destroy();
+      assert.match(out, /"database":"([^"]+)"/, out);
+      assert.equal(/"database":"([^"]+)"/.exec(out)?.[1], join(here, "data", "alveare.db"));
+    } finally {
+      rmSync(here, { recursive: true, force: true });
+    }
+  });
+
+  it("says that npm keeps options given before `--` for itself", () => {
+    const run = spawnSync("npm", ["start", "--silent", "--port", "9000"], { cwd: root, env, encoding: "utf8" });
+    assert.equal(run.status, 2, run.stderr);
+    assert.match(run.stderr, /serve takes no arguments, got '9000'; npm passes options on only after --: npm start -- --port 9000/);
   });
 });
 

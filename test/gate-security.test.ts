@@ -74,6 +74,19 @@ describe("the gate: who may call what", () => {
           assert.equal(codeOf(r), "invalid_api_key");
         });
       }
+      it("reads 'Bearer' with no key after it (an unset $KEY) as no key", async () => {
+        for (const authorization of ["Bearer ", "Bearer", "bearer  "]) {
+          const r = await call(server, route, { authorization });
+          assert.equal(r.status, 401);
+          assert.equal(codeOf(r), "missing_api_key", JSON.stringify(authorization));
+        }
+      });
+      it("says so when a key's id is sent in place of the key", async () => {
+        const r = await call(server, route, { authorization: `Bearer ${live.keyId}` });
+        assert.equal(r.status, 401);
+        assert.equal(codeOf(r), "invalid_api_key");
+        assert.match((r.json.error as { message: string }).message, /That is a key's id \(key_…\), not the key/);
+      });
       it("refuses an unknown key", async () => {
         const r = await call(server, route, { authorization: `Bearer alv_live_${"A".repeat(40)}` });
         assert.equal(r.status, 401);

@@ -14,10 +14,12 @@ function refuseArguments(args: readonly string[]): void {
   const first = args[0];
   if (first === undefined) return;
   const model = /\.gguf$/i.test(first) || /^(hf:|https?:\/\/)/i.test(first);
+  // `npm start --port 9000` hands the script `9000` alone: npm keeps options given before `--` for itself.
+  const npm = process.env.npm_lifecycle_event === "start" ? "; npm passes options on only after --: npm start -- --port 9000" : "";
   throw new UsageError(
     model
-      ? `serve takes the model as an option: alveare serve --model ${first}`
-      : `serve takes no arguments, got '${first}'; see alveare serve --help`,
+      ? `serve takes the model as an option: alveare serve --model ${first}${npm === "" ? "" : " (npm start -- --model …)"}`
+      : `serve takes no arguments, got '${first}'${npm === "" ? "; see alveare serve --help" : npm}`,
   );
 }
 

@@ -41,6 +41,9 @@ export function limitsOf(plan: Plan): KeyLimits {
   return limits;
 }
 
+/** A key's id (as lists show it) sent in its place. */
+const KEY_ID_HINT = "That is a key's id (key_…), not the key: the key itself is shown once, when it is created.";
+
 /**
  * The full gate: Bearer keys looked up by hash, the account's plan, the
  * per-key limits (requests and tokens per window, requests at once), the
@@ -74,9 +77,10 @@ export class AccountGate implements Gate {
   }
 
   async authenticate(authorization: string | undefined, options: AuthenticateOptions = {}): Promise<Authentication> {
-    if (authorization === undefined || authorization.trim() === "") throw errors.missingApiKey();
+    // "Bearer " and nothing after it is what an unset $KEY in `-H "Authorization: Bearer $KEY"` sends.
+    if (authorization === undefined || /^\s*(Bearer\s*)?$/i.test(authorization)) throw errors.missingApiKey();
     const token = bearerToken(authorization);
-    if (token === undefined || keyMode(token) === undefined) throw errors.malformedApiKey();
+    if (token === undefined || keyMode(token) === undefined) throw errors.malformedApiKey(token?.startsWith("key_") ? KEY_ID_HINT : undefined);
     const keyHash = hashKey(token);
     const found = usable(await this.parts.keys.find(keyHash));
     const caller: Caller = {
