@@ -234,6 +234,13 @@ describe("HTTP contract: errors and request ids", () => {
       assert.equal(error.code, "not_found");
       assert.equal(error.message, `Unknown route: ${method} ${path}; did you mean ${path.slice(0, -1)}? (without the trailing slash).`);
     }
+    // The chat route's last word left off (a base URL taken for the endpoint).
+    for (const path of ["/v1/chat", "/v1/chat/", "/chat"]) {
+      const r = await fetch(`${server.url}${path}`, { method: "POST", body: "{}" });
+      assert.equal(r.status, 404, path);
+      const { error } = (await r.json()) as { error: { message: string } };
+      assert.equal(error.message, `Unknown route: POST ${path}; did you mean /v1/chat/completions? (the chat route's full path).`);
+    }
     // An OPTIONS outside /v1 is suggested nothing: every /v1 path takes a preflight, so /v1/health would "match".
     for (const path of ["/health", "/x"]) {
       const r = await fetch(`${server.url}${path}`, { method: "OPTIONS" });

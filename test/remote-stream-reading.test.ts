@@ -217,3 +217,68 @@ describe("remote engine: a failure named by the stream's event", () => {
     assert.equal(result?.text, "fine");
   });
 });
+
+describe("remote engine: an answer with no body to read", () => {
+  /** An upstream answering every completion with `status` (and a Location for a redirect). */
+  async function answering(status: number): Promise<{ url: string; hits: () => number; close: () => void }> {
+    let hits = 0;
+    const server = http.createServer((req, res) => {
+      req.resume();
+      if (req.method === "GET") return void res.writeHead(200, { "content-type": "application/json" }).end('{"data":[]}');
+      hits++;
+      res.writeHead(status, status < 400 && status >= 300 ? { location: "https://llm.internal/v1/chat/completions" } : {}).end();
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const port = (server.address() as AddressInfo).port;
+    return {
+      url: `http://127.0.0.1:${port}/v1`,
+      hits: () => hits,
+      close: () => {
+        server.closeAllConnections();
+        server.close();
+      },
+    };
+  }
+
+  for (const status of [301, 302, 307, 204]) {
+    for (const stream of [false, true]) {
+      it(`answers HTTP ${status} ${stream ? "to a stream" : "whole"} as the upstream's status, a redirect's target in the operator's words`, async () => {
+        const upstream = await answering(status);
+        const engine = new RemoteEngine({
+          upstreams: [{ baseUrl: upstream.url, model: "m" }],
+          connectTimeoutMs: 2000,
+          readTimeoutMs: 5000,
+          answerTimeoutMs: 600_000,
+          healthCheckIntervalMs: 60_000,
+        });
+        const abort = new RequestAbort();
+        try {
+          const error = (await engine
+            .generate({
+              messages: [{ role: "user", content: "hi" }],
+              maxTokens: 5,
+              temperature: 0,
+              topP: 1,
+              stop: [],
+              constraint: { type: "text" },
+              ...(stream ? { onText: () => undefined } : {}),
+              signal: abort.signal,
+              abortWatch: abort,
+            })
+            .then(
+              () => undefined,
+              (e: unknown) => e,
+            )) as ApiError;
+          assert.equal(error.status, 502);
+          assert.equal(error.message, `The upstream engine answered HTTP ${status}.`);
+          const words = String((error.cause as Error | undefined)?.message);
+          if (status !== 204) assert.match(words, /it redirects to https:\/\/llm\.internal\/v1\/chat\/completions, which is not followed/);
+          assert.equal(upstream.hits(), 1, "not followed, not sent again");
+        } finally {
+          await engine.close();
+          upstream.close();
+        }
+      });
+    }
+  }
+});

@@ -135,6 +135,10 @@ function notFoundHint(app: FastifyInstance, method: string, path: string): strin
   const trimmed = path.replace(/\/+$/, "");
   if (trimmed !== path && trimmed !== "" && app.findRoute({ method, url: trimmed }) !== null)
     return withoutTrailingSlashHint(shortened(withoutKeys(trimmed)));
+  // POST /v1/chat: the route's last word left off (a base URL taken for the endpoint).
+  const completions = `${underV1.replace(/\/+$/, "")}/completions`;
+  if (completions.endsWith("/chat/completions") && app.findRoute({ method, url: completions }) !== null)
+    return `did you mean ${completions}? (the chat route's full path)`;
   if (!path.startsWith("/v1/")) return undefined;
   const methods = ["GET", "POST"].filter((m) => app.findRoute({ method: m, url: path }) !== null);
   if (methods.length > 0) return `this path takes ${methods.join(" or ")}`;

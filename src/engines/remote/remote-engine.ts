@@ -9,7 +9,7 @@ import type { AbortWatch, ChoiceResult, Engine, FinishReason, GenerationRequest,
 import { upstreamText } from "./remote-content.js";
 import { upstreamLogprobs, type UpstreamLogprobs } from "./remote-logprobs.js";
 import { ToolCallStream, upstreamMessages, upstreamToolFields, wholeToolCalls } from "./remote-tools.js";
-import { estimatedPromptTokens, estimatedTokens, missingCounts, promptTokensBound, tokenCount } from "./remote-usage.js";
+import { estimatedPromptTokens, estimatedTokens, missingCounts, promptTokensBound, TEMPLATE_TOKENS, tokenCount } from "./remote-usage.js";
 import type { RemoteEngineConfig, Upstream } from "./remote-kind.js";
 import { LiveExchanges, type Expiring } from "./live-exchanges.js";
 import type { TraceHeaders } from "../../observability/telemetry.js";
@@ -54,7 +54,8 @@ function countedTokens(usage: UpstreamBody["usage"], req: GenerationRequest, rec
   const prompt = tokenCount(usage?.prompt_tokens);
   const completion = tokenCount(usage?.completion_tokens);
   return {
-    ...(prompt === undefined ? {} : { promptTokens: Math.min(prompt, promptTokensBound(req)) }),
+    // Under the template's allowance a count is within the bound whatever the prompt: not measured per request.
+    ...(prompt === undefined ? {} : { promptTokens: prompt <= TEMPLATE_TOKENS ? prompt : Math.min(prompt, promptTokensBound(req)) }),
     ...(completion === undefined ? {} : { completionTokens: Math.min(Math.max(completion, received), completionBound(req)) }),
   };
 }
@@ -238,7 +239,7 @@ const NOT_FOUND_HINT = "; check that base_url is the upstream's API root (…/v1
  * status is the operator's matter (a wrong key, a crash), so its words go to
  * the log only.
  */
-function upstreamStatusError(status: number, text: string, secret: string | undefined, retryAfter?: string): ApiError {
+function upstreamStatusError(status: number, text: string, secret: string | undefined, retryAfter?: string, location?: string): ApiError {
   const said = upstreamWords(errorMessageOf(text), secret);
   const error =
     status === 400 || status === 422
@@ -246,10 +247,22 @@ function upstreamStatusError(status: number, text: string, secret: string | unde
       : status === 429 || status === 503
         ? errors.upstream(503, `The upstream engine is overloaded (HTTP ${status}).`, retryAfterOf(retryAfter))
         : errors.upstream(502, `The upstream engine answered HTTP ${status}.`);
-  error.cause = new Error(`the upstream answered HTTP ${status}: ${said}${status === 404 ? NOT_FOUND_HINT : ""}`);
+  error.cause = new Error(`the upstream answered HTTP ${status}: ${said}${status === 404 ? NOT_FOUND_HINT : ""}${redirectHint(status, location)}`);
   upstreamAnswers.add(error);
   return error;
 }
+
+/**
+ * A redirect is not followed (it could send the request, and the upstream key, anywhere): the operator is told
+ * where it points, as an http:// base_url answered by a redirect to https:// is a common slip.
+ */
+const redirectHint = (status: number, location: string | undefined): string =>
+  status >= 300 && status < 400
+    ? `; it redirects to ${location === undefined ? "(no Location)" : shortenedTo(location, 200)}, which is not followed: set base_url to where it points`
+    : "";
+
+/** Whether a status brings an answer: a 2xx with a body (a 204 or 205 has none; a 3xx is a redirect, not followed). */
+const bringsAnswer = (status: number): boolean => status >= 200 && status < 300 && status !== 204 && status !== 205;
 
 /** An answer's body as text, at most MAX_ANSWER_BYTES of it: an error's cut there (only its words for the log are wanted), an answer's refused. */
 async function boundedText(body: Dispatcher.ResponseData["body"], answer = false): Promise<string> {
@@ -298,6 +311,8 @@ class WholeAnswer implements Dispatcher.DispatchHandlers, Expiring {
   slot = -1;
   /** The answer's Retry-After header, if any. */
   retryAfter: string | undefined;
+  /** A redirect's Location header, if any. */
+  location: string | undefined;
   private readonly chunks: Buffer[] = [];
   private bytes = 0;
   private abort: ((error: Error) => void) | undefined;
@@ -351,9 +366,11 @@ class WholeAnswer implements Dispatcher.DispatchHandlers, Expiring {
 
   onHeaders(statusCode: number, headers: Buffer[] | string[] | null): boolean {
     this.statusCode = statusCode;
-    // Raw headers, names and values in turn; only an error answer's are read (a success's are not needed, per request).
-    for (let i = 0; statusCode >= 400 && headers !== null && i + 1 < headers.length; i += 2) {
-      if (String(headers[i]).toLowerCase() === "retry-after") this.retryAfter = String(headers[i + 1]);
+    // Raw headers, names and values in turn; only a failure's are read (a success's are not needed, per request).
+    for (let i = 0; !bringsAnswer(statusCode) && headers !== null && i + 1 < headers.length; i += 2) {
+      const name = String(headers[i]).toLowerCase();
+      if (name === "retry-after") this.retryAfter = String(headers[i + 1]);
+      if (name === "location") this.location = String(headers[i + 1]);
     }
     return true;
   }
@@ -592,16 +609,18 @@ export class RemoteEngine implements Engine {
       }
       answered = true;
       if (response instanceof WholeAnswer) {
-        if (response.statusCode >= 400) throw upstreamStatusError(response.statusCode, response.text(), this.keyOf(upstream), response.retryAfter);
+        if (!bringsAnswer(response.statusCode))
+          throw upstreamStatusError(response.statusCode, response.text(), this.keyOf(upstream), response.retryAfter, response.location);
         return this.readWhole(parseUpstream(response.text(), this.keyOf(upstream)), req, upstream);
       }
-      if (response.statusCode >= 400) {
-        const retryAfter = response.headers["retry-after"];
+      if (!bringsAnswer(response.statusCode)) {
+        const header = (value: string | string[] | undefined): string | undefined => (Array.isArray(value) ? value[0] : value);
         throw upstreamStatusError(
           response.statusCode,
           await boundedText(response.body).catch(() => ""),
           this.keyOf(upstream),
-          Array.isArray(retryAfter) ? retryAfter[0] : retryAfter,
+          header(response.headers["retry-after"]),
+          header(response.headers.location),
         );
       }
       const result = isJson(response.headers["content-type"])

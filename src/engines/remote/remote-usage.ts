@@ -39,7 +39,7 @@ export function estimatedPromptTokens(req: GenerationRequest): number {
 }
 
 /** What a chat template may add around the messages beyond TEMPLATE_TOKENS_PER_MESSAGE each: a default system prompt, tool instructions. */
-const TEMPLATE_TOKENS = 8192;
+export const TEMPLATE_TOKENS = 8192;
 const TEMPLATE_TOKENS_PER_MESSAGE = 64;
 
 /**
