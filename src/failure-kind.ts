@@ -20,10 +20,19 @@ const POSTGRES_REASONS: Readonly<Record<string, string>> = {
   "55000": "not accepting connections",
   "57P01": "shut down by an administrator",
   "57P03": "not accepting connections yet",
+  "25006": "read-only",
+};
+
+/** Redis's answers that it cannot serve now, by the word they start with (the rest is not used). */
+const REDIS_REPLY_REASONS: Readonly<Record<string, string>> = {
+  LOADING: "loading its data",
+  MASTERDOWN: "its primary is down",
+  READONLY: "read-only replica",
 };
 
 /** What kind of failure an error is, never its message (which may name a host, a port or a user), or `undefined` when unknown. */
 export function failureKind(error: unknown): string | undefined {
+  if (error instanceof Error && error.name === "ReplyError") return REDIS_REPLY_REASONS[error.message.split(" ", 1)[0]!];
   const code = (error as { code?: unknown } | null)?.code;
   if (typeof code !== "string") return undefined;
   return NETWORK_REASONS[code] ?? POSTGRES_REASONS[code];

@@ -112,8 +112,8 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
     readiness: {
       lifecycle,
       upstreams: () => sources.upstreams(),
-      database: stores && (async () => void (await stores.accounts.getAccount(""))),
-      redis: redis?.ping,
+      database: stores && (stores.writable ?? (async () => void (await stores.accounts.getAccount("")))),
+      redis: redis?.writable,
     },
     gate,
     logger: options.logger,

@@ -244,6 +244,11 @@ export interface Stores {
    * whether a node holds a live lease now (its table is then the one in force).
    */
   recordedPlans?: (() => Promise<{ plans: Record<string, Plan>; serving: boolean } | undefined>) | undefined;
+  /**
+   * Resolves when the database takes writes (/ready; the shared database only): a standby, or one switched to
+   * read-only, answers queries but refuses every admission.
+   */
+  writable?: (() => Promise<void>) | undefined;
   /** Commits what is queued, then releases the backend; the stores are unusable after. */
   close(): Promise<void>;
 }

@@ -111,8 +111,9 @@ export function isRedisConnectionFailure(error: unknown): boolean {
   // Raised by ioredis: no connection and no offline queue, the connection lost under a command, the command timeout, retries spent.
   if (error.name === "MaxRetriesPerRequestError") return true;
   if (/^(Stream isn't writeable|Connection is closed|Command timed out)/.test(error.message)) return true;
-  // Redis itself, not yet able to serve: loading its data, or its primary gone.
-  return error.name === "ReplyError" && /^(LOADING|MASTERDOWN) /.test(error.message);
+  // Redis itself, not yet able to serve: loading its data, or its primary gone; or a replica (a failover
+  // pointed the URL at one), which answers reads but refuses every write, a script's included.
+  return error.name === "ReplyError" && /^(LOADING|MASTERDOWN|READONLY) /.test(error.message);
 }
 
 /** ioredis's command timeout: the command was sent on a connection that still stands, and its answer did not come in time. */

@@ -15,8 +15,8 @@ export interface RedisBackends {
   invalidate: () => Promise<void>;
   /** The sign-in and admin-token failure counters, shared by every node. */
   failures: (kind: FailureKind, limits: FailureLogLimits) => FailureCounter;
-  /** Resolves when Redis answers (/ready). */
-  ping: () => Promise<void>;
+  /** Resolves when Redis takes writes (/ready): a replica, where a failover may leave the URL pointing, answers but takes none. */
+  writable: () => Promise<void>;
   /** Resolves to how many request ends could not reach Redis (see RedisRateLimiter.close). */
   close(): Promise<{ endsOwed: number }>;
 }
@@ -77,9 +77,10 @@ export async function openRedisBackends(
     invalidate: () => keys.invalidate(),
     failures: (kind, limits) => new RedisFailureCounter(connection, kind, limits),
     // /ready names the kind of failure: a disconnected client's own error ("Stream isn't writeable") has none, its last connection error does.
-    ping: async () => {
+    writable: async () => {
       try {
-        await connection.redis.ping();
+        // A write that changes nothing (the key is never set), as cheap as a PING: a replica refuses it (READONLY) as any write.
+        await connection.redis.del(`${prefix}writable-probe`);
       } catch (error) {
         throw whyDisconnected(connection.redis) ?? error;
       }

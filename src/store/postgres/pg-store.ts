@@ -1,5 +1,6 @@
 import type { Stores } from "../store.js";
 import { settledDeadNodeRequests } from "../../metering/counting-rule.js";
+import { ReadOnlyDatabaseError } from "./connection-failure.js";
 import { migratePostgres } from "./migrations.js";
 import { PgAccountStore } from "./pg-accounts.js";
 import { PgAuditLog } from "./pg-audit-log.js";
@@ -65,6 +66,11 @@ export async function openPostgresStores(url: string, options: PgStoreOptions = 
     recordedPlans: async () => {
       const plans = await recordedPlans(pool);
       return plans === undefined ? undefined : { plans, serving: await anyNodeServing(pool) };
+    },
+    writable: async () => {
+      // On in a standby's transactions, and in a session opened with default_transaction_read_only.
+      const { rows } = await pool.query<{ read_only: string }>("SELECT current_setting('transaction_read_only') AS read_only");
+      if (rows[0]?.read_only !== "off") throw new ReadOnlyDatabaseError();
     },
     close: async () => {
       const unwritten = await ledger.retries.flush();
