@@ -44,14 +44,19 @@ export const SHUTDOWN_CUT_STATUS = 503;
 export type Dependency = "redis" | "database";
 /**
  * Where the store was found out of reach: admitting a request (the API's routes), recording the outcome of
- * one already served (its answer is then refused), or anywhere else (the dashboard, the admin API).
+ * one already served (its answer is then refused), before saving a change the other nodes must hear of (so
+ * nothing was saved), after saving one (saved, but they were not told), or anywhere else (the dashboard, the admin API).
  */
-export type DependencyStage = "admission" | "outcome" | "other";
+export type DependencyStage = "admission" | "outcome" | "change" | "announcement" | "other";
 
 const dependencyMessage = (dependency: Dependency, stage: DependencyStage): string => {
   const store = dependency === "redis" ? "rate-limit store" : "database";
   if (stage === "outcome")
     return `The server could not record this request's outcome (its ${store} is out of reach right now), so the answer is not delivered. Retry shortly.`;
+  if (stage === "change")
+    return `The server cannot reach its ${store} right now, so it could not tell the other nodes of this change: nothing was changed. Retry shortly.`;
+  if (stage === "announcement")
+    return `The change was saved, but the server could not tell the other nodes of it (its ${store} is out of reach right now): they follow it within a minute. Making the same change again once the store answers tells them at once.`;
   return `The server cannot reach its ${store} right now${stage === "admission" ? ", so it admits nothing" : ""}. Retry shortly.`;
 };
 

@@ -23,6 +23,7 @@ import { Lifecycle } from "../observability/readiness.js";
 import { OBSERVABILITY_OFF } from "../observability/settings.js";
 import type { SpecialistSource } from "./app.js";
 import { checkSpecialistSchemas } from "./specialist-schemas.js";
+import { changeBroadcast } from "./change-broadcast.js";
 
 export interface RunningServer {
   app: FastifyInstance;
@@ -113,7 +114,7 @@ export async function startServer(config: ServerConfig, options: StartOptions): 
       lifecycle,
       upstreams: () => sources.upstreams(),
       database: stores && (stores.writable ?? (async () => void (await stores.accounts.getAccount("")))),
-      redis: redis?.writable,
+      redis: redis?.probe,
     },
     gate,
     logger: options.logger,
@@ -201,8 +202,9 @@ function pruneAuditLog(audit: AuditLog, retentionDays: number, logger: Logger): 
 
 /** The admin API and the dashboard: they need the accounts, the ledger and the people. */
 function operatorAndDashboard(stores: Stores, config: ServerConfig, redis: RedisBackends | undefined): NonNullable<AppOptions["mounts"]> {
-  const accounts = new AccountService(stores, config.plans, redis?.invalidate);
-  const people = new People(stores, config.adminToken, { failures: redis?.failures, keyRevocations: { changed: redis?.invalidate } });
+  const broadcast = redis && changeBroadcast(redis);
+  const accounts = new AccountService(stores, config.plans, broadcast?.changed, broadcast?.ready);
+  const people = new People(stores, config.adminToken, { failures: redis?.failures, keyRevocations: broadcast });
   const { ledger } = stores;
   const checkHost = hostGuard(config);
   return [

@@ -99,8 +99,12 @@ export class RedisKeyCache implements KeyCache {
   }
 
   async invalidate(): Promise<void> {
-    await bumpKeyGeneration(this.connection);
-    this.cached.clear();
+    try {
+      await bumpKeyGeneration(this.connection);
+    } finally {
+      // This node's own copies go whether or not the others were told: the generation it holds may never move.
+      this.cached.clear();
+    }
   }
 
   async close(): Promise<void> {

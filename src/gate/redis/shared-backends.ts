@@ -15,8 +15,10 @@ export interface RedisBackends {
   invalidate: () => Promise<void>;
   /** The sign-in and admin-token failure counters, shared by every node. */
   failures: (kind: FailureKind, limits: FailureLogLimits) => FailureCounter;
-  /** Resolves when Redis takes writes (/ready): a replica, where a failover may leave the URL pointing, answers but takes none. */
+  /** Resolves when Redis takes writes: a replica, where a failover may leave the URL pointing, answers but takes none. */
   writable: () => Promise<void>;
+  /** As `writable`, failing with why the connection is down when it is (/ready names the kind of failure). */
+  probe: () => Promise<void>;
   /** Resolves to how many request ends could not reach Redis (see RedisRateLimiter.close). */
   close(): Promise<{ endsOwed: number }>;
 }
@@ -71,16 +73,18 @@ export async function openRedisBackends(
     connection.redis.disconnect();
     throw error;
   }
+  // A write that changes nothing (the key is never set), as cheap as a PING: a replica refuses it (READONLY) as any write.
+  const writable = async (): Promise<void> => void (await connection.redis.del(`${prefix}writable-probe`));
   return {
     connection,
     parts: { limiter, keys, quota: new RedisQuotaCounter(connection, stores.ledger) },
     invalidate: () => keys.invalidate(),
     failures: (kind, limits) => new RedisFailureCounter(connection, kind, limits),
+    writable,
     // /ready names the kind of failure: a disconnected client's own error ("Stream isn't writeable") has none, its last connection error does.
-    writable: async () => {
+    probe: async () => {
       try {
-        // A write that changes nothing (the key is never set), as cheap as a PING: a replica refuses it (READONLY) as any write.
-        await connection.redis.del(`${prefix}writable-probe`);
+        await writable();
       } catch (error) {
         throw whyDisconnected(connection.redis) ?? error;
       }
