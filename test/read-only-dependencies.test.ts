@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
+import { spawnSync } from "node:child_process";
 import { after, before, describe, it } from "node:test";
 import { Redis } from "ioredis";
 import pg from "pg";
 import { createStore } from "../src/store/create-store.js";
 import { FakeUpstream } from "./helpers/fake-upstream.js";
-import { createKey, postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
+import { CLI_PATH, createKey, postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
 import { closedPort } from "./helpers/ports.js";
 import { dropDatabase, freshDatabase, POSTGRES_ADMIN_URL } from "./helpers/postgres.js";
 import { deletePrefix, PrivateRedis, SHARED_REDIS_URL, testPrefix } from "./helpers/redis.js";
@@ -140,7 +141,7 @@ describe("a Redis that takes no writes (a replica after a failover)", () => {
   });
 
   it("answers 503 dependency_unavailable (not 500), /ready says so, changes nothing, and serves again once it is a primary", async () => {
-    const { auth, accountId } = await createKey(server, "roomy");
+    const { auth, accountId, keyId } = await createKey(server, "roomy");
     assert.equal((await infer(auth)).status, 200);
 
     // A replica of a primary that is not there: it answers reads, and refuses every write with READONLY.
@@ -151,9 +152,15 @@ describe("a Redis that takes no writes (a replica after a failover)", () => {
     assert.deepEqual(ready.checks.redis, { ok: false, error: "read-only replica" });
     for (let i = 0; i < 3; i++) assertUnavailable(await infer(auth), `admission ${i}`);
     assertUnavailable(await suspend(accountId), "an admin API change");
+    // The CLI holds to the same rule: a replica takes no announcement, so nothing is saved.
+    const env = { ...process.env, ALVEARE_DATABASE_URL: database, ALVEARE_REDIS_URL: redis.url, ALVEARE_REDIS_PREFIX: "alveare:" };
+    const cli = spawnSync(process.execPath, [CLI_PATH, "keys", "revoke", keyId, "--json"], { env, encoding: "utf8" });
+    assert.equal(cli.status, 1, cli.stderr);
+    assert.match(cli.stderr, /nothing changed \(the running nodes could not be told\)/);
     const stores = await createStore(server.config);
     try {
       assert.equal((await stores.accounts.getAccount(accountId))?.status, "active", "the other nodes could not be told: nothing changed");
+      assert.equal((await stores.accounts.listKeys(accountId)).find((k) => k.id === keyId)?.revokedAt ?? null, null, "the key is not revoked");
     } finally {
       await stores.close();
     }

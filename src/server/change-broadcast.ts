@@ -1,10 +1,7 @@
 import { errors } from "../errors.js";
 import { isRedisConnectionFailure } from "../gate/redis/connection.js";
+import { announceChange } from "../gate/redis/key-cache.js";
 import type { RedisBackends } from "../gate/redis/shared-backends.js";
-
-/** How often a node tries to tell the others of a saved change, and how long it waits between tries (as the CLI does). */
-const ATTEMPTS = 3;
-const RETRY_MS = 300;
 
 /** How the admin API and the dashboard tell the other nodes of a change to keys or accounts (see AccountService). */
 export interface ChangeBroadcast {
@@ -29,18 +26,8 @@ export function changeBroadcast(redis: Pick<RedisBackends, "writable" | "invalid
       }
     },
     changed: async () => {
-      let failure: unknown;
-      for (let attempt = 0; attempt < ATTEMPTS; attempt++) {
-        if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
-        try {
-          await redis.invalidate();
-          return;
-        } catch (error) {
-          if (!isRedisConnectionFailure(error)) throw error;
-          failure = error;
-        }
-      }
-      throw errors.dependencyUnavailable("redis", failure, "announcement");
+      const failure = await announceChange(() => redis.invalidate(), isRedisConnectionFailure);
+      if (failure !== undefined) throw errors.dependencyUnavailable("redis", failure, "announcement");
     },
   };
 }

@@ -112,6 +112,34 @@ export class RedisKeyCache implements KeyCache {
   }
 }
 
+/** A write that changes nothing (the key is never set), as cheap as a PING: a replica refuses it (READONLY), as any write. */
+export async function probeWrite(connection: RedisConnection): Promise<void> {
+  await connection.redis.del(`${connection.prefix}writable-probe`);
+}
+
+/** How often a saved change is told to the nodes, and the wait between tries (by the CLI and by a node alike). */
+const ANNOUNCE_ATTEMPTS = 3;
+const ANNOUNCE_RETRY_MS = 300;
+
+/**
+ * Tells the nodes of a saved change: `announce` tried up to ANNOUNCE_ATTEMPTS times while it fails as `retryable`
+ * says (another failure is thrown at once). Resolves to undefined once told, else to the last failure.
+ */
+export async function announceChange(announce: () => Promise<void>, retryable: (error: unknown) => boolean): Promise<unknown> {
+  let failure: unknown;
+  for (let attempt = 0; attempt < ANNOUNCE_ATTEMPTS; attempt++) {
+    if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, ANNOUNCE_RETRY_MS));
+    try {
+      await announce();
+      return undefined;
+    } catch (error) {
+      if (!retryable(error)) throw error;
+      failure = error;
+    }
+  }
+  return failure;
+}
+
 /**
  * Bumps the generation every node checks before using a cached key, then tells
  * the nodes to drop their copies. Called after the change is committed to the

@@ -3,7 +3,7 @@ import type { Stores } from "../../store/store.js";
 import type { GateParts } from "../account-gate.js";
 import { connectRedis, safeUrl, whyDisconnected, type RedisConnection } from "./connection.js";
 import { RedisFailureCounter } from "./failure-counter.js";
-import { RedisKeyCache } from "./key-cache.js";
+import { probeWrite, RedisKeyCache } from "./key-cache.js";
 import { RedisQuotaCounter } from "./quota-counter.js";
 import { RedisRateLimiter } from "./rate-limiter.js";
 
@@ -73,8 +73,7 @@ export async function openRedisBackends(
     connection.redis.disconnect();
     throw error;
   }
-  // A write that changes nothing (the key is never set), as cheap as a PING: a replica refuses it (READONLY) as any write.
-  const writable = async (): Promise<void> => void (await connection.redis.del(`${prefix}writable-probe`));
+  const writable = (): Promise<void> => probeWrite(connection);
   return {
     connection,
     parts: { limiter, keys, quota: new RedisQuotaCounter(connection, stores.ledger) },
