@@ -50,13 +50,18 @@ const completionBound = (req: GenerationRequest): number => req.maxTokens * (req
  * log-probability entries, a token each: an upstream that reported its usage early, or 0, is still metered for what
  * the client got). A count past the bounds is an upstream's bug, and taken as it is it would charge without bound.
  */
-function countedTokens(usage: UpstreamBody["usage"], req: GenerationRequest, received: number): { promptTokens?: number; completionTokens?: number } {
+function countedTokens(
+  usage: UpstreamBody["usage"],
+  req: GenerationRequest,
+  received: number,
+): { promptTokens: number | undefined; completionTokens: number | undefined } {
   const prompt = tokenCount(usage?.prompt_tokens);
   const completion = tokenCount(usage?.completion_tokens);
+  // Under the template's allowance a count is within the bound whatever the prompt: not measured per request.
+  // A plain object, no spreads: this is on every gateway request's path.
   return {
-    // Under the template's allowance a count is within the bound whatever the prompt: not measured per request.
-    ...(prompt === undefined ? {} : { promptTokens: prompt <= TEMPLATE_TOKENS ? prompt : Math.min(prompt, promptTokensBound(req)) }),
-    ...(completion === undefined ? {} : { completionTokens: Math.min(Math.max(completion, received), completionBound(req)) }),
+    promptTokens: prompt === undefined || prompt <= TEMPLATE_TOKENS ? prompt : Math.min(prompt, promptTokensBound(req)),
+    completionTokens: completion === undefined ? undefined : Math.min(Math.max(completion, received), completionBound(req)),
   };
 }
 
@@ -872,7 +877,7 @@ export class RemoteEngine implements Engine {
       ...(wantsLogprobs ? { logprobs: upstreamLogprobs(c.logprobs) } : {}),
     }));
     // Without usage: the text of every choice, or their log-probability entries (a token each) when there are more.
-    const entries = all.reduce((n, c) => n + upstreamLogprobs(c.logprobs).length, 0);
+    const entries = wantsLogprobs ? choices.reduce((n, c) => n + (c.logprobs?.length ?? 0), 0) : 0;
     const estimate = (): number =>
       Math.max(
         estimatedTokens(choices.map((c) => c.text + (c.refusal ?? "")).join("") + toolCalls.map((c) => c.name + c.arguments).join("")),
