@@ -7,6 +7,7 @@ import { createStore } from "../src/store/create-store.js";
 import { FakeUpstream } from "./helpers/fake-upstream.js";
 import { CLI_PATH, createKey, postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
 import { closedPort } from "./helpers/ports.js";
+import { COMMAND_TIMEOUT_MS } from "../src/gate/redis/connection.js";
 import { dropDatabase, freshDatabase, POSTGRES_ADMIN_URL } from "./helpers/postgres.js";
 import { deletePrefix, PrivateRedis, SHARED_REDIS_URL, testPrefix } from "./helpers/redis.js";
 
@@ -172,5 +173,45 @@ describe("a Redis that takes no writes (a replica after a failover)", () => {
     await direct.call("REPLICAOF", "NO", "ONE");
     assert.equal((await readyUntil(server, (status) => status === 200)).status, 200);
     assert.equal((await infer(auth)).status, 200);
+  });
+});
+
+describe("a Redis that holds its writes (CLIENT PAUSE WRITE, as during a failover)", () => {
+  const fake = new FakeUpstream();
+  const redis = new PrivateRedis();
+  let direct: Redis;
+  let database: string;
+  let server: TestServer;
+  const { infer } = nodeOn(() => server);
+
+  before(async () => {
+    await redis.start();
+    direct = new Redis(redis.url);
+    database = await freshDatabase();
+    server = await startTestServer(remote(await fake.start()), {
+      gated: true,
+      env: { ALVEARE_DATABASE_URL: database, ALVEARE_REDIS_URL: redis.url, ALVEARE_REDIS_PREFIX: "alveare:" },
+    });
+  });
+  after(async () => {
+    await direct.call("CLIENT", "UNPAUSE").catch(() => undefined);
+    direct.disconnect();
+    await server.close();
+    await redis.kill();
+    await fake.stop();
+    await dropDatabase(database);
+  });
+
+  it("refuses a request after one command timeout, not a second one for its rate-limit headers", async () => {
+    const { auth } = await createKey(server, "roomy");
+    assert.equal((await infer(auth)).status, 200);
+    await direct.call("CLIENT", "PAUSE", String(COMMAND_TIMEOUT_MS * 3), "WRITE");
+    const started = performance.now();
+    const refused = await infer(auth);
+    const ms = performance.now() - started;
+    await direct.call("CLIENT", "UNPAUSE");
+    assertUnavailable(refused, "admission");
+    // The admission waits one command timeout; looking up the headers afterwards waited a second one.
+    assert.ok(ms < COMMAND_TIMEOUT_MS * 1.75, `refused after ${Math.round(ms)} ms`);
   });
 });

@@ -40,8 +40,10 @@ export const authenticationHook =
 export const limitHeadersHook =
   (gate: Gate): onSendHookHandler =>
   (request, reply, payload, done): void => {
-    // An admitted request's response has its windows already: it passes without a promise.
-    if (request.caller === undefined || reply.hasHeader("x-ratelimit-limit-requests")) return done(null, payload);
+    // An admitted request's response has its windows already: it passes without a promise. One refused because the
+    // limiter's store is out of reach is not held for a second wait on it (a Redis that answers nothing: 2 s more).
+    if (request.caller === undefined || reply.hasHeader("x-ratelimit-limit-requests") || request.logFields.code === "dependency_unavailable")
+      return done(null, payload);
     // Headers are informative: a limiter that cannot answer now leaves them out rather than failing the response.
     gate
       .limits(request.caller)
