@@ -225,6 +225,9 @@ describe("alveare migrate", () => {
     const wrong = run(["migrate", "--from", "mysql://x"], envFor("postgres://postgres@127.0.0.1:5432/test"));
     assert.equal(wrong.status, 2);
     assert.match(wrong.stderr, /sqlite:PATH/);
+    const noPath = run(["migrate", "--from", "sqlite:"], envFor("postgres://postgres@127.0.0.1:5432/test"));
+    assert.equal(noPath.status, 2, noPath.stderr);
+    assert.match(noPath.stderr, /sqlite:PATH/);
   });
 
   it("names a --from file that is not a SQLite database, in one line", async () => {

@@ -54,7 +54,8 @@ export function registerMigrateCommand(program: Command): void {
           );
         return;
       }
-      if (!o.from.startsWith("sqlite:")) throw new UsageError(`--from must be sqlite:PATH (a SQLite file or data dir), got '${o.from}'`);
+      if (!o.from.startsWith("sqlite:") || o.from === "sqlite:")
+        throw new UsageError(`--from must be sqlite:PATH (a SQLite file or data dir), got '${o.from}'`);
       if (config.databaseUrl === undefined) {
         throw new UsageError("--from copies into PostgreSQL: set ALVEARE_DATABASE_URL (with ALVEARE_REDIS_URL) to the database to fill");
       }
