@@ -1,38 +1,45 @@
 import assert from "node:assert/strict";
-import http from "node:http";
-import type { AddressInfo } from "node:net";
 import { describe, it } from "node:test";
 import { RemoteEngine } from "../src/engines/remote/remote-engine.js";
 import { RequestAbort } from "../src/server/request-context.js";
 import type { ApiError } from "../src/errors.js";
 import type { GenerationRequest } from "../src/engines/types.js";
 import type { ToolCallDelta } from "../src/engines/tools.js";
+import { ScriptedApi, type Script } from "./helpers/scripted-api.js";
 
 /**
  * How the remote engine reads what an upstream sends: tool-call pieces in the orders servers send them, token counts
  * no request could hold, usage reported early, and failures named by the SSE event.
  */
 
-/** An upstream that answers every completion with `body` (SSE text, or a JSON answer), then ends it unless `hold`. */
-async function upstreamSending(body: string, hold = false): Promise<{ url: string; close: () => void }> {
-  const server = http.createServer((req, res) => {
-    req.resume();
+/** A scripted upstream: health checks answered, every completion as `answer` says; `url` is its base URL (…/v1). */
+async function upstream(answer: Script): Promise<{ url: string; completions: () => number; close: () => Promise<void> }> {
+  const api = new ScriptedApi();
+  api.script = (req, res, seen) => {
     if (req.method === "GET") return void res.writeHead(200, { "content-type": "application/json" }).end('{"data":[]}');
-    const json = body.startsWith("{");
-    res.writeHead(200, { "content-type": json ? "application/json" : "text/event-stream" });
+    answer(req, res, seen);
+  };
+  const url = `${await api.start()}/v1`;
+  return { url, completions: () => api.requests.filter((r) => r.method === "POST").length, close: () => api.stop() };
+}
+
+/** An engine on one upstream, its health checks out of the way. */
+const engineOn = (baseUrl: string): RemoteEngine =>
+  new RemoteEngine({
+    upstreams: [{ baseUrl, model: "m" }],
+    connectTimeoutMs: 2000,
+    readTimeoutMs: 5000,
+    answerTimeoutMs: 600_000,
+    healthCheckIntervalMs: 60_000,
+  });
+
+/** Every completion answered with `body` (SSE text, or a JSON answer), then ended unless `hold`. */
+const upstreamSending = (body: string, hold = false) =>
+  upstream((_req, res) => {
+    res.writeHead(200, { "content-type": body.startsWith("{") ? "application/json" : "text/event-stream" });
     if (hold) res.write(body);
     else res.end(body);
   });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as AddressInfo).port;
-  return {
-    url: `http://127.0.0.1:${port}/v1`,
-    close: () => {
-      server.closeAllConnections();
-      server.close();
-    },
-  };
-}
 
 const sse = (events: readonly object[], done = true): string =>
   events.map((e) => `data: ${JSON.stringify(e)}\n\n`).join("") + (done ? "data: [DONE]\n\n" : "");
@@ -41,14 +48,8 @@ const toolPiece = (call: object) => piece({ tool_calls: [call] });
 const TOOLS = { tools: [{ name: "get_weather", parameters: { type: "object" } }], choice: "auto" as const, parallel: false };
 
 async function generate(body: string, extra: Partial<GenerationRequest> = {}, hold = false) {
-  const upstream = await upstreamSending(body, hold);
-  const engine = new RemoteEngine({
-    upstreams: [{ baseUrl: upstream.url, model: "m" }],
-    connectTimeoutMs: 2000,
-    readTimeoutMs: 5000,
-    answerTimeoutMs: 600_000,
-    healthCheckIntervalMs: 60_000,
-  });
+  const sending = await upstreamSending(body, hold);
+  const engine = engineOn(sending.url);
   const abort = new RequestAbort();
   const deltas: ToolCallDelta[] = [];
   let texts = 0;
@@ -79,7 +80,7 @@ async function generate(body: string, extra: Partial<GenerationRequest> = {}, ho
     return { ...(await settled), deltas };
   } finally {
     await engine.close();
-    upstream.close();
+    await sending.close();
   }
 }
 
@@ -219,38 +220,17 @@ describe("remote engine: a failure named by the stream's event", () => {
 });
 
 describe("remote engine: an answer with no body to read", () => {
-  /** An upstream answering every completion with `status` (and a Location for a redirect). */
-  async function answering(status: number): Promise<{ url: string; hits: () => number; close: () => void }> {
-    let hits = 0;
-    const server = http.createServer((req, res) => {
-      req.resume();
-      if (req.method === "GET") return void res.writeHead(200, { "content-type": "application/json" }).end('{"data":[]}');
-      hits++;
-      res.writeHead(status, status < 400 && status >= 300 ? { location: "https://llm.internal/v1/chat/completions" } : {}).end();
+  /** Every completion answered with `status` (and a Location for a redirect). */
+  const answering = (status: number) =>
+    upstream((_req, res) => {
+      res.writeHead(status, status >= 300 && status < 400 ? { location: "https://llm.internal/v1/chat/completions" } : {}).end();
     });
-    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-    const port = (server.address() as AddressInfo).port;
-    return {
-      url: `http://127.0.0.1:${port}/v1`,
-      hits: () => hits,
-      close: () => {
-        server.closeAllConnections();
-        server.close();
-      },
-    };
-  }
 
   for (const status of [301, 302, 307, 204]) {
     for (const stream of [false, true]) {
       it(`answers HTTP ${status} ${stream ? "to a stream" : "whole"} as the upstream's status, a redirect's target in the operator's words`, async () => {
-        const upstream = await answering(status);
-        const engine = new RemoteEngine({
-          upstreams: [{ baseUrl: upstream.url, model: "m" }],
-          connectTimeoutMs: 2000,
-          readTimeoutMs: 5000,
-          answerTimeoutMs: 600_000,
-          healthCheckIntervalMs: 60_000,
-        });
+        const answered = await answering(status);
+        const engine = engineOn(answered.url);
         const abort = new RequestAbort();
         try {
           const error = (await engine
@@ -273,10 +253,10 @@ describe("remote engine: an answer with no body to read", () => {
           assert.equal(error.message, `The upstream engine answered HTTP ${status}.`);
           const words = String((error.cause as Error | undefined)?.message);
           if (status !== 204) assert.match(words, /it redirects to https:\/\/llm\.internal\/v1\/chat\/completions, which is not followed/);
-          assert.equal(upstream.hits(), 1, "not followed, not sent again");
+          assert.equal(answered.completions(), 1, "not followed, not sent again");
         } finally {
           await engine.close();
-          upstream.close();
+          await answered.close();
         }
       });
     }
