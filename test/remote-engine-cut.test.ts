@@ -4,21 +4,12 @@ import http from "node:http";
 import net, { type AddressInfo } from "node:net";
 import { describe, it } from "node:test";
 import { RemoteEngine } from "../src/engines/remote/remote-engine.js";
+import { engineOn } from "./helpers/remote-engine.js";
 import { RequestAbort } from "../src/server/request-context.js";
 import { ApiError } from "../src/errors.js";
 import type { GenerationRequest } from "../src/engines/types.js";
 
 const canSpawnPython = spawnSync("python3", ["--version"]).status === 0;
-
-/** An engine on one upstream, its health checks out of the way. */
-const engineOn = (baseUrl: string): RemoteEngine =>
-  new RemoteEngine({
-    upstreams: [{ baseUrl, model: "m" }],
-    connectTimeoutMs: 2000,
-    readTimeoutMs: 5000,
-    answerTimeoutMs: 600_000,
-    healthCheckIntervalMs: 60_000,
-  });
 
 /** A one-message request ended by `abort`; `extra` adds or replaces fields. */
 const requestUnder = (abort: RequestAbort, extra: Partial<GenerationRequest> = {}): GenerationRequest => ({

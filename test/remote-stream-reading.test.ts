@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { RemoteEngine } from "../src/engines/remote/remote-engine.js";
+import { engineOn } from "./helpers/remote-engine.js";
 import { RequestAbort } from "../src/server/request-context.js";
 import type { ApiError } from "../src/errors.js";
 import type { GenerationRequest } from "../src/engines/types.js";
@@ -22,16 +22,6 @@ async function upstream(answer: Script): Promise<{ url: string; completions: () 
   const url = `${await api.start()}/v1`;
   return { url, completions: () => api.requests.filter((r) => r.method === "POST").length, close: () => api.stop() };
 }
-
-/** An engine on one upstream, its health checks out of the way. */
-const engineOn = (baseUrl: string): RemoteEngine =>
-  new RemoteEngine({
-    upstreams: [{ baseUrl, model: "m" }],
-    connectTimeoutMs: 2000,
-    readTimeoutMs: 5000,
-    answerTimeoutMs: 600_000,
-    healthCheckIntervalMs: 60_000,
-  });
 
 /** Every completion answered with `body` (SSE text, or a JSON answer), then ended unless `hold`. */
 const upstreamSending = (body: string, hold = false) =>
