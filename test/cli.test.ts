@@ -816,12 +816,16 @@ describe("npm start typed in another directory", () => {
     ALVEARE_DATA_DIR: "",
   };
 
-  it("keeps its data where npm was run, as `npx alveare` there does", async () => {
+  it("keeps its data in the package's directory, and says where CLI commands reach it", async () => {
     // A directory inside the package, so npm finds it; test-artifacts/ is ignored by git.
     mkdirSync(join(root, "test-artifacts"), { recursive: true });
     const here = mkdtempSync(join(root, "test-artifacts", "npm-start-"));
+    const dataDir = tempDir();
     try {
-      const npm = spawn("npm", ["start", "--silent", "--", "--port", "0", "--model", await tinyModel()], { cwd: here, env });
+      const npm = spawn("npm", ["start", "--silent", "--", "--port", "0", "--model", await tinyModel()], {
+        cwd: here,
+        env: { ...env, ALVEARE_DATA_DIR: dataDir },
+      });
       let out = "";
       npm.stdout.on("data", (c: Buffer) => (out += c.toString()));
       const exited = once(npm, "exit");
@@ -829,8 +833,14 @@ describe("npm start typed in another directory", () => {
       npm.kill("SIGTERM");
       await exited;
       npm.stdout.destroy();
-      assert.match(out, /"database":"([^"]+)"/, out);
-      assert.equal(/"database":"([^"]+)"/.exec(out)?.[1], join(here, "data", "alveare.db"));
+      const warning = out
+        .split("\n")
+        .filter((line) => line.includes('"typed_in"'))
+        .map((line) => JSON.parse(line) as { typed_in: string; runs_in: string; msg: string })[0];
+      assert.ok(warning !== undefined, out);
+      assert.equal(warning.typed_in, here);
+      assert.equal(warning.runs_in, root);
+      assert.match(warning.msg, new RegExp(`given --data-dir ${dataDir}`));
     } finally {
       rmSync(here, { recursive: true, force: true });
     }

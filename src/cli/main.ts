@@ -144,19 +144,8 @@ function pathOf(command: Command): string {
   return names.join(" ");
 }
 
-/**
- * npm runs a script in its package's directory, whatever directory `npm start` was typed in: the data directory and
- * every relative path would be the package's, while `npx alveare keys create` typed in the same place uses that
- * place's database, and a newcomer's key is then refused. Under `npm start` the server works where npm was run.
- */
-function workWhereNpmWasRun(): void {
-  const typedIn = process.env.INIT_CWD;
-  if (process.env.npm_lifecycle_event === "start" && typedIn !== undefined && typedIn !== "" && typedIn !== process.cwd()) process.chdir(typedIn);
-}
-
 async function main(argv: string[]): Promise<void> {
   try {
-    workWhereNpmWasRun();
     const named: Named = { path: "alveare" };
     const program = buildProgram(named);
     const args = helpFor(program, argv);

@@ -5,6 +5,7 @@ import { createServer } from "node:net";
 import { constants as osConstants } from "node:os";
 import { DEFAULT_REDIS_PREFIX, reachableUrl, type ServeFlags, type ServerConfig } from "../config/config.js";
 import { createLogger, logOutputFor } from "../logger.js";
+import type { Logger } from "pino";
 import { isGgufFile, isRemoteModel } from "../models/model-files.js";
 import { startServer } from "../server/server.js";
 import { storeLocation } from "../store/create-store.js";
@@ -114,6 +115,21 @@ function listenProblem(error: NodeJS.ErrnoException, config: ServerConfig, flags
   }
 }
 
+/**
+ * npm runs a script in its package's directory, whatever directory `npm start` was typed in, so a relative data
+ * directory is the package's: an `npx alveare keys create` typed where npm was run uses another database, and its
+ * key is refused. Said at start-up rather than followed (a supervisor's `npm --prefix DIR start` run from / must
+ * keep the data it had).
+ */
+function warnOfNpmDirectory(logger: Logger, dataDir: string): void {
+  const typedIn = process.env.INIT_CWD;
+  if (process.env.npm_lifecycle_event !== "start" || typedIn === undefined || typedIn === "" || typedIn === process.cwd()) return;
+  logger.warn(
+    { typed_in: typedIn, runs_in: process.cwd(), data_dir: dataDir },
+    `npm start runs in ${process.cwd()}, not in ${typedIn} where it was typed: CLI commands (npx alveare …) reach this server's data when run there, or given --data-dir ${dataDir}`,
+  );
+}
+
 export async function serve(flags: ServeFlags): Promise<void> {
   const config = loadCliConfig(flags);
   await checkLocalModels(config, flags);
@@ -126,6 +142,7 @@ export async function serve(flags: ServeFlags): Promise<void> {
     );
   }
   logger.info({ data_dir: config.dataDir, database: storeLocation(config) }, `loading models; data in ${config.dataDir}`);
+  warnOfNpmDirectory(logger, config.dataDir);
   // Until the server is up there is nothing to drain: a signal stops start-up at once, through
   // process.exit, so the temporary files already made (system-prompt snapshots) go with it.
   const duringStartup = (signal: NodeJS.Signals): void => {
