@@ -30,9 +30,17 @@ const REDIS_REPLY_REASONS: Readonly<Record<string, string>> = {
   READONLY: "read-only replica",
 };
 
+/**
+ * A script's write refused by a replica as Redis before 7 reports it: wrapped in the script's error
+ * ("ERR Error running script (call to f_…): @user_script:1: @user_script: 1: -READONLY You can't write against a
+ * read only replica."), where Redis 7 answers "READONLY …" itself.
+ */
+export const isReplicaScriptRefusal = (message: string): boolean => /^ERR Error running script\b.*-READONLY /.test(message);
+
 /** What kind of failure an error is, never its message (which may name a host, a port or a user), or `undefined` when unknown. */
 export function failureKind(error: unknown): string | undefined {
-  if (error instanceof Error && error.name === "ReplyError") return REDIS_REPLY_REASONS[error.message.split(" ", 1)[0]!];
+  if (error instanceof Error && error.name === "ReplyError")
+    return isReplicaScriptRefusal(error.message) ? REDIS_REPLY_REASONS.READONLY : REDIS_REPLY_REASONS[error.message.split(" ", 1)[0]!];
   const code = (error as { code?: unknown } | null)?.code;
   if (typeof code !== "string") return undefined;
   return NETWORK_REASONS[code] ?? POSTGRES_REASONS[code];

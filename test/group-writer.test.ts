@@ -3,6 +3,7 @@ import { describe, it } from "node:test";
 import { GroupWriter, NotSentError } from "../src/group-writer.js";
 import { isDatabaseConnectionFailure, isUnansweredStatement } from "../src/store/postgres/connection-failure.js";
 import { isRedisConnectionFailure } from "../src/gate/redis/connection.js";
+import { failureKind } from "../src/failure-kind.js";
 
 describe("group writer", () => {
   it("sends the first item alone, then everything that arrived meanwhile in one call, in order", async () => {
@@ -94,5 +95,19 @@ describe("group writer", () => {
     assert.equal(isUnansweredStatement(behind), false);
     assert.equal(isRedisConnectionFailure(new NotSentError(new Error("Command timed out"))), true);
     assert.equal(isDatabaseConnectionFailure(new NotSentError(new Error("syntax error"))), false);
+  });
+
+  it("a replica's refusal is an outage however Redis words it: READONLY (Redis 7), or inside a script's error (Redis 5 and 6)", () => {
+    const reply = (message: string): Error => Object.assign(new Error(message), { name: "ReplyError" });
+    const redis7 = reply("READONLY You can't write against a read only replica.");
+    const redis6 = reply(
+      "ERR Error running script (call to f_3f2a…): @user_script:12: @user_script: 12: -READONLY You can't write against a read only replica. ",
+    );
+    for (const error of [redis7, redis6]) {
+      assert.equal(isRedisConnectionFailure(error), true, error.message);
+      assert.equal(failureKind(error), "read-only replica", error.message);
+    }
+    // A script's own bug stays a bug (a 500), not an outage.
+    assert.equal(isRedisConnectionFailure(reply("ERR Error running script (call to f_3f2a…): @user_script:3: attempt to compare nil")), false);
   });
 });

@@ -112,6 +112,19 @@ describe("remote engine: a streamed tool call's name and id, however the upstrea
       "call_A",
     ],
     [
+      "the name so far repeated, growing",
+      [
+        toolPiece({ index: 0, id: "call_A", function: { name: "get" } }),
+        toolPiece({ index: 0, function: { name: "get_weather", arguments: '{"city":"Oslo"}' } }),
+      ],
+      "call_A",
+    ],
+    [
+      "no index, and the id after the name",
+      [toolPiece({ function: { name: "get_weather" } }), toolPiece({ id: "call_A", function: { arguments: '{"city":"Oslo"}' } })],
+      "call_A",
+    ],
+    [
       "the whole name repeated in every piece",
       [
         toolPiece({ index: 0, id: "call_A", function: { name: "get_weather", arguments: '{"city":' } }),
@@ -179,6 +192,13 @@ describe("remote engine: an upstream's token counts, within what the request cou
     assert.equal(result?.completionTokens, 5);
   });
 
+  it("takes the upstream's count when it comes after the last piece, however finely the text was split", async () => {
+    const pieces = [..."sunny and warm"].map((content) => piece({ content }));
+    const usage = { prompt_tokens: 11, completion_tokens: 3, total_tokens: 14 };
+    const { result } = await generate(sse([...pieces, piece({}, "stop"), { choices: [], usage }]));
+    assert.equal(result?.completionTokens, 3);
+  });
+
   it("meters a stream the client left for what it received, when the upstream reported 0 early", async () => {
     const early = { choices: [], usage: { prompt_tokens: 11, completion_tokens: 0, total_tokens: 11 } };
     const pieces = ["a", "b", "c"].map((content) => piece({ content }));
@@ -199,6 +219,12 @@ describe("remote engine: a failure named by the stream's event", () => {
     assert.equal(result, undefined, "not a finished answer");
     assert.equal(error?.status, 502);
     assert.match(error?.message ?? "", /failed mid-stream/);
+  });
+
+  it("ends it so with no words in the event's data too", async () => {
+    const { result, error } = await generate(sse([piece({ content: "partly" })], false) + "event: error\ndata:\n\n" + sse([piece({}, "stop")]));
+    assert.equal(result, undefined);
+    assert.equal(error?.status, 502);
   });
 
   it("still reads events named otherwise (a keep-alive `event: ping`) as nothing", async () => {

@@ -920,6 +920,8 @@ export class RemoteEngine implements Engine {
     const choiceAt = (index: number) => (choices[index] ??= { text: "", refusal: "", logprobs: [] });
     choiceAt(0);
     let chunks = 0;
+    /** The pieces received when the upstream last reported its usage: pieces after it mean the report was early. */
+    let chunksAtUsage = 0;
     /** Whether any event held a choice: a stream of none is no answer, as a whole answer without choices is not. */
     let sawChoice = false;
     let usage: UpstreamBody["usage"];
@@ -951,20 +953,19 @@ export class RemoteEngine implements Engine {
     };
     try {
       for await (const { event, data } of readSseEvents(response.body, MAX_EVENT_CHARS)) {
+        // A failure named by the event (TGI, proxies) rather than by an `error` object in its data, words or none.
+        if (event === "error") throw upstreamFailed("The upstream engine failed mid-stream.", data, secret);
         // An event with no data (a keep-alive some servers send as `data:` or `event: ping`) carries nothing.
         if (data.trim() === "") continue;
         if (data === "[DONE]") {
           done = true;
           break;
         }
-        // A failure named by the event (TGI, proxies) rather than by an `error` object in its data.
-        if (event === "error") throw upstreamFailed("The upstream engine failed mid-stream.", data, secret);
         // A stream's events are relayed as they come, but its text is also kept whole: bounded as a whole answer is.
         received += data.length;
         if (received > MAX_ANSWER_BYTES) throw new UpstreamTooLargeError(`a stream over ${MAX_ANSWER_BYTES} characters`);
         const chunk = parseUpstream(data, secret);
         if (chunk.error !== undefined && chunk.error !== null) throw upstreamFailed("The upstream engine failed mid-stream.", chunk.error, secret);
-        if (chunk.usage) usage = chunk.usage;
         for (const choice of choicesOf(chunk)) {
           const index = Number.isInteger(choice.index) && choice.index! >= 0 ? choice.index! : 0;
           // A choice past those asked for (`n`) is not the client's: neither relayed nor metered, as a whole answer's.
@@ -998,6 +999,11 @@ export class RemoteEngine implements Engine {
           if (choice.finish_reason) state.finish = choice.finish_reason;
         }
         // Not reading on while our client is behind leaves the rest in the upstream's socket, not in memory.
+        // Read after the event's pieces: a count sent with them covers them.
+        if (chunk.usage) {
+          usage = chunk.usage;
+          chunksAtUsage = chunks;
+        }
         const behind = req.whenWritable?.();
         if (behind !== undefined) await caughtUpOrAborted(behind, req.signal);
         if (req.signal.aborted) {
@@ -1021,7 +1027,8 @@ export class RemoteEngine implements Engine {
       ...(calls.length > 0 ? { toolCalls: calls } : {}),
       text: first.text,
       ...(first.refusal.length > 0 ? { refusal: first.refusal } : {}),
-      ...this.metered(upstream, usage, req, estimate, piecesReceived()),
+      // An upstream's count is floored by the pieces received only when pieces came after it (a report sent early).
+      ...this.metered(upstream, usage, req, estimate, chunks > chunksAtUsage ? piecesReceived() : 0),
       finishReason: finishReason(first.finish, calls.length > 0),
       aborted: false,
       ...(wantsLogprobs ? { logprobs: first.logprobs } : {}),

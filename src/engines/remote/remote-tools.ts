@@ -124,9 +124,9 @@ export class ToolCallStream {
         if (args.length > 0 || entries.length > 0) this.forward({ index, arguments: args }, entries, detail?.choice ?? 0);
         continue;
       }
-      // Some servers repeat the whole name in every piece: a piece equal to the name so far adds nothing.
+      // Some servers repeat the name so far in every piece (whole, or growing): such a piece replaces it.
       const name = nameOf(piece);
-      if (name !== call.name) call.name += name;
+      call.name = name.startsWith(call.name) ? name : call.name + name;
       if (held.ownId && hasId(piece)) {
         call.id = piece.id as string;
         held.ownId = false;
@@ -168,7 +168,11 @@ export class ToolCallStream {
     if (typeof index === "number" && Number.isInteger(index) && index >= 0 && index < MAX_TOOL_CALLS) return index;
     if (piece.id === undefined || piece.id === null || piece.id === "") return Math.max(0, this.calls.length - 1);
     const known = this.calls.findIndex((call) => call?.id === piece.id);
-    return known >= 0 ? known : this.calls.length;
+    if (known >= 0) return known;
+    // The id of a call still held, whose first piece came without one (its name first): not a new call.
+    const last = this.calls.length - 1;
+    const lastHeld = this.held.get(last);
+    return lastHeld?.ownId === true && this.calls[last]?.arguments === "" ? last : this.calls.length;
   }
 
   get toolCalls(): ToolCall[] {

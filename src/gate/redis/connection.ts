@@ -1,5 +1,6 @@
 import { Redis } from "ioredis";
 import { NotSentError } from "../../group-writer.js";
+import { isReplicaScriptRefusal } from "../../failure-kind.js";
 
 /** How long one command may take before the request it serves is refused as 503 dependency_unavailable (a disconnected Redis fails at once). */
 export const COMMAND_TIMEOUT_MS = 2000;
@@ -113,7 +114,7 @@ export function isRedisConnectionFailure(error: unknown): boolean {
   if (/^(Stream isn't writeable|Connection is closed|Command timed out)/.test(error.message)) return true;
   // Redis itself, not yet able to serve: loading its data, or its primary gone; or a replica (a failover
   // pointed the URL at one), which answers reads but refuses every write, a script's included.
-  return error.name === "ReplyError" && /^(LOADING|MASTERDOWN|READONLY) /.test(error.message);
+  return error.name === "ReplyError" && (/^(LOADING|MASTERDOWN|READONLY) /.test(error.message) || isReplicaScriptRefusal(error.message));
 }
 
 /** ioredis's command timeout: the command was sent on a connection that still stands, and its answer did not come in time. */
