@@ -135,6 +135,26 @@ describe("a change made on a node that cannot reach Redis", () => {
     assert.equal((await operator.call("POST", `/admin/api/keys/${adminKey.keyId}/revoke`)).status, 200);
     assert.equal(codeOf(await infer(other, adminKey.key)), "revoked_api_key", "the other node was told");
   });
+
+  it("removes a member whose keys are kept, with nothing to tell the other nodes", async () => {
+    const invite = await operator.call("POST", `/admin/api/accounts/${accountId}/invitations`, { email: "kept@example.com" });
+    const keptId = invite.json.member_id as string;
+    proxy.cut();
+    await redisCheck(false);
+    try {
+      const removed = await operator.call("DELETE", `/admin/api/accounts/${accountId}/members/${keptId}?keep_keys=true`);
+      assert.equal(removed.status, 204, JSON.stringify(removed.json));
+    } finally {
+      proxy.restore();
+      await redisCheck(true);
+    }
+    const stores = await createStore(cutOff.config);
+    try {
+      assert.equal(await stores.people.getMember(keptId), undefined, "the member is gone");
+    } finally {
+      await stores.close();
+    }
+  });
 });
 
 describe("a change saved just before Redis went away", () => {

@@ -138,7 +138,8 @@ export class People {
     const notFound = () => errors.notFoundResource(`no member '${shortened(memberId)}' in account '${shortened(accountId)}'`);
     const member = await this.stores.people.getMember(memberId);
     if (member === undefined || member.accountId !== accountId) throw notFound();
-    await this.keyRevocations.ready?.();
+    // Keys kept: nothing for the other nodes to hear of (sessions and invitations are looked up on every request).
+    if (!keepKeys) await this.keyRevocations.ready?.();
     const revokedKeys = await this.stores.people.deleteMember(member.id, new Date().toISOString(), keepKeys);
     if (revokedKeys === undefined) throw notFound();
     // The nodes hear of the revocations first, and every audit record is tried whatever happens to the others.
