@@ -8,6 +8,7 @@ import { FakeUpstream } from "./helpers/fake-upstream.js";
 import { CLI_PATH, createKey, postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
 import { closedPort } from "./helpers/ports.js";
 import { COMMAND_TIMEOUT_MS } from "../src/gate/redis/connection.js";
+import { startTcpProxy, type TcpProxy } from "./helpers/tcp-proxy.js";
 import { dropDatabase, freshDatabase, POSTGRES_ADMIN_URL } from "./helpers/postgres.js";
 import { deletePrefix, PrivateRedis, SHARED_REDIS_URL, testPrefix } from "./helpers/redis.js";
 
@@ -213,5 +214,53 @@ describe("a Redis that holds its writes (CLIENT PAUSE WRITE, as during a failove
     assertUnavailable(refused, "admission");
     // The admission waits one command timeout; looking up the headers afterwards waited a second one.
     assert.ok(ms < COMMAND_TIMEOUT_MS * 1.75, `refused after ${Math.round(ms)} ms`);
+  });
+});
+
+describe("a failover behind one address: the node's Redis becomes a replica and the address reaches the new primary", () => {
+  const fake = new FakeUpstream();
+  const demoted = new PrivateRedis();
+  const promoted = new PrivateRedis();
+  let direct: Redis;
+  let proxy: TcpProxy;
+  let database: string;
+  let server: TestServer;
+  const { infer } = nodeOn(() => server);
+
+  before(async () => {
+    await demoted.start();
+    await promoted.start();
+    direct = new Redis(demoted.url);
+    proxy = await startTcpProxy(demoted.port);
+    database = await freshDatabase();
+    server = await startTestServer(remote(await fake.start()), {
+      gated: true,
+      env: { ALVEARE_DATABASE_URL: database, ALVEARE_REDIS_URL: `redis://127.0.0.1:${proxy.port}`, ALVEARE_REDIS_PREFIX: "alveare:" },
+    });
+  });
+  after(async () => {
+    direct.disconnect();
+    await server.close();
+    await proxy.close();
+    await demoted.kill();
+    await promoted.kill();
+    await fake.stop();
+    await dropDatabase(database);
+  });
+
+  it("reconnects on the replica's refusal and serves again, without a restart", async () => {
+    const { auth } = await createKey(server, "roomy");
+    assert.equal((await infer(auth)).status, 200);
+    // The old primary follows the new one; the address now leads to the new one (the node's connections stay open).
+    await direct.call("REPLICAOF", "127.0.0.1", String(promoted.port));
+    proxy.retarget(promoted.port);
+    assertUnavailable(await infer(auth), "the first request after the failover meets the replica");
+    let status = 0;
+    for (let i = 0; i < 50 && status !== 200; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      status = (await infer(auth)).status;
+    }
+    assert.equal(status, 200, "served again once reconnected to the new primary");
+    assert.equal((await fetch(`${server.url}/ready`)).status, 200);
   });
 });

@@ -1,5 +1,8 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Redis } from "ioredis";
 import { connectRedis, type RedisConnection } from "../../src/gate/redis/connection.js";
 import { closedPort } from "./ports.js";
@@ -45,9 +48,15 @@ export class PrivateRedis {
   async start(): Promise<void> {
     if (this.port === 0) this.port = await closedPort();
     const auth = this.password === undefined ? [] : ["--requirepass", this.password];
-    const child = spawn("redis-server", ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", ...auth], {
-      stdio: "ignore",
-    });
+    // Its own directory: a replica writes the primary's snapshot to disk when it syncs, whatever --save says.
+    const dir = mkdtempSync(join(tmpdir(), "alveare-redis-"));
+    const child = spawn(
+      "redis-server",
+      ["--port", String(this.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", dir, ...auth],
+      {
+        stdio: "ignore",
+      },
+    );
     this.child = child;
     const probe = new Redis(this.url, { lazyConnect: true, retryStrategy: () => null, enableOfflineQueue: false, password: this.password });
     probe.on("error", () => undefined);

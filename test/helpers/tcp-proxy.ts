@@ -23,7 +23,7 @@ export class TcpProxy {
 
   constructor(
     private readonly targetHost: string,
-    private readonly targetPort: number,
+    private targetPort: number,
   ) {}
 
   async start(): Promise<void> {
@@ -84,6 +84,11 @@ export class TcpProxy {
    */
   holdAnswersAfter(text: string): void {
     this.holdAfter = text.toLowerCase();
+  }
+
+  /** New connections go to `port` from now on (a failover behind one address); open ones stay where they are. */
+  retarget(port: number): void {
+    this.targetPort = port;
   }
 
   restore(): void {

@@ -29,6 +29,10 @@ export function redisClient(url: string, name: string): Redis {
     enableAutoPipelining: true,
     // Reconnect for ever, at most every 2 s: the node recovers when Redis returns.
     retryStrategy: (times: number) => Math.min(100 * times, 2000),
+    // A failover behind one address (a managed Redis's endpoint) leaves this connection on the demoted node, a replica
+    // refusing every write for as long as it stands: a refusal reconnects, to whatever the address now reaches. The
+    // refused command is not sent again (its request is already answered 503).
+    reconnectOnError: (error: Error) => (/\bREADONLY\b/.test(error.message) ? 1 : false),
   });
   // Errors surface on the commands that fail; the connection's own events would only crash the process.
   // The last one is kept: while disconnected, commands fail with "Stream isn't writeable", which says nothing of why.
