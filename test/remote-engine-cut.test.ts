@@ -3,7 +3,7 @@ import { spawn, spawnSync } from "node:child_process";
 import http from "node:http";
 import net, { type AddressInfo } from "node:net";
 import { describe, it } from "node:test";
-import { RemoteEngine } from "../src/engines/remote/remote-engine.js";
+import { IDLE_CONNECTION_MS, RemoteEngine } from "../src/engines/remote/remote-engine.js";
 import { engineOn } from "./helpers/remote-engine.js";
 import { RequestAbort } from "../src/server/request-context.js";
 import { ApiError } from "../src/errors.js";
@@ -254,6 +254,37 @@ describe("remote engine: the answer deadline while connecting", { skip: canSpawn
       await engine.close();
       filler.destroy();
       holder.stdin.end();
+    }
+  });
+});
+
+describe("remote engine: idle connections", () => {
+  it("are not reused past IDLE_CONNECTION_MS, under the 5 s an upstream keeps them without saying so", async () => {
+    const sockets = new Set<unknown>();
+    const server = http.createServer((req, res) => {
+      sockets.add(req.socket);
+      req.resume();
+      req.on("end", () => {
+        res.writeHead(200, { "content-type": "application/json" });
+        res.end(JSON.stringify({ choices: [{ index: 0, message: { role: "assistant", content: "ok" }, finish_reason: "stop" }] }));
+      });
+    });
+    server.keepAliveTimeout = 5_000;
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    const engine = engineOn(`http://127.0.0.1:${(server.address() as AddressInfo).port}/v1`);
+    try {
+      await engine.generate(requestUnder(new RequestAbort()));
+      // A request sent the moment an answer is read may take a second connection (undici hands it back just after).
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await engine.generate(requestUnder(new RequestAbort()));
+      assert.equal(sockets.size, 1, "reused while fresh");
+      await new Promise((resolve) => setTimeout(resolve, IDLE_CONNECTION_MS + 300));
+      await engine.generate(requestUnder(new RequestAbort()));
+      assert.equal(sockets.size, 2, "a connection idle past IDLE_CONNECTION_MS is not used again");
+    } finally {
+      await engine.close();
+      server.closeAllConnections();
+      server.close();
     }
   });
 });

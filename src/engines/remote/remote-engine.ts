@@ -112,6 +112,9 @@ class WrittenWatch extends DecoratorHandler {
   }
 }
 
+/** How long an idle connection to an upstream is kept for the next request. */
+export const IDLE_CONNECTION_MS = 4_000;
+
 /** Errors that mean no connection was made: the upstream is unavailable (503), not misbehaving (502). */
 const UNREACHABLE = new Set(["ECONNREFUSED", "ENOTFOUND", "EAI_AGAIN", "EHOSTUNREACH"]);
 /** What undici and its HTTP parser say of a broken answer, in words: a client's message carries no library's identifiers. */
@@ -543,7 +546,9 @@ export class RemoteEngine implements Engine {
       connect: { timeout: target.connectTimeoutMs },
       headersTimeout: target.readTimeoutMs,
       bodyTimeout: target.readTimeoutMs,
-      keepAliveTimeout: 10_000,
+      // Under the 5 s that uvicorn (vLLM, TGI's router) and Node keep an idle connection without saying so: a
+      // request written to one the upstream is closing that moment fails, and is not sent again (see Written).
+      keepAliveTimeout: IDLE_CONNECTION_MS,
       connections: 256,
     });
     this.streams = this.agent.compose((dispatch) => (options, handler) => {
