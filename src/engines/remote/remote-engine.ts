@@ -255,7 +255,9 @@ function upstreamStatusError(status: number, text: string, secret: string | unde
       : status === 429 || status === 503
         ? errors.upstream(503, `The upstream engine is overloaded (HTTP ${status}).`, retryAfterOf(retryAfter))
         : errors.upstream(502, `The upstream engine answered HTTP ${status}.`);
-  error.cause = new Error(`the upstream answered HTTP ${status}: ${said}${status === 404 ? NOT_FOUND_HINT : ""}${redirectHint(status, location)}`);
+  error.cause = new Error(
+    `the upstream answered HTTP ${status}: ${said}${status === 404 ? NOT_FOUND_HINT : ""}${redirectHint(status, location, secret)}`,
+  );
   upstreamAnswers.add(error);
   return error;
 }
@@ -264,9 +266,9 @@ function upstreamStatusError(status: number, text: string, secret: string | unde
  * A redirect is not followed (it could send the request, and the upstream key, anywhere): the operator is told
  * where it points, as an http:// base_url answered by a redirect to https:// is a common slip.
  */
-const redirectHint = (status: number, location: string | undefined): string =>
+const redirectHint = (status: number, location: string | undefined, secret: string | undefined): string =>
   status >= 300 && status < 400
-    ? `; it redirects to ${location === undefined ? "(no Location)" : shortenedTo(location, 200)}, which is not followed: set base_url to where it points`
+    ? `; it redirects to ${location === undefined ? "(no Location)" : shortenedTo(upstreamWords(location, secret), 200)}, which is not followed: set base_url to where it points`
     : "";
 
 /** Whether a status brings an answer: a 2xx with a body (a 204 or 205 has none; a 3xx is a redirect, not followed). */
