@@ -117,7 +117,7 @@ describe("a PostgreSQL that takes no writes (a standby, default_transaction_read
   });
 });
 
-describe("a Redis that takes no writes (a replica after a failover)", () => {
+describe("a Redis that takes no writes (a replica after a failover), or holds them", () => {
   const fake = new FakeUpstream();
   const redis = new PrivateRedis();
   let database: string;
@@ -135,6 +135,7 @@ describe("a Redis that takes no writes (a replica after a failover)", () => {
     });
   });
   after(async () => {
+    await direct.call("CLIENT", "UNPAUSE").catch(() => undefined);
     await server.close();
     direct.disconnect();
     await redis.kill();
@@ -175,34 +176,8 @@ describe("a Redis that takes no writes (a replica after a failover)", () => {
     assert.equal((await readyUntil(server, (status) => status === 200)).status, 200);
     assert.equal((await infer(auth)).status, 200);
   });
-});
 
-describe("a Redis that holds its writes (CLIENT PAUSE WRITE, as during a failover)", () => {
-  const fake = new FakeUpstream();
-  const redis = new PrivateRedis();
-  let direct: Redis;
-  let database: string;
-  let server: TestServer;
-  const { infer } = nodeOn(() => server);
-
-  before(async () => {
-    await redis.start();
-    direct = new Redis(redis.url);
-    database = await freshDatabase();
-    server = await startTestServer(remote(await fake.start()), {
-      gated: true,
-      env: { ALVEARE_DATABASE_URL: database, ALVEARE_REDIS_URL: redis.url, ALVEARE_REDIS_PREFIX: "alveare:" },
-    });
-  });
-  after(async () => {
-    await direct.call("CLIENT", "UNPAUSE").catch(() => undefined);
-    direct.disconnect();
-    await server.close();
-    await redis.kill();
-    await fake.stop();
-    await dropDatabase(database);
-  });
-
+  // A Redis that holds its writes (CLIENT PAUSE WRITE, as during a failover).
   it("refuses a request after one command timeout, not a second one for its rate-limit headers", async () => {
     const { auth } = await createKey(server, "roomy");
     assert.equal((await infer(auth)).status, 200);
