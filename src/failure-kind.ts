@@ -24,23 +24,26 @@ const POSTGRES_REASONS: Readonly<Record<string, string>> = {
 };
 
 /** Redis's answers that it cannot serve now, by the word they start with (the rest is not used). */
-const REDIS_REPLY_REASONS: Readonly<Record<string, string>> = {
-  LOADING: "loading its data",
-  MASTERDOWN: "its primary is down",
-  READONLY: "read-only replica",
-};
+const REDIS_REPLY_REASONS: ReadonlyMap<string, string> = new Map([
+  ["LOADING", "loading its data"],
+  ["MASTERDOWN", "its primary is down"],
+  ["READONLY", "read-only replica"],
+]);
 
 /**
- * A script's write refused by a replica as Redis before 7 reports it: wrapped in the script's error
- * ("ERR Error running script (call to f_…): @user_script:1: @user_script: 1: -READONLY You can't write against a
- * read only replica."), where Redis 7 answers "READONLY …" itself.
+ * A replica refusing a write: "READONLY …" (Redis 7, and any command), or, from Redis 5 and 6, a script's write
+ * wrapped in the script's error ("ERR Error running script (call to f_…): @user_script:1: @user_script: 1: -READONLY
+ * You can't write against a read only replica.").
  */
-export const isReplicaScriptRefusal = (message: string): boolean => /^ERR Error running script\b.*-READONLY /.test(message);
+export const isReplicaRefusal = (message: string): boolean => /^(ERR Error running script\b.*-)?READONLY /.test(message);
+
+/** Why Redis says it cannot serve now (loading, its primary down, a replica), or undefined for any other reply. */
+export const redisReplyReason = (message: string): string | undefined =>
+  REDIS_REPLY_REASONS.get(isReplicaRefusal(message) ? "READONLY" : message.split(" ", 1)[0]!);
 
 /** What kind of failure an error is, never its message (which may name a host, a port or a user), or `undefined` when unknown. */
 export function failureKind(error: unknown): string | undefined {
-  if (error instanceof Error && error.name === "ReplyError")
-    return isReplicaScriptRefusal(error.message) ? REDIS_REPLY_REASONS.READONLY : REDIS_REPLY_REASONS[error.message.split(" ", 1)[0]!];
+  if (error instanceof Error && error.name === "ReplyError") return redisReplyReason(error.message);
   const code = (error as { code?: unknown } | null)?.code;
   if (typeof code !== "string") return undefined;
   return NETWORK_REASONS[code] ?? POSTGRES_REASONS[code];

@@ -77,10 +77,13 @@ export class AccountGate implements Gate {
   }
 
   async authenticate(authorization: string | undefined, options: AuthenticateOptions = {}): Promise<Authentication> {
-    // "Bearer " and nothing after it is what an unset $KEY in `-H "Authorization: Bearer $KEY"` sends.
-    if (authorization === undefined || /^\s*(Bearer\s*)?$/i.test(authorization)) throw errors.missingApiKey();
+    if (authorization === undefined) throw errors.missingApiKey();
     const token = bearerToken(authorization);
-    if (token === undefined || keyMode(token) === undefined) throw errors.malformedApiKey(token?.startsWith("key_") ? KEY_ID_HINT : undefined);
+    if (token === undefined || keyMode(token) === undefined) {
+      // "Bearer " and nothing after it is what an unset $KEY in `-H "Authorization: Bearer $KEY"` sends.
+      if (/^\s*(Bearer\s*)?$/i.test(authorization)) throw errors.missingApiKey();
+      throw errors.malformedApiKey(token?.startsWith("key_") ? KEY_ID_HINT : undefined);
+    }
     const keyHash = hashKey(token);
     const found = usable(await this.parts.keys.find(keyHash));
     const caller: Caller = {

@@ -1,6 +1,6 @@
 import { Redis } from "ioredis";
 import { NotSentError } from "../../group-writer.js";
-import { isReplicaScriptRefusal } from "../../failure-kind.js";
+import { isReplicaRefusal, redisReplyReason } from "../../failure-kind.js";
 
 /** How long one command may take before the request it serves is refused as 503 dependency_unavailable (a disconnected Redis fails at once). */
 export const COMMAND_TIMEOUT_MS = 2000;
@@ -32,7 +32,7 @@ export function redisClient(url: string, name: string): Redis {
     // A failover behind one address (a managed Redis's endpoint) leaves this connection on the demoted node, a replica
     // refusing every write for as long as it stands: a refusal reconnects, to whatever the address now reaches. The
     // refused command is not sent again (its request is already answered 503).
-    reconnectOnError: (error: Error) => (/\bREADONLY\b/.test(error.message) ? 1 : false),
+    reconnectOnError: (error: Error) => (isReplicaRefusal(error.message) ? 1 : false),
   });
   // Errors surface on the commands that fail; the connection's own events would only crash the process.
   // The last one is kept: while disconnected, commands fail with "Stream isn't writeable", which says nothing of why.
@@ -118,7 +118,7 @@ export function isRedisConnectionFailure(error: unknown): boolean {
   if (/^(Stream isn't writeable|Connection is closed|Command timed out)/.test(error.message)) return true;
   // Redis itself, not yet able to serve: loading its data, or its primary gone; or a replica (a failover
   // pointed the URL at one), which answers reads but refuses every write, a script's included.
-  return error.name === "ReplyError" && (/^(LOADING|MASTERDOWN|READONLY) /.test(error.message) || isReplicaScriptRefusal(error.message));
+  return error.name === "ReplyError" && redisReplyReason(error.message) !== undefined;
 }
 
 /** ioredis's command timeout: the command was sent on a connection that still stands, and its answer did not come in time. */
