@@ -259,6 +259,69 @@ describe("dashboard first contact", { skip: noChromium }, () => {
     assert.equal(await member.evaluate("document.activeElement?.id"), "main");
   });
 
+  it("an operator makes a key on an account's page: shown once, working at once, the account's own, kept through a redraw", async () => {
+    const created = await fetch(`${server.url}/admin/api/accounts`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+      body: JSON.stringify({ name: "solo", plan: "starter" }),
+    });
+    const accountId = ((await created.json()) as { id: string }).id;
+    const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+    await page.goto(`${server.url}/dashboard/#account=${accountId}`);
+    await signInAsOperator(page);
+    await page.getByRole("heading", { name: "Account solo" }).waitFor();
+    // A self-hoster with no member yet: the account had no way to get a key from the dashboard.
+    await page.getByText("No keys yet. Create one above").waitFor();
+    await page.getByLabel("Name", { exact: true }).fill("ci");
+    await page.getByLabel("Mode").selectOption("test");
+    await page.getByRole("button", { name: "Create key" }).click();
+    await page.getByRole("cell", { name: "ci", exact: true }).waitFor();
+    const secret = (await page.locator("#secret-value").textContent()) ?? "";
+    assert.match(secret, /^alv_test_/);
+    assert.equal(await page.evaluate("document.activeElement?.getAttribute('aria-label')"), "Copy the new key");
+    const row = page.getByRole("row", { name: /ci/ });
+    assert.equal(await row.getByRole("cell").nth(3).textContent(), "account");
+    // The key works against the API at once, for this account.
+    const models = await fetch(`${server.url}/v1/models`, { headers: { authorization: `Bearer ${secret}` } });
+    assert.equal(models.status, 200);
+    const [key] = (
+      (await (await fetch(`${server.url}/admin/api/accounts/${accountId}/keys`, { headers: { authorization: `Bearer ${TOKEN}` } })).json()) as {
+        data: Array<{ name: string; mode: string; created_by: string | null }>;
+      }
+    ).data;
+    assert.deepEqual([key?.name, key?.mode, key?.created_by], ["ci", "test", null]);
+    const audit = (await (
+      await fetch(`${server.url}/admin/api/audit?action=key.created&account=${accountId}`, { headers: { authorization: `Bearer ${TOKEN}` } })
+    ).json()) as { data: Array<{ actor: string }> };
+    assert.deepEqual(
+      audit.data.map((r) => r.actor),
+      ["operator"],
+    );
+    // Another action redraws the page: the secret stays until Done.
+    await page.getByRole("button", { name: "Suspend account" }).click();
+    await page
+      .getByRole("dialog")
+      .getByRole("button", { name: /^Suspend / })
+      .click();
+    await page.getByRole("button", { name: "Reactivate account" }).waitFor();
+    assert.equal(await page.locator("#secret-value").textContent(), secret);
+    await page.getByRole("button", { name: "Done with the new key" }).click();
+    assert.equal(await page.locator("#secret-value").count(), 0);
+    // A name left empty makes an unnamed key (the admin API refused an empty one); a suspended account gets none.
+    await page.getByRole("button", { name: "Create key" }).click();
+    await page.getByText("it cannot create API keys until it is reactivated", { exact: false }).waitFor();
+    await page.getByRole("button", { name: "Reactivate account" }).click();
+    await page
+      .getByRole("dialog")
+      .getByRole("button", { name: /^Reactivate / })
+      .click();
+    await page.getByRole("button", { name: "Suspend account" }).waitFor();
+    await page.getByRole("button", { name: "Create key" }).click();
+    await page.locator("#secret-value").waitFor();
+    await page.getByRole("cell", { name: "unnamed", exact: true }).waitFor();
+    await page.close();
+  });
+
   it("an action on an account's page keeps the operator's place: its button, or its section's heading, has the focus, in view", async () => {
     const { accountId } = await createKey(server, "starter");
     for (let i = 0; i < 3; i++) await createKey(server, "starter", "live", accountId);

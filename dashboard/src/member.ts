@@ -73,18 +73,19 @@ export function keyRows(
 }
 
 /**
- * Redraws the keys, keeping the new keys' secrets on screen (all not dismissed): rotating a key (create the new one,
- * revoke the old, then copy) used to lose the new secret, which is never shown again, and so did making a second key.
+ * Draws the keys again with `redraw`, keeping the new keys' secrets on screen (all not dismissed): rotating a key (create
+ * the new one, revoke the old, then copy) used to lose the new secret, which is never shown again, and so did making a
+ * second key.
  */
-async function keysKeepingSecrets(): Promise<void> {
+async function keepingSecrets(redraw: () => Promise<void>): Promise<void> {
   const secrets = [...(document.getElementById("new-key")?.children ?? [])];
-  await keysView();
+  await redraw();
   document.getElementById("new-key")?.replaceChildren(...secrets.filter((s) => !(s instanceof HTMLElement) || s.dataset.dismissed === undefined));
 }
 
 /**
- * A new key's secret on the Keys page, above those of keys made before it and not dismissed yet (each stays until its
- * Done), its Copy button focused: on the page's top a screen reader said nothing of it.
+ * A new key's secret above those of keys made before it and not dismissed yet (each stays until its Done), its Copy
+ * button focused: on the page's top a screen reader said nothing of it.
  */
 function showSecret(secret: HTMLElement): void {
   if (secret.dataset.dismissed !== undefined) return;
@@ -110,12 +111,13 @@ function newKeySecret(key: string, name: unknown): HTMLElement {
   );
 }
 
-export async function keysView(): Promise<void> {
-  const keys = (await api<{ data: Json[] }>("GET", "/dashboard/api/keys")).data;
-  const account = state.session?.account;
-  show(
-    h("h1", {}, "API keys"),
-    h("p", { class: "muted" }, `Account ${account?.name ?? ""} · plan ${account?.plan ?? ""}`),
+/**
+ * The form that makes a key (name, mode) by a POST to `createPath`, and the place its secret is shown once, above the
+ * keys `redraw` draws anew: a member's Keys page, and an account's page for the operator (a key of the account's own).
+ * `shown`: secrets of keys made before, not dismissed yet, that a page drawn anew keeps on screen.
+ */
+export function createKeyForm(createPath: string, redraw: () => Promise<void>, shown: readonly Element[] = []): HTMLElement[] {
+  return [
     form(
       [
         field("Name", "name", "text", { required: false, placeholder: "e.g. production" }),
@@ -134,7 +136,9 @@ export async function keysView(): Promise<void> {
       "Create key",
       async (d) => {
         const startedOn = currentNavigation();
-        const created = await api("POST", "/dashboard/api/keys", { name: d.get("name"), mode: d.get("mode") });
+        // An empty name is no name (the admin API takes none rather than an empty one).
+        const name = String(d.get("name") ?? "").trim();
+        const created = await api("POST", createPath, { mode: d.get("mode"), ...(name === "" ? {} : { name }) });
         const secret = newKeySecret(String(created.key), created.name);
         // The person went to another page while the key was made: its secret, never shown again, goes in a dialog
         // there. It used to be drawn with the Keys page over that page, or lost when that page came last.
@@ -142,11 +146,24 @@ export async function keysView(): Promise<void> {
         // On screen at once, and again in the list drawn anew (which a navigation may overtake: then the secret on
         // screen goes into a dialog over the next page, see keepWhatIsLeft).
         showSecret(secret);
-        await keysKeepingSecrets();
+        await keepingSecrets(redraw);
         showSecret(secret);
       },
     ),
-    h("div", { id: "new-key" }),
+    h("div", { id: "new-key" }, ...shown),
+  ];
+}
+
+/** The member's Keys page drawn again, the new keys' secrets kept. */
+const keysKeepingSecrets = (): Promise<void> => keepingSecrets(keysView);
+
+export async function keysView(): Promise<void> {
+  const keys = (await api<{ data: Json[] }>("GET", "/dashboard/api/keys")).data;
+  const account = state.session?.account;
+  show(
+    h("h1", {}, "API keys"),
+    h("p", { class: "muted" }, `Account ${account?.name ?? ""} · plan ${account?.plan ?? ""}`),
+    ...createKeyForm("/dashboard/api/keys", keysView),
     keys.length === 0
       ? h("p", { class: "empty" }, "No keys yet. Create one above, then send it as “Authorization: Bearer …”.")
       : table(

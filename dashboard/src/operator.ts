@@ -17,7 +17,7 @@ import {
   when,
   type Json,
 } from "./dom.js";
-import { creatorLabel, keyRows } from "./member.js";
+import { createKeyForm, creatorLabel, keyRows } from "./member.js";
 
 /** The plans the server serves, as its config file defines them (custom ones included), by name. */
 const planNames = async (): Promise<string[]> => (await api<{ data: Json[] }>("GET", "/admin/api/plans")).data.map((p) => String(p.name));
@@ -46,7 +46,7 @@ export async function accountsView(): Promise<void> {
       },
     ),
     accounts.length === 0
-      ? h("p", { class: "empty" }, "No accounts yet. Create one above, then open it to invite its first member.")
+      ? h("p", { class: "empty" }, "No accounts yet. Create one above, then open it to make a key or invite its first member.")
       : table(
           ["Account", "Plan", "Status", "Live requests this month", "Created"],
           accounts.map((a, i) => {
@@ -207,6 +207,8 @@ export async function accountView(id: string): Promise<void> {
   const base = `/admin/api/accounts/${encodeURIComponent(id)}`;
   // Links of new invitations not dismissed yet stay on the page drawn anew (another member removed, the plan changed).
   const links = [...(document.getElementById("invite-result")?.children ?? [])];
+  // And so do new keys' secrets, shown once (a plan change or a revocation redraws the page under them).
+  const secrets = [...(document.getElementById("new-key")?.children ?? [])];
   const [account, keys, members, usage, breakdown, plans] = await Promise.all([
     api(`GET`, base),
     api<{ data: Json[] }>("GET", `${base}/keys`),
@@ -217,6 +219,7 @@ export async function accountView(id: string): Promise<void> {
   ]);
   // Not those dismissed meanwhile, nor those a navigation moved into a dialog (see keepWhatIsLeft).
   const stillShown = links.filter((link) => link.parentElement?.id === "invite-result");
+  const secretsShown = secrets.filter((secret) => secret.parentElement?.id === "new-key");
   const name = String(account.name);
   const emailOf = new Map(members.data.map((m) => [String(m.id), String(m.email)]));
   const active = account.status === "active";
@@ -328,8 +331,10 @@ export async function accountView(id: string): Promise<void> {
       "section",
       { "aria-labelledby": "keys-title" },
       h("h2", { id: "keys-title" }, "Keys"),
+      // The operator's keys are the account's own (created by no member): a self-hoster needs no member to get one.
+      ...createKeyForm(`${base}/keys`, () => accountView(id), secretsShown),
       keys.data.length === 0
-        ? h("p", { class: "empty" }, "No keys yet. Its members create them on their Keys page.")
+        ? h("p", { class: "empty" }, "No keys yet. Create one above, or let its members create theirs on their Keys page.")
         : table(
             ["Name", "Mode", "Key", "Created by", "Created", "Last used", "Action"],
             keyRows(
