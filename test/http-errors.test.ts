@@ -43,7 +43,15 @@ describe("HTTP contract: errors and request ids", () => {
       const r = await postJson(`${server.url}/v1/infer`, `{"specialist":"classify","prompt":"x","max_tokens":2,"seed":${seed}}`);
       assert.equal(r.status, 200, JSON.stringify(r.json));
     }
-    await expectError("/v1/infer", '{"specialist":"classify","prompt":"x","seed":1e19}', 400, "invalid_parameter", "seed");
+    // The range as written, not as doubles print it (-9223372036854776000): the probe's client could not tell.
+    await expectError(
+      "/v1/infer",
+      '{"specialist":"classify","prompt":"x","seed":18446744073709551616}',
+      400,
+      "invalid_parameter",
+      "seed",
+      /must be at least -9223372036854775808 and at most 9223372036854775807, got 18446744073709551616\./,
+    );
   });
   it("rejects top_p of zero", () =>
     expectError(

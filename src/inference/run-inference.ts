@@ -65,8 +65,11 @@ export interface InferenceRequest {
   abort(): AbortSource;
   /** The generation under way, for whatever must wait for its end (the log line). */
   generationStarted(generation: Promise<unknown>): void;
-  /** Ends a response the drain's deadline stopped, so no truncated answer can pass for a whole one (drops the connection, or ends a stream with an error event). */
-  cut(): void;
+  /**
+   * Ends a streamed response the drain's deadline stopped with an error event, so no truncated answer can pass for a
+   * whole one. Absent for a whole answer: nothing of it was sent, so the request fails with the cut's 503 `overloaded`.
+   */
+  cut?: (() => void) | undefined;
 }
 
 /** What a route knows of a request beyond the call itself. */
@@ -116,6 +119,7 @@ export async function runInference(
       // No truncated answer may pass for a whole one.
       failure = cut;
       status = cut.status;
+      if (request.cut === undefined) throw cut;
       request.cut();
     } else if (result.aborted) status = CLIENT_CLOSED;
     return result;

@@ -29,12 +29,22 @@ function wrongType(e: LocatedError): string {
   return `expected ${KINDS.get(kind) ?? kind}, got ${got}.`;
 }
 
+/**
+ * A number as a person wrote it, past 2^53 too: JavaScript prints 2^64 as 18446744073709552000. A bound at ±2^63 is
+ * the signed 64-bit range's own (a seed's), whose top, 2^63 − 1, no double holds: it is named as written.
+ */
+function exactNumber(n: number): string {
+  if (n === 2 ** 63) return "9223372036854775807";
+  return Number.isInteger(n) && Math.abs(n) >= 2 ** 53 ? BigInt(n).toString() : String(n);
+}
+
 function outOfRange(e: LocatedError): string {
   const min = numberAt(e.schema, "exclusiveMinimum") ?? numberAt(e.schema, "minimum");
   const max = numberAt(e.schema, "maximum");
-  const lower = min === undefined ? undefined : numberAt(e.schema, "exclusiveMinimum") !== undefined ? `greater than ${min}` : `at least ${min}`;
-  const bounds = [lower, max === undefined ? undefined : `at most ${max}`].filter((b) => b !== undefined).join(" and ");
-  return `must be ${bounds}, got ${quoteValue(e.value)}.`;
+  const lower =
+    min === undefined ? undefined : `${numberAt(e.schema, "exclusiveMinimum") !== undefined ? "greater than" : "at least"} ${exactNumber(min)}`;
+  const bounds = [lower, max === undefined ? undefined : `at most ${exactNumber(max)}`].filter((b) => b !== undefined).join(" and ");
+  return `must be ${bounds}, got ${typeof e.value === "number" ? exactNumber(e.value) : quoteValue(e.value)}.`;
 }
 
 /** The tag values of a TaggedUnion, in the order of its variants. */

@@ -6,14 +6,9 @@ import { requestAbort } from "./request-context.js";
 
 /**
  * An HTTP request as the inference use case sees it: the gate's headers, the log line and the connection stay here.
- * `cut` ends a response the drain's deadline stopped; by default the connection is dropped.
+ * `cut` ends a stream the drain's deadline stopped; a whole answer has none (its client is answered the cut's 503).
  */
-export function inferenceRequest(
-  options: AppOptions,
-  request: FastifyRequest,
-  reply: FastifyReply,
-  cut: () => void = () => reply.raw.destroy(),
-): InferenceRequest {
+export function inferenceRequest(options: AppOptions, request: FastifyRequest, reply: FastifyReply, cut?: () => void): InferenceRequest {
   return {
     trace: request.trace,
     logFields: request.logFields,

@@ -110,9 +110,9 @@ async function runEmbedding(
     if (result.aborted !== true && !signal.aborted) return result;
     const cut = shutdownCut(signal.reason, options.shutdown, request.logFields);
     if (cut !== undefined) {
+      // Nothing of the answer was sent: its client is told the cut's 503 (thrown below), as a whole chat answer's is.
       failure = cut;
       status = cut.status;
-      reply.raw.destroy();
     } else {
       // Its client gone before the answer: metered as a 499 with the inputs embedded.
       status = CLIENT_CLOSED;
@@ -134,7 +134,7 @@ async function runEmbedding(
     );
     await observer.metering(admission.finish({ status, promptTokens, completionTokens: 0, latencyMs: performance.now() - started }));
   }
-  // Only a cut request gets here: its client cannot be answered (the log line says 499, or the drain's 503).
+  // Only a cut request gets here: the drain's 503 for its client, or a client gone (the log line says 499).
   throw failure ?? errors.internal();
 }
 
