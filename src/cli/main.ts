@@ -4,6 +4,7 @@ import { VERSION } from "../version.js";
 import { registerAccountCommands } from "./admin-commands.js";
 import { exitCodeOf, messageOf } from "./exit.js";
 import { registerMigrateCommand } from "./migrate-command.js";
+import { registerBackupCommand } from "./backup-command.js";
 import { visible } from "./output.js";
 import { registerModelCommands, registerServeCommand } from "./server-commands.js";
 
@@ -14,6 +15,7 @@ Examples:
   $ alveare keys create --account acct_7Hq2mXv9LpR4sTn1
   $ alveare usage --account acct_7Hq2mXv9LpR4sTn1
   $ alveare migrate
+  $ alveare backup backups/alveare.db
 
 Exit codes: 0 done, 1 could not be done (e.g. no such account, port in use), 2 wrong usage.
 Run 'alveare COMMAND --help' for a command's options.`;
@@ -83,6 +85,7 @@ function buildProgram(named: Named): Command {
   registerModelCommands(program);
   registerAccountCommands(program);
   registerMigrateCommand(program);
+  registerBackupCommand(program);
   // --version answers at every level, as --help does.
   const withVersion = (command: Command): void => {
     command.version(VERSION, "-V, --version", "print the version");
