@@ -1,8 +1,8 @@
-import { closeSync, existsSync, openSync, rmSync, statSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { resolve } from "node:path";
-import Database from "better-sqlite3";
 import type { Command } from "commander";
 import { storeLocation } from "../store/create-store.js";
+import { BackupError, backUpSqlite } from "../store/sqlite/sqlite-backup.js";
 import { OTHER_DATA_DIR_HINT } from "./admin-commands.js";
 import { loadCliConfig } from "./cli-config.js";
 import { RuntimeError, UsageError } from "./exit.js";
@@ -12,38 +12,6 @@ interface BackupOptions {
   json?: boolean;
   dataDir?: string;
   config?: string;
-}
-
-/**
- * Copies the SQLite database, while a server may be writing to it, into a new file: one consistent snapshot
- * (VACUUM INTO runs in a single read transaction, which WAL lets the server's writes go on beside), checked, and
- * readable by its owner only, as the database itself (it holds password and key hashes).
- */
-async function backUp(source: string, target: string): Promise<{ bytes: number; schemaVersion: number }> {
-  const db = new Database(source, { readonly: true, fileMustExist: true });
-  let created = false;
-  try {
-    // Made empty first, with its mode, and never over an existing file: a backup must not replace another one.
-    closeSync(openSync(target, "wx", 0o600));
-    created = true;
-    db.prepare("VACUUM INTO ?").run(target);
-  } catch (error) {
-    if (created) rmSync(target, { force: true });
-    if ((error as { code?: unknown }).code === "EEXIST") throw new RuntimeError(`${target} already exists: name a new file for the backup`);
-    if ((error as { code?: unknown }).code === "ENOENT") throw new RuntimeError(`no directory for ${target}: create it first`);
-    if ((error as { code?: unknown }).code === "SQLITE_NOTADB") throw new RuntimeError(`${source} is not a SQLite database`);
-    throw error;
-  } finally {
-    db.close();
-  }
-  const copy = new Database(target, { readonly: true });
-  try {
-    const check = copy.pragma("quick_check", { simple: true });
-    if (check !== "ok") throw new RuntimeError(`the backup ${target} failed its check (${String(check)}); it is kept for inspection`);
-    return { bytes: statSync(target).size, schemaVersion: copy.pragma("user_version", { simple: true }) as number };
-  } finally {
-    copy.close();
-  }
 }
 
 /** `alveare backup FILE`: a consistent copy of a SQLite deployment's database, taken while its server runs. */
@@ -59,7 +27,7 @@ export function registerBackupCommand(program: Command): void {
       "after",
       "\nExample:\n  $ alveare backup backups/alveare-$(date +%F).db\n\nTo restore: stop the server, move alveare.db (and any alveare.db-wal and -shm beside it) out of the data\ndirectory, copy the backup in as alveare.db, start the server.",
     )
-    .action(async (file: string, o: BackupOptions) => {
+    .action((file: string, o: BackupOptions) => {
       const config = loadCliConfig({ dataDir: o.dataDir, config: o.config });
       if (config.databaseUrl !== undefined) {
         throw new UsageError(
@@ -70,7 +38,13 @@ export function registerBackupCommand(program: Command): void {
       if (!existsSync(source)) throw new RuntimeError(`no database at ${source}: ${OTHER_DATA_DIR_HINT}`);
       const target = resolve(file);
       if (!o.json) note(`backing up ${source}`);
-      const { bytes, schemaVersion } = await backUp(source, target);
+      let copied: ReturnType<typeof backUpSqlite>;
+      try {
+        copied = backUpSqlite(source, target);
+      } catch (error) {
+        throw error instanceof BackupError ? new RuntimeError(error.message) : error;
+      }
+      const { bytes, schemaVersion } = copied;
       if (o.json) printJson({ database: source, backup: target, bytes, schema_version: schemaVersion });
       else print(`backed up to ${target} (${bytes} bytes, schema version ${schemaVersion})`);
     });
