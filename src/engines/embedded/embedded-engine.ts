@@ -24,6 +24,7 @@ import { snapshotKey, type PrefixSnapshotStore } from "./prefix-snapshots.js";
 import { PromptAbandoned } from "./prompt-abandoned.js";
 import { LockTurns } from "./lock-turns.js";
 import { SequencePool, type Place } from "./sequence-pool.js";
+import { DistributionPacer } from "./distribution-pacer.js";
 import { labelsRoom, labelTokens, normalise, scoreLabels, type ScoredLabel } from "./label-scores.js";
 import { draw, LogprobWriter, RAW_DISTRIBUTION, sampleWithProbabilities, seededRandom, type SampledToken } from "./logprob-sampler.js";
 import { TokenDecoder } from "./token-decoder.js";
@@ -42,6 +43,8 @@ export interface EmbeddedEngineOptions {
   maxQueue: number;
   /** Where system-prefix KV snapshots live; without it every sequence evaluates its own prefixes. */
   snapshots?: PrefixSnapshotStore | undefined;
+  /** Shared by the engines of one runtime (one event loop); without it, the engine's own. */
+  pacer?: DistributionPacer | undefined;
   /** What the model's KV state depends on (model file, adapter): part of every snapshot key. */
   identity?: string | undefined;
   /** Tokens of system prefixes remembered at most (default about a million). */
@@ -185,6 +188,7 @@ export class EmbeddedEngine implements Engine {
   /** Operations on a sequence's state take the context's lock in turn with generation (see LockTurns). */
   private readonly turns = new LockTurns();
   private readonly snapshots: PrefixSnapshotStore | undefined;
+  private readonly pacer: DistributionPacer;
   private readonly identity: string;
   /** System prefixes by a hash of their messages, and the tokens they hold together. */
   private readonly prefixes = new Map<string, SystemPrefix | undefined>();
@@ -203,6 +207,7 @@ export class EmbeddedEngine implements Engine {
     this.grammars = options.grammars;
     this.contextSize = options.context.contextSize;
     this.snapshots = options.snapshots;
+    this.pacer = options.pacer ?? new DistributionPacer();
     this.identity = `${options.identity ?? options.name}\u0000context=${options.context.contextSize}`;
     this.maxPrefixTokens = options.rememberedPrefixTokens ?? MAX_REMEMBERED_PREFIX_TOKENS;
     this.promptChunkTokens = options.promptChunkTokens ?? PROMPT_CHUNK_TOKENS;
@@ -240,6 +245,10 @@ export class EmbeddedEngine implements Engine {
   }
   get promptCache(): Readonly<PromptCacheStats> {
     return { ...this.counters };
+  }
+  /** Times a generation reading distributions waited for plain ones (shared by the engines of one runtime). */
+  get distributionWaits(): number {
+    return this.pacer.waited;
   }
   /** Grammars compiled and kept (shared by the engines of one llama.cpp runtime). */
   get grammarsCached(): number {
@@ -565,30 +574,40 @@ export class EmbeddedEngine implements Engine {
       const tokens: AsyncIterable<Token | SampledToken> =
         writer === undefined
           ? sequence.evaluate(input, { ...options, grammarEvaluationState, ...(utf8 === undefined ? {} : { tokenBias: utf8.bias }) })
-          : sampleWithProbabilities(this.model, sequence, input, { ...options, grammar: grammarEvaluationState, allows: utf8?.allows });
-      for await (const item of tokens) {
-        const token = typeof item === "number" ? item : item.token;
-        const probabilities = typeof item === "number" ? undefined : item.probabilities;
-        completionTokens++;
-        utf8?.accept(token);
-        if (prompt.stopTokens.has(token)) break;
-        if (writer !== undefined && probabilities !== undefined) logprobs.push(writer.entry(token, probabilities, completionTokens === 1));
-        emit(scanner.push(decoder.push(token)));
-        if (scanner.stopped || tracker?.stopped === true) break;
-        // Nor while another request waits for the context's lock (to erase, load or save a sequence).
-        const pause = this.turns.pause;
-        if (pause !== undefined) await pause;
-        // The next token is not asked for while the client has not taken the text already sent.
-        const behind = request.whenWritable?.();
-        if (behind !== undefined) await caughtUpOrAborted(behind, request.signal);
-        if (request.signal.aborted) {
-          aborted = true;
-          break;
+          : sampleWithProbabilities(this.model, sequence, input, {
+              ...options,
+              grammar: grammarEvaluationState,
+              allows: utf8?.allows,
+              pace: (readMs) => this.pacer.afterRead(readMs, request.signal),
+            });
+      const paced = this.pacer.begin(writer !== undefined);
+      try {
+        for await (const item of tokens) {
+          const token = typeof item === "number" ? item : item.token;
+          const probabilities = typeof item === "number" ? undefined : item.probabilities;
+          completionTokens++;
+          utf8?.accept(token);
+          if (prompt.stopTokens.has(token)) break;
+          if (writer !== undefined && probabilities !== undefined) logprobs.push(writer.entry(token, probabilities, completionTokens === 1));
+          emit(scanner.push(decoder.push(token)));
+          if (scanner.stopped || tracker?.stopped === true) break;
+          // Nor while another request waits for the context's lock (to erase, load or save a sequence).
+          const pause = this.turns.pause;
+          if (pause !== undefined) await pause;
+          // The next token is not asked for while the client has not taken the text already sent.
+          const behind = request.whenWritable?.();
+          if (behind !== undefined) await caughtUpOrAborted(behind, request.signal);
+          if (request.signal.aborted) {
+            aborted = true;
+            break;
+          }
+          if (completionTokens >= maxTokens) {
+            finishReason = "length";
+            break;
+          }
         }
-        if (completionTokens >= maxTokens) {
-          finishReason = "length";
-          break;
-        }
+      } finally {
+        paced.end();
       }
     }
     if (!scanner.stopped) emit(scanner.push(decoder.flush()) + scanner.flush());

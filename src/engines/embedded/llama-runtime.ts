@@ -3,6 +3,7 @@ import { availableParallelism } from "node:os";
 import { getLlama, LlamaLogLevel, type Llama, type LlamaModel } from "node-llama-cpp";
 import type { Logger } from "pino";
 import type { Engine } from "../types.js";
+import { DistributionPacer } from "./distribution-pacer.js";
 import { EmbeddedEngine } from "./embedded-engine.js";
 import { EmbeddedEmbedder } from "./embeddings.js";
 import { GrammarCache } from "./grammars.js";
@@ -55,6 +56,8 @@ export class LlamaRuntime {
   private readonly embedders = new Map<string, Promise<EmbeddedEmbedder>>();
   private grammars: GrammarCache | undefined;
   private readonly snapshots: PrefixSnapshotStore | undefined;
+  /** One event loop for every engine: a generation reading distributions yields to all of theirs. */
+  private readonly pacer = new DistributionPacer();
 
   private constructor(
     private readonly llama: Llama,
@@ -165,6 +168,7 @@ export class LlamaRuntime {
       grammars: (this.grammars ??= new GrammarCache(this.llama)),
       maxQueue: this.options.queue,
       snapshots: this.snapshots,
+      pacer: this.pacer,
       identity,
     });
   }

@@ -21,6 +21,8 @@ export interface SamplingOptions {
   grammar?: LlamaGrammarEvaluationState | undefined;
   /** Tokens ruled out beside the grammar's (the UTF-8 guard's), asked before each token. */
   allows?: ((token: Token) => boolean) | undefined;
+  /** Told how long each read of a distribution took; the next read waits for what it returns (DistributionPacer). */
+  pace?: ((readMs: number) => Promise<void> | undefined) | undefined;
 }
 
 export interface SampledToken {
@@ -123,7 +125,9 @@ export async function* sampleWithProbabilities(
     const items: ControlledEvaluateInputItem[] = pending.map((token, i) =>
       i === last ? [token, { generateNext: { probabilities: true, options: RAW_DISTRIBUTION } }] : token,
     );
+    const started = performance.now();
     const probabilities = (await sequence.controlledEvaluate(items))[last]?.next.probabilities;
+    const readMs = performance.now() - started;
     if (probabilities === undefined) return;
     // A draw looks at the TOP_K most likely candidates only, so only those are gathered, never the whole vocabulary.
     let token = draw(
@@ -140,6 +144,8 @@ export async function* sampleWithProbabilities(
     grammar?.accept(token);
     yield { token, probabilities };
     pending = [token];
+    const wait = options.pace?.(readMs);
+    if (wait !== undefined) await wait;
   }
 }
 
