@@ -56,6 +56,15 @@ describe("request log lines", () => {
     assert.match(((await notFound.json()) as { error: { message: string } }).error.message, /^Unknown route: GET \/v1\/alv_live_…\/x$/);
     const pasted = await until("the 404's line", () => server.logs.requests().find((r) => r.status === 404));
     assert.equal(pasted.route, "/v1/alv_live_…/x?[redacted]");
+    // Spelled with percent-escapes, it is still a key: logged and echoed cut to its prefix.
+    const escaped = `%61${minute.key.slice(1, 9)}%${minute.key.charCodeAt(9).toString(16)}${minute.key.slice(10)}`;
+    const escapedNotFound = await fetch(`${server.url}/v1/${escaped}/y`);
+    assert.equal(escapedNotFound.status, 404);
+    assert.match(((await escapedNotFound.json()) as { error: { message: string } }).error.message, /^Unknown route: GET \/v1\/alv_live_…\/y$/);
+    const escapedLine = await until("the escaped 404's line", () =>
+      server.logs.requests().find((r) => r.status === 404 && String(r.route).endsWith("/y")),
+    );
+    assert.equal(escapedLine.route, "/v1/alv_live_…/y");
 
     const lines = await until("five request lines", () => {
       const found = server.logs.requests().filter((r) => r.route === "/v1/infer");

@@ -334,7 +334,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   app.setNotFoundHandler((request, reply) => {
     const path = request.url.split("?")[0] ?? "/";
-    const e = errors.notFound(request.method, withoutKeys(path), notFoundHint(app, request.method, path));
+    const e = errors.notFound(request.method, secrets.without(path), notFoundHint(app, request.method, path));
     request.logFields.code = e.code;
     return reply.code(e.status).send(e.toBody());
   });
