@@ -52,6 +52,23 @@ describe("HTTP contract: errors and request ids", () => {
       "seed",
       /must be at least -9223372036854775808 and at most 9223372036854775807, got 18446744073709551616\./,
     );
+    // The value a client sent is its own: 2^63 is not shown as the range's top, nor 1e300 as 301 digits.
+    await expectError(
+      "/v1/infer",
+      '{"specialist":"classify","prompt":"x","max_tokens":9223372036854775808}',
+      400,
+      "invalid_parameter",
+      "max_tokens",
+      /got 9223372036854775808\./,
+    );
+    await expectError(
+      "/v1/infer",
+      '{"specialist":"classify","prompt":"x","max_tokens":1e300}',
+      400,
+      "invalid_parameter",
+      "max_tokens",
+      /got 1e\+300\./,
+    );
   });
   it("rejects top_p of zero", () =>
     expectError(

@@ -30,20 +30,22 @@ function wrongType(e: LocatedError): string {
 }
 
 /**
- * A number as a person wrote it, past 2^53 too: JavaScript prints 2^64 as 18446744073709552000. A bound at ±2^63 is
- * the signed 64-bit range's own (a seed's), whose top, 2^63 − 1, no double holds: it is named as written.
+ * A number's exact value, past 2^53 too, where JavaScript would round its digits (2^64 prints as
+ * 18446744073709552000); from 1e21 on, as JavaScript writes it (1e+300, not 301 digits).
  */
 function exactNumber(n: number): string {
-  if (n === 2 ** 63) return "9223372036854775807";
-  return Number.isInteger(n) && Math.abs(n) >= 2 ** 53 ? BigInt(n).toString() : String(n);
+  return Number.isInteger(n) && Math.abs(n) >= 2 ** 53 && Math.abs(n) < 1e21 ? BigInt(n).toString() : String(n);
 }
+
+/** A schema's bound: one at ±2^63 is the signed 64-bit range's own (a seed's), whose top, 2^63 − 1, no double holds. */
+const boundText = (n: number): string => (n === 2 ** 63 ? "9223372036854775807" : exactNumber(n));
 
 function outOfRange(e: LocatedError): string {
   const min = numberAt(e.schema, "exclusiveMinimum") ?? numberAt(e.schema, "minimum");
   const max = numberAt(e.schema, "maximum");
   const lower =
-    min === undefined ? undefined : `${numberAt(e.schema, "exclusiveMinimum") !== undefined ? "greater than" : "at least"} ${exactNumber(min)}`;
-  const bounds = [lower, max === undefined ? undefined : `at most ${exactNumber(max)}`].filter((b) => b !== undefined).join(" and ");
+    min === undefined ? undefined : `${numberAt(e.schema, "exclusiveMinimum") !== undefined ? "greater than" : "at least"} ${boundText(min)}`;
+  const bounds = [lower, max === undefined ? undefined : `at most ${boundText(max)}`].filter((b) => b !== undefined).join(" and ");
   return `must be ${bounds}, got ${typeof e.value === "number" ? exactNumber(e.value) : quoteValue(e.value)}.`;
 }
 
