@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { execFile, spawnSync } from "node:child_process";
-import { copyFileSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
-import { join } from "node:path";
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { promisify } from "node:util";
 import { describe, it } from "node:test";
 import Database from "better-sqlite3";
@@ -37,7 +37,8 @@ describe("alveare backup", () => {
       assert.equal(report.database, join(server.config.dataDir, "alveare.db"));
       assert.equal(report.bytes, statSync(target).size);
       assert.ok(report.schema_version > 0);
-      // It holds password and key hashes: its owner's alone, as the database is.
+      // It holds password and key hashes: its owner's alone, as the database is; nothing else is left beside it.
+      assert.deepEqual(readdirSync(dirname(target)), ["alveare-backup.db"]);
       assert.equal(statSync(target).mode & 0o777, 0o600);
       const copy = new Database(target, { readonly: true });
       try {
@@ -105,12 +106,15 @@ describe("alveare backup", () => {
     const junk = backup([join(dir, "c.db"), "--data-dir", notSqlite]);
     assert.equal(junk.status, 1);
     assert.match(junk.stderr, /is not a SQLite database/);
-    assert.equal(
-      spawnSync("ls", [dir], { encoding: "utf8" })
-        .stdout.split("\n")
-        .filter((f) => f.endsWith(".db")).length,
-      1,
-      "no backup file is left behind by a failed backup",
+    // A name SQLite would take for the database's own journal is refused: it deletes such a file when it opens.
+    const journal = backup([join(dataDir, "alveare.db-journal"), "--data-dir", dataDir]);
+    assert.equal(journal.status, 1);
+    assert.match(journal.stderr, /named as the database's own journal or WAL/);
+    // No failed backup left a file behind, under the backup's name or a temporary one.
+    assert.deepEqual(readdirSync(dir).sort(), ["data", "earlier-backup.db", "junk"]);
+    assert.deepEqual(
+      readdirSync(dataDir).filter((f) => !f.startsWith("alveare.db")),
+      [],
     );
   });
 });

@@ -31,7 +31,7 @@ export interface LogFields {
   prompt_tokens?: number;
   completion_tokens?: number;
   aborted?: boolean;
-  /** Cut at the drain's deadline: the client got 503 `overloaded` (an error event, or a dropped connection). */
+  /** Cut at the drain's deadline: the client got 503 `overloaded` (a stream's error event, or the response itself). */
   shutdown_cut?: boolean;
   /** The client stopped reading a stream and was cut. */
   stalled?: boolean;

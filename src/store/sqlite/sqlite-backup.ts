@@ -1,37 +1,70 @@
-import { closeSync, openSync, rmSync, statSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { closeSync, linkSync, openSync, renameSync, rmSync, statSync } from "node:fs";
+import { basename, dirname, join, resolve } from "node:path";
 import Database from "better-sqlite3";
 
 /** A backup that could not be made, in words for the operator. */
 export class BackupError extends Error {}
 
+const codeOf = (error: unknown): unknown => (error as { code?: unknown }).code;
+
 /**
  * Copies the SQLite database, while a server may be writing to it, into a new file: one consistent snapshot
  * (VACUUM INTO runs in a single read transaction, which WAL lets the server's writes go on beside), checked, and
- * readable by its owner only, as the database itself (it holds password and key hashes).
+ * readable by its owner only, as the database itself (it holds password and key hashes). The copy is written
+ * under a temporary name beside the target and takes the target's name only once checked, so a backup cut short
+ * (a full disk, Ctrl-C) never leaves a file under the backup's name, and an existing file is never replaced.
  */
 export function backUpSqlite(source: string, target: string): { bytes: number; schemaVersion: number } {
-  const db = new Database(source, { readonly: true, fileMustExist: true });
-  let created = false;
+  // SQLite takes a file named as the database's own journal or WAL for a leftover of it, and deletes or replays it.
+  if (["-journal", "-wal", "-shm"].some((suffix) => resolve(target) === resolve(`${source}${suffix}`))) {
+    throw new BackupError(`${target} is named as the database's own journal or WAL, which SQLite deletes or replays: name the backup otherwise`);
+  }
+  const partial = join(dirname(target), `.${basename(target)}.${randomBytes(4).toString("hex")}.partial`);
+  const cleanUp = (): void => {
+    for (const leftover of [partial, `${partial}-journal`]) rmSync(leftover, { force: true });
+  };
   try {
-    // Made empty first, with its mode, and never over an existing file: a backup must not replace another one.
-    closeSync(openSync(target, "wx", 0o600));
-    created = true;
-    db.prepare("VACUUM INTO ?").run(target);
+    // Made empty first, with its mode: VACUUM INTO keeps the mode of a file that exists.
+    closeSync(openSync(partial, "wx", 0o600));
+    copyInto(source, partial);
+    const schemaVersion = checked(partial, target);
+    // A link, unlike a rename, refuses a target that exists (made meanwhile too).
+    linkSync(partial, target);
+    return { bytes: statSync(target).size, schemaVersion };
   } catch (error) {
-    if (created) rmSync(target, { force: true });
-    if ((error as { code?: unknown }).code === "EEXIST") throw new BackupError(`${target} already exists: name a new file for the backup`);
-    if ((error as { code?: unknown }).code === "ENOENT") throw new BackupError(`no directory for ${target}: create it first`);
-    if ((error as { code?: unknown }).code === "SQLITE_NOTADB") throw new BackupError(`${source} is not a SQLite database`);
-    throw error;
+    if (error instanceof BackupError) throw error;
+    if (codeOf(error) === "EEXIST") throw new BackupError(`${target} already exists: name a new file for the backup`);
+    if (codeOf(error) === "ENOENT") throw new BackupError(`no directory for ${target}: create it first`);
+    if (codeOf(error) === "SQLITE_NOTADB") throw new BackupError(`${source} is not a SQLite database`);
+    throw new BackupError(`could not back up to ${target}: ${error instanceof Error ? error.message : String(error)}`);
+  } finally {
+    cleanUp();
+  }
+}
+
+function copyInto(source: string, partial: string): void {
+  const db = new Database(source, { readonly: true, fileMustExist: true });
+  try {
+    db.prepare("VACUUM INTO ?").run(partial);
   } finally {
     db.close();
   }
-  const copy = new Database(target, { readonly: true });
+}
+
+/** The copy's schema version once it passes SQLite's check; a copy that fails it is kept beside the target, named so. */
+function checked(partial: string, target: string): number {
+  const copy = new Database(partial, { readonly: true });
+  let result: unknown;
+  let version: number;
   try {
-    const check = copy.pragma("quick_check", { simple: true });
-    if (check !== "ok") throw new BackupError(`the backup ${target} failed its check (${String(check)}); it is kept for inspection`);
-    return { bytes: statSync(target).size, schemaVersion: copy.pragma("user_version", { simple: true }) as number };
+    result = copy.pragma("quick_check", { simple: true });
+    version = copy.pragma("user_version", { simple: true }) as number;
   } finally {
     copy.close();
   }
+  if (result === "ok") return version;
+  const corrupt = `${target}.corrupt`;
+  renameSync(partial, corrupt);
+  throw new BackupError(`the copy failed SQLite's check (${String(result)}): kept as ${corrupt} for inspection, no backup made`);
 }
