@@ -278,6 +278,8 @@ describe("dashboard first contact", { skip: noChromium }, () => {
     await page.getByRole("cell", { name: "ci", exact: true }).waitFor();
     const secret = (await page.locator("#secret-value").textContent()) ?? "";
     assert.match(secret, /^alv_test_/);
+    // The account's key, not the operator's: the secret says whose it is.
+    await page.getByText("New key of solo “ci” — shown once, copy it now:").waitFor();
     assert.equal(await page.evaluate("document.activeElement?.getAttribute('aria-label')"), "Copy the new key");
     const row = page.getByRole("row", { name: /ci/ });
     assert.equal(await row.getByRole("cell").nth(3).textContent(), "account");

@@ -17,7 +17,7 @@ import {
   when,
   type Json,
 } from "./dom.js";
-import { createKeyForm, creatorLabel, keyRows } from "./member.js";
+import { createKeyForm, creatorLabel, keyRows } from "./keys.js";
 
 /** The plans the server serves, as its config file defines them (custom ones included), by name. */
 const planNames = async (): Promise<string[]> => (await api<{ data: Json[] }>("GET", "/admin/api/plans")).data.map((p) => String(p.name));
@@ -332,7 +332,7 @@ export async function accountView(id: string): Promise<void> {
       { "aria-labelledby": "keys-title" },
       h("h2", { id: "keys-title" }, "Keys"),
       // The operator's keys are the account's own (created by no member): a self-hoster needs no member to get one.
-      ...createKeyForm(`${base}/keys`, () => accountView(id), secretsShown),
+      ...createKeyForm(`${base}/keys`, () => accountView(id), secretsShown, `New key of ${name}`),
       keys.data.length === 0
         ? h("p", { class: "empty" }, "No keys yet. Create one above, or let its members create theirs on their Keys page.")
         : table(

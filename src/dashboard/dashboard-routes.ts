@@ -20,6 +20,7 @@ const ASSETS: ReadonlyMap<string, { file: URL; type: string }> = new Map([
   ["styles.css", { file: new URL("dashboard/public/styles.css", ROOT), type: "text/css; charset=utf-8" }],
   ["dom.js", { file: new URL("dist/dashboard/dom.js", ROOT), type: "text/javascript; charset=utf-8" }],
   ["charts.js", { file: new URL("dist/dashboard/charts.js", ROOT), type: "text/javascript; charset=utf-8" }],
+  ["keys.js", { file: new URL("dist/dashboard/keys.js", ROOT), type: "text/javascript; charset=utf-8" }],
   ["member.js", { file: new URL("dist/dashboard/member.js", ROOT), type: "text/javascript; charset=utf-8" }],
   ["operator.js", { file: new URL("dist/dashboard/operator.js", ROOT), type: "text/javascript; charset=utf-8" }],
   ["audit.js", { file: new URL("dist/dashboard/audit.js", ROOT), type: "text/javascript; charset=utf-8" }],
