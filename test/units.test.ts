@@ -61,6 +61,34 @@ describe("SequencePool", () => {
     await waits[2];
     assert.deepEqual(order, [1, 2, 3]);
   });
+  it("lets a new request go before the further choices of a running one, every other time", async () => {
+    const pool = new SequencePool(["a"], 10);
+    const item = await pool.acquire(signal);
+    const order: string[] = [];
+    const wait = (name: string, bounded: boolean): Promise<string> =>
+      pool.acquire(signal, undefined, bounded).then((got) => {
+        order.push(name);
+        return got;
+      });
+    // A request's three further choices queued on its arrival, then two new requests.
+    const waits = [wait("choice 1", false), wait("choice 2", false), wait("choice 3", false), wait("request 1", true), wait("request 2", true)];
+    // Each holder in turn gives the one item back.
+    for (let served = 0; served < waits.length; served++) {
+      pool.release(item);
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+    await Promise.all(waits);
+    assert.deepEqual(order, ["request 1", "choice 1", "request 2", "choice 2", "choice 3"]);
+  });
+  it("keeps a waiting choice's turn when no new request is ready behind it", async () => {
+    const pool = new SequencePool(["a"], 10);
+    const held = await pool.acquire(signal);
+    const choice = pool.acquire(signal, undefined, false);
+    const place = pool.reserve(signal);
+    pool.release(held);
+    assert.equal(await choice, "a", "the new request behind it is still preparing: the choice goes first");
+    place.cancel();
+  });
   it("answers 503 overloaded with Retry-After when the queue is full", async () => {
     const pool = new SequencePool(["a"], 1);
     await pool.acquire(signal);

@@ -32,7 +32,9 @@ export interface Place<T> {
  * keeps its turn, and the items free when it arrived are kept for it rather
  * than taken by those that came after. A caller that finds several items free
  * may pick one (the sequence whose cache best fits its prompt); picking never
- * lets anyone overtake the queue.
+ * lets anyone overtake the queue. The one exception: a new request may take an
+ * item before the further choices (`n`) of requests already running, every
+ * other time, so that one request's many choices cannot hold all the others back.
  */
 export class SequencePool<T> {
   private readonly free: T[];
@@ -40,6 +42,8 @@ export class SequencePool<T> {
   private readonly waiters: Waiter<T>[] = [];
   /** Set by drain: a request that reaches the pool afterwards is refused too. */
   private refusal: { reason: unknown } | undefined;
+  /** Whether the last item a further choice could have taken went to a new request instead (see overtaker). */
+  private choicePassed = false;
 
   constructor(
     items: readonly T[],
@@ -122,20 +126,42 @@ export class SequencePool<T> {
     this.dispatch();
   }
 
-  /** Hands free items to ready waiters in arrival order, keeping one for each waiter ahead of them still preparing. */
+  /**
+   * Hands free items to ready waiters in arrival order, keeping one for each waiter ahead of them still preparing;
+   * a new request may go before the further choices of running requests, every other time (see overtaker).
+   */
   private dispatch(): void {
     let kept = 0;
     for (let i = 0; i < this.waiters.length && this.free.length > kept;) {
-      const waiter = this.waiters[i]!;
-      if (!waiter.ready) {
+      if (!this.waiters[i]!.ready) {
         kept++;
         i++;
         continue;
       }
-      this.waiters.splice(i, 1);
-      waiter.signal.removeEventListener("abort", waiter.onAbort);
-      waiter.resolve(this.takeFree(waiter.pick));
+      const overtaker = this.overtaker(i, kept);
+      if (!this.waiters[i]!.bounded) this.choicePassed = overtaker !== undefined;
+      const [waiter] = this.waiters.splice(overtaker ?? i, 1);
+      waiter!.signal.removeEventListener("abort", waiter!.onAbort);
+      waiter!.resolve(this.takeFree(waiter!.pick));
     }
+  }
+
+  /**
+   * The first new request ready behind waiter `i`, when `i` is a further choice of a running request and the item
+   * need not be kept for anyone between them; undefined when the last item a choice could have had went to a new
+   * request already. A request with many choices (`n`) queued them all on arrival: a request that came after waited
+   * until all but the last had run (a probe: 30 s for 20 tokens behind one `n: 8` request). Every other time, not
+   * always: new requests arriving without end would otherwise hold the running request's choices back for good.
+   */
+  private overtaker(i: number, kept: number): number | undefined {
+    if (this.waiters[i]!.bounded || this.choicePassed) return undefined;
+    let preparing = 0;
+    for (let j = i + 1; j < this.waiters.length; j++) {
+      const waiter = this.waiters[j]!;
+      if (!waiter.ready) preparing++;
+      else if (waiter.bounded) return this.free.length > kept + preparing ? j : undefined;
+    }
+    return undefined;
   }
 
   private takeFree(pick: PickFree<T> | undefined): T {
