@@ -65,6 +65,11 @@ describe("request log lines", () => {
       server.logs.requests().find((r) => r.status === 404 && String(r.route).endsWith("/y")),
     );
     assert.equal(escapedLine.route, "/v1/alv_live_…/y");
+    // Nor does a hint that echoes the path (here the route without its trailing slash) show any of it.
+    const hinted = await fetch(`${server.url}/v1/models/${escaped}/`);
+    const hint = ((await hinted.json()) as { error: { message: string } }).error.message;
+    assert.match(hint, /did you mean \/v1\/models\/alv_live_…\?|without the trailing|\/v1\/models\/alv_live_…/);
+    assert.ok(!hint.includes(minute.key.slice(10, 18)) && !hint.includes("%61"), hint);
 
     const lines = await until("five request lines", () => {
       const found = server.logs.requests().filter((r) => r.route === "/v1/infer");

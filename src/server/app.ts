@@ -47,7 +47,6 @@ import { readyRoute, type Lifecycle, type ReadinessSources } from "../observabil
 import "../observability/request-trace.js";
 import { reportFailure } from "./dependency-failure.js";
 import { dependencyFailure } from "../dependency-unavailable.js";
-import { withoutKeys } from "../gate/credentials.js";
 import { PastedSecrets } from "./pasted-secrets.js";
 
 export type { SpecialistSource } from "../inference/run-inference.js";
@@ -107,7 +106,7 @@ const UNSERVED_OPENAI_ROUTE = /^\/v1\/(responses|completions)(\/|$)/;
  * What a 404 under /v1 should have been: a GET sent to a POST route (curl
  * without -d) is told the method; an OpenAI route not served, the one that is; /metrics, where metrics are.
  */
-function notFoundHint(app: FastifyInstance, method: string, path: string): string | undefined {
+function notFoundHint(app: FastifyInstance, method: string, path: string, secrets: PastedSecrets): string | undefined {
   // A scraper pointed at the API's port: the metrics listener is apart so it stays off the public network.
   // True whether metrics are on or off (ALVEARE_METRICS_PORT=0): the API's port never serves them.
   if (path === "/metrics")
@@ -124,7 +123,7 @@ function notFoundHint(app: FastifyInstance, method: string, path: string): strin
     // Only a path that takes this method: the one meant, not merely one that exists.
     if (app.findRoute({ method, url: underV1 }) !== null) {
       // Echoed as the path is (a key in it masked, 40 characters at most).
-      const suggestion = `did you mean ${shortened(withoutKeys(underV1))}?`;
+      const suggestion = `did you mean ${shortened(secrets.without(underV1))}?`;
       if (!path.startsWith("/v1/") && !path.startsWith("//"))
         return `${suggestion} The API's paths start with /v1: give clients the base URL http://<host>:<port>/v1`;
       if (/^\/+v1\/+v1\//.test(path)) return `${suggestion} The address has /v1 twice: a base URL ending in /v1 joined with a path starting with /v1`;
@@ -134,7 +133,7 @@ function notFoundHint(app: FastifyInstance, method: string, path: string): strin
   // A trailing slash some clients (and probes: /health/) add: the route without it, where it takes this method.
   const trimmed = path.replace(/\/+$/, "");
   if (trimmed !== path && trimmed !== "" && app.findRoute({ method, url: trimmed }) !== null)
-    return withoutTrailingSlashHint(shortened(withoutKeys(trimmed)));
+    return withoutTrailingSlashHint(shortened(secrets.without(trimmed)));
   // POST /v1/chat: the route's last word left off (a base URL taken for the endpoint).
   const completions = `${underV1.replace(/\/+$/, "")}/completions`;
   if (completions.endsWith("/chat/completions") && app.findRoute({ method, url: completions }) !== null)
@@ -334,7 +333,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
 
   app.setNotFoundHandler((request, reply) => {
     const path = request.url.split("?")[0] ?? "/";
-    const e = errors.notFound(request.method, secrets.without(path), notFoundHint(app, request.method, path));
+    const e = errors.notFound(request.method, secrets.without(path), notFoundHint(app, request.method, path, secrets));
     request.logFields.code = e.code;
     return reply.code(e.status).send(e.toBody());
   });
