@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { DistributionPacer } from "../src/engines/embedded/distribution-pacer.js";
 import { EmbeddedEngine } from "../src/engines/embedded/embedded-engine.js";
 import { postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
 
@@ -67,5 +68,35 @@ describe("a generation with log-probabilities beside others", () => {
       a.map((e) => e.token),
     );
     b.forEach((e, i) => assert.ok(Math.abs(e.logprob - a[i]!.logprob) < 1e-3, `entry ${i}: ${e.logprob} against ${a[i]!.logprob}`));
+  });
+});
+
+describe("DistributionPacer", () => {
+  it("makes a reader wait only while a plain generation is generating, not while it waits for its client", async () => {
+    const pacer = new DistributionPacer();
+    const reader = pacer.begin(true);
+    assert.equal(pacer.afterRead(5), undefined, "alone");
+    const otherReader = pacer.begin(true);
+    assert.equal(pacer.afterRead(5), undefined, "beside readers only");
+    const plain = pacer.begin(false);
+    const wait = pacer.afterRead(5);
+    assert.ok(wait instanceof Promise, "beside a plain generation");
+    await wait;
+    // A plain generation held back by its client (or another's turn on the context) generates nothing meanwhile.
+    let release!: () => void;
+    const idle = plain.idle(new Promise<void>((resolve) => (release = resolve)));
+    assert.equal(pacer.afterRead(5), undefined, "beside a plain generation waiting for its client");
+    release();
+    await idle;
+    assert.ok(pacer.afterRead(1) instanceof Promise, "counted again once it generates");
+    const aborted = new AbortController();
+    aborted.abort();
+    assert.equal(pacer.afterRead(5, aborted.signal), undefined, "a reader whose client left does not wait");
+    plain.end();
+    plain.end();
+    assert.equal(pacer.afterRead(5), undefined, "ended, once however often it is told");
+    reader.end();
+    otherReader.end();
+    assert.equal(pacer.waited, 2);
   });
 });

@@ -2,6 +2,11 @@
 export interface PacedGeneration {
   /** Called once, when the generation ends however it ends. */
   end(): void;
+  /**
+   * Waits for `waiting` (a client that has not taken the text sent, another's turn on the context) uncounted: a
+   * plain generation that is not generating holds no reader back.
+   */
+  idle<T>(waiting: Promise<T>): Promise<T>;
 }
 
 /**
@@ -14,28 +19,44 @@ export interface PacedGeneration {
  * One per llama.cpp runtime: its engines share the event loop.
  */
 export class DistributionPacer {
+  /** Plain generations generating now: the ones a reader yields to. */
   private plain = 0;
-  private reading = 0;
   private waits = 0;
 
   /** Counts a generation until its `end()`; `readsDistributions` when it reads the whole distribution per token. */
   begin(readsDistributions: boolean): PacedGeneration {
-    if (readsDistributions) this.reading++;
-    else this.plain++;
+    // A reader is not counted: readers beside readers only do not wait for each other.
+    let counted = !readsDistributions;
+    if (counted) this.plain++;
+    const uncount = (): void => {
+      if (!counted) return;
+      counted = false;
+      this.plain--;
+    };
     let ended = false;
     return {
       end: () => {
-        if (ended) return;
         ended = true;
-        if (readsDistributions) this.reading--;
-        else this.plain--;
+        uncount();
+      },
+      idle: async (waiting) => {
+        const wasCounted = counted;
+        uncount();
+        try {
+          return await waiting;
+        } finally {
+          if (wasCounted && !ended) {
+            counted = true;
+            this.plain++;
+          }
+        }
       },
     };
   }
 
   /** After a read that took `readMs`: resolves at once when no plain generation runs, else after as long again. */
   afterRead(readMs: number, signal?: AbortSignal): Promise<void> | undefined {
-    if (this.plain === 0 || !(readMs > 0)) return undefined;
+    if (this.plain === 0 || !(readMs > 0) || signal?.aborted === true) return undefined;
     this.waits++;
     return new Promise((resolve) => {
       const timer = setTimeout(done, readMs);

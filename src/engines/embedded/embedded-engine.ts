@@ -593,10 +593,10 @@ export class EmbeddedEngine implements Engine {
           if (scanner.stopped || tracker?.stopped === true) break;
           // Nor while another request waits for the context's lock (to erase, load or save a sequence).
           const pause = this.turns.pause;
-          if (pause !== undefined) await pause;
+          if (pause !== undefined) await paced.idle(pause);
           // The next token is not asked for while the client has not taken the text already sent.
           const behind = request.whenWritable?.();
-          if (behind !== undefined) await caughtUpOrAborted(behind, request.signal);
+          if (behind !== undefined) await paced.idle(caughtUpOrAborted(behind, request.signal));
           if (request.signal.aborted) {
             aborted = true;
             break;

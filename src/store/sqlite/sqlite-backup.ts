@@ -20,17 +20,23 @@ export function backUpSqlite(source: string, target: string): { bytes: number; s
   if (["-journal", "-wal", "-shm"].some((suffix) => resolve(target) === resolve(`${source}${suffix}`))) {
     throw new BackupError(`${target} is named as the database's own journal or WAL, which SQLite deletes or replays: name the backup otherwise`);
   }
-  const partial = join(dirname(target), `.${basename(target)}.${randomBytes(4).toString("hex")}.partial`);
+  const partial = join(dirname(target), `.${basename(target)}.${suffix()}.partial`);
+  // Best effort: a leftover that cannot be removed must not hide the backup's outcome.
   const cleanUp = (): void => {
-    for (const leftover of [partial, `${partial}-journal`]) rmSync(leftover, { force: true });
+    for (const leftover of [partial, `${partial}-journal`]) {
+      try {
+        rmSync(leftover, { force: true });
+      } catch {
+        // Named `.….partial`: recognisable for the operator to remove.
+      }
+    }
   };
   try {
     // Made empty first, with its mode: VACUUM INTO keeps the mode of a file that exists.
     closeSync(openSync(partial, "wx", 0o600));
     copyInto(source, partial);
     const schemaVersion = checked(partial, target);
-    // A link, unlike a rename, refuses a target that exists (made meanwhile too).
-    linkSync(partial, target);
+    takeName(partial, target);
     return { bytes: statSync(target).size, schemaVersion };
   } catch (error) {
     if (error instanceof BackupError) throw error;
@@ -40,6 +46,23 @@ export function backUpSqlite(source: string, target: string): { bytes: number; s
     throw new BackupError(`could not back up to ${target}: ${error instanceof Error ? error.message : String(error)}`);
   } finally {
     cleanUp();
+  }
+}
+
+const suffix = (): string => randomBytes(4).toString("hex");
+
+/**
+ * Gives the checked copy the backup's name, never over a file that exists (made meanwhile too): a hard link refuses
+ * one; where links cannot be made (vfat and exFAT drives, most SMB shares), the name is claimed with an exclusive
+ * create first and the copy renamed over that empty claim.
+ */
+function takeName(partial: string, target: string): void {
+  try {
+    linkSync(partial, target);
+  } catch (error) {
+    if (!["EPERM", "ENOTSUP", "ENOSYS", "EOPNOTSUPP"].includes(String(codeOf(error)))) throw error;
+    closeSync(openSync(target, "wx", 0o600));
+    renameSync(partial, target);
   }
 }
 
@@ -54,17 +77,23 @@ function copyInto(source: string, partial: string): void {
 
 /** The copy's schema version once it passes SQLite's check; a copy that fails it is kept beside the target, named so. */
 function checked(partial: string, target: string): number {
-  const copy = new Database(partial, { readonly: true });
   let result: unknown;
-  let version: number;
+  let version = 0;
   try {
-    result = copy.pragma("quick_check", { simple: true });
-    version = copy.pragma("user_version", { simple: true }) as number;
-  } finally {
-    copy.close();
+    const copy = new Database(partial, { readonly: true });
+    try {
+      result = copy.pragma("quick_check", { simple: true });
+      version = copy.pragma("user_version", { simple: true }) as number;
+    } finally {
+      copy.close();
+    }
+  } catch (error) {
+    // A copy too broken to be checked (SQLITE_CORRUPT) is kept as one that fails the check.
+    result = error instanceof Error ? error.message : String(error);
   }
   if (result === "ok") return version;
-  const corrupt = `${target}.corrupt`;
+  // A name of its own: an earlier failure's copy is not replaced.
+  const corrupt = `${target}.${suffix()}.corrupt`;
   renameSync(partial, corrupt);
   throw new BackupError(`the copy failed SQLite's check (${String(result)}): kept as ${corrupt} for inspection, no backup made`);
 }
