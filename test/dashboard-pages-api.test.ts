@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { readdirSync, readFileSync } from "node:fs";
 import Database from "better-sqlite3";
 import { after, before, describe, it } from "node:test";
 import { databasePath } from "../src/server/server.js";
@@ -173,6 +174,20 @@ describe("what the dashboard pages read from the server", () => {
     assert.match(await response.text(), /Chart\.js v4\./);
     const page = await (await fetch(`${server.url}/dashboard/`)).text();
     assert.match(page, /<script defer src="\/dashboard\/assets\/chart\.umd\.min\.js"><\/script>/);
+  });
+
+  it("serves every module the page's scripts import (a module left out of the served list broke every page)", async () => {
+    const built = new URL("../dashboard/", import.meta.url);
+    const modules = readdirSync(built).filter((f) => f.endsWith(".js"));
+    const imported = new Set(
+      modules.flatMap((f) => [...readFileSync(new URL(f, built), "utf8").matchAll(/from "\.\/([\w-]+\.js)"/g)].map((m) => m[1]!)),
+    );
+    assert.ok(imported.has("keys.js") && imported.has("dom.js"), [...imported].join(", "));
+    for (const name of ["app.js", ...imported]) {
+      const response = await fetch(`${server.url}/dashboard/assets/${name}`);
+      assert.equal(response.status, 200, name);
+      assert.match(response.headers.get("content-type") ?? "", /^text\/javascript/, name);
+    }
   });
 });
 
