@@ -1,5 +1,5 @@
 import { randomBytes } from "node:crypto";
-import { closeSync, linkSync, openSync, renameSync, rmSync, statSync } from "node:fs";
+import { closeSync, existsSync, linkSync, openSync, renameSync, rmSync, statSync } from "node:fs";
 import { basename, dirname, join, resolve } from "node:path";
 import Database from "better-sqlite3";
 
@@ -20,6 +20,8 @@ export function backUpSqlite(source: string, target: string): { bytes: number; s
   if (["-journal", "-wal", "-shm"].some((suffix) => resolve(target) === resolve(`${source}${suffix}`))) {
     throw new BackupError(`${target} is named as the database's own journal or WAL, which SQLite deletes or replays: name the backup otherwise`);
   }
+  // Said before copying a large database for nothing; taking the name below refuses one made meanwhile too.
+  if (existsSync(target)) throw new BackupError(`${target} already exists: name a new file for the backup`);
   const partial = join(dirname(target), `.${basename(target)}.${suffix()}.partial`);
   // Best effort: a leftover that cannot be removed must not hide the backup's outcome.
   const cleanUp = (): void => {
