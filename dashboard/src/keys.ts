@@ -67,14 +67,14 @@ export function keyRows(
 }
 
 /**
- * Draws the keys again with `redraw`, keeping the new keys' secrets on screen (all not dismissed): rotating a key (create
- * the new one, revoke the old, then copy) used to lose the new secret, which is never shown again, and so did making a
- * second key.
+ * The new keys' secrets on the page as a view starts drawing it; asked once its data has come, those still there (not
+ * dismissed, not taken into a dialog by a navigation meanwhile), for the page drawn anew to keep: rotating a key
+ * (create the new one, revoke the old, then copy) used to lose the new secret, which is never shown again, and so did
+ * making a second key.
  */
-export async function keepingSecrets(redraw: () => Promise<void>): Promise<void> {
+export function secretsOnPage(): () => Element[] {
   const secrets = [...(document.getElementById("new-key")?.children ?? [])];
-  await redraw();
-  document.getElementById("new-key")?.replaceChildren(...secrets.filter((s) => !(s instanceof HTMLElement) || s.dataset.dismissed === undefined));
+  return () => secrets.filter((secret) => secret.parentElement?.id === "new-key");
 }
 
 /**
@@ -108,7 +108,7 @@ function newKeySecret(key: string, name: unknown, title: string): HTMLElement {
 /**
  * The form that makes a key (name, mode) by a POST to `createPath`, and the place its secret is shown once, above the
  * keys `redraw` draws anew: a member's Keys page, and an account's page for the operator (a key of the account's own).
- * `shown`: secrets of keys made before, not dismissed yet, that a page drawn anew keeps on screen; `title`: whose key
+ * `shown`: secrets of keys made before, not dismissed yet (secretsOnPage), that the page drawn anew keeps; `title`: whose key
  * the secret says it is, and the title of the dialog it goes into if its person leaves the page.
  */
 export function createKeyForm(
@@ -146,7 +146,7 @@ export function createKeyForm(
         // On screen at once, and again in the list drawn anew (which a navigation may overtake: then the secret on
         // screen goes into a dialog over the next page, see keepWhatIsLeft).
         showSecret(secret);
-        await keepingSecrets(redraw);
+        await redraw();
         showSecret(secret);
       },
     ),

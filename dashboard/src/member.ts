@@ -1,17 +1,16 @@
 import { breakdownTables, dailyChart, quotaBar, usageNumbers, type Breakdown } from "./charts.js";
-import { createKeyForm, creatorLabel, keepingSecrets, keyRows } from "./keys.js";
+import { createKeyForm, creatorLabel, keyRows, secretsOnPage } from "./keys.js";
 import { api, ApiFailure, errorText, h, newNavigation, show, state, table, type Json } from "./dom.js";
 
-/** The member's Keys page drawn again, the new keys' secrets kept. */
-const keysKeepingSecrets = (): Promise<void> => keepingSecrets(keysView);
-
 export async function keysView(): Promise<void> {
+  // New keys' secrets not dismissed yet stay on the page drawn anew (another key made or revoked).
+  const secrets = secretsOnPage();
   const keys = (await api<{ data: Json[] }>("GET", "/dashboard/api/keys")).data;
   const account = state.session?.account;
   show(
     h("h1", {}, "API keys"),
     h("p", { class: "muted" }, `Account ${account?.name ?? ""} · plan ${account?.plan ?? ""}`),
-    ...createKeyForm("/dashboard/api/keys", keysView),
+    ...createKeyForm("/dashboard/api/keys", keysView, secrets()),
     keys.length === 0
       ? h("p", { class: "empty" }, "No keys yet. Create one above, then send it as “Authorization: Bearer …”.")
       : table(
@@ -19,7 +18,7 @@ export async function keysView(): Promise<void> {
           keyRows(
             keys,
             (id) => `/dashboard/api/keys/${id}/revoke`,
-            keysKeepingSecrets,
+            keysView,
             (k) => creatorLabel(k, typeof k.created_by_email === "string" ? k.created_by_email : undefined, state.session?.email),
           ),
         ),

@@ -17,7 +17,7 @@ import {
   when,
   type Json,
 } from "./dom.js";
-import { createKeyForm, creatorLabel, keyRows } from "./keys.js";
+import { createKeyForm, creatorLabel, keyRows, secretsOnPage } from "./keys.js";
 
 /** The plans the server serves, as its config file defines them (custom ones included), by name. */
 const planNames = async (): Promise<string[]> => (await api<{ data: Json[] }>("GET", "/admin/api/plans")).data.map((p) => String(p.name));
@@ -208,7 +208,7 @@ export async function accountView(id: string): Promise<void> {
   // Links of new invitations not dismissed yet stay on the page drawn anew (another member removed, the plan changed).
   const links = [...(document.getElementById("invite-result")?.children ?? [])];
   // And so do new keys' secrets, shown once (a plan change or a revocation redraws the page under them).
-  const secrets = [...(document.getElementById("new-key")?.children ?? [])];
+  const secrets = secretsOnPage();
   const [account, keys, members, usage, breakdown, plans] = await Promise.all([
     api(`GET`, base),
     api<{ data: Json[] }>("GET", `${base}/keys`),
@@ -219,7 +219,6 @@ export async function accountView(id: string): Promise<void> {
   ]);
   // Not those dismissed meanwhile, nor those a navigation moved into a dialog (see keepWhatIsLeft).
   const stillShown = links.filter((link) => link.parentElement?.id === "invite-result");
-  const secretsShown = secrets.filter((secret) => secret.parentElement?.id === "new-key");
   const name = String(account.name);
   const emailOf = new Map(members.data.map((m) => [String(m.id), String(m.email)]));
   const active = account.status === "active";
@@ -332,7 +331,7 @@ export async function accountView(id: string): Promise<void> {
       { "aria-labelledby": "keys-title" },
       h("h2", { id: "keys-title" }, "Keys"),
       // The operator's keys are the account's own (created by no member): a self-hoster needs no member to get one.
-      ...createKeyForm(`${base}/keys`, () => accountView(id), secretsShown, `New key of ${name}`),
+      ...createKeyForm(`${base}/keys`, () => accountView(id), secrets(), `New key of ${name}`),
       keys.data.length === 0
         ? h("p", { class: "empty" }, "No keys yet. Create one above, or let its members create theirs on their Keys page.")
         : table(
