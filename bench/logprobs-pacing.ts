@@ -12,7 +12,7 @@ import { DistributionPacer } from "../src/engines/embedded/distribution-pacer.js
 import { EmbeddedEngine } from "../src/engines/embedded/embedded-engine.js";
 import { GrammarCache } from "../src/engines/embedded/grammars.js";
 import type { GenerationRequest } from "../src/engines/types.js";
-import { benchModel } from "./bench-model.js";
+import { benchModel, textRequest } from "./bench-model.js";
 
 const { values } = parseArgs({
   options: {
@@ -34,16 +34,8 @@ const llama = await getLlama({ gpu: false, logLevel: LlamaLogLevel.error });
 const model = await llama.loadModel({ modelPath: await benchModel() });
 const grammars = new GrammarCache(llama);
 
-const request = (content: string, maxTokens: number, signal: AbortSignal, topLogprobs?: number): GenerationRequest => ({
-  messages: [{ role: "user", content }],
-  maxTokens,
-  temperature: 0,
-  topP: 1,
-  stop: [],
-  constraint: { type: "text" },
-  signal,
-  ...(topLogprobs === undefined ? {} : { topLogprobs }),
-});
+const request = (content: string, maxTokens: number, signal: AbortSignal, topLogprobs?: number): GenerationRequest =>
+  textRequest(content, maxTokens, { signal, ...(topLogprobs === undefined ? {} : { topLogprobs }) });
 
 interface Round {
   plainMs: number;

@@ -12,7 +12,7 @@ import { getLlama, LlamaLogLevel } from "node-llama-cpp";
 import { EmbeddedEngine } from "../src/engines/embedded/embedded-engine.js";
 import { GrammarCache } from "../src/engines/embedded/grammars.js";
 import type { GenerationRequest } from "../src/engines/types.js";
-import { benchModel } from "./bench-model.js";
+import { benchModel, textRequest } from "./bench-model.js";
 
 const { values } = parseArgs({
   options: {
@@ -30,16 +30,8 @@ const long = model.detokenize(
   model.tokenize("the product and the revenue of the quarter grew. ".repeat(400)).slice(0, Number(values["prompt-tokens"])),
 );
 
-const request = (content: string, maxTokens: number, onText?: () => void): GenerationRequest => ({
-  messages: [{ role: "user", content }],
-  maxTokens,
-  temperature: 0,
-  topP: 1,
-  stop: [],
-  constraint: { type: "text" },
-  signal: new AbortController().signal,
-  ...(onText === undefined ? {} : { onText }),
-});
+const request = (content: string, maxTokens: number, onText?: () => void): GenerationRequest =>
+  textRequest(content, maxTokens, onText === undefined ? {} : { onText });
 
 interface Round {
   promptMs: number;

@@ -69,7 +69,7 @@ export class DistributionPacer {
     });
   }
 
-  /** How many times a reader waited for others: for the tests and the logs. */
+  /** How many times a reader waited for others (the tests count them). */
   get waited(): number {
     return this.waits;
   }
