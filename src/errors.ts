@@ -233,7 +233,9 @@ export const errors = {
   unknownPlan: (plan: string, known: readonly string[]) => {
     // Case and small slips: "Starter" or "profesional" name the plan meant; "gold" names none.
     const byLowerCase = new Map(known.map((k) => [k.toLowerCase(), k]));
-    const meant = byLowerCase.get(closest(plan.toLowerCase(), byLowerCase.keys(), slipEdits(plan)) ?? "");
+    // A shortening ("pro" for "professional") names the one plan it begins, when only one does.
+    const begun = plan.length >= 2 ? [...byLowerCase.keys()].filter((k) => k.startsWith(plan.toLowerCase())) : [];
+    const meant = byLowerCase.get(closest(plan.toLowerCase(), byLowerCase.keys(), slipEdits(plan)) ?? (begun.length === 1 ? begun[0]! : ""));
     const hint = meant === undefined ? "" : ` Did you mean '${meant}'?`;
     return invalid("invalid_parameter", `Invalid 'plan': there is no plan '${shortened(plan)}'.${hint} Plans: ${known.join(", ")}.`, "plan");
   },

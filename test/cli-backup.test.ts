@@ -85,9 +85,16 @@ describe("alveare backup", () => {
     assert.match(over.stderr, /already exists: name a new file for the backup/);
     assert.equal(readFileSync(existing, "utf8"), "an earlier backup");
 
-    const noDirectory = backup([join(dir, "missing", "b.db"), "--data-dir", dataDir]);
-    assert.equal(noDirectory.status, 1);
-    assert.match(noDirectory.stderr, /no directory for .*missing\/b\.db: create it first/);
+    // Missing directories are made, as `mkdir -p` would (the help's `backups/alveare-$(date +%F).db` on a first run), its owner's only.
+    const nested = join(dir, "backups", "daily", "b.db");
+    const made = backup([nested, "--data-dir", dataDir]);
+    assert.equal(made.status, 0, made.stderr);
+    assert.equal(statSync(join(dir, "backups")).mode & 0o777, 0o700);
+    assert.equal(statSync(join(dir, "backups", "daily")).mode & 0o777, 0o700);
+    assert.equal(statSync(nested).mode & 0o777, 0o600);
+    const underFile = backup([join(existing, "b.db"), "--data-dir", dataDir]);
+    assert.equal(underFile.status, 1);
+    assert.match(underFile.stderr, /earlier-backup\.db is not a directory: name a backup file in one/);
 
     const noDatabase = backup([join(dir, "b.db"), "--data-dir", join(dir, "elsewhere")]);
     assert.equal(noDatabase.status, 1);
@@ -111,7 +118,8 @@ describe("alveare backup", () => {
     assert.equal(journal.status, 1);
     assert.match(journal.stderr, /named as the database's own journal or WAL/);
     // No failed backup left a file behind, under the backup's name or a temporary one.
-    assert.deepEqual(readdirSync(dir).sort(), ["data", "earlier-backup.db", "junk"]);
+    assert.deepEqual(readdirSync(dir).sort(), ["backups", "data", "earlier-backup.db", "junk"]);
+    assert.deepEqual(readdirSync(join(dir, "backups", "daily")), ["b.db"]);
     assert.deepEqual(
       readdirSync(dataDir).filter((f) => !f.startsWith("alveare.db")),
       [],

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import Database from "better-sqlite3";
 import { spawnSync } from "node:child_process";
-import { copyFileSync, existsSync, readFileSync, writeFileSync } from "node:fs";
+import { copyFileSync, existsSync, readFileSync, realpathSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import type { AddressInfo } from "node:net";
 import { join } from "node:path";
@@ -177,6 +177,25 @@ describe("alveare help and version", () => {
     assert.equal(escaped.stderr, "alveare: accounts list takes no arguments, got '\\u001b[2J'; see alveare accounts list --help\n");
   });
 
+  it("names an option left without its value when the next word is another option, not the word after that", () => {
+    // Before: commander took `--host` for the port, then said "serve takes no arguments, got '0.0.0.0'"
+    // (and for `--port --model m.gguf`, asked for the model as an option).
+    const dataDir = tempDir();
+    for (const [args, line] of [
+      [["serve", "--port", "--host", "0.0.0.0"], "alveare: --port needs a value, but is followed by the option --host; see alveare serve --help"],
+      [["serve", "--port", "--model", "m.gguf"], "alveare: --port needs a value, but is followed by the option --model; see alveare serve --help"],
+      [
+        ["keys", "create", "--account", "--json", "--data-dir", dataDir],
+        "alveare: --account needs a value, but is followed by the option --json; see alveare keys create --help",
+      ],
+    ] as const) {
+      const result = alveare([...args]);
+      assert.equal(result.status, 2, args.join(" "));
+      assert.equal(result.stderr, `${line}\n`);
+    }
+    assert.equal(existsSync(join(dataDir, "alveare.db")), false, "nothing was created");
+  });
+
   it("points a missing option, argument or value at the command's own help", () => {
     // Before, these lines said what was missing but not where the command's options are listed.
     for (const [args, line] of [
@@ -238,8 +257,9 @@ describe("alveare exit codes and output", () => {
     assert.equal(accounts.stderr, `using ${database}\n`);
 
     const keys = alveare(["keys", "list", "--account", accountId, "--data-dir", dataDir], env);
+    // A key the operator made is the account's own: "account", as the dashboard says.
     assert.match(lines(keys.stdout)[0]!, /^ID\s+NAME\s+MODE\s+PREFIX\s+CREATED\s+CREATED BY\s+LAST USED\s+STATUS$/);
-    assert.match(lines(keys.stdout)[1]!, /^key_\w+\s+-\s+live\s+alv_live_\S+\s+\d{4}-\d\d-\d\d \d\d:\d\dZ\s+-\s+-\s+active$/);
+    assert.match(lines(keys.stdout)[1]!, /^key_\w+\s+-\s+live\s+alv_live_\S+\s+\d{4}-\d\d-\d\d \d\d:\d\dZ\s+account\s+-\s+active$/);
 
     const usage = alveare(["usage", "--account", accountId, "--data-dir", dataDir], env);
     assert.equal(usage.status, 0, usage.stderr);
@@ -404,6 +424,13 @@ describe("alveare account commands and the config file's plans", () => {
     assert.doesNotMatch(gold.stderr, /Did you mean/);
     const typo = alveare(["accounts", "create", "--name", "x", "--plan", "profesional", "--data-dir", dataDir]);
     assert.match(lines(typo.stderr).at(-1)!, /Did you mean 'professional'\?/);
+    // A shortening names the one plan it begins; one that begins several names none.
+    const short = alveare(["accounts", "update", "acct_x", "--plan", "pro", "--data-dir", dataDir]);
+    assert.equal(short.status, 2);
+    assert.match(lines(short.stderr).at(-1)!, /there is no plan 'pro'\. Did you mean 'professional'\?/);
+    const several = alveare(["accounts", "create", "--name", "x", "--plan", "s", "--data-dir", dataDir]);
+    assert.equal(several.status, 2);
+    assert.doesNotMatch(several.stderr, /Did you mean/);
   });
 });
 
@@ -452,6 +479,31 @@ describe("alveare serve start-up failures", () => {
     assert.match(fromFile.stderr, /\/also-nope\.gguf \(given by --model\)/);
   });
 
+  it("a missing relative model path names where it was looked for, and where npm start runs when it was typed elsewhere", () => {
+    // Before: `cd sdk && npm start -- --model ./my-model.gguf` said only "model file not found: ./my-model.gguf",
+    // which is in sdk/, while npm had run the server in the package's directory.
+    const runsIn = realpathSync(tempDir());
+    const typedIn = tempDir();
+    const started = spawnSync(process.execPath, [CLI, "serve", "--model", "./my-model.gguf", "--port", "0", "--data-dir", tempDir()], {
+      cwd: runsIn,
+      env: cleanEnv({ npm_lifecycle_event: "start", INIT_CWD: typedIn }),
+      encoding: "utf8",
+    });
+    assert.equal(started.status, 2);
+    assert.deepEqual(lines(started.stderr), [
+      `alveare: model file not found: ${join(runsIn, "my-model.gguf")} (given by --model as ./my-model.gguf; npm start runs in ${runsIn}, not in ${typedIn} where it was typed: give an absolute path); pass an existing .gguf file or an hf: URI`,
+    ]);
+    // Typed where it runs: the absolute path, without the note.
+    const here = spawnSync(process.execPath, [CLI, "serve", "--model", "my-model.gguf", "--port", "0", "--data-dir", tempDir()], {
+      cwd: runsIn,
+      env: cleanEnv(),
+      encoding: "utf8",
+    });
+    assert.deepEqual(lines(here.stderr), [
+      `alveare: model file not found: ${join(runsIn, "my-model.gguf")} (given by --model as my-model.gguf); pass an existing .gguf file or an hf: URI`,
+    ]);
+  });
+
   it("a directory given as the model is named as one, with the .gguf file it holds", async () => {
     const model = await tinyModel();
     const holder = tempDir();
@@ -496,7 +548,7 @@ describe("alveare serve start-up failures", () => {
     const missing = alveare(withAdapter("./adapters/nope.gguf"));
     assert.equal(missing.status, 2);
     assert.deepEqual(lines(missing.stderr), [
-      `alveare: LoRA adapter not found: ./adapters/nope.gguf (given by 'specialists.tickets.lora.path' in ${config}); pass an existing .gguf adapter, or remove 'lora'`,
+      `alveare: LoRA adapter not found: ${join(process.cwd(), "adapters", "nope.gguf")} (given by 'specialists.tickets.lora.path' in ${config} as ./adapters/nope.gguf); pass an existing .gguf adapter, or remove 'lora'`,
     ]);
     assert.equal(missing.stdout, "", "nothing was logged: no model was loaded");
     const notAdapter = join(tempDir(), "adapter.gguf");

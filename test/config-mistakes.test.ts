@@ -163,6 +163,20 @@ describe("a specialist's output in the config file", () => {
   });
 });
 
+describe("a specialist turned off in the config file", () => {
+  it("must be one that exists: a misspelt id turned nothing off and left the one meant served", () => {
+    assert.equal(
+      loadText(JSON.stringify({ specialists: { clasify: { enabled: false } } }), "loaded"),
+      "configuration error at specialists.clasify: turns off no specialist: there is none named 'clasify' (did you mean 'classify'?)",
+    );
+    assert.equal(
+      loadText(JSON.stringify({ specialists: { translate: { enabled: false } } }), "loaded"),
+      "configuration error at specialists.translate: turns off no specialist: there is none named 'translate'",
+    );
+    assert.equal(loadText(JSON.stringify({ specialists: { classify: { enabled: false } } }), "loaded"), "loaded");
+  });
+});
+
 describe("a key written twice in the config file", () => {
   const load = (text: string): string => loadText(text, "loaded");
 

@@ -338,7 +338,7 @@ export function registerAccountCommands(program: Command): void {
         }
         print(
           table(
-            // CREATED BY: the member whose removal revokes the key ("-": the account's own, made by the operator).
+            // CREATED BY: the member whose removal revokes the key ("account": the account's own, made by the operator, as the dashboard says).
             ["id", "name", "mode", "prefix", "created", "created by", "last used", "status"],
             list.map((k) => [
               k.id,
@@ -346,7 +346,7 @@ export function registerAccountCommands(program: Command): void {
               k.mode,
               k.prefix,
               shortTime(k.createdAt),
-              k.createdBy ?? "-",
+              k.createdBy ?? "account",
               shortTime(k.lastUsedAt),
               k.revokedAt ? `revoked ${shortTime(k.revokedAt)}` : "active",
             ]),

@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
-import { resolve } from "node:path";
+import { dirname, resolve } from "node:path";
 import type { Command } from "commander";
+import { makeDirectorySync } from "../make-directory.js";
 import { storeLocation } from "../store/create-store.js";
 import { BackupError, backUpSqlite } from "../store/sqlite/sqlite-backup.js";
 import { OTHER_DATA_DIR_HINT } from "./admin-commands.js";
@@ -38,6 +39,12 @@ export function registerBackupCommand(program: Command): void {
       if (!existsSync(source)) throw new RuntimeError(`no database at ${source}: ${OTHER_DATA_DIR_HINT}`);
       const target = resolve(file);
       if (!o.json) note(`backing up ${source}`);
+      try {
+        // As `mkdir -p` would (the help's `backups/…` works on a first run), readable by its owner only, as the copy.
+        makeDirectorySync(dirname(target), 0o700);
+      } catch (error) {
+        throw new RuntimeError(error instanceof Error ? error.message : String(error));
+      }
       let copied: ReturnType<typeof backUpSqlite>;
       try {
         copied = backUpSqlite(source, target);

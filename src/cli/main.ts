@@ -2,7 +2,7 @@
 import { Command, CommanderError, type Option } from "commander";
 import { VERSION } from "../version.js";
 import { registerAccountCommands } from "./admin-commands.js";
-import { exitCodeOf, messageOf } from "./exit.js";
+import { exitCodeOf, messageOf, UsageError } from "./exit.js";
 import { registerMigrateCommand } from "./migrate-command.js";
 import { registerBackupCommand } from "./backup-command.js";
 import { visible } from "./output.js";
@@ -128,6 +128,25 @@ function unknownOptionFirst(program: Command, argv: string[]): void {
   }
 }
 
+/**
+ * `serve --port --host 0.0.0.0`: commander takes `--host` for the port's value, then names `0.0.0.0` as a stray
+ * argument (or, for `--port --model m.gguf`, asks for the model that was given). An option that needs a value and is
+ * followed by another of the command's options is named as the mistake instead.
+ */
+function refuseMissingValue(program: Command, argv: string[], path: string): void {
+  const { command, next } = commandOf(program, argv);
+  const options = [...command.options, command.createHelp().visibleOptions(command)].flat();
+  const optionOf = (token: string): Option | undefined => options.find((o) => o.long === token.split("=")[0] || o.short === token);
+  for (let i = next; i < argv.length && argv[i] !== "--"; i++) {
+    const option = optionOf(argv[i]!);
+    if (option === undefined || !option.required || argv[i]!.includes("=")) continue;
+    const value = argv[++i];
+    if (value !== undefined && value.startsWith("-") && optionOf(value) !== undefined) {
+      throw new UsageError(`${option.long ?? argv[i - 1]} needs a value, but is followed by the option ${value}; see ${path} --help`);
+    }
+  }
+}
+
 /** The (sub)command the leading words of argv name, and the index of the first word after them. */
 function commandOf(program: Command, argv: string[]): { command: Command; next: number } {
   let command = program;
@@ -155,6 +174,7 @@ async function main(argv: string[]): Promise<void> {
     named.command = commandOf(program, args).command;
     named.path = pathOf(named.command);
     unknownOptionFirst(program, args);
+    refuseMissingValue(program, args, named.path);
     await program.parseAsync(args, { from: "user" });
   } catch (error) {
     // Commander has already printed its own message (and help, where asked for).

@@ -1,6 +1,6 @@
 import { readdirSync } from "node:fs";
 import { stat } from "node:fs/promises";
-import { join } from "node:path";
+import { isAbsolute, join, resolve } from "node:path";
 import { createServer } from "node:net";
 import { constants as osConstants } from "node:os";
 import { DEFAULT_REDIS_PREFIX, reachableUrl, type ServeFlags, type ServerConfig } from "../config/config.js";
@@ -41,6 +41,24 @@ function ggufHint(directory: string): string {
 }
 
 /**
+ * A missing file as the file system was asked for it, and as given when that was a relative path: `npm start` runs
+ * in the package's directory, so `./model.gguf` typed in another one is looked for where the user did not put it.
+ */
+function missingFile(location: string, source: string): string {
+  if (isAbsolute(location)) return `${location} (given by ${source})`;
+  const elsewhere = npmStartedElsewhere();
+  const npm = elsewhere === undefined ? "" : `; npm start runs in ${process.cwd()}, not in ${elsewhere} where it was typed: give an absolute path`;
+  return `${resolve(location)} (given by ${source} as ${location}${npm})`;
+}
+
+/** Where `npm start` was typed, when that is not the directory it runs the server in. */
+function npmStartedElsewhere(): string | undefined {
+  const typedIn = process.env.INIT_CWD;
+  if (process.env.npm_lifecycle_event !== "start" || typedIn === undefined || typedIn === "" || typedIn === process.cwd()) return undefined;
+  return typedIn;
+}
+
+/**
  * Every local model file and LoRA adapter a specialist will load must exist;
  * checked before the llama.cpp runtime starts, and the message names the flag,
  * variable or field that gave the path.
@@ -60,7 +78,7 @@ async function checkLocalModels(config: ServerConfig, flags: ServeFlags): Promis
         ? settingSource({ name: "--model", value: flags.model }, "ALVEARE_MODEL", "models.base", configFile)
         : `'models.${engine.model}' in ${configFile ?? "the config file"}`;
     if (problem === "missing")
-      throw new UsageError(`model file not found: ${location} (given by ${source}); pass an existing .gguf file or an hf: URI`);
+      throw new UsageError(`model file not found: ${missingFile(location, source)}; pass an existing .gguf file or an hf: URI`);
     if (problem === "directory") throw new UsageError(`${location} is a directory (given by ${source}); pass ${ggufHint(location)}`);
     if (problem instanceof Error) throw new UsageError(`cannot read the model file ${location} (given by ${source}): ${problem.message}`);
     throw new UsageError(`${location} is not a GGUF model file (given by ${source}); pass a .gguf file or an hf: URI`);
@@ -72,7 +90,7 @@ async function checkLocalModels(config: ServerConfig, flags: ServeFlags): Promis
     if (problem === undefined) continue;
     const source = `'specialists.${id}.lora.path' in ${configFile ?? "the config file"}`;
     if (problem === "missing")
-      throw new UsageError(`LoRA adapter not found: ${path} (given by ${source}); pass an existing .gguf adapter, or remove 'lora'`);
+      throw new UsageError(`LoRA adapter not found: ${missingFile(path, source)}; pass an existing .gguf adapter, or remove 'lora'`);
     if (problem === "directory") throw new UsageError(`${path} is a directory (given by ${source}); pass ${ggufHint(path)}`);
     if (problem instanceof Error) throw new UsageError(`cannot read the LoRA adapter ${path} (given by ${source}): ${problem.message}`);
     throw new UsageError(
@@ -122,8 +140,8 @@ function listenProblem(error: NodeJS.ErrnoException, config: ServerConfig, flags
  * keep the data it had).
  */
 function warnOfNpmDirectory(logger: Logger, dataDir: string): void {
-  const typedIn = process.env.INIT_CWD;
-  if (process.env.npm_lifecycle_event !== "start" || typedIn === undefined || typedIn === "" || typedIn === process.cwd()) return;
+  const typedIn = npmStartedElsewhere();
+  if (typedIn === undefined) return;
   logger.warn(
     { typed_in: typedIn, runs_in: process.cwd(), data_dir: dataDir },
     `npm start runs in ${process.cwd()}, not in ${typedIn} where it was typed: CLI commands (npx alveare …) reach this server's data when run there, or given --data-dir ${dataDir}`,

@@ -1,6 +1,7 @@
 import type { EngineConfig } from "../engines/engine-kinds.js";
 import type { RemoteEngineConfig, Upstream } from "../engines/remote/remote-kind.js";
 import type { OutputConstraint } from "../engines/types.js";
+import { closest, slipEdits } from "../closest-name.js";
 import { parseConfigPart } from "../schema/config-errors.js";
 import { classifierPrompt, defaultSpecialists } from "../specialists/defaults.js";
 import type { SpecialistDefinition } from "../specialists/specialist.js";
@@ -135,7 +136,11 @@ export function parseSpecialists(raw: unknown): SpecialistDefinition[] {
   for (const [id, value] of Object.entries(parseConfigPart(specialistsTable, raw, "specialists"))) {
     const path = `specialists.${id}.`;
     if (value.enabled === false) {
-      byId.delete(id);
+      // A misspelt id ("clasify") would otherwise turn nothing off, silently, and the one meant stay served.
+      if (!byId.delete(id)) {
+        const meant = closest(id, byId.keys(), slipEdits(id));
+        fail(`specialists.${id}`, `turns off no specialist: there is none named '${id}'${meant === undefined ? "" : ` (did you mean '${meant}'?)`}`);
+      }
       continue;
     }
     const base = byId.get(id);

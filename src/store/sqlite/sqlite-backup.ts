@@ -44,6 +44,7 @@ export function backUpSqlite(source: string, target: string): { bytes: number; s
     if (error instanceof BackupError) throw error;
     if (codeOf(error) === "EEXIST") throw new BackupError(`${target} already exists: name a new file for the backup`);
     if (codeOf(error) === "ENOENT") throw new BackupError(`no directory for ${target}: create it first`);
+    if (codeOf(error) === "ENOTDIR") throw new BackupError(`${dirname(target)} is not a directory: name a backup file in one`);
     if (codeOf(error) === "SQLITE_NOTADB") throw new BackupError(`${source} is not a SQLite database`);
     throw new BackupError(`could not back up to ${target}: ${error instanceof Error ? error.message : String(error)}`);
   } finally {
