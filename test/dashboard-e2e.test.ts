@@ -298,7 +298,7 @@ describe("dashboard in a real browser", { skip: noChromium }, () => {
     // The account id in the page's address is one path segment: a crafted link cannot steer the page's calls elsewhere.
     const acmeHash = new URL(operator.url()).hash;
     await operator.goto(`${server.url}/dashboard/#account=acct_nosuch%2F..%2F${acmeHash.slice("#account=".length)}`);
-    await operator.getByRole("heading", { name: "Something went wrong" }).waitFor();
+    await operator.getByRole("heading", { name: "Not found" }).waitFor();
     await operator.goto(`${server.url}/dashboard/${acmeHash}`);
     await operator.getByRole("heading", { name: "Account acme" }).waitFor();
     await operator.getByRole("button", { name: /^Revoke key “staging”/ }).click();

@@ -436,6 +436,32 @@ describe("dashboard first contact", { skip: noChromium }, () => {
       .waitFor();
     assert.equal(await page.evaluate("location.hash"), "#audit?action=operator.signed_in");
     assert.equal(await page.getByRole("row", { name: /account\.created/ }).count(), 0);
+    // A filter the server refuses (an impossible day in a hand-made address) is said under the filters, which stay to
+    // fix it. Before, the whole page was replaced by "Something went wrong" and the message.
+    await page.goto(`${server.url}/dashboard/#audit?since=2026-02-30&action=operator.signed_in`);
+    await page
+      .getByRole("region", { name: "Records" })
+      .getByRole("alert")
+      .getByText(/^No records could be read: .*since/)
+      .waitFor();
+    assert.equal(await page.getByRole("heading", { name: "Audit log" }).count(), 1);
+    assert.equal(await page.getByLabel("Action").inputValue(), "operator.signed_in");
+    await page.getByRole("button", { name: "Filter" }).click();
+    await page
+      .getByRole("row", { name: /operator\.signed_in/ })
+      .first()
+      .waitFor();
+    assert.equal(await page.evaluate("location.hash"), "#audit?action=operator.signed_in");
+    // An account that is not there (a mistyped or old link) is "Not found", with the way back to all accounts.
+    await page.goto(`${server.url}/dashboard/#account=acct_doesnotexist`);
+    await page.getByRole("heading", { name: "Not found" }).waitFor();
+    await page
+      .getByRole("alert")
+      .getByText(/acct_doesnotexist/)
+      .waitFor();
+    await page.getByRole("link", { name: "Go to all accounts" }).click();
+    await page.getByRole("heading", { name: "Accounts" }).waitFor();
+    assert.equal(await page.evaluate("location.hash"), "#admin");
     await page.close();
   });
 

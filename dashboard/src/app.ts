@@ -28,6 +28,15 @@ import { activityView, auditFilters, auditView } from "./audit.js";
 
 const MIN_PASSWORD = 12;
 const MEMBER_PAGES = ["#keys", "#usage", "#plan", "#activity"];
+/** What a link to a menu entry says, on a page that failed. */
+const PAGE_NAMES: Record<string, string> = {
+  "#admin": "all accounts",
+  "#audit": "the whole audit log",
+  "#keys": "Keys",
+  "#usage": "Usage",
+  "#plan": "Plan",
+  "#activity": "Activity",
+};
 
 /**
  * The menu entry of the page a hash shows: an unknown hash (#bogus, a member's #admin) shows that person's first
@@ -242,7 +251,17 @@ async function showPage(hash: string): Promise<void> {
       if (!state.expired) await loginView();
       return;
     }
-    show(h("h1", {}, "Something went wrong"), h("p", { class: "error", role: "alert" }, errorText(error)));
+    // A way on from here: the page's menu entry for what is not there (a mistyped or deleted account's link), and
+    // another try for what failed (it may have been the network). It was a dead end with a raw message.
+    const missing = error instanceof ApiFailure && error.status === 404;
+    const home = menuEntry(state.session?.kind ?? "member", hash);
+    show(
+      h("h1", {}, missing ? "Not found" : "Something went wrong"),
+      h("p", { class: "error", role: "alert" }, errorText(error)),
+      home !== hash
+        ? h("p", {}, h("a", { href: home }, `Go to ${PAGE_NAMES[home] ?? "the first page"}`))
+        : h("button", { type: "button", class: "secondary", onclick: () => void route() }, "Try again"),
+    );
   }
 }
 

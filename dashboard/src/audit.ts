@@ -89,7 +89,11 @@ async function recordsSection(base: string, query: URLSearchParams, withAccount:
     };
     return h("div", {}, h("button", { type: "button", class: "secondary", onclick }, "Show older records"), failure);
   };
-  await load(null, []);
+  await load(null, []).catch((error: unknown) => {
+    if (error instanceof ApiFailure && error.status === 401) throw error; // sign-in says why (see api())
+    // Said here, under the filters that can fix it (an impossible date, say): it replaced the whole page, filters and all.
+    body.replaceChildren(h("p", { class: "error", role: "alert" }, `No records could be read: ${errorText(error)}`));
+  });
   return section;
 }
 
