@@ -69,6 +69,13 @@ describe("dashboard invitation page", { skip: noChromium }, () => {
       await page.getByLabel("New password").fill(PASSWORD);
       await page.getByRole("button", { name: "Set password and sign in" }).click();
       await page.locator("main:not([aria-busy]) h1", { hasText: "API keys" }).waitFor();
+      // Opened again while signed in: the way on is the dashboard, not sign-in (it offered "Go to sign-in").
+      await page.goto(`${server.url}${path}`);
+      await page.locator("main:not([aria-busy]) h1", { hasText: "Invitation not valid" }).waitFor();
+      await page.getByText("You are signed in.", { exact: true }).waitFor();
+      assert.equal(await page.getByRole("link", { name: "Go to sign-in" }).count(), 0);
+      await page.getByRole("link", { name: "Go to your dashboard" }).click();
+      await page.locator("main:not([aria-busy]) h1", { hasText: "API keys" }).waitFor();
     } finally {
       await page.close();
     }

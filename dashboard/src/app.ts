@@ -150,8 +150,10 @@ async function inviteView(token: string): Promise<void> {
     show(
       h("h1", {}, "Invitation not valid"),
       h("p", { class: "error", role: "alert", "data-testid": "invitation-state" }, errorText(error)),
-      h("p", {}, "If you already set a password with it, sign in."),
-      h("p", {}, h("a", { href: "#login" }, "Go to sign-in")),
+      // Opened again by whoever used it, now signed in: sign-in is not where they are going.
+      ...(state.session === undefined
+        ? [h("p", {}, "If you already set a password with it, sign in."), h("p", {}, h("a", { href: "#login" }, "Go to sign-in"))]
+        : [h("p", {}, "You are signed in."), h("p", {}, h("a", { href: menuEntry(state.session.kind, "") }, "Go to your dashboard"))]),
     );
     return;
   }
