@@ -353,15 +353,47 @@ describe("HTTP contract: errors and request ids", () => {
     assert.match(pasted.headers.get("x-request-id") ?? "", /^req_[A-Za-z0-9]{20}$/);
     assert.ok(!JSON.stringify(server.logs.records()).includes(key), "the key is in no log line");
   });
-  it("ignores unknown fields, as OpenAI does", async () => {
-    const r = await postJson(`${server.url}/v1/chat/completions`, {
+  it("ignores unknown fields, but names them in the alveare-ignored-fields header and the request's log line", async () => {
+    // Before, `max_token` (a typo) was answered with the default 512 tokens and nothing said.
+    const chat = await postJson(
+      `${server.url}/v1/chat/completions`,
+      { model: "alveare-chat", messages: [{ role: "user", content: "x" }], max_tokens: 2, max_token: 2, top_k: 40, "bad name\u0001": 1 },
+      { "x-request-id": "ignored-fields-1" },
+    );
+    assert.equal(chat.status, 200);
+    // A name a header cannot carry as it is is counted, not echoed.
+    assert.equal(chat.headers.get("alveare-ignored-fields"), "max_token, top_k, 1 more");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    assert.equal(server.logs.requests().find((l) => l.request_id === "ignored-fields-1")?.ignored_fields, "max_token, top_k, 1 more");
+    // Fields the route reads, the ones it checks and then ignores included (user, frequency_penalty), are not named.
+    const known = await postJson(`${server.url}/v1/chat/completions`, {
       model: "alveare-chat",
       messages: [{ role: "user", content: "x" }],
       max_tokens: 2,
       user: "u1",
       frequency_penalty: 0,
     });
-    assert.equal(r.status, 200);
+    assert.equal(known.status, 200);
+    assert.equal(known.headers.get("alveare-ignored-fields"), null);
+    // A stream says it in its head; /v1/infer and /v1/embeddings as well; at most eight names.
+    const stream = await fetch(`${server.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ model: "alveare-chat", messages: [{ role: "user", content: "x" }], max_tokens: 2, stream: true, streem: true }),
+    });
+    assert.equal(stream.headers.get("alveare-ignored-fields"), "streem");
+    await stream.text();
+    const many = Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`f${i}`, i]));
+    const infer = await postJson(`${server.url}/v1/infer`, { specialist: "classify", prompt: "I love it", max_tokens: 2, maxTokens: 2, ...many });
+    assert.equal(infer.status, 200);
+    assert.equal(infer.headers.get("alveare-ignored-fields"), "maxTokens, f0, f1, f2, f3, f4, f5, f6, 3 more");
+    const embed = await postJson(`${server.url}/v1/embeddings`, { model: "alveare-embed", input: "x", encoding: "float" });
+    assert.equal(embed.status, 200);
+    assert.equal(embed.headers.get("alveare-ignored-fields"), "encoding");
+    // A refused body names nothing: its 400 says what is wrong.
+    const refused = await postJson(`${server.url}/v1/infer`, { specialist: "classify", prompt: "", maxTokens: 2 });
+    assert.equal(refused.status, 400);
+    assert.equal(refused.headers.get("alveare-ignored-fields"), null);
   });
   it("reports health with the package version", async () => {
     const r = await fetch(`${server.url}/health`);

@@ -355,7 +355,8 @@ describe("HTTP hardening: CORS", () => {
     assert.equal(r.headers.get("access-control-allow-origin"), "*");
     const exposed = (r.headers.get("access-control-expose-headers") ?? "").split(", ");
     // Every x-ratelimit-* header the gate can send, the token ones (plans that cap tokens) included.
-    for (const name of ["x-request-id", "retry-after", "retry-after-ms", "x-should-retry"]) assert.ok(exposed.includes(name), name);
+    for (const name of ["x-request-id", "retry-after", "retry-after-ms", "x-should-retry", "alveare-ignored-fields"])
+      assert.ok(exposed.includes(name), name);
     for (const kind of ["requests", "tokens"]) {
       for (const what of ["limit", "remaining", "reset"]) assert.ok(exposed.includes(`x-ratelimit-${what}-${kind}`), `x-ratelimit-${what}-${kind}`);
     }

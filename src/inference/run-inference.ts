@@ -36,6 +36,8 @@ export interface LogFields {
   /** The client stopped reading a stream and was cut. */
   stalled?: boolean;
   code?: string;
+  /** The body's top-level fields the route does not read (the alveare-ignored-fields header's value). */
+  ignored_fields?: string;
 }
 
 /**

@@ -257,6 +257,8 @@ const EXPOSED_HEADERS = [
   "x-ratelimit-limit-tokens",
   "x-ratelimit-remaining-tokens",
   "x-ratelimit-reset-tokens",
+  // The request's fields the route does not read: a typo said to a browser's developer too.
+  "alveare-ignored-fields",
 ].join(", ");
 
 /**

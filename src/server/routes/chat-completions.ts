@@ -12,6 +12,8 @@ import { NO_TELEMETRY } from "../../observability/telemetry.js";
 import { DEFAULT_HTTP_LIMITS } from "../../config/config.js";
 import { assistantMessage, toolCallChunkDelta } from "./tool-response.js";
 import { parseChatRequest } from "./chat-request.js";
+import { chatCompletionRequest } from "../../api/schemas/chat-completions.js";
+import { ignoredFieldsOf } from "../ignored-fields.js";
 import { findSpecialist, runInference } from "../../inference/run-inference.js";
 import { inferenceRequest } from "../inference-request.js";
 
@@ -36,9 +38,12 @@ function logprobsOf(entries: readonly TokenLogprob[] | undefined): ChatCompletio
   };
 }
 
+const sayIgnoredFields = ignoredFieldsOf(chatCompletionRequest);
+
 export async function chatCompletionsRoute(app: FastifyInstance, options: AppOptions): Promise<void> {
   app.post("/chat/completions", async (request, reply) => {
     const body = parseChatRequest(request.body);
+    sayIgnoredFields(request, reply);
     const specialist = findSpecialist(options, body.model, "model", MODEL_PREFIX);
     const id = completionId();
     const created = Math.floor(Date.now() / 1000);

@@ -2,6 +2,7 @@ import { setImmediate as nextTurn } from "node:timers/promises";
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { MODEL_PREFIX } from "../../api/types.js";
 import { embeddingsRequest } from "../../api/schemas/embeddings.js";
+import { ignoredFieldsOf } from "../ignored-fields.js";
 import type { Embedder, EmbeddingResult } from "../../engines/embedded/embeddings.js";
 import { normalise } from "../../engines/embedded/embeddings.js";
 import { ApiError, errors } from "../../errors.js";
@@ -138,9 +139,12 @@ async function runEmbedding(
   throw failure ?? errors.internal();
 }
 
+const sayIgnoredFields = ignoredFieldsOf(embeddingsRequest);
+
 export async function embeddingsRoute(app: FastifyInstance, options: AppOptions): Promise<void> {
   app.post("/embeddings", async (request, reply): Promise<FastifyReply> => {
     const body = parseBody(embeddingsRequest, request.body);
+    sayIgnoredFields(request, reply);
     const { specialist, embedder } = findEmbedder(options, body.model);
     const dimensions = body.dimensions ?? undefined;
     if (dimensions !== undefined && dimensions > embedder.dimensions) {

@@ -4,6 +4,7 @@ import type { AppOptions } from "../app.js";
 import { ApiError } from "../../errors.js";
 import { inferenceId } from "../../ids.js";
 import { inferRequest } from "../../api/schemas/infer.js";
+import { ignoredFieldsOf } from "../ignored-fields.js";
 import { parseBody } from "../../schema/request-errors.js";
 import { findSpecialist, runInference } from "../../inference/run-inference.js";
 import { inferenceRequest } from "../inference-request.js";
@@ -16,10 +17,13 @@ function inPromptTerms(error: unknown): never {
   throw error;
 }
 
+const sayIgnoredFields = ignoredFieldsOf(inferRequest);
+
 export async function inferRoute(app: FastifyInstance, options: AppOptions): Promise<void> {
   app.post("/infer", async (request, reply): Promise<InferResponse> => {
     const started = performance.now();
     const body = parseBody(inferRequest, request.body);
+    sayIgnoredFields(request, reply);
     const specialist = findSpecialist(options, body.specialist, "specialist");
     const result = await runInference(options, inferenceRequest(options, request, reply), specialist, "infer", {
       messages: [{ role: "user", content: body.prompt }],
