@@ -51,8 +51,14 @@ const KEY_ID_HINT = "That is a key's id (key_…), not the key: the key itself i
  * request. Each check runs before anything is counted, so a refusal costs
  * the caller nothing.
  */
+/** How long closing waits for admitted requests to finish (their ledger rows and limiter ends): a stalled store's timeout. */
+const FINISH_WAIT_MS = 5_000;
+
 export class AccountGate implements Gate {
   private readonly touched = new Map<string, number>();
+  /** Admissions not finished yet: close() waits for them, so their ends reach the ledger and Redis before those close. */
+  private unfinished = 0;
+  private allFinished: (() => void) | undefined;
   private readonly parts: GateParts;
 
   constructor(
@@ -196,6 +202,7 @@ export class AccountGate implements Gate {
       return { admitted: false, error: quotaExceeded(plan, now), limits: report };
     }
     const quotaTicket = ticket;
+    this.unfinished++;
     return {
       admitted: true,
       limits: acquired.report,
@@ -211,11 +218,19 @@ export class AccountGate implements Gate {
             if (error instanceof UnrecordedOutcomeError) used = 0;
             throw error;
           } finally {
-            await lease.settle(used);
+            try {
+              await lease.settle(used);
+            } finally {
+              this.finished();
+            }
           }
         },
       },
     };
+  }
+
+  private finished(): void {
+    if (--this.unfinished === 0) this.allFinished?.();
   }
 
   /**
@@ -240,8 +255,19 @@ export class AccountGate implements Gate {
     this.keys.touchKey(keyId, new Date(now).toISOString()).catch(() => undefined);
   }
 
-  /** The stores belong to whoever opened them (the server), which closes them after the gate. */
-  async close(): Promise<void> {}
+  /**
+   * Waits (FINISH_WAIT_MS at most) for the admitted requests still finishing. The server closes the gate once its
+   * engines and connections are done, but a request cut at the drain's deadline finishes after its stream has ended:
+   * Redis closed under it kept its concurrency slot and token reservation on the other nodes, unsaid, for up to a
+   * lease (30 s) or a window. The stores belong to whoever opened them (the server), which closes them after the gate.
+   */
+  async close(): Promise<void> {
+    if (this.unfinished === 0) return;
+    await new Promise<void>((resolve) => {
+      this.allFinished = resolve;
+      setTimeout(resolve, FINISH_WAIT_MS).unref();
+    });
+  }
 }
 
 /** The monthly quota's refusal: retry once the month is over. */
