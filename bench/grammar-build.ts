@@ -34,11 +34,16 @@ const largest = (make: (n: number) => unknown): unknown => {
 const schemas: Array<[string, unknown]> = [
   [`enum of ${L.maxEnumValues} values`, { enum: Array.from({ length: L.maxEnumValues }, (_, i) => `value-${i}`) }],
   [`${L.maxProperties} string properties`, props(L.maxProperties, () => ({ type: "string" }))],
+  ["objects nested to the depth limit", largest((n) => nested(n, (inner) => ({ type: "object", properties: { a: inner }, required: ["a"] })))],
   [
-    "objects nested to the depth limit",
-    nested(Math.floor(L.maxDepth / 2), (inner) => ({ type: "object", properties: { a: inner }, required: ["a"] })),
+    "nullable objects nested to the depth limit",
+    largest((n) => nested(n, (inner) => ({ anyOf: [{ type: "object", properties: { a: inner }, required: ["a"] }, { type: "null" }] }))),
   ],
-  ["arrays nested to the depth limit", nested(Math.floor(L.maxDepth / 2), (inner) => ({ type: "array", items: inner, minItems: 1, maxItems: 3 }))],
+  ["arrays nested to the depth limit", largest((n) => nested(n, (inner) => ({ type: "array", items: inner, minItems: 1, maxItems: 3 })))],
+  [
+    "objects of 8 properties nested to the depth limit",
+    largest((n) => nested(n, (inner) => props(8, (i) => (i === 0 ? inner : { type: "integer" })))),
+  ],
   ["properties of enums, up to the limits", largest((n) => props(n, (i) => ({ enum: Array.from({ length: 32 }, (_, j) => `v${i}-${j}`) })))],
   ["two-level objects, up to the limits", largest((n) => props(n, () => props(16, () => ({ type: "integer" }))))],
   ["three-level objects, up to the limits", largest((n) => props(n, () => props(8, () => props(8, () => ({ type: "integer" })))))],

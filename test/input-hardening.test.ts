@@ -50,6 +50,42 @@ describe("Input hardening: hostile values get a 400, never a 500", () => {
       schemaParam,
       new RegExp(`${JSON_SCHEMA_LIMITS.maxDepth} levels`),
     ));
+  it("counts a schema's levels as the answer's, not as its JSON's: an object level is one, an anyOf none", async () => {
+    // Before, each keyword's own object counted: 16 nested objects were refused as "more than 32 levels", and 8
+    // nullable ones (anyOf [object, null]).
+    const nested = (levels: number, wrap: (inner: unknown) => unknown): unknown => {
+      let schema: unknown = { type: "string" };
+      for (let i = 1; i < levels; i++) schema = wrap(schema);
+      return schema;
+    };
+    const object = (inner: unknown) => ({ type: "object", properties: { k: inner }, required: ["k"] });
+    const nullable = (inner: unknown) => ({ anyOf: [object(inner), { type: "null" }] });
+    const array = (inner: unknown) => ({ type: "array", items: inner });
+    const limit = JSON_SCHEMA_LIMITS.maxDepth;
+    for (const [name, wrap] of [
+      ["objects", object],
+      ["nullable objects", nullable],
+      ["arrays", array],
+    ] as const) {
+      const fits = await postJson(`${server.url}/v1/chat/completions`, JSON.parse(withSchema(JSON.stringify(nested(limit, wrap)))));
+      assert.equal(fits.status, 200, `${name}: ${JSON.stringify(fits.json)}`);
+      await expect400(
+        "/v1/chat/completions",
+        withSchema(JSON.stringify(nested(limit + 1, wrap))),
+        "invalid_parameter",
+        schemaParam,
+        new RegExp(`${limit} levels of objects and arrays`),
+      );
+    }
+    // Keywords that describe the same level (allOf here) count only as JSON, against a far larger bound.
+    await expect400(
+      "/v1/chat/completions",
+      withSchema(JSON.stringify(nested(200, (inner) => ({ allOf: [inner] })))),
+      "invalid_parameter",
+      schemaParam,
+      new RegExp(`${JSON_SCHEMA_LIMITS.maxDocumentDepth} levels of JSON`),
+    );
+  });
   it("refuses an enum over the limit, naming it", () => {
     const values = Array.from({ length: JSON_SCHEMA_LIMITS.maxEnumValues + 1 }, (_, i) => `v${i}`);
     return expect400(

@@ -19,6 +19,7 @@ import {
 export interface JsonSchemaLimits {
   maxBytes: number;
   maxDepth: number;
+  maxDocumentDepth: number;
   maxEnumValues: number;
   maxProperties: number;
   maxTotalProperties: number;
@@ -27,8 +28,13 @@ export interface JsonSchemaLimits {
 export const JSON_SCHEMA_LIMITS: Readonly<JsonSchemaLimits> = {
   /** Characters of the schema serialized as JSON. */
   maxBytes: 32 * 1024,
-  /** Nested objects and arrays, the schema object itself being level 1. */
+  /**
+   * Levels of the answer's nested objects and arrays, the schema itself being level 1: each property's or item's
+   * schema is one level down; `anyOf`, `allOf`, `not` and the like describe the same level.
+   */
   maxDepth: 32,
+  /** Levels of the schema as a JSON document (its keywords' own objects and lists count): bounds every walk of it. */
+  maxDocumentDepth: 160,
   /** Values of one `enum`. */
   maxEnumValues: 512,
   /** Entries of one `properties` (or `$defs`, `patternProperties`) object. */
@@ -64,6 +70,45 @@ export function checkToolSchemasTotal(sizes: readonly SchemaSize[], param: strin
 }
 
 const NAMED_SUBSCHEMAS = new Set(["properties", "$defs", "definitions", "patternProperties"]);
+/** Keywords whose subschemas describe a value one level down in the answer: a property's, an item's. */
+const LEVEL_DOWN = new Set([
+  "properties",
+  "patternProperties",
+  "additionalProperties",
+  "unevaluatedProperties",
+  "items",
+  "prefixItems",
+  "additionalItems",
+  "contains",
+  "unevaluatedItems",
+]);
+const TABLES: ReadonlySet<string> = new Set(SCHEMA_TABLES);
+const ONE_SCHEMA: ReadonlySet<string> = new Set(SUBSCHEMAS);
+const LISTS: ReadonlySet<string> = new Set(SCHEMA_LISTS);
+
+/**
+ * One JSON value of the schema on the walk: what it holds (a schema; a table or list of schemas, each at `level`;
+ * or data, such as an `enum`'s values, whose nesting counts only as JSON) and how deep it is as JSON and as answer.
+ */
+interface WalkItem {
+  value: unknown;
+  depth: number;
+  level: number;
+  holds: "schema" | "table" | "list" | "data";
+}
+
+/** The values inside `value`, each with what it holds and its answer level (its JSON depth is the caller's). */
+function childrenOf(value: object, level: number, holds: WalkItem["holds"]): Array<Omit<WalkItem, "depth">> {
+  if (holds === "table" || holds === "list") return Object.values(value).map((child) => ({ value: child, level, holds: "schema" as const }));
+  if (holds === "data" || Array.isArray(value)) return Object.values(value).map((child) => ({ value: child, level, holds: "data" as const }));
+  return Object.entries(value).map(([key, child]) => {
+    const at = LEVEL_DOWN.has(key) ? level + 1 : level;
+    if (TABLES.has(key)) return { value: child, level: at, holds: "table" as const };
+    if (LISTS.has(key) && Array.isArray(child)) return { value: child, level: at, holds: "list" as const };
+    if (ONE_SCHEMA.has(key)) return { value: child, level: at, holds: "schema" as const };
+    return { value: child, level, holds: "data" as const };
+  });
+}
 
 /**
  * Refuses a schema over any limit with a 400 naming it. The walk is iterative
@@ -74,13 +119,13 @@ export function checkJsonSchemaLimits(schema: unknown, param: string, limits: Re
   const refuse = (what: string): never => {
     throw errors.invalidParameter(param, `the schema is too large: ${what}. Simplify the schema.`);
   };
-  const stack: Array<{ value: unknown; depth: number }> = [{ value: schema, depth: 1 }];
+  const stack: WalkItem[] = [{ value: schema, depth: 1, level: 1, holds: "schema" }];
   let totalProperties = 0;
   for (let item = stack.pop(); item !== undefined; item = stack.pop()) {
-    const { value, depth } = item;
+    const { value, depth, level, holds } = item;
     if (typeof value !== "object" || value === null) continue;
-    if (depth > limits.maxDepth) refuse(`it nests more than ${limits.maxDepth} levels of objects and arrays (the limit)`);
-    const children: unknown[] = Array.isArray(value) ? value : Object.values(value);
+    if (depth > limits.maxDocumentDepth) refuse(`it nests more than ${limits.maxDocumentDepth} levels of JSON (the limit)`);
+    if (holds === "schema" && level > limits.maxDepth) refuse(`it nests more than ${limits.maxDepth} levels of objects and arrays (the limit)`);
     if (!Array.isArray(value)) {
       for (const [key, child] of Object.entries(value)) {
         if (key === "enum" && Array.isArray(child) && child.length > limits.maxEnumValues) {
@@ -97,7 +142,7 @@ export function checkJsonSchemaLimits(schema: unknown, param: string, limits: Re
         }
       }
     }
-    for (const child of children) stack.push({ value: child, depth: depth + 1 });
+    for (const child of childrenOf(value, level, holds)) stack.push({ ...child, depth: depth + 1 });
   }
   // Safe to serialize (and to recurse into) now that the depth is bounded.
   const size = JSON.stringify(schema).length;
