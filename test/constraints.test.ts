@@ -205,6 +205,37 @@ describe("output constraints hold at temperature 2.0", () => {
     }
   });
 
+  it("a JSON answer whose closing token comes as max_tokens runs out is whole: finish_reason stop, streamed or not", async () => {
+    // Before, it said "length", which clients take for a cut answer to retry or throw away.
+    const schema = { type: "object", properties: { a: { type: "integer" } }, required: ["a"] };
+    const ask = (maxTokens: number, stream = false) => ({
+      model: "alveare-extract",
+      messages: [{ role: "user", content: "Bob is 42" }],
+      temperature: 2,
+      seed: 3,
+      max_tokens: maxTokens,
+      stream,
+      response_format: { type: "json_schema", json_schema: { name: "answer", schema } },
+    });
+    type Choice = { finish_reason: string; message: { content: string } };
+    const whole = await postJson(`${server.url}/v1/chat/completions`, ask(200));
+    const tokens = (whole.json.usage as { completion_tokens: number }).completion_tokens;
+    const content = (whole.json.choices as Choice[])[0]!.message.content;
+    assert.ok(tokens >= 2, content);
+    const exact = await postJson(`${server.url}/v1/chat/completions`, ask(tokens));
+    assert.deepEqual((exact.json.choices as Choice[])[0], { ...(whole.json.choices as Choice[])[0], finish_reason: "stop" });
+    const streamed = await fetch(`${server.url}/v1/chat/completions`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify(ask(tokens, true)),
+    });
+    assert.match(await streamed.text(), /"finish_reason":"stop"/);
+    // One token fewer is cut: "length", and the text does not parse.
+    const cut = (await postJson(`${server.url}/v1/chat/completions`, ask(tokens - 1))).json.choices as Choice[];
+    assert.equal(cut[0]!.finish_reason, "length");
+    assert.throws(() => JSON.parse(cut[0]!.message.content));
+  });
+
   it("dates and date-times are calendar dates: no 31st in a 30-day month, no 29 February outside a leap year", async () => {
     const names = ["a", "b", "c", "d", "e", "f"];
     const properties = Object.fromEntries(names.map((name, i) => [name, { type: "string", format: i % 3 === 2 ? "date-time" : "date" }]));

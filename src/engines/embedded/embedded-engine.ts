@@ -17,7 +17,17 @@ import {
 import { errors } from "../../errors.js";
 import { StopScanner } from "../stop-scanner.js";
 import { documentedTools, type ToolCall, type ToolCallDelta } from "../tools.js";
-import type { ChatMessage, ChoiceResult, Engine, FinishReason, GenerationRequest, GenerationResult, TextDetail, TokenLogprob } from "../types.js";
+import type {
+  ChatMessage,
+  ChoiceResult,
+  Engine,
+  FinishReason,
+  GenerationRequest,
+  GenerationResult,
+  OutputConstraint,
+  TextDetail,
+  TokenLogprob,
+} from "../types.js";
 import { caughtUpOrAborted } from "../abort-watch.js";
 import type { GrammarCache } from "./grammars.js";
 import { snapshotKey, type PrefixSnapshotStore } from "./prefix-snapshots.js";
@@ -632,6 +642,11 @@ export class EmbeddedEngine implements Engine {
         ...(calls ? { toolCalls: answer.toolCalls } : {}),
       };
     }
+    // A JSON answer whose closing token came as max_tokens ran out is whole, not cut: its grammar allows nothing after
+    // it but whitespace. (A number at the top could still have grown, so it stays "length".)
+    if (finishReason === "length" && grammarEvaluationState !== undefined && isJsonConstraint(request.constraint) && isWholeJson(text)) {
+      finishReason = "stop";
+    }
     return { ...withLogprobs, text, completionTokens, finishReason, aborted };
   }
 
@@ -1076,3 +1091,14 @@ function sharedLength(tokens: readonly Token[], prefix: readonly Token[]): numbe
 }
 
 const startsWith = (tokens: readonly Token[], prefix: readonly Token[]): boolean => sharedLength(tokens, prefix) === prefix.length;
+
+const isJsonConstraint = (constraint: OutputConstraint): boolean => constraint.type === "json_object" || constraint.type === "json_schema";
+
+/** Whether `text` is one whole JSON value that no further character could extend (a number could). */
+function isWholeJson(text: string): boolean {
+  try {
+    return typeof JSON.parse(text) !== "number";
+  } catch {
+    return false;
+  }
+}
