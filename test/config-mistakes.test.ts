@@ -174,6 +174,11 @@ describe("a specialist turned off in the config file", () => {
       "configuration error at specialists.translate: turns off no specialist: there is none named 'translate'",
     );
     assert.equal(loadText(JSON.stringify({ specialists: { classify: { enabled: false } } }), "loaded"), "loaded");
+    // A new one written out and kept off for later is no mistake.
+    assert.equal(
+      loadText(JSON.stringify({ specialists: { tickets: { description: "d", system_prompt: "p", enabled: false } } }), "loaded"),
+      "loaded",
+    );
   });
 });
 

@@ -5,6 +5,11 @@ import type { CreateEmbeddingResponse } from "../src/api/types.js";
 import type { EmbeddedEmbedder } from "../src/engines/embedded/embeddings.js";
 import { embeddingsJson, shapeVector, toBase64 } from "../src/server/routes/embeddings.js";
 import { assertCutAtShutdown, createKey, postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
+import { connect } from "node:net";
+import { once } from "node:events";
+import { AccountService } from "../src/accounts/accounts.js";
+import { createStore } from "../src/store/create-store.js";
+import { CLI_CONTEXT } from "../src/store/audit-log.js";
 
 const norm = (v: readonly number[]): number => Math.sqrt(v.reduce((s, x) => s + x * x, 0));
 
@@ -163,6 +168,45 @@ describe("POST /v1/embeddings through the official openai package", () => {
     assert.equal(tooLong.status, 400, "a key whose plan has the model hears the limit");
     const keyless = await postJson(`${server.url}/v1/embeddings`, { model: "alveare-embed", input: "x", dimensions: 65_536 }, {});
     assert.equal(keyless.status, 401);
+  });
+});
+
+describe("an embeddings request whose key's plan changes while its body uploads", () => {
+  it("is refused for its dimensions without holding the key's place: the next request is served", async () => {
+    const plans = {
+      chat_only: { requests_per_minute: 1000, requests_per_month: 100_000, specialists: ["chat"], max_concurrent_requests: 1 },
+      everything: { requests_per_minute: 1000, requests_per_month: 100_000, specialists: "*", max_concurrent_requests: 1 },
+    };
+    const server = await startTestServer({ plans }, { gated: true });
+    try {
+      const { accountId, key, auth } = await createKey(server, "chat_only");
+      const body = JSON.stringify({ model: "alveare-embed", input: "x", dimensions: 65_536 });
+      const { port, hostname } = new URL(server.url);
+      const socket = connect(Number(port), hostname);
+      await once(socket, "connect");
+      let answer = "";
+      socket.on("data", (chunk: Buffer) => (answer += chunk.toString()));
+      socket.write(
+        `POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${key}\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n`,
+      );
+      // The key is checked with the headers; the plan changes before the body ends, past the gate's recheck age.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const stores = await createStore(server.config);
+      try {
+        await new AccountService(stores, server.config.plans).changePlan(CLI_CONTEXT, accountId, "everything");
+      } finally {
+        await stores.close();
+      }
+      socket.write(body);
+      await once(socket, "close");
+      assert.match(answer, /^HTTP\/1\.1 400 /);
+      assert.match(answer, /must be at most \d+, the length of this model's vectors/);
+      // Before, that admission was never finished: its slot (one at a time) stayed taken for good.
+      const next = await postJson(`${server.url}/v1/embeddings`, { model: "alveare-embed", input: "x" }, auth);
+      assert.equal(next.status, 200, JSON.stringify(next.json));
+    } finally {
+      await server.close();
+    }
   });
 });
 

@@ -135,7 +135,7 @@ function unknownOptionFirst(program: Command, argv: string[]): void {
  */
 function refuseMissingValue(program: Command, argv: string[], path: string): void {
   const { command, next } = commandOf(program, argv);
-  const options = [...command.options, command.createHelp().visibleOptions(command)].flat();
+  const options = command.createHelp().visibleOptions(command);
   const optionOf = (token: string): Option | undefined => options.find((o) => o.long === token.split("=")[0] || o.short === token);
   for (let i = next; i < argv.length && argv[i] !== "--"; i++) {
     const option = optionOf(argv[i]!);

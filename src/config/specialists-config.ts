@@ -136,8 +136,9 @@ export function parseSpecialists(raw: unknown): SpecialistDefinition[] {
   for (const [id, value] of Object.entries(parseConfigPart(specialistsTable, raw, "specialists"))) {
     const path = `specialists.${id}.`;
     if (value.enabled === false) {
-      // A misspelt id ("clasify") would otherwise turn nothing off, silently, and the one meant stay served.
-      if (!byId.delete(id)) {
+      // A misspelt id ("clasify") would otherwise turn nothing off, silently, and the one meant stay served. A new
+      // specialist written out in full and turned off (kept for later, as the example config's) is no mistake.
+      if (!byId.delete(id) && Object.keys(value).every((field) => field === "enabled")) {
         const meant = closest(id, byId.keys(), slipEdits(id));
         fail(`specialists.${id}`, `turns off no specialist: there is none named '${id}'${meant === undefined ? "" : ` (did you mean '${meant}'?)`}`);
       }

@@ -44,6 +44,9 @@ export function limitsOf(plan: Plan): KeyLimits {
 /** A key's id (as lists show it) sent in its place. */
 const KEY_ID_HINT = "That is a key's id (key_…), not the key: the key itself is shown once, when it is created.";
 
+/** How long closing waits for admitted requests to finish (their ledger rows and limiter ends): a stalled store's timeout. */
+const FINISH_WAIT_MS = 5_000;
+
 /**
  * The full gate: Bearer keys looked up by hash, the account's plan, the
  * per-key limits (requests and tokens per window, requests at once), the
@@ -51,14 +54,12 @@ const KEY_ID_HINT = "That is a key's id (key_…), not the key: the key itself i
  * request. Each check runs before anything is counted, so a refusal costs
  * the caller nothing.
  */
-/** How long closing waits for admitted requests to finish (their ledger rows and limiter ends): a stalled store's timeout. */
-const FINISH_WAIT_MS = 5_000;
-
 export class AccountGate implements Gate {
   private readonly touched = new Map<string, number>();
   /** Admissions not finished yet: close() waits for them, so their ends reach the ledger and Redis before those close. */
   private unfinished = 0;
   private allFinished: (() => void) | undefined;
+  private closing: Promise<void> | undefined;
   private readonly parts: GateParts;
 
   constructor(
@@ -263,10 +264,15 @@ export class AccountGate implements Gate {
    */
   async close(): Promise<void> {
     if (this.unfinished === 0) return;
-    await new Promise<void>((resolve) => {
-      this.allFinished = resolve;
-      setTimeout(resolve, FINISH_WAIT_MS).unref();
+    // The timer keeps the process up while it waits: nothing else may (a SQLite node has no socket left open).
+    this.closing ??= new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, FINISH_WAIT_MS);
+      this.allFinished = () => {
+        clearTimeout(timer);
+        resolve();
+      };
     });
+    await this.closing;
   }
 }
 

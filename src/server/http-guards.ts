@@ -5,6 +5,7 @@ import type { HttpLimits } from "../config/config.js";
 import { errors, type ApiError } from "../errors.js";
 import { requestId } from "../ids.js";
 import { UNMATCHED_ROUTE } from "../observability/prometheus.js";
+import { IGNORED_FIELDS_HEADER } from "./ignored-fields.js";
 import type { Telemetry } from "../observability/telemetry.js";
 
 /**
@@ -258,7 +259,7 @@ const EXPOSED_HEADERS = [
   "x-ratelimit-remaining-tokens",
   "x-ratelimit-reset-tokens",
   // The request's fields the route does not read: a typo said to a browser's developer too.
-  "alveare-ignored-fields",
+  IGNORED_FIELDS_HEADER,
 ].join(", ");
 
 /**

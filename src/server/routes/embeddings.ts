@@ -149,7 +149,12 @@ export async function embeddingsRoute(app: FastifyInstance, options: AppOptions)
     const dimensions = body.dimensions ?? undefined;
     if (dimensions !== undefined && dimensions > embedder.dimensions) {
       // A key that may not use this model hears that (401/403, counting nothing), not the length of its vectors.
-      if (!options.gate.allows(request.caller, specialist.id)) await admitRequest(options.gate, request, reply, specialist.id, "embeddings");
+      if (!options.gate.allows(request.caller, specialist.id)) {
+        // Admitted after all where the key's plan changed since it was checked (a slow upload): finished as the 400
+        // it gets, which counts nothing; left open, its place (a slot, a token reservation) was held for good.
+        const admission = await admitRequest(options.gate, request, reply, specialist.id, "embeddings");
+        await admission.finish({ status: 400, promptTokens: 0, completionTokens: 0, latencyMs: 0 });
+      }
       throw errors.invalidParameter("dimensions", `must be at most ${embedder.dimensions}, the length of this model's vectors.`);
     }
     const inputs = typeof body.input === "string" ? [body.input] : body.input;
