@@ -10,8 +10,10 @@
  * per request). The load generator shares the machine with the servers, so its
  * CPU per request is reported too, and so is the server's main thread alone
  * (a Node server is bound by its event loop, not by its total CPU).
+ * The "floor" side (asked for with --only) is bench/bare-proxy.ts: node:http and undici with JSON in and out and
+ * nothing else, the least a Node gateway pays per request on this machine, to judge the CPU per request against.
  * Usage: node dist/bench/gateway-vs-portkey.js [--seconds N] [--connections N] [--pipelining N] [--rounds N]
- *   [--only alveare,portkey,...] [--profile DIR] [--baseline PATH-OF-ANOTHER-BUILT-CHECKOUT] [--loader autocannon|wrk] [--pin]
+ *   [--only alveare,portkey,upstream,floor,...] [--profile DIR] [--baseline PATH-OF-ANOTHER-BUILT-CHECKOUT] [--loader autocannon|wrk] [--pin]
  * --pin puts every server under test on the last CPU, and the bench, its load generator and the upstream on the
  * others (Linux `taskset`): each server then has a core of its own, as with a load generator on another machine.
  */
@@ -48,7 +50,7 @@ const connections = Number(values.connections);
 const pipelining = Number(values.pipelining);
 const here = new URL(".", import.meta.url).pathname;
 
-type Side = "alveare" | "baseline" | "portkey" | "upstream";
+type Side = "alveare" | "baseline" | "portkey" | "upstream" | "floor";
 interface Result {
   rps: number;
   p50: number;
@@ -74,6 +76,7 @@ const key = benchKey(dataDir);
 const messages = [{ role: "user", content: "I love it" }];
 
 const baselinePort = 22500 + Math.floor(Math.random() * 500);
+const floorPort = 23000 + Math.floor(Math.random() * 500);
 const baselineDir = mkdtempSync(join(tmpdir(), "alveare-gateway-bench-"));
 const baselineKey = values.baseline === undefined ? "" : benchKey(baselineDir);
 const targets: Record<Side, { url: string; headers: Record<string, string>; body: string }> = {
@@ -96,6 +99,11 @@ const targets: Record<Side, { url: string; headers: Record<string, string>; body
       "x-portkey-custom-host": upstreamBase,
     },
     body: JSON.stringify({ model: "instant", messages }),
+  },
+  floor: {
+    url: `http://127.0.0.1:${floorPort}/v1/chat/completions`,
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ model: "alveare-classify", messages }),
   },
   upstream: {
     url: `${upstreamBase}/chat/completions`,
@@ -130,8 +138,15 @@ const baseline =
         { ...process.env, ALVEARE_METRICS_PORT: "0" },
         /ready/,
       );
-if (values.pin) for (const server of [ours, portkey, baseline]) if (server !== undefined) pin(server.pid!, String(lastCpu));
-const pids: Record<Side, number> = { alveare: ours.pid!, baseline: baseline?.pid ?? 0, portkey: portkey.pid!, upstream: upstream.pid! };
+const floor = await startProcess([join(here, "bare-proxy.js"), String(floorPort), String(upstreamPort)], process.env, /ready/);
+if (values.pin) for (const server of [ours, portkey, baseline, floor]) if (server !== undefined) pin(server.pid!, String(lastCpu));
+const pids: Record<Side, number> = {
+  alveare: ours.pid!,
+  baseline: baseline?.pid ?? 0,
+  portkey: portkey.pid!,
+  upstream: upstream.pid!,
+  floor: floor.pid!,
+};
 
 /** What one measured run gives, whichever load generator made it. */
 interface LoaderRun extends LoadResult {
@@ -206,7 +221,7 @@ try {
     }
   }
 } finally {
-  for (const child of [ours, baseline, portkey, upstream]) child?.kill("SIGTERM");
+  for (const child of [ours, baseline, portkey, upstream, floor]) child?.kill("SIGTERM");
   await new Promise((r) => setTimeout(r, 1500));
 }
 
@@ -227,6 +242,7 @@ const names: Record<Side, string> = {
   baseline: `Alveare baseline (${values.baseline ?? ""})`,
   portkey: "Portkey gateway",
   upstream: "upstream direct",
+  floor: "bare Node proxy (floor)",
 };
 for (const side of sides) {
   const rs = results.get(side)!;
@@ -246,6 +262,10 @@ if (sides.includes("baseline") && sides.includes("alveare")) {
   );
   process.stdout.write(`Alveare / baseline CPU per request, median of per-round ratios: ${median(perRound).toFixed(3)}x\n`);
   process.stdout.write(`Alveare / baseline main-thread CPU per request, median of per-round ratios: ${median(perRoundMain).toFixed(3)}x\n`);
+}
+if (sides.includes("floor") && sides.includes("alveare")) {
+  const perRound = results.get("alveare")!.map((r, i) => r.cpuUsPerRequest / results.get("floor")![i]!.cpuUsPerRequest);
+  process.stdout.write(`\nAlveare / bare Node proxy CPU per request, median of per-round ratios: ${median(perRound).toFixed(3)}x\n`);
 }
 if (!sides.includes("portkey") || !sides.includes("upstream")) process.exit(0);
 process.stdout.write(`\nAlveare / Portkey: ${ratio("alveare", "portkey", (r) => r.rps)}x throughput, `);
