@@ -702,7 +702,7 @@ describe("account administration from the CLI", () => {
     // The table shows which keys go with a member before the operator removes them.
     const table = cli(["keys", "list", "--account", accountId]).stdout;
     assert.match(table, new RegExp(`^${dev.keyId}\\s+laptop\\s+live\\s+\\S+\\s+\\S+ \\S+\\s+${dev.memberId}\\s`, "m"));
-    assert.match(table, new RegExp(`^${accountKey}\\s+-\\s+live\\s+\\S+\\s+\\S+ \\S+\\s+-\\s`, "m"), "an operator's key is the account's own");
+    assert.match(table, new RegExp(`^${accountKey}\\s+-\\s+live\\s+\\S+\\s+\\S+ \\S+\\s+account\\s`, "m"), "an operator's key is the account's own");
     const removed = run(["members", "remove", "--account", accountId, "--member", dev.memberId]);
     assert.deepEqual(removed.revoked_keys, [dev.keyId]);
     assert.deepEqual(keys(), { [accountKey]: false, [dev.keyId]: true, [ops.keyId]: false }, "only the key dev made is revoked");

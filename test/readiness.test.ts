@@ -7,7 +7,7 @@ import { describe, it } from "node:test";
 import { Agent, fetch as fetchWith } from "undici";
 import { assertCutAtShutdown, cliKey, createKey, postJson, spawnServe, startTestServer, tempDir, tinyModel } from "./helpers/fixtures.js";
 import { FakeUpstream } from "./helpers/fake-upstream.js";
-import { HeldUpstream } from "./helpers/held-upstream.js";
+import { HeldUpstream, readStreamCutBy } from "./helpers/held-upstream.js";
 
 interface Readiness {
   status: number;
@@ -281,19 +281,7 @@ describe("/ready", () => {
     try {
       const response = await startStream(server.url);
       // The first piece has reached the client: the stream has started when the deadline cuts it.
-      const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
-      let text = "";
-      while (!text.includes("held ")) {
-        const { value, done } = await reader.read();
-        assert.ok(!done, `the stream ended early: ${text}`);
-        text += value;
-      }
-      await server.close(50);
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        text += value;
-      }
+      const text = await readStreamCutBy(response, () => server.close(50));
       const events = text.split("\n\n").filter((e) => e.startsWith("data: "));
       assert.ok(!events.includes("data: [DONE]"), "a cut stream does not end as a success");
       const last = JSON.parse(events.at(-1)!.slice("data: ".length)) as { error?: Record<string, unknown> };

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { HeldUpstream } from "./helpers/held-upstream.js";
+import { HeldUpstream, readStreamCutBy } from "./helpers/held-upstream.js";
 import { createKey, postJson, startTestServer, type TestServer } from "./helpers/fixtures.js";
 import { dropDatabase, freshDatabase } from "./helpers/postgres.js";
 import { deletePrefix, SHARED_REDIS_URL, testPrefix } from "./helpers/redis.js";
@@ -46,19 +46,7 @@ describe("a request cut at a node's shutdown, in the shared mode", () => {
       body: JSON.stringify({ ...ask, stream: true }),
     });
     assert.equal(response.status, 200);
-    const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
-    let text = "";
-    while (!text.includes("held ")) {
-      const { value, done } = await reader.read();
-      assert.ok(!done, `the stream ended early: ${text}`);
-      text += value;
-    }
-    await leaving.close(50);
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) break;
-      text += value;
-    }
+    const text = await readStreamCutBy(response, () => leaving.close(50));
     assert.match(text, /"code":"overloaded"/, "the deadline cut the stream");
     assert.equal(leaving.logs.requests().at(-1)?.shutdown_cut, true);
     assert.ok(!leaving.logs.records().some((r) => r.ends_owed !== undefined), "no end was left owed");

@@ -73,6 +73,26 @@ export class HeldUpstream {
   }
 }
 
+/**
+ * Reads a stream of a HeldUpstream's specialist until its held first piece has arrived, runs `cut` (a shutdown whose
+ * deadline cuts the stream), and returns everything the stream said by its end.
+ */
+export async function readStreamCutBy(response: Response, cut: () => Promise<void>): Promise<string> {
+  const reader = response.body!.pipeThrough(new TextDecoderStream()).getReader();
+  let text = "";
+  while (!text.includes("held ")) {
+    const { value, done } = await reader.read();
+    if (done) throw new Error(`the stream ended early: ${text}`);
+    text += value;
+  }
+  await cut();
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return text;
+    text += value;
+  }
+}
+
 /** A port that was free a moment ago. */
 export async function freePort(): Promise<number> {
   const probe = createServer();
